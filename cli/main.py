@@ -1,0 +1,236 @@
+"""The `pocket` command: parses arguments and calls storage/. Nothing else lives here.
+
+click gives us nested commands (`pocket index rebuild`), typed options and help text
+for free, which is why it is used instead of argparse.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import click
+
+from storage import config as config_mod
+from storage.config import ConfigError
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def load_config(data: str | None, config: str | None) -> config_mod.Config:
+    """The same `--data DIR` / `--config FILE` for every command."""
+    try:
+        if config:
+            return config_mod.load(config)
+        path = os.path.join(data or "./pocket-data", "pocket.toml")
+        if not os.path.exists(path):
+            raise ConfigError(f"no cluster at {data or './pocket-data'}: {path} is missing "
+                              "(start one with `pocket up --data DIR`, or pass --config FILE)")
+        return config_mod.load(path)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _run_until_signalled(main) -> None:
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main())
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+cluster_options = [
+    click.option("--data", "data", type=click.Path(file_okay=False), default=None,
+                 help="Data folder of a `pocket up` cluster (default ./pocket-data)."),
+    click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+                 help="pocket.toml describing the cluster."),
+]
+
+
+def with_cluster(fn):
+    for opt in reversed(cluster_options):
+        fn = opt(fn)
+    return fn
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """Pocket: an erasure-coded, S3-compatible object store."""
+    _setup_logging(verbose)
+
+
+@main.command()
+@click.option("--data", default="./pocket-data", type=click.Path(file_okay=False), show_default=True,
+              help="Folder for disks, index and generated config.")
+@click.option("--port", default=None, type=int, help="S3 port (default 9000, or what pocket.toml says).")
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--nodes", default=0, type=int, help="Run N separate node processes instead of in-process disks.")
+@click.option("--disks", default=6, type=int, show_default=True, help="Disks to create on first start.")
+def up(data: str, port: int | None, host: str | None, nodes: int, disks: int) -> None:
+    """Start a complete one-machine cluster and print its endpoint and keys."""
+    path = config_mod.embedded(data, port or 9000, nodes=nodes, disks=disks)
+    cfg = load_config(None, path)
+    if port or host:
+        h, p = cfg.listen
+        cfg.gateway.listen = f"{host or h}:{port or p}"
+    children = []
+    for node in cfg.nodes:
+        if node.url:
+            children.append(subprocess.Popen([sys.executable, "-m", "cli", "node", "--config", path, "--id", node.id]))
+    try:
+        _run_until_signalled(lambda: _serve_gateway(cfg, banner=True, children=children))
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+async def _serve_gateway(cfg, banner: bool = False, children=()) -> None:
+    from storage.gateway import Gateway, serve
+    if children:
+        await _wait_for_nodes(cfg, children)
+    gw = Gateway(cfg)
+    await gw.start()
+    host, port = cfg.listen
+    runner = await serve(gw.app(), host, port)
+    cred = cfg.credentials[0]
+    if banner:
+        endpoint = f"http://{host}:{port}"
+        click.echo(
+            f"Pocket is up.\n"
+            f"  S3 endpoint : {endpoint}\n"
+            f"  Access key  : {cred.access_key}\n"
+            f"  Secret key  : {cred.secret_key}\n"
+            f"  Region      : {cfg.gateway.region}\n"
+            f"  Data        : {os.path.abspath(cfg.data)} ({len(gw.cluster.disks)} disks, "
+            f"policy {cfg.policies[cfg.storage.default_policy]}, {len(children) or 'no'} node processes)\n"
+            f"Try: AWS_ACCESS_KEY_ID={cred.access_key} AWS_SECRET_ACCESS_KEY={cred.secret_key} "
+            f"aws --endpoint-url {endpoint} s3 mb s3://my-bucket\n"
+            f"Ctrl-C stops it.", err=False)
+        sys.stdout.flush()
+    else:
+        logging.getLogger("pocket").info("gateway listening on %s:%d", host, port)
+    try:
+        await _wait_for_signal()
+    finally:
+        await runner.cleanup()
+        await gw.stop()
+
+
+async def _wait_for_nodes(cfg, children, timeout: float = 30.0) -> None:
+    import aiohttp
+    from storage.node import auth
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as s:
+        for node in cfg.nodes:
+            if not node.url:
+                continue
+            while True:
+                try:
+                    async with s.get(node.url + "/v1/health",
+                                     headers=auth.sign(cfg.cluster_secret, "GET", "/v1/health")) as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                if any(c.poll() is not None for c in children):
+                    raise click.ClickException(f"node process for {node.id} exited; see its log above")
+                if time.monotonic() > deadline:
+                    raise click.ClickException(f"node {node.id} at {node.url} did not start within {timeout:.0f}s")
+                await asyncio.sleep(0.1)
+
+
+@main.command()
+@with_cluster
+def gateway(data, config) -> None:
+    """Run the S3 gateway of a multi-process cluster."""
+    cfg = load_config(data, config)
+    _run_until_signalled(lambda: _serve_gateway(cfg))
+
+
+@main.command()
+@with_cluster
+@click.option("--id", "node_id", required=True, help="Which [[nodes]] entry of the config this process is.")
+def node(data, config, node_id: str) -> None:
+    """Run a disk node: serve this node's disks over the internal API."""
+    cfg = load_config(data, config)
+    try:
+        ncfg = cfg.node(node_id)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    if not ncfg.url:
+        raise click.ClickException(f"node {node_id} has no url in the config, so it has nothing to listen on")
+
+    async def run():
+        from storage.gateway import io_executor, serve
+        from storage.node.server import build_app
+        from storage.node.store import DiskStore
+        asyncio.get_running_loop().set_default_executor(io_executor())
+        stores = {d.id: DiskStore(d.id, d.path).open() for d in ncfg.disks}
+        host, port = ncfg.listen
+        runner = await serve(build_app(node_id, stores, cfg.cluster_secret), host, port)
+        logging.getLogger("pocket.node").info("node %s serving %d disks on %s:%d", node_id, len(stores), host, port)
+        try:
+            await _wait_for_signal()
+        finally:
+            await runner.cleanup()
+    _run_until_signalled(run)
+
+
+@main.group()
+def index() -> None:
+    """Maintain the metadata index."""
+
+
+@index.command("rebuild")
+@with_cluster
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def index_rebuild(data, config, as_json: bool) -> None:
+    """Recreate the index from the disks alone. Stop the gateway first."""
+    cfg = load_config(data, config)
+
+    async def run():
+        import aiohttp
+        from storage.gateway import open_disks
+        from storage.index.rebuild import rebuild
+        from storage.placement.volumes import build_volumes
+        from storage.codec import parse_policy
+        async with aiohttp.ClientSession() as session:
+            disks, infos = open_disks(cfg, session)
+            widths = {sum(parse_policy(s)) for s in cfg.policies.values()}
+            volumes = [v for w in sorted(widths) for v in build_volumes(infos, w)]
+            return await rebuild(disks, cfg.index_path, volumes)
+    report = asyncio.run(run())
+    if as_json:
+        click.echo(json.dumps(report.__dict__, indent=2))
+    else:
+        click.echo(f"Rebuilt {cfg.index_path} from {report.disks_scanned} disks in {report.seconds:.1f}s: "
+                   f"{report.buckets} buckets, {report.objects} objects "
+                   f"({report.archives} archives; {report.tombstoned} deleted, {report.superseded} superseded "
+                   f"versions skipped; {report.unreadable} unrecoverable).")
+        if report.disks_unreachable:
+            click.echo(f"WARNING: disks {report.disks_unreachable} could not be read; run again once they are back.")
+    if report.disks_unreachable or report.unreadable:
+        sys.exit(1)

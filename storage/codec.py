@@ -1,0 +1,63 @@
+"""The erasure coder behind a two-function interface (Tahoe-LAFS's codec.py model).
+
+The rest of Pocket never touches zfec: it asks for the `n` blocks of a segment and gets
+a segment back from any `k` of them. Replication is the degenerate code `k = 1`, so
+small objects stored as `m + 1` copies use the same archive format and read path.
+"""
+from __future__ import annotations
+
+import zfec
+
+
+class Codec:
+    def __init__(self, k: int, m: int):
+        if k < 1 or m < 0 or k + m > 256:
+            raise ValueError(f"invalid erasure code {k}+{m}: need k >= 1, m >= 0, k + m <= 256")
+        self.k, self.m, self.n = k, m, k + m
+        self._parity_nums = tuple(range(k, k + m))
+        self._encoder = zfec.Encoder(k, self.n) if k > 1 and m else None
+        self._decoder = zfec.Decoder(k, self.n) if k > 1 and m else None
+
+    def block_size(self, length: int) -> int:
+        """Bytes per fragment block for a segment of `length` bytes (blocks are padded)."""
+        return -(-length // self.k)
+
+    def encode(self, segment: bytes) -> list[bytes]:
+        """Split `segment` into `k` data blocks and add `m` parity blocks.
+
+        Data blocks are plain slices of the segment, so a reader holding all of them
+        never needs to decode."""
+        if self.k == 1:
+            return [bytes(segment)] * self.n
+        size = self.block_size(len(segment))
+        padded = bytes(segment) + b"\0" * (size * self.k - len(segment))
+        data = tuple(padded[i * size:(i + 1) * size] for i in range(self.k))
+        if not self.m:
+            return list(data)
+        return list(data) + self._encoder.encode(data, self._parity_nums)
+
+    def decode(self, blocks: dict[int, bytes], length: int) -> bytes:
+        """Rebuild a segment of `length` bytes from any `k` blocks, keyed by block number."""
+        if len(blocks) < self.k:
+            raise ValueError(f"need {self.k} blocks to decode, have {len(blocks)}")
+        if self.k == 1:
+            return bytes(next(iter(blocks.values())))[:length]
+        if all(i in blocks for i in range(self.k)):
+            return b"".join(blocks[i] for i in range(self.k))[:length]
+        nums = tuple(sorted(blocks)[:self.k])
+        data = self._decoder.decode(tuple(blocks[i] for i in nums), nums)
+        return b"".join(data)[:length]
+
+
+def parse_policy(spec: str) -> tuple[int, int]:
+    """`ec:4+2` -> (4, 2); `replica:3` -> (1, 2)."""
+    kind, _, shape = spec.partition(":")
+    try:
+        if kind == "ec":
+            k, m = shape.split("+")
+            return int(k), int(m)
+        if kind == "replica":
+            return 1, int(shape) - 1
+    except ValueError:
+        pass
+    raise ValueError(f"bad storage policy {spec!r}: expected 'ec:K+M' (e.g. ec:4+2) or 'replica:R'")

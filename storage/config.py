@@ -1,0 +1,216 @@
+"""Configuration: one TOML file, every scalar setting overridable from the environment.
+
+`pocket up` needs no file at all: `embedded()` builds the same typed tree from a data
+folder and writes it to `<data>/pocket.toml`, so one-shot commands given `--data DIR`
+find the cluster the same way as those given `--config FILE`. Mistakes are reported at
+start-up naming the bad key, not discovered on the first request.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field, fields
+
+from .codec import parse_policy
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class Credential:
+    access_key: str
+    secret_key: str
+
+
+@dataclass
+class DiskConfig:
+    id: str
+    path: str
+
+
+@dataclass
+class NodeConfig:
+    id: str
+    zone: str = "zone-1"
+    url: str = ""            # empty: the disks are opened in the gateway's own process
+    disks: list[DiskConfig] = field(default_factory=list)
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        hostport = self.url.split("://", 1)[-1].rstrip("/")
+        host, _, port = hostport.rpartition(":")
+        return host or "127.0.0.1", int(port)
+
+
+@dataclass
+class GatewayConfig:
+    listen: str = "127.0.0.1:9000"
+    index: str = ""          # default: <data>/index
+    region: str = "us-east-1"
+    heartbeat: float = 2.0
+
+
+@dataclass
+class StorageConfig:
+    default_policy: str = "ec"
+    small_policy: str = "replica"
+    small_threshold: int = 128 << 10
+    segment_size: int = 1 << 20
+    write_quorum: int = 0    # 0: k + 1
+    node_timeout: float = 10.0
+
+
+@dataclass
+class Config:
+    data: str = "./pocket-data"
+    cluster_secret: str = ""
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    policies: dict[str, str] = field(default_factory=lambda: {"ec": "ec:4+2", "replica": "replica:3"})
+    credentials: list[Credential] = field(default_factory=list)
+    nodes: list[NodeConfig] = field(default_factory=list)
+
+    @property
+    def index_path(self) -> str:
+        return self.gateway.index or os.path.join(self.data, "index")
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        host, _, port = self.gateway.listen.rpartition(":")
+        return host or "127.0.0.1", int(port)
+
+    def node(self, node_id: str) -> NodeConfig:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise ConfigError(f"no node {node_id!r} in the config; nodes are {[n.id for n in self.nodes]}")
+
+    def validate(self) -> "Config":
+        if not self.cluster_secret:
+            raise ConfigError("cluster_secret is empty: set it in the config or POCKET_CLUSTER_SECRET")
+        for name, spec in self.policies.items():
+            try:
+                parse_policy(spec)
+            except ValueError as e:
+                raise ConfigError(f"policies.{name}: {e}") from None
+        for key in ("default_policy", "small_policy"):
+            name = getattr(self.storage, key)
+            if name and name not in self.policies:
+                raise ConfigError(f"storage.{key} = {name!r} is not one of the policies {sorted(self.policies)}")
+        widest = max(sum(parse_policy(s)) for s in self.policies.values())
+        disks = [d.id for n in self.nodes for d in n.disks]
+        if len(disks) < widest:
+            raise ConfigError(f"the policies need {widest} disks but the config lists {len(disks)}")
+        if len(set(disks)) != len(disks):
+            raise ConfigError("disk ids must be unique across all nodes")
+        if not self.credentials:
+            raise ConfigError("no credentials: add [[credentials]] access_key/secret_key, "
+                              "or set POCKET_ACCESS_KEY and POCKET_SECRET_KEY")
+        if self.storage.segment_size < 4096:
+            raise ConfigError("storage.segment_size must be at least 4096 bytes")
+        return self
+
+
+def load(path: str) -> Config:
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    cfg = from_dict(raw, base=os.path.dirname(os.path.abspath(path)))
+    return apply_env(cfg).validate()
+
+
+def from_dict(raw: dict, base: str = ".") -> Config:
+    raw = dict(raw)
+    try:
+        cfg = Config(
+            data=os.path.join(base, raw.pop("data", "pocket-data")),
+            cluster_secret=raw.pop("cluster_secret", ""),
+            gateway=_section(GatewayConfig, raw.pop("gateway", {}), "gateway"),
+            storage=_section(StorageConfig, raw.pop("storage", {}), "storage"),
+            policies=raw.pop("policies", None) or Config().policies,
+            credentials=[Credential(**c) for c in raw.pop("credentials", [])],
+            nodes=[NodeConfig(id=n["id"], zone=n.get("zone", "zone-1"), url=n.get("url", ""),
+                              disks=[DiskConfig(d["id"], os.path.join(base, d["path"])) for d in n.get("disks", [])])
+                   for n in raw.pop("nodes", [])],
+        )
+    except (TypeError, KeyError) as e:
+        raise ConfigError(f"bad credentials or nodes entry: {e}") from None
+    if raw:
+        raise ConfigError(f"unknown top-level config keys: {sorted(raw)}")
+    return cfg
+
+
+def _section(cls, raw: dict, name: str):
+    known = {f.name: f for f in fields(cls)}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"unknown setting {name}.{key}; known: {sorted(known)}")
+    out = cls()
+    for key, value in raw.items():
+        setattr(out, key, _coerce(known[key].type, value, f"{name}.{key}"))
+    return out
+
+
+def _coerce(kind, value, where: str):
+    kind = kind if isinstance(kind, str) else kind.__name__
+    try:
+        return {"int": int, "float": float, "str": str}[kind](value)
+    except (ValueError, KeyError):
+        raise ConfigError(f"{where} = {value!r} is not a valid {kind}") from None
+
+
+def apply_env(cfg: Config, env=os.environ) -> Config:
+    """POCKET_<SECTION>_<KEY> overrides gateway and storage settings; a few top-level too."""
+    for section in ("gateway", "storage"):
+        obj = getattr(cfg, section)
+        for f in fields(obj):
+            value = env.get(f"POCKET_{section}_{f.name}".upper())
+            if value is not None:
+                setattr(obj, f.name, _coerce(f.type, value, f"POCKET_{section}_{f.name}".upper()))
+    cfg.cluster_secret = env.get("POCKET_CLUSTER_SECRET", cfg.cluster_secret)
+    if env.get("POCKET_ACCESS_KEY") and env.get("POCKET_SECRET_KEY"):
+        cfg.credentials = [Credential(env["POCKET_ACCESS_KEY"], env["POCKET_SECRET_KEY"])] + [
+            c for c in cfg.credentials if c.access_key != env["POCKET_ACCESS_KEY"]]
+    return cfg
+
+
+def embedded(data: str, port: int, nodes: int = 0, disks: int = 6) -> str:
+    """Write `<data>/pocket.toml` for a one-machine cluster unless it exists; returns its path.
+
+    Credentials and the cluster secret are generated once here and kept in the file
+    (mode 0600), so a restart on the same folder finds the same keys and every object."""
+    path = os.path.join(data, "pocket.toml")
+    if os.path.exists(path):
+        return path
+    os.makedirs(data, exist_ok=True)
+    lines = [
+        'data = "."',
+        f'cluster_secret = "{secrets.token_hex(32)}"',
+        "",
+        "[gateway]",
+        f'listen = "127.0.0.1:{port}"',
+        "",
+        "[[credentials]]",
+        f'access_key = "PK{secrets.token_hex(9).upper()}"',
+        f'secret_key = "{secrets.token_urlsafe(30)}"',
+    ]
+    groups = max(nodes, 1)
+    per_node = -(-disks // groups)
+    for n in range(groups):
+        lines += ["", "[[nodes]]", f'id = "node{n + 1}"', f'zone = "zone-1"']
+        if nodes:
+            lines.append(f'url = "http://127.0.0.1:{port + 1 + n}"')
+        entries = ", ".join(f'{{ id = "d{n * per_node + i + 1}", path = "disks/d{n * per_node + i + 1}" }}'
+                            for i in range(per_node))
+        lines.append(f"disks = [{entries}]")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("# Generated by `pocket up`; edit freely. Keys here are secret.\n" + "\n".join(lines) + "\n")
+    return path

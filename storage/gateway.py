@@ -1,0 +1,115 @@
+"""The gateway process: wires config, disks, index, object service and the S3 app.
+
+Disks are opened in-process (`DiskStore`) for nodes without a URL — the embedded
+`pocket up` default — and reached over HTTP (`RemoteDisk`) otherwise; nothing above
+this module knows the difference.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import aiohttp
+from aiohttp import web
+
+from .cluster import Cluster
+from .codec import parse_policy
+from .config import Config
+from .index.batcher import IndexWriter
+from .index.lmdb_index import Index
+from .metrics import Metrics
+from .node.client import RemoteDisk
+from .node.store import DiskStore
+from .objects.buckets import BucketService
+from .objects.service import ObjectService, Policy
+from .placement.volumes import DiskInfo
+from .s3.app import build_app
+
+log = logging.getLogger("pocket.gateway")
+
+
+def open_disks(cfg: Config, session: aiohttp.ClientSession | None) -> tuple[dict, list[DiskInfo]]:
+    disks, infos = {}, []
+    for node in cfg.nodes:
+        for d in node.disks:
+            if node.url:
+                disks[d.id] = RemoteDisk(d.id, node.url, cfg.cluster_secret, session, cfg.storage.node_timeout)
+            else:
+                disks[d.id] = DiskStore(d.id, d.path).open()
+            infos.append(DiskInfo(d.id, node.id, node.zone))
+    return disks, infos
+
+
+def io_executor() -> ThreadPoolExecutor:
+    """Blocking file work (writes, fsync, preads) and hashing run here, off the event loop.
+
+    The default executor has cpu+4 threads; fsyncs of many concurrent uploads would
+    queue behind each other there."""
+    return ThreadPoolExecutor(max_workers=64, thread_name_prefix="pocket-io")
+
+
+class Gateway:
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.region = cfg.gateway.region
+        self.metrics = Metrics()
+        self._secrets = {c.access_key: c.secret_key for c in cfg.credentials}
+        self.session: aiohttp.ClientSession | None = None
+
+    def secret_for(self, access_key: str) -> str | None:
+        return self._secrets.get(access_key)
+
+    async def start(self) -> None:
+        asyncio.get_running_loop().set_default_executor(io_executor())
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=False))
+        disks, infos = open_disks(self.cfg, self.session)
+        self.index = Index(self.cfg.index_path)
+        self.writer = IndexWriter(self.index)
+        self.cluster = Cluster(disks, infos, self.cfg.gateway.heartbeat)
+        policies = {name: Policy.parse(name, spec, self.cfg.storage.write_quorum or None)
+                    for name, spec in self.cfg.policies.items()}
+        self.cluster.load_volumes(self.index, {sum(parse_policy(s)) for s in self.cfg.policies.values()})
+        st = self.cfg.storage
+        self.objects = ObjectService(self.cluster, self.index, self.writer, policies, st.default_policy,
+                                     st.small_policy or None, st.small_threshold, st.segment_size,
+                                     st.node_timeout)
+        self.buckets = BucketService(self.index, self.writer, self.objects)
+        await self.cluster.check_once()
+        self.cluster.start()
+
+    async def stop(self) -> None:
+        await self.cluster.stop()
+        await self.writer.aclose()
+        if self.session:
+            await self.session.close()
+        self.index.close()
+
+    def app(self) -> web.Application:
+        return build_app(self)
+
+    def report_damage(self, damage) -> None:
+        """Reads that had to decode around a bad fragment end up here (repair comes later)."""
+        self.metrics.damage.inc(len(damage))
+
+    def readiness(self) -> dict:
+        down = self.cluster.down_disks()
+        widest = max(v["width"] for v in self.cluster.volumes.values())
+        need = max(p.quorum for p in self.objects.policies.values())
+        up = len(self.cluster.disks) - len(down)
+        return {"ready": up >= need, "disks_up": up, "disks_down": sorted(down), "disks_needed": need,
+                "volume_width": widest}
+
+    def refresh_metrics(self) -> None:
+        for disk_id in self.cluster.disks:
+            self.metrics.disk_up.labels(disk_id).set(1 if self.cluster.is_up(disk_id) else 0)
+            usage = self.cluster.usage.get(disk_id)
+            if usage:
+                self.metrics.disk_free.labels(disk_id).set(usage["free"])
+
+
+async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, reuse_address=True, backlog=1024).start()
+    return runner

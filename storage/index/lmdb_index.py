@@ -1,0 +1,240 @@
+"""LMDB metadata index: the only module in Pocket that touches LMDB.
+
+One LMDB environment per gateway holds buckets, objects, volumes and misc
+meta.  The interface is deliberately narrow (get / put / delete / range scan /
+small transactions) so a PostgreSQL backend can implement it later.
+
+Design notes (why things are the way they are):
+
+* All logic lives in ``IndexTxn`` (ops.py, the "ops" object).  ``Index`` methods are
+  thin wrappers that open a read txn or run a one-op write txn, and
+  ``Index.write(fn)`` hands the same ops object to ``fn`` so callers can
+  combine several operations atomically (e.g. put object + bump counters).
+* The map grows on demand: on ``MapFullError`` the txn is aborted, the map
+  size doubled and ``fn`` re-run.  Consequently ``fn`` may run more than once
+  and must not have side effects outside the txn.  ``set_mapsize`` is only
+  safe with no txn open in this process, so every txn holds a shared "gate"
+  and growth takes it exclusively.  Readers never hold a txn across a yield
+  back to the caller (``Index.iter_objects`` reads in chunks) so growth can't
+  starve or deadlock.
+* Env is opened with ``sync=True``: a commit is durable.  Throughput comes from
+  batching many callers into one commit (see batcher.py), not from weaker
+  durability.  One process per env (``set_mapsize`` in another process would
+  need MapResizedError handling, which we don't do).
+"""
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, TypeVar
+
+import lmdb
+
+from .ops import (DB_NAMES, BucketNotEmpty, IndexTxn, ListPage, MetadataIndexError,
+                  NoSuchBucket)
+
+__all__ = ["Index", "IndexTxn", "ListPage", "MetadataIndexError", "NoSuchBucket",
+           "BucketNotEmpty"]
+
+T = TypeVar("T")
+
+
+class _Gate:
+    """Shared/exclusive gate: txns share it, map growth takes it exclusively.
+
+    Shared entry is re-entrant per thread (a thread inside a write txn may open
+    a read txn) so a pending resize can't deadlock against its own holder.
+    """
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._active = 0
+        self._resizing = False
+        self._local = threading.local()
+
+    @contextmanager
+    def shared(self):
+        depth = getattr(self._local, "depth", 0)
+        with self._cv:
+            while self._resizing and depth == 0:
+                self._cv.wait()
+            self._active += 1
+        self._local.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._local.depth = depth
+            with self._cv:
+                self._active -= 1
+                if self._active == 0:
+                    self._cv.notify_all()
+
+    @contextmanager
+    def exclusive(self):
+        with self._cv:
+            while self._resizing:
+                self._cv.wait()
+            self._resizing = True
+            while self._active:
+                self._cv.wait()
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._resizing = False
+                self._cv.notify_all()
+
+
+class Index:
+    """One LMDB environment (per gateway).  Thread-safe; see module docstring.
+
+    Writes from asyncio code should go through ``IndexWriter`` (batching and
+    no blocking of the event loop); direct ``Index`` writes are synchronous,
+    one fsync each.
+    """
+
+    def __init__(self, path: str, map_size: int = 1 << 30, *,
+                 max_map_size: int = 1 << 42, max_readers: int = 512):
+        os.makedirs(path, exist_ok=True)
+        self.path = path
+        self.max_map_size = max_map_size
+        self.env = lmdb.open(path, map_size=map_size, max_dbs=16, subdir=True,
+                             sync=True, metasync=True, readahead=False,
+                             max_readers=max_readers, lock=True)
+        self._gate = _Gate()
+        self._count_lock = threading.Lock()
+        self.commits = 0  # committed write txns (for tests/metrics)
+        self.map_growths = 0
+        self._dbs: dict[str, Any] = {}
+        self._dbs = self.write(lambda ops: {
+            n: self.env.open_db(n.encode(), txn=ops._txn) for n in DB_NAMES})
+
+    # ---- transactions --------------------------------------------------
+    @contextmanager
+    def read(self) -> Iterator[IndexTxn]:
+        """Read-only snapshot.  Keep it short: don't hold it across awaits."""
+        with self._gate.shared():
+            txn = self.env.begin(write=False)
+            try:
+                yield IndexTxn(self, txn, False)
+            finally:
+                txn.abort()
+
+    def write(self, fn: Callable[[IndexTxn], T]) -> T:
+        """Run ``fn(ops)`` in one write txn and commit; returns fn's result.
+
+        If fn raises, nothing is committed and the exception propagates.  fn
+        is re-run after map growth, so it must be free of outside effects.
+        """
+        while True:
+            observed = self.env.info()["map_size"]
+            try:
+                with self._gate.shared():
+                    txn = self.env.begin(write=True)
+                    try:
+                        result = fn(IndexTxn(self, txn, True))
+                        txn.commit()
+                    except BaseException:
+                        txn.abort()
+                        raise
+                with self._count_lock:
+                    self.commits += 1
+                return result
+            except lmdb.MapFullError:
+                self._grow(observed)
+
+    def _grow(self, observed: int) -> None:
+        with self._gate.exclusive():
+            current = self.env.info()["map_size"]
+            if current != observed:
+                return  # another thread already grew it
+            if current * 2 > self.max_map_size:
+                raise MetadataIndexError(f"LMDB map would exceed max_map_size ({self.max_map_size})")
+            self.env.set_mapsize(current * 2)
+            self.map_growths += 1
+
+    # ---- convenience wrappers (one txn each) -----------------------------
+    def create_bucket(self, name: str, record: dict | None = None) -> bool:
+        return self.write(lambda t: t.create_bucket(name, record))
+
+    def put_bucket(self, name: str, record: dict) -> dict | None:
+        return self.write(lambda t: t.put_bucket(name, record))
+
+    def get_bucket(self, name: str) -> dict | None:
+        with self.read() as t:
+            return t.get_bucket(name)
+
+    def delete_bucket(self, name: str) -> bool:
+        return self.write(lambda t: t.delete_bucket(name))
+
+    def list_buckets(self) -> list[dict]:
+        with self.read() as t:
+            return t.list_buckets()
+
+    def bucket_is_empty(self, name: str) -> bool:
+        with self.read() as t:
+            return t.bucket_is_empty(name)
+
+    def get_object(self, bucket: str, key: str) -> dict | None:
+        with self.read() as t:
+            return t.get_object(bucket, key)
+
+    def put_object(self, bucket: str, key: str, record: dict) -> dict | None:
+        return self.write(lambda t: t.put_object(bucket, key, record))
+
+    def delete_object(self, bucket: str, key: str) -> dict | None:
+        return self.write(lambda t: t.delete_object(bucket, key))
+
+    def list_objects(self, bucket: str, prefix: str = "", delimiter: str = "",
+                     start_after: str = "", max_keys: int = 1000) -> ListPage:
+        with self.read() as t:
+            return t.list_objects(bucket, prefix, delimiter, start_after, max_keys)
+
+    def iter_objects(self, bucket: str, start_after: str = "",
+                     batch: int = 1000) -> Iterator[tuple[str, dict]]:
+        """(key, record) in full-key byte order, read in chunks of ``batch``.
+
+        Each chunk is its own short read txn (no txn is held while the caller
+        consumes), so this is not a single snapshot: concurrent writes after
+        the current position may or may not be seen.
+        """
+        while True:
+            page = self.list_objects(bucket, start_after=start_after, max_keys=batch)
+            yield from page.contents
+            if not page.is_truncated:
+                return
+            start_after = page.next_marker
+
+    def get_volumes(self) -> list[dict]:
+        with self.read() as t:
+            return t.get_volumes()
+
+    def put_volumes(self, volumes: list[dict]) -> None:
+        self.write(lambda t: t.put_volumes(volumes))
+
+    def get_meta(self, name: str, default: Any = None) -> Any:
+        with self.read() as t:
+            return t.get_meta(name, default)
+
+    def put_meta(self, name: str, value: Any) -> None:
+        self.write(lambda t: t.put_meta(name, value))
+
+    # ---- lifecycle -------------------------------------------------------
+    def stats(self) -> dict:
+        with self.read() as t:
+            entries = {n: t._txn.stat(db)["entries"] for n, db in self._dbs.items()}
+        info, st = self.env.info(), self.env.stat()
+        return {
+            "path": self.path,
+            "entries": entries,
+            "map_size": info["map_size"],
+            "used_bytes": (info["last_pgno"] + 1) * st["psize"],
+            "page_size": st["psize"],
+            "readers": info["num_readers"],
+            "commits": self.commits,
+            "map_growths": self.map_growths,
+        }
+
+    def close(self) -> None:
+        self.env.close()

@@ -1,0 +1,311 @@
+"""Transaction-bound index operations (the "ops" object) and record format.
+
+All index logic lives here so that ``Index`` (lmdb_index.py), ``Index.write``
+callers and the group-commit ``IndexWriter`` share one implementation; a
+future PostgreSQL backend implements the same methods on its own txn type.
+
+Values are orjson-encoded envelopes ``{"v": 1, "rec": ...}``; object values
+also carry the full ``"key"`` (needed for hashed long keys, see keys.py).
+Stored records must therefore be JSON-serialisable dicts.  Object keys are
+compared by UTF-8 bytes everywhere, never by ``str`` order.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator
+
+import lmdb
+import orjson
+
+from . import keys as K
+
+if TYPE_CHECKING:
+    from .lmdb_index import Index
+
+FORMAT_VERSION = 1
+DB_NAMES = ("buckets", "objects", "volumes", "meta", "uploads", "parts", "repair")
+
+
+class MetadataIndexError(Exception):
+    """Base class for index errors."""
+
+
+class NoSuchBucket(MetadataIndexError):
+    pass
+
+
+class BucketNotEmpty(MetadataIndexError):
+    pass
+
+
+@dataclass
+class ListPage:
+    """One page of an S3-style listing.
+
+    ``next_marker`` is the last key or common prefix returned ('' if none);
+    passing it back as ``start_after`` continues without repeats or gaps.
+    """
+    contents: list[tuple[str, dict]] = field(default_factory=list)
+    common_prefixes: list[str] = field(default_factory=list)
+    is_truncated: bool = False
+    next_marker: str = ""
+
+
+def _pack(doc: dict) -> bytes:
+    return orjson.dumps({"v": FORMAT_VERSION, **doc})
+
+
+def _unpack(raw: bytes) -> dict:
+    doc = orjson.loads(raw)
+    if doc.get("v") != FORMAT_VERSION:
+        raise MetadataIndexError(f"unsupported record format version {doc.get('v')!r}")
+    return doc
+
+
+class IndexTxn:
+    """Operations bound to one LMDB transaction (read-only or write).
+
+    Obtained from ``Index.read()`` or passed to ``Index.write(fn)`` /
+    ``IndexWriter.submit(fn)``.  Must only be used in the thread and during
+    the lifetime of that transaction.
+    """
+
+    def __init__(self, index: "Index", txn: lmdb.Transaction, writable: bool):
+        self._ix = index
+        self._txn = txn
+        self.writable = writable
+        self._db = index._dbs
+
+    @contextmanager
+    def nested(self):
+        """Child write txn: committed on success, rolled back on exception."""
+        child = self._ix.env.begin(write=True, parent=self._txn)
+        try:
+            yield IndexTxn(self._ix, child, True)
+        except BaseException:
+            child.abort()
+            raise
+        child.commit()
+
+    # ---- buckets -------------------------------------------------------
+    def get_bucket(self, name: str) -> dict | None:
+        raw = self._txn.get(K.bucket_bytes(name), db=self._db["buckets"])
+        return None if raw is None else _unpack(raw)["rec"]
+
+    def create_bucket(self, name: str, record: dict | None = None) -> bool:
+        """Insert a bucket; False (and no change) if it already exists."""
+        rec = {**(record or {}), "name": name}
+        return self._txn.put(K.bucket_bytes(name), _pack({"rec": rec}),
+                             db=self._db["buckets"], overwrite=False)
+
+    def put_bucket(self, name: str, record: dict) -> dict | None:
+        """Replace (or insert) a bucket record; returns the previous one."""
+        rec = {**record, "name": name}
+        raw = self._txn.replace(K.bucket_bytes(name), _pack({"rec": rec}),
+                                db=self._db["buckets"])
+        return None if raw is None else _unpack(raw)["rec"]
+
+    def delete_bucket(self, name: str) -> bool:
+        """Delete an empty bucket; False if absent, BucketNotEmpty if not empty.
+
+        The emptiness check is in the same txn, so no PUT can slip in between.
+        """
+        kb = K.bucket_bytes(name)
+        if self._txn.get(kb, db=self._db["buckets"]) is None:
+            return False
+        if not self.bucket_is_empty(name):
+            raise BucketNotEmpty(name)
+        return self._txn.delete(kb, db=self._db["buckets"])
+
+    def list_buckets(self) -> list[dict]:
+        cur = self._txn.cursor(db=self._db["buckets"])
+        return [_unpack(v)["rec"] for _, v in cur]  # LMDB order == name bytes order
+
+    def bucket_is_empty(self, name: str) -> bool:
+        prefix = K.bucket_prefix(name)
+        cur = self._txn.cursor(db=self._db["objects"])
+        return not (cur.set_range(prefix) and cur.key().startswith(prefix))
+
+    def _require_bucket(self, bucket: str) -> None:
+        if self._txn.get(K.bucket_bytes(bucket), db=self._db["buckets"]) is None:
+            raise NoSuchBucket(bucket)
+
+    # ---- objects -------------------------------------------------------
+    def get_object(self, bucket: str, key: str) -> dict | None:
+        raw = self._txn.get(K.object_index_key(bucket, key), db=self._db["objects"])
+        if raw is None:
+            return None
+        doc = _unpack(raw)
+        return doc["rec"] if doc["key"] == key else None  # hash collision guard
+
+    def put_object(self, bucket: str, key: str, record: dict) -> dict | None:
+        """Insert/replace an object record; returns the previous record.
+
+        Raises NoSuchBucket if the bucket does not exist (checked atomically,
+        so a concurrent bucket delete can't leave orphaned objects).
+        """
+        self._require_bucket(bucket)
+        ik = K.object_index_key(bucket, key)
+        db = self._db["objects"]
+        old = self._txn.get(ik, db=db)
+        prev = None
+        if old is not None:
+            doc = _unpack(old)
+            if doc["key"] != key:
+                raise MetadataIndexError(f"blake2b collision between {doc['key']!r} and {key!r}")
+            prev = doc["rec"]
+        self._txn.put(ik, _pack({"key": key, "rec": record}), db=db)
+        return prev
+
+    def delete_object(self, bucket: str, key: str) -> dict | None:
+        """Remove an object record; returns it, or None if absent."""
+        ik = K.object_index_key(bucket, key)
+        db = self._db["objects"]
+        raw = self._txn.get(ik, db=db)
+        if raw is None:
+            return None
+        doc = _unpack(raw)
+        if doc["key"] != key:
+            return None
+        self._txn.delete(ik, db=db)
+        return doc["rec"]
+
+    def _scan(self, bpfx: bytes, lower: bytes, exclusive: bool) -> Iterator[tuple[bytes, bytes]]:
+        """Yield (full_key_bytes, raw_value) for keys >= lower (> if exclusive)
+        of one bucket, in full-key byte order.
+
+        Seeks to ``lower[:P]``: every key >= lower has an encoded form >= that.
+        Hashed runs (keys > P bytes sharing their first P bytes) are buffered
+        and re-sorted by full key.  Keys below ``lower`` that the seek lands on
+        (at most the P-byte key and its run) are filtered out.
+        """
+        plen = len(bpfx)
+        cur = self._txn.cursor(db=self._db["objects"])
+        if not cur.set_range(bpfx + lower[:K.PREFIX_LEN]):
+            return
+
+        def wanted(kb: bytes) -> bool:
+            return kb > lower or (kb == lower and not exclusive)
+
+        more = True
+        while more:
+            ik = cur.key()
+            if not ik.startswith(bpfx):
+                return
+            enc = ik[plen:]
+            if not K.is_hashed(enc):
+                if wanted(enc):
+                    yield enc, cur.value()
+                more = cur.next()
+                continue
+            run_prefix = ik[: plen + K.PREFIX_LEN]
+            run = []
+            while True:
+                raw = cur.value()
+                run.append((_unpack(raw)["key"].encode("utf-8"), raw))
+                more = cur.next()
+                if not more:
+                    break
+                nk = cur.key()
+                if len(nk) - plen <= K.PREFIX_LEN or not nk.startswith(run_prefix):
+                    break
+            run.sort(key=lambda item: item[0])
+            for kb, raw in run:
+                if wanted(kb):
+                    yield kb, raw
+
+    def iter_objects(self, bucket: str, start_after: str = "") -> Iterator[tuple[str, dict]]:
+        """(key, record) pairs after ``start_after`` in full-key byte order."""
+        self._require_bucket(bucket)
+        sab = start_after.encode("utf-8")
+        for kb, raw in self._scan(K.bucket_prefix(bucket), sab, bool(sab)):
+            yield kb.decode("utf-8"), _unpack(raw)["rec"]
+
+    def list_objects(self, bucket: str, prefix: str = "", delimiter: str = "",
+                     start_after: str = "", max_keys: int = 1000) -> ListPage:
+        """S3 ListObjects semantics as a range scan; see ``ListPage``.
+
+        ``max_keys`` counts keys plus common prefixes.  A ``start_after`` that
+        is itself a common prefix (prefix + ... + delimiter, delimiter occurring
+        only at its end) skips every key under it, so a common prefix works as
+        a continuation marker.
+        """
+        self._require_bucket(bucket)
+        if max_keys <= 0:
+            return ListPage()
+        bpfx = K.bucket_prefix(bucket)
+        pb, dl, sab = (s.encode("utf-8") for s in (prefix, delimiter, start_after))
+
+        if sab and sab >= pb:
+            lower, exclusive = sab, True
+        else:
+            lower, exclusive = pb, False
+        skip: bytes | None = None  # common prefix whose keys are being skipped
+        if dl and sab.startswith(pb):
+            rest = sab[len(pb):]
+            i = rest.find(dl)
+            if i >= 0 and i + len(dl) == len(rest):
+                skip = sab
+                target = K.seek_past_prefix(sab)
+                if target is not None:
+                    lower, exclusive = target, False
+
+        page = ListPage()
+        count, last = 0, b""
+        it = self._scan(bpfx, lower, exclusive)
+        try:
+            while True:
+                item = next(it, None)
+                if item is None:
+                    break
+                kb, raw = item
+                if not kb.startswith(pb):
+                    break  # keys are >= prefix, so we've left its range
+                if skip is not None and kb.startswith(skip):
+                    continue  # linear skip (long common prefixes)
+                if dl:
+                    i = kb.find(dl, len(pb))
+                    if i >= 0:
+                        if count == max_keys:
+                            page.is_truncated = True
+                            break
+                        cp = kb[: i + len(dl)]
+                        page.common_prefixes.append(cp.decode("utf-8"))
+                        count, last, skip = count + 1, cp, cp
+                        target = K.seek_past_prefix(cp)
+                        if target is not None:
+                            it.close()
+                            it = self._scan(bpfx, target, False)
+                        continue
+                if count == max_keys:
+                    page.is_truncated = True
+                    break
+                page.contents.append((kb.decode("utf-8"), _unpack(raw)["rec"]))
+                count, last = count + 1, kb
+        finally:
+            it.close()
+        page.next_marker = last.decode("utf-8")
+        return page
+
+    # ---- volumes & meta --------------------------------------------------
+    def get_volumes(self) -> list[dict]:
+        cur = self._txn.cursor(db=self._db["volumes"])
+        return [_unpack(v)["rec"] for _, v in cur]
+
+    def put_volumes(self, volumes: list[dict]) -> None:
+        """Replace the whole volume list (order preserved)."""
+        db = self._db["volumes"]
+        self._txn.drop(db, delete=False)
+        for i, vol in enumerate(volumes):
+            self._txn.put(b"%08d" % i, _pack({"rec": vol}), db=db)
+
+    def get_meta(self, name: str, default: Any = None) -> Any:
+        raw = self._txn.get(name.encode("utf-8"), db=self._db["meta"])
+        return default if raw is None else _unpack(raw)["value"]
+
+    def put_meta(self, name: str, value: Any) -> None:
+        self._txn.put(name.encode("utf-8"), _pack({"value": value}), db=self._db["meta"])
+
+    def delete_meta(self, name: str) -> bool:
+        return self._txn.delete(name.encode("utf-8"), db=self._db["meta"])

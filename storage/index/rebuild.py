@@ -1,0 +1,153 @@
+"""Recreate the LMDB index from the disks alone.
+
+The disks are self-describing: every fragment archive ends with its object's manifest,
+and bucket events and deletes are small records on the disks. The rebuild lists every
+disk, reads one manifest per object version, and replays:
+
+- buckets: `bucket` / `bucket-deleted` records in id (time) order; a bucket that holds
+  objects exists even if its record was lost.
+- objects: per key, the newest version that has at least `k` fragments and is newer
+  than the key's newest tombstone. Older versions and tombstoned ones are garbage for
+  the scrubber, never resurrected.
+- volumes: from the manifests (each names its volume's disks), plus the volumes the
+  config would create for widths nobody has written to yet.
+
+The new index is built beside the old one and swapped in at the end, so an interrupted
+rebuild leaves the old index as it was.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .. import layout
+from .lmdb_index import Index
+
+log = logging.getLogger("pocket.rebuild")
+
+
+@dataclass
+class RebuildReport:
+    disks_scanned: int = 0
+    disks_unreachable: list[str] = field(default_factory=list)
+    archives: int = 0
+    buckets: int = 0
+    objects: int = 0
+    tombstoned: int = 0
+    superseded: int = 0
+    unreadable: int = 0
+    seconds: float = 0.0
+
+
+async def scan(disks: dict) -> tuple[dict, dict, RebuildReport]:
+    """Every version's fragments (version id -> {index: disk id}) and every record."""
+    report = RebuildReport()
+    versions: dict[str, dict[int, str]] = defaultdict(dict)
+    records: dict[str, dict] = {}
+
+    async def one(disk_id, disk):
+        try:
+            async for name, _size in disk.iter_archives():
+                vid, _, idx = name.partition(".")
+                versions[vid][int(idx)] = disk_id
+                report.archives += 1
+            async for rec_id, data in disk.iter_records():
+                try:
+                    records[rec_id] = json.loads(data)
+                except ValueError:
+                    log.warning("disk %s: record %s is not valid JSON; skipped", disk_id, rec_id)
+            report.disks_scanned += 1
+        except Exception as e:
+            log.error("disk %s could not be listed (%r); objects with fragments there may be missed", disk_id, e)
+            report.disks_unreachable.append(disk_id)
+    await asyncio.gather(*(one(i, d) for i, d in disks.items()))
+    return versions, records, report
+
+
+async def read_manifest(disks: dict, vid: str, fragments: dict[int, str]) -> dict | None:
+    for idx, disk_id in sorted(fragments.items()):
+        try:
+            return await disks[disk_id].read_manifest(layout.archive_name(vid, idx))
+        except Exception as e:
+            log.warning("manifest of %s.%d on %s unreadable (%r); trying another fragment", vid, idx, disk_id, e)
+    return None
+
+
+async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport:
+    started = time.monotonic()
+    versions, records, report = await scan(disks)
+    manifests: dict[str, dict] = {}
+    sem = asyncio.Semaphore(64)
+
+    async def load(vid, frags):
+        async with sem:
+            m = await read_manifest(disks, vid, frags)
+            if m is None:
+                report.unreadable += 1
+            elif len(frags) < m["k"]:
+                report.unreadable += 1
+                log.error("object %s/%s version %s has %d fragments, needs %d; it cannot be recovered",
+                          m["bucket"], m["key"], vid, len(frags), m["k"])
+            else:
+                manifests[vid] = m
+    await asyncio.gather(*(load(v, f) for v, f in versions.items()))
+
+    tombs: dict[tuple[str, str], str] = {}
+    buckets: dict[str, dict | None] = {}
+    for rec_id in sorted(records):
+        rec = records[rec_id]
+        if rec.get("kind") == "tombstone":
+            k = (rec["bucket"], rec["key"])
+            tombs[k] = max(tombs.get(k, ""), rec_id)
+        elif rec.get("kind") == "bucket":
+            buckets[rec["name"]] = {"name": rec["name"], "owner": rec.get("owner", ""),
+                                    "created": rec.get("created", 0)}
+        elif rec.get("kind") == "bucket-deleted":
+            buckets[rec["name"]] = None
+
+    winners: dict[tuple[str, str], dict] = {}
+    for vid in sorted(manifests):
+        m = manifests[vid]
+        k = (m["bucket"], m["key"])
+        if vid <= tombs.get(k, "") or vid == tombs.get(k):
+            report.tombstoned += 1
+            continue
+        if k in winners:
+            report.superseded += 1
+        winners[k] = m
+
+    volumes = {m["volume"]: {"id": m["volume"], "width": len(m["disks"]), "disks": m["disks"]}
+               for m in manifests.values() if "disks" in m}
+    for v in config_volumes:
+        volumes.setdefault(v["id"], v)
+
+    tmp_path = index_path.rstrip("/") + ".rebuild"
+    shutil.rmtree(tmp_path, ignore_errors=True)
+    index = Index(tmp_path)
+    try:
+        def fill(ops):
+            for (bucket, _key), m in winners.items():
+                if buckets.get(bucket) is None:
+                    buckets[bucket] = {"name": bucket, "owner": m.get("owner", ""), "created": m["created"]}
+            for name, rec in buckets.items():
+                if rec is not None:
+                    ops.create_bucket(name, rec)
+            for (bucket, key), m in winners.items():
+                ops.put_object(bucket, key, m)
+            ops.put_volumes(sorted(volumes.values(), key=lambda v: v["id"]))
+        index.write(fill)
+        report.buckets = sum(1 for b in buckets.values() if b is not None)
+        report.objects = len(winners)
+    finally:
+        index.close()
+    if os.path.exists(index_path):
+        shutil.move(index_path, f"{index_path.rstrip('/')}.old-{int(time.time())}")
+    shutil.move(tmp_path, index_path)
+    report.seconds = time.monotonic() - started
+    return report

@@ -1,0 +1,151 @@
+"""The on-disk fragment archive format, in one place (Tahoe-LAFS's layout.py model).
+
+A fragment archive holds fragment `i` of every segment of one object version:
+
+    header   | record 0 | record 1 | ... | record s-1 | trailer | footer
+
+- header (64 bytes): magic, format version, version id, fragment index, k, m, segment
+  size, block size, and an xxh3 of the header itself.
+- record: u32 payload length, u64 xxh3-64 of the payload, payload. Every record but the
+  last has the same size, so the offset of segment `j` is computed, never searched.
+- trailer: the object's manifest (JSON), so a disk describes itself and the index can
+  be rebuilt from disks alone.
+- footer (16 bytes): u32 trailer length, u64 xxh3 of the trailer, magic. A node only
+  commits an archive whose footer is intact, which is how a truncated upload is caught.
+
+Upload, download, scrub and rebuild all import this module instead of computing
+offsets themselves.
+"""
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+
+import xxhash
+
+FORMAT_VERSION = 1
+HEADER_MAGIC = b"PKFA"
+FOOTER_MAGIC = b"PKFE"
+_HEADER = struct.Struct("<4sHH16sHBBII")  # magic, version, flags, vid, index, k, m, seg, block
+HEADER_SIZE = 64
+_RECORD = struct.Struct("<IQ")
+RECORD_OVERHEAD = _RECORD.size
+_FOOTER = struct.Struct("<IQ4s")
+FOOTER_SIZE = _FOOTER.size
+
+
+class CorruptFragment(Exception):
+    """A header, record or footer failed its checksum or structure check."""
+
+
+def checksum(data: bytes) -> int:
+    return xxhash.xxh3_64_intdigest(data)
+
+
+@dataclass(frozen=True)
+class ArchiveHeader:
+    version_id: str  # 32 hex chars
+    index: int
+    k: int
+    m: int
+    segment_size: int
+    block_size: int
+
+    def pack(self) -> bytes:
+        body = _HEADER.pack(HEADER_MAGIC, FORMAT_VERSION, 0, bytes.fromhex(self.version_id),
+                            self.index, self.k, self.m, self.segment_size, self.block_size)
+        body = body.ljust(HEADER_SIZE - 8, b"\0")
+        return body + struct.pack("<Q", checksum(body))
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> "ArchiveHeader":
+        if len(raw) < HEADER_SIZE:
+            raise CorruptFragment("archive shorter than its header")
+        body, (want,) = raw[:HEADER_SIZE - 8], struct.unpack("<Q", raw[HEADER_SIZE - 8:HEADER_SIZE])
+        if checksum(body) != want:
+            raise CorruptFragment("archive header checksum mismatch")
+        magic, version, _flags, vid, index, k, m, seg, block = _HEADER.unpack_from(body)
+        if magic != HEADER_MAGIC:
+            raise CorruptFragment("not a Pocket fragment archive (bad magic)")
+        if version != FORMAT_VERSION:
+            raise CorruptFragment(f"unsupported archive format version {version}")
+        return cls(vid.hex(), index, k, m, seg, block)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where each segment's record lies, derived from object size and policy."""
+    size: int
+    segment_size: int
+    k: int
+
+    @property
+    def segments(self) -> int:
+        return -(-self.size // self.segment_size)
+
+    @property
+    def block_size(self) -> int:
+        """Block size of a full segment; only the last segment's block may be shorter."""
+        return -(-self.segment_size // self.k)
+
+    def segment_length(self, j: int) -> int:
+        return min(self.segment_size, self.size - j * self.segment_size)
+
+    def record_length(self, j: int) -> int:
+        return RECORD_OVERHEAD + -(-self.segment_length(j) // self.k)
+
+    def record_offset(self, j: int) -> int:
+        return HEADER_SIZE + j * (RECORD_OVERHEAD + self.block_size)
+
+    def span(self, first: int, last: int) -> tuple[int, int]:
+        """Byte offset and length of records first..last inclusive in an archive."""
+        start = self.record_offset(first)
+        return start, self.record_offset(last) + self.record_length(last) - start
+
+    def records_end(self) -> int:
+        if not self.segments:
+            return HEADER_SIZE
+        return self.record_offset(self.segments - 1) + self.record_length(self.segments - 1)
+
+
+def pack_record(payload: bytes) -> bytes:
+    return _RECORD.pack(len(payload), checksum(payload)) + payload
+
+
+def unpack_record(raw: bytes) -> bytes:
+    """Return the verified payload of one record (`raw` is exactly one record)."""
+    if len(raw) < RECORD_OVERHEAD:
+        raise CorruptFragment("record shorter than its header")
+    length, want = _RECORD.unpack_from(raw)
+    payload = raw[RECORD_OVERHEAD:]
+    if length != len(payload):
+        raise CorruptFragment(f"record length {length} does not match {len(payload)} bytes read")
+    if checksum(payload) != want:
+        raise CorruptFragment("segment checksum mismatch (bit rot or torn write)")
+    return payload
+
+
+def pack_trailer(manifest: dict) -> bytes:
+    body = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
+    return body + _FOOTER.pack(len(body), checksum(body), FOOTER_MAGIC)
+
+
+def unpack_footer(raw: bytes) -> tuple[int, int]:
+    """Trailer length and checksum from the last FOOTER_SIZE bytes of an archive."""
+    if len(raw) != FOOTER_SIZE:
+        raise CorruptFragment("archive shorter than its footer")
+    length, want, magic = _FOOTER.unpack(raw)
+    if magic != FOOTER_MAGIC:
+        raise CorruptFragment("archive footer missing (truncated or unfinished upload)")
+    return length, want
+
+
+def unpack_trailer(raw: bytes, want: int) -> dict:
+    if checksum(raw) != want:
+        raise CorruptFragment("archive trailer (manifest) checksum mismatch")
+    return json.loads(raw)
+
+
+def archive_name(version_id: str, index: int) -> str:
+    return f"{version_id}.{index}"

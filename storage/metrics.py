@@ -1,0 +1,24 @@
+"""Prometheus metrics: one registry per gateway, exported at /_pocket/metrics."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("pocket_s3_requests", "S3 requests by operation and status",
+                                ["operation", "status"], registry=r)
+        self.latency = Histogram("pocket_s3_request_seconds", "S3 request latency (until the handler returns)",
+                                 ["operation"], registry=r,
+                                 buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
+        self.bytes_in = Counter("pocket_s3_bytes_received", "Object bytes accepted by PUT", registry=r)
+        self.bytes_out = Counter("pocket_s3_bytes_sent", "Object bytes sent by GET", registry=r)
+        self.disk_up = Gauge("pocket_disk_up", "1 if the disk answers, 0 if it is down", ["disk"], registry=r)
+        self.disk_free = Gauge("pocket_disk_free_bytes", "Free bytes on the disk's filesystem", ["disk"], registry=r)
+        self.damage = Counter("pocket_fragments_damaged", "Missing or corrupt fragments found by reads",
+                              registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,112 @@
+"""A disk on another node, reached over the internal HTTP API.
+
+`RemoteDisk` has the same methods as `DiskStore`, so the object layer neither knows nor
+cares whether a fragment goes to a local folder or across the network.
+"""
+from __future__ import annotations
+
+import json
+from typing import AsyncIterable, AsyncIterator
+
+import aiohttp
+
+from .. import layout
+from . import auth
+from .store import ArchiveMissing
+
+
+class DiskUnavailable(ConnectionError):
+    """The node did not answer, answered with an error, or the disk is not there."""
+
+
+class RemoteDisk:
+    def __init__(self, disk_id: str, node_url: str, secret: str, session: aiohttp.ClientSession,
+                 timeout: float = 10.0):
+        self.disk_id = disk_id
+        self.node_url = node_url.rstrip("/")
+        self._secret = secret
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+
+    def _request(self, method: str, path: str, **kw):
+        path = f"/v1/{self.disk_id}{path}" if not path.startswith("/v1/") else path
+        qs = kw.pop("params", None)
+        if qs:
+            path += "?" + "&".join(f"{k}={v}" for k, v in qs.items())
+        headers = auth.sign(self._secret, method, path)
+        return self._session.request(method, self.node_url + path, headers=headers,
+                                     timeout=kw.pop("timeout", self._timeout), **kw)
+
+    async def _call(self, method: str, path: str, ok=(200,), **kw) -> tuple[int, bytes]:
+        try:
+            async with self._request(method, path, **kw) as resp:
+                body = await resp.read()
+                if resp.status == 404 and 404 not in ok:
+                    raise ArchiveMissing(f"{self.disk_id}:{path}")
+                if resp.status == 422:
+                    raise layout.CorruptFragment(body.decode(errors="replace"))
+                if resp.status not in ok:
+                    raise DiskUnavailable(
+                        f"disk {self.disk_id} at {self.node_url}: {method} {path} -> {resp.status} {body[:200]!r}")
+                return resp.status, body
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise DiskUnavailable(f"disk {self.disk_id} at {self.node_url} unreachable: {e!r}") from e
+
+    async def put_archive(self, name: str, chunks: AsyncIterable[bytes]) -> int:
+        async def body():
+            async for chunk in chunks:
+                yield chunk
+        _, raw = await self._call("PUT", f"/archives/{name}", ok=(201,), data=body())
+        return json.loads(raw)["size"]
+
+    async def read(self, name: str, offset: int, length: int) -> bytes:
+        _, raw = await self._call("GET", f"/archives/{name}", params={"offset": offset, "length": length})
+        return raw
+
+    async def stat(self, name: str) -> int | None:
+        try:
+            async with self._request("HEAD", f"/archives/{name}") as resp:
+                if resp.status == 404:
+                    return None
+                if resp.status != 200:
+                    raise DiskUnavailable(f"disk {self.disk_id}: HEAD {name} -> {resp.status}")
+                return int(resp.headers["X-Archive-Size"])
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise DiskUnavailable(f"disk {self.disk_id} at {self.node_url} unreachable: {e!r}") from e
+
+    async def delete_archive(self, name: str) -> bool:
+        status, _ = await self._call("DELETE", f"/archives/{name}", ok=(204, 404))
+        return status == 204
+
+    async def read_manifest(self, name: str) -> dict:
+        _, raw = await self._call("GET", f"/archives/{name}/manifest")
+        return json.loads(raw)
+
+    async def put_record(self, rec_id: str, data: bytes) -> None:
+        await self._call("PUT", f"/records/{rec_id}", ok=(201,), data=data)
+
+    async def iter_archives(self) -> AsyncIterator[tuple[str, int]]:
+        async for row in self._ndjson("/archives"):
+            yield row["name"], row["size"]
+
+    async def iter_records(self) -> AsyncIterator[tuple[str, bytes]]:
+        async for row in self._ndjson("/records"):
+            yield row["id"], row["data"].encode()
+
+    async def health(self) -> dict:
+        _, raw = await self._call("GET", "/v1/health", timeout=aiohttp.ClientTimeout(total=3))
+        for disk in json.loads(raw)["disks"]:
+            if disk["disk"] == self.disk_id:
+                return disk
+        raise DiskUnavailable(f"node {self.node_url} does not serve disk {self.disk_id}")
+
+    async def _ndjson(self, path: str):
+        try:
+            async with self._request("GET", path, timeout=aiohttp.ClientTimeout(total=None, sock_read=60)) as resp:
+                if resp.status != 200:
+                    raise DiskUnavailable(f"disk {self.disk_id}: listing {path} -> {resp.status}")
+                async for line in resp.content:
+                    if line.strip():
+                        yield json.loads(line)
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise DiskUnavailable(f"disk {self.disk_id} at {self.node_url} unreachable: {e!r}") from e

@@ -1,0 +1,131 @@
+"""The disk server: serves the fragment stores of one node over the internal HTTP API.
+
+Routes (all HMAC-authenticated, see auth.py):
+    PUT    /v1/{disk}/archives/{name}            stream an archive in (committed on a valid footer)
+    GET    /v1/{disk}/archives/{name}?offset=&length=   ranged read
+    HEAD   /v1/{disk}/archives/{name}            size in Content-Length, 404 if absent
+    DELETE /v1/{disk}/archives/{name}
+    GET    /v1/{disk}/archives/{name}/manifest   the manifest in the archive's trailer
+    GET    /v1/{disk}/archives                   NDJSON listing: {"name", "size"}
+    PUT    /v1/{disk}/records/{id}            store a record
+    GET    /v1/{disk}/records                 NDJSON listing: {"id", "data"}
+    GET    /v1/health                            node and per-disk usage
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from aiohttp import web
+
+from .. import layout
+from . import auth
+from .store import ArchiveMissing, BadName, DiskStore
+
+log = logging.getLogger("pocket.node")
+
+
+def build_app(node_id: str, stores: dict[str, DiskStore], secret: str) -> web.Application:
+    app = web.Application(middlewares=[_authenticate(secret)], client_max_size=1 << 20)
+    app["stores"], app["node_id"] = stores, node_id
+    r = app.router
+    r.add_get("/v1/health", health)
+    r.add_put("/v1/{disk}/archives/{name}", put_archive)
+    r.add_get("/v1/{disk}/archives/{name}", get_archive)  # aiohttp answers HEAD via GET unless set
+    r.add_route("HEAD", "/v1/{disk}/archives/{name}", head_archive)
+    r.add_delete("/v1/{disk}/archives/{name}", delete_archive)
+    r.add_get("/v1/{disk}/archives/{name}/manifest", get_manifest)
+    r.add_get("/v1/{disk}/archives", list_archives)
+    r.add_put("/v1/{disk}/records/{id}", put_record)
+    r.add_get("/v1/{disk}/records", list_records)
+    return app
+
+
+def _authenticate(secret: str):
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        if not auth.verify(secret, request.method, request.path_qs, request.headers):
+            log.warning("refused %s %s from %s: bad or missing cluster HMAC (check cluster_secret)",
+                        request.method, request.path, request.remote)
+            return web.json_response({"error": "bad or missing cluster HMAC"}, status=403)
+        try:
+            return await handler(request)
+        except BadName as e:
+            return web.json_response({"error": str(e)}, status=400)
+        except ArchiveMissing:
+            return web.json_response({"error": "no such archive"}, status=404)
+        except layout.CorruptFragment as e:
+            return web.json_response({"error": f"corrupt: {e}"}, status=422)
+    return middleware
+
+
+def _store(request: web.Request) -> DiskStore:
+    store = request.app["stores"].get(request.match_info["disk"])
+    if store is None:
+        raise web.HTTPNotFound(text=f"no disk {request.match_info['disk']!r} on this node")
+    return store
+
+
+async def health(request: web.Request) -> web.Response:
+    disks = [s.usage() for s in request.app["stores"].values()]
+    return web.json_response({"node": request.app["node_id"], "disks": disks})
+
+
+async def put_archive(request: web.Request) -> web.Response:
+    store = _store(request)
+    size = await store.put_archive(request.match_info["name"], request.content.iter_any())
+    return web.json_response({"size": size}, status=201)
+
+
+async def get_archive(request: web.Request) -> web.Response:
+    store = _store(request)
+    offset = int(request.query.get("offset", 0))
+    length = int(request.query.get("length", 1 << 62))
+    data = await store.read(request.match_info["name"], offset, length)
+    return web.Response(body=data, content_type="application/octet-stream")
+
+
+async def head_archive(request: web.Request) -> web.Response:
+    size = await _store(request).stat(request.match_info["name"])
+    if size is None:
+        return web.Response(status=404)
+    return web.Response(headers={"X-Archive-Size": str(size)})
+
+
+async def delete_archive(request: web.Request) -> web.Response:
+    existed = await _store(request).delete_archive(request.match_info["name"])
+    return web.Response(status=204 if existed else 404)
+
+
+async def get_manifest(request: web.Request) -> web.Response:
+    return web.json_response(await _store(request).read_manifest(request.match_info["name"]))
+
+
+async def put_record(request: web.Request) -> web.Response:
+    await _store(request).put_record(request.match_info["id"], await request.read())
+    return web.Response(status=201)
+
+
+async def list_archives(request: web.Request) -> web.StreamResponse:
+    rows = ({"name": n, "size": s} for n, s in _store(request).list_archives())
+    return await _ndjson(request, rows)
+
+
+async def list_records(request: web.Request) -> web.StreamResponse:
+    rows = ({"id": i, "data": d.decode()} for i, d in _store(request).list_records())
+    return await _ndjson(request, rows)
+
+
+async def _ndjson(request: web.Request, rows) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await resp.prepare(request)
+    batch = []
+    for row in rows:
+        batch.append(json.dumps(row))
+        if len(batch) >= 512:
+            await resp.write(("\n".join(batch) + "\n").encode())
+            batch = []
+    if batch:
+        await resp.write(("\n".join(batch) + "\n").encode())
+    await resp.write_eof()
+    return resp

@@ -1,0 +1,41 @@
+"""Buckets: kept in the index, and recorded on disks so an index rebuild finds them.
+
+A bucket's creation and deletion are written as small records to the disks of the
+first volume (the "system volume"), on a write quorum, before the index changes; the
+rebuild replays them in id (time) order.
+"""
+from __future__ import annotations
+
+from ..index.batcher import IndexWriter
+from ..index.lmdb_index import Index
+from ..index.ops import BucketNotEmpty
+
+
+class BucketService:
+    def __init__(self, index: Index, writer: IndexWriter, objects):
+        self.index, self.writer, self.objects = index, writer, objects
+
+    def _system_volume(self) -> dict:
+        widest = max(v["width"] for v in self.objects.cluster.volumes.values())
+        return min((v for v in self.objects.cluster.volumes.values() if v["width"] == widest),
+                   key=lambda v: v["id"])
+
+    def get(self, name: str) -> dict | None:
+        return self.index.get_bucket(name)
+
+    def list(self) -> list[dict]:
+        return self.index.list_buckets()
+
+    async def create(self, name: str, record: dict) -> bool:
+        policy = self.objects.policies[self.objects.default_policy]
+        await self.objects.put_records(self._system_volume(), {"kind": "bucket", "name": name, **record},
+                                       policy.quorum)
+        return await self.writer.submit(lambda ops: ops.create_bucket(name, {"name": name, **record}))
+
+    async def delete(self, name: str) -> None:
+        if not self.index.bucket_is_empty(name):
+            raise BucketNotEmpty(name)
+        policy = self.objects.policies[self.objects.default_policy]
+        await self.objects.put_records(self._system_volume(), {"kind": "bucket-deleted", "name": name},
+                                       policy.quorum)
+        await self.writer.submit(lambda ops: ops.delete_bucket(name))

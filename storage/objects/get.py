@@ -1,0 +1,135 @@
+"""Reading one object version: k fragments in parallel, verified, decoded only if needed.
+
+Segments are read in windows (a few MiB of data per window, one ranged read per archive)
+and the next window is fetched while the current one is sent to the client. Data
+fragments are preferred because they need no decoding. When a record is missing or
+fails its checksum, a parity fragment is read for that window instead and the damage is
+reported so it can be repaired.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+from .. import layout
+from ..codec import Codec
+from ..cluster import Cluster
+
+log = logging.getLogger("pocket.get")
+
+WINDOW_BYTES = 4 << 20
+
+
+class Unreadable(Exception):
+    """Fewer than k good fragments of some segment could be found."""
+
+
+@dataclass
+class Damage:
+    """What a read found wrong, for the repair queue."""
+    version_id: str
+    index: int
+    disk_id: str
+    reason: str
+
+
+@dataclass
+class ArchiveReader:
+    cluster: Cluster
+    codec: Codec
+    record: dict          # the object's index record (manifest)
+    volume: dict
+    damage: list[Damage] = field(default_factory=list)
+    _broken: set[int] = field(default_factory=set)
+
+    @property
+    def geometry(self) -> layout.Geometry:
+        return layout.Geometry(self.record["size"], self.record["segment_size"], self.codec.k)
+
+    async def segments(self, first: int, last: int) -> AsyncIterator[bytes]:
+        """Yield the bytes of segments first..last, reading one window ahead."""
+        per_window = max(1, WINDOW_BYTES // self.record["segment_size"])
+        windows = [(s, min(s + per_window, last + 1) - 1) for s in range(first, last + 1, per_window)]
+        pending = None
+        for n, (a, b) in enumerate(windows):
+            current = pending or asyncio.ensure_future(self._window(a, b))
+            pending = asyncio.ensure_future(self._window(*windows[n + 1])) if n + 1 < len(windows) else None
+            try:
+                for segment in await current:
+                    yield segment
+            except BaseException:
+                if pending:
+                    pending.cancel()
+                raise
+
+    async def _window(self, first: int, last: int) -> list[bytes]:
+        geo = self.geometry
+        count = last - first + 1
+        got: list[dict[int, bytes]] = [{} for _ in range(count)]
+        order = self._preferred_order()
+        tried: set[int] = set()
+        while True:
+            short = [j for j in range(count) if len(got[j]) < self.codec.k]
+            if not short:
+                break
+            need = self.codec.k - min(len(got[j]) for j in short)
+            batch = [i for i in order if i not in tried][:need]
+            if not batch:
+                raise Unreadable(
+                    f"object {self.record['bucket']}/{self.record['key']} version {self.record['version_id']}: "
+                    f"fewer than {self.codec.k} good fragments for segments {first}-{last}; "
+                    f"problems: {[(d.index, d.disk_id, d.reason) for d in self.damage]}")
+            tried.update(batch)
+            results = await asyncio.gather(*(self._read_records(i, first, last, geo) for i in batch))
+            for i, records in zip(batch, results):
+                for j, payload in enumerate(records):
+                    if payload is not None:
+                        got[j][i] = payload
+        loop = asyncio.get_running_loop()
+        out = []
+        for j, blocks in enumerate(got):
+            length = geo.segment_length(first + j)
+            if all(i in blocks for i in range(self.codec.k)):
+                out.append(self.codec.decode(blocks, length))
+            else:
+                out.append(await loop.run_in_executor(None, self.codec.decode, blocks, length))
+        return out
+
+    def _preferred_order(self) -> list[int]:
+        """Data fragments first, then parity; fragments on down disks or known broken last."""
+        disks = self.volume["disks"]
+        return sorted(range(self.codec.n),
+                      key=lambda i: (i in self._broken, not self.cluster.is_up(disks[i]), i >= self.codec.k, i))
+
+    async def _read_records(self, i: int, first: int, last: int, geo: layout.Geometry) -> list[bytes | None]:
+        disk_id = self.volume["disks"][i]
+        name = layout.archive_name(self.record["version_id"], i)
+        offset, length = geo.span(first, last)
+        count = last - first + 1
+        try:
+            raw = await self.cluster.disks[disk_id].read(name, offset, length)
+        except Exception as e:  # missing archive, dead node, timeout: all mean "use another"
+            reason = "missing" if isinstance(e, FileNotFoundError) else f"unreadable: {e!r}"
+            if not isinstance(e, FileNotFoundError):
+                self.cluster.mark_down(disk_id, reason)
+            self._report(i, disk_id, reason)
+            return [None] * count
+        records: list[bytes | None] = []
+        pos = 0
+        for j in range(first, last + 1):
+            size = geo.record_length(j)
+            try:
+                records.append(layout.unpack_record(raw[pos:pos + size]))
+            except layout.CorruptFragment as e:
+                records.append(None)
+                self._report(i, disk_id, f"segment {j}: {e}")
+            pos += size
+        return records
+
+    def _report(self, i: int, disk_id: str, reason: str) -> None:
+        self._broken.add(i)
+        self.damage.append(Damage(self.record["version_id"], i, disk_id, reason))
+        log.warning("fragment %d of %s/%s (version %s) on disk %s: %s; reading parity instead",
+                    i, self.record["bucket"], self.record["key"], self.record["version_id"], disk_id, reason)

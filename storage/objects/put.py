@@ -1,0 +1,168 @@
+"""Writing one object version: segments in, fragment archives out, in parallel.
+
+The body is cut into segments; each segment is encoded into `n` blocks and block `i`
+is appended to archive `i`, which streams to disk `i` of the volume. Each archive has
+a small bounded queue, so memory stays at a few segments per request whatever the
+object size, and a slow disk slows the upload instead of filling memory. A disk that
+fails or stalls is dropped; the upload carries on while at least `quorum` archives are
+alive and fails cleanly (nothing visible, partial archives removed) below that.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from .. import layout
+from ..codec import Codec
+from ..cluster import Cluster
+
+log = logging.getLogger("pocket.put")
+
+_END = object()
+
+
+class Aborted(Exception):
+    """The gateway gave up on this upload; the disk must not commit the archive."""
+
+
+class QuorumLost(Exception):
+    """Fewer than the write quorum of disks took the object."""
+
+
+@dataclass
+class _Archive:
+    index: int
+    disk_id: str
+    queue: asyncio.Queue
+    task: asyncio.Task | None = None
+    error: str = ""
+
+    @property
+    def alive(self) -> bool:
+        return not self.error
+
+    async def chunks(self, header: bytes):
+        yield header
+        while True:
+            item = await self.queue.get()
+            if item is _END:
+                return
+            if isinstance(item, Aborted):
+                raise item
+            yield item
+
+
+@dataclass
+class ArchiveWriter:
+    """Fans one object version out to the disks of its volume."""
+    cluster: Cluster
+    codec: Codec
+    volume: dict
+    version_id: str
+    segment_size: int
+    quorum: int
+    timeout: float = 10.0
+    archives: list[_Archive] = field(default_factory=list)
+
+    def start(self) -> None:
+        header_args = dict(version_id=self.version_id, k=self.codec.k, m=self.codec.m,
+                           segment_size=self.segment_size,
+                           block_size=layout.Geometry(0, self.segment_size, self.codec.k).block_size)
+        for i, disk_id in enumerate(self.volume["disks"]):
+            arc = _Archive(i, disk_id, asyncio.Queue(maxsize=3))
+            self.archives.append(arc)
+            if not self.cluster.is_up(disk_id):
+                arc.error = "disk is down"
+                continue
+            header = layout.ArchiveHeader(index=i, **header_args).pack()
+            disk = self.cluster.disks[disk_id]
+            arc.task = asyncio.ensure_future(
+                disk.put_archive(layout.archive_name(self.version_id, i), arc.chunks(header)))
+            arc.task.add_done_callback(lambda t, a=arc: self._finished(a, t))
+        self._check_quorum()
+
+    def _finished(self, arc: _Archive, task: asyncio.Task) -> None:
+        if task.cancelled():
+            arc.error = arc.error or "cancelled"
+        elif task.exception() is not None and not isinstance(task.exception(), Aborted):
+            arc.error = arc.error or repr(task.exception())
+            self.cluster.mark_down(arc.disk_id, f"write failed: {arc.error}")
+        while not arc.queue.empty():  # unblock a producer waiting on a dead disk
+            arc.queue.get_nowait()
+
+    def _check_quorum(self) -> None:
+        alive = sum(a.alive for a in self.archives)
+        if alive < self.quorum:
+            errors = "; ".join(f"disk {a.disk_id}: {a.error}" for a in self.archives if a.error)
+            raise QuorumLost(f"only {alive} of {len(self.archives)} disks can take the object, "
+                             f"need {self.quorum} ({errors})")
+
+    async def _send(self, arc: _Archive, item) -> None:
+        if not arc.alive or (arc.task and arc.task.done()):
+            return
+        try:
+            await asyncio.wait_for(arc.queue.put(item), self.timeout)
+        except TimeoutError:
+            arc.error = f"disk stalled for more than {self.timeout:.0f}s"
+            self.cluster.mark_down(arc.disk_id, arc.error)
+            arc.task.cancel()
+
+    async def write_blocks(self, blocks: list[bytes]) -> None:
+        records = [layout.pack_record(b) for b in blocks]
+        await asyncio.gather(*(self._send(a, r) for a, r in zip(self.archives, records)))
+        self._check_quorum()
+
+    async def finish(self, manifest: dict) -> list[int]:
+        """Send the trailer and wait until the disks have fsync'd; returns the indexes that did."""
+        trailer = layout.pack_trailer(manifest)
+        await asyncio.gather(*(self._send(a, trailer) for a in self.archives))
+        await asyncio.gather(*(self._send(a, _END) for a in self.archives))
+        tasks = [a.task for a in self.archives if a.task]
+        if tasks:
+            await asyncio.wait(tasks)
+        done = [a.index for a in self.archives if a.task and a.task.done() and not a.task.cancelled()
+                and a.task.exception() is None]
+        for a in self.archives:
+            if a.index not in done and not a.error:
+                a.error = "did not commit"
+        if len(done) < self.quorum:
+            await self.abort(f"only {len(done)} disks committed, need {self.quorum}")
+            self._check_quorum()
+        return done
+
+    async def abort(self, why: str) -> None:
+        """Stop every archive and delete any that a disk already committed."""
+        log.info("aborting upload of version %s: %s", self.version_id, why)
+        for a in self.archives:
+            if a.task and not a.task.done():
+                try:
+                    a.queue.put_nowait(Aborted(why))
+                except asyncio.QueueFull:
+                    a.task.cancel()
+        tasks = [a.task for a in self.archives if a.task]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.timeout)
+        for a in self.archives:
+            if a.task and not a.task.done():
+                a.task.cancel()
+        # A cancelled local write may still have committed in its thread, so remove every
+        # archive that was started, not only those known to have finished.
+        await remove_archives(self.cluster, self.volume, self.version_id,
+                              [a.index for a in self.archives if a.task])
+
+
+async def remove_archives(cluster: Cluster, volume: dict, version_id: str, indexes=None) -> int:
+    """Best-effort delete of a version's archives; what fails here the scrubber finds later."""
+    indexes = range(len(volume["disks"])) if indexes is None else indexes
+
+    async def one(i):
+        disk_id = volume["disks"][i]
+        try:
+            return await cluster.disks[disk_id].delete_archive(layout.archive_name(version_id, i))
+        except Exception as e:
+            log.warning("could not delete archive %s.%d on disk %s (%r); the scrubber will remove it",
+                        version_id, i, disk_id, e)
+            return False
+    return sum(await asyncio.gather(*(one(i) for i in indexes)))
+

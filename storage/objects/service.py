@@ -1,0 +1,222 @@
+"""The object service: what a PUT, GET or DELETE of one object means to Pocket.
+
+S3 handlers call this; it owns the order of durable steps (archives fsync'd on a write
+quorum of disks, then the index commit, then cleanup of what the write replaced) and
+never parses HTTP. The index is only a cache of what the disks say: every archive
+carries the manifest, and deletes leave tombstones on the disks.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import AsyncIterable, AsyncIterator, Callable
+
+from .. import layout
+from ..cluster import Cluster
+from ..codec import Codec, parse_policy
+from ..index.batcher import IndexWriter
+from ..index.lmdb_index import Index
+from ..placement.volumes import choose_volume
+from .get import ArchiveReader
+from .ids import new_id
+from .put import ArchiveWriter, QuorumLost, remove_archives
+
+log = logging.getLogger("pocket.objects")
+
+_INLINE_BYTES = 64 << 10  # below this, hashing and encoding on the loop beats a thread hop
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    spec: str
+    codec: Codec
+    quorum: int
+
+    @classmethod
+    def parse(cls, name: str, spec: str, quorum: int | None = None) -> "Policy":
+        k, m = parse_policy(spec)
+        return cls(name, spec, Codec(k, m), min(k + m, quorum or k + 1))
+
+
+class ObjectService:
+    def __init__(self, cluster: Cluster, index: Index, writer: IndexWriter, policies: dict[str, Policy],
+                 default_policy: str, small_policy: str | None, small_threshold: int,
+                 segment_size: int, timeout: float = 10.0):
+        self.cluster, self.index, self.writer = cluster, index, writer
+        self.policies = policies
+        self.default_policy = default_policy
+        self.small_policy = small_policy
+        self.small_threshold = small_threshold
+        self.segment_size = segment_size
+        self.timeout = timeout
+        self.damage_reported = 0
+
+    def policy_for(self, size_hint: int | None, requested: str | None = None) -> Policy:
+        if requested:
+            return self.policies[requested]
+        if self.small_policy and size_hint is not None and size_hint <= self.small_threshold:
+            return self.policies[self.small_policy]
+        return self.policies[self.default_policy]
+
+    # writes ------------------------------------------------------------------------------
+    async def put(self, bucket: str, key: str, body: AsyncIterable[bytes], size_hint: int | None,
+                  digests, attrs: dict, policy_name: str | None = None) -> dict:
+        """Store a new version of bucket/key; returns its record once it is durable.
+
+        `digests` is fed every byte (off the event loop for big segments) and its
+        `finish()` may raise to refuse the body (bad MD5, checksum, truncated body);
+        refusing aborts every archive, so nothing of the object remains."""
+        policy = self.policy_for(size_hint, policy_name)
+        version_id = new_id()
+        volume = choose_volume(list(self.cluster.volumes.values()), policy.codec.n, version_id,
+                               self.cluster.is_up)
+        writer = ArchiveWriter(self.cluster, policy.codec, volume, version_id, self.segment_size,
+                               policy.quorum, self.timeout)
+        try:
+            writer.start()
+            size = 0
+            async for segment in _segments(body, self.segment_size):
+                size += len(segment)
+                await writer.write_blocks(await self._encode(policy.codec, digests, segment))
+            summary = digests.finish(size)
+            record = {
+                "v": 1, "bucket": bucket, "key": key, "version_id": version_id, "size": size,
+                "created": time.time(), "policy": policy.name, "k": policy.codec.k, "m": policy.codec.m,
+                "segment_size": self.segment_size, "volume": volume["id"], "disks": volume["disks"],
+                **summary, **attrs,
+            }
+            written = await writer.finish(record)
+        except BaseException as e:
+            await asyncio.shield(writer.abort(repr(e)))
+            raise
+        if len(written) < policy.codec.n:
+            log.warning("stored %s/%s on %d of %d disks; the missing fragments %s need repair",
+                        bucket, key, len(written), policy.codec.n,
+                        sorted(set(range(policy.codec.n)) - set(written)))
+        try:
+            previous = await self.writer.submit(lambda ops: _put_if_newer(ops, bucket, key, record))
+        except BaseException:
+            await asyncio.shield(remove_archives(self.cluster, volume, version_id))
+            raise
+        if previous is not None:
+            self._forget(previous)
+        return record
+
+    async def _encode(self, codec: Codec, digests, segment: bytes) -> list[bytes]:
+        def work():
+            digests.update(segment)
+            return codec.encode(segment)
+        if len(segment) <= _INLINE_BYTES:
+            return work()
+        return await asyncio.get_running_loop().run_in_executor(None, work)
+
+    def _forget(self, record: dict) -> None:
+        """Remove a replaced or deleted version's archives, in the background."""
+        volume = self.cluster.volumes.get(record["volume"])
+        if volume:
+            asyncio.ensure_future(remove_archives(self.cluster, volume, record["version_id"]))
+
+    async def delete(self, bucket: str, key: str) -> dict | None:
+        """Delete bucket/key; the tombstone is on a quorum of disks before the index forgets it."""
+        record = self.index.get_object(bucket, key)
+        if record is None:
+            return None
+        volume = self.cluster.volumes[record["volume"]]
+        policy = self.policies.get(record["policy"]) or Policy.parse(record["policy"], f"ec:{record['k']}+{record['m']}")
+        tomb = {"kind": "tombstone", "bucket": bucket, "key": key, "version_id": record["version_id"],
+                "deleted": time.time()}
+        await self.put_records(volume, tomb, policy.quorum)
+        removed = await self.writer.submit(lambda ops: _delete_if_current(ops, bucket, key, record["version_id"]))
+        if removed is not None:
+            self._forget(removed)
+        return removed
+
+    async def put_records(self, volume: dict, doc: dict, quorum: int) -> str:
+        """Write a small durable record (tombstone, bucket event) to the disks of a volume."""
+        rec_id = new_id()
+        doc = {**doc, "id": rec_id}
+        data = json.dumps(doc, separators=(",", ":")).encode()
+
+        async def one(disk_id):
+            if not self.cluster.is_up(disk_id):
+                return False
+            try:
+                await asyncio.wait_for(self.cluster.disks[disk_id].put_record(rec_id, data), self.timeout)
+                return True
+            except Exception as e:
+                self.cluster.mark_down(disk_id, f"record write failed: {e!r}")
+                return False
+        ok = sum(await asyncio.gather(*(one(d) for d in volume["disks"])))
+        if ok < quorum:
+            raise QuorumLost(f"{doc['kind']} record reached {ok} disks, need {quorum}")
+        return rec_id
+
+    # reads -------------------------------------------------------------------------------
+    def head(self, bucket: str, key: str) -> dict | None:
+        return self.index.get_object(bucket, key)
+
+    def read(self, record: dict, start: int, end: int, on_damage: Callable | None = None) -> AsyncIterator[bytes]:
+        """Stream bytes start..end (inclusive) of an object version."""
+        return self._read(record, start, end, on_damage)
+
+    async def _read(self, record: dict, start: int, end: int, on_damage) -> AsyncIterator[bytes]:
+        if record["size"] == 0 or end < start:
+            return
+        codec = Codec(record["k"], record["m"])
+        reader = ArchiveReader(self.cluster, codec, record, self.cluster.volumes[record["volume"]])
+        seg = record["segment_size"]
+        first, last = start // seg, end // seg
+        try:
+            async for n, data in _enumerate(reader.segments(first, last), first):
+                lo = start - n * seg if n == first else 0
+                hi = end - n * seg + 1 if n == last else len(data)
+                yield data[lo:hi] if (lo, hi) != (0, len(data)) else data
+        finally:
+            if reader.damage:
+                self.damage_reported += len(reader.damage)
+                if on_damage:
+                    on_damage(reader.damage)
+
+
+def _put_if_newer(ops, bucket: str, key: str, record: dict) -> dict | None:
+    """Install `record` unless a newer version already won; returns what it displaced.
+
+    Two racing PUTs of one key resolve to the newer version id, the same rule the
+    index rebuild applies, so the index and the disks always agree on the winner."""
+    current = ops.get_object(bucket, key)
+    if current is not None and current["version_id"] > record["version_id"]:
+        return record
+    ops.put_object(bucket, key, record)
+    return current
+
+
+def _delete_if_current(ops, bucket: str, key: str, version_id: str) -> dict | None:
+    current = ops.get_object(bucket, key)
+    if current is None or current["version_id"] != version_id:
+        return None
+    return ops.delete_object(bucket, key)
+
+
+async def _segments(body: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
+    buf = bytearray()
+    async for chunk in body:
+        if not buf and len(chunk) == size:
+            yield bytes(chunk)
+            continue
+        buf += chunk
+        while len(buf) >= size:
+            yield bytes(buf[:size])
+            del buf[:size]
+    if buf:
+        yield bytes(buf)
+
+
+async def _enumerate(it: AsyncIterator, start: int):
+    n = start
+    async for item in it:
+        yield n, item
+        n += 1

@@ -1,0 +1,98 @@
+"""The S3 front door: request ids, authentication, routing, and one error renderer.
+
+Operational endpoints live under `/_pocket/` on the same port; no valid bucket name
+contains `_`, so they never collide with S3 paths.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+
+from ..index import ops as index_errors
+from ..objects.put import QuorumLost
+from . import errors, router
+from .request import S3Request, authenticate, new_request_id, split_path
+
+log = logging.getLogger("pocket.s3")
+
+# Internal failures that have an S3 meaning; everything else unexpected is a 500.
+_TRANSLATE = {
+    QuorumLost: errors.ServiceUnavailable,
+    index_errors.NoSuchBucket: errors.NoSuchBucket,
+    index_errors.BucketNotEmpty: errors.BucketNotEmpty,
+}
+
+
+def build_app(gateway) -> web.Application:
+    app = web.Application(client_max_size=1 << 20, handler_args={"max_field_size": 16384})
+    app["gateway"] = gateway
+    app.on_response_prepare.append(_stamp)
+    app.router.add_get("/_pocket/health", health)
+    app.router.add_get("/_pocket/ready", ready)
+    app.router.add_get("/_pocket/metrics", metrics)
+    app.router.add_route("*", "/{path:.*}", s3_entry)
+    return app
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    state = request.app["gateway"].readiness()
+    return web.json_response(state, status=200 if state["ready"] else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    gw = request.app["gateway"]
+    gw.refresh_metrics()
+    return web.Response(body=gw.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+async def s3_entry(http: web.Request) -> web.StreamResponse:
+    gw = http.app["gateway"]
+    request_id = http["request_id"] = new_request_id()
+    started = time.perf_counter()
+    operation = "unknown"
+    bucket = key = ""
+    try:
+        bucket, key = split_path(http.raw_path)
+        auth = authenticate(http, gw.secret_for)
+        if auth is None:
+            raise errors.AccessDenied("Anonymous access is not allowed; sign the request with your keys.")
+        handler = router.resolve(http.method, bucket, key, http.query)
+        operation = handler.__name__
+        resp = await handler(S3Request(http, gw, request_id, bucket, key, auth))
+    except errors.S3Error as e:
+        resp = _error_response(http, e, request_id, bucket, key)
+    except tuple(_TRANSLATE) as e:
+        s3e = next(cls for kind, cls in _TRANSLATE.items() if isinstance(e, kind))(resource=f"/{bucket}")
+        log.warning("%s %s -> %s: %s", http.method, http.path, s3e.code, e)
+        resp = _error_response(http, s3e, request_id, bucket, key)
+    except Exception:
+        log.exception("%s %s failed (request %s)", http.method, http.path, request_id)
+        resp = _error_response(http, errors.InternalError(), request_id, bucket, key)
+    gw.metrics.requests.labels(operation, str(resp.status)).inc()
+    gw.metrics.latency.labels(operation).observe(time.perf_counter() - started)
+    return resp
+
+
+async def _stamp(http: web.Request, resp: web.StreamResponse) -> None:
+    """Every response, streamed or not, carries the request id S3 clients log."""
+    request_id = http.get("request_id") or new_request_id()
+    resp.headers["x-amz-request-id"] = request_id
+    resp.headers["x-amz-id-2"] = request_id
+    resp.headers["Server"] = "Pocket"
+
+
+def _error_response(http: web.Request, e: errors.S3Error, request_id: str, bucket: str, key: str) -> web.Response:
+    resource = f"/{bucket}/{key}" if key else f"/{bucket}" if bucket else "/"
+    headers = dict(e.headers)
+    if e.code == "InvalidRange" and "ActualObjectSize" in e.extra:
+        headers["Content-Range"] = f"bytes */{e.extra['ActualObjectSize']}"
+    if http.method == "HEAD":
+        return web.Response(status=e.status, headers=headers)
+    return web.Response(status=e.status, body=e.to_xml(request_id, resource), headers=headers,
+                        content_type="application/xml")

@@ -1,0 +1,113 @@
+"""Everything an S3 upload promises about its body, checked before anything is kept.
+
+One `BodyDigests` per upload is fed every byte (off the event loop for big segments).
+`finish()` compares what arrived with what the client declared: Content-Length,
+Content-MD5, the signed x-amz-content-sha256, and x-amz-checksum-* values. Any mismatch
+raises, the object service aborts every fragment archive, and nothing is stored.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import zlib
+
+from awscrt import checksums as crt
+
+from . import errors
+
+CHECKSUM_ALGORITHMS = ("crc32", "crc32c", "crc64nvme", "sha1", "sha256")
+_CRC_BYTES = {"crc32": 4, "crc32c": 4, "crc64nvme": 8}
+
+
+class _Crc:
+    def __init__(self, fn, width: int):
+        self.fn, self.width, self.value = fn, width, 0
+
+    def update(self, data: bytes) -> None:
+        self.value = self.fn(data, self.value)
+
+    def digest(self) -> bytes:
+        return self.value.to_bytes(self.width, "big")
+
+
+def new_checksum(algorithm: str):
+    """A hashlib-like object for one of S3's checksum algorithms."""
+    if algorithm == "crc32":
+        return _Crc(zlib.crc32, 4)
+    if algorithm == "crc32c":
+        return _Crc(crt.crc32c, 4)
+    if algorithm == "crc64nvme":
+        return _Crc(crt.crc64nvme, 8)
+    return hashlib.new(algorithm)
+
+
+class BodyDigests:
+    def __init__(self, headers, declared_length: int | None, payload_sha256: str | None):
+        self.declared_length = declared_length
+        self._md5 = hashlib.md5()
+        self._want_md5 = _content_md5(headers.get("Content-MD5"))
+        self._sha256 = hashlib.sha256() if payload_sha256 else None
+        self._want_sha256 = payload_sha256
+        self._checksums = {}
+        for algo in CHECKSUM_ALGORITHMS:
+            value = headers.get(f"x-amz-checksum-{algo}")
+            if value is not None:
+                self._checksums[algo] = (_checksum_value(algo, value), new_checksum(algo))
+        declared = headers.get("x-amz-sdk-checksum-algorithm", "").lower()
+        if declared and declared not in CHECKSUM_ALGORITHMS:
+            raise errors.InvalidRequest(f"Checksum algorithm {declared!r} is not supported; "
+                                        f"use one of {', '.join(CHECKSUM_ALGORITHMS)}")
+        if len(self._checksums) > 1:
+            raise errors.InvalidRequest("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
+
+    def update(self, data: bytes) -> None:
+        self._md5.update(data)
+        if self._sha256:
+            self._sha256.update(data)
+        for _want, h in self._checksums.values():
+            h.update(data)
+
+    def finish(self, size: int) -> dict:
+        """Check the body against every declaration; returns what the record keeps."""
+        if self.declared_length is not None and size != self.declared_length:
+            raise errors.IncompleteBody(
+                f"Content-Length said {self.declared_length} bytes but {size} arrived")
+        md5 = self._md5.digest()
+        if self._want_md5 is not None and md5 != self._want_md5:
+            raise errors.BadDigest("The Content-MD5 you specified did not match what we received.")
+        if self._sha256 and self._sha256.hexdigest() != self._want_sha256:
+            raise errors.XAmzContentSHA256Mismatch(
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                ClientComputedContentSHA256=self._want_sha256,
+                S3ComputedContentSHA256=self._sha256.hexdigest())
+        kept = {}
+        for algo, (want, h) in self._checksums.items():
+            got = h.digest()
+            if got != want:
+                raise errors.BadDigest(f"The {algo.upper()} you specified did not match the calculated checksum.")
+            kept[algo] = base64.b64encode(got).decode()
+        return {"etag": md5.hex(), "checksums": kept}
+
+
+def _content_md5(value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 16:
+        raise errors.InvalidDigest("The Content-MD5 you specified is not valid.")
+    return raw
+
+
+def _checksum_value(algo: str, value: str) -> bytes:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    want = _CRC_BYTES.get(algo) or hashlib.new(algo).digest_size
+    if len(raw) != want:
+        raise errors.InvalidRequest(f"Value for x-amz-checksum-{algo} header is invalid.")
+    return raw

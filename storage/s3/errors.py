@@ -1,0 +1,87 @@
+"""S3 errors as classes, rendered to XML in one place.
+
+Handlers raise these; nobody builds error XML by hand (Swift's s3response.py model).
+Each class carries the HTTP status and default message AWS documents for its code,
+so a client library maps it to the same exception it would get from S3.
+"""
+from __future__ import annotations
+
+from xml.sax.saxutils import escape
+
+
+class S3Error(Exception):
+    code = "InternalError"
+    status = 500
+    message = "We encountered an internal error. Please try again."
+
+    def __init__(self, message: str | None = None, resource: str = "", **extra: str):
+        super().__init__(message or self.message)
+        self.text = message or self.message
+        self.resource = resource
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+
+    def to_xml(self, request_id: str, resource: str = "") -> bytes:
+        parts = [
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Error>',
+            f"<Code>{self.code}</Code>",
+            f"<Message>{escape(self.text)}</Message>",
+            f"<Resource>{escape(self.resource or resource)}</Resource>",
+            f"<RequestId>{request_id}</RequestId>",
+        ]
+        parts += [f"<{k}>{escape(str(v))}</{k}>" for k, v in self.extra.items()]
+        parts.append("</Error>")
+        return "".join(parts).encode()
+
+
+def _error(name: str, status: int, message: str) -> type[S3Error]:
+    return type(name, (S3Error,), {"code": name, "status": status, "message": message})
+
+
+AccessDenied = _error("AccessDenied", 403, "Access Denied")
+AuthorizationHeaderMalformed = _error(
+    "AuthorizationHeaderMalformed", 400, "The authorization header is malformed.")
+BadDigest = _error("BadDigest", 400, "The Content-MD5 or checksum you specified did not match what we received.")
+BucketAlreadyExists = _error(
+    "BucketAlreadyExists", 409,
+    "The requested bucket name is not available. Please select a different name and try again.")
+BucketAlreadyOwnedByYou = _error(
+    "BucketAlreadyOwnedByYou", 409,
+    "Your previous request to create the named bucket succeeded and you already own it.")
+BucketNotEmpty = _error("BucketNotEmpty", 409, "The bucket you tried to delete is not empty.")
+EntityTooLarge = _error("EntityTooLarge", 400, "Your proposed upload exceeds the maximum allowed object size.")
+IncompleteBody = _error(
+    "IncompleteBody", 400, "You did not provide the number of bytes specified by the Content-Length HTTP header.")
+InsufficientStorage = _error(
+    "InsufficientStorage", 507, "Not enough disks have room to store this object; add capacity or free space.")
+InternalError = S3Error
+InvalidAccessKeyId = _error(
+    "InvalidAccessKeyId", 403, "The AWS access key Id you provided does not exist in our records.")
+InvalidArgument = _error("InvalidArgument", 400, "Invalid Argument")
+InvalidBucketName = _error("InvalidBucketName", 400, "The specified bucket is not valid.")
+InvalidDigest = _error("InvalidDigest", 400, "The Content-MD5 you specified is not valid.")
+InvalidRange = _error("InvalidRange", 416, "The requested range is not satisfiable")
+InvalidRequest = _error("InvalidRequest", 400, "Invalid Request")
+KeyTooLongError = _error("KeyTooLongError", 400, "Your key is too long")
+MalformedXML = _error(
+    "MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema.")
+MetadataTooLarge = _error(
+    "MetadataTooLarge", 400, "Your metadata headers exceed the maximum allowed metadata size.")
+MethodNotAllowed = _error("MethodNotAllowed", 405, "The specified method is not allowed against this resource.")
+MissingContentLength = _error("MissingContentLength", 411, "You must provide the Content-Length HTTP header.")
+MissingSecurityHeader = _error("MissingSecurityHeader", 400, "Your request is missing a required header.")
+NoSuchBucket = _error("NoSuchBucket", 404, "The specified bucket does not exist.")
+NoSuchKey = _error("NoSuchKey", 404, "The specified key does not exist.")
+NoSuchUpload = _error("NoSuchUpload", 404, "The specified upload does not exist.")
+NotImplementedError_ = _error("NotImplemented", 501, "A header or query you provided implies functionality that is not implemented.")
+PreconditionFailed = _error("PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold")
+RequestTimeTooSkewed = _error(
+    "RequestTimeTooSkewed", 403, "The difference between the request time and the server's time is too large.")
+ServiceUnavailable = _error(
+    "ServiceUnavailable", 503, "Too few disks are reachable to store or read this object right now; retry shortly.")
+SignatureDoesNotMatch = _error(
+    "SignatureDoesNotMatch", 403,
+    "The request signature we calculated does not match the signature you provided. Check your key and signing method.")
+SlowDown = _error("SlowDown", 503, "Please reduce your request rate.")
+XAmzContentSHA256Mismatch = _error(
+    "XAmzContentSHA256Mismatch", 400, "The provided 'x-amz-content-sha256' header does not match what was computed.")

@@ -1,0 +1,102 @@
+"""ListObjects (V1) and ListObjectsV2: one range scan of the index, two XML dialects."""
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import quote
+
+from aiohttp import web
+
+from . import errors, xml
+from .bucket import owned_bucket
+from .request import S3Request
+
+
+def _max_keys(req: S3Request) -> int:
+    value = req.query.get("max-keys", "1000")
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise errors.InvalidArgument("max-keys must be a non-negative integer", ArgumentName="max-keys",
+                                     ArgumentValue=value)
+    return min(n, 1000)
+
+
+def _encoder(req: S3Request):
+    kind = req.query.get("encoding-type")
+    if kind is None:
+        return lambda s: s
+    if kind != "url":
+        raise errors.InvalidArgument("Invalid Encoding Method specified in Request", ArgumentName="encoding-type",
+                                     ArgumentValue=kind)
+    return lambda s: quote(s, safe="/")
+
+
+def _page(req: S3Request, start_after: str):
+    owned_bucket(req)
+    return req.gateway.index.list_objects(req.bucket, prefix=req.query.get("prefix", ""),
+                                          delimiter=req.query.get("delimiter", ""),
+                                          start_after=start_after, max_keys=_max_keys(req))
+
+
+def _entries(req: S3Request, page, enc, owner: bool):
+    out = []
+    for key, rec in page.contents:
+        children = [("Key", enc(key)), ("LastModified", xml.iso8601(rec["created"])),
+                    ("ETag", f'"{rec["etag"]}"'), ("Size", rec["size"]), ("StorageClass", "STANDARD")]
+        if owner:
+            children.append(xml.element("Owner", [("ID", rec.get("owner", "")), ("DisplayName", rec.get("owner", ""))]))
+        out.append(xml.element("Contents", children))
+    out += [xml.element("CommonPrefixes", [("Prefix", enc(p))]) for p in page.common_prefixes]
+    return out
+
+
+def _common(req: S3Request, enc) -> list:
+    fields = [("Name", req.bucket), ("Prefix", enc(req.query.get("prefix", "")))]
+    if "delimiter" in req.query:
+        fields.append(("Delimiter", enc(req.query["delimiter"])))
+    fields.append(("MaxKeys", _max_keys(req)))
+    if "encoding-type" in req.query:
+        fields.append(("EncodingType", "url"))
+    return fields
+
+
+async def list_objects_v2(req: S3Request) -> web.Response:
+    if req.query.get("list-type") != "2":
+        raise errors.InvalidArgument("list-type must be 2", ArgumentName="list-type")
+    enc = _encoder(req)
+    token = req.query.get("continuation-token")
+    start = req.query.get("start-after", "")
+    if token is not None:
+        try:
+            start = base64.urlsafe_b64decode(token.encode()).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise errors.InvalidArgument("The continuation token provided is incorrect",
+                                         ArgumentName="continuation-token") from None
+    page = _page(req, start)
+    fields = _common(req, enc)
+    fields.append(("KeyCount", len(page.contents) + len(page.common_prefixes)))
+    fields.append(("IsTruncated", "true" if page.is_truncated else "false"))
+    if token is not None:
+        fields.append(("ContinuationToken", token))
+    if "start-after" in req.query:
+        fields.append(("StartAfter", enc(req.query["start-after"])))
+    if page.is_truncated:
+        fields.append(("NextContinuationToken", base64.urlsafe_b64encode(page.next_marker.encode()).decode()))
+    body = xml.element("ListBucketResult", fields + _entries(req, page, enc, req.query.get("fetch-owner") == "true"))
+    return web.Response(body=xml.document(body), content_type="application/xml")
+
+
+async def list_objects_v1(req: S3Request) -> web.Response:
+    enc = _encoder(req)
+    marker = req.query.get("marker", "")
+    page = _page(req, marker)
+    fields = _common(req, enc)
+    fields.insert(2, ("Marker", enc(marker)))
+    fields.append(("IsTruncated", "true" if page.is_truncated else "false"))
+    if page.is_truncated and "delimiter" in req.query:
+        fields.append(("NextMarker", enc(page.next_marker)))
+    body = xml.element("ListBucketResult", fields + _entries(req, page, enc, True))
+    return web.Response(body=xml.document(body), content_type="application/xml")

@@ -1,0 +1,39 @@
+"""S3's rules for bucket names, keys and user metadata, checked before anything changes."""
+from __future__ import annotations
+
+import re
+
+from . import errors
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IP = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+MAX_KEY_BYTES = 1024
+MAX_METADATA_BYTES = 2048
+
+
+def check_bucket_name(name: str) -> None:
+    if (not _BUCKET.match(name) or ".." in name or ".-" in name or "-." in name or _IP.match(name)
+            or name.startswith(("xn--", "sthree-")) or name.endswith(("-s3alias", "--ol-s3"))):
+        raise errors.InvalidBucketName(
+            "Bucket names must be 3-63 characters of lowercase letters, digits, '.' and '-', "
+            "start and end with a letter or digit, and not look like an IP address.", resource=name)
+
+
+def check_key(key: str) -> None:
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise errors.KeyTooLongError(f"Your key is too long: at most {MAX_KEY_BYTES} bytes of UTF-8 are allowed.",
+                                     MaxSizeAllowed=str(MAX_KEY_BYTES))
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise errors.InvalidArgument("Object key is not valid UTF-8.") from None
+
+
+def user_metadata(headers) -> dict[str, str]:
+    meta = {k.lower()[len("x-amz-meta-"):]: v for k, v in headers.items() if k.lower().startswith("x-amz-meta-")}
+    size = sum(len(k) + len(v.encode()) for k, v in meta.items())
+    if size > MAX_METADATA_BYTES:
+        raise errors.MetadataTooLarge(
+            f"Your metadata headers total {size} bytes; at most {MAX_METADATA_BYTES} are allowed.",
+            MaxSizeAllowed=str(MAX_METADATA_BYTES))
+    return meta

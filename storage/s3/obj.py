@@ -1,0 +1,161 @@
+"""Object operations: PUT, GET (with Range), HEAD, DELETE."""
+from __future__ import annotations
+
+import logging
+import re
+
+from aiohttp import web
+
+from ..objects.get import Unreadable
+from . import errors, sigv4
+from .bucket import owned_bucket
+from .digests import BodyDigests
+from .names import check_key, user_metadata
+from .request import S3Request
+from .xml import http_date
+
+log = logging.getLogger("pocket.s3")
+
+MAX_PUT_BYTES = 5 << 30
+STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Expires")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_OVERRIDES = {"response-content-type": "Content-Type", "response-content-language": "Content-Language",
+              "response-expires": "Expires", "response-cache-control": "Cache-Control",
+              "response-content-disposition": "Content-Disposition",
+              "response-content-encoding": "Content-Encoding"}
+
+
+async def put_object(req: S3Request) -> web.Response:
+    owned_bucket(req)
+    check_key(req.key)
+    if "x-amz-copy-source" in req.headers:
+        raise errors.NotImplementedError_("CopyObject is not implemented by Pocket yet")
+    payload = req.auth.payload_hash if req.auth else sigv4.UNSIGNED_PAYLOAD
+    if payload.startswith("STREAMING-"):
+        raise errors.NotImplementedError_(f"payload mode {payload} is not implemented by Pocket yet")
+    length = req.declared_length()
+    if length is None and req.headers.get("Transfer-Encoding", "").lower() != "chunked":
+        raise errors.MissingContentLength()
+    if length is not None and length > MAX_PUT_BYTES:
+        raise errors.EntityTooLarge(f"A single PUT may carry at most 5 GiB; use multipart upload for {length} bytes.",
+                                    ProposedSize=str(length), MaxSizeAllowed=str(MAX_PUT_BYTES))
+    digests = BodyDigests(req.headers, length, None if payload == sigv4.UNSIGNED_PAYLOAD else payload.lower())
+    attrs = {
+        "content_type": req.headers.get("Content-Type") or "binary/octet-stream",
+        "meta": user_metadata(req.headers),
+        "headers": {h: req.headers[h] for h in STORED_HEADERS if h in req.headers},
+        "owner": req.access_key,
+    }
+    record = await req.gateway.objects.put(req.bucket, req.key, _body(req), length, digests, attrs)
+    headers = {"ETag": f'"{record["etag"]}"'}
+    headers.update({f"x-amz-checksum-{a}": v for a, v in record["checksums"].items()})
+    return web.Response(headers=headers)
+
+
+async def _body(req: S3Request):
+    try:
+        async for chunk in req.http.content.iter_chunked(1 << 20):
+            yield chunk
+    except (ConnectionError, Exception) as e:
+        if isinstance(e, errors.S3Error):
+            raise
+        raise errors.IncompleteBody(f"The request body ended early: {e}") from e
+
+
+def _object(req: S3Request) -> dict:
+    owned_bucket(req)
+    record = req.gateway.objects.head(req.bucket, req.key)
+    if record is None:
+        raise errors.NoSuchKey(resource=req.resource, Key=req.key)
+    return record
+
+
+def _headers(req: S3Request, record: dict) -> dict:
+    headers = {
+        "ETag": f'"{record["etag"]}"',
+        "Last-Modified": http_date(record["created"]),
+        "Content-Type": record.get("content_type", "binary/octet-stream"),
+        "Accept-Ranges": "bytes",
+    }
+    headers.update(record.get("headers", {}))
+    headers.update({f"x-amz-meta-{k}": v for k, v in record.get("meta", {}).items()})
+    if req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+        headers.update({f"x-amz-checksum-{a}": v for a, v in record.get("checksums", {}).items()})
+    for param, header in _OVERRIDES.items():
+        if param in req.query:
+            headers[header] = req.query[param]
+    return headers
+
+
+def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
+    """(first, last) inclusive, or None for the whole object; raises InvalidRange."""
+    if not value:
+        return None
+    m = _RANGE.match(value.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        return None  # not a single byte range: S3 ignores it and sends everything
+    first, last = m.group(1), m.group(2)
+    if not first:
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise errors.InvalidRange(RangeRequested=value, ActualObjectSize=str(size))
+        return max(0, size - suffix), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or (last and int(last) < start):
+        raise errors.InvalidRange(RangeRequested=value, ActualObjectSize=str(size))
+    return start, end
+
+
+async def head_object(req: S3Request) -> web.Response:
+    record = _object(req)
+    headers = _headers(req, record)
+    span = parse_range(req.headers.get("Range"), record["size"])
+    if span:
+        headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{record['size']}"
+        headers["Content-Length"] = str(span[1] - span[0] + 1)
+        return web.Response(status=206, headers=headers)
+    headers["Content-Length"] = str(record["size"])
+    return web.Response(headers=headers)
+
+
+async def get_object(req: S3Request) -> web.StreamResponse:
+    record = _object(req)
+    headers = _headers(req, record)
+    size = record["size"]
+    span = parse_range(req.headers.get("Range"), size)
+    status = 200
+    start, end = 0, size - 1
+    if span:
+        status, (start, end) = 206, span
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(end - start + 1)
+    stream = req.gateway.objects.read(record, start, end, req.gateway.report_damage)
+    try:
+        first = await anext(stream, b"")
+    except Unreadable as e:
+        log.error("GET %s: %s", req.resource, e)
+        raise errors.ServiceUnavailable(
+            "Too few fragments of this object are readable right now; retry once the disks are back.") from e
+    resp = web.StreamResponse(status=status, headers=headers)
+    resp.content_length = end - start + 1
+    await resp.prepare(req.http)
+    try:
+        if first:
+            await resp.write(first)
+        async for chunk in stream:
+            await resp.write(chunk)
+    except Unreadable as e:
+        # Headers are gone already: cut the connection so the client sees a short body, not bad data.
+        log.error("GET %s failed after the first byte: %s", req.resource, e)
+        req.http.transport and req.http.transport.close()
+        return resp
+    await resp.write_eof()
+    return resp
+
+
+async def delete_object(req: S3Request) -> web.Response:
+    owned_bucket(req)
+    check_key(req.key)
+    await req.gateway.objects.delete(req.bucket, req.key)
+    return web.Response(status=204)

@@ -1,0 +1,64 @@
+"""One S3 request, parsed and authenticated once (Swift's s3request.py model).
+
+Handlers receive an `S3Request`: bucket and key decoded from the path, the query,
+who signed it, and the gateway's services. Nothing downstream re-parses HTTP.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from . import errors, sigv4
+
+
+@dataclass
+class S3Request:
+    http: web.Request
+    gateway: "object"
+    request_id: str
+    bucket: str
+    key: str
+    auth: sigv4.AuthResult | None
+
+    @property
+    def query(self):
+        return self.http.query
+
+    @property
+    def headers(self):
+        return self.http.headers
+
+    @property
+    def access_key(self) -> str:
+        return self.auth.access_key if self.auth else ""
+
+    @property
+    def resource(self) -> str:
+        return f"/{self.bucket}/{self.key}" if self.key else f"/{self.bucket}" if self.bucket else "/"
+
+    def declared_length(self) -> int | None:
+        value = self.headers.get("Content-Length")
+        if value is None:
+            return None
+        if not value.isdigit():
+            raise errors.InvalidArgument("Content-Length must be a non-negative integer")
+        return int(value)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16].upper()
+
+
+def split_path(raw_path: str) -> tuple[str, str]:
+    """Bucket and key from a path-style URL, percent-decoded exactly once."""
+    path = raw_path.split("?", 1)[0]
+    bucket, _, key = path.lstrip("/").partition("/")
+    return unquote(bucket), unquote(key, errors="surrogateescape")
+
+
+def authenticate(http: web.Request, secret_for) -> sigv4.AuthResult | None:
+    path, _, query = http.raw_path.partition("?")
+    return sigv4.authenticate(http.method, path, query, http.headers, secret_for)

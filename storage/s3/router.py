@@ -1,0 +1,49 @@
+"""The router table: (method, level, sub-resource) -> handler, in one place (Garage's router.rs).
+
+`level` is "service" (no bucket), "bucket" or "object". A sub-resource is a query
+parameter that selects a different operation on the same path (`?location`,
+`?list-type=2`); requests naming one we do not implement get `NotImplemented`.
+"""
+from __future__ import annotations
+
+from . import bucket, errors, listing, obj
+
+ROUTES = {
+    ("GET", "service", None): bucket.list_buckets,
+    ("PUT", "bucket", None): bucket.create_bucket,
+    ("HEAD", "bucket", None): bucket.head_bucket,
+    ("DELETE", "bucket", None): bucket.delete_bucket,
+    ("GET", "bucket", "location"): bucket.get_location,
+    ("GET", "bucket", "versioning"): bucket.get_versioning,
+    ("GET", "bucket", "list-type"): listing.list_objects_v2,
+    ("GET", "bucket", None): listing.list_objects_v1,
+    ("PUT", "object", None): obj.put_object,
+    ("GET", "object", None): obj.get_object,
+    ("HEAD", "object", None): obj.head_object,
+    ("DELETE", "object", None): obj.delete_object,
+}
+
+# Query parameters that change the operation. Anything here without a route is 501.
+SUBRESOURCES = {
+    "accelerate", "acl", "analytics", "attributes", "cors", "delete", "encryption", "intelligent-tiering",
+    "inventory", "legal-hold", "lifecycle", "list-type", "location", "logging", "metrics", "notification",
+    "object-lock", "ownershipControls", "partNumber", "policy", "policyStatus", "publicAccessBlock",
+    "replication", "requestPayment", "restore", "retention", "select", "tagging", "torrent", "uploadId",
+    "uploads", "versioning", "versionId", "versions", "website",
+}
+# Parameters that select nothing by themselves when they have their default meaning.
+_HARMLESS = {"versionId": "null"}
+
+
+def resolve(method: str, bucket: str, key: str, query) -> callable:
+    level = "object" if key else "bucket" if bucket else "service"
+    subs = [q for q in query if q in SUBRESOURCES and _HARMLESS.get(q) != query.get(q)]
+    sub = subs[0] if subs else None
+    handler = ROUTES.get((method, level, sub))
+    if handler is not None:
+        return handler
+    if sub is not None or (method, level) in {(m, lv) for m, lv, _ in ROUTES}:
+        raise errors.NotImplementedError_(
+            f"{method} with ?{sub} is not implemented by Pocket yet" if sub else
+            f"{method} is not implemented for this resource")
+    raise errors.MethodNotAllowed(f"{method} is not allowed against this resource")

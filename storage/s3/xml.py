@@ -1,0 +1,50 @@
+"""S3 XML bodies: a tiny builder so handlers describe structure, not string escaping."""
+from __future__ import annotations
+
+import datetime as dt
+from xml.etree import ElementTree as ET
+
+from . import errors
+
+NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+
+def element(tag: str, children=None, text=None) -> ET.Element:
+    el = ET.Element(tag)
+    if text is not None:
+        el.text = str(text)
+    for child in children or ():
+        if child is None:
+            continue
+        if isinstance(child, tuple):
+            el.append(element(child[0], text=child[1]))
+        else:
+            el.append(child)
+    return el
+
+
+def document(root: ET.Element) -> bytes:
+    root.set("xmlns", NS)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8")
+
+
+def iso8601(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def http_date(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+def parse(body: bytes) -> ET.Element | None:
+    """Parse a request body; namespaces are stripped so handlers match plain tag names."""
+    if not body.strip():
+        return None
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        raise errors.MalformedXML() from None
+    for el in root.iter():
+        if "}" in el.tag:
+            el.tag = el.tag.split("}", 1)[1]
+    return root
