@@ -90,10 +90,6 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
             m = await read_manifest(disks, vid, frags)
             if m is None:
                 report.unreadable += 1
-            elif len(frags) < m["k"]:
-                report.unreadable += 1
-                log.error("object %s/%s version %s has %d fragments, needs %d; it cannot be recovered",
-                          m["bucket"], m["key"], vid, len(frags), m["k"])
             else:
                 manifests[vid] = m
     await asyncio.gather(*(load(v, f) for v, f in versions.items()))
@@ -115,8 +111,13 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
     for vid in sorted(manifests):
         m = manifests[vid]
         k = (m["bucket"], m["key"])
-        if vid <= tombs.get(k, "") or vid == tombs.get(k):
+        if vid <= tombs.get(k, ""):
             report.tombstoned += 1
+            continue
+        if len(versions[vid]) < m["k"]:
+            report.unreadable += 1
+            log.error("object %s/%s version %s has %d fragments, needs %d; it cannot be recovered",
+                      m["bucket"], m["key"], vid, len(versions[vid]), m["k"])
             continue
         if k in winners:
             report.superseded += 1

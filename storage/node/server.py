@@ -31,7 +31,7 @@ def build_app(node_id: str, stores: dict[str, DiskStore], secret: str) -> web.Ap
     r = app.router
     r.add_get("/v1/health", health)
     r.add_put("/v1/{disk}/archives/{name}", put_archive)
-    r.add_get("/v1/{disk}/archives/{name}", get_archive)  # aiohttp answers HEAD via GET unless set
+    r.add_get("/v1/{disk}/archives/{name}", get_archive, allow_head=False)
     r.add_route("HEAD", "/v1/{disk}/archives/{name}", head_archive)
     r.add_delete("/v1/{disk}/archives/{name}", delete_archive)
     r.add_get("/v1/{disk}/archives/{name}/manifest", get_manifest)

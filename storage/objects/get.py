@@ -129,6 +129,9 @@ class ArchiveReader:
         return records
 
     def _report(self, i: int, disk_id: str, reason: str) -> None:
+        """Note a bad fragment once: repair rewrites a whole archive, not a segment."""
+        if i in self._broken:
+            return
         self._broken.add(i)
         self.damage.append(Damage(self.record["version_id"], i, disk_id, reason))
         log.warning("fragment %d of %s/%s (version %s) on disk %s: %s; reading parity instead",

@@ -70,7 +70,8 @@ def _object(req: S3Request) -> dict:
     return record
 
 
-def _headers(req: S3Request, record: dict) -> dict:
+def _headers(req: S3Request, record: dict, whole: bool) -> dict:
+    """Response headers; checksums describe the whole object, so a range never gets them."""
     headers = {
         "ETag": f'"{record["etag"]}"',
         "Last-Modified": http_date(record["created"]),
@@ -79,7 +80,7 @@ def _headers(req: S3Request, record: dict) -> dict:
     }
     headers.update(record.get("headers", {}))
     headers.update({f"x-amz-meta-{k}": v for k, v in record.get("meta", {}).items()})
-    if req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+    if whole and req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
         headers.update({f"x-amz-checksum-{a}": v for a, v in record.get("checksums", {}).items()})
     for param, header in _OVERRIDES.items():
         if param in req.query:
@@ -109,8 +110,8 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
 
 async def head_object(req: S3Request) -> web.Response:
     record = _object(req)
-    headers = _headers(req, record)
     span = parse_range(req.headers.get("Range"), record["size"])
+    headers = _headers(req, record, whole=span is None)
     if span:
         headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{record['size']}"
         headers["Content-Length"] = str(span[1] - span[0] + 1)
@@ -121,9 +122,9 @@ async def head_object(req: S3Request) -> web.Response:
 
 async def get_object(req: S3Request) -> web.StreamResponse:
     record = _object(req)
-    headers = _headers(req, record)
     size = record["size"]
     span = parse_range(req.headers.get("Range"), size)
+    headers = _headers(req, record, whole=span is None)
     status = 200
     start, end = 0, size - 1
     if span:

@@ -1,0 +1,160 @@
+"""Real clusters for probe tests: node and gateway processes on 127.0.0.1, real folders.
+
+Tests kill, stop and restart these processes the way an operator's bad day would,
+then check what a user would: the bytes read back are the bytes written.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import boto3
+from botocore.config import Config as BotoConfig
+
+ACCESS_KEY = "PKTESTACCESSKEY000001"
+SECRET_KEY = "test-secret-key-0123456789abcdefghij"
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def wait_http(url: str, timeout: float = 30.0, want=(200,)) -> None:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status in want:
+                    return
+        except Exception as e:  # not up yet
+            last = e
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not answering after {timeout}s: {last!r}")
+
+
+class ProcCluster:
+    """`nodes` node processes with `disks_per_node` disks each, plus one gateway process."""
+
+    def __init__(self, root: str, nodes: int = 6, disks_per_node: int = 1, zones: int = 1,
+                 storage: dict | None = None):
+        self.root = root
+        self.procs: dict[str, subprocess.Popen] = {}
+        ports = free_ports(nodes + 1)
+        self.port = ports[0]
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.node_ids = [f"n{i + 1}" for i in range(nodes)]
+        self.node_ports = dict(zip(self.node_ids, ports[1:]))
+        settings = {"heartbeat": 0.5}
+        st = {"node_timeout": 3.0, **(storage or {})}
+        lines = ['data = "."', 'cluster_secret = "test-cluster-secret"', "", "[gateway]",
+                 f'listen = "127.0.0.1:{self.port}"'] + [f"{k} = {v!r}" for k, v in settings.items()]
+        lines += ["", "[storage]"] + [f"{k} = {_toml(v)}" for k, v in st.items()]
+        lines += ["", "[[credentials]]", f'access_key = "{ACCESS_KEY}"', f'secret_key = "{SECRET_KEY}"']
+        self.disk_paths: dict[str, str] = {}
+        for i, node in enumerate(self.node_ids):
+            disks = []
+            for j in range(disks_per_node):
+                disk_id = f"{node}d{j + 1}"
+                self.disk_paths[disk_id] = os.path.join(root, "disks", disk_id)
+                disks.append(f'{{ id = "{disk_id}", path = "disks/{disk_id}" }}')
+            lines += ["", "[[nodes]]", f'id = "{node}"', f'zone = "zone{i % zones + 1}"',
+                      f'url = "http://127.0.0.1:{self.node_ports[node]}"', f"disks = [{', '.join(disks)}]"]
+        os.makedirs(root, exist_ok=True)
+        self.config = os.path.join(root, "pocket.toml")
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    # processes -----------------------------------------------------------------------------
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = open(os.path.join(self.root, f"{name}.log"), "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=REPO, stdout=log, stderr=log,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.procs[name] = proc
+        return proc
+
+    def start_node(self, node: str) -> None:
+        self._spawn(node, ["node", "--config", self.config, "--id", node])
+        self._wait_port(node, self.node_ports[node])
+
+    def _wait_port(self, name: str, port: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited with {self.procs[name].returncode}:\n{self.log(name)[-3000:]}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise TimeoutError(f"nothing listening on {port} after {timeout}s")
+
+    def start_gateway(self) -> None:
+        self._spawn("gateway", ["gateway", "--config", self.config])
+        self._wait_port("gateway", self.port)
+
+    def start(self) -> "ProcCluster":
+        for node in self.node_ids:
+            self.start_node(node)
+        self.start_gateway()
+        wait_http(self.endpoint + "/_pocket/ready")
+        return self
+
+    def signal(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs[name]
+        proc.send_signal(sig)
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            proc.wait(30)
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc and proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def close(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+    def gateway_pid(self) -> int:
+        return self.procs["gateway"].pid
+
+    def log(self, name: str) -> str:
+        with open(os.path.join(self.root, f"{name}.log"), errors="replace") as f:
+            return f.read()
+
+    # clients -------------------------------------------------------------------------------
+    def client(self, retries: int = 3, **kw):
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
+                            aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
+                            config=BotoConfig(retries={"max_attempts": retries, "mode": "standard"},
+                                              connect_timeout=5, read_timeout=60, **kw))
+
+    def archive_files(self) -> set[str]:
+        found = set()
+        for disk, path in self.disk_paths.items():
+            for folder, _dirs, files in os.walk(os.path.join(path, "archives")):
+                found.update(os.path.join(folder, f) for f in files)
+        return found
+
+
+def _toml(v) -> str:
+    if isinstance(v, str):
+        return f'"{v}"'
+    return repr(v)

@@ -1,0 +1,245 @@
+"""Unit tests for storage.config: the TOML file, env overrides, validation."""
+from __future__ import annotations
+
+import os
+import stat
+import textwrap
+
+import pytest
+
+from storage import config
+from storage.config import ConfigError, apply_env, embedded, from_dict, load
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    for key in list(os.environ):
+        if key.startswith("POCKET_"):
+            monkeypatch.delenv(key)
+
+
+def _nodes(n_disks: int, per_node: int = 0, dup: str | None = None) -> str:
+    per_node = per_node or n_disks
+    out, made = [], 0
+    node = 0
+    while made < n_disks:
+        node += 1
+        ids = [f"d{made + i + 1}" for i in range(min(per_node, n_disks - made))]
+        made += len(ids)
+        if dup and node == 1:
+            ids[-1] = dup
+        disks = ", ".join(f'{{ id = "{d}", path = "disks/{d}" }}' for d in ids)
+        out.append(f'[[nodes]]\nid = "n{node}"\nzone = "z{node}"\ndisks = [{disks}]\n')
+    return "\n".join(out)
+
+
+def write(tmp_path, body: str, name="pocket.toml") -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+BASE = """\
+cluster_secret = "abc"
+
+[[credentials]]
+access_key = "AK"
+secret_key = "SK"
+"""
+
+
+def good(tmp_path, extra_top="", sections="", disks=6) -> str:
+    return write(tmp_path, extra_top + BASE + sections + "\n" + _nodes(disks, 2))
+
+
+# embedded ------------------------------------------------------------------------------
+
+def test_embedded_writes_private_loadable_file_and_reuses_it(tmp_path):
+    data = tmp_path / "data"
+    path = embedded(str(data), 9123)
+    assert os.path.dirname(path) == str(data)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    cfg = load(path)
+    assert cfg.listen == ("127.0.0.1", 9123)
+    assert len(cfg.credentials) == 1
+    assert cfg.credentials[0].access_key and cfg.credentials[0].secret_key
+    assert len(cfg.cluster_secret) >= 32
+    disks = [d for n in cfg.nodes for d in n.disks]
+    assert len(disks) == 6
+    assert len({d.id for d in disks}) == 6
+    for d in disks:  # disk folders live under the data folder
+        assert os.path.abspath(d.path).startswith(os.path.abspath(data) + os.sep)
+    assert os.path.abspath(cfg.data) == os.path.abspath(data)
+    assert os.path.abspath(cfg.index_path).startswith(os.path.abspath(data))
+
+    with open(path) as f:
+        text = f.read()
+    again = embedded(str(data), 9999)
+    assert again == path
+    with open(path) as f:
+        assert f.read() == text
+    cfg2 = load(again)
+    assert cfg2.cluster_secret == cfg.cluster_secret
+    assert cfg2.credentials == cfg.credentials
+    assert cfg2.listen == ("127.0.0.1", 9123)
+
+    # a different folder gets different secrets
+    other = load(embedded(str(tmp_path / "other"), 9123))
+    assert other.cluster_secret != cfg.cluster_secret
+    assert other.credentials[0].secret_key != cfg.credentials[0].secret_key
+
+
+def test_embedded_with_node_processes(tmp_path):
+    cfg = load(embedded(str(tmp_path / "data"), 9200, nodes=3, disks=6))
+    assert [n.id for n in cfg.nodes] == ["node1", "node2", "node3"]
+    assert [n.listen for n in cfg.nodes] == [("127.0.0.1", 9201), ("127.0.0.1", 9202), ("127.0.0.1", 9203)]
+    assert sum(len(n.disks) for n in cfg.nodes) >= 6
+    assert cfg.node("node2").url == "http://127.0.0.1:9202"
+    with pytest.raises(ConfigError, match="node9"):
+        cfg.node("node9")
+
+
+# load + env ----------------------------------------------------------------------------
+
+def test_load_good_file(tmp_path):
+    path = good(tmp_path, sections='[storage]\nsegment_size = 65536\ndefault_policy = "ec"\n'
+                                   '[gateway]\nlisten = "0.0.0.0:9100"\n')
+    cfg = load(path)
+    assert cfg.storage.segment_size == 65536
+    assert cfg.listen == ("0.0.0.0", 9100)
+    assert cfg.policies == {"ec": "ec:4+2", "replica": "replica:3"}
+    assert [d.id for n in cfg.nodes for d in n.disks] == [f"d{i}" for i in range(1, 7)]
+    assert cfg.nodes[0].disks[0].path == os.path.join(str(tmp_path), "disks/d1")
+
+
+def test_missing_file_and_bad_toml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(str(tmp_path / "nope.toml"))
+    with pytest.raises(ConfigError):
+        load(write(tmp_path, "this is = = not toml"))
+
+
+def test_env_overrides_apply(tmp_path):
+    cfg = from_dict({})
+    env = {
+        "POCKET_STORAGE_SEGMENT_SIZE": "262144",
+        "POCKET_GATEWAY_LISTEN": "0.0.0.0:9555",
+        "POCKET_GATEWAY_HEARTBEAT": "0.5",
+        "POCKET_ACCESS_KEY": "ENVAK",
+        "POCKET_SECRET_KEY": "ENVSK",
+        "POCKET_CLUSTER_SECRET": "from-env",
+    }
+    out = apply_env(cfg, env)
+    assert out.storage.segment_size == 262144
+    assert isinstance(out.storage.segment_size, int)
+    assert out.gateway.listen == "0.0.0.0:9555"
+    assert out.listen == ("0.0.0.0", 9555)
+    assert out.gateway.heartbeat == 0.5
+    assert out.cluster_secret == "from-env"
+    assert [(c.access_key, c.secret_key) for c in out.credentials] == [("ENVAK", "ENVSK")]
+
+
+def test_env_credentials_take_precedence_over_file(tmp_path):
+    cfg = from_dict({"credentials": [{"access_key": "AK", "secret_key": "SK"},
+                                     {"access_key": "ENVAK", "secret_key": "old"}]})
+    out = apply_env(cfg, {"POCKET_ACCESS_KEY": "ENVAK", "POCKET_SECRET_KEY": "new"})
+    assert [(c.access_key, c.secret_key) for c in out.credentials] == [("ENVAK", "new"), ("AK", "SK")]
+    # only one of the pair: ignored
+    out = apply_env(from_dict({}), {"POCKET_ACCESS_KEY": "X"})
+    assert out.credentials == []
+
+
+def test_env_overrides_reach_load(tmp_path, monkeypatch):
+    path = good(tmp_path)
+    monkeypatch.setenv("POCKET_STORAGE_SEGMENT_SIZE", "131072")
+    monkeypatch.setenv("POCKET_GATEWAY_LISTEN", "127.0.0.1:9777")
+    cfg = load(path)
+    assert cfg.storage.segment_size == 131072
+    assert cfg.listen == ("127.0.0.1", 9777)
+
+
+def test_empty_env_changes_nothing():
+    cfg = from_dict({})
+    before = (cfg.storage.segment_size, cfg.gateway.listen, cfg.cluster_secret, cfg.credentials)
+    apply_env(cfg, {})
+    assert (cfg.storage.segment_size, cfg.gateway.listen, cfg.cluster_secret, cfg.credentials) == before
+
+
+def test_bad_env_value_names_the_variable():
+    with pytest.raises(ConfigError, match="POCKET_STORAGE_SEGMENT_SIZE"):
+        apply_env(from_dict({}), {"POCKET_STORAGE_SEGMENT_SIZE": "1MB"})
+    with pytest.raises(ConfigError, match="POCKET_GATEWAY_HEARTBEAT"):
+        apply_env(from_dict({}), {"POCKET_GATEWAY_HEARTBEAT": "fast"})
+
+
+# validation ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body,key", [
+    ("colour = 'red'\n" + BASE, "colour"),
+    (BASE + "[storage]\nsegment_sise = 4096\n", "segment_sise"),
+    (BASE + "[gateway]\nlisten_addr = '1.2.3.4:5'\n", "listen_addr"),
+    (BASE + "[[credentials]]\naccess_key = 'a'\nsecret_key = 'b'\nregion = 'x'\n", "region"),
+    # a typo inside a node or disk entry must not be silently dropped (zone => placement)
+    (BASE + "[[nodes]]\nid = 'n1'\nzon = 'z2'\ndisks = []\n", "zon"),
+    (BASE + "[[nodes]]\nid = 'n1'\ndisks = [{ id = 'dx', path = 'p', size = 3 }]\n", "size"),
+], ids=["top", "storage", "gateway", "credentials", "node", "disk"])
+def test_unknown_keys_are_refused_by_name(tmp_path, body, key):
+    path = write(tmp_path, body + "\n" + _nodes(6, 2))
+    with pytest.raises(ConfigError) as e:
+        load(path)
+    assert key in str(e.value)
+
+
+@pytest.mark.parametrize("spec", ["ec:4", "ec:x+y", "raid:5", "ec4+2", "replica:", "ec:0+2", "replica:0"])
+def test_bad_policy_spec_is_refused_by_name(tmp_path, spec):
+    path = good(tmp_path, sections=f'[policies]\nec = "ec:4+2"\nreplica = "replica:3"\nweird = "{spec}"\n')
+    with pytest.raises(ConfigError) as e:
+        load(path)
+    assert "policies.weird" in str(e.value)
+
+
+def test_default_policy_that_does_not_exist(tmp_path):
+    path = good(tmp_path, sections='[storage]\ndefault_policy = "gold"\n')
+    with pytest.raises(ConfigError) as e:
+        load(path)
+    assert "storage.default_policy" in str(e.value) and "gold" in str(e.value)
+    path = good(tmp_path, sections='[storage]\nsmall_policy = "tiny"\n')
+    with pytest.raises(ConfigError, match="storage.small_policy"):
+        load(path)
+
+
+def test_too_few_disks_for_widest_policy(tmp_path):
+    path = write(tmp_path, BASE + '[policies]\nec = "ec:4+2"\nreplica = "replica:3"\nwide = "ec:10+4"\n\n'
+                 + _nodes(8, 2))
+    with pytest.raises(ConfigError) as e:
+        load(path)
+    msg = str(e.value)
+    assert "14" in msg and "8" in msg
+    # the default 4+2 with only 5 disks
+    with pytest.raises(ConfigError, match="6"):
+        load(good(tmp_path, disks=5))
+
+
+def test_duplicate_disk_ids(tmp_path):
+    path = write(tmp_path, BASE + _nodes(6, 3, dup="d4"))
+    with pytest.raises(ConfigError) as e:
+        load(path)
+    assert "disk" in str(e.value) and "d4" in str(e.value), \
+        f"the message should name the duplicated disk id: {e.value}"
+
+
+@pytest.mark.parametrize("body,needle", [
+    (BASE.replace('cluster_secret = "abc"', ""), "cluster_secret"),
+    ('cluster_secret = "abc"\n', "credentials"),
+    (BASE + "[storage]\nsegment_size = 100\n", "segment_size"),
+    (BASE + "[storage]\nsegment_size = 'big'\n", "storage.segment_size"),
+    (BASE + "[gateway]\nheartbeat = 'often'\n", "gateway.heartbeat"),
+], ids=["no-secret", "no-credentials", "small-segment", "segment-not-int", "heartbeat-not-float"])
+def test_other_invalid_settings_name_the_key(tmp_path, body, needle):
+    with pytest.raises(ConfigError) as e:
+        load(write(tmp_path, body + "\n" + _nodes(6, 2)))
+    assert needle in str(e.value)
+
+
+def test_config_error_is_value_error():
+    assert issubclass(config.ConfigError, ValueError)

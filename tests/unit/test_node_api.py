@@ -1,0 +1,295 @@
+"""The node's internal HTTP API (storage/node/server.py) driven through RemoteDisk."""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from storage import layout
+from storage.codec import Codec
+from storage.layout import ArchiveHeader, Geometry, pack_record, pack_trailer
+from storage.node import auth
+from storage.node.client import DiskUnavailable, RemoteDisk
+from storage.node.server import build_app
+from storage.node.store import ArchiveMissing, DiskStore
+
+SECRET = "s3cr3t-cluster-key"
+VID = "00112233445566778899aabbccddeeff"
+VID2 = "ffeeddccbbaa99887766554433221100"
+
+
+def make_archive(vid=VID, index=0, size=5000, segment_size=2048, k=4, m=2, seed=0):
+    obj = random.Random(seed).randbytes(size)
+    codec = Codec(k, m)
+    geo = Geometry(size, segment_size, k)
+    parts = [ArchiveHeader(vid, index, k, m, segment_size, geo.block_size).pack()]
+    for j in range(geo.segments):
+        parts.append(pack_record(codec.encode(obj[j * segment_size:(j + 1) * segment_size])[index]))
+    manifest = {"bucket": "b", "key": f"k{seed}", "size": size, "version": vid}
+    parts.append(pack_trailer(manifest))
+    return b"".join(parts), manifest
+
+
+async def chunked(data: bytes, step: int = 4096):
+    for i in range(0, len(data), step):
+        yield data[i:i + step]
+
+
+def files_under(top) -> list[str]:
+    out = []
+    for dirpath, _dirs, files in os.walk(top):
+        out += [os.path.relpath(os.path.join(dirpath, f), top) for f in files]
+    return sorted(out)
+
+
+class Node:
+    """A real node app on 127.0.0.1 with two disks, plus a client session."""
+
+    def __init__(self, tmp_path):
+        self.root = tmp_path
+        self.stores = {d: DiskStore(d, str(tmp_path / d)).open() for d in ("d1", "d2")}
+
+    async def __aenter__(self):
+        self.runner = web.AppRunner(build_app("node1", self.stores, SECRET))
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = self.runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.session = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, *exc):
+        if not self.session.closed:
+            await self.session.close()
+        await self.runner.cleanup()
+
+    def disk(self, disk_id="d1", secret=SECRET) -> RemoteDisk:
+        return RemoteDisk(disk_id, self.url, secret, self.session)
+
+    async def raw(self, method, path, headers=None, data=None) -> tuple[int, bytes]:
+        async with self.session.request(method, self.url + path, headers=headers or {}, data=data) as r:
+            return r.status, await r.read()
+
+    def signed(self, method, path, secret=SECRET, now=None):
+        return auth.sign(secret, method, path, now)
+
+
+def run(tmp_path, body):
+    async def main():
+        async with Node(tmp_path) as node:
+            return await body(node)
+    return asyncio.run(main())
+
+
+def test_archive_round_trip_over_http(tmp_path):
+    archive, manifest = make_archive(size=200_000, segment_size=65536)
+    name = f"{VID}.0"
+
+    async def body(node):
+        d = node.disk()
+        assert await d.put_archive(name, chunked(archive)) == len(archive)
+        assert await d.stat(name) == len(archive)
+        assert await d.read(name, 0, len(archive)) == archive
+        assert await d.read(name, 100, 1000) == archive[100:1100]
+        assert await d.read(name, len(archive) - 10, 1 << 40) == archive[-10:]
+        geo = Geometry(200_000, 65536, 4)
+        off, ln = geo.span(1, 2)
+        blob = await d.read(name, off, ln)
+        assert layout.unpack_record(blob[:geo.record_length(1)])
+        assert await d.read_manifest(name) == manifest
+        # the other disk of the node is separate
+        assert await node.disk("d2").stat(name) is None
+        return True
+
+    assert run(tmp_path, body)
+    with open(tmp_path / "d1" / "archives" / VID[30:32] / name, "rb") as f:
+        assert f.read() == archive
+    assert files_under(tmp_path / "d2" / "archives") == []
+
+
+def test_list_records_and_delete_over_http(tmp_path):
+    async def body(node):
+        d = node.disk()
+        want = {}
+        for vid in (VID, VID2):
+            for index in (0, 3):
+                data, _ = make_archive(vid, index, seed=index)
+                await d.put_archive(f"{vid}.{index}", chunked(data))
+                want[f"{vid}.{index}"] = len(data)
+        assert dict([x async for x in d.iter_archives()]) == want
+        assert [x async for x in node.disk("d2").iter_archives()] == []
+
+        await d.put_record(VID, b'{"deleted": true}')
+        await d.put_record(VID2, b"{}")
+        assert dict([x async for x in d.iter_records()]) == {VID: b'{"deleted": true}', VID2: b"{}"}
+
+        assert await d.delete_archive(f"{VID}.0") is True
+        assert await d.delete_archive(f"{VID}.0") is False
+        assert await d.stat(f"{VID}.0") is None
+        with pytest.raises(ArchiveMissing):
+            await d.read(f"{VID}.0", 0, 10)
+        with pytest.raises(ArchiveMissing):
+            await d.read_manifest(f"{VID}.0")
+        del want[f"{VID}.0"]
+        assert dict([x async for x in d.iter_archives()]) == want
+
+        health = await d.health()
+        assert health["disk"] == "d1" and health["total"] > 0
+        return True
+
+    assert run(tmp_path, body)
+
+
+def test_truncated_upload_is_refused_over_http(tmp_path):
+    archive, _ = make_archive()
+
+    async def body(node):
+        d = node.disk()
+        with pytest.raises(layout.CorruptFragment):
+            await d.put_archive(f"{VID}.0", chunked(archive[:-3]))
+        assert await d.stat(f"{VID}.0") is None
+        return True
+
+    assert run(tmp_path, body)
+    assert files_under(tmp_path / "d1" / "archives") == []
+    assert files_under(tmp_path / "d1" / "tmp") == []
+
+
+def _bad_auth_cases(method, path):
+    now = time.time()
+    return {
+        "missing": {},
+        "only-time": {auth.TIME_HEADER: str(int(now))},
+        "wrong-secret": auth.sign("not-the-secret", method, path),
+        "stale": auth.sign(SECRET, method, path, now - auth.MAX_SKEW - 60),
+        "future": auth.sign(SECRET, method, path, now + auth.MAX_SKEW + 60),
+        "other-path": auth.sign(SECRET, method, path + "x"),
+        "other-method": auth.sign(SECRET, "GET" if method != "GET" else "PUT", path),
+        "garbage-time": {auth.TIME_HEADER: "soon", auth.AUTH_HEADER: "00"},
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_auth_cases("PUT", "/x")))
+def test_unauthenticated_requests_get_403_and_change_nothing(tmp_path, case):
+    archive, manifest = make_archive()
+    keep = f"{VID2}.1"
+
+    async def body(node):
+        await node.disk().put_archive(keep, chunked(make_archive(VID2, 1)[0]))
+        before = files_under(tmp_path)
+
+        put_path = f"/v1/d1/archives/{VID}.0"
+        status, _ = await node.raw("PUT", put_path, _bad_auth_cases("PUT", put_path)[case], archive)
+        assert status == 403
+
+        rec_path = f"/v1/d1/records/{VID}"
+        status, _ = await node.raw("PUT", rec_path, _bad_auth_cases("PUT", rec_path)[case], b"{}")
+        assert status == 403
+
+        del_path = f"/v1/d1/archives/{keep}"
+        status, _ = await node.raw("DELETE", del_path, _bad_auth_cases("DELETE", del_path)[case])
+        assert status == 403
+
+        for path in (f"/v1/d1/archives/{keep}", f"/v1/d1/archives/{keep}/manifest",
+                     "/v1/d1/archives", "/v1/d1/records", "/v1/health"):
+            status, data = await node.raw("GET", path, _bad_auth_cases("GET", path)[case])
+            assert status == 403, path
+            assert b"PKFA" not in data and VID2.encode() not in data
+
+        assert files_under(tmp_path) == before
+        # the legitimate client still sees exactly what was there
+        assert [n async for n, _ in node.disk().iter_archives()] == [keep]
+        assert [x async for x in node.disk().iter_records()] == []
+        return True
+
+    assert run(tmp_path, body)
+
+
+def test_client_with_wrong_secret_is_refused(tmp_path):
+    archive, _ = make_archive()
+
+    async def body(node):
+        bad = node.disk(secret="wrong")
+        with pytest.raises(DiskUnavailable, match="403"):
+            await bad.put_archive(f"{VID}.0", chunked(archive))
+        with pytest.raises(DiskUnavailable):
+            await bad.stat(f"{VID}.0")
+        assert await node.disk().stat(f"{VID}.0") is None
+        return True
+
+    assert run(tmp_path, body)
+    assert files_under(tmp_path / "d1" / "archives") == []
+    assert files_under(tmp_path / "d1" / "tmp") == []
+
+
+@pytest.mark.parametrize("name", ["notanid", f"{VID.upper()}.0", f"{VID}.1234", VID,
+                                  f"..%2F{VID}.0", f"..%2F..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd"])
+def test_bad_names_get_400(tmp_path, name):
+    archive, _ = make_archive()
+
+    async def body(node):
+        before = files_under(tmp_path)
+        for method, path, data in [("PUT", f"/v1/d1/archives/{name}", archive),
+                                   ("GET", f"/v1/d1/archives/{name}", None),
+                                   ("DELETE", f"/v1/d1/archives/{name}", None),
+                                   ("GET", f"/v1/d1/archives/{name}/manifest", None),
+                                   ("PUT", f"/v1/d1/records/{name}.x", b"{}")]:
+            status, _ = await node.raw(method, path, node.signed(method, path), data)
+            assert status == 400, (method, path, status)
+        assert files_under(tmp_path) == before
+        return True
+
+    assert run(tmp_path, body)
+
+
+def test_unknown_disk_is_404(tmp_path):
+    async def body(node):
+        path = f"/v1/d9/archives/{VID}.0"
+        status, _ = await node.raw("GET", path, node.signed("GET", path))
+        assert status == 404
+        return True
+
+    assert run(tmp_path, body)
+
+
+class Abort(Exception):
+    pass
+
+
+@pytest.mark.parametrize("sent_before_abort", [100, 3 << 20])
+def test_client_abort_mid_upload_leaves_nothing(tmp_path, sent_before_abort):
+    archive, _ = make_archive(size=4 << 20, segment_size=1 << 20, k=1, m=2)
+    assert len(archive) > sent_before_abort + 65536
+
+    async def aborting():
+        sent = 0
+        for i in range(0, len(archive), 65536):
+            if sent >= sent_before_abort:
+                await asyncio.sleep(0.05)  # let the node start writing
+                raise Abort("client gave up")
+            chunk = archive[i:i + 65536]
+            sent += len(chunk)
+            yield chunk
+
+    async def body(node):
+        with pytest.raises((Abort, DiskUnavailable, aiohttp.ClientError)):
+            await node.disk().put_archive(f"{VID}.0", aborting())
+        await node.session.close()  # whatever the client kept open is gone now
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if not files_under(tmp_path / "d1" / "tmp"):
+                break
+            await asyncio.sleep(0.02)
+        # checked while the node is still running, not after shutdown cleanup
+        assert files_under(tmp_path / "d1" / "tmp") == [], "temp file of the aborted upload left behind"
+        assert files_under(tmp_path / "d1" / "archives") == []
+        assert list(node.stores["d1"].list_archives()) == []
+        return True
+
+    assert run(tmp_path, body)

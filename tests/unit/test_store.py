@@ -1,0 +1,346 @@
+"""Unit tests for storage.node.store.DiskStore: one disk's fragment archive store."""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+
+import pytest
+
+from storage import layout
+from storage.codec import Codec
+from storage.layout import ArchiveHeader, CorruptFragment, Geometry, pack_record, pack_trailer
+from storage.node.store import ArchiveMissing, BadName, DiskStore
+
+VID = "00112233445566778899aabbccddeeff"
+VID2 = "ffeeddccbbaa99887766554433221100"
+
+
+def make_archive(vid: str = VID, index: int = 0, size: int = 5000, segment_size: int = 2048,
+                 k: int = 4, m: int = 2, seed: int = 0) -> tuple[bytes, dict]:
+    obj = random.Random(seed).randbytes(size)
+    codec = Codec(k, m)
+    geo = Geometry(size, segment_size, k)
+    parts = [ArchiveHeader(vid, index, k, m, segment_size, geo.block_size).pack()]
+    for j in range(geo.segments):
+        parts.append(pack_record(codec.encode(obj[j * segment_size:(j + 1) * segment_size])[index]))
+    manifest = {"bucket": "b", "key": f"k-{seed}", "size": size, "version": vid, "index": index}
+    parts.append(pack_trailer(manifest))
+    return b"".join(parts), manifest
+
+
+async def chunked(data: bytes, step: int = 777):
+    for i in range(0, len(data), step):
+        await asyncio.sleep(0)
+        yield data[i:i + step]
+
+
+def files_under(top) -> list[str]:
+    out = []
+    for dirpath, _dirs, files in os.walk(top):
+        out += [os.path.relpath(os.path.join(dirpath, f), top) for f in files]
+    return sorted(out)
+
+
+@pytest.fixture
+def disk(tmp_path):
+    return DiskStore("d1", str(tmp_path / "disk")).open()
+
+
+def test_put_archive_commits_readable_file(disk, tmp_path):
+    archive, manifest = make_archive()
+
+    async def go():
+        size = await disk.put_archive(f"{VID}.0", chunked(archive))
+        assert size == len(archive)
+        assert await disk.read(f"{VID}.0", 0, len(archive)) == archive
+        assert await disk.read(f"{VID}.0", 100, 50) == archive[100:150]
+        assert await disk.read_manifest(f"{VID}.0") == manifest
+        assert await disk.stat(f"{VID}.0") == len(archive)
+        assert await disk.stat(f"{VID}.1") is None
+
+    asyncio.run(go())
+    assert files_under(tmp_path / "disk" / "tmp") == []
+    assert files_under(tmp_path / "disk" / "archives") == [os.path.join(VID[30:32], f"{VID}.0")]
+    with open(tmp_path / "disk" / "archives" / VID[30:32] / f"{VID}.0", "rb") as f:
+        assert f.read() == archive
+
+
+def test_put_archive_larger_than_flush_threshold(disk):
+    archive, manifest = make_archive(size=3 << 20, segment_size=1 << 20)
+
+    async def go():
+        assert await disk.put_archive(f"{VID}.2", chunked(archive, 64 * 1024)) == len(archive)
+        assert await disk.read(f"{VID}.2", 0, 1 << 62) == archive
+        assert await disk.read_manifest(f"{VID}.2") == manifest
+
+    asyncio.run(go())
+
+
+def test_put_archive_replaces_existing(disk):
+    a1, _ = make_archive(seed=1)
+    a2, m2 = make_archive(seed=2, size=7000)
+
+    async def go():
+        await disk.put_archive(f"{VID}.0", chunked(a1))
+        await disk.put_archive(f"{VID}.0", chunked(a2))
+        assert await disk.read(f"{VID}.0", 0, 1 << 30) == a2
+        assert await disk.read_manifest(f"{VID}.0") == m2
+
+    asyncio.run(go())
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("fail_after", [10, 3 << 20])
+def test_stream_raising_midway_leaves_nothing(disk, tmp_path, fail_after):
+    archive, _ = make_archive(size=4 << 20, segment_size=1 << 20, k=1, m=2)
+    assert len(archive) > fail_after + 65536
+
+    async def broken():
+        sent = 0
+        for i in range(0, len(archive), 65536):
+            if sent >= fail_after:
+                raise Boom("client went away")
+            chunk = archive[i:i + 65536]
+            sent += len(chunk)
+            yield chunk
+        raise AssertionError("fail_after beyond the archive")
+
+    async def go():
+        with pytest.raises(Boom):
+            await disk.put_archive(f"{VID}.0", broken())
+
+    asyncio.run(go())
+    assert files_under(tmp_path / "disk" / "archives") == []
+    assert files_under(tmp_path / "disk" / "tmp") == []
+    assert list(disk.list_archives()) == []
+
+
+@pytest.mark.parametrize("how", ["no-trailer", "cut-in-footer", "cut-in-records", "header-only",
+                                 "empty", "corrupt-trailer", "garbage"])
+def test_stream_without_valid_footer_is_not_committed(disk, tmp_path, how):
+    archive, _ = make_archive()
+    head = archive[:layout.HEADER_SIZE]
+    trailer_len = len(pack_trailer(make_archive()[1]))
+    bad = {
+        "no-trailer": archive[:-trailer_len],
+        "cut-in-footer": archive[:-5],
+        "cut-in-records": archive[:layout.HEADER_SIZE + 100],
+        "header-only": head,
+        "empty": b"",
+        "corrupt-trailer": archive[:-trailer_len] + b"X" + archive[-trailer_len + 1:],
+        "garbage": random.Random(5).randbytes(5000),
+    }[how]
+
+    async def go():
+        with pytest.raises(CorruptFragment):
+            await disk.put_archive(f"{VID}.0", chunked(bad))
+        assert await disk.stat(f"{VID}.0") is None
+
+    asyncio.run(go())
+    assert files_under(tmp_path / "disk" / "archives") == []
+    assert files_under(tmp_path / "disk" / "tmp") == []
+
+
+def test_failed_put_does_not_disturb_existing_archive(disk, tmp_path):
+    good, manifest = make_archive()
+
+    async def go():
+        await disk.put_archive(f"{VID}.0", chunked(good))
+        with pytest.raises(CorruptFragment):
+            await disk.put_archive(f"{VID}.0", chunked(good[:-1]))
+        assert await disk.read(f"{VID}.0", 0, 1 << 30) == good
+        assert await disk.read_manifest(f"{VID}.0") == manifest
+
+    asyncio.run(go())
+    assert files_under(tmp_path / "disk" / "tmp") == []
+
+
+BAD_NAMES = [
+    "../" + f"{VID}.0",
+    f"../../{VID}.0",
+    f"{VID[:30]}/../{VID}.0",
+    "/etc/passwd",
+    f"/tmp/{VID}.0",
+    f"aa/{VID}.0",
+    "..",
+    ".",
+    "",
+    VID,                      # no fragment index
+    f"{VID}.",                # empty index
+    f"{VID}.1234",            # index too long
+    f"{VID}.-1",
+    f"{VID.upper()}.0",       # ids are lower-case hex
+    f"{VID[:31]}.0",          # too short
+    f"{VID}0.0",              # too long
+    f"{VID[:31]}g.0",         # not hex
+    f"{VID}.0\n",             # trailing newline must not slip past the pattern
+    f"{VID}.\u0663",          # a non-ASCII digit is not a fragment index
+    f"{VID}.0/",
+    f"{VID}.0\x00",
+]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES, ids=repr)
+def test_bad_archive_names_are_refused_and_touch_nothing(tmp_path, name):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_bytes(b"untouched")
+    disk = DiskStore("d1", str(tmp_path / "disk")).open()
+    before = files_under(tmp_path)
+    archive, _ = make_archive()
+
+    async def go():
+        with pytest.raises(BadName):
+            await disk.put_archive(name, chunked(archive))
+        with pytest.raises(BadName):
+            await disk.read(name, 0, 10)
+        with pytest.raises(BadName):
+            await disk.stat(name)
+        with pytest.raises(BadName):
+            await disk.read_manifest(name)
+        with pytest.raises(BadName):
+            await disk.delete_archive(name)
+
+    asyncio.run(go())
+    assert files_under(tmp_path) == before
+    assert (outside / "keep").read_bytes() == b"untouched"
+
+
+@pytest.mark.parametrize("rec_id", ["../x", "/etc/passwd", f"../{VID}", f"{VID}.0", VID.upper(),
+                                    VID[:31], VID + "0", f"{VID}\n", ""], ids=repr)
+def test_bad_record_ids_are_refused_and_touch_nothing(tmp_path, rec_id):
+    disk = DiskStore("d1", str(tmp_path / "disk")).open()
+    before = files_under(tmp_path)
+
+    async def go():
+        with pytest.raises(BadName):
+            await disk.put_record(rec_id, b"{}")
+
+    asyncio.run(go())
+    assert files_under(tmp_path) == before
+
+
+def test_bad_name_error_is_a_value_error():
+    assert issubclass(BadName, ValueError)
+
+
+def test_reusing_disk_folder_under_another_id_is_refused(tmp_path):
+    root = str(tmp_path / "disk")
+    DiskStore("d1", root).open()
+    DiskStore("d1", root).open()  # same id: fine
+    with pytest.raises(RuntimeError, match="d1"):
+        DiskStore("d2", root).open()
+
+
+def test_open_removes_stale_temp_files(tmp_path):
+    root = tmp_path / "disk"
+    DiskStore("d1", str(root)).open()
+    (root / "tmp" / f"{VID}.0.deadbeef").write_bytes(b"half an upload")
+    DiskStore("d1", str(root)).open()
+    assert files_under(root / "tmp") == []
+
+
+def test_records_put_and_list_round_trip(disk):
+    recs = {VID: b'{"tombstone": true}', VID2: b"\x00\x01binary\xff", "a" * 32: b""}
+
+    async def go():
+        for rid, data in recs.items():
+            await disk.put_record(rid, data)
+        await disk.put_record(VID, b"overwritten")
+        got = [item async for item in disk.iter_records()]
+        return got
+
+    got = asyncio.run(go())
+    want = dict(recs, **{VID: b"overwritten"})
+    assert dict(disk.list_records()) == want
+    assert dict(got) == want
+    assert sorted(r for r, _ in got) == sorted(want)
+
+
+def test_list_archives_lists_what_was_put(disk):
+    archives = {}
+
+    async def go():
+        for vid in (VID, VID2):
+            for index in (0, 5, 13):
+                data, _ = make_archive(vid, index, size=1000 + index, k=10, m=4, seed=index)
+                name = f"{vid}.{index}"
+                await disk.put_archive(name, chunked(data))
+                archives[name] = len(data)
+        return [item async for item in disk.iter_archives()]
+
+    via_iter = asyncio.run(go())
+    listed = list(disk.list_archives())
+    assert dict(listed) == archives
+    assert len(listed) == len(archives)
+    assert dict(via_iter) == archives
+
+
+def test_delete_archive(disk, tmp_path):
+    archive, _ = make_archive()
+
+    async def go():
+        await disk.put_archive(f"{VID}.0", chunked(archive))
+        await disk.put_archive(f"{VID}.1", chunked(make_archive(index=1)[0]))
+        assert await disk.delete_archive(f"{VID}.0") is True
+        assert await disk.delete_archive(f"{VID}.0") is False
+        assert await disk.stat(f"{VID}.0") is None
+        with pytest.raises(ArchiveMissing):
+            await disk.read(f"{VID}.0", 0, 10)
+        assert await disk.stat(f"{VID}.1") is not None
+
+    asyncio.run(go())
+    assert [n for n, _ in disk.list_archives()] == [f"{VID}.1"]
+
+
+def test_missing_archive_raises_archive_missing(disk):
+    assert issubclass(ArchiveMissing, FileNotFoundError)
+
+    async def go():
+        with pytest.raises(ArchiveMissing):
+            await disk.read(f"{VID}.0", 0, 10)
+        with pytest.raises(FileNotFoundError):
+            await disk.read(f"{VID}.0", 0, 10)
+        with pytest.raises(ArchiveMissing):
+            await disk.read_manifest(f"{VID}.0")
+        assert await disk.delete_archive(f"{VID}.0") is False
+
+    asyncio.run(go())
+
+
+def test_read_ranges_are_clamped_to_the_file(disk):
+    archive, _ = make_archive()
+    name = f"{VID}.0"
+
+    async def go():
+        await disk.put_archive(name, chunked(archive))
+        assert await disk.read(name, 0, 1 << 62) == archive
+        assert await disk.read(name, 10, 1 << 62) == archive[10:]
+        assert await disk.read(name, len(archive) - 3, 100) == archive[-3:]
+        assert await disk.read(name, len(archive), 100) == b""
+        assert await disk.read(name, len(archive) + 1000, 100) == b""
+        assert await disk.read(name, 5, 0) == b""
+
+    asyncio.run(go())
+
+
+def test_corrupt_committed_archive_manifest_is_detected(disk, tmp_path):
+    archive, _ = make_archive()
+    name = f"{VID}.0"
+    asyncio.run(disk.put_archive(name, chunked(archive)))
+    path = tmp_path / "disk" / "archives" / VID[30:32] / name
+    raw = bytearray(path.read_bytes())
+    raw[-layout.FOOTER_SIZE - 3] ^= 0xFF  # inside the manifest JSON
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptFragment):
+        asyncio.run(disk.read_manifest(name))
+
+
+def test_usage_reports_disk(disk):
+    u = disk.usage()
+    assert u["disk"] == "d1"
+    assert u["total"] >= u["free"] > 0
