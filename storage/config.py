@@ -104,8 +104,9 @@ class Config:
         disks = [d.id for n in self.nodes for d in n.disks]
         if len(disks) < widest:
             raise ConfigError(f"the policies need {widest} disks but the config lists {len(disks)}")
-        if len(set(disks)) != len(disks):
-            raise ConfigError("disk ids must be unique across all nodes")
+        duplicates = sorted({d for d in disks if disks.count(d) > 1})
+        if duplicates:
+            raise ConfigError(f"disk ids must be unique across all nodes; repeated: {duplicates}")
         if not self.credentials:
             raise ConfigError("no credentials: add [[credentials]] access_key/secret_key, "
                               "or set POCKET_ACCESS_KEY and POCKET_SECRET_KEY")
@@ -128,6 +129,10 @@ def load(path: str) -> Config:
 
 def from_dict(raw: dict, base: str = ".") -> Config:
     raw = dict(raw)
+    for n in raw.get("nodes", []):
+        _known_keys(n, {"id", "zone", "url", "disks"}, f"nodes[{n.get('id', '?')}]")
+        for d in n.get("disks", []):
+            _known_keys(d, {"id", "path"}, f"nodes[{n.get('id', '?')}].disks[{d.get('id', '?')}]")
     try:
         cfg = Config(
             data=os.path.join(base, raw.pop("data", "pocket-data")),
@@ -145,6 +150,12 @@ def from_dict(raw: dict, base: str = ".") -> Config:
     if raw:
         raise ConfigError(f"unknown top-level config keys: {sorted(raw)}")
     return cfg
+
+
+def _known_keys(entry: dict, allowed: set[str], where: str) -> None:
+    unknown = set(entry) - allowed
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {sorted(unknown)} in {where}; allowed: {sorted(allowed)}")
 
 
 def _section(cls, raw: dict, name: str):

@@ -79,8 +79,13 @@ async def put_archive(request: web.Request) -> web.Response:
 
 async def get_archive(request: web.Request) -> web.Response:
     store = _store(request)
-    offset = int(request.query.get("offset", 0))
-    length = int(request.query.get("length", 1 << 62))
+    try:
+        offset = int(request.query.get("offset", 0))
+        length = int(request.query.get("length", 1 << 62))
+    except ValueError:
+        raise web.HTTPBadRequest(text="offset and length must be integers") from None
+    if offset < 0 or length < 0:
+        raise web.HTTPBadRequest(text="offset and length must not be negative")
     data = await store.read(request.match_info["name"], offset, length)
     return web.Response(body=data, content_type="application/octet-stream")
 

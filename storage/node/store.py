@@ -16,8 +16,8 @@ from typing import AsyncIterable, Iterator
 
 from .. import layout
 
-ARCHIVE_NAME = re.compile(r"^[0-9a-f]{32}\.\d{1,3}$")
-RECORD_NAME = re.compile(r"^[0-9a-f]{32}$")
+ARCHIVE_NAME = re.compile(r"[0-9a-f]{32}\.[0-9]{1,3}")
+RECORD_NAME = re.compile(r"[0-9a-f]{32}")
 _FLUSH_BYTES = 1 << 20
 DISK_MARKER = "pocket-disk.json"
 
@@ -57,12 +57,12 @@ class DiskStore:
 
     # paths -------------------------------------------------------------------------------
     def _archive_path(self, name: str) -> str:
-        if not ARCHIVE_NAME.match(name):
+        if not ARCHIVE_NAME.fullmatch(name):
             raise BadName(f"not a fragment archive name: {name!r}")
         return os.path.join(self.root, "archives", name[30:32], name)
 
     def _record_path(self, rec_id: str) -> str:
-        if not RECORD_NAME.match(rec_id):
+        if not RECORD_NAME.fullmatch(rec_id):
             raise BadName(f"not a record id: {rec_id!r}")
         return os.path.join(self.root, "records", rec_id[30:32], rec_id)
 
@@ -71,7 +71,7 @@ class DiskStore:
         """Stream an archive to disk; commit it only if it ends with a valid footer."""
         final = self._archive_path(name)
         tmp = os.path.join(self._tmp, f"{name}.{uuid.uuid4().hex}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         pending: list[bytes] = []
         buffered = size = 0
         loop = asyncio.get_running_loop()
@@ -82,13 +82,13 @@ class DiskStore:
                 if buffered >= _FLUSH_BYTES:
                     size += await loop.run_in_executor(None, _write_all, fd, pending)
                     pending, buffered = [], 0
-            await loop.run_in_executor(None, _commit, fd, pending, tmp, final)
-            fd = -1
-            return size + buffered
-        finally:
-            if fd >= 0:
-                os.close(fd)
-                _unlink_quietly(tmp)
+        except BaseException:
+            os.close(fd)
+            _unlink_quietly(tmp)
+            raise
+        # _commit owns the descriptor from here on: it closes it and removes tmp on failure.
+        await loop.run_in_executor(None, _commit, fd, pending, tmp, final, name)
+        return size + buffered
 
     async def put_record(self, rec_id: str, data: bytes) -> None:
         path = self._record_path(rec_id)
@@ -154,6 +154,8 @@ def read_manifest_file(path: str) -> dict:
                 raise layout.CorruptFragment("archive too short")
             f.seek(end - layout.FOOTER_SIZE)
             length, want = layout.unpack_footer(f.read(layout.FOOTER_SIZE))
+            if length > end - layout.HEADER_SIZE - layout.FOOTER_SIZE:
+                raise layout.CorruptFragment(f"footer claims a {length}-byte trailer in a {end}-byte archive")
             f.seek(end - layout.FOOTER_SIZE - length)
             return layout.unpack_trailer(f.read(length), want)
     except FileNotFoundError:
@@ -168,7 +170,7 @@ def _walk(top: str, pattern: re.Pattern) -> Iterator[tuple[str, int]]:
         except (NotADirectoryError, FileNotFoundError):
             continue
         for entry in sorted(entries, key=lambda e: e.name):
-            if pattern.match(entry.name):
+            if pattern.fullmatch(entry.name):
                 try:
                     yield entry.name, entry.stat().st_size
                 except FileNotFoundError:
@@ -186,15 +188,18 @@ def _write_all(fd: int, chunks: list[bytes]) -> int:
     return total
 
 
-def _commit(fd: int, chunks: list[bytes], tmp: str, final: str) -> None:
-    """Write the tail, check the archive is whole, fsync, rename, fsync the directory."""
+def _commit(fd: int, chunks: list[bytes], tmp: str, final: str, name: str) -> None:
+    """Write the tail, check the archive is whole and is the one named, fsync, rename."""
     try:
-        _write_all(fd, chunks)
-        read_manifest_file(tmp)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
+        try:
+            _write_all(fd, chunks)
+            header = layout.ArchiveHeader.unpack(os.pread(fd, layout.HEADER_SIZE, 0))
+            if layout.archive_name(header.version_id, header.index) != name:
+                raise layout.CorruptFragment(f"archive header names {header.version_id}.{header.index}, not {name}")
+            read_manifest_file(tmp)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         _publish(tmp, final)
     except BaseException:
         _unlink_quietly(tmp)

@@ -248,6 +248,20 @@ def test_bad_names_get_400(tmp_path, name):
     assert run(tmp_path, body)
 
 
+@pytest.mark.parametrize("query", ["offset=abc", "length=1e3", "offset=-1"])
+def test_bad_range_parameters_get_400(tmp_path, query):
+    archive, _ = make_archive()
+
+    async def body(node):
+        await node.disk().put_archive(f"{VID}.0", chunked(archive))
+        path = f"/v1/d1/archives/{VID}.0?{query}"
+        status, _ = await node.raw("GET", path, node.signed("GET", path))
+        assert status == 400, status
+        return True
+
+    assert run(tmp_path, body)
+
+
 def test_unknown_disk_is_404(tmp_path):
     async def body(node):
         path = f"/v1/d9/archives/{VID}.0"

@@ -67,7 +67,7 @@ def test_put_archive_commits_readable_file(disk, tmp_path):
 
 
 def test_put_archive_larger_than_flush_threshold(disk):
-    archive, manifest = make_archive(size=3 << 20, segment_size=1 << 20)
+    archive, manifest = make_archive(index=2, size=3 << 20, segment_size=1 << 20)
 
     async def go():
         assert await disk.put_archive(f"{VID}.2", chunked(archive, 64 * 1024)) == len(archive)
@@ -344,3 +344,29 @@ def test_usage_reports_disk(disk):
     u = disk.usage()
     assert u["disk"] == "d1"
     assert u["total"] >= u["free"] > 0
+
+
+def test_footer_claiming_oversized_trailer_is_reported_corrupt(disk, tmp_path):
+    """Rot in the footer's length field must read as corruption, not as an OS error."""
+    archive, _ = make_archive()
+    name = f"{VID}.0"
+    asyncio.run(disk.put_archive(name, chunked(archive)))
+    path = tmp_path / "disk" / "archives" / VID[30:32] / name
+    raw = bytearray(path.read_bytes())
+    raw[-layout.FOOTER_SIZE:-layout.FOOTER_SIZE + 4] = (10 ** 6).to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptFragment):
+        asyncio.run(disk.read_manifest(name))
+
+
+def test_archive_under_another_name_is_refused(disk):
+    """A node commits an archive only under the name its header gives it."""
+    archive, _ = make_archive(index=0)
+
+    async def go():
+        with pytest.raises(CorruptFragment):
+            await disk.put_archive(f"{VID}.3", chunked(archive, 1000))
+        assert list(disk.list_archives()) == []
+        assert os.listdir(os.path.join(disk.root, "tmp")) == []
+
+    asyncio.run(go())
