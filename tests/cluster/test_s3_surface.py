@@ -3,6 +3,7 @@ import hashlib
 import base64
 import os
 import subprocess
+import sys
 import urllib.request
 
 import boto3
@@ -12,6 +13,10 @@ from botocore.exceptions import ClientError
 
 from .conftest import payload
 from .harness import ACCESS_KEY, SECRET_KEY
+
+
+# The AWS CLI installed beside this Python (the test venv), else the one on PATH.
+AWS = next((p for p in (os.path.join(os.path.dirname(sys.executable), "aws"),) if os.path.exists(p)), "aws")
 
 
 def _code(excinfo):
@@ -160,7 +165,7 @@ def test_aws_cli_roundtrip(cluster, bucket, tmp_path):
     src.write_bytes(data)
 
     def aws(*args, ok=(0,)):
-        out = subprocess.run(["aws", "--endpoint-url", cluster.endpoint, *args], env=env, capture_output=True,
+        out = subprocess.run([AWS, "--endpoint-url", cluster.endpoint, *args], env=env, capture_output=True,
                              text=True, timeout=120)
         assert out.returncode in ok, out.stderr
         return out.stdout

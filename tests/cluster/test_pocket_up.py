@@ -1,0 +1,82 @@
+"""`pocket up`, the embedded default, as a newcomer uses it."""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import boto3
+import pytest
+
+from .harness import REPO, free_ports
+
+
+def _up(data, port, *extra, env=None):
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "up", "--data", data, "--port", str(port), *extra],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})})
+    lines = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "Ctrl-C stops it." in line:
+            text = "".join(lines)
+            info = {k: re.search(rf"{k}\s*:\s*(\S+)", text).group(1)
+                    for k in ("S3 endpoint", "Access key", "Secret key")}
+            return proc, info
+    proc.kill()
+    raise AssertionError("pocket up did not print its banner:\n" + "".join(lines))
+
+
+def _client(info):
+    return boto3.client("s3", endpoint_url=info["S3 endpoint"], aws_access_key_id=info["Access key"],
+                        aws_secret_access_key=info["Secret key"], region_name="us-east-1")
+
+
+def _stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(20) == 0
+
+
+@pytest.mark.parametrize("nodes", [0, 3])
+def test_up_serves_s3_and_restarts_with_the_same_data(tmp_path, nodes):
+    data = str(tmp_path / "pocket-data")
+    port = free_ports(1)[0]
+    extra = ["--nodes", str(nodes)] if nodes else []
+    proc, info = _up(data, port, *extra)
+    try:
+        assert info["S3 endpoint"] == f"http://127.0.0.1:{port}"
+        s3 = _client(info)
+        s3.create_bucket(Bucket="first")
+        body = os.urandom(3 * 1024 * 1024 + 5)
+        s3.put_object(Bucket="first", Key="hello.bin", Body=body)
+        assert s3.get_object(Bucket="first", Key="hello.bin")["Body"].read() == body
+        disks = sorted(os.listdir(os.path.join(data, "disks")))
+        assert len(disks) >= 6
+    finally:
+        _stop(proc)
+    for node_port in range(port + 1, port + 1 + nodes):  # node processes went down with it
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", node_port)) != 0
+    proc, info2 = _up(data, port, *extra)
+    try:
+        assert info2["Access key"] == info["Access key"], "keys must be generated once and kept"
+        assert _client(info2).get_object(Bucket="first", Key="hello.bin")["Body"].read() == body
+    finally:
+        _stop(proc)
+
+
+def test_up_takes_credentials_from_the_environment(tmp_path):
+    port = free_ports(1)[0]
+    env = {"POCKET_ACCESS_KEY": "MYACCESSKEY", "POCKET_SECRET_KEY": "my-secret-key-1234567890"}
+    proc, info = _up(str(tmp_path / "d"), port, env=env)
+    try:
+        assert info["Access key"] == "MYACCESSKEY" and info["Secret key"] == "my-secret-key-1234567890"
+        _client(info).create_bucket(Bucket="env-keys")
+    finally:
+        _stop(proc)

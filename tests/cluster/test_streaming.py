@@ -1,0 +1,76 @@
+"""Memory stays bounded while objects of any size stream through the gateway."""
+import asyncio
+import hashlib
+import threading
+import time
+
+import aiohttp
+
+from bench.load import SigV4
+
+from .harness import ACCESS_KEY, SECRET_KEY
+
+GIB = 1 << 30
+BLOCK = bytes(range(256)) * 4096  # 1 MiB, a pattern that no layer can dedupe or compress away
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+class _Sampler(threading.Thread):
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.running = pid, 0, True
+
+    def run(self):
+        while self.running:
+            self.peak = max(self.peak, _rss_kib(self.pid))
+            time.sleep(0.05)
+
+
+def test_2gib_put_and_get_keep_gateway_memory_bounded(cluster, bucket):
+    size = 2 * GIB + 12345
+    signer = SigV4(ACCESS_KEY, SECRET_KEY)
+    host = cluster.endpoint.split("://")[1]
+    path = f"/{bucket}/huge.bin"
+    want = hashlib.md5()
+    for _ in range(size // len(BLOCK)):
+        want.update(BLOCK)
+    want.update(BLOCK[:size % len(BLOCK)])
+
+    async def body():
+        for _ in range(size // len(BLOCK)):
+            yield BLOCK
+        yield BLOCK[:size % len(BLOCK)]
+
+    async def go():
+        timeout = aiohttp.ClientTimeout(total=600)
+        async with aiohttp.ClientSession(timeout=timeout) as s:
+            headers = {**signer.headers("PUT", host, path), "Content-Length": str(size)}
+            async with s.put(cluster.endpoint + path, data=body(), headers=headers) as r:
+                assert r.status == 200, await r.text()
+                assert r.headers["ETag"] == f'"{want.hexdigest()}"'
+            got, n = hashlib.md5(), 0
+            async with s.get(cluster.endpoint + path, headers=signer.headers("GET", host, path)) as r:
+                assert r.status == 200
+                async for chunk in r.content.iter_chunked(1 << 20):
+                    got.update(chunk)
+                    n += len(chunk)
+            assert n == size and got.hexdigest() == want.hexdigest()
+
+    baseline = _rss_kib(cluster.gateway_pid())
+    sampler = _Sampler(cluster.gateway_pid())
+    sampler.start()
+    try:
+        asyncio.run(go())
+    finally:
+        sampler.running = False
+        sampler.join()
+    grew_mib = (sampler.peak - baseline) / 1024
+    print(f"gateway RSS: baseline {baseline // 1024} MiB, peak growth {grew_mib:.0f} MiB")
+    assert grew_mib < 200, f"gateway RSS grew by {grew_mib:.0f} MiB while streaming 2 GiB"
