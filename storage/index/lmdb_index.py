@@ -19,8 +19,11 @@ Design notes (why things are the way they are):
   starve or deadlock.
 * Env is opened with ``sync=True``: a commit is durable.  Throughput comes from
   batching many callers into one commit (see batcher.py), not from weaker
-  durability.  One process per env (``set_mapsize`` in another process would
-  need MapResizedError handling, which we don't do).
+  durability.  A second process may open the same env (``pocket scrub``,
+  ``pocket repair`` and ``pocket status`` next to a running gateway): LMDB
+  serialises writers across processes, and when the other process has grown
+  the map, the next txn here sees ``MapResizedError``, adopts the new size
+  (under the exclusive gate) and retries.
 """
 from __future__ import annotations
 
@@ -114,12 +117,19 @@ class Index:
     @contextmanager
     def read(self) -> Iterator[IndexTxn]:
         """Read-only snapshot.  Keep it short: don't hold it across awaits."""
-        with self._gate.shared():
-            txn = self.env.begin(write=False)
-            try:
-                yield IndexTxn(self, txn, False)
-            finally:
-                txn.abort()
+        while True:
+            with self._gate.shared():
+                try:
+                    txn = self.env.begin(write=False)
+                except lmdb.MapResizedError:
+                    txn = None
+                if txn is not None:
+                    try:
+                        yield IndexTxn(self, txn, False)
+                    finally:
+                        txn.abort()
+                    return
+            self._adopt_map_size()
 
     def write(self, fn: Callable[[IndexTxn], T]) -> T:
         """Run ``fn(ops)`` in one write txn and commit; returns fn's result.
@@ -143,6 +153,13 @@ class Index:
                 return result
             except lmdb.MapFullError:
                 self._grow(observed)
+            except lmdb.MapResizedError:
+                self._adopt_map_size()
+
+    def _adopt_map_size(self) -> None:
+        """Another process grew the map: take its size (no txn of ours may be open)."""
+        with self._gate.exclusive():
+            self.env.set_mapsize(0)
 
     def _grow(self, observed: int) -> None:
         with self._gate.exclusive():

@@ -1,0 +1,153 @@
+"""The repair queue in the LMDB index: object versions that have lost fragments.
+
+One entry per object version, in the `repair` named DB, under two kinds of key:
+
+    b"p" + priority byte + version id (16 bytes)   ->  the entry
+    b"v" + version id (16 bytes)                    ->  its current b"p" key
+
+The priority byte is `spare + 128`, where `spare = fragments left - k` is how many more
+fragments the object can lose before it is lost (negative: already unreadable). Keys
+sort by it, so a cursor walk over b"p" hands the repairer the objects with the least
+redundancy left first, oldest version first among equals; the b"v" key finds an entry
+again when new damage to the same version is reported, so reports merge instead of
+piling up. Spare counts, not fragments left, are compared so that a replica:3 object
+down to one copy goes before an ec:4+2 object down to five fragments.
+
+An entry:
+    {"bucket", "key", "version_id", "volume", "policy", "k", "m",
+     "missing": [i, ...], "corrupt": [i, ...], "reasons": {"i": text},
+     "sources": ["read" | "scrub" | "put"], "first_seen", "updated",
+     "attempts", "last_error"}
+
+These are functions of an `IndexTxn` so that they run inside the same transaction as
+other index writes (a degraded PUT commits its object and its queue entry together).
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+from .ops import IndexTxn, _pack, _unpack
+
+DB = "repair"
+_ENTRY, _POINTER = b"p", b"v"
+
+
+def fragments_left(entry: dict) -> int:
+    return entry["k"] + entry["m"] - len(set(entry["missing"]) | set(entry["corrupt"]))
+
+
+def _priority_key(entry: dict) -> bytes:
+    spare = fragments_left(entry) - entry["k"]
+    return _ENTRY + bytes([max(0, min(255, spare + 128))]) + bytes.fromhex(entry["version_id"])
+
+
+def _pointer_key(version_id: str) -> bytes:
+    return _POINTER + bytes.fromhex(version_id)
+
+
+def get(ops: IndexTxn, version_id: str) -> dict | None:
+    db = ops._db[DB]
+    pkey = ops._txn.get(_pointer_key(version_id), db=db)
+    if pkey is None:
+        return None
+    raw = ops._txn.get(pkey, db=db)
+    return None if raw is None else _unpack(raw)["rec"]
+
+
+def _store(ops: IndexTxn, entry: dict | None, old: dict | None) -> None:
+    db = ops._db[DB]
+    if old is not None:
+        ops._txn.delete(_priority_key(old), db=db)
+    if entry is None:
+        if old is not None:
+            ops._txn.delete(_pointer_key(old["version_id"]), db=db)
+        return
+    pkey = _priority_key(entry)
+    ops._txn.put(pkey, _pack({"rec": entry}), db=db)
+    ops._txn.put(_pointer_key(entry["version_id"]), pkey, db=db)
+
+
+def add(ops: IndexTxn, record: dict, bad: dict[int, tuple[str, str]], source: str, now: float) -> dict:
+    """Queue (or merge into the queued entry) fragments of `record` that need rebuilding.
+
+    `bad` maps fragment index -> (kind, reason), kind being "missing" or "corrupt"."""
+    old = get(ops, record["version_id"])
+    entry = dict(old) if old else {
+        "bucket": record["bucket"], "key": record["key"], "version_id": record["version_id"],
+        "volume": record["volume"], "policy": record.get("policy", ""), "k": record["k"], "m": record["m"],
+        "missing": [], "corrupt": [], "reasons": {}, "sources": [], "first_seen": now,
+        "attempts": 0, "last_error": "",
+    }
+    missing, corrupt = set(entry["missing"]), set(entry["corrupt"])
+    reasons = dict(entry["reasons"])
+    for i, (kind, reason) in bad.items():
+        if kind == "corrupt":
+            corrupt.add(i)
+            missing.discard(i)
+        elif i not in corrupt:
+            missing.add(i)
+        reasons[str(i)] = reason
+    entry.update(missing=sorted(missing), corrupt=sorted(corrupt), reasons=reasons, updated=now,
+                 sources=sorted(set(entry["sources"]) | {source}))
+    _store(ops, entry, old)
+    return entry
+
+
+def resolve(ops: IndexTxn, version_id: str, indexes: set[int] | list[int]) -> dict | None:
+    """Forget the given fragment indexes (rebuilt, or found good); drop the entry when none are left.
+
+    Returns what is still queued for the version, or None."""
+    old = get(ops, version_id)
+    if old is None:
+        return None
+    gone = set(indexes)
+    entry = {**old, "missing": [i for i in old["missing"] if i not in gone],
+             "corrupt": [i for i in old["corrupt"] if i not in gone],
+             "reasons": {i: r for i, r in old["reasons"].items() if int(i) not in gone}}
+    if not entry["missing"] and not entry["corrupt"]:
+        entry = None
+    _store(ops, entry, old)
+    return entry
+
+
+def note_failure(ops: IndexTxn, version_id: str, error: str, now: float) -> None:
+    old = get(ops, version_id)
+    if old is not None:
+        _store(ops, {**old, "attempts": old["attempts"] + 1, "last_error": error, "updated": now}, old)
+
+
+def drop(ops: IndexTxn, version_id: str) -> bool:
+    old = get(ops, version_id)
+    _store(ops, None, old)
+    return old is not None
+
+
+def scan(ops: IndexTxn, limit: int | None = None) -> list[dict]:
+    """Entries in repair order: least spare redundancy first."""
+    out = []
+    for entry in iter_entries(ops):
+        if limit is not None and len(out) >= limit:
+            break
+        out.append(entry)
+    return out
+
+
+def iter_entries(ops: IndexTxn) -> Iterator[dict]:
+    cur = ops._txn.cursor(db=ops._db[DB])
+    if not cur.set_range(_ENTRY):
+        return
+    for k, v in cur:
+        if not k.startswith(_ENTRY):
+            return
+        yield _unpack(v)["rec"]
+
+
+def length(ops: IndexTxn) -> int:
+    cur = ops._txn.cursor(db=ops._db[DB])
+    count = 0
+    if cur.set_range(_POINTER):
+        for k in cur.iternext(keys=True, values=False):
+            if not k.startswith(_POINTER):
+                break
+            count += 1
+    return count
