@@ -64,11 +64,33 @@ class StorageConfig:
 
 
 @dataclass
+class ScrubConfig:
+    """The scrubber (storage/repair/scrub.py): background passes in the gateway."""
+    enabled: bool = True
+    rate: int = 32 << 20            # bytes/s read by a pass, all disks together (0: unlimited)
+    interval: float = 86400.0       # seconds from the end of one pass to the start of the next
+    start_delay: float = 60.0       # first pass on a cluster never scrubbed
+    orphan_grace: float = 3600.0    # unreferenced archives younger than this are left alone
+
+
+@dataclass
+class RepairConfig:
+    """The repairer (storage/repair/repair.py) and the durability estimate of `pocket status`."""
+    enabled: bool = True
+    concurrency: int = 4            # object versions rebuilt at once
+    interval: float = 10.0          # seconds between retries of what is still queued
+    disk_afr: float = 0.02          # annual failure rate of one disk
+    assumed_hours: float = 24.0     # time to repair a failed disk until one has been measured
+
+
+@dataclass
 class Config:
     data: str = "./pocket-data"
     cluster_secret: str = ""
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    scrub: ScrubConfig = field(default_factory=ScrubConfig)
+    repair: RepairConfig = field(default_factory=RepairConfig)
     policies: dict[str, str] = field(default_factory=lambda: {"ec": "ec:4+2", "replica": "replica:3"})
     credentials: list[Credential] = field(default_factory=list)
     nodes: list[NodeConfig] = field(default_factory=list)
@@ -110,6 +132,13 @@ class Config:
         if not self.credentials:
             raise ConfigError("no credentials: add [[credentials]] access_key/secret_key, "
                               "or set POCKET_ACCESS_KEY and POCKET_SECRET_KEY")
+        for key in ("rate", "interval", "start_delay", "orphan_grace"):
+            if getattr(self.scrub, key) < 0:
+                raise ConfigError(f"scrub.{key} must not be negative")
+        if self.repair.concurrency < 1:
+            raise ConfigError("repair.concurrency must be at least 1")
+        if not 0 < self.repair.disk_afr < 1:
+            raise ConfigError("repair.disk_afr is a yearly probability: between 0 and 1, e.g. 0.02")
         if self.storage.segment_size < 4096:
             raise ConfigError("storage.segment_size must be at least 4096 bytes")
         return self
@@ -139,6 +168,8 @@ def from_dict(raw: dict, base: str = ".") -> Config:
             cluster_secret=raw.pop("cluster_secret", ""),
             gateway=_section(GatewayConfig, raw.pop("gateway", {}), "gateway"),
             storage=_section(StorageConfig, raw.pop("storage", {}), "storage"),
+            scrub=_section(ScrubConfig, raw.pop("scrub", {}), "scrub"),
+            repair=_section(RepairConfig, raw.pop("repair", {}), "repair"),
             policies=raw.pop("policies", None) or Config().policies,
             credentials=[Credential(**c) for c in raw.pop("credentials", [])],
             nodes=[NodeConfig(id=n["id"], zone=n.get("zone", "zone-1"), url=n.get("url", ""),
@@ -172,14 +203,25 @@ def _section(cls, raw: dict, name: str):
 def _coerce(kind, value, where: str):
     kind = kind if isinstance(kind, str) else kind.__name__
     try:
-        return {"int": int, "float": float, "str": str}[kind](value)
+        return {"int": int, "float": float, "str": str, "bool": _bool}[kind](value)
     except (ValueError, KeyError):
         raise ConfigError(f"{where} = {value!r} is not a valid {kind}") from None
 
 
+def _bool(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
 def apply_env(cfg: Config, env=os.environ) -> Config:
-    """POCKET_<SECTION>_<KEY> overrides gateway and storage settings; a few top-level too."""
-    for section in ("gateway", "storage"):
+    """POCKET_<SECTION>_<KEY> overrides gateway, storage, scrub and repair settings; a few top-level too."""
+    for section in ("gateway", "storage", "scrub", "repair"):
         obj = getattr(cfg, section)
         for f in fields(obj):
             value = env.get(f"POCKET_{section}_{f.name}".upper())

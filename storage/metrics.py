@@ -19,6 +19,20 @@ class Metrics:
         self.disk_free = Gauge("pocket_disk_free_bytes", "Free bytes on the disk's filesystem", ["disk"], registry=r)
         self.damage = Counter("pocket_fragments_damaged", "Missing or corrupt fragments found by reads",
                               registry=r)
+        # durability: storage/repair/
+        self.repair_queue = Gauge("pocket_repair_queue_length", "Object versions waiting for repair", registry=r)
+        self.at_risk = Gauge("pocket_objects_at_risk", "Queued object versions by fragments left",
+                             ["shape", "fragments_left"], registry=r)
+        self.repaired_fragments = Counter("pocket_repaired_fragments", "Fragment archives rebuilt", registry=r)
+        self.repaired_bytes = Counter("pocket_repaired_bytes", "Bytes of fragment archives rebuilt", registry=r)
+        self.scrub_bytes = Counter("pocket_scrub_bytes_verified", "Archive bytes read and checked by the scrubber",
+                                   registry=r)
+        self.scrub_corrupt = Counter("pocket_scrub_corrupt_fragments", "Corrupt fragments the scrubber found",
+                                     registry=r)
+        self.scrub_missing = Counter("pocket_scrub_missing_fragments", "Missing fragments the scrubber found",
+                                     registry=r)
+        self.orphans_removed = Counter("pocket_orphans_removed", "Unreferenced archives the scrubber deleted",
+                                       registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
