@@ -33,6 +33,12 @@ class Damage:
     index: int
     disk_id: str
     reason: str
+    record: dict | None = field(default=None, repr=False)  # the object version, for the repair queue
+
+    @property
+    def kind(self) -> str:
+        """"missing" (no archive, or its disk did not answer) or "corrupt" (failed a check)."""
+        return "missing" if self.reason == "missing" or self.reason.startswith("unreadable") else "corrupt"
 
 
 @dataclass
@@ -41,8 +47,12 @@ class ArchiveReader:
     codec: Codec
     record: dict          # the object's index record (manifest)
     volume: dict
+    avoid: frozenset[int] = frozenset()   # fragments to read only as a last resort (being rebuilt)
     damage: list[Damage] = field(default_factory=list)
     _broken: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self._broken |= set(self.avoid)
 
     @property
     def geometry(self) -> layout.Geometry:
@@ -133,6 +143,6 @@ class ArchiveReader:
         if i in self._broken:
             return
         self._broken.add(i)
-        self.damage.append(Damage(self.record["version_id"], i, disk_id, reason))
+        self.damage.append(Damage(self.record["version_id"], i, disk_id, reason, self.record))
         log.warning("fragment %d of %s/%s (version %s) on disk %s: %s; reading parity instead",
                     i, self.record["bucket"], self.record["key"], self.record["version_id"], disk_id, reason)

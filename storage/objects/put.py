@@ -63,6 +63,8 @@ class ArchiveWriter:
     segment_size: int
     quorum: int
     timeout: float = 10.0
+    only: frozenset[int] | None = None   # write just these fragment indexes (repair); None: all
+    keep_on_abort: bool = False          # repair: never delete what is at the target names
     archives: list[_Archive] = field(default_factory=list)
 
     def start(self) -> None:
@@ -72,6 +74,9 @@ class ArchiveWriter:
         for i, disk_id in enumerate(self.volume["disks"]):
             arc = _Archive(i, disk_id, asyncio.Queue(maxsize=3))
             self.archives.append(arc)
+            if self.only is not None and i not in self.only:
+                arc.error = "not written by this writer"
+                continue
             if not self.cluster.is_up(disk_id):
                 arc.error = "disk is down"
                 continue
@@ -146,6 +151,8 @@ class ArchiveWriter:
         for a in self.archives:
             if a.task and not a.task.done():
                 a.task.cancel()
+        if self.keep_on_abort:
+            return
         # A cancelled local write may still have committed in its thread, so remove every
         # archive that was started, not only those known to have finished.
         await remove_archives(self.cluster, self.volume, self.version_id,

@@ -17,6 +17,7 @@ from typing import AsyncIterable, AsyncIterator, Callable
 from .. import layout
 from ..cluster import Cluster
 from ..codec import Codec, parse_policy
+from ..index import repairs
 from ..index.batcher import IndexWriter
 from ..index.lmdb_index import Index
 from ..placement.volumes import choose_volume
@@ -54,6 +55,7 @@ class ObjectService:
         self.segment_size = segment_size
         self.timeout = timeout
         self.damage_reported = 0
+        self.on_degraded: Callable[[dict], None] | None = None   # a PUT left fragments to repair
 
     def policy_for(self, size_hint: int | None, requested: str | None = None) -> Policy:
         if requested:
@@ -93,17 +95,22 @@ class ObjectService:
         except BaseException as e:
             await asyncio.shield(writer.abort(repr(e)))
             raise
-        if len(written) < policy.codec.n:
-            log.warning("stored %s/%s on %d of %d disks; the missing fragments %s need repair",
-                        bucket, key, len(written), policy.codec.n,
-                        sorted(set(range(policy.codec.n)) - set(written)))
+        # Fragments the write quorum let us do without are queued for repair in the same
+        # index transaction that makes the object visible.
+        missing = {a.index: ("missing", f"not written by the PUT: {a.error or 'did not commit'}")
+                   for a in writer.archives if a.index not in written}
+        if missing:
+            log.warning("stored %s/%s on %d of %d disks; the missing fragments %s are queued for repair",
+                        bucket, key, len(written), policy.codec.n, sorted(missing))
         try:
-            previous = await self.writer.submit(lambda ops: _put_if_newer(ops, bucket, key, record))
+            previous = await self.writer.submit(lambda ops: _put_if_newer(ops, bucket, key, record, missing))
         except BaseException:
             await asyncio.shield(remove_archives(self.cluster, volume, version_id))
             raise
         if previous is not None:
             self._forget(previous)
+        if missing and self.on_degraded:
+            self.on_degraded(record)
         return record
 
     async def _encode(self, codec: Codec, digests, segment: bytes) -> list[bytes]:
@@ -182,15 +189,18 @@ class ObjectService:
                     on_damage(reader.damage)
 
 
-def _put_if_newer(ops, bucket: str, key: str, record: dict) -> dict | None:
+def _put_if_newer(ops, bucket: str, key: str, record: dict, missing: dict | None = None) -> dict | None:
     """Install `record` unless a newer version already won; returns what it displaced.
 
     Two racing PUTs of one key resolve to the newer version id, the same rule the
-    index rebuild applies, so the index and the disks always agree on the winner."""
+    index rebuild applies, so the index and the disks always agree on the winner.
+    `missing` ({index: (kind, reason)}) is queued for repair with the record."""
     current = ops.get_object(bucket, key)
     if current is not None and current["version_id"] > record["version_id"]:
         return record
     ops.put_object(bucket, key, record)
+    if missing:
+        repairs.add(ops, record, missing, "put", record["created"])
     return current
 
 
