@@ -24,6 +24,9 @@ from .node.store import DiskStore
 from .objects.buckets import BucketService
 from .objects.service import ObjectService, Policy
 from .placement.volumes import DiskInfo
+from .repair.queue import RepairQueue
+from .repair.repair import Repairer
+from .repair.scrub import Scrubber
 from .s3.app import build_app
 
 log = logging.getLogger("pocket.gateway")
@@ -56,6 +59,7 @@ class Gateway:
         self.metrics = Metrics()
         self._secrets = {c.access_key: c.secret_key for c in cfg.credentials}
         self.session: aiohttp.ClientSession | None = None
+        self._background: list[asyncio.Task] = []
 
     def secret_for(self, access_key: str) -> str | None:
         return self._secrets.get(access_key)
@@ -75,10 +79,31 @@ class Gateway:
                                      st.small_policy or None, st.small_threshold, st.segment_size,
                                      st.node_timeout)
         self.buckets = BucketService(self.index, self.writer, self.objects)
+        self.repairs = RepairQueue(self.index, self.writer)
+        self.objects.on_degraded = lambda record: self.repairs.wakeup.set()
+        self.scrubber = Scrubber(self.cluster, self.index, self.repairs, self.cfg.scrub.rate,
+                                 self.cfg.scrub.orphan_grace, self.metrics)
+        self.repairer = Repairer(self.cluster, self.index, self.repairs, self.cfg.repair.concurrency,
+                                 st.node_timeout, self.metrics)
         await self.cluster.check_once()
         self.cluster.start()
+        self._start_background()
+
+    def _start_background(self) -> None:
+        """Scrub and repair run here, beside the data path: this process sees every disk and
+        owns the index (see storage/repair/scrub.py for why here and not on the nodes)."""
+        loop = asyncio.get_running_loop()
+        if self.cfg.scrub.enabled:
+            self._background.append(loop.create_task(
+                self.scrubber.run_forever(self.cfg.scrub.interval, self.cfg.scrub.start_delay)))
+        if self.cfg.repair.enabled:
+            self._background.append(loop.create_task(self.repairer.run_forever(self.cfg.repair.interval)))
 
     async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.repairs.drain()
         await self.cluster.stop()
         await self.writer.aclose()
         if self.session:
@@ -89,8 +114,15 @@ class Gateway:
         return build_app(self)
 
     def report_damage(self, damage) -> None:
-        """Reads that had to decode around a bad fragment end up here (repair comes later)."""
+        """Reads that had to decode around a bad fragment end up here: queue the repair."""
         self.metrics.damage.inc(len(damage))
+        by_version: dict[str, tuple[dict, dict]] = {}
+        for d in damage:
+            if d.record is not None:
+                record, bad = by_version.setdefault(d.version_id, (d.record, {}))
+                bad[d.index] = (d.kind, d.reason)
+        for record, bad in by_version.values():
+            self.repairs.add_later(record, bad, "read")
 
     def readiness(self) -> dict:
         down = self.cluster.down_disks()
@@ -106,6 +138,11 @@ class Gateway:
             usage = self.cluster.usage.get(disk_id)
             if usage:
                 self.metrics.disk_free.labels(disk_id).set(usage["free"])
+        self.metrics.repair_queue.set(self.repairs.length())
+        self.metrics.at_risk.clear()
+        for shape, counts in self.repairs.at_risk().items():
+            for left, count in counts.items():
+                self.metrics.at_risk.labels(shape, str(left)).set(count)
 
 
 async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:

@@ -1,0 +1,105 @@
+"""The cluster as a one-shot command (`pocket scrub`, `repair`, `status`) sees it.
+
+These commands work whether the cluster is running or not. Disks of nodes that answer
+are reached over the internal API, like the gateway does; a node that does not answer
+but whose disk folders are on this machine has them opened directly. In-process disks
+(the embedded `pocket up`) are opened directly in any case. Folders are used as they
+are: no `DiskStore.open()`, which would clear `tmp/` under a running process's feet.
+Every write a disk takes is a temp file renamed into place, so two processes writing
+the same archive name leave one whole archive. The LMDB index is opened beside the
+gateway's (see index/lmdb_index.py on sharing an env between processes).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+
+from ..cluster import Cluster
+from ..codec import parse_policy
+from ..config import Config
+from ..index.lmdb_index import Index
+from ..node.client import RemoteDisk
+from ..node.store import DISK_MARKER, DiskStore
+from ..placement.volumes import DiskInfo
+from .queue import RepairQueue
+
+log = logging.getLogger("pocket.tool")
+
+
+@dataclass
+class ToolCluster:
+    cfg: Config
+    cluster: Cluster
+    index: Index
+    queue: RepairQueue
+    direct: list[str]        # disks opened as local folders
+
+
+@asynccontextmanager
+async def open_cluster(cfg: Config):
+    session = aiohttp.ClientSession()
+    index = None
+    cluster = None
+    try:
+        disks, infos, direct = {}, [], []
+        for node in cfg.nodes:
+            for d in node.disks:
+                infos.append(DiskInfo(d.id, node.id, node.zone))
+                remote = RemoteDisk(d.id, node.url, cfg.cluster_secret, session, cfg.storage.node_timeout) \
+                    if node.url else None
+                if remote is not None and await _answers(remote):
+                    disks[d.id] = remote
+                elif _is_disk_folder(d.path, d.id):
+                    disks[d.id] = DiskStore(d.id, d.path)
+                    direct.append(d.id)
+                else:
+                    disks[d.id] = remote or DiskStore(d.id, d.path)   # down: the heartbeat says so
+        index = Index(cfg.index_path)
+        cluster = Cluster(disks, infos, cfg.gateway.heartbeat)
+        cluster.load_volumes(index, {sum(parse_policy(s)) for s in cfg.policies.values()})
+        await cluster.check_once()
+        cluster.start()
+        yield ToolCluster(cfg, cluster, index, RepairQueue(index), direct)
+    finally:
+        if cluster is not None:
+            await cluster.stop()
+        await session.close()
+        if index is not None:
+            index.close()
+
+
+async def gateway_view(cfg: Config) -> dict | None:
+    """What a running gateway reports at /_pocket/ready (its disks up and down), or None."""
+    host, port = cfg.listen
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as s:
+            async with s.get(f"http://{host}:{port}/_pocket/ready") as r:
+                return await r.json()
+    except Exception:
+        return None
+
+
+async def _answers(disk: RemoteDisk) -> bool:
+    try:
+        await disk.health()
+        return True
+    except Exception:
+        return False
+
+
+def _is_disk_folder(path: str, disk_id: str) -> bool:
+    try:
+        with open(os.path.join(path, DISK_MARKER)) as f:
+            found = json.load(f).get("disk_id")
+    except (OSError, ValueError):
+        return False
+    if found != disk_id:
+        log.warning("%s belongs to disk %r, not %r; not using it", path, found, disk_id)
+        return False
+    return True

@@ -1,0 +1,101 @@
+"""Checking one whole fragment archive through a disk's public interface.
+
+The scrubber reads every byte of every archive: the header (its own checksum, and that
+it names the archive it is in), the footer and trailer (the manifest, checksummed),
+every record against its xxh3, and that the records end exactly where the trailer
+begins. Each byte is read once (small archives in one request). Everything goes through `disk.read(name, offset, length)`, so a local
+`DiskStore` and a `RemoteDisk` are checked the same way, and the record format stays in
+layout.py. Reads are paced by a `Pacer` shared by every disk of a pass.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from .. import layout
+
+CHUNK_BYTES = 4 << 20     # records are read and checked a few MiB at a time
+
+
+class Pacer:
+    """Keeps a pass at or under `rate` bytes per second (0: as fast as the disks go)."""
+
+    def __init__(self, rate: float):
+        self.rate = rate
+        self.started = time.monotonic()
+        self.bytes = 0
+
+    async def take(self, n: int) -> None:
+        self.bytes += n
+        if self.rate > 0:
+            ahead = self.bytes / self.rate - (time.monotonic() - self.started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+
+
+@dataclass
+class Verdict:
+    manifest: dict | None     # None when the trailer itself is unreadable
+    problem: str | None       # None when every check passed
+    bytes_read: int = 0
+
+
+async def verify_archive(disk, name: str, size: int, pacer: Pacer) -> Verdict:
+    """Read and check all of one archive, every byte once. Raises FileNotFoundError if it
+    vanished meanwhile. Archives up to CHUNK_BYTES are read in one request."""
+    vid, _, idx = name.partition(".")
+    verdict = Verdict(None, None)
+    whole: bytes | None = None
+
+    async def read(offset: int, length: int) -> bytes:
+        if whole is not None:
+            return whole[offset:offset + length]
+        data = await disk.read(name, offset, length)
+        verdict.bytes_read += len(data)
+        await pacer.take(len(data))
+        if len(data) != length:
+            raise layout.CorruptFragment(f"archive shrank while being read ({len(data)} of {length} bytes "
+                                         f"at offset {offset})")
+        return data
+
+    try:
+        if size < layout.HEADER_SIZE + layout.FOOTER_SIZE:
+            raise layout.CorruptFragment(f"archive is only {size} bytes")
+        if size <= CHUNK_BYTES:
+            whole = await read(0, size)
+        header = layout.ArchiveHeader.unpack(await read(0, layout.HEADER_SIZE))
+        if layout.archive_name(header.version_id, header.index) != name:
+            raise layout.CorruptFragment(f"header names {header.version_id}.{header.index}")
+        length, want = layout.unpack_footer(await read(size - layout.FOOTER_SIZE, layout.FOOTER_SIZE))
+        trailer_at = size - layout.FOOTER_SIZE - length
+        if trailer_at < layout.HEADER_SIZE:
+            raise layout.CorruptFragment(f"footer claims a {length}-byte trailer in a {size}-byte archive")
+        verdict.manifest = manifest = layout.unpack_trailer(await read(trailer_at, length), want)
+        if manifest.get("version_id") != vid or (header.k, header.m) != (manifest.get("k"), manifest.get("m")):
+            raise layout.CorruptFragment("header and manifest disagree about the object version or policy")
+        geo = layout.Geometry(manifest["size"], header.segment_size, header.k)
+        if header.block_size != geo.block_size or geo.records_end() != trailer_at:
+            raise layout.CorruptFragment(f"records end at {trailer_at}, the manifest says {geo.records_end()}")
+        await _check_records(read, geo)
+    except layout.CorruptFragment as e:
+        verdict.problem = str(e)
+    except (ValueError, KeyError, TypeError) as e:   # a trailer that parses but is not a manifest
+        verdict.problem = f"malformed manifest: {e!r}"
+    return verdict
+
+
+async def _check_records(read, geo: layout.Geometry) -> None:
+    per_chunk = max(1, CHUNK_BYTES // (layout.RECORD_OVERHEAD + geo.block_size))
+    for first in range(0, geo.segments, per_chunk):
+        last = min(first + per_chunk, geo.segments) - 1
+        offset, length = geo.span(first, last)
+        raw = await read(offset, length)
+        pos = 0
+        for j in range(first, last + 1):
+            n = geo.record_length(j)
+            try:
+                layout.unpack_record(raw[pos:pos + n])
+            except layout.CorruptFragment as e:
+                raise layout.CorruptFragment(f"segment {j}: {e}") from None
+            pos += n
