@@ -49,7 +49,7 @@ class ProcCluster:
     """`nodes` node processes with `disks_per_node` disks each, plus one gateway process."""
 
     def __init__(self, root: str, nodes: int = 6, disks_per_node: int = 1, zones: int = 1,
-                 storage: dict | None = None):
+                 storage: dict | None = None, sections: dict[str, dict] | None = None):
         self.root = root
         self.procs: dict[str, subprocess.Popen] = {}
         ports = free_ports(nodes + 1)
@@ -62,6 +62,8 @@ class ProcCluster:
         lines = ['data = "."', 'cluster_secret = "test-cluster-secret"', "", "[gateway]",
                  f'listen = "127.0.0.1:{self.port}"'] + [f"{k} = {v!r}" for k, v in settings.items()]
         lines += ["", "[storage]"] + [f"{k} = {_toml(v)}" for k, v in st.items()]
+        for name, values in (sections or {}).items():   # e.g. {"scrub": {"enabled": False}}
+            lines += ["", f"[{name}]"] + [f"{k} = {_toml(v)}" for k, v in values.items()]
         lines += ["", "[[credentials]]", f'access_key = "{ACCESS_KEY}"', f'secret_key = "{SECRET_KEY}"']
         self.disk_paths: dict[str, str] = {}
         for i, node in enumerate(self.node_ids):
@@ -155,6 +157,8 @@ class ProcCluster:
 
 
 def _toml(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
     if isinstance(v, str):
         return f'"{v}"'
     return repr(v)

@@ -1,0 +1,218 @@
+"""Probe tests for scrub and repair: rot, lose and orphan fragment archives of a real
+cluster, then check that `pocket scrub` finds exactly that, `pocket repair` (or the
+gateway's own repairer) puts back archives identical to the originals, and every
+object still reads back.
+"""
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+
+import pytest
+
+from storage import layout
+from storage.node.store import read_manifest_file
+
+from .conftest import payload
+from .harness import REPO, ProcCluster
+
+SEG = 1 << 20
+QUIET = {"scrub": {"enabled": False}, "repair": {"enabled": False}}
+
+
+def pocket(c, *args, ok=(0,)) -> tuple[int, dict | str]:
+    out = subprocess.run([sys.executable, "-m", "cli", *args, "--config", c.config], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode in ok, f"pocket {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}"
+    return out.returncode, json.loads(out.stdout) if "--json" in args else out.stdout
+
+
+@pytest.fixture
+def quiet_cluster(tmp_path):
+    """A cluster whose gateway neither scrubs nor repairs by itself: the commands do."""
+    c = ProcCluster(str(tmp_path / "cluster"), sections={**QUIET, "scrub": {"enabled": False, "orphan_grace": 5.0}})
+    c.start()
+    yield c
+    c.close()
+
+
+def _load(s3, bucket: str, count: int) -> dict[str, bytes]:
+    s3.create_bucket(Bucket=bucket)
+    sizes = [1, 700, 5000, 100_000, 200_000, SEG - 1, SEG + 5, 2 * SEG + 3, 3 * SEG]
+    objects = {}
+    for i in range(count):
+        data = payload(sizes[i % len(sizes)])
+        s3.put_object(Bucket=bucket, Key=f"o{i:03d}", Body=data)
+        objects[f"o{i:03d}"] = data
+    return objects
+
+
+def _check_all(s3, bucket: str, objects: dict[str, bytes]) -> None:
+    for key, data in objects.items():
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data, key
+
+
+def _flip_payload_byte(path: str, rng: random.Random) -> None:
+    """Flip one bit inside a record's payload (not its header): bit rot the checksum must catch."""
+    with open(path, "rb") as f:
+        header = layout.ArchiveHeader.unpack(f.read(layout.HEADER_SIZE))
+    size = read_manifest_file(path)["size"]
+    geo = layout.Geometry(size, header.segment_size, header.k)
+    j = rng.randrange(geo.segments)
+    at = geo.record_offset(j) + layout.RECORD_OVERHEAD + rng.randrange(geo.record_length(j) - layout.RECORD_OVERHEAD)
+    with open(path, "r+b") as f:
+        f.seek(at)
+        b = f.read(1)
+        f.seek(at)
+        f.write(bytes([b[0] ^ 0x10]))
+
+
+def _archives_by_version(c) -> dict[str, set[int]]:
+    out = defaultdict(set)
+    for path in c.archive_files():
+        vid, _, idx = os.path.basename(path).partition(".")
+        out[vid].add(int(idx))
+    return out
+
+
+def test_bit_rot_is_found_by_scrub_and_repaired_byte_identical(quiet_cluster, tmp_path):
+    c = quiet_cluster
+    s3 = c.client()
+    objects = _load(s3, "rot", 30)
+    rng = random.Random(7)
+    by_version = defaultdict(list)
+    for path in sorted(c.archive_files()):
+        by_version[os.path.basename(path).partition(".")[0]].append(path)
+    victims = [rng.choice(by_version[vid]) for vid in rng.sample(sorted(by_version), 5)]
+    originals = {}
+    for path in victims:
+        originals[path] = tmp_path / os.path.basename(path)
+        shutil.copyfile(path, originals[path])
+        _flip_payload_byte(path, rng)
+
+    _check_all(s3, "rot", objects)          # reads decode around the rot
+
+    code, report = pocket(c, "scrub", "--json", ok=(1,))
+    found = {(r["disk"], r["archive"]) for r in report["corrupt"]}
+    want = {(os.path.basename(os.path.dirname(os.path.dirname(os.path.dirname(p)))), os.path.basename(p))
+            for p in victims}
+    assert found == want
+    assert report["missing"] == [] and report["orphans_removed"] == []
+    assert report["bytes_verified"] == report["bytes_total"] > 0
+
+    code, fixed = pocket(c, "repair", "--json")
+    assert fixed["fragments"] == 5 and fixed["failed"] == [] and fixed["remaining"] == 0
+    for path, copy in originals.items():
+        with open(path, "rb") as a, open(copy, "rb") as b:
+            assert a.read() == b.read(), f"{path} was not rebuilt byte for byte"
+
+    code, again = pocket(c, "scrub", "--json")
+    assert again["corrupt"] == [] and again["missing"] == []
+    _check_all(s3, "rot", objects)
+
+
+def test_missing_fragment_and_status(quiet_cluster, tmp_path):
+    c = quiet_cluster
+    s3 = c.client()
+    objects = _load(s3, "miss", 6)
+    _, before = pocket(c, "status", "--json")
+    assert len(before["disks"]) == 6 and before["disks_up"] == 6
+    assert before["objects"] == 6 and before["objects_at_risk"] == 0
+    assert "MTTDL" in before["durability"]["formula"]
+    assert 0.99999 < before["durability"]["policies"]["ec"]["annual_durability"] < 1
+
+    victim = max(sorted(c.archive_files()), key=os.path.getsize)
+    keep = tmp_path / "keep"
+    shutil.copyfile(victim, keep)
+    os.unlink(victim)
+
+    code, report = pocket(c, "scrub", "--json", ok=(1,))
+    assert [r["archive"] for r in report["missing"]] == [os.path.basename(victim)]
+    assert report["corrupt"] == []
+
+    _, risky = pocket(c, "status", "--json")
+    assert risky["repair_queue"] == 1 and risky["objects_at_risk"] == 1
+    row = next(r for r in risky["at_risk"] if r["shape"] == "4+2" and r["fragments_left"] == 5)
+    assert row["objects"] == 1
+
+    _, fixed = pocket(c, "repair", "--json")
+    assert fixed["fragments"] == 1
+    with open(victim, "rb") as a, open(keep, "rb") as b:
+        assert a.read() == b.read()
+
+    _, after = pocket(c, "status", "--json")
+    assert after["repair_queue"] == 0 and after["objects_at_risk"] == 0
+    assert after["last_scrub"]["missing"] == 1 and after["repair_stats"]["fragments"] == 1
+    _check_all(s3, "miss", objects)
+
+
+def test_node_loss_is_repaired_by_the_gateway(tmp_path):
+    c = ProcCluster(str(tmp_path / "cluster"), sections={"scrub": {"enabled": False},
+                                                         "repair": {"interval": 0.5}})
+    c.start()
+    try:
+        s3 = c.client()
+        s3.create_bucket(Bucket="loss")
+        c.signal(c.node_ids[0], signal.SIGKILL)
+        objects = {}
+        for i, size in enumerate([10, 150_000, SEG, 2 * SEG + 1, 3 * SEG, 0]):
+            objects[f"k{i}"] = payload(size)
+            s3.put_object(Bucket="loss", Key=f"k{i}", Body=objects[f"k{i}"])
+        _, degraded = pocket(c, "status", "--json")
+        assert degraded["disks_down"] == ["n1d1"]
+        assert degraded["repair_queue"] >= 4     # every ec:4+2 object lacks its fragment on n1d1
+        c.start_node(c.node_ids[0])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            _, st = pocket(c, "status", "--json")
+            if st["repair_queue"] == 0:
+                break
+            time.sleep(0.5)
+        assert st["repair_queue"] == 0, st["at_risk"]
+        versions = _archives_by_version(c)
+        assert len(versions) == len(objects)
+        for vid, indexes in versions.items():
+            assert indexes in ({0, 1, 2}, set(range(6))), (vid, indexes)
+        assert sum(len(v) == 6 for v in versions.values()) == 4
+        _check_all(s3, "loss", objects)
+        code, clean = pocket(c, "scrub", "--json")
+        assert clean["corrupt"] == [] and clean["missing"] == []
+    finally:
+        c.close()
+
+
+def _fake_archive(c, bucket: str, key: str, age: float) -> str:
+    """A whole, valid fragment archive of a version the index never heard of."""
+    vid = f"{int((time.time() - age) * 1e9):016x}{os.urandom(8).hex()}"
+    data = b"orphan" * 1000
+    manifest = {"bucket": bucket, "key": key, "version_id": vid, "size": len(data), "k": 1, "m": 2,
+                "segment_size": SEG, "policy": "replica", "volume": "w3-0000", "disks": []}
+    body = (layout.ArchiveHeader(vid, 0, 1, 2, SEG, SEG).pack() + layout.pack_record(data)
+            + layout.pack_trailer(manifest))
+    name = layout.archive_name(vid, 0)
+    folder = os.path.join(c.disk_paths["n2d1"], "archives", name[30:32])
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name), "wb") as f:
+        f.write(body)
+    return name
+
+
+def test_orphans_older_than_the_grace_period_are_removed(quiet_cluster):
+    c = quiet_cluster
+    s3 = c.client()
+    objects = _load(s3, "orph", 4)
+    old = _fake_archive(c, "orph", "ghost-old", age=600)
+    young = _fake_archive(c, "orph", "ghost-young", age=0)
+    before = {os.path.basename(p) for p in c.archive_files()}
+    assert {old, young} <= before
+
+    code, report = pocket(c, "scrub", "--json")
+    assert [r["archive"] for r in report["orphans_removed"]] == [old]
+    assert report["orphans_young"] == 1
+    assert {os.path.basename(p) for p in c.archive_files()} == before - {old}
+    _check_all(s3, "orph", objects)
