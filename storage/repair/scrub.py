@@ -176,11 +176,11 @@ class Scrubber:
                 problem = bad.get((vid, i, disk_id))
                 if problem:
                     damage[i] = ("corrupt", problem)
-                    r.corrupt.append(self._row(record, i, disk_id, problem))
                 elif found.get(vid, {}).get(i) != disk_id and not await self._present(disk_id, vid, i):
-                    damage[i] = ("missing", "missing (scrub)")
-                    r.missing.append(self._row(record, i, disk_id, "missing"))
-            if damage and self._still_current(record):
+                    damage[i] = ("missing", "missing")
+            if damage and self._still_current(record):    # not replaced or deleted meanwhile
+                for i, (kind, problem) in sorted(damage.items()):
+                    (r.corrupt if kind == "corrupt" else r.missing).append(self._row(record, i, disks[i], problem))
                 await self.queue.add(record, damage, "scrub")
                 r.queued += 1
         if self.metrics:

@@ -1,0 +1,275 @@
+"""Unit tests for storage/repair and the repair queue: an in-process cluster of six
+local disk folders, no processes, no network."""
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import random
+import time
+
+import pytest
+
+from storage import layout
+from storage.cluster import Cluster
+from storage.index import repairs
+from storage.index.batcher import IndexWriter
+from storage.index.lmdb_index import Index
+from storage.node.store import DiskStore
+from storage.objects.service import ObjectService, Policy
+from storage.placement.volumes import DiskInfo
+from storage.repair import status as status_mod
+from storage.repair.queue import RepairQueue
+from storage.repair.repair import Repairer
+from storage.repair.scrub import Scrubber
+from storage.repair.verify import Pacer
+from storage.s3.digests import BodyDigests
+
+SEG = 16 << 10
+
+
+class World:
+    """Six local disks, an index, the object service and the durability machinery."""
+
+    def __init__(self, root):
+        self.root = root
+        self.disks = {f"d{i}": DiskStore(f"d{i}", os.path.join(root, f"d{i}")).open() for i in range(6)}
+        infos = [DiskInfo(d, f"node{i}", "z1") for i, d in enumerate(self.disks)]
+        self.index = Index(os.path.join(root, "index"))
+        self.writer = IndexWriter(self.index)
+        self.cluster = Cluster(self.disks, infos)
+        self.cluster.load_volumes(self.index, {6, 3})
+        policies = {"ec": Policy.parse("ec", "ec:4+2"), "replica": Policy.parse("replica", "replica:3")}
+        self.objects = ObjectService(self.cluster, self.index, self.writer, policies, "ec", "replica",
+                                     4096, SEG, timeout=5)
+        self.queue = RepairQueue(self.index, self.writer)
+        self.scrubber = Scrubber(self.cluster, self.index, self.queue, rate=0, orphan_grace=60)
+        self.repairer = Repairer(self.cluster, self.index, self.queue, concurrency=3)
+        self.index.create_bucket("b")
+
+    async def put(self, key: str, data: bytes) -> dict:
+        async def body():
+            yield data
+        return await self.objects.put("b", key, body(), len(data), BodyDigests({}, len(data), None),
+                                      {"content_type": "x/y", "meta": {}, "headers": {}, "owner": "o"})
+
+    async def get(self, record: dict) -> bytes:
+        return b"".join([c async for c in self.objects.read(record, 0, record["size"] - 1)])
+
+    def path(self, record: dict, i: int) -> str:
+        disk = self.cluster.volumes[record["volume"]]["disks"][i]
+        return self.disks[disk]._archive_path(layout.archive_name(record["version_id"], i))
+
+    async def close(self):
+        await self.writer.aclose()
+        self.index.close()
+
+
+def run(root, fn):
+    async def main():
+        w = World(str(root))
+        try:
+            return await fn(w)
+        finally:
+            await w.close()
+    return asyncio.run(main())
+
+
+def read(path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+# the queue ---------------------------------------------------------------------------------
+def _rec(vid: str, k=4, m=2) -> dict:
+    return {"bucket": "b", "key": f"k{vid[-2:]}", "version_id": vid, "volume": "w6-0000", "k": k, "m": m}
+
+
+def test_queue_orders_by_spare_redundancy_and_merges(tmp_path):
+    index = Index(str(tmp_path / "ix"))
+    v = [f"{i:032x}" for i in range(1, 6)]
+    index.write(lambda ops: repairs.add(ops, _rec(v[0]), {0: ("missing", "m")}, "scrub", 1.0))
+    index.write(lambda ops: repairs.add(ops, _rec(v[1]), {1: ("corrupt", "c"), 2: ("missing", "m")}, "read", 2.0))
+    index.write(lambda ops: repairs.add(ops, _rec(v[2], 1, 2), {0: ("missing", "m")}, "put", 3.0))
+    index.write(lambda ops: repairs.add(ops, _rec(v[3]), {0: ("missing", "m"), 1: ("missing", "m"),
+                                                           2: ("missing", "m")}, "scrub", 4.0))
+    with index.read() as ops:
+        order = [e["version_id"] for e in repairs.scan(ops)]
+        assert repairs.length(ops) == 4
+    # v3 is unreadable (-1 spare), v1 has 0 spare, v2 (replica down to 2) and v0 have 1 spare
+    assert order == [v[3], v[1], v[0], v[2]]
+    # a new report for v0 merges and moves it up; corrupt wins over missing for one index
+    index.write(lambda ops: repairs.add(ops, _rec(v[0]), {0: ("corrupt", "rot"), 3: ("missing", "m")}, "read", 5.0))
+    with index.read() as ops:
+        e = repairs.get(ops, v[0])
+        assert (e["missing"], e["corrupt"], e["sources"], e["first_seen"]) == ([3], [0], ["read", "scrub"], 1.0)
+        # now 0 spare like v1: equal priority, older version first
+        assert [x["version_id"] for x in repairs.scan(ops)][:3] == [v[3], v[0], v[1]]
+    assert index.write(lambda ops: repairs.resolve(ops, v[0], [0]))["missing"] == [3]
+    assert index.write(lambda ops: repairs.resolve(ops, v[0], [3])) is None
+    with index.read() as ops:
+        assert repairs.get(ops, v[0]) is None and repairs.length(ops) == 3
+        assert len(list(repairs.iter_entries(ops))) == 3
+    index.close()
+
+
+# repair -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size,lost", [(3 * SEG + 123, [0, 5]), (3 * SEG + 123, [2, 4]), (SEG, [1]),
+                                       (1000, [0, 2]), (0, [3])])
+def test_repair_rebuilds_archives_byte_identical(tmp_path, size, lost):
+    async def go(w):
+        data = random.Random(size).randbytes(size)
+        rec = await w.put("obj", data)
+        n = rec["k"] + rec["m"]
+        originals = {i: read(w.path(rec, i)) for i in range(n)}
+        lost_here = [i for i in lost if i < n]
+        for i in lost_here:
+            os.unlink(w.path(rec, i))
+        scrub = await w.scrubber.run_once()
+        assert sorted(r["index"] for r in scrub.missing) == lost_here
+        report = await w.repairer.run_once()
+        assert report.fragments == len(lost_here) and report.remaining == 0, report
+        for i in range(n):
+            assert read(w.path(rec, i)) == originals[i], f"fragment {i}"
+        assert await w.get(rec) == data if size else True
+    run(tmp_path, go)
+
+
+def test_corruption_of_any_part_is_found_and_fixed(tmp_path):
+    async def go(w):
+        recs = [await w.put(f"o{i}", random.Random(i).randbytes(2 * SEG + i)) for i in range(4)]
+        originals = {(r["key"], i): read(w.path(r, i)) for r in recs for i in range(6)}
+        spots = {0: 3, 1: layout.HEADER_SIZE + 40, 2: -5, 3: -30}   # header, a record, footer, trailer
+        for r, (i, at) in zip(recs, spots.items()):
+            raw = bytearray(read(w.path(r, i)))
+            raw[at] ^= 1
+            with open(w.path(r, i), "wb") as f:
+                f.write(raw)
+        with open(w.path(recs[0], 4), "r+b") as f:   # and one truncated archive
+            f.truncate(100)
+        scrub = await w.scrubber.run_once()
+        assert sorted((c["key"], c["index"]) for c in scrub.corrupt) == \
+            [("o0", 0), ("o0", 4), ("o1", 1), ("o2", 2), ("o3", 3)]
+        assert scrub.orphans_removed == [] and scrub.missing == []
+        assert w.queue.at_risk() == {"4+2": {4: 1, 5: 3}}
+        report = await w.repairer.run_once()
+        assert report.fragments == 5 and report.remaining == 0
+        for (key, i), raw in originals.items():
+            r = next(x for x in recs if x["key"] == key)
+            assert read(w.path(r, i)) == raw
+        assert (await w.scrubber.run_once()).corrupt == []
+    run(tmp_path, go)
+
+
+def test_unrecoverable_and_down_disks_stay_queued(tmp_path):
+    async def go(w):
+        lost = await w.put("lost", b"x" * (3 * SEG))
+        waiting = await w.put("waiting", b"y" * (3 * SEG))
+        for i in (0, 1, 4):
+            os.unlink(w.path(lost, i))
+        disk = w.cluster.volumes[waiting["volume"]]["disks"][2]
+        os.unlink(w.path(waiting, 2))
+        await w.scrubber.run_once()
+        w.cluster.mark_down(disk, "test")
+        report = await w.repairer.run_once()
+        assert [f["key"] for f in report.failed] == ["lost"]
+        assert [d["key"] for d in report.deferred] == ["waiting"]
+        assert report.remaining == 2
+        entries = {e["key"]: e for e in w.queue.entries()}
+        assert entries["lost"]["attempts"] == 1 and entries["lost"]["last_error"]
+        assert [e["key"] for e in w.queue.entries()] == ["lost", "waiting"]   # least spare first
+        w.cluster.mark_up(disk)
+        report = await w.repairer.run_once()
+        assert report.fragments == 1 and report.remaining == 1
+    run(tmp_path, go)
+
+
+def test_degraded_put_is_queued_with_the_object(tmp_path):
+    async def go(w):
+        w.cluster.mark_down("d3", "test")
+        rec = await w.put("deg", b"z" * (2 * SEG))
+        down = w.cluster.volumes[rec["volume"]]["disks"].index("d3")
+        [entry] = w.queue.entries()
+        assert entry["version_id"] == rec["version_id"] and entry["missing"] == [down]
+        assert entry["sources"] == ["put"]
+        w.cluster.mark_up("d3")
+        assert (await w.repairer.run_once()).fragments == 1
+        assert os.path.exists(w.path(rec, down))
+    run(tmp_path, go)
+
+
+def test_replaced_versions_leave_the_queue_and_become_orphans(tmp_path):
+    async def go(w):
+        old = await w.put("k", b"1" * SEG)
+        os.unlink(w.path(old, 1))
+        await w.scrubber.run_once()
+        new = await w.put("k", b"2" * SEG)
+        await asyncio.sleep(0.05)           # let the service forget the old version's archives
+        report = await w.repairer.run_once()
+        assert report.dropped == 1 and report.remaining == 0
+        assert not any(os.path.exists(w.path(old, i)) for i in range(6))
+        assert all(os.path.exists(w.path(new, i)) for i in range(6))
+    run(tmp_path, go)
+
+
+def test_orphans_and_the_safety_valve(tmp_path):
+    async def go(w):
+        recs = [await w.put(f"o{i}", bytes([i]) * 1000) for i in range(25)]   # replica:3
+        w.scrubber.orphan_grace = 0
+        # The index loses every object and the bucket: nothing of an unknown bucket goes.
+        w.index.write(lambda ops: [ops.delete_object("b", r["key"]) for r in recs] and ops.delete_bucket("b"))
+        scrub = await w.scrubber.run_once(force_orphans=True)
+        assert scrub.orphans_removed == [] and len(scrub.orphans_kept) == 25 * 3
+        assert {row["why"] for row in scrub.orphans_kept} == {"bucket not in the index"}
+        # The bucket is known but its objects are not: too much at once, the valve holds.
+        w.index.create_bucket("b")
+        scrub = await w.scrubber.run_once()
+        assert scrub.orphans_removed == [] and {row["why"] for row in scrub.orphans_kept} == {"safety valve"}
+        assert all(os.path.exists(w.path(r, 0)) for r in recs)
+        # Forced, every unreferenced version goes; the one put back stays.
+        w.index.write(lambda ops: ops.put_object("b", "o0", recs[0]))
+        forced = await w.scrubber.run_once(force_orphans=True)
+        assert len(forced.orphans_removed) == 24 * 3
+        assert os.path.exists(w.path(recs[0], 0)) and not os.path.exists(w.path(recs[1], 0))
+
+
+def test_young_orphans_are_kept(tmp_path):
+    async def go(w):
+        rec = await w.put("o", b"q" * 1000)      # replica:3
+        w.index.write(lambda ops: ops.delete_object("b", "o"))
+        scrub = await w.scrubber.run_once()        # grace 60 s: the version is seconds old
+        assert scrub.orphans_removed == [] and scrub.orphans_young == 3
+        assert os.path.exists(w.path(rec, 0))
+    run(tmp_path, go)
+
+
+def test_scrub_progress_is_kept_for_status(tmp_path):
+    async def go(w):
+        await w.put("a", b"a" * (3 * SEG))
+        scrub = await w.scrubber.run_once()
+        saved = w.queue.progress("durability.scrub")
+        assert saved["archives"] == scrub.archives == 6 and saved["running"] is False
+        assert saved["bytes_verified"] == saved["bytes_total"] == scrub.bytes_verified
+    run(tmp_path, go)
+
+
+# pacing and the durability model ----------------------------------------------------------
+def test_pacer_holds_the_rate():
+    async def go():
+        pacer = Pacer(rate=1 << 20)
+        started = time.monotonic()
+        for _ in range(4):
+            await pacer.take(64 << 10)
+        return time.monotonic() - started
+    assert 0.2 < asyncio.run(go()) < 1.0
+
+
+def test_durability_model():
+    # ec:4+2 at 2% AFR and a day to repair: 6·5·4 failure paths, μ² in the numerator
+    lam, mu = 0.02 / 8760, 1 / 24
+    assert math.isclose(status_mod.mttdl_hours(4, 2, 0.02, 24), mu ** 2 / (lam ** 3 * 120))
+    p_ec = status_mod.annual_loss_probability(4, 2, 0.02, 24)
+    p_rep = status_mod.annual_loss_probability(1, 2, 0.02, 24)
+    assert 1e-9 < p_ec < 1e-7 and p_rep < p_ec     # 3 copies: fewer disks, same tolerance
+    assert status_mod.annual_loss_probability(4, 2, 0.02, 240) > 50 * p_ec   # slower repair, ~100x worse
+    assert status_mod.annual_loss_probability(4, 0, 0.02, 24) == pytest.approx(1 - math.exp(-0.08))
