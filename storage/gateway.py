@@ -22,6 +22,7 @@ from .metrics import Metrics
 from .node.client import RemoteDisk
 from .node.store import DiskStore
 from .objects.buckets import BucketService
+from .objects.multipart import MultipartService
 from .objects.service import ObjectService, Policy
 from .placement.volumes import DiskInfo
 from .s3.app import build_app
@@ -74,7 +75,8 @@ class Gateway:
         self.objects = ObjectService(self.cluster, self.index, self.writer, policies, st.default_policy,
                                      st.small_policy or None, st.small_threshold, st.segment_size,
                                      st.node_timeout)
-        self.buckets = BucketService(self.index, self.writer, self.objects)
+        self.multipart = MultipartService(self.objects)
+        self.buckets = BucketService(self.index, self.writer, self.objects, self.multipart)
         await self.cluster.check_once()
         self.cluster.start()
 

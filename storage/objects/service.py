@@ -20,6 +20,7 @@ from ..codec import Codec, parse_policy
 from ..index.batcher import IndexWriter
 from ..index.lmdb_index import Index
 from ..placement.volumes import choose_volume
+from . import parts
 from .get import ArchiveReader
 from .ids import new_id
 from .put import ArchiveWriter, QuorumLost, remove_archives
@@ -65,11 +66,22 @@ class ObjectService:
     # writes ------------------------------------------------------------------------------
     async def put(self, bucket: str, key: str, body: AsyncIterable[bytes], size_hint: int | None,
                   digests, attrs: dict, policy_name: str | None = None) -> dict:
-        """Store a new version of bucket/key; returns its record once it is durable.
+        """Store a new version of bucket/key; returns its record once it is durable."""
+        record = await self.store(body, size_hint, digests, {"bucket": bucket, "key": key, **attrs}, policy_name)
+        previous = await self.commit(record, lambda ops: put_if_newer(ops, bucket, key, record))
+        if previous is not None:
+            self.forget(previous)
+        return record
 
-        `digests` is fed every byte (off the event loop for big segments) and its
-        `finish()` may raise to refuse the body (bad MD5, checksum, truncated body);
-        refusing aborts every archive, so nothing of the object remains."""
+    async def store(self, body: AsyncIterable[bytes], size_hint: int | None, digests, fields: dict,
+                    policy_name: str | None = None) -> dict:
+        """Write a body as the fragment archives of a new version; returns its record.
+
+        The record (also each archive's trailer manifest) is `fields` plus where and how
+        the bytes were stored; nothing is indexed yet (see `commit`). PutObject and
+        UploadPart both come through here. `digests` is fed every byte (off the event
+        loop for big segments) and its `finish()` may raise to refuse the body (bad MD5,
+        checksum, truncated body); refusing aborts every archive, so nothing remains."""
         policy = self.policy_for(size_hint, policy_name)
         version_id = new_id()
         volume = choose_volume(list(self.cluster.volumes.values()), policy.codec.n, version_id,
@@ -84,10 +96,10 @@ class ObjectService:
                 await writer.write_blocks(await self._encode(policy.codec, digests, segment))
             summary = digests.finish(size)
             record = {
-                "v": 1, "bucket": bucket, "key": key, "version_id": version_id, "size": size,
+                "v": 1, **fields, "version_id": version_id, "size": size,
                 "created": time.time(), "policy": policy.name, "k": policy.codec.k, "m": policy.codec.m,
                 "segment_size": self.segment_size, "volume": volume["id"], "disks": volume["disks"],
-                **summary, **attrs,
+                **summary,
             }
             written = await writer.finish(record)
         except BaseException as e:
@@ -95,16 +107,17 @@ class ObjectService:
             raise
         if len(written) < policy.codec.n:
             log.warning("stored %s/%s on %d of %d disks; the missing fragments %s need repair",
-                        bucket, key, len(written), policy.codec.n,
+                        fields.get("bucket"), fields.get("key"), len(written), policy.codec.n,
                         sorted(set(range(policy.codec.n)) - set(written)))
-        try:
-            previous = await self.writer.submit(lambda ops: _put_if_newer(ops, bucket, key, record))
-        except BaseException:
-            await asyncio.shield(remove_archives(self.cluster, volume, version_id))
-            raise
-        if previous is not None:
-            self._forget(previous)
         return record
+
+    async def commit(self, record: dict, fn: Callable):
+        """Run `fn(ops)` in the next index commit; if that fails, the record's archives go."""
+        try:
+            return await self.writer.submit(fn)
+        except BaseException:
+            await asyncio.shield(self.remove(record))
+            raise
 
     async def _encode(self, codec: Codec, digests, segment: bytes) -> list[bytes]:
         def work():
@@ -114,11 +127,20 @@ class ObjectService:
             return work()
         return await asyncio.get_running_loop().run_in_executor(None, work)
 
-    def _forget(self, record: dict) -> None:
-        """Remove a replaced or deleted version's archives, in the background."""
-        volume = self.cluster.volumes.get(record["volume"])
-        if volume:
-            asyncio.ensure_future(remove_archives(self.cluster, volume, record["version_id"]))
+    def forget(self, record: dict) -> None:
+        """Remove a replaced or deleted version's archives (all its parts'), in the background."""
+        asyncio.ensure_future(self.remove(record))
+
+    async def remove(self, record: dict) -> None:
+        """Remove a version's archives now; for a multipart object, every part's."""
+        limit = asyncio.Semaphore(16)
+
+        async def one(volume_id, version_id):
+            volume = self.cluster.volumes.get(volume_id)
+            if volume:
+                async with limit:
+                    await remove_archives(self.cluster, volume, version_id)
+        await asyncio.gather(*(one(vol, vid) for vol, vid in parts.versions(record)))
 
     async def delete(self, bucket: str, key: str) -> dict | None:
         """Delete bucket/key; the tombstone is on a quorum of disks before the index forgets it."""
@@ -132,7 +154,7 @@ class ObjectService:
         await self.put_records(volume, tomb, policy.quorum)
         removed = await self.writer.submit(lambda ops: _delete_if_current(ops, bucket, key, record["version_id"]))
         if removed is not None:
-            self._forget(removed)
+            self.forget(removed)
         return removed
 
     async def put_records(self, volume: dict, doc: dict, quorum: int) -> str:
@@ -161,7 +183,15 @@ class ObjectService:
 
     def read(self, record: dict, start: int, end: int, on_damage: Callable | None = None) -> AsyncIterator[bytes]:
         """Stream bytes start..end (inclusive) of an object version."""
+        if parts.is_multipart(record):
+            return self._read_parts(record, start, end, on_damage)
         return self._read(record, start, end, on_damage)
+
+    async def _read_parts(self, record: dict, start: int, end: int, on_damage) -> AsyncIterator[bytes]:
+        """A multipart object's parts in order, each read like a version of its own."""
+        for part, first, last in parts.spans(record, start, end):
+            async for chunk in self._read(parts.part_record(record, part), first, last, on_damage):
+                yield chunk
 
     async def _read(self, record: dict, start: int, end: int, on_damage) -> AsyncIterator[bytes]:
         if record["size"] == 0 or end < start:
@@ -182,7 +212,7 @@ class ObjectService:
                     on_damage(reader.damage)
 
 
-def _put_if_newer(ops, bucket: str, key: str, record: dict) -> dict | None:
+def put_if_newer(ops, bucket: str, key: str, record: dict) -> dict | None:
     """Install `record` unless a newer version already won; returns what it displaced.
 
     Two racing PUTs of one key resolve to the newer version id, the same rule the

@@ -50,6 +50,7 @@ BucketAlreadyOwnedByYou = _error(
     "Your previous request to create the named bucket succeeded and you already own it.")
 BucketNotEmpty = _error("BucketNotEmpty", 409, "The bucket you tried to delete is not empty.")
 EntityTooLarge = _error("EntityTooLarge", 400, "Your proposed upload exceeds the maximum allowed object size.")
+EntityTooSmall = _error("EntityTooSmall", 400, "Your proposed upload is smaller than the minimum allowed object size.")
 IncompleteBody = _error(
     "IncompleteBody", 400, "You did not provide the number of bytes specified by the Content-Length HTTP header.")
 InsufficientStorage = _error(
@@ -60,6 +61,12 @@ InvalidAccessKeyId = _error(
 InvalidArgument = _error("InvalidArgument", 400, "Invalid Argument")
 InvalidBucketName = _error("InvalidBucketName", 400, "The specified bucket is not valid.")
 InvalidDigest = _error("InvalidDigest", 400, "The Content-MD5 you specified is not valid.")
+InvalidPart = _error(
+    "InvalidPart", 400, "One or more of the specified parts could not be found. The part may not have been "
+    "uploaded, or the specified entity tag may not match the part's entity tag.")
+InvalidPartNumber = _error("InvalidPartNumber", 416, "The requested partnumber is not satisfiable")
+InvalidPartOrder = _error(
+    "InvalidPartOrder", 400, "The list of parts was not in ascending order. Parts must be ordered by part number.")
 InvalidRange = _error("InvalidRange", 416, "The requested range is not satisfiable")
 InvalidRequest = _error("InvalidRequest", 400, "Invalid Request")
 KeyTooLongError = _error("KeyTooLongError", 400, "Your key is too long")

@@ -6,11 +6,12 @@ import re
 
 from aiohttp import web
 
+from ..objects import parts
 from ..objects.get import Unreadable
 from . import errors, sigv4
 from .bucket import owned_bucket
 from .digests import BodyDigests
-from .names import check_key, user_metadata
+from .names import check_key, check_part_number, user_metadata
 from .request import S3Request
 from .xml import http_date
 
@@ -108,10 +109,26 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+def requested_span(req: S3Request, record: dict) -> tuple[tuple[int, int] | None, dict]:
+    """The bytes a GET/HEAD asks for (Range, or ?partNumber= as S3 does it) and headers to add."""
+    if "partNumber" not in req.query:
+        return parse_range(req.headers.get("Range"), record["size"]), {}
+    if req.headers.get("Range"):
+        raise errors.InvalidRequest("Cannot specify both Range header and partNumber query parameter")
+    number = check_part_number(req.query["partNumber"])
+    count = parts.parts_count(record)
+    span = parts.part_range(record, number)
+    if span is None:
+        raise errors.InvalidPartNumber(PartNumberRequested=str(number), ActualPartCount=str(count or 1))
+    extra = {"x-amz-mp-parts-count": str(count)} if count else {}
+    return (span if span[1] >= span[0] else None), extra
+
+
 async def head_object(req: S3Request) -> web.Response:
     record = _object(req)
-    span = parse_range(req.headers.get("Range"), record["size"])
+    span, extra = requested_span(req, record)
     headers = _headers(req, record, whole=span is None)
+    headers.update(extra)
     if span:
         headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{record['size']}"
         headers["Content-Length"] = str(span[1] - span[0] + 1)
@@ -123,8 +140,9 @@ async def head_object(req: S3Request) -> web.Response:
 async def get_object(req: S3Request) -> web.StreamResponse:
     record = _object(req)
     size = record["size"]
-    span = parse_range(req.headers.get("Range"), size)
+    span, extra = requested_span(req, record)
     headers = _headers(req, record, whole=span is None)
+    headers.update(extra)
     status = 200
     start, end = 0, size - 1
     if span:
