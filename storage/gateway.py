@@ -81,6 +81,7 @@ class Gateway:
         self.cluster.start()
 
     async def stop(self) -> None:
+        await self.objects.drain()
         await self.cluster.stop()
         await self.writer.aclose()
         if self.session:

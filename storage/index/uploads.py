@@ -83,12 +83,18 @@ class UploadTxn:
 
     # ---- parts ---------------------------------------------------------------------------
     def put_part(self, bucket: str, key: str, upload_id: str, number: int, record: dict) -> dict | None:
-        """Install a part; returns the part it replaced. NoSuchUpload if the upload is gone."""
+        """Install a part unless a newer upload of that number won; returns what it displaced.
+
+        Newest version id wins, the rule the index rebuild applies, so two racing
+        uploads of one part number resolve the same way in both. NoSuchUpload if the
+        upload is gone."""
         if self.get_upload(bucket, key, upload_id) is None:
             raise NoSuchUpload(upload_id)
-        pk = K.part_index_key(upload_id, number)
-        old = self._txn.replace(pk, _pack({"rec": record}), db=self._parts)
-        return None if old is None else _unpack(old)["rec"]
+        current = self.get_part(upload_id, number)
+        if current is not None and current["version_id"] > record["version_id"]:
+            return record
+        self._txn.put(K.part_index_key(upload_id, number), _pack({"rec": record}), db=self._parts)
+        return current
 
     def get_part(self, upload_id: str, number: int) -> dict | None:
         raw = self._txn.get(K.part_index_key(upload_id, number), db=self._parts)

@@ -55,6 +55,7 @@ class ObjectService:
         self.segment_size = segment_size
         self.timeout = timeout
         self.damage_reported = 0
+        self._removals: set[asyncio.Task] = set()
 
     def policy_for(self, size_hint: int | None, requested: str | None = None) -> Policy:
         if requested:
@@ -129,7 +130,14 @@ class ObjectService:
 
     def forget(self, record: dict) -> None:
         """Remove a replaced or deleted version's archives (all its parts'), in the background."""
-        asyncio.ensure_future(self.remove(record))
+        task = asyncio.ensure_future(self.remove(record))
+        self._removals.add(task)
+        task.add_done_callback(self._removals.discard)
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Give background removals a moment to finish (at shutdown); the scrubber gets the rest."""
+        if self._removals:
+            await asyncio.wait(set(self._removals), timeout=timeout)
 
     async def remove(self, record: dict) -> None:
         """Remove a version's archives now; for a multipart object, every part's."""

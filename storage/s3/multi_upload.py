@@ -49,6 +49,7 @@ def _s3_errors(req: S3Request, upload_id: str):
 
 def _upload(req: S3Request) -> dict:
     owned_bucket(req)
+    check_key(req.key)
     upload_id = req.query.get("uploadId", "")
     with _s3_errors(req, upload_id):
         return req.gateway.multipart.get(req.bucket, req.key, upload_id)
@@ -184,6 +185,7 @@ def parse_complete(body: bytes) -> list[tuple[int, str]]:
 
 async def complete_upload(req: S3Request) -> web.Response:
     owned_bucket(req)
+    check_key(req.key)
     upload_id = req.query.get("uploadId", "")
     wanted = parse_complete(await _small_body(req, MAX_COMPLETE_BODY))
     service = req.gateway.multipart

@@ -157,9 +157,8 @@ def test_unimplemented_is_501_not_500(cluster, bucket):
 
 def test_aws_cli_roundtrip(cluster, bucket, tmp_path):
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "config")}
-    # Multipart upload is the S3-compatibility issue's; keep the CLI on single PUTs here.
-    (tmp_path / "config").write_text("[default]\ns3 =\n    multipart_threshold = 200MB\n")
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "no-config")}
+    # Default CLI settings: 20 MiB is above the 8 MB multipart threshold, so this is a multipart upload.
     src = tmp_path / "src.bin"
     data = payload(20 * 1024 * 1024 + 3)
     src.write_bytes(data)

@@ -49,17 +49,20 @@ def list_all(ix, max_uploads, **kw):
 def test_parts_replace_list_and_delete(ix):
     up = create(ix, "k")
     uid = up["upload_id"]
+    def put(n, version):
+        return ix.write(lambda ops: UploadTxn(ops).put_part(B, "k", uid, n, {"part_number": n, "version_id": version}))
     for n in (3, 1, 2, 10):
-        assert ix.write(lambda ops: UploadTxn(ops).put_part(B, "k", uid, n, {"part_number": n, "v": 1})) is None
-    old = ix.write(lambda ops: UploadTxn(ops).put_part(B, "k", uid, 2, {"part_number": 2, "v": 2}))
-    assert old == {"part_number": 2, "v": 1}
+        assert put(n, "v1") is None
+    assert put(2, "v3") == {"part_number": 2, "version_id": "v1"}
+    assert put(2, "v2") == {"part_number": 2, "version_id": "v2"}  # older than what is stored: refused
+    assert view(ix, lambda u: u.get_part(uid, 2))["version_id"] == "v3"
     parts, more = view(ix, lambda u: u.list_parts(uid, 0, 2))
     assert [p["part_number"] for p in parts] == [1, 2] and more
     parts, more = view(ix, lambda u: u.list_parts(uid, 2, 2))
     assert [p["part_number"] for p in parts] == [3, 10] and not more
     assert view(ix, lambda u: u.list_parts(uid, 10, 5)) == ([], False)
     other = create(ix, "k")  # parts of another upload never leak in
-    ix.write(lambda ops: UploadTxn(ops).put_part(B, "k", other["upload_id"], 1, {"part_number": 1}))
+    ix.write(lambda ops: UploadTxn(ops).put_part(B, "k", other["upload_id"], 1, {"part_number": 1, "version_id": "v"}))
     assert len(view(ix, lambda u: u.all_parts(uid))) == 4
     removed = ix.write(lambda ops: UploadTxn(ops).delete_upload(B, "k", uid))
     assert sorted(p["part_number"] for p in removed) == [1, 2, 3, 10]
@@ -74,7 +77,7 @@ def test_unknown_uploads_and_buckets(ix):
     assert view(ix, lambda u: u.get_upload(B, "other", up["upload_id"])) is None  # id of another key
     assert view(ix, lambda u: u.get_upload(B, "k", "not-hex")) is None
     with pytest.raises(NoSuchUpload):
-        ix.write(lambda ops: UploadTxn(ops).put_part(B, "k", new_id(), 1, {}))
+        ix.write(lambda ops: UploadTxn(ops).put_part(B, "k", new_id(), 1, {"version_id": "v"}))
     with pytest.raises(NoSuchBucket):
         create(ix, "k", bucket="nope")
 
