@@ -9,6 +9,8 @@ disk, reads one manifest per object version, and replays:
 - objects: per key, the newest version that has at least `k` fragments and is newer
   than the key's newest tombstone. Older versions and tombstoned ones are garbage for
   the scrubber, never resurrected.
+- tags: the newest `tags` record of a surviving version replaces the tags its
+  manifest was written with (PutObjectTagging does not rewrite archives).
 - volumes: from the manifests (each names its volume's disks), plus the volumes the
   config would create for widths nobody has written to yet.
 
@@ -96,9 +98,12 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
 
     tombs: dict[tuple[str, str], str] = {}
     buckets: dict[str, dict | None] = {}
+    retagged: dict[str, dict] = {}  # version id -> its newest tags
     for rec_id in sorted(records):
         rec = records[rec_id]
-        if rec.get("kind") == "tombstone":
+        if rec.get("kind") == "tags":
+            retagged[rec["version_id"]] = rec.get("tags") or {}
+        elif rec.get("kind") == "tombstone":
             k = (rec["bucket"], rec["key"])
             tombs[k] = max(tombs.get(k, ""), rec_id)
         elif rec.get("kind") == "bucket":
@@ -121,7 +126,7 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
             continue
         if k in winners:
             report.superseded += 1
-        winners[k] = m
+        winners[k] = {**m, "tags": retagged[vid]} if vid in retagged else m
 
     volumes = {m["volume"]: {"id": m["volume"], "width": len(m["disks"]), "disks": m["disks"]}
                for m in manifests.values() if "disks" in m}

@@ -64,12 +64,16 @@ class ObjectService:
 
     # writes ------------------------------------------------------------------------------
     async def put(self, bucket: str, key: str, body: AsyncIterable[bytes], size_hint: int | None,
-                  digests, attrs: dict, policy_name: str | None = None) -> dict:
+                  digests, attrs: dict, policy_name: str | None = None,
+                  condition: Callable[[dict | None], None] | None = None) -> dict:
         """Store a new version of bucket/key; returns its record once it is durable.
 
         `digests` is fed every byte (off the event loop for big segments) and its
         `finish()` may raise to refuse the body (bad MD5, checksum, truncated body);
-        refusing aborts every archive, so nothing of the object remains."""
+        refusing aborts every archive, so nothing of the object remains.
+        `condition(current_record_or_None)` runs inside the index transaction that
+        installs the version (conditional writes); if it raises, the new archives
+        are removed and the exception propagates."""
         policy = self.policy_for(size_hint, policy_name)
         version_id = new_id()
         volume = choose_volume(list(self.cluster.volumes.values()), policy.codec.n, version_id,
@@ -98,7 +102,7 @@ class ObjectService:
                         bucket, key, len(written), policy.codec.n,
                         sorted(set(range(policy.codec.n)) - set(written)))
         try:
-            previous = await self.writer.submit(lambda ops: _put_if_newer(ops, bucket, key, record))
+            previous = await self.writer.submit(lambda ops: _put_if_newer(ops, bucket, key, record, condition))
         except BaseException:
             await asyncio.shield(remove_archives(self.cluster, volume, version_id))
             raise
@@ -182,12 +186,15 @@ class ObjectService:
                     on_damage(reader.damage)
 
 
-def _put_if_newer(ops, bucket: str, key: str, record: dict) -> dict | None:
+def _put_if_newer(ops, bucket: str, key: str, record: dict, condition=None) -> dict | None:
     """Install `record` unless a newer version already won; returns what it displaced.
 
     Two racing PUTs of one key resolve to the newer version id, the same rule the
-    index rebuild applies, so the index and the disks always agree on the winner."""
+    index rebuild applies, so the index and the disks always agree on the winner.
+    A conditional write's `condition` sees the current record in the same transaction."""
     current = ops.get_object(bucket, key)
+    if condition is not None:
+        condition(current)
     if current is not None and current["version_id"] > record["version_id"]:
         return record
     ops.put_object(bucket, key, record)
