@@ -7,6 +7,7 @@ start-up naming the bad key, not discovered on the first request.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import tomllib
@@ -51,6 +52,9 @@ class GatewayConfig:
     index: str = ""          # default: <data>/index
     region: str = "us-east-1"
     heartbeat: float = 2.0
+    # Virtual-host-style addressing: a Host of `<bucket>.<domain>` names the bucket.
+    # The listen host is added when it is a name (see Config.virtual_host_domains).
+    domains: list[str] = field(default_factory=lambda: ["localhost"])
 
 
 @dataclass
@@ -81,6 +85,15 @@ class Config:
     def listen(self) -> tuple[str, int]:
         host, _, port = self.gateway.listen.rpartition(":")
         return host or "127.0.0.1", int(port)
+
+    @property
+    def virtual_host_domains(self) -> list[str]:
+        """Domains under which `<bucket>.<domain>` is a bucket: gateway.domains plus the listen host."""
+        domains = [d.strip().lower().strip(".") for d in self.gateway.domains if d.strip().strip(".")]
+        host = self.listen[0].lower()
+        if host and not _is_ip(host) and host not in domains:
+            domains.append(host)
+        return domains
 
     def node(self, node_id: str) -> NodeConfig:
         for n in self.nodes:
@@ -171,10 +184,23 @@ def _section(cls, raw: dict, name: str):
 
 def _coerce(kind, value, where: str):
     kind = kind if isinstance(kind, str) else kind.__name__
+    if kind == "list[str]":  # a TOML array, or a comma-separated environment variable
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"{where} = {value!r} is not a list of strings")
+        return [i.strip() for i in items if i.strip()]
     try:
         return {"int": int, "float": float, "str": str}[kind](value)
     except (ValueError, KeyError):
         raise ConfigError(f"{where} = {value!r} is not a valid {kind}") from None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
 
 
 def apply_env(cfg: Config, env=os.environ) -> Config:

@@ -54,6 +54,7 @@ class Gateway:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.region = cfg.gateway.region
+        self.domains = cfg.virtual_host_domains  # virtual-host-style bucket addressing
         self.metrics = Metrics()
         self._secrets = {c.access_key: c.secret_key for c in cfg.credentials}
         self.session: aiohttp.ClientSession | None = None

@@ -15,6 +15,8 @@ disk, reads one manifest per object version, and replays:
   was neither completed (an "object" record names it) nor aborted (an "upload-aborted"
   record) are restored, with their upload, newest part of each number winning. Parts of
   completed or aborted uploads are garbage for the scrubber.
+- tags: the newest `tags` record of a surviving version replaces the tags its
+  manifest was written with (PutObjectTagging does not rewrite archives).
 - volumes: from the manifests (each names its volume's disks), plus the volumes the
   config would create for widths nobody has written to yet.
 
@@ -107,9 +109,12 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
     buckets: dict[str, dict | None] = {}
     candidates: dict[tuple[str, str], list[tuple[str, dict]]] = defaultdict(list)
     ended: set[str] = set()  # upload ids that were completed or aborted
+    retagged: dict[str, dict] = {}  # version id -> its newest tags
     for rec_id in sorted(records):
         rec = records[rec_id]
-        if rec.get("kind") == "tombstone":
+        if rec.get("kind") == "tags":
+            retagged[rec["version_id"]] = rec.get("tags") or {}
+        elif rec.get("kind") == "tombstone":
             k = (rec["bucket"], rec["key"])
             tombs[k] = max(tombs.get(k, ""), rec_id)
         elif rec.get("kind") == "bucket":
@@ -142,7 +147,7 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
                 log.error("object %s/%s version %s: %s; it cannot be recovered",
                           m["bucket"], m["key"], vid, _unrecoverable(m, versions))
             else:
-                winners[k] = m
+                winners[k] = {**m, "tags": retagged[vid]} if vid in retagged else m
     uploads = _open_uploads(part_manifests, ended, versions, report)
 
     volumes = {m["volume"]: {"id": m["volume"], "width": len(m["disks"]), "disks": m["disks"]}

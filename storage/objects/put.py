@@ -64,6 +64,7 @@ class ArchiveWriter:
     quorum: int
     timeout: float = 10.0
     archives: list[_Archive] = field(default_factory=list)
+    aborting: bool = False
 
     def start(self) -> None:
         header_args = dict(version_id=self.version_id, k=self.codec.k, m=self.codec.m,
@@ -87,7 +88,8 @@ class ArchiveWriter:
             arc.error = arc.error or "cancelled"
         elif task.exception() is not None and not isinstance(task.exception(), Aborted):
             arc.error = arc.error or repr(task.exception())
-            self.cluster.mark_down(arc.disk_id, f"write failed: {arc.error}")
+            if not self.aborting:  # a remote disk reports our own abort as a broken upload
+                self.cluster.mark_down(arc.disk_id, f"write failed: {arc.error}")
         while not arc.queue.empty():  # unblock a producer waiting on a dead disk
             arc.queue.get_nowait()
 
@@ -134,6 +136,7 @@ class ArchiveWriter:
     async def abort(self, why: str) -> None:
         """Stop every archive and delete any that a disk already committed."""
         log.info("aborting upload of version %s: %s", self.version_id, why)
+        self.aborting = True
         for a in self.archives:
             if a.task and not a.task.done():
                 try:

@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from typing import AsyncIterable, AsyncIterator, Callable
 
-from .. import layout
 from ..cluster import Cluster
 from ..codec import Codec, parse_policy
 from ..index.batcher import IndexWriter
@@ -66,10 +65,15 @@ class ObjectService:
 
     # writes ------------------------------------------------------------------------------
     async def put(self, bucket: str, key: str, body: AsyncIterable[bytes], size_hint: int | None,
-                  digests, attrs: dict, policy_name: str | None = None) -> dict:
-        """Store a new version of bucket/key; returns its record once it is durable."""
+                  digests, attrs: dict, policy_name: str | None = None,
+                  condition: Callable[[dict | None], None] | None = None) -> dict:
+        """Store a new version of bucket/key; returns its record once it is durable.
+
+        `condition(current_record_or_None)` runs inside the index transaction that
+        installs the version (conditional writes); if it raises, the new archives
+        are removed and the exception propagates."""
         record = await self.store(body, size_hint, digests, {"bucket": bucket, "key": key, **attrs}, policy_name)
-        previous = await self.commit(record, lambda ops: put_if_newer(ops, bucket, key, record))
+        previous = await self.commit(record, lambda ops: put_if_newer(ops, bucket, key, record, condition))
         if previous is not None:
             self.forget(previous)
         return record
@@ -220,12 +224,15 @@ class ObjectService:
                     on_damage(reader.damage)
 
 
-def put_if_newer(ops, bucket: str, key: str, record: dict) -> dict | None:
+def put_if_newer(ops, bucket: str, key: str, record: dict, condition=None) -> dict | None:
     """Install `record` unless a newer version already won; returns what it displaced.
 
     Two racing PUTs of one key resolve to the newer version id, the same rule the
-    index rebuild applies, so the index and the disks always agree on the winner."""
+    index rebuild applies, so the index and the disks always agree on the winner.
+    A conditional write's `condition` sees the current record in the same transaction."""
     current = ops.get_object(bucket, key)
+    if condition is not None:
+        condition(current)
     if current is not None and current["version_id"] > record["version_id"]:
         return record
     ops.put_object(bucket, key, record)

@@ -5,24 +5,22 @@ The handlers parse and check the request and render S3's XML; what the operation
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from contextlib import contextmanager
-from urllib.parse import unquote
 
 from aiohttp import web
 
 from ..index.uploads import NoSuchUpload
 from ..objects import parts as P
-from ..objects.get import Unreadable
 from ..objects.multipart import InvalidPart, PartTooSmall
-from . import errors, sigv4, xml
+from . import errors, xml
 from .bucket import owned_bucket
 from .digests import BodyDigests
 from .listing import _encoder
 from .names import MAX_PART_NUMBER, check_key, check_part_number, user_metadata
-from .obj import MAX_PUT_BYTES, STORED_HEADERS, _body
+from .body import MAX_PUT_BYTES, open_body, read_small, stored_headers
+from .copy import read_source, readable_source
 from .request import S3Request
 
 log = logging.getLogger("pocket.s3")
@@ -61,7 +59,7 @@ async def create_upload(req: S3Request) -> web.Response:
     attrs = {
         "content_type": req.headers.get("Content-Type") or "binary/octet-stream",
         "meta": user_metadata(req.headers),
-        "headers": {h: req.headers[h] for h in STORED_HEADERS if h in req.headers},
+        "headers": stored_headers(req.headers),
         "owner": req.access_key,
     }
     upload = await req.gateway.multipart.create(req.bucket, req.key, attrs)
@@ -74,42 +72,12 @@ async def upload_part(req: S3Request) -> web.Response:
     upload = _upload(req)
     if "x-amz-copy-source" in req.headers:
         return await _upload_part_copy(req, upload, number)
-    payload = req.auth.payload_hash if req.auth else sigv4.UNSIGNED_PAYLOAD
-    if payload.startswith("STREAMING-"):
-        raise errors.NotImplementedError_(f"payload mode {payload} is not implemented by Pocket yet")
-    length = req.declared_length()
-    if length is None and req.headers.get("Transfer-Encoding", "").lower() != "chunked":
-        raise errors.MissingContentLength()
-    if length is not None and length > MAX_PUT_BYTES:
-        raise errors.EntityTooLarge(f"A part may be at most 5 GiB; this one is {length} bytes.",
-                                    ProposedSize=str(length), MaxSizeAllowed=str(MAX_PUT_BYTES))
-    digests = BodyDigests(req.headers, length, None if payload == sigv4.UNSIGNED_PAYLOAD else payload.lower())
+    body = open_body(req)
     with _s3_errors(req, upload["upload_id"]):
-        record = await req.gateway.multipart.upload_part(upload, number, _body(req), length, digests)
+        record = await req.gateway.multipart.upload_part(upload, number, body.stream, body.length, body.digests)
     headers = {"ETag": f'"{record["etag"]}"'}
     headers.update({f"x-amz-checksum-{a}": v for a, v in record["checksums"].items()})
     return web.Response(headers=headers)
-
-
-def _copy_source(req: S3Request) -> dict:
-    """The record named by x-amz-copy-source, if the caller may read it."""
-    path, _, query = req.headers["x-amz-copy-source"].partition("?")
-    version = dict(p.partition("=")[::2] for p in query.split("&") if p).get("versionId")
-    if version not in (None, "null"):
-        raise errors.NotImplementedError_("Copying a specific version is not implemented by Pocket yet")
-    bucket, _, key = unquote(path).lstrip("/").partition("/")
-    if not bucket or not key:
-        raise errors.InvalidArgument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
-                                     ArgumentName="x-amz-copy-source")
-    record = req.gateway.buckets.get(bucket)
-    if record is None:
-        raise errors.NoSuchBucket(resource=bucket, BucketName=bucket)
-    if record.get("owner") != req.access_key:
-        raise errors.AccessDenied(resource=f"/{bucket}/{key}")
-    source = req.gateway.objects.head(bucket, key)
-    if source is None:
-        raise errors.NoSuchKey(resource=f"/{bucket}/{key}", Key=key)
-    return source
 
 
 def _copy_range(req: S3Request, size: int) -> tuple[int, int]:
@@ -130,37 +98,17 @@ def _copy_range(req: S3Request, size: int) -> tuple[int, int]:
 
 async def _upload_part_copy(req: S3Request, upload: dict, number: int) -> web.Response:
     """UploadPartCopy: stream the source (range) through the object service into a new part."""
-    source = _copy_source(req)
+    source = readable_source(req)
     first, last = _copy_range(req, source["size"])
     length = last - first + 1
     if length > MAX_PUT_BYTES:
         raise errors.EntityTooLarge(f"A part may be at most 5 GiB; this copy is {length} bytes.",
                                     ProposedSize=str(length), MaxSizeAllowed=str(MAX_PUT_BYTES))
-    body = req.gateway.objects.read(source, first, last, req.gateway.report_damage)
-    try:
-        with _s3_errors(req, upload["upload_id"]):
-            record = await req.gateway.multipart.upload_part(upload, number, body, length,
-                                                             BodyDigests({}, length, None))
-    except Unreadable as e:
-        log.error("UploadPartCopy from %s/%s: %s", source["bucket"], source["key"], e)
-        raise errors.ServiceUnavailable("Too few fragments of the source object are readable right now; "
-                                        "retry once the disks are back.") from e
+    with _s3_errors(req, upload["upload_id"]):
+        record = await req.gateway.multipart.upload_part(upload, number, read_source(req, source, first, last),
+                                                         length, BodyDigests({}, length, None))
     return _xml(xml.element("CopyPartResult", [
         ("LastModified", xml.iso8601(record["created"])), ("ETag", f'"{record["etag"]}"')]))
-
-
-async def _small_body(req: S3Request, limit: int) -> bytes:
-    data = bytearray()
-    while chunk := await req.http.content.read(64 << 10):
-        data += chunk
-        if len(data) > limit:
-            raise errors.MalformedXML(f"The request body is larger than {limit} bytes.")
-    payload = req.auth.payload_hash if req.auth else sigv4.UNSIGNED_PAYLOAD
-    if sigv4.UNSIGNED_PAYLOAD != payload and not payload.startswith("STREAMING-"):
-        got = hashlib.sha256(data).hexdigest()
-        if got != payload.lower():
-            raise errors.XAmzContentSHA256Mismatch(ClientComputedContentSHA256=payload, S3ComputedContentSHA256=got)
-    return bytes(data)
 
 
 def parse_complete(body: bytes) -> list[tuple[int, str]]:
@@ -187,7 +135,7 @@ async def complete_upload(req: S3Request) -> web.Response:
     owned_bucket(req)
     check_key(req.key)
     upload_id = req.query.get("uploadId", "")
-    wanted = parse_complete(await _small_body(req, MAX_COMPLETE_BODY))
+    wanted = parse_complete(await read_small(req, MAX_COMPLETE_BODY))
     service = req.gateway.multipart
     with _s3_errors(req, upload_id):
         try:

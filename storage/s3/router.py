@@ -6,7 +6,7 @@ parameter that selects a different operation on the same path (`?location`,
 """
 from __future__ import annotations
 
-from . import bucket, errors, listing, multi_upload, obj
+from . import bucket, errors, listing, multi_delete, multi_upload, obj, tagging
 
 ROUTES = {
     ("GET", "service", None): bucket.list_buckets,
@@ -31,6 +31,10 @@ ROUTES = {
     ("POST", "object", "uploadId"): multi_upload.complete_upload,
     ("DELETE", "object", "uploadId"): multi_upload.abort_upload,
     ("GET", "object", "uploadId"): multi_upload.list_parts,
+    ("POST", "bucket", "delete"): multi_delete.delete_objects,
+    ("GET", "object", "tagging"): tagging.get_object_tagging,
+    ("PUT", "object", "tagging"): tagging.put_object_tagging,
+    ("DELETE", "object", "tagging"): tagging.delete_object_tagging,
 }
 
 # Query parameters that change the operation. Anything here without a route is 501.
