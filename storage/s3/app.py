@@ -61,7 +61,7 @@ async def s3_entry(http: web.Request) -> web.StreamResponse:
     bucket = key = ""
     try:
         bucket, key = vhost.locate(http.headers.get("Host"), http.raw_path, gw.domains)
-        auth = authenticate(http, gw.secret_for)
+        auth = authenticate(http, gw.secret_for, vhost.bucket_from_host(http.headers.get("Host"), gw.domains))
         if auth is None:
             raise errors.AccessDenied("Anonymous access is not allowed; sign the request with your keys.")
         handler = router.resolve(http.method, bucket, key, http.query)

@@ -5,6 +5,7 @@ Every refused request is checked twice: the S3 error code a client sees, and tha
 nothing changed (no object, the old object intact, no fragment archives left over).
 """
 import base64
+import email.utils
 import datetime
 import hashlib
 import io
@@ -260,15 +261,24 @@ def test_presigned_url_with_tampered_key_is_refused(cluster, bucket):
     assert _absent(s3, bucket, "b")
 
 
-def test_default_boto3_presigned_url_is_refused_with_a_hint(cluster, bucket):
+def test_default_boto3_presigned_urls_work(cluster, bucket):
+    """boto3 presigns with Signature Version 2 by default; apps that hand such URLs out must keep working."""
     s3 = cluster.client()
     s3.put_object(Bucket=bucket, Key="v2", Body=b"x")
-    url = s3.generate_presigned_url("delete_object", Params={"Bucket": bucket, "Key": "v2"})
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "v2",
+                                                          "ResponseContentType": "text/plain"})
     assert "AWSAccessKeyId=" in url  # Signature Version 2
-    status, _, body = _open(url, "DELETE")
-    assert (status, _xml_code(body)) == (400, "InvalidRequest")
-    assert b"signature_version=&apos;s3v4&apos;" in body or b"signature_version='s3v4'" in body
-    assert s3.get_object(Bucket=bucket, Key="v2")["Body"].read() == b"x"
+    status, headers, body = _open(url)
+    assert (status, body, headers["Content-Type"]) == (200, b"x", "text/plain")
+    put = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "v2-put"})
+    # SigV2 signs Content-Type: send the (empty) one the URL was signed with, as S3 requires
+    assert _open(put, "PUT", b"uploaded", headers={"Content-Type": ""})[0] == 200
+    assert s3.get_object(Bucket=bucket, Key="v2-put")["Body"].read() == b"uploaded"
+    status, _, body = _open(url.replace("/v2?", "/v2-put?"))
+    assert (status, _xml_code(body)) == (403, "SignatureDoesNotMatch")
+    expired = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "v2"}, ExpiresIn=-10)
+    status, _, body = _open(expired)
+    assert (status, _xml_code(body)) == (403, "AccessDenied") and b"Request has expired" in body
 
 
 # --- virtual-host-style addressing -----------------------------------------------------------
@@ -549,16 +559,21 @@ def test_clock_skew_is_refused(cluster, bucket, minutes):
     assert _absent(s3, bucket, "skew")
 
 
-def test_sigv2_is_refused_clearly(cluster, bucket):
+def test_sigv2_header_auth_works_and_is_checked(cluster, bucket):
     v2 = cluster.client(retries=1, signature_version="s3")
-    with pytest.raises(ClientError) as e:
-        v2.put_object(Bucket=bucket, Key="v2", Body=b"old style")
-    assert _code(e) == ("InvalidRequest", 400)
-    assert "Signature Version 2 is not supported" in e.value.response["Error"]["Message"]
-    status, _, body = _open(f"{cluster.endpoint}/{bucket}/v2", headers={"Authorization": "AWS AKID:c2lnbmF0dXJl",
-                                                                          "Date": "Tue, 27 Mar 2007 19:36:42 +0000"})
-    assert (status, _xml_code(body)) == (400, "InvalidRequest")
-    assert _absent(cluster.client(), bucket, "v2")
+    v2.put_object(Bucket=bucket, Key="v2", Body=b"old style", Metadata={"k": "v"}, ContentType="text/x-old")
+    got = v2.get_object(Bucket=bucket, Key="v2")
+    assert got["Body"].read() == b"old style" and got["Metadata"] == {"k": "v"}
+    assert [o["Key"] for o in v2.list_objects(Bucket=bucket)["Contents"]] == ["v2"]
+    status, _, body = _open(f"{cluster.endpoint}/{bucket}/v2-forged", "PUT", b"forged",
+                            headers={"Authorization": f"AWS {ACCESS_KEY}:c2lnbmF0dXJl",
+                                     "Date": email.utils.formatdate(usegmt=True)})
+    assert (status, _xml_code(body)) == (403, "SignatureDoesNotMatch")
+    status, _, body = _open(f"{cluster.endpoint}/{bucket}/v2-old", "PUT", b"old",
+                            headers={"Authorization": f"AWS {ACCESS_KEY}:c2lnbmF0dXJl",
+                                     "Date": "Tue, 27 Mar 2007 19:36:42 +0000"})
+    assert (status, _xml_code(body)) == (403, "RequestTimeTooSkewed")
+    assert _absent(cluster.client(), bucket, "v2-forged") and _absent(cluster.client(), bucket, "v2-old")
 
 
 # --- tagging --------------------------------------------------------------------------------
