@@ -212,6 +212,11 @@ def apply_env(cfg: Config, env=os.environ) -> Config:
             if value is not None:
                 setattr(obj, f.name, _coerce(f.type, value, f"POCKET_{section}_{f.name}".upper()))
     cfg.cluster_secret = env.get("POCKET_CLUSTER_SECRET", cfg.cluster_secret)
+    for pair in filter(None, (p.strip() for p in env.get("POCKET_USERS", "").split(","))):
+        access, sep, secret = pair.partition(":")
+        if not sep or not access or not secret:
+            raise ConfigError("POCKET_USERS must look like AK1:SK1,AK2:SK2")
+        cfg.credentials = [c for c in cfg.credentials if c.access_key != access] + [Credential(access, secret)]
     if env.get("POCKET_ACCESS_KEY") and env.get("POCKET_SECRET_KEY"):
         cfg.credentials = [Credential(env["POCKET_ACCESS_KEY"], env["POCKET_SECRET_KEY"])] + [
             c for c in cfg.credentials if c.access_key != env["POCKET_ACCESS_KEY"]]
