@@ -12,6 +12,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 test: $(VENV)/.installed
+	scripts/install-test-tools
 	$(PY) -m pytest -q -p no:cacheprovider
 
 unit: $(VENV)/.installed

@@ -227,7 +227,8 @@ def index_rebuild(data, config, as_json: bool) -> None:
         click.echo(json.dumps(report.__dict__, indent=2))
     else:
         click.echo(f"Rebuilt {cfg.index_path} from {report.disks_scanned} disks in {report.seconds:.1f}s: "
-                   f"{report.buckets} buckets, {report.objects} objects "
+                   f"{report.buckets} buckets, {report.objects} objects, "
+                   f"{report.uploads} unfinished multipart uploads ({report.parts} parts) "
                    f"({report.archives} archives; {report.tombstoned} deleted, {report.superseded} superseded "
                    f"versions skipped; {report.unreadable} unrecoverable).")
         if report.disks_unreachable:
@@ -300,7 +301,7 @@ def scrub(data, config, as_json: bool, rate, orphan_grace, keep_orphans: bool, f
         click.echo(f"Scrubbed {report.archives} archives ({report.bytes_verified / 2**20:.1f} MiB) on "
                    f"{report.disks - len(report.disks_skipped)} of {report.disks} disks in {report.seconds:.1f}s "
                    f"({report.bytes_verified / 2**20 / max(report.seconds, 1e-9):.1f} MiB/s); "
-                   f"{report.objects} objects checked.")
+                   f"{report.versions} object versions and parts checked.")
         for row in report.corrupt:
             click.echo(f"  CORRUPT {row['bucket']}/{row['key']} fragment {row['index']} on {row['disk']}: "
                        f"{row['problem']}")
@@ -348,7 +349,8 @@ def repair(data, config, as_json: bool, concurrency) -> None:
                    f"{report.found_good} reported fragments were fine; {report.dropped} entries were for "
                    f"deleted or replaced versions.")
         for row in report.deferred:
-            click.echo(f"  WAITING {row['bucket']}/{row['key']} fragments {row['indexes']}: disks {row['disks']} are down")
+            why = row.get("why") or f"disks {row['disks']} are down"
+            click.echo(f"  WAITING {row['bucket']}/{row['key']} version {row['version_id']} {row['indexes']}: {why}")
         for row in report.failed:
             click.echo(f"  FAILED  {row['bucket']}/{row['key']}: {row['error']}")
         click.echo(f"{report.remaining} object versions still queued.")

@@ -7,6 +7,7 @@ start-up naming the bad key, not discovered on the first request.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import tomllib
@@ -51,6 +52,9 @@ class GatewayConfig:
     index: str = ""          # default: <data>/index
     region: str = "us-east-1"
     heartbeat: float = 2.0
+    # Virtual-host-style addressing: a Host of `<bucket>.<domain>` names the bucket.
+    # The listen host is added when it is a name (see Config.virtual_host_domains).
+    domains: list[str] = field(default_factory=lambda: ["localhost"])
 
 
 @dataclass
@@ -103,6 +107,15 @@ class Config:
     def listen(self) -> tuple[str, int]:
         host, _, port = self.gateway.listen.rpartition(":")
         return host or "127.0.0.1", int(port)
+
+    @property
+    def virtual_host_domains(self) -> list[str]:
+        """Domains under which `<bucket>.<domain>` is a bucket: gateway.domains plus the listen host."""
+        domains = [d.strip().lower().strip(".") for d in self.gateway.domains if d.strip().strip(".")]
+        host = self.listen[0].lower()
+        if host and not _is_ip(host) and host not in domains:
+            domains.append(host)
+        return domains
 
     def node(self, node_id: str) -> NodeConfig:
         for n in self.nodes:
@@ -202,6 +215,11 @@ def _section(cls, raw: dict, name: str):
 
 def _coerce(kind, value, where: str):
     kind = kind if isinstance(kind, str) else kind.__name__
+    if kind == "list[str]":  # a TOML array, or a comma-separated environment variable
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"{where} = {value!r} is not a list of strings")
+        return [i.strip() for i in items if i.strip()]
     try:
         return {"int": int, "float": float, "str": str, "bool": _bool}[kind](value)
     except (ValueError, KeyError):
@@ -219,6 +237,14 @@ def _bool(value) -> bool:
     raise ValueError(value)
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
 def apply_env(cfg: Config, env=os.environ) -> Config:
     """POCKET_<SECTION>_<KEY> overrides gateway, storage, scrub and repair settings; a few top-level too."""
     for section in ("gateway", "storage", "scrub", "repair"):
@@ -228,6 +254,11 @@ def apply_env(cfg: Config, env=os.environ) -> Config:
             if value is not None:
                 setattr(obj, f.name, _coerce(f.type, value, f"POCKET_{section}_{f.name}".upper()))
     cfg.cluster_secret = env.get("POCKET_CLUSTER_SECRET", cfg.cluster_secret)
+    for pair in filter(None, (p.strip() for p in env.get("POCKET_USERS", "").split(","))):
+        access, sep, secret = pair.partition(":")
+        if not sep or not access or not secret:
+            raise ConfigError("POCKET_USERS must look like AK1:SK1,AK2:SK2")
+        cfg.credentials = [c for c in cfg.credentials if c.access_key != access] + [Credential(access, secret)]
     if env.get("POCKET_ACCESS_KEY") and env.get("POCKET_SECRET_KEY"):
         cfg.credentials = [Credential(env["POCKET_ACCESS_KEY"], env["POCKET_SECRET_KEY"])] + [
             c for c in cfg.credentials if c.access_key != env["POCKET_ACCESS_KEY"]]

@@ -22,6 +22,7 @@ from .metrics import Metrics
 from .node.client import RemoteDisk
 from .node.store import DiskStore
 from .objects.buckets import BucketService
+from .objects.multipart import MultipartService
 from .objects.service import ObjectService, Policy
 from .placement.volumes import DiskInfo
 from .repair.queue import RepairQueue
@@ -56,6 +57,7 @@ class Gateway:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.region = cfg.gateway.region
+        self.domains = cfg.virtual_host_domains  # virtual-host-style bucket addressing
         self.metrics = Metrics()
         self._secrets = {c.access_key: c.secret_key for c in cfg.credentials}
         self.session: aiohttp.ClientSession | None = None
@@ -78,9 +80,10 @@ class Gateway:
         self.objects = ObjectService(self.cluster, self.index, self.writer, policies, st.default_policy,
                                      st.small_policy or None, st.small_threshold, st.segment_size,
                                      st.node_timeout)
-        self.buckets = BucketService(self.index, self.writer, self.objects)
+        self.multipart = MultipartService(self.objects)
+        self.buckets = BucketService(self.index, self.writer, self.objects, self.multipart)
         self.repairs = RepairQueue(self.index, self.writer)
-        self.objects.on_degraded = lambda record: self.repairs.wakeup.set()
+        self.objects.on_degraded = lambda record, missing: self.repairs.add_later(record, missing, "put")
         self.scrubber = Scrubber(self.cluster, self.index, self.repairs, self.cfg.scrub.rate,
                                  self.cfg.scrub.orphan_grace, self.metrics)
         self.repairer = Repairer(self.cluster, self.index, self.repairs, self.cfg.repair.concurrency,
@@ -103,6 +106,7 @@ class Gateway:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        await self.objects.drain()
         await self.repairs.drain()
         await self.cluster.stop()
         await self.writer.aclose()

@@ -68,12 +68,16 @@ class IndexWriter:
             fns = [fn for fn, _ in batch]
             try:
                 outcomes = await loop.run_in_executor(self._executor, self._run_batch, fns)
-            except BaseException as exc:  # commit failed: whole batch fails
+            except asyncio.CancelledError:
+                # Loop shutting down; the thread may still commit this batch.
+                for _, fut in batch + self._pending:
+                    fut.cancel()
+                self._pending.clear()
+                raise
+            except Exception as exc:  # commit failed: the whole batch fails
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
                 continue
             self.commits += 1
             self.calls += len(batch)

@@ -122,3 +122,23 @@ def seek_past_prefix(prefix: bytes) -> bytes | None:
     if len(target) > PREFIX_LEN:
         return None
     return target
+
+
+# ---- multipart uploads (uploads.py) ---------------------------------------------------
+UPLOAD_ID_LEN = 16  # raw bytes of a 32-hex-char upload id (objects.ids.new_id)
+UPLOAD_SUFFIX_LEN = len(SEP) + UPLOAD_ID_LEN
+
+assert MAX_BUCKET_BYTES + len(SEP) + PREFIX_LEN + HASH_LEN + UPLOAD_SUFFIX_LEN <= LMDB_MAX_KEY
+
+
+def upload_index_key(bucket: str, key: str, upload_id: str) -> bytes:
+    """`uploads` DB key: bucket \\0 encoded key \\0 upload id (16 raw bytes).
+
+    Upload ids are time-ordered, so one key's uploads sort by initiation time, as
+    ListMultipartUploads wants. The fixed-length suffix makes the split unambiguous."""
+    return bucket_prefix(bucket) + encode_key(key) + SEP + bytes.fromhex(upload_id)
+
+
+def part_index_key(upload_id: str, number: int) -> bytes:
+    """`parts` DB key: upload id (16 raw bytes) + part number (u16 big-endian)."""
+    return bytes.fromhex(upload_id) + number.to_bytes(2, "big")

@@ -44,15 +44,24 @@ T = TypeVar("T")
 
 
 class _Gate:
-    """Shared/exclusive gate: txns share it, map growth takes it exclusively.
+    """Keeps readers out while the writer needs py-lmdb's env lock to itself.
 
-    Shared entry is re-entrant per thread (a thread inside a write txn may open
-    a read txn) so a pending resize can't deadlock against its own holder.
+    * ``shared()``: every txn holds it.  Re-entrant per thread (a thread
+      inside a write txn may open a read txn), so a pending exclusive section
+      can't deadlock against a thread that already holds it.
+    * ``exclusive()``: waits until no txn is open anywhere (``set_mapsize``
+      invalidates all open txns of the process).
+    * ``pause_readers()``: only stops *new* txns from starting, without
+      waiting.  py-lmdb 3.0 aborts a write (or child) txn under an env-wide
+      lock that every read op also takes; with several busy reader threads
+      that lock is never handed over and an abort was measured to stall for
+      minutes.  Pausing new readers lets in-flight ones drain in microseconds.
     """
 
     def __init__(self) -> None:
         self._cv = threading.Condition()
         self._active = 0
+        self._blocked = 0  # >0 while an exclusive or pause section is open
         self._resizing = False
         self._local = threading.local()
 
@@ -60,7 +69,7 @@ class _Gate:
     def shared(self):
         depth = getattr(self._local, "depth", 0)
         with self._cv:
-            while self._resizing and depth == 0:
+            while self._blocked and depth == 0:
                 self._cv.wait()
             self._active += 1
         self._local.depth = depth + 1
@@ -74,11 +83,27 @@ class _Gate:
                     self._cv.notify_all()
 
     @contextmanager
+    def pause_readers(self):
+        with self._cv:
+            self._blocked += 1
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._blocked -= 1
+                self._cv.notify_all()
+
+    @contextmanager
     def exclusive(self):
+        if getattr(self._local, "depth", 0):
+            # Waiting for active == 0 would wait for ourselves.
+            raise RuntimeError("map growth needed while this thread holds an index txn "
+                               "(don't call Index.write inside Index.read)")
         with self._cv:
             while self._resizing:
                 self._cv.wait()
             self._resizing = True
+            self._blocked += 1
             while self._active:
                 self._cv.wait()
         try:
@@ -86,6 +111,7 @@ class _Gate:
         finally:
             with self._cv:
                 self._resizing = False
+                self._blocked -= 1
                 self._cv.notify_all()
 
 
@@ -146,7 +172,8 @@ class Index:
                         result = fn(IndexTxn(self, txn, True))
                         txn.commit()
                     except BaseException:
-                        txn.abort()
+                        with self._gate.pause_readers():
+                            txn.abort()
                         raise
                 with self._count_lock:
                     self.commits += 1

@@ -84,7 +84,8 @@ class IndexTxn:
         try:
             yield IndexTxn(self._ix, child, True)
         except BaseException:
-            child.abort()
+            with self._ix._gate.pause_readers():  # see _Gate: abort can starve
+                child.abort()
             raise
         child.commit()
 

@@ -8,7 +8,15 @@ disk, reads one manifest per object version, and replays:
   objects exists even if its record was lost.
 - objects: per key, the newest version that has at least `k` fragments and is newer
   than the key's newest tombstone. Older versions and tombstoned ones are garbage for
-  the scrubber, never resurrected.
+  the scrubber, never resurrected. A completed multipart object is a version like any
+  other: its record (kind "object") is on the disks of its first part's volume, and it
+  is recoverable when every part it lists has at least `k` fragments.
+- multipart uploads: parts (archives whose manifest has kind "part") of an upload that
+  was neither completed (an "object" record names it) nor aborted (an "upload-aborted"
+  record) are restored, with their upload, newest part of each number winning. Parts of
+  completed or aborted uploads are garbage for the scrubber.
+- tags: the newest `tags` record of a surviving version replaces the tags its
+  manifest was written with (PutObjectTagging does not rewrite archives).
 - volumes: from the manifests (each names its volume's disks), plus the volumes the
   config would create for widths nobody has written to yet.
 
@@ -28,6 +36,7 @@ from dataclasses import dataclass, field
 
 from .. import layout
 from .lmdb_index import Index
+from .uploads import UploadTxn
 
 log = logging.getLogger("pocket.rebuild")
 
@@ -42,6 +51,8 @@ class RebuildReport:
     tombstoned: int = 0
     superseded: int = 0
     unreadable: int = 0
+    uploads: int = 0
+    parts: int = 0
     seconds: float = 0.0
 
 
@@ -96,9 +107,14 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
 
     tombs: dict[tuple[str, str], str] = {}
     buckets: dict[str, dict | None] = {}
+    candidates: dict[tuple[str, str], list[tuple[str, dict]]] = defaultdict(list)
+    ended: set[str] = set()  # upload ids that were completed or aborted
+    retagged: dict[str, dict] = {}  # version id -> its newest tags
     for rec_id in sorted(records):
         rec = records[rec_id]
-        if rec.get("kind") == "tombstone":
+        if rec.get("kind") == "tags":
+            retagged[rec["version_id"]] = rec.get("tags") or {}
+        elif rec.get("kind") == "tombstone":
             k = (rec["bucket"], rec["key"])
             tombs[k] = max(tombs.get(k, ""), rec_id)
         elif rec.get("kind") == "bucket":
@@ -106,22 +122,33 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
                                     "created": rec.get("created", 0)}
         elif rec.get("kind") == "bucket-deleted":
             buckets[rec["name"]] = None
+        elif rec.get("kind") == "object":
+            m = rec["object"]
+            candidates[(m["bucket"], m["key"])].append((m["version_id"], m))
+            ended.add(m.get("upload_id", ""))
+        elif rec.get("kind") == "upload-aborted":
+            ended.add(rec["upload_id"])
+    part_manifests = []
+    for vid, m in manifests.items():
+        if m.get("kind") == "part":
+            part_manifests.append(m)
+        else:
+            candidates[(m["bucket"], m["key"])].append((vid, m))
 
     winners: dict[tuple[str, str], dict] = {}
-    for vid in sorted(manifests):
-        m = manifests[vid]
-        k = (m["bucket"], m["key"])
-        if vid <= tombs.get(k, ""):
-            report.tombstoned += 1
-            continue
-        if len(versions[vid]) < m["k"]:
-            report.unreadable += 1
-            log.error("object %s/%s version %s has %d fragments, needs %d; it cannot be recovered",
-                      m["bucket"], m["key"], vid, len(versions[vid]), m["k"])
-            continue
-        if k in winners:
-            report.superseded += 1
-        winners[k] = m
+    for k, versions_of_key in candidates.items():
+        for vid, m in sorted(versions_of_key, key=lambda c: c[0], reverse=True):
+            if vid <= tombs.get(k, ""):
+                report.tombstoned += 1
+            elif k in winners:
+                report.superseded += 1
+            elif _unrecoverable(m, versions):
+                report.unreadable += 1
+                log.error("object %s/%s version %s: %s; it cannot be recovered",
+                          m["bucket"], m["key"], vid, _unrecoverable(m, versions))
+            else:
+                winners[k] = {**m, "tags": retagged[vid]} if vid in retagged else m
+    uploads = _open_uploads(part_manifests, ended, versions, report)
 
     volumes = {m["volume"]: {"id": m["volume"], "width": len(m["disks"]), "disks": m["disks"]}
                for m in manifests.values() if "disks" in m}
@@ -141,6 +168,14 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
                     ops.create_bucket(name, rec)
             for (bucket, key), m in winners.items():
                 ops.put_object(bucket, key, m)
+            # an upload whose bucket was deleted ended with it
+            restored = [(u, stored) for u, stored in uploads if buckets.get(u["bucket"]) is not None]
+            for upload, stored in restored:
+                up = UploadTxn(ops)
+                up.create_upload(upload["bucket"], upload["key"], upload)
+                for number, part in sorted(stored.items()):
+                    up.put_part(upload["bucket"], upload["key"], upload["upload_id"], number, part)
+            report.uploads, report.parts = len(restored), sum(len(stored) for _, stored in restored)
             ops.put_volumes(sorted(volumes.values(), key=lambda v: v["id"]))
         index.write(fill)
         report.buckets = sum(1 for b in buckets.values() if b is not None)
@@ -152,3 +187,34 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
     shutil.move(tmp_path, index_path)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _unrecoverable(m: dict, versions: dict[str, dict[int, str]]) -> str:
+    """Why a version cannot be read back from the fragments found ('' if it can)."""
+    for part in m.get("parts") or [m]:
+        have = len(versions.get(part["version_id"], {}))
+        if have < part["k"]:
+            what = f"part {part['number']} ({part['version_id']})" if "number" in part else "it"
+            return f"{what} has {have} fragments, needs {part['k']}"
+    return ""
+
+
+def _open_uploads(part_manifests: list[dict], ended: set[str], versions: dict,
+                  report: RebuildReport) -> list[tuple[dict, dict[int, dict]]]:
+    """Uploads still in progress, from their parts' manifests: (upload, {number: part})."""
+    found: dict[str, tuple[dict, dict[int, dict]]] = {}
+    for m in sorted(part_manifests, key=lambda m: m["version_id"], reverse=True):
+        uid = m["upload_id"]
+        if uid in ended:
+            continue
+        upload = {"upload_id": uid, "bucket": m["bucket"], "key": m["key"], **m["upload"]}
+        stored = found.setdefault(uid, (upload, {}))[1]
+        if m["part_number"] in stored:
+            report.superseded += 1  # an older upload of the same part number
+        elif len(versions.get(m["version_id"], {})) < m["k"]:
+            report.unreadable += 1
+            log.error("part %d of upload %s (%s/%s) has too few fragments; it cannot be recovered",
+                      m["part_number"], uid, m["bucket"], m["key"])
+        else:
+            stored[m["part_number"]] = m
+    return list(found.values())

@@ -12,8 +12,8 @@ from ..index.ops import BucketNotEmpty
 
 
 class BucketService:
-    def __init__(self, index: Index, writer: IndexWriter, objects):
-        self.index, self.writer, self.objects = index, writer, objects
+    def __init__(self, index: Index, writer: IndexWriter, objects, multipart=None):
+        self.index, self.writer, self.objects, self.multipart = index, writer, objects, multipart
 
     def _system_volume(self) -> dict:
         widest = max(v["width"] for v in self.objects.cluster.volumes.values())
@@ -39,3 +39,5 @@ class BucketService:
         await self.objects.put_records(self._system_volume(), {"kind": "bucket-deleted", "name": name},
                                        policy.quorum)
         await self.writer.submit(lambda ops: ops.delete_bucket(name))
+        if self.multipart:  # S3 drops a deleted bucket's unfinished uploads with it
+            await self.multipart.abort_all(name)

@@ -66,6 +66,7 @@ class ArchiveWriter:
     only: frozenset[int] | None = None   # write just these fragment indexes (repair); None: all
     keep_on_abort: bool = False          # repair: never delete what is at the target names
     archives: list[_Archive] = field(default_factory=list)
+    aborting: bool = False
 
     def start(self) -> None:
         header_args = dict(version_id=self.version_id, k=self.codec.k, m=self.codec.m,
@@ -92,7 +93,8 @@ class ArchiveWriter:
             arc.error = arc.error or "cancelled"
         elif task.exception() is not None and not isinstance(task.exception(), Aborted):
             arc.error = arc.error or repr(task.exception())
-            self.cluster.mark_down(arc.disk_id, f"write failed: {arc.error}")
+            if not self.aborting:  # a remote disk reports our own abort as a broken upload
+                self.cluster.mark_down(arc.disk_id, f"write failed: {arc.error}")
         while not arc.queue.empty():  # unblock a producer waiting on a dead disk
             arc.queue.get_nowait()
 
@@ -139,6 +141,7 @@ class ArchiveWriter:
     async def abort(self, why: str) -> None:
         """Stop every archive and delete any that a disk already committed."""
         log.info("aborting upload of version %s: %s", self.version_id, why)
+        self.aborting = True
         for a in self.archives:
             if a.task and not a.task.done():
                 try:

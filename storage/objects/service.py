@@ -14,13 +14,12 @@ import time
 from dataclasses import dataclass
 from typing import AsyncIterable, AsyncIterator, Callable
 
-from .. import layout
 from ..cluster import Cluster
 from ..codec import Codec, parse_policy
-from ..index import repairs
 from ..index.batcher import IndexWriter
 from ..index.lmdb_index import Index
 from ..placement.volumes import choose_volume
+from . import parts
 from .get import ArchiveReader
 from .ids import new_id
 from .put import ArchiveWriter, QuorumLost, remove_archives
@@ -55,7 +54,9 @@ class ObjectService:
         self.segment_size = segment_size
         self.timeout = timeout
         self.damage_reported = 0
-        self.on_degraded: Callable[[dict], None] | None = None   # a PUT left fragments to repair
+        self._removals: set[asyncio.Task] = set()
+        # Told of every version stored on fewer than k+m disks: {index: (kind, reason)}.
+        self.on_degraded: Callable[[dict, dict], None] | None = None
 
     def policy_for(self, size_hint: int | None, requested: str | None = None) -> Policy:
         if requested:
@@ -66,12 +67,28 @@ class ObjectService:
 
     # writes ------------------------------------------------------------------------------
     async def put(self, bucket: str, key: str, body: AsyncIterable[bytes], size_hint: int | None,
-                  digests, attrs: dict, policy_name: str | None = None) -> dict:
+                  digests, attrs: dict, policy_name: str | None = None,
+                  condition: Callable[[dict | None], None] | None = None) -> dict:
         """Store a new version of bucket/key; returns its record once it is durable.
 
-        `digests` is fed every byte (off the event loop for big segments) and its
-        `finish()` may raise to refuse the body (bad MD5, checksum, truncated body);
-        refusing aborts every archive, so nothing of the object remains."""
+        `condition(current_record_or_None)` runs inside the index transaction that
+        installs the version (conditional writes); if it raises, the new archives
+        are removed and the exception propagates."""
+        record = await self.store(body, size_hint, digests, {"bucket": bucket, "key": key, **attrs}, policy_name)
+        previous = await self.commit(record, lambda ops: put_if_newer(ops, bucket, key, record, condition))
+        if previous is not None:
+            self.forget(previous)
+        return record
+
+    async def store(self, body: AsyncIterable[bytes], size_hint: int | None, digests, fields: dict,
+                    policy_name: str | None = None) -> dict:
+        """Write a body as the fragment archives of a new version; returns its record.
+
+        The record (also each archive's trailer manifest) is `fields` plus where and how
+        the bytes were stored; nothing is indexed yet (see `commit`). PutObject and
+        UploadPart both come through here. `digests` is fed every byte (off the event
+        loop for big segments) and its `finish()` may raise to refuse the body (bad MD5,
+        checksum, truncated body); refusing aborts every archive, so nothing remains."""
         policy = self.policy_for(size_hint, policy_name)
         version_id = new_id()
         volume = choose_volume(list(self.cluster.volumes.values()), policy.codec.n, version_id,
@@ -86,32 +103,31 @@ class ObjectService:
                 await writer.write_blocks(await self._encode(policy.codec, digests, segment))
             summary = digests.finish(size)
             record = {
-                "v": 1, "bucket": bucket, "key": key, "version_id": version_id, "size": size,
+                "v": 1, **fields, "version_id": version_id, "size": size,
                 "created": time.time(), "policy": policy.name, "k": policy.codec.k, "m": policy.codec.m,
                 "segment_size": self.segment_size, "volume": volume["id"], "disks": volume["disks"],
-                **summary, **attrs,
+                **summary,
             }
             written = await writer.finish(record)
         except BaseException as e:
             await asyncio.shield(writer.abort(repr(e)))
             raise
-        # Fragments the write quorum let us do without are queued for repair in the same
-        # index transaction that makes the object visible.
-        missing = {a.index: ("missing", f"not written by the PUT: {a.error or 'did not commit'}")
+        missing = {a.index: ("missing", f"not written: {a.error or 'did not commit'}")
                    for a in writer.archives if a.index not in written}
         if missing:
             log.warning("stored %s/%s on %d of %d disks; the missing fragments %s are queued for repair",
-                        bucket, key, len(written), policy.codec.n, sorted(missing))
-        try:
-            previous = await self.writer.submit(lambda ops: _put_if_newer(ops, bucket, key, record, missing))
-        except BaseException:
-            await asyncio.shield(remove_archives(self.cluster, volume, version_id))
-            raise
-        if previous is not None:
-            self._forget(previous)
-        if missing and self.on_degraded:
-            self.on_degraded(record)
+                        fields.get("bucket"), fields.get("key"), len(written), policy.codec.n, sorted(missing))
+            if self.on_degraded:
+                self.on_degraded(record, missing)
         return record
+
+    async def commit(self, record: dict, fn: Callable):
+        """Run `fn(ops)` in the next index commit; if that fails, the record's archives go."""
+        try:
+            return await self.writer.submit(fn)
+        except BaseException:
+            await asyncio.shield(self.remove(record))
+            raise
 
     async def _encode(self, codec: Codec, digests, segment: bytes) -> list[bytes]:
         def work():
@@ -121,11 +137,27 @@ class ObjectService:
             return work()
         return await asyncio.get_running_loop().run_in_executor(None, work)
 
-    def _forget(self, record: dict) -> None:
-        """Remove a replaced or deleted version's archives, in the background."""
-        volume = self.cluster.volumes.get(record["volume"])
-        if volume:
-            asyncio.ensure_future(remove_archives(self.cluster, volume, record["version_id"]))
+    def forget(self, record: dict) -> None:
+        """Remove a replaced or deleted version's archives (all its parts'), in the background."""
+        task = asyncio.ensure_future(self.remove(record))
+        self._removals.add(task)
+        task.add_done_callback(self._removals.discard)
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Give background removals a moment to finish (at shutdown); the scrubber gets the rest."""
+        if self._removals:
+            await asyncio.wait(set(self._removals), timeout=timeout)
+
+    async def remove(self, record: dict) -> None:
+        """Remove a version's archives now; for a multipart object, every part's."""
+        limit = asyncio.Semaphore(16)
+
+        async def one(volume_id, version_id):
+            volume = self.cluster.volumes.get(volume_id)
+            if volume:
+                async with limit:
+                    await remove_archives(self.cluster, volume, version_id)
+        await asyncio.gather(*(one(vol, vid) for vol, vid in parts.versions(record)))
 
     async def delete(self, bucket: str, key: str) -> dict | None:
         """Delete bucket/key; the tombstone is on a quorum of disks before the index forgets it."""
@@ -139,7 +171,7 @@ class ObjectService:
         await self.put_records(volume, tomb, policy.quorum)
         removed = await self.writer.submit(lambda ops: _delete_if_current(ops, bucket, key, record["version_id"]))
         if removed is not None:
-            self._forget(removed)
+            self.forget(removed)
         return removed
 
     async def put_records(self, volume: dict, doc: dict, quorum: int) -> str:
@@ -168,7 +200,15 @@ class ObjectService:
 
     def read(self, record: dict, start: int, end: int, on_damage: Callable | None = None) -> AsyncIterator[bytes]:
         """Stream bytes start..end (inclusive) of an object version."""
+        if parts.is_multipart(record):
+            return self._read_parts(record, start, end, on_damage)
         return self._read(record, start, end, on_damage)
+
+    async def _read_parts(self, record: dict, start: int, end: int, on_damage) -> AsyncIterator[bytes]:
+        """A multipart object's parts in order, each read like a version of its own."""
+        for part, first, last in parts.spans(record, start, end):
+            async for chunk in self._read(parts.part_record(record, part), first, last, on_damage):
+                yield chunk
 
     async def _read(self, record: dict, start: int, end: int, on_damage) -> AsyncIterator[bytes]:
         if record["size"] == 0 or end < start:
@@ -189,18 +229,18 @@ class ObjectService:
                     on_damage(reader.damage)
 
 
-def _put_if_newer(ops, bucket: str, key: str, record: dict, missing: dict | None = None) -> dict | None:
+def put_if_newer(ops, bucket: str, key: str, record: dict, condition=None) -> dict | None:
     """Install `record` unless a newer version already won; returns what it displaced.
 
     Two racing PUTs of one key resolve to the newer version id, the same rule the
     index rebuild applies, so the index and the disks always agree on the winner.
-    `missing` ({index: (kind, reason)}) is queued for repair with the record."""
+    A conditional write's `condition` sees the current record in the same transaction."""
     current = ops.get_object(bucket, key)
+    if condition is not None:
+        condition(current)
     if current is not None and current["version_id"] > record["version_id"]:
         return record
     ops.put_object(bucket, key, record)
-    if missing:
-        repairs.add(ops, record, missing, "put", record["created"])
     return current
 
 

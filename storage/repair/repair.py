@@ -13,7 +13,8 @@ Before rebuilding a fragment reported "missing" the repairer looks again: a frag
 whose disk was only unreachable for a while is checked whole and, if good, simply
 taken off the queue. Fragments on disks that are down wait in the queue (replacing a
 dead disk is a separate step); an object version that is no longer current leaves the
-queue, its archives being garbage for the scrubber.
+queue, its archives being garbage for the scrubber. Each entry is one archive set: an
+object version, or one part of a multipart object or of an open upload (sets.py).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from ..codec import Codec
 from ..objects.get import ArchiveReader
 from ..objects.put import ArchiveWriter
 from .queue import REPAIR_META, RepairQueue
+from .sets import find_set
 from .verify import Pacer, verify_archive
 
 log = logging.getLogger("pocket.repair")
@@ -59,8 +61,9 @@ class RepairReport:
 
 class Repairer:
     def __init__(self, cluster, index, queue: RepairQueue, concurrency: int = 4, timeout: float = 10.0,
-                 metrics=None):
+                 metrics=None, settle: float = 600.0):
         self.cluster, self.index, self.queue = cluster, index, queue
+        self.settle = settle      # an entry for a version not (yet) in the index waits this long
         self.concurrency = max(1, concurrency)
         self.timeout = timeout
         self.metrics = metrics
@@ -100,8 +103,14 @@ class Repairer:
 
     async def repair(self, entry: dict, report: RepairReport) -> None:
         vid = entry["version_id"]
-        record = self.index.get_object(entry["bucket"], entry["key"])
-        if record is None or record["version_id"] != vid:
+        record = find_set(self.index, entry["bucket"], entry["key"], vid)
+        if record is None:
+            current = self.index.get_object(entry["bucket"], entry["key"])
+            superseded = current is not None and current["version_id"] > vid
+            if not superseded and time.time() - entry["first_seen"] < self.settle:
+                # a degraded write is queued before its index commit: give the commit time
+                report.deferred.append({**_ident(entry), "indexes": [], "disks": [], "why": "not indexed yet"})
+                return
             await self.queue.drop(vid)
             report.dropped += 1
             return

@@ -5,14 +5,15 @@ One pass (`Scrubber.run_once`) does three things:
 1. **Verify.** List every disk that answers, then read every archive whole at a bounded
    rate (bytes/s, shared by all disks) and check header, every record checksum and the
    trailer (verify.py). An archive that fails belongs to a corrupt fragment.
-2. **Account.** Walk the index: every object version must have fragment `i` on disk `i`
-   of its volume. A fragment neither seen in the listing nor there when asked again
+2. **Account.** Walk the index: every archive set it references (an object version,
+   each part of a multipart object, each part of an open upload; sets.py) must have
+   fragment `i` on disk `i` of its volume. A fragment neither seen in the listing nor there when asked again
    (`stat`, which also covers archives written after the listing) is missing. Damage of
    live objects goes to the repair queue; disks that did not answer are skipped, not
    counted as missing (a down disk is the repairer's business once it is back).
-3. **Collect garbage.** An archive whose version is not the current version of any key
-   (a replaced or deleted version whose cleanup failed, or an upload that never
-   committed) and is older than `orphan_grace` is deleted. Before deleting, the key is
+3. **Collect garbage.** An archive whose version the index does not reference (a
+   replaced or deleted version whose cleanup failed, an upload that never committed,
+   a part of an aborted upload) and is older than `orphan_grace` is deleted. Before deleting, the key is
    looked up again, so an upload that committed during the pass keeps its archives.
    Two safety valves against a lost or half-rebuilt index, which would make everything
    look orphaned: archives whose bucket the index does not know are never removed, and
@@ -41,6 +42,7 @@ from typing import Callable
 from .. import layout
 from ..objects.ids import id_time
 from .queue import SCRUB_META, RepairQueue
+from .sets import find_set, live_sets
 from .verify import Pacer, verify_archive
 
 log = logging.getLogger("pocket.scrub")
@@ -59,7 +61,7 @@ class ScrubReport:
     archives: int = 0
     bytes_total: int = 0
     bytes_verified: int = 0
-    objects: int = 0
+    versions: int = 0         # archive sets the index references, all checked
     corrupt: list[dict] = field(default_factory=list)
     missing: list[dict] = field(default_factory=list)
     orphans_removed: list[dict] = field(default_factory=list)
@@ -161,12 +163,12 @@ class Scrubber:
     async def _account(self, r: ScrubReport, found, bad, scanned: set[str]) -> set[str]:
         """Queue the damage of every live version; returns the live version ids."""
         live: set[str] = set()
-        for n, (_bucket, _key, record) in enumerate(self._objects()):
+        for n, record in enumerate(live_sets(self.index)):
             if n % 1000 == 999:
                 await asyncio.sleep(0)
             vid = record["version_id"]
             live.add(vid)
-            r.objects += 1
+            r.versions += 1
             volume = self.cluster.volumes.get(record["volume"])
             disks = volume["disks"] if volume else record.get("disks", [])
             damage: dict[int, tuple[str, str]] = {}
@@ -188,14 +190,8 @@ class Scrubber:
             self.metrics.scrub_missing.inc(len(r.missing))
         return live
 
-    def _objects(self):
-        for bucket in self.index.list_buckets():
-            for key, record in self.index.iter_objects(bucket["name"]):
-                yield bucket["name"], key, record
-
     def _still_current(self, record: dict) -> bool:
-        current = self.index.get_object(record["bucket"], record["key"])
-        return current is not None and current["version_id"] == record["version_id"]
+        return find_set(self.index, record["bucket"], record["key"], record["version_id"]) is not None
 
     async def _present(self, disk_id: str, vid: str, i: int) -> bool:
         try:
@@ -252,8 +248,7 @@ class Scrubber:
 
     def _referenced(self, vid: str, owner: tuple[str, str]) -> bool:
         """Look again: an upload may have committed since the index walk."""
-        current = self.index.get_object(*owner)
-        return current is not None and current["version_id"] == vid
+        return find_set(self.index, owner[0], owner[1], vid) is not None
 
     async def _save(self, force: bool = False) -> None:
         """Keep the pass's progress in the index (at most every few seconds) for `pocket status`."""

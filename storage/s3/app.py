@@ -12,8 +12,8 @@ from aiohttp import web
 
 from ..index import ops as index_errors
 from ..objects.put import QuorumLost
-from . import errors, router
-from .request import S3Request, authenticate, new_request_id, split_path
+from . import errors, router, vhost
+from .request import S3Request, authenticate, new_request_id
 
 log = logging.getLogger("pocket.s3")
 
@@ -26,7 +26,9 @@ _TRANSLATE = {
 
 
 def build_app(gateway) -> web.Application:
-    app = web.Application(client_max_size=1 << 20, handler_args={"max_field_size": 16384})
+    # auto_decompress off: a body sent with Content-Encoding: gzip is an object stored as sent.
+    app = web.Application(client_max_size=1 << 20,
+                          handler_args={"max_field_size": 16384, "auto_decompress": False})
     app["gateway"] = gateway
     app.on_response_prepare.append(_stamp)
     app.router.add_get("/_pocket/health", health)
@@ -58,8 +60,8 @@ async def s3_entry(http: web.Request) -> web.StreamResponse:
     operation = "unknown"
     bucket = key = ""
     try:
-        bucket, key = split_path(http.raw_path)
-        auth = authenticate(http, gw.secret_for)
+        bucket, key = vhost.locate(http.headers.get("Host"), http.raw_path, gw.domains)
+        auth = authenticate(http, gw.secret_for, vhost.bucket_from_host(http.headers.get("Host"), gw.domains))
         if auth is None:
             raise errors.AccessDenied("Anonymous access is not allowed; sign the request with your keys.")
         handler = router.resolve(http.method, bucket, key, http.query)

@@ -2,8 +2,10 @@
 
 One `BodyDigests` per upload is fed every byte (off the event loop for big segments).
 `finish()` compares what arrived with what the client declared: Content-Length,
-Content-MD5, the signed x-amz-content-sha256, and x-amz-checksum-* values. Any mismatch
-raises, the object service aborts every fragment archive, and nothing is stored.
+Content-MD5, the signed x-amz-content-sha256, and x-amz-checksum-* values, whether sent
+as headers or (aws-chunked uploads) declared in x-amz-trailer and sent after the body.
+Any mismatch raises, the object service aborts every fragment archive, and nothing is
+stored.
 """
 from __future__ import annotations
 
@@ -43,7 +45,11 @@ def new_checksum(algorithm: str):
 
 
 class BodyDigests:
-    def __init__(self, headers, declared_length: int | None, payload_sha256: str | None):
+    def __init__(self, headers, declared_length: int | None, payload_sha256: str | None,
+                 trailer: str | None = None):
+        """`trailer` is the x-amz-trailer header of a *-TRAILER upload (None otherwise):
+        the checksums it names are computed now and compared with the values the
+        body's trailer block brings (see `receive_trailer`)."""
         self.declared_length = declared_length
         self._md5 = hashlib.md5()
         self._want_md5 = _content_md5(headers.get("Content-MD5"))
@@ -58,8 +64,31 @@ class BodyDigests:
         if declared and declared not in CHECKSUM_ALGORITHMS:
             raise errors.InvalidRequest(f"Checksum algorithm {declared!r} is not supported; "
                                         f"use one of {', '.join(CHECKSUM_ALGORITHMS)}")
+        self._trailer_names: set[str] = set()
+        for name in (n.strip().lower() for n in (trailer or "").split(",")):
+            if not name:
+                continue
+            algo = name[len("x-amz-checksum-"):] if name.startswith("x-amz-checksum-") else ""
+            if algo not in CHECKSUM_ALGORITHMS:
+                raise errors.InvalidRequest(f"x-amz-trailer names {name!r}; only x-amz-checksum-"
+                                            f"{{{','.join(CHECKSUM_ALGORITHMS)}}} may be sent as trailers")
+            if algo in self._checksums:
+                raise errors.InvalidRequest(f"{name} is sent both as a header and as a trailer.")
+            self._checksums[algo] = (None, new_checksum(algo))
+            self._trailer_names.add(name)
         if len(self._checksums) > 1:
             raise errors.InvalidRequest("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
+
+    def receive_trailer(self, name: str, value: str) -> None:
+        """A trailer of the body arrived: it must be one x-amz-trailer announced."""
+        name = name.lower()
+        if name not in self._trailer_names:
+            raise errors.MalformedTrailerError(f"The trailer {name!r} was not declared in x-amz-trailer.")
+        algo = name[len("x-amz-checksum-"):]
+        want, h = self._checksums[algo]
+        if want is not None:
+            raise errors.MalformedTrailerError(f"The trailer {name!r} was sent twice.")
+        self._checksums[algo] = (_checksum_value(algo, value, errors.MalformedTrailerError), h)
 
     def update(self, data: bytes) -> None:
         self._md5.update(data)
@@ -83,6 +112,9 @@ class BodyDigests:
                 S3ComputedContentSHA256=self._sha256.hexdigest())
         kept = {}
         for algo, (want, h) in self._checksums.items():
+            if want is None:
+                raise errors.MalformedTrailerError(
+                    f"x-amz-trailer declared x-amz-checksum-{algo} but the body carried no such trailer.")
             got = h.digest()
             if got != want:
                 raise errors.BadDigest(f"The {algo.upper()} you specified did not match the calculated checksum.")
@@ -102,12 +134,12 @@ def _content_md5(value: str | None) -> bytes | None:
     return raw
 
 
-def _checksum_value(algo: str, value: str) -> bytes:
+def _checksum_value(algo: str, value: str, error=errors.InvalidRequest) -> bytes:
     try:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raw = b""
     want = _CRC_BYTES.get(algo) or hashlib.new(algo).digest_size
     if len(raw) != want:
-        raise errors.InvalidRequest(f"Value for x-amz-checksum-{algo} header is invalid.")
+        raise error(f"Value for x-amz-checksum-{algo} header is invalid.")
     return raw

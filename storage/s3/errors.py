@@ -50,6 +50,7 @@ BucketAlreadyOwnedByYou = _error(
     "Your previous request to create the named bucket succeeded and you already own it.")
 BucketNotEmpty = _error("BucketNotEmpty", 409, "The bucket you tried to delete is not empty.")
 EntityTooLarge = _error("EntityTooLarge", 400, "Your proposed upload exceeds the maximum allowed object size.")
+EntityTooSmall = _error("EntityTooSmall", 400, "Your proposed upload is smaller than the minimum allowed object size.")
 IncompleteBody = _error(
     "IncompleteBody", 400, "You did not provide the number of bytes specified by the Content-Length HTTP header.")
 InsufficientStorage = _error(
@@ -60,11 +61,22 @@ InvalidAccessKeyId = _error(
 InvalidArgument = _error("InvalidArgument", 400, "Invalid Argument")
 InvalidBucketName = _error("InvalidBucketName", 400, "The specified bucket is not valid.")
 InvalidDigest = _error("InvalidDigest", 400, "The Content-MD5 you specified is not valid.")
+InvalidPart = _error(
+    "InvalidPart", 400, "One or more of the specified parts could not be found. The part may not have been "
+    "uploaded, or the specified entity tag may not match the part's entity tag.")
+InvalidPartNumber = _error("InvalidPartNumber", 416, "The requested partnumber is not satisfiable")
+InvalidPartOrder = _error(
+    "InvalidPartOrder", 400, "The list of parts was not in ascending order. Parts must be ordered by part number.")
 InvalidRange = _error("InvalidRange", 416, "The requested range is not satisfiable")
 InvalidRequest = _error("InvalidRequest", 400, "Invalid Request")
+InvalidTag = _error("InvalidTag", 400, "The tag provided was not a valid tag.")
 KeyTooLongError = _error("KeyTooLongError", 400, "Your key is too long")
 MalformedXML = _error(
     "MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema.")
+MalformedTrailerError = _error(
+    "MalformedTrailerError", 400,
+    "The request contained trailing data that was not well-formed or did not conform to our published schema.")
+MaxMessageLengthExceeded = _error("MaxMessageLengthExceeded", 400, "Your request was too big.")
 MetadataTooLarge = _error(
     "MetadataTooLarge", 400, "Your metadata headers exceed the maximum allowed metadata size.")
 MethodNotAllowed = _error("MethodNotAllowed", 405, "The specified method is not allowed against this resource.")
@@ -73,6 +85,7 @@ MissingSecurityHeader = _error("MissingSecurityHeader", 400, "Your request is mi
 NoSuchBucket = _error("NoSuchBucket", 404, "The specified bucket does not exist.")
 NoSuchKey = _error("NoSuchKey", 404, "The specified key does not exist.")
 NoSuchUpload = _error("NoSuchUpload", 404, "The specified upload does not exist.")
+NoSuchVersion = _error("NoSuchVersion", 404, "The specified version does not exist.")
 NotImplementedError_ = _error("NotImplemented", 501, "A header or query you provided implies functionality that is not implemented.")
 PreconditionFailed = _error("PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold")
 RequestTimeTooSkewed = _error(

@@ -37,3 +37,14 @@ def user_metadata(headers) -> dict[str, str]:
             f"Your metadata headers total {size} bytes; at most {MAX_METADATA_BYTES} are allowed.",
             MaxSizeAllowed=str(MAX_METADATA_BYTES))
     return meta
+
+
+MAX_PART_NUMBER = 10_000
+
+
+def check_part_number(value: str | None) -> int:
+    """A partNumber query value: an integer 1..10000, else InvalidArgument."""
+    if not (value and value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_PART_NUMBER):
+        raise errors.InvalidArgument(f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive",
+                                     ArgumentName="partNumber", ArgumentValue=str(value))
+    return int(value)

@@ -6,18 +6,17 @@ import re
 
 from aiohttp import web
 
+from ..objects import parts
 from ..objects.get import Unreadable
-from . import errors, sigv4
+from . import conditions, copy, errors, tagging
+from .body import open_body, stored_headers
 from .bucket import owned_bucket
-from .digests import BodyDigests
-from .names import check_key, user_metadata
+from .names import check_key, check_part_number, user_metadata
 from .request import S3Request
 from .xml import http_date
 
 log = logging.getLogger("pocket.s3")
 
-MAX_PUT_BYTES = 5 << 30
-STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language", "Expires")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _OVERRIDES = {"response-content-type": "Content-Type", "response-content-language": "Content-Language",
               "response-expires": "Expires", "response-cache-control": "Cache-Control",
@@ -26,40 +25,28 @@ _OVERRIDES = {"response-content-type": "Content-Type", "response-content-languag
 
 
 async def put_object(req: S3Request) -> web.Response:
+    if "x-amz-copy-source" in req.headers:
+        return await copy.copy_object(req)
     owned_bucket(req)
     check_key(req.key)
-    if "x-amz-copy-source" in req.headers:
-        raise errors.NotImplementedError_("CopyObject is not implemented by Pocket yet")
-    payload = req.auth.payload_hash if req.auth else sigv4.UNSIGNED_PAYLOAD
-    if payload.startswith("STREAMING-"):
-        raise errors.NotImplementedError_(f"payload mode {payload} is not implemented by Pocket yet")
-    length = req.declared_length()
-    if length is None and req.headers.get("Transfer-Encoding", "").lower() != "chunked":
-        raise errors.MissingContentLength()
-    if length is not None and length > MAX_PUT_BYTES:
-        raise errors.EntityTooLarge(f"A single PUT may carry at most 5 GiB; use multipart upload for {length} bytes.",
-                                    ProposedSize=str(length), MaxSizeAllowed=str(MAX_PUT_BYTES))
-    digests = BodyDigests(req.headers, length, None if payload == sigv4.UNSIGNED_PAYLOAD else payload.lower())
+    body = open_body(req)
     attrs = {
         "content_type": req.headers.get("Content-Type") or "binary/octet-stream",
         "meta": user_metadata(req.headers),
-        "headers": {h: req.headers[h] for h in STORED_HEADERS if h in req.headers},
+        "headers": stored_headers(req.headers),
         "owner": req.access_key,
     }
-    record = await req.gateway.objects.put(req.bucket, req.key, _body(req), length, digests, attrs)
+    tags = tagging.from_header(req.headers.get("x-amz-tagging"))
+    if tags:
+        attrs["tags"] = tags
+    condition = conditions.write_condition(req.headers, req.resource, req.key)
+    if condition:  # fail fast here; the same check runs again atomically with the commit
+        condition(req.gateway.objects.head(req.bucket, req.key))
+    record = await req.gateway.objects.put(req.bucket, req.key, body.stream, body.length, body.digests, attrs,
+                                           condition=condition)
     headers = {"ETag": f'"{record["etag"]}"'}
     headers.update({f"x-amz-checksum-{a}": v for a, v in record["checksums"].items()})
     return web.Response(headers=headers)
-
-
-async def _body(req: S3Request):
-    try:
-        async for chunk in req.http.content.iter_chunked(1 << 20):
-            yield chunk
-    except (ConnectionError, Exception) as e:
-        if isinstance(e, errors.S3Error):
-            raise
-        raise errors.IncompleteBody(f"The request body ended early: {e}") from e
 
 
 def _object(req: S3Request) -> dict:
@@ -80,6 +67,7 @@ def _headers(req: S3Request, record: dict, whole: bool) -> dict:
     }
     headers.update(record.get("headers", {}))
     headers.update({f"x-amz-meta-{k}": v for k, v in record.get("meta", {}).items()})
+    headers.update(tagging.count_header(record))
     if whole and req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
         headers.update({f"x-amz-checksum-{a}": v for a, v in record.get("checksums", {}).items()})
     for param, header in _OVERRIDES.items():
@@ -108,10 +96,33 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+def requested_span(req: S3Request, record: dict) -> tuple[tuple[int, int] | None, dict]:
+    """The bytes a GET/HEAD asks for (Range, or ?partNumber= as S3 does it) and headers to add."""
+    if "partNumber" not in req.query:
+        return parse_range(req.headers.get("Range"), record["size"]), {}
+    if req.headers.get("Range"):
+        raise errors.InvalidRequest("Cannot specify both Range header and partNumber query parameter")
+    number = check_part_number(req.query["partNumber"])
+    count = parts.parts_count(record)
+    span = parts.part_range(record, number)
+    if span is None:
+        raise errors.InvalidPartNumber(PartNumberRequested=str(number), ActualPartCount=str(count or 1))
+    extra = {"x-amz-mp-parts-count": str(count)} if count else {}
+    return (span if span[1] >= span[0] else None), extra
+
+
+def _not_modified(record: dict) -> web.Response:
+    return web.Response(status=304, headers={"ETag": f'"{record["etag"]}"',
+                                             "Last-Modified": http_date(record["created"])})
+
+
 async def head_object(req: S3Request) -> web.Response:
     record = _object(req)
-    span = parse_range(req.headers.get("Range"), record["size"])
+    if conditions.check_read(req.headers, record) == conditions.NOT_MODIFIED:
+        return _not_modified(record)
+    span, extra = requested_span(req, record)
     headers = _headers(req, record, whole=span is None)
+    headers.update(extra)
     if span:
         headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{record['size']}"
         headers["Content-Length"] = str(span[1] - span[0] + 1)
@@ -122,9 +133,12 @@ async def head_object(req: S3Request) -> web.Response:
 
 async def get_object(req: S3Request) -> web.StreamResponse:
     record = _object(req)
+    if conditions.check_read(req.headers, record) == conditions.NOT_MODIFIED:
+        return _not_modified(record)
     size = record["size"]
-    span = parse_range(req.headers.get("Range"), size)
+    span, extra = requested_span(req, record)
     headers = _headers(req, record, whole=span is None)
+    headers.update(extra)
     status = 200
     start, end = 0, size - 1
     if span:

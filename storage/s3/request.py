@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from . import errors, sigv4
+from . import errors, sigv2, sigv4
 
 
 @dataclass
@@ -59,6 +59,8 @@ def split_path(raw_path: str) -> tuple[str, str]:
     return unquote(bucket), unquote(key, errors="surrogateescape")
 
 
-def authenticate(http: web.Request, secret_for) -> sigv4.AuthResult | None:
+def authenticate(http: web.Request, secret_for, bucket_in_host: str | None = None) -> sigv4.AuthResult | None:
     path, _, query = http.raw_path.partition("?")
+    if sigv2.applies(http.headers, query):
+        return sigv2.authenticate(http.method, path, query, http.headers, secret_for, bucket_in_host)
     return sigv4.authenticate(http.method, path, query, http.headers, secret_for)

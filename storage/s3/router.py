@@ -6,7 +6,7 @@ parameter that selects a different operation on the same path (`?location`,
 """
 from __future__ import annotations
 
-from . import bucket, errors, listing, obj
+from . import bucket, errors, listing, multi_delete, multi_upload, obj, tagging
 
 ROUTES = {
     ("GET", "service", None): bucket.list_buckets,
@@ -21,6 +21,20 @@ ROUTES = {
     ("GET", "object", None): obj.get_object,
     ("HEAD", "object", None): obj.head_object,
     ("DELETE", "object", None): obj.delete_object,
+    ("GET", "object", "partNumber"): obj.get_object,
+    ("HEAD", "object", "partNumber"): obj.head_object,
+    # multipart: UploadPart carries both partNumber and uploadId, in either order
+    ("GET", "bucket", "uploads"): multi_upload.list_uploads,
+    ("POST", "object", "uploads"): multi_upload.create_upload,
+    ("PUT", "object", "partNumber"): multi_upload.upload_part,
+    ("PUT", "object", "uploadId"): multi_upload.upload_part,
+    ("POST", "object", "uploadId"): multi_upload.complete_upload,
+    ("DELETE", "object", "uploadId"): multi_upload.abort_upload,
+    ("GET", "object", "uploadId"): multi_upload.list_parts,
+    ("POST", "bucket", "delete"): multi_delete.delete_objects,
+    ("GET", "object", "tagging"): tagging.get_object_tagging,
+    ("PUT", "object", "tagging"): tagging.put_object_tagging,
+    ("DELETE", "object", "tagging"): tagging.delete_object_tagging,
 }
 
 # Query parameters that change the operation. Anything here without a route is 501.

@@ -43,7 +43,8 @@ _PAYLOAD_TOKENS = frozenset({UNSIGNED_PAYLOAD, STREAMING_PAYLOAD,
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _AMZ_DATE = re.compile(r"[0-9]{8}T[0-9]{6}Z")
 _EXPIRES = re.compile(r"[0-9]{1,7}")
-_V2_MESSAGE = "Please use AWS4-HMAC-SHA256; Signature Version 2 is not supported."
+_V2_MESSAGE = ("Please use AWS4-HMAC-SHA256; Signature Version 2 is not supported. boto3 presigns with "
+               "Version 2 unless told otherwise: Config(signature_version='s3v4').")
 _BAD_DATE = "AWS authentication requires a valid Date or x-amz-date header"
 
 # Derived keys change once a day per (secret, region); caching them leaves the

@@ -18,6 +18,7 @@ from botocore.config import Config as BotoConfig
 
 ACCESS_KEY = "PKTESTACCESSKEY000001"
 SECRET_KEY = "test-secret-key-0123456789abcdefghij"
+OTHER_ACCESS_KEY, OTHER_SECRET_KEY = "PKOTHERUSER000000002", "other-user-secret-0123456789"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -65,6 +66,7 @@ class ProcCluster:
         for name, values in (sections or {}).items():   # e.g. {"scrub": {"enabled": False}}
             lines += ["", f"[{name}]"] + [f"{k} = {_toml(v)}" for k, v in values.items()]
         lines += ["", "[[credentials]]", f'access_key = "{ACCESS_KEY}"', f'secret_key = "{SECRET_KEY}"']
+        lines += ["", "[[credentials]]", f'access_key = "{OTHER_ACCESS_KEY}"', f'secret_key = "{OTHER_SECRET_KEY}"']
         self.disk_paths: dict[str, str] = {}
         for i, node in enumerate(self.node_ids):
             disks = []
@@ -142,9 +144,9 @@ class ProcCluster:
             return f.read()
 
     # clients -------------------------------------------------------------------------------
-    def client(self, retries: int = 3, **kw):
-        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
-                            aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
+    def client(self, retries: int = 3, user: tuple[str, str] = (ACCESS_KEY, SECRET_KEY), **kw):
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=user[0],
+                            aws_secret_access_key=user[1], region_name="us-east-1",
                             config=BotoConfig(retries={"max_attempts": retries, "mode": "standard"},
                                               connect_timeout=5, read_timeout=60, **kw))
 

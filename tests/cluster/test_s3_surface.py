@@ -157,9 +157,8 @@ def test_unimplemented_is_501_not_500(cluster, bucket):
 
 def test_aws_cli_roundtrip(cluster, bucket, tmp_path):
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "config")}
-    # Multipart upload is the S3-compatibility issue's; keep the CLI on single PUTs here.
-    (tmp_path / "config").write_text("[default]\ns3 =\n    multipart_threshold = 200MB\n")
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(tmp_path / "no-config")}
+    # Default CLI settings: 20 MiB is above the 8 MB multipart threshold, so this is a multipart upload.
     src = tmp_path / "src.bin"
     data = payload(20 * 1024 * 1024 + 3)
     src.write_bytes(data)
@@ -176,3 +175,25 @@ def test_aws_cli_roundtrip(cluster, bucket, tmp_path):
     assert '"ContentLength": 20971523' in aws("s3api", "head-object", "--bucket", bucket, "--key", "cli/src.bin")
     aws("s3", "rm", f"s3://{bucket}/cli/src.bin")
     assert aws("s3", "ls", f"s3://{bucket}/cli/", ok=(1,)) == ""  # the CLI exits 1 when nothing matches
+
+
+def test_users_own_their_buckets(cluster, bucket):
+    """Another access key can neither see nor touch this user's bucket, nor take its name."""
+    from .harness import OTHER_ACCESS_KEY, OTHER_SECRET_KEY
+    s3, other = cluster.client(), cluster.client(retries=1, user=(OTHER_ACCESS_KEY, OTHER_SECRET_KEY))
+    s3.put_object(Bucket=bucket, Key="private", Body=b"mine")
+    assert bucket not in [b["Name"] for b in other.list_buckets()["Buckets"]]
+    for call in (lambda: other.get_object(Bucket=bucket, Key="private"),
+                 lambda: other.put_object(Bucket=bucket, Key="intruder", Body=b"x"),
+                 lambda: other.delete_object(Bucket=bucket, Key="private"),
+                 lambda: other.list_objects_v2(Bucket=bucket)):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert _code(e) == ("AccessDenied", 403)
+    with pytest.raises(ClientError) as e:
+        other.create_bucket(Bucket=bucket)
+    assert _code(e) == ("BucketAlreadyExists", 409)
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["private"]
+    assert s3.get_object(Bucket=bucket, Key="private")["Body"].read() == b"mine"
+    other.create_bucket(Bucket=f"{bucket}-other")
+    assert f"{bucket}-other" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]

@@ -243,3 +243,12 @@ def test_other_invalid_settings_name_the_key(tmp_path, body, needle):
 
 def test_config_error_is_value_error():
     assert issubclass(config.ConfigError, ValueError)
+
+
+def test_pocket_users_adds_credentials(tmp_path):
+    from storage import config as cfgmod
+    cfg = cfgmod.load(cfgmod.embedded(str(tmp_path / "d"), 9000))
+    cfgmod.apply_env(cfg, {"POCKET_USERS": "AK1:SK1, AK2:SK2"})
+    assert [(c.access_key, c.secret_key) for c in cfg.credentials][-2:] == [("AK1", "SK1"), ("AK2", "SK2")]
+    with pytest.raises(cfgmod.ConfigError):
+        cfgmod.apply_env(cfg, {"POCKET_USERS": "nocolon"})

@@ -15,7 +15,10 @@ from storage.cluster import Cluster
 from storage.index import repairs
 from storage.index.batcher import IndexWriter
 from storage.index.lmdb_index import Index
+from storage.index.uploads import UploadTxn
 from storage.node.store import DiskStore
+from storage.objects import parts as parts_mod
+from storage.objects.multipart import MultipartService
 from storage.objects.service import ObjectService, Policy
 from storage.placement.volumes import DiskInfo
 from storage.repair import status as status_mod
@@ -43,6 +46,7 @@ class World:
         self.objects = ObjectService(self.cluster, self.index, self.writer, policies, "ec", "replica",
                                      4096, SEG, timeout=5)
         self.queue = RepairQueue(self.index, self.writer)
+        self.objects.on_degraded = lambda record, missing: self.queue.add_later(record, missing, "put")
         self.scrubber = Scrubber(self.cluster, self.index, self.queue, rate=0, orphan_grace=60)
         self.repairer = Repairer(self.cluster, self.index, self.queue, concurrency=3)
         self.index.create_bucket("b")
@@ -188,6 +192,7 @@ def test_degraded_put_is_queued_with_the_object(tmp_path):
     async def go(w):
         w.cluster.mark_down("d3", "test")
         rec = await w.put("deg", b"z" * (2 * SEG))
+        await w.queue.drain()
         down = w.cluster.volumes[rec["volume"]]["disks"].index("d3")
         [entry] = w.queue.entries()
         assert entry["version_id"] == rec["version_id"] and entry["missing"] == [down]
@@ -209,6 +214,50 @@ def test_replaced_versions_leave_the_queue_and_become_orphans(tmp_path):
         assert report.dropped == 1 and report.remaining == 0
         assert not any(os.path.exists(w.path(old, i)) for i in range(6))
         assert all(os.path.exists(w.path(new, i)) for i in range(6))
+    run(tmp_path, go)
+
+
+def test_multipart_parts_are_checked_repaired_and_kept(tmp_path, monkeypatch):
+    """A completed multipart object's bytes are its parts' archives, and an open upload's
+    parts are referenced too: both are scrubbed and repaired, neither is an orphan."""
+    monkeypatch.setattr(parts_mod, "MIN_PART_SIZE", 1)
+
+    async def go(w):
+        mp = MultipartService(w.objects)
+        w.scrubber.orphan_grace = 0
+        d1, d2, d3 = (random.Random(i).randbytes(2 * SEG + 100 * i) for i in (1, 2, 3))
+
+        async def part(upload, number, data):
+            async def body():
+                yield data
+            return await mp.upload_part(upload, number, body(), len(data), BodyDigests({}, len(data), None))
+        done = await mp.create("b", "done", {"content_type": "x/y"})
+        p1, p2 = await part(done, 1, d1), await part(done, 2, d2)
+        obj = await mp.complete(done, [(1, p1["etag"]), (2, p2["etag"])])
+        pending = await mp.create("b", "pending", {})
+        p3 = await part(pending, 1, d3)
+        originals = {(p["version_id"], i): read(w.path(p, i)) for p in (p1, p2, p3) for i in range(6)}
+        os.unlink(w.path(p1, 0))
+        os.unlink(w.path(p3, 5))
+        with open(w.path(p2, 3), "r+b") as f:
+            f.seek(layout.HEADER_SIZE + 20)
+            f.write(b"rot")
+        scrub = await w.scrubber.run_once()
+        assert scrub.orphans_removed == [] and scrub.versions == 3
+        assert sorted((r["version_id"], r["index"]) for r in scrub.missing) == \
+            sorted([(p1["version_id"], 0), (p3["version_id"], 5)])
+        assert [(r["version_id"], r["index"]) for r in scrub.corrupt] == [(p2["version_id"], 3)]
+        report = await w.repairer.run_once()
+        assert report.fragments == 3 and report.remaining == 0
+        for (vid, i), raw in originals.items():
+            p = next(x for x in (p1, p2, p3) if x["version_id"] == vid)
+            assert read(w.path(p, i)) == raw
+        assert await w.get(obj) == d1 + d2
+        # An upload the index forgot without its parts being removed: they are orphans now.
+        w.index.write(lambda ops: UploadTxn(ops).delete_upload("b", "pending", pending["upload_id"]))
+        scrub = await w.scrubber.run_once()
+        assert {r["version_id"] for r in scrub.orphans_removed} == {p3["version_id"]}
+        assert len(scrub.orphans_removed) == 6
     run(tmp_path, go)
 
 

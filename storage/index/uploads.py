@@ -1,0 +1,226 @@
+"""Multipart uploads and their parts in the index: the `uploads` and `parts` DBs.
+
+    uploads: bucket \\0 encoded key \\0 upload id   -> {"key": full key, "rec": upload}
+    parts:   upload id + part number (u16 BE)      -> {"rec": part record}
+
+Both sort the way S3 lists them, so ListMultipartUploads (by key, then upload id, which
+is time-ordered) and ListParts (by part number) are range scans. `UploadTxn` wraps an
+`IndexTxn` (the "ops" object) and adds the upload operations to the same transaction,
+so a caller can, say, install a completed object and drop its upload atomically:
+
+    writer.submit(lambda ops: (ops.put_object(...), UploadTxn(ops).delete_upload(...)))
+
+Long keys are encoded as in keys.py (a verbatim prefix plus a hash); a run of such
+keys sharing the prefix is buffered and re-sorted by full key, as ops.py does. One
+known imperfection: keys containing NUL may interleave with the uploads of their
+NUL-free prefix (the separator is NUL); no S3 client we know of produces such keys.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from . import keys as K
+from .ops import IndexTxn, MetadataIndexError, _pack, _unpack
+
+MAX_PART_NUMBER = 10_000
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class NoSuchUpload(MetadataIndexError):
+    """The upload id is unknown for this bucket and key (never created, completed or aborted)."""
+
+
+def valid_upload_id(upload_id: str) -> bool:
+    return bool(_UPLOAD_ID.fullmatch(upload_id or ""))
+
+
+@dataclass
+class UploadPage:
+    """One page of ListMultipartUploads; the next_* markers continue without gaps."""
+    uploads: list[dict] = field(default_factory=list)
+    common_prefixes: list[str] = field(default_factory=list)
+    is_truncated: bool = False
+    next_key_marker: str = ""
+    next_upload_id_marker: str = ""
+
+
+class UploadTxn:
+    """Upload and part operations bound to one index transaction (see module docstring)."""
+
+    def __init__(self, ops: IndexTxn):
+        self.ops = ops
+        self._txn = ops._txn
+        self._uploads = ops._db["uploads"]
+        self._parts = ops._db["parts"]
+
+    # ---- uploads -------------------------------------------------------------------------
+    def get_upload(self, bucket: str, key: str, upload_id: str) -> dict | None:
+        if not valid_upload_id(upload_id):
+            return None
+        raw = self._txn.get(K.upload_index_key(bucket, key, upload_id), db=self._uploads)
+        if raw is None:
+            return None
+        doc = _unpack(raw)
+        return doc["rec"] if doc["key"] == key else None
+
+    def create_upload(self, bucket: str, key: str, upload: dict) -> None:
+        """Record a new upload (upload["upload_id"] names it); NoSuchBucket if the bucket is gone."""
+        self.ops._require_bucket(bucket)
+        ik = K.upload_index_key(bucket, key, upload["upload_id"])
+        self._txn.put(ik, _pack({"key": key, "rec": upload}), db=self._uploads)
+
+    def delete_upload(self, bucket: str, key: str, upload_id: str) -> list[dict] | None:
+        """Forget an upload and all its parts; returns the parts, or None if there was no upload."""
+        if self.get_upload(bucket, key, upload_id) is None:
+            return None
+        self._txn.delete(K.upload_index_key(bucket, key, upload_id), db=self._uploads)
+        parts = self.all_parts(upload_id)
+        for p in parts:
+            self._txn.delete(K.part_index_key(upload_id, p["part_number"]), db=self._parts)
+        return parts
+
+    # ---- parts ---------------------------------------------------------------------------
+    def put_part(self, bucket: str, key: str, upload_id: str, number: int, record: dict) -> dict | None:
+        """Install a part unless a newer upload of that number won; returns what it displaced.
+
+        Newest version id wins, the rule the index rebuild applies, so two racing
+        uploads of one part number resolve the same way in both. NoSuchUpload if the
+        upload is gone."""
+        if self.get_upload(bucket, key, upload_id) is None:
+            raise NoSuchUpload(upload_id)
+        current = self.get_part(upload_id, number)
+        if current is not None and current["version_id"] > record["version_id"]:
+            return record
+        self._txn.put(K.part_index_key(upload_id, number), _pack({"rec": record}), db=self._parts)
+        return current
+
+    def get_part(self, upload_id: str, number: int) -> dict | None:
+        raw = self._txn.get(K.part_index_key(upload_id, number), db=self._parts)
+        return None if raw is None else _unpack(raw)["rec"]
+
+    def list_parts(self, upload_id: str, after: int = 0, max_parts: int = 1000) -> tuple[list[dict], bool]:
+        """Parts numbered above `after`, at most `max_parts`; and whether more follow."""
+        prefix = bytes.fromhex(upload_id)
+        cur = self._txn.cursor(db=self._parts)
+        out: list[dict] = []
+        if not cur.set_range(prefix + min(after + 1, 0xFFFF).to_bytes(2, "big")):
+            return out, False
+        for pk, raw in cur:
+            if not pk.startswith(prefix):
+                break
+            if len(out) == max_parts:
+                return out, True
+            out.append(_unpack(raw)["rec"])
+        return out, False
+
+    def all_parts(self, upload_id: str) -> list[dict]:
+        return self.list_parts(upload_id, 0, MAX_PART_NUMBER)[0]
+
+    # ---- listing -------------------------------------------------------------------------
+    def _scan(self, bpfx: bytes, seek: bytes) -> Iterator[tuple[bytes, bytes, dict]]:
+        """(key bytes, upload id bytes, upload) from about `seek` on, in (key, upload id) order.
+
+        Like IndexTxn._scan, it may start a little before `seek` (inside a run of long
+        keys); callers filter."""
+        plen = len(bpfx)
+        cur = self._txn.cursor(db=self._uploads)
+        if not cur.set_range(bpfx + seek[:K.PREFIX_LEN]):
+            return
+        run: list[tuple[bytes, bytes, dict]] = []
+        run_prefix = b""
+        more = True
+        while more:
+            ik = cur.key()
+            if not ik.startswith(bpfx):
+                break
+            enc, uid = ik[plen:-K.UPLOAD_SUFFIX_LEN], ik[-K.UPLOAD_ID_LEN:]
+            doc = _unpack(cur.value())
+            if len(enc) < K.PREFIX_LEN:
+                if run:
+                    yield from sorted(run, key=lambda r: (r[0], r[1]))
+                    run = []
+                yield enc, uid, doc["rec"]
+            else:  # a long key: buffer its run (the P-byte key itself included) and sort
+                if run and enc[:K.PREFIX_LEN] != run_prefix:
+                    yield from sorted(run, key=lambda r: (r[0], r[1]))
+                    run = []
+                run_prefix = enc[:K.PREFIX_LEN]
+                run.append((doc["key"].encode("utf-8"), uid, doc["rec"]))
+            more = cur.next()
+        if run:
+            yield from sorted(run, key=lambda r: (r[0], r[1]))
+
+    def list_uploads(self, bucket: str, prefix: str = "", delimiter: str = "", key_marker: str = "",
+                     upload_id_marker: str = "", max_uploads: int = 1000) -> UploadPage:
+        """S3 ListMultipartUploads as a range scan; `max_uploads` counts uploads plus prefixes.
+
+        Without an upload-id marker only keys after `key_marker` are listed; with one, the
+        marker key's later uploads too. A `key_marker` that is a common prefix skips it."""
+        self.ops._require_bucket(bucket)
+        page = UploadPage()
+        if max_uploads <= 0:
+            return page
+        bpfx = K.bucket_prefix(bucket)
+        pb, dl, km = (s.encode("utf-8") for s in (prefix, delimiter, key_marker))
+        uid_marker = bytes.fromhex(upload_id_marker) if km and valid_upload_id(upload_id_marker) else None
+
+        def after_marker(kb: bytes, uid: bytes) -> bool:
+            if kb != km:
+                return kb > km
+            return uid_marker is not None and uid > uid_marker
+
+        skip: bytes | None = None
+        seek = max(pb, km)
+        if dl and km.startswith(pb):
+            rest = km[len(pb):]
+            i = rest.find(dl)
+            if i >= 0 and i + len(dl) == len(rest):
+                skip = km
+                seek = K.seek_past_prefix(km) or seek
+        count = 0
+        last: tuple[bytes, bytes | None] = (b"", None)
+        it = self._scan(bpfx, seek)
+        try:
+            while True:
+                item = next(it, None)
+                if item is None:
+                    break
+                kb, uid, rec = item
+                if not kb.startswith(pb):
+                    if kb < pb:
+                        continue
+                    break
+                if (km and not after_marker(kb, uid)) or (skip is not None and kb.startswith(skip)):
+                    continue
+                if dl:
+                    i = kb.find(dl, len(pb))
+                    if i >= 0:
+                        if count == max_uploads:
+                            page.is_truncated = True
+                            break
+                        cp = kb[: i + len(dl)]
+                        page.common_prefixes.append(cp.decode("utf-8"))
+                        count, last, skip = count + 1, (cp, None), cp
+                        target = K.seek_past_prefix(cp)
+                        if target is not None:
+                            it.close()
+                            it = self._scan(bpfx, target)
+                        continue
+                if count == max_uploads:
+                    page.is_truncated = True
+                    break
+                page.uploads.append(rec)
+                count, last = count + 1, (kb, uid)
+        finally:
+            it.close()
+        page.next_key_marker = last[0].decode("utf-8")
+        page.next_upload_id_marker = last[1].hex() if last[1] else ""
+        return page
+
+    def iter_bucket_uploads(self, bucket: str) -> Iterator[dict]:
+        """Every upload of a bucket (for deleting the bucket); consume inside the txn."""
+        bpfx = K.bucket_prefix(bucket)
+        for _kb, _uid, rec in self._scan(bpfx, b""):
+            yield rec

@@ -1,0 +1,114 @@
+"""Conditional requests: If-Match & co. on reads, writes and copy sources.
+
+Reads (GET/HEAD) follow RFC 7232's order, which is also S3's documented precedence:
+If-Match (412), else If-Unmodified-Since (412); then If-None-Match (304), else
+If-Modified-Since (304). So If-Match true + If-Unmodified-Since false is a 200, and
+If-None-Match false + If-Modified-Since true is a 304.
+
+Writes support what S3 does: `If-None-Match: *` (only create) and `If-Match: "etag"`
+(only replace that version). The check returned by `write_condition` runs twice: once
+before the body is read (to fail fast) and once inside the index transaction that
+installs the new version, so two racing conditional PUTs cannot both win.
+
+Copy sources use the x-amz-copy-source-if-* headers with the same precedence, and
+every failure there is a 412 (a copy has nothing to answer 304 with).
+"""
+from __future__ import annotations
+
+from datetime import timezone
+from email.utils import parsedate_to_datetime
+from typing import Callable
+
+from . import errors
+
+NOT_MODIFIED = "not-modified"
+
+
+def check_read(headers, record: dict) -> str | None:
+    """Raise PreconditionFailed, return NOT_MODIFIED for a 304, or None to go on."""
+    etag, modified = record["etag"], int(record["created"])
+    if_match = headers.get("If-Match")
+    if if_match is not None:
+        if not _etag_matches(if_match, etag):
+            raise _failed("If-Match")
+    else:
+        since = _date(headers.get("If-Unmodified-Since"))
+        if since is not None and modified > since:
+            raise _failed("If-Unmodified-Since")
+    if_none = headers.get("If-None-Match")
+    if if_none is not None:
+        if _etag_matches(if_none, etag):
+            return NOT_MODIFIED
+    else:
+        since = _date(headers.get("If-Modified-Since"))
+        if since is not None and modified <= since:
+            return NOT_MODIFIED
+    return None
+
+
+def check_copy_source(headers, record: dict) -> None:
+    etag, modified = record["etag"], int(record["created"])
+    if_match = headers.get("x-amz-copy-source-if-match")
+    if if_match is not None:
+        if not _etag_matches(if_match, etag):
+            raise _failed("x-amz-copy-source-If-Match")
+    else:
+        since = _date(headers.get("x-amz-copy-source-if-unmodified-since"))
+        if since is not None and modified > since:
+            raise _failed("x-amz-copy-source-If-Unmodified-Since")
+    if_none = headers.get("x-amz-copy-source-if-none-match")
+    if if_none is not None:
+        if _etag_matches(if_none, etag):
+            raise _failed("x-amz-copy-source-If-None-Match")
+    else:
+        since = _date(headers.get("x-amz-copy-source-if-modified-since"))
+        if since is not None and modified <= since:
+            raise _failed("x-amz-copy-source-If-Modified-Since")
+
+
+def write_condition(headers, resource: str, key: str) -> Callable[[dict | None], None] | None:
+    """A check of the current record of the key being written, or None if unconditional."""
+    if_none = headers.get("If-None-Match")
+    if_match = headers.get("If-Match")
+    if if_none is None and if_match is None:
+        return None
+    if if_none is not None and if_none.strip() != "*":
+        raise errors.NotImplementedError_(
+            "If-None-Match on a write supports only '*' (create the object only if it does not exist).")
+
+    def check(current: dict | None) -> None:
+        if if_none is not None and current is not None:
+            raise _failed("If-None-Match")
+        if if_match is not None:
+            if current is None:
+                raise errors.NoSuchKey(resource=resource, Key=key)
+            if not _etag_matches(if_match, current["etag"]):
+                raise _failed("If-Match")
+    return check
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate == "*":
+            return True
+        if candidate.startswith("W/"):
+            candidate = candidate[2:]
+        if candidate.strip('"') == etag:
+            return True
+    return False
+
+
+def _date(value: str | None) -> float | None:
+    """An HTTP date as epoch seconds; a date that does not parse is ignored, as S3 does."""
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+        return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _failed(condition: str) -> errors.S3Error:
+    return errors.PreconditionFailed(Condition=condition)

@@ -1,0 +1,128 @@
+"""CopyObject: `PUT /bucket/key` with `x-amz-copy-source: /srcbucket/srckey`.
+
+The copy streams the source through `ObjectService.read` into `ObjectService.put`,
+segment by segment, so memory stays bounded whatever the size. The source's MD5 (its
+ETag, for a single-part object) and its x-amz-checksum, if it has one, are declared
+to the new upload's `BodyDigests`, so a copy that read back anything but the source's
+bytes fails instead of storing them.
+
+Metadata: `x-amz-metadata-directive: COPY` (the default) keeps the source's content
+type, user metadata and standard headers; `REPLACE` takes them from this request.
+Tags follow `x-amz-tagging-directive` the same way. Copying an object onto itself
+without REPLACE changes nothing and is refused, as S3 does.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from ..objects.get import Unreadable
+from . import conditions, errors, tagging, xml
+from .bucket import owned_bucket
+from .body import MAX_PUT_BYTES, stored_headers
+from .digests import BodyDigests
+from .names import check_key, user_metadata
+from .request import S3Request
+
+log = logging.getLogger("pocket.s3")
+
+
+def parse_copy_source(value: str) -> tuple[str, str]:
+    """`/bucket/key`, `bucket/key`, URL-encoded, optionally `?versionId=...`."""
+    raw, _, query = value.partition("?")
+    bucket, _, key = unquote(raw).lstrip("/").partition("/")
+    if not bucket or not key:
+        raise errors.InvalidArgument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+                                     ArgumentName="x-amz-copy-source", ArgumentValue=value)
+    if query:
+        name, _, version = query.partition("=")
+        if name != "versionId" or unquote(version) != "null":
+            raise errors.InvalidArgument("Invalid version id specified", ArgumentName="versionId",
+                                         ArgumentValue=unquote(version))
+    return bucket, key
+
+
+def _directive(req: S3Request, header: str) -> str:
+    value = req.headers.get(header, "COPY").upper()
+    if value not in ("COPY", "REPLACE"):
+        raise errors.InvalidArgument(f"Unknown {header.split('-')[2]} directive.", ArgumentName=header,
+                                     ArgumentValue=value)
+    return value
+
+
+def readable_source(req: S3Request) -> dict:
+    """The record named by x-amz-copy-source, if the caller may read it and its
+    x-amz-copy-source-if-* conditions hold (CopyObject and UploadPartCopy alike)."""
+    src_bucket, src_key = parse_copy_source(req.headers["x-amz-copy-source"])
+    src_bucket_record = req.gateway.buckets.get(src_bucket)
+    if src_bucket_record is None:
+        raise errors.NoSuchBucket(resource=src_bucket, BucketName=src_bucket)
+    if src_bucket_record.get("owner") != req.access_key:
+        raise errors.AccessDenied(resource=f"/{src_bucket}/{src_key}")
+    check_key(src_key)
+    source = req.gateway.objects.head(src_bucket, src_key)
+    if source is None:
+        raise errors.NoSuchKey(resource=f"/{src_bucket}/{src_key}", Key=src_key)
+    conditions.check_copy_source(req.headers, source)
+    return source
+
+
+async def copy_object(req: S3Request) -> web.Response:
+    owned_bucket(req)
+    check_key(req.key)
+    metadata_directive = _directive(req, "x-amz-metadata-directive")
+    tagging_directive = _directive(req, "x-amz-tagging-directive")
+    source = readable_source(req)
+    if (source["bucket"], source["key"]) == (req.bucket, req.key) and metadata_directive != "REPLACE":
+        raise errors.InvalidRequest(
+            "This copy request is illegal because it is trying to copy an object to itself without changing "
+            "the object's metadata, storage class, website redirect location or encryption attributes.")
+    if source["size"] > MAX_PUT_BYTES:
+        raise errors.InvalidRequest("The specified copy source is larger than the maximum allowable size for a "
+                                    f"copy source: {MAX_PUT_BYTES}")
+    if metadata_directive == "REPLACE":
+        attrs = {"content_type": req.headers.get("Content-Type") or "binary/octet-stream",
+                 "meta": user_metadata(req.headers), "headers": stored_headers(req.headers)}
+    else:
+        attrs = {"content_type": source.get("content_type", "binary/octet-stream"),
+                 "meta": dict(source.get("meta", {})), "headers": dict(source.get("headers", {}))}
+    tags = (tagging.from_header(req.headers.get("x-amz-tagging")) if tagging_directive == "REPLACE"
+            else dict(source.get("tags") or {}))
+    if tags:
+        attrs["tags"] = tags
+    attrs["owner"] = req.access_key
+    condition = conditions.write_condition(req.headers, req.resource, req.key)
+    if condition:
+        condition(req.gateway.objects.head(req.bucket, req.key))
+
+    record = await req.gateway.objects.put(req.bucket, req.key, read_source(req, source), source["size"],
+                                           _source_digests(source), attrs, condition=condition)
+    result = [("LastModified", xml.iso8601(record["created"])), ("ETag", f'"{record["etag"]}"')]
+    result += [(f"Checksum{a.upper()}", v) for a, v in record["checksums"].items()]
+    headers = {f"x-amz-checksum-{a}": v for a, v in record["checksums"].items()}
+    return web.Response(body=xml.document(xml.element("CopyObjectResult", result)), headers=headers,
+                        content_type="application/xml")
+
+
+def _source_digests(source: dict) -> BodyDigests:
+    declared = {f"x-amz-checksum-{a}": v for a, v in source.get("checksums", {}).items()}
+    if "-" not in source["etag"]:  # a multipart ETag is not the MD5 of the bytes
+        declared["Content-MD5"] = base64.b64encode(bytes.fromhex(source["etag"])).decode()
+    return BodyDigests(declared, source["size"], None)
+
+
+async def read_source(req: S3Request, source: dict, first: int = 0, last: int | None = None):
+    """Stream a copy source (or a range of it); unreadable fragments become a 503."""
+    last = source["size"] - 1 if last is None else last
+    if last < first:
+        return
+    try:
+        async for chunk in req.gateway.objects.read(source, first, last, req.gateway.report_damage):
+            yield chunk
+    except Unreadable as e:
+        log.error("copy from %s/%s: %s", source["bucket"], source["key"], e)
+        raise errors.ServiceUnavailable(
+            "Too few fragments of the copy source are readable right now; retry once the disks are back.") from e

@@ -1,0 +1,217 @@
+"""Multipart upload operations: Create, UploadPart(Copy), Complete, Abort, ListParts, ListMultipartUploads.
+
+The handlers parse and check the request and render S3's XML; what the operations mean
+(parts stored like object versions, Complete copying no data) is objects/multipart.py.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from contextlib import contextmanager
+
+from aiohttp import web
+
+from ..index.uploads import NoSuchUpload
+from ..objects import parts as P
+from ..objects.multipart import InvalidPart, PartTooSmall
+from . import errors, xml
+from .bucket import owned_bucket
+from .digests import BodyDigests
+from .listing import _encoder
+from .names import MAX_PART_NUMBER, check_key, check_part_number, user_metadata
+from .body import MAX_PUT_BYTES, open_body, read_small, stored_headers
+from .copy import read_source, readable_source
+from .request import S3Request
+
+log = logging.getLogger("pocket.s3")
+
+MAX_COMPLETE_BODY = 4 << 20  # 10,000 <Part> elements fit with room to spare
+_COPY_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
+
+
+@contextmanager
+def _s3_errors(req: S3Request, upload_id: str):
+    """The multipart service's refusals, as S3 errors."""
+    try:
+        yield
+    except NoSuchUpload:
+        raise errors.NoSuchUpload(resource=req.resource, UploadId=upload_id) from None
+    except InvalidPart as e:
+        raise errors.InvalidPart(resource=req.resource, UploadId=upload_id, PartNumber=str(e.number),
+                                 ETag=e.etag) from None
+    except PartTooSmall as e:
+        raise errors.EntityTooSmall(resource=req.resource, ProposedSize=str(e.size),
+                                    MinSizeAllowed=str(P.MIN_PART_SIZE), PartNumber=str(e.number),
+                                    ETag=e.etag) from None
+
+
+def _upload(req: S3Request) -> dict:
+    owned_bucket(req)
+    check_key(req.key)
+    upload_id = req.query.get("uploadId", "")
+    with _s3_errors(req, upload_id):
+        return req.gateway.multipart.get(req.bucket, req.key, upload_id)
+
+
+async def create_upload(req: S3Request) -> web.Response:
+    owned_bucket(req)
+    check_key(req.key)
+    attrs = {
+        "content_type": req.headers.get("Content-Type") or "binary/octet-stream",
+        "meta": user_metadata(req.headers),
+        "headers": stored_headers(req.headers),
+        "owner": req.access_key,
+    }
+    upload = await req.gateway.multipart.create(req.bucket, req.key, attrs)
+    return _xml(xml.element("InitiateMultipartUploadResult", [
+        ("Bucket", req.bucket), ("Key", req.key), ("UploadId", upload["upload_id"])]))
+
+
+async def upload_part(req: S3Request) -> web.Response:
+    number = check_part_number(req.query.get("partNumber"))
+    upload = _upload(req)
+    if "x-amz-copy-source" in req.headers:
+        return await _upload_part_copy(req, upload, number)
+    body = open_body(req)
+    with _s3_errors(req, upload["upload_id"]):
+        record = await req.gateway.multipart.upload_part(upload, number, body.stream, body.length, body.digests)
+    headers = {"ETag": f'"{record["etag"]}"'}
+    headers.update({f"x-amz-checksum-{a}": v for a, v in record["checksums"].items()})
+    return web.Response(headers=headers)
+
+
+def _copy_range(req: S3Request, size: int) -> tuple[int, int]:
+    value = req.headers.get("x-amz-copy-source-range")
+    if value is None:
+        return 0, size - 1
+    m = _COPY_RANGE.match(value.strip())
+    if not m:
+        raise errors.InvalidArgument("The x-amz-copy-source-range value must be of the form bytes=first-last "
+                                     "where first and last are the zero-based offsets of the first and last "
+                                     "bytes to copy", ArgumentName="x-amz-copy-source-range", ArgumentValue=value)
+    first, last = int(m.group(1)), int(m.group(2))
+    if first > last or last >= size:
+        raise errors.InvalidArgument(f"Range specified is not valid for source object of size: {size}",
+                                     ArgumentName="x-amz-copy-source-range", ArgumentValue=value)
+    return first, last
+
+
+async def _upload_part_copy(req: S3Request, upload: dict, number: int) -> web.Response:
+    """UploadPartCopy: stream the source (range) through the object service into a new part."""
+    source = readable_source(req)
+    first, last = _copy_range(req, source["size"])
+    length = last - first + 1
+    if length > MAX_PUT_BYTES:
+        raise errors.EntityTooLarge(f"A part may be at most 5 GiB; this copy is {length} bytes.",
+                                    ProposedSize=str(length), MaxSizeAllowed=str(MAX_PUT_BYTES))
+    with _s3_errors(req, upload["upload_id"]):
+        record = await req.gateway.multipart.upload_part(upload, number, read_source(req, source, first, last),
+                                                         length, BodyDigests({}, length, None))
+    return _xml(xml.element("CopyPartResult", [
+        ("LastModified", xml.iso8601(record["created"])), ("ETag", f'"{record["etag"]}"')]))
+
+
+def parse_complete(body: bytes) -> list[tuple[int, str]]:
+    """(part number, ETag) pairs of a CompleteMultipartUpload body, checked for order."""
+    root = xml.parse(body)
+    if root is None or root.tag != "CompleteMultipartUpload":
+        raise errors.MalformedXML()
+    wanted = []
+    for el in root:
+        if el.tag != "Part":
+            continue
+        number, etag = (el.findtext("PartNumber") or "").strip(), el.findtext("ETag")
+        if not (number.isascii() and number.isdigit()) or etag is None:
+            raise errors.MalformedXML()
+        wanted.append((int(number), etag.strip().strip('"').lower()))
+    if not wanted:
+        raise errors.MalformedXML("You must specify at least one part")
+    if any(b[0] <= a[0] for a, b in zip(wanted, wanted[1:])):
+        raise errors.InvalidPartOrder()
+    return wanted
+
+
+async def complete_upload(req: S3Request) -> web.Response:
+    owned_bucket(req)
+    check_key(req.key)
+    upload_id = req.query.get("uploadId", "")
+    wanted = parse_complete(await read_small(req, MAX_COMPLETE_BODY))
+    service = req.gateway.multipart
+    with _s3_errors(req, upload_id):
+        try:
+            upload = service.get(req.bucket, req.key, upload_id)
+        except NoSuchUpload:
+            record = service.completed(req.bucket, req.key, upload_id)  # a retry of a Complete that worked
+            if record is None:
+                raise
+        else:
+            record = await service.complete(upload, wanted)
+    location = f"{req.http.scheme}://{req.http.host}/{req.bucket}/{req.key}"
+    return _xml(xml.element("CompleteMultipartUploadResult", [
+        ("Location", location), ("Bucket", req.bucket), ("Key", req.key), ("ETag", f'"{record["etag"]}"')]))
+
+
+async def abort_upload(req: S3Request) -> web.Response:
+    upload = _upload(req)
+    with _s3_errors(req, upload["upload_id"]):
+        await req.gateway.multipart.abort(upload)
+    return web.Response(status=204)
+
+
+def _int_param(req: S3Request, name: str, default: int, cap: int) -> int:
+    value = req.query.get(name, str(default))
+    if not (value.isascii() and value.isdigit()):
+        raise errors.InvalidArgument(f"{name} must be a non-negative integer", ArgumentName=name, ArgumentValue=value)
+    return min(int(value), cap)
+
+
+def _person(tag: str, owner: str):
+    return xml.element(tag, [("ID", owner), ("DisplayName", owner)])
+
+
+async def list_parts(req: S3Request) -> web.Response:
+    upload = _upload(req)
+    marker = _int_param(req, "part-number-marker", 0, MAX_PART_NUMBER)
+    max_parts = _int_param(req, "max-parts", 1000, 1000)
+    stored, truncated = req.gateway.multipart.list_parts(upload, marker, max_parts)
+    owner = upload["attrs"].get("owner", "")
+    fields = [("Bucket", req.bucket), ("Key", req.key), ("UploadId", upload["upload_id"]),
+              _person("Initiator", owner), _person("Owner", owner), ("StorageClass", "STANDARD"),
+              ("PartNumberMarker", marker),
+              ("NextPartNumberMarker", stored[-1]["part_number"] if stored else marker),
+              ("MaxParts", max_parts), ("IsTruncated", "true" if truncated else "false")]
+    fields += [xml.element("Part", [("PartNumber", p["part_number"]), ("LastModified", xml.iso8601(p["created"])),
+                                    ("ETag", f'"{p["etag"]}"'), ("Size", p["size"])]) for p in stored]
+    return _xml(xml.element("ListPartsResult", fields))
+
+
+
+async def list_uploads(req: S3Request) -> web.Response:
+    owned_bucket(req)
+    enc = _encoder(req)
+    q = req.query
+    max_uploads = _int_param(req, "max-uploads", 1000, 1000)
+    page = req.gateway.multipart.list_uploads(
+        req.bucket, prefix=q.get("prefix", ""), delimiter=q.get("delimiter", ""),
+        key_marker=q.get("key-marker", ""), upload_id_marker=q.get("upload-id-marker", ""),
+        max_uploads=max_uploads)
+    fields = [("Bucket", req.bucket), ("KeyMarker", enc(q.get("key-marker", ""))),
+              ("UploadIdMarker", q.get("upload-id-marker", "")),
+              ("NextKeyMarker", enc(page.next_key_marker)), ("NextUploadIdMarker", page.next_upload_id_marker)]
+    if "delimiter" in q:
+        fields.append(("Delimiter", enc(q["delimiter"])))
+    fields += [("Prefix", enc(q.get("prefix", ""))), ("MaxUploads", max_uploads),
+               ("IsTruncated", "true" if page.is_truncated else "false")]
+    if "encoding-type" in q:
+        fields.append(("EncodingType", "url"))
+    for u in page.uploads:
+        owner = u["attrs"].get("owner", "")
+        fields.append(xml.element("Upload", [
+            ("Key", enc(u["key"])), ("UploadId", u["upload_id"]), _person("Initiator", owner),
+            _person("Owner", owner), ("StorageClass", "STANDARD"), ("Initiated", xml.iso8601(u["initiated"]))]))
+    fields += [xml.element("CommonPrefixes", [("Prefix", enc(p))]) for p in page.common_prefixes]
+    return _xml(xml.element("ListMultipartUploadsResult", fields))
+
+
+def _xml(root) -> web.Response:
+    return web.Response(body=xml.document(root), content_type="application/xml")

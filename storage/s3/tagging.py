@@ -1,0 +1,108 @@
+"""Object tagging: Put/Get/DeleteObjectTagging and the x-amz-tagging header of PUT/copy.
+
+S3's limits: at most 10 tags per object, keys 1-128 and values 0-256 Unicode
+characters, keys unique and not starting with `aws:`. Anything else is InvalidTag and
+changes nothing.
+"""
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from ..objects.tagging import set_tags
+from . import errors, xml
+from .bucket import owned_bucket
+from .body import read_small
+from .names import check_key
+from .request import S3Request
+
+MAX_TAGS = 10
+MAX_KEY_CHARS = 128
+MAX_VALUE_CHARS = 256
+_MAX_BODY = 64 << 10
+
+
+def validate(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    if len(pairs) > MAX_TAGS:
+        raise errors.InvalidTag(f"Object tags cannot be greater than {MAX_TAGS}")
+    tags: dict[str, str] = {}
+    for key, value in pairs:
+        if not 1 <= len(key) <= MAX_KEY_CHARS:
+            raise errors.InvalidTag(f"The TagKey you have provided is invalid: keys are 1 to {MAX_KEY_CHARS} "
+                                    "characters", TagKey=key)
+        if len(value) > MAX_VALUE_CHARS:
+            raise errors.InvalidTag(f"The TagValue you have provided is invalid: values are at most "
+                                    f"{MAX_VALUE_CHARS} characters", TagKey=key)
+        if key.lower().startswith("aws:"):
+            raise errors.InvalidTag("Your TagKey cannot be prefixed with aws:", TagKey=key)
+        if key in tags:
+            raise errors.InvalidTag("Cannot provide multiple Tags with the same key", TagKey=key)
+        tags[key] = value
+    return tags
+
+
+def from_header(value: str | None) -> dict[str, str]:
+    """The x-amz-tagging header: a URL-encoded query string, `k1=v1&k2=v2`."""
+    if not value:
+        return {}
+    try:
+        pairs = parse_qsl(value, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise errors.InvalidArgument("The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded "
+                                     "URL query parameters without tag name duplicates.",
+                                     ArgumentName="x-amz-tagging") from None
+    return validate(pairs)
+
+
+def count_header(record: dict) -> dict[str, str]:
+    tags = record.get("tags") or {}
+    return {"x-amz-tagging-count": str(len(tags))} if tags else {}
+
+
+def _current(req: S3Request) -> dict:
+    owned_bucket(req)
+    check_key(req.key)
+    record = req.gateway.objects.head(req.bucket, req.key)
+    if record is None:
+        raise errors.NoSuchKey(resource=req.resource, Key=req.key)
+    return record
+
+
+async def get_object_tagging(req: S3Request) -> web.Response:
+    record = _current(req)
+    tag_set = xml.element("TagSet", [xml.element("Tag", [("Key", k), ("Value", v)])
+                                     for k, v in (record.get("tags") or {}).items()])
+    return web.Response(body=xml.document(xml.element("Tagging", [tag_set])), content_type="application/xml")
+
+
+async def put_object_tagging(req: S3Request) -> web.Response:
+    _current(req)
+    tags = validate(await _parse_body(req))
+    if await set_tags(req.gateway.objects, req.bucket, req.key, tags) is None:
+        raise errors.NoSuchKey(resource=req.resource, Key=req.key)
+    return web.Response()
+
+
+async def delete_object_tagging(req: S3Request) -> web.Response:
+    _current(req)
+    if await set_tags(req.gateway.objects, req.bucket, req.key, {}) is None:
+        raise errors.NoSuchKey(resource=req.resource, Key=req.key)
+    return web.Response(status=204)
+
+
+async def _parse_body(req: S3Request) -> list[tuple[str, str]]:
+    body = await read_small(req, _MAX_BODY)
+    root = xml.parse(body)
+    if root is None or root.tag != "Tagging":
+        raise errors.MalformedXML()
+    tag_set = root.find("TagSet")
+    if tag_set is None:
+        raise errors.MalformedXML()
+    pairs = []
+    for tag in tag_set:
+        if tag.tag != "Tag" or tag.find("Key") is None:
+            raise errors.MalformedXML()
+        value = tag.find("Value")
+        pairs.append((tag.find("Key").text or "", "" if value is None else value.text or ""))
+    return pairs

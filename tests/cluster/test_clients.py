@@ -1,0 +1,85 @@
+"""Real S3 clients other than boto3 and the AWS CLI: rclone and s3cmd, full round trips.
+
+Both come from Debian (`make test` installs them via scripts/install-test-tools); they are the tools an ops team
+already points at S3, so they must work unchanged against Pocket.
+"""
+import filecmp
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from .conftest import payload
+from .harness import ACCESS_KEY, SECRET_KEY
+
+
+
+@pytest.fixture(autouse=True)
+def _tools():
+    missing = [t for t in ("rclone", "s3cmd") if not shutil.which(t)]
+    assert not missing, f"{missing} not installed: run scripts/install-test-tools (make test does)"
+
+
+def _tree(root, files):
+    for rel, size in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(payload(size))
+
+
+FILES = {"a.txt": 10, "dir/b.bin": 300_000, "dir/sub/c.bin": 6 * 1024 * 1024 + 1, "empty": 0,
+         "space name.txt": 77}
+
+
+def _same_tree(a, b):
+    cmp = filecmp.dircmp(a, b)
+    assert not cmp.left_only and not cmp.right_only and not cmp.diff_files, (cmp.left_only, cmp.right_only,
+                                                                            cmp.diff_files)
+    for sub in cmp.common_dirs:
+        _same_tree(os.path.join(a, sub), os.path.join(b, sub))
+
+
+def test_rclone_copy_sync_check(cluster, bucket, tmp_path):
+    src, back = tmp_path / "src", tmp_path / "back"
+    _tree(src, FILES)
+    conf = tmp_path / "rclone.conf"
+    conf.write_text(f"[pocket]\ntype = s3\nprovider = Other\naccess_key_id = {ACCESS_KEY}\n"
+                    f"secret_access_key = {SECRET_KEY}\nendpoint = {cluster.endpoint}\nregion = us-east-1\n")
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}  # rclone refuses to start with it
+
+    def rclone(*args):
+        out = subprocess.run(["rclone", "--config", str(conf), *args], env=env, capture_output=True, text=True,
+                             timeout=180)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+    rclone("copy", str(src), f"pocket:{bucket}/tree")
+    rclone("check", str(src), f"pocket:{bucket}/tree")  # size + MD5 of every file
+    (src / "a.txt").write_bytes(b"changed")
+    os.unlink(src / "dir" / "b.bin")
+    rclone("sync", str(src), f"pocket:{bucket}/tree")
+    rclone("check", str(src), f"pocket:{bucket}/tree")
+    rclone("copy", f"pocket:{bucket}/tree", str(back))
+    _same_tree(src, back)
+
+
+def test_s3cmd_put_get_ls_del(cluster, bucket, tmp_path):
+    host = cluster.endpoint.split("://")[1]
+    cfg = tmp_path / "s3cfg"
+    cfg.write_text(f"[default]\naccess_key = {ACCESS_KEY}\nsecret_key = {SECRET_KEY}\nhost_base = {host}\n"
+                   f"host_bucket = {host}\nuse_https = False\nsignature_v2 = False\n")
+    src = tmp_path / "file.bin"
+    data = payload(20 * 1024 * 1024 + 5)  # s3cmd uploads this in 15 MiB multipart chunks
+    src.write_bytes(data)
+
+    def s3cmd(*args):
+        out = subprocess.run(["s3cmd", "-c", str(cfg), *args], capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+    s3cmd("put", str(src), f"s3://{bucket}/s3cmd/file.bin")
+    assert "s3cmd/file.bin" in s3cmd("ls", "-r", f"s3://{bucket}/")
+    s3cmd("get", f"s3://{bucket}/s3cmd/file.bin", str(tmp_path / "back.bin"))
+    assert (tmp_path / "back.bin").read_bytes() == data
+    s3cmd("del", f"s3://{bucket}/s3cmd/file.bin")
+    assert "s3cmd/file.bin" not in s3cmd("ls", "-r", f"s3://{bucket}/")
