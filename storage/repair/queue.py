@@ -44,7 +44,7 @@ class RepairQueue:
     async def add(self, record: dict, bad: dict[int, tuple[str, str]], source: str) -> dict:
         now = time.time()
         entry = await self._write(lambda ops: repairs.add(ops, record, bad, source, now))
-        log.info("repair queued for %s/%s version %s: missing %s, corrupt %s (%s)", record["bucket"],
+        log.debug("repair queued for %s/%s version %s: missing %s, corrupt %s (%s)", record["bucket"],
                  record["key"], record["version_id"], entry["missing"], entry["corrupt"], source)
         self.wakeup.set()
         return entry

@@ -86,13 +86,11 @@ class ScrubReport:
 
 
 class Scrubber:
-    def __init__(self, cluster, index, queue: RepairQueue, rate: float, orphan_grace: float,
-                 metrics=None, references: tuple[Callable[[str, dict | None], bool], ...] = ()):
+    def __init__(self, cluster, index, queue: RepairQueue, rate: float, orphan_grace: float, metrics=None):
         self.cluster, self.index, self.queue = cluster, index, queue
         self.rate = rate
         self.orphan_grace = orphan_grace
         self.metrics = metrics
-        self.references = references    # extra "is this version still needed?" checks
         self.report = ScrubReport()      # the pass in progress, or the last one
         self._saved_at = 0.0
 
@@ -223,8 +221,6 @@ class Scrubber:
                 r.orphans_kept += [{**row, "why": "bucket not in the index"} for row in rows]
                 continue
             if owner and self._referenced(vid, owner):
-                continue
-            if any(ref(vid, {"bucket": owner[0], "key": owner[1]} if owner else None) for ref in self.references):
                 continue
             candidates.append(rows)
         versions = len(found)

@@ -6,11 +6,13 @@ object still reads back.
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import defaultdict
 
 import pytest
@@ -180,6 +182,11 @@ def test_node_loss_is_repaired_by_the_gateway(tmp_path):
             assert indexes in ({0, 1, 2}, set(range(6))), (vid, indexes)
         assert sum(len(v) == 6 for v in versions.values()) == 4
         _check_all(s3, "loss", objects)
+        with urllib.request.urlopen(c.endpoint + "/_pocket/metrics") as r:
+            metrics = r.read().decode()
+        assert "pocket_repair_queue_length 0.0" in metrics
+        repaired = float(re.search(r"^pocket_repaired_fragments_total (\S+)$", metrics, re.M).group(1))
+        assert repaired >= 4
         code, clean = pocket(c, "scrub", "--json")
         assert clean["corrupt"] == [] and clean["missing"] == []
     finally:
