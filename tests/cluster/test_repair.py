@@ -223,3 +223,22 @@ def test_orphans_older_than_the_grace_period_are_removed(quiet_cluster):
     assert report["orphans_young"] == 1
     assert {os.path.basename(p) for p in c.archive_files()} == before - {old}
     _check_all(s3, "orph", objects)
+
+
+def test_commands_work_with_the_cluster_stopped(quiet_cluster, tmp_path):
+    c = quiet_cluster
+    objects = _load(c.client(), "cold", 4)
+    c.close()                                   # gateway and every node stopped
+    victim = max(sorted(c.archive_files()), key=os.path.getsize)
+    shutil.copyfile(victim, tmp_path / "keep")
+    os.unlink(victim)
+    _, report = pocket(c, "scrub", "--json", ok=(1,))
+    assert [r["archive"] for r in report["missing"]] == [os.path.basename(victim)]
+    _, st = pocket(c, "status", "--json")
+    assert not st["gateway"]["running"] and st["disks_up"] == 6 and st["objects_at_risk"] == 1
+    assert {d["opened"] for d in st["disks"]} == {"folder"}
+    _, fixed = pocket(c, "repair", "--json")
+    assert fixed["fragments"] == 1 and fixed["remaining"] == 0
+    assert (tmp_path / "keep").read_bytes() == open(victim, "rb").read()
+    c.start()
+    _check_all(c.client(), "cold", objects)
