@@ -20,7 +20,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from ..objects.get import Unreadable
-from . import conditions, errors, tagging, xml
+from . import acl, conditions, errors, tagging, xml
 from .bucket import owned_bucket
 from .body import MAX_PUT_BYTES, stored_headers
 from .digests import BodyDigests
@@ -94,6 +94,7 @@ async def copy_object(req: S3Request) -> web.Response:
     if tags:
         attrs["tags"] = tags
     attrs["owner"] = req.access_key
+    attrs.update(acl.stored(acl.from_headers(req.headers)))  # S3 never copies the source's ACL
     condition = conditions.write_condition(req.headers, req.resource, req.key)
     if condition:
         condition(req.gateway.objects.head(req.bucket, req.key))
