@@ -6,7 +6,7 @@ parameter that selects a different operation on the same path (`?location`,
 """
 from __future__ import annotations
 
-from . import acl, bucket, cors, errors, listing, multi_delete, multi_upload, obj, tagging
+from . import acl, attributes, bucket, cors, errors, listing, multi_delete, multi_upload, obj, tagging, versions
 
 ROUTES = {
     ("GET", "service", None): bucket.list_buckets,
@@ -42,6 +42,8 @@ ROUTES = {
     ("PUT", "bucket", "acl"): acl.put_bucket_acl,
     ("GET", "object", "acl"): acl.get_object_acl,
     ("PUT", "object", "acl"): acl.put_object_acl,
+    ("GET", "object", "attributes"): attributes.get_object_attributes,
+    ("GET", "bucket", "versions"): versions.list_object_versions,
 }
 
 # Query parameters that change the operation. Anything here without a route is 501.
