@@ -64,19 +64,23 @@ def readable_bucket(req: S3Request) -> dict:
     return record
 
 
-def readable_object(req: S3Request) -> dict:
-    """The object's record if the caller may read it (owner, public bucket or public object)."""
-    bucket = req.gateway.buckets.get(req.bucket)
+def readable_object(req: S3Request, bucket_name: str | None = None, key: str | None = None) -> dict:
+    """The object's record if the caller may read it (owner, public bucket or public object).
+
+    Defaults to the request's own bucket and key; CopyObject asks about its source."""
+    bucket_name, key = bucket_name or req.bucket, key or req.key
+    resource = f"/{bucket_name}/{key}"
+    bucket = req.gateway.buckets.get(bucket_name)
     if bucket is None:
-        raise errors.NoSuchBucket(resource=req.bucket, BucketName=req.bucket)
-    record = req.gateway.objects.head(req.bucket, req.key)
+        raise errors.NoSuchBucket(resource=bucket_name, BucketName=bucket_name)
+    record = req.gateway.objects.head(bucket_name, key)
     if _is_owner(req, bucket) or bucket.get("acl") == PUBLIC_READ:
         if record is None:
-            raise errors.NoSuchKey(resource=req.resource, Key=req.key)
+            raise errors.NoSuchKey(resource=resource, Key=key)
         return record
     if record is not None and record.get("acl") == PUBLIC_READ:
         return record
-    raise errors.AccessDenied(resource=req.resource)  # without list rights, a missing key is not revealed
+    raise errors.AccessDenied(resource=resource)  # without list rights, a missing key is not revealed
 
 
 # --- setting it ----------------------------------------------------------------------------

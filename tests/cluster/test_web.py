@@ -288,3 +288,18 @@ def test_cors_and_acls_survive_an_index_rebuild(fresh_cluster):
     assert len(s3.get_bucket_acl(Bucket="files")["Grants"]) == 1
     public = {k: _anonymous(c, "GET", f"/files/{k}")[0] for k in ("at-put", "changed", "revoked")}
     assert public == {"at-put": 200, "changed": 200, "revoked": 403}
+
+
+def test_copy_from_another_users_public_object(cluster, bucket):
+    s3 = cluster.client()
+    other = cluster.client(retries=1, user=(OTHER_ACCESS_KEY, OTHER_SECRET_KEY))
+    mine = f"{bucket}-theirs"
+    other.create_bucket(Bucket=mine)
+    s3.put_object(Bucket=bucket, Key="shared", Body=b"public bytes", ACL="public-read")
+    s3.put_object(Bucket=bucket, Key="secret", Body=b"private bytes")
+    other.copy_object(Bucket=mine, Key="copy", CopySource={"Bucket": bucket, "Key": "shared"})
+    assert other.get_object(Bucket=mine, Key="copy")["Body"].read() == b"public bytes"
+    with pytest.raises(ClientError) as e:
+        other.copy_object(Bucket=mine, Key="stolen", CopySource={"Bucket": bucket, "Key": "secret"})
+    assert _code(e) == ("AccessDenied", 403)
+    assert [o["Key"] for o in other.list_objects_v2(Bucket=mine)["Contents"]] == ["copy"]
