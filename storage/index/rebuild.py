@@ -15,8 +15,11 @@ disk, reads one manifest per object version, and replays:
   was neither completed (an "object" record names it) nor aborted (an "upload-aborted"
   record) are restored, with their upload, newest part of each number winning. Parts of
   completed or aborted uploads are garbage for the scrubber.
-- tags: the newest `tags` record of a surviving version replaces the tags its
-  manifest was written with (PutObjectTagging does not rewrite archives).
+- tags and ACLs: the newest `tags` (`acl`) record of a surviving version replaces the
+  tags (canned ACL) its manifest was written with (PutObjectTagging and PutObjectAcl
+  do not rewrite archives).
+- bucket configuration (CORS rules, canned ACL): `bucket-config` records, replayed in
+  id order over the bucket they name; a `None` value removes the field.
 - volumes: from the manifests (each names its volume's disks), plus the volumes the
   config would create for widths nobody has written to yet.
 
@@ -110,16 +113,29 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
     candidates: dict[tuple[str, str], list[tuple[str, dict]]] = defaultdict(list)
     ended: set[str] = set()  # upload ids that were completed or aborted
     retagged: dict[str, dict] = {}  # version id -> its newest tags
+    amended: dict[str, dict] = {}  # version id -> its newest acl (and other later changes)
     for rec_id in sorted(records):
         rec = records[rec_id]
         if rec.get("kind") == "tags":
             retagged[rec["version_id"]] = rec.get("tags") or {}
+        elif rec.get("kind") == "acl":
+            amended.setdefault(rec["version_id"], {})["acl"] = rec.get("acl", "private")
         elif rec.get("kind") == "tombstone":
             k = (rec["bucket"], rec["key"])
             tombs[k] = max(tombs.get(k, ""), rec_id)
         elif rec.get("kind") == "bucket":
             buckets[rec["name"]] = {"name": rec["name"], "owner": rec.get("owner", ""),
                                     "created": rec.get("created", 0)}
+            if rec.get("acl"):
+                buckets[rec["name"]]["acl"] = rec["acl"]
+        elif rec.get("kind") == "bucket-config":
+            if buckets.get(rec["name"]) is not None:
+                bucket = buckets[rec["name"]]
+                for field_name, value in (rec.get("config") or {}).items():
+                    if value is None:
+                        bucket.pop(field_name, None)
+                    else:
+                        bucket[field_name] = value
         elif rec.get("kind") == "bucket-deleted":
             buckets[rec["name"]] = None
         elif rec.get("kind") == "object":
@@ -148,6 +164,8 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
                           m["bucket"], m["key"], vid, _unrecoverable(m, versions))
             else:
                 winners[k] = {**m, "tags": retagged[vid]} if vid in retagged else m
+                if vid in amended:
+                    winners[k] = {**winners[k], **amended[vid]}
     uploads = _open_uploads(part_manifests, ended, versions, report)
 
     volumes = {m["volume"]: {"id": m["volume"], "width": len(m["disks"]), "disks": m["disks"]}

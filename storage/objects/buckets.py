@@ -2,7 +2,9 @@
 
 A bucket's creation and deletion are written as small records to the disks of the
 first volume (the "system volume"), on a write quorum, before the index changes; the
-rebuild replays them in id (time) order.
+rebuild replays them in id (time) order. Later configuration changes (CORS rules, the
+canned ACL) are "bucket-config" records written the same way and replayed over the
+bucket they name.
 """
 from __future__ import annotations
 
@@ -32,6 +34,16 @@ class BucketService:
                                        policy.quorum)
         return await self.writer.submit(lambda ops: ops.create_bucket(name, {"name": name, **record}))
 
+    async def configure(self, name: str, changes: dict) -> dict | None:
+        """Merge `changes` into a bucket's record (a None value removes that field).
+
+        The change is on a write quorum of the system volume's disks before the index
+        sees it. Returns the new record, or None if the bucket is gone."""
+        policy = self.objects.policies[self.objects.default_policy]
+        await self.objects.put_records(self._system_volume(), {"kind": "bucket-config", "name": name,
+                                                               "config": changes}, policy.quorum)
+        return await self.writer.submit(lambda ops: configure_bucket(ops, name, changes))
+
     async def delete(self, name: str) -> None:
         if not self.index.bucket_is_empty(name):
             raise BucketNotEmpty(name)
@@ -41,3 +53,21 @@ class BucketService:
         await self.writer.submit(lambda ops: ops.delete_bucket(name))
         if self.multipart:  # S3 drops a deleted bucket's unfinished uploads with it
             await self.multipart.abort_all(name)
+
+
+def configure_bucket(ops, name: str, changes: dict) -> dict | None:
+    """Apply a bucket-config change to the index record (also used by the rebuild)."""
+    current = ops.get_bucket(name)
+    if current is None:
+        return None
+    updated = apply_config(current, changes)
+    ops.put_bucket(name, updated)
+    return updated
+
+
+def apply_config(record: dict, changes: dict) -> dict:
+    updated = {**record, **{k: v for k, v in changes.items() if v is not None}}
+    for k, v in changes.items():
+        if v is None:
+            updated.pop(k, None)
+    return updated

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from ..index import ops as index_errors
 from ..objects.put import QuorumLost
-from . import errors, router, vhost
+from . import acl, cors, errors, router, vhost
 from .request import S3Request, authenticate, new_request_id
 
 log = logging.getLogger("pocket.s3")
@@ -57,16 +57,12 @@ async def s3_entry(http: web.Request) -> web.StreamResponse:
     gw = http.app["gateway"]
     request_id = http["request_id"] = new_request_id()
     started = time.perf_counter()
-    operation = "unknown"
+    http["operation"] = "unknown"
     bucket = key = ""
     try:
         bucket, key = vhost.locate(http.headers.get("Host"), http.raw_path, gw.domains)
-        auth = authenticate(http, gw.secret_for, vhost.bucket_from_host(http.headers.get("Host"), gw.domains))
-        if auth is None:
-            raise errors.AccessDenied("Anonymous access is not allowed; sign the request with your keys.")
-        handler = router.resolve(http.method, bucket, key, http.query)
-        operation = handler.__name__
-        resp = await handler(S3Request(http, gw, request_id, bucket, key, auth))
+        http["cors"] = cors.response_headers(http, gw, bucket)
+        resp = await _dispatch(http, gw, request_id, bucket, key)
     except errors.S3Error as e:
         resp = _error_response(http, e, request_id, bucket, key)
     except tuple(_TRANSLATE) as e:
@@ -76,9 +72,27 @@ async def s3_entry(http: web.Request) -> web.StreamResponse:
     except Exception:
         log.exception("%s %s failed (request %s)", http.method, http.path, request_id)
         resp = _error_response(http, errors.InternalError(), request_id, bucket, key)
+    operation = http["operation"]
     gw.metrics.requests.labels(operation, str(resp.status)).inc()
     gw.metrics.latency.labels(operation).observe(time.perf_counter() - started)
     return resp
+
+
+async def _dispatch(http: web.Request, gw, request_id: str, bucket: str, key: str) -> web.StreamResponse:
+    if http.method == "OPTIONS":  # a CORS preflight: browsers never sign it
+        http["operation"] = "preflight"
+        return await cors.preflight(http, gw, bucket)
+    auth = authenticate(http, gw.secret_for, vhost.bucket_from_host(http.headers.get("Host"), gw.domains))
+    try:
+        handler = router.resolve(http.method, bucket, key, http.query)
+    except errors.S3Error:
+        if auth is None:
+            acl.refuse_anonymous()
+        raise
+    http["operation"] = handler.__name__
+    if auth is None:
+        acl.check_anonymous(handler)
+    return await handler(S3Request(http, gw, request_id, bucket, key, auth))
 
 
 async def _stamp(http: web.Request, resp: web.StreamResponse) -> None:
@@ -87,6 +101,8 @@ async def _stamp(http: web.Request, resp: web.StreamResponse) -> None:
     resp.headers["x-amz-request-id"] = request_id
     resp.headers["x-amz-id-2"] = request_id
     resp.headers["Server"] = "Pocket"
+    for name, value in (http.get("cors") or {}).items():
+        resp.headers.setdefault(name, value)
 
 
 def _error_response(http: web.Request, e: errors.S3Error, request_id: str, bucket: str, key: str) -> web.Response:

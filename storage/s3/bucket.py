@@ -37,7 +37,9 @@ async def create_bucket(req: S3Request) -> web.Response:
         raise errors.MalformedXML()
     existing = req.gateway.buckets.get(req.bucket)
     if existing is None:
-        created = await req.gateway.buckets.create(req.bucket, {"owner": req.access_key, "created": time.time()})
+        from .acl import from_headers, stored  # acl.py builds on this module's owned_bucket
+        record = {"owner": req.access_key, "created": time.time(), **stored(from_headers(req.headers))}
+        created = await req.gateway.buckets.create(req.bucket, record)
         if created:
             return web.Response(headers={"Location": f"/{req.bucket}"})
         existing = req.gateway.buckets.get(req.bucket) or {}

@@ -20,7 +20,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from ..objects.get import Unreadable
-from . import conditions, errors, tagging, xml
+from . import acl, conditions, errors, tagging, xml
 from .bucket import owned_bucket
 from .body import MAX_PUT_BYTES, stored_headers
 from .digests import BodyDigests
@@ -57,15 +57,8 @@ def readable_source(req: S3Request) -> dict:
     """The record named by x-amz-copy-source, if the caller may read it and its
     x-amz-copy-source-if-* conditions hold (CopyObject and UploadPartCopy alike)."""
     src_bucket, src_key = parse_copy_source(req.headers["x-amz-copy-source"])
-    src_bucket_record = req.gateway.buckets.get(src_bucket)
-    if src_bucket_record is None:
-        raise errors.NoSuchBucket(resource=src_bucket, BucketName=src_bucket)
-    if src_bucket_record.get("owner") != req.access_key:
-        raise errors.AccessDenied(resource=f"/{src_bucket}/{src_key}")
     check_key(src_key)
-    source = req.gateway.objects.head(src_bucket, src_key)
-    if source is None:
-        raise errors.NoSuchKey(resource=f"/{src_bucket}/{src_key}", Key=src_key)
+    source = acl.readable_object(req, src_bucket, src_key)  # another user's public-read objects too
     conditions.check_copy_source(req.headers, source)
     return source
 
@@ -94,6 +87,7 @@ async def copy_object(req: S3Request) -> web.Response:
     if tags:
         attrs["tags"] = tags
     attrs["owner"] = req.access_key
+    attrs.update(acl.stored(acl.from_headers(req.headers)))  # S3 never copies the source's ACL
     condition = conditions.write_condition(req.headers, req.resource, req.key)
     if condition:
         condition(req.gateway.objects.head(req.bucket, req.key))

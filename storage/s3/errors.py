@@ -39,8 +39,14 @@ def _error(name: str, status: int, message: str) -> type[S3Error]:
 
 
 AccessDenied = _error("AccessDenied", 403, "Access Denied")
+AccessForbidden = _error(  # what S3 answers a CORS preflight no rule allows
+    "AccessForbidden", 403,
+    "CORSResponse: This CORS request is not allowed. This is usually because the evaluation of Origin, request "
+    "method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the "
+    "resource's CORS spec.")
 AuthorizationHeaderMalformed = _error(
     "AuthorizationHeaderMalformed", 400, "The authorization header is malformed.")
+BadRequest = _error("BadRequest", 400, "Bad Request")
 BadDigest = _error("BadDigest", 400, "The Content-MD5 or checksum you specified did not match what we received.")
 BucketAlreadyExists = _error(
     "BucketAlreadyExists", 409,
@@ -82,6 +88,7 @@ MetadataTooLarge = _error(
 MethodNotAllowed = _error("MethodNotAllowed", 405, "The specified method is not allowed against this resource.")
 MissingContentLength = _error("MissingContentLength", 411, "You must provide the Content-Length HTTP header.")
 MissingSecurityHeader = _error("MissingSecurityHeader", 400, "Your request is missing a required header.")
+NoSuchCORSConfiguration = _error("NoSuchCORSConfiguration", 404, "The CORS configuration does not exist")
 NoSuchBucket = _error("NoSuchBucket", 404, "The specified bucket does not exist.")
 NoSuchKey = _error("NoSuchKey", 404, "The specified key does not exist.")
 NoSuchUpload = _error("NoSuchUpload", 404, "The specified upload does not exist.")
@@ -96,5 +103,6 @@ SignatureDoesNotMatch = _error(
     "SignatureDoesNotMatch", 403,
     "The request signature we calculated does not match the signature you provided. Check your key and signing method.")
 SlowDown = _error("SlowDown", 503, "Please reduce your request rate.")
+UnexpectedContent = _error("UnexpectedContent", 400, "This request does not support content.")
 XAmzContentSHA256Mismatch = _error(
     "XAmzContentSHA256Mismatch", 400, "The provided 'x-amz-content-sha256' header does not match what was computed.")

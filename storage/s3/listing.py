@@ -8,7 +8,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from . import errors, xml
-from .bucket import owned_bucket
+from .acl import readable_bucket
 from .request import S3Request
 
 
@@ -35,7 +35,7 @@ def _encoder(req: S3Request):
 
 
 def _page(req: S3Request, start_after: str):
-    owned_bucket(req)
+    readable_bucket(req)
     return req.gateway.index.list_objects(req.bucket, prefix=req.query.get("prefix", ""),
                                           delimiter=req.query.get("delimiter", ""),
                                           start_after=start_after, max_keys=_max_keys(req))

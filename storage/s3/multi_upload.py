@@ -14,7 +14,7 @@ from aiohttp import web
 from ..index.uploads import NoSuchUpload
 from ..objects import parts as P
 from ..objects.multipart import InvalidPart, PartTooSmall
-from . import errors, xml
+from . import acl, errors, xml
 from .bucket import owned_bucket
 from .digests import BodyDigests
 from .listing import _encoder
@@ -61,6 +61,7 @@ async def create_upload(req: S3Request) -> web.Response:
         "meta": user_metadata(req.headers),
         "headers": stored_headers(req.headers),
         "owner": req.access_key,
+        **acl.stored(acl.from_headers(req.headers)),
     }
     upload = await req.gateway.multipart.create(req.bucket, req.key, attrs)
     return _xml(xml.element("InitiateMultipartUploadResult", [

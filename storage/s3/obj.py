@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..objects import parts
 from ..objects.get import Unreadable
-from . import conditions, copy, errors, tagging
+from . import acl, conditions, copy, errors, tagging
 from .body import open_body, stored_headers
 from .bucket import owned_bucket
 from .names import check_key, check_part_number, user_metadata
@@ -35,6 +35,7 @@ async def put_object(req: S3Request) -> web.Response:
         "meta": user_metadata(req.headers),
         "headers": stored_headers(req.headers),
         "owner": req.access_key,
+        **acl.stored(acl.from_headers(req.headers)),
     }
     tags = tagging.from_header(req.headers.get("x-amz-tagging"))
     if tags:
@@ -50,11 +51,7 @@ async def put_object(req: S3Request) -> web.Response:
 
 
 def _object(req: S3Request) -> dict:
-    owned_bucket(req)
-    record = req.gateway.objects.head(req.bucket, req.key)
-    if record is None:
-        raise errors.NoSuchKey(resource=req.resource, Key=req.key)
-    return record
+    return acl.readable_object(req)
 
 
 def _headers(req: S3Request, record: dict, whole: bool) -> dict:

@@ -6,7 +6,7 @@ parameter that selects a different operation on the same path (`?location`,
 """
 from __future__ import annotations
 
-from . import bucket, errors, listing, multi_delete, multi_upload, obj, tagging
+from . import acl, attributes, bucket, cors, errors, listing, multi_delete, multi_upload, obj, tagging, versions
 
 ROUTES = {
     ("GET", "service", None): bucket.list_buckets,
@@ -35,6 +35,15 @@ ROUTES = {
     ("GET", "object", "tagging"): tagging.get_object_tagging,
     ("PUT", "object", "tagging"): tagging.put_object_tagging,
     ("DELETE", "object", "tagging"): tagging.delete_object_tagging,
+    ("PUT", "bucket", "cors"): cors.put_bucket_cors,
+    ("GET", "bucket", "cors"): cors.get_bucket_cors,
+    ("DELETE", "bucket", "cors"): cors.delete_bucket_cors,
+    ("GET", "bucket", "acl"): acl.get_bucket_acl,
+    ("PUT", "bucket", "acl"): acl.put_bucket_acl,
+    ("GET", "object", "acl"): acl.get_object_acl,
+    ("PUT", "object", "acl"): acl.put_object_acl,
+    ("GET", "object", "attributes"): attributes.get_object_attributes,
+    ("GET", "bucket", "versions"): versions.list_object_versions,
 }
 
 # Query parameters that change the operation. Anything here without a route is 501.
