@@ -32,6 +32,27 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+def free_port_run(n: int) -> int:
+    """A port p with p..p+n-1 all free (`pocket up --nodes` puts node i on port+1+i)."""
+    for _ in range(200):
+        base = free_ports(1)[0]
+        if base + n >= 65535:
+            continue
+        socks = []
+        try:
+            for port in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no run of {n} free ports found")
+
+
 def wait_http(url: str, timeout: float = 30.0, want=(200,)) -> None:
     deadline = time.monotonic() + timeout
     last = None

@@ -10,7 +10,7 @@ import time
 import boto3
 import pytest
 
-from .harness import REPO, free_ports
+from .harness import REPO, free_port_run
 
 
 def _up(data, port, *extra, env=None):
@@ -46,7 +46,7 @@ def _stop(proc):
 @pytest.mark.parametrize("nodes", [0, 3])
 def test_up_serves_s3_and_restarts_with_the_same_data(tmp_path, nodes):
     data = str(tmp_path / "pocket-data")
-    port = free_ports(1)[0]
+    port = free_port_run(nodes + 1)
     extra = ["--nodes", str(nodes)] if nodes else []
     proc, info = _up(data, port, *extra)
     try:
@@ -72,7 +72,7 @@ def test_up_serves_s3_and_restarts_with_the_same_data(tmp_path, nodes):
 
 
 def test_up_takes_credentials_from_the_environment(tmp_path):
-    port = free_ports(1)[0]
+    port = free_port_run(1)
     env = {"POCKET_ACCESS_KEY": "MYACCESSKEY", "POCKET_SECRET_KEY": "my-secret-key-1234567890"}
     proc, info = _up(str(tmp_path / "d"), port, env=env)
     try:
