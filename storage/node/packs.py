@@ -403,9 +403,10 @@ class PackSet:
             if self._closing:
                 raise RuntimeError(f"pack store {self.folder} is closed")
             with self._lock:
-                if item.kind == DELETE and item.name not in self.archives and not self._inflight[item.name]:
+                if item.expect is None and item.kind == DELETE and item.name not in self.archives \
+                        and not self._inflight[item.name]:
                     return False
-                if item.kind == ARCHIVE and item.expect is None:
+                if item.expect is None and item.kind == ARCHIVE:
                     self._inflight[item.name] += 1
             self._queue.append(item)
             if self._thread is None:
@@ -552,7 +553,7 @@ class PackSet:
     # compaction --------------------------------------------------------------------------
     async def compact(self, min_live: float = 0.5) -> dict:
         """Rewrite every older pack less than `min_live` live into the newest one, then drop it."""
-        out = {"packs": 0, "copied": 0, "reclaimed": 0}
+        out = {"packs": 0, "copied": 0, "removed": 0}  # packs removed, bytes copied, bytes removed
         if not self._compacting.acquire(blocking=False):
             return out
         try:
@@ -564,7 +565,7 @@ class PackSet:
                 if copied is not None:
                     out["packs"] += 1
                     out["copied"] += copied
-                    out["reclaimed"] += pack.size
+                    out["removed"] += pack.size
         finally:
             self._compacting.release()
         return out

@@ -16,6 +16,8 @@ import urllib.request
 import boto3
 from botocore.config import Config as BotoConfig
 
+from storage.node import packs
+
 ACCESS_KEY = "PKTESTACCESSKEY000001"
 SECRET_KEY = "test-secret-key-0123456789abcdefghij"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -147,10 +149,15 @@ class ProcCluster:
                                               connect_timeout=5, read_timeout=60, **kw))
 
     def archive_files(self) -> set[str]:
+        """Every fragment archive on every disk: its file's path, or `<disk>/packs#<name>`
+        for a small archive stored in the disk's pack files (read without disturbing the
+        node that writes them)."""
         found = set()
         for disk, path in self.disk_paths.items():
             for folder, _dirs, files in os.walk(os.path.join(path, "archives")):
                 found.update(os.path.join(folder, f) for f in files)
+            packs_dir = os.path.join(path, "packs")
+            found.update(f"{packs_dir}#{name}" for name in packs.live_archives(packs_dir))
         return found
 
 
