@@ -7,6 +7,11 @@ renamed into place and the directory fsync'd, so a crash leaves either the whole
 or nothing. Either way nothing is acknowledged before its fsync, and callers cannot tell
 the two apart. Paths derive from ids checked against strict patterns, so no request can
 reach outside the disk folder.
+
+A name can be in a pack and in a file at once (a file written before packs existed, or
+before the threshold was raised, then rewritten by repair); the packed copy is the newer
+and wins every read, and deleting the archive removes both. The other way round, a file
+never goes live while a packed copy exists: the packed one is deleted first.
 """
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ import uuid
 from typing import AsyncIterable, Iterator
 
 from .. import layout
-from .packs import ARCHIVE, ARCHIVE_NAME, RECORD, RECORD_NAME, PackSet
+from .packformat import ARCHIVE, ARCHIVE_NAME, RECORD, RECORD_NAME
+from .packs import PackSet
 
 _FLUSH_BYTES = 1 << 20
 DISK_MARKER = "pocket-disk.json"
@@ -102,8 +108,6 @@ class DiskStore:
                 data = b"".join(head)
                 check_archive(_slicer(data), len(data), name)
                 await self.packs.put(ARCHIVE, name, data)
-                if os.path.lexists(final):  # an older copy as a file: the packed one is newer
-                    await asyncio.get_running_loop().run_in_executor(None, _unlink_quietly, final)
                 return size
         return await self._put_file(name, final, head, size, stream)
 
@@ -139,8 +143,6 @@ class DiskStore:
             await asyncio.get_running_loop().run_in_executor(None, _write_durably, path, data, self._tmp)
             return
         await self.packs.put(RECORD, rec_id, data)
-        if os.path.lexists(path):
-            await asyncio.get_running_loop().run_in_executor(None, _unlink_quietly, path)
 
     async def delete_archive(self, name: str) -> bool:
         path = self._archive_path(name)

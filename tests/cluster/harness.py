@@ -16,7 +16,7 @@ import urllib.request
 import boto3
 from botocore.config import Config as BotoConfig
 
-from storage.node import packs
+from storage.node import packformat
 
 ACCESS_KEY = "PKTESTACCESSKEY000001"
 SECRET_KEY = "test-secret-key-0123456789abcdefghij"
@@ -157,7 +157,7 @@ class ProcCluster:
             for folder, _dirs, files in os.walk(os.path.join(path, "archives")):
                 found.update(os.path.join(folder, f) for f in files)
             packs_dir = os.path.join(path, "packs")
-            found.update(f"{packs_dir}#{name}" for name in packs.live_archives(packs_dir))
+            found.update(f"{packs_dir}#{name}" for name in packformat.live_archives(packs_dir))
         return found
 
 

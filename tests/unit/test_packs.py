@@ -11,7 +11,7 @@ import pytest
 
 from storage import layout
 from storage.layout import CorruptFragment, Geometry
-from storage.node import packs
+from storage.node import packformat as fmt
 from storage.node.store import ArchiveMissing, DiskStore
 
 from .test_store import make_archive
@@ -48,7 +48,7 @@ def reopen(disk: DiskStore, **kw) -> DiskStore:
 
 
 def pack_paths(disk: DiskStore) -> list[str]:
-    return [os.path.join(disk.packs.folder, n) for n in packs.pack_files(disk.packs.folder)]
+    return [os.path.join(disk.packs.folder, n) for n in fmt.pack_files(disk.packs.folder)]
 
 
 async def put(disk: DiskStore, i: int, **kw) -> tuple[str, bytes]:
@@ -149,7 +149,7 @@ def test_delete_then_reopen_stays_deleted(tmp_path):
     disk = reopen(disk)
     assert_holds(disk, want)
     assert asyncio.run(disk.stat(gone)) is None
-    assert gone not in packs.live_archives(disk.packs.folder)
+    assert gone not in fmt.live_archives(disk.packs.folder)
 
 
 @pytest.mark.parametrize("pack_size", [64 << 20, 8 << 10], ids=["one-pack", "rolling-packs"])
@@ -207,11 +207,15 @@ def test_small_and_large_versions_of_one_name_supersede_each_other(tmp_path):
         assert os.path.exists(file_path) and disk.packs.location(name) is None
         assert await read_all(disk, name) == large
         await disk.put_archive(name, one_chunk(small2))
-        assert not os.path.exists(file_path)
-        assert await read_all(disk, name) == small2
+        assert await read_all(disk, name) == small2  # the packed copy shadows the older file
+        assert dict(disk.list_archives()) == {name: len(small2)}
 
     asyncio.run(go())
-    assert asyncio.run(read_all(reopen(disk), name)) == small2
+    disk = reopen(disk)
+    assert asyncio.run(read_all(disk, name)) == small2
+    assert asyncio.run(disk.delete_archive(name)) is True  # both copies go
+    assert not os.path.exists(file_path) and asyncio.run(disk.stat(name)) is None
+    assert asyncio.run(reopen(disk).stat(name)) is None
 
 
 def test_large_archives_still_get_their_own_files(tmp_path):
@@ -239,8 +243,8 @@ def test_large_archives_still_get_their_own_files(tmp_path):
 def _record(disk: DiskStore, name: str, payload: bytes) -> bytes:
     """A complete record as the writer would append it to the disk's newest pack."""
     with open(pack_paths(disk)[-1], "rb") as f:
-        _seq, salt = packs.parse_pack_header(f.read(packs.PACK_HEADER_SIZE))
-    return packs.record_header(packs.ARCHIVE, name, len(payload), packs.payload_sum(payload), salt) + payload
+        _seq, salt = fmt.parse_pack_header(f.read(fmt.PACK_HEADER_SIZE))
+    return fmt.record_header(fmt.ARCHIVE, name, len(payload), fmt.payload_sum(payload), salt) + payload
 
 
 @pytest.mark.parametrize("tail", ["garbage", "zeros", "half-header", "header-only", "cut-payload",
@@ -260,8 +264,8 @@ def test_torn_tail_is_dropped_and_everything_before_kept(tmp_path, tail):
     torn = {
         "garbage": random.Random(1).randbytes(5000),
         "zeros": bytes(8192),
-        "half-header": whole[:packs.RECORD_HEADER_SIZE // 2],
-        "header-only": whole[:packs.RECORD_HEADER_SIZE],
+        "half-header": whole[:fmt.RECORD_HEADER_SIZE // 2],
+        "header-only": whole[:fmt.RECORD_HEADER_SIZE],
         "cut-payload": whole[:len(whole) - 100],
         "bad-payload": whole[:-1] + bytes([whole[-1] ^ 1]),
     }[tail]
@@ -355,7 +359,7 @@ def test_flipped_bit_in_record_header_is_detected_at_scan(tmp_path, where):
     disk = reopen(disk)
     report = disk.packs.report
     assert report.damaged_regions == 1 and report.truncated_bytes == 0
-    assert report.damaged_bytes == packs.RECORD_HEADER_SIZE + len(want[victim])
+    assert report.damaged_bytes == fmt.RECORD_HEADER_SIZE + len(want[victim])
     del want[victim]
     assert_holds(disk, want)  # the records after the damaged one were found again
     assert asyncio.run(disk.stat(victim)) is None
@@ -367,9 +371,9 @@ def test_bytes_that_look_like_records_inside_an_archive_are_never_taken_for_reco
     name, data = archive(1)
     asyncio.run(disk.put_archive(name, one_chunk(data)))
     salt = disk.packs.head.salt
-    fake = packs.record_header(packs.DELETE, name, 0, packs.payload_sum(b""), salt ^ 1)
-    assert packs.parse_record_header(fake, salt) is None
-    assert packs.parse_record_header(fake, salt ^ 1) is not None
+    fake = fmt.record_header(fmt.DELETE, name, 0, fmt.payload_sum(b""), salt ^ 1)
+    assert fmt.parse_record_header(fake, salt) is None
+    assert fmt.parse_record_header(fake, salt ^ 1) is not None
 
 
 def test_corrupt_pack_header_leaves_other_packs_readable(tmp_path):
@@ -544,7 +548,7 @@ def test_read_only_listing_for_tools(tmp_path):
         await disk.delete_archive(f"{vid(0)}.0")
 
     asyncio.run(go())
-    listed = packs.live_archives(disk.packs.folder)
+    listed = fmt.live_archives(disk.packs.folder)
     assert sorted(listed) == sorted(want)[1:]
     for name, (path, offset, length) in listed.items():
         with open(path, "rb") as f:
@@ -553,14 +557,14 @@ def test_read_only_listing_for_tools(tmp_path):
 
 
 def test_pack_format_is_versioned():
-    header = packs.pack_header(7, 1234)
-    assert header[:4] == b"PKPK" and struct.unpack_from("<H", header, 4)[0] == packs.PACK_VERSION
-    assert packs.parse_pack_header(header) == (7, 1234)
+    header = fmt.pack_header(7, 1234)
+    assert header[:4] == b"PKPK" and struct.unpack_from("<H", header, 4)[0] == fmt.PACK_VERSION
+    assert fmt.parse_pack_header(header) == (7, 1234)
     body = bytearray(header[:-8])
     body[4] = 99
-    future = bytes(body) + struct.pack("<Q", packs.xxhash.xxh3_64_intdigest(bytes(body)))
-    with pytest.raises(packs.CorruptPack, match="version 99"):
-        packs.parse_pack_header(future)
+    future = bytes(body) + struct.pack("<Q", fmt.xxhash.xxh3_64_intdigest(bytes(body)))
+    with pytest.raises(fmt.CorruptPack, match="version 99"):
+        fmt.parse_pack_header(future)
 
 
 def test_compactor_runs_every_disk_and_survives_a_failing_one(tmp_path):
