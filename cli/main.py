@@ -184,18 +184,23 @@ def node(data, config, node_id: str) -> None:
         raise click.ClickException(f"node {node_id} has no url in the config, so it has nothing to listen on")
 
     async def run():
-        from storage.gateway import io_executor, serve
+        from storage.gateway import io_executor, local_store, serve
+        from storage.node.compactor import Compactor
         from storage.node.server import build_app
-        from storage.node.store import DiskStore
         asyncio.get_running_loop().set_default_executor(io_executor())
-        stores = {d.id: DiskStore(d.id, d.path).open() for d in ncfg.disks}
+        stores = {d.id: local_store(cfg, d.id, d.path) for d in ncfg.disks}
         host, port = ncfg.listen
         runner = await serve(build_app(node_id, stores, cfg.cluster_secret), host, port)
+        compactor = Compactor(stores, cfg.storage.compact_interval)
+        compactor.start()
         logging.getLogger("pocket.node").info("node %s serving %d disks on %s:%d", node_id, len(stores), host, port)
         try:
             await _wait_for_signal()
         finally:
+            await compactor.stop()
             await runner.cleanup()
+            for store in stores.values():
+                store.close()
     _run_until_signalled(run)
 
 

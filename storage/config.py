@@ -65,6 +65,9 @@ class StorageConfig:
     segment_size: int = 1 << 20
     write_quorum: int = 0    # 0: k + 1
     node_timeout: float = 10.0
+    pack_threshold: int = 256 << 10  # archives up to this size go to pack files; 0: none do
+    pack_size: int = 64 << 20        # a pack file is closed for appends near this size
+    compact_interval: float = 600.0  # seconds between pack compaction passes; 0: never
 
 
 @dataclass
@@ -154,6 +157,12 @@ class Config:
             raise ConfigError("repair.disk_afr is a yearly probability: between 0 and 1, e.g. 0.02")
         if self.storage.segment_size < 4096:
             raise ConfigError("storage.segment_size must be at least 4096 bytes")
+        if not 0 <= self.storage.pack_threshold <= self.storage.pack_size:
+            raise ConfigError("storage.pack_threshold must be between 0 (no packs) and storage.pack_size")
+        if self.storage.pack_size < 1 << 20:
+            raise ConfigError("storage.pack_size must be at least 1 MiB")
+        if self.storage.compact_interval < 0:
+            raise ConfigError("storage.compact_interval must be 0 (never) or a number of seconds")
         return self
 
 

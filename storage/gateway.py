@@ -20,6 +20,7 @@ from .index.batcher import IndexWriter
 from .index.lmdb_index import Index
 from .metrics import Metrics
 from .node.client import RemoteDisk
+from .node.compactor import Compactor
 from .node.store import DiskStore
 from .objects.buckets import BucketService
 from .objects.multipart import MultipartService
@@ -40,9 +41,14 @@ def open_disks(cfg: Config, session: aiohttp.ClientSession | None) -> tuple[dict
             if node.url:
                 disks[d.id] = RemoteDisk(d.id, node.url, cfg.cluster_secret, session, cfg.storage.node_timeout)
             else:
-                disks[d.id] = DiskStore(d.id, d.path).open()
+                disks[d.id] = local_store(cfg, d.id, d.path)
             infos.append(DiskInfo(d.id, node.id, node.zone))
     return disks, infos
+
+
+def local_store(cfg: Config, disk_id: str, path: str) -> DiskStore:
+    st = cfg.storage
+    return DiskStore(disk_id, path, pack_threshold=st.pack_threshold, pack_size=st.pack_size).open()
 
 
 def io_executor() -> ThreadPoolExecutor:
@@ -90,6 +96,9 @@ class Gateway:
                                  st.node_timeout, self.metrics)
         await self.cluster.check_once()
         self.cluster.start()
+        self.local_disks = {i: d for i, d in disks.items() if isinstance(d, DiskStore)}
+        self.compactor = Compactor(self.local_disks, st.compact_interval)
+        self.compactor.start()
         self._start_background()
 
     def _start_background(self) -> None:
@@ -109,7 +118,10 @@ class Gateway:
         await self.objects.drain()
         await self.repairs.drain()
         await self.cluster.stop()
+        await self.compactor.stop()
         await self.writer.aclose()
+        for disk in self.local_disks.values():
+            disk.close()
         if self.session:
             await self.session.close()
         self.index.close()

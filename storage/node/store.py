@@ -1,8 +1,17 @@
 """One disk's fragment store: the only code that touches files under a disk folder.
 
-Every write goes to `tmp/`, is fsync'd, then renamed into place and the directory
-fsync'd, so a crash leaves either the whole archive or nothing. Paths derive from
-ids checked against strict patterns, so no request can reach outside the disk folder.
+Small archives (up to `pack_threshold` bytes) and all records are appended to the
+disk's pack files (packs.py), where one fsync covers every append that arrived while
+the previous one ran. Larger archives get a file each: written to `tmp/`, fsync'd,
+renamed into place and the directory fsync'd, so a crash leaves either the whole archive
+or nothing. Either way nothing is acknowledged before its fsync, and callers cannot tell
+the two apart. Paths derive from ids checked against strict patterns, so no request can
+reach outside the disk folder.
+
+A name can be in a pack and in a file at once (a file written before packs existed, or
+before the threshold was raised, then rewritten by repair); the packed copy is the newer
+and wins every read, and deleting the archive removes both. The other way round, a file
+never goes live while a packed copy exists: the packed one is deleted first.
 """
 from __future__ import annotations
 
@@ -15,11 +24,13 @@ import uuid
 from typing import AsyncIterable, Iterator
 
 from .. import layout
+from .packformat import ARCHIVE, ARCHIVE_NAME, RECORD, RECORD_NAME
+from .packs import PackSet
 
-ARCHIVE_NAME = re.compile(r"[0-9a-f]{32}\.[0-9]{1,3}")
-RECORD_NAME = re.compile(r"[0-9a-f]{32}")
 _FLUSH_BYTES = 1 << 20
 DISK_MARKER = "pocket-disk.json"
+PACK_THRESHOLD = 256 << 10
+PACK_SIZE = 64 << 20
 
 
 class BadName(ValueError):
@@ -31,14 +42,19 @@ class ArchiveMissing(FileNotFoundError):
 
 
 class DiskStore:
-    def __init__(self, disk_id: str, root: str):
+    """`pack_threshold` = 0 gives every archive and record a file of its own (no packs)."""
+
+    def __init__(self, disk_id: str, root: str, pack_threshold: int = PACK_THRESHOLD,
+                 pack_size: int = PACK_SIZE):
         self.disk_id = disk_id
         self.root = os.path.abspath(root)
         self._tmp = os.path.join(self.root, "tmp")
+        self.pack_threshold = pack_threshold
+        self.packs = PackSet(os.path.join(self.root, "packs"), pack_size)
 
     def open(self) -> "DiskStore":
-        """Create the folder layout, or check that the folder belongs to this disk id."""
-        for sub in ("archives", "records", "tmp"):
+        """Create the folder layout, or check that the folder belongs to this disk id; load the packs."""
+        for sub in ("archives", "records", "tmp", "packs"):
             os.makedirs(os.path.join(self.root, sub), exist_ok=True)
         marker = os.path.join(self.root, DISK_MARKER)
         if os.path.exists(marker):
@@ -53,7 +69,25 @@ class DiskStore:
                            self._tmp)
         for stale in os.listdir(self._tmp):  # unfinished uploads from before a crash
             os.unlink(os.path.join(self._tmp, stale))
+        self.packs.load()
         return self
+
+    def attach(self) -> "DiskStore":
+        """Use a disk folder that a running process may own (one-shot commands).
+
+        Packs are read, never written: small archives and records go to files of their own
+        (which the owner reads as well), nothing in tmp/ is touched, no torn tail is cut."""
+        marker = os.path.join(self.root, DISK_MARKER)
+        with open(marker) as f:
+            if json.load(f).get("disk_id") != self.disk_id:
+                raise RuntimeError(f"{self.root} does not belong to disk {self.disk_id!r}")
+        self.pack_threshold = 0
+        self.packs.load(readonly=True)
+        return self
+
+    def close(self) -> None:
+        """Let queued pack appends finish, then stop the pack writer."""
+        self.packs.close()
 
     # paths -------------------------------------------------------------------------------
     def _archive_path(self, name: str) -> str:
@@ -68,15 +102,35 @@ class DiskStore:
 
     # writes ------------------------------------------------------------------------------
     async def put_archive(self, name: str, chunks: AsyncIterable[bytes]) -> int:
-        """Stream an archive to disk; commit it only if it ends with a valid footer."""
+        """Stream an archive in; commit it only if it ends with a valid footer.
+
+        The size is known only at the end of the stream, so up to `pack_threshold` bytes
+        are held in memory; an archive that stays below goes to a pack, a larger one
+        continues into a file of its own."""
         final = self._archive_path(name)
+        stream = aiter(chunks)
+        head: list[bytes] = []
+        size = 0
+        if self.pack_threshold:
+            async for chunk in stream:
+                head.append(chunk)
+                size += len(chunk)
+                if size > self.pack_threshold:
+                    break
+            else:
+                data = b"".join(head)
+                check_archive(_slicer(data), len(data), name)
+                await self.packs.put(ARCHIVE, name, data)
+                return size
+        return await self._put_file(name, final, head, size, stream)
+
+    async def _put_file(self, name: str, final: str, pending: list[bytes], buffered: int, stream) -> int:
         tmp = os.path.join(self._tmp, f"{name}.{uuid.uuid4().hex}")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        pending: list[bytes] = []
-        buffered = size = 0
+        size = 0
         loop = asyncio.get_running_loop()
         try:
-            async for chunk in chunks:
+            async for chunk in stream:
                 pending.append(chunk)
                 buffered += len(chunk)
                 if buffered >= _FLUSH_BYTES:
@@ -86,42 +140,84 @@ class DiskStore:
             os.close(fd)
             _unlink_quietly(tmp)
             raise
-        # _commit owns the descriptor from here on: it closes it and removes tmp on failure.
-        await loop.run_in_executor(None, _commit, fd, pending, tmp, final, name)
+        try:
+            # _seal owns the descriptor from here on and closes it whatever happens.
+            await loop.run_in_executor(None, _seal, fd, pending, name)
+            await self.packs.delete(name)  # a packed copy must not outlive this newer file
+            await loop.run_in_executor(None, _publish, tmp, final)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
         return size + buffered
 
     async def put_record(self, rec_id: str, data: bytes) -> None:
         path = self._record_path(rec_id)
-        await asyncio.get_running_loop().run_in_executor(None, _write_durably, path, data, self._tmp)
+        if not self.pack_threshold:
+            await asyncio.get_running_loop().run_in_executor(None, _write_durably, path, data, self._tmp)
+            return
+        await self.packs.put(RECORD, rec_id, data)
 
     async def delete_archive(self, name: str) -> bool:
         path = self._archive_path(name)
+        packed = await self.packs.delete(name)
+        if not os.path.lexists(path):
+            return packed
         try:
             await asyncio.get_running_loop().run_in_executor(None, os.unlink, path)
             return True
         except FileNotFoundError:
-            return False
+            return packed
+
+    async def compact(self, min_live: float = 0.5) -> dict:
+        """Rewrite packs less than `min_live` live into the newest pack; see packs.py."""
+        return await self.packs.compact(min_live)
 
     # reads -------------------------------------------------------------------------------
     async def read(self, name: str, offset: int, length: int) -> bytes:
-        path = self._archive_path(name)
-        return await asyncio.get_running_loop().run_in_executor(None, _pread, path, offset, length)
+        self._archive_path(name)
+        return await asyncio.get_running_loop().run_in_executor(None, self._read, name, offset, length)
+
+    def _read(self, name: str, offset: int, length: int) -> bytes:
+        data = self.packs.read_archive(name, offset, length)
+        return data if data is not None else _pread(self._archive_path(name), offset, length)
 
     async def stat(self, name: str) -> int | None:
+        path = self._archive_path(name)
+        size = self.packs.archive_size(name)
+        if size is not None:
+            return size
         try:
-            return os.stat(self._archive_path(name)).st_size
+            return os.stat(path).st_size
         except FileNotFoundError:
             return None
 
     async def read_manifest(self, name: str) -> dict:
-        path = self._archive_path(name)
-        return await asyncio.get_running_loop().run_in_executor(None, read_manifest_file, path)
+        self._archive_path(name)
+        return await asyncio.get_running_loop().run_in_executor(None, self._read_manifest, name)
+
+    def _read_manifest(self, name: str) -> dict:
+        data = self.packs.read_archive(name, 0, 1 << 62)
+        if data is None:
+            return read_manifest_file(self._archive_path(name))
+        return _manifest(_slicer(data), len(data))
 
     def list_archives(self) -> Iterator[tuple[str, int]]:
-        yield from _walk(os.path.join(self.root, "archives"), ARCHIVE_NAME)
+        """Packed and file archives alike, by name."""
+        found = dict(self.packs.archive_list())
+        for name, size in _walk(os.path.join(self.root, "archives"), ARCHIVE_NAME):
+            found.setdefault(name, size)
+        yield from sorted(found.items())
 
     def list_records(self) -> Iterator[tuple[str, bytes]]:
+        packed = sorted(self.packs.record_ids())
+        for rec_id in packed:
+            data = self.packs.read_record(rec_id)
+            if data is not None:
+                yield rec_id, data
+        packed = set(packed)
         for rec_id, _size in _walk(os.path.join(self.root, "records"), RECORD_NAME):
+            if rec_id in packed:
+                continue
             try:
                 with open(self._record_path(rec_id), "rb") as f:
                     yield rec_id, f.read()
@@ -141,25 +237,46 @@ class DiskStore:
 
     def usage(self) -> dict:
         total, used, free = shutil.disk_usage(self.root)
-        return {"disk": self.disk_id, "total": total, "used": used, "free": free}
+        return {"disk": self.disk_id, "total": total, "used": used, "free": free, "packs": self.packs.stats()}
+
+
+def check_archive(pread, end: int, name: str) -> dict:
+    """The manifest of a whole archive, once its header names it `name` and its footer is intact."""
+    header = layout.ArchiveHeader.unpack(pread(0, layout.HEADER_SIZE))
+    if layout.archive_name(header.version_id, header.index) != name:
+        raise layout.CorruptFragment(f"archive header names {header.version_id}.{header.index}, not {name}")
+    return _manifest(pread, end)
+
+
+def _slicer(data: bytes):
+    return lambda offset, length: data[offset:offset + length]
+
+
+def _file_reader(fd: int):
+    return lambda offset, length: os.pread(fd, length, offset)
 
 
 def read_manifest_file(path: str) -> dict:
     """The manifest in an archive's trailer, after checking the footer and header."""
     try:
-        with open(path, "rb") as f:
-            layout.ArchiveHeader.unpack(f.read(layout.HEADER_SIZE))
-            end = f.seek(0, os.SEEK_END)
-            if end < layout.HEADER_SIZE + layout.FOOTER_SIZE:
-                raise layout.CorruptFragment("archive too short")
-            f.seek(end - layout.FOOTER_SIZE)
-            length, want = layout.unpack_footer(f.read(layout.FOOTER_SIZE))
-            if length > end - layout.HEADER_SIZE - layout.FOOTER_SIZE:
-                raise layout.CorruptFragment(f"footer claims a {length}-byte trailer in a {end}-byte archive")
-            f.seek(end - layout.FOOTER_SIZE - length)
-            return layout.unpack_trailer(f.read(length), want)
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise ArchiveMissing(path) from None
+    try:
+        return _manifest(_file_reader(fd), os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
+def _manifest(pread, end: int) -> dict:
+    """Check header and footer of an archive `end` bytes long, read via pread(offset, length)."""
+    layout.ArchiveHeader.unpack(pread(0, layout.HEADER_SIZE))
+    if end < layout.HEADER_SIZE + layout.FOOTER_SIZE:
+        raise layout.CorruptFragment("archive too short")
+    length, want = layout.unpack_footer(pread(end - layout.FOOTER_SIZE, layout.FOOTER_SIZE))
+    if length > end - layout.HEADER_SIZE - layout.FOOTER_SIZE:
+        raise layout.CorruptFragment(f"footer claims a {length}-byte trailer in a {end}-byte archive")
+    return layout.unpack_trailer(pread(end - layout.FOOTER_SIZE - length, length), want)
 
 
 def _walk(top: str, pattern: re.Pattern) -> Iterator[tuple[str, int]]:
@@ -188,22 +305,14 @@ def _write_all(fd: int, chunks: list[bytes]) -> int:
     return total
 
 
-def _commit(fd: int, chunks: list[bytes], tmp: str, final: str, name: str) -> None:
-    """Write the tail, check the archive is whole and is the one named, fsync, rename."""
+def _seal(fd: int, chunks: list[bytes], name: str) -> None:
+    """Write the tail, check the archive is whole and is the one named, fsync; always closes fd."""
     try:
-        try:
-            _write_all(fd, chunks)
-            header = layout.ArchiveHeader.unpack(os.pread(fd, layout.HEADER_SIZE, 0))
-            if layout.archive_name(header.version_id, header.index) != name:
-                raise layout.CorruptFragment(f"archive header names {header.version_id}.{header.index}, not {name}")
-            read_manifest_file(tmp)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _publish(tmp, final)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
+        _write_all(fd, chunks)
+        check_archive(_file_reader(fd), os.fstat(fd).st_size, name)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _publish(tmp: str, final: str) -> None:

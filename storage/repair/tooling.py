@@ -4,7 +4,8 @@ These commands work whether the cluster is running or not. Disks of nodes that a
 are reached over the internal API, like the gateway does; a node that does not answer
 but whose disk folders are on this machine has them opened directly. In-process disks
 (the embedded `pocket up`) are opened directly in any case. Folders are used as they
-are: no `DiskStore.open()`, which would clear `tmp/` under a running process's feet.
+are: `DiskStore.attach()`, not `open()`, which would clear `tmp/` and append to the
+packs under a running process's feet; an attached disk reads packs and writes files.
 Every write a disk takes is a temp file renamed into place, so two processes writing
 the same archive name leave one whole archive. The LMDB index is opened beside the
 gateway's (see index/lmdb_index.py on sharing an env between processes).
@@ -55,7 +56,7 @@ async def open_cluster(cfg: Config):
                 if remote is not None and await _answers(remote):
                     disks[d.id] = remote
                 elif _is_disk_folder(d.path, d.id):
-                    disks[d.id] = DiskStore(d.id, d.path)
+                    disks[d.id] = DiskStore(d.id, d.path).attach()
                     direct.append(d.id)
                 else:
                     disks[d.id] = remote or DiskStore(d.id, d.path)   # down: the heartbeat says so

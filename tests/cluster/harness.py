@@ -16,6 +16,8 @@ import urllib.request
 import boto3
 from botocore.config import Config as BotoConfig
 
+from storage.node import packformat
+
 ACCESS_KEY = "PKTESTACCESSKEY000001"
 SECRET_KEY = "test-secret-key-0123456789abcdefghij"
 OTHER_ACCESS_KEY, OTHER_SECRET_KEY = "PKOTHERUSER000000002", "other-user-secret-0123456789"
@@ -172,11 +174,50 @@ class ProcCluster:
                                               connect_timeout=5, read_timeout=60, **kw))
 
     def archive_files(self) -> set[str]:
+        """Every fragment archive on every disk: its file's path, or `<disk>/packs#<name>`
+        for a small archive stored in the disk's pack files (read without disturbing the
+        node that writes them)."""
         found = set()
         for disk, path in self.disk_paths.items():
             for folder, _dirs, files in os.walk(os.path.join(path, "archives")):
                 found.update(os.path.join(folder, f) for f in files)
+            packs_dir = os.path.join(path, "packs")
+            found.update(f"{packs_dir}#{name}" for name in packformat.live_archives(packs_dir))
         return found
+
+
+def archive_parts(ref: str) -> tuple[str, str]:
+    """(disk id, archive name) of an `archive_files()` entry, packed or not."""
+    if "#" in ref:
+        packs_dir, name = ref.split("#", 1)
+        return os.path.basename(os.path.dirname(packs_dir)), name
+    return os.path.basename(os.path.dirname(os.path.dirname(os.path.dirname(ref)))), os.path.basename(ref)
+
+
+def archive_span(ref: str) -> tuple[str, int, int]:
+    """(file, offset, length) holding an archive: its own file, or its record in a pack."""
+    if "#" in ref:
+        packs_dir, name = ref.split("#", 1)
+        return packformat.live_archives(packs_dir)[name]
+    return ref, 0, os.path.getsize(ref)
+
+
+def read_archive(ref: str) -> bytes:
+    path, offset, length = archive_span(ref)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(length)
+
+
+def flip_archive_bit(ref: str, at: int, bit: int = 0x10) -> None:
+    """Bit rot at byte `at` of an archive, wherever the archive is stored."""
+    path, offset, length = archive_span(ref)
+    assert 0 <= at < length
+    with open(path, "r+b") as f:
+        f.seek(offset + at)
+        b = f.read(1)
+        f.seek(offset + at)
+        f.write(bytes([b[0] ^ bit]))
 
 
 def _toml(v) -> str:

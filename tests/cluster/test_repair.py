@@ -3,6 +3,7 @@ cluster, then check that `pocket scrub` finds exactly that, `pocket repair` (or 
 gateway's own repairer) puts back archives identical to the originals, and every
 object still reads back.
 """
+import asyncio
 import json
 import os
 import random
@@ -18,10 +19,11 @@ from collections import defaultdict
 import pytest
 
 from storage import layout
-from storage.node.store import read_manifest_file
+
+from storage.node.store import DiskStore
 
 from .conftest import payload
-from .harness import REPO, ProcCluster
+from .harness import REPO, ProcCluster, archive_parts, archive_span, flip_archive_bit, read_archive
 
 SEG = 1 << 20
 QUIET = {"scrub": {"enabled": False}, "repair": {"enabled": False}}
@@ -59,25 +61,40 @@ def _check_all(s3, bucket: str, objects: dict[str, bytes]) -> None:
         assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data, key
 
 
-def _flip_payload_byte(path: str, rng: random.Random) -> None:
-    """Flip one bit inside a record's payload (not its header): bit rot the checksum must catch."""
-    with open(path, "rb") as f:
-        header = layout.ArchiveHeader.unpack(f.read(layout.HEADER_SIZE))
-    size = read_manifest_file(path)["size"]
+def _flip_payload_byte(ref: str, rng: random.Random) -> None:
+    """Flip one bit inside a record's payload (not its header): bit rot the checksum must catch.
+
+    `ref` is an archive_files() entry: its own file, or a small archive inside a pack."""
+    raw = read_archive(ref)
+    header = layout.ArchiveHeader.unpack(raw[:layout.HEADER_SIZE])
+    length, want = layout.unpack_footer(raw[-layout.FOOTER_SIZE:])
+    size = layout.unpack_trailer(raw[-layout.FOOTER_SIZE - length:-layout.FOOTER_SIZE], want)["size"]
     geo = layout.Geometry(size, header.segment_size, header.k)
     j = rng.randrange(geo.segments)
     at = geo.record_offset(j) + layout.RECORD_OVERHEAD + rng.randrange(geo.record_length(j) - layout.RECORD_OVERHEAD)
-    with open(path, "r+b") as f:
-        f.seek(at)
-        b = f.read(1)
-        f.seek(at)
-        f.write(bytes([b[0] ^ 0x10]))
+    flip_archive_bit(ref, at)
+
+
+def _lose_while_stopped(c, ref: str) -> None:
+    """A disk loses one archive: its file, or (for a small one) its record in a pack."""
+    if "#" not in ref:
+        os.unlink(ref)
+        return
+    disk, name = archive_parts(ref)
+
+    async def go():
+        store = DiskStore(disk, c.disk_paths[disk]).open()
+        try:
+            assert await store.delete_archive(name)
+        finally:
+            store.close()
+    asyncio.run(go())
 
 
 def _archives_by_version(c) -> dict[str, set[int]]:
     out = defaultdict(set)
-    for path in c.archive_files():
-        vid, _, idx = os.path.basename(path).partition(".")
+    for ref in c.archive_files():
+        vid, _, idx = archive_parts(ref)[1].partition(".")
         out[vid].add(int(idx))
     return out
 
@@ -88,30 +105,26 @@ def test_bit_rot_is_found_by_scrub_and_repaired_byte_identical(quiet_cluster, tm
     objects = _load(s3, "rot", 30)
     rng = random.Random(7)
     by_version = defaultdict(list)
-    for path in sorted(c.archive_files()):
-        by_version[os.path.basename(path).partition(".")[0]].append(path)
+    for ref in sorted(c.archive_files()):
+        by_version[archive_parts(ref)[1].partition(".")[0]].append(ref)
     victims = [rng.choice(by_version[vid]) for vid in rng.sample(sorted(by_version), 5)]
-    originals = {}
-    for path in victims:
-        originals[path] = tmp_path / os.path.basename(path)
-        shutil.copyfile(path, originals[path])
-        _flip_payload_byte(path, rng)
+    originals = {ref: read_archive(ref) for ref in victims}
+    for ref in victims:
+        _flip_payload_byte(ref, rng)
 
     _check_all(s3, "rot", objects)          # reads decode around the rot
 
     code, report = pocket(c, "scrub", "--json", ok=(1,))
     found = {(r["disk"], r["archive"]) for r in report["corrupt"]}
-    want = {(os.path.basename(os.path.dirname(os.path.dirname(os.path.dirname(p)))), os.path.basename(p))
-            for p in victims}
+    want = {archive_parts(ref) for ref in victims}
     assert found == want
     assert report["missing"] == [] and report["orphans_removed"] == []
     assert report["bytes_verified"] == report["bytes_total"] > 0
 
     code, fixed = pocket(c, "repair", "--json")
     assert fixed["fragments"] == 5 and fixed["failed"] == [] and fixed["remaining"] == 0
-    for path, copy in originals.items():
-        with open(path, "rb") as a, open(copy, "rb") as b:
-            assert a.read() == b.read(), f"{path} was not rebuilt byte for byte"
+    for ref, original in originals.items():
+        assert read_archive(ref) == original, f"{ref} was not rebuilt byte for byte"
 
     code, again = pocket(c, "scrub", "--json")
     assert again["corrupt"] == [] and again["missing"] == []
@@ -128,7 +141,8 @@ def test_missing_fragment_and_status(quiet_cluster, tmp_path):
     assert "MTTDL" in before["durability"]["formula"]
     assert 0.99999 < before["durability"]["policies"]["ec"]["annual_durability"] < 1
 
-    victim = max(sorted(c.archive_files()), key=os.path.getsize)
+    victim = max(sorted(c.archive_files()), key=lambda ref: archive_span(ref)[2])
+    assert "#" not in victim, "the largest archive should be a file of its own"
     keep = tmp_path / "keep"
     shutil.copyfile(victim, keep)
     os.unlink(victim)
@@ -215,13 +229,13 @@ def test_orphans_older_than_the_grace_period_are_removed(quiet_cluster):
     objects = _load(s3, "orph", 4)
     old = _fake_archive(c, "orph", "ghost-old", age=600)
     young = _fake_archive(c, "orph", "ghost-young", age=0)
-    before = {os.path.basename(p) for p in c.archive_files()}
+    before = {archive_parts(ref)[1] for ref in c.archive_files()}
     assert {old, young} <= before
 
     code, report = pocket(c, "scrub", "--json")
     assert [r["archive"] for r in report["orphans_removed"]] == [old]
     assert report["orphans_young"] == 1
-    assert {os.path.basename(p) for p in c.archive_files()} == before - {old}
+    assert {archive_parts(ref)[1] for ref in c.archive_files()} == before - {old}
     _check_all(s3, "orph", objects)
 
 
@@ -229,16 +243,18 @@ def test_commands_work_with_the_cluster_stopped(quiet_cluster, tmp_path):
     c = quiet_cluster
     objects = _load(c.client(), "cold", 4)
     c.close()                                   # gateway and every node stopped
-    victim = max(sorted(c.archive_files()), key=os.path.getsize)
-    shutil.copyfile(victim, tmp_path / "keep")
-    os.unlink(victim)
+    victim = max(sorted(c.archive_files()), key=lambda ref: archive_span(ref)[2])
+    keep = read_archive(victim)
+    _lose_while_stopped(c, victim)
     _, report = pocket(c, "scrub", "--json", ok=(1,))
-    assert [r["archive"] for r in report["missing"]] == [os.path.basename(victim)]
+    assert [r["archive"] for r in report["missing"]] == [archive_parts(victim)[1]]
     _, st = pocket(c, "status", "--json")
     assert not st["gateway"]["running"] and st["disks_up"] == 6 and st["objects_at_risk"] == 1
     assert {d["opened"] for d in st["disks"]} == {"folder"}
     _, fixed = pocket(c, "repair", "--json")
     assert fixed["fragments"] == 1 and fixed["remaining"] == 0
-    assert (tmp_path / "keep").read_bytes() == open(victim, "rb").read()
+    # a one-shot command writes the rebuilt archive as a file, wherever the lost copy lived
+    rebuilt = [r for r in c.archive_files() if archive_parts(r) == archive_parts(victim)]
+    assert len(rebuilt) == 1 and read_archive(rebuilt[0]) == keep
     c.start()
     _check_all(c.client(), "cold", objects)

@@ -234,7 +234,12 @@ def test_duplicate_disk_ids(tmp_path):
     (BASE + "[storage]\nsegment_size = 100\n", "segment_size"),
     (BASE + "[storage]\nsegment_size = 'big'\n", "storage.segment_size"),
     (BASE + "[gateway]\nheartbeat = 'often'\n", "gateway.heartbeat"),
-], ids=["no-secret", "no-credentials", "small-segment", "segment-not-int", "heartbeat-not-float"])
+    (BASE + "[storage]\npack_threshold = -1\n", "storage.pack_threshold"),
+    (BASE + "[storage]\npack_size = 4096\n", "storage.pack_size"),
+    (BASE + "[storage]\npack_threshold = 134217728\n", "storage.pack_threshold"),
+    (BASE + "[storage]\ncompact_interval = -5\n", "storage.compact_interval"),
+], ids=["no-secret", "no-credentials", "small-segment", "segment-not-int", "heartbeat-not-float",
+        "negative-pack-threshold", "tiny-packs", "threshold-above-pack-size", "negative-compact-interval"])
 def test_other_invalid_settings_name_the_key(tmp_path, body, needle):
     with pytest.raises(ConfigError) as e:
         load(write(tmp_path, body + "\n" + _nodes(6, 2)))

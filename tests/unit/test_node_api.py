@@ -80,9 +80,11 @@ class Node:
         return auth.sign(secret, method, path, now)
 
 
-def run(tmp_path, body):
+def run(tmp_path, body, stores: dict | None = None):
     async def main():
         async with Node(tmp_path) as node:
+            if stores is not None:
+                stores.update(node.stores)
             return await body(node)
     return asyncio.run(main())
 
@@ -107,10 +109,15 @@ def test_archive_round_trip_over_http(tmp_path):
         assert await node.disk("d2").stat(name) is None
         return True
 
-    assert run(tmp_path, body)
-    with open(tmp_path / "d1" / "archives" / VID[30:32] / name, "rb") as f:
-        assert f.read() == archive
+    stores = {}
+    assert run(tmp_path, body, stores)
+    path, offset, length = stores["d1"].packs.location(name)  # a 50 kB archive is packed
+    with open(path, "rb") as f:
+        f.seek(offset)
+        assert f.read(length) == archive
+    assert files_under(tmp_path / "d1" / "archives") == []
     assert files_under(tmp_path / "d2" / "archives") == []
+    assert files_under(tmp_path / "d2" / "packs") == []
 
 
 def test_list_records_and_delete_over_http(tmp_path):

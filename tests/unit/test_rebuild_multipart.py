@@ -42,7 +42,11 @@ def data(n: int, seed: int) -> bytes:
 class World:
     def __init__(self, root: str):
         self.root = root
-        self.disks = {f"d{i}": DiskStore(f"d{i}", os.path.join(root, f"d{i}")).open() for i in range(6)}
+        # Archives as files (pack_threshold=0): these tests reach into archive files by path.
+        # Repair of packed archives is covered by tests/cluster/test_repair.py, where small
+        # objects go to packs.
+        self.disks = {f"d{i}": DiskStore(f"d{i}", os.path.join(root, f"d{i}"), pack_threshold=0).open()
+                      for i in range(6)}
         self.infos = [DiskInfo(d, f"n{i}", "z1") for i, d in enumerate(self.disks)]
         self.index = Index(os.path.join(root, "index"))
         self.writer = IndexWriter(self.index)

@@ -47,7 +47,30 @@ def disk(tmp_path):
     return DiskStore("d1", str(tmp_path / "disk")).open()
 
 
-def test_put_archive_commits_readable_file(disk, tmp_path):
+@pytest.fixture(params=["packed", "file"])
+def either_disk(request, tmp_path):
+    """A small archive goes to a pack by default, and to a file of its own without packs."""
+    threshold = {"packed": 256 << 10, "file": 0}[request.param]
+    return DiskStore("d1", str(tmp_path / "disk"), pack_threshold=threshold).open()
+
+
+def stored_at(disk: DiskStore, name: str) -> tuple[str, int, int]:
+    """(path, offset, length) of the bytes that hold an archive: its pack, or its own file."""
+    loc = disk.packs.location(name)
+    if loc is not None:
+        return loc
+    path = os.path.join(disk.root, "archives", name[30:32], name)
+    return path, 0, os.path.getsize(path)
+
+
+def flip(path: str, offset: int, new: bytes) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(new)
+
+
+def test_put_archive_commits_readable_file(either_disk, tmp_path):
+    disk = either_disk
     archive, manifest = make_archive()
 
     async def go():
@@ -61,9 +84,17 @@ def test_put_archive_commits_readable_file(disk, tmp_path):
 
     asyncio.run(go())
     assert files_under(tmp_path / "disk" / "tmp") == []
-    assert files_under(tmp_path / "disk" / "archives") == [os.path.join(VID[30:32], f"{VID}.0")]
-    with open(tmp_path / "disk" / "archives" / VID[30:32] / f"{VID}.0", "rb") as f:
-        assert f.read() == archive
+    path, offset, length = stored_at(disk, f"{VID}.0")
+    if disk.pack_threshold:
+        assert files_under(tmp_path / "disk" / "archives") == []
+        assert os.path.dirname(path) == os.path.join(disk.root, "packs")
+    else:
+        assert files_under(tmp_path / "disk" / "archives") == [os.path.join(VID[30:32], f"{VID}.0")]
+        assert files_under(tmp_path / "disk" / "packs") == []
+    assert length == len(archive)
+    with open(path, "rb") as f:
+        f.seek(offset)
+        assert f.read(length) == archive
 
 
 def test_put_archive_larger_than_flush_threshold(disk):
@@ -328,14 +359,14 @@ def test_read_ranges_are_clamped_to_the_file(disk):
     asyncio.run(go())
 
 
-def test_corrupt_committed_archive_manifest_is_detected(disk, tmp_path):
+def test_corrupt_committed_archive_manifest_is_detected(either_disk):
+    disk = either_disk
     archive, _ = make_archive()
     name = f"{VID}.0"
     asyncio.run(disk.put_archive(name, chunked(archive)))
-    path = tmp_path / "disk" / "archives" / VID[30:32] / name
-    raw = bytearray(path.read_bytes())
-    raw[-layout.FOOTER_SIZE - 3] ^= 0xFF  # inside the manifest JSON
-    path.write_bytes(bytes(raw))
+    path, offset, length = stored_at(disk, name)
+    at = offset + length - layout.FOOTER_SIZE - 3  # inside the manifest JSON
+    flip(path, at, bytes([archive[length - layout.FOOTER_SIZE - 3] ^ 0xFF]))
     with pytest.raises(CorruptFragment):
         asyncio.run(disk.read_manifest(name))
 
@@ -346,15 +377,14 @@ def test_usage_reports_disk(disk):
     assert u["total"] >= u["free"] > 0
 
 
-def test_footer_claiming_oversized_trailer_is_reported_corrupt(disk, tmp_path):
+def test_footer_claiming_oversized_trailer_is_reported_corrupt(either_disk):
     """Rot in the footer's length field must read as corruption, not as an OS error."""
+    disk = either_disk
     archive, _ = make_archive()
     name = f"{VID}.0"
     asyncio.run(disk.put_archive(name, chunked(archive)))
-    path = tmp_path / "disk" / "archives" / VID[30:32] / name
-    raw = bytearray(path.read_bytes())
-    raw[-layout.FOOTER_SIZE:-layout.FOOTER_SIZE + 4] = (10 ** 6).to_bytes(4, "little")
-    path.write_bytes(bytes(raw))
+    path, offset, length = stored_at(disk, name)
+    flip(path, offset + length - layout.FOOTER_SIZE, (10 ** 6).to_bytes(4, "little"))
     with pytest.raises(CorruptFragment):
         asyncio.run(disk.read_manifest(name))
 
