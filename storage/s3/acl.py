@@ -23,8 +23,7 @@ from aiohttp import web
 from ..objects.tagging import amend
 from . import errors, xml
 from .body import read_small
-from .bucket import owned_bucket
-from .names import check_key
+from .bucket import owned_bucket, owned_object
 from .request import S3Request
 
 PRIVATE, PUBLIC_READ = "private", "public-read"
@@ -171,22 +170,13 @@ async def put_bucket_acl(req: S3Request) -> web.Response:
     return web.Response()
 
 
-def _own_object(req: S3Request) -> dict:
-    owned_bucket(req)
-    check_key(req.key)
-    record = req.gateway.objects.head(req.bucket, req.key)
-    if record is None:
-        raise errors.NoSuchKey(resource=req.resource, Key=req.key)
-    return record
-
-
 async def get_object_acl(req: S3Request) -> web.Response:
-    record = _own_object(req)
+    record = owned_object(req)
     return policy(record.get("owner", ""), record.get("acl", PRIVATE))
 
 
 async def put_object_acl(req: S3Request) -> web.Response:
-    record = _own_object(req)
+    record = owned_object(req)
     acl = await _requested(req, record.get("owner", ""))
     if await amend(req.gateway.objects, req.bucket, req.key, "acl", {"acl": acl}) is None:
         raise errors.NoSuchKey(resource=req.resource, Key=req.key)

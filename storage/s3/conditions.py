@@ -15,11 +15,10 @@ every failure there is a 412 (a copy has nothing to answer 304 with).
 """
 from __future__ import annotations
 
-from datetime import timezone
-from email.utils import parsedate_to_datetime
 from typing import Callable
 
 from . import errors
+from .xml import parse_http_date
 
 NOT_MODIFIED = "not-modified"
 
@@ -32,7 +31,7 @@ def check_read(headers, record: dict) -> str | None:
         if not _etag_matches(if_match, etag):
             raise _failed("If-Match")
     else:
-        since = _date(headers.get("If-Unmodified-Since"))
+        since = parse_http_date(headers.get("If-Unmodified-Since"))
         if since is not None and modified > since:
             raise _failed("If-Unmodified-Since")
     if_none = headers.get("If-None-Match")
@@ -40,7 +39,7 @@ def check_read(headers, record: dict) -> str | None:
         if _etag_matches(if_none, etag):
             return NOT_MODIFIED
     else:
-        since = _date(headers.get("If-Modified-Since"))
+        since = parse_http_date(headers.get("If-Modified-Since"))
         if since is not None and modified <= since:
             return NOT_MODIFIED
     return None
@@ -53,7 +52,7 @@ def check_copy_source(headers, record: dict) -> None:
         if not _etag_matches(if_match, etag):
             raise _failed("x-amz-copy-source-If-Match")
     else:
-        since = _date(headers.get("x-amz-copy-source-if-unmodified-since"))
+        since = parse_http_date(headers.get("x-amz-copy-source-if-unmodified-since"))
         if since is not None and modified > since:
             raise _failed("x-amz-copy-source-If-Unmodified-Since")
     if_none = headers.get("x-amz-copy-source-if-none-match")
@@ -61,7 +60,7 @@ def check_copy_source(headers, record: dict) -> None:
         if _etag_matches(if_none, etag):
             raise _failed("x-amz-copy-source-If-None-Match")
     else:
-        since = _date(headers.get("x-amz-copy-source-if-modified-since"))
+        since = parse_http_date(headers.get("x-amz-copy-source-if-modified-since"))
         if since is not None and modified <= since:
             raise _failed("x-amz-copy-source-If-Modified-Since")
 
@@ -97,17 +96,6 @@ def _etag_matches(header: str, etag: str) -> bool:
         if candidate.strip('"') == etag:
             return True
     return False
-
-
-def _date(value: str | None) -> float | None:
-    """An HTTP date as epoch seconds; a date that does not parse is ignored, as S3 does."""
-    if not value:
-        return None
-    try:
-        when = parsedate_to_datetime(value)
-        return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
 
 
 def _failed(condition: str) -> errors.S3Error:

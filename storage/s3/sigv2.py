@@ -16,11 +16,11 @@ import base64
 import hashlib
 import hmac
 import time
-from email.utils import parsedate_to_datetime
 from typing import Callable, Mapping
 from urllib.parse import unquote
 
 from . import errors, sigv4
+from .xml import parse_http_date
 
 # The query parameters that are part of the resource (botocore's HmacV1Auth list).
 SUBRESOURCES = frozenset({
@@ -54,7 +54,7 @@ def authenticate(method: str, raw_path: str, raw_query: str, headers: Mapping[st
         if not sep or not access_key:
             raise errors.AuthorizationHeaderMalformed("The Authorization header must be 'AWS AccessKeyId:Signature'.")
         stamp = "" if "x-amz-date" in headers else headers.get("Date", "")
-        when = _http_date(headers.get("x-amz-date") or headers.get("Date"))
+        when = parse_http_date(headers.get("x-amz-date") or headers.get("Date"))
         if when is None:
             raise errors.AccessDenied("AWS authentication requires a valid Date or x-amz-date header")
         if abs(now - when) > MAX_SKEW:
@@ -104,10 +104,3 @@ def _subresources(params: dict[str, str]) -> str:
     return "?" + "&".join(f"{n}={v}" if v else n for n, v in picked)
 
 
-def _http_date(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None

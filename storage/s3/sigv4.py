@@ -15,11 +15,10 @@ import hmac
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import timezone
-from email.utils import parsedate_to_datetime
 from typing import Callable, Iterable, Mapping
 from urllib.parse import quote, unquote, unquote_to_bytes
 
+from storage.s3.xml import parse_http_date
 from storage.s3.errors import (
     AccessDenied,
     AuthorizationHeaderMalformed,
@@ -184,7 +183,7 @@ def _from_header(value: str, headers: Mapping[str, str], now: float, max_skew: f
     if amz_date is not None:
         when = _parse_amz_date(amz_date)
     else:  # S3 still honours a plain Date header; the signed timestamp is its ISO form
-        when = _parse_http_date(headers.get("date"))
+        when = parse_http_date(headers.get("date"))
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when)) if when is not None else ""
     if when is None:
         raise AccessDenied(_BAD_DATE)
@@ -297,17 +296,6 @@ def _parse_amz_date(value: str) -> float | None:
     try:
         return float(calendar.timegm(time.strptime(value, "%Y%m%dT%H%M%SZ")))
     except ValueError:
-        return None
-
-
-def _parse_http_date(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        when = parsedate_to_datetime(value)
-        # "-0000" parses as naive, but it means UTC here, not local time.
-        return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
         return None
 
 

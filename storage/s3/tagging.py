@@ -12,9 +12,8 @@ from aiohttp import web
 
 from ..objects.tagging import set_tags
 from . import errors, xml
-from .bucket import owned_bucket
+from .bucket import owned_object
 from .body import read_small
-from .names import check_key
 from .request import S3Request
 
 MAX_TAGS = 10
@@ -60,24 +59,15 @@ def count_header(record: dict) -> dict[str, str]:
     return {"x-amz-tagging-count": str(len(tags))} if tags else {}
 
 
-def _current(req: S3Request) -> dict:
-    owned_bucket(req)
-    check_key(req.key)
-    record = req.gateway.objects.head(req.bucket, req.key)
-    if record is None:
-        raise errors.NoSuchKey(resource=req.resource, Key=req.key)
-    return record
-
-
 async def get_object_tagging(req: S3Request) -> web.Response:
-    record = _current(req)
+    record = owned_object(req)
     tag_set = xml.element("TagSet", [xml.element("Tag", [("Key", k), ("Value", v)])
                                      for k, v in (record.get("tags") or {}).items()])
     return web.Response(body=xml.document(xml.element("Tagging", [tag_set])), content_type="application/xml")
 
 
 async def put_object_tagging(req: S3Request) -> web.Response:
-    _current(req)
+    owned_object(req)
     tags = validate(await _parse_body(req))
     if await set_tags(req.gateway.objects, req.bucket, req.key, tags) is None:
         raise errors.NoSuchKey(resource=req.resource, Key=req.key)
@@ -85,7 +75,7 @@ async def put_object_tagging(req: S3Request) -> web.Response:
 
 
 async def delete_object_tagging(req: S3Request) -> web.Response:
-    _current(req)
+    owned_object(req)
     if await set_tags(req.gateway.objects, req.bucket, req.key, {}) is None:
         raise errors.NoSuchKey(resource=req.resource, Key=req.key)
     return web.Response(status=204)

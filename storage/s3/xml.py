@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from email.utils import parsedate_to_datetime
 from xml.etree import ElementTree as ET
 
 from . import errors
@@ -34,6 +35,19 @@ def iso8601(ts: float) -> str:
 
 def http_date(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+def parse_http_date(value: str | None) -> float | None:
+    """An HTTP date (RFC 7231, or the older forms) as epoch seconds; None if it does not parse.
+
+    A zone of "-0000" parses as naive, but means UTC here, not local time."""
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+        return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 def parse(body: bytes) -> ET.Element | None:
