@@ -94,7 +94,8 @@ def up(data: str, port: int | None, host: str | None, nodes: int, disks: int) ->
     children = []
     for node in cfg.nodes:
         if node.url:
-            children.append(subprocess.Popen([sys.executable, "-m", "cli", "node", "--config", path, "--id", node.id]))
+            children.append(subprocess.Popen([sys.executable, "-m", "cli", "node", "--config", path, "--id", node.id,
+                                              "--init"]))
     try:
         _run_until_signalled(lambda: _serve_gateway(cfg, banner=True, children=children))
     finally:
@@ -173,8 +174,13 @@ def gateway(data, config) -> None:
 @main.command()
 @with_cluster
 @click.option("--id", "node_id", required=True, help="Which [[nodes]] entry of the config this process is.")
-def node(data, config, node_id: str) -> None:
-    """Run a disk node: serve this node's disks over the internal API."""
+@click.option("--init", "initialize", is_flag=True,
+              help="Initialise disk folders that have no pocket-disk.json yet (new disks).")
+def node(data, config, node_id: str, initialize: bool) -> None:
+    """Run a disk node: serve this node's disks over the internal API.
+
+    Without --init a disk folder must already carry its marker, so an unmounted disk
+    (an empty mount point) stops the node instead of filling the root filesystem."""
     cfg = load_config(data, config)
     try:
         ncfg = cfg.node(node_id)
@@ -188,7 +194,11 @@ def node(data, config, node_id: str) -> None:
         from storage.node.compactor import Compactor
         from storage.node.server import build_app
         asyncio.get_running_loop().set_default_executor(io_executor())
-        stores = {d.id: local_store(cfg, d.id, d.path) for d in ncfg.disks}
+        from storage.node.store import MissingDisk
+        try:
+            stores = {d.id: local_store(cfg, d.id, d.path, initialize) for d in ncfg.disks}
+        except MissingDisk as e:
+            raise click.ClickException(str(e)) from None
         host, port = ncfg.listen
         runner = await serve(build_app(node_id, stores, cfg.cluster_secret), host, port)
         compactor = Compactor(stores, cfg.storage.compact_interval)

@@ -46,9 +46,9 @@ def open_disks(cfg: Config, session: aiohttp.ClientSession | None) -> tuple[dict
     return disks, infos
 
 
-def local_store(cfg: Config, disk_id: str, path: str) -> DiskStore:
+def local_store(cfg: Config, disk_id: str, path: str, initialize: bool = True) -> DiskStore:
     st = cfg.storage
-    return DiskStore(disk_id, path, pack_threshold=st.pack_threshold, pack_size=st.pack_size).open()
+    return DiskStore(disk_id, path, pack_threshold=st.pack_threshold, pack_size=st.pack_size).open(initialize)
 
 
 def io_executor() -> ThreadPoolExecutor:

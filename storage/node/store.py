@@ -37,6 +37,10 @@ class BadName(ValueError):
     """A fragment or record name that is not an id; refused before any path is built."""
 
 
+class MissingDisk(RuntimeError):
+    """A configured disk folder that was never initialised (or whose disk is not mounted)."""
+
+
 class ArchiveMissing(FileNotFoundError):
     pass
 
@@ -52,11 +56,20 @@ class DiskStore:
         self.pack_threshold = pack_threshold
         self.packs = PackSet(os.path.join(self.root, "packs"), pack_size)
 
-    def open(self) -> "DiskStore":
-        """Create the folder layout, or check that the folder belongs to this disk id; load the packs."""
+    def open(self, initialize: bool = True) -> "DiskStore":
+        """Check that the folder belongs to this disk id (creating the layout of a new disk
+        when `initialize`), then load the packs.
+
+        A node refuses a folder without its marker unless told to initialise it: an empty
+        folder is what an unmounted disk looks like, and writing there would fill the root
+        filesystem with data that vanishes when the disk is mounted again."""
+        marker = os.path.join(self.root, DISK_MARKER)
+        if not initialize and not os.path.exists(marker):
+            raise MissingDisk(
+                f"disk {self.disk_id}: {self.root} has no {DISK_MARKER}; is the disk mounted? "
+                "If it is a new disk, start the node once with --init to initialise it.")
         for sub in ("archives", "records", "tmp", "packs"):
             os.makedirs(os.path.join(self.root, sub), exist_ok=True)
-        marker = os.path.join(self.root, DISK_MARKER)
         if os.path.exists(marker):
             with open(marker) as f:
                 found = json.load(f).get("disk_id")

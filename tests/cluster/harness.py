@@ -113,7 +113,7 @@ class ProcCluster:
         return proc
 
     def start_node(self, node: str) -> None:
-        self._spawn(node, ["node", "--config", self.config, "--id", node])
+        self._spawn(node, ["node", "--config", self.config, "--id", node, "--init"])
         self._wait_port(node, self.node_ports[node])
 
     def _wait_port(self, name: str, port: int, timeout: float = 30.0) -> None:

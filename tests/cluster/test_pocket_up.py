@@ -80,3 +80,12 @@ def test_up_takes_credentials_from_the_environment(tmp_path):
         _client(info).create_bucket(Bucket="env-keys")
     finally:
         _stop(proc)
+
+
+def test_node_refuses_an_uninitialised_disk_without_init(tmp_path):
+    from .harness import ProcCluster
+    c = ProcCluster(str(tmp_path / "c"), nodes=6)
+    out = subprocess.run([sys.executable, "-m", "cli", "node", "--config", c.config, "--id", "n1"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "is the disk mounted" in out.stderr
+    assert not os.path.exists(c.disk_paths["n1d1"])

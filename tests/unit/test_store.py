@@ -400,3 +400,15 @@ def test_archive_under_another_name_is_refused(disk):
         assert os.listdir(os.path.join(disk.root, "tmp")) == []
 
     asyncio.run(go())
+
+
+def test_a_disk_without_its_marker_is_refused_unless_initialising(tmp_path):
+    """An unmounted disk is an empty folder: a node must not start writing into it."""
+    from storage.node.store import MissingDisk
+    folder = tmp_path / "mountpoint"
+    folder.mkdir()
+    with pytest.raises(MissingDisk, match="is the disk mounted"):
+        DiskStore("d9", str(folder)).open(initialize=False)
+    assert os.listdir(folder) == []
+    DiskStore("d9", str(folder)).open(initialize=True).close()
+    DiskStore("d9", str(folder)).open(initialize=False).close()  # initialised once: fine from now on
