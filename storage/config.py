@@ -202,6 +202,9 @@ def from_dict(raw: dict, base: str = ".") -> Config:
         raise ConfigError(f"bad credentials or nodes entry: {e}") from None
     if raw:
         raise ConfigError(f"unknown top-level config keys: {sorted(raw)}")
+    if cfg.gateway.index:  # like data and disk paths: relative to the config file, not the cwd
+        cfg.gateway.index = os.path.join(base, cfg.gateway.index)
+    cfg.data = os.path.normpath(cfg.data)
     return cfg
 
 

@@ -257,3 +257,17 @@ def test_pocket_users_adds_credentials(tmp_path):
     assert [(c.access_key, c.secret_key) for c in cfg.credentials][-2:] == [("AK1", "SK1"), ("AK2", "SK2")]
     with pytest.raises(cfgmod.ConfigError):
         cfgmod.apply_env(cfg, {"POCKET_USERS": "nocolon"})
+
+
+def test_paths_are_relative_to_the_config_file(tmp_path):
+    from storage import config as cfgmod
+    path = tmp_path / "etc" / "pocket.toml"
+    path.parent.mkdir()
+    path.write_text('data = "../data"\ncluster_secret = "s"\n[gateway]\nindex = "meta/index"\n'
+                    '[[credentials]]\naccess_key = "a"\nsecret_key = "b"\n'
+                    '[[nodes]]\nid = "n"\ndisks = [' + ", ".join(f'{{ id = "d{i}", path = "disks/d{i}" }}'
+                                                                for i in range(6)) + "]\n")
+    cfg = cfgmod.load(str(path))
+    assert cfg.index_path == str(tmp_path / "etc" / "meta" / "index")
+    assert cfg.data == str(tmp_path / "data")
+    assert cfg.nodes[0].disks[0].path == str(tmp_path / "etc" / "disks" / "d0")
