@@ -28,6 +28,7 @@ from .packformat import ARCHIVE, ARCHIVE_NAME, RECORD, RECORD_NAME
 from .packs import PackSet
 
 _FLUSH_BYTES = 1 << 20
+_WRITEBACK_BYTES = 8 << 20
 DISK_MARKER = "pocket-disk.json"
 PACK_THRESHOLD = 256 << 10
 PACK_SIZE = 64 << 20
@@ -140,14 +141,16 @@ class DiskStore:
     async def _put_file(self, name: str, final: str, pending: list[bytes], buffered: int, stream) -> int:
         tmp = os.path.join(self._tmp, f"{name}.{uuid.uuid4().hex}")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        size = 0
+        size = synced = 0
         loop = asyncio.get_running_loop()
         try:
             async for chunk in stream:
                 pending.append(chunk)
                 buffered += len(chunk)
                 if buffered >= _FLUSH_BYTES:
-                    size += await loop.run_in_executor(None, _write_all, fd, pending)
+                    sync = size + buffered - synced >= _WRITEBACK_BYTES
+                    size += await loop.run_in_executor(None, _write_all, fd, pending, sync)
+                    synced = size if sync else synced
                     pending, buffered = [], 0
         except BaseException:
             os.close(fd)
@@ -307,7 +310,11 @@ def _walk(top: str, pattern: re.Pattern) -> Iterator[tuple[str, int]]:
                     continue
 
 
-def _write_all(fd: int, chunks: list[bytes]) -> int:
+def _write_all(fd: int, chunks: list[bytes], sync: bool = False) -> int:
+    """Write every chunk; with `sync`, also flush what the file holds so far.
+
+    Flushing while a big archive streams in keeps the disk busy during the upload
+    instead of leaving every byte to the final fsync, where concurrent uploads queue."""
     total = 0
     for chunk in chunks:
         view = memoryview(chunk)
@@ -315,6 +322,8 @@ def _write_all(fd: int, chunks: list[bytes]) -> int:
             written = os.write(fd, view)
             view = view[written:]
             total += written
+    if sync:
+        os.fdatasync(fd)
     return total
 
 
