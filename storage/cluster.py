@@ -16,13 +16,14 @@ log = logging.getLogger("pocket.cluster")
 
 
 class Cluster:
-    def __init__(self, disks: dict, infos: list[DiskInfo], heartbeat: float = 2.0):
+    def __init__(self, disks: dict, infos: list[DiskInfo], heartbeat: float = 2.0, min_free_bytes: int = 0):
         self.disks = disks                 # disk id -> DiskStore | RemoteDisk
         self.infos = {d.disk_id: d for d in infos}
         self.volumes: dict[str, dict] = {}
         self.usage: dict[str, dict] = {}
         self._down_since: dict[str, float] = {}
         self._heartbeat = heartbeat
+        self.min_free_bytes = min_free_bytes
         self._task: asyncio.Task | None = None
 
     def load_volumes(self, index, widths: set[int]) -> None:
@@ -47,6 +48,20 @@ class Cluster:
         if disk_id not in self._down_since:
             log.warning("disk %s marked down: %s; reads go degraded, writes avoid it", disk_id, reason)
             self._down_since[disk_id] = time.monotonic()
+
+    def has_room(self, disk_id: str) -> bool:
+        """False once the disk's free space is below the reserve (from the last heartbeat,
+        or at once when a write failed with ENOSPC); unknown usage counts as room."""
+        usage = self.usage.get(disk_id)
+        return usage is None or usage.get("free", 0) >= self.min_free_bytes
+
+    def is_writable(self, disk_id: str) -> bool:
+        return self.is_up(disk_id) and self.has_room(disk_id)
+
+    def mark_full(self, disk_id: str) -> None:
+        log.warning("disk %s is full; new archives go elsewhere until it has %d bytes free again",
+                    disk_id, self.min_free_bytes)
+        self.usage[disk_id] = {**self.usage.get(disk_id, {}), "free": 0}
 
     def mark_up(self, disk_id: str) -> None:
         if self._down_since.pop(disk_id, None) is not None:

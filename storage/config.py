@@ -65,6 +65,7 @@ class StorageConfig:
     segment_size: int = 1 << 20
     write_quorum: int = 0    # 0: k + 1
     node_timeout: float = 10.0
+    min_free_bytes: int = 256 << 20   # a disk with less free space takes no new archives
     pack_threshold: int = 256 << 10  # archives up to this size go to pack files; 0: none do
     pack_size: int = 64 << 20        # a pack file is closed for appends near this size
     compact_interval: float = 600.0  # seconds between pack compaction passes; 0: never

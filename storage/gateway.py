@@ -78,7 +78,7 @@ class Gateway:
         disks, infos = open_disks(self.cfg, self.session)
         self.index = Index(self.cfg.index_path)
         self.writer = IndexWriter(self.index)
-        self.cluster = Cluster(disks, infos, self.cfg.gateway.heartbeat)
+        self.cluster = Cluster(disks, infos, self.cfg.gateway.heartbeat, self.cfg.storage.min_free_bytes)
         policies = {name: Policy.parse(name, spec, self.cfg.storage.write_quorum or None)
                     for name, spec in self.cfg.policies.items()}
         self.cluster.load_volumes(self.index, {sum(parse_policy(s)) for s in self.cfg.policies.values()})

@@ -13,6 +13,7 @@ Routes (all HMAC-authenticated, see auth.py):
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 
@@ -56,6 +57,11 @@ def _authenticate(secret: str):
             return web.json_response({"error": "no such archive"}, status=404)
         except layout.CorruptFragment as e:
             return web.json_response({"error": f"corrupt: {e}"}, status=422)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            log.error("disk full on %s %s: %s", request.method, request.path, e)
+            return web.json_response({"error": "No space left on device"}, status=507)
     return middleware
 
 

@@ -177,5 +177,5 @@ class MultipartService:
         if stored:
             return cluster.volumes[stored[0]["volume"]], self._quorum(stored[0])
         policy = self.objects.policies[self.objects.default_policy]
-        volume = choose_volume(list(cluster.volumes.values()), policy.codec.n, upload_id, cluster.is_up)
+        volume = choose_volume(list(cluster.volumes.values()), policy.codec.n, upload_id, cluster.is_writable)
         return volume, policy.quorum

@@ -30,6 +30,17 @@ class QuorumLost(Exception):
     """Fewer than the write quorum of disks took the object."""
 
 
+class NoRoom(QuorumLost):
+    """The quorum was lost because disks are full, not because they are down."""
+
+
+def _is_full(error: str) -> bool:
+    return error == FULL or "No space left" in error or "ENOSPC" in error
+
+
+FULL = "disk is full"
+
+
 @dataclass
 class _Archive:
     index: int
@@ -81,6 +92,9 @@ class ArchiveWriter:
             if not self.cluster.is_up(disk_id):
                 arc.error = "disk is down"
                 continue
+            if not self.cluster.has_room(disk_id):
+                arc.error = FULL
+                continue
             header = layout.ArchiveHeader(index=i, **header_args).pack()
             disk = self.cluster.disks[disk_id]
             arc.task = asyncio.ensure_future(
@@ -93,7 +107,9 @@ class ArchiveWriter:
             arc.error = arc.error or "cancelled"
         elif task.exception() is not None and not isinstance(task.exception(), Aborted):
             arc.error = arc.error or repr(task.exception())
-            if not self.aborting:  # a remote disk reports our own abort as a broken upload
+            if _is_full(arc.error):
+                self.cluster.mark_full(arc.disk_id)
+            elif not self.aborting:  # a remote disk reports our own abort as a broken upload
                 self.cluster.mark_down(arc.disk_id, f"write failed: {arc.error}")
         while not arc.queue.empty():  # unblock a producer waiting on a dead disk
             arc.queue.get_nowait()
@@ -102,8 +118,10 @@ class ArchiveWriter:
         alive = sum(a.alive for a in self.archives)
         if alive < self.quorum:
             errors = "; ".join(f"disk {a.disk_id}: {a.error}" for a in self.archives if a.error)
-            raise QuorumLost(f"only {alive} of {len(self.archives)} disks can take the object, "
-                             f"need {self.quorum} ({errors})")
+            full = sum(_is_full(a.error) for a in self.archives)
+            kind = NoRoom if full and alive + full >= self.quorum else QuorumLost
+            raise kind(f"only {alive} of {len(self.archives)} disks can take the object, "
+                       f"need {self.quorum} ({errors})")
 
     async def _send(self, arc: _Archive, item) -> None:
         if not arc.alive or (arc.task and arc.task.done()):

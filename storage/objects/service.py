@@ -92,7 +92,7 @@ class ObjectService:
         policy = self.policy_for(size_hint, policy_name)
         version_id = new_id()
         volume = choose_volume(list(self.cluster.volumes.values()), policy.codec.n, version_id,
-                               self.cluster.is_up)
+                               self.cluster.is_writable)
         writer = ArchiveWriter(self.cluster, policy.codec, volume, version_id, self.segment_size,
                                policy.quorum, self.timeout)
         try:

@@ -11,7 +11,7 @@ import time
 from aiohttp import web
 
 from ..index import ops as index_errors
-from ..objects.put import QuorumLost
+from ..objects.put import NoRoom, QuorumLost
 from . import acl, cors, errors, router, vhost
 from .request import S3Request, authenticate, new_request_id
 
@@ -19,6 +19,7 @@ log = logging.getLogger("pocket.s3")
 
 # Internal failures that have an S3 meaning; everything else unexpected is a 500.
 _TRANSLATE = {
+    NoRoom: errors.InsufficientStorage,      # before QuorumLost: the first match wins
     QuorumLost: errors.ServiceUnavailable,
     index_errors.NoSuchBucket: errors.NoSuchBucket,
     index_errors.BucketNotEmpty: errors.BucketNotEmpty,

@@ -139,3 +139,30 @@ def test_node_restart_during_load_keeps_every_acknowledged_object(fresh_cluster)
     assert len(acked) >= 25
     for key, data in acked.items():
         assert s3.get_object(Bucket="churn", Key=key)["Body"].read() == data, key
+
+
+def test_full_disks_refuse_new_objects_cleanly(fresh_cluster):
+    """Disks below their free-space reserve take no new archives; with too few left a PUT
+    gets 507 InsufficientStorage, nothing is stored, and what is stored still reads."""
+    from .harness import wait_http
+    c = fresh_cluster
+    s3 = c.client(retries=1)
+    s3.create_bucket(Bucket="full")
+    kept = payload(2 * SEG)
+    s3.put_object(Bucket="full", Key="kept", Body=kept)
+    before = c.archive_files()
+    c.stop("gateway")
+    # The disks "fill up" while the gateway is down: a reserve larger than any disk's free space.
+    text = open(c.config).read().replace("[storage]\n", f"[storage]\nmin_free_bytes = {1 << 60}\n")
+    with open(c.config, "w") as f:
+        f.write(text)
+    c.start_gateway()
+    wait_http(c.endpoint + "/_pocket/health")
+    for size in (100, 2 * SEG):
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket="full", Key=f"new-{size}", Body=payload(size))
+        assert e.value.response["Error"]["Code"] == "InsufficientStorage"
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 507
+    assert c.archive_files() == before
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="full")["Contents"]] == ["kept"]
+    assert s3.get_object(Bucket="full", Key="kept")["Body"].read() == kept
