@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import lmdb
 import orjson
@@ -37,6 +37,54 @@ class NoSuchBucket(MetadataIndexError):
 
 class BucketNotEmpty(MetadataIndexError):
     pass
+
+
+PREFIX, ITEM, TRUNCATED = "prefix", "item", "truncated"
+
+
+def roll_up(rescan: Callable[[bytes], Iterator[tuple]], items: Iterator[tuple], pb: bytes, dl: bytes,
+            skip: bytes | None, limit: int, wanted: Callable[[tuple], bool] = lambda item: True):
+    """The S3 delimiter roll-up that ListObjects and ListMultipartUploads share.
+
+    `items` are tuples whose first element is the key's bytes, in key order. Yields
+    (PREFIX, common prefix) and (ITEM, item) until `limit` of them, then (TRUNCATED, None)
+    if more would follow. After a common prefix it seeks past every key under it with
+    `rescan(seek)`, or skips them one by one when the prefix is too long to seek to;
+    keys under `skip` (a common prefix used as a marker) are skipped the same way."""
+    count = 0
+    it = items
+    try:
+        while True:
+            item = next(it, None)
+            if item is None:
+                return
+            kb = item[0]
+            if not kb.startswith(pb):
+                if kb < pb:
+                    continue  # a scan may start a little early inside a run of long keys
+                return  # keys are >= prefix, so we've left its range
+            if (skip is not None and kb.startswith(skip)) or not wanted(item):
+                continue
+            cp = None
+            if dl:
+                i = kb.find(dl, len(pb))
+                if i >= 0:
+                    cp = kb[: i + len(dl)]
+            if count == limit:
+                yield TRUNCATED, None
+                return
+            count += 1
+            if cp is None:
+                yield ITEM, item
+                continue
+            yield PREFIX, cp
+            skip = cp
+            target = K.seek_past_prefix(cp)
+            if target is not None:
+                it.close()
+                it = rescan(target)
+    finally:
+        it.close()
 
 
 @dataclass
@@ -253,39 +301,18 @@ class IndexTxn:
                     lower, exclusive = target, False
 
         page = ListPage()
-        count, last = 0, b""
-        it = self._scan(bpfx, lower, exclusive)
-        try:
-            while True:
-                item = next(it, None)
-                if item is None:
-                    break
-                kb, raw = item
-                if not kb.startswith(pb):
-                    break  # keys are >= prefix, so we've left its range
-                if skip is not None and kb.startswith(skip):
-                    continue  # linear skip (long common prefixes)
-                if dl:
-                    i = kb.find(dl, len(pb))
-                    if i >= 0:
-                        if count == max_keys:
-                            page.is_truncated = True
-                            break
-                        cp = kb[: i + len(dl)]
-                        page.common_prefixes.append(cp.decode("utf-8"))
-                        count, last, skip = count + 1, cp, cp
-                        target = K.seek_past_prefix(cp)
-                        if target is not None:
-                            it.close()
-                            it = self._scan(bpfx, target, False)
-                        continue
-                if count == max_keys:
-                    page.is_truncated = True
-                    break
+        last = b""
+        for kind, value in roll_up(lambda seek: self._scan(bpfx, seek, False), self._scan(bpfx, lower, exclusive),
+                                   pb, dl, skip, max_keys):
+            if kind == TRUNCATED:
+                page.is_truncated = True
+            elif kind == PREFIX:
+                page.common_prefixes.append(value.decode("utf-8"))
+                last = value
+            else:
+                kb, raw = value
                 page.contents.append((kb.decode("utf-8"), _unpack(raw)["rec"]))
-                count, last = count + 1, kb
-        finally:
-            it.close()
+                last = kb
         page.next_marker = last.decode("utf-8")
         return page
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from . import keys as K
-from .ops import IndexTxn, MetadataIndexError, _pack, _unpack
+from .ops import PREFIX, TRUNCATED, IndexTxn, MetadataIndexError, _pack, _unpack, roll_up
 
 MAX_PART_NUMBER = 10_000
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
@@ -179,42 +179,18 @@ class UploadTxn:
             if i >= 0 and i + len(dl) == len(rest):
                 skip = km
                 seek = K.seek_past_prefix(km) or seek
-        count = 0
         last: tuple[bytes, bytes | None] = (b"", None)
-        it = self._scan(bpfx, seek)
-        try:
-            while True:
-                item = next(it, None)
-                if item is None:
-                    break
-                kb, uid, rec = item
-                if not kb.startswith(pb):
-                    if kb < pb:
-                        continue
-                    break
-                if (km and not after_marker(kb, uid)) or (skip is not None and kb.startswith(skip)):
-                    continue
-                if dl:
-                    i = kb.find(dl, len(pb))
-                    if i >= 0:
-                        if count == max_uploads:
-                            page.is_truncated = True
-                            break
-                        cp = kb[: i + len(dl)]
-                        page.common_prefixes.append(cp.decode("utf-8"))
-                        count, last, skip = count + 1, (cp, None), cp
-                        target = K.seek_past_prefix(cp)
-                        if target is not None:
-                            it.close()
-                            it = self._scan(bpfx, target)
-                        continue
-                if count == max_uploads:
-                    page.is_truncated = True
-                    break
+        for kind, value in roll_up(lambda target: self._scan(bpfx, target), self._scan(bpfx, seek), pb, dl, skip,
+                                   max_uploads, wanted=lambda item: not km or after_marker(item[0], item[1])):
+            if kind == TRUNCATED:
+                page.is_truncated = True
+            elif kind == PREFIX:
+                page.common_prefixes.append(value.decode("utf-8"))
+                last = (value, None)
+            else:
+                kb, uid, rec = value
                 page.uploads.append(rec)
-                count, last = count + 1, (kb, uid)
-        finally:
-            it.close()
+                last = (kb, uid)
         page.next_key_marker = last[0].decode("utf-8")
         page.next_upload_id_marker = last[1].hex() if last[1] else ""
         return page
