@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import random
 import time
 
 import aiohttp
@@ -11,40 +9,20 @@ import pytest
 from aiohttp import web
 
 from storage import layout
-from storage.codec import Codec
-from storage.layout import ArchiveHeader, Geometry, pack_record, pack_trailer
+from storage.layout import Geometry
 from storage.node import auth
 from storage.node.client import DiskUnavailable, RemoteDisk
 from storage.node.server import build_app
 from storage.node.store import ArchiveMissing, DiskStore
 
+from .test_store import VID, VID2, files_under, make_archive
+
 SECRET = "s3cr3t-cluster-key"
-VID = "00112233445566778899aabbccddeeff"
-VID2 = "ffeeddccbbaa99887766554433221100"
-
-
-def make_archive(vid=VID, index=0, size=5000, segment_size=2048, k=4, m=2, seed=0):
-    obj = random.Random(seed).randbytes(size)
-    codec = Codec(k, m)
-    geo = Geometry(size, segment_size, k)
-    parts = [ArchiveHeader(vid, index, k, m, segment_size, geo.block_size).pack()]
-    for j in range(geo.segments):
-        parts.append(pack_record(codec.encode(obj[j * segment_size:(j + 1) * segment_size])[index]))
-    manifest = {"bucket": "b", "key": f"k{seed}", "size": size, "version": vid}
-    parts.append(pack_trailer(manifest))
-    return b"".join(parts), manifest
 
 
 async def chunked(data: bytes, step: int = 4096):
     for i in range(0, len(data), step):
         yield data[i:i + step]
-
-
-def files_under(top) -> list[str]:
-    out = []
-    for dirpath, _dirs, files in os.walk(top):
-        out += [os.path.relpath(os.path.join(dirpath, f), top) for f in files]
-    return sorted(out)
 
 
 class Node:
