@@ -2,7 +2,9 @@
 import base64
 import hashlib
 import os
+import shutil
 import subprocess
+import sys
 import zlib
 
 import pytest
@@ -11,7 +13,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from .conftest import payload
-from .harness import ACCESS_KEY, SECRET_KEY
+from .harness import ACCESS_KEY, REPO, SECRET_KEY
 from .test_s3_surface import AWS
 
 MiB = 1 << 20
@@ -171,3 +173,39 @@ def test_aws_cli_cp_stores_a_crc32_checksum(cluster, bucket, tmp_path):
     chunks = [data[i:i + 8 * MiB] for i in range(0, len(data), 8 * MiB)]   # the CLI's default part size
     head = cluster.client().head_object(Bucket=bucket, Key="cli.bin", ChecksumMode="ENABLED")
     assert head["ChecksumCRC32"] == composite(crc32, chunks) and head["ChecksumType"] == "COMPOSITE"
+
+
+def test_checksums_survive_index_rebuild(fresh_cluster):
+    c = fresh_cluster
+    s3 = c.client()
+    s3.create_bucket(Bucket="ckb")
+    chunks = [payload(5 * MiB, 7), b"last part"]
+    uid = s3.create_multipart_upload(Bucket="ckb", Key="done", ChecksumAlgorithm="SHA256")["UploadId"]
+    parts = []
+    for n, chunk in enumerate(chunks, 1):
+        r = s3.upload_part(Bucket="ckb", Key="done", UploadId=uid, PartNumber=n, Body=chunk, ChecksumAlgorithm="SHA256")
+        parts.append({"PartNumber": n, "ETag": r["ETag"], "ChecksumSHA256": r["ChecksumSHA256"]})
+    s3.complete_multipart_upload(Bucket="ckb", Key="done", UploadId=uid, MultipartUpload={"Parts": parts})
+    open_id = s3.create_multipart_upload(Bucket="ckb", Key="open", ChecksumAlgorithm="CRC32",
+                                         ChecksumType="FULL_OBJECT")["UploadId"]
+    r = s3.upload_part(Bucket="ckb", Key="open", UploadId=open_id, PartNumber=1, Body=chunks[0],
+                       ChecksumAlgorithm="CRC32")
+    first = {"PartNumber": 1, "ETag": r["ETag"], "ChecksumCRC32": r["ChecksumCRC32"]}
+
+    c.stop("gateway")
+    shutil.rmtree(f"{c.root}/index")
+    out = subprocess.run([sys.executable, "-m", "cli", "index", "rebuild", "--config", c.config],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    c.start_gateway()
+    s3 = c.client()
+    head = s3.head_object(Bucket="ckb", Key="done", ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == composite(sha256, chunks) and head["ChecksumType"] == "COMPOSITE"
+    attrs = s3.get_object_attributes(Bucket="ckb", Key="done", ObjectAttributes=["ObjectParts"])
+    assert [p["ChecksumSHA256"] for p in attrs["ObjectParts"]["Parts"]] == [b64(sha256(ch)) for ch in chunks]
+    listed = s3.list_parts(Bucket="ckb", Key="open", UploadId=open_id)
+    assert (listed["ChecksumAlgorithm"], listed["ChecksumType"]) == ("CRC32", "FULL_OBJECT")
+    r = s3.upload_part(Bucket="ckb", Key="open", UploadId=open_id, PartNumber=2, Body=b"tail", ChecksumAlgorithm="CRC32")
+    done = s3.complete_multipart_upload(Bucket="ckb", Key="open", UploadId=open_id, MultipartUpload={"Parts": [
+        first, {"PartNumber": 2, "ETag": r["ETag"], "ChecksumCRC32": r["ChecksumCRC32"]}]})
+    assert done["ChecksumCRC32"] == b64(crc32(chunks[0] + b"tail")) and done["ChecksumType"] == "FULL_OBJECT"
