@@ -57,6 +57,17 @@ def matches(rule: dict, key: str, size: int | None = None, tags: dict | None = N
     return True
 
 
+def scan_prefixes(some: list[dict]) -> list[str]:
+    """The fewest key prefixes whose listing covers every key these rules can select:
+    a pass over a bucket whose rules all name prefixes reads only those keys."""
+    prefixes = sorted({(r.get("filter") or {}).get("prefix") or "" for r in some})
+    out: list[str] = []
+    for p in prefixes:
+        if not any(p.startswith(q) for q in out):
+            out.append(p)
+    return out
+
+
 def _earliest(hits) -> Expiry | None:
     hits = [h for h in hits if h is not None]
     return min(hits) if hits else None

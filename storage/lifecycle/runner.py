@@ -97,14 +97,18 @@ class LifecycleRunner:
         await asyncio.sleep(1 / self.rate if self.rate else 0)
 
     async def _expire_objects(self, bucket: str, active: list[dict], now: float, report: LifecycleReport) -> None:
-        if not any("days" in (r.get("expiration") or {}) or "at" in (r.get("expiration") or {}) for r in active):
-            return
+        expiring = [r for r in active if {"days", "at"} & set(r.get("expiration") or {})]
+        for prefix in rules.scan_prefixes(expiring):
+            await self._expire_under(bucket, prefix, expiring, now, report)
+
+    async def _expire_under(self, bucket: str, prefix: str, expiring: list[dict], now: float,
+                            report: LifecycleReport) -> None:
         marker = ""
         while True:
-            page = self.index.list_objects(bucket, start_after=marker, max_keys=self.page)
+            page = self.index.list_objects(bucket, prefix=prefix, start_after=marker, max_keys=self.page)
             for key, record in page.contents:
                 report.objects_scanned += 1
-                hit = rules.current_expiry(active, key, record["size"], record.get("tags"), record["created"],
+                hit = rules.current_expiry(expiring, key, record["size"], record.get("tags"), record["created"],
                                            self.day_seconds)
                 if hit is None or hit.at > now:
                     continue
@@ -139,14 +143,18 @@ class LifecycleRunner:
             return False
 
     async def _abort_uploads(self, bucket: str, active: list[dict], now: float, report: LifecycleReport) -> None:
-        if not any(r.get("abort_days") for r in active):
-            return
+        aborting = [r for r in active if r.get("abort_days")]
+        for prefix in rules.scan_prefixes(aborting):
+            await self._abort_under(bucket, prefix, aborting, now, report)
+
+    async def _abort_under(self, bucket: str, prefix: str, aborting: list[dict], now: float,
+                           report: LifecycleReport) -> None:
         key_marker = upload_marker = ""
         while True:
-            page = self.multipart.list_uploads(bucket, key_marker=key_marker, upload_id_marker=upload_marker,
-                                               max_uploads=self.page)
+            page = self.multipart.list_uploads(bucket, prefix=prefix, key_marker=key_marker,
+                                               upload_id_marker=upload_marker, max_uploads=self.page)
             for upload in page.uploads:
-                hit = rules.upload_abort(active, upload["key"], upload["initiated"], self.day_seconds)
+                hit = rules.upload_abort(aborting, upload["key"], upload["initiated"], self.day_seconds)
                 if hit is None or hit.at > now:
                     continue
                 report.note(action="abort", bucket=bucket, key=upload["key"], upload_id=upload["upload_id"],

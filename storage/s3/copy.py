@@ -20,7 +20,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from ..objects.get import Unreadable
-from . import acl, conditions, errors, tagging, xml
+from . import acl, conditions, errors, lifecycle, multipart_checksums, tagging, xml
 from .bucket import owned_bucket
 from .body import MAX_PUT_BYTES, stored_headers
 from .digests import BodyDigests
@@ -95,8 +95,9 @@ async def copy_object(req: S3Request) -> web.Response:
     record = await req.gateway.objects.put(req.bucket, req.key, read_source(req, source), source["size"],
                                            _source_digests(source), attrs, condition=condition)
     result = [("LastModified", xml.iso8601(record["created"])), ("ETag", f'"{record["etag"]}"')]
-    result += [(f"Checksum{a.upper()}", v) for a, v in record["checksums"].items()]
+    result += multipart_checksums.xml_fields(record["checksums"])
     headers = {f"x-amz-checksum-{a}": v for a, v in record["checksums"].items()}
+    headers.update(lifecycle.expiration_headers(req, record))
     return web.Response(body=xml.document(xml.element("CopyObjectResult", result)), headers=headers,
                         content_type="application/xml")
 

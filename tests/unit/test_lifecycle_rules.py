@@ -186,3 +186,11 @@ def test_noncurrent_delete_markers_expire_and_an_expired_delete_marker_goes():
     # a delete marker with noncurrent versions behind it is not expired (yet)
     with_old = _versions((ts(2024, 1, 3), True), (ts(2024, 1, 2, 12), False))
     assert [v["version_id"] for v, _ in rules.expired_versions(rs, "a", with_old, ts(2024, 1, 3, 12))] == []
+
+
+def test_scan_prefixes_cover_every_rule_with_the_fewest_listings():
+    def r(prefix):
+        return {"filter": {"prefix": prefix}}
+    assert rules.scan_prefixes([r("logs/"), r("logs/app/"), r("tmp/")]) == ["logs/", "tmp/"]
+    assert rules.scan_prefixes([r("logs/"), r("")]) == [""]
+    assert rules.scan_prefixes([]) == []
