@@ -233,3 +233,20 @@ def test_gateway_killed_mid_pass_loses_nothing_and_the_next_pass_finishes(tmp_pa
             assert s3.get_object(Bucket="crash", Key=key)["Body"].read() == body
     finally:
         c.close()
+
+
+def test_put_copy_and_complete_answer_x_amz_expiration(cluster, bucket):
+    s3 = cluster.client()
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [_rule("month", 30, "m/")]})
+    put = s3.put_object(Bucket=bucket, Key="m/a", Body=b"a")
+    m = re.fullmatch(r'expiry-date="([^"]+)", rule-id="month"', put["Expiration"])
+    expiry = calendar.timegm(time.strptime(m.group(1), "%a, %d %b %Y %H:%M:%S GMT"))
+    assert expiry % 86400 == 0 and 30 * 86400 <= expiry - time.time() <= 31 * 86400   # a midnight UTC
+    copied = s3.copy_object(Bucket=bucket, Key="m/b", CopySource={"Bucket": bucket, "Key": "m/a"})
+    assert re.fullmatch(r'expiry-date="[^"]+ 00:00:00 GMT", rule-id="month"', copied["Expiration"])
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="m/c")["UploadId"]
+    etag = s3.upload_part(Bucket=bucket, Key="m/c", UploadId=uid, PartNumber=1, Body=b"c")["ETag"]
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="m/c", UploadId=uid,
+                                        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    assert done["Expiration"].endswith('rule-id="month"')
+    assert "Expiration" not in s3.put_object(Bucket=bucket, Key="other", Body=b"o")
