@@ -29,6 +29,11 @@ log = logging.getLogger("pocket.lifecycle")
 
 PAGE = 1000
 MAX_LISTED = 1000   # actions listed one by one in a report; the counters go on
+MAX_ERRORS = 10     # failed removals after which a pass gives up
+
+
+class PassStopped(Exception):
+    """Too many removals failed in one pass; the rest waits for the next."""
 
 
 @dataclass
@@ -89,9 +94,21 @@ class LifecycleRunner:
                 await self.expire_versions(bucket["name"], active, when, report)
             except NoSuchBucket:
                 continue   # deleted while we worked on it
+            except PassStopped as e:
+                log.error("lifecycle pass stopped in bucket %s: %s (are disks down?); the next pass "
+                          "starts over", bucket["name"], e)
+                break
         self.passes += 1
         report.seconds = time.monotonic() - started
         return report
+
+    def _failed(self, report: LifecycleReport, what: str) -> None:
+        """Count a failed removal; past MAX_ERRORS the pass stops (disks down: every removal
+        would fail the same way) and the next one starts over."""
+        report.errors += 1
+        log.warning("lifecycle: %s; the next pass retries", what)
+        if report.errors >= MAX_ERRORS:
+            raise PassStopped(f"{report.errors} removals failed")
 
     async def _pace(self) -> None:
         await asyncio.sleep(1 / self.rate if self.rate else 0)
@@ -138,8 +155,7 @@ class LifecycleRunner:
         try:
             return await self.objects.delete(bucket, key) is not None
         except Exception as e:
-            report.errors += 1
-            log.warning("lifecycle: could not delete %s/%s (%r); the next pass retries", bucket, key, e)
+            self._failed(report, f"could not delete {bucket}/{key} ({e!r})")
             return False
 
     async def _abort_uploads(self, bucket: str, active: list[dict], now: float, report: LifecycleReport) -> None:
@@ -170,9 +186,8 @@ class LifecycleRunner:
                 except NoSuchUpload:
                     pass   # completed or aborted meanwhile
                 except Exception as e:
-                    report.errors += 1
-                    log.warning("lifecycle: could not abort upload %s of %s/%s (%r); the next pass retries",
-                                upload["upload_id"], bucket, upload["key"], e)
+                    self._failed(report, f"could not abort upload {upload['upload_id']} of {bucket}/{upload['key']} "
+                                         f"({e!r})")
                 await self._pace()
             if not page.is_truncated:
                 return

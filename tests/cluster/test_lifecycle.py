@@ -250,3 +250,25 @@ def test_put_copy_and_complete_answer_x_amz_expiration(cluster, bucket):
                                         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
     assert done["Expiration"].endswith('rule-id="month"')
     assert "Expiration" not in s3.put_object(Bucket=bucket, Key="other", Body=b"o")
+
+
+def test_pass_with_too_few_disks_stops_changes_nothing_and_resumes_when_they_return(tmp_path):
+    c = ProcCluster(str(tmp_path / "cluster"), sections={"lifecycle": {"interval": 0.5, "day_seconds": 1}}).start()
+    try:
+        s3 = c.client()
+        s3.create_bucket(Bucket="down")
+        s3.put_bucket_lifecycle_configuration(Bucket="down", LifecycleConfiguration={"Rules": [_rule("t", 4, "tmp/")]})
+        for i in range(15):
+            s3.put_object(Bucket="down", Key=f"tmp/{i:02d}", Body=payload(300 << 10, i))
+        s3.put_object(Bucket="down", Key="keep", Body=b"kept")
+        stopped = c.node_ids[:4]
+        for node in stopped:   # no write quorum anywhere: no tombstone can be written
+            c.stop(node)
+        assert _wait(lambda: "lifecycle pass stopped" in c.log("gateway"), timeout=30), c.log("gateway")[-3000:]
+        assert len(s3.list_objects_v2(Bucket="down", Prefix="tmp/")["Contents"]) == 15
+        for node in stopped:
+            c.start_node(node)
+        assert _wait(lambda: "Contents" not in s3.list_objects_v2(Bucket="down", Prefix="tmp/"), timeout=40)
+        assert s3.get_object(Bucket="down", Key="keep")["Body"].read() == b"kept"
+    finally:
+        c.close()
