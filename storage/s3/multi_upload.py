@@ -75,7 +75,7 @@ async def upload_part(req: S3Request) -> web.Response:
     if "x-amz-copy-source" in req.headers:
         return await _upload_part_copy(req, upload, number)
     body = open_body(req)
-    MC.check_part(upload.get("checksum"), body.digests.declared())
+    MC.check_part(upload.get("checksum"), body.digests)
     with _s3_errors(req, upload["upload_id"]):
         record = await req.gateway.multipart.upload_part(upload, number, body.stream, body.length, body.digests)
     headers = {"ETag": f'"{record["etag"]}"'}

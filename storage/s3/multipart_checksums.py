@@ -9,8 +9,9 @@ object's checksum is made from the parts (x-amz-checksum-type):
   combining the part CRCs with the parts' lengths (zlib's crc32_combine), so Complete
   reads no data. CRC32, CRC32C, CRC64NVME (which allows nothing else).
 
-Every part of such an upload must carry that algorithm's checksum (verified as the body
-streams in, like PutObject's); Complete checks the checksums its <Part> elements list
+Every part of a COMPOSITE upload must carry that algorithm's checksum (verified as the
+body streams in, like PutObject's); a FULL_OBJECT upload's part without one gets it
+computed here. Complete checks the checksums its <Part> elements list
 against the stored ones. The upload's declaration travels in every part's manifest,
 and the object's checksum is in its on-disk record, so an index rebuild keeps both.
 """
@@ -63,15 +64,21 @@ def xml_fields(checksums: dict | None) -> list[tuple[str, str]]:
     return [(f"Checksum{a.upper()}", v) for a, v in (checksums or {}).items()]
 
 
-def check_part(checksum: dict | None, sent: set[str]) -> None:
-    """An UploadPart must carry the checksum its upload declared, and no other."""
+def check_part(checksum: dict | None, digests) -> None:
+    """An UploadPart must carry the checksum its upload declared, and no other (as AWS:
+    InvalidRequest "Checksum Type mismatch"). A FULL_OBJECT upload's part may carry none:
+    its CRC is then computed here, since Complete combines every part's."""
     if not checksum:
         return
-    algorithm = checksum["algorithm"]
-    if sent != {algorithm}:
-        got = ", ".join(sorted(sent)) or "null"
-        raise errors.InvalidRequest(f"Checksum Type mismatch occurred, expected checksum Type: {algorithm}, "
-                                    f"actual checksum Type: {got}")
+    algorithm, sent = checksum["algorithm"], digests.declared()
+    if sent == {algorithm}:
+        return
+    if not sent and checksum["type"] == FULL_OBJECT:
+        digests.compute(algorithm)
+        return
+    got = ", ".join(sorted(a.upper() for a in sent)) or "null"
+    raise errors.InvalidRequest(f"Checksum Type mismatch occurred, expected checksum Type: {algorithm.upper()}, "
+                                f"actual checksum Type: {got}")
 
 
 def from_part_element(el) -> dict[str, str]:

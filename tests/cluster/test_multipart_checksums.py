@@ -132,19 +132,29 @@ def test_checksum_errors_change_nothing(cluster, bucket):
     assert done["ChecksumCRC32"] == composite(crc32, chunks)
 
     full = s3.create_multipart_upload(Bucket=bucket, Key="f", ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT")
-    r = s3.upload_part(Bucket=bucket, Key="f", UploadId=full["UploadId"], PartNumber=1, Body=b"abc",
+    big = payload(5 * MiB, 8)
+    r = s3.upload_part(Bucket=bucket, Key="f", UploadId=full["UploadId"], PartNumber=1, Body=big,
                        ChecksumAlgorithm="CRC32")
     one = [{"PartNumber": 1, "ETag": r["ETag"], "ChecksumCRC32": r["ChecksumCRC32"]}]
-    with pytest.raises(ClientError) as e:   # the whole object's CRC sent on Complete must be right
+    with pytest.raises(ClientError) as e:   # the whole object's CRC sent on Complete must be right (1 part)
         s3.complete_multipart_upload(Bucket=bucket, Key="f", UploadId=full["UploadId"], MultipartUpload={"Parts": one},
-                                     ChecksumCRC32=b64(crc32(b"abd")), ChecksumType="FULL_OBJECT")
+                                     ChecksumCRC32=b64(crc32(big + b"!")), ChecksumType="FULL_OBJECT")
     assert _code(e) == ("BadDigest", 400)
     with pytest.raises(ClientError):
         s3.head_object(Bucket=bucket, Key="f")
+    # a FULL_OBJECT upload takes a part sent without any checksum (AWS does): its CRC is computed
+    bare = cluster.client(request_checksum_calculation="when_required")
+    r2 = bare.upload_part(Bucket=bucket, Key="f", UploadId=full["UploadId"], PartNumber=2, Body=b"def")
+    assert r2["ChecksumCRC32"] == b64(crc32(b"def"))
+    with pytest.raises(ClientError) as e:   # but a COMPOSITE one does not
+        bare.upload_part(Bucket=bucket, Key="k2", PartNumber=1, Body=b"x", UploadId=s3.create_multipart_upload(
+            Bucket=bucket, Key="k2", ChecksumAlgorithm="CRC32")["UploadId"])
+    assert _code(e) == ("InvalidRequest", 400)
+    one.append({"PartNumber": 2, "ETag": r2["ETag"]})
     done = s3.complete_multipart_upload(Bucket=bucket, Key="f", UploadId=full["UploadId"],
-                                        MultipartUpload={"Parts": one}, ChecksumCRC32=b64(crc32(b"abc")),
+                                        MultipartUpload={"Parts": one}, ChecksumCRC32=b64(crc32(big + b"def")),
                                         ChecksumType="FULL_OBJECT")
-    assert done["ChecksumCRC32"] == b64(crc32(b"abc")) and done["ChecksumType"] == "FULL_OBJECT"
+    assert done["ChecksumCRC32"] == b64(crc32(big + b"def")) and done["ChecksumType"] == "FULL_OBJECT"
 
 
 def test_upload_part_copy_computes_the_declared_checksum(cluster, bucket):

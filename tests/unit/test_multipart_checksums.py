@@ -9,7 +9,7 @@ from multidict import CIMultiDict
 
 from storage.s3 import errors
 from storage.s3 import multipart_checksums as MC
-from storage.s3.digests import new_checksum
+from storage.s3.digests import BodyDigests, new_checksum
 
 CHUNKS = [b"a" * 5000, bytes(range(256)) * 7, b"tail"]
 
@@ -83,9 +83,15 @@ def test_invalid_combinations_are_invalid_requests(headers):
         MC.declared(CIMultiDict(headers))
 
 
-def test_parts_must_carry_the_declared_algorithm():
-    MC.check_part(None, {"crc32"})
-    MC.check_part({"algorithm": "crc32", "type": "COMPOSITE"}, {"crc32"})
-    for sent in (set(), {"sha256"}):
-        with pytest.raises(errors.InvalidRequest):
-            MC.check_part({"algorithm": "crc32", "type": "COMPOSITE"}, sent)
+def test_parts_must_carry_the_declared_algorithm_but_full_object_parts_may_carry_none():
+    composite, full = {"algorithm": "crc32", "type": "COMPOSITE"}, {"algorithm": "crc32", "type": "FULL_OBJECT"}
+    MC.check_part(None, BodyDigests(CIMultiDict({"x-amz-checksum-crc32": "AAAAAA=="}), None, None))
+    MC.check_part(composite, BodyDigests(CIMultiDict({"x-amz-checksum-crc32": "AAAAAA=="}), None, None))
+    for declared, headers in ((composite, {}), (composite, {"x-amz-checksum-sha256": b64(bytes(32))}),
+                              (full, {"x-amz-checksum-sha256": b64(bytes(32))})):
+        with pytest.raises(errors.InvalidRequest, match="Checksum Type mismatch"):
+            MC.check_part(declared, BodyDigests(CIMultiDict(headers), None, None))
+    digests = BodyDigests(CIMultiDict(), None, None)
+    MC.check_part(full, digests)   # none sent: computed here
+    digests.update(b"abc")
+    assert digests.finish(3)["checksums"] == {"crc32": b64(zlib.crc32(b"abc").to_bytes(4, "big"))}
