@@ -65,6 +65,14 @@ def test_boto3_upload_file_defaults_to_crc32_and_the_checksum_reads_back(cluster
     got = s3.get_object(Bucket=bucket, Key="full", ChecksumMode="ENABLED")
     assert got["ChecksumCRC32"] == b64(crc32(data)) and got["Body"].read() == data
 
+    # CopyObject: a full-object checksum is checked on the way and kept; a composite one
+    # cannot describe the one-piece copy, which gets the whole object's CRC32 instead
+    for source in ("default", "full"):
+        copied = s3.copy_object(Bucket=bucket, Key=f"copy-{source}", CopySource={"Bucket": bucket, "Key": source})
+        assert copied["CopyObjectResult"]["ChecksumCRC32"] == b64(crc32(data))
+        head = s3.head_object(Bucket=bucket, Key=f"copy-{source}", ChecksumMode="ENABLED")
+        assert head["ChecksumCRC32"] == b64(crc32(data)) and head["ChecksumType"] == "FULL_OBJECT"
+
 
 @pytest.mark.parametrize("algorithm, fn, kind", [("SHA256", sha256, "COMPOSITE"), ("CRC32C", crc32c, "COMPOSITE"),
                                                  ("CRC32C", crc32c, "FULL_OBJECT")])
