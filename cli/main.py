@@ -389,3 +389,9 @@ def status(data, config, as_json: bool) -> None:
     else:
         from storage.repair.status import render
         click.echo(render(st))
+
+
+
+from .lifecycle import lifecycle  # noqa: E402  (a command module of its own; it uses the helpers above)
+
+main.add_command(lifecycle)

@@ -92,6 +92,16 @@ class RepairConfig:
 
 
 @dataclass
+class LifecycleConfig:
+    """Bucket lifecycle passes (storage/lifecycle/runner.py) in the gateway."""
+    interval: float = 3600.0        # seconds from the end of one pass to the start of the next; 0: no passes
+    rate: float = 100.0             # deletes and aborts per second at most (0: unlimited)
+    # Testing knob (like Ceph RGW's rgw_lc_debug_interval): the length of a lifecycle "day"
+    # in seconds. Rules' Days and the x-amz-expiration dates count in these units.
+    day_seconds: float = 86400.0
+
+
+@dataclass
 class Config:
     data: str = "./pocket-data"
     cluster_secret: str = ""
@@ -99,6 +109,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     scrub: ScrubConfig = field(default_factory=ScrubConfig)
     repair: RepairConfig = field(default_factory=RepairConfig)
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     policies: dict[str, str] = field(default_factory=lambda: {"ec": "ec:4+2", "replica": "replica:3"})
     credentials: list[Credential] = field(default_factory=list)
     nodes: list[NodeConfig] = field(default_factory=list)
@@ -156,6 +167,11 @@ class Config:
             raise ConfigError("repair.concurrency must be at least 1")
         if not 0 < self.repair.disk_afr < 1:
             raise ConfigError("repair.disk_afr is a yearly probability: between 0 and 1, e.g. 0.02")
+        for key in ("interval", "rate"):
+            if getattr(self.lifecycle, key) < 0:
+                raise ConfigError(f"lifecycle.{key} must be 0 (off/unlimited) or a positive number")
+        if self.lifecycle.day_seconds <= 0:
+            raise ConfigError("lifecycle.day_seconds must be positive (86400 but in tests)")
         if self.storage.segment_size < 4096:
             raise ConfigError("storage.segment_size must be at least 4096 bytes")
         if not 0 <= self.storage.pack_threshold <= self.storage.pack_size:
@@ -193,6 +209,7 @@ def from_dict(raw: dict, base: str = ".") -> Config:
             storage=_section(StorageConfig, raw.pop("storage", {}), "storage"),
             scrub=_section(ScrubConfig, raw.pop("scrub", {}), "scrub"),
             repair=_section(RepairConfig, raw.pop("repair", {}), "repair"),
+            lifecycle=_section(LifecycleConfig, raw.pop("lifecycle", {}), "lifecycle"),
             policies=raw.pop("policies", None) or Config().policies,
             credentials=[Credential(**c) for c in raw.pop("credentials", [])],
             nodes=[NodeConfig(id=n["id"], zone=n.get("zone", "zone-1"), url=n.get("url", ""),
@@ -259,8 +276,9 @@ def _is_ip(host: str) -> bool:
 
 
 def apply_env(cfg: Config, env=os.environ) -> Config:
-    """POCKET_<SECTION>_<KEY> overrides gateway, storage, scrub and repair settings; a few top-level too."""
-    for section in ("gateway", "storage", "scrub", "repair"):
+    """POCKET_<SECTION>_<KEY> overrides gateway, storage, scrub, repair and lifecycle settings; a few
+    top-level too."""
+    for section in ("gateway", "storage", "scrub", "repair", "lifecycle"):
         obj = getattr(cfg, section)
         for f in fields(obj):
             value = env.get(f"POCKET_{section}_{f.name}".upper())

@@ -18,6 +18,7 @@ from .codec import parse_policy
 from .config import Config
 from .index.batcher import IndexWriter
 from .index.lmdb_index import Index
+from .lifecycle.runner import LifecycleRunner
 from .metrics import Metrics
 from .node.client import RemoteDisk
 from .node.compactor import Compactor
@@ -59,6 +60,16 @@ def io_executor() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=64, thread_name_prefix="pocket-io")
 
 
+def object_services(cfg: Config, cluster: Cluster, index: Index,
+                    writer: IndexWriter) -> tuple[ObjectService, MultipartService]:
+    """The object and multipart services over a cluster (the gateway's, or a one-shot tool's)."""
+    policies = {name: Policy.parse(name, spec, cfg.storage.write_quorum or None) for name, spec in cfg.policies.items()}
+    st = cfg.storage
+    objects = ObjectService(cluster, index, writer, policies, st.default_policy, st.small_policy or None,
+                            st.small_threshold, st.segment_size, st.node_timeout)
+    return objects, MultipartService(objects)
+
+
 class Gateway:
     def __init__(self, cfg: Config):
         self.cfg = cfg
@@ -79,19 +90,16 @@ class Gateway:
         self.index = Index(self.cfg.index_path)
         self.writer = IndexWriter(self.index)
         self.cluster = Cluster(disks, infos, self.cfg.gateway.heartbeat, self.cfg.storage.min_free_bytes)
-        policies = {name: Policy.parse(name, spec, self.cfg.storage.write_quorum or None)
-                    for name, spec in self.cfg.policies.items()}
         self.cluster.load_volumes(self.index, {sum(parse_policy(s)) for s in self.cfg.policies.values()})
         st = self.cfg.storage
-        self.objects = ObjectService(self.cluster, self.index, self.writer, policies, st.default_policy,
-                                     st.small_policy or None, st.small_threshold, st.segment_size,
-                                     st.node_timeout)
-        self.multipart = MultipartService(self.objects)
+        self.objects, self.multipart = object_services(self.cfg, self.cluster, self.index, self.writer)
         self.buckets = BucketService(self.index, self.writer, self.objects, self.multipart)
         self.repairs = RepairQueue(self.index, self.writer)
         self.objects.on_degraded = lambda record, missing: self.repairs.add_later(record, missing, "put")
         self.scrubber = Scrubber(self.cluster, self.index, self.repairs, self.cfg.scrub.rate,
                                  self.cfg.scrub.orphan_grace, self.metrics)
+        self.lifecycle = LifecycleRunner(self.objects, self.multipart, self.cfg.lifecycle.day_seconds,
+                                         self.cfg.lifecycle.rate, self.metrics)
         self.repairer = Repairer(self.cluster, self.index, self.repairs, self.cfg.repair.concurrency,
                                  st.node_timeout, self.metrics)
         await self.cluster.check_once()
@@ -110,6 +118,8 @@ class Gateway:
                 self.scrubber.run_forever(self.cfg.scrub.interval, self.cfg.scrub.start_delay)))
         if self.cfg.repair.enabled:
             self._background.append(loop.create_task(self.repairer.run_forever(self.cfg.repair.interval)))
+        if self.cfg.lifecycle.interval:
+            self._background.append(loop.create_task(self.lifecycle.run_forever(self.cfg.lifecycle.interval)))
 
     async def stop(self) -> None:
         for task in self._background:

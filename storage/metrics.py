@@ -33,6 +33,11 @@ class Metrics:
                                      registry=r)
         self.orphans_removed = Counter("pocket_orphans_removed", "Unreferenced archives the scrubber deleted",
                                        registry=r)
+        # lifecycle: storage/lifecycle/runner.py
+        self.lifecycle_expired = Counter("pocket_lifecycle_objects_expired",
+                                         "Objects and versions deleted by lifecycle rules", ["kind"], registry=r)
+        self.lifecycle_aborted = Counter("pocket_lifecycle_uploads_aborted",
+                                         "Incomplete multipart uploads aborted by lifecycle rules", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -25,7 +25,7 @@ progress (restored with its newest part of each number).
 from __future__ import annotations
 
 import time
-from typing import AsyncIterable
+from typing import AsyncIterable, Callable
 
 from ..index.uploads import NoSuchUpload, UploadPage, UploadTxn
 from ..placement.volumes import choose_volume
@@ -74,10 +74,16 @@ class MultipartService:
         return self._view(lambda u: u.list_uploads(bucket, **query))
 
     # writes ------------------------------------------------------------------------------
-    async def create(self, bucket: str, key: str, attrs: dict, policy_name: str | None = None) -> dict:
-        """Start an upload; `attrs` (content type, metadata, owner...) go to the final object."""
+    async def create(self, bucket: str, key: str, attrs: dict, policy_name: str | None = None,
+                     checksum: dict | None = None) -> dict:
+        """Start an upload; `attrs` (content type, metadata, owner...) go to the final object.
+
+        `checksum` ({"algorithm", "type"}) is what every part must carry and how the
+        object's checksum is made from theirs (s3/multipart_checksums.py)."""
         upload = {"upload_id": new_id(), "bucket": bucket, "key": key, "initiated": time.time(),
                   "policy": policy_name, "attrs": attrs}
+        if checksum:
+            upload["checksum"] = checksum
         await self.writer.submit(lambda ops: UploadTxn(ops).create_upload(bucket, key, upload))
         return upload
 
@@ -86,7 +92,7 @@ class MultipartService:
         """Store one part like an object version; replaces an earlier part of that number."""
         bucket, key, uid = upload["bucket"], upload["key"], upload["upload_id"]
         fields = {"kind": "part", "bucket": bucket, "key": key, "upload_id": uid, "part_number": number,
-                  "upload": {f: upload[f] for f in ("initiated", "policy", "attrs")}}
+                  "upload": {f: upload[f] for f in ("initiated", "policy", "attrs", "checksum") if f in upload}}
         record = await self.objects.store(body, size_hint, digests, fields, upload.get("policy"))
         previous = await self.objects.commit(
             record, lambda ops: UploadTxn(ops).put_part(bucket, key, uid, number, record))
@@ -99,14 +105,23 @@ class MultipartService:
         current = self.objects.head(bucket, key)
         return current if current and current.get("upload_id") == upload_id else None
 
-    async def complete(self, upload: dict, wanted: list[tuple[int, str]]) -> dict:
-        """Make the object from the listed (part number, ETag) pairs, already in ascending order."""
+    async def complete(self, upload: dict, wanted: list[tuple[int, str]],
+                       part_checksums: dict[int, dict] | None = None,
+                       checksum_of: Callable[[list[dict]], dict] | None = None) -> dict:
+        """Make the object from the listed (part number, ETag) pairs, already in ascending order.
+
+        `part_checksums` ({number: {algorithm: base64}}) are checksums the client listed
+        for parts: each must equal the stored one (else InvalidPart). `checksum_of(parts)`
+        gives the object record's checksum fields from the chosen parts."""
         bucket, key, uid = upload["bucket"], upload["key"], upload["upload_id"]
         stored = {p["part_number"]: p for p in self._view(lambda u: u.all_parts(uid))}
         chosen = []
         for number, etag in wanted:
             part = stored.get(number)
             if part is None or part["etag"] != etag:
+                raise InvalidPart(number, etag)
+            have = part.get("checksums") or {}
+            if any(have.get(algorithm) != value for algorithm, value in (part_checksums or {}).get(number, {}).items()):
                 raise InvalidPart(number, etag)
             chosen.append(part)
         for part in chosen[:-1]:
@@ -116,7 +131,7 @@ class MultipartService:
         record = {
             "v": 1, "bucket": bucket, "key": key, "version_id": new_id(), "created": time.time(),
             "size": sum(p["size"] for p in chosen), "etag": P.multipart_etag([p["etag"] for p in chosen]),
-            "checksums": {}, **upload["attrs"], "upload_id": uid,
+            "checksums": {}, **upload["attrs"], **(checksum_of(chosen) if checksum_of else {}), "upload_id": uid,
             # where this record lives on disk (and its tombstone will): the first part's volume
             "policy": first["policy"], "k": first["k"], "m": first["m"],
             "volume": first["volume"], "disks": first["disks"],

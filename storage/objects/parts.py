@@ -3,7 +3,7 @@
 A multipart object's record has no archives of its own. It lists its parts in order,
 each with the version id, volume, disks and policy its archives were written with
 (`{"number", "size", "etag", "version_id", "volume", "disks", "k", "m", "segment_size",
-"policy"}`), so reads, deletes and the index rebuild need nothing but the record.
+"policy", "checksums"}`), so reads, deletes and the index rebuild need nothing but the record.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def is_multipart(record: dict) -> bool:
 
 def part_entry(number: int, part: dict) -> dict:
     """What an object record keeps of one stored part."""
-    return {"number": number, **{f: part[f] for f in PART_FIELDS}}
+    return {"number": number, **{f: part[f] for f in PART_FIELDS}, "checksums": part.get("checksums") or {}}
 
 
 def multipart_etag(part_etags: list[str]) -> str:

@@ -1,8 +1,8 @@
 """GetObjectAttributes: `GET /bucket/key?attributes` with `x-amz-object-attributes`.
 
 Answers from the index record alone (no fragment is read): ETag, Checksum (the
-x-amz-checksum-* the object was stored with), ObjectParts (a multipart object's parts,
-paged with x-amz-max-parts and x-amz-part-number-marker), StorageClass and ObjectSize.
+x-amz-checksum-* the object was stored with, and its type), ObjectParts (a multipart
+object's parts with their checksums, paged with x-amz-max-parts and x-amz-part-number-marker), StorageClass and ObjectSize.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from aiohttp import web
 
 from ..objects import parts as P
 from . import acl, errors, xml
+from .multipart_checksums import type_of, xml_fields
 from .names import check_key
 from .request import S3Request
 from .xml import http_date
@@ -51,7 +52,7 @@ def _object_parts(req: S3Request, record: dict):
     if page:
         fields.append(("NextPartNumberMarker", page[-1]["number"]))
     fields += [("MaxParts", limit), ("IsTruncated", "true" if len(after) > limit else "false")]
-    fields += [xml.element("Part", [("PartNumber", p["number"]), ("Size", p["size"])]) for p in page]
+    fields += [xml.element("Part", [("PartNumber", p["number"]), ("Size", p["size"]), *xml_fields(p.get("checksums"))]) for p in page]
     return xml.element("ObjectParts", fields)
 
 
@@ -64,7 +65,7 @@ async def get_object_attributes(req: S3Request) -> web.Response:
         fields.append(("ETag", record["etag"]))
     checksums = record.get("checksums") or {}
     if "Checksum" in wanted and checksums:
-        fields.append(xml.element("Checksum", [(f"Checksum{a.upper()}", v) for a, v in checksums.items()]))
+        fields.append(xml.element("Checksum", [*xml_fields(checksums), ("ChecksumType", type_of(record))]))
     if "ObjectParts" in wanted and P.is_multipart(record):
         fields.append(_object_parts(req, record))
     if "StorageClass" in wanted:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import AsyncIterator
 
+from multidict import CIMultiDict
+
 from . import errors, sigv4
 from .chunked import ChunkedDecoder
 from .digests import BodyDigests
@@ -97,11 +99,12 @@ async def raw_body(req: S3Request) -> AsyncIterator[bytes]:
         raise errors.IncompleteBody(f"The request body ended early: {e}") from e
 
 
-async def read_small(req: S3Request, limit: int, require_digest: bool = False) -> bytes:
+async def read_small(req: S3Request, limit: int, require_digest: bool = False, body_checksums: bool = True) -> bytes:
     """A small request body (XML), checked against Content-MD5, x-amz-checksum-* and the signed sha256.
 
     `require_digest`: the operation needs Content-MD5 or, as current SDKs send instead,
-    an x-amz-checksum-* header (DeleteObjects)."""
+    an x-amz-checksum-* header (DeleteObjects). `body_checksums=False`: x-amz-checksum-*
+    headers describe something else (CompleteMultipartUpload: the object's checksum)."""
     length = req.declared_length()
     if length is not None and length > limit:
         raise errors.MaxMessageLengthExceeded(f"The request body may be at most {limit} bytes.")
@@ -117,7 +120,9 @@ async def read_small(req: S3Request, limit: int, require_digest: bool = False) -
         body += chunk
         if len(body) > limit:
             raise errors.MaxMessageLengthExceeded(f"The request body may be at most {limit} bytes.")
-    digests = BodyDigests(req.headers, length, None if payload == sigv4.UNSIGNED_PAYLOAD else payload.lower())
+    headers = req.headers if body_checksums else CIMultiDict(
+        (k, v) for k, v in req.headers.items() if not k.lower().startswith("x-amz-checksum-"))
+    digests = BodyDigests(headers, length, None if payload == sigv4.UNSIGNED_PAYLOAD else payload.lower())
     digests.update(bytes(body))
     digests.finish(len(body))
     return bytes(body)

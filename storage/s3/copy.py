@@ -20,7 +20,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from ..objects.get import Unreadable
-from . import acl, conditions, errors, tagging, xml
+from . import acl, conditions, errors, lifecycle, multipart_checksums, tagging, xml
 from .bucket import owned_bucket
 from .body import MAX_PUT_BYTES, stored_headers
 from .digests import BodyDigests
@@ -95,17 +95,27 @@ async def copy_object(req: S3Request) -> web.Response:
     record = await req.gateway.objects.put(req.bucket, req.key, read_source(req, source), source["size"],
                                            _source_digests(source), attrs, condition=condition)
     result = [("LastModified", xml.iso8601(record["created"])), ("ETag", f'"{record["etag"]}"')]
-    result += [(f"Checksum{a.upper()}", v) for a, v in record["checksums"].items()]
+    result += multipart_checksums.xml_fields(record["checksums"])
     headers = {f"x-amz-checksum-{a}": v for a, v in record["checksums"].items()}
+    headers.update(lifecycle.expiration_headers(req, record))
     return web.Response(body=xml.document(xml.element("CopyObjectResult", result)), headers=headers,
                         content_type="application/xml")
 
 
 def _source_digests(source: dict) -> BodyDigests:
-    declared = {f"x-amz-checksum-{a}": v for a, v in source.get("checksums", {}).items()}
+    """The copy is checked against the source's MD5 and full-object checksum as it streams.
+
+    A COMPOSITE checksum (of part checksums) says nothing checkable about the bytes: the
+    copy, one piece, gets that algorithm's checksum of the whole object instead."""
+    composite = multipart_checksums.type_of(source) == multipart_checksums.COMPOSITE
+    checksums = source.get("checksums", {})
+    declared = {} if composite else {f"x-amz-checksum-{a}": v for a, v in checksums.items()}
     if "-" not in source["etag"]:  # a multipart ETag is not the MD5 of the bytes
         declared["Content-MD5"] = base64.b64encode(bytes.fromhex(source["etag"])).decode()
-    return BodyDigests(declared, source["size"], None)
+    digests = BodyDigests(declared, source["size"], None)
+    for algorithm in checksums if composite else ():
+        digests.compute(algorithm)
+    return digests
 
 
 async def read_source(req: S3Request, source: dict, first: int = 0, last: int | None = None):

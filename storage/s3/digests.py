@@ -78,6 +78,17 @@ class BodyDigests:
             self._trailer_names.add(name)
         if len(self._checksums) > 1:
             raise errors.InvalidRequest("Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.")
+        self._computed: dict[str, object] = {}
+
+    def declared(self) -> set[str]:
+        """The checksum algorithms the client declared (as a header or a trailer)."""
+        return set(self._checksums)
+
+    def compute(self, algorithm: str) -> None:
+        """Also compute `algorithm` over the body and keep it, with nothing to compare it to
+        (UploadPartCopy into an upload that declared a checksum: the data comes from us)."""
+        if algorithm not in self._checksums:
+            self._computed[algorithm] = new_checksum(algorithm)
 
     def receive_trailer(self, name: str, value: str) -> None:
         """A trailer of the body arrived: it must be one x-amz-trailer announced."""
@@ -95,6 +106,8 @@ class BodyDigests:
         if self._sha256:
             self._sha256.update(data)
         for _want, h in self._checksums.values():
+            h.update(data)
+        for h in self._computed.values():
             h.update(data)
 
     def finish(self, size: int) -> dict:
@@ -119,6 +132,7 @@ class BodyDigests:
             if got != want:
                 raise errors.BadDigest(f"The {algo.upper()} you specified did not match the calculated checksum.")
             kept[algo] = base64.b64encode(got).decode()
+        kept.update({algo: base64.b64encode(h.digest()).decode() for algo, h in self._computed.items()})
         return {"etag": md5.hex(), "checksums": kept}
 
 

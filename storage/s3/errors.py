@@ -89,6 +89,8 @@ MethodNotAllowed = _error("MethodNotAllowed", 405, "The specified method is not 
 MissingContentLength = _error("MissingContentLength", 411, "You must provide the Content-Length HTTP header.")
 MissingSecurityHeader = _error("MissingSecurityHeader", 400, "Your request is missing a required header.")
 NoSuchCORSConfiguration = _error("NoSuchCORSConfiguration", 404, "The CORS configuration does not exist")
+NoSuchLifecycleConfiguration = _error(
+    "NoSuchLifecycleConfiguration", 404, "The lifecycle configuration does not exist")
 NoSuchBucket = _error("NoSuchBucket", 404, "The specified bucket does not exist.")
 NoSuchKey = _error("NoSuchKey", 404, "The specified key does not exist.")
 NoSuchUpload = _error("NoSuchUpload", 404, "The specified upload does not exist.")

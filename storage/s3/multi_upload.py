@@ -14,7 +14,7 @@ from aiohttp import web
 from ..index.uploads import NoSuchUpload
 from ..objects import parts as P
 from ..objects.multipart import InvalidPart, PartTooSmall
-from . import acl, errors, xml
+from . import acl, errors, lifecycle, multipart_checksums as MC, xml
 from .bucket import owned_bucket
 from .digests import BodyDigests
 from .listing import _encoder
@@ -63,9 +63,10 @@ async def create_upload(req: S3Request) -> web.Response:
         "owner": req.access_key,
         **acl.stored(acl.from_headers(req.headers)),
     }
-    upload = await req.gateway.multipart.create(req.bucket, req.key, attrs)
+    checksum = MC.declared(req.headers)
+    upload = await req.gateway.multipart.create(req.bucket, req.key, attrs, checksum=checksum)
     return _xml(xml.element("InitiateMultipartUploadResult", [
-        ("Bucket", req.bucket), ("Key", req.key), ("UploadId", upload["upload_id"])]))
+        ("Bucket", req.bucket), ("Key", req.key), ("UploadId", upload["upload_id"])]), MC.headers(checksum))
 
 
 async def upload_part(req: S3Request) -> web.Response:
@@ -74,6 +75,7 @@ async def upload_part(req: S3Request) -> web.Response:
     if "x-amz-copy-source" in req.headers:
         return await _upload_part_copy(req, upload, number)
     body = open_body(req)
+    MC.check_part(upload.get("checksum"), body.digests)
     with _s3_errors(req, upload["upload_id"]):
         record = await req.gateway.multipart.upload_part(upload, number, body.stream, body.length, body.digests)
     headers = {"ETag": f'"{record["etag"]}"'}
@@ -105,19 +107,24 @@ async def _upload_part_copy(req: S3Request, upload: dict, number: int) -> web.Re
     if length > MAX_PUT_BYTES:
         raise errors.EntityTooLarge(f"A part may be at most 5 GiB; this copy is {length} bytes.",
                                     ProposedSize=str(length), MaxSizeAllowed=str(MAX_PUT_BYTES))
+    digests = BodyDigests({}, length, None)
+    if upload.get("checksum"):  # the bytes come from us: compute the checksum the upload declared
+        digests.compute(upload["checksum"]["algorithm"])
     with _s3_errors(req, upload["upload_id"]):
         record = await req.gateway.multipart.upload_part(upload, number, read_source(req, source, first, last),
-                                                         length, BodyDigests({}, length, None))
+                                                         length, digests)
     return _xml(xml.element("CopyPartResult", [
-        ("LastModified", xml.iso8601(record["created"])), ("ETag", f'"{record["etag"]}"')]))
+        ("LastModified", xml.iso8601(record["created"])), ("ETag", f'"{record["etag"]}"'),
+        *MC.xml_fields(record.get("checksums"))]))
 
 
-def parse_complete(body: bytes) -> list[tuple[int, str]]:
-    """(part number, ETag) pairs of a CompleteMultipartUpload body, checked for order."""
+def parse_complete(body: bytes) -> tuple[list[tuple[int, str]], dict[int, dict[str, str]]]:
+    """(part number, ETag) pairs of a CompleteMultipartUpload body, checked for order, and
+    the checksums listed for each part ({number: {algorithm: base64}})."""
     root = xml.parse(body)
     if root is None or root.tag != "CompleteMultipartUpload":
         raise errors.MalformedXML()
-    wanted = []
+    wanted, checksums = [], {}
     for el in root:
         if el.tag != "Part":
             continue
@@ -125,18 +132,19 @@ def parse_complete(body: bytes) -> list[tuple[int, str]]:
         if not (number.isascii() and number.isdigit()) or etag is None:
             raise errors.MalformedXML()
         wanted.append((int(number), etag.strip().strip('"').lower()))
+        checksums[int(number)] = MC.from_part_element(el)
     if not wanted:
         raise errors.MalformedXML("You must specify at least one part")
     if any(b[0] <= a[0] for a, b in zip(wanted, wanted[1:])):
         raise errors.InvalidPartOrder()
-    return wanted
+    return wanted, checksums
 
 
 async def complete_upload(req: S3Request) -> web.Response:
     owned_bucket(req)
     check_key(req.key)
     upload_id = req.query.get("uploadId", "")
-    wanted = parse_complete(await read_small(req, MAX_COMPLETE_BODY))
+    wanted, listed = parse_complete(await read_small(req, MAX_COMPLETE_BODY, body_checksums=False))
     service = req.gateway.multipart
     with _s3_errors(req, upload_id):
         try:
@@ -146,10 +154,16 @@ async def complete_upload(req: S3Request) -> web.Response:
             if record is None:
                 raise
         else:
-            record = await service.complete(upload, wanted)
+            checksum = upload.get("checksum")
+            MC.check_complete(checksum, listed, req.headers)
+            record = await service.complete(upload, wanted, listed,
+                                            lambda chosen: MC.of_object(checksum, chosen, req.headers))
     location = f"{req.http.scheme}://{req.http.host}/{req.bucket}/{req.key}"
-    return _xml(xml.element("CompleteMultipartUploadResult", [
-        ("Location", location), ("Bucket", req.bucket), ("Key", req.key), ("ETag", f'"{record["etag"]}"')]))
+    fields = [("Location", location), ("Bucket", req.bucket), ("Key", req.key), ("ETag", f'"{record["etag"]}"'),
+              *MC.xml_fields(record.get("checksums"))]
+    if record.get("checksums"):
+        fields.append(("ChecksumType", MC.type_of(record)))
+    return _xml(xml.element("CompleteMultipartUploadResult", fields), lifecycle.expiration_headers(req, record))
 
 
 async def abort_upload(req: S3Request) -> web.Response:
@@ -181,10 +195,13 @@ async def list_parts(req: S3Request) -> web.Response:
               ("PartNumberMarker", marker),
               ("NextPartNumberMarker", stored[-1]["part_number"] if stored else marker),
               ("MaxParts", max_parts), ("IsTruncated", "true" if truncated else "false")]
+    checksum = upload.get("checksum")
+    if checksum:
+        fields += [("ChecksumAlgorithm", checksum["algorithm"].upper()), ("ChecksumType", checksum["type"])]
     fields += [xml.element("Part", [("PartNumber", p["part_number"]), ("LastModified", xml.iso8601(p["created"])),
-                                    ("ETag", f'"{p["etag"]}"'), ("Size", p["size"])]) for p in stored]
+                                    ("ETag", f'"{p["etag"]}"'), ("Size", p["size"]),
+                                    *MC.xml_fields(p.get("checksums"))]) for p in stored]
     return _xml(xml.element("ListPartsResult", fields))
-
 
 
 async def list_uploads(req: S3Request) -> web.Response:
@@ -214,5 +231,5 @@ async def list_uploads(req: S3Request) -> web.Response:
     return _xml(xml.element("ListMultipartUploadsResult", fields))
 
 
-def _xml(root) -> web.Response:
-    return web.Response(body=xml.document(root), content_type="application/xml")
+def _xml(root, headers: dict | None = None) -> web.Response:
+    return web.Response(body=xml.document(root), content_type="application/xml", headers=headers)

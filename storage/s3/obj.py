@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..objects import parts
 from ..objects.get import Unreadable
-from . import acl, conditions, copy, errors, tagging
+from . import acl, conditions, copy, errors, lifecycle, multipart_checksums, tagging
 from .body import open_body, stored_headers
 from .bucket import owned_bucket
 from .names import check_key, check_part_number, user_metadata
@@ -47,6 +47,7 @@ async def put_object(req: S3Request) -> web.Response:
                                            condition=condition)
     headers = {"ETag": f'"{record["etag"]}"'}
     headers.update({f"x-amz-checksum-{a}": v for a, v in record["checksums"].items()})
+    headers.update(lifecycle.expiration_headers(req, record))
     return web.Response(headers=headers)
 
 
@@ -54,8 +55,8 @@ def _object(req: S3Request) -> dict:
     return acl.readable_object(req)
 
 
-def _headers(req: S3Request, record: dict, whole: bool) -> dict:
-    """Response headers; checksums describe the whole object, so a range never gets them."""
+def _headers(req: S3Request, record: dict, span) -> dict:
+    """Response headers of a GET or HEAD of `span` (None: the whole object)."""
     headers = {
         "ETag": f'"{record["etag"]}"',
         "Last-Modified": http_date(record["created"]),
@@ -65,11 +66,28 @@ def _headers(req: S3Request, record: dict, whole: bool) -> dict:
     headers.update(record.get("headers", {}))
     headers.update({f"x-amz-meta-{k}": v for k, v in record.get("meta", {}).items()})
     headers.update(tagging.count_header(record))
-    if whole and req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
-        headers.update({f"x-amz-checksum-{a}": v for a, v in record.get("checksums", {}).items()})
+    headers.update(_checksum_headers(req, record, span))
+    headers.update(lifecycle.expiration_headers(req, record))
     for param, header in _OVERRIDES.items():
         if param in req.query:
             headers[header] = req.query[param]
+    return headers
+
+
+def _checksum_headers(req: S3Request, record: dict, span) -> dict:
+    """With x-amz-checksum-mode: ENABLED, the checksum of what is sent: the object's, or
+    with ?partNumber= that part's. A byte range gets none (no checksum describes it)."""
+    if req.headers.get("x-amz-checksum-mode", "").upper() != "ENABLED":
+        return {}
+    if "partNumber" in req.query and parts.is_multipart(record):
+        part = record["parts"][int(req.query["partNumber"]) - 1]
+        return {f"x-amz-checksum-{a}": v for a, v in (part.get("checksums") or {}).items()}
+    if span is not None and "partNumber" not in req.query:
+        return {}
+    checksums = record.get("checksums") or {}
+    headers = {f"x-amz-checksum-{a}": v for a, v in checksums.items()}
+    if checksums:
+        headers["x-amz-checksum-type"] = multipart_checksums.type_of(record)
     return headers
 
 
@@ -118,7 +136,7 @@ async def head_object(req: S3Request) -> web.Response:
     if conditions.check_read(req.headers, record) == conditions.NOT_MODIFIED:
         return _not_modified(record)
     span, extra = requested_span(req, record)
-    headers = _headers(req, record, whole=span is None)
+    headers = _headers(req, record, span)
     headers.update(extra)
     if span:
         headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{record['size']}"
@@ -134,7 +152,7 @@ async def get_object(req: S3Request) -> web.StreamResponse:
         return _not_modified(record)
     size = record["size"]
     span, extra = requested_span(req, record)
-    headers = _headers(req, record, whole=span is None)
+    headers = _headers(req, record, span)
     headers.update(extra)
     status = 200
     start, end = 0, size - 1

@@ -6,7 +6,8 @@ parameter that selects a different operation on the same path (`?location`,
 """
 from __future__ import annotations
 
-from . import acl, attributes, bucket, cors, errors, listing, multi_delete, multi_upload, obj, tagging, versions
+from . import (acl, attributes, bucket, cors, errors, lifecycle, listing, multi_delete, multi_upload, obj, tagging,
+               versions)
 
 ROUTES = {
     ("GET", "service", None): bucket.list_buckets,
@@ -38,6 +39,9 @@ ROUTES = {
     ("PUT", "bucket", "cors"): cors.put_bucket_cors,
     ("GET", "bucket", "cors"): cors.get_bucket_cors,
     ("DELETE", "bucket", "cors"): cors.delete_bucket_cors,
+    ("PUT", "bucket", "lifecycle"): lifecycle.put_bucket_lifecycle,
+    ("GET", "bucket", "lifecycle"): lifecycle.get_bucket_lifecycle,
+    ("DELETE", "bucket", "lifecycle"): lifecycle.delete_bucket_lifecycle,
     ("GET", "bucket", "acl"): acl.get_bucket_acl,
     ("PUT", "bucket", "acl"): acl.put_bucket_acl,
     ("GET", "object", "acl"): acl.get_object_acl,

@@ -271,3 +271,24 @@ def test_paths_are_relative_to_the_config_file(tmp_path):
     assert cfg.index_path == str(tmp_path / "etc" / "meta" / "index")
     assert cfg.data == str(tmp_path / "data")
     assert cfg.nodes[0].disks[0].path == str(tmp_path / "etc" / "disks" / "d0")
+
+
+def test_lifecycle_section_defaults_file_env_and_validation(tmp_path, monkeypatch):
+    cfg = load(good(tmp_path))
+    assert (cfg.lifecycle.interval, cfg.lifecycle.rate, cfg.lifecycle.day_seconds) == (3600.0, 100.0, 86400.0)
+    monkeypatch.setenv("POCKET_LIFECYCLE_DAY_SECONDS", "1")
+    monkeypatch.setenv("POCKET_LIFECYCLE_INTERVAL", "0")
+    cfg = load(good(tmp_path))
+    assert (cfg.lifecycle.interval, cfg.lifecycle.day_seconds) == (0.0, 1.0)
+    monkeypatch.setenv("POCKET_LIFECYCLE_DAY_SECONDS", "0")
+    with pytest.raises(ConfigError, match="lifecycle.day_seconds"):
+        load(good(tmp_path))
+    monkeypatch.delenv("POCKET_LIFECYCLE_DAY_SECONDS")
+    monkeypatch.setenv("POCKET_LIFECYCLE_RATE", "-1")
+    with pytest.raises(ConfigError, match="lifecycle.rate"):
+        load(good(tmp_path))
+    monkeypatch.setenv("POCKET_LIFECYCLE_RATE", "lots")
+    with pytest.raises(ConfigError, match="POCKET_LIFECYCLE_RATE"):
+        load(good(tmp_path))
+    with pytest.raises(ConfigError, match="lifecycle.every"):
+        from_dict({"lifecycle": {"every": 5}})
