@@ -175,8 +175,20 @@ class PackSet:
 
     def read_record(self, rec_id: str) -> bytes | None:
         """A packed record's payload, checked against its checksum (None: absent or corrupt)."""
+        found = self.read_checked(rec_id, record=True)
+        if found is None:
+            return None
+        payload, intact = found
+        if not intact:
+            log.error("record %s in pack %s is corrupt; skipped", rec_id, self.folder)
+            return None
+        return payload
+
+    def read_checked(self, name: str, record: bool = False) -> tuple[bytes, bool] | None:
+        """(payload, whether its record header and checksum hold) of a packed archive or
+        record, or None if it is not packed. What the scrubber checks a pack record with."""
         with self._lock:
-            loc = self.records.get(rec_id)
+            loc = (self.records if record else self.archives).get(name)
             pack = self.packs.get(loc[0]) if loc else None
             if pack is None:
                 return None
@@ -186,10 +198,13 @@ class PackSet:
         finally:
             self._release(pack)
         rec = parse_record_header(raw, pack.salt)
-        if rec is None or payload_sum(raw[RECORD_HEADER_SIZE:]) != rec[3]:
-            log.error("record %s in pack %s is corrupt; skipped", rec_id, pack.path)
-            return None
-        return raw[RECORD_HEADER_SIZE:]
+        payload = raw[RECORD_HEADER_SIZE:]
+        return payload, rec is not None and len(payload) == loc[2] and payload_sum(payload) == rec[3]
+
+    def stamp(self, name: str) -> tuple | None:
+        """Where a packed archive lives: changes whenever it is rewritten or deleted."""
+        loc = self.archives.get(name)
+        return None if loc is None else ("pack", *loc)
 
     def _read(self, where: dict, name: str, offset: int, length: int) -> bytes | None:
         with self._lock:

@@ -16,6 +16,7 @@ from storage.index import repairs
 from storage.index.batcher import IndexWriter
 from storage.index.lmdb_index import Index
 from storage.index.uploads import UploadTxn
+from storage.node.disk_scrub import DiskScrubber
 from storage.node.store import DiskStore
 from storage.objects import parts as parts_mod
 from storage.objects.multipart import MultipartService
@@ -25,7 +26,7 @@ from storage.repair import status as status_mod
 from storage.repair.queue import RepairQueue
 from storage.repair.repair import Repairer
 from storage.repair.scrub import Scrubber
-from storage.repair.verify import Pacer
+from storage.repair.throttle import Throttle
 from storage.s3.digests import BodyDigests
 
 SEG = 16 << 10
@@ -53,6 +54,9 @@ class World:
         self.objects.on_degraded = lambda record, missing: self.queue.add_later(record, missing, "put")
         self.scrubber = Scrubber(self.cluster, self.index, self.queue, rate=0, orphan_grace=60)
         self.repairer = Repairer(self.cluster, self.index, self.queue, concurrency=3)
+        self.disk_scrubbers = [DiskScrubber(d, rate=0, schedule=False) for d in self.disks.values()]
+        for s in self.disk_scrubbers:
+            s.start()
         self.index.create_bucket("b")
 
     async def put(self, key: str, data: bytes) -> dict:
@@ -69,6 +73,8 @@ class World:
         return self.disks[disk]._archive_path(layout.archive_name(record["version_id"], i))
 
     async def close(self):
+        for s in self.disk_scrubbers:
+            await s.stop()
         await self.writer.aclose()
         self.index.close()
 
@@ -284,6 +290,7 @@ def test_orphans_and_the_safety_valve(tmp_path):
         forced = await w.scrubber.run_once(force_orphans=True)
         assert len(forced.orphans_removed) == 24 * 3
         assert os.path.exists(w.path(recs[0], 0)) and not os.path.exists(w.path(recs[1], 0))
+    run(tmp_path, go)
 
 
 def test_young_orphans_are_kept(tmp_path):
@@ -309,7 +316,7 @@ def test_scrub_progress_is_kept_for_status(tmp_path):
 # pacing and the durability model ----------------------------------------------------------
 def test_pacer_holds_the_rate():
     async def go():
-        pacer = Pacer(rate=1 << 20)
+        pacer = Throttle(rate=1 << 20)
         started = time.monotonic()
         for _ in range(4):
             await pacer.take(64 << 10)
