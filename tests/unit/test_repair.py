@@ -198,6 +198,35 @@ def test_unrecoverable_and_down_disks_stay_queued(tmp_path):
     run(tmp_path, go)
 
 
+def test_repair_rate_is_honoured(tmp_path):
+    """repair.rate caps the bytes rebuilt per second, measured around the whole repair."""
+    async def go(w):
+        data = random.Random(5).randbytes(40 * SEG)
+        rec = await w.put("big", data)
+        originals = {i: read(w.path(rec, i)) for i in (1, 4)}
+        for i in originals:
+            os.unlink(w.path(rec, i))
+        await w.scrubber.run_once()
+        rate = 150_000
+        w.repairer = Repairer(w.cluster, w.index, w.queue, concurrency=3, rate=rate)
+        started = time.monotonic()
+        report = await w.repairer.run_once()
+        elapsed = time.monotonic() - started
+        assert report.fragments == 2 and report.remaining == 0
+        assert report.bytes_written > 2 * rate
+        assert elapsed >= report.bytes_written * 0.95 / rate, (elapsed, report.bytes_written)
+        assert all(read(w.path(rec, i)) == raw for i, raw in originals.items())
+        # unlimited, the same repair is much faster: the limit, not the machine, set the pace
+        for i in originals:
+            os.unlink(w.path(rec, i))
+        await w.scrubber.run_once()
+        w.repairer = Repairer(w.cluster, w.index, w.queue, concurrency=3)
+        started = time.monotonic()
+        assert (await w.repairer.run_once()).fragments == 2
+        assert time.monotonic() - started < elapsed / 2
+    run(tmp_path, go)
+
+
 def test_degraded_put_is_queued_with_the_object(tmp_path):
     async def go(w):
         w.cluster.mark_down("d3", "test")
