@@ -1,11 +1,12 @@
 """Checking one whole fragment archive through a disk's public interface.
 
-The scrubber reads every byte of every archive: the header (its own checksum, and that
-it names the archive it is in), the footer and trailer (the manifest, checksummed),
-every record against its xxh3, and that the records end exactly where the trailer
-begins. Each byte is read once (small archives in one request). Everything goes through `disk.read(name, offset, length)`, so a local
-`DiskStore` and a `RemoteDisk` are checked the same way, and the record format stays in
-layout.py. Reads are paced by the caller's `Throttle` (throttle.py).
+The disk scrubber (node/disk_scrub.py) and the repairer's second look read every byte
+of an archive: the header (its own checksum, and that it names the archive it is in),
+the footer and trailer (the manifest, checksummed), every record against its xxh3, and
+that the records end exactly where the trailer begins. Each byte is read once (small
+archives in one request). Everything goes through `disk.read(name, offset, length)`, so
+a local `DiskStore`, a `RemoteDisk` and bytes already in memory are checked the same
+way, and the record format stays in layout.py. Reads are paced by the caller's `Throttle` (throttle.py).
 """
 from __future__ import annotations
 
