@@ -24,6 +24,7 @@ import uuid
 from typing import AsyncIterable, Iterator
 
 from .. import layout
+from . import pack_compaction
 from .packformat import ARCHIVE, ARCHIVE_NAME, RECORD, RECORD_NAME
 from .packs import PackSet
 
@@ -186,8 +187,8 @@ class DiskStore:
             return packed
 
     async def compact(self, min_live: float = 0.5) -> dict:
-        """Rewrite packs less than `min_live` live into the newest pack; see packs.py."""
-        return await self.packs.compact(min_live)
+        """Rewrite packs less than `min_live` live into the newest pack; see pack_compaction.py."""
+        return await pack_compaction.compact(self.packs, min_live)
 
     # reads -------------------------------------------------------------------------------
     async def read(self, name: str, offset: int, length: int) -> bytes:
