@@ -233,6 +233,8 @@ class DiskScrubber:
                 problem, read = verdict.problem, verdict.bytes_read
         except (FileNotFoundError, ArchiveMissing):
             return
+        except OSError as e:    # a bad sector: the archive is as good as rotten
+            problem, read = f"unreadable: {e}", 0
         p["archives_checked"] += 1
         p["bytes_checked"] += read
         self.state["totals"]["archives_checked"] += 1
@@ -244,7 +246,11 @@ class DiskScrubber:
             await self._save(force=True)
 
     async def _check_record(self, p: dict, rec_id: str) -> None:
-        found = await asyncio.get_running_loop().run_in_executor(None, self.store.packs.read_checked, rec_id, True)
+        try:
+            found = await asyncio.get_running_loop().run_in_executor(None, self.store.packs.read_checked, rec_id, True)
+        except OSError as e:
+            log.warning("disk %s: packed record %s is unreadable: %r", self.store.disk_id, rec_id, e)
+            found = (b"", False)
         if found is None:
             return
         data, intact = found

@@ -133,3 +133,22 @@ def test_rate_is_honoured(tmp_path):
         store.close()
         return time.monotonic() - started
     assert run(go) >= 0.95
+
+
+def test_an_unreadable_archive_is_a_finding_not_a_stuck_pass(tmp_path):
+    """Reads that fail (EIO from a bad sector; here a directory where the file was, which
+    fails reads with EISDIR) make that archive a finding, and the pass goes on."""
+    async def go():
+        store = open_disk(tmp_path, 0)
+        archives = await fill(store, 4)
+        victim = sorted(archives)[1]
+        path, _, _ = stored_at(store, victim)
+        os.unlink(path)
+        os.mkdir(path)
+        scrubber = DiskScrubber(store, rate=0, schedule=False)
+        assert await scrubber.run_pass()
+        report = scrubber.report()
+        assert report["last_full_pass"]["archives_checked"] == 4
+        assert [(r["archive"], r["problem"].startswith("unreadable")) for r in report["corrupt"]] == [(victim, True)]
+        store.close()
+    run(go)
