@@ -191,7 +191,7 @@ def node(data, config, node_id: str, initialize: bool) -> None:
 
     async def run():
         from storage.gateway import io_executor, local_store, serve
-        from storage.node.compactor import Compactor
+        from storage.node.daemons import DiskDaemons
         from storage.node.server import build_app
         asyncio.get_running_loop().set_default_executor(io_executor())
         from storage.node.store import MissingDisk
@@ -200,14 +200,14 @@ def node(data, config, node_id: str, initialize: bool) -> None:
         except MissingDisk as e:
             raise click.ClickException(str(e)) from None
         host, port = ncfg.listen
+        daemons = DiskDaemons(stores, cfg)
         runner = await serve(build_app(node_id, stores, cfg.cluster_secret), host, port)
-        compactor = Compactor(stores, cfg.storage.compact_interval)
-        compactor.start()
+        daemons.start()
         logging.getLogger("pocket.node").info("node %s serving %d disks on %s:%d", node_id, len(stores), host, port)
         try:
             await _wait_for_signal()
         finally:
-            await compactor.stop()
+            await daemons.stop()
             await runner.cleanup()
             for store in stores.values():
                 store.close()
@@ -287,13 +287,17 @@ class _Progress:
 @main.command()
 @with_cluster
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
-@click.option("--rate", type=int, default=None, help="Bytes per second to read (default: scrub.rate; 0: no limit).")
+@click.option("--rate", type=click.IntRange(min=0), default=None,
+              help="Bytes per second each disk reads (default: scrub.rate; 0: no limit).")
 @click.option("--orphan-grace", type=float, default=None,
               help="Seconds an unreferenced archive must be old before removal (default: scrub.orphan_grace).")
 @click.option("--keep-orphans", is_flag=True, help="Report orphaned archives but do not remove them.")
 @click.option("--force-orphans", is_flag=True, help="Remove orphans even past the safety valve (see docs).")
 def scrub(data, config, as_json: bool, rate, orphan_grace, keep_orphans: bool, force_orphans: bool) -> None:
-    """Read and check every fragment archive once; queue damage for repair; remove orphans.
+    """Have every disk read and check all its archives now; queue damage for repair; remove orphans.
+
+    Disks of running nodes scrub themselves (asked over the internal API); disk folders
+    of stopped nodes and in-process disks are checked by this command.
 
     Exit status: 0 all good, 1 damage found (queued: run `pocket repair`),
     2 some disks could not be scrubbed."""
@@ -302,10 +306,10 @@ def scrub(data, config, as_json: bool, rate, orphan_grace, keep_orphans: bool, f
 
     async def work(tc):
         from storage.repair.scrub import Scrubber
-        scrubber = Scrubber(tc.cluster, tc.index, tc.queue, cfg.scrub.rate if rate is None else rate,
+        scrubber = Scrubber(tc.cluster, tc.index, tc.queue, rate,
                             cfg.scrub.orphan_grace if orphan_grace is None else orphan_grace)
         try:
-            return await scrubber.run_once(on_bytes=progress.step, on_listed=progress.start,
+            return await scrubber.run_once(on_bytes=progress.step, on_listed=progress.start, fresh=True,
                                            remove_orphans=not keep_orphans, force_orphans=force_orphans)
         finally:
             progress.close()
@@ -337,7 +341,9 @@ def scrub(data, config, as_json: bool, rate, orphan_grace, keep_orphans: bool, f
 @with_cluster
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @click.option("--concurrency", type=int, default=None, help="Objects rebuilt at once (default: repair.concurrency).")
-def repair(data, config, as_json: bool, concurrency) -> None:
+@click.option("--rate", type=click.IntRange(min=0), default=None,
+              help="Bytes per second of fragments rebuilt (default: repair.rate; 0: no limit).")
+def repair(data, config, as_json: bool, concurrency, rate) -> None:
     """Rebuild every fragment in the repair queue, least redundancy first.
 
     Exit status: 0 when the queue is empty afterwards, 1 when something could not be
@@ -348,7 +354,7 @@ def repair(data, config, as_json: bool, concurrency) -> None:
     async def work(tc):
         from storage.repair.repair import Repairer
         repairer = Repairer(tc.cluster, tc.index, tc.queue, concurrency or cfg.repair.concurrency,
-                            cfg.storage.node_timeout)
+                            cfg.storage.node_timeout, rate=cfg.repair.rate if rate is None else rate)
         progress.start(tc.queue.length())
         try:
             return await repairer.run_once(on_entry=lambda _entry: progress.step())

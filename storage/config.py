@@ -73,11 +73,14 @@ class StorageConfig:
 
 @dataclass
 class ScrubConfig:
-    """The scrubber (storage/repair/scrub.py): background passes in the gateway."""
-    enabled: bool = True
-    rate: int = 32 << 20            # bytes/s read by a pass, all disks together (0: unlimited)
-    interval: float = 86400.0       # seconds from the end of one pass to the start of the next
-    start_delay: float = 60.0       # first pass on a cluster never scrubbed
+    """Scrubbing: a scrubber per disk in the process that owns it (storage/node/disk_scrub.py)
+    reads and checks every byte; the gateway collects what they found (storage/repair/scrub.py)."""
+    enabled: bool = True            # background passes (`pocket scrub` works either way)
+    rate: int = 8 << 20             # bytes/s read by the scrubber of each disk (0: unlimited)
+    interval: float = 86400.0       # seconds from the end of a disk's full pass to the start of its next
+    start_delay: float = 60.0       # after start-up, the first pass of a disk never scrubbed and the
+                                    # gateway's first collection
+    collect_interval: float = 3600.0  # seconds between the gateway's collections of findings
     orphan_grace: float = 3600.0    # unreferenced archives younger than this are left alone
 
 
@@ -87,6 +90,7 @@ class RepairConfig:
     enabled: bool = True
     concurrency: int = 4            # object versions rebuilt at once
     interval: float = 10.0          # seconds between retries of what is still queued
+    rate: int = 0                   # bytes/s of fragments rebuilt, all repairs together (0: unlimited)
     disk_afr: float = 0.02          # annual failure rate of one disk
     assumed_hours: float = 24.0     # time to repair a failed disk until one has been measured
 
@@ -160,9 +164,11 @@ class Config:
         if not self.credentials:
             raise ConfigError("no credentials: add [[credentials]] access_key/secret_key, "
                               "or set POCKET_ACCESS_KEY and POCKET_SECRET_KEY")
-        for key in ("rate", "interval", "start_delay", "orphan_grace"):
+        for key in ("rate", "interval", "start_delay", "collect_interval", "orphan_grace"):
             if getattr(self.scrub, key) < 0:
                 raise ConfigError(f"scrub.{key} must not be negative")
+        if self.repair.rate < 0:
+            raise ConfigError("repair.rate must be 0 (unlimited) or bytes per second")
         if self.repair.concurrency < 1:
             raise ConfigError("repair.concurrency must be at least 1")
         if not 0 < self.repair.disk_afr < 1:

@@ -21,7 +21,8 @@ from .index.lmdb_index import Index
 from .lifecycle.runner import LifecycleRunner
 from .metrics import Metrics
 from .node.client import RemoteDisk
-from .node.compactor import Compactor
+from .node.daemons import DiskDaemons
+from .node.metrics import DiskCollector
 from .node.store import DiskStore
 from .objects.buckets import BucketService
 from .objects.multipart import MultipartService
@@ -101,21 +102,23 @@ class Gateway:
         self.lifecycle = LifecycleRunner(self.objects, self.multipart, self.cfg.lifecycle.day_seconds,
                                          self.cfg.lifecycle.rate, self.metrics)
         self.repairer = Repairer(self.cluster, self.index, self.repairs, self.cfg.repair.concurrency,
-                                 st.node_timeout, self.metrics)
+                                 st.node_timeout, self.metrics, rate=self.cfg.repair.rate)
         await self.cluster.check_once()
         self.cluster.start()
         self.local_disks = {i: d for i, d in disks.items() if isinstance(d, DiskStore)}
-        self.compactor = Compactor(self.local_disks, st.compact_interval)
-        self.compactor.start()
+        self.daemons = DiskDaemons(self.local_disks, self.cfg)
+        self.daemons.start()
+        self.metrics.registry.register(DiskCollector(self.local_disks))
         self._start_background()
 
     def _start_background(self) -> None:
-        """Scrub and repair run here, beside the data path: this process sees every disk and
-        owns the index (see storage/repair/scrub.py for why here and not on the nodes)."""
+        """Collecting scrub findings and repair run here, beside the data path: this process
+        sees every disk and owns the index. The bytes are checked where they are (the
+        disks' own scrubbers, storage/node/disk_scrub.py)."""
         loop = asyncio.get_running_loop()
         if self.cfg.scrub.enabled:
             self._background.append(loop.create_task(
-                self.scrubber.run_forever(self.cfg.scrub.interval, self.cfg.scrub.start_delay)))
+                self.scrubber.run_forever(self.cfg.scrub.collect_interval, self.cfg.scrub.start_delay)))
         if self.cfg.repair.enabled:
             self._background.append(loop.create_task(self.repairer.run_forever(self.cfg.repair.interval)))
         if self.cfg.lifecycle.interval:
@@ -128,7 +131,7 @@ class Gateway:
         await self.objects.drain()
         await self.repairs.drain()
         await self.cluster.stop()
-        await self.compactor.stop()
+        await self.daemons.stop()
         await self.writer.aclose()
         for disk in self.local_disks.values():
             disk.close()

@@ -1,4 +1,7 @@
-"""Prometheus metrics: one registry per gateway, exported at /_pocket/metrics."""
+"""Prometheus metrics: one registry per gateway, exported at /_pocket/metrics.
+
+Disks the gateway opens in-process add their own collector (node/metrics.py), the same
+one a node process exports at /metrics."""
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -25,8 +28,6 @@ class Metrics:
                              ["shape", "fragments_left"], registry=r)
         self.repaired_fragments = Counter("pocket_repaired_fragments", "Fragment archives rebuilt", registry=r)
         self.repaired_bytes = Counter("pocket_repaired_bytes", "Bytes of fragment archives rebuilt", registry=r)
-        self.scrub_bytes = Counter("pocket_scrub_bytes_verified", "Archive bytes read and checked by the scrubber",
-                                   registry=r)
         self.scrub_corrupt = Counter("pocket_scrub_corrupt_fragments", "Corrupt fragments the scrubber found",
                                      registry=r)
         self.scrub_missing = Counter("pocket_scrub_missing_fragments", "Missing fragments the scrubber found",

@@ -93,6 +93,14 @@ class RemoteDisk:
         async for row in self._ndjson("/records"):
             yield row["id"], row["data"].encode()
 
+    async def scrub_state(self) -> dict:
+        _, raw = await self._call("GET", "/scrub")
+        return json.loads(raw)
+
+    async def scrub_request(self, rate: int | None = None) -> int:
+        _, raw = await self._call("POST", "/scrub", ok=(202,), params={"rate": rate} if rate is not None else None)
+        return json.loads(raw)["pass"]
+
     async def health(self) -> dict:
         _, raw = await self._call("GET", "/v1/health", timeout=aiohttp.ClientTimeout(total=3))
         for disk in json.loads(raw)["disks"]:

@@ -3,7 +3,7 @@ in-process disks under `pocket up`).
 
 Deletes and overwrites leave dead records in pack files; every `interval` seconds each
 disk rewrites the packs that are less than half live into its newest pack and removes
-them (DiskStore.compact). One disk at a time, so compaction never competes with itself
+them (DiskStore.compact, pack_compaction.py). One disk at a time, so compaction never competes with itself
 for the machine.
 """
 from __future__ import annotations

@@ -11,9 +11,8 @@ Only the newest pack is ever appended to, so only it can end in a torn batch; at
 its trailing records' payloads are verified and a torn tail is truncated (it was never
 acknowledged). Older packs are scanned header by header, seeking over payloads.
 
-Compaction copies the live records of a mostly-dead pack into the newest pack, fsyncs,
-and only then unlinks the old pack. A delete record is copied while an older pack still
-holds a superseded copy of the archive it deletes, so a delete outlives what it hides.
+Compaction (pack_compaction.py) copies the live records of mostly-dead packs through
+the writer here and then removes them; `shadowed`, `tombs` and `live` are kept for it.
 """
 from __future__ import annotations
 
@@ -175,8 +174,20 @@ class PackSet:
 
     def read_record(self, rec_id: str) -> bytes | None:
         """A packed record's payload, checked against its checksum (None: absent or corrupt)."""
+        found = self.read_checked(rec_id, record=True)
+        if found is None:
+            return None
+        payload, intact = found
+        if not intact:
+            log.error("record %s in pack %s is corrupt; skipped", rec_id, self.folder)
+            return None
+        return payload
+
+    def read_checked(self, name: str, record: bool = False) -> tuple[bytes, bool] | None:
+        """(payload, whether its record header and checksum hold) of a packed archive or
+        record, or None if it is not packed. What the scrubber checks a pack record with."""
         with self._lock:
-            loc = self.records.get(rec_id)
+            loc = (self.records if record else self.archives).get(name)
             pack = self.packs.get(loc[0]) if loc else None
             if pack is None:
                 return None
@@ -186,10 +197,13 @@ class PackSet:
         finally:
             self._release(pack)
         rec = parse_record_header(raw, pack.salt)
-        if rec is None or payload_sum(raw[RECORD_HEADER_SIZE:]) != rec[3]:
-            log.error("record %s in pack %s is corrupt; skipped", rec_id, pack.path)
-            return None
-        return raw[RECORD_HEADER_SIZE:]
+        payload = raw[RECORD_HEADER_SIZE:]
+        return payload, rec is not None and len(payload) == loc[2] and payload_sum(payload) == rec[3]
+
+    def stamp(self, name: str) -> tuple | None:
+        """Where a packed archive lives: changes whenever it is rewritten or deleted."""
+        loc = self.archives.get(name)
+        return None if loc is None else ("pack", *loc)
 
     def _read(self, where: dict, name: str, offset: int, length: int) -> bytes | None:
         with self._lock:
@@ -393,93 +407,6 @@ class PackSet:
         if pack is not None:
             pack.live -= RECORD_HEADER_SIZE + loc[2]
 
-    # compaction --------------------------------------------------------------------------
-    async def compact(self, min_live: float = 0.5) -> dict:
-        """Rewrite every older pack less than `min_live` live into the newest one, then drop it."""
-        out = {"packs": 0, "copied": 0, "removed": 0}  # packs removed, bytes copied, bytes removed
-        if not self._compacting.acquire(blocking=False):
-            return out
-        try:
-            with self._lock:
-                victims = [p for p in self.packs.values()
-                           if p is not self.head and (p.live == 0 or p.live < min_live * p.data_bytes)]
-            for pack in sorted(victims, key=lambda p: p.seq):
-                copied = await self._compact_one(pack)
-                if copied is not None:
-                    out["packs"] += 1
-                    out["copied"] += copied
-                    out["removed"] += pack.size
-        finally:
-            self._compacting.release()
-        return out
-
-    async def _compact_one(self, pack: Pack) -> int | None:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            pack.refs += 1
-        try:
-            keep, stale = await loop.run_in_executor(None, self._plan, pack)
-            copied = 0
-            for i in range(0, len(keep), 256):
-                group = keep[i:i + 256]
-                items = await loop.run_in_executor(None, self._copies, pack, group)
-                await asyncio.gather(*(self._submit(item) for item in items))
-                copied += sum(len(item.payload) for item in items if item.result)
-        finally:
-            self._release(pack)
-        with self._lock:
-            for kind, name, loc, _ in keep:
-                if kind == DELETE and self.tombs.get(name) == loc:  # not needed any more
-                    del self.tombs[name]
-                    self._unlive(loc)
-            if pack.live != 0:
-                log.warning("pack %s still has %d live bytes after compaction; kept", pack.path, pack.live)
-                return None
-            for name in stale:
-                packs = self.shadowed.get(name)
-                if packs is not None:
-                    packs.discard(pack.seq)
-                    if not packs:
-                        del self.shadowed[name]
-            del self.packs[pack.seq]
-            pack.retired = True
-            close = pack.refs == 0
-        await loop.run_in_executor(None, _unlink_pack, pack.path, pack.fd if close else None)
-        log.info("compacted pack %s: %d bytes live copied, %d bytes reclaimed", pack.path, copied, pack.size)
-        return copied
-
-    def _plan(self, pack: Pack) -> tuple[list, set[str]]:
-        """What must survive the pack: current records, and deletes still hiding something."""
-        scan = scan_pack(pack.path)
-        keep, stale = [], set()
-        with self._lock:
-            for e in scan.entries:
-                loc = (pack.seq, e.offset, e.length)
-                if e.kind == ARCHIVE and self.archives.get(e.name) != loc:
-                    stale.add(e.name)
-                elif e.kind == RECORD and self.records.get(e.name) != loc:
-                    continue
-                elif e.kind == DELETE:
-                    if self.tombs.get(e.name) != loc:
-                        continue
-                    needed = self.shadowed.get(e.name, set()) - {pack.seq}
-                    keep.append((DELETE, e.name, loc, e.psum if needed else None))
-                else:
-                    keep.append((e.kind, e.name, loc, e.psum))
-        return keep, stale
-
-    def _copies(self, pack: Pack, group: list) -> list[_Item]:
-        items = []
-        for kind, name, loc, psum in group:
-            if psum is None:
-                continue  # a delete nothing older needs any more
-            payload = os.pread(pack.fd, loc[2], loc[1] + RECORD_HEADER_SIZE) if loc[2] else b""
-            if payload_sum(payload) != psum:
-                log.error("pack %s: %s %s is corrupt; copied as is for the scrubber to find",
-                          pack.path, "archive" if kind == ARCHIVE else "record", name)
-            items.append(_Item(kind, name, payload, psum, None, expect=loc))
-        return items
-
 
 def _resolve(batch: list[_Item], error: BaseException | None) -> None:
     """Hand results to the waiting coroutines, one wake-up per event loop."""
@@ -526,11 +453,4 @@ def _fsync_dir(folder: str) -> None:
     try:
         os.fsync(fd)
     finally:
-        os.close(fd)
-
-
-def _unlink_pack(path: str, fd: int | None) -> None:
-    os.unlink(path)
-    _fsync_dir(os.path.dirname(path))
-    if fd is not None:
         os.close(fd)

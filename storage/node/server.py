@@ -9,7 +9,10 @@ Routes (all HMAC-authenticated, see auth.py):
     GET    /v1/{disk}/archives                   NDJSON listing: {"name", "size"}
     PUT    /v1/{disk}/records/{id}            store a record
     GET    /v1/{disk}/records                 NDJSON listing: {"id", "data"}
+    GET    /v1/{disk}/scrub                      the disk scrubber's progress and findings
+    POST   /v1/{disk}/scrub?rate=                start a full scrub pass now: {"pass": number}
     GET    /v1/health                            node and per-disk usage
+    GET    /metrics                              Prometheus metrics, unauthenticated (metrics.py)
 """
 from __future__ import annotations
 
@@ -21,15 +24,18 @@ from aiohttp import web
 
 from .. import layout
 from . import auth
+from .metrics import NodeMetrics
 from .store import ArchiveMissing, BadName, DiskStore
 
 log = logging.getLogger("pocket.node")
 
 
 def build_app(node_id: str, stores: dict[str, DiskStore], secret: str) -> web.Application:
-    app = web.Application(middlewares=[_authenticate(secret)], client_max_size=1 << 20)
+    metrics = NodeMetrics(stores)
+    app = web.Application(middlewares=[metrics.middleware, _authenticate(secret)], client_max_size=1 << 20)
     app["stores"], app["node_id"] = stores, node_id
     r = app.router
+    r.add_get("/metrics", metrics.handler)
     r.add_get("/v1/health", health)
     r.add_put("/v1/{disk}/archives/{name}", put_archive)
     r.add_get("/v1/{disk}/archives/{name}", get_archive, allow_head=False)
@@ -39,12 +45,16 @@ def build_app(node_id: str, stores: dict[str, DiskStore], secret: str) -> web.Ap
     r.add_get("/v1/{disk}/archives", list_archives)
     r.add_put("/v1/{disk}/records/{id}", put_record)
     r.add_get("/v1/{disk}/records", list_records)
+    r.add_get("/v1/{disk}/scrub", scrub_state)
+    r.add_post("/v1/{disk}/scrub", scrub_request)
     return app
 
 
 def _authenticate(secret: str):
     @web.middleware
     async def middleware(request: web.Request, handler):
+        if request.method == "GET" and request.path == "/metrics":
+            return await handler(request)       # like the gateway's /_pocket/metrics: no secrets in there
         if not auth.verify(secret, request.method, request.path_qs, request.headers):
             log.warning("refused %s %s from %s: bad or missing cluster HMAC (check cluster_secret)",
                         request.method, request.path, request.remote)
@@ -125,6 +135,25 @@ async def list_archives(request: web.Request) -> web.StreamResponse:
 async def list_records(request: web.Request) -> web.StreamResponse:
     rows = ({"id": i, "data": d.decode()} for i, d in _store(request).list_records())
     return await _ndjson(request, rows)
+
+
+async def scrub_state(request: web.Request) -> web.Response:
+    return web.json_response(await _scrubbed(request).scrub_state())
+
+
+async def scrub_request(request: web.Request) -> web.Response:
+    rate = request.query.get("rate")
+    if rate is not None and (not rate.isdigit()):
+        raise web.HTTPBadRequest(text="rate must be a whole number of bytes per second (0: unlimited)")
+    number = await _scrubbed(request).scrub_request(None if rate is None else int(rate))
+    return web.json_response({"pass": number}, status=202)
+
+
+def _scrubbed(request: web.Request) -> DiskStore:
+    store = _store(request)
+    if store.scrubber is None:
+        raise web.HTTPServiceUnavailable(text=f"disk {store.disk_id} has no scrubber in this process")
+    return store
 
 
 async def _ndjson(request: web.Request, rows) -> web.StreamResponse:

@@ -24,6 +24,7 @@ import uuid
 from typing import AsyncIterable, Iterator
 
 from .. import layout
+from . import pack_compaction
 from .packformat import ARCHIVE, ARCHIVE_NAME, RECORD, RECORD_NAME
 from .packs import PackSet
 
@@ -56,6 +57,7 @@ class DiskStore:
         self._tmp = os.path.join(self.root, "tmp")
         self.pack_threshold = pack_threshold
         self.packs = PackSet(os.path.join(self.root, "packs"), pack_size)
+        self.scrubber = None      # the DiskScrubber (disk_scrub.py) of the process that opened it
 
     def open(self, initialize: bool = True) -> "DiskStore":
         """Check that the folder belongs to this disk id (creating the layout of a new disk
@@ -79,7 +81,7 @@ class DiskStore:
                     f"{self.root} belongs to disk {found!r}, not {self.disk_id!r}: "
                     "fix the disk list in the config instead of reusing a folder")
         else:
-            _write_durably(marker, json.dumps({"disk_id": self.disk_id, "format": layout.FORMAT_VERSION}).encode(),
+            write_durably(marker, json.dumps({"disk_id": self.disk_id, "format": layout.FORMAT_VERSION}).encode(),
                            self._tmp)
         for stale in os.listdir(self._tmp):  # unfinished uploads from before a crash
             os.unlink(os.path.join(self._tmp, stale))
@@ -169,7 +171,7 @@ class DiskStore:
     async def put_record(self, rec_id: str, data: bytes) -> None:
         path = self._record_path(rec_id)
         if not self.pack_threshold:
-            await asyncio.get_running_loop().run_in_executor(None, _write_durably, path, data, self._tmp)
+            await asyncio.get_running_loop().run_in_executor(None, write_durably, path, data, self._tmp)
             return
         await self.packs.put(RECORD, rec_id, data)
 
@@ -185,8 +187,8 @@ class DiskStore:
             return packed
 
     async def compact(self, min_live: float = 0.5) -> dict:
-        """Rewrite packs less than `min_live` live into the newest pack; see packs.py."""
-        return await self.packs.compact(min_live)
+        """Rewrite packs less than `min_live` live into the newest pack; see pack_compaction.py."""
+        return await pack_compaction.compact(self.packs, min_live)
 
     # reads -------------------------------------------------------------------------------
     async def read(self, name: str, offset: int, length: int) -> bytes:
@@ -216,6 +218,31 @@ class DiskStore:
         if data is None:
             return read_manifest_file(self._archive_path(name))
         return _manifest(_slicer(data), len(data))
+
+    def stamp(self, name: str) -> tuple | None:
+        """Identity of the archive stored under `name` now (None: there is none). A rewrite
+        or delete changes it, so a scrub finding about older bytes can be told stale."""
+        packed = self.packs.stamp(name)
+        if packed is not None:
+            return packed
+        try:
+            st = os.stat(self._archive_path(name))
+        except FileNotFoundError:
+            return None
+        return ("file", st.st_ino, st.st_mtime_ns, st.st_size)
+
+    async def scrub_state(self) -> dict:
+        """Progress and findings of this disk's scrubber (the node API serves the same)."""
+        return self._scrubber().report()
+
+    async def scrub_request(self, rate: int | None = None) -> int:
+        """Ask for a full scrub pass starting now; returns the number of that pass."""
+        return self._scrubber().request(rate)
+
+    def _scrubber(self):
+        if self.scrubber is None:
+            raise RuntimeError(f"disk {self.disk_id}: no scrubber runs in this process")
+        return self.scrubber
 
     def list_archives(self) -> Iterator[tuple[str, int]]:
         """Packed and file archives alike, by name."""
@@ -348,7 +375,7 @@ def _publish(tmp: str, final: str) -> None:
         os.close(dir_fd)
 
 
-def _write_durably(path: str, data: bytes, tmp_dir: str) -> None:
+def write_durably(path: str, data: bytes, tmp_dir: str) -> None:
     tmp = os.path.join(tmp_dir, f"{os.path.basename(path)}.{uuid.uuid4().hex}")
     with open(tmp, "wb") as f:
         f.write(data)

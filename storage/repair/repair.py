@@ -30,7 +30,8 @@ from ..objects.get import ArchiveReader
 from ..objects.put import ArchiveWriter
 from .queue import REPAIR_META, RepairQueue
 from .sets import find_set
-from .verify import Pacer, verify_archive
+from .throttle import Throttle
+from .verify import verify_archive
 
 log = logging.getLogger("pocket.repair")
 
@@ -61,8 +62,9 @@ class RepairReport:
 
 class Repairer:
     def __init__(self, cluster, index, queue: RepairQueue, concurrency: int = 4, timeout: float = 10.0,
-                 metrics=None, settle: float = 600.0):
+                 metrics=None, settle: float = 600.0, rate: float = 0):
         self.cluster, self.index, self.queue = cluster, index, queue
+        self.throttle = Throttle(rate)   # bytes/s rebuilt, shared by concurrent repairs (0: unlimited)
         self.settle = settle      # an entry for a version not (yet) in the index waits this long
         self.concurrency = max(1, concurrency)
         self.timeout = timeout
@@ -151,7 +153,7 @@ class Repairer:
             size = await disk.stat(name)
             if size is None:
                 return False
-            verdict = await verify_archive(disk, name, size, Pacer(0))
+            verdict = await verify_archive(disk, name, size, Throttle(0))
         except Exception:
             return False
         return verdict.problem is None
@@ -173,6 +175,7 @@ class Repairer:
                         blocks = codec.encode(segment)
                     else:
                         blocks = await loop.run_in_executor(None, codec.encode, segment)
+                    await self.throttle.take(sum(len(blocks[i]) for i in build))
                     await writer.write_blocks(blocks)
             done = await writer.finish(manifest)
         except BaseException as e:

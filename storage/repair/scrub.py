@@ -1,34 +1,34 @@
-"""The scrubber: finds rotten, missing and orphaned fragment archives.
+"""The scrub pass of the cluster: turns what every disk found into repairs and garbage collection.
 
-One pass (`Scrubber.run_once`) does three things:
+Checking bytes is the disks' job: each process that owns disks runs a disk scrubber
+per disk (node/disk_scrub.py) that reads every archive at a bounded rate and keeps its
+findings. One pass here (`Scrubber.run_once`) reads no archive bytes; it does three things:
 
-1. **Verify.** List every disk that answers, then read every archive whole at a bounded
-   rate (bytes/s, shared by all disks) and check header, every record checksum and the
-   trailer (verify.py). An archive that fails belongs to a corrupt fragment.
+1. **Collect.** From every disk that answers: its listing (names and sizes) and its
+   scrubber's findings (corrupt archives). With `fresh` (`pocket scrub`) it first asks
+   every disk for a new full pass and waits for them all, so the findings describe the
+   disks as they are now; the background loop uses what the disks' own passes found.
 2. **Account.** Walk the index: every archive set it references (an object version,
    each part of a multipart object, each part of an open upload; sets.py) must have
-   fragment `i` on disk `i` of its volume. A fragment neither seen in the listing nor there when asked again
-   (`stat`, which also covers archives written after the listing) is missing. Damage of
-   live objects goes to the repair queue; disks that did not answer are skipped, not
-   counted as missing (a down disk is the repairer's business once it is back).
+   fragment `i` on disk `i` of its volume. A fragment neither in the listing nor there
+   when asked again (`stat`, which also covers archives written after the listing) is
+   missing; one the disk reports is corrupt. Damage of live objects goes to the repair
+   queue; disks that did not answer are skipped, not counted as missing (a down disk is
+   the repairer's business once it is back).
 3. **Collect garbage.** An archive whose version the index does not reference (a
    replaced or deleted version whose cleanup failed, an upload that never committed,
-   a part of an aborted upload) and is older than `orphan_grace` is deleted. Before deleting, the key is
-   looked up again, so an upload that committed during the pass keeps its archives.
-   Two safety valves against a lost or half-rebuilt index, which would make everything
-   look orphaned: archives whose bucket the index does not know are never removed, and
-   a pass that would remove more than a quarter of all versions it saw (and more than
-   20) removes nothing unless forced; both are reported so an operator can run
-   `pocket index rebuild`.
+   a part of an aborted upload) and is older than `orphan_grace` is deleted. Its
+   manifest (read from the disk: a small read, only for these) names its bucket and key,
+   and the key is looked up again before deleting, so an upload that committed during the
+   pass keeps its archives. Two safety valves against a lost or half-rebuilt index, which
+   would make everything look orphaned: archives whose bucket the index does not know are
+   never removed, and a pass that would remove more than a quarter of all versions it saw
+   (and more than 20) removes nothing unless forced; both are reported so an operator can
+   run `pocket index rebuild`.
 
-It runs in the gateway process, as a background task (`run_forever`): the gateway
-already sees every disk through the cluster (local folders and node processes alike)
-and owns the index, so this is the simplest correct place for it; a node-local
-scrubber would need its own view of the index to tell orphans from live data. The same
-class runs one pass from `pocket scrub`.
-
-A pass keeps O(archives) of bookkeeping in memory (the listing and what was found);
-fine for millions of archives, and the place to change when a cluster holds billions.
+It runs where the index is: in the gateway process as a background task (`run_forever`),
+and as `pocket scrub`. A pass keeps O(archives) of bookkeeping in memory (the listing and
+what was found); fine for millions of archives, and the place to change for billions.
 """
 from __future__ import annotations
 
@@ -43,9 +43,10 @@ from .. import layout
 from ..objects.ids import id_time
 from .queue import SCRUB_META, RepairQueue
 from .sets import find_set, live_sets
-from .verify import Pacer, verify_archive
 
 log = logging.getLogger("pocket.scrub")
+
+POLL_SECONDS = 0.25      # how often a fresh pass asks the disks how far they are
 
 ORPHAN_VALVE_FRACTION = 0.25
 ORPHAN_VALVE_MIN = 20
@@ -62,6 +63,8 @@ class ScrubReport:
     bytes_total: int = 0
     bytes_verified: int = 0
     versions: int = 0         # archive sets the index references, all checked
+    fresh: bool = False       # the disks ran a full pass for this one (else: their last findings)
+    disks_never_scrubbed: list[str] = field(default_factory=list)   # no full pass of their own yet
     corrupt: list[dict] = field(default_factory=list)
     missing: list[dict] = field(default_factory=list)
     orphans_removed: list[dict] = field(default_factory=list)
@@ -86,62 +89,54 @@ class ScrubReport:
 
 
 class Scrubber:
-    def __init__(self, cluster, index, queue: RepairQueue, rate: float, orphan_grace: float, metrics=None):
+    def __init__(self, cluster, index, queue: RepairQueue, rate: float | None, orphan_grace: float, metrics=None):
         self.cluster, self.index, self.queue = cluster, index, queue
-        self.rate = rate
+        self.rate = rate          # bytes/s per disk for the fresh passes it asks for (None: the disks' own)
         self.orphan_grace = orphan_grace
         self.metrics = metrics
         self.report = ScrubReport()      # the pass in progress, or the last one
         self._saved_at = 0.0
 
     async def run_once(self, on_bytes: Callable[[int], None] | None = None, remove_orphans: bool = True,
-                       force_orphans: bool = False, on_listed: Callable[[int], None] | None = None) -> ScrubReport:
-        r = self.report = ScrubReport(started=time.time(), running=True, disks=len(self.cluster.disks))
+                       force_orphans: bool = False, on_listed: Callable[[int], None] | None = None,
+                       fresh: bool = True) -> ScrubReport:
+        r = self.report = ScrubReport(started=time.time(), running=True, disks=len(self.cluster.disks), fresh=fresh)
         await self._save(force=True)
         listings = await self._list_disks(r)
         r.bytes_total = sum(size for names in listings.values() for _, size in names)
         if on_listed:
             on_listed(r.bytes_total)
+        if fresh:
+            await self._fresh_passes(r, listings, on_bytes)
+        states = await self._findings(r, listings)
         found: dict[str, dict[int, str]] = defaultdict(dict)       # vid -> {index: disk}
         bad: dict[tuple[str, int, str], str] = {}                  # (vid, index, disk) -> problem
-        owners: dict[str, tuple[str, str]] = {}                    # vid -> (bucket, key)
-        pacer = Pacer(self.rate)
-
-        async def walk(disk_id: str, names: list[tuple[str, int]]) -> None:
-            disk = self.cluster.disks[disk_id]
-            for name, size in names:
+        for disk_id, state in states.items():
+            for name, _size in listings[disk_id]:
                 vid, _, idx = name.partition(".")
-                try:
-                    verdict = await verify_archive(disk, name, size, pacer)
-                except FileNotFoundError:
-                    continue            # deleted since the listing: a replaced or deleted version
-                except Exception as e:  # the disk stopped answering mid-pass
-                    log.warning("scrub of disk %s stopped at %s: %r", disk_id, name, e)
-                    r.disks_skipped.append(disk_id)
-                    return
-                r.archives += 1
-                r.bytes_verified += verdict.bytes_read
-                if self.metrics:
-                    self.metrics.scrub_bytes.inc(verdict.bytes_read)
-                if on_bytes:
-                    on_bytes(size)
                 found[vid][int(idx)] = disk_id
-                if verdict.problem:
-                    bad[(vid, int(idx), disk_id)] = verdict.problem
-                    log.warning("scrub: archive %s on disk %s is corrupt: %s", name, disk_id, verdict.problem)
-                if verdict.manifest and "bucket" in verdict.manifest:
-                    owners[vid] = (verdict.manifest["bucket"], verdict.manifest["key"])
-                await self._save()
-        await asyncio.gather(*(walk(d, names) for d, names in listings.items()))
-
-        live = await self._account(r, found, bad, set(listings) - set(r.disks_skipped))
+            r.archives += len(listings[disk_id])
+            last = state.get("last_full_pass")
+            if last is None:
+                r.disks_never_scrubbed.append(disk_id)
+            elif not fresh:
+                r.bytes_verified += last["bytes_checked"]
+            for row in state["corrupt"]:
+                vid, _, idx = row["archive"].partition(".")
+                bad[(vid, int(idx), disk_id)] = row["problem"]
+                log.warning("scrub: archive %s on disk %s is corrupt: %s", row["archive"], disk_id, row["problem"])
+            for row in state.get("corrupt_records", []):
+                log.error("scrub: packed record %s on disk %s is corrupt (%s); other disks hold copies, "
+                          "`pocket index rebuild` reads those", row["record"], disk_id, row["problem"])
+        live = await self._account(r, found, bad, set(states))
         if remove_orphans:
-            await self._collect(r, found, owners, live, force_orphans)
+            await self._collect(r, found, live, force_orphans)
         r.running, r.finished = False, time.time()
         await self._save(force=True)
-        log.info("scrub pass: %d archives, %.1f MiB verified in %.1fs; %d corrupt, %d missing, %d orphans removed",
-                 r.archives, r.bytes_verified / 2**20, r.seconds, len(r.corrupt), len(r.missing),
-                 len(r.orphans_removed))
+        log.info("scrub pass: %d archives on %d disks, %.1f MiB verified%s in %.1fs; %d corrupt, %d missing, "
+                 "%d orphans removed", r.archives, len(states), r.bytes_verified / 2**20,
+                 " by fresh disk passes" if fresh else " by the disks' last passes", r.seconds, len(r.corrupt),
+                 len(r.missing), len(r.orphans_removed))
         return r
 
     async def _list_disks(self, r: ScrubReport) -> dict[str, list[tuple[str, int]]]:
@@ -157,6 +152,43 @@ class Scrubber:
                 return disk_id, None
         pairs = await asyncio.gather(*(one(i, d) for i, d in self.cluster.disks.items()))
         return {disk_id: names for disk_id, names in pairs if names is not None}
+
+    async def _fresh_passes(self, r: ScrubReport, listings: dict, on_bytes) -> None:
+        """Ask every listed disk for a full pass now and wait until all have finished it."""
+        async def one(disk_id: str) -> None:
+            disk = self.cluster.disks[disk_id]
+            seen = 0
+            try:
+                number = await disk.scrub_request(self.rate)
+                while True:
+                    state = await disk.scrub_state()
+                    last, running = state.get("last_full_pass"), state.get("pass")
+                    done = last is not None and last["number"] >= number
+                    now = last["bytes_checked"] if done else (
+                        running["bytes_checked"] if running and running["number"] == number else 0)
+                    if on_bytes and now > seen:
+                        on_bytes(now - seen)
+                    seen = max(seen, now)
+                    if done:
+                        r.bytes_verified += last["bytes_checked"]
+                        return
+                    await asyncio.sleep(POLL_SECONDS)
+            except Exception as e:  # the disk stopped answering mid-pass
+                log.warning("scrub of disk %s stopped: %r; skipped this pass", disk_id, e)
+                r.disks_skipped.append(disk_id)
+        await asyncio.gather(*(one(d) for d in listings))
+
+    async def _findings(self, r: ScrubReport, listings: dict) -> dict[str, dict]:
+        """Each disk's scrub state, for the disks listed and not skipped since."""
+        async def one(disk_id: str):
+            try:
+                return disk_id, await self.cluster.disks[disk_id].scrub_state()
+            except Exception as e:
+                log.warning("scrub: disk %s did not report its findings (%r); skipped this pass", disk_id, e)
+                r.disks_skipped.append(disk_id)
+                return disk_id, None
+        pairs = await asyncio.gather(*(one(d) for d in listings if d not in r.disks_skipped))
+        return {disk_id: state for disk_id, state in pairs if state is not None}
 
     async def _account(self, r: ScrubReport, found, bad, scanned: set[str]) -> set[str]:
         """Queue the damage of every live version; returns the live version ids."""
@@ -203,7 +235,7 @@ class Scrubber:
                 "index": i, "disk": disk_id, "archive": layout.archive_name(record["version_id"], i),
                 "problem": problem}
 
-    async def _collect(self, r: ScrubReport, found, owners, live: set[str], force: bool) -> None:
+    async def _collect(self, r: ScrubReport, found, live: set[str], force: bool) -> None:
         """Remove archives of versions nobody references, old enough not to be an upload in flight."""
         now = time.time()
         candidates = []
@@ -213,7 +245,7 @@ class Scrubber:
             if now - id_time(vid) < self.orphan_grace:
                 r.orphans_young += len(where)
                 continue
-            owner = owners.get(vid)
+            owner = await self._owner(vid, where)
             rows = [{"disk": d, "archive": layout.archive_name(vid, i), "version_id": vid,
                      "bucket": owner[0] if owner else None, "key": owner[1] if owner else None}
                     for i, d in sorted(where.items())]
@@ -242,6 +274,17 @@ class Scrubber:
         if r.orphans_removed:
             log.info("scrub: removed %d orphaned archives", len(r.orphans_removed))
 
+    async def _owner(self, vid: str, where: dict[int, str]) -> tuple[str, str] | None:
+        """(bucket, key) from the manifest of any readable archive of the version."""
+        for i, disk_id in sorted(where.items()):
+            try:
+                manifest = await self.cluster.disks[disk_id].read_manifest(layout.archive_name(vid, i))
+            except Exception:
+                continue
+            if "bucket" in manifest and "key" in manifest:
+                return manifest["bucket"], manifest["key"]
+        return None
+
     def _referenced(self, vid: str, owner: tuple[str, str]) -> bool:
         """Look again: an upload may have committed since the index walk."""
         return find_set(self.index, owner[0], owner[1], vid) is not None
@@ -269,7 +312,7 @@ class Scrubber:
                 wait = start_delay
             await asyncio.sleep(max(0.0, wait))
             try:
-                await self.run_once()
+                await self.run_once(fresh=False)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -7,7 +7,9 @@ but whose disk folders are on this machine has them opened directly. In-process 
 are: `DiskStore.attach()`, not `open()`, which would clear `tmp/` and append to the
 packs under a running process's feet; an attached disk reads packs and writes files.
 Every write a disk takes is a temp file renamed into place, so two processes writing
-the same archive name leave one whole archive. The LMDB index is opened beside the
+the same archive name leave one whole archive. A folder opened here gets a disk scrubber
+of its own that runs only when asked (`pocket scrub`) and saves nothing: the state file
+belongs to the process that owns the disk. The LMDB index is opened beside the
 gateway's (see index/lmdb_index.py on sharing an env between processes).
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..codec import parse_policy
 from ..config import Config
 from ..index.lmdb_index import Index
 from ..node.client import RemoteDisk
+from ..node.disk_scrub import DiskScrubber
 from ..node.store import DISK_MARKER, DiskStore
 from ..placement.volumes import DiskInfo
 from .queue import RepairQueue
@@ -46,6 +49,7 @@ async def open_cluster(cfg: Config):
     session = aiohttp.ClientSession()
     index = None
     cluster = None
+    scrubbers: list[DiskScrubber] = []
     try:
         disks, infos, direct = {}, [], []
         for node in cfg.nodes:
@@ -58,6 +62,8 @@ async def open_cluster(cfg: Config):
                 elif _is_disk_folder(d.path, d.id):
                     disks[d.id] = DiskStore(d.id, d.path).attach()
                     direct.append(d.id)
+                    scrubbers.append(DiskScrubber(disks[d.id], cfg.scrub.rate, persist=False, schedule=False))
+                    scrubbers[-1].start()
                 else:
                     disks[d.id] = remote or DiskStore(d.id, d.path)   # down: the heartbeat says so
         index = Index(cfg.index_path)
@@ -67,6 +73,8 @@ async def open_cluster(cfg: Config):
         cluster.start()
         yield ToolCluster(cfg, cluster, index, RepairQueue(index), direct)
     finally:
+        for scrubber in scrubbers:
+            await scrubber.stop()
         if cluster is not None:
             await cluster.stop()
         await session.close()

@@ -1,37 +1,21 @@
 """Checking one whole fragment archive through a disk's public interface.
 
-The scrubber reads every byte of every archive: the header (its own checksum, and that
-it names the archive it is in), the footer and trailer (the manifest, checksummed),
-every record against its xxh3, and that the records end exactly where the trailer
-begins. Each byte is read once (small archives in one request). Everything goes through `disk.read(name, offset, length)`, so a local
-`DiskStore` and a `RemoteDisk` are checked the same way, and the record format stays in
-layout.py. Reads are paced by a `Pacer` shared by every disk of a pass.
+The disk scrubber (node/disk_scrub.py) and the repairer's second look read every byte
+of an archive: the header (its own checksum, and that it names the archive it is in),
+the footer and trailer (the manifest, checksummed), every record against its xxh3, and
+that the records end exactly where the trailer begins. Each byte is read once (small
+archives in one request). Everything goes through `disk.read(name, offset, length)`, so
+a local `DiskStore`, a `RemoteDisk` and bytes already in memory are checked the same
+way, and the record format stays in layout.py. Reads are paced by the caller's `Throttle` (throttle.py).
 """
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass
 
 from .. import layout
+from .throttle import Throttle
 
 CHUNK_BYTES = 4 << 20     # records are read and checked a few MiB at a time
-
-
-class Pacer:
-    """Keeps a pass at or under `rate` bytes per second (0: as fast as the disks go)."""
-
-    def __init__(self, rate: float):
-        self.rate = rate
-        self.started = time.monotonic()
-        self.bytes = 0
-
-    async def take(self, n: int) -> None:
-        self.bytes += n
-        if self.rate > 0:
-            ahead = self.bytes / self.rate - (time.monotonic() - self.started)
-            if ahead > 0:
-                await asyncio.sleep(ahead)
 
 
 @dataclass
@@ -41,7 +25,7 @@ class Verdict:
     bytes_read: int = 0
 
 
-async def verify_archive(disk, name: str, size: int, pacer: Pacer) -> Verdict:
+async def verify_archive(disk, name: str, size: int, pacer: Throttle) -> Verdict:
     """Read and check all of one archive, every byte once. Raises FileNotFoundError if it
     vanished meanwhile. Archives up to CHUNK_BYTES are read in one request."""
     vid, _, idx = name.partition(".")

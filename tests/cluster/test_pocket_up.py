@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import boto3
 import pytest
@@ -89,3 +90,42 @@ def test_node_refuses_an_uninitialised_disk_without_init(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "is the disk mounted" in out.stderr
     assert not os.path.exists(c.disk_paths["n1d1"])
+
+
+def test_up_scrubs_its_in_process_disks_and_heals_rot(tmp_path):
+    """Disks inside the gateway process get the same disk scrubber as a node's: rot in one
+    archive is found there, collected, repaired, and the archive is whole again."""
+    data = str(tmp_path / "pocket-data")
+    port = free_port_run(1)
+    env = {"POCKET_SCRUB_START_DELAY": "0.5", "POCKET_SCRUB_INTERVAL": "1", "POCKET_SCRUB_RATE": "0",
+           "POCKET_SCRUB_COLLECT_INTERVAL": "1", "POCKET_REPAIR_INTERVAL": "0.5"}
+    proc, info = _up(data, port, env=env)
+    try:
+        s3 = _client(info)
+        s3.create_bucket(Bucket="rot")
+        body = os.urandom(3 * 1024 * 1024)
+        s3.put_object(Bucket="rot", Key="big", Body=body)
+        victim = max((os.path.join(d, f) for d in (os.path.join(data, "disks"),)
+                      for d, _, files in os.walk(d) for f in files if "/archives/" in os.path.join(d, f)),
+                     key=os.path.getsize)
+        with open(victim, "rb") as f:
+            original = f.read()
+        with open(victim, "r+b") as f:
+            f.seek(len(original) // 2)
+            f.write(bytes([original[len(original) // 2] ^ 0x40]))
+        deadline = time.monotonic() + 60
+        while True:
+            with open(victim, "rb") as f:
+                if f.read() == original:
+                    break
+            assert time.monotonic() < deadline, "the rotten archive was never rewritten"
+            time.sleep(0.3)
+        disk = victim.split(os.sep + "disks" + os.sep)[1].split(os.sep)[0]
+        assert os.path.exists(os.path.join(data, "disks", disk, "scrub-state.json"))
+        with urllib.request.urlopen(info["S3 endpoint"] + "/_pocket/metrics") as r:
+            metrics = r.read().decode()
+        assert float(re.search(rf'^pocket_node_scrub_corrupt_found_total{{disk="{disk}"}} (\S+)$',
+                               metrics, re.M).group(1)) >= 1
+        assert s3.get_object(Bucket="rot", Key="big")["Body"].read() == body
+    finally:
+        _stop(proc)

@@ -158,6 +158,15 @@ def test_env_overrides_reach_load(tmp_path, monkeypatch):
     assert cfg.listen == ("127.0.0.1", 9777)
 
 
+def test_rates_have_env_overrides(tmp_path):
+    out = apply_env(from_dict({}), {"POCKET_REPAIR_RATE": "1048576", "POCKET_SCRUB_RATE": "0",
+                                    "POCKET_SCRUB_COLLECT_INTERVAL": "60"})
+    assert (out.repair.rate, out.scrub.rate, out.scrub.collect_interval) == (1 << 20, 0, 60.0)
+    assert from_dict({}).repair.rate == 0          # unlimited unless asked
+    with pytest.raises(ConfigError, match="POCKET_REPAIR_RATE"):
+        apply_env(from_dict({}), {"POCKET_REPAIR_RATE": "1MiB"})
+
+
 def test_empty_env_changes_nothing():
     cfg = from_dict({})
     before = (cfg.storage.segment_size, cfg.gateway.listen, cfg.cluster_secret, cfg.credentials)
@@ -238,8 +247,13 @@ def test_duplicate_disk_ids(tmp_path):
     (BASE + "[storage]\npack_size = 4096\n", "storage.pack_size"),
     (BASE + "[storage]\npack_threshold = 134217728\n", "storage.pack_threshold"),
     (BASE + "[storage]\ncompact_interval = -5\n", "storage.compact_interval"),
+    (BASE + "[repair]\nrate = -1\n", "repair.rate"),
+    (BASE + "[repair]\nrate = 'fast'\n", "repair.rate"),
+    (BASE + "[scrub]\nrate = -1\n", "scrub.rate"),
+    (BASE + "[scrub]\ncollect_interval = -1\n", "scrub.collect_interval"),
 ], ids=["no-secret", "no-credentials", "small-segment", "segment-not-int", "heartbeat-not-float",
-        "negative-pack-threshold", "tiny-packs", "threshold-above-pack-size", "negative-compact-interval"])
+        "negative-pack-threshold", "tiny-packs", "threshold-above-pack-size", "negative-compact-interval",
+        "negative-repair-rate", "repair-rate-not-int", "negative-scrub-rate", "negative-collect-interval"])
 def test_other_invalid_settings_name_the_key(tmp_path, body, needle):
     with pytest.raises(ConfigError) as e:
         load(write(tmp_path, body + "\n" + _nodes(6, 2)))

@@ -292,3 +292,61 @@ def test_client_abort_mid_upload_leaves_nothing(tmp_path, sent_before_abort):
         return True
 
     assert run(tmp_path, body)
+
+
+def test_scrub_is_asked_for_and_reported_over_http(tmp_path):
+    from storage.node.disk_scrub import DiskScrubber
+    from .test_store import flip, stored_at
+    good, bad = f"{VID}.0", f"{VID2}.1"
+
+    async def body(node):
+        scrubbers = [DiskScrubber(s, rate=0, schedule=False) for s in node.stores.values()]
+        for s in scrubbers:
+            s.start()
+        try:
+            d = node.disk()
+            await d.put_archive(good, chunked(make_archive(VID, 0)[0]))
+            await d.put_archive(bad, chunked(make_archive(VID2, 1)[0]))
+            path, offset, length = stored_at(node.stores["d1"], bad)
+            flip(path, offset + length // 2, b"rot")
+            # nobody without the cluster secret may start or read a pass
+            for method in ("GET", "POST"):
+                status, _ = await node.raw(method, "/v1/d1/scrub", _bad_auth_cases(method, "/v1/d1/scrub")["wrong-secret"])
+                assert status == 403
+            assert (await d.scrub_state())["passes_started"] == 0
+            status, _ = await node.raw("POST", "/v1/d1/scrub?rate=-1", node.signed("POST", "/v1/d1/scrub?rate=-1"))
+            assert status == 400
+            number = await d.scrub_request(0)
+            deadline = time.monotonic() + 10
+            while ((await d.scrub_state())["last_full_pass"] or {}).get("number") != number:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            state = await d.scrub_state()
+            assert [row["archive"] for row in state["corrupt"]] == [bad]
+            assert state["last_full_pass"]["archives_checked"] == 2
+            assert (await node.disk("d2").scrub_state())["last_full_pass"] is None   # asked d1 only
+        finally:
+            for s in scrubbers:
+                await s.stop()
+        return True
+
+    assert run(tmp_path, body)
+
+
+def test_metrics_need_no_secret_and_cover_disks_and_requests(tmp_path):
+    async def body(node):
+        await node.disk().put_archive(f"{VID}.0", chunked(make_archive(VID, 0)[0]))
+        await node.disk().read(f"{VID}.0", 0, 10)
+        status, raw = await node.raw("GET", "/metrics")
+        assert status == 200
+        text = raw.decode()
+        for line in ('pocket_node_disk_free_bytes{disk="d1"}', 'pocket_node_packed_archives{disk="d2"} 0.0',
+                     'pocket_node_packed_archives{disk="d1"} 1.0',
+                     'pocket_node_requests_total{method="GET",route="/v1/{disk}/archives/{name}",status="200"} 1.0'):
+            assert line in text, line
+        # only /metrics is open: everything else still wants the secret
+        status, _ = await node.raw("GET", "/metrics/../v1/health")
+        assert status in (403, 404)
+        return True
+
+    assert run(tmp_path, body)

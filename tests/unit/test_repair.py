@@ -16,6 +16,7 @@ from storage.index import repairs
 from storage.index.batcher import IndexWriter
 from storage.index.lmdb_index import Index
 from storage.index.uploads import UploadTxn
+from storage.node.disk_scrub import DiskScrubber
 from storage.node.store import DiskStore
 from storage.objects import parts as parts_mod
 from storage.objects.multipart import MultipartService
@@ -25,7 +26,7 @@ from storage.repair import status as status_mod
 from storage.repair.queue import RepairQueue
 from storage.repair.repair import Repairer
 from storage.repair.scrub import Scrubber
-from storage.repair.verify import Pacer
+from storage.repair.throttle import Throttle
 from storage.s3.digests import BodyDigests
 
 SEG = 16 << 10
@@ -53,6 +54,9 @@ class World:
         self.objects.on_degraded = lambda record, missing: self.queue.add_later(record, missing, "put")
         self.scrubber = Scrubber(self.cluster, self.index, self.queue, rate=0, orphan_grace=60)
         self.repairer = Repairer(self.cluster, self.index, self.queue, concurrency=3)
+        self.disk_scrubbers = [DiskScrubber(d, rate=0, schedule=False) for d in self.disks.values()]
+        for s in self.disk_scrubbers:
+            s.start()
         self.index.create_bucket("b")
 
     async def put(self, key: str, data: bytes) -> dict:
@@ -69,6 +73,8 @@ class World:
         return self.disks[disk]._archive_path(layout.archive_name(record["version_id"], i))
 
     async def close(self):
+        for s in self.disk_scrubbers:
+            await s.stop()
         await self.writer.aclose()
         self.index.close()
 
@@ -192,6 +198,35 @@ def test_unrecoverable_and_down_disks_stay_queued(tmp_path):
     run(tmp_path, go)
 
 
+def test_repair_rate_is_honoured(tmp_path):
+    """repair.rate caps the bytes rebuilt per second, measured around the whole repair."""
+    async def go(w):
+        data = random.Random(5).randbytes(40 * SEG)
+        rec = await w.put("big", data)
+        originals = {i: read(w.path(rec, i)) for i in (1, 4)}
+        for i in originals:
+            os.unlink(w.path(rec, i))
+        await w.scrubber.run_once()
+        rate = 150_000
+        w.repairer = Repairer(w.cluster, w.index, w.queue, concurrency=3, rate=rate)
+        started = time.monotonic()
+        report = await w.repairer.run_once()
+        elapsed = time.monotonic() - started
+        assert report.fragments == 2 and report.remaining == 0
+        assert report.bytes_written > 2 * rate
+        assert elapsed >= report.bytes_written * 0.95 / rate, (elapsed, report.bytes_written)
+        assert all(read(w.path(rec, i)) == raw for i, raw in originals.items())
+        # unlimited, the same repair is much faster: the limit, not the machine, set the pace
+        for i in originals:
+            os.unlink(w.path(rec, i))
+        await w.scrubber.run_once()
+        w.repairer = Repairer(w.cluster, w.index, w.queue, concurrency=3)
+        started = time.monotonic()
+        assert (await w.repairer.run_once()).fragments == 2
+        assert time.monotonic() - started < elapsed / 2
+    run(tmp_path, go)
+
+
 def test_degraded_put_is_queued_with_the_object(tmp_path):
     async def go(w):
         w.cluster.mark_down("d3", "test")
@@ -284,6 +319,7 @@ def test_orphans_and_the_safety_valve(tmp_path):
         forced = await w.scrubber.run_once(force_orphans=True)
         assert len(forced.orphans_removed) == 24 * 3
         assert os.path.exists(w.path(recs[0], 0)) and not os.path.exists(w.path(recs[1], 0))
+    run(tmp_path, go)
 
 
 def test_young_orphans_are_kept(tmp_path):
@@ -309,7 +345,7 @@ def test_scrub_progress_is_kept_for_status(tmp_path):
 # pacing and the durability model ----------------------------------------------------------
 def test_pacer_holds_the_rate():
     async def go():
-        pacer = Pacer(rate=1 << 20)
+        pacer = Throttle(rate=1 << 20)
         started = time.monotonic()
         for _ in range(4):
             await pacer.take(64 << 10)

@@ -24,7 +24,8 @@ def make_archive(vid: str = VID, index: int = 0, size: int = 5000, segment_size:
     parts = [ArchiveHeader(vid, index, k, m, segment_size, geo.block_size).pack()]
     for j in range(geo.segments):
         parts.append(pack_record(codec.encode(obj[j * segment_size:(j + 1) * segment_size])[index]))
-    manifest = {"bucket": "b", "key": f"k-{seed}", "size": size, "version": vid, "index": index}
+    manifest = {"bucket": "b", "key": f"k-{seed}", "size": size, "version": vid, "version_id": vid, "index": index,
+                "k": k, "m": m}
     parts.append(pack_trailer(manifest))
     return b"".join(parts), manifest
 
