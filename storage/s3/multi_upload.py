@@ -20,8 +20,9 @@ from .digests import BodyDigests
 from .listing import _encoder
 from .names import MAX_PART_NUMBER, check_key, check_part_number, user_metadata
 from .body import MAX_PUT_BYTES, open_body, read_small, stored_headers
-from .copy import read_source, readable_source
+from .copy import read_source, readable_source, source_version_header
 from .request import S3Request
+from .versioning import new_version_fields, version_headers
 
 log = logging.getLogger("pocket.s3")
 
@@ -99,7 +100,7 @@ def _copy_range(req: S3Request, size: int) -> tuple[int, int]:
 
 async def _upload_part_copy(req: S3Request, upload: dict, number: int) -> web.Response:
     """UploadPartCopy: stream the source (range) through the object service into a new part."""
-    source = readable_source(req)
+    source, shown = readable_source(req)
     first, last = _copy_range(req, source["size"])
     length = last - first + 1
     if length > MAX_PUT_BYTES:
@@ -108,8 +109,10 @@ async def _upload_part_copy(req: S3Request, upload: dict, number: int) -> web.Re
     with _s3_errors(req, upload["upload_id"]):
         record = await req.gateway.multipart.upload_part(upload, number, read_source(req, source, first, last),
                                                          length, BodyDigests({}, length, None))
-    return _xml(xml.element("CopyPartResult", [
+    response = _xml(xml.element("CopyPartResult", [
         ("LastModified", xml.iso8601(record["created"])), ("ETag", f'"{record["etag"]}"')]))
+    response.headers.update(source_version_header(shown))
+    return response
 
 
 def parse_complete(body: bytes) -> list[tuple[int, str]]:
@@ -133,7 +136,7 @@ def parse_complete(body: bytes) -> list[tuple[int, str]]:
 
 
 async def complete_upload(req: S3Request) -> web.Response:
-    owned_bucket(req)
+    bucket = owned_bucket(req)
     check_key(req.key)
     upload_id = req.query.get("uploadId", "")
     wanted = parse_complete(await read_small(req, MAX_COMPLETE_BODY))
@@ -146,10 +149,12 @@ async def complete_upload(req: S3Request) -> web.Response:
             if record is None:
                 raise
         else:
-            record = await service.complete(upload, wanted)
+            record = await service.complete(upload, wanted, versioned=bool(new_version_fields(bucket)))
     location = f"{req.http.scheme}://{req.http.host}/{req.bucket}/{req.key}"
-    return _xml(xml.element("CompleteMultipartUploadResult", [
+    response = _xml(xml.element("CompleteMultipartUploadResult", [
         ("Location", location), ("Bucket", req.bucket), ("Key", req.key), ("ETag", f'"{record["etag"]}"')]))
+    response.headers.update(version_headers(bucket, record))
+    return response
 
 
 async def abort_upload(req: S3Request) -> web.Response:
