@@ -207,8 +207,8 @@ class ObjectService:
                                         "version_id": record["version_id"], "null": not record.get("versioned"),
                                         "deleted": time.time()}, policy.quorum)
         removed = await self.writer.submit(lambda ops: remove_version(ops, bucket, key, record["version_id"]))
-        if removed is not None:
-            self.forget_all([removed])
+        if removed is not None and not is_marker(removed):
+            await self.remove(removed)  # before the reply: a caller expiring many versions is paced by it
         return removed
 
     async def _tombstone(self, record: dict) -> dict | None:

@@ -61,7 +61,7 @@ async def delete_objects(req: S3Request) -> web.Response:
 async def _delete(req: S3Request, bucket: dict, key: str, version: str | None) -> list[tuple[str, str]]:
     """Delete one entry as DeleteObject would; the DeleteMarker fields of its <Deleted>."""
     if version is not None and not valid_version_id(version):
-        raise errors.InvalidArgument("Invalid version id specified")
+        raise errors.NoSuchVersion(Key=key, VersionId=version)  # what S3 reports per key here
     if version is None or (version == NULL and not bucket.get("versioning")):
         removed = await req.gateway.objects.delete(req.bucket, key, owner=req.access_key)
         if removed is not None and is_marker(removed):  # a new delete marker

@@ -249,7 +249,7 @@ def test_delete_objects_with_versions(cluster, bucket):
     deleted = {d["Key"]: d for d in out["Deleted"]}
     assert deleted["a"]["VersionId"] == a2 and "DeleteMarker" not in deleted["a"]
     assert deleted["b"]["DeleteMarker"] is True and deleted["b"]["DeleteMarkerVersionId"]
-    assert [(e["Key"], e["Code"]) for e in out["Errors"]] == [("c", "InvalidArgument")]
+    assert [(e["Key"], e["Code"]) for e in out["Errors"]] == [("c", "NoSuchVersion")]
     assert s3.get_object(Bucket=bucket, Key="a")["Body"].read() == b"a1"
     marker = deleted["b"]["DeleteMarkerVersionId"]
     out = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "b", "VersionId": marker}]})
