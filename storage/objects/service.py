@@ -22,7 +22,7 @@ from ..placement.volumes import choose_volume
 from . import parts
 from .get import ArchiveReader
 from .ids import new_id
-from ..index.versions import VersionTxn, is_marker
+from ..index.versions import is_marker
 from .commits import delete_if_current, install, remove_version
 from .put import ArchiveWriter, QuorumLost, remove_archives
 
@@ -195,10 +195,9 @@ class ObjectService:
         record = self.index.get_version(bucket, key, version_id)
         if record is None:
             return None
-        with self.index.read() as ops:
-            history = VersionTxn(ops).has_history(bucket, key)
-        if not history:  # the key's only version, never versioned: an ordinary delete
-            return await self._tombstone(record)
+        # Never a key-wide tombstone here, even for a key's only (null) version: a version
+        # written meanwhile must survive a rebuild. A null version-deleted record ends
+        # only null versions up to it.
         if is_marker(record):
             volume, policy = self.record_home(record["version_id"])
         else:

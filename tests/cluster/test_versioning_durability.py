@@ -41,7 +41,9 @@ def test_versions_markers_and_permanent_deletes_survive_an_index_rebuild(fresh_c
     s3 = c.client()
     s3.create_bucket(Bucket="ver")
     s3.put_object(Bucket="ver", Key="k", Body=b"written before versioning")
+    s3.put_object(Bucket="ver", Key="old", Body=b"its null version is deleted for good")
     _enable(s3, "ver")
+    s3.delete_object(Bucket="ver", Key="old", VersionId="null")
     s3.put_object(Bucket="ver", Key="k", Body=payload(SEG + 7), ContentType="type/one")
     s3.put_object(Bucket="ver", Key="k", Body=b"second")
     s3.delete_object(Bucket="ver", Key="k")                        # latest is a marker
@@ -68,6 +70,7 @@ def test_versions_markers_and_permanent_deletes_survive_an_index_rebuild(fresh_c
     s3.delete_object(Bucket="sus", Key="m")                         # a null delete marker
     before = {b: _snapshot(s3, b) for b in ("ver", "sus")}
     assert [r[1] for r in before["ver"][0] if r[0] == "gone"] == [g1]
+    assert not [r for r in before["ver"][0] if r[0] == "old"]
     assert [r[:2] for r in before["sus"][0]][:2] == [("k", "null"), ("k", before["sus"][0][1][1])]
 
     report = _rebuild(c)
