@@ -243,10 +243,10 @@ def index_rebuild(data, config, as_json: bool) -> None:
     else:
         click.echo(f"Rebuilt {cfg.index_path} from {report.disks_scanned} disks in {report.seconds:.1f}s: "
                    f"{report.buckets} buckets, {report.objects} objects, "
-                   f"{report.versions} versions and delete markers of versioned buckets, "
                    f"{report.uploads} unfinished multipart uploads ({report.parts} parts) "
                    f"({report.archives} archives; {report.tombstoned} deleted, {report.superseded} superseded "
-                   f"versions skipped; {report.unreadable} unrecoverable).")
+                   f"versions skipped; {report.unreadable} unrecoverable; {report.versions} versions and delete "
+                   f"markers of versioned buckets kept).")
         if report.disks_unreachable:
             click.echo(f"WARNING: disks {report.disks_unreachable} could not be read; run again once they are back.")
     if report.disks_unreachable or report.unreadable:

@@ -85,10 +85,10 @@ class VersionTxn:
         if not cur.set_range(prefix):
             return
         for ik, raw in cur:
-            if not ik.startswith(prefix) or len(ik) != len(prefix) + K.VERSION_ID_LEN:
-                if not ik.startswith(prefix):
-                    return
-                continue  # a longer key whose rows start with ours (only possible with NUL in keys)
+            if not ik.startswith(prefix):
+                return
+            if len(ik) != len(prefix) + K.VERSION_ID_LEN:
+                continue  # another key whose rows start with ours (a NUL in it, or a hash starting with one)
             doc = _unpack(raw)
             if doc["key"] == key:
                 yield doc["rec"]
