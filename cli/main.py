@@ -245,7 +245,8 @@ def index_rebuild(data, config, as_json: bool) -> None:
                    f"{report.buckets} buckets, {report.objects} objects, "
                    f"{report.uploads} unfinished multipart uploads ({report.parts} parts) "
                    f"({report.archives} archives; {report.tombstoned} deleted, {report.superseded} superseded "
-                   f"versions skipped; {report.unreadable} unrecoverable).")
+                   f"versions skipped; {report.unreadable} unrecoverable; {report.versions} versions and delete "
+                   f"markers of versioned buckets kept).")
         if report.disks_unreachable:
             click.echo(f"WARNING: disks {report.disks_unreachable} could not be read; run again once they are back.")
     if report.disks_unreachable or report.unreadable:

@@ -142,3 +142,29 @@ def upload_index_key(bucket: str, key: str, upload_id: str) -> bytes:
 def part_index_key(upload_id: str, number: int) -> bytes:
     """`parts` DB key: upload id (16 raw bytes) + part number (u16 big-endian)."""
     return bytes.fromhex(upload_id) + number.to_bytes(2, "big")
+
+
+# ---- object versions (versions.py) -----------------------------------------------------
+VERSION_ID_LEN = 16  # raw bytes of a 32-hex-char version id (objects.ids.new_id)
+VERSION_SUFFIX_LEN = len(SEP) + VERSION_ID_LEN
+
+assert MAX_BUCKET_BYTES + len(SEP) + PREFIX_LEN + HASH_LEN + VERSION_SUFFIX_LEN <= LMDB_MAX_KEY
+
+
+def inverted_id(version_id: str) -> bytes:
+    """A version id's 16 bytes, each inverted, so that newer versions sort first."""
+    return bytes(255 - b for b in bytes.fromhex(version_id))
+
+
+def version_id_of(inverted: bytes) -> str:
+    return bytes(255 - b for b in inverted).hex()
+
+
+def key_versions_prefix(bucket: str, key: str) -> bytes:
+    """Prefix of every `versions` DB key of one object key: bucket \\0 encoded key \\0."""
+    return bucket_prefix(bucket) + encode_key(key) + SEP
+
+
+def version_index_key(bucket: str, key: str, version_id: str) -> bytes:
+    """`versions` DB key: bucket \\0 encoded key \\0 inverted version id (newest first)."""
+    return key_versions_prefix(bucket, key) + inverted_id(version_id)

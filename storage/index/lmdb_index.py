@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import lmdb
 
+from .versions import Version, VersionPage, VersionTxn
 from .ops import (DB_NAMES, BucketNotEmpty, IndexTxn, ListPage, MetadataIndexError,
                   NoSuchBucket)
 
@@ -249,6 +250,48 @@ class Index:
             if not page.is_truncated:
                 return
             start_after = page.next_marker
+
+    def list_versions(self, bucket: str, **query) -> VersionPage:
+        """One page of ListObjectVersions (see VersionTxn.list_versions)."""
+        with self.read() as t:
+            return VersionTxn(t).list_versions(bucket, **query)
+
+    def get_version(self, bucket: str, key: str, version_id: str) -> dict | None:
+        """The version (or delete marker) of bucket/key whose S3 id is `version_id`."""
+        with self.read() as t:
+            return VersionTxn(t).get(bucket, key, version_id)
+
+    def latest_version(self, bucket: str, key: str) -> dict | None:
+        """The newest row of a key's history (a delete marker when the key looks deleted)."""
+        with self.read() as t:
+            return next(VersionTxn(t).key_versions(bucket, key), None)
+
+    def key_history(self, bucket: str, key: str) -> list[dict]:
+        """Every version and delete marker of a key with history, newest first ([] if none)."""
+        with self.read() as t:
+            return list(VersionTxn(t).key_versions(bucket, key))
+
+    def iter_versions(self, bucket: str, batch: int = 1000) -> Iterator[Version]:
+        """Every version and delete marker of a bucket: key order, newest first.
+
+        For lifecycle expiration and the scrubber. Keys never versioned yield their one
+        ("null") version. Each `Version` has `is_latest`, and `noncurrent_since`: when the
+        next newer version (or marker) of its key was created, None for the latest; that
+        is when S3's NoncurrentVersionExpiration clock starts. Read in chunks of `batch`,
+        each its own short read txn (not one snapshot, like iter_objects)."""
+        key_marker = version_marker = ""
+        newer: Version | None = None
+        while True:
+            page = self.list_versions(bucket, key_marker=key_marker, version_id_marker=version_marker,
+                                      max_keys=batch)
+            for v in page.versions:
+                if not v.is_latest and newer is not None and newer.key == v.key:
+                    v.noncurrent_since = newer.record["created"]
+                newer = v
+                yield v
+            if not page.is_truncated:
+                return
+            key_marker, version_marker = page.next_key_marker, page.next_version_id_marker
 
     def get_volumes(self) -> list[dict]:
         with self.read() as t:

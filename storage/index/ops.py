@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .lmdb_index import Index
 
 FORMAT_VERSION = 1
-DB_NAMES = ("buckets", "objects", "volumes", "meta", "uploads", "parts", "repair")
+DB_NAMES = ("buckets", "objects", "volumes", "meta", "uploads", "parts", "repair", "versions")
 
 
 class MetadataIndexError(Exception):
@@ -85,6 +85,28 @@ def roll_up(rescan: Callable[[bytes], Iterator[tuple]], items: Iterator[tuple], 
                 it = rescan(target)
     finally:
         it.close()
+
+
+def listing_start(pb: bytes, dl: bytes, sab: bytes) -> tuple[bytes, bool, bytes | None]:
+    """Where a listing after marker `sab` starts: (lower bound, exclusive, skip).
+
+    A marker that is itself a common prefix (prefix + ... + delimiter, the delimiter only
+    at its end) skips every key under it (`skip`), so a common prefix works as a
+    continuation marker; when it is short enough the scan seeks straight past it."""
+    if sab and sab >= pb:
+        lower, exclusive = sab, True
+    else:
+        lower, exclusive = pb, False
+    skip: bytes | None = None  # common prefix whose keys are being skipped
+    if dl and sab.startswith(pb):
+        rest = sab[len(pb):]
+        i = rest.find(dl)
+        if i >= 0 and i + len(dl) == len(rest):
+            skip = sab
+            target = K.seek_past_prefix(sab)
+            if target is not None:
+                lower, exclusive = target, False
+    return lower, exclusive, skip
 
 
 @dataclass
@@ -172,9 +194,13 @@ class IndexTxn:
         return [_unpack(v)["rec"] for _, v in cur]  # LMDB order == name bytes order
 
     def bucket_is_empty(self, name: str) -> bool:
+        """No object, and no version or delete marker either (S3's rule for DeleteBucket)."""
         prefix = K.bucket_prefix(name)
-        cur = self._txn.cursor(db=self._db["objects"])
-        return not (cur.set_range(prefix) and cur.key().startswith(prefix))
+        for db in ("objects", "versions"):
+            cur = self._txn.cursor(db=self._db[db])
+            if cur.set_range(prefix) and cur.key().startswith(prefix):
+                return False
+        return True
 
     def _require_bucket(self, bucket: str) -> None:
         if self._txn.get(K.bucket_bytes(bucket), db=self._db["buckets"]) is None:
@@ -286,20 +312,7 @@ class IndexTxn:
         bpfx = K.bucket_prefix(bucket)
         pb, dl, sab = (s.encode("utf-8") for s in (prefix, delimiter, start_after))
 
-        if sab and sab >= pb:
-            lower, exclusive = sab, True
-        else:
-            lower, exclusive = pb, False
-        skip: bytes | None = None  # common prefix whose keys are being skipped
-        if dl and sab.startswith(pb):
-            rest = sab[len(pb):]
-            i = rest.find(dl)
-            if i >= 0 and i + len(dl) == len(rest):
-                skip = sab
-                target = K.seek_past_prefix(sab)
-                if target is not None:
-                    lower, exclusive = target, False
-
+        lower, exclusive, skip = listing_start(pb, dl, sab)
         page = ListPage()
         last = b""
         for kind, value in roll_up(lambda seek: self._scan(bpfx, seek, False), self._scan(bpfx, lower, exclusive),

@@ -8,7 +8,12 @@ disk, reads one manifest per object version, and replays:
   objects exists even if its record was lost.
 - objects: per key, the newest version that has at least `k` fragments and is newer
   than the key's newest tombstone. Older versions and tombstoned ones are garbage for
-  the scrubber, never resurrected. A completed multipart object is a version like any
+  the scrubber, never resurrected.
+- versioned buckets (versioning Enabled or Suspended by their `bucket-config` records):
+  every version and delete marker (`delete-marker` records) newer than the key's
+  tombstone survives, except those deleted for good (`version-deleted` records; one for
+  a null version also ends every older null version) and null versions replaced by a
+  newer null one. The newest survivor is current unless it is a delete marker. A completed multipart object is a version like any
   other: its record (kind "object") is on the disks of its first part's volume, and it
   is recoverable when every part it lists has at least `k` fragments.
 - multipart uploads: parts (archives whose manifest has kind "part") of an upload that
@@ -40,6 +45,7 @@ from dataclasses import dataclass, field
 from .. import layout
 from .lmdb_index import Index
 from .uploads import UploadTxn
+from .versions import VersionTxn
 
 log = logging.getLogger("pocket.rebuild")
 
@@ -53,6 +59,7 @@ class RebuildReport:
     objects: int = 0
     tombstoned: int = 0
     superseded: int = 0
+    versions: int = 0  # versions and delete markers of versioned buckets
     unreadable: int = 0
     uploads: int = 0
     parts: int = 0
@@ -112,6 +119,8 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
     buckets: dict[str, dict | None] = {}
     candidates: dict[tuple[str, str], list[tuple[str, dict]]] = defaultdict(list)
     ended: set[str] = set()  # upload ids that were completed or aborted
+    dead: set[str] = set()  # versions deleted for good (version-deleted records)
+    null_floor: dict[tuple[str, str], str] = {}  # a deleted null version: null versions up to it are gone
     retagged: dict[str, dict] = {}  # version id -> its newest tags
     amended: dict[str, dict] = {}  # version id -> its newest acl (and other later changes)
     for rec_id in sorted(records):
@@ -138,7 +147,12 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
                         bucket[field_name] = value
         elif rec.get("kind") == "bucket-deleted":
             buckets[rec["name"]] = None
-        elif rec.get("kind") == "object":
+        elif rec.get("kind") == "version-deleted":
+            dead.add(rec["version_id"])
+            if rec.get("null"):
+                k = (rec["bucket"], rec["key"])
+                null_floor[k] = max(null_floor.get(k, ""), rec["version_id"])
+        elif rec.get("kind") in ("object", "delete-marker"):
             m = rec["object"]
             candidates[(m["bucket"], m["key"])].append((m["version_id"], m))
             ended.add(m.get("upload_id", ""))
@@ -152,20 +166,29 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
             candidates[(m["bucket"], m["key"])].append((vid, m))
 
     winners: dict[tuple[str, str], dict] = {}
+    history: dict[tuple[str, str], list[dict]] = {}
     for k, versions_of_key in candidates.items():
+        kept = []
         for vid, m in sorted(versions_of_key, key=lambda c: c[0], reverse=True):
             if vid <= tombs.get(k, ""):
                 report.tombstoned += 1
-            elif k in winners:
+            elif kept and not _versioned(buckets, k[0]):
                 report.superseded += 1
-            elif _unrecoverable(m, versions):
+            elif vid in dead or (not m.get("versioned") and vid <= null_floor.get(k, "")):
+                report.tombstoned += 1
+            elif not m.get("versioned") and any(not v.get("versioned") for v in kept):
+                report.superseded += 1  # an older null version, replaced by the newer one
+            elif not m.get("delete_marker") and _unrecoverable(m, versions):
                 report.unreadable += 1
                 log.error("object %s/%s version %s: %s; it cannot be recovered",
                           m["bucket"], m["key"], vid, _unrecoverable(m, versions))
             else:
-                winners[k] = {**m, "tags": retagged[vid]} if vid in retagged else m
-                if vid in amended:
-                    winners[k] = {**winners[k], **amended[vid]}
+                m = {**m, "tags": retagged[vid]} if vid in retagged else m
+                kept.append({**m, **amended[vid]} if vid in amended else m)
+        if kept and _versioned(buckets, k[0]):
+            history[k] = kept
+        if kept and not kept[0].get("delete_marker"):
+            winners[k] = kept[0]
     uploads = _open_uploads(part_manifests, ended, versions, report)
 
     volumes = {m["volume"]: {"id": m["volume"], "width": len(m["disks"]), "disks": m["disks"]}
@@ -178,7 +201,7 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
     index = Index(tmp_path)
     try:
         def fill(ops):
-            for (bucket, _key), m in winners.items():
+            for (bucket, _key), m in [*winners.items(), *((k, v[0]) for k, v in history.items())]:
                 if buckets.get(bucket) is None:
                     buckets[bucket] = {"name": bucket, "owner": m.get("owner", ""), "created": m["created"]}
             for name, rec in buckets.items():
@@ -186,6 +209,9 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
                     ops.create_bucket(name, rec)
             for (bucket, key), m in winners.items():
                 ops.put_object(bucket, key, m)
+            for (bucket, key), kept in history.items():
+                for m in kept:
+                    VersionTxn(ops).put(bucket, key, m)
             # an upload whose bucket was deleted ended with it
             restored = [(u, stored) for u, stored in uploads if buckets.get(u["bucket"]) is not None]
             for upload, stored in restored:
@@ -198,6 +224,7 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
         index.write(fill)
         report.buckets = sum(1 for b in buckets.values() if b is not None)
         report.objects = len(winners)
+        report.versions = sum(len(kept) for kept in history.values())
     finally:
         index.close()
     if os.path.exists(index_path):
@@ -205,6 +232,11 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
     shutil.move(tmp_path, index_path)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _versioned(buckets: dict, name: str) -> bool:
+    """Whether a bucket was ever versioned (its history is kept, not just its latest)."""
+    return bool((buckets.get(name) or {}).get("versioning"))
 
 
 def _unrecoverable(m: dict, versions: dict[str, dict[int, str]]) -> str:

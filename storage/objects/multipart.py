@@ -28,10 +28,10 @@ import time
 from typing import AsyncIterable, Callable
 
 from ..index.uploads import NoSuchUpload, UploadPage, UploadTxn
-from ..placement.volumes import choose_volume
 from . import parts as P
 from .ids import new_id
-from .service import ObjectService, Policy, put_if_newer
+from .commits import install
+from .service import ObjectService
 
 
 class InvalidPart(Exception):
@@ -107,12 +107,15 @@ class MultipartService:
 
     async def complete(self, upload: dict, wanted: list[tuple[int, str]],
                        part_checksums: dict[int, dict] | None = None,
-                       checksum_of: Callable[[list[dict]], dict] | None = None) -> dict:
+                       checksum_of: Callable[[list[dict]], dict] | None = None,
+                       versioned: bool = False) -> dict:
         """Make the object from the listed (part number, ETag) pairs, already in ascending order.
 
         `part_checksums` ({number: {algorithm: base64}}) are checksums the client listed
         for parts: each must equal the stored one (else InvalidPart). `checksum_of(parts)`
-        gives the object record's checksum fields from the chosen parts."""
+        gives the object record's checksum fields from the chosen parts. `versioned`: the
+        bucket has versioning Enabled, so the object is a new version rather than the null
+        one (see commits.py)."""
         bucket, key, uid = upload["bucket"], upload["key"], upload["upload_id"]
         stored = {p["part_number"]: p for p in self._view(lambda u: u.all_parts(uid))}
         chosen = []
@@ -136,12 +139,13 @@ class MultipartService:
             "policy": first["policy"], "k": first["k"], "m": first["m"],
             "volume": first["volume"], "disks": first["disks"],
             "parts": [P.part_entry(p["part_number"], p) for p in chosen],
+            **({"versioned": True} if versioned else {}),
         }
         volume = self.objects.cluster.volumes[first["volume"]]
         await self.objects.put_records(volume, {"kind": "object", "object": record}, self._quorum(first))
         numbers = {p["part_number"]: p["version_id"] for p in chosen}
 
-        def install(ops):
+        def install_upload(ops):
             u = UploadTxn(ops)
             if u.get_upload(bucket, key, uid) is None:
                 raise NoSuchUpload(uid)
@@ -149,12 +153,11 @@ class MultipartService:
                 current = u.get_part(uid, number)
                 if current is None or current["version_id"] != version_id:
                     raise InvalidPart(number, stored[number]["etag"])  # re-uploaded meanwhile
-            displaced = put_if_newer(ops, bucket, key, record)
+            displaced = install(ops, bucket, key, record)
             leftovers = [p for p in u.delete_upload(bucket, key, uid) if p["part_number"] not in numbers]
             return displaced, leftovers
-        displaced, leftovers = await self.writer.submit(install)
-        if displaced is not None:
-            self.objects.forget(displaced)
+        displaced, leftovers = await self.writer.submit(install_upload)
+        self.objects.forget_all(displaced)
         if leftovers:
             self.objects.forget({"parts": leftovers})
         return record
@@ -183,14 +186,11 @@ class MultipartService:
 
     # helpers -----------------------------------------------------------------------------
     def _quorum(self, part: dict) -> int:
-        policy = self.objects.policies.get(part["policy"]) or Policy.parse(part["policy"], f"ec:{part['k']}+{part['m']}")
-        return policy.quorum
+        return self.objects.policy_of(part).quorum
 
     def _record_home(self, stored: list[dict], upload_id: str) -> tuple[dict, int]:
         """Where an upload's disk records go: its first part's volume, else a default-policy volume."""
-        cluster = self.objects.cluster
         if stored:
-            return cluster.volumes[stored[0]["volume"]], self._quorum(stored[0])
-        policy = self.objects.policies[self.objects.default_policy]
-        volume = choose_volume(list(cluster.volumes.values()), policy.codec.n, upload_id, cluster.is_writable)
+            return self.objects.cluster.volumes[stored[0]["volume"]], self._quorum(stored[0])
+        volume, policy = self.objects.record_home(upload_id)
         return volume, policy.quorum

@@ -22,6 +22,8 @@ from ..placement.volumes import choose_volume
 from . import parts
 from .get import ArchiveReader
 from .ids import new_id
+from ..index.versions import is_marker
+from .commits import delete_if_current, install, remove_version
 from .put import ArchiveWriter, QuorumLost, remove_archives
 
 log = logging.getLogger("pocket.objects")
@@ -73,11 +75,10 @@ class ObjectService:
 
         `condition(current_record_or_None)` runs inside the index transaction that
         installs the version (conditional writes); if it raises, the new archives
-        are removed and the exception propagates."""
+        are removed and the exception propagates. In a bucket with versioning Enabled,
+        `attrs` carries `"versioned": True` (the handler decides, see commits.py)."""
         record = await self.store(body, size_hint, digests, {"bucket": bucket, "key": key, **attrs}, policy_name)
-        previous = await self.commit(record, lambda ops: put_if_newer(ops, bucket, key, record, condition))
-        if previous is not None:
-            self.forget(previous)
+        self.forget_all(await self.commit(record, lambda ops: install(ops, bucket, key, record, condition)))
         return record
 
     async def store(self, body: AsyncIterable[bytes], size_hint: int | None, digests, fields: dict,
@@ -137,6 +138,12 @@ class ObjectService:
             return work()
         return await asyncio.get_running_loop().run_in_executor(None, work)
 
+    def forget_all(self, records: list[dict]) -> None:
+        """`forget` each displaced record that has archives (delete markers have none)."""
+        for record in records:
+            if not is_marker(record):
+                self.forget(record)
+
     def forget(self, record: dict) -> None:
         """Remove a replaced or deleted version's archives (all its parts'), in the background."""
         task = asyncio.ensure_future(self.remove(record))
@@ -159,20 +166,70 @@ class ObjectService:
                     await remove_archives(self.cluster, volume, version_id)
         await asyncio.gather(*(one(vol, vid) for vol, vid in parts.versions(record)))
 
-    async def delete(self, bucket: str, key: str) -> dict | None:
-        """Delete bucket/key; the tombstone is on a quorum of disks before the index forgets it."""
-        record = self.index.get_object(bucket, key)
+    async def delete(self, bucket: str, key: str, owner: str = "") -> dict | None:
+        """DeleteObject without a version id; returns the removed record or the new delete marker.
+
+        Never-versioned bucket: the tombstone is on a quorum of disks before the index
+        forgets the key. Versioned bucket: a delete marker (a "null" one while Suspended,
+        replacing the null version) is written to the disks, then becomes the latest."""
+        bucket_record = self.index.get_bucket(bucket) or {}
+        state = bucket_record.get("versioning")
+        if state is None:
+            record = self.index.get_object(bucket, key)
+            return None if record is None else await self._tombstone(record)
+        marker = {"v": 1, "bucket": bucket, "key": key, "version_id": new_id(), "created": time.time(),
+                  "delete_marker": True, "owner": owner, **({"versioned": True} if state == "Enabled" else {})}
+        volume, policy = self.record_home(marker["version_id"])
+        await self.put_records(volume, {"kind": "delete-marker", "object": marker}, policy.quorum)
+        self.forget_all(await self.writer.submit(lambda ops: install(ops, bucket, key, marker)))
+        return marker
+
+    async def delete_version(self, bucket: str, key: str, version_id: str) -> dict | None:
+        """Delete one version or delete marker for good, by its S3 version id ("null" too).
+
+        The call lifecycle expiration uses for noncurrent versions. A `version-deleted`
+        record goes to a write quorum of disks first, so a disk that was down cannot bring
+        the version back in an index rebuild; then the index forgets it (when it was the
+        latest, the next older version becomes current again) and its archives are removed.
+        Returns the removed record, or None if there is no such version."""
+        record = self.index.get_version(bucket, key, version_id)
         if record is None:
             return None
+        # Never a key-wide tombstone here, even for a key's only (null) version: a version
+        # written meanwhile must survive a rebuild. A null version-deleted record ends
+        # only null versions up to it.
+        if is_marker(record):
+            volume, policy = self.record_home(record["version_id"])
+        else:
+            volume, policy = self.cluster.volumes[record["volume"]], self.policy_of(record)
+        await self.put_records(volume, {"kind": "version-deleted", "bucket": bucket, "key": key,
+                                        "version_id": record["version_id"], "null": not record.get("versioned"),
+                                        "deleted": time.time()}, policy.quorum)
+        removed = await self.writer.submit(lambda ops: remove_version(ops, bucket, key, record["version_id"]))
+        if removed is not None and not is_marker(removed):
+            await self.remove(removed)  # before the reply: a caller expiring many versions is paced by it
+        return removed
+
+    async def _tombstone(self, record: dict) -> dict | None:
+        """Delete a key's only version: tombstone on the disks, then the index forgets the key."""
+        bucket, key = record["bucket"], record["key"]
         volume = self.cluster.volumes[record["volume"]]
-        policy = self.policies.get(record["policy"]) or Policy.parse(record["policy"], f"ec:{record['k']}+{record['m']}")
         tomb = {"kind": "tombstone", "bucket": bucket, "key": key, "version_id": record["version_id"],
                 "deleted": time.time()}
-        await self.put_records(volume, tomb, policy.quorum)
-        removed = await self.writer.submit(lambda ops: _delete_if_current(ops, bucket, key, record["version_id"]))
+        await self.put_records(volume, tomb, self.policy_of(record).quorum)
+        removed = await self.writer.submit(lambda ops: delete_if_current(ops, bucket, key, record["version_id"]))
         if removed is not None:
             self.forget(removed)
         return removed
+
+    def policy_of(self, record: dict) -> Policy:
+        return self.policies.get(record["policy"]) or Policy.parse(record["policy"], f"ec:{record['k']}+{record['m']}")
+
+    def record_home(self, record_id: str) -> tuple[dict, Policy]:
+        """Where a record with no archives of its own (a delete marker) is kept: a default-policy volume."""
+        policy = self.policies[self.default_policy]
+        volume = choose_volume(list(self.cluster.volumes.values()), policy.codec.n, record_id, self.cluster.is_writable)
+        return volume, policy
 
     async def put_records(self, volume: dict, doc: dict, quorum: int) -> str:
         """Write a small durable record (tombstone, bucket event) to the disks of a volume."""
@@ -227,28 +284,6 @@ class ObjectService:
                 self.damage_reported += len(reader.damage)
                 if on_damage:
                     on_damage(reader.damage)
-
-
-def put_if_newer(ops, bucket: str, key: str, record: dict, condition=None) -> dict | None:
-    """Install `record` unless a newer version already won; returns what it displaced.
-
-    Two racing PUTs of one key resolve to the newer version id, the same rule the
-    index rebuild applies, so the index and the disks always agree on the winner.
-    A conditional write's `condition` sees the current record in the same transaction."""
-    current = ops.get_object(bucket, key)
-    if condition is not None:
-        condition(current)
-    if current is not None and current["version_id"] > record["version_id"]:
-        return record
-    ops.put_object(bucket, key, record)
-    return current
-
-
-def _delete_if_current(ops, bucket: str, key: str, version_id: str) -> dict | None:
-    current = ops.get_object(bucket, key)
-    if current is None or current["version_id"] != version_id:
-        return None
-    return ops.delete_object(bucket, key)
 
 
 async def _segments(body: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:

@@ -28,6 +28,7 @@ import math
 import time
 
 from ..codec import parse_policy
+from ..index.versions import is_marker
 from .queue import REPAIR_META, SCRUB_META
 from .tooling import ToolCluster, gateway_view
 
@@ -92,12 +93,19 @@ async def collect(tc: ToolCluster) -> dict:
                       "total": usage.get("total"), "used": usage.get("used"), "free": usage.get("free")})
     volumes = [{"id": v["id"], "width": v["width"], "disks": v["disks"],
                 "disks_down": [d for d in v["disks"] if not up(d)]} for v in cluster.volumes.values()]
-    objects = stored = raw = 0
+    objects = noncurrent = markers = stored = raw = 0
     by_policy: dict[str, dict] = {}
-    by_shape: dict[str, int] = {}
+    by_shape: dict[str, int] = {}   # object versions (current or not) per k+m
     for bucket in index.list_buckets():
-        for _key, record in index.iter_objects(bucket["name"]):
-            objects += 1
+        for version in index.iter_versions(bucket["name"]):
+            record = version.record
+            if is_marker(record):
+                markers += 1
+                continue
+            if version.is_latest:
+                objects += 1
+            else:
+                noncurrent += 1
             stored += record["size"]
             raw += record["size"] * (record["k"] + record["m"]) / record["k"]
             p = by_policy.setdefault(record.get("policy", "?"), {"objects": 0, "bytes": 0})
@@ -105,7 +113,7 @@ async def collect(tc: ToolCluster) -> dict:
             p["bytes"] += record["size"]
             shape = f"{record['k']}+{record['m']}"
             by_shape[shape] = by_shape.get(shape, 0) + 1
-            if objects % 1000 == 0:
+            if (objects + noncurrent) % 1000 == 0:
                 await asyncio.sleep(0)
     at_risk = queue.at_risk()
     shapes = set(at_risk) | set(by_shape) | {"%d+%d" % parse_policy(s) for s in cfg.policies.values()}
@@ -131,6 +139,8 @@ async def collect(tc: ToolCluster) -> dict:
         "volumes": volumes,
         "buckets": len(index.list_buckets()),
         "objects": objects,
+        "noncurrent_versions": noncurrent,
+        "delete_markers": markers,
         "bytes": stored,
         "raw_bytes_estimate": int(raw),
         "by_policy": by_policy,
@@ -162,6 +172,9 @@ def render(status: dict) -> str:
     lines.append(f"Volumes: {len(status['volumes'])} ({len(degraded)} with a disk down)")
     lines.append(f"Objects: {status['objects']} in {status['buckets']} buckets, {size(status['bytes'])} "
                  f"(about {size(status['raw_bytes_estimate'])} on disk)")
+    if status["noncurrent_versions"] or status["delete_markers"]:
+        lines.append(f"  plus {status['noncurrent_versions']} noncurrent versions (in the bytes above) and "
+                     f"{status['delete_markers']} delete markers")
     lines.append(f"Repair queue: {status['repair_queue']} object versions")
     for r in status["at_risk"]:
         label = "LOST: fewer than k" if r["lost"] else f"can lose {r['spare']} more"

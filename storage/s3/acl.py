@@ -23,7 +23,7 @@ from aiohttp import web
 from ..objects.tagging import amend
 from . import errors, xml
 from .body import read_small
-from .bucket import owned_bucket, owned_object
+from .bucket import owned_bucket
 from .request import S3Request
 
 PRIVATE, PUBLIC_READ = "private", "public-read"
@@ -63,20 +63,30 @@ def readable_bucket(req: S3Request) -> dict:
     return record
 
 
-def readable_object(req: S3Request, bucket_name: str | None = None, key: str | None = None) -> dict:
+def readable_object(req: S3Request, bucket_name: str | None = None, key: str | None = None,
+                    find=None) -> dict:
     """The object's record if the caller may read it (owner, public bucket or public object).
 
-    Defaults to the request's own bucket and key; CopyObject asks about its source."""
+    Defaults to the request's own bucket and key; CopyObject asks about its source.
+    `find(bucket_record)` looks the record up and raises S3's error when it is not there
+    (versioning.addressed: a given version id); by default the current version."""
     bucket_name, key = bucket_name or req.bucket, key or req.key
     resource = f"/{bucket_name}/{key}"
     bucket = req.gateway.buckets.get(bucket_name)
     if bucket is None:
         raise errors.NoSuchBucket(resource=bucket_name, BucketName=bucket_name)
-    record = req.gateway.objects.head(bucket_name, key)
+    if find is None:
+        def find(_bucket):
+            record = req.gateway.objects.head(bucket_name, key)
+            if record is None:
+                raise errors.NoSuchKey(resource=resource, Key=key)
+            return record
     if _is_owner(req, bucket) or bucket.get("acl") == PUBLIC_READ:
-        if record is None:
-            raise errors.NoSuchKey(resource=resource, Key=key)
-        return record
+        return find(bucket)
+    try:
+        record = find(bucket)
+    except errors.S3Error:
+        record = None
     if record is not None and record.get("acl") == PUBLIC_READ:
         return record
     raise errors.AccessDenied(resource=resource)  # without list rights, a missing key is not revealed
@@ -171,13 +181,17 @@ async def put_bucket_acl(req: S3Request) -> web.Response:
 
 
 async def get_object_acl(req: S3Request) -> web.Response:
-    record = owned_object(req)
-    return policy(record.get("owner", ""), record.get("acl", PRIVATE))
+    from .versioning import owned_version, version_headers  # versioning.py builds on readable_object
+    bucket, record = owned_version(req)
+    response = policy(record.get("owner", ""), record.get("acl", PRIVATE))
+    response.headers.update(version_headers(bucket, record))
+    return response
 
 
 async def put_object_acl(req: S3Request) -> web.Response:
-    record = owned_object(req)
+    from .versioning import owned_version, requested_version, version_headers
+    bucket, record = owned_version(req)
     acl = await _requested(req, record.get("owner", ""))
-    if await amend(req.gateway.objects, req.bucket, req.key, "acl", {"acl": acl}) is None:
+    if await amend(req.gateway.objects, req.bucket, req.key, "acl", {"acl": acl}, requested_version(req)) is None:
         raise errors.NoSuchKey(resource=req.resource, Key=req.key)
-    return web.Response()
+    return web.Response(headers=version_headers(bucket, record))

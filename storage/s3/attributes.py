@@ -9,10 +9,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..objects import parts as P
-from . import acl, errors, xml
+from . import errors, xml
 from .multipart_checksums import type_of, xml_fields
 from .names import check_key
 from .request import S3Request
+from .versioning import readable_version, requested_version, version_headers
 from .xml import http_date
 
 ATTRIBUTES = ("ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize")
@@ -58,7 +59,7 @@ def _object_parts(req: S3Request, record: dict):
 
 async def get_object_attributes(req: S3Request) -> web.Response:
     check_key(req.key)
-    record = acl.readable_object(req)
+    bucket, record = readable_version(req, version_id=requested_version(req))
     wanted = _requested(req)
     fields = []
     if "ETag" in wanted:
@@ -73,4 +74,5 @@ async def get_object_attributes(req: S3Request) -> web.Response:
     if "ObjectSize" in wanted:
         fields.append(("ObjectSize", record["size"]))
     return web.Response(body=xml.document(xml.element("GetObjectAttributesResponse", fields)),
-                        headers={"Last-Modified": http_date(record["created"])}, content_type="application/xml")
+                        headers={"Last-Modified": http_date(record["created"]), **version_headers(bucket, record)},
+                        content_type="application/xml")

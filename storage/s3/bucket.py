@@ -75,10 +75,5 @@ async def get_location(req: S3Request) -> web.Response:
     return _xml(xml.element("LocationConstraint", text=None if region == "us-east-1" else region))
 
 
-async def get_versioning(req: S3Request) -> web.Response:
-    owned_bucket(req)
-    return _xml(xml.element("VersioningConfiguration"))
-
-
 def _xml(root) -> web.Response:
     return web.Response(body=xml.document(root), content_type="application/xml")

@@ -20,7 +20,8 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from ..objects.get import Unreadable
-from . import acl, conditions, errors, lifecycle, multipart_checksums, tagging, xml
+from ..index.versions import valid_version_id
+from . import acl, conditions, errors, lifecycle, multipart_checksums, tagging, versioning, xml
 from .bucket import owned_bucket
 from .body import MAX_PUT_BYTES, stored_headers
 from .digests import BodyDigests
@@ -30,19 +31,21 @@ from .request import S3Request
 log = logging.getLogger("pocket.s3")
 
 
-def parse_copy_source(value: str) -> tuple[str, str]:
-    """`/bucket/key`, `bucket/key`, URL-encoded, optionally `?versionId=...`."""
+def parse_copy_source(value: str) -> tuple[str, str, str | None]:
+    """`/bucket/key`, `bucket/key`, URL-encoded, optionally `?versionId=...`: (bucket, key, version id)."""
     raw, _, query = value.partition("?")
     bucket, _, key = unquote(raw).lstrip("/").partition("/")
     if not bucket or not key:
         raise errors.InvalidArgument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
                                      ArgumentName="x-amz-copy-source", ArgumentValue=value)
+    version_id = None
     if query:
         name, _, version = query.partition("=")
-        if name != "versionId" or unquote(version) != "null":
+        version_id = unquote(version)
+        if name != "versionId" or not valid_version_id(version_id):
             raise errors.InvalidArgument("Invalid version id specified", ArgumentName="versionId",
-                                         ArgumentValue=unquote(version))
-    return bucket, key
+                                         ArgumentValue=version_id)
+    return bucket, key, version_id
 
 
 def _directive(req: S3Request, header: str) -> str:
@@ -53,23 +56,32 @@ def _directive(req: S3Request, header: str) -> str:
     return value
 
 
-def readable_source(req: S3Request) -> dict:
-    """The record named by x-amz-copy-source, if the caller may read it and its
-    x-amz-copy-source-if-* conditions hold (CopyObject and UploadPartCopy alike)."""
-    src_bucket, src_key = parse_copy_source(req.headers["x-amz-copy-source"])
+def readable_source(req: S3Request) -> tuple[dict, str | None]:
+    """The record named by x-amz-copy-source (a given version of it, or the current one) if
+    the caller may read it and its x-amz-copy-source-if-* conditions hold (CopyObject and
+    UploadPartCopy alike); and the x-amz-copy-source-version-id header to answer with."""
+    src_bucket, src_key, version_id = parse_copy_source(req.headers["x-amz-copy-source"])
     check_key(src_key)
-    source = acl.readable_object(req, src_bucket, src_key)  # another user's public-read objects too
+    # another user's public-read objects too
+    bucket, source = versioning.readable_version(req, src_bucket, src_key, version_id)
     conditions.check_copy_source(req.headers, source)
-    return source
+    shown = versioning.version_headers(bucket, source).get("x-amz-version-id")
+    return source, shown
+
+
+def source_version_header(shown: str | None) -> dict[str, str]:
+    return {"x-amz-copy-source-version-id": shown} if shown else {}
 
 
 async def copy_object(req: S3Request) -> web.Response:
-    owned_bucket(req)
+    bucket = owned_bucket(req)
     check_key(req.key)
     metadata_directive = _directive(req, "x-amz-metadata-directive")
     tagging_directive = _directive(req, "x-amz-tagging-directive")
-    source = readable_source(req)
-    if (source["bucket"], source["key"]) == (req.bucket, req.key) and metadata_directive != "REPLACE":
+    source, shown = readable_source(req)
+    current = req.gateway.objects.head(req.bucket, req.key) if (source["bucket"], source["key"]) == (
+        req.bucket, req.key) else None
+    if current and current["version_id"] == source["version_id"] and metadata_directive != "REPLACE":
         raise errors.InvalidRequest(
             "This copy request is illegal because it is trying to copy an object to itself without changing "
             "the object's metadata, storage class, website redirect location or encryption attributes.")
@@ -88,6 +100,7 @@ async def copy_object(req: S3Request) -> web.Response:
         attrs["tags"] = tags
     attrs["owner"] = req.access_key
     attrs.update(acl.stored(acl.from_headers(req.headers)))  # S3 never copies the source's ACL
+    attrs.update(versioning.new_version_fields(bucket))
     condition = conditions.write_condition(req.headers, req.resource, req.key)
     if condition:
         condition(req.gateway.objects.head(req.bucket, req.key))
@@ -98,6 +111,8 @@ async def copy_object(req: S3Request) -> web.Response:
     result += multipart_checksums.xml_fields(record["checksums"])
     headers = {f"x-amz-checksum-{a}": v for a, v in record["checksums"].items()}
     headers.update(lifecycle.expiration_headers(req, record))
+    headers.update(versioning.version_headers(bucket, record))
+    headers.update(source_version_header(shown))
     return web.Response(body=xml.document(xml.element("CopyObjectResult", result)), headers=headers,
                         content_type="application/xml")
 

@@ -13,6 +13,7 @@ import logging
 
 from aiohttp import web
 
+from ..index.versions import NULL, is_marker, s3_version_id, valid_version_id
 from ..objects.put import QuorumLost
 from . import errors, xml
 from .body import read_small
@@ -28,7 +29,7 @@ _PARALLEL = 16
 
 
 async def delete_objects(req: S3Request) -> web.Response:
-    owned_bucket(req)
+    bucket = owned_bucket(req)
     quiet, targets = _parse(await read_small(req, _MAX_BODY, require_digest=True))
     sem = asyncio.Semaphore(_PARALLEL)
 
@@ -36,10 +37,7 @@ async def delete_objects(req: S3Request) -> web.Response:
         async with sem:
             try:
                 check_key(key)
-                if version is not None and version != "null":
-                    raise errors.NoSuchVersion(Key=key, VersionId=version)
-                await req.gateway.objects.delete(req.bucket, key)
-                return None
+                return await _delete(req, bucket, key, version)
             except errors.S3Error as e:
                 return e
             except QuorumLost as e:
@@ -51,15 +49,30 @@ async def delete_objects(req: S3Request) -> web.Response:
 
     outcomes = await asyncio.gather(*(one(k, v) for k, v in targets))
     results = []
-    for (key, version), error in zip(targets, outcomes):
-        if error is None:
-            if not quiet:
-                fields = [("Key", key)] + ([("VersionId", version)] if version else [])
-                results.append(xml.element("Deleted", fields))
-        else:
-            fields = [("Key", key)] + ([("VersionId", version)] if version else [])
-            results.append(xml.element("Error", fields + [("Code", error.code), ("Message", error.text)]))
+    for (key, version), outcome in zip(targets, outcomes):
+        fields = [("Key", key)] + ([("VersionId", version)] if version else [])
+        if isinstance(outcome, errors.S3Error):
+            results.append(xml.element("Error", fields + [("Code", outcome.code), ("Message", outcome.text)]))
+        elif not quiet:
+            results.append(xml.element("Deleted", fields + outcome))
     return web.Response(body=xml.document(xml.element("DeleteResult", results)), content_type="application/xml")
+
+
+async def _delete(req: S3Request, bucket: dict, key: str, version: str | None) -> list[tuple[str, str]]:
+    """Delete one entry as DeleteObject would; the DeleteMarker fields of its <Deleted>."""
+    if version is not None and not valid_version_id(version):
+        raise errors.NoSuchVersion(Key=key, VersionId=version)  # what S3 reports per key here
+    if version is None or (version == NULL and not bucket.get("versioning")):
+        removed = await req.gateway.objects.delete(req.bucket, key, owner=req.access_key)
+        if removed is not None and is_marker(removed):  # a new delete marker
+            return [("DeleteMarker", "true"), ("DeleteMarkerVersionId", s3_version_id(removed))]
+        return []
+    removed = await req.gateway.objects.delete_version(req.bucket, key, version)
+    if removed is None:
+        raise errors.NoSuchVersion(Key=key, VersionId=version)
+    if is_marker(removed):
+        return [("DeleteMarker", "true"), ("DeleteMarkerVersionId", version)]
+    return []
 
 
 def _parse(body: bytes) -> tuple[bool, list[tuple[str, str | None]]]:

@@ -20,8 +20,9 @@ from .digests import BodyDigests
 from .listing import _encoder
 from .names import MAX_PART_NUMBER, check_key, check_part_number, user_metadata
 from .body import MAX_PUT_BYTES, open_body, read_small, stored_headers
-from .copy import read_source, readable_source
+from .copy import read_source, readable_source, source_version_header
 from .request import S3Request
+from .versioning import new_version_fields, version_headers
 
 log = logging.getLogger("pocket.s3")
 
@@ -101,7 +102,7 @@ def _copy_range(req: S3Request, size: int) -> tuple[int, int]:
 
 async def _upload_part_copy(req: S3Request, upload: dict, number: int) -> web.Response:
     """UploadPartCopy: stream the source (range) through the object service into a new part."""
-    source = readable_source(req)
+    source, shown = readable_source(req)
     first, last = _copy_range(req, source["size"])
     length = last - first + 1
     if length > MAX_PUT_BYTES:
@@ -113,9 +114,11 @@ async def _upload_part_copy(req: S3Request, upload: dict, number: int) -> web.Re
     with _s3_errors(req, upload["upload_id"]):
         record = await req.gateway.multipart.upload_part(upload, number, read_source(req, source, first, last),
                                                          length, digests)
-    return _xml(xml.element("CopyPartResult", [
+    response = _xml(xml.element("CopyPartResult", [
         ("LastModified", xml.iso8601(record["created"])), ("ETag", f'"{record["etag"]}"'),
         *MC.xml_fields(record.get("checksums"))]))
+    response.headers.update(source_version_header(shown))
+    return response
 
 
 def parse_complete(body: bytes) -> tuple[list[tuple[int, str]], dict[int, dict[str, str]]]:
@@ -141,7 +144,7 @@ def parse_complete(body: bytes) -> tuple[list[tuple[int, str]], dict[int, dict[s
 
 
 async def complete_upload(req: S3Request) -> web.Response:
-    owned_bucket(req)
+    bucket = owned_bucket(req)
     check_key(req.key)
     upload_id = req.query.get("uploadId", "")
     wanted, listed = parse_complete(await read_small(req, MAX_COMPLETE_BODY, body_checksums=False))
@@ -157,13 +160,16 @@ async def complete_upload(req: S3Request) -> web.Response:
             checksum = upload.get("checksum")
             MC.check_complete(checksum, listed, req.headers)
             record = await service.complete(upload, wanted, listed,
-                                            lambda chosen: MC.of_object(checksum, chosen, req.headers))
+                                            lambda chosen: MC.of_object(checksum, chosen, req.headers),
+                                            versioned=bool(new_version_fields(bucket)))
     location = f"{req.http.scheme}://{req.http.host}/{req.bucket}/{req.key}"
     fields = [("Location", location), ("Bucket", req.bucket), ("Key", req.key), ("ETag", f'"{record["etag"]}"'),
               *MC.xml_fields(record.get("checksums"))]
     if record.get("checksums"):
         fields.append(("ChecksumType", MC.type_of(record)))
-    return _xml(xml.element("CompleteMultipartUploadResult", fields), lifecycle.expiration_headers(req, record))
+    response = _xml(xml.element("CompleteMultipartUploadResult", fields), lifecycle.expiration_headers(req, record))
+    response.headers.update(version_headers(bucket, record))
+    return response
 
 
 async def abort_upload(req: S3Request) -> web.Response:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..objects import parts
 from ..objects.get import Unreadable
-from . import acl, conditions, copy, errors, lifecycle, multipart_checksums, tagging
+from . import acl, conditions, copy, errors, lifecycle, multipart_checksums, tagging, versioning
 from .body import open_body, stored_headers
 from .bucket import owned_bucket
 from .names import check_key, check_part_number, user_metadata
@@ -27,7 +27,7 @@ _OVERRIDES = {"response-content-type": "Content-Type", "response-content-languag
 async def put_object(req: S3Request) -> web.Response:
     if "x-amz-copy-source" in req.headers:
         return await copy.copy_object(req)
-    owned_bucket(req)
+    bucket = owned_bucket(req)
     check_key(req.key)
     body = open_body(req)
     attrs = {
@@ -36,6 +36,7 @@ async def put_object(req: S3Request) -> web.Response:
         "headers": stored_headers(req.headers),
         "owner": req.access_key,
         **acl.stored(acl.from_headers(req.headers)),
+        **versioning.new_version_fields(bucket),
     }
     tags = tagging.from_header(req.headers.get("x-amz-tagging"))
     if tags:
@@ -45,23 +46,24 @@ async def put_object(req: S3Request) -> web.Response:
         condition(req.gateway.objects.head(req.bucket, req.key))
     record = await req.gateway.objects.put(req.bucket, req.key, body.stream, body.length, body.digests, attrs,
                                            condition=condition)
-    headers = {"ETag": f'"{record["etag"]}"'}
+    headers = {"ETag": f'"{record["etag"]}"', **versioning.version_headers(bucket, record)}
     headers.update({f"x-amz-checksum-{a}": v for a, v in record["checksums"].items()})
     headers.update(lifecycle.expiration_headers(req, record))
     return web.Response(headers=headers)
 
 
-def _object(req: S3Request) -> dict:
-    return acl.readable_object(req)
+def _object(req: S3Request) -> tuple[dict, dict]:
+    return versioning.readable_version(req, version_id=versioning.requested_version(req))
 
 
-def _headers(req: S3Request, record: dict, span) -> dict:
+def _headers(req: S3Request, bucket: dict, record: dict, span) -> dict:
     """Response headers of a GET or HEAD of `span` (None: the whole object)."""
     headers = {
         "ETag": f'"{record["etag"]}"',
         "Last-Modified": http_date(record["created"]),
         "Content-Type": record.get("content_type", "binary/octet-stream"),
         "Accept-Ranges": "bytes",
+        **versioning.version_headers(bucket, record),
     }
     headers.update(record.get("headers", {}))
     headers.update({f"x-amz-meta-{k}": v for k, v in record.get("meta", {}).items()})
@@ -126,17 +128,18 @@ def requested_span(req: S3Request, record: dict) -> tuple[tuple[int, int] | None
     return (span if span[1] >= span[0] else None), extra
 
 
-def _not_modified(record: dict) -> web.Response:
+def _not_modified(bucket: dict, record: dict) -> web.Response:
     return web.Response(status=304, headers={"ETag": f'"{record["etag"]}"',
-                                             "Last-Modified": http_date(record["created"])})
+                                             "Last-Modified": http_date(record["created"]),
+                                             **versioning.version_headers(bucket, record)})
 
 
 async def head_object(req: S3Request) -> web.Response:
-    record = _object(req)
+    bucket, record = _object(req)
     if conditions.check_read(req.headers, record) == conditions.NOT_MODIFIED:
-        return _not_modified(record)
+        return _not_modified(bucket, record)
     span, extra = requested_span(req, record)
-    headers = _headers(req, record, span)
+    headers = _headers(req, bucket, record, span)
     headers.update(extra)
     if span:
         headers["Content-Range"] = f"bytes {span[0]}-{span[1]}/{record['size']}"
@@ -147,12 +150,12 @@ async def head_object(req: S3Request) -> web.Response:
 
 
 async def get_object(req: S3Request) -> web.StreamResponse:
-    record = _object(req)
+    bucket, record = _object(req)
     if conditions.check_read(req.headers, record) == conditions.NOT_MODIFIED:
-        return _not_modified(record)
+        return _not_modified(bucket, record)
     size = record["size"]
     span, extra = requested_span(req, record)
-    headers = _headers(req, record, span)
+    headers = _headers(req, bucket, record, span)
     headers.update(extra)
     status = 200
     start, end = 0, size - 1
@@ -185,7 +188,13 @@ async def get_object(req: S3Request) -> web.StreamResponse:
 
 
 async def delete_object(req: S3Request) -> web.Response:
-    owned_bucket(req)
+    bucket = owned_bucket(req)
     check_key(req.key)
-    await req.gateway.objects.delete(req.bucket, req.key)
-    return web.Response(status=204)
+    version_id = versioning.requested_version(req)
+    if version_id is None or (version_id == versioning.NULL and not bucket.get("versioning")):
+        removed = await req.gateway.objects.delete(req.bucket, req.key, owner=req.access_key)
+        return web.Response(status=204, headers=versioning.version_headers(bucket, removed) if removed else {})
+    removed = await req.gateway.objects.delete_version(req.bucket, req.key, version_id)
+    if removed is None:
+        raise errors.NoSuchVersion(resource=req.resource, Key=req.key, VersionId=version_id)
+    return web.Response(status=204, headers=versioning.version_headers(bucket, removed))

@@ -7,7 +7,7 @@ parameter that selects a different operation on the same path (`?location`,
 from __future__ import annotations
 
 from . import (acl, attributes, bucket, cors, errors, lifecycle, listing, multi_delete, multi_upload, obj, tagging,
-               versions)
+               versioning, versions)
 
 ROUTES = {
     ("GET", "service", None): bucket.list_buckets,
@@ -15,7 +15,8 @@ ROUTES = {
     ("HEAD", "bucket", None): bucket.head_bucket,
     ("DELETE", "bucket", None): bucket.delete_bucket,
     ("GET", "bucket", "location"): bucket.get_location,
-    ("GET", "bucket", "versioning"): bucket.get_versioning,
+    ("GET", "bucket", "versioning"): versioning.get_bucket_versioning,
+    ("PUT", "bucket", "versioning"): versioning.put_bucket_versioning,
     ("GET", "bucket", "list-type"): listing.list_objects_v2,
     ("GET", "bucket", None): listing.list_objects_v1,
     ("PUT", "object", None): obj.put_object,
@@ -56,18 +57,24 @@ SUBRESOURCES = {
     "inventory", "legal-hold", "lifecycle", "list-type", "location", "logging", "metrics", "notification",
     "object-lock", "ownershipControls", "partNumber", "policy", "policyStatus", "publicAccessBlock",
     "replication", "requestPayment", "restore", "retention", "select", "tagging", "torrent", "uploadId",
-    "uploads", "versioning", "versionId", "versions", "website",
+    "uploads", "versioning", "versions", "website",
 }
-# Parameters that select nothing by themselves when they have their default meaning.
-_HARMLESS = {"versionId": "null"}
+# ?versionId= selects a version, not an operation: only these handlers honour it (the
+# others would act on the current version, so they refuse a version id).
+VERSIONED = {obj.get_object, obj.head_object, obj.delete_object, tagging.get_object_tagging,
+             tagging.put_object_tagging, tagging.delete_object_tagging, attributes.get_object_attributes,
+             acl.get_object_acl, acl.put_object_acl}
 
 
 def resolve(method: str, bucket: str, key: str, query) -> callable:
     level = "object" if key else "bucket" if bucket else "service"
-    subs = [q for q in query if q in SUBRESOURCES and _HARMLESS.get(q) != query.get(q)]
+    subs = [q for q in query if q in SUBRESOURCES]
     sub = subs[0] if subs else None
     handler = ROUTES.get((method, level, sub))
     if handler is not None:
+        if query.get("versionId", "null") != "null" and handler not in VERSIONED:
+            raise errors.NotImplementedError_(f"{method} of a given ?versionId is not implemented for this "
+                                              "resource by Pocket")
         return handler
     if sub is not None or (method, level) in {(m, lv) for m, lv, _ in ROUTES}:
         raise errors.NotImplementedError_(

@@ -12,9 +12,9 @@ from aiohttp import web
 
 from ..objects.tagging import set_tags
 from . import errors, xml
-from .bucket import owned_object
 from .body import read_small
 from .request import S3Request
+from .versioning import owned_version, requested_version, version_headers
 
 MAX_TAGS = 10
 MAX_KEY_CHARS = 128
@@ -60,25 +60,31 @@ def count_header(record: dict) -> dict[str, str]:
 
 
 async def get_object_tagging(req: S3Request) -> web.Response:
-    record = owned_object(req)
+    bucket, record = owned_version(req)
     tag_set = xml.element("TagSet", [xml.element("Tag", [("Key", k), ("Value", v)])
                                      for k, v in (record.get("tags") or {}).items()])
-    return web.Response(body=xml.document(xml.element("Tagging", [tag_set])), content_type="application/xml")
+    return web.Response(body=xml.document(xml.element("Tagging", [tag_set])), content_type="application/xml",
+                        headers=version_headers(bucket, record))
 
 
 async def put_object_tagging(req: S3Request) -> web.Response:
-    owned_object(req)
+    bucket, record = owned_version(req)
     tags = validate(await _parse_body(req))
-    if await set_tags(req.gateway.objects, req.bucket, req.key, tags) is None:
-        raise errors.NoSuchKey(resource=req.resource, Key=req.key)
-    return web.Response()
+    return await _set(req, bucket, record, tags, 200)
 
 
 async def delete_object_tagging(req: S3Request) -> web.Response:
-    owned_object(req)
-    if await set_tags(req.gateway.objects, req.bucket, req.key, {}) is None:
+    bucket, record = owned_version(req)
+    return await _set(req, bucket, record, {}, 204)
+
+
+async def _set(req: S3Request, bucket: dict, record: dict, tags: dict, status: int) -> web.Response:
+    version_id = requested_version(req)
+    if await set_tags(req.gateway.objects, req.bucket, req.key, tags, version_id) is None:
+        if version_id is not None:
+            raise errors.NoSuchVersion(resource=req.resource, Key=req.key, VersionId=version_id)
         raise errors.NoSuchKey(resource=req.resource, Key=req.key)
-    return web.Response(status=204)
+    return web.Response(status=status, headers=version_headers(bucket, record))
 
 
 async def _parse_body(req: S3Request) -> list[tuple[str, str]]:

@@ -1,46 +1,45 @@
-"""ListObjectVersions for unversioned buckets: every object is its own "null" version.
+"""ListObjectVersions: every version and delete marker, key order then newest first.
 
-Pocket keeps one version per key (versioning is not implemented), which S3 reports as
-VersionId "null", IsLatest true. Tools that always list versions (rclone with
---s3-versions, backup tools, `aws s3api list-object-versions`) get the same range scan
-as ListObjects, paged with key-marker/version-id-marker.
+One merged range scan of the index (index/versions.py): keys with history list their
+rows, keys never versioned their one "null" version. Paged with key-marker and
+version-id-marker, as rclone --s3-versions, `aws s3api list-object-versions` and backup
+tools do.
 """
 from __future__ import annotations
 
 from aiohttp import web
 
+from ..index.versions import NULL, is_marker, valid_version_id
 from . import errors, xml
 from .acl import readable_bucket
 from .listing import _encoder, _max_keys
 from .request import S3Request
 
-NULL = "null"
 
-
-def _start_after(req: S3Request) -> str:
+def _markers(req: S3Request) -> tuple[str, str]:
     key_marker = req.query.get("key-marker", "")
     version_marker = req.query.get("version-id-marker")
-    if version_marker is not None:
-        if not key_marker:
-            raise errors.InvalidArgument("A version-id marker cannot be specified without a key marker.",
-                                         ArgumentName="version-id-marker", ArgumentValue=version_marker)
-        if version_marker != NULL:
-            raise errors.InvalidArgument("Invalid version id specified", ArgumentName="version-id-marker",
-                                         ArgumentValue=version_marker)
-    return key_marker  # the marker key's only version is "null", so the page starts after it
+    if version_marker is None:
+        return key_marker, ""
+    if not key_marker:
+        raise errors.InvalidArgument("A version-id marker cannot be specified without a key marker.",
+                                     ArgumentName="version-id-marker", ArgumentValue=version_marker)
+    if version_marker and not valid_version_id(version_marker):
+        raise errors.InvalidArgument("Invalid version id specified", ArgumentName="version-id-marker",
+                                     ArgumentValue=version_marker)
+    return key_marker, version_marker
 
 
 async def list_object_versions(req: S3Request) -> web.Response:
     enc = _encoder(req)
-    start = _start_after(req)
+    key_marker, version_marker = _markers(req)
     readable_bucket(req)
     max_keys = _max_keys(req)
-    page = req.gateway.index.list_objects(req.bucket, prefix=req.query.get("prefix", ""),
-                                          delimiter=req.query.get("delimiter", ""), start_after=start,
-                                          max_keys=max_keys)
+    page = req.gateway.index.list_versions(req.bucket, prefix=req.query.get("prefix", ""),
+                                           delimiter=req.query.get("delimiter", ""), key_marker=key_marker,
+                                           version_id_marker=version_marker, max_keys=max_keys)
     fields = [("Name", req.bucket), ("Prefix", enc(req.query.get("prefix", ""))),
-              ("KeyMarker", enc(req.query.get("key-marker", ""))),
-              ("VersionIdMarker", req.query.get("version-id-marker", ""))]
+              ("KeyMarker", enc(key_marker)), ("VersionIdMarker", version_marker)]
     if "delimiter" in req.query:
         fields.append(("Delimiter", enc(req.query["delimiter"])))
     fields.append(("MaxKeys", max_keys))
@@ -48,13 +47,18 @@ async def list_object_versions(req: S3Request) -> web.Response:
         fields.append(("EncodingType", "url"))
     fields.append(("IsTruncated", "true" if page.is_truncated else "false"))
     if page.is_truncated:
-        fields += [("NextKeyMarker", enc(page.next_marker)), ("NextVersionIdMarker", NULL)]
-    for key, rec in page.contents:
-        owner = rec.get("owner", "")
-        fields.append(xml.element("Version", [
-            ("Key", enc(key)), ("VersionId", NULL), ("IsLatest", "true"),
-            ("LastModified", xml.iso8601(rec["created"])), ("ETag", f'"{rec["etag"]}"'), ("Size", rec["size"]),
-            xml.element("Owner", [("ID", owner), ("DisplayName", owner)]), ("StorageClass", "STANDARD")]))
+        fields += [("NextKeyMarker", enc(page.next_key_marker)),
+                   ("NextVersionIdMarker", page.next_version_id_marker or NULL)]
+    for v in page.versions:
+        rec = v.record
+        owner = xml.element("Owner", [("ID", rec.get("owner", "")), ("DisplayName", rec.get("owner", ""))])
+        common = [("Key", enc(v.key)), ("VersionId", v.version_id), ("IsLatest", "true" if v.is_latest else "false"),
+                  ("LastModified", xml.iso8601(rec["created"]))]
+        if is_marker(rec):
+            fields.append(xml.element("DeleteMarker", common + [owner]))
+        else:
+            fields.append(xml.element("Version", common + [("ETag", f'"{rec["etag"]}"'), ("Size", rec["size"]),
+                                                           owner, ("StorageClass", "STANDARD")]))
     fields += [xml.element("CommonPrefixes", [("Prefix", enc(p))]) for p in page.common_prefixes]
     return web.Response(body=xml.document(xml.element("ListVersionsResult", fields)),
                         content_type="application/xml")

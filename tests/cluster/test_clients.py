@@ -41,9 +41,8 @@ def _same_tree(a, b):
         _same_tree(os.path.join(a, sub), os.path.join(b, sub))
 
 
-def test_rclone_copy_sync_check(cluster, bucket, tmp_path):
-    src, back = tmp_path / "src", tmp_path / "back"
-    _tree(src, FILES)
+def _rclone(cluster, tmp_path):
+    """`rclone(*args)` with a remote `pocket:` pointing at the cluster; returns its stdout."""
     conf = tmp_path / "rclone.conf"
     conf.write_text(f"[pocket]\ntype = s3\nprovider = Other\naccess_key_id = {ACCESS_KEY}\n"
                     f"secret_access_key = {SECRET_KEY}\nendpoint = {cluster.endpoint}\nregion = us-east-1\n")
@@ -54,6 +53,13 @@ def test_rclone_copy_sync_check(cluster, bucket, tmp_path):
                              timeout=180)
         assert out.returncode == 0, out.stderr
         return out.stdout
+    return rclone
+
+
+def test_rclone_copy_sync_check(cluster, bucket, tmp_path):
+    src, back = tmp_path / "src", tmp_path / "back"
+    _tree(src, FILES)
+    rclone = _rclone(cluster, tmp_path)
     rclone("copy", str(src), f"pocket:{bucket}/tree")
     rclone("check", str(src), f"pocket:{bucket}/tree")  # size + MD5 of every file
     (src / "a.txt").write_bytes(b"changed")
@@ -83,3 +89,20 @@ def test_s3cmd_put_get_ls_del(cluster, bucket, tmp_path):
     assert (tmp_path / "back.bin").read_bytes() == data
     s3cmd("del", f"s3://{bucket}/s3cmd/file.bin")
     assert "s3cmd/file.bin" not in s3cmd("ls", "-r", f"s3://{bucket}/")
+
+
+def test_rclone_lists_and_reads_old_versions(cluster, bucket, tmp_path):
+    s3 = cluster.client()
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket=bucket, Key="doc.txt", Body=b"first draft")
+    s3.put_object(Bucket=bucket, Key="doc.txt", Body=b"final text!")
+    s3.put_object(Bucket=bucket, Key="gone.txt", Body=b"deleted later")
+    s3.delete_object(Bucket=bucket, Key="gone.txt")
+    rclone = _rclone(cluster, tmp_path)
+    assert rclone("lsf", f"pocket:{bucket}").split() == ["doc.txt"]
+    listed = sorted(rclone("lsf", "--s3-versions", f"pocket:{bucket}").split())
+    assert len(listed) == 3 and "doc.txt" in listed, listed
+    old = next(name for name in listed if name.startswith("doc-v"))
+    assert rclone("cat", "--s3-versions", f"pocket:{bucket}/{old}") == "first draft"
+    gone = next(name for name in listed if name.startswith("gone-v"))
+    assert rclone("cat", "--s3-versions", f"pocket:{bucket}/{gone}") == "deleted later"

@@ -118,15 +118,16 @@ def test_locate_virtual_and_path_style():
 
 
 @pytest.mark.parametrize("value, want", [
-    ("bucket/key", ("bucket", "key")),
-    ("/bucket/dir/a%20b%3Fc", ("bucket", "dir/a b?c")),
-    ("/bucket/key?versionId=null", ("bucket", "key")),
+    ("bucket/key", ("bucket", "key", None)),
+    ("/bucket/dir/a%20b%3Fc", ("bucket", "dir/a b?c", None)),
+    ("/bucket/key?versionId=null", ("bucket", "key", "null")),
+    ("/bucket/key?versionId=0187f3a2b4c5d6e70123456789abcdef", ("bucket", "key", "0187f3a2b4c5d6e70123456789abcdef")),
 ])
 def test_copy_source(value, want):
     assert parse_copy_source(value) == want
 
 
-@pytest.mark.parametrize("value", ["bucket", "/bucket/", "/bucket/key?versionId=abc"])
+@pytest.mark.parametrize("value", ["bucket", "/bucket/", "/bucket/key?versionId=abc", "/bucket/key?version=null"])
 def test_bad_copy_source(value):
     with pytest.raises(errors.InvalidArgument):
         parse_copy_source(value)

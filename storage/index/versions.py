@@ -1,0 +1,248 @@
+"""Object versions and delete markers of versioned buckets: the `versions` DB.
+
+    versions: bucket \\0 encoded key \\0 inverted version id  -> {"key": full key, "rec": record}
+
+The `objects` DB stays "the visible current version of each key", so GET and ListObjects
+remain one lookup or one range scan whatever versioning does. A key of a versioned
+bucket that has *history* (rows here) is described by its rows: the newest row is the
+latest version; when it is a delete marker the key has no `objects` entry. A key without
+rows (written before its bucket was versioned, or in a bucket never versioned) has one
+version: its `objects` record, S3's "null" version. The first versioned write to such a
+key copies that record here first (`ensure_history`), so no version is ever lost.
+
+Version ids are the time-ordered internal ids (objects/ids.py); inverted, they make one
+key's rows newest first. A record's S3 version id is its `version_id` when it was
+written with versioning Enabled (`"versioned": true`), else "null". A delete marker is a
+record with `"delete_marker": true` and no data.
+
+Long keys are encoded as in keys.py; a run of them sharing the verbatim prefix is
+buffered and re-sorted by (full key, inverted id), as uploads.py does. Keys containing
+NUL may interleave with their NUL-free prefix's rows (same caveat as uploads.py).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from . import keys as K
+from .ops import ITEM, PREFIX, TRUNCATED, IndexTxn, _pack, _unpack, listing_start, roll_up
+
+NULL = "null"
+_VERSION_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def valid_version_id(version_id: str) -> bool:
+    """What S3 accepts as a version id here: "null" or one of our 32-hex ids."""
+    return version_id == NULL or bool(_VERSION_ID.fullmatch(version_id or ""))
+
+
+def s3_version_id(record: dict) -> str:
+    """The version id S3 clients see for a record."""
+    return record["version_id"] if record.get("versioned") else NULL
+
+
+def is_marker(record: dict) -> bool:
+    return bool(record.get("delete_marker"))
+
+
+@dataclass
+class Version:
+    """One row of a version listing."""
+    key: str
+    record: dict
+    is_latest: bool
+    noncurrent_since: float | None = None  # set by Index.iter_versions: when the next newer one was made
+
+    @property
+    def version_id(self) -> str:
+        return s3_version_id(self.record)
+
+
+@dataclass
+class VersionPage:
+    """One page of ListObjectVersions; next_* continue without gaps or repeats."""
+    versions: list[Version] = field(default_factory=list)
+    common_prefixes: list[str] = field(default_factory=list)
+    is_truncated: bool = False
+    next_key_marker: str = ""
+    next_version_id_marker: str = ""
+
+
+class VersionTxn:
+    """Version operations bound to one index transaction (like uploads.UploadTxn)."""
+
+    def __init__(self, ops: IndexTxn):
+        self.ops = ops
+        self._txn = ops._txn
+        self._db = ops._db["versions"]
+
+    # ---- one key -------------------------------------------------------------------------
+    def key_versions(self, bucket: str, key: str) -> Iterator[dict]:
+        """The key's history rows, newest first (empty when the key has no history)."""
+        prefix = K.key_versions_prefix(bucket, key)
+        cur = self._txn.cursor(db=self._db)
+        if not cur.set_range(prefix):
+            return
+        for ik, raw in cur:
+            if not ik.startswith(prefix):
+                return
+            if len(ik) != len(prefix) + K.VERSION_ID_LEN:
+                continue  # another key whose rows start with ours (a NUL in it, or a hash starting with one)
+            doc = _unpack(raw)
+            if doc["key"] == key:
+                yield doc["rec"]
+
+    def has_history(self, bucket: str, key: str) -> bool:
+        return next(self.key_versions(bucket, key), None) is not None
+
+    def get(self, bucket: str, key: str, version_id: str) -> dict | None:
+        """The version with S3 id `version_id` ("null" included), or None.
+
+        A key without history has only its null version: its `objects` record."""
+        if version_id == NULL:
+            for rec in self.key_versions(bucket, key):
+                if not rec.get("versioned"):
+                    return rec
+            if self.has_history(bucket, key):
+                return None
+            current = self.ops.get_object(bucket, key)
+            return None if current is None or current.get("versioned") else current
+        raw = self._txn.get(K.version_index_key(bucket, key, version_id), db=self._db)
+        if raw is None:
+            return None
+        doc = _unpack(raw)
+        return doc["rec"] if doc["key"] == key else None
+
+    def put(self, bucket: str, key: str, record: dict) -> None:
+        self.ops._require_bucket(bucket)
+        self._txn.put(K.version_index_key(bucket, key, record["version_id"]),
+                      _pack({"key": key, "rec": record}), db=self._db)
+
+    def delete(self, bucket: str, key: str, version_id: str) -> bool:
+        """Remove one row by internal version id."""
+        return self._txn.delete(K.version_index_key(bucket, key, version_id), db=self._db)
+
+    def ensure_history(self, bucket: str, key: str) -> None:
+        """Before the first versioned change of a key: its current record becomes a row."""
+        if self.has_history(bucket, key):
+            return
+        current = self.ops.get_object(bucket, key)
+        if current is not None:
+            self.put(bucket, key, current)
+
+    def refresh_current(self, bucket: str, key: str) -> dict | None:
+        """Make `objects` show the newest row (none if it is a delete marker); returns it.
+
+        A key whose last row went keeps no `objects` entry either."""
+        latest = next(self.key_versions(bucket, key), None)
+        if latest is None or is_marker(latest):
+            self.ops.delete_object(bucket, key)
+        else:
+            self.ops.put_object(bucket, key, latest)
+        return latest
+
+    # ---- listing -------------------------------------------------------------------------
+    def _rows(self, bpfx: bytes, seek: bytes) -> Iterator[tuple[bytes, bytes, dict]]:
+        """(key bytes, inverted id, record) from about `seek` on, in (key, newest first) order.
+
+        May start a little before `seek` inside a run of long keys; callers filter."""
+        plen = len(bpfx)
+        cur = self._txn.cursor(db=self._db)
+        if not cur.set_range(bpfx + seek[:K.PREFIX_LEN]):
+            return
+        run: list[tuple[bytes, bytes, dict]] = []
+        run_prefix = b""
+        more = True
+        while more:
+            ik = cur.key()
+            if not ik.startswith(bpfx):
+                break
+            enc, inv = ik[plen:-K.VERSION_SUFFIX_LEN], ik[-K.VERSION_ID_LEN:]
+            doc = _unpack(cur.value())
+            if len(enc) < K.PREFIX_LEN:
+                if run:
+                    yield from sorted(run, key=lambda r: (r[0], r[1]))
+                    run = []
+                yield enc, inv, doc["rec"]
+            else:  # a long key: buffer its run (the P-byte key itself included) and sort
+                if run and enc[:K.PREFIX_LEN] != run_prefix:
+                    yield from sorted(run, key=lambda r: (r[0], r[1]))
+                    run = []
+                run_prefix = enc[:K.PREFIX_LEN]
+                run.append((doc["key"].encode("utf-8"), inv, doc["rec"]))
+            more = cur.next()
+        if run:
+            yield from sorted(run, key=lambda r: (r[0], r[1]))
+
+    def _merged(self, bpfx: bytes, seek: bytes) -> Iterator[tuple[bytes, bytes, dict, bool]]:
+        """Every version from about `seek` on: (key bytes, inverted id, record, is latest).
+
+        Keys with history come from their rows; keys without, from `objects` (their null
+        version). Both scans are in full-key order, so this is a merge."""
+        rows = self._rows(bpfx, seek)
+        current = self.ops._scan(bpfx, seek[:K.PREFIX_LEN], False)
+        row, obj = next(rows, None), next(current, None)
+        previous = None
+        while row is not None or obj is not None:
+            if row is not None and (obj is None or row[0] <= obj[0]):
+                if obj is not None and obj[0] == row[0]:
+                    obj = next(current, None)  # the key's current record is one of its rows
+                yield row[0], row[1], row[2], row[0] != previous
+                previous = row[0]
+                row = next(rows, None)
+            else:
+                rec = _unpack(obj[1])["rec"]
+                yield obj[0], K.inverted_id(rec["version_id"]), rec, True
+                obj = next(current, None)
+
+    def list_versions(self, bucket: str, prefix: str = "", delimiter: str = "", key_marker: str = "",
+                      version_id_marker: str = "", max_keys: int = 1000) -> VersionPage:
+        """S3 ListObjectVersions: versions and delete markers in key order, newest first.
+
+        `max_keys` counts versions plus common prefixes. Without a version-id marker the
+        listing starts after every version of `key_marker`; with one, after that version
+        of it. A `key_marker` that is a common prefix skips it, as in ListObjects."""
+        self.ops._require_bucket(bucket)
+        page = VersionPage()
+        if max_keys <= 0:
+            return page
+        bpfx = K.bucket_prefix(bucket)
+        pb, dl, km = (s.encode("utf-8") for s in (prefix, delimiter, key_marker))
+        marker_inv = self._marker_position(bucket, key_marker, version_id_marker)
+        lower, _exclusive, skip = listing_start(pb, dl, km)
+
+        def after_marker(item) -> bool:
+            kb, inv = item[0], item[1]
+            if kb != km:
+                return kb > km
+            return marker_inv is not None and inv > marker_inv
+
+        last: tuple[bytes, dict | None] = (b"", None)
+        for kind, value in roll_up(lambda target: self._merged(bpfx, target), self._merged(bpfx, lower), pb, dl,
+                                   skip, max_keys, wanted=after_marker):
+            if kind == TRUNCATED:
+                page.is_truncated = True
+            elif kind == PREFIX:
+                page.common_prefixes.append(value.decode("utf-8"))
+                last = (value, None)
+            elif kind == ITEM:
+                kb, _inv, rec, latest = value
+                page.versions.append(Version(kb.decode("utf-8"), rec, latest))
+                last = (kb, rec)
+        if page.is_truncated:
+            page.next_key_marker = last[0].decode("utf-8")
+            page.next_version_id_marker = s3_version_id(last[1]) if last[1] is not None else ""
+        return page
+
+    def _marker_position(self, bucket: str, key_marker: str, version_id_marker: str) -> bytes | None:
+        """The inverted id after which the marker key's versions continue (None: skip the key).
+
+        A version-id marker that names no version of the key continues with the key's
+        versions older than that id (a deleted version's id), or skips the key ("null")."""
+        if not key_marker or not version_id_marker:
+            return None
+        if version_id_marker == NULL:
+            rec = self.get(bucket, key_marker, NULL)
+            return None if rec is None else K.inverted_id(rec["version_id"])
+        return K.inverted_id(version_id_marker)

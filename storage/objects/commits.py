@@ -1,0 +1,106 @@
+"""What one index commit of a write or delete does to a key, versioned or not.
+
+Each function runs inside one index transaction (`IndexWriter.submit(fn)`) and returns
+the records whose archives are no longer referenced, for the caller to remove after the
+commit. Never-versioned buckets keep their single-lookup rules (newest version wins, a
+delete forgets the key); buckets with versioning Enabled or Suspended keep every
+version and delete marker in the `versions` DB (index/versions.py) and let `objects`
+show the newest one that is not a delete marker.
+
+The bucket's versioning state is read inside the same transaction, so a write racing a
+PutBucketVersioning lands on one side of it. Whether a new record is a real version or
+the "null" one was fixed when it was written to the disks (`"versioned": true` in its
+manifest), so the index always agrees with what `pocket index rebuild` will find.
+"""
+from __future__ import annotations
+
+from ..index.ops import NoSuchBucket
+from ..index.versions import NULL, VersionTxn, is_marker
+
+
+def put_if_newer(ops, bucket: str, key: str, record: dict, condition=None) -> dict | None:
+    """Install `record` unless a newer version already won; returns what it displaced.
+
+    Two racing PUTs of one key resolve to the newer version id, the same rule the
+    index rebuild applies, so the index and the disks always agree on the winner.
+    A conditional write's `condition` sees the current record in the same transaction."""
+    current = ops.get_object(bucket, key)
+    if condition is not None:
+        condition(current)
+    if current is not None and current["version_id"] > record["version_id"]:
+        return record
+    ops.put_object(bucket, key, record)
+    return current
+
+
+def install(ops, bucket: str, key: str, record: dict, condition=None) -> list[dict]:
+    """Make `record` (a new version or delete marker) the key's latest; returns what goes.
+
+    Never-versioned bucket: `put_if_newer`. Versioned bucket: the record joins the key's
+    history; a null record (written while Suspended) replaces the null version, as S3
+    does, unless a newer null version already won the race."""
+    state = versioning(ops, bucket)
+    if state is None:
+        displaced = put_if_newer(ops, bucket, key, record, condition)
+        return [displaced] if displaced is not None else []
+    if condition is not None:
+        condition(ops.get_object(bucket, key))
+    v = VersionTxn(ops)
+    v.ensure_history(bucket, key)
+    displaced = []
+    if not record.get("versioned"):
+        old = v.get(bucket, key, NULL)
+        if old is not None:
+            if old["version_id"] > record["version_id"]:
+                return [record]
+            v.delete(bucket, key, old["version_id"])
+            displaced.append(old)
+    v.put(bucket, key, record)
+    v.refresh_current(bucket, key)
+    return displaced
+
+
+def remove_version(ops, bucket: str, key: str, version_id: str) -> dict | None:
+    """Forget one version (internal id) for good; the next older one becomes current.
+
+    A key without history has one version, its `objects` record. Returns the removed
+    record, None if it is not there (already removed)."""
+    v = VersionTxn(ops)
+    if not v.has_history(bucket, key):
+        return delete_if_current(ops, bucket, key, version_id)
+    found = v.get(bucket, key, version_id)
+    if found is None:
+        return None
+    v.delete(bucket, key, version_id)
+    v.refresh_current(bucket, key)
+    return found
+
+
+def delete_if_current(ops, bucket: str, key: str, version_id: str) -> dict | None:
+    current = ops.get_object(bucket, key)
+    if current is None or current["version_id"] != version_id:
+        return None
+    return ops.delete_object(bucket, key)
+
+
+def amend(ops, bucket: str, key: str, version_id: str, changes: dict) -> dict | None:
+    """Merge `changes` (tags, ACL) into one version (internal id), row and current record alike."""
+    v = VersionTxn(ops)
+    updated = None
+    row = v.get(bucket, key, version_id)
+    if row is not None and not is_marker(row):
+        updated = {**row, **changes}
+        v.put(bucket, key, updated)
+    current = ops.get_object(bucket, key)
+    if current is not None and current["version_id"] == version_id:
+        updated = {**current, **changes}
+        ops.put_object(bucket, key, updated)
+    return updated
+
+
+def versioning(ops, bucket: str) -> str | None:
+    """The bucket's versioning state: None (never versioned), "Enabled" or "Suspended"."""
+    record = ops.get_bucket(bucket)
+    if record is None:
+        raise NoSuchBucket(bucket)
+    return record.get("versioning")
