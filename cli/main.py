@@ -389,3 +389,6 @@ def status(data, config, as_json: bool) -> None:
     else:
         from storage.repair.status import render
         click.echo(render(st))
+
+
+from . import disks as _disks  # noqa: E402,F401  (registers `pocket disk ...` and `pocket rebalance`)

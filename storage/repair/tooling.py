@@ -12,9 +12,11 @@ gateway's (see index/lmdb_index.py on sharing an env between processes).
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -64,7 +66,7 @@ async def open_cluster(cfg: Config):
         cluster = Cluster(disks, infos, cfg.gateway.heartbeat)
         cluster.load_volumes(index, {sum(parse_policy(s)) for s in cfg.policies.values()})
         await cluster.check_once()
-        cluster.start()
+        cluster.start(index)
         yield ToolCluster(cfg, cluster, index, RepairQueue(index), direct)
     finally:
         if cluster is not None:
@@ -84,6 +86,23 @@ async def gateway_view(cfg: Config) -> dict | None:
                 return await r.json()
     except Exception:
         return None
+
+
+async def gateway_adopted(cfg: Config, generation: int, timeout: float = 30.0) -> bool:
+    """Wait until a running gateway uses volume table `generation` (True), or there is no
+    gateway answering (False). A gateway that is up but does not catch up is an error:
+    deleting old copies under its feet would degrade its reads."""
+    deadline = time.monotonic() + timeout
+    while True:
+        view = await gateway_view(cfg)
+        if view is None:
+            return False
+        if view.get("volume_generation", -1) >= generation:
+            return True
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the running gateway did not pick up volume table {generation} within "
+                               f"{timeout:.0f}s (it has {view.get('volume_generation')}); see its log")
+        await asyncio.sleep(0.2)
 
 
 async def _answers(disk: RemoteDisk) -> bool:
