@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
+from contextlib import contextmanager
 
 from .index import disks as disk_table
 from .placement.volumes import DiskInfo, build_volumes, grow_volumes
@@ -29,6 +31,8 @@ class Cluster:
         self.states: dict[str, dict] = {}   # disk id -> {"state": failed|draining|drained, ...}
         self.generation = -1
         self.on_unknown_disks = None        # callback(set of ids) -> opens disks added to the config
+        self.on_change = None               # async callback after the table changed (publishes it to the disks)
+        self._writes: Counter[int] = Counter()   # uploads in progress by the table generation they chose under
         self.usage: dict[str, dict] = {}
         self._down_since: dict[str, float] = {}
         self._heartbeat = heartbeat
@@ -82,6 +86,23 @@ class Cluster:
         self.volumes = {v["id"]: v for v in volumes}
         self.states, self.generation = states, gen
         return True
+
+    @contextmanager
+    def writing(self):
+        """Around an upload: a slot move deletes old copies only once no upload that chose
+        its volume under an older table is still writing (see repair/moves.py)."""
+        gen = self.generation
+        self._writes[gen] += 1
+        try:
+            yield
+        finally:
+            self._writes[gen] -= 1
+            if not self._writes[gen]:
+                del self._writes[gen]
+
+    def oldest_write(self) -> int:
+        """The oldest table generation an upload in progress is using (the current one if none)."""
+        return min(self._writes, default=self.generation)
 
     def state(self, disk_id: str) -> str:
         """failed / draining / drained (stored), else up / down (liveness)."""
@@ -142,9 +163,10 @@ class Cluster:
             await self.check_once()
             if index is not None:
                 try:
-                    self.refresh(index)
+                    if self.refresh(index) and self.on_change is not None:
+                        await self.on_change()
                 except Exception as e:
-                    log.error("could not reload the volume table: %s", e)
+                    log.error("could not reload or publish the volume table: %s", e)
             await asyncio.sleep(self._heartbeat)
 
     def start(self, index=None) -> None:

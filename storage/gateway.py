@@ -27,6 +27,7 @@ from .objects.buckets import BucketService
 from .objects.multipart import MultipartService
 from .objects.service import ObjectService, Policy
 from .placement.volumes import DiskInfo
+from .repair.disks import publish_table
 from .repair.failures import FailureWatcher
 from .repair.moves import SlotMover
 from .repair.queue import RepairQueue
@@ -108,6 +109,9 @@ class Gateway:
                                        SlotMover(self.cluster, self.index, self.repairs, self.repairer),
                                        self.cfg.repair.failed_after)
         await self.cluster.check_once()
+        self.cluster.on_change = lambda: publish_table(self.cluster, st.node_timeout)
+        if self.cluster.generation > 0:   # the table was changed (or grown) since it was built
+            await publish_table(self.cluster, st.node_timeout)
         self.cluster.start(self.index)
         self.local_disks.update({i: d for i, d in disks.items() if isinstance(d, DiskStore)})
         self.compactor = Compactor(self.local_disks, st.compact_interval)
@@ -178,7 +182,8 @@ class Gateway:
         need = max(p.quorum for p in self.objects.policies.values())
         up = len(self.cluster.disks) - len(down)
         return {"ready": up >= need, "disks_up": up, "disks_down": sorted(down), "disks_needed": need,
-                "volume_width": widest, "volume_generation": self.cluster.generation}
+                "volume_width": widest, "volume_generation": self.cluster.generation,
+                "oldest_write_generation": self.cluster.oldest_write()}
 
     def refresh_metrics(self) -> None:
         for disk_id in self.cluster.disks:

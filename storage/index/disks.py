@@ -110,3 +110,9 @@ def add_volumes(ops: IndexTxn, added: list[dict]) -> int:
         raise SlotChanged(f"volumes {clash} exist already")
     ops.put_volumes(ops.get_volumes() + added)
     return bump(ops)
+
+
+def restore(ops: IndexTxn, gen: int, disk_states: dict) -> None:
+    """Disk states and generation as a volume-table record on the disks had them (index rebuild)."""
+    ops.put_meta(STATES, disk_states)
+    ops.put_meta(GENERATION, gen)

@@ -80,6 +80,8 @@ async def finish(tc: ToolCluster, out: Outcome, rate: float, step: Callable[[], 
     out.left = _still_missing(tc, rebuilt)
     out.moves = report.as_dict()
     out.drained = await disks.settle_drained(tc.cluster, tc.queue)
+    tc.cluster.refresh(tc.index)
+    await disks.publish_table(tc.cluster, cfg.storage.node_timeout)
     out.disks = disks.disk_rows(tc.cluster, tc.index)
     return out
 

@@ -23,6 +23,7 @@ from collections import Counter
 from ..index import disks as disk_table
 from ..placement import rebalance
 from ..placement.replace import NoReplacement, choose_replacement, slot_counts
+from ..objects.service import write_record
 from .sets import live_sets
 
 log = logging.getLogger("pocket.disks")
@@ -174,6 +175,18 @@ def disk_rows(cluster, index) -> list[dict]:
                      "moves_off": sum(m["from"] == disk_id for m in moves),
                      "moves_onto": sum(m["to"] == disk_id for m in moves)})
     return rows
+
+
+async def publish_table(cluster, timeout: float = 10.0) -> int:
+    """Write the volume table and disk states to every disk as a record, so the disks
+    alone still tell where every slot is (`pocket index rebuild` takes the newest)."""
+    doc = {"kind": "volume-table", "generation": cluster.generation, "volumes": list(cluster.volumes.values()),
+           "states": cluster.states}
+    _, ok = await write_record(cluster, list(cluster.disks), doc, timeout)
+    if not ok:
+        log.warning("volume table %d reached no disk; `pocket index rebuild` would fall back to the archives",
+                    cluster.generation)
+    return ok
 
 
 def volume_sizes(index) -> tuple[Counter, Counter]:

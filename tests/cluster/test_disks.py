@@ -101,6 +101,11 @@ def test_drain_with_the_cluster_running(seven):
     objects["after"] = os.urandom(300_000)
     s3.put_object(Bucket="bkt", Key="after", Body=objects["after"])
     assert not _archives_on(c, "n3d1"), "a new write went to the drained disk"
+    volumes = pocket(c, "status", "--json")[1]["volumes"]
+    c.stop("gateway")            # the disks alone tell where every slot is now
+    pocket(c, "index", "rebuild", "--json")
+    c.start_gateway()
+    assert pocket(c, "status", "--json")[1]["volumes"] == volumes
     c.stop("n3")
     _stop_two_more_and_check(c, s3, objects, keep=set())
 
