@@ -156,7 +156,7 @@ class SlotMover:
         volume = self.cluster.volumes[move["volume"]]
         target = {**volume, "disks": [new_id if j == i else d for j, d in enumerate(volume["disks"])]}
         problems = 0
-        for s in list(versions_in(self.index, {move["volume"]})):
+        for s in versions_in(self.index, {move["volume"]}):   # read in short chunks, never all at once
             row["versions"] += 1
             name = layout.archive_name(s["version_id"], i)
             old_size = await _stat(old, name) if self.cluster.is_up(old_id) else None

@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -45,6 +46,20 @@ def _stop_two_more_and_check(c, s3, objects, keep: set[str]) -> None:
     _check_all(s3, "bkt", objects)
 
 
+def _parts(s3, bucket: str, key: str, bodies: list[bytes]) -> tuple[str, list[dict]]:
+    up = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    return up, [p for n, body in enumerate(bodies, 1) for p in _parts_for(s3, bucket, key, up, n, body)]
+
+
+def _parts_for(s3, bucket: str, key: str, up: str, number: int, body: bytes) -> list[dict]:
+    return [{"PartNumber": number, "ETag": s3.upload_part(Bucket=bucket, Key=key, UploadId=up, PartNumber=number,
+                                                          Body=body)["ETag"]}]
+
+
+def _complete(s3, bucket: str, key: str, up: str, parts: list[dict]) -> None:
+    s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up, MultipartUpload={"Parts": parts})
+
+
 @pytest.fixture
 def seven(tmp_path):
     c = ProcCluster(str(tmp_path / "cluster"), nodes=7, sections=QUIET)
@@ -67,6 +82,8 @@ def test_down_disk_is_declared_failed_rebuilt_elsewhere_and_remembered(tmp_path)
         rows = _wait("n2d1 declared failed", lambda: (r := _disks(c))["n2d1"]["state"] == "failed" and r)
         assert rows["n2d1"]["slots"] == 0 and "failed_after" in rows["n2d1"]["reason"]
         assert "declared FAILED" in c.log("gateway")
+        metrics = urllib.request.urlopen(c.endpoint + "/_pocket/metrics").read().decode()
+        assert 'pocket_disk_state{disk="n2d1",state="failed"} 1.0' in metrics
         _wait("rebuild done", lambda: _disks(c)["n2d1"]["moves_off"] == 0
               and pocket(c, "status", "--json")[1]["repair_queue"] == 0)
         # every fragment that was on n2d1 now exists on some other disk
@@ -90,6 +107,10 @@ def test_drain_with_the_cluster_running(seven):
     c = seven
     s3 = c.client()
     objects = _load(s3, "bkt", 18)
+    bodies = [os.urandom(5 << 20), os.urandom(300_000)]
+    _complete(s3, "bkt", "mp", *_parts(s3, "bkt", "mp", bodies))     # a multipart object
+    objects["mp"] = b"".join(bodies)
+    still_open = _parts(s3, "bkt", "open", bodies[:1])                # and an upload not completed yet
     assert _archives_on(c, "n3d1")
     code, out = pocket(c, "disk", "drain", "n3d1", "--json")
     assert out["ok"] and out["drained"] == ["n3d1"]
@@ -97,6 +118,9 @@ def test_drain_with_the_cluster_running(seven):
     rows = _disks(c)
     assert rows["n3d1"]["state"] == "drained" and rows["n3d1"]["slots"] == 0
     assert _archives_on(c, "n3d1") == set()
+    up, parts = still_open
+    _complete(s3, "bkt", "open", up, parts + _parts_for(s3, "bkt", "open", up, 2, bodies[1]))
+    objects["open"] = b"".join(bodies)
     _check_all(s3, "bkt", objects)
     objects["after"] = os.urandom(300_000)
     s3.put_object(Bucket="bkt", Key="after", Body=objects["after"])
