@@ -131,7 +131,8 @@ class SlotMover:
 
     # copy moves ---------------------------------------------------------------------------
     async def copy(self, move: dict, report: MoveReport) -> None:
-        row = {**_ident(move), "mode": "copy", "versions": 0, "copied": 0, "rebuilt": 0, "deleted": 0}
+        row = {**_ident(move), "mode": "copy", "versions": 0, "copied": 0, "rebuilt": 0, "deleted": 0,
+               "kept": 0}
         if move["phase"] == "copying":
             await self._fill(move, row, report, delete=False)
             gen = await self._write(lambda ops: _switch(ops, move))
@@ -145,6 +146,9 @@ class SlotMover:
         problems = await self._fill(move, row, report, delete=True)
         if problems:
             raise RuntimeError(f"{problems} versions could neither be copied nor rebuilt onto {move['to']}")
+        if row["kept"]:
+            raise RuntimeError(f"{row['kept']} old copies on {move['from']} could not be deleted; the slot has "
+                               f"moved, run the command again once {move['from']} takes deletes (its node running)")
         await self._write(lambda ops: disk_table.finish_move(ops, move))
         report.done.append(row)
 
@@ -183,8 +187,8 @@ class SlotMover:
                 try:
                     row["deleted"] += bool(await old.delete_archive(name))
                 except Exception as e:
-                    log.warning("could not delete %s from %s (%r); the scrubber will not: it is live data "
-                                "on another disk, so remove it by hand or drain again", name, old_id, e)
+                    row["kept"] += 1
+                    log.warning("could not delete the old copy of %s from %s: %r", name, old_id, e)
             if self.on_version:
                 self.on_version()
         return problems

@@ -254,3 +254,31 @@ def test_grown_cluster_gets_new_writes_and_rebalance_keeps_reads_whole(tmp_path)
         assert len(again["planned"]) < len(plan["planned"])
     finally:
         c.close()
+
+
+def test_failed_disk_with_nowhere_to_go_waits_for_a_replacement(tmp_path):
+    """Six disks, volumes six wide: a failed disk's slots have nowhere to go until a disk is added."""
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, sections=QUIET)
+    c.start()
+    try:
+        s3 = c.client()
+        objects = _load(s3, "bkt", 18)
+        c.stop("n1")
+        code, out = pocket(c, "disk", "fail", "n1d1", "--json", ok=(1,))
+        # the three-wide replica volumes find other disks; the six-wide ones cannot
+        assert out["unplaced"] and {m["volume"][:2] for m in out["unplaced"]} == {"w6"}
+        assert {m["volume"][:2] for m in out["planned"]} <= {"w3"}
+        assert "no disk can take" in out["unplaced"][0]["error"]
+        assert _disks(c)["n1d1"]["state"] == "failed"
+        _check_all(s3, "bkt", objects)                # degraded, but whole
+
+        n7 = c.add_node()                             # the running gateway has never heard of it
+        c.start_node(n7)
+        code, out = pocket(c, "disk", "replace", "n1d1", "n7d1", "--json")
+        assert out["ok"] and out["left"] == []
+        assert {m["mode"] for m in out["moves"]["done"]} == {"rebuild"}
+        rows = _disks(c)
+        assert rows["n1d1"]["state"] == "failed" and rows["n1d1"]["slots"] == 0 and rows["n7d1"]["slots"] > 0
+        _stop_two_more_and_check(c, s3, objects, keep=set())
+    finally:
+        c.close()
