@@ -72,6 +72,8 @@ async def finish(tc: ToolCluster, out: Outcome, rate: float, step: Callable[[], 
     mover = SlotMover(tc.cluster, tc.index, tc.queue, repairer, rate, cfg.repair.move_settle,
                       adopted=lambda gen: gateway_adopted(cfg, gen), on_version=step)
     moves = disks.pending(tc.index, out.disk if out.action != "rebalance" else None)
+    if out.unplaced:
+        await mover.queue_fragments(disks.stranded(out.disk, out.unplaced))
     report: MoveReport = await mover.run(moves)
     rebuilt = {(m["volume"], m["slot"]) for m in report.done if m["mode"] == "rebuild"}
     if rebuilt:

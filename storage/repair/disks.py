@@ -161,6 +161,12 @@ async def settle_drained(cluster, queue) -> list[str]:
     return done
 
 
+def stranded(disk_id: str, unplaced: list[dict]) -> list[tuple[str, int, str]]:
+    """(volume, slot, why) of a failed disk's slots with nowhere to go, for the repair queue."""
+    return [(u["volume"], u["slot"], f"disk {disk_id} failed; no disk can take this slot yet: add one and run "
+             f"`pocket disk replace {disk_id} NEW`") for u in unplaced]
+
+
 def disk_rows(cluster, index) -> list[dict]:
     """One row per configured disk: state, slots, usage, moves pending."""
     moves = pending(index)

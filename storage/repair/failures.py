@@ -39,9 +39,11 @@ class FailureWatcher:
                 continue
             if not disks.slots_of(self.cluster, disk_id):
                 continue            # holds nothing (drained, or replaced already): nothing to rebuild
-            await disks.declare_failed(self.cluster, self.queue, disk_id,
-                                       f"down for {seconds:.0f}s, more than repair.failed_after = "
-                                       f"{self.failed_after:g}s")
+            _, unplaced = await disks.declare_failed(self.cluster, self.queue, disk_id,
+                                                     f"down for {seconds:.0f}s, more than repair.failed_after = "
+                                                     f"{self.failed_after:g}s")
+            if unplaced:
+                await self.mover.queue_fragments(disks.stranded(disk_id, unplaced))
             declared.append(disk_id)
         rebuilds = [m for m in disks.pending(self.queue.index) if m["mode"] == "rebuild"]
         if rebuilds:

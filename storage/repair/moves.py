@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Awaitable, Callable
 
@@ -101,9 +102,26 @@ class SlotMover:
     async def queue_rebuilds(self, moves: list[dict], report: MoveReport) -> None:
         """Queue fragment `slot` of every version in the moves' volumes for repair, then
         forget the moves. Re-running after a crash queues again: entries merge."""
-        by_volume = {m["volume"]: m for m in moves}
+        counts = await self.queue_fragments(
+            [(m["volume"], m["slot"], f"disk {m['from']} failed; rebuilding onto {m['to']}") for m in moves])
+        for m in moves:
+            await self._write(lambda ops, m=m: disk_table.finish_move(ops, m))
+            versions = counts[(m["volume"], m["slot"])]
+            report.queued += versions
+            report.done.append({**_ident(m), "mode": "rebuild", "versions": versions})
+            log.info("volume %s slot %d moved from failed disk %s to %s: %d versions queued for rebuild",
+                     m["volume"], m["slot"], m["from"], m["to"], versions)
+
+    async def queue_fragments(self, slots: list[tuple[str, int, str]]) -> Counter:
+        """Queue fragment `slot` of every version in each (volume, slot, why), with one
+        scan of the index; returns versions queued per (volume, slot). Also used for the
+        slots of a failed disk that have nowhere to go yet: the repairer leaves them
+        waiting, and `pocket status` counts their objects at risk."""
+        wanted: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        for volume_id, slot, why in slots:
+            wanted[volume_id].append((slot, why))
         batch: list[tuple[dict, int, str]] = []
-        counts = {v: 0 for v in by_volume}
+        counts: Counter = Counter()
 
         async def flush():
             now = time.time()
@@ -112,22 +130,17 @@ class SlotMover:
             await self._write(lambda ops: [repairs.add(ops, s, {i: ("missing", why)}, "replace", now)
                                            for s, i, why in rows])
             self.queue.wakeup.set()
-        for n, s in enumerate(versions_in(self.index, set(by_volume))):
-            m = by_volume[s["volume"]]
-            batch.append((s, m["slot"], f"disk {m['from']} failed; rebuilding onto {m['to']}"))
-            counts[s["volume"]] += 1
+        for n, s in enumerate(versions_in(self.index, set(wanted))):
+            for slot, why in wanted[s["volume"]]:
+                batch.append((s, slot, why))
+                counts[(s["volume"], slot)] += 1
             if len(batch) >= _QUEUE_BATCH:
                 await flush()
             if n % 1000 == 999:
                 await asyncio.sleep(0)
         if batch:
             await flush()
-        for m in moves:
-            await self._write(lambda ops, m=m: disk_table.finish_move(ops, m))
-            report.queued += counts[m["volume"]]
-            report.done.append({**_ident(m), "mode": "rebuild", "versions": counts[m["volume"]]})
-            log.info("volume %s slot %d moved from failed disk %s to %s: %d versions queued for rebuild",
-                     m["volume"], m["slot"], m["from"], m["to"], counts[m["volume"]])
+        return counts
 
     # copy moves ---------------------------------------------------------------------------
     async def copy(self, move: dict, report: MoveReport) -> None:

@@ -270,6 +270,8 @@ def test_failed_disk_with_nowhere_to_go_waits_for_a_replacement(tmp_path):
         assert {m["volume"][:2] for m in out["planned"]} <= {"w3"}
         assert "no disk can take" in out["unplaced"][0]["error"]
         assert _disks(c)["n1d1"]["state"] == "failed"
+        status = pocket(c, "status", "--json")[1]    # what lost a fragment is counted at risk
+        assert status["objects_at_risk"] > 0 and status["repair_queue"] == status["objects_at_risk"]
         _check_all(s3, "bkt", objects)                # degraded, but whole
 
         n7 = c.add_node()                             # the running gateway has never heard of it
@@ -277,6 +279,7 @@ def test_failed_disk_with_nowhere_to_go_waits_for_a_replacement(tmp_path):
         code, out = pocket(c, "disk", "replace", "n1d1", "n7d1", "--json")
         assert out["ok"] and out["left"] == []
         assert {m["mode"] for m in out["moves"]["done"]} == {"rebuild"}
+        assert pocket(c, "status", "--json")[1]["repair_queue"] == 0
         rows = _disks(c)
         assert rows["n1d1"]["state"] == "failed" and rows["n1d1"]["slots"] == 0 and rows["n7d1"]["slots"] > 0
         _stop_two_more_and_check(c, s3, objects, keep=set())
