@@ -6,7 +6,9 @@ the grace period it is declared failed (disks.py): the state is kept in the inde
 restarted gateway remembers it, and its slots switch to replacement disks while the
 repairer rebuilds their fragments. The watcher also finishes moves left unfinished by a
 crash: rebuild moves are queued again (the queue merges entries), and a draining disk
-whose last slot has moved becomes drained. Copy moves are the command's to resume.
+whose last slot has moved becomes drained. Copy moves are the command's to resume,
+except the deletion of old copies a command could not delete itself (small archives in
+the pack files of disks this process owns, e.g. `pocket up` without node processes).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import logging
 
 from ..index import disks as disk_table
 from . import disks
-from .moves import SlotMover
+from .moves import HANDOVER, SlotMover
 
 log = logging.getLogger("pocket.disks")
 
@@ -45,9 +47,13 @@ class FailureWatcher:
             if unplaced:
                 await self.mover.queue_fragments(disks.stranded(disk_id, unplaced))
             declared.append(disk_id)
-        rebuilds = [m for m in disks.pending(self.queue.index) if m["mode"] == "rebuild"]
-        if rebuilds:
-            await self.mover.run(rebuilds)
+        moves = disks.pending(self.queue.index)
+        rebuilds = [m for m in moves if m["mode"] == "rebuild"]
+        # old copies a command could not delete (packs this process owns), once no upload
+        # that chose its volume under the old table is still writing here
+        handed = [m for m in moves if m["phase"] == HANDOVER and self.cluster.oldest_write() >= m.get("generation", 0)]
+        if rebuilds or handed:
+            await self.mover.run(rebuilds + handed)
         await disks.settle_drained(self.cluster, self.queue)
         return declared
 

@@ -8,13 +8,18 @@ which only works if the moved fragments really exist on their new disks.
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
 
 import pytest
 
-from .harness import ProcCluster, archive_parts
+from storage.node import packformat
+
+from .harness import REPO, ProcCluster, archive_parts, free_port_run
+from .test_pocket_up import _client, _stop, _up
 from .test_repair import QUIET, _check_all, _load, pocket
 
 
@@ -285,3 +290,33 @@ def test_failed_disk_with_nowhere_to_go_waits_for_a_replacement(tmp_path):
         _stop_two_more_and_check(c, s3, objects, keep=set())
     finally:
         c.close()
+
+
+def test_drain_of_an_embedded_cluster_hands_pack_cleanup_to_the_gateway(tmp_path):
+    """`pocket up` without node processes: the gateway owns every disk's pack files, so the
+    command cannot delete small archives there; the gateway does, and then d3 is drained."""
+    data = str(tmp_path / "pocket-data")
+    proc, info = _up(data, free_port_run(1), "--disks", "7")
+    try:
+        s3 = _client(info)
+        s3.create_bucket(Bucket="bkt")
+        objects = {f"o{i}": os.urandom(size) for i, size in enumerate([100, 5000, 200_000, 3 << 20] * 3)}
+        for key, body in objects.items():
+            s3.put_object(Bucket="bkt", Key=key, Body=body)
+
+        def run(*args, ok=(0,)):
+            out = subprocess.run([sys.executable, "-m", "cli", *args, "--data", data, "--json"], cwd=REPO,
+                                 capture_output=True, text=True, timeout=120)
+            assert out.returncode in ok, out.stdout + out.stderr
+            return json.loads(out.stdout)
+        out = run("disk", "drain", "d3")
+        assert out["ok"] and sum(m["kept"] for m in out["moves"]["done"]) > 0
+        _wait("the gateway to finish the drain",
+              lambda: {r["id"]: r for r in run("disk", "list")}["d3"]["state"] == "drained")
+        d3 = os.path.join(data, "disks", "d3")
+        assert not packformat.live_archives(os.path.join(d3, "packs"))
+        assert not [f for _, _, files in os.walk(os.path.join(d3, "archives")) for f in files]
+        for key, body in objects.items():
+            assert s3.get_object(Bucket="bkt", Key=key)["Body"].read() == body, key
+    finally:
+        _stop(proc)
