@@ -56,13 +56,18 @@ def _eligible(cluster):
 def _plan(cluster, index, disk_id: str, mode: str, reason: str, to: str | None = None,
           strict: bool = True) -> tuple[list[dict], list[dict]]:
     """Moves for every slot of `disk_id` not already moving; (moves, slots left unplaced)."""
-    busy = {disk_table.move_key(m["volume"], m["slot"]) for m in pending(index)}
+    busy = {disk_table.move_key(m["volume"], m["slot"]): m for m in pending(index)}
     load = slot_counts(cluster.volumes.values())
-    load.update(Counter(m["to"] for m in pending(index)))
+    load.update(Counter(m["to"] for m in busy.values()))
     moves, unplaced = [], []
     now = time.time()
     for volume, slot in slots_of(cluster, disk_id):
-        if disk_table.move_key(volume["id"], slot) in busy:
+        prior = busy.get(disk_table.move_key(volume["id"], slot))
+        if prior is not None:
+            # a copy not switched yet off a disk that is now failed becomes a rebuild to the
+            # same disk (what was copied already is kept); any other move goes on as it is
+            if mode == "rebuild" and prior["mode"] == "copy" and prior["phase"] == "copying":
+                moves.append({**prior, "mode": "rebuild", "phase": "switched", "reason": reason})
             continue
         try:
             target = to or choose_replacement(volume, slot, cluster.infos, _eligible(cluster), load)
