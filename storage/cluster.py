@@ -3,14 +3,22 @@
 Liveness comes from two sources: a heartbeat that asks every disk for its usage every
 few seconds, and the data path, which marks a disk down the moment a request to it
 fails. Placement prefers volumes whose disks are all up; reads skip down disks.
+
+The volume table and the disks' states (failed, draining, drained) live in the index
+(index/disks.py) and may be changed by a one-shot command while this process runs;
+`refresh` reloads them whenever the table's generation number moved. A failed disk
+counts as down whatever its heartbeat says: its slots are being rebuilt elsewhere.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections import Counter
+from contextlib import contextmanager
 
-from .placement.volumes import DiskInfo, build_volumes
+from .index import disks as disk_table
+from .placement.volumes import DiskInfo, build_volumes, grow_volumes
 
 log = logging.getLogger("pocket.cluster")
 
@@ -20,14 +28,22 @@ class Cluster:
         self.disks = disks                 # disk id -> DiskStore | RemoteDisk
         self.infos = {d.disk_id: d for d in infos}
         self.volumes: dict[str, dict] = {}
+        self.states: dict[str, dict] = {}   # disk id -> {"state": failed|draining|drained, ...}
+        self.generation = -1
+        self.on_unknown_disks = None        # callback(set of ids) -> opens disks added to the config
+        self.on_change = None               # async callback after the table changed (publishes it to the disks)
+        self._writes: Counter[int] = Counter()   # uploads in progress by the table generation they chose under
         self.usage: dict[str, dict] = {}
         self._down_since: dict[str, float] = {}
         self._heartbeat = heartbeat
         self.min_free_bytes = min_free_bytes
         self._task: asyncio.Task | None = None
 
-    def load_volumes(self, index, widths: set[int]) -> None:
-        """Use the volume table in the index; create volumes for widths that have none."""
+    def load_volumes(self, index, widths: set[int], grow: bool = False) -> None:
+        """Use the volume table in the index; create volumes for widths that have none.
+
+        With `grow` (the gateway at start), disks of the config that are in no volume and
+        in service get new volumes of their own, so new writes use them at once."""
         volumes = index.get_volumes()
         have = {v["width"] for v in volumes}
         missing = sorted(widths - have)
@@ -35,14 +51,71 @@ class Cluster:
             volumes += build_volumes(list(self.infos.values()), width)
         if missing:
             index.put_volumes(volumes)
+        elif grow:
+            self._grow(index, volumes, widths)
+        self.refresh(index, force=True)
+
+    def _grow(self, index, volumes: list[dict], widths: set[int]) -> None:
+        with index.read() as ops:
+            states = disk_table.states(ops)
+        usable = [d for d in self.infos.values() if states.get(d.disk_id, {}).get("state") not in
+                  disk_table.OUT_OF_SERVICE]
+        added = grow_volumes(volumes, usable, widths)
+        if added:
+            index.write(lambda ops: disk_table.add_volumes(ops, added))
+            fresh = sorted({d for v in added for d in v["disks"]} - {d for v in volumes for d in v["disks"]})
+            log.info("new disks %s: added volumes %s; new writes use them now. Run `pocket rebalance` to "
+                     "move existing data onto them", fresh, [v["id"] for v in added])
+
+    def refresh(self, index, force: bool = False) -> bool:
+        """Reload the volume table and disk states if their generation moved; True if it did."""
+        with index.read() as ops:
+            gen = disk_table.generation(ops)
+            if gen == self.generation and not force:
+                return False
+            volumes, states = ops.get_volumes(), disk_table.states(ops)
         unknown = {d for v in volumes for d in v["disks"]} - set(self.disks)
+        if unknown and self.on_unknown_disks is not None:
+            self.on_unknown_disks(unknown)
+            unknown -= set(self.disks)
         if unknown:
             raise RuntimeError(f"the index names disks {sorted(unknown)} that are not in the config; "
                                "restore them to the config (or replace them) before starting")
+        if self.generation >= 0:
+            log.info("volume table changed (generation %d -> %d); using the new one", self.generation, gen)
         self.volumes = {v["id"]: v for v in volumes}
+        self.states, self.generation = states, gen
+        return True
+
+    @contextmanager
+    def writing(self):
+        """Around an upload: a slot move deletes old copies only once no upload that chose
+        its volume under an older table is still writing (see repair/moves.py)."""
+        gen = self.generation
+        self._writes[gen] += 1
+        try:
+            yield
+        finally:
+            self._writes[gen] -= 1
+            if not self._writes[gen]:
+                del self._writes[gen]
+
+    def oldest_write(self) -> int:
+        """The oldest table generation an upload in progress is using (the current one if none)."""
+        return min(self._writes, default=self.generation)
+
+    def state(self, disk_id: str) -> str:
+        """failed / draining / drained (stored), else up / down (liveness)."""
+        stored = self.states.get(disk_id, {}).get("state")
+        return stored or ("up" if self.is_up(disk_id) else "down")
+
+    def in_service(self, disk_id: str) -> bool:
+        """May take new slots: up, with room, and not failed, draining or drained."""
+        return self.states.get(disk_id, {}).get("state") not in disk_table.OUT_OF_SERVICE and \
+            self.is_writable(disk_id)
 
     def is_up(self, disk_id: str) -> bool:
-        return disk_id not in self._down_since
+        return disk_id not in self._down_since and self.states.get(disk_id, {}).get("state") != disk_table.FAILED
 
     def mark_down(self, disk_id: str, reason: str) -> None:
         if disk_id not in self._down_since:
@@ -68,8 +141,13 @@ class Cluster:
             log.info("disk %s is back up", disk_id)
 
     def down_disks(self) -> dict[str, float]:
+        """Disks not answering (failed ones too), with seconds since they stopped."""
         now = time.monotonic()
-        return {d: now - t for d, t in self._down_since.items()}
+        out = {d: now - t for d, t in self._down_since.items()}
+        for d, st in self.states.items():
+            if st["state"] == disk_table.FAILED:
+                out.setdefault(d, 0.0)
+        return out
 
     async def check_once(self) -> None:
         async def probe(disk_id, disk):
@@ -80,13 +158,20 @@ class Cluster:
                 self.mark_down(disk_id, f"heartbeat failed: {e!r}")
         await asyncio.gather(*(probe(i, d) for i, d in self.disks.items()))
 
-    async def _loop(self) -> None:
+    async def _loop(self, index) -> None:
         while True:
             await self.check_once()
+            if index is not None:
+                try:
+                    if self.refresh(index) and self.on_change is not None:
+                        await self.on_change()
+                except Exception as e:
+                    log.error("could not reload or publish the volume table: %s", e)
             await asyncio.sleep(self._heartbeat)
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop())
+    def start(self, index=None) -> None:
+        """Heartbeat every disk; with `index`, also pick up volume-table changes each beat."""
+        self._task = asyncio.get_running_loop().create_task(self._loop(index))
 
     async def stop(self) -> None:
         if self._task:

@@ -93,6 +93,9 @@ class RepairConfig:
     rate: int = 0                   # bytes/s of fragments rebuilt, all repairs together (0: unlimited)
     disk_afr: float = 0.02          # annual failure rate of one disk
     assumed_hours: float = 24.0     # time to repair a failed disk until one has been measured
+    failed_after: float = 900.0     # seconds a disk may be down before it is declared failed and replaced
+    move_rate: int = 64 << 20       # bytes/s copied by drain, replace and rebalance (0: unlimited)
+    move_settle: float = 2.0        # seconds between switching a slot and deleting the old copies
 
 
 @dataclass
@@ -117,6 +120,7 @@ class Config:
     policies: dict[str, str] = field(default_factory=lambda: {"ec": "ec:4+2", "replica": "replica:3"})
     credentials: list[Credential] = field(default_factory=list)
     nodes: list[NodeConfig] = field(default_factory=list)
+    source: str = ""         # the file this was loaded from (a gateway re-reads it for disks added later)
 
     @property
     def index_path(self) -> str:
@@ -171,6 +175,13 @@ class Config:
             raise ConfigError("repair.rate must be 0 (unlimited) or bytes per second")
         if self.repair.concurrency < 1:
             raise ConfigError("repair.concurrency must be at least 1")
+        if self.repair.failed_after <= 0:
+            raise ConfigError("repair.failed_after must be a positive number of seconds (default 900: a disk down "
+                              "15 minutes is declared failed); `pocket disk fail DISK` declares one at once")
+        if self.repair.move_rate < 0:
+            raise ConfigError("repair.move_rate must be 0 (no limit) or bytes per second")
+        if self.repair.move_settle < 0:
+            raise ConfigError("repair.move_settle must not be negative")
         if not 0 < self.repair.disk_afr < 1:
             raise ConfigError("repair.disk_afr is a yearly probability: between 0 and 1, e.g. 0.02")
         for key in ("interval", "rate"):
@@ -198,6 +209,7 @@ def load(path: str) -> Config:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: {e}") from None
     cfg = from_dict(raw, base=os.path.dirname(os.path.abspath(path)))
+    cfg.source = os.path.abspath(path)
     return apply_env(cfg).validate()
 
 

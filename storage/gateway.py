@@ -15,7 +15,8 @@ from aiohttp import web
 
 from .cluster import Cluster
 from .codec import parse_policy
-from .config import Config
+from .config import Config, ConfigError
+from .config import load as load_config
 from .index.batcher import IndexWriter
 from .index.lmdb_index import Index
 from .lifecycle.runner import LifecycleRunner
@@ -28,6 +29,9 @@ from .objects.buckets import BucketService
 from .objects.multipart import MultipartService
 from .objects.service import ObjectService, Policy
 from .placement.volumes import DiskInfo
+from .repair.disks import publish_table
+from .repair.failures import FailureWatcher
+from .repair.moves import SlotMover
 from .repair.queue import RepairQueue
 from .repair.repair import Repairer
 from .repair.scrub import Scrubber
@@ -35,11 +39,16 @@ from .s3.app import build_app
 
 log = logging.getLogger("pocket.gateway")
 
+DISK_STATES = ("up", "down", "failed", "draining", "drained")
 
-def open_disks(cfg: Config, session: aiohttp.ClientSession | None) -> tuple[dict, list[DiskInfo]]:
+
+def open_disks(cfg: Config, session: aiohttp.ClientSession | None,
+               only: set[str] | None = None) -> tuple[dict, list[DiskInfo]]:
     disks, infos = {}, []
     for node in cfg.nodes:
         for d in node.disks:
+            if only is not None and d.id not in only:
+                continue
             if node.url:
                 disks[d.id] = RemoteDisk(d.id, node.url, cfg.cluster_secret, session, cfg.storage.node_timeout)
             else:
@@ -80,6 +89,7 @@ class Gateway:
         self._secrets = {c.access_key: c.secret_key for c in cfg.credentials}
         self.session: aiohttp.ClientSession | None = None
         self._background: list[asyncio.Task] = []
+        self.local_disks: dict[str, DiskStore] = {}
 
     def secret_for(self, access_key: str) -> str | None:
         return self._secrets.get(access_key)
@@ -91,7 +101,8 @@ class Gateway:
         self.index = Index(self.cfg.index_path)
         self.writer = IndexWriter(self.index)
         self.cluster = Cluster(disks, infos, self.cfg.gateway.heartbeat, self.cfg.storage.min_free_bytes)
-        self.cluster.load_volumes(self.index, {sum(parse_policy(s)) for s in self.cfg.policies.values()})
+        self.cluster.on_unknown_disks = self._open_added_disks
+        self.cluster.load_volumes(self.index, {sum(parse_policy(s)) for s in self.cfg.policies.values()}, grow=True)
         st = self.cfg.storage
         self.objects, self.multipart = object_services(self.cfg, self.cluster, self.index, self.writer)
         self.buckets = BucketService(self.index, self.writer, self.objects, self.multipart)
@@ -103,9 +114,15 @@ class Gateway:
                                          self.cfg.lifecycle.rate, self.metrics)
         self.repairer = Repairer(self.cluster, self.index, self.repairs, self.cfg.repair.concurrency,
                                  st.node_timeout, self.metrics, rate=self.cfg.repair.rate)
+        self.failures = FailureWatcher(self.cluster, self.repairs,
+                                       SlotMover(self.cluster, self.index, self.repairs, self.repairer),
+                                       self.cfg.repair.failed_after)
         await self.cluster.check_once()
-        self.cluster.start()
-        self.local_disks = {i: d for i, d in disks.items() if isinstance(d, DiskStore)}
+        self.cluster.on_change = lambda: publish_table(self.cluster, st.node_timeout)
+        if self.cluster.generation > 0:   # the table was changed (or grown) since it was built
+            await publish_table(self.cluster, st.node_timeout)
+        self.cluster.start(self.index)
+        self.local_disks.update({i: d for i, d in disks.items() if isinstance(d, DiskStore)})
         self.daemons = DiskDaemons(self.local_disks, self.cfg)
         self.daemons.start()
         self.metrics.registry.register(DiskCollector(self.local_disks))
@@ -121,8 +138,30 @@ class Gateway:
                 self.scrubber.run_forever(self.cfg.scrub.collect_interval, self.cfg.scrub.start_delay)))
         if self.cfg.repair.enabled:
             self._background.append(loop.create_task(self.repairer.run_forever(self.cfg.repair.interval)))
+        if self.cfg.repair.enabled:
+            self._background.append(loop.create_task(
+                self.failures.run_forever(min(self.cfg.repair.interval, self.cfg.repair.failed_after / 4))))
         if self.cfg.lifecycle.interval:
             self._background.append(loop.create_task(self.lifecycle.run_forever(self.cfg.lifecycle.interval)))
+
+    def _open_added_disks(self, wanted: set[str]) -> None:
+        """The volume table names disks this process has not opened: added to the config
+        after start and given slots by `pocket disk replace`. Read the config again for them."""
+        if not self.cfg.source:
+            return
+        try:
+            fresh = load_config(self.cfg.source)
+        except ConfigError as e:
+            log.error("the volume table names disks %s; re-reading %s for them failed: %s", sorted(wanted),
+                      self.cfg.source, e)
+            return
+        disks, infos = open_disks(fresh, self.session, wanted)
+        self.cluster.disks.update(disks)
+        self.cluster.infos.update({i.disk_id: i for i in infos})
+        added = {i: d for i, d in disks.items() if isinstance(d, DiskStore)}
+        self.local_disks.update(added)
+        self.daemons.add(added)
+        log.info("opened disks %s, added to the config since start", sorted(disks))
 
     async def stop(self) -> None:
         for task in self._background:
@@ -159,11 +198,15 @@ class Gateway:
         need = max(p.quorum for p in self.objects.policies.values())
         up = len(self.cluster.disks) - len(down)
         return {"ready": up >= need, "disks_up": up, "disks_down": sorted(down), "disks_needed": need,
-                "volume_width": widest}
+                "volume_width": widest, "volume_generation": self.cluster.generation,
+                "oldest_write_generation": self.cluster.oldest_write()}
 
     def refresh_metrics(self) -> None:
         for disk_id in self.cluster.disks:
             self.metrics.disk_up.labels(disk_id).set(1 if self.cluster.is_up(disk_id) else 0)
+            state = self.cluster.state(disk_id)
+            for name in DISK_STATES:
+                self.metrics.disk_state.labels(disk_id, name).set(1 if name == state else 0)
             usage = self.cluster.usage.get(disk_id)
             if usage:
                 self.metrics.disk_free.labels(disk_id).set(usage["free"])

@@ -19,6 +19,8 @@ class Metrics:
         self.bytes_in = Counter("pocket_s3_bytes_received", "Object bytes accepted by PUT", registry=r)
         self.bytes_out = Counter("pocket_s3_bytes_sent", "Object bytes sent by GET", registry=r)
         self.disk_up = Gauge("pocket_disk_up", "1 if the disk answers, 0 if it is down", ["disk"], registry=r)
+        self.disk_state = Gauge("pocket_disk_state", "1 for the disk's state: up, down, failed, draining, drained",
+                                ["disk", "state"], registry=r)
         self.disk_free = Gauge("pocket_disk_free_bytes", "Free bytes on the disk's filesystem", ["disk"], registry=r)
         self.damage = Counter("pocket_fragments_damaged", "Missing or corrupt fragments found by reads",
                               registry=r)

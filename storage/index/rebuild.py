@@ -25,8 +25,11 @@ disk, reads one manifest per object version, and replays:
   do not rewrite archives).
 - bucket configuration (CORS rules, canned ACL): `bucket-config` records, replayed in
   id order over the bucket they name; a `None` value removes the field.
-- volumes: from the manifests (each names its volume's disks), plus the volumes the
-  config would create for widths nobody has written to yet.
+- volumes and disk states: the newest `volume-table` record (written to every disk
+  whenever a disk fails, is drained or replaced, or the table grows or is rebalanced);
+  volumes it does not list from the manifests (each names its volume's disks when it
+  was written), corrected by where the fragments are now; then the volumes the config
+  would create for widths nobody has written to yet.
 
 The new index is built beside the old one and swapped in at the end, so an interrupted
 rebuild leaves the old index as it was.
@@ -39,10 +42,11 @@ import logging
 import os
 import shutil
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from .. import layout
+from . import disks as disk_table
 from .lmdb_index import Index
 from .uploads import UploadTxn
 from .versions import VersionTxn
@@ -123,9 +127,13 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
     null_floor: dict[tuple[str, str], str] = {}  # a deleted null version: null versions up to it are gone
     retagged: dict[str, dict] = {}  # version id -> its newest tags
     amended: dict[str, dict] = {}  # version id -> its newest acl (and other later changes)
+    table = None   # the newest volume table a disk holds
     for rec_id in sorted(records):
         rec = records[rec_id]
-        if rec.get("kind") == "tags":
+        if rec.get("kind") == "volume-table":
+            if table is None or rec["generation"] >= table["generation"]:
+                table = rec
+        elif rec.get("kind") == "tags":
             retagged[rec["version_id"]] = rec.get("tags") or {}
         elif rec.get("kind") == "acl":
             amended.setdefault(rec["version_id"], {})["acl"] = rec.get("acl", "private")
@@ -191,8 +199,8 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
             winners[k] = kept[0]
     uploads = _open_uploads(part_manifests, ended, versions, report)
 
-    volumes = {m["volume"]: {"id": m["volume"], "width": len(m["disks"]), "disks": m["disks"]}
-               for m in manifests.values() if "disks" in m}
+    volumes = _volumes(manifests, versions)
+    volumes.update({v["id"]: v for v in (table or {}).get("volumes", [])})
     for v in config_volumes:
         volumes.setdefault(v["id"], v)
 
@@ -221,6 +229,8 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
                     up.put_part(upload["bucket"], upload["key"], upload["upload_id"], number, part)
             report.uploads, report.parts = len(restored), sum(len(stored) for _, stored in restored)
             ops.put_volumes(sorted(volumes.values(), key=lambda v: v["id"]))
+            if table is not None:
+                disk_table.restore(ops, table["generation"], table.get("states", {}))
         index.write(fill)
         report.buckets = sum(1 for b in buckets.values() if b is not None)
         report.objects = len(winners)
@@ -237,6 +247,27 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
 def _versioned(buckets: dict, name: str) -> bool:
     """Whether a bucket was ever versioned (its history is kept, not just its latest)."""
     return bool((buckets.get(name) or {}).get("versioning"))
+
+
+def _volumes(manifests: dict[str, dict], versions: dict[str, dict[int, str]]) -> dict[str, dict]:
+    """Each volume's disks as the archives show them now.
+
+    A manifest names the disks its volume had when it was written; a slot moved since
+    (a failed disk rebuilt elsewhere, a drain, a rebalance) is seen in where fragment
+    `i` of the volume's versions actually is. The disk most versions agree on wins."""
+    written: dict[str, list[str]] = {}
+    votes: dict[tuple[str, int], Counter] = defaultdict(Counter)
+    for vid, m in sorted(manifests.items()):
+        if "disks" not in m:
+            continue
+        written[m["volume"]] = m["disks"]
+        for i, disk_id in versions.get(vid, {}).items():
+            votes[(m["volume"], i)][disk_id] += 1
+    volumes = {}
+    for vol, disks in written.items():
+        seen = [votes[(vol, i)].most_common(1)[0][0] if votes.get((vol, i)) else d for i, d in enumerate(disks)]
+        volumes[vol] = {"id": vol, "width": len(disks), "disks": seen if len(set(seen)) == len(seen) else disks}
+    return volumes
 
 
 def _unrecoverable(m: dict, versions: dict[str, dict[int, str]]) -> str:

@@ -14,10 +14,21 @@ from .disk_scrub import DiskScrubber
 class DiskDaemons:
     def __init__(self, stores: dict, cfg: Config):
         self.stores = stores
-        sc = cfg.scrub
-        self.scrubbers = {disk_id: DiskScrubber(store, sc.rate, sc.interval, sc.start_delay, schedule=sc.enabled)
-                          for disk_id, store in stores.items()}
+        self._scrub = cfg.scrub
+        self.scrubbers = {disk_id: self._scrubber(store) for disk_id, store in stores.items()}
         self.compactor = Compactor(stores, cfg.storage.compact_interval)
+
+    def _scrubber(self, store) -> DiskScrubber:
+        sc = self._scrub
+        return DiskScrubber(store, sc.rate, sc.interval, sc.start_delay, schedule=sc.enabled)
+
+    def add(self, stores: dict) -> None:
+        """Disks opened after start (added to the config, then given slots): scrub them too.
+        The compactor walks `self.stores`, which the caller has already updated."""
+        for disk_id, store in stores.items():
+            if disk_id not in self.scrubbers:
+                self.scrubbers[disk_id] = self._scrubber(store)
+                self.scrubbers[disk_id].start()
 
     def start(self) -> None:
         for scrubber in self.scrubbers.values():

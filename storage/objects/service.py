@@ -44,6 +44,24 @@ class Policy:
         return cls(name, spec, Codec(k, m), min(k + m, quorum or k + 1))
 
 
+async def write_record(cluster: Cluster, disk_ids, doc: dict, timeout: float) -> tuple[str, int]:
+    """Write a small record to each of these disks that is up; returns (record id, disks that took it)."""
+    rec_id = new_id()
+    doc = {**doc, "id": rec_id}
+    data = json.dumps(doc, separators=(",", ":")).encode()
+
+    async def one(disk_id):
+        if not cluster.is_up(disk_id):
+            return False
+        try:
+            await asyncio.wait_for(cluster.disks[disk_id].put_record(rec_id, data), timeout)
+            return True
+        except Exception as e:
+            cluster.mark_down(disk_id, f"record write failed: {e!r}")
+            return False
+    return rec_id, sum(await asyncio.gather(*(one(d) for d in disk_ids)))
+
+
 class ObjectService:
     def __init__(self, cluster: Cluster, index: Index, writer: IndexWriter, policies: dict[str, Policy],
                  default_policy: str, small_policy: str | None, small_threshold: int,
@@ -90,6 +108,10 @@ class ObjectService:
         UploadPart both come through here. `digests` is fed every byte (off the event
         loop for big segments) and its `finish()` may raise to refuse the body (bad MD5,
         checksum, truncated body); refusing aborts every archive, so nothing remains."""
+        with self.cluster.writing():
+            return await self._store(body, size_hint, digests, fields, policy_name)
+
+    async def _store(self, body, size_hint, digests, fields: dict, policy_name: str | None) -> dict:
         policy = self.policy_for(size_hint, policy_name)
         version_id = new_id()
         volume = choose_volume(list(self.cluster.volumes.values()), policy.codec.n, version_id,
@@ -233,20 +255,7 @@ class ObjectService:
 
     async def put_records(self, volume: dict, doc: dict, quorum: int) -> str:
         """Write a small durable record (tombstone, bucket event) to the disks of a volume."""
-        rec_id = new_id()
-        doc = {**doc, "id": rec_id}
-        data = json.dumps(doc, separators=(",", ":")).encode()
-
-        async def one(disk_id):
-            if not self.cluster.is_up(disk_id):
-                return False
-            try:
-                await asyncio.wait_for(self.cluster.disks[disk_id].put_record(rec_id, data), self.timeout)
-                return True
-            except Exception as e:
-                self.cluster.mark_down(disk_id, f"record write failed: {e!r}")
-                return False
-        ok = sum(await asyncio.gather(*(one(d) for d in volume["disks"])))
+        rec_id, ok = await write_record(self.cluster, volume["disks"], doc, self.timeout)
         if ok < quorum:
             raise QuorumLost(f"{doc['kind']} record reached {ok} disks, need {quorum}")
         return rec_id

@@ -20,15 +20,23 @@ class DiskInfo:
     zone: str
 
 
-def build_volumes(disks: list[DiskInfo], width: int, count: int | None = None) -> list[dict]:
-    """Deterministic volumes of `width` disks; `count` defaults to 4 slots per disk."""
+SLOTS_PER_DISK = 4
+
+
+def build_volumes(disks: list[DiskInfo], width: int, count: int | None = None, first: int = 0,
+                  slots: Counter | None = None) -> list[dict]:
+    """Deterministic volumes of `width` disks; `count` defaults to 4 slots per disk.
+
+    `slots` (existing slots per disk) and `first` (the first volume number) let a grown
+    cluster add volumes beside the old ones: the disks with fewest slots, the new ones,
+    are chosen first within each failure domain."""
     if len(disks) < width:
         raise ValueError(f"a volume needs {width} disks but the cluster has {len(disks)}: "
                          "add disks or choose a narrower storage policy")
-    count = count or max(1, (len(disks) * 4) // width)
-    slots: Counter[str] = Counter()
+    count = count or max(1, (len(disks) * SLOTS_PER_DISK) // width)
+    slots = Counter(slots or {})
     volumes = []
-    for v in range(count):
+    for v in range(first, first + count):
         chosen: list[DiskInfo] = []
         zones: Counter[str] = Counter()
         nodes: Counter[str] = Counter()
@@ -42,6 +50,26 @@ def build_volumes(disks: list[DiskInfo], width: int, count: int | None = None) -
             slots[best.disk_id] += 1
         volumes.append({"id": f"w{width}-{v:04d}", "width": width, "disks": [d.disk_id for d in chosen]})
     return volumes
+
+
+def grow_volumes(volumes: list[dict], disks: list[DiskInfo], widths: set[int]) -> list[dict]:
+    """New volumes that give disks in no volume yet (`disks` lists the candidates, old and
+    new) about SLOTS_PER_DISK slots each; old volumes stay as they are, since records
+    name them. Empty when every disk already has a slot."""
+    used = Counter(d for v in volumes for d in v["disks"])
+    new = [d for d in disks if d.disk_id not in used]
+    added: list[dict] = []
+    if not new:
+        return added
+    for width in sorted(widths):
+        if len(disks) < width:
+            continue
+        numbers = [int(v["id"].rsplit("-", 1)[1]) for v in volumes if v["width"] == width]
+        per_volume = min(width, len(new))
+        count = -(-len(new) * SLOTS_PER_DISK // per_volume)
+        added += build_volumes(disks, width, count, first=max(numbers, default=-1) + 1,
+                               slots=Counter({d: n for d, n in used.items()}))
+    return added
 
 
 def _tiebreak(volume: int, disk_id: str) -> bytes:

@@ -41,6 +41,10 @@ class RepairQueue:
         return await asyncio.get_running_loop().run_in_executor(None, self.index.write, fn)
 
     # changes -----------------------------------------------------------------------------
+    async def write(self, fn: Callable) -> Any:
+        """Any other small index change (slot moves, disk states), committed the same way."""
+        return await self._write(fn)
+
     async def add(self, record: dict, bad: dict[int, tuple[str, str]], source: str) -> dict:
         now = time.time()
         entry = await self._write(lambda ops: repairs.add(ops, record, bad, source, now))

@@ -158,6 +158,11 @@ class Repairer:
             return False
         return verdict.problem is None
 
+    async def rebuild_fragments(self, record: dict, volume: dict, build: set[int]) -> dict[int, int]:
+        """Rebuild fragments `build` of one archive set onto `volume`'s disks (a slot move
+        passes the volume as it will be, with the new disk in the slot)."""
+        return await self._rebuild(record, volume, build, build)
+
     async def _rebuild(self, record: dict, volume: dict, build: set[int], avoid: set[int]) -> dict[int, int]:
         """Write archives `build` of the version; returns {index: bytes written} of those committed."""
         codec = Codec(record["k"], record["m"])

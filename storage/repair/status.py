@@ -89,6 +89,7 @@ async def collect(tc: ToolCluster) -> dict:
         usage = cluster.usage.get(disk_id) or {}
         disks.append({"id": disk_id, "node": node_of[disk_id].node_id, "zone": node_of[disk_id].zone,
                       "up": up(disk_id), "reachable": cluster.is_up(disk_id),
+                      "state": cluster.states.get(disk_id, {}).get("state") or ("up" if up(disk_id) else "down"),
                       "opened": "folder" if disk_id in tc.direct else "node",
                       "total": usage.get("total"), "used": usage.get("used"), "free": usage.get("free")})
     volumes = [{"id": v["id"], "width": v["width"], "disks": v["disks"],
@@ -166,7 +167,7 @@ def render(status: dict) -> str:
              f"Disks: {status['disks_up']} of {len(status['disks'])} up"
              + (f" (down: {', '.join(status['disks_down'])})" if status["disks_down"] else "")]
     for d in status["disks"]:
-        lines.append(f"  {d['id']:<10} {d['node']:<8} {'up' if d['up'] else 'DOWN':<5} "
+        lines.append(f"  {d['id']:<10} {d['node']:<8} {d['state'] if d['up'] else d['state'].upper():<9} "
                      f"used {size(d['used']):>10}  free {size(d['free']):>10}")
     degraded = [v for v in status["volumes"] if v["disks_down"]]
     lines.append(f"Volumes: {len(status['volumes'])} ({len(degraded)} with a disk down)")

@@ -14,9 +14,11 @@ gateway's (see index/lmdb_index.py on sharing an env between processes).
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -70,7 +72,7 @@ async def open_cluster(cfg: Config):
         cluster = Cluster(disks, infos, cfg.gateway.heartbeat)
         cluster.load_volumes(index, {sum(parse_policy(s)) for s in cfg.policies.values()})
         await cluster.check_once()
-        cluster.start()
+        cluster.start(index)
         yield ToolCluster(cfg, cluster, index, RepairQueue(index), direct)
     finally:
         for scrubber in scrubbers:
@@ -92,6 +94,34 @@ async def gateway_view(cfg: Config) -> dict | None:
                 return await r.json()
     except Exception:
         return None
+
+
+async def gateway_adopted(cfg: Config, generation: int, timeout: float = 30.0,
+                          uploads_timeout: float = 600.0) -> bool:
+    """Wait until a running gateway uses volume table `generation` and no upload that
+    chose its volume under an older table is still writing (True), or until no gateway
+    answers (False). A gateway that does not pick up the table is an error: deleting old
+    copies under its feet would degrade its reads. Uploads still running after
+    `uploads_timeout` are left to the scrubber, which finds their moved fragment missing
+    and queues it for repair."""
+    started = time.monotonic()
+    while True:
+        view = await gateway_view(cfg)
+        if view is None:
+            return False
+        waited = time.monotonic() - started
+        if view.get("volume_generation", -1) < generation:
+            if waited > timeout:
+                raise RuntimeError(f"the running gateway did not pick up volume table {generation} within "
+                                   f"{timeout:.0f}s (it has {view.get('volume_generation')}); see its log")
+        elif view.get("oldest_write_generation", generation) >= generation:
+            return True
+        elif waited > uploads_timeout:
+            log.warning("uploads begun before volume table %d are still running after %.0fs; going on (a "
+                        "fragment they write to the old disk is found by the next scrub and repaired)",
+                        generation, waited)
+            return True
+        await asyncio.sleep(0.2)
 
 
 async def _answers(disk: RemoteDisk) -> bool:

@@ -104,6 +104,22 @@ class ProcCluster:
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
 
+    def add_node(self, disks_per_node: int = 1, zone: str = "zone1") -> str:
+        """Append a new node (with new disks) to the config file; start it with start_node()."""
+        node = f"n{len(self.node_ids) + 1}"
+        self.node_ids.append(node)
+        self.node_ports[node] = free_ports(1)[0]
+        disks = []
+        for j in range(disks_per_node):
+            disk_id = f"{node}d{j + 1}"
+            self.disk_paths[disk_id] = os.path.join(self.root, "disks", disk_id)
+            disks.append(f'{{ id = "{disk_id}", path = "disks/{disk_id}" }}')
+        with open(self.config, "a") as f:
+            f.write("\n".join(["", "[[nodes]]", f'id = "{node}"', f'zone = "{zone}"',
+                               f'url = "http://127.0.0.1:{self.node_ports[node]}"',
+                               f"disks = [{', '.join(disks)}]"]) + "\n")
+        return node
+
     # processes -----------------------------------------------------------------------------
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(os.path.join(self.root, f"{name}.log"), "ab")

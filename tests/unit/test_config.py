@@ -151,11 +151,13 @@ def test_env_credentials_take_precedence_over_file(tmp_path):
 
 def test_env_overrides_reach_load(tmp_path, monkeypatch):
     path = good(tmp_path)
+    monkeypatch.setenv("POCKET_REPAIR_FAILED_AFTER", "60")
     monkeypatch.setenv("POCKET_STORAGE_SEGMENT_SIZE", "131072")
     monkeypatch.setenv("POCKET_GATEWAY_LISTEN", "127.0.0.1:9777")
     cfg = load(path)
     assert cfg.storage.segment_size == 131072
     assert cfg.listen == ("127.0.0.1", 9777)
+    assert cfg.repair.failed_after == 60.0 and config.Config().repair.failed_after == 900.0
 
 
 def test_rates_have_env_overrides(tmp_path):
@@ -251,9 +253,13 @@ def test_duplicate_disk_ids(tmp_path):
     (BASE + "[repair]\nrate = 'fast'\n", "repair.rate"),
     (BASE + "[scrub]\nrate = -1\n", "scrub.rate"),
     (BASE + "[scrub]\ncollect_interval = -1\n", "scrub.collect_interval"),
+    (BASE + "[repair]\nfailed_after = 0\n", "repair.failed_after"),
+    (BASE + "[repair]\nfailed_after = 'soon'\n", "repair.failed_after"),
+    (BASE + "[repair]\nmove_rate = -1\n", "repair.move_rate"),
 ], ids=["no-secret", "no-credentials", "small-segment", "segment-not-int", "heartbeat-not-float",
         "negative-pack-threshold", "tiny-packs", "threshold-above-pack-size", "negative-compact-interval",
-        "negative-repair-rate", "repair-rate-not-int", "negative-scrub-rate", "negative-collect-interval"])
+        "negative-repair-rate", "repair-rate-not-int", "negative-scrub-rate", "negative-collect-interval",
+        "zero-failed-after", "failed-after-not-float", "negative-move-rate"])
 def test_other_invalid_settings_name_the_key(tmp_path, body, needle):
     with pytest.raises(ConfigError) as e:
         load(write(tmp_path, body + "\n" + _nodes(6, 2)))

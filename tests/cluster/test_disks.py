@@ -1,0 +1,322 @@
+"""Probe tests for failed disks, `pocket disk fail|drain|replace`, a grown cluster and rebalance.
+
+EC 4+2 volumes over seven single-disk nodes unless said otherwise, so every volume has
+a disk left over to take a slot. "Full redundancy is back" is checked the strict way:
+after the move, two more nodes are stopped and every object must still read back,
+which only works if the moved fragments really exist on their new disks.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from storage.node import packformat
+
+from .harness import REPO, ProcCluster, archive_parts, free_port_run
+from .test_pocket_up import _client, _stop, _up
+from .test_repair import QUIET, _check_all, _load, pocket
+
+
+def _disks(c) -> dict[str, dict]:
+    _, rows = pocket(c, "disk", "list", "--json")
+    return {r["id"]: r for r in rows}
+
+
+def _archives_on(c, disk_id: str) -> set[str]:
+    return {name for disk, name in map(archive_parts, c.archive_files()) if disk == disk_id}
+
+
+def _wait(what, check, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(1.0)
+
+
+def _stop_two_more_and_check(c, s3, objects, keep: set[str]) -> None:
+    """Stop two more nodes (not in `keep`): reads must still see every object byte-exact."""
+    victims = [n for n in c.node_ids if n in c.procs and n not in keep][:2]
+    for n in victims:
+        c.stop(n)
+    _check_all(s3, "bkt", objects)
+
+
+def _parts(s3, bucket: str, key: str, bodies: list[bytes]) -> tuple[str, list[dict]]:
+    up = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    return up, [p for n, body in enumerate(bodies, 1) for p in _parts_for(s3, bucket, key, up, n, body)]
+
+
+def _parts_for(s3, bucket: str, key: str, up: str, number: int, body: bytes) -> list[dict]:
+    return [{"PartNumber": number, "ETag": s3.upload_part(Bucket=bucket, Key=key, UploadId=up, PartNumber=number,
+                                                          Body=body)["ETag"]}]
+
+
+def _complete(s3, bucket: str, key: str, up: str, parts: list[dict]) -> None:
+    s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up, MultipartUpload={"Parts": parts})
+
+
+@pytest.fixture
+def seven(tmp_path):
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=7, sections=QUIET)
+    c.start()
+    yield c
+    c.close()
+
+
+def test_down_disk_is_declared_failed_rebuilt_elsewhere_and_remembered(tmp_path):
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=7,
+                    sections={"scrub": {"enabled": False}, "repair": {"interval": 1.0, "failed_after": 3.0}})
+    c.start()
+    try:
+        s3 = c.client()
+        objects = _load(s3, "bkt", 18)
+        on_victim = _archives_on(c, "n2d1")
+        assert on_victim
+        c.signal("n2", signal.SIGKILL)
+
+        rows = _wait("n2d1 declared failed", lambda: (r := _disks(c))["n2d1"]["state"] == "failed" and r)
+        assert rows["n2d1"]["slots"] == 0 and "failed_after" in rows["n2d1"]["reason"]
+        assert "declared FAILED" in c.log("gateway")
+        metrics = urllib.request.urlopen(c.endpoint + "/_pocket/metrics").read().decode()
+        assert 'pocket_disk_state{disk="n2d1",state="failed"} 1.0' in metrics
+        _wait("rebuild done", lambda: _disks(c)["n2d1"]["moves_off"] == 0
+              and pocket(c, "status", "--json")[1]["repair_queue"] == 0)
+        # every fragment that was on n2d1 now exists on some other disk
+        elsewhere = {name for disk, name in map(archive_parts, c.archive_files()) if disk != "n2d1"}
+        assert on_victim <= elsewhere
+
+        code, report = pocket(c, "scrub", "--json", ok=(0, 2))
+        assert report["missing"] == [] and report["corrupt"] == []
+        assert set(report["disks_skipped"]) <= {"n2d1"}
+
+        c.stop("gateway")                     # the failed state is in the index, not in memory
+        c.start_gateway()
+        assert _disks(c)["n2d1"]["state"] == "failed"
+        _check_all(s3, "bkt", objects)
+        _stop_two_more_and_check(c, s3, objects, keep=set())
+    finally:
+        c.close()
+
+
+def test_drain_with_the_cluster_running(seven):
+    c = seven
+    s3 = c.client()
+    objects = _load(s3, "bkt", 18)
+    bodies = [os.urandom(5 << 20), os.urandom(300_000)]
+    _complete(s3, "bkt", "mp", *_parts(s3, "bkt", "mp", bodies))     # a multipart object
+    objects["mp"] = b"".join(bodies)
+    still_open = _parts(s3, "bkt", "open", bodies[:1])                # and an upload not completed yet
+    assert _archives_on(c, "n3d1")
+    code, out = pocket(c, "disk", "drain", "n3d1", "--json")
+    assert out["ok"] and out["drained"] == ["n3d1"]
+    assert out["moves"]["copied"] > 0 and not out["moves"]["failed"]
+    rows = _disks(c)
+    assert rows["n3d1"]["state"] == "drained" and rows["n3d1"]["slots"] == 0
+    assert _archives_on(c, "n3d1") == set()
+    up, parts = still_open
+    _complete(s3, "bkt", "open", up, parts + _parts_for(s3, "bkt", "open", up, 2, bodies[1]))
+    objects["open"] = b"".join(bodies)
+    _check_all(s3, "bkt", objects)
+    objects["after"] = os.urandom(300_000)
+    s3.put_object(Bucket="bkt", Key="after", Body=objects["after"])
+    assert not _archives_on(c, "n3d1"), "a new write went to the drained disk"
+    volumes = pocket(c, "status", "--json")[1]["volumes"]
+    c.stop("gateway")            # the disks alone tell where every slot is now
+    pocket(c, "index", "rebuild", "--json")
+    c.start_gateway()
+    assert pocket(c, "status", "--json")[1]["volumes"] == volumes
+    c.stop("n3")
+    _stop_two_more_and_check(c, s3, objects, keep=set())
+
+
+def test_fail_with_the_cluster_stopped(seven):
+    c = seven
+    s3 = c.client()
+    objects = _load(s3, "bkt", 18)
+    c.stop("gateway")
+    c.stop("n4")
+    code, out = pocket(c, "disk", "fail", "n4d1", "--json")
+    assert out["ok"], out
+    assert out["moves"]["queued"] > 0 and out["repair"]["fragments"] == out["moves"]["queued"]
+    assert out["left"] == []
+    c.start_gateway()
+    assert _disks(c)["n4d1"]["state"] == "failed"
+    _stop_two_more_and_check(c, s3, objects, keep=set())
+
+
+def test_replace_with_the_cluster_stopped_then_running(tmp_path):
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, sections=QUIET)
+    c.start()
+    try:
+        s3 = c.client()
+        objects = _load(s3, "bkt", 18)
+        c.stop("gateway")
+        n7 = c.add_node()
+        c.start_node(n7)
+        code, out = pocket(c, "disk", "replace", "n2d1", "n7d1", "--json")
+        assert out["ok"] and {m["to"] for m in out["moves"]["done"]} == {"n7d1"}
+        assert _archives_on(c, "n2d1") == set()
+        c.start_gateway()
+        rows = _disks(c)
+        assert rows["n2d1"]["slots"] == 0 and rows["n7d1"]["slots"] > 0
+        c.stop("n2")
+        _check_all(s3, "bkt", objects)
+
+        # now with the gateway running: a disk it has never opened takes n5d1's slots
+        n8 = c.add_node()
+        c.start_node(n8)
+        code, out = pocket(c, "disk", "replace", "n5d1", "n8d1", "--json")
+        assert out["ok"], out
+        assert "added to the config since start" in c.log("gateway")
+        c.stop("n5")
+        _stop_two_more_and_check(c, s3, objects, keep=set())
+    finally:
+        c.close()
+
+
+def test_bad_requests_are_refused_and_change_nothing(tmp_path):
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, sections=QUIET)
+    c.start()
+    try:
+        s3 = c.client()
+        objects = _load(s3, "bkt", 6)
+        def table():
+            rows = {d: (r["state"], r["slots"], r["moves_off"], r["moves_onto"]) for d, r in _disks(c).items()}
+            return rows, pocket(c, "status", "--json")[1]["volumes"]
+        before = table()
+        code, out = pocket(c, "disk", "drain", "nope", "--json", ok=(2,))
+        assert "no disk 'nope'" in out["error"]
+        code, out = pocket(c, "disk", "replace", "n1d1", "n2d1", "--json", ok=(2,))
+        assert "already in use" in out["error"]
+        code, out = pocket(c, "disk", "drain", "n1d1", "--json", ok=(2,))   # six disks, volumes six wide
+        assert "no disk can take" in out["error"] and "Nothing was changed" in out["error"]
+        code, out = pocket(c, "disk", "fail", "n9d9", ok=(2,))
+        assert table() == before
+        _check_all(s3, "bkt", objects)
+    finally:
+        c.close()
+
+
+def test_grown_cluster_gets_new_writes_and_rebalance_keeps_reads_whole(tmp_path):
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, sections=QUIET)
+    c.start()
+    try:
+        s3 = c.client()
+        objects = _load(s3, "bkt", 27)
+        n7 = c.add_node()
+        c.start_node(n7)
+        c.stop("gateway")
+        c.start_gateway()
+        assert _disks(c)["n7d1"]["slots"] > 0
+        for i in range(12):
+            data = os.urandom(300_000 + i)
+            s3.put_object(Bucket="bkt", Key=f"new{i}", Body=data)
+            objects[f"new{i}"] = data
+        assert _archives_on(c, "n7d1"), "no new write landed on the new disk"
+
+        _, plan = pocket(c, "rebalance", "--dry-run", "--json")
+        assert plan["planned"][0]["to"] == "n7d1"         # the emptiest disk comes first
+        assert all(m["from"] != "n7d1" for m in plan["planned"])
+        before = len(_archives_on(c, "n7d1"))
+
+        errors, reads = [], [0]
+        stop = threading.Event()
+
+        def reader():
+            r = c.client()
+            while not stop.is_set():
+                for key, data in objects.items():
+                    try:
+                        got = r.get_object(Bucket="bkt", Key=key)["Body"].read()
+                        if got != data:
+                            errors.append(f"{key}: wrong bytes")
+                    except Exception as e:
+                        errors.append(f"{key}: {e!r}")
+                    reads[0] += 1
+        t = threading.Thread(target=reader)
+        t.start()
+        try:
+            code, out = pocket(c, "rebalance", "--json", "--rate", str(64 << 20))
+        finally:
+            stop.set()
+            t.join()
+        assert out["ok"], out
+        assert errors == [] and reads[0] > len(objects)
+        assert len(out["moves"]["done"]) == len(plan["planned"])
+        assert len(_archives_on(c, "n7d1")) > before
+        _check_all(s3, "bkt", objects)
+        _, again = pocket(c, "rebalance", "--dry-run", "--json")
+        assert len(again["planned"]) < len(plan["planned"])
+    finally:
+        c.close()
+
+
+def test_failed_disk_with_nowhere_to_go_waits_for_a_replacement(tmp_path):
+    """Six disks, volumes six wide: a failed disk's slots have nowhere to go until a disk is added."""
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, sections=QUIET)
+    c.start()
+    try:
+        s3 = c.client()
+        objects = _load(s3, "bkt", 18)
+        c.stop("n1")
+        code, out = pocket(c, "disk", "fail", "n1d1", "--json", ok=(1,))
+        # the three-wide replica volumes find other disks; the six-wide ones cannot
+        assert out["unplaced"] and {m["volume"][:2] for m in out["unplaced"]} == {"w6"}
+        assert {m["volume"][:2] for m in out["planned"]} <= {"w3"}
+        assert "no disk can take" in out["unplaced"][0]["error"]
+        assert _disks(c)["n1d1"]["state"] == "failed"
+        status = pocket(c, "status", "--json")[1]    # what lost a fragment is counted at risk
+        assert status["objects_at_risk"] > 0 and status["repair_queue"] == status["objects_at_risk"]
+        _check_all(s3, "bkt", objects)                # degraded, but whole
+
+        n7 = c.add_node()                             # the running gateway has never heard of it
+        c.start_node(n7)
+        code, out = pocket(c, "disk", "replace", "n1d1", "n7d1", "--json")
+        assert out["ok"] and out["left"] == []
+        assert {m["mode"] for m in out["moves"]["done"]} == {"rebuild"}
+        assert pocket(c, "status", "--json")[1]["repair_queue"] == 0
+        rows = _disks(c)
+        assert rows["n1d1"]["state"] == "failed" and rows["n1d1"]["slots"] == 0 and rows["n7d1"]["slots"] > 0
+        _stop_two_more_and_check(c, s3, objects, keep=set())
+    finally:
+        c.close()
+
+
+def test_drain_of_an_embedded_cluster_hands_pack_cleanup_to_the_gateway(tmp_path):
+    """`pocket up` without node processes: the gateway owns every disk's pack files, so the
+    command cannot delete small archives there; the gateway does, and then d3 is drained."""
+    data = str(tmp_path / "pocket-data")
+    proc, info = _up(data, free_port_run(1), "--disks", "7")
+    try:
+        s3 = _client(info)
+        s3.create_bucket(Bucket="bkt")
+        objects = {f"o{i}": os.urandom(size) for i, size in enumerate([100, 5000, 200_000, 3 << 20] * 3)}
+        for key, body in objects.items():
+            s3.put_object(Bucket="bkt", Key=key, Body=body)
+
+        def run(*args, ok=(0,)):
+            out = subprocess.run([sys.executable, "-m", "cli", *args, "--data", data, "--json"], cwd=REPO,
+                                 capture_output=True, text=True, timeout=120)
+            assert out.returncode in ok, out.stdout + out.stderr
+            return json.loads(out.stdout)
+        out = run("disk", "drain", "d3")
+        assert out["ok"] and sum(m["kept"] for m in out["moves"]["done"]) > 0
+        _wait("the gateway to finish the drain",
+              lambda: {r["id"]: r for r in run("disk", "list")}["d3"]["state"] == "drained")
+        d3 = os.path.join(data, "disks", "d3")
+        assert not packformat.live_archives(os.path.join(d3, "packs"))
+        assert not [f for _, _, files in os.walk(os.path.join(d3, "archives")) for f in files]
+        for key, body in objects.items():
+            assert s3.get_object(Bucket="bkt", Key=key)["Body"].read() == body, key
+    finally:
+        _stop(proc)

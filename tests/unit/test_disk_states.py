@@ -1,0 +1,60 @@
+"""Disk states and slot moves as recorded in a real index (no disks needed: nothing is copied here)."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from storage.cluster import Cluster
+from storage.index import disks as disk_table
+from storage.index.lmdb_index import Index
+from storage.placement.volumes import DiskInfo
+from storage.repair import disks
+from storage.repair.queue import RepairQueue
+
+IDS = [f"d{i}" for i in range(1, 8)]
+
+
+def _cluster(path) -> tuple[Cluster, RepairQueue]:
+    index = Index(str(path))
+    cluster = Cluster({d: None for d in IDS}, [DiskInfo(d, f"n{d}", "z") for d in IDS])
+    cluster.load_volumes(index, {6})
+    return cluster, RepairQueue(index)
+
+
+def _generation(queue) -> int:
+    with queue.index.read() as ops:
+        return disk_table.generation(ops)
+
+
+def test_failing_a_draining_disk_turns_its_unswitched_copies_into_rebuilds(tmp_path):
+    cluster, queue = _cluster(tmp_path / "index")
+    slots = disks.slots_of(cluster, "d3")
+    moves = asyncio.run(disks.start_drain(cluster, queue, "d3"))
+    assert len(moves) == len(slots) and {m["mode"] for m in moves} == {"copy"}
+    assert disks.slots_of(cluster, "d3") == slots            # a copy switches only once copied
+
+    rebuilds, unplaced = asyncio.run(disks.declare_failed(cluster, queue, "d3", "test"))
+    assert not unplaced
+    assert [(m["volume"], m["slot"], m["to"]) for m in rebuilds] == [(m["volume"], m["slot"], m["to"]) for m in moves]
+    assert disks.slots_of(cluster, "d3") == []
+    assert {m["mode"] for m in disks.pending(queue.index)} == {"rebuild"}
+    for v in cluster.volumes.values():
+        assert len(set(v["disks"])) == 6
+    queue.index.close()
+
+    again, _ = _cluster(tmp_path / "index")                 # a restart remembers
+    assert again.state("d3") == "failed" and not again.is_up("d3")
+
+
+def test_refused_requests_change_nothing(tmp_path):
+    cluster, queue = _cluster(tmp_path / "index")
+    before = (_generation(queue), dict(cluster.volumes))
+    with pytest.raises(disks.DiskError, match="no disk 'd9'"):
+        asyncio.run(disks.start_drain(cluster, queue, "d9"))
+    with pytest.raises(disks.DiskError, match="already in use"):
+        asyncio.run(disks.start_replace(cluster, queue, "d1", "d2"))
+    with pytest.raises(disks.DiskError, match="same disk"):
+        asyncio.run(disks.start_replace(cluster, queue, "d1", "d1"))
+    assert (_generation(queue), cluster.volumes) == before
+    assert disks.pending(queue.index) == []
