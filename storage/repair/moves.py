@@ -40,7 +40,8 @@ from ..index import disks as disk_table
 from ..index import repairs
 from .queue import RepairQueue
 from .sets import live_sets
-from .verify import CHUNK_BYTES, Pacer, verify_archive
+from .throttle import Throttle
+from .verify import CHUNK_BYTES, verify_archive
 
 log = logging.getLogger("pocket.moves")
 
@@ -77,7 +78,7 @@ class SlotMover:
                  adopted: Callable[[int], Awaitable[None]] | None = None,
                  on_version: Callable[[], None] | None = None):
         self.cluster, self.index, self.queue, self.repairer = cluster, index, queue, repairer
-        self.pacer = Pacer(rate)
+        self.pacer = Throttle(rate)
         self.settle = settle
         self.adopted = adopted
         self.on_version = on_version
@@ -223,7 +224,7 @@ class SlotMover:
         except (FileNotFoundError, layout.CorruptFragment) as e:
             log.info("%s on the old disk is unusable (%s); rebuilding it instead", name, e)
             return False
-        verdict = await verify_archive(new, name, size, Pacer(0))
+        verdict = await verify_archive(new, name, size, Throttle(0))
         if verdict.problem:
             log.warning("copy of %s is bad (%s): the old disk's archive is rotten; rebuilding it", name,
                         verdict.problem)
