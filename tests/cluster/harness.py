@@ -5,6 +5,7 @@ then check what a user would: the bytes read back are the bytes written.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -184,6 +185,14 @@ class ProcCluster:
             packs_dir = os.path.join(path, "packs")
             found.update(f"{packs_dir}#{name}" for name in packformat.live_archives(packs_dir))
         return found
+
+
+def pocket(c: ProcCluster, *args, ok=(0,)) -> tuple[int, dict | str]:
+    """Run a one-shot `pocket` command against the cluster; its JSON report with --json."""
+    out = subprocess.run([sys.executable, "-m", "cli", *args, "--config", c.config], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode in ok, f"pocket {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}"
+    return out.returncode, json.loads(out.stdout) if "--json" in args else out.stdout
 
 
 def archive_parts(ref: str) -> tuple[str, str]:
