@@ -11,6 +11,9 @@ disk, reads one manifest per object version, and replays:
   the scrubber, never resurrected. A completed multipart object is a version like any
   other: its record (kind "object") is on the disks of its first part's volume, and it
   is recoverable when every part it lists has at least `k` fragments.
+  An object record of an upload that was later aborted and whose parts are gone is a
+  Complete that never committed (it crashed between its disk record and its index
+  commit), not a lost object.
 - multipart uploads: parts (archives whose manifest has kind "part") of an upload that
   was neither completed (an "object" record names it) nor aborted (an "upload-aborted"
   record) are restored, with their upload, newest part of each number winning. Parts of
@@ -112,6 +115,7 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
     buckets: dict[str, dict | None] = {}
     candidates: dict[tuple[str, str], list[tuple[str, dict]]] = defaultdict(list)
     ended: set[str] = set()  # upload ids that were completed or aborted
+    aborted: set[str] = set()
     retagged: dict[str, dict] = {}  # version id -> its newest tags
     amended: dict[str, dict] = {}  # version id -> its newest acl (and other later changes)
     for rec_id in sorted(records):
@@ -144,6 +148,7 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
             ended.add(m.get("upload_id", ""))
         elif rec.get("kind") == "upload-aborted":
             ended.add(rec["upload_id"])
+            aborted.add(rec["upload_id"])
     part_manifests = []
     for vid, m in manifests.items():
         if m.get("kind") == "part":
@@ -157,6 +162,10 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
             if vid <= tombs.get(k, ""):
                 report.tombstoned += 1
             elif k in winners:
+                report.superseded += 1
+            elif m.get("upload_id") in aborted and _unrecoverable(m, versions):
+                # A Complete that wrote its record but crashed before its index commit, and
+                # the upload was aborted afterwards (which removed the parts): never an object.
                 report.superseded += 1
             elif _unrecoverable(m, versions):
                 report.unreadable += 1
