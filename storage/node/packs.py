@@ -12,7 +12,8 @@ its trailing records' payloads are verified and a torn tail is truncated (it was
 acknowledged). Older packs are scanned header by header, seeking over payloads.
 
 Compaction copies the live records of a mostly-dead pack into the newest pack, fsyncs,
-and only then unlinks the old pack. A delete record is copied while an older pack still
+and only then unlinks the old pack; a mostly-dead newest pack is first closed for
+appends so it can be compacted like the others. A delete record is copied while an older pack still
 holds a superseded copy of the archive it deletes, so a delete outlives what it hides.
 """
 from __future__ import annotations
@@ -219,6 +220,11 @@ class PackSet:
         with self._lock:
             return list(self.records)
 
+    def total_bytes(self) -> int:
+        """Bytes in the pack files, dead records included (compaction gives them back)."""
+        with self._lock:
+            return sum(p.size for p in self.packs.values())
+
     def stats(self) -> dict:
         with self._lock:
             return {"packs": len(self.packs), "archives": len(self.archives), "records": len(self.records),
@@ -401,6 +407,12 @@ class PackSet:
             return out
         try:
             with self._lock:
+                head = self.head
+                if head is not None and head.live < min_live * head.data_bytes:
+                    # Roll a mostly dead head: the next append starts a new pack, so this one can
+                    # be compacted too. Without this a disk whose data fits in one pack never
+                    # gets the space of its deletes back.
+                    self.head = None
                 victims = [p for p in self.packs.values()
                            if p is not self.head and (p.live == 0 or p.live < min_live * p.data_bytes)]
             for pack in sorted(victims, key=lambda p: p.seq):
