@@ -196,7 +196,7 @@ def node(data, config, node_id: str, initialize: bool) -> None:
         asyncio.get_running_loop().set_default_executor(io_executor())
         from storage.node.store import MissingDisk
         try:
-            stores = {d.id: local_store(cfg, d.id, d.path, initialize) for d in ncfg.disks}
+            stores = {d.id: local_store(cfg, d, initialize) for d in ncfg.disks}
         except MissingDisk as e:
             raise click.ClickException(str(e)) from None
         host, port = ncfg.listen

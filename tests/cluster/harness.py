@@ -74,7 +74,8 @@ class ProcCluster:
     """`nodes` node processes with `disks_per_node` disks each, plus one gateway process."""
 
     def __init__(self, root: str, nodes: int = 6, disks_per_node: int = 1, zones: int = 1,
-                 storage: dict | None = None, sections: dict[str, dict] | None = None):
+                 storage: dict | None = None, sections: dict[str, dict] | None = None,
+                 capacity: dict[str, int] | None = None):
         self.root = root
         self.procs: dict[str, subprocess.Popen] = {}
         ports = free_ports(nodes + 1)
@@ -97,7 +98,8 @@ class ProcCluster:
             for j in range(disks_per_node):
                 disk_id = f"{node}d{j + 1}"
                 self.disk_paths[disk_id] = os.path.join(root, "disks", disk_id)
-                disks.append(f'{{ id = "{disk_id}", path = "disks/{disk_id}" }}')
+                quota = f", capacity = {capacity[disk_id]}" if capacity and disk_id in capacity else ""
+                disks.append(f'{{ id = "{disk_id}", path = "disks/{disk_id}"{quota} }}')
             lines += ["", "[[nodes]]", f'id = "{node}"', f'zone = "zone{i % zones + 1}"',
                       f'url = "http://127.0.0.1:{self.node_ports[node]}"', f"disks = [{', '.join(disks)}]"]
         os.makedirs(root, exist_ok=True)

@@ -271,3 +271,12 @@ def test_paths_are_relative_to_the_config_file(tmp_path):
     assert cfg.index_path == str(tmp_path / "etc" / "meta" / "index")
     assert cfg.data == str(tmp_path / "data")
     assert cfg.nodes[0].disks[0].path == str(tmp_path / "etc" / "disks" / "d0")
+
+
+def test_disk_capacity_quota(tmp_path):
+    body = BASE + "\n" + _nodes(6, 2).replace('path = "disks/d1" }', 'path = "disks/d1", capacity = 1048576 }')
+    cfg = load(write(tmp_path, body))
+    assert [d.capacity for n in cfg.nodes for d in n.disks] == [1 << 20, 0, 0, 0, 0, 0]
+    bad = BASE + "\n" + _nodes(6, 2).replace('path = "disks/d1" }', 'path = "disks/d1", capacity = -5 }')
+    with pytest.raises(ConfigError, match=r"disks\[d1\]\.capacity"):
+        load(write(tmp_path, bad))

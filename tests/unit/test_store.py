@@ -412,3 +412,31 @@ def test_a_disk_without_its_marker_is_refused_unless_initialising(tmp_path):
     assert os.listdir(folder) == []
     DiskStore("d9", str(folder)).open(initialize=True).close()
     DiskStore("d9", str(folder)).open(initialize=False).close()  # initialised once: fine from now on
+
+
+@pytest.mark.parametrize("threshold", [256 << 10, 0], ids=["packed", "file"])
+def test_capacity_quota_refuses_like_a_full_disk_and_frees_on_delete(tmp_path, threshold):
+    """A write past `capacity` fails with ENOSPC and leaves nothing; deletes and records
+    still work on a full disk; a reopened disk counts what it already holds."""
+    import errno
+    root = str(tmp_path / "disk")
+    first, _ = make_archive(VID, size=20_000)
+    second, _ = make_archive(VID2, size=20_000, seed=1)
+    capacity = len(first) + len(first) // 2
+    disk = DiskStore("d1", root, pack_threshold=threshold, capacity=capacity).open()
+    asyncio.run(disk.put_archive(f"{VID}.0", chunked(first)))
+    before = files_under(root)
+    with pytest.raises(OSError) as e:
+        asyncio.run(disk.put_archive(f"{VID2}.0", chunked(second)))
+    assert e.value.errno == errno.ENOSPC and "quota" in str(e.value)
+    assert files_under(root) == before and asyncio.run(disk.stat(f"{VID2}.0")) is None
+    assert disk.usage()["capacity"] == capacity and disk.usage()["free"] < len(second)
+    asyncio.run(disk.put_record(VID2, b'{"kind":"tombstone"}'))       # never refused
+    disk.close()
+    disk = DiskStore("d1", root, pack_threshold=threshold, capacity=capacity).open()
+    assert disk.usage()["quota_used"] >= len(first)
+    assert asyncio.run(disk.delete_archive(f"{VID}.0"))
+    asyncio.run(disk.compact())
+    asyncio.run(disk.put_archive(f"{VID2}.0", chunked(second)))
+    assert asyncio.run(disk.read(f"{VID2}.0", 0, 1 << 30)) == second
+    disk.close()

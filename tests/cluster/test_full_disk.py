@@ -1,0 +1,128 @@
+"""Disks that really fill up: a capacity quota on two disks (runs everywhere), and the
+same scenario on two tiny tmpfs filesystems (needs permission to mount; skipped
+without it).
+
+With one disk full, PUTs go on degraded on the others; with two of an ec:4+2 volume
+full, a PUT cannot reach its write quorum of 5 and gets 507 InsufficientStorage,
+leaving no visible object and no garbage; what was stored reads back; once objects are
+deleted (and packs compacted) there is room again.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+
+from .conftest import payload
+from .harness import ProcCluster, pocket
+from .workload import tmp_files
+
+SMALL = 240_000                     # ec:4+2, ~60 KB per archive: its own file (above pack_threshold)
+TINY = 3000                         # replica:3 in packs
+FULL_DISKS = ("n1d1", "n2d1")
+STORAGE = {"segment_size": 64 << 10, "pack_threshold": 32 << 10, "min_free_bytes": 200_000,
+           "compact_interval": 1.0, "pack_size": 1 << 20}
+QUIET = {"scrub": {"enabled": False}, "repair": {"enabled": False}}
+
+
+def _disk_bytes(path: str) -> int:
+    total = 0
+    for sub in ("archives", "records", "packs", "tmp"):
+        for folder, _dirs, files in os.walk(os.path.join(path, sub)):
+            total += sum(os.path.getsize(os.path.join(folder, f)) for f in files)
+    return total
+
+
+def _fill_until_refused(c: ProcCluster, s3, stored: dict) -> ClientError:
+    for i in range(200):
+        key = f"fill{i:03d}"
+        data = payload(SMALL if i % 3 else TINY)
+        before = c.archive_files()
+        try:
+            s3.put_object(Bucket="full", Key=key, Body=data)
+        except ClientError as e:
+            if e.response["Error"]["Code"] != "InsufficientStorage":
+                raise
+            with pytest.raises(ClientError) as gone:
+                s3.head_object(Bucket="full", Key=key)
+            assert gone.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+            time.sleep(0.5)             # aborted archives are removed before the reply; be sure
+            assert c.archive_files() == before, "a refused PUT left archives behind"
+            return e
+        stored[key] = data
+    raise AssertionError("the disks never filled up")
+
+
+def _scenario(c: ProcCluster, limit: int) -> None:
+    s3 = c.client(retries=1)
+    s3.create_bucket(Bucket="full")
+    stored: dict[str, bytes] = {}
+    refused = _fill_until_refused(c, s3, stored)
+    assert refused.response["ResponseMetadata"]["HTTPStatusCode"] == 507
+    print(f"{len(stored)} objects stored before the disks filled")
+    assert len(stored) >= 5, "the PUTs before the disks filled should have succeeded"
+    assert "InsufficientStorage" in refused.response["Error"]["Code"]
+    for disk in FULL_DISKS:
+        assert _disk_bytes(c.disk_paths[disk]) <= limit, f"{disk} went past its {limit} bytes"
+    assert not tmp_files(c)
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket="full").get("Contents", [])]
+    assert listed == sorted(stored)
+    for key, data in stored.items():
+        assert s3.get_object(Bucket="full", Key=key)["Body"].read() == data, key
+    _, st = pocket(c, "status", "--json")
+    full = {d["id"]: d for d in st["disks"] if d["id"] in FULL_DISKS}
+    assert all(d["free"] < STORAGE["min_free_bytes"] for d in full.values()), full
+
+    # Small objects still go to volumes of three disks with room.
+    s3.put_object(Bucket="full", Key="tiny-after", Body=b"t" * 100)
+    stored["tiny-after"] = b"t" * 100
+
+    # Free space: delete everything, let removal and compaction run, then write again.
+    for key in stored:
+        s3.delete_object(Bucket="full", Key=key)
+    deadline = time.monotonic() + 30
+    after = payload(SMALL)
+    while True:
+        try:
+            s3.put_object(Bucket="full", Key="after", Body=after)
+            break
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "InsufficientStorage", e.response
+            assert time.monotonic() < deadline, "deleting everything never made room"
+            time.sleep(0.5)
+    assert s3.get_object(Bucket="full", Key="after")["Body"].read() == after
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="full")["Contents"]] == ["after"]
+
+
+def test_disks_at_their_capacity_quota(tmp_path):
+    limit = 1 << 20
+    c = ProcCluster(str(tmp_path / "cluster"), storage=STORAGE, sections=QUIET,
+                    capacity={d: limit for d in FULL_DISKS}).start()
+    try:
+        _scenario(c, limit)
+    finally:
+        c.close()
+
+
+def test_disks_on_tiny_filesystems(tmp_path):
+    """The same on real 2 MiB tmpfs mounts: ENOSPC from the kernel, not from the quota."""
+    limit = 2 << 20
+    c = ProcCluster(str(tmp_path / "cluster"), storage=STORAGE, sections=QUIET)
+    mounted = []
+    try:
+        for disk in FULL_DISKS:
+            os.makedirs(c.disk_paths[disk])
+            out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={limit}", "tmpfs", c.disk_paths[disk]],
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                pytest.skip(f"cannot mount tmpfs here: {out.stderr.strip()}")
+            mounted.append(c.disk_paths[disk])
+        c.start()
+        _scenario(c, limit)
+    finally:
+        c.close()
+        for path in mounted:
+            subprocess.run(["umount", path], check=False)
