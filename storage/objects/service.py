@@ -169,7 +169,7 @@ class ObjectService:
         tomb = {"kind": "tombstone", "bucket": bucket, "key": key, "version_id": record["version_id"],
                 "deleted": time.time()}
         await self.put_records(volume, tomb, policy.quorum)
-        removed = await self.writer.submit(lambda ops: _delete_if_current(ops, bucket, key, record["version_id"]))
+        removed = await self.writer.submit(lambda ops: delete_if_current(ops, bucket, key, record["version_id"]))
         if removed is not None:
             self.forget(removed)
         return removed
@@ -244,7 +244,7 @@ def put_if_newer(ops, bucket: str, key: str, record: dict, condition=None) -> di
     return current
 
 
-def _delete_if_current(ops, bucket: str, key: str, version_id: str) -> dict | None:
+def delete_if_current(ops, bucket: str, key: str, version_id: str) -> dict | None:
     current = ops.get_object(bucket, key)
     if current is None or current["version_id"] != version_id:
         return None

@@ -19,7 +19,8 @@ One pass (`Scrubber.run_once`) does three things:
    look orphaned: archives whose bucket the index does not know are never removed, and
    a pass that would remove more than a quarter of all versions it saw (and more than
    20) removes nothing unless forced; both are reported so an operator can run
-   `pocket index rebuild`.
+   `pocket index rebuild`. Before accounting, deletes that a crash left half done (the
+   tombstones on disk, the object still in the index) are finished (deletes.py).
 
 It runs in the gateway process, as a background task (`run_forever`): the gateway
 already sees every disk through the cluster (local folders and node processes alike)
@@ -41,6 +42,7 @@ from typing import Callable
 
 from .. import layout
 from ..objects.ids import id_time
+from .deletes import finish_deletes
 from .queue import SCRUB_META, RepairQueue
 from .sets import find_set, live_sets
 from .verify import Pacer, verify_archive
@@ -67,6 +69,7 @@ class ScrubReport:
     orphans_removed: list[dict] = field(default_factory=list)
     orphans_young: int = 0
     orphans_kept: list[dict] = field(default_factory=list)   # refused by a safety valve
+    deletes_finished: list[dict] = field(default_factory=list)  # see deletes.py
     queued: int = 0
 
     @property
@@ -78,6 +81,7 @@ class ScrubReport:
         out = {k: v for k, v in asdict(self).items() if not isinstance(v, list)}
         out.update(seconds=round(self.seconds, 3), corrupt=len(self.corrupt), missing=len(self.missing),
                    orphans_removed=len(self.orphans_removed), orphans_kept=len(self.orphans_kept),
+                   deletes_finished=len(self.deletes_finished),
                    disks_skipped=self.disks_skipped)
         return out
 
@@ -134,7 +138,9 @@ class Scrubber:
                 await self._save()
         await asyncio.gather(*(walk(d, names) for d, names in listings.items()))
 
-        live = await self._account(r, found, bad, set(listings) - set(r.disks_skipped))
+        scanned = set(listings) - set(r.disks_skipped)
+        r.deletes_finished = await finish_deletes(self.cluster, self.index, self.queue.write, sorted(scanned))
+        live = await self._account(r, found, bad, scanned)
         if remove_orphans:
             await self._collect(r, found, owners, live, force_orphans)
         r.running, r.finished = False, time.time()
