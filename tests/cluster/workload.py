@@ -48,6 +48,8 @@ class Ledger:
     bucket: str
     keys: dict[str, KeyState] = field(default_factory=dict)
     uploads: dict[str, str] = field(default_factory=dict)     # upload id -> key, created and not finished
+    maybe_uploads: set[str] = field(default_factory=set)      # keys with a Create of unknown outcome
+    history: dict[str, list[str]] = field(default_factory=dict)   # key -> what happened, for failures
     acks: int = 0
     unknown: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -56,11 +58,19 @@ class Ledger:
         with self.lock:
             self.keys[key] = KeyState(value, etag if value is not GONE else None)
             self.acks += 1
+            self.note(key, f"acked {_desc(value)}")
 
     def attempt(self, key: str, value) -> None:
         with self.lock:
             self.keys.setdefault(key, KeyState()).maybe.append(value)
             self.unknown += 1
+            self.note(key, f"unknown {_desc(value)}")
+
+    def note(self, key: str, what: str) -> None:
+        self.history.setdefault(key, []).append(f"{time.time():.3f} {what}")
+
+    def explain(self, keys) -> str:
+        return "\n".join(f"{k}: {self.history.get(k)}" for k in keys)
 
     def settled(self) -> dict[str, KeyState]:
         """Keys whose last operation was acknowledged."""
@@ -136,11 +146,14 @@ class Worker(threading.Thread):
         try:
             uid = self.s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
         except ClientError:
+            self.ledger.maybe_uploads.add(key)
             return
         except Exception:
+            self.ledger.maybe_uploads.add(key)
             raise _Dead() from None
         with self.ledger.lock:
             self.ledger.uploads[uid] = key
+            self.ledger.note(key, f"upload {uid}")
         sizes = [MIN_PART, 2000] if self.rng.random() < 0.2 else [self.rng.choice([1500, self.big])]
         chunks = [os.urandom(s) for s in sizes]
         etags = []
@@ -230,17 +243,18 @@ def check_uploads(s3, ledger: Ledger) -> int:
     listed = s3.list_multipart_uploads(Bucket=ledger.bucket).get("Uploads", [])
     for n, up in enumerate(listed):
         uid, key = up["UploadId"], up["Key"]
-        assert uid in ledger.uploads, f"upload {uid} of {key} listed, but none was open"
+        assert uid in ledger.uploads or key in ledger.maybe_uploads, f"upload {uid} of {key} listed, but none was open"
         parts = s3.list_parts(Bucket=ledger.bucket, Key=key, UploadId=uid).get("Parts", [])
         if n % 2 == 0 or not parts:
             s3.abort_multipart_upload(Bucket=ledger.bucket, Key=key, UploadId=uid)
+            ledger.note(key, f"aborted leftover upload {uid}")
         else:
             done = s3.complete_multipart_upload(Bucket=ledger.bucket, Key=key, UploadId=uid, MultipartUpload={
                 "Parts": [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in parts]})
             got, etag = read_state(s3, ledger.bucket, key)
             assert etag == done["ETag"] and len(got) == sum(p["Size"] for p in parts)
             ledger.ack(key, got, etag)
-        del ledger.uploads[uid]
+        ledger.uploads.pop(uid, None)
     assert not s3.list_multipart_uploads(Bucket=ledger.bucket).get("Uploads")
     return len(listed)
 
