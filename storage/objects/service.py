@@ -22,7 +22,7 @@ from ..placement.volumes import choose_volume
 from . import parts
 from .get import ArchiveReader
 from .ids import new_id
-from .put import ArchiveWriter, QuorumLost, remove_archives
+from .put import ArchiveWriter, QuorumLost, is_full, remove_archives
 
 log = logging.getLogger("pocket.objects")
 
@@ -187,7 +187,10 @@ class ObjectService:
                 await asyncio.wait_for(self.cluster.disks[disk_id].put_record(rec_id, data), self.timeout)
                 return True
             except Exception as e:
-                self.cluster.mark_down(disk_id, f"record write failed: {e!r}")
+                if is_full(repr(e)):    # a full disk is up: reads and deletes still work there
+                    self.cluster.mark_full(disk_id)
+                else:
+                    self.cluster.mark_down(disk_id, f"record write failed: {e!r}")
                 return False
         ok = sum(await asyncio.gather(*(one(d) for d in volume["disks"])))
         if ok < quorum:
