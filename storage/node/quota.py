@@ -6,6 +6,10 @@ ran out, so one test of "disk full" runs everywhere. A write that would pass the
 quota fails with ENOSPC before it writes anything, exactly like a full filesystem,
 and the callers' cleanup of a refused write is the same in both cases.
 
+Whatever the quota, the last RECORD_RESERVE bytes of the filesystem are kept for
+records: archives are refused before the filesystem is completely full, so the
+tombstone of a DELETE (which is what frees space) still fits on a full disk.
+
 What counts: archive and record files (including temp files being streamed in) and
 pack files. Deletes and tombstones are never refused: they are tiny, and refusing
 them on a full disk would keep an operator from freeing space. Space held by dead
@@ -15,15 +19,19 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import threading
 from typing import Callable
+
+RECORD_RESERVE = 256 << 10
 
 
 class Quota:
     """`capacity` = 0: no quota, only the filesystem limits. `packed()` = bytes in pack files."""
 
-    def __init__(self, disk_id: str, capacity: int, packed: Callable[[], int]):
+    def __init__(self, disk_id: str, root: str, capacity: int, packed: Callable[[], int]):
         self.disk_id = disk_id
+        self.root = root
         self.capacity = capacity
         self._packed = packed
         self._held = 0           # file bytes, plus pack appends not yet in a pack
@@ -43,6 +51,12 @@ class Quota:
 
     def take(self, n: int, what: str, refuse: bool = True) -> None:
         """Count `n` more bytes, or raise ENOSPC (nothing counted) if they do not fit and `refuse`."""
+        if refuse:
+            free = shutil.disk_usage(self.root).free
+            if free - n < RECORD_RESERVE:
+                raise OSError(errno.ENOSPC, f"No space left on device: disk {self.disk_id} has {free} bytes "
+                                            f"free; the last {RECORD_RESERVE} are kept for tombstones, so "
+                                            f"{n} more bytes of {what} do not fit")
         with self._lock:
             if refuse and self.capacity and self._held + self._packed() + n > self.capacity:
                 raise OSError(errno.ENOSPC, f"No space left on device: disk {self.disk_id} is at its capacity "

@@ -58,7 +58,7 @@ class DiskStore:
         self._tmp = os.path.join(self.root, "tmp")
         self.pack_threshold = pack_threshold
         self.packs = PackSet(os.path.join(self.root, "packs"), pack_size)
-        self.quota = Quota(disk_id, capacity, self.packs.total_bytes)
+        self.quota = Quota(disk_id, self.root, capacity, self.packs.total_bytes)
 
     def open(self, initialize: bool = True) -> "DiskStore":
         """Check that the folder belongs to this disk id (creating the layout of a new disk
