@@ -131,3 +131,59 @@ def test_disks_on_tiny_filesystems(tmp_path):
         c.close()
         for path in mounted:
             subprocess.run(["umount", path], check=False)
+
+
+def test_index_filesystem_full(tmp_path):
+    """The gateway's LMDB index on a filesystem that fills up: PUTs fail with 507 and leave
+    nothing behind, what was stored still reads, and writes work again once there is room."""
+    c = ProcCluster(str(tmp_path / "cluster"), storage=STORAGE, sections=QUIET)
+    index = os.path.join(c.root, "idx")
+    with open(c.config) as f:
+        text = f.read().replace("[gateway]\n", '[gateway]\nindex = "idx"\n', 1)
+    with open(c.config, "w") as f:
+        f.write(text)
+    os.makedirs(index)
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", index], capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs here: {out.stderr.strip()}")
+    try:
+        c.start()
+        s3 = c.client(retries=1)
+        s3.create_bucket(Bucket="idx-full")
+        kept = {f"k{i}": payload(SMALL if i % 2 else TINY) for i in range(6)}
+        for key, data in kept.items():
+            s3.put_object(Bucket="idx-full", Key=key, Body=data)
+        before = c.archive_files()
+        filler = os.path.join(index, "filler")
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        for i in range(2000):       # LMDB reuses free pages first; the file grows in a while
+            key, data = f"more{i:04d}", payload(TINY)
+            try:
+                s3.put_object(Bucket="idx-full", Key=key, Body=data)
+            except ClientError as e:
+                assert e.response["Error"]["Code"] == "InsufficientStorage", e.response
+                assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 507
+                break
+            kept[key] = data
+            before = c.archive_files()
+        else:
+            raise AssertionError("the index never ran out of room")
+        with pytest.raises(ClientError):
+            s3.head_object(Bucket="idx-full", Key=key)
+        time.sleep(0.5)
+        assert c.archive_files() == before, "a refused PUT left archives behind"
+        for key, data in kept.items():
+            assert s3.get_object(Bucket="idx-full", Key=key)["Body"].read() == data, key
+        os.unlink(filler)
+        s3.put_object(Bucket="idx-full", Key="new-big", Body=b"room again")
+        assert s3.get_object(Bucket="idx-full", Key="new-big")["Body"].read() == b"room again"
+        assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket="idx-full")["Contents"]) == sorted([*kept, "new-big"])
+    finally:
+        c.close()
+        subprocess.run(["umount", index], check=False)
