@@ -145,38 +145,31 @@ class DiskStore:
     async def _put_file(self, name: str, final: str, pending: list[bytes], buffered: int, stream) -> int:
         tmp = os.path.join(self._tmp, f"{name}.{uuid.uuid4().hex}")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        size = synced = 0
+        size = synced = held = 0
         loop = asyncio.get_running_loop()
+        sealing = False
         try:
             async for chunk in stream:
                 pending.append(chunk)
                 buffered += len(chunk)
                 if buffered >= _FLUSH_BYTES:
                     self.quota.take(buffered, f"archive {name}")
+                    held += buffered
                     sync = size + buffered - synced >= _WRITEBACK_BYTES
                     size += await loop.run_in_executor(None, _write_all, fd, pending, sync)
                     synced = size if sync else synced
                     pending, buffered = [], 0
-        except BaseException:
-            os.close(fd)
-            _unlink_quietly(tmp)
-            self.quota.give_back(size)
-            raise
-        try:
             self.quota.take(buffered, f"archive {name}")
-        except OSError:
-            os.close(fd)
-            _unlink_quietly(tmp)
-            self.quota.give_back(size)
-            raise
-        try:
-            # _seal owns the descriptor from here on and closes it whatever happens.
+            held += buffered
+            sealing = True  # _seal owns the descriptor from here on and closes it whatever happens
             await loop.run_in_executor(None, _seal, fd, pending, name)
             await self.packs.delete(name)  # a packed copy must not outlive this newer file
             await loop.run_in_executor(None, _publish, tmp, final)
         except BaseException:
+            if not sealing:
+                os.close(fd)
             _unlink_quietly(tmp)
-            self.quota.give_back(size + buffered)
+            self.quota.give_back(held)
             raise
         return size + buffered
 
