@@ -160,9 +160,18 @@ class ObjectService:
         await asyncio.gather(*(one(vol, vid) for vol, vid in parts.versions(record)))
 
     async def delete(self, bucket: str, key: str) -> dict | None:
-        """Delete bucket/key; the tombstone is on a quorum of disks before the index forgets it."""
+        """Delete bucket/key; the tombstone is on a quorum of disks before the index forgets it.
+
+        A key the index does not have gets a tombstone too: a PUT whose reply was lost may
+        have left a whole version on the disks without its index commit, and an index
+        rebuild would bring that back after this DELETE was acknowledged."""
         record = self.index.get_object(bucket, key)
         if record is None:
+            policy = self.policies[self.default_policy]
+            volume = choose_volume(list(self.cluster.volumes.values()), policy.codec.n, new_id(),
+                                   self.cluster.is_writable)
+            await self.put_records(volume, {"kind": "tombstone", "bucket": bucket, "key": key, "version_id": "",
+                                            "deleted": time.time()}, policy.quorum)
             return None
         volume = self.cluster.volumes[record["volume"]]
         policy = self.policies.get(record["policy"]) or Policy.parse(record["policy"], f"ec:{record['k']}+{record['m']}")
