@@ -71,7 +71,8 @@ def wait_http(url: str, timeout: float = 30.0, want=(200,)) -> None:
 
 
 class ProcCluster:
-    """`nodes` node processes with `disks_per_node` disks each, plus one gateway process."""
+    """`nodes` node processes with `disks_per_node` disks each, plus one gateway process;
+    `capacity` gives disks (by id) a quota of that many bytes."""
 
     def __init__(self, root: str, nodes: int = 6, disks_per_node: int = 1, zones: int = 1,
                  storage: dict | None = None, sections: dict[str, dict] | None = None,

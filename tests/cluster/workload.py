@@ -72,10 +72,6 @@ class Ledger:
     def explain(self, keys) -> str:
         return "\n".join(f"{k}: {self.history.get(k)}" for k in keys)
 
-    def settled(self) -> dict[str, KeyState]:
-        """Keys whose last operation was acknowledged."""
-        return {k: s for k, s in self.keys.items() if not s.maybe}
-
 
 class Worker(threading.Thread):
     """Random PUTs (small and multi-segment), overwrites, deletes and multipart uploads
@@ -87,7 +83,6 @@ class Worker(threading.Thread):
         self.s3 = cluster.client(retries=1)
         self.ledger, self.prefix, self.rng, self.stop = ledger, name, rng, stop
         self.big, self.multipart = big, multipart
-        self.errors: list[str] = []
         self.failure: BaseException | None = None
 
     def run(self) -> None:
@@ -117,7 +112,6 @@ class Worker(threading.Thread):
         except ClientError as e:
             self.ledger.attempt(key, value)
             status = e.response["ResponseMetadata"]["HTTPStatusCode"]
-            self.errors.append(f"{fn.__name__} {key}: {status} {e.response['Error']['Code']}")
             if status < 500:
                 raise AssertionError(f"{fn.__name__} {key} refused: {e}") from None
             time.sleep(0.05)
