@@ -5,7 +5,8 @@ without it).
 With one disk full, PUTs go on degraded on the others; with two of an ec:4+2 volume
 full, a PUT cannot reach its write quorum of 5 and gets 507 InsufficientStorage,
 leaving no visible object and no garbage; what was stored reads back; once objects are
-deleted (and packs compacted) there is room again.
+deleted (and packs compacted) there is room again. The gateway's index filling its
+filesystem gets the same 507 (tmpfs too).
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
+from storage.node.quota import RECORD_RESERVE
+
 from .conftest import payload
 from .harness import ProcCluster, pocket
 from .workload import tmp_files
-from storage.node.quota import RECORD_RESERVE
 
 SMALL = 240_000                     # ec:4+2, ~60 KB per archive: its own file (above pack_threshold)
 TINY = 3000                         # replica:3 in packs
@@ -37,6 +39,19 @@ def _disk_bytes(path: str) -> int:
         for folder, _dirs, files in os.walk(os.path.join(path, sub)):
             total += sum(os.path.getsize(os.path.join(folder, f)) for f in files)
     return total
+
+
+def _mount_tmpfs(path: str, size: int) -> str:
+    """A tiny filesystem at `path`; skips the test where mounting is not allowed (CI)."""
+    os.makedirs(path, exist_ok=True)
+    try:
+        out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path],
+                             capture_output=True, text=True)
+    except OSError as e:
+        pytest.skip(f"cannot mount tmpfs here: {e}")
+    if out.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs here: {out.stderr.strip()}")
+    return path
 
 
 def _fill_until_refused(c: ProcCluster, s3, stored: dict) -> ClientError:
@@ -119,12 +134,7 @@ def test_disks_on_tiny_filesystems(tmp_path):
     mounted = []
     try:
         for disk in FULL_DISKS:
-            os.makedirs(c.disk_paths[disk])
-            out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={limit}", "tmpfs", c.disk_paths[disk]],
-                                 capture_output=True, text=True)
-            if out.returncode != 0:
-                pytest.skip(f"cannot mount tmpfs here: {out.stderr.strip()}")
-            mounted.append(c.disk_paths[disk])
+            mounted.append(_mount_tmpfs(c.disk_paths[disk], limit))
         c.start()
         _scenario(c, limit)
     finally:
@@ -142,10 +152,7 @@ def test_index_filesystem_full(tmp_path):
         text = f.read().replace("[gateway]\n", '[gateway]\nindex = "idx"\n', 1)
     with open(c.config, "w") as f:
         f.write(text)
-    os.makedirs(index)
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", index], capture_output=True, text=True)
-    if out.returncode != 0:
-        pytest.skip(f"cannot mount tmpfs here: {out.stderr.strip()}")
+    _mount_tmpfs(index, 4 << 20)
     try:
         c.start()
         s3 = c.client(retries=1)
