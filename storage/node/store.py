@@ -16,6 +16,7 @@ never goes live while a packed copy exists: the packed one is deleted first.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import re
@@ -31,6 +32,7 @@ from .quota import Quota, tree_bytes
 _FLUSH_BYTES = 1 << 20
 _WRITEBACK_BYTES = 8 << 20
 DISK_MARKER = "pocket-disk.json"
+LOCK_FILE = "pocket-disk.lock"
 PACK_THRESHOLD = 256 << 10
 PACK_SIZE = 64 << 20
 
@@ -47,6 +49,10 @@ class ArchiveMissing(FileNotFoundError):
     pass
 
 
+class DiskInUse(RuntimeError):
+    """Another process (a node, a gateway, a one-shot command) has this disk open."""
+
+
 class DiskStore:
     """`pack_threshold` = 0 gives every archive and record a file of its own (no packs);
     `capacity` > 0 caps the bytes stored (quota.py)."""
@@ -59,6 +65,7 @@ class DiskStore:
         self.pack_threshold = pack_threshold
         self.packs = PackSet(os.path.join(self.root, "packs"), pack_size)
         self.quota = Quota(disk_id, self.root, capacity, self.packs.total_bytes)
+        self._lock_fd: int | None = None
 
     def open(self, initialize: bool = True) -> "DiskStore":
         """Check that the folder belongs to this disk id (creating the layout of a new disk
@@ -84,6 +91,7 @@ class DiskStore:
         else:
             _write_durably(marker, json.dumps({"disk_id": self.disk_id, "format": layout.FORMAT_VERSION}).encode(),
                            self._tmp)
+        self._lock()
         for stale in os.listdir(self._tmp):  # unfinished uploads from before a crash
             os.unlink(os.path.join(self._tmp, stale))
         self.packs.load()
@@ -106,6 +114,21 @@ class DiskStore:
     def close(self) -> None:
         """Let queued pack appends finish, then stop the pack writer."""
         self.packs.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)   # releases the lock
+            self._lock_fd = None
+
+    def _lock(self) -> None:
+        """Own the folder for this process's lifetime (the kernel drops the lock when the
+        process dies, SIGKILL included), so no two processes append to one disk's packs and
+        one-shot commands can tell a disk nobody runs (open it) from one in use (attach)."""
+        fd = os.open(os.path.join(self.root, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DiskInUse(f"disk {self.disk_id} at {self.root} is in use by another process") from None
+        self._lock_fd = fd
 
     # paths -------------------------------------------------------------------------------
     def _archive_path(self, name: str) -> str:

@@ -42,6 +42,7 @@ from typing import Callable
 
 from .. import layout
 from ..objects.ids import id_time
+from ..node.packs import PacksOwnedElsewhere
 from .deletes import finish_deletes
 from .queue import SCRUB_META, RepairQueue
 from .sets import find_set, live_sets
@@ -243,6 +244,9 @@ class Scrubber:
                         r.orphans_removed.append(row)
                         if self.metrics:
                             self.metrics.orphans_removed.inc()
+                except PacksOwnedElsewhere:
+                    r.orphans_kept.append({**row, "why": "packed on a disk a running process owns; "
+                                                         "its own scrub removes it"})
                 except Exception as e:
                     log.warning("scrub: could not remove orphan %s on %s: %r", row["archive"], row["disk"], e)
         if r.orphans_removed:

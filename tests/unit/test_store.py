@@ -10,7 +10,7 @@ import pytest
 from storage import layout
 from storage.codec import Codec
 from storage.layout import ArchiveHeader, CorruptFragment, Geometry, pack_record, pack_trailer
-from storage.node.store import ArchiveMissing, BadName, DiskStore
+from storage.node.store import ArchiveMissing, BadName, DiskInUse, DiskStore
 
 VID = "00112233445566778899aabbccddeeff"
 VID2 = "ffeeddccbbaa99887766554433221100"
@@ -261,15 +261,19 @@ def test_bad_name_error_is_a_value_error():
 
 def test_reusing_disk_folder_under_another_id_is_refused(tmp_path):
     root = str(tmp_path / "disk")
-    DiskStore("d1", root).open()
-    DiskStore("d1", root).open()  # same id: fine
+    DiskStore("d1", root).open().close()
+    disk = DiskStore("d1", root).open()  # same id: fine
     with pytest.raises(RuntimeError, match="d1"):
         DiskStore("d2", root).open()
+    with pytest.raises(DiskInUse):      # two owners would append to the same packs
+        DiskStore("d1", root).open()
+    disk.close()
+    DiskStore("d1", root).open().close()
 
 
 def test_open_removes_stale_temp_files(tmp_path):
     root = tmp_path / "disk"
-    DiskStore("d1", str(root)).open()
+    DiskStore("d1", str(root)).open().close()
     (root / "tmp" / f"{VID}.0.deadbeef").write_bytes(b"half an upload")
     DiskStore("d1", str(root)).open()
     assert files_under(root / "tmp") == []
