@@ -72,12 +72,14 @@ def wait_http(url: str, timeout: float = 30.0, want=(200,)) -> None:
 
 class ProcCluster:
     """`nodes` node processes with `disks_per_node` disks each, plus one gateway process;
-    `capacity` gives disks (by id) a quota of that many bytes."""
+    `capacity` gives disks (by id) a quota of that many bytes; `embedded`: no node
+    processes, the gateway opens every disk itself (the `pocket up` default)."""
 
     def __init__(self, root: str, nodes: int = 6, disks_per_node: int = 1, zones: int = 1,
                  storage: dict | None = None, sections: dict[str, dict] | None = None,
-                 capacity: dict[str, int] | None = None):
+                 capacity: dict[str, int] | None = None, embedded: bool = False):
         self.root = root
+        self.embedded = embedded
         self.procs: dict[str, subprocess.Popen] = {}
         ports = free_ports(nodes + 1)
         self.port = ports[0]
@@ -102,7 +104,8 @@ class ProcCluster:
                 quota = f", capacity = {capacity[disk_id]}" if capacity and disk_id in capacity else ""
                 disks.append(f'{{ id = "{disk_id}", path = "disks/{disk_id}"{quota} }}')
             lines += ["", "[[nodes]]", f'id = "{node}"', f'zone = "zone{i % zones + 1}"',
-                      f'url = "http://127.0.0.1:{self.node_ports[node]}"', f"disks = [{', '.join(disks)}]"]
+                      *([] if embedded else [f'url = "http://127.0.0.1:{self.node_ports[node]}"']),
+                      f"disks = [{', '.join(disks)}]"]
         os.makedirs(root, exist_ok=True)
         self.config = os.path.join(root, "pocket.toml")
         with open(self.config, "w") as f:
@@ -136,7 +139,7 @@ class ProcCluster:
         self._wait_port("gateway", self.port)
 
     def start(self) -> "ProcCluster":
-        for node in self.node_ids:
+        for node in [] if self.embedded else self.node_ids:
             self.start_node(node)
         self.start_gateway()
         wait_http(self.endpoint + "/_pocket/ready")
