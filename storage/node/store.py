@@ -16,7 +16,6 @@ never goes live while a packed copy exists: the packed one is deleted first.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import os
 import re
@@ -26,13 +25,13 @@ from typing import AsyncIterable, Iterator
 
 from .. import layout
 from .packformat import ARCHIVE, ARCHIVE_NAME, RECORD, RECORD_HEADER_SIZE, RECORD_NAME
+from .ownership import own
 from .packs import PackSet
 from .quota import Quota, tree_bytes
 
 _FLUSH_BYTES = 1 << 20
 _WRITEBACK_BYTES = 8 << 20
 DISK_MARKER = "pocket-disk.json"
-LOCK_FILE = "pocket-disk.lock"
 PACK_THRESHOLD = 256 << 10
 PACK_SIZE = 64 << 20
 
@@ -47,10 +46,6 @@ class MissingDisk(RuntimeError):
 
 class ArchiveMissing(FileNotFoundError):
     pass
-
-
-class DiskInUse(RuntimeError):
-    """Another process (a node, a gateway, a one-shot command) has this disk open."""
 
 
 class DiskStore:
@@ -91,7 +86,7 @@ class DiskStore:
         else:
             _write_durably(marker, json.dumps({"disk_id": self.disk_id, "format": layout.FORMAT_VERSION}).encode(),
                            self._tmp)
-        self._lock()
+        self._lock_fd = own(self.root, self.disk_id)   # ownership.py
         for stale in os.listdir(self._tmp):  # unfinished uploads from before a crash
             os.unlink(os.path.join(self._tmp, stale))
         self.packs.load()
@@ -117,18 +112,6 @@ class DiskStore:
         if self._lock_fd is not None:
             os.close(self._lock_fd)   # releases the lock
             self._lock_fd = None
-
-    def _lock(self) -> None:
-        """Own the folder for this process's lifetime (the kernel drops the lock when the
-        process dies, SIGKILL included), so no two processes append to one disk's packs and
-        one-shot commands can tell a disk nobody runs (open it) from one in use (attach)."""
-        fd = os.open(os.path.join(self.root, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise DiskInUse(f"disk {self.disk_id} at {self.root} is in use by another process") from None
-        self._lock_fd = fd
 
     # paths -------------------------------------------------------------------------------
     def _archive_path(self, name: str) -> str:

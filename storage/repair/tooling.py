@@ -28,7 +28,8 @@ from ..config import Config
 from ..gateway import local_store
 from ..index.lmdb_index import Index
 from ..node.client import RemoteDisk
-from ..node.store import DISK_MARKER, DiskInUse, DiskStore
+from ..node.ownership import DiskInUse
+from ..node.store import DISK_MARKER, DiskStore
 from ..placement.volumes import DiskInfo
 from .queue import RepairQueue
 

@@ -10,7 +10,8 @@ import pytest
 from storage import layout
 from storage.codec import Codec
 from storage.layout import ArchiveHeader, CorruptFragment, Geometry, pack_record, pack_trailer
-from storage.node.store import ArchiveMissing, BadName, DiskInUse, DiskStore
+from storage.node.ownership import DiskInUse
+from storage.node.store import ArchiveMissing, BadName, DiskStore
 
 VID = "00112233445566778899aabbccddeeff"
 VID2 = "ffeeddccbbaa99887766554433221100"
