@@ -169,7 +169,8 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
                 report.superseded += 1
             elif _unrecoverable(m, versions):
                 report.unreadable += 1
-                log.error("object %s/%s version %s: %s; it cannot be recovered",
+                log.error("object %s/%s version %s: %s; it cannot be recovered (if it is the newest "
+                          "version of its key, it may be an upload interrupted before it was acknowledged)",
                           m["bucket"], m["key"], vid, _unrecoverable(m, versions))
             else:
                 winners[k] = {**m, "tags": retagged[vid]} if vid in retagged else m
