@@ -139,10 +139,15 @@ class ProcCluster:
         self._wait_port("gateway", self.port)
 
     def start(self) -> "ProcCluster":
-        for node in [] if self.embedded else self.node_ids:
-            self.start_node(node)
-        self.start_gateway()
-        wait_http(self.endpoint + "/_pocket/ready")
+        """Start every process; if one fails, stop those already started (no strays)."""
+        try:
+            for node in [] if self.embedded else self.node_ids:
+                self.start_node(node)
+            self.start_gateway()
+            wait_http(self.endpoint + "/_pocket/ready")
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def signal(self, name: str, sig: int = signal.SIGKILL) -> None:
