@@ -194,10 +194,11 @@ def node(data, config, node_id: str, initialize: bool) -> None:
         from storage.node.daemons import DiskDaemons
         from storage.node.server import build_app
         asyncio.get_running_loop().set_default_executor(io_executor())
+        from storage.node.ownership import DiskInUse
         from storage.node.store import MissingDisk
         try:
-            stores = {d.id: local_store(cfg, d.id, d.path, initialize) for d in ncfg.disks}
-        except MissingDisk as e:
+            stores = {d.id: local_store(cfg, d, initialize) for d in ncfg.disks}
+        except (MissingDisk, DiskInUse) as e:
             raise click.ClickException(str(e)) from None
         host, port = ncfg.listen
         daemons = DiskDaemons(stores, cfg)

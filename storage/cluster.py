@@ -126,7 +126,7 @@ class Cluster:
         """False once the disk's free space is below the reserve (from the last heartbeat,
         or at once when a write failed with ENOSPC); unknown usage counts as room."""
         usage = self.usage.get(disk_id)
-        return usage is None or usage.get("free", 0) >= self.min_free_bytes
+        return usage is None or usage.get("free", 0) >= max(self.min_free_bytes, 1)
 
     def is_writable(self, disk_id: str) -> bool:
         return self.is_up(disk_id) and self.has_room(disk_id)

@@ -30,6 +30,7 @@ class Credential:
 class DiskConfig:
     id: str
     path: str
+    capacity: int = 0        # bytes Pocket may use on this disk; 0: as much as the filesystem has
 
 
 @dataclass
@@ -218,7 +219,11 @@ def from_dict(raw: dict, base: str = ".") -> Config:
     for n in raw.get("nodes", []):
         _known_keys(n, {"id", "zone", "url", "disks"}, f"nodes[{n.get('id', '?')}]")
         for d in n.get("disks", []):
-            _known_keys(d, {"id", "path"}, f"nodes[{n.get('id', '?')}].disks[{d.get('id', '?')}]")
+            where = f"nodes[{n.get('id', '?')}].disks[{d.get('id', '?')}]"
+            _known_keys(d, {"id", "path", "capacity"}, where)
+            if not isinstance(d.get("capacity", 0), int) or d.get("capacity", 0) < 0:
+                raise ConfigError(f"{where}.capacity = {d['capacity']!r} must be a whole number of bytes "
+                                  "(0: no quota)")
     try:
         cfg = Config(
             data=os.path.join(base, raw.pop("data", "pocket-data")),
@@ -231,7 +236,8 @@ def from_dict(raw: dict, base: str = ".") -> Config:
             policies=raw.pop("policies", None) or Config().policies,
             credentials=[Credential(**c) for c in raw.pop("credentials", [])],
             nodes=[NodeConfig(id=n["id"], zone=n.get("zone", "zone-1"), url=n.get("url", ""),
-                              disks=[DiskConfig(d["id"], os.path.join(base, d["path"])) for d in n.get("disks", [])])
+                              disks=[DiskConfig(d["id"], os.path.join(base, d["path"]), d.get("capacity", 0))
+                                     for d in n.get("disks", [])])
                    for n in raw.pop("nodes", [])],
         )
     except (TypeError, KeyError) as e:

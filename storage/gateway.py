@@ -15,7 +15,7 @@ from aiohttp import web
 
 from .cluster import Cluster
 from .codec import parse_policy
-from .config import Config, ConfigError
+from .config import Config, ConfigError, DiskConfig
 from .config import load as load_config
 from .index.batcher import IndexWriter
 from .index.lmdb_index import Index
@@ -52,14 +52,15 @@ def open_disks(cfg: Config, session: aiohttp.ClientSession | None,
             if node.url:
                 disks[d.id] = RemoteDisk(d.id, node.url, cfg.cluster_secret, session, cfg.storage.node_timeout)
             else:
-                disks[d.id] = local_store(cfg, d.id, d.path)
+                disks[d.id] = local_store(cfg, d)
             infos.append(DiskInfo(d.id, node.id, node.zone))
     return disks, infos
 
 
-def local_store(cfg: Config, disk_id: str, path: str, initialize: bool = True) -> DiskStore:
+def local_store(cfg: Config, disk: DiskConfig, initialize: bool = True) -> DiskStore:
     st = cfg.storage
-    return DiskStore(disk_id, path, pack_threshold=st.pack_threshold, pack_size=st.pack_size).open(initialize)
+    return DiskStore(disk.id, disk.path, pack_threshold=st.pack_threshold, pack_size=st.pack_size,
+                     capacity=disk.capacity).open(initialize)
 
 
 def io_executor() -> ThreadPoolExecutor:

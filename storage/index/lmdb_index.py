@@ -28,6 +28,7 @@ Design notes (why things are the way they are):
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
@@ -35,8 +36,10 @@ from typing import Any, Callable, Iterator, TypeVar
 import lmdb
 
 from .versions import Version, VersionPage, VersionTxn
-from .ops import (DB_NAMES, BucketNotEmpty, IndexTxn, ListPage, MetadataIndexError,
+from .ops import (DB_NAMES, BucketNotEmpty, IndexFull, IndexTxn, ListPage, MetadataIndexError,
                   NoSuchBucket)
+
+_MIN_FREE = 1 << 20   # below this, a failed commit is blamed on the full filesystem
 
 __all__ = ["Index", "IndexTxn", "ListPage", "MetadataIndexError", "NoSuchBucket",
            "BucketNotEmpty"]
@@ -183,6 +186,17 @@ class Index:
                 self._grow(observed)
             except lmdb.MapResizedError:
                 self._adopt_map_size()
+            except lmdb.Error as e:
+                self._check_room(e)
+                raise
+
+    def _check_room(self, error: lmdb.Error) -> None:
+        """A commit that failed on a full filesystem (LMDB reports ENOSPC, or EIO after a short
+        write) raises IndexFull, which clients see as 507, not as an internal error."""
+        free = shutil.disk_usage(self.path).free
+        if free < _MIN_FREE:
+            raise IndexFull(f"the index filesystem at {self.path} is full ({free} bytes free; LMDB: {error}); "
+                            "free space there or move gateway.index to a bigger filesystem") from error
 
     def _adopt_map_size(self) -> None:
         """Another process grew the map: take its size (no txn of ours may be open)."""

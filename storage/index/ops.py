@@ -39,6 +39,10 @@ class BucketNotEmpty(MetadataIndexError):
     pass
 
 
+class IndexFull(MetadataIndexError):
+    """The index's filesystem has no room for a commit; nothing was committed."""
+
+
 PREFIX, ITEM, TRUNCATED = "prefix", "item", "truncated"
 
 

@@ -13,9 +13,12 @@ disk, reads one manifest per object version, and replays:
   every version and delete marker (`delete-marker` records) newer than the key's
   tombstone survives, except those deleted for good (`version-deleted` records; one for
   a null version also ends every older null version) and null versions replaced by a
-  newer null one. The newest survivor is current unless it is a delete marker. A completed multipart object is a version like any
-  other: its record (kind "object") is on the disks of its first part's volume, and it
+  newer null one. The newest survivor is current unless it is a delete marker.
+- completed multipart objects are versions like any other: its record (kind "object") is on the disks of its first part's volume, and it
   is recoverable when every part it lists has at least `k` fragments.
+  An object record of an upload that was later aborted and whose parts are gone is a
+  Complete that never committed (it crashed between its disk record and its index
+  commit), not a lost object.
 - multipart uploads: parts (archives whose manifest has kind "part") of an upload that
   was neither completed (an "object" record names it) nor aborted (an "upload-aborted"
   record) are restored, with their upload, newest part of each number winning. Parts of
@@ -125,6 +128,7 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
     ended: set[str] = set()  # upload ids that were completed or aborted
     dead: set[str] = set()  # versions deleted for good (version-deleted records)
     null_floor: dict[tuple[str, str], str] = {}  # a deleted null version: null versions up to it are gone
+    aborted: set[str] = set()
     retagged: dict[str, dict] = {}  # version id -> its newest tags
     amended: dict[str, dict] = {}  # version id -> its newest acl (and other later changes)
     table = None   # the newest volume table a disk holds
@@ -166,6 +170,7 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
             ended.add(m.get("upload_id", ""))
         elif rec.get("kind") == "upload-aborted":
             ended.add(rec["upload_id"])
+            aborted.add(rec["upload_id"])
     part_manifests = []
     for vid, m in manifests.items():
         if m.get("kind") == "part":
@@ -186,9 +191,14 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
                 report.tombstoned += 1
             elif not m.get("versioned") and any(not v.get("versioned") for v in kept):
                 report.superseded += 1  # an older null version, replaced by the newer one
+            elif m.get("upload_id") in aborted and _unrecoverable(m, versions):
+                # A Complete that wrote its record but crashed before its index commit, and
+                # the upload was aborted afterwards (which removed the parts): never an object.
+                report.superseded += 1
             elif not m.get("delete_marker") and _unrecoverable(m, versions):
                 report.unreadable += 1
-                log.error("object %s/%s version %s: %s; it cannot be recovered",
+                log.error("object %s/%s version %s: %s; it cannot be recovered (if it is the newest "
+                          "version of its key, it may be an upload interrupted before it was acknowledged)",
                           m["bucket"], m["key"], vid, _unrecoverable(m, versions))
             else:
                 m = {**m, "tags": retagged[vid]} if vid in retagged else m

@@ -2,7 +2,8 @@
 
 Compaction copies the live records of a mostly-dead pack into the newest pack (through
 the pack writer, so each copy is fsync'd like any append), and only then unlinks the old
-pack. A delete record is copied while an older pack still holds a superseded copy of the
+pack; a mostly-dead newest pack is first closed for appends so it can be compacted
+like the others. A delete record is copied while an older pack still holds a superseded copy of the
 archive it deletes, so a delete outlives what it hides. A copy only lands if the name
 still lives where it was read from (`_Item.expect`): a write or delete that came in
 meanwhile wins. The schedule (which disks, how often) is compactor.py's.
@@ -26,6 +27,12 @@ async def compact(ps: PackSet, min_live: float = 0.5) -> dict:
         return out
     try:
         with ps._lock:
+            head = ps.head
+            if head is not None and head.live < min_live * head.data_bytes:
+                # Roll a mostly dead head: the next append starts a new pack, so this one can
+                # be compacted too. Without this a disk whose data fits in one pack never
+                # gets the space of its deletes back.
+                ps.head = None
             victims = [p for p in ps.packs.values()
                        if p is not ps.head and (p.live == 0 or p.live < min_live * p.data_bytes)]
         for pack in sorted(victims, key=lambda p: p.seq):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import logging
 import os
 import secrets
@@ -233,6 +234,11 @@ class PackSet:
         with self._lock:
             return list(self.records)
 
+    def total_bytes(self) -> int:
+        """Bytes in the pack files, dead records included (compaction gives them back)."""
+        with self._lock:
+            return sum(p.size for p in self.packs.values())
+
     def stats(self) -> dict:
         with self._lock:
             return {"packs": len(self.packs), "archives": len(self.archives), "records": len(self.records),
@@ -305,6 +311,7 @@ class PackSet:
     def _commit(self, batch: list[_Item], size: int) -> None:
         """One write and one fsync for the whole batch, then the map, then the waiters."""
         head = None
+        written = False
         try:
             head = self._head_for(size)
             with self._lock:
@@ -317,6 +324,7 @@ class PackSet:
                 pos += item.size
             if todo:
                 _pwrite_all(head.fd, b"".join(blobs), head.size)
+                written = True
                 os.fdatasync(head.fd)
             with self._lock:
                 self.syncs += bool(todo)
@@ -332,7 +340,10 @@ class PackSet:
                 self._settle_inflight(batch)
             if head is not None:
                 _truncate_quietly(head.fd, head.size)
-                self.head = None  # start a fresh pack; what fsync failed on is not trusted
+                if written or not _is_enospc(e):
+                    self.head = None  # start a fresh pack; what fsync failed on is not trusted
+                # A full disk refused the write itself: the pack is as it was, and a new pack
+                # per refused batch would only litter the full disk with empty packs.
             _resolve(batch, e)
         else:
             _resolve(batch, None)
@@ -369,11 +380,15 @@ class PackSet:
         seq, salt = self._next_seq, secrets.randbits(64)
         path = os.path.join(self.folder, f"{seq:08d}{SUFFIX}")
         tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(pack_header(seq, salt))
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(pack_header(seq, salt))
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, path)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
         _fsync_dir(self.folder)
         pack = Pack(seq, path, salt, os.open(path, os.O_RDWR), PACK_HEADER_SIZE)
         with self._lock:
@@ -439,6 +454,17 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
 
 class PacksOwnedElsewhere(RuntimeError):
     """A one-shot command attached to a disk that a running process writes packs to."""
+
+
+def _is_enospc(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno == errno.ENOSPC
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _truncate_quietly(fd: int, size: int) -> None:

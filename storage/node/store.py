@@ -25,8 +25,10 @@ from typing import AsyncIterable, Iterator
 
 from .. import layout
 from . import pack_compaction
-from .packformat import ARCHIVE, ARCHIVE_NAME, RECORD, RECORD_NAME
+from .ownership import own
+from .packformat import ARCHIVE, ARCHIVE_NAME, RECORD, RECORD_HEADER_SIZE, RECORD_NAME
 from .packs import PackSet
+from .quota import Quota, tree_bytes
 
 _FLUSH_BYTES = 1 << 20
 _WRITEBACK_BYTES = 8 << 20
@@ -48,16 +50,19 @@ class ArchiveMissing(FileNotFoundError):
 
 
 class DiskStore:
-    """`pack_threshold` = 0 gives every archive and record a file of its own (no packs)."""
+    """`pack_threshold` = 0 gives every archive and record a file of its own (no packs);
+    `capacity` > 0 caps the bytes stored (quota.py)."""
 
     def __init__(self, disk_id: str, root: str, pack_threshold: int = PACK_THRESHOLD,
-                 pack_size: int = PACK_SIZE):
+                 pack_size: int = PACK_SIZE, capacity: int = 0):
         self.disk_id = disk_id
         self.root = os.path.abspath(root)
         self._tmp = os.path.join(self.root, "tmp")
         self.pack_threshold = pack_threshold
         self.packs = PackSet(os.path.join(self.root, "packs"), pack_size)
         self.scrubber = None      # the DiskScrubber (disk_scrub.py) of the process that opened it
+        self.quota = Quota(disk_id, self.root, capacity, self.packs.total_bytes)
+        self._lock_fd: int | None = None
 
     def open(self, initialize: bool = True) -> "DiskStore":
         """Check that the folder belongs to this disk id (creating the layout of a new disk
@@ -83,9 +88,11 @@ class DiskStore:
         else:
             write_durably(marker, json.dumps({"disk_id": self.disk_id, "format": layout.FORMAT_VERSION}).encode(),
                            self._tmp)
+        self._lock_fd = own(self.root, self.disk_id)   # ownership.py
         for stale in os.listdir(self._tmp):  # unfinished uploads from before a crash
             os.unlink(os.path.join(self._tmp, stale))
         self.packs.load()
+        self.quota.start(tree_bytes(os.path.join(self.root, "archives"), os.path.join(self.root, "records")))
         return self
 
     def attach(self) -> "DiskStore":
@@ -104,6 +111,9 @@ class DiskStore:
     def close(self) -> None:
         """Let queued pack appends finish, then stop the pack writer."""
         self.packs.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)   # releases the lock
+            self._lock_fd = None
 
     # paths -------------------------------------------------------------------------------
     def _archive_path(self, name: str) -> str:
@@ -136,55 +146,70 @@ class DiskStore:
             else:
                 data = b"".join(head)
                 check_archive(_slicer(data), len(data), name)
-                await self.packs.put(ARCHIVE, name, data)
+                await self._append(ARCHIVE, name, data, refuse=True)
                 return size
         return await self._put_file(name, final, head, size, stream)
 
     async def _put_file(self, name: str, final: str, pending: list[bytes], buffered: int, stream) -> int:
         tmp = os.path.join(self._tmp, f"{name}.{uuid.uuid4().hex}")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        size = synced = 0
+        size = synced = held = 0
         loop = asyncio.get_running_loop()
+        sealing = False
         try:
             async for chunk in stream:
                 pending.append(chunk)
                 buffered += len(chunk)
                 if buffered >= _FLUSH_BYTES:
+                    self.quota.take(buffered, f"archive {name}")
+                    held += buffered
                     sync = size + buffered - synced >= _WRITEBACK_BYTES
                     size += await loop.run_in_executor(None, _write_all, fd, pending, sync)
                     synced = size if sync else synced
                     pending, buffered = [], 0
-        except BaseException:
-            os.close(fd)
-            _unlink_quietly(tmp)
-            raise
-        try:
-            # _seal owns the descriptor from here on and closes it whatever happens.
+            self.quota.take(buffered, f"archive {name}")
+            held += buffered
+            sealing = True  # _seal owns the descriptor from here on and closes it whatever happens
             await loop.run_in_executor(None, _seal, fd, pending, name)
             await self.packs.delete(name)  # a packed copy must not outlive this newer file
             await loop.run_in_executor(None, _publish, tmp, final)
         except BaseException:
+            if not sealing:
+                os.close(fd)
             _unlink_quietly(tmp)
+            self.quota.give_back(held)
             raise
         return size + buffered
 
     async def put_record(self, rec_id: str, data: bytes) -> None:
+        """Records (tombstones, bucket events) count against the quota but are never refused
+        by it: a delete must work on a full disk."""
         path = self._record_path(rec_id)
         if not self.pack_threshold:
             await asyncio.get_running_loop().run_in_executor(None, write_durably, path, data, self._tmp)
+            self.quota.take(len(data), f"record {rec_id}", refuse=False)
             return
-        await self.packs.put(RECORD, rec_id, data)
+        await self._append(RECORD, rec_id, data, refuse=False)
+
+    async def _append(self, kind: int, name: str, data: bytes, refuse: bool) -> None:
+        """A pack append, held against the quota until the pack's size includes it."""
+        held = RECORD_HEADER_SIZE + len(data)
+        self.quota.take(held, name, refuse)
+        try:
+            await self.packs.put(kind, name, data)
+        finally:
+            self.quota.give_back(held)
 
     async def delete_archive(self, name: str) -> bool:
         path = self._archive_path(name)
         packed = await self.packs.delete(name)
-        if not os.path.lexists(path):
-            return packed
         try:
+            size = os.stat(path).st_size
             await asyncio.get_running_loop().run_in_executor(None, os.unlink, path)
-            return True
         except FileNotFoundError:
             return packed
+        self.quota.give_back(size)
+        return True
 
     async def compact(self, min_live: float = 0.5) -> dict:
         """Rewrite packs less than `min_live` live into the newest pack; see pack_compaction.py."""
@@ -279,8 +304,13 @@ class DiskStore:
         return self.usage()
 
     def usage(self) -> dict:
+        """Filesystem usage; under a capacity quota, `free` is what the quota still allows."""
         total, used, free = shutil.disk_usage(self.root)
-        return {"disk": self.disk_id, "total": total, "used": used, "free": free, "packs": self.packs.stats()}
+        out = {"disk": self.disk_id, "total": total, "used": used, "free": free, "packs": self.packs.stats()}
+        if self.quota.capacity:
+            out.update(capacity=self.quota.capacity, quota_used=self.quota.used(),
+                       free=min(free, self.quota.free()))
+        return out
 
 
 def check_archive(pread, end: int, name: str) -> dict:

@@ -34,7 +34,7 @@ class NoRoom(QuorumLost):
     """The quorum was lost because disks are full, not because they are down."""
 
 
-def _is_full(error: str) -> bool:
+def is_full(error: str) -> bool:
     return error == FULL or "No space left" in error or "ENOSPC" in error
 
 
@@ -107,7 +107,7 @@ class ArchiveWriter:
             arc.error = arc.error or "cancelled"
         elif task.exception() is not None and not isinstance(task.exception(), Aborted):
             arc.error = arc.error or repr(task.exception())
-            if _is_full(arc.error):
+            if is_full(arc.error):
                 self.cluster.mark_full(arc.disk_id)
             elif not self.aborting:  # a remote disk reports our own abort as a broken upload
                 self.cluster.mark_down(arc.disk_id, f"write failed: {arc.error}")
@@ -118,7 +118,7 @@ class ArchiveWriter:
         alive = sum(a.alive for a in self.archives)
         if alive < self.quorum:
             errors = "; ".join(f"disk {a.disk_id}: {a.error}" for a in self.archives if a.error)
-            full = sum(_is_full(a.error) for a in self.archives)
+            full = sum(is_full(a.error) for a in self.archives)
             kind = NoRoom if full and alive + full >= self.quorum else QuorumLost
             raise kind(f"only {alive} of {len(self.archives)} disks can take the object, "
                        f"need {self.quorum} ({errors})")

@@ -24,7 +24,7 @@ from .get import ArchiveReader
 from .ids import new_id
 from ..index.versions import is_marker
 from .commits import delete_if_current, install, remove_version
-from .put import ArchiveWriter, QuorumLost, remove_archives
+from .put import ArchiveWriter, QuorumLost, is_full, remove_archives
 
 log = logging.getLogger("pocket.objects")
 
@@ -57,7 +57,10 @@ async def write_record(cluster: Cluster, disk_ids, doc: dict, timeout: float) ->
             await asyncio.wait_for(cluster.disks[disk_id].put_record(rec_id, data), timeout)
             return True
         except Exception as e:
-            cluster.mark_down(disk_id, f"record write failed: {e!r}")
+            if is_full(repr(e)):    # a full disk is up: reads and deletes still work there
+                cluster.mark_full(disk_id)
+            else:
+                cluster.mark_down(disk_id, f"record write failed: {e!r}")
             return False
     return rec_id, sum(await asyncio.gather(*(one(d) for d in disk_ids)))
 
@@ -198,7 +201,15 @@ class ObjectService:
         state = bucket_record.get("versioning")
         if state is None:
             record = self.index.get_object(bucket, key)
-            return None if record is None else await self._tombstone(record)
+            if record is None:
+                # A key the index does not have gets a tombstone too: a PUT whose reply was
+                # lost may have left a whole version on the disks without its index commit,
+                # and an index rebuild would bring that back after this DELETE was acknowledged.
+                volume, policy = self.record_home(new_id())
+                await self.put_records(volume, {"kind": "tombstone", "bucket": bucket, "key": key, "version_id": "",
+                                                "deleted": time.time()}, policy.quorum)
+                return None
+            return await self._tombstone(record)
         marker = {"v": 1, "bucket": bucket, "key": key, "version_id": new_id(), "created": time.time(),
                   "delete_marker": True, "owner": owner, **({"versioned": True} if state == "Enabled" else {})}
         volume, policy = self.record_home(marker["version_id"])

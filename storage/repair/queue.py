@@ -35,19 +35,17 @@ class RepairQueue:
         self.wakeup = asyncio.Event()   # set when something is queued; the repairer waits on it
         self._pending: set[asyncio.Task] = set()
 
-    async def _write(self, fn: Callable) -> Any:
+    async def write(self, fn: Callable) -> Any:
+        """Commit `fn(ops)` the way this process does: through its index writer if it has one
+        (repairs, slot moves, disk states, finished deletes)."""
         if self.writer is not None:
             return await self.writer.submit(fn)
         return await asyncio.get_running_loop().run_in_executor(None, self.index.write, fn)
 
     # changes -----------------------------------------------------------------------------
-    async def write(self, fn: Callable) -> Any:
-        """Any other small index change (slot moves, disk states), committed the same way."""
-        return await self._write(fn)
-
     async def add(self, record: dict, bad: dict[int, tuple[str, str]], source: str) -> dict:
         now = time.time()
-        entry = await self._write(lambda ops: repairs.add(ops, record, bad, source, now))
+        entry = await self.write(lambda ops: repairs.add(ops, record, bad, source, now))
         log.debug("repair queued for %s/%s version %s: missing %s, corrupt %s (%s)", record["bucket"],
                  record["key"], record["version_id"], entry["missing"], entry["corrupt"], source)
         self.wakeup.set()
@@ -66,17 +64,17 @@ class RepairQueue:
                       task.exception())
 
     async def resolve(self, version_id: str, indexes) -> dict | None:
-        return await self._write(lambda ops: repairs.resolve(ops, version_id, indexes))
+        return await self.write(lambda ops: repairs.resolve(ops, version_id, indexes))
 
     async def note_failure(self, version_id: str, error: str) -> None:
         now = time.time()
-        await self._write(lambda ops: repairs.note_failure(ops, version_id, error, now))
+        await self.write(lambda ops: repairs.note_failure(ops, version_id, error, now))
 
     async def drop(self, version_id: str) -> bool:
-        return await self._write(lambda ops: repairs.drop(ops, version_id))
+        return await self.write(lambda ops: repairs.drop(ops, version_id))
 
     async def save_progress(self, name: str, value: dict) -> None:
-        await self._write(lambda ops: ops.put_meta(name, value))
+        await self.write(lambda ops: ops.put_meta(name, value))
 
     async def drain(self) -> None:
         """Wait for background additions (used on shutdown)."""

@@ -24,7 +24,9 @@ findings. One pass here (`Scrubber.run_once`) reads no archive bytes; it does th
    would make everything look orphaned: archives whose bucket the index does not know are
    never removed, and a pass that would remove more than a quarter of all versions it saw
    (and more than 20) removes nothing unless forced; both are reported so an operator can
-   run `pocket index rebuild`.
+   run `pocket index rebuild`. Before accounting,
+   deletes that a crash left half done (the tombstones on disk, the object still in the
+   index) are finished (deletes.py).
 
 It runs where the index is: in the gateway process as a background task (`run_forever`),
 and as `pocket scrub`. A pass keeps O(archives) of bookkeeping in memory (the listing and
@@ -41,6 +43,8 @@ from typing import Callable
 
 from .. import layout
 from ..objects.ids import id_time
+from ..node.packs import PacksOwnedElsewhere
+from .deletes import finish_deletes
 from .queue import SCRUB_META, RepairQueue
 from .sets import find_set, live_sets
 
@@ -70,6 +74,7 @@ class ScrubReport:
     orphans_removed: list[dict] = field(default_factory=list)
     orphans_young: int = 0
     orphans_kept: list[dict] = field(default_factory=list)   # refused by a safety valve
+    deletes_finished: list[dict] = field(default_factory=list)  # see deletes.py
     queued: int = 0
 
     @property
@@ -81,6 +86,7 @@ class ScrubReport:
         out = {k: v for k, v in asdict(self).items() if not isinstance(v, list)}
         out.update(seconds=round(self.seconds, 3), corrupt=len(self.corrupt), missing=len(self.missing),
                    orphans_removed=len(self.orphans_removed), orphans_kept=len(self.orphans_kept),
+                   deletes_finished=len(self.deletes_finished),
                    disks_skipped=self.disks_skipped)
         return out
 
@@ -128,7 +134,9 @@ class Scrubber:
             for row in state.get("corrupt_records", []):
                 log.error("scrub: packed record %s on disk %s is corrupt (%s); other disks hold copies, "
                           "`pocket index rebuild` reads those", row["record"], disk_id, row["problem"])
-        live = await self._account(r, found, bad, set(states))
+        scanned = set(states)
+        r.deletes_finished = await finish_deletes(self.cluster, self.index, self.queue.write, sorted(scanned))
+        live = await self._account(r, found, bad, scanned)
         if remove_orphans:
             await self._collect(r, found, live, force_orphans)
         r.running, r.finished = False, time.time()
@@ -269,6 +277,9 @@ class Scrubber:
                         r.orphans_removed.append(row)
                         if self.metrics:
                             self.metrics.orphans_removed.inc()
+                except PacksOwnedElsewhere:
+                    r.orphans_kept.append({**row, "why": "packed on a disk a running process owns; "
+                                                         "its own scrub removes it"})
                 except Exception as e:
                     log.warning("scrub: could not remove orphan %s on %s: %r", row["archive"], row["disk"], e)
         if r.orphans_removed:

@@ -91,7 +91,8 @@ async def collect(tc: ToolCluster) -> dict:
                       "up": up(disk_id), "reachable": cluster.is_up(disk_id),
                       "state": cluster.states.get(disk_id, {}).get("state") or ("up" if up(disk_id) else "down"),
                       "opened": "folder" if disk_id in tc.direct else "node",
-                      "total": usage.get("total"), "used": usage.get("used"), "free": usage.get("free")})
+                      "total": usage.get("total"), "used": usage.get("used"), "free": usage.get("free"),
+                      "capacity": usage.get("capacity"), "quota_used": usage.get("quota_used")})
     volumes = [{"id": v["id"], "width": v["width"], "disks": v["disks"],
                 "disks_down": [d for d in v["disks"] if not up(d)]} for v in cluster.volumes.values()]
     objects = noncurrent = markers = stored = raw = 0
@@ -168,7 +169,8 @@ def render(status: dict) -> str:
              + (f" (down: {', '.join(status['disks_down'])})" if status["disks_down"] else "")]
     for d in status["disks"]:
         lines.append(f"  {d['id']:<10} {d['node']:<8} {d['state'] if d['up'] else d['state'].upper():<9} "
-                     f"used {size(d['used']):>10}  free {size(d['free']):>10}")
+                     f"used {size(d['used']):>10}  free {size(d['free']):>10}"
+                     + (f"  (quota {size(d['capacity'])}, {size(d['quota_used'])} used)" if d.get("capacity") else ""))
     degraded = [v for v in status["volumes"] if v["disks_down"]]
     lines.append(f"Volumes: {len(status['volumes'])} ({len(degraded)} with a disk down)")
     lines.append(f"Objects: {status['objects']} in {status['buckets']} buckets, {size(status['bytes'])} "

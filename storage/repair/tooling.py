@@ -3,9 +3,11 @@
 These commands work whether the cluster is running or not. Disks of nodes that answer
 are reached over the internal API, like the gateway does; a node that does not answer
 but whose disk folders are on this machine has them opened directly. In-process disks
-(the embedded `pocket up`) are opened directly in any case. Folders are used as they
-are: `DiskStore.attach()`, not `open()`, which would clear `tmp/` and append to the
-packs under a running process's feet; an attached disk reads packs and writes files.
+(the embedded `pocket up`) are opened directly in any case. A folder no process owns
+(DiskStore's lock is free) is opened like its owner would, so torn tails are recovered
+and packed archives can be deleted; a folder a running process owns is only attached
+(`DiskStore.attach()`): it reads packs and writes files, and leaves `tmp/` and the
+packs to their owner.
 Every write a disk takes is a temp file renamed into place, so two processes writing
 the same archive name leave one whole archive. A folder opened here gets a disk scrubber
 of its own that runs only when asked (`pocket scrub`) and saves nothing: the state file
@@ -27,9 +29,11 @@ import aiohttp
 from ..cluster import Cluster
 from ..codec import parse_policy
 from ..config import Config
+from ..gateway import local_store
 from ..index.lmdb_index import Index
 from ..node.client import RemoteDisk
 from ..node.disk_scrub import DiskScrubber
+from ..node.ownership import DiskInUse
 from ..node.store import DISK_MARKER, DiskStore
 from ..placement.volumes import DiskInfo
 from .queue import RepairQueue
@@ -52,8 +56,9 @@ async def open_cluster(cfg: Config):
     index = None
     cluster = None
     scrubbers: list[DiskScrubber] = []
+    disks: dict = {}
     try:
-        disks, infos, direct = {}, [], []
+        infos, direct = [], []
         for node in cfg.nodes:
             for d in node.disks:
                 infos.append(DiskInfo(d.id, node.id, node.zone))
@@ -62,7 +67,7 @@ async def open_cluster(cfg: Config):
                 if remote is not None and await _answers(remote):
                     disks[d.id] = remote
                 elif _is_disk_folder(d.path, d.id):
-                    disks[d.id] = DiskStore(d.id, d.path).attach()
+                    disks[d.id] = _open_folder(cfg, d)
                     direct.append(d.id)
                     scrubbers.append(DiskScrubber(disks[d.id], cfg.scrub.rate, persist=False, schedule=False))
                     scrubbers[-1].start()
@@ -79,6 +84,9 @@ async def open_cluster(cfg: Config):
             await scrubber.stop()
         if cluster is not None:
             await cluster.stop()
+        for disk in disks.values():
+            if isinstance(disk, DiskStore):
+                disk.close()
         await session.close()
         if index is not None:
             index.close()
@@ -122,6 +130,12 @@ async def gateway_adopted(cfg: Config, generation: int, timeout: float = 30.0,
                         generation, waited)
             return True
         await asyncio.sleep(0.2)
+def _open_folder(cfg: Config, disk) -> DiskStore:
+    """Open a disk nobody runs; attach to one a running process owns."""
+    try:
+        return local_store(cfg, disk, initialize=False)
+    except DiskInUse:
+        return DiskStore(disk.id, disk.path).attach()
 
 
 async def _answers(disk: RemoteDisk) -> bool:

@@ -20,6 +20,7 @@ log = logging.getLogger("pocket.s3")
 # Internal failures that have an S3 meaning; everything else unexpected is a 500.
 _TRANSLATE = {
     NoRoom: errors.InsufficientStorage,      # before QuorumLost: the first match wins
+    index_errors.IndexFull: errors.InsufficientStorage,
     QuorumLost: errors.ServiceUnavailable,
     index_errors.NoSuchBucket: errors.NoSuchBucket,
     index_errors.BucketNotEmpty: errors.BucketNotEmpty,

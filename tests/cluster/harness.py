@@ -5,6 +5,7 @@ then check what a user would: the bytes read back are the bytes written.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -70,11 +71,15 @@ def wait_http(url: str, timeout: float = 30.0, want=(200,)) -> None:
 
 
 class ProcCluster:
-    """`nodes` node processes with `disks_per_node` disks each, plus one gateway process."""
+    """`nodes` node processes with `disks_per_node` disks each, plus one gateway process;
+    `capacity` gives disks (by id) a quota of that many bytes; `embedded`: no node
+    processes, the gateway opens every disk itself (the `pocket up` default)."""
 
     def __init__(self, root: str, nodes: int = 6, disks_per_node: int = 1, zones: int = 1,
-                 storage: dict | None = None, sections: dict[str, dict] | None = None):
+                 storage: dict | None = None, sections: dict[str, dict] | None = None,
+                 capacity: dict[str, int] | None = None, embedded: bool = False):
         self.root = root
+        self.embedded = embedded
         self.procs: dict[str, subprocess.Popen] = {}
         ports = free_ports(nodes + 1)
         self.port = ports[0]
@@ -96,9 +101,11 @@ class ProcCluster:
             for j in range(disks_per_node):
                 disk_id = f"{node}d{j + 1}"
                 self.disk_paths[disk_id] = os.path.join(root, "disks", disk_id)
-                disks.append(f'{{ id = "{disk_id}", path = "disks/{disk_id}" }}')
+                quota = f", capacity = {capacity[disk_id]}" if capacity and disk_id in capacity else ""
+                disks.append(f'{{ id = "{disk_id}", path = "disks/{disk_id}"{quota} }}')
             lines += ["", "[[nodes]]", f'id = "{node}"', f'zone = "zone{i % zones + 1}"',
-                      f'url = "http://127.0.0.1:{self.node_ports[node]}"', f"disks = [{', '.join(disks)}]"]
+                      *([] if embedded else [f'url = "http://127.0.0.1:{self.node_ports[node]}"']),
+                      f"disks = [{', '.join(disks)}]"]
         os.makedirs(root, exist_ok=True)
         self.config = os.path.join(root, "pocket.toml")
         with open(self.config, "w") as f:
@@ -148,10 +155,15 @@ class ProcCluster:
         self._wait_port("gateway", self.port)
 
     def start(self) -> "ProcCluster":
-        for node in self.node_ids:
-            self.start_node(node)
-        self.start_gateway()
-        wait_http(self.endpoint + "/_pocket/ready")
+        """Start every process; if one fails, stop those already started (no strays)."""
+        try:
+            for node in [] if self.embedded else self.node_ids:
+                self.start_node(node)
+            self.start_gateway()
+            wait_http(self.endpoint + "/_pocket/ready")
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def signal(self, name: str, sig: int = signal.SIGKILL) -> None:
@@ -200,6 +212,14 @@ class ProcCluster:
             packs_dir = os.path.join(path, "packs")
             found.update(f"{packs_dir}#{name}" for name in packformat.live_archives(packs_dir))
         return found
+
+
+def pocket(c: ProcCluster, *args, ok=(0,)) -> tuple[int, dict | str]:
+    """Run a one-shot `pocket` command against the cluster; its JSON report with --json."""
+    out = subprocess.run([sys.executable, "-m", "cli", *args, "--config", c.config], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode in ok, f"pocket {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}"
+    return out.returncode, json.loads(out.stdout) if "--json" in args else out.stdout
 
 
 def archive_parts(ref: str) -> tuple[str, str]:

@@ -4,14 +4,11 @@ gateway's own repairer) puts back archives identical to the originals, and every
 object still reads back.
 """
 import asyncio
-import json
 import os
 import random
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections import defaultdict
@@ -23,17 +20,10 @@ from storage import layout
 from storage.node.store import DiskStore
 
 from .conftest import payload
-from .harness import REPO, ProcCluster, archive_parts, archive_span, flip_archive_bit, read_archive
+from .harness import ProcCluster, pocket, archive_parts, archive_span, flip_archive_bit, read_archive
 
 SEG = 1 << 20
 QUIET = {"scrub": {"enabled": False}, "repair": {"enabled": False}}
-
-
-def pocket(c, *args, ok=(0,)) -> tuple[int, dict | str]:
-    out = subprocess.run([sys.executable, "-m", "cli", *args, "--config", c.config], cwd=REPO,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode in ok, f"pocket {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}"
-    return out.returncode, json.loads(out.stdout) if "--json" in args else out.stdout
 
 
 @pytest.fixture

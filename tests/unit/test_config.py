@@ -312,3 +312,12 @@ def test_lifecycle_section_defaults_file_env_and_validation(tmp_path, monkeypatc
         load(good(tmp_path))
     with pytest.raises(ConfigError, match="lifecycle.every"):
         from_dict({"lifecycle": {"every": 5}})
+
+
+def test_disk_capacity_quota(tmp_path):
+    body = BASE + "\n" + _nodes(6, 2).replace('path = "disks/d1" }', 'path = "disks/d1", capacity = 1048576 }')
+    cfg = load(write(tmp_path, body))
+    assert [d.capacity for n in cfg.nodes for d in n.disks] == [1 << 20, 0, 0, 0, 0, 0]
+    bad = BASE + "\n" + _nodes(6, 2).replace('path = "disks/d1" }', 'path = "disks/d1", capacity = -5 }')
+    with pytest.raises(ConfigError, match=r"disks\[d1\]\.capacity"):
+        load(write(tmp_path, bad))

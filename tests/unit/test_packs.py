@@ -621,3 +621,30 @@ def test_attached_store_reads_packs_and_never_writes_them(tmp_path):
         assert await read_all(owner, new_name) == new_data  # the owner reads the tool's file
         owner.close()
     asyncio.run(go())
+
+
+def test_a_full_disk_refuses_an_append_and_keeps_its_pack(tmp_path, monkeypatch):
+    """ENOSPC on the write itself: the waiter gets the error, the pack is as it was and takes
+    the next append once there is room (no new empty pack per refused batch)."""
+    import errno
+    disk = open_disk(tmp_path)
+    first, data1 = archive(1)
+    asyncio.run(disk.put_archive(first, one_chunk(data1)))
+    packs_before = pack_paths(disk)
+    real_pwrite = os.pwrite
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "pwrite", full)
+    second, data2 = archive(2)
+    with pytest.raises(OSError) as e:
+        asyncio.run(disk.put_archive(second, one_chunk(data2)))
+    assert e.value.errno == errno.ENOSPC
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    assert pack_paths(disk) == packs_before and asyncio.run(disk.stat(second)) is None
+    asyncio.run(disk.put_archive(second, one_chunk(data2)))
+    assert pack_paths(disk) == packs_before
+    disk = reopen(disk)
+    assert asyncio.run(disk.read(first, 0, 1 << 20)) == data1
+    assert asyncio.run(disk.read(second, 0, 1 << 20)) == data2
+    disk.close()

@@ -182,3 +182,62 @@ def test_rebuild_skips_a_multipart_object_whose_part_is_lost(world):
     report = asyncio.run(rebuild(w.disks, os.path.join(w.root, "rebuilt"), volumes))
     # the PUT it replaced is gone from the disks, so nothing is left to serve
     assert (report.unreadable, report.objects) == (1, 0)
+
+
+def test_rebuild_ignores_a_complete_that_crashed_before_its_commit_then_was_aborted(world):
+    """Complete wrote its object record to the disks and the gateway died before the index
+    commit; after restart the client aborted the upload, which removed the parts. The
+    object never existed: the rebuild must agree and report nothing unreadable."""
+    w = world
+
+    async def scenario():
+        await w.buckets.create(B, {"owner": "me", "created": 1.0})
+        await w.put("k", data(3000, 1))
+        up = await w.multipart.create(B, "k", {"owner": "me"})
+        p1 = await w.part(up, 1, data(3000, 2))
+
+        async def crash(fn):
+            raise SystemExit("gateway killed")
+        w.writer.submit, submit = crash, w.writer.submit
+        with pytest.raises(SystemExit):
+            await w.multipart.complete(up, [(1, p1["etag"])])
+        w.writer.submit = submit
+        await w.multipart.abort(up)
+        await settle()
+
+    asyncio.run(scenario())
+    live = w.dump(w.index)
+    assert sorted(live["objects"]) == ["k"] and not live["uploads"]
+    volumes = [v for width in (3, 6) for v in build_volumes(w.infos, width)]
+    report = asyncio.run(rebuild(w.disks, os.path.join(w.root, "rebuilt"), volumes))
+    rebuilt_index = Index(os.path.join(w.root, "rebuilt"))
+    try:
+        assert w.dump(rebuilt_index) == live
+    finally:
+        rebuilt_index.close()
+    assert (report.unreadable, report.objects) == (0, 1)
+
+
+def test_rebuild_keeps_an_acknowledged_delete_of_a_key_whose_put_never_committed(world):
+    """A PUT stored its archives and the gateway died before the index commit (the client
+    got no answer); then the client deleted the key, which the index did not have. The
+    DELETE was acknowledged, so a rebuild from the disks must not bring the PUT back."""
+    w = world
+
+    async def scenario():
+        await w.buckets.create(B, {"owner": "me", "created": 1.0})
+        payload = data(3000, 1)
+        await w.objects.store(body(payload), len(payload), BodyDigests({}, None, None), {"bucket": B, "key": "k"})
+        assert await w.objects.delete(B, "k") is None
+        await settle()
+
+    asyncio.run(scenario())
+    assert not w.dump(w.index)["objects"]
+    volumes = [v for width in (3, 6) for v in build_volumes(w.infos, width)]
+    report = asyncio.run(rebuild(w.disks, os.path.join(w.root, "rebuilt"), volumes))
+    rebuilt_index = Index(os.path.join(w.root, "rebuilt"))
+    try:
+        assert not w.dump(rebuilt_index)["objects"], "an acknowledged DELETE came undone"
+    finally:
+        rebuilt_index.close()
+    assert report.objects == 0 and report.tombstoned == 1

@@ -362,3 +362,29 @@ def test_durability_model():
     assert 1e-9 < p_ec < 1e-7 and p_rep < p_ec     # 3 copies: fewer disks, same tolerance
     assert status_mod.annual_loss_probability(4, 2, 0.02, 240) > 50 * p_ec   # slower repair, ~100x worse
     assert status_mod.annual_loss_probability(4, 0, 0.02, 24) == pytest.approx(1 - math.exp(-0.08))
+
+
+def test_scrub_finishes_a_delete_interrupted_after_its_tombstones(tmp_path):
+    """The gateway died between writing a DELETE's tombstones and its index commit: the
+    index still serves the object, the disks say deleted. A scrub makes the index agree
+    with the disks (what a rebuild would say) and collects the archives; a version
+    written after the tombstone is left alone."""
+    async def scenario(w):
+        doomed = await w.put("doomed", b"d" * 50_000)
+        kept = await w.put("kept", b"k" * 50_000)
+        volume = w.cluster.volumes[doomed["volume"]]
+        await w.objects.put_records(volume, {"kind": "tombstone", "bucket": "b", "key": "doomed",
+                                             "version_id": doomed["version_id"], "deleted": time.time()}, 5)
+        newer = await w.put("kept", b"n" * 50_000)       # a tombstone of the replaced version: no effect
+        await w.objects.put_records(volume, {"kind": "tombstone", "bucket": "b", "key": "kept",
+                                             "version_id": kept["version_id"], "deleted": time.time()}, 5)
+        assert w.index.get_object("b", "doomed") is not None
+        w.scrubber.orphan_grace = 0
+        report = await w.scrubber.run_once()
+        assert [(d["key"], d["version_id"]) for d in report.deletes_finished] == [("doomed", doomed["version_id"])]
+        assert w.index.get_object("b", "doomed") is None
+        assert w.index.get_object("b", "kept")["version_id"] == newer["version_id"]
+        assert not any(os.path.exists(w.path(doomed, i)) for i in range(6))
+        assert await w.get(newer) == b"n" * 50_000
+        assert report.summary()["deletes_finished"] == 1
+    run(tmp_path, scenario)

@@ -10,6 +10,7 @@ import pytest
 from storage import layout
 from storage.codec import Codec
 from storage.layout import ArchiveHeader, CorruptFragment, Geometry, pack_record, pack_trailer
+from storage.node.ownership import DiskInUse
 from storage.node.store import ArchiveMissing, BadName, DiskStore
 
 VID = "00112233445566778899aabbccddeeff"
@@ -262,15 +263,19 @@ def test_bad_name_error_is_a_value_error():
 
 def test_reusing_disk_folder_under_another_id_is_refused(tmp_path):
     root = str(tmp_path / "disk")
-    DiskStore("d1", root).open()
-    DiskStore("d1", root).open()  # same id: fine
+    DiskStore("d1", root).open().close()
+    disk = DiskStore("d1", root).open()  # same id: fine
     with pytest.raises(RuntimeError, match="d1"):
         DiskStore("d2", root).open()
+    with pytest.raises(DiskInUse):      # two owners would append to the same packs
+        DiskStore("d1", root).open()
+    disk.close()
+    DiskStore("d1", root).open().close()
 
 
 def test_open_removes_stale_temp_files(tmp_path):
     root = tmp_path / "disk"
-    DiskStore("d1", str(root)).open()
+    DiskStore("d1", str(root)).open().close()
     (root / "tmp" / f"{VID}.0.deadbeef").write_bytes(b"half an upload")
     DiskStore("d1", str(root)).open()
     assert files_under(root / "tmp") == []
@@ -413,3 +418,31 @@ def test_a_disk_without_its_marker_is_refused_unless_initialising(tmp_path):
     assert os.listdir(folder) == []
     DiskStore("d9", str(folder)).open(initialize=True).close()
     DiskStore("d9", str(folder)).open(initialize=False).close()  # initialised once: fine from now on
+
+
+@pytest.mark.parametrize("threshold", [256 << 10, 0], ids=["packed", "file"])
+def test_capacity_quota_refuses_like_a_full_disk_and_frees_on_delete(tmp_path, threshold):
+    """A write past `capacity` fails with ENOSPC and leaves nothing; deletes and records
+    still work on a full disk; a reopened disk counts what it already holds."""
+    import errno
+    root = str(tmp_path / "disk")
+    first, _ = make_archive(VID, size=20_000)
+    second, _ = make_archive(VID2, size=20_000, seed=1)
+    capacity = len(first) + len(first) // 2
+    disk = DiskStore("d1", root, pack_threshold=threshold, capacity=capacity).open()
+    asyncio.run(disk.put_archive(f"{VID}.0", chunked(first)))
+    before = files_under(root)
+    with pytest.raises(OSError) as e:
+        asyncio.run(disk.put_archive(f"{VID2}.0", chunked(second)))
+    assert e.value.errno == errno.ENOSPC and "quota" in str(e.value)
+    assert files_under(root) == before and asyncio.run(disk.stat(f"{VID2}.0")) is None
+    assert disk.usage()["capacity"] == capacity and disk.usage()["free"] < len(second)
+    asyncio.run(disk.put_record(VID2, b'{"kind":"tombstone"}'))       # never refused
+    disk.close()
+    disk = DiskStore("d1", root, pack_threshold=threshold, capacity=capacity).open()
+    assert disk.usage()["quota_used"] >= len(first)
+    assert asyncio.run(disk.delete_archive(f"{VID}.0"))
+    asyncio.run(disk.compact())
+    asyncio.run(disk.put_archive(f"{VID2}.0", chunked(second)))
+    assert asyncio.run(disk.read(f"{VID2}.0", 0, 1 << 30)) == second
+    disk.close()
