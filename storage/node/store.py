@@ -11,7 +11,11 @@ reach outside the disk folder.
 A name can be in a pack and in a file at once (a file written before packs existed, or
 before the threshold was raised, then rewritten by repair); the packed copy is the newer
 and wins every read, and deleting the archive removes both. The other way round, a file
-never goes live while a packed copy exists: the packed one is deleted first.
+the owner writes never goes live while a packed copy exists: the packed one is deleted
+first. A process attached beside the owner (a one-shot `pocket repair`) cannot change the
+packs, so the file it writes goes live beside a packed copy; when that copy is the
+corrupt one being repaired, the owner's disk scrubber finds it so, finds the whole file,
+and drops the packed copy (`adopt_file`), so reads pay no extra lookup for this.
 """
 from __future__ import annotations
 
@@ -161,7 +165,8 @@ class DiskStore:
         try:
             # _seal owns the descriptor from here on and closes it whatever happens.
             await loop.run_in_executor(None, _seal, fd, pending, name)
-            await self.packs.delete(name)  # a packed copy must not outlive this newer file
+            if not self.packs.readonly:   # attached: the owner's scrubber drops a corrupt packed copy
+                await self.packs.delete(name)  # a packed copy must not outlive this newer file
             await loop.run_in_executor(None, _publish, tmp, final)
         except BaseException:
             _unlink_quietly(tmp)
@@ -185,6 +190,21 @@ class DiskStore:
             return True
         except FileNotFoundError:
             return packed
+
+    async def adopt_file(self, name: str, check) -> bool:
+        """Drop the packed copy of `name` for the file of the same name, if `check(name, bytes)`
+        (the scrubber's verification) says the file is whole. Only the owner can (True if
+        it did): the file is what an attached process wrote beside a corrupt packed copy."""
+        size = self.packs.archive_size(name)
+        if self.packs.readonly or size is None:
+            return False
+        try:   # a repaired copy is byte for byte the archive: as long as the packed one
+            data = await asyncio.get_running_loop().run_in_executor(None, _pread, self._archive_path(name), 0, size)
+        except ArchiveMissing:
+            return False
+        if not await check(name, data):
+            return False
+        return await self.packs.delete(name)
 
     async def compact(self, min_live: float = 0.5) -> dict:
         """Rewrite packs less than `min_live` live into the newest pack; see pack_compaction.py."""
