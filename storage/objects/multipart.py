@@ -159,7 +159,7 @@ class MultipartService:
             return displaced, leftovers
         try:
             displaced, leftovers = await self.writer.submit(install_upload)
-        except BaseException:   # the object record is on the disks: a rebuild must not complete it
+        except Exception:   # the object record is on the disks: a rebuild must not complete it
             await asyncio.shield(self.objects.end_version(record))
             raise
         self.objects.forget_all(displaced)

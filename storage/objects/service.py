@@ -123,10 +123,13 @@ class ObjectService:
         return record
 
     async def commit(self, record: dict, fn: Callable):
-        """Run `fn(ops)` in the next index commit; if that fails, the record is discarded."""
+        """Run `fn(ops)` in the next index commit; if that fails, the record is discarded.
+
+        Not when the caller is cancelled: the batch it joined still commits, so its archives
+        are left alone (if the commit did fail, they are orphans for the scrubber)."""
         try:
             return await self.writer.submit(fn)
-        except BaseException:
+        except Exception:
             await asyncio.shield(self.discard(record))
             raise
 
