@@ -8,14 +8,15 @@ disk, reads one manifest per object version, and replays:
   objects exists even if its record was lost.
 - objects: per key, the newest version that has at least `k` fragments and is newer
   than the version the key's newest tombstone deleted (not than the tombstone itself: a
-  PUT that started before a DELETE and committed after it is the key's object). Older versions and tombstoned ones are garbage for
-  the scrubber, never resurrected.
+  PUT that started before a DELETE and committed after it is the key's object). Older
+  versions and tombstoned ones are garbage for the scrubber, never resurrected.
 - versioned buckets (versioning Enabled or Suspended by their `bucket-config` records):
   every version and delete marker (`delete-marker` records) newer than the key's
   tombstone survives, except those deleted for good (`version-deleted` records; one for
   a null version also ends every older null version; one marked "uncommitted" ends a
-  version whose index commit failed, ObjectService.discard) and null versions replaced by a
-  newer null one. The newest survivor is current unless it is a delete marker. A completed multipart object is a version like any
+  version whose index commit failed, see ObjectService.discard) and null versions
+  replaced by a newer null one. The newest survivor is current unless it is a delete
+  marker. A completed multipart object is a version like any
   other: its record (kind "object") is on the disks of its first part's volume, and it
   is recoverable when every part it lists has at least `k` fragments.
 - multipart uploads: parts (archives whose manifest has kind "part") of an upload that

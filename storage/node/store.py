@@ -13,9 +13,8 @@ before the threshold was raised, then rewritten by repair); the packed copy is t
 and wins every read, and deleting the archive removes both. The other way round, a file
 the owner writes never goes live while a packed copy exists: the packed one is deleted
 first. A process attached beside the owner (a one-shot `pocket repair`) cannot change the
-packs, so the file it writes goes live beside a packed copy; when that copy is the
-corrupt one being repaired, the owner's disk scrubber finds it so, finds the whole file,
-and drops the packed copy (`adopt_file`), so reads pay no extra lookup for this.
+packs, so its file goes live beside the packed copy; when that copy is corrupt, the
+owner's disk scrubber drops it for the file (`adopt_file`): reads pay no extra lookup.
 """
 from __future__ import annotations
 
@@ -192,19 +191,17 @@ class DiskStore:
             return packed
 
     async def adopt_file(self, name: str, check) -> bool:
-        """Drop the packed copy of `name` for the file of the same name, if `check(name, bytes)`
-        (the scrubber's verification) says the file is whole. Only the owner can (True if
-        it did): the file is what an attached process wrote beside a corrupt packed copy."""
+        """Drop the packed copy of `name` for the file of that name if `check(name, bytes)`
+        finds the file whole (owner only; True if it did). A repaired copy is byte for
+        byte the archive, so it is as long as the packed one."""
         size = self.packs.archive_size(name)
         if self.packs.readonly or size is None:
             return False
-        try:   # a repaired copy is byte for byte the archive: as long as the packed one
+        try:
             data = await asyncio.get_running_loop().run_in_executor(None, _pread, self._archive_path(name), 0, size)
         except ArchiveMissing:
             return False
-        if not await check(name, data):
-            return False
-        return await self.packs.delete(name)
+        return await check(name, data) and await self.packs.delete(name)
 
     async def compact(self, min_live: float = 0.5) -> dict:
         """Rewrite packs less than `min_live` live into the newest pack; see pack_compaction.py."""

@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 
 from .harness import REPO, ProcCluster
+from .test_lifecycle import _wait
 
 DAY = 2
 
@@ -38,15 +39,6 @@ def _versions(s3, bucket, prefix=""):
     rows = [(v["Key"], v["VersionId"], False, v["IsLatest"], v["LastModified"]) for v in page.get("Versions", [])]
     rows += [(m["Key"], m["VersionId"], True, m["IsLatest"], m["LastModified"]) for m in page.get("DeleteMarkers", [])]
     return sorted(((k, vid, dm, latest) for k, vid, dm, latest, _ in rows), key=lambda r: (r[0], not r[3]))
-
-
-def _wait(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.3)
-    return predicate()
 
 
 def _noncurrent_rule(rule_id, prefix, days, newer=None):
@@ -79,7 +71,7 @@ def test_noncurrent_versions_expire_after_their_days_and_the_newest_are_kept(vc)
     def settled():
         return [v[1] for v in _versions(s3, "ncv", "a/")] == ids["a/x"][-1:] and \
             [v[1] for v in _versions(s3, "ncv", "b/")] == ids["b/y"][:1:-1]
-    assert _wait(settled), (_versions(s3, "ncv"), ids)
+    assert _wait(settled, timeout=30), (_versions(s3, "ncv"), ids)
     # the current versions stay and read back; NewerNoncurrentVersions=1 kept b/y's newest noncurrent one
     assert s3.get_object(Bucket="ncv", Key="a/x")["Body"].read() == b"a/x 3"
     assert s3.get_object(Bucket="ncv", Key="b/y")["Body"].read() == b"b/y 3"
@@ -92,7 +84,8 @@ def test_expiration_in_a_versioned_bucket_adds_a_delete_marker_and_lone_markers_
     s3 = vc.client()
     _versioned(s3, "exp", [
         {"ID": "tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 2}},
-        {"ID": "dm", "Status": "Enabled", "Filter": {"Prefix": "gone/"}, "Expiration": {"ExpiredObjectDeleteMarker": True}},
+        {"ID": "dm", "Status": "Enabled", "Filter": {"Prefix": "gone/"},
+         "Expiration": {"ExpiredObjectDeleteMarker": True}},
     ])
     started = time.time()
     old = s3.put_object(Bucket="exp", Key="tmp/a", Body=b"old data")["VersionId"]
@@ -106,7 +99,7 @@ def test_expiration_in_a_versioned_bucket_adds_a_delete_marker_and_lone_markers_
 
     time.sleep(max(0.0, started + 2 * DAY - 0.8 - time.time()))
     assert s3.get_object(Bucket="exp", Key="tmp/a")["Body"].read() == b"old data", "expired early"
-    assert _wait(lambda: len(_versions(s3, "exp", "tmp/")) == 2)
+    assert _wait(lambda: len(_versions(s3, "exp", "tmp/")) == 2, timeout=30)
     rows = _versions(s3, "exp", "tmp/")
     assert rows[0][2:] == (True, True) and rows[1] == ("tmp/a", old, False, False), rows
     assert "Contents" not in s3.list_objects_v2(Bucket="exp", Prefix="tmp/")

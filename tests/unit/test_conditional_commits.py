@@ -13,18 +13,9 @@ import pytest
 
 from storage.index.lmdb_index import Index
 from storage.index.rebuild import rebuild
-from storage.objects import parts as P
 from storage.s3.digests import BodyDigests
 
-from .test_rebuild_multipart import B, World, data
-
-
-@pytest.fixture
-def world(tmp_path, monkeypatch):
-    monkeypatch.setattr(P, "MIN_PART_SIZE", 1000)
-    w = World(str(tmp_path))
-    yield w
-    w.index.close()
+from .test_rebuild_multipart import B, data, world  # noqa: F401  (world: the fixture)
 
 
 class HeldIndex:
@@ -55,6 +46,16 @@ async def queued(w, task: asyncio.Task, count: int) -> None:
     assert not task.done(), task
 
 
+async def in_order(w, first, second) -> tuple[asyncio.Task, asyncio.Task]:
+    """Start two changes whose commits land in this order, `second` judged before `first` commits."""
+    async with HeldIndex(w.index):
+        a = asyncio.ensure_future(first)
+        await queued(w, a, 1)
+        b = asyncio.ensure_future(second)
+        await queued(w, b, 2)
+    return a, b
+
+
 def rebuilt(w, tmp_path):
     index_path = str(tmp_path / "rebuilt")
     report = asyncio.run(rebuild(w.disks, index_path, list(w.cluster.volumes.values())))
@@ -71,11 +72,8 @@ def test_expiry_of_a_replaced_version_adds_no_delete_marker(world, tmp_path):
         await w.buckets.configure(B, {"versioning": "Enabled"})
         attrs = {"versioned": True}
         old = await w.objects.put(B, "k", _body(data(500, 1)), 500, _digests(), attrs)
-        async with HeldIndex(w.index):
-            put = asyncio.ensure_future(w.objects.put(B, "k", _body(data(600, 2)), 600, _digests(), attrs))
-            await queued(w, put, 1)
-            expire = asyncio.ensure_future(w.objects.delete(B, "k", if_version=old["version_id"]))
-            await queued(w, expire, 2)
+        put, expire = await in_order(w, w.objects.put(B, "k", _body(data(600, 2)), 600, _digests(), attrs),
+                                     w.objects.delete(B, "k", if_version=old["version_id"]))
         new = await put
         assert await expire is None
         assert w.index.get_object(B, "k")["version_id"] == new["version_id"]
@@ -100,11 +98,8 @@ def test_a_put_that_wins_over_an_expiry_survives_the_expirys_tombstone_in_a_rebu
     async def scenario():
         await w.buckets.create(B, {"owner": "me", "created": 1.0})
         old = await w.put("k", data(500, 1))
-        async with HeldIndex(w.index):
-            put = asyncio.ensure_future(w.put("k", data(600, 2)))
-            await queued(w, put, 1)
-            expire = asyncio.ensure_future(w.objects.delete(B, "k", if_version=old["version_id"]))
-            await queued(w, expire, 2)
+        put, expire = await in_order(w, w.put("k", data(600, 2)),
+                                     w.objects.delete(B, "k", if_version=old["version_id"]))
         new = await put
         assert await expire is None
         assert w.index.get_object(B, "k")["version_id"] == new["version_id"]
@@ -128,11 +123,7 @@ def test_complete_refused_in_its_commit_is_not_completed_by_a_rebuild(world, tmp
         await w.buckets.create(B, {"owner": "me", "created": 1.0})
         up = await w.multipart.create(B, "mp", {"owner": "me"})
         p1 = await w.part(up, 1, data(2000, 1))
-        async with HeldIndex(w.index):
-            again = asyncio.ensure_future(w.part(up, 1, data(2500, 2)))
-            await queued(w, again, 1)
-            complete = asyncio.ensure_future(w.multipart.complete(up, [(1, p1["etag"])]))
-            await queued(w, complete, 2)
+        again, complete = await in_order(w, w.part(up, 1, data(2500, 2)), w.multipart.complete(up, [(1, p1["etag"])]))
         newer = await again
         with pytest.raises(Exception) as e:
             await complete
