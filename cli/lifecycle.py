@@ -14,7 +14,7 @@ from .main import _run_tool, load_config, with_cluster
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @click.option("--dry-run", is_flag=True, help="Only list what the rules would expire and abort now.")
 def lifecycle(data, config, as_json: bool, dry_run: bool) -> None:
-    """Run one lifecycle pass: expire objects and abort incomplete uploads as the buckets' rules say.
+    """Run one lifecycle pass: expire objects and versions, abort incomplete uploads, as the buckets' rules say.
 
     Works whether the gateway runs or not. Exit status 1 if some removal failed (the next
     pass retries it)."""
@@ -39,8 +39,10 @@ def lifecycle(data, config, as_json: bool, dry_run: bool) -> None:
     else:
         verb = "Would expire" if dry_run else "Expired"
         for a in report.actions:
-            what = f"upload {a['upload_id']} of " if a["action"] == "abort" else ""
-            click.echo(f"  {a['action'].upper():7} {what}{a['bucket']}/{a['key']} (rule {a['rule']})")
+            what = {"abort": f"upload {a.get('upload_id')} of ",
+                    "expire-version": f"{'delete marker' if a.get('delete_marker') else 'version'} "
+                                      f"{a.get('version_id')} of "}.get(a["action"], "")
+            click.echo(f"  {a['action'].upper():14} {what}{a['bucket']}/{a['key']} (rule {a['rule']})")
         click.echo(f"{verb} {report.objects_expired} objects and {report.versions_expired} versions, "
                    f"{'would abort' if dry_run else 'aborted'} {report.uploads_aborted} incomplete uploads "
                    f"in {report.buckets} buckets with rules ({report.objects_scanned} objects checked, "

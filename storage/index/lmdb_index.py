@@ -285,8 +285,9 @@ class Index:
         with self.read() as t:
             return list(VersionTxn(t).key_versions(bucket, key))
 
-    def iter_versions(self, bucket: str, batch: int = 1000) -> Iterator[Version]:
-        """Every version and delete marker of a bucket: key order, newest first.
+    def iter_versions(self, bucket: str, batch: int = 1000, prefix: str = "") -> Iterator[Version]:
+        """Every version and delete marker of a bucket (of its keys under `prefix`): key
+        order, newest first.
 
         For lifecycle expiration and the scrubber. Keys never versioned yield their one
         ("null") version. Each `Version` has `is_latest`, and `noncurrent_since`: when the
@@ -296,8 +297,8 @@ class Index:
         key_marker = version_marker = ""
         newer: Version | None = None
         while True:
-            page = self.list_versions(bucket, key_marker=key_marker, version_id_marker=version_marker,
-                                      max_keys=batch)
+            page = self.list_versions(bucket, prefix=prefix, key_marker=key_marker,
+                                      version_id_marker=version_marker, max_keys=batch)
             for v in page.versions:
                 if not v.is_latest and newer is not None and newer.key == v.key:
                     v.noncurrent_since = newer.record["created"]

@@ -7,15 +7,20 @@ disk, reads one manifest per object version, and replays:
 - buckets: `bucket` / `bucket-deleted` records in id (time) order; a bucket that holds
   objects exists even if its record was lost.
 - objects: per key, the newest version that has at least `k` fragments and is newer
-  than the key's newest tombstone. Older versions and tombstoned ones are garbage for
-  the scrubber, never resurrected.
+  than the version the key's newest tombstone deleted (not than the tombstone itself: a
+  PUT that started before a DELETE and committed after it is the key's object; a
+  tombstone of a key the index did not have names no version and ends every version
+  older than itself: a PUT whose reply was lost must not come back). Older
+  versions and tombstoned ones are garbage for the scrubber, never resurrected.
 - versioned buckets (versioning Enabled or Suspended by their `bucket-config` records):
   every version and delete marker (`delete-marker` records) newer than the key's
   tombstone survives, except those deleted for good (`version-deleted` records; one for
-  a null version also ends every older null version) and null versions replaced by a
-  newer null one. The newest survivor is current unless it is a delete marker.
-- completed multipart objects are versions like any other: its record (kind "object") is on the disks of its first part's volume, and it
-  is recoverable when every part it lists has at least `k` fragments.
+  a null version also ends every older null version; one marked "uncommitted" ends a
+  version whose index commit failed, see ObjectService.discard) and null versions
+  replaced by a newer null one. The newest survivor is current unless it is a delete
+  marker.
+- completed multipart objects are versions like any other: the record (kind "object")
+  is on the disks of the first part's volume, and it is recoverable when every part it lists has at least `k` fragments.
   An object record of an upload that was later aborted and whose parts are gone is a
   Complete that never committed (it crashed between its disk record and its index
   commit), not a lost object.
@@ -127,6 +132,8 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
     candidates: dict[tuple[str, str], list[tuple[str, dict]]] = defaultdict(list)
     ended: set[str] = set()  # upload ids that were completed or aborted
     dead: set[str] = set()  # versions deleted for good (version-deleted records)
+    uncommitted: set[str] = set()  # of those, versions whose index commit failed (never acknowledged)
+    completions: list[tuple[str, str]] = []  # (upload id, object version) of every Complete written
     null_floor: dict[tuple[str, str], str] = {}  # a deleted null version: null versions up to it are gone
     aborted: set[str] = set()
     retagged: dict[str, dict] = {}  # version id -> its newest tags
@@ -143,7 +150,7 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
             amended.setdefault(rec["version_id"], {})["acl"] = rec.get("acl", "private")
         elif rec.get("kind") == "tombstone":
             k = (rec["bucket"], rec["key"])
-            tombs[k] = max(tombs.get(k, ""), rec_id)
+            tombs[k] = max(tombs.get(k, ""), rec.get("version_id") or rec_id)
         elif rec.get("kind") == "bucket":
             buckets[rec["name"]] = {"name": rec["name"], "owner": rec.get("owner", ""),
                                     "created": rec.get("created", 0)}
@@ -161,16 +168,20 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
             buckets[rec["name"]] = None
         elif rec.get("kind") == "version-deleted":
             dead.add(rec["version_id"])
+            if rec.get("uncommitted"):
+                uncommitted.add(rec["version_id"])
             if rec.get("null"):
                 k = (rec["bucket"], rec["key"])
                 null_floor[k] = max(null_floor.get(k, ""), rec["version_id"])
         elif rec.get("kind") in ("object", "delete-marker"):
             m = rec["object"]
             candidates[(m["bucket"], m["key"])].append((m["version_id"], m))
-            ended.add(m.get("upload_id", ""))
+            completions.append((m.get("upload_id", ""), m["version_id"]))
         elif rec.get("kind") == "upload-aborted":
             ended.add(rec["upload_id"])
             aborted.add(rec["upload_id"])
+    # a Complete whose commit failed left its upload open
+    ended.update(uid for uid, vid in completions if vid not in uncommitted)
     part_manifests = []
     for vid, m in manifests.items():
         if m.get("kind") == "part":
@@ -207,7 +218,7 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
             history[k] = kept
         if kept and not kept[0].get("delete_marker"):
             winners[k] = kept[0]
-    uploads = _open_uploads(part_manifests, ended, versions, report)
+    uploads = _open_uploads([m for m in part_manifests if m["version_id"] not in dead], ended, versions, report)
 
     volumes = _volumes(manifests, versions)
     volumes.update({v["id"]: v for v in (table or {}).get("volumes", [])})

@@ -108,11 +108,23 @@ def noncurrent_expiry(rules: list[dict] | None, key: str, size: int, tags: dict 
     return _earliest(one(r) for r in enabled(rules))
 
 
-def expires_delete_marker(rules: list[dict] | None, key: str) -> str | None:
+def expires_delete_marker(rules: list[dict] | None, key: str, created: float | None = None,
+                          now: float | None = None, day_seconds: float = DAY) -> str | None:
     """The rule that removes an expired object delete marker of key (one with no noncurrent
-    versions left behind it), or None."""
+    versions left behind it), or None.
+
+    ExpiredObjectDeleteMarker removes it at once; an Expiration Days rule does once the
+    marker (made at `created`) is that old, as S3 does ("When you specify the Days tag,
+    Amazon S3 automatically performs ExpiredObjectDeleteMarker cleanup when the delete
+    markers are old enough to satisfy the age criteria")."""
     for rule in enabled(rules):
         if (rule.get("expiration") or {}).get("delete_marker") and matches(rule, key):
+            return rule["id"]
+    if created is None or now is None:
+        return None
+    for rule in enabled(rules):
+        days = (rule.get("expiration") or {}).get("days")
+        if days and matches(rule, key) and after_days(created, days, day_seconds) <= now:
             return rule["id"]
     return None
 
@@ -132,7 +144,7 @@ def expired_versions(rules: list[dict] | None, key: str, versions: list[dict], n
         if hit is not None and hit.at <= now:
             out.append((version, hit.rule_id))
     if versions and versions[0].get("delete_marker") and len(versions) == 1:
-        rule_id = expires_delete_marker(rules, key)
+        rule_id = expires_delete_marker(rules, key, versions[0]["created"], now, day_seconds)
         if rule_id is not None:
             out.append((versions[0], rule_id))
     return out

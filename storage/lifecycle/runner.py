@@ -4,7 +4,8 @@ One pass walks each bucket that has rules: current objects past their Expiration
 deleted with the object service's ordinary delete (tombstone on the disks, then the
 index; a delete marker once buckets are versioned), incomplete multipart uploads past
 AbortIncompleteMultipartUpload are aborted (their parts' fragments reclaimed), and
-noncurrent versions and expired delete markers go through `expire_versions`.
+noncurrent versions and expired delete markers of versioned buckets go through
+`expire_versions`.
 
 Bounded: the index is read a page at a time, each page in its own short read
 transaction, never across an await; deletes and aborts are paced to `rate` per second.
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..index.ops import NoSuchBucket
 from ..index.uploads import NoSuchUpload
+from ..index.versions import is_marker
 from . import rules
 
 log = logging.getLogger("pocket.lifecycle")
@@ -145,15 +147,16 @@ class LifecycleRunner:
             await asyncio.sleep(0)
 
     async def _delete_current(self, bucket: str, key: str, version_id: str, report: LifecycleReport) -> bool:
-        """Delete bucket/key if the version judged expired is still the current one.
+        """Expire bucket/key if the version judged expired is still the current one.
 
-        The check and the delete's own lookup run in one step of the event loop (no await
-        between them), so a newer PUT through this gateway is never taken for the old one."""
-        current = self.objects.head(bucket, key)
-        if current is None or current["version_id"] != version_id:
-            return False
+        The object service checks that again inside the index commit (`if_version`), so a
+        PUT committed meanwhile, through this gateway or beside the one-shot `pocket
+        lifecycle`, is never deleted. As S3 does: a never-versioned bucket's object is
+        deleted; with versioning Enabled a delete marker hides it (still readable by
+        version id, and NoncurrentVersionExpiration takes it later); Suspended, a null
+        delete marker replaces the null version."""
         try:
-            return await self.objects.delete(bucket, key) is not None
+            return await self.objects.delete(bucket, key, if_version=version_id) is not None
         except Exception as e:
             self._failed(report, f"could not delete {bucket}/{key} ({e!r})")
             return False
@@ -195,13 +198,47 @@ class LifecycleRunner:
             await asyncio.sleep(0)
 
     async def expire_versions(self, bucket: str, active: list[dict], now: float, report: LifecycleReport) -> None:
-        """PLUG-IN POINT for versioning: NoncurrentVersionExpiration and expired delete markers.
+        """NoncurrentVersionExpiration and expired delete markers, in versioned buckets.
 
-        Pocket keeps one version per key until versioning is merged, so there is nothing to
-        do yet. Once versions exist: page through each key's versions (newest first, as
-        dicts with version_id, created, size, tags, delete_marker), ask
-        `rules.expired_versions(active, key, versions, now, self.day_seconds)` which ones
-        go, and remove each for good (a version-specific delete: no new delete marker),
-        counting `report.versions_expired` and `metrics.lifecycle_expired.labels("noncurrent")`,
-        pacing with `self._pace()` like the other actions."""
-        return None
+        Each key's versions (newest first, paged by `Index.iter_versions`) go to
+        `rules.expired_versions`; each version it names is removed for good with a
+        version-specific delete (no new delete marker) of exactly that internal version,
+        so a version written after the look is never the one removed."""
+        relevant = [r for r in active
+                    if r.get("noncurrent") or {"delete_marker", "days"} & set(r.get("expiration") or {})]
+        if not relevant or not (self.index.get_bucket(bucket) or {}).get("versioning"):
+            return
+        for prefix in rules.scan_prefixes(relevant):
+            key, versions = None, []
+            for version in self.index.iter_versions(bucket, prefix=prefix, batch=self.page):
+                if version.key != key and versions:
+                    await self._expire_key(bucket, key, versions, relevant, now, report)
+                    versions = []
+                key = version.key
+                versions.append(version)
+            if versions:
+                await self._expire_key(bucket, key, versions, relevant, now, report)
+
+    async def _expire_key(self, bucket: str, key: str, versions: list, relevant: list[dict], now: float,
+                          report: LifecycleReport) -> None:
+        listed = [{"version_id": v.version_id, "created": v.record["created"], "size": v.record.get("size", 0),
+                   "tags": v.record.get("tags"), "delete_marker": is_marker(v.record), "record": v.record}
+                  for v in versions]
+        for version, rule_id in rules.expired_versions(relevant, key, listed, now, self.day_seconds):
+            kind = "delete_marker" if version is listed[0] else "noncurrent"   # the latest: a lone marker
+            report.note(action="expire-version", bucket=bucket, key=key, version_id=version["version_id"],
+                        delete_marker=version["delete_marker"], rule=rule_id)
+            if report.dry_run:
+                report.versions_expired += 1
+                continue
+            try:
+                removed = await self.objects.delete_version(bucket, key, version["version_id"],
+                                                            expect=version["record"]["version_id"])
+            except Exception as e:
+                self._failed(report, f"could not expire version {version['version_id']} of {bucket}/{key} ({e!r})")
+                removed = None
+            if removed is not None:
+                report.versions_expired += 1
+                if self.metrics:
+                    self.metrics.lifecycle_expired.labels(kind).inc()
+            await self._pace()

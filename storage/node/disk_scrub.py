@@ -239,11 +239,19 @@ class DiskScrubber:
         p["bytes_checked"] += read
         self.state["totals"]["archives_checked"] += 1
         self.state["totals"]["bytes_checked"] += read
+        if problem and packed is not None and await self.store.adopt_file(name, self._whole):
+            log.info("disk %s: packed copy of %s is corrupt (%s); a whole file copy (written by a one-shot "
+                     "repair) replaces it", self.store.disk_id, name, problem)
+            problem = None
         if problem:
             await self._found(p, self.state["corrupt"], name, problem, list(stamp))
             log.warning("disk %s: archive %s is corrupt: %s", self.store.disk_id, name, problem)
         elif self.state["corrupt"].pop(name, None) is not None:
             await self._save(force=True)
+
+    async def _whole(self, name: str, data: bytes) -> bool:
+        """Are these bytes (a file copy's) the whole, good archive `name`?"""
+        return (await verify_archive(_Bytes(data), name, len(data), self.throttle)).problem is None
 
     async def _check_record(self, p: dict, rec_id: str) -> None:
         try:

@@ -11,7 +11,10 @@ reach outside the disk folder.
 A name can be in a pack and in a file at once (a file written before packs existed, or
 before the threshold was raised, then rewritten by repair); the packed copy is the newer
 and wins every read, and deleting the archive removes both. The other way round, a file
-never goes live while a packed copy exists: the packed one is deleted first.
+the owner writes never goes live while a packed copy exists: the packed one is deleted
+first. A process attached beside the owner (a one-shot `pocket repair`) cannot change the
+packs, so its file goes live beside the packed copy; when that copy is corrupt, the
+owner's disk scrubber drops it for the file (`adopt_file`): reads pay no extra lookup.
 """
 from __future__ import annotations
 
@@ -171,7 +174,8 @@ class DiskStore:
             held += buffered
             sealing = True  # _seal owns the descriptor from here on and closes it whatever happens
             await loop.run_in_executor(None, _seal, fd, pending, name)
-            await self.packs.delete(name)  # a packed copy must not outlive this newer file
+            if not self.packs.readonly:   # attached: the owner's scrubber drops a corrupt packed copy
+                await self.packs.delete(name)  # a packed copy must not outlive this newer file
             await loop.run_in_executor(None, _publish, tmp, final)
         except BaseException:
             if not sealing:
@@ -210,6 +214,19 @@ class DiskStore:
             return packed
         self.quota.give_back(size)
         return True
+
+    async def adopt_file(self, name: str, check) -> bool:
+        """Drop the packed copy of `name` for the file of that name if `check(name, bytes)`
+        finds the file whole (owner only; True if it did). A repaired copy is byte for
+        byte the archive, so it is as long as the packed one."""
+        size = self.packs.archive_size(name)
+        if self.packs.readonly or size is None:
+            return False
+        try:
+            data = await asyncio.get_running_loop().run_in_executor(None, _pread, self._archive_path(name), 0, size)
+        except ArchiveMissing:
+            return False
+        return await check(name, data) and await self.packs.delete(name)
 
     async def compact(self, min_live: float = 0.5) -> dict:
         """Rewrite packs less than `min_live` live into the newest pack; see pack_compaction.py."""

@@ -18,6 +18,21 @@ from ..index.ops import NoSuchBucket
 from ..index.versions import NULL, VersionTxn, is_marker
 
 
+class Superseded(Exception):
+    """The version a change was judged on is no longer the key's current one."""
+
+
+def current_is(version_id: str):
+    """A commit condition: the key's current version is still `version_id` (internal id).
+
+    What lifecycle expiration installs its delete marker under, so a PUT committed after
+    the pass judged the old version expired (by another process too) is never hidden."""
+    def check(current: dict | None) -> None:
+        if current is None or current["version_id"] != version_id:
+            raise Superseded(version_id)
+    return check
+
+
 def put_if_newer(ops, bucket: str, key: str, record: dict, condition=None) -> dict | None:
     """Install `record` unless a newer version already won; returns what it displaced.
 

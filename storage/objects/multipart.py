@@ -24,6 +24,7 @@ progress (restored with its newest part of each number).
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import AsyncIterable, Callable
 
@@ -156,7 +157,11 @@ class MultipartService:
             displaced = install(ops, bucket, key, record)
             leftovers = [p for p in u.delete_upload(bucket, key, uid) if p["part_number"] not in numbers]
             return displaced, leftovers
-        displaced, leftovers = await self.writer.submit(install_upload)
+        try:
+            displaced, leftovers = await self.writer.submit(install_upload)
+        except Exception:   # the object record is on the disks: a rebuild must not complete it
+            await asyncio.shield(self.objects.end_version(record))
+            raise
         self.objects.forget_all(displaced)
         if leftovers:
             self.objects.forget({"parts": leftovers})

@@ -181,16 +181,19 @@ class ArchiveWriter:
 
 
 async def remove_archives(cluster: Cluster, volume: dict, version_id: str, indexes=None) -> int:
-    """Best-effort delete of a version's archives; what fails here the scrubber finds later."""
+    """Best-effort delete of a version's archives; what fails here the scrubber finds later.
+
+    Returns how many disks could not be asked (an archive may remain on each)."""
     indexes = range(len(volume["disks"])) if indexes is None else indexes
 
     async def one(i):
         disk_id = volume["disks"][i]
         try:
-            return await cluster.disks[disk_id].delete_archive(layout.archive_name(version_id, i))
+            await cluster.disks[disk_id].delete_archive(layout.archive_name(version_id, i))
+            return 0
         except Exception as e:
             log.warning("could not delete archive %s.%d on disk %s (%r); the scrubber will remove it",
                         version_id, i, disk_id, e)
-            return False
+            return 1
     return sum(await asyncio.gather(*(one(i) for i in indexes)))
 

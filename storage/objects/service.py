@@ -23,7 +23,7 @@ from . import parts
 from .get import ArchiveReader
 from .ids import new_id
 from ..index.versions import is_marker
-from .commits import delete_if_current, install, remove_version
+from .commits import Superseded, current_is, delete_if_current, install, remove_version
 from .put import ArchiveWriter, QuorumLost, is_full, remove_archives
 
 log = logging.getLogger("pocket.objects")
@@ -148,12 +148,44 @@ class ObjectService:
         return record
 
     async def commit(self, record: dict, fn: Callable):
-        """Run `fn(ops)` in the next index commit; if that fails, the record's archives go."""
+        """Run `fn(ops)` in the next index commit; if that fails, the record is discarded.
+
+        Not when the caller is cancelled: the batch it joined still commits, so its archives
+        are left alone (if the commit did fail, they are orphans for the scrubber)."""
         try:
             return await self.writer.submit(fn)
-        except BaseException:
-            await asyncio.shield(self.remove(record))
+        except Exception:
+            await asyncio.shield(self.discard(record))
             raise
+
+    async def discard(self, record: dict) -> None:
+        """Undo a version or delete marker that is on the disks but whose index commit failed.
+
+        Its client was told the write failed (a refused conditional PUT's 412 too), so
+        `pocket index rebuild` must never install it. Its archives are removed; when a disk
+        that may hold one cannot be asked, or the version is itself a record on the disks
+        (a delete marker), `end_version` makes sure."""
+        if is_marker(record) or not await self.remove(record):
+            await self.end_version(record)
+
+    async def end_version(self, record: dict) -> None:
+        """Write a `version-deleted` record ending exactly this never-committed version.
+
+        On a write quorum, like every record, so an index rebuild finds it whichever disks
+        are back. Without a quorum nothing more can be done now: said loudly, with what
+        a rebuild would do."""
+        volume, policy = self._home_of(record)
+        what = f"{record['bucket']}/{record['key']} version {record['version_id']}"
+        try:
+            await self.put_records(volume, {"kind": "version-deleted", "bucket": record["bucket"], "key": record["key"],
+                                            "version_id": record["version_id"], "null": False, "uncommitted": True,
+                                            "deleted": time.time()}, policy.quorum)
+            log.info("%s was never committed; a version-deleted record keeps `pocket index rebuild` from "
+                     "installing it, and the scrubber removes archives left on disks that were down", what)
+        except QuorumLost as e:
+            log.error("%s was never committed, but its archives or records may remain on disks that are down and "
+                      "no version-deleted record could be written (%s): until the scrubber removes them, `pocket "
+                      "index rebuild` could install this version; don't rebuild before the disks are back", what, e)
 
     async def _encode(self, codec: Codec, digests, segment: bytes) -> list[bytes]:
         def work():
@@ -180,61 +212,72 @@ class ObjectService:
         if self._removals:
             await asyncio.wait(set(self._removals), timeout=timeout)
 
-    async def remove(self, record: dict) -> None:
-        """Remove a version's archives now; for a multipart object, every part's."""
+    async def remove(self, record: dict) -> bool:
+        """Remove a version's archives now; for a multipart object, every part's.
+
+        False if some disk could not be asked (an archive may remain there)."""
         limit = asyncio.Semaphore(16)
 
         async def one(volume_id, version_id):
             volume = self.cluster.volumes.get(volume_id)
-            if volume:
-                async with limit:
-                    await remove_archives(self.cluster, volume, version_id)
-        await asyncio.gather(*(one(vol, vid) for vol, vid in parts.versions(record)))
+            if not volume:
+                return 0
+            async with limit:
+                return await remove_archives(self.cluster, volume, version_id)
+        return not any(await asyncio.gather(*(one(vol, vid) for vol, vid in parts.versions(record))))
 
-    async def delete(self, bucket: str, key: str, owner: str = "") -> dict | None:
+    async def delete(self, bucket: str, key: str, owner: str = "", if_version: str | None = None) -> dict | None:
         """DeleteObject without a version id; returns the removed record or the new delete marker.
 
         Never-versioned bucket: the tombstone is on a quorum of disks before the index
         forgets the key. Versioned bucket: a delete marker (a "null" one while Suspended,
-        replacing the null version) is written to the disks, then becomes the latest."""
-        bucket_record = self.index.get_bucket(bucket) or {}
-        state = bucket_record.get("versioning")
-        if state is None:
-            record = self.index.get_object(bucket, key)
-            if record is None:
-                # A key the index does not have gets a tombstone too: a PUT whose reply was
-                # lost may have left a whole version on the disks without its index commit,
-                # and an index rebuild would bring that back after this DELETE was acknowledged.
-                volume, policy = self.record_home(new_id())
-                await self.put_records(volume, {"kind": "tombstone", "bucket": bucket, "key": key, "version_id": "",
-                                                "deleted": time.time()}, policy.quorum)
-                return None
-            return await self._tombstone(record)
-        marker = {"v": 1, "bucket": bucket, "key": key, "version_id": new_id(), "created": time.time(),
-                  "delete_marker": True, "owner": owner, **({"versioned": True} if state == "Enabled" else {})}
-        volume, policy = self.record_home(marker["version_id"])
-        await self.put_records(volume, {"kind": "delete-marker", "object": marker}, policy.quorum)
-        self.forget_all(await self.writer.submit(lambda ops: install(ops, bucket, key, marker)))
+        replacing the null version) is written to the disks, then becomes the latest.
+        `if_version` (an internal version id; lifecycle expiration): only while that version
+        is current, checked again inside the index commit, so a PUT committed meanwhile (in
+        this process or another) is never deleted; returns None when it is not."""
+        state = (self.index.get_bucket(bucket) or {}).get("versioning")
+        condition = current_is(if_version) if if_version is not None else None
+        try:
+            if condition:
+                condition(self.head(bucket, key))   # fail fast, before anything is written
+            if state is None:
+                record = self.index.get_object(bucket, key)
+                if record is None and condition is None:
+                    # A key the index does not have gets a tombstone too: a PUT whose reply
+                    # was lost may have left a whole version on the disks without its index
+                    # commit, and an index rebuild would bring that back after this DELETE
+                    # was acknowledged. (Its empty version id ends versions up to its own id.)
+                    volume, policy = self.record_home(new_id())
+                    await self.put_records(volume, {"kind": "tombstone", "bucket": bucket, "key": key,
+                                                    "version_id": "", "deleted": time.time()}, policy.quorum)
+                    return None
+                return None if record is None else await self._tombstone(record)
+            marker = {"v": 1, "bucket": bucket, "key": key, "version_id": new_id(), "created": time.time(),
+                      "delete_marker": True, "owner": owner, **({"versioned": True} if state == "Enabled" else {})}
+            volume, policy = self.record_home(marker["version_id"])
+            await self.put_records(volume, {"kind": "delete-marker", "object": marker}, policy.quorum)
+            self.forget_all(await self.commit(marker, lambda ops: install(ops, bucket, key, marker, condition)))
+        except Superseded:
+            return None
         return marker
 
-    async def delete_version(self, bucket: str, key: str, version_id: str) -> dict | None:
+    async def delete_version(self, bucket: str, key: str, version_id: str, expect: str | None = None) -> dict | None:
         """Delete one version or delete marker for good, by its S3 version id ("null" too).
 
         The call lifecycle expiration uses for noncurrent versions. A `version-deleted`
         record goes to a write quorum of disks first, so a disk that was down cannot bring
         the version back in an index rebuild; then the index forgets it (when it was the
         latest, the next older version becomes current again) and its archives are removed.
-        Returns the removed record, or None if there is no such version."""
+        Returns the removed record, or None if there is no such version. `expect` (an
+        internal id; lifecycle expiration): only that version, so "null" never resolves to
+        a null version written after the caller looked."""
         record = self.index.get_version(bucket, key, version_id)
-        if record is None:
+        if record is None or (expect is not None and record["version_id"] != expect):
             return None
         # Never a key-wide tombstone here, even for a key's only (null) version: a version
         # written meanwhile must survive a rebuild. A null version-deleted record ends
         # only null versions up to it.
-        if is_marker(record):
-            volume, policy = self.record_home(record["version_id"])
-        else:
-            volume, policy = self.cluster.volumes[record["volume"]], self.policy_of(record)
+        volume, policy = self._home_of(record)
         await self.put_records(volume, {"kind": "version-deleted", "bucket": bucket, "key": key,
                                         "version_id": record["version_id"], "null": not record.get("versioned"),
                                         "deleted": time.time()}, policy.quorum)
@@ -257,6 +300,12 @@ class ObjectService:
 
     def policy_of(self, record: dict) -> Policy:
         return self.policies.get(record["policy"]) or Policy.parse(record["policy"], f"ec:{record['k']}+{record['m']}")
+
+    def _home_of(self, record: dict) -> tuple[dict, Policy]:
+        """Where the disk records about a version go: its own volume, a marker's record home."""
+        if is_marker(record):
+            return self.record_home(record["version_id"])
+        return self.cluster.volumes[record["volume"]], self.policy_of(record)
 
     def record_home(self, record_id: str) -> tuple[dict, Policy]:
         """Where a record with no archives of its own (a delete marker) is kept: a default-policy volume."""

@@ -1,4 +1,5 @@
 """`pocket up`, the embedded default, as a newcomer uses it."""
+import json
 import os
 import re
 import signal
@@ -127,5 +128,74 @@ def test_up_scrubs_its_in_process_disks_and_heals_rot(tmp_path):
         assert float(re.search(rf'^pocket_node_scrub_corrupt_found_total{{disk="{disk}"}} (\S+)$',
                                metrics, re.M).group(1)) >= 1
         assert s3.get_object(Bucket="rot", Key="big")["Body"].read() == body
+    finally:
+        _stop(proc)
+
+
+def _pocket(data, *args):
+    out = subprocess.run([sys.executable, "-m", "cli", *args, "--data", data], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"pocket {' '.join(args)}:\n{out.stdout}\n{out.stderr}"
+    return json.loads(out.stdout)
+
+
+def _damaged(info) -> float:
+    with urllib.request.urlopen(info["S3 endpoint"] + "/_pocket/metrics") as r:
+        m = re.search(r"^pocket_fragments_damaged_total (\S+)$", r.read().decode(), re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def test_one_shot_repair_beside_up_supersedes_a_corrupt_packed_copy(tmp_path):
+    """`pocket repair` beside a running `pocket up` cannot append to the packs its disks
+    use, so it writes the rebuilt small archive as a file; the owner's disk scrubber finds
+    the packed copy corrupt and the file whole, and drops the packed copy: reads get the
+    good bytes with no second repair (the gateway's own repairer is off here)."""
+    from storage.node import packformat
+    from .harness import archive_parts, flip_archive_bit, read_archive
+
+    data = str(tmp_path / "pocket-data")
+    port = free_port_run(1)
+    env = {"POCKET_SCRUB_START_DELAY": "0.5", "POCKET_SCRUB_INTERVAL": "1", "POCKET_SCRUB_RATE": "0",
+           "POCKET_SCRUB_COLLECT_INTERVAL": "1", "POCKET_REPAIR_ENABLED": "false"}
+    proc, info = _up(data, port, env=env)
+    try:
+        s3 = _client(info)
+        s3.create_bucket(Bucket="packed")
+        body = os.urandom(20_000)
+        s3.put_object(Bucket="packed", Key="small", Body=body)
+        refs = [f"{packs}#{name}" for packs in (os.path.join(data, "disks", d, "packs")
+                                                 for d in sorted(os.listdir(os.path.join(data, "disks"))))
+                for name in packformat.live_archives(packs)]
+        victim = next(ref for ref in refs if ref.endswith(".0"))   # the copy a GET reads first
+        disk, name = archive_parts(victim)
+        packs_dir = victim.split("#")[0]
+        original = read_archive(victim)
+        flip_archive_bit(victim, len(original) // 2)
+        assert s3.get_object(Bucket="packed", Key="small")["Body"].read() == body   # read from another copy
+
+        deadline = time.monotonic() + 60
+        while True:   # the owner's scrubber finds the rot, the gateway queues it, the one-shot repairs it
+            report = _pocket(data, "repair", "--json")
+            assert not report["failed"], report["failed"]
+            if report["repaired"]:
+                break
+            assert time.monotonic() < deadline, "the corrupt packed copy was never queued for repair"
+            time.sleep(0.5)
+        assert [r["indexes"] for r in report["repaired"]] == [[0]]
+        repaired_file = os.path.join(data, "disks", disk, "archives", name[30:32], name)
+        with open(repaired_file, "rb") as f:
+            assert f.read() == original
+
+        deadline = time.monotonic() + 30
+        while name in packformat.live_archives(packs_dir):   # the owner drops the corrupt packed copy
+            assert time.monotonic() < deadline, "the corrupt packed copy still shadows the repaired file"
+            time.sleep(0.3)
+        damaged = _damaged(info)
+        for _ in range(5):
+            assert s3.get_object(Bucket="packed", Key="small")["Body"].read() == body
+        assert _damaged(info) == damaged, "reads still meet the corrupt copy"
+        time.sleep(2.5)   # a few more scrub passes and collections
+        assert _pocket(data, "status", "--json")["repair_queue"] == 0
+        assert _pocket(data, "repair", "--json")["repaired"] == []
     finally:
         _stop(proc)
