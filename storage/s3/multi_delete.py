@@ -68,9 +68,7 @@ async def _delete(req: S3Request, bucket: dict, key: str, version: str | None) -
             return [("DeleteMarker", "true"), ("DeleteMarkerVersionId", s3_version_id(removed))]
         return []
     removed = await req.gateway.objects.delete_version(req.bucket, key, version)
-    if removed is None:
-        raise errors.NoSuchVersion(Key=key, VersionId=version)
-    if is_marker(removed):
+    if removed is not None and is_marker(removed):  # (a version not there: Deleted, as S3 says)
         return [("DeleteMarker", "true"), ("DeleteMarkerVersionId", version)]
     return []
 

@@ -196,5 +196,7 @@ async def delete_object(req: S3Request) -> web.Response:
         return web.Response(status=204, headers=versioning.version_headers(bucket, removed) if removed else {})
     removed = await req.gateway.objects.delete_version(req.bucket, req.key, version_id)
     if removed is None:
-        raise errors.NoSuchVersion(resource=req.resource, Key=req.key, VersionId=version_id)
+        # S3 answers a delete of a version that is not there (any more) with success and
+        # the id echoed: deletes are idempotent, a retried one must not fail.
+        return web.Response(status=204, headers={"x-amz-version-id": version_id})
     return web.Response(status=204, headers=versioning.version_headers(bucket, removed))

@@ -145,13 +145,17 @@ def test_version_id_errors_change_nothing(cluster, bucket):
     _enable(s3, bucket)
     vid = s3.put_object(Bucket=bucket, Key="k", Body=b"data")["VersionId"]
     absent = "0" * 16 + "1" * 16
-    for call in (lambda v: s3.get_object(Bucket=bucket, Key="k", VersionId=v),
-                 lambda v: s3.delete_object(Bucket=bucket, Key="k", VersionId=v),
+    delete = lambda v: s3.delete_object(Bucket=bucket, Key="k", VersionId=v)  # noqa: E731
+    for call in (lambda v: s3.get_object(Bucket=bucket, Key="k", VersionId=v), delete,
                  lambda v: s3.get_object_tagging(Bucket=bucket, Key="k", VersionId=v)):
         with pytest.raises(ClientError) as e:
             call("not-a-version")
         assert _err(e) == ("InvalidArgument", 400)
         assert b"Invalid version id specified" in e.value.response["Error"]["Message"].encode()
+        if call is delete:  # S3: deleting a version that is not there succeeds (idempotent)
+            out = call(absent)
+            assert out["ResponseMetadata"]["HTTPStatusCode"] == 204 and out["VersionId"] == absent
+            continue
         with pytest.raises(ClientError) as e:
             call(absent)
         assert _err(e) == ("NoSuchVersion", 404)
@@ -248,6 +252,9 @@ def test_delete_objects_with_versions(cluster, bucket):
         {"Key": "a", "VersionId": a2}, {"Key": "b"}, {"Key": "c", "VersionId": "bad"}]})
     deleted = {d["Key"]: d for d in out["Deleted"]}
     assert deleted["a"]["VersionId"] == a2 and "DeleteMarker" not in deleted["a"]
+    gone = "0" * 16 + "1" * 16  # a version that is not there is reported Deleted, as S3 does
+    out2 = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "a", "VersionId": gone}]})
+    assert out2["Deleted"] == [{"Key": "a", "VersionId": gone}] and "Errors" not in out2
     assert deleted["b"]["DeleteMarker"] is True and deleted["b"]["DeleteMarkerVersionId"]
     assert [(e["Key"], e["Code"]) for e in out["Errors"]] == [("c", "NoSuchVersion")]
     assert s3.get_object(Bucket=bucket, Key="a")["Body"].read() == b"a1"
