@@ -11,16 +11,9 @@ import sys
 
 import click
 
+from storage.repair.status import size as _size
+
 from .main import _Progress, _run_tool, load_config, main, with_cluster
-
-
-def _size(n) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
-        n /= 1024
 
 
 def _print_disks(rows: list[dict]) -> None:

@@ -137,6 +137,42 @@ def _unpack(raw: bytes) -> dict:
     return doc
 
 
+
+def suffixed_scan(cur, bpfx: bytes, seek: bytes, suffix_len: int, id_len: int) -> Iterator[tuple[bytes, bytes, dict]]:
+    """(key bytes, id bytes, record) of a table keyed `bucket prefix + encoded key + suffix`
+    (the uploads and versions tables), from about `seek` on, in (key, id) order.
+
+    The suffix is `suffix_len` bytes ending in a fixed-length id. Keys longer than
+    keys.PREFIX_LEN form runs in hash order (keys.py); a run is buffered and re-sorted by
+    full key. Like IndexTxn._scan it may start a little before `seek` inside such a run;
+    callers filter."""
+    plen = len(bpfx)
+    if not cur.set_range(bpfx + seek[:K.PREFIX_LEN]):
+        return
+    run: list[tuple[bytes, bytes, dict]] = []
+    run_prefix = b""
+    more = True
+    while more:
+        ik = cur.key()
+        if not ik.startswith(bpfx):
+            break
+        enc, ident = ik[plen:-suffix_len], ik[-id_len:]
+        doc = _unpack(cur.value())
+        if len(enc) < K.PREFIX_LEN:
+            if run:
+                yield from sorted(run, key=lambda r: (r[0], r[1]))
+                run = []
+            yield enc, ident, doc["rec"]
+        else:  # a long key: buffer its run (the P-byte key itself included) and sort
+            if run and enc[:K.PREFIX_LEN] != run_prefix:
+                yield from sorted(run, key=lambda r: (r[0], r[1]))
+                run = []
+            run_prefix = enc[:K.PREFIX_LEN]
+            run.append((doc["key"].encode("utf-8"), ident, doc["rec"]))
+        more = cur.next()
+    if run:
+        yield from sorted(run, key=lambda r: (r[0], r[1]))
+
 class IndexTxn:
     """Operations bound to one LMDB transaction (read-only or write).
 

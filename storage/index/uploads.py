@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from . import keys as K
-from .ops import PREFIX, TRUNCATED, IndexTxn, MetadataIndexError, _pack, _unpack, roll_up
+from .ops import PREFIX, TRUNCATED, IndexTxn, MetadataIndexError, _pack, _unpack, roll_up, suffixed_scan
 
 MAX_PART_NUMBER = 10_000
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
@@ -120,37 +120,9 @@ class UploadTxn:
 
     # ---- listing -------------------------------------------------------------------------
     def _scan(self, bpfx: bytes, seek: bytes) -> Iterator[tuple[bytes, bytes, dict]]:
-        """(key bytes, upload id bytes, upload) from about `seek` on, in (key, upload id) order.
-
-        Like IndexTxn._scan, it may start a little before `seek` (inside a run of long
-        keys); callers filter."""
-        plen = len(bpfx)
-        cur = self._txn.cursor(db=self._uploads)
-        if not cur.set_range(bpfx + seek[:K.PREFIX_LEN]):
-            return
-        run: list[tuple[bytes, bytes, dict]] = []
-        run_prefix = b""
-        more = True
-        while more:
-            ik = cur.key()
-            if not ik.startswith(bpfx):
-                break
-            enc, uid = ik[plen:-K.UPLOAD_SUFFIX_LEN], ik[-K.UPLOAD_ID_LEN:]
-            doc = _unpack(cur.value())
-            if len(enc) < K.PREFIX_LEN:
-                if run:
-                    yield from sorted(run, key=lambda r: (r[0], r[1]))
-                    run = []
-                yield enc, uid, doc["rec"]
-            else:  # a long key: buffer its run (the P-byte key itself included) and sort
-                if run and enc[:K.PREFIX_LEN] != run_prefix:
-                    yield from sorted(run, key=lambda r: (r[0], r[1]))
-                    run = []
-                run_prefix = enc[:K.PREFIX_LEN]
-                run.append((doc["key"].encode("utf-8"), uid, doc["rec"]))
-            more = cur.next()
-        if run:
-            yield from sorted(run, key=lambda r: (r[0], r[1]))
+        """(key bytes, upload id bytes, upload) from about `seek` on, in (key, upload id)
+        order; see ops.suffixed_scan."""
+        return suffixed_scan(self._txn.cursor(db=self._uploads), bpfx, seek, K.UPLOAD_SUFFIX_LEN, K.UPLOAD_ID_LEN)
 
     def list_uploads(self, bucket: str, prefix: str = "", delimiter: str = "", key_marker: str = "",
                      upload_id_marker: str = "", max_uploads: int = 1000) -> UploadPage:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from . import keys as K
-from .ops import ITEM, PREFIX, TRUNCATED, IndexTxn, _pack, _unpack, listing_start, roll_up
+from .ops import ITEM, PREFIX, TRUNCATED, IndexTxn, _pack, _unpack, listing_start, roll_up, suffixed_scan
 
 NULL = "null"
 _VERSION_ID = re.compile(r"[0-9a-f]{32}")
@@ -144,36 +144,9 @@ class VersionTxn:
 
     # ---- listing -------------------------------------------------------------------------
     def _rows(self, bpfx: bytes, seek: bytes) -> Iterator[tuple[bytes, bytes, dict]]:
-        """(key bytes, inverted id, record) from about `seek` on, in (key, newest first) order.
-
-        May start a little before `seek` inside a run of long keys; callers filter."""
-        plen = len(bpfx)
-        cur = self._txn.cursor(db=self._db)
-        if not cur.set_range(bpfx + seek[:K.PREFIX_LEN]):
-            return
-        run: list[tuple[bytes, bytes, dict]] = []
-        run_prefix = b""
-        more = True
-        while more:
-            ik = cur.key()
-            if not ik.startswith(bpfx):
-                break
-            enc, inv = ik[plen:-K.VERSION_SUFFIX_LEN], ik[-K.VERSION_ID_LEN:]
-            doc = _unpack(cur.value())
-            if len(enc) < K.PREFIX_LEN:
-                if run:
-                    yield from sorted(run, key=lambda r: (r[0], r[1]))
-                    run = []
-                yield enc, inv, doc["rec"]
-            else:  # a long key: buffer its run (the P-byte key itself included) and sort
-                if run and enc[:K.PREFIX_LEN] != run_prefix:
-                    yield from sorted(run, key=lambda r: (r[0], r[1]))
-                    run = []
-                run_prefix = enc[:K.PREFIX_LEN]
-                run.append((doc["key"].encode("utf-8"), inv, doc["rec"]))
-            more = cur.next()
-        if run:
-            yield from sorted(run, key=lambda r: (r[0], r[1]))
+        """(key bytes, inverted id, record) from about `seek` on, in (key, newest first)
+        order; see ops.suffixed_scan."""
+        return suffixed_scan(self._txn.cursor(db=self._db), bpfx, seek, K.VERSION_SUFFIX_LEN, K.VERSION_ID_LEN)
 
     def _merged(self, bpfx: bytes, seek: bytes) -> Iterator[tuple[bytes, bytes, dict, bool]]:
         """Every version from about `seek` on: (key bytes, inverted id, record, is latest).

@@ -155,14 +155,17 @@ async def collect(tc: ToolCluster) -> dict:
     }
 
 
+def size(n) -> str:
+    """Bytes as an operator reads them ("?" when unknown)."""
+    if n is None:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+
+
 def render(status: dict) -> str:
-    def size(n):
-        if n is None:
-            return "?"
-        for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-            if abs(n) < 1024 or unit == "TiB":
-                return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
-            n /= 1024
     gw = status["gateway"]
     lines = [f"Gateway: {'running' if gw['running'] else 'not running'} ({gw['listen']})",
              f"Disks: {status['disks_up']} of {len(status['disks'])} up"
