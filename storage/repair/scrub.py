@@ -42,8 +42,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from .. import layout
-from ..objects.ids import id_time
+from ..index import disks as disk_table
 from ..node.packs import PacksOwnedElsewhere
+from ..objects.ids import id_time
 from .deletes import finish_deletes
 from .queue import SCRUB_META, RepairQueue
 from .sets import find_set, live_sets
@@ -75,6 +76,7 @@ class ScrubReport:
     orphans_young: int = 0
     orphans_kept: list[dict] = field(default_factory=list)   # refused by a safety valve
     deletes_finished: list[dict] = field(default_factory=list)  # see deletes.py
+    strays_removed: list[dict] = field(default_factory=list)    # copies off their slot, see _strays
     queued: int = 0
 
     @property
@@ -86,7 +88,7 @@ class ScrubReport:
         out = {k: v for k, v in asdict(self).items() if not isinstance(v, list)}
         out.update(seconds=round(self.seconds, 3), corrupt=len(self.corrupt), missing=len(self.missing),
                    orphans_removed=len(self.orphans_removed), orphans_kept=len(self.orphans_kept),
-                   deletes_finished=len(self.deletes_finished),
+                   deletes_finished=len(self.deletes_finished), strays_removed=len(self.strays_removed),
                    disks_skipped=self.disks_skipped)
         return out
 
@@ -116,11 +118,13 @@ class Scrubber:
             await self._fresh_passes(r, listings, on_bytes)
         states = await self._findings(r, listings)
         found: dict[str, dict[int, str]] = defaultdict(dict)       # vid -> {index: disk}
+        copies: dict[tuple[str, int], list[str]] = defaultdict(list)  # (vid, index) -> every disk holding it
         bad: dict[tuple[str, int, str], str] = {}                  # (vid, index, disk) -> problem
         for disk_id, state in states.items():
             for name, _size in listings[disk_id]:
                 vid, _, idx = name.partition(".")
                 found[vid][int(idx)] = disk_id
+                copies[(vid, int(idx))].append(disk_id)
             r.archives += len(listings[disk_id])
             last = state.get("last_full_pass")
             if last is None:
@@ -136,9 +140,11 @@ class Scrubber:
                           "`pocket index rebuild` reads those", row["record"], disk_id, row["problem"])
         scanned = set(states)
         r.deletes_finished = await finish_deletes(self.cluster, self.index, self.queue.write, sorted(scanned))
-        live = await self._account(r, found, bad, scanned)
+        strays: list[dict] = []
+        live = await self._account(r, found, bad, scanned, copies, strays)
         if remove_orphans:
             await self._collect(r, found, live, force_orphans)
+            await self._remove_strays(r, strays)
         r.running, r.finished = False, time.time()
         await self._save(force=True)
         log.info("scrub pass: %d archives on %d disks, %.1f MiB verified%s in %.1fs; %d corrupt, %d missing, "
@@ -198,8 +204,10 @@ class Scrubber:
         pairs = await asyncio.gather(*(one(d) for d in listings if d not in r.disks_skipped))
         return {disk_id: state for disk_id, state in pairs if state is not None}
 
-    async def _account(self, r: ScrubReport, found, bad, scanned: set[str]) -> set[str]:
-        """Queue the damage of every live version; returns the live version ids."""
+    async def _account(self, r: ScrubReport, found, bad, scanned: set[str], copies=None,
+                       strays: list | None = None) -> set[str]:
+        """Queue the damage of every live version; returns the live version ids. Copies of a
+        live fragment on disks other than its slot's go to `strays` (see _strays)."""
         live: set[str] = set()
         for n, record in enumerate(live_sets(self.index)):
             if n % 1000 == 999:
@@ -218,6 +226,8 @@ class Scrubber:
                     damage[i] = ("corrupt", problem)
                 elif found.get(vid, {}).get(i) != disk_id and not await self._present(disk_id, vid, i):
                     damage[i] = ("missing", "missing")
+            if copies is not None and strays is not None:
+                strays += self._strays(record, disks, damage, copies, scanned)
             if damage and self._still_current(record):    # not replaced or deleted meanwhile
                 for i, (kind, problem) in sorted(damage.items()):
                     (r.corrupt if kind == "corrupt" else r.missing).append(self._row(record, i, disks[i], problem))
@@ -227,6 +237,44 @@ class Scrubber:
             self.metrics.scrub_corrupt.inc(len(r.corrupt))
             self.metrics.scrub_missing.inc(len(r.missing))
         return live
+
+    def _strays(self, record: dict, disks: list[str], damage: dict, copies, scanned: set[str]) -> list[dict]:
+        """Copies of a live version's fragments on disks that no longer hold its slot.
+
+        A failed disk that answers again, or a move whose old copy outlived its wait (an
+        upload still writing there), leaves one. It is only garbage while the slot's own
+        disk holds a good copy, nothing is moving, and this process reads the current volume
+        table; a version younger than the orphan grace may still be written to."""
+        if time.time() - id_time(record["version_id"]) < self.orphan_grace:
+            return []
+        rows = []
+        for i, slot_disk in enumerate(disks):
+            others = [d for d in copies.get((record["version_id"], i), ()) if d != slot_disk]
+            if others and slot_disk in scanned and i not in damage:
+                rows += [self._row(record, i, d, "stray: not this disk's slot") for d in others]
+        return rows
+
+    async def _remove_strays(self, r: ScrubReport, strays: list[dict]) -> None:
+        if not strays:
+            return
+        with self.index.read() as ops:
+            moving, generation = bool(disk_table.moves(ops)), disk_table.generation(ops)
+        if moving or generation != self.cluster.generation:
+            log.info("scrub: %d stray copies kept while slot moves are running or the volume table "
+                     "changes; the next pass removes them", len(strays))
+            return
+        for row in strays:
+            try:
+                if await self.cluster.disks[row["disk"]].delete_archive(row["archive"]):
+                    r.strays_removed.append(row)
+            except PacksOwnedElsewhere:
+                r.orphans_kept.append({**row, "why": "packed on a disk a running process owns; "
+                                                     "its own scrub removes it"})
+            except Exception as e:
+                log.warning("scrub: could not remove stray copy %s on %s: %r", row["archive"], row["disk"], e)
+        if r.strays_removed:
+            log.info("scrub: removed %d stray copies of fragments whose slot is on another disk",
+                     len(r.strays_removed))
 
     def _still_current(self, record: dict) -> bool:
         return find_set(self.index, record["bucket"], record["key"], record["version_id"]) is not None

@@ -47,7 +47,11 @@ def test_nodes_find_rot_and_the_gateway_queues_it_without_reading_archives(tmp_p
             assert time.monotonic() < deadline, "the gateway never queued the rot the nodes should find"
             time.sleep(0.5)
         for disk, node in node_of.items():
-            text = metrics(f"http://127.0.0.1:{c.node_ports[node]}/metrics")
+            # a disk's first pass may have run before the load (start_delay): wait for one with data
+            while gauge(text := metrics(f"http://127.0.0.1:{c.node_ports[node]}/metrics"),
+                        "pocket_node_scrub_bytes_checked_total", disk) == 0:
+                assert time.monotonic() < deadline, f"{disk} never checked a byte"
+                time.sleep(0.5)
             assert not ARCHIVE_READS.search(text), f"someone read archive bytes from {node}"
             assert gauge(text, "pocket_node_scrub_corrupt_archives", disk) == victims[disk]
             assert gauge(text, "pocket_node_scrub_last_full_pass_timestamp_seconds", disk) > 0

@@ -248,3 +248,29 @@ def test_commands_work_with_the_cluster_stopped(quiet_cluster, tmp_path):
     assert len(rebuilt) == 1 and read_archive(rebuilt[0]) == keep
     c.start()
     _check_all(c.client(), "cold", objects)
+
+
+def test_stray_copies_off_their_slot_are_removed(quiet_cluster):
+    """A copy of a live fragment on a disk that does not hold its slot (what a slot move
+    leaves when an upload outlived its wait) is garbage once the slot's own copy is good;
+    the slot's copy and the object stay."""
+    c = quiet_cluster
+    s3 = c.client()
+    objects = _load(s3, "stray", 9)
+    files = sorted(ref for ref in c.archive_files() if "#" not in ref)   # whole-file archives
+    ref = files[0]
+    disk, name = archive_parts(ref)
+    other = next(d for d in sorted(c.disk_paths) if d != disk)
+    copy = os.path.join(c.disk_paths[other], os.path.relpath(ref, c.disk_paths[disk]))
+    os.makedirs(os.path.dirname(copy), exist_ok=True)
+    shutil.copyfile(ref, copy)
+    before = c.archive_files()
+
+    code, report = pocket(c, "scrub", "--json", "--orphan-grace", "0")
+    assert [(r["disk"], r["archive"]) for r in report["strays_removed"]] == [(other, name)]
+    assert report["missing"] == [] and report["corrupt"] == [] and report["orphans_removed"] == []
+    assert c.archive_files() == before - {copy}
+    assert os.path.exists(ref)
+    _check_all(s3, "stray", objects)
+    code, report = pocket(c, "scrub", "--json", "--orphan-grace", "0")   # nothing left to do
+    assert report["strays_removed"] == [] and report["missing"] == []
