@@ -17,6 +17,7 @@ import time
 import click
 
 from storage import config as config_mod
+from storage import integrity
 from storage.config import ConfigError
 
 
@@ -26,17 +27,21 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def load_config(data: str | None, config: str | None) -> config_mod.Config:
-    """The same `--data DIR` / `--config FILE` for every command."""
+    """The same `--data DIR` / `--config FILE` for every command; every command then
+    checks and writes archives with the keys of this cluster's secret (integrity.py)."""
     try:
         if config:
-            return config_mod.load(config)
-        path = os.path.join(data or "./pocket-data", "pocket.toml")
-        if not os.path.exists(path):
-            raise ConfigError(f"no cluster at {data or './pocket-data'}: {path} is missing "
-                              "(start one with `pocket up --data DIR`, or pass --config FILE)")
-        return config_mod.load(path)
+            cfg = config_mod.load(config)
+        else:
+            path = os.path.join(data or "./pocket-data", "pocket.toml")
+            if not os.path.exists(path):
+                raise ConfigError(f"no cluster at {data or './pocket-data'}: {path} is missing "
+                                  "(start one with `pocket up --data DIR`, or pass --config FILE)")
+            cfg = config_mod.load(path)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
+    integrity.use_secret(cfg.cluster_secret)
+    return cfg
 
 
 def _run_until_signalled(main) -> None:
