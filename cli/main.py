@@ -148,6 +148,7 @@ async def _serve_gateway(cfg, banner: bool = False, children=()) -> None:
 async def _wait_for_nodes(cfg, children, timeout: float = 30.0) -> None:
     import aiohttp
     from storage.node import auth
+    from storage.node.tls import client_ssl
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as s:
         for node in cfg.nodes:
@@ -155,8 +156,8 @@ async def _wait_for_nodes(cfg, children, timeout: float = 30.0) -> None:
                 continue
             while True:
                 try:
-                    async with s.get(node.url + "/v1/health",
-                                     headers=auth.sign(cfg.cluster_secret, "GET", "/v1/health")) as r:
+                    async with s.get(node.url + "/v1/health", ssl=client_ssl(node),
+                                     headers=auth.sign(cfg.cluster_secret, "GET", "/v1/health", node.id)) as r:
                         if r.status == 200:
                             break
                 except aiohttp.ClientError:
@@ -198,6 +199,7 @@ def node(data, config, node_id: str, initialize: bool) -> None:
         from storage.gateway import io_executor, local_store, serve
         from storage.node.daemons import DiskDaemons
         from storage.node.server import build_app
+        from storage.node.tls import server_ssl
         asyncio.get_running_loop().set_default_executor(io_executor())
         from storage.node.ownership import DiskInUse
         from storage.node.store import MissingDisk
@@ -207,7 +209,7 @@ def node(data, config, node_id: str, initialize: bool) -> None:
             raise click.ClickException(str(e)) from None
         host, port = ncfg.listen
         daemons = DiskDaemons(stores, cfg)
-        runner = await serve(build_app(node_id, stores, cfg.cluster_secret), host, port)
+        runner = await serve(build_app(node_id, stores, cfg.cluster_secret), host, port, server_ssl(ncfg))
         daemons.start()
         logging.getLogger("pocket.node").info("node %s serving %d disks on %s:%d", node_id, len(stores), host, port)
         try:
