@@ -416,9 +416,17 @@ def _seal(fd: int, chunks: list[bytes], name: str) -> None:
 
 
 def _publish(tmp: str, final: str) -> None:
+    """Rename into place and fsync the folder; a fan-out folder created here has its
+    parent fsync'd too, or a crash could lose the folder with the file in it."""
     folder = os.path.dirname(final)
-    os.makedirs(folder, exist_ok=True)
+    if not os.path.isdir(folder):
+        os.makedirs(folder, exist_ok=True)
+        _fsync_dir(os.path.dirname(folder))
     os.rename(tmp, final)
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: str) -> None:
     dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
