@@ -151,11 +151,12 @@ def test_one_shot_repair_beside_up_supersedes_a_corrupt_packed_copy(tmp_path):
     the packed copy corrupt and the file whole, and drops the packed copy: reads get the
     good bytes with no second repair (the gateway's own repairer is off here)."""
     from storage.node import packformat
-    from .harness import archive_parts, flip_archive_bit, read_archive
+    from .harness import CLUSTER_SECRET, archive_parts, flip_archive_bit, read_archive
 
     data = str(tmp_path / "pocket-data")
     port = free_port_run(1)
-    env = {"POCKET_SCRUB_START_DELAY": "0.5", "POCKET_SCRUB_INTERVAL": "1", "POCKET_SCRUB_RATE": "0",
+    # the test reads the packs itself, with the harness's key (storage/integrity.py)
+    env = {"POCKET_CLUSTER_SECRET": CLUSTER_SECRET, "POCKET_SCRUB_START_DELAY": "0.5", "POCKET_SCRUB_INTERVAL": "1", "POCKET_SCRUB_RATE": "0",
            "POCKET_SCRUB_COLLECT_INTERVAL": "1", "POCKET_REPAIR_ENABLED": "false"}
     proc, info = _up(data, port, env=env)
     try:
