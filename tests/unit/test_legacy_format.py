@@ -12,8 +12,10 @@ import json
 import os
 import random
 import shutil
+import struct
 
 import pytest
+import xxhash
 
 from storage import layout
 from storage.cluster import Cluster
@@ -25,6 +27,7 @@ from storage.node.store import DiskStore
 from storage.objects.service import ObjectService, Policy
 from storage.placement.volumes import DiskInfo, build_volumes
 from storage.repair.throttle import Throttle
+from storage.repair.upgrade import Upgrader
 from storage.repair.verify import verify_archive
 
 FIXTURE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "legacy-v1")
@@ -118,3 +121,72 @@ def test_an_unkeyed_archive_never_passes_for_a_keyed_object(legacy):
     assert layout.unpack_record(first, layout.accepted({}))                       # a legacy object: fine
     with pytest.raises(layout.CorruptFragment):
         layout.unpack_record(first, layout.accepted({"archive_format": layout.FORMAT_VERSION}))
+
+
+def _forge_first_record(disk: DiskStore, name: str) -> bytes:
+    """Replace fragment `name`'s first segment with other bytes under a valid xxh3, as
+    someone without the secret could; returns the original file."""
+    path = disk._archive_path(name)
+    with open(path, "rb") as f:
+        original = f.read()
+    header = layout.ArchiveHeader.unpack(original, layout.ANY_FORMAT)
+    fake = random.Random(9).randbytes(header.block_size)
+    record = struct.pack("<IQ", len(fake), xxhash.xxh3_64_intdigest(fake)) + fake
+    at = layout.HEADER_SIZE
+    with open(path, "r+b") as f:
+        f.seek(at)
+        f.write(record)
+    return original
+
+
+def test_upgrade_rekeys_legacy_objects_and_refuses_one_that_does_not_match_its_etag(legacy):
+    tmp_path, disks, expected = legacy
+
+    async def go():
+        infos = [DiskInfo(d, f"node{i}", "z1") for i, d in enumerate(disks)]
+        volumes = [v for w in (3, 6) for v in build_volumes(infos, w)]
+        await rebuild(disks, str(tmp_path / "index"), volumes)
+        index = Index(str(tmp_path / "index"))
+        writer = IndexWriter(index)
+        cluster = Cluster(disks, infos)
+        cluster.load_volumes(index, {6, 3})
+        policies = {"ec": Policy.parse("ec", "ec:4+2"), "replica": Policy.parse("replica", "replica:3")}
+        objects = ObjectService(cluster, index, writer, policies, "ec", "replica", 4096, SEG, timeout=5)
+        try:
+            big = index.get_object("b", "big")
+            first = cluster.volumes[big["volume"]]["disks"][0]
+            name = layout.archive_name(big["version_id"], 0)
+            original = _forge_first_record(disks[first], name)
+
+            report = await Upgrader(cluster, index).run_once()
+            assert (report.upgraded, report.keyed) == (1, 0)
+            assert [(row["key"], "ETag" in row["why"]) for row in report.left] == [("big", True)]
+            assert "archive_format" not in index.get_object("b", "big")   # nothing sealed over the forgery
+
+            with open(disks[first]._archive_path(name), "wb") as f:      # what `pocket repair` would restore
+                f.write(original)
+            report = await Upgrader(cluster, index).run_once()
+            assert (report.upgraded, report.keyed, report.left) == (1, 1, [])
+            live = {index.get_object("b", k)["version_id"] for k in ("small", "big")}
+            rewritten = [(d, a, n) for d, a, n in _versions(disks) if a.partition(".")[0] in live]
+            assert len(rewritten) == 6 + 3     # ("gone"'s archives were left for the scrubber: orphans)
+            for disk, arch, size in rewritten:
+                verdict = await verify_archive(disk, arch, size, Throttle(0))
+                assert verdict.problem is None and not verdict.legacy, (disk.disk_id, arch)
+            for key in ("small", "big"):
+                seed, size = expected["objects"][key]
+                record = index.get_object("b", key)
+                assert layout.accepted(record) == layout.STRICT
+                got = b"".join([c async for c in objects.read(record, 0, size - 1)])
+                assert got == random.Random(seed).randbytes(size)
+            assert objects.damage_reported == 0
+
+            _forge_first_record(disks[first], name)        # forging the keyed object now: caught on read
+            record = index.get_object("b", "big")
+            got = b"".join([c async for c in objects.read(record, 0, record["size"] - 1)])
+            assert got == random.Random(expected["objects"]["big"][0]).randbytes(record["size"])
+            assert objects.damage_reported == 1
+        finally:
+            await writer.aclose()
+            index.close()
+    asyncio.run(go())
