@@ -173,7 +173,8 @@ class DiskScrubber:
             st["passes_started"] = number = self._requested or st["passes_started"] + 1
             self.throttle.rate = self._request_rate if self._request_rate is not None else self.rate
             st["pass"] = {"number": number, "started": time.time(), "cursor": "", "rate": self.throttle.rate,
-                          "bytes_checked": 0, "archives_checked": 0, "records_checked": 0, "corrupt_found": 0}
+                          "bytes_checked": 0, "archives_checked": 0, "records_checked": 0, "corrupt_found": 0,
+                          "unkeyed": 0}
             self._requested = self._request_rate = None
         else:
             self.throttle.rate = st["pass"].get("rate", self.rate)
@@ -208,16 +209,17 @@ class DiskScrubber:
         st["last_full_pass"] = {**{k: v for k, v in p.items() if k != "cursor"}, "finished": now,
                                 "seconds": round(now - p["started"], 3)}
         st["pass"] = None
-        log.info("disk %s: scrub pass %d checked %d archives (%.1f MiB) and %d records in %.1fs; %d corrupt",
-                 st["disk"], p["number"], p["archives_checked"], p["bytes_checked"] / 2**20,
-                 p["records_checked"], now - p["started"], len(st["corrupt"]) + len(st["corrupt_records"]))
+        log.info("disk %s: scrub pass %d checked %d archives (%.1f MiB; %d unkeyed, from before keyed checksums) "
+                 "and %d records in %.1fs; %d corrupt", st["disk"], p["number"], p["archives_checked"],
+                 p["bytes_checked"] / 2**20, p.get("unkeyed", 0), p["records_checked"], now - p["started"],
+                 len(st["corrupt"]) + len(st["corrupt_records"]))
 
     async def _check_archive(self, p: dict, name: str, size: int) -> None:
         stamp = self.store.stamp(name)
         if stamp is None:
             return              # deleted since the listing
         loop = asyncio.get_running_loop()
-        problem = None
+        problem, verdict = None, None
         try:
             packed = await loop.run_in_executor(None, self.store.packs.read_checked, name)
             if packed is not None:
@@ -236,6 +238,8 @@ class DiskScrubber:
         except OSError as e:    # a bad sector: the archive is as good as rotten
             problem, read = f"unreadable: {e}", 0
         p["archives_checked"] += 1
+        if verdict is not None and verdict.legacy and not problem:
+            p["unkeyed"] = p.get("unkeyed", 0) + 1   # format 1: `pocket upgrade` rewrites them keyed
         p["bytes_checked"] += read
         self.state["totals"]["archives_checked"] += 1
         self.state["totals"]["bytes_checked"] += read
