@@ -22,13 +22,13 @@ class DiskUnavailable(ConnectionError):
 
 class RemoteDisk:
     def __init__(self, disk_id: str, node_url: str, secret: str, session: aiohttp.ClientSession,
-                 timeout: float = 10.0, *, node_id: str, ssl=None):
+                 timeout: float = 10.0, *, node_id: str, ssl=True):
         self.disk_id = disk_id
         self.node_url = node_url.rstrip("/")
         self.node_id = node_id     # requests are signed for this node only (auth.py)
         self._secret = secret
         self._session = session
-        self._ssl = ssl            # tls.client_ssl(): the node's pinned certificate, or None for http
+        self._ssl = ssl            # tls.client_ssl(): the pinned certificate of an https node
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
 
     @classmethod
