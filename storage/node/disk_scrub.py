@@ -37,6 +37,7 @@ from .store import ArchiveMissing, write_durably
 log = logging.getLogger("pocket.scrub.disk")
 
 STATE_FILE = "scrub-state.json"
+UNKEYED_LIMIT = 1000      # unkeyed archives named in the state; more are only counted
 STATE_FORMAT = 1
 SAVE_SECONDS = 5.0
 
@@ -44,7 +45,7 @@ SAVE_SECONDS = 5.0
 def _empty(disk_id: str) -> dict:
     return {"format": STATE_FORMAT, "disk": disk_id, "passes_started": 0, "pass": None, "last_full_pass": None,
             "totals": {"bytes_checked": 0, "archives_checked": 0, "corrupt_found": 0},
-            "corrupt": {}, "corrupt_records": {}}
+            "corrupt": {}, "corrupt_records": {}, "unkeyed": {}}
 
 
 class _Bytes:
@@ -81,6 +82,7 @@ class DiskScrubber:
             with open(self.path) as f:
                 state = json.load(f)
             if state.get("format") == STATE_FORMAT and state.get("disk") == self.store.disk_id:
+                state.setdefault("unkeyed", {})     # a state saved before keyed checksums
                 return state
             log.error("%s is not a scrub state of disk %s (format %r); starting afresh", self.path,
                       self.store.disk_id, state.get("format"))
@@ -112,10 +114,11 @@ class DiskScrubber:
                    if list(self.store.stamp(name) or ()) == f["stamp"]]
         records = [{"record": rid, **{k: f[k] for k in ("problem", "first_seen", "last_seen")}}
                    for rid, f in sorted(st["corrupt_records"].items())]
+        unkeyed = [name for name, f in sorted(st["unkeyed"].items()) if list(self.store.stamp(name) or ()) == f["stamp"]]
         return {"disk": st["disk"], "rate": self.rate, "running": st["pass"] is not None,
                 "requested": self._requested, "passes_started": st["passes_started"], "pass": st["pass"],
                 "last_full_pass": st["last_full_pass"], "totals": st["totals"],
-                "corrupt": corrupt, "corrupt_records": records}
+                "corrupt": corrupt, "corrupt_records": records, "unkeyed": unkeyed}
 
     def request(self, rate: float | None = None) -> int:
         """A full pass from the first archive, starting now; returns its number."""
@@ -203,7 +206,7 @@ class DiskScrubber:
     def _finish(self, p: dict) -> None:
         st = self.state
         now = time.time()
-        for where in (st["corrupt"], st["corrupt_records"]):
+        for where in (st["corrupt"], st["corrupt_records"], st["unkeyed"]):
             for name in [n for n, f in where.items() if f["last_seen"] < p["started"]]:
                 del where[name]     # gone since (deleted or rewritten), not seen by this pass
         st["last_full_pass"] = {**{k: v for k, v in p.items() if k != "cursor"}, "finished": now,
@@ -239,7 +242,13 @@ class DiskScrubber:
             problem, read = f"unreadable: {e}", 0
         p["archives_checked"] += 1
         if verdict is not None and verdict.legacy and not problem:
-            p["unkeyed"] = p.get("unkeyed", 0) + 1   # format 1: `pocket upgrade` rewrites them keyed
+            # Format 1. Fine for an object written before keyed checksums (`pocket upgrade`
+            # rewrites them); a forgery for any other: only the gateway knows which it is.
+            p["unkeyed"] = p.get("unkeyed", 0) + 1
+            if name in self.state["unkeyed"] or len(self.state["unkeyed"]) < UNKEYED_LIMIT:
+                self.state["unkeyed"][name] = {"stamp": list(stamp), "last_seen": time.time()}
+        else:
+            self.state["unkeyed"].pop(name, None)
         p["bytes_checked"] += read
         self.state["totals"]["archives_checked"] += 1
         self.state["totals"]["bytes_checked"] += read

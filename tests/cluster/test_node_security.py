@@ -4,6 +4,7 @@ own body and with another), forge a fragment with a valid unkeyed checksum, talk
 TLS node with the wrong certificate."""
 import asyncio
 import hashlib
+import json
 import os
 import random
 import struct
@@ -187,5 +188,49 @@ def test_fragment_forged_on_disk_is_found_by_read_and_scrub_and_repaired(tmp_pat
         _, again = pocket(c, "scrub", "--json")
         assert again["corrupt"] == [] and again["missing"] == []
         assert s3.get_object(Bucket="forge", Key="k")["Body"].read() == data
+    finally:
+        c.close()
+
+
+def _rewrite_unkeyed(raw: bytes, rng: random.Random) -> bytes:
+    """A whole format 1 archive with the same name and shape but other bytes: every
+    checksum a valid xxh3, the manifest without `archive_format`. What a forger who knows
+    the old format would write, hoping to pass as an archive from before keyed checksums."""
+    header = layout.ArchiveHeader.unpack(raw[:layout.HEADER_SIZE])
+    length, want = layout.unpack_footer(raw[-layout.FOOTER_SIZE:])
+    manifest = layout.unpack_trailer(raw[-layout.FOOTER_SIZE - length:-layout.FOOTER_SIZE], want)
+    manifest.pop("archive_format")
+    geo = layout.Geometry(manifest["size"], header.segment_size, header.k)
+    out = [layout.ArchiveHeader(header.version_id, header.index, header.k, header.m, header.segment_size,
+                                header.block_size, fmt=layout.LEGACY_FORMAT).pack()]
+    for j in range(geo.segments):
+        fake = rng.randbytes(geo.record_length(j) - layout.RECORD_OVERHEAD)
+        out.append(struct.pack("<IQ", len(fake), xxhash.xxh3_64_intdigest(fake)) + fake)
+    body = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
+    out.append(body + struct.pack("<IQ4s", len(body), xxhash.xxh3_64_intdigest(body), layout.FOOTER_MAGIC))
+    return b"".join(out)
+
+
+def test_whole_unkeyed_forgery_of_a_keyed_object_is_found_by_scrub_and_read(tmp_path):
+    """The node alone cannot tell an old unkeyed archive from a forged one; the gateway's
+    scrub pass can (the object's record says keyed), and so can every read."""
+    c = ProcCluster(str(tmp_path / "cluster"), sections=QUIET).start()
+    try:
+        s3 = c.client()
+        s3.create_bucket(Bucket="forge")
+        data = random.Random(7).randbytes(3 << 20)
+        s3.put_object(Bucket="forge", Key="k", Body=data)
+        victim = next(ref for ref in sorted(c.archive_files()) if ref.endswith(".1") and "#" not in ref)
+        original = read_archive(victim)
+        with open(victim, "wb") as f:
+            f.write(_rewrite_unkeyed(original, random.Random(8)))
+
+        _, report = pocket(c, "scrub", "--json", ok=(1,))
+        assert [(r["disk"], r["archive"]) for r in report["corrupt"]] == [archive_parts(victim)]
+        assert "unkeyed" in report["corrupt"][0]["problem"]
+        assert s3.get_object(Bucket="forge", Key="k")["Body"].read() == data
+        _, fixed = pocket(c, "repair", "--json")
+        assert fixed["fragments"] == 1 and fixed["remaining"] == 0
+        assert read_archive(victim) == original
     finally:
         c.close()
