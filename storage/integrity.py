@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+
+log = logging.getLogger("pocket.integrity")
 
 MIN_SECRET_BYTES = 32
 _DEV_SECRET = "pocket-development-secret-not-for-production-use"
+_SMALL = 16 << 10
 _keys: dict[str, bytes] = {}
 
 
@@ -40,6 +44,8 @@ def use_secret(secret: str) -> None:
 
 def data_key() -> bytes:
     if "data" not in _keys:
+        log.warning("no cluster secret given to this process: archives are checked with a development "
+                    "key (fine in unit tests; anything else must call integrity.use_secret)")
         use_secret(_DEV_SECRET)
     return _keys["data"]
 
@@ -47,6 +53,9 @@ def data_key() -> bytes:
 def mac64(data: bytes | memoryview, seed: int = 0) -> int:
     """The keyed 64-bit checksum of format 2 archives and packs. `seed` binds a pack
     record header to its pack, as the salt did for the unkeyed one."""
-    h = hmac.new(data_key(), seed.to_bytes(8, "little"), hashlib.sha256)
-    h.update(data)
+    prefix = seed.to_bytes(8, "little")
+    if len(data) < _SMALL:    # one C call: 4x faster for pack headers and tiny records
+        return int.from_bytes(hmac.digest(data_key(), prefix + bytes(data), "sha256")[:8], "little")
+    h = hmac.new(data_key(), prefix, hashlib.sha256)
+    h.update(data)            # releases the GIL
     return int.from_bytes(h.digest()[:8], "little")
