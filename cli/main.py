@@ -17,6 +17,7 @@ import time
 import click
 
 from storage import config as config_mod
+from storage import integrity
 from storage.config import ConfigError
 
 
@@ -26,17 +27,21 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def load_config(data: str | None, config: str | None) -> config_mod.Config:
-    """The same `--data DIR` / `--config FILE` for every command."""
+    """The same `--data DIR` / `--config FILE` for every command; every command then
+    checks and writes archives with the keys of this cluster's secret (integrity.py)."""
     try:
         if config:
-            return config_mod.load(config)
-        path = os.path.join(data or "./pocket-data", "pocket.toml")
-        if not os.path.exists(path):
-            raise ConfigError(f"no cluster at {data or './pocket-data'}: {path} is missing "
-                              "(start one with `pocket up --data DIR`, or pass --config FILE)")
-        return config_mod.load(path)
+            cfg = config_mod.load(config)
+        else:
+            path = os.path.join(data or "./pocket-data", "pocket.toml")
+            if not os.path.exists(path):
+                raise ConfigError(f"no cluster at {data or './pocket-data'}: {path} is missing "
+                                  "(start one with `pocket up --data DIR`, or pass --config FILE)")
+            cfg = config_mod.load(path)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
+    integrity.use_secret(cfg.cluster_secret)
+    return cfg
 
 
 def _run_until_signalled(main) -> None:
@@ -143,6 +148,7 @@ async def _serve_gateway(cfg, banner: bool = False, children=()) -> None:
 async def _wait_for_nodes(cfg, children, timeout: float = 30.0) -> None:
     import aiohttp
     from storage.node import auth
+    from storage.node.tls import client_ssl
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as s:
         for node in cfg.nodes:
@@ -150,8 +156,8 @@ async def _wait_for_nodes(cfg, children, timeout: float = 30.0) -> None:
                 continue
             while True:
                 try:
-                    async with s.get(node.url + "/v1/health",
-                                     headers=auth.sign(cfg.cluster_secret, "GET", "/v1/health")) as r:
+                    async with s.get(node.url + "/v1/health", ssl=client_ssl(node),
+                                     headers=auth.sign(cfg.cluster_secret, "GET", "/v1/health", node.id)) as r:
                         if r.status == 200:
                             break
                 except aiohttp.ClientError:
@@ -193,6 +199,7 @@ def node(data, config, node_id: str, initialize: bool) -> None:
         from storage.gateway import io_executor, local_store, serve
         from storage.node.daemons import DiskDaemons
         from storage.node.server import build_app
+        from storage.node.tls import server_ssl
         asyncio.get_running_loop().set_default_executor(io_executor())
         from storage.node.ownership import DiskInUse
         from storage.node.store import MissingDisk
@@ -202,7 +209,7 @@ def node(data, config, node_id: str, initialize: bool) -> None:
             raise click.ClickException(str(e)) from None
         host, port = ncfg.listen
         daemons = DiskDaemons(stores, cfg)
-        runner = await serve(build_app(node_id, stores, cfg.cluster_secret), host, port)
+        runner = await serve(build_app(node_id, stores, cfg.cluster_secret), host, port, server_ssl(ncfg))
         daemons.start()
         logging.getLogger("pocket.node").info("node %s serving %d disks on %s:%d", node_id, len(stores), host, port)
         try:
@@ -378,6 +385,39 @@ def repair(data, config, as_json: bool, concurrency, rate) -> None:
             click.echo(f"  FAILED  {row['bucket']}/{row['key']}: {row['error']}")
         click.echo(f"{report.remaining} object versions still queued.")
     if report.remaining:
+        sys.exit(1)
+
+
+@main.command()
+@with_cluster
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def upgrade(data, config, as_json: bool) -> None:
+    """Rewrite objects stored before keyed checksums in the keyed format (resumable).
+
+    Each object is read back whole and checked against its ETag before its archives are
+    rewritten, so a forged fragment is never sealed. Exit status 1 when some objects are
+    still unkeyed (a disk down, damage to repair first, or multipart objects)."""
+    cfg = load_config(data, config)
+    progress = _Progress("Upgrading")
+
+    async def work(tc):
+        from storage.repair.upgrade import Upgrader
+        progress.start(sum(1 for b in tc.index.list_buckets() for _ in tc.index.iter_versions(b["name"])))
+        try:
+            return await Upgrader(tc.cluster, tc.index, cfg.storage.node_timeout).run_once(
+                on_version=lambda _record: progress.step())
+        finally:
+            progress.close()
+    report = _run_tool(cfg, work)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        click.echo(f"{report.upgraded} object versions rewritten with keyed checksums "
+                   f"({report.bytes_written / 2**20:.1f} MiB) in {report.seconds:.1f}s; {report.keyed} were already; "
+                   f"{len(report.left)} left unkeyed.")
+        for row in report.left:
+            click.echo(f"  LEFT {row['bucket']}/{row['key']} version {row['version_id']}: {row['why']}")
+    if report.left:
         sys.exit(1)
 
 

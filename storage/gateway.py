@@ -50,7 +50,7 @@ def open_disks(cfg: Config, session: aiohttp.ClientSession | None,
             if only is not None and d.id not in only:
                 continue
             if node.url:
-                disks[d.id] = RemoteDisk(d.id, node.url, cfg.cluster_secret, session, cfg.storage.node_timeout)
+                disks[d.id] = RemoteDisk.for_node(node, d.id, cfg.cluster_secret, session, cfg.storage.node_timeout)
             else:
                 disks[d.id] = local_store(cfg, d)
             infos.append(DiskInfo(d.id, node.id, node.zone))
@@ -218,8 +218,8 @@ class Gateway:
                 self.metrics.at_risk.labels(shape, str(left)).set(count)
 
 
-async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+async def serve(app: web.Application, host: str, port: int, ssl_context=None) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True, backlog=1024).start()
+    await web.TCPSite(runner, host, port, reuse_address=True, backlog=1024, ssl_context=ssl_context).start()
     return runner

@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .packformat import (ARCHIVE, DELETE, PACK_HEADER_SIZE, RECORD, RECORD_HEADER_SIZE, SUFFIX, CorruptPack,
+from .packformat import (ARCHIVE, DELETE, PACK_HEADER_SIZE, PACK_VERSION, RECORD, RECORD_HEADER_SIZE, SUFFIX, CorruptPack,
                          pack_files, pack_header, parse_record_header, payload_sum, record_header, scan_pack,
                          seq_of)
 
@@ -45,6 +45,7 @@ class Pack:
     live: int = 0        # bytes of records that are still current
     refs: int = 0        # reads and compactions using fd right now
     retired: bool = False
+    fmt: int = PACK_VERSION   # packformat: version 1 packs (unkeyed sums) are read, never appended to
 
     @property
     def data_bytes(self) -> int:
@@ -144,14 +145,15 @@ class PackSet:
                           "missing on this disk", path, lo, hi)
             rep.damaged_regions += len(scan.damaged)
             rep.damaged_bytes += sum(hi - lo for lo, hi in scan.damaged)
+            writable = newest and not readonly and scan.fmt == PACK_VERSION
             pack = Pack(scan.seq, path, scan.salt,
-                        os.open(path, os.O_RDWR if newest and not readonly else os.O_RDONLY), scan.end)
+                        os.open(path, os.O_RDWR if writable else os.O_RDONLY), scan.end, fmt=scan.fmt)
             self.packs[scan.seq] = pack
             self._next_seq = max(self._next_seq, scan.seq + 1)
             for e in scan.entries:
                 self._apply(e.kind, e.name, (scan.seq, e.offset, e.length))
             rep.records += len(scan.entries)
-            if newest and scan.end < self.pack_size and not readonly:
+            if writable and scan.end < self.pack_size:
                 self.head = pack
         rep.packs = len(self.packs)
         rep.seconds = time.monotonic() - started
@@ -197,9 +199,9 @@ class PackSet:
             raw = os.pread(pack.fd, RECORD_HEADER_SIZE + loc[2], loc[1])
         finally:
             self._release(pack)
-        rec = parse_record_header(raw, pack.salt)
+        rec = parse_record_header(raw, pack.salt, pack.fmt)
         payload = raw[RECORD_HEADER_SIZE:]
-        return payload, rec is not None and len(payload) == loc[2] and payload_sum(payload) == rec[3]
+        return payload, rec is not None and len(payload) == loc[2] and payload_sum(payload, pack.fmt) == rec[3]
 
     def stamp(self, name: str) -> tuple | None:
         """Where a packed archive lives: changes whenever it is rewritten or deleted."""

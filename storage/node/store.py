@@ -331,11 +331,12 @@ class DiskStore:
 
 
 def check_archive(pread, end: int, name: str) -> dict:
-    """The manifest of a whole archive, once its header names it `name` and its footer is intact."""
+    """The manifest of a whole archive, once its header names it `name` and its footer is
+    intact. Only the current format is taken in: nothing writes format 1 any more."""
     header = layout.ArchiveHeader.unpack(pread(0, layout.HEADER_SIZE))
     if layout.archive_name(header.version_id, header.index) != name:
         raise layout.CorruptFragment(f"archive header names {header.version_id}.{header.index}, not {name}")
-    return _manifest(pread, end)
+    return _manifest(pread, end, layout.STRICT)
 
 
 def _slicer(data: bytes):
@@ -358,15 +359,18 @@ def read_manifest_file(path: str) -> dict:
         os.close(fd)
 
 
-def _manifest(pread, end: int) -> dict:
-    """Check header and footer of an archive `end` bytes long, read via pread(offset, length)."""
-    layout.ArchiveHeader.unpack(pread(0, layout.HEADER_SIZE))
+def _manifest(pread, end: int, accept: frozenset[int] = layout.ANY_FORMAT) -> dict:
+    """Check header and footer of an archive `end` bytes long, read via pread(offset, length).
+
+    Archives written before keyed checksums are read too (index rebuild, scrub collection);
+    whether their object may still be in that format is the reader's call (layout.accepted)."""
+    header = layout.ArchiveHeader.unpack(pread(0, layout.HEADER_SIZE), accept)
     if end < layout.HEADER_SIZE + layout.FOOTER_SIZE:
         raise layout.CorruptFragment("archive too short")
     length, want = layout.unpack_footer(pread(end - layout.FOOTER_SIZE, layout.FOOTER_SIZE))
     if length > end - layout.HEADER_SIZE - layout.FOOTER_SIZE:
         raise layout.CorruptFragment(f"footer claims a {length}-byte trailer in a {end}-byte archive")
-    return layout.unpack_trailer(pread(end - layout.FOOTER_SIZE - length, length), want)
+    return layout.unpack_trailer(pread(end - layout.FOOTER_SIZE - length, length), want, header.fmt)
 
 
 def _walk(top: str, pattern: re.Pattern) -> Iterator[tuple[str, int]]:
@@ -412,9 +416,17 @@ def _seal(fd: int, chunks: list[bytes], name: str) -> None:
 
 
 def _publish(tmp: str, final: str) -> None:
+    """Rename into place and fsync the folder; a fan-out folder created here has its
+    parent fsync'd too, or a crash could lose the folder with the file in it."""
     folder = os.path.dirname(final)
-    os.makedirs(folder, exist_ok=True)
+    if not os.path.isdir(folder):
+        os.makedirs(folder, exist_ok=True)
+        _fsync_dir(os.path.dirname(folder))
     os.rename(tmp, final)
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: str) -> None:
     dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

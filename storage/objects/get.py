@@ -20,6 +20,7 @@ from ..cluster import Cluster
 log = logging.getLogger("pocket.get")
 
 WINDOW_BYTES = 4 << 20
+_INLINE_CHECK_BYTES = 64 << 10
 
 
 class Unreadable(Exception):
@@ -126,17 +127,14 @@ class ArchiveReader:
                 self.cluster.mark_down(disk_id, reason)
             self._report(i, disk_id, reason)
             return [None] * count
-        records: list[bytes | None] = []
-        pos = 0
-        for j in range(first, last + 1):
-            size = geo.record_length(j)
-            try:
-                records.append(layout.unpack_record(raw[pos:pos + size]))
-            except layout.CorruptFragment as e:
-                records.append(None)
-                self._report(i, disk_id, f"segment {j}: {e}")
-            pos += size
-        return records
+        accept = layout.accepted(self.record)
+        if len(raw) > _INLINE_CHECK_BYTES:   # keyed checksums cost ~1.5 ms per MiB: off the event loop
+            checked = await asyncio.get_running_loop().run_in_executor(None, _check, raw, first, last, geo, accept)
+        else:
+            checked = _check(raw, first, last, geo, accept)
+        for j, problem in checked[1]:
+            self._report(i, disk_id, f"segment {j}: {problem}")
+        return checked[0]
 
     def _report(self, i: int, disk_id: str, reason: str) -> None:
         """Note a bad fragment once: repair rewrites a whole archive, not a segment."""
@@ -146,3 +144,20 @@ class ArchiveReader:
         self.damage.append(Damage(self.record["version_id"], i, disk_id, reason, self.record))
         log.warning("fragment %d of %s/%s (version %s) on disk %s: %s; reading parity instead",
                     i, self.record["bucket"], self.record["key"], self.record["version_id"], disk_id, reason)
+
+
+def _check(raw: bytes, first: int, last: int, geo: layout.Geometry,
+           accept: frozenset[int]) -> tuple[list[bytes | None], list[tuple[int, str]]]:
+    """The verified payloads of records first..last in `raw` (None where one failed), and the failures."""
+    records: list[bytes | None] = []
+    problems = []
+    pos = 0
+    for j in range(first, last + 1):
+        size = geo.record_length(j)
+        try:
+            records.append(layout.unpack_record(raw[pos:pos + size], accept))
+        except layout.CorruptFragment as e:
+            records.append(None)
+            problems.append((j, str(e)))
+        pos += size
+    return records, problems

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import AsyncIterable, AsyncIterator, Callable
 
+from .. import layout
 from ..cluster import Cluster
 from ..codec import Codec, parse_policy
 from ..index.batcher import IndexWriter
@@ -132,7 +133,7 @@ class ObjectService:
                 "v": 1, **fields, "version_id": version_id, "size": size,
                 "created": time.time(), "policy": policy.name, "k": policy.codec.k, "m": policy.codec.m,
                 "segment_size": self.segment_size, "volume": volume["id"], "disks": volume["disks"],
-                **summary,
+                "archive_format": layout.FORMAT_VERSION, **summary,
             }
             written = await writer.finish(record)
         except BaseException as e:

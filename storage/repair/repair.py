@@ -166,7 +166,7 @@ class Repairer:
     async def _rebuild(self, record: dict, volume: dict, build: set[int], avoid: set[int]) -> dict[int, int]:
         """Write archives `build` of the version; returns {index: bytes written} of those committed."""
         codec = Codec(record["k"], record["m"])
-        manifest = await self._manifest(volume, record["version_id"], avoid)
+        manifest = await self._manifest(volume, record, avoid)
         reader = ArchiveReader(self.cluster, codec, manifest, volume, avoid=frozenset(avoid))
         writer = ArchiveWriter(self.cluster, codec, volume, record["version_id"], manifest["segment_size"],
                                quorum=1, timeout=self.timeout, only=frozenset(build), keep_on_abort=True)
@@ -193,14 +193,16 @@ class Repairer:
         size = geo.records_end() + len(layout.pack_trailer(manifest))
         return {i: size for i in done if i in build}
 
-    async def _manifest(self, volume: dict, vid: str, avoid: set[int]) -> dict:
-        """The manifest every archive of the version carries, read from a good one."""
+    async def _manifest(self, volume: dict, record: dict, avoid: set[int]) -> dict:
+        """The manifest every archive of the version carries, read from a good one. One of
+        an unkeyed archive does not do for an object the index knows as keyed: it is forged."""
+        vid = record["version_id"]
         order = sorted(range(len(volume["disks"])), key=lambda i: (i in avoid, not self.cluster.is_up(volume["disks"][i])))
         problems = []
         for i in order:
             try:
                 manifest = await self.cluster.disks[volume["disks"][i]].read_manifest(layout.archive_name(vid, i))
-                if manifest.get("version_id") == vid:
+                if manifest.get("version_id") == vid and layout.accepted(manifest) <= layout.accepted(record):
                     return manifest
             except Exception as e:
                 problems.append(f"{i}: {e!r}")

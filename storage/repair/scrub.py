@@ -12,7 +12,8 @@ findings. One pass here (`Scrubber.run_once`) reads no archive bytes; it does th
    each part of a multipart object, each part of an open upload; sets.py) must have
    fragment `i` on disk `i` of its volume. A fragment neither in the listing nor there
    when asked again (`stat`, which also covers archives written after the listing) is
-   missing; one the disk reports is corrupt. Damage of live objects goes to the repair
+   missing; one the disk reports is corrupt, and so is one it reports unkeyed (format 1,
+   which only the index can tell from a forgery) for an object written keyed. Damage of live objects goes to the repair
    queue; disks that did not answer are skipped, not counted as missing (a down disk is
    the repairer's business once it is back).
 3. **Collect garbage.** An archive whose version the index does not reference (a
@@ -52,6 +53,8 @@ from .sets import find_set, live_sets
 log = logging.getLogger("pocket.scrub")
 
 POLL_SECONDS = 0.25      # how often a fresh pass asks the disks how far they are
+_FORGED_UNKEYED = ("an unkeyed (format 1) archive of an object written with keyed checksums: "
+                   "forged, or put there by an old tool")
 
 ORPHAN_VALVE_FRACTION = 0.25
 ORPHAN_VALVE_MIN = 20
@@ -120,6 +123,7 @@ class Scrubber:
         found: dict[str, dict[int, str]] = defaultdict(dict)       # vid -> {index: disk}
         copies: dict[tuple[str, int], list[str]] = defaultdict(list)  # (vid, index) -> every disk holding it
         bad: dict[tuple[str, int, str], str] = {}                  # (vid, index, disk) -> problem
+        unkeyed: set[tuple[str, int, str]] = set()                 # format 1 archives the disks saw
         for disk_id, state in states.items():
             for name, _size in listings[disk_id]:
                 vid, _, idx = name.partition(".")
@@ -135,13 +139,16 @@ class Scrubber:
                 vid, _, idx = row["archive"].partition(".")
                 bad[(vid, int(idx), disk_id)] = row["problem"]
                 log.warning("scrub: archive %s on disk %s is corrupt: %s", row["archive"], disk_id, row["problem"])
+            for name in state.get("unkeyed", []):
+                vid, _, idx = name.partition(".")
+                unkeyed.add((vid, int(idx), disk_id))
             for row in state.get("corrupt_records", []):
                 log.error("scrub: packed record %s on disk %s is corrupt (%s); other disks hold copies, "
                           "`pocket index rebuild` reads those", row["record"], disk_id, row["problem"])
         scanned = set(states)
         r.deletes_finished = await finish_deletes(self.cluster, self.index, self.queue.write, sorted(scanned))
         strays: list[dict] = []
-        live = await self._account(r, found, bad, scanned, copies, strays)
+        live = await self._account(r, found, bad, scanned, copies, strays, unkeyed)
         if remove_orphans:
             await self._collect(r, found, live, force_orphans)
             await self._remove_strays(r, strays)
@@ -205,7 +212,7 @@ class Scrubber:
         return {disk_id: state for disk_id, state in pairs if state is not None}
 
     async def _account(self, r: ScrubReport, found, bad, scanned: set[str], copies=None,
-                       strays: list | None = None) -> set[str]:
+                       strays: list | None = None, unkeyed: set | None = None) -> set[str]:
         """Queue the damage of every live version; returns the live version ids. Copies of a
         live fragment on disks other than its slot's go to `strays` (see _strays)."""
         live: set[str] = set()
@@ -222,6 +229,8 @@ class Scrubber:
                 if disk_id not in scanned:
                     continue
                 problem = bad.get((vid, i, disk_id))
+                if not problem and unkeyed and (vid, i, disk_id) in unkeyed and layout.accepted(record) == layout.STRICT:
+                    problem = _FORGED_UNKEYED
                 if problem:
                     damage[i] = ("corrupt", problem)
                 elif found.get(vid, {}).get(i) != disk_id and not await self._present(disk_id, vid, i):

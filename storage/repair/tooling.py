@@ -62,7 +62,7 @@ async def open_cluster(cfg: Config):
         for node in cfg.nodes:
             for d in node.disks:
                 infos.append(DiskInfo(d.id, node.id, node.zone))
-                remote = RemoteDisk(d.id, node.url, cfg.cluster_secret, session, cfg.storage.node_timeout) \
+                remote = RemoteDisk.for_node(node, d.id, cfg.cluster_secret, session, cfg.storage.node_timeout) \
                     if node.url else None
                 if remote is not None and await _answers(remote):
                     disks[d.id] = remote
