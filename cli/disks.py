@@ -13,7 +13,7 @@ import click
 
 from storage.repair.status import size as _size
 
-from .main import _Progress, _run_tool, load_config, main, with_cluster
+from .common import Progress, load_config, run_tool, with_cluster
 
 
 def _print_disks(rows: list[dict]) -> None:
@@ -26,7 +26,7 @@ def _print_disks(rows: list[dict]) -> None:
 
 def _act(data, config, as_json: bool, action: str, disk=None, new=None, rate=None, dry_run=False) -> None:
     cfg = load_config(data, config)
-    progress = _Progress({"fail": "Rebuilding", "drain": "Draining", "replace": "Replacing",
+    progress = Progress({"fail": "Rebuilding", "drain": "Draining", "replace": "Replacing",
                           "rebalance": "Rebalancing"}[action])
 
     async def work(tc):
@@ -43,7 +43,7 @@ def _act(data, config, as_json: bool, action: str, disk=None, new=None, rate=Non
             return await disk_tool.finish(tc, out, cfg.repair.move_rate if rate is None else rate, progress.step)
         finally:
             progress.close()
-    out = _run_tool(cfg, work)
+    out = run_tool(cfg, work)
     if isinstance(out, Exception):
         if as_json:
             click.echo(json.dumps({"action": action, "error": str(out), "ok": False}, indent=2))
@@ -84,7 +84,7 @@ def _summary(out, dry_run: bool) -> None:
     _print_disks(out.disks)
 
 
-@main.group()
+@click.group()
 def disk() -> None:
     """Disks: list them, declare one failed, drain one, replace one."""
 
@@ -99,7 +99,7 @@ def disk_list(data, config, as_json: bool) -> None:
     async def work(tc):
         from storage.repair.disks import disk_rows
         return disk_rows(tc.cluster, tc.index)
-    rows = _run_tool(cfg, work)
+    rows = run_tool(cfg, work)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
@@ -136,7 +136,7 @@ def disk_replace(data, config, old: str, new: str, as_json: bool, rate) -> None:
     _act(data, config, as_json, "replace", old, new, rate=rate)
 
 
-@main.command()
+@click.command()
 @with_cluster
 @click.option("--rate", type=int, default=None, help="Bytes per second to copy (default: repair.move_rate).")
 @click.option("--dry-run", is_flag=True, help="Print the moves without making them.")

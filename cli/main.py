@@ -9,7 +9,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,62 +18,15 @@ import click
 from storage import config as config_mod
 from storage.config import ConfigError
 
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-
-
-def load_config(data: str | None, config: str | None) -> config_mod.Config:
-    """The same `--data DIR` / `--config FILE` for every command."""
-    try:
-        if config:
-            return config_mod.load(config)
-        path = os.path.join(data or "./pocket-data", "pocket.toml")
-        if not os.path.exists(path):
-            raise ConfigError(f"no cluster at {data or './pocket-data'}: {path} is missing "
-                              "(start one with `pocket up --data DIR`, or pass --config FILE)")
-        return config_mod.load(path)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
-
-
-def _run_until_signalled(main) -> None:
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(main())
-
-
-async def _wait_for_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-
-cluster_options = [
-    click.option("--data", "data", type=click.Path(file_okay=False), default=None,
-                 help="Data folder of a `pocket up` cluster (default ./pocket-data)."),
-    click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
-                 help="pocket.toml describing the cluster."),
-]
-
-
-def with_cluster(fn):
-    for opt in reversed(cluster_options):
-        fn = opt(fn)
-    return fn
+from . import disks, lifecycle
+from .common import Progress, load_config, run_tool, run_until_signalled, setup_logging, wait_for_signal, with_cluster
 
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
     """Pocket: an erasure-coded, S3-compatible object store."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
 
 
 @main.command()
@@ -97,7 +49,7 @@ def up(data: str, port: int | None, host: str | None, nodes: int, disks: int) ->
             children.append(subprocess.Popen([sys.executable, "-m", "cli", "node", "--config", path, "--id", node.id,
                                               "--init"]))
     try:
-        _run_until_signalled(lambda: _serve_gateway(cfg, banner=True, children=children))
+        run_until_signalled(lambda: _serve_gateway(cfg, banner=True, children=children))
     finally:
         for child in children:
             child.terminate()
@@ -134,7 +86,7 @@ async def _serve_gateway(cfg, banner: bool = False, children=()) -> None:
     else:
         logging.getLogger("pocket").info("gateway listening on %s:%d", host, port)
     try:
-        await _wait_for_signal()
+        await wait_for_signal()
     finally:
         await runner.cleanup()
         await gw.stop()
@@ -168,7 +120,7 @@ async def _wait_for_nodes(cfg, children, timeout: float = 30.0) -> None:
 def gateway(data, config) -> None:
     """Run the S3 gateway of a multi-process cluster."""
     cfg = load_config(data, config)
-    _run_until_signalled(lambda: _serve_gateway(cfg))
+    run_until_signalled(lambda: _serve_gateway(cfg))
 
 
 @main.command()
@@ -206,13 +158,13 @@ def node(data, config, node_id: str, initialize: bool) -> None:
         daemons.start()
         logging.getLogger("pocket.node").info("node %s serving %d disks on %s:%d", node_id, len(stores), host, port)
         try:
-            await _wait_for_signal()
+            await wait_for_signal()
         finally:
             await daemons.stop()
             await runner.cleanup()
             for store in stores.values():
                 store.close()
-    _run_until_signalled(run)
+    run_until_signalled(run)
 
 
 @main.group()
@@ -254,38 +206,6 @@ def index_rebuild(data, config, as_json: bool) -> None:
         sys.exit(1)
 
 
-# durability: scrub, repair, status ------------------------------------------------------------
-def _run_tool(cfg, work):
-    """Run `work(tool_cluster)` against the cluster, running or stopped (storage/repair/tooling.py)."""
-    async def main():
-        from storage.gateway import io_executor
-        from storage.repair.tooling import open_cluster
-        asyncio.get_running_loop().set_default_executor(io_executor())
-        async with open_cluster(cfg) as tc:
-            return await work(tc)
-    return asyncio.run(main())
-
-
-class _Progress:
-    """A progress bar on stderr (stdout stays clean for --json), sized once the total is known."""
-
-    def __init__(self, label: str):
-        self.label, self.bar = label, None
-
-    def start(self, total: int) -> None:
-        self.bar = click.progressbar(length=max(total, 1), label=self.label, file=sys.stderr,
-                                     show_percent=True, show_pos=False)
-        self.bar.__enter__()
-
-    def step(self, n: int = 1) -> None:
-        if self.bar:
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar:
-            self.bar.__exit__(None, None, None)
-
-
 @main.command()
 @with_cluster
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
@@ -304,7 +224,7 @@ def scrub(data, config, as_json: bool, rate, orphan_grace, keep_orphans: bool, f
     Exit status: 0 all good, 1 damage found (queued: run `pocket repair`),
     2 some disks could not be scrubbed."""
     cfg = load_config(data, config)
-    progress = _Progress("Scrubbing")
+    progress = Progress("Scrubbing")
 
     async def work(tc):
         from storage.repair.scrub import Scrubber
@@ -315,7 +235,7 @@ def scrub(data, config, as_json: bool, rate, orphan_grace, keep_orphans: bool, f
                                            remove_orphans=not keep_orphans, force_orphans=force_orphans)
         finally:
             progress.close()
-    report = _run_tool(cfg, work)
+    report = run_tool(cfg, work)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
@@ -351,7 +271,7 @@ def repair(data, config, as_json: bool, concurrency, rate) -> None:
     Exit status: 0 when the queue is empty afterwards, 1 when something could not be
     repaired (a disk is down, or too few good fragments are left)."""
     cfg = load_config(data, config)
-    progress = _Progress("Repairing")
+    progress = Progress("Repairing")
 
     async def work(tc):
         from storage.repair.repair import Repairer
@@ -362,7 +282,7 @@ def repair(data, config, as_json: bool, concurrency, rate) -> None:
             return await repairer.run_once(on_entry=lambda _entry: progress.step())
         finally:
             progress.close()
-    report = _run_tool(cfg, work)
+    report = run_tool(cfg, work)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
@@ -391,7 +311,7 @@ def status(data, config, as_json: bool) -> None:
     async def work(tc):
         from storage.repair.status import collect
         return await collect(tc)
-    st = _run_tool(cfg, work)
+    st = run_tool(cfg, work)
     if as_json:
         click.echo(json.dumps(st, indent=2))
     else:
@@ -399,8 +319,6 @@ def status(data, config, as_json: bool) -> None:
         click.echo(render(st))
 
 
-
-from . import disks as _disks  # noqa: E402,F401  (registers `pocket disk ...` and `pocket rebalance`)
-from .lifecycle import lifecycle  # noqa: E402  (a command module of its own; it uses the helpers above)
-
-main.add_command(lifecycle)
+main.add_command(disks.disk)
+main.add_command(disks.rebalance)
+main.add_command(lifecycle.lifecycle)

@@ -30,8 +30,8 @@ import logging
 import os
 import time
 
-from ..repair.throttle import Throttle
-from ..repair.verify import verify_archive
+from ..throttle import Throttle
+from ..verify import verify_archive
 from .store import ArchiveMissing, write_durably
 
 log = logging.getLogger("pocket.scrub.disk")

@@ -40,8 +40,8 @@ from ..index import disks as disk_table
 from ..index import repairs
 from .queue import RepairQueue
 from .sets import live_sets
-from .throttle import Throttle
-from .verify import CHUNK_BYTES, verify_archive
+from ..throttle import Throttle
+from ..verify import CHUNK_BYTES, verify_archive
 
 log = logging.getLogger("pocket.moves")
 

@@ -30,8 +30,8 @@ from ..objects.get import ArchiveReader
 from ..objects.put import ArchiveWriter
 from .queue import REPAIR_META, RepairQueue
 from .sets import find_set
-from .throttle import Throttle
-from .verify import verify_archive
+from ..throttle import Throttle
+from ..verify import verify_archive
 
 log = logging.getLogger("pocket.repair")
 

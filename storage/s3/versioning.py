@@ -13,9 +13,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..index.versions import NULL, is_marker, s3_version_id, valid_version_id
-from . import acl, errors, xml
+from . import errors, xml
+from .access import owned_bucket, readable_object
 from .body import read_small
-from .bucket import owned_bucket
 from .names import check_key
 from .request import S3Request
 
@@ -106,14 +106,14 @@ def addressed(req: S3Request, bucket: dict, bucket_name: str, key: str, version_
 
 def readable_version(req: S3Request, bucket_name: str | None = None, key: str | None = None,
                      version_id: str | None = None) -> tuple[dict, dict]:
-    """(bucket record, addressed version) if the caller may read it; see acl.readable_object."""
+    """(bucket record, addressed version) if the caller may read it; see access.readable_object."""
     bucket_name, key = bucket_name or req.bucket, key or req.key
     seen: dict = {}
 
     def find(bucket: dict) -> dict:
         seen["bucket"] = bucket
         return addressed(req, bucket, bucket_name, key, version_id)
-    record = acl.readable_object(req, bucket_name, key, find)
+    record = readable_object(req, bucket_name, key, find)
     return seen["bucket"], record
 
 

@@ -26,7 +26,7 @@ from storage.repair import status as status_mod
 from storage.repair.queue import RepairQueue
 from storage.repair.repair import Repairer
 from storage.repair.scrub import Scrubber
-from storage.repair.throttle import Throttle
+from storage.throttle import Throttle
 from storage.s3.digests import BodyDigests
 
 SEG = 16 << 10

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import layout
+from . import layout
 from .throttle import Throttle
 
 CHUNK_BYTES = 4 << 20     # records are read and checked a few MiB at a time
