@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import layout
+from .node.disk import Disk
 from .throttle import Throttle
 
 CHUNK_BYTES = 4 << 20     # records are read and checked a few MiB at a time
@@ -25,7 +26,7 @@ class Verdict:
     bytes_read: int = 0
 
 
-async def verify_archive(disk, name: str, size: int, pacer: Throttle) -> Verdict:
+async def verify_archive(disk: Disk, name: str, size: int, pacer: Throttle) -> Verdict:
     """Read and check all of one archive, every byte once. Raises FileNotFoundError if it
     vanished meanwhile. Archives up to CHUNK_BYTES are read in one request."""
     vid, _, idx = name.partition(".")
