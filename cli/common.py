@@ -70,7 +70,7 @@ def with_cluster(fn):
 def run_tool(cfg, work):
     """Run `work(tool_cluster)` against the cluster, running or stopped (storage/repair/tooling.py)."""
     async def main():
-        from storage.gateway import io_executor
+        from storage.executor import io_executor
         from storage.repair.tooling import open_cluster
         asyncio.get_running_loop().set_default_executor(io_executor())
         async with open_cluster(cfg) as tc:

@@ -21,7 +21,7 @@ def lifecycle(data, config, as_json: bool, dry_run: bool) -> None:
     cfg = load_config(data, config)
 
     async def work(tc):
-        from storage.gateway import object_services
+        from storage.objects.build import object_services
         from storage.index.batcher import IndexWriter
         from storage.lifecycle.runner import LifecycleRunner
         writer = IndexWriter(tc.index)

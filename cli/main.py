@@ -61,7 +61,8 @@ def up(data: str, port: int | None, host: str | None, nodes: int, disks: int) ->
 
 
 async def _serve_gateway(cfg, banner: bool = False, children=()) -> None:
-    from storage.gateway import Gateway, serve
+    from storage.gateway import Gateway
+    from storage.serve import serve
     if children:
         await _wait_for_nodes(cfg, children)
     gw = Gateway(cfg)
@@ -142,7 +143,9 @@ def node(data, config, node_id: str, initialize: bool) -> None:
         raise click.ClickException(f"node {node_id} has no url in the config, so it has nothing to listen on")
 
     async def run():
-        from storage.gateway import io_executor, local_store, serve
+        from storage.executor import io_executor
+        from storage.node.open_disks import local_store
+        from storage.serve import serve
         from storage.node.daemons import DiskDaemons
         from storage.node.server import build_app
         asyncio.get_running_loop().set_default_executor(io_executor())
@@ -181,7 +184,7 @@ def index_rebuild(data, config, as_json: bool) -> None:
 
     async def run():
         import aiohttp
-        from storage.gateway import open_disks
+        from storage.node.open_disks import open_disks
         from storage.index.rebuild import rebuild
         from storage.placement.volumes import build_volumes
         from storage.codec import parse_policy

@@ -29,10 +29,10 @@ import aiohttp
 from ..cluster import Cluster
 from ..codec import parse_policy
 from ..config import Config
-from ..gateway import local_store
 from ..index.lmdb_index import Index
 from ..node.client import RemoteDisk
 from ..node.disk_scrub import DiskScrubber
+from ..node.open_disks import local_store
 from ..node.ownership import DiskInUse
 from ..node.store import DISK_MARKER, DiskStore
 from ..placement.volumes import DiskInfo
