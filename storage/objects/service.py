@@ -77,7 +77,6 @@ class ObjectService:
         self.small_threshold = small_threshold
         self.segment_size = segment_size
         self.timeout = timeout
-        self.damage_reported = 0
         self._removals: set[asyncio.Task] = set()
         # Told of every version stored on fewer than k+m disks: {index: (kind, reason)}.
         self.on_degraded: Callable[[dict, dict], None] | None = None
@@ -350,10 +349,8 @@ class ObjectService:
                 hi = end - n * seg + 1 if n == last else len(data)
                 yield data[lo:hi] if (lo, hi) != (0, len(data)) else data
         finally:
-            if reader.damage:
-                self.damage_reported += len(reader.damage)
-                if on_damage:
-                    on_damage(reader.damage)
+            if reader.damage and on_damage:
+                on_damage(reader.damage)
 
 
 async def _segments(body: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
