@@ -1,20 +1,20 @@
 """What every `pocket` command shares: finding the cluster, running async work, progress.
 
 The command modules import this, never main.py, and main.py only puts them together,
-so the CLI has no import circle.
+so the CLI has no import circle. Even asyncio is imported where it runs: `pocket --help`
+loads click and little else.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import signal
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from storage import config as config_mod
-from storage.config import ConfigError
+if TYPE_CHECKING:
+    from storage.config import Config
 
 
 def setup_logging(verbose: bool) -> None:
@@ -22,8 +22,10 @@ def setup_logging(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-def load_config(data: str | None, config: str | None) -> config_mod.Config:
+def load_config(data: str | None, config: str | None) -> Config:
     """The same `--data DIR` / `--config FILE` for every command."""
+    from storage import config as config_mod
+    from storage.config import ConfigError
     try:
         if config:
             return config_mod.load(config)
@@ -37,6 +39,7 @@ def load_config(data: str | None, config: str | None) -> config_mod.Config:
 
 
 def run_until_signalled(main) -> None:
+    import asyncio
     try:
         import uvloop
         uvloop.install()
@@ -46,6 +49,8 @@ def run_until_signalled(main) -> None:
 
 
 async def wait_for_signal() -> None:
+    import asyncio
+    import signal
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -69,6 +74,8 @@ def with_cluster(fn):
 
 def run_tool(cfg, work):
     """Run `work(tool_cluster)` against the cluster, running or stopped (storage/repair/tooling.py)."""
+    import asyncio
+
     async def main():
         from storage.executor import io_executor
         from storage.repair.tooling import open_cluster

@@ -11,12 +11,11 @@ import sys
 
 import click
 
-from storage.repair.status import size as _size
-
 from .common import Progress, load_config, run_tool, with_cluster
 
 
 def _print_disks(rows: list[dict]) -> None:
+    from storage.repair.status import size as _size
     click.echo(f"{'DISK':<10} {'NODE':<8} {'ZONE':<8} {'STATE':<9} {'SLOTS':>5} {'USED':>10} {'FREE':>10}  MOVES")
     for r in rows:
         moves = f"{r['moves_off']} off, {r['moves_onto']} onto" if r["moves_off"] or r["moves_onto"] else ""
@@ -59,6 +58,7 @@ def _act(data, config, as_json: bool, action: str, disk=None, new=None, rate=Non
 
 
 def _summary(out, dry_run: bool) -> None:
+    from storage.repair.status import size as _size
     if dry_run:
         click.echo(f"Would move {len(out.planned)} volume slots "
                    f"({_size(sum(m.get('bytes', 0) for m in out.planned))}):")

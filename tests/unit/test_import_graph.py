@@ -130,4 +130,4 @@ def test_only_the_server_commands_import_the_gateway():
     """One-shot tools open disks, the index and the services themselves (node/open_disks.py,
     objects/build.py, executor.py), so a `pocket scrub` never loads the S3 front end."""
     importers = {name for name, targets in _graph().items() if "storage.gateway" in targets}
-    assert importers <= {"cli.main"}
+    assert importers <= {"cli.serve"}
