@@ -32,7 +32,8 @@ import time
 
 from ..throttle import Throttle
 from ..verify import verify_archive
-from .store import ArchiveMissing, write_durably
+from .files import write_durably
+from .store import ArchiveMissing
 
 log = logging.getLogger("pocket.scrub.disk")
 
