@@ -73,12 +73,12 @@ def with_cluster(fn):
 
 
 def run_tool(cfg, work):
-    """Run `work(tool_cluster)` against the cluster, running or stopped (storage/repair/tooling.py)."""
+    """Run `work(tool_cluster)` against the cluster, running or stopped (storage/tools/cluster.py)."""
     import asyncio
 
     async def main():
         from storage.executor import io_executor
-        from storage.repair.tooling import open_cluster
+        from storage.tools.cluster import open_cluster
         asyncio.get_running_loop().set_default_executor(io_executor())
         async with open_cluster(cfg) as tc:
             return await work(tc)

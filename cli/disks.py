@@ -1,4 +1,4 @@
-"""`pocket disk ...` and `pocket rebalance`: thin commands over storage/repair/disk_tool.py.
+"""`pocket disk ...` and `pocket rebalance`: thin commands over storage/tools/disks.py.
 
 Exit status: 0 when everything moved, 1 when something could not be moved or rebuilt
 (run the command again once the cause is fixed: it resumes), 2 when the request was
@@ -15,7 +15,7 @@ from .common import Progress, load_config, run_tool, with_cluster
 
 
 def _print_disks(rows: list[dict]) -> None:
-    from storage.repair.status import size as _size
+    from storage.tools.status import size as _size
     click.echo(f"{'DISK':<10} {'NODE':<8} {'ZONE':<8} {'STATE':<9} {'SLOTS':>5} {'USED':>10} {'FREE':>10}  MOVES")
     for r in rows:
         moves = f"{r['moves_off']} off, {r['moves_onto']} onto" if r["moves_off"] or r["moves_onto"] else ""
@@ -29,8 +29,8 @@ def _act(data, config, as_json: bool, action: str, disk=None, new=None, rate=Non
                           "rebalance": "Rebalancing"}[action])
 
     async def work(tc):
-        from storage.repair import disk_tool
-        from storage.repair.disks import DiskError
+        from storage.tools import disks as disk_tool
+        from storage.disks.actions import DiskError
         try:
             out = await disk_tool.start(tc, action, disk, new, dry_run)
         except DiskError as e:
@@ -58,7 +58,7 @@ def _act(data, config, as_json: bool, action: str, disk=None, new=None, rate=Non
 
 
 def _summary(out, dry_run: bool) -> None:
-    from storage.repair.status import size as _size
+    from storage.tools.status import size as _size
     if dry_run:
         click.echo(f"Would move {len(out.planned)} volume slots "
                    f"({_size(sum(m.get('bytes', 0) for m in out.planned))}):")
@@ -97,7 +97,7 @@ def disk_list(data, config, as_json: bool) -> None:
     cfg = load_config(data, config)
 
     async def work(tc):
-        from storage.repair.disks import disk_rows
+        from storage.disks.actions import disk_rows
         return disk_rows(tc.cluster, tc.index)
     rows = run_tool(cfg, work)
     if as_json:

@@ -1,6 +1,7 @@
-"""`pocket scrub`, `pocket repair`, `pocket status`: thin commands over storage/repair/.
+"""`pocket scrub`, `pocket repair`, `pocket status`: thin commands over storage/durability/
+and storage/tools/status.py.
 
-They work with the cluster running or stopped (storage/repair/tooling.py), print a
+They work with the cluster running or stopped (storage/tools/cluster.py), print a
 progress bar on stderr and a report on stdout (`--json` for machines)."""
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def scrub(data, config, as_json: bool, rate, orphan_grace, keep_orphans: bool, f
     progress = Progress("Scrubbing")
 
     async def work(tc):
-        from storage.repair.scrub import Scrubber
+        from storage.durability.scrub import Scrubber
         scrubber = Scrubber(tc.cluster, tc.index, tc.queue, rate,
                             cfg.scrub.orphan_grace if orphan_grace is None else orphan_grace)
         try:
@@ -80,7 +81,7 @@ def repair(data, config, as_json: bool, concurrency, rate) -> None:
     progress = Progress("Repairing")
 
     async def work(tc):
-        from storage.repair.repair import Repairer
+        from storage.durability.repair import Repairer
         repairer = Repairer(tc.cluster, tc.index, tc.queue, concurrency or cfg.repair.concurrency,
                             cfg.storage.node_timeout, rate=cfg.repair.rate if rate is None else rate)
         progress.start(tc.queue.length())
@@ -115,11 +116,11 @@ def status(data, config, as_json: bool) -> None:
     cfg = load_config(data, config)
 
     async def work(tc):
-        from storage.repair.status import collect
+        from storage.tools.status import collect
         return await collect(tc)
     st = run_tool(cfg, work)
     if as_json:
         click.echo(json.dumps(st, indent=2))
     else:
-        from storage.repair.status import render
+        from storage.tools.status import render
         click.echo(render(st))

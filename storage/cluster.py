@@ -91,7 +91,7 @@ class Cluster:
     @contextmanager
     def writing(self):
         """Around an upload: a slot move deletes old copies only once no upload that chose
-        its volume under an older table is still writing (see repair/moves.py)."""
+        its volume under an older table is still writing (see disks/moves.py)."""
         gen = self.generation
         self._writes[gen] += 1
         try:

@@ -75,7 +75,7 @@ class StorageConfig:
 @dataclass
 class ScrubConfig:
     """Scrubbing: a scrubber per disk in the process that owns it (storage/node/disk_scrub.py)
-    reads and checks every byte; the gateway collects what they found (storage/repair/scrub.py)."""
+    reads and checks every byte; the gateway collects what they found (storage/durability/scrub.py)."""
     enabled: bool = True            # background passes (`pocket scrub` works either way)
     rate: int = 8 << 20             # bytes/s read by the scrubber of each disk (0: unlimited)
     interval: float = 86400.0       # seconds from the end of a disk's full pass to the start of its next
@@ -87,7 +87,7 @@ class ScrubConfig:
 
 @dataclass
 class RepairConfig:
-    """The repairer (storage/repair/repair.py) and the durability estimate of `pocket status`."""
+    """The repairer (storage/durability/repair.py) and the durability estimate of `pocket status`."""
     enabled: bool = True
     concurrency: int = 4            # object versions rebuilt at once
     interval: float = 10.0          # seconds between retries of what is still queued

@@ -16,23 +16,23 @@ from .cluster import Cluster
 from .codec import parse_policy
 from .config import Config, ConfigError
 from .config import load as load_config
+from .disks.actions import publish_table
+from .disks.failures import FailureWatcher
+from .disks.moves import SlotMover
+from .durability.queue import RepairQueue
+from .durability.repair import Repairer
+from .durability.scrub import Scrubber
+from .executor import io_executor
 from .index.batcher import IndexWriter
 from .index.lmdb_index import Index
 from .lifecycle.runner import LifecycleRunner
 from .metrics import Metrics
 from .node.daemons import DiskDaemons
 from .node.metrics import DiskCollector
-from .node.store import DiskStore
-from .executor import io_executor
 from .node.open_disks import open_disks
+from .node.store import DiskStore
 from .objects.buckets import BucketService
 from .objects.build import object_services
-from .repair.disks import publish_table
-from .repair.failures import FailureWatcher
-from .repair.moves import SlotMover
-from .repair.queue import RepairQueue
-from .repair.repair import Repairer
-from .repair.scrub import Scrubber
 from .s3.app import build_app
 
 log = logging.getLogger("pocket.gateway")
