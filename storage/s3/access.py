@@ -11,6 +11,7 @@ checks in one of them, those modules imported each other in a circle.
 """
 from __future__ import annotations
 
+from ..objects.contracts import VersionRecord
 from . import errors
 from .request import S3Request
 
@@ -53,7 +54,7 @@ def readable_bucket(req: S3Request) -> dict:
 
 
 def readable_object(req: S3Request, bucket_name: str | None = None, key: str | None = None,
-                    find=None) -> dict:
+                    find=None) -> VersionRecord:
     """The object's record if the caller may read it (owner, public bucket or public object).
 
     Defaults to the request's own bucket and key; CopyObject asks about its source.
