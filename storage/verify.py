@@ -11,10 +11,13 @@ way, and the record format stays in layout.py. Reads are paced by the caller's `
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import layout
-from .node.disk import Disk
 from .throttle import Throttle
+
+if TYPE_CHECKING:   # node/ imports this module: the disk type is for readers only
+    from .node.disk import Disk
 
 CHUNK_BYTES = 4 << 20     # records are read and checked a few MiB at a time
 

@@ -115,6 +115,19 @@ def test_no_import_cycles():
     assert _cycles(_graph()) == [], "modules that import each other in a circle; move what both need below them"
 
 
+def test_no_cycles_between_the_folders_of_storage():
+    """storage/'s folders and top modules form layers (node below durability below tools, ...):
+    any circle between them means one no longer stands on the other."""
+    def folder(name: str) -> str:
+        return ".".join(name.split(".")[:2])
+    layers: dict[str, set[str]] = {}
+    for name, targets in _graph().items():
+        if name.startswith("storage."):
+            layers.setdefault(folder(name), set()).update(folder(t) for t in targets
+                                                          if t.startswith("storage.") and folder(t) != folder(name))
+    assert _cycles(layers) == []
+
+
 def test_cycle_finder_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
