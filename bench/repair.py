@@ -34,8 +34,8 @@ import time
 import aiohttp
 
 from storage.node.client import RemoteDisk
-from storage.repair.throttle import Throttle
-from storage.repair.verify import verify_archive
+from storage.throttle import Throttle
+from storage.verify import verify_archive
 from tests.cluster.harness import ACCESS_KEY, CLUSTER_SECRET, REPO, SECRET_KEY, ProcCluster
 
 from .load import S3, SigV4, chunks

@@ -10,7 +10,7 @@ import json
 
 import click
 
-from .main import load_config, with_cluster
+from .common import load_config, with_cluster
 
 _source_options = [
     click.option("--source-endpoint", default=None, help="S3 endpoint URL of the source (default: AWS itself)."),

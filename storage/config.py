@@ -15,11 +15,18 @@ from dataclasses import dataclass, field, fields
 
 from .codec import parse_policy
 from .integrity import MIN_SECRET_BYTES
-from .node.tls import fingerprint_bytes
 
 
 class ConfigError(ValueError):
     pass
+
+
+def fingerprint_bytes(text: str) -> bytes:
+    """A SHA-256 fingerprint as written in the config, e.g. `AB:CD:…` or `abcd…`."""
+    raw = bytes.fromhex(text.replace(":", "").strip())
+    if len(raw) != 32:
+        raise ValueError("a tls_fingerprint is the SHA-256 of the certificate: 64 hex digits")
+    return raw
 
 
 @dataclass
@@ -83,7 +90,7 @@ class StorageConfig:
 @dataclass
 class ScrubConfig:
     """Scrubbing: a scrubber per disk in the process that owns it (storage/node/disk_scrub.py)
-    reads and checks every byte; the gateway collects what they found (storage/repair/scrub.py)."""
+    reads and checks every byte; the gateway collects what they found (storage/durability/scrub.py)."""
     enabled: bool = True            # background passes (`pocket scrub` works either way)
     rate: int = 8 << 20             # bytes/s read by the scrubber of each disk (0: unlimited)
     interval: float = 86400.0       # seconds from the end of a disk's full pass to the start of its next
@@ -95,7 +102,7 @@ class ScrubConfig:
 
 @dataclass
 class RepairConfig:
-    """The repairer (storage/repair/repair.py) and the durability estimate of `pocket status`."""
+    """The repairer (storage/durability/repair.py) and the durability estimate of `pocket status`."""
     enabled: bool = True
     concurrency: int = 4            # object versions rebuilt at once
     interval: float = 10.0          # seconds between retries of what is still queued

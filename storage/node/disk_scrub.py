@@ -3,7 +3,7 @@
 Why here, in the process that owns the disk: checking a checksum needs the bytes, and
 the bytes are local. Sending a whole data set across the network to the gateway (as
 the scrubber once did) costs the network and the gateway's CPU what a node can do
-next to its disk; the gateway now only collects what each disk found (repair/scrub.py).
+next to its disk; the gateway now only collects what each disk found (durability/scrub.py).
 
 A pass walks the disk's archives in name order and checks each whole (verify.py:
 header, every record's xxh3, trailer and manifest); for a packed archive also its pack
@@ -30,9 +30,10 @@ import logging
 import os
 import time
 
-from ..repair.throttle import Throttle
-from ..repair.verify import verify_archive
-from .store import ArchiveMissing, write_durably
+from ..throttle import Throttle
+from ..verify import verify_archive
+from .files import write_durably
+from .store import ArchiveMissing
 
 log = logging.getLogger("pocket.scrub.disk")
 

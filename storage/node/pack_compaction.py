@@ -15,7 +15,9 @@ import logging
 import os
 
 from .packformat import ARCHIVE, DELETE, PACK_VERSION, RECORD, RECORD_HEADER_SIZE, payload_sum, scan_pack
-from .packs import Pack, PackSet, _fsync_dir, _Item
+from .files import fsync_dir
+from .pack_open import Pack
+from .packs import PackSet, _Item
 
 log = logging.getLogger("pocket.packs")
 
@@ -123,6 +125,6 @@ def _copies(ps: PackSet, pack: Pack, group: list) -> list[_Item]:
 
 def _unlink_pack(path: str, fd: int | None) -> None:
     os.unlink(path)
-    _fsync_dir(os.path.dirname(path))
+    fsync_dir(os.path.dirname(path))
     if fd is not None:
         os.close(fd)

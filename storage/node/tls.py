@@ -12,14 +12,7 @@ from __future__ import annotations
 import ssl
 
 import aiohttp
-
-
-def fingerprint_bytes(text: str) -> bytes:
-    """A SHA-256 fingerprint as written in the config, e.g. `AB:CD:…` or `abcd…`."""
-    raw = bytes.fromhex(text.replace(":", "").strip())
-    if len(raw) != 32:
-        raise ValueError("a tls_fingerprint is the SHA-256 of the certificate: 64 hex digits")
-    return raw
+from ..config import fingerprint_bytes
 
 
 def client_ssl(node):

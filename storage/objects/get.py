@@ -16,6 +16,7 @@ from typing import AsyncIterator
 from .. import layout
 from ..codec import Codec
 from ..cluster import Cluster
+from .contracts import VersionRecord
 
 log = logging.getLogger("pocket.get")
 
@@ -34,7 +35,7 @@ class Damage:
     index: int
     disk_id: str
     reason: str
-    record: dict | None = field(default=None, repr=False)  # the object version, for the repair queue
+    record: VersionRecord | None = field(default=None, repr=False)  # the object version, for the repair queue
 
     @property
     def kind(self) -> str:
@@ -46,7 +47,7 @@ class Damage:
 class ArchiveReader:
     cluster: Cluster
     codec: Codec
-    record: dict          # the object's index record (manifest)
+    record: VersionRecord  # the object's index record (manifest)
     volume: dict
     avoid: frozenset[int] = frozenset()   # fragments to read only as a last resort (being rebuilt)
     damage: list[Damage] = field(default_factory=list)

@@ -26,9 +26,9 @@ from storage.node import packformat
 from storage.node.store import DiskStore
 from storage.objects.service import ObjectService, Policy
 from storage.placement.volumes import DiskInfo, build_volumes
-from storage.repair.throttle import Throttle
-from storage.repair.upgrade import Upgrader
-from storage.repair.verify import verify_archive
+from storage.throttle import Throttle
+from storage.durability.upgrade import Upgrader
+from storage.verify import verify_archive
 
 FIXTURE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "legacy-v1")
 SEG = 16 << 10
@@ -72,9 +72,10 @@ def test_legacy_disks_rebuild_read_and_scrub_clean(legacy):
                 seed, size = expected["objects"][key]
                 record = index.get_object("b", key)
                 assert "archive_format" not in record      # written before keyed checksums
-                got = b"".join([c async for c in objects.read(record, 0, size - 1)])
+                damage = []
+                got = b"".join([c async for c in objects.read(record, 0, size - 1, on_damage=damage.extend)])
                 assert got == random.Random(seed).randbytes(size), key
-                assert objects.damage_reported == 0
+                assert damage == []
             for disk, name, size in _versions(disks):
                 verdict = await verify_archive(disk, name, size, Throttle(0))
                 assert verdict.problem is None and verdict.legacy, (disk.disk_id, name, verdict.problem)
@@ -173,19 +174,20 @@ def test_upgrade_rekeys_legacy_objects_and_refuses_one_that_does_not_match_its_e
             for disk, arch, size in rewritten:
                 verdict = await verify_archive(disk, arch, size, Throttle(0))
                 assert verdict.problem is None and not verdict.legacy, (disk.disk_id, arch)
+            damage = []
             for key in ("small", "big"):
                 seed, size = expected["objects"][key]
                 record = index.get_object("b", key)
                 assert layout.accepted(record) == layout.STRICT
-                got = b"".join([c async for c in objects.read(record, 0, size - 1)])
+                got = b"".join([c async for c in objects.read(record, 0, size - 1, on_damage=damage.extend)])
                 assert got == random.Random(seed).randbytes(size)
-            assert objects.damage_reported == 0
+            assert damage == []
 
             _forge_first_record(disks[first], name)        # forging the keyed object now: caught on read
             record = index.get_object("b", "big")
-            got = b"".join([c async for c in objects.read(record, 0, record["size"] - 1)])
+            got = b"".join([c async for c in objects.read(record, 0, record["size"] - 1, on_damage=damage.extend)])
             assert got == random.Random(expected["objects"]["big"][0]).randbytes(record["size"])
-            assert objects.damage_reported == 1
+            assert len(damage) == 1
         finally:
             await writer.aclose()
             index.close()

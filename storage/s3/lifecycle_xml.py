@@ -1,4 +1,4 @@
-"""A bucket's lifecycle configuration: S3's XML in, stored rules (see rules.py) out, and back.
+"""A bucket's lifecycle configuration: S3's XML in, stored rules (see storage/lifecycle/rules.py) out, and back.
 
 Validation follows AWS: a body that does not fit the schema is MalformedXML; values the
 schema allows but S3 does not (Days <= 0, a Date not at midnight UTC, duplicate or
@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from ..s3 import errors, xml
+from . import errors, xml
 
 MAX_RULES = 1000
 MAX_ID = 255

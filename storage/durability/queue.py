@@ -21,6 +21,7 @@ from typing import Any, Callable
 from ..index import repairs
 from ..index.batcher import IndexWriter
 from ..index.lmdb_index import Index
+from ..objects.contracts import VersionRecord
 
 log = logging.getLogger("pocket.repair")
 
@@ -43,7 +44,7 @@ class RepairQueue:
         return await asyncio.get_running_loop().run_in_executor(None, self.index.write, fn)
 
     # changes -----------------------------------------------------------------------------
-    async def add(self, record: dict, bad: dict[int, tuple[str, str]], source: str) -> dict:
+    async def add(self, record: VersionRecord, bad: dict[int, tuple[str, str]], source: str) -> dict:
         now = time.time()
         entry = await self.write(lambda ops: repairs.add(ops, record, bad, source, now))
         log.debug("repair queued for %s/%s version %s: missing %s, corrupt %s (%s)", record["bucket"],
@@ -51,7 +52,7 @@ class RepairQueue:
         self.wakeup.set()
         return entry
 
-    def add_later(self, record: dict, bad: dict[int, tuple[str, str]], source: str) -> None:
+    def add_later(self, record: VersionRecord, bad: dict[int, tuple[str, str]], source: str) -> None:
         """For synchronous callers (a read's damage callback): queue in the background."""
         task = asyncio.ensure_future(self.add(record, bad, source))
         self._pending.add(task)

@@ -29,14 +29,14 @@ import aiohttp
 from ..cluster import Cluster
 from ..codec import parse_policy
 from ..config import Config
-from ..gateway import local_store
+from ..durability.queue import RepairQueue
 from ..index.lmdb_index import Index
 from ..node.client import RemoteDisk
 from ..node.disk_scrub import DiskScrubber
+from ..node.open_disks import local_store
 from ..node.ownership import DiskInUse
 from ..node.store import DISK_MARKER, DiskStore
 from ..placement.volumes import DiskInfo
-from .queue import RepairQueue
 
 log = logging.getLogger("pocket.tool")
 

@@ -20,9 +20,10 @@ from typing import Iterator
 from ..index.ops import _unpack
 from ..index.versions import is_marker
 from ..objects import parts
+from ..objects.contracts import VersionRecord
 
 
-def version_sets(record: dict) -> list[dict]:
+def version_sets(record: VersionRecord) -> list[dict]:
     """The archive sets holding an object record's bytes."""
     if parts.is_multipart(record):
         return [parts.part_record(record, p) for p in record["parts"]]

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .. import layout
+from . import layout
 from .throttle import Throttle
+
+if TYPE_CHECKING:   # node/ imports this module: the disk type is for readers only
+    from .node.disk import Disk
 
 CHUNK_BYTES = 4 << 20     # records are read and checked a few MiB at a time
 
@@ -30,7 +34,7 @@ class Verdict:
     legacy: bool = False      # a format-1 (unkeyed) archive that passed its checks
 
 
-async def verify_archive(disk, name: str, size: int, pacer: Throttle) -> Verdict:
+async def verify_archive(disk: Disk, name: str, size: int, pacer: Throttle) -> Verdict:
     """Read and check all of one archive, every byte once. Raises FileNotFoundError if it
     vanished meanwhile. Archives up to CHUNK_BYTES are read in one request."""
     vid, _, idx = name.partition(".")

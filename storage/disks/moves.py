@@ -36,12 +36,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Awaitable, Callable
 
 from .. import layout
+from ..durability.queue import RepairQueue
+from ..durability.sets import live_sets
 from ..index import disks as disk_table
 from ..index import repairs
-from .queue import RepairQueue
-from .sets import live_sets
-from .throttle import Throttle
-from .verify import CHUNK_BYTES, verify_archive
+from ..throttle import Throttle
+from ..verify import CHUNK_BYTES, verify_archive
 
 log = logging.getLogger("pocket.moves")
 

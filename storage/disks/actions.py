@@ -20,11 +20,11 @@ import logging
 import time
 from collections import Counter
 
+from ..durability.sets import live_sets
 from ..index import disks as disk_table
+from ..objects.service import write_record
 from ..placement import rebalance
 from ..placement.replace import NoReplacement, choose_replacement, slot_counts
-from ..objects.service import write_record
-from .sets import live_sets
 
 log = logging.getLogger("pocket.disks")
 

@@ -26,12 +26,13 @@ from typing import Callable
 
 from .. import layout
 from ..codec import Codec
+from ..objects.contracts import VersionRecord
 from ..objects.get import ArchiveReader
 from ..objects.put import ArchiveWriter
 from .queue import REPAIR_META, RepairQueue
 from .sets import find_set
-from .throttle import Throttle
-from .verify import verify_archive
+from ..throttle import Throttle
+from ..verify import verify_archive
 
 log = logging.getLogger("pocket.repair")
 
@@ -158,12 +159,12 @@ class Repairer:
             return False
         return verdict.problem is None
 
-    async def rebuild_fragments(self, record: dict, volume: dict, build: set[int]) -> dict[int, int]:
+    async def rebuild_fragments(self, record: VersionRecord, volume: dict, build: set[int]) -> dict[int, int]:
         """Rebuild fragments `build` of one archive set onto `volume`'s disks (a slot move
         passes the volume as it will be, with the new disk in the slot)."""
         return await self._rebuild(record, volume, build, build)
 
-    async def _rebuild(self, record: dict, volume: dict, build: set[int], avoid: set[int]) -> dict[int, int]:
+    async def _rebuild(self, record: VersionRecord, volume: dict, build: set[int], avoid: set[int]) -> dict[int, int]:
         """Write archives `build` of the version; returns {index: bytes written} of those committed."""
         codec = Codec(record["k"], record["m"])
         manifest = await self._manifest(volume, record, avoid)

@@ -28,9 +28,9 @@ import math
 import time
 
 from ..codec import parse_policy
+from ..durability.queue import REPAIR_META, SCRUB_META
 from ..index.versions import is_marker
-from .queue import REPAIR_META, SCRUB_META
-from .tooling import ToolCluster, gateway_view
+from .cluster import ToolCluster, gateway_view
 
 HOURS_PER_YEAR = 8760.0
 FORMULA = ("MTTDL ≈ μ^m / (λ^(m+1) · n(n-1)…(n-m)) with λ = AFR/8760 h, μ = 1/MTTR, n = k+m; "

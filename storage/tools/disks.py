@@ -1,8 +1,8 @@
 """`pocket disk fail|drain|replace` and `pocket rebalance` as one-shot commands.
 
-The command does the work itself, running or stopped cluster alike (tooling.py opens
-the disks next to a running gateway): it records the moves (disks.py), runs them
-(moves.py), and for rebuild moves runs the repairer until the moved fragments are
+The command does the work itself, running or stopped cluster alike (cluster.py opens
+the disks next to a running gateway): it records the moves (disks/actions.py), runs them
+(disks/moves.py), and for rebuild moves runs the repairer until the moved fragments are
 rebuilt, so it ends with a summary of what moved and what could not. A running
 gateway follows along through the volume table's generation; before old copies are
 deleted the command waits until the gateway uses the new table. Interrupted, the
@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..disks import actions
+from ..disks.moves import MoveReport, SlotMover
+from ..durability.repair import Repairer
 from ..index import repairs
-from . import disks
-from .moves import MoveReport, SlotMover
-from .repair import Repairer
-from .tooling import ToolCluster, gateway_adopted
+from .cluster import ToolCluster, gateway_adopted
 
 
 @dataclass
@@ -45,14 +45,14 @@ async def start(tc: ToolCluster, action: str, disk: str | None = None, new: str 
     """Check and record the moves of one action (DiskError: refused, nothing changed)."""
     out = Outcome(action, disk)
     if action == "fail":
-        out.planned, out.unplaced = await disks.declare_failed(tc.cluster, tc.queue, disk,
+        out.planned, out.unplaced = await actions.declare_failed(tc.cluster, tc.queue, disk,
                                                                "declared failed by the operator")
     elif action == "drain":
-        out.planned = await disks.start_drain(tc.cluster, tc.queue, disk)
+        out.planned = await actions.start_drain(tc.cluster, tc.queue, disk)
     elif action == "replace":
-        out.planned = await disks.start_replace(tc.cluster, tc.queue, disk, new)
+        out.planned = await actions.start_replace(tc.cluster, tc.queue, disk, new)
     elif action == "rebalance":
-        out.planned = await disks.start_rebalance(tc.cluster, tc.queue, dry_run)
+        out.planned = await actions.start_rebalance(tc.cluster, tc.queue, dry_run)
     else:
         raise ValueError(action)
     return out
@@ -60,8 +60,8 @@ async def start(tc: ToolCluster, action: str, disk: str | None = None, new: str 
 
 def work_size(tc: ToolCluster, out: Outcome) -> int:
     """Versions the command will visit (twice per copy move: copy, then catch-up and delete)."""
-    moves = disks.pending(tc.index, out.disk if out.action != "rebalance" else None)
-    _, counts = disks.volume_sizes(tc.index)
+    moves = actions.pending(tc.index, out.disk if out.action != "rebalance" else None)
+    _, counts = actions.volume_sizes(tc.index)
     return sum(counts[m["volume"]] * (2 if m["mode"] == "copy" else 1) for m in moves)
 
 
@@ -71,9 +71,9 @@ async def finish(tc: ToolCluster, out: Outcome, rate: float, step: Callable[[], 
     repairer = Repairer(tc.cluster, tc.index, tc.queue, cfg.repair.concurrency, cfg.storage.node_timeout)
     mover = SlotMover(tc.cluster, tc.index, tc.queue, repairer, rate, cfg.repair.move_settle,
                       adopted=lambda gen: gateway_adopted(cfg, gen), on_version=step)
-    moves = disks.pending(tc.index, out.disk if out.action != "rebalance" else None)
+    moves = actions.pending(tc.index, out.disk if out.action != "rebalance" else None)
     if out.unplaced:
-        await mover.queue_fragments(disks.stranded(out.disk, out.unplaced))
+        await mover.queue_fragments(actions.stranded(out.disk, out.unplaced))
     report: MoveReport = await mover.run(moves)
     rebuilt = {(m["volume"], m["slot"]) for m in report.done if m["mode"] == "rebuild"}
     if rebuilt:
@@ -81,10 +81,10 @@ async def finish(tc: ToolCluster, out: Outcome, rate: float, step: Callable[[], 
         out.repair = rep.as_dict()
     out.left = _still_missing(tc, rebuilt)
     out.moves = report.as_dict()
-    out.drained = await disks.settle_drained(tc.cluster, tc.queue)
+    out.drained = await actions.settle_drained(tc.cluster, tc.queue)
     tc.cluster.refresh(tc.index)
-    await disks.publish_table(tc.cluster, cfg.storage.node_timeout)
-    out.disks = disks.disk_rows(tc.cluster, tc.index)
+    await actions.publish_table(tc.cluster, cfg.storage.node_timeout)
+    out.disks = actions.disk_rows(tc.cluster, tc.index)
     return out
 
 

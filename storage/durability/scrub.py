@@ -45,6 +45,7 @@ from typing import Callable
 from .. import layout
 from ..index import disks as disk_table
 from ..node.packs import PacksOwnedElsewhere
+from ..objects.contracts import VersionRecord
 from ..objects.ids import id_time
 from .deletes import finish_deletes
 from .queue import SCRUB_META, RepairQueue
@@ -247,7 +248,7 @@ class Scrubber:
             self.metrics.scrub_missing.inc(len(r.missing))
         return live
 
-    def _strays(self, record: dict, disks: list[str], damage: dict, copies, scanned: set[str]) -> list[dict]:
+    def _strays(self, record: VersionRecord, disks: list[str], damage: dict, copies, scanned: set[str]) -> list[dict]:
         """Copies of a live version's fragments on disks that no longer hold its slot.
 
         A failed disk that answers again, or a move whose old copy outlived its wait (an
@@ -285,7 +286,7 @@ class Scrubber:
             log.info("scrub: removed %d stray copies of fragments whose slot is on another disk",
                      len(r.strays_removed))
 
-    def _still_current(self, record: dict) -> bool:
+    def _still_current(self, record: VersionRecord) -> bool:
         return find_set(self.index, record["bucket"], record["key"], record["version_id"]) is not None
 
     async def _present(self, disk_id: str, vid: str, i: int) -> bool:
@@ -295,7 +296,7 @@ class Scrubber:
             return True     # cannot tell: not reported as missing
 
     @staticmethod
-    def _row(record: dict, i: int, disk_id: str, problem: str) -> dict:
+    def _row(record: VersionRecord, i: int, disk_id: str, problem: str) -> dict:
         return {"bucket": record["bucket"], "key": record["key"], "version_id": record["version_id"],
                 "index": i, "disk": disk_id, "archive": layout.archive_name(record["version_id"], i),
                 "problem": problem}

@@ -2,7 +2,7 @@
 
 A disk that stops answering is first only *down*: reads go degraded, writes avoid it,
 and its fragments wait for it to come back (a reboot, a cable, a node restart). Past
-the grace period it is declared failed (disks.py): the state is kept in the index, so a
+the grace period it is declared failed (actions.py): the state is kept in the index, so a
 restarted gateway remembers it, and its slots switch to replacement disks while the
 repairer rebuilds their fragments. The watcher also finishes moves left unfinished by a
 crash: rebuild moves are queued again (the queue merges entries), and a draining disk
@@ -16,7 +16,7 @@ import asyncio
 import logging
 
 from ..index import disks as disk_table
-from . import disks
+from . import actions
 from .moves import HANDOVER, SlotMover
 
 log = logging.getLogger("pocket.disks")
@@ -39,22 +39,22 @@ class FailureWatcher:
         for disk_id, seconds in sorted(down.items()):
             if seconds < self.failed_after:
                 continue
-            if not disks.slots_of(self.cluster, disk_id):
+            if not actions.slots_of(self.cluster, disk_id):
                 continue            # holds nothing (drained, or replaced already): nothing to rebuild
-            _, unplaced = await disks.declare_failed(self.cluster, self.queue, disk_id,
+            _, unplaced = await actions.declare_failed(self.cluster, self.queue, disk_id,
                                                      f"down for {seconds:.0f}s, more than repair.failed_after = "
                                                      f"{self.failed_after:g}s")
             if unplaced:
-                await self.mover.queue_fragments(disks.stranded(disk_id, unplaced))
+                await self.mover.queue_fragments(actions.stranded(disk_id, unplaced))
             declared.append(disk_id)
-        moves = disks.pending(self.queue.index)
+        moves = actions.pending(self.queue.index)
         rebuilds = [m for m in moves if m["mode"] == "rebuild"]
         # old copies a command could not delete (packs this process owns), once no upload
         # that chose its volume under the old table is still writing here
         handed = [m for m in moves if m["phase"] == HANDOVER and self.cluster.oldest_write() >= m.get("generation", 0)]
         if rebuilds or handed:
             await self.mover.run(rebuilds + handed)
-        await disks.settle_drained(self.cluster, self.queue)
+        await actions.settle_drained(self.cluster, self.queue)
         return declared
 
     async def run_forever(self, interval: float) -> None:
