@@ -13,6 +13,7 @@ from aiohttp import web
 from ..index import ops as index_errors
 from ..objects.put import NoRoom, QuorumLost
 from . import acl, cors, errors, router, vhost
+from .names import check_bucket_name
 from .request import S3Request, authenticate, new_request_id
 
 log = logging.getLogger("pocket.s3")
@@ -63,6 +64,8 @@ async def s3_entry(http: web.Request) -> web.StreamResponse:
     bucket = key = ""
     try:
         bucket, key = vhost.locate(http.headers.get("Host"), http.raw_path, gw.domains)
+        if bucket:   # every route, reads too: no name S3 refuses reaches the index
+            check_bucket_name(bucket)
         http["cors"] = cors.response_headers(http, gw, bucket)
         resp = await _dispatch(http, gw, request_id, bucket, key)
     except errors.S3Error as e:

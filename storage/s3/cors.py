@@ -14,6 +14,7 @@ import re
 
 from aiohttp import web
 
+from ..numbers import MAX_INT32, decimal
 from . import errors, xml
 from .body import read_small
 from .bucket import owned_bucket
@@ -49,9 +50,10 @@ def _rule(el) -> dict:
         if child.tag in fields:
             rule[fields[child.tag]].append(text)
         elif child.tag == "MaxAgeSeconds":
-            if not text.isdigit():
-                raise errors.MalformedXML("MaxAgeSeconds must be a non-negative integer.")
-            rule["max_age"] = int(text)
+            max_age = decimal(text, MAX_INT32)
+            if max_age is None:
+                raise errors.MalformedXML(f"MaxAgeSeconds must be an integer from 0 to {MAX_INT32}.")
+            rule["max_age"] = max_age
         elif child.tag == "ID":
             if len(text) > 255:
                 raise errors.InvalidArgument("A CORS rule ID is at most 255 characters.")
