@@ -36,6 +36,7 @@ from .repair.queue import RepairQueue
 from .repair.repair import Repairer
 from .repair.scrub import Scrubber
 from .s3.app import build_app
+from .s3.limits import UploadSlots
 
 log = logging.getLogger("pocket.gateway")
 
@@ -91,6 +92,7 @@ class Gateway:
         self.session: aiohttp.ClientSession | None = None
         self._background: list[asyncio.Task] = []
         self.local_disks: dict[str, DiskStore] = {}
+        self.upload_slots = UploadSlots(cfg.gateway.max_uploads)
 
     def secret_for(self, access_key: str) -> str | None:
         return self._secrets.get(access_key)

@@ -9,11 +9,12 @@ import logging
 import time
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..index import ops as index_errors
 from ..objects.put import NoRoom, QuorumLost
 from . import acl, cors, errors, router, vhost
-from .names import check_bucket_name
+from .names import check_bucket_name, check_key
 from .request import S3Request, authenticate, new_request_id
 
 log = logging.getLogger("pocket.s3")
@@ -28,10 +29,30 @@ _TRANSLATE = {
 }
 
 
+class _OneLineParseErrors(logging.Filter):
+    """aiohttp logs a full traceback for every malformed HTTP message a client sends (it
+    answers 400 itself): one line says all there is to say, and keeps a scanner from
+    flooding the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = f"{record.getMessage()}: answered 400, {type(exc).__name__}: {exc}", ()
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def build_app(gateway) -> web.Application:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _OneLineParseErrors) for f in server_log.filters):
+        server_log.addFilter(_OneLineParseErrors())
     # auto_decompress off: a body sent with Content-Encoding: gzip is an object stored as sent.
+    # keepalive_timeout: aiohttp's timer runs from a connection's first byte (and from each
+    # response) until a request's headers are complete, so it bounds slow headers too.
     app = web.Application(client_max_size=1 << 20,
-                          handler_args={"max_field_size": 16384, "auto_decompress": False})
+                          handler_args={"max_field_size": 16384, "auto_decompress": False,
+                                        "keepalive_timeout": gateway.cfg.gateway.header_timeout})
     app["gateway"] = gateway
     app.on_response_prepare.append(_stamp)
     app.router.add_get("/_pocket/health", health)
@@ -64,8 +85,10 @@ async def s3_entry(http: web.Request) -> web.StreamResponse:
     bucket = key = ""
     try:
         bucket, key = vhost.locate(http.headers.get("Host"), http.raw_path, gw.domains)
-        if bucket:   # every route, reads too: no name S3 refuses reaches the index
+        if bucket:   # every route, reads too: no name or key S3 refuses reaches the index
             check_bucket_name(bucket)
+        if key:
+            check_key(key)
         http["cors"] = cors.response_headers(http, gw, bucket)
         resp = await _dispatch(http, gw, request_id, bucket, key)
     except errors.S3Error as e:
@@ -97,6 +120,9 @@ async def _dispatch(http: web.Request, gw, request_id: str, bucket: str, key: st
     http["operation"] = handler.__name__
     if auth is None:
         acl.check_anonymous(handler)
+    if handler in router.UPLOADS:
+        with gw.upload_slots.claim():
+            return await handler(S3Request(http, gw, request_id, bucket, key, auth))
     return await handler(S3Request(http, gw, request_id, bucket, key, auth))
 
 
@@ -116,6 +142,10 @@ def _error_response(http: web.Request, e: errors.S3Error, request_id: str, bucke
     if e.code == "InvalidRange" and "ActualObjectSize" in e.extra:
         headers["Content-Range"] = f"bytes */{e.extra['ActualObjectSize']}"
     if http.method == "HEAD":
-        return web.Response(status=e.status, headers=headers)
-    return web.Response(status=e.status, body=e.to_xml(request_id, resource), headers=headers,
-                        content_type="application/xml")
+        resp = web.Response(status=e.status, headers=headers)
+    else:
+        resp = web.Response(status=e.status, body=e.to_xml(request_id, resource), headers=headers,
+                            content_type="application/xml")
+    if e.code == "RequestTimeout":   # the rest of a stalled body is not worth waiting for
+        resp.force_close()
+    return resp

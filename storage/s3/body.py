@@ -18,6 +18,7 @@ from ..numbers import decimal
 from . import errors, sigv4
 from .chunked import ChunkedDecoder
 from .digests import BodyDigests
+from .limits import BodyPace
 from .names import header_text
 from .request import S3Request
 
@@ -91,9 +92,12 @@ def _check_size(length: int | None, max_bytes: int) -> None:
 
 
 async def raw_body(req: S3Request) -> AsyncIterator[bytes]:
-    """The request body as it arrives; a connection that dies mid-body is IncompleteBody."""
+    """The request body as it arrives; a connection that dies mid-body is IncompleteBody, one
+    that stalls or trickles is cut (limits.BodyPace)."""
+    gw = req.gateway.cfg.gateway
+    pace = BodyPace(gw.body_timeout, gw.body_min_rate)
     try:
-        async for chunk in req.http.content.iter_chunked(_READ):
+        while chunk := await pace.read(req.http.content, _READ):
             yield chunk
     except errors.S3Error:
         raise

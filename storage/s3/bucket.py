@@ -6,6 +6,7 @@ import time
 from aiohttp import web
 
 from . import errors, xml
+from .body import read_small
 from .names import check_key, check_bucket_name
 from .request import S3Request
 
@@ -42,7 +43,7 @@ async def list_buckets(req: S3Request) -> web.Response:
 
 async def create_bucket(req: S3Request) -> web.Response:
     check_bucket_name(req.bucket)
-    config = xml.parse(await req.http.content.read(64 << 10))
+    config = xml.parse(await read_small(req, 64 << 10))
     if config is not None and config.tag != "CreateBucketConfiguration":
         raise errors.MalformedXML()
     existing = req.gateway.buckets.get(req.bucket)

@@ -104,6 +104,9 @@ NoSuchUpload = _error("NoSuchUpload", 404, "The specified upload does not exist.
 NoSuchVersion = _error("NoSuchVersion", 404, "The specified version does not exist.")
 NotImplementedError_ = _error("NotImplemented", 501, "A header or query you provided implies functionality that is not implemented.")
 PreconditionFailed = _error("PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold")
+RequestTimeout = _error(
+    "RequestTimeout", 400, "Your socket connection to the server was not read from or written to within the "
+    "timeout period. Idle connections will be closed.")
 RequestTimeTooSkewed = _error(
     "RequestTimeTooSkewed", 403, "The difference between the request time and the server's time is too large.")
 ServiceUnavailable = _error(
