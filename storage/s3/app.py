@@ -93,6 +93,8 @@ async def s3_entry(http: web.Request) -> web.StreamResponse:
         resp = await _dispatch(http, gw, request_id, bucket, key)
     except errors.S3Error as e:
         resp = _error_response(http, e, request_id, bucket, key)
+        if isinstance(e, errors.RequestTimeout):
+            await _answer_and_hang_up(http, resp)
     except tuple(_TRANSLATE) as e:
         s3e = next(cls for kind, cls in _TRANSLATE.items() if isinstance(e, kind))(resource=f"/{bucket}")
         log.warning("%s %s -> %s: %s", http.method, http.path, s3e.code, e)
@@ -126,6 +128,15 @@ async def _dispatch(http: web.Request, gw, request_id: str, bucket: str, key: st
     return await handler(S3Request(http, gw, request_id, bucket, key, auth))
 
 
+async def _answer_and_hang_up(http: web.Request, resp: web.Response) -> None:
+    """Send the error, then close the connection at once: aiohttp would otherwise keep
+    reading (lingering) what is left of a body that has stalled or trickles."""
+    resp.force_close()
+    await resp.prepare(http)
+    await resp.write_eof()
+    http.protocol.force_close()
+
+
 async def _stamp(http: web.Request, resp: web.StreamResponse) -> None:
     """Every response, streamed or not, carries the request id S3 clients log."""
     request_id = http.get("request_id") or new_request_id()
@@ -146,6 +157,4 @@ def _error_response(http: web.Request, e: errors.S3Error, request_id: str, bucke
     else:
         resp = web.Response(status=e.status, body=e.to_xml(request_id, resource), headers=headers,
                             content_type="application/xml")
-    if e.code == "RequestTimeout":   # the rest of a stalled body is not worth waiting for
-        resp.force_close()
     return resp
