@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..index import ops as index_errors
@@ -58,8 +58,16 @@ def build_app(gateway) -> web.Application:
     app.router.add_get("/_pocket/health", health)
     app.router.add_get("/_pocket/ready", ready)
     app.router.add_get("/_pocket/metrics", metrics)
-    app.router.add_route("*", "/{path:.*}", s3_entry)
+    app.router.add_route("*", "/{path:.*}", s3_entry, expect_handler=_expect)
     return app
+
+
+async def _expect(http: web.Request) -> None:
+    """`Expect: 100-continue` as aiohttp answers it; any other expectation is ignored, as S3
+    does (aiohttp's own 417 for one it does not know failed with a 500 on non-UTF-8 bytes)."""
+    if http.version == HttpVersion11 and http.headers.get("Expect", "").lower() == "100-continue":
+        await http.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        http.writer.output_size = 0   # the response proper has not started
 
 
 async def health(request: web.Request) -> web.Response:
