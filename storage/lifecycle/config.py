@@ -13,6 +13,7 @@ import uuid
 
 from ..numbers import MAX_INT32, MAX_INT64, decimal
 from ..s3 import errors, xml
+from ..s3.names import header_text
 
 MAX_RULES = 1000
 MAX_ID = 255
@@ -84,6 +85,7 @@ def _rule(el) -> dict:
                                           "storage class, so lifecycle rules may only expire objects, noncurrent "
                                           "versions and incomplete multipart uploads.")
     rule_id = (_only(el, "ID").text or "").strip() if _only(el, "ID") is not None else ""
+    header_text("ID", rule_id)   # sent back in x-amz-expiration
     if len(rule_id) > MAX_ID:
         raise errors.InvalidArgument(f"ID length should not exceed allowed limit of {MAX_ID}",
                                      ArgumentName="ID", ArgumentValue=rule_id)

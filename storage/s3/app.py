@@ -14,7 +14,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ..index import ops as index_errors
 from ..objects.put import NoRoom, QuorumLost
 from . import acl, cors, errors, router, vhost
-from .names import check_bucket_name, check_key
+from .names import HEADER_UNSAFE, check_bucket_name, check_key
 from .request import S3Request, authenticate, new_request_id
 
 log = logging.getLogger("pocket.s3")
@@ -146,7 +146,13 @@ async def _answer_and_hang_up(http: web.Request, resp: web.Response) -> None:
 
 
 async def _stamp(http: web.Request, resp: web.StreamResponse) -> None:
-    """Every response, streamed or not, carries the request id S3 clients log."""
+    """Every response, streamed or not, carries the request id S3 clients log; and no
+    header value that would end the header early (aiohttp would drop the connection)."""
+    for name, value in list(resp.headers.items()):
+        if HEADER_UNSAFE.search(value):
+            log.warning("%s %s: response header %s had a control character or raw byte; sent without it "
+                        "(a value stored before it was checked?)", http.method, http.path, name)
+            resp.headers[name] = HEADER_UNSAFE.sub(" ", value)
     request_id = http.get("request_id") or new_request_id()
     resp.headers["x-amz-request-id"] = request_id
     resp.headers["x-amz-id-2"] = request_id

@@ -18,6 +18,7 @@ from ..numbers import MAX_INT32, decimal
 from . import errors, xml
 from .body import read_small
 from .bucket import owned_bucket
+from .names import header_text
 from .request import S3Request
 
 MAX_RULES = 100
@@ -47,8 +48,8 @@ def _rule(el) -> dict:
               "ExposeHeader": "expose"}
     for child in el:
         text = (child.text or "").strip()
-        if child.tag in fields:
-            rule[fields[child.tag]].append(text)
+        if child.tag in fields:   # each goes back out in Access-Control-* response headers
+            rule[fields[child.tag]].append(header_text(child.tag, text))
         elif child.tag == "MaxAgeSeconds":
             max_age = decimal(text, MAX_INT32)
             if max_age is None:

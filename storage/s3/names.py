@@ -8,7 +8,7 @@ from . import errors
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$")
-_HEADER_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
+HEADER_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
 MAX_KEY_BYTES = 1024
 MAX_METADATA_BYTES = 2048
 
@@ -37,7 +37,7 @@ def header_text(name: str, value: str) -> str:
     aiohttp hands raw bytes that are not UTF-8 through as lone surrogates, and a
     query parameter may carry CR/LF: either would fail when the response is written,
     a 500 after the object was stored. Refused here, before anything changes."""
-    if _HEADER_UNSAFE.search(value):
+    if HEADER_UNSAFE.search(value):
         raise errors.InvalidArgument(f"The value of {name} must be UTF-8 text without control characters.",
                                      ArgumentName=name, ArgumentValue=value)
     return value

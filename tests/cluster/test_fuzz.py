@@ -17,6 +17,7 @@ machine. The count sent is printed and recorded as the test's `requests_sent` pr
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import random
 import re
@@ -140,6 +141,8 @@ def s3_requests(draw):
     mode = draw(st.sampled_from(["unsigned", "signed", "signed", "signed", "tampered"]))
     payload = draw(st.sampled_from(["sha256", "sha256", "UNSIGNED-PAYLOAD", "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
                                     "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"]))
+    if draw(st.booleans()):   # most configuration PUTs need it to get past the front door
+        headers.append((b"Content-MD5", base64.b64encode(hashlib.md5(body).digest())))
     tamper = draw(st.tuples(_header_names, _header_values))
     return method, target, headers, body, mode, payload, tamper
 

@@ -184,6 +184,22 @@ def test_response_overrides_cannot_inject_headers(gw, b):
         assert "set-cookie" not in answer.headers
 
 
+def test_settings_that_go_out_in_headers_cannot_carry_line_breaks(gw, b):
+    """CORS values and lifecycle rule ids are sent back in response headers: a line break
+    there made every later matching request lose its connection (or inject a header)."""
+    s3 = gw.client()
+    s3.put_object(Bucket=b, Key="k", Body=BODY)
+    cors = (b"<CORSConfiguration><CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod>"
+            b"<ExposeHeader>ETag\nSet-Cookie: x=1</ExposeHeader></CORSRule></CORSConfiguration>")
+    refused(signed(gw, "PUT", f"/{b}?cors", body=cors, headers={"Content-MD5": md5(cors)}), "InvalidArgument")
+    rules = LIFECYCLE.replace(b"<ID>r</ID>", b"<ID>r\nSet-Cookie: x=1</ID>") % (b"<Prefix></Prefix>", b"5")
+    refused(signed(gw, "PUT", f"/{b}?lifecycle", body=rules, headers={"Content-MD5": md5(rules)}), "InvalidArgument")
+    answer = rawhttp.request(gw.endpoint, "GET", f"/{b}/k".encode(), [(b"Origin", b"https://app.example")])
+    assert answer.status == 403 and "set-cookie" not in answer.headers   # a private object, no CORS rule
+    assert s3.put_object(Bucket=b, Key="k2", Body=BODY)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert "Expiration" not in s3.head_object(Bucket=b, Key="k2")
+
+
 # --- 3. bucket records the index cannot store -------------------------------------------------
 
 def test_index_rebuild_skips_a_record_it_cannot_apply(tmp_path):
