@@ -3,9 +3,11 @@
 Hypothesis builds requests no SDK would send: methods and sub-resources in any mix,
 bucket names and keys of arbitrary bytes (percent-encoded or raw), hostile query
 parameters and headers (Unicode digits, huge numbers, non-UTF-8 bytes, signature
-fields), XML bodies with bad numbers and text, and aws-chunked framing that lies. A
-request is sent unsigned, signed (raw-bytes SigV4 over everything, signing.sign_bytes)
-or signed and then tampered with. For every one:
+fields), XML bodies with bad numbers and text, and aws-chunked framing that lies; each
+sent unsigned, signed (raw-bytes SigV4 over everything, signing.sign_bytes) or signed
+and then tampered with. Half are real S3 operations (listings, uploads, multipart,
+CORS, lifecycle, tagging, versioning, ACL, deletes) signed and well framed, with the
+hostile values inside, so they reach the handlers. For every one:
 
 - the answer is never a 5xx (but 501 NotImplemented), and always arrives (the gateway neither crashes nor hangs);
 - a refused request (not 2xx/3xx) changes nothing: buckets, versions, CORS, lifecycle,
@@ -30,7 +32,7 @@ from . import rawhttp
 from .harness import ProcCluster
 from .signing import sign_bytes
 
-MAX_EXAMPLES = 600
+MAX_EXAMPLES = 800
 SEED = random.Random(11).randbytes(2000)
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _REQUEST_ID = re.compile(rb"<RequestId>[^<]*</RequestId>|<HostId>[^<]*</HostId>")
@@ -43,7 +45,7 @@ def gw(tmp_path_factory):
     s3 = c.client()
     s3.create_bucket(Bucket="fuzz")
     s3.put_object(Bucket="fuzz", Key="seed", Body=SEED)
-    s3.create_multipart_upload(Bucket="fuzz", Key="open-upload")
+    c.upload_id = s3.create_multipart_upload(Bucket="fuzz", Key="open-upload")["UploadId"].encode()
     yield c
     c.close()
 
@@ -120,8 +122,34 @@ def _chunked(draw) -> bytes:
     return out
 
 
+_OPERATIONS = [   # (method, target, body strategy): real S3 operations to aim the bad values at
+    ("GET", b"/fuzz?list-type=2&max-keys=%s&prefix=%s", None), ("GET", b"/fuzz?max-keys=%s&marker=%s", None),
+    ("GET", b"/fuzz?versions&max-keys=%s&key-marker=%s", None), ("GET", b"/fuzz?uploads&max-uploads=%s&prefix=%s", None),
+    ("GET", b"/fuzz/open-upload?uploadId=UPLOAD&max-parts=%s&part-number-marker=%s", None),
+    ("GET", b"/fuzz/seed?partNumber=%s&versionId=%s", None), ("HEAD", b"/fuzz/seed?partNumber=%s&x=%s", None),
+    ("GET", b"/fuzz/seed?response-content-type=%s&response-expires=%s", None),
+    ("PUT", b"/fuzz/open-upload?partNumber=%s&uploadId=UPLOAD%s", st.binary(max_size=200)),
+    ("POST", b"/fuzz/open-upload?uploadId=UPLOAD&x=%s%s", _xml), ("PUT", b"/fuzz/new-%s%s", st.binary(max_size=200)),
+    ("PUT", b"/fuzz?cors&x=%s%s", _xml), ("PUT", b"/fuzz?lifecycle&x=%s%s", _xml), ("PUT", b"/fuzz?tagging&x=%s%s", _xml),
+    ("PUT", b"/fuzz/seed?tagging&x=%s%s", _xml), ("POST", b"/fuzz?delete&x=%s%s", _xml),
+    ("PUT", b"/fuzz?versioning&x=%s%s", _xml), ("PUT", b"/fuzz?acl&x=%s%s", _xml), ("PUT", b"/fuzz-%s%s", _xml),
+    ("POST", b"/fuzz/new-%s?uploads&x=%s", st.just(b"")), ("GET", b"/fuzz/seed?attributes&x=%s%s", None),
+    ("DELETE", b"/fuzz/open-upload?uploadId=%s%s", None), ("DELETE", b"/fuzz/seed?versionId=%s%s", None)]
+
+
 @st.composite
-def s3_requests(draw):
+def operations(draw):
+    """A signed S3 operation that gets past the front door, with hostile values inside."""
+    method, template, bodies = draw(st.sampled_from(_OPERATIONS))
+    target = template % (_encode(draw(_numbers)), _encode(draw(_texts)))
+    headers = draw(st.lists(st.tuples(_header_names, _header_values), max_size=3))
+    body = draw(bodies) if bodies is not None else b""
+    headers.append((b"Content-MD5", base64.b64encode(hashlib.md5(body).digest())))
+    return method, target, headers, body, "signed", "sha256", (b"x-amz-acl", b"private")
+
+
+@st.composite
+def hostile(draw):
     method = draw(st.sampled_from(["GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS"]))
     bucket, key = draw(_names), draw(_keys)
     raw_path = draw(st.integers(0, 3)) == 0
@@ -163,6 +191,7 @@ def _snapshot(gw) -> list[bytes]:
 
 def _send(gw, method, target, headers, body, mode, payload, tamper) -> rawhttp.Answer:
     host = b"%s:%d" % (rawhttp.address(gw.endpoint)[0].encode(), rawhttp.address(gw.endpoint)[1])
+    target = target.replace(b"UPLOAD", gw.upload_id)
     headers = [(b"Host", host)] + list(headers)
     if mode != "unsigned":
         token = hashlib.sha256(body).hexdigest() if payload == "sha256" else payload
@@ -182,7 +211,7 @@ def test_no_request_gets_a_5xx_or_changes_anything_when_refused(gw, record_prope
 
     @settings(max_examples=MAX_EXAMPLES, derandomize=True, database=None, deadline=None,
               suppress_health_check=list(HealthCheck))
-    @given(s3_requests())
+    @given(st.one_of(operations(), hostile()))
     def check(request):
         method, target = request[0], request[1]
         answer = _send(gw, *request)
