@@ -56,7 +56,7 @@ class GatewayConfig:
     # Virtual-host-style addressing: a Host of `<bucket>.<domain>` names the bucket.
     # The listen host is added when it is a name (see Config.virtual_host_domains).
     domains: list[str] = field(default_factory=lambda: ["localhost"])
-    # Slow and many clients (storage/s3/limits.py): seconds from a connection's first byte
+    # Slow and many clients (storage/s3/limits.py): seconds from a connection's opening
     # (or its previous response) until its request's headers are complete, also the idle
     # keep-alive; seconds a body may send nothing; the slowest average body rate after
     # that grace; uploads (PutObject, UploadPart) at once, one more gets 503 SlowDown.

@@ -48,7 +48,7 @@ def build_app(gateway) -> web.Application:
     if not any(isinstance(f, _OneLineParseErrors) for f in server_log.filters):
         server_log.addFilter(_OneLineParseErrors())
     # auto_decompress off: a body sent with Content-Encoding: gzip is an object stored as sent.
-    # keepalive_timeout: aiohttp's timer runs from a connection's first byte (and from each
+    # keepalive_timeout: aiohttp's timer runs from a connection's opening (and from each
     # response) until a request's headers are complete, so it bounds slow headers too.
     app = web.Application(client_max_size=1 << 20,
                           handler_args={"max_field_size": 16384, "auto_decompress": False,

@@ -2,7 +2,7 @@
 
 Without these, 50 connections trickling a byte at a time held the gateway's memory and
 file descriptors forever (Slowloris). Headers are bounded by aiohttp's keep-alive
-timer, which also runs from a connection's first byte until its request's headers are
+timer, which also runs from a connection's opening until its request's headers are
 complete (`gateway.header_timeout`, set in app.py). A body must keep moving: no gap
 longer than `gateway.body_timeout`, and on average at least `gateway.body_min_rate`
 bytes/s after that grace (Apache's mod_reqtimeout `body=T,MinRate=R`), else the
