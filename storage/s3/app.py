@@ -167,8 +167,6 @@ def _error_response(http: web.Request, e: errors.S3Error, request_id: str, bucke
     if e.code == "InvalidRange" and "ActualObjectSize" in e.extra:
         headers["Content-Range"] = f"bytes */{e.extra['ActualObjectSize']}"
     if http.method == "HEAD":
-        resp = web.Response(status=e.status, headers=headers)
-    else:
-        resp = web.Response(status=e.status, body=e.to_xml(request_id, resource), headers=headers,
-                            content_type="application/xml")
-    return resp
+        return web.Response(status=e.status, headers=headers)
+    return web.Response(status=e.status, body=e.to_xml(request_id, resource), headers=headers,
+                        content_type="application/xml")
