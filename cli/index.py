@@ -45,5 +45,10 @@ def index_rebuild(data, config, as_json: bool) -> None:
                    f"markers of versioned buckets kept).")
         if report.disks_unreachable:
             click.echo(f"WARNING: disks {report.disks_unreachable} could not be read; run again once they are back.")
-    if report.disks_unreachable or report.unreadable:
+        for skipped in report.skipped:
+            click.echo(f"WARNING: record {skipped['id']} ({skipped['kind']}) was skipped: {skipped['reason']}.")
+        if report.records_skipped:
+            click.echo(f"{report.records_skipped} records could not be applied and were skipped; check the "
+                       "bucket settings and objects they name.")
+    if report.disks_unreachable or report.unreadable or report.records_skipped:
         sys.exit(1)

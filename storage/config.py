@@ -71,6 +71,14 @@ class GatewayConfig:
     # Virtual-host-style addressing: a Host of `<bucket>.<domain>` names the bucket.
     # The listen host is added when it is a name (see Config.virtual_host_domains).
     domains: list[str] = field(default_factory=lambda: ["localhost"])
+    # Slow and many clients (storage/s3/limits.py): seconds from a connection's opening
+    # (or its previous response) until its request's headers are complete, also the idle
+    # keep-alive; seconds a body may send nothing; the slowest average body rate after
+    # that grace; uploads (PutObject, UploadPart) at once, one more gets 503 SlowDown.
+    header_timeout: float = 60.0
+    body_timeout: float = 60.0
+    body_min_rate: int = 500
+    max_uploads: int = 128
 
 
 @dataclass
@@ -211,6 +219,13 @@ class Config:
                 raise ConfigError(f"lifecycle.{key} must be 0 (off/unlimited) or a positive number")
         if self.lifecycle.day_seconds <= 0:
             raise ConfigError("lifecycle.day_seconds must be positive (86400 but in tests)")
+        for key in ("header_timeout", "body_timeout"):
+            if getattr(self.gateway, key) <= 0:
+                raise ConfigError(f"gateway.{key} must be a positive number of seconds")
+        if self.gateway.body_min_rate < 0:
+            raise ConfigError("gateway.body_min_rate must be 0 (no minimum) or bytes per second")
+        if self.gateway.max_uploads < 1:
+            raise ConfigError("gateway.max_uploads must be at least 1")
         if self.storage.segment_size < 4096:
             raise ConfigError("storage.segment_size must be at least 4096 bytes")
         if not 0 <= self.storage.pack_threshold <= self.storage.pack_size:

@@ -34,6 +34,7 @@ from .node.store import DiskStore
 from .objects.buckets import BucketService
 from .objects.build import object_services
 from .s3.app import build_app
+from .s3.limits import UploadSlots
 
 log = logging.getLogger("pocket.gateway")
 
@@ -50,6 +51,7 @@ class Gateway:
         self.session: aiohttp.ClientSession | None = None
         self._background: list[asyncio.Task] = []
         self.local_disks: dict[str, DiskStore] = {}
+        self.upload_slots = UploadSlots(cfg.gateway.max_uploads)
 
     def secret_for(self, access_key: str) -> str | None:
         return self._secrets.get(access_key)

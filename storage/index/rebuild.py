@@ -53,6 +53,8 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+import orjson
+
 from .. import layout
 from . import disks as disk_table
 from .lmdb_index import Index
@@ -75,7 +77,16 @@ class RebuildReport:
     unreadable: int = 0
     uploads: int = 0
     parts: int = 0
+    records_skipped: int = 0   # records on the disks that could not be applied (see skipped)
+    skipped: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+
+    def skip(self, rec_id: str, kind, reason: str) -> None:
+        """One record left out: counted, kept for the report, logged with what to do."""
+        self.records_skipped += 1
+        self.skipped.append({"id": rec_id, "kind": kind, "reason": reason})
+        log.error("record %s (%s) cannot be applied and was skipped: %s; the rest of the index is rebuilt "
+                  "without it (check the setting it carried once the gateway is up)", rec_id, kind, reason)
 
 
 async def scan(disks: dict) -> tuple[dict, dict, RebuildReport]:
@@ -94,7 +105,7 @@ async def scan(disks: dict) -> tuple[dict, dict, RebuildReport]:
                 try:
                     records[rec_id] = json.loads(data)
                 except ValueError:
-                    log.warning("disk %s: record %s is not valid JSON; skipped", disk_id, rec_id)
+                    report.skip(rec_id, None, f"not valid JSON on disk {disk_id}")
             report.disks_scanned += 1
         except Exception as e:
             log.error("disk %s could not be listed (%r); objects with fragments there may be missed", disk_id, e)
@@ -141,45 +152,52 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
     table = None   # the newest volume table a disk holds
     for rec_id in sorted(records):
         rec = records[rec_id]
-        if rec.get("kind") == "volume-table":
-            if table is None or rec["generation"] >= table["generation"]:
-                table = rec
-        elif rec.get("kind") == "tags":
-            retagged[rec["version_id"]] = rec.get("tags") or {}
-        elif rec.get("kind") == "acl":
-            amended.setdefault(rec["version_id"], {})["acl"] = rec.get("acl", "private")
-        elif rec.get("kind") == "tombstone":
-            k = (rec["bucket"], rec["key"])
-            tombs[k] = max(tombs.get(k, ""), rec.get("version_id") or rec_id)
-        elif rec.get("kind") == "bucket":
-            buckets[rec["name"]] = {"name": rec["name"], "owner": rec.get("owner", ""),
-                                    "created": rec.get("created", 0)}
-            if rec.get("acl"):
-                buckets[rec["name"]]["acl"] = rec["acl"]
-        elif rec.get("kind") == "bucket-config":
-            if buckets.get(rec["name"]) is not None:
-                bucket = buckets[rec["name"]]
-                for field_name, value in (rec.get("config") or {}).items():
-                    if value is None:
-                        bucket.pop(field_name, None)
-                    else:
-                        bucket[field_name] = value
-        elif rec.get("kind") == "bucket-deleted":
-            buckets[rec["name"]] = None
-        elif rec.get("kind") == "version-deleted":
-            dead.add(rec["version_id"])
-            if rec.get("uncommitted"):
-                uncommitted.add(rec["version_id"])
-            if rec.get("null"):
+        problem = _unusable(rec)
+        if problem:
+            report.skip(rec_id, rec.get("kind") if isinstance(rec, dict) else None, problem)
+            continue
+        try:
+            if rec.get("kind") == "volume-table":
+                if table is None or rec["generation"] >= table["generation"]:
+                    table = rec
+            elif rec.get("kind") == "tags":
+                retagged[rec["version_id"]] = rec.get("tags") or {}
+            elif rec.get("kind") == "acl":
+                amended.setdefault(rec["version_id"], {})["acl"] = rec.get("acl", "private")
+            elif rec.get("kind") == "tombstone":
                 k = (rec["bucket"], rec["key"])
-                null_floor[k] = max(null_floor.get(k, ""), rec["version_id"])
-        elif rec.get("kind") in ("object", "delete-marker"):
-            m = rec["object"]
-            candidates[(m["bucket"], m["key"])].append((m["version_id"], m))
-            completions.append((m.get("upload_id", ""), m["version_id"]))
-        elif rec.get("kind") == "upload-aborted":
-            ended.add(rec["upload_id"])
-            aborted.add(rec["upload_id"])
+                tombs[k] = max(tombs.get(k, ""), rec.get("version_id") or rec_id)
+            elif rec.get("kind") == "bucket":
+                buckets[rec["name"]] = {"name": rec["name"], "owner": rec.get("owner", ""),
+                                        "created": rec.get("created", 0)}
+                if rec.get("acl"):
+                    buckets[rec["name"]]["acl"] = rec["acl"]
+            elif rec.get("kind") == "bucket-config":
+                if buckets.get(rec["name"]) is not None:
+                    bucket = buckets[rec["name"]]
+                    for field_name, value in (rec.get("config") or {}).items():
+                        if value is None:
+                            bucket.pop(field_name, None)
+                        else:
+                            bucket[field_name] = value
+            elif rec.get("kind") == "bucket-deleted":
+                buckets[rec["name"]] = None
+            elif rec.get("kind") == "version-deleted":
+                dead.add(rec["version_id"])
+                if rec.get("uncommitted"):
+                    uncommitted.add(rec["version_id"])
+                if rec.get("null"):
+                    k = (rec["bucket"], rec["key"])
+                    null_floor[k] = max(null_floor.get(k, ""), rec["version_id"])
+            elif rec.get("kind") in ("object", "delete-marker"):
+                m = rec["object"]
+                candidates[(m["bucket"], m["key"])].append((m["version_id"], m))
+                completions.append((m.get("upload_id", ""), m["version_id"]))
+            elif rec.get("kind") == "upload-aborted":
+                ended.add(rec["upload_id"])
+                aborted.add(rec["upload_id"])
+        except (KeyError, TypeError, AttributeError, ValueError) as e:   # a field missing or of the wrong type
+            report.skip(rec_id, rec.get("kind"), f"{type(e).__name__}: {e}")
     # a Complete whose commit failed left its upload open
     ended.update(uid for uid, vid in completions if vid not in uncommitted)
     part_manifests = []
@@ -263,6 +281,19 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
     shutil.move(tmp_path, index_path)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _unusable(rec) -> str | None:
+    """Why a record cannot go into the index, or None. Records are written with the
+    index's own encoder, so this only catches records written before that (or forged):
+    one bad bucket setting must not stop the whole rebuild."""
+    if not isinstance(rec, dict):
+        return "not a JSON object"
+    try:
+        orjson.dumps(rec)
+    except TypeError as e:   # orjson.JSONEncodeError: an integer past 64 bits, a lone surrogate
+        return f"the index cannot store it: {e}"
+    return None
 
 
 def _versioned(buckets: dict, name: str) -> bool:

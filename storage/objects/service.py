@@ -8,11 +8,12 @@ carries the manifest, and deletes leave tombstones on the disks.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass
 from typing import AsyncIterable, AsyncIterator, Callable
+
+import orjson
 
 from .. import layout
 from ..cluster import Cluster
@@ -50,7 +51,9 @@ async def write_record(cluster: Cluster, disk_ids, doc: dict, timeout: float) ->
     """Write a small record to each of these disks that is up; returns (record id, disks that took it)."""
     rec_id = new_id()
     doc = {**doc, "id": rec_id}
-    data = json.dumps(doc, separators=(",", ":")).encode()
+    # The index's own encoder: a value it would refuse (an integer past 64 bits) fails
+    # here, before any disk has the record, not in the commit or a later index rebuild.
+    data = orjson.dumps(doc)
 
     async def one(disk_id):
         if not cluster.is_up(disk_id):

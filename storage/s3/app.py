@@ -8,11 +8,13 @@ from __future__ import annotations
 import logging
 import time
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..index import ops as index_errors
 from ..objects.put import NoRoom, QuorumLost
 from . import access, cors, errors, router, vhost
+from .names import HEADER_UNSAFE, check_bucket_name, check_key
 from .request import S3Request, authenticate, new_request_id
 
 log = logging.getLogger("pocket.s3")
@@ -27,17 +29,45 @@ _TRANSLATE = {
 }
 
 
+class _OneLineParseErrors(logging.Filter):
+    """aiohttp logs a full traceback for every malformed HTTP message a client sends (it
+    answers 400 itself): one line says all there is to say, and keeps a scanner from
+    flooding the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = f"{record.getMessage()}: answered 400, {type(exc).__name__}: {exc}", ()
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def build_app(gateway) -> web.Application:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _OneLineParseErrors) for f in server_log.filters):
+        server_log.addFilter(_OneLineParseErrors())
     # auto_decompress off: a body sent with Content-Encoding: gzip is an object stored as sent.
+    # keepalive_timeout: aiohttp's timer runs from a connection's opening (and from each
+    # response) until a request's headers are complete, so it bounds slow headers too.
     app = web.Application(client_max_size=1 << 20,
-                          handler_args={"max_field_size": 16384, "auto_decompress": False})
+                          handler_args={"max_field_size": 16384, "auto_decompress": False,
+                                        "keepalive_timeout": gateway.cfg.gateway.header_timeout})
     app["gateway"] = gateway
     app.on_response_prepare.append(_stamp)
     app.router.add_get("/_pocket/health", health)
     app.router.add_get("/_pocket/ready", ready)
     app.router.add_get("/_pocket/metrics", metrics)
-    app.router.add_route("*", "/{path:.*}", s3_entry)
+    app.router.add_route("*", "/{path:.*}", s3_entry, expect_handler=_expect)
     return app
+
+
+async def _expect(http: web.Request) -> None:
+    """`Expect: 100-continue` as aiohttp answers it; any other expectation is ignored, as S3
+    does (aiohttp's own 417 for one it does not know failed with a 500 on non-UTF-8 bytes)."""
+    if http.version == HttpVersion11 and http.headers.get("Expect", "").lower() == "100-continue":
+        await http.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        http.writer.output_size = 0   # the response proper has not started
 
 
 async def health(request: web.Request) -> web.Response:
@@ -63,10 +93,16 @@ async def s3_entry(http: web.Request) -> web.StreamResponse:
     bucket = key = ""
     try:
         bucket, key = vhost.locate(http.headers.get("Host"), http.raw_path, gw.domains)
+        if bucket:   # every route, reads too: no name or key S3 refuses reaches the index
+            check_bucket_name(bucket)
+        if key:
+            check_key(key)
         http["cors"] = cors.response_headers(http, gw, bucket)
         resp = await _dispatch(http, gw, request_id, bucket, key)
     except errors.S3Error as e:
         resp = _error_response(http, e, request_id, bucket, key)
+        if isinstance(e, errors.RequestTimeout):
+            await _answer_and_hang_up(http, resp)
     except tuple(_TRANSLATE) as e:
         s3e = next(cls for kind, cls in _TRANSLATE.items() if isinstance(e, kind))(resource=f"/{bucket}")
         log.warning("%s %s -> %s: %s", http.method, http.path, s3e.code, e)
@@ -94,11 +130,29 @@ async def _dispatch(http: web.Request, gw, request_id: str, bucket: str, key: st
     http["operation"] = handler.__name__
     if auth is None:
         access.check_anonymous(handler)
+    if handler in router.UPLOADS:
+        with gw.upload_slots.claim():
+            return await handler(S3Request(http, gw, request_id, bucket, key, auth))
     return await handler(S3Request(http, gw, request_id, bucket, key, auth))
 
 
+async def _answer_and_hang_up(http: web.Request, resp: web.Response) -> None:
+    """Send the error, then close the connection at once: aiohttp would otherwise keep
+    reading (lingering) what is left of a body that has stalled or trickles."""
+    resp.force_close()
+    await resp.prepare(http)
+    await resp.write_eof()
+    http.protocol.force_close()
+
+
 async def _stamp(http: web.Request, resp: web.StreamResponse) -> None:
-    """Every response, streamed or not, carries the request id S3 clients log."""
+    """Every response, streamed or not, carries the request id S3 clients log; and no
+    header value that would end the header early (aiohttp would drop the connection)."""
+    for name, value in list(resp.headers.items()):
+        if HEADER_UNSAFE.search(value):
+            log.warning("%s %s: response header %s had a control character or raw byte; sent without it "
+                        "(a value stored before it was checked?)", http.method, http.path, name)
+            resp.headers[name] = HEADER_UNSAFE.sub(" ", value)
     request_id = http.get("request_id") or new_request_id()
     resp.headers["x-amz-request-id"] = request_id
     resp.headers["x-amz-id-2"] = request_id

@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..objects import parts as P
+from ..numbers import decimal
 from . import errors, xml
 from .multipart_checksums import type_of, xml_fields
 from .names import check_key
@@ -38,10 +39,11 @@ def _number(req: S3Request, header: str, default: int) -> int:
     value = req.headers.get(header)
     if value is None:
         return default
-    if not value.isdigit():
+    number = decimal(value)
+    if number is None:
         raise errors.InvalidArgument(f"{header} must be a non-negative integer", ArgumentName=header,
                                      ArgumentValue=value)
-    return int(value)
+    return number
 
 
 def _object_parts(req: S3Request, record: dict):

@@ -14,9 +14,12 @@ from typing import AsyncIterator
 
 from multidict import CIMultiDict
 
+from ..numbers import decimal
 from . import errors, sigv4
 from .chunked import ChunkedDecoder
 from .digests import BodyDigests
+from .limits import BodyPace
+from .names import header_text
 from .request import S3Request
 
 MAX_PUT_BYTES = 5 << 30
@@ -45,7 +48,7 @@ def open_body(req: S3Request, max_bytes: int = MAX_PUT_BYTES) -> UploadBody:
 
 def stored_headers(headers) -> dict[str, str]:
     """The standard headers an object keeps; aws-chunked in Content-Encoding describes the transfer only."""
-    kept = {h: headers[h] for h in STORED_HEADERS if h in headers}
+    kept = {h: header_text(h, headers[h]) for h in STORED_HEADERS if h in headers}
     if "Content-Encoding" in kept:
         codings = [v.strip() for v in kept.pop("Content-Encoding").split(",")]
         codings = [c for c in codings if c and c.lower() != "aws-chunked"]
@@ -58,10 +61,10 @@ def _chunked(req: S3Request, payload: str, max_bytes: int) -> UploadBody:
     decoded = req.headers.get("x-amz-decoded-content-length")
     if decoded is None:
         raise errors.MissingContentLength("An aws-chunked upload must send x-amz-decoded-content-length.")
-    if not decoded.isdigit():
+    length = decimal(decoded)
+    if length is None:
         raise errors.InvalidArgument("x-amz-decoded-content-length must be a non-negative integer",
                                      ArgumentName="x-amz-decoded-content-length", ArgumentValue=decoded)
-    length = int(decoded)
     _check_size(length, max_bytes)
     trailer_mode = payload.endswith("-TRAILER")
     signed = payload != sigv4.STREAMING_UNSIGNED_TRAILER
@@ -89,9 +92,12 @@ def _check_size(length: int | None, max_bytes: int) -> None:
 
 
 async def raw_body(req: S3Request) -> AsyncIterator[bytes]:
-    """The request body as it arrives; a connection that dies mid-body is IncompleteBody."""
+    """The request body as it arrives; a connection that dies mid-body is IncompleteBody, one
+    that stalls or trickles is cut (limits.BodyPace)."""
+    gw = req.gateway.cfg.gateway
+    pace = BodyPace(gw.body_timeout, gw.body_min_rate)
     try:
-        async for chunk in req.http.content.iter_chunked(_READ):
+        while chunk := await pace.read(req.http.content, _READ):
             yield chunk
     except errors.S3Error:
         raise

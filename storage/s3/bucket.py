@@ -8,7 +8,8 @@ from aiohttp import web
 from . import errors, xml
 from .access import owned_bucket
 from .acl import from_headers, stored
-from .names import check_bucket_name
+from .body import read_small
+from .names import check_bucket_name, check_key
 from .request import S3Request
 
 
@@ -24,7 +25,7 @@ async def list_buckets(req: S3Request) -> web.Response:
 
 async def create_bucket(req: S3Request) -> web.Response:
     check_bucket_name(req.bucket)
-    config = xml.parse(await req.http.content.read(64 << 10))
+    config = xml.parse(await read_small(req, 64 << 10))
     if config is not None and config.tag != "CreateBucketConfiguration":
         raise errors.MalformedXML()
     existing = req.gateway.buckets.get(req.bucket)

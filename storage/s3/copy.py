@@ -25,7 +25,7 @@ from . import acl, conditions, errors, lifecycle, multipart_checksums, tagging, 
 from .access import owned_bucket
 from .body import MAX_PUT_BYTES, stored_headers
 from .digests import BodyDigests
-from .names import check_key, user_metadata
+from .names import check_bucket_name, check_key, content_type, user_metadata
 from .request import S3Request
 
 log = logging.getLogger("pocket.s3")
@@ -61,6 +61,7 @@ def readable_source(req: S3Request) -> tuple[dict, str | None]:
     the caller may read it and its x-amz-copy-source-if-* conditions hold (CopyObject and
     UploadPartCopy alike); and the x-amz-copy-source-version-id header to answer with."""
     src_bucket, src_key, version_id = parse_copy_source(req.headers["x-amz-copy-source"])
+    check_bucket_name(src_bucket)
     check_key(src_key)
     # another user's public-read objects too
     bucket, source = versioning.readable_version(req, src_bucket, src_key, version_id)
@@ -89,7 +90,7 @@ async def copy_object(req: S3Request) -> web.Response:
         raise errors.InvalidRequest("The specified copy source is larger than the maximum allowable size for a "
                                     f"copy source: {MAX_PUT_BYTES}")
     if metadata_directive == "REPLACE":
-        attrs = {"content_type": req.headers.get("Content-Type") or "binary/octet-stream",
+        attrs = {"content_type": content_type(req.headers),
                  "meta": user_metadata(req.headers), "headers": stored_headers(req.headers)}
     else:
         attrs = {"content_type": source.get("content_type", "binary/octet-stream"),

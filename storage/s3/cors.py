@@ -14,9 +14,11 @@ import re
 
 from aiohttp import web
 
+from ..numbers import MAX_INT32, decimal
 from . import errors, xml
 from .body import read_small
 from .access import owned_bucket
+from .names import header_text
 from .request import S3Request
 
 MAX_RULES = 100
@@ -46,12 +48,13 @@ def _rule(el) -> dict:
               "ExposeHeader": "expose"}
     for child in el:
         text = (child.text or "").strip()
-        if child.tag in fields:
-            rule[fields[child.tag]].append(text)
+        if child.tag in fields:   # each goes back out in Access-Control-* response headers
+            rule[fields[child.tag]].append(header_text(child.tag, text))
         elif child.tag == "MaxAgeSeconds":
-            if not text.isdigit():
-                raise errors.MalformedXML("MaxAgeSeconds must be a non-negative integer.")
-            rule["max_age"] = int(text)
+            max_age = decimal(text, MAX_INT32)
+            if max_age is None:
+                raise errors.MalformedXML(f"MaxAgeSeconds must be an integer from 0 to {MAX_INT32}.")
+            rule["max_age"] = max_age
         elif child.tag == "ID":
             if len(text) > 255:
                 raise errors.InvalidArgument("A CORS rule ID is at most 255 characters.")

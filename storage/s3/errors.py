@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape
 
+from .xmltext import encodable, references
+
 
 class S3Error(Exception):
     code = "InternalError"
@@ -25,13 +27,18 @@ class S3Error(Exception):
         parts = [
             '<?xml version="1.0" encoding="UTF-8"?>\n<Error>',
             f"<Code>{self.code}</Code>",
-            f"<Message>{escape(self.text)}</Message>",
-            f"<Resource>{escape(self.resource or resource)}</Resource>",
+            f"<Message>{_text(self.text)}</Message>",
+            f"<Resource>{_text(self.resource or resource)}</Resource>",
             f"<RequestId>{request_id}</RequestId>",
         ]
-        parts += [f"<{k}>{escape(str(v))}</{k}>" for k, v in self.extra.items()]
+        parts += [f"<{k}>{_text(v)}</{k}>" for k, v in self.extra.items()]
         parts.append("</Error>")
-        return "".join(parts).encode()
+        return references("".join(parts).encode())
+
+
+def _text(value) -> str:
+    """Error details echo what the client sent (keys, header values): any bytes at all."""
+    return escape(encodable(str(value)))
 
 
 def _error(name: str, status: int, message: str) -> type[S3Error]:
@@ -97,6 +104,9 @@ NoSuchUpload = _error("NoSuchUpload", 404, "The specified upload does not exist.
 NoSuchVersion = _error("NoSuchVersion", 404, "The specified version does not exist.")
 NotImplementedError_ = _error("NotImplemented", 501, "A header or query you provided implies functionality that is not implemented.")
 PreconditionFailed = _error("PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold")
+RequestTimeout = _error(
+    "RequestTimeout", 400, "Your socket connection to the server was not read from or written to within the "
+    "timeout period. Idle connections will be closed.")
 RequestTimeTooSkewed = _error(
     "RequestTimeTooSkewed", 403, "The difference between the request time and the server's time is too large.")
 ServiceUnavailable = _error(

@@ -46,6 +46,6 @@ def expiration_headers(req: S3Request, record: dict) -> dict[str, str]:
         return {}
     hit = rules.current_expiry(bucket["lifecycle"], record["key"], record["size"], record.get("tags"),
                                record["created"], req.gateway.cfg.lifecycle.day_seconds)
-    if hit is None:
+    if hit is None or hit.at > xml.LAST_HTTP_DATE:   # Days in the millions: never, in practice
         return {}
     return {"x-amz-expiration": f'expiry-date="{xml.http_date(hit.at)}", rule-id="{hit.rule_id}"'}

@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from ..numbers import MAX_INT32, MAX_INT64, decimal
 from . import errors, xml
+from .names import header_text
 
 MAX_RULES = 1000
 MAX_ID = 255
@@ -57,11 +59,14 @@ def _number(el, tag: str, minimum: int, action: str, required: bool = True) -> i
     return _integer(child, minimum, action)
 
 
-def _integer(el, minimum: int, action: str) -> int:
+def _integer(el, minimum: int, action: str, maximum: int = MAX_INT32) -> int:
+    """S3's schema types these as int (days, counts) or long (sizes): a value past that is
+    not an integer to S3, and would overflow dates and the index further down."""
     text = (el.text or "").strip()
-    if not (text.lstrip("-").isascii() and text.lstrip("-").isdigit()):
-        raise errors.MalformedXML(f"{el.tag} must be an integer, not {text!r}.")
-    value = int(text)
+    negative = text.startswith("-") and decimal(text[1:], maximum) is not None
+    value = -1 if negative else decimal(text, maximum)
+    if value is None:
+        raise errors.MalformedXML(f"{el.tag} must be an integer from 0 to {maximum}, not {text[:40]!r}.")
     if value < minimum:
         raise errors.InvalidArgument(f"'{el.tag}' for {action} action must be a positive integer"
                                      if minimum == 1 else f"'{el.tag}' must be at least {minimum}",
@@ -80,6 +85,7 @@ def _rule(el) -> dict:
                                           "storage class, so lifecycle rules may only expire objects, noncurrent "
                                           "versions and incomplete multipart uploads.")
     rule_id = (_only(el, "ID").text or "").strip() if _only(el, "ID") is not None else ""
+    header_text("ID", rule_id)   # sent back in x-amz-expiration
     if len(rule_id) > MAX_ID:
         raise errors.InvalidArgument(f"ID length should not exceed allowed limit of {MAX_ID}",
                                      ArgumentName="ID", ArgumentValue=rule_id)
@@ -124,7 +130,7 @@ def _filter(el) -> dict:
             field = "size_gt" if part.tag == "ObjectSizeGreaterThan" else "size_lt"
             if out[field] is not None:
                 raise errors.MalformedXML(f"{part.tag} appears twice.")
-            out[field] = _integer(part, 0, "Filter")
+            out[field] = _integer(part, 0, "Filter", MAX_INT64)
         else:
             raise errors.MalformedXML(f"Unexpected {part.tag} in a lifecycle Filter.")
     if out["size_gt"] is not None and out["size_lt"] is not None and out["size_gt"] >= out["size_lt"]:

@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from ..numbers import decimal
 from . import errors, xml
 from .access import readable_bucket
 from .request import S3Request
@@ -14,11 +15,8 @@ from .request import S3Request
 
 def _max_keys(req: S3Request) -> int:
     value = req.query.get("max-keys", "1000")
-    try:
-        n = int(value)
-    except ValueError:
-        n = -1
-    if n < 0:
+    n = decimal(value)
+    if n is None:
         raise errors.InvalidArgument("max-keys must be a non-negative integer", ArgumentName="max-keys",
                                      ArgumentValue=value)
     return min(n, 1000)

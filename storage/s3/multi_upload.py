@@ -14,11 +14,12 @@ from aiohttp import web
 from ..index.uploads import NoSuchUpload
 from ..objects import parts as P
 from ..objects.multipart import InvalidPart, PartTooSmall
+from ..numbers import decimal
 from . import acl, errors, lifecycle, multipart_checksums as MC, xml
 from .access import owned_bucket
 from .digests import BodyDigests
 from .listing import _encoder
-from .names import MAX_PART_NUMBER, check_key, check_part_number, user_metadata
+from .names import MAX_PART_NUMBER, check_key, check_part_number, content_type, user_metadata
 from .body import MAX_PUT_BYTES, open_body, read_small, stored_headers
 from .copy import read_source, readable_source, source_version_header
 from .request import S3Request
@@ -27,7 +28,7 @@ from .versioning import new_version_fields, version_headers
 log = logging.getLogger("pocket.s3")
 
 MAX_COMPLETE_BODY = 4 << 20  # 10,000 <Part> elements fit with room to spare
-_COPY_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
+_COPY_RANGE = re.compile(r"^bytes=([0-9]+)-([0-9]+)$")
 
 
 @contextmanager
@@ -58,7 +59,7 @@ async def create_upload(req: S3Request) -> web.Response:
     owned_bucket(req)
     check_key(req.key)
     attrs = {
-        "content_type": req.headers.get("Content-Type") or "binary/octet-stream",
+        "content_type": content_type(req.headers),
         "meta": user_metadata(req.headers),
         "headers": stored_headers(req.headers),
         "owner": req.access_key,
@@ -132,10 +133,11 @@ def parse_complete(body: bytes) -> tuple[list[tuple[int, str]], dict[int, dict[s
         if el.tag != "Part":
             continue
         number, etag = (el.findtext("PartNumber") or "").strip(), el.findtext("ETag")
-        if not (number.isascii() and number.isdigit()) or etag is None:
+        part_number = decimal(number)
+        if part_number is None or etag is None:
             raise errors.MalformedXML()
-        wanted.append((int(number), etag.strip().strip('"').lower()))
-        checksums[int(number)] = MC.from_part_element(el)
+        wanted.append((part_number, etag.strip().strip('"').lower()))
+        checksums[part_number] = MC.from_part_element(el)
     if not wanted:
         raise errors.MalformedXML("You must specify at least one part")
     if any(b[0] <= a[0] for a, b in zip(wanted, wanted[1:])):
@@ -181,9 +183,10 @@ async def abort_upload(req: S3Request) -> web.Response:
 
 def _int_param(req: S3Request, name: str, default: int, cap: int) -> int:
     value = req.query.get(name, str(default))
-    if not (value.isascii() and value.isdigit()):
+    number = decimal(value)
+    if number is None:
         raise errors.InvalidArgument(f"{name} must be a non-negative integer", ArgumentName=name, ArgumentValue=value)
-    return min(int(value), cap)
+    return min(number, cap)
 
 
 def _person(tag: str, owner: str):

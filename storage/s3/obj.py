@@ -11,13 +11,13 @@ from ..objects.get import Unreadable
 from . import acl, conditions, copy, errors, lifecycle, multipart_checksums, tagging, versioning
 from .body import open_body, stored_headers
 from .access import owned_bucket
-from .names import check_key, check_part_number, user_metadata
+from .names import check_key, check_part_number, content_type, header_text, user_metadata
 from .request import S3Request
 from .xml import http_date
 
 log = logging.getLogger("pocket.s3")
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
 _OVERRIDES = {"response-content-type": "Content-Type", "response-content-language": "Content-Language",
               "response-expires": "Expires", "response-cache-control": "Cache-Control",
               "response-content-disposition": "Content-Disposition",
@@ -31,7 +31,7 @@ async def put_object(req: S3Request) -> web.Response:
     check_key(req.key)
     body = open_body(req)
     attrs = {
-        "content_type": req.headers.get("Content-Type") or "binary/octet-stream",
+        "content_type": content_type(req.headers),
         "meta": user_metadata(req.headers),
         "headers": stored_headers(req.headers),
         "owner": req.access_key,
@@ -70,10 +70,18 @@ def _headers(req: S3Request, bucket: dict, record: dict, span) -> dict:
     headers.update(tagging.count_header(record))
     headers.update(_checksum_headers(req, record, span))
     headers.update(lifecycle.expiration_headers(req, record))
-    for param, header in _OVERRIDES.items():
-        if param in req.query:
-            headers[header] = req.query[param]
+    headers.update(_overrides(req))
     return headers
+
+
+def _overrides(req: S3Request) -> dict:
+    """response-content-type and friends: only for signed requests, as S3 has it (anyone
+    could otherwise make a public object answer as text/html with their own headers)."""
+    asked = {header: header_text(param, req.query[param]) for param, header in _OVERRIDES.items()
+             if param in req.query}
+    if asked and req.auth is None:
+        raise errors.InvalidRequest("Request specific response headers cannot be used for anonymous GET requests.")
+    return asked
 
 
 def _checksum_headers(req: S3Request, record: dict, span) -> dict:

@@ -11,6 +11,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from ..numbers import decimal
 from . import errors, sigv2, sigv4
 
 
@@ -43,9 +44,11 @@ class S3Request:
         value = self.headers.get("Content-Length")
         if value is None:
             return None
-        if not value.isdigit():
-            raise errors.InvalidArgument("Content-Length must be a non-negative integer")
-        return int(value)
+        length = decimal(value)
+        if length is None:
+            raise errors.InvalidArgument("Content-Length must be a non-negative integer",
+                                         ArgumentName="Content-Length", ArgumentValue=value)
+        return length
 
 
 def new_request_id() -> str:

@@ -51,6 +51,11 @@ ROUTES = {
     ("GET", "bucket", "versions"): versions.list_object_versions,
 }
 
+# Operations that stream a request body onto the disks: each holds an upload slot
+# (limits.UploadSlots) while it runs. CopyObject and UploadPartCopy ride on the same
+# handlers: they hold disks and memory just the same.
+UPLOADS = {obj.put_object, multi_upload.upload_part}
+
 # Query parameters that change the operation. Anything here without a route is 501.
 SUBRESOURCES = {
     "accelerate", "acl", "analytics", "attributes", "cors", "delete", "encryption", "intelligent-tiering",

@@ -19,6 +19,7 @@ import time
 from typing import Callable, Mapping
 from urllib.parse import unquote
 
+from ..numbers import decimal
 from . import errors, sigv4
 from .xml import parse_http_date
 
@@ -62,10 +63,15 @@ def authenticate(method: str, raw_path: str, raw_query: str, headers: Mapping[st
         presigned = False
     else:
         access_key, signature, stamp = params["AWSAccessKeyId"], params["Signature"], params.get("Expires", "")
-        if not stamp.isdigit():
-            raise errors.AccessDenied("Query-string authentication requires the Expires parameter")
-        if now > int(stamp):
+        expires = decimal(stamp)
+        if expires is None:
+            raise errors.AccessDenied("Query-string authentication requires the Expires parameter: "
+                                      "a time in seconds since the epoch")
+        if now > expires:
             raise errors.AccessDenied("Request has expired", Expires=stamp)
+        if expires - now > sigv4.MAX_PRESIGN_EXPIRES:
+            raise errors.AccessDenied("A presigned URL may be valid for at most 7 days (604800 seconds); "
+                                      "sign a new one with a closer Expires", Expires=stamp)
         presigned = True
     secret = secret_for(access_key)
     if secret is None:

@@ -105,9 +105,7 @@ def authenticate(method: str, raw_path: str, raw_query: str, headers: Mapping[st
     if payload not in _PAYLOAD_TOKENS and not _HEX64.fullmatch(payload):
         raise InvalidArgument("x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-AWS4-"
                               "HMAC-SHA256-PAYLOAD or a valid sha256 value.", ArgumentValue=payload)
-    if "host" not in signed:
-        raise AccessDenied("There were headers present in the request which were not signed",
-                           HeadersNotSigned="host")
+    _check_all_signed(headers, signed)
 
     access_key, date, region, service = credential
     secret = secret_for(access_key)
@@ -239,6 +237,24 @@ def _parse_credential(value: str, amz_date: str, error: type) -> tuple[str, str,
         raise error(f'Invalid credential date "{date}". This date is not the same as X-Amz-Date: '
                     f'"{amz_date[:8]}".')
     return access_key, date, region, service
+
+
+def _check_all_signed(headers: Mapping[str, str], signed: list[str]) -> None:
+    """Signed means signed: `host` and every `x-amz-*` header sent must be in SignedHeaders.
+
+    Otherwise whoever holds a presigned URL (or captured a signed request) could add
+    `x-amz-copy-source` or `x-amz-acl` and turn an upload into a public copy of anything
+    the signer can read. S3's only exception is x-amz-content-sha256, which is checked
+    against the body anyway (presigned query parameters are not headers at all)."""
+    covered = set(signed)
+    unsigned = sorted({name.lower() for name in headers
+                       if name.lower().startswith("x-amz-") and name.lower() not in covered}
+                      - {"x-amz-content-sha256"})
+    if "host" not in covered:
+        unsigned.insert(0, "host")
+    if unsigned:
+        raise AccessDenied("There were headers present in the request which were not signed",
+                           HeadersNotSigned=", ".join(unsigned))
 
 
 def _signed_headers(value: str) -> list[str]:

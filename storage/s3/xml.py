@@ -6,6 +6,7 @@ from email.utils import parsedate_to_datetime
 from xml.etree import ElementTree as ET
 
 from . import errors
+from .xmltext import encodable, references
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 
@@ -13,7 +14,7 @@ NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 def element(tag: str, children=None, text=None) -> ET.Element:
     el = ET.Element(tag)
     if text is not None:
-        el.text = str(text)
+        el.text = encodable(str(text))
     for child in children or ():
         if child is None:
             continue
@@ -26,11 +27,14 @@ def element(tag: str, children=None, text=None) -> ET.Element:
 
 def document(root: ET.Element) -> bytes:
     root.set("xmlns", NS)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8")
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + references(ET.tostring(root, encoding="utf-8"))
 
 
 def iso8601(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+LAST_HTTP_DATE = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc).timestamp()
 
 
 def http_date(ts: float) -> str:

@@ -80,7 +80,7 @@ class ProcCluster:
 
     def __init__(self, root: str, nodes: int = 6, disks_per_node: int = 1, zones: int = 1,
                  storage: dict | None = None, sections: dict[str, dict] | None = None,
-                 capacity: dict[str, int] | None = None, embedded: bool = False):
+                 capacity: dict[str, int] | None = None, embedded: bool = False, gateway: dict | None = None):
         self.root = root
         self.embedded = embedded
         self.procs: dict[str, subprocess.Popen] = {}
@@ -89,7 +89,7 @@ class ProcCluster:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.node_ids = [f"n{i + 1}" for i in range(nodes)]
         self.node_ports = dict(zip(self.node_ids, ports[1:]))
-        settings = {"heartbeat": 0.5}
+        settings = {"heartbeat": 0.5, **(gateway or {})}   # e.g. {"body_timeout": 2.0}
         st = {"node_timeout": 3.0, **(storage or {})}
         lines = ['data = "."', f'cluster_secret = "{CLUSTER_SECRET}"', "", "[gateway]",
                  f'listen = "127.0.0.1:{self.port}"'] + [f"{k} = {v!r}" for k, v in settings.items()]

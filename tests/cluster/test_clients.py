@@ -70,11 +70,13 @@ def test_rclone_copy_sync_check(cluster, bucket, tmp_path):
     _same_tree(src, back)
 
 
-def test_s3cmd_put_get_ls_del(cluster, bucket, tmp_path):
+@pytest.mark.parametrize("signature_v2", [False, True])
+def test_s3cmd_put_get_ls_del(cluster, bucket, tmp_path, signature_v2):
+    """Both signatures s3cmd speaks; with metadata and an ACL, x-amz-* headers it must sign."""
     host = cluster.endpoint.split("://")[1]
     cfg = tmp_path / "s3cfg"
     cfg.write_text(f"[default]\naccess_key = {ACCESS_KEY}\nsecret_key = {SECRET_KEY}\nhost_base = {host}\n"
-                   f"host_bucket = {host}\nuse_https = False\nsignature_v2 = False\n")
+                   f"host_bucket = {host}\nuse_https = False\nsignature_v2 = {signature_v2}\n")
     src = tmp_path / "file.bin"
     data = payload(20 * 1024 * 1024 + 5)  # s3cmd uploads this in 15 MiB multipart chunks
     src.write_bytes(data)
@@ -83,8 +85,10 @@ def test_s3cmd_put_get_ls_del(cluster, bucket, tmp_path):
         out = subprocess.run(["s3cmd", "-c", str(cfg), *args], capture_output=True, text=True, timeout=180)
         assert out.returncode == 0, out.stdout + out.stderr
         return out.stdout
-    s3cmd("put", str(src), f"s3://{bucket}/s3cmd/file.bin")
+    s3cmd("put", str(src), f"s3://{bucket}/s3cmd/file.bin", "--add-header=x-amz-meta-color:blue", "--acl-public")
     assert "s3cmd/file.bin" in s3cmd("ls", "-r", f"s3://{bucket}/")
+    head = cluster.client().head_object(Bucket=bucket, Key="s3cmd/file.bin")
+    assert head["Metadata"]["color"] == "blue"
     s3cmd("get", f"s3://{bucket}/s3cmd/file.bin", str(tmp_path / "back.bin"))
     assert (tmp_path / "back.bin").read_bytes() == data
     s3cmd("del", f"s3://{bucket}/s3cmd/file.bin")

@@ -139,6 +139,16 @@ def test_env_overrides_apply(tmp_path):
     assert [(c.access_key, c.secret_key) for c in out.credentials] == [("ENVAK", "ENVSK")]
 
 
+def test_client_limits_have_defaults_and_env_overrides():
+    cfg = from_dict({})
+    assert (cfg.gateway.header_timeout, cfg.gateway.body_timeout, cfg.gateway.body_min_rate,
+            cfg.gateway.max_uploads) == (60.0, 60.0, 500, 128)
+    out = apply_env(cfg, {"POCKET_GATEWAY_HEADER_TIMEOUT": "5", "POCKET_GATEWAY_BODY_TIMEOUT": "7.5",
+                          "POCKET_GATEWAY_BODY_MIN_RATE": "2048", "POCKET_GATEWAY_MAX_UPLOADS": "16"})
+    assert (out.gateway.header_timeout, out.gateway.body_timeout, out.gateway.body_min_rate,
+            out.gateway.max_uploads) == (5.0, 7.5, 2048, 16)
+
+
 def test_env_credentials_take_precedence_over_file(tmp_path):
     cfg = from_dict({"credentials": [{"access_key": "AK", "secret_key": "SK"},
                                      {"access_key": "ENVAK", "secret_key": "old"}]})

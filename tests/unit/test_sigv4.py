@@ -379,6 +379,30 @@ def test_host_must_be_signed():
         auth(method, path, query, headers)
 
 
+@pytest.mark.parametrize("signer", [sign, presign])
+def test_unsigned_amz_headers_are_refused(signer):
+    method, path, query, headers = signer("PUT", "k")
+    headers.add("x-amz-copy-source", "/other/secret")
+    headers.add("X-Amz-Acl", "public-read")
+    with pytest.raises(errors.AccessDenied) as e:
+        auth(method, path, query, headers)
+    assert e.value.extra == {"HeadersNotSigned": "x-amz-acl, x-amz-copy-source"}
+
+
+def test_headers_s3_lets_through_unsigned():
+    method, path, query, headers = presign("PUT", "k")
+    headers.add("x-amz-content-sha256", "UNSIGNED-PAYLOAD")   # S3's one exception
+    headers.add("X-Amzn-Trace-Id", "Root=1-abc")               # not an x-amz-* header
+    headers.add("Content-Type", "image/jpeg")
+    assert auth(method, path, query, headers).presigned
+
+
+def test_signed_amz_headers_pass():
+    signed = {"x-amz-acl": "public-read", "x-amz-meta-a": "1", "x-amz-tagging": "a=b"}
+    assert auth(*sign("PUT", "k", headers=signed)).access_key == AK
+    assert auth(*presign("PUT", "k", headers=signed)).presigned
+
+
 # --- AWS documentation vectors (sig-v4-header-based-auth, sigv4-streaming, -trailers) -------
 
 DOC_KEY, DOC_SECRET = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

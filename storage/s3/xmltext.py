@@ -1,0 +1,31 @@
+"""Text that is safe inside S3's XML, whatever bytes a client sent.
+
+Two things break an XML document that echoes client input: raw non-UTF-8 bytes
+(aiohttp and `unquote(..., errors="surrogateescape")` keep them as lone surrogates,
+which cannot be encoded at all, so rendering failed with a 500), and control
+characters, which XML 1.0 forbids as text. S3 writes the latter as character
+references (`&#x1;`), which is what clients that list such keys without
+`encoding-type=url` get from AWS too; botocore asks for url encoding by default.
+"""
+from __future__ import annotations
+
+import re
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile(b"[\x00-\x08\x0b\x0c\x0e-\x1f\r]")
+
+
+def encodable(value: str) -> str:
+    """`value` with bytes that were not UTF-8 shown as U+FFFD, so it can be encoded."""
+    if not _SURROGATE.search(value):
+        return value
+    try:
+        raw = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", value)
+    return raw.decode("utf-8", "replace")
+
+
+def references(document: bytes) -> bytes:
+    """Control characters (and CR, which parsers would normalise away) as `&#xN;`."""
+    return _CONTROL.sub(lambda m: b"&#x%X;" % m.group()[0], document)
