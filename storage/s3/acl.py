@@ -14,13 +14,12 @@ object's owner is the bucket's owner already.
 
 The bucket's ACL lives in its record (disk-recorded through BucketService.configure);
 an object's is in its manifest at PUT time and, when changed later, in a small `acl`
-record the index rebuild applies (objects/tagging.py `amend`).
+record the index rebuild applies (`ObjectService.amend`, objects/tagging.py).
 """
 from __future__ import annotations
 
 from aiohttp import web
 
-from ..objects.tagging import amend
 from . import errors, xml
 from .body import read_small
 from .bucket import owned_bucket
@@ -192,6 +191,6 @@ async def put_object_acl(req: S3Request) -> web.Response:
     from .versioning import owned_version, requested_version, version_headers
     bucket, record = owned_version(req)
     acl = await _requested(req, record.get("owner", ""))
-    if await amend(req.gateway.objects, req.bucket, req.key, "acl", {"acl": acl}, requested_version(req)) is None:
+    if await req.gateway.objects.amend(req.bucket, req.key, "acl", {"acl": acl}, requested_version(req)) is None:
         raise errors.NoSuchKey(resource=req.resource, Key=req.key)
     return web.Response(headers=version_headers(bucket, record))

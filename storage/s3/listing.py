@@ -1,4 +1,4 @@
-"""ListObjects (V1) and ListObjectsV2: one range scan of the index, two XML dialects."""
+"""ListObjects (V1) and ListObjectsV2: one page from the object service, two XML dialects."""
 from __future__ import annotations
 
 import base64
@@ -36,9 +36,9 @@ def _encoder(req: S3Request):
 
 def _page(req: S3Request, start_after: str):
     readable_bucket(req)
-    return req.gateway.index.list_objects(req.bucket, prefix=req.query.get("prefix", ""),
-                                          delimiter=req.query.get("delimiter", ""),
-                                          start_after=start_after, max_keys=_max_keys(req))
+    return req.gateway.objects.list_objects(req.bucket, prefix=req.query.get("prefix", ""),
+                                            delimiter=req.query.get("delimiter", ""),
+                                            start_after=start_after, max_keys=_max_keys(req))
 
 
 def _entries(req: S3Request, page, enc, owner: bool):

@@ -10,7 +10,6 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from ..objects.tagging import set_tags
 from . import errors, xml
 from .body import read_small
 from .request import S3Request
@@ -80,7 +79,7 @@ async def delete_object_tagging(req: S3Request) -> web.Response:
 
 async def _set(req: S3Request, bucket: dict, record: dict, tags: dict, status: int) -> web.Response:
     version_id = requested_version(req)
-    if await set_tags(req.gateway.objects, req.bucket, req.key, tags, version_id) is None:
+    if await req.gateway.objects.amend(req.bucket, req.key, "tags", {"tags": tags}, version_id) is None:
         if version_id is not None:
             raise errors.NoSuchVersion(resource=req.resource, Key=req.key, VersionId=version_id)
         raise errors.NoSuchKey(resource=req.resource, Key=req.key)

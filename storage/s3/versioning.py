@@ -87,11 +87,11 @@ def addressed(req: S3Request, bucket: dict, bucket_name: str, key: str, version_
             return record
         e = errors.NoSuchKey(resource=resource, Key=key)
         if bucket.get("versioning"):
-            latest = req.gateway.index.latest_version(bucket_name, key)
+            latest = req.gateway.objects.latest_version(bucket_name, key)
             if latest is not None:  # no current record but a history: the latest is a delete marker
                 e.headers.update(version_headers(bucket, latest))
         raise e
-    record = req.gateway.index.get_version(bucket_name, key, version_id)
+    record = req.gateway.objects.get_version(bucket_name, key, version_id)
     if record is None:
         if version_id == NULL and not bucket.get("versioning"):
             raise errors.NoSuchKey(resource=resource, Key=key)
