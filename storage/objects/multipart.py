@@ -101,9 +101,9 @@ class MultipartService:
             self.objects.forget(previous)
         return record
 
-    def completed(self, bucket: str, key: str, upload_id: str) -> dict | None:
+    async def completed(self, bucket: str, key: str, upload_id: str) -> dict | None:
         """The current object if this upload completed it (a retried Complete succeeds again)."""
-        current = self.objects.head(bucket, key)
+        current = await self.objects.head(bucket, key)
         return current if current and current.get("upload_id") == upload_id else None
 
     async def complete(self, upload: dict, wanted: list[tuple[int, str]],

@@ -240,7 +240,7 @@ class ObjectService:
         condition = current_is(if_version) if if_version is not None else None
         try:
             if condition:
-                condition(self.head(bucket, key))   # fail fast, before anything is written
+                condition(self.index.get_object(bucket, key))   # fail fast, before anything is written
             if state is None:
                 record = self.index.get_object(bucket, key)
                 if record is None and condition is None:
@@ -327,21 +327,22 @@ class ObjectService:
         return await tagging.amend(self, bucket, key, kind, changes, version_id)
 
     # reads: the handlers' only way to the index, so a migrating bucket's reads can be routed
-    def head(self, bucket: str, key: str) -> dict | None:
+    # (async because a routed read may go to another store: storage/migrate/routing.py)
+    async def head(self, bucket: str, key: str) -> dict | None:
         return self.index.get_object(bucket, key)
 
-    def get_version(self, bucket: str, key: str, version_id: str) -> dict | None:
+    async def get_version(self, bucket: str, key: str, version_id: str) -> dict | None:
         """The version or delete marker whose S3 version id is `version_id` ("null" too)."""
         return self.index.get_version(bucket, key, version_id)
 
-    def latest_version(self, bucket: str, key: str) -> dict | None:
+    async def latest_version(self, bucket: str, key: str) -> dict | None:
         """The newest row of a key's history: a delete marker when the key looks deleted."""
         return self.index.latest_version(bucket, key)
 
-    def list_objects(self, bucket: str, **query) -> ListPage:
+    async def list_objects(self, bucket: str, **query) -> ListPage:
         return self.index.list_objects(bucket, **query)
 
-    def list_versions(self, bucket: str, **query) -> VersionPage:
+    async def list_versions(self, bucket: str, **query) -> VersionPage:
         return self.index.list_versions(bucket, **query)
 
     def read(self, record: dict, start: int, end: int, on_damage: Callable | None = None) -> AsyncIterator[bytes]:

@@ -30,9 +30,9 @@ async def amend(service: ObjectService, bucket: str, key: str, kind: str, change
     then the index takes them; None if there is no such version."""
     for _ in range(_ATTEMPTS):
         if version_id is None:
-            record = service.head(bucket, key)
+            record = await service.head(bucket, key)
         else:
-            record = service.get_version(bucket, key, version_id)
+            record = await service.get_version(bucket, key, version_id)
         if record is None:
             return None
         volume = service.cluster.volumes[record["volume"]]

@@ -62,7 +62,7 @@ def readable_bucket(req: S3Request) -> dict:
     return record
 
 
-def readable_object(req: S3Request, bucket_name: str | None = None, key: str | None = None,
+async def readable_object(req: S3Request, bucket_name: str | None = None, key: str | None = None,
                     find=None) -> dict:
     """The object's record if the caller may read it (owner, public bucket or public object).
 
@@ -75,15 +75,15 @@ def readable_object(req: S3Request, bucket_name: str | None = None, key: str | N
     if bucket is None:
         raise errors.NoSuchBucket(resource=bucket_name, BucketName=bucket_name)
     if find is None:
-        def find(_bucket):
-            record = req.gateway.objects.head(bucket_name, key)
+        async def find(_bucket):
+            record = await req.gateway.objects.head(bucket_name, key)
             if record is None:
                 raise errors.NoSuchKey(resource=resource, Key=key)
             return record
     if _is_owner(req, bucket) or bucket.get("acl") == PUBLIC_READ:
-        return find(bucket)
+        return await find(bucket)
     try:
-        record = find(bucket)
+        record = await find(bucket)
     except errors.S3Error:
         record = None
     if record is not None and record.get("acl") == PUBLIC_READ:
@@ -181,7 +181,7 @@ async def put_bucket_acl(req: S3Request) -> web.Response:
 
 async def get_object_acl(req: S3Request) -> web.Response:
     from .versioning import owned_version, version_headers  # versioning.py builds on readable_object
-    bucket, record = owned_version(req)
+    bucket, record = await owned_version(req)
     response = policy(record.get("owner", ""), record.get("acl", PRIVATE))
     response.headers.update(version_headers(bucket, record))
     return response
@@ -189,7 +189,7 @@ async def get_object_acl(req: S3Request) -> web.Response:
 
 async def put_object_acl(req: S3Request) -> web.Response:
     from .versioning import owned_version, requested_version, version_headers
-    bucket, record = owned_version(req)
+    bucket, record = await owned_version(req)
     acl = await _requested(req, record.get("owner", ""))
     if await req.gateway.objects.amend(req.bucket, req.key, "acl", {"acl": acl}, requested_version(req)) is None:
         raise errors.NoSuchKey(resource=req.resource, Key=req.key)

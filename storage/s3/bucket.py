@@ -6,7 +6,7 @@ import time
 from aiohttp import web
 
 from . import errors, xml
-from .names import check_key, check_bucket_name
+from .names import check_bucket_name
 from .request import S3Request
 
 
@@ -17,16 +17,6 @@ def owned_bucket(req: S3Request) -> dict:
         raise errors.NoSuchBucket(resource=req.bucket, BucketName=req.bucket)
     if record.get("owner") != req.access_key:
         raise errors.AccessDenied(resource=req.bucket)
-    return record
-
-
-def owned_object(req: S3Request) -> dict:
-    """The request's object record, if the caller owns its bucket and the key exists."""
-    owned_bucket(req)
-    check_key(req.key)
-    record = req.gateway.objects.head(req.bucket, req.key)
-    if record is None:
-        raise errors.NoSuchKey(resource=req.resource, Key=req.key)
     return record
 
 

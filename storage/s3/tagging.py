@@ -59,7 +59,7 @@ def count_header(record: dict) -> dict[str, str]:
 
 
 async def get_object_tagging(req: S3Request) -> web.Response:
-    bucket, record = owned_version(req)
+    bucket, record = await owned_version(req)
     tag_set = xml.element("TagSet", [xml.element("Tag", [("Key", k), ("Value", v)])
                                      for k, v in (record.get("tags") or {}).items()])
     return web.Response(body=xml.document(xml.element("Tagging", [tag_set])), content_type="application/xml",
@@ -67,13 +67,13 @@ async def get_object_tagging(req: S3Request) -> web.Response:
 
 
 async def put_object_tagging(req: S3Request) -> web.Response:
-    bucket, record = owned_version(req)
+    bucket, record = await owned_version(req)
     tags = validate(await _parse_body(req))
     return await _set(req, bucket, record, tags, 200)
 
 
 async def delete_object_tagging(req: S3Request) -> web.Response:
-    bucket, record = owned_version(req)
+    bucket, record = await owned_version(req)
     return await _set(req, bucket, record, {}, 204)
 
 
