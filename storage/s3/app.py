@@ -5,12 +5,14 @@ contains `_`, so they never collide with S3 paths.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
 from aiohttp import web
 
 from ..index import ops as index_errors
+from ..migrate.source_store import SourceUnavailable
 from ..objects.put import NoRoom, QuorumLost
 from . import acl, cors, errors, router, vhost
 from .request import S3Request, authenticate, new_request_id
@@ -22,6 +24,8 @@ _TRANSLATE = {
     NoRoom: errors.InsufficientStorage,      # before QuorumLost: the first match wins
     index_errors.IndexFull: errors.InsufficientStorage,
     QuorumLost: errors.ServiceUnavailable,
+    SourceUnavailable: functools.partial(errors.ServiceUnavailable, "This bucket is being migrated and its "
+                                         "source store cannot be reached right now; retry shortly."),
     index_errors.NoSuchBucket: errors.NoSuchBucket,
     index_errors.BucketNotEmpty: errors.BucketNotEmpty,
 }
