@@ -54,13 +54,25 @@ async def enable(cfg, tc, names: list[str], given: dict) -> list[dict]:
     return await _each(cfg, tc, names, given, one)
 
 
+CUTOVER_ROUNDS = 30   # re-check rounds while writes keep arriving; each round has fewer keys to check
+
+
 async def cutover(cfg, tc, names: list[str], given: dict) -> list[dict]:
+    """Re-check the dirty keys and cut over; keys written during a round are re-checked in the
+    next one, so a bucket that keeps being written still cuts over between two writes."""
     async def one(s, bucket, _):
         m = _known(s.index, bucket)
-        cleared, different = await transitions.recheck_dirty(s.index, s.writer, s.routes.store(m), bucket,
-                                                              s.objects)
-        m = transitions.cutover(s.index, bucket)
-        return {"state": m.state, "dirty_rechecked": cleared, "different": different}
+        store, cleared = s.routes.store(m), 0
+        for round_no in range(1, CUTOVER_ROUNDS + 1):
+            n, different = await transitions.recheck_dirty(s.index, s.writer, store, bucket, s.objects)
+            cleared += n
+            try:
+                m = transitions.cutover(s.index, bucket)
+            except transitions.DirtyKeys:
+                if round_no == CUTOVER_ROUNDS:
+                    raise
+                continue
+            return {"state": m.state, "dirty_rechecked": cleared, "rounds": round_no}
     return await _each(cfg, tc, names, given, one)
 
 

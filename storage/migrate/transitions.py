@@ -13,6 +13,10 @@ from . import state
 from .sync import same_object
 
 
+class DirtyKeys(state.MigrationError):
+    """Keys were written since they were last checked equal (cutover re-checks and tries again)."""
+
+
 async def recheck_dirty(index, writer, store, bucket: str, pocket_objects) -> tuple[int, list[str]]:
     """Compare each dirty key on both sides (ETag, size, headers, metadata, tags) and clear
     the equal ones; returns (cleared, keys still different). The friendly part of cutover:
@@ -38,7 +42,7 @@ def cutover_guard(ops, m: state.Migration) -> None:
                                    f"`pocket migrate verify --fix {m.source.bucket}` first")
     dirty = migrations.dirty_count(ops, m.bucket)
     if dirty:
-        raise state.MigrationError(f"{m.bucket}: {dirty} keys were written since they were last verified and "
+        raise DirtyKeys(f"{m.bucket}: {dirty} keys were written since they were last verified and "
                                    f"differ (or could not be compared); run `pocket migrate verify --fix "
                                    f"{m.source.bucket}`, then cutover again")
     owed = migrations.journal_count(ops, m.bucket)
