@@ -154,8 +154,8 @@ class RoutedObjects:
             except BaseException:
                 await asyncio.shield(self.objects.discard(record))
                 raise
-            if source_version:
-                record["source_version_id"] = source_version
+            if source_version and source_version != "null":
+                record["s3_version_id"] = source_version   # (the field mig-data's copier sets)
 
             async def commit():
                 self.objects.forget_all(await self.objects.commit(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+import urllib.request
 from contextlib import contextmanager
 
 import pytest
@@ -21,15 +22,19 @@ from storage.config import load as load_config
 from storage.index.lmdb_index import Index
 from storage.migrate import state
 
+from . import sources
 from .harness import ProcCluster, pocket
-from .sources import SourceLink, start_moto
+from .sources import SourceLink
+
+# Every source these tests run against: moto here, SeaweedFS too once mig-data's starter is in sources.py.
+STARTERS = [sources.start_moto] + [getattr(sources, name) for name in ("start_seaweedfs",) if hasattr(sources, name)]
 
 BUCKET = "moving"
 
 
-@pytest.fixture
-def world(tmp_path, monkeypatch):
-    source = start_moto(str(tmp_path / "moto"))
+@pytest.fixture(params=STARTERS, ids=lambda starter: starter.__name__.removeprefix("start_"))
+def world(request, tmp_path, monkeypatch):
+    source = request.param(str(tmp_path / "source"))
     link = SourceLink(int(source.endpoint.rsplit(":", 1)[1]))
     for name, value in source.credentials_env().items():   # the AWS chain of the gateway and commands
         monkeypatch.setenv(name, value)
@@ -85,6 +90,14 @@ def wait_for(what: str, check, timeout: float = 60.0):
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.2)
+
+
+def metric(c: ProcCluster, series: str) -> float:
+    with urllib.request.urlopen(c.endpoint + "/_pocket/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[-1])
+    raise AssertionError(f"{series} is not exported")
 
 
 class Writer(threading.Thread):
@@ -219,6 +232,8 @@ def test_source_unreachable_fails_before_cutover_and_is_journaled_after(world):
     gw.delete_object(Bucket=BUCKET, Key="new")
     assert gw.get_object(Bucket=BUCKET, Key="kept")["Body"].read() == later
     assert status(c)["journal"] >= 3
+    assert metric(c, 'pocket_migrate_writes_total{bucket="moving",outcome="journaled",side="source"}') >= 3
+    assert metric(c, 'pocket_migrate_journal_entries{bucket="moving"}') >= 3
     refused = migrate(c, "rollback", BUCKET, ok=(1,))["buckets"][0]
     assert not refused["ok"] and "not reached the source" in refused["error"]
 
