@@ -370,3 +370,32 @@ def test_end_to_end_with_copy_and_verify(world):
     assert not writer.errors, writer.errors
     holds(gw, writer.model, "Pocket alone after detach")
     holds(src, at_detach, "source as it was at detach")
+
+
+def test_copy_tagging_and_multi_delete_reach_both_sides(world):
+    source, link, c = world
+    src, gw = source.client(), c.client()
+    src.create_bucket(Bucket=BUCKET)
+    enable(c, link)
+    body = random.Random(21).randbytes(250_000)
+    gw.put_object(Bucket=BUCKET, Key="orig", Body=body, Metadata={"v": "1"})
+    gw.copy_object(Bucket=BUCKET, Key="copy 1", CopySource={"Bucket": BUCKET, "Key": "orig"})
+    gw.copy_object(Bucket=BUCKET, Key="copy 2", CopySource={"Bucket": BUCKET, "Key": "orig"},
+                   MetadataDirective="REPLACE", Metadata={"v": "2"}, ContentType="text/x-test")
+    gw.put_object_tagging(Bucket=BUCKET, Key="copy 1", Tagging={"TagSet": [{"Key": "t", "Value": "1"}]})
+    gw.put_object(Bucket=BUCKET, Key="gone a", Body=b"a")
+    gw.put_object(Bucket=BUCKET, Key="gone b", Body=b"b")
+    result = gw.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": "gone a"}, {"Key": "gone b"}]})
+    assert len(result["Deleted"]) == 2 and not result.get("Errors")
+    copied_and_verified(c)
+    migrate(c, "cutover", BUCKET)     # from here on the gateway reads Pocket: both sides are checked
+    for client, side in ((src, "source"), (gw, "Pocket")):
+        keys = {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET)["Contents"]}
+        assert keys == {"orig", "copy 1", "copy 2"}, side
+        c2 = client.get_object(Bucket=BUCKET, Key="copy 2")
+        assert c2["Body"].read() == body and c2["Metadata"] == {"v": "2"} and c2["ContentType"] == "text/x-test", side
+        assert client.get_object_tagging(Bucket=BUCKET, Key="copy 1")["TagSet"] == [{"Key": "t", "Value": "1"}], side
+    gw.put_object_tagging(Bucket=BUCKET, Key="orig", Tagging={"TagSet": [{"Key": "after", "Value": "cutover"}]})
+    gw.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": "copy 2"}]})
+    assert src.get_object_tagging(Bucket=BUCKET, Key="orig")["TagSet"] == [{"Key": "after", "Value": "cutover"}]
+    assert {o["Key"] for o in src.list_objects_v2(Bucket=BUCKET)["Contents"]} == {"orig", "copy 1"}
