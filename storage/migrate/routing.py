@@ -272,9 +272,9 @@ class RoutedMultipart:
             return await self.multipart.complete(upload, wanted, part_checksums, checksum_of, versioned)
         async with self.locks.hold(bucket, key):
             await self.books.dirty(bucket, key)
-            if store is None:   # begun in Pocket: complete here, then mirror the object whole
+            if store is None:   # begun in Pocket: complete here, then the source is owed the object whole
                 record = await self.multipart.complete(upload, wanted, part_checksums, checksum_of, versioned)
-                await self.books.follow(route.follower, bucket, key,
+                await self.books.follow("source", bucket, key,
                                         lambda: copy_to_source(self.objects.objects, route.store, bucket, key))
                 return record
             r = await store.complete_upload(key, upload["source_upload"], wanted)
@@ -284,7 +284,9 @@ class RoutedMultipart:
                 holder["record"] = await self.multipart.complete(upload, wanted, part_checksums, checksum_of,
                                                                  versioned)
             await self.books.follow("pocket", bucket, key, pocket)
-            record = holder.get("record") or await self.objects.head(bucket, key)
+            record = holder.get("record") or {   # Pocket's copy is journaled: answer with what the source made
+                "bucket": bucket, "key": key, "version_id": "null", "etag": r["ETag"].strip('"'), "checksums": {},
+                "created": time.time(), "size": 0}
             return _as_source_saw(record, r.get("VersionId"))
 
     async def abort(self, upload: dict) -> None:
