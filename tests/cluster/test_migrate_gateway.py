@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import threading
 import time
 import urllib.request
@@ -24,7 +25,7 @@ from storage.index.lmdb_index import Index
 from storage.migrate import state
 
 from . import sources
-from .harness import REPO, ProcCluster, pocket
+from .harness import REPO, ProcCluster, pocket, wait_http
 from .sources import SourceLink
 
 # Every source these tests run against: moto here, SeaweedFS too once mig-data's starter is in sources.py.
@@ -238,6 +239,10 @@ def test_source_unreachable_fails_before_cutover_and_is_journaled_after(world):
     refused = migrate(c, "rollback", BUCKET, ok=(1,))["buckets"][0]
     assert not refused["ok"] and "not reached the source" in refused["error"]
 
+    c.signal("gateway", signal.SIGKILL)       # the journal is in the index: a crash loses none of it
+    c.start_gateway()
+    wait_http(c.endpoint + "/_pocket/ready")
+    assert status(c)["journal"] >= 3
     link.restore()
     wait_for("the journal to drain", lambda: status(c)["journal"] == 0)
     assert src.get_object(Bucket=BUCKET, Key="kept")["Body"].read() == later
