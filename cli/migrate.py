@@ -7,6 +7,7 @@ later subcommands may omit them. Exit status 0 only on success.
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -52,6 +53,29 @@ def _not_built(name: str):
     raise click.ClickException(f"`pocket migrate {name}` is not built yet")
 
 
+def _run_each(data, config, buckets, as_json, kw, fn, verb: str) -> None:
+    """Run a storage/migrate/commands.py step for each bucket; exit 1 if any was refused."""
+    from .common import run_tool
+    cfg = load_config(data, config)
+    given = source_args(kw)
+    rows = run_tool(cfg, lambda tc: fn(cfg, tc, list(buckets), given))
+    lines = []
+    for r in rows:
+        if not r["ok"]:
+            lines.append(f"{r['bucket']}: REFUSED: {r['error']}")
+            continue
+        lines.append(f"{r['bucket']}: {verb}, now {r['state']}")
+        lines += [f"  carried: {c}" for c in r.get("carried", [])]
+        lines += [f"  NOT carried: {c}" for c in r.get("not_carried", [])]
+        if r.get("dirty_rechecked"):
+            lines.append(f"  {r['dirty_rechecked']} keys written since the last verify re-checked equal")
+        if r.get("owed_to_source_dropped"):
+            lines.append(f"  {r['owed_to_source_dropped']} writes still owed to the source were dropped")
+    emit({"buckets": rows}, as_json, "\n".join(lines))
+    if not all(r["ok"] for r in rows):
+        sys.exit(1)
+
+
 @migrate.command()
 @with_source
 @click.argument("buckets", nargs=-1, required=True)
@@ -80,8 +104,8 @@ def query(data, config, sql, as_json) -> None:
 @click.argument("buckets", nargs=-1, required=True)
 def enable(data, config, buckets, as_json, **kw) -> None:
     """Create the Pocket bucket (with the source's configuration) and start dual writes."""
-    load_config(data, config)
-    _not_built("enable")
+    from storage.migrate import commands
+    _run_each(data, config, buckets, as_json, kw, commands.enable, "dual writes on")
 
 
 @migrate.command()
@@ -112,8 +136,8 @@ def verify(data, config, buckets, deep, sample, fix, as_json, **kw) -> None:
 @click.argument("buckets", nargs=-1, required=True)
 def cutover(data, config, buckets, as_json, **kw) -> None:
     """Make Pocket authoritative (refused unless the last verify was clean and nothing since is unverified)."""
-    load_config(data, config)
-    _not_built("cutover")
+    from storage.migrate import commands
+    _run_each(data, config, buckets, as_json, kw, commands.cutover, "cut over")
 
 
 @migrate.command()
@@ -121,8 +145,8 @@ def cutover(data, config, buckets, as_json, **kw) -> None:
 @click.argument("buckets", nargs=-1, required=True)
 def rollback(data, config, buckets, as_json, **kw) -> None:
     """Return to S3-authoritative, losing no write (Pocket keeps mirroring writes to the source until detach)."""
-    load_config(data, config)
-    _not_built("rollback")
+    from storage.migrate import commands
+    _run_each(data, config, buckets, as_json, kw, commands.rollback, "rolled back")
 
 
 @migrate.command()
@@ -130,8 +154,8 @@ def rollback(data, config, buckets, as_json, **kw) -> None:
 @click.argument("buckets", nargs=-1, required=True)
 def detach(data, config, buckets, as_json, **kw) -> None:
     """Stop mirroring writes to the source; the source is left untouched (Pocket never deletes source data)."""
-    load_config(data, config)
-    _not_built("detach")
+    from storage.migrate import commands
+    _run_each(data, config, buckets, as_json, kw, commands.detach, "detached")
 
 
 @migrate.command()
@@ -139,5 +163,12 @@ def detach(data, config, buckets, as_json, **kw) -> None:
 @click.argument("buckets", nargs=-1)
 def status(data, config, buckets, as_json, **kw) -> None:
     """Each migrating bucket's state, counts, bytes, rate, ETA and last verify."""
-    load_config(data, config)
-    _not_built("status")
+    from storage.index.lmdb_index import Index
+    from storage.migrate import commands
+    cfg = load_config(data, config)
+    index = Index(cfg.index_path)
+    try:
+        rows = commands.status(index, list(buckets))
+    finally:
+        index.close()
+    emit({"buckets": rows}, as_json, commands.render_status(rows))

@@ -27,6 +27,7 @@ from .index.batcher import IndexWriter
 from .index.lmdb_index import Index
 from .lifecycle.runner import LifecycleRunner
 from .metrics import Metrics
+from .migrate.wiring import route_services
 from .node.daemons import DiskDaemons
 from .node.metrics import DiskCollector
 from .node.open_disks import open_disks
@@ -76,6 +77,8 @@ class Gateway:
                                          self.cfg.lifecycle.rate, self.metrics)
         self.repairer = Repairer(self.cluster, self.index, self.repairs, self.cfg.repair.concurrency,
                                  st.node_timeout, self.metrics, rate=self.cfg.repair.rate)
+        # the S3 handlers' door: migrating buckets routed, every other bucket passed through
+        self.migration = route_services(self)
         self.failures = FailureWatcher(self.cluster, self.repairs,
                                        SlotMover(self.cluster, self.index, self.repairs, self.repairer),
                                        self.cfg.repair.failed_after)
@@ -105,6 +108,7 @@ class Gateway:
                 self.failures.run_forever(min(self.cfg.repair.interval, self.cfg.repair.failed_after / 4))))
         if self.cfg.lifecycle.interval:
             self._background.append(loop.create_task(self.lifecycle.run_forever(self.cfg.lifecycle.interval)))
+        self._background.append(loop.create_task(self.migration.journal.run_forever()))
 
     def _open_added_disks(self, wanted: set[str]) -> None:
         """The volume table names disks this process has not opened: added to the config
@@ -172,6 +176,7 @@ class Gateway:
             usage = self.cluster.usage.get(disk_id)
             if usage:
                 self.metrics.disk_free.labels(disk_id).set(usage["free"])
+        self.migration.refresh_metrics()
         self.metrics.repair_queue.set(self.repairs.length())
         self.metrics.at_risk.clear()
         for shape, counts in self.repairs.at_risk().items():

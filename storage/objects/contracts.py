@@ -67,3 +67,9 @@ class VersionRecord(TypedDict, total=False):
     tags: dict[str, str]
     versioned: bool
     delete_marker: bool
+
+
+class StoreUnavailable(Exception):
+    """Another store a request needs (a migrating bucket's source S3) could not be reached
+    or refused the request: the S3 layer answers 503, which clients retry. Declared here,
+    below both the S3 layer and storage/migrate/, so neither imports the other for it."""

@@ -77,13 +77,14 @@ class MultipartService:
 
     # writes ------------------------------------------------------------------------------
     async def create(self, bucket: str, key: str, attrs: dict, policy_name: str | None = None,
-                     checksum: dict | None = None) -> dict:
+                     checksum: dict | None = None, extra: dict | None = None) -> dict:
         """Start an upload; `attrs` (content type, metadata, owner...) go to the final object.
 
         `checksum` ({"algorithm", "type"}) is what every part must carry and how the
-        object's checksum is made from theirs (s3/multipart_checksums.py)."""
+        object's checksum is made from theirs (s3/multipart_checksums.py). `extra` fields
+        are kept in the upload's index record (a migration's upload id at the source)."""
         upload = {"upload_id": new_id(), "bucket": bucket, "key": key, "initiated": time.time(),
-                  "policy": policy_name, "attrs": attrs}
+                  "policy": policy_name, "attrs": attrs, **(extra or {})}
         if checksum:
             upload["checksum"] = checksum
         await self.writer.submit(lambda ops: UploadTxn(ops).create_upload(bucket, key, upload))
@@ -102,9 +103,9 @@ class MultipartService:
             self.objects.forget(previous)
         return record
 
-    def completed(self, bucket: str, key: str, upload_id: str) -> dict | None:
+    async def completed(self, bucket: str, key: str, upload_id: str) -> dict | None:
         """The current object if this upload completed it (a retried Complete succeeds again)."""
-        current = self.objects.head(bucket, key)
+        current = await self.objects.head(bucket, key)
         return current if current and current.get("upload_id") == upload_id else None
 
     async def complete(self, upload: dict, wanted: list[tuple[int, str]],

@@ -21,10 +21,11 @@ from ..codec import Codec, parse_policy
 from ..index.batcher import IndexWriter
 from ..index.lmdb_index import Index
 from ..placement.volumes import choose_volume
-from . import parts
+from . import parts, tagging
 from .get import ArchiveReader
 from .ids import new_id
-from ..index.versions import is_marker
+from ..index.ops import ListPage
+from ..index.versions import VersionPage, is_marker
 from .commits import Superseded, current_is, delete_if_current, install, remove_version
 from .contracts import Digests, VersionRecord
 from .put import ArchiveWriter, QuorumLost, is_full, remove_archives
@@ -243,7 +244,7 @@ class ObjectService:
         condition = current_is(if_version) if if_version is not None else None
         try:
             if condition:
-                condition(self.head(bucket, key))   # fail fast, before anything is written
+                condition(self.index.get_object(bucket, key))   # fail fast, before anything is written
             if state is None:
                 record = self.index.get_object(bucket, key)
                 if record is None and condition is None:
@@ -324,9 +325,29 @@ class ObjectService:
             raise QuorumLost(f"{doc['kind']} record reached {ok} disks, need {quorum}")
         return rec_id
 
-    # reads -------------------------------------------------------------------------------
-    def head(self, bucket: str, key: str) -> VersionRecord | None:
+    async def amend(self, bucket: str, key: str, kind: str, changes: dict,
+                    version_id: str | None = None) -> dict | None:
+        """Change a version's tags or ACL without rewriting it (see tagging.py)."""
+        return await tagging.amend(self, bucket, key, kind, changes, version_id)
+
+    # reads: the handlers' only way to the index, so a migrating bucket's reads can be routed
+    # (async because a routed read may go to another store: storage/migrate/routing.py)
+    async def head(self, bucket: str, key: str) -> VersionRecord | None:
         return self.index.get_object(bucket, key)
+
+    async def get_version(self, bucket: str, key: str, version_id: str) -> dict | None:
+        """The version or delete marker whose S3 version id is `version_id` ("null" too)."""
+        return self.index.get_version(bucket, key, version_id)
+
+    async def latest_version(self, bucket: str, key: str) -> dict | None:
+        """The newest row of a key's history: a delete marker when the key looks deleted."""
+        return self.index.latest_version(bucket, key)
+
+    async def list_objects(self, bucket: str, **query) -> ListPage:
+        return self.index.list_objects(bucket, **query)
+
+    async def list_versions(self, bucket: str, **query) -> VersionPage:
+        return self.index.list_versions(bucket, **query)
 
     def read(self, record: VersionRecord, start: int, end: int, on_damage: Callable | None = None) -> AsyncIterator[bytes]:
         """Stream bytes start..end (inclusive) of an object version."""

@@ -11,17 +11,14 @@ version over its manifest, so the disks alone still say what the tags are.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from .commits import amend as amend_in_index
-from .service import ObjectService
+
+if TYPE_CHECKING:
+    from .service import ObjectService
 
 _ATTEMPTS = 3  # a PUT racing the tag change gets the change re-applied to the new version
-
-
-async def set_tags(service: ObjectService, bucket: str, key: str, tags: dict[str, str],
-                   version_id: str | None = None) -> dict | None:
-    """Replace the tags of a version (the current one by default); None if there is no such version."""
-    return await amend(service, bucket, key, "tags", {"tags": tags}, version_id)
 
 
 async def amend(service: ObjectService, bucket: str, key: str, kind: str, changes: dict,
@@ -33,9 +30,9 @@ async def amend(service: ObjectService, bucket: str, key: str, kind: str, change
     then the index takes them; None if there is no such version."""
     for _ in range(_ATTEMPTS):
         if version_id is None:
-            record = service.index.get_object(bucket, key)
+            record = await service.head(bucket, key)
         else:
-            record = service.index.get_version(bucket, key, version_id)
+            record = await service.get_version(bucket, key, version_id)
         if record is None:
             return None
         volume = service.cluster.volumes[record["volume"]]

@@ -53,8 +53,8 @@ def readable_bucket(req: S3Request) -> dict:
     return record
 
 
-def readable_object(req: S3Request, bucket_name: str | None = None, key: str | None = None,
-                    find=None) -> VersionRecord:
+async def readable_object(req: S3Request, bucket_name: str | None = None, key: str | None = None,
+                          find=None) -> VersionRecord:
     """The object's record if the caller may read it (owner, public bucket or public object).
 
     Defaults to the request's own bucket and key; CopyObject asks about its source.
@@ -66,15 +66,15 @@ def readable_object(req: S3Request, bucket_name: str | None = None, key: str | N
     if bucket is None:
         raise errors.NoSuchBucket(resource=bucket_name, BucketName=bucket_name)
     if find is None:
-        def find(_bucket):
-            record = req.gateway.objects.head(bucket_name, key)
+        async def find(_bucket):
+            record = await req.gateway.objects.head(bucket_name, key)
             if record is None:
                 raise errors.NoSuchKey(resource=resource, Key=key)
             return record
     if _is_owner(req, bucket) or bucket.get("acl") == PUBLIC_READ:
-        return find(bucket)
+        return await find(bucket)
     try:
-        record = find(bucket)
+        record = await find(bucket)
     except errors.S3Error:
         record = None
     if record is not None and record.get("acl") == PUBLIC_READ:

@@ -11,13 +11,12 @@ object's owner is the bucket's owner already.
 
 The bucket's ACL lives in its record (disk-recorded through BucketService.configure);
 an object's is in its manifest at PUT time and, when changed later, in a small `acl`
-record the index rebuild applies (objects/tagging.py `amend`).
+record the index rebuild applies (`ObjectService.amend`, objects/tagging.py).
 """
 from __future__ import annotations
 
 from aiohttp import web
 
-from ..objects.tagging import amend
 from . import errors, xml
 from .access import PRIVATE, PUBLIC_READ, owned_bucket
 from .body import read_small
@@ -122,15 +121,15 @@ async def put_bucket_acl(req: S3Request) -> web.Response:
 
 
 async def get_object_acl(req: S3Request) -> web.Response:
-    bucket, record = owned_version(req)
+    bucket, record = await owned_version(req)
     response = policy(record.get("owner", ""), record.get("acl", PRIVATE))
     response.headers.update(version_headers(bucket, record))
     return response
 
 
 async def put_object_acl(req: S3Request) -> web.Response:
-    bucket, record = owned_version(req)
+    bucket, record = await owned_version(req)
     acl = await _requested(req, record.get("owner", ""))
-    if await amend(req.gateway.objects, req.bucket, req.key, "acl", {"acl": acl}, requested_version(req)) is None:
+    if await req.gateway.objects.amend(req.bucket, req.key, "acl", {"acl": acl}, requested_version(req)) is None:
         raise errors.NoSuchKey(resource=req.resource, Key=req.key)
     return web.Response(headers=version_headers(bucket, record))

@@ -5,6 +5,7 @@ contains `_`, so they never collide with S3 paths.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -12,6 +13,7 @@ from aiohttp import HttpVersion11, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..index import ops as index_errors
+from ..objects.contracts import StoreUnavailable
 from ..objects.put import NoRoom, QuorumLost
 from . import access, cors, errors, router, vhost
 from .names import HEADER_UNSAFE, check_bucket_name, check_key
@@ -24,6 +26,8 @@ _TRANSLATE = {
     NoRoom: errors.InsufficientStorage,      # before QuorumLost: the first match wins
     index_errors.IndexFull: errors.InsufficientStorage,
     QuorumLost: errors.ServiceUnavailable,
+    StoreUnavailable: functools.partial(errors.ServiceUnavailable, "This bucket is being migrated and its "
+                                         "source store cannot be reached right now; retry shortly."),
     index_errors.NoSuchBucket: errors.NoSuchBucket,
     index_errors.BucketNotEmpty: errors.BucketNotEmpty,
 }

@@ -61,7 +61,7 @@ def _object_parts(req: S3Request, record: dict):
 
 async def get_object_attributes(req: S3Request) -> web.Response:
     check_key(req.key)
-    bucket, record = readable_version(req, version_id=requested_version(req))
+    bucket, record = await readable_version(req, version_id=requested_version(req))
     wanted = _requested(req)
     fields = []
     if "ETag" in wanted:

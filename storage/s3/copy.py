@@ -56,7 +56,7 @@ def _directive(req: S3Request, header: str) -> str:
     return value
 
 
-def readable_source(req: S3Request) -> tuple[dict, str | None]:
+async def readable_source(req: S3Request) -> tuple[dict, str | None]:
     """The record named by x-amz-copy-source (a given version of it, or the current one) if
     the caller may read it and its x-amz-copy-source-if-* conditions hold (CopyObject and
     UploadPartCopy alike); and the x-amz-copy-source-version-id header to answer with."""
@@ -64,7 +64,7 @@ def readable_source(req: S3Request) -> tuple[dict, str | None]:
     check_bucket_name(src_bucket)
     check_key(src_key)
     # another user's public-read objects too
-    bucket, source = versioning.readable_version(req, src_bucket, src_key, version_id)
+    bucket, source = await versioning.readable_version(req, src_bucket, src_key, version_id)
     conditions.check_copy_source(req.headers, source)
     shown = versioning.version_headers(bucket, source).get("x-amz-version-id")
     return source, shown
@@ -79,8 +79,8 @@ async def copy_object(req: S3Request) -> web.Response:
     check_key(req.key)
     metadata_directive = _directive(req, "x-amz-metadata-directive")
     tagging_directive = _directive(req, "x-amz-tagging-directive")
-    source, shown = readable_source(req)
-    current = req.gateway.objects.head(req.bucket, req.key) if (source["bucket"], source["key"]) == (
+    source, shown = await readable_source(req)
+    current = await req.gateway.objects.head(req.bucket, req.key) if (source["bucket"], source["key"]) == (
         req.bucket, req.key) else None
     if current and current["version_id"] == source["version_id"] and metadata_directive != "REPLACE":
         raise errors.InvalidRequest(
@@ -104,7 +104,7 @@ async def copy_object(req: S3Request) -> web.Response:
     attrs.update(versioning.new_version_fields(bucket))
     condition = conditions.write_condition(req.headers, req.resource, req.key)
     if condition:
-        condition(req.gateway.objects.head(req.bucket, req.key))
+        condition(await req.gateway.objects.head(req.bucket, req.key))
 
     record = await req.gateway.objects.put(req.bucket, req.key, read_source(req, source), source["size"],
                                            _source_digests(source), attrs, condition=condition)

@@ -103,7 +103,7 @@ def _copy_range(req: S3Request, size: int) -> tuple[int, int]:
 
 async def _upload_part_copy(req: S3Request, upload: dict, number: int) -> web.Response:
     """UploadPartCopy: stream the source (range) through the object service into a new part."""
-    source, shown = readable_source(req)
+    source, shown = await readable_source(req)
     first, last = _copy_range(req, source["size"])
     length = last - first + 1
     if length > MAX_PUT_BYTES:
@@ -155,7 +155,7 @@ async def complete_upload(req: S3Request) -> web.Response:
         try:
             upload = service.get(req.bucket, req.key, upload_id)
         except NoSuchUpload:
-            record = service.completed(req.bucket, req.key, upload_id)  # a retry of a Complete that worked
+            record = await service.completed(req.bucket, req.key, upload_id)  # a retry of a Complete that worked
             if record is None:
                 raise
         else:

@@ -43,7 +43,7 @@ async def put_object(req: S3Request) -> web.Response:
         attrs["tags"] = tags
     condition = conditions.write_condition(req.headers, req.resource, req.key)
     if condition:  # fail fast here; the same check runs again atomically with the commit
-        condition(req.gateway.objects.head(req.bucket, req.key))
+        condition(await req.gateway.objects.head(req.bucket, req.key))
     record = await req.gateway.objects.put(req.bucket, req.key, body.stream, body.length, body.digests, attrs,
                                            condition=condition)
     headers = {"ETag": f'"{record["etag"]}"', **versioning.version_headers(bucket, record)}
@@ -52,8 +52,8 @@ async def put_object(req: S3Request) -> web.Response:
     return web.Response(headers=headers)
 
 
-def _object(req: S3Request) -> tuple[dict, dict]:
-    return versioning.readable_version(req, version_id=versioning.requested_version(req))
+async def _object(req: S3Request) -> tuple[dict, dict]:
+    return await versioning.readable_version(req, version_id=versioning.requested_version(req))
 
 
 def _headers(req: S3Request, bucket: dict, record: dict, span) -> dict:
@@ -143,7 +143,7 @@ def _not_modified(bucket: dict, record: dict) -> web.Response:
 
 
 async def head_object(req: S3Request) -> web.Response:
-    bucket, record = _object(req)
+    bucket, record = await _object(req)
     if conditions.check_read(req.headers, record) == conditions.NOT_MODIFIED:
         return _not_modified(bucket, record)
     span, extra = requested_span(req, record)
@@ -158,7 +158,7 @@ async def head_object(req: S3Request) -> web.Response:
 
 
 async def get_object(req: S3Request) -> web.StreamResponse:
-    bucket, record = _object(req)
+    bucket, record = await _object(req)
     if conditions.check_read(req.headers, record) == conditions.NOT_MODIFIED:
         return _not_modified(bucket, record)
     size = record["size"]

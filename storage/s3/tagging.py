@@ -10,7 +10,6 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from ..objects.tagging import set_tags
 from . import errors, xml
 from .body import read_small
 from .request import S3Request
@@ -60,7 +59,7 @@ def count_header(record: dict) -> dict[str, str]:
 
 
 async def get_object_tagging(req: S3Request) -> web.Response:
-    bucket, record = owned_version(req)
+    bucket, record = await owned_version(req)
     tag_set = xml.element("TagSet", [xml.element("Tag", [("Key", k), ("Value", v)])
                                      for k, v in (record.get("tags") or {}).items()])
     return web.Response(body=xml.document(xml.element("Tagging", [tag_set])), content_type="application/xml",
@@ -68,19 +67,19 @@ async def get_object_tagging(req: S3Request) -> web.Response:
 
 
 async def put_object_tagging(req: S3Request) -> web.Response:
-    bucket, record = owned_version(req)
+    bucket, record = await owned_version(req)
     tags = validate(await _parse_body(req))
     return await _set(req, bucket, record, tags, 200)
 
 
 async def delete_object_tagging(req: S3Request) -> web.Response:
-    bucket, record = owned_version(req)
+    bucket, record = await owned_version(req)
     return await _set(req, bucket, record, {}, 204)
 
 
 async def _set(req: S3Request, bucket: dict, record: dict, tags: dict, status: int) -> web.Response:
     version_id = requested_version(req)
-    if await set_tags(req.gateway.objects, req.bucket, req.key, tags, version_id) is None:
+    if await req.gateway.objects.amend(req.bucket, req.key, "tags", {"tags": tags}, version_id) is None:
         if version_id is not None:
             raise errors.NoSuchVersion(resource=req.resource, Key=req.key, VersionId=version_id)
         raise errors.NoSuchKey(resource=req.resource, Key=req.key)

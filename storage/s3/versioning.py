@@ -75,7 +75,7 @@ def version_headers(bucket: dict, record: VersionRecord) -> dict[str, str]:
     return headers
 
 
-def addressed(req: S3Request, bucket: dict, bucket_name: str, key: str, version_id: str | None) -> VersionRecord:
+async def addressed(req: S3Request, bucket: dict, bucket_name: str, key: str, version_id: str | None) -> VersionRecord:
     """The record a request names: the current version, or `version_id`.
 
     Errors as S3 gives them: a key whose latest is a delete marker is NoSuchKey with
@@ -83,16 +83,16 @@ def addressed(req: S3Request, bucket: dict, bucket_name: str, key: str, version_
     version id is NoSuchVersion."""
     resource = f"/{bucket_name}/{key}"
     if version_id is None:
-        record = req.gateway.objects.head(bucket_name, key)
+        record = await req.gateway.objects.head(bucket_name, key)
         if record is not None:
             return record
         e = errors.NoSuchKey(resource=resource, Key=key)
         if bucket.get("versioning"):
-            latest = req.gateway.index.latest_version(bucket_name, key)
+            latest = await req.gateway.objects.latest_version(bucket_name, key)
             if latest is not None:  # no current record but a history: the latest is a delete marker
                 e.headers.update(version_headers(bucket, latest))
         raise e
-    record = req.gateway.index.get_version(bucket_name, key, version_id)
+    record = await req.gateway.objects.get_version(bucket_name, key, version_id)
     if record is None:
         if version_id == NULL and not bucket.get("versioning"):
             raise errors.NoSuchKey(resource=resource, Key=key)
@@ -105,21 +105,21 @@ def addressed(req: S3Request, bucket: dict, bucket_name: str, key: str, version_
     return record
 
 
-def readable_version(req: S3Request, bucket_name: str | None = None, key: str | None = None,
+async def readable_version(req: S3Request, bucket_name: str | None = None, key: str | None = None,
                      version_id: str | None = None) -> tuple[dict, VersionRecord]:
     """(bucket record, addressed version) if the caller may read it; see access.readable_object."""
     bucket_name, key = bucket_name or req.bucket, key or req.key
     seen: dict = {}
 
-    def find(bucket: dict) -> VersionRecord:
+    async def find(bucket: dict) -> VersionRecord:
         seen["bucket"] = bucket
-        return addressed(req, bucket, bucket_name, key, version_id)
-    record = readable_object(req, bucket_name, key, find)
+        return await addressed(req, bucket, bucket_name, key, version_id)
+    record = await readable_object(req, bucket_name, key, find)
     return seen["bucket"], record
 
 
-def owned_version(req: S3Request) -> tuple[dict, VersionRecord]:
+async def owned_version(req: S3Request) -> tuple[dict, VersionRecord]:
     """(bucket record, addressed version) of the caller's own bucket (tagging, ACLs)."""
     bucket = owned_bucket(req)
     check_key(req.key)
-    return bucket, addressed(req, bucket, req.bucket, req.key, requested_version(req))
+    return bucket, await addressed(req, bucket, req.bucket, req.key, requested_version(req))

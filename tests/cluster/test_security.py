@@ -17,7 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from storage.config import load as load_config
-from storage.gateway import local_store
+from storage.node.open_disks import local_store
 from storage.objects.ids import new_id
 
 from . import rawhttp

@@ -1,0 +1,129 @@
+"""`pocket migrate enable`: make the Pocket bucket like the source's and start dual writes.
+
+The bucket is created when missing, with the source's versioning state and the
+configuration Pocket supports, read from the source as the exact XML it serves and
+parsed by the same code that parses a client's Put request (so what Pocket accepts here
+it would accept from a client). What cannot be carried is reported, not silently dropped.
+"""
+from __future__ import annotations
+
+import time
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..s3 import lifecycle_xml as lifecycle_config
+from ..s3 import cors as cors_config
+from ..s3.errors import S3Error
+from . import source as source_client
+from . import state
+from .credentials import store_keys
+
+_ABSENT = ("NoSuchCORSConfiguration", "NoSuchLifecycleConfiguration", "NoSuchTagSet", "NoSuchBucketPolicy",
+           "ServerSideEncryptionConfigurationNotFoundError", "NoSuchWebsiteConfiguration", "NotImplemented",
+           "404")
+
+
+def remembered(index, source_bucket: str, given: dict, keys_file: str) -> state.Migration:
+    """The bucket's migration record with the source options of this command line applied
+    (omitted ones are remembered from `plan` or an earlier `enable`); not saved yet."""
+    target = given.get("target") or source_bucket
+    m = state.load(index, target) or state.Migration(target, state.Source(source_bucket))
+    s = m.source
+    for option, field in (("source_endpoint", "endpoint"), ("source_region", "region"),
+                          ("source_profile", "profile"), ("source_addressing", "addressing")):
+        if given.get(option) is not None:
+            setattr(s, field, given[option])
+    if given.get("source_access_key") and given.get("source_secret_key"):
+        store_keys(keys_file, target, given["source_access_key"], given["source_secret_key"])
+    return m
+
+
+def _raw_xml(client, call: str, bucket: str) -> bytes | None:
+    """The source's configuration document as served (None when the bucket has none)."""
+    captured = {}
+
+    def keep(http_response, **_):
+        captured["body"] = http_response.content
+    event = f"after-call.s3.{call}"
+    client.meta.events.register(event, keep)
+    try:
+        getattr(client, _SNAKE[call])(Bucket=bucket)
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in _ABSENT or \
+                str(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")) == "404":
+            return None
+        raise
+    finally:
+        client.meta.events.unregister(event, keep)
+    return captured.get("body")
+
+
+_SNAKE = {"GetBucketCors": "get_bucket_cors", "GetBucketLifecycleConfiguration": "get_bucket_lifecycle_configuration",
+          "GetBucketTagging": "get_bucket_tagging", "GetBucketPolicy": "get_bucket_policy",
+          "GetBucketEncryption": "get_bucket_encryption", "GetBucketWebsite": "get_bucket_website"}
+_CARRIED = {"GetBucketCors": ("cors", cors_config.parse),
+            "GetBucketLifecycleConfiguration": ("lifecycle", lifecycle_config.parse)}
+_NOT_SUPPORTED = {"GetBucketTagging": "bucket tags", "GetBucketPolicy": "bucket policy",
+                  "GetBucketEncryption": "default encryption", "GetBucketWebsite": "website configuration"}
+
+
+def source_config(client, bucket: str) -> tuple[dict, list[str], list[str]]:
+    """(bucket record fields Pocket takes, what was carried, what could not be) of the source bucket."""
+    fields, carried, missing = {}, [], []
+    versioning = client.get_bucket_versioning(Bucket=bucket).get("Status")
+    if versioning:
+        fields["versioning"] = versioning
+        carried.append(f"versioning {versioning}")
+    for call, (name, parse) in _CARRIED.items():
+        try:
+            body = _raw_xml(client, call, bucket)
+        except (ClientError, BotoCoreError) as e:
+            missing.append(f"{name}: the source did not answer {call} ({e})")
+            continue
+        if body is None:
+            continue
+        try:
+            fields[name] = parse(body)
+            carried.append(name)
+        except S3Error as e:
+            missing.append(f"{name}: Pocket does not accept the source's rules ({e.text})")
+    for call, what in _NOT_SUPPORTED.items():
+        try:
+            if _raw_xml(client, call, bucket) is not None:
+                missing.append(f"{what}: not supported by Pocket yet; apply the equivalent by hand")
+        except (ClientError, BotoCoreError):
+            pass
+    acl = client.get_bucket_acl(Bucket=bucket)
+    grants = [g for g in acl.get("Grants", []) if g.get("Grantee", {}).get("ID") != acl.get("Owner", {}).get("ID")]
+    if grants:
+        missing.append(f"ACL: {len(grants)} grants beyond the owner's are not carried; Pocket has canned ACLs "
+                       f"(set one with PutBucketAcl)")
+    return fields, carried, missing
+
+
+async def enable(index, buckets_service, source_bucket: str, given: dict, keys_file: str, owner: str) -> dict:
+    """Create the Pocket bucket if missing (like the source's) and move the migration to dual-write."""
+    m = remembered(index, source_bucket, given, keys_file)
+    if m.state not in (state.PLANNED,):
+        raise state.MigrationError(f"{m.bucket} is already {m.state} ({state.next_step(m.state)})")
+    client = source_client.client(m.source, keys_file)
+    try:
+        fields, carried, missing = source_config(client, m.source.bucket)
+    except (ClientError, BotoCoreError) as e:
+        raise state.MigrationError(f"cannot read the source bucket {source_client.describe(m.source)}: {e}; check "
+                                   f"--source-endpoint and the credentials") from e
+    created = False
+    existing = buckets_service.get(m.bucket)
+    if existing is None:
+        await buckets_service.create(m.bucket, {"owner": owner, "created": time.time(), **fields})
+        created = True
+    else:
+        if existing.get("versioning") != fields.get("versioning") and fields.get("versioning"):
+            await buckets_service.configure(m.bucket, {"versioning": fields["versioning"]})
+        for name in ("cors", "lifecycle"):
+            if name in fields and not existing.get(name):
+                await buckets_service.configure(m.bucket, {name: fields[name]})
+    state.save(index, m)
+    m = state.transition(index, m.bucket, state.DUAL_WRITE, "enable")
+    return {"bucket": m.bucket, "source": source_client.describe(m.source), "state": m.state,
+            "created": created, "carried": carried, "not_carried": missing}

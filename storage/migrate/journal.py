@@ -1,0 +1,87 @@
+"""The gateway's retry loop for writes owed to one side of a migrating bucket.
+
+Each entry names a key and the side that missed a write (index/migrations.py); a retry
+makes that side's key equal to the authoritative side's current state (sync.py), under
+the key's lock. A failed retry waits longer each time (doubling, capped), never gives up
+and is never dropped: only success removes an entry, and `detach` (which ends mirroring
+to the source). Backlog blocks cutover and rollback (commands.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from ..index import migrations
+from .routes import KeyLocks, Routes
+from .sync import copy_from_source, copy_to_source
+
+log = logging.getLogger("pocket.migrate")
+
+BACKOFF_FIRST = 0.5     # seconds before the first retry of an entry
+BACKOFF_CAP = 60.0
+BATCH = 64
+
+
+@dataclass
+class RetryReport:
+    done: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def backoff(attempts: int) -> float:
+    return min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** attempts)
+
+
+class JournalRunner:
+    def __init__(self, objects, writer, routes: Routes, locks: KeyLocks, metrics=None):
+        self.objects, self.writer, self.routes, self.locks, self.metrics = objects, writer, routes, locks, metrics
+
+    async def run_once(self, buckets: list[str] | None = None, all_due: bool = False) -> RetryReport:
+        """Retry every entry that is due (all of them with `all_due`) of the migrating buckets."""
+        report = RetryReport()
+        for m in self.routes.all():
+            if buckets is not None and m.bucket not in buckets:
+                continue
+            store = self.routes.store(m)
+            with self.objects.index.read() as ops:
+                entries = migrations.journal(ops, m.bucket, limit=BATCH, due_by=None if all_due else time.time())
+            for entry in entries:
+                await self._retry(m.bucket, store, entry, report)
+        return report
+
+    async def _retry(self, bucket: str, store, entry: dict, report: RetryReport) -> None:
+        key, side, seq = entry["key"], entry["side"], entry["seq"]
+        sync = copy_from_source if side == "pocket" else copy_to_source
+        try:
+            async with self.locks.hold(bucket, key):
+                outcome = await sync(self.objects, store, bucket, key)
+            await self.writer.submit(lambda ops: migrations.journal_done(ops, bucket, seq))
+        except Exception as e:
+            wait = backoff(entry["attempts"])
+            await self.writer.submit(lambda ops: migrations.journal_failed(ops, bucket, seq, str(e)[:500],
+                                                                           time.time() + wait))
+            report.failed += 1
+            report.errors.append(f"{bucket}/{key} -> {side}: {e}")
+            if self.metrics:
+                self.metrics.retries.labels(bucket, "failed").inc()
+            log.warning("retry %d of the write of %s/%s owed to %s failed (%s); next try in %.1fs",
+                        entry["attempts"] + 1, bucket, key, side, e, wait)
+            return
+        report.done += 1
+        if self.metrics:
+            self.metrics.retries.labels(bucket, "done").inc()
+        log.info("the write of %s/%s owed to %s is applied (%s) after %d failed tries", bucket, key, side,
+                 outcome, entry["attempts"] + 1)
+
+    async def run_forever(self, interval: float = 1.0) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("migration journal pass failed; trying again in %.0fs", interval)
+            await asyncio.sleep(interval)

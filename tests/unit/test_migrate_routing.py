@@ -1,0 +1,135 @@
+"""The gateway's migration routing pieces that need no processes: routes following the
+state generation, the cutover guard, per-key locks, the journal's backoff, and how a
+record's attributes travel to the source."""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import time
+from urllib.parse import parse_qsl
+
+import pytest
+
+from storage.index import migrations as M
+from storage.index.lmdb_index import Index
+from storage.migrate import journal, state as S, transitions
+from storage.migrate.routes import KeyLocks, Routes
+from storage.migrate.source_store import put_args
+from storage.migrate.sync import same_object
+
+
+@pytest.fixture
+def index(tmp_path):
+    idx = Index(str(tmp_path / "index"))
+    yield idx
+    idx.close()
+
+
+def _enable(index, bucket="photos"):
+    S.save(index, S.Migration(bucket=bucket, source=S.Source(bucket="src-" + bucket, endpoint="http://127.0.0.1:1")))
+    S.transition(index, bucket, S.DUAL_WRITE)
+
+
+def test_routes_follow_every_transition_made_by_another_handle(index, tmp_path):
+    routes = Routes(index)
+    assert routes.get("photos") is None
+    _enable(index)
+    route = routes.get("photos")
+    assert route.source_first and route.follower == "pocket" and route.store.bucket == "src-photos"
+    for to in (S.BACKFILLED, S.VERIFIED, S.CUTOVER):
+        S.transition(index, "photos", to)
+    route = routes.get("photos")
+    assert not route.source_first and route.follower == "source"
+    S.transition(index, "photos", S.DETACHED)
+    assert routes.get("photos") is None and routes.migration("photos").state == S.DETACHED
+
+
+def test_cutover_guard_wants_a_clean_verify_no_dirty_keys_and_no_backlog(index):
+    _enable(index)
+    S.transition(index, "photos", S.BACKFILLED)
+    S.transition(index, "photos", S.VERIFIED)
+    with pytest.raises(S.MigrationError, match="verify"):
+        transitions.cutover(index, "photos")
+    m = S.load(index, "photos")
+    m.last_verify = {"at": time.time(), "clean": True}
+    S.save(index, m)
+    seq = index.write(lambda ops: M.mark_dirty(ops, "photos", "a key"))
+    with pytest.raises(transitions.DirtyKeys):
+        transitions.cutover(index, "photos")
+    index.write(lambda ops: M.clear_dirty(ops, "photos", "a key", seq))
+    index.write(lambda ops: M.journal_add(ops, "photos", {"side": "pocket", "key": "b"}))
+    with pytest.raises(S.MigrationError, match="owed to Pocket"):
+        transitions.cutover(index, "photos")
+    assert S.load(index, "photos").state == S.VERIFIED
+    with index.read() as ops:
+        seq = M.journal(ops, "photos")[0]["seq"]
+    index.write(lambda ops: M.journal_done(ops, "photos", seq))
+    assert transitions.cutover(index, "photos").state == S.CUTOVER
+
+
+def test_rollback_after_cutover_waits_for_writes_owed_to_the_source(index):
+    _enable(index)
+    for to in (S.BACKFILLED, S.VERIFIED, S.CUTOVER):
+        S.transition(index, "photos", to)
+    index.write(lambda ops: M.journal_add(ops, "photos", {"side": "source", "key": "k"}))
+    with pytest.raises(S.MigrationError, match="not reached the source"):
+        transitions.rollback(index, "photos")
+    m, dropped = transitions.detach(index, "photos")
+    assert m.state == S.DETACHED and dropped == 1
+    with index.read() as ops:
+        assert M.journal_count(ops, "photos") == 0
+
+
+def test_key_locks_serialize_one_key_only():
+    locks, order = KeyLocks(), []
+
+    async def work(key, tag):
+        async with locks.hold("b", key):
+            order.append(f"{tag}+")
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            order.append(f"{tag}-")
+
+    async def main():
+        await asyncio.gather(work("k", 1), work("k", 2), work("other", 3))
+    asyncio.run(main())
+    assert order.index("1-") < order.index("2+")      # same key: one after the other
+    assert order.index("3+") < order.index("1-")      # another key: alongside
+    assert locks._locks == {}
+
+
+def test_backoff_doubles_and_is_capped():
+    waits = [journal.backoff(n) for n in range(12)]
+    assert waits[0] == journal.BACKOFF_FIRST and waits[1] == 2 * waits[0]
+    assert max(waits) == journal.BACKOFF_CAP and waits == sorted(waits)
+
+
+def test_put_args_carry_headers_metadata_and_tags():
+    record = {"key": "k", "content_type": "text/plain", "meta": {"a": "1"},
+              "headers": {"Cache-Control": "no-cache", "Content-Disposition": "inline",
+                          "Expires": "Wed, 21 Oct 2026 07:28:00 GMT"},
+              "tags": {"ü": "x y", "k": "a&b=c"}}
+    args = put_args(record)
+    assert args["ContentType"] == "text/plain" and args["Metadata"] == {"a": "1"}
+    assert args["CacheControl"] == "no-cache" and args["ContentDisposition"] == "inline"
+    assert args["Expires"] == datetime.datetime(2026, 10, 21, 7, 28, tzinfo=datetime.timezone.utc)
+    assert dict(parse_qsl(args["Tagging"])) == {"ü": "x y", "k": "a&b=c"}
+
+
+def test_same_object_compares_what_a_client_sees():
+    a = {"etag": "e", "size": 3, "content_type": "t", "meta": {"m": "1"}, "headers": {}, "tags": {}}
+    assert same_object(a, {**a, "created": 5, "version_id": "other"})
+    assert not same_object(a, {**a, "tags": {"x": "y"}})
+    assert not same_object(a, {**a, "etag": "f"})
+    assert same_object(None, None) and not same_object(a, None)
+
+
+def test_status_text_names_state_backlog_and_next_step(index):
+    _enable(index)
+    index.write(lambda ops: M.journal_add(ops, "photos", {"side": "pocket", "key": "b"}))
+    from storage.migrate import commands
+    rows = commands.status(index, ["photos"])
+    assert rows[0]["journal"] == 1 and rows[0]["authoritative"] == "source"
+    text = commands.render_status(rows)
+    assert "photos: dual-write (source authoritative)" in text and "1 writes owed" in text
+    assert "pocket migrate copy" in text
