@@ -152,3 +152,35 @@ def test_an_unreadable_archive_is_a_finding_not_a_stuck_pass(tmp_path):
         assert [(r["archive"], r["problem"].startswith("unreadable")) for r in report["corrupt"]] == [(victim, True)]
         store.close()
     run(go)
+
+
+def test_a_one_shot_repair_of_a_corrupt_packed_copy_settles_its_finding_before_the_next_pass(tmp_path):
+    """A one-shot `pocket repair` beside the owner writes the rebuilt archive as a file;
+    the packed copy is still there (only the owner may drop it). The finding about that
+    packed copy must not be reported again once the file is whole: the gateway would
+    queue the just-repaired object again, and the queue would not drain without a second,
+    needless repair (the flake of test_pocket_up's one-shot repair test)."""
+    async def go():
+        store = open_disk(tmp_path, 256 << 10)
+        archives = await fill(store, 4)
+        bad = sorted(archives)[1]
+        path, offset, length = stored_at(store, bad)
+        flip(path, offset + length // 2, b"\xff\x00\xff")
+        scrubber = DiskScrubber(store, rate=0, schedule=False)
+        assert await scrubber.run_pass()
+        assert [row["archive"] for row in (await store.scrub_state())["corrupt"]] == [bad]
+        one_shot = DiskStore("d1", store.root).attach()
+        await one_shot.put_archive(bad, chunked(archives[bad]))
+        assert (await store.scrub_state())["corrupt"] == []        # no pass in between
+        assert await store.read(bad, 0, len(archives[bad])) == archives[bad]   # the file, not the rot
+        assert await scrubber.run_pass() and scrubber.report()["corrupt"] == []
+        # a file copy that is itself bad settles nothing: the finding stays
+        other = sorted(archives)[2]
+        path, offset, length = stored_at(store, other)
+        flip(path, offset + length // 2, b"\xff\x00\xff")
+        assert await scrubber.run_pass()
+        await one_shot.put_archive(other, chunked(archives[other]))
+        flip(store._archive_path(other), len(archives[other]) // 2, b"\xff\x00\xff")   # rotten in turn
+        assert [row["archive"] for row in (await store.scrub_state())["corrupt"]] == [other]
+        store.close()
+    run(go)
