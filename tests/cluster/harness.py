@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -68,6 +69,28 @@ def wait_http(url: str, timeout: float = 30.0, want=(200,)) -> None:
             last = e
         time.sleep(0.1)
     raise TimeoutError(f"{url} not answering after {timeout}s: {last!r}")
+
+
+def wait_for(what: str, check, timeout: float = 60.0, every: float = 0.1):
+    """Poll `check()` until it returns something true (returned), or fail saying `what`
+    did not happen: how tests wait for an effect instead of sleeping a fixed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def metric(endpoint: str, name: str, labels: str = "") -> float:
+    """One sample of the gateway's (or a node's) Prometheus metrics; 0 if not exported yet.
+    `labels` as exported, e.g. 'kind="current"'."""
+    with urllib.request.urlopen(endpoint + "/_pocket/metrics", timeout=10) as r:
+        text = r.read().decode()
+    m = re.search(rf"^{re.escape(name)}{re.escape('{' + labels + '}') if labels else ''} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
 
 
 class ProcCluster:
