@@ -41,6 +41,8 @@ class Metrics:
                                          "Objects and versions deleted by lifecycle rules", ["kind"], registry=r)
         self.lifecycle_aborted = Counter("pocket_lifecycle_uploads_aborted",
                                          "Incomplete multipart uploads aborted by lifecycle rules", registry=r)
+        self.lifecycle_passes = Counter("pocket_lifecycle_passes", "Lifecycle passes finished (stalled: not rising)",
+                                        registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
