@@ -33,6 +33,14 @@ def run(fn):
     return asyncio.run(fn())
 
 
+async def until(what: str, check, timeout: float = 10.0) -> None:
+    """Poll `check()` on the loop until true: wait for a scrubber's progress, not a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
 def test_pass_finds_rot_in_files_packs_and_records_and_remembers_it(tmp_path):
     async def go():
         files = open_disk(tmp_path / "f", 0)
@@ -77,7 +85,8 @@ def test_a_pass_interrupted_by_a_restart_resumes_where_it_stopped(tmp_path):
         first = DiskScrubber(store, rate=total / 1.5, schedule=False)
         first.request()
         first.start()
-        await asyncio.sleep(0.7)
+        await until("the paced pass to check an archive",
+                    lambda: (first.state["pass"] or {}).get("archives_checked", 0) >= 2)
         await first.stop()                          # the node goes down mid-pass
         with open(os.path.join(store.root, STATE_FILE)) as f:
             saved = json.load(f)
@@ -107,7 +116,8 @@ def test_a_request_starts_a_new_pass_from_the_first_archive(tmp_path):
         scrubber = DiskScrubber(store, rate=total, schedule=False)
         scrubber.start()
         first = scrubber.request()
-        await asyncio.sleep(0.3)
+        await until("the requested pass to check an archive",
+                    lambda: (scrubber.state["pass"] or {}).get("archives_checked", 0) >= 1)
         assert scrubber.state["pass"]["number"] == first and scrubber.state["pass"]["archives_checked"] < 6
         second = scrubber.request()                 # asked again mid-pass: a new pass, from the start
         assert second == first + 1
