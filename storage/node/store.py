@@ -413,10 +413,24 @@ def _seal(fd: int, chunks: list[bytes], name: str) -> None:
         os.close(fd)
 
 
+_durable_folders: set[str] = set()   # folders whose own entry this process has fsync'd
+
+
 def _publish(tmp: str, final: str) -> None:
+    """Rename a synced temp file into place and sync its folder. A folder made here (the
+    first archive of an `archives/xx/`) is only as durable as its entry in the parent, so
+    the parent is synced too, once per folder and process, before anything goes in: a
+    power loss must not take the folder, and the acknowledged archives in it, away."""
     folder = os.path.dirname(final)
-    os.makedirs(folder, exist_ok=True)
+    if folder not in _durable_folders:
+        os.makedirs(folder, exist_ok=True)
+        _fsync_dir(os.path.dirname(folder))
+        _durable_folders.add(folder)
     os.rename(tmp, final)
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: str) -> None:
     dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

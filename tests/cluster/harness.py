@@ -104,6 +104,7 @@ class ProcCluster:
         self.root = root
         self.embedded = embedded
         self.procs: dict[str, subprocess.Popen] = {}
+        self.env: dict[str, dict[str, str]] = {}   # more environment for one process, by name
         ports = free_ports(nodes + 1)
         self.port = ports[0]
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -154,7 +155,7 @@ class ProcCluster:
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(os.path.join(self.root, f"{name}.log"), "ab")
         proc = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=REPO, stdout=log, stderr=log,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env.get(name, {})})
         self.procs[name] = proc
         return proc
 
