@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -26,35 +27,50 @@ OTHER_ACCESS_KEY, OTHER_SECRET_KEY = "PKOTHERUSER000000002", "other-user-secret-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+# Ports for test processes. A port found free and closed again is not reserved: with
+# several pytest-xdist workers starting clusters at once, the kernel would hand two of them
+# the same one. So each worker takes its own slice of 10000-32000 (below Linux's ephemeral
+# range, where outgoing connections get theirs), starts at a random place in it (two suites
+# on one machine rarely meet) and hands its ports out in turn, checking each is bindable.
+_PORTS_FROM, _PORTS_TO = 10000, 32000
+
+
+def _port_slice() -> range:
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    worker = int((os.environ.get("PYTEST_XDIST_WORKER") or "gw0")[2:])
+    width = (_PORTS_TO - _PORTS_FROM) // workers
+    return range(_PORTS_FROM + worker * width, _PORTS_FROM + (worker + 1) * width)
+
+
+_slice = _port_slice()
+_cursor = random.randrange(len(_slice))
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port_run(n: int) -> int:
-    """A port p with p..p+n-1 all free (`pocket up --nodes` puts node i on port+1+i)."""
-    for _ in range(200):
-        base = free_ports(1)[0]
-        if base + n >= 65535:
-            continue
-        socks = []
-        try:
-            for port in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
+    """A port p with p..p+n-1 all free, from this worker's slice (`pocket up --nodes` puts
+    node i on port+1+i)."""
+    global _cursor
+    for _ in range(len(_slice) // n):
+        if _cursor + n > len(_slice):
+            _cursor = 0
+        base = _slice[_cursor]
+        _cursor += n
+        if all(_bindable(p) for p in range(base, base + n)):
             return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no run of {n} free ports found")
+    raise RuntimeError(f"no run of {n} free ports in {_slice}")
+
+
+def free_ports(n: int) -> list[int]:
+    return [free_port_run(1) for _ in range(n)]
 
 
 def wait_http(url: str, timeout: float = 30.0, want=(200,)) -> None:
