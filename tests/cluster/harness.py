@@ -176,8 +176,11 @@ class ProcCluster:
         return proc
 
     def start_node(self, node: str) -> None:
-        self._spawn(node, ["node", "--config", self.config, "--id", node, "--init"])
+        self._spawn_node(node)
         self._wait_port(node, self.node_ports[node])
+
+    def _spawn_node(self, node: str) -> None:
+        self._spawn(node, ["node", "--config", self.config, "--id", node, "--init"])
 
     def _wait_port(self, name: str, port: int, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -195,10 +198,14 @@ class ProcCluster:
         self._wait_port("gateway", self.port)
 
     def start(self) -> "ProcCluster":
-        """Start every process; if one fails, stop those already started (no strays)."""
+        """Start every process; if one fails, stop those already started (no strays).
+        The nodes start side by side (start-up is mostly imports), the gateway once they listen."""
         try:
-            for node in [] if self.embedded else self.node_ids:
-                self.start_node(node)
+            nodes = [] if self.embedded else self.node_ids
+            for node in nodes:
+                self._spawn_node(node)
+            for node in nodes:
+                self._wait_port(node, self.node_ports[node])
             self.start_gateway()
             wait_http(self.endpoint + "/_pocket/ready")
         except BaseException:
