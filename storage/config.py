@@ -66,6 +66,7 @@ class NodeConfig:
 class GatewayConfig:
     listen: str = "127.0.0.1:9000"
     index: str = ""          # default: <data>/index
+    index_max_size: int = 1 << 42   # bytes the LMDB index may grow to; past it writes get 507, as on a full disk
     region: str = "us-east-1"
     heartbeat: float = 2.0
     # Virtual-host-style addressing: a Host of `<bucket>.<domain>` names the bucket.
@@ -226,6 +227,8 @@ class Config:
             raise ConfigError("gateway.body_min_rate must be 0 (no minimum) or bytes per second")
         if self.gateway.max_uploads < 1:
             raise ConfigError("gateway.max_uploads must be at least 1")
+        if self.gateway.index_max_size < 256 << 10:
+            raise ConfigError("gateway.index_max_size must be at least 256 KiB (default 4 TiB)")
         if self.storage.segment_size < 4096:
             raise ConfigError("storage.segment_size must be at least 4096 bytes")
         if not 0 <= self.storage.pack_threshold <= self.storage.pack_size:

@@ -61,7 +61,7 @@ class Gateway:
         asyncio.get_running_loop().set_default_executor(io_executor())
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=False))
         disks, infos = open_disks(self.cfg, self.session)
-        self.index = Index(self.cfg.index_path)
+        self.index = Index(self.cfg.index_path, max_map_size=self.cfg.gateway.index_max_size)
         self.writer = IndexWriter(self.index)
         self.cluster = Cluster(disks, infos, self.cfg.gateway.heartbeat, self.cfg.storage.min_free_bytes)
         self.cluster.on_unknown_disks = self._open_added_disks

@@ -16,7 +16,7 @@ class Metrics:
         self.latency = Histogram("pocket_s3_request_seconds", "S3 request latency (until the handler returns)",
                                  ["operation"], registry=r,
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
-        self.bytes_in = Counter("pocket_s3_bytes_received", "Object bytes accepted by PUT", registry=r)
+        self.bytes_in = Counter("pocket_s3_bytes_received", "Object body bytes received by PUT and UploadPart, counted as they arrive", registry=r)
         self.bytes_out = Counter("pocket_s3_bytes_sent", "Object bytes sent by GET", registry=r)
         self.disk_up = Gauge("pocket_disk_up", "1 if the disk answers, 0 if it is down", ["disk"], registry=r)
         self.disk_state = Gauge("pocket_disk_state", "1 for the disk's state: up, down, failed, draining, drained",
@@ -41,6 +41,8 @@ class Metrics:
                                          "Objects and versions deleted by lifecycle rules", ["kind"], registry=r)
         self.lifecycle_aborted = Counter("pocket_lifecycle_uploads_aborted",
                                          "Incomplete multipart uploads aborted by lifecycle rules", registry=r)
+        self.lifecycle_passes = Counter("pocket_lifecycle_passes", "Lifecycle passes finished (stalled: not rising)",
+                                        registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -132,7 +132,7 @@ class Index:
         os.makedirs(path, exist_ok=True)
         self.path = path
         self.max_map_size = max_map_size
-        self.env = lmdb.open(path, map_size=map_size, max_dbs=16, subdir=True,
+        self.env = lmdb.open(path, map_size=min(map_size, max_map_size), max_dbs=16, subdir=True,
                              sync=True, metasync=True, readahead=False,
                              max_readers=max_readers, lock=True)
         self._gate = _Gate()
@@ -208,9 +208,10 @@ class Index:
             current = self.env.info()["map_size"]
             if current != observed:
                 return  # another thread already grew it
-            if current * 2 > self.max_map_size:
-                raise MetadataIndexError(f"LMDB map would exceed max_map_size ({self.max_map_size})")
-            self.env.set_mapsize(current * 2)
+            if current >= self.max_map_size:
+                raise IndexFull(f"the index at {self.path} reached its size limit of {self.max_map_size} bytes "
+                                "(gateway.index_max_size); raise the limit and restart the gateway")
+            self.env.set_mapsize(min(current * 2, self.max_map_size))
             self.map_growths += 1
 
     # ---- convenience wrappers (one txn each) -----------------------------

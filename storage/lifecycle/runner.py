@@ -101,6 +101,8 @@ class LifecycleRunner:
                           "starts over", bucket["name"], e)
                 break
         self.passes += 1
+        if self.metrics and not dry_run:
+            self.metrics.lifecycle_passes.inc()
         report.seconds = time.monotonic() - started
         return report
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import signal
 import socket
 import subprocess
@@ -28,35 +30,50 @@ OTHER_ACCESS_KEY, OTHER_SECRET_KEY = "PKOTHERUSER000000002", "other-user-secret-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+# Ports for test processes. A port found free and closed again is not reserved: with
+# several pytest-xdist workers starting clusters at once, the kernel would hand two of them
+# the same one. So each worker takes its own slice of 10000-32000 (below Linux's ephemeral
+# range, where outgoing connections get theirs), starts at a random place in it (two suites
+# on one machine rarely meet) and hands its ports out in turn, checking each is bindable.
+_PORTS_FROM, _PORTS_TO = 10000, 32000
+
+
+def _port_slice() -> range:
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    worker = int((os.environ.get("PYTEST_XDIST_WORKER") or "gw0")[2:])
+    width = (_PORTS_TO - _PORTS_FROM) // workers
+    return range(_PORTS_FROM + worker * width, _PORTS_FROM + (worker + 1) * width)
+
+
+_slice = _port_slice()
+_cursor = random.randrange(len(_slice))
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port_run(n: int) -> int:
-    """A port p with p..p+n-1 all free (`pocket up --nodes` puts node i on port+1+i)."""
-    for _ in range(200):
-        base = free_ports(1)[0]
-        if base + n >= 65535:
-            continue
-        socks = []
-        try:
-            for port in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
+    """A port p with p..p+n-1 all free, from this worker's slice (`pocket up --nodes` puts
+    node i on port+1+i)."""
+    global _cursor
+    for _ in range(len(_slice) // n):
+        if _cursor + n > len(_slice):
+            _cursor = 0
+        base = _slice[_cursor]
+        _cursor += n
+        if all(_bindable(p) for p in range(base, base + n)):
             return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no run of {n} free ports found")
+    raise RuntimeError(f"no run of {n} free ports in {_slice}")
+
+
+def free_ports(n: int) -> list[int]:
+    return [free_port_run(1) for _ in range(n)]
 
 
 def wait_http(url: str, timeout: float = 30.0, want=(200,)) -> None:
@@ -73,6 +90,28 @@ def wait_http(url: str, timeout: float = 30.0, want=(200,)) -> None:
     raise TimeoutError(f"{url} not answering after {timeout}s: {last!r}")
 
 
+def wait_for(what: str, check, timeout: float = 60.0, every: float = 0.1):
+    """Poll `check()` until it returns something true (returned), or fail saying `what`
+    did not happen: how tests wait for an effect instead of sleeping a fixed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def metric(endpoint: str, name: str, labels: str = "") -> float:
+    """One sample of the gateway's (or a node's) Prometheus metrics; 0 if not exported yet.
+    `labels` as exported, e.g. 'kind="current"'."""
+    with urllib.request.urlopen(endpoint + "/_pocket/metrics", timeout=10) as r:
+        text = r.read().decode()
+    m = re.search(rf"^{re.escape(name)}{re.escape('{' + labels + '}') if labels else ''} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
 class ProcCluster:
     """`nodes` node processes with `disks_per_node` disks each, plus one gateway process;
     `capacity` gives disks (by id) a quota of that many bytes; `embedded`: no node
@@ -84,6 +123,7 @@ class ProcCluster:
         self.root = root
         self.embedded = embedded
         self.procs: dict[str, subprocess.Popen] = {}
+        self.env: dict[str, dict[str, str]] = {}   # more environment for one process, by name
         ports = free_ports(nodes + 1)
         self.port = ports[0]
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -134,13 +174,16 @@ class ProcCluster:
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(os.path.join(self.root, f"{name}.log"), "ab")
         proc = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=REPO, stdout=log, stderr=log,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env.get(name, {})})
         self.procs[name] = proc
         return proc
 
     def start_node(self, node: str) -> None:
-        self._spawn(node, ["node", "--config", self.config, "--id", node, "--init"])
+        self._spawn_node(node)
         self._wait_port(node, self.node_ports[node])
+
+    def _spawn_node(self, node: str) -> None:
+        self._spawn(node, ["node", "--config", self.config, "--id", node, "--init"])
 
     def _wait_port(self, name: str, port: int, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -158,10 +201,14 @@ class ProcCluster:
         self._wait_port("gateway", self.port)
 
     def start(self) -> "ProcCluster":
-        """Start every process; if one fails, stop those already started (no strays)."""
+        """Start every process; if one fails, stop those already started (no strays).
+        The nodes start side by side (start-up is mostly imports), the gateway once they listen."""
         try:
-            for node in [] if self.embedded else self.node_ids:
-                self.start_node(node)
+            nodes = [] if self.embedded else self.node_ids
+            for node in nodes:
+                self._spawn_node(node)
+            for node in nodes:
+                self._wait_port(node, self.node_ports[node])
             self.start_gateway()
             wait_http(self.endpoint + "/_pocket/ready")
         except BaseException:
@@ -187,6 +234,12 @@ class ProcCluster:
                 proc.wait()
 
     def close(self) -> None:
+        """Stop every process: all are asked at once, then waited for (each shuts down in
+        its own time; one after the other, a cluster took seconds)."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.terminate()
         for name in list(self.procs):
             self.stop(name)
 

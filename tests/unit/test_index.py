@@ -451,3 +451,24 @@ def test_writer_map_growth(tmp_path):
     assert asyncio.run(main()) == [None] * 1500
     assert ix.map_growths >= 1 and ix.stats()["entries"]["objects"] == 1500
     ix.close()
+
+
+def test_an_index_at_its_size_limit_refuses_writes_as_full_and_keeps_what_it_has(tmp_path):
+    """gateway.index_max_size: the map grows up to the limit, never past it; a write that
+    would need more raises IndexFull (507 to clients), and a reopen with a higher limit
+    takes writes again with everything committed before still there."""
+    from storage.index.ops import IndexFull
+    ix = Index(str(tmp_path / "i"), map_size=64 * 1024, max_map_size=256 * 1024)
+    ix.create_bucket("b")
+    stored = 0
+    with pytest.raises(IndexFull, match="index_max_size"):
+        for i in range(10_000):
+            ix.put_object("b", f"k{i:05d}", {"size": i, "meta": "m" * 1500})
+            stored = i + 1
+    assert 0 < stored < 10_000 and ix.stats()["map_size"] == 256 * 1024
+    ix.close()
+    ix = Index(str(tmp_path / "i"), max_map_size=1 << 20)
+    ix.put_object("b", "after", {"size": 1})
+    assert ix.get_object("b", f"k{stored - 1:05d}")["size"] == stored - 1
+    assert ix.get_object("b", "after")["size"] == 1
+    ix.close()
