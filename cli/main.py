@@ -404,3 +404,7 @@ from . import disks as _disks  # noqa: E402,F401  (registers `pocket disk ...` a
 from .lifecycle import lifecycle  # noqa: E402  (a command module of its own; it uses the helpers above)
 
 main.add_command(lifecycle)
+
+from .migrate import migrate  # noqa: E402  (`pocket migrate ...`, cli/migrate.py)
+
+main.add_command(migrate)
