@@ -10,6 +10,8 @@ import json
 
 import click
 
+from storage.migrate.state import MigrationError
+
 from .main import load_config, with_cluster
 
 _source_options = [
@@ -59,10 +61,27 @@ def _not_built(name: str):
 @click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False), help="Where to write the HTML report.")
 @click.option("--bandwidth", default=None, help="Bandwidth for the time estimate, e.g. 1Gbit, 200MB.")
 @click.option("--policy", default=None, help="Pocket storage policy for the disk estimate (default: the cluster's).")
-def plan(data, config, buckets, inventory, report_path, bandwidth, policy, as_json, **kw) -> None:
+@click.option("--prices", "prices_path", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="JSON file overriding the default AWS list prices (see storage/migrate/estimate.py).")
+@click.option("--order", default=None, help="Your order of the buckets, comma-separated (default: suggested).")
+def plan(data, config, buckets, inventory, report_path, bandwidth, policy, prices_path, order, as_json, **kw) -> None:
     """Inventory source buckets into a local database and write an HTML report with cost and time estimates."""
-    load_config(data, config)
-    _not_built("plan")
+    cfg = load_config(data, config)
+    from storage.migrate import plan as plan_mod
+    from storage.migrate.report import duration
+    from storage.repair.status import size
+    try:
+        report = plan_mod.run(cfg, buckets, source_args(kw), inventory, report_path, bandwidth, prices_path,
+                              order.split(",") if order else None, policy)
+    except (ValueError, OSError, MigrationError) as e:
+        raise click.ClickException(str(e)) from None
+    lines = [f"{s['bucket']}: {s['objects']:,} objects, {size(s['version_bytes'])} with versions, "
+             f"{duration(s['transfer_seconds'])} at {size(report['bandwidth_bytes_per_second'])}/s, "
+             f"move ${s['move_cost']:,.2f}, ends ${s['monthly_bill']:,.2f}/month"
+             + (f", {s['needs_restore']} need a restore first" if s["needs_restore"] else "")
+             for s in report["buckets"]]
+    lines += [f"Order: {', '.join(report['order'])}", f"Report: {report['report']}"]
+    emit(report, as_json, "\n".join(lines))
 
 
 @migrate.command()
@@ -70,9 +89,25 @@ def plan(data, config, buckets, inventory, report_path, bandwidth, policy, as_js
 @click.argument("sql")
 @click.option("--json", "as_json", is_flag=True, help="Rows as JSON.")
 def query(data, config, sql, as_json) -> None:
-    """Run SQL against the inventory database that `plan` wrote."""
-    load_config(data, config)
-    _not_built("query")
+    """Run read-only SQL against the inventory database that `plan` wrote (tables: buckets, objects, plan_order)."""
+    import sqlite3
+
+    from storage.migrate import inventory
+    cfg = load_config(data, config)
+    try:
+        db = inventory.connect(cfg.data, create=False)
+        try:
+            columns, rows = inventory.query(db, sql)
+        finally:
+            db.close()
+    except (sqlite3.Error, FileNotFoundError) as e:
+        raise click.ClickException(f"{e}") from None
+    if as_json:
+        click.echo(json.dumps([dict(zip(columns, r)) for r in rows], indent=2, default=str))
+    else:
+        click.echo("\t".join(columns))
+        for r in rows:
+            click.echo("\t".join("" if v is None else str(v) for v in r))
 
 
 @migrate.command()

@@ -54,14 +54,17 @@ class DiskPolicy:
     large_factor: float = 1.5
 
     @classmethod
-    def from_config(cls, cfg) -> "DiskPolicy":
+    def from_config(cls, cfg, policy: str | None = None) -> "DiskPolicy":
+        """The cluster's policies; `policy` (a name in the config or a spec like ec:8+3)
+        replaces the default one for objects above the small-object threshold."""
         from ..codec import parse_policy
-        def factor(name):
-            k, m = parse_policy(cfg.policies[name])
+
+        def factor(spec: str) -> float:
+            k, m = parse_policy(cfg.policies.get(spec, spec))
             return (k + m) / k
         small = cfg.storage.small_policy
         return cls(cfg.storage.small_threshold if small else -1, factor(small) if small else 1.0,
-                   factor(cfg.storage.default_policy))
+                   factor(policy or cfg.storage.default_policy))
 
 
 def egress_cost(bytes_out: int, prices: Prices) -> float:

@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS objects (
     is_latest INTEGER NOT NULL DEFAULT 1, delete_marker INTEGER NOT NULL DEFAULT 0,
     size INTEGER NOT NULL DEFAULT 0, etag TEXT NOT NULL DEFAULT '', last_modified REAL NOT NULL DEFAULT 0,
     storage_class TEXT NOT NULL DEFAULT 'STANDARD', parts INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (bucket, key, version_id));
+    seq INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (bucket, key, version_id));
 CREATE TABLE IF NOT EXISTS plan_order (bucket TEXT PRIMARY KEY, position INTEGER NOT NULL);
 """
 
@@ -77,12 +77,16 @@ def connect(data_dir: str, create: bool = True) -> sqlite3.Connection:
 def replace_bucket(db: sqlite3.Connection, bucket: str, source_bucket: str, versioning: str, method: str,
                    entries: Iterable[Entry]) -> dict:
     """Store a bucket's complete listing in place of any earlier one; returns its totals."""
+    seen: dict[str, int] = {}
+
+    def rows():
+        for e in entries:
+            seq = seen[e.key] = seen.get(e.key, -1) + 1
+            yield (bucket, e.key, e.version_id or "null", int(e.is_latest), int(e.delete_marker), e.size, e.etag,
+                   e.last_modified, e.storage_class or "STANDARD", e.parts, seq)
     with db:
         db.execute("DELETE FROM objects WHERE bucket = ?", (bucket,))
-        db.executemany(
-            "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?)",
-            ((bucket, e.key, e.version_id or "null", int(e.is_latest), int(e.delete_marker), e.size, e.etag,
-              e.last_modified, e.storage_class or "STANDARD", e.parts) for e in entries))
+        db.executemany("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows())
         count, total = db.execute(
             "SELECT count(*), coalesce(sum(size), 0) FROM objects WHERE bucket = ? AND is_latest AND NOT delete_marker",
             (bucket,)).fetchone()

@@ -8,8 +8,10 @@ listed with ListObjectVersions so every version and delete marker is counted.
 """
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
+from urllib.parse import unquote
 
 from .inventory import Entry
 
@@ -22,7 +24,11 @@ def versioning_of(client, bucket: str) -> str:
 
 
 def list_bucket(client, bucket: str, versioned: bool, parallel: int = PARALLEL) -> list[Entry]:
-    """Every object (every version and delete marker when `versioned`) of a bucket."""
+    """Every object (every version and delete marker when `versioned`) of a bucket.
+
+    A key's versions and delete markers come newest first, in the source's order."""
+    if versioned:
+        keep_version_order(client)
     top, prefixes = _page_all(client, bucket, versioned, prefix="", delimiter="/")
     entries = list(top)
     if prefixes:
@@ -40,8 +46,10 @@ def _page_all(client, bucket: str, versioned: bool, prefix: str, delimiter: str)
     for page in client.get_paginator(op).paginate(**kwargs):
         prefixes.extend(p["Prefix"] for p in page.get("CommonPrefixes", ()))
         if versioned:
-            entries.extend(_version(v, False) for v in page.get("Versions", ()))
-            entries.extend(_version(m, True) for m in page.get("DeleteMarkers", ()))
+            found = {(v["Key"], v.get("VersionId")): _version(v, False) for v in page.get("Versions", ())}
+            found.update({(m["Key"], m.get("VersionId")): _version(m, True) for m in page.get("DeleteMarkers", ())})
+            entries.extend(found.pop(k) for k in page.get("VersionOrder", ()) if k in found)
+            entries.extend(found.values())
         else:
             entries.extend(Entry(o["Key"], size=o.get("Size", 0), etag=o.get("ETag", "").strip('"'),
                                  last_modified=o["LastModified"].timestamp(),
@@ -55,3 +63,30 @@ def _version(v: dict, marker: bool) -> Entry:
                  etag="" if marker else v.get("ETag", "").strip('"'),
                  last_modified=v["LastModified"].timestamp(),
                  storage_class="" if marker else v.get("StorageClass", "STANDARD"))
+
+
+def keep_version_order(client) -> None:
+    """boto3 parses ListObjectVersions into separate Versions and DeleteMarkers lists,
+    losing how they interleave; a key's history order is in the XML. This hook adds
+    `VersionOrder`: [(key, version id)] as the XML has them."""
+    if getattr(client, "_pocket_version_order", False):
+        return
+    client.meta.events.register("before-parse.s3.ListObjectVersions", _version_order)
+    client._pocket_version_order = True
+
+
+def _version_order(response_dict, customized_response_dict, **_):
+    if response_dict.get("status_code") != 200:
+        return
+    try:
+        root = ET.fromstring(response_dict["body"])
+    except ET.ParseError:
+        return
+    encoded = any(el.tag.endswith("EncodingType") and (el.text or "") == "url" for el in root)
+    order = []
+    for el in root:
+        if el.tag.endswith("}Version") or el.tag.endswith("}DeleteMarker") or el.tag in ("Version", "DeleteMarker"):
+            fields = {child.tag.rpartition("}")[2]: child.text or "" for child in el}
+            key = unquote(fields.get("Key", "")) if encoded else fields.get("Key", "")
+            order.append((key, fields.get("VersionId")))
+    customized_response_dict["VersionOrder"] = order

@@ -10,9 +10,33 @@ from __future__ import annotations
 import logging
 import os
 
-from . import estimate, inventory, listing, manifest, report
+from ..index.lmdb_index import Index
+from . import estimate, inventory, listing, manifest, report, settings
+from .source import describe
 
 log = logging.getLogger("pocket.migrate.plan")
+
+
+def run(cfg, buckets, args: dict, inventory_url: str | None = None, report_path: str | None = None,
+        bandwidth: str | None = None, prices_path: str | None = None, order: list[str] | None = None,
+        policy: str | None = None) -> dict:
+    """`pocket migrate plan`: remember each bucket's source, inventory it, write the report."""
+    pairs = settings.targets(buckets, args.get("target"))
+    index = Index(cfg.index_path)
+    try:
+        sources = [settings.resolve(cfg, index, b, t, args) for b, t in pairs]
+        for (_, target), (src, record, _) in zip(pairs, sources):
+            settings.remember(index, target, src, record)
+    finally:
+        index.close()
+    inventoried = []
+    for (source_bucket, target), (src, _, keys_file) in zip(pairs, sources):
+        client = settings.client_for(src, keys_file)
+        inventoried += inventory_buckets(cfg, client, [(source_bucket, target)], inventory_url)
+    where = ", ".join(sorted({describe(src) for src, _, _ in sources}))
+    out = write_report(cfg, [t for _, t in pairs], bandwidth or "1Gbit", prices_path, order, report_path, where,
+                       policy)
+    return {**out, "inventoried": inventoried}
 
 
 def inventory_buckets(cfg, client, pairs: list[tuple[str, str]], inventory_url: str | None = None,
@@ -41,14 +65,14 @@ def inventory_buckets(cfg, client, pairs: list[tuple[str, str]], inventory_url: 
 
 
 def write_report(cfg, buckets: list[str] | None, bandwidth: str, prices_path: str | None,
-                 order: list[str] | None, out_path: str | None, source: str) -> dict:
+                 order: list[str] | None, out_path: str | None, source: str, policy: str | None = None) -> dict:
     """Compute every bucket's figures from the inventory and write the HTML report.
 
     `buckets` None: every inventoried bucket. `order` (the operator's) is remembered in the
     database and replaces the suggested one. Returns the figures and the report's path."""
     prices = estimate.Prices.load(prices_path)
     rate = estimate.parse_bandwidth(bandwidth)
-    disk = estimate.DiskPolicy.from_config(cfg)
+    disk = estimate.DiskPolicy.from_config(cfg, policy)
     db = inventory.connect(cfg.data, create=False)
     try:
         names = buckets or [b for (b,) in db.execute("SELECT bucket FROM buckets ORDER BY bucket")]
@@ -66,8 +90,8 @@ def write_report(cfg, buckets: list[str] | None, bandwidth: str, prices_path: st
         db.close()
     suggested = estimate.suggested_order(stats)
     chosen = [b for b in saved if b in names] + [b for b in suggested if b not in saved]
-    note = (f"objects ≤ {cfg.storage.small_threshold} B as {cfg.policies.get(cfg.storage.small_policy, '-')}, "
-            f"larger as {cfg.policies[cfg.storage.default_policy]}")
+    note = (f"objects ≤ {disk.small_threshold} B at {disk.small_factor:g}× their size, "
+            f"larger at {disk.large_factor:g}× ({policy or cfg.policies[cfg.storage.default_policy]})")
     path = out_path or os.path.join(cfg.data, "migrate", "plan.html")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"

@@ -104,7 +104,7 @@ def _bar_chart(cls: str, bars: list[tuple[str, float]], label) -> str:
     """Horizontal bars, one per (name, value), with the value written beside each."""
     width, row, name_w = 640, 22, 150
     top = max((v for _, v in bars), default=0) or 1
-    parts = [f"<svg class='chart {cls}' xmlns='http://www.w3.org/2000/svg' width='{width}' "
+    parts = [f"<svg class='chart {cls}' width='{width}' "
              f"height='{row * len(bars) + 4}' role='img'>"]
     for i, (name, value) in enumerate(bars):
         y = i * row + 2

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import boto3
 from botocore.config import Config as BotoConfig
 
-from .harness import ACCESS_KEY, SECRET_KEY, ProcCluster, free_ports
+from .harness import ACCESS_KEY, REPO, SECRET_KEY, ProcCluster, free_ports
 
 
 @dataclass
@@ -131,3 +131,13 @@ def start_pocket_source(root: str) -> Source:
     """A second Pocket (embedded disks) as the source: what moving between two sites looks like."""
     cluster = ProcCluster(root, nodes=6, embedded=True).start()
     return Source("pocket", cluster.endpoint, ACCESS_KEY, SECRET_KEY, cluster=cluster)
+
+
+def pocket_migrate(cluster: ProcCluster, source: Source, *args, ok=(0,), timeout: float = 300) -> tuple[int, dict | str]:
+    """Run `pocket migrate ...` against the cluster with the source's keys in the environment
+    (the standard AWS chain, as an operator would); its JSON report with --json."""
+    where = [] if args[0] == "query" else ["--source-endpoint", source.endpoint]
+    out = subprocess.run([sys.executable, "-m", "cli", "migrate", *args, "--config", cluster.config, *where], cwd=REPO, capture_output=True, text=True,
+                         timeout=timeout, env={**os.environ, **source.credentials_env()})
+    assert out.returncode in ok, f"pocket migrate {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}"
+    return out.returncode, json.loads(out.stdout) if "--json" in args and out.returncode == 0 else out.stdout + out.stderr
