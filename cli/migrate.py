@@ -12,7 +12,7 @@ import click
 
 from storage.migrate.state import MigrationError
 
-from .main import load_config, with_cluster
+from .main import _run_tool, load_config, with_cluster
 
 _source_options = [
     click.option("--source-endpoint", default=None, help="S3 endpoint URL of the source (default: AWS itself)."),
@@ -126,8 +126,66 @@ def enable(data, config, buckets, as_json, **kw) -> None:
 @click.option("--rate", default=None, help="Bandwidth limit, e.g. 100MB (per process).")
 def copy(data, config, buckets, concurrency, rate, as_json, **kw) -> None:
     """Backfill: copy every object (and version) the source has that Pocket lacks, faithfully; resumable."""
-    load_config(data, config)
-    _not_built("copy")
+    cfg = load_config(data, config)
+    from storage.migrate import backfill
+    from storage.migrate.estimate import parse_bandwidth
+    try:
+        limit = parse_bandwidth(rate) if rate else 0.0
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--rate") from None
+    args = source_args(kw)
+    progress = _CopyProgress()
+
+    async def work(tc):
+        from storage.gateway import object_services
+        from storage.index.batcher import IndexWriter
+        writer = IndexWriter(tc.index)
+        try:
+            objects, multipart = object_services(cfg, tc.cluster, tc.index, writer)
+            report = await backfill.run(cfg, tc, objects, multipart, buckets, args, concurrency, limit,
+                                        progress.show)
+            await objects.drain(timeout=60)
+            return report
+        finally:
+            await writer.aclose()
+    try:
+        report = _run_tool(cfg, work)
+    except MigrationError as e:
+        raise click.ClickException(str(e)) from None
+    progress.close()
+    from storage.repair.status import size
+    lines = [f"{b['bucket']}: copied {b['copied']:,} ({size(b['bytes'])}), skipped {b['skipped']:,} already there, "
+             f"{b['errors']} errors, {b['changed_during_copy']} changed at the source meanwhile, "
+             f"{size(b['bytes_per_second'])}/s" for b in report["buckets"]]
+    emit(report, as_json, "\n".join(lines))
+    if not report["ok"]:
+        raise SystemExit(1)
+
+
+class _CopyProgress:
+    """One line on stderr, rewritten in place: objects, bytes, rate, ETA."""
+
+    def __init__(self):
+        self.shown = False
+
+    def show(self, tally) -> None:
+        import sys
+        import time
+
+        from storage.migrate.report import duration
+        from storage.repair.status import size
+        seconds = max(time.monotonic() - tally.started, 1e-6)
+        rate = tally.bytes / seconds
+        left = max(tally.total_bytes - tally.bytes, 0)
+        eta = duration(left / rate) if rate and tally.total_bytes else "?"
+        sys.stderr.write(f"\r{tally.bucket}: {tally.copied:,} copied, {tally.skipped:,} skipped, "
+                         f"{size(tally.bytes)} at {size(rate)}/s, ETA {eta}   ")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            click.echo("", err=True)
 
 
 @migrate.command()

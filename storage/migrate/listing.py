@@ -45,16 +45,20 @@ def _page_all(client, bucket: str, versioned: bool, prefix: str, delimiter: str)
     prefixes: list[str] = []
     for page in client.get_paginator(op).paginate(**kwargs):
         prefixes.extend(p["Prefix"] for p in page.get("CommonPrefixes", ()))
-        if versioned:
-            found = {(v["Key"], v.get("VersionId")): _version(v, False) for v in page.get("Versions", ())}
-            found.update({(m["Key"], m.get("VersionId")): _version(m, True) for m in page.get("DeleteMarkers", ())})
-            entries.extend(found.pop(k) for k in page.get("VersionOrder", ()) if k in found)
-            entries.extend(found.values())
-        else:
-            entries.extend(Entry(o["Key"], size=o.get("Size", 0), etag=o.get("ETag", "").strip('"'),
-                                 last_modified=o["LastModified"].timestamp(),
-                                 storage_class=o.get("StorageClass", "STANDARD")) for o in page.get("Contents", ()))
+        entries.extend(page_entries(page, versioned))
     return iter(entries), prefixes
+
+
+def page_entries(page: dict, versioned: bool) -> list[Entry]:
+    """The entries of one ListObjectsV2 / ListObjectVersions page, in the source's order."""
+    if not versioned:
+        return [Entry(o["Key"], size=o.get("Size", 0), etag=o.get("ETag", "").strip('"'),
+                      last_modified=o["LastModified"].timestamp(), storage_class=o.get("StorageClass", "STANDARD"))
+                for o in page.get("Contents", ())]
+    found = {(v["Key"], v.get("VersionId")): _version(v, False) for v in page.get("Versions", ())}
+    found.update({(m["Key"], m.get("VersionId")): _version(m, True) for m in page.get("DeleteMarkers", ())})
+    ordered = [found.pop(k) for k in page.get("VersionOrder", ()) if k in found]
+    return ordered + list(found.values())
 
 
 def _version(v: dict, marker: bool) -> Entry:
