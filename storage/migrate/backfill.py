@@ -36,6 +36,7 @@ log = logging.getLogger("pocket.migrate.copy")
 LEASE_TTL = 60.0
 CHECKPOINT = 3.0          # seconds between progress records (and lease renewals)
 RETRIES = 5
+ID_STEP = 1 << 20         # ns between the internal ids of versions that share a Last-Modified second
 
 
 @dataclass
@@ -74,10 +75,11 @@ def range_bounds(keys: list[str], per_range: int | None = None) -> list[tuple[st
 
 def internal_ids(history: list[dict]) -> list[str]:
     """Internal ids for a key's versions listed oldest first: from Last-Modified, strictly
-    increasing (several versions often share one second)."""
+    increasing (several versions often share one second) with room between them for a
+    version re-copied later (verify --fix)."""
     out, last = [], 0
     for v in history:
-        ns = max(int(v["last_modified"] * 1e9), last + 1)
+        ns = max(int(v["last_modified"] * 1e9), last + ID_STEP)
         last = ns
         out.append(f"{ns:016x}{os.urandom(8).hex()}")
     return out

@@ -140,4 +140,6 @@ def pocket_migrate(cluster: ProcCluster, source: Source, *args, ok=(0,), timeout
     out = subprocess.run([sys.executable, "-m", "cli", "migrate", *args, "--config", cluster.config, *where], cwd=REPO, capture_output=True, text=True,
                          timeout=timeout, env={**os.environ, **source.credentials_env()})
     assert out.returncode in ok, f"pocket migrate {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}"
-    return out.returncode, json.loads(out.stdout) if "--json" in args and out.returncode == 0 else out.stdout + out.stderr
+    if "--json" in args and out.stdout.lstrip().startswith(("{", "[")):
+        return out.returncode, json.loads(out.stdout)
+    return out.returncode, out.stdout + out.stderr

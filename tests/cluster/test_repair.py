@@ -20,7 +20,7 @@ from storage import layout
 from storage.node.store import DiskStore
 
 from .conftest import payload
-from .harness import ProcCluster, pocket, archive_parts, archive_span, flip_archive_bit, read_archive
+from .harness import ProcCluster, pocket, archive_parts, archive_span, flip_payload_byte, read_archive
 
 SEG = 1 << 20
 QUIET = {"scrub": {"enabled": False}, "repair": {"enabled": False}}
@@ -49,20 +49,6 @@ def _load(s3, bucket: str, count: int) -> dict[str, bytes]:
 def _check_all(s3, bucket: str, objects: dict[str, bytes]) -> None:
     for key, data in objects.items():
         assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data, key
-
-
-def _flip_payload_byte(ref: str, rng: random.Random) -> None:
-    """Flip one bit inside a record's payload (not its header): bit rot the checksum must catch.
-
-    `ref` is an archive_files() entry: its own file, or a small archive inside a pack."""
-    raw = read_archive(ref)
-    header = layout.ArchiveHeader.unpack(raw[:layout.HEADER_SIZE])
-    length, want = layout.unpack_footer(raw[-layout.FOOTER_SIZE:])
-    size = layout.unpack_trailer(raw[-layout.FOOTER_SIZE - length:-layout.FOOTER_SIZE], want)["size"]
-    geo = layout.Geometry(size, header.segment_size, header.k)
-    j = rng.randrange(geo.segments)
-    at = geo.record_offset(j) + layout.RECORD_OVERHEAD + rng.randrange(geo.record_length(j) - layout.RECORD_OVERHEAD)
-    flip_archive_bit(ref, at)
 
 
 def _lose_while_stopped(c, ref: str) -> None:
@@ -100,7 +86,7 @@ def test_bit_rot_is_found_by_scrub_and_repaired_byte_identical(quiet_cluster, tm
     victims = [rng.choice(by_version[vid]) for vid in rng.sample(sorted(by_version), 5)]
     originals = {ref: read_archive(ref) for ref in victims}
     for ref in victims:
-        _flip_payload_byte(ref, rng)
+        flip_payload_byte(ref, rng)
 
     _check_all(s3, "rot", objects)          # reads decode around the rot
 
