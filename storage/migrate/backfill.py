@@ -33,7 +33,7 @@ from .copier import RateLimit, SourceChanged, Wanted
 
 log = logging.getLogger("pocket.migrate.copy")
 
-LEASE_TTL = 60.0
+LEASE_TTL = 30.0
 CHECKPOINT = 3.0          # seconds between progress records (and lease renewals)
 RETRIES = 5
 ID_STEP = 1 << 20         # ns between the internal ids of versions that share a Last-Modified second
@@ -105,12 +105,38 @@ class Backfill:
         if versioning:
             listing.keep_version_order(client)
         while True:
+            self._reclaim_dead(target)
             rng = self.index.write(lambda ops: M.lease_range(ops, target, self.owner, LEASE_TTL))
-            if rng is None:
+            if rng is not None:
+                await self._walk(client, source_bucket, target, bool(versioning), rng, tally)
+                continue
+            with self.index.read() as ops:
+                left = [r for r in M.ranges(ops, target) if not r["done"]]
+            if not left:
                 break
-            await self._walk(client, source_bucket, target, bool(versioning), rng, tally)
+            # other live workers hold the rest: wait for them (or for their leases to lapse)
+            self._progress(tally)
+            await asyncio.sleep(1.0)
         self._record(target, tally)
         return tally
+
+    def _reclaim_dead(self, bucket: str) -> None:
+        """Release ranges leased by a worker of this machine whose process is gone (a copy
+        killed and restarted here resumes at once instead of waiting for the lease to lapse)."""
+        host = socket.gethostname()
+        with self.index.read() as ops:
+            owners = {r["owner"] for r in M.ranges(ops, bucket) if r["owner"] and not r["done"]}
+        for owner in owners:
+            name, _, rest = owner.partition(":")
+            pid = rest.partition(":")[0]
+            if name == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                for no in [r["no"] for r in self._ranges(bucket) if r["owner"] == owner]:
+                    self.index.write(lambda ops, no=no: M.release_range(ops, bucket, no, owner))
+                log.info("took back the ranges of %s, a copy process that is gone", owner)
+
+    def _ranges(self, bucket: str) -> list[dict]:
+        with self.index.read() as ops:
+            return M.ranges(ops, bucket)
 
     async def _ensure_bucket(self, name: str, versioning: str) -> None:
         """The Pocket bucket, created with the source's versioning state when missing
@@ -163,6 +189,13 @@ class Backfill:
                 sem.release()
                 pending.pop(key, None)
 
+        async def renew() -> None:
+            """Keep the lease while one slow object holds every slot (no checkpoint then)."""
+            while True:
+                await asyncio.sleep(LEASE_TTL / 4)
+                self.index.write(lambda ops: M.update_range(ops, bucket, no, self.owner, LEASE_TTL))
+
+        renewer = asyncio.ensure_future(renew())
         try:
             async for key, history in _source_keys(client, source_bucket, versioned, rng["position"], end):
                 await sem.acquire()
@@ -181,6 +214,8 @@ class Backfill:
                 task.cancel()
             self.index.write(lambda ops: M.release_range(ops, bucket, no, self.owner))
             raise
+        finally:
+            renewer.cancel()
         self._progress(tally)
 
     async def _copy_key(self, client, source_bucket: str, bucket: str, key: str, history: list[dict],
@@ -252,6 +287,16 @@ class Backfill:
             state.put(ops, m)
             return m
         self.index.write(update)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 async def _source_keys(client, bucket: str, versioned: bool, start_after: str, end: str | None):
