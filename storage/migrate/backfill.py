@@ -185,6 +185,10 @@ class Backfill:
         async def one_key(key: str, history: list[dict]) -> None:
             try:
                 await self._copy_key(client, source_bucket, bucket, key, history, tally)
+            except Exception as e:
+                tally.errors += 1
+                tally.failed.append({"key": key, "error": repr(e)[:300]})
+                log.exception("could not copy %s/%s; run copy again to retry", bucket, key)
             finally:
                 sem.release()
                 pending.pop(key, None)

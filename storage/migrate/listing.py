@@ -57,8 +57,12 @@ def page_entries(page: dict, versioned: bool) -> list[Entry]:
                 for o in page.get("Contents", ())]
     found = {(v["Key"], v.get("VersionId")): _version(v, False) for v in page.get("Versions", ())}
     found.update({(m["Key"], m.get("VersionId")): _version(m, True) for m in page.get("DeleteMarkers", ())})
-    ordered = [found.pop(k) for k in page.get("VersionOrder", ()) if k in found]
-    return ordered + list(found.values())
+    ordered = [found.pop(k) for k in page.get("VersionOrder", ()) if k in found] + list(found.values())
+    # S3 interleaves a key's versions and markers newest first; some servers (moto) list all
+    # versions, then all markers, with Last-Modified in whole seconds. So: the latest first,
+    # then newest first by Last-Modified, the listing's order breaking ties.
+    position = {id(e): i for i, e in enumerate(ordered)}
+    return sorted(ordered, key=lambda e: (e.key.encode(), not e.is_latest, -e.last_modified, position[id(e)]))
 
 
 def _version(v: dict, marker: bool) -> Entry:

@@ -64,28 +64,50 @@ def snapshot(s3, bucket: str, deep: bool = True) -> dict:
         keep_version_order(s3)      # a key's history order is in the XML, boto3 splits it in two lists
         entries = []
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-            found = {(v["Key"], v["VersionId"]): (v["Key"], v["VersionId"], False, v["LastModified"])
+            found = {(v["Key"], v["VersionId"]): (v["Key"], v["VersionId"], False, v["LastModified"], v["IsLatest"])
                      for v in page.get("Versions", ())}
-            found.update({(m["Key"], m["VersionId"]): (m["Key"], m["VersionId"], True, m["LastModified"])
+            found.update({(m["Key"], m["VersionId"]): (m["Key"], m["VersionId"], True, m["LastModified"], m["IsLatest"])
                           for m in page.get("DeleteMarkers", ())})
-            entries += [found[k] for k in page["VersionOrder"]]
+            listed = [found[k] for k in page["VersionOrder"]]
+            # the latest, then newest first by Last-Modified (moto lists markers after versions, in
+            # whole seconds), ties in listing order
+            entries += sorted(listed, key=lambda e: (e[0].encode(), not e[4], -e[3].timestamp(), listed.index(e)))
     else:
-        entries = [(o["Key"], "null", False, o["LastModified"])
+        entries = [(o["Key"], "null", False, o["LastModified"], True)
                    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket) for o in page.get("Contents", ())]
-    for key, vid, marker, modified in entries:
+    for key, vid, marker, modified, latest in entries:
         if marker:
-            out[(key, vid)] = {"delete_marker": True, "last_modified": modified}
+            out[(key, vid)] = {"delete_marker": True, "last_modified": modified, "latest": latest}
             continue
         args = {"VersionId": vid} if vid != "null" else {}
-        got = s3.get_object(Bucket=bucket, Key=key, **args)
+        got = s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED", **args)
         body = got["Body"].read()
         tags = s3.get_object_tagging(Bucket=bucket, Key=key, **args)["TagSet"]
         out[(key, vid)] = {
-            "size": len(body), "sha256": hashlib.sha256(body).hexdigest() if deep else None, "etag": got["ETag"],
+            "latest": latest, "size": len(body), "sha256": hashlib.sha256(body).hexdigest() if deep else None, "etag": got["ETag"],
             "last_modified": got["LastModified"], "metadata": got.get("Metadata", {}),
             "tags": sorted((t["Key"], t["Value"]) for t in tags),
             **{h: got.get(h) for h in _HEADERS},
+            "checksums": {k: v for k, v in got.items() if k.startswith("Checksum") and k != "ChecksumType"},
         }
-    for key, vid, _, modified in entries:
+    for key, vid, *_ in entries:
         order.setdefault(key, []).append(vid)
     return {"versions": out, "order": order}
+
+
+def seed_checksums(s3, bucket: str, seed: int = 3) -> None:
+    """Objects with S3's x-amz-checksum-*: CRC64NVME (S3's default now) on a single PUT and
+    as the FULL_OBJECT checksum of a multipart object, SHA256 on another."""
+    rnd = random.Random(seed)
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="crc64", Body=rnd.randbytes(40_000), ChecksumAlgorithm="CRC64NVME")
+    s3.put_object(Bucket=bucket, Key="sha256", Body=rnd.randbytes(300_000), ChecksumAlgorithm="SHA256")
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp-crc64", ChecksumAlgorithm="CRC64NVME",
+                                    ChecksumType="FULL_OBJECT")
+    parts = []
+    for n, size in enumerate(((5 << 20) + 11, 4097), 1):
+        got = s3.upload_part(Bucket=bucket, Key="mp-crc64", UploadId=up["UploadId"], PartNumber=n,
+                             Body=rnd.randbytes(size), ChecksumAlgorithm="CRC64NVME")
+        parts.append({"PartNumber": n, "ETag": got["ETag"], "ChecksumCRC64NVME": got["ChecksumCRC64NVME"]})
+    s3.complete_multipart_upload(Bucket=bucket, Key="mp-crc64", UploadId=up["UploadId"],
+                                 MultipartUpload={"Parts": parts})

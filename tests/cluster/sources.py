@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import boto3
 from botocore.config import Config as BotoConfig
 
-from .harness import ACCESS_KEY, REPO, SECRET_KEY, ProcCluster, free_ports
+from .harness import ACCESS_KEY, REPO, SECRET_KEY, ProcCluster, free_ports, wait_http
 
 
 @dataclass
@@ -125,6 +125,23 @@ def _wait_writable(source: Source, timeout: float = 90.0) -> None:
             last = e
             time.sleep(0.5)
     raise TimeoutError(f"seaweedfs took no write within {timeout}s: {last!r}\n{_tail(source.log_path)}")
+
+
+def start_moto(root: str) -> Source:
+    """moto's S3 server (PyPI `moto[server]`): in memory, any keys accepted, versioning and tags supported."""
+    os.makedirs(root, exist_ok=True)
+    port = free_ports(1)[0]
+    log_path = os.path.join(root, "moto.log")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=log, stderr=log, cwd=root, start_new_session=True)
+    source = Source("moto", f"http://127.0.0.1:{port}", "testing", "testing", proc=proc, log_path=log_path)
+    try:
+        wait_http(source.endpoint + "/", timeout=60)
+    except BaseException:
+        source.close()
+        raise
+    return source
 
 
 def start_pocket_source(root: str) -> Source:
