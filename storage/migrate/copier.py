@@ -128,30 +128,58 @@ async def copy_version(objects, multipart, client, src_bucket: str, bucket: str,
         fields = {"version_id": w.internal_id, "created": w.last_modified, "versioned": versioned,
                   **({"s3_version_id": w.version_id} if versioned else {})}
         return await objects.delete(bucket, w.key, marker_fields=fields)
+    if "-" in w.etag:
+        head = await _head(client, src_bucket, w)
+        attrs, checksums = await _attrs(client, src_bucket, w, head)
+        return await _copy_multipart(multipart, client, src_bucket, bucket, w, head, attrs, checksums, limit, moved)
+    # one request for a single-PUT object: GET brings every header HEAD would
+    try:
+        got = await _call(client.get_object, Bucket=src_bucket, Key=w.key, IfMatch=f'"{w.etag}"',
+                          ChecksumMode="ENABLED", **_version_arg(w))
+    except client.exceptions.ClientError as e:
+        if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (404, 405, 412):
+            raise SourceChanged(f"{src_bucket}/{w.key} version {w.version_id} changed at the source "
+                                "since it was listed") from None
+        raise
+    try:
+        if got["ContentLength"] != w.size:
+            raise SourceChanged(f"{src_bucket}/{w.key} changed at the source since it was listed")
+        attrs, checksums = await _attrs(client, src_bucket, w, got)
+    except BaseException:
+        got["Body"].close()
+        raise
+    want = {f"x-amz-checksum-{a}": v for a, v in checksums.items()}
+    if _MD5.fullmatch(w.etag):
+        want["Content-MD5"] = base64.b64encode(bytes.fromhex(w.etag)).decode()
+    digests = BodyDigests(want, w.size, None)
+    return await objects.put(bucket, w.key, _stream(got["Body"], limit, moved), w.size, digests, attrs,
+                             version_id=w.internal_id)
+
+
+async def _head(client, src_bucket: str, w) -> dict:
     try:
         head = await _call(client.head_object, Bucket=src_bucket, Key=w.key, ChecksumMode="ENABLED", **_version_arg(w))
     except client.exceptions.ClientError as e:
         if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (404, 405):
             raise SourceChanged(f"{src_bucket}/{w.key} version {w.version_id} is gone at the source") from None
         raise
-    etag = head["ETag"].strip('"')
-    if etag != w.etag or head["ContentLength"] != w.size:
+    if head["ETag"].strip('"') != w.etag or head["ContentLength"] != w.size:
         raise SourceChanged(f"{src_bucket}/{w.key} changed at the source since it was listed")
-    tags = {}
-    if head.get("TagCount", 1):
-        got = await _call(client.get_object_tagging, Bucket=src_bucket, Key=w.key, **_version_arg(w))
-        tags = {t["Key"]: t["Value"] for t in got.get("TagSet", ())}
-    attrs = attrs_of(head, tags, w, versioned)
-    checksums = _checksums(head)
-    if "-" in etag:
-        return await _copy_multipart(multipart, client, src_bucket, bucket, w, head, attrs, checksums, limit, moved)
-    want = {f"x-amz-checksum-{a}": v for a, v in checksums.items()}
-    if _MD5.fullmatch(etag):
-        want["Content-MD5"] = base64.b64encode(bytes.fromhex(etag)).decode()
-    got = await _call(client.get_object, Bucket=src_bucket, Key=w.key, IfMatch=head["ETag"], **_version_arg(w))
-    digests = BodyDigests(want, w.size, None)
-    return await objects.put(bucket, w.key, _stream(got["Body"], limit, moved), w.size, digests, attrs,
-                             version_id=w.internal_id)
+    return head
+
+
+async def tags_of(client, src_bucket: str, w, head: dict) -> dict:
+    """The version's tags; asked for only when the source says it has some
+    (x-amz-tagging-count, which S3 sends on GET and HEAD of a tagged object)."""
+    if not head.get("TagCount"):
+        return {}
+    got = await _call(client.get_object_tagging, Bucket=src_bucket, Key=w.key, **_version_arg(w))
+    return {t["Key"]: t["Value"] for t in got.get("TagSet", ())}
+
+
+async def _attrs(client, src_bucket: str, w, head: dict) -> tuple[dict, dict]:
+    tags = await tags_of(client, src_bucket, w, head)
+    return attrs_of(head, tags, w, w.version_id != NULL), _checksums(head)
 
 
 async def _copy_multipart(multipart, client, src_bucket, bucket, w: Wanted, head: dict, attrs: dict,

@@ -94,11 +94,7 @@ class Verifier:
             return {"problem": "different", "why": f"Pocket has {mine}, the source {theirs}"}
         head = await copier._call(self.client.head_object, Bucket=self.source_bucket, Key=e.key, ChecksumMode="ENABLED",
                                   **copier._version_arg(e))
-        tags = {}
-        if head.get("TagCount", 1):
-            got = await copier._call(self.client.get_object_tagging, Bucket=self.source_bucket, Key=e.key,
-                                     **copier._version_arg(e))
-            tags = {t["Key"]: t["Value"] for t in got.get("TagSet", ())}
+        tags = await copier.tags_of(self.client, self.source_bucket, e, head)
         want = copier.attrs_of(head, tags, e, e.version_id != NULL)
         for name in ("content_type", "meta", "headers"):
             if record.get(name, {} if name != "content_type" else None) != want[name]:
