@@ -63,3 +63,33 @@ def test_verify_finds_deleted_and_rotted_objects_and_fix_repairs_them(weed, pock
     assert again["clean"]
     for bucket in ("plain", "history"):
         assert snapshot(pocket.client(), bucket) == snapshot(weed.client(), bucket)
+
+
+def test_verify_records_its_result_and_clears_dirty_keys_it_found_equal(weed, pocket):
+    """What cutover relies on: the last verify in the bucket's record, and keys written
+    since their last verify ("dirty") cleared only when checked equal and not written again."""
+    from storage.index import migrations as M
+    from storage.index.lmdb_index import Index
+    from storage.migrate import state
+
+    pocket_migrate(pocket, weed, "plan", "plain", "--json")
+    pocket_migrate(pocket, weed, "copy", "plain", "--json")
+    index = Index(f"{pocket.root}/index")        # beside the gateway's, as one-shot commands open it
+    try:
+        for key in ("small.txt", "empty", "never-existed"):
+            index.write(lambda ops, key=key: M.mark_dirty(ops, "plain", key))
+        pocket.client().delete_object(Bucket="plain", Key="small.txt")
+        _, report = pocket_migrate(pocket, weed, "verify", "plain", "--sample", "100", "--json", ok=(1,))
+        (b,) = report["buckets"]
+        assert b["deep_read"] == b["checked"] - 1 == 6      # every version present read in full
+        assert b["dirty_cleared"] == 2
+        with index.read() as ops:
+            assert [k for k, _ in M.dirty(ops, "plain")] == ["small.txt"]
+        record = state.load(index, "plain")
+        assert record.last_verify["clean"] is False and record.last_verify["missing"] == 1
+        pocket_migrate(pocket, weed, "verify", "plain", "--fix", "--json")
+        with index.read() as ops:
+            assert M.dirty(ops, "plain") == []
+        assert state.load(index, "plain").last_verify["clean"] is True
+    finally:
+        index.close()
