@@ -13,7 +13,7 @@ import pytest
 
 from .harness import REPO, ProcCluster
 from .migrate_data import seed_checksums, seed_plain, seed_versioned, snapshot
-from .sources import pocket_migrate, start_moto, start_seaweedfs
+from .sources import pocket_migrate, start_moto, start_pocket_source, start_seaweedfs
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +68,18 @@ def test_copy_from_moto_keeps_checksums_and_version_ids(pocket, tmp_path):
         assert verified["clean"]
     finally:
         moto.close()
+
+
+def test_copy_from_another_pocket(pocket, tmp_path):
+    """A second Pocket as the source (moving between sites): its own version ids survive."""
+    other = start_pocket_source(str(tmp_path / "other"))
+    try:
+        s3 = other.client()
+        seed_plain(s3, "plain")
+        seed_versioned(s3, "history")
+        _, report = pocket_migrate(pocket, other, "copy", "plain", "history", "--json")
+        assert report["ok"] and [b["copied"] for b in report["buckets"]] == [7, 8]
+        for bucket in ("plain", "history"):
+            assert snapshot(pocket.client(), bucket) == snapshot(s3, bucket)
+    finally:
+        other.close()

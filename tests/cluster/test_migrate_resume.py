@@ -100,3 +100,22 @@ def test_two_workers_share_the_ranges(weed, pocket, tmp_path):
     assert all(copied), "one worker found no range to lease"
     assert not set(copied[0]) & set(copied[1])
     assert sorted(copied[0] + copied[1]) == sorted(_in_pocket(pocket)) and len(_in_pocket(pocket)) == COUNT
+
+
+def test_gateway_killed_mid_copy(weed, pocket, tmp_path):
+    """The copy writes through its own view of the cluster: a gateway SIGKILLed meanwhile
+    loses nothing, and once it is back it serves every copied version."""
+    copy = _copy(pocket, weed, tmp_path / "copy.log", "--concurrency", "2", "--rate", "2MB")
+    try:
+        _wait(lambda: pocket.client().list_buckets()["Buckets"] and len(_in_pocket(pocket)) >= 10, 240,
+              "the copy committed nothing")
+        pocket.signal("gateway")
+        out, _ = copy.communicate(timeout=300)
+    finally:
+        if copy.poll() is None:
+            copy.kill()
+            copy.wait()
+    assert copy.returncode == 0, open(tmp_path / "copy.log").read()[-3000:]
+    pocket.start_gateway()
+    assert len(_in_pocket(pocket)) == COUNT
+    assert snapshot(pocket.client(), "many") == snapshot(weed.client(), "many")
