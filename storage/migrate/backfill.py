@@ -163,7 +163,14 @@ class Backfill:
             finally:
                 db.close()
         bounds = range_bounds(keys)
-        self.index.write(lambda ops: M.set_ranges(ops, bucket, bounds))
+
+        def start_pass(ops):
+            """Ranges are cut once; when the last pass finished them all, this run is a new
+            pass over every range (what changed at the source since is copied again)."""
+            ranges = M.set_ranges(ops, bucket, bounds)
+            if ranges and all(r["done"] for r in ranges):
+                M.reset_ranges(ops, bucket)
+        self.index.write(start_pass)
         return total
 
     # ---- one range ---------------------------------------------------------------------------

@@ -44,7 +44,15 @@ def test_copy_is_faithful_and_a_second_pass_copies_nothing(weed, pocket):
         assert snapshot(pocket.client(), bucket) == snapshot(weed.client(), bucket)
     # a second pass finds everything equal
     _, again = pocket_migrate(pocket, weed, "copy", "plain", "history", "--json")
-    assert [(b["copied"], b["skipped"]) for b in again["buckets"]] == [(0, 0), (0, 0)]
+    assert [(b["copied"], b["skipped"]) for b in again["buckets"]] == [(0, 7), (0, 8)]
+    # what changed at the source since is copied again, and only that
+    s3 = weed.client()
+    s3.put_object(Bucket="plain", Key="small.txt", Body=b"rewritten at the source", Metadata={"v": "2"})
+    s3.put_object(Bucket="history", Key="doc.txt", Body=b"a newer version")
+    _, third = pocket_migrate(pocket, weed, "copy", "plain", "history", "--json")
+    assert [(b["copied"], b["skipped"]) for b in third["buckets"]] == [(1, 6), (1, 8)]
+    for bucket in ("plain", "history"):
+        assert snapshot(pocket.client(), bucket) == snapshot(s3, bucket)
 
 
 def test_copy_from_moto_keeps_checksums_and_version_ids(pocket, tmp_path):
