@@ -18,6 +18,7 @@ import asyncio
 import base64
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import AsyncIterator
 
@@ -112,7 +113,10 @@ def attrs_of(head: dict, tags: dict, w: Wanted, versioned: bool) -> dict:
         headers["Expires"] = raw["expires"]
     last_modified = head["LastModified"].timestamp() if head.get("LastModified") else w.last_modified
     attrs = {"content_type": head.get("ContentType") or "binary/octet-stream", "meta": dict(head.get("Metadata") or {}),
-             "headers": headers, "owner": "", "created": last_modified, "migrated_from": w.version_id}
+             "headers": headers, "owner": "", "created": last_modified, "migrated_from": w.version_id,
+             # when the copy was stored: the scrubber's orphan grace counts from it (the
+             # internal id carries the source's Last-Modified, see storage/repair/scrub.py)
+             "copied": time.time()}
     if tags:
         attrs["tags"] = tags
     if versioned and w.version_id != NULL:

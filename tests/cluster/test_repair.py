@@ -183,12 +183,14 @@ def test_node_loss_is_repaired_by_the_gateway(tmp_path):
         c.close()
 
 
-def _fake_archive(c, bucket: str, key: str, age: float) -> str:
-    """A whole, valid fragment archive of a version the index never heard of."""
+def _fake_archive(c, bucket: str, key: str, age: float, copied: float | None = None) -> str:
+    """A whole, valid fragment archive of a version the index never heard of (`copied`:
+    stored then by `pocket migrate copy`, its id as old as the source's Last-Modified)."""
     vid = f"{int((time.time() - age) * 1e9):016x}{os.urandom(8).hex()}"
     data = b"orphan" * 1000
     manifest = {"bucket": bucket, "key": key, "version_id": vid, "size": len(data), "k": 1, "m": 2,
-                "segment_size": SEG, "policy": "replica", "volume": "w3-0000", "disks": []}
+                "segment_size": SEG, "policy": "replica", "volume": "w3-0000", "disks": [],
+                **({"copied": copied} if copied else {})}
     body = (layout.ArchiveHeader(vid, 0, 1, 2, SEG, SEG).pack() + layout.pack_record(data)
             + layout.pack_trailer(manifest))
     name = layout.archive_name(vid, 0)
@@ -205,12 +207,14 @@ def test_orphans_older_than_the_grace_period_are_removed(quiet_cluster):
     objects = _load(s3, "orph", 4)
     old = _fake_archive(c, "orph", "ghost-old", age=600)
     young = _fake_archive(c, "orph", "ghost-young", age=0)
+    # a migrated copy of a version last modified at the source long ago, committing now
+    copying = _fake_archive(c, "orph", "ghost-copying", age=10 ** 7, copied=time.time())
     before = {archive_parts(ref)[1] for ref in c.archive_files()}
-    assert {old, young} <= before
+    assert {old, young, copying} <= before
 
     code, report = pocket(c, "scrub", "--json")
     assert [r["archive"] for r in report["orphans_removed"]] == [old]
-    assert report["orphans_young"] == 1
+    assert report["orphans_young"] == 2
     assert {archive_parts(ref)[1] for ref in c.archive_files()} == before - {old}
     _check_all(s3, "orph", objects)
 
