@@ -10,7 +10,12 @@ import json
 
 import click
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from storage.migrate.state import MigrationError
+
+# What the source can answer that ends a command: said in one line, no traceback.
+SOURCE_ERRORS = (MigrationError, ClientError, BotoCoreError)
 
 from .main import _run_tool, load_config, with_cluster
 
@@ -73,8 +78,8 @@ def plan(data, config, buckets, inventory, report_path, bandwidth, policy, price
     try:
         report = plan_mod.run(cfg, buckets, source_args(kw), inventory, report_path, bandwidth, prices_path,
                               order.split(",") if order else None, policy)
-    except (ValueError, OSError, MigrationError) as e:
-        raise click.ClickException(str(e)) from None
+    except (ValueError, OSError, *SOURCE_ERRORS) as e:
+        raise click.ClickException(f"{e}") from None
     lines = [f"{s['bucket']}: {s['objects']:,} objects, {size(s['version_bytes'])} with versions, "
              f"{duration(s['transfer_seconds'])} at {size(report['bandwidth_bytes_per_second'])}/s, "
              f"move ${s['move_cost']:,.2f}, ends ${s['monthly_bill']:,.2f}/month"
@@ -150,8 +155,8 @@ def copy(data, config, buckets, concurrency, rate, as_json, **kw) -> None:
             await writer.aclose()
     try:
         report = _run_tool(cfg, work)
-    except MigrationError as e:
-        raise click.ClickException(str(e)) from None
+    except SOURCE_ERRORS as e:
+        raise click.ClickException(f"{e}") from None
     progress.close()
     from storage.repair.status import size
     lines = [f"{b['bucket']}: copied {b['copied']:,} ({size(b['bytes'])}), skipped {b['skipped']:,} already there, "
@@ -216,8 +221,8 @@ def verify(data, config, buckets, deep, sample, fix, concurrency, as_json, **kw)
             await writer.aclose()
     try:
         report = _run_tool(cfg, work)
-    except MigrationError as e:
-        raise click.ClickException(str(e)) from None
+    except SOURCE_ERRORS as e:
+        raise click.ClickException(f"{e}") from None
     lines = []
     for b in report["buckets"]:
         lines.append(f"{b['bucket']}: {b['checked']:,} versions checked ({b['deep_read']:,} read in full), "

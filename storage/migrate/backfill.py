@@ -251,6 +251,11 @@ class Backfill:
                     tally.changed += 1
                     log.info("%s; the next copy pass takes the new version", e)
                     break
+                except copier.NeedsRestore as e:
+                    tally.errors += 1
+                    tally.failed.append({"key": key, "version_id": w.version_id, "error": str(e)})
+                    log.error("%s", e)
+                    break
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:

@@ -39,6 +39,11 @@ class SourceChanged(Exception):
     """The source version is not what the listing said (overwritten or deleted meanwhile)."""
 
 
+class NeedsRestore(Exception):
+    """The source keeps this version in Glacier or Deep Archive: it must be restored
+    (S3 RestoreObject) before it can be read; retrying does not help."""
+
+
 @dataclass
 class Wanted:
     """A source version to copy, as listed: (key, source version id, ...), plus the
@@ -141,6 +146,9 @@ async def copy_version(objects, multipart, client, src_bucket: str, bucket: str,
         got = await _call(client.get_object, Bucket=src_bucket, Key=w.key, IfMatch=f'"{w.etag}"',
                           ChecksumMode="ENABLED", **_version_arg(w))
     except client.exceptions.ClientError as e:
+        if e.response.get("Error", {}).get("Code") == "InvalidObjectState":
+            raise NeedsRestore(f"{src_bucket}/{w.key} is archived at the source (Glacier/Deep Archive): "
+                               "restore it there (S3 RestoreObject), then run copy again") from None
         if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (404, 405, 412):
             raise SourceChanged(f"{src_bucket}/{w.key} version {w.version_id} changed at the source "
                                 "since it was listed") from None
