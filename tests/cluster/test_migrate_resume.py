@@ -92,7 +92,7 @@ def test_copy_killed_midway_resumes_and_copies_nothing_twice(weed, pocket, tmp_p
 
 def test_two_workers_share_the_ranges(weed, pocket, tmp_path):
     pocket_migrate(pocket, weed, "plan", "many", "--json")        # the inventory cuts the bucket into ranges
-    workers = [_copy(pocket, weed, tmp_path / f"w{i}.log", "--concurrency", "2", "--rate", "3MB") for i in range(2)]
+    workers = [_copy(pocket, weed, tmp_path / f"w{i}.log", "--concurrency", "2", "--rate", "1MB") for i in range(2)]
     for w in workers:
         w.communicate(timeout=300)
         assert w.returncode == 0
