@@ -206,6 +206,7 @@ async def _copy_multipart(multipart, client, src_bucket, bucket, w: Wanted, head
         algorithm, value = next(iter(checksums.items()))
         kind = head.get("ChecksumType") or (mpc.COMPOSITE if "-" in value else mpc.FULL_OBJECT)
         declared = {"algorithm": algorithm, "type": kind}
+    await _abort_leftovers(multipart, bucket, w.key)
     upload = await multipart.create(bucket, w.key, {**attrs, "version_id": w.internal_id}, checksum=declared)
     try:
         stored, offset = [], 0
@@ -233,6 +234,16 @@ async def _copy_multipart(multipart, client, src_bucket, bucket, w: Wanted, head
     except BaseException:
         await asyncio.shield(_abort(multipart, upload))
         raise
+
+
+async def _abort_leftovers(multipart, bucket: str, key: str) -> None:
+    """Uploads of this key left by a copy that was killed mid-object: the caller holds the
+    key's range lease, so no live copy owns them (clients' own uploads are left alone)."""
+    page = multipart.list_uploads(bucket, prefix=key, max_uploads=1000)
+    for upload in page.uploads:
+        if upload["key"] == key and "migrated_from" in upload.get("attrs", {}):
+            log.info("aborting upload %s of %s/%s left by an interrupted copy", upload["upload_id"], bucket, key)
+            await _abort(multipart, upload)
 
 
 async def _abort(multipart, upload: dict) -> None:

@@ -119,3 +119,30 @@ def test_gateway_killed_mid_copy(weed, pocket, tmp_path):
     pocket.start_gateway()
     assert len(_in_pocket(pocket)) == COUNT
     assert snapshot(pocket.client(), "many") == snapshot(weed.client(), "many")
+
+
+def test_copy_killed_inside_a_multipart_object_leaves_no_upload_behind(weed, pocket, tmp_path):
+    s3, rnd = weed.client(), random.Random(4)
+    s3.create_bucket(Bucket="big")
+    up = s3.create_multipart_upload(Bucket="big", Key="movie.mkv")
+    parts = [{"PartNumber": n, "ETag": s3.upload_part(Bucket="big", Key="movie.mkv", UploadId=up["UploadId"],
+                                                      PartNumber=n, Body=rnd.randbytes(size))["ETag"]}
+             for n, size in enumerate(((5 << 20) + 3, (5 << 20) + 5, 777), 1)]
+    s3.complete_multipart_upload(Bucket="big", Key="movie.mkv", UploadId=up["UploadId"],
+                                 MultipartUpload={"Parts": parts})
+    pocket_s3 = pocket.client()
+    log = open(tmp_path / "first.log", "w")
+    first = subprocess.Popen([sys.executable, "-m", "cli", "migrate", "copy", "big", "--rate", "1MB", "--config",
+                              pocket.config, "--source-endpoint", weed.endpoint], cwd=REPO, stdout=log, stderr=log,
+                             env={**os.environ, **weed.credentials_env()})
+    try:
+        _wait(lambda: pocket_s3.list_buckets()["Buckets"] and
+              pocket_s3.list_multipart_uploads(Bucket="big").get("Uploads"), 240, "the copy began no upload")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    assert pocket_s3.list_multipart_uploads(Bucket="big").get("Uploads")      # left mid-object
+    _, report = pocket_migrate(pocket, weed, "copy", "big", "--json")
+    assert report["buckets"][0]["copied"] == 1
+    assert not pocket_s3.list_multipart_uploads(Bucket="big").get("Uploads")
+    assert snapshot(pocket_s3, "big") == snapshot(s3, "big")
