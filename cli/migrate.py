@@ -127,7 +127,8 @@ def enable(data, config, buckets, as_json, **kw) -> None:
 @migrate.command()
 @with_source
 @click.argument("buckets", nargs=-1, required=True)
-@click.option("--concurrency", default=16, show_default=True, help="Objects copied at once.")
+@click.option("--concurrency", default=32, show_default=True,
+              help="Objects copied at once (small objects are latency-bound: more helps).")
 @click.option("--rate", default=None, help="Bandwidth limit, e.g. 100MB (per process).")
 def copy(data, config, buckets, concurrency, rate, as_json, **kw) -> None:
     """Backfill: copy every object (and version) the source has that Pocket lacks, faithfully; resumable."""
