@@ -31,6 +31,7 @@ log = logging.getLogger("pocket.migrate.copy")
 
 CHUNK = 1 << 20
 _MD5 = re.compile(r"[0-9a-f]{32}")
+_MULTIPART = re.compile(r"[0-9a-f]{32}-[0-9]+")
 _STANDARD = {"CacheControl": "Cache-Control", "ContentDisposition": "Content-Disposition",
              "ContentEncoding": "Content-Encoding", "ContentLanguage": "Content-Language"}
 
@@ -137,7 +138,7 @@ async def copy_version(objects, multipart, client, src_bucket: str, bucket: str,
         fields = {"version_id": w.internal_id, "created": w.last_modified, "versioned": versioned,
                   **({"s3_version_id": w.version_id} if versioned else {})}
         return await objects.delete(bucket, w.key, marker_fields=fields)
-    if "-" in w.etag:
+    if _MULTIPART.fullmatch(w.etag):
         head = await _head(client, src_bucket, w)
         attrs, checksums = await _attrs(client, src_bucket, w, head)
         return await _copy_multipart(multipart, client, src_bucket, bucket, w, head, attrs, checksums, limit, moved)
@@ -161,7 +162,9 @@ async def copy_version(objects, multipart, client, src_bucket: str, bucket: str,
         got["Body"].close()
         raise
     want = {f"x-amz-checksum-{a}": v for a, v in checksums.items()}
-    if _MD5.fullmatch(w.etag):
+    # SSE-KMS and SSE-C objects' ETags are not their MD5 (their bytes are checked by the
+    # checksums when the source has any); every other single-PUT ETag is
+    if _MD5.fullmatch(w.etag) and got.get("ServerSideEncryption") != "aws:kms" and not got.get("SSECustomerAlgorithm"):
         want["Content-MD5"] = base64.b64encode(bytes.fromhex(w.etag)).decode()
     digests = BodyDigests(want, w.size, None)
     return await objects.put(bucket, w.key, _stream(got["Body"], limit, moved), w.size, digests, attrs,
