@@ -15,6 +15,12 @@ key's rows newest first. A record's S3 version id is its `version_id` when it wa
 written with versioning Enabled (`"versioned": true`), else "null". A delete marker is a
 record with `"delete_marker": true` and no data.
 
+A version copied from another S3 by `pocket migrate copy` keeps the id its source gave
+it (applications store version ids), as `"s3_version_id"`, while its internal id, made
+from the source's Last-Modified, keeps the rows in the source's order. Such ids are
+whatever the source chose (AWS: 32 URL-safe characters), so `get` finds them among the
+key's rows when the direct lookup by internal id does not.
+
 Long keys are encoded as in keys.py; a run of them sharing the verbatim prefix is
 buffered and re-sorted by (full key, inverted id), as uploads.py does. Keys containing
 NUL may interleave with their NUL-free prefix's rows (same caveat as uploads.py).
@@ -30,16 +36,27 @@ from .ops import ITEM, PREFIX, TRUNCATED, IndexTxn, _pack, _unpack, listing_star
 
 NULL = "null"
 _VERSION_ID = re.compile(r"[0-9a-f]{32}")
+# Ids other S3 servers hand out, which migrated versions keep: AWS's 32 URL-safe
+# characters, UUIDs (moto, MinIO), 32 hex (SeaweedFS, Pocket).
+_SOURCE_VERSION_ID = re.compile(r"[A-Za-z0-9._-]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def valid_version_id(version_id: str) -> bool:
-    """What S3 accepts as a version id here: "null" or one of our 32-hex ids."""
-    return version_id == NULL or bool(_VERSION_ID.fullmatch(version_id or ""))
+    """What S3 accepts as a version id here: "null", one of our ids, or one of the forms
+    a migrated version may have brought from its source; anything else is malformed
+    (InvalidArgument, as S3 answers)."""
+    return version_id == NULL or bool(_SOURCE_VERSION_ID.fullmatch(version_id or ""))
+
+
+def internal_id(version_id: str) -> bool:
+    return bool(_VERSION_ID.fullmatch(version_id))
 
 
 def s3_version_id(record: dict) -> str:
     """The version id S3 clients see for a record."""
-    return record["version_id"] if record.get("versioned") else NULL
+    if not record.get("versioned"):
+        return NULL
+    return record.get("s3_version_id") or record["version_id"]
 
 
 def is_marker(record: dict) -> bool:
@@ -108,11 +125,15 @@ class VersionTxn:
                 return None
             current = self.ops.get_object(bucket, key)
             return None if current is None or current.get("versioned") else current
-        raw = self._txn.get(K.version_index_key(bucket, key, version_id), db=self._db)
-        if raw is None:
-            return None
-        doc = _unpack(raw)
-        return doc["rec"] if doc["key"] == key else None
+        if internal_id(version_id):
+            raw = self._txn.get(K.version_index_key(bucket, key, version_id), db=self._db)
+            doc = _unpack(raw) if raw is not None else None
+            if doc is not None and doc["key"] == key:
+                return doc["rec"]
+        for rec in self.key_versions(bucket, key):     # a migrated version's source id
+            if rec.get("s3_version_id") == version_id and rec.get("versioned"):
+                return rec
+        return None
 
     def put(self, bucket: str, key: str, record: dict) -> None:
         self.ops._require_bucket(bucket)
@@ -215,7 +236,9 @@ class VersionTxn:
         versions older than that id (a deleted version's id), or skips the key ("null")."""
         if not key_marker or not version_id_marker:
             return None
-        if version_id_marker == NULL:
-            rec = self.get(bucket, key_marker, NULL)
-            return None if rec is None else K.inverted_id(rec["version_id"])
+        rec = self.get(bucket, key_marker, version_id_marker)
+        if rec is not None:
+            return K.inverted_id(rec["version_id"])
+        if version_id_marker == NULL or not internal_id(version_id_marker):
+            return None
         return K.inverted_id(version_id_marker)

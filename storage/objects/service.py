@@ -96,19 +96,24 @@ class ObjectService:
     # writes ------------------------------------------------------------------------------
     async def put(self, bucket: str, key: str, body: AsyncIterable[bytes], size_hint: int | None,
                   digests: Digests, attrs: dict, policy_name: str | None = None,
-                  condition: Callable[[VersionRecord | None], None] | None = None) -> VersionRecord:
+                  condition: Callable[[VersionRecord | None], None] | None = None,
+                  version_id: str | None = None) -> VersionRecord:
         """Store a new version of bucket/key; returns its record once it is durable.
 
         `condition(current_record_or_None)` runs inside the index transaction that
         installs the version (conditional writes); if it raises, the new archives
         are removed and the exception propagates. In a bucket with versioning Enabled,
-        `attrs` carries `"versioned": True` (the handler decides, see commits.py)."""
-        record = await self.store(body, size_hint, digests, {"bucket": bucket, "key": key, **attrs}, policy_name)
+        `attrs` carries `"versioned": True` (the handler decides, see commits.py).
+        `version_id` and `attrs["created"]` are for copies of another store's versions
+        (storage/migrate/): the id places the version among the key's others, `created`
+        is its Last-Modified."""
+        record = await self.store(body, size_hint, digests, {"bucket": bucket, "key": key, **attrs}, policy_name,
+                                  version_id)
         self.forget_all(await self.commit(record, lambda ops: install(ops, bucket, key, record, condition)))
         return record
 
     async def store(self, body: AsyncIterable[bytes], size_hint: int | None, digests: Digests, fields: dict,
-                    policy_name: str | None = None) -> VersionRecord:
+                    policy_name: str | None = None, version_id: str | None = None) -> VersionRecord:
         """Write a body as the fragment archives of a new version; returns its record.
 
         The record (also each archive's trailer manifest) is `fields` plus where and how
@@ -117,11 +122,12 @@ class ObjectService:
         loop for big segments) and its `finish()` may raise to refuse the body (bad MD5,
         checksum, truncated body); refusing aborts every archive, so nothing remains."""
         with self.cluster.writing():
-            return await self._store(body, size_hint, digests, fields, policy_name)
+            return await self._store(body, size_hint, digests, fields, policy_name, version_id)
 
-    async def _store(self, body, size_hint, digests: Digests, fields: dict, policy_name: str | None) -> VersionRecord:
+    async def _store(self, body, size_hint, digests: Digests, fields: dict, policy_name: str | None,
+                     version_id: str | None) -> VersionRecord:
         policy = self.policy_for(size_hint, policy_name)
-        version_id = new_id()
+        version_id = version_id or new_id()
         volume = choose_volume(list(self.cluster.volumes.values()), policy.codec.n, version_id,
                                self.cluster.is_writable)
         writer = ArchiveWriter(self.cluster, policy.codec, volume, version_id, self.segment_size,
@@ -134,8 +140,8 @@ class ObjectService:
                 await writer.write_blocks(await self._encode(policy.codec, digests, segment))
             summary = digests.finish(size)
             record: VersionRecord = {
-                "v": 1, **fields, "version_id": version_id, "size": size,
-                "created": time.time(), "policy": policy.name, "k": policy.codec.k, "m": policy.codec.m,
+                "v": 1, "created": time.time(), **fields, "version_id": version_id, "size": size,
+                "policy": policy.name, "k": policy.codec.k, "m": policy.codec.m,
                 "segment_size": self.segment_size, "volume": volume["id"], "disks": volume["disks"],
                 "archive_format": layout.FORMAT_VERSION, **summary,
             }
@@ -231,7 +237,8 @@ class ObjectService:
                 return await remove_archives(self.cluster, volume, version_id)
         return not any(await asyncio.gather(*(one(vol, vid) for vol, vid in parts.versions(record))))
 
-    async def delete(self, bucket: str, key: str, owner: str = "", if_version: str | None = None) -> VersionRecord | None:
+    async def delete(self, bucket: str, key: str, owner: str = "", if_version: str | None = None,
+                     marker_fields: dict | None = None) -> VersionRecord | None:
         """DeleteObject without a version id; returns the removed record or the new delete marker.
 
         Never-versioned bucket: the tombstone is on a quorum of disks before the index
@@ -239,7 +246,9 @@ class ObjectService:
         replacing the null version) is written to the disks, then becomes the latest.
         `if_version` (an internal version id; lifecycle expiration): only while that version
         is current, checked again inside the index commit, so a PUT committed meanwhile (in
-        this process or another) is never deleted; returns None when it is not."""
+        this process or another) is never deleted; returns None when it is not.
+        `marker_fields` (a copied delete marker: its version ids and Last-Modified) go
+        into the marker of a versioned bucket."""
         state = (self.index.get_bucket(bucket) or {}).get("versioning")
         condition = current_is(if_version) if if_version is not None else None
         try:
@@ -258,7 +267,8 @@ class ObjectService:
                     return None
                 return None if record is None else await self._tombstone(record)
             marker = {"v": 1, "bucket": bucket, "key": key, "version_id": new_id(), "created": time.time(),
-                      "delete_marker": True, "owner": owner, **({"versioned": True} if state == "Enabled" else {})}
+                      "delete_marker": True, "owner": owner, **({"versioned": True} if state == "Enabled" else {}),
+                      **(marker_fields or {})}
             volume, policy = self.record_home(marker["version_id"])
             await self.put_records(volume, {"kind": "delete-marker", "object": marker}, policy.quorum)
             self.forget_all(await self.commit(marker, lambda ops: install(ops, bucket, key, marker, condition)))

@@ -19,7 +19,7 @@ import urllib.request
 import boto3
 from botocore.config import Config as BotoConfig
 
-from storage import integrity
+from storage import integrity, layout
 from storage.node import packformat
 
 CLUSTER_SECRET = "test-cluster-secret-0123456789abcdef"   # at least 32 bytes, as config requires
@@ -310,6 +310,35 @@ def flip_archive_bit(ref: str, at: int, bit: int = 0x10) -> None:
         b = f.read(1)
         f.seek(offset + at)
         f.write(bytes([b[0] ^ bit]))
+
+
+def flip_payload_byte(ref: str, rng) -> None:
+    """Flip one bit inside a record's payload (not its header): bit rot the checksum must catch.
+
+    `ref` is an archive_files() entry: its own file, or a small archive inside a pack."""
+    raw = read_archive(ref)
+    header = layout.ArchiveHeader.unpack(raw[:layout.HEADER_SIZE])
+    length, want = layout.unpack_footer(raw[-layout.FOOTER_SIZE:])
+    size = layout.unpack_trailer(raw[-layout.FOOTER_SIZE - length:-layout.FOOTER_SIZE], want)["size"]
+    geo = layout.Geometry(size, header.segment_size, header.k)
+    j = rng.randrange(geo.segments)
+    at = geo.record_offset(j) + layout.RECORD_OVERHEAD + rng.randrange(geo.record_length(j) - layout.RECORD_OVERHEAD)
+    flip_archive_bit(ref, at)
+
+
+def archives_of(c: ProcCluster, bucket: str, key: str) -> list[str]:
+    """The archive_files() entries of an object's fragments (its manifest names it)."""
+    found = []
+    for ref in sorted(c.archive_files()):
+        try:
+            raw = read_archive(ref)
+        except FileNotFoundError:      # removed meanwhile (a replaced version's archives go in the background)
+            continue
+        length, want = layout.unpack_footer(raw[-layout.FOOTER_SIZE:])
+        manifest = layout.unpack_trailer(raw[-layout.FOOTER_SIZE - length:-layout.FOOTER_SIZE], want)
+        if (manifest.get("bucket"), manifest.get("key")) == (bucket, key):
+            found.append(ref)
+    return found
 
 
 def _toml(v) -> str:

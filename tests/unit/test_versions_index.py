@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import random
 
+import uuid
+
 import pytest
 
 from storage.index.ops import NoSuchBucket
@@ -127,7 +129,9 @@ def test_iter_versions_reports_noncurrent_since(ix):
 
 def test_valid_version_ids_and_missing_bucket(ix):
     assert valid_version_id(NULL) and valid_version_id(new_id())
-    assert not valid_version_id("") and not valid_version_id("ABC") and not valid_version_id(new_id().upper())
+    assert not valid_version_id("") and not valid_version_id("ABC") and not valid_version_id(new_id()[:31] + "/")
+    # ids a migrated version keeps from its source: AWS's, a UUID (moto, MinIO)
+    assert valid_version_id("3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrH") and valid_version_id(str(uuid.UUID(int=7)))
     with pytest.raises(NoSuchBucket):
         ix.write(lambda ops: install(ops, "nope", "k", rec("k")))
     with pytest.raises(NoSuchBucket):
