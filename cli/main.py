@@ -230,19 +230,24 @@ def index_rebuild(data, config, as_json: bool) -> None:
     async def run():
         import aiohttp
         from storage.gateway import open_disks
+        from storage.index.index import open_index
         from storage.index.rebuild import rebuild
         from storage.placement.volumes import build_volumes
         from storage.codec import parse_policy
-        async with aiohttp.ClientSession() as session:
-            disks, infos = open_disks(cfg, session)
-            widths = {sum(parse_policy(s)) for s in cfg.policies.values()}
-            volumes = [v for w in sorted(widths) for v in build_volumes(infos, w)]
-            return await rebuild(disks, cfg.index_path, volumes)
-    report = asyncio.run(run())
+        index = open_index(cfg)
+        try:
+            async with aiohttp.ClientSession() as session:
+                disks, infos = open_disks(cfg, session)
+                widths = {sum(parse_policy(s)) for s in cfg.policies.values()}
+                volumes = [v for w in sorted(widths) for v in build_volumes(infos, w)]
+                return index.describe(), await rebuild(disks, index, volumes)
+        finally:
+            index.close()
+    where, report = asyncio.run(run())
     if as_json:
         click.echo(json.dumps(report.__dict__, indent=2))
     else:
-        click.echo(f"Rebuilt {cfg.index_path} from {report.disks_scanned} disks in {report.seconds:.1f}s: "
+        click.echo(f"Rebuilt {where} from {report.disks_scanned} disks in {report.seconds:.1f}s: "
                    f"{report.buckets} buckets, {report.objects} objects, "
                    f"{report.uploads} unfinished multipart uploads ({report.parts} parts) "
                    f"({report.archives} archives; {report.tombstoned} deleted, {report.superseded} superseded "
@@ -404,3 +409,4 @@ from . import disks as _disks  # noqa: E402,F401  (registers `pocket disk ...` a
 from .lifecycle import lifecycle  # noqa: E402  (a command module of its own; it uses the helpers above)
 
 main.add_command(lifecycle)
+from . import index_admin as _index_admin  # noqa: E402,F401  (registers `pocket index migrate-schema` and `copy`)

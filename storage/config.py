@@ -59,6 +59,15 @@ class GatewayConfig:
 
 
 @dataclass
+class IndexConfig:
+    """Where the metadata index lives (storage/index/): LMDB in the gateway's folder
+    (gateway.index), or a PostgreSQL database several gateways can share."""
+    backend: str = "lmdb"            # "lmdb" or "postgres"
+    dsn: str = ""                    # postgres: a libpq connection string or postgresql:// URL
+    pool_size: int = 16              # postgres: connections per process at most
+
+
+@dataclass
 class StorageConfig:
     default_policy: str = "ec"
     small_policy: str = "replica"
@@ -114,6 +123,7 @@ class Config:
     data: str = "./pocket-data"
     cluster_secret: str = ""
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     scrub: ScrubConfig = field(default_factory=ScrubConfig)
     repair: RepairConfig = field(default_factory=RepairConfig)
@@ -190,6 +200,14 @@ class Config:
                 raise ConfigError(f"lifecycle.{key} must be 0 (off/unlimited) or a positive number")
         if self.lifecycle.day_seconds <= 0:
             raise ConfigError("lifecycle.day_seconds must be positive (86400 but in tests)")
+        if self.index.backend not in ("lmdb", "postgres"):
+            raise ConfigError(f"index.backend = {self.index.backend!r}: use \"lmdb\" (embedded, the default) "
+                              "or \"postgres\" (with index.dsn)")
+        if self.index.backend == "postgres" and not self.index.dsn:
+            raise ConfigError("index.backend is \"postgres\" but index.dsn is empty: set it (or POCKET_INDEX_DSN) "
+                              "to e.g. postgresql://pocket@db.example/pocket")
+        if self.index.pool_size < 2:
+            raise ConfigError("index.pool_size must be at least 2")
         if self.storage.segment_size < 4096:
             raise ConfigError("storage.segment_size must be at least 4096 bytes")
         if not 0 <= self.storage.pack_threshold <= self.storage.pack_size:
@@ -229,6 +247,7 @@ def from_dict(raw: dict, base: str = ".") -> Config:
             data=os.path.join(base, raw.pop("data", "pocket-data")),
             cluster_secret=raw.pop("cluster_secret", ""),
             gateway=_section(GatewayConfig, raw.pop("gateway", {}), "gateway"),
+            index=_section(IndexConfig, raw.pop("index", {}), "index"),
             storage=_section(StorageConfig, raw.pop("storage", {}), "storage"),
             scrub=_section(ScrubConfig, raw.pop("scrub", {}), "scrub"),
             repair=_section(RepairConfig, raw.pop("repair", {}), "repair"),
@@ -300,9 +319,9 @@ def _is_ip(host: str) -> bool:
 
 
 def apply_env(cfg: Config, env=os.environ) -> Config:
-    """POCKET_<SECTION>_<KEY> overrides gateway, storage, scrub, repair and lifecycle settings; a few
+    """POCKET_<SECTION>_<KEY> overrides gateway, index, storage, scrub, repair and lifecycle settings; a few
     top-level too."""
-    for section in ("gateway", "storage", "scrub", "repair", "lifecycle"):
+    for section in ("gateway", "index", "storage", "scrub", "repair", "lifecycle"):
         obj = getattr(cfg, section)
         for f in fields(obj):
             value = env.get(f"POCKET_{section}_{f.name}".upper())

@@ -18,7 +18,7 @@ from .codec import parse_policy
 from .config import Config, ConfigError, DiskConfig
 from .config import load as load_config
 from .index.batcher import IndexWriter
-from .index.lmdb_index import Index
+from .index.index import Index, open_index
 from .lifecycle.runner import LifecycleRunner
 from .metrics import Metrics
 from .node.client import RemoteDisk
@@ -99,7 +99,7 @@ class Gateway:
         asyncio.get_running_loop().set_default_executor(io_executor())
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=False))
         disks, infos = open_disks(self.cfg, self.session)
-        self.index = Index(self.cfg.index_path)
+        self.index = open_index(self.cfg)
         self.writer = IndexWriter(self.index)
         self.cluster = Cluster(disks, infos, self.cfg.gateway.heartbeat, self.cfg.storage.min_free_bytes)
         self.cluster.on_unknown_disks = self._open_added_disks

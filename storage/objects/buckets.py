@@ -9,7 +9,7 @@ bucket they name.
 from __future__ import annotations
 
 from ..index.batcher import IndexWriter
-from ..index.lmdb_index import Index
+from ..index.index import Index
 from ..index.ops import BucketNotEmpty
 
 
@@ -45,7 +45,7 @@ class BucketService:
         return await self.writer.submit(lambda ops: configure_bucket(ops, name, changes))
 
     async def delete(self, name: str) -> None:
-        if not self.index.bucket_is_empty(name):
+        if not await self.index.call(self.index.bucket_is_empty, name):
             raise BucketNotEmpty(name)
         policy = self.objects.policies[self.objects.default_policy]
         await self.objects.put_records(self._system_volume(), {"kind": "bucket-deleted", "name": name},

@@ -17,7 +17,7 @@ from typing import AsyncIterable, AsyncIterator, Callable
 from ..cluster import Cluster
 from ..codec import Codec, parse_policy
 from ..index.batcher import IndexWriter
-from ..index.lmdb_index import Index
+from ..index.index import Index
 from ..placement.volumes import choose_volume
 from . import parts
 from .get import ArchiveReader
@@ -235,13 +235,13 @@ class ObjectService:
         `if_version` (an internal version id; lifecycle expiration): only while that version
         is current, checked again inside the index commit, so a PUT committed meanwhile (in
         this process or another) is never deleted; returns None when it is not."""
-        state = (self.index.get_bucket(bucket) or {}).get("versioning")
+        state = ((await self.index.call(self.index.get_bucket, bucket)) or {}).get("versioning")
         condition = current_is(if_version) if if_version is not None else None
         try:
             if condition:
                 condition(self.head(bucket, key))   # fail fast, before anything is written
             if state is None:
-                record = self.index.get_object(bucket, key)
+                record = await self.index.call(self.index.get_object, bucket, key)
                 if record is None and condition is None:
                     # A key the index does not have gets a tombstone too: a PUT whose reply
                     # was lost may have left a whole version on the disks without its index
@@ -271,7 +271,7 @@ class ObjectService:
         Returns the removed record, or None if there is no such version. `expect` (an
         internal id; lifecycle expiration): only that version, so "null" never resolves to
         a null version written after the caller looked."""
-        record = self.index.get_version(bucket, key, version_id)
+        record = await self.index.call(self.index.get_version, bucket, key, version_id)
         if record is None or (expect is not None and record["version_id"] != expect):
             return None
         # Never a key-wide tombstone here, even for a key's only (null) version: a version

@@ -33,9 +33,9 @@ async def amend(service: ObjectService, bucket: str, key: str, kind: str, change
     then the index takes them; None if there is no such version."""
     for _ in range(_ATTEMPTS):
         if version_id is None:
-            record = service.index.get_object(bucket, key)
+            record = await service.index.call(service.index.get_object, bucket, key)
         else:
-            record = service.index.get_version(bucket, key, version_id)
+            record = await service.index.call(service.index.get_version, bucket, key, version_id)
         if record is None:
             return None
         volume = service.cluster.volumes[record["volume"]]

@@ -21,6 +21,7 @@ log = logging.getLogger("pocket.s3")
 _TRANSLATE = {
     NoRoom: errors.InsufficientStorage,      # before QuorumLost: the first match wins
     index_errors.IndexFull: errors.InsufficientStorage,
+    index_errors.IndexUnavailable: errors.SlowDown,   # SDKs retry it; the index reconnects by itself
     QuorumLost: errors.ServiceUnavailable,
     index_errors.NoSuchBucket: errors.NoSuchBucket,
     index_errors.BucketNotEmpty: errors.BucketNotEmpty,

@@ -34,11 +34,12 @@ def _encoder(req: S3Request):
     return lambda s: quote(s, safe="/")
 
 
-def _page(req: S3Request, start_after: str):
+async def _page(req: S3Request, start_after: str):
     readable_bucket(req)
-    return req.gateway.index.list_objects(req.bucket, prefix=req.query.get("prefix", ""),
-                                          delimiter=req.query.get("delimiter", ""),
-                                          start_after=start_after, max_keys=_max_keys(req))
+    index = req.gateway.index
+    return await index.call(index.list_objects, req.bucket, prefix=req.query.get("prefix", ""),
+                            delimiter=req.query.get("delimiter", ""), start_after=start_after,
+                            max_keys=_max_keys(req))
 
 
 def _entries(req: S3Request, page, enc, owner: bool):
@@ -75,7 +76,7 @@ async def list_objects_v2(req: S3Request) -> web.Response:
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise errors.InvalidArgument("The continuation token provided is incorrect",
                                          ArgumentName="continuation-token") from None
-    page = _page(req, start)
+    page = await _page(req, start)
     fields = _common(req, enc)
     fields.append(("KeyCount", len(page.contents) + len(page.common_prefixes)))
     fields.append(("IsTruncated", "true" if page.is_truncated else "false"))
@@ -92,7 +93,7 @@ async def list_objects_v2(req: S3Request) -> web.Response:
 async def list_objects_v1(req: S3Request) -> web.Response:
     enc = _encoder(req)
     marker = req.query.get("marker", "")
-    page = _page(req, marker)
+    page = await _page(req, marker)
     fields = _common(req, enc)
     fields.insert(2, ("Marker", enc(marker)))
     fields.append(("IsTruncated", "true" if page.is_truncated else "false"))

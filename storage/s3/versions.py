@@ -35,9 +35,10 @@ async def list_object_versions(req: S3Request) -> web.Response:
     key_marker, version_marker = _markers(req)
     readable_bucket(req)
     max_keys = _max_keys(req)
-    page = req.gateway.index.list_versions(req.bucket, prefix=req.query.get("prefix", ""),
-                                           delimiter=req.query.get("delimiter", ""), key_marker=key_marker,
-                                           version_id_marker=version_marker, max_keys=max_keys)
+    index = req.gateway.index
+    page = await index.call(index.list_versions, req.bucket, prefix=req.query.get("prefix", ""),
+                            delimiter=req.query.get("delimiter", ""), key_marker=key_marker,
+                            version_id_marker=version_marker, max_keys=max_keys)
     fields = [("Name", req.bucket), ("Prefix", enc(req.query.get("prefix", ""))),
               ("KeyMarker", enc(key_marker)), ("VersionIdMarker", version_marker)]
     if "delimiter" in req.query:

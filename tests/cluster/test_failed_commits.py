@@ -10,7 +10,8 @@ import sys
 import threading
 import time
 
-from storage.index.lmdb_index import Index
+from storage.index.index import Index
+from storage.index.lmdb_backend import LmdbBackend
 
 from .harness import REPO, ProcCluster, archive_parts
 from .signing import send, sign
@@ -52,7 +53,7 @@ def _start_put(url: str, gate: _Gate, headers: dict | None = None) -> tuple[thre
 def _hold_index_writes(path: str) -> tuple[threading.Event, threading.Thread]:
     """Take the LMDB write lock of the gateway's index until the returned event is set."""
     held, release = threading.Event(), threading.Event()
-    index = Index(path)
+    index = Index(LmdbBackend(path))
 
     def hold():
         try:

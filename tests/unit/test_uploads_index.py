@@ -1,11 +1,11 @@
-"""Unit tests for storage.index.uploads: uploads and parts as LMDB range scans."""
+"""Unit tests for storage.index.uploads: uploads and parts as range scans, on each backend."""
 from __future__ import annotations
 
 import random
 
 import pytest
 
-from storage.index.lmdb_index import Index, NoSuchBucket
+from storage.index.ops import NoSuchBucket
 from storage.index.uploads import NoSuchUpload, UploadTxn
 from storage.objects.ids import new_id
 
@@ -13,11 +13,10 @@ B = "bkt"
 
 
 @pytest.fixture
-def ix(tmp_path):
-    index = Index(str(tmp_path / "idx"))
+def ix(make_index):
+    index = make_index()
     index.create_bucket(B, {"owner": "me"})
-    yield index
-    index.close()
+    return index
 
 
 def create(ix, key, bucket=B):

@@ -1,11 +1,10 @@
-"""Unit tests for the versions DB (index/versions.py) and the commit rules (objects/commits.py)."""
+"""Unit tests for the versions table (index/versions.py, on each backend) and the commit rules (objects/commits.py)."""
 from __future__ import annotations
 
 import random
 
 import pytest
 
-from storage.index.lmdb_index import Index
 from storage.index.ops import NoSuchBucket
 from storage.index.versions import NULL, VersionTxn, valid_version_id
 from storage.objects.commits import install, remove_version
@@ -15,11 +14,10 @@ B = "bkt"
 
 
 @pytest.fixture
-def ix(tmp_path):
-    index = Index(str(tmp_path / "idx"))
+def ix(make_index):
+    index = make_index()
     index.create_bucket(B, {"owner": "me"})
-    yield index
-    index.close()
+    return index
 
 
 def rec(key, versioned=True, marker=False, created=None):

@@ -1,0 +1,271 @@
+"""PostgreSQL backend of the index: the only module in Pocket that imports psycopg.
+
+Several gateways share one namespace by sharing one database. Each index table is a
+PostgreSQL table `pocket_<name> (k bytea PRIMARY KEY, v bytea)`: bytea compares as
+unsigned bytes, so a range over the primary key's btree is the same UTF-8 byte order
+LMDB gives, and ListObjects with prefix, delimiter and continuation stays one range
+scan. Keys are the same encoded keys as in LMDB (keys.py: long S3 keys are a 400-byte
+prefix plus a hash, the full key in the value), so the S3 layer above is one code.
+
+Write transactions run SERIALIZABLE: a conditional write (`If-None-Match: *`,
+`If-Match`, a lifecycle delete of one version) is a read and a write in one function,
+and when two gateways race, PostgreSQL aborts one with a serialization failure; the
+transaction is then run again from the start (the function is pure, see backend.py)
+and sees the winner's row. Reads are REPEATABLE READ snapshots. Commits are durable
+(synchronous_commit as the server has it, on by default) and batched by the writer.
+
+A lost connection or a server that is down raises IndexUnavailable (503 SlowDown to
+clients); the pool opens fresh connections by itself once the server is back.
+
+The schema is versioned (`pocket_schema`) and created or upgraded only by
+`pocket index migrate-schema` (`migrate()` here); opening an index whose schema is
+missing or older than this code says so instead of guessing.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator, TypeVar
+
+import psycopg
+import psycopg.errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from .backend import TABLES, Backend, IndexUnavailable, MetadataIndexError, RestartTxn, Txn
+
+log = logging.getLogger("pocket.index.pg")
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+MAX_RESTARTS = 100
+CONNECT_TIMEOUT = 5.0
+
+# Each migration takes the schema from version i to i + 1.
+MIGRATIONS: list[list[str]] = [
+    [f"CREATE TABLE IF NOT EXISTS pocket_{t} (k bytea PRIMARY KEY, v bytea NOT NULL)" for t in TABLES],
+]
+
+
+def _table(name: str) -> str:
+    if name not in TABLES:
+        raise MetadataIndexError(f"no index table {name!r}")
+    return f"pocket_{name}"
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for logs and errors."""
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", re.sub(r"password=\S+", "password=***", dsn))
+
+
+@contextmanager
+def _errors(what: str, dsn: str):
+    """Driver errors as the index's own: conflicts restart the txn, lost servers are 503s."""
+    try:
+        yield
+    except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as e:
+        raise RestartTxn(str(e)) from e
+    except (psycopg.OperationalError, PoolTimeout) as e:
+        raise IndexUnavailable(f"PostgreSQL index at {redact(dsn)} is unavailable during {what} ({e}); "
+                               "check that the server is up and reachable; Pocket reconnects by itself") from e
+
+
+class _Txn(Txn):
+    """One transaction on one pooled connection (autocommit off by explicit BEGIN)."""
+
+    def __init__(self, backend: "PgBackend", conn: psycopg.Connection, writable: bool):
+        self._b = backend
+        self._conn = conn
+        self._savepoints = 0
+        self.writable = writable
+
+    def _exec(self, sql: str, params: tuple = ()) -> psycopg.Cursor:
+        with _errors("a query", self._b.dsn):
+            return self._conn.execute(sql, params)
+
+    def get(self, table: str, key: bytes) -> bytes | None:
+        row = self._exec(f"SELECT v FROM {_table(table)} WHERE k = %s", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def put(self, table: str, key: bytes, value: bytes) -> None:
+        self._exec(f"INSERT INTO {_table(table)} (k, v) VALUES (%s, %s) "
+                   "ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v", (key, value))
+
+    def insert(self, table: str, key: bytes, value: bytes) -> bool:
+        cur = self._exec(f"INSERT INTO {_table(table)} (k, v) VALUES (%s, %s) ON CONFLICT (k) DO NOTHING",
+                         (key, value))
+        return cur.rowcount == 1
+
+    def remove(self, table: str, key: bytes) -> bool:
+        return self._exec(f"DELETE FROM {_table(table)} WHERE k = %s", (key,)).rowcount == 1
+
+    def _pages(self, table: str, start: bytes, end: bytes | None, descending: bool):
+        """Rows a page at a time, the pages growing: a listing that stops early reads little."""
+        t, limit = _table(table), 32
+        low, high, first = start, end, True
+        while True:
+            if descending:
+                bound = "k >= %s" + ("" if high is None else " AND k < %s")
+            else:
+                bound = ("k >= %s" if first else "k > %s") + ("" if high is None else " AND k < %s")
+            params = (low,) if high is None else (low, high)
+            order = "DESC" if descending else "ASC"
+            sql = f"SELECT k, v FROM {t} WHERE {bound} ORDER BY k {order} LIMIT {limit}"
+            rows = self._exec(sql, params).fetchall()
+            yield from ((bytes(k), bytes(v)) for k, v in rows)
+            if len(rows) < limit:
+                return
+            if descending:
+                high = bytes(rows[-1][0])
+            else:
+                low = bytes(rows[-1][0])
+            first, limit = False, min(limit * 4, 2048)
+
+    def range(self, table: str, start: bytes = b"", end: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        return self._pages(table, start, end, False)
+
+    def range_rev(self, table: str, start: bytes = b"", end: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        return self._pages(table, start, end, True)
+
+    def clear(self, table: str) -> None:
+        self._exec(f"DELETE FROM {_table(table)}")
+
+    def count(self, table: str) -> int:
+        return self._exec(f"SELECT count(*) FROM {_table(table)}").fetchone()[0]
+
+    @contextmanager
+    def savepoint(self):
+        self._savepoints += 1
+        name = f"s{self._savepoints}"
+        self._exec(f"SAVEPOINT {name}")
+        try:
+            yield self
+        except RestartTxn:
+            raise   # the whole transaction is lost: the backend rolls it back and runs it again
+        except BaseException:
+            self._exec(f"ROLLBACK TO SAVEPOINT {name}")
+            raise
+        self._exec(f"RELEASE SAVEPOINT {name}")
+
+
+class PgBackend(Backend):
+    """Tables in one PostgreSQL database, through a pool of connections. Thread-safe."""
+
+    local = False
+
+    def __init__(self, dsn: str, pool_size: int = 16, *, check_schema: bool = True):
+        self.dsn = dsn
+        self.commits = 0
+        self.restarts = 0   # transactions run again after a serialization failure
+        self._count_lock = threading.Lock()
+        self._pool = ConnectionPool(dsn, min_size=1, max_size=pool_size, open=True, timeout=CONNECT_TIMEOUT,
+                                    kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT)},
+                                    name="pocket-index")
+        if check_schema:
+            found = self.schema_version()
+            if found != SCHEMA_VERSION:
+                raise MetadataIndexError(
+                    f"the PostgreSQL index at {redact(dsn)} has schema version {found}, this Pocket needs "
+                    f"{SCHEMA_VERSION}: run `pocket index migrate-schema` (with the same config) first")
+
+    def describe(self) -> str:
+        return redact(self.dsn)
+
+    @contextmanager
+    def _connection(self, what: str):
+        with _errors(what, self.dsn), self._pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[_Txn]:
+        with self._connection("a read") as conn:
+            with _errors("a read", self.dsn):
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                yield _Txn(self, conn, False)
+            finally:
+                if not conn.closed:
+                    conn.execute("ROLLBACK")
+
+    def write(self, fn: Callable[[_Txn], T]) -> T:
+        for attempt in range(MAX_RESTARTS):
+            with self._connection("a write") as conn:
+                try:
+                    with _errors("a write", self.dsn):
+                        conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+                    result = fn(_Txn(self, conn, True))
+                    with _errors("a commit", self.dsn):
+                        conn.execute("COMMIT")
+                except RestartTxn:
+                    self._rollback(conn)
+                    with self._count_lock:
+                        self.restarts += 1
+                    time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))
+                    continue
+                except BaseException:
+                    self._rollback(conn)
+                    raise
+            with self._count_lock:
+                self.commits += 1
+            return result
+        raise MetadataIndexError(f"a write to {redact(self.dsn)} conflicted with others {MAX_RESTARTS} times "
+                                 "in a row; the database is overloaded with conflicting writes")
+
+    @staticmethod
+    def _rollback(conn: psycopg.Connection) -> None:
+        if not conn.closed:
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                pass   # the pool discards a connection in a bad state
+
+    # ---- schema ----------------------------------------------------------
+    def schema_version(self) -> int:
+        """The schema version in the database (0: none yet)."""
+        with self._connection("a schema check") as conn, _errors("a schema check", self.dsn):
+            exists = conn.execute("SELECT to_regclass('pocket_schema') IS NOT NULL").fetchone()[0]
+            if not exists:
+                return 0
+            row = conn.execute("SELECT max(version) FROM pocket_schema").fetchone()
+            return row[0] or 0
+
+    def migrate(self) -> tuple[int, int]:
+        """Create or upgrade the schema to SCHEMA_VERSION; returns (version before, after).
+
+        One transaction under an advisory lock, so two `migrate-schema` at once are safe."""
+        with self._connection("migrate-schema") as conn, _errors("migrate-schema", self.dsn):
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(7700501)")
+                conn.execute("CREATE TABLE IF NOT EXISTS pocket_schema "
+                             "(version int PRIMARY KEY, applied timestamptz NOT NULL DEFAULT now())")
+                before = conn.execute("SELECT coalesce(max(version), 0) FROM pocket_schema").fetchone()[0]
+                if before > SCHEMA_VERSION:
+                    raise MetadataIndexError(f"the database's index schema is version {before}, newer than this "
+                                             f"Pocket's {SCHEMA_VERSION}: upgrade Pocket, not the schema")
+                for version in range(before, SCHEMA_VERSION):
+                    for statement in MIGRATIONS[version]:
+                        conn.execute(statement)
+                    conn.execute("INSERT INTO pocket_schema (version) VALUES (%s)", (version + 1,))
+        return before, SCHEMA_VERSION
+
+    # ---- lifecycle -------------------------------------------------------
+    def stats(self) -> dict:
+        with self._connection("stats") as conn, _errors("stats", self.dsn):
+            entries, sizes = {}, {}
+            for t in TABLES:
+                entries[t] = conn.execute(f"SELECT count(*) FROM {_table(t)}").fetchone()[0]
+                sizes[t] = conn.execute("SELECT pg_total_relation_size(%s)", (_table(t),)).fetchone()[0]
+        return {"backend": "postgres", "dsn": redact(self.dsn), "entries": entries, "bytes": sizes,
+                "used_bytes": sum(sizes.values()), "commits": self.commits, "restarts": self.restarts}
+
+    def backup(self, dest: str) -> None:
+        raise MetadataIndexError("the index is in PostgreSQL: back it up with PostgreSQL's own tools "
+                                 "(pg_dump, or base backups and WAL archiving), or `pocket index copy` "
+                                 "it to an LMDB folder")
+
+    def close(self) -> None:
+        self._pool.close()

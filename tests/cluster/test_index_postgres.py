@@ -1,0 +1,121 @@
+"""A gateway whose index is in PostgreSQL, as S3 clients and operators see it.
+
+A real PostgreSQL server (tests/pg_server.py) and a real gateway process; the schema
+comes from `pocket index migrate-schema`, never from the test; `pocket index copy`
+moves a loaded LMDB cluster's index into PostgreSQL and the gateway serves from there.
+"""
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+
+import pytest
+
+from .harness import REPO, ProcCluster, pocket
+
+
+def _body(seed: int, size: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def _listing(s3, bucket: str, **kw) -> tuple[list[str], list[str]]:
+    """Every key and common prefix, page by page through continuation tokens."""
+    keys, prefixes, token = [], [], None
+    while True:
+        page = s3.list_objects_v2(Bucket=bucket, **kw, **({"ContinuationToken": token} if token else {}))
+        keys += [o["Key"] for o in page.get("Contents", [])]
+        prefixes += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+        if not page["IsTruncated"]:
+            return keys, prefixes
+        token = page["NextContinuationToken"]
+
+
+def _use_postgres(c: ProcCluster, dsn: str) -> None:
+    with open(c.config, "a") as f:
+        f.write(f'\n[index]\nbackend = "postgres"\ndsn = "{dsn}"\n')
+
+
+def test_gateway_on_postgres_serves_s3(pg_server, tmp_path):
+    dsn = pg_server.create_database(template="template1")   # an empty database: no schema yet
+    c = ProcCluster(str(tmp_path / "cluster"), embedded=True,
+                    sections={"scrub": {"enabled": False}, "lifecycle": {"interval": 0}})
+    _use_postgres(c, dsn)
+    refused = subprocess.run([sys.executable, "-m", "cli", "gateway", "--config", c.config], cwd=REPO,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "pocket index migrate-schema" in refused.stderr
+    _, out = pocket(c, "index", "migrate-schema")
+    assert "from version 0 to 1" in out
+    _, out = pocket(c, "index", "migrate-schema")
+    assert "nothing to do" in out
+    c.start()
+    try:
+        s3 = c.client()
+        s3.create_bucket(Bucket="pg")
+        long_stem = "deep/" + "x" * 600
+        keys = ([f"a/{i:03d}" for i in range(30)] + [f"b/c/{i}" for i in range(5)] + ["top", "zé", "z~"]
+                + [(long_stem + f"/{i:02d}").ljust(1024, "q") for i in range(12)])
+        bodies = {k: _body(i, 100 + 37 * i) for i, k in enumerate(keys)}
+        for k, b in bodies.items():
+            s3.put_object(Bucket="pg", Key=k, Body=b)
+        for k, b in bodies.items():
+            assert s3.get_object(Bucket="pg", Key=k)["Body"].read() == b
+        utf8_order = sorted(keys, key=lambda k: k.encode())
+        assert _listing(s3, "pg", MaxKeys=7) == (utf8_order, [])
+        assert _listing(s3, "pg", Delimiter="/", MaxKeys=2) == (["top", "zé", "z~"], ["a/", "b/", "deep/"])
+        assert _listing(s3, "pg", Prefix="deep/", MaxKeys=5)[0] == [k for k in utf8_order if k.startswith("deep/")]
+        assert _listing(s3, "pg", Prefix="a/", StartAfter="a/027") == (["a/028", "a/029"], [])
+
+        with pytest.raises(s3.exceptions.ClientError) as refused_put:
+            s3.put_object(Bucket="pg", Key="top", Body=b"again", IfNoneMatch="*")
+        assert refused_put.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+
+        s3.put_bucket_versioning(Bucket="pg", VersioningConfiguration={"Status": "Enabled"})
+        v1 = s3.put_object(Bucket="pg", Key="v", Body=_body(100, 500))["VersionId"]
+        v2 = s3.put_object(Bucket="pg", Key="v", Body=_body(101, 600))["VersionId"]
+        s3.delete_object(Bucket="pg", Key="v")
+        listed = s3.list_object_versions(Bucket="pg", Prefix="v")
+        assert [v["VersionId"] for v in listed["Versions"]] == [v2, v1]
+        assert len(listed["DeleteMarkers"]) == 1 and listed["DeleteMarkers"][0]["IsLatest"]
+        assert s3.get_object(Bucket="pg", Key="v", VersionId=v1)["Body"].read() == _body(100, 500)
+
+        up = s3.create_multipart_upload(Bucket="pg", Key="multi")["UploadId"]
+        parts = [_body(200, 5 << 20), _body(201, 1000)]
+        etags = [s3.upload_part(Bucket="pg", Key="multi", UploadId=up, PartNumber=n + 1, Body=p)["ETag"]
+                 for n, p in enumerate(parts)]
+        assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="pg")["Uploads"]] == [up]
+        s3.complete_multipart_upload(Bucket="pg", Key="multi", UploadId=up, MultipartUpload={
+            "Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(etags)]})
+        assert s3.get_object(Bucket="pg", Key="multi")["Body"].read() == b"".join(parts)
+        assert not s3.list_multipart_uploads(Bucket="pg").get("Uploads")
+    finally:
+        c.close()
+
+
+def test_index_copy_from_a_loaded_lmdb_cluster_then_serving_from_postgres(pg_server, tmp_path):
+    c = ProcCluster(str(tmp_path / "cluster"), embedded=True,
+                    sections={"scrub": {"enabled": False}, "lifecycle": {"interval": 0}}).start()
+    dsn = pg_server.create_database()
+    try:
+        s3 = c.client()
+        s3.create_bucket(Bucket="moving")
+        s3.put_bucket_versioning(Bucket="moving", VersioningConfiguration={"Status": "Enabled"})
+        bodies = {f"k/{i:04d}": _body(i, 64 + i * 53) for i in range(300)}
+        for k, b in bodies.items():
+            s3.put_object(Bucket="moving", Key=k, Body=b)
+        s3.put_object(Bucket="moving", Key="k/0000", Body=b"newer")
+        before = _listing(s3, "moving", MaxKeys=1000)
+        c.stop("gateway")
+
+        _, report = pocket(c, "index", "copy", "--to", dsn, "--json")
+        assert report["rows"]["objects"] == 300 and report["rows"]["versions"] == 301
+        _use_postgres(c, dsn)
+        c.start()
+        s3 = c.client()
+        assert _listing(s3, "moving", MaxKeys=1000) == before
+        bodies["k/0000"] = b"newer"
+        for k, b in bodies.items():
+            assert s3.get_object(Bucket="moving", Key=k)["Body"].read() == b
+        assert len(s3.list_object_versions(Bucket="moving", Prefix="k/0000")["Versions"]) == 2
+    finally:
+        c.close()
