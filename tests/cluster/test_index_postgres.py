@@ -51,43 +51,43 @@ def test_gateway_on_postgres_serves_s3(pg_server, tmp_path):
     c.start()
     try:
         s3 = c.client()
-        s3.create_bucket(Bucket="pg")
+        s3.create_bucket(Bucket="on-pg")
         long_stem = "deep/" + "x" * 600
         keys = ([f"a/{i:03d}" for i in range(30)] + [f"b/c/{i}" for i in range(5)] + ["top", "zé", "z~"]
                 + [(long_stem + f"/{i:02d}").ljust(1024, "q") for i in range(12)])
         bodies = {k: _body(i, 100 + 37 * i) for i, k in enumerate(keys)}
         for k, b in bodies.items():
-            s3.put_object(Bucket="pg", Key=k, Body=b)
+            s3.put_object(Bucket="on-pg", Key=k, Body=b)
         for k, b in bodies.items():
-            assert s3.get_object(Bucket="pg", Key=k)["Body"].read() == b
+            assert s3.get_object(Bucket="on-pg", Key=k)["Body"].read() == b
         utf8_order = sorted(keys, key=lambda k: k.encode())
-        assert _listing(s3, "pg", MaxKeys=7) == (utf8_order, [])
-        assert _listing(s3, "pg", Delimiter="/", MaxKeys=2) == (["top", "zé", "z~"], ["a/", "b/", "deep/"])
-        assert _listing(s3, "pg", Prefix="deep/", MaxKeys=5)[0] == [k for k in utf8_order if k.startswith("deep/")]
-        assert _listing(s3, "pg", Prefix="a/", StartAfter="a/027") == (["a/028", "a/029"], [])
+        assert _listing(s3, "on-pg", MaxKeys=7) == (utf8_order, [])
+        assert _listing(s3, "on-pg", Delimiter="/", MaxKeys=2) == (["top", "z~", "zé"], ["a/", "b/", "deep/"])
+        assert _listing(s3, "on-pg", Prefix="deep/", MaxKeys=5)[0] == [k for k in utf8_order if k.startswith("deep/")]
+        assert _listing(s3, "on-pg", Prefix="a/", StartAfter="a/027") == (["a/028", "a/029"], [])
 
         with pytest.raises(s3.exceptions.ClientError) as refused_put:
-            s3.put_object(Bucket="pg", Key="top", Body=b"again", IfNoneMatch="*")
+            s3.put_object(Bucket="on-pg", Key="top", Body=b"again", IfNoneMatch="*")
         assert refused_put.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
 
-        s3.put_bucket_versioning(Bucket="pg", VersioningConfiguration={"Status": "Enabled"})
-        v1 = s3.put_object(Bucket="pg", Key="v", Body=_body(100, 500))["VersionId"]
-        v2 = s3.put_object(Bucket="pg", Key="v", Body=_body(101, 600))["VersionId"]
-        s3.delete_object(Bucket="pg", Key="v")
-        listed = s3.list_object_versions(Bucket="pg", Prefix="v")
+        s3.put_bucket_versioning(Bucket="on-pg", VersioningConfiguration={"Status": "Enabled"})
+        v1 = s3.put_object(Bucket="on-pg", Key="v", Body=_body(100, 500))["VersionId"]
+        v2 = s3.put_object(Bucket="on-pg", Key="v", Body=_body(101, 600))["VersionId"]
+        s3.delete_object(Bucket="on-pg", Key="v")
+        listed = s3.list_object_versions(Bucket="on-pg", Prefix="v")
         assert [v["VersionId"] for v in listed["Versions"]] == [v2, v1]
         assert len(listed["DeleteMarkers"]) == 1 and listed["DeleteMarkers"][0]["IsLatest"]
-        assert s3.get_object(Bucket="pg", Key="v", VersionId=v1)["Body"].read() == _body(100, 500)
+        assert s3.get_object(Bucket="on-pg", Key="v", VersionId=v1)["Body"].read() == _body(100, 500)
 
-        up = s3.create_multipart_upload(Bucket="pg", Key="multi")["UploadId"]
+        up = s3.create_multipart_upload(Bucket="on-pg", Key="multi")["UploadId"]
         parts = [_body(200, 5 << 20), _body(201, 1000)]
-        etags = [s3.upload_part(Bucket="pg", Key="multi", UploadId=up, PartNumber=n + 1, Body=p)["ETag"]
+        etags = [s3.upload_part(Bucket="on-pg", Key="multi", UploadId=up, PartNumber=n + 1, Body=p)["ETag"]
                  for n, p in enumerate(parts)]
-        assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="pg")["Uploads"]] == [up]
-        s3.complete_multipart_upload(Bucket="pg", Key="multi", UploadId=up, MultipartUpload={
+        assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="on-pg")["Uploads"]] == [up]
+        s3.complete_multipart_upload(Bucket="on-pg", Key="multi", UploadId=up, MultipartUpload={
             "Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(etags)]})
-        assert s3.get_object(Bucket="pg", Key="multi")["Body"].read() == b"".join(parts)
-        assert not s3.list_multipart_uploads(Bucket="pg").get("Uploads")
+        assert s3.get_object(Bucket="on-pg", Key="multi")["Body"].read() == b"".join(parts)
+        assert not s3.list_multipart_uploads(Bucket="on-pg").get("Uploads")
     finally:
         c.close()
 
