@@ -166,8 +166,13 @@ class PgBackend(Backend):
                                     kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT)},
                                     name="pocket-index")
         if check_schema:
-            found = self.schema_version()
+            try:
+                found = self.schema_version()
+            except BaseException:
+                self._pool.close()
+                raise
             if found != SCHEMA_VERSION:
+                self._pool.close()
                 raise MetadataIndexError(
                     f"the PostgreSQL index at {redact(dsn)} has schema version {found}, this Pocket needs "
                     f"{SCHEMA_VERSION}: run `pocket index migrate-schema` (with the same config) first")

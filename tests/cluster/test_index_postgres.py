@@ -1,4 +1,4 @@
-"""A gateway whose index is in PostgreSQL, as S3 clients and operators see it.
+"""Gateways whose index is in PostgreSQL, as S3 clients and operators see them.
 
 A real PostgreSQL server (tests/pg_server.py) and a real gateway process; the schema
 comes from `pocket index migrate-schema`, never from the test; `pocket index copy`
@@ -6,13 +6,18 @@ moves a loaded LMDB cluster's index into PostgreSQL and the gateway serves from 
 """
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
+import boto3
 import pytest
+from botocore.config import Config as BotoConfig
 
-from .harness import REPO, ProcCluster, pocket
+from .harness import ACCESS_KEY, REPO, SECRET_KEY, ProcCluster, free_ports, pocket, wait_http
 
 
 def _body(seed: int, size: int) -> bytes:
@@ -117,5 +122,58 @@ def test_index_copy_from_a_loaded_lmdb_cluster_then_serving_from_postgres(pg_ser
         for k, b in bodies.items():
             assert s3.get_object(Bucket="moving", Key=k)["Body"].read() == b
         assert len(s3.list_object_versions(Bucket="moving", Prefix="k/0000")["Versions"]) == 2
+    finally:
+        c.close()
+
+
+def _second_gateway(c: ProcCluster) -> str:
+    """Another gateway process with the same config but its own port; its endpoint."""
+    port = free_ports(1)[0]
+    config = os.path.join(c.root, "pocket-gateway2.toml")
+    with open(c.config) as f:
+        text = f.read().replace(f'listen = "127.0.0.1:{c.port}"', f'listen = "127.0.0.1:{port}"')
+    with open(config, "w") as f:
+        f.write(text)
+    c._spawn("gateway2", ["gateway", "--config", config])
+    c._wait_port("gateway2", port)
+    endpoint = f"http://127.0.0.1:{port}"
+    wait_http(endpoint + "/_pocket/ready")
+    return endpoint
+
+
+def test_two_gateways_on_one_postgres_share_the_namespace(pg_server, tmp_path):
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=3, disks_per_node=2,
+                    sections={"scrub": {"enabled": False}, "repair": {"enabled": False},
+                              "lifecycle": {"interval": 0}})
+    _use_postgres(c, pg_server.create_database())
+    c.start()
+    try:
+        one = c.client()
+        two = boto3.client("s3", endpoint_url=_second_gateway(c), aws_access_key_id=ACCESS_KEY,
+                           aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
+                           config=BotoConfig(retries={"max_attempts": 1}))
+        one.create_bucket(Bucket="shared")
+        for i in range(20):
+            body = _body(1000 + i, 3000 + i * 1111)
+            one.put_object(Bucket="shared", Key=f"w/{i:02d}", Body=body)
+            assert two.get_object(Bucket="shared", Key=f"w/{i:02d}")["Body"].read() == body   # at once
+        assert _listing(two, "shared", Prefix="w/", MaxKeys=6)[0] == [f"w/{i:02d}" for i in range(20)]
+        two.delete_object(Bucket="shared", Key="w/00")
+        with pytest.raises(one.exceptions.NoSuchKey):
+            one.get_object(Bucket="shared", Key="w/00")
+
+        def race(client, key, barrier):
+            barrier.wait()
+            try:
+                client.put_object(Bucket="shared", Key=key, Body=_body(hash(key) & 0xFFFF, 2000),
+                                  IfNoneMatch="*")
+                return 200
+            except one.exceptions.ClientError as e:
+                return e.response["ResponseMetadata"]["HTTPStatusCode"]
+        for n in range(8):
+            barrier = threading.Barrier(2)
+            with ThreadPoolExecutor(2) as pool:
+                codes = sorted(pool.map(lambda cl: race(cl, f"race/{n}", barrier), [one, two]))
+            assert codes == [200, 412], codes
     finally:
         c.close()
