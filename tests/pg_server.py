@@ -53,13 +53,21 @@ class PgServer:
             os.chown(self.root, 65534, 65534)
         self._run(f"{self.bindir}/initdb", "-D", self.data, "-U", "pocket", "--auth=trust", "-E", "UTF8",
                   "--no-instructions")
-        self._run(f"{self.bindir}/pg_ctl", "-D", self.data, "-l", os.path.join(self.root, "log"), "-w", "-t", "120",
-                  "-o", f"-h 127.0.0.1 -p {self.port} -k {self.root} -c max_connections=300", "start")
+        self.resume()
         self.create_database(TEMPLATE, template="template1")
         backend = PgBackend(self.dsn(TEMPLATE), check_schema=False)
         backend.migrate()
         backend.close()
         return self
+
+    def resume(self) -> None:
+        """Start the server (again, after halt(): same data, same port)."""
+        self._run(f"{self.bindir}/pg_ctl", "-D", self.data, "-l", os.path.join(self.root, "log"), "-w", "-t", "120",
+                  "-o", f"-h 127.0.0.1 -p {self.port} -k {self.root} -c max_connections=300", "start")
+
+    def halt(self) -> None:
+        """Stop the server as a crash would (immediate: no checkpoint), keeping its data."""
+        self._run(f"{self.bindir}/pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
 
     def dsn(self, database: str) -> str:
         return f"postgresql://pocket@127.0.0.1:{self.port}/{database}"
@@ -73,6 +81,6 @@ class PgServer:
 
     def stop(self) -> None:
         try:
-            self._run(f"{self.bindir}/pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+            self.halt()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)

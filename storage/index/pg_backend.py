@@ -15,7 +15,7 @@ and sees the winner's row. Reads are REPEATABLE READ snapshots. Commits are dura
 (synchronous_commit as the server has it, on by default) and batched by the writer.
 
 A lost connection or a server that is down raises IndexUnavailable (503 SlowDown to
-clients); the pool opens fresh connections by itself once the server is back.
+clients); the pool opens fresh connections by itself once the server is back (_Pool).
 
 The schema is versioned (`pocket_schema`) and created or upgraded only by
 `pocket index migrate-schema` (`migrate()` here); opening an index whose schema is
@@ -33,7 +33,6 @@ from typing import Callable, Iterator, TypeVar
 
 import psycopg
 import psycopg.errors
-from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .backend import TABLES, Backend, IndexUnavailable, MetadataIndexError, RestartTxn, Txn
 
@@ -69,7 +68,7 @@ def _errors(what: str, dsn: str):
         yield
     except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as e:
         raise RestartTxn(str(e)) from e
-    except (psycopg.OperationalError, PoolTimeout) as e:
+    except psycopg.OperationalError as e:
         raise IndexUnavailable(f"PostgreSQL index at {redact(dsn)} is unavailable during {what} ({e}); "
                                "check that the server is up and reachable; Pocket reconnects by itself") from e
 
@@ -152,6 +151,49 @@ class _Txn(Txn):
         self._exec(f"RELEASE SAVEPOINT {name}")
 
 
+class _Pool:
+    """Up to `size` connections, opened when needed and kept while they work.
+
+    Not psycopg_pool: its background reconnection backs off exponentially (a gateway
+    took 60 s to serve again after a one-minute outage, measured) and callers wait a
+    whole pool timeout while the server is away. Here a caller that needs a connection
+    opens it itself: refused at once while the server is down (a 503 right away), and
+    the first request after it is back reconnects."""
+
+    def __init__(self, dsn: str, size: int):
+        self.dsn, self.size = dsn, size
+        self._idle: list[psycopg.Connection] = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(size)
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        if not self._slots.acquire(timeout=30):
+            raise psycopg.OperationalError(f"all {self.size} index connections stayed busy for 30 s "
+                                           "(raise index.pool_size, or look for slow queries)")
+        conn = None
+        try:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT))
+            yield conn
+        finally:
+            if conn is not None:
+                if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    conn.close()   # broken, or left inside a transaction: never reuse
+                else:
+                    with self._lock:
+                        self._idle.append(conn)
+            self._slots.release()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
 class PgBackend(Backend):
     """Tables in one PostgreSQL database, through a pool of connections. Thread-safe."""
 
@@ -162,9 +204,7 @@ class PgBackend(Backend):
         self.commits = 0
         self.restarts = 0   # transactions run again after a serialization failure
         self._count_lock = threading.Lock()
-        self._pool = ConnectionPool(dsn, min_size=1, max_size=pool_size, open=True, timeout=CONNECT_TIMEOUT,
-                                    kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT)},
-                                    name="pocket-index")
+        self._pool = _Pool(dsn, pool_size)
         if check_schema:
             try:
                 found = self.schema_version()
@@ -186,22 +226,37 @@ class PgBackend(Backend):
             yield conn
 
     @contextmanager
+    def _begun(self, what: str, begin: str):
+        """A pooled connection with a transaction begun on it.
+
+        After a server restart or failover the pool still holds connections to the old
+        server; each fails at its BEGIN (nothing sent yet, so nothing to undo) and is
+        dropped for a fresh one, so clients see 503s only while the server is away."""
+        for _ in range(self._pool.size + 1):
+            with self._connection(what) as conn:
+                try:
+                    conn.execute(begin)
+                except psycopg.OperationalError as e:
+                    log.warning("PostgreSQL index at %s: a pooled connection is gone (%s); reconnecting",
+                                redact(self.dsn), str(e).strip())
+                    continue   # closed now: the pool discards it
+                yield conn
+                return
+        raise IndexUnavailable(f"PostgreSQL index at {redact(self.dsn)}: no working connection during {what}; "
+                               "check that the server is up and reachable; Pocket reconnects by itself")
+
+    @contextmanager
     def read(self) -> Iterator[_Txn]:
-        with self._connection("a read") as conn:
-            with _errors("a read", self.dsn):
-                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        with self._begun("a read", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") as conn:
             try:
                 yield _Txn(self, conn, False)
             finally:
-                if not conn.closed:
-                    conn.execute("ROLLBACK")
+                self._rollback(conn)
 
     def write(self, fn: Callable[[_Txn], T]) -> T:
         for attempt in range(MAX_RESTARTS):
-            with self._connection("a write") as conn:
+            with self._begun("a write", "BEGIN ISOLATION LEVEL SERIALIZABLE") as conn:
                 try:
-                    with _errors("a write", self.dsn):
-                        conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
                     result = fn(_Txn(self, conn, True))
                     with _errors("a commit", self.dsn):
                         conn.execute("COMMIT")

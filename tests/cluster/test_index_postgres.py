@@ -11,12 +11,14 @@ import random
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
+from ..pg_server import PgServer
 from .harness import ACCESS_KEY, REPO, SECRET_KEY, ProcCluster, free_ports, pocket, wait_http
 
 
@@ -177,3 +179,42 @@ def test_two_gateways_on_one_postgres_share_the_namespace(pg_server, tmp_path):
             assert codes == [200, 412], codes
     finally:
         c.close()
+
+
+def test_postgres_away_is_503_slowdown_and_the_gateway_reconnects(tmp_path):
+    server = PgServer().start()      # a server of its own: this test stops it
+    c = ProcCluster(str(tmp_path / "cluster"), embedded=True,
+                    sections={"scrub": {"enabled": False}, "lifecycle": {"interval": 0}})
+    _use_postgres(c, server.create_database())
+    try:
+        c.start()
+        s3 = c.client(retries=1)
+        s3.create_bucket(Bucket="steady")
+        acked = {f"before/{i}": _body(i, 5000 + i) for i in range(10)}
+        for k, b in acked.items():
+            s3.put_object(Bucket="steady", Key=k, Body=b)
+
+        server.halt()
+        for call in (lambda: s3.put_object(Bucket="steady", Key="during", Body=b"x" * 100),
+                     lambda: s3.get_object(Bucket="steady", Key="before/1"),
+                     lambda: s3.list_objects_v2(Bucket="steady")):
+            with pytest.raises(s3.exceptions.ClientError) as away:
+                call()
+            assert away.value.response["Error"]["Code"] == "SlowDown"
+            assert away.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+        server.resume()
+
+        deadline = time.monotonic() + 60
+        while True:   # the first requests may still meet connections to the old server
+            try:
+                s3.put_object(Bucket="steady", Key="after", Body=_body(99, 7000))
+                break
+            except s3.exceptions.ClientError:
+                assert time.monotonic() < deadline, "the gateway did not reconnect within 60 s"
+        acked["after"] = _body(99, 7000)
+        for k, b in acked.items():
+            assert s3.get_object(Bucket="steady", Key=k)["Body"].read() == b
+        assert _listing(s3, "steady")[0] == sorted(acked)
+    finally:
+        c.close()
+        server.stop()
