@@ -65,6 +65,9 @@ class IndexConfig:
     backend: str = "lmdb"            # "lmdb" or "postgres"
     dsn: str = ""                    # postgres: a libpq connection string or postgresql:// URL
     pool_size: int = 16              # postgres: connections per process at most
+    # Once-per-cluster daemons (repair, scrub collection, lifecycle, failed-disk watcher) run
+    # in the gateway holding their lease; a dead gateway's leases move after this long.
+    lease_seconds: float = 30.0
 
 
 @dataclass
@@ -208,6 +211,8 @@ class Config:
                               "to e.g. postgresql://pocket@db.example/pocket")
         if self.index.pool_size < 2:
             raise ConfigError("index.pool_size must be at least 2")
+        if self.index.lease_seconds < 1:
+            raise ConfigError("index.lease_seconds must be at least 1 (default 30)")
         if self.storage.segment_size < 4096:
             raise ConfigError("storage.segment_size must be at least 4096 bytes")
         if not 0 <= self.storage.pack_threshold <= self.storage.pack_size:

@@ -18,6 +18,11 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
+from storage.index import leases
+from storage.index.index import Index
+from storage.index.pg_backend import PgBackend
+from storage.leased import holder_id
+
 from ..pg_server import PgServer
 from .harness import ACCESS_KEY, REPO, SECRET_KEY, ProcCluster, free_ports, pocket, wait_http
 
@@ -218,3 +223,35 @@ def test_postgres_away_is_503_slowdown_and_the_gateway_reconnects(tmp_path):
     finally:
         c.close()
         server.stop()
+
+
+def test_a_dead_gateways_leases_move_to_the_other(pg_server, tmp_path):
+    """Repair, scrub collection, lifecycle and the failed-disk watcher run in one gateway at a
+    time; when it is SIGKILLed, the other takes them over once the leases expire."""
+    dsn = pg_server.create_database()
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=3, disks_per_node=2,
+                    sections={"index": {"backend": "postgres", "dsn": dsn, "lease_seconds": 3},
+                              "scrub": {"start_delay": 3600}, "lifecycle": {"interval": 3600}})
+    c.start()
+    try:
+        _second_gateway(c)
+        names = ["scrub", "repair", "failures", "lifecycle"]
+        index = Index(PgBackend(dsn))
+        try:
+            def holders():
+                with index.read() as ops:
+                    return {n: (h or {}).get("holder") for n, h in leases.holders(ops, names).items()}
+            first = holders()
+            assert set(first.values()) == {holder_id(f"127.0.0.1:{c.port}")}   # the first gateway took all
+            c.signal("gateway")
+            deadline = time.monotonic() + 30
+            while set(holders().values()) == set(first.values()):
+                assert time.monotonic() < deadline, "the leases did not move within 30 s"
+                time.sleep(0.2)
+            moved = holders()
+            assert len(set(moved.values())) == 1 and None not in moved.values()
+        finally:
+            index.close()
+        assert "lease repair taken by" in c.log("gateway2")
+    finally:
+        c.close()
