@@ -82,25 +82,30 @@ class _Txn(Txn):
         self._savepoints = 0
         self.writable = writable
 
-    def _exec(self, sql: str, params: tuple = ()) -> psycopg.Cursor:
+    def _exec(self, sql: str, params: tuple = ()) -> None:
+        """A statement whose result is not needed: in a write it is only queued (pipeline mode)."""
         with _errors("a query", self._b.dsn):
-            return self._conn.execute(sql, params)
+            self._conn.execute(sql, params)
+
+    def _rows(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """A statement's rows: waits for everything queued before it too."""
+        with _errors("a query", self._b.dsn):
+            return self._conn.execute(sql, params).fetchall()
 
     def get(self, table: str, key: bytes) -> bytes | None:
-        row = self._exec(f"SELECT v FROM {_table(table)} WHERE k = %s", (key,)).fetchone()
-        return None if row is None else row[0]
+        rows = self._rows(f"SELECT v FROM {_table(table)} WHERE k = %s", (key,))
+        return bytes(rows[0][0]) if rows else None
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
         self._exec(f"INSERT INTO {_table(table)} (k, v) VALUES (%s, %s) "
                    "ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v", (key, value))
 
     def insert(self, table: str, key: bytes, value: bytes) -> bool:
-        cur = self._exec(f"INSERT INTO {_table(table)} (k, v) VALUES (%s, %s) ON CONFLICT (k) DO NOTHING",
-                         (key, value))
-        return cur.rowcount == 1
+        return bool(self._rows(f"INSERT INTO {_table(table)} (k, v) VALUES (%s, %s) ON CONFLICT (k) DO NOTHING "
+                               "RETURNING 1", (key, value)))
 
     def remove(self, table: str, key: bytes) -> bool:
-        return self._exec(f"DELETE FROM {_table(table)} WHERE k = %s", (key,)).rowcount == 1
+        return bool(self._rows(f"DELETE FROM {_table(table)} WHERE k = %s RETURNING 1", (key,)))
 
     def _pages(self, table: str, start: bytes, end: bytes | None, descending: bool):
         """Rows a page at a time, the pages growing: a listing that stops early reads little."""
@@ -114,7 +119,7 @@ class _Txn(Txn):
             params = (low,) if high is None else (low, high)
             order = "DESC" if descending else "ASC"
             sql = f"SELECT k, v FROM {t} WHERE {bound} ORDER BY k {order} LIMIT {limit}"
-            rows = self._exec(sql, params).fetchall()
+            rows = self._rows(sql, params)
             yield from ((bytes(k), bytes(v)) for k, v in rows)
             if len(rows) < limit:
                 return
@@ -134,7 +139,7 @@ class _Txn(Txn):
         self._exec(f"DELETE FROM {_table(table)}")
 
     def count(self, table: str) -> int:
-        return self._exec(f"SELECT count(*) FROM {_table(table)}").fetchone()[0]
+        return self._rows(f"SELECT count(*) FROM {_table(table)}")[0][0]
 
     @contextmanager
     def savepoint(self):
@@ -257,8 +262,11 @@ class PgBackend(Backend):
         for attempt in range(MAX_RESTARTS):
             with self._begun("a write", "BEGIN ISOLATION LEVEL SERIALIZABLE") as conn:
                 try:
-                    result = fn(_Txn(self, conn, True))
-                    with _errors("a commit", self.dsn):
+                    # Pipelined: writes and savepoints are queued, not waited for, so a
+                    # PUT's commit costs two round trips in a batch, not five; the
+                    # COMMIT's outcome (a serialization failure too) arrives at the sync.
+                    with _errors("a commit", self.dsn), conn.pipeline():
+                        result = fn(_Txn(self, conn, True))
                         conn.execute("COMMIT")
                 except RestartTxn:
                     self._rollback(conn)
