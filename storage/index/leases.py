@@ -15,6 +15,7 @@ from __future__ import annotations
 from .ops import IndexTxn
 
 PREFIX = "lease/"
+NAMES = ("scrub", "repair", "failures", "lifecycle")   # the daemons a gateway runs under leases
 
 
 def acquire(ops: IndexTxn, name: str, holder: str, now: float, seconds: float) -> bool:

@@ -243,7 +243,7 @@ def test_a_dead_gateways_leases_move_to_the_other(pg_server, tmp_path):
     c.start()
     try:
         second = holder_id(_second_gateway(c).split("//", 1)[1])
-        names = ["scrub", "repair", "failures", "lifecycle"]
+        names = list(leases.NAMES)
         index = Index(PgBackend(dsn))
         try:
             def holders():
@@ -258,5 +258,9 @@ def test_a_dead_gateways_leases_move_to_the_other(pg_server, tmp_path):
         finally:
             index.close()
         assert "lease repair taken by" in c.log("gateway2")
+        _, status = pocket(c, "status", "--json")
+        assert {n: lease["holder"] for n, lease in status["leases"].items()} == {n: second for n in names}
+        _, text = pocket(c, "status")
+        assert f"Gateway {second} runs failures, lifecycle, repair, scrub" in text
     finally:
         c.close()
