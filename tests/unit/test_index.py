@@ -463,3 +463,21 @@ def test_writer_map_growth(tmp_path):
     assert asyncio.run(main()) == [None] * 1500
     assert ix.backend.map_growths >= 1 and ix.stats()["entries"]["objects"] == 1500
     ix.close()
+
+
+def test_call_keeps_reads_that_may_wait_on_the_network_off_the_event_loop(make_index, index_backend):
+    """PostgreSQL reads run in the index's threads; LMDB's stay inline (a thread hop costs more)."""
+    ix = make_index()
+    ix.create_bucket(B)
+    ix.put_object(B, "k", {"a": 1})
+
+    async def main():
+        where = []
+
+        def probe(bucket, key):
+            where.append(threading.current_thread())
+            return ix.get_object(bucket, key)
+        assert await ix.call(probe, B, "k") == {"a": 1}
+        return where[0] is threading.current_thread()
+
+    assert asyncio.run(main()) == (index_backend == "lmdb")
