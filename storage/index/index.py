@@ -17,7 +17,7 @@ import asyncio
 import functools
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
 
 from .backend import Backend
 from .ops import IndexTxn, ListPage
@@ -150,19 +150,16 @@ class Index:
         next newer version (or marker) of its key was created, None for the latest; that
         is when S3's NoncurrentVersionExpiration clock starts. Read in chunks of `batch`,
         each its own short read txn (not one snapshot, like iter_objects)."""
-        key_marker = version_marker = ""
-        newer: Version | None = None
-        while True:
-            page = self.list_versions(bucket, prefix=prefix, key_marker=key_marker,
-                                      version_id_marker=version_marker, max_keys=batch)
-            for v in page.versions:
-                if not v.is_latest and newer is not None and newer.key == v.key:
-                    v.noncurrent_since = newer.record["created"]
-                newer = v
+        walk = _VersionWalk(bucket, batch, prefix)
+        while not walk.done:
+            yield from walk.take(self.list_versions(bucket, **walk.query()))
+
+    async def aiter_versions(self, bucket: str, batch: int = 1000, prefix: str = "") -> AsyncIterator[Version]:
+        """iter_versions for asyncio code: each page is read through `call` (off the loop on PostgreSQL)."""
+        walk = _VersionWalk(bucket, batch, prefix)
+        while not walk.done:
+            for v in walk.take(await self.call(self.list_versions, bucket, **walk.query())):
                 yield v
-            if not page.is_truncated:
-                return
-            key_marker, version_marker = page.next_key_marker, page.next_version_id_marker
 
     def open_parts(self, batch: int = 1000) -> Iterator[dict]:
         """Part records of every open multipart upload, a batch per short read txn."""
@@ -203,6 +200,29 @@ class Index:
         if self._readers is not None:
             self._readers.shutdown(wait=True)
         self.backend.close()
+
+
+class _VersionWalk:
+    """Where a walk over a bucket's versions is (markers), and when each became noncurrent."""
+
+    def __init__(self, bucket: str, batch: int, prefix: str):
+        self.batch, self.prefix = batch, prefix
+        self.key_marker = self.version_marker = ""
+        self.newer: Version | None = None
+        self.done = False
+
+    def query(self) -> dict:
+        return {"prefix": self.prefix, "key_marker": self.key_marker, "version_id_marker": self.version_marker,
+                "max_keys": self.batch}
+
+    def take(self, page: VersionPage) -> list[Version]:
+        for v in page.versions:
+            if not v.is_latest and self.newer is not None and self.newer.key == v.key:
+                v.noncurrent_since = self.newer.record["created"]
+            self.newer = v
+        self.done = not page.is_truncated
+        self.key_marker, self.version_marker = page.next_key_marker, page.next_version_id_marker
+        return page.versions
 
 
 def open_index(cfg) -> Index:
