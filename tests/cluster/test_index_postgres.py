@@ -264,3 +264,56 @@ def test_a_dead_gateways_leases_move_to_the_other(pg_server, tmp_path):
         assert f"Gateway {second} runs failures, lifecycle, repair, scrub" in text
     finally:
         c.close()
+
+
+def test_a_gateway_killed_under_load_loses_nothing_acknowledged(pg_server, tmp_path):
+    """Writers on two gateways sharing PostgreSQL and the nodes; one gateway is SIGKILLed
+    mid-load; every PUT either gateway acknowledged reads back through the survivor."""
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=3, disks_per_node=2,
+                    sections={"index": {"backend": "postgres", "dsn": pg_server.create_database()},
+                              "scrub": {"enabled": False}, "lifecycle": {"interval": 0}})
+    c.start()
+    try:
+        survivor = boto3.client("s3", endpoint_url=_second_gateway(c), aws_access_key_id=ACCESS_KEY,
+                                aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
+                                config=BotoConfig(retries={"max_attempts": 1}))
+        victim = c.client(retries=1)
+        victim.create_bucket(Bucket="load")
+        acked: dict[str, bytes] = {}
+        lock, stop = threading.Lock(), threading.Event()
+
+        def writer(name, client):
+            n = 0
+            while not stop.is_set():
+                key, body = f"{name}/{n:05d}", _body(hash((name, n)) & 0xFFFFFF, 2000 + n % 7 * 9000)
+                n += 1
+                try:
+                    client.put_object(Bucket="load", Key=key, Body=body)
+                except Exception:
+                    continue   # not acknowledged: the gateway died under it, or the connection did
+                with lock:
+                    acked[key] = body
+
+        threads = [threading.Thread(target=writer, args=(f"{gw}{i}", cl))
+                   for gw, cl in (("victim", victim), ("survivor", survivor)) for i in range(3)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while len(acked) < 60:
+            assert time.monotonic() < deadline, f"only {len(acked)} PUTs acknowledged in 60 s"
+            time.sleep(0.05)
+        c.signal("gateway")   # SIGKILL, mid-request for some writers
+        settled = len(acked)
+        while len(acked) < settled + 30:   # the survivor goes on taking writes
+            assert time.monotonic() < deadline + 60, "the surviving gateway stopped taking writes"
+            time.sleep(0.05)
+        stop.set()
+        for t in threads:
+            t.join(60)
+        assert any(k.startswith("victim") for k in acked) and any(k.startswith("survivor") for k in acked)
+        for key, body in acked.items():
+            assert survivor.get_object(Bucket="load", Key=key)["Body"].read() == body, key
+        listed = set(_listing(survivor, "load")[0])
+        assert set(acked) <= listed
+    finally:
+        c.close()
