@@ -194,7 +194,7 @@ async def list_parts(req: S3Request) -> web.Response:
     upload = _upload(req)
     marker = _int_param(req, "part-number-marker", 0, MAX_PART_NUMBER)
     max_parts = _int_param(req, "max-parts", 1000, 1000)
-    stored, truncated = req.gateway.multipart.list_parts(upload, marker, max_parts)
+    stored, truncated = await req.gateway.index.call(req.gateway.multipart.list_parts, upload, marker, max_parts)
     owner = upload["attrs"].get("owner", "")
     fields = [("Bucket", req.bucket), ("Key", req.key), ("UploadId", upload["upload_id"]),
               _person("Initiator", owner), _person("Owner", owner), ("StorageClass", "STANDARD"),
@@ -215,8 +215,8 @@ async def list_uploads(req: S3Request) -> web.Response:
     enc = _encoder(req)
     q = req.query
     max_uploads = _int_param(req, "max-uploads", 1000, 1000)
-    page = req.gateway.multipart.list_uploads(
-        req.bucket, prefix=q.get("prefix", ""), delimiter=q.get("delimiter", ""),
+    page = await req.gateway.index.call(
+        req.gateway.multipart.list_uploads, req.bucket, prefix=q.get("prefix", ""), delimiter=q.get("delimiter", ""),
         key_marker=q.get("key-marker", ""), upload_id_marker=q.get("upload-id-marker", ""),
         max_uploads=max_uploads)
     fields = [("Bucket", req.bucket), ("KeyMarker", enc(q.get("key-marker", ""))),
