@@ -23,6 +23,7 @@ from . import parts
 from .get import ArchiveReader
 from .ids import new_id
 from ..index.versions import is_marker
+from . import read_ahead
 from .commits import Superseded, current_is, delete_if_current, install, remove_version
 from .put import ArchiveWriter, QuorumLost, is_full, remove_archives
 
@@ -322,7 +323,8 @@ class ObjectService:
 
     # reads -------------------------------------------------------------------------------
     def head(self, bucket: str, key: str) -> dict | None:
-        return self.index.get_object(bucket, key)
+        record = read_ahead.take_object(bucket, key)
+        return self.index.get_object(bucket, key) if record is read_ahead.MISS else record
 
     def read(self, record: dict, start: int, end: int, on_damage: Callable | None = None) -> AsyncIterator[bytes]:
         """Stream bytes start..end (inclusive) of an object version."""

@@ -11,6 +11,7 @@ import time
 from aiohttp import web
 
 from ..index import ops as index_errors
+from ..objects import read_ahead
 from ..objects.put import NoRoom, QuorumLost
 from . import acl, cors, errors, router, vhost
 from .request import S3Request, authenticate, new_request_id
@@ -64,6 +65,7 @@ async def s3_entry(http: web.Request) -> web.StreamResponse:
     bucket = key = ""
     try:
         bucket, key = vhost.locate(http.headers.get("Host"), http.raw_path, gw.domains)
+        await read_ahead.read(gw.index, bucket, key)
         http["cors"] = cors.response_headers(http, gw, bucket)
         resp = await _dispatch(http, gw, request_id, bucket, key)
     except errors.S3Error as e:
