@@ -46,12 +46,12 @@ def _s3_errors(req: S3Request, upload_id: str):
                                     ETag=e.etag) from None
 
 
-def _upload(req: S3Request) -> dict:
+async def _upload(req: S3Request) -> dict:
     owned_bucket(req)
     check_key(req.key)
     upload_id = req.query.get("uploadId", "")
     with _s3_errors(req, upload_id):
-        return req.gateway.multipart.get(req.bucket, req.key, upload_id)
+        return await req.gateway.index.call(req.gateway.multipart.get, req.bucket, req.key, upload_id)
 
 
 async def create_upload(req: S3Request) -> web.Response:
@@ -72,7 +72,7 @@ async def create_upload(req: S3Request) -> web.Response:
 
 async def upload_part(req: S3Request) -> web.Response:
     number = check_part_number(req.query.get("partNumber"))
-    upload = _upload(req)
+    upload = await _upload(req)
     if "x-amz-copy-source" in req.headers:
         return await _upload_part_copy(req, upload, number)
     body = open_body(req)
@@ -151,7 +151,7 @@ async def complete_upload(req: S3Request) -> web.Response:
     service = req.gateway.multipart
     with _s3_errors(req, upload_id):
         try:
-            upload = service.get(req.bucket, req.key, upload_id)
+            upload = await req.gateway.index.call(service.get, req.bucket, req.key, upload_id)
         except NoSuchUpload:
             record = service.completed(req.bucket, req.key, upload_id)  # a retry of a Complete that worked
             if record is None:
@@ -173,7 +173,7 @@ async def complete_upload(req: S3Request) -> web.Response:
 
 
 async def abort_upload(req: S3Request) -> web.Response:
-    upload = _upload(req)
+    upload = await _upload(req)
     with _s3_errors(req, upload["upload_id"]):
         await req.gateway.multipart.abort(upload)
     return web.Response(status=204)
@@ -191,7 +191,7 @@ def _person(tag: str, owner: str):
 
 
 async def list_parts(req: S3Request) -> web.Response:
-    upload = _upload(req)
+    upload = await _upload(req)
     marker = _int_param(req, "part-number-marker", 0, MAX_PART_NUMBER)
     max_parts = _int_param(req, "max-parts", 1000, 1000)
     stored, truncated = await req.gateway.index.call(req.gateway.multipart.list_parts, upload, marker, max_parts)
