@@ -2,7 +2,7 @@
 
 A backend stores named tables of bytes -> bytes, each sorted by key bytes, and runs
 transactions over them. Everything S3 means by those bytes (objects, versions,
-uploads, the repair queue, buckets, disks, meta) is written once above this seam, in
+uploads, the repair queue, buckets, disks, meta, migrations) is written once above this seam, in
 ops.py and its neighbours; a backend module is the only one that imports its driver.
 
 A write transaction is a function `fn(txn)`: the backend may run it more than once
@@ -17,7 +17,7 @@ from typing import Callable, Iterator, TypeVar
 
 T = TypeVar("T")
 
-TABLES = ("buckets", "objects", "volumes", "meta", "uploads", "parts", "repair", "versions")
+TABLES = ("buckets", "objects", "volumes", "meta", "uploads", "parts", "repair", "versions", "migrate")
 
 
 class MetadataIndexError(Exception):

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from botocore.exceptions import ClientError
 
 from storage import layout
+from storage.durability.sets import live_sets
 from storage.index.index import Index
 from storage.index.lmdb_backend import LmdbBackend
-from storage.repair.sets import live_sets
 
 from .harness import archive_parts
 

@@ -14,14 +14,7 @@ from storage.index.index import Index
 from storage.index.lmdb_backend import LmdbBackend
 from storage.index.ops import BucketNotEmpty, ListPage, NoSuchBucket
 
-B = "bkt"
-
-
-@pytest.fixture
-def ix(make_index):
-    index = make_index()
-    index.create_bucket(B, {"owner": "me"})
-    return index
+B = "bkt"   # the bucket conftest.py's `ix` creates
 
 
 def lmdb_index(path, **options) -> Index:

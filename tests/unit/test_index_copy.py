@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from storage.index import repairs
+from storage.index import migrations, repairs
 from storage.index.backend import MetadataIndexError
 from storage.index.copy import CopyMismatch, copy_index
 from storage.index.index import Index
@@ -44,6 +44,9 @@ def _load(ix: Index, objects: int = 700) -> None:
                     {1: ("missing", "gone")}, "scrub", 2.0)
         ops.put_volumes([{"id": "w6-0000", "disks": list("abcdef")}])
         ops.put_meta("volumes.generation", 3)
+        migrations.set_ranges(ops, "b", [("", "k/0300"), ("k/0300", None)])
+        migrations.mark_dirty(ops, "b", long_keys[0])
+        migrations.journal_add(ops, "b", {"side": "source", "op": "put", "key": "k/0001"})
     ix.write(fill)
 
 
@@ -51,7 +54,8 @@ def _view(ix: Index) -> tuple:
     with ix.read() as ops:
         queue = repairs.scan(ops)
         uploads = [u["key"] for u in UploadTxn(ops).list_uploads("b").uploads]
-    return (ix.list_buckets(), list(ix.iter_objects("b")), list(ix.iter_versions("b")), uploads, queue,
+        migrating = (migrations.ranges(ops, "b"), migrations.dirty(ops, "b"), migrations.journal(ops, "b"))
+    return (migrating, ix.list_buckets(), list(ix.iter_objects("b")), list(ix.iter_versions("b")), uploads, queue,
             ix.get_volumes(), ix.get_meta("volumes.generation"))
 
 
@@ -61,6 +65,7 @@ def test_copy_moves_every_table_and_verifies(make_index, other):
     report = copy_index(src, other, batch=128)
     assert not report.resumed and report.copied == sum(report.rows.values())
     assert report.rows["objects"] == 705 and report.rows["versions"] == 705 and report.rows["repair"] == 2
+    assert report.rows["migrate"] == 4   # two ranges, a dirty key, a journal entry
     assert _view(other) == _view(src)
     with pytest.raises(MetadataIndexError, match="already holds an index"):
         copy_index(src, other)   # never into an index that is not empty

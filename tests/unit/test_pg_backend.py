@@ -8,7 +8,8 @@ import pytest
 
 from storage.index.backend import IndexUnavailable, MetadataIndexError
 from storage.index.index import Index
-from storage.index.pg_backend import SCHEMA_VERSION, PgBackend
+from storage.index import migrations as M
+from storage.index.pg_backend import MIGRATIONS, SCHEMA_VERSION, PgBackend
 
 
 @pytest.fixture
@@ -59,6 +60,36 @@ def test_schema_is_created_by_migrate_only_and_checked_on_open(pg_server):
     finally:
         backend.close()
     Index(PgBackend(dsn)).close()
+
+
+def test_a_version_1_schema_is_refused_until_migrated_and_keeps_its_rows(pg_server):
+    """Version 2 added the migrate table: a database left at version 1 (as the first release
+    made it) is refused on open, and migrate-schema adds the table without touching the rest."""
+    import psycopg
+    dsn = pg_server.create_database(template="template1")
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+        conn.execute("CREATE TABLE pocket_schema (version int PRIMARY KEY, applied timestamptz NOT NULL DEFAULT now())")
+        for statement in MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("INSERT INTO pocket_schema (version) VALUES (1)")
+        assert conn.execute("SELECT to_regclass('pocket_migrate')").fetchone()[0] is None
+        conn.execute("INSERT INTO pocket_buckets (k, v) VALUES (%s, %s)", (b"old", b"row"))
+    with pytest.raises(MetadataIndexError, match="schema version 1, this Pocket needs 2"):
+        PgBackend(dsn)
+    backend = PgBackend(dsn, check_schema=False)
+    try:
+        assert backend.migrate() == (1, SCHEMA_VERSION) == (1, 2)
+    finally:
+        backend.close()
+    index = Index(PgBackend(dsn))
+    try:
+        with index.backend.read() as txn:
+            assert txn.get("buckets", b"old") == b"row"
+        seq = index.write(lambda ops: M.mark_dirty(ops, "b", "k"))
+        with index.read() as ops:
+            assert M.dirty(ops, "b") == [("k", seq)]
+    finally:
+        index.close()
 
 
 def test_an_unreachable_server_is_index_unavailable_with_the_password_hidden():

@@ -9,14 +9,7 @@ from storage.index.ops import NoSuchBucket
 from storage.index.uploads import NoSuchUpload, UploadTxn
 from storage.objects.ids import new_id
 
-B = "bkt"
-
-
-@pytest.fixture
-def ix(make_index):
-    index = make_index()
-    index.create_bucket(B, {"owner": "me"})
-    return index
+B = "bkt"   # the bucket conftest.py's `ix` creates
 
 
 def create(ix, key, bucket=B):

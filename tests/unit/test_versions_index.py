@@ -11,14 +11,7 @@ from storage.index.versions import NULL, VersionTxn, valid_version_id
 from storage.objects.commits import install, remove_version
 from storage.objects.ids import new_id
 
-B = "bkt"
-
-
-@pytest.fixture
-def ix(make_index):
-    index = make_index()
-    index.create_bucket(B, {"owner": "me"})
-    return index
+B = "bkt"   # the bucket conftest.py's `ix` creates
 
 
 def rec(key, versioned=True, marker=False, created=None):
