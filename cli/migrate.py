@@ -290,10 +290,10 @@ def detach(data, config, buckets, as_json, **kw) -> None:
 @click.argument("buckets", nargs=-1)
 def status(data, config, buckets, as_json, **kw) -> None:
     """Each migrating bucket's state, counts, bytes, rate, ETA and last verify."""
-    from storage.index.lmdb_index import Index
+    from storage.index.index import open_index
     from storage.migrate import commands
     cfg = load_config(data, config)
-    index = Index(cfg.index_path)
+    index = open_index(cfg)
     try:
         rows = commands.status(index, list(buckets))
     finally:

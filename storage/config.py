@@ -83,6 +83,18 @@ class GatewayConfig:
 
 
 @dataclass
+class IndexConfig:
+    """Where the metadata index lives (storage/index/): LMDB in the gateway's folder
+    (gateway.index), or a PostgreSQL database several gateways can share."""
+    backend: str = "lmdb"            # "lmdb" or "postgres"
+    dsn: str = ""                    # postgres: a libpq connection string or postgresql:// URL
+    pool_size: int = 16              # postgres: connections per process at most
+    # Once-per-cluster daemons (repair, scrub collection, lifecycle, failed-disk watcher) run
+    # in the gateway holding their lease; a dead gateway's leases move after this long.
+    lease_seconds: float = 30.0
+
+
+@dataclass
 class StorageConfig:
     default_policy: str = "ec"
     small_policy: str = "replica"
@@ -138,6 +150,7 @@ class Config:
     data: str = "./pocket-data"
     cluster_secret: str = ""
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     scrub: ScrubConfig = field(default_factory=ScrubConfig)
     repair: RepairConfig = field(default_factory=RepairConfig)
@@ -229,6 +242,16 @@ class Config:
             raise ConfigError("gateway.max_uploads must be at least 1")
         if self.gateway.index_max_size < 256 << 10:
             raise ConfigError("gateway.index_max_size must be at least 256 KiB (default 4 TiB)")
+        if self.index.backend not in ("lmdb", "postgres"):
+            raise ConfigError(f"index.backend = {self.index.backend!r}: use \"lmdb\" (embedded, the default) "
+                              "or \"postgres\" (with index.dsn)")
+        if self.index.backend == "postgres" and not self.index.dsn:
+            raise ConfigError("index.backend is \"postgres\" but index.dsn is empty: set it (or POCKET_INDEX_DSN) "
+                              "to e.g. postgresql://pocket@db.example/pocket")
+        if self.index.pool_size < 2:
+            raise ConfigError("index.pool_size must be at least 2")
+        if self.index.lease_seconds < 1:
+            raise ConfigError("index.lease_seconds must be at least 1 (default 30)")
         if self.storage.segment_size < 4096:
             raise ConfigError("storage.segment_size must be at least 4096 bytes")
         if not 0 <= self.storage.pack_threshold <= self.storage.pack_size:
@@ -287,6 +310,7 @@ def from_dict(raw: dict, base: str = ".") -> Config:
             data=os.path.join(base, raw.pop("data", "pocket-data")),
             cluster_secret=raw.pop("cluster_secret", ""),
             gateway=_section(GatewayConfig, raw.pop("gateway", {}), "gateway"),
+            index=_section(IndexConfig, raw.pop("index", {}), "index"),
             storage=_section(StorageConfig, raw.pop("storage", {}), "storage"),
             scrub=_section(ScrubConfig, raw.pop("scrub", {}), "scrub"),
             repair=_section(RepairConfig, raw.pop("repair", {}), "repair"),
@@ -363,9 +387,9 @@ def _is_ip(host: str) -> bool:
 
 
 def apply_env(cfg: Config, env=os.environ) -> Config:
-    """POCKET_<SECTION>_<KEY> overrides gateway, storage, scrub, repair and lifecycle settings; a few
+    """POCKET_<SECTION>_<KEY> overrides gateway, index, storage, scrub, repair and lifecycle settings; a few
     top-level too."""
-    for section in ("gateway", "storage", "scrub", "repair", "lifecycle"):
+    for section in ("gateway", "index", "storage", "scrub", "repair", "lifecycle"):
         obj = getattr(cfg, section)
         for f in fields(obj):
             value = env.get(f"POCKET_{section}_{f.name}".upper())

@@ -24,7 +24,8 @@ from .durability.repair import Repairer
 from .durability.scrub import Scrubber
 from .executor import io_executor
 from .index.batcher import IndexWriter
-from .index.lmdb_index import Index
+from .index.index import Index, open_index
+from .leased import LeasedDaemons, holder_id
 from .lifecycle.runner import LifecycleRunner
 from .metrics import Metrics
 from .migrate.wiring import route_services
@@ -50,7 +51,7 @@ class Gateway:
         self.metrics = Metrics()
         self._secrets = {c.access_key: c.secret_key for c in cfg.credentials}
         self.session: aiohttp.ClientSession | None = None
-        self._background: list[asyncio.Task] = []
+        self.leased: LeasedDaemons | None = None
         self.local_disks: dict[str, DiskStore] = {}
         self.upload_slots = UploadSlots(cfg.gateway.max_uploads)
 
@@ -61,7 +62,7 @@ class Gateway:
         asyncio.get_running_loop().set_default_executor(io_executor())
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=False))
         disks, infos = open_disks(self.cfg, self.session)
-        self.index = Index(self.cfg.index_path, max_map_size=self.cfg.gateway.index_max_size)
+        self.index = open_index(self.cfg)
         self.writer = IndexWriter(self.index)
         self.cluster = Cluster(disks, infos, self.cfg.gateway.heartbeat, self.cfg.storage.min_free_bytes)
         self.cluster.on_unknown_disks = self._open_added_disks
@@ -94,21 +95,25 @@ class Gateway:
         self._start_background()
 
     def _start_background(self) -> None:
-        """Collecting scrub findings and repair run here, beside the data path: this process
-        sees every disk and owns the index. The bytes are checked where they are (the
-        disks' own scrubbers, storage/node/disk_scrub.py)."""
-        loop = asyncio.get_running_loop()
+        """Collecting scrub findings, repair, the failed-disk watcher and lifecycle passes run
+        beside the data path, in one gateway of the cluster at a time: the one holding each
+        daemon's lease in the index (storage/leased.py). The bytes are checked where they
+        are (the disks' own scrubbers, storage/node/disk_scrub.py)."""
+        self.leased = LeasedDaemons(self.index, self.writer, holder_id(self.cfg.gateway.listen),
+                                    self.cfg.index.lease_seconds)
         if self.cfg.scrub.enabled:
-            self._background.append(loop.create_task(
-                self.scrubber.run_forever(self.cfg.scrub.collect_interval, self.cfg.scrub.start_delay)))
+            self.leased.add("scrub", lambda: self.scrubber.run_forever(self.cfg.scrub.collect_interval,
+                                                                      self.cfg.scrub.start_delay))
         if self.cfg.repair.enabled:
-            self._background.append(loop.create_task(self.repairer.run_forever(self.cfg.repair.interval)))
-        if self.cfg.repair.enabled:
-            self._background.append(loop.create_task(
-                self.failures.run_forever(min(self.cfg.repair.interval, self.cfg.repair.failed_after / 4))))
+            self.leased.add("repair", lambda: self.repairer.run_forever(self.cfg.repair.interval))
+            self.leased.add("failures", lambda: self.failures.run_forever(
+                min(self.cfg.repair.interval, self.cfg.repair.failed_after / 4)))
         if self.cfg.lifecycle.interval:
-            self._background.append(loop.create_task(self.lifecycle.run_forever(self.cfg.lifecycle.interval)))
-        self._background.append(loop.create_task(self.migration.journal.run_forever()))
+            self.leased.add("lifecycle", lambda: self.lifecycle.run_forever(self.cfg.lifecycle.interval))
+        # Writes a migrating bucket owes one side: retried by one gateway at a time, so two
+        # gateways never replay the same entry at once (storage/migrate/journal.py).
+        self.leased.add("migrate-journal", lambda: self.migration.journal.run_forever())
+        self.leased.start()
 
     def _open_added_disks(self, wanted: set[str]) -> None:
         """The volume table names disks this process has not opened: added to the config
@@ -130,9 +135,8 @@ class Gateway:
         log.info("opened disks %s, added to the config since start", sorted(disks))
 
     async def stop(self) -> None:
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        if self.leased is not None:
+            await self.leased.stop()
         await self.objects.drain()
         await self.repairs.drain()
         await self.cluster.stop()

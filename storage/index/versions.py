@@ -1,4 +1,4 @@
-"""Object versions and delete markers of versioned buckets: the `versions` DB.
+"""Object versions and delete markers of versioned buckets: the `versions` table.
 
     versions: bucket \\0 encoded key \\0 inverted version id  -> {"key": full key, "rec": record}
 
@@ -32,8 +32,10 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from . import keys as K
+from .backend import prefix_end
 from .ops import ITEM, PREFIX, TRUNCATED, IndexTxn, _pack, _unpack, listing_start, roll_up, suffixed_scan
 
+TABLE = "versions"
 NULL = "null"
 _VERSION_ID = re.compile(r"[0-9a-f]{32}")
 # Ids other S3 servers hand out, which migrated versions keep: AWS's 32 URL-safe
@@ -91,19 +93,13 @@ class VersionTxn:
 
     def __init__(self, ops: IndexTxn):
         self.ops = ops
-        self._txn = ops._txn
-        self._db = ops._db["versions"]
+        self._txn = ops.txn
 
     # ---- one key -------------------------------------------------------------------------
     def key_versions(self, bucket: str, key: str) -> Iterator[dict]:
         """The key's history rows, newest first (empty when the key has no history)."""
         prefix = K.key_versions_prefix(bucket, key)
-        cur = self._txn.cursor(db=self._db)
-        if not cur.set_range(prefix):
-            return
-        for ik, raw in cur:
-            if not ik.startswith(prefix):
-                return
+        for ik, raw in self._txn.range(TABLE, prefix, prefix_end(prefix)):
             if len(ik) != len(prefix) + K.VERSION_ID_LEN:
                 continue  # another key whose rows start with ours (a NUL in it, or a hash starting with one)
             doc = _unpack(raw)
@@ -126,7 +122,7 @@ class VersionTxn:
             current = self.ops.get_object(bucket, key)
             return None if current is None or current.get("versioned") else current
         if internal_id(version_id):
-            raw = self._txn.get(K.version_index_key(bucket, key, version_id), db=self._db)
+            raw = self._txn.get(TABLE, K.version_index_key(bucket, key, version_id))
             doc = _unpack(raw) if raw is not None else None
             if doc is not None and doc["key"] == key:
                 return doc["rec"]
@@ -137,12 +133,12 @@ class VersionTxn:
 
     def put(self, bucket: str, key: str, record: dict) -> None:
         self.ops._require_bucket(bucket)
-        self._txn.put(K.version_index_key(bucket, key, record["version_id"]),
-                      _pack({"key": key, "rec": record}), db=self._db)
+        self._txn.put(TABLE, K.version_index_key(bucket, key, record["version_id"]),
+                      _pack({"key": key, "rec": record}))
 
     def delete(self, bucket: str, key: str, version_id: str) -> bool:
         """Remove one row by internal version id."""
-        return self._txn.delete(K.version_index_key(bucket, key, version_id), db=self._db)
+        return self._txn.remove(TABLE, K.version_index_key(bucket, key, version_id))
 
     def ensure_history(self, bucket: str, key: str) -> None:
         """Before the first versioned change of a key: its current record becomes a row."""
@@ -167,7 +163,7 @@ class VersionTxn:
     def _rows(self, bpfx: bytes, seek: bytes) -> Iterator[tuple[bytes, bytes, dict]]:
         """(key bytes, inverted id, record) from about `seek` on, in (key, newest first)
         order; see ops.suffixed_scan."""
-        return suffixed_scan(self._txn.cursor(db=self._db), bpfx, seek, K.VERSION_SUFFIX_LEN, K.VERSION_ID_LEN)
+        return suffixed_scan(self._txn, TABLE, bpfx, seek, K.VERSION_SUFFIX_LEN, K.VERSION_ID_LEN)
 
     def _merged(self, bpfx: bytes, seek: bytes) -> Iterator[tuple[bytes, bytes, dict, bool]]:
         """Every version from about `seek` on: (key bytes, inverted id, record, is latest).

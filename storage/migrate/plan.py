@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 
-from ..index.lmdb_index import Index
+from ..index.index import open_index
 from . import estimate, inventory, listing, manifest, report, settings
 from .source import describe
 
@@ -22,7 +22,7 @@ def run(cfg, buckets, args: dict, inventory_url: str | None = None, report_path:
         policy: str | None = None) -> dict:
     """`pocket migrate plan`: remember each bucket's source, inventory it, write the report."""
     pairs = settings.targets(buckets, args.get("target"))
-    index = Index(cfg.index_path)
+    index = open_index(cfg)
     try:
         sources = [settings.resolve(cfg, index, b, t, args) for b, t in pairs]
         for (_, target), (src, record, _) in zip(pairs, sources):

@@ -19,13 +19,14 @@ from .. import layout
 from ..cluster import Cluster
 from ..codec import Codec, parse_policy
 from ..index.batcher import IndexWriter
-from ..index.lmdb_index import Index
+from ..index.index import Index
 from ..placement.volumes import choose_volume
 from . import parts, tagging
 from .get import ArchiveReader
 from .ids import new_id
 from ..index.ops import ListPage
 from ..index.versions import VersionPage, is_marker
+from . import read_ahead
 from .commits import Superseded, current_is, delete_if_current, install, remove_version
 from .contracts import Digests, VersionRecord
 from .put import ArchiveWriter, QuorumLost, is_full, remove_archives
@@ -249,13 +250,13 @@ class ObjectService:
         this process or another) is never deleted; returns None when it is not.
         `marker_fields` (a copied delete marker: its version ids and Last-Modified) go
         into the marker of a versioned bucket."""
-        state = (self.index.get_bucket(bucket) or {}).get("versioning")
+        state = ((await self.index.call(self.index.get_bucket, bucket)) or {}).get("versioning")
         condition = current_is(if_version) if if_version is not None else None
         try:
             if condition:
-                condition(self.index.get_object(bucket, key))   # fail fast, before anything is written
+                condition(await self.index.call(self.index.get_object, bucket, key))   # fail fast, before anything is written
             if state is None:
-                record = self.index.get_object(bucket, key)
+                record = await self.index.call(self.index.get_object, bucket, key)
                 if record is None and condition is None:
                     # A key the index does not have gets a tombstone too: a PUT whose reply
                     # was lost may have left a whole version on the disks without its index
@@ -286,7 +287,7 @@ class ObjectService:
         Returns the removed record, or None if there is no such version. `expect` (an
         internal id; lifecycle expiration): only that version, so "null" never resolves to
         a null version written after the caller looked."""
-        record = self.index.get_version(bucket, key, version_id)
+        record = await self.index.call(self.index.get_version, bucket, key, version_id)
         if record is None or (expect is not None and record["version_id"] != expect):
             return None
         # Never a key-wide tombstone here, even for a key's only (null) version: a version
@@ -343,21 +344,22 @@ class ObjectService:
     # reads: the handlers' only way to the index, so a migrating bucket's reads can be routed
     # (async because a routed read may go to another store: storage/migrate/routing.py)
     async def head(self, bucket: str, key: str) -> VersionRecord | None:
-        return self.index.get_object(bucket, key)
+        record = read_ahead.take_object(bucket, key)
+        return await self.index.call(self.index.get_object, bucket, key) if record is read_ahead.MISS else record
 
     async def get_version(self, bucket: str, key: str, version_id: str) -> dict | None:
         """The version or delete marker whose S3 version id is `version_id` ("null" too)."""
-        return self.index.get_version(bucket, key, version_id)
+        return await self.index.call(self.index.get_version, bucket, key, version_id)
 
     async def latest_version(self, bucket: str, key: str) -> dict | None:
         """The newest row of a key's history: a delete marker when the key looks deleted."""
-        return self.index.latest_version(bucket, key)
+        return await self.index.call(self.index.latest_version, bucket, key)
 
     async def list_objects(self, bucket: str, **query) -> ListPage:
-        return self.index.list_objects(bucket, **query)
+        return await self.index.call(self.index.list_objects, bucket, **query)
 
     async def list_versions(self, bucket: str, **query) -> VersionPage:
-        return self.index.list_versions(bucket, **query)
+        return await self.index.call(self.index.list_versions, bucket, **query)
 
     def read(self, record: VersionRecord, start: int, end: int, on_damage: Callable | None = None) -> AsyncIterator[bytes]:
         """Stream bytes start..end (inclusive) of an object version."""

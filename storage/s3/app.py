@@ -13,6 +13,7 @@ from aiohttp import HttpVersion11, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..index import ops as index_errors
+from ..objects import read_ahead
 from ..objects.contracts import StoreUnavailable
 from ..objects.put import NoRoom, QuorumLost
 from . import access, cors, errors, router, vhost
@@ -25,6 +26,7 @@ log = logging.getLogger("pocket.s3")
 _TRANSLATE = {
     NoRoom: errors.InsufficientStorage,      # before QuorumLost: the first match wins
     index_errors.IndexFull: errors.InsufficientStorage,
+    index_errors.IndexUnavailable: errors.SlowDown,   # SDKs retry it; the index reconnects by itself
     QuorumLost: errors.ServiceUnavailable,
     StoreUnavailable: functools.partial(errors.ServiceUnavailable, "This bucket is being migrated and its "
                                          "source store cannot be reached right now; retry shortly."),
@@ -101,6 +103,7 @@ async def s3_entry(http: web.Request) -> web.StreamResponse:
             check_bucket_name(bucket)
         if key:
             check_key(key)
+        await read_ahead.read(gw.index, bucket, key)
         http["cors"] = cors.response_headers(http, gw, bucket)
         resp = await _dispatch(http, gw, request_id, bucket, key)
     except errors.S3Error as e:

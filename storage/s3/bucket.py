@@ -14,7 +14,7 @@ from .request import S3Request
 
 
 async def list_buckets(req: S3Request) -> web.Response:
-    mine = [b for b in req.gateway.buckets.list() if b.get("owner") == req.access_key]
+    mine = [b for b in await req.gateway.index.call(req.gateway.buckets.list) if b.get("owner") == req.access_key]
     body = xml.element("ListAllMyBucketsResult", [
         xml.element("Owner", [("ID", req.access_key), ("DisplayName", req.access_key)]),
         xml.element("Buckets", [xml.element("Bucket", [("Name", b["name"]), ("CreationDate", xml.iso8601(b["created"]))])

@@ -8,7 +8,8 @@ import os
 import threading
 import time
 
-from storage.index.lmdb_index import Index
+from storage.index.index import Index
+from storage.index.lmdb_backend import LmdbBackend
 from storage.objects.ids import id_time
 
 from .harness import ProcCluster, archive_parts, metric, pocket, wait_for
@@ -50,7 +51,7 @@ def _start_put(c: ProcCluster, url: str, gate: _Gate, headers: dict | None = Non
 def _hold_index_writes(path: str) -> tuple[threading.Event, threading.Thread]:
     """Take the LMDB write lock of the gateway's index until the returned event is set."""
     held, release = threading.Event(), threading.Event()
-    index = Index(path)
+    index = Index(LmdbBackend(path))
 
     def hold():
         try:

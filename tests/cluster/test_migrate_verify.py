@@ -69,12 +69,13 @@ def test_verify_records_its_result_and_clears_dirty_keys_it_found_equal(weed, po
     """What cutover relies on: the last verify in the bucket's record, and keys written
     since their last verify ("dirty") cleared only when checked equal and not written again."""
     from storage.index import migrations as M
-    from storage.index.lmdb_index import Index
+    from storage.index.index import Index
+    from storage.index.lmdb_backend import LmdbBackend
     from storage.migrate import state
 
     pocket_migrate(pocket, weed, "plan", "plain", "--json")
     pocket_migrate(pocket, weed, "copy", "plain", "--json")
-    index = Index(f"{pocket.root}/index")        # beside the gateway's, as one-shot commands open it
+    index = Index(LmdbBackend(f"{pocket.root}/index"))   # beside the gateway's, as one-shot commands open it
     try:
         for key in ("small.txt", "empty", "never-existed"):
             index.write(lambda ops, key=key: M.mark_dirty(ops, "plain", key))

@@ -17,7 +17,8 @@ from storage.durability.repair import Repairer
 from storage.durability.scrub import Scrubber
 from storage.index import repairs
 from storage.index.batcher import IndexWriter
-from storage.index.lmdb_index import Index
+from storage.index.index import Index
+from storage.index.lmdb_backend import LmdbBackend
 from storage.index.uploads import UploadTxn
 from storage.node.disk_scrub import DiskScrubber
 from storage.node.store import DiskStore
@@ -48,7 +49,7 @@ class World:
         self.disks = {f"d{i}": DiskStore(f"d{i}", os.path.join(root, f"d{i}"), pack_threshold=0).open()
                       for i in range(6)}
         infos = [DiskInfo(d, f"node{i}", "z1") for i, d in enumerate(self.disks)]
-        self.index = Index(os.path.join(root, "index"))
+        self.index = Index(LmdbBackend(os.path.join(root, "index")))
         self.writer = IndexWriter(self.index)
         self.cluster = Cluster(self.disks, infos)
         self.cluster.load_volumes(self.index, {6, 3})
@@ -104,8 +105,8 @@ def _rec(vid: str, k=4, m=2) -> dict:
     return {"bucket": "b", "key": f"k{vid[-2:]}", "version_id": vid, "volume": "w6-0000", "k": k, "m": m}
 
 
-def test_queue_orders_by_spare_redundancy_and_merges(tmp_path):
-    index = Index(str(tmp_path / "ix"))
+def test_queue_orders_by_spare_redundancy_and_merges(make_index):
+    index = make_index("ix")
     v = [f"{i:032x}" for i in range(1, 6)]
     index.write(lambda ops: repairs.add(ops, _rec(v[0]), {0: ("missing", "m")}, "scrub", 1.0))
     index.write(lambda ops: repairs.add(ops, _rec(v[1]), {1: ("corrupt", "c"), 2: ("missing", "m")}, "read", 2.0))

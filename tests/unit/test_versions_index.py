@@ -1,6 +1,7 @@
-"""Unit tests for the versions DB (index/versions.py) and the commit rules (objects/commits.py)."""
+"""Unit tests for the versions table (index/versions.py, on each backend) and the commit rules (objects/commits.py)."""
 from __future__ import annotations
 
+import asyncio
 import random
 
 import uuid
@@ -125,6 +126,10 @@ def test_iter_versions_reports_noncurrent_since(ix):
         put(ix, r)
     got = [(v.record["created"], v.is_latest, v.noncurrent_since) for v in ix.iter_versions(B, batch=1)]
     assert got == [(30.0, True, None), (20.0, False, 30.0), (10.0, False, 20.0)]
+
+    async def walk():   # the asyncio form (lifecycle passes) pages the same way
+        return [(v.record["created"], v.is_latest, v.noncurrent_since) async for v in ix.aiter_versions(B, batch=1)]
+    assert asyncio.run(walk()) == got
 
 
 def test_valid_version_ids_and_missing_bucket(ix):
