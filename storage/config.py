@@ -56,6 +56,14 @@ class GatewayConfig:
     # Virtual-host-style addressing: a Host of `<bucket>.<domain>` names the bucket.
     # The listen host is added when it is a name (see Config.virtual_host_domains).
     domains: list[str] = field(default_factory=lambda: ["localhost"])
+    # TLS on the S3 port: PEM files (the chain, then its key). SIGHUP reloads them for new
+    # connections; connections already open keep theirs (storage/tls.py).
+    tls_cert: str = ""
+    tls_key: str = ""
+    # SIGTERM: /_pocket/ready answers 503 for drain_delay seconds (a load balancer stops sending),
+    # then the listener closes and requests in flight get up to shutdown_timeout to finish.
+    drain_delay: float = 0.0
+    shutdown_timeout: float = 30.0
 
 
 @dataclass
@@ -110,6 +118,14 @@ class LifecycleConfig:
 
 
 @dataclass
+class LogConfig:
+    """Where a serving process logs (storage/logs.py): one line per S3 request and per event."""
+    format: str = "text"     # "text" for people, "json" for log shippers (one object per line)
+    file: str = ""           # empty: stdout; a file is reopened on SIGHUP, so logrotate can move it
+    level: str = "info"
+
+
+@dataclass
 class Config:
     data: str = "./pocket-data"
     cluster_secret: str = ""
@@ -118,6 +134,7 @@ class Config:
     scrub: ScrubConfig = field(default_factory=ScrubConfig)
     repair: RepairConfig = field(default_factory=RepairConfig)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     policies: dict[str, str] = field(default_factory=lambda: {"ec": "ec:4+2", "replica": "replica:3"})
     credentials: list[Credential] = field(default_factory=list)
     nodes: list[NodeConfig] = field(default_factory=list)
@@ -198,6 +215,16 @@ class Config:
             raise ConfigError("storage.pack_size must be at least 1 MiB")
         if self.storage.compact_interval < 0:
             raise ConfigError("storage.compact_interval must be 0 (never) or a number of seconds")
+        if bool(self.gateway.tls_cert) != bool(self.gateway.tls_key):
+            raise ConfigError("gateway.tls_cert and gateway.tls_key go together: set both (PEM certificate chain "
+                              "and its private key) or neither (plain HTTP)")
+        for key in ("drain_delay", "shutdown_timeout"):
+            if getattr(self.gateway, key) < 0:
+                raise ConfigError(f"gateway.{key} must not be negative")
+        if self.log.format not in ("text", "json"):
+            raise ConfigError(f"log.format = {self.log.format!r}: use \"text\" or \"json\"")
+        if self.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"log.level = {self.log.level!r}: use debug, info, warning or error")
         return self
 
 
@@ -233,6 +260,7 @@ def from_dict(raw: dict, base: str = ".") -> Config:
             scrub=_section(ScrubConfig, raw.pop("scrub", {}), "scrub"),
             repair=_section(RepairConfig, raw.pop("repair", {}), "repair"),
             lifecycle=_section(LifecycleConfig, raw.pop("lifecycle", {}), "lifecycle"),
+            log=_section(LogConfig, raw.pop("log", {}), "log"),
             policies=raw.pop("policies", None) or Config().policies,
             credentials=[Credential(**c) for c in raw.pop("credentials", [])],
             nodes=[NodeConfig(id=n["id"], zone=n.get("zone", "zone-1"), url=n.get("url", ""),
@@ -244,8 +272,11 @@ def from_dict(raw: dict, base: str = ".") -> Config:
         raise ConfigError(f"bad credentials or nodes entry: {e}") from None
     if raw:
         raise ConfigError(f"unknown top-level config keys: {sorted(raw)}")
-    if cfg.gateway.index:  # like data and disk paths: relative to the config file, not the cwd
-        cfg.gateway.index = os.path.join(base, cfg.gateway.index)
+    # Like data and disk paths: relative to the config file, not the cwd.
+    for section, key in (("gateway", "index"), ("gateway", "tls_cert"), ("gateway", "tls_key"), ("log", "file")):
+        value = getattr(getattr(cfg, section), key)
+        if value:
+            setattr(getattr(cfg, section), key, os.path.join(base, value))
     cfg.data = os.path.normpath(cfg.data)
     return cfg
 
@@ -300,9 +331,9 @@ def _is_ip(host: str) -> bool:
 
 
 def apply_env(cfg: Config, env=os.environ) -> Config:
-    """POCKET_<SECTION>_<KEY> overrides gateway, storage, scrub, repair and lifecycle settings; a few
-    top-level too."""
-    for section in ("gateway", "storage", "scrub", "repair", "lifecycle"):
+    """POCKET_<SECTION>_<KEY> overrides gateway, storage, scrub, repair, lifecycle and log settings
+    (POCKET_LOG_FORMAT=json); a few top-level too."""
+    for section in ("gateway", "storage", "scrub", "repair", "lifecycle", "log"):
         obj = getattr(cfg, section)
         for f in fields(obj):
             value = env.get(f"POCKET_{section}_{f.name}".upper())

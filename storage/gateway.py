@@ -91,6 +91,7 @@ class Gateway:
         self.session: aiohttp.ClientSession | None = None
         self._background: list[asyncio.Task] = []
         self.local_disks: dict[str, DiskStore] = {}
+        self.draining = False    # set on SIGTERM: /_pocket/ready says 503 so load balancers stop sending
 
     def secret_for(self, access_key: str) -> str | None:
         return self._secrets.get(access_key)
@@ -198,7 +199,7 @@ class Gateway:
         widest = max(v["width"] for v in self.cluster.volumes.values())
         need = max(p.quorum for p in self.objects.policies.values())
         up = len(self.cluster.disks) - len(down)
-        return {"ready": up >= need, "disks_up": up, "disks_down": sorted(down), "disks_needed": need,
+        return {"ready": up >= need and not self.draining, "draining": self.draining, "disks_up": up, "disks_down": sorted(down), "disks_needed": need,
                 "volume_width": widest, "volume_generation": self.cluster.generation,
                 "oldest_write_generation": self.cluster.oldest_write()}
 
@@ -217,9 +218,3 @@ class Gateway:
             for left, count in counts.items():
                 self.metrics.at_risk.labels(shape, str(left)).set(count)
 
-
-async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True, backlog=1024).start()
-    return runner

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -56,12 +57,13 @@ def free_port_run(n: int) -> int:
     raise RuntimeError(f"no run of {n} free ports found")
 
 
-def wait_http(url: str, timeout: float = 30.0, want=(200,)) -> None:
+def wait_http(url: str, timeout: float = 30.0, want=(200,), ca: str | None = None) -> None:
     deadline = time.monotonic() + timeout
     last = None
+    context = ssl.create_default_context(cafile=ca) if ca else None
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2) as r:
+            with urllib.request.urlopen(url, timeout=2, context=context) as r:
                 if r.status in want:
                     return
         except Exception as e:  # not up yet
@@ -73,23 +75,27 @@ def wait_http(url: str, timeout: float = 30.0, want=(200,)) -> None:
 class ProcCluster:
     """`nodes` node processes with `disks_per_node` disks each, plus one gateway process;
     `capacity` gives disks (by id) a quota of that many bytes; `embedded`: no node
-    processes, the gateway opens every disk itself (the `pocket up` default)."""
+    processes, the gateway opens every disk itself (the `pocket up` default); `gateway`
+    adds [gateway] settings (with `tls_cert`, the endpoint is https and `ca` the PEM file
+    clients verify it with)."""
 
     def __init__(self, root: str, nodes: int = 6, disks_per_node: int = 1, zones: int = 1,
                  storage: dict | None = None, sections: dict[str, dict] | None = None,
-                 capacity: dict[str, int] | None = None, embedded: bool = False):
+                 capacity: dict[str, int] | None = None, embedded: bool = False,
+                 gateway: dict | None = None, ca: str | None = None):
         self.root = root
         self.embedded = embedded
         self.procs: dict[str, subprocess.Popen] = {}
         ports = free_ports(nodes + 1)
         self.port = ports[0]
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.ca = ca
+        self.endpoint = f"{'https' if (gateway or {}).get('tls_cert') else 'http'}://127.0.0.1:{self.port}"
         self.node_ids = [f"n{i + 1}" for i in range(nodes)]
         self.node_ports = dict(zip(self.node_ids, ports[1:]))
-        settings = {"heartbeat": 0.5}
+        settings = {"heartbeat": 0.5, **(gateway or {})}
         st = {"node_timeout": 3.0, **(storage or {})}
         lines = ['data = "."', 'cluster_secret = "test-cluster-secret"', "", "[gateway]",
-                 f'listen = "127.0.0.1:{self.port}"'] + [f"{k} = {v!r}" for k, v in settings.items()]
+                 f'listen = "127.0.0.1:{self.port}"'] + [f"{k} = {_toml(v)}" for k, v in settings.items()]
         lines += ["", "[storage]"] + [f"{k} = {_toml(v)}" for k, v in st.items()]
         for name, values in (sections or {}).items():   # e.g. {"scrub": {"enabled": False}}
             lines += ["", f"[{name}]"] + [f"{k} = {_toml(v)}" for k, v in values.items()]
@@ -160,7 +166,7 @@ class ProcCluster:
             for node in [] if self.embedded else self.node_ids:
                 self.start_node(node)
             self.start_gateway()
-            wait_http(self.endpoint + "/_pocket/ready")
+            wait_http(self.endpoint + "/_pocket/ready", ca=self.ca)
         except BaseException:
             self.close()
             raise
@@ -197,7 +203,7 @@ class ProcCluster:
     # clients -------------------------------------------------------------------------------
     def client(self, retries: int = 3, user: tuple[str, str] = (ACCESS_KEY, SECRET_KEY), **kw):
         return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=user[0],
-                            aws_secret_access_key=user[1], region_name="us-east-1",
+                            aws_secret_access_key=user[1], region_name="us-east-1", verify=self.ca or None,
                             config=BotoConfig(retries={"max_attempts": retries, "mode": "standard"},
                                               connect_timeout=5, read_timeout=60, **kw))
 
