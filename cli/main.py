@@ -126,8 +126,8 @@ async def _serve_gateway(cfg, banner: bool = False, children=()) -> None:
     await gw.start()
     host, port = cfg.listen
     sock = serving.inherited_socket()
-    runner = await serving.listen(gw.app(), host, port, ssl_context=ssl_context, access_log=True, sock=sock,
-                                  shutdown_timeout=cfg.gateway.shutdown_timeout)
+    runner = await serving.listen(gw.app(), host, port, ssl_context=ssl_context, sock=sock, access_log=True,
+                                  metrics=gw.metrics, shutdown_timeout=cfg.gateway.shutdown_timeout)
     if sock is not None:
         host, port = sock.getsockname()[:2]
     cred = cfg.credentials[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 import traceback
@@ -26,7 +27,7 @@ class JsonFormatter(logging.Formatter):
         else:
             line["message"] = record.getMessage()
         if record.exc_info:
-            line["error"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+            line["traceback"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
         return json.dumps(line, separators=(",", ":"), default=str)
 
 
@@ -55,9 +56,26 @@ class ReopeningFileHandler(logging.StreamHandler):
         super().close()
 
 
+class ClientMistakes(logging.Filter):
+    """aiohttp logs a malformed request (bad framing, missing Host, oversized headers) as an
+    error with a traceback; it is the client's mistake, already answered with a 400 and an
+    access-log line, so it becomes one plain warning line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "%s (answered 400): %s", (record.getMessage(), exc.message)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure(log_cfg, stream=sys.stdout) -> None:
     """Send every log record of this process to `log.file`, or to `stream` without one."""
     global _handler
+    if log_cfg.file:
+        os.makedirs(os.path.dirname(log_cfg.file) or ".", exist_ok=True)
     handler = ReopeningFileHandler(log_cfg.file) if log_cfg.file else logging.StreamHandler(stream)
     if log_cfg.format == "json":
         handler.setFormatter(JsonFormatter())
@@ -72,6 +90,9 @@ def configure(log_cfg, stream=sys.stdout) -> None:
         old.close()
     root.addHandler(handler)
     root.setLevel(log_cfg.level.upper())
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientMistakes) for f in server.filters):
+        server.addFilter(ClientMistakes())
     _handler = handler
 
 

@@ -16,8 +16,9 @@ class Metrics:
         self.latency = Histogram("pocket_s3_request_seconds", "S3 request latency (until the handler returns)",
                                  ["operation"], registry=r,
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
-        self.bytes_in = Counter("pocket_s3_bytes_received", "Object bytes accepted by PUT", registry=r)
-        self.bytes_out = Counter("pocket_s3_bytes_sent", "Object bytes sent by GET", registry=r)
+        self.bytes_in = Counter("pocket_s3_bytes_received", "Request body bytes received (storage/s3/access_log.py)",
+                                registry=r)
+        self.bytes_out = Counter("pocket_s3_bytes_sent", "Response body bytes sent", registry=r)
         self.disk_up = Gauge("pocket_disk_up", "1 if the disk answers, 0 if it is down", ["disk"], registry=r)
         self.disk_state = Gauge("pocket_disk_state", "1 for the disk's state: up, down, failed, draining, drained",
                                 ["disk", "state"], registry=r)

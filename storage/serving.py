@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from .s3.access_log import AccessLogger
+from .s3 import access_log as access_logs
 
 log = logging.getLogger("pocket.serving")
 
@@ -40,11 +40,12 @@ def inherited_socket() -> socket.socket | None:
 
 
 async def listen(app: web.Application, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None,
-                 shutdown_timeout: float = 30.0, access_log: bool = False,
+                 shutdown_timeout: float = 30.0, access_log: bool = False, metrics=None,
                  sock: socket.socket | None = None) -> web.AppRunner:
+    """`access_log`: one line per request (storage/s3/access_log.py), its bytes counted in `metrics`."""
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout,
                            access_log=logging.getLogger("pocket.access") if access_log else None,
-                           access_log_class=AccessLogger)
+                           access_log_class=access_logs.logger_class(metrics))
     await runner.setup()
     if sock is not None:
         site = web.SockSite(runner, sock, ssl_context=ssl_context, backlog=1024)

@@ -15,7 +15,14 @@ from urllib.parse import quote
 from aiohttp.abc import AbstractAccessLogger
 
 
+def logger_class(metrics=None) -> type[AbstractAccessLogger]:
+    """aiohttp makes its access logger itself, from a class: this one also counts bytes in `metrics`."""
+    return type("AccessLogger", (AccessLogger,), {"metrics": metrics})
+
+
 class AccessLogger(AbstractAccessLogger):
+    metrics = None   # the gateway's (storage/metrics.py): bytes received and sent
+
     def log(self, request, response, time: float) -> None:
         if request.path.startswith("/_pocket/"):
             return
@@ -24,10 +31,9 @@ class AccessLogger(AbstractAccessLogger):
         started = request.get("started")   # set by the S3 entry point; aiohttp's own clock ticks in ms
         if started is not None:
             time = clock.perf_counter() - started
-        metrics = _metrics(request)
-        if metrics is not None:
-            metrics.bytes_in.inc(bytes_in)
-            metrics.bytes_out.inc(bytes_out)
+        if self.metrics is not None:
+            self.metrics.bytes_in.inc(bytes_in)
+            self.metrics.bytes_out.inc(bytes_out)
         fields = {
             "request_id": request.get("request_id", ""),
             "remote": request.remote or "",
@@ -35,7 +41,7 @@ class AccessLogger(AbstractAccessLogger):
             "method": request.method,
             "bucket": request.get("bucket", ""),
             "key": request.get("key", ""),
-            "operation": request.get("operation", "unknown"),
+            "operation": request.get("operation", "bad_request"),   # never reached the S3 entry point
             "status": response.status,
             "error": request.get("error_code", ""),
             "bytes_in": bytes_in,
@@ -58,7 +64,3 @@ def _body_bytes(request, response) -> int:
     sent, declared = response.body_length, response.content_length
     return min(sent, declared) if declared is not None else sent
 
-
-def _metrics(request):
-    gateway = request.app.get("gateway") if hasattr(request, "app") else None
-    return getattr(gateway, "metrics", None)
