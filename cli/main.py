@@ -126,7 +126,7 @@ async def _serve_gateway(cfg, banner: bool = False, children=()) -> None:
     await gw.start()
     host, port = cfg.listen
     sock = serving.inherited_socket()
-    runner = await serving.listen(gw.app(), host, port, ssl_context=ssl_context, sock=sock, access_log=True,
+    listener = await serving.listen(gw.app(), host, port, ssl_context=ssl_context, sock=sock, access_log=True,
                                   metrics=gw.metrics, shutdown_timeout=cfg.gateway.shutdown_timeout)
     if sock is not None:
         host, port = sock.getsockname()[:2]
@@ -158,7 +158,8 @@ async def _serve_gateway(cfg, banner: bool = False, children=()) -> None:
     def drain():
         gw.draining = True
     try:
-        await serving.run_until_stopped(runner, on_reload=reload, on_drain=drain, drain_delay=cfg.gateway.drain_delay)
+        await serving.run_until_stopped(listener, on_reload=reload, on_drain=drain,
+                                        drain_delay=cfg.gateway.drain_delay)
     finally:
         await gw.stop()
 
@@ -227,12 +228,12 @@ def node(data, config, node_id: str, initialize: bool) -> None:
             raise click.ClickException(str(e)) from None
         host, port = ncfg.listen
         daemons = DiskDaemons(stores, cfg)
-        runner = await serving.listen(build_app(node_id, stores, cfg.cluster_secret), host, port,
+        listener = await serving.listen(build_app(node_id, stores, cfg.cluster_secret), host, port,
                                       shutdown_timeout=cfg.gateway.shutdown_timeout)
         daemons.start()
         logging.getLogger("pocket.node").info("node %s serving %d disks on %s:%d", node_id, len(stores), host, port)
         try:
-            await serving.run_until_stopped(runner, on_reload=logs.reopen)
+            await serving.run_until_stopped(listener, on_reload=logs.reopen)
         finally:
             await daemons.stop()
             for store in stores.values():

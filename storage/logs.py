@@ -57,17 +57,23 @@ class ReopeningFileHandler(logging.StreamHandler):
 
 
 class ClientMistakes(logging.Filter):
-    """aiohttp logs a malformed request (bad framing, missing Host, oversized headers) as an
-    error with a traceback; it is the client's mistake, already answered with a 400 and an
-    access-log line, so it becomes one plain warning line instead."""
+    """aiohttp logs a malformed request (bad framing, missing Host, oversized headers) and a
+    peer that hangs up mid-request as errors with a traceback. Neither is a bug here: the
+    first was answered 400 (and has its access-log line), the second is a client or a
+    gateway going away, whose request changed nothing. Each becomes one warning line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         from aiohttp.http_exceptions import HttpProcessingError
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError):
-            record.msg, record.args = "%s (answered 400): %s", (record.getMessage(), exc.message)
-            record.exc_info = record.exc_text = None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            why = f"answered 400: {exc.message}"
+        elif isinstance(exc, ConnectionResetError):
+            why = "the peer hung up before the request was complete; nothing of it was kept"
+        else:
+            return True
+        record.msg, record.args = "%s (%s)", (record.getMessage(), why)
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 
 

@@ -39,10 +39,56 @@ def inherited_socket() -> socket.socket | None:
     return socket.socket(fileno=SD_LISTEN_FDS_START)
 
 
+class InFlight:
+    """Requests being handled right now, so a drain waits for them and not for idle connections.
+
+    aiohttp's own graceful shutdown marks every connection closing, after which a busy
+    one drops the rest of a request body it is still receiving: an upload in flight would
+    hang until the timeout. So requests are counted here, the listener closes first,
+    responses say `Connection: close` while draining, and only once nothing is in flight
+    does aiohttp close what is left (idle keep-alive connections)."""
+
+    def __init__(self):
+        self.count = 0
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler):
+        self.count += 1
+        self._idle.clear()
+        try:
+            return await handler(request)
+        finally:
+            self.count -= 1
+            if not self.count:
+                self._idle.set()
+
+    async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        if self.draining:
+            response.force_close()   # the client reconnects, to the listener that replaces this one
+
+    async def wait_idle(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+
+class Listener:
+    def __init__(self, runner: web.AppRunner, inflight: InFlight, shutdown_timeout: float):
+        self.runner, self.inflight, self.shutdown_timeout = runner, inflight, shutdown_timeout
+
+
 async def listen(app: web.Application, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None,
                  shutdown_timeout: float = 30.0, access_log: bool = False, metrics=None,
-                 sock: socket.socket | None = None) -> web.AppRunner:
+                 sock: socket.socket | None = None) -> Listener:
     """`access_log`: one line per request (storage/s3/access_log.py), its bytes counted in `metrics`."""
+    inflight = InFlight()
+    app.middlewares.append(inflight.middleware)
+    app.on_response_prepare.append(inflight.on_prepare)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout,
                            access_log=logging.getLogger("pocket.access") if access_log else None,
                            access_log_class=access_logs.logger_class(metrics))
@@ -52,10 +98,10 @@ async def listen(app: web.Application, host: str, port: int, *, ssl_context: ssl
     else:
         site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True, backlog=1024)
     await site.start()
-    return runner
+    return Listener(runner, inflight, shutdown_timeout)
 
 
-async def run_until_stopped(runner: web.AppRunner, *, on_reload: Callable[[], None] = lambda: None,
+async def run_until_stopped(listener: Listener, *, on_reload: Callable[[], None] = lambda: None,
                             on_drain: Callable[[], None] = lambda: None, drain_delay: float = 0.0) -> None:
     """Serve until SIGTERM or SIGINT, then drain as the module docstring says."""
     loop = asyncio.get_running_loop()
@@ -66,11 +112,22 @@ async def run_until_stopped(runner: web.AppRunner, *, on_reload: Callable[[], No
     try:
         await stop.wait()
     finally:
-        on_drain()
-        if drain_delay:
-            log.info("shutting down: readiness is false; closing the listener in %.1fs", drain_delay)
-            await asyncio.sleep(drain_delay)
-        open_now = len(runner.server.connections) if runner.server else 0
-        log.info("shutting down: closing the listener, finishing requests in flight (%d connections open)", open_now)
-        await runner.cleanup()
-        log.info("shutdown complete")
+        await drain(listener, on_drain, drain_delay)
+
+
+async def drain(listener: Listener, on_drain: Callable[[], None], drain_delay: float) -> None:
+    on_drain()
+    listener.inflight.draining = True
+    if drain_delay:
+        log.info("shutting down: readiness is false; closing the listener in %.1fs", drain_delay)
+        await asyncio.sleep(drain_delay)
+    runner = listener.runner
+    for site in list(runner.sites):
+        await site.stop()
+    log.info("shutting down: listener closed; finishing %d requests in flight (at most %.0fs)",
+             listener.inflight.count, listener.shutdown_timeout)
+    if not await listener.inflight.wait_idle(listener.shutdown_timeout):
+        log.warning("shutting down: %d requests still running after gateway.shutdown_timeout = %.0fs are cut off",
+                    listener.inflight.count, listener.shutdown_timeout)
+    await runner.cleanup()
+    log.info("shutdown complete")

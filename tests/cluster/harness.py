@@ -82,12 +82,17 @@ class ProcCluster:
     def __init__(self, root: str, nodes: int = 6, disks_per_node: int = 1, zones: int = 1,
                  storage: dict | None = None, sections: dict[str, dict] | None = None,
                  capacity: dict[str, int] | None = None, embedded: bool = False,
-                 gateway: dict | None = None, ca: str | None = None):
+                 gateway: dict | None = None, ca: str | None = None, held_socket: bool = False):
         self.root = root
+        # held_socket: the test holds the gateway's listening socket and hands it to each gateway
+        # process it starts, as a systemd .socket unit does; a restart then refuses no connection.
+        self.listener: socket.socket | None = None
+        if held_socket:
+            self.listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
         self.embedded = embedded
         self.procs: dict[str, subprocess.Popen] = {}
         ports = free_ports(nodes + 1)
-        self.port = ports[0]
+        self.port = self.listener.getsockname()[1] if self.listener else ports[0]
         self.ca = ca
         self.endpoint = f"{'https' if (gateway or {}).get('tls_cert') else 'http'}://127.0.0.1:{self.port}"
         self.node_ids = [f"n{i + 1}" for i in range(nodes)]
@@ -134,10 +139,15 @@ class ProcCluster:
         return node
 
     # processes -----------------------------------------------------------------------------
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], listener: socket.socket | None = None) -> subprocess.Popen:
         log = open(os.path.join(self.root, f"{name}.log"), "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=REPO, stdout=log, stderr=log,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        extra = {}
+        if listener is not None:   # systemd's socket passing: the socket is fd 3, LISTEN_FDS=1
+            env["LISTEN_FDS"] = "1"
+            extra = {"close_fds": False, "preexec_fn": lambda: _as_fd3(listener.fileno())}
+        proc = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=REPO, stdout=log, stderr=log, env=env,
+                                **extra)
         self.procs[name] = proc
         return proc
 
@@ -157,8 +167,11 @@ class ProcCluster:
         raise TimeoutError(f"nothing listening on {port} after {timeout}s")
 
     def start_gateway(self) -> None:
-        self._spawn("gateway", ["gateway", "--config", self.config])
-        self._wait_port("gateway", self.port)
+        self._spawn("gateway", ["gateway", "--config", self.config], self.listener)
+        if self.listener is not None:   # connections are queued by the held socket from the start
+            wait_http(self.endpoint + "/_pocket/health", ca=self.ca)
+        else:
+            self._wait_port("gateway", self.port)
 
     def start(self) -> "ProcCluster":
         """Start every process; if one fails, stop those already started (no strays)."""
@@ -192,6 +205,8 @@ class ProcCluster:
     def close(self) -> None:
         for name in list(self.procs):
             self.stop(name)
+        if self.listener is not None:
+            self.listener.close()
 
     def gateway_pid(self) -> int:
         return self.procs["gateway"].pid
@@ -260,6 +275,14 @@ def flip_archive_bit(ref: str, at: int, bit: int = 0x10) -> None:
         b = f.read(1)
         f.seek(offset + at)
         f.write(bytes([b[0] ^ bit]))
+
+
+def _as_fd3(fd: int) -> None:
+    """In the child, before exec: the socket becomes fd 3 and survives exec (the rest are CLOEXEC)."""
+    if fd == 3:
+        os.set_inheritable(3, True)
+    else:
+        os.dup2(fd, 3)
 
 
 def _toml(v) -> str:
