@@ -20,7 +20,7 @@ from .config import load as load_config
 from .index.batcher import IndexWriter
 from .index.lmdb_index import Index
 from .lifecycle.runner import LifecycleRunner
-from .metrics import Metrics
+from .metrics import IndexCollector, Metrics
 from .node.client import RemoteDisk
 from .node.daemons import DiskDaemons
 from .node.metrics import DiskCollector
@@ -128,6 +128,7 @@ class Gateway:
         self.daemons = DiskDaemons(self.local_disks, self.cfg)
         self.daemons.start()
         self.metrics.registry.register(DiskCollector(self.local_disks))
+        self.metrics.registry.register(IndexCollector(self.index))
         self._start_background()
 
     def _start_background(self) -> None:
@@ -212,9 +213,11 @@ class Gateway:
             usage = self.cluster.usage.get(disk_id)
             if usage:
                 self.metrics.disk_free.labels(disk_id).set(usage["free"])
+        self.metrics.ready.set(1 if self.readiness()["ready"] else 0)
         self.metrics.repair_queue.set(self.repairs.length())
         self.metrics.at_risk.clear()
         for shape, counts in self.repairs.at_risk().items():
+            k = int(shape.split("+")[0])
             for left, count in counts.items():
-                self.metrics.at_risk.labels(shape, str(left)).set(count)
+                self.metrics.at_risk.labels(shape, str(left), str(left - k)).set(count)
 
