@@ -426,6 +426,7 @@ def status(data, config, as_json: bool) -> None:
 
 
 
+from . import config_cmd as _config_cmd  # noqa: E402,F401  (registers `pocket config check`)
 from . import disks as _disks  # noqa: E402,F401  (registers `pocket disk ...` and `pocket rebalance`)
 from .lifecycle import lifecycle  # noqa: E402  (a command module of its own; it uses the helpers above)
 

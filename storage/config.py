@@ -165,67 +165,74 @@ class Config:
         raise ConfigError(f"no node {node_id!r} in the config; nodes are {[n.id for n in self.nodes]}")
 
     def validate(self) -> "Config":
+        """Refuse to start on the first problem, named by its key."""
+        for problem in self.problems():
+            raise ConfigError(problem)
+        return self
+
+    def problems(self):
+        """Every problem of the settings, one message each (`pocket config check` lists them all)."""
         if not self.cluster_secret:
-            raise ConfigError("cluster_secret is empty: set it in the config or POCKET_CLUSTER_SECRET")
+            yield "cluster_secret is empty: set it in the config or POCKET_CLUSTER_SECRET"
+        shapes = {}
         for name, spec in self.policies.items():
             try:
-                parse_policy(spec)
+                shapes[name] = parse_policy(spec)
             except ValueError as e:
-                raise ConfigError(f"policies.{name}: {e}") from None
+                yield f"policies.{name}: {e}"
         for key in ("default_policy", "small_policy"):
             name = getattr(self.storage, key)
             if name and name not in self.policies:
-                raise ConfigError(f"storage.{key} = {name!r} is not one of the policies {sorted(self.policies)}")
-        widest = max(sum(parse_policy(s)) for s in self.policies.values())
+                yield f"storage.{key} = {name!r} is not one of the policies {sorted(self.policies)}"
+        widest = max((sum(shape) for shape in shapes.values()), default=0)
         disks = [d.id for n in self.nodes for d in n.disks]
         if len(disks) < widest:
-            raise ConfigError(f"the policies need {widest} disks but the config lists {len(disks)}")
+            yield f"the policies need {widest} disks but the config lists {len(disks)}"
         duplicates = sorted({d for d in disks if disks.count(d) > 1})
         if duplicates:
-            raise ConfigError(f"disk ids must be unique across all nodes; repeated: {duplicates}")
+            yield f"disk ids must be unique across all nodes; repeated: {duplicates}"
         if not self.credentials:
-            raise ConfigError("no credentials: add [[credentials]] access_key/secret_key, "
-                              "or set POCKET_ACCESS_KEY and POCKET_SECRET_KEY")
+            yield ("no credentials: add [[credentials]] access_key/secret_key, "
+                   "or set POCKET_ACCESS_KEY and POCKET_SECRET_KEY")
         for key in ("rate", "interval", "start_delay", "collect_interval", "orphan_grace"):
             if getattr(self.scrub, key) < 0:
-                raise ConfigError(f"scrub.{key} must not be negative")
+                yield f"scrub.{key} must not be negative"
         if self.repair.rate < 0:
-            raise ConfigError("repair.rate must be 0 (unlimited) or bytes per second")
+            yield "repair.rate must be 0 (unlimited) or bytes per second"
         if self.repair.concurrency < 1:
-            raise ConfigError("repair.concurrency must be at least 1")
+            yield "repair.concurrency must be at least 1"
         if self.repair.failed_after <= 0:
-            raise ConfigError("repair.failed_after must be a positive number of seconds (default 900: a disk down "
-                              "15 minutes is declared failed); `pocket disk fail DISK` declares one at once")
+            yield ("repair.failed_after must be a positive number of seconds (default 900: a disk down "
+                   "15 minutes is declared failed); `pocket disk fail DISK` declares one at once")
         if self.repair.move_rate < 0:
-            raise ConfigError("repair.move_rate must be 0 (no limit) or bytes per second")
+            yield "repair.move_rate must be 0 (no limit) or bytes per second"
         if self.repair.move_settle < 0:
-            raise ConfigError("repair.move_settle must not be negative")
+            yield "repair.move_settle must not be negative"
         if not 0 < self.repair.disk_afr < 1:
-            raise ConfigError("repair.disk_afr is a yearly probability: between 0 and 1, e.g. 0.02")
+            yield "repair.disk_afr is a yearly probability: between 0 and 1, e.g. 0.02"
         for key in ("interval", "rate"):
             if getattr(self.lifecycle, key) < 0:
-                raise ConfigError(f"lifecycle.{key} must be 0 (off/unlimited) or a positive number")
+                yield f"lifecycle.{key} must be 0 (off/unlimited) or a positive number"
         if self.lifecycle.day_seconds <= 0:
-            raise ConfigError("lifecycle.day_seconds must be positive (86400 but in tests)")
+            yield "lifecycle.day_seconds must be positive (86400 but in tests)"
         if self.storage.segment_size < 4096:
-            raise ConfigError("storage.segment_size must be at least 4096 bytes")
+            yield "storage.segment_size must be at least 4096 bytes"
         if not 0 <= self.storage.pack_threshold <= self.storage.pack_size:
-            raise ConfigError("storage.pack_threshold must be between 0 (no packs) and storage.pack_size")
+            yield "storage.pack_threshold must be between 0 (no packs) and storage.pack_size"
         if self.storage.pack_size < 1 << 20:
-            raise ConfigError("storage.pack_size must be at least 1 MiB")
+            yield "storage.pack_size must be at least 1 MiB"
         if self.storage.compact_interval < 0:
-            raise ConfigError("storage.compact_interval must be 0 (never) or a number of seconds")
+            yield "storage.compact_interval must be 0 (never) or a number of seconds"
         if bool(self.gateway.tls_cert) != bool(self.gateway.tls_key):
-            raise ConfigError("gateway.tls_cert and gateway.tls_key go together: set both (PEM certificate chain "
-                              "and its private key) or neither (plain HTTP)")
+            yield ("gateway.tls_cert and gateway.tls_key go together: set both (PEM certificate chain "
+                   "and its private key) or neither (plain HTTP)")
         for key in ("drain_delay", "shutdown_timeout"):
             if getattr(self.gateway, key) < 0:
-                raise ConfigError(f"gateway.{key} must not be negative")
+                yield f"gateway.{key} must not be negative"
         if self.log.format not in ("text", "json"):
-            raise ConfigError(f"log.format = {self.log.format!r}: use \"text\" or \"json\"")
+            yield f"log.format = {self.log.format!r}: use \"text\" or \"json\""
         if self.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ConfigError(f"log.level = {self.log.level!r}: use debug, info, warning or error")
-        return self
+            yield f"log.level = {self.log.level!r}: use debug, info, warning or error"
 
 
 def load(path: str) -> Config:
