@@ -428,6 +428,7 @@ def status(data, config, as_json: bool) -> None:
 
 from . import config_cmd as _config_cmd  # noqa: E402,F401  (registers `pocket config check`)
 from . import disks as _disks  # noqa: E402,F401  (registers `pocket disk ...` and `pocket rebalance`)
+from . import index_cmd as _index_cmd  # noqa: E402,F401  (registers `pocket index backup` and `restore`)
 from .lifecycle import lifecycle  # noqa: E402  (a command module of its own; it uses the helpers above)
 
 main.add_command(lifecycle)

@@ -338,5 +338,11 @@ class Index:
             "map_growths": self.map_growths,
         }
 
+    def copy_to(self, dest: str) -> None:
+        """A consistent copy of the whole index (one read snapshot, compacted) into the empty
+        folder `dest`, while writers go on: `pocket index backup` (storage/index_backup.py)."""
+        with self._gate.shared():
+            self.env.copy(dest, compact=True)
+
     def close(self) -> None:
         self.env.close()
