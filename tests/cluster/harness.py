@@ -84,6 +84,7 @@ class ProcCluster:
                  capacity: dict[str, int] | None = None, embedded: bool = False,
                  gateway: dict | None = None, ca: str | None = None, held_socket: bool = False):
         self.root = root
+        self.env: dict[str, str] = {}   # extra environment of the processes started
         # held_socket: the test holds the gateway's listening socket and hands it to each gateway
         # process it starts, as a systemd .socket unit does; a restart then refuses no connection.
         self.listener: socket.socket | None = None
@@ -122,6 +123,18 @@ class ProcCluster:
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
 
+    @classmethod
+    def existing(cls, root: str) -> "ProcCluster":
+        """A cluster folder written earlier (an upgrade fixture) with its own pocket.toml and
+        in-process disks; its gateway listens on a free port (POCKET_GATEWAY_LISTEN)."""
+        c = cls.__new__(cls)
+        c.root, c.config, c.embedded, c.procs = root, os.path.join(root, "pocket.toml"), True, {}
+        c.ca, c.listener, c.node_ids, c.node_ports, c.disk_paths = None, None, [], {}, {}
+        c.port = free_ports(1)[0]
+        c.endpoint = f"http://127.0.0.1:{c.port}"
+        c.env = {"POCKET_GATEWAY_LISTEN": f"127.0.0.1:{c.port}"}
+        return c
+
     def add_node(self, disks_per_node: int = 1, zone: str = "zone1") -> str:
         """Append a new node (with new disks) to the config file; start it with start_node()."""
         node = f"n{len(self.node_ids) + 1}"
@@ -141,7 +154,7 @@ class ProcCluster:
     # processes -----------------------------------------------------------------------------
     def _spawn(self, name: str, args: list[str], listener: socket.socket | None = None) -> subprocess.Popen:
         log = open(os.path.join(self.root, f"{name}.log"), "ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         extra = {}
         if listener is not None:   # systemd's socket passing: the socket is fd 3, LISTEN_FDS=1
             env["LISTEN_FDS"] = "1"
