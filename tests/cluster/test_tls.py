@@ -136,3 +136,23 @@ def test_sighup_reloads_the_certificate_for_new_connections_only(tls_cluster):
     after.request("GET", "/_pocket/health")
     assert after.getresponse().status == 200 and _peer_serial(after) == new_serial
     after.close()
+
+
+def test_pocket_up_serves_https_with_tls_cert_and_key(tmp_path):
+    from .harness import free_port_run
+    from .test_pocket_up import _stop, _up
+    ca = TestCA(str(tmp_path))
+    cert, key = str(tmp_path / "up.crt"), str(tmp_path / "up.key")
+    ca.issue(cert, key)
+    port = free_port_run(1)
+    proc, info = _up(str(tmp_path / "data"), port, "--tls-cert", cert, "--tls-key", key)
+    try:
+        assert info["S3 endpoint"] == f"https://127.0.0.1:{port}"
+        s3 = boto3.client("s3", endpoint_url=info["S3 endpoint"], aws_access_key_id=info["Access key"],
+                          aws_secret_access_key=info["Secret key"], region_name="us-east-1", verify=ca.pem)
+        s3.create_bucket(Bucket="up-tls")
+        body = _body(300_000, 9)
+        s3.put_object(Bucket="up-tls", Key="k", Body=body)
+        assert s3.get_object(Bucket="up-tls", Key="k")["Body"].read() == body
+    finally:
+        _stop(proc)
