@@ -7,7 +7,8 @@
 - SIGHUP: reload what can change under a running process (certificate, log file).
 - SIGTERM/SIGINT: readiness turns false first (`on_drain`), `drain_delay` seconds later
   the listener closes, then requests in flight get up to `shutdown_timeout` seconds to
-  finish (idle keep-alive connections are closed at once), then the process exits 0.
+  finish (their responses say `Connection: close`), idle keep-alive connections are
+  closed, and the process exits 0.
 """
 from __future__ import annotations
 
@@ -108,7 +109,13 @@ async def run_until_stopped(listener: Listener, *, on_reload: Callable[[], None]
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, on_reload)
+
+    def reload() -> None:
+        try:
+            on_reload()
+        except Exception:
+            log.exception("reload on SIGHUP failed; still serving with what was loaded before")
+    loop.add_signal_handler(signal.SIGHUP, reload)
     try:
         await stop.wait()
     finally:
