@@ -41,7 +41,8 @@ def _access_line(path: str, request_id: str, timeout: float = 20.0) -> dict:
 def json_cluster(tmp_path):
     c = ProcCluster(str(tmp_path / "cluster"), embedded=True,
                     sections={"log": {"format": "json", "file": "logs/pocket.log"},
-                              "scrub": {"start_delay": 0.5, "collect_interval": 1.0}})
+                              "scrub": {"start_delay": 0.5, "collect_interval": 1.0},
+                              "lifecycle": {"interval": 1.0}})
     c.log_file = os.path.join(c.root, "logs", "pocket.log")
     yield c.start()
     c.close()
@@ -78,10 +79,11 @@ def test_json_access_log_has_the_s3_fields_and_the_client_request_id(json_cluste
     assert (line["status"], line["error"], line["user"]) == (403, "SignatureDoesNotMatch", "")
 
     # Background work logs a summary line per pass into the same stream.
-    deadline = time.monotonic() + 60
-    while not any(line.get("message", "").startswith("scrub pass:") for line in _lines(log)):
-        assert time.monotonic() < deadline, "no scrub pass summary in the log"
-        time.sleep(0.2)
+    for summary in ("scrub pass:", "lifecycle pass:"):
+        deadline = time.monotonic() + 60
+        while not any(line.get("message", "").startswith(summary) for line in _lines(log)):
+            assert time.monotonic() < deadline, f"no {summary!r} summary in the log"
+            time.sleep(0.2)
 
 
 def test_client_mistakes_leave_no_traceback(json_cluster):
