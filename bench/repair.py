@@ -34,9 +34,9 @@ import time
 import aiohttp
 
 from storage.node.client import RemoteDisk
-from storage.repair.throttle import Throttle
-from storage.repair.verify import verify_archive
-from tests.cluster.harness import ACCESS_KEY, REPO, SECRET_KEY, ProcCluster
+from storage.throttle import Throttle
+from storage.verify import verify_archive
+from tests.cluster.harness import ACCESS_KEY, CLUSTER_SECRET, REPO, SECRET_KEY, ProcCluster
 
 from .load import S3, SigV4, chunks
 
@@ -79,7 +79,7 @@ async def load(endpoint: str, sizes: list[int], concurrency: int = 8) -> float:
 async def network_scrub(c: ProcCluster) -> tuple[int, float, int]:
     """The old gateway scrub's verification: every archive read over HTTP and checked here."""
     async with aiohttp.ClientSession() as session:
-        disks = [RemoteDisk(f"{n}d1", f"http://127.0.0.1:{c.node_ports[n]}", "test-cluster-secret", session)
+        disks = [RemoteDisk(f"{n}d1", f"http://127.0.0.1:{c.node_ports[n]}", CLUSTER_SECRET, session, node_id=n)
                  for n in c.node_ids]
         throttle = Throttle(0)
         started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""`pocket disk ...` and `pocket rebalance`: thin commands over storage/repair/disk_tool.py.
+"""`pocket disk ...` and `pocket rebalance`: thin commands over storage/tools/disks.py.
 
 Exit status: 0 when everything moved, 1 when something could not be moved or rebuilt
 (run the command again once the cause is fixed: it resumes), 2 when the request was
@@ -11,12 +11,11 @@ import sys
 
 import click
 
-from storage.repair.status import size as _size
-
-from .main import _Progress, _run_tool, load_config, main, with_cluster
+from .common import Progress, load_config, run_tool, with_cluster
 
 
 def _print_disks(rows: list[dict]) -> None:
+    from storage.tools.status import size as _size
     click.echo(f"{'DISK':<10} {'NODE':<8} {'ZONE':<8} {'STATE':<9} {'SLOTS':>5} {'USED':>10} {'FREE':>10}  MOVES")
     for r in rows:
         moves = f"{r['moves_off']} off, {r['moves_onto']} onto" if r["moves_off"] or r["moves_onto"] else ""
@@ -26,12 +25,12 @@ def _print_disks(rows: list[dict]) -> None:
 
 def _act(data, config, as_json: bool, action: str, disk=None, new=None, rate=None, dry_run=False) -> None:
     cfg = load_config(data, config)
-    progress = _Progress({"fail": "Rebuilding", "drain": "Draining", "replace": "Replacing",
+    progress = Progress({"fail": "Rebuilding", "drain": "Draining", "replace": "Replacing",
                           "rebalance": "Rebalancing"}[action])
 
     async def work(tc):
-        from storage.repair import disk_tool
-        from storage.repair.disks import DiskError
+        from storage.tools import disks as disk_tool
+        from storage.disks.actions import DiskError
         try:
             out = await disk_tool.start(tc, action, disk, new, dry_run)
         except DiskError as e:
@@ -43,7 +42,7 @@ def _act(data, config, as_json: bool, action: str, disk=None, new=None, rate=Non
             return await disk_tool.finish(tc, out, cfg.repair.move_rate if rate is None else rate, progress.step)
         finally:
             progress.close()
-    out = _run_tool(cfg, work)
+    out = run_tool(cfg, work)
     if isinstance(out, Exception):
         if as_json:
             click.echo(json.dumps({"action": action, "error": str(out), "ok": False}, indent=2))
@@ -59,6 +58,7 @@ def _act(data, config, as_json: bool, action: str, disk=None, new=None, rate=Non
 
 
 def _summary(out, dry_run: bool) -> None:
+    from storage.tools.status import size as _size
     if dry_run:
         click.echo(f"Would move {len(out.planned)} volume slots "
                    f"({_size(sum(m.get('bytes', 0) for m in out.planned))}):")
@@ -84,7 +84,7 @@ def _summary(out, dry_run: bool) -> None:
     _print_disks(out.disks)
 
 
-@main.group()
+@click.group()
 def disk() -> None:
     """Disks: list them, declare one failed, drain one, replace one."""
 
@@ -97,9 +97,9 @@ def disk_list(data, config, as_json: bool) -> None:
     cfg = load_config(data, config)
 
     async def work(tc):
-        from storage.repair.disks import disk_rows
+        from storage.disks.actions import disk_rows
         return disk_rows(tc.cluster, tc.index)
-    rows = _run_tool(cfg, work)
+    rows = run_tool(cfg, work)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
@@ -136,7 +136,7 @@ def disk_replace(data, config, old: str, new: str, as_json: bool, rate) -> None:
     _act(data, config, as_json, "replace", old, new, rate=rate)
 
 
-@main.command()
+@click.command()
 @with_cluster
 @click.option("--rate", type=int, default=None, help="Bytes per second to copy (default: repair.move_rate).")
 @click.option("--dry-run", is_flag=True, help="Print the moves without making them.")

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .main import _run_tool, load_config, with_cluster
+from .common import load_config, run_tool, with_cluster
 
 
 @click.command()
@@ -21,7 +21,7 @@ def lifecycle(data, config, as_json: bool, dry_run: bool) -> None:
     cfg = load_config(data, config)
 
     async def work(tc):
-        from storage.gateway import object_services
+        from storage.objects.build import object_services
         from storage.index.batcher import IndexWriter
         from storage.lifecycle.runner import LifecycleRunner
         writer = IndexWriter(tc.index)
@@ -33,7 +33,7 @@ def lifecycle(data, config, as_json: bool, dry_run: bool) -> None:
             return report
         finally:
             await writer.aclose()
-    report = _run_tool(cfg, work)
+    report = run_tool(cfg, work)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:

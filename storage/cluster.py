@@ -18,14 +18,15 @@ from collections import Counter
 from contextlib import contextmanager
 
 from .index import disks as disk_table
+from .node.disk import Disk
 from .placement.volumes import DiskInfo, build_volumes, grow_volumes
 
 log = logging.getLogger("pocket.cluster")
 
 
 class Cluster:
-    def __init__(self, disks: dict, infos: list[DiskInfo], heartbeat: float = 2.0, min_free_bytes: int = 0):
-        self.disks = disks                 # disk id -> DiskStore | RemoteDisk
+    def __init__(self, disks: dict[str, Disk], infos: list[DiskInfo], heartbeat: float = 2.0, min_free_bytes: int = 0):
+        self.disks = disks
         self.infos = {d.disk_id: d for d in infos}
         self.volumes: dict[str, dict] = {}
         self.states: dict[str, dict] = {}   # disk id -> {"state": failed|draining|drained, ...}
@@ -90,7 +91,7 @@ class Cluster:
     @contextmanager
     def writing(self):
         """Around an upload: a slot move deletes old copies only once no upload that chose
-        its volume under an older table is still writing (see repair/moves.py)."""
+        its volume under an older table is still writing (see disks/moves.py)."""
         gen = self.generation
         self._writes[gen] += 1
         try:

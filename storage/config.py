@@ -14,10 +14,19 @@ import tomllib
 from dataclasses import dataclass, field, fields
 
 from .codec import parse_policy
+from .integrity import MIN_SECRET_BYTES
 
 
 class ConfigError(ValueError):
     pass
+
+
+def fingerprint_bytes(text: str) -> bytes:
+    """A SHA-256 fingerprint as written in the config, e.g. `AB:CD:…` or `abcd…`."""
+    raw = bytes.fromhex(text.replace(":", "").strip())
+    if len(raw) != 32:
+        raise ValueError("a tls_fingerprint is the SHA-256 of the certificate: 64 hex digits")
+    return raw
 
 
 @dataclass
@@ -39,6 +48,12 @@ class NodeConfig:
     zone: str = "zone-1"
     url: str = ""            # empty: the disks are opened in the gateway's own process
     disks: list[DiskConfig] = field(default_factory=list)
+    # An https url needs these (node/tls.py): the node's certificate and key, and how
+    # its clients pin it (a SHA-256 fingerprint, or a CA file).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_fingerprint: str = ""
+    tls_ca: str = ""
 
     @property
     def listen(self) -> tuple[str, int]:
@@ -83,7 +98,7 @@ class StorageConfig:
 @dataclass
 class ScrubConfig:
     """Scrubbing: a scrubber per disk in the process that owns it (storage/node/disk_scrub.py)
-    reads and checks every byte; the gateway collects what they found (storage/repair/scrub.py)."""
+    reads and checks every byte; the gateway collects what they found (storage/durability/scrub.py)."""
     enabled: bool = True            # background passes (`pocket scrub` works either way)
     rate: int = 8 << 20             # bytes/s read by the scrubber of each disk (0: unlimited)
     interval: float = 86400.0       # seconds from the end of a disk's full pass to the start of its next
@@ -95,7 +110,7 @@ class ScrubConfig:
 
 @dataclass
 class RepairConfig:
-    """The repairer (storage/repair/repair.py) and the durability estimate of `pocket status`."""
+    """The repairer (storage/durability/repair.py) and the durability estimate of `pocket status`."""
     enabled: bool = True
     concurrency: int = 4            # object versions rebuilt at once
     interval: float = 10.0          # seconds between retries of what is still queued
@@ -174,6 +189,12 @@ class Config:
         """Every problem of the settings, one message each (`pocket config check` lists them all)."""
         if not self.cluster_secret:
             yield "cluster_secret is empty: set it in the config or POCKET_CLUSTER_SECRET"
+        elif len(self.cluster_secret.encode()) < MIN_SECRET_BYTES:
+            yield (f"cluster_secret is {len(self.cluster_secret.encode())} bytes; it keys every node "
+                   f"request and on-disk checksum, so it must be at least {MIN_SECRET_BYTES} bytes "
+                   "(e.g. `python3 -c 'import secrets; print(secrets.token_hex(32))'`)")
+        for node in self.nodes:
+            yield from _tls_problems(node)
         shapes = {}
         for name, spec in self.policies.items():
             try:
@@ -235,6 +256,25 @@ class Config:
             yield f"log.level = {self.log.level!r}: use debug, info, warning or error"
 
 
+def _tls_problems(node: NodeConfig):
+    where = f"nodes[{node.id}]"
+    tls = [k for k in ("tls_cert", "tls_key", "tls_fingerprint", "tls_ca") if getattr(node, k)]
+    if not node.url.startswith("https://"):
+        if tls:
+            yield f"{where} sets {tls} but its url is not https://; use https:// to turn TLS on"
+        return
+    if not (node.tls_cert and node.tls_key):
+        yield f"{where} has an https url: set tls_cert and tls_key (the node's certificate and key)"
+    if not (node.tls_fingerprint or node.tls_ca):
+        yield (f"{where} has an https url: pin its certificate with tls_fingerprint "
+               "(`openssl x509 -noout -fingerprint -sha256 -in CERT`) or tls_ca (a CA file)")
+    if node.tls_fingerprint:
+        try:
+            fingerprint_bytes(node.tls_fingerprint)
+        except ValueError as e:
+            yield f"{where}.tls_fingerprint: {e}"
+
+
 def load(path: str) -> Config:
     try:
         with open(path, "rb") as f:
@@ -251,7 +291,7 @@ def load(path: str) -> Config:
 def from_dict(raw: dict, base: str = ".") -> Config:
     raw = dict(raw)
     for n in raw.get("nodes", []):
-        _known_keys(n, {"id", "zone", "url", "disks"}, f"nodes[{n.get('id', '?')}]")
+        _known_keys(n, {"id", "zone", "url", "disks", *_TLS_PATHS, "tls_fingerprint"}, f"nodes[{n.get('id', '?')}]")
         for d in n.get("disks", []):
             where = f"nodes[{n.get('id', '?')}].disks[{d.get('id', '?')}]"
             _known_keys(d, {"id", "path", "capacity"}, where)
@@ -272,7 +312,9 @@ def from_dict(raw: dict, base: str = ".") -> Config:
             credentials=[Credential(**c) for c in raw.pop("credentials", [])],
             nodes=[NodeConfig(id=n["id"], zone=n.get("zone", "zone-1"), url=n.get("url", ""),
                               disks=[DiskConfig(d["id"], os.path.join(base, d["path"]), d.get("capacity", 0))
-                                     for d in n.get("disks", [])])
+                                     for d in n.get("disks", [])],
+                              tls_fingerprint=n.get("tls_fingerprint", ""),
+                              **{k: os.path.join(base, n[k]) for k in _TLS_PATHS if n.get(k)})
                    for n in raw.pop("nodes", [])],
         )
     except (TypeError, KeyError) as e:
@@ -286,6 +328,9 @@ def from_dict(raw: dict, base: str = ".") -> Config:
             setattr(getattr(cfg, section), key, os.path.join(base, value))
     cfg.data = os.path.normpath(cfg.data)
     return cfg
+
+
+_TLS_PATHS = ("tls_cert", "tls_key", "tls_ca")   # relative to the config file, like disk paths
 
 
 def _known_keys(entry: dict, allowed: set[str], where: str) -> None:

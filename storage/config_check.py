@@ -21,6 +21,7 @@ _SECTIONS = {"gateway": config_mod.GatewayConfig, "storage": config_mod.StorageC
              "scrub": config_mod.ScrubConfig, "repair": config_mod.RepairConfig,
              "lifecycle": config_mod.LifecycleConfig, "log": config_mod.LogConfig}
 _TOP = {"data", "cluster_secret", "policies", "credentials", "nodes", *_SECTIONS}
+_NODE_KEYS = {"id", "zone", "url", "disks", "tls_cert", "tls_key", "tls_fingerprint", "tls_ca"}
 
 
 def check(path: str, node: str | None = None, reach: bool = False, timeout: float = 3.0) -> tuple[list, list]:
@@ -43,7 +44,7 @@ def check(path: str, node: str | None = None, reach: bool = False, timeout: floa
     problems += _nodes(cfg, node)
     notes: list[str] = []
     problems += _paths(cfg, node, notes)
-    problems += _tls(cfg)
+    problems += _tls(cfg, node)
     if reach:
         problems += asyncio.run(_reach(cfg, timeout))
     return problems, notes
@@ -67,8 +68,8 @@ def _keys(raw: dict) -> list[str]:
                 out.append(str(e))
     for i, n in enumerate(raw.get("nodes", [])):
         where = f"nodes[{n.get('id', i)}]"
-        out += [f"unknown setting {key!r} in {where}; allowed: disks, id, url, zone"
-                for key in n if key not in ("id", "zone", "url", "disks")]
+        out += [f"unknown setting {key!r} in {where}; allowed: {', '.join(sorted(_NODE_KEYS))}"
+                for key in n if key not in _NODE_KEYS]
         if "id" not in n:
             out.append(f"{where} has no id")
         for j, d in enumerate(n.get("disks", [])):
@@ -142,14 +143,30 @@ def _paths(cfg, only: str | None, notes: list[str]) -> list[str]:
     return out
 
 
-def _tls(cfg) -> list[str]:
-    if not cfg.gateway.tls_cert or not cfg.gateway.tls_key:
-        return []
+def _tls(cfg, only: str | None) -> list[str]:
+    """The S3 port's certificate and the CA files clients of https nodes pin (on the gateway's
+    server), or the node's own certificate (`--node`, on that node's server)."""
+    out = []
+    if only is None and cfg.gateway.tls_cert and cfg.gateway.tls_key:
+        out += _cert_pair("gateway.tls_cert", cfg.gateway.tls_cert, "gateway.tls_key", cfg.gateway.tls_key)
+    for n in cfg.nodes:
+        if not n.url.startswith("https://"):
+            continue
+        if n.id == only and n.tls_cert and n.tls_key:
+            out += _cert_pair(f"nodes[{n.id}].tls_cert", n.tls_cert, f"nodes[{n.id}].tls_key", n.tls_key)
+        if only is None and n.tls_ca:
+            try:
+                ssl.create_default_context(cafile=n.tls_ca)
+            except (OSError, ssl.SSLError) as e:
+                out.append(f"nodes[{n.id}].tls_ca = {n.tls_ca} does not load: {e}")
+    return out
+
+
+def _cert_pair(cert_key: str, cert: str, key_key: str, key: str) -> list[str]:
     try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cfg.gateway.tls_cert, cfg.gateway.tls_key)
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as e:
-        return [f"gateway.tls_cert = {cfg.gateway.tls_cert} / gateway.tls_key = {cfg.gateway.tls_key} "
-                f"do not load: {e}"]
+        return [f"{cert_key} = {cert} / {key_key} = {key} do not load: {e}"]
     return []
 
 
@@ -157,14 +174,16 @@ async def _reach(cfg, timeout: float) -> list[str]:
     import aiohttp
 
     from .node import auth
+    from .node.tls import client_ssl
 
     async def one(session, n) -> str | None:
         url = n.url.rstrip("/") + "/v1/health"
         try:
-            async with session.get(url, headers=auth.sign(cfg.cluster_secret, "GET", "/v1/health"),
-                                   timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+            async with session.get(url, headers=auth.sign(cfg.cluster_secret, "GET", "/v1/health", n.id),
+                                   ssl=client_ssl(n), timeout=aiohttp.ClientTimeout(total=timeout)) as r:
                 if r.status == 403:
-                    return f"nodes[{n.id}].url = {n.url} refuses our requests (403): its cluster_secret differs"
+                    return (f"nodes[{n.id}].url = {n.url} refuses our requests (403): its cluster_secret "
+                            "differs, or the url reaches another node")
                 if r.status != 200:
                     return f"nodes[{n.id}].url = {n.url} answers {r.status} to its health check"
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:

@@ -8,77 +8,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 from aiohttp import web
 
 from .cluster import Cluster
 from .codec import parse_policy
-from .config import Config, ConfigError, DiskConfig
+from .config import Config, ConfigError
 from .config import load as load_config
+from .disks.actions import publish_table
+from .disks.failures import FailureWatcher
+from .disks.moves import SlotMover
+from .durability.queue import RepairQueue
+from .durability.repair import Repairer
+from .durability.scrub import Scrubber
+from .executor import io_executor
 from .index.batcher import IndexWriter
 from .index.lmdb_index import Index
 from .lifecycle.runner import LifecycleRunner
 from .metrics import IndexCollector, Metrics
-from .node.client import RemoteDisk
 from .node.daemons import DiskDaemons
 from .node.metrics import DiskCollector
+from .node.open_disks import open_disks
 from .node.store import DiskStore
 from .objects.buckets import BucketService
-from .objects.multipart import MultipartService
-from .objects.service import ObjectService, Policy
-from .placement.volumes import DiskInfo
-from .repair.disks import publish_table
-from .repair.failures import FailureWatcher
-from .repair.moves import SlotMover
-from .repair.queue import RepairQueue
-from .repair.repair import Repairer
-from .repair.scrub import Scrubber
+from .objects.build import object_services
 from .s3.app import build_app
 
 log = logging.getLogger("pocket.gateway")
 
 DISK_STATES = ("up", "down", "failed", "draining", "drained")
-
-
-def open_disks(cfg: Config, session: aiohttp.ClientSession | None,
-               only: set[str] | None = None) -> tuple[dict, list[DiskInfo]]:
-    disks, infos = {}, []
-    for node in cfg.nodes:
-        for d in node.disks:
-            if only is not None and d.id not in only:
-                continue
-            if node.url:
-                disks[d.id] = RemoteDisk(d.id, node.url, cfg.cluster_secret, session, cfg.storage.node_timeout)
-            else:
-                disks[d.id] = local_store(cfg, d)
-            infos.append(DiskInfo(d.id, node.id, node.zone))
-    return disks, infos
-
-
-def local_store(cfg: Config, disk: DiskConfig, initialize: bool = True) -> DiskStore:
-    st = cfg.storage
-    return DiskStore(disk.id, disk.path, pack_threshold=st.pack_threshold, pack_size=st.pack_size,
-                     capacity=disk.capacity).open(initialize)
-
-
-def io_executor() -> ThreadPoolExecutor:
-    """Blocking file work (writes, fsync, preads) and hashing run here, off the event loop.
-
-    The default executor has cpu+4 threads; fsyncs of many concurrent uploads would
-    queue behind each other there."""
-    return ThreadPoolExecutor(max_workers=64, thread_name_prefix="pocket-io")
-
-
-def object_services(cfg: Config, cluster: Cluster, index: Index,
-                    writer: IndexWriter) -> tuple[ObjectService, MultipartService]:
-    """The object and multipart services over a cluster (the gateway's, or a one-shot tool's)."""
-    policies = {name: Policy.parse(name, spec, cfg.storage.write_quorum or None) for name, spec in cfg.policies.items()}
-    st = cfg.storage
-    objects = ObjectService(cluster, index, writer, policies, st.default_policy, st.small_policy or None,
-                            st.small_threshold, st.segment_size, st.node_timeout)
-    return objects, MultipartService(objects)
 
 
 class Gateway:
@@ -220,4 +179,3 @@ class Gateway:
             k = int(shape.split("+")[0])
             for left, count in counts.items():
                 self.metrics.at_risk.labels(shape, str(left), str(left - k)).set(count)
-

@@ -5,13 +5,21 @@ A fragment archive holds fragment `i` of every segment of one object version:
     header   | record 0 | record 1 | ... | record s-1 | trailer | footer
 
 - header (64 bytes): magic, format version, version id, fragment index, k, m, segment
-  size, block size, and an xxh3 of the header itself.
-- record: u32 payload length, u64 xxh3-64 of the payload, payload. Every record but the
+  size, block size, and a checksum of the header itself.
+- record: u32 payload length, u64 checksum of the payload, payload. Every record but the
   last has the same size, so the offset of segment `j` is computed, never searched.
 - trailer: the object's manifest (JSON), so a disk describes itself and the index can
   be rebuilt from disks alone.
-- footer (16 bytes): u32 trailer length, u64 xxh3 of the trailer, magic. A node only
+- footer (16 bytes): u32 trailer length, u64 checksum of the trailer, magic. A node only
   commits an archive whose footer is intact, which is how a truncated upload is caught.
+
+The checksum is what the format version says: format 1 (before keyed checksums) used
+xxh3-64, which anyone can compute; format 2 uses a MAC keyed with the cluster secret
+(integrity.py), so a forged archive reads as corrupt. Sizes and offsets are the same in
+both. Writers always write format 2. Readers say which formats they accept: an object
+whose record names format 2 (`"archive_format": 2`) accepts nothing else, so a forger
+cannot pass a format-1 copy off as legacy; objects written before the change accept both
+(repair rewrites their lost fragments in format 2).
 
 Upload, download, scrub and rebuild all import this module instead of computing
 offsets themselves.
@@ -24,7 +32,12 @@ from dataclasses import dataclass
 
 import xxhash
 
-FORMAT_VERSION = 1
+from . import integrity
+
+FORMAT_VERSION = 2
+LEGACY_FORMAT = 1
+STRICT = frozenset({FORMAT_VERSION})
+ANY_FORMAT = frozenset({LEGACY_FORMAT, FORMAT_VERSION})
 HEADER_MAGIC = b"PKFA"
 FOOTER_MAGIC = b"PKFE"
 _HEADER = struct.Struct("<4sHH16sHBBII")  # magic, version, flags, vid, index, k, m, seg, block
@@ -39,8 +52,17 @@ class CorruptFragment(Exception):
     """A header, record or footer failed its checksum or structure check."""
 
 
-def checksum(data: bytes) -> int:
-    return xxhash.xxh3_64_intdigest(data)
+def checksum(data: bytes, fmt: int = FORMAT_VERSION) -> int:
+    return integrity.mac64(data) if fmt == FORMAT_VERSION else xxhash.xxh3_64_intdigest(data)
+
+
+def accepted(record: dict) -> frozenset[int]:
+    """The archive formats a read of this object version may accept (see the module doc)."""
+    return STRICT if record.get("archive_format", LEGACY_FORMAT) >= FORMAT_VERSION else ANY_FORMAT
+
+
+def _matches(data: bytes, want: int, accept: frozenset[int]) -> bool:
+    return any(checksum(data, fmt) == want for fmt in sorted(accept))
 
 
 @dataclass(frozen=True)
@@ -51,26 +73,31 @@ class ArchiveHeader:
     m: int
     segment_size: int
     block_size: int
+    fmt: int = FORMAT_VERSION
 
     def pack(self) -> bytes:
-        body = _HEADER.pack(HEADER_MAGIC, FORMAT_VERSION, 0, bytes.fromhex(self.version_id),
+        body = _HEADER.pack(HEADER_MAGIC, self.fmt, 0, bytes.fromhex(self.version_id),
                             self.index, self.k, self.m, self.segment_size, self.block_size)
         body = body.ljust(HEADER_SIZE - 8, b"\0")
-        return body + struct.pack("<Q", checksum(body))
+        return body + struct.pack("<Q", checksum(body, self.fmt))
 
     @classmethod
-    def unpack(cls, raw: bytes) -> "ArchiveHeader":
+    def unpack(cls, raw: bytes, accept: frozenset[int] = STRICT) -> "ArchiveHeader":
+        """The header, checked with the checksum of the format it names, if `accept` has it."""
         if len(raw) < HEADER_SIZE:
             raise CorruptFragment("archive shorter than its header")
         body, (want,) = raw[:HEADER_SIZE - 8], struct.unpack("<Q", raw[HEADER_SIZE - 8:HEADER_SIZE])
-        if checksum(body) != want:
-            raise CorruptFragment("archive header checksum mismatch")
         magic, version, _flags, vid, index, k, m, seg, block = _HEADER.unpack_from(body)
+        if version not in ANY_FORMAT:
+            raise CorruptFragment(f"unsupported archive format version {version}")
+        if version not in accept:
+            raise CorruptFragment(f"archive in format {version} where only {sorted(accept)} may be "
+                                  "(an unkeyed copy of a keyed archive: forged, or written by a wrong tool)")
+        if checksum(body, version) != want:
+            raise CorruptFragment("archive header checksum mismatch (rot, or written without the cluster secret)")
         if magic != HEADER_MAGIC:
             raise CorruptFragment("not a Pocket fragment archive (bad magic)")
-        if version != FORMAT_VERSION:
-            raise CorruptFragment(f"unsupported archive format version {version}")
-        return cls(vid.hex(), index, k, m, seg, block)
+        return cls(vid.hex(), index, k, m, seg, block, version)
 
 
 @dataclass(frozen=True)
@@ -113,16 +140,18 @@ def pack_record(payload: bytes) -> bytes:
     return _RECORD.pack(len(payload), checksum(payload)) + payload
 
 
-def unpack_record(raw: bytes) -> bytes:
-    """Return the verified payload of one record (`raw` is exactly one record)."""
+def unpack_record(raw: bytes, accept: frozenset[int] = STRICT) -> bytes:
+    """Return the verified payload of one record (`raw` is exactly one record) whose
+    checksum is that of one of the `accept`ed formats."""
     if len(raw) < RECORD_OVERHEAD:
         raise CorruptFragment("record shorter than its header")
     length, want = _RECORD.unpack_from(raw)
     payload = raw[RECORD_OVERHEAD:]
     if length != len(payload):
         raise CorruptFragment(f"record length {length} does not match {len(payload)} bytes read")
-    if checksum(payload) != want:
-        raise CorruptFragment("segment checksum mismatch (bit rot or torn write)")
+    if not _matches(payload, want, accept):
+        raise CorruptFragment("segment checksum mismatch (bit rot, torn write, or written without the "
+                              "cluster secret)")
     return payload
 
 
@@ -141,8 +170,9 @@ def unpack_footer(raw: bytes) -> tuple[int, int]:
     return length, want
 
 
-def unpack_trailer(raw: bytes, want: int) -> dict:
-    if checksum(raw) != want:
+def unpack_trailer(raw: bytes, want: int, fmt: int = FORMAT_VERSION) -> dict:
+    """The manifest, checked with the checksum of format `fmt` (the header's)."""
+    if checksum(raw, fmt) != want:
         raise CorruptFragment("archive trailer (manifest) checksum mismatch")
     return json.loads(raw)
 

@@ -70,7 +70,7 @@ class Metrics:
         self.disk_free = Gauge("pocket_disk_free_bytes", "Free bytes on the disk's filesystem", ["disk"], registry=r)
         self.damage = Counter("pocket_fragments_damaged", "Missing or corrupt fragments found by reads",
                               registry=r)
-        # durability: storage/repair/
+        # durability: storage/durability/ and storage/disks/
         self.repair_queue = Gauge("pocket_repair_queue_length", "Object versions waiting for repair", registry=r)
         self.at_risk = Gauge("pocket_objects_at_risk",
                              "Queued object versions by fragments left, and spare: how many of those beyond the k "

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .lmdb_index import Index
 
 FORMAT_VERSION = 1
-DB_NAMES = ("buckets", "objects", "volumes", "meta", "uploads", "parts", "repair", "versions")
+DB_NAMES = ("buckets", "objects", "volumes", "meta", "uploads", "parts", "repair", "versions", "migrate")
 
 
 class MetadataIndexError(Exception):

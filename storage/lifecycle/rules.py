@@ -1,6 +1,6 @@
 """Which lifecycle rule applies to an object, a version or an upload, and when it expires.
 
-Pure functions over the stored rules (lifecycle/config.py parses S3's XML into them), so
+Pure functions over the stored rules (s3/lifecycle_xml.py parses S3's XML into them), so
 the background runner, the `x-amz-expiration` response header and the tests all agree.
 Time follows S3: an action "Days" after an event happens at the first midnight UTC at or
 after event + Days (S3 rounds up to the next midnight); a Date is that midnight itself.

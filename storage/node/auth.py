@@ -1,30 +1,158 @@
-"""HMAC authentication of the internal node API.
+"""Authentication of the internal node API: a captured request can be neither replayed
+nor given another body.
 
-Every request between gateway and node carries an HMAC over the method, the path with
-its query, and a timestamp, keyed by the cluster secret. Bodies are not covered: each
-record inside an archive has its own checksum, and a node only commits an archive whose
-footer checks out. A request without a valid HMAC gets 403 and touches nothing.
+Every request carries an HMAC (a key derived from the cluster secret) over the method,
+the path with its query, the id of the node it is meant for, a timestamp in
+milliseconds and a random nonce. A node refuses with 403, touching nothing, a request
+whose MAC is wrong, whose timestamp is more than MAX_SKEW away from its clock or older
+than its own start (its replay cache is empty then), or whose nonce it has already seen
+(`ReplayCache`).
+
+Bodies are covered by a tag that travels *after* the body, as its last TAG_SIZE bytes:
+HMAC(key, request MAC || body). A header would need the digest before the first byte is
+sent, but the gateway streams archives while it encodes them (a 5 GiB part is never
+held in memory), and aiohttp has no chunked-trailer support on either side; an in-band
+trailer works with any HTTP framing. The node checks the tag as the body streams in and
+only commits (renames the archive into place, appends it or the record to a pack) once
+the tag matches; otherwise the upload is dropped like a broken one. Only PUT carries a
+body; any other request with a body is refused.
 """
 from __future__ import annotations
 
+import asyncio
+import collections
 import hashlib
 import hmac
+import secrets
 import time
+from typing import AsyncIterable, AsyncIterator
+
+from ..integrity import derive
 
 TIME_HEADER = "X-Pocket-Time"
+NONCE_HEADER = "X-Pocket-Nonce"
+NODE_HEADER = "X-Pocket-Node"
 AUTH_HEADER = "X-Pocket-Auth"
-MAX_SKEW = 300
+MAX_SKEW = 300.0            # seconds a request may be early or late
+TAG_SIZE = 32
+_HASH_OFF_LOOP = 64 << 10   # body chunks larger than this are hashed in a thread
 
 
-def sign(secret: str, method: str, path_qs: str, now: float | None = None) -> dict[str, str]:
-    stamp = str(int(now if now is not None else time.time()))
-    mac = hmac.new(secret.encode(), f"{method}\n{path_qs}\n{stamp}".encode(), hashlib.sha256)
-    return {TIME_HEADER: stamp, AUTH_HEADER: mac.hexdigest()}
+class BadBody(Exception):
+    """A body whose tag is missing or wrong: forged, cut short, or signed for another request."""
 
 
-def verify(secret: str, method: str, path_qs: str, headers) -> bool:
-    stamp, given = headers.get(TIME_HEADER, ""), headers.get(AUTH_HEADER, "")
-    if not stamp.isdigit() or abs(time.time() - int(stamp)) > MAX_SKEW:
-        return False
-    want = sign(secret, method, path_qs, int(stamp))[AUTH_HEADER]
-    return hmac.compare_digest(want, given)
+def _key(secret: str) -> bytes:
+    return derive(secret, "node-api/v2")
+
+
+def _mac(secret: str, method: str, path_qs: str, node_id: str, stamp: str, nonce: str) -> str:
+    msg = "\n".join((method, path_qs, node_id, stamp, nonce)).encode()
+    return hmac.new(_key(secret), msg, hashlib.sha256).hexdigest()
+
+
+def sign(secret: str, method: str, path_qs: str, node_id: str, now: float | None = None,
+         nonce: str | None = None) -> dict[str, str]:
+    stamp = str(int((now if now is not None else time.time()) * 1000))
+    nonce = nonce or secrets.token_hex(16)
+    return {TIME_HEADER: stamp, NONCE_HEADER: nonce, NODE_HEADER: node_id,
+            AUTH_HEADER: _mac(secret, method, path_qs, node_id, stamp, nonce)}
+
+
+class ReplayCache:
+    """Nonces seen within the window, bounded: past `limit` the oldest are dropped and
+    requests no newer than them are refused from then on (`floor`), so a dropped nonce
+    can never be replayed. The floor starts at the node's start: nonces seen by an
+    earlier run are not remembered."""
+
+    def __init__(self, limit: int = 250_000, window: float = MAX_SKEW):
+        self.limit, self.window = limit, window
+        self.floor = int(time.time() * 1000) - 1   # requests signed before this run are refused
+        self._seen: collections.OrderedDict[str, int] = collections.OrderedDict()
+
+    def admit(self, nonce: str, stamp: int) -> str | None:
+        """None if the request is fresh (and remember its nonce), else why not."""
+        cutoff = int((time.time() - self.window) * 1000)   # older ones fail the clock check anyway
+        while self._seen:
+            _, seen_stamp = next(iter(self._seen.items()))
+            if len(self._seen) >= self.limit:
+                self.floor = max(self.floor, seen_stamp)
+            elif seen_stamp >= cutoff:
+                break
+            self._seen.popitem(last=False)
+        if stamp <= self.floor:
+            return "timestamp older than the node's replay memory (node restarted, or too many requests)"
+        if nonce in self._seen:
+            return "nonce already used (a replayed request)"
+        self._seen[nonce] = stamp
+        return None
+
+
+def verify(secret: str, method: str, path_qs: str, node_id: str, headers, replay: ReplayCache) -> str | None:
+    """None if the request is authentic, fresh and meant for `node_id`; else why it is refused."""
+    stamp, nonce = headers.get(TIME_HEADER, ""), headers.get(NONCE_HEADER, "")
+    given, for_node = headers.get(AUTH_HEADER, ""), headers.get(NODE_HEADER, "")
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) < 16) or not 16 <= len(nonce) <= 64:
+        return "missing or malformed timestamp or nonce"
+    want = _mac(secret, method, path_qs, for_node, stamp, nonce)
+    if not hmac.compare_digest(want, given):
+        return "bad MAC (check that every process has the same cluster_secret)"
+    if for_node != node_id:
+        return f"request signed for node {for_node!r}, this is {node_id!r}"
+    if abs(time.time() - int(stamp) / 1000) > MAX_SKEW:
+        return f"timestamp more than {MAX_SKEW:.0f}s away from this node's clock (check NTP)"
+    return replay.admit(nonce, int(stamp))
+
+
+def _tagger(secret: str, request_mac: str):
+    return hmac.new(_key(secret), b"body\n" + request_mac.encode(), hashlib.sha256)
+
+
+async def _update(h, chunk: bytes) -> None:
+    if len(chunk) > _HASH_OFF_LOOP:
+        await asyncio.get_running_loop().run_in_executor(None, h.update, chunk)
+    else:
+        h.update(chunk)
+
+
+async def signed_body(secret: str, headers: dict[str, str], chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """The body followed by its tag (the sending side)."""
+    h = _tagger(secret, headers[AUTH_HEADER])
+    async for chunk in chunks:
+        await _update(h, chunk)
+        yield chunk
+    yield h.digest()
+
+
+def tag(secret: str, headers: dict[str, str], body: bytes) -> bytes:
+    h = _tagger(secret, headers[AUTH_HEADER])
+    h.update(body)
+    return body + h.digest()
+
+
+async def verified_body(secret: str, headers, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """The body without its tag (the receiving side). The last TAG_SIZE bytes are held
+    back until the end; BadBody is raised instead of the end of the stream when the tag
+    does not match, so the consumer never commits a body that was not signed."""
+    h = _tagger(secret, headers.get(AUTH_HEADER, ""))
+    held = b""
+    async for chunk in chunks:
+        data = held + chunk if held else chunk
+        if len(data) <= TAG_SIZE:
+            held = data
+            continue
+        out, held = data[:-TAG_SIZE], data[-TAG_SIZE:]
+        await _update(h, out)
+        yield out
+    if len(held) != TAG_SIZE or not hmac.compare_digest(h.digest(), held):
+        raise BadBody("body tag missing or wrong: the body is not the one this request was signed with")
+
+
+def check_tagged(secret: str, headers, raw: bytes) -> bytes:
+    """A whole tagged body, checked; returns it without the tag."""
+    body, given = raw[:-TAG_SIZE], raw[-TAG_SIZE:]
+    h = _tagger(secret, headers.get(AUTH_HEADER, ""))
+    h.update(body)
+    if len(raw) < TAG_SIZE or not hmac.compare_digest(h.digest(), given):
+        raise BadBody("body tag missing or wrong: the body is not the one this request was signed with")
+    return body

@@ -13,6 +13,7 @@ import aiohttp
 from .. import layout
 from . import auth
 from .store import ArchiveMissing
+from .tls import client_ssl
 
 
 class DiskUnavailable(ConnectionError):
@@ -21,20 +22,32 @@ class DiskUnavailable(ConnectionError):
 
 class RemoteDisk:
     def __init__(self, disk_id: str, node_url: str, secret: str, session: aiohttp.ClientSession,
-                 timeout: float = 10.0):
+                 timeout: float = 10.0, *, node_id: str, ssl=True):
         self.disk_id = disk_id
         self.node_url = node_url.rstrip("/")
+        self.node_id = node_id     # requests are signed for this node only (auth.py)
         self._secret = secret
         self._session = session
+        self._ssl = ssl            # tls.client_ssl(): the pinned certificate of an https node
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+
+    @classmethod
+    def for_node(cls, node, disk_id: str, secret: str, session: aiohttp.ClientSession,
+                 timeout: float = 10.0) -> "RemoteDisk":
+        """A disk of a config [[nodes]] entry, reached the way the entry says (tls.py)."""
+        return cls(disk_id, node.url, secret, session, timeout, node_id=node.id, ssl=client_ssl(node))
 
     def _request(self, method: str, path: str, **kw):
         path = f"/v1/{self.disk_id}{path}" if not path.startswith("/v1/") else path
         qs = kw.pop("params", None)
         if qs:
             path += "?" + "&".join(f"{k}={v}" for k, v in qs.items())
-        headers = auth.sign(self._secret, method, path)
-        return self._session.request(method, self.node_url + path, headers=headers,
+        headers = auth.sign(self._secret, method, path, self.node_id)
+        if "data" in kw:
+            data = kw.pop("data")
+            kw["data"] = auth.tag(self._secret, headers, data) if isinstance(data, bytes) \
+                else auth.signed_body(self._secret, headers, data)
+        return self._session.request(method, self.node_url + path, headers=headers, ssl=self._ssl,
                                      timeout=kw.pop("timeout", self._timeout), **kw)
 
     async def _call(self, method: str, path: str, ok=(200,), **kw) -> tuple[int, bytes]:
@@ -53,10 +66,7 @@ class RemoteDisk:
             raise DiskUnavailable(f"disk {self.disk_id} at {self.node_url} unreachable: {e!r}") from e
 
     async def put_archive(self, name: str, chunks: AsyncIterable[bytes]) -> int:
-        async def body():
-            async for chunk in chunks:
-                yield chunk
-        _, raw = await self._call("PUT", f"/archives/{name}", ok=(201,), data=body())
+        _, raw = await self._call("PUT", f"/archives/{name}", ok=(201,), data=chunks)
         return json.loads(raw)["size"]
 
     async def read(self, name: str, offset: int, length: int) -> bytes:

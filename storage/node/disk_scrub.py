@@ -3,7 +3,7 @@
 Why here, in the process that owns the disk: checking a checksum needs the bytes, and
 the bytes are local. Sending a whole data set across the network to the gateway (as
 the scrubber once did) costs the network and the gateway's CPU what a node can do
-next to its disk; the gateway now only collects what each disk found (repair/scrub.py).
+next to its disk; the gateway now only collects what each disk found (durability/scrub.py).
 
 A pass walks the disk's archives in name order and checks each whole (verify.py:
 header, every record's xxh3, trailer and manifest); for a packed archive also its pack
@@ -30,13 +30,15 @@ import logging
 import os
 import time
 
-from ..repair.throttle import Throttle
-from ..repair.verify import verify_archive
-from .store import ArchiveMissing, write_durably
+from ..throttle import Throttle
+from ..verify import verify_archive
+from .files import write_durably
+from .store import ArchiveMissing
 
 log = logging.getLogger("pocket.scrub.disk")
 
 STATE_FILE = "scrub-state.json"
+UNKEYED_LIMIT = 1000      # unkeyed archives named in the state; more are only counted
 STATE_FORMAT = 1
 SAVE_SECONDS = 5.0
 
@@ -44,7 +46,7 @@ SAVE_SECONDS = 5.0
 def _empty(disk_id: str) -> dict:
     return {"format": STATE_FORMAT, "disk": disk_id, "passes_started": 0, "pass": None, "last_full_pass": None,
             "totals": {"bytes_checked": 0, "archives_checked": 0, "corrupt_found": 0},
-            "corrupt": {}, "corrupt_records": {}}
+            "corrupt": {}, "corrupt_records": {}, "unkeyed": {}}
 
 
 class _Bytes:
@@ -81,6 +83,7 @@ class DiskScrubber:
             with open(self.path) as f:
                 state = json.load(f)
             if state.get("format") == STATE_FORMAT and state.get("disk") == self.store.disk_id:
+                state.setdefault("unkeyed", {})     # a state saved before keyed checksums
                 return state
             log.error("%s is not a scrub state of disk %s (format %r); starting afresh", self.path,
                       self.store.disk_id, state.get("format"))
@@ -112,10 +115,11 @@ class DiskScrubber:
                    if list(self.store.stamp(name) or ()) == f["stamp"]]
         records = [{"record": rid, **{k: f[k] for k in ("problem", "first_seen", "last_seen")}}
                    for rid, f in sorted(st["corrupt_records"].items())]
+        unkeyed = [name for name, f in sorted(st["unkeyed"].items()) if list(self.store.stamp(name) or ()) == f["stamp"]]
         return {"disk": st["disk"], "rate": self.rate, "running": st["pass"] is not None,
                 "requested": self._requested, "passes_started": st["passes_started"], "pass": st["pass"],
                 "last_full_pass": st["last_full_pass"], "totals": st["totals"],
-                "corrupt": corrupt, "corrupt_records": records}
+                "corrupt": corrupt, "corrupt_records": records, "unkeyed": unkeyed}
 
     def request(self, rate: float | None = None) -> int:
         """A full pass from the first archive, starting now; returns its number."""
@@ -173,7 +177,8 @@ class DiskScrubber:
             st["passes_started"] = number = self._requested or st["passes_started"] + 1
             self.throttle.rate = self._request_rate if self._request_rate is not None else self.rate
             st["pass"] = {"number": number, "started": time.time(), "cursor": "", "rate": self.throttle.rate,
-                          "bytes_checked": 0, "archives_checked": 0, "records_checked": 0, "corrupt_found": 0}
+                          "bytes_checked": 0, "archives_checked": 0, "records_checked": 0, "corrupt_found": 0,
+                          "unkeyed": 0}
             self._requested = self._request_rate = None
         else:
             self.throttle.rate = st["pass"].get("rate", self.rate)
@@ -202,22 +207,23 @@ class DiskScrubber:
     def _finish(self, p: dict) -> None:
         st = self.state
         now = time.time()
-        for where in (st["corrupt"], st["corrupt_records"]):
+        for where in (st["corrupt"], st["corrupt_records"], st["unkeyed"]):
             for name in [n for n, f in where.items() if f["last_seen"] < p["started"]]:
                 del where[name]     # gone since (deleted or rewritten), not seen by this pass
         st["last_full_pass"] = {**{k: v for k, v in p.items() if k != "cursor"}, "finished": now,
                                 "seconds": round(now - p["started"], 3)}
         st["pass"] = None
-        log.info("disk %s: scrub pass %d checked %d archives (%.1f MiB) and %d records in %.1fs; %d corrupt",
-                 st["disk"], p["number"], p["archives_checked"], p["bytes_checked"] / 2**20,
-                 p["records_checked"], now - p["started"], len(st["corrupt"]) + len(st["corrupt_records"]))
+        log.info("disk %s: scrub pass %d checked %d archives (%.1f MiB; %d unkeyed, from before keyed checksums) "
+                 "and %d records in %.1fs; %d corrupt", st["disk"], p["number"], p["archives_checked"],
+                 p["bytes_checked"] / 2**20, p.get("unkeyed", 0), p["records_checked"], now - p["started"],
+                 len(st["corrupt"]) + len(st["corrupt_records"]))
 
     async def _check_archive(self, p: dict, name: str, size: int) -> None:
         stamp = self.store.stamp(name)
         if stamp is None:
             return              # deleted since the listing
         loop = asyncio.get_running_loop()
-        problem = None
+        problem, verdict = None, None
         try:
             packed = await loop.run_in_executor(None, self.store.packs.read_checked, name)
             if packed is not None:
@@ -236,6 +242,14 @@ class DiskScrubber:
         except OSError as e:    # a bad sector: the archive is as good as rotten
             problem, read = f"unreadable: {e}", 0
         p["archives_checked"] += 1
+        if verdict is not None and verdict.legacy and not problem:
+            # Format 1. Fine for an object written before keyed checksums (`pocket upgrade`
+            # rewrites them); a forgery for any other: only the gateway knows which it is.
+            p["unkeyed"] = p.get("unkeyed", 0) + 1
+            if name in self.state["unkeyed"] or len(self.state["unkeyed"]) < UNKEYED_LIMIT:
+                self.state["unkeyed"][name] = {"stamp": list(stamp), "last_seen": time.time()}
+        else:
+            self.state["unkeyed"].pop(name, None)
         p["bytes_checked"] += read
         self.state["totals"]["archives_checked"] += 1
         self.state["totals"]["bytes_checked"] += read

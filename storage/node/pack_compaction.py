@@ -14,8 +14,10 @@ import asyncio
 import logging
 import os
 
-from .packformat import ARCHIVE, DELETE, RECORD, RECORD_HEADER_SIZE, payload_sum, scan_pack
-from .packs import Pack, PackSet, _fsync_dir, _Item
+from .packformat import ARCHIVE, DELETE, PACK_VERSION, RECORD, RECORD_HEADER_SIZE, payload_sum, scan_pack
+from .files import fsync_dir
+from .pack_open import Pack
+from .packs import PackSet, _Item
 
 log = logging.getLogger("pocket.packs")
 
@@ -33,8 +35,11 @@ async def compact(ps: PackSet, min_live: float = 0.5) -> dict:
                 # be compacted too. Without this a disk whose data fits in one pack never
                 # gets the space of its deletes back.
                 ps.head = None
+            # A pack from before keyed sums is rewritten whatever its live share: that
+            # upgrades the disk's packs in place, a pack at a time, resuming after a restart.
             victims = [p for p in ps.packs.values()
-                       if p is not ps.head and (p.live == 0 or p.live < min_live * p.data_bytes)]
+                       if p is not ps.head and (p.live == 0 or p.live < min_live * p.data_bytes
+                                                or p.fmt != PACK_VERSION)]
         for pack in sorted(victims, key=lambda p: p.seq):
             copied = await _compact_one(ps, pack)
             if copied is not None:
@@ -109,15 +114,17 @@ def _copies(ps: PackSet, pack: Pack, group: list) -> list[_Item]:
         if psum is None:
             continue  # a delete nothing older needs any more
         payload = os.pread(pack.fd, loc[2], loc[1] + RECORD_HEADER_SIZE) if loc[2] else b""
-        if payload_sum(payload) != psum:
+        fresh = payload_sum(payload)   # the sum of the pack it goes to (an old pack's may be unkeyed)
+        if payload_sum(payload, pack.fmt) != psum:
             log.error("pack %s: %s %s is corrupt; copied as is for the scrubber to find",
                       pack.path, "archive" if kind == ARCHIVE else "record", name)
-        items.append(_Item(kind, name, payload, psum, None, expect=loc))
+            fresh ^= 1     # still corrupt where it goes
+        items.append(_Item(kind, name, payload, fresh, None, expect=loc))
     return items
 
 
 def _unlink_pack(path: str, fd: int | None) -> None:
     os.unlink(path)
-    _fsync_dir(os.path.dirname(path))
+    fsync_dir(os.path.dirname(path))
     if fd is not None:
         os.close(fd)

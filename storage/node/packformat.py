@@ -1,16 +1,21 @@
 """The pack file format, in one place (as storage/layout.py is for archives).
 
 A pack holds many small archives and records of one disk, appended one after another;
-it describes itself, so a disk's packs can be scanned with no other state. Version 1,
+it describes itself, so a disk's packs can be scanned with no other state. Version 2,
 little-endian:
 
     pack   = header record*
     header = "PKPK" | u16 version | u16 flags | u64 sequence | u64 salt | u64 reserved
-             | u64 xxh3 of the 32 bytes before it                                   40 bytes
+             | u64 sum of the 32 bytes before it                                    40 bytes
     record = "PKRC" | u8 kind | u8 name length | u16 flags | u64 payload length
-             | u64 xxh3 of the payload | name, NUL-padded to 40 bytes
-             | u64 xxh3 of the 64 bytes before it, seeded with the pack's salt      72 bytes
+             | u64 sum of the payload | name, NUL-padded to 40 bytes
+             | u64 sum of the 64 bytes before it, seeded with the pack's salt       72 bytes
              , payload
+
+The sums are the version's: version 2 packs use the MAC keyed with the cluster secret
+(integrity.mac64), so a pack or record forged on the disk reads as corrupt; version 1
+packs, written before keyed checksums, used xxh3 and are still read. New packs are always
+version 2, and compaction rewrites a version 1 pack's live records into one.
 
 Kinds: archive (payload: the archive exactly as put_archive received it, so the archive
 format and its own checksums are unchanged), record (a tombstone or bucket event), and
@@ -30,10 +35,13 @@ from dataclasses import dataclass, field
 
 import xxhash
 
+from .. import integrity
+
 ARCHIVE_NAME = re.compile(r"[0-9a-f]{32}\.[0-9]{1,3}")
 RECORD_NAME = re.compile(r"[0-9a-f]{32}")
 
-PACK_VERSION = 1
+PACK_VERSION = 2
+LEGACY_PACK_VERSION = 1
 PACK_MAGIC, RECORD_MAGIC = b"PKPK", b"PKRC"
 _PACK = struct.Struct("<4sHHQQQ")
 PACK_HEADER_SIZE = _PACK.size + 8
@@ -48,42 +56,45 @@ class CorruptPack(Exception):
     """A pack header failed its checks; the pack's records cannot be trusted."""
 
 
-def payload_sum(payload: bytes) -> int:
-    return xxhash.xxh3_64_intdigest(payload)
+def payload_sum(payload: bytes, fmt: int = PACK_VERSION, seed: int = 0) -> int:
+    """The sum a pack of version `fmt` keeps (see the module doc)."""
+    if fmt == PACK_VERSION:
+        return integrity.mac64(payload, seed)
+    return xxhash.xxh3_64_intdigest(payload, seed=seed)
 
 
 def pack_header(seq: int, salt: int) -> bytes:
     body = _PACK.pack(PACK_MAGIC, PACK_VERSION, 0, seq, salt, 0)
-    return body + struct.pack("<Q", xxhash.xxh3_64_intdigest(body))
+    return body + struct.pack("<Q", payload_sum(body))
 
 
-def parse_pack_header(raw: bytes) -> tuple[int, int]:
-    """(sequence, salt) of a pack, or CorruptPack."""
+def parse_pack_header(raw: bytes) -> tuple[int, int, int]:
+    """(sequence, salt, version) of a pack, or CorruptPack."""
     if len(raw) < PACK_HEADER_SIZE:
         raise CorruptPack("pack shorter than its header")
     body, (want,) = raw[:_PACK.size], struct.unpack_from("<Q", raw, _PACK.size)
-    if xxhash.xxh3_64_intdigest(body) != want:
-        raise CorruptPack("pack header checksum mismatch")
     magic, version, _flags, seq, salt, _ = _PACK.unpack(body)
+    if version not in (PACK_VERSION, LEGACY_PACK_VERSION):
+        raise CorruptPack(f"unsupported pack format version {version}")
+    if payload_sum(body, version) != want:
+        raise CorruptPack("pack header checksum mismatch (rot, or written without the cluster secret)")
     if magic != PACK_MAGIC:
         raise CorruptPack("not a Pocket pack (bad magic)")
-    if version != PACK_VERSION:
-        raise CorruptPack(f"unsupported pack format version {version}")
-    return seq, salt
+    return seq, salt, version
 
 
 def record_header(kind: int, name: str, length: int, psum: int, salt: int) -> bytes:
     raw = name.encode()
     body = _REC.pack(RECORD_MAGIC, kind, len(raw), 0, length, psum, raw)
-    return body + struct.pack("<Q", xxhash.xxh3_64_intdigest(body, seed=salt))
+    return body + struct.pack("<Q", payload_sum(body, seed=salt))
 
 
-def parse_record_header(raw: bytes, salt: int) -> tuple[int, str, int, int] | None:
-    """(kind, name, payload length, payload xxh3), or None unless the header is whole and valid."""
+def parse_record_header(raw: bytes, salt: int, fmt: int = PACK_VERSION) -> tuple[int, str, int, int] | None:
+    """(kind, name, payload length, payload sum), or None unless the header is whole and valid."""
     if len(raw) < RECORD_HEADER_SIZE or raw[:4] != RECORD_MAGIC:
         return None
     body, (want,) = raw[:_REC.size], struct.unpack_from("<Q", raw, _REC.size)
-    if xxhash.xxh3_64_intdigest(body, seed=salt) != want:
+    if payload_sum(body, fmt, salt) != want:
         return None
     _magic, kind, name_len, _flags, length, psum, name = _REC.unpack(body)
     if kind not in _NAMES or name_len > len(name) or (kind == DELETE and length):
@@ -108,6 +119,7 @@ class PackScan:
     entries: list[Entry]
     end: int                       # end of the last valid record
     size: int                      # file size
+    fmt: int = PACK_VERSION
     damaged: list[tuple[int, int]] = field(default_factory=list)  # byte ranges skipped
 
 
@@ -118,14 +130,14 @@ def scan_pack(path: str, verify_tail: bool = False) -> PackScan:
     out of `entries` and `end` (a torn last batch)."""
     with open(path, "rb", buffering=1 << 16) as f:
         size = os.fstat(f.fileno()).st_size
-        seq, salt = parse_pack_header(f.read(PACK_HEADER_SIZE))
+        seq, salt, fmt = parse_pack_header(f.read(PACK_HEADER_SIZE))
         entries, damaged = [], []
         pos = end = PACK_HEADER_SIZE
         while pos + RECORD_HEADER_SIZE <= size:
             f.seek(pos)
-            rec = parse_record_header(f.read(RECORD_HEADER_SIZE), salt)
+            rec = parse_record_header(f.read(RECORD_HEADER_SIZE), salt, fmt)
             if rec is None or pos + RECORD_HEADER_SIZE + rec[2] > size:
-                nxt = _resync(f, pos + 1, size, salt)
+                nxt = _resync(f, pos + 1, size, salt, fmt)
                 if nxt is None:
                     break
                 damaged.append((pos, nxt))
@@ -136,14 +148,14 @@ def scan_pack(path: str, verify_tail: bool = False) -> PackScan:
         while verify_tail and entries and entries[-1].length:
             last = entries[-1]
             f.seek(last.offset + RECORD_HEADER_SIZE)
-            if payload_sum(f.read(last.length)) == last.psum:
+            if payload_sum(f.read(last.length), fmt) == last.psum:
                 break
             entries.pop()
             end = last.offset
-    return PackScan(seq, salt, entries, end, size, damaged)
+    return PackScan(seq, salt, entries, end, size, fmt, damaged)
 
 
-def _resync(f, start: int, size: int, salt: int) -> int | None:
+def _resync(f, start: int, size: int, salt: int, fmt: int) -> int | None:
     """Offset of the next valid record header at or after `start`, if any."""
     window = 1 << 20
     while start + RECORD_HEADER_SIZE <= size:
@@ -151,7 +163,7 @@ def _resync(f, start: int, size: int, salt: int) -> int | None:
         buf = f.read(window + RECORD_HEADER_SIZE)
         i = buf.find(RECORD_MAGIC)
         while 0 <= i < window:
-            rec = parse_record_header(buf[i:i + RECORD_HEADER_SIZE], salt)
+            rec = parse_record_header(buf[i:i + RECORD_HEADER_SIZE], salt, fmt)
             if rec is not None and start + i + RECORD_HEADER_SIZE + rec[2] <= size:
                 return start + i
             i = buf.find(RECORD_MAGIC, i + 1)

@@ -7,9 +7,8 @@ files (format: packformat.py), and one writer thread per disk covers every appen
 arrived while the previous fsync ran with one write and one fsync. Nothing is
 acknowledged before the fsync that covers it.
 
-Only the newest pack is ever appended to, so only it can end in a torn batch; at open
-its trailing records' payloads are verified and a torn tail is truncated (it was never
-acknowledged). Older packs are scanned header by header, seeking over payloads.
+Only the newest pack is ever appended to, so only it can end in a torn batch, which
+opening the packs cuts off (pack_open.py).
 
 Compaction (pack_compaction.py) copies the live records of mostly-dead packs through
 the writer here and then removes them; `shadowed`, `tombs` and `live` are kept for it.
@@ -18,37 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import errno
 import logging
 import os
 import secrets
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .packformat import (ARCHIVE, DELETE, PACK_HEADER_SIZE, RECORD, RECORD_HEADER_SIZE, SUFFIX, CorruptPack,
-                         pack_files, pack_header, parse_record_header, payload_sum, record_header, scan_pack,
-                         seq_of)
+from . import pack_open
+from .files import fsync_dir, is_enospc, pwrite_all, truncate_quietly, unlink_quietly
+from .pack_open import OpenReport, Pack
+from .packformat import (ARCHIVE, DELETE, PACK_HEADER_SIZE, RECORD, RECORD_HEADER_SIZE, SUFFIX, pack_header,
+                         parse_record_header, payload_sum, record_header)
 
 log = logging.getLogger("pocket.packs")
 
 _MAX_BATCH = 8 << 20
-
-
-@dataclass(eq=False)
-class Pack:
-    seq: int
-    path: str
-    salt: int
-    fd: int
-    size: int            # bytes of valid data (header included)
-    live: int = 0        # bytes of records that are still current
-    refs: int = 0        # reads and compactions using fd right now
-    retired: bool = False
-
-    @property
-    def data_bytes(self) -> int:
-        return self.size - PACK_HEADER_SIZE
 
 
 @dataclass(eq=False)
@@ -64,17 +47,6 @@ class _Item:
     @property
     def size(self) -> int:
         return RECORD_HEADER_SIZE + len(self.payload)
-
-
-@dataclass
-class OpenReport:
-    packs: int = 0
-    records: int = 0
-    damaged_regions: int = 0
-    damaged_bytes: int = 0
-    truncated_bytes: int = 0
-    bad_packs: list[str] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 class PackSet:
@@ -107,56 +79,8 @@ class PackSet:
 
     # open --------------------------------------------------------------------------------
     def load(self, readonly: bool = False) -> OpenReport:
-        """Scan the packs into the map. `readonly`: another process owns them (it may be
-        appending right now), so nothing is truncated or removed and no pack takes appends."""
-        started, rep = time.monotonic(), OpenReport()
-        self.readonly = readonly
-        if not readonly:
-            os.makedirs(self.folder, exist_ok=True)
-            for stale in os.listdir(self.folder):
-                if stale.endswith(SUFFIX + ".tmp"):
-                    os.unlink(os.path.join(self.folder, stale))
-        elif not os.path.isdir(self.folder):
-            return rep
-        names = pack_files(self.folder)
-        for i, fname in enumerate(names):
-            path = os.path.join(self.folder, fname)
-            newest = i == len(names) - 1
-            try:
-                scan = scan_pack(path, verify_tail=newest)
-            except CorruptPack as e:
-                log.error("pack %s is unreadable (%s); its archives are missing on this disk until "
-                          "repair rewrites them", path, e)
-                rep.bad_packs.append(path)
-                self._next_seq = max(self._next_seq, seq_of(fname) + 1)
-                continue
-            if scan.end < scan.size and newest and not readonly:
-                log.warning("pack %s: truncating %d bytes of torn tail (never acknowledged)",
-                            path, scan.size - scan.end)
-                rep.truncated_bytes += scan.size - scan.end
-                with open(path, "r+b") as f:
-                    f.truncate(scan.end)
-                    os.fsync(f.fileno())
-            elif scan.end < scan.size:
-                scan.damaged.append((scan.end, scan.size))
-            for lo, hi in scan.damaged:
-                log.error("pack %s: bytes %d-%d are damaged (bad record header); records there are "
-                          "missing on this disk", path, lo, hi)
-            rep.damaged_regions += len(scan.damaged)
-            rep.damaged_bytes += sum(hi - lo for lo, hi in scan.damaged)
-            pack = Pack(scan.seq, path, scan.salt,
-                        os.open(path, os.O_RDWR if newest and not readonly else os.O_RDONLY), scan.end)
-            self.packs[scan.seq] = pack
-            self._next_seq = max(self._next_seq, scan.seq + 1)
-            for e in scan.entries:
-                self._apply(e.kind, e.name, (scan.seq, e.offset, e.length))
-            rep.records += len(scan.entries)
-            if newest and scan.end < self.pack_size and not readonly:
-                self.head = pack
-        rep.packs = len(self.packs)
-        rep.seconds = time.monotonic() - started
-        self.report = rep
-        return rep
+        """Scan the packs into the map (pack_open.py). `readonly`: another process owns them."""
+        return pack_open.load(self, readonly)
 
     # reads -------------------------------------------------------------------------------
     def archive_size(self, name: str) -> int | None:
@@ -197,9 +121,9 @@ class PackSet:
             raw = os.pread(pack.fd, RECORD_HEADER_SIZE + loc[2], loc[1])
         finally:
             self._release(pack)
-        rec = parse_record_header(raw, pack.salt)
+        rec = parse_record_header(raw, pack.salt, pack.fmt)
         payload = raw[RECORD_HEADER_SIZE:]
-        return payload, rec is not None and len(payload) == loc[2] and payload_sum(payload) == rec[3]
+        return payload, rec is not None and len(payload) == loc[2] and payload_sum(payload, pack.fmt) == rec[3]
 
     def stamp(self, name: str) -> tuple | None:
         """Where a packed archive lives: changes whenever it is rewritten or deleted."""
@@ -323,7 +247,7 @@ class PackSet:
                 locs.append((head.seq, pos, len(item.payload)))
                 pos += item.size
             if todo:
-                _pwrite_all(head.fd, b"".join(blobs), head.size)
+                pwrite_all(head.fd, b"".join(blobs), head.size)
                 written = True
                 os.fdatasync(head.fd)
             with self._lock:
@@ -339,8 +263,8 @@ class PackSet:
             with self._lock:
                 self._settle_inflight(batch)
             if head is not None:
-                _truncate_quietly(head.fd, head.size)
-                if written or not _is_enospc(e):
+                truncate_quietly(head.fd, head.size)
+                if written or not is_enospc(e):
                     self.head = None  # start a fresh pack; what fsync failed on is not trusted
                 # A full disk refused the write itself: the pack is as it was, and a new pack
                 # per refused batch would only litter the full disk with empty packs.
@@ -387,9 +311,9 @@ class PackSet:
                 os.fsync(f.fileno())
             os.rename(tmp, path)
         except BaseException:
-            _unlink_quietly(tmp)
+            unlink_quietly(tmp)
             raise
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
         pack = Pack(seq, path, salt, os.open(path, os.O_RDWR), PACK_HEADER_SIZE)
         with self._lock:
             self.packs[seq] = pack
@@ -445,38 +369,5 @@ def _settle(items: list[_Item], error: BaseException | None) -> None:
             item.fut.set_result(item.result)
 
 
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
-
-
 class PacksOwnedElsewhere(RuntimeError):
     """A one-shot command attached to a disk that a running process writes packs to."""
-
-
-def _is_enospc(e: BaseException) -> bool:
-    return isinstance(e, OSError) and e.errno == errno.ENOSPC
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _truncate_quietly(fd: int, size: int) -> None:
-    try:
-        os.ftruncate(fd, size)
-    except OSError:
-        pass
-
-
-def _fsync_dir(folder: str) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

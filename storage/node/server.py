@@ -1,7 +1,7 @@
 """The disk server: serves the fragment stores of one node over the internal HTTP API.
 
-Routes (all HMAC-authenticated, see auth.py):
-    PUT    /v1/{disk}/archives/{name}            stream an archive in (committed on a valid footer)
+Routes (all HMAC-authenticated, bodies tagged, replays refused: see auth.py):
+    PUT    /v1/{disk}/archives/{name}            stream an archive in (committed on a valid tag and footer)
     GET    /v1/{disk}/archives/{name}?offset=&length=   ranged read
     HEAD   /v1/{disk}/archives/{name}            size in Content-Length, 404 if absent
     DELETE /v1/{disk}/archives/{name}
@@ -32,8 +32,9 @@ log = logging.getLogger("pocket.node")
 
 def build_app(node_id: str, stores: dict[str, DiskStore], secret: str) -> web.Application:
     metrics = NodeMetrics(stores)
-    app = web.Application(middlewares=[metrics.middleware, _authenticate(secret)], client_max_size=1 << 20)
-    app["stores"], app["node_id"] = stores, node_id
+    app = web.Application(middlewares=[metrics.middleware, _authenticate(node_id, secret)],
+                          client_max_size=1 << 20)
+    app["stores"], app["node_id"], app["secret"] = stores, node_id, secret
     r = app.router
     r.add_get("/metrics", metrics.handler)
     r.add_get("/v1/health", health)
@@ -50,17 +51,22 @@ def build_app(node_id: str, stores: dict[str, DiskStore], secret: str) -> web.Ap
     return app
 
 
-def _authenticate(secret: str):
+def _authenticate(node_id: str, secret: str):
+    replay = auth.ReplayCache()
+
     @web.middleware
     async def middleware(request: web.Request, handler):
         if request.method == "GET" and request.path == "/metrics":
             return await handler(request)       # like the gateway's /_pocket/metrics: no secrets in there
-        if not auth.verify(secret, request.method, request.path_qs, request.headers):
-            log.warning("refused %s %s from %s: bad or missing cluster HMAC (check cluster_secret)",
-                        request.method, request.path, request.remote)
-            return web.json_response({"error": "bad or missing cluster HMAC"}, status=403)
+        why = auth.verify(secret, request.method, request.path_qs, node_id, request.headers, replay)
+        if why is None and request.method != "PUT" and request.body_exists:
+            why = f"a {request.method} request must not carry a body"
+        if why is not None:
+            return _refuse(request, why)
         try:
             return await handler(request)
+        except auth.BadBody as e:
+            return _refuse(request, str(e))
         except BadName as e:
             return web.json_response({"error": str(e)}, status=400)
         except ArchiveMissing:
@@ -73,6 +79,11 @@ def _authenticate(secret: str):
             log.error("disk full on %s %s: %s", request.method, request.path, e)
             return web.json_response({"error": "No space left on device"}, status=507)
     return middleware
+
+
+def _refuse(request: web.Request, why: str) -> web.Response:
+    log.warning("refused %s %s from %s: %s", request.method, request.path, request.remote, why)
+    return web.json_response({"error": f"refused: {why}"}, status=403)
 
 
 def _store(request: web.Request) -> DiskStore:
@@ -89,7 +100,8 @@ async def health(request: web.Request) -> web.Response:
 
 async def put_archive(request: web.Request) -> web.Response:
     store = _store(request)
-    size = await store.put_archive(request.match_info["name"], request.content.iter_any())
+    body = auth.verified_body(request.app["secret"], request.headers, request.content.iter_any())
+    size = await store.put_archive(request.match_info["name"], body)
     return web.json_response({"size": size}, status=201)
 
 
@@ -123,7 +135,9 @@ async def get_manifest(request: web.Request) -> web.Response:
 
 
 async def put_record(request: web.Request) -> web.Response:
-    await _store(request).put_record(request.match_info["id"], await request.read())
+    store = _store(request)
+    data = auth.check_tagged(request.app["secret"], request.headers, await request.read())
+    await store.put_record(request.match_info["id"], data)
     return web.Response(status=201)
 
 

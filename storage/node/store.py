@@ -1,4 +1,4 @@
-"""One disk's fragment store: the only code that touches files under a disk folder.
+"""One disk's fragment store: the only code that touches files under a disk folder (with files.py).
 
 Small archives (up to `pack_threshold` bytes) and all records are appended to the
 disk's pack files (packs.py), where one fsync covers every append that arrived while
@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import shutil
 import uuid
 from typing import AsyncIterable, Iterator
 
 from .. import layout
 from . import pack_compaction
+from .files import publish, unlink_quietly, walk, write_all, write_durably
 from .ownership import own
 from .packformat import ARCHIVE, ARCHIVE_NAME, RECORD, RECORD_HEADER_SIZE, RECORD_NAME
 from .packs import PackSet
@@ -167,7 +167,7 @@ class DiskStore:
                     self.quota.take(buffered, f"archive {name}")
                     held += buffered
                     sync = size + buffered - synced >= _WRITEBACK_BYTES
-                    size += await loop.run_in_executor(None, _write_all, fd, pending, sync)
+                    size += await loop.run_in_executor(None, write_all, fd, pending, sync)
                     synced = size if sync else synced
                     pending, buffered = [], 0
             self.quota.take(buffered, f"archive {name}")
@@ -176,11 +176,11 @@ class DiskStore:
             await loop.run_in_executor(None, _seal, fd, pending, name)
             if not self.packs.readonly:   # attached: the owner's scrubber drops a corrupt packed copy
                 await self.packs.delete(name)  # a packed copy must not outlive this newer file
-            await loop.run_in_executor(None, _publish, tmp, final)
+            await loop.run_in_executor(None, publish, tmp, final)
         except BaseException:
             if not sealing:
                 os.close(fd)
-            _unlink_quietly(tmp)
+            unlink_quietly(tmp)
             self.quota.give_back(held)
             raise
         return size + buffered
@@ -289,7 +289,7 @@ class DiskStore:
     def list_archives(self) -> Iterator[tuple[str, int]]:
         """Packed and file archives alike, by name."""
         found = dict(self.packs.archive_list())
-        for name, size in _walk(os.path.join(self.root, "archives"), ARCHIVE_NAME):
+        for name, size in walk(os.path.join(self.root, "archives"), ARCHIVE_NAME):
             found.setdefault(name, size)
         yield from sorted(found.items())
 
@@ -300,7 +300,7 @@ class DiskStore:
             if data is not None:
                 yield rec_id, data
         packed = set(packed)
-        for rec_id, _size in _walk(os.path.join(self.root, "records"), RECORD_NAME):
+        for rec_id, _size in walk(os.path.join(self.root, "records"), RECORD_NAME):
             if rec_id in packed:
                 continue
             try:
@@ -331,11 +331,12 @@ class DiskStore:
 
 
 def check_archive(pread, end: int, name: str) -> dict:
-    """The manifest of a whole archive, once its header names it `name` and its footer is intact."""
+    """The manifest of a whole archive, once its header names it `name` and its footer is
+    intact. Only the current format is taken in: nothing writes format 1 any more."""
     header = layout.ArchiveHeader.unpack(pread(0, layout.HEADER_SIZE))
     if layout.archive_name(header.version_id, header.index) != name:
         raise layout.CorruptFragment(f"archive header names {header.version_id}.{header.index}, not {name}")
-    return _manifest(pread, end)
+    return _manifest(pread, end, layout.STRICT)
 
 
 def _slicer(data: bytes):
@@ -358,77 +359,28 @@ def read_manifest_file(path: str) -> dict:
         os.close(fd)
 
 
-def _manifest(pread, end: int) -> dict:
-    """Check header and footer of an archive `end` bytes long, read via pread(offset, length)."""
-    layout.ArchiveHeader.unpack(pread(0, layout.HEADER_SIZE))
+def _manifest(pread, end: int, accept: frozenset[int] = layout.ANY_FORMAT) -> dict:
+    """Check header and footer of an archive `end` bytes long, read via pread(offset, length).
+
+    Archives written before keyed checksums are read too (index rebuild, scrub collection);
+    whether their object may still be in that format is the reader's call (layout.accepted)."""
+    header = layout.ArchiveHeader.unpack(pread(0, layout.HEADER_SIZE), accept)
     if end < layout.HEADER_SIZE + layout.FOOTER_SIZE:
         raise layout.CorruptFragment("archive too short")
     length, want = layout.unpack_footer(pread(end - layout.FOOTER_SIZE, layout.FOOTER_SIZE))
     if length > end - layout.HEADER_SIZE - layout.FOOTER_SIZE:
         raise layout.CorruptFragment(f"footer claims a {length}-byte trailer in a {end}-byte archive")
-    return layout.unpack_trailer(pread(end - layout.FOOTER_SIZE - length, length), want)
-
-
-def _walk(top: str, pattern: re.Pattern) -> Iterator[tuple[str, int]]:
-    for fan in sorted(os.listdir(top)):
-        sub = os.path.join(top, fan)
-        try:
-            entries = list(os.scandir(sub))
-        except (NotADirectoryError, FileNotFoundError):
-            continue
-        for entry in sorted(entries, key=lambda e: e.name):
-            if pattern.fullmatch(entry.name):
-                try:
-                    yield entry.name, entry.stat().st_size
-                except FileNotFoundError:
-                    continue
-
-
-def _write_all(fd: int, chunks: list[bytes], sync: bool = False) -> int:
-    """Write every chunk; with `sync`, also flush what the file holds so far.
-
-    Flushing while a big archive streams in keeps the disk busy during the upload
-    instead of leaving every byte to the final fsync, where concurrent uploads queue."""
-    total = 0
-    for chunk in chunks:
-        view = memoryview(chunk)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-            total += written
-    if sync:
-        os.fdatasync(fd)
-    return total
+    return layout.unpack_trailer(pread(end - layout.FOOTER_SIZE - length, length), want, header.fmt)
 
 
 def _seal(fd: int, chunks: list[bytes], name: str) -> None:
     """Write the tail, check the archive is whole and is the one named, fsync; always closes fd."""
     try:
-        _write_all(fd, chunks)
+        write_all(fd, chunks)
         check_archive(_file_reader(fd), os.fstat(fd).st_size, name)
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _publish(tmp: str, final: str) -> None:
-    folder = os.path.dirname(final)
-    os.makedirs(folder, exist_ok=True)
-    os.rename(tmp, final)
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def write_durably(path: str, data: bytes, tmp_dir: str) -> None:
-    tmp = os.path.join(tmp_dir, f"{os.path.basename(path)}.{uuid.uuid4().hex}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    _publish(tmp, path)
 
 
 def _pread(path: str, offset: int, length: int) -> bytes:
@@ -441,10 +393,3 @@ def _pread(path: str, offset: int, length: int) -> bytes:
         return os.pread(fd, length, offset)
     finally:
         os.close(fd)
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

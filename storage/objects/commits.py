@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ..index.ops import NoSuchBucket
 from ..index.versions import NULL, VersionTxn, is_marker
+from .contracts import VersionRecord
 
 
 class Superseded(Exception):
@@ -33,7 +34,7 @@ def current_is(version_id: str):
     return check
 
 
-def put_if_newer(ops, bucket: str, key: str, record: dict, condition=None) -> dict | None:
+def put_if_newer(ops, bucket: str, key: str, record: VersionRecord, condition=None) -> VersionRecord | None:
     """Install `record` unless a newer version already won; returns what it displaced.
 
     Two racing PUTs of one key resolve to the newer version id, the same rule the
@@ -48,7 +49,7 @@ def put_if_newer(ops, bucket: str, key: str, record: dict, condition=None) -> di
     return current
 
 
-def install(ops, bucket: str, key: str, record: dict, condition=None) -> list[dict]:
+def install(ops, bucket: str, key: str, record: VersionRecord, condition=None) -> list[VersionRecord]:
     """Make `record` (a new version or delete marker) the key's latest; returns what goes.
 
     Never-versioned bucket: `put_if_newer`. Versioned bucket: the record joins the key's
@@ -75,7 +76,7 @@ def install(ops, bucket: str, key: str, record: dict, condition=None) -> list[di
     return displaced
 
 
-def remove_version(ops, bucket: str, key: str, version_id: str) -> dict | None:
+def remove_version(ops, bucket: str, key: str, version_id: str) -> VersionRecord | None:
     """Forget one version (internal id) for good; the next older one becomes current.
 
     A key without history has one version, its `objects` record. Returns the removed
@@ -91,14 +92,14 @@ def remove_version(ops, bucket: str, key: str, version_id: str) -> dict | None:
     return found
 
 
-def delete_if_current(ops, bucket: str, key: str, version_id: str) -> dict | None:
+def delete_if_current(ops, bucket: str, key: str, version_id: str) -> VersionRecord | None:
     current = ops.get_object(bucket, key)
     if current is None or current["version_id"] != version_id:
         return None
     return ops.delete_object(bucket, key)
 
 
-def amend(ops, bucket: str, key: str, version_id: str, changes: dict) -> dict | None:
+def amend(ops, bucket: str, key: str, version_id: str, changes: dict) -> VersionRecord | None:
     """Merge `changes` (tags, ACL) into one version (internal id), row and current record alike."""
     v = VersionTxn(ops)
     updated = None

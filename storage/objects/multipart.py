@@ -30,6 +30,7 @@ from typing import AsyncIterable, Callable
 
 from ..index.uploads import NoSuchUpload, UploadPage, UploadTxn
 from . import parts as P
+from .contracts import Digests, VersionRecord
 from .ids import new_id
 from .commits import install
 from .service import ObjectService
@@ -89,7 +90,7 @@ class MultipartService:
         return upload
 
     async def upload_part(self, upload: dict, number: int, body: AsyncIterable[bytes], size_hint: int | None,
-                          digests) -> dict:
+                          digests: Digests) -> VersionRecord:
         """Store one part like an object version; replaces an earlier part of that number."""
         bucket, key, uid = upload["bucket"], upload["key"], upload["upload_id"]
         fields = {"kind": "part", "bucket": bucket, "key": key, "upload_id": uid, "part_number": number,
@@ -109,7 +110,7 @@ class MultipartService:
     async def complete(self, upload: dict, wanted: list[tuple[int, str]],
                        part_checksums: dict[int, dict] | None = None,
                        checksum_of: Callable[[list[dict]], dict] | None = None,
-                       versioned: bool = False) -> dict:
+                       versioned: bool = False) -> VersionRecord:
         """Make the object from the listed (part number, ETag) pairs, already in ascending order.
 
         `part_checksums` ({number: {algorithm: base64}}) are checksums the client listed
@@ -132,7 +133,7 @@ class MultipartService:
             if part["size"] < P.MIN_PART_SIZE:
                 raise PartTooSmall(part["part_number"], part["size"], part["etag"])
         first = chosen[0]
-        record = {
+        record: VersionRecord = {
             "v": 1, "bucket": bucket, "key": key, "version_id": new_id(), "created": time.time(),
             "size": sum(p["size"] for p in chosen), "etag": P.multipart_etag([p["etag"] for p in chosen]),
             "checksums": {}, **upload["attrs"], **(checksum_of(chosen) if checksum_of else {}), "upload_id": uid,

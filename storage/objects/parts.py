@@ -20,7 +20,10 @@ def is_multipart(record: dict) -> bool:
 
 def part_entry(number: int, part: dict) -> dict:
     """What an object record keeps of one stored part."""
-    return {"number": number, **{f: part[f] for f in PART_FIELDS}, "checksums": part.get("checksums") or {}}
+    entry = {"number": number, **{f: part[f] for f in PART_FIELDS}, "checksums": part.get("checksums") or {}}
+    if "archive_format" in part:   # absent: a part stored before keyed checksums (layout.accepted)
+        entry["archive_format"] = part["archive_format"]
+    return entry
 
 
 def multipart_etag(part_etags: list[str]) -> str:

@@ -20,6 +20,11 @@ from ..cluster import Cluster
 log = logging.getLogger("pocket.put")
 
 _END = object()
+_INLINE_PACK_BYTES = 64 << 10
+
+
+def _pack_records(blocks: list[bytes]) -> list[bytes]:
+    return [layout.pack_record(b) for b in blocks]
 
 
 class Aborted(Exception):
@@ -134,7 +139,10 @@ class ArchiveWriter:
             arc.task.cancel()
 
     async def write_blocks(self, blocks: list[bytes]) -> None:
-        records = [layout.pack_record(b) for b in blocks]
+        if sum(map(len, blocks)) > _INLINE_PACK_BYTES:   # keyed checksums: off the event loop
+            records = await asyncio.get_running_loop().run_in_executor(None, _pack_records, blocks)
+        else:
+            records = _pack_records(blocks)
         await asyncio.gather(*(self._send(a, r) for a, r in zip(self.archives, records)))
         self._check_quorum()
 

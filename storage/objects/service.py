@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import AsyncIterable, AsyncIterator, Callable
 
+from .. import layout
 from ..cluster import Cluster
 from ..codec import Codec, parse_policy
 from ..index.batcher import IndexWriter
@@ -24,6 +25,7 @@ from .get import ArchiveReader
 from .ids import new_id
 from ..index.versions import is_marker
 from .commits import Superseded, current_is, delete_if_current, install, remove_version
+from .contracts import Digests, VersionRecord
 from .put import ArchiveWriter, QuorumLost, is_full, remove_archives
 
 log = logging.getLogger("pocket.objects")
@@ -76,7 +78,6 @@ class ObjectService:
         self.small_threshold = small_threshold
         self.segment_size = segment_size
         self.timeout = timeout
-        self.damage_reported = 0
         self._removals: set[asyncio.Task] = set()
         # Told of every version stored on fewer than k+m disks: {index: (kind, reason)}.
         self.on_degraded: Callable[[dict, dict], None] | None = None
@@ -90,8 +91,8 @@ class ObjectService:
 
     # writes ------------------------------------------------------------------------------
     async def put(self, bucket: str, key: str, body: AsyncIterable[bytes], size_hint: int | None,
-                  digests, attrs: dict, policy_name: str | None = None,
-                  condition: Callable[[dict | None], None] | None = None) -> dict:
+                  digests: Digests, attrs: dict, policy_name: str | None = None,
+                  condition: Callable[[VersionRecord | None], None] | None = None) -> VersionRecord:
         """Store a new version of bucket/key; returns its record once it is durable.
 
         `condition(current_record_or_None)` runs inside the index transaction that
@@ -102,8 +103,8 @@ class ObjectService:
         self.forget_all(await self.commit(record, lambda ops: install(ops, bucket, key, record, condition)))
         return record
 
-    async def store(self, body: AsyncIterable[bytes], size_hint: int | None, digests, fields: dict,
-                    policy_name: str | None = None) -> dict:
+    async def store(self, body: AsyncIterable[bytes], size_hint: int | None, digests: Digests, fields: dict,
+                    policy_name: str | None = None) -> VersionRecord:
         """Write a body as the fragment archives of a new version; returns its record.
 
         The record (also each archive's trailer manifest) is `fields` plus where and how
@@ -114,7 +115,7 @@ class ObjectService:
         with self.cluster.writing():
             return await self._store(body, size_hint, digests, fields, policy_name)
 
-    async def _store(self, body, size_hint, digests, fields: dict, policy_name: str | None) -> dict:
+    async def _store(self, body, size_hint, digests: Digests, fields: dict, policy_name: str | None) -> VersionRecord:
         policy = self.policy_for(size_hint, policy_name)
         version_id = new_id()
         volume = choose_volume(list(self.cluster.volumes.values()), policy.codec.n, version_id,
@@ -128,11 +129,11 @@ class ObjectService:
                 size += len(segment)
                 await writer.write_blocks(await self._encode(policy.codec, digests, segment))
             summary = digests.finish(size)
-            record = {
+            record: VersionRecord = {
                 "v": 1, **fields, "version_id": version_id, "size": size,
                 "created": time.time(), "policy": policy.name, "k": policy.codec.k, "m": policy.codec.m,
                 "segment_size": self.segment_size, "volume": volume["id"], "disks": volume["disks"],
-                **summary,
+                "archive_format": layout.FORMAT_VERSION, **summary,
             }
             written = await writer.finish(record)
         except BaseException as e:
@@ -147,7 +148,7 @@ class ObjectService:
                 self.on_degraded(record, missing)
         return record
 
-    async def commit(self, record: dict, fn: Callable):
+    async def commit(self, record: VersionRecord, fn: Callable):
         """Run `fn(ops)` in the next index commit; if that fails, the record is discarded.
 
         Not when the caller is cancelled: the batch it joined still commits, so its archives
@@ -158,7 +159,7 @@ class ObjectService:
             await asyncio.shield(self.discard(record))
             raise
 
-    async def discard(self, record: dict) -> None:
+    async def discard(self, record: VersionRecord) -> None:
         """Undo a version or delete marker that is on the disks but whose index commit failed.
 
         Its client was told the write failed (a refused conditional PUT's 412 too), so
@@ -168,7 +169,7 @@ class ObjectService:
         if is_marker(record) or not await self.remove(record):
             await self.end_version(record)
 
-    async def end_version(self, record: dict) -> None:
+    async def end_version(self, record: VersionRecord) -> None:
         """Write a `version-deleted` record ending exactly this never-committed version.
 
         On a write quorum, like every record, so an index rebuild finds it whichever disks
@@ -187,7 +188,7 @@ class ObjectService:
                       "no version-deleted record could be written (%s): until the scrubber removes them, `pocket "
                       "index rebuild` could install this version; don't rebuild before the disks are back", what, e)
 
-    async def _encode(self, codec: Codec, digests, segment: bytes) -> list[bytes]:
+    async def _encode(self, codec: Codec, digests: Digests, segment: bytes) -> list[bytes]:
         def work():
             digests.update(segment)
             return codec.encode(segment)
@@ -201,7 +202,7 @@ class ObjectService:
             if not is_marker(record):
                 self.forget(record)
 
-    def forget(self, record: dict) -> None:
+    def forget(self, record: VersionRecord) -> None:
         """Remove a replaced or deleted version's archives (all its parts'), in the background."""
         task = asyncio.ensure_future(self.remove(record))
         self._removals.add(task)
@@ -212,7 +213,7 @@ class ObjectService:
         if self._removals:
             await asyncio.wait(set(self._removals), timeout=timeout)
 
-    async def remove(self, record: dict) -> bool:
+    async def remove(self, record: VersionRecord) -> bool:
         """Remove a version's archives now; for a multipart object, every part's.
 
         False if some disk could not be asked (an archive may remain there)."""
@@ -226,7 +227,7 @@ class ObjectService:
                 return await remove_archives(self.cluster, volume, version_id)
         return not any(await asyncio.gather(*(one(vol, vid) for vol, vid in parts.versions(record))))
 
-    async def delete(self, bucket: str, key: str, owner: str = "", if_version: str | None = None) -> dict | None:
+    async def delete(self, bucket: str, key: str, owner: str = "", if_version: str | None = None) -> VersionRecord | None:
         """DeleteObject without a version id; returns the removed record or the new delete marker.
 
         Never-versioned bucket: the tombstone is on a quorum of disks before the index
@@ -261,7 +262,7 @@ class ObjectService:
             return None
         return marker
 
-    async def delete_version(self, bucket: str, key: str, version_id: str, expect: str | None = None) -> dict | None:
+    async def delete_version(self, bucket: str, key: str, version_id: str, expect: str | None = None) -> VersionRecord | None:
         """Delete one version or delete marker for good, by its S3 version id ("null" too).
 
         The call lifecycle expiration uses for noncurrent versions. A `version-deleted`
@@ -286,7 +287,7 @@ class ObjectService:
             await self.remove(removed)  # before the reply: a caller expiring many versions is paced by it
         return removed
 
-    async def _tombstone(self, record: dict) -> dict | None:
+    async def _tombstone(self, record: VersionRecord) -> VersionRecord | None:
         """Delete a key's only version: tombstone on the disks, then the index forgets the key."""
         bucket, key = record["bucket"], record["key"]
         volume = self.cluster.volumes[record["volume"]]
@@ -298,10 +299,10 @@ class ObjectService:
             self.forget(removed)
         return removed
 
-    def policy_of(self, record: dict) -> Policy:
+    def policy_of(self, record: VersionRecord) -> Policy:
         return self.policies.get(record["policy"]) or Policy.parse(record["policy"], f"ec:{record['k']}+{record['m']}")
 
-    def _home_of(self, record: dict) -> tuple[dict, Policy]:
+    def _home_of(self, record: VersionRecord) -> tuple[dict, Policy]:
         """Where the disk records about a version go: its own volume, a marker's record home."""
         if is_marker(record):
             return self.record_home(record["version_id"])
@@ -321,22 +322,22 @@ class ObjectService:
         return rec_id
 
     # reads -------------------------------------------------------------------------------
-    def head(self, bucket: str, key: str) -> dict | None:
+    def head(self, bucket: str, key: str) -> VersionRecord | None:
         return self.index.get_object(bucket, key)
 
-    def read(self, record: dict, start: int, end: int, on_damage: Callable | None = None) -> AsyncIterator[bytes]:
+    def read(self, record: VersionRecord, start: int, end: int, on_damage: Callable | None = None) -> AsyncIterator[bytes]:
         """Stream bytes start..end (inclusive) of an object version."""
         if parts.is_multipart(record):
             return self._read_parts(record, start, end, on_damage)
         return self._read(record, start, end, on_damage)
 
-    async def _read_parts(self, record: dict, start: int, end: int, on_damage) -> AsyncIterator[bytes]:
+    async def _read_parts(self, record: VersionRecord, start: int, end: int, on_damage) -> AsyncIterator[bytes]:
         """A multipart object's parts in order, each read like a version of its own."""
         for part, first, last in parts.spans(record, start, end):
             async for chunk in self._read(parts.part_record(record, part), first, last, on_damage):
                 yield chunk
 
-    async def _read(self, record: dict, start: int, end: int, on_damage) -> AsyncIterator[bytes]:
+    async def _read(self, record: VersionRecord, start: int, end: int, on_damage) -> AsyncIterator[bytes]:
         if record["size"] == 0 or end < start:
             return
         codec = Codec(record["k"], record["m"])
@@ -349,10 +350,8 @@ class ObjectService:
                 hi = end - n * seg + 1 if n == last else len(data)
                 yield data[lo:hi] if (lo, hi) != (0, len(data)) else data
         finally:
-            if reader.damage:
-                self.damage_reported += len(reader.damage)
-                if on_damage:
-                    on_damage(reader.damage)
+            if reader.damage and on_damage:
+                on_damage(reader.damage)
 
 
 async def _segments(body: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:

@@ -1,9 +1,6 @@
 """Canned ACLs: `private` and `public-read`, on buckets and objects.
 
-Pocket's permission model is small on purpose: a bucket's owner may do everything
-with it; `public-read` on a bucket lets anyone (signed by another user, or not signed
-at all) list it and read its objects; `public-read` on an object lets anyone read that
-object. Everything else a caller who is not the owner tries is AccessDenied.
+Who may do what with a bucket or an object under these ACLs is access.py.
 
 The ACL is set with `x-amz-acl` (CreateBucket, PutObject, CopyObject,
 CreateMultipartUpload, PutBucketAcl, PutObjectAcl) or with an AccessControlPolicy body
@@ -22,74 +19,18 @@ from aiohttp import web
 
 from ..objects.tagging import amend
 from . import errors, xml
+from .access import PRIVATE, PUBLIC_READ, owned_bucket
 from .body import read_small
-from .bucket import owned_bucket
 from .request import S3Request
+from .versioning import owned_version, requested_version, version_headers
 
-PRIVATE, PUBLIC_READ = "private", "public-read"
 _SAME_AS_PRIVATE = {"bucket-owner-full-control", "bucket-owner-read"}
 _UNSUPPORTED = {"public-read-write", "authenticated-read", "aws-exec-read", "log-delivery-write"}
 _GRANT_HEADERS = ("x-amz-grant-read", "x-amz-grant-write", "x-amz-grant-read-acp", "x-amz-grant-write-acp",
                   "x-amz-grant-full-control")
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
-# Operations an anonymous caller may attempt; the handler then checks the ACLs.
-PUBLIC_OPERATIONS = {"get_object", "head_object", "list_objects_v1", "list_objects_v2", "list_object_versions"}
 _MAX_BODY = 64 << 10
-
-
-# --- who may read --------------------------------------------------------------------------
-
-def refuse_anonymous() -> None:
-    raise errors.AccessDenied("Anonymous access is not allowed for this request; sign it with your keys.")
-
-
-def check_anonymous(handler) -> None:
-    if handler.__name__ not in PUBLIC_OPERATIONS:
-        refuse_anonymous()
-
-
-def _is_owner(req: S3Request, bucket: dict) -> bool:
-    return req.auth is not None and bucket.get("owner") == req.access_key
-
-
-def readable_bucket(req: S3Request) -> dict:
-    """The bucket record if the caller may list it: its owner, or anyone when it is public-read."""
-    record = req.gateway.buckets.get(req.bucket)
-    if record is None:
-        raise errors.NoSuchBucket(resource=req.bucket, BucketName=req.bucket)
-    if not _is_owner(req, record) and record.get("acl") != PUBLIC_READ:
-        raise errors.AccessDenied(resource=req.bucket)
-    return record
-
-
-def readable_object(req: S3Request, bucket_name: str | None = None, key: str | None = None,
-                    find=None) -> dict:
-    """The object's record if the caller may read it (owner, public bucket or public object).
-
-    Defaults to the request's own bucket and key; CopyObject asks about its source.
-    `find(bucket_record)` looks the record up and raises S3's error when it is not there
-    (versioning.addressed: a given version id); by default the current version."""
-    bucket_name, key = bucket_name or req.bucket, key or req.key
-    resource = f"/{bucket_name}/{key}"
-    bucket = req.gateway.buckets.get(bucket_name)
-    if bucket is None:
-        raise errors.NoSuchBucket(resource=bucket_name, BucketName=bucket_name)
-    if find is None:
-        def find(_bucket):
-            record = req.gateway.objects.head(bucket_name, key)
-            if record is None:
-                raise errors.NoSuchKey(resource=resource, Key=key)
-            return record
-    if _is_owner(req, bucket) or bucket.get("acl") == PUBLIC_READ:
-        return find(bucket)
-    try:
-        record = find(bucket)
-    except errors.S3Error:
-        record = None
-    if record is not None and record.get("acl") == PUBLIC_READ:
-        return record
-    raise errors.AccessDenied(resource=resource)  # without list rights, a missing key is not revealed
 
 
 # --- setting it ----------------------------------------------------------------------------
@@ -181,7 +122,6 @@ async def put_bucket_acl(req: S3Request) -> web.Response:
 
 
 async def get_object_acl(req: S3Request) -> web.Response:
-    from .versioning import owned_version, version_headers  # versioning.py builds on readable_object
     bucket, record = owned_version(req)
     response = policy(record.get("owner", ""), record.get("acl", PRIVATE))
     response.headers.update(version_headers(bucket, record))
@@ -189,7 +129,6 @@ async def get_object_acl(req: S3Request) -> web.Response:
 
 
 async def put_object_acl(req: S3Request) -> web.Response:
-    from .versioning import owned_version, requested_version, version_headers
     bucket, record = owned_version(req)
     acl = await _requested(req, record.get("owner", ""))
     if await amend(req.gateway.objects, req.bucket, req.key, "acl", {"acl": acl}, requested_version(req)) is None:

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from ..index import ops as index_errors
 from ..objects.put import NoRoom, QuorumLost
-from . import acl, cors, errors, router, vhost
+from . import access, cors, errors, router, vhost
 from .request import S3Request, authenticate, new_request_id
 
 log = logging.getLogger("pocket.s3")
@@ -93,11 +93,11 @@ async def _dispatch(http: web.Request, gw, request_id: str, bucket: str, key: st
         handler = router.resolve(http.method, bucket, key, http.query)
     except errors.S3Error:
         if auth is None:
-            acl.refuse_anonymous()
+            access.refuse_anonymous()
         raise
     http["operation"] = handler.__name__
     if auth is None:
-        acl.check_anonymous(handler)
+        access.check_anonymous(handler)
     return await handler(S3Request(http, gw, request_id, bucket, key, auth))
 
 

@@ -6,28 +6,10 @@ import time
 from aiohttp import web
 
 from . import errors, xml
-from .names import check_key, check_bucket_name
+from .access import owned_bucket
+from .acl import from_headers, stored
+from .names import check_bucket_name
 from .request import S3Request
-
-
-def owned_bucket(req: S3Request) -> dict:
-    """The request's bucket record, if it exists and the caller owns it."""
-    record = req.gateway.buckets.get(req.bucket)
-    if record is None:
-        raise errors.NoSuchBucket(resource=req.bucket, BucketName=req.bucket)
-    if record.get("owner") != req.access_key:
-        raise errors.AccessDenied(resource=req.bucket)
-    return record
-
-
-def owned_object(req: S3Request) -> dict:
-    """The request's object record, if the caller owns its bucket and the key exists."""
-    owned_bucket(req)
-    check_key(req.key)
-    record = req.gateway.objects.head(req.bucket, req.key)
-    if record is None:
-        raise errors.NoSuchKey(resource=req.resource, Key=req.key)
-    return record
 
 
 async def list_buckets(req: S3Request) -> web.Response:
@@ -47,7 +29,6 @@ async def create_bucket(req: S3Request) -> web.Response:
         raise errors.MalformedXML()
     existing = req.gateway.buckets.get(req.bucket)
     if existing is None:
-        from .acl import from_headers, stored  # acl.py builds on this module's owned_bucket
         record = {"owner": req.access_key, "created": time.time(), **stored(from_headers(req.headers))}
         created = await req.gateway.buckets.create(req.bucket, record)
         if created:

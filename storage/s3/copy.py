@@ -22,7 +22,7 @@ from aiohttp import web
 from ..objects.get import Unreadable
 from ..index.versions import valid_version_id
 from . import acl, conditions, errors, lifecycle, multipart_checksums, tagging, versioning, xml
-from .bucket import owned_bucket
+from .access import owned_bucket
 from .body import MAX_PUT_BYTES, stored_headers
 from .digests import BodyDigests
 from .names import check_key, user_metadata

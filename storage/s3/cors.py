@@ -16,7 +16,7 @@ from aiohttp import web
 
 from . import errors, xml
 from .body import read_small
-from .bucket import owned_bucket
+from .access import owned_bucket
 from .request import S3Request
 
 MAX_RULES = 100

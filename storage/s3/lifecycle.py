@@ -3,16 +3,16 @@
 The rules are a bucket setting like CORS: stored in the bucket record under "lifecycle"
 and, before the index changes, as a bucket-config record on the disks, so `pocket index
 rebuild` recovers them. What they mean is storage/lifecycle/ (rules.py decides, runner.py
-applies); this module only speaks S3.
+applies); this module and lifecycle_xml.py (the XML in and out) only speak S3.
 """
 from __future__ import annotations
 
 from aiohttp import web
 
-from ..lifecycle import config, rules
-from . import errors, xml
+from ..lifecycle import rules
+from . import errors, lifecycle_xml, xml
 from .body import read_small
-from .bucket import owned_bucket
+from .access import owned_bucket
 from .request import S3Request
 
 _MAX_BODY = 1 << 20   # 1000 rules with tags and long prefixes fit
@@ -20,7 +20,7 @@ _MAX_BODY = 1 << 20   # 1000 rules with tags and long prefixes fit
 
 async def put_bucket_lifecycle(req: S3Request) -> web.Response:
     owned_bucket(req)
-    parsed = config.parse(await read_small(req, _MAX_BODY))
+    parsed = lifecycle_xml.parse(await read_small(req, _MAX_BODY))
     if await req.gateway.buckets.configure(req.bucket, {"lifecycle": parsed}) is None:
         raise errors.NoSuchBucket(resource=req.bucket, BucketName=req.bucket)
     return web.Response()
@@ -30,7 +30,7 @@ async def get_bucket_lifecycle(req: S3Request) -> web.Response:
     stored = owned_bucket(req).get("lifecycle")
     if not stored:
         raise errors.NoSuchLifecycleConfiguration(resource=req.bucket, BucketName=req.bucket)
-    return web.Response(body=xml.document(config.render(stored)), content_type="application/xml")
+    return web.Response(body=xml.document(lifecycle_xml.render(stored)), content_type="application/xml")
 
 
 async def delete_bucket_lifecycle(req: S3Request) -> web.Response:

@@ -8,7 +8,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from . import errors, xml
-from .acl import readable_bucket
+from .access import readable_bucket
 from .request import S3Request
 
 

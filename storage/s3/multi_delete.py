@@ -17,7 +17,7 @@ from ..index.versions import NULL, is_marker, s3_version_id, valid_version_id
 from ..objects.put import QuorumLost
 from . import errors, xml
 from .body import read_small
-from .bucket import owned_bucket
+from .access import owned_bucket
 from .names import check_key
 from .request import S3Request
 

@@ -15,7 +15,7 @@ from ..index.uploads import NoSuchUpload
 from ..objects import parts as P
 from ..objects.multipart import InvalidPart, PartTooSmall
 from . import acl, errors, lifecycle, multipart_checksums as MC, xml
-from .bucket import owned_bucket
+from .access import owned_bucket
 from .digests import BodyDigests
 from .listing import _encoder
 from .names import MAX_PART_NUMBER, check_key, check_part_number, user_metadata

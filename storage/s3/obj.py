@@ -10,7 +10,7 @@ from ..objects import parts
 from ..objects.get import Unreadable
 from . import acl, conditions, copy, errors, lifecycle, multipart_checksums, tagging, versioning
 from .body import open_body, stored_headers
-from .bucket import owned_bucket
+from .access import owned_bucket
 from .names import check_key, check_part_number, user_metadata
 from .request import S3Request
 from .xml import http_date

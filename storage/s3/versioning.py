@@ -13,9 +13,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..index.versions import NULL, is_marker, s3_version_id, valid_version_id
-from . import acl, errors, xml
+from ..objects.contracts import VersionRecord
+from . import errors, xml
+from .access import owned_bucket, readable_object
 from .body import read_small
-from .bucket import owned_bucket
 from .names import check_key
 from .request import S3Request
 
@@ -64,7 +65,7 @@ def new_version_fields(bucket: dict) -> dict:
     return {"versioned": True} if bucket.get("versioning") == ENABLED else {}
 
 
-def version_headers(bucket: dict, record: dict) -> dict[str, str]:
+def version_headers(bucket: dict, record: VersionRecord) -> dict[str, str]:
     """x-amz-version-id for a record of a versioned bucket (never-versioned ones get none)."""
     if not bucket.get("versioning") and not record.get("versioned"):
         return {}
@@ -74,7 +75,7 @@ def version_headers(bucket: dict, record: dict) -> dict[str, str]:
     return headers
 
 
-def addressed(req: S3Request, bucket: dict, bucket_name: str, key: str, version_id: str | None) -> dict:
+def addressed(req: S3Request, bucket: dict, bucket_name: str, key: str, version_id: str | None) -> VersionRecord:
     """The record a request names: the current version, or `version_id`.
 
     Errors as S3 gives them: a key whose latest is a delete marker is NoSuchKey with
@@ -105,19 +106,19 @@ def addressed(req: S3Request, bucket: dict, bucket_name: str, key: str, version_
 
 
 def readable_version(req: S3Request, bucket_name: str | None = None, key: str | None = None,
-                     version_id: str | None = None) -> tuple[dict, dict]:
-    """(bucket record, addressed version) if the caller may read it; see acl.readable_object."""
+                     version_id: str | None = None) -> tuple[dict, VersionRecord]:
+    """(bucket record, addressed version) if the caller may read it; see access.readable_object."""
     bucket_name, key = bucket_name or req.bucket, key or req.key
     seen: dict = {}
 
-    def find(bucket: dict) -> dict:
+    def find(bucket: dict) -> VersionRecord:
         seen["bucket"] = bucket
         return addressed(req, bucket, bucket_name, key, version_id)
-    record = acl.readable_object(req, bucket_name, key, find)
+    record = readable_object(req, bucket_name, key, find)
     return seen["bucket"], record
 
 
-def owned_version(req: S3Request) -> tuple[dict, dict]:
+def owned_version(req: S3Request) -> tuple[dict, VersionRecord]:
     """(bucket record, addressed version) of the caller's own bucket (tagging, ACLs)."""
     bucket = owned_bucket(req)
     check_key(req.key)

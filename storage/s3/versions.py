@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ..index.versions import NULL, is_marker, valid_version_id
 from . import errors, xml
-from .acl import readable_bucket
+from .access import readable_bucket
 from .listing import _encoder, _max_keys
 from .request import S3Request
 

@@ -18,8 +18,11 @@ import urllib.request
 import boto3
 from botocore.config import Config as BotoConfig
 
+from storage import integrity
 from storage.node import packformat
 
+CLUSTER_SECRET = "test-cluster-secret-0123456789abcdef"   # at least 32 bytes, as config requires
+integrity.use_secret(CLUSTER_SECRET)   # tests read and forge archives with the cluster's keys
 ACCESS_KEY = "PKTESTACCESSKEY000001"
 SECRET_KEY = "test-secret-key-0123456789abcdefghij"
 OTHER_ACCESS_KEY, OTHER_SECRET_KEY = "PKOTHERUSER000000002", "other-user-secret-0123456789"
@@ -100,7 +103,7 @@ class ProcCluster:
         self.node_ports = dict(zip(self.node_ids, ports[1:]))
         settings = {"heartbeat": 0.5, **(gateway or {})}
         st = {"node_timeout": 3.0, **(storage or {})}
-        lines = ['data = "."', 'cluster_secret = "test-cluster-secret"', "", "[gateway]",
+        lines = ['data = "."', f'cluster_secret = "{CLUSTER_SECRET}"', "", "[gateway]",
                  f'listen = "127.0.0.1:{self.port}"'] + [f"{k} = {_toml(v)}" for k, v in settings.items()]
         lines += ["", "[storage]"] + [f"{k} = {_toml(v)}" for k, v in st.items()]
         for name, values in (sections or {}).items():   # e.g. {"scrub": {"enabled": False}}

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 
-from .harness import REPO, ProcCluster
+from .harness import CLUSTER_SECRET, REPO, ProcCluster
 
 
 def _check(*args) -> subprocess.CompletedProcess:
@@ -61,8 +61,8 @@ disks = [{ id = "d2", path = "disks/d2" }, { id = "d3", path = "disks/d2" }, { i
     out = _check("--config", str(conf))
     assert out.returncode == 1
     problems = [line for line in out.stdout.splitlines() if line.startswith("problem: ")]
-    expected = ["policies.bad", "storage.small_policy = 'replica'", "nodes[a].url", "disk path",
-                "nodes[b].disks[d2].path", "gateway.tls_cert"]
+    expected = ["cluster_secret is 1 bytes", "policies.bad", "storage.small_policy = 'replica'", "nodes[a].url",
+                "disk path", "nodes[b].disks[d2].path", "gateway.tls_cert"]
     for needle in expected:
         assert sum(needle in p for p in problems) >= 1, (needle, out.stdout)
     assert len(problems) >= len(expected) + 4, out.stdout   # d3..d6 missing too
@@ -77,7 +77,7 @@ def test_reach_asks_the_real_nodes(tmp_path):
         c.signal("n2", signal.SIGKILL)
         other = os.path.join(c.root, "other-secret.toml")   # beside it: the same relative disk paths
         with open(c.config) as f, open(other, "w") as o:
-            o.write(f.read().replace('cluster_secret = "test-cluster-secret"', 'cluster_secret = "nope"'))
+            o.write(f.read().replace(f'cluster_secret = "{CLUSTER_SECRET}"', f'cluster_secret = "{"x" * 40}"'))
         out = _check("--config", c.config, "--reach")
         assert out.returncode == 1
         problems = [line for line in out.stdout.splitlines() if line.startswith("problem: ")]

@@ -153,14 +153,17 @@ def test_one_shot_repair_beside_up_supersedes_a_corrupt_packed_copy(tmp_path):
     use, so it writes the rebuilt small archive as a file; the owner's disk scrubber finds
     the packed copy corrupt and the file whole, and drops the packed copy: reads get the
     good bytes with no second repair (the gateway's own repairer is off here)."""
+    from storage import config, integrity
     from storage.node import packformat
-    from .harness import archive_parts, flip_archive_bit, read_archive
+    from .harness import CLUSTER_SECRET, archive_parts, flip_archive_bit, read_archive
 
     data = str(tmp_path / "pocket-data")
     port = free_port_run(1)
     env = {"POCKET_SCRUB_START_DELAY": "0.5", "POCKET_SCRUB_INTERVAL": "1", "POCKET_SCRUB_RATE": "0",
            "POCKET_SCRUB_COLLECT_INTERVAL": "1", "POCKET_REPAIR_ENABLED": "false"}
     proc, info = _up(data, port, env=env)
+    # the test reads the packs itself: with the keys of the secret `pocket up` generated
+    integrity.use_secret(config.load(os.path.join(data, "pocket.toml")).cluster_secret)
     try:
         s3 = _client(info)
         s3.create_bucket(Bucket="packed")
@@ -201,4 +204,5 @@ def test_one_shot_repair_beside_up_supersedes_a_corrupt_packed_copy(tmp_path):
         assert _pocket(data, "status", "--json")["repair_queue"] == 0
         assert _pocket(data, "repair", "--json")["repaired"] == []
     finally:
+        integrity.use_secret(CLUSTER_SECRET)
         _stop(proc)

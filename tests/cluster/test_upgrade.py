@@ -1,7 +1,12 @@
 """Upgrades: the disks, index and config written by every earlier release (the folders of
 tests/fixtures/upgrade/, made by its make.py) are read by today's code: every object and
 version byte-exact with its metadata, deletes still deleted, new writes beside old ones,
-a scrub that finds nothing wrong, and an index rebuilt from the old disks alone."""
+a scrub that finds nothing wrong, `pocket upgrade` rewriting them keyed, and an index rebuilt
+from the disks alone.
+
+Releases before keyed checksums accepted any cluster_secret; today's needs 32 bytes or more.
+Their archives are unkeyed (format 1), so the operator sets a longer secret on upgrading,
+as the test does, and nothing on disk depends on the old one."""
 import json
 import os
 import random
@@ -12,7 +17,9 @@ import sys
 import pytest
 from botocore.exceptions import ClientError
 
-from .harness import REPO, ProcCluster
+from storage.integrity import MIN_SECRET_BYTES
+
+from .harness import CLUSTER_SECRET, REPO, ProcCluster
 
 FIXTURES = os.path.join(REPO, "tests", "fixtures", "upgrade")
 RELEASES = sorted(d for d in os.listdir(FIXTURES) if os.path.isfile(os.path.join(FIXTURES, d, "expected.json")))
@@ -63,6 +70,7 @@ def test_todays_code_reads_what_an_earlier_release_wrote(release, tmp_path):
     shutil.copytree(os.path.join(FIXTURES, release), root)
     with open(os.path.join(root, "expected.json")) as f:
         expected = json.load(f)
+    _longer_secret(os.path.join(root, "pocket.toml"))
     c = ProcCluster.existing(root)
     try:
         c.start()
@@ -74,9 +82,24 @@ def test_todays_code_reads_what_an_earlier_release_wrote(release, tmp_path):
 
         report = _pocket(c, "scrub", "--json")
         assert not report["corrupt"] and not report["missing"] and not report["orphans_removed"]
+        upgraded = _pocket(c, "upgrade", "--json")
+        assert upgraded["upgraded"] > 0 and upgraded["left"] == [], upgraded
         shutil.rmtree(os.path.join(root, "index"))
         _pocket(c, "index", "rebuild")
         c.start()
         _check_everything(c.client(), expected)
     finally:
         c.close()
+
+
+def _longer_secret(path: str) -> None:
+    """What an operator of a release before keyed checksums does first: a secret of 32+ bytes."""
+    import tomllib
+    with open(path, "rb") as f:
+        old = tomllib.load(f)["cluster_secret"]
+    if len(old.encode()) >= MIN_SECRET_BYTES:
+        return
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace(f'cluster_secret = "{old}"', f'cluster_secret = "{CLUSTER_SECRET}"', 1))

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from botocore.exceptions import ClientError
 
 from storage import layout
+from storage.durability.sets import live_sets
 from storage.index.lmdb_index import Index
-from storage.repair.sets import live_sets
 
 from .harness import archive_parts
 

@@ -40,7 +40,7 @@ def write(tmp_path, body: str, name="pocket.toml") -> str:
 
 
 BASE = """\
-cluster_secret = "abc"
+cluster_secret = "cluster-secret-of-at-least-32-bytes-0001"
 
 [[credentials]]
 access_key = "AK"
@@ -240,8 +240,13 @@ def test_duplicate_disk_ids(tmp_path):
 
 
 @pytest.mark.parametrize("body,needle", [
-    (BASE.replace('cluster_secret = "abc"', ""), "cluster_secret"),
-    ('cluster_secret = "abc"\n', "credentials"),
+    (BASE.replace('cluster_secret = "cluster-secret-of-at-least-32-bytes-0001"', ""), "cluster_secret"),
+    ('cluster_secret = "cluster-secret-of-at-least-32-bytes-0001"\n', "credentials"),
+    (BASE.replace('cluster_secret = "%s"' % "cluster-secret-of-at-least-32-bytes-0001", 'cluster_secret = "31-bytes-is-one-too-few-0123456"'),
+     "at least 32 bytes"),
+    (BASE + "[[nodes]]\nid = \"t\"\nurl = \"https://127.0.0.1:1\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n",
+     "tls_fingerprint"),
+    (BASE + "[[nodes]]\nid = \"t\"\nurl = \"http://127.0.0.1:1\"\ntls_fingerprint = \"ab\"\n", "https://"),
     (BASE + "[storage]\nsegment_size = 100\n", "segment_size"),
     (BASE + "[storage]\nsegment_size = 'big'\n", "storage.segment_size"),
     (BASE + "[gateway]\nheartbeat = 'often'\n", "gateway.heartbeat"),
@@ -256,7 +261,7 @@ def test_duplicate_disk_ids(tmp_path):
     (BASE + "[repair]\nfailed_after = 0\n", "repair.failed_after"),
     (BASE + "[repair]\nfailed_after = 'soon'\n", "repair.failed_after"),
     (BASE + "[repair]\nmove_rate = -1\n", "repair.move_rate"),
-], ids=["no-secret", "no-credentials", "small-segment", "segment-not-int", "heartbeat-not-float",
+], ids=["no-secret", "no-credentials", "short-secret", "https-unpinned", "tls-without-https", "small-segment", "segment-not-int", "heartbeat-not-float",
         "negative-pack-threshold", "tiny-packs", "threshold-above-pack-size", "negative-compact-interval",
         "negative-repair-rate", "repair-rate-not-int", "negative-scrub-rate", "negative-collect-interval",
         "zero-failed-after", "failed-after-not-float", "negative-move-rate"])
@@ -283,7 +288,7 @@ def test_paths_are_relative_to_the_config_file(tmp_path):
     from storage import config as cfgmod
     path = tmp_path / "etc" / "pocket.toml"
     path.parent.mkdir()
-    path.write_text('data = "../data"\ncluster_secret = "s"\n[gateway]\nindex = "meta/index"\n'
+    path.write_text('data = "../data"\ncluster_secret = "cluster-secret-of-at-least-32-bytes-0001"\n[gateway]\nindex = "meta/index"\n'
                     '[[credentials]]\naccess_key = "a"\nsecret_key = "b"\n'
                     '[[nodes]]\nid = "n"\ndisks = [' + ", ".join(f'{{ id = "d{i}", path = "disks/d{i}" }}'
                                                                 for i in range(6)) + "]\n")

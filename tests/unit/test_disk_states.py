@@ -6,11 +6,11 @@ import asyncio
 import pytest
 
 from storage.cluster import Cluster
+from storage.disks import actions
+from storage.durability.queue import RepairQueue
 from storage.index import disks as disk_table
 from storage.index.lmdb_index import Index
 from storage.placement.volumes import DiskInfo
-from storage.repair import disks
-from storage.repair.queue import RepairQueue
 
 IDS = [f"d{i}" for i in range(1, 8)]
 
@@ -29,16 +29,16 @@ def _generation(queue) -> int:
 
 def test_failing_a_draining_disk_turns_its_unswitched_copies_into_rebuilds(tmp_path):
     cluster, queue = _cluster(tmp_path / "index")
-    slots = disks.slots_of(cluster, "d3")
-    moves = asyncio.run(disks.start_drain(cluster, queue, "d3"))
+    slots = actions.slots_of(cluster, "d3")
+    moves = asyncio.run(actions.start_drain(cluster, queue, "d3"))
     assert len(moves) == len(slots) and {m["mode"] for m in moves} == {"copy"}
-    assert disks.slots_of(cluster, "d3") == slots            # a copy switches only once copied
+    assert actions.slots_of(cluster, "d3") == slots            # a copy switches only once copied
 
-    rebuilds, unplaced = asyncio.run(disks.declare_failed(cluster, queue, "d3", "test"))
+    rebuilds, unplaced = asyncio.run(actions.declare_failed(cluster, queue, "d3", "test"))
     assert not unplaced
     assert [(m["volume"], m["slot"], m["to"]) for m in rebuilds] == [(m["volume"], m["slot"], m["to"]) for m in moves]
-    assert disks.slots_of(cluster, "d3") == []
-    assert {m["mode"] for m in disks.pending(queue.index)} == {"rebuild"}
+    assert actions.slots_of(cluster, "d3") == []
+    assert {m["mode"] for m in actions.pending(queue.index)} == {"rebuild"}
     for v in cluster.volumes.values():
         assert len(set(v["disks"])) == 6
     queue.index.close()
@@ -50,11 +50,11 @@ def test_failing_a_draining_disk_turns_its_unswitched_copies_into_rebuilds(tmp_p
 def test_refused_requests_change_nothing(tmp_path):
     cluster, queue = _cluster(tmp_path / "index")
     before = (_generation(queue), dict(cluster.volumes))
-    with pytest.raises(disks.DiskError, match="no disk 'd9'"):
-        asyncio.run(disks.start_drain(cluster, queue, "d9"))
-    with pytest.raises(disks.DiskError, match="already in use"):
-        asyncio.run(disks.start_replace(cluster, queue, "d1", "d2"))
-    with pytest.raises(disks.DiskError, match="same disk"):
-        asyncio.run(disks.start_replace(cluster, queue, "d1", "d1"))
+    with pytest.raises(actions.DiskError, match="no disk 'd9'"):
+        asyncio.run(actions.start_drain(cluster, queue, "d9"))
+    with pytest.raises(actions.DiskError, match="already in use"):
+        asyncio.run(actions.start_replace(cluster, queue, "d1", "d2"))
+    with pytest.raises(actions.DiskError, match="same disk"):
+        asyncio.run(actions.start_replace(cluster, queue, "d1", "d1"))
     assert (_generation(queue), cluster.volumes) == before
-    assert disks.pending(queue.index) == []
+    assert actions.pending(queue.index) == []

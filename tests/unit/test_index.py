@@ -13,15 +13,7 @@ from storage.index.batcher import IndexWriter
 from storage.index.lmdb_index import (BucketNotEmpty, Index, ListPage,
                                       NoSuchBucket)
 
-B = "bkt"
-
-
-@pytest.fixture
-def ix(tmp_path):
-    index = Index(str(tmp_path / "idx"))
-    index.create_bucket(B, {"owner": "me"})
-    yield index
-    index.close()
+B = "bkt"   # the bucket conftest.py's `ix` creates
 
 
 def bsorted(keys):

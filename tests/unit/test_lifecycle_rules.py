@@ -4,7 +4,8 @@ import calendar
 
 import pytest
 
-from storage.lifecycle import config, rules
+from storage.lifecycle import rules
+from storage.s3 import lifecycle_xml
 from storage.s3 import errors
 
 DAY = 86400
@@ -20,13 +21,13 @@ def xml_rules(*bodies: str) -> bytes:
 
 
 def one(body: str) -> dict:
-    return config.parse(xml_rules(body))[0]
+    return lifecycle_xml.parse(xml_rules(body))[0]
 
 
 # --- parsing and validation -----------------------------------------------------------------
 
 def test_parse_every_filter_form_and_render_roundtrip():
-    parsed = config.parse(xml_rules(
+    parsed = lifecycle_xml.parse(xml_rules(
         "<ID>a</ID><Filter><Prefix>logs/</Prefix></Filter><Status>Enabled</Status><Expiration><Days>3</Days></Expiration>",
         "<ID>b</ID><Filter><Tag><Key>t</Key><Value>1</Value></Tag></Filter><Status>Disabled</Status>"
         "<Expiration><Date>2030-01-01T00:00:00Z</Date></Expiration>",
@@ -47,7 +48,7 @@ def test_parse_every_filter_form_and_render_roundtrip():
     assert d["legacy_prefix"] and d["filter"]["prefix"] == "old/" and d["abort_days"] == 7
     assert e["expiration"] == {"delete_marker": True} and e["filter"]["size_gt"] == 0
     from storage.s3 import xml
-    assert config.parse(xml.document(config.render(parsed))) == parsed
+    assert lifecycle_xml.parse(xml.document(lifecycle_xml.render(parsed))) == parsed
 
 
 def test_rule_without_id_gets_one():
@@ -101,7 +102,7 @@ def test_rule_without_id_gets_one():
 ])
 def test_refused_as_aws_refuses(body, error):
     with pytest.raises(error):
-        config.parse(body)
+        lifecycle_xml.parse(body)
 
 
 # --- when things expire ---------------------------------------------------------------------
@@ -114,7 +115,7 @@ def test_days_round_up_to_the_next_midnight_utc():
 
 
 def test_current_expiry_picks_the_earliest_matching_enabled_rule():
-    rs = config.parse(xml_rules(
+    rs = lifecycle_xml.parse(xml_rules(
         "<ID>long</ID><Filter/><Status>Enabled</Status><Expiration><Days>30</Days></Expiration>",
         "<ID>logs</ID><Filter><Prefix>logs/</Prefix></Filter><Status>Enabled</Status>"
         "<Expiration><Days>2</Days></Expiration>",
@@ -134,7 +135,7 @@ def test_current_expiry_picks_the_earliest_matching_enabled_rule():
 
 
 def test_upload_abort_counts_from_initiation_and_only_prefix_filters():
-    rs = config.parse(xml_rules(
+    rs = lifecycle_xml.parse(xml_rules(
         "<ID>mpu</ID><Filter><Prefix>up/</Prefix></Filter><Status>Enabled</Status>"
         "<AbortIncompleteMultipartUpload><DaysAfterInitiation>3</DaysAfterInitiation>"
         "</AbortIncompleteMultipartUpload>"))
@@ -150,7 +151,7 @@ def _versions(*spec):
 
 
 def test_noncurrent_versions_expire_days_after_the_next_newer_version_was_made():
-    rs = config.parse(xml_rules(
+    rs = lifecycle_xml.parse(xml_rules(
         "<ID>nc</ID><Filter/><Status>Enabled</Status><NoncurrentVersionExpiration><NoncurrentDays>2"
         "</NoncurrentDays></NoncurrentVersionExpiration>"))
     versions = _versions((ts(2024, 1, 10, 8), False), (ts(2024, 1, 5, 8), False), (ts(2024, 1, 1), False))
@@ -164,7 +165,7 @@ def test_noncurrent_versions_expire_days_after_the_next_newer_version_was_made()
 
 
 def test_newer_noncurrent_versions_are_kept():
-    rs = config.parse(xml_rules(
+    rs = lifecycle_xml.parse(xml_rules(
         "<ID>keep2</ID><Filter/><Status>Enabled</Status><NoncurrentVersionExpiration><NoncurrentDays>1"
         "</NoncurrentDays><NewerNoncurrentVersions>2</NewerNoncurrentVersions></NoncurrentVersionExpiration>"))
     versions = _versions(*[(ts(2024, 1, 10 - i), False) for i in range(5)])   # v0 current, v1..v4 noncurrent
@@ -173,7 +174,7 @@ def test_newer_noncurrent_versions_are_kept():
 
 
 def test_noncurrent_delete_markers_expire_and_an_expired_delete_marker_goes():
-    rs = config.parse(xml_rules(
+    rs = lifecycle_xml.parse(xml_rules(
         "<ID>nc</ID><Filter/><Status>Enabled</Status><NoncurrentVersionExpiration><NoncurrentDays>1"
         "</NoncurrentDays></NoncurrentVersionExpiration>",
         "<ID>dm</ID><Filter><Prefix>a</Prefix></Filter><Status>Enabled</Status><Expiration>"

@@ -17,7 +17,7 @@ from storage.node.store import ArchiveMissing, DiskStore
 
 from .test_store import VID, VID2, files_under, make_archive
 
-SECRET = "s3cr3t-cluster-key"
+SECRET = "s3cr3t-cluster-key-0123456789abcdef"
 
 
 async def chunked(data: bytes, step: int = 4096):
@@ -48,14 +48,14 @@ class Node:
         await self.runner.cleanup()
 
     def disk(self, disk_id="d1", secret=SECRET) -> RemoteDisk:
-        return RemoteDisk(disk_id, self.url, secret, self.session)
+        return RemoteDisk(disk_id, self.url, secret, self.session, node_id="node1")
 
     async def raw(self, method, path, headers=None, data=None) -> tuple[int, bytes]:
         async with self.session.request(method, self.url + path, headers=headers or {}, data=data) as r:
             return r.status, await r.read()
 
     def signed(self, method, path, secret=SECRET, now=None):
-        return auth.sign(secret, method, path, now)
+        return auth.sign(secret, method, path, "node1", now)
 
 
 def run(tmp_path, body, stores: dict | None = None):
@@ -151,11 +151,13 @@ def _bad_auth_cases(method, path):
     return {
         "missing": {},
         "only-time": {auth.TIME_HEADER: str(int(now))},
-        "wrong-secret": auth.sign("not-the-secret", method, path),
-        "stale": auth.sign(SECRET, method, path, now - auth.MAX_SKEW - 60),
-        "future": auth.sign(SECRET, method, path, now + auth.MAX_SKEW + 60),
-        "other-path": auth.sign(SECRET, method, path + "x"),
-        "other-method": auth.sign(SECRET, "GET" if method != "GET" else "PUT", path),
+        "wrong-secret": auth.sign("not-the-secret", method, path, "node1"),
+        "stale": auth.sign(SECRET, method, path, "node1", now - auth.MAX_SKEW - 60),
+        "future": auth.sign(SECRET, method, path, "node1", now + auth.MAX_SKEW + 60),
+        "other-path": auth.sign(SECRET, method, path + "x", "node1"),
+        "other-method": auth.sign(SECRET, "GET" if method != "GET" else "PUT", path, "node1"),
+        "other-node": auth.sign(SECRET, method, path, "node2"),
+        "before-node-start": auth.sign(SECRET, method, path, "node1", now - 5),
         "garbage-time": {auth.TIME_HEADER: "soon", auth.AUTH_HEADER: "00"},
     }
 
@@ -225,7 +227,9 @@ def test_bad_names_get_400(tmp_path, name):
                                    ("DELETE", f"/v1/d1/archives/{name}", None),
                                    ("GET", f"/v1/d1/archives/{name}/manifest", None),
                                    ("PUT", f"/v1/d1/records/{name}.x", b"{}")]:
-            status, _ = await node.raw(method, path, node.signed(method, path), data)
+            headers = node.signed(method, path)
+            data = auth.tag(SECRET, headers, data) if data is not None else None
+            status, _ = await node.raw(method, path, headers, data)
             assert status == 400, (method, path, status)
         assert files_under(tmp_path) == before
         return True
@@ -350,3 +354,51 @@ def test_metrics_need_no_secret_and_cover_disks_and_requests(tmp_path):
         return True
 
     assert run(tmp_path, body)
+
+
+def test_replayed_requests_and_swapped_bodies_are_refused(tmp_path):
+    """A request captured on the wire is useless: sent again it is refused (its nonce was
+    seen), and its headers with another body are refused (the body tag does not match)."""
+    archive, _ = make_archive()
+    other, _ = make_archive(VID, 0)
+    forged = bytearray(archive)
+    forged[layout.HEADER_SIZE + 20] ^= 0x01
+
+    async def body(node):
+        rec_path = f"/v1/d1/records/{VID2}"
+        headers = node.signed("PUT", rec_path)
+        sent = auth.tag(SECRET, headers, b'{"kind":"x"}')
+        assert (await node.raw("PUT", rec_path, headers, sent))[0] == 201
+        assert (await node.raw("PUT", rec_path, headers, sent))[0] == 403        # same bytes again
+        again = node.signed("PUT", rec_path)
+        assert (await node.raw("PUT", rec_path, again, sent))[0] == 403          # old tag, new headers
+        assert [x async for x in node.disk().iter_records()] == [(VID2, b'{"kind":"x"}')]
+
+        path = f"/v1/d1/archives/{VID}.0"
+        headers = node.signed("PUT", path)
+        tagged = auth.tag(SECRET, headers, archive)
+        assert (await node.raw("PUT", path, headers, bytes(forged) + tagged[-auth.TAG_SIZE:]))[0] == 403
+        assert (await node.raw("PUT", path, headers, archive))[0] == 403         # no tag at all
+        assert await node.disk().stat(f"{VID}.0") is None
+        fresh = node.signed("PUT", path)
+        assert (await node.raw("PUT", path, fresh, auth.tag(SECRET, fresh, archive)))[0] == 201
+        assert (await node.raw("PUT", path, fresh, auth.tag(SECRET, fresh, other)))[0] == 403
+        assert await node.disk().read(f"{VID}.0", 0, 1 << 20) == archive
+        get = node.signed("GET", "/v1/health")
+        assert (await node.raw("GET", "/v1/health", get))[0] == 200
+        assert (await node.raw("GET", "/v1/health", get))[0] == 403
+        return True
+
+    assert run(tmp_path, body)
+    assert files_under(tmp_path / "d1" / "tmp") == []
+
+
+def test_replay_cache_is_bounded_and_never_forgets_into_a_replay():
+    cache = auth.ReplayCache(limit=3)
+    now = int(time.time() * 1000)
+    for i in range(3):
+        assert cache.admit(f"n{i}", now + i) is None
+    assert cache.admit("n3", now + 3) is None          # n0 dropped: the floor moves past it
+    assert cache.admit("n0", now + 0) is not None       # so its replay is still refused
+    assert cache.admit("n1", now + 1) is not None
+    assert len(cache._seen) <= 3

@@ -243,7 +243,7 @@ def test_large_archives_still_get_their_own_files(tmp_path):
 def _record(disk: DiskStore, name: str, payload: bytes) -> bytes:
     """A complete record as the writer would append it to the disk's newest pack."""
     with open(pack_paths(disk)[-1], "rb") as f:
-        _seq, salt = fmt.parse_pack_header(f.read(fmt.PACK_HEADER_SIZE))
+        _seq, salt, _version = fmt.parse_pack_header(f.read(fmt.PACK_HEADER_SIZE))
     return fmt.record_header(fmt.ARCHIVE, name, len(payload), fmt.payload_sum(payload), salt) + payload
 
 
@@ -559,10 +559,10 @@ def test_read_only_listing_for_tools(tmp_path):
 def test_pack_format_is_versioned():
     header = fmt.pack_header(7, 1234)
     assert header[:4] == b"PKPK" and struct.unpack_from("<H", header, 4)[0] == fmt.PACK_VERSION
-    assert fmt.parse_pack_header(header) == (7, 1234)
+    assert fmt.parse_pack_header(header) == (7, 1234, fmt.PACK_VERSION)
     body = bytearray(header[:-8])
     body[4] = 99
-    future = bytes(body) + struct.pack("<Q", fmt.xxhash.xxh3_64_intdigest(bytes(body)))
+    future = bytes(body) + struct.pack("<Q", fmt.payload_sum(bytes(body)))
     with pytest.raises(fmt.CorruptPack, match="version 99"):
         fmt.parse_pack_header(future)
 

@@ -1,4 +1,4 @@
-"""Unit tests for storage/repair and the repair queue: an in-process cluster of six
+"""Unit tests for storage/durability and the repair queue: an in-process cluster of six
 local disk folders, no processes, no network."""
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import pytest
 
 from storage import layout
 from storage.cluster import Cluster
+from storage.durability.queue import RepairQueue
+from storage.durability.repair import Repairer
+from storage.durability.scrub import Scrubber
 from storage.index import repairs
 from storage.index.batcher import IndexWriter
 from storage.index.lmdb_index import Index
@@ -22,12 +25,9 @@ from storage.objects import parts as parts_mod
 from storage.objects.multipart import MultipartService
 from storage.objects.service import ObjectService, Policy
 from storage.placement.volumes import DiskInfo
-from storage.repair import status as status_mod
-from storage.repair.queue import RepairQueue
-from storage.repair.repair import Repairer
-from storage.repair.scrub import Scrubber
-from storage.repair.throttle import Throttle
 from storage.s3.digests import BodyDigests
+from storage.throttle import Throttle
+from storage.tools import status as status_mod
 
 SEG = 16 << 10
 

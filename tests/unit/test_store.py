@@ -446,3 +446,25 @@ def test_capacity_quota_refuses_like_a_full_disk_and_frees_on_delete(tmp_path, t
     asyncio.run(disk.put_archive(f"{VID2}.0", chunked(second)))
     assert asyncio.run(disk.read(f"{VID2}.0", 0, 1 << 30)) == second
     disk.close()
+
+
+def test_a_new_fan_out_folder_is_made_durable_with_its_parent(tmp_path, monkeypatch):
+    """A file renamed into a folder that a crash could lose is not durable: when an archive
+    or record creates its fan-out folder, the folder holding it is fsync'd too."""
+    disk = DiskStore("d1", str(tmp_path / "disk"), pack_threshold=0).open()
+    synced = []
+    real_fsync = os.fsync
+
+    def spy(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+    monkeypatch.setattr(os, "fsync", spy)
+    asyncio.run(disk.put_archive(f"{VID}.0", chunked(make_archive()[0])))
+    asyncio.run(disk.put_record(VID2, b'{"kind":"x"}'))
+    root = os.path.realpath(disk.root)
+    for top, fan in (("archives", VID[30:32]), ("records", VID2[30:32])):
+        assert os.path.join(root, top) in synced, f"{top}/ not fsync'd after {top}/{fan} was created"
+        assert os.path.join(root, top, fan) in synced
+    synced.clear()
+    asyncio.run(disk.put_archive(f"{VID}.1", chunked(make_archive(index=1)[0])))
+    assert os.path.join(root, "archives") not in synced     # the folder existed: only it is fsync'd

@@ -5,19 +5,11 @@ import random
 
 import pytest
 
-from storage.index.lmdb_index import Index, NoSuchBucket
+from storage.index.lmdb_index import NoSuchBucket
 from storage.index.uploads import NoSuchUpload, UploadTxn
 from storage.objects.ids import new_id
 
-B = "bkt"
-
-
-@pytest.fixture
-def ix(tmp_path):
-    index = Index(str(tmp_path / "idx"))
-    index.create_bucket(B, {"owner": "me"})
-    yield index
-    index.close()
+B = "bkt"   # the bucket conftest.py's `ix` creates
 
 
 def create(ix, key, bucket=B):

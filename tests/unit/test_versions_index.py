@@ -5,21 +5,12 @@ import random
 
 import pytest
 
-from storage.index.lmdb_index import Index
 from storage.index.ops import NoSuchBucket
 from storage.index.versions import NULL, VersionTxn, valid_version_id
 from storage.objects.commits import install, remove_version
 from storage.objects.ids import new_id
 
-B = "bkt"
-
-
-@pytest.fixture
-def ix(tmp_path):
-    index = Index(str(tmp_path / "idx"))
-    index.create_bucket(B, {"owner": "me"})
-    yield index
-    index.close()
+B = "bkt"   # the bucket conftest.py's `ix` creates
 
 
 def rec(key, versioned=True, marker=False, created=None):

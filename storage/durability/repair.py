@@ -1,0 +1,248 @@
+"""The repairer: rebuilds the fragments the repair queue lists, least redundancy first.
+
+For one queued object version it reads `k` good fragments segment by segment with the
+GET path's `ArchiveReader` (same checksum checks, same decode, the fragments being
+rebuilt read only as a last resort), re-encodes each segment with the object's codec
+and streams the missing blocks through the PUT path's `ArchiveWriter`, restricted to
+the fragment indexes being rebuilt. So a rebuilt archive goes to the same name on the
+same disk of the volume (temp file, fsync, rename, as every write) and is byte for byte
+what the original PUT wrote: the same header, the same records, and the trailer copied
+from a surviving fragment's manifest.
+
+Before rebuilding a fragment reported "missing" the repairer looks again: a fragment
+whose disk was only unreachable for a while is checked whole and, if good, simply
+taken off the queue. Fragments on disks that are down wait in the queue (replacing a
+dead disk is a separate step); an object version that is no longer current leaves the
+queue, its archives being garbage for the scrubber. Each entry is one archive set: an
+object version, or one part of a multipart object or of an open upload (sets.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from .. import layout
+from ..codec import Codec
+from ..objects.contracts import VersionRecord
+from ..objects.get import ArchiveReader
+from ..objects.put import ArchiveWriter
+from .queue import REPAIR_META, RepairQueue
+from .sets import find_set
+from ..throttle import Throttle
+from ..verify import verify_archive
+
+log = logging.getLogger("pocket.repair")
+
+_INLINE_BYTES = 64 << 10
+
+
+@dataclass
+class RepairReport:
+    started: float = 0.0
+    finished: float = 0.0
+    entries: int = 0
+    repaired: list[dict] = field(default_factory=list)   # {bucket, key, version_id, indexes}
+    fragments: int = 0
+    bytes_written: int = 0
+    found_good: int = 0       # fragments that turned out to be fine after all
+    dropped: int = 0          # versions no longer current: nothing to repair
+    deferred: list[dict] = field(default_factory=list)   # a target disk is down
+    failed: list[dict] = field(default_factory=list)
+    remaining: int = 0        # queue length after the run
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.time()) - self.started
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "seconds": round(self.seconds, 3)}
+
+
+class Repairer:
+    def __init__(self, cluster, index, queue: RepairQueue, concurrency: int = 4, timeout: float = 10.0,
+                 metrics=None, settle: float = 600.0, rate: float = 0):
+        self.cluster, self.index, self.queue = cluster, index, queue
+        self.throttle = Throttle(rate)   # bytes/s rebuilt, shared by concurrent repairs (0: unlimited)
+        self.settle = settle      # an entry for a version not (yet) in the index waits this long
+        self.concurrency = max(1, concurrency)
+        self.timeout = timeout
+        self.metrics = metrics
+
+    async def run_once(self, limit: int | None = None, backoff: float = 0.0,
+                       on_entry: Callable[[dict], None] | None = None) -> RepairReport:
+        """Work through the queue once, in its order; entries that failed recently wait `backoff`."""
+        report = RepairReport(started=time.time())
+        entries = self.queue.entries(limit)
+        now = time.time()
+        if backoff:
+            entries = [e for e in entries
+                       if not e["attempts"] or now - e["updated"] >= min(3600.0, backoff * 2 ** e["attempts"])]
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one(entry):
+            async with sem:
+                try:
+                    await self.repair(entry, report)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:
+                    log.warning("repair of %s/%s version %s failed: %s", entry["bucket"], entry["key"],
+                                entry["version_id"], e)
+                    report.failed.append({**_ident(entry), "error": str(e) or repr(e)})
+                    await self.queue.note_failure(entry["version_id"], str(e) or repr(e))
+                finally:
+                    if on_entry:
+                        on_entry(entry)
+        report.entries = len(entries)
+        await asyncio.gather(*(one(e) for e in entries))
+        report.finished = time.time()
+        report.remaining = self.queue.length()
+        if report.fragments:
+            await self._save_stats(report)
+        return report
+
+    async def repair(self, entry: dict, report: RepairReport) -> None:
+        vid = entry["version_id"]
+        record = find_set(self.index, entry["bucket"], entry["key"], vid)
+        if record is None:
+            current = self.index.get_object(entry["bucket"], entry["key"])
+            superseded = current is not None and current["version_id"] > vid
+            if not superseded and time.time() - entry["first_seen"] < self.settle:
+                # a degraded write is queued before its index commit: give the commit time
+                report.deferred.append({**_ident(entry), "indexes": [], "disks": [], "why": "not indexed yet"})
+                return
+            await self.queue.drop(vid)
+            report.dropped += 1
+            return
+        volume = self.cluster.volumes[record["volume"]]
+        targets = set(entry["missing"]) | set(entry["corrupt"])
+        down = {i for i in targets if not self.cluster.is_up(volume["disks"][i])}
+        good = {i for i in set(entry["missing"]) - down if await self._fine(volume, vid, i)}
+        build = targets - down - good
+        report.found_good += len(good)
+        written: dict[int, int] = {}
+        if build:
+            try:
+                written = await self._rebuild(record, volume, build, targets)
+            except BaseException:
+                if good:
+                    await asyncio.shield(self.queue.resolve(vid, good))
+                raise
+            if written:
+                report.fragments += len(written)
+                report.bytes_written += sum(written.values())
+                report.repaired.append({**_ident(entry), "indexes": sorted(written)})
+                if self.metrics:
+                    self.metrics.repaired_fragments.inc(len(written))
+                    self.metrics.repaired_bytes.inc(sum(written.values()))
+        if good or written:
+            await self.queue.resolve(vid, good | set(written))
+        if down:
+            report.deferred.append({**_ident(entry), "indexes": sorted(down),
+                                    "disks": sorted(volume["disks"][i] for i in down)})
+        if len(written) < len(build):
+            raise RuntimeError(f"rebuilt fragments {sorted(written)} of {sorted(build)}; the other writes failed")
+
+    async def _fine(self, volume: dict, vid: str, i: int) -> bool:
+        """Is a fragment reported missing actually there and whole?"""
+        disk = self.cluster.disks[volume["disks"][i]]
+        name = layout.archive_name(vid, i)
+        try:
+            size = await disk.stat(name)
+            if size is None:
+                return False
+            verdict = await verify_archive(disk, name, size, Throttle(0))
+        except Exception:
+            return False
+        return verdict.problem is None
+
+    async def rebuild_fragments(self, record: VersionRecord, volume: dict, build: set[int]) -> dict[int, int]:
+        """Rebuild fragments `build` of one archive set onto `volume`'s disks (a slot move
+        passes the volume as it will be, with the new disk in the slot)."""
+        return await self._rebuild(record, volume, build, build)
+
+    async def _rebuild(self, record: VersionRecord, volume: dict, build: set[int], avoid: set[int]) -> dict[int, int]:
+        """Write archives `build` of the version; returns {index: bytes written} of those committed."""
+        codec = Codec(record["k"], record["m"])
+        manifest = await self._manifest(volume, record, avoid)
+        reader = ArchiveReader(self.cluster, codec, manifest, volume, avoid=frozenset(avoid))
+        writer = ArchiveWriter(self.cluster, codec, volume, record["version_id"], manifest["segment_size"],
+                               quorum=1, timeout=self.timeout, only=frozenset(build), keep_on_abort=True)
+        geo = reader.geometry
+        loop = asyncio.get_running_loop()
+        try:
+            writer.start()
+            if geo.segments:
+                async for segment in reader.segments(0, geo.segments - 1):
+                    if len(segment) <= _INLINE_BYTES:
+                        blocks = codec.encode(segment)
+                    else:
+                        blocks = await loop.run_in_executor(None, codec.encode, segment)
+                    await self.throttle.take(sum(len(blocks[i]) for i in build))
+                    await writer.write_blocks(blocks)
+            done = await writer.finish(manifest)
+        except BaseException as e:
+            await asyncio.shield(writer.abort(repr(e)))
+            raise
+        finally:
+            extra = [d for d in reader.damage if d.index not in avoid]
+            if extra:   # more damage met on the way: queue it for the next round
+                self.queue.add_later(record, {d.index: (d.kind, d.reason) for d in extra}, "repair")
+        size = geo.records_end() + len(layout.pack_trailer(manifest))
+        return {i: size for i in done if i in build}
+
+    async def _manifest(self, volume: dict, record: dict, avoid: set[int]) -> dict:
+        """The manifest every archive of the version carries, read from a good one. One of
+        an unkeyed archive does not do for an object the index knows as keyed: it is forged."""
+        vid = record["version_id"]
+        order = sorted(range(len(volume["disks"])), key=lambda i: (i in avoid, not self.cluster.is_up(volume["disks"][i])))
+        problems = []
+        for i in order:
+            try:
+                manifest = await self.cluster.disks[volume["disks"][i]].read_manifest(layout.archive_name(vid, i))
+                if manifest.get("version_id") == vid and layout.accepted(manifest) <= layout.accepted(record):
+                    return manifest
+            except Exception as e:
+                problems.append(f"{i}: {e!r}")
+        raise RuntimeError(f"no fragment of version {vid} has a readable manifest ({'; '.join(problems)})")
+
+    async def _save_stats(self, report: RepairReport) -> None:
+        """Accumulate measured repair throughput; `pocket status` derives repair time from it."""
+        stats = self.queue.progress(REPAIR_META) or {"bytes": 0, "seconds": 0.0, "fragments": 0}
+        stats = {"bytes": stats["bytes"] + report.bytes_written,
+                 "seconds": stats["seconds"] + report.seconds,
+                 "fragments": stats["fragments"] + report.fragments,
+                 "last_run": report.finished}
+        stats["throughput"] = stats["bytes"] / stats["seconds"] if stats["seconds"] else 0.0
+        try:
+            await self.queue.save_progress(REPAIR_META, stats)
+        except Exception as e:
+            log.warning("could not save repair statistics: %r", e)
+
+    async def run_forever(self, interval: float) -> None:
+        """Background loop: repair whenever something is queued, and retry every `interval`."""
+        while True:
+            try:
+                await asyncio.wait_for(self.queue.wakeup.wait(), interval)
+            except TimeoutError:
+                pass
+            self.queue.wakeup.clear()
+            try:
+                if self.queue.length():
+                    report = await self.run_once(limit=1000, backoff=interval)
+                    if report.fragments or report.failed:
+                        log.info("repair: rebuilt %d fragments (%.1f MiB) of %d objects in %.1fs; %d failed, "
+                                 "%d waiting for disks, %d queued", report.fragments, report.bytes_written / 2**20,
+                                 len(report.repaired), report.seconds, len(report.failed), len(report.deferred),
+                                 report.remaining)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("repair round failed")
+
+
+def _ident(entry: dict) -> dict:
+    return {"bucket": entry["bucket"], "key": entry["key"], "version_id": entry["version_id"]}

@@ -1,0 +1,397 @@
+"""The scrub pass of the cluster: turns what every disk found into repairs and garbage collection.
+
+Checking bytes is the disks' job: each process that owns disks runs a disk scrubber
+per disk (node/disk_scrub.py) that reads every archive at a bounded rate and keeps its
+findings. One pass here (`Scrubber.run_once`) reads no archive bytes; it does three things:
+
+1. **Collect.** From every disk that answers: its listing (names and sizes) and its
+   scrubber's findings (corrupt archives). With `fresh` (`pocket scrub`) it first asks
+   every disk for a new full pass and waits for them all, so the findings describe the
+   disks as they are now; the background loop uses what the disks' own passes found.
+2. **Account.** Walk the index: every archive set it references (an object version,
+   each part of a multipart object, each part of an open upload; sets.py) must have
+   fragment `i` on disk `i` of its volume. A fragment neither in the listing nor there
+   when asked again (`stat`, which also covers archives written after the listing) is
+   missing; one the disk reports is corrupt, and so is one it reports unkeyed (format 1,
+   which only the index can tell from a forgery) for an object written keyed. Damage of live objects goes to the repair
+   queue; disks that did not answer are skipped, not counted as missing (a down disk is
+   the repairer's business once it is back).
+3. **Collect garbage.** An archive whose version the index does not reference (a
+   replaced or deleted version whose cleanup failed, an upload that never committed,
+   a part of an aborted upload) and is older than `orphan_grace` is deleted. Its
+   manifest (read from the disk: a small read, only for these) names its bucket and key,
+   and the key is looked up again before deleting, so an upload that committed during the
+   pass keeps its archives. Two safety valves against a lost or half-rebuilt index, which
+   would make everything look orphaned: archives whose bucket the index does not know are
+   never removed, and a pass that would remove more than a quarter of all versions it saw
+   (and more than 20) removes nothing unless forced; both are reported so an operator can
+   run `pocket index rebuild`. Before accounting,
+   deletes that a crash left half done (the tombstones on disk, the object still in the
+   index) are finished (deletes.py).
+
+It runs where the index is: in the gateway process as a background task (`run_forever`),
+and as `pocket scrub`. A pass keeps O(archives) of bookkeeping in memory (the listing and
+what was found); fine for millions of archives, and the place to change for billions.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from .. import layout
+from ..index import disks as disk_table
+from ..index_backup import RESTORED_META
+from ..node.packs import PacksOwnedElsewhere
+from ..objects.contracts import VersionRecord
+from ..objects.ids import id_time
+from .deletes import finish_deletes
+from .queue import SCRUB_META, RepairQueue
+from .sets import find_set, live_sets
+
+log = logging.getLogger("pocket.scrub")
+
+POLL_SECONDS = 0.25      # how often a fresh pass asks the disks how far they are
+_FORGED_UNKEYED = ("an unkeyed (format 1) archive of an object written with keyed checksums: "
+                   "forged, or put there by an old tool")
+
+ORPHAN_VALVE_FRACTION = 0.25
+ORPHAN_VALVE_MIN = 20
+
+
+@dataclass
+class ScrubReport:
+    started: float = 0.0
+    finished: float = 0.0
+    running: bool = False
+    disks: int = 0
+    disks_skipped: list[str] = field(default_factory=list)
+    archives: int = 0
+    bytes_total: int = 0
+    bytes_verified: int = 0
+    versions: int = 0         # archive sets the index references, all checked
+    fresh: bool = False       # the disks ran a full pass for this one (else: their last findings)
+    disks_never_scrubbed: list[str] = field(default_factory=list)   # no full pass of their own yet
+    corrupt: list[dict] = field(default_factory=list)
+    missing: list[dict] = field(default_factory=list)
+    orphans_removed: list[dict] = field(default_factory=list)
+    orphans_young: int = 0
+    orphans_kept: list[dict] = field(default_factory=list)   # refused by a safety valve
+    deletes_finished: list[dict] = field(default_factory=list)  # see deletes.py
+    strays_removed: list[dict] = field(default_factory=list)    # copies off their slot, see _strays
+    queued: int = 0
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.time()) - self.started
+
+    def summary(self) -> dict:
+        """Counters only: what the index keeps as the last scrub's progress."""
+        out = {k: v for k, v in asdict(self).items() if not isinstance(v, list)}
+        out.update(seconds=round(self.seconds, 3), corrupt=len(self.corrupt), missing=len(self.missing),
+                   orphans_removed=len(self.orphans_removed), orphans_kept=len(self.orphans_kept),
+                   deletes_finished=len(self.deletes_finished), strays_removed=len(self.strays_removed),
+                   disks_skipped=self.disks_skipped)
+        return out
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "seconds": round(self.seconds, 3)}
+
+
+class Scrubber:
+    def __init__(self, cluster, index, queue: RepairQueue, rate: float | None, orphan_grace: float, metrics=None):
+        self.cluster, self.index, self.queue = cluster, index, queue
+        self.rate = rate          # bytes/s per disk for the fresh passes it asks for (None: the disks' own)
+        self.orphan_grace = orphan_grace
+        self.metrics = metrics
+        self.report = ScrubReport()      # the pass in progress, or the last one
+        self._saved_at = 0.0
+
+    async def run_once(self, on_bytes: Callable[[int], None] | None = None, remove_orphans: bool = True,
+                       force_orphans: bool = False, on_listed: Callable[[int], None] | None = None,
+                       fresh: bool = True) -> ScrubReport:
+        r = self.report = ScrubReport(started=time.time(), running=True, disks=len(self.cluster.disks), fresh=fresh)
+        await self._save(force=True)
+        listings = await self._list_disks(r)
+        r.bytes_total = sum(size for names in listings.values() for _, size in names)
+        if on_listed:
+            on_listed(r.bytes_total)
+        if fresh:
+            await self._fresh_passes(r, listings, on_bytes)
+        states = await self._findings(r, listings)
+        found: dict[str, dict[int, str]] = defaultdict(dict)       # vid -> {index: disk}
+        copies: dict[tuple[str, int], list[str]] = defaultdict(list)  # (vid, index) -> every disk holding it
+        bad: dict[tuple[str, int, str], str] = {}                  # (vid, index, disk) -> problem
+        unkeyed: set[tuple[str, int, str]] = set()                 # format 1 archives the disks saw
+        for disk_id, state in states.items():
+            for name, _size in listings[disk_id]:
+                vid, _, idx = name.partition(".")
+                found[vid][int(idx)] = disk_id
+                copies[(vid, int(idx))].append(disk_id)
+            r.archives += len(listings[disk_id])
+            last = state.get("last_full_pass")
+            if last is None:
+                r.disks_never_scrubbed.append(disk_id)
+            elif not fresh:
+                r.bytes_verified += last["bytes_checked"]
+            for row in state["corrupt"]:
+                vid, _, idx = row["archive"].partition(".")
+                bad[(vid, int(idx), disk_id)] = row["problem"]
+                log.warning("scrub: archive %s on disk %s is corrupt: %s", row["archive"], disk_id, row["problem"])
+            for name in state.get("unkeyed", []):
+                vid, _, idx = name.partition(".")
+                unkeyed.add((vid, int(idx), disk_id))
+            for row in state.get("corrupt_records", []):
+                log.error("scrub: packed record %s on disk %s is corrupt (%s); other disks hold copies, "
+                          "`pocket index rebuild` reads those", row["record"], disk_id, row["problem"])
+        scanned = set(states)
+        r.deletes_finished = await finish_deletes(self.cluster, self.index, self.queue.write, sorted(scanned))
+        strays: list[dict] = []
+        live = await self._account(r, found, bad, scanned, copies, strays, unkeyed)
+        if remove_orphans:
+            await self._collect(r, found, live, force_orphans)
+            await self._remove_strays(r, strays)
+        r.running, r.finished = False, time.time()
+        await self._save(force=True)
+        log.info("scrub pass: %d archives on %d disks, %.1f MiB verified%s in %.1fs; %d corrupt, %d missing, "
+                 "%d orphans removed", r.archives, len(states), r.bytes_verified / 2**20,
+                 " by fresh disk passes" if fresh else " by the disks' last passes", r.seconds, len(r.corrupt),
+                 len(r.missing), len(r.orphans_removed))
+        return r
+
+    async def _list_disks(self, r: ScrubReport) -> dict[str, list[tuple[str, int]]]:
+        async def one(disk_id, disk):
+            if not self.cluster.is_up(disk_id):
+                r.disks_skipped.append(disk_id)
+                return disk_id, None
+            try:
+                return disk_id, [item async for item in disk.iter_archives()]
+            except Exception as e:
+                log.warning("scrub: disk %s could not be listed (%r); skipped this pass", disk_id, e)
+                r.disks_skipped.append(disk_id)
+                return disk_id, None
+        pairs = await asyncio.gather(*(one(i, d) for i, d in self.cluster.disks.items()))
+        return {disk_id: names for disk_id, names in pairs if names is not None}
+
+    async def _fresh_passes(self, r: ScrubReport, listings: dict, on_bytes) -> None:
+        """Ask every listed disk for a full pass now and wait until all have finished it."""
+        async def one(disk_id: str) -> None:
+            disk = self.cluster.disks[disk_id]
+            seen = 0
+            try:
+                number = await disk.scrub_request(self.rate)
+                while True:
+                    state = await disk.scrub_state()
+                    last, running = state.get("last_full_pass"), state.get("pass")
+                    done = last is not None and last["number"] >= number
+                    now = last["bytes_checked"] if done else (
+                        running["bytes_checked"] if running and running["number"] == number else 0)
+                    if on_bytes and now > seen:
+                        on_bytes(now - seen)
+                    seen = max(seen, now)
+                    if done:
+                        r.bytes_verified += last["bytes_checked"]
+                        return
+                    await asyncio.sleep(POLL_SECONDS)
+            except Exception as e:  # the disk stopped answering mid-pass
+                log.warning("scrub of disk %s stopped: %r; skipped this pass", disk_id, e)
+                r.disks_skipped.append(disk_id)
+        await asyncio.gather(*(one(d) for d in listings))
+
+    async def _findings(self, r: ScrubReport, listings: dict) -> dict[str, dict]:
+        """Each disk's scrub state, for the disks listed and not skipped since."""
+        async def one(disk_id: str):
+            try:
+                return disk_id, await self.cluster.disks[disk_id].scrub_state()
+            except Exception as e:
+                log.warning("scrub: disk %s did not report its findings (%r); skipped this pass", disk_id, e)
+                r.disks_skipped.append(disk_id)
+                return disk_id, None
+        pairs = await asyncio.gather(*(one(d) for d in listings if d not in r.disks_skipped))
+        return {disk_id: state for disk_id, state in pairs if state is not None}
+
+    async def _account(self, r: ScrubReport, found, bad, scanned: set[str], copies=None,
+                       strays: list | None = None, unkeyed: set | None = None) -> set[str]:
+        """Queue the damage of every live version; returns the live version ids. Copies of a
+        live fragment on disks other than its slot's go to `strays` (see _strays)."""
+        live: set[str] = set()
+        for n, record in enumerate(live_sets(self.index)):
+            if n % 1000 == 999:
+                await asyncio.sleep(0)
+            vid = record["version_id"]
+            live.add(vid)
+            r.versions += 1
+            volume = self.cluster.volumes.get(record["volume"])
+            disks = volume["disks"] if volume else record.get("disks", [])
+            damage: dict[int, tuple[str, str]] = {}
+            for i, disk_id in enumerate(disks):
+                if disk_id not in scanned:
+                    continue
+                problem = bad.get((vid, i, disk_id))
+                if not problem and unkeyed and (vid, i, disk_id) in unkeyed and layout.accepted(record) == layout.STRICT:
+                    problem = _FORGED_UNKEYED
+                if problem:
+                    damage[i] = ("corrupt", problem)
+                elif found.get(vid, {}).get(i) != disk_id and not await self._present(disk_id, vid, i):
+                    damage[i] = ("missing", "missing")
+            if copies is not None and strays is not None:
+                strays += self._strays(record, disks, damage, copies, scanned)
+            if damage and self._still_current(record):    # not replaced or deleted meanwhile
+                for i, (kind, problem) in sorted(damage.items()):
+                    (r.corrupt if kind == "corrupt" else r.missing).append(self._row(record, i, disks[i], problem))
+                await self.queue.add(record, damage, "scrub")
+                r.queued += 1
+        if self.metrics:
+            self.metrics.scrub_corrupt.inc(len(r.corrupt))
+            self.metrics.scrub_missing.inc(len(r.missing))
+        return live
+
+    def _strays(self, record: VersionRecord, disks: list[str], damage: dict, copies, scanned: set[str]) -> list[dict]:
+        """Copies of a live version's fragments on disks that no longer hold its slot.
+
+        A failed disk that answers again, or a move whose old copy outlived its wait (an
+        upload still writing there), leaves one. It is only garbage while the slot's own
+        disk holds a good copy, nothing is moving, and this process reads the current volume
+        table; a version younger than the orphan grace may still be written to."""
+        if time.time() - id_time(record["version_id"]) < self.orphan_grace:
+            return []
+        rows = []
+        for i, slot_disk in enumerate(disks):
+            others = [d for d in copies.get((record["version_id"], i), ()) if d != slot_disk]
+            if others and slot_disk in scanned and i not in damage:
+                rows += [self._row(record, i, d, "stray: not this disk's slot") for d in others]
+        return rows
+
+    async def _remove_strays(self, r: ScrubReport, strays: list[dict]) -> None:
+        if not strays:
+            return
+        with self.index.read() as ops:
+            moving, generation = bool(disk_table.moves(ops)), disk_table.generation(ops)
+        if moving or generation != self.cluster.generation:
+            log.info("scrub: %d stray copies kept while slot moves are running or the volume table "
+                     "changes; the next pass removes them", len(strays))
+            return
+        for row in strays:
+            try:
+                if await self.cluster.disks[row["disk"]].delete_archive(row["archive"]):
+                    r.strays_removed.append(row)
+            except PacksOwnedElsewhere:
+                r.orphans_kept.append({**row, "why": "packed on a disk a running process owns; "
+                                                     "its own scrub removes it"})
+            except Exception as e:
+                log.warning("scrub: could not remove stray copy %s on %s: %r", row["archive"], row["disk"], e)
+        if r.strays_removed:
+            log.info("scrub: removed %d stray copies of fragments whose slot is on another disk",
+                     len(r.strays_removed))
+
+    def _still_current(self, record: VersionRecord) -> bool:
+        return find_set(self.index, record["bucket"], record["key"], record["version_id"]) is not None
+
+    async def _present(self, disk_id: str, vid: str, i: int) -> bool:
+        try:
+            return await self.cluster.disks[disk_id].stat(layout.archive_name(vid, i)) is not None
+        except Exception:
+            return True     # cannot tell: not reported as missing
+
+    @staticmethod
+    def _row(record: VersionRecord, i: int, disk_id: str, problem: str) -> dict:
+        return {"bucket": record["bucket"], "key": record["key"], "version_id": record["version_id"],
+                "index": i, "disk": disk_id, "archive": layout.archive_name(record["version_id"], i),
+                "problem": problem}
+
+    async def _collect(self, r: ScrubReport, found, live: set[str], force: bool) -> None:
+        """Remove archives of versions nobody references, old enough not to be an upload in flight."""
+        now = time.time()
+        candidates = []
+        for vid, where in found.items():
+            if vid in live:
+                continue
+            if now - id_time(vid) < self.orphan_grace:
+                r.orphans_young += len(where)
+                continue
+            owner = await self._owner(vid, where)
+            rows = [{"disk": d, "archive": layout.archive_name(vid, i), "version_id": vid,
+                     "bucket": owner[0] if owner else None, "key": owner[1] if owner else None}
+                    for i, d in sorted(where.items())]
+            if owner and self.index.get_bucket(owner[0]) is None:
+                r.orphans_kept += [{**row, "why": "bucket not in the index"} for row in rows]
+                continue
+            if owner and self._referenced(vid, owner):
+                continue
+            candidates.append(rows)
+        versions = len(found)
+        restored = self.index.get_meta(RESTORED_META)
+        if not force and candidates and restored:
+            log.warning("scrub: %d versions on disk are not in the index, which was restored from a backup taken "
+                        "at %s; they may be writes made since, so none is removed. Run `pocket index rebuild`",
+                        len(candidates), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(restored["created"])))
+            r.orphans_kept += [{**row, "why": "index restored from a backup"} for rows in candidates for row in rows]
+            return
+        if not force and len(candidates) > ORPHAN_VALVE_MIN and len(candidates) > versions * ORPHAN_VALVE_FRACTION:
+            log.error("scrub: %d of %d versions on disk are not in the index; not removing any. If the index "
+                      "was lost or restored from a backup, run `pocket index rebuild`; otherwise "
+                      "`pocket scrub --force-orphans` removes them", len(candidates), versions)
+            r.orphans_kept += [{**row, "why": "safety valve"} for rows in candidates for row in rows]
+            return
+        for rows in candidates:
+            for row in rows:
+                try:
+                    if await self.cluster.disks[row["disk"]].delete_archive(row["archive"]):
+                        r.orphans_removed.append(row)
+                        if self.metrics:
+                            self.metrics.orphans_removed.inc()
+                except PacksOwnedElsewhere:
+                    r.orphans_kept.append({**row, "why": "packed on a disk a running process owns; "
+                                                         "its own scrub removes it"})
+                except Exception as e:
+                    log.warning("scrub: could not remove orphan %s on %s: %r", row["archive"], row["disk"], e)
+        if r.orphans_removed:
+            log.info("scrub: removed %d orphaned archives", len(r.orphans_removed))
+
+    async def _owner(self, vid: str, where: dict[int, str]) -> tuple[str, str] | None:
+        """(bucket, key) from the manifest of any readable archive of the version."""
+        for i, disk_id in sorted(where.items()):
+            try:
+                manifest = await self.cluster.disks[disk_id].read_manifest(layout.archive_name(vid, i))
+            except Exception:
+                continue
+            if "bucket" in manifest and "key" in manifest:
+                return manifest["bucket"], manifest["key"]
+        return None
+
+    def _referenced(self, vid: str, owner: tuple[str, str]) -> bool:
+        """Look again: an upload may have committed since the index walk."""
+        return find_set(self.index, owner[0], owner[1], vid) is not None
+
+    async def _save(self, force: bool = False) -> None:
+        """Keep the pass's progress in the index (at most every few seconds) for `pocket status`."""
+        now = time.monotonic()
+        if force or now - self._saved_at > 5:
+            self._saved_at = now
+            try:
+                await self.queue.save_progress(SCRUB_META, self.report.summary())
+            except Exception as e:  # progress is nice to have; never stop a pass for it
+                log.warning("scrub: could not save progress: %r", e)
+
+    async def run_forever(self, interval: float, start_delay: float) -> None:
+        """Background loop: a pass every `interval` seconds after the last one finished.
+
+        The last finish time is kept in the index, so restarting the gateway neither
+        skips nor repeats passes; a cluster never scrubbed starts after `start_delay`."""
+        while True:
+            last = self.queue.progress(SCRUB_META) or {}
+            if last.get("finished"):
+                wait = last["finished"] + interval - time.time()
+            else:
+                wait = start_delay
+            await asyncio.sleep(max(0.0, wait))
+            try:
+                await self.run_once(fresh=False)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scrub pass failed; next try in %.0fs", interval)
+                await asyncio.sleep(interval)

@@ -1,0 +1,77 @@
+"""Which archive sets the index says must exist: what scrub and repair check against.
+
+An *archive set* is the `k+m` fragment archives of one version id, described by a
+readable version record (bucket, key, version_id, volume, k, m, size, segment_size).
+The index references them in two ways:
+
+- an object version, current or not (versioned buckets keep noncurrent versions, which
+  are no orphans and get repaired like current ones): a plain object is one set (its
+  own version id); a completed multipart object has no archives of its own, its bytes
+  are its parts, each a set with its own version id (storage/objects/parts.py); a
+  delete marker has none;
+- an open multipart upload: every part uploaded so far (the `parts` DB).
+
+Anything on disk outside these sets is garbage once it is old enough.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+from ..index.ops import _unpack
+from ..index.versions import is_marker
+from ..objects import parts
+from ..objects.contracts import VersionRecord
+
+
+def version_sets(record: VersionRecord) -> list[dict]:
+    """The archive sets holding an object record's bytes."""
+    if parts.is_multipart(record):
+        return [parts.part_record(record, p) for p in record["parts"]]
+    return [record]
+
+
+def open_parts(index, batch: int = 1000) -> Iterator[dict]:
+    """Part records of uploads not yet completed or aborted, read a batch per short txn."""
+    after = b""
+    while True:
+        rows = []
+        with index.read() as ops:
+            cur = ops._txn.cursor(db=ops._db["parts"])
+            found = cur.set_range(after) if after else cur.first()
+            while found and len(rows) < batch:
+                if cur.key() != after:
+                    rows.append((cur.key(), _unpack(cur.value())["rec"]))
+                found = cur.next()
+        if not rows:
+            return
+        for _, rec in rows:
+            yield rec
+        after = rows[-1][0]
+
+
+def live_sets(index) -> Iterator[dict]:
+    """Every archive set the index references (every version's, and open uploads' parts)."""
+    for bucket in index.list_buckets():
+        for version in index.iter_versions(bucket["name"]):
+            if not is_marker(version.record):
+                yield from version_sets(version.record)
+    yield from open_parts(index)
+
+
+def find_set(index, bucket: str, key: str, version_id: str) -> dict | None:
+    """The archive set `version_id` of bucket/key if the index still references it.
+
+    `version_id` is an archive set's id: a version's own, or a part's of a multipart
+    object (whose version, current or not, is found by scanning the key's history)."""
+    current = index.get_object(bucket, key)
+    candidates = [current] if current is not None else []
+    if current is None or not any(s["version_id"] == version_id for s in version_sets(current)):
+        candidates += [r for r in index.key_history(bucket, key) if not is_marker(r)]
+    for record in candidates:
+        for s in version_sets(record):
+            if s["version_id"] == version_id:
+                return s
+    for part in open_parts(index):
+        if part["version_id"] == version_id and part.get("bucket") == bucket and part.get("key") == key:
+            return part
+    return None

@@ -1,0 +1,102 @@
+"""The file work under a disk folder, done one durable way.
+
+Nothing is acknowledged before it is on the platter: a new file is written under a
+temporary name, fsync'd, renamed into place and its directory fsync'd, so a crash
+leaves the whole file or none of it. Archive files (store.py), pack files (packs.py,
+pack_compaction.py) and the scrubber's state (disk_scrub.py) all go through here.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import re
+import uuid
+from typing import Iterator
+
+
+def write_all(fd: int, chunks: list[bytes], sync: bool = False) -> int:
+    """Write every chunk; with `sync`, also flush what the file holds so far.
+
+    Flushing while a big archive streams in keeps the disk busy during the upload
+    instead of leaving every byte to the final fsync, where concurrent uploads queue."""
+    total = 0
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+            total += written
+    if sync:
+        os.fdatasync(fd)
+    return total
+
+
+def pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+def publish(tmp: str, final: str) -> None:
+    """Rename a written and fsync'd temp file into place, durably (the directory too).
+
+    A fan-out folder created here has its parent fsync'd too, or a crash could lose the
+    folder with the file in it."""
+    folder = os.path.dirname(final)
+    if not os.path.isdir(folder):
+        os.makedirs(folder, exist_ok=True)
+        fsync_dir(os.path.dirname(folder))
+    os.rename(tmp, final)
+    fsync_dir(folder)
+
+
+def write_durably(path: str, data: bytes, tmp_dir: str) -> None:
+    tmp = os.path.join(tmp_dir, f"{os.path.basename(path)}.{uuid.uuid4().hex}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    publish(tmp, path)
+
+
+def fsync_dir(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def walk(top: str, pattern: re.Pattern) -> Iterator[tuple[str, int]]:
+    """(name, size) of the files matching `pattern` in the fan-out folders under `top`, by name."""
+    for fan in sorted(os.listdir(top)):
+        sub = os.path.join(top, fan)
+        try:
+            entries = list(os.scandir(sub))
+        except (NotADirectoryError, FileNotFoundError):
+            continue
+        for entry in sorted(entries, key=lambda e: e.name):
+            if pattern.fullmatch(entry.name):
+                try:
+                    yield entry.name, entry.stat().st_size
+                except FileNotFoundError:
+                    continue
+
+
+def is_enospc(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno == errno.ENOSPC
+
+
+def unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def truncate_quietly(fd: int, size: int) -> None:
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        pass

@@ -1,0 +1,35 @@
+"""Opening the disks a config describes: folders of this process as `DiskStore`, disks of
+other nodes as `RemoteDisk` (both are node/disk.py's `Disk`).
+
+The gateway, the node process and the one-shot tools (`pocket scrub`, `index rebuild`,
+...) open disks the same way; it lives here so none of them imports the gateway for it.
+"""
+from __future__ import annotations
+
+import aiohttp
+
+from ..config import Config, DiskConfig
+from ..placement.volumes import DiskInfo
+from .client import RemoteDisk
+from .store import DiskStore
+
+
+def open_disks(cfg: Config, session: aiohttp.ClientSession | None,
+               only: set[str] | None = None) -> tuple[dict, list[DiskInfo]]:
+    disks, infos = {}, []
+    for node in cfg.nodes:
+        for d in node.disks:
+            if only is not None and d.id not in only:
+                continue
+            if node.url:
+                disks[d.id] = RemoteDisk.for_node(node, d.id, cfg.cluster_secret, session, cfg.storage.node_timeout)
+            else:
+                disks[d.id] = local_store(cfg, d)
+            infos.append(DiskInfo(d.id, node.id, node.zone))
+    return disks, infos
+
+
+def local_store(cfg: Config, disk: DiskConfig, initialize: bool = True) -> DiskStore:
+    st = cfg.storage
+    return DiskStore(disk.id, disk.path, pack_threshold=st.pack_threshold, pack_size=st.pack_size,
+                     capacity=disk.capacity).open(initialize)

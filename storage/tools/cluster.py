@@ -1,0 +1,158 @@
+"""The cluster as a one-shot command (`pocket scrub`, `repair`, `status`) sees it.
+
+These commands work whether the cluster is running or not. Disks of nodes that answer
+are reached over the internal API, like the gateway does; a node that does not answer
+but whose disk folders are on this machine has them opened directly. In-process disks
+(the embedded `pocket up`) are opened directly in any case. A folder no process owns
+(DiskStore's lock is free) is opened like its owner would, so torn tails are recovered
+and packed archives can be deleted; a folder a running process owns is only attached
+(`DiskStore.attach()`): it reads packs and writes files, and leaves `tmp/` and the
+packs to their owner.
+Every write a disk takes is a temp file renamed into place, so two processes writing
+the same archive name leave one whole archive. A folder opened here gets a disk scrubber
+of its own that runs only when asked (`pocket scrub`) and saves nothing: the state file
+belongs to the process that owns the disk. The LMDB index is opened beside the
+gateway's (see index/lmdb_index.py on sharing an env between processes).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+
+from ..cluster import Cluster
+from ..codec import parse_policy
+from ..config import Config
+from ..durability.queue import RepairQueue
+from ..index.lmdb_index import Index
+from ..node.client import RemoteDisk
+from ..node.disk_scrub import DiskScrubber
+from ..node.open_disks import local_store
+from ..node.ownership import DiskInUse
+from ..node.store import DISK_MARKER, DiskStore
+from ..placement.volumes import DiskInfo
+
+log = logging.getLogger("pocket.tool")
+
+
+@dataclass
+class ToolCluster:
+    cfg: Config
+    cluster: Cluster
+    index: Index
+    queue: RepairQueue
+    direct: list[str]        # disks opened as local folders
+
+
+@asynccontextmanager
+async def open_cluster(cfg: Config):
+    session = aiohttp.ClientSession()
+    index = None
+    cluster = None
+    scrubbers: list[DiskScrubber] = []
+    disks: dict = {}
+    try:
+        infos, direct = [], []
+        for node in cfg.nodes:
+            for d in node.disks:
+                infos.append(DiskInfo(d.id, node.id, node.zone))
+                remote = RemoteDisk.for_node(node, d.id, cfg.cluster_secret, session, cfg.storage.node_timeout) \
+                    if node.url else None
+                if remote is not None and await _answers(remote):
+                    disks[d.id] = remote
+                elif _is_disk_folder(d.path, d.id):
+                    disks[d.id] = _open_folder(cfg, d)
+                    direct.append(d.id)
+                    scrubbers.append(DiskScrubber(disks[d.id], cfg.scrub.rate, persist=False, schedule=False))
+                    scrubbers[-1].start()
+                else:
+                    disks[d.id] = remote or DiskStore(d.id, d.path)   # down: the heartbeat says so
+        index = Index(cfg.index_path)
+        cluster = Cluster(disks, infos, cfg.gateway.heartbeat)
+        cluster.load_volumes(index, {sum(parse_policy(s)) for s in cfg.policies.values()})
+        await cluster.check_once()
+        cluster.start(index)
+        yield ToolCluster(cfg, cluster, index, RepairQueue(index), direct)
+    finally:
+        for scrubber in scrubbers:
+            await scrubber.stop()
+        if cluster is not None:
+            await cluster.stop()
+        for disk in disks.values():
+            if isinstance(disk, DiskStore):
+                disk.close()
+        await session.close()
+        if index is not None:
+            index.close()
+
+
+async def gateway_view(cfg: Config) -> dict | None:
+    """What a running gateway reports at /_pocket/ready (its disks up and down), or None."""
+    host, port = cfg.listen
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as s:
+            async with s.get(f"http://{host}:{port}/_pocket/ready") as r:
+                return await r.json()
+    except Exception:
+        return None
+
+
+async def gateway_adopted(cfg: Config, generation: int, timeout: float = 30.0,
+                          uploads_timeout: float = 600.0) -> bool:
+    """Wait until a running gateway uses volume table `generation` and no upload that
+    chose its volume under an older table is still writing (True), or until no gateway
+    answers (False). A gateway that does not pick up the table is an error: deleting old
+    copies under its feet would degrade its reads. Uploads still running after
+    `uploads_timeout` are left to the scrubber, which finds their moved fragment missing
+    and queues it for repair."""
+    started = time.monotonic()
+    while True:
+        view = await gateway_view(cfg)
+        if view is None:
+            return False
+        waited = time.monotonic() - started
+        if view.get("volume_generation", -1) < generation:
+            if waited > timeout:
+                raise RuntimeError(f"the running gateway did not pick up volume table {generation} within "
+                                   f"{timeout:.0f}s (it has {view.get('volume_generation')}); see its log")
+        elif view.get("oldest_write_generation", generation) >= generation:
+            return True
+        elif waited > uploads_timeout:
+            log.warning("uploads begun before volume table %d are still running after %.0fs; going on (a "
+                        "fragment they write to the old disk is found by the next scrub and repaired)",
+                        generation, waited)
+            return True
+        await asyncio.sleep(0.2)
+def _open_folder(cfg: Config, disk) -> DiskStore:
+    """Open a disk nobody runs; attach to one a running process owns."""
+    try:
+        return local_store(cfg, disk, initialize=False)
+    except DiskInUse:
+        return DiskStore(disk.id, disk.path).attach()
+
+
+async def _answers(disk: RemoteDisk) -> bool:
+    try:
+        await disk.health()
+        return True
+    except Exception:
+        return False
+
+
+def _is_disk_folder(path: str, disk_id: str) -> bool:
+    try:
+        with open(os.path.join(path, DISK_MARKER)) as f:
+            found = json.load(f).get("disk_id")
+    except (OSError, ValueError):
+        return False
+    if found != disk_id:
+        log.warning("%s belongs to disk %r, not %r; not using it", path, found, disk_id)
+        return False
+    return True

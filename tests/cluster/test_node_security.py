@@ -1,0 +1,236 @@
+"""Probe tests for the node link and the disks as an attacker on the cluster network, or
+with write access to a disk, would try them: replay a captured node request (with its
+own body and with another), forge a fragment with a valid unkeyed checksum, talk to a
+TLS node with the wrong certificate."""
+import asyncio
+import hashlib
+import json
+import os
+import random
+import struct
+import threading
+import time
+
+import aiohttp
+import pytest
+import xxhash
+from aiohttp import web
+
+from storage import layout
+
+from .harness import ProcCluster, archive_parts, pocket, read_archive, wait_http
+
+QUIET = {"scrub": {"enabled": False}, "repair": {"enabled": False}}
+
+
+class Recorder:
+    """A man in the middle on the cluster network: forwards the gateway's requests to one
+    node and keeps a copy of each (method, path, headers, body)."""
+
+    def __init__(self, target: str):
+        self.target = target
+        self.seen: list[tuple[str, str, dict, bytes]] = []
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        started = threading.Event()
+        threading.Thread(target=self._run, args=(started,), daemon=True).start()
+        assert started.wait(10)
+
+    def _run(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def forward(request: web.Request) -> web.StreamResponse:
+            body = await request.read()
+            headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-pocket-")}
+            self.seen.append((request.method, request.path_qs, headers, body))
+            async with self.session.request(request.method, self.target + request.path_qs, headers=headers,
+                                            data=body if body else None) as r:
+                return web.Response(status=r.status, body=await r.read(), headers={
+                    k: v for k, v in r.headers.items() if k.lower() in ("content-type", "x-archive-size")})
+
+        async def start():
+            self.session = aiohttp.ClientSession()
+            app = web.Application(client_max_size=64 << 20)
+            app.router.add_route("*", "/{tail:.*}", forward)
+            self.runner = web.AppRunner(app)
+            await self.runner.setup()
+            site = web.TCPSite(self.runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = self.runner.addresses[0][1]
+        self.loop.run_until_complete(start())
+        started.set()
+        self.loop.run_forever()
+
+    def close(self) -> None:
+        async def stop():
+            await self.session.close()
+            await self.runner.cleanup()
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def _disk_state(c: ProcCluster, disks) -> dict[str, str]:
+    """Every file under the disks (but the scrubber's state) and a digest of its bytes."""
+    out = {}
+    for disk in disks:
+        for folder, _dirs, files in os.walk(c.disk_paths[disk]):
+            for f in files:
+                if f.endswith((".lock", "scrub-state.json")):
+                    continue
+                path = os.path.join(folder, f)
+                with open(path, "rb") as fh:
+                    out[path] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+async def _send(url: str, method: str, headers: dict, body: bytes) -> int:
+    async with aiohttp.ClientSession() as s:
+        async with s.request(method, url, headers=headers, data=body or None) as r:
+            return r.status
+
+
+def test_captured_node_requests_cannot_be_replayed_or_given_another_body(tmp_path):
+    """`pocket up --nodes 2` shape: two node processes with three disks each. A recorder
+    between the gateway and node n1 captures real PUTs of archives and records; sent
+    again, as they are or with another body, every one is refused and no disk changes."""
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=2, disks_per_node=3, sections=QUIET)
+    recorder = None
+    try:
+        for node in c.node_ids:
+            c.start_node(node)
+        node_url = f"http://127.0.0.1:{c.node_ports['n1']}"
+        recorder = Recorder(node_url)
+        with open(c.config) as f:
+            text = f.read()
+        with open(c.config, "w") as f:
+            f.write(text.replace(f'url = "{node_url}"', f'url = "http://127.0.0.1:{recorder.port}"'))
+        c.start_gateway()
+        wait_http(c.endpoint + "/_pocket/ready")
+        s3 = c.client()
+        s3.create_bucket(Bucket="bkt")
+        big, small = random.Random(1).randbytes(3 << 20), random.Random(2).randbytes(1000)
+        s3.put_object(Bucket="bkt", Key="big", Body=big)
+        s3.put_object(Bucket="bkt", Key="small", Body=small)
+        s3.put_object(Bucket="bkt", Key="gone", Body=b"x" * 10)
+        s3.delete_object(Bucket="bkt", Key="gone")
+
+        puts = [r for r in recorder.seen if r[0] == "PUT"]
+        assert any("/archives/" in r[1] and len(r[3]) > 256 << 10 for r in puts), "no archive file captured"
+        assert any("/archives/" in r[1] and len(r[3]) < 4 << 10 for r in puts), "no packed archive captured"
+        assert any("/records/" in r[1] for r in puts), "no record (tombstone) captured"
+        deadline = time.monotonic() + 30   # the deleted object's archives go in the background
+        while len(c.archive_files()) != 6 + 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(c.archive_files()) == 6 + 3
+        n1_disks = [d for d in c.disk_paths if d.startswith("n1")]
+        before = _disk_state(c, n1_disks)
+        forged_body = random.Random(3).randbytes(1 << 16)
+        for method, path, headers, body in puts:
+            assert await_(_send(node_url + path, method, headers, body)) == 403, f"replay of {path} accepted"
+            other = bytearray(body)
+            other[len(other) // 2] ^= 0x01     # the same request with one bit of its body changed
+            assert await_(_send(node_url + path, method, headers, bytes(other))) == 403, path
+            assert await_(_send(node_url + path, method, headers, forged_body)) == 403, path
+        assert _disk_state(c, n1_disks) == before
+        assert "nonce already used" in c.log("n1")
+        assert s3.get_object(Bucket="bkt", Key="big")["Body"].read() == big
+        assert s3.get_object(Bucket="bkt", Key="small")["Body"].read() == small
+    finally:
+        c.stop("gateway")
+        if recorder:
+            recorder.close()
+        c.close()
+
+
+def await_(coro):
+    return asyncio.run(coro)
+
+
+def _forge(raw: bytes, rng: random.Random) -> bytes:
+    """What someone with write access to a disk but without the cluster secret can do:
+    replace one segment's payload and give it a valid unkeyed (xxh3) checksum, the way
+    format 1 archives were checked."""
+    header = layout.ArchiveHeader.unpack(raw[:layout.HEADER_SIZE])
+    length, want = layout.unpack_footer(raw[-layout.FOOTER_SIZE:])
+    size = layout.unpack_trailer(raw[-layout.FOOTER_SIZE - length:-layout.FOOTER_SIZE], want)["size"]
+    geo = layout.Geometry(size, header.segment_size, header.k)
+    at = geo.record_offset(0)
+    n = geo.record_length(0) - layout.RECORD_OVERHEAD
+    fake = rng.randbytes(n)
+    record = struct.pack("<IQ", n, xxhash.xxh3_64_intdigest(fake)) + fake
+    return raw[:at] + record + raw[at + len(record):]
+
+
+def test_fragment_forged_on_disk_is_found_by_read_and_scrub_and_repaired(tmp_path):
+    c = ProcCluster(str(tmp_path / "cluster"), sections=QUIET).start()
+    try:
+        s3 = c.client()
+        s3.create_bucket(Bucket="forge")
+        data = random.Random(4).randbytes(3 << 20)
+        s3.put_object(Bucket="forge", Key="k", Body=data)
+        victim = next(ref for ref in sorted(c.archive_files()) if ref.endswith(".0") and "#" not in ref)
+        original = read_archive(victim)
+        forged = _forge(original, random.Random(5))
+        assert forged != original and len(forged) == len(original)
+        with open(victim, "wb") as f:
+            f.write(forged)
+
+        assert s3.get_object(Bucket="forge", Key="k")["Body"].read() == data   # served from the other fragments
+        _, status = pocket(c, "status", "--json")
+        assert status["repair_queue"] == 1, "the read did not queue the forged fragment for repair"
+
+        _, report = pocket(c, "scrub", "--json", ok=(1,))
+        assert {(r["disk"], r["archive"]) for r in report["corrupt"]} == {archive_parts(victim)}
+
+        _, fixed = pocket(c, "repair", "--json")
+        assert fixed["fragments"] == 1 and fixed["remaining"] == 0
+        assert read_archive(victim) == original
+        _, again = pocket(c, "scrub", "--json")
+        assert again["corrupt"] == [] and again["missing"] == []
+        assert s3.get_object(Bucket="forge", Key="k")["Body"].read() == data
+    finally:
+        c.close()
+
+
+def _rewrite_unkeyed(raw: bytes, rng: random.Random) -> bytes:
+    """A whole format 1 archive with the same name and shape but other bytes: every
+    checksum a valid xxh3, the manifest without `archive_format`. What a forger who knows
+    the old format would write, hoping to pass as an archive from before keyed checksums."""
+    header = layout.ArchiveHeader.unpack(raw[:layout.HEADER_SIZE])
+    length, want = layout.unpack_footer(raw[-layout.FOOTER_SIZE:])
+    manifest = layout.unpack_trailer(raw[-layout.FOOTER_SIZE - length:-layout.FOOTER_SIZE], want)
+    manifest.pop("archive_format")
+    geo = layout.Geometry(manifest["size"], header.segment_size, header.k)
+    out = [layout.ArchiveHeader(header.version_id, header.index, header.k, header.m, header.segment_size,
+                                header.block_size, fmt=layout.LEGACY_FORMAT).pack()]
+    for j in range(geo.segments):
+        fake = rng.randbytes(geo.record_length(j) - layout.RECORD_OVERHEAD)
+        out.append(struct.pack("<IQ", len(fake), xxhash.xxh3_64_intdigest(fake)) + fake)
+    body = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
+    out.append(body + struct.pack("<IQ4s", len(body), xxhash.xxh3_64_intdigest(body), layout.FOOTER_MAGIC))
+    return b"".join(out)
+
+
+def test_whole_unkeyed_forgery_of_a_keyed_object_is_found_by_scrub_and_read(tmp_path):
+    """The node alone cannot tell an old unkeyed archive from a forged one; the gateway's
+    scrub pass can (the object's record says keyed), and so can every read."""
+    c = ProcCluster(str(tmp_path / "cluster"), sections=QUIET).start()
+    try:
+        s3 = c.client()
+        s3.create_bucket(Bucket="forge")
+        data = random.Random(7).randbytes(3 << 20)
+        s3.put_object(Bucket="forge", Key="k", Body=data)
+        victim = next(ref for ref in sorted(c.archive_files()) if ref.endswith(".1") and "#" not in ref)
+        original = read_archive(victim)
+        with open(victim, "wb") as f:
+            f.write(_rewrite_unkeyed(original, random.Random(8)))
+
+        _, report = pocket(c, "scrub", "--json", ok=(1,))
+        assert [(r["disk"], r["archive"]) for r in report["corrupt"]] == [archive_parts(victim)]
+        assert "unkeyed" in report["corrupt"][0]["problem"]
+        assert s3.get_object(Bucket="forge", Key="k")["Body"].read() == data
+        _, fixed = pocket(c, "repair", "--json")
+        assert fixed["fragments"] == 1 and fixed["remaining"] == 0
+        assert read_archive(victim) == original
+    finally:
+        c.close()
