@@ -80,6 +80,14 @@ class GatewayConfig:
     body_timeout: float = 60.0
     body_min_rate: int = 500
     max_uploads: int = 128
+    # TLS on the S3 port: PEM files (the chain, then its key). SIGHUP reloads them for new
+    # connections; connections already open keep theirs (storage/tls.py).
+    tls_cert: str = ""
+    tls_key: str = ""
+    # SIGTERM: /_pocket/ready answers 503 for drain_delay seconds (a load balancer stops sending),
+    # then the listener closes and requests in flight get up to shutdown_timeout to finish.
+    drain_delay: float = 0.0
+    shutdown_timeout: float = 30.0
 
 
 @dataclass
@@ -146,6 +154,14 @@ class LifecycleConfig:
 
 
 @dataclass
+class LogConfig:
+    """Where a serving process logs (storage/logs.py): one line per S3 request and per event."""
+    format: str = "text"     # "text" for people, "json" for log shippers (one object per line)
+    file: str = ""           # empty: stdout; a file is reopened on SIGHUP, so logrotate can move it
+    level: str = "info"
+
+
+@dataclass
 class Config:
     data: str = "./pocket-data"
     cluster_secret: str = ""
@@ -155,6 +171,7 @@ class Config:
     scrub: ScrubConfig = field(default_factory=ScrubConfig)
     repair: RepairConfig = field(default_factory=RepairConfig)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     policies: dict[str, str] = field(default_factory=lambda: {"ec": "ec:4+2", "replica": "replica:3"})
     credentials: list[Credential] = field(default_factory=list)
     nodes: list[NodeConfig] = field(default_factory=list)
@@ -185,101 +202,118 @@ class Config:
         raise ConfigError(f"no node {node_id!r} in the config; nodes are {[n.id for n in self.nodes]}")
 
     def validate(self) -> "Config":
+        """Refuse to start on the first problem, named by its key."""
+        for problem in self.problems():
+            raise ConfigError(problem)
+        return self
+
+    def problems(self):
+        """Every problem of the settings, one message each (`pocket config check` lists them all)."""
         if not self.cluster_secret:
-            raise ConfigError("cluster_secret is empty: set it in the config or POCKET_CLUSTER_SECRET")
-        if len(self.cluster_secret.encode()) < MIN_SECRET_BYTES:
-            raise ConfigError(f"cluster_secret is {len(self.cluster_secret.encode())} bytes; it keys every node "
-                              f"request and on-disk checksum, so it must be at least {MIN_SECRET_BYTES} bytes "
-                              "(e.g. `python3 -c 'import secrets; print(secrets.token_hex(32))'`)")
+            yield "cluster_secret is empty: set it in the config or POCKET_CLUSTER_SECRET"
+        elif len(self.cluster_secret.encode()) < MIN_SECRET_BYTES:
+            yield (f"cluster_secret is {len(self.cluster_secret.encode())} bytes; it keys every node "
+                   f"request and on-disk checksum, so it must be at least {MIN_SECRET_BYTES} bytes "
+                   "(e.g. `python3 -c 'import secrets; print(secrets.token_hex(32))'`)")
         for node in self.nodes:
-            _check_tls(node)
+            yield from _tls_problems(node)
+        shapes = {}
         for name, spec in self.policies.items():
             try:
-                parse_policy(spec)
+                shapes[name] = parse_policy(spec)
             except ValueError as e:
-                raise ConfigError(f"policies.{name}: {e}") from None
+                yield f"policies.{name}: {e}"
         for key in ("default_policy", "small_policy"):
             name = getattr(self.storage, key)
             if name and name not in self.policies:
-                raise ConfigError(f"storage.{key} = {name!r} is not one of the policies {sorted(self.policies)}")
-        widest = max(sum(parse_policy(s)) for s in self.policies.values())
+                yield f"storage.{key} = {name!r} is not one of the policies {sorted(self.policies)}"
+        widest = max((sum(shape) for shape in shapes.values()), default=0)
         disks = [d.id for n in self.nodes for d in n.disks]
         if len(disks) < widest:
-            raise ConfigError(f"the policies need {widest} disks but the config lists {len(disks)}")
+            yield f"the policies need {widest} disks but the config lists {len(disks)}"
         duplicates = sorted({d for d in disks if disks.count(d) > 1})
         if duplicates:
-            raise ConfigError(f"disk ids must be unique across all nodes; repeated: {duplicates}")
+            yield f"disk ids must be unique across all nodes; repeated: {duplicates}"
         if not self.credentials:
-            raise ConfigError("no credentials: add [[credentials]] access_key/secret_key, "
-                              "or set POCKET_ACCESS_KEY and POCKET_SECRET_KEY")
+            yield ("no credentials: add [[credentials]] access_key/secret_key, "
+                   "or set POCKET_ACCESS_KEY and POCKET_SECRET_KEY")
         for key in ("rate", "interval", "start_delay", "collect_interval", "orphan_grace"):
             if getattr(self.scrub, key) < 0:
-                raise ConfigError(f"scrub.{key} must not be negative")
+                yield f"scrub.{key} must not be negative"
         if self.repair.rate < 0:
-            raise ConfigError("repair.rate must be 0 (unlimited) or bytes per second")
+            yield "repair.rate must be 0 (unlimited) or bytes per second"
         if self.repair.concurrency < 1:
-            raise ConfigError("repair.concurrency must be at least 1")
+            yield "repair.concurrency must be at least 1"
         if self.repair.failed_after <= 0:
-            raise ConfigError("repair.failed_after must be a positive number of seconds (default 900: a disk down "
-                              "15 minutes is declared failed); `pocket disk fail DISK` declares one at once")
+            yield ("repair.failed_after must be a positive number of seconds (default 900: a disk down "
+                   "15 minutes is declared failed); `pocket disk fail DISK` declares one at once")
         if self.repair.move_rate < 0:
-            raise ConfigError("repair.move_rate must be 0 (no limit) or bytes per second")
+            yield "repair.move_rate must be 0 (no limit) or bytes per second"
         if self.repair.move_settle < 0:
-            raise ConfigError("repair.move_settle must not be negative")
+            yield "repair.move_settle must not be negative"
         if not 0 < self.repair.disk_afr < 1:
-            raise ConfigError("repair.disk_afr is a yearly probability: between 0 and 1, e.g. 0.02")
+            yield "repair.disk_afr is a yearly probability: between 0 and 1, e.g. 0.02"
         for key in ("interval", "rate"):
             if getattr(self.lifecycle, key) < 0:
-                raise ConfigError(f"lifecycle.{key} must be 0 (off/unlimited) or a positive number")
+                yield f"lifecycle.{key} must be 0 (off/unlimited) or a positive number"
         if self.lifecycle.day_seconds <= 0:
-            raise ConfigError("lifecycle.day_seconds must be positive (86400 but in tests)")
+            yield "lifecycle.day_seconds must be positive (86400 but in tests)"
         for key in ("header_timeout", "body_timeout"):
             if getattr(self.gateway, key) <= 0:
-                raise ConfigError(f"gateway.{key} must be a positive number of seconds")
+                yield f"gateway.{key} must be a positive number of seconds"
         if self.gateway.body_min_rate < 0:
-            raise ConfigError("gateway.body_min_rate must be 0 (no minimum) or bytes per second")
+            yield "gateway.body_min_rate must be 0 (no minimum) or bytes per second"
         if self.gateway.max_uploads < 1:
-            raise ConfigError("gateway.max_uploads must be at least 1")
+            yield "gateway.max_uploads must be at least 1"
         if self.gateway.index_max_size < 256 << 10:
-            raise ConfigError("gateway.index_max_size must be at least 256 KiB (default 4 TiB)")
+            yield "gateway.index_max_size must be at least 256 KiB (default 4 TiB)"
         if self.index.backend not in ("lmdb", "postgres"):
-            raise ConfigError(f"index.backend = {self.index.backend!r}: use \"lmdb\" (embedded, the default) "
-                              "or \"postgres\" (with index.dsn)")
+            yield (f"index.backend = {self.index.backend!r}: use \"lmdb\" (embedded, the default) "
+                   "or \"postgres\" (with index.dsn)")
         if self.index.backend == "postgres" and not self.index.dsn:
-            raise ConfigError("index.backend is \"postgres\" but index.dsn is empty: set it (or POCKET_INDEX_DSN) "
-                              "to e.g. postgresql://pocket@db.example/pocket")
+            yield ("index.backend is \"postgres\" but index.dsn is empty: set it (or POCKET_INDEX_DSN) "
+                   "to e.g. postgresql://pocket@db.example/pocket")
         if self.index.pool_size < 2:
-            raise ConfigError("index.pool_size must be at least 2")
+            yield "index.pool_size must be at least 2"
         if self.index.lease_seconds < 1:
-            raise ConfigError("index.lease_seconds must be at least 1 (default 30)")
+            yield "index.lease_seconds must be at least 1 (default 30)"
         if self.storage.segment_size < 4096:
-            raise ConfigError("storage.segment_size must be at least 4096 bytes")
+            yield "storage.segment_size must be at least 4096 bytes"
         if not 0 <= self.storage.pack_threshold <= self.storage.pack_size:
-            raise ConfigError("storage.pack_threshold must be between 0 (no packs) and storage.pack_size")
+            yield "storage.pack_threshold must be between 0 (no packs) and storage.pack_size"
         if self.storage.pack_size < 1 << 20:
-            raise ConfigError("storage.pack_size must be at least 1 MiB")
+            yield "storage.pack_size must be at least 1 MiB"
         if self.storage.compact_interval < 0:
-            raise ConfigError("storage.compact_interval must be 0 (never) or a number of seconds")
-        return self
+            yield "storage.compact_interval must be 0 (never) or a number of seconds"
+        if bool(self.gateway.tls_cert) != bool(self.gateway.tls_key):
+            yield ("gateway.tls_cert and gateway.tls_key go together: set both (PEM certificate chain "
+                   "and its private key) or neither (plain HTTP)")
+        for key in ("drain_delay", "shutdown_timeout"):
+            if getattr(self.gateway, key) < 0:
+                yield f"gateway.{key} must not be negative"
+        if self.log.format not in ("text", "json"):
+            yield f"log.format = {self.log.format!r}: use \"text\" or \"json\""
+        if self.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            yield f"log.level = {self.log.level!r}: use debug, info, warning or error"
 
 
-def _check_tls(node: NodeConfig) -> None:
+def _tls_problems(node: NodeConfig):
     where = f"nodes[{node.id}]"
     tls = [k for k in ("tls_cert", "tls_key", "tls_fingerprint", "tls_ca") if getattr(node, k)]
     if not node.url.startswith("https://"):
         if tls:
-            raise ConfigError(f"{where} sets {tls} but its url is not https://; use https:// to turn TLS on")
+            yield f"{where} sets {tls} but its url is not https://; use https:// to turn TLS on"
         return
     if not (node.tls_cert and node.tls_key):
-        raise ConfigError(f"{where} has an https url: set tls_cert and tls_key (the node's certificate and key)")
+        yield f"{where} has an https url: set tls_cert and tls_key (the node's certificate and key)"
     if not (node.tls_fingerprint or node.tls_ca):
-        raise ConfigError(f"{where} has an https url: pin its certificate with tls_fingerprint "
-                          "(`openssl x509 -noout -fingerprint -sha256 -in CERT`) or tls_ca (a CA file)")
+        yield (f"{where} has an https url: pin its certificate with tls_fingerprint "
+               "(`openssl x509 -noout -fingerprint -sha256 -in CERT`) or tls_ca (a CA file)")
     if node.tls_fingerprint:
         try:
             fingerprint_bytes(node.tls_fingerprint)
         except ValueError as e:
-            raise ConfigError(f"{where}.tls_fingerprint: {e}") from None
+            yield f"{where}.tls_fingerprint: {e}"
 
 
 def load(path: str) -> Config:
@@ -315,6 +349,7 @@ def from_dict(raw: dict, base: str = ".") -> Config:
             scrub=_section(ScrubConfig, raw.pop("scrub", {}), "scrub"),
             repair=_section(RepairConfig, raw.pop("repair", {}), "repair"),
             lifecycle=_section(LifecycleConfig, raw.pop("lifecycle", {}), "lifecycle"),
+            log=_section(LogConfig, raw.pop("log", {}), "log"),
             policies=raw.pop("policies", None) or Config().policies,
             credentials=[Credential(**c) for c in raw.pop("credentials", [])],
             nodes=[NodeConfig(id=n["id"], zone=n.get("zone", "zone-1"), url=n.get("url", ""),
@@ -328,8 +363,11 @@ def from_dict(raw: dict, base: str = ".") -> Config:
         raise ConfigError(f"bad credentials or nodes entry: {e}") from None
     if raw:
         raise ConfigError(f"unknown top-level config keys: {sorted(raw)}")
-    if cfg.gateway.index:  # like data and disk paths: relative to the config file, not the cwd
-        cfg.gateway.index = os.path.join(base, cfg.gateway.index)
+    # Like data and disk paths: relative to the config file, not the cwd.
+    for section, key in (("gateway", "index"), ("gateway", "tls_cert"), ("gateway", "tls_key"), ("log", "file")):
+        value = getattr(getattr(cfg, section), key)
+        if value:
+            setattr(getattr(cfg, section), key, os.path.join(base, value))
     cfg.data = os.path.normpath(cfg.data)
     return cfg
 
@@ -387,9 +425,9 @@ def _is_ip(host: str) -> bool:
 
 
 def apply_env(cfg: Config, env=os.environ) -> Config:
-    """POCKET_<SECTION>_<KEY> overrides gateway, index, storage, scrub, repair and lifecycle settings; a few
-    top-level too."""
-    for section in ("gateway", "index", "storage", "scrub", "repair", "lifecycle"):
+    """POCKET_<SECTION>_<KEY> overrides gateway, index, storage, scrub, repair, lifecycle and log
+    settings (POCKET_LOG_FORMAT=json); a few top-level too."""
+    for section in ("gateway", "index", "storage", "scrub", "repair", "lifecycle", "log"):
         obj = getattr(cfg, section)
         for f in fields(obj):
             value = env.get(f"POCKET_{section}_{f.name}".upper())

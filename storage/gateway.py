@@ -27,7 +27,7 @@ from .index.batcher import IndexWriter
 from .index.index import Index, open_index
 from .leased import LeasedDaemons, holder_id
 from .lifecycle.runner import LifecycleRunner
-from .metrics import Metrics
+from .metrics import IndexCollector, Metrics
 from .migrate.wiring import route_services
 from .node.daemons import DiskDaemons
 from .node.metrics import DiskCollector
@@ -54,6 +54,7 @@ class Gateway:
         self.leased: LeasedDaemons | None = None
         self.local_disks: dict[str, DiskStore] = {}
         self.upload_slots = UploadSlots(cfg.gateway.max_uploads)
+        self.draining = False    # set on SIGTERM: /_pocket/ready says 503 so load balancers stop sending
 
     def secret_for(self, access_key: str) -> str | None:
         return self._secrets.get(access_key)
@@ -92,6 +93,7 @@ class Gateway:
         self.daemons = DiskDaemons(self.local_disks, self.cfg)
         self.daemons.start()
         self.metrics.registry.register(DiskCollector(self.local_disks))
+        self.metrics.registry.register(IndexCollector(self.index))
         self._start_background()
 
     def _start_background(self) -> None:
@@ -167,7 +169,7 @@ class Gateway:
         widest = max(v["width"] for v in self.cluster.volumes.values())
         need = max(p.quorum for p in self.objects.policies.values())
         up = len(self.cluster.disks) - len(down)
-        return {"ready": up >= need, "disks_up": up, "disks_down": sorted(down), "disks_needed": need,
+        return {"ready": up >= need and not self.draining, "draining": self.draining, "disks_up": up, "disks_down": sorted(down), "disks_needed": need,
                 "volume_width": widest, "volume_generation": self.cluster.generation,
                 "oldest_write_generation": self.cluster.oldest_write()}
 
@@ -181,8 +183,10 @@ class Gateway:
             if usage:
                 self.metrics.disk_free.labels(disk_id).set(usage["free"])
         self.migration.refresh_metrics()
+        self.metrics.ready.set(1 if self.readiness()["ready"] else 0)
         self.metrics.repair_queue.set(self.repairs.length())
         self.metrics.at_risk.clear()
         for shape, counts in self.repairs.at_risk().items():
+            k = int(shape.split("+")[0])
             for left, count in counts.items():
-                self.metrics.at_risk.labels(shape, str(left)).set(count)
+                self.metrics.at_risk.labels(shape, str(left), str(left - k)).set(count)

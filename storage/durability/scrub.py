@@ -44,6 +44,7 @@ from typing import Callable
 
 from .. import layout
 from ..index import disks as disk_table
+from ..index_backup import RESTORED_META
 from ..node.packs import PacksOwnedElsewhere
 from ..objects.contracts import VersionRecord
 from ..objects.ids import id_time
@@ -325,6 +326,13 @@ class Scrubber:
                 continue
             candidates.append(rows)
         versions = len(found)
+        restored = self.index.get_meta(RESTORED_META)
+        if not force and candidates and restored:
+            log.warning("scrub: %d versions on disk are not in the index, which was restored from a backup taken "
+                        "at %s; they may be writes made since, so none is removed. Run `pocket index rebuild`",
+                        len(candidates), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(restored["created"])))
+            r.orphans_kept += [{**row, "why": "index restored from a backup"} for rows in candidates for row in rows]
+            return
         if not force and len(candidates) > ORPHAN_VALVE_MIN and len(candidates) > versions * ORPHAN_VALVE_FRACTION:
             log.error("scrub: %d of %d versions on disk are not in the index; not removing any. If the index "
                       "was lost or restored from a backup, run `pocket index rebuild`; otherwise "

@@ -276,6 +276,7 @@ class LmdbBackend(Backend):
             "path": self.path,
             "entries": entries,
             "map_size": info["map_size"],
+            "max_map_size": self.max_map_size,
             "used_bytes": (info["last_pgno"] + 1) * st["psize"],
             "page_size": st["psize"],
             "readers": info["num_readers"],
@@ -284,9 +285,12 @@ class LmdbBackend(Backend):
         }
 
     def backup(self, dest: str) -> None:
-        """LMDB's own consistent copy (one read txn), compacted, fsync'd by the library."""
+        """LMDB's own consistent copy (one read txn), compacted, fsync'd by the library, while
+        writers go on (`pocket index backup`, storage/index_backup.py); the gate keeps a map
+        resize out meanwhile."""
         os.makedirs(dest, exist_ok=True)
-        self.env.copy(dest, compact=True)
+        with self._gate.shared():
+            self.env.copy(dest, compact=True)
 
     def close(self) -> None:
         self.env.close()

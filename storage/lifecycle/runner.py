@@ -70,10 +70,10 @@ class LifecycleRunner:
         while True:
             try:
                 report = await self.run_once()
-                if report.objects_expired or report.uploads_aborted or report.versions_expired:
-                    log.info("lifecycle pass: %d objects expired, %d uploads aborted, %d versions expired "
-                             "in %d buckets (%.1fs)", report.objects_expired, report.uploads_aborted,
-                             report.versions_expired, report.buckets, report.seconds)
+                # One line per pass, work or not, so the log shows the passes run.
+                log.info("lifecycle pass: %d objects expired, %d uploads aborted, %d versions expired "
+                         "in %d buckets (%.1fs)", report.objects_expired, report.uploads_aborted,
+                         report.versions_expired, report.buckets, report.seconds)
             except asyncio.CancelledError:
                 raise
             except Exception:

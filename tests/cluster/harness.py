@@ -11,6 +11,7 @@ import random
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -76,12 +77,13 @@ def free_ports(n: int) -> list[int]:
     return [free_port_run(1) for _ in range(n)]
 
 
-def wait_http(url: str, timeout: float = 30.0, want=(200,)) -> None:
+def wait_http(url: str, timeout: float = 30.0, want=(200,), ca: str | None = None) -> None:
     deadline = time.monotonic() + timeout
     last = None
+    context = ssl.create_default_context(cafile=ca) if ca else None
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2) as r:
+            with urllib.request.urlopen(url, timeout=2, context=context) as r:
                 if r.status in want:
                     return
         except Exception as e:  # not up yet
@@ -115,24 +117,34 @@ def metric(endpoint: str, name: str, labels: str = "") -> float:
 class ProcCluster:
     """`nodes` node processes with `disks_per_node` disks each, plus one gateway process;
     `capacity` gives disks (by id) a quota of that many bytes; `embedded`: no node
-    processes, the gateway opens every disk itself (the `pocket up` default)."""
+    processes, the gateway opens every disk itself (the `pocket up` default); `gateway`
+    adds [gateway] settings (with `tls_cert`, the endpoint is https and `ca` the PEM file
+    clients verify it with)."""
 
     def __init__(self, root: str, nodes: int = 6, disks_per_node: int = 1, zones: int = 1,
                  storage: dict | None = None, sections: dict[str, dict] | None = None,
-                 capacity: dict[str, int] | None = None, embedded: bool = False, gateway: dict | None = None):
+                 capacity: dict[str, int] | None = None, embedded: bool = False,
+                 gateway: dict | None = None, ca: str | None = None, held_socket: bool = False):
         self.root = root
+        self.env_all: dict[str, str] = {}   # extra environment of every process started
+        # held_socket: the test holds the gateway's listening socket and hands it to each gateway
+        # process it starts, as a systemd .socket unit does; a restart then refuses no connection.
+        self.listener: socket.socket | None = None
+        if held_socket:
+            self.listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
         self.embedded = embedded
         self.procs: dict[str, subprocess.Popen] = {}
         self.env: dict[str, dict[str, str]] = {}   # more environment for one process, by name
         ports = free_ports(nodes + 1)
-        self.port = ports[0]
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.port = self.listener.getsockname()[1] if self.listener else ports[0]
+        self.ca = ca
+        self.endpoint = f"{'https' if (gateway or {}).get('tls_cert') else 'http'}://127.0.0.1:{self.port}"
         self.node_ids = [f"n{i + 1}" for i in range(nodes)]
         self.node_ports = dict(zip(self.node_ids, ports[1:]))
         settings = {"heartbeat": 0.5, **(gateway or {})}   # e.g. {"body_timeout": 2.0}
         st = {"node_timeout": 3.0, **(storage or {})}
         lines = ['data = "."', f'cluster_secret = "{CLUSTER_SECRET}"', "", "[gateway]",
-                 f'listen = "127.0.0.1:{self.port}"'] + [f"{k} = {v!r}" for k, v in settings.items()]
+                 f'listen = "127.0.0.1:{self.port}"'] + [f"{k} = {_toml(v)}" for k, v in settings.items()]
         lines += ["", "[storage]"] + [f"{k} = {_toml(v)}" for k, v in st.items()]
         for name, values in (sections or {}).items():   # e.g. {"scrub": {"enabled": False}}
             lines += ["", f"[{name}]"] + [f"{k} = {_toml(v)}" for k, v in values.items()]
@@ -154,6 +166,18 @@ class ProcCluster:
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
 
+    @classmethod
+    def existing(cls, root: str) -> "ProcCluster":
+        """A cluster folder written earlier (an upgrade fixture) with its own pocket.toml and
+        in-process disks; its gateway listens on a free port (POCKET_GATEWAY_LISTEN)."""
+        c = cls.__new__(cls)
+        c.root, c.config, c.embedded, c.procs = root, os.path.join(root, "pocket.toml"), True, {}
+        c.ca, c.listener, c.node_ids, c.node_ports, c.disk_paths = None, None, [], {}, {}
+        c.port = free_ports(1)[0]
+        c.endpoint = f"http://127.0.0.1:{c.port}"
+        c.env_all, c.env = {"POCKET_GATEWAY_LISTEN": f"127.0.0.1:{c.port}"}, {}
+        return c
+
     def add_node(self, disks_per_node: int = 1, zone: str = "zone1") -> str:
         """Append a new node (with new disks) to the config file; start it with start_node()."""
         node = f"n{len(self.node_ids) + 1}"
@@ -171,10 +195,15 @@ class ProcCluster:
         return node
 
     # processes -----------------------------------------------------------------------------
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], listener: socket.socket | None = None) -> subprocess.Popen:
         log = open(os.path.join(self.root, f"{name}.log"), "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=REPO, stdout=log, stderr=log,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env.get(name, {})})
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env_all, **self.env.get(name, {})}
+        extra = {}
+        if listener is not None:   # systemd's socket passing: the socket is fd 3, LISTEN_FDS=1
+            env["LISTEN_FDS"] = "1"
+            extra = {"close_fds": False, "preexec_fn": lambda: _as_fd3(listener.fileno())}
+        proc = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=REPO, stdout=log, stderr=log, env=env,
+                                **extra)
         self.procs[name] = proc
         return proc
 
@@ -197,8 +226,11 @@ class ProcCluster:
         raise TimeoutError(f"nothing listening on {port} after {timeout}s")
 
     def start_gateway(self) -> None:
-        self._spawn("gateway", ["gateway", "--config", self.config])
-        self._wait_port("gateway", self.port)
+        self._spawn("gateway", ["gateway", "--config", self.config], self.listener)
+        if self.listener is not None:   # connections are queued by the held socket from the start
+            wait_http(self.endpoint + "/_pocket/health", ca=self.ca)
+        else:
+            self._wait_port("gateway", self.port)
 
     def start(self) -> "ProcCluster":
         """Start every process; if one fails, stop those already started (no strays).
@@ -210,7 +242,7 @@ class ProcCluster:
             for node in nodes:
                 self._wait_port(node, self.node_ports[node])
             self.start_gateway()
-            wait_http(self.endpoint + "/_pocket/ready")
+            wait_http(self.endpoint + "/_pocket/ready", ca=self.ca)
         except BaseException:
             self.close()
             raise
@@ -242,6 +274,8 @@ class ProcCluster:
                 proc.terminate()
         for name in list(self.procs):
             self.stop(name)
+        if self.listener is not None:
+            self.listener.close()
 
     def gateway_pid(self) -> int:
         return self.procs["gateway"].pid
@@ -253,7 +287,7 @@ class ProcCluster:
     # clients -------------------------------------------------------------------------------
     def client(self, retries: int = 3, user: tuple[str, str] = (ACCESS_KEY, SECRET_KEY), **kw):
         return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=user[0],
-                            aws_secret_access_key=user[1], region_name="us-east-1",
+                            aws_secret_access_key=user[1], region_name="us-east-1", verify=self.ca or None,
                             config=BotoConfig(retries={"max_attempts": retries, "mode": "standard"},
                                               connect_timeout=5, read_timeout=60, **kw))
 
@@ -339,6 +373,14 @@ def archives_of(c: ProcCluster, bucket: str, key: str) -> list[str]:
         if (manifest.get("bucket"), manifest.get("key")) == (bucket, key):
             found.append(ref)
     return found
+
+
+def _as_fd3(fd: int) -> None:
+    """In the child, before exec: the socket becomes fd 3 and survives exec (the rest are CLOEXEC)."""
+    if fd == 3:
+        os.set_inheritable(3, True)
+    else:
+        os.dup2(fd, 3)
 
 
 def _toml(v) -> str:

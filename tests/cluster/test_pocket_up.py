@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -30,6 +31,8 @@ def _up(data, port, *extra, env=None):
             text = "".join(lines)
             info = {k: re.search(rf"{k}\s*:\s*(\S+)", text).group(1)
                     for k in ("S3 endpoint", "Access key", "Secret key")}
+            # Keep reading its output (one access-log line per request): a full pipe would block it.
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
             return proc, info
     proc.kill()
     raise AssertionError("pocket up did not print its banner:\n" + "".join(lines))
