@@ -13,12 +13,13 @@ The handlers ask through `owned_bucket`, `readable_bucket`, `readable_object` an
 """
 from __future__ import annotations
 
+import functools
 import time
 from urllib.parse import parse_qsl
 
 from ..objects.contracts import VersionRecord
 from . import errors, grants, xml
-from .actions import OWNER_KEEPS, acl_permission, action_of
+from .actions import ACTIONS, NEVER_ANONYMOUS, OWNER_KEEPS, acl_permission, action_of
 from .policy import document
 from .request import S3Request
 
@@ -34,7 +35,6 @@ def refuse_anonymous() -> None:
 
 def check_anonymous(handler) -> None:
     """Before the handler runs: only operations whose bucket policy or ACL can open them."""
-    from .actions import ACTIONS, NEVER_ANONYMOUS
     if handler.__name__ not in ACTIONS or handler.__name__ in NEVER_ANONYMOUS:
         refuse_anonymous()
 
@@ -79,6 +79,12 @@ def _context(req: S3Request, key: str | None, obj: dict | None) -> dict:
     return ctx
 
 
+@functools.lru_cache(maxsize=256)
+def _statements(text: str, bucket_name: str) -> tuple:
+    """A stored policy, parsed once: it was checked when it was put, and evaluation runs per request."""
+    return document.parse(text, bucket_name)
+
+
 def allowed(req: S3Request, action: str | None, bucket_name: str, bucket: dict, key: str | None = None,
             obj: dict | None = None) -> bool:
     caller = req.access_key or None
@@ -86,7 +92,7 @@ def allowed(req: S3Request, action: str | None, bucket_name: str, bucket: dict, 
     pab = bucket.get("public_access_block") or {}
     verdict = None
     if bucket.get("policy") and action:
-        statements = document.parse(bucket["policy"], bucket_name)
+        statements = _statements(bucket["policy"], bucket_name)
         restricted = pab.get("RestrictPublicBuckets") and caller != owner and document.is_public(statements)
         resource = f"arn:aws:s3:::{bucket_name}" + (f"/{key}" if key is not None else "")
         verdict = document.evaluate(statements, caller, action, resource, _context(req, key, obj),
