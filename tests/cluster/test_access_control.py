@@ -4,6 +4,7 @@ Three callers against each operation family: the bucket's owner, a second Pocket
 and an anonymous client (boto3 unsigned). Every refusal is checked for S3's code and
 for changing nothing.
 """
+import io
 import json
 import os
 import random
@@ -275,6 +276,14 @@ def test_ownership_controls(cluster, bucket):
     s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls={
         "Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]})
     assert _outcome(lambda: c["anonymous"].get_object(Bucket=bucket, Key="k")) == DENY   # ACLs no longer count
+    # BucketOwnerPreferred: the bucket's owner takes objects written with bucket-owner-full-control
+    s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls={
+        "Rules": [{"ObjectOwnership": "BucketOwnerPreferred"}]})
+    s3.put_bucket_acl(Bucket=bucket, GrantWrite=f'id="{OTHER_ACCESS_KEY}"', GrantFullControl=f'id="{ACCESS_KEY}"')
+    other.put_object(Bucket=bucket, Key="handed", Body=_body(32), ACL="bucket-owner-full-control")
+    other.put_object(Bucket=bucket, Key="kept", Body=_body(33))
+    owners = {o["Key"]: o["Owner"]["ID"] for o in s3.list_objects_v2(Bucket=bucket, FetchOwner=True)["Contents"]}
+    assert owners == {"k": ACCESS_KEY, "handed": ACCESS_KEY, "kept": OTHER_ACCESS_KEY}
     s3.delete_bucket_ownership_controls(Bucket=bucket)
     assert _code(lambda: s3.get_bucket_ownership_controls(Bucket=bucket)) == ("OwnershipControlsNotFoundError", 404)
     name = f"{bucket}-legacy"
@@ -349,6 +358,31 @@ def test_aws_cli_sets_policy_and_block_and_reads_anonymously(cluster, bucket, tm
         "RestrictPublicBuckets=true")
     refused = aws("--no-sign-request", "s3", "cp", f"s3://{bucket}/site/index.html", str(tmp_path / "again"), ok=(1,))
     assert "403" in refused.stderr and not (tmp_path / "again").exists()
+
+
+def test_minio_sdk_sets_a_policy_that_opens_a_prefix(cluster, bucket):
+    import minio   # in pyproject's test extras
+    from minio.error import S3Error
+    mc = minio.Minio(f"127.0.0.1:{cluster.port}", access_key=ACCESS_KEY, secret_key=SECRET_KEY, secure=False,
+                     region="us-east-1")
+    theirs = minio.Minio(f"127.0.0.1:{cluster.port}", access_key=OTHER_ACCESS_KEY, secret_key=OTHER_SECRET_KEY,
+                         secure=False, region="us-east-1")
+    mc.put_object(bucket, "pub/one", io.BytesIO(_body(70)), 3000)
+    mc.put_object(bucket, "priv/two", io.BytesIO(_body(71)), 3000)
+    policy = _policy({"Effect": "Allow", "Principal": {"AWS": ["*"]}, "Action": ["s3:GetObject"],
+                      "Resource": [f"arn:aws:s3:::{bucket}/pub/*"]})
+    mc.set_bucket_policy(bucket, policy)
+    assert json.loads(mc.get_bucket_policy(bucket)) == json.loads(policy)
+    assert theirs.get_object(bucket, "pub/one").read() == _body(70)
+    with pytest.raises(S3Error) as e:
+        theirs.get_object(bucket, "priv/two")
+    assert e.value.code == "AccessDenied"
+    with urllib.request.urlopen(f"{cluster.endpoint}/{bucket}/pub/one") as r:   # anonymous
+        assert r.read() == _body(70)
+    mc.delete_bucket_policy(bucket)
+    with pytest.raises(S3Error) as e:
+        theirs.get_object(bucket, "pub/one")
+    assert e.value.code == "AccessDenied"
 
 
 def test_access_settings_survive_an_index_rebuild(fresh_cluster):
