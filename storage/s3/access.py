@@ -14,6 +14,7 @@ The handlers ask through `owned_bucket`, `readable_bucket`, `readable_object` an
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from urllib.parse import parse_qsl
 
@@ -22,6 +23,8 @@ from . import errors, grants, xml
 from .actions import ACTIONS, NEVER_ANONYMOUS, OWNER_KEEPS, acl_permission, action_of
 from .policy import document
 from .request import S3Request
+
+log = logging.getLogger("pocket.s3")
 
 PRIVATE, PUBLIC_READ = "private", "public-read"
 ENFORCED = "BucketOwnerEnforced"
@@ -92,7 +95,12 @@ def allowed(req: S3Request, action: str | None, bucket_name: str, bucket: dict, 
     pab = bucket.get("public_access_block") or {}
     verdict = None
     if bucket.get("policy") and action:
-        statements = _statements(bucket["policy"], bucket_name)
+        try:
+            statements = _statements(bucket["policy"], bucket_name)
+        except document.MalformedPolicy as e:   # stored by hand or by an older Pocket: fail closed
+            log.warning("bucket %s: its stored policy does not parse (%s); only the owner gets in until it is "
+                        "put again or deleted", bucket_name, e)
+            return caller is not None and caller == owner
         restricted = pab.get("RestrictPublicBuckets") and caller != owner and document.is_public(statements)
         resource = f"arn:aws:s3:::{bucket_name}" + (f"/{key}" if key is not None else "")
         verdict = document.evaluate(statements, caller, action, resource, _context(req, key, obj),

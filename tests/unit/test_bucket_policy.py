@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from storage.s3.policy import document
+from storage.s3.policy import conditions, document
 
 BUCKET = "photos"
 ALICE, BOB = "PKALICE0000000000001", "PKBOB00000000000002"
@@ -103,3 +103,12 @@ def test_condition_operators(condition, context, holds):
 ])
 def test_which_policies_are_public(statement, public):
     assert document.is_public(document.parse(_policy(statement), BUCKET)) is public
+
+
+@pytest.mark.parametrize("pattern, value, matches", [
+    ("*", "", True), ("home/*", "home/", True), ("home/*", "home", False), ("a?c", "abc", True),
+    ("a?c", "ac", False), ("*a*b", "xxaxxb", True), ("*a*b", "xxaxxbc", False), ("a*b*c", "abcbc", True),
+    ("*a" * 40 + "b", "a" * 1024, False),   # a regex of 40 `.*` would backtrack for ages here
+])
+def test_wildcards(pattern, value, matches):
+    assert conditions.like(pattern, value) is matches

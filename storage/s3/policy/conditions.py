@@ -19,8 +19,21 @@ class ConditionError(ValueError):
 
 
 def _like(pattern: str, value: str) -> bool:
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, re.DOTALL) is not None
+    """`*` and `?` wildcards by the two-pointer walk: at worst len(pattern) x len(value)
+    steps, where a regex of many `.*` backtracks exponentially on a long key."""
+    p = v = 0
+    star, mark = -1, 0
+    while v < len(value):
+        if p < len(pattern) and pattern[p] in ("?", value[v]) and pattern[p] != "*":
+            p, v = p + 1, v + 1
+        elif p < len(pattern) and pattern[p] == "*":
+            star, mark, p = p, v, p + 1
+        elif star >= 0:
+            p, mark = star + 1, mark + 1
+            v = mark
+        else:
+            return False
+    return all(c == "*" for c in pattern[p:])
 
 
 def _number(text) -> float:
