@@ -145,6 +145,30 @@ def test_policy_matrix_owner_other_anonymous(cluster, bucket):
     assert _outcome(lambda: c["anonymous"].get_object(Bucket=bucket, Key="public/a")) == DENY
 
 
+def test_multipart_and_batch_delete_follow_the_policy_per_key(cluster, bucket):
+    c = _clients(cluster)
+    s3, other = c["owner"], c["other"]
+    arn = f"arn:aws:s3:::{bucket}"
+    for seed, key in enumerate(("shared/a", "shared/b", "private/c")):
+        s3.put_object(Bucket=bucket, Key=key, Body=_body(90 + seed))
+    s3.put_bucket_policy(Bucket=bucket, Policy=_policy(
+        {"Effect": "Allow", "Principal": {"AWS": OTHER_ACCESS_KEY}, "Action": ["s3:PutObject", "s3:DeleteObject",
+                                                                              "s3:AbortMultipartUpload"],
+         "Resource": f"{arn}/shared/*"}))
+    big = _body(80, 5 << 20) + _body(81, 1000)
+    up = other.create_multipart_upload(Bucket=bucket, Key="shared/big")
+    parts = [other.upload_part(Bucket=bucket, Key="shared/big", UploadId=up["UploadId"], PartNumber=n,
+                               Body=chunk)["ETag"] for n, chunk in ((1, big[:5 << 20]), (2, big[5 << 20:]))]
+    other.complete_multipart_upload(Bucket=bucket, Key="shared/big", UploadId=up["UploadId"], MultipartUpload={
+        "Parts": [{"PartNumber": n + 1, "ETag": e} for n, e in enumerate(parts)]})
+    assert s3.get_object(Bucket=bucket, Key="shared/big")["Body"].read() == big
+    assert _outcome(lambda: other.create_multipart_upload(Bucket=bucket, Key="private/big")) == DENY
+    answer = other.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "shared/a"}, {"Key": "private/c"}]})
+    assert [d["Key"] for d in answer.get("Deleted", [])] == ["shared/a"]
+    assert [(e["Key"], e["Code"]) for e in answer["Errors"]] == [("private/c", "AccessDenied")]
+    assert sorted(_keys(s3, bucket)) == ["private/c", "shared/b", "shared/big"]
+
+
 def test_policy_conditions(cluster, bucket):
     c = _clients(cluster)
     s3, other, anonymous = c["owner"], c["other"], c["anonymous"]
