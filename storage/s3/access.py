@@ -68,10 +68,6 @@ def _context(req: S3Request, key: str | None, obj: dict | None) -> dict:
     for name in ("prefix", "delimiter", "max-keys", "versionId"):
         if name in q:
             ctx["s3:" + name.lower()] = q[name]
-    if req.http.method in ("GET", "HEAD") and req.key == "" and "prefix" not in q and not req.query.keys() - {
-            "list-type", "max-keys", "delimiter", "continuation-token", "start-after", "marker", "encoding-type",
-            "fetch-owner", "versions", "key-marker", "version-id-marker"}:
-        ctx["s3:prefix"] = ""  # a listing without ?prefix= lists from the top, as S3 sees it
     if obj is not None:
         for k, v in (obj.get("tags") or {}).items():
             ctx[f"s3:existingobjecttag/{k}"] = v
