@@ -163,9 +163,11 @@ async def readable_object(req: S3Request, bucket_name: str | None = None, key: s
     who may not list the bucket learns nothing about absent keys: AccessDenied."""
     bucket_name, key = bucket_name or req.bucket, key or req.key
     resource = f"/{bucket_name}/{key}"
-    if action is None:  # CopyObject and UploadPartCopy read their source
-        copying = req.http.get("operation") in ("put_object", "upload_part")
-        action = "s3:GetObject" if copying or (bucket_name, key) != (req.bucket, req.key) else _action(req)
+    if action is None:  # CopyObject and UploadPartCopy read their source (a version of it: ?versionId=)
+        if req.http.get("operation") in ("put_object", "upload_part") or (bucket_name, key) != (req.bucket, req.key):
+            action = action_of("get_object", "versionId=" in req.headers.get("x-amz-copy-source", ""))
+        else:
+            action = _action(req)
     bucket = _bucket(req, bucket_name)
     if find is None:
         async def find(_bucket):
