@@ -33,6 +33,7 @@ def fingerprint_bytes(text: str) -> bytes:
 class Credential:
     access_key: str
     secret_key: str
+    email: str = ""   # resolves S3 grants by e-mail address to this user (storage/s3/grants.py)
 
 
 @dataclass

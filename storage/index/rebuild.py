@@ -171,8 +171,9 @@ async def rebuild(disks: dict, index: Index, config_volumes) -> RebuildReport:
             elif rec.get("kind") == "bucket":
                 buckets[rec["name"]] = {"name": rec["name"], "owner": rec.get("owner", ""),
                                         "created": rec.get("created", 0)}
-                if rec.get("acl"):
-                    buckets[rec["name"]]["acl"] = rec["acl"]
+                for kept in ("acl", "ownership"):
+                    if rec.get(kept):
+                        buckets[rec["name"]][kept] = rec[kept]
             elif rec.get("kind") == "bucket-config":
                 if buckets.get(rec["name"]) is not None:
                     bucket = buckets[rec["name"]]

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from . import errors, xml
 from .access import owned_bucket
-from .acl import from_headers, stored
+from .acl import new_bucket
 from .body import read_small
 from .names import check_bucket_name, check_key
 from .request import S3Request
@@ -30,7 +30,7 @@ async def create_bucket(req: S3Request) -> web.Response:
         raise errors.MalformedXML()
     existing = req.gateway.buckets.get(req.bucket)
     if existing is None:
-        record = {"owner": req.access_key, "created": time.time(), **stored(from_headers(req.headers))}
+        record = {"owner": req.access_key, "created": time.time(), **new_bucket(req)}
         created = await req.gateway.buckets.create(req.bucket, record)
         if created:
             return web.Response(headers={"Location": f"/{req.bucket}"})

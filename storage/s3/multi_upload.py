@@ -56,14 +56,13 @@ async def _upload(req: S3Request) -> dict:
 
 
 async def create_upload(req: S3Request) -> web.Response:
-    owned_bucket(req)
+    bucket = owned_bucket(req)
     check_key(req.key)
     attrs = {
         "content_type": content_type(req.headers),
         "meta": user_metadata(req.headers),
         "headers": stored_headers(req.headers),
-        "owner": req.access_key,
-        **acl.stored(acl.from_headers(req.headers)),
+        **acl.new_object(req, bucket),
     }
     checksum = MC.declared(req.headers)
     upload = await req.gateway.multipart.create(req.bucket, req.key, attrs, checksum=checksum)

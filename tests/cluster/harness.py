@@ -28,6 +28,7 @@ integrity.use_secret(CLUSTER_SECRET)   # tests read and forge archives with the 
 ACCESS_KEY = "PKTESTACCESSKEY000001"
 SECRET_KEY = "test-secret-key-0123456789abcdefghij"
 OTHER_ACCESS_KEY, OTHER_SECRET_KEY = "PKOTHERUSER000000002", "other-user-secret-0123456789"
+OTHER_EMAIL = "other@example.com"   # grants by e-mail address resolve to the second user
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -149,7 +150,8 @@ class ProcCluster:
         for name, values in (sections or {}).items():   # e.g. {"scrub": {"enabled": False}}
             lines += ["", f"[{name}]"] + [f"{k} = {_toml(v)}" for k, v in values.items()]
         lines += ["", "[[credentials]]", f'access_key = "{ACCESS_KEY}"', f'secret_key = "{SECRET_KEY}"']
-        lines += ["", "[[credentials]]", f'access_key = "{OTHER_ACCESS_KEY}"', f'secret_key = "{OTHER_SECRET_KEY}"']
+        lines += ["", "[[credentials]]", f'access_key = "{OTHER_ACCESS_KEY}"', f'secret_key = "{OTHER_SECRET_KEY}"',
+                  f'email = "{OTHER_EMAIL}"']
         self.disk_paths: dict[str, str] = {}
         for i, node in enumerate(self.node_ids):
             disks = []
