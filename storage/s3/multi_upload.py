@@ -15,7 +15,7 @@ from ..index.uploads import NoSuchUpload
 from ..objects import parts as P
 from ..objects.multipart import InvalidPart, PartTooSmall
 from ..numbers import decimal
-from . import acl, errors, lifecycle, multipart_checksums as MC, xml
+from . import acl, errors, lifecycle, multipart_checksums as MC, object_lock, xml
 from .access import owned_bucket
 from .digests import BodyDigests
 from .listing import _encoder
@@ -56,7 +56,7 @@ def _upload(req: S3Request) -> dict:
 
 
 async def create_upload(req: S3Request) -> web.Response:
-    owned_bucket(req)
+    bucket = owned_bucket(req)
     check_key(req.key)
     attrs = {
         "content_type": content_type(req.headers),
@@ -64,6 +64,7 @@ async def create_upload(req: S3Request) -> web.Response:
         "headers": stored_headers(req.headers),
         "owner": req.access_key,
         **acl.stored(acl.from_headers(req.headers)),
+        **object_lock.put_fields(req, bucket),
     }
     checksum = MC.declared(req.headers)
     upload = await req.gateway.multipart.create(req.bucket, req.key, attrs, checksum=checksum)

@@ -1,0 +1,158 @@
+"""Object Lock against real processes with boto3: a bucket created with Object Lock,
+default retention, GOVERNANCE (bypass only with the header) and COMPLIANCE retention,
+legal hold, the refusals S3 makes; then what is locked survives everything Pocket does
+on its own: a lifecycle pass that would expire it, a repair of its fragments, a drain of
+one of its disks and an index rebuild from the disks alone.
+
+A lifecycle "day" is one second here (lifecycle.day_seconds)."""
+import datetime as dt
+import random
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+
+from .harness import ProcCluster, archive_parts, pocket
+from .test_repair import QUIET, _flip_payload_byte
+
+DAY = 1
+
+
+def _body(size: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def _error(call) -> tuple[int, str]:
+    with pytest.raises(ClientError) as e:
+        call()
+    return e.value.response["ResponseMetadata"]["HTTPStatusCode"], e.value.response["Error"]["Code"]
+
+
+def _in(seconds: float) -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=seconds)
+
+
+def _versions(s3, bucket: str, key: str) -> list[str]:
+    page = s3.list_object_versions(Bucket=bucket, Prefix=key)
+    return [v["VersionId"] for v in page.get("Versions", []) if v["Key"] == key]
+
+
+@pytest.fixture(scope="module")
+def lc(tmp_path_factory):
+    c = ProcCluster(str(tmp_path_factory.mktemp("lock")), sections={**QUIET, "lifecycle": {"day_seconds": DAY}})
+    c.start()
+    yield c
+    c.close()
+
+
+def test_locked_bucket_default_retention_bypass_and_compliance(lc):
+    s3 = lc.client()
+    s3.create_bucket(Bucket="vault", ObjectLockEnabledForBucket=True)
+    assert s3.get_bucket_versioning(Bucket="vault")["Status"] == "Enabled"
+    assert _error(lambda: s3.put_bucket_versioning(
+        Bucket="vault", VersioningConfiguration={"Status": "Suspended"})) == (409, "InvalidBucketState")
+    assert s3.get_bucket_versioning(Bucket="vault")["Status"] == "Enabled"
+    conf = s3.get_object_lock_configuration(Bucket="vault")["ObjectLockConfiguration"]
+    assert conf == {"ObjectLockEnabled": "Enabled"}
+    s3.put_object_lock_configuration(Bucket="vault", ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
+    assert s3.get_object_lock_configuration(Bucket="vault")["ObjectLockConfiguration"]["Rule"] == {
+        "DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}
+
+    # default retention: GOVERNANCE for a day; deleting the version needs the bypass header
+    data = _body(300_000, 1)
+    vid = s3.put_object(Bucket="vault", Key="gov", Body=data)["VersionId"]
+    head = s3.head_object(Bucket="vault", Key="gov")
+    assert head["ObjectLockMode"] == "GOVERNANCE"
+    left = (head["ObjectLockRetainUntilDate"] - dt.datetime.now(dt.timezone.utc)).total_seconds()
+    assert 86400 - 120 < left <= 86400
+    assert s3.get_object_retention(Bucket="vault", Key="gov")["Retention"]["Mode"] == "GOVERNANCE"
+    assert _error(lambda: s3.delete_object(Bucket="vault", Key="gov", VersionId=vid)) == (403, "AccessDenied")
+    shorter = _in(3600)
+    assert _error(lambda: s3.put_object_retention(Bucket="vault", Key="gov", VersionId=vid, Retention={
+        "Mode": "GOVERNANCE", "RetainUntilDate": shorter})) == (403, "AccessDenied")
+    marker = s3.delete_object(Bucket="vault", Key="gov")   # a plain DELETE only adds a delete marker
+    assert marker["DeleteMarker"]
+    assert s3.get_object(Bucket="vault", Key="gov", VersionId=vid)["Body"].read() == data
+    s3.put_object_retention(Bucket="vault", Key="gov", VersionId=vid, BypassGovernanceRetention=True,
+                            Retention={"Mode": "GOVERNANCE", "RetainUntilDate": shorter})
+    assert s3.get_object_retention(Bucket="vault", Key="gov", VersionId=vid)["Retention"][
+        "RetainUntilDate"] == shorter
+    s3.delete_object(Bucket="vault", Key="gov", VersionId=vid, BypassGovernanceRetention=True)
+    assert vid not in _versions(s3, "vault", "gov")
+
+    # COMPLIANCE: no bypass, never shortened nor weakened; extending is allowed
+    until = _in(7200)
+    cvid = s3.put_object(Bucket="vault", Key="comp", Body=_body(5000, 2), ObjectLockMode="COMPLIANCE",
+                         ObjectLockRetainUntilDate=until)["VersionId"]
+    assert s3.head_object(Bucket="vault", Key="comp")["ObjectLockRetainUntilDate"] == until
+    assert _error(lambda: s3.delete_object(Bucket="vault", Key="comp", VersionId=cvid,
+                                           BypassGovernanceRetention=True)) == (403, "AccessDenied")
+    for mode, when in (("COMPLIANCE", _in(60)), ("GOVERNANCE", _in(9000))):
+        assert _error(lambda: s3.put_object_retention(
+            Bucket="vault", Key="comp", VersionId=cvid, BypassGovernanceRetention=True,
+            Retention={"Mode": mode, "RetainUntilDate": when})) == (403, "AccessDenied")
+    assert s3.get_object_retention(Bucket="vault", Key="comp")["Retention"] == {
+        "Mode": "COMPLIANCE", "RetainUntilDate": until}
+    later = _in(9000)
+    s3.put_object_retention(Bucket="vault", Key="comp", Retention={"Mode": "COMPLIANCE", "RetainUntilDate": later})
+    assert s3.head_object(Bucket="vault", Key="comp")["ObjectLockRetainUntilDate"] == later
+
+    # DeleteObjects reports each key: the locked one refused, the other deleted
+    free = s3.put_object(Bucket="vault", Key="free", Body=b"x", ObjectLockMode="GOVERNANCE",
+                         ObjectLockRetainUntilDate=_in(60))["VersionId"]
+    s3.put_object_retention(Bucket="vault", Key="free", VersionId=free, BypassGovernanceRetention=True,
+                            Retention={})
+    out = s3.delete_objects(Bucket="vault", Delete={"Objects": [{"Key": "comp", "VersionId": cvid},
+                                                                {"Key": "free", "VersionId": free}]})
+    assert [(e["Key"], e["Code"]) for e in out.get("Errors", [])] == [("comp", "AccessDenied")]
+    assert [d["Key"] for d in out["Deleted"]] == ["free"]
+    assert _versions(s3, "vault", "comp") == [cvid]
+    assert _error(lambda: s3.delete_bucket(Bucket="vault")) == (409, "BucketNotEmpty")
+
+
+def test_legal_hold_blocks_deletion_whatever_the_retention(lc):
+    s3 = lc.client()
+    s3.create_bucket(Bucket="held", ObjectLockEnabledForBucket=True)
+    vid = s3.put_object(Bucket="held", Key="k", Body=_body(1000, 3), ObjectLockLegalHoldStatus="ON")["VersionId"]
+    assert s3.head_object(Bucket="held", Key="k")["ObjectLockLegalHoldStatus"] == "ON"
+    assert _error(lambda: s3.delete_object(Bucket="held", Key="k", VersionId=vid,
+                                           BypassGovernanceRetention=True)) == (403, "AccessDenied")
+    assert _error(lambda: s3.get_object_retention(Bucket="held", Key="k")) == (404, "NoSuchObjectLockConfiguration")
+    s3.put_object_legal_hold(Bucket="held", Key="k", VersionId=vid, LegalHold={"Status": "OFF"})
+    assert s3.get_object_legal_hold(Bucket="held", Key="k")["LegalHold"]["Status"] == "OFF"
+    s3.delete_object(Bucket="held", Key="k", VersionId=vid)
+    assert _versions(s3, "held", "k") == []
+
+
+def test_refusals_change_nothing(lc):
+    s3 = lc.client()
+    s3.create_bucket(Bucket="plain")
+    assert _error(lambda: s3.get_object_lock_configuration(Bucket="plain")) == (
+        404, "ObjectLockConfigurationNotFoundError")
+    assert _error(lambda: s3.put_object_lock_configuration(Bucket="plain", ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled"})) == (409, "InvalidBucketState")
+    assert _error(lambda: s3.put_object(Bucket="plain", Key="k", Body=b"x", ObjectLockMode="GOVERNANCE",
+                                        ObjectLockRetainUntilDate=_in(60))) == (400, "InvalidRequest")
+    assert _error(lambda: s3.head_object(Bucket="plain", Key="k")) == (404, "404")
+    s3.put_object(Bucket="plain", Key="k", Body=b"x")
+    assert _error(lambda: s3.put_object_legal_hold(Bucket="plain", Key="k", LegalHold={"Status": "ON"})) == (
+        400, "InvalidRequest")
+    assert "ObjectLockLegalHoldStatus" not in s3.head_object(Bucket="plain", Key="k")
+
+    s3.create_bucket(Bucket="vault2", ObjectLockEnabledForBucket=True)
+    assert _error(lambda: s3.put_object(Bucket="vault2", Key="k", Body=b"x", ObjectLockMode="FOREVER",
+                                        ObjectLockRetainUntilDate=_in(60))) == (400, "InvalidArgument")
+    assert _error(lambda: s3.put_object(Bucket="vault2", Key="k", Body=b"x", ObjectLockMode="COMPLIANCE",
+                                        ObjectLockRetainUntilDate=_in(-60))) == (400, "InvalidArgument")
+    assert _error(lambda: s3.put_object_lock_configuration(Bucket="vault2", ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 0}}})) == (
+        400, "InvalidArgument")
+    assert _versions(s3, "vault2", "k") == []
+    assert s3.get_object_lock_configuration(Bucket="vault2")["ObjectLockConfiguration"] == {
+        "ObjectLockEnabled": "Enabled"}
+    # S3 wants Content-MD5 or a checksum on a PUT with lock parameters (boto3 sends one unless told not to)
+    bare = lc.client(retries=1, request_checksum_calculation="when_required")
+    assert _error(lambda: bare.put_object(Bucket="vault2", Key="k", Body=b"x", ObjectLockMode="COMPLIANCE",
+                                          ObjectLockRetainUntilDate=_in(60))) == (400, "InvalidRequest")
+    assert _versions(s3, "vault2", "k") == []
