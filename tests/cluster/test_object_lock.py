@@ -156,3 +156,86 @@ def test_refusals_change_nothing(lc):
     assert _error(lambda: bare.put_object(Bucket="vault2", Key="k", Body=b"x", ObjectLockMode="COMPLIANCE",
                                           ObjectLockRetainUntilDate=_in(60))) == (400, "InvalidRequest")
     assert _versions(s3, "vault2", "k") == []
+
+
+def _archives_of(c, version_id: str) -> list[str]:
+    return sorted(ref for ref in c.archive_files() if archive_parts(ref)[1].partition(".")[0] == version_id)
+
+
+def _still_locked(s3, key: str, vid: str, data: bytes, retention: dict, hold: str | None) -> None:
+    assert s3.get_object(Bucket="keep", Key=key, VersionId=vid)["Body"].read() == data, key
+    assert s3.get_object_retention(Bucket="keep", Key=key, VersionId=vid)["Retention"] == retention, key
+    if hold:
+        assert s3.get_object_legal_hold(Bucket="keep", Key=key, VersionId=vid)["LegalHold"]["Status"] == hold
+    assert _error(lambda: s3.delete_object(Bucket="keep", Key=key, VersionId=vid,
+                                           BypassGovernanceRetention=True)) == (403, "AccessDenied"), key
+    assert vid in _versions(s3, "keep", key)
+
+
+def test_lock_survives_lifecycle_repair_drain_and_index_rebuild(tmp_path):
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=7,
+                    sections={**QUIET, "lifecycle": {"day_seconds": DAY, "interval": 3600}})
+    c.start()
+    try:
+        s3 = c.client()
+        s3.create_bucket(Bucket="keep", ObjectLockEnabledForBucket=True)
+        big, held, free = _body(3 * (1 << 20) + 5, 10), _body(600_000, 11), _body(700_000, 12)
+        comp = {"Mode": "COMPLIANCE", "RetainUntilDate": _in(7200)}
+        big_vid = s3.put_object(Bucket="keep", Key="big", Body=big, ObjectLockMode="COMPLIANCE",
+                                ObjectLockRetainUntilDate=comp["RetainUntilDate"])["VersionId"]
+        held_vid = s3.put_object(Bucket="keep", Key="held", Body=held, ObjectLockMode="GOVERNANCE",
+                                 ObjectLockRetainUntilDate=_in(600))["VersionId"]
+        # later changes are amendment records on the disks, not in the manifest
+        gov = {"Mode": "GOVERNANCE", "RetainUntilDate": _in(9000)}
+        s3.put_object_retention(Bucket="keep", Key="held", VersionId=held_vid, Retention=gov)
+        s3.put_object_legal_hold(Bucket="keep", Key="held", VersionId=held_vid, LegalHold={"Status": "ON"})
+        free_vid = s3.put_object(Bucket="keep", Key="free", Body=free)["VersionId"]
+        for key in ("big", "held", "free"):
+            s3.delete_object(Bucket="keep", Key=key)     # delete markers: the versions become noncurrent
+
+        # a lifecycle rule that would expire every noncurrent version: only the unlocked one goes
+        s3.put_bucket_lifecycle_configuration(Bucket="keep", LifecycleConfiguration={"Rules": [
+            {"ID": "all", "Status": "Enabled", "Filter": {"Prefix": ""},
+             "NoncurrentVersionExpiration": {"NoncurrentDays": 1}}]})
+        deadline = time.monotonic() + 60
+        while True:
+            _, report = pocket(c, "lifecycle", "--json")
+            if report["versions_expired"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)     # the next lifecycle "day" has not come yet
+        assert report["versions_expired"] == 1 and report["locked_skipped"] == 2, report
+        assert free_vid not in _versions(s3, "keep", "free")
+        _still_locked(s3, "big", big_vid, big, comp, None)
+        _still_locked(s3, "held", held_vid, held, gov, "ON")
+
+        # a fragment of the locked object rots; scrub finds it, repair rebuilds it byte for byte
+        victim = _archives_of(c, big_vid)[0]
+        with open(victim, "rb") as f:
+            original = f.read()
+        _flip_payload_byte(victim, random.Random(5))
+        _, found = pocket(c, "scrub", "--json", ok=(1,))
+        assert {(r["disk"], r["archive"]) for r in found["corrupt"]} == {archive_parts(victim)}
+        _, fixed = pocket(c, "repair", "--json")
+        assert fixed["fragments"] == 1 and fixed["failed"] == []
+        with open(victim, "rb") as f:
+            assert f.read() == original
+
+        # one of the held object's disks is drained: its fragment moves to the spare disk
+        disk = archive_parts(_archives_of(c, held_vid)[0])[0]
+        _, out = pocket(c, "disk", "drain", disk, "--json")
+        assert out["ok"] and not out["moves"]["failed"]
+        assert all(archive_parts(ref)[0] != disk for ref in c.archive_files())
+
+        # and the index is rebuilt from the disks alone
+        c.stop("gateway")
+        pocket(c, "index", "rebuild", "--json")
+        c.start_gateway()
+        assert s3.get_object_lock_configuration(Bucket="keep")["ObjectLockConfiguration"] == {
+            "ObjectLockEnabled": "Enabled"}
+        assert _error(lambda: s3.put_bucket_versioning(
+            Bucket="keep", VersioningConfiguration={"Status": "Suspended"})) == (409, "InvalidBucketState")
+        _still_locked(s3, "big", big_vid, big, comp, None)
+        _still_locked(s3, "held", held_vid, held, gov, "ON")
+        assert free_vid not in _versions(s3, "keep", "free")
+    finally:
+        c.close()
