@@ -31,11 +31,13 @@ def parse_time(text: str) -> float | None:
     """Epoch seconds of an ISO 8601 timestamp (S3's RetainUntilDate), None if it is not one."""
     try:
         when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except (ValueError, AttributeError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        epoch = when.timestamp()
+        format_time(epoch)   # a date S3 can write back (not past year 9999 in UTC)
+    except (ValueError, AttributeError, OverflowError, OSError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return when.timestamp()
+    return epoch
 
 
 def format_time(epoch: float) -> str:

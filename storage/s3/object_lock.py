@@ -147,10 +147,10 @@ def _default_rule(rule) -> dict:
     days, years = default.findtext("Days"), default.findtext("Years")
     if mode not in locks.MODES or (days is None) == (years is None):
         raise errors.MalformedXML()
-    try:
-        count = int((days if days is not None else years).strip())
-    except ValueError:
-        raise errors.MalformedXML() from None
+    text = (days if days is not None else years).strip()
+    if not (text.isascii() and text.isdigit()):   # int() would take "٣" or "+1"
+        raise errors.MalformedXML()
+    count = int(text)
     limit = 36500 if days is not None else 100
     if not 0 < count <= limit:
         raise errors.InvalidArgument("Default retention period must be a positive integer value.",

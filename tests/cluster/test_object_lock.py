@@ -5,7 +5,9 @@ on its own: a lifecycle pass that would expire it, a repair of its fragments, a 
 one of its disks and an index rebuild from the disks alone.
 
 A lifecycle "day" is one second here (lifecycle.day_seconds)."""
+import base64
 import datetime as dt
+import hashlib
 import random
 import time
 
@@ -13,6 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from .harness import ProcCluster, archive_parts, pocket
+from .signing import send, sign
 from .test_repair import QUIET, _flip_payload_byte
 
 DAY = 1
@@ -156,6 +159,43 @@ def test_refusals_change_nothing(lc):
     assert _error(lambda: bare.put_object(Bucket="vault2", Key="k", Body=b"x", ObjectLockMode="COMPLIANCE",
                                           ObjectLockRetainUntilDate=_in(60))) == (400, "InvalidRequest")
     assert _versions(s3, "vault2", "k") == []
+
+
+@pytest.mark.parametrize("query,body", [
+    ("object-lock", b"<ObjectLockConfiguration><ObjectLockEnabled>Disabled</ObjectLockEnabled></ObjectLockConfiguration>"),
+    ("object-lock", b"<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention>"
+                    b"<Mode>GOVERNANCE</Mode><Days>1</Days><Years>1</Years></DefaultRetention></Rule>"
+                    b"</ObjectLockConfiguration>"),
+    ("object-lock", b"<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention>"
+                    b"<Mode>GOVERNANCE</Mode><Days>99999999999999999999</Days></DefaultRetention></Rule>"
+                    b"</ObjectLockConfiguration>"),
+    ("object-lock", b"<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention>"
+                    b"<Mode>GOVERNANCE</Mode><Days>\xd9\xa3</Days></DefaultRetention></Rule></ObjectLockConfiguration>"),
+    ("object-lock", b"<Retention/>"),
+    ("retention", b"<Retention><Mode>COMPLIANCE</Mode><RetainUntilDate>9999-12-31T23:59:59-05:00</RetainUntilDate>"
+                  b"</Retention>"),
+    ("retention", b"<Retention><Mode>COMPLIANCE</Mode></Retention>"),
+    ("retention", b"<Retention><Mode>SOMETIMES</Mode><RetainUntilDate>2099-01-01T00:00:00Z</RetainUntilDate>"
+                  b"</Retention>"),
+    ("retention", b"<Retention><Mode>COMPLIANCE"),
+    ("legal-hold", b"<LegalHold><Status>MAYBE</Status></LegalHold>"),
+    ("legal-hold", b""),
+])
+def test_hostile_bodies_get_a_4xx_and_change_nothing(lc, query, body):
+    s3 = lc.client()
+    if "hostile" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket="hostile", ObjectLockEnabledForBucket=True)
+        s3.put_object(Bucket="hostile", Key="k", Body=b"x")
+    before = (s3.get_object_lock_configuration(Bucket="hostile")["ObjectLockConfiguration"],
+              s3.head_object(Bucket="hostile", Key="k"))
+    path = "/hostile" if query == "object-lock" else "/hostile/k"
+    md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+    status, _, answer = send(sign("PUT", f"{lc.endpoint}{path}?{query}", {"Content-MD5": md5}), body)
+    assert 400 <= status < 500, (status, answer)
+    after = (s3.get_object_lock_configuration(Bucket="hostile")["ObjectLockConfiguration"],
+             s3.head_object(Bucket="hostile", Key="k"))
+    assert [before[0], {k: v for k, v in before[1].items() if k != "ResponseMetadata"}] == \
+        [after[0], {k: v for k, v in after[1].items() if k != "ResponseMetadata"}]
 
 
 def _archives_of(c, version_id: str) -> list[str]:
