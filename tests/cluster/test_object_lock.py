@@ -8,13 +8,14 @@ A lifecycle "day" is one second here (lifecycle.day_seconds)."""
 import base64
 import datetime as dt
 import hashlib
+import io
 import random
 import time
 
 import pytest
 from botocore.exceptions import ClientError
 
-from .harness import ProcCluster, archive_parts, pocket
+from .harness import ACCESS_KEY, SECRET_KEY, ProcCluster, archive_parts, pocket
 from .signing import send, sign
 from .test_repair import QUIET, _flip_payload_byte
 
@@ -279,3 +280,39 @@ def test_lock_survives_lifecycle_repair_drain_and_index_rebuild(tmp_path):
         assert free_vid not in _versions(s3, "keep", "free")
     finally:
         c.close()
+
+
+def test_minio_sdk_sees_the_same_locks(lc):
+    import minio  # a second client: minio-py sends Content-MD5 on the lock calls, as S3 wants
+    from minio.commonconfig import COMPLIANCE, GOVERNANCE
+    from minio.objectlockconfig import DAYS, ObjectLockConfig
+    from minio.retention import Retention
+
+    mc = minio.Minio(f"127.0.0.1:{lc.port}", access_key=ACCESS_KEY, secret_key=SECRET_KEY, secure=False,
+                     region="us-east-1")
+    mc.make_bucket("mc-vault", object_lock=True)
+    mc.set_object_lock_config("mc-vault", ObjectLockConfig(GOVERNANCE, 2, DAYS))
+    config = mc.get_object_lock_config("mc-vault")
+    assert (config.mode, config.duration, config.duration_unit) == (GOVERNANCE, 2, DAYS)
+    data = _body(400_000, 20)
+    # minio-py's plain PUT carries neither Content-MD5 nor a checksum: refused as S3 refuses
+    # it under a default retention (kopia#711); boto3 sends a CRC32
+    with pytest.raises(minio.error.S3Error) as e:
+        mc.put_object("mc-vault", "k", io.BytesIO(data), len(data))
+    assert e.value.code == "InvalidRequest"
+    s3 = lc.client()
+    put = type("Put", (), {"version_id": s3.put_object(Bucket="mc-vault", Key="k", Body=data)["VersionId"]})
+    assert mc.get_object("mc-vault", "k", version_id=put.version_id).read() == data
+    retention = mc.get_object_retention("mc-vault", "k", version_id=put.version_id)
+    assert retention.mode == GOVERNANCE
+    left = (retention.retain_until_date - dt.datetime.now(dt.timezone.utc)).total_seconds()
+    assert 2 * 86400 - 120 < left <= 2 * 86400
+    mc.set_object_retention("mc-vault", "k", Retention(COMPLIANCE, _in(3 * 86400)), version_id=put.version_id)
+    mc.enable_object_legal_hold("mc-vault", "k", version_id=put.version_id)
+    assert mc.is_object_legal_hold_enabled("mc-vault", "k", version_id=put.version_id)
+    with pytest.raises(minio.error.S3Error) as e:
+        mc.remove_object("mc-vault", "k", version_id=put.version_id)
+    assert e.value.code == "AccessDenied"
+    # and boto3 reads what minio-py set
+    head = s3.head_object(Bucket="mc-vault", Key="k", VersionId=put.version_id)
+    assert (head["ObjectLockMode"], head["ObjectLockLegalHoldStatus"]) == ("COMPLIANCE", "ON")
