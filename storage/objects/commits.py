@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ..index.ops import NoSuchBucket
 from ..index.versions import NULL, VersionTxn, is_marker
+from . import locks
 from .contracts import VersionRecord
 
 
@@ -64,11 +65,15 @@ def install(ops, bucket: str, key: str, record: VersionRecord, condition=None) -
     v = VersionTxn(ops)
     v.ensure_history(bucket, key)
     displaced = []
+    # a version Object Lock protects is never replaced by one with its id (the migrator
+    # installs versions under the source's ids) nor by a newer null version
+    locks.check_deletable(v.get(bucket, key, record["version_id"]))
     if not record.get("versioned"):
         old = v.get(bucket, key, NULL)
         if old is not None:
             if old["version_id"] > record["version_id"]:
                 return [record]
+            locks.check_deletable(old)
             v.delete(bucket, key, old["version_id"])
             displaced.append(old)
     v.put(bucket, key, record)

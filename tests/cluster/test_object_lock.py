@@ -316,3 +316,29 @@ def test_minio_sdk_sees_the_same_locks(lc):
     # and boto3 reads what minio-py set
     head = s3.head_object(Bucket="mc-vault", Key="k", VersionId=put.version_id)
     assert (head["ObjectLockMode"], head["ObjectLockLegalHoldStatus"]) == ("COMPLIANCE", "ON")
+
+
+def test_multipart_and_copy_take_their_lock_like_a_put(lc):
+    s3 = lc.client()
+    s3.create_bucket(Bucket="mp-vault", ObjectLockEnabledForBucket=True)
+    until = _in(5000)
+    up = s3.create_multipart_upload(Bucket="mp-vault", Key="mp", ObjectLockMode="COMPLIANCE",
+                                    ObjectLockRetainUntilDate=until, ObjectLockLegalHoldStatus="ON")["UploadId"]
+    parts = [_body(5 << 20, 30), _body(1000, 31)]
+    etags = [s3.upload_part(Bucket="mp-vault", Key="mp", UploadId=up, PartNumber=n, Body=p)["ETag"]
+             for n, p in enumerate(parts, 1)]
+    vid = s3.complete_multipart_upload(Bucket="mp-vault", Key="mp", UploadId=up, MultipartUpload={
+        "Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]})["VersionId"]
+    head = s3.head_object(Bucket="mp-vault", Key="mp")
+    assert (head["ObjectLockMode"], head["ObjectLockRetainUntilDate"], head["ObjectLockLegalHoldStatus"]) == (
+        "COMPLIANCE", until, "ON")
+    assert _error(lambda: s3.delete_object(Bucket="mp-vault", Key="mp", VersionId=vid)) == (403, "AccessDenied")
+    # a copy gets the bucket's default retention, never the source's lock
+    s3.put_object_lock_configuration(Bucket="mp-vault", ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Years": 1}}})
+    copy = s3.copy_object(Bucket="mp-vault", Key="copy", CopySource={"Bucket": "mp-vault", "Key": "mp"})
+    head = s3.head_object(Bucket="mp-vault", Key="copy")
+    assert head["ObjectLockMode"] == "GOVERNANCE" and "ObjectLockLegalHoldStatus" not in head
+    assert (head["ObjectLockRetainUntilDate"] - dt.datetime.now(dt.timezone.utc)).days in (364, 365)
+    s3.delete_object(Bucket="mp-vault", Key="copy", VersionId=copy["VersionId"], BypassGovernanceRetention=True)
+    assert s3.get_object(Bucket="mp-vault", Key="mp")["Body"].read() == b"".join(parts)
