@@ -298,8 +298,13 @@ class ObjectService:
         try:
             removed = await self.writer.submit(remove)
         except locks.ObjectLocked:
-            await self.put_records(volume, {"kind": "delete-refused", "bucket": bucket, "key": key,
-                                            "version_id": record["version_id"], "record": rec_id}, policy.quorum)
+            try:
+                await self.put_records(volume, {"kind": "delete-refused", "bucket": bucket, "key": key,
+                                                "version_id": record["version_id"], "record": rec_id}, policy.quorum)
+            except QuorumLost as e:
+                log.error("%s/%s version %s is locked and kept in the index, but its refused deletion could not be "
+                          "voided on the disks (%s): `pocket index rebuild` would drop this version, so don't run "
+                          "one; the index keeps it safe meanwhile", bucket, key, record["version_id"], e)
             raise
         if removed is not None and not is_marker(removed):
             await self.remove(removed)  # before the reply: a caller expiring many versions is paced by it
