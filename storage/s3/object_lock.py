@@ -44,9 +44,13 @@ def create_fields(req: S3Request) -> dict:
 
 
 def bypass(req: S3Request) -> bool:
-    """x-amz-bypass-governance-retention: true, from the bucket's owner (the handlers that
-    honour it only serve the owner; signed, as every x-amz-* header must be)."""
-    return req.auth is not None and req.headers.get(_BYPASS, "").strip().lower() == "true"
+    """x-amz-bypass-governance-retention: true, honoured from the bucket's owner only (signed,
+    as every x-amz-* header must be). Checked here, not left to the handler's access check,
+    so a caller some bucket policy lets delete versions cannot bypass GOVERNANCE with it;
+    s3:BypassGovernanceRetention in a policy can widen this later."""
+    if req.auth is None or req.headers.get(_BYPASS, "").strip().lower() != "true":
+        return False
+    return (req.gateway.buckets.get(req.bucket) or {}).get("owner") == req.access_key
 
 
 def _has_digest(req: S3Request) -> bool:
