@@ -47,5 +47,8 @@ def lifecycle(data, config, as_json: bool, dry_run: bool) -> None:
                    f"{'would abort' if dry_run else 'aborted'} {report.uploads_aborted} incomplete uploads "
                    f"in {report.buckets} buckets with rules ({report.objects_scanned} objects checked, "
                    f"{report.seconds:.1f}s); {report.errors} errors.")
+        if report.locked_skipped:
+            click.echo(f"Kept {report.locked_skipped} versions the rules would expire: Object Lock protects them "
+                       "(retention or legal hold); they expire on a pass after the lock ends.")
     if report.errors:
         sys.exit(1)

@@ -28,9 +28,10 @@ disk, reads one manifest per object version, and replays:
   was neither completed (an "object" record names it) nor aborted (an "upload-aborted"
   record) are restored, with their upload, newest part of each number winning. Parts of
   completed or aborted uploads are garbage for the scrubber.
-- tags and ACLs: the newest `tags` (`acl`) record of a surviving version replaces the
-  tags (canned ACL) its manifest was written with (PutObjectTagging and PutObjectAcl
-  do not rewrite archives).
+- tags, ACLs and Object Lock: the newest `tags` (`acl`, `retention`, `legal-hold`)
+  record of a surviving version replaces what its manifest was written with (those
+  changes do not rewrite archives). A `version-deleted` record that a `delete-refused`
+  record names was refused by Object Lock inside the index transaction: it ends nothing.
 - bucket configuration (CORS rules, canned ACL): `bucket-config` records, replayed in
   id order over the bucket they name; a `None` value removes the field.
 - volumes and disk states: the newest `volume-table` record (written to every disk
@@ -149,7 +150,9 @@ async def rebuild(disks: dict, index: Index, config_volumes) -> RebuildReport:
     null_floor: dict[tuple[str, str], str] = {}  # a deleted null version: null versions up to it are gone
     aborted: set[str] = set()
     retagged: dict[str, dict] = {}  # version id -> its newest tags
-    amended: dict[str, dict] = {}  # version id -> its newest acl (and other later changes)
+    amended: dict[str, dict] = {}  # version id -> its newest acl, retention, legal hold
+    deletions: list[tuple[str, dict]] = []  # version-deleted records, applied unless refused
+    refused: set[str] = set()  # ids of version-deleted records Object Lock refused (delete-refused)
     table = None   # the newest volume table a disk holds
     for rec_id in sorted(records):
         rec = records[rec_id]
@@ -165,13 +168,19 @@ async def rebuild(disks: dict, index: Index, config_volumes) -> RebuildReport:
                 retagged[rec["version_id"]] = rec.get("tags") or {}
             elif rec.get("kind") == "acl":
                 amended.setdefault(rec["version_id"], {})["acl"] = rec.get("acl", "private")
+            elif rec.get("kind") == "retention":
+                amended.setdefault(rec["version_id"], {})["retention"] = rec.get("retention")
+            elif rec.get("kind") == "legal-hold":
+                amended.setdefault(rec["version_id"], {})["legal_hold"] = rec.get("legal_hold")
+            elif rec.get("kind") == "delete-refused":
+                refused.add(rec["record"])
             elif rec.get("kind") == "tombstone":
                 k = (rec["bucket"], rec["key"])
                 tombs[k] = max(tombs.get(k, ""), rec.get("version_id") or rec_id)
             elif rec.get("kind") == "bucket":
                 buckets[rec["name"]] = {"name": rec["name"], "owner": rec.get("owner", ""),
                                         "created": rec.get("created", 0)}
-                for kept in ("acl", "ownership"):
+                for kept in ("acl", "ownership", "object_lock", "versioning"):
                     if rec.get(kept):
                         buckets[rec["name"]][kept] = rec[kept]
             elif rec.get("kind") == "bucket-config":
@@ -185,12 +194,9 @@ async def rebuild(disks: dict, index: Index, config_volumes) -> RebuildReport:
             elif rec.get("kind") == "bucket-deleted":
                 buckets[rec["name"]] = None
             elif rec.get("kind") == "version-deleted":
-                dead.add(rec["version_id"])
+                deletions.append((rec_id, rec))
                 if rec.get("uncommitted"):
                     uncommitted.add(rec["version_id"])
-                if rec.get("null"):
-                    k = (rec["bucket"], rec["key"])
-                    null_floor[k] = max(null_floor.get(k, ""), rec["version_id"])
             elif rec.get("kind") in ("object", "delete-marker"):
                 m = rec["object"]
                 candidates[(m["bucket"], m["key"])].append((m["version_id"], m))
@@ -200,6 +206,13 @@ async def rebuild(disks: dict, index: Index, config_volumes) -> RebuildReport:
                 aborted.add(rec["upload_id"])
         except (KeyError, TypeError, AttributeError, ValueError) as e:   # a field missing or of the wrong type
             report.skip(rec_id, rec.get("kind"), f"{type(e).__name__}: {e}")
+    for rec_id, rec in deletions:
+        if rec_id in refused:   # Object Lock refused it in the index transaction: the version stays
+            continue
+        dead.add(rec["version_id"])
+        if rec.get("null"):
+            k = (rec["bucket"], rec["key"])
+            null_floor[k] = max(null_floor.get(k, ""), rec["version_id"])
     # a Complete whose commit failed left its upload open
     ended.update(uid for uid, vid in completions if vid not in uncommitted)
     part_manifests = []

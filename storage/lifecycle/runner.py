@@ -5,7 +5,8 @@ deleted with the object service's ordinary delete (tombstone on the disks, then 
 index; a delete marker once buckets are versioned), incomplete multipart uploads past
 AbortIncompleteMultipartUpload are aborted (their parts' fragments reclaimed), and
 noncurrent versions and expired delete markers of versioned buckets go through
-`expire_versions`.
+`expire_versions`. A version Object Lock protects is never expired: it is skipped and
+counted (`locked_skipped`), judged again inside the index transaction of the delete.
 
 Bounded: the index is read a page at a time, each page in its own short read
 transaction, never across an await; deletes and aborts are paced to `rate` per second.
@@ -25,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from ..index.ops import NoSuchBucket
 from ..index.uploads import NoSuchUpload
 from ..index.versions import is_marker
+from ..objects import locks
 from . import rules
 
 log = logging.getLogger("pocket.lifecycle")
@@ -46,6 +48,7 @@ class LifecycleReport:
     objects_expired: int = 0
     uploads_aborted: int = 0
     versions_expired: int = 0
+    locked_skipped: int = 0   # versions a rule would expire that Object Lock protects
     errors: int = 0
     actions: list[dict] = field(default_factory=list)
     seconds: float = 0.0
@@ -229,6 +232,9 @@ class LifecycleRunner:
                   for v in versions]
         for version, rule_id in rules.expired_versions(relevant, key, listed, now, self.day_seconds):
             kind = "delete_marker" if version is listed[0] else "noncurrent"   # the latest: a lone marker
+            if locks.why_locked(version["record"]):   # never expired while locked; judged again at the delete
+                report.locked_skipped += 1
+                continue
             report.note(action="expire-version", bucket=bucket, key=key, version_id=version["version_id"],
                         delete_marker=version["delete_marker"], rule=rule_id)
             if report.dry_run:
@@ -237,6 +243,9 @@ class LifecycleRunner:
             try:
                 removed = await self.objects.delete_version(bucket, key, version["version_id"],
                                                             expect=version["record"]["version_id"])
+            except locks.ObjectLocked:   # a retention or legal hold set since the look
+                report.locked_skipped += 1
+                removed = None
             except Exception as e:
                 self._failed(report, f"could not expire version {version['version_id']} of {bucket}/{key} ({e!r})")
                 removed = None

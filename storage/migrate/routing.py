@@ -180,15 +180,17 @@ class RoutedObjects:
                         "delete_marker": True, "created": time.time()}
             return None
 
-    async def delete_version(self, bucket: str, key: str, version_id: str, expect: str | None = None) -> dict | None:
+    async def delete_version(self, bucket: str, key: str, version_id: str, expect: str | None = None,
+                             bypass_governance: bool = False) -> dict | None:
         route = self.routes.get(bucket)
         if route is None or expect is not None:
-            return await self.objects.delete_version(bucket, key, version_id, expect)
+            return await self.objects.delete_version(bucket, key, version_id, expect, bypass_governance)
         async with self.locks.hold(bucket, key):
             await self.books.dirty(bucket, key)
             if not route.source_first:
                 removed = await self.books.lead(route.leader, bucket,
-                                                lambda: self.objects.delete_version(bucket, key, version_id))
+                                                lambda: self.objects.delete_version(bucket, key, version_id,
+                                                                                    None, bypass_governance))
                 await self.books.follow(route.follower, bucket, key,
                                         lambda: copy_to_source(self.objects, route.store, bucket, key))
                 return removed
@@ -198,15 +200,16 @@ class RoutedObjects:
             return {"bucket": bucket, "key": key, "version_id": version_id, "versioned": version_id != "null",
                     **({"delete_marker": True} if r.get("DeleteMarker") else {})}
 
-    async def amend(self, bucket: str, key: str, kind: str, changes: dict, version_id: str | None = None):
+    async def amend(self, bucket: str, key: str, kind: str, changes: dict, version_id: str | None = None,
+                    check=None):
         route = self.routes.get(bucket)
         if route is None:
-            return await self.objects.amend(bucket, key, kind, changes, version_id)
+            return await self.objects.amend(bucket, key, kind, changes, version_id, check)
         async with self.locks.hold(bucket, key):
             await self.books.dirty(bucket, key)
             if not route.source_first:
                 updated = await self.books.lead(route.leader, bucket, lambda: self.objects.amend(
-                    bucket, key, kind, changes, version_id))
+                    bucket, key, kind, changes, version_id, check))
                 if updated is not None and kind == "tags":
                     await self.books.follow(route.follower, bucket, key,
                                             lambda: copy_to_source(self.objects, route.store, bucket, key))
@@ -218,7 +221,7 @@ class RoutedObjects:
                 await self.books.lead(route.leader, bucket, lambda: route.store.put_tags(key, changes["tags"], version_id))
 
             async def pocket():
-                if await self.objects.amend(bucket, key, kind, changes, version_id) is None and kind == "tags":
+                if await self.objects.amend(bucket, key, kind, changes, version_id, check) is None and kind == "tags":
                     await copy_from_source(self.objects, route.store, bucket, key)   # not backfilled yet
             await self.books.follow(route.follower, bucket, key, pocket)
             return there

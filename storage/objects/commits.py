@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ..index.ops import NoSuchBucket
 from ..index.versions import NULL, VersionTxn, is_marker
+from . import locks
 from .contracts import VersionRecord
 
 
@@ -64,11 +65,15 @@ def install(ops, bucket: str, key: str, record: VersionRecord, condition=None) -
     v = VersionTxn(ops)
     v.ensure_history(bucket, key)
     displaced = []
+    # a version Object Lock protects is never replaced by one with its id (the migrator
+    # installs versions under the source's ids) nor by a newer null version
+    locks.check_deletable(v.get(bucket, key, record["version_id"]))
     if not record.get("versioned"):
         old = v.get(bucket, key, NULL)
         if old is not None:
             if old["version_id"] > record["version_id"]:
                 return [record]
+            locks.check_deletable(old)
             v.delete(bucket, key, old["version_id"])
             displaced.append(old)
     v.put(bucket, key, record)
@@ -99,11 +104,24 @@ def delete_if_current(ops, bucket: str, key: str, version_id: str) -> VersionRec
     return ops.delete_object(bucket, key)
 
 
-def amend(ops, bucket: str, key: str, version_id: str, changes: dict) -> VersionRecord | None:
-    """Merge `changes` (tags, ACL) into one version (internal id), row and current record alike."""
+def amend(ops, bucket: str, key: str, version_id: str, changes: dict, check=None,
+          seen: dict | None = None) -> VersionRecord | None:
+    """Merge `changes` (tags, ACL, lock) into one version (internal id), row and current record alike.
+
+    `check(version)`, when given, may refuse the change by raising; then `seen["row"]`
+    is the version as the index keeps it."""
     v = VersionTxn(ops)
     updated = None
     row = v.get(bucket, key, version_id)
+    if check is not None:
+        found = row if row is not None else current_version(ops, bucket, key, version_id)
+        if found is not None:
+            try:
+                check(found)
+            except Exception:
+                if seen is not None:
+                    seen["row"] = found
+                raise
     if row is not None and not is_marker(row):
         updated = {**row, **changes}
         v.put(bucket, key, updated)
@@ -112,6 +130,20 @@ def amend(ops, bucket: str, key: str, version_id: str, changes: dict) -> Version
         updated = {**current, **changes}
         ops.put_object(bucket, key, updated)
     return updated
+
+
+def current_version(ops, bucket: str, key: str, version_id: str) -> VersionRecord | None:
+    """The key's current record if it is version `version_id` (internal id)."""
+    current = ops.get_object(bucket, key)
+    return current if current is not None and current["version_id"] == version_id else None
+
+
+def version_row(ops, bucket: str, key: str, version_id: str) -> VersionRecord | None:
+    """Version `version_id` (internal id) of a key, with or without a history."""
+    v = VersionTxn(ops)
+    if v.has_history(bucket, key):
+        return v.get(bucket, key, version_id)
+    return current_version(ops, bucket, key, version_id)
 
 
 def versioning(ops, bucket: str) -> str | None:

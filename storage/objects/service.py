@@ -21,13 +21,13 @@ from ..codec import Codec, parse_policy
 from ..index.batcher import IndexWriter
 from ..index.index import Index
 from ..placement.volumes import choose_volume
-from . import parts, tagging
+from . import locks, parts, tagging
 from .get import ArchiveReader
 from .ids import new_id
 from ..index.ops import ListPage
 from ..index.versions import VersionPage, is_marker
 from . import read_ahead
-from .commits import Superseded, current_is, delete_if_current, install, remove_version
+from .commits import Superseded, current_is, delete_if_current, install, remove_version, version_row
 from .contracts import Digests, VersionRecord
 from .put import ArchiveWriter, QuorumLost, is_full, remove_archives
 
@@ -277,7 +277,8 @@ class ObjectService:
             return None
         return marker
 
-    async def delete_version(self, bucket: str, key: str, version_id: str, expect: str | None = None) -> VersionRecord | None:
+    async def delete_version(self, bucket: str, key: str, version_id: str, expect: str | None = None,
+                             bypass_governance: bool = False) -> VersionRecord | None:
         """Delete one version or delete marker for good, by its S3 version id ("null" too).
 
         The call lifecycle expiration uses for noncurrent versions. A `version-deleted`
@@ -286,18 +287,36 @@ class ObjectService:
         latest, the next older version becomes current again) and its archives are removed.
         Returns the removed record, or None if there is no such version. `expect` (an
         internal id; lifecycle expiration): only that version, so "null" never resolves to
-        a null version written after the caller looked."""
+        a null version written after the caller looked. A version Object Lock protects
+        raises ObjectLocked (locks.py), judged again inside the index transaction; refused
+        there, a `delete-refused` record voids the version-deleted record for the rebuild."""
         record = await self.index.call(self.index.get_version, bucket, key, version_id)
         if record is None or (expect is not None and record["version_id"] != expect):
             return None
+        locks.check_deletable(record, bypass_governance)
         # Never a key-wide tombstone here, even for a key's only (null) version: a version
         # written meanwhile must survive a rebuild. A null version-deleted record ends
         # only null versions up to it.
         volume, policy = self._home_of(record)
-        await self.put_records(volume, {"kind": "version-deleted", "bucket": bucket, "key": key,
-                                        "version_id": record["version_id"], "null": not record.get("versioned"),
-                                        "deleted": time.time()}, policy.quorum)
-        removed = await self.writer.submit(lambda ops: remove_version(ops, bucket, key, record["version_id"]))
+        rec_id = await self.put_records(volume, {"kind": "version-deleted", "bucket": bucket, "key": key,
+                                                 "version_id": record["version_id"],
+                                                 "null": not record.get("versioned"), "deleted": time.time()},
+                                        policy.quorum)
+
+        def remove(ops):
+            locks.check_deletable(version_row(ops, bucket, key, record["version_id"]), bypass_governance)
+            return remove_version(ops, bucket, key, record["version_id"])
+        try:
+            removed = await self.writer.submit(remove)
+        except locks.ObjectLocked:
+            try:
+                await self.put_records(volume, {"kind": "delete-refused", "bucket": bucket, "key": key,
+                                                "version_id": record["version_id"], "record": rec_id}, policy.quorum)
+            except QuorumLost as e:
+                log.error("%s/%s version %s is locked and kept in the index, but its refused deletion could not be "
+                          "voided on the disks (%s): `pocket index rebuild` would drop this version, so don't run "
+                          "one; the index keeps it safe meanwhile", bucket, key, record["version_id"], e)
+            raise
         if removed is not None and not is_marker(removed):
             await self.remove(removed)  # before the reply: a caller expiring many versions is paced by it
         return removed
@@ -337,9 +356,9 @@ class ObjectService:
         return rec_id
 
     async def amend(self, bucket: str, key: str, kind: str, changes: dict,
-                    version_id: str | None = None) -> dict | None:
-        """Change a version's tags or ACL without rewriting it (see tagging.py)."""
-        return await tagging.amend(self, bucket, key, kind, changes, version_id)
+                    version_id: str | None = None, check: Callable[[dict], None] | None = None) -> dict | None:
+        """Change a version's tags, ACL or lock without rewriting it (see tagging.py)."""
+        return await tagging.amend(self, bucket, key, kind, changes, version_id, check)
 
     # reads: the handlers' only way to the index, so a migrating bucket's reads can be routed
     # (async because a routed read may go to another store: storage/migrate/routing.py)

@@ -34,6 +34,10 @@ ACTIONS = {
     "get_ownership_controls": "s3:GetBucketOwnershipControls",
     "put_ownership_controls": "s3:PutBucketOwnershipControls",
     "delete_ownership_controls": "s3:PutBucketOwnershipControls",
+    "put_object_lock_configuration": "s3:PutBucketObjectLockConfiguration",
+    "get_object_lock_configuration": "s3:GetBucketObjectLockConfiguration",
+    "put_object_retention": "s3:PutObjectRetention", "get_object_retention": "s3:GetObjectRetention",
+    "put_object_legal_hold": "s3:PutObjectLegalHold", "get_object_legal_hold": "s3:GetObjectLegalHold",
 }
 # Operations never open to anonymous callers whatever a policy says: they name no bucket
 # whose policy could allow them.

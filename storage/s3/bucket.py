@@ -5,7 +5,7 @@ import time
 
 from aiohttp import web
 
-from . import errors, xml
+from . import errors, object_lock, xml
 from .access import owned_bucket
 from .acl import new_bucket
 from .body import read_small
@@ -30,7 +30,8 @@ async def create_bucket(req: S3Request) -> web.Response:
         raise errors.MalformedXML()
     existing = req.gateway.buckets.get(req.bucket)
     if existing is None:
-        record = {"owner": req.access_key, "created": time.time(), **new_bucket(req)}
+        record = {"owner": req.access_key, "created": time.time(), **new_bucket(req),
+                  **object_lock.create_fields(req)}
         created = await req.gateway.buckets.create(req.bucket, record)
         if created:
             return web.Response(headers={"Location": f"/{req.bucket}"})

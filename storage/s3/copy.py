@@ -21,7 +21,7 @@ from aiohttp import web
 
 from ..objects.get import Unreadable
 from ..index.versions import valid_version_id
-from . import acl, conditions, errors, lifecycle, multipart_checksums, tagging, versioning, xml
+from . import acl, conditions, errors, lifecycle, multipart_checksums, object_lock, tagging, versioning, xml
 from .access import owned_bucket
 from .body import MAX_PUT_BYTES, stored_headers
 from .digests import BodyDigests
@@ -101,6 +101,7 @@ async def copy_object(req: S3Request) -> web.Response:
         attrs["tags"] = tags
     attrs.update(acl.new_object(req, bucket))  # S3 never copies the source's ACL
     attrs.update(versioning.new_version_fields(bucket))
+    attrs.update(object_lock.put_fields(req, bucket))   # S3 never copies the source's lock either
     condition = conditions.write_condition(req.headers, req.resource, req.key)
     if condition:
         condition(await req.gateway.objects.head(req.bucket, req.key))

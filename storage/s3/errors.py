@@ -86,6 +86,7 @@ InternalError = S3Error
 InvalidAccessKeyId = _error(
     "InvalidAccessKeyId", 403, "The AWS access key Id you provided does not exist in our records.")
 InvalidArgument = _error("InvalidArgument", 400, "Invalid Argument")
+InvalidBucketState = _error("InvalidBucketState", 409, "The request is not valid with the current state of the bucket.")
 InvalidBucketName = _error("InvalidBucketName", 400, "The specified bucket is not valid.")
 InvalidDigest = _error("InvalidDigest", 400, "The Content-MD5 you specified is not valid.")
 InvalidPart = _error(
@@ -114,8 +115,12 @@ NoSuchLifecycleConfiguration = _error(
     "NoSuchLifecycleConfiguration", 404, "The lifecycle configuration does not exist")
 NoSuchBucket = _error("NoSuchBucket", 404, "The specified bucket does not exist.")
 NoSuchKey = _error("NoSuchKey", 404, "The specified key does not exist.")
+NoSuchObjectLockConfiguration = _error(
+    "NoSuchObjectLockConfiguration", 404, "The specified object does not have a ObjectLock configuration")
 NoSuchUpload = _error("NoSuchUpload", 404, "The specified upload does not exist.")
 NoSuchVersion = _error("NoSuchVersion", 404, "The specified version does not exist.")
+ObjectLockConfigurationNotFoundError = _error(
+    "ObjectLockConfigurationNotFoundError", 404, "Object Lock configuration does not exist for this bucket")
 NotImplementedError_ = _error("NotImplemented", 501, "A header or query you provided implies functionality that is not implemented.")
 PreconditionFailed = _error("PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold")
 RequestTimeout = _error(

@@ -14,8 +14,9 @@ import logging
 from aiohttp import web
 
 from ..index.versions import NULL, is_marker, s3_version_id, valid_version_id
+from ..objects import locks
 from ..objects.put import QuorumLost
-from . import errors, xml
+from . import errors, object_lock, xml
 from .body import read_small
 from .access import check, owned_bucket
 from .names import check_key
@@ -68,7 +69,11 @@ async def _delete(req: S3Request, bucket: dict, key: str, version: str | None) -
         if removed is not None and is_marker(removed):  # a new delete marker
             return [("DeleteMarker", "true"), ("DeleteMarkerVersionId", s3_version_id(removed))]
         return []
-    removed = await req.gateway.objects.delete_version(req.bucket, key, version)
+    try:
+        removed = await req.gateway.objects.delete_version(req.bucket, key, version,
+                                                           bypass_governance=object_lock.bypass(req))
+    except locks.ObjectLocked:
+        raise errors.AccessDenied(object_lock.LOCKED) from None
     if removed is not None and is_marker(removed):  # (a version not there: Deleted, as S3 says)
         return [("DeleteMarker", "true"), ("DeleteMarkerVersionId", version)]
     return []

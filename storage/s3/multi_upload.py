@@ -15,7 +15,7 @@ from ..index.uploads import NoSuchUpload
 from ..objects import parts as P
 from ..objects.multipart import InvalidPart, PartTooSmall
 from ..numbers import decimal
-from . import acl, errors, lifecycle, multipart_checksums as MC, xml
+from . import acl, errors, lifecycle, multipart_checksums as MC, object_lock, xml
 from .access import owned_bucket
 from .digests import BodyDigests
 from .listing import _encoder
@@ -63,6 +63,7 @@ async def create_upload(req: S3Request) -> web.Response:
         "meta": user_metadata(req.headers),
         "headers": stored_headers(req.headers),
         **acl.new_object(req, bucket),
+        **object_lock.put_fields(req, bucket),
     }
     checksum = MC.declared(req.headers)
     upload = await req.gateway.multipart.create(req.bucket, req.key, attrs, checksum=checksum)

@@ -6,9 +6,9 @@ import re
 
 from aiohttp import web
 
-from ..objects import parts
+from ..objects import locks, parts
 from ..objects.get import Unreadable
-from . import acl, conditions, copy, errors, lifecycle, multipart_checksums, tagging, versioning
+from . import acl, conditions, copy, errors, lifecycle, multipart_checksums, object_lock, tagging, versioning
 from .body import open_body, stored_headers
 from .access import owned_bucket
 from .names import check_key, check_part_number, content_type, header_text, user_metadata
@@ -36,6 +36,7 @@ async def put_object(req: S3Request) -> web.Response:
         "headers": stored_headers(req.headers),
         **acl.new_object(req, bucket),
         **versioning.new_version_fields(bucket),
+        **object_lock.put_fields(req, bucket),
     }
     tags = tagging.from_header(req.headers.get("x-amz-tagging"))
     if tags:
@@ -67,6 +68,7 @@ def _headers(req: S3Request, bucket: dict, record: dict, span) -> dict:
     headers.update(record.get("headers", {}))
     headers.update({f"x-amz-meta-{k}": v for k, v in record.get("meta", {}).items()})
     headers.update(tagging.count_header(record))
+    headers.update(object_lock.headers(record))
     headers.update(_checksum_headers(req, record, span))
     headers.update(lifecycle.expiration_headers(req, record))
     headers.update(_overrides(req))
@@ -201,7 +203,11 @@ async def delete_object(req: S3Request) -> web.Response:
     if version_id is None or (version_id == versioning.NULL and not bucket.get("versioning")):
         removed = await req.gateway.objects.delete(req.bucket, req.key, owner=req.access_key)
         return web.Response(status=204, headers=versioning.version_headers(bucket, removed) if removed else {})
-    removed = await req.gateway.objects.delete_version(req.bucket, req.key, version_id)
+    try:
+        removed = await req.gateway.objects.delete_version(req.bucket, req.key, version_id,
+                                                           bypass_governance=object_lock.bypass(req))
+    except locks.ObjectLocked as e:
+        raise errors.AccessDenied(object_lock.LOCKED, resource=req.resource) from e
     if removed is None:
         # S3 answers a delete of a version that is not there (any more) with success and
         # the id echoed: deletes are idempotent, a retried one must not fail.

@@ -7,7 +7,7 @@ parameter that selects a different operation on the same path (`?location`,
 from __future__ import annotations
 
 from . import (acl, attributes, bucket, bucket_policy, cors, errors, lifecycle, listing, multi_delete, multi_upload,
-               obj, public_access, tagging, versioning, versions)
+               obj, object_lock, public_access, tagging, versioning, versions)
 
 ROUTES = {
     ("GET", "service", None): bucket.list_buckets,
@@ -59,6 +59,12 @@ ROUTES = {
     ("PUT", "bucket", "ownershipControls"): public_access.put_ownership_controls,
     ("GET", "bucket", "ownershipControls"): public_access.get_ownership_controls,
     ("DELETE", "bucket", "ownershipControls"): public_access.delete_ownership_controls,
+    ("PUT", "bucket", "object-lock"): object_lock.put_object_lock_configuration,
+    ("GET", "bucket", "object-lock"): object_lock.get_object_lock_configuration,
+    ("PUT", "object", "retention"): object_lock.put_object_retention,
+    ("GET", "object", "retention"): object_lock.get_object_retention,
+    ("PUT", "object", "legal-hold"): object_lock.put_object_legal_hold,
+    ("GET", "object", "legal-hold"): object_lock.get_object_legal_hold,
 }
 
 # Operations that stream a request body onto the disks: each holds an upload slot
@@ -78,7 +84,8 @@ SUBRESOURCES = {
 # others would act on the current version, so they refuse a version id).
 VERSIONED = {obj.get_object, obj.head_object, obj.delete_object, tagging.get_object_tagging,
              tagging.put_object_tagging, tagging.delete_object_tagging, attributes.get_object_attributes,
-             acl.get_object_acl, acl.put_object_acl}
+             acl.get_object_acl, acl.put_object_acl, object_lock.put_object_retention,
+             object_lock.get_object_retention, object_lock.put_object_legal_hold, object_lock.get_object_legal_hold}
 
 
 def resolve(method: str, bucket: str, key: str, query) -> callable:

@@ -44,6 +44,9 @@ async def put_bucket_versioning(req: S3Request) -> web.Response:
                                           "set it to Disabled.")
     if status not in (ENABLED, SUSPENDED) or mfa not in ("", "Disabled"):
         raise errors.MalformedXML()
+    if status != ENABLED and (record.get("object_lock") or {}).get("enabled"):
+        raise errors.InvalidBucketState("An Object Lock configuration is present on this bucket, so the "
+                                        "versioning state cannot be changed.", resource=req.bucket)
     if status != record.get("versioning"):  # a never-versioned bucket may go straight to Suspended, as in S3
         await req.gateway.buckets.configure(req.bucket, {"versioning": status})
     return web.Response()
