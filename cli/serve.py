@@ -25,6 +25,9 @@ def up(data: str, port: int | None, host: str | None, nodes: int, disks: int) ->
     from storage import config as config_mod
     path = config_mod.embedded(data, port or 9000, nodes=nodes, disks=disks)
     cfg = load_config(None, path)
+    if not cfg.encryption.master_key:   # the master key of SSE-S3/SSE-KMS, generated once
+        from storage.crypto.keys import write_key_file
+        write_key_file(cfg.key_file)
     if port or host:
         h, p = cfg.listen
         cfg.gateway.listen = f"{host or h}:{port or p}"

@@ -133,6 +133,17 @@ class LifecycleConfig:
 
 
 @dataclass
+class EncryptionConfig:
+    """Server-side encryption (storage/crypto/). The master key wraps SSE-S3 data keys (and
+    SSE-KMS ones without a key id); losing it loses those objects, so back it up."""
+    master_key: str = ""       # base64 of 32 bytes; empty: read key_file
+    key_file: str = ""         # default <data>/encryption.key (`pocket up` writes one, mode 0600)
+    kms_keys: list[str] = field(default_factory=list)   # SSE-KMS key ids: "name:<base64 of 32 bytes>"
+    # S3 refuses SSE-C keys over plain HTTP; behind a TLS proxy X-Forwarded-Proto: https counts.
+    allow_http_customer_keys: bool = False
+
+
+@dataclass
 class Config:
     data: str = "./pocket-data"
     cluster_secret: str = ""
@@ -141,6 +152,7 @@ class Config:
     scrub: ScrubConfig = field(default_factory=ScrubConfig)
     repair: RepairConfig = field(default_factory=RepairConfig)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     policies: dict[str, str] = field(default_factory=lambda: {"ec": "ec:4+2", "replica": "replica:3"})
     credentials: list[Credential] = field(default_factory=list)
     nodes: list[NodeConfig] = field(default_factory=list)
@@ -149,6 +161,10 @@ class Config:
     @property
     def index_path(self) -> str:
         return self.gateway.index or os.path.join(self.data, "index")
+
+    @property
+    def key_file(self) -> str:
+        return self.encryption.key_file or os.path.join(self.data, "encryption.key")
 
     @property
     def listen(self) -> tuple[str, int]:
@@ -288,6 +304,7 @@ def from_dict(raw: dict, base: str = ".") -> Config:
             scrub=_section(ScrubConfig, raw.pop("scrub", {}), "scrub"),
             repair=_section(RepairConfig, raw.pop("repair", {}), "repair"),
             lifecycle=_section(LifecycleConfig, raw.pop("lifecycle", {}), "lifecycle"),
+            encryption=_section(EncryptionConfig, raw.pop("encryption", {}), "encryption"),
             policies=raw.pop("policies", None) or Config().policies,
             credentials=[Credential(**c) for c in raw.pop("credentials", [])],
             nodes=[NodeConfig(id=n["id"], zone=n.get("zone", "zone-1"), url=n.get("url", ""),
@@ -301,6 +318,8 @@ def from_dict(raw: dict, base: str = ".") -> Config:
         raise ConfigError(f"bad credentials or nodes entry: {e}") from None
     if raw:
         raise ConfigError(f"unknown top-level config keys: {sorted(raw)}")
+    if cfg.encryption.key_file:
+        cfg.encryption.key_file = os.path.join(base, cfg.encryption.key_file)
     if cfg.gateway.index:  # like data and disk paths: relative to the config file, not the cwd
         cfg.gateway.index = os.path.join(base, cfg.gateway.index)
     cfg.data = os.path.normpath(cfg.data)
@@ -362,7 +381,7 @@ def _is_ip(host: str) -> bool:
 def apply_env(cfg: Config, env=os.environ) -> Config:
     """POCKET_<SECTION>_<KEY> overrides gateway, storage, scrub, repair and lifecycle settings; a few
     top-level too."""
-    for section in ("gateway", "storage", "scrub", "repair", "lifecycle"):
+    for section in ("gateway", "storage", "scrub", "repair", "lifecycle", "encryption"):
         obj = getattr(cfg, section)
         for f in fields(obj):
             value = env.get(f"POCKET_{section}_{f.name}".upper())

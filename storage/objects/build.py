@@ -3,7 +3,8 @@ tool's (`pocket lifecycle`) over a cluster it opened itself, without the gateway
 from __future__ import annotations
 
 from ..cluster import Cluster
-from ..config import Config
+from ..config import Config, ConfigError
+from ..crypto.keys import Keyring
 from ..index.batcher import IndexWriter
 from ..index.lmdb_index import Index
 from .multipart import MultipartService
@@ -16,5 +17,14 @@ def object_services(cfg: Config, cluster: Cluster, index: Index,
     policies = {name: Policy.parse(name, spec, cfg.storage.write_quorum or None) for name, spec in cfg.policies.items()}
     st = cfg.storage
     objects = ObjectService(cluster, index, writer, policies, st.default_policy, st.small_policy or None,
-                            st.small_threshold, st.segment_size, st.node_timeout)
+                            st.small_threshold, st.segment_size, st.node_timeout, keyring(cfg))
     return objects, MultipartService(objects)
+
+
+def keyring(cfg: Config) -> Keyring:
+    """The server-side encryption keys the config names (a bad one stops the start-up)."""
+    enc = cfg.encryption
+    try:
+        return Keyring.from_settings(enc.master_key, cfg.key_file, enc.kms_keys, cfg.cluster_secret)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None

@@ -16,13 +16,15 @@ from typing import AsyncIterable, AsyncIterator, Callable
 import orjson
 
 from .. import layout
+from ..crypto import segments as sealing_
+from ..crypto.keys import Keyring, Sealing, SSE_S3
 from ..cluster import Cluster
 from ..codec import Codec, parse_policy
 from ..index.batcher import IndexWriter
 from ..index.lmdb_index import Index
 from ..placement.volumes import choose_volume
 from . import parts, tagging
-from .get import ArchiveReader
+from .get import ArchiveReader, Unreadable
 from .ids import new_id
 from ..index.ops import ListPage
 from ..index.versions import VersionPage, is_marker
@@ -74,7 +76,7 @@ async def write_record(cluster: Cluster, disk_ids, doc: dict, timeout: float) ->
 class ObjectService:
     def __init__(self, cluster: Cluster, index: Index, writer: IndexWriter, policies: dict[str, Policy],
                  default_policy: str, small_policy: str | None, small_threshold: int,
-                 segment_size: int, timeout: float = 10.0):
+                 segment_size: int, timeout: float = 10.0, keys: Keyring | None = None):
         self.cluster, self.index, self.writer = cluster, index, writer
         self.policies = policies
         self.default_policy = default_policy
@@ -82,6 +84,7 @@ class ObjectService:
         self.small_threshold = small_threshold
         self.segment_size = segment_size
         self.timeout = timeout
+        self.keys = keys    # server-side encryption (crypto/keys.py); None: only tests without it
         self._removals: set[asyncio.Task] = set()
         # Told of every version stored on fewer than k+m disks: {index: (kind, reason)}.
         self.on_degraded: Callable[[dict, dict], None] | None = None
@@ -96,43 +99,54 @@ class ObjectService:
     # writes ------------------------------------------------------------------------------
     async def put(self, bucket: str, key: str, body: AsyncIterable[bytes], size_hint: int | None,
                   digests: Digests, attrs: dict, policy_name: str | None = None,
-                  condition: Callable[[VersionRecord | None], None] | None = None) -> VersionRecord:
+                  condition: Callable[[VersionRecord | None], None] | None = None,
+                  sealing: Sealing | None = None) -> VersionRecord:
         """Store a new version of bucket/key; returns its record once it is durable.
 
         `condition(current_record_or_None)` runs inside the index transaction that
         installs the version (conditional writes); if it raises, the new archives
         are removed and the exception propagates. In a bucket with versioning Enabled,
         `attrs` carries `"versioned": True` (the handler decides, see commits.py)."""
-        record = await self.store(body, size_hint, digests, {"bucket": bucket, "key": key, **attrs}, policy_name)
+        record = await self.store(body, size_hint, digests, {"bucket": bucket, "key": key, **attrs}, policy_name,
+                                  sealing)
         self.forget_all(await self.commit(record, lambda ops: install(ops, bucket, key, record, condition)))
         return record
 
     async def store(self, body: AsyncIterable[bytes], size_hint: int | None, digests: Digests, fields: dict,
-                    policy_name: str | None = None) -> VersionRecord:
+                    policy_name: str | None = None, sealing: Sealing | None = None) -> VersionRecord:
         """Write a body as the fragment archives of a new version; returns its record.
 
         The record (also each archive's trailer manifest) is `fields` plus where and how
         the bytes were stored; nothing is indexed yet (see `commit`). PutObject and
         UploadPart both come through here. `digests` is fed every byte (off the event
         loop for big segments) and its `finish()` may raise to refuse the body (bad MD5,
-        checksum, truncated body); refusing aborts every archive, so nothing remains."""
+        checksum, truncated body); refusing aborts every archive, so nothing remains.
+        With `sealing`, each segment is encrypted before it is encoded (crypto/)."""
         with self.cluster.writing():
-            return await self._store(body, size_hint, digests, fields, policy_name)
+            return await self._store(body, size_hint, digests, fields, policy_name, sealing)
 
-    async def _store(self, body, size_hint, digests: Digests, fields: dict, policy_name: str | None) -> VersionRecord:
+    async def _store(self, body, size_hint, digests: Digests, fields: dict, policy_name: str | None,
+                     sealing: Sealing | None) -> VersionRecord:
         policy = self.policy_for(size_hint, policy_name)
         version_id = new_id()
+        cipher, sse = self.keys.seal(sealing, version_id) if sealing else (None, None)
         volume = choose_volume(list(self.cluster.volumes.values()), policy.codec.n, version_id,
                                self.cluster.is_writable)
-        writer = ArchiveWriter(self.cluster, policy.codec, volume, version_id, self.segment_size,
+        stored_segment = self.segment_size + (layout.SEAL_BYTES if cipher else 0)
+        writer = ArchiveWriter(self.cluster, policy.codec, volume, version_id, stored_segment,
                                policy.quorum, self.timeout)
         try:
             writer.start()
-            size = 0
+            size = n = 0
             async for segment in _segments(body, self.segment_size):
                 size += len(segment)
-                await writer.write_blocks(await self._encode(policy.codec, digests, segment))
+                await writer.write_blocks(await self._encode(policy.codec, digests, segment, cipher, n))
+                n += 1
             summary = digests.finish(size)
+            if cipher:
+                fields = {**fields, "sse": sse}
+                if sse["mode"] != SSE_S3:   # S3's ETag of an SSE-C or SSE-KMS object is not its MD5
+                    summary = {**summary, "etag": cipher.opaque_etag(summary["etag"])}
             record: VersionRecord = {
                 "v": 1, **fields, "version_id": version_id, "size": size,
                 "created": time.time(), "policy": policy.name, "k": policy.codec.k, "m": policy.codec.m,
@@ -192,10 +206,10 @@ class ObjectService:
                       "no version-deleted record could be written (%s): until the scrubber removes them, `pocket "
                       "index rebuild` could install this version; don't rebuild before the disks are back", what, e)
 
-    async def _encode(self, codec: Codec, digests: Digests, segment: bytes) -> list[bytes]:
+    async def _encode(self, codec: Codec, digests: Digests, segment: bytes, cipher=None, n: int = 0) -> list[bytes]:
         def work():
             digests.update(segment)
-            return codec.encode(segment)
+            return codec.encode(cipher.seal(n, segment) if cipher else segment)
         if len(segment) <= _INLINE_BYTES:
             return work()
         return await asyncio.get_running_loop().run_in_executor(None, work)
@@ -349,30 +363,42 @@ class ObjectService:
     async def list_versions(self, bucket: str, **query) -> VersionPage:
         return self.index.list_versions(bucket, **query)
 
-    def read(self, record: VersionRecord, start: int, end: int, on_damage: Callable | None = None) -> AsyncIterator[bytes]:
-        """Stream bytes start..end (inclusive) of an object version."""
+    def read(self, record: VersionRecord, start: int, end: int, on_damage: Callable | None = None,
+             customer_key: bytes | None = None) -> AsyncIterator[bytes]:
+        """Stream bytes start..end (inclusive) of an object version (decrypted: an SSE-C
+        object needs its `customer_key`, which the S3 layer has checked)."""
         if parts.is_multipart(record):
-            return self._read_parts(record, start, end, on_damage)
-        return self._read(record, start, end, on_damage)
+            return self._read_parts(record, start, end, on_damage, customer_key)
+        return self._read(record, start, end, on_damage, customer_key)
 
-    async def _read_parts(self, record: VersionRecord, start: int, end: int, on_damage) -> AsyncIterator[bytes]:
+    async def _read_parts(self, record: VersionRecord, start: int, end: int, on_damage,
+                          customer_key: bytes | None) -> AsyncIterator[bytes]:
         """A multipart object's parts in order, each read like a version of its own."""
         for part, first, last in parts.spans(record, start, end):
-            async for chunk in self._read(parts.part_record(record, part), first, last, on_damage):
+            async for chunk in self._read(parts.part_record(record, part), first, last, on_damage, customer_key):
                 yield chunk
 
-    async def _read(self, record: VersionRecord, start: int, end: int, on_damage) -> AsyncIterator[bytes]:
+    async def _read(self, record: VersionRecord, start: int, end: int, on_damage,
+                    customer_key: bytes | None = None) -> AsyncIterator[bytes]:
         if record["size"] == 0 or end < start:
             return
-        codec = Codec(record["k"], record["m"])
-        reader = ArchiveReader(self.cluster, codec, record, self.cluster.volumes[record["volume"]])
         seg = record["segment_size"]
         first, last = start // seg, end // seg
+        segments = self._segments_of(record, first, last, on_damage)
+        if record.get("sse"):
+            segments = _opened(segments, self.keys.opener(record["sse"], record["version_id"], customer_key), first)
+        async for n, data in _enumerate(segments, first):
+            lo = start - n * seg if n == first else 0
+            hi = end - n * seg + 1 if n == last else len(data)
+            yield data[lo:hi] if (lo, hi) != (0, len(data)) else data
+
+    async def _segments_of(self, record: VersionRecord, first: int, last: int, on_damage) -> AsyncIterator[bytes]:
+        """Segments first..last as stored (ciphertext for an encrypted object)."""
+        codec = Codec(record["k"], record["m"])
+        reader = ArchiveReader(self.cluster, codec, record, self.cluster.volumes[record["volume"]])
         try:
-            async for n, data in _enumerate(reader.segments(first, last), first):
-                lo = start - n * seg if n == first else 0
-                hi = end - n * seg + 1 if n == last else len(data)
-                yield data[lo:hi] if (lo, hi) != (0, len(data)) else data
+            async for data in reader.segments(first, last):
+                yield data
         finally:
             if reader.damage and on_damage:
                 on_damage(reader.damage)
@@ -390,6 +416,20 @@ async def _segments(body: AsyncIterable[bytes], size: int) -> AsyncIterator[byte
             del buf[:size]
     if buf:
         yield bytes(buf)
+
+
+async def _opened(segments: AsyncIterator[bytes], cipher, first: int) -> AsyncIterator[bytes]:
+    """Decrypt stored segments first, first+1, ...; a failed tag reads like a segment
+    with too few good fragments (Unreadable)."""
+    loop = asyncio.get_running_loop()
+    async for n, data in _enumerate(segments, first):
+        try:
+            if len(data) <= _INLINE_BYTES:
+                yield cipher.open(n, data)
+            else:
+                yield await loop.run_in_executor(None, cipher.open, n, data)
+        except sealing_.Tampered as e:
+            raise Unreadable(str(e)) from None
 
 
 async def _enumerate(it: AsyncIterator, start: int):
