@@ -9,13 +9,15 @@ import base64
 import hashlib
 import os
 import random
+import subprocess
+import sys
 
 import pytest
 from botocore.exceptions import ClientError
 
 from storage import layout
 
-from .harness import ProcCluster, archive_parts, flip_archive_bit, pocket, read_archive
+from .harness import ACCESS_KEY, SECRET_KEY, ProcCluster, archive_parts, flip_archive_bit, pocket, read_archive
 
 SEG = 64 << 10
 KMS_KEY = base64.b64encode(random.Random(99).randbytes(32)).decode()
@@ -258,6 +260,26 @@ def test_copy_between_modes(s3, bucket):
     s3.copy_object(Bucket=bucket, Key="c", CopySource={"Bucket": bucket, "Key": "c"},
                    ServerSideEncryption="AES256", **ssec(copy=True))
     _check_reads(s3, bucket, "c", data)
+
+
+def test_aws_cli_sse_c_multipart_round_trip(enc_cluster, s3, bucket, tmp_path):
+    """A second client: `aws s3 cp --sse-c` uploads 9 MiB in parts and downloads it in ranges."""
+    aws = os.path.join(os.path.dirname(sys.executable), "aws")
+    key_file, src, dst = tmp_path / "key", tmp_path / "src", tmp_path / "dst"
+    key_file.write_bytes(KEY)
+    data = body((9 << 20) + 3, 51)
+    src.write_bytes(data)
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    sse = ["--sse-c", "AES256", "--sse-c-key", f"fileb://{key_file}", "--endpoint-url", enc_cluster.endpoint]
+    for args in (["s3", "cp", str(src), f"s3://{bucket}/cli"], ["s3", "cp", f"s3://{bucket}/cli", str(dst)]):
+        out = subprocess.run([aws, *args, *sse], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+    assert dst.read_bytes() == data
+    assert s3.get_object(Bucket=bucket, Key="cli", **ssec())["Body"].read() == data
+    out = subprocess.run([aws, "s3", "cp", f"s3://{bucket}/cli", str(dst) + ".2", "--endpoint-url",
+                          enc_cluster.endpoint], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and not os.path.exists(str(dst) + ".2")
 
 
 def _disk_files(c) -> list[str]:
