@@ -16,15 +16,13 @@ from typing import AsyncIterable, AsyncIterator, Callable
 import orjson
 
 from .. import layout
-from ..crypto import segments as sealing_
 from ..crypto.keys import Keyring, Sealing, SSE_S3
 from ..cluster import Cluster
 from ..codec import Codec, parse_policy
 from ..index.batcher import IndexWriter
 from ..index.lmdb_index import Index
 from ..placement.volumes import choose_volume
-from . import parts, tagging
-from .get import ArchiveReader, Unreadable
+from . import parts, reads, tagging
 from .ids import new_id
 from ..index.ops import ListPage
 from ..index.versions import VersionPage, is_marker
@@ -367,41 +365,7 @@ class ObjectService:
              customer_key: bytes | None = None) -> AsyncIterator[bytes]:
         """Stream bytes start..end (inclusive) of an object version (decrypted: an SSE-C
         object needs its `customer_key`, which the S3 layer has checked)."""
-        if parts.is_multipart(record):
-            return self._read_parts(record, start, end, on_damage, customer_key)
-        return self._read(record, start, end, on_damage, customer_key)
-
-    async def _read_parts(self, record: VersionRecord, start: int, end: int, on_damage,
-                          customer_key: bytes | None) -> AsyncIterator[bytes]:
-        """A multipart object's parts in order, each read like a version of its own."""
-        for part, first, last in parts.spans(record, start, end):
-            async for chunk in self._read(parts.part_record(record, part), first, last, on_damage, customer_key):
-                yield chunk
-
-    async def _read(self, record: VersionRecord, start: int, end: int, on_damage,
-                    customer_key: bytes | None = None) -> AsyncIterator[bytes]:
-        if record["size"] == 0 or end < start:
-            return
-        seg = record["segment_size"]
-        first, last = start // seg, end // seg
-        segments = self._segments_of(record, first, last, on_damage)
-        if record.get("sse"):
-            segments = _opened(segments, self.keys.opener(record["sse"], record["version_id"], customer_key), first)
-        async for n, data in _enumerate(segments, first):
-            lo = start - n * seg if n == first else 0
-            hi = end - n * seg + 1 if n == last else len(data)
-            yield data[lo:hi] if (lo, hi) != (0, len(data)) else data
-
-    async def _segments_of(self, record: VersionRecord, first: int, last: int, on_damage) -> AsyncIterator[bytes]:
-        """Segments first..last as stored (ciphertext for an encrypted object)."""
-        codec = Codec(record["k"], record["m"])
-        reader = ArchiveReader(self.cluster, codec, record, self.cluster.volumes[record["volume"]])
-        try:
-            async for data in reader.segments(first, last):
-                yield data
-        finally:
-            if reader.damage and on_damage:
-                on_damage(reader.damage)
+        return reads.stream(self.cluster, self.keys, record, start, end, on_damage, customer_key)
 
 
 async def _segments(body: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
@@ -416,24 +380,3 @@ async def _segments(body: AsyncIterable[bytes], size: int) -> AsyncIterator[byte
             del buf[:size]
     if buf:
         yield bytes(buf)
-
-
-async def _opened(segments: AsyncIterator[bytes], cipher, first: int) -> AsyncIterator[bytes]:
-    """Decrypt stored segments first, first+1, ...; a failed tag reads like a segment
-    with too few good fragments (Unreadable)."""
-    loop = asyncio.get_running_loop()
-    async for n, data in _enumerate(segments, first):
-        try:
-            if len(data) <= _INLINE_BYTES:
-                yield cipher.open(n, data)
-            else:
-                yield await loop.run_in_executor(None, cipher.open, n, data)
-        except sealing_.Tampered as e:
-            raise Unreadable(str(e)) from None
-
-
-async def _enumerate(it: AsyncIterator, start: int):
-    n = start
-    async for item in it:
-        yield n, item
-        n += 1
