@@ -309,6 +309,8 @@ def test_disks_hold_no_plaintext_repair_and_rebuild(tmp_path):
             return found
         assert plaintext_on_disks(control)   # the unencrypted control object
         s3.delete_object(Bucket="sse-b", Key="control")
+        s3.put_bucket_encryption(Bucket="sse-b", ServerSideEncryptionConfiguration={"Rules": [
+            {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
         c.stop("gateway")
         pocket(c, "index", "rebuild", "--json")      # rebuilt from the disks alone: keys kept
         for key in ("c", "small", "s3"):
@@ -319,7 +321,9 @@ def test_disks_hold_no_plaintext_repair_and_rebuild(tmp_path):
         ref = next(r for r in sorted(c.archive_files()) if archive_parts(r)[1] == f"{vid}.0")
         original = read_archive(ref)
         flip_archive_bit(ref, layout.HEADER_SIZE + layout.RECORD_OVERHEAD + 100)
-        pocket(c, "scrub", "--json", ok=(1,))
+        _, found = pocket(c, "scrub", "--json", ok=(1,))   # every other encrypted archive checks out, keyless
+        assert [(r["disk"], r["archive"]) for r in found["corrupt"]] == [archive_parts(ref)]
+        assert found["missing"] == []
         _, fixed = pocket(c, "repair", "--json")
         assert fixed["fragments"] == 1 and fixed["remaining"] == 0
         assert read_archive(ref) == original
@@ -328,6 +332,9 @@ def test_disks_hold_no_plaintext_repair_and_rebuild(tmp_path):
         _check_reads(s3, "sse-b", "c", objects["c"][0], **ssec())
         _check_reads(s3, "sse-b", "small", objects["small"][0], **ssec())
         _check_reads(s3, "sse-b", "s3", objects["s3"][0])
+        rule = s3.get_bucket_encryption(Bucket="sse-b")["ServerSideEncryptionConfiguration"]["Rules"][0]
+        assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"   # survived the rebuild
+        assert s3.put_object(Bucket="sse-b", Key="new", Body=b"x")["ServerSideEncryption"] == "AES256"
         with pytest.raises(ClientError):
             s3.head_object(Bucket="sse-b", Key="control")
     finally:
