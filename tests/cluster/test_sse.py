@@ -114,6 +114,14 @@ def test_sse_c_wrong_or_missing_key_is_refused(s3, bucket):
     with pytest.raises(ClientError) as e:
         s3.head_object(Bucket=bucket, Key="k", **ssec(OTHER_KEY))
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    with pytest.raises(ClientError) as e:
+        s3.get_object_attributes(Bucket=bucket, Key="k", ObjectAttributes=["ObjectSize"])
+    assert _code(e) == (400, "InvalidRequest")
+    got = s3.get_object_attributes(   # (boto3 does not encode the key for this call: given as sent)
+        Bucket=bucket, Key="k", ObjectAttributes=["ObjectSize"], SSECustomerAlgorithm="AES256",
+        SSECustomerKey=base64.b64encode(KEY).decode(),
+        SSECustomerKeyMD5=base64.b64encode(hashlib.md5(KEY).digest()).decode())
+    assert got["ObjectSize"] == len(data)
     with pytest.raises(ClientError) as e:   # a key whose MD5 is not the one given
         s3.put_object(Bucket=bucket, Key="k2", Body=b"x", SSECustomerAlgorithm="AES256",
                       SSECustomerKey=base64.b64encode(KEY).decode(),
