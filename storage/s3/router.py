@@ -6,8 +6,8 @@ parameter that selects a different operation on the same path (`?location`,
 """
 from __future__ import annotations
 
-from . import (acl, attributes, bucket, bucket_encryption, cors, errors, lifecycle, listing, multi_delete, multi_upload, obj, tagging,
-               versioning, versions)
+from . import (acl, attributes, bucket, bucket_encryption, cors, errors, lifecycle, listing, multi_delete,
+               multi_upload, obj, tagging, versioning, versions)
 
 ROUTES = {
     ("GET", "service", None): bucket.list_buckets,
