@@ -86,7 +86,7 @@ async def copy_object(req: S3Request) -> web.Response:
     current = await req.gateway.objects.head(req.bucket, req.key) if (source["bucket"], source["key"]) == (
         req.bucket, req.key) else None
     if current and current["version_id"] == source["version_id"] and metadata_directive != "REPLACE" \
-            and sealing is None:
+            and not sse.names_encryption(req):
         raise errors.InvalidRequest(
             "This copy request is illegal because it is trying to copy an object to itself without changing "
             "the object's metadata, storage class, website redirect location or encryption attributes.")

@@ -79,6 +79,11 @@ def _secure(req: S3Request) -> bool:
     return req.gateway.cfg.encryption.allow_http_customer_keys
 
 
+def names_encryption(req: S3Request) -> bool:
+    """Does the request itself ask for an encryption (a copy onto itself may change only that)?"""
+    return SSE in req.headers or CUSTOMER + "algorithm" in req.headers
+
+
 def for_new_object(req: S3Request, bucket: dict) -> Sealing | None:
     """How a PUT, copy or CreateMultipartUpload wants its object encrypted; None: not at all."""
     key = customer_key(req)

@@ -182,6 +182,10 @@ def test_bucket_default_encryption(s3, bucket):
     assert _code(e) == (404, "ServerSideEncryptionConfigurationNotFoundError")
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
         {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "app-key"}}]})
+    s3.put_object(Bucket=bucket, Key="same", Body=b"same")
+    with pytest.raises(ClientError) as e:   # the default is no change: a copy onto itself is still refused
+        s3.copy_object(Bucket=bucket, Key="same", CopySource={"Bucket": bucket, "Key": "same"})
+    assert _code(e) == (400, "InvalidRequest")
     rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
     assert rule["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "app-key"}
     data = body(2 * SEG + 1, 5)
