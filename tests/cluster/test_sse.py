@@ -365,3 +365,27 @@ def _version_of(c, key: str) -> str:
             assert base64.b64encode(KEY).decode() not in json.dumps(manifest)
             return manifest["version_id"]
     raise AssertionError(f"no archive of {key}")
+
+
+def test_customer_keys_need_tls_and_sse_s3_a_master_key(tmp_path):
+    """Defaults: SSE-C over plain HTTP is refused (S3 requires TLS) unless a TLS proxy says
+    it terminated TLS; without a master key SSE-S3 is refused; neither stores anything."""
+    c = ProcCluster(str(tmp_path / "cluster"), embedded=True, storage={"segment_size": SEG}).start()
+    try:
+        s3 = c.client()
+        s3.create_bucket(Bucket="sse-tls")
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket="sse-tls", Key="k", Body=b"secret", **ssec())
+        assert _code(e) == (400, "InvalidRequest")
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket="sse-tls", Key="k", Body=b"secret", ServerSideEncryption="AES256")
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert "Contents" not in s3.list_objects_v2(Bucket="sse-tls")
+        proxied = c.client()
+        proxied.meta.events.register("before-sign.s3", lambda request, **kw: request.headers.__setitem__(
+            "X-Forwarded-Proto", "https"))
+        data = body(SEG + 3, 61)
+        proxied.put_object(Bucket="sse-tls", Key="k", Body=data, **ssec())
+        assert proxied.get_object(Bucket="sse-tls", Key="k", **ssec())["Body"].read() == data
+    finally:
+        c.close()
