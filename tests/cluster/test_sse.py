@@ -389,3 +389,26 @@ def test_customer_keys_need_tls_and_sse_s3_a_master_key(tmp_path):
         assert proxied.get_object(Bucket="sse-tls", Key="k", **ssec())["Body"].read() == data
     finally:
         c.close()
+
+
+def test_minio_sdk_sse_s3_and_bucket_encryption(enc_cluster, s3, bucket):
+    """A second client: the MinIO SDK's SseS3 uploads (in parts above 5 MiB), bucket
+    encryption config, and ranged reads. (It sends SSE-C and SSE-KMS only over TLS.)"""
+    import io
+
+    import minio
+    from minio.sse import SseS3
+    from minio.sseconfig import Rule, SSEConfig
+
+    mc = minio.Minio(f"127.0.0.1:{enc_cluster.port}", access_key=ACCESS_KEY, secret_key=SECRET_KEY, secure=False,
+                     region="us-east-1")
+    data = body((11 << 20) + 9, 71)
+    mc.put_object(bucket, "mc", io.BytesIO(data), len(data), sse=SseS3(), part_size=5 << 20)
+    assert mc.stat_object(bucket, "mc").metadata["x-amz-server-side-encryption"] == "AES256"
+    got = mc.get_object(bucket, "mc", offset=(5 << 20) - 7, length=SEG + 20)
+    assert got.read() == data[(5 << 20) - 7:(5 << 20) - 7 + SEG + 20]
+    mc.set_bucket_encryption(bucket, SSEConfig(Rule.new_sse_s3_rule()))
+    assert mc.get_bucket_encryption(bucket).rule.sse_algorithm == "AES256"
+    mc.put_object(bucket, "default", io.BytesIO(data[:1000]), 1000)
+    assert s3.head_object(Bucket=bucket, Key="default")["ServerSideEncryption"] == "AES256"
+    assert s3.get_object(Bucket=bucket, Key="mc")["Body"].read() == data
