@@ -15,8 +15,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import json
+import re
 
 from ..crypto.keys import SSE_C, SSE_KMS, SSE_S3, KeyUnavailable, Sealing
 from . import errors
@@ -28,6 +28,7 @@ COPY_CUSTOMER = "x-amz-copy-source-server-side-encryption-customer-"
 KMS_KEY_ID = SSE + "-aws-kms-key-id"
 CONTEXT = SSE + "-context"
 BUCKET_KEY = SSE + "-bucket-key-enabled"
+_MD5 = re.compile(r"^[A-Za-z0-9+/]{22}==$")
 _STORED_ENCRYPTED = ("The object was stored using a form of Server Side Encryption. The correct parameters must "
                      "be provided to retrieve the object.")
 
@@ -57,7 +58,7 @@ def customer_key(req: S3Request, prefix: str = CUSTOMER) -> bytes | None:
     if raw is None or len(raw) != 32:
         raise errors.InvalidArgument("The secret key was invalid for the specified algorithm.",
                                      ArgumentName=prefix + "key", ArgumentValue="redacted")
-    if not hmac.compare_digest(base64.b64encode(hashlib.md5(raw).digest()).decode(), md5.strip()):
+    if base64.b64encode(hashlib.md5(raw).digest()).decode() != md5.strip():   # (an MD5 of the key is no secret)
         raise errors.InvalidArgument("The calculated MD5 hash of the key did not match the hash that was provided.",
                                      ArgumentName=prefix + "key-MD5", ArgumentValue=md5)
     if not _secure(req):
@@ -190,8 +191,8 @@ def response_headers(req: S3Request, record: dict) -> dict[str, str]:
     if not sse:
         return {}
     if sse["mode"] == SSE_C:
-        md5 = req.headers.get(CUSTOMER + "key-MD5")
-        return {CUSTOMER + "algorithm": "AES256", **({CUSTOMER + "key-MD5": md5} if md5 else {})}
+        md5 = req.headers.get(CUSTOMER + "key-MD5", "").strip()   # echoed only when it is one (Complete has none)
+        return {CUSTOMER + "algorithm": "AES256", **({CUSTOMER + "key-MD5": md5} if _MD5.match(md5) else {})}
     headers = {SSE: sse["mode"]}
     if sse["mode"] == SSE_KMS:
         headers[KMS_KEY_ID] = sse.get("kid", "")

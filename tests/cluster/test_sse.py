@@ -412,3 +412,28 @@ def test_minio_sdk_sse_s3_and_bucket_encryption(enc_cluster, s3, bucket):
     mc.put_object(bucket, "default", io.BytesIO(data[:1000]), 1000)
     assert s3.head_object(Bucket=bucket, Key="default")["ServerSideEncryption"] == "AES256"
     assert s3.get_object(Bucket=bucket, Key="mc")["Body"].read() == data
+
+
+HOSTILE = [(b"x-amz-server-side-encryption", b"\xff\xfe"), (b"x-amz-server-side-encryption", "é".encode()),
+           (b"x-amz-server-side-encryption-customer-algorithm", b"AES256"),
+           (b"x-amz-server-side-encryption-customer-key-MD5", "ñ==".encode()),
+           (b"x-amz-server-side-encryption-context", b"\x00\x01"),
+           (b"x-amz-server-side-encryption-aws-kms-key-id", b"\xc3\x28")]
+
+
+@pytest.mark.parametrize("header", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_encryption_headers_get_4xx_and_change_nothing(enc_cluster, s3, bucket, header):
+    from . import rawhttp
+    from .signing import sign_bytes
+    host = f"127.0.0.1:{enc_cluster.port}".encode()
+    s3.put_object(Bucket=bucket, Key="sealed", Body=b"sealed", **ssec())
+    for method, key in (("PUT", "new"), ("GET", "sealed"), ("HEAD", "sealed"), ("POST", "new?uploads")):
+        target = f"/{bucket}/{key}".encode()
+        extra = [header] if header[0] != b"x-amz-server-side-encryption-customer-key-MD5" else [
+            (b"x-amz-server-side-encryption-customer-algorithm", b"AES256"),
+            (b"x-amz-server-side-encryption-customer-key", base64.b64encode(KEY)), header]
+        answer = rawhttp.request(enc_cluster.endpoint, method, target,
+                                 sign_bytes(method, target, [(b"Host", host), *extra]), body=b"x" * 10)
+        assert 400 <= answer.status < 500, (method, header, answer.status, answer.body[:300])
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["sealed"]
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
