@@ -43,7 +43,8 @@ async def _version(cluster, keys, record, start, end, on_damage, customer_key) -
     first, last = start // seg, end // seg
     segments = _stored(cluster, record, first, last, on_damage)
     if record.get("sse"):
-        segments = _opened(segments, keys.opener(record["sse"], record["version_id"], customer_key), first)
+        what = f"{record['bucket']}/{record['key']} version {record['version_id']}"
+        segments = _opened(segments, keys.opener(record["sse"], record["version_id"], customer_key), first, what)
     async for n, data in _enumerate(segments, first):
         lo = start - n * seg if n == first else 0
         hi = end - n * seg + 1 if n == last else len(data)
@@ -61,7 +62,8 @@ async def _stored(cluster: Cluster, record: VersionRecord, first: int, last: int
             on_damage(reader.damage)
 
 
-async def _opened(segments: AsyncIterator[bytes], cipher: SegmentCipher, first: int) -> AsyncIterator[bytes]:
+async def _opened(segments: AsyncIterator[bytes], cipher: SegmentCipher, first: int,
+                  what: str) -> AsyncIterator[bytes]:
     """Decrypt segments first, first+1, ...; a failed tag reads like a segment with too few
     good fragments (Unreadable): it passed the keyed checksums, so no copy is better."""
     loop = asyncio.get_running_loop()
@@ -72,7 +74,9 @@ async def _opened(segments: AsyncIterator[bytes], cipher: SegmentCipher, first: 
             else:
                 yield await loop.run_in_executor(None, cipher.open, n, data)
         except Tampered as e:
-            raise Unreadable(str(e)) from None
+            raise Unreadable(f"{what}: {e}. Its fragments pass their keyed checksums, so they were changed "
+                             "by someone holding the cluster secret (or written wrongly): restore this object "
+                             "from another copy") from None
 
 
 async def _enumerate(it: AsyncIterator, start: int):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import random
 import subprocess
@@ -353,18 +354,51 @@ def test_disks_hold_no_plaintext_repair_and_rebuild(tmp_path):
         c.close()
 
 
-def _version_of(c, key: str) -> str:
+def _version_of(c, key: str, mode: str = "SSE-C") -> str:
     """The version id of a key's archives, read from the archives' trailers."""
-    import json
     for ref in sorted(c.archive_files()):
         raw = read_archive(ref)
         length, _ = layout.unpack_footer(raw[-layout.FOOTER_SIZE:])
         manifest = json.loads(raw[-layout.FOOTER_SIZE - length:-layout.FOOTER_SIZE])
         if manifest.get("key") == key:
-            assert manifest["sse"]["mode"] == "SSE-C" and "salt" in manifest["sse"]
+            assert manifest["sse"]["mode"] == mode and ("salt" in manifest["sse"] or "wrapped" in manifest["sse"])
             assert base64.b64encode(KEY).decode() not in json.dumps(manifest)
             return manifest["version_id"]
     raise AssertionError(f"no archive of {key}")
+
+
+def test_swapped_segments_are_refused_not_served(tmp_path):
+    """Two segments swapped in every fragment (each record keeps a valid keyed checksum, which
+    does not bind its position): the GCM tag does, so a read of them fails instead of serving
+    bytes in the wrong place, and a ranged GET of other segments still works."""
+    c = _cluster(str(tmp_path / "cluster")).start()
+    try:
+        s3 = c.client(retries=1)
+        s3.create_bucket(Bucket="sse-swap")
+        data = body(20 * SEG + 5, 81)    # archives big enough to be files of their own
+        s3.put_object(Bucket="sse-swap", Key="k", Body=data, ServerSideEncryption="AES256")
+        vid = _version_of(c, "k", "AES256")
+        c.stop("gateway")
+        refs = [r for r in c.archive_files() if archive_parts(r)[1].startswith(vid + ".")]
+        assert len(refs) == 6 and all("#" not in r for r in refs)
+        for ref in refs:
+            raw = bytearray(read_archive(ref))
+            header = layout.ArchiveHeader.unpack(bytes(raw[:layout.HEADER_SIZE]))
+            geo = layout.Geometry(len(data) + 21 * layout.SEAL_BYTES, header.segment_size, header.k)
+            a, b = geo.record_offset(0), geo.record_offset(1)
+            n = geo.record_length(0)
+            raw[a:a + n], raw[b:b + n] = raw[b:b + n], raw[a:a + n]
+            with open(ref, "wb") as f:
+                f.write(raw)
+        c.start_gateway()
+        with pytest.raises(ClientError) as e:
+            s3.get_object(Bucket="sse-swap", Key="k", Range="bytes=10-20")["Body"].read()
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+        first, last = 5 * SEG - 3, 7 * SEG + 2
+        got = s3.get_object(Bucket="sse-swap", Key="k", Range=f"bytes={first}-{last}")["Body"].read()
+        assert got == data[first:last + 1]
+    finally:
+        c.close()
 
 
 def test_customer_keys_need_tls_and_sse_s3_a_master_key(tmp_path):
