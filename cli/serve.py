@@ -34,6 +34,9 @@ def up(data: str, port: int | None, host: str | None, nodes: int, disks: int, tl
     cfg = load_config(None, path)
     if tls_cert:
         cfg.gateway.tls_cert, cfg.gateway.tls_key = os.path.abspath(tls_cert), os.path.abspath(tls_key)
+    if not cfg.encryption.master_key:   # the master key of SSE-S3/SSE-KMS, generated once
+        from storage.crypto.keys import write_key_file
+        write_key_file(cfg.key_file)
     if port or host:
         h, p = cfg.listen
         cfg.gateway.listen = f"{host or h}:{port or p}"

@@ -163,6 +163,17 @@ class LogConfig:
 
 
 @dataclass
+class EncryptionConfig:
+    """Server-side encryption (storage/crypto/). The master key wraps SSE-S3 data keys (and
+    SSE-KMS ones without a key id); losing it loses those objects, so back it up."""
+    master_key: str = ""       # base64 of 32 bytes; empty: read key_file
+    key_file: str = ""         # default <data>/encryption.key (`pocket up` writes one, mode 0600)
+    kms_keys: list[str] = field(default_factory=list)   # SSE-KMS key ids: "name:<base64 of 32 bytes>"
+    # S3 refuses SSE-C keys over plain HTTP; behind a TLS proxy X-Forwarded-Proto: https counts.
+    allow_http_customer_keys: bool = False
+
+
+@dataclass
 class Config:
     data: str = "./pocket-data"
     cluster_secret: str = ""
@@ -173,6 +184,7 @@ class Config:
     repair: RepairConfig = field(default_factory=RepairConfig)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
     policies: dict[str, str] = field(default_factory=lambda: {"ec": "ec:4+2", "replica": "replica:3"})
     credentials: list[Credential] = field(default_factory=list)
     nodes: list[NodeConfig] = field(default_factory=list)
@@ -181,6 +193,10 @@ class Config:
     @property
     def index_path(self) -> str:
         return self.gateway.index or os.path.join(self.data, "index")
+
+    @property
+    def key_file(self) -> str:
+        return self.encryption.key_file or os.path.join(self.data, "encryption.key")
 
     @property
     def listen(self) -> tuple[str, int]:
@@ -351,6 +367,7 @@ def from_dict(raw: dict, base: str = ".") -> Config:
             repair=_section(RepairConfig, raw.pop("repair", {}), "repair"),
             lifecycle=_section(LifecycleConfig, raw.pop("lifecycle", {}), "lifecycle"),
             log=_section(LogConfig, raw.pop("log", {}), "log"),
+            encryption=_section(EncryptionConfig, raw.pop("encryption", {}), "encryption"),
             policies=raw.pop("policies", None) or Config().policies,
             credentials=[Credential(**c) for c in raw.pop("credentials", [])],
             nodes=[NodeConfig(id=n["id"], zone=n.get("zone", "zone-1"), url=n.get("url", ""),
@@ -369,6 +386,8 @@ def from_dict(raw: dict, base: str = ".") -> Config:
         value = getattr(getattr(cfg, section), key)
         if value:
             setattr(getattr(cfg, section), key, os.path.join(base, value))
+    if cfg.encryption.key_file:
+        cfg.encryption.key_file = os.path.join(base, cfg.encryption.key_file)
     cfg.data = os.path.normpath(cfg.data)
     return cfg
 
@@ -426,9 +445,9 @@ def _is_ip(host: str) -> bool:
 
 
 def apply_env(cfg: Config, env=os.environ) -> Config:
-    """POCKET_<SECTION>_<KEY> overrides gateway, index, storage, scrub, repair, lifecycle and log
-    settings (POCKET_LOG_FORMAT=json); a few top-level too."""
-    for section in ("gateway", "index", "storage", "scrub", "repair", "lifecycle", "log"):
+    """POCKET_<SECTION>_<KEY> overrides gateway, index, storage, scrub, repair, lifecycle, log and
+    encryption settings (POCKET_LOG_FORMAT=json); a few top-level too."""
+    for section in ("gateway", "index", "storage", "scrub", "repair", "lifecycle", "log", "encryption"):
         obj = getattr(cfg, section)
         for f in fields(obj):
             value = env.get(f"POCKET_{section}_{f.name}".upper())

@@ -20,7 +20,7 @@ from .config import ConfigError
 _SECTIONS = {"gateway": config_mod.GatewayConfig, "storage": config_mod.StorageConfig,
              "scrub": config_mod.ScrubConfig, "repair": config_mod.RepairConfig,
              "lifecycle": config_mod.LifecycleConfig, "log": config_mod.LogConfig,
-             "index": config_mod.IndexConfig}
+             "index": config_mod.IndexConfig, "encryption": config_mod.EncryptionConfig}
 _TOP = {"data", "cluster_secret", "policies", "credentials", "nodes", *_SECTIONS}
 _NODE_KEYS = {"id", "zone", "url", "disks", "tls_cert", "tls_key", "tls_fingerprint", "tls_ca"}
 

@@ -24,7 +24,7 @@ from .durability.repair import Repairer
 from .durability.scrub import Scrubber
 from .executor import io_executor
 from .index.batcher import IndexWriter
-from .index.index import Index, open_index
+from .index.index import open_index
 from .leased import LeasedDaemons, holder_id
 from .lifecycle.runner import LifecycleRunner
 from .metrics import IndexCollector, Metrics

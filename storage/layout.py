@@ -136,6 +136,27 @@ class Geometry:
         return self.record_offset(self.segments - 1) + self.record_length(self.segments - 1)
 
 
+SEAL_BYTES = 16   # an encrypted object's segments each carry an AES-GCM tag (crypto/segments.py)
+
+
+def stored_segment_size(manifest: dict) -> int:
+    """Bytes of one full segment as stored: the S3 segment, plus the tag if encrypted."""
+    return manifest["segment_size"] + (SEAL_BYTES if manifest.get("sse") else 0)
+
+
+def stored_size(manifest: dict) -> int:
+    """Bytes of the object as stored. The record's `size` stays the plaintext size S3
+    reports; an encrypted object's segments are each SEAL_BYTES longer on the disks."""
+    if not manifest.get("sse"):
+        return manifest["size"]
+    return manifest["size"] + SEAL_BYTES * -(-manifest["size"] // manifest["segment_size"])
+
+
+def geometry(manifest: dict, k: int) -> Geometry:
+    """Where the records of a stored version lie (encrypted or not)."""
+    return Geometry(stored_size(manifest), stored_segment_size(manifest), k)
+
+
 def pack_record(payload: bytes) -> bytes:
     return _RECORD.pack(len(payload), checksum(payload)) + payload
 

@@ -70,7 +70,7 @@ async def verify_archive(disk: Disk, name: str, size: int, pacer: Throttle) -> V
             raise layout.CorruptFragment("an unkeyed archive whose manifest says the object is keyed (forged)")
         if manifest.get("version_id") != vid or (header.k, header.m) != (manifest.get("k"), manifest.get("m")):
             raise layout.CorruptFragment("header and manifest disagree about the object version or policy")
-        geo = layout.Geometry(manifest["size"], header.segment_size, header.k)
+        geo = layout.Geometry(layout.stored_size(manifest), header.segment_size, header.k)
         if header.block_size != geo.block_size or geo.records_end() != trailer_at:
             raise layout.CorruptFragment(f"records end at {trailer_at}, the manifest says {geo.records_end()}")
         await _check_records(read, geo, frozenset({header.fmt}))

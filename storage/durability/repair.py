@@ -169,7 +169,7 @@ class Repairer:
         codec = Codec(record["k"], record["m"])
         manifest = await self._manifest(volume, record, avoid)
         reader = ArchiveReader(self.cluster, codec, manifest, volume, avoid=frozenset(avoid))
-        writer = ArchiveWriter(self.cluster, codec, volume, record["version_id"], manifest["segment_size"],
+        writer = ArchiveWriter(self.cluster, codec, volume, record["version_id"], layout.stored_segment_size(manifest),
                                quorum=1, timeout=self.timeout, only=frozenset(build), keep_on_abort=True)
         geo = reader.geometry
         loop = asyncio.get_running_loop()

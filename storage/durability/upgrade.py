@@ -87,7 +87,7 @@ class Upgrader:
         if manifest is None:
             return "no fragment has a readable manifest; run `pocket scrub` and `pocket repair` first"
         reader = ArchiveReader(self.cluster, codec, manifest, volume)
-        writer = ArchiveWriter(self.cluster, codec, volume, record["version_id"], manifest["segment_size"],
+        writer = ArchiveWriter(self.cluster, codec, volume, record["version_id"], layout.stored_segment_size(manifest),
                                quorum=codec.n, timeout=self.timeout, keep_on_abort=True)
         geo, md5, loop = reader.geometry, hashlib.md5(), asyncio.get_running_loop()
         try:

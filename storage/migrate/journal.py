@@ -60,8 +60,8 @@ class JournalRunner:
                 outcome = await sync(self.objects, store, bucket, key)
             await self.writer.submit(lambda ops: migrations.journal_done(ops, bucket, seq))
         except Exception as e:
-            wait = backoff(entry["attempts"])
-            await self.writer.submit(lambda ops: migrations.journal_failed(ops, bucket, seq, str(e)[:500],
+            wait, error = backoff(entry["attempts"]), str(e)[:500]
+            await self.writer.submit(lambda ops: migrations.journal_failed(ops, bucket, seq, error,
                                                                            time.time() + wait))
             report.failed += 1
             report.errors.append(f"{bucket}/{key} -> {side}: {e}")

@@ -123,31 +123,32 @@ class RoutedObjects:
             return await self.objects.list_versions(bucket, **query)
         return await route.store.list_versions(bucket, **query)
 
-    def read(self, record: dict, start: int, end: int, on_damage=None):
+    def read(self, record: dict, start: int, end: int, on_damage=None, customer_key=None):
         if record.get("source"):
             m = self.routes.migration(record["bucket"])
             if m is None:
                 raise SourceUnavailable(f"{record['bucket']} is no longer migrating; read it again")
             return self.routes.store(m).read(record, start, end)
-        return self.objects.read(record, start, end, on_damage)
+        return self.objects.read(record, start, end, on_damage, customer_key)
 
     # writes ----------------------------------------------------------------------------------
     async def put(self, bucket: str, key: str, body, size_hint, digests, attrs: dict, policy_name=None,
-                  condition=None) -> dict:
+                  condition=None, sealing=None) -> dict:
         route = self.routes.get(bucket)
         if route is None:
-            return await self.objects.put(bucket, key, body, size_hint, digests, attrs, policy_name, condition)
+            return await self.objects.put(bucket, key, body, size_hint, digests, attrs, policy_name, condition,
+                                          sealing=sealing)
         async with self.locks.hold(bucket, key):
             await self.books.dirty(bucket, key)
             if not route.source_first:
                 record = await self.books.lead(route.leader, bucket, lambda: self.objects.put(
-                    bucket, key, body, size_hint, digests, attrs, policy_name, condition))
+                    bucket, key, body, size_hint, digests, attrs, policy_name, condition, sealing=sealing))
                 await self.books.follow(route.follower, bucket, key, lambda: route.store.put_from(self.objects, record))
                 return record
             if condition is not None:
                 condition(await route.store.head(bucket, key))
             record = await self.objects.store(body, size_hint, digests, {"bucket": bucket, "key": key, **attrs},
-                                              policy_name)
+                                              policy_name, sealing=sealing)
             try:
                 source_version = await self.books.lead(route.leader, bucket,
                                                        lambda: route.store.put_from(self.objects, record))
@@ -261,8 +262,8 @@ class RoutedMultipart:
             await asyncio.shield(route.store.abort_upload(key, source_upload))
             raise
 
-    async def upload_part(self, upload: dict, number: int, body, size_hint, digests) -> dict:
-        record = await self.multipart.upload_part(upload, number, body, size_hint, digests)
+    async def upload_part(self, upload: dict, number: int, body, size_hint, digests, sealing=None) -> dict:
+        record = await self.multipart.upload_part(upload, number, body, size_hint, digests, sealing)
         store = self._store(upload)
         if store is not None:   # the source has this upload too: it needs every part, or Complete fails there
             await store.upload_part(self.objects.objects, upload["key"], upload["source_upload"], number, record)

@@ -58,7 +58,7 @@ class ArchiveReader:
 
     @property
     def geometry(self) -> layout.Geometry:
-        return layout.Geometry(self.record["size"], self.record["segment_size"], self.codec.k)
+        return layout.geometry(self.record, self.codec.k)
 
     async def segments(self, first: int, last: int) -> AsyncIterator[bytes]:
         """Yield the bytes of segments first..last, reading one window ahead."""

@@ -28,6 +28,7 @@ import asyncio
 import time
 from typing import AsyncIterable, Callable
 
+from ..crypto.keys import Sealing
 from ..index.uploads import NoSuchUpload, UploadPage, UploadTxn
 from . import parts as P
 from .contracts import Digests, VersionRecord
@@ -91,12 +92,13 @@ class MultipartService:
         return upload
 
     async def upload_part(self, upload: dict, number: int, body: AsyncIterable[bytes], size_hint: int | None,
-                          digests: Digests) -> VersionRecord:
-        """Store one part like an object version; replaces an earlier part of that number."""
+                          digests: Digests, sealing: Sealing | None = None) -> VersionRecord:
+        """Store one part like an object version (sealed with a data key of its own, when
+        the upload is encrypted); replaces an earlier part of that number."""
         bucket, key, uid = upload["bucket"], upload["key"], upload["upload_id"]
         fields = {"kind": "part", "bucket": bucket, "key": key, "upload_id": uid, "part_number": number,
                   "upload": {f: upload[f] for f in ("initiated", "policy", "attrs", "checksum") if f in upload}}
-        record = await self.objects.store(body, size_hint, digests, fields, upload.get("policy"))
+        record = await self.objects.store(body, size_hint, digests, fields, upload.get("policy"), sealing=sealing)
         previous = await self.objects.commit(
             record, lambda ops: UploadTxn(ops).put_part(bucket, key, uid, number, record))
         if previous is not None:

@@ -21,6 +21,8 @@ def is_multipart(record: dict) -> bool:
 def part_entry(number: int, part: dict) -> dict:
     """What an object record keeps of one stored part."""
     entry = {"number": number, **{f: part[f] for f in PART_FIELDS}, "checksums": part.get("checksums") or {}}
+    if part.get("sse"):   # the part's own data key (wrapped) or salt: each part is sealed apart
+        entry["sse"] = part["sse"]
     if "archive_format" in part:   # absent: a part stored before keyed checksums (layout.accepted)
         entry["archive_format"] = part["archive_format"]
     return entry

@@ -16,13 +16,13 @@ from typing import AsyncIterable, AsyncIterator, Callable
 import orjson
 
 from .. import layout
+from ..crypto.keys import Keyring, Sealing, SSE_S3
 from ..cluster import Cluster
 from ..codec import Codec, parse_policy
 from ..index.batcher import IndexWriter
 from ..index.index import Index
 from ..placement.volumes import choose_volume
-from . import locks, parts, tagging
-from .get import ArchiveReader
+from . import locks, parts, reads, tagging
 from .ids import new_id
 from ..index.ops import ListPage
 from ..index.versions import VersionPage, is_marker
@@ -75,7 +75,7 @@ async def write_record(cluster: Cluster, disk_ids, doc: dict, timeout: float) ->
 class ObjectService:
     def __init__(self, cluster: Cluster, index: Index, writer: IndexWriter, policies: dict[str, Policy],
                  default_policy: str, small_policy: str | None, small_threshold: int,
-                 segment_size: int, timeout: float = 10.0):
+                 segment_size: int, timeout: float = 10.0, keys: Keyring | None = None):
         self.cluster, self.index, self.writer = cluster, index, writer
         self.policies = policies
         self.default_policy = default_policy
@@ -83,6 +83,7 @@ class ObjectService:
         self.small_threshold = small_threshold
         self.segment_size = segment_size
         self.timeout = timeout
+        self.keys = keys    # server-side encryption (crypto/keys.py); None: only tests without it
         self._removals: set[asyncio.Task] = set()
         # Told of every version stored on fewer than k+m disks: {index: (kind, reason)}.
         self.on_degraded: Callable[[dict, dict], None] | None = None
@@ -97,8 +98,8 @@ class ObjectService:
     # writes ------------------------------------------------------------------------------
     async def put(self, bucket: str, key: str, body: AsyncIterable[bytes], size_hint: int | None,
                   digests: Digests, attrs: dict, policy_name: str | None = None,
-                  condition: Callable[[VersionRecord | None], None] | None = None,
-                  version_id: str | None = None) -> VersionRecord:
+                  condition: Callable[[VersionRecord | None], None] | None = None, *,
+                  version_id: str | None = None, sealing: Sealing | None = None) -> VersionRecord:
         """Store a new version of bucket/key; returns its record once it is durable.
 
         `condition(current_record_or_None)` runs inside the index transaction that
@@ -109,37 +110,46 @@ class ObjectService:
         (storage/migrate/): the id places the version among the key's others, `created`
         is its Last-Modified."""
         record = await self.store(body, size_hint, digests, {"bucket": bucket, "key": key, **attrs}, policy_name,
-                                  version_id)
+                                  version_id=version_id, sealing=sealing)
         self.forget_all(await self.commit(record, lambda ops: install(ops, bucket, key, record, condition)))
         return record
 
     async def store(self, body: AsyncIterable[bytes], size_hint: int | None, digests: Digests, fields: dict,
-                    policy_name: str | None = None, version_id: str | None = None) -> VersionRecord:
+                    policy_name: str | None = None, *, version_id: str | None = None,
+                    sealing: Sealing | None = None) -> VersionRecord:
         """Write a body as the fragment archives of a new version; returns its record.
 
         The record (also each archive's trailer manifest) is `fields` plus where and how
         the bytes were stored; nothing is indexed yet (see `commit`). PutObject and
         UploadPart both come through here. `digests` is fed every byte (off the event
         loop for big segments) and its `finish()` may raise to refuse the body (bad MD5,
-        checksum, truncated body); refusing aborts every archive, so nothing remains."""
+        checksum, truncated body); refusing aborts every archive, so nothing remains.
+        With `sealing`, each segment is encrypted before it is encoded (crypto/)."""
         with self.cluster.writing():
-            return await self._store(body, size_hint, digests, fields, policy_name, version_id)
+            return await self._store(body, size_hint, digests, fields, policy_name, version_id, sealing)
 
     async def _store(self, body, size_hint, digests: Digests, fields: dict, policy_name: str | None,
-                     version_id: str | None) -> VersionRecord:
+                     version_id: str | None, sealing: Sealing | None) -> VersionRecord:
         policy = self.policy_for(size_hint, policy_name)
         version_id = version_id or new_id()
+        cipher, sse = self.keys.seal(sealing, version_id) if sealing else (None, None)
         volume = choose_volume(list(self.cluster.volumes.values()), policy.codec.n, version_id,
                                self.cluster.is_writable)
-        writer = ArchiveWriter(self.cluster, policy.codec, volume, version_id, self.segment_size,
+        stored_segment = self.segment_size + (layout.SEAL_BYTES if cipher else 0)
+        writer = ArchiveWriter(self.cluster, policy.codec, volume, version_id, stored_segment,
                                policy.quorum, self.timeout)
         try:
             writer.start()
-            size = 0
+            size = n = 0
             async for segment in _segments(body, self.segment_size):
                 size += len(segment)
-                await writer.write_blocks(await self._encode(policy.codec, digests, segment))
+                await writer.write_blocks(await self._encode(policy.codec, digests, segment, cipher, n))
+                n += 1
             summary = digests.finish(size)
+            if cipher:
+                fields = {**fields, "sse": sse}
+                if sse["mode"] != SSE_S3:   # S3's ETag of an SSE-C or SSE-KMS object is not its MD5
+                    summary = {**summary, "etag": cipher.opaque_etag(summary["etag"])}
             record: VersionRecord = {
                 "v": 1, "created": time.time(), **fields, "version_id": version_id, "size": size,
                 "policy": policy.name, "k": policy.codec.k, "m": policy.codec.m,
@@ -199,10 +209,10 @@ class ObjectService:
                       "no version-deleted record could be written (%s): until the scrubber removes them, `pocket "
                       "index rebuild` could install this version; don't rebuild before the disks are back", what, e)
 
-    async def _encode(self, codec: Codec, digests: Digests, segment: bytes) -> list[bytes]:
+    async def _encode(self, codec: Codec, digests: Digests, segment: bytes, cipher=None, n: int = 0) -> list[bytes]:
         def work():
             digests.update(segment)
-            return codec.encode(segment)
+            return codec.encode(cipher.seal(n, segment) if cipher else segment)
         if len(segment) <= _INLINE_BYTES:
             return work()
         return await asyncio.get_running_loop().run_in_executor(None, work)
@@ -380,33 +390,11 @@ class ObjectService:
     async def list_versions(self, bucket: str, **query) -> VersionPage:
         return await self.index.call(self.index.list_versions, bucket, **query)
 
-    def read(self, record: VersionRecord, start: int, end: int, on_damage: Callable | None = None) -> AsyncIterator[bytes]:
-        """Stream bytes start..end (inclusive) of an object version."""
-        if parts.is_multipart(record):
-            return self._read_parts(record, start, end, on_damage)
-        return self._read(record, start, end, on_damage)
-
-    async def _read_parts(self, record: VersionRecord, start: int, end: int, on_damage) -> AsyncIterator[bytes]:
-        """A multipart object's parts in order, each read like a version of its own."""
-        for part, first, last in parts.spans(record, start, end):
-            async for chunk in self._read(parts.part_record(record, part), first, last, on_damage):
-                yield chunk
-
-    async def _read(self, record: VersionRecord, start: int, end: int, on_damage) -> AsyncIterator[bytes]:
-        if record["size"] == 0 or end < start:
-            return
-        codec = Codec(record["k"], record["m"])
-        reader = ArchiveReader(self.cluster, codec, record, self.cluster.volumes[record["volume"]])
-        seg = record["segment_size"]
-        first, last = start // seg, end // seg
-        try:
-            async for n, data in _enumerate(reader.segments(first, last), first):
-                lo = start - n * seg if n == first else 0
-                hi = end - n * seg + 1 if n == last else len(data)
-                yield data[lo:hi] if (lo, hi) != (0, len(data)) else data
-        finally:
-            if reader.damage and on_damage:
-                on_damage(reader.damage)
+    def read(self, record: VersionRecord, start: int, end: int, on_damage: Callable | None = None,
+             customer_key: bytes | None = None) -> AsyncIterator[bytes]:
+        """Stream bytes start..end (inclusive) of an object version (decrypted: an SSE-C
+        object needs its `customer_key`, which the S3 layer has checked)."""
+        return reads.stream(self.cluster, self.keys, record, start, end, on_damage, customer_key)
 
 
 async def _segments(body: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
@@ -421,10 +409,3 @@ async def _segments(body: AsyncIterable[bytes], size: int) -> AsyncIterator[byte
             del buf[:size]
     if buf:
         yield bytes(buf)
-
-
-async def _enumerate(it: AsyncIterator, start: int):
-    n = start
-    async for item in it:
-        yield n, item
-        n += 1

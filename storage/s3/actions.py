@@ -38,6 +38,8 @@ ACTIONS = {
     "get_object_lock_configuration": "s3:GetBucketObjectLockConfiguration",
     "put_object_retention": "s3:PutObjectRetention", "get_object_retention": "s3:GetObjectRetention",
     "put_object_legal_hold": "s3:PutObjectLegalHold", "get_object_legal_hold": "s3:GetObjectLegalHold",
+    "put_bucket_encryption": "s3:PutEncryptionConfiguration", "get_bucket_encryption": "s3:GetEncryptionConfiguration",
+    "delete_bucket_encryption": "s3:PutEncryptionConfiguration",
 }
 # Operations never open to anonymous callers whatever a policy says: they name no bucket
 # whose policy could allow them.

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ..objects import parts as P
 from ..numbers import decimal
-from . import errors, xml
+from . import errors, sse, xml
 from .multipart_checksums import type_of, xml_fields
 from .names import check_key
 from .request import S3Request
@@ -62,6 +62,7 @@ def _object_parts(req: S3Request, record: dict):
 async def get_object_attributes(req: S3Request) -> web.Response:
     check_key(req.key)
     bucket, record = await readable_version(req, version_id=requested_version(req))
+    sse.key_to_read(req, record)   # S3 asks an SSE-C object's key here too
     wanted = _requested(req)
     fields = []
     if "ETag" in wanted:

@@ -19,9 +19,10 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
+from ..crypto.keys import SSE_S3
 from ..objects.get import Unreadable
 from ..index.versions import valid_version_id
-from . import acl, conditions, errors, lifecycle, multipart_checksums, object_lock, tagging, versioning, xml
+from . import acl, conditions, errors, lifecycle, multipart_checksums, object_lock, sse, tagging, versioning, xml
 from .access import owned_bucket
 from .body import MAX_PUT_BYTES, stored_headers
 from .digests import BodyDigests
@@ -65,6 +66,7 @@ async def readable_source(req: S3Request) -> tuple[dict, str | None]:
     check_key(src_key)
     # another user's public-read objects too
     bucket, source = await versioning.readable_version(req, src_bucket, src_key, version_id)
+    sse.key_to_read(req, source, sse.COPY_CUSTOMER)   # an SSE-C source is copied only with its key
     conditions.check_copy_source(req.headers, source)
     shown = versioning.version_headers(bucket, source).get("x-amz-version-id")
     return source, shown
@@ -79,10 +81,12 @@ async def copy_object(req: S3Request) -> web.Response:
     check_key(req.key)
     metadata_directive = _directive(req, "x-amz-metadata-directive")
     tagging_directive = _directive(req, "x-amz-tagging-directive")
+    sealing = sse.for_new_object(req, bucket)
     source, shown = await readable_source(req)
     current = await req.gateway.objects.head(req.bucket, req.key) if (source["bucket"], source["key"]) == (
         req.bucket, req.key) else None
-    if current and current["version_id"] == source["version_id"] and metadata_directive != "REPLACE":
+    if current and current["version_id"] == source["version_id"] and metadata_directive != "REPLACE" \
+            and not sse.names_encryption(req):
         raise errors.InvalidRequest(
             "This copy request is illegal because it is trying to copy an object to itself without changing "
             "the object's metadata, storage class, website redirect location or encryption attributes.")
@@ -107,13 +111,15 @@ async def copy_object(req: S3Request) -> web.Response:
         condition(await req.gateway.objects.head(req.bucket, req.key))
 
     record = await req.gateway.objects.put(req.bucket, req.key, read_source(req, source), source["size"],
-                                           _source_digests(source), attrs, condition=condition)
+                                           _source_digests(source), attrs, condition=condition, sealing=sealing)
     result = [("LastModified", xml.iso8601(record["created"])), ("ETag", f'"{record["etag"]}"')]
     result += multipart_checksums.xml_fields(record["checksums"])
     headers = {f"x-amz-checksum-{a}": v for a, v in record["checksums"].items()}
     headers.update(lifecycle.expiration_headers(req, record))
     headers.update(versioning.version_headers(bucket, record))
     headers.update(source_version_header(shown))
+    headers.update(sse.response_headers(req, record))
+    headers.update(sse.context_header(record))
     return web.Response(body=xml.document(xml.element("CopyObjectResult", result)), headers=headers,
                         content_type="application/xml")
 
@@ -126,7 +132,8 @@ def _source_digests(source: dict) -> BodyDigests:
     composite = multipart_checksums.type_of(source) == multipart_checksums.COMPOSITE
     checksums = source.get("checksums", {})
     declared = {} if composite else {f"x-amz-checksum-{a}": v for a, v in checksums.items()}
-    if "-" not in source["etag"]:  # a multipart ETag is not the MD5 of the bytes
+    opaque = (source.get("sse") or {}).get("mode", SSE_S3) != SSE_S3   # SSE-C/KMS: not the MD5 either
+    if "-" not in source["etag"] and not opaque:  # a multipart ETag is not the MD5 of the bytes
         declared["Content-MD5"] = base64.b64encode(bytes.fromhex(source["etag"])).decode()
     digests = BodyDigests(declared, source["size"], None)
     for algorithm in checksums if composite else ():
@@ -140,7 +147,8 @@ async def read_source(req: S3Request, source: dict, first: int = 0, last: int | 
     if last < first:
         return
     try:
-        async for chunk in req.gateway.objects.read(source, first, last, req.gateway.report_damage):
+        key = sse.key_to_read(req, source, sse.COPY_CUSTOMER)
+        async for chunk in req.gateway.objects.read(source, first, last, req.gateway.report_damage, key):
             yield chunk
     except Unreadable as e:
         log.error("copy from %s/%s: %s", source["bucket"], source["key"], e)

@@ -98,6 +98,7 @@ InvalidPartOrder = _error(
 InvalidRange = _error("InvalidRange", 416, "The requested range is not satisfiable")
 InvalidRequest = _error("InvalidRequest", 400, "Invalid Request")
 InvalidTag = _error("InvalidTag", 400, "The tag provided was not a valid tag.")
+KMSNotFound = _error("KMS.NotFoundException", 400, "The KMS key given does not exist.")
 KeyTooLongError = _error("KeyTooLongError", 400, "Your key is too long")
 MalformedXML = _error(
     "MalformedXML", 400, "The XML you provided was not well-formed or did not validate against our published schema.")
@@ -128,6 +129,8 @@ RequestTimeout = _error(
     "timeout period. Idle connections will be closed.")
 RequestTimeTooSkewed = _error(
     "RequestTimeTooSkewed", 403, "The difference between the request time and the server's time is too large.")
+ServerSideEncryptionConfigurationNotFoundError = _error(
+    "ServerSideEncryptionConfigurationNotFoundError", 404, "The server side encryption configuration was not found")
 ServiceUnavailable = _error(
     "ServiceUnavailable", 503, "Too few disks are reachable to store or read this object right now; retry shortly.")
 SignatureDoesNotMatch = _error(

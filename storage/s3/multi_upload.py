@@ -15,7 +15,7 @@ from ..index.uploads import NoSuchUpload
 from ..objects import parts as P
 from ..objects.multipart import InvalidPart, PartTooSmall
 from ..numbers import decimal
-from . import acl, errors, lifecycle, multipart_checksums as MC, object_lock, xml
+from . import acl, errors, lifecycle, multipart_checksums as MC, object_lock, sse, xml
 from .access import owned_bucket
 from .digests import BodyDigests
 from .listing import _encoder
@@ -58,6 +58,7 @@ async def _upload(req: S3Request) -> dict:
 async def create_upload(req: S3Request) -> web.Response:
     bucket = owned_bucket(req)
     check_key(req.key)
+    sealing = sse.for_new_object(req, bucket)
     attrs = {
         "content_type": content_type(req.headers),
         "meta": user_metadata(req.headers),
@@ -65,10 +66,13 @@ async def create_upload(req: S3Request) -> web.Response:
         **acl.new_object(req, bucket),
         **object_lock.put_fields(req, bucket),
     }
+    if sealing:   # each part gets its own data key; the upload keeps how (and SSE-C: a MAC of the key)
+        attrs["sse"] = sealing.summary(req.gateway.objects.keys)
     checksum = MC.declared(req.headers)
     upload = await req.gateway.multipart.create(req.bucket, req.key, attrs, checksum=checksum)
     return _xml(xml.element("InitiateMultipartUploadResult", [
-        ("Bucket", req.bucket), ("Key", req.key), ("UploadId", upload["upload_id"])]), MC.headers(checksum))
+        ("Bucket", req.bucket), ("Key", req.key), ("UploadId", upload["upload_id"])]),
+        {**MC.headers(checksum), **sse.response_headers(req, attrs), **sse.context_header(attrs)})
 
 
 async def upload_part(req: S3Request) -> web.Response:
@@ -76,11 +80,13 @@ async def upload_part(req: S3Request) -> web.Response:
     upload = await _upload(req)
     if "x-amz-copy-source" in req.headers:
         return await _upload_part_copy(req, upload, number)
+    sealing = sse.for_part(req, upload)
     body = open_body(req)
     MC.check_part(upload.get("checksum"), body.digests)
     with _s3_errors(req, upload["upload_id"]):
-        record = await req.gateway.multipart.upload_part(upload, number, body.stream, body.length, body.digests)
-    headers = {"ETag": f'"{record["etag"]}"'}
+        record = await req.gateway.multipart.upload_part(upload, number, body.stream, body.length, body.digests,
+                                                         sealing)
+    headers = {"ETag": f'"{record["etag"]}"', **sse.response_headers(req, record)}
     headers.update({f"x-amz-checksum-{a}": v for a, v in record["checksums"].items()})
     return web.Response(headers=headers)
 
@@ -103,6 +109,7 @@ def _copy_range(req: S3Request, size: int) -> tuple[int, int]:
 
 async def _upload_part_copy(req: S3Request, upload: dict, number: int) -> web.Response:
     """UploadPartCopy: stream the source (range) through the object service into a new part."""
+    sealing = sse.for_part(req, upload)
     source, shown = await readable_source(req)
     first, last = _copy_range(req, source["size"])
     length = last - first + 1
@@ -114,11 +121,12 @@ async def _upload_part_copy(req: S3Request, upload: dict, number: int) -> web.Re
         digests.compute(upload["checksum"]["algorithm"])
     with _s3_errors(req, upload["upload_id"]):
         record = await req.gateway.multipart.upload_part(upload, number, read_source(req, source, first, last),
-                                                         length, digests)
+                                                         length, digests, sealing)
     response = _xml(xml.element("CopyPartResult", [
         ("LastModified", xml.iso8601(record["created"])), ("ETag", f'"{record["etag"]}"'),
         *MC.xml_fields(record.get("checksums"))]))
     response.headers.update(source_version_header(shown))
+    response.headers.update(sse.response_headers(req, record))
     return response
 
 
@@ -171,6 +179,7 @@ async def complete_upload(req: S3Request) -> web.Response:
         fields.append(("ChecksumType", MC.type_of(record)))
     response = _xml(xml.element("CompleteMultipartUploadResult", fields), lifecycle.expiration_headers(req, record))
     response.headers.update(version_headers(bucket, record))
+    response.headers.update(sse.response_headers(req, record))
     return response
 
 

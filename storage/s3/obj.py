@@ -7,8 +7,9 @@ import re
 from aiohttp import web
 
 from ..objects import locks, parts
+from ..crypto.keys import KeyUnavailable
 from ..objects.get import Unreadable
-from . import acl, conditions, copy, errors, lifecycle, multipart_checksums, object_lock, tagging, versioning
+from . import acl, conditions, copy, errors, lifecycle, multipart_checksums, object_lock, sse, tagging, versioning
 from .body import open_body, stored_headers
 from .access import owned_bucket
 from .names import check_key, check_part_number, content_type, header_text, user_metadata
@@ -29,6 +30,7 @@ async def put_object(req: S3Request) -> web.Response:
         return await copy.copy_object(req)
     bucket = owned_bucket(req)
     check_key(req.key)
+    sealing = sse.for_new_object(req, bucket)
     body = open_body(req)
     attrs = {
         "content_type": content_type(req.headers),
@@ -45,8 +47,9 @@ async def put_object(req: S3Request) -> web.Response:
     if condition:  # fail fast here; the same check runs again atomically with the commit
         condition(await req.gateway.objects.head(req.bucket, req.key))
     record = await req.gateway.objects.put(req.bucket, req.key, body.stream, body.length, body.digests, attrs,
-                                           condition=condition)
-    headers = {"ETag": f'"{record["etag"]}"', **versioning.version_headers(bucket, record)}
+                                           condition=condition, sealing=sealing)
+    headers = {"ETag": f'"{record["etag"]}"', **versioning.version_headers(bucket, record),
+               **sse.response_headers(req, record), **sse.context_header(record)}
     headers.update({f"x-amz-checksum-{a}": v for a, v in record["checksums"].items()})
     headers.update(lifecycle.expiration_headers(req, record))
     return web.Response(headers=headers)
@@ -64,6 +67,7 @@ def _headers(req: S3Request, bucket: dict, record: dict, span) -> dict:
         "Content-Type": record.get("content_type", "binary/octet-stream"),
         "Accept-Ranges": "bytes",
         **versioning.version_headers(bucket, record),
+        **sse.response_headers(req, record),
     }
     headers.update(record.get("headers", {}))
     headers.update({f"x-amz-meta-{k}": v for k, v in record.get("meta", {}).items()})
@@ -145,6 +149,7 @@ def _not_modified(bucket: dict, record: dict) -> web.Response:
 
 async def head_object(req: S3Request) -> web.Response:
     bucket, record = await _object(req)
+    sse.key_to_read(req, record)
     if conditions.check_read(req.headers, record) == conditions.NOT_MODIFIED:
         return _not_modified(bucket, record)
     span, extra = requested_span(req, record)
@@ -160,6 +165,7 @@ async def head_object(req: S3Request) -> web.Response:
 
 async def get_object(req: S3Request) -> web.StreamResponse:
     bucket, record = await _object(req)
+    customer_key = sse.key_to_read(req, record)
     if conditions.check_read(req.headers, record) == conditions.NOT_MODIFIED:
         return _not_modified(bucket, record)
     size = record["size"]
@@ -172,9 +178,12 @@ async def get_object(req: S3Request) -> web.StreamResponse:
         status, (start, end) = 206, span
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     headers["Content-Length"] = str(end - start + 1)
-    stream = req.gateway.objects.read(record, start, end, req.gateway.report_damage)
+    stream = req.gateway.objects.read(record, start, end, req.gateway.report_damage, customer_key)
     try:
         first = await anext(stream, b"")
+    except KeyUnavailable as e:
+        log.error("GET %s: %s", req.resource, e)
+        raise errors.ServiceUnavailable(f"The key this object was encrypted with is not available: {e}") from e
     except Unreadable as e:
         log.error("GET %s: %s", req.resource, e)
         raise errors.ServiceUnavailable(

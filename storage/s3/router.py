@@ -6,8 +6,8 @@ parameter that selects a different operation on the same path (`?location`,
 """
 from __future__ import annotations
 
-from . import (acl, attributes, bucket, bucket_policy, cors, errors, lifecycle, listing, multi_delete, multi_upload,
-               obj, object_lock, public_access, tagging, versioning, versions)
+from . import (acl, attributes, bucket, bucket_encryption, bucket_policy, cors, errors, lifecycle, listing,
+               multi_delete, multi_upload, obj, object_lock, public_access, tagging, versioning, versions)
 
 ROUTES = {
     ("GET", "service", None): bucket.list_buckets,
@@ -43,6 +43,9 @@ ROUTES = {
     ("PUT", "bucket", "lifecycle"): lifecycle.put_bucket_lifecycle,
     ("GET", "bucket", "lifecycle"): lifecycle.get_bucket_lifecycle,
     ("DELETE", "bucket", "lifecycle"): lifecycle.delete_bucket_lifecycle,
+    ("PUT", "bucket", "encryption"): bucket_encryption.put_bucket_encryption,
+    ("GET", "bucket", "encryption"): bucket_encryption.get_bucket_encryption,
+    ("DELETE", "bucket", "encryption"): bucket_encryption.delete_bucket_encryption,
     ("GET", "bucket", "acl"): acl.get_bucket_acl,
     ("PUT", "bucket", "acl"): acl.put_bucket_acl,
     ("GET", "object", "acl"): acl.get_object_acl,

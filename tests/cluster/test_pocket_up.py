@@ -61,6 +61,8 @@ def test_up_serves_s3_and_restarts_with_the_same_data(tmp_path, nodes):
         body = os.urandom(3 * 1024 * 1024 + 5)
         s3.put_object(Bucket="first", Key="hello.bin", Body=body)
         assert s3.get_object(Bucket="first", Key="hello.bin")["Body"].read() == body
+        s3.put_object(Bucket="first", Key="sealed.bin", Body=body, ServerSideEncryption="AES256")
+        assert os.stat(os.path.join(data, "encryption.key")).st_mode & 0o777 == 0o600   # the generated master key
         disks = sorted(os.listdir(os.path.join(data, "disks")))
         assert len(disks) >= 6
     finally:
@@ -72,6 +74,8 @@ def test_up_serves_s3_and_restarts_with_the_same_data(tmp_path, nodes):
     try:
         assert info2["Access key"] == info["Access key"], "keys must be generated once and kept"
         assert _client(info2).get_object(Bucket="first", Key="hello.bin")["Body"].read() == body
+        sealed = _client(info2).get_object(Bucket="first", Key="sealed.bin")
+        assert sealed["ServerSideEncryption"] == "AES256" and sealed["Body"].read() == body
     finally:
         _stop(proc)
 
