@@ -15,9 +15,12 @@ from ..objects.contracts import VersionRecord
 from . import errors
 from .request import S3Request
 
-PRIVATE, PUBLIC_READ = "private", "public-read"
-# Operations an anonymous caller may attempt; the handler then checks the ACLs.
-PUBLIC_OPERATIONS = {"get_object", "head_object", "list_objects_v1", "list_objects_v2", "list_object_versions"}
+PRIVATE, PUBLIC_READ, PUBLIC_READ_WRITE = "private", "public-read", "public-read-write"
+_ANYONE_READS = {PUBLIC_READ, PUBLIC_READ_WRITE}
+# Operations an anonymous caller may attempt; the handler then checks the ACLs. A POST
+# object form carries its signature in the body: post_object asks writable_bucket itself.
+PUBLIC_OPERATIONS = {"get_object", "head_object", "list_objects_v1", "list_objects_v2", "list_object_versions",
+                     "post_object"}
 
 
 def refuse_anonymous() -> None:
@@ -48,7 +51,19 @@ def readable_bucket(req: S3Request) -> dict:
     record = req.gateway.buckets.get(req.bucket)
     if record is None:
         raise errors.NoSuchBucket(resource=req.bucket, BucketName=req.bucket)
-    if not _is_owner(req, record) and record.get("acl") != PUBLIC_READ:
+    if not _is_owner(req, record) and record.get("acl") not in _ANYONE_READS:
+        raise errors.AccessDenied(resource=req.bucket)
+    return record
+
+
+def writable_bucket(req: S3Request, access_key: str | None) -> dict:
+    """The bucket record if `access_key` (None: anonymous) may add objects to it: its owner,
+    or anyone when the bucket is public-read-write. POST object asks with the form's signer,
+    not the request's (a browser form has no Authorization header)."""
+    record = req.gateway.buckets.get(req.bucket)
+    if record is None:
+        raise errors.NoSuchBucket(resource=req.bucket, BucketName=req.bucket)
+    if (access_key is None or record.get("owner") != access_key) and record.get("acl") != PUBLIC_READ_WRITE:
         raise errors.AccessDenied(resource=req.bucket)
     return record
 
@@ -71,12 +86,12 @@ async def readable_object(req: S3Request, bucket_name: str | None = None, key: s
             if record is None:
                 raise errors.NoSuchKey(resource=resource, Key=key)
             return record
-    if _is_owner(req, bucket) or bucket.get("acl") == PUBLIC_READ:
+    if _is_owner(req, bucket) or bucket.get("acl") in _ANYONE_READS:
         return await find(bucket)
     try:
         record = await find(bucket)
     except errors.S3Error:
         record = None
-    if record is not None and record.get("acl") == PUBLIC_READ:
+    if record is not None and record.get("acl") in _ANYONE_READS:
         return record
     raise errors.AccessDenied(resource=resource)  # without list rights, a missing key is not revealed

@@ -18,13 +18,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import errors, xml
-from .access import PRIVATE, PUBLIC_READ, owned_bucket
+from .access import PRIVATE, PUBLIC_READ, PUBLIC_READ_WRITE, owned_bucket
 from .body import read_small
 from .request import S3Request
 from .versioning import owned_version, requested_version, version_headers
 
 _SAME_AS_PRIVATE = {"bucket-owner-full-control", "bucket-owner-read"}
-_UNSUPPORTED = {"public-read-write", "authenticated-read", "aws-exec-read", "log-delivery-write"}
+_UNSUPPORTED = {"authenticated-read", "aws-exec-read", "log-delivery-write"}
 _GRANT_HEADERS = ("x-amz-grant-read", "x-amz-grant-write", "x-amz-grant-read-acp", "x-amz-grant-write-acp",
                   "x-amz-grant-full-control")
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
@@ -43,7 +43,7 @@ def from_headers(headers, default: str | None = PRIVATE) -> str | None:
     value = headers.get("x-amz-acl")
     if value is None:
         return default
-    if value in (PRIVATE, PUBLIC_READ):
+    if value in (PRIVATE, PUBLIC_READ, PUBLIC_READ_WRITE):
         return value
     if value in _SAME_AS_PRIVATE:
         return PRIVATE
@@ -96,10 +96,10 @@ def policy(owner: str, acl: str):
     user = xml.element("Grantee", [("ID", owner), ("DisplayName", owner)])
     user.set("xsi:type", "CanonicalUser")
     grants = [xml.element("Grant", [user, ("Permission", "FULL_CONTROL")])]
-    if acl == PUBLIC_READ:
+    for permission in {PUBLIC_READ: ["READ"], PUBLIC_READ_WRITE: ["READ", "WRITE"]}.get(acl, []):
         group = xml.element("Grantee", [("URI", ALL_USERS)])
         group.set("xsi:type", "Group")
-        grants.append(xml.element("Grant", [group, ("Permission", "READ")]))
+        grants.append(xml.element("Grant", [group, ("Permission", permission)]))
     root = xml.element("AccessControlPolicy", [owner_el, xml.element("AccessControlList", grants)])
     root.set("xmlns:xsi", XSI)
     return web.Response(body=xml.document(root), content_type="application/xml")

@@ -6,8 +6,8 @@ parameter that selects a different operation on the same path (`?location`,
 """
 from __future__ import annotations
 
-from . import (acl, attributes, bucket, cors, errors, lifecycle, listing, multi_delete, multi_upload, obj, tagging,
-               versioning, versions)
+from . import (acl, attributes, bucket, cors, errors, lifecycle, listing, multi_delete, multi_upload, obj, post_object,
+               tagging, versioning, versions)
 
 ROUTES = {
     ("GET", "service", None): bucket.list_buckets,
@@ -19,6 +19,7 @@ ROUTES = {
     ("PUT", "bucket", "versioning"): versioning.put_bucket_versioning,
     ("GET", "bucket", "list-type"): listing.list_objects_v2,
     ("GET", "bucket", None): listing.list_objects_v1,
+    ("POST", "bucket", None): post_object.post_object,
     ("PUT", "object", None): obj.put_object,
     ("GET", "object", None): obj.get_object,
     ("HEAD", "object", None): obj.head_object,
@@ -54,7 +55,7 @@ ROUTES = {
 # Operations that stream a request body onto the disks: each holds an upload slot
 # (limits.UploadSlots) while it runs. CopyObject and UploadPartCopy ride on the same
 # handlers: they hold disks and memory just the same.
-UPLOADS = {obj.put_object, multi_upload.upload_part}
+UPLOADS = {obj.put_object, multi_upload.upload_part, post_object.post_object}
 
 # Query parameters that change the operation. Anything here without a route is 501.
 SUBRESOURCES = {

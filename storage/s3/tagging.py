@@ -87,7 +87,11 @@ async def _set(req: S3Request, bucket: dict, record: dict, tags: dict, status: i
 
 
 async def _parse_body(req: S3Request) -> list[tuple[str, str]]:
-    body = await read_small(req, _MAX_BODY)
+    return pairs_from_xml(await read_small(req, _MAX_BODY))
+
+
+def pairs_from_xml(body: bytes) -> list[tuple[str, str]]:
+    """The (key, value) pairs of a <Tagging><TagSet> document (object, bucket or POST form)."""
     root = xml.parse(body)
     if root is None or root.tag != "Tagging":
         raise errors.MalformedXML()

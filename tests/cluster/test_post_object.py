@@ -1,0 +1,203 @@
+"""POST object: browser form uploads, signed by boto3's generate_presigned_post (SigV4) or by
+hand (SigV2), sent with requests as a browser would send the form."""
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import random
+import shutil
+import uuid
+import xml.etree.ElementTree as ET
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from botocore.exceptions import ClientError
+
+from .harness import ACCESS_KEY, SECRET_KEY, pocket
+
+
+def body(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def _error(resp) -> tuple[int, str, str]:
+    root = ET.fromstring(resp.content)
+    return resp.status_code, root.findtext("Code"), root.findtext("Message")
+
+
+def _absent(cluster, bucket, key):
+    with pytest.raises(ClientError) as e:
+        cluster.client().head_object(Bucket=bucket, Key=key)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def _v4(cluster, **kw):
+    """boto3's presigned POST is SigV2 by default against a custom endpoint; SigV4 when asked."""
+    return cluster.client(signature_version="s3v4", **kw)
+
+
+def _post(cluster, bucket, fields, data, filename="photo.jpg", file_type="image/jpeg"):
+    """The form as a browser sends it: the fields in order, the file last."""
+    return requests.post(f"{cluster.endpoint}/{bucket}", data=fields,
+                         files={"file": (filename, data, file_type)}, allow_redirects=False, timeout=60)
+
+
+def test_presigned_post_stores_the_file_with_its_fields(cluster, bucket):
+    s3 = _v4(cluster)
+    data = body(300_000, 1)
+    fields = {"Content-Type": "text/plain", "Cache-Control": "max-age=60",
+              "Content-Disposition": "attachment", "x-amz-meta-color": "blue", "success_action_status": "201"}
+    conditions = [{"Content-Type": "text/plain"}, ["starts-with", "$Cache-Control", "max-age"],
+                  {"Content-Disposition": "attachment"}, {"x-amz-meta-color": "blue"},
+                  {"success_action_status": "201"}, ["content-length-range", 1, 1 << 20]]
+    post = s3.generate_presigned_post(bucket, "uploads/${filename}", Fields=fields, Conditions=conditions)
+    assert post["fields"]["x-amz-algorithm"] == "AWS4-HMAC-SHA256"
+    resp = _post(cluster, bucket, post["fields"], data, filename="report.txt")
+    assert resp.status_code == 201, resp.text
+    root = ET.fromstring(resp.content)
+    ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+    assert root.tag == f"{ns}PostResponse"
+    assert root.findtext(f"{ns}Bucket") == bucket and root.findtext(f"{ns}Key") == "uploads/report.txt"
+    assert root.findtext(f"{ns}Location") == f"{cluster.endpoint}/{bucket}/uploads/report.txt"
+    assert root.findtext(f"{ns}ETag") == f'"{hashlib.md5(data).hexdigest()}"' == resp.headers["ETag"]
+    got = s3.get_object(Bucket=bucket, Key="uploads/report.txt")
+    assert got["Body"].read() == data
+    assert got["ContentType"] == "text/plain" and got["CacheControl"] == "max-age=60"
+    assert got["ContentDisposition"] == "attachment" and got["Metadata"] == {"color": "blue"}
+
+
+def test_default_status_is_204_and_redirect_carries_the_etag(cluster, bucket):
+    s3 = cluster.client()
+    data = body(1000, 2)
+    for signer in (s3, _v4(cluster)):   # SigV2 and SigV4
+        post = signer.generate_presigned_post(bucket, "plain")
+        resp = _post(cluster, bucket, post["fields"], data)
+        assert resp.status_code == 204 and resp.content == b""
+    assert resp.headers["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    back = "https://app.example/done?x=1"
+    post = s3.generate_presigned_post(bucket, "redirected", Fields={"success_action_redirect": back},
+                                      Conditions=[{"success_action_redirect": back}])
+    resp = _post(cluster, bucket, post["fields"], data[::-1])
+    assert resp.status_code == 303
+    target = urlsplit(resp.headers["Location"])
+    assert target.netloc == "app.example" and target.path == "/done"
+    query = parse_qs(target.query)
+    assert query["x"] == ["1"] and query["bucket"] == [bucket] and query["key"] == ["redirected"]
+    assert query["etag"] == [f'"{hashlib.md5(data[::-1]).hexdigest()}"']
+    assert s3.get_object(Bucket=bucket, Key="redirected")["Body"].read() == data[::-1]
+
+
+def test_content_length_range_refuses_and_stores_nothing(cluster, bucket):
+    s3 = _v4(cluster)
+    post = s3.generate_presigned_post(bucket, "sized", Conditions=[["content-length-range", 100, 5000]])
+    big = _post(cluster, bucket, post["fields"], body(200_000, 3))
+    assert _error(big)[:2] == (400, "EntityTooLarge")
+    small = _post(cluster, bucket, post["fields"], body(99, 4))
+    assert _error(small)[:2] == (400, "EntityTooSmall")
+    _absent(cluster, bucket, "sized")
+    assert _post(cluster, bucket, post["fields"], body(5000, 5)).status_code == 204
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"key": "elsewhere/x"}, 'Policy Condition failed: ["starts-with", "$key", "uploads/"]'),
+    ({"x-amz-meta-sneaky": "1"}, "Extra input fields: x-amz-meta-sneaky"),
+    ({"Content-Type": "text/html"}, 'Policy Condition failed: ["starts-with", "$Content-Type", "image/"]'),
+])
+def test_fields_outside_the_policy_are_access_denied(cluster, bucket, change, message):
+    post = _v4(cluster).generate_presigned_post(bucket, "uploads/${filename}",
+                                                    Fields={"Content-Type": "image/png"},
+                                                    Conditions=[["starts-with", "$Content-Type", "image/"]])
+    fields = {**post["fields"], **change}
+    status, code, text = _error(_post(cluster, bucket, fields, body(10, 6)))
+    assert (status, code) == (403, "AccessDenied")
+    assert text == f"Invalid according to Policy: {message}"
+    assert not cluster.client().list_objects_v2(Bucket=bucket).get("Contents")
+
+
+def test_signature_and_expiry_are_checked(cluster, bucket):
+    s3 = _v4(cluster)
+    post = s3.generate_presigned_post(bucket, "k")
+    forged = {**post["fields"], "x-amz-signature": "0" * 64}
+    assert _error(_post(cluster, bucket, forged, b"x"))[:2] == (403, "SignatureDoesNotMatch")
+    expired = s3.generate_presigned_post(bucket, "k", ExpiresIn=-10)
+    status, code, text = _error(_post(cluster, bucket, expired["fields"], b"x"))
+    assert (status, code, text) == (403, "AccessDenied", "Invalid according to Policy: Policy expired.")
+    other = _v4(cluster, user=("nobody", "x"))
+    stranger = other.generate_presigned_post(bucket, "k")
+    assert _error(_post(cluster, bucket, stranger["fields"], b"x"))[:2] == (403, "InvalidAccessKeyId")
+    _absent(cluster, bucket, "k")
+
+
+def _v2_form(bucket: str, key: str, extra: dict, conditions: list) -> dict:
+    expiration = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    document = {"expiration": expiration,
+                "conditions": [{"bucket": bucket}, {"key": key}, *conditions]}
+    policy = base64.b64encode(json.dumps(document).encode()).decode()
+    signature = base64.b64encode(hmac.new(SECRET_KEY.encode(), policy.encode(), hashlib.sha1).digest()).decode()
+    return {"key": key, **extra, "AWSAccessKeyId": ACCESS_KEY, "policy": policy, "signature": signature}
+
+
+def test_sigv2_form_with_tagging_and_public_acl(cluster, bucket):
+    tags = "<Tagging><TagSet><Tag><Key>team</Key><Value>ops</Value></Tag></TagSet></Tagging>"
+    extra = {"acl": "public-read", "tagging": tags, "x-amz-meta-note": "h\u00e9"}
+    form = _v2_form(bucket, "v2/obj", extra, [{"acl": "public-read"}, {"tagging": tags},
+                                               ["eq", "$x-amz-meta-note", "h\u00e9"]])
+    data = body(70_000, 7)
+    resp = _post(cluster, bucket, form, data)
+    assert resp.status_code == 204, resp.text
+    s3 = cluster.client()
+    assert s3.get_object_tagging(Bucket=bucket, Key="v2/obj")["TagSet"] == [{"Key": "team", "Value": "ops"}]
+    anonymous = requests.get(f"{cluster.endpoint}/{bucket}/v2/obj", timeout=30)
+    assert anonymous.status_code == 200 and anonymous.content == data
+    bad = {**form, "signature": base64.b64encode(b"\0" * 20).decode()}
+    assert _error(_post(cluster, bucket, bad, data))[:2] == (403, "SignatureDoesNotMatch")
+
+
+def test_anonymous_post_needs_a_public_read_write_bucket(cluster, bucket):
+    data = body(4096, 8)
+    assert _error(_post(cluster, bucket, {"key": "anon"}, data))[:2] == (403, "AccessDenied")
+    _absent(cluster, bucket, "anon")
+    cluster.client().put_bucket_acl(Bucket=bucket, ACL="public-read-write")
+    resp = _post(cluster, bucket, {"key": "anon", "Content-Type": "application/x-anon"}, data)
+    assert resp.status_code == 204, resp.text
+    got = cluster.client().get_object(Bucket=bucket, Key="anon")
+    assert got["Body"].read() == data and got["ContentType"] == "application/x-anon"
+
+
+def test_malformed_forms_are_refused(cluster, bucket):
+    post = _v4(cluster).generate_presigned_post(bucket, "m")
+    not_a_form = requests.post(f"{cluster.endpoint}/{bucket}", data=b"key=m", timeout=30,
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert _error(not_a_form)[:2] == (400, "MalformedPOSTRequest")
+    no_file = requests.post(f"{cluster.endpoint}/{bucket}", files={k: (None, v) for k, v in post["fields"].items()},
+                            timeout=30)
+    assert _error(no_file)[:2] == (400, "InvalidArgument")
+    no_key = {k: v for k, v in post["fields"].items() if k != "key"}
+    assert _error(_post(cluster, bucket, no_key, b"x"))[:2] == (400, "InvalidArgument")
+    boundary = uuid.uuid4().hex
+    cut = "".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+                  for k, v in post["fields"].items())
+    cut = (cut + f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\n").encode()
+    truncated = requests.post(f"{cluster.endpoint}/{bucket}", data=cut + body(1000, 9), timeout=30,
+                              headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert _error(truncated)[:2] == (400, "IncompleteBody")
+    huge_field = {**post["fields"], "x-ignore-pad": "p" * (100 << 10)}
+    assert _error(_post(cluster, bucket, huge_field, b"x"))[:2] == (400, "MaxPostPreDataLengthExceededError")
+    _absent(cluster, bucket, "m")
+
+
+def test_posted_object_survives_index_rebuild(fresh_cluster):
+    s3 = fresh_cluster.client()
+    s3.create_bucket(Bucket="forms")
+    data = body(200_000, 10)
+    post = s3.generate_presigned_post("forms", "kept", Fields={"x-amz-meta-from": "form", "Content-Type": "a/b"},
+                                      Conditions=[{"x-amz-meta-from": "form"}, {"Content-Type": "a/b"}])
+    assert _post(fresh_cluster, "forms", post["fields"], data).status_code == 204
+    fresh_cluster.stop("gateway")
+    shutil.rmtree(f"{fresh_cluster.root}/index")
+    pocket(fresh_cluster, "index", "rebuild")
+    fresh_cluster.start_gateway()
+    got = fresh_cluster.client().get_object(Bucket="forms", Key="kept")
+    assert got["Body"].read() == data and got["Metadata"] == {"from": "form"} and got["ContentType"] == "a/b"
