@@ -4,9 +4,11 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import html
 import json
 import random
 import shutil
+import subprocess
 import uuid
 import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs, urlsplit
@@ -201,3 +203,39 @@ def test_posted_object_survives_index_rebuild(fresh_cluster):
     fresh_cluster.start_gateway()
     got = fresh_cluster.client().get_object(Bucket="forms", Key="kept")
     assert got["Body"].read() == data and got["Metadata"] == {"from": "form"} and got["ContentType"] == "a/b"
+
+
+def _chromium() -> str:
+    found = next((shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)), None)
+    assert found, "chromium is not installed: run scripts/install-test-tools (apt package chromium)"
+    return found
+
+
+def test_headless_chromium_submits_the_form(cluster, bucket, tmp_path):
+    """A real browser builds the multipart body: its boundary, quoting and part order."""
+    s3 = _v4(cluster)
+    data = body(150_000, 11)
+    post = s3.generate_presigned_post(bucket, "browser/${filename}", Fields={"success_action_status": "201"},
+                                      Conditions=[{"success_action_status": "201"}])
+    hidden = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+                     for k, v in post["fields"].items())
+    page = tmp_path / "upload.html"
+    page.write_text(f"""<html><body>
+<form id="f" method="post" enctype="multipart/form-data" action="{post['url']}">{hidden}
+<input type="file" name="file" id="file"></form>
+<script>
+const bytes = Uint8Array.from(atob("{base64.b64encode(data).decode()}"), c => c.charCodeAt(0));
+const picked = new DataTransfer();
+picked.items.add(new File([bytes], "photo one.bin", {{type: "application/octet-stream"}}));
+document.getElementById("file").files = picked.files;
+document.getElementById("f").submit();
+</script></body></html>""")
+    # --virtual-time-budget lets the submission and its response load before the DOM is dumped.
+    out = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                          "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                          "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=20000",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=180)
+    assert "<Key>browser/photo one.bin</Key>" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
+    got = s3.get_object(Bucket=bucket, Key="browser/photo one.bin")
+    assert got["Body"].read() == data
+    assert got["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
