@@ -64,7 +64,8 @@ def test_a_hundred_rules_are_fine():
     ({}, "private"),
     ({"x-amz-acl": "public-read"}, "public-read"),
     ({"x-amz-acl": "bucket-owner-full-control"}, "private"),
-    ({"x-amz-acl": "public-read-write"}, errors.NotImplementedError_),
+    ({"x-amz-acl": "public-read-write"}, "public-read-write"),
+    ({"x-amz-acl": "authenticated-read"}, errors.NotImplementedError_),
     ({"x-amz-acl": "nonsense"}, errors.InvalidArgument),
     ({"x-amz-grant-read": 'id="x"'}, errors.NotImplementedError_),
 ])
