@@ -229,7 +229,7 @@ def test_unsupported_acls_change_nothing(cluster, bucket):
     before = cluster.archive_files()
     owner = s3.get_object_acl(Bucket=bucket, Key="k")["Owner"]
     attempts = [
-        (lambda: s3.put_object(Bucket=bucket, Key="new", Body=b"x", ACL="public-read-write"), "NotImplemented"),
+        (lambda: s3.put_object(Bucket=bucket, Key="new", Body=b"x", ACL="authenticated-read"), "NotImplemented"),
         (lambda: s3.put_object(Bucket=bucket, Key="new", Body=b"x", GrantRead='uri="http://acs.amazonaws.com/'
                                'groups/global/AllUsers"'), "NotImplemented"),
         (lambda: s3.put_object_acl(Bucket=bucket, Key="k", ACL="authenticated-read"), "NotImplemented"),
@@ -238,7 +238,7 @@ def test_unsupported_acls_change_nothing(cluster, bucket):
             {"Grantee": {"Type": "CanonicalUser", "ID": "someone-else"}, "Permission": "READ"}]}),
          "NotImplemented"),
         (lambda: s3.put_object_acl(Bucket=bucket, Key="missing", ACL="public-read"), "NoSuchKey"),
-        (lambda: s3.create_bucket(Bucket=f"{bucket}-rw", ACL="public-read-write"), "NotImplemented"),
+        (lambda: s3.create_bucket(Bucket=f"{bucket}-rw", ACL="authenticated-read"), "NotImplemented"),
     ]
     for call, code in attempts:
         with pytest.raises(ClientError) as e:
