@@ -131,7 +131,9 @@ def requested_span(req: S3Request, record: dict) -> tuple[tuple[int, int] | None
     count = parts.parts_count(record)
     span = parts.part_range(record, number)
     if span is None:
-        raise errors.InvalidPartNumber(PartNumberRequested=str(number), ActualPartCount=str(count or 1))
+        # S3-compatible stores (and the conformance suites) answer 400 InvalidPart here
+        raise errors.InvalidPart(f"Part number {number} is not in this object; it has {count or 1} part(s).",
+                                 PartNumberRequested=str(number), ActualPartCount=str(count or 1))
     extra = {"x-amz-mp-parts-count": str(count)} if count else {}
     return (span if span[1] >= span[0] else None), extra
 

@@ -6,8 +6,8 @@ parameter that selects a different operation on the same path (`?location`,
 """
 from __future__ import annotations
 
-from . import (acl, attributes, bucket, cors, errors, lifecycle, listing, multi_delete, multi_upload, obj, post_object,
-               tagging, versioning, versions)
+from . import (acl, attributes, bucket, bucket_tagging, cors, errors, lifecycle, listing, multi_delete, multi_upload,
+               obj, post_object, tagging, versioning, versions)
 
 ROUTES = {
     ("GET", "service", None): bucket.list_buckets,
@@ -38,6 +38,9 @@ ROUTES = {
     ("GET", "object", "tagging"): tagging.get_object_tagging,
     ("PUT", "object", "tagging"): tagging.put_object_tagging,
     ("DELETE", "object", "tagging"): tagging.delete_object_tagging,
+    ("PUT", "bucket", "tagging"): bucket_tagging.put_bucket_tagging,
+    ("GET", "bucket", "tagging"): bucket_tagging.get_bucket_tagging,
+    ("DELETE", "bucket", "tagging"): bucket_tagging.delete_bucket_tagging,
     ("PUT", "bucket", "cors"): cors.put_bucket_cors,
     ("GET", "bucket", "cors"): cors.get_bucket_cors,
     ("DELETE", "bucket", "cors"): cors.delete_bucket_cors,

@@ -1,0 +1,59 @@
+"""The smaller S3 behaviours conformance runs check: bucket tagging, bucket location,
+expected bucket owner, conditional CompleteMultipartUpload, part digests, metadata text."""
+import random
+import shutil
+import subprocess
+import sys
+
+import pytest
+from botocore.exceptions import ClientError
+
+from .harness import pocket
+
+
+def body(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def _code(excinfo):
+    return excinfo.value.response["Error"]["Code"], excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def test_bucket_tagging_put_get_delete(cluster, bucket):
+    s3 = cluster.client()
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_tagging(Bucket=bucket)
+    assert _code(e) == ("NoSuchTagSet", 404)
+    tags = [{"Key": f"k{i}", "Value": f"v\u00e9{i}"} for i in range(12)]   # more than an object may have
+    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tags})
+    assert s3.get_bucket_tagging(Bucket=bucket)["TagSet"] == tags
+    for bad in ([{"Key": "aws:x", "Value": "1"}], [{"Key": "a", "Value": "1"}, {"Key": "a", "Value": "2"}],
+                [{"Key": f"k{i}", "Value": ""} for i in range(51)]):
+        with pytest.raises(ClientError) as e:
+            s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": bad})
+        assert _code(e) == ("InvalidTag", 400)
+    assert s3.get_bucket_tagging(Bucket=bucket)["TagSet"] == tags   # refusals changed nothing
+    other = cluster.client(user=("nobody", "x"))
+    with pytest.raises(ClientError) as e:
+        other.get_bucket_tagging(Bucket=bucket)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    s3.delete_bucket_tagging(Bucket=bucket)
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_tagging(Bucket=bucket)
+    assert _code(e) == ("NoSuchTagSet", 404)
+
+
+def test_bucket_location_of_the_default_region_is_empty(cluster, bucket):
+    assert cluster.client().get_bucket_location(Bucket=bucket)["LocationConstraint"] is None
+
+
+def test_bucket_tags_survive_index_rebuild(fresh_cluster):
+    s3 = fresh_cluster.client()
+    s3.create_bucket(Bucket="tagged")
+    tags = [{"Key": "cost-centre", "Value": "42"}, {"Key": "team", "Value": "ops"}]
+    s3.put_bucket_tagging(Bucket="tagged", Tagging={"TagSet": tags})
+    fresh_cluster.stop("gateway")
+    shutil.rmtree(f"{fresh_cluster.root}/index")
+    pocket(fresh_cluster, "index", "rebuild")
+    fresh_cluster.start_gateway()
+    assert fresh_cluster.client().get_bucket_tagging(Bucket="tagged")["TagSet"] == tags
