@@ -32,6 +32,20 @@ def check_anonymous(handler) -> None:
         refuse_anonymous()
 
 
+def check_expected_owner(buckets, name: str, headers, header: str = "x-amz-expected-bucket-owner") -> None:
+    """x-amz-expected-bucket-owner (x-amz-source-expected-bucket-owner for a copy's source):
+    a caller that names the account it expects to own the bucket gets 403 rather than
+    writing into, or reading from, someone else's bucket of the same name. An owner's
+    account id is their access key in Pocket (the ID in ListBuckets' Owner)."""
+    expected = headers.get(header)
+    if expected is None or not name:
+        return
+    record = buckets.get(name)
+    if record is not None and record.get("owner") != expected:
+        raise errors.AccessDenied(f"The bucket {name} is not owned by the account {expected} named in {header}.",
+                                  resource=f"/{name}")
+
+
 def _is_owner(req: S3Request, bucket: dict) -> bool:
     return req.auth is not None and bucket.get("owner") == req.access_key
 

@@ -57,3 +57,22 @@ def test_bucket_tags_survive_index_rebuild(fresh_cluster):
     pocket(fresh_cluster, "index", "rebuild")
     fresh_cluster.start_gateway()
     assert fresh_cluster.client().get_bucket_tagging(Bucket="tagged")["TagSet"] == tags
+
+
+def test_expected_bucket_owner(cluster, bucket):
+    s3 = cluster.client()
+    owner = s3.list_buckets()["Owner"]["ID"]
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v", ExpectedBucketOwner=owner)
+    assert s3.get_object(Bucket=bucket, Key="k", ExpectedBucketOwner=owner)["Body"].read() == b"v"
+    for call in (lambda: s3.put_object(Bucket=bucket, Key="k2", Body=b"x", ExpectedBucketOwner="111122223333"),
+                 lambda: s3.get_object(Bucket=bucket, Key="k", ExpectedBucketOwner="111122223333"),
+                 lambda: s3.list_objects_v2(Bucket=bucket, ExpectedBucketOwner="111122223333"),
+                 lambda: s3.copy_object(Bucket=bucket, Key="k3", CopySource={"Bucket": bucket, "Key": "k"},
+                                        ExpectedSourceBucketOwner="111122223333")):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["k"]
+    s3.copy_object(Bucket=bucket, Key="k3", CopySource={"Bucket": bucket, "Key": "k"},
+                   ExpectedSourceBucketOwner=owner, ExpectedBucketOwner=owner)
+    assert s3.get_object(Bucket=bucket, Key="k3")["Body"].read() == b"v"
