@@ -248,7 +248,12 @@ def test_upload_part_copy_with_range(cluster, bucket):
     with pytest.raises(ClientError) as e:
         s3.upload_part_copy(Bucket=bucket, Key="copy", UploadId=uid, PartNumber=4,
                             CopySource={"Bucket": bucket, "Key": "src"}, CopySourceRange=f"bytes=0-{7 * MiB}")
-    assert _code(e) == ("InvalidArgument", 400)
+    assert _code(e) == ("InvalidRange", 416)   # past the source's end
+    for improper in ("bytes=5-2", "bytes=hello-world", "0-2", "bytes=0-2,3-5"):
+        with pytest.raises(ClientError) as e:
+            s3.upload_part_copy(Bucket=bucket, Key="copy", UploadId=uid, PartNumber=4,
+                                CopySource={"Bucket": bucket, "Key": "src"}, CopySourceRange=improper)
+        assert _code(e) == ("InvalidArgument", 400), improper
     with pytest.raises(ClientError) as e:
         s3.upload_part_copy(Bucket=bucket, Key="copy", UploadId=uid, PartNumber=4,
                             CopySource={"Bucket": bucket, "Key": "missing"})

@@ -1,9 +1,10 @@
 """The smaller S3 behaviours conformance runs check: bucket tagging, bucket location,
 expected bucket owner, conditional CompleteMultipartUpload, part digests, metadata text."""
+import base64
+import hashlib
 import random
 import shutil
-import subprocess
-import sys
+import zlib
 
 import pytest
 from botocore.exceptions import ClientError
@@ -76,3 +77,64 @@ def test_expected_bucket_owner(cluster, bucket):
     s3.copy_object(Bucket=bucket, Key="k3", CopySource={"Bucket": bucket, "Key": "k"},
                    ExpectedSourceBucketOwner=owner, ExpectedBucketOwner=owner)
     assert s3.get_object(Bucket=bucket, Key="k3")["Body"].read() == b"v"
+
+
+def test_conditional_complete_multipart_upload(cluster, bucket):
+    s3 = cluster.client()
+    first = body(5 << 20, 20)
+
+    def upload(key, data):
+        uid = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        etag = s3.upload_part(Bucket=bucket, Key=key, UploadId=uid, PartNumber=1, Body=data)["ETag"]
+        return uid, {"Parts": [{"PartNumber": 1, "ETag": etag}]}
+
+    uid, parts = upload("k", first)
+    with pytest.raises(ClientError) as e:   # If-Match on a key that does not exist yet
+        s3.complete_multipart_upload(Bucket=bucket, Key="k", UploadId=uid, MultipartUpload=parts, IfMatch='"abc"')
+    assert _code(e) == ("NoSuchKey", 404)
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="k", UploadId=uid, MultipartUpload=parts, IfNoneMatch="*")
+    second = body(1000, 21)
+    uid, parts = upload("k", second)
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket=bucket, Key="k", UploadId=uid, MultipartUpload=parts, IfNoneMatch="*")
+    assert _code(e) == ("PreconditionFailed", 412)
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket=bucket, Key="k", UploadId=uid, MultipartUpload=parts,
+                                     IfMatch='"0123456789abcdef0123456789abcdef-1"')
+    assert _code(e) == ("PreconditionFailed", 412)
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == first   # refusals changed nothing
+    # the upload is still open after a refusal: the right condition completes it
+    s3.complete_multipart_upload(Bucket=bucket, Key="k", UploadId=uid, MultipartUpload=parts, IfMatch=done["ETag"])
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == second
+
+
+def test_wrong_sha256_on_a_part_is_bad_digest(cluster, bucket):
+    s3 = cluster.client()
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="k", ChecksumAlgorithm="SHA256")["UploadId"]
+    assert uid
+    for bad in ("ZGVhZGJlZWY=",   # base64, but 8 bytes: no SHA-256
+                base64.b64encode(hashlib.sha256(b"other").digest()).decode()):
+        with pytest.raises(ClientError) as e:
+            s3.upload_part(Bucket=bucket, Key="k", UploadId=uid, PartNumber=1, Body=body(1024, 22),
+                           ChecksumAlgorithm="SHA256", ChecksumSHA256=bad)
+        assert _code(e) == ("BadDigest", 400)
+    assert "Parts" not in s3.list_parts(Bucket=bucket, Key="k", UploadId=uid)
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="p", Body=b"x", ChecksumSHA256="ZGVhZGJlZWY=")
+    assert _code(e) == ("BadDigest", 400)
+
+
+def test_multipart_checksum_type_is_returned(cluster, bucket):
+    s3 = cluster.client()
+    created = s3.create_multipart_upload(Bucket=bucket, Key="k", ChecksumAlgorithm="CRC32",
+                                         ChecksumType="FULL_OBJECT")
+    assert created["ChecksumType"] == "FULL_OBJECT"
+    data = body(1000, 23)
+    etag = s3.upload_part(Bucket=bucket, Key="k", UploadId=created["UploadId"], PartNumber=1, Body=data,
+                          ChecksumAlgorithm="CRC32")["ETag"]
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="k", UploadId=created["UploadId"],
+                                        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    assert done["ChecksumType"] == "FULL_OBJECT"
+    head = s3.head_object(Bucket=bucket, Key="k", ChecksumMode="ENABLED")
+    assert head["ChecksumType"] == "FULL_OBJECT"
+    assert head["ChecksumCRC32"] == base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
