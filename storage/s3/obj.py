@@ -11,7 +11,7 @@ from ..objects.get import Unreadable
 from . import acl, conditions, copy, errors, lifecycle, multipart_checksums, tagging, versioning
 from .body import open_body, stored_headers
 from .access import owned_bucket
-from .names import check_key, check_part_number, content_type, header_text, user_metadata
+from .names import check_key, check_part_number, content_type, header_text, mail_safe, user_metadata
 from .request import S3Request
 from .xml import http_date
 
@@ -66,7 +66,7 @@ def _headers(req: S3Request, bucket: dict, record: dict, span) -> dict:
         **versioning.version_headers(bucket, record),
     }
     headers.update(record.get("headers", {}))
-    headers.update({f"x-amz-meta-{k}": v for k, v in record.get("meta", {}).items()})
+    headers.update({f"x-amz-meta-{k}": mail_safe(v) for k, v in record.get("meta", {}).items()})
     headers.update(tagging.count_header(record))
     headers.update(_checksum_headers(req, record, span))
     headers.update(lifecycle.expiration_headers(req, record))

@@ -151,6 +151,8 @@ def test_sigv2_form_with_tagging_and_public_acl(cluster, bucket):
     assert resp.status_code == 204, resp.text
     s3 = cluster.client()
     assert s3.get_object_tagging(Bucket=bucket, Key="v2/obj")["TagSet"] == [{"Key": "team", "Value": "ops"}]
+    # a UTF-8 form value comes back as S3 returns non-ASCII metadata: RFC 2047 encoded
+    assert s3.head_object(Bucket=bucket, Key="v2/obj")["Metadata"] == {"note": "=?UTF-8?B?aMOp?="}
     anonymous = requests.get(f"{cluster.endpoint}/{bucket}/v2/obj", timeout=30)
     assert anonymous.status_code == 200 and anonymous.content == data
     bad = {**form, "signature": base64.b64encode(b"\0" * 20).decode()}

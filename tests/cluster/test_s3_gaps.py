@@ -1,6 +1,7 @@
 """The smaller S3 behaviours conformance runs check: bucket tagging, bucket location,
 expected bucket owner, conditional CompleteMultipartUpload, part digests, metadata text."""
 import base64
+import email.header
 import hashlib
 import random
 import shutil
@@ -138,3 +139,18 @@ def test_multipart_checksum_type_is_returned(cluster, bucket):
     head = s3.head_object(Bucket=bucket, Key="k", ChecksumMode="ENABLED")
     assert head["ChecksumType"] == "FULL_OBJECT"
     assert head["ChecksumCRC32"] == base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+def test_non_ascii_metadata_is_returned_rfc2047_encoded(cluster, bucket):
+    """S3 decodes RFC 2047 encoded words in x-amz-meta-* before storing and returns any
+    non-ASCII value encoded again (=?UTF-8?B?...?=); ASCII comes back as sent."""
+    s3 = cluster.client()
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v", Metadata={
+        "plain": "just ascii =? text", "accented": "=?UTF-8?Q?caf=C3=A9?=", "word": "=?UTF-8?B?w6lsw6hvbg==?="})
+    want = {"plain": "just ascii =? text", "accented": "=?UTF-8?B?Y2Fmw6k=?=", "word": "=?UTF-8?B?w6lsw6hvbg==?="}
+    assert s3.head_object(Bucket=bucket, Key="k")["Metadata"] == want
+    assert s3.get_object(Bucket=bucket, Key="k")["Metadata"] == want
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "k"})
+    assert s3.head_object(Bucket=bucket, Key="copy")["Metadata"] == want
+    decoded = [email.header.decode_header(want["accented"])[0]]
+    assert decoded[0][0].decode(decoded[0][1]) == "caf\u00e9"
