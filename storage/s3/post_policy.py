@@ -74,12 +74,12 @@ def _verify_v4(fields: CIMultiDict, policy: str | None, secret_for) -> str:
     if fields["x-amz-algorithm"] != sigv4.ALGORITHM:
         raise errors.InvalidArgument(f"x-amz-algorithm must be {sigv4.ALGORITHM}", ArgumentName="x-amz-algorithm",
                                      ArgumentValue=fields["x-amz-algorithm"])
-    access_key, date, region, service = sigv4._parse_credential(fields["x-amz-credential"], fields["x-amz-date"],
-                                                                errors.InvalidArgument)
+    access_key, date, region, service = sigv4.parse_credential(fields["x-amz-credential"], fields["x-amz-date"],
+                                                               errors.InvalidArgument)
     secret = secret_for(access_key)
     if secret is None:
         raise errors.InvalidAccessKeyId(AWSAccessKeyId=access_key)
-    want = sigv4._hmac_hex(sigv4._signing_key(secret, date, region, service), policy)
+    want = sigv4.sign_policy(secret, date, region, service, policy)
     if not hmac.compare_digest(want, fields["x-amz-signature"].lower()):
         raise errors.SignatureDoesNotMatch(AWSAccessKeyId=access_key, StringToSign=policy,
                                            SignatureProvided=fields["x-amz-signature"])
