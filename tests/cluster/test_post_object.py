@@ -9,6 +9,7 @@ import json
 import random
 import shutil
 import subprocess
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs, urlsplit
@@ -241,3 +242,45 @@ document.getElementById("f").submit();
     got = s3.get_object(Bucket=bucket, Key="browser/photo one.bin")
     assert got["Body"].read() == data
     assert got["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+
+
+def test_a_large_form_upload_streams_with_bounded_gateway_memory(cluster, bucket):
+    """512 MiB through a form: the gateway never holds the file (RSS growth well under it)."""
+    from .test_streaming import _rss_kib, _Sampler
+    blocks, block = 512, 1 << 20
+    post = _v4(cluster).generate_presigned_post(bucket, "big/${filename}",
+                                                Conditions=[["content-length-range", 1, blocks * block]])
+    boundary = uuid.uuid4().hex
+    head = "".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+                   for k, v in post["fields"].items())
+    head += f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n\r\n'
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    want = hashlib.md5()
+
+    def stream():
+        yield head.encode()
+        for n in range(blocks):
+            piece = body(block, 1000 + n)
+            want.update(piece)
+            yield piece
+        yield tail
+
+    baseline = _rss_kib(cluster.gateway_pid())
+    sampler = _Sampler(cluster.gateway_pid())
+    sampler.start()
+    started = time.monotonic()
+    try:
+        resp = requests.post(f"{cluster.endpoint}/{bucket}", data=stream(), timeout=600,
+                             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    finally:
+        sampler.running = False
+        sampler.join()
+    seconds = time.monotonic() - started
+    assert resp.status_code == 204, resp.text
+    assert resp.headers["ETag"] == f'"{want.hexdigest()}"'
+    grew_mib = (sampler.peak - baseline) / 1024
+    print(f"\nPOST {blocks} MiB in {seconds:.1f}s; gateway RSS baseline {baseline // 1024} MiB, "
+          f"peak growth {grew_mib:.0f} MiB")
+    assert grew_mib < 200, f"gateway RSS grew by {grew_mib:.0f} MiB while a {blocks} MiB form streamed"
+    head_obj = cluster.client().head_object(Bucket=bucket, Key="big/big.bin")
+    assert head_obj["ContentLength"] == blocks * block
