@@ -284,3 +284,39 @@ def test_a_large_form_upload_streams_with_bounded_gateway_memory(cluster, bucket
     assert grew_mib < 200, f"gateway RSS grew by {grew_mib:.0f} MiB while a {blocks} MiB form streamed"
     head_obj = cluster.client().head_object(Bucket=bucket, Key="big/big.bin")
     assert head_obj["ContentLength"] == blocks * block
+
+
+def test_minio_sdk_post_policy(cluster, bucket):
+    """A second signer: MinIO's PostPolicy (SigV4, its own field order and condition forms)."""
+    import minio
+    from minio.datatypes import PostPolicy
+    mc = minio.Minio(f"127.0.0.1:{cluster.port}", access_key=ACCESS_KEY, secret_key=SECRET_KEY, secure=False,
+                     region="us-east-1")
+    policy = PostPolicy(bucket, dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=10))
+    policy.add_starts_with_condition("key", "minio/")
+    policy.add_equals_condition("Content-Type", "image/png")
+    policy.add_content_length_range_condition(1, 100_000)
+    fields = mc.presigned_post_policy(policy)
+    data = body(50_000, 30)
+    resp = _post(cluster, bucket, {**fields, "key": "minio/pic.png", "Content-Type": "image/png"}, data)
+    assert resp.status_code == 204, resp.text
+    got = cluster.client().get_object(Bucket=bucket, Key="minio/pic.png")
+    assert got["Body"].read() == data and got["ContentType"] == "image/png"
+    refused = _post(cluster, bucket, {**fields, "key": "minio/too-big", "Content-Type": "image/png"},
+                    body(100_001, 31))
+    assert _error(refused)[:2] == (400, "EntityTooLarge")
+    _absent(cluster, bucket, "minio/too-big")
+
+
+def test_post_into_a_versioned_bucket_makes_versions(cluster, bucket):
+    s3 = _v4(cluster)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    post = s3.generate_presigned_post(bucket, "v")
+    first, second = body(3000, 40), body(3000, 41)
+    ids = []
+    for data in (first, second):
+        resp = _post(cluster, bucket, post["fields"], data)
+        assert resp.status_code == 204, resp.text
+        ids.append(resp.headers["x-amz-version-id"])
+    assert s3.get_object(Bucket=bucket, Key="v", VersionId=ids[0])["Body"].read() == first
+    assert s3.get_object(Bucket=bucket, Key="v")["Body"].read() == second
