@@ -56,8 +56,9 @@ def _basename(filename: str | None) -> str:
 
 def _attributes(fields: CIMultiDict, bucket: dict, owner: str | None) -> dict:
     """The new version's record fields, from the form as PutObject takes them from headers."""
+    # the form's `acl` field is what a PUT says in x-amz-acl (a field named x-amz-acl is not)
     as_headers = CIMultiDict((name, value) for name, value in fields.items()
-                             if name.lower() != "acl" and not name.lower().startswith("x-amz-acl"))
+                             if name.lower() not in ("acl", "x-amz-acl"))
     if "acl" in fields:
         as_headers["x-amz-acl"] = fields["acl"]
     attrs = {
