@@ -16,9 +16,13 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 .PHONY: install test unit up bench lock
 install: $(VENV)/.installed
 
+# Test files run in parallel (pytest-xdist), each file on one worker so a module's shared
+# cluster starts once; the tests mostly wait on processes, so more workers than cores pay.
+TEST_WORKERS ?= 4
+
 test: $(VENV)/.installed
 	scripts/install-test-tools
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit

@@ -53,16 +53,6 @@ def run_until_signalled(main) -> None:
     asyncio.run(main())
 
 
-async def wait_for_signal() -> None:
-    import asyncio
-    import signal
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-
 cluster_options = [
     click.option("--data", "data", type=click.Path(file_okay=False), default=None,
                  help="Data folder of a `pocket up` cluster (default ./pocket-data)."),

@@ -1,6 +1,16 @@
-"""`pocket index ...`: the metadata index, by hand."""
+"""`pocket index ...`: the metadata index, by hand.
+
+`rebuild` recreates it from the disks. The PostgreSQL schema is created and upgraded only
+by `migrate-schema` (versioned, one transaction, safe to run twice); `copy` moves a
+cluster's whole index between backends (storage/index/copy.py: resumable, verified by
+counts and checksums). Stop the gateways before a copy; point their config at the
+destination after it. `backup` and `restore` are thin commands over
+storage/index_backup.py (LMDB; PostgreSQL is backed up with pg_dump); exit status 0 done,
+1 refused or failed (nothing changed; the message says why).
+"""
 from __future__ import annotations
 
+import datetime
 import json
 import sys
 
@@ -24,20 +34,25 @@ def index_rebuild(data, config, as_json: bool) -> None:
     async def run():
         import aiohttp
         from storage.node.open_disks import open_disks
+        from storage.index.index import open_index
         from storage.index.rebuild import rebuild
         from storage.placement.volumes import build_volumes
         from storage.codec import parse_policy
-        async with aiohttp.ClientSession() as session:
-            disks, infos = open_disks(cfg, session)
-            widths = {sum(parse_policy(s)) for s in cfg.policies.values()}
-            volumes = [v for w in sorted(widths) for v in build_volumes(infos, w)]
-            return await rebuild(disks, cfg.index_path, volumes)
+        index = open_index(cfg)
+        try:
+            async with aiohttp.ClientSession() as session:
+                disks, infos = open_disks(cfg, session)
+                widths = {sum(parse_policy(s)) for s in cfg.policies.values()}
+                volumes = [v for w in sorted(widths) for v in build_volumes(infos, w)]
+                return index.describe(), await rebuild(disks, index, volumes)
+        finally:
+            index.close()
     import asyncio
-    report = asyncio.run(run())
+    where, report = asyncio.run(run())
     if as_json:
         click.echo(json.dumps(report.__dict__, indent=2))
     else:
-        click.echo(f"Rebuilt {cfg.index_path} from {report.disks_scanned} disks in {report.seconds:.1f}s: "
+        click.echo(f"Rebuilt {where} from {report.disks_scanned} disks in {report.seconds:.1f}s: "
                    f"{report.buckets} buckets, {report.objects} objects, "
                    f"{report.uploads} unfinished multipart uploads ({report.parts} parts) "
                    f"({report.archives} archives; {report.tombstoned} deleted, {report.superseded} superseded "
@@ -52,3 +67,114 @@ def index_rebuild(data, config, as_json: bool) -> None:
                        "bucket settings and objects they name.")
     if report.disks_unreachable or report.unreadable or report.records_skipped:
         sys.exit(1)
+
+
+@index.command("migrate-schema")
+@with_cluster
+@click.option("--dsn", help="PostgreSQL DSN (default: index.dsn of the config, or POCKET_INDEX_DSN).")
+def migrate_schema(data, config, dsn: str | None) -> None:
+    """Create or upgrade the index schema in PostgreSQL."""
+    from storage.index.backend import MetadataIndexError
+    from storage.index.pg_backend import PgBackend, redact
+    if not dsn:
+        cfg = load_config(data, config)
+        if cfg.index.backend != "postgres":
+            raise click.ClickException("the config's index.backend is not \"postgres\": nothing to migrate "
+                                       "(LMDB needs no schema); pass --dsn to migrate a database anyway")
+        dsn = cfg.index.dsn
+    try:
+        backend = PgBackend(dsn, check_schema=False)
+        try:
+            before, after = backend.migrate()
+        finally:
+            backend.close()
+    except MetadataIndexError as e:
+        raise click.ClickException(str(e)) from None
+    if before == after:
+        click.echo(f"{redact(dsn)}: schema is at version {after}; nothing to do.")
+    else:
+        click.echo(f"{redact(dsn)}: schema migrated from version {before} to {after}.")
+
+
+@index.command("copy")
+@with_cluster
+@click.option("--from", "source", help="lmdb:FOLDER or postgresql://... to copy from (default: the config's index).")
+@click.option("--to", "dest", required=True, help="lmdb:FOLDER or postgresql://... to copy into (empty).")
+@click.option("--batch", default=2000, show_default=True, help="Rows per transaction.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def copy(data, config, source: str | None, dest: str, batch: int, as_json: bool) -> None:
+    """Copy the whole index between backends; stop the gateways first.
+
+    Resumes an interrupted copy of the same source; exits 1 when the verification
+    finds the two sides different (run it again with every gateway stopped)."""
+    from storage.index.backend import MetadataIndexError
+    from storage.index.copy import CopyMismatch, copy_index
+    from storage.index.index import open_url
+    if not source:
+        cfg = load_config(data, config)
+        source = cfg.index.dsn if cfg.index.backend == "postgres" else f"lmdb:{cfg.index_path}"
+    try:
+        src, dst = open_url(source), open_url(dest)
+    except (MetadataIndexError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    try:
+        report = copy_index(src, dst, batch, progress=lambda table, rows: click.echo(
+            f"\rcopying {table}: {rows} rows", nl=False, err=True))
+        click.echo("", err=True)
+    except CopyMismatch as e:
+        click.echo(f"\nERROR: {e}", err=True)
+        sys.exit(1)
+    except MetadataIndexError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        src.close()
+        dst.close()
+    if as_json:
+        click.echo(json.dumps(report.__dict__, indent=2))
+    else:
+        click.echo(f"Copied {src.describe()} to {dst.describe()} in {report.seconds:.1f}s"
+                   f"{' (resumed)' if report.resumed else ''}: {report.copied} rows written; verified "
+                   f"{sum(report.rows.values())} rows in {len(report.rows)} tables, checksum {report.checksum}.")
+
+
+@index.command("backup")
+@with_cluster
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def index_backup(data, config, dest: str, as_json: bool) -> None:
+    """Copy the index into the new folder DEST, consistently, while the gateway keeps running."""
+    from storage.index_backup import BackupError, backup
+    cfg = load_config(data, config)
+    try:
+        report = backup(cfg.index_path, dest)
+    except BackupError as e:
+        raise click.ClickException(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(f"Backed up {cfg.index_path} to {dest} in {report['seconds']:.2f}s: {report['bytes']} bytes, "
+                   f"{sum(report['entries'].values())} entries.")
+
+
+@index.command("restore")
+@with_cluster
+@click.argument("src", type=click.Path(file_okay=False, exists=True))
+@click.option("--force", is_flag=True, help="Replace an existing index (it is moved aside, not deleted).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def index_restore(data, config, src: str, force: bool, as_json: bool) -> None:
+    """Put the backup SRC in place of the index. Stop the gateway first."""
+    from storage.index_backup import BackupError, restore
+    cfg = load_config(data, config)
+    try:
+        report = restore(cfg.index_path, src, cfg.listen, force=force)
+    except BackupError as e:
+        raise click.ClickException(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    taken = datetime.datetime.fromtimestamp(report["backup_created"], datetime.timezone.utc)
+    click.echo(f"Restored {cfg.index_path} from {src} (taken {taken:%Y-%m-%d %H:%M:%S} UTC) in "
+               f"{report['seconds']:.2f}s." + (f" The old index is kept at {report['old_index_kept_at']}."
+                                                 if report["old_index_kept_at"] else ""))
+    click.echo("Objects written after the backup was taken are on the disks but not in this index: "
+               "`pocket index rebuild` finds them (it reads every disk).")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from . import disks, durability, index, lifecycle, migrate, serve
+from . import config, disks, durability, index, lifecycle, migrate, serve
 from .common import setup_logging
 
 
@@ -22,5 +22,5 @@ def main(verbose: bool) -> None:
 
 for command in (serve.up, serve.gateway, serve.node, index.index, durability.scrub, durability.repair,
                 durability.status, durability.upgrade, disks.disk, disks.rebalance, lifecycle.lifecycle,
-                migrate.migrate):
+                migrate.migrate, config.config_group):
     main.add_command(command)

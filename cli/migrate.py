@@ -11,7 +11,16 @@ import sys
 
 import click
 
-from .common import load_config, with_cluster
+from .common import load_config, run_tool, with_cluster
+
+
+def source_errors() -> tuple:
+    """What the source can answer that ends a command: said in one line, no traceback.
+    (Imported when a command runs, so `pocket --help` loads neither botocore nor storage.)"""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from storage.migrate.state import MigrationError
+    return (MigrationError, ClientError, BotoCoreError)
 
 _source_options = [
     click.option("--source-endpoint", default=None, help="S3 endpoint URL of the source (default: AWS itself)."),
@@ -49,10 +58,6 @@ def migrate() -> None:
     """Move buckets out of S3: plan, enable (dual writes), copy, verify, cutover, rollback, detach."""
 
 
-def _not_built(name: str):
-    raise click.ClickException(f"`pocket migrate {name}` is not built yet")
-
-
 def _run_each(data, config, buckets, as_json, kw, fn, verb: str) -> None:
     """Run a storage/migrate/commands.py step for each bucket; exit 1 if any was refused."""
     from .common import run_tool
@@ -83,10 +88,27 @@ def _run_each(data, config, buckets, as_json, kw, fn, verb: str) -> None:
 @click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False), help="Where to write the HTML report.")
 @click.option("--bandwidth", default=None, help="Bandwidth for the time estimate, e.g. 1Gbit, 200MB.")
 @click.option("--policy", default=None, help="Pocket storage policy for the disk estimate (default: the cluster's).")
-def plan(data, config, buckets, inventory, report_path, bandwidth, policy, as_json, **kw) -> None:
+@click.option("--prices", "prices_path", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="JSON file overriding the default AWS list prices (see storage/migrate/estimate.py).")
+@click.option("--order", default=None, help="Your order of the buckets, comma-separated (default: suggested).")
+def plan(data, config, buckets, inventory, report_path, bandwidth, policy, prices_path, order, as_json, **kw) -> None:
     """Inventory source buckets into a local database and write an HTML report with cost and time estimates."""
-    load_config(data, config)
-    _not_built("plan")
+    cfg = load_config(data, config)
+    from storage.migrate import plan as plan_mod
+    from storage.migrate.report import duration
+    from storage.tools.status import size
+    try:
+        report = plan_mod.run(cfg, buckets, source_args(kw), inventory, report_path, bandwidth, prices_path,
+                              order.split(",") if order else None, policy)
+    except (ValueError, OSError, *source_errors()) as e:
+        raise click.ClickException(f"{e}") from None
+    lines = [f"{s['bucket']}: {s['objects']:,} objects, {size(s['version_bytes'])} with versions, "
+             f"{duration(s['transfer_seconds'])} at {size(report['bandwidth_bytes_per_second'])}/s, "
+             f"move ${s['move_cost']:,.2f}, ends ${s['monthly_bill']:,.2f}/month"
+             + (f", {s['needs_restore']} need a restore first" if s["needs_restore"] else "")
+             for s in report["buckets"]]
+    lines += [f"Order: {', '.join(report['order'])}", f"Report: {report['report']}"]
+    emit(report, as_json, "\n".join(lines))
 
 
 @migrate.command()
@@ -94,9 +116,25 @@ def plan(data, config, buckets, inventory, report_path, bandwidth, policy, as_js
 @click.argument("sql")
 @click.option("--json", "as_json", is_flag=True, help="Rows as JSON.")
 def query(data, config, sql, as_json) -> None:
-    """Run SQL against the inventory database that `plan` wrote."""
-    load_config(data, config)
-    _not_built("query")
+    """Run read-only SQL against the inventory database that `plan` wrote (tables: buckets, objects, plan_order)."""
+    import sqlite3
+
+    from storage.migrate import inventory
+    cfg = load_config(data, config)
+    try:
+        db = inventory.connect(cfg.data, create=False)
+        try:
+            columns, rows = inventory.query(db, sql)
+        finally:
+            db.close()
+    except (sqlite3.Error, FileNotFoundError) as e:
+        raise click.ClickException(f"{e}") from None
+    if as_json:
+        click.echo(json.dumps([dict(zip(columns, r)) for r in rows], indent=2, default=str))
+    else:
+        click.echo("\t".join(columns))
+        for r in rows:
+            click.echo("\t".join("" if v is None else str(v) for v in r))
 
 
 @migrate.command()
@@ -111,12 +149,71 @@ def enable(data, config, buckets, as_json, **kw) -> None:
 @migrate.command()
 @with_source
 @click.argument("buckets", nargs=-1, required=True)
-@click.option("--concurrency", default=16, show_default=True, help="Objects copied at once.")
+@click.option("--concurrency", default=32, show_default=True,
+              help="Objects copied at once (small objects are latency-bound: more helps).")
 @click.option("--rate", default=None, help="Bandwidth limit, e.g. 100MB (per process).")
 def copy(data, config, buckets, concurrency, rate, as_json, **kw) -> None:
     """Backfill: copy every object (and version) the source has that Pocket lacks, faithfully; resumable."""
-    load_config(data, config)
-    _not_built("copy")
+    cfg = load_config(data, config)
+    from storage.migrate import backfill
+    from storage.migrate.estimate import parse_bandwidth
+    try:
+        limit = parse_bandwidth(rate) if rate else 0.0
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--rate") from None
+    args = source_args(kw)
+    progress = _CopyProgress()
+
+    async def work(tc):
+        from storage.objects.build import object_services
+        from storage.index.batcher import IndexWriter
+        writer = IndexWriter(tc.index)
+        try:
+            objects, multipart = object_services(cfg, tc.cluster, tc.index, writer)
+            report = await backfill.run(cfg, tc, objects, multipart, buckets, args, concurrency, limit,
+                                        progress.show)
+            await objects.drain(timeout=60)
+            return report
+        finally:
+            await writer.aclose()
+    try:
+        report = run_tool(cfg, work)
+    except source_errors() as e:
+        raise click.ClickException(f"{e}") from None
+    progress.close()
+    from storage.tools.status import size
+    lines = [f"{b['bucket']}: copied {b['copied']:,} ({size(b['bytes'])}), skipped {b['skipped']:,} already there, "
+             f"{b['errors']} errors, {b['changed_during_copy']} changed at the source meanwhile, "
+             f"{size(b['bytes_per_second'])}/s" for b in report["buckets"]]
+    emit(report, as_json, "\n".join(lines))
+    if not report["ok"]:
+        raise SystemExit(1)
+
+
+class _CopyProgress:
+    """One line on stderr, rewritten in place: objects, bytes, rate, ETA."""
+
+    def __init__(self):
+        self.shown = False
+
+    def show(self, tally) -> None:
+        import sys
+        import time
+
+        from storage.migrate.report import duration
+        from storage.tools.status import size
+        seconds = max(time.monotonic() - tally.started, 1e-6)
+        rate = tally.bytes / seconds
+        left = max(tally.total_bytes - tally.bytes, 0)
+        eta = duration(left / rate) if rate and tally.total_bytes else "?"
+        sys.stderr.write(f"\r{tally.bucket}: {tally.copied:,} copied, {tally.skipped:,} skipped, "
+                         f"{size(tally.bytes)} at {size(rate)}/s, ETA {eta}   ")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            click.echo("", err=True)
 
 
 @migrate.command()
@@ -125,10 +222,40 @@ def copy(data, config, buckets, concurrency, rate, as_json, **kw) -> None:
 @click.option("--deep", is_flag=True, help="Read both sides fully and compare digests.")
 @click.option("--sample", default=None, type=float, help="Re-read this percentage of objects deeply (0-100).")
 @click.option("--fix", is_flag=True, help="Re-copy what is missing or different.")
-def verify(data, config, buckets, deep, sample, fix, as_json, **kw) -> None:
+@click.option("--concurrency", default=16, show_default=True, help="Versions compared at once.")
+def verify(data, config, buckets, deep, sample, fix, concurrency, as_json, **kw) -> None:
     """Compare every object between the source and Pocket; mismatches block cutover."""
-    load_config(data, config)
-    _not_built("verify")
+    cfg = load_config(data, config)
+    from storage.migrate import verify as verify_mod
+    if sample is not None and not 0 < sample <= 100:
+        raise click.BadParameter("a percentage above 0, at most 100", param_hint="--sample")
+    args = source_args(kw)
+
+    async def work(tc):
+        from storage.objects.build import object_services
+        from storage.index.batcher import IndexWriter
+        writer = IndexWriter(tc.index)
+        try:
+            objects, multipart = object_services(cfg, tc.cluster, tc.index, writer)
+            report = await verify_mod.run(cfg, tc, objects, multipart, buckets, args, deep, sample, fix, concurrency)
+            await objects.drain(timeout=60)
+            return report
+        finally:
+            await writer.aclose()
+    try:
+        report = run_tool(cfg, work)
+    except source_errors() as e:
+        raise click.ClickException(f"{e}") from None
+    lines = []
+    for b in report["buckets"]:
+        lines.append(f"{b['bucket']}: {b['checked']:,} versions checked ({b['deep_read']:,} read in full), "
+                     f"{b['missing']} missing, {b['mismatched']} different, {b['fixed']} fixed: "
+                     f"{'clean' if b['clean'] else 'NOT clean (cutover is blocked; run with --fix)'}")
+        lines += [f"  {f['problem']:10} {f['key']} version {f['version_id']}: {f['why']}"
+                  + (f" (fix {f['fix']})" if f.get("fix") else "") for f in b["findings"][:50]]
+    emit(report, as_json, "\n".join(lines))
+    if not report["clean"]:
+        raise SystemExit(1)
 
 
 @migrate.command()
@@ -163,10 +290,10 @@ def detach(data, config, buckets, as_json, **kw) -> None:
 @click.argument("buckets", nargs=-1)
 def status(data, config, buckets, as_json, **kw) -> None:
     """Each migrating bucket's state, counts, bytes, rate, ETA and last verify."""
-    from storage.index.lmdb_index import Index
+    from storage.index.index import open_index
     from storage.migrate import commands
     cfg = load_config(data, config)
-    index = Index(cfg.index_path)
+    index = open_index(cfg)
     try:
         rows = commands.status(index, list(buckets))
     finally:

@@ -8,7 +8,7 @@ import time
 
 import click
 
-from .common import load_config, run_until_signalled, wait_for_signal, with_cluster
+from .common import load_config, run_until_signalled, with_cluster
 
 
 @click.command()
@@ -18,13 +18,22 @@ from .common import load_config, run_until_signalled, wait_for_signal, with_clus
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--nodes", default=0, type=int, help="Run N separate node processes instead of in-process disks.")
 @click.option("--disks", default=6, type=int, show_default=True, help="Disks to create on first start.")
-def up(data: str, port: int | None, host: str | None, nodes: int, disks: int) -> None:
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Serve HTTPS with this PEM certificate chain (with --tls-key; SIGHUP reloads both).")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="The private key of --tls-cert (PEM).")
+def up(data: str, port: int | None, host: str | None, nodes: int, disks: int, tls_cert: str | None,
+       tls_key: str | None) -> None:
     """Start a complete one-machine cluster and print its endpoint and keys."""
     import subprocess
 
     from storage import config as config_mod
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
     path = config_mod.embedded(data, port or 9000, nodes=nodes, disks=disks)
     cfg = load_config(None, path)
+    if tls_cert:
+        cfg.gateway.tls_cert, cfg.gateway.tls_key = os.path.abspath(tls_cert), os.path.abspath(tls_key)
     if port or host:
         h, p = cfg.listen
         cfg.gateway.listen = f"{host or h}:{port or p}"
@@ -46,17 +55,30 @@ def up(data: str, port: int | None, host: str | None, nodes: int, disks: int) ->
 
 
 async def _serve_gateway(cfg, banner: bool = False, children=()) -> None:
+    from storage import logs, serving, tls
     from storage.gateway import Gateway
-    from storage.serve import serve
+    logs.configure(cfg.log, sys.stderr if banner else sys.stdout)   # `pocket up` keeps stdout for its banner
+    ssl_context = None
+    if cfg.gateway.tls_cert:
+        try:
+            ssl_context = tls.server_context(cfg.gateway.tls_cert, cfg.gateway.tls_key)
+        except (OSError, ValueError) as e:
+            raise click.ClickException(f"cannot serve TLS with gateway.tls_cert = {cfg.gateway.tls_cert} and "
+                                       f"gateway.tls_key = {cfg.gateway.tls_key}: {e}") from None
     if children:
         await _wait_for_nodes(cfg, children)
     gw = Gateway(cfg)
     await gw.start()
     host, port = cfg.listen
-    runner = await serve(gw.app(), host, port)
+    sock = serving.inherited_socket()
+    listener = await serving.listen(gw.app(), host, port, ssl_context=ssl_context, sock=sock, access_log=True,
+                                    metrics=gw.metrics, shutdown_timeout=cfg.gateway.shutdown_timeout)
+    if sock is not None:
+        host, port = sock.getsockname()[:2]
     cred = cfg.credentials[0]
+    scheme = "https" if ssl_context else "http"
     if banner:
-        endpoint = f"http://{host}:{port}"
+        endpoint = f"{scheme}://{host}:{port}"
         click.echo(
             f"Pocket is up.\n"
             f"  S3 endpoint : {endpoint}\n"
@@ -70,11 +92,20 @@ async def _serve_gateway(cfg, banner: bool = False, children=()) -> None:
             f"Ctrl-C stops it.", err=False)
         sys.stdout.flush()
     else:
-        logging.getLogger("pocket").info("gateway listening on %s:%d", host, port)
+        logging.getLogger("pocket").info("gateway listening on %s://%s:%d%s", scheme, host, port,
+                                         " (socket passed in by the service manager)" if sock else "")
+
+    def reload():
+        logs.reopen()
+        if ssl_context is not None:
+            tls.reload(ssl_context, cfg.gateway.tls_cert, cfg.gateway.tls_key)
+
+    def drain():
+        gw.draining = True
     try:
-        await wait_for_signal()
+        await serving.run_until_stopped(listener, on_reload=reload, on_drain=drain,
+                                        drain_delay=cfg.gateway.drain_delay)
     finally:
-        await runner.cleanup()
         await gw.stop()
 
 
@@ -134,9 +165,10 @@ def node(data, config, node_id: str, initialize: bool) -> None:
     async def run():
         import asyncio
 
+        from storage import logs, serving
         from storage.executor import io_executor
         from storage.node.open_disks import local_store
-        from storage.serve import serve
+        logs.configure(cfg.log, sys.stdout)
         from storage.node.daemons import DiskDaemons
         from storage.node.server import build_app
         from storage.node.tls import server_ssl
@@ -149,14 +181,14 @@ def node(data, config, node_id: str, initialize: bool) -> None:
             raise click.ClickException(str(e)) from None
         host, port = ncfg.listen
         daemons = DiskDaemons(stores, cfg)
-        runner = await serve(build_app(node_id, stores, cfg.cluster_secret), host, port, server_ssl(ncfg))
+        listener = await serving.listen(build_app(node_id, stores, cfg.cluster_secret), host, port,
+                                        ssl_context=server_ssl(ncfg), shutdown_timeout=cfg.gateway.shutdown_timeout)
         daemons.start()
         logging.getLogger("pocket.node").info("node %s serving %d disks on %s:%d", node_id, len(stores), host, port)
         try:
-            await wait_for_signal()
+            await serving.run_until_stopped(listener, on_reload=logs.reopen)
         finally:
             await daemons.stop()
-            await runner.cleanup()
             for store in stores.values():
                 store.close()
     run_until_signalled(run)

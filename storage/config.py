@@ -33,6 +33,7 @@ def fingerprint_bytes(text: str) -> bytes:
 class Credential:
     access_key: str
     secret_key: str
+    email: str = ""   # resolves S3 grants by e-mail address to this user (storage/s3/grants.py)
 
 
 @dataclass
@@ -66,6 +67,7 @@ class NodeConfig:
 class GatewayConfig:
     listen: str = "127.0.0.1:9000"
     index: str = ""          # default: <data>/index
+    index_max_size: int = 1 << 42   # bytes the LMDB index may grow to; past it writes get 507, as on a full disk
     region: str = "us-east-1"
     heartbeat: float = 2.0
     # Virtual-host-style addressing: a Host of `<bucket>.<domain>` names the bucket.
@@ -79,6 +81,26 @@ class GatewayConfig:
     body_timeout: float = 60.0
     body_min_rate: int = 500
     max_uploads: int = 128
+    # TLS on the S3 port: PEM files (the chain, then its key). SIGHUP reloads them for new
+    # connections; connections already open keep theirs (storage/tls.py).
+    tls_cert: str = ""
+    tls_key: str = ""
+    # SIGTERM: /_pocket/ready answers 503 for drain_delay seconds (a load balancer stops sending),
+    # then the listener closes and requests in flight get up to shutdown_timeout to finish.
+    drain_delay: float = 0.0
+    shutdown_timeout: float = 30.0
+
+
+@dataclass
+class IndexConfig:
+    """Where the metadata index lives (storage/index/): LMDB in the gateway's folder
+    (gateway.index), or a PostgreSQL database several gateways can share."""
+    backend: str = "lmdb"            # "lmdb" or "postgres"
+    dsn: str = ""                    # postgres: a libpq connection string or postgresql:// URL
+    pool_size: int = 16              # postgres: connections per process at most
+    # Once-per-cluster daemons (repair, scrub collection, lifecycle, failed-disk watcher) run
+    # in the gateway holding their lease; a dead gateway's leases move after this long.
+    lease_seconds: float = 30.0
 
 
 @dataclass
@@ -133,14 +155,24 @@ class LifecycleConfig:
 
 
 @dataclass
+class LogConfig:
+    """Where a serving process logs (storage/logs.py): one line per S3 request and per event."""
+    format: str = "text"     # "text" for people, "json" for log shippers (one object per line)
+    file: str = ""           # empty: stdout; a file is reopened on SIGHUP, so logrotate can move it
+    level: str = "info"
+
+
+@dataclass
 class Config:
     data: str = "./pocket-data"
     cluster_secret: str = ""
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     scrub: ScrubConfig = field(default_factory=ScrubConfig)
     repair: RepairConfig = field(default_factory=RepairConfig)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     policies: dict[str, str] = field(default_factory=lambda: {"ec": "ec:4+2", "replica": "replica:3"})
     credentials: list[Credential] = field(default_factory=list)
     nodes: list[NodeConfig] = field(default_factory=list)
@@ -171,89 +203,118 @@ class Config:
         raise ConfigError(f"no node {node_id!r} in the config; nodes are {[n.id for n in self.nodes]}")
 
     def validate(self) -> "Config":
+        """Refuse to start on the first problem, named by its key."""
+        for problem in self.problems():
+            raise ConfigError(problem)
+        return self
+
+    def problems(self):
+        """Every problem of the settings, one message each (`pocket config check` lists them all)."""
         if not self.cluster_secret:
-            raise ConfigError("cluster_secret is empty: set it in the config or POCKET_CLUSTER_SECRET")
-        if len(self.cluster_secret.encode()) < MIN_SECRET_BYTES:
-            raise ConfigError(f"cluster_secret is {len(self.cluster_secret.encode())} bytes; it keys every node "
-                              f"request and on-disk checksum, so it must be at least {MIN_SECRET_BYTES} bytes "
-                              "(e.g. `python3 -c 'import secrets; print(secrets.token_hex(32))'`)")
+            yield "cluster_secret is empty: set it in the config or POCKET_CLUSTER_SECRET"
+        elif len(self.cluster_secret.encode()) < MIN_SECRET_BYTES:
+            yield (f"cluster_secret is {len(self.cluster_secret.encode())} bytes; it keys every node "
+                   f"request and on-disk checksum, so it must be at least {MIN_SECRET_BYTES} bytes "
+                   "(e.g. `python3 -c 'import secrets; print(secrets.token_hex(32))'`)")
         for node in self.nodes:
-            _check_tls(node)
+            yield from _tls_problems(node)
+        shapes = {}
         for name, spec in self.policies.items():
             try:
-                parse_policy(spec)
+                shapes[name] = parse_policy(spec)
             except ValueError as e:
-                raise ConfigError(f"policies.{name}: {e}") from None
+                yield f"policies.{name}: {e}"
         for key in ("default_policy", "small_policy"):
             name = getattr(self.storage, key)
             if name and name not in self.policies:
-                raise ConfigError(f"storage.{key} = {name!r} is not one of the policies {sorted(self.policies)}")
-        widest = max(sum(parse_policy(s)) for s in self.policies.values())
+                yield f"storage.{key} = {name!r} is not one of the policies {sorted(self.policies)}"
+        widest = max((sum(shape) for shape in shapes.values()), default=0)
         disks = [d.id for n in self.nodes for d in n.disks]
         if len(disks) < widest:
-            raise ConfigError(f"the policies need {widest} disks but the config lists {len(disks)}")
+            yield f"the policies need {widest} disks but the config lists {len(disks)}"
         duplicates = sorted({d for d in disks if disks.count(d) > 1})
         if duplicates:
-            raise ConfigError(f"disk ids must be unique across all nodes; repeated: {duplicates}")
+            yield f"disk ids must be unique across all nodes; repeated: {duplicates}"
         if not self.credentials:
-            raise ConfigError("no credentials: add [[credentials]] access_key/secret_key, "
-                              "or set POCKET_ACCESS_KEY and POCKET_SECRET_KEY")
+            yield ("no credentials: add [[credentials]] access_key/secret_key, "
+                   "or set POCKET_ACCESS_KEY and POCKET_SECRET_KEY")
         for key in ("rate", "interval", "start_delay", "collect_interval", "orphan_grace"):
             if getattr(self.scrub, key) < 0:
-                raise ConfigError(f"scrub.{key} must not be negative")
+                yield f"scrub.{key} must not be negative"
         if self.repair.rate < 0:
-            raise ConfigError("repair.rate must be 0 (unlimited) or bytes per second")
+            yield "repair.rate must be 0 (unlimited) or bytes per second"
         if self.repair.concurrency < 1:
-            raise ConfigError("repair.concurrency must be at least 1")
+            yield "repair.concurrency must be at least 1"
         if self.repair.failed_after <= 0:
-            raise ConfigError("repair.failed_after must be a positive number of seconds (default 900: a disk down "
-                              "15 minutes is declared failed); `pocket disk fail DISK` declares one at once")
+            yield ("repair.failed_after must be a positive number of seconds (default 900: a disk down "
+                   "15 minutes is declared failed); `pocket disk fail DISK` declares one at once")
         if self.repair.move_rate < 0:
-            raise ConfigError("repair.move_rate must be 0 (no limit) or bytes per second")
+            yield "repair.move_rate must be 0 (no limit) or bytes per second"
         if self.repair.move_settle < 0:
-            raise ConfigError("repair.move_settle must not be negative")
+            yield "repair.move_settle must not be negative"
         if not 0 < self.repair.disk_afr < 1:
-            raise ConfigError("repair.disk_afr is a yearly probability: between 0 and 1, e.g. 0.02")
+            yield "repair.disk_afr is a yearly probability: between 0 and 1, e.g. 0.02"
         for key in ("interval", "rate"):
             if getattr(self.lifecycle, key) < 0:
-                raise ConfigError(f"lifecycle.{key} must be 0 (off/unlimited) or a positive number")
+                yield f"lifecycle.{key} must be 0 (off/unlimited) or a positive number"
         if self.lifecycle.day_seconds <= 0:
-            raise ConfigError("lifecycle.day_seconds must be positive (86400 but in tests)")
+            yield "lifecycle.day_seconds must be positive (86400 but in tests)"
         for key in ("header_timeout", "body_timeout"):
             if getattr(self.gateway, key) <= 0:
-                raise ConfigError(f"gateway.{key} must be a positive number of seconds")
+                yield f"gateway.{key} must be a positive number of seconds"
         if self.gateway.body_min_rate < 0:
-            raise ConfigError("gateway.body_min_rate must be 0 (no minimum) or bytes per second")
+            yield "gateway.body_min_rate must be 0 (no minimum) or bytes per second"
         if self.gateway.max_uploads < 1:
-            raise ConfigError("gateway.max_uploads must be at least 1")
+            yield "gateway.max_uploads must be at least 1"
+        if self.gateway.index_max_size < 256 << 10:
+            yield "gateway.index_max_size must be at least 256 KiB (default 4 TiB)"
+        if self.index.backend not in ("lmdb", "postgres"):
+            yield (f"index.backend = {self.index.backend!r}: use \"lmdb\" (embedded, the default) "
+                   "or \"postgres\" (with index.dsn)")
+        if self.index.backend == "postgres" and not self.index.dsn:
+            yield ("index.backend is \"postgres\" but index.dsn is empty: set it (or POCKET_INDEX_DSN) "
+                   "to e.g. postgresql://pocket@db.example/pocket")
+        if self.index.pool_size < 2:
+            yield "index.pool_size must be at least 2"
+        if self.index.lease_seconds < 1:
+            yield "index.lease_seconds must be at least 1 (default 30)"
         if self.storage.segment_size < 4096:
-            raise ConfigError("storage.segment_size must be at least 4096 bytes")
+            yield "storage.segment_size must be at least 4096 bytes"
         if not 0 <= self.storage.pack_threshold <= self.storage.pack_size:
-            raise ConfigError("storage.pack_threshold must be between 0 (no packs) and storage.pack_size")
+            yield "storage.pack_threshold must be between 0 (no packs) and storage.pack_size"
         if self.storage.pack_size < 1 << 20:
-            raise ConfigError("storage.pack_size must be at least 1 MiB")
+            yield "storage.pack_size must be at least 1 MiB"
         if self.storage.compact_interval < 0:
-            raise ConfigError("storage.compact_interval must be 0 (never) or a number of seconds")
-        return self
+            yield "storage.compact_interval must be 0 (never) or a number of seconds"
+        if bool(self.gateway.tls_cert) != bool(self.gateway.tls_key):
+            yield ("gateway.tls_cert and gateway.tls_key go together: set both (PEM certificate chain "
+                   "and its private key) or neither (plain HTTP)")
+        for key in ("drain_delay", "shutdown_timeout"):
+            if getattr(self.gateway, key) < 0:
+                yield f"gateway.{key} must not be negative"
+        if self.log.format not in ("text", "json"):
+            yield f"log.format = {self.log.format!r}: use \"text\" or \"json\""
+        if self.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            yield f"log.level = {self.log.level!r}: use debug, info, warning or error"
 
 
-def _check_tls(node: NodeConfig) -> None:
+def _tls_problems(node: NodeConfig):
     where = f"nodes[{node.id}]"
     tls = [k for k in ("tls_cert", "tls_key", "tls_fingerprint", "tls_ca") if getattr(node, k)]
     if not node.url.startswith("https://"):
         if tls:
-            raise ConfigError(f"{where} sets {tls} but its url is not https://; use https:// to turn TLS on")
+            yield f"{where} sets {tls} but its url is not https://; use https:// to turn TLS on"
         return
     if not (node.tls_cert and node.tls_key):
-        raise ConfigError(f"{where} has an https url: set tls_cert and tls_key (the node's certificate and key)")
+        yield f"{where} has an https url: set tls_cert and tls_key (the node's certificate and key)"
     if not (node.tls_fingerprint or node.tls_ca):
-        raise ConfigError(f"{where} has an https url: pin its certificate with tls_fingerprint "
-                          "(`openssl x509 -noout -fingerprint -sha256 -in CERT`) or tls_ca (a CA file)")
+        yield (f"{where} has an https url: pin its certificate with tls_fingerprint "
+               "(`openssl x509 -noout -fingerprint -sha256 -in CERT`) or tls_ca (a CA file)")
     if node.tls_fingerprint:
         try:
             fingerprint_bytes(node.tls_fingerprint)
         except ValueError as e:
-            raise ConfigError(f"{where}.tls_fingerprint: {e}") from None
+            yield f"{where}.tls_fingerprint: {e}"
 
 
 def load(path: str) -> Config:
@@ -284,10 +345,12 @@ def from_dict(raw: dict, base: str = ".") -> Config:
             data=os.path.join(base, raw.pop("data", "pocket-data")),
             cluster_secret=raw.pop("cluster_secret", ""),
             gateway=_section(GatewayConfig, raw.pop("gateway", {}), "gateway"),
+            index=_section(IndexConfig, raw.pop("index", {}), "index"),
             storage=_section(StorageConfig, raw.pop("storage", {}), "storage"),
             scrub=_section(ScrubConfig, raw.pop("scrub", {}), "scrub"),
             repair=_section(RepairConfig, raw.pop("repair", {}), "repair"),
             lifecycle=_section(LifecycleConfig, raw.pop("lifecycle", {}), "lifecycle"),
+            log=_section(LogConfig, raw.pop("log", {}), "log"),
             policies=raw.pop("policies", None) or Config().policies,
             credentials=[Credential(**c) for c in raw.pop("credentials", [])],
             nodes=[NodeConfig(id=n["id"], zone=n.get("zone", "zone-1"), url=n.get("url", ""),
@@ -301,8 +364,11 @@ def from_dict(raw: dict, base: str = ".") -> Config:
         raise ConfigError(f"bad credentials or nodes entry: {e}") from None
     if raw:
         raise ConfigError(f"unknown top-level config keys: {sorted(raw)}")
-    if cfg.gateway.index:  # like data and disk paths: relative to the config file, not the cwd
-        cfg.gateway.index = os.path.join(base, cfg.gateway.index)
+    # Like data and disk paths: relative to the config file, not the cwd.
+    for section, key in (("gateway", "index"), ("gateway", "tls_cert"), ("gateway", "tls_key"), ("log", "file")):
+        value = getattr(getattr(cfg, section), key)
+        if value:
+            setattr(getattr(cfg, section), key, os.path.join(base, value))
     cfg.data = os.path.normpath(cfg.data)
     return cfg
 
@@ -360,9 +426,9 @@ def _is_ip(host: str) -> bool:
 
 
 def apply_env(cfg: Config, env=os.environ) -> Config:
-    """POCKET_<SECTION>_<KEY> overrides gateway, storage, scrub, repair and lifecycle settings; a few
-    top-level too."""
-    for section in ("gateway", "storage", "scrub", "repair", "lifecycle"):
+    """POCKET_<SECTION>_<KEY> overrides gateway, index, storage, scrub, repair, lifecycle and log
+    settings (POCKET_LOG_FORMAT=json); a few top-level too."""
+    for section in ("gateway", "index", "storage", "scrub", "repair", "lifecycle", "log"):
         obj = getattr(cfg, section)
         for f in fields(obj):
             value = env.get(f"POCKET_{section}_{f.name}".upper())

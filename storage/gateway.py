@@ -24,9 +24,10 @@ from .durability.repair import Repairer
 from .durability.scrub import Scrubber
 from .executor import io_executor
 from .index.batcher import IndexWriter
-from .index.lmdb_index import Index
+from .index.index import Index, open_index
+from .leased import LeasedDaemons, holder_id
 from .lifecycle.runner import LifecycleRunner
-from .metrics import Metrics
+from .metrics import IndexCollector, Metrics
 from .migrate.wiring import route_services
 from .node.daemons import DiskDaemons
 from .node.metrics import DiskCollector
@@ -50,9 +51,10 @@ class Gateway:
         self.metrics = Metrics()
         self._secrets = {c.access_key: c.secret_key for c in cfg.credentials}
         self.session: aiohttp.ClientSession | None = None
-        self._background: list[asyncio.Task] = []
+        self.leased: LeasedDaemons | None = None
         self.local_disks: dict[str, DiskStore] = {}
         self.upload_slots = UploadSlots(cfg.gateway.max_uploads)
+        self.draining = False    # set on SIGTERM: /_pocket/ready says 503 so load balancers stop sending
 
     def secret_for(self, access_key: str) -> str | None:
         return self._secrets.get(access_key)
@@ -61,7 +63,7 @@ class Gateway:
         asyncio.get_running_loop().set_default_executor(io_executor())
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=False))
         disks, infos = open_disks(self.cfg, self.session)
-        self.index = Index(self.cfg.index_path)
+        self.index = open_index(self.cfg)
         self.writer = IndexWriter(self.index)
         self.cluster = Cluster(disks, infos, self.cfg.gateway.heartbeat, self.cfg.storage.min_free_bytes)
         self.cluster.on_unknown_disks = self._open_added_disks
@@ -91,24 +93,29 @@ class Gateway:
         self.daemons = DiskDaemons(self.local_disks, self.cfg)
         self.daemons.start()
         self.metrics.registry.register(DiskCollector(self.local_disks))
+        self.metrics.registry.register(IndexCollector(self.index))
         self._start_background()
 
     def _start_background(self) -> None:
-        """Collecting scrub findings and repair run here, beside the data path: this process
-        sees every disk and owns the index. The bytes are checked where they are (the
-        disks' own scrubbers, storage/node/disk_scrub.py)."""
-        loop = asyncio.get_running_loop()
+        """Collecting scrub findings, repair, the failed-disk watcher and lifecycle passes run
+        beside the data path, in one gateway of the cluster at a time: the one holding each
+        daemon's lease in the index (storage/leased.py). The bytes are checked where they
+        are (the disks' own scrubbers, storage/node/disk_scrub.py)."""
+        self.leased = LeasedDaemons(self.index, self.writer, holder_id(self.cfg.gateway.listen),
+                                    self.cfg.index.lease_seconds)
         if self.cfg.scrub.enabled:
-            self._background.append(loop.create_task(
-                self.scrubber.run_forever(self.cfg.scrub.collect_interval, self.cfg.scrub.start_delay)))
+            self.leased.add("scrub", lambda: self.scrubber.run_forever(self.cfg.scrub.collect_interval,
+                                                                      self.cfg.scrub.start_delay))
         if self.cfg.repair.enabled:
-            self._background.append(loop.create_task(self.repairer.run_forever(self.cfg.repair.interval)))
-        if self.cfg.repair.enabled:
-            self._background.append(loop.create_task(
-                self.failures.run_forever(min(self.cfg.repair.interval, self.cfg.repair.failed_after / 4))))
+            self.leased.add("repair", lambda: self.repairer.run_forever(self.cfg.repair.interval))
+            self.leased.add("failures", lambda: self.failures.run_forever(
+                min(self.cfg.repair.interval, self.cfg.repair.failed_after / 4)))
         if self.cfg.lifecycle.interval:
-            self._background.append(loop.create_task(self.lifecycle.run_forever(self.cfg.lifecycle.interval)))
-        self._background.append(loop.create_task(self.migration.journal.run_forever()))
+            self.leased.add("lifecycle", lambda: self.lifecycle.run_forever(self.cfg.lifecycle.interval))
+        # Writes a migrating bucket owes one side: retried by one gateway at a time, so two
+        # gateways never replay the same entry at once (storage/migrate/journal.py).
+        self.leased.add("migrate-journal", lambda: self.migration.journal.run_forever())
+        self.leased.start()
 
     def _open_added_disks(self, wanted: set[str]) -> None:
         """The volume table names disks this process has not opened: added to the config
@@ -130,9 +137,8 @@ class Gateway:
         log.info("opened disks %s, added to the config since start", sorted(disks))
 
     async def stop(self) -> None:
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        if self.leased is not None:
+            await self.leased.stop()
         await self.objects.drain()
         await self.repairs.drain()
         await self.cluster.stop()
@@ -163,7 +169,7 @@ class Gateway:
         widest = max(v["width"] for v in self.cluster.volumes.values())
         need = max(p.quorum for p in self.objects.policies.values())
         up = len(self.cluster.disks) - len(down)
-        return {"ready": up >= need, "disks_up": up, "disks_down": sorted(down), "disks_needed": need,
+        return {"ready": up >= need and not self.draining, "draining": self.draining, "disks_up": up, "disks_down": sorted(down), "disks_needed": need,
                 "volume_width": widest, "volume_generation": self.cluster.generation,
                 "oldest_write_generation": self.cluster.oldest_write()}
 
@@ -177,8 +183,10 @@ class Gateway:
             if usage:
                 self.metrics.disk_free.labels(disk_id).set(usage["free"])
         self.migration.refresh_metrics()
+        self.metrics.ready.set(1 if self.readiness()["ready"] else 0)
         self.metrics.repair_queue.set(self.repairs.length())
         self.metrics.at_risk.clear()
         for shape, counts in self.repairs.at_risk().items():
+            k = int(shape.split("+")[0])
             for left, count in counts.items():
-                self.metrics.at_risk.labels(shape, str(left)).set(count)
+                self.metrics.at_risk.labels(shape, str(left), str(left - k)).set(count)

@@ -4,20 +4,67 @@ Disks the gateway opens in-process add their own collector (node/metrics.py), th
 one a node process exports at /metrics."""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import shutil
+from importlib import metadata
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+
+def process_metrics(registry: CollectorRegistry, role: str) -> None:
+    """Memory, CPU, open files and start time of this process, and which Pocket runs it: the
+    dashboard's process-health row, and after a rolling upgrade, which servers still run what."""
+    ProcessCollector(registry=registry)
+    info = Gauge("pocket_build_info", "1, labelled with the running Pocket version and process role",
+                 ["version", "role"], registry=registry)
+    try:
+        version = metadata.version("pocket-storage")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    info.labels(version, role).set(1)
+
+
+class IndexCollector:
+    """How full the metadata index is, read when scraped: LMDB grows its map on demand up to
+    max_map_size, and a commit fails (507 to clients) when the index filesystem is full."""
+
+    def __init__(self, index):
+        self.index = index
+
+    def collect(self):
+        if not getattr(self.index, "local", True):
+            return    # PostgreSQL: its own exporter tells; counting rows on every scrape would cost a scan
+        stats = self.index.stats() if hasattr(self.index, "stats") else {}
+        for name, key, doc in (("used_bytes", "used_bytes", "Bytes of the index in use"),
+                               ("map_bytes", "map_size", "Current LMDB map size"),
+                               ("max_bytes", "max_map_size", "Largest map the index may grow to")):
+            value = stats.get(key, getattr(self.index, key, None))
+            if value is not None:
+                yield GaugeMetricFamily(f"pocket_index_{name}", doc, value=value)
+        path = stats.get("path") or getattr(self.index, "path", None)
+        if path:
+            try:
+                free = shutil.disk_usage(path).free
+            except OSError:
+                return
+            yield GaugeMetricFamily("pocket_index_filesystem_free_bytes",
+                                    "Free bytes on the filesystem holding the index", value=free)
 
 
 class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
         r = self.registry
+        process_metrics(r, "gateway")
+        self.ready = Gauge("pocket_gateway_ready", "1 while /_pocket/ready says ready (0 also while draining)",
+                           registry=r)
         self.requests = Counter("pocket_s3_requests", "S3 requests by operation and status",
                                 ["operation", "status"], registry=r)
         self.latency = Histogram("pocket_s3_request_seconds", "S3 request latency (until the handler returns)",
                                  ["operation"], registry=r,
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
-        self.bytes_in = Counter("pocket_s3_bytes_received", "Object bytes accepted by PUT", registry=r)
-        self.bytes_out = Counter("pocket_s3_bytes_sent", "Object bytes sent by GET", registry=r)
+        self.bytes_in = Counter("pocket_s3_bytes_received", "Object body bytes received by PUT and UploadPart, counted as they arrive", registry=r)
+        self.bytes_out = Counter("pocket_s3_bytes_sent", "Response body bytes sent", registry=r)
         self.disk_up = Gauge("pocket_disk_up", "1 if the disk answers, 0 if it is down", ["disk"], registry=r)
         self.disk_state = Gauge("pocket_disk_state", "1 for the disk's state: up, down, failed, draining, drained",
                                 ["disk", "state"], registry=r)
@@ -26,8 +73,10 @@ class Metrics:
                               registry=r)
         # durability: storage/durability/ and storage/disks/
         self.repair_queue = Gauge("pocket_repair_queue_length", "Object versions waiting for repair", registry=r)
-        self.at_risk = Gauge("pocket_objects_at_risk", "Queued object versions by fragments left",
-                             ["shape", "fragments_left"], registry=r)
+        self.at_risk = Gauge("pocket_objects_at_risk",
+                             "Queued object versions by fragments left, and spare: how many of those beyond the k "
+                             "needed to read (0: one more loss and they are gone)",
+                             ["shape", "fragments_left", "spare"], registry=r)
         self.repaired_fragments = Counter("pocket_repaired_fragments", "Fragment archives rebuilt", registry=r)
         self.repaired_bytes = Counter("pocket_repaired_bytes", "Bytes of fragment archives rebuilt", registry=r)
         self.scrub_corrupt = Counter("pocket_scrub_corrupt_fragments", "Corrupt fragments the scrubber found",
@@ -41,6 +90,8 @@ class Metrics:
                                          "Objects and versions deleted by lifecycle rules", ["kind"], registry=r)
         self.lifecycle_aborted = Counter("pocket_lifecycle_uploads_aborted",
                                          "Incomplete multipart uploads aborted by lifecycle rules", registry=r)
+        self.lifecycle_passes = Counter("pocket_lifecycle_passes", "Lifecycle passes finished (stalled: not rising)",
+                                        registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

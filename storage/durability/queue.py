@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from ..index import repairs
 from ..index.batcher import IndexWriter
-from ..index.lmdb_index import Index
+from ..index.index import Index
 from ..objects.contracts import VersionRecord
 
 log = logging.getLogger("pocket.repair")

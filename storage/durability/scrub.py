@@ -44,6 +44,7 @@ from typing import Callable
 
 from .. import layout
 from ..index import disks as disk_table
+from ..index_backup import RESTORED_META
 from ..node.packs import PacksOwnedElsewhere
 from ..objects.contracts import VersionRecord
 from ..objects.ids import id_time
@@ -311,7 +312,10 @@ class Scrubber:
             if now - id_time(vid) < self.orphan_grace:
                 r.orphans_young += len(where)
                 continue
-            owner = await self._owner(vid, where)
+            owner, stored = await self._owner(vid, where)
+            if now - stored < self.orphan_grace:
+                r.orphans_young += len(where)     # a copy (pocket migrate) made just now of an older version
+                continue
             rows = [{"disk": d, "archive": layout.archive_name(vid, i), "version_id": vid,
                      "bucket": owner[0] if owner else None, "key": owner[1] if owner else None}
                     for i, d in sorted(where.items())]
@@ -322,6 +326,13 @@ class Scrubber:
                 continue
             candidates.append(rows)
         versions = len(found)
+        restored = self.index.get_meta(RESTORED_META)
+        if not force and candidates and restored:
+            log.warning("scrub: %d versions on disk are not in the index, which was restored from a backup taken "
+                        "at %s; they may be writes made since, so none is removed. Run `pocket index rebuild`",
+                        len(candidates), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(restored["created"])))
+            r.orphans_kept += [{**row, "why": "index restored from a backup"} for rows in candidates for row in rows]
+            return
         if not force and len(candidates) > ORPHAN_VALVE_MIN and len(candidates) > versions * ORPHAN_VALVE_FRACTION:
             log.error("scrub: %d of %d versions on disk are not in the index; not removing any. If the index "
                       "was lost or restored from a backup, run `pocket index rebuild`; otherwise "
@@ -343,16 +354,18 @@ class Scrubber:
         if r.orphans_removed:
             log.info("scrub: removed %d orphaned archives", len(r.orphans_removed))
 
-    async def _owner(self, vid: str, where: dict[int, str]) -> tuple[str, str] | None:
-        """(bucket, key) from the manifest of any readable archive of the version."""
+    async def _owner(self, vid: str, where: dict[int, str]) -> tuple[tuple[str, str] | None, float]:
+        """(bucket, key) from the manifest of any readable archive of the version, and when
+        it was stored: its id's time, or `copied` for a version `pocket migrate copy` wrote
+        (its id carries the source's Last-Modified, so it looks old while its commit is due)."""
         for i, disk_id in sorted(where.items()):
             try:
                 manifest = await self.cluster.disks[disk_id].read_manifest(layout.archive_name(vid, i))
             except Exception:
                 continue
             if "bucket" in manifest and "key" in manifest:
-                return manifest["bucket"], manifest["key"]
-        return None
+                return (manifest["bucket"], manifest["key"]), float(manifest.get("copied") or id_time(vid))
+        return None, id_time(vid)
 
     def _referenced(self, vid: str, owner: tuple[str, str]) -> bool:
         """Look again: an upload may have committed since the index walk."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from ..index.ops import _unpack
 from ..index.versions import is_marker
 from ..objects import parts
 from ..objects.contracts import VersionRecord
@@ -30,32 +29,13 @@ def version_sets(record: VersionRecord) -> list[dict]:
     return [record]
 
 
-def open_parts(index, batch: int = 1000) -> Iterator[dict]:
-    """Part records of uploads not yet completed or aborted, read a batch per short txn."""
-    after = b""
-    while True:
-        rows = []
-        with index.read() as ops:
-            cur = ops._txn.cursor(db=ops._db["parts"])
-            found = cur.set_range(after) if after else cur.first()
-            while found and len(rows) < batch:
-                if cur.key() != after:
-                    rows.append((cur.key(), _unpack(cur.value())["rec"]))
-                found = cur.next()
-        if not rows:
-            return
-        for _, rec in rows:
-            yield rec
-        after = rows[-1][0]
-
-
 def live_sets(index) -> Iterator[dict]:
     """Every archive set the index references (every version's, and open uploads' parts)."""
     for bucket in index.list_buckets():
         for version in index.iter_versions(bucket["name"]):
             if not is_marker(version.record):
                 yield from version_sets(version.record)
-    yield from open_parts(index)
+    yield from index.open_parts()
 
 
 def find_set(index, bucket: str, key: str, version_id: str) -> dict | None:
@@ -71,7 +51,7 @@ def find_set(index, bucket: str, key: str, version_id: str) -> dict | None:
         for s in version_sets(record):
             if s["version_id"] == version_id:
                 return s
-    for part in open_parts(index):
+    for part in index.open_parts():
         if part["version_id"] == version_id and part.get("bucket") == bucket and part.get("key") == key:
             return part
     return None

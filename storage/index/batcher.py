@@ -1,7 +1,7 @@
 """Group commit of index writes for asyncio callers.
 
-Why: with ``sync=True`` every LMDB commit is an fsync, which caps one-object-
-per-commit PUTs near ~1,000/s.  ``IndexWriter`` runs all writes that arrive
+Why: every durable commit is an fsync (LMDB's data file, PostgreSQL's WAL), which caps
+one-object-per-commit PUTs near ~1,000/s.  ``IndexWriter`` runs all writes that arrive
 while a commit is in flight in ONE write transaction on a single dedicated
 thread (LMDB allows one writer anyway), so one fsync covers many objects.
 
@@ -9,12 +9,13 @@ Semantics:
 
 * ``await submit(fn)`` returns ``fn(ops)``'s result once the transaction that
   contained it is durably committed (or raises fn's own exception).
-* Each fn runs in a nested (child) LMDB transaction: if it raises, only its
+* Each fn runs in a savepoint (a child transaction): if it raises, only its
   own changes are rolled back and only its own caller sees the exception;
   the other fns of the batch still commit.  If the outer commit itself fails,
   every caller of that batch gets that error.
 * fns run in the writer thread, in submission order; they may be re-run if the
-  LMDB map has to grow, so they must be pure functions of ``ops``.
+  transaction must restart (LMDB's map grows, PostgreSQL reports a serialization
+  conflict with another gateway), so they must be pure functions of ``ops``.
 * No write txn is ever held across an await: the event loop only hands a
   list of fns to the thread and awaits the outcome.
 * Cancelling a waiting caller does not un-submit its fn: the write may still
@@ -27,9 +28,9 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
-import lmdb
-
-from .lmdb_index import Index, IndexTxn
+from .backend import RestartTxn
+from .index import Index
+from .ops import IndexTxn
 
 T = TypeVar("T")
 
@@ -90,15 +91,15 @@ class IndexWriter:
                     fut.set_exception(value)
 
     def _run_batch(self, fns: list[Callable[[IndexTxn], Any]]) -> list[tuple[bool, Any]]:
-        """Worker thread: one write txn, one child txn per fn."""
+        """Worker thread: one write txn, one savepoint per fn."""
         def body(ops: IndexTxn) -> list[tuple[bool, Any]]:
             out: list[tuple[bool, Any]] = []
             for fn in fns:
                 try:
-                    with ops.nested() as child:
-                        out.append((True, fn(child)))
-                except lmdb.MapFullError:
-                    raise  # let Index.write grow the map and re-run the batch
+                    with ops.txn.savepoint() as child:
+                        out.append((True, fn(IndexTxn(child))))
+                except RestartTxn:
+                    raise  # let the backend re-run the whole batch
                 except Exception as exc:
                     out.append((False, exc))
             return out

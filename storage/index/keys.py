@@ -1,4 +1,4 @@
-"""Key encoding for the LMDB metadata index.
+"""Key encoding for the metadata index (every backend stores the same keys).
 
 Why this exists: LMDB keys are limited to 511 bytes, but an S3 object key may
 be up to 1024 bytes of UTF-8 and the index key also carries the bucket name.
@@ -154,10 +154,6 @@ assert MAX_BUCKET_BYTES + len(SEP) + PREFIX_LEN + HASH_LEN + VERSION_SUFFIX_LEN 
 def inverted_id(version_id: str) -> bytes:
     """A version id's 16 bytes, each inverted, so that newer versions sort first."""
     return bytes(255 - b for b in bytes.fromhex(version_id))
-
-
-def version_id_of(inverted: bytes) -> str:
-    return bytes(255 - b for b in inverted).hex()
 
 
 def key_versions_prefix(bucket: str, key: str) -> bytes:

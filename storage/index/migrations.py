@@ -14,7 +14,9 @@ are what a cutover must re-verify; a verify clears a key only if no write came a
 request that owes it is answered; the gateway's retry loop drains it.
 
 These are functions of an index transaction (`ops`), like repairs.py, so a write and its
-bookkeeping commit together. Bucket names never contain a NUL byte (keys.py).
+bookkeeping commit together, on any backend (the table is one of backend.TABLES: a
+named LMDB database, or `pocket_migrate` in PostgreSQL from schema version 2 on).
+Bucket names never contain a NUL byte (keys.py).
 """
 from __future__ import annotations
 
@@ -23,9 +25,10 @@ import time
 from typing import Iterator
 
 from . import keys as K
+from .backend import prefix_end
 from .ops import IndexTxn, _pack, _unpack
 
-DB = "migrate"
+TABLE = "migrate"
 _RANGE, _DIRTY, _JOURNAL = b"r", b"d", b"j"
 _SEQ = "migrate/seq"
 
@@ -39,26 +42,21 @@ def _prefix(kind: bytes, bucket: str) -> bytes:
 
 
 def _scan(ops: IndexTxn, prefix: bytes) -> Iterator[tuple[bytes, dict]]:
-    cur = ops._txn.cursor(db=ops._db[DB])
-    if not cur.set_range(prefix):
-        return
-    for k, v in cur:
-        if not k.startswith(prefix):
-            return
+    for k, v in ops.txn.range(TABLE, prefix, prefix_end(prefix)):
         yield k, _unpack(v)["rec"]
 
 
 def _put(ops: IndexTxn, k: bytes, rec: dict) -> None:
-    ops._txn.put(k, _pack({"rec": rec}), db=ops._db[DB])
+    ops.txn.put(TABLE, k, _pack({"rec": rec}))
 
 
 def _get(ops: IndexTxn, k: bytes) -> dict | None:
-    raw = ops._txn.get(k, db=ops._db[DB])
+    raw = ops.txn.get(TABLE, k)
     return None if raw is None else _unpack(raw)["rec"]
 
 
 def _delete(ops: IndexTxn, k: bytes) -> bool:
-    return ops._txn.delete(k, db=ops._db[DB])
+    return ops.txn.remove(TABLE, k)
 
 
 def next_seq(ops: IndexTxn) -> int:
@@ -131,7 +129,7 @@ def release_range(ops: IndexTxn, bucket: str, no: int, owner: str) -> None:
 def reset_ranges(ops: IndexTxn, bucket: str) -> int:
     """Mark every range to be walked again (a new copy pass after a rollback or a failed verify)."""
     n = 0
-    for k, rec in _scan(ops, _prefix(_RANGE, bucket)):
+    for k, rec in list(_scan(ops, _prefix(_RANGE, bucket))):
         rec.update(done=False, position=rec["start_after"], owner=None, lease_until=0.0)
         _put(ops, k, rec)
         n += 1

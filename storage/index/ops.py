@@ -1,8 +1,7 @@
 """Transaction-bound index operations (the "ops" object) and record format.
 
-All index logic lives here so that ``Index`` (lmdb_index.py), ``Index.write``
-callers and the group-commit ``IndexWriter`` share one implementation; a
-future PostgreSQL backend implements the same methods on its own txn type.
+All index logic lives here, above the backend seam (backend.py), so that every backend,
+``Index.write`` callers and the group-commit ``IndexWriter`` share one implementation.
 
 Values are orjson-encoded envelopes ``{"v": 1, "rec": ...}``; object values
 also carry the full ``"key"`` (needed for hashed long keys, see keys.py).
@@ -11,24 +10,18 @@ compared by UTF-8 bytes everywhere, never by ``str`` order.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
-import lmdb
 import orjson
 
 from . import keys as K
-
-if TYPE_CHECKING:
-    from .lmdb_index import Index
+from .backend import IndexFull, IndexUnavailable, MetadataIndexError, Txn, prefix_end
 
 FORMAT_VERSION = 1
-DB_NAMES = ("buckets", "objects", "volumes", "meta", "uploads", "parts", "repair", "versions", "migrate")
 
-
-class MetadataIndexError(Exception):
-    """Base class for index errors."""
+__all__ = ["IndexTxn", "ListPage", "MetadataIndexError", "NoSuchBucket", "BucketNotEmpty", "IndexFull",
+           "IndexUnavailable"]
 
 
 class NoSuchBucket(MetadataIndexError):
@@ -37,10 +30,6 @@ class NoSuchBucket(MetadataIndexError):
 
 class BucketNotEmpty(MetadataIndexError):
     pass
-
-
-class IndexFull(MetadataIndexError):
-    """The index's filesystem has no room for a commit; nothing was committed."""
 
 
 PREFIX, ITEM, TRUNCATED = "prefix", "item", "truncated"
@@ -138,7 +127,8 @@ def _unpack(raw: bytes) -> dict:
 
 
 
-def suffixed_scan(cur, bpfx: bytes, seek: bytes, suffix_len: int, id_len: int) -> Iterator[tuple[bytes, bytes, dict]]:
+def suffixed_scan(txn: Txn, table: str, bpfx: bytes, seek: bytes, suffix_len: int,
+                  id_len: int) -> Iterator[tuple[bytes, bytes, dict]]:
     """(key bytes, id bytes, record) of a table keyed `bucket prefix + encoded key + suffix`
     (the uploads and versions tables), from about `seek` on, in (key, id) order.
 
@@ -147,17 +137,11 @@ def suffixed_scan(cur, bpfx: bytes, seek: bytes, suffix_len: int, id_len: int) -
     full key. Like IndexTxn._scan it may start a little before `seek` inside such a run;
     callers filter."""
     plen = len(bpfx)
-    if not cur.set_range(bpfx + seek[:K.PREFIX_LEN]):
-        return
     run: list[tuple[bytes, bytes, dict]] = []
     run_prefix = b""
-    more = True
-    while more:
-        ik = cur.key()
-        if not ik.startswith(bpfx):
-            break
+    for ik, raw in txn.range(table, bpfx + seek[:K.PREFIX_LEN], prefix_end(bpfx)):
         enc, ident = ik[plen:-suffix_len], ik[-id_len:]
-        doc = _unpack(cur.value())
+        doc = _unpack(raw)
         if len(enc) < K.PREFIX_LEN:
             if run:
                 yield from sorted(run, key=lambda r: (r[0], r[1]))
@@ -169,52 +153,37 @@ def suffixed_scan(cur, bpfx: bytes, seek: bytes, suffix_len: int, id_len: int) -
                 run = []
             run_prefix = enc[:K.PREFIX_LEN]
             run.append((doc["key"].encode("utf-8"), ident, doc["rec"]))
-        more = cur.next()
     if run:
         yield from sorted(run, key=lambda r: (r[0], r[1]))
 
+
 class IndexTxn:
-    """Operations bound to one LMDB transaction (read-only or write).
+    """S3-level operations bound to one backend transaction (read-only or write).
 
     Obtained from ``Index.read()`` or passed to ``Index.write(fn)`` /
     ``IndexWriter.submit(fn)``.  Must only be used in the thread and during
     the lifetime of that transaction.
     """
 
-    def __init__(self, index: "Index", txn: lmdb.Transaction, writable: bool):
-        self._ix = index
-        self._txn = txn
-        self.writable = writable
-        self._db = index._dbs
-
-    @contextmanager
-    def nested(self):
-        """Child write txn: committed on success, rolled back on exception."""
-        child = self._ix.env.begin(write=True, parent=self._txn)
-        try:
-            yield IndexTxn(self._ix, child, True)
-        except BaseException:
-            with self._ix._gate.pause_readers():  # see _Gate: abort can starve
-                child.abort()
-            raise
-        child.commit()
+    def __init__(self, txn: Txn):
+        self.txn = txn
+        self.writable = txn.writable
 
     # ---- buckets -------------------------------------------------------
     def get_bucket(self, name: str) -> dict | None:
-        raw = self._txn.get(K.bucket_bytes(name), db=self._db["buckets"])
+        raw = self.txn.get("buckets", K.bucket_bytes(name))
         return None if raw is None else _unpack(raw)["rec"]
 
     def create_bucket(self, name: str, record: dict | None = None) -> bool:
         """Insert a bucket; False (and no change) if it already exists."""
         rec = {**(record or {}), "name": name}
-        return self._txn.put(K.bucket_bytes(name), _pack({"rec": rec}),
-                             db=self._db["buckets"], overwrite=False)
+        return self.txn.insert("buckets", K.bucket_bytes(name), _pack({"rec": rec}))
 
     def put_bucket(self, name: str, record: dict) -> dict | None:
         """Replace (or insert) a bucket record; returns the previous one."""
         rec = {**record, "name": name}
-        raw = self._txn.replace(K.bucket_bytes(name), _pack({"rec": rec}),
-                                db=self._db["buckets"])
+        raw = self.txn.get("buckets", K.bucket_bytes(name))
+        self.txn.put("buckets", K.bucket_bytes(name), _pack({"rec": rec}))
         return None if raw is None else _unpack(raw)["rec"]
 
     def delete_bucket(self, name: str) -> bool:
@@ -223,32 +192,30 @@ class IndexTxn:
         The emptiness check is in the same txn, so no PUT can slip in between.
         """
         kb = K.bucket_bytes(name)
-        if self._txn.get(kb, db=self._db["buckets"]) is None:
+        if self.txn.get("buckets", kb) is None:
             return False
         if not self.bucket_is_empty(name):
             raise BucketNotEmpty(name)
-        return self._txn.delete(kb, db=self._db["buckets"])
+        return self.txn.remove("buckets", kb)
 
     def list_buckets(self) -> list[dict]:
-        cur = self._txn.cursor(db=self._db["buckets"])
-        return [_unpack(v)["rec"] for _, v in cur]  # LMDB order == name bytes order
+        return [_unpack(v)["rec"] for _, v in self.txn.range("buckets")]  # key order == name bytes order
 
     def bucket_is_empty(self, name: str) -> bool:
         """No object, and no version or delete marker either (S3's rule for DeleteBucket)."""
         prefix = K.bucket_prefix(name)
-        for db in ("objects", "versions"):
-            cur = self._txn.cursor(db=self._db[db])
-            if cur.set_range(prefix) and cur.key().startswith(prefix):
+        for table in ("objects", "versions"):
+            if next(self.txn.range(table, prefix, prefix_end(prefix)), None) is not None:
                 return False
         return True
 
     def _require_bucket(self, bucket: str) -> None:
-        if self._txn.get(K.bucket_bytes(bucket), db=self._db["buckets"]) is None:
+        if self.txn.get("buckets", K.bucket_bytes(bucket)) is None:
             raise NoSuchBucket(bucket)
 
     # ---- objects -------------------------------------------------------
     def get_object(self, bucket: str, key: str) -> dict | None:
-        raw = self._txn.get(K.object_index_key(bucket, key), db=self._db["objects"])
+        raw = self.txn.get("objects", K.object_index_key(bucket, key))
         if raw is None:
             return None
         doc = _unpack(raw)
@@ -262,28 +229,26 @@ class IndexTxn:
         """
         self._require_bucket(bucket)
         ik = K.object_index_key(bucket, key)
-        db = self._db["objects"]
-        old = self._txn.get(ik, db=db)
+        old = self.txn.get("objects", ik)
         prev = None
         if old is not None:
             doc = _unpack(old)
             if doc["key"] != key:
                 raise MetadataIndexError(f"blake2b collision between {doc['key']!r} and {key!r}")
             prev = doc["rec"]
-        self._txn.put(ik, _pack({"key": key, "rec": record}), db=db)
+        self.txn.put("objects", ik, _pack({"key": key, "rec": record}))
         return prev
 
     def delete_object(self, bucket: str, key: str) -> dict | None:
         """Remove an object record; returns it, or None if absent."""
         ik = K.object_index_key(bucket, key)
-        db = self._db["objects"]
-        raw = self._txn.get(ik, db=db)
+        raw = self.txn.get("objects", ik)
         if raw is None:
             return None
         doc = _unpack(raw)
         if doc["key"] != key:
             return None
-        self._txn.delete(ik, db=db)
+        self.txn.remove("objects", ik)
         return doc["rec"]
 
     def _scan(self, bpfx: bytes, lower: bytes, exclusive: bool) -> Iterator[tuple[bytes, bytes]]:
@@ -296,39 +261,26 @@ class IndexTxn:
         (at most the P-byte key and its run) are filtered out.
         """
         plen = len(bpfx)
-        cur = self._txn.cursor(db=self._db["objects"])
-        if not cur.set_range(bpfx + lower[:K.PREFIX_LEN]):
-            return
 
         def wanted(kb: bytes) -> bool:
             return kb > lower or (kb == lower and not exclusive)
 
-        more = True
-        while more:
-            ik = cur.key()
-            if not ik.startswith(bpfx):
-                return
+        run: list[tuple[bytes, bytes]] = []
+        run_prefix = b""
+        for ik, raw in self.txn.range("objects", bpfx + lower[:K.PREFIX_LEN], prefix_end(bpfx)):
             enc = ik[plen:]
+            if run and not (K.is_hashed(enc) and enc[:K.PREFIX_LEN] == run_prefix):
+                run.sort(key=lambda item: item[0])
+                yield from (item for item in run if wanted(item[0]))
+                run = []
             if not K.is_hashed(enc):
                 if wanted(enc):
-                    yield enc, cur.value()
-                more = cur.next()
+                    yield enc, raw
                 continue
-            run_prefix = ik[: plen + K.PREFIX_LEN]
-            run = []
-            while True:
-                raw = cur.value()
-                run.append((_unpack(raw)["key"].encode("utf-8"), raw))
-                more = cur.next()
-                if not more:
-                    break
-                nk = cur.key()
-                if len(nk) - plen <= K.PREFIX_LEN or not nk.startswith(run_prefix):
-                    break
-            run.sort(key=lambda item: item[0])
-            for kb, raw in run:
-                if wanted(kb):
-                    yield kb, raw
+            run_prefix = enc[:K.PREFIX_LEN]
+            run.append((_unpack(raw)["key"].encode("utf-8"), raw))
+        run.sort(key=lambda item: item[0])
+        yield from (item for item in run if wanted(item[0]))
 
     def iter_objects(self, bucket: str, start_after: str = "") -> Iterator[tuple[str, dict]]:
         """(key, record) pairs after ``start_after`` in full-key byte order."""
@@ -371,22 +323,17 @@ class IndexTxn:
 
     # ---- volumes & meta --------------------------------------------------
     def get_volumes(self) -> list[dict]:
-        cur = self._txn.cursor(db=self._db["volumes"])
-        return [_unpack(v)["rec"] for _, v in cur]
+        return [_unpack(v)["rec"] for _, v in self.txn.range("volumes")]
 
     def put_volumes(self, volumes: list[dict]) -> None:
         """Replace the whole volume list (order preserved)."""
-        db = self._db["volumes"]
-        self._txn.drop(db, delete=False)
+        self.txn.clear("volumes")
         for i, vol in enumerate(volumes):
-            self._txn.put(b"%08d" % i, _pack({"rec": vol}), db=db)
+            self.txn.put("volumes", b"%08d" % i, _pack({"rec": vol}))
 
     def get_meta(self, name: str, default: Any = None) -> Any:
-        raw = self._txn.get(name.encode("utf-8"), db=self._db["meta"])
+        raw = self.txn.get("meta", name.encode("utf-8"))
         return default if raw is None else _unpack(raw)["value"]
 
     def put_meta(self, name: str, value: Any) -> None:
-        self._txn.put(name.encode("utf-8"), _pack({"value": value}), db=self._db["meta"])
-
-    def delete_meta(self, name: str) -> bool:
-        return self._txn.delete(name.encode("utf-8"), db=self._db["meta"])
+        self.txn.put("meta", name.encode("utf-8"), _pack({"value": value}))

@@ -1,4 +1,4 @@
-"""Recreate the LMDB index from the disks alone.
+"""Recreate the index from the disks alone, into either backend.
 
 The disks are self-describing: every fragment archive ends with its object's manifest,
 and bucket events and deletes are small records on the disks. The rebuild lists every
@@ -39,16 +39,15 @@ disk, reads one manifest per object version, and replays:
   was written), corrected by where the fragments are now; then the volumes the config
   would create for widths nobody has written to yet.
 
-The new index is built beside the old one and swapped in at the end, so an interrupted
-rebuild leaves the old index as it was.
+Everything is worked out in memory first; then one write transaction empties every
+table and fills them again, so an interrupted rebuild (or one that fails) leaves the old
+index as it was, in LMDB and PostgreSQL alike.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import os
-import shutil
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -57,7 +56,8 @@ import orjson
 
 from .. import layout
 from . import disks as disk_table
-from .lmdb_index import Index
+from .backend import TABLES
+from .index import Index
 from .uploads import UploadTxn
 from .versions import VersionTxn
 
@@ -123,7 +123,8 @@ async def read_manifest(disks: dict, vid: str, fragments: dict[int, str]) -> dic
     return None
 
 
-async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport:
+async def rebuild(disks: dict, index: Index, config_volumes) -> RebuildReport:
+    """Replace everything `index` holds with what the disks say (see module docstring)."""
     started = time.monotonic()
     versions, records, report = await scan(disks)
     manifests: dict[str, dict] = {}
@@ -170,8 +171,9 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
             elif rec.get("kind") == "bucket":
                 buckets[rec["name"]] = {"name": rec["name"], "owner": rec.get("owner", ""),
                                         "created": rec.get("created", 0)}
-                if rec.get("acl"):
-                    buckets[rec["name"]]["acl"] = rec["acl"]
+                for kept in ("acl", "ownership"):
+                    if rec.get(kept):
+                        buckets[rec["name"]][kept] = rec[kept]
             elif rec.get("kind") == "bucket-config":
                 if buckets.get(rec["name"]) is not None:
                     bucket = buckets[rec["name"]]
@@ -243,42 +245,35 @@ async def rebuild(disks: dict, index_path: str, config_volumes) -> RebuildReport
     for v in config_volumes:
         volumes.setdefault(v["id"], v)
 
-    tmp_path = index_path.rstrip("/") + ".rebuild"
-    shutil.rmtree(tmp_path, ignore_errors=True)
-    index = Index(tmp_path)
-    try:
-        def fill(ops):
-            for (bucket, _key), m in [*winners.items(), *((k, v[0]) for k, v in history.items())]:
-                if buckets.get(bucket) is None:
-                    buckets[bucket] = {"name": bucket, "owner": m.get("owner", ""), "created": m["created"]}
-            for name, rec in buckets.items():
-                if rec is not None:
-                    ops.create_bucket(name, rec)
-            for (bucket, key), m in winners.items():
-                ops.put_object(bucket, key, m)
-            for (bucket, key), kept in history.items():
-                for m in kept:
-                    VersionTxn(ops).put(bucket, key, m)
-            # an upload whose bucket was deleted ended with it
-            restored = [(u, stored) for u, stored in uploads if buckets.get(u["bucket"]) is not None]
-            for upload, stored in restored:
-                up = UploadTxn(ops)
-                up.create_upload(upload["bucket"], upload["key"], upload)
-                for number, part in sorted(stored.items()):
-                    up.put_part(upload["bucket"], upload["key"], upload["upload_id"], number, part)
-            report.uploads, report.parts = len(restored), sum(len(stored) for _, stored in restored)
-            ops.put_volumes(sorted(volumes.values(), key=lambda v: v["id"]))
-            if table is not None:
-                disk_table.restore(ops, table["generation"], table.get("states", {}))
-        index.write(fill)
-        report.buckets = sum(1 for b in buckets.values() if b is not None)
-        report.objects = len(winners)
-        report.versions = sum(len(kept) for kept in history.values())
-    finally:
-        index.close()
-    if os.path.exists(index_path):
-        shutil.move(index_path, f"{index_path.rstrip('/')}.old-{int(time.time())}")
-    shutil.move(tmp_path, index_path)
+    def fill(ops):
+        for name in TABLES:
+            ops.txn.clear(name)
+        for (bucket, _key), m in [*winners.items(), *((k, v[0]) for k, v in history.items())]:
+            if buckets.get(bucket) is None:
+                buckets[bucket] = {"name": bucket, "owner": m.get("owner", ""), "created": m["created"]}
+        for name, rec in buckets.items():
+            if rec is not None:
+                ops.create_bucket(name, rec)
+        for (bucket, key), m in winners.items():
+            ops.put_object(bucket, key, m)
+        for (bucket, key), kept in history.items():
+            for m in kept:
+                VersionTxn(ops).put(bucket, key, m)
+        # an upload whose bucket was deleted ended with it
+        restored = [(u, stored) for u, stored in uploads if buckets.get(u["bucket"]) is not None]
+        for upload, stored in restored:
+            up = UploadTxn(ops)
+            up.create_upload(upload["bucket"], upload["key"], upload)
+            for number, part in sorted(stored.items()):
+                up.put_part(upload["bucket"], upload["key"], upload["upload_id"], number, part)
+        report.uploads, report.parts = len(restored), sum(len(stored) for _, stored in restored)
+        ops.put_volumes(sorted(volumes.values(), key=lambda v: v["id"]))
+        if table is not None:
+            disk_table.restore(ops, table["generation"], table.get("states", {}))
+    await asyncio.get_running_loop().run_in_executor(None, index.write, fill)
+    report.buckets = sum(1 for b in buckets.values() if b is not None)
+    report.objects = len(winners)
+    report.versions = sum(len(kept) for kept in history.values())
     report.seconds = time.monotonic() - started
     return report
 

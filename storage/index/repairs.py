@@ -1,6 +1,6 @@
-"""The repair queue in the LMDB index: object versions that have lost fragments.
+"""The repair queue in the index: object versions that have lost fragments.
 
-One entry per object version, in the `repair` named DB, under two kinds of key:
+One entry per object version, in the `repair` table, under two kinds of key:
 
     b"p" + priority byte + version id (16 bytes)   ->  the entry
     b"v" + version id (16 bytes)                    ->  its current b"p" key
@@ -26,9 +26,10 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from .backend import prefix_end
 from .ops import IndexTxn, _pack, _unpack
 
-DB = "repair"
+TABLE = "repair"
 _ENTRY, _POINTER = b"p", b"v"
 
 
@@ -46,25 +47,23 @@ def _pointer_key(version_id: str) -> bytes:
 
 
 def get(ops: IndexTxn, version_id: str) -> dict | None:
-    db = ops._db[DB]
-    pkey = ops._txn.get(_pointer_key(version_id), db=db)
+    pkey = ops.txn.get(TABLE, _pointer_key(version_id))
     if pkey is None:
         return None
-    raw = ops._txn.get(pkey, db=db)
+    raw = ops.txn.get(TABLE, pkey)
     return None if raw is None else _unpack(raw)["rec"]
 
 
 def _store(ops: IndexTxn, entry: dict | None, old: dict | None) -> None:
-    db = ops._db[DB]
     if old is not None:
-        ops._txn.delete(_priority_key(old), db=db)
+        ops.txn.remove(TABLE, _priority_key(old))
     if entry is None:
         if old is not None:
-            ops._txn.delete(_pointer_key(old["version_id"]), db=db)
+            ops.txn.remove(TABLE, _pointer_key(old["version_id"]))
         return
     pkey = _priority_key(entry)
-    ops._txn.put(pkey, _pack({"rec": entry}), db=db)
-    ops._txn.put(_pointer_key(entry["version_id"]), pkey, db=db)
+    ops.txn.put(TABLE, pkey, _pack({"rec": entry}))
+    ops.txn.put(TABLE, _pointer_key(entry["version_id"]), pkey)
 
 
 def add(ops: IndexTxn, record: dict, bad: dict[int, tuple[str, str]], source: str, now: float) -> dict:
@@ -133,21 +132,10 @@ def scan(ops: IndexTxn, limit: int | None = None) -> list[dict]:
 
 
 def iter_entries(ops: IndexTxn) -> Iterator[dict]:
-    cur = ops._txn.cursor(db=ops._db[DB])
-    if not cur.set_range(_ENTRY):
-        return
-    for k, v in cur:
-        if not k.startswith(_ENTRY):
-            return
+    for _k, v in ops.txn.range(TABLE, _ENTRY, prefix_end(_ENTRY)):
         yield _unpack(v)["rec"]
 
 
 def length(ops: IndexTxn) -> int:
-    cur = ops._txn.cursor(db=ops._db[DB])
-    count = 0
-    if cur.set_range(_POINTER):
-        for k in cur.iternext(keys=True, values=False):
-            if not k.startswith(_POINTER):
-                break
-            count += 1
-    return count
+    """Entries queued: half the table's rows (each has its entry and its pointer)."""
+    return ops.txn.count(TABLE) // 2

@@ -1,4 +1,4 @@
-"""Multipart uploads and their parts in the index: the `uploads` and `parts` DBs.
+"""Multipart uploads and their parts in the index: the `uploads` and `parts` tables.
 
     uploads: bucket \\0 encoded key \\0 upload id   -> {"key": full key, "rec": upload}
     parts:   upload id + part number (u16 BE)      -> {"rec": part record}
@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from . import keys as K
+from .backend import prefix_end
 from .ops import PREFIX, TRUNCATED, IndexTxn, MetadataIndexError, _pack, _unpack, roll_up, suffixed_scan
 
+UPLOADS, PARTS = "uploads", "parts"
 MAX_PART_NUMBER = 10_000
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -51,15 +53,13 @@ class UploadTxn:
 
     def __init__(self, ops: IndexTxn):
         self.ops = ops
-        self._txn = ops._txn
-        self._uploads = ops._db["uploads"]
-        self._parts = ops._db["parts"]
+        self._txn = ops.txn
 
     # ---- uploads -------------------------------------------------------------------------
     def get_upload(self, bucket: str, key: str, upload_id: str) -> dict | None:
         if not valid_upload_id(upload_id):
             return None
-        raw = self._txn.get(K.upload_index_key(bucket, key, upload_id), db=self._uploads)
+        raw = self._txn.get(UPLOADS, K.upload_index_key(bucket, key, upload_id))
         if raw is None:
             return None
         doc = _unpack(raw)
@@ -69,16 +69,16 @@ class UploadTxn:
         """Record a new upload (upload["upload_id"] names it); NoSuchBucket if the bucket is gone."""
         self.ops._require_bucket(bucket)
         ik = K.upload_index_key(bucket, key, upload["upload_id"])
-        self._txn.put(ik, _pack({"key": key, "rec": upload}), db=self._uploads)
+        self._txn.put(UPLOADS, ik, _pack({"key": key, "rec": upload}))
 
     def delete_upload(self, bucket: str, key: str, upload_id: str) -> list[dict] | None:
         """Forget an upload and all its parts; returns the parts, or None if there was no upload."""
         if self.get_upload(bucket, key, upload_id) is None:
             return None
-        self._txn.delete(K.upload_index_key(bucket, key, upload_id), db=self._uploads)
+        self._txn.remove(UPLOADS, K.upload_index_key(bucket, key, upload_id))
         parts = self.all_parts(upload_id)
         for p in parts:
-            self._txn.delete(K.part_index_key(upload_id, p["part_number"]), db=self._parts)
+            self._txn.remove(PARTS, K.part_index_key(upload_id, p["part_number"]))
         return parts
 
     # ---- parts ---------------------------------------------------------------------------
@@ -93,23 +93,18 @@ class UploadTxn:
         current = self.get_part(upload_id, number)
         if current is not None and current["version_id"] > record["version_id"]:
             return record
-        self._txn.put(K.part_index_key(upload_id, number), _pack({"rec": record}), db=self._parts)
+        self._txn.put(PARTS, K.part_index_key(upload_id, number), _pack({"rec": record}))
         return current
 
     def get_part(self, upload_id: str, number: int) -> dict | None:
-        raw = self._txn.get(K.part_index_key(upload_id, number), db=self._parts)
+        raw = self._txn.get(PARTS, K.part_index_key(upload_id, number))
         return None if raw is None else _unpack(raw)["rec"]
 
     def list_parts(self, upload_id: str, after: int = 0, max_parts: int = 1000) -> tuple[list[dict], bool]:
         """Parts numbered above `after`, at most `max_parts`; and whether more follow."""
         prefix = bytes.fromhex(upload_id)
-        cur = self._txn.cursor(db=self._parts)
         out: list[dict] = []
-        if not cur.set_range(prefix + min(after + 1, 0xFFFF).to_bytes(2, "big")):
-            return out, False
-        for pk, raw in cur:
-            if not pk.startswith(prefix):
-                break
+        for _pk, raw in self._txn.range(PARTS, prefix + min(after + 1, 0xFFFF).to_bytes(2, "big"), prefix_end(prefix)):
             if len(out) == max_parts:
                 return out, True
             out.append(_unpack(raw)["rec"])
@@ -118,11 +113,22 @@ class UploadTxn:
     def all_parts(self, upload_id: str) -> list[dict]:
         return self.list_parts(upload_id, 0, MAX_PART_NUMBER)[0]
 
+    def parts_after(self, after: bytes, limit: int) -> list[tuple[bytes, dict]]:
+        """(table key, part) of every upload's parts after table key `after`, at most `limit`."""
+        rows = []
+        for pk, raw in self._txn.range(PARTS, after):
+            if pk == after:
+                continue
+            rows.append((pk, _unpack(raw)["rec"]))
+            if len(rows) == limit:
+                break
+        return rows
+
     # ---- listing -------------------------------------------------------------------------
     def _scan(self, bpfx: bytes, seek: bytes) -> Iterator[tuple[bytes, bytes, dict]]:
         """(key bytes, upload id bytes, upload) from about `seek` on, in (key, upload id)
         order; see ops.suffixed_scan."""
-        return suffixed_scan(self._txn.cursor(db=self._uploads), bpfx, seek, K.UPLOAD_SUFFIX_LEN, K.UPLOAD_ID_LEN)
+        return suffixed_scan(self._txn, UPLOADS, bpfx, seek, K.UPLOAD_SUFFIX_LEN, K.UPLOAD_ID_LEN)
 
     def list_uploads(self, bucket: str, prefix: str = "", delimiter: str = "", key_marker: str = "",
                      upload_id_marker: str = "", max_uploads: int = 1000) -> UploadPage:

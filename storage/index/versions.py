@@ -1,4 +1,4 @@
-"""Object versions and delete markers of versioned buckets: the `versions` DB.
+"""Object versions and delete markers of versioned buckets: the `versions` table.
 
     versions: bucket \\0 encoded key \\0 inverted version id  -> {"key": full key, "rec": record}
 
@@ -15,6 +15,12 @@ key's rows newest first. A record's S3 version id is its `version_id` when it wa
 written with versioning Enabled (`"versioned": true`), else "null". A delete marker is a
 record with `"delete_marker": true` and no data.
 
+A version copied from another S3 by `pocket migrate copy` keeps the id its source gave
+it (applications store version ids), as `"s3_version_id"`, while its internal id, made
+from the source's Last-Modified, keeps the rows in the source's order. Such ids are
+whatever the source chose (AWS: 32 URL-safe characters), so `get` finds them among the
+key's rows when the direct lookup by internal id does not.
+
 Long keys are encoded as in keys.py; a run of them sharing the verbatim prefix is
 buffered and re-sorted by (full key, inverted id), as uploads.py does. Keys containing
 NUL may interleave with their NUL-free prefix's rows (same caveat as uploads.py).
@@ -26,20 +32,33 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from . import keys as K
+from .backend import prefix_end
 from .ops import ITEM, PREFIX, TRUNCATED, IndexTxn, _pack, _unpack, listing_start, roll_up, suffixed_scan
 
+TABLE = "versions"
 NULL = "null"
 _VERSION_ID = re.compile(r"[0-9a-f]{32}")
+# Ids other S3 servers hand out, which migrated versions keep: AWS's 32 URL-safe
+# characters, UUIDs (moto, MinIO), 32 hex (SeaweedFS, Pocket).
+_SOURCE_VERSION_ID = re.compile(r"[A-Za-z0-9._-]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def valid_version_id(version_id: str) -> bool:
-    """What S3 accepts as a version id here: "null" or one of our 32-hex ids."""
-    return version_id == NULL or bool(_VERSION_ID.fullmatch(version_id or ""))
+    """What S3 accepts as a version id here: "null", one of our ids, or one of the forms
+    a migrated version may have brought from its source; anything else is malformed
+    (InvalidArgument, as S3 answers)."""
+    return version_id == NULL or bool(_SOURCE_VERSION_ID.fullmatch(version_id or ""))
+
+
+def internal_id(version_id: str) -> bool:
+    return bool(_VERSION_ID.fullmatch(version_id))
 
 
 def s3_version_id(record: dict) -> str:
     """The version id S3 clients see for a record."""
-    return record["version_id"] if record.get("versioned") else NULL
+    if not record.get("versioned"):
+        return NULL
+    return record.get("s3_version_id") or record["version_id"]
 
 
 def is_marker(record: dict) -> bool:
@@ -74,19 +93,13 @@ class VersionTxn:
 
     def __init__(self, ops: IndexTxn):
         self.ops = ops
-        self._txn = ops._txn
-        self._db = ops._db["versions"]
+        self._txn = ops.txn
 
     # ---- one key -------------------------------------------------------------------------
     def key_versions(self, bucket: str, key: str) -> Iterator[dict]:
         """The key's history rows, newest first (empty when the key has no history)."""
         prefix = K.key_versions_prefix(bucket, key)
-        cur = self._txn.cursor(db=self._db)
-        if not cur.set_range(prefix):
-            return
-        for ik, raw in cur:
-            if not ik.startswith(prefix):
-                return
+        for ik, raw in self._txn.range(TABLE, prefix, prefix_end(prefix)):
             if len(ik) != len(prefix) + K.VERSION_ID_LEN:
                 continue  # another key whose rows start with ours (a NUL in it, or a hash starting with one)
             doc = _unpack(raw)
@@ -108,20 +121,24 @@ class VersionTxn:
                 return None
             current = self.ops.get_object(bucket, key)
             return None if current is None or current.get("versioned") else current
-        raw = self._txn.get(K.version_index_key(bucket, key, version_id), db=self._db)
-        if raw is None:
-            return None
-        doc = _unpack(raw)
-        return doc["rec"] if doc["key"] == key else None
+        if internal_id(version_id):
+            raw = self._txn.get(TABLE, K.version_index_key(bucket, key, version_id))
+            doc = _unpack(raw) if raw is not None else None
+            if doc is not None and doc["key"] == key:
+                return doc["rec"]
+        for rec in self.key_versions(bucket, key):     # a migrated version's source id
+            if rec.get("s3_version_id") == version_id and rec.get("versioned"):
+                return rec
+        return None
 
     def put(self, bucket: str, key: str, record: dict) -> None:
         self.ops._require_bucket(bucket)
-        self._txn.put(K.version_index_key(bucket, key, record["version_id"]),
-                      _pack({"key": key, "rec": record}), db=self._db)
+        self._txn.put(TABLE, K.version_index_key(bucket, key, record["version_id"]),
+                      _pack({"key": key, "rec": record}))
 
     def delete(self, bucket: str, key: str, version_id: str) -> bool:
         """Remove one row by internal version id."""
-        return self._txn.delete(K.version_index_key(bucket, key, version_id), db=self._db)
+        return self._txn.remove(TABLE, K.version_index_key(bucket, key, version_id))
 
     def ensure_history(self, bucket: str, key: str) -> None:
         """Before the first versioned change of a key: its current record becomes a row."""
@@ -146,7 +163,7 @@ class VersionTxn:
     def _rows(self, bpfx: bytes, seek: bytes) -> Iterator[tuple[bytes, bytes, dict]]:
         """(key bytes, inverted id, record) from about `seek` on, in (key, newest first)
         order; see ops.suffixed_scan."""
-        return suffixed_scan(self._txn.cursor(db=self._db), bpfx, seek, K.VERSION_SUFFIX_LEN, K.VERSION_ID_LEN)
+        return suffixed_scan(self._txn, TABLE, bpfx, seek, K.VERSION_SUFFIX_LEN, K.VERSION_ID_LEN)
 
     def _merged(self, bpfx: bytes, seek: bytes) -> Iterator[tuple[bytes, bytes, dict, bool]]:
         """Every version from about `seek` on: (key bytes, inverted id, record, is latest).
@@ -215,7 +232,9 @@ class VersionTxn:
         versions older than that id (a deleted version's id), or skips the key ("null")."""
         if not key_marker or not version_id_marker:
             return None
-        if version_id_marker == NULL:
-            rec = self.get(bucket, key_marker, NULL)
-            return None if rec is None else K.inverted_id(rec["version_id"])
+        rec = self.get(bucket, key_marker, version_id_marker)
+        if rec is not None:
+            return K.inverted_id(rec["version_id"])
+        if version_id_marker == NULL or not internal_id(version_id_marker):
+            return None
         return K.inverted_id(version_id_marker)

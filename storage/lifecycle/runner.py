@@ -70,10 +70,10 @@ class LifecycleRunner:
         while True:
             try:
                 report = await self.run_once()
-                if report.objects_expired or report.uploads_aborted or report.versions_expired:
-                    log.info("lifecycle pass: %d objects expired, %d uploads aborted, %d versions expired "
-                             "in %d buckets (%.1fs)", report.objects_expired, report.uploads_aborted,
-                             report.versions_expired, report.buckets, report.seconds)
+                # One line per pass, work or not, so the log shows the passes run.
+                log.info("lifecycle pass: %d objects expired, %d uploads aborted, %d versions expired "
+                         "in %d buckets (%.1fs)", report.objects_expired, report.uploads_aborted,
+                         report.versions_expired, report.buckets, report.seconds)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -84,7 +84,7 @@ class LifecycleRunner:
         """One pass over every bucket with enabled rules, judged at `now` (default: the clock)."""
         started = time.monotonic()
         report = LifecycleReport(dry_run=dry_run)
-        for bucket in self.index.list_buckets():
+        for bucket in await self.index.call(self.index.list_buckets):
             active = rules.enabled(bucket.get("lifecycle"))
             if not active:
                 continue
@@ -101,6 +101,8 @@ class LifecycleRunner:
                           "starts over", bucket["name"], e)
                 break
         self.passes += 1
+        if self.metrics and not dry_run:
+            self.metrics.lifecycle_passes.inc()
         report.seconds = time.monotonic() - started
         return report
 
@@ -124,7 +126,8 @@ class LifecycleRunner:
                             report: LifecycleReport) -> None:
         marker = ""
         while True:
-            page = self.index.list_objects(bucket, prefix=prefix, start_after=marker, max_keys=self.page)
+            page = await self.index.call(self.index.list_objects, bucket, prefix=prefix, start_after=marker,
+                                         max_keys=self.page)
             for key, record in page.contents:
                 report.objects_scanned += 1
                 hit = rules.current_expiry(expiring, key, record["size"], record.get("tags"), record["created"],
@@ -170,8 +173,8 @@ class LifecycleRunner:
                            report: LifecycleReport) -> None:
         key_marker = upload_marker = ""
         while True:
-            page = self.multipart.list_uploads(bucket, prefix=prefix, key_marker=key_marker,
-                                               upload_id_marker=upload_marker, max_uploads=self.page)
+            page = await self.index.call(self.multipart.list_uploads, bucket, prefix=prefix, key_marker=key_marker,
+                                         upload_id_marker=upload_marker, max_uploads=self.page)
             for upload in page.uploads:
                 hit = rules.upload_abort(aborting, upload["key"], upload["initiated"], self.day_seconds)
                 if hit is None or hit.at > now:
@@ -206,11 +209,11 @@ class LifecycleRunner:
         so a version written after the look is never the one removed."""
         relevant = [r for r in active
                     if r.get("noncurrent") or {"delete_marker", "days"} & set(r.get("expiration") or {})]
-        if not relevant or not (self.index.get_bucket(bucket) or {}).get("versioning"):
+        if not relevant or not ((await self.index.call(self.index.get_bucket, bucket)) or {}).get("versioning"):
             return
         for prefix in rules.scan_prefixes(relevant):
             key, versions = None, []
-            for version in self.index.iter_versions(bucket, prefix=prefix, batch=self.page):
+            async for version in self.index.aiter_versions(bucket, prefix=prefix, batch=self.page):
                 if version.key != key and versions:
                     await self._expire_key(bucket, key, versions, relevant, now, report)
                     versions = []

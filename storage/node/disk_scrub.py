@@ -75,6 +75,7 @@ class DiskScrubber:
         self._born = time.time()
         self._saved_at = 0.0
         self._task: asyncio.Task | None = None
+        self._bad_copies: dict[str, tuple] = {}    # archive -> file copy found not whole (stat)
         store.scrubber = self
 
     # state file ---------------------------------------------------------------------------
@@ -120,6 +121,37 @@ class DiskScrubber:
                 "requested": self._requested, "passes_started": st["passes_started"], "pass": st["pass"],
                 "last_full_pass": st["last_full_pass"], "totals": st["totals"],
                 "corrupt": corrupt, "corrupt_records": records, "unkeyed": unkeyed}
+
+    async def settle(self) -> None:
+        """Adopt whole file copies that replaced corrupt packed copies since the last check.
+
+        A one-shot `pocket repair` beside the owner writes a rebuilt small archive as a
+        file (only the owner writes packs), and the corrupt packed copy, which reads still
+        prefer, stays until this scrubber checks it again. Reported meanwhile, its finding
+        would have the gateway queue the object it has just repaired once more, and that
+        entry would wait for a second, needless repair. So before findings are reported,
+        the owner does now what its next check would: drop the packed copy for a file
+        that verifies whole. Only findings with a new file copy cost a read."""
+        changed = False
+        for name, finding in list(self.state["corrupt"].items()):
+            if not finding["stamp"] or finding["stamp"][0] != "pack":
+                continue
+            try:
+                st = os.stat(self.store._archive_path(name))
+            except FileNotFoundError:
+                continue
+            copy = (st.st_ino, st.st_mtime_ns, st.st_size)
+            if self._bad_copies.get(name) == copy:
+                continue
+            if await self.store.adopt_file(name, self._whole):
+                log.info("disk %s: packed copy of %s was corrupt; the whole file copy a one-shot repair "
+                         "wrote replaces it", self.store.disk_id, name)
+                del self.state["corrupt"][name]
+                changed = True
+            else:
+                self._bad_copies[name] = copy
+        if changed:
+            await self._save(force=True)
 
     def request(self, rate: float | None = None) -> int:
         """A full pass from the first archive, starting now; returns its number."""

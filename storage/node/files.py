@@ -38,15 +38,21 @@ def pwrite_all(fd: int, data: bytes, offset: int) -> None:
         view, offset = view[written:], offset + written
 
 
+_durable_folders: set[str] = set()   # folders whose own entry this process has fsync'd
+
+
 def publish(tmp: str, final: str) -> None:
     """Rename a written and fsync'd temp file into place, durably (the directory too).
 
-    A fan-out folder created here has its parent fsync'd too, or a crash could lose the
-    folder with the file in it."""
+    A folder made here (the first archive of an `archives/xx/`) is only as durable as its
+    entry in the parent, so the parent is synced too, once per folder and process, before
+    anything goes in: a power loss must not take the folder, and the acknowledged archives
+    in it, away (tests/cluster/test_power_loss.py found this)."""
     folder = os.path.dirname(final)
-    if not os.path.isdir(folder):
+    if folder not in _durable_folders:
         os.makedirs(folder, exist_ok=True)
         fsync_dir(os.path.dirname(folder))
+        _durable_folders.add(folder)
     os.rename(tmp, final)
     fsync_dir(folder)
 

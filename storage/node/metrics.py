@@ -14,6 +14,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from ..metrics import process_metrics
+
 
 class DiskCollector:
     def __init__(self, stores: dict):
@@ -23,7 +25,8 @@ class DiskCollector:
         g = {name: GaugeMetricFamily(f"pocket_node_{name}", doc, labels=["disk"]) for name, doc in (
             ("disk_total_bytes", "Size of the disk's filesystem"),
             ("disk_used_bytes", "Used bytes on the disk's filesystem"),
-            ("disk_free_bytes", "Free bytes on the disk's filesystem"),
+            ("disk_free_bytes", "Free bytes on the disk's filesystem (under a capacity quota: what it still allows)"),
+            ("disk_capacity_bytes", "Bytes Pocket may use on the disk: its capacity quota, else the filesystem size"),
             ("pack_files", "Pack files on the disk"),
             ("packed_archives", "Small archives stored in packs"),
             ("pack_bytes", "Bytes in pack files"),
@@ -49,6 +52,7 @@ class DiskCollector:
             packs = usage["packs"]
             for key in ("total", "used", "free"):
                 g[f"disk_{key}_bytes"].add_metric([disk_id], usage[key])
+            g["disk_capacity_bytes"].add_metric([disk_id], usage.get("capacity") or usage["total"])
             g["pack_files"].add_metric([disk_id], packs["packs"])
             g["packed_archives"].add_metric([disk_id], packs["archives"])
             g["pack_bytes"].add_metric([disk_id], packs["bytes"])
@@ -76,6 +80,7 @@ class NodeMetrics:
 
     def __init__(self, stores: dict):
         self.registry = r = CollectorRegistry()
+        process_metrics(r, "node")
         r.register(DiskCollector(stores))
         self.requests = Counter("pocket_node_requests", "Internal API requests by method, route and status",
                                 ["method", "route", "status"], registry=r)

@@ -275,7 +275,9 @@ class DiskStore:
 
     async def scrub_state(self) -> dict:
         """Progress and findings of this disk's scrubber (the node API serves the same)."""
-        return self._scrubber().report()
+        scrubber = self._scrubber()
+        await scrubber.settle()
+        return scrubber.report()
 
     async def scrub_request(self, rate: int | None = None) -> int:
         """Ask for a full scrub pass starting now; returns the number of that pass."""

@@ -9,8 +9,9 @@ bucket they name.
 from __future__ import annotations
 
 from ..index.batcher import IndexWriter
-from ..index.lmdb_index import Index
+from ..index.index import Index
 from ..index.ops import BucketNotEmpty
+from . import read_ahead
 
 
 class BucketService:
@@ -23,7 +24,8 @@ class BucketService:
                    key=lambda v: v["id"])
 
     def get(self, name: str) -> dict | None:
-        return self.index.get_bucket(name)
+        record = read_ahead.bucket(name)
+        return self.index.get_bucket(name) if record is read_ahead.MISS else record
 
     def list(self) -> list[dict]:
         return self.index.list_buckets()
@@ -32,6 +34,7 @@ class BucketService:
         policy = self.objects.policies[self.objects.default_policy]
         await self.objects.put_records(self._system_volume(), {"kind": "bucket", "name": name, **record},
                                        policy.quorum)
+        read_ahead.forget_bucket(name)
         return await self.writer.submit(lambda ops: ops.create_bucket(name, {"name": name, **record}))
 
     async def configure(self, name: str, changes: dict) -> dict | None:
@@ -42,14 +45,16 @@ class BucketService:
         policy = self.objects.policies[self.objects.default_policy]
         await self.objects.put_records(self._system_volume(), {"kind": "bucket-config", "name": name,
                                                                "config": changes}, policy.quorum)
+        read_ahead.forget_bucket(name)
         return await self.writer.submit(lambda ops: configure_bucket(ops, name, changes))
 
     async def delete(self, name: str) -> None:
-        if not self.index.bucket_is_empty(name):
+        if not await self.index.call(self.index.bucket_is_empty, name):
             raise BucketNotEmpty(name)
         policy = self.objects.policies[self.objects.default_policy]
         await self.objects.put_records(self._system_volume(), {"kind": "bucket-deleted", "name": name},
                                        policy.quorum)
+        read_ahead.forget_bucket(name)
         await self.writer.submit(lambda ops: ops.delete_bucket(name))
         if self.multipart:  # S3 drops a deleted bucket's unfinished uploads with it
             await self.multipart.abort_all(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..cluster import Cluster
 from ..config import Config
 from ..index.batcher import IndexWriter
-from ..index.lmdb_index import Index
+from ..index.index import Index
 from .multipart import MultipartService
 from .service import ObjectService, Policy
 

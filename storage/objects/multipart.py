@@ -122,7 +122,7 @@ class MultipartService:
         installs the object, as for a PUT (If-Match / If-None-Match); if it raises, the
         upload stays open and the exception propagates."""
         bucket, key, uid = upload["bucket"], upload["key"], upload["upload_id"]
-        stored = {p["part_number"]: p for p in self._view(lambda u: u.all_parts(uid))}
+        stored = {p["part_number"]: p for p in await self.index.call(self._view, lambda u: u.all_parts(uid))}
         chosen = []
         for number, etag in wanted:
             part = stored.get(number)
@@ -174,7 +174,7 @@ class MultipartService:
     async def abort(self, upload: dict) -> None:
         """End the upload and remove its parts' archives before returning."""
         bucket, key, uid = upload["bucket"], upload["key"], upload["upload_id"]
-        stored = self._view(lambda u: u.all_parts(uid))
+        stored = await self.index.call(self._view, lambda u: u.all_parts(uid))
         volume, quorum = self._record_home(stored, uid)
         await self.objects.put_records(volume, {"kind": "upload-aborted", "bucket": bucket, "key": key,
                                                 "upload_id": uid}, quorum)
@@ -185,7 +185,7 @@ class MultipartService:
 
     async def abort_all(self, bucket: str) -> int:
         """Abort every upload of a bucket (S3 drops them when the bucket is deleted)."""
-        uploads = self._view(lambda u: list(u.iter_bucket_uploads(bucket)))
+        uploads = await self.index.call(self._view, lambda u: list(u.iter_bucket_uploads(bucket)))
         for upload in uploads:
             try:
                 await self.abort(upload)

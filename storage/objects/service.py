@@ -19,13 +19,14 @@ from .. import layout
 from ..cluster import Cluster
 from ..codec import Codec, parse_policy
 from ..index.batcher import IndexWriter
-from ..index.lmdb_index import Index
+from ..index.index import Index
 from ..placement.volumes import choose_volume
 from . import parts, tagging
 from .get import ArchiveReader
 from .ids import new_id
 from ..index.ops import ListPage
 from ..index.versions import VersionPage, is_marker
+from . import read_ahead
 from .commits import Superseded, current_is, delete_if_current, install, remove_version
 from .contracts import Digests, VersionRecord
 from .put import ArchiveWriter, QuorumLost, is_full, remove_archives
@@ -96,19 +97,24 @@ class ObjectService:
     # writes ------------------------------------------------------------------------------
     async def put(self, bucket: str, key: str, body: AsyncIterable[bytes], size_hint: int | None,
                   digests: Digests, attrs: dict, policy_name: str | None = None,
-                  condition: Callable[[VersionRecord | None], None] | None = None) -> VersionRecord:
+                  condition: Callable[[VersionRecord | None], None] | None = None,
+                  version_id: str | None = None) -> VersionRecord:
         """Store a new version of bucket/key; returns its record once it is durable.
 
         `condition(current_record_or_None)` runs inside the index transaction that
         installs the version (conditional writes); if it raises, the new archives
         are removed and the exception propagates. In a bucket with versioning Enabled,
-        `attrs` carries `"versioned": True` (the handler decides, see commits.py)."""
-        record = await self.store(body, size_hint, digests, {"bucket": bucket, "key": key, **attrs}, policy_name)
+        `attrs` carries `"versioned": True` (the handler decides, see commits.py).
+        `version_id` and `attrs["created"]` are for copies of another store's versions
+        (storage/migrate/): the id places the version among the key's others, `created`
+        is its Last-Modified."""
+        record = await self.store(body, size_hint, digests, {"bucket": bucket, "key": key, **attrs}, policy_name,
+                                  version_id)
         self.forget_all(await self.commit(record, lambda ops: install(ops, bucket, key, record, condition)))
         return record
 
     async def store(self, body: AsyncIterable[bytes], size_hint: int | None, digests: Digests, fields: dict,
-                    policy_name: str | None = None) -> VersionRecord:
+                    policy_name: str | None = None, version_id: str | None = None) -> VersionRecord:
         """Write a body as the fragment archives of a new version; returns its record.
 
         The record (also each archive's trailer manifest) is `fields` plus where and how
@@ -117,11 +123,12 @@ class ObjectService:
         loop for big segments) and its `finish()` may raise to refuse the body (bad MD5,
         checksum, truncated body); refusing aborts every archive, so nothing remains."""
         with self.cluster.writing():
-            return await self._store(body, size_hint, digests, fields, policy_name)
+            return await self._store(body, size_hint, digests, fields, policy_name, version_id)
 
-    async def _store(self, body, size_hint, digests: Digests, fields: dict, policy_name: str | None) -> VersionRecord:
+    async def _store(self, body, size_hint, digests: Digests, fields: dict, policy_name: str | None,
+                     version_id: str | None) -> VersionRecord:
         policy = self.policy_for(size_hint, policy_name)
-        version_id = new_id()
+        version_id = version_id or new_id()
         volume = choose_volume(list(self.cluster.volumes.values()), policy.codec.n, version_id,
                                self.cluster.is_writable)
         writer = ArchiveWriter(self.cluster, policy.codec, volume, version_id, self.segment_size,
@@ -134,8 +141,8 @@ class ObjectService:
                 await writer.write_blocks(await self._encode(policy.codec, digests, segment))
             summary = digests.finish(size)
             record: VersionRecord = {
-                "v": 1, **fields, "version_id": version_id, "size": size,
-                "created": time.time(), "policy": policy.name, "k": policy.codec.k, "m": policy.codec.m,
+                "v": 1, "created": time.time(), **fields, "version_id": version_id, "size": size,
+                "policy": policy.name, "k": policy.codec.k, "m": policy.codec.m,
                 "segment_size": self.segment_size, "volume": volume["id"], "disks": volume["disks"],
                 "archive_format": layout.FORMAT_VERSION, **summary,
             }
@@ -231,7 +238,8 @@ class ObjectService:
                 return await remove_archives(self.cluster, volume, version_id)
         return not any(await asyncio.gather(*(one(vol, vid) for vol, vid in parts.versions(record))))
 
-    async def delete(self, bucket: str, key: str, owner: str = "", if_version: str | None = None) -> VersionRecord | None:
+    async def delete(self, bucket: str, key: str, owner: str = "", if_version: str | None = None,
+                     marker_fields: dict | None = None) -> VersionRecord | None:
         """DeleteObject without a version id; returns the removed record or the new delete marker.
 
         Never-versioned bucket: the tombstone is on a quorum of disks before the index
@@ -239,14 +247,16 @@ class ObjectService:
         replacing the null version) is written to the disks, then becomes the latest.
         `if_version` (an internal version id; lifecycle expiration): only while that version
         is current, checked again inside the index commit, so a PUT committed meanwhile (in
-        this process or another) is never deleted; returns None when it is not."""
-        state = (self.index.get_bucket(bucket) or {}).get("versioning")
+        this process or another) is never deleted; returns None when it is not.
+        `marker_fields` (a copied delete marker: its version ids and Last-Modified) go
+        into the marker of a versioned bucket."""
+        state = ((await self.index.call(self.index.get_bucket, bucket)) or {}).get("versioning")
         condition = current_is(if_version) if if_version is not None else None
         try:
             if condition:
-                condition(self.index.get_object(bucket, key))   # fail fast, before anything is written
+                condition(await self.index.call(self.index.get_object, bucket, key))   # fail fast, before anything is written
             if state is None:
-                record = self.index.get_object(bucket, key)
+                record = await self.index.call(self.index.get_object, bucket, key)
                 if record is None and condition is None:
                     # A key the index does not have gets a tombstone too: a PUT whose reply
                     # was lost may have left a whole version on the disks without its index
@@ -258,7 +268,8 @@ class ObjectService:
                     return None
                 return None if record is None else await self._tombstone(record)
             marker = {"v": 1, "bucket": bucket, "key": key, "version_id": new_id(), "created": time.time(),
-                      "delete_marker": True, "owner": owner, **({"versioned": True} if state == "Enabled" else {})}
+                      "delete_marker": True, "owner": owner, **({"versioned": True} if state == "Enabled" else {}),
+                      **(marker_fields or {})}
             volume, policy = self.record_home(marker["version_id"])
             await self.put_records(volume, {"kind": "delete-marker", "object": marker}, policy.quorum)
             self.forget_all(await self.commit(marker, lambda ops: install(ops, bucket, key, marker, condition)))
@@ -276,7 +287,7 @@ class ObjectService:
         Returns the removed record, or None if there is no such version. `expect` (an
         internal id; lifecycle expiration): only that version, so "null" never resolves to
         a null version written after the caller looked."""
-        record = self.index.get_version(bucket, key, version_id)
+        record = await self.index.call(self.index.get_version, bucket, key, version_id)
         if record is None or (expect is not None and record["version_id"] != expect):
             return None
         # Never a key-wide tombstone here, even for a key's only (null) version: a version
@@ -333,21 +344,22 @@ class ObjectService:
     # reads: the handlers' only way to the index, so a migrating bucket's reads can be routed
     # (async because a routed read may go to another store: storage/migrate/routing.py)
     async def head(self, bucket: str, key: str) -> VersionRecord | None:
-        return self.index.get_object(bucket, key)
+        record = read_ahead.take_object(bucket, key)
+        return await self.index.call(self.index.get_object, bucket, key) if record is read_ahead.MISS else record
 
     async def get_version(self, bucket: str, key: str, version_id: str) -> dict | None:
         """The version or delete marker whose S3 version id is `version_id` ("null" too)."""
-        return self.index.get_version(bucket, key, version_id)
+        return await self.index.call(self.index.get_version, bucket, key, version_id)
 
     async def latest_version(self, bucket: str, key: str) -> dict | None:
         """The newest row of a key's history: a delete marker when the key looks deleted."""
-        return self.index.latest_version(bucket, key)
+        return await self.index.call(self.index.latest_version, bucket, key)
 
     async def list_objects(self, bucket: str, **query) -> ListPage:
-        return self.index.list_objects(bucket, **query)
+        return await self.index.call(self.index.list_objects, bucket, **query)
 
     async def list_versions(self, bucket: str, **query) -> VersionPage:
-        return self.index.list_versions(bucket, **query)
+        return await self.index.call(self.index.list_versions, bucket, **query)
 
     def read(self, record: VersionRecord, start: int, end: int, on_damage: Callable | None = None) -> AsyncIterator[bytes]:
         """Stream bytes start..end (inclusive) of an object version."""

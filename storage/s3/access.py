@@ -1,26 +1,35 @@
-"""Who may touch a bucket or an object: the one place every handler asks.
+"""Who may do what with a bucket or an object: the one decision every request goes through.
 
-Pocket's permission model is small on purpose: a bucket's owner may do everything
-with it; `public-read` on a bucket lets anyone (signed by another user, or not signed
-at all) list it and read its objects; `public-read` on an object lets anyone read that
-object. Everything else a caller who is not the owner tries is AccessDenied.
+`allowed()` decides as S3 does: an explicit Deny in the bucket policy wins; the bucket's
+owner may do everything else; then an Allow in the policy, then an ACL grant (the
+bucket's for bucket operations and writes, the object's for reads of it), unless ACLs
+are disabled (OwnershipControls `BucketOwnerEnforced`). PublicAccessBlock's
+IgnorePublicAcls drops grants to AllUsers/AuthenticatedUsers; RestrictPublicBuckets
+drops a public policy's Allows for everyone but the owner. Identities: an access key
+is an account and its canonical id (policy/document.py).
 
-It lives apart from the handlers that set ACLs (acl.py), create buckets (bucket.py) or
-address versions (versioning.py), because all of them ask these questions: with the
-checks in one of them, those modules imported each other in a circle.
+The handlers ask through `owned_bucket`, `readable_bucket`, `readable_object` and
+`check`, which take the action from the operation being run (actions.py).
 """
 from __future__ import annotations
 
+import functools
+import logging
+import time
+from urllib.parse import parse_qsl
+
 from ..objects.contracts import VersionRecord
-from . import errors
+from . import errors, grants, xml
+from .actions import ACTIONS, NEVER_ANONYMOUS, OWNER_KEEPS, acl_permission, action_of
+from .policy import document
 from .request import S3Request
 
-PRIVATE, PUBLIC_READ, PUBLIC_READ_WRITE = "private", "public-read", "public-read-write"
-_ANYONE_READS = {PUBLIC_READ, PUBLIC_READ_WRITE}
-# Operations an anonymous caller may attempt; the handler then checks the ACLs. A POST
-# object form carries its signature in the body: post_object asks writable_bucket itself.
-PUBLIC_OPERATIONS = {"get_object", "head_object", "list_objects_v1", "list_objects_v2", "list_object_versions",
-                     "post_object"}
+log = logging.getLogger("pocket.s3")
+
+PRIVATE, PUBLIC_READ = "private", "public-read"
+ENFORCED = "BucketOwnerEnforced"
+# Operations that check each key they touch themselves (DeleteObjects).
+_PER_KEY = {"delete_objects"}
 
 
 def refuse_anonymous() -> None:
@@ -28,7 +37,8 @@ def refuse_anonymous() -> None:
 
 
 def check_anonymous(handler) -> None:
-    if handler.__name__ not in PUBLIC_OPERATIONS:
+    """Before the handler runs: only operations whose bucket policy or ACL can open them."""
+    if handler.__name__ not in ACTIONS or handler.__name__ in NEVER_ANONYMOUS:
         refuse_anonymous()
 
 
@@ -46,66 +56,152 @@ def check_expected_owner(buckets, name: str, headers, header: str = "x-amz-expec
                                   resource=f"/{name}")
 
 
-def _is_owner(req: S3Request, bucket: dict) -> bool:
-    return req.auth is not None and bucket.get("owner") == req.access_key
+def acls_enabled(bucket: dict) -> bool:
+    return bucket.get("ownership") != ENFORCED
+
+
+def _context(req: S3Request, key: str | None, obj: dict | None, caller: str | None, headers) -> dict:
+    """The condition keys of this request (lower-case names; tag names keep their case)."""
+    h, q = headers, req.query
+    ctx = {"aws:sourceip": req.http.remote or "", "aws:securetransport": "true" if req.http.secure else "false",
+           "aws:currenttime": xml.iso8601(time.time()), "aws:epochtime": str(int(time.time())),
+           "aws:principaltype": "Account" if caller else "Anonymous"}
+    if caller:
+        ctx["aws:userid"] = ctx["aws:username"] = ctx["aws:principalaccount"] = caller
+    for name, ctx_key in (("Referer", "aws:referer"), ("User-Agent", "aws:useragent"), ("x-amz-acl", "s3:x-amz-acl"),
+                          ("x-amz-copy-source", "s3:x-amz-copy-source"),
+                          ("x-amz-metadata-directive", "s3:x-amz-metadata-directive"),
+                          ("x-amz-server-side-encryption", "s3:x-amz-server-side-encryption"),
+                          ("x-amz-storage-class", "s3:x-amz-storage-class"),
+                          ("x-amz-content-sha256", "s3:x-amz-content-sha256")):
+        if name in h:
+            ctx[ctx_key] = h[name]
+    for name in grants.HEADERS:
+        if name in h:
+            ctx["s3:" + name] = h[name]
+    for name in ("prefix", "delimiter", "max-keys", "versionId"):
+        if name in q:
+            ctx["s3:" + name.lower()] = q[name]
+    if obj is not None:
+        for k, v in (obj.get("tags") or {}).items():
+            ctx[f"s3:existingobjecttag/{k}"] = v
+    if "x-amz-tagging" in h:
+        tags = dict(parse_qsl(h["x-amz-tagging"], keep_blank_values=True))
+        ctx["s3:requestobjecttagkeys"] = list(tags)
+        ctx.update({f"s3:requestobjecttag/{k}": v for k, v in tags.items()})
+    return ctx
+
+
+@functools.lru_cache(maxsize=256)
+def _statements(text: str, bucket_name: str) -> tuple:
+    """A stored policy, parsed once: it was checked when it was put, and evaluation runs per request."""
+    return document.parse(text, bucket_name)
+
+
+_REQUESTER = object()
+
+
+def allowed(req: S3Request, action: str | None, bucket_name: str, bucket: dict, key: str | None = None,
+            obj: dict | None = None, *, caller=_REQUESTER, headers=None) -> bool:
+    """`caller` (None: anonymous) and `headers` stand in for the request's signer and headers
+    when the request speaks for someone else: a POST object form is signed in its body, and
+    its fields are what a PUT says in headers."""
+    caller = (req.access_key or None) if caller is _REQUESTER else (caller or None)
+    headers = req.headers if headers is None else headers
+    owner = bucket.get("owner", "")
+    pab = bucket.get("public_access_block") or {}
+    verdict = None
+    if bucket.get("policy") and action:
+        try:
+            statements = _statements(bucket["policy"], bucket_name)
+        except document.MalformedPolicy as e:   # stored by hand or by an older Pocket: fail closed
+            log.warning("bucket %s: its stored policy does not parse (%s); only the owner gets in until it is "
+                        "put again or deleted", bucket_name, e)
+            return caller is not None and caller == owner
+        restricted = pab.get("RestrictPublicBuckets") and caller != owner and document.is_public(statements)
+        resource = f"arn:aws:s3:::{bucket_name}" + (f"/{key}" if key is not None else "")
+        verdict = document.evaluate(statements, caller, action, resource, _context(req, key, obj, caller, headers),
+                                    public_allows=not restricted)
+    if verdict == "Deny" and not (caller == owner and action in OWNER_KEEPS):
+        return False
+    if caller is not None and caller == owner:
+        return True
+    if verdict == "Allow":
+        return True
+    if not action or not acls_enabled(bucket):
+        return False
+    level, permission = acl_permission(action)
+    ignore_public = bool(pab.get("IgnorePublicAcls"))
+    if level == "bucket":
+        return grants.permits(grants.expand(bucket.get("acl"), owner, owner), caller, permission, ignore_public)
+    if level == "object" and obj is not None:
+        if caller is not None and obj.get("owner") == caller:
+            return True   # the writer owns its object (ObjectWriter)
+        return grants.permits(grants.expand(obj.get("acl"), obj.get("owner") or owner, owner), caller,
+                              permission, ignore_public)
+    return False
+
+
+def _action(req: S3Request) -> str | None:
+    return action_of(req.http.get("operation", ""), versioned=req.query.get("versionId") is not None)
+
+
+def _bucket(req: S3Request, name: str) -> dict:
+    record = req.gateway.buckets.get(name)
+    if record is None:
+        raise errors.NoSuchBucket(resource=name, BucketName=name)
+    return record
+
+
+def check(req: S3Request, action: str, bucket: dict, key: str | None = None, obj: dict | None = None,
+          bucket_name: str | None = None, *, caller=_REQUESTER, headers=None) -> None:
+    bucket_name = bucket_name or req.bucket
+    if not allowed(req, action, bucket_name, bucket, key, obj, caller=caller, headers=headers):
+        raise errors.AccessDenied(resource=f"/{bucket_name}/{key}" if key is not None else f"/{bucket_name}")
 
 
 def owned_bucket(req: S3Request) -> dict:
-    """The request's bucket record, if it exists and the caller owns it."""
-    record = req.gateway.buckets.get(req.bucket)
-    if record is None:
-        raise errors.NoSuchBucket(resource=req.bucket, BucketName=req.bucket)
-    if record.get("owner") != req.access_key:
-        raise errors.AccessDenied(resource=req.bucket)
+    """The request's bucket record, if it exists and the caller may run this operation on it
+    (for an object operation, on its key): its owner, or whom the policy or a grant lets."""
+    record = _bucket(req, req.bucket)
+    if req.http.get("operation") not in _PER_KEY:
+        check(req, _action(req), record, req.key or None)
     return record
 
 
 def readable_bucket(req: S3Request) -> dict:
-    """The bucket record if the caller may list it: its owner, or anyone when it is public-read."""
-    record = req.gateway.buckets.get(req.bucket)
-    if record is None:
-        raise errors.NoSuchBucket(resource=req.bucket, BucketName=req.bucket)
-    if not _is_owner(req, record) and record.get("acl") not in _ANYONE_READS:
-        raise errors.AccessDenied(resource=req.bucket)
-    return record
-
-
-def writable_bucket(req: S3Request, access_key: str | None) -> dict:
-    """The bucket record if `access_key` (None: anonymous) may add objects to it: its owner,
-    or anyone when the bucket is public-read-write. POST object asks with the form's signer,
-    not the request's (a browser form has no Authorization header)."""
-    record = req.gateway.buckets.get(req.bucket)
-    if record is None:
-        raise errors.NoSuchBucket(resource=req.bucket, BucketName=req.bucket)
-    if (access_key is None or record.get("owner") != access_key) and record.get("acl") != PUBLIC_READ_WRITE:
-        raise errors.AccessDenied(resource=req.bucket)
-    return record
+    """The bucket record if the caller may list it (ListBucket, ListBucketVersions...)."""
+    return owned_bucket(req)
 
 
 async def readable_object(req: S3Request, bucket_name: str | None = None, key: str | None = None,
-                          find=None) -> VersionRecord:
-    """The object's record if the caller may read it (owner, public bucket or public object).
+                          find=None, action: str | None = None) -> VersionRecord:
+    """The object's record if the caller may run this operation on it (GetObject by default
+    for another bucket's key: CopyObject asks about its source).
 
-    Defaults to the request's own bucket and key; CopyObject asks about its source.
     `find(bucket_record)` looks the record up and raises S3's error when it is not there
-    (versioning.addressed: a given version id); by default the current version."""
+    (versioning.addressed: a given version id); by default the current version. A caller
+    who may not list the bucket learns nothing about absent keys: AccessDenied."""
     bucket_name, key = bucket_name or req.bucket, key or req.key
     resource = f"/{bucket_name}/{key}"
-    bucket = req.gateway.buckets.get(bucket_name)
-    if bucket is None:
-        raise errors.NoSuchBucket(resource=bucket_name, BucketName=bucket_name)
+    if action is None:  # CopyObject and UploadPartCopy read their source (a version of it: ?versionId=)
+        if req.http.get("operation") in ("put_object", "upload_part") or (bucket_name, key) != (req.bucket, req.key):
+            action = action_of("get_object", "versionId=" in req.headers.get("x-amz-copy-source", ""))
+        else:
+            action = _action(req)
+    bucket = _bucket(req, bucket_name)
     if find is None:
         async def find(_bucket):
             record = await req.gateway.objects.head(bucket_name, key)
             if record is None:
                 raise errors.NoSuchKey(resource=resource, Key=key)
             return record
-    if _is_owner(req, bucket) or bucket.get("acl") in _ANYONE_READS:
-        return await find(bucket)
     try:
         record = await find(bucket)
     except errors.S3Error:
-        record = None
-    if record is not None and record.get("acl") in _ANYONE_READS:
+        if allowed(req, "s3:ListBucket", bucket_name, bucket):
+            raise
+        raise errors.AccessDenied(resource=resource) from None
+    if allowed(req, action, bucket_name, bucket, key, record):
         return record
-    raise errors.AccessDenied(resource=resource)  # without list rights, a missing key is not revealed
+    raise errors.AccessDenied(resource=resource)

@@ -1,13 +1,14 @@
-"""Canned ACLs: `private` and `public-read`, on buckets and objects.
+"""ACLs: every canned ACL and x-amz-grant-* / AccessControlPolicy grants, on buckets and objects.
 
-Who may do what with a bucket or an object under these ACLs is access.py.
+Who may do what under them is access.py; what they are is grants.py. The ACL is set
+with `x-amz-acl` or `x-amz-grant-*` (CreateBucket, PutObject, CopyObject,
+CreateMultipartUpload, PutBucketAcl, PutObjectAcl) or an AccessControlPolicy body.
 
-The ACL is set with `x-amz-acl` (CreateBucket, PutObject, CopyObject,
-CreateMultipartUpload, PutBucketAcl, PutObjectAcl) or with an AccessControlPolicy body
-that says exactly one of those two things. Other canned ACLs and arbitrary grants
-(x-amz-grant-*, other grantees) are NotImplemented. `bucket-owner-full-control` and
-`bucket-owner-read` mean `private` here: only a bucket's owner writes to it, so the
-object's owner is the bucket's owner already.
+OwnershipControls decide whether ACLs count at all: with `BucketOwnerEnforced` (the
+default for new buckets, as on S3 since 2023) the bucket's owner owns every object and
+an ACL that grants anyone else anything is refused (AccessControlListNotSupported);
+buckets from before OwnershipControls existed in Pocket count as `ObjectWriter`, so
+what they allowed stays allowed. PublicAccessBlock's BlockPublicAcls refuses public ACLs.
 
 The bucket's ACL lives in its record (disk-recorded through BucketService.configure);
 an object's is in its manifest at PUT time and, when changed later, in a small `acl`
@@ -17,104 +18,116 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import errors, xml
-from .access import PRIVATE, PUBLIC_READ, PUBLIC_READ_WRITE, owned_bucket
+from . import errors, grants
+from .access import ENFORCED, PRIVATE, owned_bucket
 from .body import read_small
 from .request import S3Request
 from .versioning import owned_version, requested_version, version_headers
 
-_SAME_AS_PRIVATE = {"bucket-owner-full-control", "bucket-owner-read"}
-_UNSUPPORTED = {"authenticated-read", "aws-exec-read", "log-delivery-write"}
-_GRANT_HEADERS = ("x-amz-grant-read", "x-amz-grant-write", "x-amz-grant-read-acp", "x-amz-grant-write-acp",
-                  "x-amz-grant-full-control")
-ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
-XSI = "http://www.w3.org/2001/XMLSchema-instance"
 _MAX_BODY = 64 << 10
 
 
-# --- setting it ----------------------------------------------------------------------------
+# --- what a request asks for ---------------------------------------------------------------
 
-def from_headers(headers, default: str | None = PRIVATE) -> str | None:
-    """The canned ACL a request asks for (x-amz-acl), `default` if none."""
-    for name in _GRANT_HEADERS:
-        if name in headers:
-            raise errors.NotImplementedError_(f"{name} is not implemented; Pocket supports the canned ACLs "
-                                              "private and public-read (x-amz-acl).")
-    value = headers.get("x-amz-acl")
-    if value is None:
-        return default
-    if value in (PRIVATE, PUBLIC_READ, PUBLIC_READ_WRITE):
-        return value
-    if value in _SAME_AS_PRIVATE:
-        return PRIVATE
-    if value in _UNSUPPORTED:
-        raise errors.NotImplementedError_(f"The canned ACL {value} is not implemented; Pocket supports private "
-                                          "and public-read.")
-    raise errors.InvalidArgument(f"{value} is not a canned ACL.", ArgumentName="x-amz-acl", ArgumentValue=value)
+def from_headers(headers, users=(), default: str | None = PRIVATE):
+    """The ACL a request asks for: a canned name (x-amz-acl), grants (x-amz-grant-*), or `default`."""
+    canned = headers.get("x-amz-acl")
+    explicit = grants.from_grant_headers(headers, users)
+    if canned is not None and explicit:
+        raise errors.InvalidRequest("Specifying both Canned ACLs and Header Grants is not allowed")
+    if canned is not None:
+        if canned not in grants.CANNED:
+            raise errors.InvalidArgument(f"{canned} is not a canned ACL.", ArgumentName="x-amz-acl",
+                                         ArgumentValue=canned)
+        return canned
+    return explicit or default
 
 
-def stored(acl: str | None) -> dict:
+def _checked(bucket: dict, acl, owner: str, refuse=errors.AccessControlListNotSupported):
+    """`acl` if the bucket's settings allow it: refused when ACLs are disabled and it grants anyone
+    but the bucket's owner, or when PublicAccessBlock blocks public ACLs and it is public."""
+    expanded = grants.expand(acl, owner, bucket.get("owner", ""))
+    if bucket.get("ownership") == ENFORCED and not grants.only_owner(expanded, bucket.get("owner", "")):
+        raise refuse()
+    if (bucket.get("public_access_block") or {}).get("BlockPublicAcls") and grants.is_public(expanded):
+        raise errors.AccessDenied("PublicAccessBlock on this bucket blocks public ACLs (BlockPublicAcls).")
+    return acl
+
+
+def stored(acl) -> dict:
     """The record fields for an ACL: nothing for private, the default."""
     return {"acl": acl} if acl and acl != PRIVATE else {}
 
 
-def _from_body(body: bytes, owner: str) -> str:
-    """An AccessControlPolicy that says `private` or `public-read`; any other grants are NotImplemented."""
-    root = xml.parse(body)
-    if root is None or root.tag != "AccessControlPolicy" or root.find("AccessControlList") is None:
-        raise errors.MalformedXML()
-    grants = set()
-    for grant in root.find("AccessControlList"):
-        grantee, permission = grant.find("Grantee"), grant.find("Permission")
-        if grant.tag != "Grant" or grantee is None or permission is None:
-            raise errors.MalformedXML()
-        who = grantee.find("ID") if grantee.find("ID") is not None else grantee.find("URI")
-        grants.add(("" if who is None else (who.text or "").strip(), (permission.text or "").strip()))
-    if grants == {(owner, "FULL_CONTROL")}:
-        return PRIVATE
-    if grants == {(owner, "FULL_CONTROL"), (ALL_USERS, "READ")}:
-        return PUBLIC_READ
-    raise errors.NotImplementedError_("Pocket supports only the grants of the canned ACLs private and "
-                                      "public-read: the owner's FULL_CONTROL, and READ for AllUsers.")
+def new_object(req: S3Request, bucket: dict, headers=None, writer: str | None = None) -> dict:
+    """The owner and ACL fields of an object the request writes (PUT, copy, multipart; POST
+    object passes its form's fields as `headers` and the form's signer as `writer`, "" when
+    anonymous)."""
+    acl = from_headers(req.headers if headers is None else headers, req.gateway.cfg.credentials)
+    writer = req.access_key if writer is None else writer
+    ownership = bucket.get("ownership")
+    owner = (bucket.get("owner", "") if ownership == ENFORCED or
+             (ownership == "BucketOwnerPreferred" and acl == "bucket-owner-full-control") else writer)
+    _checked(bucket, acl, owner)
+    if ownership == ENFORCED:
+        acl = None   # ACLs are disabled: nothing to keep
+    elif acl in ("bucket-owner-full-control", "bucket-owner-read") and owner == bucket.get("owner"):
+        acl = None   # the same as private when the writer is the bucket's owner
+    return {"owner": owner, **stored(acl)}
 
 
-async def _requested(req: S3Request, owner: str) -> str:
-    header = from_headers(req.headers, default=None)
+def new_bucket(req: S3Request) -> dict:
+    """The ownership and ACL fields of a bucket CreateBucket makes."""
+    ownership = req.headers.get("x-amz-object-ownership", ENFORCED)
+    if ownership not in (ENFORCED, "BucketOwnerPreferred", "ObjectWriter"):
+        raise errors.InvalidArgument("Invalid x-amz-object-ownership header", ArgumentName="x-amz-object-ownership",
+                                     ArgumentValue=ownership)
+    acl = from_headers(req.headers, req.gateway.cfg.credentials)
+    _checked({"owner": req.access_key, "ownership": ownership}, acl, req.access_key,
+             errors.InvalidBucketAclWithObjectOwnership)
+    return {"ownership": ownership, **stored(None if ownership == ENFORCED else acl)}
+
+
+async def _requested(req: S3Request, owner: str):
+    header = from_headers(req.headers, req.gateway.cfg.credentials, default=None)
     body = await read_small(req, _MAX_BODY)
     if header is not None and body.strip():
-        raise errors.UnexpectedContent("This request does not support content when x-amz-acl is given.")
+        raise errors.UnexpectedContent("This request does not support content when x-amz-acl or x-amz-grant-* "
+                                       "is given.")
     if header is not None:
         return header
     if not body.strip():
         raise errors.MissingSecurityHeader("Your request was missing a required header: x-amz-acl, or an "
                                            "AccessControlPolicy body.", MissingHeaderName="x-amz-acl")
-    return _from_body(body, owner)
+    named_owner, found = grants.from_xml(body, req.gateway.cfg.credentials)
+    if named_owner is not None and named_owner != owner:
+        raise errors.AccessDenied("The Owner in an AccessControlPolicy must be the resource's owner.")
+    if found == [["id", owner, "FULL_CONTROL"]]:
+        return PRIVATE
+    if sorted(found) == sorted([["id", owner, "FULL_CONTROL"], ["group", grants.ALL_USERS, "READ"]]):
+        return "public-read"
+    return found
 
 
-def policy(owner: str, acl: str):
-    owner_el = xml.element("Owner", [("ID", owner), ("DisplayName", owner)])
-    user = xml.element("Grantee", [("ID", owner), ("DisplayName", owner)])
-    user.set("xsi:type", "CanonicalUser")
-    grants = [xml.element("Grant", [user, ("Permission", "FULL_CONTROL")])]
-    for permission in {PUBLIC_READ: ["READ"], PUBLIC_READ_WRITE: ["READ", "WRITE"]}.get(acl, []):
-        group = xml.element("Grantee", [("URI", ALL_USERS)])
-        group.set("xsi:type", "Group")
-        grants.append(xml.element("Grant", [group, ("Permission", permission)]))
-    root = xml.element("AccessControlPolicy", [owner_el, xml.element("AccessControlList", grants)])
-    root.set("xmlns:xsi", XSI)
-    return web.Response(body=xml.document(root), content_type="application/xml")
+def _response(owner: str, grant_list, bucket: dict, headers=None) -> web.Response:
+    if bucket.get("ownership") == ENFORCED:
+        grant_list = [["id", bucket.get("owner", ""), "FULL_CONTROL"]]
+    return web.Response(body=grants.document(owner, grant_list), content_type="application/xml",
+                        headers=headers or {})
 
 
 # --- handlers ------------------------------------------------------------------------------
 
 async def get_bucket_acl(req: S3Request) -> web.Response:
     record = owned_bucket(req)
-    return policy(record.get("owner", ""), record.get("acl", PRIVATE))
+    owner = record.get("owner", "")
+    return _response(owner, grants.expand(record.get("acl"), owner, owner), record)
 
 
 async def put_bucket_acl(req: S3Request) -> web.Response:
     record = owned_bucket(req)
-    acl = await _requested(req, record.get("owner", ""))
+    owner = record.get("owner", "")
+    acl = _checked(record, await _requested(req, owner), owner)
     if acl != record.get("acl", PRIVATE):
         await req.gateway.buckets.configure(req.bucket, {"acl": None if acl == PRIVATE else acl})
     return web.Response()
@@ -122,14 +135,15 @@ async def put_bucket_acl(req: S3Request) -> web.Response:
 
 async def get_object_acl(req: S3Request) -> web.Response:
     bucket, record = await owned_version(req)
-    response = policy(record.get("owner", ""), record.get("acl", PRIVATE))
-    response.headers.update(version_headers(bucket, record))
-    return response
+    owner = record.get("owner") or bucket.get("owner", "")
+    return _response(owner, grants.expand(record.get("acl"), owner, bucket.get("owner", "")), bucket,
+                     version_headers(bucket, record))
 
 
 async def put_object_acl(req: S3Request) -> web.Response:
     bucket, record = await owned_version(req)
-    acl = await _requested(req, record.get("owner", ""))
+    owner = record.get("owner") or bucket.get("owner", "")
+    acl = _checked(bucket, await _requested(req, owner), owner)
     if await req.gateway.objects.amend(req.bucket, req.key, "acl", {"acl": acl}, requested_version(req)) is None:
         raise errors.NoSuchKey(resource=req.resource, Key=req.key)
     return web.Response(headers=version_headers(bucket, record))

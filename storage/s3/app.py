@@ -13,6 +13,7 @@ from aiohttp import HttpVersion11, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..index import ops as index_errors
+from ..objects import read_ahead
 from ..objects.contracts import StoreUnavailable
 from ..objects.put import NoRoom, QuorumLost
 from . import access, cors, errors, router, vhost
@@ -25,6 +26,7 @@ log = logging.getLogger("pocket.s3")
 _TRANSLATE = {
     NoRoom: errors.InsufficientStorage,      # before QuorumLost: the first match wins
     index_errors.IndexFull: errors.InsufficientStorage,
+    index_errors.IndexUnavailable: errors.SlowDown,   # SDKs retry it; the index reconnects by itself
     QuorumLost: errors.ServiceUnavailable,
     StoreUnavailable: functools.partial(errors.ServiceUnavailable, "This bucket is being migrated and its "
                                          "source store cannot be reached right now; retry shortly."),
@@ -92,15 +94,17 @@ async def metrics(request: web.Request) -> web.Response:
 async def s3_entry(http: web.Request) -> web.StreamResponse:
     gw = http.app["gateway"]
     request_id = http["request_id"] = new_request_id()
-    started = time.perf_counter()
+    started = http["started"] = time.perf_counter()
     http["operation"] = "unknown"
     bucket = key = ""
     try:
         bucket, key = vhost.locate(http.headers.get("Host"), http.raw_path, gw.domains)
+        http["bucket"], http["key"] = bucket, key
         if bucket:   # every route, reads too: no name or key S3 refuses reaches the index
             check_bucket_name(bucket)
         if key:
             check_key(key)
+        await read_ahead.read(gw.index, bucket, key)
         http["cors"] = cors.response_headers(http, gw, bucket)
         resp = await _dispatch(http, gw, request_id, bucket, key)
     except errors.S3Error as e:
@@ -114,6 +118,8 @@ async def s3_entry(http: web.Request) -> web.StreamResponse:
     except Exception:
         log.exception("%s %s failed (request %s)", http.method, http.path, request_id)
         resp = _error_response(http, errors.InternalError(), request_id, bucket, key)
+    if resp.status >= 400 and "error_code" not in http:   # answered by a handler without an S3Error
+        http["error_code"] = str(resp.status)
     operation = http["operation"]
     gw.metrics.requests.labels(operation, str(resp.status)).inc()
     gw.metrics.latency.labels(operation).observe(time.perf_counter() - started)
@@ -125,6 +131,7 @@ async def _dispatch(http: web.Request, gw, request_id: str, bucket: str, key: st
         http["operation"] = "preflight"
         return await cors.preflight(http, gw, bucket)
     auth = authenticate(http, gw.secret_for, vhost.bucket_from_host(http.headers.get("Host"), gw.domains))
+    http["user"] = auth.access_key if auth else ""
     try:
         handler = router.resolve(http.method, bucket, key, http.query)
     except errors.S3Error:
@@ -172,6 +179,9 @@ def _error_response(http: web.Request, e: errors.S3Error, request_id: str, bucke
     if e.code == "InvalidRange" and "ActualObjectSize" in e.extra:
         headers["Content-Range"] = f"bytes */{e.extra['ActualObjectSize']}"
     if http.method == "HEAD":
-        return web.Response(status=e.status, headers=headers)
-    return web.Response(status=e.status, body=e.to_xml(request_id, resource), headers=headers,
-                        content_type="application/xml")
+        resp = web.Response(status=e.status, headers=headers)
+    else:
+        resp = web.Response(status=e.status, body=e.to_xml(request_id, resource), headers=headers,
+                            content_type="application/xml")
+    http["error_code"] = e.code   # for the access log (storage/s3/access_log.py)
+    return resp

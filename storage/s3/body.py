@@ -43,7 +43,7 @@ def open_body(req: S3Request, max_bytes: int = MAX_PUT_BYTES) -> UploadBody:
         raise errors.MissingContentLength()
     _check_size(length, max_bytes)
     digests = BodyDigests(req.headers, length, None if payload == sigv4.UNSIGNED_PAYLOAD else payload.lower())
-    return UploadBody(raw_body(req), length, digests)
+    return UploadBody(_counted(req, raw_body(req)), length, digests)
 
 
 def stored_headers(headers) -> dict[str, str]:
@@ -70,7 +70,7 @@ def _chunked(req: S3Request, payload: str, max_bytes: int) -> UploadBody:
     signed = payload != sigv4.STREAMING_UNSIGNED_TRAILER
     digests = BodyDigests(req.headers, length, None,
                           trailer=req.headers.get("x-amz-trailer", "") if trailer_mode else None)
-    decoder = ChunkedDecoder(raw_body(req), auth=req.auth if signed else None, trailers=trailer_mode,
+    decoder = ChunkedDecoder(_counted(req, raw_body(req)), auth=req.auth if signed else None, trailers=trailer_mode,
                              on_trailer=digests.receive_trailer)
     return UploadBody(_at_most(decoder, length), length, digests)
 
@@ -89,6 +89,15 @@ def _check_size(length: int | None, max_bytes: int) -> None:
         raise errors.EntityTooLarge(
             f"A single PUT may carry at most {max_bytes} bytes; use multipart upload for {length} bytes.",
             ProposedSize=str(length), MaxSizeAllowed=str(max_bytes))
+
+
+async def _counted(req: S3Request, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Count upload bytes as they arrive (pocket_s3_bytes_received): an operator sees
+    ingest throughput, and a test sees how far a slow upload has got."""
+    received = req.gateway.metrics.bytes_in
+    async for chunk in stream:
+        received.inc(len(chunk))
+        yield chunk
 
 
 async def raw_body(req: S3Request) -> AsyncIterator[bytes]:

@@ -7,14 +7,14 @@ from aiohttp import web
 
 from . import errors, xml
 from .access import owned_bucket
-from .acl import from_headers, stored
+from .acl import new_bucket
 from .body import read_small
 from .names import check_bucket_name, check_key
 from .request import S3Request
 
 
 async def list_buckets(req: S3Request) -> web.Response:
-    mine = [b for b in req.gateway.buckets.list() if b.get("owner") == req.access_key]
+    mine = [b for b in await req.gateway.index.call(req.gateway.buckets.list) if b.get("owner") == req.access_key]
     body = xml.element("ListAllMyBucketsResult", [
         xml.element("Owner", [("ID", req.access_key), ("DisplayName", req.access_key)]),
         xml.element("Buckets", [xml.element("Bucket", [("Name", b["name"]), ("CreationDate", xml.iso8601(b["created"]))])
@@ -30,7 +30,7 @@ async def create_bucket(req: S3Request) -> web.Response:
         raise errors.MalformedXML()
     existing = req.gateway.buckets.get(req.bucket)
     if existing is None:
-        record = {"owner": req.access_key, "created": time.time(), **stored(from_headers(req.headers))}
+        record = {"owner": req.access_key, "created": time.time(), **new_bucket(req)}
         created = await req.gateway.buckets.create(req.bucket, record)
         if created:
             return web.Response(headers={"Location": f"/{req.bucket}"})

@@ -100,8 +100,7 @@ async def copy_object(req: S3Request) -> web.Response:
             else dict(source.get("tags") or {}))
     if tags:
         attrs["tags"] = tags
-    attrs["owner"] = req.access_key
-    attrs.update(acl.stored(acl.from_headers(req.headers)))  # S3 never copies the source's ACL
+    attrs.update(acl.new_object(req, bucket))  # S3 never copies the source's ACL
     attrs.update(versioning.new_version_fields(bucket))
     condition = conditions.write_condition(req.headers, req.resource, req.key)
     if condition:

@@ -46,6 +46,20 @@ def _error(name: str, status: int, message: str) -> type[S3Error]:
 
 
 AccessDenied = _error("AccessDenied", 403, "Access Denied")
+AccessControlListNotSupported = _error("AccessControlListNotSupported", 400, "The bucket does not allow ACLs")
+InvalidBucketAclWithObjectOwnership = _error(
+    "InvalidBucketAclWithObjectOwnership", 400, "Bucket cannot have ACLs set with ObjectOwnership's "
+    "BucketOwnerEnforced setting")
+MalformedACLError = _error(
+    "MalformedACLError", 400, "The XML you provided was not well-formed or did not validate against our published schema")
+MalformedPolicy = _error("MalformedPolicy", 400, "Policies must be valid JSON and the first byte must be '{'")
+NoSuchBucketPolicy = _error("NoSuchBucketPolicy", 404, "The bucket policy does not exist")
+NoSuchPublicAccessBlockConfiguration = _error(
+    "NoSuchPublicAccessBlockConfiguration", 404, "The public access block configuration was not found")
+OwnershipControlsNotFoundError = _error(
+    "OwnershipControlsNotFoundError", 404, "The bucket ownership controls were not found")
+UnresolvableGrantByEmailAddress = _error(
+    "UnresolvableGrantByEmailAddress", 400, "The e-mail address you provided does not match any account on record.")
 AccessForbidden = _error(  # what S3 answers a CORS preflight no rule allows
     "AccessForbidden", 403,
     "CORSResponse: This CORS request is not allowed. This is usually because the evaluation of Origin, request "

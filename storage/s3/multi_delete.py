@@ -17,7 +17,7 @@ from ..index.versions import NULL, is_marker, s3_version_id, valid_version_id
 from ..objects.put import QuorumLost
 from . import errors, xml
 from .body import read_small
-from .access import owned_bucket
+from .access import check, owned_bucket
 from .names import check_key
 from .request import S3Request
 
@@ -37,6 +37,7 @@ async def delete_objects(req: S3Request) -> web.Response:
         async with sem:
             try:
                 check_key(key)
+                check(req, "s3:DeleteObjectVersion" if version else "s3:DeleteObject", bucket, key)
                 return await _delete(req, bucket, key, version)
             except errors.S3Error as e:
                 return e

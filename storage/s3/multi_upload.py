@@ -47,23 +47,22 @@ def _s3_errors(req: S3Request, upload_id: str):
                                     ETag=e.etag) from None
 
 
-def _upload(req: S3Request) -> dict:
+async def _upload(req: S3Request) -> dict:
     owned_bucket(req)
     check_key(req.key)
     upload_id = req.query.get("uploadId", "")
     with _s3_errors(req, upload_id):
-        return req.gateway.multipart.get(req.bucket, req.key, upload_id)
+        return await req.gateway.index.call(req.gateway.multipart.get, req.bucket, req.key, upload_id)
 
 
 async def create_upload(req: S3Request) -> web.Response:
-    owned_bucket(req)
+    bucket = owned_bucket(req)
     check_key(req.key)
     attrs = {
         "content_type": content_type(req.headers),
         "meta": user_metadata(req.headers),
         "headers": stored_headers(req.headers),
-        "owner": req.access_key,
-        **acl.stored(acl.from_headers(req.headers)),
+        **acl.new_object(req, bucket),
     }
     checksum = MC.declared(req.headers)
     upload = await req.gateway.multipart.create(req.bucket, req.key, attrs, checksum=checksum)
@@ -73,7 +72,7 @@ async def create_upload(req: S3Request) -> web.Response:
 
 async def upload_part(req: S3Request) -> web.Response:
     number = check_part_number(req.query.get("partNumber"))
-    upload = _upload(req)
+    upload = await _upload(req)
     if "x-amz-copy-source" in req.headers:
         return await _upload_part_copy(req, upload, number)
     body = open_body(req)
@@ -157,7 +156,7 @@ async def complete_upload(req: S3Request) -> web.Response:
     condition = conditions.write_condition(req.headers, req.resource, req.key)
     with _s3_errors(req, upload_id):
         try:
-            upload = service.get(req.bucket, req.key, upload_id)
+            upload = await req.gateway.index.call(service.get, req.bucket, req.key, upload_id)
         except NoSuchUpload:
             record = await service.completed(req.bucket, req.key, upload_id)  # a retry of a Complete that worked
             if record is None:
@@ -181,7 +180,7 @@ async def complete_upload(req: S3Request) -> web.Response:
 
 
 async def abort_upload(req: S3Request) -> web.Response:
-    upload = _upload(req)
+    upload = await _upload(req)
     with _s3_errors(req, upload["upload_id"]):
         await req.gateway.multipart.abort(upload)
     return web.Response(status=204)
@@ -200,10 +199,10 @@ def _person(tag: str, owner: str):
 
 
 async def list_parts(req: S3Request) -> web.Response:
-    upload = _upload(req)
+    upload = await _upload(req)
     marker = _int_param(req, "part-number-marker", 0, MAX_PART_NUMBER)
     max_parts = _int_param(req, "max-parts", 1000, 1000)
-    stored, truncated = req.gateway.multipart.list_parts(upload, marker, max_parts)
+    stored, truncated = await req.gateway.index.call(req.gateway.multipart.list_parts, upload, marker, max_parts)
     owner = upload["attrs"].get("owner", "")
     fields = [("Bucket", req.bucket), ("Key", req.key), ("UploadId", upload["upload_id"]),
               _person("Initiator", owner), _person("Owner", owner), ("StorageClass", "STANDARD"),
@@ -224,8 +223,8 @@ async def list_uploads(req: S3Request) -> web.Response:
     enc = _encoder(req)
     q = req.query
     max_uploads = _int_param(req, "max-uploads", 1000, 1000)
-    page = req.gateway.multipart.list_uploads(
-        req.bucket, prefix=q.get("prefix", ""), delimiter=q.get("delimiter", ""),
+    page = await req.gateway.index.call(
+        req.gateway.multipart.list_uploads, req.bucket, prefix=q.get("prefix", ""), delimiter=q.get("delimiter", ""),
         key_marker=q.get("key-marker", ""), upload_id_marker=q.get("upload-id-marker", ""),
         max_uploads=max_uploads)
     fields = [("Bucket", req.bucket), ("KeyMarker", enc(q.get("key-marker", ""))),

@@ -34,8 +34,7 @@ async def put_object(req: S3Request) -> web.Response:
         "content_type": content_type(req.headers),
         "meta": user_metadata(req.headers),
         "headers": stored_headers(req.headers),
-        "owner": req.access_key,
-        **acl.stored(acl.from_headers(req.headers)),
+        **acl.new_object(req, bucket),
         **versioning.new_version_fields(bucket),
     }
     tags = tagging.from_header(req.headers.get("x-amz-tagging"))

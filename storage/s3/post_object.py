@@ -33,15 +33,21 @@ async def post_object(req: S3Request) -> web.Response:
         raise errors.InvalidArgument("POST requires exactly one file upload per request.",
                                      ArgumentName="file", ArgumentValue="0")
     signed = post_policy.verify(fields, req.gateway.secret_for)
-    bucket = access.writable_bucket(req, signed.access_key)
+    bucket = req.gateway.buckets.get(req.bucket)
+    if bucket is None:
+        raise errors.NoSuchBucket(resource=req.bucket, BucketName=req.bucket)
     if not fields.get("key"):
         raise errors.InvalidArgument("Bucket POST must contain a field named 'key'.  If it is specified, please "
                                      "check the order of the fields.", ArgumentName="key", ArgumentValue="")
     key = fields["key"].replace("${filename}", _basename(sent.filename))
     fields["key"] = key
     check_key(key)
+    as_headers = _as_headers(fields)
+    # the one decision (access.allowed), made for the form's signer (None: an anonymous form)
+    # and with its fields as the request's headers: s3:PutObject, WRITE on the bucket's ACL
+    access.check(req, "s3:PutObject", bucket, key, caller=signed.access_key, headers=as_headers)
     post_policy.check(fields, req.bucket, signed)
-    attrs = _attributes(fields, bucket, signed.access_key)
+    attrs = _attributes(req, as_headers, fields, bucket, signed.access_key)
     low, high = signed.min_size, min(signed.max_size if signed.max_size is not None else MAX_PUT_BYTES,
                                      MAX_PUT_BYTES)
     record = await req.gateway.objects.put(req.bucket, key, _sized(sent.file, low, high), length,
@@ -54,19 +60,24 @@ def _basename(filename: str | None) -> str:
     return (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
 
 
-def _attributes(fields: CIMultiDict, bucket: dict, owner: str | None) -> dict:
-    """The new version's record fields, from the form as PutObject takes them from headers."""
-    # the form's `acl` field is what a PUT says in x-amz-acl (a field named x-amz-acl is not)
+def _as_headers(fields: CIMultiDict) -> CIMultiDict:
+    """The form's fields as the headers a PutObject would carry: the `acl` field is what a PUT
+    says in x-amz-acl (a field named x-amz-acl is not)."""
     as_headers = CIMultiDict((name, value) for name, value in fields.items()
                              if name.lower() not in ("acl", "x-amz-acl"))
     if "acl" in fields:
         as_headers["x-amz-acl"] = fields["acl"]
+    return as_headers
+
+
+def _attributes(req: S3Request, as_headers: CIMultiDict, fields: CIMultiDict, bucket: dict,
+                signer: str | None) -> dict:
+    """The new version's record fields, from the form as PutObject takes them from headers."""
     attrs = {
         "content_type": content_type(as_headers),
         "meta": user_metadata(as_headers),
         "headers": stored_headers(as_headers),
-        "owner": owner or bucket.get("owner", ""),
-        **acl.stored(acl.from_headers(as_headers)),
+        **acl.new_object(req, bucket, as_headers, signer or ""),
         **versioning.new_version_fields(bucket),
     }
     if fields.get("tagging"):

@@ -6,8 +6,8 @@ parameter that selects a different operation on the same path (`?location`,
 """
 from __future__ import annotations
 
-from . import (acl, attributes, bucket, bucket_tagging, cors, errors, lifecycle, listing, multi_delete, multi_upload,
-               obj, post_object, tagging, versioning, versions)
+from . import (acl, attributes, bucket, bucket_policy, bucket_tagging, cors, errors, lifecycle, listing, multi_delete,
+               multi_upload, obj, post_object, public_access, tagging, versioning, versions)
 
 ROUTES = {
     ("GET", "service", None): bucket.list_buckets,
@@ -53,6 +53,16 @@ ROUTES = {
     ("PUT", "object", "acl"): acl.put_object_acl,
     ("GET", "object", "attributes"): attributes.get_object_attributes,
     ("GET", "bucket", "versions"): versions.list_object_versions,
+    ("PUT", "bucket", "policy"): bucket_policy.put_bucket_policy,
+    ("GET", "bucket", "policy"): bucket_policy.get_bucket_policy,
+    ("DELETE", "bucket", "policy"): bucket_policy.delete_bucket_policy,
+    ("GET", "bucket", "policyStatus"): bucket_policy.get_bucket_policy_status,
+    ("PUT", "bucket", "publicAccessBlock"): public_access.put_public_access_block,
+    ("GET", "bucket", "publicAccessBlock"): public_access.get_public_access_block,
+    ("DELETE", "bucket", "publicAccessBlock"): public_access.delete_public_access_block,
+    ("PUT", "bucket", "ownershipControls"): public_access.put_ownership_controls,
+    ("GET", "bucket", "ownershipControls"): public_access.get_ownership_controls,
+    ("DELETE", "bucket", "ownershipControls"): public_access.delete_ownership_controls,
 }
 
 # Operations that stream a request body onto the disks: each holds an upload slot

@@ -119,7 +119,6 @@ async def readable_version(req: S3Request, bucket_name: str | None = None, key: 
 
 
 async def owned_version(req: S3Request) -> tuple[dict, VersionRecord]:
-    """(bucket record, addressed version) of the caller's own bucket (tagging, ACLs)."""
-    bucket = owned_bucket(req)
+    """(bucket record, addressed version) if the caller may run this operation on it (tagging, ACLs)."""
     check_key(req.key)
-    return bucket, await addressed(req, bucket, req.bucket, req.key, requested_version(req))
+    return await readable_version(req, version_id=requested_version(req))

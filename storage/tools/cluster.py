@@ -11,8 +11,8 @@ packs to their owner.
 Every write a disk takes is a temp file renamed into place, so two processes writing
 the same archive name leave one whole archive. A folder opened here gets a disk scrubber
 of its own that runs only when asked (`pocket scrub`) and saves nothing: the state file
-belongs to the process that owns the disk. The LMDB index is opened beside the
-gateway's (see index/lmdb_index.py on sharing an env between processes).
+belongs to the process that owns the disk. The index is opened beside the gateway's
+(LMDB shares an env between processes, see index/lmdb_backend.py; PostgreSQL is shared anyway).
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from ..cluster import Cluster
 from ..codec import parse_policy
 from ..config import Config
 from ..durability.queue import RepairQueue
-from ..index.lmdb_index import Index
+from ..index.index import Index, open_index
 from ..node.client import RemoteDisk
 from ..node.disk_scrub import DiskScrubber
 from ..node.open_disks import local_store
@@ -73,7 +73,7 @@ async def open_cluster(cfg: Config):
                     scrubbers[-1].start()
                 else:
                     disks[d.id] = remote or DiskStore(d.id, d.path)   # down: the heartbeat says so
-        index = Index(cfg.index_path)
+        index = open_index(cfg)
         cluster = Cluster(disks, infos, cfg.gateway.heartbeat)
         cluster.load_volumes(index, {sum(parse_policy(s)) for s in cfg.policies.values()})
         await cluster.check_once()

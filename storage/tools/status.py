@@ -29,6 +29,7 @@ import time
 
 from ..codec import parse_policy
 from ..durability.queue import REPAIR_META, SCRUB_META
+from ..index import leases
 from ..index.versions import is_marker
 from .cluster import ToolCluster, gateway_view
 
@@ -132,9 +133,12 @@ async def collect(tc: ToolCluster) -> dict:
                                   "objects": count, "lost": left < k})
     scrub = queue.progress(SCRUB_META)
     repair = queue.progress(REPAIR_META)
+    with index.read() as ops:
+        held = leases.holders(ops, leases.NAMES)
     return {
         "time": time.time(),
         "gateway": {"running": gateway is not None, "listen": cfg.gateway.listen},
+        "leases": {name: lease for name, lease in held.items() if lease},   # which gateway runs what
         "disks": disks,
         "disks_up": sum(d["up"] for d in disks),
         "disks_down": [d["id"] for d in disks if not d["up"]],
@@ -174,6 +178,12 @@ def render(status: dict) -> str:
         lines.append(f"  {d['id']:<10} {d['node']:<8} {d['state'] if d['up'] else d['state'].upper():<9} "
                      f"used {size(d['used']):>10}  free {size(d['free']):>10}"
                      + (f"  (quota {size(d['capacity'])}, {size(d['quota_used'])} used)" if d.get("capacity") else ""))
+    by_holder: dict[str, list[str]] = {}
+    for name, lease in sorted(status.get("leases", {}).items()):
+        if lease["expires"] > status["time"]:
+            by_holder.setdefault(lease["holder"], []).append(name)
+    for holder, names in sorted(by_holder.items()):
+        lines.append(f"Gateway {holder} runs {', '.join(names)}")
     degraded = [v for v in status["volumes"] if v["disks_down"]]
     lines.append(f"Volumes: {len(status['volumes'])} ({len(degraded)} with a disk down)")
     lines.append(f"Objects: {status['objects']} in {status['buckets']} buckets, {size(status['bytes'])} "

@@ -1,4 +1,5 @@
-import os
+import itertools
+import random
 import uuid
 
 import pytest
@@ -29,10 +30,14 @@ def bucket(cluster):
     return name
 
 
-def payload(size: int, seed: int = 0) -> bytes:
-    """Incompressible, reproducible bytes."""
-    block = os.urandom(min(size, 1 << 20)) if size else b""
-    out = bytearray()
-    while len(out) < size:
-        out += block
-    return bytes(out[:size])
+_unseeded = itertools.count()
+
+
+def payload(size: int, seed: int | str | None = None) -> bytes:
+    """Bytes unique at every offset, so a GET of the wrong segment, a range one segment
+    off or a repair of the wrong segment reads different bytes and fails the test.
+    Seeded (a failure reproduces); without a seed, each call draws the next one of this
+    run, so two objects of a test never hold the same bytes either."""
+    if seed is None:
+        seed = f"unseeded-{next(_unseeded)}"
+    return random.Random(seed).randbytes(size)

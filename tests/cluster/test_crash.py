@@ -23,7 +23,7 @@ import time
 import pytest
 
 from .conftest import payload
-from .harness import REPO, ProcCluster, pocket, wait_http
+from .harness import REPO, ProcCluster, metric, pocket, wait_http
 from .workload import (Ledger, archives_on_disk, check_keys, check_uploads, expected_archives, read_state,
                        run_round, tmp_files)
 
@@ -50,12 +50,12 @@ def _restart_gateway(c: ProcCluster) -> None:
 
 
 def _wait_repaired(c: ProcCluster, timeout: float = 60.0) -> dict:
+    """`pocket status` once the gateway's repair queue is empty (or the time is up),
+    polled over HTTP (the queue length metric) rather than a process per look."""
     deadline = time.monotonic() + timeout
-    while True:
-        _, st = pocket(c, "status", "--json")
-        if st["repair_queue"] == 0 or time.monotonic() > deadline:
-            return st
-        time.sleep(0.5)
+    while metric(c.endpoint, "pocket_repair_queue_length") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return pocket(c, "status", "--json")[1]
 
 
 def _rebuild_index(c: ProcCluster, ledger: Ledger) -> None:

@@ -11,14 +11,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 
 import pytest
 
 from storage.node import packformat
 
-from .harness import REPO, ProcCluster, archive_parts, free_port_run
+from .harness import REPO, ProcCluster, archive_parts, free_port_run, metric, wait_for
 from .test_pocket_up import _client, _stop, _up
 from .test_repair import QUIET, _check_all, _load, pocket
 
@@ -33,14 +32,12 @@ def _archives_on(c, disk_id: str) -> set[str]:
 
 
 def _wait(what, check, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(1.0)
+    return wait_for(what, check, timeout, every=0.25)
+
+
+def _in_state(endpoint: str, disk: str, state: str) -> bool:
+    """The gateway's view of a disk's state, over HTTP (no process per look)."""
+    return metric(endpoint, "pocket_disk_state", f'disk="{disk}",state="{state}"') == 1
 
 
 def _stop_two_more_and_check(c, s3, objects, keep: set[str]) -> None:
@@ -84,13 +81,15 @@ def test_down_disk_is_declared_failed_rebuilt_elsewhere_and_remembered(tmp_path)
         assert on_victim
         c.signal("n2", signal.SIGKILL)
 
-        rows = _wait("n2d1 declared failed", lambda: (r := _disks(c))["n2d1"]["state"] == "failed" and r)
+        _wait("n2d1 declared failed", lambda: _in_state(c.endpoint, "n2d1", "failed"))
+        rows = _disks(c)
+        assert rows["n2d1"]["state"] == "failed"
         assert rows["n2d1"]["slots"] == 0 and "failed_after" in rows["n2d1"]["reason"]
         assert "declared FAILED" in c.log("gateway")
         metrics = urllib.request.urlopen(c.endpoint + "/_pocket/metrics").read().decode()
         assert 'pocket_disk_state{disk="n2d1",state="failed"} 1.0' in metrics
-        _wait("rebuild done", lambda: _disks(c)["n2d1"]["moves_off"] == 0
-              and pocket(c, "status", "--json")[1]["repair_queue"] == 0)
+        _wait("rebuild done", lambda: metric(c.endpoint, "pocket_repair_queue_length") == 0
+              and _disks(c)["n2d1"]["moves_off"] == 0 and pocket(c, "status", "--json")[1]["repair_queue"] == 0)
         # every fragment that was on n2d1 now exists on some other disk
         elsewhere = {name for disk, name in map(archive_parts, c.archive_files()) if disk != "n2d1"}
         assert on_victim <= elsewhere
@@ -311,8 +310,8 @@ def test_drain_of_an_embedded_cluster_hands_pack_cleanup_to_the_gateway(tmp_path
             return json.loads(out.stdout)
         out = run("disk", "drain", "d3")
         assert out["ok"] and sum(m["kept"] for m in out["moves"]["done"]) > 0
-        _wait("the gateway to finish the drain",
-              lambda: {r["id"]: r for r in run("disk", "list")}["d3"]["state"] == "drained")
+        _wait("the gateway to finish the drain", lambda: _in_state(info["S3 endpoint"], "d3", "drained"))
+        assert {r["id"]: r for r in run("disk", "list")}["d3"]["state"] == "drained"
         d3 = os.path.join(data, "disks", "d3")
         assert not packformat.live_archives(os.path.join(d3, "packs"))
         assert not [f for _, _, files in os.walk(os.path.join(d3, "archives")) for f in files]

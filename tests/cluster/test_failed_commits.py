@@ -5,26 +5,21 @@ The window between "archives on the disks" and "index commit" is microseconds wi
 gateway; the test widens it by holding the LMDB write lock from this process (as a second
 process sharing the index may), which stops the gateway's commit until it is let go."""
 import os
-import subprocess
-import sys
 import threading
 import time
 
-from storage.index.lmdb_index import Index
+from storage.index.index import Index
+from storage.index.lmdb_backend import LmdbBackend
+from storage.objects.ids import id_time
 
-from .harness import REPO, ProcCluster, archive_parts
+from .harness import ProcCluster, archive_parts, metric, pocket, wait_for
+
+RECEIVED = "pocket_s3_bytes_received_total"
 from .signing import send, sign
 
 
 def _xml_code(body: bytes) -> str:
     return body.split(b"<Code>", 1)[1].split(b"</Code>", 1)[0].decode()
-
-
-def _pocket(c, *args):
-    out = subprocess.run([sys.executable, "-m", "cli", *args, "--config", c.config], cwd=REPO,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, f"pocket {' '.join(args)}:\n{out.stdout}\n{out.stderr}"
-    return out.stdout
 
 
 class _Gate:
@@ -40,19 +35,23 @@ class _Gate:
         yield self.data[len(self.data) // 2:]
 
 
-def _start_put(url: str, gate: _Gate, headers: dict | None = None) -> tuple[threading.Thread, dict]:
+def _start_put(c: ProcCluster, url: str, gate: _Gate, headers: dict | None = None) -> tuple[threading.Thread, dict]:
+    """Send a PUT whose body stops half way; returns once the gateway has received that
+    half (so it has checked the request's condition and is storing the body)."""
     result: dict = {}
+    received = metric(c.endpoint, RECEIVED)
     thread = threading.Thread(target=lambda: result.update(answer=send(sign("PUT", url, headers), gate.body())))
     thread.start()
     assert gate.half_sent.wait(30)
-    time.sleep(0.3)   # the gateway has the request (and checked its condition) and stores the first half
+    wait_for("the gateway to receive the first half of the body",
+             lambda: metric(c.endpoint, RECEIVED) >= received + len(gate.data) // 2, timeout=30, every=0.02)
     return thread, result
 
 
 def _hold_index_writes(path: str) -> tuple[threading.Event, threading.Thread]:
     """Take the LMDB write lock of the gateway's index until the returned event is set."""
     held, release = threading.Event(), threading.Event()
-    index = Index(path)
+    index = Index(LmdbBackend(path))
 
     def hold():
         try:
@@ -75,8 +74,8 @@ def test_refused_conditional_put_does_not_come_back_after_a_rebuild(tmp_path):
         old, refused = _Gate(os.urandom(60_000)), _Gate(os.urandom(60_000))
         # the plain PUT starts first, the conditional one second (a newer version, which a
         # rebuild would prefer), and both pass the early check while the key is absent
-        old_put, old_result = _start_put(url, old)
-        cond_put, cond_result = _start_put(url, refused, {"If-None-Match": "*"})
+        old_put, old_result = _start_put(c, url, old)
+        cond_put, cond_result = _start_put(c, url, refused, {"If-None-Match": "*"})
         before = c.archive_files()
         old.go.set()
         old_put.join(60)
@@ -106,14 +105,15 @@ def test_refused_conditional_put_does_not_come_back_after_a_rebuild(tmp_path):
         c.start_node(node)
         assert leftover in c.archive_files()   # the 412'd version, manifest and all, is back on a disk
         c.stop("gateway")
-        _pocket(c, "index", "rebuild")
+        pocket(c, "index", "rebuild")
         c.start_gateway()
         s3 = c.client()
         assert s3.get_object(Bucket="cond", Key="k")["Body"].read() == old.data
         assert [o["Key"] for o in s3.list_objects_v2(Bucket="cond")["Contents"]] == ["k"]
 
-        time.sleep(1.2)   # past the orphan grace
-        _pocket(c, "scrub", "--json")
+        wait_for("the leftover to be older than the 1 s orphan grace",
+                 lambda: time.time() - id_time(name.split(".")[0]) > 1.05, timeout=10, every=0.05)
+        pocket(c, "scrub", "--json")
         assert leftover not in c.archive_files()
         assert {archive_parts(ref)[1] for ref in c.archive_files() - before} == \
             {archive_parts(ref)[1] for ref in with_old - before}   # only the old object's replicas remain

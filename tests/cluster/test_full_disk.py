@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from storage.node.quota import RECORD_RESERVE
 
 from .conftest import payload
-from .harness import ProcCluster, pocket
+from .harness import ProcCluster, pocket, wait_http
 from .workload import tmp_files
 
 SMALL = 240_000                     # ec:4+2, ~60 KB per archive: its own file (above pack_threshold)
@@ -54,7 +54,8 @@ def _mount_tmpfs(path: str, size: int) -> str:
     return path
 
 
-def _fill_until_refused(c: ProcCluster, s3, stored: dict) -> ClientError:
+def _fill_until_refused(c: ProcCluster, s3, stored: dict) -> tuple[ClientError, set[str]]:
+    """PUTs until one is refused; its error and the archives there were before it."""
     for i in range(200):
         key = f"fill{i:03d}"
         data = payload(SMALL if i % 3 else TINY)
@@ -67,9 +68,8 @@ def _fill_until_refused(c: ProcCluster, s3, stored: dict) -> ClientError:
             with pytest.raises(ClientError) as gone:
                 s3.head_object(Bucket="full", Key=key)
             assert gone.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
-            time.sleep(0.5)             # aborted archives are removed before the reply; be sure
-            assert c.archive_files() == before, "a refused PUT left archives behind"
-            return e
+            assert c.archive_files() == before, "a refused PUT left archives behind"   # removed before the reply
+            return e, before
         stored[key] = data
     raise AssertionError("the disks never filled up")
 
@@ -78,7 +78,7 @@ def _scenario(c: ProcCluster, limit: int) -> None:
     s3 = c.client(retries=1)
     s3.create_bucket(Bucket="full")
     stored: dict[str, bytes] = {}
-    refused = _fill_until_refused(c, s3, stored)
+    refused, archives = _fill_until_refused(c, s3, stored)
     assert refused.response["ResponseMetadata"]["HTTPStatusCode"] == 507
     print(f"{len(stored)} objects stored before the disks filled")
     assert len(stored) >= 5, "the PUTs before the disks filled should have succeeded"
@@ -93,6 +93,7 @@ def _scenario(c: ProcCluster, limit: int) -> None:
     _, st = pocket(c, "status", "--json")
     full = {d["id"]: d for d in st["disks"] if d["id"] in FULL_DISKS}
     assert all(d["free"] < RECORD_RESERVE + SMALL for d in full.values()), full
+    assert c.archive_files() == archives, "a refused PUT's archives turned up after its 507"
 
     # Small objects still go to volumes of three disks with room.
     s3.put_object(Bucket="full", Key="tiny-after", Body=b"t" * 100)
@@ -143,25 +144,83 @@ def test_disks_on_tiny_filesystems(tmp_path):
             subprocess.run(["umount", path], check=False)
 
 
-def test_index_filesystem_full(tmp_path):
-    """The gateway's LMDB index on a filesystem that fills up: PUTs fail with 507 and leave
-    nothing behind, what was stored still reads, and writes work again once there is room."""
+def _index_fills(c: ProcCluster, fill, make_room) -> None:
+    """PUTs until the index has no room: then 507 and nothing left behind, what was stored
+    still reads, and after `make_room(c)` writes work again."""
+    s3 = c.client(retries=1)
+    s3.create_bucket(Bucket="idx-full")
+    kept = {f"k{i}": payload(SMALL if i % 2 else TINY) for i in range(6)}
+    for key, data in kept.items():
+        s3.put_object(Bucket="idx-full", Key=key, Body=data)
+    before = c.archive_files()
+    fill()
+    meta = {"pad": "m" * 1800}     # big records fill the index in fewer requests
+    for i in range(2000):       # LMDB reuses free pages first; the file grows in a while
+        key, data = f"more{i:04d}", payload(TINY)
+        try:
+            s3.put_object(Bucket="idx-full", Key=key, Body=data, Metadata=meta)
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "InsufficientStorage", e.response
+            assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 507
+            break
+        kept[key] = data
+        before = c.archive_files()
+    else:
+        raise AssertionError("the index never ran out of room")
+    print(f"the index took {len(kept)} objects")
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket="idx-full", Key=key)
+    assert c.archive_files() == before, "a refused PUT left archives behind"
+    for key, data in kept.items():
+        assert s3.get_object(Bucket="idx-full", Key=key)["Body"].read() == data, key
+    assert c.archive_files() == before, "a refused PUT's archives turned up after its 507"
+    make_room(c)
+    s3 = c.client(retries=1)
+    s3.put_object(Bucket="idx-full", Key="new-big", Body=b"room again")
+    assert s3.get_object(Bucket="idx-full", Key="new-big")["Body"].read() == b"room again"
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket="idx-full")["Contents"]) == sorted([*kept, "new-big"])
+
+
+def _index_cluster(tmp_path, **gateway) -> ProcCluster:
+    """A cluster whose gateway keeps its index in <root>/idx, with more [gateway] settings."""
     c = ProcCluster(str(tmp_path / "cluster"), storage=STORAGE, sections=QUIET)
-    index = os.path.join(c.root, "idx")
+    extra = "".join(f"{k} = {v!r}\n" for k, v in {"index": "idx", **gateway}.items()).replace("'", '"')
     with open(c.config) as f:
-        text = f.read().replace("[gateway]\n", '[gateway]\nindex = "idx"\n', 1)
+        text = f.read().replace("[gateway]\n", "[gateway]\n" + extra, 1)
     with open(c.config, "w") as f:
         f.write(text)
-    _mount_tmpfs(index, 4 << 20)
+    return c
+
+
+def test_index_at_its_size_limit(tmp_path):
+    """gateway.index_max_size reached (runs everywhere, no mount needed): 507, nothing
+    behind; the operator raises the limit and restarts the gateway, and writes work."""
+    c = _index_cluster(tmp_path, index_max_size=512 << 10)
+
+    def raise_limit(c):
+        c.stop("gateway")
+        with open(c.config) as f:
+            text = f.read().replace(f"index_max_size = {512 << 10}", f"index_max_size = {8 << 20}")
+        with open(c.config, "w") as f:
+            f.write(text)
+        c.start_gateway()
+        wait_http(c.endpoint + "/_pocket/ready")
     try:
         c.start()
-        s3 = c.client(retries=1)
-        s3.create_bucket(Bucket="idx-full")
-        kept = {f"k{i}": payload(SMALL if i % 2 else TINY) for i in range(6)}
-        for key, data in kept.items():
-            s3.put_object(Bucket="idx-full", Key=key, Body=data)
-        before = c.archive_files()
-        filler = os.path.join(index, "filler")
+        _index_fills(c, lambda: None, raise_limit)
+    finally:
+        c.close()
+
+
+def test_index_filesystem_full(tmp_path):
+    """The gateway's LMDB index on a filesystem that fills up (a 4 MiB tmpfs; skipped where
+    mounting is not allowed): the same 507, and writes work again once there is room."""
+    c = _index_cluster(tmp_path)
+    index = os.path.join(c.root, "idx")
+    _mount_tmpfs(index, 4 << 20)
+    filler = os.path.join(index, "filler")
+
+    def fill():
         with open(filler, "wb") as f:
             try:
                 while True:
@@ -169,28 +228,9 @@ def test_index_filesystem_full(tmp_path):
                     f.flush()
             except OSError:
                 pass
-        for i in range(2000):       # LMDB reuses free pages first; the file grows in a while
-            key, data = f"more{i:04d}", payload(TINY)
-            try:
-                s3.put_object(Bucket="idx-full", Key=key, Body=data)
-            except ClientError as e:
-                assert e.response["Error"]["Code"] == "InsufficientStorage", e.response
-                assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 507
-                break
-            kept[key] = data
-            before = c.archive_files()
-        else:
-            raise AssertionError("the index never ran out of room")
-        with pytest.raises(ClientError):
-            s3.head_object(Bucket="idx-full", Key=key)
-        time.sleep(0.5)
-        assert c.archive_files() == before, "a refused PUT left archives behind"
-        for key, data in kept.items():
-            assert s3.get_object(Bucket="idx-full", Key=key)["Body"].read() == data, key
-        os.unlink(filler)
-        s3.put_object(Bucket="idx-full", Key="new-big", Body=b"room again")
-        assert s3.get_object(Bucket="idx-full", Key="new-big")["Body"].read() == b"room again"
-        assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket="idx-full")["Contents"]) == sorted([*kept, "new-big"])
+    try:
+        c.start()
+        _index_fills(c, fill, lambda c: os.unlink(filler))
     finally:
         c.close()
         subprocess.run(["umount", index], check=False)

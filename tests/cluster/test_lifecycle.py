@@ -5,7 +5,6 @@ A lifecycle "day" is one second here (lifecycle.day_seconds, the testing knob)."
 import calendar
 import datetime as dt
 import hashlib
-import json
 import re
 import shutil
 import subprocess
@@ -17,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from .conftest import payload
-from .harness import OTHER_ACCESS_KEY, OTHER_SECRET_KEY, REPO, ProcCluster, pocket
+from .harness import OTHER_ACCESS_KEY, OTHER_SECRET_KEY, REPO, ProcCluster, pocket, wait_for
 from .signing import send, sign
 
 MiB = 1 << 20
@@ -175,12 +174,9 @@ def test_one_shot_dry_run_then_run_with_gateway_stopped_and_rebuild_keeps_rules(
         s3.put_bucket_lifecycle_configuration(Bucket="one", LifecycleConfiguration={"Rules": rules})
         s3.put_object(Bucket="one", Key="tmp/a", Body=b"old")
         s3.put_object(Bucket="one", Key="keep", Body=b"kept")
-        time.sleep(2.5)   # past 1 "day", rounded up; interval 0: no background pass ran
-        assert _exists(s3, "one", "tmp/a")
-
-        out = _lifecycle_cli(c, "--dry-run", "--json")
-        assert out.returncode == 0, out.stderr
-        report = json.loads(out.stdout)
+        # a "day" is 1 s, rounded up to a "midnight": due within ~2.5 s; interval 0: no background pass
+        report = wait_for("tmp/a to be due", lambda: (r := pocket(c, "lifecycle", "--dry-run", "--json")[1])
+                          ["objects_expired"] and r, timeout=20, every=0.2)
         assert report["objects_expired"] == 1 and [a["key"] for a in report["actions"]] == ["tmp/a"]
         assert _exists(s3, "one", "tmp/a")   # a dry run changes nothing
 

@@ -21,7 +21,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from storage.config import load as load_config
-from storage.index.lmdb_index import Index
+from storage.index.index import Index
+from storage.index.lmdb_backend import LmdbBackend
 from storage.migrate import state
 
 from . import sources
@@ -63,7 +64,7 @@ def enable(c: ProcCluster, link: SourceLink) -> dict:
 
 @contextmanager
 def index_of(c: ProcCluster):
-    index = Index(load_config(c.config).index_path)
+    index = Index(LmdbBackend(load_config(c.config).index_path))
     try:
         yield index
     finally:

@@ -37,9 +37,18 @@ def test_m_nodes_killed_under_load_lose_no_acknowledged_object(tmp_path):
         acked: dict[str, tuple[bytes, str]] = {}
         tried: dict[str, bytes] = {}
         bad_reads: list[str] = []
+        crashed: list[BaseException] = []   # a worker's exception fails the test, not just a warning
         lock = threading.Lock()
 
         def work(seed: int) -> None:
+            try:
+                load(seed)
+            except BaseException as e:
+                with lock:
+                    crashed.append(e)
+                raise
+
+        def load(seed: int) -> None:
             r, client = random.Random(seed), c.client(retries=1)
             while True:
                 try:
@@ -83,6 +92,7 @@ def test_m_nodes_killed_under_load_lose_no_acknowledged_object(tmp_path):
             t.join(300)
             assert not t.is_alive(), "a client thread hung"
         print(f"{len(acked)} of {len(tried)} PUTs acknowledged; killed {first} and {second} (wiped)")
+        assert not crashed, f"{len(crashed)} client threads died: {crashed[:3]!r}"
         assert not bad_reads, bad_reads[:5]
         assert len(acked) >= len(SIZES) // 2, "too few PUTs succeeded for the test to mean much"
 

@@ -23,7 +23,7 @@ def _load(s3):
         s3.put_object(Bucket="keep", Key=key, Body=data, ContentType=f"type/{i}", Metadata={"n": str(i)},
                       CacheControl="max-age=60")
         objects[key] = (data, f"type/{i}", {"n": str(i)})
-    s3.put_object(Bucket="keep", Key="overwritten", Body=b"old" * 100_000)
+    s3.put_object(Bucket="keep", Key="overwritten", Body=payload(300_000))
     s3.put_object(Bucket="keep", Key="overwritten", Body=b"new")
     objects["overwritten"] = (b"new", "binary/octet-stream", {})
     s3.put_object(Bucket="keep", Key="deleted", Body=b"bye")

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -30,6 +31,8 @@ def _up(data, port, *extra, env=None):
             text = "".join(lines)
             info = {k: re.search(rf"{k}\s*:\s*(\S+)", text).group(1)
                     for k in ("S3 endpoint", "Access key", "Secret key")}
+            # Keep reading its output (one access-log line per request): a full pipe would block it.
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
             return proc, info
     proc.kill()
     raise AssertionError("pocket up did not print its banner:\n" + "".join(lines))
@@ -193,12 +196,20 @@ def test_one_shot_repair_beside_up_supersedes_a_corrupt_packed_copy(tmp_path):
         while name in packformat.live_archives(packs_dir):   # the owner drops the corrupt packed copy
             assert time.monotonic() < deadline, "the corrupt packed copy still shadows the repaired file"
             time.sleep(0.3)
+        adopted = time.time()
         damaged = _damaged(info)
         for _ in range(5):
             assert s3.get_object(Bucket="packed", Key="small")["Body"].read() == body
         assert _damaged(info) == damaged, "reads still meet the corrupt copy"
-        time.sleep(2.5)   # a few more scrub passes and collections
-        assert _pocket(data, "status", "--json")["repair_queue"] == 0
+        deadline = time.monotonic() + 60
+        while True:   # a collection that began after the adoption has finished: it queued nothing again
+            status = _pocket(data, "status", "--json")
+            scrub = status["last_scrub"] or {}
+            if scrub.get("started", 0) > adopted and not scrub.get("running"):
+                break
+            assert time.monotonic() < deadline, f"no scrub collection finished since the adoption: {scrub}"
+            time.sleep(0.3)
+        assert status["repair_queue"] == 0, status["at_risk"]
         assert _pocket(data, "repair", "--json")["repaired"] == []
     finally:
         integrity.use_secret(CLUSTER_SECRET)

@@ -142,7 +142,16 @@ def _v2_form(bucket: str, key: str, extra: dict, conditions: list) -> dict:
     return {"key": key, **extra, "AWSAccessKeyId": ACCESS_KEY, "policy": policy, "signature": signature}
 
 
-def test_sigv2_form_with_tagging_and_public_acl(cluster, bucket):
+@pytest.fixture
+def acl_bucket(cluster):
+    """A bucket with ACLs on (ObjectWriter): new buckets are BucketOwnerEnforced, which refuses them."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    cluster.client().create_bucket(Bucket=name, ObjectOwnership="ObjectWriter")
+    return name
+
+
+def test_sigv2_form_with_tagging_and_public_acl(cluster, acl_bucket):
+    bucket = acl_bucket
     tags = "<Tagging><TagSet><Tag><Key>team</Key><Value>ops</Value></Tag></TagSet></Tagging>"
     extra = {"acl": "public-read", "tagging": tags, "x-amz-meta-note": "h\u00e9"}
     form = _v2_form(bucket, "v2/obj", extra, [{"acl": "public-read"}, {"tagging": tags},
@@ -160,8 +169,19 @@ def test_sigv2_form_with_tagging_and_public_acl(cluster, bucket):
     assert _error(_post(cluster, bucket, bad, data))[:2] == (403, "SignatureDoesNotMatch")
 
 
-def test_anonymous_post_needs_a_public_read_write_bucket(cluster, bucket):
+def test_a_public_acl_field_is_refused_while_acls_are_disabled(cluster, bucket):
+    """The default BucketOwnerEnforced bucket: a form asking for a public ACL stores nothing."""
+    form = _v2_form(bucket, "pub", {"acl": "public-read"}, [{"acl": "public-read"}])
+    assert _error(_post(cluster, bucket, form, body(100, 12)))[:2] == (400, "AccessControlListNotSupported")
+    _absent(cluster, bucket, "pub")
+
+
+def test_anonymous_post_needs_a_public_read_write_bucket(cluster, acl_bucket):
+    bucket = acl_bucket
     data = body(4096, 8)
+    assert _error(_post(cluster, bucket, {"key": "anon"}, data))[:2] == (403, "AccessDenied")
+    _absent(cluster, bucket, "anon")
+    cluster.client().put_bucket_acl(Bucket=bucket, ACL="public-read")   # READ lists; it does not write
     assert _error(_post(cluster, bucket, {"key": "anon"}, data))[:2] == (403, "AccessDenied")
     _absent(cluster, bucket, "anon")
     cluster.client().put_bucket_acl(Bucket=bucket, ACL="public-read-write")
@@ -169,6 +189,47 @@ def test_anonymous_post_needs_a_public_read_write_bucket(cluster, bucket):
     assert resp.status_code == 204, resp.text
     got = cluster.client().get_object(Bucket=bucket, Key="anon")
     assert got["Body"].read() == data and got["ContentType"] == "application/x-anon"
+
+
+def test_public_read_write_does_not_open_an_enforced_bucket(cluster, acl_bucket):
+    """Switching the bucket to BucketOwnerEnforced turns its ACL off: the anonymous form is refused."""
+    s3 = cluster.client()
+    s3.put_bucket_acl(Bucket=acl_bucket, ACL="public-read-write")
+    s3.put_bucket_ownership_controls(Bucket=acl_bucket, OwnershipControls={
+        "Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]})
+    assert _error(_post(cluster, acl_bucket, {"key": "anon"}, body(100, 13)))[:2] == (403, "AccessDenied")
+    _absent(cluster, acl_bucket, "anon")
+
+
+def _bucket_policy(*statements) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def test_anonymous_post_allowed_by_a_bucket_policy_and_refused_by_a_deny(cluster, bucket):
+    """The bucket stays BucketOwnerEnforced (no ACL): only its policy opens it to anonymous forms."""
+    s3 = cluster.client()
+    data = body(2048, 14)
+    assert _error(_post(cluster, bucket, {"key": "drop/a"}, data))[:2] == (403, "AccessDenied")
+    _absent(cluster, bucket, "drop/a")
+    allow = {"Effect": "Allow", "Principal": "*", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{bucket}/drop/*"}
+    s3.put_bucket_policy(Bucket=bucket, Policy=_bucket_policy(allow))
+    resp = _post(cluster, bucket, {"key": "drop/a", "Content-Type": "text/x-anon"}, data)
+    assert resp.status_code == 204, resp.text
+    got = s3.get_object(Bucket=bucket, Key="drop/a")
+    assert got["Body"].read() == data and got["ContentType"] == "text/x-anon"
+    # the Allow names drop/*: a key elsewhere is still refused
+    assert _error(_post(cluster, bucket, {"key": "other/a"}, data))[:2] == (403, "AccessDenied")
+    _absent(cluster, bucket, "other/a")
+    # an explicit Deny wins over the Allow, for the anonymous form and the owner's signed one alike
+    deny = {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+            "Resource": f"arn:aws:s3:::{bucket}/drop/denied/*"}
+    s3.put_bucket_policy(Bucket=bucket, Policy=_bucket_policy(allow, deny))
+    assert _error(_post(cluster, bucket, {"key": "drop/denied/b"}, data))[:2] == (403, "AccessDenied")
+    signed = _v4(cluster).generate_presigned_post(bucket, "drop/denied/c")
+    assert _error(_post(cluster, bucket, signed["fields"], data))[:2] == (403, "AccessDenied")
+    for key in ("drop/denied/b", "drop/denied/c"):
+        _absent(cluster, bucket, key)
+    assert _post(cluster, bucket, {"key": "drop/still-open"}, data).status_code == 204
 
 
 def test_malformed_forms_are_refused(cluster, bucket):

@@ -20,7 +20,7 @@ from storage import layout
 from storage.node.store import DiskStore
 
 from .conftest import payload
-from .harness import ProcCluster, pocket, archive_parts, archive_span, flip_archive_bit, read_archive
+from .harness import ProcCluster, pocket, archive_parts, archive_span, flip_payload_byte, read_archive
 
 SEG = 1 << 20
 QUIET = {"scrub": {"enabled": False}, "repair": {"enabled": False}}
@@ -49,20 +49,6 @@ def _load(s3, bucket: str, count: int) -> dict[str, bytes]:
 def _check_all(s3, bucket: str, objects: dict[str, bytes]) -> None:
     for key, data in objects.items():
         assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data, key
-
-
-def _flip_payload_byte(ref: str, rng: random.Random) -> None:
-    """Flip one bit inside a record's payload (not its header): bit rot the checksum must catch.
-
-    `ref` is an archive_files() entry: its own file, or a small archive inside a pack."""
-    raw = read_archive(ref)
-    header = layout.ArchiveHeader.unpack(raw[:layout.HEADER_SIZE])
-    length, want = layout.unpack_footer(raw[-layout.FOOTER_SIZE:])
-    size = layout.unpack_trailer(raw[-layout.FOOTER_SIZE - length:-layout.FOOTER_SIZE], want)["size"]
-    geo = layout.Geometry(size, header.segment_size, header.k)
-    j = rng.randrange(geo.segments)
-    at = geo.record_offset(j) + layout.RECORD_OVERHEAD + rng.randrange(geo.record_length(j) - layout.RECORD_OVERHEAD)
-    flip_archive_bit(ref, at)
 
 
 def _lose_while_stopped(c, ref: str) -> None:
@@ -100,7 +86,7 @@ def test_bit_rot_is_found_by_scrub_and_repaired_byte_identical(quiet_cluster, tm
     victims = [rng.choice(by_version[vid]) for vid in rng.sample(sorted(by_version), 5)]
     originals = {ref: read_archive(ref) for ref in victims}
     for ref in victims:
-        _flip_payload_byte(ref, rng)
+        flip_payload_byte(ref, rng)
 
     _check_all(s3, "rot", objects)          # reads decode around the rot
 
@@ -197,12 +183,14 @@ def test_node_loss_is_repaired_by_the_gateway(tmp_path):
         c.close()
 
 
-def _fake_archive(c, bucket: str, key: str, age: float) -> str:
-    """A whole, valid fragment archive of a version the index never heard of."""
+def _fake_archive(c, bucket: str, key: str, age: float, copied: float | None = None) -> str:
+    """A whole, valid fragment archive of a version the index never heard of (`copied`:
+    stored then by `pocket migrate copy`, its id as old as the source's Last-Modified)."""
     vid = f"{int((time.time() - age) * 1e9):016x}{os.urandom(8).hex()}"
     data = b"orphan" * 1000
     manifest = {"bucket": bucket, "key": key, "version_id": vid, "size": len(data), "k": 1, "m": 2,
-                "segment_size": SEG, "policy": "replica", "volume": "w3-0000", "disks": []}
+                "segment_size": SEG, "policy": "replica", "volume": "w3-0000", "disks": [],
+                **({"copied": copied} if copied else {})}
     body = (layout.ArchiveHeader(vid, 0, 1, 2, SEG, SEG).pack() + layout.pack_record(data)
             + layout.pack_trailer(manifest))
     name = layout.archive_name(vid, 0)
@@ -219,12 +207,16 @@ def test_orphans_older_than_the_grace_period_are_removed(quiet_cluster):
     objects = _load(s3, "orph", 4)
     old = _fake_archive(c, "orph", "ghost-old", age=600)
     young = _fake_archive(c, "orph", "ghost-young", age=0)
+    # a migrated copy of a version last modified at the source long ago, committing now
+    copying = _fake_archive(c, "orph", "ghost-copying", age=10 ** 7, copied=time.time())
     before = {archive_parts(ref)[1] for ref in c.archive_files()}
-    assert {old, young} <= before
+    assert {old, young, copying} <= before
 
-    code, report = pocket(c, "scrub", "--json")
+    # a grace between the two ages with minutes to spare: a slow pass (a loaded machine took
+    # over 5 s, the cluster's grace) must not make the young one old
+    code, report = pocket(c, "scrub", "--orphan-grace", "300", "--json")
     assert [r["archive"] for r in report["orphans_removed"]] == [old]
-    assert report["orphans_young"] == 1
+    assert report["orphans_young"] == 2
     assert {archive_parts(ref)[1] for ref in c.archive_files()} == before - {old}
     _check_all(s3, "orph", objects)
 

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 import uuid
 import zlib
@@ -28,7 +27,7 @@ from botocore.exceptions import ClientError
 from botocore.httpchecksum import AwsChunkedWrapper, Crc32Checksum
 
 from .conftest import payload
-from .harness import ACCESS_KEY, REPO, SECRET_KEY
+from .harness import ACCESS_KEY, REPO, SECRET_KEY, metric, wait_for
 from .signing import send, sign, signed_chunks
 
 
@@ -244,7 +243,8 @@ def test_presigned_url_expires(cluster, bucket):
     s3.put_object(Bucket=bucket, Key="exp", Body=b"still here")
     urls = {op: s3.generate_presigned_url(op, Params={"Bucket": bucket, "Key": "exp"}, ExpiresIn=1)
             for op in ("get_object", "put_object", "delete_object")}
-    time.sleep(2.1)
+    wait_for("the 1 s presigned GET URL to expire", lambda: _open(urls["get_object"])[0] == 403,
+             timeout=10, every=0.2)
     for op, method, data in (("get_object", "GET", None), ("put_object", "PUT", b"replaced"),
                              ("delete_object", "DELETE", None)):
         status, _, body = _open(urls[op], method, data)
@@ -520,18 +520,23 @@ def test_conditional_put_is_atomic_with_the_commit(cluster, bucket):
     first_half = threading.Event()
     let_go = threading.Event()
 
+    data = payload(400_000)
+
     def slow_body():
-        yield b"a" * 200_000
+        yield data[:200_000]
         first_half.set()
         let_go.wait(30)
-        yield b"b" * 200_000
+        yield data[200_000:]
 
     s = sign("PUT", f"{cluster.endpoint}/{bucket}/race", {"If-None-Match": "*"})
     result = {}
     sender = threading.Thread(target=lambda: result.update(answer=send(s, slow_body())))
+    received = metric(cluster.endpoint, "pocket_s3_bytes_received_total")
     sender.start()
     assert first_half.wait(30)
-    time.sleep(0.3)  # the gateway has checked the condition and is storing the first half
+    wait_for("the gateway to receive the first half (it has checked the condition)",
+             lambda: metric(cluster.endpoint, "pocket_s3_bytes_received_total") >= received + 200_000,
+             timeout=30, every=0.02)
     s3.put_object(Bucket=bucket, Key="race", Body=b"winner", IfNoneMatch="*")
     after_winner = cluster.archive_files()
     let_go.set()

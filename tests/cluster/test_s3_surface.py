@@ -151,7 +151,7 @@ def test_health_ready_metrics(cluster):
 def test_unimplemented_is_501_not_500(cluster, bucket):
     s3 = cluster.client()
     with pytest.raises(ClientError) as e:
-        s3.get_bucket_policy(Bucket=bucket)
+        s3.get_bucket_website(Bucket=bucket)
     assert _code(e) == ("NotImplemented", 501)
 
 

@@ -251,6 +251,7 @@ def test_index_rebuild_skips_a_record_it_cannot_apply(tmp_path):
 
 def test_anonymous_requests_cannot_override_response_headers(gw, b):
     s3 = gw.client()
+    s3.put_bucket_ownership_controls(Bucket=b, OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]})
     s3.put_object(Bucket=b, Key="public.html", Body=BODY, ACL="public-read")
     plain = rawhttp.fetch("GET", f"{gw.endpoint}/{b}/public.html")
     assert plain.status == 200 and plain.body == BODY

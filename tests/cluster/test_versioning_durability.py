@@ -7,8 +7,10 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
+from storage.objects.ids import id_time
+
 from .conftest import payload
-from .harness import archive_parts
+from .harness import archive_parts, wait_for
 from .test_repair import pocket, quiet_cluster  # noqa: F401  (the fixture is used by name)
 from .test_versioning import _enable, _versions
 
@@ -97,7 +99,9 @@ def test_scrub_keeps_and_repair_restores_noncurrent_versions(quiet_cluster):  # 
     assert (status["objects"], status["noncurrent_versions"], status["delete_markers"]) == (1, 2, 1)
     victim = next(ref for ref in sorted(c.archive_files()) if archive_parts(ref)[1].startswith(old + "."))
     os.unlink(victim)
-    time.sleep(6)  # every archive is now past the cluster's 5 s orphan grace
+    newest = max(id_time(archive_parts(ref)[1].split(".")[0]) for ref in c.archive_files())
+    wait_for("every archive to be past the cluster's 5 s orphan grace", lambda: time.time() - newest > 5.05,
+             timeout=30, every=0.05)
     before = set(c.archive_files())
     _, report = pocket(c, "scrub", "--json", ok=(1,))
     assert report["orphans_removed"] == [] and report["orphans_kept"] == []

@@ -155,12 +155,18 @@ def _anonymous(cluster, method, path):
     return browser(method, f"{cluster.endpoint}{path}")
 
 
+def _acls_on(s3, bucket):
+    """New buckets have ACLs disabled (BucketOwnerEnforced), as on S3 since 2023."""
+    s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]})
+
+
 def _grants(policy):
     return sorted((g["Grantee"].get("ID") or g["Grantee"].get("URI"), g["Permission"]) for g in policy["Grants"])
 
 
 def test_object_acl_public_read(cluster, bucket):
     s3 = cluster.client()
+    _acls_on(s3, bucket)
     s3.put_object(Bucket=bucket, Key="public", Body=b"for everyone", ACL="public-read")
     s3.put_object(Bucket=bucket, Key="private", Body=b"mine")
     assert _anonymous(cluster, "GET", f"/{bucket}/public")[::2] == (200, b"for everyone")
@@ -190,6 +196,7 @@ def test_object_acl_public_read(cluster, bucket):
 
 def test_bucket_acl_public_read(cluster, bucket):
     s3 = cluster.client()
+    _acls_on(s3, bucket)
     s3.put_object(Bucket=bucket, Key="a/1", Body=b"one")
     assert _anonymous(cluster, "GET", f"/{bucket}?list-type=2")[0] == 403
     s3.put_bucket_acl(Bucket=bucket, ACL="public-read")
@@ -197,7 +204,7 @@ def test_bucket_acl_public_read(cluster, bucket):
         "http://acs.amazonaws.com/groups/global/AllUsers", "READ")
     status, _, body = _anonymous(cluster, "GET", f"/{bucket}?list-type=2")
     assert status == 200 and b"<Key>a/1</Key>" in body
-    assert _anonymous(cluster, "GET", f"/{bucket}/a/1")[::2] == (200, b"one")
+    assert _anonymous(cluster, "GET", f"/{bucket}/a/1")[0] == 403   # READ on a bucket lists it, as on S3
     status, _, body = _anonymous(cluster, "GET", f"/{bucket}/a/2")
     assert (status, _xml_code(body)) == (404, "NoSuchKey")  # public-read includes listing, so absence is no secret
     assert _anonymous(cluster, "PUT", f"/{bucket}/a/2")[0] == 403
@@ -209,10 +216,13 @@ def test_bucket_acl_public_read(cluster, bucket):
 
 def test_acl_on_create_copy_and_multipart(cluster, bucket):
     s3 = cluster.client()
+    _acls_on(s3, bucket)
     name = f"{bucket}-pub"
-    s3.create_bucket(Bucket=name, ACL="public-read")
+    s3.create_bucket(Bucket=name, ACL="public-read", ObjectOwnership="ObjectWriter")
     s3.put_object(Bucket=name, Key="k", Body=b"v")
-    assert _anonymous(cluster, "GET", f"/{name}/k")[::2] == (200, b"v")
+    status, _, body = _anonymous(cluster, "GET", f"/{name}?list-type=2")
+    assert status == 200 and b"<Key>k</Key>" in body
+    assert _anonymous(cluster, "GET", f"/{name}/k")[0] == 403   # the object's own ACL is private
     s3.put_object(Bucket=bucket, Key="src", Body=b"copied")
     s3.copy_object(Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src"}, ACL="public-read")
     assert _anonymous(cluster, "GET", f"/{bucket}/dst")[::2] == (200, b"copied")
@@ -223,22 +233,25 @@ def test_acl_on_create_copy_and_multipart(cluster, bucket):
     assert _anonymous(cluster, "GET", f"/{bucket}/mp")[::2] == (200, b"parts")
 
 
-def test_unsupported_acls_change_nothing(cluster, bucket):
+def test_acls_refused_while_disabled_change_nothing(cluster, bucket):
     s3 = cluster.client()
     s3.put_object(Bucket=bucket, Key="k", Body=b"v")
     before = cluster.archive_files()
     owner = s3.get_object_acl(Bucket=bucket, Key="k")["Owner"]
     attempts = [
-        (lambda: s3.put_object(Bucket=bucket, Key="new", Body=b"x", ACL="authenticated-read"), "NotImplemented"),
+        (lambda: s3.put_object(Bucket=bucket, Key="new", Body=b"x", ACL="public-read-write"),
+         "AccessControlListNotSupported"),
         (lambda: s3.put_object(Bucket=bucket, Key="new", Body=b"x", GrantRead='uri="http://acs.amazonaws.com/'
-                               'groups/global/AllUsers"'), "NotImplemented"),
-        (lambda: s3.put_object_acl(Bucket=bucket, Key="k", ACL="authenticated-read"), "NotImplemented"),
-        (lambda: s3.put_bucket_acl(Bucket=bucket, GrantFullControl='id="someone-else"'), "NotImplemented"),
+                               'groups/global/AllUsers"'), "AccessControlListNotSupported"),
+        (lambda: s3.put_object_acl(Bucket=bucket, Key="k", ACL="authenticated-read"), "AccessControlListNotSupported"),
+        (lambda: s3.put_bucket_acl(Bucket=bucket, GrantFullControl='id="someone-else"'),
+         "AccessControlListNotSupported"),
         (lambda: s3.put_object_acl(Bucket=bucket, Key="k", AccessControlPolicy={"Owner": owner, "Grants": [
             {"Grantee": {"Type": "CanonicalUser", "ID": "someone-else"}, "Permission": "READ"}]}),
-         "NotImplemented"),
+         "AccessControlListNotSupported"),
         (lambda: s3.put_object_acl(Bucket=bucket, Key="missing", ACL="public-read"), "NoSuchKey"),
-        (lambda: s3.create_bucket(Bucket=f"{bucket}-rw", ACL="authenticated-read"), "NotImplemented"),
+        (lambda: s3.create_bucket(Bucket=f"{bucket}-rw", ACL="public-read-write"),
+         "InvalidBucketAclWithObjectOwnership"),
     ]
     for call, code in attempts:
         with pytest.raises(ClientError) as e:
@@ -248,7 +261,8 @@ def test_unsupported_acls_change_nothing(cluster, bucket):
     assert len(s3.get_object_acl(Bucket=bucket, Key="k")["Grants"]) == 1
     assert f"{bucket}-rw" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
     assert cluster.archive_files() == before
-    # the XML form of a canned ACL is accepted
+    # with ACLs on, the XML form of a canned ACL is accepted
+    _acls_on(s3, bucket)
     s3.put_object_acl(Bucket=bucket, Key="k", AccessControlPolicy={"Owner": owner, "Grants": [
         {"Grantee": {"Type": "CanonicalUser", "ID": owner["ID"]}, "Permission": "FULL_CONTROL"},
         {"Grantee": {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"},
@@ -263,9 +277,9 @@ def test_cors_and_acls_survive_an_index_rebuild(fresh_cluster):
     from .harness import REPO
     c = fresh_cluster
     s3 = c.client()
-    s3.create_bucket(Bucket="site", ACL="public-read")
+    s3.create_bucket(Bucket="site", ACL="public-read", ObjectOwnership="ObjectWriter")
     s3.put_bucket_cors(Bucket="site", CORSConfiguration=CORS)
-    s3.create_bucket(Bucket="files")
+    s3.create_bucket(Bucket="files", ObjectOwnership="ObjectWriter")
     s3.put_bucket_cors(Bucket="files", CORSConfiguration=CORS)
     s3.delete_bucket_cors(Bucket="files")
     s3.put_object(Bucket="files", Key="at-put", Body=b"1", ACL="public-read")
@@ -295,6 +309,7 @@ def test_copy_from_another_users_public_object(cluster, bucket):
     other = cluster.client(retries=1, user=(OTHER_ACCESS_KEY, OTHER_SECRET_KEY))
     mine = f"{bucket}-theirs"
     other.create_bucket(Bucket=mine)
+    _acls_on(s3, bucket)
     s3.put_object(Bucket=bucket, Key="shared", Body=b"public bytes", ACL="public-read")
     s3.put_object(Bucket=bucket, Key="secret", Body=b"private bytes")
     other.copy_object(Bucket=mine, Key="copy", CopySource={"Bucket": bucket, "Key": "shared"})

@@ -20,7 +20,8 @@ from botocore.exceptions import ClientError
 
 from storage import layout
 from storage.durability.sets import live_sets
-from storage.index.lmdb_index import Index
+from storage.index.index import Index
+from storage.index.lmdb_backend import LmdbBackend
 
 from .harness import archive_parts
 
@@ -255,7 +256,7 @@ def check_uploads(s3, ledger: Ledger) -> int:
 
 def expected_archives(index_path: str) -> set[tuple[str, str]]:
     """(disk, archive name) of every fragment archive the index references (gateway stopped)."""
-    index = Index(index_path)
+    index = Index(LmdbBackend(index_path))
     try:
         want = set()
         volumes = {v["id"]: v for v in index.get_volumes()}

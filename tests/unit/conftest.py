@@ -1,15 +1,12 @@
-"""Fixtures the unit tests share."""
+"""Fixtures the unit tests share (the index on each backend: make_index in tests/conftest.py)."""
 from __future__ import annotations
 
 import pytest
 
-from storage.index.lmdb_index import Index
-
 
 @pytest.fixture
-def ix(tmp_path):
-    """A fresh index with one bucket, "bkt" (the index, version and upload tests' `B`)."""
-    index = Index(str(tmp_path / "idx"))
+def ix(make_index):
+    """A fresh index with one bucket, "bkt" (the index, version and upload tests' `B`), on each backend."""
+    index = make_index()
     index.create_bucket("bkt", {"owner": "me"})
-    yield index
-    index.close()
+    return index

@@ -11,7 +11,8 @@ import threading
 
 import pytest
 
-from storage.index.lmdb_index import Index
+from storage.index.index import Index
+from storage.index.lmdb_backend import LmdbBackend
 from storage.index.rebuild import rebuild
 from storage.s3.digests import BodyDigests
 
@@ -57,9 +58,9 @@ async def in_order(w, first, second) -> tuple[asyncio.Task, asyncio.Task]:
 
 
 def rebuilt(w, tmp_path):
-    index_path = str(tmp_path / "rebuilt")
-    report = asyncio.run(rebuild(w.disks, index_path, list(w.cluster.volumes.values())))
-    return Index(index_path), report
+    index = Index(LmdbBackend(str(tmp_path / "rebuilt")))
+    report = asyncio.run(rebuild(w.disks, index, list(w.cluster.volumes.values())))
+    return index, report
 
 
 def test_expiry_of_a_replaced_version_adds_no_delete_marker(world, tmp_path):

@@ -33,6 +33,14 @@ def run(fn):
     return asyncio.run(fn())
 
 
+async def until(what: str, check, timeout: float = 10.0) -> None:
+    """Poll `check()` on the loop until true: wait for a scrubber's progress, not a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
 def test_pass_finds_rot_in_files_packs_and_records_and_remembers_it(tmp_path):
     async def go():
         files = open_disk(tmp_path / "f", 0)
@@ -77,7 +85,8 @@ def test_a_pass_interrupted_by_a_restart_resumes_where_it_stopped(tmp_path):
         first = DiskScrubber(store, rate=total / 1.5, schedule=False)
         first.request()
         first.start()
-        await asyncio.sleep(0.7)
+        await until("the paced pass to check an archive",
+                    lambda: (first.state["pass"] or {}).get("archives_checked", 0) >= 2)
         await first.stop()                          # the node goes down mid-pass
         with open(os.path.join(store.root, STATE_FILE)) as f:
             saved = json.load(f)
@@ -107,7 +116,8 @@ def test_a_request_starts_a_new_pass_from_the_first_archive(tmp_path):
         scrubber = DiskScrubber(store, rate=total, schedule=False)
         scrubber.start()
         first = scrubber.request()
-        await asyncio.sleep(0.3)
+        await until("the requested pass to check an archive",
+                    lambda: (scrubber.state["pass"] or {}).get("archives_checked", 0) >= 1)
         assert scrubber.state["pass"]["number"] == first and scrubber.state["pass"]["archives_checked"] < 6
         second = scrubber.request()                 # asked again mid-pass: a new pass, from the start
         assert second == first + 1
@@ -150,5 +160,37 @@ def test_an_unreadable_archive_is_a_finding_not_a_stuck_pass(tmp_path):
         report = scrubber.report()
         assert report["last_full_pass"]["archives_checked"] == 4
         assert [(r["archive"], r["problem"].startswith("unreadable")) for r in report["corrupt"]] == [(victim, True)]
+        store.close()
+    run(go)
+
+
+def test_a_one_shot_repair_of_a_corrupt_packed_copy_settles_its_finding_before_the_next_pass(tmp_path):
+    """A one-shot `pocket repair` beside the owner writes the rebuilt archive as a file;
+    the packed copy is still there (only the owner may drop it). The finding about that
+    packed copy must not be reported again once the file is whole: the gateway would
+    queue the just-repaired object again, and the queue would not drain without a second,
+    needless repair (the flake of test_pocket_up's one-shot repair test)."""
+    async def go():
+        store = open_disk(tmp_path, 256 << 10)
+        archives = await fill(store, 4)
+        bad = sorted(archives)[1]
+        path, offset, length = stored_at(store, bad)
+        flip(path, offset + length // 2, b"\xff\x00\xff")
+        scrubber = DiskScrubber(store, rate=0, schedule=False)
+        assert await scrubber.run_pass()
+        assert [row["archive"] for row in (await store.scrub_state())["corrupt"]] == [bad]
+        one_shot = DiskStore("d1", store.root).attach()
+        await one_shot.put_archive(bad, chunked(archives[bad]))
+        assert (await store.scrub_state())["corrupt"] == []        # no pass in between
+        assert await store.read(bad, 0, len(archives[bad])) == archives[bad]   # the file, not the rot
+        assert await scrubber.run_pass() and scrubber.report()["corrupt"] == []
+        # a file copy that is itself bad settles nothing: the finding stays
+        other = sorted(archives)[2]
+        path, offset, length = stored_at(store, other)
+        flip(path, offset + length // 2, b"\xff\x00\xff")
+        assert await scrubber.run_pass()
+        await one_shot.put_archive(other, chunked(archives[other]))
+        flip(store._archive_path(other), len(archives[other]) // 2, b"\xff\x00\xff")   # rotten in turn
+        assert [row["archive"] for row in (await store.scrub_state())["corrupt"]] == [other]
         store.close()
     run(go)

@@ -9,14 +9,12 @@ from storage.cluster import Cluster
 from storage.disks import actions
 from storage.durability.queue import RepairQueue
 from storage.index import disks as disk_table
-from storage.index.lmdb_index import Index
 from storage.placement.volumes import DiskInfo
 
 IDS = [f"d{i}" for i in range(1, 8)]
 
 
-def _cluster(path) -> tuple[Cluster, RepairQueue]:
-    index = Index(str(path))
+def _cluster(index) -> tuple[Cluster, RepairQueue]:
     cluster = Cluster({d: None for d in IDS}, [DiskInfo(d, f"n{d}", "z") for d in IDS])
     cluster.load_volumes(index, {6})
     return cluster, RepairQueue(index)
@@ -27,8 +25,8 @@ def _generation(queue) -> int:
         return disk_table.generation(ops)
 
 
-def test_failing_a_draining_disk_turns_its_unswitched_copies_into_rebuilds(tmp_path):
-    cluster, queue = _cluster(tmp_path / "index")
+def test_failing_a_draining_disk_turns_its_unswitched_copies_into_rebuilds(make_index):
+    cluster, queue = _cluster(make_index("index"))
     slots = actions.slots_of(cluster, "d3")
     moves = asyncio.run(actions.start_drain(cluster, queue, "d3"))
     assert len(moves) == len(slots) and {m["mode"] for m in moves} == {"copy"}
@@ -43,12 +41,12 @@ def test_failing_a_draining_disk_turns_its_unswitched_copies_into_rebuilds(tmp_p
         assert len(set(v["disks"])) == 6
     queue.index.close()
 
-    again, _ = _cluster(tmp_path / "index")                 # a restart remembers
+    again, _ = _cluster(make_index("index"))                 # a restart remembers
     assert again.state("d3") == "failed" and not again.is_up("d3")
 
 
-def test_refused_requests_change_nothing(tmp_path):
-    cluster, queue = _cluster(tmp_path / "index")
+def test_refused_requests_change_nothing(make_index):
+    cluster, queue = _cluster(make_index("index"))
     before = (_generation(queue), dict(cluster.volumes))
     with pytest.raises(actions.DiskError, match="no disk 'd9'"):
         asyncio.run(actions.start_drain(cluster, queue, "d9"))

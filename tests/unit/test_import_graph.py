@@ -108,7 +108,9 @@ def test_the_graph_is_read():
     graph = _graph()
     assert "storage.s3.access" in graph["storage.s3.acl"]
     assert "storage.throttle" in graph["storage.verify"]
-    assert "storage.index.lmdb_index" not in graph["storage.index.ops"]   # a TYPE_CHECKING import only
+    assert "storage.node.disk" not in graph["storage.verify"]   # a TYPE_CHECKING import only
+    assert "storage.index.backend" in graph["storage.index.ops"]
+    assert not {"storage.index.lmdb_backend", "storage.index.pg_backend"} & graph["storage.index.ops"]   # above the seam
 
 
 def test_no_import_cycles():

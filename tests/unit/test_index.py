@@ -1,4 +1,4 @@
-"""Unit tests for storage.index (LMDB metadata index + group-commit writer)."""
+"""Unit tests for storage.index (the metadata index on LMDB and PostgreSQL + group-commit writer)."""
 from __future__ import annotations
 
 import asyncio
@@ -10,10 +10,16 @@ import pytest
 
 from storage.index import keys as K
 from storage.index.batcher import IndexWriter
-from storage.index.lmdb_index import (BucketNotEmpty, Index, ListPage,
-                                      NoSuchBucket)
+from storage.index.index import Index
+from storage.index.lmdb_backend import LmdbBackend
+from storage.index.ops import BucketNotEmpty, ListPage, NoSuchBucket
 
 B = "bkt"   # the bucket conftest.py's `ix` creates
+
+
+def lmdb_index(path, **options) -> Index:
+    """For what only LMDB has (its map and its growth)."""
+    return Index(LmdbBackend(str(path), **options))
 
 
 def bsorted(keys):
@@ -75,8 +81,8 @@ def test_key_encoding():
 
 
 # ---- buckets ----------------------------------------------------------------
-def test_bucket_crud(tmp_path):
-    ix = Index(str(tmp_path / "i"))
+def test_bucket_crud(make_index):
+    ix = make_index("i")
     assert ix.get_bucket("b1") is None
     assert ix.create_bucket("b1", {"created": 1}) is True
     assert ix.create_bucket("b1", {"created": 2}) is False
@@ -98,8 +104,8 @@ def test_bucket_crud(tmp_path):
     ix.close()
 
 
-def test_bucket_prefix_isolation(tmp_path):
-    ix = Index(str(tmp_path / "i"))
+def test_bucket_prefix_isolation(make_index):
+    ix = make_index("i")
     for b in ("ab", "abc", "ab-"):
         ix.create_bucket(b)
         ix.put_object(b, "k1", {"b": b})
@@ -291,22 +297,21 @@ def test_volumes_meta_and_write(ix):
     st = ix.stats()
     assert st["entries"]["objects"] == 1 and st["entries"]["buckets"] == 1
     assert st["entries"]["volumes"] == 2 and st["entries"]["meta"] == 1
-    assert st["used_bytes"] <= st["map_size"]
+    assert st["used_bytes"] > 0
 
 
-def test_reopen_persists(tmp_path):
-    path = str(tmp_path / "i")
-    ix = Index(path)
+def test_reopen_persists(make_index):
+    ix = make_index("i")
     ix.create_bucket("b1")
     ix.put_object("b1", "k", {"v": 1})
     ix.close()
-    ix = Index(path)
+    ix = make_index("i")
     assert ix.get_object("b1", "k") == {"v": 1}
     ix.close()
 
 
 def test_map_growth(tmp_path):
-    ix = Index(str(tmp_path / "i"), map_size=64 * 1024)
+    ix = lmdb_index(tmp_path / "i", map_size=64 * 1024)
     ix.create_bucket(B)
     start = ix.stats()["map_size"]
     big = "z" * 500
@@ -314,7 +319,7 @@ def test_map_growth(tmp_path):
     for i in range(2000, 2300):
         ix.put_object(B, f"k{i:05d}", {"pad": big})
     st = ix.stats()
-    assert st["map_size"] > start and ix.map_growths >= 1
+    assert st["map_size"] > start and ix.backend.map_growths >= 1
     assert st["entries"]["objects"] == 2300
     assert ix.get_object(B, "k01999") == {"pad": big}
     assert len(list(ix.iter_objects(B))) == 2300
@@ -322,7 +327,7 @@ def test_map_growth(tmp_path):
 
 
 def test_map_growth_with_concurrent_readers(tmp_path):
-    ix = Index(str(tmp_path / "i"), map_size=64 * 1024)
+    ix = lmdb_index(tmp_path / "i", map_size=64 * 1024)
     ix.create_bucket(B)
     ix.put_object(B, "seed", {})
     stop = threading.Event()
@@ -367,7 +372,7 @@ def test_map_growth_with_concurrent_readers(tmp_path):
     # this took minutes before the fix and well under a second after.
     assert time.monotonic() - started < 30
     assert sum(isinstance(r, ValueError) for r in res) == 100
-    assert not errors and ix.map_growths >= 1
+    assert not errors and ix.backend.map_growths >= 1
     assert ix.get_object(B, "never") is None
     assert ix.stats()["entries"]["objects"] == 3001 + 200
     ix.close()
@@ -439,7 +444,7 @@ def test_writer_batches_while_commit_in_flight(ix):
 
 
 def test_writer_map_growth(tmp_path):
-    ix = Index(str(tmp_path / "i"), map_size=64 * 1024)
+    ix = lmdb_index(tmp_path / "i", map_size=64 * 1024)
     ix.create_bucket(B)
 
     async def main():
@@ -449,5 +454,44 @@ def test_writer_map_growth(tmp_path):
         return res
 
     assert asyncio.run(main()) == [None] * 1500
-    assert ix.map_growths >= 1 and ix.stats()["entries"]["objects"] == 1500
+    assert ix.backend.map_growths >= 1 and ix.stats()["entries"]["objects"] == 1500
     ix.close()
+
+
+def test_an_index_at_its_size_limit_refuses_writes_as_full_and_keeps_what_it_has(tmp_path):
+    """gateway.index_max_size: the map grows up to the limit, never past it; a write that
+    would need more raises IndexFull (507 to clients), and a reopen with a higher limit
+    takes writes again with everything committed before still there."""
+    from storage.index.ops import IndexFull
+    ix = Index(LmdbBackend(str(tmp_path / "i"), map_size=64 * 1024, max_map_size=256 * 1024))
+    ix.create_bucket("b")
+    stored = 0
+    with pytest.raises(IndexFull, match="index_max_size"):
+        for i in range(10_000):
+            ix.put_object("b", f"k{i:05d}", {"size": i, "meta": "m" * 1500})
+            stored = i + 1
+    assert 0 < stored < 10_000 and ix.stats()["map_size"] == 256 * 1024
+    ix.close()
+    ix = Index(LmdbBackend(str(tmp_path / "i"), max_map_size=1 << 20))
+    ix.put_object("b", "after", {"size": 1})
+    assert ix.get_object("b", f"k{stored - 1:05d}")["size"] == stored - 1
+    assert ix.get_object("b", "after")["size"] == 1
+    ix.close()
+
+
+def test_call_keeps_reads_that_may_wait_on_the_network_off_the_event_loop(make_index, index_backend):
+    """PostgreSQL reads run in the index's threads; LMDB's stay inline (a thread hop costs more)."""
+    ix = make_index()
+    ix.create_bucket(B)
+    ix.put_object(B, "k", {"a": 1})
+
+    async def main():
+        where = []
+
+        def probe(bucket, key):
+            where.append(threading.current_thread())
+            return ix.get_object(bucket, key)
+        assert await ix.call(probe, B, "k") == {"a": 1}
+        return where[0] is threading.current_thread()
+
+    assert asyncio.run(main()) == (index_backend == "lmdb")

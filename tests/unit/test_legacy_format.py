@@ -20,7 +20,8 @@ import xxhash
 from storage import layout
 from storage.cluster import Cluster
 from storage.index.batcher import IndexWriter
-from storage.index.lmdb_index import Index
+from storage.index.index import Index
+from storage.index.lmdb_backend import LmdbBackend
 from storage.index.rebuild import rebuild
 from storage.node import packformat
 from storage.node.store import DiskStore
@@ -58,9 +59,9 @@ def test_legacy_disks_rebuild_read_and_scrub_clean(legacy):
     async def go():
         infos = [DiskInfo(d, f"node{i}", "z1") for i, d in enumerate(disks)]
         volumes = [v for w in (3, 6) for v in build_volumes(infos, w)]
-        report = await rebuild(disks, str(tmp_path / "index"), volumes)
+        index = Index(LmdbBackend(str(tmp_path / "index")))
+        report = await rebuild(disks, index, volumes)
         assert (report.objects, report.unreadable) == (2, 0) and report.tombstoned >= 1
-        index = Index(str(tmp_path / "index"))
         writer = IndexWriter(index)
         cluster = Cluster(disks, infos)
         cluster.load_volumes(index, {6, 3})
@@ -146,8 +147,8 @@ def test_upgrade_rekeys_legacy_objects_and_refuses_one_that_does_not_match_its_e
     async def go():
         infos = [DiskInfo(d, f"node{i}", "z1") for i, d in enumerate(disks)]
         volumes = [v for w in (3, 6) for v in build_volumes(infos, w)]
-        await rebuild(disks, str(tmp_path / "index"), volumes)
-        index = Index(str(tmp_path / "index"))
+        index = Index(LmdbBackend(str(tmp_path / "index")))
+        await rebuild(disks, index, volumes)
         writer = IndexWriter(index)
         cluster = Cluster(disks, infos)
         cluster.load_volumes(index, {6, 3})

@@ -11,7 +11,8 @@ from urllib.parse import parse_qsl
 import pytest
 
 from storage.index import migrations as M
-from storage.index.lmdb_index import Index
+from storage.index.index import Index
+from storage.index.lmdb_backend import LmdbBackend
 from storage.migrate import journal, state as S, transitions
 from storage.migrate.routes import KeyLocks, Routes
 from storage.migrate.source_store import put_args
@@ -20,7 +21,7 @@ from storage.migrate.sync import same_object
 
 @pytest.fixture
 def index(tmp_path):
-    idx = Index(str(tmp_path / "index"))
+    idx = Index(LmdbBackend(str(tmp_path / "index")))
     yield idx
     idx.close()
 

@@ -1,18 +1,16 @@
-"""The migration state machine and its index tables (storage/migrate/state.py, index/migrations.py)."""
+"""The migration state machine and its index tables (storage/migrate/state.py, index/migrations.py),
+on each index backend."""
 from __future__ import annotations
 
 import pytest
 
 from storage.index import migrations as M
-from storage.index.lmdb_index import Index
 from storage.migrate import state as S
 
 
 @pytest.fixture
-def index(tmp_path):
-    idx = Index(str(tmp_path / "index"))
-    yield idx
-    idx.close()
+def index(make_index):
+    return make_index("index")
 
 
 def _plan(index, bucket="photos"):

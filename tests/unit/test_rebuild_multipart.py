@@ -15,7 +15,8 @@ import pytest
 
 from storage.cluster import Cluster
 from storage.index.batcher import IndexWriter
-from storage.index.lmdb_index import Index
+from storage.index.index import Index
+from storage.index.lmdb_backend import LmdbBackend
 from storage.index.rebuild import rebuild
 from storage.index.uploads import UploadTxn
 from storage.node.store import DiskStore
@@ -48,7 +49,7 @@ class World:
         self.disks = {f"d{i}": DiskStore(f"d{i}", os.path.join(root, f"d{i}"), pack_threshold=0).open()
                       for i in range(6)}
         self.infos = [DiskInfo(d, f"n{i}", "z1") for i, d in enumerate(self.disks)]
-        self.index = Index(os.path.join(root, "index"))
+        self.index = Index(LmdbBackend(os.path.join(root, "index")))
         self.writer = IndexWriter(self.index)
         self.cluster = Cluster(self.disks, self.infos)
         self.cluster.load_volumes(self.index, {6, 3})
@@ -102,7 +103,7 @@ def world(tmp_path, monkeypatch):
     w.index.close()
 
 
-def test_rebuild_matches_the_live_index(world):
+def test_rebuild_matches_the_live_index(world, make_index):
     w = world
 
     async def scenario():
@@ -146,8 +147,8 @@ def test_rebuild_matches_the_live_index(world):
     assert [u["key"] for u, _ in live["uploads"].values()] == ["open"]
 
     volumes = [v for width in (3, 6) for v in build_volumes(w.infos, width)]
-    report = asyncio.run(rebuild(w.disks, os.path.join(w.root, "rebuilt"), volumes))
-    rebuilt_index = Index(os.path.join(w.root, "rebuilt"))
+    rebuilt_index = make_index("rebuilt")
+    report = asyncio.run(rebuild(w.disks, rebuilt_index, volumes))
     try:
         assert w.dump(rebuilt_index) == live
     finally:
@@ -162,7 +163,7 @@ def test_rebuild_matches_the_live_index(world):
     assert asyncio.run(read_back()) == data(3000, 1) + data(2000, 3)
 
 
-def test_rebuild_skips_a_multipart_object_whose_part_is_lost(world):
+def test_rebuild_skips_a_multipart_object_whose_part_is_lost(world, make_index):
     w = world
 
     async def scenario():
@@ -179,12 +180,13 @@ def test_rebuild_skips_a_multipart_object_whose_part_is_lost(world):
     for path in glob.glob(os.path.join(w.root, "d*", "archives", "*", f"{p2['version_id']}.*"))[:3]:
         os.unlink(path)  # 3 of 6 fragments gone: fewer than k = 4
     volumes = [v for width in (3, 6) for v in build_volumes(w.infos, width)]
-    report = asyncio.run(rebuild(w.disks, os.path.join(w.root, "rebuilt"), volumes))
+    rebuilt_index = make_index("rebuilt")
+    report = asyncio.run(rebuild(w.disks, rebuilt_index, volumes))
     # the PUT it replaced is gone from the disks, so nothing is left to serve
     assert (report.unreadable, report.objects) == (1, 0)
 
 
-def test_rebuild_ignores_a_complete_that_crashed_before_its_commit_then_was_aborted(world):
+def test_rebuild_ignores_a_complete_that_crashed_before_its_commit_then_was_aborted(world, make_index):
     """Complete wrote its object record to the disks and the gateway died before the index
     commit; after restart the client aborted the upload, which removed the parts. The
     object never existed: the rebuild must agree and report nothing unreadable."""
@@ -209,8 +211,8 @@ def test_rebuild_ignores_a_complete_that_crashed_before_its_commit_then_was_abor
     live = w.dump(w.index)
     assert sorted(live["objects"]) == ["k"] and not live["uploads"]
     volumes = [v for width in (3, 6) for v in build_volumes(w.infos, width)]
-    report = asyncio.run(rebuild(w.disks, os.path.join(w.root, "rebuilt"), volumes))
-    rebuilt_index = Index(os.path.join(w.root, "rebuilt"))
+    rebuilt_index = make_index("rebuilt")
+    report = asyncio.run(rebuild(w.disks, rebuilt_index, volumes))
     try:
         assert w.dump(rebuilt_index) == live
     finally:
@@ -218,7 +220,7 @@ def test_rebuild_ignores_a_complete_that_crashed_before_its_commit_then_was_abor
     assert (report.unreadable, report.objects) == (0, 1)
 
 
-def test_rebuild_keeps_an_acknowledged_delete_of_a_key_whose_put_never_committed(world):
+def test_rebuild_keeps_an_acknowledged_delete_of_a_key_whose_put_never_committed(world, make_index):
     """A PUT stored its archives and the gateway died before the index commit (the client
     got no answer); then the client deleted the key, which the index did not have. The
     DELETE was acknowledged, so a rebuild from the disks must not bring the PUT back."""
@@ -234,8 +236,8 @@ def test_rebuild_keeps_an_acknowledged_delete_of_a_key_whose_put_never_committed
     asyncio.run(scenario())
     assert not w.dump(w.index)["objects"]
     volumes = [v for width in (3, 6) for v in build_volumes(w.infos, width)]
-    report = asyncio.run(rebuild(w.disks, os.path.join(w.root, "rebuilt"), volumes))
-    rebuilt_index = Index(os.path.join(w.root, "rebuilt"))
+    rebuilt_index = make_index("rebuilt")
+    report = asyncio.run(rebuild(w.disks, rebuilt_index, volumes))
     try:
         assert not w.dump(rebuilt_index)["objects"], "an acknowledged DELETE came undone"
     finally:

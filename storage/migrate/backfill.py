@@ -1,0 +1,360 @@
+"""`pocket migrate copy`: the backfill, split into key ranges that any number of workers share.
+
+A bucket's keys are cut into ranges once (from the inventory; index/migrations.py keeps
+them with their leases). A worker leases a range, lists that stretch of the source
+afresh (so what changed since the plan is seen), and copies every version the Pocket
+bucket lacks, oldest first, a few keys at once. Its progress (`position`: every key up
+to it is done) and the lease are renewed every few seconds; a killed worker's lease
+expires and the next one resumes its range from `position`. A version already in Pocket
+and equal (same source version id, or the same ETag, size and Last-Modified) is skipped,
+so a restart copies nothing twice, and an object overwritten at the source since the
+last pass is copied again.
+
+Versions get internal ids made from the source's Last-Modified (strictly increasing
+along a key's history), so they sort among themselves and before anything written
+through the gateway since (dual writes are newer): a backfilled old version never hides
+a newer one.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+
+from ..index import migrations as M
+from ..index.versions import NULL
+from ..objects.buckets import BucketService
+from . import copier, inventory, listing, settings, state
+from .copier import RateLimit, SourceChanged, Wanted
+
+log = logging.getLogger("pocket.migrate.copy")
+
+LEASE_TTL = 30.0
+CHECKPOINT = 3.0          # seconds between progress records (and lease renewals)
+RETRIES = 5
+ID_STEP = 1 << 20         # ns between the internal ids of versions that share a Last-Modified second
+
+
+@dataclass
+class Tally:
+    bucket: str
+    copied: int = 0
+    skipped: int = 0
+    bytes: int = 0
+    errors: int = 0
+    changed: int = 0
+    failed: list = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    total_bytes: int = 0
+
+    def as_dict(self) -> dict:
+        seconds = time.monotonic() - self.started
+        return {"bucket": self.bucket, "copied": self.copied, "skipped": self.skipped, "bytes": self.bytes,
+                "errors": self.errors, "changed_during_copy": self.changed, "failed": self.failed[:100],
+                "seconds": round(seconds, 3), "bytes_per_second": self.bytes / seconds if seconds else 0.0}
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def range_bounds(keys: list[str], per_range: int | None = None) -> list[tuple[str, str | None]]:
+    """[(start_after, end)] covering every key: about 256 ranges, 10 to 10,000 keys each.
+
+    Keys compare as S3 lists them (UTF-8 bytes); the last range is open-ended."""
+    keys = sorted(set(keys), key=lambda k: k.encode())
+    size = per_range or min(10_000, max(10, math.ceil(len(keys) / 256)))
+    ends = [keys[i] for i in range(size - 1, len(keys) - 1, size)]
+    starts = [""] + ends
+    return [(s, e) for s, e in zip(starts, ends + [None])]
+
+
+def internal_ids(history: list[dict]) -> list[str]:
+    """Internal ids for a key's versions listed oldest first: from Last-Modified, strictly
+    increasing (several versions often share one second) with room between them for a
+    version re-copied later (verify --fix)."""
+    out, last = [], 0
+    for v in history:
+        ns = max(int(v["last_modified"] * 1e9), last + ID_STEP)
+        last = ns
+        out.append(f"{ns:016x}{os.urandom(8).hex()}")
+    return out
+
+
+class Backfill:
+    def __init__(self, cfg, tc, objects, multipart, concurrency: int = 16, rate: float = 0.0,
+                 on_progress=None):
+        self.cfg, self.tc, self.objects, self.multipart = cfg, tc, objects, multipart
+        self.index = tc.index
+        self.concurrency = max(1, concurrency)
+        self.limit = RateLimit(rate)
+        self.owner = worker_id()
+        self.on_progress = on_progress
+        self.moved = [0]          # bytes read from the source, for the rate and ETA
+
+    # ---- one bucket --------------------------------------------------------------------------
+    async def bucket(self, source_bucket: str, target: str, src, client) -> Tally:
+        tally = Tally(target)
+        versioning = await asyncio.get_running_loop().run_in_executor(None, listing.versioning_of, client, source_bucket)
+        await self._ensure_bucket(target, versioning)
+        tally.total_bytes = self._plan_ranges(target)
+        if versioning:
+            listing.keep_version_order(client)
+        while True:
+            self._reclaim_dead(target)
+            rng = self.index.write(lambda ops: M.lease_range(ops, target, self.owner, LEASE_TTL))
+            if rng is not None:
+                await self._walk(client, source_bucket, target, bool(versioning), rng, tally)
+                continue
+            with self.index.read() as ops:
+                left = [r for r in M.ranges(ops, target) if not r["done"]]
+            if not left:
+                break
+            # other live workers hold the rest: wait for them (or for their leases to lapse)
+            self._progress(tally)
+            await asyncio.sleep(1.0)
+        self._record(target, tally)
+        return tally
+
+    def _reclaim_dead(self, bucket: str) -> None:
+        """Release ranges leased by a worker of this machine whose process is gone (a copy
+        killed and restarted here resumes at once instead of waiting for the lease to lapse)."""
+        host = socket.gethostname()
+        with self.index.read() as ops:
+            owners = {r["owner"] for r in M.ranges(ops, bucket) if r["owner"] and not r["done"]}
+        for owner in owners:
+            name, _, rest = owner.partition(":")
+            pid = rest.partition(":")[0]
+            if name == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                for no in [r["no"] for r in self._ranges(bucket) if r["owner"] == owner]:
+                    self.index.write(lambda ops, no=no: M.release_range(ops, bucket, no, owner))
+                log.info("took back the ranges of %s, a copy process that is gone", owner)
+
+    def _ranges(self, bucket: str) -> list[dict]:
+        with self.index.read() as ops:
+            return M.ranges(ops, bucket)
+
+    async def _ensure_bucket(self, name: str, versioning: str) -> None:
+        """The Pocket bucket, created with the source's versioning state when missing
+        (`pocket migrate enable` normally did this, with the rest of the configuration)."""
+        buckets = BucketService(self.index, self.objects.writer, self.objects, self.multipart)
+        if buckets.get(name) is None:
+            owner = self.cfg.credentials[0].access_key if self.cfg.credentials else ""
+            await buckets.create(name, {"owner": owner, "created": time.time()})
+            log.info("created bucket %s (it did not exist in Pocket)", name)
+        if versioning and (buckets.get(name) or {}).get("versioning") != versioning:
+            await buckets.configure(name, {"versioning": versioning})
+
+    def _plan_ranges(self, bucket: str) -> int:
+        """Cut the bucket into ranges once; returns the inventory's bytes (for the ETA)."""
+        keys, total = [], 0
+        try:
+            db = inventory.connect(self.cfg.data, create=False)
+        except FileNotFoundError:
+            db = None
+        if db is not None:
+            try:
+                keys = [k for (k,) in db.execute("SELECT DISTINCT key FROM objects WHERE bucket=?", (bucket,))]
+                total = db.execute("SELECT coalesce(sum(size),0) FROM objects WHERE bucket=?", (bucket,)).fetchone()[0]
+            finally:
+                db.close()
+        bounds = range_bounds(keys)
+
+        def start_pass(ops):
+            """Ranges are cut once; when the last pass finished them all, this run is a new
+            pass over every range (what changed at the source since is copied again)."""
+            ranges = M.set_ranges(ops, bucket, bounds)
+            if ranges and all(r["done"] for r in ranges):
+                M.reset_ranges(ops, bucket)
+        self.index.write(start_pass)
+        return total
+
+    # ---- one range ---------------------------------------------------------------------------
+    async def _walk(self, client, source_bucket: str, bucket: str, versioned: bool, rng: dict, tally: Tally) -> None:
+        no, end = rng["no"], rng["end"]
+        pending: dict[str, asyncio.Task] = {}
+        order: list[str] = []          # keys in listing order, not yet checkpointed
+        position, last_checkpoint = rng["position"], time.monotonic()
+        sem = asyncio.Semaphore(self.concurrency)
+
+        def checkpoint(done: bool = False) -> None:
+            nonlocal position, last_checkpoint
+            while order and order[0] not in pending:
+                position = order.pop(0)
+            self.index.write(lambda ops: M.update_range(ops, bucket, no, self.owner, LEASE_TTL,
+                                                        position=position, done=done))
+            last_checkpoint = time.monotonic()
+
+        async def one_key(key: str, history: list[dict]) -> None:
+            try:
+                await self._copy_key(client, source_bucket, bucket, key, history, tally)
+            except Exception as e:
+                tally.errors += 1
+                tally.failed.append({"key": key, "error": repr(e)[:300]})
+                log.exception("could not copy %s/%s; run copy again to retry", bucket, key)
+            finally:
+                sem.release()
+                pending.pop(key, None)
+
+        async def renew() -> None:
+            """Keep the lease while one slow object holds every slot (no checkpoint then)."""
+            while True:
+                await asyncio.sleep(LEASE_TTL / 4)
+                self.index.write(lambda ops: M.update_range(ops, bucket, no, self.owner, LEASE_TTL))
+
+        renewer = asyncio.ensure_future(renew())
+        try:
+            async for key, history in _source_keys(client, source_bucket, versioned, rng["position"], end):
+                await sem.acquire()
+                order.append(key)
+                pending[key] = asyncio.ensure_future(one_key(key, history))
+                if time.monotonic() - last_checkpoint > CHECKPOINT:
+                    checkpoint()
+                    self._progress(tally)
+            if pending:
+                await asyncio.gather(*pending.values(), return_exceptions=True)
+            checkpoint(done=True)
+        except M.LeaseLost:
+            log.warning("range %d of %s was taken over by another worker (our lease expired); leaving it", no, bucket)
+        except BaseException:
+            for task in pending.values():
+                task.cancel()
+            self.index.write(lambda ops: M.release_range(ops, bucket, no, self.owner))
+            raise
+        finally:
+            renewer.cancel()
+        self._progress(tally)
+
+    async def _copy_key(self, client, source_bucket: str, bucket: str, key: str, history: list[dict],
+                        tally: Tally) -> None:
+        """Copy the versions of one key that Pocket lacks, oldest first."""
+        oldest_first = history[::-1]
+        for v, internal in zip(oldest_first, internal_ids(oldest_first)):
+            w = Wanted(key, v["version_id"], v["delete_marker"], v["size"], v["etag"], v["last_modified"], internal)
+            if self._present(bucket, w):
+                tally.skipped += 1
+                continue
+            for attempt in range(RETRIES):
+                try:
+                    before = self.moved[0]
+                    await copier.copy_version(self.objects, self.multipart, client, source_bucket, bucket, w,
+                                              self.limit, self.moved)
+                    tally.copied += 1
+                    tally.bytes += w.size
+                    log.debug("copied %s/%s version %s (%d bytes)", bucket, key, w.version_id, w.size)
+                    break
+                except SourceChanged as e:
+                    tally.changed += 1
+                    log.info("%s; the next copy pass takes the new version", e)
+                    break
+                except copier.NeedsRestore as e:
+                    tally.errors += 1
+                    tally.failed.append({"key": key, "version_id": w.version_id, "error": str(e)})
+                    log.error("%s", e)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:
+                    self.moved[0] = before
+                    if attempt == RETRIES - 1:
+                        tally.errors += 1
+                        tally.failed.append({"key": key, "version_id": w.version_id, "error": repr(e)[:300]})
+                        log.error("could not copy %s/%s version %s after %d tries: %r; run copy again to retry",
+                                  bucket, key, w.version_id, RETRIES, e)
+                        break
+                    await asyncio.sleep(min(30.0, 0.5 * 2 ** attempt))
+
+    def _present(self, bucket: str, w: Wanted) -> bool:
+        """Is this source version in Pocket already, equal as far as the listing tells?"""
+        if w.version_id != NULL:
+            rec = self.index.get_version(bucket, w.key, w.version_id)
+            return rec is not None and (w.delete_marker or rec.get("etag") == w.etag)
+        rec = self.index.get_version(bucket, w.key, NULL) if w.delete_marker else self.index.get_object(bucket, w.key)
+        if rec is None:
+            return False
+        if not rec.get("migrated_from") and rec["version_id"][:16] > w.internal_id[:16]:
+            return True        # written through the gateway after this version: newer than the copy
+        same_time = abs(rec.get("created", 0) - w.last_modified) < 1.0
+        return same_time and (w.delete_marker or (rec.get("etag") == w.etag and rec.get("size") == w.size))
+
+    # ---- reporting ---------------------------------------------------------------------------
+    def _progress(self, tally: Tally) -> None:
+        if self.on_progress:
+            self.on_progress(tally)
+
+    def _record(self, bucket: str, tally: Tally) -> None:
+        """Counters into the migration record; a clean, complete backfill moves dual-write on."""
+        def update(ops):
+            m = state.get(ops, bucket)
+            if m is None:
+                return None
+            c = m.counters
+            for name, n in (("copied_objects", tally.copied), ("copied_bytes", tally.bytes),
+                            ("copy_errors", tally.errors)):
+                c[name] = c.get(name, 0) + n
+            c["last_copy"] = {**tally.as_dict(), "at": time.time()}
+            finished = all(r["done"] for r in M.ranges(ops, bucket)) and not tally.errors and not tally.changed
+            if finished and m.state == state.DUAL_WRITE:
+                return state.move(ops, bucket, state.BACKFILLED, "copy finished")
+            state.put(ops, m)
+            return m
+        self.index.write(update)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def _source_keys(client, bucket: str, versioned: bool, start_after: str, end: str | None):
+    """(key, history newest first) for keys after `start_after` up to `end`, as the source lists them now."""
+    loop = asyncio.get_running_loop()
+    op = "list_object_versions" if versioned else "list_objects_v2"
+    kwargs = {"Bucket": bucket}
+    if start_after:
+        kwargs["KeyMarker" if versioned else "StartAfter"] = start_after
+    pages = client.get_paginator(op).paginate(**kwargs)
+    it = iter(pages)
+    current, history = None, []
+    end_b = end.encode() if end is not None else None
+    while True:
+        page = await loop.run_in_executor(None, next, it, None)
+        if page is None:
+            break
+        for e in listing.page_entries(page, versioned):
+            if end_b is not None and e.key.encode() > end_b:
+                if current is not None:
+                    yield current, history
+                return
+            if e.key != current:
+                if current is not None:
+                    yield current, history
+                current, history = e.key, []
+            history.append({"version_id": e.version_id, "delete_marker": e.delete_marker, "size": e.size,
+                            "etag": e.etag, "last_modified": e.last_modified})
+    if current is not None:
+        yield current, history
+
+
+async def run(cfg, tc, objects, multipart, buckets, args: dict, concurrency: int, rate: float,
+              on_progress=None) -> dict:
+    """Copy every bucket; the report of `pocket migrate copy --json`."""
+    out = []
+    fill = Backfill(cfg, tc, objects, multipart, concurrency, rate, on_progress)
+    for source_bucket, target in settings.targets(buckets, args.get("target")):
+        src, record, keys_file = settings.resolve(cfg, tc.index, source_bucket, target, args)
+        if record is None:
+            settings.remember(tc.index, target, src, None)
+        client = settings.client_for(src, keys_file, concurrency)
+        tally = await fill.bucket(source_bucket, target, src, client)
+        out.append(tally.as_dict())
+    return {"buckets": out, "worker": fill.owner, "ok": not any(b["errors"] for b in out)}

@@ -1,0 +1,256 @@
+"""One source version copied into Pocket exactly: bytes, headers, metadata, tags, Last-Modified,
+ETag, checksums and version id.
+
+Writes go through the object and multipart services in this process (as `pocket repair`
+opens the cluster), because only there can a copy keep the source's Last-Modified and
+version id. Every byte is checked on the way in with the same digests a client PUT gets:
+the source's ETag (when it is an MD5) as Content-MD5 and its x-amz-checksum-* values, so a
+body that changed or rotted in transit is refused and nothing is kept.
+
+A multipart object is copied part by part with the source's part boundaries (HeadObject
+partNumber=N gives each part's length), so Complete makes the same md5-of-md5s-N ETag;
+it is compared with the source's before the object is installed. The source's object
+checksum (e.g. a FULL_OBJECT CRC64NVME) is recomputed from the parts and must match.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+from ..index.versions import NULL
+from ..objects import parts as P
+from ..s3 import multipart_checksums as mpc
+from ..s3.digests import CHECKSUM_ALGORITHMS, BodyDigests
+
+log = logging.getLogger("pocket.migrate.copy")
+
+CHUNK = 1 << 20
+_MD5 = re.compile(r"[0-9a-f]{32}")
+_MULTIPART = re.compile(r"[0-9a-f]{32}-[0-9]+")
+_STANDARD = {"CacheControl": "Cache-Control", "ContentDisposition": "Content-Disposition",
+             "ContentEncoding": "Content-Encoding", "ContentLanguage": "Content-Language"}
+
+
+class SourceChanged(Exception):
+    """The source version is not what the listing said (overwritten or deleted meanwhile)."""
+
+
+class NeedsRestore(Exception):
+    """The source keeps this version in Glacier or Deep Archive: it must be restored
+    (S3 RestoreObject) before it can be read; retrying does not help."""
+
+
+@dataclass
+class Wanted:
+    """A source version to copy, as listed: (key, source version id, ...), plus the
+    internal id that places it among the key's versions in Pocket."""
+    key: str
+    version_id: str          # the source's, "null" for unversioned objects
+    delete_marker: bool
+    size: int
+    etag: str
+    last_modified: float
+    internal_id: str
+
+
+class RateLimit:
+    """Bytes per second for the whole process (0: unlimited), a token bucket of one second."""
+
+    def __init__(self, rate: float):
+        self.rate, self._tokens, self._last = rate, rate, None
+        self._lock = asyncio.Lock()
+
+    async def take(self, n: int) -> None:
+        if not self.rate:
+            return
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            now = loop.time()
+            if self._last is not None:
+                self._tokens = min(self.rate, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= n
+            if self._tokens < 0:
+                await asyncio.sleep(-self._tokens / self.rate)
+
+
+async def _call(fn, **kwargs):
+    return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(**kwargs))
+
+
+async def _stream(body, limit: RateLimit, counter: list[int]) -> AsyncIterator[bytes]:
+    """A boto3 streaming body read in a thread, a chunk at a time (bounded memory)."""
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            data = await loop.run_in_executor(None, body.read, CHUNK)
+            if not data:
+                return
+            await limit.take(len(data))
+            counter[0] += len(data)
+            yield data
+    finally:
+        body.close()
+
+
+async def _empty() -> AsyncIterator[bytes]:
+    return
+    yield
+
+
+def _version_arg(w: Wanted) -> dict:
+    return {"VersionId": w.version_id} if w.version_id != NULL else {}
+
+
+def _checksums(head: dict) -> dict[str, str]:
+    return {a: head[f"Checksum{a.upper()}"] for a in CHECKSUM_ALGORITHMS if head.get(f"Checksum{a.upper()}")}
+
+
+def attrs_of(head: dict, tags: dict, w: Wanted, versioned: bool) -> dict:
+    """The record fields a client PUT would have set, taken from the source's HEAD."""
+    raw = head.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    headers = {h: head[f] for f, h in _STANDARD.items() if head.get(f)}
+    if raw.get("expires"):
+        headers["Expires"] = raw["expires"]
+    last_modified = head["LastModified"].timestamp() if head.get("LastModified") else w.last_modified
+    attrs = {"content_type": head.get("ContentType") or "binary/octet-stream", "meta": dict(head.get("Metadata") or {}),
+             "headers": headers, "owner": "", "created": last_modified, "migrated_from": w.version_id,
+             # when the copy was stored: the scrubber's orphan grace counts from it (the
+             # internal id carries the source's Last-Modified, see storage/repair/scrub.py)
+             "copied": time.time()}
+    if tags:
+        attrs["tags"] = tags
+    if versioned and w.version_id != NULL:
+        attrs.update({"versioned": True, "s3_version_id": w.version_id})
+    return attrs
+
+
+async def copy_version(objects, multipart, client, src_bucket: str, bucket: str, w: Wanted,
+                       limit: RateLimit, moved: list[int]) -> dict | None:
+    """Copy one version (or delete marker) of the source into Pocket; returns its record."""
+    versioned = w.version_id != NULL
+    if w.delete_marker:
+        fields = {"version_id": w.internal_id, "created": w.last_modified, "versioned": versioned,
+                  **({"s3_version_id": w.version_id} if versioned else {})}
+        return await objects.delete(bucket, w.key, marker_fields=fields)
+    if _MULTIPART.fullmatch(w.etag):
+        head = await _head(client, src_bucket, w)
+        attrs, checksums = await _attrs(client, src_bucket, w, head)
+        return await _copy_multipart(multipart, client, src_bucket, bucket, w, head, attrs, checksums, limit, moved)
+    # one request for a single-PUT object: GET brings every header HEAD would
+    try:
+        got = await _call(client.get_object, Bucket=src_bucket, Key=w.key, IfMatch=f'"{w.etag}"',
+                          ChecksumMode="ENABLED", **_version_arg(w))
+    except client.exceptions.ClientError as e:
+        if e.response.get("Error", {}).get("Code") == "InvalidObjectState":
+            raise NeedsRestore(f"{src_bucket}/{w.key} is archived at the source (Glacier/Deep Archive): "
+                               "restore it there (S3 RestoreObject), then run copy again") from None
+        if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (404, 405, 412):
+            raise SourceChanged(f"{src_bucket}/{w.key} version {w.version_id} changed at the source "
+                                "since it was listed") from None
+        raise
+    try:
+        if got["ContentLength"] != w.size:
+            raise SourceChanged(f"{src_bucket}/{w.key} changed at the source since it was listed")
+        attrs, checksums = await _attrs(client, src_bucket, w, got)
+    except BaseException:
+        got["Body"].close()
+        raise
+    want = {f"x-amz-checksum-{a}": v for a, v in checksums.items()}
+    # SSE-KMS and SSE-C objects' ETags are not their MD5 (their bytes are checked by the
+    # checksums when the source has any); every other single-PUT ETag is
+    if _MD5.fullmatch(w.etag) and got.get("ServerSideEncryption") != "aws:kms" and not got.get("SSECustomerAlgorithm"):
+        want["Content-MD5"] = base64.b64encode(bytes.fromhex(w.etag)).decode()
+    digests = BodyDigests(want, w.size, None)
+    return await objects.put(bucket, w.key, _stream(got["Body"], limit, moved), w.size, digests, attrs,
+                             version_id=w.internal_id)
+
+
+async def _head(client, src_bucket: str, w) -> dict:
+    try:
+        head = await _call(client.head_object, Bucket=src_bucket, Key=w.key, ChecksumMode="ENABLED", **_version_arg(w))
+    except client.exceptions.ClientError as e:
+        if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (404, 405):
+            raise SourceChanged(f"{src_bucket}/{w.key} version {w.version_id} is gone at the source") from None
+        raise
+    if head["ETag"].strip('"') != w.etag or head["ContentLength"] != w.size:
+        raise SourceChanged(f"{src_bucket}/{w.key} changed at the source since it was listed")
+    return head
+
+
+async def tags_of(client, src_bucket: str, w, head: dict) -> dict:
+    """The version's tags; asked for only when the source says it has some
+    (x-amz-tagging-count, which S3 sends on GET and HEAD of a tagged object)."""
+    if not head.get("TagCount"):
+        return {}
+    got = await _call(client.get_object_tagging, Bucket=src_bucket, Key=w.key, **_version_arg(w))
+    return {t["Key"]: t["Value"] for t in got.get("TagSet", ())}
+
+
+async def _attrs(client, src_bucket: str, w, head: dict) -> tuple[dict, dict]:
+    tags = await tags_of(client, src_bucket, w, head)
+    return attrs_of(head, tags, w, w.version_id != NULL), _checksums(head)
+
+
+async def _copy_multipart(multipart, client, src_bucket, bucket, w: Wanted, head: dict, attrs: dict,
+                          checksums: dict, limit: RateLimit, moved: list[int]) -> dict:
+    count = int(w.etag.rsplit("-", 1)[1])
+    heads = [await _call(client.head_object, Bucket=src_bucket, Key=w.key, PartNumber=n, ChecksumMode="ENABLED",
+                         **_version_arg(w)) for n in range(1, count + 1)]
+    if sum(h["ContentLength"] for h in heads) != w.size:
+        raise SourceChanged(f"{src_bucket}/{w.key}: its parts do not add up to its size (changed meanwhile?)")
+    declared = None
+    if checksums:
+        algorithm, value = next(iter(checksums.items()))
+        kind = head.get("ChecksumType") or (mpc.COMPOSITE if "-" in value else mpc.FULL_OBJECT)
+        declared = {"algorithm": algorithm, "type": kind}
+    await _abort_leftovers(multipart, bucket, w.key)
+    upload = await multipart.create(bucket, w.key, {**attrs, "version_id": w.internal_id}, checksum=declared)
+    try:
+        stored, offset = [], 0
+        for number, part_head in enumerate(heads, 1):
+            length = part_head["ContentLength"]
+            part_sum = _checksums(part_head).get(declared["algorithm"]) if declared else None
+            want = {f"x-amz-checksum-{declared['algorithm']}": part_sum} if part_sum and "-" not in part_sum else {}
+            digests = BodyDigests(want, part_head["ContentLength"], None)
+            if declared and not want:
+                digests.compute(declared["algorithm"])
+            # a byte range, not partNumber: some servers (moto) answer GET partNumber with the whole object
+            body = _empty() if not length else _stream((await _call(
+                client.get_object, Bucket=src_bucket, Key=w.key, Range=f"bytes={offset}-{offset + length - 1}",
+                IfMatch=head["ETag"], **_version_arg(w)))["Body"], limit, moved)
+            stored.append(await multipart.upload_part(upload, number, body, length, digests))
+            offset += length
+        made = P.multipart_etag([p["etag"] for p in stored])
+        if made != w.etag:
+            raise SourceChanged(f"{src_bucket}/{w.key}: its parts make ETag {made}, the source says {w.etag} "
+                                "(parts not as HeadObject partNumber reported them)")
+        object_sum = {f"x-amz-checksum-{a}": v for a, v in checksums.items()}
+        return await multipart.complete(upload, [(p["part_number"], p["etag"]) for p in stored],
+                                        checksum_of=lambda chosen: mpc.of_object(declared, chosen, object_sum),
+                                        versioned=bool(attrs.get("versioned")))
+    except BaseException:
+        await asyncio.shield(_abort(multipart, upload))
+        raise
+
+
+async def _abort_leftovers(multipart, bucket: str, key: str) -> None:
+    """Uploads of this key left by a copy that was killed mid-object: the caller holds the
+    key's range lease, so no live copy owns them (clients' own uploads are left alone)."""
+    page = multipart.list_uploads(bucket, prefix=key, max_uploads=1000)
+    for upload in page.uploads:
+        if upload["key"] == key and "migrated_from" in upload.get("attrs", {}):
+            log.info("aborting upload %s of %s/%s left by an interrupted copy", upload["upload_id"], bucket, key)
+            await _abort(multipart, upload)
+
+
+async def _abort(multipart, upload: dict) -> None:
+    try:
+        await multipart.abort(upload)
+    except Exception as e:     # the upload may be gone already (completed or never stored)
+        log.debug("abort of copy upload %s: %r", upload["upload_id"], e)

@@ -1,0 +1,80 @@
+"""Power loss for a disk folder, after the fact: what survives is what was synced.
+
+`snapshot()` records a disk at a moment taken as durable (the node idle after start-up);
+the node then runs with the shim in shim/sitecustomize.py journaling every fsync; after
+SIGKILL, `cut_power()` rewrites the folder to what a power loss at that instant would
+leave under POSIX rules: a directory entry survives only if a synced listing of its
+directory (or the snapshot) holds it with the same inode, and a file keeps only the bytes
+its last sync covered. Not modelled (lenient): deletes after a directory's last sync stay
+done, and bytes overwritten in place below a file's synced size keep their new value;
+Pocket's archives and pack records are written once, so neither matters here."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim")
+
+
+def env(journal: str) -> dict[str, str]:
+    """Environment for a node process whose syncs are journaled to `journal`."""
+    path = os.environ.get("PYTHONPATH", "")
+    return {"PYTHONPATH": SHIM + (os.pathsep + path if path else ""), "POCKET_TEST_SYNC_JOURNAL": journal}
+
+
+def snapshot(root: str, journal: str) -> dict:
+    """Every directory's entries and every file's size, taken as durable; syncs journaled
+    before this moment are covered by it."""
+    root = os.path.realpath(root)
+    journaled = os.path.getsize(journal) if os.path.exists(journal) else 0
+    dirs, sizes = {}, {}
+    for folder, subdirs, files in os.walk(root):
+        with os.scandir(folder) as it:
+            dirs[folder] = {e.name: e.inode() for e in it}
+        for name in files:
+            st = os.stat(os.path.join(folder, name))
+            sizes[st.st_ino] = st.st_size
+    return {"dirs": dirs, "sizes": sizes, "journaled": journaled}
+
+
+def cut_power(root: str, journal: str, before: dict) -> dict:
+    """Rewrite `root` as a power loss would have left it; returns what was dropped."""
+    root = os.path.realpath(root)
+    listings = dict(before["dirs"])
+    synced = dict(before["sizes"])
+    if os.path.exists(journal):
+        with open(journal) as f:
+            f.seek(before["journaled"])
+            for line in f:
+                if not line.endswith("\n"):
+                    break                      # torn last line: its sync had not returned
+                rec = json.loads(line)
+                if "dir" in rec:
+                    listings[rec["dir"]] = rec["entries"]
+                else:
+                    synced[rec["ino"]] = max(synced.get(rec["ino"], 0), rec["size"])
+    dropped: dict = {"entries": 0, "bytes": 0, "examples": []}
+
+    def walk(folder: str) -> None:
+        durable = listings.get(folder, {})
+        with os.scandir(folder) as it:
+            entries = list(it)
+        for e in entries:
+            if durable.get(e.name) != e.inode():
+                dropped["entries"] += 1
+                if len(dropped["examples"]) < 3:
+                    dropped["examples"].append(os.path.relpath(e.path, root))
+                if e.is_dir(follow_symlinks=False):
+                    shutil.rmtree(e.path)
+                else:
+                    os.unlink(e.path)
+            elif e.is_dir(follow_symlinks=False):
+                walk(e.path)
+            elif e.is_file(follow_symlinks=False):
+                size, keep = e.stat().st_size, synced.get(e.inode(), 0)
+                if size > keep:
+                    dropped["bytes"] += size - keep
+                    os.truncate(e.path, keep)
+    walk(root)
+    return dropped

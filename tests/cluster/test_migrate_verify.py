@@ -1,0 +1,96 @@
+"""`pocket migrate verify` finds what went wrong in Pocket behind the migrator's back (an
+object deleted, fragments rotted) and `--fix` repairs it from the source."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from .harness import ProcCluster, archives_of, flip_payload_byte
+from .migrate_data import seed_plain, seed_versioned, snapshot
+from .sources import pocket_migrate, start_seaweedfs
+
+
+@pytest.fixture(scope="module")
+def weed(tmp_path_factory):
+    source = start_seaweedfs(str(tmp_path_factory.mktemp("weed")))
+    try:
+        seed_plain(source.client(), "plain")
+        seed_versioned(source.client(), "history")
+        yield source
+    finally:
+        source.close()
+
+
+@pytest.fixture
+def pocket(tmp_path):
+    c = ProcCluster(str(tmp_path / "pocket"), embedded=True, sections={"scrub": {"enabled": False}}).start()
+    yield c
+    c.close()
+
+
+def _problems(report) -> dict:
+    return {(f["key"], f["problem"]) for b in report["buckets"] for f in b["findings"]}
+
+
+def test_verify_finds_deleted_and_rotted_objects_and_fix_repairs_them(weed, pocket):
+    pocket_migrate(pocket, weed, "copy", "plain", "history", "--json")
+    _, report = pocket_migrate(pocket, weed, "verify", "plain", "history", "--deep", "--json")
+    assert report["clean"] and [b["checked"] for b in report["buckets"]] == [7, 8]
+    assert [b["deep_read"] for b in report["buckets"]] == [7, 6]          # delete markers have no bytes
+    s3, rng = pocket.client(), random.Random(5)
+    s3.delete_object(Bucket="plain", Key="small.txt")                     # gone behind the migrator's back
+    unreadable = archives_of(pocket, "plain", "dir/with space.dat")       # 300 kB: ec 4+2, 6 fragments
+    assert len(unreadable) == 6
+    for ref in unreadable[:3]:                                            # 3 bad of 6: cannot be decoded
+        flip_payload_byte(ref, rng)
+    rotted = archives_of(pocket, "plain", "a/b/c/deep.json")
+    flip_payload_byte(rotted[0], rng)                                     # 1 bad of 6: still decodes
+    history = snapshot(weed.client(), "history")
+    doomed = next(k for k, v in history["versions"].items() if k[0] == "doc.txt" and not v.get("delete_marker")
+                  and k[1] != history["order"]["doc.txt"][0])
+    s3.delete_object(Bucket="history", Key="doc.txt", VersionId=doomed[1])  # an old version lost
+
+    # without --deep: what listings and HEADs show
+    _, shallow = pocket_migrate(pocket, weed, "verify", "plain", "history", "--json", ok=(1,))
+    assert _problems(shallow) == {("small.txt", "missing"), ("doc.txt", "missing")}
+    _, deep = pocket_migrate(pocket, weed, "verify", "plain", "history", "--deep", "--json", ok=(1,))
+    assert _problems(deep) == {("small.txt", "missing"), ("doc.txt", "missing"),
+                               ("dir/with space.dat", "unreadable"), ("a/b/c/deep.json", "damaged")}
+    _, fixed = pocket_migrate(pocket, weed, "verify", "plain", "history", "--deep", "--fix", "--json")
+    assert fixed["clean"] and sum(b["fixed"] for b in fixed["buckets"]) == 4
+    _, again = pocket_migrate(pocket, weed, "verify", "plain", "history", "--deep", "--json")
+    assert again["clean"]
+    for bucket in ("plain", "history"):
+        assert snapshot(pocket.client(), bucket) == snapshot(weed.client(), bucket)
+
+
+def test_verify_records_its_result_and_clears_dirty_keys_it_found_equal(weed, pocket):
+    """What cutover relies on: the last verify in the bucket's record, and keys written
+    since their last verify ("dirty") cleared only when checked equal and not written again."""
+    from storage.index import migrations as M
+    from storage.index.index import Index
+    from storage.index.lmdb_backend import LmdbBackend
+    from storage.migrate import state
+
+    pocket_migrate(pocket, weed, "plan", "plain", "--json")
+    pocket_migrate(pocket, weed, "copy", "plain", "--json")
+    index = Index(LmdbBackend(f"{pocket.root}/index"))   # beside the gateway's, as one-shot commands open it
+    try:
+        for key in ("small.txt", "empty", "never-existed"):
+            index.write(lambda ops, key=key: M.mark_dirty(ops, "plain", key))
+        pocket.client().delete_object(Bucket="plain", Key="small.txt")
+        _, report = pocket_migrate(pocket, weed, "verify", "plain", "--sample", "100", "--json", ok=(1,))
+        (b,) = report["buckets"]
+        assert b["deep_read"] == b["checked"] - 1 == 6      # every version present read in full
+        assert b["dirty_cleared"] == 2
+        with index.read() as ops:
+            assert [k for k, _ in M.dirty(ops, "plain")] == ["small.txt"]
+        record = state.load(index, "plain")
+        assert record.last_verify["clean"] is False and record.last_verify["missing"] == 1
+        pocket_migrate(pocket, weed, "verify", "plain", "--fix", "--json")
+        with index.read() as ops:
+            assert M.dirty(ops, "plain") == []
+        assert state.load(index, "plain").last_verify["clean"] is True
+    finally:
+        index.close()

@@ -1,0 +1,101 @@
+"""What only the PostgreSQL backend has: several writers at once, a schema, a server that can be away."""
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from storage.index.backend import IndexUnavailable, MetadataIndexError
+from storage.index.index import Index
+from storage.index import migrations as M
+from storage.index.pg_backend import MIGRATIONS, SCHEMA_VERSION, PgBackend
+
+
+@pytest.fixture
+def pg_index(pg_server):
+    index = Index(PgBackend(pg_server.create_database()))
+    index.create_bucket("b")
+    yield index
+    index.close()
+
+
+def test_racing_conditional_writes_on_two_connections_have_one_winner(pg_index):
+    """Two transactions (as two gateways would) both see the key absent, both write it: one is
+    re-run, sees the other's row and refuses, as If-None-Match: * must."""
+    both_looked = threading.Barrier(2, timeout=30)
+    outcomes, runs = [], []
+
+    def create_if_absent(name):
+        def fn(ops):
+            runs.append(name)
+            seen = ops.get_object("b", "k")
+            if len(runs) <= 2:
+                both_looked.wait()          # the first run of each: both have looked before either writes
+            if seen is not None:
+                return f"{name}: refused"
+            ops.put_object("b", "k", {"by": name})
+            return f"{name}: created"
+        outcomes.append(pg_index.write(fn))
+
+    threads = [threading.Thread(target=create_if_absent, args=(n,)) for n in ("one", "two")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(o.split(": ")[1] for o in outcomes) == ["created", "refused"]
+    winner = next(o.split(": ")[0] for o in outcomes if o.endswith("created"))
+    assert pg_index.get_object("b", "k") == {"by": winner}
+    assert len(runs) == 3 and pg_index.backend.restarts == 1
+
+
+def test_schema_is_created_by_migrate_only_and_checked_on_open(pg_server):
+    dsn = pg_server.create_database(template="template1")
+    with pytest.raises(MetadataIndexError, match="pocket index migrate-schema"):
+        PgBackend(dsn)
+    backend = PgBackend(dsn, check_schema=False)
+    try:
+        assert backend.migrate() == (0, SCHEMA_VERSION)
+        assert backend.migrate() == (SCHEMA_VERSION, SCHEMA_VERSION)
+    finally:
+        backend.close()
+    Index(PgBackend(dsn)).close()
+
+
+def test_a_version_1_schema_is_refused_until_migrated_and_keeps_its_rows(pg_server):
+    """Version 2 added the migrate table: a database left at version 1 (as the first release
+    made it) is refused on open, and migrate-schema adds the table without touching the rest."""
+    import psycopg
+    dsn = pg_server.create_database(template="template1")
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+        conn.execute("CREATE TABLE pocket_schema (version int PRIMARY KEY, applied timestamptz NOT NULL DEFAULT now())")
+        for statement in MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("INSERT INTO pocket_schema (version) VALUES (1)")
+        assert conn.execute("SELECT to_regclass('pocket_migrate')").fetchone()[0] is None
+        conn.execute("INSERT INTO pocket_buckets (k, v) VALUES (%s, %s)", (b"old", b"row"))
+    with pytest.raises(MetadataIndexError, match="schema version 1, this Pocket needs 2"):
+        PgBackend(dsn)
+    backend = PgBackend(dsn, check_schema=False)
+    try:
+        assert backend.migrate() == (1, SCHEMA_VERSION) == (1, 2)
+    finally:
+        backend.close()
+    index = Index(PgBackend(dsn))
+    try:
+        with index.backend.read() as txn:
+            assert txn.get("buckets", b"old") == b"row"
+        seq = index.write(lambda ops: M.mark_dirty(ops, "b", "k"))
+        with index.read() as ops:
+            assert M.dirty(ops, "b") == [("k", seq)]
+    finally:
+        index.close()
+
+
+def test_an_unreachable_server_is_index_unavailable_with_the_password_hidden():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]   # nothing listens there once closed
+    with pytest.raises(IndexUnavailable) as e:
+        PgBackend(f"postgresql://pocket:s3cret@127.0.0.1:{port}/nowhere")
+    assert "s3cret" not in str(e.value) and "unavailable" in str(e.value)
