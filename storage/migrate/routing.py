@@ -269,15 +269,19 @@ class RoutedMultipart:
             await store.upload_part(self.objects.objects, upload["key"], upload["source_upload"], number, record)
         return record
 
-    async def complete(self, upload: dict, wanted, part_checksums=None, checksum_of=None, versioned=False) -> dict:
+    async def complete(self, upload: dict, wanted, part_checksums=None, checksum_of=None, versioned=False,
+                       condition=None) -> dict:
+        """`condition` (If-Match / If-None-Match) is held atomically when Pocket completes;
+        an upload begun at the source is checked by the handler before it gets here."""
         bucket, key = upload["bucket"], upload["key"]
         route, store = self.routes.get(bucket), self._store(upload)
         if route is None and store is None:
-            return await self.multipart.complete(upload, wanted, part_checksums, checksum_of, versioned)
+            return await self.multipart.complete(upload, wanted, part_checksums, checksum_of, versioned, condition)
         async with self.locks.hold(bucket, key):
             await self.books.dirty(bucket, key)
             if store is None:   # begun in Pocket: complete here, then the source is owed the object whole
-                record = await self.multipart.complete(upload, wanted, part_checksums, checksum_of, versioned)
+                record = await self.multipart.complete(upload, wanted, part_checksums, checksum_of, versioned,
+                                                       condition)
                 await self.books.follow("source", bucket, key,
                                         lambda: copy_to_source(self.objects.objects, route.store, bucket, key))
                 return record

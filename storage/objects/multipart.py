@@ -113,14 +113,16 @@ class MultipartService:
     async def complete(self, upload: dict, wanted: list[tuple[int, str]],
                        part_checksums: dict[int, dict] | None = None,
                        checksum_of: Callable[[list[dict]], dict] | None = None,
-                       versioned: bool = False) -> VersionRecord:
+                       versioned: bool = False, condition=None) -> VersionRecord:
         """Make the object from the listed (part number, ETag) pairs, already in ascending order.
 
         `part_checksums` ({number: {algorithm: base64}}) are checksums the client listed
         for parts: each must equal the stored one (else InvalidPart). `checksum_of(parts)`
         gives the object record's checksum fields from the chosen parts. `versioned`: the
         bucket has versioning Enabled, so the object is a new version rather than the null
-        one (see commits.py)."""
+        one (see commits.py). `condition(current_record_or_None)` runs in the transaction that
+        installs the object, as for a PUT (If-Match / If-None-Match); if it raises, the
+        upload stays open and the exception propagates."""
         bucket, key, uid = upload["bucket"], upload["key"], upload["upload_id"]
         stored = {p["part_number"]: p for p in await self.index.call(self._view, lambda u: u.all_parts(uid))}
         chosen = []
@@ -158,7 +160,7 @@ class MultipartService:
                 current = u.get_part(uid, number)
                 if current is None or current["version_id"] != version_id:
                     raise InvalidPart(number, stored[number]["etag"])  # re-uploaded meanwhile
-            displaced = install(ops, bucket, key, record)
+            displaced = install(ops, bucket, key, record, condition)
             leftovers = [p for p in u.delete_upload(bucket, key, uid) if p["part_number"] not in numbers]
             return displaced, leftovers
         try:

@@ -42,18 +42,32 @@ def check_anonymous(handler) -> None:
         refuse_anonymous()
 
 
+def check_expected_owner(buckets, name: str, headers, header: str = "x-amz-expected-bucket-owner") -> None:
+    """x-amz-expected-bucket-owner (x-amz-source-expected-bucket-owner for a copy's source):
+    a caller that names the account it expects to own the bucket gets 403 rather than
+    writing into, or reading from, someone else's bucket of the same name. An owner's
+    account id is their access key in Pocket (the ID in ListBuckets' Owner)."""
+    expected = headers.get(header)
+    if expected is None or not name:
+        return
+    record = buckets.get(name)
+    if record is not None and record.get("owner") != expected:
+        raise errors.AccessDenied(f"The bucket {name} is not owned by the account {expected} named in {header}.",
+                                  resource=f"/{name}")
+
+
 def acls_enabled(bucket: dict) -> bool:
     return bucket.get("ownership") != ENFORCED
 
 
-def _context(req: S3Request, key: str | None, obj: dict | None) -> dict:
+def _context(req: S3Request, key: str | None, obj: dict | None, caller: str | None, headers) -> dict:
     """The condition keys of this request (lower-case names; tag names keep their case)."""
-    h, q = req.headers, req.query
+    h, q = headers, req.query
     ctx = {"aws:sourceip": req.http.remote or "", "aws:securetransport": "true" if req.http.secure else "false",
            "aws:currenttime": xml.iso8601(time.time()), "aws:epochtime": str(int(time.time())),
-           "aws:principaltype": "Account" if req.auth else "Anonymous"}
-    if req.auth:
-        ctx["aws:userid"] = ctx["aws:username"] = ctx["aws:principalaccount"] = req.access_key
+           "aws:principaltype": "Account" if caller else "Anonymous"}
+    if caller:
+        ctx["aws:userid"] = ctx["aws:username"] = ctx["aws:principalaccount"] = caller
     for name, ctx_key in (("Referer", "aws:referer"), ("User-Agent", "aws:useragent"), ("x-amz-acl", "s3:x-amz-acl"),
                           ("x-amz-copy-source", "s3:x-amz-copy-source"),
                           ("x-amz-metadata-directive", "s3:x-amz-metadata-directive"),
@@ -84,9 +98,16 @@ def _statements(text: str, bucket_name: str) -> tuple:
     return document.parse(text, bucket_name)
 
 
+_REQUESTER = object()
+
+
 def allowed(req: S3Request, action: str | None, bucket_name: str, bucket: dict, key: str | None = None,
-            obj: dict | None = None) -> bool:
-    caller = req.access_key or None
+            obj: dict | None = None, *, caller=_REQUESTER, headers=None) -> bool:
+    """`caller` (None: anonymous) and `headers` stand in for the request's signer and headers
+    when the request speaks for someone else: a POST object form is signed in its body, and
+    its fields are what a PUT says in headers."""
+    caller = (req.access_key or None) if caller is _REQUESTER else (caller or None)
+    headers = req.headers if headers is None else headers
     owner = bucket.get("owner", "")
     pab = bucket.get("public_access_block") or {}
     verdict = None
@@ -99,7 +120,7 @@ def allowed(req: S3Request, action: str | None, bucket_name: str, bucket: dict, 
             return caller is not None and caller == owner
         restricted = pab.get("RestrictPublicBuckets") and caller != owner and document.is_public(statements)
         resource = f"arn:aws:s3:::{bucket_name}" + (f"/{key}" if key is not None else "")
-        verdict = document.evaluate(statements, caller, action, resource, _context(req, key, obj),
+        verdict = document.evaluate(statements, caller, action, resource, _context(req, key, obj, caller, headers),
                                     public_allows=not restricted)
     if verdict == "Deny" and not (caller == owner and action in OWNER_KEEPS):
         return False
@@ -133,9 +154,9 @@ def _bucket(req: S3Request, name: str) -> dict:
 
 
 def check(req: S3Request, action: str, bucket: dict, key: str | None = None, obj: dict | None = None,
-          bucket_name: str | None = None) -> None:
+          bucket_name: str | None = None, *, caller=_REQUESTER, headers=None) -> None:
     bucket_name = bucket_name or req.bucket
-    if not allowed(req, action, bucket_name, bucket, key, obj):
+    if not allowed(req, action, bucket_name, bucket, key, obj, caller=caller, headers=headers):
         raise errors.AccessDenied(resource=f"/{bucket_name}/{key}" if key is not None else f"/{bucket_name}")
 
 

@@ -48,7 +48,9 @@ class AccessLogger(AbstractAccessLogger):
             "duration_ms": round(time * 1000, 2),
             "user_agent": request.headers.get("User-Agent", ""),
         }
-        where = quote(fields["bucket"] + ("/" + fields["key"] if fields["key"] else ""), safe="/")
+        # a key that is not UTF-8 arrives surrogate-escaped (request.split_path): its raw bytes are quoted
+        where = quote(fields["bucket"] + ("/" + fields["key"] if fields["key"] else ""), safe="/",
+                      errors="surrogateescape")
         self.logger.info("%s %s %s %s %d%s user=%s in=%d out=%d %.1fms from %s", fields["request_id"],
                          fields["method"], where or "/", fields["operation"], fields["status"],
                          f" {fields['error']}" if fields["error"] else "", fields["user"] or "-", bytes_in,

@@ -59,12 +59,15 @@ def stored(acl) -> dict:
     return {"acl": acl} if acl and acl != PRIVATE else {}
 
 
-def new_object(req: S3Request, bucket: dict) -> dict:
-    """The owner and ACL fields of an object the request writes (PUT, copy, multipart)."""
-    acl = from_headers(req.headers, req.gateway.cfg.credentials)
+def new_object(req: S3Request, bucket: dict, headers=None, writer: str | None = None) -> dict:
+    """The owner and ACL fields of an object the request writes (PUT, copy, multipart; POST
+    object passes its form's fields as `headers` and the form's signer as `writer`, "" when
+    anonymous)."""
+    acl = from_headers(req.headers if headers is None else headers, req.gateway.cfg.credentials)
+    writer = req.access_key if writer is None else writer
     ownership = bucket.get("ownership")
     owner = (bucket.get("owner", "") if ownership == ENFORCED or
-             (ownership == "BucketOwnerPreferred" and acl == "bucket-owner-full-control") else req.access_key)
+             (ownership == "BucketOwnerPreferred" and acl == "bucket-owner-full-control") else writer)
     _checked(bucket, acl, owner)
     if ownership == ENFORCED:
         acl = None   # ACLs are disabled: nothing to keep

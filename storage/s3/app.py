@@ -141,6 +141,7 @@ async def _dispatch(http: web.Request, gw, request_id: str, bucket: str, key: st
     http["operation"] = handler.__name__
     if auth is None:
         access.check_anonymous(handler)
+    access.check_expected_owner(gw.buckets, bucket, http.headers)
     if handler in router.UPLOADS:
         with gw.upload_slots.claim():
             return await handler(S3Request(http, gw, request_id, bucket, key, auth))

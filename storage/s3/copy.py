@@ -22,7 +22,7 @@ from aiohttp import web
 from ..crypto.keys import SSE_S3
 from ..objects.get import Unreadable
 from ..index.versions import valid_version_id
-from . import acl, conditions, errors, lifecycle, multipart_checksums, object_lock, sse, tagging, versioning, xml
+from . import access, acl, conditions, errors, lifecycle, multipart_checksums, object_lock, sse, tagging, versioning, xml
 from .access import owned_bucket
 from .body import MAX_PUT_BYTES, stored_headers
 from .digests import BodyDigests
@@ -64,6 +64,7 @@ async def readable_source(req: S3Request) -> tuple[dict, str | None]:
     src_bucket, src_key, version_id = parse_copy_source(req.headers["x-amz-copy-source"])
     check_bucket_name(src_bucket)
     check_key(src_key)
+    access.check_expected_owner(req.gateway.buckets, src_bucket, req.headers, "x-amz-source-expected-bucket-owner")
     # another user's public-read objects too
     bucket, source = await versioning.readable_version(req, src_bucket, src_key, version_id)
     sse.key_to_read(req, source, sse.COPY_CUSTOMER)   # an SSE-C source is copied only with its key

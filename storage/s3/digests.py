@@ -149,11 +149,17 @@ def _content_md5(value: str | None) -> bytes | None:
 
 
 def _checksum_value(algo: str, value: str, error=errors.InvalidRequest) -> bytes:
+    """The declared checksum's bytes. Base64 of the wrong length is a digest that cannot
+    match (BadDigest, as S3 answers a wrong SHA-256); text that is not base64 at all is
+    `error`."""
     try:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raw = b""
+        raw = None
     want = _CRC_BYTES.get(algo) or hashlib.new(algo).digest_size
-    if len(raw) != want:
+    if raw and len(raw) != want and error is errors.InvalidRequest:
+        raise errors.BadDigest(f"The {algo.upper()} you specified is {len(raw)} bytes; a {algo.upper()} is "
+                               f"{want} bytes, so it cannot match the body.")
+    if raw is None or len(raw) != want:
         raise error(f"Value for x-amz-checksum-{algo} header is invalid.")
     return raw

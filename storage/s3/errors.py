@@ -95,6 +95,8 @@ InvalidPart = _error(
 InvalidPartNumber = _error("InvalidPartNumber", 416, "The requested partnumber is not satisfiable")
 InvalidPartOrder = _error(
     "InvalidPartOrder", 400, "The list of parts was not in ascending order. Parts must be ordered by part number.")
+InvalidPolicyDocument = _error(
+    "InvalidPolicyDocument", 400, "The content of the form does not meet the conditions specified in the policy document.")
 InvalidRange = _error("InvalidRange", 416, "The requested range is not satisfiable")
 InvalidRequest = _error("InvalidRequest", 400, "Invalid Request")
 InvalidTag = _error("InvalidTag", 400, "The tag provided was not a valid tag.")
@@ -105,6 +107,10 @@ MalformedXML = _error(
 MalformedTrailerError = _error(
     "MalformedTrailerError", 400,
     "The request contained trailing data that was not well-formed or did not conform to our published schema.")
+MalformedPOSTRequest = _error(
+    "MalformedPOSTRequest", 400, "The body of your POST request is not well-formed multipart/form-data.")
+MaxPostPreDataLengthExceededError = _error(
+    "MaxPostPreDataLengthExceededError", 400, "Your POST request fields preceding the upload file were too large.")
 MaxMessageLengthExceeded = _error("MaxMessageLengthExceeded", 400, "Your request was too big.")
 MetadataTooLarge = _error(
     "MetadataTooLarge", 400, "Your metadata headers exceed the maximum allowed metadata size.")
@@ -118,6 +124,7 @@ NoSuchBucket = _error("NoSuchBucket", 404, "The specified bucket does not exist.
 NoSuchKey = _error("NoSuchKey", 404, "The specified key does not exist.")
 NoSuchObjectLockConfiguration = _error(
     "NoSuchObjectLockConfiguration", 404, "The specified object does not have a ObjectLock configuration")
+NoSuchTagSet = _error("NoSuchTagSet", 404, "The TagSet does not exist")
 NoSuchUpload = _error("NoSuchUpload", 404, "The specified upload does not exist.")
 NoSuchVersion = _error("NoSuchVersion", 404, "The specified version does not exist.")
 ObjectLockConfigurationNotFoundError = _error(

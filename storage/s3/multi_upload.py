@@ -15,7 +15,7 @@ from ..index.uploads import NoSuchUpload
 from ..objects import parts as P
 from ..objects.multipart import InvalidPart, PartTooSmall
 from ..numbers import decimal
-from . import acl, errors, lifecycle, multipart_checksums as MC, object_lock, sse, xml
+from . import acl, conditions, errors, lifecycle, multipart_checksums as MC, object_lock, sse, xml
 from .access import owned_bucket
 from .digests import BodyDigests
 from .listing import _encoder
@@ -101,7 +101,10 @@ def _copy_range(req: S3Request, size: int) -> tuple[int, int]:
                                      "where first and last are the zero-based offsets of the first and last "
                                      "bytes to copy", ArgumentName="x-amz-copy-source-range", ArgumentValue=value)
     first, last = int(m.group(1)), int(m.group(2))
-    if first > last or last >= size:
+    if first <= last and last >= size:   # well-formed but past the source's end
+        raise errors.InvalidRange(f"The range {value} is not within the source object's {size} bytes.",
+                                  RangeRequested=value, ActualObjectSize=str(size))
+    if first > last:
         raise errors.InvalidArgument(f"Range specified is not valid for source object of size: {size}",
                                      ArgumentName="x-amz-copy-source-range", ArgumentValue=value)
     return first, last
@@ -159,6 +162,7 @@ async def complete_upload(req: S3Request) -> web.Response:
     upload_id = req.query.get("uploadId", "")
     wanted, listed = parse_complete(await read_small(req, MAX_COMPLETE_BODY, body_checksums=False))
     service = req.gateway.multipart
+    condition = conditions.write_condition(req.headers, req.resource, req.key)
     with _s3_errors(req, upload_id):
         try:
             upload = await req.gateway.index.call(service.get, req.bucket, req.key, upload_id)
@@ -169,9 +173,11 @@ async def complete_upload(req: S3Request) -> web.Response:
         else:
             checksum = upload.get("checksum")
             MC.check_complete(checksum, listed, req.headers)
+            if condition:   # fail fast; the same check runs again atomically with the commit
+                condition(await req.gateway.objects.head(req.bucket, req.key))
             record = await service.complete(upload, wanted, listed,
                                             lambda chosen: MC.of_object(checksum, chosen, req.headers),
-                                            versioned=bool(new_version_fields(bucket)))
+                                            versioned=bool(new_version_fields(bucket)), condition=condition)
     location = f"{req.http.scheme}://{req.http.host}/{req.bucket}/{req.key}"
     fields = [("Location", location), ("Bucket", req.bucket), ("Key", req.key), ("ETag", f'"{record["etag"]}"'),
               *MC.xml_fields(record.get("checksums"))]

@@ -1,7 +1,10 @@
 """S3's rules for bucket names, keys and user metadata, checked before anything changes."""
 from __future__ import annotations
 
+import base64
 import re
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 
 from ..numbers import decimal
 from . import errors
@@ -48,7 +51,9 @@ def content_type(headers) -> str:
 
 
 def user_metadata(headers) -> dict[str, str]:
-    meta = {k.lower()[len("x-amz-meta-"):]: header_text(k, v) for k, v in headers.items()
+    """x-amz-meta-* as stored: RFC 2047 encoded words decoded first, as S3 does (clients send
+    non-ASCII values that way, since HTTP headers are ASCII)."""
+    meta = {k.lower()[len("x-amz-meta-"):]: _decoded(k, header_text(k, v)) for k, v in headers.items()
             if k.lower().startswith("x-amz-meta-")}
     size = sum(len(k) + len(v.encode()) for k, v in meta.items())
     if size > MAX_METADATA_BYTES:
@@ -56,6 +61,23 @@ def user_metadata(headers) -> dict[str, str]:
             f"Your metadata headers total {size} bytes; at most {MAX_METADATA_BYTES} are allowed.",
             MaxSizeAllowed=str(MAX_METADATA_BYTES))
     return meta
+
+
+def _decoded(name: str, value: str) -> str:
+    if "=?" not in value:
+        return value
+    try:
+        return header_text(name, str(make_header(decode_header(value))))
+    except (HeaderParseError, LookupError, UnicodeError, ValueError):
+        return value   # not a valid encoded word: kept as sent, as S3 keeps it
+
+
+def mail_safe(value: str) -> str:
+    """A stored metadata value as S3 returns it: ASCII as is, anything else RFC 2047
+    encoded (=?UTF-8?B?...?=), so every client can read the header back."""
+    if value.isascii():
+        return value
+    return f"=?UTF-8?B?{base64.b64encode(value.encode('utf-8', 'surrogateescape')).decode()}?="
 
 
 MAX_PART_NUMBER = 10_000

@@ -12,7 +12,7 @@ from ..objects.get import Unreadable
 from . import acl, conditions, copy, errors, lifecycle, multipart_checksums, object_lock, sse, tagging, versioning
 from .body import open_body, stored_headers
 from .access import owned_bucket
-from .names import check_key, check_part_number, content_type, header_text, user_metadata
+from .names import check_key, check_part_number, content_type, header_text, mail_safe, user_metadata
 from .request import S3Request
 from .xml import http_date
 
@@ -70,7 +70,7 @@ def _headers(req: S3Request, bucket: dict, record: dict, span) -> dict:
         **sse.response_headers(req, record),
     }
     headers.update(record.get("headers", {}))
-    headers.update({f"x-amz-meta-{k}": v for k, v in record.get("meta", {}).items()})
+    headers.update({f"x-amz-meta-{k}": mail_safe(v) for k, v in record.get("meta", {}).items()})
     headers.update(tagging.count_header(record))
     headers.update(object_lock.headers(record))
     headers.update(_checksum_headers(req, record, span))
@@ -136,7 +136,9 @@ def requested_span(req: S3Request, record: dict) -> tuple[tuple[int, int] | None
     count = parts.parts_count(record)
     span = parts.part_range(record, number)
     if span is None:
-        raise errors.InvalidPartNumber(PartNumberRequested=str(number), ActualPartCount=str(count or 1))
+        # S3-compatible stores (and the conformance suites) answer 400 InvalidPart here
+        raise errors.InvalidPart(f"Part number {number} is not in this object; it has {count or 1} part(s).",
+                                 PartNumberRequested=str(number), ActualPartCount=str(count or 1))
     extra = {"x-amz-mp-parts-count": str(count)} if count else {}
     return (span if span[1] >= span[0] else None), extra
 

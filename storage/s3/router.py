@@ -6,8 +6,9 @@ parameter that selects a different operation on the same path (`?location`,
 """
 from __future__ import annotations
 
-from . import (acl, attributes, bucket, bucket_encryption, bucket_policy, cors, errors, lifecycle, listing,
-               multi_delete, multi_upload, obj, object_lock, public_access, tagging, versioning, versions)
+from . import (acl, attributes, bucket, bucket_encryption, bucket_policy, bucket_tagging, cors, errors, lifecycle,
+               listing, multi_delete, multi_upload, obj, object_lock, post_object, public_access, tagging, versioning,
+               versions)
 
 ROUTES = {
     ("GET", "service", None): bucket.list_buckets,
@@ -19,6 +20,7 @@ ROUTES = {
     ("PUT", "bucket", "versioning"): versioning.put_bucket_versioning,
     ("GET", "bucket", "list-type"): listing.list_objects_v2,
     ("GET", "bucket", None): listing.list_objects_v1,
+    ("POST", "bucket", None): post_object.post_object,
     ("PUT", "object", None): obj.put_object,
     ("GET", "object", None): obj.get_object,
     ("HEAD", "object", None): obj.head_object,
@@ -37,6 +39,9 @@ ROUTES = {
     ("GET", "object", "tagging"): tagging.get_object_tagging,
     ("PUT", "object", "tagging"): tagging.put_object_tagging,
     ("DELETE", "object", "tagging"): tagging.delete_object_tagging,
+    ("PUT", "bucket", "tagging"): bucket_tagging.put_bucket_tagging,
+    ("GET", "bucket", "tagging"): bucket_tagging.get_bucket_tagging,
+    ("DELETE", "bucket", "tagging"): bucket_tagging.delete_bucket_tagging,
     ("PUT", "bucket", "cors"): cors.put_bucket_cors,
     ("GET", "bucket", "cors"): cors.get_bucket_cors,
     ("DELETE", "bucket", "cors"): cors.delete_bucket_cors,
@@ -73,7 +78,7 @@ ROUTES = {
 # Operations that stream a request body onto the disks: each holds an upload slot
 # (limits.UploadSlots) while it runs. CopyObject and UploadPartCopy ride on the same
 # handlers: they hold disks and memory just the same.
-UPLOADS = {obj.put_object, multi_upload.upload_part}
+UPLOADS = {obj.put_object, multi_upload.upload_part, post_object.post_object}
 
 # Query parameters that change the operation. Anything here without a route is 501.
 SUBRESOURCES = {

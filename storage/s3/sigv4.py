@@ -318,3 +318,14 @@ def _parse_amz_date(value: str) -> float | None:
 
 def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def parse_credential(value: str, amz_date: str, error: type) -> tuple[str, str, str, str]:
+    """(access key, date, region, service) of a credential scope; `error` if malformed.
+    For signatures that are not in a header or the query (POST object forms)."""
+    return _parse_credential(value, amz_date, error)
+
+
+def sign_policy(secret: str, date: str, region: str, service: str, policy: str) -> str:
+    """The SigV4 signature of a POST object policy (its base64 text) with the day's key."""
+    return _hmac_hex(_signing_key(secret, date, region, service), policy)

@@ -21,9 +21,9 @@ MAX_VALUE_CHARS = 256
 _MAX_BODY = 64 << 10
 
 
-def validate(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    if len(pairs) > MAX_TAGS:
-        raise errors.InvalidTag(f"Object tags cannot be greater than {MAX_TAGS}")
+def validate(pairs: list[tuple[str, str]], max_tags: int = MAX_TAGS) -> dict[str, str]:
+    if len(pairs) > max_tags:
+        raise errors.InvalidTag(f"Object tags cannot be greater than {max_tags}")
     tags: dict[str, str] = {}
     for key, value in pairs:
         if not 1 <= len(key) <= MAX_KEY_CHARS:
@@ -58,11 +58,15 @@ def count_header(record: dict) -> dict[str, str]:
     return {"x-amz-tagging-count": str(len(tags))} if tags else {}
 
 
+def render(tags: dict[str, str]):
+    """The <Tagging> document of an object's or a bucket's tags."""
+    tag_set = xml.element("TagSet", [xml.element("Tag", [("Key", k), ("Value", v)]) for k, v in tags.items()])
+    return xml.element("Tagging", [tag_set])
+
+
 async def get_object_tagging(req: S3Request) -> web.Response:
     bucket, record = await owned_version(req)
-    tag_set = xml.element("TagSet", [xml.element("Tag", [("Key", k), ("Value", v)])
-                                     for k, v in (record.get("tags") or {}).items()])
-    return web.Response(body=xml.document(xml.element("Tagging", [tag_set])), content_type="application/xml",
+    return web.Response(body=xml.document(render(record.get("tags") or {})), content_type="application/xml",
                         headers=version_headers(bucket, record))
 
 
@@ -87,7 +91,11 @@ async def _set(req: S3Request, bucket: dict, record: dict, tags: dict, status: i
 
 
 async def _parse_body(req: S3Request) -> list[tuple[str, str]]:
-    body = await read_small(req, _MAX_BODY)
+    return pairs_from_xml(await read_small(req, _MAX_BODY))
+
+
+def pairs_from_xml(body: bytes) -> list[tuple[str, str]]:
+    """The (key, value) pairs of a <Tagging><TagSet> document (object, bucket or POST form)."""
     root = xml.parse(body)
     if root is None or root.tag != "Tagging":
         raise errors.MalformedXML()

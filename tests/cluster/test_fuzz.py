@@ -148,6 +148,28 @@ def operations(draw):
     return method, target, headers, body, "signed", "sha256", (b"x-amz-acl", b"private")
 
 
+_FORM_FIELDS = st.sampled_from([b"key", b"policy", b"x-amz-signature", b"x-amz-credential", b"x-amz-algorithm",
+                                b"x-amz-date", b"AWSAccessKeyId", b"signature", b"acl", b"tagging", b"Content-Type",
+                                b"success_action_status", b"success_action_redirect", b"x-amz-meta-a", b"bucket"])
+
+
+@st.composite
+def forms(draw):
+    """A browser form upload (POST object) with hostile fields, some cut short."""
+    boundary = b"fz" + draw(st.binary(min_size=1, max_size=8)).hex().encode()
+    fields = draw(st.lists(st.tuples(_FORM_FIELDS, st.one_of(_texts, _numbers, _header_values)), max_size=6))
+    body = b"".join(b"--" + boundary + b'\r\nContent-Disposition: form-data; name="' + name + b'"\r\n\r\n' + value
+                    + b"\r\n" for name, value in fields)
+    body += (b"--" + boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'
+             + draw(st.binary(max_size=200)) + b"\r\n--" + boundary + b"--\r\n")
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(body)))
+        body = body[:at] + draw(st.binary(max_size=8))
+    headers = [(b"Content-Type", b"multipart/form-data; boundary=" + boundary)]
+    return "POST", b"/fuzz", headers, body, draw(st.sampled_from(["unsigned", "signed"])), "sha256", \
+        (b"x-amz-acl", b"private")
+
+
 @st.composite
 def hostile(draw):
     method = draw(st.sampled_from(["GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS"]))
@@ -182,7 +204,7 @@ def _snapshot(gw) -> list[bytes]:
     host = b"%s:%d" % (rawhttp.address(gw.endpoint)[0].encode(), rawhttp.address(gw.endpoint)[1])
     seen = []
     for target in (b"/", b"/fuzz?versions", b"/fuzz?cors", b"/fuzz?lifecycle", b"/fuzz?acl", b"/fuzz?uploads",
-                   b"/fuzz?versioning", b"/fuzz/seed?tagging"):
+                   b"/fuzz?versioning", b"/fuzz/seed?tagging", b"/fuzz?tagging"):
         answer = rawhttp.request(gw.endpoint, "GET", target, sign_bytes("GET", target, [(b"Host", host)]))
         assert answer.status < 500, (target, answer.status, answer.body[:300])
         seen.append(b"%d " % answer.status + _REQUEST_ID.sub(b"", answer.body))
@@ -211,7 +233,7 @@ def test_no_request_gets_a_5xx_or_changes_anything_when_refused(gw, record_prope
 
     @settings(max_examples=MAX_EXAMPLES, derandomize=True, database=None, deadline=None,
               suppress_health_check=list(HealthCheck))
-    @given(st.one_of(operations(), hostile()))
+    @given(st.one_of(operations(), hostile(), forms()))
     def check(request):
         method, target = request[0], request[1]
         answer = _send(gw, *request)

@@ -81,7 +81,10 @@ def test_three_parts_roundtrip_part_and_range_gets(cluster, bucket):
         assert ranged["Body"].read() == data[lo:hi + 1], (lo, hi)
     with pytest.raises(ClientError) as e:
         s3.get_object(Bucket=bucket, Key="big", PartNumber=4)
-    assert _code(e) == ("InvalidPartNumber", 416)
+    assert _code(e) == ("InvalidPart", 400)
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=bucket, Key="big", PartNumber=4)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     with pytest.raises(ClientError) as e:
         s3.get_object(Bucket=bucket, Key="big", PartNumber=1, Range="bytes=0-1")
     assert _code(e) == ("InvalidRequest", 400)
@@ -89,8 +92,11 @@ def test_three_parts_roundtrip_part_and_range_gets(cluster, bucket):
     whole = s3.get_object(Bucket=bucket, Key="plain", PartNumber=1)
     assert whole["ResponseMetadata"]["HTTPStatusCode"] == 206 and whole["Body"].read() == b"0123456789"
     with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="plain", PartNumber=2)
+    assert _code(e) == ("InvalidPart", 400)
+    with pytest.raises(ClientError) as e:
         s3.head_object(Bucket=bucket, Key="plain", PartNumber=2)
-    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
     s3.put_object(Bucket=bucket, Key="big", Body=b"small now")  # overwriting removes every part's archives
     _wait_gone(cluster, written)
@@ -242,7 +248,12 @@ def test_upload_part_copy_with_range(cluster, bucket):
     with pytest.raises(ClientError) as e:
         s3.upload_part_copy(Bucket=bucket, Key="copy", UploadId=uid, PartNumber=4,
                             CopySource={"Bucket": bucket, "Key": "src"}, CopySourceRange=f"bytes=0-{7 * MiB}")
-    assert _code(e) == ("InvalidArgument", 400)
+    assert _code(e) == ("InvalidRange", 416)   # past the source's end
+    for improper in ("bytes=5-2", "bytes=hello-world", "0-2", "bytes=0-2,3-5"):
+        with pytest.raises(ClientError) as e:
+            s3.upload_part_copy(Bucket=bucket, Key="copy", UploadId=uid, PartNumber=4,
+                                CopySource={"Bucket": bucket, "Key": "src"}, CopySourceRange=improper)
+        assert _code(e) == ("InvalidArgument", 400), improper
     with pytest.raises(ClientError) as e:
         s3.upload_part_copy(Bucket=bucket, Key="copy", UploadId=uid, PartNumber=4,
                             CopySource={"Bucket": bucket, "Key": "missing"})
