@@ -22,6 +22,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Iterable
+from ..numbers import decimal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS buckets (
@@ -54,7 +55,7 @@ class Entry:
     def parts(self) -> int:
         """N of a multipart ETag ("md5-N"); 0 for an object stored by one PUT."""
         _, dash, n = self.etag.rpartition("-")
-        return int(n) if dash and n.isdigit() else 0
+        return (decimal(n) or 0) if dash else 0
 
 
 def path(data_dir: str) -> str:

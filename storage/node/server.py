@@ -26,6 +26,7 @@ from .. import layout
 from . import auth
 from .metrics import NodeMetrics
 from .store import ArchiveMissing, BadName, DiskStore
+from ..numbers import decimal
 
 log = logging.getLogger("pocket.node")
 
@@ -156,10 +157,11 @@ async def scrub_state(request: web.Request) -> web.Response:
 
 
 async def scrub_request(request: web.Request) -> web.Response:
-    rate = request.query.get("rate")
-    if rate is not None and (not rate.isdigit()):
+    given = request.query.get("rate")
+    rate = None if given is None else decimal(given)
+    if given is not None and rate is None:
         raise web.HTTPBadRequest(text="rate must be a whole number of bytes per second (0: unlimited)")
-    number = await _scrubbed(request).scrub_request(None if rate is None else int(rate))
+    number = await _scrubbed(request).scrub_request(rate)
     return web.json_response({"pass": number}, status=202)
 
 

@@ -20,6 +20,7 @@ from .access import owned_bucket
 from .body import read_small
 from .request import S3Request
 from .versioning import ENABLED, owned_version, requested_version, version_headers
+from ..numbers import MAX_INT32, decimal
 
 _MAX_BODY = 64 << 10
 _MODE, _UNTIL, _HOLD = "x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold"
@@ -152,9 +153,9 @@ def _default_rule(rule) -> dict:
     if mode not in locks.MODES or (days is None) == (years is None):
         raise errors.MalformedXML()
     text = (days if days is not None else years).strip()
-    if not (text.isascii() and text.isdigit()):   # int() would take "٣" or "+1"
+    count = decimal(text, MAX_INT32)   # int() would take "٣" or "+1"
+    if count is None:
         raise errors.MalformedXML()
-    count = int(text)
     limit = 36500 if days is not None else 100
     if not 0 < count <= limit:
         raise errors.InvalidArgument("Default retention period must be a positive integer value.",

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from multidict import CIMultiDict
 
 from . import errors, sigv4
+from ..numbers import decimal
 
 # Fields no condition has to name (S3's list).
 _EXEMPT = {"policy", "x-amz-signature", "awsaccesskeyid", "signature", "file"}
@@ -170,8 +171,8 @@ def _integer(value) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+    if isinstance(value, str):
+        return decimal(value)   # ASCII digits only: "٣".isdigit() is true and int() takes it
     return None
 
 

@@ -138,6 +138,10 @@ def test_expired_policy():
                                       {"expiration": "2001-01-01T00:00:00Z", "conditions": [["gt", "$k", "1"]]},
                                       {"expiration": "2001-01-01T00:00:00Z", "conditions": [["content-length-range",
                                                                                               5, 1]]},
+                                      {"expiration": "2001-01-01T00:00:00Z", "conditions": [["content-length-range",
+                                                                                              0, "\u0663"]]},
+                                      {"expiration": "2001-01-01T00:00:00Z", "conditions": [["content-length-range",
+                                                                                              0, "9" * 40]]},
                                       {"expiration": "2001-01-01T00:00:00Z"}])
 def test_malformed_policies(document):
     sent = _signed_v2(document)
