@@ -81,9 +81,11 @@ def _keys(raw: dict) -> list[str]:
             capacity = d.get("capacity", 0)
             if not isinstance(capacity, int) or capacity < 0:
                 out.append(f"{dwhere}.capacity = {capacity!r} must be a whole number of bytes (0: no quota)")
+    known = {f.name for f in fields(config_mod.Credential)}
     for i, c in enumerate(raw.get("credentials", [])):
-        if set(c) != {"access_key", "secret_key"}:
-            out.append(f"credentials[{i}] needs exactly access_key and secret_key, has {sorted(c)}")
+        if not {"access_key", "secret_key"} <= set(c) <= known:
+            out.append(f"credentials[{i}] needs access_key and secret_key (and may have "
+                       f"{', '.join(sorted(known - {'access_key', 'secret_key'}))}), has {sorted(c)}")
     return out
 
 

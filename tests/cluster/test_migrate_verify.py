@@ -24,7 +24,10 @@ def weed(tmp_path_factory):
 
 @pytest.fixture
 def pocket(tmp_path):
-    c = ProcCluster(str(tmp_path / "pocket"), embedded=True, sections={"scrub": {"enabled": False}}).start()
+    # No background scrub or repair: the damage these tests plant must still be there for
+    # verify to find and --fix to mend (a gateway repair racing --fix made the count flaky).
+    c = ProcCluster(str(tmp_path / "pocket"), embedded=True,
+                    sections={"scrub": {"enabled": False}, "repair": {"enabled": False}}).start()
     yield c
     c.close()
 

@@ -8,7 +8,8 @@ import time
 import urllib.request
 
 from .harness import ProcCluster, archive_parts, archive_span, read_archive
-from .test_repair import _flip_payload_byte, _load, pocket
+from .harness import flip_payload_byte
+from .test_repair import _load, pocket
 
 ARCHIVE_READS = re.compile(r'^pocket_node_requests_total\{method="GET",route="/v1/\{disk\}/archives/\{name\}"', re.M)
 
@@ -38,7 +39,7 @@ def test_nodes_find_rot_and_the_gateway_queues_it_without_reading_archives(tmp_p
         originals = {ref: read_archive(ref) for ref in (big, small)}
         rng = random.Random(3)
         for ref in originals:
-            _flip_payload_byte(ref, rng)
+            flip_payload_byte(ref, rng)
         node_of = {f"{n}d1": n for n in c.node_ids}
         victims = Counter(archive_parts(ref)[0] for ref in originals)
 
