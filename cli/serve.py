@@ -204,7 +204,8 @@ async def _serve_gateway(cfg, banner: bool = False, children=(), spawn_gateways=
             f"  Secret key  : {cred.secret_key}\n"
             f"  Region      : {cfg.gateway.region}\n"
             f"  Data        : {os.path.abspath(cfg.data)} ({len(gw.cluster.disks)} disks, "
-            f"policy {cfg.policies[cfg.storage.default_policy]}, {len(children) - len(others) or 'no'} node processes)\n"
+            f"policy {cfg.policies[cfg.storage.default_policy]}, "
+            f"{len(children) - len(others) or 'no'} node processes)\n"
             f"Try: AWS_ACCESS_KEY_ID={cred.access_key} AWS_SECRET_ACCESS_KEY={cred.secret_key} "
             f"aws --endpoint-url {endpoint} s3 mb s3://my-bucket\n"
             f"Ctrl-C stops it.", err=False)

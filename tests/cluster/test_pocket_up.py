@@ -112,7 +112,8 @@ def test_up_postgres_runs_gateways_over_one_namespace_and_stops_everything(tmp_p
     data = os.path.join(root, "pocket-data")
     port = free_port_run(4)     # two gateways, one node, PostgreSQL
     pidfile = os.path.join(data, "postgres", "data", "postmaster.pid")
-    big, small = random.Random("up-pg-big").randbytes(3 * 1024 * 1024 + 11), random.Random("up-pg-small").randbytes(5000)
+    big = random.Random("up-pg-big").randbytes(3 * 1024 * 1024 + 11)      # several segments, erasure-coded
+    small = random.Random("up-pg-small").randbytes(5000)                  # replicated, packed
     try:
         proc, info = _up(data, port, "--postgres", timeout=180)
         try:
