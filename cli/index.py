@@ -75,7 +75,7 @@ def index_rebuild(data, config, as_json: bool) -> None:
 def migrate_schema(data, config, dsn: str | None) -> None:
     """Create or upgrade the index schema in PostgreSQL."""
     from storage.index.backend import MetadataIndexError
-    from storage.index.pg_backend import PgBackend, redact
+    from storage.index.pg_backend import migrate_schema, redact
     if not dsn:
         cfg = load_config(data, config)
         if cfg.index.backend != "postgres":
@@ -83,11 +83,7 @@ def migrate_schema(data, config, dsn: str | None) -> None:
                                        "(LMDB needs no schema); pass --dsn to migrate a database anyway")
         dsn = cfg.index.dsn
     try:
-        backend = PgBackend(dsn, check_schema=False)
-        try:
-            before, after = backend.migrate()
-        finally:
-            backend.close()
+        before, after = migrate_schema(dsn)
     except MetadataIndexError as e:
         raise click.ClickException(str(e)) from None
     if before == after:

@@ -22,16 +22,27 @@ from .common import load_config, run_until_signalled, with_cluster
               help="Serve HTTPS with this PEM certificate chain (with --tls-key; SIGHUP reloads both).")
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), default=None,
               help="The private key of --tls-cert (PEM).")
+@click.option("--postgres", is_flag=True,
+              help="Keep the index in a PostgreSQL server of its own under --data (Debian's postgresql "
+                   "package) and run several gateways over it, with the disks in node processes.")
+@click.option("--gateways", default=None, type=click.IntRange(1), help="Gateway processes, on ports from --port "
+              "up (needs --postgres; default 2 with it).")
 def up(data: str, port: int | None, host: str | None, nodes: int, disks: int, tls_cert: str | None,
-       tls_key: str | None) -> None:
+       tls_key: str | None, postgres: bool, gateways: int | None) -> None:
     """Start a complete one-machine cluster and print its endpoint and keys."""
     import subprocess
 
     from storage import config as config_mod
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
-    path = config_mod.embedded(data, port or 9000, nodes=nodes, disks=disks)
+    if (gateways or 1) > 1 and not postgres:
+        raise click.UsageError("--gateways needs --postgres: the embedded LMDB index belongs to one gateway process")
+    gateways = gateways or (2 if postgres else 1)
+    if postgres:
+        nodes = max(nodes, 1)    # gateways share the disks only through node processes
+    path = config_mod.embedded(data, port or 9000, nodes=nodes, disks=disks, gateways=gateways, postgres=postgres)
     cfg = load_config(None, path)
+    _check_shape(cfg, path, postgres)
     if tls_cert:
         cfg.gateway.tls_cert, cfg.gateway.tls_key = os.path.abspath(tls_cert), os.path.abspath(tls_key)
     if not cfg.encryption.master_key:   # the master key of SSE-S3/SSE-KMS, generated once
@@ -40,13 +51,16 @@ def up(data: str, port: int | None, host: str | None, nodes: int, disks: int, tl
     if port or host:
         h, p = cfg.listen
         cfg.gateway.listen = f"{host or h}:{port or p}"
-    children = []
-    for node in cfg.nodes:
-        if node.url:
-            children.append(subprocess.Popen([sys.executable, "-m", "cli", "node", "--config", path, "--id", node.id,
-                                              "--init"]))
+    children, server = [], None
     try:
-        run_until_signalled(lambda: _serve_gateway(cfg, banner=True, children=children))
+        if postgres:
+            server = _start_postgres(cfg)
+        for node in cfg.nodes:
+            if node.url:
+                children.append(subprocess.Popen([sys.executable, "-m", "cli", "node", "--config", path,
+                                                  "--id", node.id, "--init"]))
+        spawn = (lambda: _spawn_gateways(cfg, path, gateways)) if gateways > 1 else None
+        run_until_signalled(lambda: _serve_gateway(cfg, banner=True, children=children, spawn_gateways=spawn))
     finally:
         for child in children:
             child.terminate()
@@ -55,9 +69,100 @@ def up(data: str, port: int | None, host: str | None, nodes: int, disks: int, tl
                 child.wait(10)
             except subprocess.TimeoutExpired:
                 child.kill()
+        if server is not None:
+            server.stop()
 
 
-async def _serve_gateway(cfg, banner: bool = False, children=()) -> None:
+def _check_shape(cfg, path: str, postgres: bool) -> None:
+    """Refuse a folder made for the other shape: its index is where its config says."""
+    if postgres and cfg.index.backend != "postgres":
+        raise click.ClickException(f"{path} keeps this cluster's index in LMDB (it was made by `pocket up` "
+                                   "without --postgres): start it without --postgres, or use a new --data folder")
+    if not postgres and cfg.index.backend == "postgres" and os.path.isdir(os.path.join(cfg.data, "postgres")):
+        raise click.ClickException(f"{path} keeps this cluster's index in its own PostgreSQL under "
+                                   f"{os.path.join(cfg.data, 'postgres')}: start it with `pocket up --postgres`")
+    if postgres and not any(n.url for n in cfg.nodes):
+        raise click.ClickException(f"{path} has no node processes, and gateways share disks only through "
+                                   "them: add a url to each [[nodes]] entry, or use a new --data folder")
+
+
+def _start_postgres(cfg):
+    """The cluster's own PostgreSQL under <data>/postgres, running, with the index schema."""
+    from urllib.parse import urlsplit
+
+    from storage.index.backend import MetadataIndexError
+    from storage.index.local_postgres import LocalPostgres, LocalPostgresError
+    from storage.index.pg_backend import migrate_schema
+    dsn = urlsplit(cfg.index.dsn)
+    server = LocalPostgres(os.path.join(cfg.data, "postgres"), dsn.port or 5432, dsn.password or "")
+    try:
+        server.init()
+        server.start()
+        try:
+            server.create_database(dsn.path.lstrip("/") or "pocket")
+            migrate_schema(cfg.index.dsn)
+        except BaseException:
+            server.stop()
+            raise
+    except (LocalPostgresError, MetadataIndexError) as e:
+        raise click.ClickException(str(e)) from None
+    return server
+
+
+def _gateway_ports(cfg, gateways: int) -> list[int]:
+    """The gateways' ports: the configured one, then the next ones no node or the index uses."""
+    from urllib.parse import urlsplit
+    taken = {urlsplit(n.url).port for n in cfg.nodes if n.url}
+    if cfg.index.backend == "postgres":
+        taken.add(urlsplit(cfg.index.dsn).port)
+    ports = [cfg.listen[1]]
+    while len(ports) < gateways:
+        candidate = ports[-1] + 1
+        while candidate in taken:
+            candidate += 1
+        ports.append(candidate)
+    return ports
+
+
+def _spawn_gateways(cfg, path: str, gateways: int) -> list[tuple[str, "subprocess.Popen"]]:
+    """Gateways 2..N as `pocket gateway` processes with this config on their own ports;
+    their logs go to stderr, like the first gateway's, so stdout keeps only the banner."""
+    import subprocess
+    host = cfg.listen[0]
+    scheme = "https" if cfg.gateway.tls_cert else "http"
+    spawned = []
+    for port in _gateway_ports(cfg, gateways)[1:]:
+        env = {**os.environ, "POCKET_GATEWAY_LISTEN": f"{host}:{port}"}
+        if cfg.gateway.tls_cert:
+            env.update(POCKET_GATEWAY_TLS_CERT=cfg.gateway.tls_cert, POCKET_GATEWAY_TLS_KEY=cfg.gateway.tls_key)
+        endpoint = f"{scheme}://{host}:{port}"
+        spawned.append((endpoint, subprocess.Popen([sys.executable, "-m", "cli", "gateway", "--config", path],
+                                                   env=env, stdout=sys.stderr)))
+    return spawned
+
+
+async def _wait_ready(endpoint: str, proc, timeout: float = 60.0) -> None:
+    import asyncio
+
+    import aiohttp
+    url = endpoint.replace("://0.0.0.0:", "://127.0.0.1:") + "/_pocket/ready"
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as s:
+        while True:
+            try:
+                async with s.get(url, ssl=False) as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if proc.poll() is not None:
+                raise click.ClickException(f"the gateway for {endpoint} exited; see its log above")
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"the gateway for {endpoint} was not ready within {timeout:.0f}s")
+            await asyncio.sleep(0.1)
+
+
+async def _serve_gateway(cfg, banner: bool = False, children=(), spawn_gateways=None) -> None:
     from storage import logs, serving, tls
     from storage.gateway import Gateway
     logs.configure(cfg.log, sys.stderr if banner else sys.stdout)   # `pocket up` keeps stdout for its banner
@@ -70,6 +175,9 @@ async def _serve_gateway(cfg, banner: bool = False, children=()) -> None:
                                        f"gateway.tls_key = {cfg.gateway.tls_key}: {e}") from None
     if children:
         await _wait_for_nodes(cfg, children)
+    others = spawn_gateways() if spawn_gateways else []
+    if others:
+        children.extend(proc for _, proc in others)    # `pocket up` stops them with the nodes
     gw = Gateway(cfg)
     await gw.start()
     host, port = cfg.listen
@@ -81,15 +189,23 @@ async def _serve_gateway(cfg, banner: bool = False, children=()) -> None:
     cred = cfg.credentials[0]
     scheme = "https" if ssl_context else "http"
     if banner:
+        for other, proc in others:
+            await _wait_ready(other, proc)
         endpoint = f"{scheme}://{host}:{port}"
+        endpoints = "".join(f"  S3 endpoint : {e}{f' (gateway {i + 1} of {len(others) + 1})' if others else ''}\n"
+                            for i, e in enumerate([endpoint] + [e for e, _ in others]))
+        if cfg.index.backend == "postgres":
+            from storage.index.pg_backend import redact
+            endpoints += f"  Index       : {redact(cfg.index.dsn)}\n"
         click.echo(
             f"Pocket is up.\n"
-            f"  S3 endpoint : {endpoint}\n"
+            f"{endpoints}"
             f"  Access key  : {cred.access_key}\n"
             f"  Secret key  : {cred.secret_key}\n"
             f"  Region      : {cfg.gateway.region}\n"
             f"  Data        : {os.path.abspath(cfg.data)} ({len(gw.cluster.disks)} disks, "
-            f"policy {cfg.policies[cfg.storage.default_policy]}, {len(children) or 'no'} node processes)\n"
+            f"policy {cfg.policies[cfg.storage.default_policy]}, "
+            f"{len(children) - len(others) or 'no'} node processes)\n"
             f"Try: AWS_ACCESS_KEY_ID={cred.access_key} AWS_SECRET_ACCESS_KEY={cred.secret_key} "
             f"aws --endpoint-url {endpoint} s3 mb s3://my-bucket\n"
             f"Ctrl-C stops it.", err=False)

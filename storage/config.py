@@ -465,11 +465,14 @@ def apply_env(cfg: Config, env=os.environ) -> Config:
     return cfg
 
 
-def embedded(data: str, port: int, nodes: int = 0, disks: int = 6) -> str:
+def embedded(data: str, port: int, nodes: int = 0, disks: int = 6, gateways: int = 1,
+             postgres: bool = False) -> str:
     """Write `<data>/pocket.toml` for a one-machine cluster unless it exists; returns its path.
 
     Credentials and the cluster secret are generated once here and kept in the file
-    (mode 0600), so a restart on the same folder finds the same keys and every object."""
+    (mode 0600), so a restart on the same folder finds the same keys and every object.
+    Ports from `port` up: the gateways, then the nodes, then (with `postgres`) the
+    PostgreSQL server of `pocket up --postgres`, whose password is generated here too."""
     path = os.path.join(data, "pocket.toml")
     if os.path.exists(path):
         return path
@@ -485,12 +488,15 @@ def embedded(data: str, port: int, nodes: int = 0, disks: int = 6) -> str:
         f'access_key = "PK{secrets.token_hex(9).upper()}"',
         f'secret_key = "{secrets.token_urlsafe(30)}"',
     ]
+    if postgres:
+        lines += ["", "[index]", 'backend = "postgres"',
+                  f'dsn = "postgresql://pocket:{secrets.token_hex(16)}@127.0.0.1:{port + gateways + nodes}/pocket"']
     groups = max(nodes, 1)
     per_node = -(-disks // groups)
     for n in range(groups):
         lines += ["", "[[nodes]]", f'id = "node{n + 1}"', f'zone = "zone-1"']
         if nodes:
-            lines.append(f'url = "http://127.0.0.1:{port + 1 + n}"')
+            lines.append(f'url = "http://127.0.0.1:{port + gateways + n}"')
         entries = ", ".join(f'{{ id = "d{n * per_node + i + 1}", path = "disks/d{n * per_node + i + 1}" }}'
                             for i in range(per_node))
         lines.append(f"disks = [{entries}]")

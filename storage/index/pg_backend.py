@@ -62,6 +62,16 @@ def _table(name: str) -> str:
     return f"pocket_{name}"
 
 
+def migrate_schema(dsn: str) -> tuple[int, int]:
+    """Create or upgrade the schema of the database at `dsn` (`pocket index migrate-schema`,
+    `pocket up --postgres`); returns (version before, after)."""
+    backend = PgBackend(dsn, check_schema=False)
+    try:
+        return backend.migrate()
+    finally:
+        backend.close()
+
+
 def redact(dsn: str) -> str:
     """The DSN without its password, for logs and errors."""
     return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", re.sub(r"password=\S+", "password=***", dsn))

@@ -1,11 +1,14 @@
 """`pocket up`, the embedded default, as a newcomer uses it."""
 import json
 import os
+import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -16,12 +19,12 @@ import pytest
 from .harness import REPO, free_port_run
 
 
-def _up(data, port, *extra, env=None):
+def _up(data, port, *extra, env=None, timeout=60):
     proc = subprocess.Popen([sys.executable, "-m", "cli", "up", "--data", data, "--port", str(port), *extra],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **(env or {})})
     lines = []
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
@@ -31,6 +34,7 @@ def _up(data, port, *extra, env=None):
             text = "".join(lines)
             info = {k: re.search(rf"{k}\s*:\s*(\S+)", text).group(1)
                     for k in ("S3 endpoint", "Access key", "Secret key")}
+            info["endpoints"] = re.findall(r"S3 endpoint\s*:\s*(\S+)", text)
             # Keep reading its output (one access-log line per request): a full pipe would block it.
             threading.Thread(target=proc.stdout.read, daemon=True).start()
             return proc, info
@@ -38,8 +42,8 @@ def _up(data, port, *extra, env=None):
     raise AssertionError("pocket up did not print its banner:\n" + "".join(lines))
 
 
-def _client(info):
-    return boto3.client("s3", endpoint_url=info["S3 endpoint"], aws_access_key_id=info["Access key"],
+def _client(info, endpoint=None):
+    return boto3.client("s3", endpoint_url=endpoint or info["S3 endpoint"], aws_access_key_id=info["Access key"],
                         aws_secret_access_key=info["Secret key"], region_name="us-east-1")
 
 
@@ -78,6 +82,77 @@ def test_up_serves_s3_and_restarts_with_the_same_data(tmp_path, nodes):
         assert sealed["ServerSideEncryption"] == "AES256" and sealed["Body"].read() == body
     finally:
         _stop(proc)
+
+
+def _exited(pid: int, timeout: float = 10.0) -> bool:
+    """Whether the process is gone (pg_ctl stop returns once the server removed its pid file,
+    just before it exits, so give it a moment to go)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_up_postgres_runs_gateways_over_one_namespace_and_stops_everything(tmp_path):
+    """`pocket up --postgres`: its own PostgreSQL under --data, two gateways sharing it and
+    the node's disks; a PUT through one is read and listed byte-exact through the other;
+    SIGTERM stops gateways, node and PostgreSQL; a second start reuses the database."""
+    # Under root PostgreSQL runs as another user, which must reach the folder (pytest's is 0700).
+    root = tempfile.mkdtemp(prefix="pocket-up-pg-")
+    os.chmod(root, 0o755)
+    data = os.path.join(root, "pocket-data")
+    port = free_port_run(4)     # two gateways, one node, PostgreSQL
+    pidfile = os.path.join(data, "postgres", "data", "postmaster.pid")
+    big = random.Random("up-pg-big").randbytes(3 * 1024 * 1024 + 11)      # several segments, erasure-coded
+    small = random.Random("up-pg-small").randbytes(5000)                  # replicated, packed
+    try:
+        proc, info = _up(data, port, "--postgres", timeout=180)
+        try:
+            assert info["endpoints"] == [f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"]
+            one, two = (_client(info, e) for e in info["endpoints"])
+            one.create_bucket(Bucket="shared")
+            one.put_object(Bucket="shared", Key="dir/big.bin", Body=big)
+            one.put_object(Bucket="shared", Key="dir/small.bin", Body=small)
+            assert two.get_object(Bucket="shared", Key="dir/big.bin")["Body"].read() == big
+            assert two.get_object(Bucket="shared", Key="dir/small.bin")["Body"].read() == small
+            listed = two.list_objects_v2(Bucket="shared", Prefix="dir/")["Contents"]
+            assert [(o["Key"], o["Size"]) for o in listed] == [("dir/big.bin", len(big)), ("dir/small.bin", len(small))]
+            with open(pidfile) as f:
+                postmaster = int(f.readline())
+            assert not _exited(postmaster, timeout=0)
+        finally:
+            _stop(proc)
+        assert not os.path.exists(pidfile) and _exited(postmaster), "PostgreSQL outlived pocket up"
+        assert not any(_listening(p) for p in range(port, port + 4)), "a gateway, node or PostgreSQL still listens"
+
+        proc, info2 = _up(data, port, "--postgres", timeout=180)
+        try:
+            assert info2["Access key"] == info["Access key"]
+            two = _client(info2, info2["endpoints"][1])
+            assert two.get_object(Bucket="shared", Key="dir/big.bin")["Body"].read() == big
+            with open(pidfile) as f:
+                postmaster = int(f.readline())
+        finally:
+            _stop(proc)
+        assert _exited(postmaster), "PostgreSQL outlived the second pocket up"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_up_refuses_several_gateways_without_postgres(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "cli", "up", "--data", str(tmp_path / "d"), "--gateways", "2"],
+                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--gateways needs --postgres" in out.stderr
+    assert not os.path.exists(tmp_path / "d"), "a refused start must create nothing"
 
 
 def test_up_takes_credentials_from_the_environment(tmp_path):

@@ -99,6 +99,22 @@ def test_embedded_with_node_processes(tmp_path):
         cfg.node("node9")
 
 
+def test_embedded_for_postgres_puts_gateways_then_nodes_then_the_database(tmp_path):
+    """`pocket up --postgres`: one port each, in order, and more gateways on a later start
+    skip the ports the nodes and PostgreSQL already have."""
+    from urllib.parse import urlsplit
+
+    from cli.serve import _gateway_ports
+    cfg = load(embedded(str(tmp_path / "data"), 9200, nodes=2, disks=6, gateways=2, postgres=True))
+    assert cfg.listen == ("127.0.0.1", 9200)
+    assert [n.url for n in cfg.nodes] == ["http://127.0.0.1:9202", "http://127.0.0.1:9203"]
+    dsn = urlsplit(cfg.index.dsn)
+    assert cfg.index.backend == "postgres" and (dsn.hostname, dsn.port, dsn.path) == ("127.0.0.1", 9204, "/pocket")
+    assert len(dsn.password) >= 32, "the database's password is generated, not left open"
+    assert _gateway_ports(cfg, 2) == [9200, 9201]
+    assert _gateway_ports(cfg, 4) == [9200, 9201, 9205, 9206]
+
+
 # load + env ----------------------------------------------------------------------------
 
 def test_load_good_file(tmp_path):
