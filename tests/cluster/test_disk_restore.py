@@ -8,9 +8,9 @@ never be served again. Seven single-disk nodes with EC 4+2 volumes, as in test_d
 import shutil
 
 from .conftest import payload
-from .harness import ProcCluster, wait_for
-from .test_disks import _archives_on, _disks, _in_state, _stop_two_more_and_check
-from .test_repair import QUIET, _check_all, _load, pocket
+from .harness import wait_for
+from .test_disks import _archives_on, _disks, _in_state, _stop_two_more_and_check, seven  # noqa: F401 (fixture)
+from .test_repair import _check_all, _load, pocket
 
 
 def _change_while_away(s3, objects: dict[str, bytes]) -> list[str]:
@@ -38,91 +38,79 @@ def _rebalance_onto(c, disk: str, s3, objects: dict[str, bytes], deleted: list[s
     _stop_two_more_and_check(c, s3, objects, keep={disk[:2]})
 
 
-def test_failed_disk_restored_with_the_cluster_running_then_rebalanced(tmp_path):
-    c = ProcCluster(str(tmp_path / "cluster"), nodes=7, sections=QUIET)
-    c.start()
-    try:
-        s3 = c.client()
-        objects = _load(s3, "bkt", 18)
-        c.stop("n2")
-        code, out = pocket(c, "disk", "fail", "n2d1", "--json")
-        assert out["ok"], out
-        deleted = _change_while_away(s3, objects)
-        c.start_node("n2")                    # the disk comes back with its old archives
-        stale = _archives_on(c, "n2d1")
-        assert stale
+def test_failed_disk_restored_with_the_cluster_running_then_rebalanced(seven):
+    c = seven
+    s3 = c.client()
+    objects = _load(s3, "bkt", 18)
+    c.stop("n2")
+    code, out = pocket(c, "disk", "fail", "n2d1", "--json")
+    assert out["ok"], out
+    deleted = _change_while_away(s3, objects)
+    c.start_node("n2")                    # the disk comes back with its old archives
+    stale = _archives_on(c, "n2d1")
+    assert stale
 
-        code, out = pocket(c, "disk", "restore", "n2d1", "--json")
-        assert out["ok"] and out["was"] == "failed" and out["gateway_adopted"], out
-        assert out["removed"] == len(stale) and out["kept"] == []
-        assert _archives_on(c, "n2d1") == set(), "stale archives left on the restored disk"
-        row = _disks(c)["n2d1"]
-        assert row["state"] == "up" and row["slots"] == 0
-        assert _in_state(c.endpoint, "n2d1", "up")        # the running gateway follows
-        code, again = pocket(c, "disk", "restore", "n2d1", "--json", ok=(2,))
-        assert "in service already" in again["error"]
+    code, out = pocket(c, "disk", "restore", "n2d1", "--json")
+    assert out["ok"] and out["was"] == "failed" and out["gateway_adopted"], out
+    assert out["removed"] == len(stale) and out["kept"] == []
+    assert _archives_on(c, "n2d1") == set(), "stale archives left on the restored disk"
+    row = _disks(c)["n2d1"]
+    assert row["state"] == "up" and row["slots"] == 0
+    assert _in_state(c.endpoint, "n2d1", "up")        # the running gateway follows
+    code, again = pocket(c, "disk", "restore", "n2d1", "--json", ok=(2,))
+    assert "in service already" in again["error"]
 
-        _rebalance_onto(c, "n2d1", s3, objects, deleted)
-    finally:
-        c.close()
+    _rebalance_onto(c, "n2d1", s3, objects, deleted)
 
 
-def test_drained_disk_restored_with_the_cluster_stopped_then_rebalanced(tmp_path):
+def test_drained_disk_restored_with_the_cluster_stopped_then_rebalanced(seven, tmp_path):
     """Drained while it was unplugged (so rebuilt elsewhere, not copied off): plugged back,
     its archives are still there. Restored with gateway and node stopped, the tool opens
     its folder directly; `--wipe` clears it whatever it holds."""
-    c = ProcCluster(str(tmp_path / "cluster"), nodes=7, sections=QUIET)
-    c.start()
+    c = seven
+    s3 = c.client()
+    objects = _load(s3, "bkt", 18)
+    c.stop("n3")
+    folder, away = c.disk_paths["n3d1"], str(tmp_path / "unplugged")
+    shutil.move(folder, away)
+    code, out = pocket(c, "disk", "drain", "n3d1", "--json")
+    assert out["ok"] and out["drained"] == ["n3d1"], out
+    assert {m["mode"] for m in out["moves"]["done"]} == {"rebuild"}
+    deleted = _change_while_away(s3, objects)
+    c.stop("gateway")
+    shutil.move(away, folder)
+    stale = _archives_on(c, "n3d1")
+    assert stale
+
+    code, out = pocket(c, "disk", "restore", "n3d1", "--wipe", "--json")
+    assert out["ok"] and out["was"] == "drained" and out["wiped"], out
+    assert out["removed"] == len(stale) and out["gateway_adopted"] is False
+    assert _archives_on(c, "n3d1") == set()
+
+    c.start_node("n3")
+    c.start_gateway()
+    wait_for("n3d1 up at the gateway", lambda: _in_state(c.endpoint, "n3d1", "up"), 60, every=0.25)
+    # a starting gateway gives a disk in no volume new volumes, as it does a new disk
+    assert _disks(c)["n3d1"]["slots"] > 0
+    _rebalance_onto(c, "n3d1", s3, objects, deleted)
+
+
+def test_restore_refuses_a_disk_in_service_or_down_and_changes_nothing(seven, tmp_path):
+    c = seven
+    s3 = c.client()
+    objects = _load(s3, "bkt", 6)
+    code, out = pocket(c, "disk", "restore", "n1d1", "--json", ok=(2,))
+    assert "in service already" in out["error"]
+    c.stop("n4")
+    pocket(c, "disk", "fail", "n4d1", "--json")
+    before = _archives_on(c, "n4d1")
+    # its node is down and its folder is not mounted: nothing can be checked
+    folder, away = c.disk_paths["n4d1"], str(tmp_path / "unmounted")
+    shutil.move(folder, away)
     try:
-        s3 = c.client()
-        objects = _load(s3, "bkt", 18)
-        c.stop("n3")
-        folder, away = c.disk_paths["n3d1"], str(tmp_path / "unplugged")
-        shutil.move(folder, away)
-        code, out = pocket(c, "disk", "drain", "n3d1", "--json")
-        assert out["ok"] and out["drained"] == ["n3d1"], out
-        assert {m["mode"] for m in out["moves"]["done"]} == {"rebuild"}
-        deleted = _change_while_away(s3, objects)
-        c.stop("gateway")
+        code, out = pocket(c, "disk", "restore", "n4d1", "--json", ok=(2,))
+        assert "does not answer" in out["error"] and "Nothing was changed" in out["error"]
+    finally:
         shutil.move(away, folder)
-        stale = _archives_on(c, "n3d1")
-        assert stale
-
-        code, out = pocket(c, "disk", "restore", "n3d1", "--wipe", "--json")
-        assert out["ok"] and out["was"] == "drained" and out["wiped"], out
-        assert out["removed"] == len(stale) and out["gateway_adopted"] is False
-        assert _archives_on(c, "n3d1") == set()
-
-        c.start_node("n3")
-        c.start_gateway()
-        wait_for("n3d1 up at the gateway", lambda: _in_state(c.endpoint, "n3d1", "up"), 60, every=0.25)
-        # a starting gateway gives a disk in no volume new volumes, as it does a new disk
-        assert _disks(c)["n3d1"]["slots"] > 0
-        _rebalance_onto(c, "n3d1", s3, objects, deleted)
-    finally:
-        c.close()
-
-
-def test_restore_refuses_a_disk_in_service_or_down_and_changes_nothing(tmp_path):
-    c = ProcCluster(str(tmp_path / "cluster"), nodes=7, sections=QUIET)
-    c.start()
-    try:
-        s3 = c.client()
-        objects = _load(s3, "bkt", 6)
-        code, out = pocket(c, "disk", "restore", "n1d1", "--json", ok=(2,))
-        assert "in service already" in out["error"]
-        c.stop("n4")
-        pocket(c, "disk", "fail", "n4d1", "--json")
-        before = _archives_on(c, "n4d1")
-        # its node is down and its folder is not mounted: nothing can be checked
-        folder, away = c.disk_paths["n4d1"], str(tmp_path / "unmounted")
-        shutil.move(folder, away)
-        try:
-            code, out = pocket(c, "disk", "restore", "n4d1", "--json", ok=(2,))
-            assert "does not answer" in out["error"] and "Nothing was changed" in out["error"]
-        finally:
-            shutil.move(away, folder)
-        assert _disks(c)["n4d1"]["state"] == "failed" and _archives_on(c, "n4d1") == before
-        _check_all(s3, "bkt", objects)
-    finally:
-        c.close()
+    assert _disks(c)["n4d1"]["state"] == "failed" and _archives_on(c, "n4d1") == before
+    _check_all(s3, "bkt", objects)
