@@ -1,5 +1,7 @@
 """`pocket disk ...` and `pocket rebalance`: thin commands over storage/tools/disks.py.
 
+`restore` exits 1 when stale archives could not be deleted (the disk stays out of service).
+
 Exit status: 0 when everything moved, 1 when something could not be moved or rebuilt
 (run the command again once the cause is fixed: it resumes), 2 when the request was
 refused (bad disk id, nowhere to move to); a refused request changes nothing.
