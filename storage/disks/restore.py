@@ -115,8 +115,8 @@ async def restore_disk(cluster, queue, disk_id: str, wipe: bool = False) -> Rest
         try:
             report.removed += bool(await disk.delete_archive(name))
         except PacksOwnedElsewhere:
-            report.left.append({"archive": name, "why": "packed on a disk a running process owns; its scrub "
-                                                        "removes it"})
+            report.left.append({"archive": name, "why": "packed on a disk the running gateway owns (`pocket up` "
+                                                        "without nodes); stop it and run this again"})
             continue
         except Exception as e:
             report.left.append({"archive": name, "why": repr(e)})
