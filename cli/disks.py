@@ -1,5 +1,7 @@
 """`pocket disk ...` and `pocket rebalance`: thin commands over storage/tools/disks.py.
 
+`restore` exits 1 when stale archives could not be deleted (the disk stays out of service).
+
 Exit status: 0 when everything moved, 1 when something could not be moved or rebuilt
 (run the command again once the cause is fixed: it resumes), 2 when the request was
 refused (bad disk id, nowhere to move to); a refused request changes nothing.
@@ -44,17 +46,21 @@ def _act(data, config, as_json: bool, action: str, disk=None, new=None, rate=Non
             progress.close()
     out = run_tool(cfg, work)
     if isinstance(out, Exception):
-        if as_json:
-            click.echo(json.dumps({"action": action, "error": str(out), "ok": False}, indent=2))
-        else:
-            click.echo(f"Error: {out}", err=True)
-        sys.exit(2)
+        _refused(out, action, as_json)
     if as_json:
         click.echo(json.dumps(out.as_dict(), indent=2))
     else:
         _summary(out, dry_run)
     if not out.ok:
         sys.exit(1)
+
+
+def _refused(error: Exception, action: str, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"action": action, "error": str(error), "ok": False}, indent=2))
+    else:
+        click.echo(f"Error: {error}", err=True)
+    sys.exit(2)
 
 
 def _summary(out, dry_run: bool) -> None:
@@ -86,7 +92,7 @@ def _summary(out, dry_run: bool) -> None:
 
 @click.group()
 def disk() -> None:
-    """Disks: list them, declare one failed, drain one, replace one."""
+    """Disks: list them, declare one failed, drain one, replace one, restore one."""
 
 
 @disk.command("list")
@@ -134,6 +140,40 @@ def disk_drain(data, config, disk_id: str, as_json: bool, rate) -> None:
 def disk_replace(data, config, old: str, new: str, as_json: bool, rate) -> None:
     """Give all of OLD's volume slots to NEW (a new disk already in the config)."""
     _act(data, config, as_json, "replace", old, new, rate=rate)
+
+
+@disk.command("restore")
+@with_cluster
+@click.argument("disk_id")
+@click.option("--wipe", is_flag=True, help="Delete every archive on it first, even live ones of its slots.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def disk_restore(data, config, disk_id: str, wipe: bool, as_json: bool) -> None:
+    """Return a failed or drained DISK to service, its stale archives removed; then `pocket rebalance`."""
+    cfg = load_config(data, config)
+
+    async def work(tc):
+        from storage.disks.actions import DiskError
+        from storage.tools import disks as disk_tool
+        try:
+            return await disk_tool.restore(tc, disk_id, wipe)
+        except DiskError as e:
+            return e
+    out = run_tool(cfg, work)
+    if isinstance(out, Exception):
+        _refused(out, "restore", as_json)
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+    else:
+        click.echo(f"Disk {disk_id} was {out['was']}: {out['archives']} archives on it, {out['removed']} stale "
+                   f"{'(wiped) ' if out['wiped'] else ''}removed, {len(out['kept'])} kept for its slots, "
+                   f"{out['queued']} versions queued for repair.")
+        for row in out["left"]:
+            click.echo(f"  NOT REMOVED {row['archive']}: {row['why']}")
+        if out["ok"]:
+            click.echo(f"{disk_id} is in service again; `pocket rebalance` moves data onto it.")
+        _print_disks(out["disks"])
+    if not out["ok"]:
+        sys.exit(1)
 
 
 @click.command()

@@ -58,6 +58,10 @@ def scrub(data, config, as_json: bool, rate, orphan_grace, keep_orphans: bool, f
         click.echo(f"{len(report.corrupt)} corrupt, {len(report.missing)} missing ({report.queued} objects queued "
                    f"for repair); {len(report.orphans_removed)} orphaned archives removed, "
                    f"{report.orphans_young} too young to judge, {len(report.orphans_kept)} kept by a safety valve.")
+        for row in report.records_rewritten:
+            click.echo(f"  REWRITTEN corrupt record {row['record']} on {row['disk']} from its copy on {row['from']}")
+        for row in report.records_left:
+            click.echo(f"  CORRUPT record {row['record']} on {row['disk']}, not rewritten: {row['why']}")
         if report.disks_skipped:
             click.echo(f"WARNING: disks {sorted(set(report.disks_skipped))} were not scrubbed (down or failing).")
     if report.disks_skipped:

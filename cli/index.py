@@ -62,6 +62,12 @@ def index_rebuild(data, config, as_json: bool) -> None:
             click.echo(f"WARNING: disks {report.disks_unreachable} could not be read; run again once they are back.")
         for skipped in report.skipped:
             click.echo(f"WARNING: record {skipped['id']} ({skipped['kind']}) was skipped: {skipped['reason']}.")
+        for row in report.interrupted:
+            click.echo(f"WARNING: {row['bucket']}/{row['key']} version {row['version_id']}: {row['why']}; an "
+                       "upload interrupted before it was acknowledged (not a loss).")
+        for row in report.lost:
+            click.echo(f"LOST: {row['bucket']}/{row['key']} version {row['version_id']}: {row['why']}; it may "
+                       "have been acknowledged: bring back missing or failed disks and rebuild again.")
         if report.records_skipped:
             click.echo(f"{report.records_skipped} records could not be applied and were skipped; check the "
                        "bucket settings and objects they name.")

@@ -50,6 +50,7 @@ from ..objects.contracts import VersionRecord
 from ..objects.ids import id_time
 from .deletes import finish_deletes
 from .queue import SCRUB_META, RepairQueue
+from .records import rewrite_records
 from .sets import find_set, live_sets
 
 log = logging.getLogger("pocket.scrub")
@@ -82,6 +83,8 @@ class ScrubReport:
     orphans_kept: list[dict] = field(default_factory=list)   # refused by a safety valve
     deletes_finished: list[dict] = field(default_factory=list)  # see deletes.py
     strays_removed: list[dict] = field(default_factory=list)    # copies off their slot, see _strays
+    records_rewritten: list[dict] = field(default_factory=list)  # corrupt packed records, see records.py
+    records_left: list[dict] = field(default_factory=list)       # corrupt ones with no good copy yet
     queued: int = 0
 
     @property
@@ -94,6 +97,7 @@ class ScrubReport:
         out.update(seconds=round(self.seconds, 3), corrupt=len(self.corrupt), missing=len(self.missing),
                    orphans_removed=len(self.orphans_removed), orphans_kept=len(self.orphans_kept),
                    deletes_finished=len(self.deletes_finished), strays_removed=len(self.strays_removed),
+                   records_rewritten=len(self.records_rewritten), records_left=len(self.records_left),
                    disks_skipped=self.disks_skipped)
         return out
 
@@ -126,6 +130,7 @@ class Scrubber:
         copies: dict[tuple[str, int], list[str]] = defaultdict(list)  # (vid, index) -> every disk holding it
         bad: dict[tuple[str, int, str], str] = {}                  # (vid, index, disk) -> problem
         unkeyed: set[tuple[str, int, str]] = set()                 # format 1 archives the disks saw
+        bad_records: list[tuple[str, str]] = []                    # (disk, record id) failing their checksum
         for disk_id, state in states.items():
             for name, _size in listings[disk_id]:
                 vid, _, idx = name.partition(".")
@@ -145,8 +150,11 @@ class Scrubber:
                 vid, _, idx = name.partition(".")
                 unkeyed.add((vid, int(idx), disk_id))
             for row in state.get("corrupt_records", []):
-                log.error("scrub: packed record %s on disk %s is corrupt (%s); other disks hold copies, "
-                          "`pocket index rebuild` reads those", row["record"], disk_id, row["problem"])
+                log.warning("scrub: packed record %s on disk %s is corrupt (%s); rewriting it from a copy",
+                            row["record"], disk_id, row["problem"])
+                bad_records.append((disk_id, row["record"]))
+        if bad_records:
+            r.records_rewritten, r.records_left = await rewrite_records(self.cluster, bad_records)
         scanned = set(states)
         r.deletes_finished = await finish_deletes(self.cluster, self.index, self.queue.write, sorted(scanned))
         strays: list[dict] = []

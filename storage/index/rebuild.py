@@ -40,6 +40,20 @@ disk, reads one manifest per object version, and replays:
   was written), corrected by where the fragments are now; then the volumes the config
   would create for widths nobody has written to yet.
 
+Interrupted uploads. A version (or part) with fewer than `k` fragments cannot be read
+back. Whether that is a loss depends on whether it was ever acknowledged, and the disks
+can prove the negative: a PUT is acknowledged only once its write quorum (at least `k`
+fragments, `k+1` by default) is fsync'd, and a fragment once written leaves a disk only
+by a delete (which a tombstone or version-deleted record explains) or with its disk. So
+if the fragments found plus the disks of its volume that could have lost one (disks that
+did not answer this scan, or that the newest volume table says failed) are fewer than
+`k`, the version was never acknowledged: an upload a crash interrupted. (Not for the
+parts of a completed multipart object: Complete lists only acknowledged parts.) It is reported
+as `interrupted` (a warning) and left to the scrubber as garbage. Otherwise it may have
+been acknowledged and lost, and is counted `unreadable` (a failure: find the disks).
+A disk swapped for an empty one under the same id without `pocket disk fail` looks
+like a disk that never held anything; that is the one case this cannot see.
+
 Everything is worked out in memory first; then one write transaction empties every
 table and fills them again, so an interrupted rebuild (or one that fails) leaves the old
 index as it was, in LMDB and PostgreSQL alike.
@@ -75,12 +89,29 @@ class RebuildReport:
     tombstoned: int = 0
     superseded: int = 0
     versions: int = 0  # versions and delete markers of versioned buckets
-    unreadable: int = 0
+    unreadable: int = 0   # versions and parts that may have been acknowledged and cannot be read
+    lost: list[dict] = field(default_factory=list)          # those, named
+    interrupted: list[dict] = field(default_factory=list)   # never acknowledged: a warning, see above
     uploads: int = 0
     parts: int = 0
     records_skipped: int = 0   # records on the disks that could not be applied (see skipped)
     skipped: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+
+    def short(self, m: dict, vid: str, why: str, never_acknowledged: bool) -> None:
+        """A version or part with too few fragments: a warning if it was never acknowledged."""
+        row = {"bucket": m["bucket"], "key": m["key"], "version_id": vid, "why": why}
+        if never_acknowledged:
+            self.interrupted.append(row)
+            log.warning("%s/%s version %s: %s, and no disk that could have held more is missing: an upload "
+                        "interrupted before it was acknowledged, not a loss; the scrubber removes what is "
+                        "left of it", m["bucket"], m["key"], vid, why)
+            return
+        self.unreadable += 1
+        self.lost.append(row)
+        log.error("%s/%s version %s: %s; it cannot be recovered, and it may have been acknowledged. Bring back "
+                  "the disks that did not answer or were failed (see `pocket disk list`) and rebuild again",
+                  m["bucket"], m["key"], vid, why)
 
     def skip(self, rec_id: str, kind, reason: str) -> None:
         """One record left out: counted, kept for the report, logged with what to do."""
@@ -222,6 +253,8 @@ async def rebuild(disks: dict, index: Index, config_volumes) -> RebuildReport:
         else:
             candidates[(m["bucket"], m["key"])].append((vid, m))
 
+    lost = set(report.disks_unreachable) | {d for d, st in (table or {}).get("states", {}).items()
+                                            if st.get("state") == disk_table.FAILED}
     winners: dict[tuple[str, str], dict] = {}
     history: dict[tuple[str, str], list[dict]] = {}
     for k, versions_of_key in candidates.items():
@@ -240,10 +273,7 @@ async def rebuild(disks: dict, index: Index, config_volumes) -> RebuildReport:
                 # the upload was aborted afterwards (which removed the parts): never an object.
                 report.superseded += 1
             elif not m.get("delete_marker") and _unrecoverable(m, versions):
-                report.unreadable += 1
-                log.error("object %s/%s version %s: %s; it cannot be recovered (if it is the newest "
-                          "version of its key, it may be an upload interrupted before it was acknowledged)",
-                          m["bucket"], m["key"], vid, _unrecoverable(m, versions))
+                report.short(m, vid, _unrecoverable(m, versions), _never_acknowledged(m, versions, lost))
             else:
                 m = {**m, "tags": retagged[vid]} if vid in retagged else m
                 kept.append({**m, **amended[vid]} if vid in amended else m)
@@ -251,7 +281,8 @@ async def rebuild(disks: dict, index: Index, config_volumes) -> RebuildReport:
             history[k] = kept
         if kept and not kept[0].get("delete_marker"):
             winners[k] = kept[0]
-    uploads = _open_uploads([m for m in part_manifests if m["version_id"] not in dead], ended, versions, report)
+    uploads = _open_uploads([m for m in part_manifests if m["version_id"] not in dead], ended, versions, report,
+                            lost)
 
     volumes = _volumes(manifests, versions)
     volumes.update({v["id"]: v for v in (table or {}).get("volumes", [])})
@@ -340,8 +371,21 @@ def _unrecoverable(m: dict, versions: dict[str, dict[int, str]]) -> str:
     return ""
 
 
+def _never_acknowledged(m: dict, versions: dict[str, dict[int, str]], lost: set[str]) -> bool:
+    """Whether the disks prove that a short version (or part) was never acknowledged: the
+    fragments found plus the disks of its volume that may have lost one are fewer than
+    `k` (module docstring). Never for a completed multipart object: a Complete lists
+    only parts whose UploadPart was acknowledged, so a short part of one is a loss."""
+    if m.get("parts"):
+        return False
+    have = len(versions.get(m["version_id"], {}))
+    written = set(m.get("disks") or ())
+    maybe_lost = len(lost & written) if written else len(lost)
+    return have + maybe_lost < m["k"]
+
+
 def _open_uploads(part_manifests: list[dict], ended: set[str], versions: dict,
-                  report: RebuildReport) -> list[tuple[dict, dict[int, dict]]]:
+                  report: RebuildReport, lost: set[str]) -> list[tuple[dict, dict[int, dict]]]:
     """Uploads still in progress, from their parts' manifests: (upload, {number: part})."""
     found: dict[str, tuple[dict, dict[int, dict]]] = {}
     for m in sorted(part_manifests, key=lambda m: m["version_id"], reverse=True):
@@ -353,9 +397,8 @@ def _open_uploads(part_manifests: list[dict], ended: set[str], versions: dict,
         if m["part_number"] in stored:
             report.superseded += 1  # an older upload of the same part number
         elif len(versions.get(m["version_id"], {})) < m["k"]:
-            report.unreadable += 1
-            log.error("part %d of upload %s (%s/%s) has too few fragments; it cannot be recovered",
-                      m["part_number"], uid, m["bucket"], m["key"])
+            report.short(m, m["version_id"], f"part {m['part_number']} of upload {uid} has too few fragments",
+                         _never_acknowledged(m, versions, lost))
         else:
             stored[m["part_number"]] = m
     return list(found.values())

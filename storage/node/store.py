@@ -296,12 +296,12 @@ class DiskStore:
         yield from sorted(found.items())
 
     def list_records(self) -> Iterator[tuple[str, bytes]]:
-        packed = sorted(self.packs.record_ids())
-        for rec_id in packed:
+        packed = set()
+        for rec_id in sorted(self.packs.record_ids()):
             data = self.packs.read_record(rec_id)
-            if data is not None:
+            if data is not None:     # a corrupt one may have a good file copy (storage/durability/records.py)
+                packed.add(rec_id)
                 yield rec_id, data
-        packed = set(packed)
         for rec_id, _size in walk(os.path.join(self.root, "records"), RECORD_NAME):
             if rec_id in packed:
                 continue

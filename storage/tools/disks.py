@@ -1,4 +1,4 @@
-"""`pocket disk fail|drain|replace` and `pocket rebalance` as one-shot commands.
+"""`pocket disk fail|drain|replace|restore` and `pocket rebalance` as one-shot commands.
 
 The command does the work itself, running or stopped cluster alike (cluster.py opens
 the disks next to a running gateway): it records the moves (disks/actions.py), runs them
@@ -15,6 +15,7 @@ from typing import Callable
 
 from ..disks import actions
 from ..disks.moves import MoveReport, SlotMover
+from ..disks.restore import restore_disk
 from ..durability.repair import Repairer
 from ..index import repairs
 from .cluster import ToolCluster, gateway_adopted
@@ -97,3 +98,15 @@ def _still_missing(tc: ToolCluster, slots: set[tuple[str, int]]) -> list[dict]:
                     left.append({"bucket": entry["bucket"], "key": entry["key"], "version_id": entry["version_id"],
                                  "volume": entry["volume"], "slot": i, "last_error": entry["last_error"]})
     return left
+
+
+async def restore(tc: ToolCluster, disk: str, wipe: bool) -> dict:
+    """Return a failed or drained disk to service (disks/restore.py), tell the disks the new
+    table, and wait until a running gateway uses it; the report has `disk list` rows."""
+    report = await restore_disk(tc.cluster, tc.queue, disk, wipe)
+    out = report.as_dict()
+    if report.ok:
+        await actions.publish_table(tc.cluster, tc.cfg.storage.node_timeout)
+        out["gateway_adopted"] = await gateway_adopted(tc.cfg, report.generation)
+    out["disks"] = actions.disk_rows(tc.cluster, tc.index)
+    return out

@@ -1,0 +1,145 @@
+"""Probe tests for `pocket disk restore`: a failed or drained disk comes back, empty of
+stale archives, and `pocket rebalance` gives it slots again.
+
+The disk is kept down while the cluster changes (objects deleted and overwritten, its
+slots rebuilt elsewhere), so what it still holds when it returns is exactly what must
+never be served again. Seven single-disk nodes with EC 4+2 volumes, as in test_disks.py.
+"""
+import shutil
+
+from .conftest import payload
+from .harness import ProcCluster, wait_for
+from .test_disks import _archives_on, _disks, _in_state, _stop_two_more_and_check, seven  # noqa: F401 (fixture)
+from .test_repair import QUIET, _check_all, _load, pocket
+
+
+def _change_while_away(s3, objects: dict[str, bytes]) -> list[str]:
+    """Delete a third of the objects and overwrite a third; returns the deleted keys."""
+    keys = sorted(objects)
+    deleted = keys[0::3]
+    for key in deleted:
+        s3.delete_object(Bucket="bkt", Key=key)
+        del objects[key]
+    for n, key in enumerate(keys[1::3]):
+        objects[key] = payload(len(objects[key]) + 7, seed=f"overwrite-{n}")
+        s3.put_object(Bucket="bkt", Key=key, Body=objects[key])
+    return deleted
+
+
+def _rebalance_onto(c, disk: str, s3, objects: dict[str, bytes], deleted: list[str]) -> None:
+    """After restore: rebalance gives the disk slots, and every object reads back exactly."""
+    code, out = pocket(c, "rebalance", "--json", "--rate", str(64 << 20))
+    assert out["ok"], out
+    assert any(m["to"] == disk for m in out["moves"]["done"])
+    assert _disks(c)[disk]["slots"] > 0 and _archives_on(c, disk)
+    _check_all(s3, "bkt", objects)
+    for key in deleted:
+        assert s3.list_objects_v2(Bucket="bkt", Prefix=key)["KeyCount"] == 0, key
+    _stop_two_more_and_check(c, s3, objects, keep={disk[:2]})
+
+
+def test_failed_disk_restored_with_the_cluster_running_then_rebalanced(seven):
+    c = seven
+    s3 = c.client()
+    objects = _load(s3, "bkt", 18)
+    c.stop("n2")
+    code, out = pocket(c, "disk", "fail", "n2d1", "--json")
+    assert out["ok"], out
+    deleted = _change_while_away(s3, objects)
+    c.start_node("n2")                    # the disk comes back with its old archives
+    stale = _archives_on(c, "n2d1")
+    assert stale
+
+    code, out = pocket(c, "disk", "restore", "n2d1", "--json")
+    assert out["ok"] and out["was"] == "failed" and out["gateway_adopted"], out
+    assert out["removed"] == len(stale) and out["kept"] == []
+    assert _archives_on(c, "n2d1") == set(), "stale archives left on the restored disk"
+    row = _disks(c)["n2d1"]
+    assert row["state"] == "up" and row["slots"] == 0
+    assert _in_state(c.endpoint, "n2d1", "up")        # the running gateway follows
+    code, again = pocket(c, "disk", "restore", "n2d1", "--json", ok=(2,))
+    assert "in service already" in again["error"]
+
+    _rebalance_onto(c, "n2d1", s3, objects, deleted)
+
+
+def test_drained_disk_restored_with_the_cluster_stopped_then_rebalanced(seven, tmp_path):
+    """Drained while it was unplugged (so rebuilt elsewhere, not copied off): plugged back,
+    its archives are still there. Restored with gateway and node stopped, the tool opens
+    its folder directly; `--wipe` clears it whatever it holds."""
+    c = seven
+    s3 = c.client()
+    objects = _load(s3, "bkt", 18)
+    c.stop("n3")
+    folder, away = c.disk_paths["n3d1"], str(tmp_path / "unplugged")
+    shutil.move(folder, away)
+    code, out = pocket(c, "disk", "drain", "n3d1", "--json")
+    assert out["ok"] and out["drained"] == ["n3d1"], out
+    assert {m["mode"] for m in out["moves"]["done"]} == {"rebuild"}
+    deleted = _change_while_away(s3, objects)
+    c.stop("gateway")
+    shutil.move(away, folder)
+    stale = _archives_on(c, "n3d1")
+    assert stale
+
+    code, out = pocket(c, "disk", "restore", "n3d1", "--wipe", "--json")
+    assert out["ok"] and out["was"] == "drained" and out["wiped"], out
+    assert out["removed"] == len(stale) and out["gateway_adopted"] is False
+    assert _archives_on(c, "n3d1") == set()
+
+    c.start_node("n3")
+    c.start_gateway()
+    wait_for("n3d1 up at the gateway", lambda: _in_state(c.endpoint, "n3d1", "up"), 60, every=0.25)
+    # a starting gateway gives a disk in no volume new volumes, as it does a new disk
+    assert _disks(c)["n3d1"]["slots"] > 0
+    _rebalance_onto(c, "n3d1", s3, objects, deleted)
+
+
+def test_restore_refuses_a_disk_in_service_or_down_and_changes_nothing(seven, tmp_path):
+    c = seven
+    s3 = c.client()
+    objects = _load(s3, "bkt", 6)
+    code, out = pocket(c, "disk", "restore", "n1d1", "--json", ok=(2,))
+    assert "in service already" in out["error"]
+    c.stop("n4")
+    pocket(c, "disk", "fail", "n4d1", "--json")
+    before = _archives_on(c, "n4d1")
+    # its node is down and its folder is not mounted: nothing can be checked
+    folder, away = c.disk_paths["n4d1"], str(tmp_path / "unmounted")
+    shutil.move(folder, away)
+    try:
+        code, out = pocket(c, "disk", "restore", "n4d1", "--json", ok=(2,))
+        assert "does not answer" in out["error"] and "Nothing was changed" in out["error"]
+    finally:
+        shutil.move(away, folder)
+    assert _disks(c)["n4d1"]["state"] == "failed" and _archives_on(c, "n4d1") == before
+    _check_all(s3, "bkt", objects)
+
+
+def test_failed_disk_with_stranded_slots_keeps_their_fragments_when_restored(tmp_path):
+    """Six disks, volumes six wide: a failed disk's wide slots had nowhere to go, so it still
+    holds them. Restored, it keeps (and checks) those fragments and drops the stale rest."""
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, sections=QUIET)
+    c.start()
+    try:
+        s3 = c.client()
+        objects = _load(s3, "bkt", 18)
+        c.stop("n1")
+        code, out = pocket(c, "disk", "fail", "n1d1", "--json", ok=(1,))
+        assert out["unplaced"] and out["planned"]
+        deleted = _change_while_away(s3, objects)
+        c.start_node("n1")
+        code, out = pocket(c, "disk", "restore", "n1d1", "--json")
+        assert out["ok"] and out["kept"] and out["removed"] > 0, out
+        assert _archives_on(c, "n1d1") == {name for name in out["kept"]}
+        assert _disks(c)["n1d1"]["state"] == "up" and _disks(c)["n1d1"]["slots"] > 0
+        code, rep = pocket(c, "repair", "--json", ok=(0, 1))   # what was written while it was away
+        assert rep["failed"] == [] and {d["key"] for d in rep["deferred"]} <= set(deleted), rep
+        _check_all(s3, "bkt", objects)
+        for key in deleted:
+            assert s3.list_objects_v2(Bucket="bkt", Prefix=key)["KeyCount"] == 0, key
+        c.stop("n2")
+        c.stop("n3")
+        _check_all(s3, "bkt", objects)     # n1d1's kept fragments are really there
+    finally:
+        c.close()
