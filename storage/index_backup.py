@@ -20,6 +20,7 @@ import time
 
 from .index.index import Index
 from .index.lmdb_backend import LmdbBackend
+from .node.files import fsync_path
 
 MANIFEST = "pocket-index-backup.json"
 FORMAT = 1
@@ -55,12 +56,12 @@ def backup(index_path: str, dest: str) -> dict:
         with open(os.path.join(partial, MANIFEST), "w") as f:
             json.dump(report, f, indent=2)
         for name in ("data.mdb", MANIFEST):
-            _fsync(os.path.join(partial, name))
-        _fsync(partial)
+            fsync_path(os.path.join(partial, name))
+        fsync_path(partial)
         if os.path.exists(dest):
             os.rmdir(dest)   # empty, checked above
         os.rename(partial, dest)
-        _fsync(os.path.dirname(os.path.abspath(dest)))
+        fsync_path(os.path.dirname(os.path.abspath(dest)))
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -90,7 +91,7 @@ def restore(index_path: str, src: str, listen: tuple[str, int], force: bool = Fa
     os.makedirs(staging)
     try:
         shutil.copyfile(os.path.join(src, "data.mdb"), os.path.join(staging, "data.mdb"))
-        _fsync(os.path.join(staging, "data.mdb"))
+        fsync_path(os.path.join(staging, "data.mdb"))
         entries = _entries(staging)
         if entries != manifest["entries"]:
             raise BackupError(f"{src}/data.mdb does not hold what its manifest says ({entries} != "
@@ -101,13 +102,13 @@ def restore(index_path: str, src: str, listen: tuple[str, int], force: bool = Fa
         finally:
             index.close()
         os.unlink(os.path.join(staging, "lock.mdb"))
-        _fsync(staging)
+        fsync_path(staging)
         kept = None
         if os.path.exists(index_path):
             kept = f"{index_path.rstrip(os.sep)}.replaced-{time.strftime('%Y%m%dT%H%M%S')}"
             os.rename(index_path, kept)
         os.rename(staging, index_path)
-        _fsync(os.path.dirname(os.path.abspath(index_path)))
+        fsync_path(os.path.dirname(os.path.abspath(index_path)))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -133,10 +134,3 @@ def _listening(host: str, port: int) -> bool:
         s.settimeout(1.0)
         return s.connect_ex((host if host not in ("0.0.0.0", "::", "") else "127.0.0.1", port)) == 0
 
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

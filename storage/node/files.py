@@ -51,10 +51,10 @@ def publish(tmp: str, final: str) -> None:
     folder = os.path.dirname(final)
     if folder not in _durable_folders:
         os.makedirs(folder, exist_ok=True)
-        fsync_dir(os.path.dirname(folder))
+        fsync_path(os.path.dirname(folder))
         _durable_folders.add(folder)
     os.rename(tmp, final)
-    fsync_dir(folder)
+    fsync_path(folder)
 
 
 def write_durably(path: str, data: bytes, tmp_dir: str) -> None:
@@ -66,8 +66,9 @@ def write_durably(path: str, data: bytes, tmp_dir: str) -> None:
     publish(tmp, path)
 
 
-def fsync_dir(folder: str) -> None:
-    fd = os.open(folder, os.O_RDONLY)
+def fsync_path(path: str) -> None:
+    """fsync a file or a folder by name (a folder's fsync makes the entries in it durable)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -15,7 +15,7 @@ import logging
 import os
 
 from .packformat import ARCHIVE, DELETE, PACK_VERSION, RECORD, RECORD_HEADER_SIZE, payload_sum, scan_pack
-from .files import fsync_dir
+from .files import fsync_path
 from .pack_open import Pack
 from .packs import PackSet, _Item
 
@@ -125,6 +125,6 @@ def _copies(ps: PackSet, pack: Pack, group: list) -> list[_Item]:
 
 def _unlink_pack(path: str, fd: int | None) -> None:
     os.unlink(path)
-    fsync_dir(os.path.dirname(path))
+    fsync_path(os.path.dirname(path))
     if fd is not None:
         os.close(fd)

@@ -24,7 +24,7 @@ import threading
 from dataclasses import dataclass
 
 from . import pack_open
-from .files import fsync_dir, is_enospc, pwrite_all, truncate_quietly, unlink_quietly
+from .files import fsync_path, is_enospc, pwrite_all, truncate_quietly, unlink_quietly
 from .pack_open import OpenReport, Pack
 from .packformat import (ARCHIVE, DELETE, PACK_HEADER_SIZE, RECORD, RECORD_HEADER_SIZE, SUFFIX, pack_header,
                          parse_record_header, payload_sum, record_header)
@@ -313,7 +313,7 @@ class PackSet:
         except BaseException:
             unlink_quietly(tmp)
             raise
-        fsync_dir(self.folder)
+        fsync_path(self.folder)
         pack = Pack(seq, path, salt, os.open(path, os.O_RDWR), PACK_HEADER_SIZE)
         with self._lock:
             self.packs[seq] = pack
