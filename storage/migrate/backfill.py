@@ -50,6 +50,7 @@ class Tally:
     failed: list = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     total_bytes: int = 0
+    reported: tuple = (0, 0)   # (objects, bytes) already added to the ranges' progress counters
 
     def as_dict(self) -> dict:
         seconds = time.monotonic() - self.started
@@ -185,8 +186,13 @@ class Backfill:
             nonlocal position, last_checkpoint
             while order and order[0] not in pending:
                 position = order.pop(0)
+            # progress for `status` and pocket_migrate_objects_copied: objects done (copied, or
+            # found equal) and bytes moved since the last checkpoint of any of this bucket's ranges
+            now_done = (tally.copied + tally.skipped, tally.bytes)
+            add = {"objects": now_done[0] - tally.reported[0], "bytes": now_done[1] - tally.reported[1]}
+            tally.reported = now_done
             self.index.write(lambda ops: M.update_range(ops, bucket, no, self.owner, LEASE_TTL,
-                                                        position=position, done=done))
+                                                        position=position, done=done, add=add))
             last_checkpoint = time.monotonic()
 
         async def one_key(key: str, history: list[dict]) -> None:

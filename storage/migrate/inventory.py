@@ -91,9 +91,12 @@ def replace_bucket(db: sqlite3.Connection, bucket: str, source_bucket: str, vers
         count, total = db.execute(
             "SELECT count(*), coalesce(sum(size), 0) FROM objects WHERE bucket = ? AND is_latest AND NOT delete_marker",
             (bucket,)).fetchone()
+        versions, version_bytes = db.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM objects WHERE bucket = ?", (bucket,)).fetchone()
         db.execute("INSERT OR REPLACE INTO buckets VALUES (?,?,?,?,?,?,?)",
                    (bucket, source_bucket, versioning, method, time.time(), count, total))
-    return {"bucket": bucket, "objects": count, "bytes": total}
+    # versions: every row copy will write (versions and delete markers), what its progress counts
+    return {"bucket": bucket, "objects": count, "bytes": total, "versions": versions, "version_bytes": version_bytes}
 
 
 def set_order(db: sqlite3.Connection, buckets: list[str]) -> None:

@@ -23,14 +23,22 @@ class MigrateMetrics:
                            registry=r)
         self.state = Gauge("pocket_migrate_state", "1 for the bucket's migration state", ["bucket", "state"],
                            registry=r)
+        self.planned = Gauge("pocket_migrate_objects_planned", "Versions and delete markers the plan's inventory "
+                             "counted at the source (what the backfill copies)", ["bucket"], registry=r)
+        self.copied = Gauge("pocket_migrate_objects_copied", "Versions and delete markers the backfill has copied",
+                            ["bucket"], registry=r)
 
     def refresh(self, index, records: list[state.Migration]) -> None:
         """Gauges from the index (at scrape time: the journal and dirty keys change in other processes too)."""
         with index.read() as ops:
-            counts = {m.bucket: (migrations.journal_count(ops, m.bucket), migrations.dirty_count(ops, m.bucket))
+            counts = {m.bucket: (migrations.journal_count(ops, m.bucket), migrations.dirty_count(ops, m.bucket),
+                                 sum(r.get("objects", 0) for r in migrations.ranges(ops, m.bucket)))
                       for m in records}
         for m in records:
             self.journal.labels(m.bucket).set(counts[m.bucket][0])
             self.dirty.labels(m.bucket).set(counts[m.bucket][1])
+            self.copied.labels(m.bucket).set(counts[m.bucket][2])
+            if m.counters.get("source_objects") is not None:
+                self.planned.labels(m.bucket).set(m.counters["source_objects"])
             for name in state.STATES:
                 self.state.labels(m.bucket, name).set(1 if name == m.state else 0)

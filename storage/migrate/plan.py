@@ -11,7 +11,7 @@ import logging
 import os
 
 from ..index.index import open_index
-from . import estimate, inventory, listing, manifest, report, settings
+from . import estimate, inventory, listing, manifest, report, settings, state
 from .source import describe
 
 log = logging.getLogger("pocket.migrate.plan")
@@ -33,10 +33,27 @@ def run(cfg, buckets, args: dict, inventory_url: str | None = None, report_path:
     for (source_bucket, target), (src, _, keys_file) in zip(pairs, sources):
         client = settings.client_for(src, keys_file)
         inventoried += inventory_buckets(cfg, client, [(source_bucket, target)], inventory_url)
+    _record_totals(cfg, inventoried)
     where = ", ".join(sorted({describe(src) for src, _, _ in sources}))
     out = write_report(cfg, [t for _, t in pairs], bandwidth or "1Gbit", prices_path, order, report_path, where,
                        policy)
     return {**out, "inventoried": inventoried}
+
+
+def _record_totals(cfg, inventoried: list[dict]) -> None:
+    """What the backfill will copy, kept in each bucket's migration record: `status` and the
+    `pocket_migrate_objects_planned` metric measure progress and ETA against it."""
+    index = open_index(cfg)
+    try:
+        for totals in inventoried:
+            def record(ops, t=totals):
+                m = state.get(ops, t["bucket"])
+                if m is not None:
+                    m.counters.update(source_objects=t["versions"], source_bytes=t["version_bytes"])
+                    state.put(ops, m)
+            index.write(record)
+    finally:
+        index.close()
 
 
 def inventory_buckets(cfg, client, pairs: list[tuple[str, str]], inventory_url: str | None = None,

@@ -357,6 +357,8 @@ def test_end_to_end_with_copy_and_verify(world):
 
     try:
         copy_and_verify()
+        # the dashboard's progress panel: what the backfill copied, as the running gateway exports it
+        assert metric(c, f'pocket_migrate_objects_copied{{bucket="{BUCKET}"}}') == status(c)["objects_copied"] > 0
         assert migrate(c, "cutover", BUCKET)["buckets"][0]["state"] == "cutover"
         ops = writer.ops
         wait_for("writes after cutover", lambda: writer.ops >= ops + 20 or writer.errors)

@@ -80,6 +80,11 @@ def test_plan_inventories_buckets_and_answers_queries(env):
     # 100 Mbit/s = 12.5 MB/s
     assert stats["photos"]["transfer_seconds"] == pytest.approx(stats["photos"]["version_bytes"] / 12.5e6)
     assert report["order"][0] == "tiny" and report["order"][-1] == "photos"
+    # status measures the backfill against what the plan counted: every version and marker
+    _, shown = pocket_migrate(cluster, source, "status", "photos", "docs", "--json")
+    totals = {r["bucket"]: (r["source_objects"], r["source_bytes"], r["objects_copied"]) for r in shown["buckets"]}
+    assert totals["photos"] == (len(wrote["photos"]), sum(wrote["photos"].values()), 0)
+    assert totals["docs"][0] == 4 + 1 and totals["docs"][1] == stats["docs"]["version_bytes"]
     # the ensemble answers questions without listing again
     _, rows = pocket_migrate(cluster, source, "query", "SELECT key, size FROM objects WHERE bucket='photos' "
                              "ORDER BY key", "--json")

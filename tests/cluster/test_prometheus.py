@@ -22,7 +22,8 @@ import yaml
 from .harness import REPO, ProcCluster, free_ports
 
 DEPLOY = os.path.join(REPO, "deploy")
-# Metrics the dashboard and rules name before the code exporting them exists (the migrator).
+# Metrics with data only while a bucket is being migrated (this cluster migrates none;
+# test_migrate_gateway.py reads pocket_migrate_objects_copied and _journal_entries).
 PENDING = ("pocket_migrate_",)
 
 
