@@ -254,7 +254,9 @@ class ProcCluster:
         proc = self.procs[name]
         proc.send_signal(sig)
         if sig in (signal.SIGKILL, signal.SIGTERM):
-            proc.wait(30)
+            # SIGTERM lets requests in flight run up to gateway.shutdown_timeout (30 s): waiting
+            # exactly that long raced a drain that used all of it, so wait past it
+            proc.wait(45)
 
     def stop(self, name: str) -> None:
         proc = self.procs.pop(name, None)
