@@ -26,11 +26,14 @@ class Codec:
         """Split `segment` into `k` data blocks and add `m` parity blocks.
 
         Data blocks are plain slices of the segment, so a reader holding all of them
-        never needs to decode."""
+        never needs to decode. They are views into it, not copies (only a segment that
+        needs padding is copied once): the records the writer makes of them copy them
+        anyway."""
         if self.k == 1:
             return [bytes(segment)] * self.n
         size = self.block_size(len(segment))
-        padded = bytes(segment) + b"\0" * (size * self.k - len(segment))
+        pad = size * self.k - len(segment)
+        padded = memoryview(bytes(segment) + b"\0" * pad if pad else segment)
         data = tuple(padded[i * size:(i + 1) * size] for i in range(self.k))
         if not self.m:
             return list(data)

@@ -391,14 +391,27 @@ class ObjectService:
 
 
 async def _segments(body: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
-    buf = bytearray()
+    """The body cut into segments of `size` bytes (the last may be shorter).
+
+    Each byte is copied once, by the join that makes its segment (a bytearray buffer
+    copied it three times: append, slice, bytes). Chunks are held as views until then,
+    so one that is not immutable bytes is copied first."""
+    parts: list = []
+    held = 0
     async for chunk in body:
-        if not buf and len(chunk) == size:
-            yield bytes(chunk)
+        if not isinstance(chunk, bytes):
+            chunk = bytes(chunk)
+        if not parts and len(chunk) == size:
+            yield chunk
             continue
-        buf += chunk
-        while len(buf) >= size:
-            yield bytes(buf[:size])
-            del buf[:size]
-    if buf:
-        yield bytes(buf)
+        view = memoryview(chunk)
+        while view:
+            take = min(size - held, len(view))
+            parts.append(view[:take])
+            held += take
+            view = view[take:]
+            if held == size:
+                yield b"".join(parts)
+                parts, held = [], 0
+    if parts:
+        yield b"".join(parts)
