@@ -207,3 +207,49 @@ def test_two_disks_failing_mid_window_fail_the_put_and_leave_nothing(tmp_path):
             await w.store(unique(4 * PUT_WINDOW, 29))
         assert w.leftovers() == []
     run(tmp_path, scenario)
+
+
+class GatedDisk:
+    """A local disk that takes no archive bytes until `gate` is set (a stalled disk)."""
+
+    def __init__(self, store: DiskStore, gate: asyncio.Event):
+        self.store, self.gate = store, gate
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    async def put_archive(self, name, chunks):
+        await self.gate.wait()
+        return await self.store.put_archive(name, chunks)
+
+
+def test_memory_stays_bounded_while_the_disks_do_not_keep_up(tmp_path):
+    """With every disk stalled, the upload stops pulling the body after a few segments
+    (the pipeline's DEPTH plus the archive queues), however large the body is; once the
+    disks move, the whole body lands exactly. Checking that the count stops growing
+    needs a window of time: it is a bound on what happens, not a synchronisation."""
+    async def scenario(w):
+        gate = asyncio.Event()
+        for d in list(w.cluster.disks):
+            w.cluster.disks[d] = GatedDisk(w.stores[d], gate)
+        data = unique(40 * SEG, 31)
+        pulled = []
+
+        async def body():
+            for at in range(0, len(data), SEG):
+                pulled.append(at)
+                yield data[at:at + SEG]
+        put = asyncio.ensure_future(w.service.store(body(), len(data), BodyDigests({}, len(data), None),
+                                                    {"bucket": "b", "key": "k"}))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while len(pulled) < pipeline.DEPTH and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        settle = loop.time() + 1.0
+        while loop.time() < settle:
+            await asyncio.sleep(0.01)
+        assert pipeline.DEPTH <= len(pulled) <= pipeline.DEPTH + 4, len(pulled)   # 4: 3 queued per archive + 1
+        gate.set()
+        record = await put
+        assert len(pulled) == 40 and await w.read(record) == data
+    run(tmp_path, scenario)
