@@ -26,11 +26,14 @@ class Codec:
         """Split `segment` into `k` data blocks and add `m` parity blocks.
 
         Data blocks are plain slices of the segment, so a reader holding all of them
-        never needs to decode."""
+        never needs to decode. They are views into it, not copies (only a segment that
+        needs padding is copied once): the records the writer makes of them copy them
+        anyway."""
         if self.k == 1:
             return [bytes(segment)] * self.n
         size = self.block_size(len(segment))
-        padded = bytes(segment) + b"\0" * (size * self.k - len(segment))
+        pad = size * self.k - len(segment)
+        padded = memoryview(bytes(segment) + b"\0" * pad if pad else segment)
         data = tuple(padded[i * size:(i + 1) * size] for i in range(self.k))
         if not self.m:
             return list(data)
@@ -44,9 +47,33 @@ class Codec:
             return bytes(next(iter(blocks.values())))[:length]
         if all(i in blocks for i in range(self.k)):
             return b"".join(blocks[i] for i in range(self.k))[:length]
+        return b"".join(self._data_blocks(blocks))[:length]
+
+    def rebuild(self, blocks: dict[int, bytes], wanted) -> dict[int, bytes]:
+        """Blocks `wanted` of a segment from any `k` of its blocks, byte for byte those
+        `encode` made (padding included), without joining and re-splitting the segment:
+        a lost data block comes out of the decoder, a lost parity block is encoded alone."""
+        if len(blocks) < self.k:
+            raise ValueError(f"need {self.k} blocks to rebuild, have {len(blocks)}")
+        if self.k == 1:
+            block = bytes(next(iter(blocks.values())))
+            return {i: block for i in wanted}
+        out = {i: blocks[i] for i in wanted if i in blocks}
+        todo = [i for i in wanted if i not in blocks]
+        if todo:
+            data = self._data_blocks(blocks)
+            out.update((i, data[i]) for i in todo if i < self.k)
+            parity = tuple(i for i in todo if i >= self.k)
+            if parity:
+                out.update(zip(parity, self._encoder.encode(tuple(data), parity)))
+        return out
+
+    def _data_blocks(self, blocks: dict[int, bytes]) -> list[bytes]:
+        """The k data blocks of a segment, decoded only if one is missing."""
+        if all(i in blocks for i in range(self.k)):
+            return [blocks[i] for i in range(self.k)]
         nums = tuple(sorted(blocks)[:self.k])
-        data = self._decoder.decode(tuple(blocks[i] for i in nums), nums)
-        return b"".join(data)[:length]
+        return list(self._decoder.decode(tuple(blocks[i] for i in nums), nums))
 
 
 def parse_policy(spec: str) -> tuple[int, int]:

@@ -1,9 +1,10 @@
 """The repairer: rebuilds the fragments the repair queue lists, least redundancy first.
 
 For one queued object version it reads `k` good fragments segment by segment with the
-GET path's `ArchiveReader` (same checksum checks, same decode, the fragments being
-rebuilt read only as a last resort), re-encodes each segment with the object's codec
-and streams the missing blocks through the PUT path's `ArchiveWriter`, restricted to
+GET path's `ArchiveReader` (same checksum checks, the fragments being rebuilt read only
+as a last resort), computes just the lost blocks of each segment (Codec.rebuild: a lost
+data block is decoded, a lost parity block encoded alone; no segment is joined and cut
+again) and streams them through the PUT path's `ArchiveWriter`, restricted to
 the fragment indexes being rebuilt. So a rebuilt archive goes to the same name on the
 same disk of the volume (temp file, fsync, rename, as every write) and is byte for byte
 what the original PUT wrote: the same header, the same records, and the trailer copied
@@ -28,7 +29,7 @@ from .. import layout
 from ..codec import Codec
 from ..objects.contracts import VersionRecord
 from ..objects.get import ArchiveReader
-from ..objects.put import ArchiveWriter
+from ..objects.put import ArchiveWriter, pack_records
 from .queue import REPAIR_META, RepairQueue
 from .sets import find_set
 from ..throttle import Throttle
@@ -176,13 +177,14 @@ class Repairer:
         try:
             writer.start()
             if geo.segments:
-                async for segment in reader.segments(0, geo.segments - 1):
-                    if len(segment) <= _INLINE_BYTES:
-                        blocks = codec.encode(segment)
+                async for blocks in reader.blocks(0, geo.segments - 1):
+                    wanted = writer.wanted()
+                    if sum(map(len, blocks.values())) <= _INLINE_BYTES:
+                        records = _rebuilt_records(codec, blocks, wanted)
                     else:
-                        blocks = await loop.run_in_executor(None, codec.encode, segment)
-                    await self.throttle.take(sum(len(blocks[i]) for i in build))
-                    await writer.write_blocks(blocks)
+                        records = await loop.run_in_executor(None, _rebuilt_records, codec, blocks, wanted)
+                    await self.throttle.take(sum(len(r) for r in records if r is not None))
+                    await writer.write_records(records)
             done = await writer.finish(manifest)
         except BaseException as e:
             await asyncio.shield(writer.abort(repr(e)))
@@ -242,6 +244,13 @@ class Repairer:
                 raise
             except Exception:
                 log.exception("repair round failed")
+
+
+def _rebuilt_records(codec: Codec, blocks: dict[int, bytes], wanted: frozenset[int]) -> list[bytes | None]:
+    """The records of fragments `wanted` of one segment, rebuilt from k of its blocks:
+    only the lost blocks are computed and only they get a keyed checksum."""
+    rebuilt = codec.rebuild(blocks, wanted)
+    return pack_records([rebuilt.get(i, b"") for i in range(codec.n)], wanted)
 
 
 def _ident(entry: dict) -> dict:

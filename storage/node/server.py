@@ -30,6 +30,8 @@ from ..numbers import decimal
 
 log = logging.getLogger("pocket.node")
 
+_BODY_CHUNK = 1 << 20
+
 
 def build_app(node_id: str, stores: dict[str, DiskStore], secret: str) -> web.Application:
     metrics = NodeMetrics(stores)
@@ -101,7 +103,9 @@ async def health(request: web.Request) -> web.Response:
 
 async def put_archive(request: web.Request) -> web.Response:
     store = _store(request)
-    body = auth.verified_body(request.app["secret"], request.headers, request.content.iter_any())
+    # up to 1 MiB of what has arrived at a time: iter_any's socket-sized pieces each cost a
+    # trip through the tag check and the store (profiled: thousands per GiB)
+    body = auth.verified_body(request.app["secret"], request.headers, request.content.iter_chunked(_BODY_CHUNK))
     size = await store.put_archive(request.match_info["name"], body)
     return web.json_response({"size": size}, status=201)
 

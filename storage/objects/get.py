@@ -62,21 +62,49 @@ class ArchiveReader:
 
     async def segments(self, first: int, last: int) -> AsyncIterator[bytes]:
         """Yield the bytes of segments first..last, reading one window ahead."""
+        async for segment in self._ahead(first, last, self._segments):
+            yield segment
+
+    async def blocks(self, first: int, last: int) -> AsyncIterator[dict[int, bytes]]:
+        """Yield k verified blocks of each segment first..last, {fragment index: block},
+        undecoded (repair rebuilds the fragments it needs from them, Codec.rebuild)."""
+        async for blocks in self._ahead(first, last, self._fetch):
+            yield blocks
+
+    async def _ahead(self, first: int, last: int, window) -> AsyncIterator:
+        """Items of `window(a, b)` over windows of segments, the next window read while
+        the current one is consumed."""
         per_window = max(1, WINDOW_BYTES // self.record["segment_size"])
         windows = [(s, min(s + per_window, last + 1) - 1) for s in range(first, last + 1, per_window)]
         pending = None
         for n, (a, b) in enumerate(windows):
-            current = pending or asyncio.ensure_future(self._window(a, b))
-            pending = asyncio.ensure_future(self._window(*windows[n + 1])) if n + 1 < len(windows) else None
+            current = pending or asyncio.ensure_future(window(a, b))
+            pending = asyncio.ensure_future(window(*windows[n + 1])) if n + 1 < len(windows) else None
             try:
-                for segment in await current:
-                    yield segment
+                for item in await current:
+                    yield item
             except BaseException:
                 if pending:
                     pending.cancel()
                 raise
 
-    async def _window(self, first: int, last: int) -> list[bytes]:
+    async def _segments(self, first: int, last: int) -> list[bytes]:
+        """The window's segments; those missing a data fragment are decoded in parallel
+        threads (zfec releases the GIL), so a degraded read uses every core."""
+        geo = self.geometry
+        got = await self._fetch(first, last)
+        loop = asyncio.get_running_loop()
+        out: list = []
+        for j, blocks in enumerate(got):
+            length = geo.segment_length(first + j)
+            if all(i in blocks for i in range(self.codec.k)):
+                out.append(self.codec.decode(blocks, length))   # a join: no decoding
+            else:
+                out.append(loop.run_in_executor(None, self.codec.decode, blocks, length))
+        return [await x if isinstance(x, asyncio.Future) else x for x in out]
+
+    async def _fetch(self, first: int, last: int) -> list[dict[int, bytes]]:
+        """k verified blocks of each segment of the window, data fragments preferred."""
         geo = self.geometry
         count = last - first + 1
         got: list[dict[int, bytes]] = [{} for _ in range(count)]
@@ -85,7 +113,7 @@ class ArchiveReader:
         while True:
             short = [j for j in range(count) if len(got[j]) < self.codec.k]
             if not short:
-                break
+                return got
             need = self.codec.k - min(len(got[j]) for j in short)
             batch = [i for i in order if i not in tried][:need]
             if not batch:
@@ -97,17 +125,8 @@ class ArchiveReader:
             results = await asyncio.gather(*(self._read_records(i, first, last, geo) for i in batch))
             for i, records in zip(batch, results):
                 for j, payload in enumerate(records):
-                    if payload is not None:
+                    if payload is not None and len(got[j]) < self.codec.k:
                         got[j][i] = payload
-        loop = asyncio.get_running_loop()
-        out = []
-        for j, blocks in enumerate(got):
-            length = geo.segment_length(first + j)
-            if all(i in blocks for i in range(self.codec.k)):
-                out.append(self.codec.decode(blocks, length))
-            else:
-                out.append(await loop.run_in_executor(None, self.codec.decode, blocks, length))
-        return out
 
     def _preferred_order(self) -> list[int]:
         """Data fragments first, then parity; fragments on down disks or known broken last."""
@@ -149,14 +168,18 @@ class ArchiveReader:
 
 def _check(raw: bytes, first: int, last: int, geo: layout.Geometry,
            accept: frozenset[int]) -> tuple[list[bytes | None], list[tuple[int, str]]]:
-    """The verified payloads of records first..last in `raw` (None where one failed), and the failures."""
+    """The verified payloads of records first..last in `raw` (None where one failed), and the failures.
+
+    Payloads are views into `raw`, not copies: a window is a few MiB per fragment, and
+    the decoder and the join read views as they read bytes."""
     records: list[bytes | None] = []
     problems = []
     pos = 0
+    view = memoryview(raw)
     for j in range(first, last + 1):
         size = geo.record_length(j)
         try:
-            records.append(layout.unpack_record(raw[pos:pos + size], accept))
+            records.append(layout.unpack_record(view[pos:pos + size], accept))
         except layout.CorruptFragment as e:
             records.append(None)
             problems.append((j, str(e)))

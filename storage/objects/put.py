@@ -23,8 +23,10 @@ _END = object()
 _INLINE_PACK_BYTES = 64 << 10
 
 
-def _pack_records(blocks: list[bytes]) -> list[bytes]:
-    return [layout.pack_record(b) for b in blocks]
+def pack_records(blocks: list[bytes], wanted: frozenset[int]) -> list[bytes | None]:
+    """The records of the blocks some archive still takes (None for the others): a repair
+    writing one fragment pays one keyed checksum per segment, not n."""
+    return [layout.pack_record(b) if i in wanted else None for i, b in enumerate(blocks)]
 
 
 class Aborted(Exception):
@@ -138,12 +140,21 @@ class ArchiveWriter:
             self.cluster.mark_down(arc.disk_id, arc.error)
             arc.task.cancel()
 
+    def wanted(self) -> frozenset[int]:
+        """The fragment indexes still being written (an archive that failed never comes back)."""
+        return frozenset(a.index for a in self.archives if a.alive)
+
     async def write_blocks(self, blocks: list[bytes]) -> None:
+        wanted = self.wanted()
         if sum(map(len, blocks)) > _INLINE_PACK_BYTES:   # keyed checksums: off the event loop
-            records = await asyncio.get_running_loop().run_in_executor(None, _pack_records, blocks)
+            records = await asyncio.get_running_loop().run_in_executor(None, pack_records, blocks, wanted)
         else:
-            records = _pack_records(blocks)
-        await asyncio.gather(*(self._send(a, r) for a, r in zip(self.archives, records)))
+            records = pack_records(blocks, wanted)
+        await self.write_records(records)
+
+    async def write_records(self, records: list[bytes | None]) -> None:
+        """Queue one segment's records (from `pack_records`) to their archives, in segment order."""
+        await asyncio.gather(*(self._send(a, r) for a, r in zip(self.archives, records) if r is not None))
         self._check_quorum()
 
     async def finish(self, manifest: dict) -> list[int]:

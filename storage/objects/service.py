@@ -29,11 +29,10 @@ from ..index.versions import VersionPage, is_marker
 from . import read_ahead
 from .commits import Superseded, current_is, delete_if_current, install, remove_version, version_row
 from .contracts import Digests, VersionRecord
+from .pipeline import EncodePipeline
 from .put import ArchiveWriter, QuorumLost, is_full, remove_archives
 
 log = logging.getLogger("pocket.objects")
-
-_INLINE_BYTES = 64 << 10  # below this, hashing and encoding on the loop beats a thread hop
 
 
 @dataclass(frozen=True)
@@ -138,13 +137,14 @@ class ObjectService:
         stored_segment = self.segment_size + (layout.SEAL_BYTES if cipher else 0)
         writer = ArchiveWriter(self.cluster, policy.codec, volume, version_id, stored_segment,
                                policy.quorum, self.timeout)
+        pipeline = EncodePipeline(writer, policy.codec, digests, cipher.seal if cipher else None)
         try:
             writer.start()
-            size = n = 0
+            size = 0
             async for segment in _segments(body, self.segment_size):
                 size += len(segment)
-                await writer.write_blocks(await self._encode(policy.codec, digests, segment, cipher, n))
-                n += 1
+                await pipeline.put(segment)
+            await pipeline.finish()
             summary = digests.finish(size)
             if cipher:
                 fields = {**fields, "sse": sse}
@@ -158,6 +158,7 @@ class ObjectService:
             }
             written = await writer.finish(record)
         except BaseException as e:
+            pipeline.close()
             await asyncio.shield(writer.abort(repr(e)))
             raise
         missing = {a.index: ("missing", f"not written: {a.error or 'did not commit'}")
@@ -208,14 +209,6 @@ class ObjectService:
             log.error("%s was never committed, but its archives or records may remain on disks that are down and "
                       "no version-deleted record could be written (%s): until the scrubber removes them, `pocket "
                       "index rebuild` could install this version; don't rebuild before the disks are back", what, e)
-
-    async def _encode(self, codec: Codec, digests: Digests, segment: bytes, cipher=None, n: int = 0) -> list[bytes]:
-        def work():
-            digests.update(segment)
-            return codec.encode(cipher.seal(n, segment) if cipher else segment)
-        if len(segment) <= _INLINE_BYTES:
-            return work()
-        return await asyncio.get_running_loop().run_in_executor(None, work)
 
     def forget_all(self, records: list[dict]) -> None:
         """`forget` each displaced record that has archives (delete markers have none)."""
@@ -398,14 +391,27 @@ class ObjectService:
 
 
 async def _segments(body: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
-    buf = bytearray()
+    """The body cut into segments of `size` bytes (the last may be shorter).
+
+    Each byte is copied once, by the join that makes its segment (a bytearray buffer
+    copied it three times: append, slice, bytes). Chunks are held as views until then,
+    so one that is not immutable bytes is copied first."""
+    parts: list = []
+    held = 0
     async for chunk in body:
-        if not buf and len(chunk) == size:
-            yield bytes(chunk)
+        if not isinstance(chunk, bytes):
+            chunk = bytes(chunk)
+        if not parts and len(chunk) == size:
+            yield chunk
             continue
-        buf += chunk
-        while len(buf) >= size:
-            yield bytes(buf[:size])
-            del buf[:size]
-    if buf:
-        yield bytes(buf)
+        view = memoryview(chunk)
+        while view:
+            take = min(size - held, len(view))
+            parts.append(view[:take])
+            held += take
+            view = view[take:]
+            if held == size:
+                yield b"".join(parts)
+                parts, held = [], 0
+    if parts:
+        yield b"".join(parts)

@@ -59,6 +59,23 @@ def test_every_loss_pattern_up_to_m_decodes_exactly(k, m, length):
     assert patterns == sum(len(list(itertools.combinations(range(n), r))) for r in range(m + 1))
 
 
+@pytest.mark.parametrize("k,m,length", [(4, 2, MiB + 3), (4, 2, 1), (6, 3, 7 * 6 + 1), (10, 4, 64 * 1024 + 3),
+                                          (1, 2, 1000)])
+def test_rebuild_gives_exactly_the_lost_blocks_encode_made_for_every_loss_pattern(k, m, length):
+    """What the repairer writes: the lost blocks themselves, padding included, from the
+    first k survivors (as the reader hands them over), for every pattern of up to m losses."""
+    codec = Codec(k, m)
+    blocks = codec.encode(_data(length, k + m))
+    n = k + m
+    for lost in range(1, m + 1):
+        for gone in itertools.combinations(range(n), lost):
+            survivors = [i for i in range(n) if i not in gone][:k]
+            got = codec.rebuild({i: blocks[i] for i in survivors}, set(gone))
+            assert got == {i: blocks[i] for i in gone}, f"rebuild of {gone} from {survivors}"
+    with pytest.raises(ValueError):
+        codec.rebuild({i: blocks[i] for i in range(k - 1)}, {n - 1})
+
+
 @pytest.mark.parametrize("k,m", [(4, 2), (6, 3), (10, 4), (1, 2)])
 def test_decode_from_exactly_k_blocks_given_in_any_order(k, m):
     codec = Codec(k, m)

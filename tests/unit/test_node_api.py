@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 
 import aiohttp
@@ -402,3 +403,53 @@ def test_replay_cache_is_bounded_and_never_forgets_into_a_replay():
     assert cache.admit("n0", now + 0) is not None       # so its replay is still refused
     assert cache.admit("n1", now + 1) is not None
     assert len(cache._seen) <= 3
+
+
+def _pieces(data: bytes, sizes: list[int]):
+    """`data` cut into pieces of the given sizes, cycling (the last one takes the rest)."""
+    out, at, n = [], 0, 0
+    while at < len(data):
+        out.append(data[at:at + sizes[n % len(sizes)]])
+        at += len(out[-1])
+        n += 1
+    return out
+
+
+async def _stream(pieces):
+    for p in pieces:
+        yield p
+        await asyncio.sleep(0)
+
+
+BATCH = 4096   # auth._Hashing's batch, made small so that a small body crosses many
+
+
+@pytest.mark.parametrize("sizes", [[1], [auth.TAG_SIZE - 1], [auth.TAG_SIZE], [auth.TAG_SIZE + 1, 5],
+                                   [BATCH], [BATCH + 3, 7], [3 * BATCH]])
+def test_the_body_tag_batches_its_hashing_and_still_checks_every_byte(monkeypatch, sizes):
+    """The tag is hashed in batches, lagging the stream, on both sides (auth._Hashing):
+    however the body is cut on the way, it passes whole and exactly, and a body with one
+    byte changed anywhere (first, inside a batch, on a batch boundary, in the tag) is
+    refused at its end."""
+    monkeypatch.setattr(auth._Hashing, "BATCH_BYTES", BATCH)
+    body = random.Random(len(sizes)).randbytes(10 * BATCH + 17)
+    headers = auth.sign(SECRET, "PUT", "/v1/d1/archives/x", "node1")
+
+    async def send() -> bytes:
+        return b"".join([bytes(c) async for c in auth.signed_body(SECRET, headers, _stream(_pieces(body, [1000])))])
+
+    async def receive(sent: bytes) -> bytes:
+        return b"".join([bytes(c) async for c in auth.verified_body(SECRET, headers, _stream(_pieces(sent, sizes)))])
+
+    async def main():
+        sent = await send()
+        assert sent == auth.tag(SECRET, headers, body)
+        assert await receive(sent) == body
+        for at in (0, BATCH, BATCH + 1, len(body) - 1, len(sent) - 1):
+            forged = bytearray(sent)
+            forged[at] ^= 0x01
+            with pytest.raises(auth.BadBody):
+                await receive(bytes(forged))
+        with pytest.raises(auth.BadBody):
+            await receive(sent[:-1])
+    asyncio.run(main())

@@ -1,0 +1,92 @@
+"""A PUT body's CPU work running beside its disk work, for a bounded number of segments.
+
+Profiled on a 64 MiB PUT (bench/pipeline.py), the upload ran one step at a time: read a
+segment, hash it (MD5, plus whatever the client declared), encode it, pack its records
+(a keyed checksum per block), queue them, read the next. The disks waited while the
+event loop hashed, the hashing waited while the loop read the body, and only one core
+was ever busy. Here each segment goes through two kinds of work in executor threads
+(hashlib and zfec release the GIL on large buffers, so threads run on separate cores):
+
+- the body digests, which must see the bytes in order: a chain where segment n's update
+  starts when segment n-1's is done;
+- sealing (encryption), encoding and packing, which are per segment and run side by
+  side for up to `depth` segments.
+
+Records go to the archive writer in segment order as soon as they are ready, while the
+event loop reads the next segments of the body. Memory stays at `depth` segments (and
+their records) plus the archive queues, whatever the object size.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Callable
+
+from ..codec import Codec
+from .contracts import Digests
+from .put import ArchiveWriter, pack_records
+
+DEPTH = 3                 # segments whose encoding may be in flight at once
+_INLINE_BYTES = 64 << 10  # below this, hashing and encoding on the loop beats a thread hop
+
+
+class EncodePipeline:
+    """Feed segments in order with `put`; `finish` when the body ends; `close` on any failure."""
+
+    def __init__(self, writer: ArchiveWriter, codec: Codec, digests: Digests,
+                 seal: Callable[[int, bytes], bytes] | None = None, depth: int = DEPTH):
+        self.writer, self.codec, self.digests, self.seal = writer, codec, digests, seal
+        self.depth = max(1, depth)
+        self._hashed: asyncio.Future | None = None      # the digest step of the last segment fed
+        self._encoding: deque[asyncio.Future] = deque()  # records of segments not yet queued, in order
+        self._count = 0
+
+    async def put(self, segment: bytes) -> None:
+        """Take the next segment; returns once at most `depth` segments are being worked on."""
+        n, self._count = self._count, self._count + 1
+        if len(segment) <= _INLINE_BYTES and not self._encoding:
+            if self._hashed is not None:
+                await self._hashed
+                self._hashed = None
+            self.digests.update(segment)
+            await self.writer.write_records(self._records(n, segment, self.writer.wanted()))
+            return
+        loop = asyncio.get_running_loop()
+        self._hashed = asyncio.ensure_future(self._hash_after(self._hashed, segment))
+        self._encoding.append(loop.run_in_executor(None, self._records, n, segment, self.writer.wanted()))
+        while len(self._encoding) >= self.depth:
+            await self._write_oldest()
+
+    async def finish(self) -> None:
+        """Queue every segment's records and wait until the digests have seen every byte."""
+        while self._encoding:
+            await self._write_oldest()
+        if self._hashed is not None:
+            await self._hashed
+            self._hashed = None
+
+    def close(self) -> None:
+        """Drop the work in flight (the upload failed; the writer aborts its archives)."""
+        for fut in (*self._encoding, *((self._hashed,) if self._hashed else ())):
+            fut.cancel()
+            fut.add_done_callback(_quiet)
+        self._encoding.clear()
+        self._hashed = None
+
+    async def _write_oldest(self) -> None:
+        await self.writer.write_records(await self._encoding.popleft())
+
+    async def _hash_after(self, previous: asyncio.Future | None, segment: bytes) -> None:
+        if previous is not None:
+            await previous
+        await asyncio.get_running_loop().run_in_executor(None, self.digests.update, segment)
+
+    def _records(self, n: int, segment: bytes, wanted: frozenset[int]) -> list[bytes | None]:
+        stored = self.seal(n, segment) if self.seal else segment
+        return pack_records(self.codec.encode(stored), wanted)
+
+
+def _quiet(fut: asyncio.Future) -> None:
+    """Retrieve a dropped future's outcome so asyncio does not log it as never retrieved."""
+    if not fut.cancelled():
+        fut.exception()
