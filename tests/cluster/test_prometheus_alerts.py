@@ -2,27 +2,33 @@
 real cluster (test_prometheus.py proves node down, disk down and disk nearly full): objects
 at risk and one failure from loss when fragments are lost, repair stalled while repair is
 off, a disk's scrub overdue, and the index nearly full; each resolves when an operator does
-what its description says. One cluster and one Prometheus serve every check, in an order
+what its description says; and the migration journal growing while a migrating bucket's
+other side is unreachable, with the dashboard's migration panels answering. One cluster and one Prometheus serve every check, in an order
 where each leaves the next a working cluster. The rules are the shipped ones with `for:`
 shortened (test_prometheus.Prometheus), so promtool's check of deploy/alerts.yml covers them."""
 import json
 import os
 import re
 import signal
+import threading
 import time
+import urllib.request
 
+from . import sources
 from .conftest import payload
 from .harness import ProcCluster, archives_of, pocket
-from .test_prometheus import Prometheus, _alert, _tools  # noqa: F401  (_tools: autouse fixture)
+from .sources import SourceLink
+from .test_prometheus import Prometheus, _alert, _dashboard_queries, _tools  # noqa: F401  (_tools: autouse)
 
 DAY = 86400
+MOVING = "moving"
+JOURNAL_ALERT_AT = 1000     # deploy/alerts.yml PocketMigrationJournalGrowing: more than this many entries
 
 
 def _gateway_metric(c: ProcCluster, name: str) -> float:
-    import urllib.request
     with urllib.request.urlopen(f"{c.endpoint}/_pocket/metrics", timeout=10) as r:
         text = r.read().decode()
-    return float(re.search(rf"^{name} (\S+)$", text, re.M)[1])
+    return float(re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)[1])
 
 
 def _set_index_max_size(c: ProcCluster, size: int | None) -> None:
@@ -38,7 +44,41 @@ def _set_index_max_size(c: ProcCluster, size: int | None) -> None:
     c.start_gateway()
 
 
-def test_durability_and_capacity_alerts_fire_and_resolve(tmp_path):
+def _migrate(c: ProcCluster, *args) -> dict:
+    return pocket(c, "migrate", *args, "--json")[1]
+
+
+def _journal_writes(s3, n: int, threads: int = 4) -> None:
+    """n small PUTs to the migrating bucket, each a journal entry while its source is cut off."""
+    errors = []
+
+    def write(part: int) -> None:
+        try:
+            for i in range(part, n, threads):
+                s3.put_object(Bucket=MOVING, Key=f"owed/{i:05d}", Body=payload(100, f"owed-{i}"))
+        except Exception as e:
+            errors.append(e)
+    workers = [threading.Thread(target=write, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(600)
+    assert not errors, errors[:3]
+
+
+def test_durability_and_capacity_alerts_fire_and_resolve(tmp_path, monkeypatch):
+    source = sources.start_moto(str(tmp_path / "source"))
+    link = SourceLink(int(source.endpoint.rsplit(":", 1)[1]))
+    for name, value in source.credentials_env().items():   # the gateway's AWS chain reaches the source
+        monkeypatch.setenv(name, value)
+    try:
+        _alerts(tmp_path, source, link)
+    finally:
+        link.close()
+        source.close()
+
+
+def _alerts(tmp_path, source, link) -> None:
     c = ProcCluster(str(tmp_path / "cluster"),
                     # disks scrub themselves once at start, then not for 5 days: a pass overdue
                     # stays overdue until someone asks for one
@@ -100,6 +140,29 @@ def test_durability_and_capacity_alerts_fire_and_resolve(tmp_path):
         _set_index_max_size(c, None)
         prom.wait("PocketIndexNearlyFull resolved", lambda: not _alert(prom, "PocketIndexNearlyFull"))
         assert s3.get_object(Bucket="risk", Key="k1")["Body"].read() == bodies["k1"]
+
+        # A migrated bucket past cutover whose source stops answering: every write is owed to it.
+        src = source.client()
+        src.create_bucket(Bucket=MOVING)
+        for i in range(3):
+            src.put_object(Bucket=MOVING, Key=f"old/{i}", Body=payload(5000, f"moving-{i}"))
+        where = ("--source-endpoint", link.endpoint, "--source-addressing", "path")
+        _migrate(c, "plan", MOVING, *where)
+        _migrate(c, "enable", MOVING, *where)
+        _migrate(c, "copy", MOVING)
+        _migrate(c, "verify", MOVING)
+        assert _migrate(c, "cutover", MOVING)["buckets"][0]["state"] == "cutover"
+        link.cut()
+        _journal_writes(s3, JOURNAL_ALERT_AT + 20)
+        prom.wait("PocketMigrationJournalGrowing",
+                  lambda: _alert(prom, "PocketMigrationJournalGrowing", bucket=MOVING), timeout=60)
+        for expr in _dashboard_queries():        # the migration panels have a bucket to show now
+            if "pocket_migrate_" in expr:
+                prom.wait(f"data for {expr}", lambda: prom.query(expr), timeout=30)
+        link.restore()
+        prom.wait("PocketMigrationJournalGrowing resolved as the journal drains",
+                  lambda: not _alert(prom, "PocketMigrationJournalGrowing"), timeout=180)
+        assert _gateway_metric(c, f'pocket_migrate_journal_entries{{bucket="{MOVING}"}}') <= JOURNAL_ALERT_AT
     finally:
         if prom:
             prom.close()
