@@ -55,7 +55,7 @@ class Gateway:
         self.leased: LeasedDaemons | None = None
         self.local_disks: dict[str, DiskStore] = {}
         self.upload_slots = UploadSlots(cfg.gateway.max_uploads)
-        self._reporting: asyncio.Task | None = None   # this gateway's writes in flight, into the index
+        self.reporter: in_flight.Reporter | None = None   # this gateway's writes in flight, into the index
         self.draining = False    # set on SIGTERM: /_pocket/ready says 503 so load balancers stop sending
 
     def secret_for(self, access_key: str) -> str | None:
@@ -120,8 +120,8 @@ class Gateway:
         self.leased.add("migrate-journal", lambda: self.migration.journal.run_forever())
         self.leased.start()
         # scrubbers in other processes keep the archives of this gateway's uncommitted writes
-        self._reporting = asyncio.get_running_loop().create_task(
-            in_flight.report_forever(self.writer, holder_id(self.cfg.gateway.listen), self.objects.writes))
+        self.reporter = in_flight.Reporter(self.writer, holder_id(self.cfg.gateway.listen), self.objects.writes)
+        self.reporter.start()
 
     def _open_added_disks(self, wanted: set[str]) -> None:
         """The volume table names disks this process has not opened: added to the config
@@ -147,13 +147,8 @@ class Gateway:
             await self.leased.stop()
         await self.objects.drain()
         await self.repairs.drain()
-        if self._reporting is not None:
-            self._reporting.cancel()
-            try:
-                await in_flight.report(self.writer, holder_id(self.cfg.gateway.listen), None)
-            except Exception as e:
-                log.warning("could not remove this gateway's report of writes in flight (%r); it expires "
-                            "in %.0f s", e, in_flight.STALE_REPORT)
+        if self.reporter is not None:
+            await self.reporter.stop()
         await self.cluster.stop()
         await self.daemons.stop()
         await self.writer.aclose()

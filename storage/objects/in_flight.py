@@ -70,16 +70,39 @@ async def report(writer, holder: str, ids: list[str] | None) -> None:
     await writer.submit(update)
 
 
-async def report_forever(writer, holder: str, writes: Writes) -> None:
-    """Report each change of the writes in flight, at most every REPORT_SECONDS."""
-    last: list[str] = []
-    at = 0.0
-    while True:
-        ids = writes.ids()
-        if ids != last or (ids and time.monotonic() - at >= REFRESH_SECONDS):
-            try:
-                await report(writer, holder, ids)
-                last, at = ids, time.monotonic()
-            except Exception as e:   # scrubbers elsewhere keep judging by the grace alone meanwhile
-                log.warning("could not report the %d writes in flight to the index (%r); retrying", len(ids), e)
-        await asyncio.sleep(REPORT_SECONDS)
+class Reporter:
+    """A process's writes in flight, kept in the index while it runs (`start`) and removed
+    at a clean stop (`stop`): the gateway, and `pocket migrate copy`, which stores versions too."""
+
+    def __init__(self, writer, holder: str, writes: Writes):
+        self.writer, self.holder, self.writes = writer, holder, writes
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        self._task = None
+        try:
+            await report(self.writer, self.holder, None)
+        except Exception as e:
+            log.warning("could not remove the report of writes in flight of %s (%r); it expires in %.0f s",
+                        self.holder, e, STALE_REPORT)
+
+    async def _run(self) -> None:
+        """Report each change of the writes in flight, at most every REPORT_SECONDS."""
+        last: list[str] = []
+        at = 0.0
+        while True:
+            ids = self.writes.ids()
+            if ids != last or (ids and time.monotonic() - at >= REFRESH_SECONDS):
+                try:
+                    await report(self.writer, self.holder, ids)
+                    last, at = ids, time.monotonic()
+                except Exception as e:   # scrubbers elsewhere keep judging by the grace alone meanwhile
+                    log.warning("could not report the %d writes in flight to the index (%r); retrying",
+                                len(ids), e)
+            await asyncio.sleep(REPORT_SECONDS)

@@ -68,7 +68,8 @@ def test_another_process_keeps_the_versions_a_gateway_reports_in_flight(tmp_path
 
 def test_reports_follow_the_writes_and_a_clean_stop_removes_them(tmp_path):
     async def go(w):
-        task = asyncio.get_running_loop().create_task(in_flight.report_forever(w.writer, "gw-a", w.objects.writes))
+        reporter = in_flight.Reporter(w.writer, "gw-a", w.objects.writes)
+        reporter.start()
         try:
             w.objects.writes.begin("v1")
             deadline = time.monotonic() + 10
@@ -80,6 +81,11 @@ def test_reports_follow_the_writes_and_a_clean_stop_removes_them(tmp_path):
             while w.index.get_meta(in_flight.META):
                 assert time.monotonic() < deadline, w.index.get_meta(in_flight.META)
                 await asyncio.sleep(0.05)
+            w.objects.writes.begin("v2")
+            while in_flight.reported(w.index) != {"v2"}:
+                assert time.monotonic() < deadline, w.index.get_meta(in_flight.META)
+                await asyncio.sleep(0.05)
         finally:
-            task.cancel()
+            await reporter.stop()
+        assert in_flight.reported(w.index) == set()     # a clean stop leaves no report behind
     run(tmp_path, go)
