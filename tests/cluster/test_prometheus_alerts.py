@@ -132,8 +132,9 @@ def _alerts(tmp_path, source, link) -> None:
         # The index limited to a size just above what it holds: nearly full. A larger limit resolves it.
         n = 0
         while (used := _gateway_metric(c, "pocket_index_used_bytes")) < 240 << 10:   # past 80% of the least limit
-            s3.put_object(Bucket="risk", Key=f"small/{n:05d}", Body=payload(64, f"alerts-small-{n}"))
-            n += 1
+            for _ in range(25):
+                s3.put_object(Bucket="risk", Key=f"small/{n:05d}", Body=payload(64, f"alerts-small-{n}"))
+                n += 1
         _set_index_max_size(c, max(256 << 10, int(used / 0.85) // 4096 * 4096))
         assert _gateway_metric(c, "pocket_index_used_bytes") / _gateway_metric(c, "pocket_index_max_bytes") > 0.8
         prom.wait("PocketIndexNearlyFull", lambda: _alert(prom, "PocketIndexNearlyFull"))
