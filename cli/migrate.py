@@ -165,16 +165,26 @@ def copy(data, config, buckets, concurrency, rate, as_json, **kw) -> None:
     progress = _CopyProgress()
 
     async def work(tc):
-        from storage.objects.build import object_services
+        import os
+
         from storage.index.batcher import IndexWriter
+        from storage.leased import holder_id
+        from storage.objects.build import object_services
+        from storage.objects.in_flight import Reporter
         writer = IndexWriter(tc.index)
+        reporter = None
         try:
             objects, multipart = object_services(cfg, tc.cluster, tc.index, writer)
+            # the gateway's scrubber keeps the archives of copies not yet committed
+            reporter = Reporter(writer, holder_id(f"migrate-copy/{os.getpid()}"), objects.writes)
+            reporter.start()
             report = await backfill.run(cfg, tc, objects, multipart, buckets, args, concurrency, limit,
                                         progress.show)
             await objects.drain(timeout=60)
             return report
         finally:
+            if reporter is not None:
+                await reporter.stop()
             await writer.aclose()
     try:
         report = run_tool(cfg, work)

@@ -33,6 +33,8 @@ def up(data: str, port: int | None, host: str | None, nodes: int, disks: int, tl
     import subprocess
 
     from storage import config as config_mod
+
+    from .lifeline import lifeline
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
     if (gateways or 1) > 1 and not postgres:
@@ -58,7 +60,7 @@ def up(data: str, port: int | None, host: str | None, nodes: int, disks: int, tl
         for node in cfg.nodes:
             if node.url:
                 children.append(subprocess.Popen([sys.executable, "-m", "cli", "node", "--config", path,
-                                                  "--id", node.id, "--init"]))
+                                                  "--id", node.id, "--init"], **lifeline()))
         spawn = (lambda: _spawn_gateways(cfg, path, gateways)) if gateways > 1 else None
         run_until_signalled(lambda: _serve_gateway(cfg, banner=True, children=children, spawn_gateways=spawn))
     finally:
@@ -128,6 +130,8 @@ def _spawn_gateways(cfg, path: str, gateways: int) -> list[tuple[str, "subproces
     """Gateways 2..N as `pocket gateway` processes with this config on their own ports;
     their logs go to stderr, like the first gateway's, so stdout keeps only the banner."""
     import subprocess
+
+    from .lifeline import lifeline
     host = cfg.listen[0]
     scheme = "https" if cfg.gateway.tls_cert else "http"
     spawned = []
@@ -137,7 +141,7 @@ def _spawn_gateways(cfg, path: str, gateways: int) -> list[tuple[str, "subproces
             env.update(POCKET_GATEWAY_TLS_CERT=cfg.gateway.tls_cert, POCKET_GATEWAY_TLS_KEY=cfg.gateway.tls_key)
         endpoint = f"{scheme}://{host}:{port}"
         spawned.append((endpoint, subprocess.Popen([sys.executable, "-m", "cli", "gateway", "--config", path],
-                                                   env=env, stdout=sys.stderr)))
+                                                   env=env, stdout=sys.stderr, **lifeline())))
     return spawned
 
 

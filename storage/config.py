@@ -21,6 +21,16 @@ class ConfigError(ValueError):
     pass
 
 
+# The least scrub.orphan_grace. Between its archives and its index commit a write looks
+# like an orphan; the process writing it knows it exactly, but other gateways (and
+# `pocket scrub`) learn of it from its gateway's report in the index, which trails a new
+# write by up to a second (storage/objects/in_flight.py REPORT_SECONDS, plus the commit).
+# The rest is for clocks: a version id is stamped by the writing server's clock and aged
+# by the scrubbing one's, and a migrated copy's `copied` time is taken just before its
+# write registers.
+MIN_ORPHAN_GRACE = 10.0
+
+
 def fingerprint_bytes(text: str) -> bytes:
     """A SHA-256 fingerprint as written in the config, e.g. `AB:CD:…` or `abcd…`."""
     raw = bytes.fromhex(text.replace(":", "").strip())
@@ -257,6 +267,8 @@ class Config:
         for key in ("rate", "interval", "start_delay", "collect_interval", "orphan_grace"):
             if getattr(self.scrub, key) < 0:
                 yield f"scrub.{key} must not be negative"
+        if 0 <= self.scrub.orphan_grace < MIN_ORPHAN_GRACE:
+            yield orphan_grace_problem("scrub.orphan_grace", self.scrub.orphan_grace)
         if self.repair.rate < 0:
             yield "repair.rate must be 0 (unlimited) or bytes per second"
         if self.repair.concurrency < 1:
@@ -312,6 +324,12 @@ class Config:
             yield f"log.format = {self.log.format!r}: use \"text\" or \"json\""
         if self.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             yield f"log.level = {self.log.level!r}: use debug, info, warning or error"
+
+
+def orphan_grace_problem(name: str, value: float) -> str:
+    return (f"{name} = {value:g} is below {MIN_ORPHAN_GRACE:g} s: an upload begun on another gateway "
+            f"reaches the index's list of writes in flight only that late (and clocks differ), so a "
+            f"scrub pass could delete the archives of an upload that has not committed yet")
 
 
 def _tls_problems(node: NodeConfig):

@@ -33,6 +33,7 @@ from .node.daemons import DiskDaemons
 from .node.metrics import DiskCollector
 from .node.open_disks import open_disks
 from .node.store import DiskStore
+from .objects import in_flight
 from .objects.buckets import BucketService
 from .objects.build import object_services
 from .s3.app import build_app
@@ -54,6 +55,7 @@ class Gateway:
         self.leased: LeasedDaemons | None = None
         self.local_disks: dict[str, DiskStore] = {}
         self.upload_slots = UploadSlots(cfg.gateway.max_uploads)
+        self.reporter: in_flight.Reporter | None = None   # this gateway's writes in flight, into the index
         self.draining = False    # set on SIGTERM: /_pocket/ready says 503 so load balancers stop sending
 
     def secret_for(self, access_key: str) -> str | None:
@@ -74,7 +76,8 @@ class Gateway:
         self.repairs = RepairQueue(self.index, self.writer)
         self.objects.on_degraded = lambda record, missing: self.repairs.add_later(record, missing, "put")
         self.scrubber = Scrubber(self.cluster, self.index, self.repairs, self.cfg.scrub.rate,
-                                 self.cfg.scrub.orphan_grace, self.metrics)
+                                 self.cfg.scrub.orphan_grace, self.metrics, writes=self.objects.writes,
+                                 holder=holder_id(self.cfg.gateway.listen))
         self.lifecycle = LifecycleRunner(self.objects, self.multipart, self.cfg.lifecycle.day_seconds,
                                          self.cfg.lifecycle.rate, self.metrics)
         self.repairer = Repairer(self.cluster, self.index, self.repairs, self.cfg.repair.concurrency,
@@ -116,6 +119,9 @@ class Gateway:
         # gateways never replay the same entry at once (storage/migrate/journal.py).
         self.leased.add("migrate-journal", lambda: self.migration.journal.run_forever())
         self.leased.start()
+        # scrubbers in other processes keep the archives of this gateway's uncommitted writes
+        self.reporter = in_flight.Reporter(self.writer, holder_id(self.cfg.gateway.listen), self.objects.writes)
+        self.reporter.start()
 
     def _open_added_disks(self, wanted: set[str]) -> None:
         """The volume table names disks this process has not opened: added to the config
@@ -141,6 +147,8 @@ class Gateway:
             await self.leased.stop()
         await self.objects.drain()
         await self.repairs.drain()
+        if self.reporter is not None:
+            await self.reporter.stop()
         await self.cluster.stop()
         await self.daemons.stop()
         await self.writer.aclose()

@@ -6,9 +6,9 @@
   instead of being refused: a restart is a pause, not an outage.
 - SIGHUP: reload what can change under a running process (certificate, log file).
 - SIGTERM/SIGINT: readiness turns false first (`on_drain`), `drain_delay` seconds later
-  the listener closes, then requests in flight get up to `shutdown_timeout` seconds to
-  finish (their responses say `Connection: close`), idle keep-alive connections are
-  closed, and the process exits 0.
+  the listener closes and idle keep-alive connections are closed, then requests in
+  flight get up to `shutdown_timeout` seconds to finish (their responses say
+  `Connection: close`), and the process exits 0 (`Connections` says how).
 """
 from __future__ import annotations
 
@@ -40,56 +40,69 @@ def inherited_socket() -> socket.socket | None:
     return socket.socket(fileno=SD_LISTEN_FDS_START)
 
 
-class InFlight:
-    """Requests being handled right now, so a drain waits for them and not for idle connections.
+class Connections:
+    """Which connections are busy, so a drain waits for every request and not for idle connections.
 
-    aiohttp's own graceful shutdown marks every connection closing, after which a busy
-    one drops the rest of a request body it is still receiving: an upload in flight would
-    hang until the timeout. So requests are counted here, the listener closes first,
-    responses say `Connection: close` while draining, and only once nothing is in flight
-    does aiohttp close what is left (idle keep-alive connections)."""
+    aiohttp's own graceful shutdown (`runner.cleanup`) marks every connection closing, after
+    which a busy one drops the rest of a request body it is still receiving: the upload
+    hangs until `shutdown_timeout` and is cancelled. Counting requests in a middleware was
+    not enough: a request whose headers had arrived but whose handler had not reached the
+    middleware yet (a keep-alive connection sending its next request just as the count hit
+    zero) was not counted, and was cut off that way. So the drain looks at the connections
+    themselves: one is idle only while it waits for the next request's first bytes
+    (nothing parsed, nothing running). Idle ones are closed on the spot, in the same step
+    that finds them idle (no request can start on them in between; a client that was about
+    to send one sees the connection closed before any answer, and retries, as SDKs do);
+    busy ones finish their request, and while draining every response says
+    `Connection: close`, so each one closes after its answer. Only once none is left does
+    aiohttp's cleanup run, with nothing to cut off."""
 
     def __init__(self):
-        self.count = 0
         self.draining = False
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    @web.middleware
-    async def middleware(self, request: web.Request, handler):
-        self.count += 1
-        self._idle.clear()
-        try:
-            return await handler(request)
-        finally:
-            self.count -= 1
-            if not self.count:
-                self._idle.set()
 
     async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         if self.draining:
             response.force_close()   # the client reconnects, to the listener that replaces this one
 
-    async def wait_idle(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-            return True
-        except TimeoutError:
-            return False
+    @staticmethod
+    def _idle(conn) -> bool:
+        # aiohttp's RequestHandler keeps `_waiter` pending only while its loop waits for a
+        # new message: headers parsed, a handler running or a body still lingering all clear it
+        waiter = getattr(conn, "_waiter", None)
+        return waiter is not None and not waiter.done()
+
+    def close_idle(self, server) -> int:
+        """Close every idle connection; returns how many busy ones are left."""
+        busy = 0
+        for conn in server.connections:
+            if conn.transport is None:
+                continue            # already closed, waiting to be forgotten
+            if self._idle(conn):
+                conn.force_close()
+            else:
+                busy += 1
+        return busy
+
+    async def wait_closed(self, server, timeout: float, every: float = 0.02) -> int:
+        """Until no connection is busy (idle ones closed as they turn idle), at most
+        `timeout` seconds; returns how many are still busy (0: all done)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (busy := self.close_idle(server)) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(every)
+        return busy
 
 
 class Listener:
-    def __init__(self, runner: web.AppRunner, inflight: InFlight, shutdown_timeout: float):
-        self.runner, self.inflight, self.shutdown_timeout = runner, inflight, shutdown_timeout
+    def __init__(self, runner: web.AppRunner, connections: Connections, shutdown_timeout: float):
+        self.runner, self.connections, self.shutdown_timeout = runner, connections, shutdown_timeout
 
 
 async def listen(app: web.Application, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None,
                  shutdown_timeout: float = 30.0, access_log: bool = False, metrics=None,
                  sock: socket.socket | None = None) -> Listener:
     """`access_log`: one line per request (storage/s3/access_log.py), its bytes counted in `metrics`."""
-    inflight = InFlight()
-    app.middlewares.append(inflight.middleware)
-    app.on_response_prepare.append(inflight.on_prepare)
+    connections = Connections()
+    app.on_response_prepare.append(connections.on_prepare)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout,
                            access_log=logging.getLogger("pocket.access") if access_log else None,
                            access_log_class=access_logs.logger_class(metrics))
@@ -99,7 +112,7 @@ async def listen(app: web.Application, host: str, port: int, *, ssl_context: ssl
     else:
         site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True, backlog=1024)
     await site.start()
-    return Listener(runner, inflight, shutdown_timeout)
+    return Listener(runner, connections, shutdown_timeout)
 
 
 async def run_until_stopped(listener: Listener, *, on_reload: Callable[[], None] = lambda: None,
@@ -124,17 +137,19 @@ async def run_until_stopped(listener: Listener, *, on_reload: Callable[[], None]
 
 async def drain(listener: Listener, on_drain: Callable[[], None], drain_delay: float) -> None:
     on_drain()
-    listener.inflight.draining = True
+    connections = listener.connections
+    connections.draining = True
     if drain_delay:
         log.info("shutting down: readiness is false; closing the listener in %.1fs", drain_delay)
         await asyncio.sleep(drain_delay)
     runner = listener.runner
     for site in list(runner.sites):
         await site.stop()
+    busy = connections.close_idle(runner.server)
     log.info("shutting down: listener closed; finishing %d requests in flight (at most %.0fs)",
-             listener.inflight.count, listener.shutdown_timeout)
-    if not await listener.inflight.wait_idle(listener.shutdown_timeout):
-        log.warning("shutting down: %d requests still running after gateway.shutdown_timeout = %.0fs are cut off",
-                    listener.inflight.count, listener.shutdown_timeout)
+             busy, listener.shutdown_timeout)
+    if await connections.wait_closed(runner.server, listener.shutdown_timeout):
+        log.warning("shutting down: requests still running after gateway.shutdown_timeout = %.0fs are cut off",
+                    listener.shutdown_timeout)
     await runner.cleanup()
     log.info("shutdown complete")

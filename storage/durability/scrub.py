@@ -21,7 +21,8 @@ findings. One pass here (`Scrubber.run_once`) reads no archive bytes; it does th
    a part of an aborted upload) and is older than `orphan_grace` is deleted. Its
    manifest (read from the disk: a small read, only for these) names its bucket and key,
    and the key is looked up again before deleting, so an upload that committed during the
-   pass keeps its archives. Two safety valves against a lost or half-rebuilt index, which
+   pass keeps its archives; one still between its archives and its commit is known by
+   its version id (objects/in_flight.py) and is never a candidate, however old. Two safety valves against a lost or half-rebuilt index, which
    would make everything look orphaned: archives whose bucket the index does not know are
    never removed, and a pass that would remove more than a quarter of all versions it saw
    (and more than 20) removes nothing unless forced; both are reported so an operator can
@@ -47,7 +48,9 @@ from ..index import disks as disk_table
 from ..index_backup import RESTORED_META
 from ..node.packs import PacksOwnedElsewhere
 from ..objects.contracts import VersionRecord
+from ..objects import in_flight
 from ..objects.ids import id_time
+from ..objects.in_flight import Writes
 from .deletes import finish_deletes
 from .queue import SCRUB_META, RepairQueue
 from .records import rewrite_records
@@ -106,10 +109,14 @@ class ScrubReport:
 
 
 class Scrubber:
-    def __init__(self, cluster, index, queue: RepairQueue, rate: float | None, orphan_grace: float, metrics=None):
+    def __init__(self, cluster, index, queue: RepairQueue, rate: float | None, orphan_grace: float, metrics=None,
+                 writes: Writes | None = None, holder: str | None = None):
         self.cluster, self.index, self.queue = cluster, index, queue
         self.rate = rate          # bytes/s per disk for the fresh passes it asks for (None: the disks' own)
         self.orphan_grace = orphan_grace
+        # versions being written: this process's own (`writes`), and those other gateways
+        # report in the index (objects/in_flight.py; `holder` is this process's report)
+        self.writes, self.holder = writes or Writes(), holder
         self.metrics = metrics
         self.report = ScrubReport()      # the pass in progress, or the last one
         self._saved_at = 0.0
@@ -314,8 +321,12 @@ class Scrubber:
         """Remove archives of versions nobody references, old enough not to be an upload in flight."""
         now = time.time()
         candidates = []
+        elsewhere = in_flight.reported(self.index, skip=self.holder)
         for vid, where in found.items():
             if vid in live:
+                continue
+            if vid in self.writes or vid in elsewhere:   # stored, its commit still to come
+                r.orphans_young += len(where)
                 continue
             if now - id_time(vid) < self.orphan_grace:
                 r.orphans_young += len(where)
@@ -331,6 +342,8 @@ class Scrubber:
                 r.orphans_kept += [{**row, "why": "bucket not in the index"} for row in rows]
                 continue
             if owner and self._referenced(vid, owner):
+                continue
+            if vid in self.writes:   # began since the check above (a copy keeps its source's id)
                 continue
             candidates.append(rows)
         versions = len(found)
@@ -348,6 +361,8 @@ class Scrubber:
             r.orphans_kept += [{**row, "why": "safety valve"} for rows in candidates for row in rows]
             return
         for rows in candidates:
+            if rows[0]["version_id"] in self.writes:
+                continue
             for row in rows:
                 try:
                     if await self.cluster.disks[row["disk"]].delete_archive(row["archive"]):

@@ -29,6 +29,7 @@ from ..index.versions import VersionPage, is_marker
 from . import read_ahead
 from .commits import Superseded, current_is, delete_if_current, install, remove_version, version_row
 from .contracts import Digests, VersionRecord
+from .in_flight import Writes
 from .pipeline import EncodePipeline
 from .put import ArchiveWriter, QuorumLost, is_full, remove_archives
 
@@ -84,6 +85,7 @@ class ObjectService:
         self.timeout = timeout
         self.keys = keys    # server-side encryption (crypto/keys.py); None: only tests without it
         self._removals: set[asyncio.Task] = set()
+        self.writes = Writes()   # stored and not yet committed: the scrubber keeps their archives
         # Told of every version stored on fewer than k+m disks: {index: (kind, reason)}.
         self.on_degraded: Callable[[dict, dict], None] | None = None
 
@@ -123,14 +125,20 @@ class ObjectService:
         UploadPart both come through here. `digests` is fed every byte (off the event
         loop for big segments) and its `finish()` may raise to refuse the body (bad MD5,
         checksum, truncated body); refusing aborts every archive, so nothing remains.
-        With `sealing`, each segment is encrypted before it is encoded (crypto/)."""
-        with self.cluster.writing():
-            return await self._store(body, size_hint, digests, fields, policy_name, version_id, sealing)
+        With `sealing`, each segment is encrypted before it is encoded (crypto/).
+        The version counts as in flight (`writes`) until `commit` or `discard` is done with it."""
+        version_id = version_id or new_id()
+        self.writes.begin(version_id)
+        try:
+            with self.cluster.writing():
+                return await self._store(body, size_hint, digests, fields, policy_name, version_id, sealing)
+        except BaseException:
+            self.writes.end(version_id)     # its archives were removed (abort), or are orphans now
+            raise
 
     async def _store(self, body, size_hint, digests: Digests, fields: dict, policy_name: str | None,
                      version_id: str | None, sealing: Sealing | None) -> VersionRecord:
         policy = self.policy_for(size_hint, policy_name)
-        version_id = version_id or new_id()
         cipher, sse = self.keys.seal(sealing, version_id) if sealing else (None, None)
         volume = choose_volume(list(self.cluster.volumes.values()), policy.codec.n, version_id,
                                self.cluster.is_writable)
@@ -174,9 +182,15 @@ class ObjectService:
         """Run `fn(ops)` in the next index commit; if that fails, the record is discarded.
 
         Not when the caller is cancelled: the batch it joined still commits, so its archives
-        are left alone (if the commit did fail, they are orphans for the scrubber)."""
+        are left alone (if the commit did fail, they are orphans for the scrubber), and the
+        version stays in flight until that batch is done."""
+        committing = asyncio.ensure_future(self.writer.submit(fn))
+        committing.add_done_callback(lambda f: (self.writes.end(record["version_id"]),
+                                                f.cancelled() or f.exception()))
         try:
-            return await self.writer.submit(fn)
+            return await asyncio.shield(committing)
+        except asyncio.CancelledError:
+            raise
         except Exception:
             await asyncio.shield(self.discard(record))
             raise
@@ -188,6 +202,7 @@ class ObjectService:
         `pocket index rebuild` must never install it. Its archives are removed; when a disk
         that may hold one cannot be asked, or the version is itself a record on the disks
         (a delete marker), `end_version` makes sure."""
+        self.writes.end(record["version_id"])
         if is_marker(record) or not await self.remove(record):
             await self.end_version(record)
 

@@ -66,7 +66,7 @@ def _hold_index_writes(path: str) -> tuple[threading.Event, threading.Thread]:
 
 def test_refused_conditional_put_does_not_come_back_after_a_rebuild(tmp_path):
     c = ProcCluster(str(tmp_path / "cluster"), storage={"default_policy": "replica"},
-                    sections={"scrub": {"enabled": False, "orphan_grace": 1}, "repair": {"enabled": False}}).start()
+                    sections={"scrub": {"enabled": False, "orphan_grace": 10}, "repair": {"enabled": False}}).start()
     try:
         s3 = c.client()
         s3.create_bucket(Bucket="cond")
@@ -111,8 +111,8 @@ def test_refused_conditional_put_does_not_come_back_after_a_rebuild(tmp_path):
         assert s3.get_object(Bucket="cond", Key="k")["Body"].read() == old.data
         assert [o["Key"] for o in s3.list_objects_v2(Bucket="cond")["Contents"]] == ["k"]
 
-        wait_for("the leftover to be older than the 1 s orphan grace",
-                 lambda: time.time() - id_time(name.split(".")[0]) > 1.05, timeout=10, every=0.05)
+        wait_for("the leftover to be older than the 10 s orphan grace (the least the config takes)",
+                 lambda: time.time() - id_time(name.split(".")[0]) > 10.05, timeout=20, every=0.05)
         pocket(c, "scrub", "--json")
         assert leftover not in c.archive_files()
         assert {archive_parts(ref)[1] for ref in c.archive_files() - before} == \

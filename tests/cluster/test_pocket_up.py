@@ -16,7 +16,7 @@ import urllib.request
 import boto3
 import pytest
 
-from .harness import REPO, free_port_run
+from .harness import REPO, free_port_run, wait_for
 
 
 def _up(data, port, *extra, env=None, timeout=60):
@@ -100,6 +100,50 @@ def _exited(pid: int, timeout: float = 10.0) -> bool:
 def _listening(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(entry))
+    return kids
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie waiting for whoever adopted it to reap it counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_up_killed_outright_takes_its_node_processes_with_it(tmp_path):
+    """SIGKILL runs no cleanup in `pocket up`: the kernel tells its children (PR_SET_PDEATHSIG),
+    so no node keeps serving its disks, or holding its port, for nobody."""
+    data = str(tmp_path / "pocket-data")
+    port = free_port_run(4)
+    proc, info = _up(data, port, "--nodes", "3")
+    try:
+        _client(info).create_bucket(Bucket="alive")
+        nodes = _children(proc.pid)
+        assert len(nodes) == 3 and all(_listening(p) for p in range(port + 1, port + 4))
+    finally:
+        proc.kill()
+        proc.wait()
+    try:
+        wait_for("the node processes to exit", lambda: all(_gone(pid) for pid in nodes), timeout=20)
+        assert not any(_listening(p) for p in range(port, port + 4)), "a node still listens after pocket up was killed"
+    finally:
+        for pid in nodes:          # strays of a failed run are not left behind
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_up_postgres_runs_gateways_over_one_namespace_and_stops_everything(tmp_path):

@@ -22,8 +22,8 @@ import yaml
 from .harness import REPO, ProcCluster, free_ports
 
 DEPLOY = os.path.join(REPO, "deploy")
-# Metrics with data only while a bucket is being migrated (this cluster migrates none;
-# test_migrate_gateway.py reads pocket_migrate_objects_copied and _journal_entries).
+# Metrics with data only while a bucket is being migrated: this cluster migrates none, so
+# test_prometheus_alerts.py, whose cluster migrates one, waits for data from these panels.
 PENDING = ("pocket_migrate_",)
 
 

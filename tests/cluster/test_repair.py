@@ -29,7 +29,7 @@ QUIET = {"scrub": {"enabled": False}, "repair": {"enabled": False}}
 @pytest.fixture
 def quiet_cluster(tmp_path):
     """A cluster whose gateway neither scrubs nor repairs by itself: the commands do."""
-    c = ProcCluster(str(tmp_path / "cluster"), sections={**QUIET, "scrub": {"enabled": False, "orphan_grace": 5.0}})
+    c = ProcCluster(str(tmp_path / "cluster"), sections={**QUIET, "scrub": {"enabled": False, "orphan_grace": 10.0}})
     c.start()
     yield c
     c.close()
@@ -213,7 +213,7 @@ def test_orphans_older_than_the_grace_period_are_removed(quiet_cluster):
     assert {old, young, copying} <= before
 
     # a grace between the two ages with minutes to spare: a slow pass (a loaded machine took
-    # over 5 s, the cluster's grace) must not make the young one old
+    # over 10 s, the cluster's grace) must not make the young one old
     code, report = pocket(c, "scrub", "--orphan-grace", "300", "--json")
     assert [r["archive"] for r in report["orphans_removed"]] == [old]
     assert report["orphans_young"] == 2

@@ -287,10 +287,11 @@ def test_duplicate_disk_ids(tmp_path):
     (BASE + "[repair]\nfailed_after = 0\n", "repair.failed_after"),
     (BASE + "[repair]\nfailed_after = 'soon'\n", "repair.failed_after"),
     (BASE + "[repair]\nmove_rate = -1\n", "repair.move_rate"),
+    (BASE + "[scrub]\norphan_grace = 0\n", "scrub.orphan_grace = 0 is below 10 s"),
 ], ids=["no-secret", "no-credentials", "short-secret", "https-unpinned", "tls-without-https", "small-segment", "segment-not-int", "heartbeat-not-float",
         "negative-pack-threshold", "tiny-packs", "threshold-above-pack-size", "negative-compact-interval",
         "negative-repair-rate", "repair-rate-not-int", "negative-scrub-rate", "negative-collect-interval",
-        "zero-failed-after", "failed-after-not-float", "negative-move-rate"])
+        "zero-failed-after", "failed-after-not-float", "negative-move-rate", "orphan-grace-below-floor"])
 def test_other_invalid_settings_name_the_key(tmp_path, body, needle):
     with pytest.raises(ConfigError) as e:
         load(write(tmp_path, body + "\n" + _nodes(6, 2)))

@@ -58,7 +58,8 @@ class World:
                                      4096, SEG, timeout=5)
         self.queue = RepairQueue(self.index, self.writer)
         self.objects.on_degraded = lambda record, missing: self.queue.add_later(record, missing, "put")
-        self.scrubber = Scrubber(self.cluster, self.index, self.queue, rate=0, orphan_grace=60)
+        self.scrubber = Scrubber(self.cluster, self.index, self.queue, rate=0, orphan_grace=60,
+                                 writes=self.objects.writes)
         self.repairer = Repairer(self.cluster, self.index, self.queue, concurrency=3)
         self.disk_scrubbers = [DiskScrubber(d, rate=0, schedule=False) for d in self.disks.values()]
         for s in self.disk_scrubbers:
