@@ -97,10 +97,18 @@ class S3:
     """The handful of path-style S3 calls the benchmark needs, over one shared session."""
 
     def __init__(self, endpoint: str, signer: SigV4, session: aiohttp.ClientSession):
-        parts = urlsplit(endpoint)
-        self.base, self.host = f"{parts.scheme}://{parts.netloc}", parts.netloc
+        """`endpoint` may name several gateways of one cluster, comma-separated: requests
+        then go to each in turn, as a round-robin load balancer would send them."""
+        parts = [urlsplit(e.strip()) for e in endpoint.split(",") if e.strip()]
+        self.targets = [(f"{p.scheme}://{p.netloc}", p.netloc) for p in parts]
+        self.turn = 0
         self.signer, self.session = signer, session
         self.errors_shown = 0
+
+    def next_target(self) -> tuple[str, str]:
+        """(base URL, Host header) of the gateway the next request goes to."""
+        self.turn = (self.turn + 1) % len(self.targets)
+        return self.targets[self.turn]
 
     async def request(self, method: str, path: str, params: dict | None = None, data=None,
                       sink: bool = False, extra: dict | None = None) -> tuple[int, int, bytes]:
@@ -111,10 +119,11 @@ class S3:
         printed to stderr."""
         path = uri_encode(path)
         query = canonical_query(params) if params else ""
-        headers = self.signer.headers(method, self.host, path, query)
+        base, host = self.next_target()
+        headers = self.signer.headers(method, host, path, query)
         if extra:
             headers.update(extra)
-        url = URL(f"{self.base}{path}?{query}" if query else self.base + path, encoded=True)
+        url = URL(f"{base}{path}?{query}" if query else base + path, encoded=True)
         async with self.session.request(method, url, headers=headers, data=data) as resp:
             if sink and resp.status < 300:
                 n = 0
@@ -380,27 +389,35 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-async def main_async(args: argparse.Namespace, names: list[str]) -> list[dict]:
+async def run_scenarios(endpoint: str, access_key: str, secret_key: str, names: list[str], duration: float,
+                        bucket: str = "pocket-bench", region: str = "us-east-1", label: str = "") -> list[dict]:
+    """Run the scenarios `names` one after the other against one server; a summary row each
+    (also printed to stderr as it completes, prefixed with `label`)."""
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
                                      read_bufsize=1 << 20) as session:
-        s3 = S3(args.endpoint, SigV4(args.access_key, args.secret_key, args.region), session)
-        await s3.ensure_bucket(args.bucket)
-        bench = Bench(s3, args.bucket, args.duration)
+        s3 = S3(endpoint, SigV4(access_key, secret_key, region), session)
+        await s3.ensure_bucket(bucket)
+        bench = Bench(s3, bucket, duration)
         rows = []
         for name in names:
             row = (await bench.run(name)).summary()
-            print(f"{name}: {row['ops_per_s']} ops/s, {row['mib_per_s']} MiB/s, p50 {row['p50_ms']} ms, "
+            print(f"{label}{name}: {row['ops_per_s']} ops/s, {row['mib_per_s']} MiB/s, p50 {row['p50_ms']} ms, "
                   f"p99 {row['p99_ms']} ms, {row['errors']} errors {row['notes']}", file=sys.stderr)
             rows.append(row)
         return rows
 
 
+async def main_async(args: argparse.Namespace, names: list[str]) -> list[dict]:
+    return await run_scenarios(args.endpoint, args.access_key, args.secret_key, names, args.duration,
+                               args.bucket, args.region)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--endpoint", required=True, help="e.g. http://127.0.0.1:9000")
+    p.add_argument("--endpoint", required=True, help="e.g. http://127.0.0.1:9000; several gateways comma-separated")
     p.add_argument("--access-key", required=True)
     p.add_argument("--secret-key", required=True)
     p.add_argument("--region", default="us-east-1")

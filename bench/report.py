@@ -1,0 +1,110 @@
+"""The markdown a benchmark run prints: the header bench/RESULTS.md needs (machine, date,
+commit, the exact command), the box's ceilings, one table of every scenario against every
+target with the ratios issue 14 and issue 11 set targets on, degraded reads and the
+index's bytes per object version."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import shlex
+import subprocess
+import sys
+
+from . import ceilings
+
+# (column title, numerator target, denominator target)
+RATIOS = [("Pocket / Swift", "pocket", "swift"), ("Pocket / SeaweedFS", "pocket", "seaweedfs"),
+          ("nodes6 / embedded", "pocket-nodes6", "pocket"), ("pg / lmdb (both nodes6)", "pocket-pg", "pocket-nodes6"),
+          ("pg2 / pg", "pocket-pg2", "pocket-pg")]
+
+
+def machine() -> dict:
+    """What the figures were measured on, and when, and from which commit."""
+    def first(path: str, prefix: str) -> str:
+        try:
+            with open(path) as f:
+                return next((line.split(":", 1)[1].strip() for line in f if line.startswith(prefix)), "")
+        except OSError:
+            return ""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+        return out.stdout.strip() if out.returncode == 0 else ""
+    mem_kib = first("/proc/meminfo", "MemTotal").split()[0] if first("/proc/meminfo", "MemTotal") else "0"
+    return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "cores": os.cpu_count(), "cpu": first("/proc/cpuinfo", "model name") or platform.machine(),
+            "ram_gib": round(int(mem_kib) / 1024 / 1024, 1), "kernel": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version(), "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
+            "commit": git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if git("status", "--porcelain") else ""),
+            "command": "python -m bench.run " + shlex.join(sys.argv[1:])}
+
+
+def unit(scenario: str) -> str:
+    if scenario == "list-10k":
+        return "s for 10,000 keys"
+    return "MiB/s" if ("-1m-" in scenario or "-64m-" in scenario) else "ops/s"
+
+
+def figure(row: dict | None) -> float | None:
+    """The number a scenario is judged by: MiB/s, ops/s, or seconds for the LIST walk."""
+    if row is None:
+        return None
+    u = unit(row["scenario"])
+    return row["seconds"] if u.startswith("s ") else row["mib_per_s"] if u == "MiB/s" else row["ops_per_s"]
+
+
+def ratio(scenario: str, a: float | None, b: float | None) -> str:
+    """a / b as a speed ratio: for the LIST walk (seconds) that is b's time over a's."""
+    if not a or not b:
+        return "—"
+    return f"{(b / a if scenario == 'list-10k' else a / b):.2f}"
+
+
+def fmt(x: float | None, scenario: str) -> str:
+    if x is None:
+        return "—"
+    return f"{x:.3f}" if scenario == "list-10k" else f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
+
+
+def render(run: dict) -> str:
+    m, targets = run["machine"], run["targets"]
+    names = [t["name"] for t in targets]
+    out = [f"# Pocket benchmark, {m['date']}", "",
+           f"- machine: {m['cores']} cores ({m['cpu']}), {m['ram_gib']} GiB RAM, {m['kernel']}, Python {m['python']}; "
+           f"load average at start {m['load']}",
+           f"- commit: {m['commit']}",
+           f"- command: `{m['command']}`",
+           f"- each timed scenario {run['duration']:g} s, closed loop, c = concurrent requests; client and servers "
+           "share the box's cores; LIST is one ListObjectsV2 walk in seconds (lower is better, ratios are speed)"]
+    out += [f"- {t['name']}: {t['describe']}" for t in targets]
+    out += [f"- {line}" for line in run["skipped"]]
+    if run.get("ceilings"):
+        out += ["", ceilings.markdown(run["ceilings"])]
+    ratios = [(title, a, b) for title, a, b in RATIOS if a in names and b in names]
+    out += ["", "| scenario | unit | " + " | ".join(names) + "".join(f" | {t}" for t, _, _ in ratios) + " |",
+            "| --- | --- |" + " ---: |" * (len(names) + len(ratios))]
+    for scenario in run["scenarios"]:
+        got = {t["name"]: figure(next((r for r in t["rows"] if r["scenario"] == scenario), None)) for t in targets}
+        cells = [fmt(got[n], scenario) for n in names] + [ratio(scenario, got[a], got[b]) for _, a, b in ratios]
+        out.append(f"| {scenario} | {unit(scenario)} | " + " | ".join(cells) + " |")
+    errors = [f"{t['name']} {r['scenario']}: {r['errors']} failed requests{'; ' + r['notes'] if r['notes'] else ''}"
+              for t in targets for r in t["rows"] + t.get("degraded", []) if r["errors"]]
+    if errors:
+        out += ["", "Failed requests (the figure counts successful ones only): " + "; ".join(errors) + "."]
+    for t in targets:
+        if t.get("degraded"):
+            out += ["", f"Degraded reads, {t['name']}: {t['degraded_note']}", "",
+                    "| scenario | unit | healthy | degraded | degraded / healthy |", "| --- | --- | ---: | ---: | ---: |"]
+            for row in t["degraded"]:
+                healthy = figure(next((r for r in t["rows"] if r["scenario"] == row["scenario"]), None))
+                out.append(f"| {row['scenario']} | {unit(row['scenario'])} | {fmt(healthy, row['scenario'])} | "
+                           f"{fmt(figure(row), row['scenario'])} | {ratio(row['scenario'], figure(row), healthy)} |")
+    sized = [t for t in targets if t.get("metadata")]
+    if sized:
+        out += ["", "Index size after the run (every table, as the backend reports it):", "",
+                "| target | backend | index bytes | object versions | bytes per version |", "| --- | --- | ---: | ---: | ---: |"]
+        out += [f"| {t['name']} | {t['metadata']['backend']} | {t['metadata']['bytes']:,} | {t['metadata']['versions']:,} | "
+                f"{t['metadata']['bytes_per_version']:,} |" for t in sized]
+    return "\n".join(out) + "\n"
