@@ -38,6 +38,7 @@ GET_POOL = {"4k": 64, "1m": 64, "64m": 4}  # objects GET scenarios cycle through
 CONCURRENCIES = (1, 16)
 LIST_KEYS, LIST_PAGE = 10_000, 1000
 FILL_CONCURRENCY = 32  # for creating fixtures, which are not timed
+FIXTURE_TRIES = 3
 SMALL = 4 * KIB  # body of list/delete fixture objects
 STREAM_OVER, STREAM_CHUNK = 8 * MIB, 256 * KIB  # see S3.put
 PREFIX = "bench"
@@ -111,12 +112,12 @@ class S3:
         return self.targets[self.turn]
 
     async def request(self, method: str, path: str, params: dict | None = None, data=None,
-                      sink: bool = False, extra: dict | None = None) -> tuple[int, int, bytes]:
+                      sink: bool = False, extra: dict | None = None, quiet: bool = False) -> tuple[int, int, bytes]:
         """Send one signed request; returns (status, body length, body).
 
         With `sink`, a successful body is counted and dropped rather than kept, so large
         GETs cost the client no memory. Non-2xx bodies are always read and the first few
-        printed to stderr."""
+        printed to stderr (unless `quiet`: the caller judges the answer)."""
         path = uri_encode(path)
         query = canonical_query(params) if params else ""
         base, host = self.next_target()
@@ -131,7 +132,7 @@ class S3:
                     n += len(chunk)
                 return resp.status, n, b""
             body = await resp.read()
-            if resp.status >= 300:
+            if resp.status >= 300 and not quiet:
                 self.report(f"{method} {path} -> {resp.status}: {body[:500].decode(errors='replace')}")
             return resp.status, len(body), body
 
@@ -141,7 +142,7 @@ class S3:
         self.errors_shown += 1
 
     async def ensure_bucket(self, bucket: str) -> None:
-        status, _, body = await self.request("PUT", f"/{bucket}")
+        status, _, body = await self.request("PUT", f"/{bucket}", quiet=True)
         if not (status == 200 or status == 409 and b"BucketAlreadyOwnedByYou" in body):
             raise SystemExit(f"cannot create bucket {bucket!r}: HTTP {status}")
 
@@ -286,8 +287,11 @@ class Bench:
         body = self.body(size)
 
         async def upload(key: str) -> None:
-            if not await self.s3.put(self.bucket, key, body):
-                raise SystemExit(f"fixture upload of {key} failed")
+            for attempt in range(FIXTURE_TRIES):   # a 503 SlowDown is retried, as SDKs do
+                if await self.s3.put(self.bucket, key, body):
+                    return
+                await asyncio.sleep(0.5 * (attempt + 1))
+            raise SystemExit(f"fixture upload of {key} failed {FIXTURE_TRIES} times")
 
         await for_each(missing, FILL_CONCURRENCY if size <= MIB else 4, upload)
         return keys

@@ -30,14 +30,19 @@ def machine() -> dict:
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
     def git(*args: str) -> str:
-        out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+        """'' when git or the repository's history is missing (an unpacked release)."""
+        try:
+            out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+        except OSError:
+            return ""
         return out.stdout.strip() if out.returncode == 0 else ""
     mem_kib = first("/proc/meminfo", "MemTotal").split()[0] if first("/proc/meminfo", "MemTotal") else "0"
     return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "cores": os.cpu_count(), "cpu": first("/proc/cpuinfo", "model name") or platform.machine(),
             "ram_gib": round(int(mem_kib) / 1024 / 1024, 1), "kernel": f"{platform.system()} {platform.release()}",
             "python": platform.python_version(), "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
-            "commit": git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if git("status", "--porcelain") else ""),
+            "commit": (git("rev-parse", "--short", "HEAD") or "unknown (no git)")
+            + (" + uncommitted changes" if git("status", "--porcelain") else ""),
             "command": "python -m bench.run " + shlex.join(sys.argv[1:])}
 
 

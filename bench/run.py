@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"unknown {kind}(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     work = args.work or tempfile.mkdtemp(prefix="pocket-bench-")
     os.makedirs(work, exist_ok=True)
+    if not args.work:
+        os.chmod(work, 0o711)   # under root, `pocket up --postgres` runs PostgreSQL as another user who must reach its folder
     run = {"machine": report.machine(), "duration": args.duration, "scenarios": names, "targets": [], "skipped": []}
     try:
         if not args.no_ceilings:
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             except Unavailable as e:
                 run["skipped"].append(str(e))
                 print(e, file=sys.stderr)
-            except Exception as e:   # one target failing must not lose the others' figures
+            except (Exception, SystemExit) as e:   # one target failing must not lose the others' figures
+                # (bench.load ends with SystemExit when it cannot create its fixtures)
                 line = f"{name}: failed, not measured: {type(e).__name__}: {str(e).strip()[-1500:]}"
                 run["skipped"].append(line.replace("\n", " "))
                 print(line, file=sys.stderr)
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
     text = report.render(run)
-    print(text)
+    print(text, end="")
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)

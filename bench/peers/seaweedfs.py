@@ -93,4 +93,4 @@ def start(work: str) -> Target:
     version = subprocess.run([binary(), "version"], capture_output=True, text=True).stdout.strip().splitlines()
     return Target("seaweedfs", weed.endpoint, weed.access_key, weed.secret_key,
                   stop=lambda: procs.stop(weed.proc, 15), pid=weed.proc.pid,
-                  describe=f"SeaweedFS {version[0] if version else ''} (`weed server -s3`, one copy, no fsync per write)")
+                  describe=f"SeaweedFS {version[0].removeprefix('version ') if version else ''} (`weed server -s3`, one copy, no fsync per write)")
