@@ -203,6 +203,13 @@ class Result:
     seconds: float = 0.0
     lat: list[float] = field(default_factory=list, repr=False)
     notes: str = ""
+    server_cpu: float | None = None   # CPU seconds of the server's processes while timed (with a meter)
+    client_cpu: float | None = None   # ...and of this client
+
+    def metered(self, meter, before: tuple[float, float] | None) -> None:
+        if meter is not None and before is not None:
+            after = meter.read()
+            self.server_cpu, self.client_cpu = after[0] - before[0], after[1] - before[1]
 
     def percentile(self, p: float) -> float:
         """Nearest-rank percentile of successful request latencies, in ms."""
@@ -216,16 +223,20 @@ class Result:
         return {"scenario": self.scenario, "ops": self.ops, "errors": self.errors, "bytes": self.bytes,
                 "seconds": round(self.seconds, 3), "ops_per_s": round(self.ops / secs, 1),
                 "mib_per_s": round(self.bytes / MIB / secs, 1), "p50_ms": round(self.percentile(50), 2),
-                "p99_ms": round(self.percentile(99), 2), "notes": self.notes}
+                "p99_ms": round(self.percentile(99), 2), "notes": self.notes,
+                **({"server_cpu_ms_per_op": round(self.server_cpu * 1000 / self.ops, 3),
+                    "client_cpu_ms_per_op": round(self.client_cpu * 1000 / self.ops, 3)}
+                   if self.server_cpu is not None and self.ops else {})}
 
 
-async def closed_loop(s3: S3, name: str, conc: int, duration: float, op) -> Result:
+async def closed_loop(s3: S3, name: str, conc: int, duration: float, op, meter=None) -> Result:
     """Run `op(worker, seq)` back to back in `conc` workers until the deadline.
 
     `op` returns the payload bytes moved, or None on a failed (already reported) request.
     Elapsed time runs to the end of the last in-flight request, so slow large requests
     finishing after the deadline are still accounted for correctly."""
     res = Result(name)
+    before = meter.read() if meter else None
     start = time.perf_counter()
     deadline = start + duration
 
@@ -251,6 +262,7 @@ async def closed_loop(s3: S3, name: str, conc: int, duration: float, op) -> Resu
 
     await asyncio.gather(*(worker(w) for w in range(conc)))
     res.seconds = time.perf_counter() - start
+    res.metered(meter, before)
     return res
 
 
@@ -268,8 +280,9 @@ async def for_each(items, conc: int, fn) -> None:
 class Bench:
     """Scenario implementations; fixtures are created untimed before each timed run."""
 
-    def __init__(self, s3: S3, bucket: str, duration: float):
-        self.s3, self.bucket, self.duration = s3, bucket, duration
+    def __init__(self, s3: S3, bucket: str, duration: float, meter=None):
+        """`meter` (bench.proc_cpu.CpuMeter): also measure CPU per request while timed."""
+        self.s3, self.bucket, self.duration, self.meter = s3, bucket, duration, meter
         self.payload = os.urandom(max(SIZES.values()))  # generated once, sliced per size
         self.run_id = f"{int(time.time()):x}"  # keeps PUT keys of separate runs apart
 
@@ -303,7 +316,7 @@ class Bench:
             key = f"{PREFIX}/{name}/{self.run_id}-w{w:02d}-{seq:07d}"
             return size if await self.s3.put(self.bucket, key, body) else None
 
-        return await closed_loop(self.s3, name, conc, self.duration, op)
+        return await closed_loop(self.s3, name, conc, self.duration, op, self.meter)
 
     async def get(self, name: str, label: str, conc: int) -> Result:
         size = SIZES[label]
@@ -319,19 +332,21 @@ class Bench:
                 return None
             return n
 
-        return await closed_loop(self.s3, name, conc, self.duration, op)
+        return await closed_loop(self.s3, name, conc, self.duration, op, self.meter)
 
     async def list_10k(self, name: str) -> Result:
         """One full ListObjectsV2 walk over 10,000 keys; ops are pages, seconds is the walk."""
         prefix = f"{PREFIX}/list-10k"
         await self.ensure_objects(prefix, LIST_KEYS, SMALL)
         res = Result(name)
+        before = self.meter.read() if self.meter else None
         t0 = time.perf_counter()
         try:
             found = await self.s3.list_objects(self.bucket, prefix + "/", res.lat)
         except RuntimeError:
             found = {}
         res.seconds = time.perf_counter() - t0
+        res.metered(self.meter, before)
         res.ops = len(res.lat)
         if len(found) != LIST_KEYS:
             res.errors += 1
@@ -365,7 +380,7 @@ class Bench:
             status, _, _ = await self.s3.request("DELETE", f"/{self.bucket}/{key}")
             return 0 if 200 <= status < 300 else None
 
-        res = await closed_loop(self.s3, name, conc, self.duration, op)
+        res = await closed_loop(self.s3, name, conc, self.duration, op, self.meter)
         res.errors += filled.errors
         return res
 
@@ -394,16 +409,18 @@ def markdown(rows: list[dict]) -> str:
 
 
 async def run_scenarios(endpoint: str, access_key: str, secret_key: str, names: list[str], duration: float,
-                        bucket: str = "pocket-bench", region: str = "us-east-1", label: str = "") -> list[dict]:
+                        bucket: str = "pocket-bench", region: str = "us-east-1", label: str = "",
+                        meter=None) -> list[dict]:
     """Run the scenarios `names` one after the other against one server; a summary row each
-    (also printed to stderr as it completes, prefixed with `label`)."""
+    (also printed to stderr as it completes, prefixed with `label`); with `meter`, the
+    server's and the client's CPU per request too."""
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
                                      read_bufsize=1 << 20) as session:
         s3 = S3(endpoint, SigV4(access_key, secret_key, region), session)
         await s3.ensure_bucket(bucket)
-        bench = Bench(s3, bucket, duration)
+        bench = Bench(s3, bucket, duration, meter)
         rows = []
         for name in names:
             row = (await bench.run(name)).summary()

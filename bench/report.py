@@ -94,6 +94,7 @@ def render(run: dict) -> str:
         got = {t["name"]: figure(next((r for r in t["rows"] if r["scenario"] == scenario), None)) for t in targets}
         cells = [fmt(got[n], scenario) for n in names] + [ratio(scenario, got[a], got[b]) for _, a, b in ratios]
         out.append(f"| {scenario} | {unit(scenario)} | " + " | ".join(cells) + " |")
+    out += cpu_table(run, names, ratios)
     errors = [f"{t['name']} {r['scenario']}: {r['errors']} failed requests{'; ' + r['notes'] if r['notes'] else ''}"
               for t in targets for r in t["rows"] + t.get("degraded", []) if r["errors"]]
     if errors:
@@ -113,3 +114,22 @@ def render(run: dict) -> str:
         out += [f"| {t['name']} | {t['metadata']['backend']} | {t['metadata']['bytes']:,} | {t['metadata']['versions']:,} | "
                 f"{t['metadata']['bytes_per_version']:,} |" for t in sized]
     return "\n".join(out) + "\n"
+
+
+def cpu_table(run: dict, names: list[str], ratios: list[tuple[str, str, str]]) -> list[str]:
+    """CPU milliseconds per request of every process of each target, while timed: what a
+    loaded box distorts least. Ratios here are costs (lower is cheaper for the first)."""
+    cpu = {t["name"]: {r["scenario"]: r.get("server_cpu_ms_per_op") for r in t["rows"]} for t in run["targets"]}
+    client = [r["client_cpu_ms_per_op"] for t in run["targets"] for r in t["rows"] if "client_cpu_ms_per_op" in r]
+    if not client:
+        return []
+    out = ["", "Server CPU per request, ms (user + system of every process of the target while timed; "
+           f"the client used {min(client):.2f}-{max(client):.2f} ms per request):", "",
+           "| scenario | " + " | ".join(names) + "".join(f" | {t} (cost)" for t, _, _ in ratios) + " |",
+           "| --- |" + " ---: |" * (len(names) + len(ratios))]
+    for scenario in run["scenarios"]:
+        got = {n: cpu[n].get(scenario) for n in names}
+        cells = [f"{got[n]:.2f}" if got[n] is not None else "—" for n in names]
+        cells += [f"{got[a] / got[b]:.2f}" if got[a] and got[b] else "—" for _, a, b in ratios]
+        out.append(f"| {scenario} | " + " | ".join(cells) + " |")
+    return out

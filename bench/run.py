@@ -24,6 +24,7 @@ import time
 from . import ceilings, report
 from .load import SCENARIOS, run_scenarios
 from .peers import Unavailable, null, pocket, seaweedfs, swift_ec
+from .proc_cpu import CpuMeter
 
 TARGETS = ["null", *pocket.SHAPES, "seaweedfs", "swift"]
 DEGRADED_DISKS = 2   # m of the default ec:4+2: node processes (one disk each) killed for degraded reads
@@ -53,14 +54,15 @@ def measure(name: str, work: str, names: list[str], duration: float, with_degrad
     target = start(name, work)
     print(f"{name}: up in {time.monotonic() - t0:.1f} s at {target.endpoint}", file=sys.stderr)
     result = {"name": name, "describe": target.describe, "endpoint": target.endpoint, "rows": []}
+    meter = CpuMeter(target.processes)
     try:
         result["rows"] = asyncio.run(run_scenarios(target.endpoint, target.access_key, target.secret_key, names,
-                                                   duration, label=f"{name} "))
+                                                   duration, label=f"{name} ", meter=meter))
         gets = [n for n in names if n.startswith("get-")]
         if with_degraded and name == "pocket-nodes6" and gets:
             result["degraded_note"] = degrade(target)
             result["degraded"] = asyncio.run(run_scenarios(target.endpoint, target.access_key, target.secret_key,
-                                                           gets, duration, label=f"{name} degraded "))
+                                                           gets, duration, label=f"{name} degraded ", meter=meter))
     finally:
         target.stop()
     result.update(target.info)

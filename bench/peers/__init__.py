@@ -25,3 +25,8 @@ class Target:
     describe: str = ""            # one line for the report: version, shape
     info: dict = field(default_factory=dict)   # measured on the way down (metadata bytes...)
     pid: int = 0                  # the process the harness started (its children are the target's too)
+    roots: list[int] = field(default_factory=list)   # every process tree serving it, when more than `pid`'s
+
+    def processes(self) -> list[int]:
+        """Top processes whose trees do the target's work (for CPU accounting)."""
+        return self.roots or [self.pid]

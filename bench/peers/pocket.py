@@ -78,9 +78,19 @@ def start(name: str, work: str, timeout: float = 180.0) -> Target:
         procs.stop(proc, 60)
         raise
     target = Target(name, ",".join(found["endpoints"]), found["access_key"], found["secret_key"],
-                    stop=lambda: None, describe=describe, pid=proc.pid)
+                    stop=lambda: None, describe=describe, pid=proc.pid,
+                    roots=[proc.pid] + _postmaster(os.path.join(data, "postgres")))
     target.stop = lambda: _stop(target, proc, os.path.join(data, "pocket.toml"))
     return target
+
+
+def _postmaster(folder: str) -> list[int]:
+    """PostgreSQL's main process under `pocket up --postgres` (pg_ctl detaches it from pocket up)."""
+    try:
+        with open(os.path.join(folder, "data", "postmaster.pid")) as f:
+            return [int(f.readline())]
+    except (OSError, ValueError):
+        return []
 
 
 def _stop(target: Target, proc, config: str) -> None:

@@ -221,5 +221,5 @@ def start(work: str, timeout: float = 120.0) -> Target:
         stop()
         raise
     return Target("swift", f"http://127.0.0.1:{ports['proxy']}", ACCESS_KEY, SECRET_KEY, stop=stop,
-                  pid=started[-1].pid,
+                  pid=started[-1].pid, roots=[p.pid for p in started],
                   describe=f"OpenStack Swift {version}, EC 4+2 (isa_l_rs_vand, 1 MiB segments), 6 folder disks")
