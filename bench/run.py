@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -69,6 +70,17 @@ def measure(name: str, work: str, names: list[str], duration: float, with_degrad
     return result
 
 
+def measure_repair(size_gib: float, work: str) -> dict:
+    """bench.repair's disk loss and rebuild (its progress lines to stderr: stdout is the report)."""
+    from . import repair
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return repair.measure(size_gib, work, network_scrub_too=False)
+    except (Exception, SystemExit) as e:
+        print(f"repair: failed, not measured: {type(e).__name__}: {e}", file=sys.stderr)
+        return {"failed": f"{type(e).__name__}: {str(e).strip()[-1500:]}".replace("\n", " ")}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", help="folder for the servers' data (default: a temp folder, removed afterwards)")
     p.add_argument("--no-ceilings", action="store_true", help="skip measuring the disk and CPU ceilings")
     p.add_argument("--no-degraded", action="store_true", help="skip the degraded GETs on pocket-nodes6")
+    p.add_argument("--repair-gib", type=float, default=1.0,
+                   help="GiB to load for the repair measurement (bench.repair: a disk of 6 lost and rebuilt); 0 skips it")
     args = p.parse_args(argv)
     targets = TARGETS if args.targets == "all" else [t.strip() for t in args.targets.split(",") if t.strip()]
     names = SCENARIOS if args.scenarios == "all" else [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -107,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                 line = f"{name}: failed, not measured: {type(e).__name__}: {str(e).strip()[-1500:]}"
                 run["skipped"].append(line.replace("\n", " "))
                 print(line, file=sys.stderr)
+        if args.repair_gib > 0:
+            run["repair"] = measure_repair(args.repair_gib, os.path.join(work, "repair"))
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)

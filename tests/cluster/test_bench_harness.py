@@ -1,9 +1,10 @@
 """The benchmark harness keeps working: `python -m bench.run` end to end, in seconds.
 
 Benchmarks are not timed tests (issue 14): this runs one tiny scenario pair against
-Pocket and the null server, with the box's ceilings, and checks the report a reader
-relies on: the header RESULTS.md needs, a figure above zero for every target and
-scenario, the ratios' inputs and the index's bytes per version. A peer that is not
+Pocket and the null server, with the box's ceilings and a small disk loss and repair,
+and checks the report a reader relies on: the header RESULTS.md needs, a figure above
+zero for every target and scenario, CPU per request, the repair's rate and the index's
+bytes per version. A peer that is not
 installed must be skipped with a line saying what to install, never end the run.
 """
 from __future__ import annotations
@@ -44,7 +45,7 @@ def number(cell: str) -> float:
 def test_run_measures_pocket_and_the_client_ceiling(tmp_path):
     out, as_json = tmp_path / "results.md", tmp_path / "results.json"
     done = bench_run("--targets", "null,pocket", "--scenarios", ",".join(SCENARIOS), "--duration", "0.5",
-                     "--work", str(tmp_path / "work"), "--out", str(out), "--json", str(as_json))
+                     "--repair-gib", "0.02", "--work", str(tmp_path / "work"), "--out", str(out), "--json", str(as_json))
     assert done.returncode == 0, done.stdout + done.stderr
     report = out.read_text()
     assert report == done.stdout, "the report printed and the one written differ"
@@ -71,6 +72,11 @@ def test_run_measures_pocket_and_the_client_ceiling(tmp_path):
     sizes = table_rows(report, "target")
     backend, index_bytes, versions, per_version = sizes["pocket"]
     assert backend == "lmdb" and number(versions) >= 1 and number(per_version) > 0
+
+    repair = table_rows(report, "data / objects")
+    row, = [v for k, v in repair.items() if k not in ("data / objects", "---")]
+    scrub, lost, rebuilt, mib_s, cpu, per_core, to_full = row
+    assert int(lost) > 0 and number(rebuilt.split()[0]) > 0 and number(mib_s) > 0 and number(per_core) > 0, row
 
     figures = json.loads(as_json.read_text())
     for target in figures["targets"]:
