@@ -110,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             run["ceilings"] = ceilings.measure_all(os.path.join(work, "ceilings"), seconds=min(1.0, args.duration),
                                                    write_mib=256 if args.duration >= 5 else 32)
         for name in targets:
+            folder = os.path.join(work, name)
             try:
-                run["targets"].append(measure(name, os.path.join(work, name), names, args.duration,
-                                              not args.no_degraded))
+                run["targets"].append(measure(name, folder, names, args.duration, not args.no_degraded))
             except Unavailable as e:
                 run["skipped"].append(str(e))
                 print(e, file=sys.stderr)
@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
                 line = f"{name}: failed, not measured: {type(e).__name__}: {str(e).strip()[-1500:]}"
                 run["skipped"].append(line.replace("\n", " "))
                 print(line, file=sys.stderr)
+            finally:
+                if not args.work:   # a full run writes several GiB per target: free them as it goes
+                    shutil.rmtree(folder, ignore_errors=True)
         if args.repair_gib > 0:
             run["repair"] = measure_repair(args.repair_gib, os.path.join(work, "repair"))
     finally:
