@@ -39,7 +39,7 @@ from storage.throttle import Throttle
 from storage.verify import verify_archive
 from tests.cluster.harness import ACCESS_KEY, CLUSTER_SECRET, REPO, SECRET_KEY, ProcCluster
 
-from .load import S3, SigV4, chunks
+from .s3client import S3, SigV4, chunks
 from .proc_cpu import cpu_seconds
 
 MIB = 1 << 20

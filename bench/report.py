@@ -120,18 +120,21 @@ def render(run: dict) -> str:
 
 def cpu_table(run: dict, names: list[str], ratios: list[tuple[str, str, str]]) -> list[str]:
     """CPU milliseconds per request of every process of each target, while timed: what a
-    loaded box distorts least. Ratios here are costs (lower is cheaper for the first)."""
+    loaded box distorts least."""
     cpu = {t["name"]: {r["scenario"]: r.get("server_cpu_ms_per_op") for r in t["rows"]} for t in run["targets"]}
-    client = [r["client_cpu_ms_per_op"] for t in run["targets"] for r in t["rows"] if "client_cpu_ms_per_op" in r]
-    if not client:
+    client = {s: sorted(r["client_cpu_ms_per_op"] for t in run["targets"] for r in t["rows"]
+                        if r["scenario"] == s and "client_cpu_ms_per_op" in r) for s in run["scenarios"]}
+    if not any(client.values()):
         return []
-    out = ["", "Server CPU per request, ms (user + system of every process of the target while timed; "
-           f"the client used {min(client):.2f}-{max(client):.2f} ms per request):", "",
-           "| scenario | " + " | ".join(names) + "".join(f" | {t} (cost)" for t, _, _ in ratios) + " |",
-           "| --- |" + " ---: |" * (len(names) + len(ratios))]
+    out = ["", "CPU per request, ms (user + system while timed: of every process of each target, and of the "
+           "client, its median over the targets). Ratios here are costs, lower is cheaper for the first:", "",
+           "| scenario | client | " + " | ".join(names) + "".join(f" | {t}" for t, _, _ in ratios) + " |",
+           "| --- |" + " ---: |" * (1 + len(names) + len(ratios))]
     for scenario in run["scenarios"]:
         got = {n: cpu[n].get(scenario) for n in names}
-        cells = [f"{got[n]:.2f}" if got[n] is not None else "—" for n in names]
+        mine = client[scenario]
+        cells = [f"{mine[len(mine) // 2]:.2f}" if mine else "—"]
+        cells += [f"{got[n]:.2f}" if got[n] is not None else "—" for n in names]
         cells += [f"{got[a] / got[b]:.2f}" if got[a] and got[b] else "—" for _, a, b in ratios]
         out.append(f"| {scenario} | " + " | ".join(cells) + " |")
     return out

@@ -81,6 +81,34 @@ def measure_repair(size_gib: float, work: str) -> dict:
         return {"failed": f"{type(e).__name__}: {str(e).strip()[-1500:]}".replace("\n", " ")}
 
 
+def measure_targets(run: dict, targets: list[str], names: list[str], args, work: str) -> list[str]:
+    """Measure each target into `run`; returns the folders kept because the target failed
+    or had failed requests (a full run writes several GiB per target, so the others go
+    as soon as they are measured, unless --work asked to keep everything)."""
+    kept = []
+    for name in targets:
+        folder, clean = os.path.join(work, name), False
+        try:
+            run["targets"].append(measure(name, folder, names, args.duration, not args.no_degraded))
+            clean = not any(r["errors"] for r in run["targets"][-1]["rows"])
+        except Unavailable as e:
+            clean = True
+            run["skipped"].append(str(e))
+            print(e, file=sys.stderr)
+        except (Exception, SystemExit) as e:   # one target failing must not lose the others' figures
+            # (bench.load ends with SystemExit when it cannot create its fixtures)
+            line = f"{name}: failed, not measured: {type(e).__name__}: {str(e).strip()[-1500:]}"
+            run["skipped"].append(line.replace("\n", " "))
+            print(line, file=sys.stderr)
+        finally:
+            if not args.work and clean:
+                shutil.rmtree(folder, ignore_errors=True)
+            elif not args.work:
+                kept.append(folder)
+                print(f"{name}: its folder (logs, data) is kept for a look: {folder}", file=sys.stderr)
+    return kept
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,31 +132,22 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(work, exist_ok=True)
     if not args.work:
         os.chmod(work, 0o711)   # under root, `pocket up --postgres` runs PostgreSQL as another user who must reach its folder
+    kept: list[str] = []
     run = {"machine": report.machine(), "duration": args.duration, "scenarios": names, "targets": [], "skipped": []}
     try:
         if not args.no_ceilings:
             run["ceilings"] = ceilings.measure_all(os.path.join(work, "ceilings"), seconds=min(1.0, args.duration),
                                                    write_mib=256 if args.duration >= 5 else 32)
-        for name in targets:
-            folder = os.path.join(work, name)
-            try:
-                run["targets"].append(measure(name, folder, names, args.duration, not args.no_degraded))
-            except Unavailable as e:
-                run["skipped"].append(str(e))
-                print(e, file=sys.stderr)
-            except (Exception, SystemExit) as e:   # one target failing must not lose the others' figures
-                # (bench.load ends with SystemExit when it cannot create its fixtures)
-                line = f"{name}: failed, not measured: {type(e).__name__}: {str(e).strip()[-1500:]}"
-                run["skipped"].append(line.replace("\n", " "))
-                print(line, file=sys.stderr)
-            finally:
-                if not args.work:   # a full run writes several GiB per target: free them as it goes
-                    shutil.rmtree(folder, ignore_errors=True)
+        kept = measure_targets(run, targets, names, args, work)
         if args.repair_gib > 0:
             run["repair"] = measure_repair(args.repair_gib, os.path.join(work, "repair"))
     finally:
         if not args.work:
-            shutil.rmtree(work, ignore_errors=True)
+            for entry in os.listdir(work):
+                if os.path.join(work, entry) not in kept:
+                    shutil.rmtree(os.path.join(work, entry), ignore_errors=True)
+            if not kept:
+                os.rmdir(work)
     text = report.render(run)
     print(text, end="")
     if args.out:

@@ -60,9 +60,11 @@ def test_run_measures_pocket_and_the_client_ceiling(tmp_path):
         assert unit == "ops/s"
         assert number(null) > 0 and number(pocket) > 0, f"{scenario}: {rows[scenario]}"
 
-    cpu = table_rows(report.split("Server CPU per request")[1], "scenario")
+    cpu = table_rows(report.split("CPU per request, ms")[1], "scenario")
+    assert cpu["scenario"][:3] == ["client", "null", "pocket"]
     for scenario in SCENARIOS:
-        assert number(cpu[scenario][1]) > 0, f"no CPU measured for pocket's {scenario}: {cpu[scenario]}"
+        assert number(cpu[scenario][0]) > 0 and number(cpu[scenario][2]) > 0, \
+            f"no CPU measured for the client or pocket's {scenario}: {cpu[scenario]}"
 
     box = table_rows(report, "box ceiling")
     for name in ("sequential write, fsync every 4 MiB", "MD5", "zfec 4+2 encode, 1 MiB segments"):
