@@ -60,11 +60,16 @@ def figure(row: dict | None) -> float | None:
     return row["seconds"] if u.startswith("s ") else row["mib_per_s"] if u == "MiB/s" else row["ops_per_s"]
 
 
-def ratio(scenario: str, a: float | None, b: float | None) -> str:
+def speed_ratio(scenario: str, a: float | None, b: float | None) -> float | None:
     """a / b as a speed ratio: for the LIST walk (seconds) that is b's time over a's."""
     if not a or not b:
-        return "—"
-    return f"{(b / a if scenario == 'list-10k' else a / b):.2f}"
+        return None
+    return b / a if scenario == "list-10k" else a / b
+
+
+def ratio(scenario: str, a: float | None, b: float | None) -> str:
+    r = speed_ratio(scenario, a, b)
+    return "—" if r is None else f"{r:.2f}"
 
 
 def fmt(x: float | None, scenario: str) -> str:
@@ -95,6 +100,7 @@ def render(run: dict) -> str:
         cells = [fmt(got[n], scenario) for n in names] + [ratio(scenario, got[a], got[b]) for _, a, b in ratios]
         out.append(f"| {scenario} | {unit(scenario)} | " + " | ".join(cells) + " |")
     out += cpu_table(run, names, ratios)
+    out += goals_table(run)
     errors = [f"{t['name']} {r['scenario']}: {r['errors']} failed requests{'; ' + r['notes'] if r['notes'] else ''}"
               for t in targets for r in t["rows"] + t.get("degraded", []) if r["errors"]]
     if errors:
@@ -154,3 +160,49 @@ def repair_table(r: dict | None) -> list[str]:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         f"| {r['mib']:,.0f} MiB / {r['objects']} | {r['scrub_node']:,.0f} | {r['missing']} | {r['rebuilt']:,.0f} MiB | "
         f"{r['repair_mibs']:.1f} | {r['repair_cpu']:.1f} | {r['repair_mibs_per_core']:.0f} | {r['to_full']:.1f} s |"]
+
+
+def goals_table(run: dict) -> list[str]:
+    """Issue 14's targets, judged on this run's figures (only those the run has inputs for)."""
+    by = {t["name"]: {r["scenario"]: figure(r) for r in t["rows"]} for t in run["targets"]}
+
+    def speed(a: str, b: str, scenario: str) -> float | None:
+        return speed_ratio(scenario, by.get(a, {}).get(scenario), by.get(b, {}).get(scenario))
+
+    goals = []   # (what, this run, needed, met)
+    for c in ("c1", "c16"):
+        r = speed("pocket", "swift", f"put-64m-{c}")
+        if r is not None:
+            goals.append((f"PUT 64 MiB {c}: Pocket / Swift", f"{r:.2f}", "≥ 2", r >= 2))
+        cpu = (run.get("ceilings") or {}).get("md5_encode_all")
+        got = by.get("pocket", {}).get(f"put-64m-{c}")
+        if cpu and got:
+            goals.append((f"PUT 64 MiB {c}: Pocket / (MD5 + 4+2 encode, every core)", f"{got:,.0f} / {cpu:,.0f} MiB/s",
+                          "≥ 0.5", got / cpu >= 0.5))
+    for scenario in ("put-4k-c16", "get-4k-c16", "delete-c16", "list-10k"):
+        r = speed("pocket", "seaweedfs", scenario)
+        if r is not None:
+            goals.append((f"{scenario}: Pocket / SeaweedFS", f"{r:.2f}", "≥ 1", r >= 1))
+    shape = [(speed("pocket-nodes6", "pocket", s), s) for s in run["scenarios"]]
+    shape = [(r, s) for r, s in shape if r is not None]
+    if shape:
+        r, s = min(shape)
+        goals.append(("every scenario: nodes6 / embedded (lowest)", f"{r:.2f} ({s})", "≥ 0.8", r >= 0.8))
+    for t in run["targets"]:
+        healthy = {r["scenario"]: figure(r) for r in t["rows"]}
+        degraded = [(speed_ratio(row["scenario"], figure(row), healthy.get(row["scenario"])), row["scenario"])
+                    for row in t.get("degraded", [])]
+        degraded = [(r, s) for r, s in degraded if r is not None]
+        if degraded:
+            r, s = min(degraded)
+            goals.append((f"GET with m disks down / healthy, {t['name']} (lowest)", f"{r:.2f} ({s})", "≥ 0.7", r >= 0.7))
+    repair = run.get("repair") or {}
+    if "repair_mibs_per_core" in repair:
+        per_core = repair["repair_mibs_per_core"]
+        goals.append(("repair: MiB/s rebuilt per core used", f"{per_core:.0f}", "≥ 200", per_core >= 200))
+    if not goals:
+        return []
+    return ["", "Issue 14's targets on this run's figures:", "", "| target | this run | needed | met |",
+            "| --- | ---: | ---: | --- |"] + [f"| {what} | {got} | {need} | {'yes' if met else 'no'} |"
+                                               for what, got, need, met in goals]
+

@@ -26,7 +26,7 @@ def bench_run(*args: str, env: dict | None = None, timeout: float = 400) -> subp
 
 
 def table_rows(markdown: str, first_column: str) -> dict[str, list[str]]:
-    """Rows of the markdown table whose header starts with `first_column`, by first cell."""
+    """Rows of the markdown table whose header starts with `first_column` (one or more cells), by first cell."""
     lines = markdown.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_column} |"))
     rows = {}
@@ -71,7 +71,7 @@ def test_run_measures_pocket_and_the_client_ceiling(tmp_path):
         assert number(box[name][0]) > 0, f"{name}: {box[name]}"
     assert number(box["MD5"][1]) > 0, "MD5 with every core busy was not measured"
 
-    sizes = table_rows(report, "target")
+    sizes = table_rows(report, "target | backend")
     backend, index_bytes, versions, per_version = sizes["pocket"]
     assert backend == "lmdb" and number(versions) >= 1 and number(per_version) > 0
 
@@ -79,6 +79,9 @@ def test_run_measures_pocket_and_the_client_ceiling(tmp_path):
     row, = [v for k, v in repair.items() if k not in ("data / objects", "---")]
     scrub, lost, rebuilt, mib_s, cpu, per_core, to_full = row
     assert int(lost) > 0 and number(rebuilt.split()[0]) > 0 and number(mib_s) > 0 and number(per_core) > 0, row
+
+    goal = table_rows(report, "target | this run")["repair: MiB/s rebuilt per core used"]
+    assert number(goal[0]) > 0 and goal[1] == "≥ 200" and goal[2] in ("yes", "no"), goal
 
     figures = json.loads(as_json.read_text())
     for target in figures["targets"]:
