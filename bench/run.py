@@ -51,6 +51,8 @@ def degrade(target) -> str:
 
 
 def measure(name: str, work: str, names: list[str], duration: float, with_degraded: bool) -> dict:
+    """One target: started, every scenario run against it (CPU metered), stopped; its figures."""
+    shutil.rmtree(work, ignore_errors=True)   # a fresh server every run: a kept cluster has old ports in its config
     t0 = time.monotonic()
     target = start(name, work)
     print(f"{name}: up in {time.monotonic() - t0:.1f} s at {target.endpoint}", file=sys.stderr)
@@ -117,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=10.0, help="seconds per timed scenario")
     p.add_argument("--out", help="also write the markdown report to this file")
     p.add_argument("--json", help="write every figure (latencies too) as JSON to this file")
-    p.add_argument("--work", help="folder for the servers' data (default: a temp folder, removed afterwards)")
+    p.add_argument("--work", help="folder for the servers' data, kept after the run for a look "
+                   "(emptied per target at its start; default: a temp folder, removed as the run goes)")
     p.add_argument("--no-ceilings", action="store_true", help="skip measuring the disk and CPU ceilings")
     p.add_argument("--no-degraded", action="store_true", help="skip the degraded GETs on pocket-nodes6")
     p.add_argument("--repair-gib", type=float, default=1.0,
