@@ -96,12 +96,11 @@ def measure_targets(run: dict, targets: list[str], names: list[str], args, work:
     as soon as they are measured, unless --work asked to keep everything)."""
     kept = []
     for name in targets:
-        folder, clean = os.path.join(work, name), False
+        folder, trouble = os.path.join(work, name), False
         try:
             run["targets"].append(measure(name, folder, names, args.duration, not args.no_degraded))
-            clean = not any(r["errors"] for r in run["targets"][-1]["rows"])
+            trouble = any(r["errors"] for r in run["targets"][-1]["rows"])
         except Unavailable as e:
-            clean = True
             run["skipped"].append(str(e))
             print(e, file=sys.stderr)
         except (Exception, SystemExit) as e:   # one target failing must not lose the others' figures
@@ -109,13 +108,20 @@ def measure_targets(run: dict, targets: list[str], names: list[str], args, work:
             line = f"{name}: failed, not measured: {type(e).__name__}: {str(e).strip()[-1500:]}"
             run["skipped"].append(line.replace("\n", " "))
             print(line, file=sys.stderr)
-        finally:
-            if not args.work and clean:
+            trouble = True
+        finally:   # interrupted (Ctrl-C, SIGTERM): removed too
+            if not args.work and not trouble:
                 shutil.rmtree(folder, ignore_errors=True)
             elif not args.work:
                 kept.append(folder)
                 print(f"{name}: its folder (logs, data) is kept for a look: {folder}", file=sys.stderr)
     return kept
+
+
+def _interrupted(signum, frame) -> None:
+    """SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so every started server is stopped:
+    they run in sessions of their own and would otherwise outlive the run."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repair-gib", type=float, default=1.0,
                    help="GiB to load for the repair measurement (bench.repair: a disk of 6 lost and rebuilt); 0 skips it")
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupted)
     targets = TARGETS if args.targets == "all" else [t.strip() for t in args.targets.split(",") if t.strip()]
     names = SCENARIOS if args.scenarios == "all" else [s.strip() for s in args.scenarios.split(",") if s.strip()]
     for kind, chosen, known in (("target", targets, TARGETS), ("scenario", names, SCENARIOS)):
