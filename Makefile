@@ -30,6 +30,12 @@ unit: $(VENV)/.installed
 up: $(VENV)/.installed
 	$(VENV)/bin/pocket up
 
+# The full comparative benchmark (bench/run.py; roughly 40 minutes): Pocket in each shape,
+# SeaweedFS and Swift EC 4+2, the box's ceilings; the report goes to bench-results.md.
+bench: $(VENV)/.installed
+	scripts/install-bench-tools
+	$(PY) -m bench.run --targets all --duration 10 --out bench-results.md --json bench-results.json
+
 lock:
 	rm -rf $(LOCK_VENV)
 	python3 -m venv $(LOCK_VENV)

@@ -2,9 +2,8 @@
 
 Why it exists: boto3 spends more CPU per request than a small S3 server spends serving
 it, so a boto3-driven benchmark measures the client. This one keeps the client cheap:
-one aiohttp session with an unbounded connection pool, a hand-rolled SigV4 signer (the
-signing key is derived once per UTC day, and bodies are sent as UNSIGNED-PAYLOAD so
-they are never hashed), and request bodies that are random bytes generated once.
+one aiohttp session with an unbounded connection pool, the lean signer and client of
+bench/s3client.py, and request bodies that are random bytes generated once.
 
 Timed scenarios are closed loops: each of c workers issues its next request as soon as
 the previous one completes, for --duration seconds. Objects a scenario reads or deletes
@@ -17,167 +16,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
-import hashlib
-import hmac
 import json
 import math
 import os
 import sys
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from urllib.parse import quote, urlsplit
 
 import aiohttp
-from yarl import URL
 
-KIB, MIB = 1024, 1024 * 1024
+from .s3client import KIB, MIB, S3, SigV4
+
 SIZES = {"4k": 4 * KIB, "1m": MIB, "64m": 64 * MIB}
 GET_POOL = {"4k": 64, "1m": 64, "64m": 4}  # objects GET scenarios cycle through
 CONCURRENCIES = (1, 16)
-LIST_KEYS, LIST_PAGE = 10_000, 1000
+LIST_KEYS = 10_000
 FILL_CONCURRENCY = 32  # for creating fixtures, which are not timed
+FIXTURE_TRIES = 3
 SMALL = 4 * KIB  # body of list/delete fixture objects
-STREAM_OVER, STREAM_CHUNK = 8 * MIB, 256 * KIB  # see S3.put
 PREFIX = "bench"
-UNSIGNED = "UNSIGNED-PAYLOAD"
-SIGNED_HEADERS = "host;x-amz-content-sha256;x-amz-date"
-MAX_ERROR_BODIES = 5
-
-
-def uri_encode(s: str, safe: str = "/-_.~") -> str:
-    """RFC 3986 encoding as SigV4 wants it: '/' kept in paths, but not in query parts."""
-    return quote(s, safe=safe)
-
-
-def canonical_query(params: dict[str, str]) -> str:
-    """SigV4 canonical query string; also sent verbatim so what is signed is what is sent."""
-    pairs = sorted((uri_encode(k, "-_.~"), uri_encode(str(v), "-_.~")) for k, v in params.items())
-    return "&".join(f"{k}={v}" for k, v in pairs)
-
-
-class SigV4:
-    """AWS Signature Version 4 header signing for S3 requests with unsigned payloads.
-
-    Only host, x-amz-content-sha256 and x-amz-date are signed, the minimum S3 requires;
-    transport headers aiohttp adds (Content-Length, User-Agent...) may stay unsigned."""
-
-    def __init__(self, access_key: str, secret_key: str, region: str = "us-east-1", service: str = "s3"):
-        self.access_key, self.secret_key = access_key, secret_key
-        self.region, self.service = region, service
-        self._day, self._key = "", b""
-
-    def signing_key(self, day: str) -> bytes:
-        """The four-HMAC key chain depends only on the date, so derive it once a day."""
-        if day != self._day:
-            key = f"AWS4{self.secret_key}".encode()
-            for part in (day, self.region, self.service, "aws4_request"):
-                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-            self._day, self._key = day, key
-        return self._key
-
-    def headers(self, method: str, host: str, path: str, query: str = "",
-                now: dt.datetime | None = None) -> dict[str, str]:
-        """Headers to send; `path` and `query` must already be canonically encoded."""
-        amz_date = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-        day = amz_date[:8]
-        scope = f"{day}/{self.region}/{self.service}/aws4_request"
-        canonical = "\n".join((method, path, query, f"host:{host}", f"x-amz-content-sha256:{UNSIGNED}",
-                               f"x-amz-date:{amz_date}", "", SIGNED_HEADERS, UNSIGNED))
-        to_sign = "\n".join(("AWS4-HMAC-SHA256", amz_date, scope,
-                             hashlib.sha256(canonical.encode()).hexdigest()))
-        signature = hmac.new(self.signing_key(day), to_sign.encode(), hashlib.sha256).hexdigest()
-        return {"Host": host, "x-amz-content-sha256": UNSIGNED, "x-amz-date": amz_date,
-                "Authorization": f"AWS4-HMAC-SHA256 Credential={self.access_key}/{scope}, "
-                                 f"SignedHeaders={SIGNED_HEADERS}, Signature={signature}"}
-
-
-class S3:
-    """The handful of path-style S3 calls the benchmark needs, over one shared session."""
-
-    def __init__(self, endpoint: str, signer: SigV4, session: aiohttp.ClientSession):
-        parts = urlsplit(endpoint)
-        self.base, self.host = f"{parts.scheme}://{parts.netloc}", parts.netloc
-        self.signer, self.session = signer, session
-        self.errors_shown = 0
-
-    async def request(self, method: str, path: str, params: dict | None = None, data=None,
-                      sink: bool = False, extra: dict | None = None) -> tuple[int, int, bytes]:
-        """Send one signed request; returns (status, body length, body).
-
-        With `sink`, a successful body is counted and dropped rather than kept, so large
-        GETs cost the client no memory. Non-2xx bodies are always read and the first few
-        printed to stderr."""
-        path = uri_encode(path)
-        query = canonical_query(params) if params else ""
-        headers = self.signer.headers(method, self.host, path, query)
-        if extra:
-            headers.update(extra)
-        url = URL(f"{self.base}{path}?{query}" if query else self.base + path, encoded=True)
-        async with self.session.request(method, url, headers=headers, data=data) as resp:
-            if sink and resp.status < 300:
-                n = 0
-                async for chunk in resp.content.iter_any():
-                    n += len(chunk)
-                return resp.status, n, b""
-            body = await resp.read()
-            if resp.status >= 300:
-                self.report(f"{method} {path} -> {resp.status}: {body[:500].decode(errors='replace')}")
-            return resp.status, len(body), body
-
-    def report(self, message: str) -> None:
-        if self.errors_shown < MAX_ERROR_BODIES:
-            print(f"error: {message}", file=sys.stderr)
-        self.errors_shown += 1
-
-    async def ensure_bucket(self, bucket: str) -> None:
-        status, _, body = await self.request("PUT", f"/{bucket}")
-        if not (status == 200 or status == 409 and b"BucketAlreadyOwnedByYou" in body):
-            raise SystemExit(f"cannot create bucket {bucket!r}: HTTP {status}")
-
-    async def put(self, bucket: str, key: str, body: bytes) -> bool:
-        """PUT one object. Large bodies go out as memoryview chunks with an explicit
-        Content-Length: handing aiohttp 64 MiB of bytes costs ~6x the client CPU, since
-        aiohttp and asyncio copy the whole body several times before it reaches the socket."""
-        stream = len(body) > STREAM_OVER
-        status, _, _ = await self.request("PUT", f"/{bucket}/{key}", data=chunks(body) if stream else body,
-                                          extra={"Content-Length": str(len(body))} if stream else None)
-        return 200 <= status < 300
-
-    async def list_objects(self, bucket: str, prefix: str, lat: list[float] | None = None) -> dict[str, int]:
-        """Page through ListObjectsV2 (max-keys 1000); returns key -> size, per-page latency into `lat`."""
-        found: dict[str, int] = {}
-        params = {"list-type": "2", "prefix": prefix, "max-keys": str(LIST_PAGE)}
-        while True:
-            t0 = time.perf_counter()
-            status, _, body = await self.request("GET", f"/{bucket}", params)
-            if status != 200:
-                raise RuntimeError(f"ListObjectsV2 failed: HTTP {status}")
-            if lat is not None:
-                lat.append(time.perf_counter() - t0)
-            root = ET.fromstring(body)
-            values = {local(e.tag): e for e in root}
-            for item in root:
-                if local(item.tag) == "Contents":
-                    fields = {local(e.tag): e.text for e in item}
-                    found[fields["Key"]] = int(fields.get("Size") or 0)
-            token = values.get("NextContinuationToken")
-            if getattr(values.get("IsTruncated"), "text", "false") != "true" or token is None:
-                return found
-            params["continuation-token"] = token.text
-
-
-async def chunks(body: bytes):
-    """Zero-copy slices of `body`; aiohttp drains the socket between them."""
-    view = memoryview(body)
-    for i in range(0, len(view), STREAM_CHUNK):
-        yield view[i:i + STREAM_CHUNK]
-
-
-def local(tag: str) -> str:
-    """Element name without its XML namespace, so servers that omit the S3 namespace work too."""
-    return tag.rsplit("}", 1)[-1]
 
 
 class Exhausted(Exception):
@@ -193,6 +50,13 @@ class Result:
     seconds: float = 0.0
     lat: list[float] = field(default_factory=list, repr=False)
     notes: str = ""
+    server_cpu: float | None = None   # CPU seconds of the server's processes while timed (with a meter)
+    client_cpu: float | None = None   # ...and of this client
+
+    def metered(self, meter, before: tuple[float, float] | None) -> None:
+        if meter is not None and before is not None:
+            after = meter.read()
+            self.server_cpu, self.client_cpu = after[0] - before[0], after[1] - before[1]
 
     def percentile(self, p: float) -> float:
         """Nearest-rank percentile of successful request latencies, in ms."""
@@ -206,16 +70,20 @@ class Result:
         return {"scenario": self.scenario, "ops": self.ops, "errors": self.errors, "bytes": self.bytes,
                 "seconds": round(self.seconds, 3), "ops_per_s": round(self.ops / secs, 1),
                 "mib_per_s": round(self.bytes / MIB / secs, 1), "p50_ms": round(self.percentile(50), 2),
-                "p99_ms": round(self.percentile(99), 2), "notes": self.notes}
+                "p99_ms": round(self.percentile(99), 2), "notes": self.notes,
+                **({"server_cpu_ms_per_op": round(self.server_cpu * 1000 / self.ops, 3),
+                    "client_cpu_ms_per_op": round(self.client_cpu * 1000 / self.ops, 3)}
+                   if self.server_cpu is not None and self.ops else {})}
 
 
-async def closed_loop(s3: S3, name: str, conc: int, duration: float, op) -> Result:
+async def closed_loop(s3: S3, name: str, conc: int, duration: float, op, meter=None) -> Result:
     """Run `op(worker, seq)` back to back in `conc` workers until the deadline.
 
     `op` returns the payload bytes moved, or None on a failed (already reported) request.
     Elapsed time runs to the end of the last in-flight request, so slow large requests
     finishing after the deadline are still accounted for correctly."""
     res = Result(name)
+    before = meter.read() if meter else None
     start = time.perf_counter()
     deadline = start + duration
 
@@ -241,6 +109,7 @@ async def closed_loop(s3: S3, name: str, conc: int, duration: float, op) -> Resu
 
     await asyncio.gather(*(worker(w) for w in range(conc)))
     res.seconds = time.perf_counter() - start
+    res.metered(meter, before)
     return res
 
 
@@ -258,8 +127,9 @@ async def for_each(items, conc: int, fn) -> None:
 class Bench:
     """Scenario implementations; fixtures are created untimed before each timed run."""
 
-    def __init__(self, s3: S3, bucket: str, duration: float):
-        self.s3, self.bucket, self.duration = s3, bucket, duration
+    def __init__(self, s3: S3, bucket: str, duration: float, meter=None):
+        """`meter` (bench.proc_cpu.CpuMeter): also measure CPU per request while timed."""
+        self.s3, self.bucket, self.duration, self.meter = s3, bucket, duration, meter
         self.payload = os.urandom(max(SIZES.values()))  # generated once, sliced per size
         self.run_id = f"{int(time.time()):x}"  # keeps PUT keys of separate runs apart
 
@@ -277,8 +147,11 @@ class Bench:
         body = self.body(size)
 
         async def upload(key: str) -> None:
-            if not await self.s3.put(self.bucket, key, body):
-                raise SystemExit(f"fixture upload of {key} failed")
+            for attempt in range(FIXTURE_TRIES):   # a 503 SlowDown is retried, as SDKs do
+                if await self.s3.put(self.bucket, key, body):
+                    return
+                await asyncio.sleep(0.5 * (attempt + 1))
+            raise SystemExit(f"fixture upload of {key} failed {FIXTURE_TRIES} times")
 
         await for_each(missing, FILL_CONCURRENCY if size <= MIB else 4, upload)
         return keys
@@ -290,7 +163,7 @@ class Bench:
             key = f"{PREFIX}/{name}/{self.run_id}-w{w:02d}-{seq:07d}"
             return size if await self.s3.put(self.bucket, key, body) else None
 
-        return await closed_loop(self.s3, name, conc, self.duration, op)
+        return await closed_loop(self.s3, name, conc, self.duration, op, self.meter)
 
     async def get(self, name: str, label: str, conc: int) -> Result:
         size = SIZES[label]
@@ -306,19 +179,21 @@ class Bench:
                 return None
             return n
 
-        return await closed_loop(self.s3, name, conc, self.duration, op)
+        return await closed_loop(self.s3, name, conc, self.duration, op, self.meter)
 
     async def list_10k(self, name: str) -> Result:
         """One full ListObjectsV2 walk over 10,000 keys; ops are pages, seconds is the walk."""
         prefix = f"{PREFIX}/list-10k"
         await self.ensure_objects(prefix, LIST_KEYS, SMALL)
         res = Result(name)
+        before = self.meter.read() if self.meter else None
         t0 = time.perf_counter()
         try:
             found = await self.s3.list_objects(self.bucket, prefix + "/", res.lat)
         except RuntimeError:
             found = {}
         res.seconds = time.perf_counter() - t0
+        res.metered(self.meter, before)
         res.ops = len(res.lat)
         if len(found) != LIST_KEYS:
             res.errors += 1
@@ -352,7 +227,7 @@ class Bench:
             status, _, _ = await self.s3.request("DELETE", f"/{self.bucket}/{key}")
             return 0 if 200 <= status < 300 else None
 
-        res = await closed_loop(self.s3, name, conc, self.duration, op)
+        res = await closed_loop(self.s3, name, conc, self.duration, op, self.meter)
         res.errors += filled.errors
         return res
 
@@ -380,27 +255,37 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-async def main_async(args: argparse.Namespace, names: list[str]) -> list[dict]:
+async def run_scenarios(endpoint: str, access_key: str, secret_key: str, names: list[str], duration: float,
+                        bucket: str = "pocket-bench", region: str = "us-east-1", label: str = "",
+                        meter=None) -> list[dict]:
+    """Run the scenarios `names` one after the other against one server; a summary row each
+    (also printed to stderr as it completes, prefixed with `label`); with `meter`, the
+    server's and the client's CPU per request too."""
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
                                      read_bufsize=1 << 20) as session:
-        s3 = S3(args.endpoint, SigV4(args.access_key, args.secret_key, args.region), session)
-        await s3.ensure_bucket(args.bucket)
-        bench = Bench(s3, args.bucket, args.duration)
+        s3 = S3(endpoint, SigV4(access_key, secret_key, region), session)
+        await s3.ensure_bucket(bucket)
+        bench = Bench(s3, bucket, duration, meter)
         rows = []
         for name in names:
             row = (await bench.run(name)).summary()
-            print(f"{name}: {row['ops_per_s']} ops/s, {row['mib_per_s']} MiB/s, p50 {row['p50_ms']} ms, "
+            print(f"{label}{name}: {row['ops_per_s']} ops/s, {row['mib_per_s']} MiB/s, p50 {row['p50_ms']} ms, "
                   f"p99 {row['p99_ms']} ms, {row['errors']} errors {row['notes']}", file=sys.stderr)
             rows.append(row)
         return rows
 
 
+async def main_async(args: argparse.Namespace, names: list[str]) -> list[dict]:
+    return await run_scenarios(args.endpoint, args.access_key, args.secret_key, names, args.duration,
+                               args.bucket, args.region)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--endpoint", required=True, help="e.g. http://127.0.0.1:9000")
+    p.add_argument("--endpoint", required=True, help="e.g. http://127.0.0.1:9000; several gateways comma-separated")
     p.add_argument("--access-key", required=True)
     p.add_argument("--secret-key", required=True)
     p.add_argument("--region", default="us-east-1")

@@ -16,7 +16,7 @@ import time
 
 import aiohttp
 
-from .load import S3, SigV4, chunks
+from .s3client import S3, SigV4, chunks
 
 
 async def _single(s3: S3, bucket: str, size: int, block: bytes) -> float:

@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -38,7 +39,8 @@ from storage.throttle import Throttle
 from storage.verify import verify_archive
 from tests.cluster.harness import ACCESS_KEY, CLUSTER_SECRET, REPO, SECRET_KEY, ProcCluster
 
-from .load import S3, SigV4, chunks
+from .s3client import S3, SigV4, chunks
+from .proc_cpu import cpu_seconds
 
 MIB = 1 << 20
 MIX = [(0.05, None), (0.15, MIB), (0.30, 8 * MIB), (0.50, 64 * MIB)]   # share of bytes, object size
@@ -108,21 +110,18 @@ def say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--size-gib", type=float, default=2.0, help="object bytes to load (default 2)")
-    ap.add_argument("--repair-rate", type=int, default=0, help="repair.rate for the repair, bytes/s (0: unlimited)")
-    ap.add_argument("--root", default=None, help="cluster folder (default: a new temporary one)")
-    ap.add_argument("--keep", action="store_true", help="leave the cluster folder behind")
-    ap.add_argument("--markdown", action="store_true", help="also print a table row for bench/RESULTS.md")
-    args = ap.parse_args()
-    root = args.root or tempfile.mkdtemp(prefix="pocket-bench-repair-")
+def measure(size_gib: float, root: str, repair_rate: int = 0, network_scrub_too: bool = True) -> dict:
+    """Steps 1-3 on a cluster in `root`; the figures (MiB/s, seconds, CPU) as a dict.
+
+    The repair's CPU is the `pocket repair` process's plus every node process's while it
+    runs (they read the surviving fragments and write the rebuilt ones), so `per core` is
+    MiB/s rebuilt per CPU second, the figure issue 14 sets a target on."""
     c = ProcCluster(os.path.join(root, "cluster"), sections={"scrub": {"enabled": False, "rate": 0},
                                                              "repair": {"enabled": False}})
     r: dict = {}
     try:
         c.start()
-        sizes = plan(int(args.size_gib * (1 << 30)))
+        sizes = plan(int(size_gib * (1 << 30)))
         total = sum(sizes)
         say(f"cluster: 6 node processes, EC 4+2, in {root}")
         secs = asyncio.run(load(c.endpoint, sizes))
@@ -134,11 +133,12 @@ def main() -> None:
         r["scrub_node"] = report["bytes_verified"] / MIB / secs
         say(f"scrub on the nodes (pocket scrub): {report['bytes_verified'] / MIB:.0f} MiB of "
             f"{report['archives']} archives in {secs:.1f}s = {r['scrub_node']:.1f} MiB/s")
-        checked, secs, bad = asyncio.run(network_scrub(c))
-        assert bad == 0
-        r["scrub_net"] = checked / MIB / secs
-        say(f"scrub over the network (old design): {checked / MIB:.0f} MiB in {secs:.1f}s = "
-            f"{r['scrub_net']:.1f} MiB/s")
+        if network_scrub_too:
+            checked, secs, bad = asyncio.run(network_scrub(c))
+            assert bad == 0
+            r["scrub_net"] = checked / MIB / secs
+            say(f"scrub over the network (old design): {checked / MIB:.0f} MiB in {secs:.1f}s = "
+                f"{r['scrub_net']:.1f} MiB/s")
 
         lost = c.node_ids[0]
         c.signal(lost, signal.SIGKILL)
@@ -150,29 +150,55 @@ def main() -> None:
         report, scrub_secs = pocket(c, "scrub")
         say(f"scrub: {len(report['missing'])} fragments missing, {report['queued']} objects queued "
             f"in {scrub_secs:.1f}s")
-        rate = ["--rate", str(args.repair_rate)] if args.repair_rate else []
+        rate = ["--rate", str(repair_rate)] if repair_rate else []
+        cpu_before = _repair_cpu(c)
         fixed, repair_secs = pocket(c, "repair", *rate)
+        r["repair_cpu"] = _repair_cpu(c) - cpu_before
         to_full = time.perf_counter() - started
         r.update(missing=len(report["missing"]), rebuilt=fixed["bytes_written"] / MIB,
                  repair_secs=fixed["seconds"], to_full=to_full)
         r["repair_mibs"] = r["rebuilt"] / max(fixed["seconds"], 1e-9)
+        r["repair_mibs_per_core"] = r["rebuilt"] / max(r["repair_cpu"], 1e-9)
         say(f"repair: {fixed['fragments']} fragments, {r['rebuilt']:.0f} MiB rebuilt in {fixed['seconds']:.1f}s "
-            f"= {r['repair_mibs']:.1f} MiB/s; {fixed['remaining']} still queued")
+            f"= {r['repair_mibs']:.1f} MiB/s using {r['repair_cpu']:.1f} CPU s "
+            f"({r['repair_mibs_per_core']:.0f} MiB/s per core); {fixed['remaining']} still queued")
         final, _ = pocket(c, "scrub")
         assert not final["missing"] and not final["corrupt"] and fixed["remaining"] == 0, \
             "redundancy is not whole after repair"
         say(f"full redundancy {to_full:.1f}s after the disk came back (scrub + repair); final scrub clean")
-        say(f"\nsummary: {r['mib']:.0f} MiB in {r['objects']} objects; scrub {r['scrub_node']:.0f} MiB/s on the "
-            f"nodes vs {r['scrub_net']:.0f} MiB/s over the network; lost disk rebuilt ({r['rebuilt']:.0f} MiB) at "
-            f"{r['repair_mibs']:.1f} MiB/s, full redundancy in {to_full:.0f}s")
-        if args.markdown:
-            say(f"\n| {time.strftime('%Y-%m-%d')} | {os.cpu_count()} cores, {platform.machine()} | "
-                f"{r['mib'] / 1024:.1f} GiB / {r['objects']} | {r['scrub_node']:.0f} | {r['scrub_net']:.0f} | "
-                f"{r['missing']} | {r['rebuilt']:.0f} MiB | {r['repair_mibs']:.1f} | {to_full:.0f} s |")
     finally:
         c.close()
+    return r
+
+
+def _repair_cpu(c: ProcCluster) -> float:
+    """CPU seconds of finished child commands (`pocket repair`) plus the running node processes."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return children.ru_utime + children.ru_stime + sum(cpu_seconds(p.pid) for n, p in c.procs.items() if n != "gateway")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size-gib", type=float, default=2.0, help="object bytes to load (default 2)")
+    ap.add_argument("--repair-rate", type=int, default=0, help="repair.rate for the repair, bytes/s (0: unlimited)")
+    ap.add_argument("--root", default=None, help="cluster folder (default: a new temporary one)")
+    ap.add_argument("--keep", action="store_true", help="leave the cluster folder behind")
+    ap.add_argument("--markdown", action="store_true", help="also print a table row for bench/RESULTS.md")
+    args = ap.parse_args()
+    root = args.root or tempfile.mkdtemp(prefix="pocket-bench-repair-")
+    try:
+        r = measure(args.size_gib, root, args.repair_rate)
+    finally:
         if not args.keep and not args.root:
             shutil.rmtree(root, ignore_errors=True)
+    say(f"\nsummary: {r['mib']:.0f} MiB in {r['objects']} objects; scrub {r['scrub_node']:.0f} MiB/s on the "
+        f"nodes vs {r['scrub_net']:.0f} MiB/s over the network; lost disk rebuilt ({r['rebuilt']:.0f} MiB) at "
+        f"{r['repair_mibs']:.1f} MiB/s ({r['repair_mibs_per_core']:.0f} MiB/s per core used), "
+        f"full redundancy in {r['to_full']:.0f}s")
+    if args.markdown:
+        say(f"\n| {time.strftime('%Y-%m-%d')} | {os.cpu_count()} cores, {platform.machine()} | "
+            f"{r['mib'] / 1024:.1f} GiB / {r['objects']} | {r['scrub_node']:.0f} | {r['scrub_net']:.0f} | "
+            f"{r['missing']} | {r['rebuilt']:.0f} MiB | {r['repair_mibs']:.1f} | {r['to_full']:.0f} s |")
 
 
 if __name__ == "__main__":

