@@ -216,3 +216,33 @@ def test_rebuild_style_clear_leaves_no_entry(make_index):
     assert all(not found for found in by_index(ix).values())
     with ix.read() as ops:
         assert [k for k, _ in ops.txn.range(volume_index.TABLE) if k != volume_index.FILLED] == []
+
+
+def test_a_gateway_opening_an_lmdb_index_from_before_fills_it(tmp_path):
+    """An LMDB folder written by a Pocket without the volume index (no `byvolume` database
+    at all) is filled once when the gateway opens it (open_index)."""
+    from types import SimpleNamespace
+
+    import lmdb
+
+    from storage.index.index import Index, open_index
+    from storage.index.lmdb_backend import LmdbBackend
+    path = str(tmp_path / "gateway.index")
+    old = Index(LmdbBackend(path))
+    old.create_bucket("b", {"owner": "me"})
+    for i in range(50):
+        r = record("b", f"k{i}", VOLUMES[i % 3])
+        old.write(lambda ops, r=r: install(ops, "b", r["key"], r))
+    old.close()
+    env = lmdb.open(path, max_dbs=16)
+    with env.begin(write=True) as txn:
+        txn.drop(env.open_db(volume_index.TABLE.encode(), txn=txn), delete=True)
+    env.close()
+    cfg = SimpleNamespace(index=SimpleNamespace(backend="lmdb"), index_path=path,
+                          gateway=SimpleNamespace(index_max_size=1 << 34))
+    ix = open_index(cfg)
+    try:
+        assert volume_index.is_filled(ix)
+        assert by_index(ix) == by_scan(ix) and sum(map(len, by_index(ix).values())) == 50
+    finally:
+        ix.close()
