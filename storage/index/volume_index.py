@@ -248,15 +248,3 @@ def _new(sets: list[dict], done: set[str]) -> Iterator[dict]:
         if s["version_id"] not in done:
             done.add(s["version_id"])
             yield s
-
-
-def scan_volume(index, volume: str) -> list[tuple[str, dict]]:
-    """(table, record) of every stored record with a set on `volume`, by reading every
-    row of the indexed tables: what the table must agree with (tests, bench)."""
-    out = []
-    with index.read() as ops:
-        for table in TAGS:
-            for _, raw in ops.txn.range(table):
-                if volume in record_volumes(raw):
-                    out.append((table, orjson.loads(raw)["rec"]))
-    return out
