@@ -299,7 +299,8 @@ class PgBackend(Backend):
         with self._count_lock:
             self.loop_reads += 1
         frames = [f for f in traceback.extract_stack(limit=40)[:-2]
-                  if not f.filename.endswith(("contextlib.py", "pg_backend.py", "index/index.py"))]
+                  if not f.filename.endswith(("contextlib.py", os.path.join("index", "pg_backend.py"),
+                                              os.path.join("index", "index.py")))]
         stack = "".join(traceback.format_list(frames[-6:]))
         log.error("index %s on the event loop's thread: it blocks every request while it waits on "
                   "PostgreSQL; make it through Index.call or the IndexWriter. Called from:\n%s", what, stack)

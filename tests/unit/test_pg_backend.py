@@ -131,3 +131,18 @@ def test_an_unreachable_server_is_index_unavailable_with_the_password_hidden():
     with pytest.raises(IndexUnavailable) as e:
         PgBackend(f"postgresql://pocket:s3cret@127.0.0.1:{port}/nowhere")
     assert "s3cret" not in str(e.value) and "unavailable" in str(e.value)
+
+
+def test_a_read_on_the_event_loop_is_caught_and_one_through_call_is_not(pg_index, caplog):
+    """The check the off-loop cluster test relies on (POCKET_INDEX_LOOP_CHECK=1)."""
+    import asyncio
+    pg_index.backend.loop_check = True
+
+    async def requests():
+        assert await pg_index.call(pg_index.get_bucket, "b") is not None   # off the loop: fine
+        assert pg_index.backend.loop_reads == 0
+        pg_index.get_bucket("b")                                             # on the loop: caught
+    asyncio.run(requests())
+    pg_index.get_bucket("b")                                                 # no loop in this thread: fine
+    assert pg_index.backend.loop_reads == 1
+    assert "on the event loop's thread" in caplog.text and "test_pg_backend.py" in caplog.text
