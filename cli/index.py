@@ -79,23 +79,24 @@ def index_rebuild(data, config, as_json: bool) -> None:
 @with_cluster
 @click.option("--dsn", help="PostgreSQL DSN (default: index.dsn of the config, or POCKET_INDEX_DSN).")
 def migrate_schema(data, config, dsn: str | None) -> None:
-    """Create or upgrade the index schema in PostgreSQL."""
+    """Create or upgrade the index schema in PostgreSQL; fill the volume index (either backend)."""
     from storage.index.backend import MetadataIndexError
-    from storage.index.pg_backend import migrate_schema, redact
+    from storage.index.index import upgrade
+    from storage.index.pg_backend import redact
     if not dsn:
         cfg = load_config(data, config)
-        if cfg.index.backend != "postgres":
-            raise click.ClickException("the config's index.backend is not \"postgres\": nothing to migrate "
-                                       "(LMDB needs no schema); pass --dsn to migrate a database anyway")
-        dsn = cfg.index.dsn
+        dsn = cfg.index.dsn if cfg.index.backend == "postgres" else f"lmdb:{cfg.index_path}"
     try:
-        before, after = migrate_schema(dsn)
+        before, after, filled = upgrade(dsn)
     except MetadataIndexError as e:
         raise click.ClickException(str(e)) from None
-    if before == after:
-        click.echo(f"{redact(dsn)}: schema is at version {after}; nothing to do.")
+    if dsn.startswith("lmdb:"):
+        click.echo(f"{dsn}: LMDB needs no schema; ", nl=False)
+    elif before == after:
+        click.echo(f"{redact(dsn)}: schema is at version {after}; nothing to do; ", nl=False)
     else:
-        click.echo(f"{redact(dsn)}: schema migrated from version {before} to {after}.")
+        click.echo(f"{redact(dsn)}: schema migrated from version {before} to {after}; ", nl=False)
+    click.echo(f"volume index filled from {filled} records." if filled else "volume index complete.")
 
 
 @index.command("copy")

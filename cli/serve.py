@@ -94,7 +94,7 @@ def _start_postgres(cfg):
 
     from storage.index.backend import MetadataIndexError
     from storage.index.local_postgres import LocalPostgres, LocalPostgresError
-    from storage.index.pg_backend import migrate_schema
+    from storage.index.index import upgrade
     dsn = urlsplit(cfg.index.dsn)
     server = LocalPostgres(os.path.join(cfg.data, "postgres"), dsn.port or 5432, dsn.password or "")
     try:
@@ -102,7 +102,7 @@ def _start_postgres(cfg):
         server.start()
         try:
             server.create_database(dsn.path.lstrip("/") or "pocket")
-            migrate_schema(cfg.index.dsn)
+            upgrade(cfg.index.dsn)
         except BaseException:
             server.stop()
             raise

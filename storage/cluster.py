@@ -45,6 +45,15 @@ class Cluster:
 
         With `grow` (the gateway at start), disks of the config that are in no volume and
         in service get new volumes of their own, so new writes use them at once."""
+        self.ensure_volumes(index, widths, grow)
+        self.refresh(index, force=True)
+
+    async def aload_volumes(self, index, widths: set[int], grow: bool = False) -> None:
+        """load_volumes for asyncio code: index work through `index.call`, the table adopted on the loop."""
+        await index.call(self.ensure_volumes, index, widths, grow)
+        await self.arefresh(index, force=True)
+
+    def ensure_volumes(self, index, widths: set[int], grow: bool = False) -> None:
         volumes = index.get_volumes()
         have = {v["width"] for v in volumes}
         missing = sorted(widths - have)
@@ -54,7 +63,6 @@ class Cluster:
             index.put_volumes(volumes)
         elif grow:
             self._grow(index, volumes, widths)
-        self.refresh(index, force=True)
 
     def _grow(self, index, volumes: list[dict], widths: set[int]) -> None:
         with index.read() as ops:
@@ -70,11 +78,24 @@ class Cluster:
 
     def refresh(self, index, force: bool = False) -> bool:
         """Reload the volume table and disk states if their generation moved; True if it did."""
+        return self._adopt(self._table(index, force))
+
+    async def arefresh(self, index, force: bool = False) -> bool:
+        """refresh for asyncio code: the read goes through `index.call` (off the loop on PostgreSQL)."""
+        return self._adopt(await index.call(self._table, index, force))
+
+    def _table(self, index, force: bool) -> tuple[int, list[dict], dict] | None:
+        """(generation, volumes, disk states) from the index, or None if the generation is ours."""
         with index.read() as ops:
             gen = disk_table.generation(ops)
             if gen == self.generation and not force:
-                return False
-            volumes, states = ops.get_volumes(), disk_table.states(ops)
+                return None
+            return gen, ops.get_volumes(), disk_table.states(ops)
+
+    def _adopt(self, table: tuple[int, list[dict], dict] | None) -> bool:
+        if table is None:
+            return False
+        gen, volumes, states = table
         unknown = {d for v in volumes for d in v["disks"]} - set(self.disks)
         if unknown and self.on_unknown_disks is not None:
             self.on_unknown_disks(unknown)
@@ -164,7 +185,7 @@ class Cluster:
             await self.check_once()
             if index is not None:
                 try:
-                    if self.refresh(index) and self.on_change is not None:
+                    if await self.arefresh(index) and self.on_change is not None:
                         await self.on_change()
                 except Exception as e:
                     log.error("could not reload or publish the volume table: %s", e)

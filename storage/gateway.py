@@ -69,7 +69,8 @@ class Gateway:
         self.writer = IndexWriter(self.index)
         self.cluster = Cluster(disks, infos, self.cfg.gateway.heartbeat, self.cfg.storage.min_free_bytes)
         self.cluster.on_unknown_disks = self._open_added_disks
-        self.cluster.load_volumes(self.index, {sum(parse_policy(s)) for s in self.cfg.policies.values()}, grow=True)
+        await self.cluster.aload_volumes(self.index, {sum(parse_policy(s)) for s in self.cfg.policies.values()},
+                                         grow=True)
         st = self.cfg.storage
         self.objects, self.multipart = object_services(self.cfg, self.cluster, self.index, self.writer)
         self.buckets = BucketService(self.index, self.writer, self.objects, self.multipart)

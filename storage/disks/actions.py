@@ -99,9 +99,9 @@ def _commit(ops, disk_id: str, state: str, reason: str, moves: list[dict]) -> No
 async def declare_failed(cluster, queue, disk_id: str, reason: str) -> tuple[list[dict], list[dict]]:
     """Mark the disk failed and switch its slots to replacements; returns (moves, unplaced)."""
     check_disk(cluster, disk_id)
-    moves, unplaced = _plan(cluster, queue.index, disk_id, "rebuild", reason, strict=False)
+    moves, unplaced = await queue.index.call(_plan, cluster, queue.index, disk_id, "rebuild", reason, strict=False)
     await queue.write(lambda ops: _commit(ops, disk_id, disk_table.FAILED, reason, moves))
-    cluster.refresh(queue.index)
+    await cluster.arefresh(queue.index)
     log.error("disk %s declared FAILED (%s). Its fragments are being rebuilt onto other disks: %s. Reads of "
               "its objects are degraded until then. Replace the hardware, then remove %s from the config "
               "(or add a new disk and let `pocket rebalance` use it).", disk_id, reason,
@@ -119,9 +119,9 @@ async def start_drain(cluster, queue, disk_id: str) -> list[dict]:
     if state == disk_table.FAILED:
         raise DiskError(f"{disk_id} is failed: its slots are rebuilt elsewhere already (see `pocket disk list`)")
     mode = "copy" if cluster.is_up(disk_id) else "rebuild"
-    moves, _ = _plan(cluster, queue.index, disk_id, mode, "drain")
+    moves, _ = await queue.index.call(_plan, cluster, queue.index, disk_id, mode, "drain")
     await queue.write(lambda ops: _commit(ops, disk_id, disk_table.DRAINING, "drain", moves))
-    cluster.refresh(queue.index)
+    await cluster.arefresh(queue.index)
     return moves
 
 
@@ -143,17 +143,17 @@ async def start_replace(cluster, queue, old: str, new: str) -> list[dict]:
                         f"one), or `pocket disk drain {old}` to let Pocket choose")
     failed = cluster.state(old) == disk_table.FAILED
     mode = "copy" if cluster.is_up(old) and not failed else "rebuild"
-    moves, _ = _plan(cluster, queue.index, old, mode, f"replaced by {new}", to=new)
+    moves, _ = await queue.index.call(_plan, cluster, queue.index, old, mode, f"replaced by {new}", to=new)
     state = disk_table.FAILED if failed else disk_table.DRAINING
     await queue.write(lambda ops: _commit(ops, old, state, f"replaced by {new}", moves))
-    cluster.refresh(queue.index)
+    await cluster.arefresh(queue.index)
     return moves
 
 
 async def settle_drained(cluster, queue) -> list[str]:
     """Draining disks that hold no slot and have no move left become "drained"."""
     done = []
-    busy = {m["from"] for m in pending(queue.index)}
+    busy = {m["from"] for m in await queue.index.call(pending, queue.index)}
     for disk_id, st in cluster.states.items():
         if st["state"] == disk_table.DRAINING and not slots_of(cluster, disk_id) and disk_id not in busy:
             await queue.write(lambda ops, d=disk_id: disk_table.set_state(ops, d, disk_table.DRAINED,
@@ -162,7 +162,7 @@ async def settle_drained(cluster, queue) -> list[str]:
                      disk_id)
             done.append(disk_id)
     if done:
-        cluster.refresh(queue.index)
+        await cluster.arefresh(queue.index)
     return done
 
 
@@ -211,8 +211,8 @@ def volume_sizes(index) -> tuple[Counter, Counter]:
 
 async def start_rebalance(cluster, queue, dry_run: bool = False) -> list[dict]:
     """Plan slot moves that even out the bytes per disk; record them unless `dry_run`."""
-    busy = {(m["volume"], m["slot"]) for m in pending(queue.index)}
-    sizes, _ = volume_sizes(queue.index)
+    busy = {(m["volume"], m["slot"]) for m in await queue.index.call(pending, queue.index)}
+    sizes, _ = await queue.index.call(volume_sizes, queue.index)
     planned = rebalance.plan(list(cluster.volumes.values()), cluster.infos, sizes, _eligible(cluster), busy)
     if dry_run or not planned:
         return planned

@@ -47,7 +47,7 @@ class FailureWatcher:
             if unplaced:
                 await self.mover.queue_fragments(actions.stranded(disk_id, unplaced))
             declared.append(disk_id)
-        moves = actions.pending(self.queue.index)
+        moves = await self.queue.index.call(actions.pending, self.queue.index)
         rebuilds = [m for m in moves if m["mode"] == "rebuild"]
         # old copies a command could not delete (packs this process owns), once no upload
         # that chose its volume under the old table is still writing here

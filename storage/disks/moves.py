@@ -37,7 +37,7 @@ from typing import Awaitable, Callable
 
 from .. import layout
 from ..durability.queue import RepairQueue
-from ..durability.sets import live_sets
+from ..durability.sets import sets_in_volumes
 from ..index import disks as disk_table
 from ..index import repairs
 from ..throttle import Throttle
@@ -62,13 +62,6 @@ class MoveReport:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "seconds": round((self.finished or time.time()) - self.started, 3)}
-
-
-def versions_in(index, volume_ids: set[str]):
-    """Every live archive set written to one of these volumes (a scan of the whole index)."""
-    for s in live_sets(index):
-        if s["volume"] in volume_ids:
-            yield s
 
 
 class SlotMover:
@@ -132,13 +125,15 @@ class SlotMover:
             await self._write(lambda ops: [repairs.add(ops, s, {i: ("missing", why)}, "replace", now)
                                            for s, i, why in rows])
             self.queue.wakeup.set()
-        for n, s in enumerate(versions_in(self.index, set(wanted))):
+        n = 0
+        async for s in sets_in_volumes(self.index, set(wanted)):
+            n += 1
             for slot, why in wanted[s["volume"]]:
                 batch.append((s, slot, why))
                 counts[(s["volume"], slot)] += 1
             if len(batch) >= _QUEUE_BATCH:
                 await flush()
-            if n % 1000 == 999:
+            if n % 1000 == 0:
                 await asyncio.sleep(0)
         if batch:
             await flush()
@@ -156,7 +151,7 @@ class SlotMover:
             if self.adopted:
                 await self.adopted(gen)
             await asyncio.sleep(self.settle)
-            self.cluster.refresh(self.index)
+            await self.cluster.arefresh(self.index)
         row["versions"] = 0
         problems = await self._fill(move, row, report, delete=True)
         if problems:
@@ -179,7 +174,7 @@ class SlotMover:
         volume = self.cluster.volumes[move["volume"]]
         target = {**volume, "disks": [new_id if j == i else d for j, d in enumerate(volume["disks"])]}
         problems = 0
-        for s in versions_in(self.index, {move["volume"]}):   # read in short chunks, never all at once
+        async for s in sets_in_volumes(self.index, {move["volume"]}):   # short chunks, never all at once
             row["versions"] += 1
             name = layout.archive_name(s["version_id"], i)
             old_size = await _stat(old, name) if self.cluster.is_up(old_id) else None

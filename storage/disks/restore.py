@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from .. import layout
-from ..durability.sets import live_sets
+from ..durability.sets import sets_in_volumes
 from ..index import disks as disk_table
 from ..node.packs import PacksOwnedElsewhere
 from ..throttle import Throttle
@@ -82,15 +82,14 @@ async def _check_answers(disk, disk_id: str) -> list[tuple[str, int]]:
             from None
 
 
-def _its_slots(cluster, index, disk_id: str) -> dict[tuple[str, int], dict]:
+async def _its_slots(cluster, index, disk_id: str) -> dict[tuple[str, int], dict]:
     """(version id, fragment index) of every live fragment whose slot is on this disk."""
     out = {}
-    for s in live_sets(index):
-        volume = cluster.volumes.get(s["volume"])
-        if volume:
-            for i, d in enumerate(volume["disks"]):
-                if d == disk_id:
-                    out[(s["version_id"], i)] = s
+    volumes = {v["id"] for v in cluster.volumes.values() if disk_id in v["disks"]}
+    async for s in sets_in_volumes(index, volumes):
+        for i, d in enumerate(cluster.volumes[s["volume"]]["disks"]):
+            if d == disk_id:
+                out[(s["version_id"], i)] = s
     return out
 
 
@@ -100,7 +99,7 @@ async def restore_disk(cluster, queue, disk_id: str, wipe: bool = False) -> Rest
     disk = cluster.disks[disk_id]
     listing = await _check_answers(disk, disk_id)
     report.archives = len(listing)
-    live = _its_slots(cluster, queue.index, disk_id)
+    live = await _its_slots(cluster, queue.index, disk_id)
     damaged: dict[str, tuple[dict, dict]] = {}
     for name, size in listing:
         vid, _, idx = name.partition(".")
@@ -139,7 +138,7 @@ async def restore_disk(cluster, queue, disk_id: str, wipe: bool = False) -> Rest
         disk_table.set_state(ops, disk_id, None, "restored", time.time())
         return disk_table.generation(ops)
     report.generation = await queue.write(back_in_service)
-    cluster.refresh(queue.index)
+    await cluster.arefresh(queue.index)
     log.info("disk %s restored (was %s%s): %d stale archives removed, %d kept for its slots; it is in service "
              "with no new slots: run `pocket rebalance` to move data onto it", disk_id, report.was,
              ", wiped" if wipe else "", report.removed, len(report.kept))

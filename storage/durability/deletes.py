@@ -42,7 +42,7 @@ async def finish_deletes(cluster, index, write: Callable[[Callable], Awaitable],
     """Delete from the index every current version a tombstone names; returns what was deleted."""
     finished = []
     for (bucket, key), versions in sorted((await tombstones(cluster, disk_ids)).items()):
-        current = index.get_object(bucket, key)
+        current = await index.call(index.get_object, bucket, key)
         if current is None or current["version_id"] not in versions:
             continue
         removed = await write(lambda ops, b=bucket, k=key, v=current["version_id"]: delete_if_current(ops, b, k, v))

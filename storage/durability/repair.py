@@ -76,7 +76,7 @@ class Repairer:
                        on_entry: Callable[[dict], None] | None = None) -> RepairReport:
         """Work through the queue once, in its order; entries that failed recently wait `backoff`."""
         report = RepairReport(started=time.time())
-        entries = self.queue.entries(limit)
+        entries = await self.index.call(self.queue.entries, limit)
         now = time.time()
         if backoff:
             entries = [e for e in entries
@@ -100,16 +100,16 @@ class Repairer:
         report.entries = len(entries)
         await asyncio.gather(*(one(e) for e in entries))
         report.finished = time.time()
-        report.remaining = self.queue.length()
+        report.remaining = await self.index.call(self.queue.length)
         if report.fragments:
             await self._save_stats(report)
         return report
 
     async def repair(self, entry: dict, report: RepairReport) -> None:
         vid = entry["version_id"]
-        record = find_set(self.index, entry["bucket"], entry["key"], vid)
+        record = await self.index.call(find_set, self.index, entry["bucket"], entry["key"], vid)
         if record is None:
-            current = self.index.get_object(entry["bucket"], entry["key"])
+            current = await self.index.call(self.index.get_object, entry["bucket"], entry["key"])
             superseded = current is not None and current["version_id"] > vid
             if not superseded and time.time() - entry["first_seen"] < self.settle:
                 # a degraded write is queued before its index commit: give the commit time
@@ -213,7 +213,7 @@ class Repairer:
 
     async def _save_stats(self, report: RepairReport) -> None:
         """Accumulate measured repair throughput; `pocket status` derives repair time from it."""
-        stats = self.queue.progress(REPAIR_META) or {"bytes": 0, "seconds": 0.0, "fragments": 0}
+        stats = await self.index.call(self.queue.progress, REPAIR_META) or {"bytes": 0, "seconds": 0.0, "fragments": 0}
         stats = {"bytes": stats["bytes"] + report.bytes_written,
                  "seconds": stats["seconds"] + report.seconds,
                  "fragments": stats["fragments"] + report.fragments,
@@ -233,7 +233,7 @@ class Repairer:
                 pass
             self.queue.wakeup.clear()
             try:
-                if self.queue.length():
+                if await self.index.call(self.queue.length):
                     report = await self.run_once(limit=1000, backoff=interval)
                     if report.fragments or report.failed:
                         log.info("repair: rebuilt %d fragments (%.1f MiB) of %d objects in %.1fs; %d failed, "

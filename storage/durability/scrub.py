@@ -54,7 +54,7 @@ from ..objects.in_flight import Writes
 from .deletes import finish_deletes
 from .queue import SCRUB_META, RepairQueue
 from .records import rewrite_records
-from .sets import find_set, live_sets
+from .sets import alive_sets, find_set
 
 log = logging.getLogger("pocket.scrub")
 
@@ -233,8 +233,10 @@ class Scrubber:
         """Queue the damage of every live version; returns the live version ids. Copies of a
         live fragment on disks other than its slot's go to `strays` (see _strays)."""
         live: set[str] = set()
-        for n, record in enumerate(live_sets(self.index)):
-            if n % 1000 == 999:
+        n = 0
+        async for record in alive_sets(self.index):
+            n += 1
+            if n % 1000 == 0:
                 await asyncio.sleep(0)
             vid = record["version_id"]
             live.add(vid)
@@ -254,7 +256,7 @@ class Scrubber:
                     damage[i] = ("missing", "missing")
             if copies is not None and strays is not None:
                 strays += self._strays(record, disks, damage, copies, scanned)
-            if damage and self._still_current(record):    # not replaced or deleted meanwhile
+            if damage and await self._still_current(record):    # not replaced or deleted meanwhile
                 for i, (kind, problem) in sorted(damage.items()):
                     (r.corrupt if kind == "corrupt" else r.missing).append(self._row(record, i, disks[i], problem))
                 await self.queue.add(record, damage, "scrub")
@@ -283,8 +285,7 @@ class Scrubber:
     async def _remove_strays(self, r: ScrubReport, strays: list[dict]) -> None:
         if not strays:
             return
-        with self.index.read() as ops:
-            moving, generation = bool(disk_table.moves(ops)), disk_table.generation(ops)
+        moving, generation = await self.index.call(self._moves_and_generation)
         if moving or generation != self.cluster.generation:
             log.info("scrub: %d stray copies kept while slot moves are running or the volume table "
                      "changes; the next pass removes them", len(strays))
@@ -302,8 +303,12 @@ class Scrubber:
             log.info("scrub: removed %d stray copies of fragments whose slot is on another disk",
                      len(r.strays_removed))
 
-    def _still_current(self, record: VersionRecord) -> bool:
-        return find_set(self.index, record["bucket"], record["key"], record["version_id"]) is not None
+    def _moves_and_generation(self) -> tuple[bool, int]:
+        with self.index.read() as ops:
+            return bool(disk_table.moves(ops)), disk_table.generation(ops)
+
+    async def _still_current(self, record: VersionRecord) -> bool:
+        return await self._referenced(record["version_id"], (record["bucket"], record["key"]))
 
     async def _present(self, disk_id: str, vid: str, i: int) -> bool:
         try:
@@ -338,16 +343,16 @@ class Scrubber:
             rows = [{"disk": d, "archive": layout.archive_name(vid, i), "version_id": vid,
                      "bucket": owner[0] if owner else None, "key": owner[1] if owner else None}
                     for i, d in sorted(where.items())]
-            if owner and self.index.get_bucket(owner[0]) is None:
+            if owner and await self.index.call(self.index.get_bucket, owner[0]) is None:
                 r.orphans_kept += [{**row, "why": "bucket not in the index"} for row in rows]
                 continue
-            if owner and self._referenced(vid, owner):
+            if owner and await self._referenced(vid, owner):
                 continue
             if vid in self.writes:   # began since the check above (a copy keeps its source's id)
                 continue
             candidates.append(rows)
         versions = len(found)
-        restored = self.index.get_meta(RESTORED_META)
+        restored = await self.index.call(self.index.get_meta, RESTORED_META)
         if not force and candidates and restored:
             log.warning("scrub: %d versions on disk are not in the index, which was restored from a backup taken "
                         "at %s; they may be writes made since, so none is removed. Run `pocket index rebuild`",
@@ -390,9 +395,9 @@ class Scrubber:
                 return (manifest["bucket"], manifest["key"]), float(manifest.get("copied") or id_time(vid))
         return None, id_time(vid)
 
-    def _referenced(self, vid: str, owner: tuple[str, str]) -> bool:
+    async def _referenced(self, vid: str, owner: tuple[str, str]) -> bool:
         """Look again: an upload may have committed since the index walk."""
-        return find_set(self.index, owner[0], owner[1], vid) is not None
+        return await self.index.call(find_set, self.index, owner[0], owner[1], vid) is not None
 
     async def _save(self, force: bool = False) -> None:
         """Keep the pass's progress in the index (at most every few seconds) for `pocket status`."""
@@ -410,7 +415,7 @@ class Scrubber:
         The last finish time is kept in the index, so restarting the gateway neither
         skips nor repeats passes; a cluster never scrubbed starts after `start_delay`."""
         while True:
-            last = self.queue.progress(SCRUB_META) or {}
+            last = await self.index.call(self.queue.progress, SCRUB_META) or {}
             if last.get("finished"):
                 wait = last["finished"] + interval - time.time()
             else:

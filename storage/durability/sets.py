@@ -15,11 +15,15 @@ Anything on disk outside these sets is garbage once it is old enough.
 """
 from __future__ import annotations
 
-from typing import Iterator
+import logging
+from typing import AsyncIterator, Iterator
 
+from ..index import volume_index
 from ..index.versions import is_marker
 from ..objects import parts
 from ..objects.contracts import VersionRecord
+
+log = logging.getLogger("pocket.sets")
 
 
 def version_sets(record: VersionRecord) -> list[dict]:
@@ -36,6 +40,33 @@ def live_sets(index) -> Iterator[dict]:
             if not is_marker(version.record):
                 yield from version_sets(version.record)
     yield from index.open_parts()
+
+
+async def alive_sets(index) -> AsyncIterator[dict]:
+    """live_sets for asyncio code: every read goes through `index.call` (off the loop on PostgreSQL)."""
+    for bucket in await index.call(index.list_buckets):
+        async for version in index.aiter_versions(bucket["name"]):
+            if not is_marker(version.record):
+                for s in version_sets(version.record):
+                    yield s
+    async for part in index.aopen_parts():
+        yield part
+
+
+async def sets_in_volumes(index, volume_ids: set[str]) -> AsyncIterator[dict]:
+    """Every live archive set on one of these volumes: a range scan of each volume's
+    entries in the volume index, so the cost follows the volumes, not the namespace.
+    An index whose volume index is not filled yet is scanned whole instead."""
+    if await index.call(volume_index.is_filled, index):
+        for volume in sorted(volume_ids):
+            async for s in volume_index.avolume_sets(index, volume):
+                yield s
+        return
+    log.warning("the volume index of %s is not filled yet, so finding the versions of %d volumes scans the "
+                "whole index; run `pocket index migrate-schema` to fill it", index.describe(), len(volume_ids))
+    async for s in alive_sets(index):
+        if s["volume"] in volume_ids:
+            yield s
 
 
 def find_set(index, bucket: str, key: str, version_id: str) -> dict | None:

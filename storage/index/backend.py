@@ -17,7 +17,7 @@ from typing import Callable, Iterator, TypeVar
 
 T = TypeVar("T")
 
-TABLES = ("buckets", "objects", "volumes", "meta", "uploads", "parts", "repair", "versions", "migrate")
+TABLES = ("byvolume", "buckets", "objects", "volumes", "meta", "uploads", "parts", "repair", "versions", "migrate")
 
 
 class MetadataIndexError(Exception):
@@ -54,6 +54,10 @@ class Txn:
 
     def get(self, table: str, key: bytes) -> bytes | None:
         raise NotImplementedError
+
+    def get_many(self, table: str, keys: list[bytes]) -> list[bytes | None]:
+        """get() of several keys, in their order (one round trip on a networked backend)."""
+        return [self.get(table, k) for k in keys]
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
         """Insert or replace."""

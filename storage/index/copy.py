@@ -23,11 +23,15 @@ from typing import Callable
 
 import xxhash
 
+from . import volume_index
 from .backend import TABLES, MetadataIndexError, Txn
 from .index import Index
 from .ops import _pack, _unpack
 
 MARKER = b"index.copy"
+# The volume index is derived: not copied but made again in the destination
+# (volume_index.fill), so a copy is complete whether or not the source's was filled yet.
+COPIED = tuple(t for t in TABLES if t != volume_index.TABLE)
 
 
 class CopyMismatch(MetadataIndexError):
@@ -90,10 +94,11 @@ def _claim(src: Index, dst: Index) -> bool:
                 raise MetadataIndexError(f"{dst.describe()} holds an unfinished copy of {marked['source']}, "
                                          f"not of {source}; finish that one or empty the destination")
             return True
-        if any(t.count(name) for name in TABLES):
+        if any(t.count(name) for name in COPIED):
             raise MetadataIndexError(f"{dst.describe()} already holds an index; copy only into an empty one "
                                      "(for PostgreSQL: a new database with `pocket index migrate-schema` run)")
         t.put("meta", MARKER, _pack({"value": {"source": source, "started": time.time()}}))
+        t.clear(volume_index.TABLE)   # made again once every record is copied
         return False
     return dst.backend.write(claim)
 
@@ -103,7 +108,7 @@ def copy_index(src: Index, dst: Index, batch: int = 2000,
     """Copy every table of `src` into `dst`, then verify (see module docstring)."""
     started = time.monotonic()
     report = CopyReport(resumed=_claim(src, dst))
-    for table in TABLES:
+    for table in COPIED:
         # a page is one transaction: the destination's last key had everything before it copied
         after = _last_key(dst, table) if report.resumed else None
         while True:
@@ -116,13 +121,14 @@ def copy_index(src: Index, dst: Index, batch: int = 2000,
                 break
             after = page[-1][0]
     total = xxhash.xxh3_128()
-    for table in TABLES:
+    for table in COPIED:
         (n_src, d_src), (n_dst, d_dst) = table_digest(src, table), table_digest(dst, table)
         if (n_src, d_src) != (n_dst, d_dst):
             raise CopyMismatch(f"table {table}: source has {n_src} rows (checksum {d_src}), destination "
                                f"{n_dst} ({d_dst}); was a gateway still writing? Stop them and run the copy again")
         report.rows[table] = n_dst
         total.update(d_dst.encode())
+    volume_index.fill(dst, force=True)
     dst.backend.write(lambda t: t.remove("meta", MARKER))
     report.checksum = total.hexdigest()
     report.seconds = time.monotonic() - started

@@ -161,13 +161,28 @@ class Index:
             for v in walk.take(await self.call(self.list_versions, bucket, **walk.query())):
                 yield v
 
+    def parts_page(self, after: bytes = b"", batch: int = 1000) -> list[tuple[bytes, dict]]:
+        """(row key, part record) of open uploads' parts after `after`, one short read txn."""
+        from .uploads import UploadTxn
+        with self.read() as t:
+            return UploadTxn(t).parts_after(after, batch)
+
     def open_parts(self, batch: int = 1000) -> Iterator[dict]:
         """Part records of every open multipart upload, a batch per short read txn."""
-        from .uploads import UploadTxn
         after = b""
         while True:
-            with self.read() as t:
-                rows = UploadTxn(t).parts_after(after, batch)
+            rows = self.parts_page(after, batch)
+            for _, rec in rows:
+                yield rec
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]
+
+    async def aopen_parts(self, batch: int = 1000) -> AsyncIterator[dict]:
+        """open_parts for asyncio code (each batch read through `call`)."""
+        after = b""
+        while True:
+            rows = await self.call(self.parts_page, after, batch)
             for _, rec in rows:
                 yield rec
             if len(rows) < batch:
@@ -231,7 +246,26 @@ def open_index(cfg) -> Index:
         from .pg_backend import PgBackend
         return Index(PgBackend(cfg.index.dsn, pool_size=cfg.index.pool_size))
     from .lmdb_backend import LmdbBackend
-    return Index(LmdbBackend(cfg.index_path, max_map_size=cfg.gateway.index_max_size))
+    from .volume_index import fill
+    index = Index(LmdbBackend(cfg.index_path, max_map_size=cfg.gateway.index_max_size))
+    fill(index)   # once, for an index written before the volume index existed (no-op after)
+    return index
+
+
+def upgrade(url: str) -> tuple[int, int, int]:
+    """Bring an index up to this Pocket (`pocket index migrate-schema`, `pocket up --postgres`):
+    PostgreSQL's schema migrations, then the one-time fill of the volume index, in either
+    backend. Returns (schema version before, after, records indexed by the fill)."""
+    before = after = 0
+    if url.startswith(("postgres://", "postgresql://")):
+        from .pg_backend import migrate_schema
+        before, after = migrate_schema(url)
+    from .volume_index import fill
+    index = open_url(url)
+    try:
+        return before, after, fill(index)
+    finally:
+        index.close()
 
 
 def open_url(url: str, **options) -> Index:

@@ -17,6 +17,7 @@ import orjson
 
 from . import keys as K
 from .backend import IndexFull, IndexUnavailable, MetadataIndexError, Txn, prefix_end
+from .volume_index import VolumeIndexedTxn
 
 FORMAT_VERSION = 1
 
@@ -166,6 +167,8 @@ class IndexTxn:
     """
 
     def __init__(self, txn: Txn):
+        if txn.writable and not isinstance(txn, VolumeIndexedTxn):
+            txn = VolumeIndexedTxn(txn)   # every write keeps the volume index in step
         self.txn = txn
         self.writable = txn.writable
 

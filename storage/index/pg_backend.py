@@ -17,17 +17,26 @@ and sees the winner's row. Reads are REPEATABLE READ snapshots. Commits are dura
 A lost connection or a server that is down raises IndexUnavailable (503 SlowDown to
 clients); the pool opens fresh connections by itself once the server is back (_Pool).
 
+Every call waits on the network, so asyncio code must make it off the event loop
+(`Index.call`, the IndexWriter). With POCKET_INDEX_LOOP_CHECK=1 in the environment (the
+tests set it) a transaction begun on a thread that runs an event loop is logged as an
+error with the caller's stack and counted in `loop_reads`, so a blocking read that
+slipped in fails the tests instead of stalling every request behind one query.
+
 The schema is versioned (`pocket_schema`) and created or upgraded only by
 `pocket index migrate-schema` (`migrate()` here); opening an index whose schema is
 missing or older than this code says so instead of guessing.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import random
 import re
 import threading
 import time
+import traceback
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
@@ -40,7 +49,7 @@ log = logging.getLogger("pocket.index.pg")
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_RESTARTS = 100
 CONNECT_TIMEOUT = 5.0
 
@@ -52,6 +61,13 @@ MIGRATIONS: list[list[str]] = [
      for t in ("buckets", "objects", "volumes", "meta", "uploads", "parts", "repair", "versions")],
     # 2: migrations out of S3 (index/migrations.py: backfill ranges, dirty keys, journal)
     ["CREATE TABLE IF NOT EXISTS pocket_migrate (k bytea PRIMARY KEY, v bytea NOT NULL)"],
+    # 3: volume -> records holding its archive sets (index/volume_index.py). An index with no
+    # records is complete at once (its row "\0filled"); one with records is filled by
+    # `pocket index migrate-schema` right after the schema migrations (volume_index.fill).
+    ["CREATE TABLE IF NOT EXISTS pocket_byvolume (k bytea PRIMARY KEY, v bytea NOT NULL)",
+     "INSERT INTO pocket_byvolume (k, v) SELECT '\\x0066696c6c6564'::bytea, ''::bytea "
+     "WHERE NOT EXISTS (SELECT 1 FROM pocket_objects) AND NOT EXISTS (SELECT 1 FROM pocket_versions) "
+     "AND NOT EXISTS (SELECT 1 FROM pocket_parts) ON CONFLICT (k) DO NOTHING"],
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -111,6 +127,11 @@ class _Txn(Txn):
     def get(self, table: str, key: bytes) -> bytes | None:
         rows = self._rows(f"SELECT v FROM {_table(table)} WHERE k = %s", (key,))
         return bytes(rows[0][0]) if rows else None
+
+    def get_many(self, table: str, keys: list[bytes]) -> list[bytes | None]:
+        rows = self._rows(f"SELECT k, v FROM {_table(table)} WHERE k = ANY(%s)", (list(keys),))
+        found = {bytes(k): v for k, v in rows}
+        return [None if (v := found.get(k)) is None else bytes(v) for k in keys]
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
         self._exec(f"INSERT INTO {_table(table)} (k, v) VALUES (%s, %s) "
@@ -225,6 +246,8 @@ class PgBackend(Backend):
         self.commits = 0
         self.restarts = 0   # transactions run again after a serialization failure
         self._count_lock = threading.Lock()
+        self.loop_check = os.environ.get("POCKET_INDEX_LOOP_CHECK") == "1"
+        self.loop_reads = 0   # transactions begun on an event loop's thread (counted with loop_check)
         self._pool = _Pool(dsn, pool_size)
         if check_schema:
             try:
@@ -253,6 +276,8 @@ class PgBackend(Backend):
         After a server restart or failover the pool still holds connections to the old
         server; each fails at its BEGIN (nothing sent yet, so nothing to undo) and is
         dropped for a fresh one, so clients see 503s only while the server is away."""
+        if self.loop_check:
+            self._check_off_loop(what)
         for _ in range(self._pool.size + 1):
             with self._connection(what) as conn:
                 try:
@@ -265,6 +290,20 @@ class PgBackend(Backend):
                 return
         raise IndexUnavailable(f"PostgreSQL index at {redact(self.dsn)}: no working connection during {what}; "
                                "check that the server is up and reachable; Pocket reconnects by itself")
+
+    def _check_off_loop(self, what: str) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return   # no event loop in this thread: a worker thread or a command-line tool
+        with self._count_lock:
+            self.loop_reads += 1
+        frames = [f for f in traceback.extract_stack(limit=40)[:-2]
+                  if not f.filename.endswith(("contextlib.py", os.path.join("index", "pg_backend.py"),
+                                              os.path.join("index", "index.py")))]
+        stack = "".join(traceback.format_list(frames[-6:]))
+        log.error("index %s on the event loop's thread: it blocks every request while it waits on "
+                  "PostgreSQL; make it through Index.call or the IndexWriter. Called from:\n%s", what, stack)
 
     @contextmanager
     def read(self) -> Iterator[_Txn]:

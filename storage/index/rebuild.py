@@ -71,6 +71,7 @@ import orjson
 
 from .. import layout
 from . import disks as disk_table
+from . import volume_index
 from .backend import TABLES
 from .index import Index
 from .uploads import UploadTxn
@@ -314,6 +315,7 @@ async def rebuild(disks: dict, index: Index, config_volumes) -> RebuildReport:
         ops.put_volumes(sorted(volumes.values(), key=lambda v: v["id"]))
         if table is not None:
             disk_table.restore(ops, table["generation"], table.get("states", {}))
+        ops.txn.put(volume_index.TABLE, volume_index.FILLED, b"")   # every record above was indexed as written
     await asyncio.get_running_loop().run_in_executor(None, index.write, fill)
     report.buckets = sum(1 for b in buckets.values() if b is not None)
     report.objects = len(winners)

@@ -42,15 +42,18 @@ class JournalRunner:
     async def run_once(self, buckets: list[str] | None = None, all_due: bool = False) -> RetryReport:
         """Retry every entry that is due (all of them with `all_due`) of the migrating buckets."""
         report = RetryReport()
-        for m in self.routes.all():
+        for m in await self.routes.aall():
             if buckets is not None and m.bucket not in buckets:
                 continue
             store = self.routes.store(m)
-            with self.objects.index.read() as ops:
-                entries = migrations.journal(ops, m.bucket, limit=BATCH, due_by=None if all_due else time.time())
+            entries = await self.objects.index.call(self._due, m.bucket, all_due)
             for entry in entries:
                 await self._retry(m.bucket, store, entry, report)
         return report
+
+    def _due(self, bucket: str, all_due: bool) -> list[dict]:
+        with self.objects.index.read() as ops:
+            return migrations.journal(ops, bucket, limit=BATCH, due_by=None if all_due else time.time())
 
     async def _retry(self, bucket: str, store, entry: dict, report: RetryReport) -> None:
         key, side, seq = entry["key"], entry["side"], entry["seq"]

@@ -47,26 +47,56 @@ class Routes:
         self._migrations: dict[str, state.Migration] = {}
         self._stores: dict[tuple, SourceStore] = {}
 
-    def _refresh(self) -> None:
-        generation = state.current_generation(self.index)
-        if generation == self.generation:
+    def _fetch(self, known: int) -> tuple[int, list[state.Migration] | None]:
+        """(generation, every migration record if the generation is not `known`): one read txn."""
+        with self.index.read() as ops:
+            generation = state.generation(ops)
+            return generation, (None if generation == known else state.all_records(ops))
+
+    def _adopt(self, fetched: tuple[int, list[state.Migration] | None]) -> None:
+        generation, records = fetched
+        if records is None or generation == self.generation:
             return
-        self._migrations = {m.bucket: m for m in state.load_all(self.index)}
+        self._migrations = {m.bucket: m for m in records}
         self.generation = generation
         log.info("migration states (generation %d): %s", generation,
                  ", ".join(f"{b} {m.state}" for b, m in sorted(self._migrations.items())) or "none")
 
+    def _refresh(self) -> None:
+        self._adopt(self._fetch(self.generation))
+
+    async def _arefresh(self) -> None:
+        """The refresh for asyncio code: the read goes through `index.call` (off the loop on PostgreSQL)."""
+        self._adopt(await self.index.call(self._fetch, self.generation))
+
     def migration(self, bucket: str) -> state.Migration | None:
         self._refresh()
+        return self._migrations.get(bucket)
+
+    async def amigration(self, bucket: str) -> state.Migration | None:
+        await self._arefresh()
+        return self._migrations.get(bucket)
+
+    def known(self, bucket: str) -> state.Migration | None:
+        """The bucket's migration as of the last refresh (a sync caller on the loop, right after an async one)."""
         return self._migrations.get(bucket)
 
     def all(self) -> list[state.Migration]:
         self._refresh()
         return list(self._migrations.values())
 
+    async def aall(self) -> list[state.Migration]:
+        await self._arefresh()
+        return list(self._migrations.values())
+
     def get(self, bucket: str) -> Route | None:
         """The bucket's route while writes go to both sides (dual-write through cutover), else None."""
-        m = self.migration(bucket)
+        return self._route(self.migration(bucket))
+
+    async def aget(self, bucket: str) -> Route | None:
+        return self._route(await self.amigration(bucket))
+
+    def _route(self, m: state.Migration | None) -> Route | None:
         if m is None or not m.routed:
             return None
         return Route(m, self.store(m))

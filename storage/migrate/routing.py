@@ -81,51 +81,52 @@ class RoutedObjects:
     def __getattr__(self, name):   # everything not routed is the object service's own
         return getattr(self.objects, name)
 
-    def _reader(self, bucket: str) -> Route | None:
-        route = self.routes.get(bucket)
+    async def _reader(self, bucket: str) -> Route | None:
+        route = await self.routes.aget(bucket)
         if route is not None and route.source_first:
             self.books.metrics.source_reads.labels(bucket).inc()
             return route
         return None
 
-    def _owned(self, record: dict | None) -> dict | None:
+    async def _owned(self, record: dict | None) -> dict | None:
         if record is not None:
-            record["owner"] = (self.objects.index.get_bucket(record["bucket"]) or {}).get("owner", "")
+            index = self.objects.index
+            record["owner"] = ((await index.call(index.get_bucket, record["bucket"])) or {}).get("owner", "")
         return record
 
     # reads -----------------------------------------------------------------------------------
     async def head(self, bucket: str, key: str) -> dict | None:
-        route = self._reader(bucket)
+        route = await self._reader(bucket)
         if route is None:
             return await self.objects.head(bucket, key)
-        return self._owned(await route.store.head(bucket, key))
+        return await self._owned(await route.store.head(bucket, key))
 
     async def get_version(self, bucket: str, key: str, version_id: str) -> dict | None:
-        route = self._reader(bucket)
+        route = await self._reader(bucket)
         if route is None:
             return await self.objects.get_version(bucket, key, version_id)
-        return self._owned(await route.store.head(bucket, key, version_id))
+        return await self._owned(await route.store.head(bucket, key, version_id))
 
     async def latest_version(self, bucket: str, key: str) -> dict | None:
-        if self._reader(bucket) is None:
+        if await self._reader(bucket) is None:
             return await self.objects.latest_version(bucket, key)
         return None   # (only decorates a NoSuchKey with the delete marker's headers)
 
     async def list_objects(self, bucket: str, **query):
-        route = self._reader(bucket)
+        route = await self._reader(bucket)
         if route is None:
             return await self.objects.list_objects(bucket, **query)
         return await route.store.list_objects(bucket, **query)
 
     async def list_versions(self, bucket: str, **query):
-        route = self._reader(bucket)
+        route = await self._reader(bucket)
         if route is None:
             return await self.objects.list_versions(bucket, **query)
         return await route.store.list_versions(bucket, **query)
 
     def read(self, record: dict, start: int, end: int, on_damage=None, customer_key=None):
         if record.get("source"):
-            m = self.routes.migration(record["bucket"])
+            m = self.routes.known(record["bucket"])   # refreshed by the head that found the record
             if m is None:
                 raise SourceUnavailable(f"{record['bucket']} is no longer migrating; read it again")
             return self.routes.store(m).read(record, start, end)
@@ -134,7 +135,7 @@ class RoutedObjects:
     # writes ----------------------------------------------------------------------------------
     async def put(self, bucket: str, key: str, body, size_hint, digests, attrs: dict, policy_name=None,
                   condition=None, sealing=None) -> dict:
-        route = self.routes.get(bucket)
+        route = await self.routes.aget(bucket)
         if route is None:
             return await self.objects.put(bucket, key, body, size_hint, digests, attrs, policy_name, condition,
                                           sealing=sealing)
@@ -165,7 +166,7 @@ class RoutedObjects:
             return _as_source_saw(record, source_version)
 
     async def delete(self, bucket: str, key: str, owner: str = "", if_version: str | None = None) -> dict | None:
-        route = self.routes.get(bucket)
+        route = await self.routes.aget(bucket)
         if route is None or if_version is not None:   # (lifecycle expiration: Pocket's own rules)
             return await self.objects.delete(bucket, key, owner, if_version)
         async with self.locks.hold(bucket, key):
@@ -183,7 +184,7 @@ class RoutedObjects:
 
     async def delete_version(self, bucket: str, key: str, version_id: str, expect: str | None = None,
                              bypass_governance: bool = False) -> dict | None:
-        route = self.routes.get(bucket)
+        route = await self.routes.aget(bucket)
         if route is None or expect is not None:
             return await self.objects.delete_version(bucket, key, version_id, expect, bypass_governance)
         async with self.locks.hold(bucket, key):
@@ -203,7 +204,7 @@ class RoutedObjects:
 
     async def amend(self, bucket: str, key: str, kind: str, changes: dict, version_id: str | None = None,
                     check=None):
-        route = self.routes.get(bucket)
+        route = await self.routes.aget(bucket)
         if route is None:
             return await self.objects.amend(bucket, key, kind, changes, version_id, check)
         async with self.locks.hold(bucket, key):
@@ -243,15 +244,15 @@ class RoutedMultipart:
     def __getattr__(self, name):
         return getattr(self.multipart, name)
 
-    def _store(self, upload: dict):
+    async def _store(self, upload: dict):
         """The source an upload was begun on (it finishes there, whatever the state is now)."""
         if not upload.get("source_upload"):
             return None
-        m = self.routes.migration(upload["bucket"])
+        m = await self.routes.amigration(upload["bucket"])
         return self.routes.store(m) if m is not None else None
 
     async def create(self, bucket: str, key: str, attrs: dict, policy_name=None, checksum=None) -> dict:
-        route = self.routes.get(bucket)
+        route = await self.routes.aget(bucket)
         if route is None or not route.source_first:
             return await self.multipart.create(bucket, key, attrs, policy_name, checksum)
         source_upload = await self.books.lead(route.leader, bucket, lambda: route.store.create_upload(key, attrs))
@@ -264,7 +265,7 @@ class RoutedMultipart:
 
     async def upload_part(self, upload: dict, number: int, body, size_hint, digests, sealing=None) -> dict:
         record = await self.multipart.upload_part(upload, number, body, size_hint, digests, sealing)
-        store = self._store(upload)
+        store = await self._store(upload)
         if store is not None:   # the source has this upload too: it needs every part, or Complete fails there
             await store.upload_part(self.objects.objects, upload["key"], upload["source_upload"], number, record)
         return record
@@ -274,7 +275,7 @@ class RoutedMultipart:
         """`condition` (If-Match / If-None-Match) is held atomically when Pocket completes;
         an upload begun at the source is checked by the handler before it gets here."""
         bucket, key = upload["bucket"], upload["key"]
-        route, store = self.routes.get(bucket), self._store(upload)
+        route, store = await self.routes.aget(bucket), await self._store(upload)
         if route is None and store is None:
             return await self.multipart.complete(upload, wanted, part_checksums, checksum_of, versioned, condition)
         async with self.locks.hold(bucket, key):
@@ -299,6 +300,6 @@ class RoutedMultipart:
 
     async def abort(self, upload: dict) -> None:
         await self.multipart.abort(upload)
-        store = self._store(upload)
+        store = await self._store(upload)
         if store is not None:
             await store.abort_upload(upload["key"], upload["source_upload"])

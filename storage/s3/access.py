@@ -147,7 +147,14 @@ def _action(req: S3Request) -> str | None:
 
 
 def _bucket(req: S3Request, name: str) -> dict:
-    record = req.gateway.buckets.get(name)
+    return _existing(req.gateway.buckets.get(name), name)
+
+
+async def _abucket(req: S3Request, name: str) -> dict:
+    return _existing(await req.gateway.buckets.aget(name), name)
+
+
+def _existing(record: dict | None, name: str) -> dict:
     if record is None:
         raise errors.NoSuchBucket(resource=name, BucketName=name)
     return record
@@ -189,7 +196,7 @@ async def readable_object(req: S3Request, bucket_name: str | None = None, key: s
             action = action_of("get_object", "versionId=" in req.headers.get("x-amz-copy-source", ""))
         else:
             action = _action(req)
-    bucket = _bucket(req, bucket_name)
+    bucket = await _abucket(req, bucket_name)
     if find is None:
         async def find(_bucket):
             record = await req.gateway.objects.head(bucket_name, key)

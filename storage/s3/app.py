@@ -87,7 +87,7 @@ async def ready(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     gw = request.app["gateway"]
-    gw.refresh_metrics()
+    await gw.index.call(gw.refresh_metrics)   # it reads the index: off the loop on PostgreSQL
     return web.Response(body=gw.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
 
 

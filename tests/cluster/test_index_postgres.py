@@ -57,7 +57,7 @@ def test_gateway_on_postgres_serves_s3(pg_server, tmp_path):
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0 and "pocket index migrate-schema" in refused.stderr
     _, out = pocket(c, "index", "migrate-schema")
-    assert "from version 0 to 2" in out
+    assert "from version 0 to 3" in out
     _, out = pocket(c, "index", "migrate-schema")
     assert "nothing to do" in out
     c.start()

@@ -74,11 +74,11 @@ def test_a_version_1_schema_is_refused_until_migrated_and_keeps_its_rows(pg_serv
         conn.execute("INSERT INTO pocket_schema (version) VALUES (1)")
         assert conn.execute("SELECT to_regclass('pocket_migrate')").fetchone()[0] is None
         conn.execute("INSERT INTO pocket_buckets (k, v) VALUES (%s, %s)", (b"old", b"row"))
-    with pytest.raises(MetadataIndexError, match="schema version 1, this Pocket needs 2"):
+    with pytest.raises(MetadataIndexError, match=f"schema version 1, this Pocket needs {SCHEMA_VERSION}"):
         PgBackend(dsn)
     backend = PgBackend(dsn, check_schema=False)
     try:
-        assert backend.migrate() == (1, SCHEMA_VERSION) == (1, 2)
+        assert backend.migrate() == (1, SCHEMA_VERSION)
     finally:
         backend.close()
     index = Index(PgBackend(dsn))
@@ -92,6 +92,38 @@ def test_a_version_1_schema_is_refused_until_migrated_and_keeps_its_rows(pg_serv
         index.close()
 
 
+def test_a_version_2_database_with_objects_gets_its_volume_index_filled(pg_server):
+    """Version 3 added the volume index: upgrading a database that already holds objects
+    (made by the release before) creates the table and fills it from every record."""
+    import psycopg
+    from storage.index import keys as K
+    from storage.index import volume_index
+    from storage.index.index import upgrade
+    from storage.index.ops import _pack
+    dsn = pg_server.create_database(template="template1")
+    records = [{"bucket": "b", "key": f"k{i}", "version_id": f"{i:032x}", "volume": f"vol-{i % 3}", "size": 1}
+               for i in range(30)]
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+        conn.execute("CREATE TABLE pocket_schema (version int PRIMARY KEY, applied timestamptz NOT NULL DEFAULT now())")
+        for version in (0, 1):
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute("INSERT INTO pocket_schema (version) VALUES (%s)", (version + 1,))
+        conn.execute("INSERT INTO pocket_buckets (k, v) VALUES (%s, %s)", (b"b", _pack({"rec": {"name": "b"}})))
+        for r in records:
+            conn.execute("INSERT INTO pocket_objects (k, v) VALUES (%s, %s)",
+                         (K.object_index_key("b", r["key"]), _pack({"key": r["key"], "rec": r})))
+    assert upgrade(dsn) == (2, SCHEMA_VERSION, 30)
+    index = Index(PgBackend(dsn))
+    try:
+        assert volume_index.is_filled(index)
+        assert {s["version_id"] for s in volume_index.volume_sets(index, "vol-1")} == \
+            {r["version_id"] for r in records if r["volume"] == "vol-1"}
+    finally:
+        index.close()
+    assert upgrade(dsn) == (SCHEMA_VERSION, SCHEMA_VERSION, 0)
+
+
 def test_an_unreachable_server_is_index_unavailable_with_the_password_hidden():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -99,3 +131,18 @@ def test_an_unreachable_server_is_index_unavailable_with_the_password_hidden():
     with pytest.raises(IndexUnavailable) as e:
         PgBackend(f"postgresql://pocket:s3cret@127.0.0.1:{port}/nowhere")
     assert "s3cret" not in str(e.value) and "unavailable" in str(e.value)
+
+
+def test_a_read_on_the_event_loop_is_caught_and_one_through_call_is_not(pg_index, caplog):
+    """The check the off-loop cluster test relies on (POCKET_INDEX_LOOP_CHECK=1)."""
+    import asyncio
+    pg_index.backend.loop_check = True
+
+    async def requests():
+        assert await pg_index.call(pg_index.get_bucket, "b") is not None   # off the loop: fine
+        assert pg_index.backend.loop_reads == 0
+        pg_index.get_bucket("b")                                             # on the loop: caught
+    asyncio.run(requests())
+    pg_index.get_bucket("b")                                                 # no loop in this thread: fine
+    assert pg_index.backend.loop_reads == 1
+    assert "on the event loop's thread" in caplog.text and "test_pg_backend.py" in caplog.text
