@@ -326,7 +326,7 @@ class Scrubber:
         """Remove archives of versions nobody references, old enough not to be an upload in flight."""
         now = time.time()
         candidates = []
-        elsewhere = in_flight.reported(self.index, skip=self.holder)
+        elsewhere = await self.index.call(in_flight.reported, self.index, skip=self.holder)
         for vid, where in found.items():
             if vid in live:
                 continue

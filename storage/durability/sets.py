@@ -7,7 +7,7 @@ The index references them in two ways:
 - an object version, current or not (versioned buckets keep noncurrent versions, which
   are no orphans and get repaired like current ones): a plain object is one set (its
   own version id); a completed multipart object has no archives of its own, its bytes
-  are its parts, each a set with its own version id (storage/objects/parts.py); a
+  are its parts, each a set with its own version id (storage/index/parts.py); a
   delete marker has none;
 - an open multipart upload: every part uploaded so far (the `parts` DB).
 
@@ -20,7 +20,7 @@ from typing import AsyncIterator, Iterator
 
 from ..index import volume_index
 from ..index.versions import is_marker
-from ..objects import parts
+from ..index import parts
 from ..objects.contracts import VersionRecord
 
 log = logging.getLogger("pocket.sets")

@@ -26,7 +26,7 @@ from typing import Callable
 from .. import layout
 from ..codec import Codec
 from ..index.versions import is_marker
-from ..objects import parts
+from ..index import parts
 from ..objects.commits import amend
 from ..objects.get import ArchiveReader
 from ..objects.put import ArchiveWriter

@@ -34,7 +34,7 @@ from typing import AsyncIterator, Iterator
 
 import orjson
 
-from ..objects import parts
+from . import parts
 from . import keys as K
 from .backend import Txn, prefix_end
 

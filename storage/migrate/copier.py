@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator
 
 from ..index.versions import NULL
-from ..objects import parts as P
+from ..index import parts as P
 from ..s3 import multipart_checksums as mpc
 from ..s3.digests import CHECKSUM_ALGORITHMS, BodyDigests
 

@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..index.ops import ListPage
 from ..index.versions import Version, VersionPage
-from ..objects import parts as P
+from ..index import parts as P
 from .record_file import RecordFile
 from ..objects.contracts import StoreUnavailable
 

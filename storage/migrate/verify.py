@@ -25,7 +25,7 @@ from .. import layout
 from ..index import migrations as M
 from ..index.versions import NULL, s3_version_id
 from ..objects.get import Unreadable
-from ..objects import parts as P
+from ..index import parts as P
 from ..objects.ids import new_id
 from ..throttle import Throttle
 from ..verify import verify_archive

@@ -21,7 +21,7 @@ class Digests(Protocol):
 
 
 class PartEntry(TypedDict, total=False):
-    """One part of a completed multipart object, as its record lists it (objects/parts.py)."""
+    """One part of a completed multipart object, as its record lists it (index/parts.py)."""
     number: int
     size: int
     etag: str

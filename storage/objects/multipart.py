@@ -30,7 +30,7 @@ from typing import AsyncIterable, Callable
 
 from ..crypto.keys import Sealing
 from ..index.uploads import NoSuchUpload, UploadPage, UploadTxn
-from . import parts as P
+from ..index import parts as P
 from .contracts import Digests, VersionRecord
 from .ids import new_id
 from .commits import install

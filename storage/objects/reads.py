@@ -14,7 +14,7 @@ from ..cluster import Cluster
 from ..codec import Codec
 from ..crypto.keys import Keyring
 from ..crypto.segments import SegmentCipher, Tampered
-from . import parts
+from ..index import parts
 from .contracts import VersionRecord
 from .get import ArchiveReader, Unreadable
 

@@ -22,7 +22,8 @@ from ..codec import Codec, parse_policy
 from ..index.batcher import IndexWriter
 from ..index.index import Index
 from ..placement.volumes import choose_volume
-from . import locks, parts, reads, tagging
+from ..index import parts
+from . import locks, reads, tagging
 from .ids import new_id
 from ..index.ops import ListPage
 from ..index.versions import VersionPage, is_marker

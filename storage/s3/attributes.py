@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..objects import parts as P
+from ..index import parts as P
 from ..numbers import decimal
 from . import errors, sse, xml
 from .multipart_checksums import type_of, xml_fields

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from aiohttp import web
 
 from ..index.uploads import NoSuchUpload
-from ..objects import parts as P
+from ..index import parts as P
 from ..objects.multipart import InvalidPart, PartTooSmall
 from ..numbers import decimal
 from . import acl, conditions, errors, lifecycle, multipart_checksums as MC, object_lock, sse, xml

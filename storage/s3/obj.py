@@ -6,7 +6,8 @@ import re
 
 from aiohttp import web
 
-from ..objects import locks, parts
+from ..index import parts
+from ..objects import locks
 from ..crypto.keys import KeyUnavailable
 from ..objects.get import Unreadable
 from . import acl, conditions, copy, errors, lifecycle, multipart_checksums, object_lock, sse, tagging, versioning

@@ -50,7 +50,7 @@ def test_background_work_and_requests_read_postgres_off_the_loop(pg_server, tmp_
     dsn = pg_server.create_database()
     c = ProcCluster(str(tmp_path / "cluster"), nodes=6,
                     sections={"index": {"backend": "postgres", "dsn": dsn},
-                              "scrub": {"start_delay": 1, "collect_interval": 2, "interval": 3, "orphan_grace": 5},
+                              "scrub": {"start_delay": 1, "collect_interval": 2, "interval": 3, "orphan_grace": 10},
                               "repair": {"interval": 0.5},
                               "lifecycle": {"interval": 1, "day_seconds": 1}})
     c.env_all["POCKET_INDEX_LOOP_CHECK"] = "1"

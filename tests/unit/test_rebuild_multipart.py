@@ -20,7 +20,7 @@ from storage.index.lmdb_backend import LmdbBackend
 from storage.index.rebuild import rebuild
 from storage.index.uploads import UploadTxn
 from storage.node.store import DiskStore
-from storage.objects import parts as P
+from storage.index import parts as P
 from storage.objects.buckets import BucketService
 from storage.objects.multipart import MultipartService
 from storage.objects.service import ObjectService, Policy

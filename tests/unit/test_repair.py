@@ -22,7 +22,7 @@ from storage.index.lmdb_backend import LmdbBackend
 from storage.index.uploads import UploadTxn
 from storage.node.disk_scrub import DiskScrubber
 from storage.node.store import DiskStore
-from storage.objects import parts as parts_mod
+from storage.index import parts as parts_mod
 from storage.objects.multipart import MultipartService
 from storage.objects.service import ObjectService, Policy
 from storage.placement.volumes import DiskInfo
