@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import re
 import time
@@ -144,8 +145,9 @@ async def copy_version(objects, multipart, client, src_bucket: str, bucket: str,
         return await _copy_multipart(multipart, client, src_bucket, bucket, w, head, attrs, checksums, limit, moved)
     # one request for a single-PUT object: GET brings every header HEAD would
     try:
-        got = await _call(client.get_object, Bucket=src_bucket, Key=w.key, IfMatch=f'"{w.etag}"',
-                          ChecksumMode="ENABLED", **_version_arg(w))
+        get = client.get_object if w.size > CHUNK else functools.partial(_get_small, client)
+        got = await _call(get, Bucket=src_bucket, Key=w.key, IfMatch=f'"{w.etag}"', ChecksumMode="ENABLED",
+                          **_version_arg(w))
     except client.exceptions.ClientError as e:
         if e.response.get("Error", {}).get("Code") == "InvalidObjectState":
             raise NeedsRestore(f"{src_bucket}/{w.key} is archived at the source (Glacier/Deep Archive): "
@@ -167,8 +169,24 @@ async def copy_version(objects, multipart, client, src_bucket: str, bucket: str,
     if _MD5.fullmatch(w.etag) and got.get("ServerSideEncryption") != "aws:kms" and not got.get("SSECustomerAlgorithm"):
         want["Content-MD5"] = base64.b64encode(bytes.fromhex(w.etag)).decode()
     digests = BodyDigests(want, w.size, None)
-    return await objects.put(bucket, w.key, _stream(got["Body"], limit, moved), w.size, digests, attrs,
-                             version_id=w.internal_id)
+    body = _whole(got["Body"], limit, moved) if isinstance(got["Body"], bytes) else _stream(got["Body"], limit, moved)
+    return await objects.put(bucket, w.key, body, w.size, digests, attrs, version_id=w.internal_id)
+
+
+def _get_small(client, **kwargs) -> dict:
+    """GetObject with the body read in the same thread call: a small object costs one hop
+    to the thread pool instead of three (the copy of small objects is CPU-bound)."""
+    got = client.get_object(**kwargs)
+    with got["Body"] as body:
+        got["Body"] = body.read()
+    return got
+
+
+async def _whole(data: bytes, limit: RateLimit, counter: list[int]) -> AsyncIterator[bytes]:
+    await limit.take(len(data))
+    counter[0] += len(data)
+    if data:
+        yield data
 
 
 async def _head(client, src_bucket: str, w) -> dict:
