@@ -81,7 +81,7 @@ async def rollback(cfg, tc, names: list[str], given: dict) -> list[dict]:
         m = _known(s.index, bucket)
         drained = None
         if m.state == state.CUTOVER:   # writes owed to the source first: a rollback must not lose them
-            runner = JournalRunner(s.objects, s.writer, s.routes, KeyLocks())
+            runner = JournalRunner(s.objects, s.multipart, s.writer, s.routes, KeyLocks())
             report = await runner.run_once([bucket], all_due=True)
             drained = {"applied": report.done, "failed": report.failed, "errors": report.errors[:10]}
         m = transitions.rollback(s.index, bucket)
