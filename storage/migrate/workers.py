@@ -20,6 +20,7 @@ import threading
 from ..index.batcher import IndexWriter
 from . import settings
 from .backfill import Backfill, Tally
+from .copier import PARTS_AT_ONCE
 
 log = logging.getLogger("pocket.migrate.copy")
 
@@ -77,7 +78,8 @@ def _source(cfg, tc, source_bucket: str, target: str, args: dict, per: dict):
     src, record, keys_file = settings.resolve(cfg, tc.index, source_bucket, target, args)
     if record is None:
         settings.remember(tc.index, target, src, None)
-    return src, record, settings.client_for(src, keys_file, per["concurrency"])
+    # a connection per object in flight, and per part for multipart objects (copier.PARTS_AT_ONCE)
+    return src, record, settings.client_for(src, keys_file, per["concurrency"] * PARTS_AT_ONCE)
 
 
 async def _work(cfg, tc, pairs, args: dict, per: dict, prepared: dict | None, on_progress,
