@@ -150,12 +150,14 @@ def enable(data, config, buckets, as_json, **kw) -> None:
 @with_source
 @click.argument("buckets", nargs=-1, required=True)
 @click.option("--concurrency", default=32, show_default=True,
-              help="Objects copied at once (small objects are latency-bound: more helps).")
-@click.option("--rate", default=None, help="Bandwidth limit, e.g. 100MB (per process).")
-def copy(data, config, buckets, concurrency, rate, as_json, **kw) -> None:
+              help="Objects copied at once, by all workers (small objects are latency-bound: more helps).")
+@click.option("--workers", default=None, type=click.IntRange(1, 64),
+              help="Copy processes on this machine (default: one per core, at most 4).")
+@click.option("--rate", default=None, help="Bandwidth limit, e.g. 100MB (for all workers).")
+def copy(data, config, buckets, concurrency, workers, rate, as_json, **kw) -> None:
     """Backfill: copy every object (and version) the source has that Pocket lacks, faithfully; resumable."""
     cfg = load_config(data, config)
-    from storage.migrate import backfill
+    from storage.migrate import workers as copy_workers
     from storage.migrate.estimate import parse_bandwidth
     try:
         limit = parse_bandwidth(rate) if rate else 0.0
@@ -163,31 +165,9 @@ def copy(data, config, buckets, concurrency, rate, as_json, **kw) -> None:
         raise click.BadParameter(str(e), param_hint="--rate") from None
     args = source_args(kw)
     progress = _CopyProgress()
-
-    async def work(tc):
-        import os
-
-        from storage.index.batcher import IndexWriter
-        from storage.leased import holder_id
-        from storage.objects.build import object_services
-        from storage.objects.in_flight import Reporter
-        writer = IndexWriter(tc.index)
-        reporter = None
-        try:
-            objects, multipart = object_services(cfg, tc.cluster, tc.index, writer)
-            # the gateway's scrubber keeps the archives of copies not yet committed
-            reporter = Reporter(writer, holder_id(f"migrate-copy/{os.getpid()}"), objects.writes)
-            reporter.start()
-            report = await backfill.run(cfg, tc, objects, multipart, buckets, args, concurrency, limit,
-                                        progress.show)
-            await objects.drain(timeout=60)
-            return report
-        finally:
-            if reporter is not None:
-                await reporter.stop()
-            await writer.aclose()
     try:
-        report = run_tool(cfg, work)
+        report = copy_workers.copy(cfg, run_tool, buckets, args, concurrency, limit,
+                                   workers or copy_workers.default_workers(), progress.show)
     except source_errors() as e:
         raise click.ClickException(f"{e}") from None
     progress.close()

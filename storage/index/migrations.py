@@ -144,6 +144,10 @@ def mark_dirty(ops: IndexTxn, bucket: str, key: str) -> int:
     return seq
 
 
+def is_dirty(ops: IndexTxn, bucket: str, key: str) -> bool:
+    return _get(ops, _prefix(_DIRTY, bucket) + K.encode_key(key)) is not None
+
+
 def dirty(ops: IndexTxn, bucket: str, limit: int | None = None) -> list[tuple[str, int]]:
     out = []
     for _, rec in _scan(ops, _prefix(_DIRTY, bucket)):

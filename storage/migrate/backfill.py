@@ -18,6 +18,7 @@ a newer one.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import os
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from ..index import migrations as M
 from ..index.versions import NULL
 from ..objects.buckets import BucketService
-from . import copier, inventory, listing, settings, state
+from . import copier, inventory, listing, state
 from .copier import RateLimit, SourceChanged, Wanted
 
 log = logging.getLogger("pocket.migrate.copy")
@@ -37,6 +38,8 @@ LEASE_TTL = 30.0
 CHECKPOINT = 3.0          # seconds between progress records (and lease renewals)
 RETRIES = 5
 ID_STEP = 1 << 20         # ns between the internal ids of versions that share a Last-Modified second
+MIN_RANGE = 100
+LISTED_FOR_RANGES = 100_000   # keys listed to cut ranges when there is no inventory (100 list requests)
 
 
 @dataclass
@@ -64,11 +67,13 @@ def worker_id() -> str:
 
 
 def range_bounds(keys: list[str], per_range: int | None = None) -> list[tuple[str, str | None]]:
-    """[(start_after, end)] covering every key: about 256 ranges, 10 to 10,000 keys each.
+    """[(start_after, end)] covering every key: about 256 ranges, 100 to 10,000 keys each
+    (each range is listed on its own: a page of up to 1,000 keys for a range of 10 would
+    be mostly thrown away).
 
     Keys compare as S3 lists them (UTF-8 bytes); the last range is open-ended."""
     keys = sorted(set(keys), key=lambda k: k.encode())
-    size = per_range or min(10_000, max(10, math.ceil(len(keys) / 256)))
+    size = per_range or min(10_000, max(MIN_RANGE, math.ceil(len(keys) / 256)))
     ends = [keys[i] for i in range(size - 1, len(keys) - 1, size)]
     starts = [""] + ends
     return [(s, e) for s, e in zip(starts, ends + [None])]
@@ -98,27 +103,60 @@ class Backfill:
         self.moved = [0]          # bytes read from the source, for the rate and ETA
 
     # ---- one bucket --------------------------------------------------------------------------
-    async def bucket(self, source_bucket: str, target: str, src, client) -> Tally:
-        tally = Tally(target)
-        versioning = await asyncio.get_running_loop().run_in_executor(None, listing.versioning_of, client, source_bucket)
+    async def prepare(self, source_bucket: str, target: str, client) -> dict:
+        """The Pocket bucket made and its ranges cut, once, before any worker leases one."""
+        loop = asyncio.get_running_loop()
+        versioning = await loop.run_in_executor(None, listing.versioning_of, client, source_bucket)
         await self._ensure_bucket(target, versioning)
-        tally.total_bytes = self._plan_ranges(target)
+        total = await self._plan_ranges(target, client, source_bucket)
+        return {"versioning": versioning, "total_bytes": total}
+
+    async def bucket(self, source_bucket: str, target: str, src, client, prepared: dict | None = None,
+                     record: bool = True) -> Tally:
+        """Lease ranges of the bucket until none is left; `record`: the caller is the only (or
+        last) worker of this command, so the outcome goes into the migration record."""
+        tally = Tally(target)
+        prepared = prepared or await self.prepare(source_bucket, target, client)
+        versioning, tally.total_bytes = prepared["versioning"], prepared["total_bytes"]
         if versioning:
             listing.keep_version_order(client)
-        while True:
-            self._reclaim_dead(target)
-            rng = self.index.write(lambda ops: M.lease_range(ops, target, self.owner, LEASE_TTL))
-            if rng is not None:
-                await self._walk(client, source_bucket, target, bool(versioning), rng, tally)
-                continue
-            with self.index.read() as ops:
-                left = [r for r in M.ranges(ops, target) if not r["done"]]
-            if not left:
-                break
-            # other live workers hold the rest: wait for them (or for their leases to lapse)
-            self._progress(tally)
-            await asyncio.sleep(1.0)
-        self._record(target, tally)
+        sem = asyncio.Semaphore(self.concurrency)    # shared by this worker's ranges
+        walks: set[asyncio.Task] = set()
+        try:
+            for seq in itertools.count():
+                self._reclaim_dead(target)
+                owner = f"{self.owner}.{seq}"            # one lease holder per range walked at once
+                rng = self.index.write(lambda ops: M.lease_range(ops, target, owner, LEASE_TTL))
+                if rng is not None:
+                    # the next range is leased as soon as this one is listed, so the slots stay
+                    # busy across range ends instead of draining at each
+                    listed = asyncio.Event()
+                    walk = asyncio.ensure_future(self._walk(client, source_bucket, target, bool(versioning), rng,
+                                                            tally, sem, owner, listed))
+                    walks.add(walk)
+                    waiter = asyncio.ensure_future(listed.wait())
+                    await asyncio.wait([walk, waiter], return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
+                    await _reap(walks)
+                    continue
+                if walks:        # ours are still finishing; they may end the bucket
+                    await asyncio.wait(walks, return_when=asyncio.FIRST_COMPLETED)
+                    await _reap(walks)
+                    continue
+                with self.index.read() as ops:
+                    left = [r for r in M.ranges(ops, target) if not r["done"]]
+                if not left:
+                    break
+                # other live workers hold the rest: wait for them (or for their leases to lapse)
+                self._progress(tally)
+                await asyncio.sleep(1.0)
+        except BaseException:
+            for walk in walks:
+                walk.cancel()
+            await asyncio.gather(*walks, return_exceptions=True)
+            raise
+        if record:
+            self.record(target, tally)
         return tally
 
     def _reclaim_dead(self, bucket: str) -> None:
@@ -150,8 +188,12 @@ class Backfill:
         if versioning and (buckets.get(name) or {}).get("versioning") != versioning:
             await buckets.configure(name, {"versioning": versioning})
 
-    def _plan_ranges(self, bucket: str) -> int:
-        """Cut the bucket into ranges once; returns the inventory's bytes (for the ETA)."""
+    async def _plan_ranges(self, bucket: str, client, source_bucket: str) -> int:
+        """Cut the bucket into ranges once; returns the inventory's bytes (for the ETA).
+
+        Without an inventory (no `plan` first) the ranges come from a listing of the
+        source's first LISTED_FOR_RANGES keys, so that several workers still share the
+        bucket; keys past them form the last, open-ended range."""
         keys, total = [], 0
         try:
             db = inventory.connect(self.cfg.data, create=False)
@@ -163,6 +205,9 @@ class Backfill:
                 total = db.execute("SELECT coalesce(sum(size),0) FROM objects WHERE bucket=?", (bucket,)).fetchone()[0]
             finally:
                 db.close()
+        if not keys and not self._ranges(bucket):
+            keys, total = await asyncio.get_running_loop().run_in_executor(
+                None, listing.first_keys, client, source_bucket, LISTED_FOR_RANGES)
         bounds = range_bounds(keys)
 
         def start_pass(ops):
@@ -175,12 +220,14 @@ class Backfill:
         return total
 
     # ---- one range ---------------------------------------------------------------------------
-    async def _walk(self, client, source_bucket: str, bucket: str, versioned: bool, rng: dict, tally: Tally) -> None:
+    async def _walk(self, client, source_bucket: str, bucket: str, versioned: bool, rng: dict, tally: Tally,
+                    sem: asyncio.Semaphore, owner: str, listed: asyncio.Event) -> None:
+        """Copy one leased range; `listed` is set once its listing is done (its last keys may
+        still be copying)."""
         no, end = rng["no"], rng["end"]
         pending: dict[str, asyncio.Task] = {}
         order: list[str] = []          # keys in listing order, not yet checkpointed
         position, last_checkpoint = rng["position"], time.monotonic()
-        sem = asyncio.Semaphore(self.concurrency)
 
         def checkpoint(done: bool = False) -> None:
             nonlocal position, last_checkpoint
@@ -191,7 +238,7 @@ class Backfill:
             now_done = (tally.copied + tally.skipped, tally.bytes)
             add = {"objects": now_done[0] - tally.reported[0], "bytes": now_done[1] - tally.reported[1]}
             tally.reported = now_done
-            self.index.write(lambda ops: M.update_range(ops, bucket, no, self.owner, LEASE_TTL,
+            self.index.write(lambda ops: M.update_range(ops, bucket, no, owner, LEASE_TTL,
                                                         position=position, done=done, add=add))
             last_checkpoint = time.monotonic()
 
@@ -210,7 +257,7 @@ class Backfill:
             """Keep the lease while one slow object holds every slot (no checkpoint then)."""
             while True:
                 await asyncio.sleep(LEASE_TTL / 4)
-                self.index.write(lambda ops: M.update_range(ops, bucket, no, self.owner, LEASE_TTL))
+                self.index.write(lambda ops: M.update_range(ops, bucket, no, owner, LEASE_TTL))
 
         renewer = asyncio.ensure_future(renew())
         try:
@@ -221,6 +268,7 @@ class Backfill:
                 if time.monotonic() - last_checkpoint > CHECKPOINT:
                     checkpoint()
                     self._progress(tally)
+            listed.set()
             if pending:
                 await asyncio.gather(*pending.values(), return_exceptions=True)
             checkpoint(done=True)
@@ -229,9 +277,10 @@ class Backfill:
         except BaseException:
             for task in pending.values():
                 task.cancel()
-            self.index.write(lambda ops: M.release_range(ops, bucket, no, self.owner))
+            self.index.write(lambda ops: M.release_range(ops, bucket, no, owner))
             raise
         finally:
+            listed.set()
             renewer.cancel()
         self._progress(tally)
 
@@ -292,7 +341,7 @@ class Backfill:
         if self.on_progress:
             self.on_progress(tally)
 
-    def _record(self, bucket: str, tally: Tally) -> None:
+    def record(self, bucket: str, tally: Tally) -> None:
         """Counters into the migration record; a clean, complete backfill moves dual-write on."""
         def update(ops):
             m = state.get(ops, bucket)
@@ -309,6 +358,13 @@ class Backfill:
             state.put(ops, m)
             return m
         self.index.write(update)
+
+
+async def _reap(walks: set[asyncio.Task]) -> None:
+    """Drop the finished range walks; a walk's failure (not a copy error: those are counted) ends the copy."""
+    for walk in [w for w in walks if w.done()]:
+        walks.discard(walk)
+        walk.result()
 
 
 def _alive(pid: int) -> bool:
@@ -349,18 +405,3 @@ async def _source_keys(client, bucket: str, versioned: bool, start_after: str, e
                             "etag": e.etag, "last_modified": e.last_modified})
     if current is not None:
         yield current, history
-
-
-async def run(cfg, tc, objects, multipart, buckets, args: dict, concurrency: int, rate: float,
-              on_progress=None) -> dict:
-    """Copy every bucket; the report of `pocket migrate copy --json`."""
-    out = []
-    fill = Backfill(cfg, tc, objects, multipart, concurrency, rate, on_progress)
-    for source_bucket, target in settings.targets(buckets, args.get("target")):
-        src, record, keys_file = settings.resolve(cfg, tc.index, source_bucket, target, args)
-        if record is None:
-            settings.remember(tc.index, target, src, None)
-        client = settings.client_for(src, keys_file, concurrency)
-        tally = await fill.bucket(source_bucket, target, src, client)
-        out.append(tally.as_dict())
-    return {"buckets": out, "worker": fill.owner, "ok": not any(b["errors"] for b in out)}

@@ -3,7 +3,6 @@ one-shot tool sees it (repair/tooling.py): the gateway may be running beside it 
 """
 from __future__ import annotations
 
-from ..index.batcher import IndexWriter
 from ..objects.buckets import BucketService
 from . import enable as enabling
 from . import source as source_client
@@ -11,23 +10,17 @@ from . import state, transitions
 from .credentials import keys_path
 from .journal import JournalRunner
 from .routes import KeyLocks, Routes
+from .services import ToolServices
 
 
-class _Services:
-    """Index writer, object services and routes of a one-shot command; closed with it."""
+class _Services(ToolServices):
+    """A one-shot command's services, with the buckets and the migration routes."""
 
     def __init__(self, cfg, tc):
-        from ..objects.build import object_services
-        self.cfg, self.index = cfg, tc.index
-        self.writer = IndexWriter(tc.index)
-        self.objects, self.multipart = object_services(cfg, tc.cluster, tc.index, self.writer)
+        super().__init__(cfg, tc)
         self.buckets = BucketService(tc.index, self.writer, self.objects, self.multipart)
         self.keys_file = keys_path(cfg.index_path)
         self.routes = Routes(tc.index, self.keys_file)
-
-    async def close(self) -> None:
-        await self.objects.drain(timeout=60)
-        await self.writer.aclose()
 
 
 async def _each(cfg, tc, names: list[str], given: dict, one) -> list[dict]:
@@ -81,7 +74,7 @@ async def rollback(cfg, tc, names: list[str], given: dict) -> list[dict]:
         m = _known(s.index, bucket)
         drained = None
         if m.state == state.CUTOVER:   # writes owed to the source first: a rollback must not lose them
-            runner = JournalRunner(s.objects, s.writer, s.routes, KeyLocks())
+            runner = JournalRunner(s.objects, s.multipart, s.writer, s.routes, KeyLocks())
             report = await runner.run_once([bucket], all_due=True)
             drained = {"applied": report.done, "failed": report.failed, "errors": report.errors[:10]}
         m = transitions.rollback(s.index, bucket)

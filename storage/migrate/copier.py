@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+import itertools
 import logging
 import re
 import time
@@ -30,6 +32,7 @@ from ..s3.digests import CHECKSUM_ALGORITHMS, BodyDigests
 log = logging.getLogger("pocket.migrate.copy")
 
 CHUNK = 1 << 20
+PARTS_AT_ONCE = 4         # parts of one multipart object copied at once
 _MD5 = re.compile(r"[0-9a-f]{32}")
 _MULTIPART = re.compile(r"[0-9a-f]{32}-[0-9]+")
 _STANDARD = {"CacheControl": "Cache-Control", "ContentDisposition": "Content-Disposition",
@@ -144,8 +147,9 @@ async def copy_version(objects, multipart, client, src_bucket: str, bucket: str,
         return await _copy_multipart(multipart, client, src_bucket, bucket, w, head, attrs, checksums, limit, moved)
     # one request for a single-PUT object: GET brings every header HEAD would
     try:
-        got = await _call(client.get_object, Bucket=src_bucket, Key=w.key, IfMatch=f'"{w.etag}"',
-                          ChecksumMode="ENABLED", **_version_arg(w))
+        get = client.get_object if w.size > CHUNK else functools.partial(_get_small, client)
+        got = await _call(get, Bucket=src_bucket, Key=w.key, IfMatch=f'"{w.etag}"', ChecksumMode="ENABLED",
+                          **_version_arg(w))
     except client.exceptions.ClientError as e:
         if e.response.get("Error", {}).get("Code") == "InvalidObjectState":
             raise NeedsRestore(f"{src_bucket}/{w.key} is archived at the source (Glacier/Deep Archive): "
@@ -167,8 +171,24 @@ async def copy_version(objects, multipart, client, src_bucket: str, bucket: str,
     if _MD5.fullmatch(w.etag) and got.get("ServerSideEncryption") != "aws:kms" and not got.get("SSECustomerAlgorithm"):
         want["Content-MD5"] = base64.b64encode(bytes.fromhex(w.etag)).decode()
     digests = BodyDigests(want, w.size, None)
-    return await objects.put(bucket, w.key, _stream(got["Body"], limit, moved), w.size, digests, attrs,
-                             version_id=w.internal_id)
+    body = _whole(got["Body"], limit, moved) if isinstance(got["Body"], bytes) else _stream(got["Body"], limit, moved)
+    return await objects.put(bucket, w.key, body, w.size, digests, attrs, version_id=w.internal_id)
+
+
+def _get_small(client, **kwargs) -> dict:
+    """GetObject with the body read in the same thread call: a small object costs one hop
+    to the thread pool instead of three (the copy of small objects is CPU-bound)."""
+    got = client.get_object(**kwargs)
+    with got["Body"] as body:
+        got["Body"] = body.read()
+    return got
+
+
+async def _whole(data: bytes, limit: RateLimit, counter: list[int]) -> AsyncIterator[bytes]:
+    await limit.take(len(data))
+    counter[0] += len(data)
+    if data:
+        yield data
 
 
 async def _head(client, src_bucket: str, w) -> dict:
@@ -200,8 +220,9 @@ async def _attrs(client, src_bucket: str, w, head: dict) -> tuple[dict, dict]:
 async def _copy_multipart(multipart, client, src_bucket, bucket, w: Wanted, head: dict, attrs: dict,
                           checksums: dict, limit: RateLimit, moved: list[int]) -> dict:
     count = int(w.etag.rsplit("-", 1)[1])
-    heads = [await _call(client.head_object, Bucket=src_bucket, Key=w.key, PartNumber=n, ChecksumMode="ENABLED",
-                         **_version_arg(w)) for n in range(1, count + 1)]
+    heads = await _at_most(PARTS_AT_ONCE * 4, [
+        functools.partial(_call, client.head_object, Bucket=src_bucket, Key=w.key, PartNumber=n,
+                          ChecksumMode="ENABLED", **_version_arg(w)) for n in range(1, count + 1)])
     if sum(h["ContentLength"] for h in heads) != w.size:
         raise SourceChanged(f"{src_bucket}/{w.key}: its parts do not add up to its size (changed meanwhile?)")
     declared = None
@@ -211,21 +232,24 @@ async def _copy_multipart(multipart, client, src_bucket, bucket, w: Wanted, head
         declared = {"algorithm": algorithm, "type": kind}
     await _abort_leftovers(multipart, bucket, w.key)
     upload = await multipart.create(bucket, w.key, {**attrs, "version_id": w.internal_id}, checksum=declared)
+    async def one_part(number: int, part_head: dict, offset: int) -> dict:
+        length = part_head["ContentLength"]
+        part_sum = _checksums(part_head).get(declared["algorithm"]) if declared else None
+        want = {f"x-amz-checksum-{declared['algorithm']}": part_sum} if part_sum and "-" not in part_sum else {}
+        digests = BodyDigests(want, length, None)
+        if declared and not want:
+            digests.compute(declared["algorithm"])
+        # a byte range, not partNumber: some servers (moto) answer GET partNumber with the whole object
+        body = _empty() if not length else _stream((await _call(
+            client.get_object, Bucket=src_bucket, Key=w.key, Range=f"bytes={offset}-{offset + length - 1}",
+            IfMatch=head["ETag"], **_version_arg(w)))["Body"], limit, moved)
+        return await multipart.upload_part(upload, number, body, length, digests)
+
+    offsets = itertools.accumulate([0] + [h["ContentLength"] for h in heads[:-1]])
     try:
-        stored, offset = [], 0
-        for number, part_head in enumerate(heads, 1):
-            length = part_head["ContentLength"]
-            part_sum = _checksums(part_head).get(declared["algorithm"]) if declared else None
-            want = {f"x-amz-checksum-{declared['algorithm']}": part_sum} if part_sum and "-" not in part_sum else {}
-            digests = BodyDigests(want, part_head["ContentLength"], None)
-            if declared and not want:
-                digests.compute(declared["algorithm"])
-            # a byte range, not partNumber: some servers (moto) answer GET partNumber with the whole object
-            body = _empty() if not length else _stream((await _call(
-                client.get_object, Bucket=src_bucket, Key=w.key, Range=f"bytes={offset}-{offset + length - 1}",
-                IfMatch=head["ETag"], **_version_arg(w)))["Body"], limit, moved)
-            stored.append(await multipart.upload_part(upload, number, body, length, digests))
-            offset += length
+        # a few parts at once: one object's parts are as independent as different objects
+        stored = await _at_most(PARTS_AT_ONCE, [functools.partial(one_part, n, h, o)
+                                                for n, (h, o) in enumerate(zip(heads, offsets), 1)])
         made = P.multipart_etag([p["etag"] for p in stored])
         if made != w.etag:
             raise SourceChanged(f"{src_bucket}/{w.key}: its parts make ETag {made}, the source says {w.etag} "
@@ -236,6 +260,24 @@ async def _copy_multipart(multipart, client, src_bucket, bucket, w: Wanted, head
                                         versioned=bool(attrs.get("versioned")))
     except BaseException:
         await asyncio.shield(_abort(multipart, upload))
+        raise
+
+
+async def _at_most(n: int, calls: list) -> list:
+    """Await `calls` (coroutine functions), n at a time; results in order. The first failure
+    cancels the rest and is raised."""
+    slots = asyncio.Semaphore(n)
+
+    async def one(call):
+        async with slots:
+            return await call()
+    tasks = [asyncio.ensure_future(one(call)) for call in calls]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         raise
 
 

@@ -36,8 +36,9 @@ def backoff(attempts: int) -> float:
 
 
 class JournalRunner:
-    def __init__(self, objects, writer, routes: Routes, locks: KeyLocks, metrics=None):
-        self.objects, self.writer, self.routes, self.locks, self.metrics = objects, writer, routes, locks, metrics
+    def __init__(self, objects, multipart, writer, routes: Routes, locks: KeyLocks, metrics=None):
+        self.objects, self.multipart, self.writer = objects, multipart, writer
+        self.routes, self.locks, self.metrics = routes, locks, metrics
 
     async def run_once(self, buckets: list[str] | None = None, all_due: bool = False) -> RetryReport:
         """Retry every entry that is due (all of them with `all_due`) of the migrating buckets."""
@@ -57,10 +58,12 @@ class JournalRunner:
 
     async def _retry(self, bucket: str, store, entry: dict, report: RetryReport) -> None:
         key, side, seq = entry["key"], entry["side"], entry["seq"]
-        sync = copy_from_source if side == "pocket" else copy_to_source
         try:
             async with self.locks.hold(bucket, key):
-                outcome = await sync(self.objects, store, bucket, key)
+                if side == "pocket":
+                    outcome = await copy_from_source(self.objects, self.multipart, store, bucket, key)
+                else:
+                    outcome = await copy_to_source(self.objects, store, bucket, key)
             await self.writer.submit(lambda ops: migrations.journal_done(ops, bucket, seq))
         except Exception as e:
             wait, error = backoff(entry["attempts"]), str(e)[:500]

@@ -38,6 +38,19 @@ def list_bucket(client, bucket: str, versioned: bool, parallel: int = PARALLEL) 
     return entries
 
 
+def first_keys(client, bucket: str, limit: int) -> tuple[list[str], int]:
+    """The bucket's first `limit` keys (current objects, in order) and their bytes: enough
+    to cut work ranges when no inventory was taken."""
+    keys, total = [], 0
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for o in page.get("Contents", ()):
+            keys.append(o["Key"])
+            total += o.get("Size", 0)
+        if len(keys) >= limit:
+            break
+    return keys, total
+
+
 def _page_all(client, bucket: str, versioned: bool, prefix: str, delimiter: str) -> tuple[Iterator[Entry], list[str]]:
     op = "list_object_versions" if versioned else "list_objects_v2"
     kwargs = {"Bucket": bucket, "Prefix": prefix, **({"Delimiter": delimiter} if delimiter else {})}

@@ -15,6 +15,9 @@ class MigrateMetrics:
                               ["bucket", "side", "outcome"], registry=r)
         self.source_reads = Counter("pocket_migrate_source_reads", "Reads and listings answered by the source",
                                     ["bucket"], registry=r)
+        self.verified_reads = Counter("pocket_migrate_verified_reads",
+                                      "Reads answered by Pocket before cutover: keys verified equal since their "
+                                      "last write", ["bucket"], registry=r)
         self.retries = Counter("pocket_migrate_journal_retries", "Journaled writes retried, by outcome",
                                ["bucket", "outcome"], registry=r)
         self.journal = Gauge("pocket_migrate_journal_entries", "Writes still owed to one side", ["bucket"],

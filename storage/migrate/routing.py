@@ -13,13 +13,19 @@ bucket in dual-write, backfilled, verified or cutover (routes.py):
   when the source took them does Pocket's index commit make them visible. So no body is
   held in memory or spooled, and a refused or failed write leaves nothing on either side.
 - Reads and listings come from the authoritative side: before cutover a record from the
-  source (`"source": True`) is read from the source.
+  source (`"source": True`) is read from the source, except a key verified equal since
+  its last write, which Pocket serves (`_key_reader`).
 - A multipart upload begun before cutover exists on both sides and its parts are mirrored
   as they arrive; it completes on the source first, whatever the state is by then. One
   begun after cutover lives in Pocket and is mirrored whole when it completes.
 
-Known limits: by-version-id requests address Pocket's ids (a source's own version ids
-are not valid Pocket ids), and canned ACL changes are applied to Pocket only.
+Tags, canned ACLs, legal holds and retentions are mirrored like writes. What cannot be
+mirrored is refused with a 400 before anything changes: SSE-C writes (the key is the
+client's) and ACLs with explicit grants (they name Pocket's users). SSE-S3/KMS writes
+reach the source with the same SSE settings.
+
+Known limit: by-version-id requests address Pocket's ids (a source's own version ids
+are not valid Pocket ids).
 """
 from __future__ import annotations
 
@@ -27,8 +33,12 @@ import asyncio
 import logging
 import time
 
+from botocore.exceptions import ClientError
+
+from ..crypto.keys import SSE_C
 from ..index import migrations
 from ..objects.commits import install
+from ..s3 import errors
 from .routes import KeyLocks, Route, Routes
 from .source_store import SourceUnavailable
 from .sync import copy_from_source, copy_to_source
@@ -75,8 +85,9 @@ class Bookkeeping:
 
 
 class RoutedObjects:
-    def __init__(self, objects, routes: Routes, locks: KeyLocks, books: Bookkeeping):
+    def __init__(self, objects, multipart, routes: Routes, locks: KeyLocks, books: Bookkeeping):
         self.objects, self.routes, self.locks, self.books = objects, routes, locks, books
+        self.plain_multipart = multipart     # (a retry copies a multipart object part by part)
 
     def __getattr__(self, name):   # everything not routed is the object service's own
         return getattr(self.objects, name)
@@ -88,15 +99,32 @@ class RoutedObjects:
             return route
         return None
 
+    async def _key_reader(self, bucket: str, key: str) -> Route | None:
+        """Like _reader, for one key: before cutover a key verified equal since its last write
+        (a verify ran, and the key is not dirty: every write marks it, and verify marks what
+        it found different) is read from Pocket, which is nearer than the source."""
+        route = await self.routes.aget(bucket)
+        if route is None or not route.source_first:
+            return None
+        if route.migration.last_verify and not await self.objects.index.call(_dirty, self.objects.index, bucket, key):
+            self.books.metrics.verified_reads.labels(bucket).inc()
+            return None
+        self.books.metrics.source_reads.labels(bucket).inc()
+        return route
+
     async def _owned(self, record: dict | None) -> dict | None:
         if record is not None:
             index = self.objects.index
             record["owner"] = ((await index.call(index.get_bucket, record["bucket"])) or {}).get("owner", "")
         return record
 
+    def _pull(self, route: Route, bucket: str, key: str):
+        """Pocket's current version of a key made the source's again (sync.py)."""
+        return copy_from_source(self.objects, self.plain_multipart, route.store, bucket, key)
+
     # reads -----------------------------------------------------------------------------------
     async def head(self, bucket: str, key: str) -> dict | None:
-        route = await self._reader(bucket)
+        route = await self._key_reader(bucket, key)
         if route is None:
             return await self.objects.head(bucket, key)
         return await self._owned(await route.store.head(bucket, key))
@@ -139,6 +167,7 @@ class RoutedObjects:
         if route is None:
             return await self.objects.put(bucket, key, body, size_hint, digests, attrs, policy_name, condition,
                                           sealing=sealing)
+        _mirrorable(bucket, (sealing and sealing.mode) or (attrs.get("sse") or {}).get("mode"))
         async with self.locks.hold(bucket, key):
             await self.books.dirty(bucket, key)
             if not route.source_first:
@@ -160,6 +189,8 @@ class RoutedObjects:
                 record["s3_version_id"] = source_version   # (the field mig-data's copier sets)
 
             async def commit():
+                if record.get("s3_version_id"):
+                    await keep_source_id(self.objects, record)
                 self.objects.forget_all(await self.objects.commit(
                     record, lambda ops: install(ops, bucket, key, record)))
             await self.books.follow(route.follower, bucket, key, commit)
@@ -176,7 +207,9 @@ class RoutedObjects:
                 await self.books.follow(route.follower, bucket, key, lambda: route.store.delete(key))
                 return removed
             r = await self.books.lead(route.leader, bucket, lambda: route.store.delete(key))
-            await self.books.follow(route.follower, bucket, key, lambda: self.objects.delete(bucket, key, owner))
+            marker = {"s3_version_id": r["VersionId"]} if r.get("DeleteMarker") and r.get("VersionId") else None
+            await self.books.follow(route.follower, bucket, key,
+                                    lambda: self.objects.delete(bucket, key, owner, marker_fields=marker))
             if r.get("DeleteMarker") and r.get("VersionId"):
                 return {"bucket": bucket, "key": key, "version_id": r["VersionId"], "versioned": True,
                         "delete_marker": True, "created": time.time()}
@@ -198,15 +231,27 @@ class RoutedObjects:
                 return removed
             r = await self.books.lead(route.leader, bucket, lambda: route.store.delete(key, version_id))
             await self.books.follow(route.follower, bucket, key,
-                                    lambda: copy_from_source(self.objects, route.store, bucket, key))
+                                    lambda: self._pull(route, bucket, key))
             return {"bucket": bucket, "key": key, "version_id": version_id, "versioned": version_id != "null",
                     **({"delete_marker": True} if r.get("DeleteMarker") else {})}
 
     async def amend(self, bucket: str, key: str, kind: str, changes: dict, version_id: str | None = None,
                     check=None):
+        """Tags, ACL, legal hold and retention, mirrored like writes. The source judges a change
+        it leads (its own Object Lock rules); one it refuses is a 400 naming its reason."""
         route = await self.routes.aget(bucket)
         if route is None:
             return await self.objects.amend(bucket, key, kind, changes, version_id, check)
+        if kind == "acl" and not isinstance(changes.get("acl"), str):
+            raise errors.InvalidRequest(
+                f"Bucket {bucket} is being migrated and ACL changes are mirrored to the source; explicit grants "
+                "name Pocket's users, which the source does not know. Use a canned ACL (x-amz-acl) until "
+                "`pocket migrate detach`.")
+
+        def to_source():
+            if kind == "tags":
+                return route.store.put_tags(key, changes["tags"], version_id)
+            return _refused_clearly(route.store.put_setting(key, kind, changes, version_id))
         async with self.locks.hold(bucket, key):
             await self.books.dirty(bucket, key)
             if not route.source_first:
@@ -215,18 +260,63 @@ class RoutedObjects:
                 if updated is not None and kind == "tags":
                     await self.books.follow(route.follower, bucket, key,
                                             lambda: copy_to_source(self.objects, route.store, bucket, key))
+                elif updated is not None:
+                    await self.books.follow(route.follower, bucket, key, to_source)
                 return updated
             there = await route.store.head(bucket, key, version_id)
             if there is None:
                 return None
-            if kind == "tags":
-                await self.books.lead(route.leader, bucket, lambda: route.store.put_tags(key, changes["tags"], version_id))
+            await self.books.lead(route.leader, bucket, to_source)
 
             async def pocket():
                 if await self.objects.amend(bucket, key, kind, changes, version_id, check) is None and kind == "tags":
-                    await copy_from_source(self.objects, route.store, bucket, key)   # not backfilled yet
+                    await self._pull(route, bucket, key)   # not backfilled yet
             await self.books.follow(route.follower, bucket, key, pocket)
             return there
+
+
+async def _refused_clearly(work):
+    """A change the source refuses (4xx: e.g. no Object Lock on its bucket, a retention its
+    rules forbid shortening) is the client's 400, with the source's reason; nothing changed."""
+    try:
+        return await work
+    except SourceUnavailable as e:
+        cause = e.__cause__
+        status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) \
+            if isinstance(cause, ClientError) else 0
+        if 400 <= status < 500:
+            error = cause.response.get("Error", {})
+            raise errors.InvalidRequest(
+                f"The source refused this change ({error.get('Code')}: {error.get('Message')}); it was made on "
+                "neither side.") from None
+        raise
+
+
+def _mirrorable(bucket: str, sse_mode: str | None) -> None:
+    """Refuse, before anything is stored, a write the other side cannot be given: an SSE-C
+    object is encrypted with the client's key, which Pocket does not keep, so it could
+    never be mirrored and the two sides would diverge."""
+    if sse_mode == SSE_C:
+        raise errors.InvalidRequest(
+            f"Bucket {bucket} is being migrated and every write is mirrored to the other side; an SSE-C object "
+            "cannot be (its key is yours, not kept by Pocket). Write it without SSE-C, or after "
+            "`pocket migrate detach`.")
+
+
+def _dirty(index, bucket: str, key: str) -> bool:
+    with index.read() as ops:
+        return migrations.is_dirty(ops, bucket, key)
+
+
+async def keep_source_id(objects, record: dict) -> None:
+    """The source's version id of a dual-written version, on a write quorum of its volume's
+    disks before the index commit: its archives were sealed before the source named it,
+    and `pocket index rebuild` applies this record over their manifest (an application
+    that stored the id still finds the version after a rebuild)."""
+    volume = objects.cluster.volumes[record["volume"]]
+    await objects.put_records(volume, {"kind": "s3-version", "bucket": record["bucket"], "key": record["key"],
+                                       "version_id": record["version_id"], "s3_version_id": record["s3_version_id"],
+                                       "changed": time.time()}, objects.policy_of(record).quorum)
 
 
 def _as_source_saw(record: dict, source_version: str | None) -> dict:
@@ -253,6 +343,8 @@ class RoutedMultipart:
 
     async def create(self, bucket: str, key: str, attrs: dict, policy_name=None, checksum=None) -> dict:
         route = await self.routes.aget(bucket)
+        if route is not None:
+            _mirrorable(bucket, (attrs.get("sse") or {}).get("mode"))
         if route is None or not route.source_first:
             return await self.multipart.create(bucket, key, attrs, policy_name, checksum)
         source_upload = await self.books.lead(route.leader, bucket, lambda: route.store.create_upload(key, attrs))
@@ -292,6 +384,10 @@ class RoutedMultipart:
             async def pocket():
                 holder["record"] = await self.multipart.complete(upload, wanted, part_checksums, checksum_of,
                                                                  versioned)
+                if r.get("VersionId") and r["VersionId"] != "null":   # on the disks and in the index
+                    holder["record"] = await self.objects.objects.amend(
+                        bucket, key, "s3-version", {"s3_version_id": r["VersionId"]},
+                        holder["record"]["version_id"]) or holder["record"]
             await self.books.follow("pocket", bucket, key, pocket)
             record = holder.get("record") or {   # Pocket's copy is journaled: answer with what the source made
                 "bucket": bucket, "key": key, "version_id": "null", "etag": r["ETag"].strip('"'), "checksums": {},

@@ -10,6 +10,7 @@ fails with 503 (the source is authoritative), after it the write is journaled.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from email.utils import parsedate_to_datetime
 from typing import AsyncIterator
@@ -17,6 +18,7 @@ from urllib.parse import urlencode
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..crypto.keys import MASTER_ID, SSE_C, SSE_KMS
 from ..index.ops import ListPage
 from ..index.versions import Version, VersionPage
 from ..index import parts as P
@@ -195,6 +197,22 @@ class SourceStore:
         await self._call("PutObjectTagging", self.client.put_object_tagging, Key=key, Tagging={"TagSet": tag_set},
                          **vid)
 
+    async def put_setting(self, key: str, kind: str, changes: dict, version_id: str | None = None) -> None:
+        """Mirror a canned ACL, a legal hold or a retention (ObjectService.amend's kinds) to the source."""
+        vid = {"VersionId": version_id} if version_id else {}
+        if kind == "acl":
+            await self._call("PutObjectAcl", self.client.put_object_acl, Key=key, ACL=changes["acl"], **vid)
+        elif kind == "legal-hold":
+            await self._call("PutObjectLegalHold", self.client.put_object_legal_hold, Key=key,
+                             LegalHold={"Status": changes["legal_hold"]}, **vid)
+        elif kind == "retention":
+            held = changes["retention"]
+            retention = {"Mode": held["mode"], "RetainUntilDate": held["until"]} if held else {}
+            await self._call("PutObjectRetention", self.client.put_object_retention, Key=key, Retention=retention,
+                             **vid)
+        else:
+            raise ValueError(f"no way to mirror a {kind!r} change to the source")
+
     async def create_upload(self, key: str, attrs: dict) -> str:
         r = await self._call("CreateMultipartUpload", self.client.create_multipart_upload, Key=key,
                              **put_args(attrs))
@@ -234,4 +252,22 @@ def put_args(record: dict) -> dict:
             log.warning("%s: Expires %r is not an HTTP date; not carried to the source", record.get("key"), expires)
     if record.get("tags"):
         args["Tagging"] = urlencode(record["tags"])
+    return {**args, **sse_args(record.get("sse"))}
+
+
+def sse_args(sse: dict | None) -> dict:
+    """The source encrypts what Pocket was asked to encrypt, as the client asked (SSE-S3, or
+    SSE-KMS with the client's key id and context). SSE-C never gets here: the key is the
+    client's, so routing.py refuses SSE-C writes to a migrating bucket."""
+    if not sse:
+        return {}
+    if sse["mode"] == SSE_C:
+        raise SourceUnavailable("an SSE-C object cannot be written to the source: its key is the client's")
+    args = {"ServerSideEncryption": sse["mode"]}
+    if sse["mode"] == SSE_KMS and sse.get("kid") and sse["kid"] != MASTER_ID:
+        args["SSEKMSKeyId"] = sse["kid"]
+    if sse["mode"] == SSE_KMS and sse.get("context"):
+        args["SSEKMSEncryptionContext"] = base64.b64encode(sse["context"].encode()).decode()
+    if sse.get("bucket_key"):
+        args["BucketKeyEnabled"] = True
     return args

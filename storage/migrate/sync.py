@@ -7,11 +7,11 @@ holds the key's lock (routing.KeyLocks) around both a request and a retry of tha
 """
 from __future__ import annotations
 
-import base64
 import logging
 
-from ..s3.digests import BodyDigests
-from .source_store import SourceStore
+from ..objects.ids import new_id
+from . import copier
+from .source_store import SourceStore, SourceUnavailable
 
 log = logging.getLogger("pocket.migrate")
 
@@ -25,19 +25,11 @@ def same_object(a: dict | None, b: dict | None) -> bool:
     return all((a.get(f) or None) == (b.get(f) or None) for f in _COMPARED)
 
 
-def attrs_of(source_record: dict, bucket: dict) -> dict:
-    attrs = {f: source_record[f] for f in ("content_type", "meta", "headers") if f in source_record}
-    if source_record.get("tags"):
-        attrs["tags"] = dict(source_record["tags"])
-    attrs["owner"] = bucket.get("owner", "")
-    if bucket.get("versioning") == "Enabled":
-        attrs["versioned"] = True
-    return attrs
-
-
-async def copy_from_source(objects, store: SourceStore, bucket: str, key: str) -> str:
+async def copy_from_source(objects, multipart, store: SourceStore, bucket: str, key: str) -> str:
     """Pocket's current version of `key` becomes the source's (or goes, if the source has none).
 
+    Copied as the backfill copies (copier.py): a multipart object part by part, so it keeps
+    its ETag, and with its Last-Modified, headers, metadata, tags, checksums and version id.
     Returns what was done: "same", "copied" or "deleted"."""
     wanted = await store.head(bucket, key)
     current = objects.index.get_object(bucket, key)
@@ -46,10 +38,11 @@ async def copy_from_source(objects, store: SourceStore, bucket: str, key: str) -
     if wanted is None:
         await objects.delete(bucket, key)
         return "deleted"
-    declared = {} if "-" in wanted["etag"] else {"Content-MD5": base64.b64encode(bytes.fromhex(wanted["etag"])).decode()}
-    digests = BodyDigests(declared, wanted["size"], None)
-    await objects.put(bucket, key, store.read(wanted, 0, wanted["size"] - 1), wanted["size"], digests,
-                      attrs_of(wanted, objects.index.get_bucket(bucket) or {}))
+    w = copier.Wanted(key, wanted["version_id"], False, wanted["size"], wanted["etag"], wanted["created"], new_id())
+    try:
+        await copier.copy_version(objects, multipart, store.client, store.bucket, bucket, w, copier.RateLimit(0), [0])
+    except copier.SourceChanged as e:   # written again meanwhile: the next retry copies what it is then
+        raise SourceUnavailable(f"{e}; retried") from None
     return "copied"
 
 

@@ -11,7 +11,9 @@ object still decodes. `--fix` re-copies what is missing or different and checks 
 
 The result goes into the bucket's migration record (`last_verify`), and keys written
 since their last verify ("dirty", index/migrations.py) that compared equal are cleared,
-unless they were written again meanwhile; cutover needs a clean verify and no dirty key.
+unless they were written again meanwhile, and keys found different are marked dirty; cutover
+needs a clean verify and no dirty key, and before it the gateway reads a key that is not
+dirty after a verify from Pocket (routing.py).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import time
 
 from .. import layout
 from ..index import migrations as M
-from ..index.versions import NULL, s3_version_id
+from ..index.versions import NULL
 from ..objects.get import Unreadable
 from ..index import parts as P
 from ..objects.ids import new_id
@@ -65,6 +67,8 @@ class Verifier:
         bad = {f["key"] for f in self.findings}
         cleared = sum(self.tc.index.write(lambda ops, k=k, s=s: M.clear_dirty(ops, self.bucket, k, s))
                       for k, s in dirty if k not in bad)
+        if bad:   # read from the source, not Pocket, until a verify finds them equal (routing.py)
+            self.tc.index.write(lambda ops: [M.mark_dirty(ops, self.bucket, k) for k in sorted(bad)])
         report = {"bucket": self.bucket, "checked": self.checked, "deep_read": self.deep_read,
                   "deep": self.deep, "sample": self.sample, "findings": self.findings[:1000],
                   "missing": sum(f["problem"] == "missing" for f in self.findings),

@@ -29,6 +29,6 @@ def route_services(gateway) -> Migration:
     locks = KeyLocks()
     metrics = MigrateMetrics(gateway.metrics.registry)
     objects, multipart = gateway.objects, gateway.multipart
-    routed = RoutedObjects(objects, routes, locks, Bookkeeping(objects, metrics))
+    routed = RoutedObjects(objects, multipart, routes, locks, Bookkeeping(objects, metrics))
     gateway.objects, gateway.multipart = routed, RoutedMultipart(multipart, routed)
-    return Migration(routes, JournalRunner(objects, gateway.writer, routes, locks, metrics), metrics)
+    return Migration(routes, JournalRunner(objects, multipart, gateway.writer, routes, locks, metrics), metrics)

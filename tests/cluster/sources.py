@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import boto3
@@ -22,7 +23,7 @@ from botocore.config import Config as BotoConfig
 
 from bench.peers import seaweedfs
 
-from .harness import ACCESS_KEY, REPO, SECRET_KEY, ProcCluster, free_ports, wait_http
+from .harness import ACCESS_KEY, REPO, SECRET_KEY, ProcCluster, free_ports, pocket, wait_http
 
 
 @dataclass
@@ -87,6 +88,29 @@ def start_pocket_source(root: str) -> Source:
     """A second Pocket (embedded disks) as the source: what moving between two sites looks like."""
     cluster = ProcCluster(root, nodes=6, embedded=True).start()
     return Source("pocket", cluster.endpoint, ACCESS_KEY, SECRET_KEY, cluster=cluster)
+
+
+@contextmanager
+def moto_and_pocket(root: str, monkeypatch, **cluster_kw):
+    """(moto source, running Pocket cluster) for one test, both stopped after it; the source's
+    keys are in the AWS chain of every Pocket process the test starts (gateway, commands)."""
+    source = start_moto(os.path.join(root, "moto"))
+    cluster = None
+    try:
+        for name, value in source.credentials_env().items():
+            monkeypatch.setenv(name, value)
+        cluster = ProcCluster(os.path.join(root, "pocket"), **cluster_kw).start()
+        yield source, cluster
+    finally:
+        if cluster is not None:
+            cluster.close()
+        source.close()
+
+
+def enable(cluster: ProcCluster, bucket: str, endpoint: str) -> dict:
+    """`pocket migrate enable BUCKET` from the source at `endpoint` (path-style addressing)."""
+    return pocket(cluster, "migrate", "enable", bucket, "--source-endpoint", endpoint, "--source-addressing", "path",
+                  "--json")[1]
 
 
 def pocket_migrate(cluster: ProcCluster, source: Source, *args, ok=(0,), timeout: float = 300) -> tuple[int, dict | str]:

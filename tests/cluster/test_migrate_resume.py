@@ -2,6 +2,7 @@
 shared by several `pocket migrate copy` processes through leased key ranges."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -100,6 +101,21 @@ def test_two_workers_share_the_ranges(weed, pocket, tmp_path):
     assert all(copied), "one worker found no range to lease"
     assert not set(copied[0]) & set(copied[1])
     assert sorted(copied[0] + copied[1]) == sorted(_in_pocket(pocket)) and len(_in_pocket(pocket)) == COUNT
+
+
+def test_one_copy_command_forks_workers_that_share_the_bucket(weed, pocket, tmp_path):
+    """No plan first: the command lists the source to cut ranges, and its two processes
+    lease them like two machines would; each copies a share, none a version twice."""
+    copy = _copy(pocket, weed, tmp_path / "copy.log", "--workers", "2", "--concurrency", "4")
+    out, _ = copy.communicate(timeout=300)
+    assert copy.returncode == 0, open(tmp_path / "copy.log").read()[-3000:]
+    report = json.loads(out)
+    assert report["ok"] and report["buckets"][0]["copied"] == COUNT
+    assert len(report["workers"]) == 2 and all(w["copied"] for w in report["workers"]), report["workers"]
+    assert sum(w["copied"] for w in report["workers"]) == COUNT
+    copied = _copied(tmp_path / "copy.log")
+    assert len(copied) == len(set(copied)) == COUNT
+    assert snapshot(pocket.client(), "many") == snapshot(weed.client(), "many")
 
 
 def test_gateway_killed_mid_copy(weed, pocket, tmp_path):

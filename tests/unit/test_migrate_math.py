@@ -29,7 +29,7 @@ def test_bandwidth_units():
 
 def test_ranges_cover_every_key_once_in_s3_order():
     keys = [f"k{i:04d}" for i in range(95)] + ["é", "z", "Z", "a/b"]
-    bounds = backfill.range_bounds(keys)
+    bounds = backfill.range_bounds(keys, per_range=10)
     assert bounds[0][0] == "" and bounds[-1][1] is None and len(bounds) == 10
     ordered = sorted(keys, key=str.encode)
     for key in keys:   # exactly one range holds each key: start_after < key <= end
@@ -37,6 +37,10 @@ def test_ranges_cover_every_key_once_in_s3_order():
         assert len(holders) == 1, key
     assert [b[1] for b in bounds[:-1]] == ordered[9:-1:10]
     assert backfill.range_bounds([]) == [("", None)]
+    # by default ranges hold at least MIN_RANGE keys (each is listed on its own), about 256 of them
+    assert len(backfill.range_bounds(keys)) == 1
+    assert len(backfill.range_bounds([f"k{i:06d}" for i in range(1000)])) == 10
+    assert len(backfill.range_bounds([f"k{i:06d}" for i in range(100_000)])) == 256
 
 
 def test_internal_ids_keep_history_order_within_one_second():

@@ -1,0 +1,212 @@
+"""`pocket migrate copy` as several processes: the backfill is CPU-bound in Python
+(botocore on the source side, the write path on Pocket's), so one process uses one core
+at most while rclone's copy and the gateway it writes through use several.
+
+The command first makes each bucket and cuts its ranges (backfill.py), then forks
+`workers - 1` children that lease ranges beside it exactly as copies on other machines
+would. Forking happens before the cluster is opened, so no thread, socket or LMDB handle
+crosses it. Each child sends its tallies back through a pipe (a JSON line per progress
+step, its report last), so the progress line and the summary count every worker, and
+the outcome is recorded in the migration record once, by the parent, when all are done.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+
+from . import settings
+from .backfill import Backfill, Tally
+from .copier import PARTS_AT_ONCE
+from .services import ToolServices
+
+log = logging.getLogger("pocket.migrate.copy")
+
+_SUMMED = ("copied", "skipped", "bytes", "errors", "changed")
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def copy(cfg, run_tool, buckets, args: dict, concurrency: int, rate: float, workers: int = 1,
+         on_progress=None) -> dict:
+    """Copy every bucket with `workers` processes; the report of `pocket migrate copy --json`.
+
+    `run_tool(cfg, work)` runs `await work(tool_cluster)` against the cluster (cli/common.py).
+    `concurrency` and `rate` are for the whole command, shared out among the workers."""
+    pairs = settings.targets(buckets, args.get("target"))
+    workers = max(1, workers)
+    per = {"concurrency": max(1, -(-concurrency // workers)), "rate": rate / workers if rate else 0.0}
+    prepared = run_tool(cfg, lambda tc: _prepare(cfg, tc, pairs, args, per)) if workers > 1 else None
+    children = [_Child.fork(lambda out: run_tool(cfg, lambda tc: _work(cfg, tc, pairs, _without_keys(args), per,
+                                                                     prepared, out.progress)))
+                for _ in range(workers - 1)]
+    combined = _Combined(children, on_progress)
+    return run_tool(cfg, lambda tc: _work(cfg, tc, pairs, args, per, prepared, combined.show, children))
+
+
+async def _prepare(cfg, tc, pairs, args: dict, per: dict) -> dict:
+    s = ToolServices(cfg, tc)
+    try:
+        fill = Backfill(cfg, tc, s.objects, s.multipart, per["concurrency"], per["rate"])
+        out = {}
+        for source_bucket, target in pairs:
+            src, _, client = _source(cfg, tc, source_bucket, target, args, per)
+            out[target] = await fill.prepare(source_bucket, target, client)
+        return out
+    finally:
+        await s.close()
+
+
+def _source(cfg, tc, source_bucket: str, target: str, args: dict, per: dict):
+    src, record, keys_file = settings.resolve(cfg, tc.index, source_bucket, target, args)
+    if record is None:
+        settings.remember(tc.index, target, src, None)
+    # a connection per object in flight, and per part for multipart objects (copier.PARTS_AT_ONCE)
+    return src, record, settings.client_for(src, keys_file, per["concurrency"] * PARTS_AT_ONCE)
+
+
+async def _work(cfg, tc, pairs, args: dict, per: dict, prepared: dict | None, on_progress,
+                children: list | None = None) -> dict:
+    """One worker's share of every bucket; the parent (`children` given) then waits for the
+    children and records each bucket's combined outcome."""
+    import asyncio
+    s = ToolServices(cfg, tc)
+    try:
+        fill = Backfill(cfg, tc, s.objects, s.multipart, per["concurrency"], per["rate"], on_progress)
+        tallies = []
+        for source_bucket, target in pairs:
+            src, _, client = _source(cfg, tc, source_bucket, target, args, per)
+            tallies.append(await fill.bucket(source_bucket, target, src, client,
+                                             prepared and prepared[target], record=prepared is None))
+        own = {"buckets": [t.as_dict() for t in tallies], "worker": fill.owner}
+        if children is None:
+            return own
+        reports = await asyncio.get_running_loop().run_in_executor(None, lambda: [c.wait() for c in children])
+        if prepared:
+            for tally in tallies:
+                for report in reports:
+                    _add(tally, next((b for b in report.get("buckets", ()) if b["bucket"] == tally.bucket), None))
+                fill.record(tally.bucket, tally)
+        buckets = [t.as_dict() for t in tallies]
+        failed = [r["error"] for r in reports if r.get("error")]
+        each = [{"worker": r.get("worker"), "copied": sum(b["copied"] for b in r.get("buckets", ()))}
+                for r in [own] + reports]
+        return {"buckets": buckets, "worker": fill.owner, "workers": each, "worker_errors": failed,
+                "ok": not failed and not any(b["errors"] for b in buckets)}
+    finally:
+        await s.close()
+
+
+def _add(tally: Tally, other: dict | None) -> None:
+    if other is None:
+        return
+    tally.copied += other["copied"]
+    tally.skipped += other["skipped"]
+    tally.bytes += other["bytes"]
+    tally.errors += other["errors"]
+    tally.changed += other["changed_during_copy"]
+    tally.failed += other["failed"]
+
+
+def _without_keys(args: dict) -> dict:
+    """A child's source arguments: the parent stored explicit keys already (settings.resolve)."""
+    return {k: v for k, v in args.items() if k not in ("source_access_key", "source_secret_key")}
+
+
+class _Child:
+    """A forked copy worker and the pipe it reports through."""
+
+    def __init__(self, pid: int, fd: int):
+        self.pid = pid
+        self.latest: dict = {}
+        self.report: dict | None = None
+        self._reader = threading.Thread(target=self._read, args=(fd,), daemon=True)
+
+    @classmethod
+    def fork(cls, work) -> "_Child":
+        r, w = os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:                      # the child: work, report, leave without running the parent's exit code
+            os.close(r)
+            code = 1
+            _die_with(parent)
+            try:
+                out = _Pipe(os.fdopen(w, "w", buffering=1))
+                out.send({"report": work(out)})
+                code = 0
+            except BaseException as e:
+                log.exception("copy worker %d failed; its ranges are taken over by the others when its lease lapses",
+                              os.getpid())
+                try:
+                    out.send({"report": {"error": f"worker {os.getpid()}: {e!r}"[:500]}})
+                except Exception:
+                    pass
+            finally:
+                os._exit(code)
+        os.close(w)
+        child = cls(pid, r)
+        child._reader.start()
+        return child
+
+    def _read(self, fd: int) -> None:
+        with os.fdopen(fd) as f:
+            for line in f:
+                msg = json.loads(line)
+                if "progress" in msg:
+                    self.latest = msg["progress"]
+                else:
+                    self.report = msg["report"]
+
+    def wait(self) -> dict:
+        _, status = os.waitpid(self.pid, 0)
+        self._reader.join()
+        if self.report is None:
+            code = os.waitstatus_to_exitcode(status)
+            return {"error": f"worker {self.pid} ended ({code}) without a report; run copy again to finish its ranges"}
+        return self.report
+
+
+def _die_with(parent: int) -> None:
+    """A copy killed (even SIGKILLed) takes its workers with it, as an operator expects
+    (Linux's parent-death signal; elsewhere a child finishes its ranges on its own)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:        # the parent died before the signal was armed
+        os._exit(1)
+
+
+class _Pipe:
+    def __init__(self, f):
+        self.f = f
+
+    def send(self, msg: dict) -> None:
+        self.f.write(json.dumps(msg, default=str) + "\n")
+
+    def progress(self, tally: Tally) -> None:
+        self.send({"progress": tally.as_dict() | {"total_bytes": tally.total_bytes}})
+
+
+class _Combined:
+    """The parent's progress callback: its own tally plus each child's latest."""
+
+    def __init__(self, children: list[_Child], on_progress):
+        self.children, self.on_progress = children, on_progress
+
+    def show(self, tally: Tally) -> None:
+        if self.on_progress is None:
+            return
+        total = Tally(tally.bucket, started=tally.started, total_bytes=tally.total_bytes)
+        for f in _SUMMED:
+            setattr(total, f, getattr(tally, f))
+        for c in self.children:
+            if c.latest.get("bucket") == tally.bucket:
+                _add(total, c.latest)
+        self.on_progress(total)
