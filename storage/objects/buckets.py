@@ -25,7 +25,10 @@ class BucketService:
 
     def get(self, name: str) -> dict | None:
         record = read_ahead.bucket(name)
-        return self.index.get_bucket(name) if record is read_ahead.MISS else record
+        if record is read_ahead.MISS:
+            record = self.index.get_bucket(name)
+            read_ahead.remember_bucket(name, record)
+        return record
 
     def list(self) -> list[dict]:
         return self.index.list_buckets()

@@ -63,8 +63,15 @@ def iso8601(ts: float) -> str:
 LAST_HTTP_DATE = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc).timestamp()
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def http_date(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    """RFC 7231's IMF-fixdate, spelled out in English whatever the process's locale."""
+    d = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+    return "%s, %02d %s %04d %02d:%02d:%02d GMT" % (_DAYS[d.weekday()], d.day, _MONTHS[d.month], d.year,
+                                                    d.hour, d.minute, d.second)
 
 
 def parse_http_date(value: str | None) -> float | None:

@@ -36,3 +36,11 @@ def test_iso8601_is_utc_with_truncated_milliseconds():
         want = dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         assert xml.iso8601(ts) == want
     assert xml.iso8601(1764720000.9999) == "2025-12-03T00:00:00.999Z"
+
+
+def test_http_date_is_imf_fixdate():
+    rng = random.Random(7231)
+    for _ in range(20000):
+        ts = rng.uniform(0, xml.LAST_HTTP_DATE)
+        want = dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
+        assert xml.http_date(ts) == want
