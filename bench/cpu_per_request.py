@@ -39,10 +39,10 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
-def cpu_seconds(root: int) -> float:
-    """utime + stime of `root` and all its live descendants (children that exited count
-    through their parent's cutime/cstime only once reaped, so those are added too)."""
-    tree, total, todo = _children(), 0.0, [root]
+def cpu_seconds(root: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of `root` and all its live descendants (children that
+    exited count through their parent's cutime/cstime once reaped, so those are added too)."""
+    tree, user, system, todo = _children(), 0.0, 0.0, [root]
     while todo:
         pid = todo.pop()
         try:
@@ -50,20 +50,22 @@ def cpu_seconds(root: int) -> float:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += sum(int(x) for x in fields[11:15]) / TICK  # utime stime cutime cstime
+        user += (int(fields[11]) + int(fields[13])) / TICK     # utime + cutime
+        system += (int(fields[12]) + int(fields[14])) / TICK   # stime + cstime
         todo.extend(tree.get(pid, ()))
-    return total
+    return user, system
 
 
-async def measure(pid: int, ops_fn) -> tuple[int, float]:
-    """Run `ops_fn()` (returns successful requests) and the CPU the server spent on it."""
-    c0 = cpu_seconds(pid)
+async def measure(pid: int, ops_fn) -> tuple[int, tuple[float, float]]:
+    """Run `ops_fn()` (returns successful requests) and the (user, system) CPU the server spent on it."""
+    u0, s0 = cpu_seconds(pid)
     ops = await ops_fn()
-    return ops, cpu_seconds(pid) - c0
+    u1, s1 = cpu_seconds(pid)
+    return ops, (u1 - u0, s1 - s0)
 
 
-async def scenario(bench: load.Bench, name: str, duration: float, pid: int) -> tuple[int, float, int]:
-    """(requests, server CPU seconds, errors) for one scenario."""
+async def scenario(bench: load.Bench, name: str, duration: float, pid: int) -> tuple[int, tuple, int]:
+    """(requests, server (user, system) CPU seconds, errors) for one scenario."""
     s3, bucket = bench.s3, bench.bucket
     if name.startswith("put-4k-c"):
         res = None
@@ -134,8 +136,10 @@ async def main_async(args) -> list[tuple[str, int, float, int]]:
         for name in args.scenarios.split(","):
             ops, cpu, errors = await scenario(bench, name.strip(), args.duration, args.pid)
             unit = "page (1,000 keys)" if name == "list-10k" else "request"
-            print(f"{name}: {ops} ops, {errors} errors, server CPU {cpu:.2f} s, "
-                  f"{1000 * cpu / max(ops, 1):.3f} ms per {unit}", flush=True)
+            per = 1000 / max(ops, 1)
+            print(f"{name}: {ops} ops, {errors} errors, server CPU {sum(cpu):.2f} s, "
+                  f"{per * sum(cpu):.3f} ms per {unit} (user {per * cpu[0]:.3f}, system {per * cpu[1]:.3f})",
+                  flush=True)
             rows.append((name, ops, cpu, errors))
         return rows
 
