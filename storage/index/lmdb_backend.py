@@ -127,6 +127,40 @@ class _Shared:
                 g._cv.notify_all()
 
 
+class _Reading:
+    """LmdbBackend.read(): a read txn under the shared gate; after another process grew
+    the map (MapResizedError), adopt its size and begin again."""
+
+    __slots__ = ("_b", "_txn")
+
+    def __init__(self, backend: "LmdbBackend") -> None:
+        self._b = backend
+
+    def __enter__(self) -> "_Txn":
+        b = self._b
+        gate = b._gate.shared()
+        while True:
+            gate.__enter__()
+            try:
+                txn = b.env.begin(write=False)
+            except lmdb.MapResizedError:
+                txn = None
+            except BaseException:
+                gate.__exit__()
+                raise
+            if txn is not None:
+                self._txn = txn
+                return _Txn(b, txn, False)
+            gate.__exit__()
+            b._adopt_map_size()
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._txn.abort()
+        finally:
+            self._b._gate.shared().__exit__()
+
+
 class _Txn(Txn):
     """One LMDB transaction (or child transaction, for a savepoint)."""
 
@@ -222,21 +256,9 @@ class LmdbBackend(Backend):
     def describe(self) -> str:
         return f"lmdb:{self.path}"
 
-    @contextmanager
-    def read(self) -> Iterator[_Txn]:
-        while True:
-            with self._gate.shared():
-                try:
-                    txn = self.env.begin(write=False)
-                except lmdb.MapResizedError:
-                    txn = None
-                if txn is not None:
-                    try:
-                        yield _Txn(self, txn, False)
-                    finally:
-                        txn.abort()
-                    return
-            self._adopt_map_size()
+    def read(self) -> "_Reading":
+        """A read txn as a context manager (a class, not a generator: several per request)."""
+        return _Reading(self)
 
     def write(self, fn: Callable[[_Txn], T]) -> T:
         while True:
