@@ -29,8 +29,9 @@ log = logging.getLogger("pocket.integrity")
 
 MIN_SECRET_BYTES = 32
 _DEV_SECRET = "pocket-development-secret-not-for-production-use"
-_SMALL = 16 << 10
+_BLOCK = 64   # SHA-256's block size: HMAC pads its key to it
 _keys: dict[str, bytes] = {}
+_pads: dict[str, tuple] = {}  # see _keyed_pads
 
 
 def derive(secret: str, purpose: str) -> bytes:
@@ -40,6 +41,7 @@ def derive(secret: str, purpose: str) -> bytes:
 
 def use_secret(secret: str) -> None:
     _keys["data"] = derive(secret, "data-mac/v2")
+    _pads.clear()
 
 
 def data_key() -> bytes:
@@ -50,12 +52,26 @@ def data_key() -> bytes:
     return _keys["data"]
 
 
+def _keyed_pads() -> tuple:
+    """HMAC's inner and outer SHA-256 states after absorbing the padded key (RFC 2104).
+
+    Computed once per key, then copied per MAC: a fresh hmac object per pack record
+    header or 4 KiB archive was 7 % of a small PUT's CPU (py-spy), and the key schedule
+    is two of the four compressions such a short message costs."""
+    key = data_key().ljust(_BLOCK, b"\0")   # a 32-byte key is used as is, not hashed first
+    pads = (hashlib.sha256(bytes(b ^ 0x36 for b in key)), hashlib.sha256(bytes(b ^ 0x5C for b in key)))
+    _pads["data"] = pads   # one assignment: threads that race here compute the same pair
+    return pads
+
+
 def mac64(data: bytes | memoryview, seed: int = 0) -> int:
-    """The keyed 64-bit checksum of format 2 archives and packs. `seed` binds a pack
-    record header to its pack, as the salt did for the unkeyed one."""
-    prefix = seed.to_bytes(8, "little")
-    if len(data) < _SMALL:    # one C call: 4x faster for pack headers and tiny records
-        return int.from_bytes(hmac.digest(data_key(), prefix + bytes(data), "sha256")[:8], "little")
-    h = hmac.new(data_key(), prefix, hashlib.sha256)
-    h.update(data)            # releases the GIL
-    return int.from_bytes(h.digest()[:8], "little")
+    """The keyed 64-bit checksum of format 2 archives and packs: HMAC-SHA256(data key,
+    seed as 8 bytes little-endian + data), first 8 bytes, little-endian. `seed` binds a
+    pack record header to its pack, as the salt did for the unkeyed one."""
+    inner_pad, outer_pad = _pads.get("data") or _keyed_pads()
+    inner = inner_pad.copy()
+    inner.update(seed.to_bytes(8, "little"))
+    inner.update(data)        # releases the GIL above 2 KiB
+    outer = outer_pad.copy()
+    outer.update(inner.digest())
+    return int.from_bytes(outer.digest()[:8], "little")

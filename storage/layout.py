@@ -191,10 +191,15 @@ def unpack_footer(raw: bytes) -> tuple[int, int]:
     return length, want
 
 
-def unpack_trailer(raw: bytes, want: int, fmt: int = FORMAT_VERSION) -> dict:
-    """The manifest, checked with the checksum of format `fmt` (the header's)."""
+def check_trailer(raw: bytes, want: int, fmt: int = FORMAT_VERSION) -> None:
+    """Raise CorruptFragment unless `raw` has the checksum of format `fmt` (the header's)."""
     if checksum(raw, fmt) != want:
         raise CorruptFragment("archive trailer (manifest) checksum mismatch")
+
+
+def unpack_trailer(raw: bytes, want: int, fmt: int = FORMAT_VERSION) -> dict:
+    """The manifest, checked with the checksum of format `fmt` (the header's)."""
+    check_trailer(raw, want, fmt)
     return json.loads(raw)
 
 

@@ -63,6 +63,7 @@ class Metrics:
         self.latency = Histogram("pocket_s3_request_seconds", "S3 request latency (until the handler returns)",
                                  ["operation"], registry=r,
                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
+        self._series: dict[tuple[str, int], tuple] = {}   # see request_done
         self.bytes_in = Counter("pocket_s3_bytes_received", "Object body bytes received by PUT and UploadPart, counted as they arrive", registry=r)
         self.bytes_out = Counter("pocket_s3_bytes_sent", "Response body bytes sent", registry=r)
         self.disk_up = Gauge("pocket_disk_up", "1 if the disk answers, 0 if it is down", ["disk"], registry=r)
@@ -92,6 +93,17 @@ class Metrics:
                                          "Incomplete multipart uploads aborted by lifecycle rules", registry=r)
         self.lifecycle_passes = Counter("pocket_lifecycle_passes", "Lifecycle passes finished (stalled: not rising)",
                                         registry=r)
+
+    def request_done(self, operation: str, status: int, seconds: float) -> None:
+        """Count one S3 request. The labelled series are looked up once per (operation,
+        status) and kept: `.labels()` takes a lock and builds a tuple on every call, which
+        was as much as counting and observing themselves."""
+        series = self._series.get((operation, status))
+        if series is None:
+            series = self._series[(operation, status)] = (self.requests.labels(operation, str(status)),
+                                                          self.latency.labels(operation))
+        series[0].inc()
+        series[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import functools
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
 
 from .backend import Backend
@@ -47,11 +46,9 @@ class Index:
         return self.backend.describe()
 
     # ---- transactions --------------------------------------------------
-    @contextmanager
-    def read(self) -> Iterator[IndexTxn]:
+    def read(self) -> "_Snapshot":
         """Read-only snapshot.  Keep it short: don't hold it across awaits."""
-        with self.backend.read() as txn:
-            yield IndexTxn(txn)
+        return _Snapshot(self.backend.read())
 
     def write(self, fn: Callable[[IndexTxn], T]) -> T:
         """Run ``fn(ops)`` in one write txn and commit; returns fn's result.
@@ -238,6 +235,22 @@ class _VersionWalk:
         self.done = not page.is_truncated
         self.key_marker, self.version_marker = page.next_key_marker, page.next_version_id_marker
         return page.versions
+
+
+class _Snapshot:
+    """Index.read(): the backend's read txn as an IndexTxn (a class, not a generator:
+    requests take several, and each generator context manager cost a microsecond)."""
+
+    __slots__ = ("_reading",)
+
+    def __init__(self, reading) -> None:
+        self._reading = reading
+
+    def __enter__(self) -> IndexTxn:
+        return IndexTxn(self._reading.__enter__())
+
+    def __exit__(self, *exc):
+        return self._reading.__exit__(*exc)
 
 
 def open_index(cfg) -> Index:

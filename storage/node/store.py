@@ -332,13 +332,15 @@ class DiskStore:
         return out
 
 
-def check_archive(pread, end: int, name: str) -> dict:
-    """The manifest of a whole archive, once its header names it `name` and its footer is
-    intact. Only the current format is taken in: nothing writes format 1 any more."""
-    header = layout.ArchiveHeader.unpack(pread(0, layout.HEADER_SIZE))
+def check_archive(pread, end: int, name: str) -> None:
+    """Raise CorruptFragment unless the archive's header names it `name` and its footer and
+    trailer are intact. Only the current format is taken in: nothing writes format 1 any
+    more. The manifest is not decoded: nobody here reads it, and decoding it three times
+    per replicated PUT was 4 % of a small PUT's CPU (py-spy)."""
+    raw, want, header = _trailer(pread, end, layout.STRICT)
     if layout.archive_name(header.version_id, header.index) != name:
         raise layout.CorruptFragment(f"archive header names {header.version_id}.{header.index}, not {name}")
-    return _manifest(pread, end, layout.STRICT)
+    layout.check_trailer(raw, want, header.fmt)
 
 
 def _slicer(data: bytes):
@@ -366,13 +368,19 @@ def _manifest(pread, end: int, accept: frozenset[int] = layout.ANY_FORMAT) -> di
 
     Archives written before keyed checksums are read too (index rebuild, scrub collection);
     whether their object may still be in that format is the reader's call (layout.accepted)."""
+    raw, want, header = _trailer(pread, end, accept)
+    return layout.unpack_trailer(raw, want, header.fmt)
+
+
+def _trailer(pread, end: int, accept: frozenset[int]) -> tuple[bytes, int, layout.ArchiveHeader]:
+    """(trailer bytes, the checksum the footer wants, header) of an archive."""
     header = layout.ArchiveHeader.unpack(pread(0, layout.HEADER_SIZE), accept)
     if end < layout.HEADER_SIZE + layout.FOOTER_SIZE:
         raise layout.CorruptFragment("archive too short")
     length, want = layout.unpack_footer(pread(end - layout.FOOTER_SIZE, layout.FOOTER_SIZE))
     if length > end - layout.HEADER_SIZE - layout.FOOTER_SIZE:
         raise layout.CorruptFragment(f"footer claims a {length}-byte trailer in a {end}-byte archive")
-    return layout.unpack_trailer(pread(end - layout.FOOTER_SIZE - length, length), want, header.fmt)
+    return pread(end - layout.FOOTER_SIZE - length, length), want, header
 
 
 def _seal(fd: int, chunks: list[bytes], name: str) -> None:

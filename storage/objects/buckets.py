@@ -25,7 +25,10 @@ class BucketService:
 
     def get(self, name: str) -> dict | None:
         record = read_ahead.bucket(name)
-        return self.index.get_bucket(name) if record is read_ahead.MISS else record
+        if record is read_ahead.MISS:
+            record = self.index.get_bucket(name)
+            read_ahead.remember_bucket(name, record)
+        return record
 
     async def aget(self, name: str) -> dict | None:
         """get for asyncio code: a bucket other than the request's (read ahead) is read through `index.call`."""

@@ -121,8 +121,7 @@ async def s3_entry(http: web.Request) -> web.StreamResponse:
     if resp.status >= 400 and "error_code" not in http:   # answered by a handler without an S3Error
         http["error_code"] = str(resp.status)
     operation = http["operation"]
-    gw.metrics.requests.labels(operation, str(resp.status)).inc()
-    gw.metrics.latency.labels(operation).observe(time.perf_counter() - started)
+    gw.metrics.request_done(operation, resp.status, time.perf_counter() - started)
     return resp
 
 

@@ -39,16 +39,24 @@ async def _page(req: S3Request, start_after: str):
                                             start_after=start_after, max_keys=_max_keys(req))
 
 
-def _entries(req: S3Request, page, enc, owner: bool):
+def _entries(req: S3Request, page, enc, owner: bool) -> list[str]:
+    """Contents and CommonPrefixes rendered as text (xml.leaf): a page holds up to 1,000."""
+    leaf, iso = xml.leaf, xml.iso8601
     out = []
     for key, rec in page.contents:
-        children = [("Key", enc(key)), ("LastModified", xml.iso8601(rec["created"])),
-                    ("ETag", f'"{rec["etag"]}"'), ("Size", rec["size"]), ("StorageClass", "STANDARD")]
+        parts = [leaf("Key", enc(key)), leaf("LastModified", iso(rec["created"])),
+                 leaf("ETag", f'"{rec["etag"]}"'), leaf("Size", rec["size"]), "<StorageClass>STANDARD</StorageClass>"]
         if owner:
-            children.append(xml.element("Owner", [("ID", rec.get("owner", "")), ("DisplayName", rec.get("owner", ""))]))
-        out.append(xml.element("Contents", children))
-    out += [xml.element("CommonPrefixes", [("Prefix", enc(p))]) for p in page.common_prefixes]
+            name = rec.get("owner", "")
+            parts.append(xml.branch("Owner", [leaf("ID", name), leaf("DisplayName", name)]))
+        out.append(xml.branch("Contents", parts))
+    out += [xml.branch("CommonPrefixes", [leaf("Prefix", enc(p))]) for p in page.common_prefixes]
     return out
+
+
+def _render(fields: list[tuple[str, object]], entries: list[str]) -> web.Response:
+    body = xml.text_document("ListBucketResult", [xml.leaf(tag, value) for tag, value in fields] + entries)
+    return web.Response(body=body, content_type="application/xml")
 
 
 def _common(req: S3Request, enc) -> list:
@@ -83,8 +91,7 @@ async def list_objects_v2(req: S3Request) -> web.Response:
         fields.append(("StartAfter", enc(req.query["start-after"])))
     if page.is_truncated:
         fields.append(("NextContinuationToken", base64.urlsafe_b64encode(page.next_marker.encode()).decode()))
-    body = xml.element("ListBucketResult", fields + _entries(req, page, enc, req.query.get("fetch-owner") == "true"))
-    return web.Response(body=xml.document(body), content_type="application/xml")
+    return _render(fields, _entries(req, page, enc, req.query.get("fetch-owner") == "true"))
 
 
 async def list_objects_v1(req: S3Request) -> web.Response:
@@ -96,5 +103,4 @@ async def list_objects_v1(req: S3Request) -> web.Response:
     fields.append(("IsTruncated", "true" if page.is_truncated else "false"))
     if page.is_truncated and "delimiter" in req.query:
         fields.append(("NextMarker", enc(page.next_marker)))
-    body = xml.element("ListBucketResult", fields + _entries(req, page, enc, True))
-    return web.Response(body=xml.document(body), content_type="application/xml")
+    return _render(fields, _entries(req, page, enc, True))

@@ -166,6 +166,9 @@ async def head_object(req: S3Request) -> web.Response:
     return web.Response(headers=headers)
 
 
+_TOO_FEW = "Too few fragments of this object are readable right now; retry once the disks are back."
+
+
 async def get_object(req: S3Request) -> web.StreamResponse:
     bucket, record = await _object(req)
     customer_key = sse.key_to_read(req, record)
@@ -189,8 +192,9 @@ async def get_object(req: S3Request) -> web.StreamResponse:
         raise errors.ServiceUnavailable(f"The key this object was encrypted with is not available: {e}") from e
     except Unreadable as e:
         log.error("GET %s: %s", req.resource, e)
-        raise errors.ServiceUnavailable(
-            "Too few fragments of this object are readable right now; retry once the disks are back.") from e
+        raise errors.ServiceUnavailable(_TOO_FEW) from e
+    if len(first) == end - start + 1:
+        return await _whole(req, stream, status, headers, first)
     resp = web.StreamResponse(status=status, headers=headers)
     resp.content_length = end - start + 1
     await resp.prepare(req.http)
@@ -206,6 +210,20 @@ async def get_object(req: S3Request) -> web.StreamResponse:
         return resp
     await resp.write_eof()
     return resp
+
+
+async def _whole(req: S3Request, stream, status: int, headers: dict, first) -> web.Response:
+    """The answer when its first piece is all of it (small objects and ranges): headers
+    and body leave in one socket write instead of two, a sixth of a 4 KiB GET's CPU
+    (py-spy), and a read that fails at its end still gets a proper 503."""
+    parts = [first]
+    try:
+        async for rest in stream:   # nothing is left: this runs the reader's end-of-stream checks
+            parts.append(rest)
+    except Unreadable as e:
+        log.error("GET %s: %s", req.resource, e)
+        raise errors.ServiceUnavailable(_TOO_FEW) from e
+    return web.Response(status=status, headers=headers, body=b"".join(parts))
 
 
 async def delete_object(req: S3Request) -> web.Response:

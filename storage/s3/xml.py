@@ -30,15 +30,48 @@ def document(root: ET.Element) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + references(ET.tostring(root, encoding="utf-8"))
 
 
+def leaf(tag: str, value) -> str:
+    """`<tag>value</tag>` as text, exactly as element() and document() would render it.
+
+    For pages of a thousand entries (listings): building and serialising an Element per
+    field was 55 % of a ListObjectsV2 request's CPU; joining strings costs a fifth of that."""
+    text = encodable(str(value))
+    if "&" in text or "<" in text or ">" in text:
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f"<{tag}>{text}</{tag}>" if text else f"<{tag} />"
+
+
+def branch(tag: str, parts: list[str]) -> str:
+    """An element of already rendered children (leaf, branch); empty renders as element() does."""
+    return f"<{tag}>{''.join(parts)}</{tag}>" if parts else f"<{tag} />"
+
+
+def text_document(tag: str, parts: list[str]) -> bytes:
+    """document(element(tag, ...)) for a root whose children were rendered as text."""
+    inner = "".join(parts)
+    root = f'<{tag} xmlns="{NS}">{inner}</{tag}>' if inner else f'<{tag} xmlns="{NS}" />'
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + references(root.encode("utf-8"))
+
+
 def iso8601(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """S3's timestamp with milliseconds (truncated, as strftime's %f cut to three digits did)."""
+    d = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (d.year, d.month, d.day, d.hour, d.minute, d.second,
+                                                     d.microsecond // 1000)
 
 
 LAST_HTTP_DATE = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc).timestamp()
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def http_date(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    """RFC 7231's IMF-fixdate, spelled out in English whatever the process's locale."""
+    d = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+    return "%s, %02d %s %04d %02d:%02d:%02d GMT" % (_DAYS[d.weekday()], d.day, _MONTHS[d.month], d.year,
+                                                    d.hour, d.minute, d.second)
 
 
 def parse_http_date(value: str | None) -> float | None:

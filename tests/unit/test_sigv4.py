@@ -235,6 +235,32 @@ def test_wrong_secret():
         auth(*sign("GET", "k", creds=(AK, "not-the-secret")))
 
 
+def test_cached_keys_serve_only_their_secret_date_and_region():
+    """The signing key and the parsed date are cached between requests: a request signed
+    with a wrong secret, another day or another region after a good one must still fail."""
+    assert auth(*sign("GET", "k")).access_key == AK
+    with pytest.raises(errors.SignatureDoesNotMatch):
+        auth(*sign("GET", "k", creds=(AK, "not-the-secret")))
+    assert auth(*sign("GET", "k")).access_key == AK
+    method, path, query, headers = sign("GET", "k", region="eu-west-1")
+    assert auth(method, path, query, headers).scope.split("/")[1] == "eu-west-1"
+    headers["Authorization"] = headers["Authorization"].replace("/eu-west-1/", "/us-east-1/")
+    with pytest.raises(errors.SignatureDoesNotMatch):
+        auth(method, path, query, headers)
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
+    yesterday = now - datetime.timedelta(days=1)
+    with mock.patch("botocore.auth.get_current_datetime", return_value=yesterday):
+        method, path, query, headers = sign("GET", "k")
+    assert auth(method, path, query, headers, now=calendar.timegm(yesterday.timetuple()))
+    day, today = yesterday.strftime("%Y%m%d"), now.strftime("%Y%m%d")
+    headers["X-Amz-Date"] = now.strftime("%Y%m%dT%H%M%SZ")   # yesterday's signature, moved to today
+    headers["Authorization"] = headers["Authorization"].replace(f"/{day}/", f"/{today}/")
+    with pytest.raises(errors.SignatureDoesNotMatch):
+        auth(method, path, query, headers, now=calendar.timegm(now.timetuple()))
+    with pytest.raises(errors.SignatureDoesNotMatch):
+        auth(*sign("GET", "k", creds=(AK, SK + "x")))
+
+
 def test_unknown_access_key():
     with pytest.raises(errors.InvalidAccessKeyId) as info:
         auth(*sign("GET", "k", creds=("AKIDUNKNOWN", SK)))

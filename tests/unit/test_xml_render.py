@@ -1,0 +1,46 @@
+"""The text renderer listings use (xml.leaf/branch/text_document) must give the bytes the
+Element builder gives, for any key a client can send; and iso8601 must keep its format."""
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+from storage.s3 import xml
+
+ALPHABET = "aZ09/-_.~ &<>\"'\r\n\t\x00\x01\x1f\x7fé€\U0001F600\udcff\ud800"
+
+
+def _text(rng: random.Random) -> str:
+    return "".join(rng.choice(ALPHABET) for _ in range(rng.randrange(0, 12)))
+
+
+def test_text_rendering_matches_element_rendering():
+    rng = random.Random(14)
+    for _ in range(2000):
+        fields = [(f"F{i}", _text(rng) if rng.random() < 0.8 else rng.randrange(10**6)) for i in range(rng.randrange(4))]
+        entries = []
+        parts = []
+        for _ in range(rng.randrange(4)):
+            kids = [(f"K{i}", _text(rng)) for i in range(rng.randrange(3))]
+            entries.append(xml.element("Contents", kids))
+            parts.append(xml.branch("Contents", [xml.leaf(t, v) for t, v in kids]))
+        want = xml.document(xml.element("ListBucketResult", fields + entries))
+        got = xml.text_document("ListBucketResult", [xml.leaf(t, v) for t, v in fields] + parts)
+        assert got == want
+
+
+def test_iso8601_is_utc_with_truncated_milliseconds():
+    rng = random.Random(8601)
+    for _ in range(20000):
+        ts = round(rng.uniform(0, 4e9), rng.randrange(7))
+        want = dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        assert xml.iso8601(ts) == want
+    assert xml.iso8601(1764720000.9999) == "2025-12-03T00:00:00.999Z"
+
+
+def test_http_date_is_imf_fixdate():
+    rng = random.Random(7231)
+    for _ in range(20000):
+        ts = rng.uniform(0, xml.LAST_HTTP_DATE)
+        want = dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
+        assert xml.http_date(ts) == want
