@@ -55,7 +55,7 @@ def test_a_command_help_imports_no_storage(tmp_path):
 
 
 def test_status_of_a_stopped_cluster_does_not_load_the_gateway(tmp_path):
-    from storage.config import embedded
+    from storage.config_embedded import embedded
     data = tmp_path / "cluster"
     embedded(str(data), 9, nodes=0, disks=6)
     proc, code, modules = _pocket(tmp_path, "status", "--data", str(data), "--json")
