@@ -66,18 +66,9 @@ async def collect_orphans(cluster, index, r, found: dict[str, dict[int, str]], l
                   "`pocket scrub --force-orphans` removes them", len(candidates), versions)
         r.orphans_kept += [{**row, "why": "safety valve"} for rows in candidates for row in rows]
         return
-    for rows in candidates:
-        for row in rows:
-            try:
-                if await cluster.disks[row["disk"]].delete_archive(row["archive"]):
-                    r.orphans_removed.append(row)
-                    if metrics:
-                        metrics.orphans_removed.inc()
-            except PacksOwnedElsewhere:
-                r.orphans_kept.append({**row, "why": "packed on a disk a running process owns; "
-                                                     "its own scrub removes it"})
-            except Exception as e:
-                log.warning("scrub: could not remove orphan %s on %s: %r", row["archive"], row["disk"], e)
+    on_removed = metrics.orphans_removed.inc if metrics else None
+    await delete_archives(cluster, [row for rows in candidates for row in rows], r.orphans_removed, r.orphans_kept,
+                          "orphan", on_removed)
     if r.orphans_removed:
         log.info("scrub: removed %d orphaned archives", len(r.orphans_removed))
 
@@ -94,3 +85,20 @@ async def _owner(cluster, vid: str, where: dict[int, str]) -> tuple[tuple[str, s
         if "bucket" in manifest and "key" in manifest:
             return (manifest["bucket"], manifest["key"]), float(manifest.get("copied") or id_time(vid))
     return None, id_time(vid)
+
+
+async def delete_archives(cluster, rows: list[dict], removed: list, kept: list, what: str,
+                          on_removed=None) -> None:
+    """Delete each row's archive from its disk: removed ones go to `removed`; small archives
+    packed on a disk another running process owns go to `kept` (that process's own scrub
+    removes them); any other failure is logged and left for the next pass."""
+    for row in rows:
+        try:
+            if await cluster.disks[row["disk"]].delete_archive(row["archive"]):
+                removed.append(row)
+                if on_removed:
+                    on_removed()
+        except PacksOwnedElsewhere:
+            kept.append({**row, "why": "packed on a disk a running process owns; its own scrub removes it"})
+        except Exception as e:
+            log.warning("scrub: could not remove %s %s on %s: %r", what, row["archive"], row["disk"], e)

@@ -44,11 +44,10 @@ from typing import Callable
 
 from .. import layout
 from ..index import disks as disk_table
-from ..node.packs import PacksOwnedElsewhere
 from ..objects.contracts import VersionRecord
 from ..objects.ids import id_time
 from .deletes import finish_deletes
-from .garbage import collect_orphans
+from .garbage import collect_orphans, delete_archives
 from .queue import SCRUB_META, RepairQueue
 from .records import rewrite_records
 from .sets import find_set, live_sets
@@ -280,15 +279,7 @@ class Scrubber:
             log.info("scrub: %d stray copies kept while slot moves are running or the volume table "
                      "changes; the next pass removes them", len(strays))
             return
-        for row in strays:
-            try:
-                if await self.cluster.disks[row["disk"]].delete_archive(row["archive"]):
-                    r.strays_removed.append(row)
-            except PacksOwnedElsewhere:
-                r.orphans_kept.append({**row, "why": "packed on a disk a running process owns; "
-                                                     "its own scrub removes it"})
-            except Exception as e:
-                log.warning("scrub: could not remove stray copy %s on %s: %r", row["archive"], row["disk"], e)
+        await delete_archives(self.cluster, strays, r.strays_removed, r.orphans_kept, "stray copy")
         if r.strays_removed:
             log.info("scrub: removed %d stray copies of fragments whose slot is on another disk",
                      len(r.strays_removed))
