@@ -32,7 +32,7 @@ def up(data: str, port: int | None, host: str | None, nodes: int, disks: int, tl
     """Start a complete one-machine cluster and print its endpoint and keys."""
     import subprocess
 
-    from storage import config as config_mod
+    from storage.config_embedded import embedded
 
     from .lifeline import lifeline
     if bool(tls_cert) != bool(tls_key):
@@ -42,7 +42,7 @@ def up(data: str, port: int | None, host: str | None, nodes: int, disks: int, tl
     gateways = gateways or (2 if postgres else 1)
     if postgres:
         nodes = max(nodes, 1)    # gateways share the disks only through node processes
-    path = config_mod.embedded(data, port or 9000, nodes=nodes, disks=disks, gateways=gateways, postgres=postgres)
+    path = embedded(data, port or 9000, nodes=nodes, disks=disks, gateways=gateways, postgres=postgres)
     cfg = load_config(None, path)
     _check_shape(cfg, path, postgres)
     if tls_cert:

@@ -1,42 +1,21 @@
 """Configuration: one TOML file, every scalar setting overridable from the environment.
 
-`pocket up` needs no file at all: `embedded()` builds the same typed tree from a data
-folder and writes it to `<data>/pocket.toml`, so one-shot commands given `--data DIR`
-find the cluster the same way as those given `--config FILE`. Mistakes are reported at
+`pocket up` needs no file at all: `config_embedded.embedded()` writes one to
+`<data>/pocket.toml`, so one-shot commands given `--data DIR` find the cluster the same way as those given `--config FILE`. Mistakes are reported at
 start-up naming the bad key, not discovered on the first request.
 """
 from __future__ import annotations
 
 import ipaddress
 import os
-import secrets
 import tomllib
 from dataclasses import dataclass, field, fields
 
-from .codec import parse_policy
-from .integrity import MIN_SECRET_BYTES
+from .config_rules import problems
 
 
 class ConfigError(ValueError):
     pass
-
-
-# The least scrub.orphan_grace. Between its archives and its index commit a write looks
-# like an orphan; the process writing it knows it exactly, but other gateways (and
-# `pocket scrub`) learn of it from its gateway's report in the index, which trails a new
-# write by up to a second (storage/objects/in_flight.py REPORT_SECONDS, plus the commit).
-# The rest is for clocks: a version id is stamped by the writing server's clock and aged
-# by the scrubbing one's, and a migrated copy's `copied` time is taken just before its
-# write registers.
-MIN_ORPHAN_GRACE = 10.0
-
-
-def fingerprint_bytes(text: str) -> bytes:
-    """A SHA-256 fingerprint as written in the config, e.g. `AB:CD:…` or `abcd…`."""
-    raw = bytes.fromhex(text.replace(":", "").strip())
-    if len(raw) != 32:
-        raise ValueError("a tls_fingerprint is the SHA-256 of the certificate: 64 hex digits")
-    return raw
 
 
 @dataclass
@@ -236,119 +215,7 @@ class Config:
 
     def problems(self):
         """Every problem of the settings, one message each (`pocket config check` lists them all)."""
-        if not self.cluster_secret:
-            yield "cluster_secret is empty: set it in the config or POCKET_CLUSTER_SECRET"
-        elif len(self.cluster_secret.encode()) < MIN_SECRET_BYTES:
-            yield (f"cluster_secret is {len(self.cluster_secret.encode())} bytes; it keys every node "
-                   f"request and on-disk checksum, so it must be at least {MIN_SECRET_BYTES} bytes "
-                   "(e.g. `python3 -c 'import secrets; print(secrets.token_hex(32))'`)")
-        for node in self.nodes:
-            yield from _tls_problems(node)
-        shapes = {}
-        for name, spec in self.policies.items():
-            try:
-                shapes[name] = parse_policy(spec)
-            except ValueError as e:
-                yield f"policies.{name}: {e}"
-        for key in ("default_policy", "small_policy"):
-            name = getattr(self.storage, key)
-            if name and name not in self.policies:
-                yield f"storage.{key} = {name!r} is not one of the policies {sorted(self.policies)}"
-        widest = max((sum(shape) for shape in shapes.values()), default=0)
-        disks = [d.id for n in self.nodes for d in n.disks]
-        if len(disks) < widest:
-            yield f"the policies need {widest} disks but the config lists {len(disks)}"
-        duplicates = sorted({d for d in disks if disks.count(d) > 1})
-        if duplicates:
-            yield f"disk ids must be unique across all nodes; repeated: {duplicates}"
-        if not self.credentials:
-            yield ("no credentials: add [[credentials]] access_key/secret_key, "
-                   "or set POCKET_ACCESS_KEY and POCKET_SECRET_KEY")
-        for key in ("rate", "interval", "start_delay", "collect_interval", "orphan_grace"):
-            if getattr(self.scrub, key) < 0:
-                yield f"scrub.{key} must not be negative"
-        if 0 <= self.scrub.orphan_grace < MIN_ORPHAN_GRACE:
-            yield orphan_grace_problem("scrub.orphan_grace", self.scrub.orphan_grace)
-        if self.repair.rate < 0:
-            yield "repair.rate must be 0 (unlimited) or bytes per second"
-        if self.repair.concurrency < 1:
-            yield "repair.concurrency must be at least 1"
-        if self.repair.failed_after <= 0:
-            yield ("repair.failed_after must be a positive number of seconds (default 900: a disk down "
-                   "15 minutes is declared failed); `pocket disk fail DISK` declares one at once")
-        if self.repair.move_rate < 0:
-            yield "repair.move_rate must be 0 (no limit) or bytes per second"
-        if self.repair.move_settle < 0:
-            yield "repair.move_settle must not be negative"
-        if not 0 < self.repair.disk_afr < 1:
-            yield "repair.disk_afr is a yearly probability: between 0 and 1, e.g. 0.02"
-        for key in ("interval", "rate"):
-            if getattr(self.lifecycle, key) < 0:
-                yield f"lifecycle.{key} must be 0 (off/unlimited) or a positive number"
-        if self.lifecycle.day_seconds <= 0:
-            yield "lifecycle.day_seconds must be positive (86400 but in tests)"
-        for key in ("header_timeout", "body_timeout"):
-            if getattr(self.gateway, key) <= 0:
-                yield f"gateway.{key} must be a positive number of seconds"
-        if self.gateway.body_min_rate < 0:
-            yield "gateway.body_min_rate must be 0 (no minimum) or bytes per second"
-        if self.gateway.max_uploads < 1:
-            yield "gateway.max_uploads must be at least 1"
-        if self.gateway.index_max_size < 256 << 10:
-            yield "gateway.index_max_size must be at least 256 KiB (default 4 TiB)"
-        if self.index.backend not in ("lmdb", "postgres"):
-            yield (f"index.backend = {self.index.backend!r}: use \"lmdb\" (embedded, the default) "
-                   "or \"postgres\" (with index.dsn)")
-        if self.index.backend == "postgres" and not self.index.dsn:
-            yield ("index.backend is \"postgres\" but index.dsn is empty: set it (or POCKET_INDEX_DSN) "
-                   "to e.g. postgresql://pocket@db.example/pocket")
-        if self.index.pool_size < 2:
-            yield "index.pool_size must be at least 2"
-        if self.index.lease_seconds < 1:
-            yield "index.lease_seconds must be at least 1 (default 30)"
-        if self.storage.segment_size < 4096:
-            yield "storage.segment_size must be at least 4096 bytes"
-        if not 0 <= self.storage.pack_threshold <= self.storage.pack_size:
-            yield "storage.pack_threshold must be between 0 (no packs) and storage.pack_size"
-        if self.storage.pack_size < 1 << 20:
-            yield "storage.pack_size must be at least 1 MiB"
-        if self.storage.compact_interval < 0:
-            yield "storage.compact_interval must be 0 (never) or a number of seconds"
-        if bool(self.gateway.tls_cert) != bool(self.gateway.tls_key):
-            yield ("gateway.tls_cert and gateway.tls_key go together: set both (PEM certificate chain "
-                   "and its private key) or neither (plain HTTP)")
-        for key in ("drain_delay", "shutdown_timeout"):
-            if getattr(self.gateway, key) < 0:
-                yield f"gateway.{key} must not be negative"
-        if self.log.format not in ("text", "json"):
-            yield f"log.format = {self.log.format!r}: use \"text\" or \"json\""
-        if self.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            yield f"log.level = {self.log.level!r}: use debug, info, warning or error"
-
-
-def orphan_grace_problem(name: str, value: float) -> str:
-    return (f"{name} = {value:g} is below {MIN_ORPHAN_GRACE:g} s: an upload begun on another gateway "
-            f"reaches the index's list of writes in flight only that late (and clocks differ), so a "
-            f"scrub pass could delete the archives of an upload that has not committed yet")
-
-
-def _tls_problems(node: NodeConfig):
-    where = f"nodes[{node.id}]"
-    tls = [k for k in ("tls_cert", "tls_key", "tls_fingerprint", "tls_ca") if getattr(node, k)]
-    if not node.url.startswith("https://"):
-        if tls:
-            yield f"{where} sets {tls} but its url is not https://; use https:// to turn TLS on"
-        return
-    if not (node.tls_cert and node.tls_key):
-        yield f"{where} has an https url: set tls_cert and tls_key (the node's certificate and key)"
-    if not (node.tls_fingerprint or node.tls_ca):
-        yield (f"{where} has an https url: pin its certificate with tls_fingerprint "
-               "(`openssl x509 -noout -fingerprint -sha256 -in CERT`) or tls_ca (a CA file)")
-    if node.tls_fingerprint:
-        try:
-            fingerprint_bytes(node.tls_fingerprint)
-        except ValueError as e:
-            yield f"{where}.tls_fingerprint: {e}"
+        return problems(self)
 
 
 def load(path: str) -> Config:
@@ -481,44 +348,3 @@ def apply_env(cfg: Config, env=os.environ) -> Config:
         cfg.credentials = [Credential(env["POCKET_ACCESS_KEY"], env["POCKET_SECRET_KEY"])] + [
             c for c in cfg.credentials if c.access_key != env["POCKET_ACCESS_KEY"]]
     return cfg
-
-
-def embedded(data: str, port: int, nodes: int = 0, disks: int = 6, gateways: int = 1,
-             postgres: bool = False) -> str:
-    """Write `<data>/pocket.toml` for a one-machine cluster unless it exists; returns its path.
-
-    Credentials and the cluster secret are generated once here and kept in the file
-    (mode 0600), so a restart on the same folder finds the same keys and every object.
-    Ports from `port` up: the gateways, then the nodes, then (with `postgres`) the
-    PostgreSQL server of `pocket up --postgres`, whose password is generated here too."""
-    path = os.path.join(data, "pocket.toml")
-    if os.path.exists(path):
-        return path
-    os.makedirs(data, exist_ok=True)
-    lines = [
-        'data = "."',
-        f'cluster_secret = "{secrets.token_hex(32)}"',
-        "",
-        "[gateway]",
-        f'listen = "127.0.0.1:{port}"',
-        "",
-        "[[credentials]]",
-        f'access_key = "PK{secrets.token_hex(9).upper()}"',
-        f'secret_key = "{secrets.token_urlsafe(30)}"',
-    ]
-    if postgres:
-        lines += ["", "[index]", 'backend = "postgres"',
-                  f'dsn = "postgresql://pocket:{secrets.token_hex(16)}@127.0.0.1:{port + gateways + nodes}/pocket"']
-    groups = max(nodes, 1)
-    per_node = -(-disks // groups)
-    for n in range(groups):
-        lines += ["", "[[nodes]]", f'id = "node{n + 1}"', f'zone = "zone-1"']
-        if nodes:
-            lines.append(f'url = "http://127.0.0.1:{port + gateways + n}"')
-        entries = ", ".join(f'{{ id = "d{n * per_node + i + 1}", path = "disks/d{n * per_node + i + 1}" }}'
-                            for i in range(per_node))
-        lines.append(f"disks = [{entries}]")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write("# Generated by `pocket up`; edit freely. Keys here are secret.\n" + "\n".join(lines) + "\n")
-    return path

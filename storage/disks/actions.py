@@ -22,7 +22,7 @@ from collections import Counter
 
 from ..durability.sets import live_sets
 from ..index import disks as disk_table
-from ..objects.service import write_record
+from ..objects.records import write_record
 from ..placement import rebalance
 from ..placement.replace import NoReplacement, choose_replacement, slot_counts
 

@@ -16,7 +16,7 @@ import json
 import logging
 from typing import Awaitable, Callable
 
-from ..objects.service import delete_if_current
+from ..objects.commits import delete_if_current
 
 log = logging.getLogger("pocket.scrub")
 

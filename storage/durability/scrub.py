@@ -16,7 +16,7 @@ findings. One pass here (`Scrubber.run_once`) reads no archive bytes; it does th
    which only the index can tell from a forgery) for an object written keyed. Damage of live objects goes to the repair
    queue; disks that did not answer are skipped, not counted as missing (a down disk is
    the repairer's business once it is back).
-3. **Collect garbage.** An archive whose version the index does not reference (a
+3. **Collect garbage** (garbage.py). An archive whose version the index does not reference (a
    replaced or deleted version whose cleanup failed, an upload that never committed,
    a part of an aborted upload) and is older than `orphan_grace` is deleted. Its
    manifest (read from the disk: a small read, only for these) names its bucket and key,
@@ -45,25 +45,20 @@ from typing import Callable
 
 from .. import layout
 from ..index import disks as disk_table
-from ..index_backup import RESTORED_META
-from ..node.packs import PacksOwnedElsewhere
 from ..objects.contracts import VersionRecord
-from ..objects import in_flight
 from ..objects.ids import id_time
 from ..objects.in_flight import Writes
 from .deletes import finish_deletes
+from .garbage import collect_orphans, delete_archives
 from .queue import SCRUB_META, RepairQueue
 from .records import rewrite_records
-from .sets import alive_sets, find_set
+from .sets import alive_sets
 
 log = logging.getLogger("pocket.scrub")
 
 POLL_SECONDS = 0.25      # how often a fresh pass asks the disks how far they are
 _FORGED_UNKEYED = ("an unkeyed (format 1) archive of an object written with keyed checksums: "
                    "forged, or put there by an old tool")
-
-ORPHAN_VALVE_FRACTION = 0.25
-ORPHAN_VALVE_MIN = 20
 
 
 @dataclass
@@ -167,7 +162,8 @@ class Scrubber:
         strays: list[dict] = []
         live = await self._account(r, found, bad, scanned, copies, strays, unkeyed)
         if remove_orphans:
-            await self._collect(r, found, live, force_orphans)
+            await collect_orphans(self.cluster, self.index, r, found, live, force_orphans, self.orphan_grace,
+                                  self.writes, self.holder, self.metrics)
             await self._remove_strays(r, strays)
         r.running, r.finished = False, time.time()
         await self._save(force=True)
@@ -290,15 +286,7 @@ class Scrubber:
             log.info("scrub: %d stray copies kept while slot moves are running or the volume table "
                      "changes; the next pass removes them", len(strays))
             return
-        for row in strays:
-            try:
-                if await self.cluster.disks[row["disk"]].delete_archive(row["archive"]):
-                    r.strays_removed.append(row)
-            except PacksOwnedElsewhere:
-                r.orphans_kept.append({**row, "why": "packed on a disk a running process owns; "
-                                                     "its own scrub removes it"})
-            except Exception as e:
-                log.warning("scrub: could not remove stray copy %s on %s: %r", row["archive"], row["disk"], e)
+        await delete_archives(self.cluster, strays, r.strays_removed, r.orphans_kept, "stray copy")
         if r.strays_removed:
             log.info("scrub: removed %d stray copies of fragments whose slot is on another disk",
                      len(r.strays_removed))
@@ -321,83 +309,6 @@ class Scrubber:
         return {"bucket": record["bucket"], "key": record["key"], "version_id": record["version_id"],
                 "index": i, "disk": disk_id, "archive": layout.archive_name(record["version_id"], i),
                 "problem": problem}
-
-    async def _collect(self, r: ScrubReport, found, live: set[str], force: bool) -> None:
-        """Remove archives of versions nobody references, old enough not to be an upload in flight."""
-        now = time.time()
-        candidates = []
-        elsewhere = await self.index.call(in_flight.reported, self.index, skip=self.holder)
-        for vid, where in found.items():
-            if vid in live:
-                continue
-            if vid in self.writes or vid in elsewhere:   # stored, its commit still to come
-                r.orphans_young += len(where)
-                continue
-            if now - id_time(vid) < self.orphan_grace:
-                r.orphans_young += len(where)
-                continue
-            owner, stored = await self._owner(vid, where)
-            if now - stored < self.orphan_grace:
-                r.orphans_young += len(where)     # a copy (pocket migrate) made just now of an older version
-                continue
-            rows = [{"disk": d, "archive": layout.archive_name(vid, i), "version_id": vid,
-                     "bucket": owner[0] if owner else None, "key": owner[1] if owner else None}
-                    for i, d in sorted(where.items())]
-            if owner and await self.index.call(self.index.get_bucket, owner[0]) is None:
-                r.orphans_kept += [{**row, "why": "bucket not in the index"} for row in rows]
-                continue
-            if owner and await self._referenced(vid, owner):
-                continue
-            if vid in self.writes:   # began since the check above (a copy keeps its source's id)
-                continue
-            candidates.append(rows)
-        versions = len(found)
-        restored = await self.index.call(self.index.get_meta, RESTORED_META)
-        if not force and candidates and restored:
-            log.warning("scrub: %d versions on disk are not in the index, which was restored from a backup taken "
-                        "at %s; they may be writes made since, so none is removed. Run `pocket index rebuild`",
-                        len(candidates), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(restored["created"])))
-            r.orphans_kept += [{**row, "why": "index restored from a backup"} for rows in candidates for row in rows]
-            return
-        if not force and len(candidates) > ORPHAN_VALVE_MIN and len(candidates) > versions * ORPHAN_VALVE_FRACTION:
-            log.error("scrub: %d of %d versions on disk are not in the index; not removing any. If the index "
-                      "was lost or restored from a backup, run `pocket index rebuild`; otherwise "
-                      "`pocket scrub --force-orphans` removes them", len(candidates), versions)
-            r.orphans_kept += [{**row, "why": "safety valve"} for rows in candidates for row in rows]
-            return
-        for rows in candidates:
-            if rows[0]["version_id"] in self.writes:
-                continue
-            for row in rows:
-                try:
-                    if await self.cluster.disks[row["disk"]].delete_archive(row["archive"]):
-                        r.orphans_removed.append(row)
-                        if self.metrics:
-                            self.metrics.orphans_removed.inc()
-                except PacksOwnedElsewhere:
-                    r.orphans_kept.append({**row, "why": "packed on a disk a running process owns; "
-                                                         "its own scrub removes it"})
-                except Exception as e:
-                    log.warning("scrub: could not remove orphan %s on %s: %r", row["archive"], row["disk"], e)
-        if r.orphans_removed:
-            log.info("scrub: removed %d orphaned archives", len(r.orphans_removed))
-
-    async def _owner(self, vid: str, where: dict[int, str]) -> tuple[tuple[str, str] | None, float]:
-        """(bucket, key) from the manifest of any readable archive of the version, and when
-        it was stored: its id's time, or `copied` for a version `pocket migrate copy` wrote
-        (its id carries the source's Last-Modified, so it looks old while its commit is due)."""
-        for i, disk_id in sorted(where.items()):
-            try:
-                manifest = await self.cluster.disks[disk_id].read_manifest(layout.archive_name(vid, i))
-            except Exception:
-                continue
-            if "bucket" in manifest and "key" in manifest:
-                return (manifest["bucket"], manifest["key"]), float(manifest.get("copied") or id_time(vid))
-        return None, id_time(vid)
-
-    async def _referenced(self, vid: str, owner: tuple[str, str]) -> bool:
-        """Look again: an upload may have committed since the index walk."""
-        return await self.index.call(find_set, self.index, owner[0], owner[1], vid) is not None
 
     async def _save(self, force: bool = False) -> None:
         """Keep the pass's progress in the index (at most every few seconds) for `pocket status`."""

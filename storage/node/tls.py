@@ -12,7 +12,7 @@ from __future__ import annotations
 import ssl
 
 import aiohttp
-from ..config import fingerprint_bytes
+from ..config_rules import fingerprint_bytes
 
 
 def client_ssl(node):

@@ -11,7 +11,7 @@ or discard (`Writes`). The scrubber in the same process skips those ids exactly.
 gateway also reports its ids in the index within `REPORT_SECONDS` of a change, and a
 scrubber in another process (a second gateway, `pocket scrub`) keeps the ids reported.
 A write begun since a gateway's last report is not listed yet, but it is younger than
-`config.MIN_ORPHAN_GRACE`, the least grace the config accepts: no write is both unreported and
+`config_rules.MIN_ORPHAN_GRACE`, the least grace the config accepts: no write is both unreported and
 old enough to be judged. A report older than `STALE_REPORT` is from a gateway that was
 killed before it could remove it; its writes can no longer commit.
 """

@@ -13,8 +13,6 @@ import time
 from dataclasses import dataclass
 from typing import AsyncIterable, AsyncIterator, Callable
 
-import orjson
-
 from .. import layout
 from ..crypto.keys import Keyring, Sealing, SSE_S3
 from ..cluster import Cluster
@@ -32,7 +30,8 @@ from .commits import Superseded, current_is, delete_if_current, install, remove_
 from .contracts import Digests, VersionRecord
 from .in_flight import Writes
 from .pipeline import EncodePipeline
-from .put import ArchiveWriter, QuorumLost, is_full, remove_archives
+from .put import ArchiveWriter, QuorumLost, remove_archives
+from .records import write_record
 
 log = logging.getLogger("pocket.objects")
 
@@ -48,29 +47,6 @@ class Policy:
     def parse(cls, name: str, spec: str, quorum: int | None = None) -> "Policy":
         k, m = parse_policy(spec)
         return cls(name, spec, Codec(k, m), min(k + m, quorum or k + 1))
-
-
-async def write_record(cluster: Cluster, disk_ids, doc: dict, timeout: float) -> tuple[str, int]:
-    """Write a small record to each of these disks that is up; returns (record id, disks that took it)."""
-    rec_id = new_id()
-    doc = {**doc, "id": rec_id}
-    # The index's own encoder: a value it would refuse (an integer past 64 bits) fails
-    # here, before any disk has the record, not in the commit or a later index rebuild.
-    data = orjson.dumps(doc)
-
-    async def one(disk_id):
-        if not cluster.is_up(disk_id):
-            return False
-        try:
-            await asyncio.wait_for(cluster.disks[disk_id].put_record(rec_id, data), timeout)
-            return True
-        except Exception as e:
-            if is_full(repr(e)):    # a full disk is up: reads and deletes still work there
-                cluster.mark_full(disk_id)
-            else:
-                cluster.mark_down(disk_id, f"record write failed: {e!r}")
-            return False
-    return rec_id, sum(await asyncio.gather(*(one(d) for d in disk_ids)))
 
 
 class ObjectService:

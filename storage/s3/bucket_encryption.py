@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..crypto.keys import SSE_KMS, SSE_S3, KeyUnavailable
-from . import errors, xml
+from . import bucket_config, errors, xml
 from .access import owned_bucket
 from .body import read_small
 from .request import S3Request
@@ -62,15 +62,11 @@ async def put_bucket_encryption(req: S3Request) -> web.Response:
         req.gateway.objects.keys.kms_key_name(config.get("kms_key_id", ""))
     except KeyUnavailable as e:
         raise errors.KMSNotFound(f"{e}.") from None
-    if await req.gateway.buckets.configure(req.bucket, {"encryption": config}) is None:
-        raise errors.NoSuchBucket(resource=req.bucket, BucketName=req.bucket)
-    return web.Response()
+    return await bucket_config.store(req, "encryption", config)
 
 
 async def get_bucket_encryption(req: S3Request) -> web.Response:
-    config = owned_bucket(req).get("encryption")
-    if not config:
-        raise errors.ServerSideEncryptionConfigurationNotFoundError(resource=req.bucket, BucketName=req.bucket)
+    config = bucket_config.stored(req, "encryption", errors.ServerSideEncryptionConfigurationNotFoundError)
     default = [("SSEAlgorithm", config["algorithm"])]
     if config.get("kms_key_id"):
         default.append(("KMSMasterKeyID", config["kms_key_id"]))
@@ -81,6 +77,4 @@ async def get_bucket_encryption(req: S3Request) -> web.Response:
 
 
 async def delete_bucket_encryption(req: S3Request) -> web.Response:
-    if owned_bucket(req).get("encryption"):
-        await req.gateway.buckets.configure(req.bucket, {"encryption": None})
-    return web.Response(status=204)
+    return await bucket_config.remove(req, "encryption")

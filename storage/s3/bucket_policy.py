@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import errors, xml
+from . import bucket_config, errors, xml
 from .access import owned_bucket
 from .body import read_small
 from .policy import document
@@ -40,9 +40,7 @@ async def get_bucket_policy(req: S3Request) -> web.Response:
 
 
 async def delete_bucket_policy(req: S3Request) -> web.Response:
-    if owned_bucket(req).get("policy"):
-        await req.gateway.buckets.configure(req.bucket, {"policy": None})
-    return web.Response(status=204)
+    return await bucket_config.remove(req, "policy")
 
 
 async def get_bucket_policy_status(req: S3Request) -> web.Response:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import errors, tagging, xml
+from . import bucket_config, errors, tagging
 from .access import owned_bucket
 from .body import read_small
 from .request import S3Request
@@ -21,19 +21,12 @@ async def put_bucket_tagging(req: S3Request) -> web.Response:
     owned_bucket(req)
     pairs = tagging.pairs_from_xml(await read_small(req, _MAX_BODY))
     tags = tagging.validate(pairs, max_tags=MAX_BUCKET_TAGS)
-    if await req.gateway.buckets.configure(req.bucket, {"tags": tags or None}) is None:
-        raise errors.NoSuchBucket(resource=req.bucket, BucketName=req.bucket)
-    return web.Response(status=204)
+    return await bucket_config.store(req, "tags", tags or None, status=204)
 
 
 async def get_bucket_tagging(req: S3Request) -> web.Response:
-    tags = owned_bucket(req).get("tags")
-    if not tags:
-        raise errors.NoSuchTagSet(resource=req.bucket, BucketName=req.bucket)
-    return web.Response(body=xml.document(tagging.render(tags)), content_type="application/xml")
+    return bucket_config.render(req, "tags", errors.NoSuchTagSet, tagging.render)
 
 
 async def delete_bucket_tagging(req: S3Request) -> web.Response:
-    if owned_bucket(req).get("tags"):
-        await req.gateway.buckets.configure(req.bucket, {"tags": None})
-    return web.Response(status=204)
+    return await bucket_config.remove(req, "tags")

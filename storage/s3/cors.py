@@ -15,7 +15,7 @@ import re
 from aiohttp import web
 
 from ..numbers import MAX_INT32, decimal
-from . import errors, xml
+from . import bucket_config, errors, xml
 from .body import read_small
 from .access import owned_bucket
 from .names import header_text
@@ -92,23 +92,15 @@ def render(rules: list[dict]):
 
 async def put_bucket_cors(req: S3Request) -> web.Response:
     owned_bucket(req)
-    rules = parse(await read_small(req, _MAX_BODY))
-    if await req.gateway.buckets.configure(req.bucket, {"cors": rules}) is None:
-        raise errors.NoSuchBucket(resource=req.bucket, BucketName=req.bucket)
-    return web.Response()
+    return await bucket_config.store(req, "cors", parse(await read_small(req, _MAX_BODY)))
 
 
 async def get_bucket_cors(req: S3Request) -> web.Response:
-    rules = owned_bucket(req).get("cors")
-    if not rules:
-        raise errors.NoSuchCORSConfiguration(resource=req.bucket, BucketName=req.bucket)
-    return web.Response(body=xml.document(render(rules)), content_type="application/xml")
+    return bucket_config.render(req, "cors", errors.NoSuchCORSConfiguration, render)
 
 
 async def delete_bucket_cors(req: S3Request) -> web.Response:
-    if owned_bucket(req).get("cors"):
-        await req.gateway.buckets.configure(req.bucket, {"cors": None})
-    return web.Response(status=204)
+    return await bucket_config.remove(req, "cors")
 
 
 # --- matching --------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..lifecycle import rules
-from . import errors, lifecycle_xml, xml
+from . import bucket_config, errors, lifecycle_xml, xml
 from .body import read_small
 from .access import owned_bucket
 from .request import S3Request
@@ -20,23 +20,15 @@ _MAX_BODY = 1 << 20   # 1000 rules with tags and long prefixes fit
 
 async def put_bucket_lifecycle(req: S3Request) -> web.Response:
     owned_bucket(req)
-    parsed = lifecycle_xml.parse(await read_small(req, _MAX_BODY))
-    if await req.gateway.buckets.configure(req.bucket, {"lifecycle": parsed}) is None:
-        raise errors.NoSuchBucket(resource=req.bucket, BucketName=req.bucket)
-    return web.Response()
+    return await bucket_config.store(req, "lifecycle", lifecycle_xml.parse(await read_small(req, _MAX_BODY)))
 
 
 async def get_bucket_lifecycle(req: S3Request) -> web.Response:
-    stored = owned_bucket(req).get("lifecycle")
-    if not stored:
-        raise errors.NoSuchLifecycleConfiguration(resource=req.bucket, BucketName=req.bucket)
-    return web.Response(body=xml.document(lifecycle_xml.render(stored)), content_type="application/xml")
+    return bucket_config.render(req, "lifecycle", errors.NoSuchLifecycleConfiguration, lifecycle_xml.render)
 
 
 async def delete_bucket_lifecycle(req: S3Request) -> web.Response:
-    if owned_bucket(req).get("lifecycle"):
-        await req.gateway.buckets.configure(req.bucket, {"lifecycle": None})
-    return web.Response(status=204)
+    return await bucket_config.remove(req, "lifecycle")
 
 
 def expiration_headers(req: S3Request, record: dict) -> dict[str, str]:

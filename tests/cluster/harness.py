@@ -147,7 +147,7 @@ class ProcCluster:
         lines = ['data = "."', f'cluster_secret = "{CLUSTER_SECRET}"', "", "[gateway]",
                  f'listen = "127.0.0.1:{self.port}"'] + [f"{k} = {_toml(v)}" for k, v in settings.items()]
         lines += ["", "[storage]"] + [f"{k} = {_toml(v)}" for k, v in st.items()]
-        for name, values in (sections or {}).items():   # e.g. {"scrub": {"enabled": False}}
+        for name, values in _with_test_defaults(sections).items():   # e.g. {"scrub": {"enabled": False}}
             lines += ["", f"[{name}]"] + [f"{k} = {_toml(v)}" for k, v in values.items()]
         lines += ["", "[[credentials]]", f'access_key = "{ACCESS_KEY}"', f'secret_key = "{SECRET_KEY}"']
         lines += ["", "[[credentials]]", f'access_key = "{OTHER_ACCESS_KEY}"', f'secret_key = "{OTHER_SECRET_KEY}"',
@@ -385,6 +385,21 @@ def _as_fd3(fd: int) -> None:
         os.set_inheritable(3, True)
     else:
         os.dup2(fd, 3)
+
+
+# Waits that only give work in flight time to finish, shortened for tests: what they
+# protect must hold without them (a read that began before a slot switch degrades to a
+# parity fragment, never fails), so a short wait makes a test stricter, not looser.
+_TEST_SECTIONS = {"repair": {"move_settle": 0.1}}
+
+
+def _with_test_defaults(sections: dict[str, dict] | None) -> dict[str, dict]:
+    """The test's own settings first (a test may edit its config's text), then the defaults it did not set."""
+    merged = {name: dict(values) for name, values in (sections or {}).items()}
+    for name, defaults in _TEST_SECTIONS.items():
+        own = merged.setdefault(name, {})
+        own.update({k: v for k, v in defaults.items() if k not in own})
+    return merged
 
 
 def _toml(v) -> str:

@@ -22,10 +22,8 @@ import time
 
 import pytest
 
-from .conftest import payload
 from .harness import REPO, ProcCluster, metric, pocket, wait_http
-from .workload import (Ledger, archives_on_disk, check_keys, check_uploads, expected_archives, read_state,
-                       run_round, tmp_files)
+from .workload import Ledger, archives_on_disk, check_keys, check_uploads, expected_archives, run_round, tmp_files
 
 SMALL_SEGMENTS = {"segment_size": 64 << 10, "pack_threshold": 32 << 10}
 
@@ -122,78 +120,3 @@ def test_gateway_sigkill_mid_request_loses_nothing_acknowledged(crash_cluster):
     check_uploads(s3, ledger)
     check_keys(s3, ledger)
     _collect_and_compare(c, ledger)
-
-
-def test_repair_killed_midway_finishes_later(tmp_path):
-    """`pocket repair` and the gateway's repairer SIGKILLed while rebuilding a wiped disk."""
-    rng = random.Random(_seed())
-    c = ProcCluster(str(tmp_path / "cluster"), storage=SMALL_SEGMENTS,
-                    sections={"scrub": {"enabled": False}, "repair": {"enabled": False}}).start()
-    try:
-        s3 = c.client()
-        s3.create_bucket(Bucket="fix")
-        objects = {f"o{i}": payload(rng.choice([1000, 200_000, 700_000])) for i in range(24)}
-        for key, data in objects.items():
-            s3.put_object(Bucket="fix", Key=key, Body=data)
-        victim = rng.choice(c.node_ids)
-        c.stop(victim)
-        shutil.rmtree(c.disk_paths[f"{victim}d1"])
-        c.start_node(victim)                       # a replacement drive, same id
-        code, report = pocket(c, "scrub", "--json", ok=(1,))
-        assert len(report["missing"]) >= len(objects) // 2
-        assert {row["disk"] for row in report["missing"]} == {f"{victim}d1"}
-        for _ in range(2):
-            proc = subprocess.Popen([sys.executable, "-m", "cli", "repair", "--config", c.config],
-                                    cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.8, 2.0))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(30)
-        c.stop("gateway")
-        text = open(c.config).read().replace("[repair]\nenabled = false", "[repair]\ninterval = 0.3")
-        with open(c.config, "w") as f:
-            f.write(text)
-        _restart_gateway(c)
-        time.sleep(rng.uniform(0.2, 1.0))
-        c.signal("gateway", signal.SIGKILL)
-        _restart_gateway(c)
-        st = _wait_repaired(c)
-        assert st["repair_queue"] == 0, st["at_risk"]
-        ledger = Ledger("fix")
-        for key, data in objects.items():
-            ledger.ack(key, data, read_state(s3, "fix", key)[1])
-        _, clean = pocket(c, "scrub", "--orphan-grace", "0", "--json")
-        assert clean["missing"] == [] and clean["corrupt"] == []
-        c.stop("gateway")
-        assert archives_on_disk(c) == expected_archives(c.root + "/index")
-        assert not tmp_files(c)
-        _restart_gateway(c)
-        for other in [n for n in c.node_ids if n != victim][:2]:
-            c.stop(other)                          # the rebuilt disk now carries its share
-        for key, data in objects.items():
-            assert read_state(s3, "fix", key)[0] == data, key
-    finally:
-        c.close()
-
-
-def test_embedded_gateway_sigkill_loses_nothing_acknowledged(tmp_path):
-    """`pocket up`'s shape: the gateway owns the disks, so a SIGKILL of the gateway is also
-    a SIGKILL of every pack writer and archive stream; its restart recovers them."""
-    rng = random.Random(_seed())
-    c = ProcCluster(str(tmp_path / "cluster"), storage=SMALL_SEGMENTS, embedded=True,
-                    sections={"scrub": {"enabled": False}, "repair": {"interval": 0.5}}).start()
-    try:
-        c.client().create_bucket(Bucket="embedded")
-        ledger = Ledger("embedded")
-        for _ in range(3):
-            run_round(c, ledger, rng, workers=4, kill_after=rng.uniform(0.5, 2.5),
-                      kill=lambda: c.signal("gateway", signal.SIGKILL))
-            _restart_gateway(c)
-            assert not tmp_files(c), "the restarted gateway left temp files on its disks"
-            check_keys(c.client(), ledger)
-        assert ledger.unknown >= 3
-        s3 = c.client()
-        check_uploads(s3, ledger)
-        check_keys(s3, ledger)
-        _collect_and_compare(c, ledger)
-    finally:
-        c.close()

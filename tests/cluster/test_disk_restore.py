@@ -8,9 +8,9 @@ never be served again. Seven single-disk nodes with EC 4+2 volumes, as in test_d
 import shutil
 
 from .conftest import payload
-from .harness import ProcCluster, wait_for
+from .harness import wait_for
 from .test_disks import _archives_on, _disks, _in_state, _stop_two_more_and_check, seven  # noqa: F401 (fixture)
-from .test_repair import QUIET, _check_all, _load, pocket
+from .test_repair import _check_all, _load, pocket
 
 
 def _change_while_away(s3, objects: dict[str, bytes]) -> list[str]:
@@ -114,32 +114,3 @@ def test_restore_refuses_a_disk_in_service_or_down_and_changes_nothing(seven, tm
         shutil.move(away, folder)
     assert _disks(c)["n4d1"]["state"] == "failed" and _archives_on(c, "n4d1") == before
     _check_all(s3, "bkt", objects)
-
-
-def test_failed_disk_with_stranded_slots_keeps_their_fragments_when_restored(tmp_path):
-    """Six disks, volumes six wide: a failed disk's wide slots had nowhere to go, so it still
-    holds them. Restored, it keeps (and checks) those fragments and drops the stale rest."""
-    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, sections=QUIET)
-    c.start()
-    try:
-        s3 = c.client()
-        objects = _load(s3, "bkt", 18)
-        c.stop("n1")
-        code, out = pocket(c, "disk", "fail", "n1d1", "--json", ok=(1,))
-        assert out["unplaced"] and out["planned"]
-        deleted = _change_while_away(s3, objects)
-        c.start_node("n1")
-        code, out = pocket(c, "disk", "restore", "n1d1", "--json")
-        assert out["ok"] and out["kept"] and out["removed"] > 0, out
-        assert _archives_on(c, "n1d1") == {name for name in out["kept"]}
-        assert _disks(c)["n1d1"]["state"] == "up" and _disks(c)["n1d1"]["slots"] > 0
-        code, rep = pocket(c, "repair", "--json", ok=(0, 1))   # what was written while it was away
-        assert rep["failed"] == [] and {d["key"] for d in rep["deferred"]} <= set(deleted), rep
-        _check_all(s3, "bkt", objects)
-        for key in deleted:
-            assert s3.list_objects_v2(Bucket="bkt", Prefix=key)["KeyCount"] == 0, key
-        c.stop("n2")
-        c.stop("n3")
-        _check_all(s3, "bkt", objects)     # n1d1's kept fragments are really there
-    finally:
-        c.close()

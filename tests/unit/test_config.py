@@ -8,7 +8,8 @@ import textwrap
 import pytest
 
 from storage import config
-from storage.config import ConfigError, apply_env, embedded, from_dict, load
+from storage.config import ConfigError, apply_env, from_dict, load
+from storage.config_embedded import embedded
 
 
 @pytest.fixture(autouse=True)
@@ -304,7 +305,7 @@ def test_config_error_is_value_error():
 
 def test_pocket_users_adds_credentials(tmp_path):
     from storage import config as cfgmod
-    cfg = cfgmod.load(cfgmod.embedded(str(tmp_path / "d"), 9000))
+    cfg = cfgmod.load(embedded(str(tmp_path / "d"), 9000))
     cfgmod.apply_env(cfg, {"POCKET_USERS": "AK1:SK1, AK2:SK2"})
     assert [(c.access_key, c.secret_key) for c in cfg.credentials][-2:] == [("AK1", "SK1"), ("AK2", "SK2")]
     with pytest.raises(cfgmod.ConfigError):
