@@ -52,7 +52,7 @@ from .deletes import finish_deletes
 from .garbage import collect_orphans, delete_archives
 from .queue import SCRUB_META, RepairQueue
 from .records import rewrite_records
-from .sets import alive_sets
+from .sets import alive_sets, find_set
 
 log = logging.getLogger("pocket.scrub")
 
@@ -296,7 +296,9 @@ class Scrubber:
             return bool(disk_table.moves(ops)), disk_table.generation(ops)
 
     async def _still_current(self, record: VersionRecord) -> bool:
-        return await self._referenced(record["version_id"], (record["bucket"], record["key"]))
+        """Look again: the version may have been replaced or deleted since the index walk."""
+        return await self.index.call(find_set, self.index, record["bucket"], record["key"],
+                                     record["version_id"]) is not None
 
     async def _present(self, disk_id: str, vid: str, i: int) -> bool:
         try:
