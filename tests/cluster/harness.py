@@ -20,6 +20,7 @@ import urllib.request
 import boto3
 from botocore.config import Config as BotoConfig
 
+from bench.peers.ports import bindable
 from storage import integrity, layout
 from storage.node import packformat
 
@@ -51,15 +52,6 @@ _slice = _port_slice()
 _cursor = random.randrange(len(_slice))
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port_run(n: int) -> int:
     """A port p with p..p+n-1 all free, from this worker's slice (`pocket up --nodes` puts
     node i on port+1+i)."""
@@ -69,7 +61,7 @@ def free_port_run(n: int) -> int:
             _cursor = 0
         base = _slice[_cursor]
         _cursor += n
-        if all(_bindable(p) for p in range(base, base + n)):
+        if all(bindable(p) for p in range(base, base + n)):
             return base
     raise RuntimeError(f"no run of {n} free ports in {_slice}")
 
