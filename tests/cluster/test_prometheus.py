@@ -100,6 +100,10 @@ class Prometheus:
             assert time.monotonic() < deadline, f"timed out waiting for {what}"
             time.sleep(0.25)
 
+    def wait_scraping(self) -> None:
+        self.wait("every target scraped", lambda: {t["labels"]["instance"] for t in self.api("targets")["activeTargets"]
+                                                   if t["health"] == "up"} == set(self.targets))
+
     def close(self) -> None:
         self.proc.terminate()
         try:
@@ -136,8 +140,7 @@ def test_dashboard_queries_return_data_and_alerts_fire_and_resolve(tmp_path):
     prom = None
     try:
         prom = Prometheus(str(tmp_path), c)
-        prom.wait("every target scraped", lambda: {t["labels"]["instance"] for t in prom.api("targets")["activeTargets"]
-                                                   if t["health"] == "up"} == set(prom.targets))
+        prom.wait_scraping()
         s3 = c.client()
         s3.create_bucket(Bucket="watched")
         for i, size in enumerate((2_000, 90_000, 1_500_000)):

@@ -87,8 +87,7 @@ def _alerts(tmp_path, source, link) -> None:
     prom = None
     try:
         prom = Prometheus(str(tmp_path), c)
-        prom.wait("every target scraped", lambda: {t["labels"]["instance"] for t in prom.api("targets")["activeTargets"]
-                                                   if t["health"] == "up"} == set(prom.targets))
+        prom.wait_scraping()
         s3 = c.client()
         s3.create_bucket(Bucket="risk")
         bodies = {f"k{i}": payload(1_500_000 + i, f"alerts-{i}") for i in range(3)}
