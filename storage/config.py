@@ -89,6 +89,8 @@ class GatewayConfig:
     # then the listener closes and requests in flight get up to shutdown_timeout to finish.
     drain_delay: float = 0.0
     shutdown_timeout: float = 30.0
+    # Processes serving the S3 port (storage/workers.py); 0: one per core (os.cpu_count()).
+    workers: int = 0
 
 
 @dataclass
@@ -212,6 +214,11 @@ class Config:
             domains.append(host)
         return domains
 
+    @property
+    def workers(self) -> int:
+        """How many processes serve the S3 port: gateway.workers, or one per core."""
+        return self.gateway.workers or os.cpu_count() or 1
+
     def node(self, node_id: str) -> NodeConfig:
         for n in self.nodes:
             if n.id == node_id:
@@ -251,6 +258,8 @@ class Config:
         duplicates = sorted({d for d in disks if disks.count(d) > 1})
         if duplicates:
             yield f"disk ids must be unique across all nodes; repeated: {duplicates}"
+        if self.gateway.workers < 0:
+            yield "gateway.workers must be 0 (one per core) or more"
         if not self.credentials:
             yield ("no credentials: add [[credentials]] access_key/secret_key, "
                    "or set POCKET_ACCESS_KEY and POCKET_SECRET_KEY")

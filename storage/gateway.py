@@ -37,6 +37,8 @@ from .objects.buckets import BucketService
 from .objects.build import object_services
 from .s3.app import build_app
 from .s3.limits import UploadSlots
+from .shared_writes import SharedWrites
+from .workers import worker_number
 
 log = logging.getLogger("pocket.gateway")
 
@@ -81,13 +83,21 @@ class Gateway:
                                  st.node_timeout, self.metrics, rate=self.cfg.repair.rate)
         # the S3 handlers' door: migrating buckets routed, every other bucket passed through
         self.migration = route_services(self)
+        worker = worker_number()
+        self.holder = holder_id(self.cfg.gateway.listen, worker)
+        siblings = [holder_id(self.cfg.gateway.listen, w) for w in range(self.cfg.workers)] if worker is not None \
+            else []
+        self.writes = SharedWrites(self.cluster, self.index, self.writer, self.holder, siblings,
+                                   stale_after=max(10 * self.cfg.gateway.heartbeat, 10.0))
         self.failures = FailureWatcher(self.cluster, self.repairs,
                                        SlotMover(self.cluster, self.index, self.repairs, self.repairer),
-                                       self.cfg.repair.failed_after)
+                                       self.cfg.repair.failed_after, oldest_write=self.writes.oldest_write)
         await self.cluster.check_once()
         self.cluster.on_change = lambda: publish_table(self.cluster, st.node_timeout)
         if self.cluster.generation > 0:   # the table was changed (or grown) since it was built
             await publish_table(self.cluster, st.node_timeout)
+        await self.writes.beat()
+        self.cluster.on_beat = self.writes.beat
         self.cluster.start(self.index)
         self.local_disks.update({i: d for i, d in disks.items() if isinstance(d, DiskStore)})
         self.daemons = DiskDaemons(self.local_disks, self.cfg)
@@ -101,7 +111,7 @@ class Gateway:
         beside the data path, in one gateway of the cluster at a time: the one holding each
         daemon's lease in the index (storage/leased.py). The bytes are checked where they
         are (the disks' own scrubbers, storage/node/disk_scrub.py)."""
-        self.leased = LeasedDaemons(self.index, self.writer, holder_id(self.cfg.gateway.listen),
+        self.leased = LeasedDaemons(self.index, self.writer, self.holder,
                                     self.cfg.index.lease_seconds)
         if self.cfg.scrub.enabled:
             self.leased.add("scrub", lambda: self.scrubber.run_forever(self.cfg.scrub.collect_interval,
@@ -170,8 +180,8 @@ class Gateway:
         need = max(p.quorum for p in self.objects.policies.values())
         up = len(self.cluster.disks) - len(down)
         return {"ready": up >= need and not self.draining, "draining": self.draining, "disks_up": up, "disks_down": sorted(down), "disks_needed": need,
-                "volume_width": widest, "volume_generation": self.cluster.generation,
-                "oldest_write_generation": self.cluster.oldest_write()}
+                "volume_width": widest, "volume_generation": self.writes.volume_generation(),
+                "oldest_write_generation": self.writes.oldest_write()}
 
     def refresh_metrics(self) -> None:
         for disk_id in self.cluster.disks:
