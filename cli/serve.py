@@ -175,13 +175,16 @@ def _run_gateway(cfg, banner: bool = False, children=(), spawn_gateways=None) ->
         run_until_signalled(lambda: _serve_gateway(cfg, banner, children, spawn_gateways))
         return
     import asyncio
+    import shutil
+    import tempfile
 
     from storage import logs, serving, workers
     logs.configure(cfg.log, sys.stderr if banner else sys.stdout)
     if children:
         asyncio.run(_wait_for_nodes(cfg, children))
     others = spawn_gateways() if spawn_gateways else []
-    children.extend(proc for _, proc in others)    # `pocket up` stops them with the nodes
+    if others:
+        children.extend(proc for _, proc in others)    # `pocket up` stops them with the nodes
     endpoints = [e for e, _ in others]
     try:
         sock = serving.inherited_socket() or workers.listening_socket(*cfg.listen)
@@ -189,12 +192,16 @@ def _run_gateway(cfg, banner: bool = False, children=(), spawn_gateways=None) ->
         raise click.ClickException(f"cannot listen on {cfg.gateway.listen}: {e.strerror}; stop what uses "
                                    "it or set another port (--port, gateway.listen)") from None
     helpers = [(f"disks of {node.id}", _disk_owner(cfg, node), {}) for node in cfg.nodes if not node.url]
+    metrics = tempfile.mkdtemp(prefix="pocket-metrics-")   # the workers' shared counters (storage/metrics.py)
     serve = [(f"worker {i}", lambda first, i=i: _worker(cfg, banner and i == 0 and first, sock, endpoints,
-                                                       len(children) - len(others)),
+                                                       len(children) - len(others), metrics),
               {workers.WORKER_ENV: str(i)}) for i in range(cfg.workers)]
     logging.getLogger("pocket").info("gateway on %s:%d: %d worker processes%s", *sock.getsockname()[:2],
                                      cfg.workers, f", {len(helpers)} owning the in-process disks" if helpers else "")
-    code = workers.Supervisor(serve, helpers).run()
+    try:
+        code = workers.Supervisor(serve, helpers).run()
+    finally:
+        shutil.rmtree(metrics, ignore_errors=True)
     if code:
         raise SystemExit(code)
 
@@ -209,7 +216,9 @@ def _disk_owner(cfg, node):
     return lambda first: run_until_signalled(lambda: _serve_node(cfg, node, initialize=True, sock=sock))
 
 
-def _worker(cfg, banner: bool, sock, endpoints: list[str], node_processes: int) -> int:
+def _worker(cfg, banner: bool, sock, endpoints: list[str], node_processes: int, metrics: str) -> int:
+    from storage.metrics import share_between_workers
+    share_between_workers(metrics)
     run_until_signalled(lambda: _serve_gateway(cfg, banner, sock=sock, endpoints=endpoints,
                                                node_processes=node_processes))
     return 0

@@ -56,6 +56,7 @@ class Gateway:
         self.leased: LeasedDaemons | None = None
         self.local_disks: dict[str, DiskStore] = {}
         self.upload_slots = UploadSlots(cfg.gateway.max_uploads)
+        self.worker = worker_number()   # which worker process this is (None: the only one)
         self.draining = False    # set on SIGTERM: /_pocket/ready says 503 so load balancers stop sending
 
     def secret_for(self, access_key: str) -> str | None:
@@ -83,10 +84,9 @@ class Gateway:
                                  st.node_timeout, self.metrics, rate=self.cfg.repair.rate)
         # the S3 handlers' door: migrating buckets routed, every other bucket passed through
         self.migration = route_services(self)
-        worker = worker_number()
-        self.holder = holder_id(self.cfg.gateway.listen, worker)
-        siblings = [holder_id(self.cfg.gateway.listen, w) for w in range(self.cfg.workers)] if worker is not None \
-            else []
+        self.holder = holder_id(self.cfg.gateway.listen, self.worker)
+        siblings = [holder_id(self.cfg.gateway.listen, w) for w in range(self.cfg.workers)] \
+            if self.worker is not None else []
         self.writes = SharedWrites(self.cluster, self.index, self.writer, self.holder, siblings,
                                    stale_after=max(10 * self.cfg.gateway.heartbeat, 10.0))
         self.failures = FailureWatcher(self.cluster, self.repairs,
@@ -102,8 +102,8 @@ class Gateway:
         self.local_disks.update({i: d for i, d in disks.items() if isinstance(d, DiskStore)})
         self.daemons = DiskDaemons(self.local_disks, self.cfg)
         self.daemons.start()
-        self.metrics.registry.register(DiskCollector(self.local_disks))
-        self.metrics.registry.register(IndexCollector(self.index))
+        self.metrics.add_collector(DiskCollector(self.local_disks))
+        self.metrics.add_collector(IndexCollector(self.index))
         self._start_background()
 
     def _start_background(self) -> None:

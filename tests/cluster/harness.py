@@ -125,7 +125,8 @@ class ProcCluster:
     def __init__(self, root: str, nodes: int = 6, disks_per_node: int = 1, zones: int = 1,
                  storage: dict | None = None, sections: dict[str, dict] | None = None,
                  capacity: dict[str, int] | None = None, embedded: bool = False,
-                 gateway: dict | None = None, ca: str | None = None, held_socket: bool = False):
+                 gateway: dict | None = None, ca: str | None = None, held_socket: bool = False,
+                 workers: int = 2):
         self.root = root
         self.env_all: dict[str, str] = {}   # extra environment of every process started
         # held_socket: the test holds the gateway's listening socket and hands it to each gateway
@@ -142,7 +143,9 @@ class ProcCluster:
         self.endpoint = f"{'https' if (gateway or {}).get('tls_cert') else 'http'}://127.0.0.1:{self.port}"
         self.node_ids = [f"n{i + 1}" for i in range(nodes)]
         self.node_ports = dict(zip(self.node_ids, ports[1:]))
-        settings = {"heartbeat": 0.5, **(gateway or {})}   # e.g. {"body_timeout": 2.0}
+        # two worker processes unless a test says otherwise, whatever the machine's core count,
+        # so every test runs the multi-process gateway (storage/workers.py)
+        settings = {"heartbeat": 0.5, "workers": workers, **(gateway or {})}   # e.g. {"body_timeout": 2.0}
         st = {"node_timeout": 3.0, **(storage or {})}
         lines = ['data = "."', f'cluster_secret = "{CLUSTER_SECRET}"', "", "[gateway]",
                  f'listen = "127.0.0.1:{self.port}"'] + [f"{k} = {_toml(v)}" for k, v in settings.items()]
@@ -284,6 +287,10 @@ class ProcCluster:
     def gateway_pid(self) -> int:
         return self.procs["gateway"].pid
 
+    def gateway_workers(self) -> list[int]:
+        """The gateway's worker processes (and its in-process disks' owner): its children."""
+        return process_tree(self.gateway_pid())[1:]
+
     def log(self, name: str) -> str:
         with open(os.path.join(self.root, f"{name}.log"), errors="replace") as f:
             return f.read()
@@ -376,6 +383,21 @@ def archives_of(c: ProcCluster, bucket: str, key: str) -> list[str]:
         manifest = layout.unpack_trailer(raw[-layout.FOOTER_SIZE - length:-layout.FOOTER_SIZE], want)
         if (manifest.get("bucket"), manifest.get("key")) == (bucket, key):
             found.append(ref)
+    return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it (a gateway's master, workers and disk owner)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop(0)
+        found.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
     return found
 
 
