@@ -212,7 +212,7 @@ def _disk_owner(cfg, node):
     a loopback port, as a node process would; the workers reach them as remote disks."""
     from storage import workers
     sock = workers.listening_socket("127.0.0.1", 0)
-    node.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    node.url, node.owned = f"http://127.0.0.1:{sock.getsockname()[1]}", True
     return lambda first: run_until_signalled(lambda: _serve_node(cfg, node, initialize=True, sock=sock))
 
 

@@ -55,6 +55,9 @@ class NodeConfig:
     tls_key: str = ""
     tls_fingerprint: str = ""
     tls_ca: str = ""
+    # Set at start, never read from a file: in-process disks that a gateway of several
+    # workers serves from one process of its own, reached at `url` (cli/serve.py).
+    owned: bool = False
 
     @property
     def listen(self) -> tuple[str, int]:

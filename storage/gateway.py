@@ -30,7 +30,7 @@ from .lifecycle.runner import LifecycleRunner
 from .metrics import IndexCollector, Metrics
 from .migrate.wiring import route_services
 from .node.daemons import DiskDaemons
-from .node.metrics import DiskCollector
+from .node.metrics import DiskCollector, ForwardedDiskMetrics
 from .node.open_disks import open_disks
 from .node.store import DiskStore
 from .objects.buckets import BucketService
@@ -103,6 +103,8 @@ class Gateway:
         self.daemons = DiskDaemons(self.local_disks, self.cfg)
         self.daemons.start()
         self.metrics.add_collector(DiskCollector(self.local_disks))
+        self.owned_disks = ForwardedDiskMetrics([n.url for n in self.cfg.nodes if n.owned])
+        self.metrics.add_collector(self.owned_disks)
         self.metrics.add_collector(IndexCollector(self.index))
         self._start_background()
 
@@ -138,6 +140,17 @@ class Gateway:
             log.error("the volume table names disks %s; re-reading %s for them failed: %s", sorted(wanted),
                       self.cfg.source, e)
             return
+        if self.worker is not None:
+            # in-process disks are served by the process that owns them (cli/serve.py); it
+            # opened its disks at start, so new ones of such a node wait for a restart
+            urls = {n.id: n.url for n in self.cfg.nodes}
+            for node in fresh.nodes:
+                node.url = node.url or urls.get(node.id, "")
+            unowned = {d.id for n in fresh.nodes if not n.url for d in n.disks} & wanted
+            if unowned:
+                log.error("the volume table names in-process disks %s added since start; with several workers "
+                          "only a restart of the gateway opens them", sorted(unowned))
+                wanted -= unowned
         disks, infos = open_disks(fresh, self.session, wanted)
         self.cluster.disks.update(disks)
         self.cluster.infos.update({i.disk_id: i for i in infos})
@@ -183,7 +196,9 @@ class Gateway:
                 "volume_width": widest, "volume_generation": self.writes.volume_generation(),
                 "oldest_write_generation": self.writes.oldest_write()}
 
-    def refresh_metrics(self) -> None:
+    async def refresh_metrics(self) -> None:
+        if self.owned_disks.urls:
+            await self.owned_disks.fetch(self.session)
         for disk_id in self.cluster.disks:
             self.metrics.disk_up.labels(disk_id).set(1 if self.cluster.is_up(disk_id) else 0)
             state = self.cluster.state(disk_id)
@@ -196,7 +211,15 @@ class Gateway:
         self.metrics.ready.set(1 if self.readiness()["ready"] else 0)
         self.metrics.repair_queue.set(self.repairs.length())
         self.metrics.at_risk.clear()
-        for shape, counts in self.repairs.at_risk().items():
+        at_risk = self.repairs.at_risk()
+        if self.worker is not None:
+            # Under several workers a gauge series another worker set stays exported (storage/
+            # metrics.py): set every series of every policy's shape, those with none at risk to 0.
+            for policy in self.objects.policies.values():
+                k, m = parse_policy(policy.spec)
+                for left in range(k + m + 1):
+                    at_risk.setdefault(f"{k}+{m}", {}).setdefault(left, 0)
+        for shape, counts in at_risk.items():
             k = int(shape.split("+")[0])
             for left, count in counts.items():
                 self.metrics.at_risk.labels(shape, str(left), str(left - k)).set(count)

@@ -89,7 +89,7 @@ async def ready(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     gw = request.app["gateway"]
-    gw.refresh_metrics()
+    await gw.refresh_metrics()
     return web.Response(body=gw.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
 
 
