@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 
@@ -213,7 +214,8 @@ def _disk_owner(cfg, node):
     from storage import workers
     sock = workers.listening_socket("127.0.0.1", 0)
     node.url, node.owned = f"http://127.0.0.1:{sock.getsockname()[1]}", True
-    return lambda first: run_until_signalled(lambda: _serve_node(cfg, node, initialize=True, sock=sock))
+    return lambda first: run_until_signalled(lambda: _serve_node(cfg, node, initialize=True, sock=sock,
+                                                                 stop_on=(signal.SIGTERM,)))
 
 
 def _worker(cfg, banner: bool, sock, endpoints: list[str], node_processes: int, metrics: str) -> int:
@@ -357,15 +359,15 @@ def node(data, config, node_id: str, initialize: bool) -> None:
     run_until_signalled(lambda: _serve_node(cfg, ncfg, initialize))
 
 
-async def _serve_node(cfg, ncfg, initialize: bool, sock=None) -> None:
+async def _serve_node(cfg, ncfg, initialize: bool, sock=None, stop_on=(signal.SIGINT, signal.SIGTERM)) -> None:
     """Serve one node's disks: a `pocket node` process, or (`sock` given) the process that
-    owns a multi-worker gateway's in-process disks (_disk_owner)."""
+    owns a multi-worker gateway's in-process disks (_disk_owner), which stops only when its
+    master says so (SIGTERM), after the workers: Ctrl-C reaches every process at once."""
     import asyncio
 
     from storage import logs, serving
     from storage.executor import io_executor
     from storage.node.daemons import DiskDaemons
-    from storage.node.open_disks import local_store
     from storage.node.ownership import DiskInUse
     from storage.node.server import build_app
     from storage.node.store import MissingDisk
@@ -373,7 +375,7 @@ async def _serve_node(cfg, ncfg, initialize: bool, sock=None) -> None:
     logs.configure(cfg.log, sys.stdout)
     asyncio.get_running_loop().set_default_executor(io_executor())
     try:
-        stores = {d.id: local_store(cfg, d, initialize) for d in ncfg.disks}
+        stores = await _open_stores(cfg, ncfg, initialize, wait=10.0 if sock is not None else 0.0)
     except (MissingDisk, DiskInUse) as e:
         raise click.ClickException(str(e)) from None
     host, port = ncfg.listen
@@ -383,8 +385,35 @@ async def _serve_node(cfg, ncfg, initialize: bool, sock=None) -> None:
     daemons.start()
     logging.getLogger("pocket.node").info("node %s serving %d disks on %s:%d", ncfg.id, len(stores), host, port)
     try:
-        await serving.run_until_stopped(listener, on_reload=logs.reopen)
+        await serving.run_until_stopped(listener, on_reload=logs.reopen, stop_on=stop_on)
     finally:
         await daemons.stop()
         for store in stores.values():
             store.close()
+
+
+async def _open_stores(cfg, ncfg, initialize: bool, wait: float) -> dict:
+    """Open (and lock) a node's disks. `wait`: seconds to wait for another process to let go
+    of them, for a disk owner whose predecessor, of a gateway killed a moment ago, may
+    still be exiting; an opened disk's lock is given back before each retry."""
+    import asyncio
+
+    from storage.node.open_disks import local_store
+    from storage.node.ownership import DiskInUse
+    deadline = time.monotonic() + wait
+    while True:
+        stores = {}
+        try:
+            for d in ncfg.disks:
+                stores[d.id] = local_store(cfg, d, initialize)
+            return stores
+        except DiskInUse:
+            for store in stores.values():
+                store.close()
+            if time.monotonic() > deadline:
+                raise
+        except BaseException:
+            for store in stores.values():
+                store.close()
+            raise
+        await asyncio.sleep(0.2)

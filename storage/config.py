@@ -79,7 +79,8 @@ class GatewayConfig:
     # Slow and many clients (storage/s3/limits.py): seconds from a connection's opening
     # (or its previous response) until its request's headers are complete, also the idle
     # keep-alive; seconds a body may send nothing; the slowest average body rate after
-    # that grace; uploads (PutObject, UploadPart) at once, one more gets 503 SlowDown.
+    # that grace; uploads (PutObject, UploadPart) at once, one more gets 503 SlowDown
+    # (with several workers each takes an equal share, rounded up).
     header_timeout: float = 60.0
     body_timeout: float = 60.0
     body_min_rate: int = 500

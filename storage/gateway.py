@@ -55,8 +55,10 @@ class Gateway:
         self.session: aiohttp.ClientSession | None = None
         self.leased: LeasedDaemons | None = None
         self.local_disks: dict[str, DiskStore] = {}
-        self.upload_slots = UploadSlots(cfg.gateway.max_uploads)
         self.worker = worker_number()   # which worker process this is (None: the only one)
+        # gateway.max_uploads bounds the gateway's memory: each worker takes its share
+        self.upload_slots = UploadSlots(cfg.gateway.max_uploads if self.worker is None else
+                                        max(1, -(-cfg.gateway.max_uploads // cfg.workers)))
         self.draining = False    # set on SIGTERM: /_pocket/ready says 503 so load balancers stop sending
 
     def secret_for(self, access_key: str) -> str | None:

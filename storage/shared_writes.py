@@ -30,11 +30,13 @@ class SharedWrites:
 
     def volume_generation(self) -> int:
         """The oldest volume table a worker of this gateway uses."""
-        return min(self.cluster.generation, *([self._generation] if self._generation is not None else []))
+        mine = self.cluster.generation
+        return mine if self._generation is None else min(mine, self._generation)
 
     def oldest_write(self) -> int:
         """The oldest table an upload in progress in any worker of this gateway uses."""
-        return min(self.cluster.oldest_write(), *([self._oldest] if self._oldest is not None else []))
+        mine = self.cluster.oldest_write()
+        return mine if self._oldest is None else min(mine, self._oldest)
 
     async def beat(self) -> None:
         """Publish this worker's view and read the siblings' (called after each table refresh)."""

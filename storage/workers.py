@@ -33,6 +33,7 @@ import os
 import signal
 import socket
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -132,7 +133,8 @@ class Supervisor:
             code = 1
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                # Ctrl-C reaches the whole process group: the disks' owners wait for the master
+                signal.signal(signal.SIGINT, signal.SIG_IGN if child in self.helpers else signal.SIG_DFL)
                 signal.signal(signal.SIGHUP, signal.SIG_DFL)
                 _die_with(master)
                 os.environ.update(child.env)
@@ -140,7 +142,7 @@ class Supervisor:
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else 1
             except BaseException:
-                log.exception("%s failed", child.name)
+                traceback.print_exc()    # to stderr, as a process of its own would: the reason it cannot start
             finally:
                 logging.shutdown()
                 os._exit(code)
@@ -165,7 +167,8 @@ class Supervisor:
             return
         lived = time.monotonic() - child.started
         child.quick_deaths = child.quick_deaths + 1 if lived < _QUICK_DEATH else 0
-        if child.quick_deaths >= _QUICK_DEATHS:
+        if child.quick_deaths >= _QUICK_DEATHS or (child.starts == 1 and child.quick_deaths):
+            # never came up (a bad config, an index without its schema), or keeps dying at start
             log.error("%s %s %d times within %.0fs of starting; stopping the gateway instead of restarting "
                       "it again: see its log above", child.name, how, child.quick_deaths, _QUICK_DEATH)
             self.exit_code = 1
@@ -176,7 +179,8 @@ class Supervisor:
                   child.name, how, lived)
         if child.quick_deaths:     # e.g. a disk lock still held by a process that is dying too
             time.sleep(0.2 * 2 ** child.quick_deaths)
-        self._start(child)
+        if not self.stopping or child in self.helpers:
+            self._start(child)
 
     def _stop_helpers(self) -> None:
         """The disks' owners go last: draining workers still write to them."""
