@@ -192,9 +192,10 @@ def _run_gateway(cfg, banner: bool = False, children=(), spawn_gateways=None) ->
     except OSError as e:
         raise click.ClickException(f"cannot listen on {cfg.gateway.listen}: {e.strerror}; stop what uses "
                                    "it or set another port (--port, gateway.listen)") from None
-    helpers = [(f"disks of {node.id}", _disk_owner(cfg, node), {}) for node in cfg.nodes if not node.url]
+    log_to = sys.stderr if banner else sys.stdout    # `pocket up` keeps stdout for its banner
+    helpers = [(f"disks of {node.id}", _disk_owner(cfg, node, log_to), {}) for node in cfg.nodes if not node.url]
     metrics = tempfile.mkdtemp(prefix="pocket-metrics-")   # the workers' shared counters (storage/metrics.py)
-    serve = [(f"worker {i}", lambda first, i=i: _worker(cfg, banner and i == 0 and first, sock, endpoints,
+    serve = [(f"worker {i}", lambda first, i=i: _worker(cfg, banner and i == 0 and first, log_to, sock, endpoints,
                                                        len(children) - len(others), metrics),
               {workers.WORKER_ENV: str(i)}) for i in range(cfg.workers)]
     logging.getLogger("pocket").info("gateway on %s:%d: %d worker processes%s", *sock.getsockname()[:2],
@@ -207,7 +208,7 @@ def _run_gateway(cfg, banner: bool = False, children=(), spawn_gateways=None) ->
         raise SystemExit(code)
 
 
-def _disk_owner(cfg, node):
+def _disk_owner(cfg, node, log_to):
     """In-process disks under several workers: one process owns them (their packs have one
     writer, storage/node/ownership.py) and serves them to the workers over the node API on
     a loopback port, as a node process would; the workers reach them as remote disks."""
@@ -215,24 +216,25 @@ def _disk_owner(cfg, node):
     sock = workers.listening_socket("127.0.0.1", 0)
     node.url, node.owned = f"http://127.0.0.1:{sock.getsockname()[1]}", True
     return lambda first: run_until_signalled(lambda: _serve_node(cfg, node, initialize=True, sock=sock,
-                                                                 stop_on=(signal.SIGTERM,)))
+                                                                 stop_on=(signal.SIGTERM,), log_to=log_to))
 
 
-def _worker(cfg, banner: bool, sock, endpoints: list[str], node_processes: int, metrics: str) -> int:
+def _worker(cfg, banner: bool, log_to, sock, endpoints: list[str], node_processes: int, metrics: str) -> int:
     from storage.metrics import share_between_workers
     share_between_workers(metrics)
     run_until_signalled(lambda: _serve_gateway(cfg, banner, sock=sock, endpoints=endpoints,
-                                               node_processes=node_processes))
+                                               node_processes=node_processes, log_to=log_to))
     return 0
 
 
 async def _serve_gateway(cfg, banner: bool = False, children=(), spawn_gateways=None, sock=None,
-                         endpoints=None, node_processes: int | None = None) -> None:
-    """`sock`, `endpoints`, `node_processes`: a worker's listening socket and what its
-    master started (the other gateways' endpoints, the node processes)."""
-    from storage import logs, serving, tls
+                         endpoints=None, node_processes: int | None = None, log_to=None) -> None:
+    """`sock`, `endpoints`, `node_processes`, `log_to`: a worker's listening socket, what its
+    master started (the other gateways' endpoints, the node processes) and where it logs."""
+    from storage import logs, serving, tls, workers
     from storage.gateway import Gateway
-    logs.configure(cfg.log, sys.stderr if banner else sys.stdout)   # `pocket up` keeps stdout for its banner
+    # `pocket up` keeps stdout for its banner
+    logs.configure(cfg.log, log_to or (sys.stderr if banner else sys.stdout))
     ssl_context = None
     if cfg.gateway.tls_cert:
         try:
@@ -254,6 +256,7 @@ async def _serve_gateway(cfg, banner: bool = False, children=(), spawn_gateways=
     sock = sock if sock is not None else serving.inherited_socket()
     listener = await serving.listen(gw.app(), host, port, ssl_context=ssl_context, sock=sock, access_log=True,
                                     metrics=gw.metrics, shutdown_timeout=cfg.gateway.shutdown_timeout)
+    workers.report_serving()
     if sock is not None:
         host, port = sock.getsockname()[:2]
     cred = cfg.credentials[0]
@@ -359,20 +362,21 @@ def node(data, config, node_id: str, initialize: bool) -> None:
     run_until_signalled(lambda: _serve_node(cfg, ncfg, initialize))
 
 
-async def _serve_node(cfg, ncfg, initialize: bool, sock=None, stop_on=(signal.SIGINT, signal.SIGTERM)) -> None:
+async def _serve_node(cfg, ncfg, initialize: bool, sock=None, stop_on=(signal.SIGINT, signal.SIGTERM),
+                      log_to=None) -> None:
     """Serve one node's disks: a `pocket node` process, or (`sock` given) the process that
     owns a multi-worker gateway's in-process disks (_disk_owner), which stops only when its
     master says so (SIGTERM), after the workers: Ctrl-C reaches every process at once."""
     import asyncio
 
-    from storage import logs, serving
+    from storage import logs, serving, workers
     from storage.executor import io_executor
     from storage.node.daemons import DiskDaemons
     from storage.node.ownership import DiskInUse
     from storage.node.server import build_app
     from storage.node.store import MissingDisk
     from storage.node.tls import server_ssl
-    logs.configure(cfg.log, sys.stdout)
+    logs.configure(cfg.log, log_to or sys.stdout)
     asyncio.get_running_loop().set_default_executor(io_executor())
     try:
         stores = await _open_stores(cfg, ncfg, initialize, wait=10.0 if sock is not None else 0.0)
@@ -383,6 +387,7 @@ async def _serve_node(cfg, ncfg, initialize: bool, sock=None, stop_on=(signal.SI
     listener = await serving.listen(build_app(ncfg.id, stores, cfg.cluster_secret), host, port, sock=sock,
                                     ssl_context=server_ssl(ncfg), shutdown_timeout=cfg.gateway.shutdown_timeout)
     daemons.start()
+    workers.report_serving()
     logging.getLogger("pocket.node").info("node %s serving %d disks on %s:%d", ncfg.id, len(stores), host, port)
     try:
         await serving.run_until_stopped(listener, on_reload=logs.reopen, stop_on=stop_on)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 log = logging.getLogger("pocket.workers")
 
 WORKER_ENV = "POCKET_WORKER"      # which worker a process is ("0", "1", ...), for logs and lease holders
+READY_ENV = "POCKET_WORKER_READY_FD"   # where a child says it serves (report_serving)
 _QUICK_DEATH = 10.0               # a worker dying sooner than this after its start ...
 _QUICK_DEATHS = 5                 # ... this many times in a row stops the gateway
 _PR_SET_PDEATHSIG = 1
@@ -66,6 +67,18 @@ def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket
     return sock
 
 
+def report_serving() -> None:
+    """Tell the master this process serves now (after its listener started); a child that
+    dies before it ever did could not start, and restarting it would only fail again."""
+    fd = os.environ.pop(READY_ENV, None)
+    if fd is not None:
+        try:
+            os.write(int(fd), b"1")
+            os.close(int(fd))
+        except OSError:
+            pass
+
+
 def worker_number() -> int | None:
     """This process's worker number, or None outside a multi-worker gateway."""
     value = os.environ.get(WORKER_ENV)
@@ -80,6 +93,8 @@ class _Child:
     started: float = 0.0
     starts: int = 0
     quick_deaths: int = 0
+    ready_fd: int = -1            # the master's end of the pipe the child reports "serving" on
+    served: bool = False          # reported serving at least once
     env: dict = field(default_factory=dict)
 
 
@@ -128,10 +143,13 @@ class Supervisor:
     def _start(self, child: _Child) -> None:
         master = os.getpid()
         first = child.starts == 0
+        ready_r, ready_w = os.pipe()
         pid = os.fork()
         if pid == 0:       # the worker: never returns into the master's code
             code = 1
             try:
+                os.close(ready_r)
+                os.environ[READY_ENV] = str(ready_w)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 # Ctrl-C reaches the whole process group: the disks' owners wait for the master
                 signal.signal(signal.SIGINT, signal.SIG_IGN if child in self.helpers else signal.SIG_DFL)
@@ -146,8 +164,22 @@ class Supervisor:
             finally:
                 logging.shutdown()
                 os._exit(code)
-        child.pid, child.started = pid, time.monotonic()
+        os.close(ready_w)
+        os.set_blocking(ready_r, False)
+        child.pid, child.started, child.ready_fd = pid, time.monotonic(), ready_r
         child.starts += 1
+
+    @staticmethod
+    def _served(child: _Child) -> bool:
+        """Whether the child reported serving before it died (closes the pipe)."""
+        try:
+            said = os.read(child.ready_fd, 1) == b"1"
+        except BlockingIOError:
+            said = False
+        os.close(child.ready_fd)
+        child.ready_fd = -1
+        child.served = child.served or said
+        return said
 
     def _reap(self) -> None:
         try:
@@ -161,16 +193,20 @@ class Supervisor:
             return
         child.pid = 0
         how = _describe(status)
+        served = self._served(child)
         if self.stopping and child in self.workers:
             if os.waitstatus_to_exitcode(status) != 0:
                 log.warning("%s stopped: %s", child.name, how)
             return
         lived = time.monotonic() - child.started
         child.quick_deaths = child.quick_deaths + 1 if lived < _QUICK_DEATH else 0
-        if child.quick_deaths >= _QUICK_DEATHS or (child.starts == 1 and child.quick_deaths):
+        if child.quick_deaths >= _QUICK_DEATHS or not (served or child.served):
             # never came up (a bad config, an index without its schema), or keeps dying at start
-            log.error("%s %s %d times within %.0fs of starting; stopping the gateway instead of restarting "
-                      "it again: see its log above", child.name, how, child.quick_deaths, _QUICK_DEATH)
+            if served or child.served:
+                log.error("%s %s %d times within %.0fs of starting; stopping the gateway instead of restarting "
+                          "it again: see its log above", child.name, how, child.quick_deaths, _QUICK_DEATH)
+            else:
+                log.error("%s %s before it ever served; stopping the gateway: see why above", child.name, how)
             self.exit_code = 1
             self._on_stop(signal.SIGTERM, None)
             return
@@ -193,6 +229,8 @@ class Supervisor:
                     break
                 if pid == child.pid:
                     child.pid = 0
+            if child.ready_fd >= 0:
+                self._served(child)
 
 
 def _die_with(master: int) -> None:
