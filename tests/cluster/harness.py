@@ -255,11 +255,15 @@ class ProcCluster:
 
     def signal(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs[name]
+        tree = process_tree(proc.pid)
         proc.send_signal(sig)
         if sig in (signal.SIGKILL, signal.SIGTERM):
             # SIGTERM lets requests in flight run up to gateway.shutdown_timeout (30 s): waiting
             # exactly that long raced a drain that used all of it, so wait past it
             proc.wait(45)
+            # a killed gateway's workers follow it a moment later (storage/workers.py); until
+            # then they still accept on its port
+            wait_for(f"{name}'s processes gone", lambda: not [p for p in tree if _alive(p)], timeout=30)
 
     def stop(self, name: str) -> None:
         proc = self.procs.pop(name, None)
@@ -399,6 +403,15 @@ def process_tree(pid: int) -> list[int]:
         except (FileNotFoundError, ProcessLookupError):
             continue
     return found
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its parent to reap it is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def _as_fd3(fd: int) -> None:
