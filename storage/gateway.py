@@ -90,7 +90,8 @@ class Gateway:
         siblings = [holder_id(self.cfg.gateway.listen, w) for w in range(self.cfg.workers)] \
             if self.worker is not None else []
         self.writes = SharedWrites(self.cluster, self.index, self.writer, self.holder, siblings,
-                                   stale_after=max(10 * self.cfg.gateway.heartbeat, 10.0))
+                                   stale_after=max(10 * self.cfg.gateway.heartbeat, 10.0),
+                                   own_ready=lambda: self._own_readiness()["ready"])
         self.failures = FailureWatcher(self.cluster, self.repairs,
                                        SlotMover(self.cluster, self.index, self.repairs, self.repairer),
                                        self.cfg.repair.failed_after, oldest_write=self.writes.oldest_write)
@@ -190,6 +191,12 @@ class Gateway:
             self.repairs.add_later(record, bad, "read")
 
     def readiness(self) -> dict:
+        """This worker's readiness, ready only if every sibling worker was (shared_writes.py)."""
+        state = self._own_readiness()
+        state["ready"] = state["ready"] and self.writes.siblings_ready
+        return state
+
+    def _own_readiness(self) -> dict:
         down = self.cluster.down_disks()
         widest = max(v["width"] for v in self.cluster.volumes.values())
         need = max(p.quorum for p in self.objects.policies.values())
