@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 
 import click
 
 from .common import load_config, run_until_signalled, with_cluster
+from .serve_node import serve_node
 
 
 @click.command()
@@ -27,8 +29,10 @@ from .common import load_config, run_until_signalled, with_cluster
                    "package) and run several gateways over it, with the disks in node processes.")
 @click.option("--gateways", default=None, type=click.IntRange(1), help="Gateway processes, on ports from --port "
               "up (needs --postgres; default 2 with it).")
+@click.option("--workers", default=None, type=click.IntRange(1),
+              help="Processes serving each gateway's port (default: gateway.workers, 0 there: one per core).")
 def up(data: str, port: int | None, host: str | None, nodes: int, disks: int, tls_cert: str | None,
-       tls_key: str | None, postgres: bool, gateways: int | None) -> None:
+       tls_key: str | None, postgres: bool, gateways: int | None, workers: int | None) -> None:
     """Start a complete one-machine cluster and print its endpoint and keys."""
     import subprocess
 
@@ -53,6 +57,9 @@ def up(data: str, port: int | None, host: str | None, nodes: int, disks: int, tl
     if port or host:
         h, p = cfg.listen
         cfg.gateway.listen = f"{host or h}:{port or p}"
+    if workers:
+        cfg.gateway.workers = workers
+        os.environ["POCKET_GATEWAY_WORKERS"] = str(workers)   # the other gateways of --postgres too
     children, server = [], None
     try:
         if postgres:
@@ -62,7 +69,7 @@ def up(data: str, port: int | None, host: str | None, nodes: int, disks: int, tl
                 children.append(subprocess.Popen([sys.executable, "-m", "cli", "node", "--config", path,
                                                   "--id", node.id, "--init"], **lifeline()))
         spawn = (lambda: _spawn_gateways(cfg, path, gateways)) if gateways > 1 else None
-        run_until_signalled(lambda: _serve_gateway(cfg, banner=True, children=children, spawn_gateways=spawn))
+        _run_gateway(cfg, banner=True, children=children, spawn_gateways=spawn)
     finally:
         for child in children:
             child.terminate()
@@ -159,17 +166,80 @@ async def _wait_ready(endpoint: str, proc, timeout: float = 60.0) -> None:
                         return
             except aiohttp.ClientError:
                 pass
-            if proc.poll() is not None:
+            if proc is not None and proc.poll() is not None:
                 raise click.ClickException(f"the gateway for {endpoint} exited; see its log above")
             if time.monotonic() > deadline:
                 raise click.ClickException(f"the gateway for {endpoint} was not ready within {timeout:.0f}s")
             await asyncio.sleep(0.1)
 
 
-async def _serve_gateway(cfg, banner: bool = False, children=(), spawn_gateways=None) -> None:
-    from storage import logs, serving, tls
+def _run_gateway(cfg, banner: bool = False, children=(), spawn_gateways=None) -> None:
+    """One gateway process, or with gateway.workers > 1 a master and its workers
+    (storage/workers.py) sharing one listening socket. The master waits for the nodes and
+    starts the other gateways of `--postgres` first, so the workers only serve."""
+    if cfg.workers <= 1:
+        run_until_signalled(lambda: _serve_gateway(cfg, banner, children, spawn_gateways))
+        return
+    import asyncio
+    import shutil
+    import tempfile
+
+    from storage import logs, serving, workers
+    logs.configure(cfg.log, sys.stderr if banner else sys.stdout)
+    if children:
+        asyncio.run(_wait_for_nodes(cfg, children))
+    others = spawn_gateways() if spawn_gateways else []
+    if others:
+        children.extend(proc for _, proc in others)    # `pocket up` stops them with the nodes
+    endpoints = [e for e, _ in others]
+    try:
+        sock = serving.inherited_socket() or workers.listening_socket(*cfg.listen)
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on {cfg.gateway.listen}: {e.strerror}; stop what uses "
+                                   "it or set another port (--port, gateway.listen)") from None
+    log_to = sys.stderr if banner else sys.stdout    # `pocket up` keeps stdout for its banner
+    helpers = [(f"disks of {node.id}", _disk_owner(cfg, node, log_to), {}) for node in cfg.nodes if not node.url]
+    metrics = tempfile.mkdtemp(prefix="pocket-metrics-")   # the workers' shared counters (storage/metrics.py)
+    serve = [(f"worker {i}", lambda first, i=i: _worker(cfg, banner and i == 0 and first, log_to, sock, endpoints,
+                                                       len(children) - len(others), metrics),
+              {workers.WORKER_ENV: str(i)}) for i in range(cfg.workers)]
+    logging.getLogger("pocket").info("gateway on %s:%d: %d worker processes%s", *sock.getsockname()[:2],
+                                     cfg.workers, f", {len(helpers)} owning the in-process disks" if helpers else "")
+    try:
+        code = workers.Supervisor(serve, helpers).run()
+    finally:
+        shutil.rmtree(metrics, ignore_errors=True)
+    if code:
+        raise SystemExit(code)
+
+
+def _disk_owner(cfg, node, log_to):
+    """In-process disks under several workers: one process owns them (their packs have one
+    writer, storage/node/ownership.py) and serves them to the workers over the node API on
+    a loopback port, as a node process would; the workers reach them as remote disks."""
+    from storage import workers
+    sock = workers.listening_socket("127.0.0.1", 0)
+    node.url, node.owned = f"http://127.0.0.1:{sock.getsockname()[1]}", True
+    return lambda first: run_until_signalled(lambda: serve_node(cfg, node, initialize=True, sock=sock,
+                                                                stop_on=(signal.SIGTERM,), log_to=log_to))
+
+
+def _worker(cfg, banner: bool, log_to, sock, endpoints: list[str], node_processes: int, metrics: str) -> int:
+    from storage.metrics import share_between_workers
+    share_between_workers(metrics)
+    run_until_signalled(lambda: _serve_gateway(cfg, banner, sock=sock, endpoints=endpoints,
+                                               node_processes=node_processes, log_to=log_to))
+    return 0
+
+
+async def _serve_gateway(cfg, banner: bool = False, children=(), spawn_gateways=None, sock=None,
+                         endpoints=None, node_processes: int | None = None, log_to=None) -> None:
+    """`sock`, `endpoints`, `node_processes`, `log_to`: a worker's listening socket, what its
+    master started (the other gateways' endpoints, the node processes) and where it logs."""
+    from storage import logs, serving, tls, workers
     from storage.gateway import Gateway
-    logs.configure(cfg.log, sys.stderr if banner else sys.stdout)   # `pocket up` keeps stdout for its banner
+    # `pocket up` keeps stdout for its banner
+    logs.configure(cfg.log, log_to or (sys.stderr if banner else sys.stdout))
     ssl_context = None
     if cfg.gateway.tls_cert:
         try:
@@ -179,15 +249,19 @@ async def _serve_gateway(cfg, banner: bool = False, children=(), spawn_gateways=
                                        f"gateway.tls_key = {cfg.gateway.tls_key}: {e}") from None
     if children:
         await _wait_for_nodes(cfg, children)
-    others = spawn_gateways() if spawn_gateways else []
-    if others:
+    others = spawn_gateways() if spawn_gateways else [(e, None) for e in endpoints or ()]
+    if others and spawn_gateways:
         children.extend(proc for _, proc in others)    # `pocket up` stops them with the nodes
+    if node_processes is None:
+        node_processes = len(children) - len(others)
     gw = Gateway(cfg)
     await gw.start()
     host, port = cfg.listen
-    sock = serving.inherited_socket()
+    inherited = sock is None
+    sock = sock if sock is not None else serving.inherited_socket()
     listener = await serving.listen(gw.app(), host, port, ssl_context=ssl_context, sock=sock, access_log=True,
                                     metrics=gw.metrics, shutdown_timeout=cfg.gateway.shutdown_timeout)
+    workers.report_serving()
     if sock is not None:
         host, port = sock.getsockname()[:2]
     cred = cfg.credentials[0]
@@ -209,14 +283,15 @@ async def _serve_gateway(cfg, banner: bool = False, children=(), spawn_gateways=
             f"  Region      : {cfg.gateway.region}\n"
             f"  Data        : {os.path.abspath(cfg.data)} ({len(gw.cluster.disks)} disks, "
             f"policy {cfg.policies[cfg.storage.default_policy]}, "
-            f"{len(children) - len(others) or 'no'} node processes)\n"
+            f"{node_processes or 'no'} node processes"
+            f"{f', {cfg.workers} workers' if cfg.workers > 1 else ''})\n"
             f"Try: AWS_ACCESS_KEY_ID={cred.access_key} AWS_SECRET_ACCESS_KEY={cred.secret_key} "
             f"aws --endpoint-url {endpoint} s3 mb s3://my-bucket\n"
             f"Ctrl-C stops it.", err=False)
         sys.stdout.flush()
     else:
         logging.getLogger("pocket").info("gateway listening on %s://%s:%d%s", scheme, host, port,
-                                         " (socket passed in by the service manager)" if sock else "")
+                                         " (socket passed in by the service manager)" if sock and inherited else "")
 
     def reload():
         logs.reopen()
@@ -260,10 +335,14 @@ async def _wait_for_nodes(cfg, children, timeout: float = 30.0) -> None:
 
 @click.command()
 @with_cluster
-def gateway(data, config) -> None:
+@click.option("--workers", default=None, type=click.IntRange(1),
+              help="Processes serving the port (default: gateway.workers, 0 there: one per core).")
+def gateway(data, config, workers: int | None) -> None:
     """Run the S3 gateway of a multi-process cluster."""
     cfg = load_config(data, config)
-    run_until_signalled(lambda: _serve_gateway(cfg))
+    if workers:
+        cfg.gateway.workers = workers
+    _run_gateway(cfg)
 
 
 @click.command()
@@ -285,33 +364,5 @@ def node(data, config, node_id: str, initialize: bool) -> None:
     if not ncfg.url:
         raise click.ClickException(f"node {node_id} has no url in the config, so it has nothing to listen on")
 
-    async def run():
-        import asyncio
+    run_until_signalled(lambda: serve_node(cfg, ncfg, initialize))
 
-        from storage import logs, serving
-        from storage.executor import io_executor
-        from storage.node.open_disks import local_store
-        logs.configure(cfg.log, sys.stdout)
-        from storage.node.daemons import DiskDaemons
-        from storage.node.server import build_app
-        from storage.node.tls import server_ssl
-        asyncio.get_running_loop().set_default_executor(io_executor())
-        from storage.node.ownership import DiskInUse
-        from storage.node.store import MissingDisk
-        try:
-            stores = {d.id: local_store(cfg, d, initialize) for d in ncfg.disks}
-        except (MissingDisk, DiskInUse) as e:
-            raise click.ClickException(str(e)) from None
-        host, port = ncfg.listen
-        daemons = DiskDaemons(stores, cfg)
-        listener = await serving.listen(build_app(node_id, stores, cfg.cluster_secret), host, port,
-                                        ssl_context=server_ssl(ncfg), shutdown_timeout=cfg.gateway.shutdown_timeout)
-        daemons.start()
-        logging.getLogger("pocket.node").info("node %s serving %d disks on %s:%d", node_id, len(stores), host, port)
-        try:
-            await serving.run_until_stopped(listener, on_reload=logs.reopen)
-        finally:
-            await daemons.stop()
-            for store in stores.values():
-                store.close()
-    run_until_signalled(run)

@@ -33,6 +33,7 @@ class Cluster:
         self.generation = -1
         self.on_unknown_disks = None        # callback(set of ids) -> opens disks added to the config
         self.on_change = None               # async callback after the table changed (publishes it to the disks)
+        self.on_beat = None                 # async callback after each heartbeat's refresh
         self._writes: Counter[int] = Counter()   # uploads in progress by the table generation they chose under
         self.usage: dict[str, dict] = {}
         self._down_since: dict[str, float] = {}
@@ -189,6 +190,12 @@ class Cluster:
                         await self.on_change()
                 except Exception as e:
                     log.error("could not reload or publish the volume table: %s", e)
+            if self.on_beat is not None:
+                try:
+                    await self.on_beat()
+                except Exception as e:
+                    log.error("could not share this worker's uploads in progress through the index: %s; "
+                              "disk moves wait until it can", e)
             await asyncio.sleep(self._heartbeat)
 
     def start(self, index=None) -> None:

@@ -44,6 +44,9 @@ class NodeConfig:
     tls_key: str = ""
     tls_fingerprint: str = ""
     tls_ca: str = ""
+    # Set at start, never read from a file: in-process disks that a gateway of several
+    # workers serves from one process of its own, reached at `url` (cli/serve.py).
+    owned: bool = False
 
     @property
     def listen(self) -> tuple[str, int]:
@@ -65,7 +68,8 @@ class GatewayConfig:
     # Slow and many clients (storage/s3/limits.py): seconds from a connection's opening
     # (or its previous response) until its request's headers are complete, also the idle
     # keep-alive; seconds a body may send nothing; the slowest average body rate after
-    # that grace; uploads (PutObject, UploadPart) at once, one more gets 503 SlowDown.
+    # that grace; uploads (PutObject, UploadPart) at once, one more gets 503 SlowDown
+    # (with several workers each takes an equal share, rounded up).
     header_timeout: float = 60.0
     body_timeout: float = 60.0
     body_min_rate: int = 500
@@ -78,6 +82,8 @@ class GatewayConfig:
     # then the listener closes and requests in flight get up to shutdown_timeout to finish.
     drain_delay: float = 0.0
     shutdown_timeout: float = 30.0
+    # Processes serving the S3 port (storage/workers.py); 0: one per core (os.cpu_count()).
+    workers: int = 0
 
 
 @dataclass
@@ -200,6 +206,11 @@ class Config:
         if host and not _is_ip(host) and host not in domains:
             domains.append(host)
         return domains
+
+    @property
+    def workers(self) -> int:
+        """How many processes serve the S3 port: gateway.workers, or one per core."""
+        return self.gateway.workers or os.cpu_count() or 1
 
     def node(self, node_id: str) -> NodeConfig:
         for n in self.nodes:

@@ -54,6 +54,8 @@ def problems(cfg):
     duplicates = sorted({d for d in disks if disks.count(d) > 1})
     if duplicates:
         yield f"disk ids must be unique across all nodes; repeated: {duplicates}"
+    if cfg.gateway.workers < 0:
+        yield "gateway.workers must be 0 (one per core) or more"
     if not cfg.credentials:
         yield ("no credentials: add [[credentials]] access_key/secret_key, "
                "or set POCKET_ACCESS_KEY and POCKET_SECRET_KEY")

@@ -30,7 +30,7 @@ from .lifecycle.runner import LifecycleRunner
 from .metrics import IndexCollector, Metrics
 from .migrate.wiring import route_services
 from .node.daemons import DiskDaemons
-from .node.metrics import DiskCollector
+from .node.metrics import DiskCollector, ForwardedDiskMetrics
 from .node.open_disks import open_disks
 from .node.store import DiskStore
 from .objects import in_flight
@@ -38,6 +38,8 @@ from .objects.buckets import BucketService
 from .objects.build import object_services
 from .s3.app import build_app
 from .s3.limits import UploadSlots
+from .shared_writes import SharedWrites
+from .workers import worker_number
 
 log = logging.getLogger("pocket.gateway")
 
@@ -54,7 +56,10 @@ class Gateway:
         self.session: aiohttp.ClientSession | None = None
         self.leased: LeasedDaemons | None = None
         self.local_disks: dict[str, DiskStore] = {}
-        self.upload_slots = UploadSlots(cfg.gateway.max_uploads)
+        self.worker = worker_number()   # which worker process this is (None: the only one)
+        # gateway.max_uploads bounds the gateway's memory: each worker takes its share
+        self.upload_slots = UploadSlots(cfg.gateway.max_uploads if self.worker is None else
+                                        max(1, -(-cfg.gateway.max_uploads // cfg.workers)))
         self.reporter: in_flight.Reporter | None = None   # this gateway's writes in flight, into the index
         self.draining = False    # set on SIGTERM: /_pocket/ready says 503 so load balancers stop sending
 
@@ -76,28 +81,39 @@ class Gateway:
         self.buckets = BucketService(self.index, self.writer, self.objects, self.multipart)
         self.repairs = RepairQueue(self.index, self.writer)
         self.objects.on_degraded = lambda record, missing: self.repairs.add_later(record, missing, "put")
+        # each worker process is its own holder: of leases, and of its report of writes in flight
+        self.holder = holder_id(self.cfg.gateway.listen, self.worker)
         self.scrubber = Scrubber(self.cluster, self.index, self.repairs, self.cfg.scrub.rate,
                                  self.cfg.scrub.orphan_grace, self.metrics, writes=self.objects.writes,
-                                 holder=holder_id(self.cfg.gateway.listen))
+                                 holder=self.holder)
         self.lifecycle = LifecycleRunner(self.objects, self.multipart, self.cfg.lifecycle.day_seconds,
                                          self.cfg.lifecycle.rate, self.metrics)
         self.repairer = Repairer(self.cluster, self.index, self.repairs, self.cfg.repair.concurrency,
                                  st.node_timeout, self.metrics, rate=self.cfg.repair.rate)
         # the S3 handlers' door: migrating buckets routed, every other bucket passed through
         self.migration = route_services(self)
+        siblings = [holder_id(self.cfg.gateway.listen, w) for w in range(self.cfg.workers)] \
+            if self.worker is not None else []
+        self.writes = SharedWrites(self.cluster, self.index, self.writer, self.holder, siblings,
+                                   stale_after=max(10 * self.cfg.gateway.heartbeat, 10.0),
+                                   own_ready=lambda: self._own_readiness()["ready"])
         self.failures = FailureWatcher(self.cluster, self.repairs,
                                        SlotMover(self.cluster, self.index, self.repairs, self.repairer),
-                                       self.cfg.repair.failed_after)
+                                       self.cfg.repair.failed_after, oldest_write=self.writes.oldest_write)
         await self.cluster.check_once()
         self.cluster.on_change = lambda: publish_table(self.cluster, st.node_timeout)
         if self.cluster.generation > 0:   # the table was changed (or grown) since it was built
             await publish_table(self.cluster, st.node_timeout)
+        await self.writes.beat()
+        self.cluster.on_beat = self.writes.beat
         self.cluster.start(self.index)
         self.local_disks.update({i: d for i, d in disks.items() if isinstance(d, DiskStore)})
         self.daemons = DiskDaemons(self.local_disks, self.cfg)
         self.daemons.start()
-        self.metrics.registry.register(DiskCollector(self.local_disks))
-        self.metrics.registry.register(IndexCollector(self.index))
+        self.metrics.add_collector(DiskCollector(self.local_disks))
+        self.owned_disks = ForwardedDiskMetrics([n.url for n in self.cfg.nodes if n.owned])
+        self.metrics.add_collector(self.owned_disks)
+        self.metrics.add_collector(IndexCollector(self.index))
         self._start_background()
 
     def _start_background(self) -> None:
@@ -105,7 +121,7 @@ class Gateway:
         beside the data path, in one gateway of the cluster at a time: the one holding each
         daemon's lease in the index (storage/leased.py). The bytes are checked where they
         are (the disks' own scrubbers, storage/node/disk_scrub.py)."""
-        self.leased = LeasedDaemons(self.index, self.writer, holder_id(self.cfg.gateway.listen),
+        self.leased = LeasedDaemons(self.index, self.writer, self.holder,
                                     self.cfg.index.lease_seconds)
         if self.cfg.scrub.enabled:
             self.leased.add("scrub", lambda: self.scrubber.run_forever(self.cfg.scrub.collect_interval,
@@ -121,7 +137,7 @@ class Gateway:
         self.leased.add("migrate-journal", lambda: self.migration.journal.run_forever())
         self.leased.start()
         # scrubbers in other processes keep the archives of this gateway's uncommitted writes
-        self.reporter = in_flight.Reporter(self.writer, holder_id(self.cfg.gateway.listen), self.objects.writes)
+        self.reporter = in_flight.Reporter(self.writer, self.holder, self.objects.writes)
         self.reporter.start()
 
     def _open_added_disks(self, wanted: set[str]) -> None:
@@ -135,6 +151,17 @@ class Gateway:
             log.error("the volume table names disks %s; re-reading %s for them failed: %s", sorted(wanted),
                       self.cfg.source, e)
             return
+        if self.worker is not None:
+            # in-process disks are served by the process that owns them (cli/serve.py); it
+            # opened its disks at start, so new ones of such a node wait for a restart
+            urls = {n.id: n.url for n in self.cfg.nodes}
+            for node in fresh.nodes:
+                node.url = node.url or urls.get(node.id, "")
+            unowned = {d.id for n in fresh.nodes if not n.url for d in n.disks} & wanted
+            if unowned:
+                log.error("the volume table names in-process disks %s added since start; with several workers "
+                          "only a restart of the gateway opens them", sorted(unowned))
+                wanted -= unowned
         disks, infos = open_disks(fresh, self.session, wanted)
         self.cluster.disks.update(disks)
         self.cluster.infos.update({i.disk_id: i for i in infos})
@@ -174,15 +201,26 @@ class Gateway:
             self.repairs.add_later(record, bad, "read")
 
     def readiness(self) -> dict:
+        """This worker's readiness, ready only if every sibling worker was (shared_writes.py)."""
+        state = self._own_readiness()
+        state["ready"] = state["ready"] and self.writes.siblings_ready
+        return state
+
+    def _own_readiness(self) -> dict:
         down = self.cluster.down_disks()
         widest = max(v["width"] for v in self.cluster.volumes.values())
         need = max(p.quorum for p in self.objects.policies.values())
         up = len(self.cluster.disks) - len(down)
         return {"ready": up >= need and not self.draining, "draining": self.draining, "disks_up": up, "disks_down": sorted(down), "disks_needed": need,
-                "volume_width": widest, "volume_generation": self.cluster.generation,
-                "oldest_write_generation": self.cluster.oldest_write()}
+                "volume_width": widest, "volume_generation": self.writes.volume_generation(),
+                "oldest_write_generation": self.writes.oldest_write()}
 
-    def refresh_metrics(self) -> None:
+    async def refresh_metrics(self) -> None:
+        if self.owned_disks.urls:
+            await self.owned_disks.fetch(self.session)
+        await self.index.call(self._set_gauges)   # it reads the index: off the loop on PostgreSQL
+
+    def _set_gauges(self) -> None:
         for disk_id in self.cluster.disks:
             self.metrics.disk_up.labels(disk_id).set(1 if self.cluster.is_up(disk_id) else 0)
             state = self.cluster.state(disk_id)
@@ -195,7 +233,15 @@ class Gateway:
         self.metrics.ready.set(1 if self.readiness()["ready"] else 0)
         self.metrics.repair_queue.set(self.repairs.length())
         self.metrics.at_risk.clear()
-        for shape, counts in self.repairs.at_risk().items():
+        at_risk = self.repairs.at_risk()
+        if self.worker is not None:
+            # Under several workers a gauge series another worker set stays exported (storage/
+            # metrics.py): set every series of every policy's shape, those with none at risk to 0.
+            for policy in self.objects.policies.values():
+                k, m = parse_policy(policy.spec)
+                for left in range(k + m + 1):
+                    at_risk.setdefault(f"{k}+{m}", {}).setdefault(left, 0)
+        for shape, counts in at_risk.items():
             k = int(shape.split("+")[0])
             for left, count in counts.items():
                 self.metrics.at_risk.labels(shape, str(left), str(left - k)).set(count)

@@ -20,8 +20,12 @@ from .index import leases
 log = logging.getLogger("pocket.leases")
 
 
-def holder_id(listen: str) -> str:
-    return f"{socket.gethostname()}/{listen}"
+def holder_id(listen: str, worker: int | None = None) -> str:
+    """Who holds a lease: a gateway is its host and listen address, and with several worker
+    processes (storage/workers.py) each worker is a holder of its own, so a daemon runs in
+    one worker of one gateway. A restarted worker is the same holder again."""
+    base = f"{socket.gethostname()}/{listen}"
+    return base if worker is None else f"{base}#{worker}"
 
 
 class LeasedDaemons:

@@ -1,27 +1,52 @@
 """Prometheus metrics: one registry per gateway, exported at /_pocket/metrics.
 
 Disks the gateway opens in-process add their own collector (node/metrics.py), the same
-one a node process exports at /metrics."""
+one a node process exports at /metrics.
+
+With several worker processes (storage/workers.py) a scrape reaches whichever worker
+accepts it, so the workers use prometheus_client's multiprocess mode: counters and
+histograms are summed over every worker (those that died included: a counter never goes
+back), gauges report the most recent value any worker set (they say what the cluster is
+like, and the scraped worker sets them just before rendering). Collectors read at
+scrape time (this process, the index, disks) answer from the scraped worker itself.
+"""
 from __future__ import annotations
 
+import os
 import shutil
 from importlib import metadata
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest,
+                               multiprocess, values)
 from prometheus_client.core import GaugeMetricFamily
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-def process_metrics(registry: CollectorRegistry, role: str) -> None:
+
+def share_between_workers(folder: str) -> None:
+    """Keep this process's metric values in `folder`, beside its sibling workers' (call
+    before any metric is made; the folder is the master's, empty at its start)."""
+    os.environ[MULTIPROC_ENV] = folder
+    values.ValueClass = values.get_value_class()
+
+
+def gauge(*args, **kwargs) -> Gauge:
+    """A gauge whose value under several workers is the one set last (see the docstring)."""
+    return Gauge(*args, multiprocess_mode="mostrecent", **kwargs)
+
+
+def process_metrics(registry: CollectorRegistry, role: str) -> ProcessCollector:
     """Memory, CPU, open files and start time of this process, and which Pocket runs it: the
     dashboard's process-health row, and after a rolling upgrade, which servers still run what."""
-    ProcessCollector(registry=registry)
-    info = Gauge("pocket_build_info", "1, labelled with the running Pocket version and process role",
+    collector = ProcessCollector(registry=registry)
+    info = gauge("pocket_build_info", "1, labelled with the running Pocket version and process role",
                  ["version", "role"], registry=registry)
     try:
         version = metadata.version("pocket-storage")
     except metadata.PackageNotFoundError:
         version = "unknown"
     info.labels(version, role).set(1)
+    return collector
 
 
 class IndexCollector:
@@ -55,8 +80,8 @@ class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
         r = self.registry
-        process_metrics(r, "gateway")
-        self.ready = Gauge("pocket_gateway_ready", "1 while /_pocket/ready says ready (0 also while draining)",
+        self._here = [process_metrics(r, "gateway")]   # read at scrape time by the scraped process
+        self.ready = gauge("pocket_gateway_ready", "1 while /_pocket/ready says ready (0 also while draining)",
                            registry=r)
         self.requests = Counter("pocket_s3_requests", "S3 requests by operation and status",
                                 ["operation", "status"], registry=r)
@@ -66,15 +91,15 @@ class Metrics:
         self._series: dict[tuple[str, int], tuple] = {}   # see request_done
         self.bytes_in = Counter("pocket_s3_bytes_received", "Object body bytes received by PUT and UploadPart, counted as they arrive", registry=r)
         self.bytes_out = Counter("pocket_s3_bytes_sent", "Response body bytes sent", registry=r)
-        self.disk_up = Gauge("pocket_disk_up", "1 if the disk answers, 0 if it is down", ["disk"], registry=r)
-        self.disk_state = Gauge("pocket_disk_state", "1 for the disk's state: up, down, failed, draining, drained",
+        self.disk_up = gauge("pocket_disk_up", "1 if the disk answers, 0 if it is down", ["disk"], registry=r)
+        self.disk_state = gauge("pocket_disk_state", "1 for the disk's state: up, down, failed, draining, drained",
                                 ["disk", "state"], registry=r)
-        self.disk_free = Gauge("pocket_disk_free_bytes", "Free bytes on the disk's filesystem", ["disk"], registry=r)
+        self.disk_free = gauge("pocket_disk_free_bytes", "Free bytes on the disk's filesystem", ["disk"], registry=r)
         self.damage = Counter("pocket_fragments_damaged", "Missing or corrupt fragments found by reads",
                               registry=r)
         # durability: storage/durability/ and storage/disks/
-        self.repair_queue = Gauge("pocket_repair_queue_length", "Object versions waiting for repair", registry=r)
-        self.at_risk = Gauge("pocket_objects_at_risk",
+        self.repair_queue = gauge("pocket_repair_queue_length", "Object versions waiting for repair", registry=r)
+        self.at_risk = gauge("pocket_objects_at_risk",
                              "Queued object versions by fragments left, and spare: how many of those beyond the k "
                              "needed to read (0: one more loss and they are gone)",
                              ["shape", "fragments_left", "spare"], registry=r)
@@ -105,5 +130,16 @@ class Metrics:
         series[0].inc()
         series[1].observe(seconds)
 
+    def add_collector(self, collector) -> None:
+        """A collector read at scrape time (disks, the index)."""
+        self.registry.register(collector)
+        self._here.append(collector)
+
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if MULTIPROC_ENV not in os.environ:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        for collector in self._here:
+            merged.register(collector)
+        return generate_latest(merged)

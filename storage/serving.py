@@ -116,11 +116,12 @@ async def listen(app: web.Application, host: str, port: int, *, ssl_context: ssl
 
 
 async def run_until_stopped(listener: Listener, *, on_reload: Callable[[], None] = lambda: None,
-                            on_drain: Callable[[], None] = lambda: None, drain_delay: float = 0.0) -> None:
-    """Serve until SIGTERM or SIGINT, then drain as the module docstring says."""
+                            on_drain: Callable[[], None] = lambda: None, drain_delay: float = 0.0,
+                            stop_on=(signal.SIGINT, signal.SIGTERM)) -> None:
+    """Serve until SIGTERM or SIGINT (`stop_on`), then drain as the module docstring says."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in stop_on:
         loop.add_signal_handler(sig, stop.set)
 
     def reload() -> None:

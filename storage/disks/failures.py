@@ -23,9 +23,12 @@ log = logging.getLogger("pocket.disks")
 
 
 class FailureWatcher:
-    def __init__(self, cluster, queue, mover: SlotMover, failed_after: float):
+    def __init__(self, cluster, queue, mover: SlotMover, failed_after: float, oldest_write=None):
+        """`oldest_write`: the oldest table an upload in progress uses, across every worker
+        process of this gateway (shared_writes.py); this process's own by default."""
         self.cluster, self.queue, self.mover = cluster, queue, mover
         self.failed_after = failed_after
+        self.oldest_write = oldest_write or cluster.oldest_write
 
     async def run_once(self) -> list[str]:
         """Declare what has been down too long; resume rebuild moves. Returns disks declared."""
@@ -51,7 +54,7 @@ class FailureWatcher:
         rebuilds = [m for m in moves if m["mode"] == "rebuild"]
         # old copies a command could not delete (packs this process owns), once no upload
         # that chose its volume under the old table is still writing here
-        handed = [m for m in moves if m["phase"] == HANDOVER and self.cluster.oldest_write() >= m.get("generation", 0)]
+        handed = [m for m in moves if m["phase"] == HANDOVER and self.oldest_write() >= m.get("generation", 0)]
         if rebuilds or handed:
             await self.mover.run(rebuilds + handed)
         await actions.settle_drained(self.cluster, self.queue)

@@ -246,6 +246,9 @@ class LmdbBackend(Backend):
         self.env = lmdb.open(path, map_size=min(map_size, max_map_size), max_dbs=16, subdir=True,
                              sync=True, metasync=True, readahead=False,
                              max_readers=max_readers, lock=True)
+        # Reader slots of processes that died holding one (a SIGKILLed gateway worker) would
+        # keep old pages from reuse and the file growing; LMDB frees them by pid here.
+        self.env.reader_check()
         self._gate = _Gate()
         self._count_lock = threading.Lock()
         self.commits = 0  # committed write txns (for tests/metrics)

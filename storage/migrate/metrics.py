@@ -1,9 +1,10 @@
 """`pocket_migrate_*` metrics of the gateway's migration routing, on the gateway's registry."""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter
 
 from ..index import migrations
+from ..metrics import gauge
 from . import state
 
 
@@ -20,15 +21,15 @@ class MigrateMetrics:
                                       "last write", ["bucket"], registry=r)
         self.retries = Counter("pocket_migrate_journal_retries", "Journaled writes retried, by outcome",
                                ["bucket", "outcome"], registry=r)
-        self.journal = Gauge("pocket_migrate_journal_entries", "Writes still owed to one side", ["bucket"],
+        self.journal = gauge("pocket_migrate_journal_entries", "Writes still owed to one side", ["bucket"],
                              registry=r)
-        self.dirty = Gauge("pocket_migrate_dirty_keys", "Keys written since they were last verified", ["bucket"],
+        self.dirty = gauge("pocket_migrate_dirty_keys", "Keys written since they were last verified", ["bucket"],
                            registry=r)
-        self.state = Gauge("pocket_migrate_state", "1 for the bucket's migration state", ["bucket", "state"],
+        self.state = gauge("pocket_migrate_state", "1 for the bucket's migration state", ["bucket", "state"],
                            registry=r)
-        self.planned = Gauge("pocket_migrate_objects_planned", "Versions and delete markers the plan's inventory "
+        self.planned = gauge("pocket_migrate_objects_planned", "Versions and delete markers the plan's inventory "
                              "counted at the source (what the backfill copies)", ["bucket"], registry=r)
-        self.copied = Gauge("pocket_migrate_objects_copied", "Versions and delete markers the backfill has copied",
+        self.copied = gauge("pocket_migrate_objects_copied", "Versions and delete markers the backfill has copied",
                             ["bucket"], registry=r)
 
     def refresh(self, index, records: list[state.Migration]) -> None:

@@ -13,6 +13,7 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.parser import text_string_to_metric_families
 
 from ..metrics import process_metrics
 
@@ -73,6 +74,32 @@ class DiskCollector:
             c["scrub_corrupt_found"].add_metric([disk_id], st["totals"]["corrupt_found"])
         yield from g.values()
         yield from c.values()
+
+
+class ForwardedDiskMetrics:
+    """The disk families of the process that owns a multi-worker gateway's in-process disks
+    (cli/serve.py), fetched from its /metrics when the gateway is scraped: to Prometheus
+    those disks look as they did when the gateway process opened them itself."""
+
+    NAMES = frozenset(f.name for f in DiskCollector({}).collect())
+
+    def __init__(self, urls: list[str]):
+        self.urls = urls
+        self.families: list = []
+
+    async def fetch(self, session, timeout: float = 5.0) -> None:
+        found = []
+        for url in self.urls:
+            try:
+                async with session.get(url + "/metrics", timeout=timeout) as r:
+                    text = await r.text()
+            except Exception:
+                continue    # its disks show as down on the gateway's own gauges
+            found += [f for f in text_string_to_metric_families(text) if f.name in self.NAMES]
+        self.families = found
+
+    def collect(self):
+        yield from self.families
 
 
 class NodeMetrics:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 
 from aiohttp import HttpVersion11, web
@@ -77,7 +78,8 @@ async def _expect(http: web.Request) -> None:
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    """Alive; with several workers (storage/workers.py) also which one answered."""
+    return web.json_response({"status": "ok", "pid": os.getpid(), "worker": request.app["gateway"].worker})
 
 
 async def ready(request: web.Request) -> web.Response:
@@ -87,7 +89,7 @@ async def ready(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     gw = request.app["gateway"]
-    await gw.index.call(gw.refresh_metrics)   # it reads the index: off the loop on PostgreSQL
+    await gw.refresh_metrics()
     return web.Response(body=gw.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
 
 

@@ -178,12 +178,15 @@ def render(status: dict) -> str:
         lines.append(f"  {d['id']:<10} {d['node']:<8} {d['state'] if d['up'] else d['state'].upper():<9} "
                      f"used {size(d['used']):>10}  free {size(d['free']):>10}"
                      + (f"  (quota {size(d['capacity'])}, {size(d['quota_used'])} used)" if d.get("capacity") else ""))
-    by_holder: dict[str, list[str]] = {}
+    by_gateway: dict[str, dict[str, list[str]]] = {}   # gateway -> worker ("" if one process) -> leases
     for name, lease in sorted(status.get("leases", {}).items()):
         if lease["expires"] > status["time"]:
-            by_holder.setdefault(lease["holder"], []).append(name)
-    for holder, names in sorted(by_holder.items()):
-        lines.append(f"Gateway {holder} runs {', '.join(names)}")
+            gateway, _, worker = lease["holder"].partition("#")    # storage/leased.py holder_id
+            by_gateway.setdefault(gateway, {}).setdefault(worker, []).append(name)
+    for gateway, by_worker in sorted(by_gateway.items()):
+        names = sorted(n for held in by_worker.values() for n in held)
+        workers = "; ".join(f"worker {w}: {', '.join(held)}" for w, held in sorted(by_worker.items()) if w)
+        lines.append(f"Gateway {gateway} runs {', '.join(names)}" + (f" ({workers})" if workers else ""))
     degraded = [v for v in status["volumes"] if v["disks_down"]]
     lines.append(f"Volumes: {len(status['volumes'])} ({len(degraded)} with a disk down)")
     lines.append(f"Objects: {status['objects']} in {status['buckets']} buckets, {size(status['bytes'])} "

@@ -117,7 +117,8 @@ class ProcCluster:
     def __init__(self, root: str, nodes: int = 6, disks_per_node: int = 1, zones: int = 1,
                  storage: dict | None = None, sections: dict[str, dict] | None = None,
                  capacity: dict[str, int] | None = None, embedded: bool = False,
-                 gateway: dict | None = None, ca: str | None = None, held_socket: bool = False):
+                 gateway: dict | None = None, ca: str | None = None, held_socket: bool = False,
+                 workers: int = 2):
         self.root = root
         self.env_all: dict[str, str] = {}   # extra environment of every process started
         # held_socket: the test holds the gateway's listening socket and hands it to each gateway
@@ -134,7 +135,9 @@ class ProcCluster:
         self.endpoint = f"{'https' if (gateway or {}).get('tls_cert') else 'http'}://127.0.0.1:{self.port}"
         self.node_ids = [f"n{i + 1}" for i in range(nodes)]
         self.node_ports = dict(zip(self.node_ids, ports[1:]))
-        settings = {"heartbeat": 0.5, **(gateway or {})}   # e.g. {"body_timeout": 2.0}
+        # two worker processes unless a test says otherwise, whatever the machine's core count,
+        # so every test runs the multi-process gateway (storage/workers.py)
+        settings = {"heartbeat": 0.5, "workers": workers, **(gateway or {})}   # e.g. {"body_timeout": 2.0}
         st = {"node_timeout": 3.0, **(storage or {})}
         lines = ['data = "."', f'cluster_secret = "{CLUSTER_SECRET}"', "", "[gateway]",
                  f'listen = "127.0.0.1:{self.port}"'] + [f"{k} = {_toml(v)}" for k, v in settings.items()]
@@ -244,11 +247,15 @@ class ProcCluster:
 
     def signal(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs[name]
+        tree = process_tree(proc.pid)
         proc.send_signal(sig)
         if sig in (signal.SIGKILL, signal.SIGTERM):
             # a drain finishes the requests in flight and exits in seconds; one that waited out
             # gateway.shutdown_timeout (30 s) cut a request off, and fails the test here
             proc.wait(15)
+            # a killed gateway's workers follow it a moment later (storage/workers.py); until
+            # then they still accept on its port
+            wait_for(f"{name}'s processes gone", lambda: not [p for p in tree if _alive(p)], timeout=30)
 
     def stop(self, name: str) -> None:
         proc = self.procs.pop(name, None)
@@ -275,6 +282,10 @@ class ProcCluster:
 
     def gateway_pid(self) -> int:
         return self.procs["gateway"].pid
+
+    def gateway_workers(self) -> list[int]:
+        """The gateway's worker processes (and its in-process disks' owner): its children."""
+        return process_tree(self.gateway_pid())[1:]
 
     def log(self, name: str) -> str:
         with open(os.path.join(self.root, f"{name}.log"), errors="replace") as f:
@@ -369,6 +380,30 @@ def archives_of(c: ProcCluster, bucket: str, key: str) -> list[str]:
         if (manifest.get("bucket"), manifest.get("key")) == (bucket, key):
             found.append(ref)
     return found
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it (a gateway's master, workers and disk owner)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop(0)
+        found.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its parent to reap it is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def _as_fd3(fd: int) -> None:

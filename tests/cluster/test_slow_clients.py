@@ -27,7 +27,7 @@ BODY = random.Random(5).randbytes(1 << 20)
 def gw(tmp_path_factory):
     c = ProcCluster(str(tmp_path_factory.mktemp("slow")), embedded=True,
                     gateway={"header_timeout": TIMEOUT, "body_timeout": TIMEOUT, "body_min_rate": 1000,
-                             "max_uploads": 40}).start()
+                             "max_uploads": 40}, workers=1).start()   # one process counts the 41st upload
     c.client().create_bucket(Bucket="slow")
     yield c
     c.close()

@@ -9,18 +9,22 @@ import aiohttp
 
 from bench.load import SigV4
 
-from .harness import ACCESS_KEY, SECRET_KEY
+from .harness import ACCESS_KEY, SECRET_KEY, process_tree
 
 GIB = 1 << 30
 CHUNK = 1 << 20
 
 
 def _rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    """The RSS of the gateway process and everything under it (its workers and disk owner)."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        except (FileNotFoundError, StopIteration):
+            continue      # exited meanwhile
+    return total
 
 
 class _Sampler(threading.Thread):
