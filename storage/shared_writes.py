@@ -45,6 +45,10 @@ class SharedWrites:
         mine = self.cluster.oldest_write()
         return mine if self._oldest is None else min(mine, self._oldest)
 
+    def _siblings_rows(self) -> list:
+        with self.index.read() as ops:
+            return [ops.get_meta(PREFIX + s) for s in self.siblings]
+
     async def beat(self) -> None:
         """Publish this worker's view and read the siblings' (called after each table refresh)."""
         if not self.siblings:
@@ -52,8 +56,7 @@ class SharedWrites:
         mine = {"generation": self.cluster.generation, "oldest": self.cluster.oldest_write(), "at": time.time(),
                 "ready": self.own_ready()}
         await self.writer.submit(lambda ops: ops.put_meta(PREFIX + self.me, mine))
-        with self.index.read() as ops:
-            rows = [ops.get_meta(PREFIX + s) for s in self.siblings]
+        rows = await self.index.call(self._siblings_rows)
         now = time.time()
         live = [r for r in rows if r and now - r["at"] < self.stale_after]
         self._generation = min((r["generation"] for r in live), default=None)

@@ -102,6 +102,11 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _argv(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().decode().split("\0")
+
+
 def _children(pid: int) -> list[int]:
     kids = []
     for entry in os.listdir("/proc"):
@@ -132,16 +137,17 @@ def test_up_killed_outright_takes_its_node_processes_with_it(tmp_path):
     proc, info = _up(data, port, "--nodes", "3")
     try:
         _client(info).create_bucket(Bucket="alive")
-        nodes = _children(proc.pid)
+        children = _children(proc.pid)      # the node processes and the gateway's workers
+        nodes = [pid for pid in children if _argv(pid)[3:4] == ["node"]]
         assert len(nodes) == 3 and all(_listening(p) for p in range(port + 1, port + 4))
     finally:
         proc.kill()
         proc.wait()
     try:
-        wait_for("the node processes to exit", lambda: all(_gone(pid) for pid in nodes), timeout=20)
+        wait_for("the node and worker processes to exit", lambda: all(_gone(pid) for pid in children), timeout=20)
         assert not any(_listening(p) for p in range(port, port + 4)), "a node still listens after pocket up was killed"
     finally:
-        for pid in nodes:          # strays of a failed run are not left behind
+        for pid in children:       # strays of a failed run are not left behind
             if not _gone(pid):
                 os.kill(pid, signal.SIGKILL)
 
