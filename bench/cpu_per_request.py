@@ -19,7 +19,7 @@ import time
 
 import aiohttp
 
-from bench import load
+from bench import load, s3client
 
 TICK = os.sysconf("SC_CLK_TCK")
 SCENARIOS = ("put-4k-c1", "put-4k-c16", "get-4k-c16", "delete-c16", "list-10k")
@@ -128,7 +128,7 @@ async def main_async(args) -> list[tuple[str, int, float, int]]:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
         s3 = load.S3(args.endpoint, load.SigV4(args.access_key, args.secret_key, args.region), session)
-        s3.errors_shown = load.MAX_ERROR_BODIES  # "you already own it" on a rerun is not news
+        s3.errors_shown = s3client.MAX_ERROR_BODIES  # "you already own it" on a rerun is not news
         await s3.ensure_bucket(args.bucket)
         s3.errors_shown = 0
         bench = load.Bench(s3, args.bucket, args.duration)

@@ -153,7 +153,9 @@ class Supervisor:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 # Ctrl-C reaches the whole process group: the disks' owners wait for the master
                 signal.signal(signal.SIGINT, signal.SIG_IGN if child in self.helpers else signal.SIG_DFL)
-                signal.signal(signal.SIGHUP, signal.SIG_DFL)
+                # until its loop takes SIGHUP over (serving.py), a reload must not kill a worker
+                # still starting: one that dies before serving stops the whole gateway
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 _die_with(master)
                 os.environ.update(child.env)
                 code = child.run(first) or 0

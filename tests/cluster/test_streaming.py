@@ -38,11 +38,13 @@ class _Sampler(threading.Thread):
             time.sleep(0.05)
 
 
-# The bound proves the gateway holds no object and leaks nothing per byte: its fixed
-# working set (segment queues, read windows) is ~40 MiB, so 120 MiB fails on a leak of
-# more than 8 % of the bytes streamed, as 200 MiB did for the 2 GiB this test sent before
-# at three times the CPU (a 1 GiB object is 1,024 segments: far past every queue).
-BOUND_MIB = 120
+# The bound proves the gateway holds no object and leaks nothing per byte. It is the
+# issue's own figure (< 200 MiB growth streaming an object up and down), taken over the
+# whole gateway: the worker that serves the request (~40 MiB of segment queues and read
+# windows) and the process owning the in-process disks (its own windows), ~130 MiB
+# together, so a leak of ~7 % of the bytes streamed fails it. A 1 GiB object is 1,024
+# segments: far past every queue.
+BOUND_MIB = 200
 
 
 def test_1gib_put_and_get_keep_gateway_memory_bounded(cluster, bucket):

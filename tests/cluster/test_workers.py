@@ -19,7 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from .conftest import payload
-from .harness import ProcCluster, pocket, wait_for
+from .harness import ProcCluster, pocket, process_tree, wait_for, wait_http
 
 SEGMENT = 1 << 20   # the default segment size: bodies below, at and across it
 
@@ -156,5 +156,42 @@ def test_a_worker_killed_under_load_loses_nothing_acknowledged(tmp_path):
         assert "was killed by SIGKILL" in c.log("gateway") and "starting it again" in c.log("gateway")
         for key, body in acked.items():
             assert c.client().get_object(Bucket="load", Key=key)["Body"].read() == body, key
+    finally:
+        c.close()
+
+
+def test_a_reload_while_workers_start_keeps_the_gateway_up(tmp_path):
+    """logrotate or a certificate renewal may send SIGHUP at any moment, also while the
+    workers are still starting: a worker that died of it before serving stopped the whole
+    gateway. SIGHUPs hammered at the gateway and its workers from the first instant must
+    leave it serving."""
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, embedded=True, workers=2)
+    try:
+        c.start_gateway()
+        master = c.procs["gateway"]
+        sent = 0
+
+        def ready() -> bool:
+            nonlocal sent
+            for pid in process_tree(master.pid):
+                try:
+                    os.kill(pid, signal.SIGHUP)
+                    sent += 1
+                except ProcessLookupError:
+                    pass
+            assert master.poll() is None, f"the gateway exited ({master.returncode}) on a SIGHUP:\n{c.log('gateway')[-2000:]}"
+            try:
+                return _health(c)["status"] == "ok" and len(process_tree(master.pid)) >= 4   # master, 2 workers, disk owner
+            except OSError:
+                return False
+        wait_for("the gateway to serve while reloads keep coming", ready, timeout=60, every=0.01)
+        wait_http(c.endpoint + "/_pocket/ready")
+        assert sent > 3
+        body = payload(300_000, "reload-at-start")
+        s3 = c.client()
+        s3.create_bucket(Bucket="reloaded")
+        s3.put_object(Bucket="reloaded", Key="k", Body=body)
+        assert s3.get_object(Bucket="reloaded", Key="k")["Body"].read() == body
+        assert master.poll() is None
     finally:
         c.close()
