@@ -218,7 +218,13 @@ class _Pool:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
-                conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT))
+                # prepare_threshold=None: no server-side prepared statements. psycopg prepares a
+                # query on its 5th run by queueing a Parse in the pipeline; when a serialization
+                # failure aborts that pipeline the Parse is skipped but psycopg still believes the
+                # statement prepared, and every later use on the connection failed with
+                # "prepared statement _pg3_N does not exist" (500s and 503s under load, issue 11).
+                conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT),
+                                       prepare_threshold=None)
             yield conn
         finally:
             if conn is not None:
