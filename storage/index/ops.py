@@ -16,13 +16,13 @@ from typing import Any, Callable, Iterator
 import orjson
 
 from . import keys as K
-from .backend import IndexFull, IndexUnavailable, MetadataIndexError, Txn, prefix_end
+from .backend import Conflicted, IndexFull, IndexUnavailable, MetadataIndexError, Txn, prefix_end
 from .volume_index import VolumeIndexedTxn
 
 FORMAT_VERSION = 1
 
 __all__ = ["IndexTxn", "ListPage", "MetadataIndexError", "NoSuchBucket", "BucketNotEmpty", "IndexFull",
-           "IndexUnavailable"]
+           "IndexUnavailable", "Conflicted"]
 
 
 class NoSuchBucket(MetadataIndexError):

@@ -43,14 +43,15 @@ from typing import Callable, Iterator, TypeVar
 import psycopg
 import psycopg.errors
 
-from .backend import TABLES, Backend, IndexUnavailable, MetadataIndexError, RestartTxn, Txn
+from .backend import TABLES, Backend, Conflicted, IndexUnavailable, MetadataIndexError, RestartTxn, Txn
 
 log = logging.getLogger("pocket.index.pg")
 
 T = TypeVar("T")
 
 SCHEMA_VERSION = 3
-MAX_RESTARTS = 100
+MAX_RESTARTS = 12          # runs of one transaction before it is Conflicted (the writer then splits its batch)
+BACKOFF = (0.001, 0.1)     # first and largest ceiling of the jittered wait between runs, seconds
 CONNECT_TIMEOUT = 5.0
 
 # Each migration takes the schema from version i to i + 1. Never edit one that has shipped:
@@ -320,6 +321,9 @@ class PgBackend(Backend):
                 self._rollback(conn)
 
     def write(self, fn: Callable[[_Txn], T]) -> T:
+        """Run fn in one SERIALIZABLE transaction, again from the start after a serialization
+        failure or deadlock (40001, 40P01: the server asks for exactly that), after a jittered
+        wait that doubles each time so two gateways that collided do not collide again."""
         for attempt in range(MAX_RESTARTS):
             with self._begun("a write", "BEGIN ISOLATION LEVEL SERIALIZABLE") as conn:
                 try:
@@ -333,7 +337,7 @@ class PgBackend(Backend):
                     self._rollback(conn)
                     with self._count_lock:
                         self.restarts += 1
-                    time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))
+                    time.sleep(random.uniform(0, min(BACKOFF[0] * 2 ** attempt, BACKOFF[1])))
                     continue
                 except BaseException:
                     self._rollback(conn)
@@ -341,8 +345,8 @@ class PgBackend(Backend):
             with self._count_lock:
                 self.commits += 1
             return result
-        raise MetadataIndexError(f"a write to {redact(self.dsn)} conflicted with others {MAX_RESTARTS} times "
-                                 "in a row; the database is overloaded with conflicting writes")
+        raise Conflicted(f"a write to {redact(self.dsn)} conflicted with other writers {MAX_RESTARTS} times "
+                         "in a row and was not committed; clients retry it (503 SlowDown)")
 
     @staticmethod
     def _rollback(conn: psycopg.Connection) -> None:
