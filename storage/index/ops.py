@@ -340,3 +340,13 @@ class IndexTxn:
 
     def put_meta(self, name: str, value: Any) -> None:
         self.txn.put("meta", name.encode("utf-8"), _pack({"value": value}))
+
+    def delete_meta(self, name: str) -> bool:
+        return self.txn.remove("meta", name.encode("utf-8"))
+
+    def meta_under(self, prefix: str) -> dict[str, Any]:
+        """Every meta value whose name starts with `prefix`, by the rest of its name: rows
+        that each writer keeps apart so that writers on several gateways never conflict."""
+        start = prefix.encode("utf-8")
+        return {k[len(start):].decode("utf-8"): _unpack(v)["value"]
+                for k, v in self.txn.range("meta", start, prefix_end(start))}
