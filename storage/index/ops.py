@@ -242,6 +242,17 @@ class IndexTxn:
         self.txn.put("objects", ik, _pack({"key": key, "rec": record}))
         return prev
 
+    def create_object(self, bucket: str, key: str, record: dict) -> bool:
+        """Insert an object record unless the key has one (False, and no change).
+
+        Never reads the key's absence first: on PostgreSQL (SERIALIZABLE) reading a key
+        that is not there locks its whole btree page, and two gateways creating
+        neighbouring keys then aborted each other's batches (issue 11). An insert that
+        races another gateway's insert of the same key is a serialization failure, so
+        the transaction is re-run and sees the winner's row."""
+        self._require_bucket(bucket)
+        return self.txn.insert("objects", K.object_index_key(bucket, key), _pack({"key": key, "rec": record}))
+
     def delete_object(self, bucket: str, key: str) -> dict | None:
         """Remove an object record; returns it, or None if absent."""
         ik = K.object_index_key(bucket, key)

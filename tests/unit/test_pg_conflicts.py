@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
+import time
 
+import psycopg
 import pytest
 
 from storage.index import pg_backend
@@ -18,6 +21,7 @@ from storage.index.backend import Conflicted
 from storage.index.batcher import IndexWriter
 from storage.index.index import Index
 from storage.index.pg_backend import PgBackend
+from storage.objects.commits import put_if_newer
 
 
 @pytest.fixture
@@ -98,3 +102,75 @@ def test_a_write_that_always_conflicts_fails_alone_and_its_batch_commits(pg, mon
     for i in range(6):
         assert index.get_object("b", f"k{i}") == {"n": i}
     assert not any(index.get_object("b", f"y{n}") for n in range(next(attempt)))   # nothing of it committed
+
+
+def test_two_gateways_creating_neighbouring_keys_do_not_conflict(pg):
+    """Both transactions are open at once, each creating a new key on the same btree page.
+    Reading a key's absence first (as PUT did) made PostgreSQL abort one of them; a PUT of
+    a new key now only inserts, so neither is run again."""
+    index, other = pg
+    both_wrote = threading.Barrier(2, timeout=30)
+
+    def create(ix, key):
+        def fn(ops):
+            assert put_if_newer(ops, "b", key, {"version_id": f"v-{key}"}) is None
+            both_wrote.wait()       # neither commits before both have written
+        ix.write(fn)
+
+    threads = [threading.Thread(target=create, args=(ix, key)) for ix, key in ((index, "n/001"), (other, "n/002"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert index.backend.restarts == 0 and other.backend.restarts == 0
+    assert index.get_object("b", "n/001") == {"version_id": "v-n/001"}
+    assert index.get_object("b", "n/002") == {"version_id": "v-n/002"}
+
+
+def _wait_for_a_blocked_insert(dsn: str) -> None:
+    """Until another session waits on a row lock (the second insert of one key)."""
+    deadline = time.monotonic() + 30
+    with psycopg.connect(dsn, autocommit=True) as watch:
+        while not watch.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                "AND datname = current_database()").fetchone()[0]:
+            assert time.monotonic() < deadline, "the second insert never waited on the first"
+            time.sleep(0.01)
+
+
+def test_racing_if_none_match_creates_of_one_key_have_one_winner(pg):
+    """Two gateways create one key under If-None-Match: * at once: the second insert waits
+    on the first, fails to serialize when it commits, and its re-run sees the winner's
+    record and refuses."""
+    index, other = pg
+    outcomes, first_in = [], threading.Event()
+
+    def absent(current):
+        if current is not None:
+            raise FileExistsError("412")
+
+    def create(ix, name, lead):
+        runs = []
+
+        def fn(ops):
+            runs.append(1)
+            if not lead and len(runs) == 1:
+                assert first_in.wait(30)
+            put_if_newer(ops, "b", "once", {"version_id": name}, absent)
+            if lead and len(runs) == 1:
+                first_in.set()
+                _wait_for_a_blocked_insert(ix.backend.dsn)   # the other's insert waits on this one
+        try:
+            ix.write(fn)
+            outcomes.append((name, "created"))
+        except FileExistsError:
+            outcomes.append((name, "refused"))
+
+    threads = [threading.Thread(target=create, args=(index, "v1", True)),
+               threading.Thread(target=create, args=(other, "v2", False))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(outcomes) == [("v1", "created"), ("v2", "refused")]
+    assert index.get_object("b", "once") == {"version_id": "v1"}
+    assert other.backend.restarts == 1
