@@ -5,6 +5,10 @@ over two gateways (issue 11): batches of the two gateways' writers conflicted in
 PostgreSQL and a statement prepared on a connection went missing after a failed batch.
 Writes of distinct keys have no reason to fail, so this asks for 200 for every one (the
 clients do not retry) and reads each back byte-exact through the other gateway.
+
+In a versioned bucket the two gateways' batches still conflict (each PUT scans its key's
+versions, and PostgreSQL locks the scanned btree pages: ~100 serialization failures in
+640 PUTs, measured), so that case checks the conflicts are retried out of sight.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
+import pytest
 from botocore.config import Config as BotoConfig
 
 from .harness import ACCESS_KEY, SECRET_KEY, ProcCluster
@@ -27,7 +32,8 @@ def _client(endpoint: str):
                                           max_pool_connections=THREADS))
 
 
-def test_concurrent_puts_of_distinct_keys_through_two_gateways_all_succeed(pg_server, tmp_path):
+@pytest.mark.parametrize("versioned", [False, True], ids=["unversioned", "versioned"])
+def test_concurrent_puts_of_distinct_keys_through_two_gateways_all_succeed(pg_server, tmp_path, versioned):
     c = ProcCluster(str(tmp_path / "cluster"), nodes=3, disks_per_node=2,
                     sections={"index": {"backend": "postgres", "dsn": pg_server.create_database()},
                               "scrub": {"enabled": False}, "repair": {"enabled": False},
@@ -36,6 +42,8 @@ def test_concurrent_puts_of_distinct_keys_through_two_gateways_all_succeed(pg_se
     try:
         gateways = [_client(f"http://127.0.0.1:{c.port}"), _client(_second_gateway(c))]
         gateways[0].create_bucket(Bucket="many")
+        if versioned:
+            gateways[0].put_bucket_versioning(Bucket="many", VersioningConfiguration={"Status": "Enabled"})
 
         def body(t: int, i: int) -> bytes:
             return random.Random(t * 1000 + i).randbytes(4096 + (t * 37 + i) % 512)
