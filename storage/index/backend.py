@@ -34,6 +34,14 @@ class IndexUnavailable(MetadataIndexError):
     Clients see 503 SlowDown, which SDKs retry; the backend reconnects by itself."""
 
 
+class Conflicted(MetadataIndexError):
+    """A write kept conflicting with other writers (PostgreSQL serialization failures or
+    deadlocks) through every retry; nothing of it was committed.
+
+    Clients see 503 SlowDown, which SDKs retry; the writer first splits a batch that keeps
+    conflicting, so only the writes that conflict themselves get this."""
+
+
 class RestartTxn(Exception):
     """The whole transaction must be run again (map grown, serialization conflict).
 

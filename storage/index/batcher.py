@@ -13,6 +13,10 @@ Semantics:
   own changes are rolled back and only its own caller sees the exception;
   the other fns of the batch still commit.  If the outer commit itself fails,
   every caller of that batch gets that error.
+* A batch the backend could not commit for conflicts with other writers (``Conflicted``:
+  another gateway on the same PostgreSQL kept winning) is split in halves, each
+  committed alone, down to single fns: one write that conflicts fails only its own
+  caller, never the batch it arrived with.
 * fns run in the writer thread, in submission order; they may be re-run if the
   transaction must restart (LMDB's map grows, PostgreSQL reports a serialization
   conflict with another gateway), so they must be pure functions of ``ops``.
@@ -28,7 +32,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
-from .backend import RestartTxn
+from .backend import Conflicted, RestartTxn
 from .index import Index
 from .ops import IndexTxn
 
@@ -47,6 +51,7 @@ class IndexWriter:
         self._closed = False
         self.commits = 0  # batches committed by this writer
         self.calls = 0  # fns executed (committed or individually failed)
+        self.splits = 0  # batches split in halves because they kept conflicting
 
     async def submit(self, fn: Callable[[IndexTxn], T]) -> T:
         """Run ``fn(ops)`` in the next group-committed write txn."""
@@ -91,7 +96,7 @@ class IndexWriter:
                     fut.set_exception(value)
 
     def _run_batch(self, fns: list[Callable[[IndexTxn], Any]]) -> list[tuple[bool, Any]]:
-        """Worker thread: one write txn, one savepoint per fn."""
+        """Worker thread: one write txn, one savepoint per fn; halves if it keeps conflicting."""
         def body(ops: IndexTxn) -> list[tuple[bool, Any]]:
             out: list[tuple[bool, Any]] = []
             for fn in fns:
@@ -104,7 +109,14 @@ class IndexWriter:
                     out.append((False, exc))
             return out
 
-        return self.index.write(body)
+        try:
+            return self.index.write(body)
+        except Conflicted as exc:
+            if len(fns) == 1:
+                return [(False, exc)]
+            self.splits += 1
+            half = len(fns) // 2
+            return self._run_batch(fns[:half]) + self._run_batch(fns[half:])
 
     # ---- convenience wrappers ------------------------------------------
     async def put_object(self, bucket: str, key: str, record: dict) -> dict | None:

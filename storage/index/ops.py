@@ -16,13 +16,13 @@ from typing import Any, Callable, Iterator
 import orjson
 
 from . import keys as K
-from .backend import IndexFull, IndexUnavailable, MetadataIndexError, Txn, prefix_end
+from .backend import Conflicted, IndexFull, IndexUnavailable, MetadataIndexError, Txn, prefix_end
 from .volume_index import VolumeIndexedTxn
 
 FORMAT_VERSION = 1
 
 __all__ = ["IndexTxn", "ListPage", "MetadataIndexError", "NoSuchBucket", "BucketNotEmpty", "IndexFull",
-           "IndexUnavailable"]
+           "IndexUnavailable", "Conflicted"]
 
 
 class NoSuchBucket(MetadataIndexError):
@@ -242,6 +242,17 @@ class IndexTxn:
         self.txn.put("objects", ik, _pack({"key": key, "rec": record}))
         return prev
 
+    def create_object(self, bucket: str, key: str, record: dict) -> bool:
+        """Insert an object record unless the key has one (False, and no change).
+
+        Never reads the key's absence first: on PostgreSQL (SERIALIZABLE) reading a key
+        that is not there locks its whole btree page, and two gateways creating
+        neighbouring keys then aborted each other's batches (issue 11). An insert that
+        races another gateway's insert of the same key is a serialization failure, so
+        the transaction is re-run and sees the winner's row."""
+        self._require_bucket(bucket)
+        return self.txn.insert("objects", K.object_index_key(bucket, key), _pack({"key": key, "rec": record}))
+
     def delete_object(self, bucket: str, key: str) -> dict | None:
         """Remove an object record; returns it, or None if absent."""
         ik = K.object_index_key(bucket, key)
@@ -340,3 +351,13 @@ class IndexTxn:
 
     def put_meta(self, name: str, value: Any) -> None:
         self.txn.put("meta", name.encode("utf-8"), _pack({"value": value}))
+
+    def delete_meta(self, name: str) -> bool:
+        return self.txn.remove("meta", name.encode("utf-8"))
+
+    def meta_under(self, prefix: str) -> dict[str, Any]:
+        """Every meta value whose name starts with `prefix`, by the rest of its name: rows
+        that each writer keeps apart so that writers on several gateways never conflict."""
+        start = prefix.encode("utf-8")
+        return {k[len(start):].decode("utf-8"): _unpack(v)["value"]
+                for k, v in self.txn.range("meta", start, prefix_end(start))}

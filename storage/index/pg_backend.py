@@ -43,33 +43,17 @@ from typing import Callable, Iterator, TypeVar
 import psycopg
 import psycopg.errors
 
-from .backend import TABLES, Backend, IndexUnavailable, MetadataIndexError, RestartTxn, Txn
+from .backend import TABLES, Backend, Conflicted, IndexUnavailable, MetadataIndexError, RestartTxn, Txn
+from .pg_schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger("pocket.index.pg")
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
-MAX_RESTARTS = 100
+MAX_RESTARTS = 12          # runs of one transaction before it is Conflicted (the writer then splits its batch)
+BACKOFF = (0.001, 0.1)     # first and largest ceiling of the jittered wait between runs, seconds
 CONNECT_TIMEOUT = 5.0
 
-# Each migration takes the schema from version i to i + 1. Never edit one that has shipped:
-# append the next (a table added to backend.TABLES is created by a migration of its own).
-MIGRATIONS: list[list[str]] = [
-    # 1: the S3 tables
-    [f"CREATE TABLE IF NOT EXISTS pocket_{t} (k bytea PRIMARY KEY, v bytea NOT NULL)"
-     for t in ("buckets", "objects", "volumes", "meta", "uploads", "parts", "repair", "versions")],
-    # 2: migrations out of S3 (index/migrations.py: backfill ranges, dirty keys, journal)
-    ["CREATE TABLE IF NOT EXISTS pocket_migrate (k bytea PRIMARY KEY, v bytea NOT NULL)"],
-    # 3: volume -> records holding its archive sets (index/volume_index.py). An index with no
-    # records is complete at once (its row "\0filled"); one with records is filled by
-    # `pocket index migrate-schema` right after the schema migrations (volume_index.fill).
-    ["CREATE TABLE IF NOT EXISTS pocket_byvolume (k bytea PRIMARY KEY, v bytea NOT NULL)",
-     "INSERT INTO pocket_byvolume (k, v) SELECT '\\x0066696c6c6564'::bytea, ''::bytea "
-     "WHERE NOT EXISTS (SELECT 1 FROM pocket_objects) AND NOT EXISTS (SELECT 1 FROM pocket_versions) "
-     "AND NOT EXISTS (SELECT 1 FROM pocket_parts) ON CONFLICT (k) DO NOTHING"],
-]
-assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
 def _table(name: str) -> str:
@@ -113,16 +97,28 @@ class _Txn(Txn):
         self._conn = conn
         self._savepoints = 0
         self.writable = writable
+        # The first error the server reported in this write. It aborts the whole pipeline,
+        # so it is the transaction's fate even when one fn of a batch caught it as its own,
+        # and every later statement only says "pipeline aborted": write() raises this one.
+        self.failed: BaseException | None = None
 
     def _exec(self, sql: str, params: tuple = ()) -> None:
         """A statement whose result is not needed: in a write it is only queued (pipeline mode)."""
-        with _errors("a query", self._b.dsn):
-            self._conn.execute(sql, params)
+        try:
+            with _errors("a query", self._b.dsn):
+                self._conn.execute(sql, params)
+        except (psycopg.Error, RestartTxn, IndexUnavailable) as e:
+            self.failed = self.failed or e
+            raise
 
     def _rows(self, sql: str, params: tuple = ()) -> list[tuple]:
         """A statement's rows: waits for everything queued before it too."""
-        with _errors("a query", self._b.dsn):
-            return self._conn.execute(sql, params).fetchall()
+        try:
+            with _errors("a query", self._b.dsn):
+                return self._conn.execute(sql, params).fetchall()
+        except (psycopg.Error, RestartTxn, IndexUnavailable) as e:
+            self.failed = self.failed or e
+            raise
 
     def get(self, table: str, key: bytes) -> bytes | None:
         rows = self._rows(f"SELECT v FROM {_table(table)} WHERE k = %s", (key,))
@@ -218,7 +214,13 @@ class _Pool:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
-                conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT))
+                # prepare_threshold=None: no server-side prepared statements. psycopg prepares a
+                # query on its 5th run by queueing a Parse in the pipeline; when a serialization
+                # failure aborts that pipeline the Parse is skipped but psycopg still believes the
+                # statement prepared, and every later use on the connection failed with
+                # "prepared statement _pg3_N does not exist" (500s and 503s under load, issue 11).
+                conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT),
+                                       prepare_threshold=None)
             yield conn
         finally:
             if conn is not None:
@@ -314,20 +316,26 @@ class PgBackend(Backend):
                 self._rollback(conn)
 
     def write(self, fn: Callable[[_Txn], T]) -> T:
+        """Run fn in one SERIALIZABLE transaction, again from the start after a serialization
+        failure or deadlock (40001, 40P01: the server asks for exactly that), after a jittered
+        wait that doubles each time so two gateways that collided do not collide again."""
         for attempt in range(MAX_RESTARTS):
             with self._begun("a write", "BEGIN ISOLATION LEVEL SERIALIZABLE") as conn:
                 try:
                     # Pipelined: writes and savepoints are queued, not waited for, so a
                     # PUT's commit costs two round trips in a batch, not five; the
                     # COMMIT's outcome (a serialization failure too) arrives at the sync.
+                    txn = _Txn(self, conn, True)
                     with _errors("a commit", self.dsn), conn.pipeline():
-                        result = fn(_Txn(self, conn, True))
+                        result = fn(txn)
+                        if txn.failed is not None:
+                            raise txn.failed   # a conflict re-runs the batch; anything else fails all of it
                         conn.execute("COMMIT")
                 except RestartTxn:
                     self._rollback(conn)
                     with self._count_lock:
                         self.restarts += 1
-                    time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))
+                    time.sleep(random.uniform(0, min(BACKOFF[0] * 2 ** attempt, BACKOFF[1])))
                     continue
                 except BaseException:
                     self._rollback(conn)
@@ -335,8 +343,8 @@ class PgBackend(Backend):
             with self._count_lock:
                 self.commits += 1
             return result
-        raise MetadataIndexError(f"a write to {redact(self.dsn)} conflicted with others {MAX_RESTARTS} times "
-                                 "in a row; the database is overloaded with conflicting writes")
+        raise Conflicted(f"a write to {redact(self.dsn)} conflicted with other writers {MAX_RESTARTS} times "
+                         "in a row and was not committed; clients retry it (503 SlowDown)")
 
     @staticmethod
     def _rollback(conn: psycopg.Connection) -> None:

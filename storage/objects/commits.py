@@ -40,7 +40,13 @@ def put_if_newer(ops, bucket: str, key: str, record: VersionRecord, condition=No
 
     Two racing PUTs of one key resolve to the newer version id, the same rule the
     index rebuild applies, so the index and the disks always agree on the winner.
-    A conditional write's `condition` sees the current record in the same transaction."""
+    A conditional write's `condition` sees the current record in the same transaction.
+    A new key is created without reading its absence first (IndexTxn.create_object says
+    why); a condition that refuses an absent key undoes the insert by raising."""
+    if ops.create_object(bucket, key, record):
+        if condition is not None:
+            condition(None)
+        return None
     current = ops.get_object(bucket, key)
     if condition is not None:
         condition(current)

@@ -14,6 +14,11 @@ A write begun since a gateway's last report is not listed yet, but it is younger
 `config_rules.MIN_ORPHAN_GRACE`, the least grace the config accepts: no write is both unreported and
 old enough to be judged. A report older than `STALE_REPORT` is from a gateway that was
 killed before it could remove it; its writes can no longer commit.
+
+Each gateway's report is a meta row of its own (`REPORTS` + its holder id): with one row
+shared by all, every report of one gateway was a read-modify-write of the row the others
+rewrite each second under load, so on PostgreSQL their batches of PUTs aborted each other
+(serialization failures, issue 11). The shared row `META` of older gateways is still read.
 """
 from __future__ import annotations
 
@@ -23,7 +28,8 @@ import time
 
 log = logging.getLogger("pocket.writes")
 
-META = "writes_in_flight"
+META = "writes_in_flight"            # one row for all gateways: written by older versions only
+REPORTS = "writes_in_flight/"        # + holder: one gateway's report
 REPORT_SECONDS = 1.0        # a change of a gateway's writes reaches the index this soon
 REFRESH_SECONDS = 60.0      # an unchanged report with writes in it is refreshed this often
 STALE_REPORT = 600.0
@@ -51,7 +57,9 @@ class Writes:
 def reported(index, skip: str | None = None, now: float | None = None) -> set[str]:
     """The version ids other live gateways report in flight (`skip`: this process's own)."""
     now = time.time() if now is None else now
-    return {vid for holder, report in (index.get_meta(META) or {}).items()
+    with index.read() as ops:
+        reports = {**(ops.get_meta(META) or {}), **ops.meta_under(REPORTS)}
+    return {vid for holder, report in reports.items()
             if holder != skip and now - report["at"] <= STALE_REPORT for vid in report["ids"]}
 
 
@@ -60,13 +68,10 @@ async def report(writer, holder: str, ids: list[str] | None) -> None:
     value = {"at": time.time(), "ids": ids} if ids else None
 
     def update(ops):
-        reports = dict(ops.get_meta(META) or {})
         if value is None:
-            if reports.pop(holder, None) is None:
-                return
+            ops.delete_meta(REPORTS + holder)
         else:
-            reports[holder] = value
-        ops.put_meta(META, reports)
+            ops.put_meta(REPORTS + holder, value)   # a blind write: no read another gateway's write conflicts with
     await writer.submit(update)
 
 

@@ -28,6 +28,7 @@ _TRANSLATE = {
     NoRoom: errors.InsufficientStorage,      # before QuorumLost: the first match wins
     index_errors.IndexFull: errors.InsufficientStorage,
     index_errors.IndexUnavailable: errors.SlowDown,   # SDKs retry it; the index reconnects by itself
+    index_errors.Conflicted: errors.SlowDown,         # other gateways kept winning: a retry commits
     QuorumLost: errors.ServiceUnavailable,
     StoreUnavailable: functools.partial(errors.ServiceUnavailable, "This bucket is being migrated and its "
                                          "source store cannot be reached right now; retry shortly."),
