@@ -174,10 +174,18 @@ def copy(data, config, buckets, concurrency, workers, rate, as_json, **kw) -> No
     from storage.tools.status import size
     lines = [f"{b['bucket']}: copied {b['copied']:,} ({size(b['bytes'])}), skipped {b['skipped']:,} already there, "
              f"{b['errors']} errors, {b['changed_during_copy']} changed at the source meanwhile, "
-             f"{size(b['bytes_per_second'])}/s" for b in report["buckets"]]
+             f"{size(b['bytes_per_second'])}/s" + _copy_again(b) for b in report["buckets"]]
     emit(report, as_json, "\n".join(lines))
     if not report["ok"]:
         raise SystemExit(1)
+
+
+def _copy_again(b: dict) -> str:
+    """What an operator does next when this pass could not finish the bucket."""
+    if b["errors"] or b["changed_during_copy"]:
+        return ("\n  the bucket stays in dual-write (not backfilled): run `pocket migrate copy` again "
+                "until a pass ends with 0 errors and 0 changed")
+    return ""
 
 
 class _CopyProgress:

@@ -38,7 +38,7 @@ def up(data: str, port: int | None, host: str | None, nodes: int, disks: int, tl
 
     from storage.config_embedded import embedded
 
-    from .lifeline import lifeline
+    from storage.lifeline import lifeline
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
     if (gateways or 1) > 1 and not postgres:
@@ -138,7 +138,7 @@ def _spawn_gateways(cfg, path: str, gateways: int) -> list[tuple[str, "subproces
     their logs go to stderr, like the first gateway's, so stdout keeps only the banner."""
     import subprocess
 
-    from .lifeline import lifeline
+    from storage.lifeline import lifeline
     host = cfg.listen[0]
     scheme = "https" if cfg.gateway.tls_cert else "http"
     spawned = []

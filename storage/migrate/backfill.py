@@ -37,6 +37,7 @@ log = logging.getLogger("pocket.migrate.copy")
 LEASE_TTL = 30.0
 CHECKPOINT = 3.0          # seconds between progress records (and lease renewals)
 RETRIES = 5
+CONVERGE = 5          # listings of a key that changes at the source while it is copied
 ID_STEP = 1 << 20         # ns between the internal ids of versions that share a Last-Modified second
 MIN_RANGE = 100
 LISTED_FOR_RANGES = 100_000   # keys listed to cut ranges when there is no inventory (100 list requests)
@@ -244,7 +245,7 @@ class Backfill:
 
         async def one_key(key: str, history: list[dict]) -> None:
             try:
-                await self._copy_key(client, source_bucket, bucket, key, history, tally)
+                await self._copy_key(client, source_bucket, bucket, key, history, tally, versioned)
             except Exception as e:
                 tally.errors += 1
                 tally.failed.append({"key": key, "error": repr(e)[:300]})
@@ -261,7 +262,7 @@ class Backfill:
 
         renewer = asyncio.ensure_future(renew())
         try:
-            async for key, history in _source_keys(client, source_bucket, versioned, rng["position"], end):
+            async for key, history in listing.source_keys(client, source_bucket, versioned, rng["position"], end):
                 await sem.acquire()
                 order.append(key)
                 pending[key] = asyncio.ensure_future(one_key(key, history))
@@ -285,13 +286,30 @@ class Backfill:
         self._progress(tally)
 
     async def _copy_key(self, client, source_bucket: str, bucket: str, key: str, history: list[dict],
-                        tally: Tally) -> None:
-        """Copy the versions of one key that Pocket lacks, oldest first."""
+                        tally: Tally, versioned: bool) -> None:
+        """Copy the versions of one key that Pocket lacks, oldest first.
+
+        A key that changes at the source while it is copied (in dual-write mostly a write
+        through the gateway, which Pocket holds already) is listed again and its new history
+        copied, up to CONVERGE times; only a key still changing after that is counted as
+        changed, and keeps the bucket in dual-write until a later pass finds it settled."""
+        for attempt in range(CONVERGE):
+            if await self._copy_history(client, source_bucket, bucket, key, history, tally, first=attempt == 0):
+                return
+            history = await asyncio.get_running_loop().run_in_executor(
+                None, listing.key_history, client, source_bucket, versioned, key)
+        tally.changed += 1
+        log.info("%s/%s kept changing at the source during the copy; run copy again to take it", bucket, key)
+
+    async def _copy_history(self, client, source_bucket: str, bucket: str, key: str, history: list[dict],
+                            tally: Tally, first: bool) -> bool:
+        """Copy what Pocket lacks of `history` (newest first); False if the source changed
+        under the copy. Versions found present count as skipped on the first look only."""
         oldest_first = history[::-1]
         for v, internal in zip(oldest_first, internal_ids(oldest_first)):
             w = Wanted(key, v["version_id"], v["delete_marker"], v["size"], v["etag"], v["last_modified"], internal)
             if self._present(bucket, w):
-                tally.skipped += 1
+                tally.skipped += 1 if first else 0
                 continue
             for attempt in range(RETRIES):
                 try:
@@ -303,9 +321,8 @@ class Backfill:
                     log.debug("copied %s/%s version %s (%d bytes)", bucket, key, w.version_id, w.size)
                     break
                 except SourceChanged as e:
-                    tally.changed += 1
-                    log.info("%s; the next copy pass takes the new version", e)
-                    break
+                    log.debug("%s; listing it again", e)
+                    return False
                 except copier.NeedsRestore as e:
                     tally.errors += 1
                     tally.failed.append({"key": key, "version_id": w.version_id, "error": str(e)})
@@ -322,6 +339,7 @@ class Backfill:
                                   bucket, key, w.version_id, RETRIES, e)
                         break
                     await asyncio.sleep(min(30.0, 0.5 * 2 ** attempt))
+        return True
 
     def _present(self, bucket: str, w: Wanted) -> bool:
         """Is this source version in Pocket already, equal as far as the listing tells?"""
@@ -375,33 +393,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-async def _source_keys(client, bucket: str, versioned: bool, start_after: str, end: str | None):
-    """(key, history newest first) for keys after `start_after` up to `end`, as the source lists them now."""
-    loop = asyncio.get_running_loop()
-    op = "list_object_versions" if versioned else "list_objects_v2"
-    kwargs = {"Bucket": bucket}
-    if start_after:
-        kwargs["KeyMarker" if versioned else "StartAfter"] = start_after
-    pages = client.get_paginator(op).paginate(**kwargs)
-    it = iter(pages)
-    current, history = None, []
-    end_b = end.encode() if end is not None else None
-    while True:
-        page = await loop.run_in_executor(None, next, it, None)
-        if page is None:
-            break
-        for e in listing.page_entries(page, versioned):
-            if end_b is not None and e.key.encode() > end_b:
-                if current is not None:
-                    yield current, history
-                return
-            if e.key != current:
-                if current is not None:
-                    yield current, history
-                current, history = e.key, []
-            history.append({"version_id": e.version_id, "delete_marker": e.delete_marker, "size": e.size,
-                            "etag": e.etag, "last_modified": e.last_modified})
-    if current is not None:
-        yield current, history

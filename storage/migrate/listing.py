@@ -8,6 +8,7 @@ listed with ListObjectVersions so every version and delete marker is counted.
 """
 from __future__ import annotations
 
+import asyncio
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
@@ -111,3 +112,53 @@ def _version_order(response_dict, customized_response_dict, **_):
             key = unquote(fields.get("Key", "")) if encoded else fields.get("Key", "")
             order.append((key, fields.get("VersionId")))
     customized_response_dict["VersionOrder"] = order
+
+
+async def source_keys(client, bucket: str, versioned: bool, start_after: str, end: str | None):
+    """(key, history newest first) for keys after `start_after` up to `end`, as the source lists them now."""
+    loop = asyncio.get_running_loop()
+    op = "list_object_versions" if versioned else "list_objects_v2"
+    kwargs = {"Bucket": bucket}
+    if start_after:
+        kwargs["KeyMarker" if versioned else "StartAfter"] = start_after
+    pages = client.get_paginator(op).paginate(**kwargs)
+    it = iter(pages)
+    current, history = None, []
+    end_b = end.encode() if end is not None else None
+    while True:
+        page = await loop.run_in_executor(None, next, it, None)
+        if page is None:
+            break
+        for e in page_entries(page, versioned):
+            if end_b is not None and e.key.encode() > end_b:
+                if current is not None:
+                    yield current, history
+                return
+            if e.key != current:
+                if current is not None:
+                    yield current, history
+                current, history = e.key, []
+            history.append(_history_entry(e))
+    if current is not None:
+        yield current, history
+
+
+def key_history(client, bucket: str, versioned: bool, key: str) -> list[dict]:
+    """One key's history, newest first, as the source lists it now: for a key that changed
+    while it was copied. Listed by prefix, which costs one short page: the key sorts before
+    every longer key that starts with it, so the first other key ends the listing."""
+    op = "list_object_versions" if versioned else "list_objects_v2"
+    history = []
+    pages = client.get_paginator(op).paginate(Bucket=bucket, Prefix=key,
+                                              PaginationConfig={"PageSize": 100 if versioned else 1})
+    for page in pages:
+        for e in page_entries(page, versioned):
+            if e.key != key:
+                return history
+            history.append(_history_entry(e))
+    return history
+
+
+def _history_entry(e: Entry) -> dict:
+    return {"version_id": e.version_id, "delete_marker": e.delete_marker, "size": e.size,
+            "etag": e.etag, "last_modified": e.last_modified}

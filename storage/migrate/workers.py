@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 
+from ..lifeline import die_with_parent
 from . import settings
 from .backfill import Backfill, Tally
 from .copier import PARTS_AT_ONCE
@@ -134,7 +135,9 @@ class _Child:
         if pid == 0:                      # the child: work, report, leave without running the parent's exit code
             os.close(r)
             code = 1
-            _die_with(parent)
+            # a copy killed (even SIGKILLed) takes its workers with it; they hold no
+            # state a clean drain would save (their leases lapse to the others)
+            die_with_parent(parent, signal.SIGKILL)
             try:
                 out = _Pipe(os.fdopen(w, "w", buffering=1))
                 out.send({"report": work(out)})
@@ -169,18 +172,6 @@ class _Child:
             code = os.waitstatus_to_exitcode(status)
             return {"error": f"worker {self.pid} ended ({code}) without a report; run copy again to finish its ranges"}
         return self.report
-
-
-def _die_with(parent: int) -> None:
-    """A copy killed (even SIGKILLed) takes its workers with it, as an operator expects
-    (Linux's parent-death signal; elsewhere a child finishes its ranges on its own)."""
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:        # the parent died before the signal was armed
-        os._exit(1)
 
 
 class _Pipe:

@@ -15,7 +15,7 @@ from ..index.uploads import NoSuchUpload
 from ..index import parts as P
 from ..objects.multipart import InvalidPart, PartTooSmall
 from ..numbers import decimal
-from . import acl, conditions, errors, lifecycle, multipart_checksums as MC, object_lock, sse, xml
+from . import acl, conditions, errors, lifecycle, multipart_checksums as MC, object_lock, sse, tagging, xml
 from .access import owned_bucket
 from .digests import BodyDigests
 from .listing import _encoder
@@ -66,6 +66,9 @@ async def create_upload(req: S3Request) -> web.Response:
         **acl.new_object(req, bucket),
         **object_lock.put_fields(req, bucket),
     }
+    tags = tagging.from_header(req.headers.get("x-amz-tagging"))   # checked now, land on the completed object
+    if tags:
+        attrs["tags"] = tags
     if sealing:   # each part gets its own data key; the upload keeps how (and SSE-C: a MAC of the key)
         attrs["sse"] = sealing.summary(req.gateway.objects.keys)
     checksum = MC.declared(req.headers)

@@ -211,7 +211,8 @@ def test_multipart_upload_begun_before_cutover_completes_on_both_sides(world):
     enable(c, link)
     rng = random.Random(5)
     parts = [rng.randbytes(5 << 20), rng.randbytes(5 << 20), rng.randbytes(123_457)]
-    upload = gw.create_multipart_upload(Bucket=BUCKET, Key="big", Metadata={"kind": "multi"})["UploadId"]
+    upload = gw.create_multipart_upload(Bucket=BUCKET, Key="big", Metadata={"kind": "multi"},
+                                        Tagging="stage=begun%20before&n=3")["UploadId"]
     done = [{"PartNumber": 1, "ETag": gw.upload_part(Bucket=BUCKET, Key="big", UploadId=upload, PartNumber=1,
                                                      Body=parts[0])["ETag"]}]
     copied_and_verified(c)
@@ -227,6 +228,8 @@ def test_multipart_upload_begun_before_cutover_completes_on_both_sides(world):
         assert got["Body"].read() == whole, side
         assert got["ETag"] == etag and etag.endswith('-3"'), side
         assert got["Metadata"] == {"kind": "multi"}, side
+        tags = client.get_object_tagging(Bucket=BUCKET, Key="big")["TagSet"]
+        assert {t["Key"]: t["Value"] for t in tags} == {"stage": "begun before", "n": "3"}, side
     assert status(c)["journal"] == 0
 
 

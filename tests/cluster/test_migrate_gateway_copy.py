@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import time
 
 import pytest
 from botocore.exceptions import ClientError
@@ -101,8 +102,19 @@ def test_end_to_end_with_copy_and_verify(world):
     writer.model.update(seeded)
     writer.start()
 
+    def copy_until_backfilled():
+        """What an operator does: a pass during which keys kept changing at the source leaves
+        the bucket in dual-write and says to run copy again; so run it again, until backfilled."""
+        deadline = time.monotonic() + 300
+        while True:
+            report = migrate(c, "copy", BUCKET)
+            if status(c)["state"] == "backfilled":
+                return
+            assert report["buckets"][0]["changed_during_copy"] > 0, report   # the only reason to stay behind
+            assert time.monotonic() < deadline, f"copy never reached backfilled: {report}"
+
     def copy_and_verify():
-        migrate(c, "copy", BUCKET)
+        copy_until_backfilled()
         with writer.paused():
             report = migrate(c, "verify", BUCKET)
         assert status(c)["state"] == "verified", report

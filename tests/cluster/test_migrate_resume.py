@@ -92,8 +92,15 @@ def test_copy_killed_midway_resumes_and_copies_nothing_twice(weed, pocket, tmp_p
 
 
 def test_two_workers_share_the_ranges(weed, pocket, tmp_path):
+    """Two copy commands, one process each (two machines), share the bucket's two ranges.
+
+    One process each: a command's own forked workers would take both ranges at once, and
+    the other command, started a moment later under load, would find none. The rate keeps
+    the first range in hand ~14 s before its holder may lease ahead: the window in which
+    the other command starts and leases the second."""
     pocket_migrate(pocket, weed, "plan", "many", "--json")        # the inventory cuts the bucket into ranges
-    workers = [_copy(pocket, weed, tmp_path / f"w{i}.log", "--concurrency", "2", "--rate", "1MB") for i in range(2)]
+    workers = [_copy(pocket, weed, tmp_path / f"w{i}.log", "--workers", "1", "--concurrency", "2", "--rate", "500KB")
+               for i in range(2)]
     for w in workers:
         w.communicate(timeout=300)
         assert w.returncode == 0

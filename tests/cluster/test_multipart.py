@@ -311,3 +311,27 @@ def test_aws_cli_cp_uses_multipart(cluster, bucket, tmp_path):
     assert back.read_bytes() == data
     chunks = [data[i:i + 8 * MiB] for i in range(0, len(data), 8 * MiB)]  # the CLI's default part size
     assert cluster.client().head_object(Bucket=bucket, Key="cli.bin")["ETag"] == _mp_etag(chunks)
+
+
+def test_create_upload_tagging_lands_on_completed_object(cluster, bucket):
+    """CreateMultipartUpload's x-amz-tagging is checked like PutObject's (bad tags: InvalidTag,
+    no upload left behind) and the tags are the completed object's, as on S3."""
+    s3 = cluster.client()
+    for bad in ["&".join(f"k{i}=v" for i in range(11)), "k=1&k=2", "aws%3Ax=1", "k=" + "v" * 257]:
+        with pytest.raises(ClientError) as e:
+            s3.create_multipart_upload(Bucket=bucket, Key="tagged", Tagging=bad)
+        assert _code(e) == ("InvalidTag", 400), bad
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="tagged", Tagging="team=ops&tier=cold%20data")["UploadId"]
+    chunks = [payload(5 * MiB, 41), payload(MiB + 7, 42)]
+    parts = []
+    for n, chunk in enumerate(chunks, 1):
+        parts.append({"PartNumber": n, "ETag": s3.upload_part(Bucket=bucket, Key="tagged", UploadId=uid,
+                                                              PartNumber=n, Body=chunk)["ETag"]})
+    _complete(s3, bucket, "tagged", uid, parts)
+    assert s3.get_object_tagging(Bucket=bucket, Key="tagged")["TagSet"] == [
+        {"Key": "team", "Value": "ops"}, {"Key": "tier", "Value": "cold data"}]
+    got = s3.get_object(Bucket=bucket, Key="tagged")
+    assert got["TagCount"] == 2
+    assert got["Body"].read() == b"".join(chunks)
