@@ -26,7 +26,6 @@ started first and stopped last, after every worker has drained.
 """
 from __future__ import annotations
 
-import ctypes
 import errno
 import logging
 import os
@@ -37,13 +36,14 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .lifeline import die_with_parent
+
 log = logging.getLogger("pocket.workers")
 
 WORKER_ENV = "POCKET_WORKER"      # which worker a process is ("0", "1", ...), for logs and lease holders
 READY_ENV = "POCKET_WORKER_READY_FD"   # where a child says it serves (report_serving)
 _QUICK_DEATH = 10.0               # a worker dying sooner than this after its start ...
 _QUICK_DEATHS = 5                 # ... this many times in a row stops the gateway
-_PR_SET_PDEATHSIG = 1
 
 
 def listening_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
@@ -156,7 +156,7 @@ class Supervisor:
                 # until its loop takes SIGHUP over (serving.py), a reload must not kill a worker
                 # still starting: one that dies before serving stops the whole gateway
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)
-                _die_with(master)
+                die_with_parent(master, signal.SIGKILL)   # a master SIGKILLed takes its workers along
                 os.environ.update(child.env)
                 code = child.run(first) or 0
             except SystemExit as e:
@@ -233,18 +233,6 @@ class Supervisor:
                     child.pid = 0
             if child.ready_fd >= 0:
                 self._served(child)
-
-
-def _die_with(master: int) -> None:
-    """Ask the kernel to SIGKILL this process when the master dies (Linux); a master killed
-    with SIGKILL then takes its workers with it, as one gateway process would go."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != master:      # the master died before the request took effect
-        os._exit(1)
 
 
 def _describe(status: int) -> str:
