@@ -40,9 +40,10 @@ def binary() -> str:
     return weed
 
 
-def launch(root: str, ports: list[int]) -> Weed:
+def launch(root: str, ports: list[int], volume_mb: int = 64, volumes: int = 50) -> Weed:
     """Start `weed server -s3` on the 8 `ports` (S3, master, volume, filer and their gRPC
-    ports) and wait until it takes a write; stopped on failure."""
+    ports) and wait until it takes a write; stopped on failure. `volumes` × `volume_mb` is
+    all it can hold: a test source needs little, the benchmark several GiB."""
     weed = binary()
     os.makedirs(os.path.join(root, "data"), exist_ok=True)
     config = os.path.join(root, "s3.json")
@@ -52,7 +53,7 @@ def launch(root: str, ports: list[int]) -> Weed:
     s3, master, volume, filer, g1, g2, g3, g4 = ports
     log_path = os.path.join(root, "weed.log")
     args = [weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={root}/data",
-            "-master.volumeSizeLimitMB=64", "-volume.max=50", "-master.telemetry=false",
+            f"-master.volumeSizeLimitMB={volume_mb}", f"-volume.max={volumes}", "-master.telemetry=false",
             f"-master.port={master}", f"-master.port.grpc={g1}", f"-volume.port={volume}",
             f"-volume.port.grpc={g2}", f"-filer.port={filer}", f"-filer.port.grpc={g3}",
             "-s3", f"-s3.port={s3}", f"-s3.port.grpc={g4}", f"-s3.config={config}",
@@ -89,7 +90,7 @@ def _wait_writable(weed: Weed, timeout: float = 90.0) -> None:
 
 def start(work: str) -> Target:
     """The benchmark's SeaweedFS target."""
-    weed = launch(work, free_ports(8))
+    weed = launch(work, free_ports(8), volume_mb=1024, volumes=100)   # 64 MiB × 16 × runs: tens of GiB
     version = subprocess.run([binary(), "version"], capture_output=True, text=True).stdout.strip().splitlines()
     return Target("seaweedfs", weed.endpoint, weed.access_key, weed.secret_key,
                   stop=lambda: procs.stop(weed.proc, 15), pid=weed.proc.pid,
