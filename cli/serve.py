@@ -30,7 +30,7 @@ from .serve_node import serve_node
 @click.option("--gateways", default=None, type=click.IntRange(1), help="Gateway processes, on ports from --port "
               "up (needs --postgres; default 2 with it).")
 @click.option("--workers", default=None, type=click.IntRange(1),
-              help="Processes serving each gateway's port (default: gateway.workers, 0 there: one per core).")
+              help="Processes serving each gateway's port (default: gateway.workers, 0 there: one per core, one with in-process disks).")
 def up(data: str, port: int | None, host: str | None, nodes: int, disks: int, tls_cert: str | None,
        tls_key: str | None, postgres: bool, gateways: int | None, workers: int | None) -> None:
     """Start a complete one-machine cluster and print its endpoint and keys."""
@@ -336,7 +336,7 @@ async def _wait_for_nodes(cfg, children, timeout: float = 30.0) -> None:
 @click.command()
 @with_cluster
 @click.option("--workers", default=None, type=click.IntRange(1),
-              help="Processes serving the port (default: gateway.workers, 0 there: one per core).")
+              help="Processes serving the port (default: gateway.workers, 0 there: one per core, one with in-process disks).")
 def gateway(data, config, workers: int | None) -> None:
     """Run the S3 gateway of a multi-process cluster."""
     cfg = load_config(data, config)

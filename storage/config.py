@@ -209,8 +209,18 @@ class Config:
 
     @property
     def workers(self) -> int:
-        """How many processes serve the S3 port: gateway.workers, or one per core."""
-        return self.gateway.workers or os.cpu_count() or 1
+        """How many processes serve the S3 port: gateway.workers, or (0) one per core.
+
+        Except that 0 means one process for a gateway that opens disks in-process (the
+        embedded `pocket up`): with workers, those disks get one owner process that serves
+        every fragment to the workers over loopback HTTP, and on the 2-core box of
+        bench/RESULTS.md that hop cost more than the second core gave (PUT 4 KiB c16 569
+        vs 800 ops/s, GET 64 MiB 505 vs 728 MiB/s). Set gateway.workers to have them anyway."""
+        if self.gateway.workers:
+            return self.gateway.workers
+        if any(not n.url or n.owned for n in self.nodes):
+            return 1
+        return os.cpu_count() or 1
 
     def node(self, node_id: str) -> NodeConfig:
         for n in self.nodes:

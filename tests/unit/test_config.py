@@ -354,3 +354,15 @@ def test_disk_capacity_quota(tmp_path):
     bad = BASE + "\n" + _nodes(6, 2).replace('path = "disks/d1" }', 'path = "disks/d1", capacity = -5 }')
     with pytest.raises(ConfigError, match=r"disks\[d1\]\.capacity"):
         load(write(tmp_path, bad))
+
+
+def test_workers_default_one_per_core_but_one_with_in_process_disks(tmp_path, monkeypatch):
+    """0 = one per core for a gateway over node processes; one process for the embedded
+    shape, whose in-process disks would otherwise be served to the workers over loopback."""
+    from storage.config import load
+    from storage.config_embedded import embedded
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert load(embedded(str(tmp_path / "a"), 9000)).workers == 1
+    assert load(embedded(str(tmp_path / "b"), 9100, nodes=6)).workers == 8
+    monkeypatch.setenv("POCKET_GATEWAY_WORKERS", "3")
+    assert load(embedded(str(tmp_path / "c"), 9200)).workers == 3
