@@ -98,8 +98,11 @@ class Reporter:
                         self.holder, e, STALE_REPORT)
 
     async def _run(self) -> None:
-        """Report each change of the writes in flight, at most every REPORT_SECONDS."""
-        last: list[str] = []
+        """Report each change of the writes in flight, at most every REPORT_SECONDS. The
+        first report is made even with nothing in flight: a process restarted under the same
+        holder (a gateway or worker after a crash) replaces its dead predecessor's report,
+        whose uploads died with it, so scrub does not keep their archives for STALE_REPORT."""
+        last: list[str] | None = None
         at = 0.0
         while True:
             ids = self.writes.ids()
