@@ -20,7 +20,7 @@ from storage import layout
 from storage.node.store import DiskStore
 
 from .conftest import payload
-from .harness import ProcCluster, pocket, archive_parts, archive_span, flip_payload_byte, read_archive
+from .harness import ProcCluster, pocket, archive_parts, archive_span, flip_payload_byte, read_archive, wait_for
 
 SEG = 1 << 20
 QUIET = {"scrub": {"enabled": False}, "repair": {"enabled": False}}
@@ -155,8 +155,15 @@ def test_node_loss_is_repaired_by_the_gateway(tmp_path):
         for i, size in enumerate([10, 150_000, SEG, 2 * SEG + 1, 3 * SEG, 0]):
             objects[f"k{i}"] = payload(size)
             s3.put_object(Bucket="loss", Key=f"k{i}", Body=objects[f"k{i}"])
-        _, degraded = pocket(c, "status", "--json")
-        assert degraded["disks_down"] == ["n1d1"]
+        # status asks the gateway; with several workers the one answering may learn of the
+        # dead node at its next heartbeat rather than from a failed write of its own
+        degraded = {}
+
+        def seen_down() -> bool:
+            nonlocal degraded
+            _, degraded = pocket(c, "status", "--json")
+            return degraded["disks_down"] == ["n1d1"]
+        wait_for("status to show n1d1 down", seen_down, timeout=30)
         assert degraded["repair_queue"] >= 4     # every ec:4+2 object lacks its fragment on n1d1
         c.start_node(c.node_ids[0])
         deadline = time.monotonic() + 30
