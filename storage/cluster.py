@@ -72,7 +72,11 @@ class Cluster:
                   disk_table.OUT_OF_SERVICE]
         added = grow_volumes(volumes, usable, widths)
         if added:
-            index.write(lambda ops: disk_table.add_volumes(ops, added))
+            try:
+                index.write(lambda ops: disk_table.add_volumes(ops, added))
+            except disk_table.SlotChanged:   # another worker (or gateway) starting beside us grew it
+                log.info("the volume table was grown by another process starting at the same time; using it")
+                return
             fresh = sorted({d for v in added for d in v["disks"]} - {d for v in volumes for d in v["disks"]})
             log.info("new disks %s: added volumes %s; new writes use them now. Run `pocket rebalance` to "
                      "move existing data onto them", fresh, [v["id"] for v in added])

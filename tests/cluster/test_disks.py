@@ -17,7 +17,7 @@ import pytest
 
 from storage.node import packformat
 
-from .harness import REPO, ProcCluster, archive_parts, free_port_run, metric, wait_for
+from .harness import REPO, ProcCluster, archive_parts, free_port_run, metric, wait_for, wait_http
 from .test_pocket_up import _client, _stop, _up
 from .test_repair import QUIET, _check_all, _load, pocket
 
@@ -216,6 +216,7 @@ def test_grown_cluster_gets_new_writes_and_rebalance_keeps_reads_whole(tmp_path)
         c.start_node(n7)
         c.stop("gateway")
         c.start_gateway()
+        wait_http(c.endpoint + "/_pocket/ready")   # it grows the volumes onto n7 as it starts
         assert _disks(c)["n7d1"]["slots"] > 0
         for i in range(12):
             data = os.urandom(300_000 + i)
