@@ -37,7 +37,7 @@ class EncodePipeline:
                  seal: Callable[[int, bytes], bytes] | None = None, depth: int = DEPTH):
         self.writer, self.codec, self.digests, self.seal = writer, codec, digests, seal
         self.depth = max(1, depth)
-        self._hashed: asyncio.Future | None = None      # the digest step of the last segment fed
+        self._hashing: deque[asyncio.Future] = deque()   # digest steps not yet awaited, in order
         self._encoding: deque[asyncio.Future] = deque()  # records of segments not yet queued, in order
         self._count = 0
 
@@ -45,33 +45,39 @@ class EncodePipeline:
         """Take the next segment; returns once at most `depth` segments are being worked on."""
         n, self._count = self._count, self._count + 1
         if len(segment) <= _INLINE_BYTES and not self._encoding:
-            if self._hashed is not None:
-                await self._hashed
-                self._hashed = None
+            await self._hashes_below(1)
             self.digests.update(segment)
             await self.writer.write_records(self._records(n, segment, self.writer.wanted()))
             return
         loop = asyncio.get_running_loop()
-        self._hashed = asyncio.ensure_future(self._hash_after(self._hashed, segment))
+        last = self._hashing[-1] if self._hashing else None
+        self._hashing.append(asyncio.ensure_future(self._hash_after(last, segment)))
         self._encoding.append(loop.run_in_executor(None, self._records, n, segment, self.writer.wanted()))
         while len(self._encoding) >= self.depth:
             await self._write_oldest()
+        # The digest chain is one thread where encoding is several, so under load it falls
+        # behind; each step it owes holds its segment. Without this wait a fast client
+        # filled memory with a quarter of the body (a 1 GiB PUT held ~300 MiB).
+        await self._hashes_below(self.depth)
 
     async def finish(self) -> None:
         """Queue every segment's records and wait until the digests have seen every byte."""
         while self._encoding:
             await self._write_oldest()
-        if self._hashed is not None:
-            await self._hashed
-            self._hashed = None
+        await self._hashes_below(1)
 
     def close(self) -> None:
         """Drop the work in flight (the upload failed; the writer aborts its archives)."""
-        for fut in (*self._encoding, *((self._hashed,) if self._hashed else ())):
+        for fut in (*self._encoding, *self._hashing):
             fut.cancel()
             fut.add_done_callback(_quiet)
         self._encoding.clear()
-        self._hashed = None
+        self._hashing.clear()
+
+    async def _hashes_below(self, most: int) -> None:
+        """Wait until fewer than `most` digest steps are owed (they finish in order)."""
+        while len(self._hashing) >= most:
+            await self._hashing.popleft()
 
     async def _write_oldest(self) -> None:
         await self.writer.write_records(await self._encoding.popleft())

@@ -306,9 +306,9 @@ document.getElementById("f").submit();
 
 
 def test_a_large_form_upload_streams_with_bounded_gateway_memory(cluster, bucket):
-    """256 MiB through a form: the gateway never holds the file. Its fixed working set is
-    ~40 MiB (test_streaming.py), so 100 MiB fails on a leak of a quarter of the bytes,
-    where 200 MiB of 512 MiB let pass up to a third, at half the CPU."""
+    """256 MiB through a form: the gateway never holds the file. Its working set is ~50 MiB
+    (test_streaming.py), so 100 MiB fails on a leak of a fifth of the bytes. A client this
+    fast once found the MD5 chain lagging and holding every segment it owed."""
     from .test_streaming import _rss_kib, _Sampler
     blocks, block = 256, 1 << 20
     post = _v4(cluster).generate_presigned_post(bucket, "big/${filename}",

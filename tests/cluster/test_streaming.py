@@ -38,13 +38,13 @@ class _Sampler(threading.Thread):
             time.sleep(0.05)
 
 
-# The bound proves the gateway holds no object and leaks nothing per byte. It is the
-# issue's own figure (< 200 MiB growth streaming an object up and down), taken over the
-# whole gateway: the worker that serves the request (~40 MiB of segment queues and read
-# windows) and the process owning the in-process disks (its own windows), ~130 MiB
-# together, so a leak of ~7 % of the bytes streamed fails it. A 1 GiB object is 1,024
-# segments: far past every queue.
-BOUND_MIB = 200
+# The bound proves the gateway holds no object and leaks nothing per byte, over the whole
+# gateway (the worker serving the request and the process owning the in-process disks).
+# Their working set while streaming is ~55 MiB (segment queues, digest and encode windows,
+# read windows), flat from the first 64 MiB on; 120 MiB fails a leak of ~6 % of the bytes.
+# It once let a lagging MD5 chain hold a quarter of the body because this test's client
+# was too slow to outrun it: test_put_pipeline.py holds the digests shut to catch that.
+BOUND_MIB = 120
 
 
 def test_1gib_put_and_get_keep_gateway_memory_bounded(cluster, bucket):

@@ -253,3 +253,43 @@ def test_memory_stays_bounded_while_the_disks_do_not_keep_up(tmp_path):
         record = await put
         assert len(pulled) == 40 and await w.read(record) == data
     run(tmp_path, scenario)
+
+
+def test_a_lagging_digest_stops_the_body_being_read(tmp_path):
+    """The digest chain is one thread and encoding several: when hashing falls behind (a
+    loaded box, a fast client), the body must stop being read, or every segment the chain
+    owes stays in memory (a 1 GiB PUT once held ~300 MiB). Hashing is held shut here; the
+    upload may read only a few windows ahead, and once hashing resumes the object is
+    exact."""
+    import threading
+    import time
+    gate = threading.Event()
+
+    class GatedDigests(BodyDigests):
+        def update(self, chunk):
+            gate.wait(30)
+            super().update(chunk)
+
+    async def scenario(w):
+        segments = 40
+        data = unique(segments * SEG, 29)
+        pulled = 0
+
+        async def body():
+            nonlocal pulled
+            for at in range(0, len(data), SEG):
+                pulled += 1
+                yield data[at:at + SEG]
+        upload = asyncio.ensure_future(w.service.store(body(), len(data), GatedDigests({}, len(data), None),
+                                                       {"bucket": "b", "key": "k"}))
+        bound = 2 * pipeline.DEPTH + 2   # the encoders' window, the digests' window, one in hand
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and pulled <= bound and not upload.done():
+            await asyncio.sleep(0.01)   # waiting for a breach that must not come
+        held = pulled
+        gate.set()
+        record = await upload
+        assert held <= bound, f"{held} of {segments} segments read while the digests were held"
+        assert record["etag"] == hashlib.md5(data).hexdigest()
+        assert await w.read(record) == data
+    run(tmp_path, scenario)
