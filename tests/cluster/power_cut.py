@@ -5,7 +5,10 @@ the node then runs with the shim in shim/sitecustomize.py journaling every fsync
 SIGKILL, `cut_power()` rewrites the folder to what a power loss at that instant would
 leave under POSIX rules: a directory entry survives only if a synced listing of its
 directory (or the snapshot) holds it with the same inode, and a file keeps only the bytes
-its last sync covered. Not modelled (lenient): deletes after a directory's last sync stay
+its last sync covered. Any synced listing counts, not just the last one journaled: the
+shim lists a folder before its sync and journals after it, so two threads syncing one
+folder at once can journal the newer listing first, and the entries only it holds were
+made durable all the same. Not modelled (lenient): deletes after a directory's sync stay
 done, and bytes overwritten in place below a file's synced size keep their new value;
 Pocket's archives and pack records are written once, so neither matters here."""
 from __future__ import annotations
@@ -41,7 +44,7 @@ def snapshot(root: str, journal: str) -> dict:
 def cut_power(root: str, journal: str, before: dict) -> dict:
     """Rewrite `root` as a power loss would have left it; returns what was dropped."""
     root = os.path.realpath(root)
-    listings = dict(before["dirs"])
+    listings = {folder: set(entries.items()) for folder, entries in before["dirs"].items()}
     synced = dict(before["sizes"])
     if os.path.exists(journal):
         with open(journal) as f:
@@ -51,17 +54,17 @@ def cut_power(root: str, journal: str, before: dict) -> dict:
                     break                      # torn last line: its sync had not returned
                 rec = json.loads(line)
                 if "dir" in rec:
-                    listings[rec["dir"]] = rec["entries"]
+                    listings.setdefault(rec["dir"], set()).update(rec["entries"].items())
                 else:
                     synced[rec["ino"]] = max(synced.get(rec["ino"], 0), rec["size"])
     dropped: dict = {"entries": 0, "bytes": 0, "examples": []}
 
     def walk(folder: str) -> None:
-        durable = listings.get(folder, {})
+        durable = listings.get(folder, set())
         with os.scandir(folder) as it:
             entries = list(it)
         for e in entries:
-            if durable.get(e.name) != e.inode():
+            if (e.name, e.inode()) not in durable:
                 dropped["entries"] += 1
                 if len(dropped["examples"]) < 3:
                     dropped["examples"].append(os.path.relpath(e.path, root))

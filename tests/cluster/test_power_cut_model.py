@@ -47,3 +47,30 @@ def test_only_synced_entries_and_bytes_survive(tmp_path):
     assert (root / "old" / "synced").read_bytes() == b"s" * 50
     assert (root / "old" / "empty").read_bytes() == b""
     assert dropped["entries"] == 2 and dropped["bytes"] == len(b"unsynced tail") + 20
+
+
+def test_a_later_listing_journaled_first_does_not_hide_what_it_covered(tmp_path):
+    """Two threads sync one folder at once: each lists it, then syncs, then journals, so
+    the journal can hold the newer listing before the older one. Whatever either listing
+    held was made durable by its sync; the older line coming last must not drop the entry
+    only the newer one saw (test_power_loss lost whole `archives/xx/` folders this way)."""
+    root, journal = tmp_path / "disk", str(tmp_path / "syncs")
+    (root / "archives").mkdir(parents=True)
+    before = power_cut.snapshot(str(root), journal)
+    (root / "archives" / "ab").mkdir()
+    (root / "archives" / "ab" / "a1").write_bytes(b"a" * 10)
+    _sync_file(journal, root / "archives" / "ab" / "a1")
+    _sync_dir(journal, root / "archives" / "ab")
+    older = {e.name: e.inode() for e in os.scandir(root / "archives")}      # thread 1 lists: ab
+    (root / "archives" / "cd").mkdir()                                      # thread 2 makes cd,
+    (root / "archives" / "cd" / "c1").write_bytes(b"c" * 10)
+    _sync_file(journal, root / "archives" / "cd" / "c1")
+    _sync_dir(journal, root / "archives" / "cd")
+    _sync_dir(journal, root / "archives")                                   # lists ab, cd; journals first
+    with open(journal, "a") as f:                                           # thread 1's sync returns last
+        f.write(json.dumps({"dir": os.path.realpath(root / "archives"), "entries": older}) + "\n")
+
+    dropped = power_cut.cut_power(str(root), journal, before)
+    assert sorted(os.listdir(root / "archives")) == ["ab", "cd"], dropped
+    assert (root / "archives" / "cd" / "c1").read_bytes() == b"c" * 10
+    assert dropped["entries"] == 0
