@@ -7,7 +7,9 @@ the sync covered, for a directory the entries (name -> inode) it held before the
 tests/cluster/power_cut.py then rebuilds a disk as a power loss would leave it: files
 cut to what was synced, directory entries that no synced directory listing holds gone.
 Lines are written before the call returns, so whatever a node acknowledged after a sync
-is in the journal even if the process is killed the next instant."""
+is in the journal even if the process is killed the next instant. They are written when
+each sync returns, not in the order the listings were taken: two threads syncing one
+folder can journal the newer listing first, so power_cut.py merges every listing."""
 import json
 import os
 import stat
