@@ -214,14 +214,22 @@ class Scrubber:
 
     async def _findings(self, r: ScrubReport, listings: dict) -> dict[str, dict]:
         """Each disk's scrub state, for the disks listed and not skipped since."""
+        states = await self._states([d for d in listings if d not in r.disks_skipped], "skipped this pass")
+        for disk_id in listings:
+            if disk_id not in states and disk_id not in r.disks_skipped:
+                r.disks_skipped.append(disk_id)
+        return states
+
+    async def _states(self, disk_ids: list[str], otherwise: str) -> dict[str, dict]:
+        """The scrub state of each disk that answers; `otherwise` says in the log what a
+        silent disk means for the pass."""
         async def one(disk_id: str):
             try:
                 return disk_id, await self.cluster.disks[disk_id].scrub_state()
             except Exception as e:
-                log.warning("scrub: disk %s did not report its findings (%r); skipped this pass", disk_id, e)
-                r.disks_skipped.append(disk_id)
+                log.warning("scrub: disk %s did not report its findings (%r); %s", disk_id, e, otherwise)
                 return disk_id, None
-        pairs = await asyncio.gather(*(one(d) for d in listings if d not in r.disks_skipped))
+        pairs = await asyncio.gather(*(one(d) for d in disk_ids))
         return {disk_id: state for disk_id, state in pairs if state is not None}
 
     async def _account(self, r: ScrubReport, found, bad, scanned: set[str], copies=None,
@@ -229,6 +237,7 @@ class Scrubber:
         """Queue the damage of every live version; returns the live version ids. Copies of a
         live fragment on disks other than its slot's go to `strays` (see _strays)."""
         live: set[str] = set()
+        held: list[tuple[VersionRecord, dict, list[str]]] = []   # corrupt damage: asked again below
         n = 0
         async for record in alive_sets(self.index):
             n += 1
@@ -253,14 +262,44 @@ class Scrubber:
             if copies is not None and strays is not None:
                 strays += self._strays(record, disks, damage, copies, scanned)
             if damage and await self._still_current(record):    # not replaced or deleted meanwhile
-                for i, (kind, problem) in sorted(damage.items()):
-                    (r.corrupt if kind == "corrupt" else r.missing).append(self._row(record, i, disks[i], problem))
-                await self.queue.add(record, damage, "scrub")
-                r.queued += 1
+                if any(kind == "corrupt" for kind, _ in damage.values()):
+                    held.append((record, damage, disks))
+                else:
+                    await self._queue(r, record, damage, disks)
+        for record, damage, disks in await self._still_corrupt(held):
+            await self._queue(r, record, damage, disks)
         if self.metrics:
             self.metrics.scrub_corrupt.inc(len(r.corrupt))
             self.metrics.scrub_missing.inc(len(r.missing))
         return live
+
+    async def _queue(self, r: ScrubReport, record: VersionRecord, damage: dict, disks: list[str]) -> None:
+        for i, (kind, problem) in sorted(damage.items()):
+            (r.corrupt if kind == "corrupt" else r.missing).append(self._row(record, i, disks[i], problem))
+        await self.queue.add(record, damage, "scrub")
+        r.queued += 1
+
+    async def _still_corrupt(self, held: list[tuple]) -> list[tuple]:
+        """`held` without the corrupt fragments their disks no longer report.
+
+        The findings were fetched before the index walk; a repair that finished since (the
+        gateway's repairer, or a one-shot `pocket repair` beside it) rewrote the archive, and
+        queueing the old finding would have it rebuilt a second time, needlessly (a disk
+        reports a finding only while the archive is the one it was about). Asking the disks
+        again, once per pass and only those with corrupt findings, narrows that window from
+        the whole walk to one round trip. A disk that does not answer keeps its findings."""
+        asked = sorted({disks[i] for _, damage, disks in held for i, (kind, _) in damage.items() if kind == "corrupt"})
+        states = await self._states(asked, "its findings fetched earlier in this pass are queued")
+        reported = {(d, row["archive"]) for d, s in states.items() for row in s["corrupt"]}
+        reported |= {(d, name) for d, s in states.items() for name in s.get("unkeyed", [])}
+        out = []
+        for record, damage, disks in held:
+            damage = {i: (kind, problem) for i, (kind, problem) in damage.items()
+                      if kind != "corrupt" or disks[i] not in states
+                      or (disks[i], layout.archive_name(record["version_id"], i)) in reported}
+            if damage:
+                out.append((record, damage, disks))
+        return out
 
     def _strays(self, record: VersionRecord, disks: list[str], damage: dict, copies, scanned: set[str]) -> list[dict]:
         """Copies of a live version's fragments on disks that no longer hold its slot.

@@ -182,6 +182,33 @@ def test_corruption_of_any_part_is_found_and_fixed(tmp_path):
     run(tmp_path, go)
 
 
+def test_a_repair_finishing_during_a_scrub_pass_is_not_queued_again(tmp_path):
+    """A pass fetches the disks' findings first and queues their damage after its index
+    walk; a repair that finishes in between (the gateway's repairer, or a one-shot `pocket
+    repair` beside it) must not be queued again from the findings it made stale: the entry
+    would wait for a second, needless repair (test_pocket_up's one-shot repair beside `pocket
+    up` saw it stay queued)."""
+    async def go(w):
+        rec = await w.put("o", random.Random(3).randbytes(2 * SEG + 5))
+        original = read(w.path(rec, 2))
+        raw = bytearray(original)
+        raw[layout.HEADER_SIZE + 40] ^= 1
+        with open(w.path(rec, 2), "wb") as f:
+            f.write(raw)
+        assert [c["index"] for c in (await w.scrubber.run_once()).corrupt] == [2]
+        fetched = w.scrubber._findings
+
+        async def then_repaired(report, listings):
+            states = await fetched(report, listings)
+            assert (await w.repairer.run_once()).fragments == 1   # lands between findings and queueing
+            return states
+        w.scrubber._findings = then_repaired
+        second = await w.scrubber.run_once()
+        assert read(w.path(rec, 2)) == original
+        assert second.corrupt == [] and w.queue.length() == 0, w.queue.entries()
+    run(tmp_path, go)
+
+
 def test_unrecoverable_and_down_disks_stay_queued(tmp_path):
     async def go(w):
         lost = await w.put("lost", unique(3 * SEG, "lost"))
