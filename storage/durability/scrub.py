@@ -14,8 +14,9 @@ findings. One pass here (`Scrubber.run_once`) reads no archive bytes; it does th
    when asked again (`stat`, which also covers archives written after the listing) is
    missing; one the disk reports is corrupt, and so is one it reports unkeyed (format 1,
    which only the index can tell from a forgery) for an object written keyed. Damage of live objects goes to the repair
-   queue; disks that did not answer are skipped, not counted as missing (a down disk is
-   the repairer's business once it is back).
+   queue, corrupt fragments only if their disk still reports them when asked again after
+   the walk (a repair may have finished meanwhile); disks that did not answer are skipped,
+   not counted as missing (a down disk is the repairer's business once it is back).
 3. **Collect garbage** (garbage.py). An archive whose version the index does not reference (a
    replaced or deleted version whose cleanup failed, an upload that never committed,
    a part of an aborted upload) and is older than `orphan_grace` is deleted. Its
