@@ -57,6 +57,24 @@ def publish(tmp: str, final: str) -> None:
     fsync_path(folder)
 
 
+def make_folders(root: str, names) -> None:
+    """Make the folders under `root` that are missing, and sync `root` if any was made.
+
+    What goes into a new folder is acknowledged at once (a disk from before packs gains
+    `packs/` at open and takes appends the next moment), and an entry `root` never synced
+    is lost at power loss with everything in the folder (tests/cluster/test_power_loss_open.py)."""
+    os.makedirs(root, exist_ok=True)
+    made = False
+    for name in names:
+        try:
+            os.mkdir(os.path.join(root, name))
+            made = True
+        except FileExistsError:
+            pass
+    if made:
+        fsync_path(root)
+
+
 def write_durably(path: str, data: bytes, tmp_dir: str) -> None:
     tmp = os.path.join(tmp_dir, f"{os.path.basename(path)}.{uuid.uuid4().hex}")
     with open(tmp, "wb") as f:

@@ -27,7 +27,7 @@ from typing import AsyncIterable, Iterator
 
 from .. import layout
 from . import pack_compaction
-from .files import publish, unlink_quietly, walk, write_all, write_durably
+from .files import make_folders, publish, unlink_quietly, walk, write_all, write_durably
 from .ownership import own
 from .packformat import ARCHIVE, ARCHIVE_NAME, RECORD, RECORD_HEADER_SIZE, RECORD_NAME
 from .packs import PackSet
@@ -79,8 +79,7 @@ class DiskStore:
             raise MissingDisk(
                 f"disk {self.disk_id}: {self.root} has no {DISK_MARKER}; is the disk mounted? "
                 "If it is a new disk, start the node once with --init to initialise it.")
-        for sub in ("archives", "records", "tmp", "packs"):
-            os.makedirs(os.path.join(self.root, sub), exist_ok=True)
+        make_folders(self.root, ("archives", "records", "tmp", "packs"))
         if os.path.exists(marker):
             with open(marker) as f:
                 found = json.load(f).get("disk_id")
