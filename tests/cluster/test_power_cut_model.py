@@ -2,6 +2,7 @@
 power loss drops, test_power_loss would pass with a store that never syncs."""
 import json
 import os
+import random
 
 from . import power_cut
 
@@ -57,13 +58,14 @@ def test_a_later_listing_journaled_first_does_not_hide_what_it_covered(tmp_path)
     root, journal = tmp_path / "disk", str(tmp_path / "syncs")
     (root / "archives").mkdir(parents=True)
     before = power_cut.snapshot(str(root), journal)
+    a1, c1 = random.Random(1).randbytes(64), random.Random(2).randbytes(64)
     (root / "archives" / "ab").mkdir()
-    (root / "archives" / "ab" / "a1").write_bytes(b"a" * 10)
+    (root / "archives" / "ab" / "a1").write_bytes(a1)
     _sync_file(journal, root / "archives" / "ab" / "a1")
     _sync_dir(journal, root / "archives" / "ab")
     older = {e.name: e.inode() for e in os.scandir(root / "archives")}      # thread 1 lists: ab
     (root / "archives" / "cd").mkdir()                                      # thread 2 makes cd,
-    (root / "archives" / "cd" / "c1").write_bytes(b"c" * 10)
+    (root / "archives" / "cd" / "c1").write_bytes(c1)
     _sync_file(journal, root / "archives" / "cd" / "c1")
     _sync_dir(journal, root / "archives" / "cd")
     _sync_dir(journal, root / "archives")                                   # lists ab, cd; journals first
@@ -72,5 +74,6 @@ def test_a_later_listing_journaled_first_does_not_hide_what_it_covered(tmp_path)
 
     dropped = power_cut.cut_power(str(root), journal, before)
     assert sorted(os.listdir(root / "archives")) == ["ab", "cd"], dropped
-    assert (root / "archives" / "cd" / "c1").read_bytes() == b"c" * 10
+    assert (root / "archives" / "ab" / "a1").read_bytes() == a1
+    assert (root / "archives" / "cd" / "c1").read_bytes() == c1
     assert dropped["entries"] == 0
