@@ -29,7 +29,7 @@ from .. import layout
 from ..codec import Codec
 from ..objects.contracts import VersionRecord
 from ..objects.get import ArchiveReader
-from ..objects.put import ArchiveWriter, pack_records
+from ..objects.put import ArchiveWriter, Record, pack_records, record_size
 from .queue import REPAIR_META, RepairQueue
 from .sets import find_set
 from ..throttle import Throttle
@@ -183,7 +183,7 @@ class Repairer:
                         records = _rebuilt_records(codec, blocks, wanted)
                     else:
                         records = await loop.run_in_executor(None, _rebuilt_records, codec, blocks, wanted)
-                    await self.throttle.take(sum(len(r) for r in records if r is not None))
+                    await self.throttle.take(sum(record_size(r) for r in records if r is not None))
                     await writer.write_records(records)
             done = await writer.finish(manifest)
         except BaseException as e:
@@ -246,7 +246,7 @@ class Repairer:
                 log.exception("repair round failed")
 
 
-def _rebuilt_records(codec: Codec, blocks: dict[int, bytes], wanted: frozenset[int]) -> list[bytes | None]:
+def _rebuilt_records(codec: Codec, blocks: dict[int, bytes], wanted: frozenset[int]) -> list[Record | None]:
     """The records of fragments `wanted` of one segment, rebuilt from k of its blocks:
     only the lost blocks are computed and only they get a keyed checksum."""
     rebuilt = codec.rebuild(blocks, wanted)
