@@ -29,16 +29,9 @@ import aiohttp
 from tests.cluster.harness import ACCESS_KEY, SECRET_KEY, ProcCluster
 
 from .load import S3, SigV4
+from .proc_cpu import cpu_seconds, tree
 
 MIB = 1 << 20
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, all its threads, from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 class Phase:
@@ -59,7 +52,8 @@ class Phase:
         out = {"gateway": 0.0, "nodes": 0.0}
         for name, proc in self.cluster.procs.items():
             if proc.poll() is None:
-                out["gateway" if name == "gateway" else "nodes"] += cpu_seconds(proc.pid)
+                # a gateway's CPU is its workers' (and disk owner's): count every process below it
+                out["gateway" if name == "gateway" else "nodes"] += sum(map(cpu_seconds, tree(proc.pid)))
         return out
 
     def line(self) -> str:
@@ -114,7 +108,8 @@ def main() -> None:
     for shape in shapes:
         root = tempfile.mkdtemp(prefix=f"pocket-bench-{shape}-")
         cluster = ProcCluster(root, nodes=6, embedded=shape == "embedded",
-                              sections={"scrub": {"enabled": False}, "repair": {"enabled": False}})
+                              sections={"scrub": {"enabled": False}, "repair": {"enabled": False}},
+                              workers=0)   # the config's default, as `pocket up` runs
         try:
             cluster.start()
             phases = asyncio.run(run(cluster, args.size_mib * MIB, args.objects))

@@ -25,6 +25,7 @@ import time
 from storage import layout
 from storage.cluster import Cluster
 from storage.durability.repair import Repairer
+from storage.executor import io_executor
 from storage.node.store import DiskStore
 from storage.objects.service import ObjectService, Policy
 from storage.placement.volumes import DiskInfo
@@ -55,6 +56,9 @@ class Meter:
 
 
 async def bench(root: str, size: int, objects: int, segment: int) -> list[Meter]:
+    # the gateway's thread pool, not asyncio's default of cpu+4 threads: six archives'
+    # fsyncs would hold every thread of that one while the encoding waited
+    asyncio.get_running_loop().set_default_executor(io_executor())
     disks = {f"d{i}": DiskStore(f"d{i}", os.path.join(root, f"d{i}")).open() for i in range(6)}
     cluster = Cluster(disks, [DiskInfo(d, f"node{i}", "z1") for i, d in enumerate(disks)])
     cluster.volumes = {"v1": {"id": "v1", "width": 6, "disks": list(disks)}}

@@ -158,7 +158,14 @@ def geometry(manifest: dict, k: int) -> Geometry:
 
 
 def pack_record(payload: bytes) -> bytes:
-    return _RECORD.pack(len(payload), checksum(payload)) + payload
+    return record_head(payload) + payload
+
+
+def record_head(payload: bytes | memoryview) -> bytes:
+    """The RECORD_OVERHEAD bytes that go before `payload` in its record. Writers send
+    the two as separate buffers: joining them copied every fragment byte once more, with
+    the GIL held (12 % of a 64 MiB PUT's GIL time, py-spy --gil)."""
+    return _RECORD.pack(len(payload), checksum(payload))
 
 
 def unpack_record(raw: bytes, accept: frozenset[int] = STRICT) -> bytes:

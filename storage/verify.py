@@ -26,6 +26,16 @@ if TYPE_CHECKING:   # node/ imports this module: the disk type is for readers on
 CHUNK_BYTES = 4 << 20     # records are read and checked a few MiB at a time
 
 
+class ArchiveBytes:
+    """An archive already in memory, read through the same interface as a disk."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    async def read(self, _name: str, offset: int, length: int) -> bytes:
+        return self.data[offset:offset + length]
+
+
 @dataclass
 class Verdict:
     manifest: dict | None     # None when the trailer itself is unreadable

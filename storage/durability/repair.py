@@ -29,15 +29,16 @@ from .. import layout
 from ..codec import Codec
 from ..objects.contracts import VersionRecord
 from ..objects.get import ArchiveReader
-from ..objects.put import ArchiveWriter, pack_records
+from ..objects.put import ArchiveWriter, Record, pack_records, record_size
 from .queue import REPAIR_META, RepairQueue
 from .sets import find_set
 from ..throttle import Throttle
-from ..verify import verify_archive
+from ..verify import ArchiveBytes, verify_archive
 
 log = logging.getLogger("pocket.repair")
 
 _INLINE_BYTES = 64 << 10
+_WHOLE_READ_BYTES = 1 << 20   # archives whose records end before this are read in one request
 
 
 @dataclass
@@ -168,8 +169,8 @@ class Repairer:
     async def _rebuild(self, record: VersionRecord, volume: dict, build: set[int], avoid: set[int]) -> dict[int, int]:
         """Write archives `build` of the version; returns {index: bytes written} of those committed."""
         codec = Codec(record["k"], record["m"])
-        manifest = await self._manifest(volume, record, avoid)
-        reader = ArchiveReader(self.cluster, codec, manifest, volume, avoid=frozenset(avoid))
+        manifest, held = await self._manifest(volume, record, avoid)
+        reader = ArchiveReader(self.cluster, codec, manifest, volume, avoid=frozenset(avoid), held=held)
         writer = ArchiveWriter(self.cluster, codec, volume, record["version_id"], layout.stored_segment_size(manifest),
                                quorum=1, timeout=self.timeout, only=frozenset(build), keep_on_abort=True)
         geo = reader.geometry
@@ -183,7 +184,7 @@ class Repairer:
                         records = _rebuilt_records(codec, blocks, wanted)
                     else:
                         records = await loop.run_in_executor(None, _rebuilt_records, codec, blocks, wanted)
-                    await self.throttle.take(sum(len(r) for r in records if r is not None))
+                    await self.throttle.take(sum(record_size(r) for r in records if r is not None))
                     await writer.write_records(records)
             done = await writer.finish(manifest)
         except BaseException as e:
@@ -196,17 +197,34 @@ class Repairer:
         size = geo.records_end() + len(layout.pack_trailer(manifest))
         return {i: size for i in done if i in build}
 
-    async def _manifest(self, volume: dict, record: dict, avoid: set[int]) -> dict:
+    async def _manifest(self, volume: dict, record: dict, avoid: set[int]) -> tuple[dict, dict[int, bytes]]:
         """The manifest every archive of the version carries, read from a good one. One of
-        an unkeyed archive does not do for an object the index knows as keyed: it is forged."""
+        an unkeyed archive does not do for an object the index knows as keyed: it is forged.
+
+        A small archive is read whole instead, in the one request its manifest would have
+        cost, and handed to the reader (`held`): most archives a lost disk held are small
+        (replicated objects), and requests, not bytes, were most of their repair's CPU
+        (cProfile of `pocket repair`: ~6 node requests per rebuilt fragment)."""
         vid = record["version_id"]
+        whole = _small(record)
         order = sorted(range(len(volume["disks"])), key=lambda i: (i in avoid, not self.cluster.is_up(volume["disks"][i])))
         problems = []
         for i in order:
+            disk, name = self.cluster.disks[volume["disks"][i]], layout.archive_name(vid, i)
             try:
-                manifest = await self.cluster.disks[volume["disks"][i]].read_manifest(layout.archive_name(vid, i))
+                held: dict[int, bytes] = {}
+                if whole:
+                    raw = await disk.read(name, 0, 1 << 62)
+                    verdict = await verify_archive(ArchiveBytes(raw), name, len(raw), Throttle(0))
+                    if verdict.manifest is None:
+                        raise layout.CorruptFragment(verdict.problem)
+                    manifest = verdict.manifest
+                    if verdict.problem is None:   # else the reader reads it again, and finds the damage
+                        held[i] = raw
+                else:
+                    manifest = await disk.read_manifest(name)
                 if manifest.get("version_id") == vid and layout.accepted(manifest) <= layout.accepted(record):
-                    return manifest
+                    return manifest, held
             except Exception as e:
                 problems.append(f"{i}: {e!r}")
         raise RuntimeError(f"no fragment of version {vid} has a readable manifest ({'; '.join(problems)})")
@@ -246,7 +264,15 @@ class Repairer:
                 log.exception("repair round failed")
 
 
-def _rebuilt_records(codec: Codec, blocks: dict[int, bytes], wanted: frozenset[int]) -> list[bytes | None]:
+def _small(record: dict) -> bool:
+    """Are the version's archives small enough to read whole (the set's record has its geometry)?"""
+    try:
+        return layout.geometry(record, record["k"]).records_end() <= _WHOLE_READ_BYTES
+    except (KeyError, TypeError):   # a set record without its geometry: read the manifest alone
+        return False
+
+
+def _rebuilt_records(codec: Codec, blocks: dict[int, bytes], wanted: frozenset[int]) -> list[Record | None]:
     """The records of fragments `wanted` of one segment, rebuilt from k of its blocks:
     only the lost blocks are computed and only they get a keyed checksum."""
     rebuilt = codec.rebuild(blocks, wanted)

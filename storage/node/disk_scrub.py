@@ -31,7 +31,7 @@ import os
 import time
 
 from ..throttle import Throttle
-from ..verify import verify_archive
+from ..verify import ArchiveBytes, verify_archive
 from .files import write_durably
 from .store import ArchiveMissing
 
@@ -47,16 +47,6 @@ def _empty(disk_id: str) -> dict:
     return {"format": STATE_FORMAT, "disk": disk_id, "passes_started": 0, "pass": None, "last_full_pass": None,
             "totals": {"bytes_checked": 0, "archives_checked": 0, "corrupt_found": 0},
             "corrupt": {}, "corrupt_records": {}, "unkeyed": {}}
-
-
-class _Bytes:
-    """An archive already in memory, read through the same interface as a disk."""
-
-    def __init__(self, data: bytes):
-        self.data = data
-
-    async def read(self, _name: str, offset: int, length: int) -> bytes:
-        return self.data[offset:offset + length]
 
 
 class DiskScrubber:
@@ -264,7 +254,7 @@ class DiskScrubber:
                     await self.throttle.take(len(data))
                     problem, read = "pack record fails its checksum", len(data)
                 else:
-                    verdict = await verify_archive(_Bytes(data), name, len(data), self.throttle)
+                    verdict = await verify_archive(ArchiveBytes(data), name, len(data), self.throttle)
                     problem, read = verdict.problem, len(data)
             else:
                 verdict = await verify_archive(self.store, name, size, self.throttle)
@@ -297,7 +287,7 @@ class DiskScrubber:
 
     async def _whole(self, name: str, data: bytes) -> bool:
         """Are these bytes (a file copy's) the whole, good archive `name`?"""
-        return (await verify_archive(_Bytes(data), name, len(data), self.throttle)).problem is None
+        return (await verify_archive(ArchiveBytes(data), name, len(data), self.throttle)).problem is None
 
     async def _check_record(self, p: dict, rec_id: str) -> None:
         try:

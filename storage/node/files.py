@@ -14,18 +14,29 @@ import uuid
 from typing import Iterator
 
 
-def write_all(fd: int, chunks: list[bytes], sync: bool = False) -> int:
-    """Write every chunk; with `sync`, also flush what the file holds so far.
+_IOV_MAX = 1024   # buffers one writev may take (Linux's IOV_MAX)
 
-    Flushing while a big archive streams in keeps the disk busy during the upload
-    instead of leaving every byte to the final fsync, where concurrent uploads queue."""
+
+def write_all(fd: int, chunks: list, sync: bool = False) -> int:
+    """Write every chunk (bytes-like), gathered: one writev per batch of buffers, so a
+    record's head and payload arrive as two buffers and are never joined first.
+
+    With `sync`, also flush what the file holds so far: flushing while a big archive
+    streams in keeps the disk busy during the upload instead of leaving every byte to
+    the final fsync, where concurrent uploads queue."""
     total = 0
-    for chunk in chunks:
-        view = memoryview(chunk)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-            total += written
+    views = [memoryview(c) for c in chunks if len(c)]
+    while views:
+        batch = views[:_IOV_MAX]
+        written = os.writev(fd, batch)
+        total += written
+        for n, view in enumerate(batch):   # drop what was written; a short write resumes mid-buffer
+            if written < len(view):
+                views = [view[written:], *views[n + 1:]]
+                break
+            written -= len(view)
+        else:
+            views = views[len(batch):]
     if sync:
         os.fdatasync(fd)
     return total

@@ -50,6 +50,7 @@ class ArchiveReader:
     record: VersionRecord  # the object's index record (manifest)
     volume: dict
     avoid: frozenset[int] = frozenset()   # fragments to read only as a last resort (being rebuilt)
+    held: dict[int, bytes] = field(default_factory=dict)   # whole archives already read, by fragment index
     damage: list[Damage] = field(default_factory=list)
     _broken: set[int] = field(default_factory=set)
 
@@ -140,7 +141,9 @@ class ArchiveReader:
         offset, length = geo.span(first, last)
         count = last - first + 1
         try:
-            raw = await self.cluster.disks[disk_id].read(name, offset, length)
+            held = self.held.get(i)
+            raw = held[offset:offset + length] if held is not None else \
+                await self.cluster.disks[disk_id].read(name, offset, length)
         except Exception as e:  # missing archive, dead node, timeout: all mean "use another"
             reason = "missing" if isinstance(e, FileNotFoundError) else f"unreadable: {e!r}"
             if not isinstance(e, FileNotFoundError):

@@ -24,7 +24,7 @@ from typing import Callable
 
 from ..codec import Codec
 from .contracts import Digests
-from .put import ArchiveWriter, pack_records
+from .put import ArchiveWriter, Record, pack_records
 
 DEPTH = 3                 # segments whose encoding may be in flight at once
 _INLINE_BYTES = 64 << 10  # below this, hashing and encoding on the loop beats a thread hop
@@ -87,7 +87,7 @@ class EncodePipeline:
             await previous
         await asyncio.get_running_loop().run_in_executor(None, self.digests.update, segment)
 
-    def _records(self, n: int, segment: bytes, wanted: frozenset[int]) -> list[bytes | None]:
+    def _records(self, n: int, segment: bytes, wanted: frozenset[int]) -> list[Record | None]:
         stored = self.seal(n, segment) if self.seal else segment
         return pack_records(self.codec.encode(stored), wanted)
 

@@ -23,10 +23,17 @@ _END = object()
 _INLINE_PACK_BYTES = 64 << 10
 
 
-def pack_records(blocks: list[bytes], wanted: frozenset[int]) -> list[bytes | None]:
+Record = tuple[bytes, bytes | memoryview]   # (record head, payload): sent as two buffers, never joined
+
+
+def pack_records(blocks: list[bytes], wanted: frozenset[int]) -> list[Record | None]:
     """The records of the blocks some archive still takes (None for the others): a repair
     writing one fragment pays one keyed checksum per segment, not n."""
-    return [layout.pack_record(b) if i in wanted else None for i, b in enumerate(blocks)]
+    return [(layout.record_head(b), b) if i in wanted else None for i, b in enumerate(blocks)]
+
+
+def record_size(record: Record) -> int:
+    return len(record[0]) + len(record[1])
 
 
 class Aborted(Exception):
@@ -68,7 +75,11 @@ class _Archive:
                 return
             if isinstance(item, Aborted):
                 raise item
-            yield item
+            if isinstance(item, tuple):   # a record: its head, then its payload
+                yield item[0]
+                yield item[1]
+            else:
+                yield item
 
 
 @dataclass
@@ -152,7 +163,7 @@ class ArchiveWriter:
             records = pack_records(blocks, wanted)
         await self.write_records(records)
 
-    async def write_records(self, records: list[bytes | None]) -> None:
+    async def write_records(self, records: list[Record | None]) -> None:
         """Queue one segment's records (from `pack_records`) to their archives, in segment order."""
         await asyncio.gather(*(self._send(a, r) for a, r in zip(self.archives, records) if r is not None))
         self._check_quorum()

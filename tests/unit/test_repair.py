@@ -209,6 +209,33 @@ def test_a_repair_finishing_during_a_scrub_pass_is_not_queued_again(tmp_path):
     run(tmp_path, go)
 
 
+@pytest.mark.parametrize("size", [2 * SEG + 77, 3000])   # EC 4+2, and replica:3
+def test_repair_reads_past_a_corrupt_record_where_it_found_the_manifest(tmp_path, size):
+    """A small archive set is repaired from an archive read whole (manifest and records in
+    one request); when that archive has a bad record, the rebuilt fragment still comes out
+    byte-identical, from the other fragments, and the bad one is queued in its turn."""
+    async def go(w):
+        data = unique(size, size)
+        rec = await w.put("obj", data)
+        n = rec["k"] + rec["m"]
+        originals = {i: read(w.path(rec, i)) for i in range(n)}
+        os.unlink(w.path(rec, n - 1))                       # lost: the last fragment
+        raw = bytearray(originals[0])                       # and fragment 0, read first, rotten
+        raw[layout.HEADER_SIZE + layout.RECORD_OVERHEAD + 5] ^= 1
+        with open(w.path(rec, 0), "wb") as f:
+            f.write(raw)
+        await w.queue.add(rec, {n - 1: ("missing", "test")}, "test")
+        report = await w.repairer.run_once()
+        assert report.fragments == 1 and not report.failed, report
+        assert read(w.path(rec, n - 1)) == originals[n - 1]
+        await w.queue.drain()
+        assert [(e["missing"], e["corrupt"]) for e in w.queue.entries()] == [([], [0])]
+        report = await w.repairer.run_once()
+        assert read(w.path(rec, 0)) == originals[0] and report.remaining == 0
+        assert await w.get(rec) == data
+    run(tmp_path, go)
+
+
 def test_unrecoverable_and_down_disks_stay_queued(tmp_path):
     async def go(w):
         lost = await w.put("lost", unique(3 * SEG, "lost"))
