@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from ..index import migrations as M
 from ..index.versions import NULL
 from ..objects.buckets import BucketService
-from . import copier, inventory, listing, state
+from . import copier, inventory, listing, small_get, state
 from .copier import RateLimit, SourceChanged, Wanted
 
 log = logging.getLogger("pocket.migrate.copy")
@@ -102,6 +102,10 @@ class Backfill:
         self.owner = worker_id()
         self.on_progress = on_progress
         self.moved = [0]          # bytes read from the source, for the rate and ETA
+        self.small = small_get.SmallGets(self.concurrency)
+
+    async def close(self) -> None:
+        await self.small.close()
 
     # ---- one bucket --------------------------------------------------------------------------
     async def prepare(self, source_bucket: str, target: str, client) -> dict:
@@ -315,7 +319,7 @@ class Backfill:
                 try:
                     before = self.moved[0]
                     await copier.copy_version(self.objects, self.multipart, client, source_bucket, bucket, w,
-                                              self.limit, self.moved)
+                                              self.limit, self.moved, self.small.of(client))
                     tally.copied += 1
                     tally.bytes += w.size
                     log.debug("copied %s/%s version %s (%d bytes)", bucket, key, w.version_id, w.size)
