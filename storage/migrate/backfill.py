@@ -51,6 +51,7 @@ class Tally:
     bytes: int = 0
     errors: int = 0
     changed: int = 0
+    presigned: int = 0         # small objects read with presigned URLs (small_get.py), not botocore
     failed: list = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     total_bytes: int = 0
@@ -59,7 +60,8 @@ class Tally:
     def as_dict(self) -> dict:
         seconds = time.monotonic() - self.started
         return {"bucket": self.bucket, "copied": self.copied, "skipped": self.skipped, "bytes": self.bytes,
-                "errors": self.errors, "changed_during_copy": self.changed, "failed": self.failed[:100],
+                "errors": self.errors, "changed_during_copy": self.changed, "read_presigned": self.presigned,
+                "failed": self.failed[:100],
                 "seconds": round(seconds, 3), "bytes_per_second": self.bytes / seconds if seconds else 0.0}
 
 
@@ -126,6 +128,7 @@ class Backfill:
         if versioning:
             listing.keep_version_order(client)
         sem = asyncio.Semaphore(self.concurrency)    # shared by this worker's ranges
+        served = self.small.of(client).served
         walks: set[asyncio.Task] = set()
         try:
             for seq in itertools.count():
@@ -160,6 +163,7 @@ class Backfill:
                 walk.cancel()
             await asyncio.gather(*walks, return_exceptions=True)
             raise
+        tally.presigned = self.small.of(client).served - served
         if record:
             self.record(target, tally)
         return tally

@@ -25,7 +25,7 @@ from .services import ToolServices
 
 log = logging.getLogger("pocket.migrate.copy")
 
-_SUMMED = ("copied", "skipped", "bytes", "errors", "changed")
+_SUMMED = ("copied", "skipped", "bytes", "errors", "changed", "presigned")
 
 
 def default_workers() -> int:
@@ -113,6 +113,7 @@ def _add(tally: Tally, other: dict | None) -> None:
     tally.bytes += other["bytes"]
     tally.errors += other["errors"]
     tally.changed += other["changed_during_copy"]
+    tally.presigned += other.get("read_presigned", 0)
     tally.failed += other["failed"]
 
 
