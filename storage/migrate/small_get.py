@@ -12,8 +12,8 @@ headers the way botocore does), so the copy carries exactly what it carried befo
 Anything this path does not expect (a redirect to another region, a refused signature,
 an archived object, a connection error) is left to botocore: `get` returns None and the
 caller makes the ordinary call, which answers or fails as it always did. When botocore
-then succeeds where the URL did not (a few times), the URL path is wrong for this source
-and is no longer tried.
+then succeeds where the URL did not (for a few objects in a row), the URL path is wrong
+for this source and is no longer tried.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from . import presign
 log = logging.getLogger("pocket.migrate.copy")
 
 EXPIRES = 900                     # seconds a presigned URL stays valid; it is used at once
-FALLBACKS = 3                     # objects botocore read after the URL failed, before URLs are given up
+FALLBACKS = 3                     # objects in a row botocore read after the URL failed: URLs given up
 CHANGED = (404, 405, 412)         # gone, a delete marker, or If-Match failed: changed since listed
 _META = "x-amz-meta-"
 _FIELDS = {"content-type": "ContentType", "cache-control": "CacheControl",
@@ -94,6 +94,7 @@ class SmallGet:
                     return None
                 got = _as_get_object(r.raw_headers, await r.read())
                 self.served += 1
+                self.fallbacks = 0
                 return got
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
             log.debug("presigned GET of %s/%s failed (%r); asking botocore", bucket, key, e)
@@ -111,8 +112,9 @@ class SmallGet:
         return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=EXPIRES)
 
     def botocore_answered(self, why: str) -> None:
-        """botocore read an object that the presigned URL could not: after a few (one may
-        be a dropped connection), stop using URLs."""
+        """botocore read an object that the presigned URL could not: after a few in a row
+        (one may be a dropped connection, which a long copy meets now and then), stop
+        using URLs."""
         self.fallbacks += 1
         if self.enabled and self.fallbacks >= FALLBACKS:
             self.enabled = False

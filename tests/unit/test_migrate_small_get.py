@@ -112,11 +112,21 @@ def test_presigned_get_answers_what_botocore_answers():
     assert presigned.headers["x-amz-checksum-mode"] == "ENABLED"
 
 
-def test_botocore_reading_what_urls_cannot_turns_urls_off():
-    getter = small_get.SmallGet(object(), 4)
-    for _ in range(small_get.FALLBACKS - 1):
-        getter.botocore_answered("bkt/k")
-    assert getter.enabled
-    getter.botocore_answered("bkt/k")
-    assert not getter.enabled
-    assert asyncio.run(getter.get("bkt", "k", None, "e")) is None
+def test_botocore_reading_what_urls_cannot_in_a_row_turns_urls_off():
+    async def main():
+        runner, endpoint = await _serve([])
+        getter = small_get.SmallGet(_client(endpoint), 4)
+        try:
+            for _ in range(small_get.FALLBACKS - 1):
+                getter.botocore_answered("bkt/k")
+            assert await getter.get("bkt", "obj", None, "0123456789abcdef0123456789abcdef") is not None
+            for _ in range(small_get.FALLBACKS - 1):     # the success started the count again
+                getter.botocore_answered("bkt/k")
+            assert getter.enabled
+            getter.botocore_answered("bkt/k")
+            assert not getter.enabled
+            assert await getter.get("bkt", "obj", None, "0123456789abcdef0123456789abcdef") is None
+        finally:
+            await getter.close()
+            await runner.cleanup()
+    asyncio.run(main())
