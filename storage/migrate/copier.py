@@ -28,6 +28,7 @@ from ..index.versions import NULL
 from ..index import parts as P
 from ..s3 import multipart_checksums as mpc
 from ..s3.digests import CHECKSUM_ALGORITHMS, BodyDigests
+from . import small_get
 
 log = logging.getLogger("pocket.migrate.copy")
 
@@ -134,8 +135,9 @@ def attrs_of(head: dict, tags: dict, w: Wanted, versioned: bool) -> dict:
 
 
 async def copy_version(objects, multipart, client, src_bucket: str, bucket: str, w: Wanted,
-                       limit: RateLimit, moved: list[int]) -> dict | None:
-    """Copy one version (or delete marker) of the source into Pocket; returns its record."""
+                       limit: RateLimit, moved: list[int], small: small_get.SmallGet | None = None) -> dict | None:
+    """Copy one version (or delete marker) of the source into Pocket; returns its record.
+    `small`: small objects are read with presigned URLs (small_get.py) when it is given."""
     versioned = w.version_id != NULL
     if w.delete_marker:
         fields = {"version_id": w.internal_id, "created": w.last_modified, "versioned": versioned,
@@ -146,10 +148,20 @@ async def copy_version(objects, multipart, client, src_bucket: str, bucket: str,
         attrs, checksums = await _attrs(client, src_bucket, w, head)
         return await _copy_multipart(multipart, client, src_bucket, bucket, w, head, attrs, checksums, limit, moved)
     # one request for a single-PUT object: GET brings every header HEAD would
+    got = None
+    if small is not None and w.size <= CHUNK:
+        try:
+            got = await small.get(src_bucket, w.key, w.version_id if w.version_id != NULL else None, w.etag)
+        except small_get.Changed:
+            raise SourceChanged(f"{src_bucket}/{w.key} version {w.version_id} changed at the source "
+                                "since it was listed") from None
     try:
-        get = client.get_object if w.size > CHUNK else functools.partial(_get_small, client)
-        got = await _call(get, Bucket=src_bucket, Key=w.key, IfMatch=f'"{w.etag}"', ChecksumMode="ENABLED",
-                          **_version_arg(w))
+        if got is None:
+            get = client.get_object if w.size > CHUNK else functools.partial(_get_small, client)
+            got = await _call(get, Bucket=src_bucket, Key=w.key, IfMatch=f'"{w.etag}"', ChecksumMode="ENABLED",
+                              **_version_arg(w))
+            if small is not None and w.size <= CHUNK:
+                small.botocore_answered(f"{src_bucket}/{w.key}")
     except client.exceptions.ClientError as e:
         if e.response.get("Error", {}).get("Code") == "InvalidObjectState":
             raise NeedsRestore(f"{src_bucket}/{w.key} is archived at the source (Glacier/Deep Archive): "

@@ -17,6 +17,7 @@ from urllib.parse import unquote
 from .inventory import Entry
 
 PARALLEL = 8
+RANGE_PAGE = 128          # keys per listing page of a bounded copy range (backfill.MIN_RANGE keys or more)
 
 
 def versioning_of(client, bucket: str) -> str:
@@ -121,7 +122,10 @@ async def source_keys(client, bucket: str, versioned: bool, start_after: str, en
     kwargs = {"Bucket": bucket}
     if start_after:
         kwargs["KeyMarker" if versioned else "StartAfter"] = start_after
-    pages = client.get_paginator(op).paginate(**kwargs)
+    # a bounded range holds a few hundred keys at most: pages of 1,000 keys would be parsed
+    # (by botocore, ~25 us a key) mostly past its end, once per range
+    paging = {"PaginationConfig": {"PageSize": RANGE_PAGE}} if end is not None else {}
+    pages = client.get_paginator(op).paginate(**kwargs, **paging)
     it = iter(pages)
     current, history = None, []
     end_b = end.encode() if end is not None else None

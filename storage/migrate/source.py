@@ -25,6 +25,8 @@ def client(source: Source, keys_file: str | None = None, *, max_connections: int
     session = boto3.session.Session(profile_name=source.profile) if source.profile else boto3.session.Session()
     cfg = BotoConfig(
         region_name=source.region or session.region_name or "us-east-1",
+        # SigV4 for presigned URLs too (small_get.py), as for every other request
+        signature_version="s3v4",
         s3={"addressing_style": source.addressing if source.addressing in ("path", "virtual") else "auto"},
         retries={"mode": "standard", "max_attempts": 5},
         max_pool_connections=max_connections,

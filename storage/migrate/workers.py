@@ -25,7 +25,7 @@ from .services import ToolServices
 
 log = logging.getLogger("pocket.migrate.copy")
 
-_SUMMED = ("copied", "skipped", "bytes", "errors", "changed")
+_SUMMED = ("copied", "skipped", "bytes", "errors", "changed", "presigned")
 
 
 def default_workers() -> int:
@@ -79,10 +79,13 @@ async def _work(cfg, tc, pairs, args: dict, per: dict, prepared: dict | None, on
     try:
         fill = Backfill(cfg, tc, s.objects, s.multipart, per["concurrency"], per["rate"], on_progress)
         tallies = []
-        for source_bucket, target in pairs:
-            src, _, client = _source(cfg, tc, source_bucket, target, args, per)
-            tallies.append(await fill.bucket(source_bucket, target, src, client,
-                                             prepared and prepared[target], record=prepared is None))
+        try:
+            for source_bucket, target in pairs:
+                src, _, client = _source(cfg, tc, source_bucket, target, args, per)
+                tallies.append(await fill.bucket(source_bucket, target, src, client,
+                                                 prepared and prepared[target], record=prepared is None))
+        finally:
+            await fill.close()
         own = {"buckets": [t.as_dict() for t in tallies], "worker": fill.owner}
         if children is None:
             return own
@@ -110,6 +113,7 @@ def _add(tally: Tally, other: dict | None) -> None:
     tally.bytes += other["bytes"]
     tally.errors += other["errors"]
     tally.changed += other["changed_during_copy"]
+    tally.presigned += other.get("read_presigned", 0)
     tally.failed += other["failed"]
 
 

@@ -172,10 +172,13 @@ class DiskStore:
             self.quota.take(buffered, f"archive {name}")
             held += buffered
             sealing = True  # _seal owns the descriptor from here on and closes it whatever happens
-            await loop.run_in_executor(None, _seal, fd, pending, name)
-            if not self.packs.readonly:   # attached: the owner's scrubber drops a corrupt packed copy
+            if self.packs.readonly:   # attached: the owner's scrubber drops a corrupt packed copy,
+                # so nothing happens between sealing and publishing: one trip to the thread pool
+                await loop.run_in_executor(None, _seal_and_publish, fd, pending, name, tmp, final)
+            else:
+                await loop.run_in_executor(None, _seal, fd, pending, name)
                 await self.packs.delete(name)  # a packed copy must not outlive this newer file
-            await loop.run_in_executor(None, publish, tmp, final)
+                await loop.run_in_executor(None, publish, tmp, final)
         except BaseException:
             if not sealing:
                 os.close(fd)
@@ -390,6 +393,11 @@ def _seal(fd: int, chunks: list[bytes], name: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _seal_and_publish(fd: int, chunks: list[bytes], name: str, tmp: str, final: str) -> None:
+    _seal(fd, chunks, name)
+    publish(tmp, final)
 
 
 def _pread(path: str, offset: int, length: int) -> bytes:

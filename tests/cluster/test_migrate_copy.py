@@ -16,6 +16,11 @@ from .migrate_data import seed_checksums, seed_plain, seed_versioned, snapshot
 from .sources import pocket_migrate, start_moto, start_pocket_source, start_seaweedfs
 
 
+# versions read with presigned URLs (storage/migrate/small_get.py): single-PUT objects up to
+# 1 MiB; each real source must verify the URLs' signatures or the copy would fall back to botocore
+SMALL_SINGLE_PUT = {"plain": 5, "history": 6}
+
+
 @pytest.fixture(scope="module")
 def weed(tmp_path_factory):
     source = start_seaweedfs(str(tmp_path_factory.mktemp("weed")))
@@ -38,8 +43,10 @@ def pocket(tmp_path):
 def test_copy_is_faithful_and_a_second_pass_copies_nothing(weed, pocket):
     _, report = pocket_migrate(pocket, weed, "copy", "plain", "--json")
     assert report["ok"] and report["buckets"][0]["copied"] == 7 and report["buckets"][0]["errors"] == 0
+    assert report["buckets"][0]["read_presigned"] == SMALL_SINGLE_PUT["plain"]
     _, report = pocket_migrate(pocket, weed, "copy", "history", "--json")
     assert report["ok"] and report["buckets"][0]["copied"] == 8   # 6 versions, 2 delete markers
+    assert report["buckets"][0]["read_presigned"] == SMALL_SINGLE_PUT["history"]
     for bucket in ("plain", "history"):
         assert snapshot(pocket.client(), bucket) == snapshot(weed.client(), bucket)
     # a second pass finds everything equal
@@ -66,6 +73,8 @@ def test_copy_from_moto_keeps_checksums_and_version_ids(pocket, tmp_path):
         seed_checksums(s3, "sums")
         _, report = pocket_migrate(pocket, moto, "copy", "plain", "history", "sums", "--json")
         assert report["ok"] and [b["copied"] for b in report["buckets"]] == [7, 8, 3]
+        assert [b["read_presigned"] for b in report["buckets"][:2]] == [SMALL_SINGLE_PUT["plain"],
+                                                                        SMALL_SINGLE_PUT["history"]]
         for bucket in ("plain", "history", "sums"):
             assert snapshot(pocket.client(), bucket) == snapshot(s3, bucket)
         head = pocket.client().head_object(Bucket="sums", Key="mp-crc64", ChecksumMode="ENABLED")
@@ -87,6 +96,8 @@ def test_copy_from_another_pocket(pocket, tmp_path):
         seed_versioned(s3, "history")
         _, report = pocket_migrate(pocket, other, "copy", "plain", "history", "--json")
         assert report["ok"] and [b["copied"] for b in report["buckets"]] == [7, 8]
+        assert [b["read_presigned"] for b in report["buckets"]] == [SMALL_SINGLE_PUT["plain"],
+                                                                    SMALL_SINGLE_PUT["history"]]
         for bucket in ("plain", "history"):
             assert snapshot(pocket.client(), bucket) == snapshot(s3, bucket)
     finally:
