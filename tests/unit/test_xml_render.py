@@ -38,6 +38,20 @@ def test_iso8601_is_utc_with_truncated_milliseconds():
     assert xml.iso8601(1764720000.9999) == "2025-12-03T00:00:00.999Z"
 
 
+def test_iso8601_of_many_times_in_few_seconds_matches_datetime():
+    """Listings render runs of timestamps within one second (its text is kept): around
+    second boundaries, rounding to microseconds must carry into the next second exactly as
+    datetime does, whatever second was rendered before."""
+    rng = random.Random(3339)
+    base = 1764720000
+    for _ in range(20000):
+        ts = base + rng.randrange(3) + rng.choice([0.0, 0.0005, 0.9994999, 0.9995, 0.9999994, 0.9999995,
+                                                   0.9999996, rng.random()])
+        want = dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        assert xml.iso8601(ts) == want, ts
+    assert xml.iso8601(base + 0.9999996) == "2025-12-03T00:00:01.000Z"
+
+
 def test_http_date_is_imf_fixdate():
     rng = random.Random(7231)
     for _ in range(20000):
