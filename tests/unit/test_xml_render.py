@@ -29,6 +29,37 @@ def test_text_rendering_matches_element_rendering():
         assert got == want
 
 
+def test_listing_entries_match_the_leaf_and_branch_rendering():
+    """Listings render each entry as one string (listing._entries); it must be what
+    xml.leaf and xml.branch give field by field, for any key, ETag and owner."""
+    from types import SimpleNamespace
+    from urllib.parse import quote
+
+    from storage.s3 import listing
+
+    def by_fields(page, enc, owner):
+        leaf, out = xml.leaf, []
+        for key, rec in page.contents:
+            parts = [leaf("Key", enc(key)), leaf("LastModified", xml.iso8601(rec["created"])),
+                     leaf("ETag", f'"{rec["etag"]}"'), leaf("Size", rec["size"]),
+                     "<StorageClass>STANDARD</StorageClass>"]
+            if owner:
+                name = rec.get("owner", "")
+                parts.append(xml.branch("Owner", [leaf("ID", name), leaf("DisplayName", name)]))
+            out.append(xml.branch("Contents", parts))
+        return out + [xml.branch("CommonPrefixes", [leaf("Prefix", enc(p))]) for p in page.common_prefixes]
+
+    rng = random.Random(2006)
+    for _ in range(300):
+        contents = [(_text(rng) or "k", {"created": rng.uniform(0, 4e9), "etag": _text(rng), "size": rng.randrange(10**12),
+                                         **({"owner": _text(rng)} if rng.random() < 0.8 else {})})
+                    for _ in range(rng.randrange(5))]
+        page = SimpleNamespace(contents=contents, common_prefixes=[_text(rng) or "p/" for _ in range(rng.randrange(3))])
+        for enc in (lambda s: s, lambda s: quote(s, safe="/", errors="replace")):
+            for owner in (False, True):
+                assert listing._entries(None, page, enc, owner) == by_fields(page, enc, owner)
+
+
 def test_iso8601_is_utc_with_truncated_milliseconds():
     rng = random.Random(8601)
     for _ in range(20000):
