@@ -211,28 +211,26 @@ class PackSet:
         with self._cond:
             self._handing_over.discard(loop)
             batch, self._staged = self._staged, []
-            if not batch:       # another loop's hand-over took them
-                return
-            if self._closing:
-                refused = batch
-            else:
-                refused = []
+            if batch:           # else another loop's hand-over, or close(), took them
                 self._queue.extend(batch)
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name=f"pack-writer:{self.folder}",
-                                                    daemon=True)
-                    self._thread.start()
-                else:
-                    self._cond.notify()
-        if refused:
-            with self._lock:
-                self._settle_inflight(refused)
-            _resolve(refused, RuntimeError(f"pack store {self.folder} closed before this append was written"))
+                self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        """Start the writer or wake it for what is queued (caller holds _cond)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"pack-writer:{self.folder}", daemon=True)
+            self._thread.start()
+        else:
+            self._cond.notify()
 
     def close(self) -> None:
         """Finish what is queued, stop the writer thread and close every pack."""
         with self._cond:
             self._closing = True
+            self._queue.extend(self._staged)   # submitted but not handed over yet: written too
+            self._staged = []
+            if self._queue:
+                self._wake_writer()
             thread = self._thread
             self._cond.notify()
         if thread is not None:
