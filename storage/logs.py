@@ -31,6 +31,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, separators=(",", ":"), default=str)
 
 
+class _TextFormatter(logging.Formatter):
+    """UTC timestamps, formatted once per second: strftime for every access-log line was
+    3 % of a small DELETE's CPU."""
+    _cached = (-1, "")   # (second, its text): one attribute, so threads never see half an update
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second, text = self._cached
+        if int(record.created) != second:
+            second = int(record.created)
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._cached = (second, text)
+        return text
+
+
 class ReopeningFileHandler(logging.StreamHandler):
     """Appends to a file; `reopen()` switches to whatever file is at the path now."""
 
@@ -86,10 +100,7 @@ def configure(log_cfg, stream=sys.stdout) -> None:
     if log_cfg.format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s",
-                                      "%Y-%m-%dT%H:%M:%S")
-        formatter.converter = time.gmtime
-        handler.setFormatter(formatter)
+        handler.setFormatter(_TextFormatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

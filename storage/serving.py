@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from . import gc_tuning
 from .s3 import access_log as access_logs
 
 log = logging.getLogger("pocket.serving")
@@ -112,6 +113,7 @@ async def listen(app: web.Application, host: str, port: int, *, ssl_context: ssl
     else:
         site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True, backlog=1024)
     await site.start()
+    gc_tuning.tune()
     return Listener(runner, connections, shutdown_timeout)
 
 

@@ -28,8 +28,21 @@ Record = tuple[bytes, bytes | memoryview]   # (record head, payload): sent as tw
 
 def pack_records(blocks: list[bytes], wanted: frozenset[int]) -> list[Record | None]:
     """The records of the blocks some archive still takes (None for the others): a repair
-    writing one fragment pays one keyed checksum per segment, not n."""
-    return [(layout.record_head(b), b) if i in wanted else None for i, b in enumerate(blocks)]
+    writing one fragment pays one keyed checksum per segment, not n. Equal blocks (the
+    copies of a replicated object) share one record head: the checksums of its three
+    copies were 5 % of a small PUT's CPU (cProfile)."""
+    records: list[Record | None] = []
+    last_block, last_head = None, None
+    for i, b in enumerate(blocks):
+        if i not in wanted:
+            records.append(None)
+            continue
+        # bytes only: equal memoryviews (EC data blocks of a zero-filled body) compare
+        # element by element, as slowly as the checksum this would save
+        if last_head is None or type(b) is not bytes or type(last_block) is not bytes or b != last_block:
+            last_block, last_head = b, layout.record_head(b)
+        records.append((last_head, b))
+    return records
 
 
 def record_size(record: Record) -> int:
@@ -161,7 +174,7 @@ class ArchiveWriter:
             return False
 
     async def _send(self, arc: _Archive, item) -> None:
-        if not arc.alive or (arc.task and arc.task.done()):
+        if self._queued(arc, item):
             return
         try:
             await asyncio.wait_for(arc.queue.put(item), self.timeout)

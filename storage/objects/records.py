@@ -28,7 +28,8 @@ async def write_record(cluster: Cluster, disk_ids, doc: dict, timeout: float) ->
         if not cluster.is_up(disk_id):
             return False
         try:
-            await asyncio.wait_for(cluster.disks[disk_id].put_record(rec_id, data), timeout)
+            async with asyncio.timeout(timeout):   # wait_for would wrap the write in a task of its own
+                await cluster.disks[disk_id].put_record(rec_id, data)
             return True
         except Exception as e:
             if is_full(repr(e)):    # a full disk is up: reads and deletes still work there

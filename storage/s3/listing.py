@@ -40,17 +40,21 @@ async def _page(req: S3Request, start_after: str):
 
 
 def _entries(req: S3Request, page, enc, owner: bool) -> list[str]:
-    """Contents and CommonPrefixes rendered as text (xml.leaf): a page holds up to 1,000."""
-    leaf, iso = xml.leaf, xml.iso8601
+    """Contents and CommonPrefixes rendered as text, as xml.leaf and xml.branch would: a
+    page holds up to 1,000, and a call per field was a third of the page's rendering."""
+    text, iso = xml.escaped, xml.iso8601
     out = []
     for key, rec in page.contents:
-        parts = [leaf("Key", enc(key)), leaf("LastModified", iso(rec["created"])),
-                 leaf("ETag", f'"{rec["etag"]}"'), leaf("Size", rec["size"]), "<StorageClass>STANDARD</StorageClass>"]
+        owned = ""
         if owner:
-            name = rec.get("owner", "")
-            parts.append(xml.branch("Owner", [leaf("ID", name), leaf("DisplayName", name)]))
-        out.append(xml.branch("Contents", parts))
-    out += [xml.branch("CommonPrefixes", [leaf("Prefix", enc(p))]) for p in page.common_prefixes]
+            name = text(rec.get("owner", ""))
+            owned = (f"<Owner><ID>{name}</ID><DisplayName>{name}</DisplayName></Owner>" if name
+                     else "<Owner><ID /><DisplayName /></Owner>")
+        # a key, an ETag in quotes, a timestamp and a size are never empty: no <Tag /> forms
+        etag, size, created = text(f'"{rec["etag"]}"'), text(rec["size"]), iso(rec["created"])
+        out.append(f"<Contents><Key>{text(enc(key))}</Key><LastModified>{created}</LastModified>"
+                   f"<ETag>{etag}</ETag><Size>{size}</Size><StorageClass>STANDARD</StorageClass>{owned}</Contents>")
+    out += [f"<CommonPrefixes><Prefix>{text(enc(p))}</Prefix></CommonPrefixes>" for p in page.common_prefixes]
     return out
 
 

@@ -94,6 +94,36 @@ def test_concurrent_small_puts_share_fsyncs(tmp_path, monkeypatch):
     assert_holds(reopen(disk), want)
 
 
+def test_appends_made_together_reach_the_writer_as_one_batch(tmp_path):
+    """What one loop iteration submits is handed to the idle writer with one wake-up, so
+    it shares one write and one fsync, however fast the writer wakes for the first."""
+    disk = open_disk(tmp_path / "d")
+    want = {vid(i): random.Random(i).randbytes(300 + i) for i in range(50)}
+
+    async def go():
+        await asyncio.gather(*(disk.put_record(r, d) for r, d in want.items()))
+
+    asyncio.run(go())
+    assert (disk.packs.appends, disk.packs.batches, disk.packs.syncs) == (50, 1, 1)
+    for rec_id, data in want.items():
+        assert disk.packs.read_record(rec_id) == data
+    again = reopen(disk)
+    assert all(again.packs.read_record(r) == d for r, d in want.items())
+
+
+def test_an_append_submitted_as_the_packs_close_is_written_before_they_close(tmp_path):
+    disk = open_disk(tmp_path / "d")
+
+    async def go():
+        late = asyncio.ensure_future(disk.put_record(vid(1), b"just in time"))
+        await asyncio.sleep(0)          # submitted: staged for the writer, not yet handed over
+        disk.packs.close()              # finishes what is queued, this append too
+        await asyncio.wait_for(late, 5)
+
+    asyncio.run(go())
+    assert reopen(disk).packs.read_record(vid(1)) == b"just in time"
+
+
 def test_nothing_is_acknowledged_before_its_fsync(tmp_path, monkeypatch):
     disk = open_disk(tmp_path / "d")
     name, data = archive(1)

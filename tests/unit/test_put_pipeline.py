@@ -293,3 +293,16 @@ def test_a_lagging_digest_stops_the_body_being_read(tmp_path):
         assert record["etag"] == hashlib.md5(data).hexdigest()
         assert await w.read(record) == data
     run(tmp_path, scenario)
+
+
+def test_copies_of_a_replicated_block_share_one_record():
+    from storage.objects.put import pack_records
+    block = unique(4096, 41)
+    other = unique(4096, 42)
+    records = pack_records([block, bytes(block), bytes(block)], frozenset({0, 2}))
+    assert records[1] is None
+    assert records[0][0] is records[2][0]                          # one checksum for both copies
+    assert b"".join(records[0]) == b"".join(records[2]) == layout.pack_record(block)
+    assert layout.unpack_record(b"".join(records[2])) == block
+    mixed = pack_records([block, other, memoryview(block)], frozenset({0, 1, 2}))
+    assert [layout.unpack_record(b"".join(r)) for r in mixed] == [block, other, block]
