@@ -4,7 +4,9 @@ import uuid
 
 import pytest
 
-from .harness import ProcCluster
+from .harness import QUIET, ProcCluster
+from .migrate_world import STARTERS
+from .sources import SourceLink
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +23,43 @@ def fresh_cluster(tmp_path):
     c = ProcCluster(str(tmp_path / "cluster")).start()
     yield c
     c.close()
+
+
+@pytest.fixture
+def quiet_cluster(tmp_path):
+    """A cluster whose gateway neither scrubs nor repairs by itself: the commands do."""
+    c = ProcCluster(str(tmp_path / "cluster"), sections={**QUIET, "scrub": {"enabled": False, "orphan_grace": 10.0}})
+    c.start()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def seven(tmp_path):
+    """Seven quiet nodes: a six-wide volume keeps its width with one disk failed or drained."""
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=7, sections=QUIET)
+    c.start()
+    yield c
+    c.close()
+
+
+@pytest.fixture(params=STARTERS, ids=lambda starter: starter.__name__.removeprefix("start_"))
+def world(request, tmp_path, monkeypatch):
+    """The migration probes' world (migrate_world.py), against each source S3 in turn:
+    (source, link to it the test can cut, an embedded Pocket cluster)."""
+    source = request.param(str(tmp_path / "source"))
+    link = SourceLink(int(source.endpoint.rsplit(":", 1)[1]))
+    for name, value in source.credentials_env().items():   # the AWS chain of the gateway and commands
+        monkeypatch.setenv(name, value)
+    cluster = None
+    try:
+        cluster = ProcCluster(str(tmp_path / "cluster"), embedded=True).start()
+        yield source, link, cluster
+    finally:
+        if cluster:
+            cluster.close()
+        link.close()
+        source.close()
 
 
 @pytest.fixture
