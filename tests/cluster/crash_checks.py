@@ -15,7 +15,7 @@ import sys
 import time
 
 from .harness import REPO, ProcCluster, metric, pocket
-from .workload import Ledger, archives_on_disk, check_keys, expected_archives
+from .workload import Ledger, archives_on_disk, check_keys, expected_archives, tmp_files
 
 # The crash probes' cluster: small segments and packs, so that a few seconds of client
 # work write many segments, packed and not; no background scrub (the probes scrub when
@@ -79,3 +79,14 @@ def collect_and_compare(c: ProcCluster, ledger: Ledger) -> None:
     rebuilt = check_keys(c.client(), ledger)
     differ = sorted(k for k in set(live) | set(rebuilt) if live.get(k) != rebuilt.get(k))
     assert not differ, f"the rebuilt index disagrees with the live one on:\n{ledger.explain(differ)}"
+
+
+def whole_again(c: ProcCluster) -> None:
+    """After the repair: a scrub finds nothing missing or corrupt and, with the gateway
+    stopped, the disks hold exactly the archives the index references and no temp file."""
+    _, clean = pocket(c, "scrub", "--orphan-grace", "0", "--json")
+    assert clean["missing"] == [] and clean["corrupt"] == []
+    c.stop("gateway")
+    assert archives_on_disk(c) == expected_archives(c.root + "/index")
+    assert not tmp_files(c)
+    c.start_gateway()
