@@ -281,15 +281,20 @@ class ProcCluster:
                 proc.kill()
                 proc.wait()
 
-    def close(self) -> None:
-        """Stop every process: all are asked at once, then waited for (each shuts down in
+    def stop_all(self, names: list[str]) -> None:
+        """Stop these processes: all are asked at once, then waited for (each shuts down in
         its own time; one after the other, a cluster took seconds)."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
+        for name in names:
+            proc = self.procs.get(name)
+            if proc and proc.poll() is None:
                 proc.send_signal(signal.SIGCONT)
                 proc.terminate()
-        for name in list(self.procs):
+        for name in names:
             self.stop(name)
+
+    def close(self) -> None:
+        """Stop every process (`stop_all`)."""
+        self.stop_all(list(self.procs))
         if self.listener is not None:
             self.listener.close()
 
