@@ -18,11 +18,13 @@ install: $(VENV)/.installed
 
 # Test files run in parallel (pytest-xdist), each file on one worker so a module's shared
 # cluster starts once; the tests mostly wait on processes, so more workers than cores pay.
+# --no-loadscope-reorder: files run in the order tests/cluster/conftest.py gives them (those
+# sharing a worker's cluster together, so it starts about once per worker).
 TEST_WORKERS ?= 4
 
 test: $(VENV)/.installed
 	scripts/install-test-tools
-	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=20
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=20
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit

@@ -28,8 +28,11 @@ PREFIX = "writes/"
 
 class SharedWrites:
     def __init__(self, cluster, index, writer, me: str, siblings: list[str], stale_after: float,
-                 own_ready=lambda: True):
+                 own_ready=lambda: True, clock=time.time):
+        """`clock`: wall-clock seconds (rows are compared across processes); a test passes its own
+        to age a sibling's row past `stale_after` without waiting."""
         self.cluster, self.index, self.writer, self.own_ready = cluster, index, writer, own_ready
+        self.clock = clock
         self.me, self.siblings, self.stale_after = me, [s for s in siblings if s != me], stale_after
         self._generation: int | None = None   # the siblings' minimum, from the last beat
         self._oldest: int | None = None
@@ -53,11 +56,11 @@ class SharedWrites:
         """Publish this worker's view and read the siblings' (called after each table refresh)."""
         if not self.siblings:
             return
-        mine = {"generation": self.cluster.generation, "oldest": self.cluster.oldest_write(), "at": time.time(),
+        mine = {"generation": self.cluster.generation, "oldest": self.cluster.oldest_write(), "at": self.clock(),
                 "ready": self.own_ready()}
         await self.writer.submit(lambda ops: ops.put_meta(PREFIX + self.me, mine))
         rows = await self.index.call(self._siblings_rows)
-        now = time.time()
+        now = self.clock()
         live = [r for r in rows if r and now - r["at"] < self.stale_after]
         self._generation = min((r["generation"] for r in live), default=None)
         self._oldest = min((r["oldest"] for r in live), default=None)

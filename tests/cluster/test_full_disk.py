@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from storage.node.quota import RECORD_RESERVE
 
 from .conftest import payload
-from .harness import ProcCluster, pocket, wait_http
+from .harness import QUIET, ProcCluster, pocket
 from .workload import tmp_files
 
 SMALL = 240_000                     # ec:4+2, ~60 KB per archive: its own file (above pack_threshold)
@@ -30,7 +30,6 @@ STORAGE = {"segment_size": 64 << 10, "pack_threshold": 32 << 10, "min_free_bytes
            "compact_interval": 1.0, "pack_size": 1 << 20}
 # No free-space reserve in the gateway: the disks find out they are full by ENOSPC alone.
 NO_RESERVE = {**STORAGE, "min_free_bytes": 0}
-QUIET = {"scrub": {"enabled": False}, "repair": {"enabled": False}}
 
 
 def _disk_bytes(path: str) -> int:
@@ -204,7 +203,6 @@ def test_index_at_its_size_limit(tmp_path):
         with open(c.config, "w") as f:
             f.write(text)
         c.start_gateway()
-        wait_http(c.endpoint + "/_pocket/ready")
     try:
         c.start()
         _index_fills(c, lambda: None, raise_limit)

@@ -8,9 +8,8 @@ Pocket's half of a CompleteMultipartUpload fails while the source's succeeds.
 from __future__ import annotations
 
 import random
-import time
 
-from .harness import pocket
+from .harness import pocket, wait_for
 from .sources import enable, moto_and_pocket
 
 BUCKET = "moving"
@@ -18,13 +17,6 @@ BUCKET = "moving"
 
 def _status(c) -> dict:
     return pocket(c, "migrate", "status", BUCKET, "--json")[1]["buckets"][0]
-
-
-def _wait(what: str, check, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 def test_journaled_multipart_complete_is_retried_with_its_etag_and_metadata(tmp_path, monkeypatch):
@@ -49,7 +41,7 @@ def test_journaled_multipart_complete_is_retried_with_its_etag_and_metadata(tmp_
         assert _status(c)["journal"] >= 1, "Pocket's failed half was not journaled"
         for node in c.node_ids[:3]:
             c.start_node(node)
-        _wait("the journal retry", lambda: _status(c)["journal"] == 0)
+        wait_for("the journal retry", lambda: _status(c)["journal"] == 0, timeout=120, every=0.3)
 
         copied = pocket(c, "migrate", "copy", BUCKET, "--json")[1]["buckets"][0]
         assert (copied["copied"], copied["skipped"]) == (0, 1), "the retry left Pocket's copy unlike the source's"

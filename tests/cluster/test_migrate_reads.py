@@ -14,7 +14,7 @@ import random
 import pytest
 from botocore.exceptions import ClientError
 
-from .harness import pocket
+from .harness import QUIET, pocket
 from .sources import SourceLink, enable, moto_and_pocket
 
 BUCKET = "moving"
@@ -28,7 +28,7 @@ def _status_of(call) -> int:
 
 def test_verified_keys_are_read_from_pocket_and_written_ones_from_the_source(tmp_path, monkeypatch):
     with moto_and_pocket(str(tmp_path), monkeypatch, embedded=True,
-                         sections={"scrub": {"enabled": False}, "repair": {"enabled": False}}) as (source, c):
+                         sections=QUIET) as (source, c):
         link = SourceLink(int(source.endpoint.rsplit(":", 1)[1]))
         try:
             _verified_reads(source, link, c)

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from .harness import ProcCluster, archives_of, flip_payload_byte
+from .harness import QUIET, ProcCluster, archives_of, flip_payload_byte
 from .migrate_data import seed_plain, seed_versioned, snapshot
 from .sources import pocket_migrate, start_seaweedfs
 
@@ -27,7 +27,7 @@ def pocket(tmp_path):
     # No background scrub or repair: the damage these tests plant must still be there for
     # verify to find and --fix to mend (a gateway repair racing --fix made the count flaky).
     c = ProcCluster(str(tmp_path / "pocket"), embedded=True,
-                    sections={"scrub": {"enabled": False}, "repair": {"enabled": False}}).start()
+                    sections=QUIET).start()
     yield c
     c.close()
 

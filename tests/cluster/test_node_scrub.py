@@ -8,8 +8,8 @@ import time
 import urllib.request
 
 from .harness import ProcCluster, archive_parts, archive_span, read_archive
-from .harness import flip_payload_byte
-from .test_repair import _load, pocket
+from .disk_checks import load_objects
+from .harness import flip_payload_byte, pocket
 
 ARCHIVE_READS = re.compile(r'^pocket_node_requests_total\{method="GET",route="/v1/\{disk\}/archives/\{name\}"', re.M)
 
@@ -31,7 +31,7 @@ def test_nodes_find_rot_and_the_gateway_queues_it_without_reading_archives(tmp_p
     c.start()
     try:
         s3 = c.client()
-        _load(s3, "self", 12)
+        load_objects(s3, "self", 12)
         refs = sorted(c.archive_files())
         big = max(refs, key=lambda ref: archive_span(ref)[2])
         small = next(ref for ref in refs if "#" in ref and archive_parts(ref)[1].split(".")[0]

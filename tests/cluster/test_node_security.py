@@ -18,9 +18,8 @@ from aiohttp import web
 
 from storage import layout
 
-from .harness import ProcCluster, archive_parts, pocket, read_archive, wait_http
+from .harness import QUIET, ProcCluster, archive_parts, pocket, read_archive
 
-QUIET = {"scrub": {"enabled": False}, "repair": {"enabled": False}}
 
 
 class Recorder:
@@ -105,7 +104,6 @@ def test_captured_node_requests_cannot_be_replayed_or_given_another_body(tmp_pat
         with open(c.config, "w") as f:
             f.write(text.replace(f'url = "{node_url}"', f'url = "http://127.0.0.1:{recorder.port}"'))
         c.start_gateway()
-        wait_http(c.endpoint + "/_pocket/ready")
         s3 = c.client()
         s3.create_bucket(Bucket="bkt")
         big, small = random.Random(1).randbytes(3 << 20), random.Random(2).randbytes(1000)

@@ -79,7 +79,7 @@ def test_gateway_talks_to_nodes_over_pinned_tls_and_refuses_another_certificate(
             text = f.read()
         with open(c.config, "w") as f:
             f.write(text.replace(pin, other_pin))
-        c.start_gateway()
+        c.start_gateway(ready=False)
         with pytest.raises(TimeoutError):
             wait_http(c.endpoint + "/_pocket/ready", timeout=8)
         assert "fingerprint" in c.log("gateway").lower()

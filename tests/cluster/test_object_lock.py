@@ -15,9 +15,8 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from .harness import ACCESS_KEY, SECRET_KEY, ProcCluster, archive_parts, flip_payload_byte, pocket
+from .harness import ACCESS_KEY, QUIET, SECRET_KEY, ProcCluster, archive_parts, flip_payload_byte, pocket
 from .signing import send, sign
-from .test_repair import QUIET
 
 DAY = 1
 

@@ -9,7 +9,6 @@ a node lost and repaired, scrub collections, lifecycle expirations, heartbeats.
 from __future__ import annotations
 
 import random
-import time
 import urllib.request
 
 import pytest
@@ -18,23 +17,13 @@ from botocore.exceptions import ClientError
 from storage.index.index import Index
 from storage.index.pg_backend import PgBackend
 
-from .harness import ProcCluster, pocket
+from .harness import ProcCluster, pocket, wait_for
 
 LOOP_ERROR = "on the event loop's thread"
 
 
 def _body(seed: int, size: int) -> bytes:
     return random.Random(seed).randbytes(size)
-
-
-def _wait(what: str, check, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
-        time.sleep(0.3)
 
 
 def _loop_reads(log: str) -> list[str]:
@@ -81,9 +70,9 @@ def test_background_work_and_requests_read_postgres_off_the_loop(pg_server, tmp_
             bodies[("plain", f"d{i}")] = _body(50 + i, 200_000)
             s3.put_object(Bucket="plain", Key=f"d{i}", Body=bodies[("plain", f"d{i}")])
         c.start_node(c.node_ids[0])
-        _wait("the repair of the degraded writes", lambda: pocket(c, "status", "--json")[1]["repair_queue"] == 0)
-        _wait("a scrub collection", lambda: (pocket(c, "status", "--json")[1]["last_scrub"] or {}).get("finished"))
-        _wait("the lifecycle expiration of tmp/x",
+        wait_for("the repair of the degraded writes", lambda: pocket(c, "status", "--json")[1]["repair_queue"] == 0, every=0.3)
+        wait_for("a scrub collection", lambda: (pocket(c, "status", "--json")[1]["last_scrub"] or {}).get("finished"), every=0.3)
+        wait_for("the lifecycle expiration of tmp/x",
               lambda: "Contents" not in s3.list_objects_v2(Bucket="plain", Prefix="tmp/"))
 
         first = s3.list_object_versions(Bucket="kept", Prefix="k0")["Versions"][-1]["VersionId"]

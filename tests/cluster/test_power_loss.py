@@ -16,16 +16,16 @@ from collections import Counter
 
 from . import power_cut
 from .conftest import payload
-from .harness import ProcCluster, pocket, wait_for, wait_http
-from .test_crash import SMALL_SEGMENTS, _seed
+from .crash_checks import SMALL_SEGMENTS, seed
+from .harness import QUIET, ProcCluster, pocket, wait_for, wait_http
 
 SIZES = [1000, 20_000, 50_000, 150_000, 400_000, 1_200_000]
 
 
 def test_power_loss_of_every_node_keeps_every_acknowledged_object(tmp_path):
-    rng = random.Random(_seed())
+    rng = random.Random(seed())
     c = ProcCluster(str(tmp_path / "cluster"), storage=SMALL_SEGMENTS,
-                    sections={"scrub": {"enabled": False}, "repair": {"enabled": False}})
+                    sections=QUIET)
     journals = {node: os.path.join(c.root, f"{node}.syncs") for node in c.node_ids}
     for node in c.node_ids:
         c.env[node] = power_cut.env(journals[node])

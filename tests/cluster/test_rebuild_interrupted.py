@@ -11,8 +11,8 @@ import os
 import shutil
 
 from .conftest import payload
-from .harness import ProcCluster, archive_parts, archives_of, pocket, wait_http
-from .test_repair import QUIET, _check_all, _load
+from .disk_checks import check_all, load_objects
+from .harness import QUIET, ProcCluster, archive_parts, archives_of, pocket
 
 
 def test_rebuild_warns_of_an_interrupted_upload_and_fails_on_a_possible_loss(tmp_path):
@@ -20,7 +20,7 @@ def test_rebuild_warns_of_an_interrupted_upload_and_fails_on_a_possible_loss(tmp
     c.start()
     try:
         s3 = c.client()
-        objects = _load(s3, "bkt", 9)
+        objects = load_objects(s3, "bkt", 9)
         s3.put_object(Bucket="bkt", Key="cut", Body=payload(3 << 20, seed="cut"))
         refs = archives_of(c, "bkt", "cut")
         assert len(refs) == 6 and not any("#" in r for r in refs)
@@ -52,8 +52,7 @@ def test_rebuild_warns_of_an_interrupted_upload_and_fails_on_a_possible_loss(tmp
         assert "WARNING: bkt/cut" in text and "interrupted before it was acknowledged" in text
 
         c.start_gateway()
-        wait_http(c.endpoint + "/_pocket/ready")
         assert "cut" not in {o["Key"] for o in s3.list_objects_v2(Bucket="bkt").get("Contents", [])}
-        _check_all(s3, "bkt", objects)
+        check_all(s3, "bkt", objects)
     finally:
         c.close()

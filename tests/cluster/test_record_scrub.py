@@ -7,8 +7,8 @@ import os
 
 from storage.node import packformat
 
-from .harness import ProcCluster, pocket
-from .test_repair import QUIET, _check_all, _load
+from .disk_checks import check_all, load_objects
+from .harness import QUIET, ProcCluster, pocket
 
 
 def _packed_records(disk_path: str) -> dict[str, tuple[str, int, int]]:
@@ -35,7 +35,7 @@ def test_a_corrupt_packed_tombstone_is_rewritten_from_its_copies(tmp_path):
     c.start()
     try:
         s3 = c.client()
-        objects = _load(s3, "bkt", 6)
+        objects = load_objects(s3, "bkt", 6)
         for key in ("o000", "o001"):
             s3.delete_object(Bucket="bkt", Key=key)
             del objects[key]
@@ -62,7 +62,7 @@ def test_a_corrupt_packed_tombstone_is_rewritten_from_its_copies(tmp_path):
         assert _read(_packed_records(c.disk_paths[disk])[rec_id]) == good
         code, again = pocket(c, "scrub", "--json")
         assert again["records_rewritten"] == [] and again["records_left"] == []
-        _check_all(s3, "bkt", objects)
+        check_all(s3, "bkt", objects)
         for key in ("o000", "o001"):
             assert s3.list_objects_v2(Bucket="bkt", Prefix=key)["KeyCount"] == 0
     finally:

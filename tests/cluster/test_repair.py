@@ -13,42 +13,15 @@ import time
 import urllib.request
 from collections import defaultdict
 
-import pytest
 
 from storage import layout
 
 from storage.node.store import DiskStore
 
 from .conftest import payload
+from .disk_checks import SEG, check_all, load_objects
 from .harness import ProcCluster, pocket, archive_parts, archive_span, flip_payload_byte, read_archive, wait_for
 
-SEG = 1 << 20
-QUIET = {"scrub": {"enabled": False}, "repair": {"enabled": False}}
-
-
-@pytest.fixture
-def quiet_cluster(tmp_path):
-    """A cluster whose gateway neither scrubs nor repairs by itself: the commands do."""
-    c = ProcCluster(str(tmp_path / "cluster"), sections={**QUIET, "scrub": {"enabled": False, "orphan_grace": 10.0}})
-    c.start()
-    yield c
-    c.close()
-
-
-def _load(s3, bucket: str, count: int) -> dict[str, bytes]:
-    s3.create_bucket(Bucket=bucket)
-    sizes = [1, 700, 5000, 100_000, 200_000, SEG - 1, SEG + 5, 2 * SEG + 3, 3 * SEG]
-    objects = {}
-    for i in range(count):
-        data = payload(sizes[i % len(sizes)])
-        s3.put_object(Bucket=bucket, Key=f"o{i:03d}", Body=data)
-        objects[f"o{i:03d}"] = data
-    return objects
-
-
-def _check_all(s3, bucket: str, objects: dict[str, bytes]) -> None:
-    for key, data in objects.items():
-        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data, key
 
 
 def _lose_while_stopped(c, ref: str) -> None:
@@ -78,7 +51,7 @@ def _archives_by_version(c) -> dict[str, set[int]]:
 def test_bit_rot_is_found_by_scrub_and_repaired_byte_identical(quiet_cluster, tmp_path):
     c = quiet_cluster
     s3 = c.client()
-    objects = _load(s3, "rot", 30)
+    objects = load_objects(s3, "rot", 30)
     rng = random.Random(7)
     by_version = defaultdict(list)
     for ref in sorted(c.archive_files()):
@@ -88,7 +61,7 @@ def test_bit_rot_is_found_by_scrub_and_repaired_byte_identical(quiet_cluster, tm
     for ref in victims:
         flip_payload_byte(ref, rng)
 
-    _check_all(s3, "rot", objects)          # reads decode around the rot
+    check_all(s3, "rot", objects)          # reads decode around the rot
 
     code, report = pocket(c, "scrub", "--json", ok=(1,))
     found = {(r["disk"], r["archive"]) for r in report["corrupt"]}
@@ -104,13 +77,13 @@ def test_bit_rot_is_found_by_scrub_and_repaired_byte_identical(quiet_cluster, tm
 
     code, again = pocket(c, "scrub", "--json")
     assert again["corrupt"] == [] and again["missing"] == []
-    _check_all(s3, "rot", objects)
+    check_all(s3, "rot", objects)
 
 
 def test_missing_fragment_and_status(quiet_cluster, tmp_path):
     c = quiet_cluster
     s3 = c.client()
-    objects = _load(s3, "miss", 6)
+    objects = load_objects(s3, "miss", 6)
     _, before = pocket(c, "status", "--json")
     assert len(before["disks"]) == 6 and before["disks_up"] == 6
     assert before["objects"] == 6 and before["objects_at_risk"] == 0
@@ -140,7 +113,7 @@ def test_missing_fragment_and_status(quiet_cluster, tmp_path):
     _, after = pocket(c, "status", "--json")
     assert after["repair_queue"] == 0 and after["objects_at_risk"] == 0
     assert after["last_scrub"]["missing"] == 1 and after["repair_stats"]["fragments"] == 1
-    _check_all(s3, "miss", objects)
+    check_all(s3, "miss", objects)
 
 
 def test_node_loss_is_repaired_by_the_gateway(tmp_path):
@@ -178,7 +151,7 @@ def test_node_loss_is_repaired_by_the_gateway(tmp_path):
         for vid, indexes in versions.items():
             assert indexes in ({0, 1, 2}, set(range(6))), (vid, indexes)
         assert sum(len(v) == 6 for v in versions.values()) == 4
-        _check_all(s3, "loss", objects)
+        check_all(s3, "loss", objects)
         with urllib.request.urlopen(c.endpoint + "/_pocket/metrics") as r:
             metrics = r.read().decode()
         assert "pocket_repair_queue_length 0.0" in metrics
@@ -211,7 +184,7 @@ def _fake_archive(c, bucket: str, key: str, age: float, copied: float | None = N
 def test_orphans_older_than_the_grace_period_are_removed(quiet_cluster):
     c = quiet_cluster
     s3 = c.client()
-    objects = _load(s3, "orph", 4)
+    objects = load_objects(s3, "orph", 4)
     old = _fake_archive(c, "orph", "ghost-old", age=600)
     young = _fake_archive(c, "orph", "ghost-young", age=0)
     # a migrated copy of a version last modified at the source long ago, committing now
@@ -225,12 +198,12 @@ def test_orphans_older_than_the_grace_period_are_removed(quiet_cluster):
     assert [r["archive"] for r in report["orphans_removed"]] == [old]
     assert report["orphans_young"] == 2
     assert {archive_parts(ref)[1] for ref in c.archive_files()} == before - {old}
-    _check_all(s3, "orph", objects)
+    check_all(s3, "orph", objects)
 
 
 def test_commands_work_with_the_cluster_stopped(quiet_cluster, tmp_path):
     c = quiet_cluster
-    objects = _load(c.client(), "cold", 4)
+    objects = load_objects(c.client(), "cold", 4)
     c.close()                                   # gateway and every node stopped
     victim = max(sorted(c.archive_files()), key=lambda ref: archive_span(ref)[2])
     keep = read_archive(victim)
@@ -246,7 +219,7 @@ def test_commands_work_with_the_cluster_stopped(quiet_cluster, tmp_path):
     rebuilt = [r for r in c.archive_files() if archive_parts(r) == archive_parts(victim)]
     assert len(rebuilt) == 1 and read_archive(rebuilt[0]) == keep
     c.start()
-    _check_all(c.client(), "cold", objects)
+    check_all(c.client(), "cold", objects)
 
 
 def test_stray_copies_off_their_slot_are_removed(quiet_cluster):
@@ -255,7 +228,7 @@ def test_stray_copies_off_their_slot_are_removed(quiet_cluster):
     the slot's copy and the object stay."""
     c = quiet_cluster
     s3 = c.client()
-    objects = _load(s3, "stray", 9)
+    objects = load_objects(s3, "stray", 9)
     files = sorted(ref for ref in c.archive_files() if "#" not in ref)   # whole-file archives
     ref = files[0]
     disk, name = archive_parts(ref)
@@ -270,6 +243,6 @@ def test_stray_copies_off_their_slot_are_removed(quiet_cluster):
     assert report["missing"] == [] and report["corrupt"] == [] and report["orphans_removed"] == []
     assert c.archive_files() == before - {copy}
     assert os.path.exists(ref)
-    _check_all(s3, "stray", objects)
+    check_all(s3, "stray", objects)
     code, report = pocket(c, "scrub", "--json", "--orphan-grace", "0")   # nothing left to do
     assert report["strays_removed"] == [] and report["missing"] == []

@@ -40,15 +40,18 @@ def _put_head(gw, key: str, length: int) -> bytes:
     return b"PUT " + target + b" HTTP/1.1\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in headers) + b"\r\n"
 
 
-async def _trickle(gw, first: bytes, drip: bytes, every: float, limit: float) -> tuple[float, bytes]:
-    """Send `first`, then `drip` every `every` seconds until the server closes the connection
-    (or `limit` seconds pass); (seconds until it closed, what it answered)."""
+async def _trickle(gw, first: bytes, drip: bytes, every: float, limit: float,
+                   sent_first: list) -> tuple[float, bytes]:
+    """Send `first` (then append to `sent_first`), then `drip` every `every` seconds until the
+    server closes the connection (or `limit` seconds pass); (seconds until it closed, what it answered)."""
     host, port = rawhttp.address(gw.endpoint)
     reader, writer = await asyncio.open_connection(host, port)
     started = time.monotonic()
     answered = b""
     try:
         writer.write(first)
+        await writer.drain()
+        sent_first.append(started)
         while time.monotonic() - started < limit:
             try:
                 piece = await asyncio.wait_for(reader.read(65536), every)
@@ -70,10 +73,16 @@ def test_slow_connections_are_cut_and_do_not_stop_other_clients(gw):
     s3.put_object(Bucket="slow", Key="before", Body=BODY)
 
     async def run():
-        headers = [_trickle(gw, b"GET /slow/before HTTP/1.1\r\nHost: x\r\n", b"X", 0.25, 30) for _ in range(SLOW)]
-        bodies = [_trickle(gw, _put_head(gw, f"trickled-{i}", len(BODY)), BODY[:8], 0.25, 30) for i in range(SLOW)]
+        sent_first: list[float] = []
+        headers = [_trickle(gw, b"GET /slow/before HTTP/1.1\r\nHost: x\r\n", b"X", 0.25, 30, sent_first)
+                   for _ in range(SLOW)]
+        bodies = [_trickle(gw, _put_head(gw, f"trickled-{i}", len(BODY)), BODY[:8], 0.25, 30, sent_first)
+                  for i in range(SLOW)]
         slow = asyncio.gather(*headers, *bodies)
-        await asyncio.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while len(sent_first) < 2 * SLOW:   # every slow client connected and trickling
+            assert time.monotonic() < deadline, f"only {len(sent_first)} of {2 * SLOW} slow clients connected"
+            await asyncio.sleep(0.05)
 
         def others():   # another client, while all 50 are connected
             started = time.monotonic()

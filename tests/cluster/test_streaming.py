@@ -47,7 +47,11 @@ class _Sampler(threading.Thread):
 BOUND_MIB = 120
 
 
-def test_1gib_put_and_get_keep_gateway_memory_bounded(cluster, bucket):
+def test_1gib_put_and_get_keep_gateway_memory_bounded(fresh_cluster):
+    """On a cluster of its own: a GiB stays on its disks, and the RSS is a gateway's that no
+    other test warmed."""
+    cluster, bucket = fresh_cluster, "huge"
+    cluster.client().create_bucket(Bucket=bucket)
     size = GIB + 12345
     signer = SigV4(ACCESS_KEY, SECRET_KEY)
     host = cluster.endpoint.split("://")[1]

@@ -10,8 +10,7 @@ from botocore.exceptions import ClientError
 from storage.objects.ids import id_time
 
 from .conftest import payload
-from .harness import archive_parts, wait_for
-from .test_repair import pocket, quiet_cluster  # noqa: F401  (the fixture is used by name)
+from .harness import archive_parts, pocket, wait_for
 from .test_versioning import _enable, _versions
 
 SEG = 1 << 20

@@ -179,7 +179,7 @@ def test_a_reload_while_workers_start_keeps_the_gateway_up(tmp_path):
                     pass
             stop.wait(0.005)
     try:
-        c.start_gateway()
+        c.start_gateway(ready=False)   # hammered while it starts
         master = c.procs["gateway"]
         t = threading.Thread(target=hammer, args=(master.pid,), daemon=True)
         t.start()

@@ -266,16 +266,26 @@ class Abort(Exception):
     pass
 
 
-@pytest.mark.parametrize("sent_before_abort", [100, 3 << 20])
-def test_client_abort_mid_upload_leaves_nothing(tmp_path, sent_before_abort):
+# 100 bytes: the node still holds them in memory (an archive may yet fit a pack); 3 MiB:
+# past the pack threshold, the node writes a temp file, which the abort must remove.
+@pytest.mark.parametrize("sent_before_abort, node_has_a_file", [(100, False), (3 << 20, True)])
+def test_client_abort_mid_upload_leaves_nothing(tmp_path, sent_before_abort, node_has_a_file):
     archive, _ = make_archive(size=4 << 20, segment_size=1 << 20, k=1, m=2)
     assert len(archive) > sent_before_abort + 65536
+    never_started = []
 
     async def aborting():
         sent = 0
         for i in range(0, len(archive), 65536):
             if sent >= sent_before_abort:
-                await asyncio.sleep(0.05)  # let the node start writing
+                if node_has_a_file:   # abort only once the node is writing the upload's temp file
+                    deadline = time.monotonic() + 10
+                    while not files_under(tmp_path / "d1" / "tmp") and time.monotonic() < deadline:
+                        await asyncio.sleep(0.01)
+                    if not files_under(tmp_path / "d1" / "tmp"):
+                        never_started.append(sent)
+                else:
+                    await asyncio.sleep(0.05)  # nothing to see: give the node the bytes before the abort
                 raise Abort("client gave up")
             chunk = archive[i:i + 65536]
             sent += len(chunk)
@@ -284,6 +294,7 @@ def test_client_abort_mid_upload_leaves_nothing(tmp_path, sent_before_abort):
     async def body(node):
         with pytest.raises((Abort, DiskUnavailable, aiohttp.ClientError)):
             await node.disk().put_archive(f"{VID}.0", aborting())
+        assert not never_started, "the node never began writing the upload: the abort tested nothing"
         await node.session.close()  # whatever the client kept open is gone now
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:

@@ -309,7 +309,7 @@ def test_replaced_versions_leave_the_queue_and_become_orphans(tmp_path):
         os.unlink(w.path(old, 1))
         await w.scrubber.run_once()
         new = await w.put("k", unique(SEG, 2))
-        await asyncio.sleep(0.05)           # let the service forget the old version's archives
+        await w.objects.drain()             # the old version's archives are removed in the background
         report = await w.repairer.run_once()
         assert report.dropped == 1 and report.remaining == 0
         assert not any(os.path.exists(w.path(old, i)) for i in range(6))

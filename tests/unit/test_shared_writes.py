@@ -48,15 +48,22 @@ def test_a_worker_gone_quiet_stops_counting(make_index):
         a, b = Cluster({}, []), Cluster({}, [])
         a.refresh(index, force=True)
         b.refresh(index, force=True)
-        shared_a = SharedWrites(a, index, writer, HOLDERS[0], HOLDERS, stale_after=0.2)
-        shared_b = SharedWrites(b, index, writer, HOLDERS[1], HOLDERS, stale_after=0.2)
+        now = [1_000_000.0]   # the workers' wall clock, moved by the test
+
+        def clock():
+            return now[0]
+        shared_a = SharedWrites(a, index, writer, HOLDERS[0], HOLDERS, stale_after=0.2, clock=clock)
+        shared_b = SharedWrites(b, index, writer, HOLDERS[1], HOLDERS, stale_after=0.2, clock=clock)
         with a.writing():
             await shared_a.beat()              # its last word: an upload under the old table
         index.write(disk_table.bump)
         b.refresh(index)
         await shared_b.beat()
         assert shared_b.oldest_write() == b.generation - 1
-        await asyncio.sleep(0.3)               # worker 0 died: no beat since
+        now[0] += 0.1
+        await shared_b.beat()
+        assert shared_b.oldest_write() == b.generation - 1   # still within stale_after: it counts
+        now[0] += 0.2                          # worker 0 died: no beat for longer than stale_after
         await shared_b.beat()
         assert shared_b.oldest_write() == b.generation
         await writer.aclose()
