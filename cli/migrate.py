@@ -60,7 +60,6 @@ def migrate() -> None:
 
 def _run_each(data, config, buckets, as_json, kw, fn, verb: str) -> None:
     """Run a storage/migrate/commands.py step for each bucket; exit 1 if any was refused."""
-    from .common import run_tool
     cfg = load_config(data, config)
     given = source_args(kw)
     rows = run_tool(cfg, lambda tc: fn(cfg, tc, list(buckets), given))
@@ -137,13 +136,20 @@ def query(data, config, sql, as_json) -> None:
             click.echo("\t".join("" if v is None else str(v) for v in r))
 
 
-@migrate.command()
-@with_source
-@click.argument("buckets", nargs=-1, required=True)
-def enable(data, config, buckets, as_json, **kw) -> None:
-    """Create the Pocket bucket (with the source's configuration) and start dual writes."""
-    from storage.migrate import commands
-    _run_each(data, config, buckets, as_json, kw, commands.enable, "dual writes on")
+def _step(name: str, verb: str, doc: str):
+    """enable, cutover, rollback and detach differ only in the storage/migrate/commands.py
+    function they run per bucket and the words they report; one shape keeps their options equal."""
+    @migrate.command(name=name, help=doc)
+    @with_source
+    @click.argument("buckets", nargs=-1, required=True)
+    def step(data, config, buckets, as_json, **kw) -> None:
+        from storage.migrate import commands
+        _run_each(data, config, buckets, as_json, kw, getattr(commands, name), verb)
+    return step
+
+
+enable = _step("enable", "dual writes on",
+               "Create the Pocket bucket (with the source's configuration) and start dual writes.")
 
 
 @migrate.command()
@@ -230,16 +236,12 @@ def verify(data, config, buckets, deep, sample, fix, concurrency, as_json, **kw)
     args = source_args(kw)
 
     async def work(tc):
-        from storage.objects.build import object_services
-        from storage.index.batcher import IndexWriter
-        writer = IndexWriter(tc.index)
+        from storage.migrate.services import ToolServices
+        s = ToolServices(cfg, tc)
         try:
-            objects, multipart = object_services(cfg, tc.cluster, tc.index, writer)
-            report = await verify_mod.run(cfg, tc, objects, multipart, buckets, args, deep, sample, fix, concurrency)
-            await objects.drain(timeout=60)
-            return report
+            return await verify_mod.run(cfg, tc, s.objects, s.multipart, buckets, args, deep, sample, fix, concurrency)
         finally:
-            await writer.aclose()
+            await s.close()
     try:
         report = run_tool(cfg, work)
     except source_errors() as e:
@@ -256,31 +258,12 @@ def verify(data, config, buckets, deep, sample, fix, concurrency, as_json, **kw)
         raise SystemExit(1)
 
 
-@migrate.command()
-@with_source
-@click.argument("buckets", nargs=-1, required=True)
-def cutover(data, config, buckets, as_json, **kw) -> None:
-    """Make Pocket authoritative (refused unless the last verify was clean and nothing since is unverified)."""
-    from storage.migrate import commands
-    _run_each(data, config, buckets, as_json, kw, commands.cutover, "cut over")
-
-
-@migrate.command()
-@with_source
-@click.argument("buckets", nargs=-1, required=True)
-def rollback(data, config, buckets, as_json, **kw) -> None:
-    """Return to S3-authoritative, losing no write (Pocket keeps mirroring writes to the source until detach)."""
-    from storage.migrate import commands
-    _run_each(data, config, buckets, as_json, kw, commands.rollback, "rolled back")
-
-
-@migrate.command()
-@with_source
-@click.argument("buckets", nargs=-1, required=True)
-def detach(data, config, buckets, as_json, **kw) -> None:
-    """Stop mirroring writes to the source; the source is left untouched (Pocket never deletes source data)."""
-    from storage.migrate import commands
-    _run_each(data, config, buckets, as_json, kw, commands.detach, "detached")
+cutover = _step("cutover", "cut over",
+                "Make Pocket authoritative (refused unless the last verify was clean and nothing since is unverified).")
+rollback = _step("rollback", "rolled back",
+                 "Return to S3-authoritative, losing no write (Pocket keeps mirroring writes to the source until detach).")
+detach = _step("detach", "detached",
+               "Stop mirroring writes to the source; the source is left untouched (Pocket never deletes source data).")
 
 
 @migrate.command()
