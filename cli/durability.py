@@ -13,6 +13,24 @@ import click
 from .common import Progress, load_config, run_tool, with_cluster
 
 
+def _run_pass(data, config, label: str, as_json: bool, run):
+    """Scrub, repair and upgrade are one shape: a pass over the cluster with a progress bar
+    that must be closed before the report is printed, and the report as JSON on request.
+    `run(cfg, tc, progress)` does the pass; the caller prints the text report."""
+    cfg = load_config(data, config)
+    progress = Progress(label)
+
+    async def work(tc):
+        try:
+            return await run(cfg, tc, progress)
+        finally:
+            progress.close()
+    report = run_tool(cfg, work)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    return report
+
+
 @click.command()
 @with_cluster
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
@@ -30,22 +48,14 @@ def scrub(data, config, as_json: bool, rate, orphan_grace, keep_orphans: bool, f
 
     Exit status: 0 all good, 1 damage found (queued: run `pocket repair`),
     2 some disks could not be scrubbed."""
-    cfg = load_config(data, config)
-    progress = Progress("Scrubbing")
-
-    async def work(tc):
+    async def run(cfg, tc, progress):
         from storage.durability.scrub import Scrubber
         scrubber = Scrubber(tc.cluster, tc.index, tc.queue, rate,
                             cfg.scrub.orphan_grace if orphan_grace is None else orphan_grace)
-        try:
-            return await scrubber.run_once(on_bytes=progress.step, on_listed=progress.start, fresh=True,
-                                           remove_orphans=not keep_orphans, force_orphans=force_orphans)
-        finally:
-            progress.close()
-    report = run_tool(cfg, work)
-    if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2))
-    else:
+        return await scrubber.run_once(on_bytes=progress.step, on_listed=progress.start, fresh=True,
+                                       remove_orphans=not keep_orphans, force_orphans=force_orphans)
+    report = _run_pass(data, config, "Scrubbing", as_json, run)
+    if not as_json:
         click.echo(f"Scrubbed {report.archives} archives ({report.bytes_verified / 2**20:.1f} MiB) on "
                    f"{report.disks - len(report.disks_skipped)} of {report.disks} disks in {report.seconds:.1f}s "
                    f"({report.bytes_verified / 2**20 / max(report.seconds, 1e-9):.1f} MiB/s); "
@@ -81,22 +91,14 @@ def repair(data, config, as_json: bool, concurrency, rate) -> None:
 
     Exit status: 0 when the queue is empty afterwards, 1 when something could not be
     repaired (a disk is down, or too few good fragments are left)."""
-    cfg = load_config(data, config)
-    progress = Progress("Repairing")
-
-    async def work(tc):
+    async def run(cfg, tc, progress):
         from storage.durability.repair import Repairer
         repairer = Repairer(tc.cluster, tc.index, tc.queue, concurrency or cfg.repair.concurrency,
                             cfg.storage.node_timeout, rate=cfg.repair.rate if rate is None else rate)
         progress.start(tc.queue.length())
-        try:
-            return await repairer.run_once(on_entry=lambda _entry: progress.step())
-        finally:
-            progress.close()
-    report = run_tool(cfg, work)
-    if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2))
-    else:
+        return await repairer.run_once(on_entry=lambda _entry: progress.step())
+    report = _run_pass(data, config, "Repairing", as_json, run)
+    if not as_json:
         mib = report.bytes_written / 2**20
         click.echo(f"Repaired {report.fragments} fragments of {len(report.repaired)} objects ({mib:.1f} MiB) "
                    f"in {report.seconds:.1f}s ({mib / max(report.seconds, 1e-9):.1f} MiB/s); "
@@ -139,21 +141,13 @@ def upgrade(data, config, as_json: bool) -> None:
     Each object is read back whole and checked against its ETag before its archives are
     rewritten, so a forged fragment is never sealed. Exit status 1 when some objects are
     still unkeyed (a disk down, damage to repair first, or multipart objects)."""
-    cfg = load_config(data, config)
-    progress = Progress("Upgrading")
-
-    async def work(tc):
+    async def run(cfg, tc, progress):
         from storage.durability.upgrade import Upgrader
         progress.start(sum(1 for b in tc.index.list_buckets() for _ in tc.index.iter_versions(b["name"])))
-        try:
-            return await Upgrader(tc.cluster, tc.index, cfg.storage.node_timeout).run_once(
-                on_version=lambda _record: progress.step())
-        finally:
-            progress.close()
-    report = run_tool(cfg, work)
-    if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2))
-    else:
+        return await Upgrader(tc.cluster, tc.index, cfg.storage.node_timeout).run_once(
+            on_version=lambda _record: progress.step())
+    report = _run_pass(data, config, "Upgrading", as_json, run)
+    if not as_json:
         click.echo(f"{report.upgraded} object versions rewritten with keyed checksums "
                    f"({report.bytes_written / 2**20:.1f} MiB) in {report.seconds:.1f}s; {report.keyed} were already; "
                    f"{len(report.left)} left unkeyed.")
