@@ -54,71 +54,66 @@ def problems(cfg):
     duplicates = sorted({d for d in disks if disks.count(d) > 1})
     if duplicates:
         yield f"disk ids must be unique across all nodes; repeated: {duplicates}"
-    if cfg.gateway.workers < 0:
-        yield "gateway.workers must be 0 (one per core) or more"
     if not cfg.credentials:
         yield ("no credentials: add [[credentials]] access_key/secret_key, "
                "or set POCKET_ACCESS_KEY and POCKET_SECRET_KEY")
-    for key in ("rate", "interval", "start_delay", "collect_interval", "orphan_grace"):
-        if getattr(cfg.scrub, key) < 0:
-            yield f"scrub.{key} must not be negative"
+    for name, op, bound, why in _RANGES:
+        section, key = name.split(".")
+        value = getattr(getattr(cfg, section), key)
+        if value < bound or (op == ">" and value == bound):
+            yield f"{name} {why}"
     if 0 <= cfg.scrub.orphan_grace < MIN_ORPHAN_GRACE:
         yield orphan_grace_problem("scrub.orphan_grace", cfg.scrub.orphan_grace)
-    if cfg.repair.rate < 0:
-        yield "repair.rate must be 0 (unlimited) or bytes per second"
-    if cfg.repair.concurrency < 1:
-        yield "repair.concurrency must be at least 1"
-    if cfg.repair.failed_after <= 0:
-        yield ("repair.failed_after must be a positive number of seconds (default 900: a disk down "
-               "15 minutes is declared failed); `pocket disk fail DISK` declares one at once")
-    if cfg.repair.move_rate < 0:
-        yield "repair.move_rate must be 0 (no limit) or bytes per second"
-    if cfg.repair.move_settle < 0:
-        yield "repair.move_settle must not be negative"
     if not 0 < cfg.repair.disk_afr < 1:
         yield "repair.disk_afr is a yearly probability: between 0 and 1, e.g. 0.02"
-    for key in ("interval", "rate"):
-        if getattr(cfg.lifecycle, key) < 0:
-            yield f"lifecycle.{key} must be 0 (off/unlimited) or a positive number"
-    if cfg.lifecycle.day_seconds <= 0:
-        yield "lifecycle.day_seconds must be positive (86400 but in tests)"
-    for key in ("header_timeout", "body_timeout"):
-        if getattr(cfg.gateway, key) <= 0:
-            yield f"gateway.{key} must be a positive number of seconds"
-    if cfg.gateway.body_min_rate < 0:
-        yield "gateway.body_min_rate must be 0 (no minimum) or bytes per second"
-    if cfg.gateway.max_uploads < 1:
-        yield "gateway.max_uploads must be at least 1"
-    if cfg.gateway.index_max_size < 256 << 10:
-        yield "gateway.index_max_size must be at least 256 KiB (default 4 TiB)"
     if cfg.index.backend not in ("lmdb", "postgres"):
         yield (f"index.backend = {cfg.index.backend!r}: use \"lmdb\" (embedded, the default) "
                "or \"postgres\" (with index.dsn)")
     if cfg.index.backend == "postgres" and not cfg.index.dsn:
         yield ("index.backend is \"postgres\" but index.dsn is empty: set it (or POCKET_INDEX_DSN) "
                "to e.g. postgresql://pocket@db.example/pocket")
-    if cfg.index.pool_size < 2:
-        yield "index.pool_size must be at least 2"
-    if cfg.index.lease_seconds < 1:
-        yield "index.lease_seconds must be at least 1 (default 30)"
-    if cfg.storage.segment_size < 4096:
-        yield "storage.segment_size must be at least 4096 bytes"
     if not 0 <= cfg.storage.pack_threshold <= cfg.storage.pack_size:
         yield "storage.pack_threshold must be between 0 (no packs) and storage.pack_size"
-    if cfg.storage.pack_size < 1 << 20:
-        yield "storage.pack_size must be at least 1 MiB"
-    if cfg.storage.compact_interval < 0:
-        yield "storage.compact_interval must be 0 (never) or a number of seconds"
     if bool(cfg.gateway.tls_cert) != bool(cfg.gateway.tls_key):
         yield ("gateway.tls_cert and gateway.tls_key go together: set both (PEM certificate chain "
                "and its private key) or neither (plain HTTP)")
-    for key in ("drain_delay", "shutdown_timeout"):
-        if getattr(cfg.gateway, key) < 0:
-            yield f"gateway.{key} must not be negative"
     if cfg.log.format not in ("text", "json"):
         yield f"log.format = {cfg.log.format!r}: use \"text\" or \"json\""
     if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         yield f"log.level = {cfg.log.level!r}: use debug, info, warning or error"
+
+
+# The one-sided bounds of numeric settings: (setting, ">=" or ">", bound, what a bad value is told).
+# Rules that compare two settings or name a choice are written out in problems().
+_RANGES = (
+    ("gateway.workers", ">=", 0, "must be 0 (one per core) or more"),
+    ("scrub.rate", ">=", 0, "must not be negative"),
+    ("scrub.interval", ">=", 0, "must not be negative"),
+    ("scrub.start_delay", ">=", 0, "must not be negative"),
+    ("scrub.collect_interval", ">=", 0, "must not be negative"),
+    ("scrub.orphan_grace", ">=", 0, "must not be negative"),
+    ("repair.rate", ">=", 0, "must be 0 (unlimited) or bytes per second"),
+    ("repair.concurrency", ">=", 1, "must be at least 1"),
+    ("repair.failed_after", ">", 0, "must be a positive number of seconds (default 900: a disk down "
+                                    "15 minutes is declared failed); `pocket disk fail DISK` declares one at once"),
+    ("repair.move_rate", ">=", 0, "must be 0 (no limit) or bytes per second"),
+    ("repair.move_settle", ">=", 0, "must not be negative"),
+    ("lifecycle.interval", ">=", 0, "must be 0 (off/unlimited) or a positive number"),
+    ("lifecycle.rate", ">=", 0, "must be 0 (off/unlimited) or a positive number"),
+    ("lifecycle.day_seconds", ">", 0, "must be positive (86400 but in tests)"),
+    ("gateway.header_timeout", ">", 0, "must be a positive number of seconds"),
+    ("gateway.body_timeout", ">", 0, "must be a positive number of seconds"),
+    ("gateway.body_min_rate", ">=", 0, "must be 0 (no minimum) or bytes per second"),
+    ("gateway.max_uploads", ">=", 1, "must be at least 1"),
+    ("gateway.index_max_size", ">=", 256 << 10, "must be at least 256 KiB (default 4 TiB)"),
+    ("gateway.drain_delay", ">=", 0, "must not be negative"),
+    ("gateway.shutdown_timeout", ">=", 0, "must not be negative"),
+    ("index.pool_size", ">=", 2, "must be at least 2"),
+    ("index.lease_seconds", ">=", 1, "must be at least 1 (default 30)"),
+    ("storage.segment_size", ">=", 4096, "must be at least 4096 bytes"),
+    ("storage.pack_size", ">=", 1 << 20, "must be at least 1 MiB"),
+    ("storage.compact_interval", ">=", 0, "must be 0 (never) or a number of seconds"),
+)
 
 
 def orphan_grace_problem(name: str, value: float) -> str:
