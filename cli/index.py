@@ -84,8 +84,7 @@ def migrate_schema(data, config, dsn: str | None) -> None:
     from storage.index.index import upgrade
     from storage.index.pg_backend import redact
     if not dsn:
-        cfg = load_config(data, config)
-        dsn = cfg.index.dsn if cfg.index.backend == "postgres" else f"lmdb:{cfg.index_path}"
+        dsn = load_config(data, config).index_url
     try:
         before, after, filled = upgrade(dsn)
     except MetadataIndexError as e:
@@ -114,8 +113,7 @@ def copy(data, config, source: str | None, dest: str, batch: int, as_json: bool)
     from storage.index.copy import CopyMismatch, copy_index
     from storage.index.index import open_url
     if not source:
-        cfg = load_config(data, config)
-        source = cfg.index.dsn if cfg.index.backend == "postgres" else f"lmdb:{cfg.index_path}"
+        source = load_config(data, config).index_url
     try:
         src, dst = open_url(source), open_url(dest)
     except (MetadataIndexError, ValueError) as e:

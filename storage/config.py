@@ -190,6 +190,11 @@ class Config:
         return self.gateway.index or os.path.join(self.data, "index")
 
     @property
+    def index_url(self) -> str:
+        """The index as `open_url` and `pocket index copy --from` name it (storage/index/index.py)."""
+        return self.index.dsn if self.index.backend == "postgres" else f"lmdb:{self.index_path}"
+
+    @property
     def key_file(self) -> str:
         return self.encryption.key_file or os.path.join(self.data, "encryption.key")
 
