@@ -20,8 +20,8 @@ import time
 import aiohttp
 
 from bench import load, s3client
+from bench.proc_cpu import TICKS, stat_fields
 
-TICK = os.sysconf("SC_CLK_TCK")
 SCENARIOS = ("put-4k-c1", "put-4k-c16", "get-4k-c16", "delete-c16", "list-10k")
 
 
@@ -30,12 +30,9 @@ def _children() -> dict[int, list[int]]:
     tree: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            tree.setdefault(int(fields[1]), []).append(int(name))
+            fields = stat_fields(name)
+            if fields:
+                tree.setdefault(int(fields[1]), []).append(int(name))
     return tree
 
 
@@ -45,13 +42,11 @@ def cpu_seconds(root: int) -> tuple[float, float]:
     tree, user, system, todo = _children(), 0.0, 0.0, [root]
     while todo:
         pid = todo.pop()
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
+        fields = stat_fields(pid)
+        if not fields:
             continue
-        user += (int(fields[11]) + int(fields[13])) / TICK     # utime + cutime
-        system += (int(fields[12]) + int(fields[14])) / TICK   # stime + cstime
+        user += (int(fields[11]) + int(fields[13])) / TICKS     # utime + cutime
+        system += (int(fields[12]) + int(fields[14])) / TICKS   # stime + cstime
         todo.extend(tree.get(pid, ()))
     return user, system
 

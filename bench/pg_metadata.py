@@ -27,6 +27,7 @@ import socket
 import tempfile
 import time
 
+from bench.proc_cpu import TICKS, stat_fields
 from bench.volume_scan import record
 from storage.index import volume_index
 from storage.index.backend import TABLES
@@ -89,16 +90,14 @@ def server_cpu(server: LocalPostgres) -> float:
     else loads the machine."""
     with open(os.path.join(server.data, "postmaster.pid")) as f:
         root = int(f.readline())
-    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    total = 0
     for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
+        fields = stat_fields(pid)
+        if not fields:
             continue
         if int(pid) == root or int(fields[1]) == root:   # fields[1]: the parent pid
             total += int(fields[11]) + int(fields[12])   # utime + stime
-    return total / tick
+    return total / TICKS
 
 
 class Costs:

@@ -29,14 +29,21 @@ def tree(pid: int) -> list[int]:
     return found
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of one live process (0 once it is gone)."""
+def stat_fields(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (None once the process is gone):
+    `[1]` is the parent pid, `[11]`..`[14]` utime, stime, cutime, cstime in ticks (fields 4 on of
+    stat(5)). The name is cut at its last ")", since it may hold spaces and parentheses."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+            return f.read().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICKS   # utime, stime: fields 14 and 15 of stat(5)
+        return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one live process (0 once it is gone)."""
+    fields = stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / TICKS if fields else 0.0
 
 
 class CpuMeter:
