@@ -23,10 +23,10 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import tempfile
 import time
 
+from bench.peers.ports import free_run
 from bench.proc_cpu import TICKS, stat_fields
 from bench.volume_scan import record
 from storage.index import volume_index
@@ -38,12 +38,6 @@ from storage.index.lmdb_backend import LmdbBackend
 from storage.index.local_postgres import LocalPostgres
 from storage.index.pg_backend import PgBackend, migrate_schema
 from storage.objects.commits import install
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def load(index: Index, n: int, versioned: bool, volumes: int = 100, batch: int = 2000) -> None:
@@ -152,7 +146,7 @@ def main() -> None:
     ap.add_argument("--writers", type=int, default=256)
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="pocket-bench-meta-")
-    server = LocalPostgres(tempfile.mkdtemp(prefix="pocket-bench-pg-"), _free_port())
+    server = LocalPostgres(tempfile.mkdtemp(prefix="pocket-bench-pg-"), free_run(1))
     server.init()
     server.start()
     try:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import tempfile
 import time
 
+from bench.peers.ports import free_run
 from storage.durability.sets import live_sets
 from storage.index import volume_index
 from storage.index.index import Index
@@ -60,12 +60,6 @@ def measure(index: Index, volume: str) -> dict:
     return {"scan": scan, "indexed": indexed}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -78,7 +72,7 @@ def main() -> None:
     if args.postgres:
         from storage.index.local_postgres import LocalPostgres
         from storage.index.pg_backend import PgBackend, migrate_schema
-        server = LocalPostgres(tempfile.mkdtemp(prefix="pocket-bench-pg-"), _free_port())   # its own 0700 folder
+        server = LocalPostgres(tempfile.mkdtemp(prefix="pocket-bench-pg-"), free_run(1))   # its own 0700 folder
         server.init()
         server.start()
     print("| backend | objects | versions on the volume | full scan: wall / CPU s | volume index: wall / CPU s |")
