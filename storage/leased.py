@@ -13,7 +13,7 @@ import asyncio
 import logging
 import socket
 import time
-from typing import Callable, Coroutine
+from typing import Awaitable, Callable, Coroutine
 
 from .index import leases
 
@@ -26,6 +26,21 @@ def holder_id(listen: str, worker: int | None = None) -> str:
     one worker of one gateway. A restarted worker is the same holder again."""
     base = f"{socket.gethostname()}/{listen}"
     return base if worker is None else f"{base}#{worker}"
+
+
+async def every(interval: float, run_once: Callable[[], Awaitable], what: str, wait_first: bool = False) -> None:
+    """The loop of a leased daemon that works in rounds: a failed round is logged and the next
+    one comes `interval` later, so only losing the lease (cancellation) ends the daemon."""
+    if wait_first:
+        await asyncio.sleep(interval)
+    while True:
+        try:
+            await run_once()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed; trying again in %.0fs", what, interval)
+        await asyncio.sleep(interval)
 
 
 class LeasedDaemons:

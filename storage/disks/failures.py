@@ -12,10 +12,10 @@ the pack files of disks this process owns, e.g. `pocket up` without node process
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from ..index import disks as disk_table
+from ..leased import every
 from . import actions
 from .moves import HANDOVER, SlotMover
 
@@ -61,11 +61,4 @@ class FailureWatcher:
         return declared
 
     async def run_forever(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("failure watcher round failed; trying again in %.0fs", interval)
+        await every(interval, self.run_once, "failure watcher round", wait_first=True)

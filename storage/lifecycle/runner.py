@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from ..index.ops import NoSuchBucket
 from ..index.uploads import NoSuchUpload
 from ..index.versions import is_marker
+from ..leased import every
 from ..objects import locks
 from . import rules
 
@@ -70,18 +71,14 @@ class LifecycleRunner:
         self.passes = 0
 
     async def run_forever(self, interval: float) -> None:
-        while True:
-            try:
-                report = await self.run_once()
-                # One line per pass, work or not, so the log shows the passes run.
-                log.info("lifecycle pass: %d objects expired, %d uploads aborted, %d versions expired "
-                         "in %d buckets (%.1fs)", report.objects_expired, report.uploads_aborted,
-                         report.versions_expired, report.buckets, report.seconds)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("lifecycle pass failed; the next one retries in %.0fs", interval)
-            await asyncio.sleep(interval)
+        await every(interval, self._logged_pass, "lifecycle pass")
+
+    async def _logged_pass(self) -> None:
+        """One line per pass, work or not, so the log shows the passes run."""
+        report = await self.run_once()
+        log.info("lifecycle pass: %d objects expired, %d uploads aborted, %d versions expired "
+                 "in %d buckets (%.1fs)", report.objects_expired, report.uploads_aborted,
+                 report.versions_expired, report.buckets, report.seconds)
 
     async def run_once(self, now: float | None = None, dry_run: bool = False) -> LifecycleReport:
         """One pass over every bucket with enabled rules, judged at `now` (default: the clock)."""

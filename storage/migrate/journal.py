@@ -8,12 +8,12 @@ to the source). Backlog blocks cutover and rollback (commands.py).
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
 
 from ..index import migrations
+from ..leased import every
 from .routes import KeyLocks, Routes
 from .sync import copy_from_source, copy_to_source
 
@@ -83,11 +83,4 @@ class JournalRunner:
                  outcome, entry["attempts"] + 1)
 
     async def run_forever(self, interval: float = 1.0) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("migration journal pass failed; trying again in %.0fs", interval)
-            await asyncio.sleep(interval)
+        await every(interval, self.run_once, "migration journal pass")
