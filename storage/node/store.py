@@ -27,6 +27,8 @@ from typing import AsyncIterable, Iterator
 
 from .. import layout
 from . import pack_compaction
+from .archives import (ArchiveMissing, check_archive, manifest, read_manifest_file, read_range, seal,
+                       seal_and_publish, slicer)
 from .files import make_folders, publish, unlink_quietly, walk, write_all, write_durably
 from .ownership import own
 from .packformat import ARCHIVE, ARCHIVE_NAME, RECORD, RECORD_HEADER_SIZE, RECORD_NAME
@@ -46,10 +48,6 @@ class BadName(ValueError):
 
 class MissingDisk(RuntimeError):
     """A configured disk folder that was never initialised (or whose disk is not mounted)."""
-
-
-class ArchiveMissing(FileNotFoundError):
-    pass
 
 
 class DiskStore:
@@ -147,7 +145,7 @@ class DiskStore:
                     break
             else:
                 data = b"".join(head)
-                check_archive(_slicer(data), len(data), name)
+                check_archive(slicer(data), len(data), name)
                 await self._append(ARCHIVE, name, data, refuse=True)
                 return size
         return await self._put_file(name, final, head, size, stream)
@@ -171,12 +169,12 @@ class DiskStore:
                     pending, buffered = [], 0
             self.quota.take(buffered, f"archive {name}")
             held += buffered
-            sealing = True  # _seal owns the descriptor from here on and closes it whatever happens
+            sealing = True  # seal() owns the descriptor from here on and closes it whatever happens
             if self.packs.readonly:   # attached: the owner's scrubber drops a corrupt packed copy,
                 # so nothing happens between sealing and publishing: one trip to the thread pool
-                await loop.run_in_executor(None, _seal_and_publish, fd, pending, name, tmp, final)
+                await loop.run_in_executor(None, seal_and_publish, fd, pending, name, tmp, final)
             else:
-                await loop.run_in_executor(None, _seal, fd, pending, name)
+                await loop.run_in_executor(None, seal, fd, pending, name)
                 await self.packs.delete(name)  # a packed copy must not outlive this newer file
                 await loop.run_in_executor(None, publish, tmp, final)
         except BaseException:
@@ -225,7 +223,7 @@ class DiskStore:
         if self.packs.readonly or size is None:
             return False
         try:
-            data = await asyncio.get_running_loop().run_in_executor(None, _pread, self._archive_path(name), 0, size)
+            data = await asyncio.get_running_loop().run_in_executor(None, read_range, self._archive_path(name), 0, size)
         except ArchiveMissing:
             return False
         return await check(name, data) and await self.packs.delete(name)
@@ -241,7 +239,7 @@ class DiskStore:
 
     def _read(self, name: str, offset: int, length: int) -> bytes:
         data = self.packs.read_archive(name, offset, length)
-        return data if data is not None else _pread(self._archive_path(name), offset, length)
+        return data if data is not None else read_range(self._archive_path(name), offset, length)
 
     async def stat(self, name: str) -> int | None:
         path = self._archive_path(name)
@@ -261,7 +259,7 @@ class DiskStore:
         data = self.packs.read_archive(name, 0, 1 << 62)
         if data is None:
             return read_manifest_file(self._archive_path(name))
-        return _manifest(_slicer(data), len(data))
+        return manifest(slicer(data), len(data))
 
     def stamp(self, name: str) -> tuple | None:
         """Identity of the archive stored under `name` now (None: there is none). A rewrite
@@ -332,81 +330,3 @@ class DiskStore:
             out.update(capacity=self.quota.capacity, quota_used=self.quota.used(),
                        free=min(free, self.quota.free()))
         return out
-
-
-def check_archive(pread, end: int, name: str) -> None:
-    """Raise CorruptFragment unless the archive's header names it `name` and its footer and
-    trailer are intact. Only the current format is taken in: nothing writes format 1 any
-    more. The manifest is not decoded: nobody here reads it, and decoding it three times
-    per replicated PUT was 4 % of a small PUT's CPU (py-spy)."""
-    raw, want, header = _trailer(pread, end, layout.STRICT)
-    if layout.archive_name(header.version_id, header.index) != name:
-        raise layout.CorruptFragment(f"archive header names {header.version_id}.{header.index}, not {name}")
-    layout.check_trailer(raw, want, header.fmt)
-
-
-def _slicer(data: bytes):
-    return lambda offset, length: data[offset:offset + length]
-
-
-def _file_reader(fd: int):
-    return lambda offset, length: os.pread(fd, length, offset)
-
-
-def read_manifest_file(path: str) -> dict:
-    """The manifest in an archive's trailer, after checking the footer and header."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise ArchiveMissing(path) from None
-    try:
-        return _manifest(_file_reader(fd), os.fstat(fd).st_size)
-    finally:
-        os.close(fd)
-
-
-def _manifest(pread, end: int, accept: frozenset[int] = layout.ANY_FORMAT) -> dict:
-    """Check header and footer of an archive `end` bytes long, read via pread(offset, length).
-
-    Archives written before keyed checksums are read too (index rebuild, scrub collection);
-    whether their object may still be in that format is the reader's call (layout.accepted)."""
-    raw, want, header = _trailer(pread, end, accept)
-    return layout.unpack_trailer(raw, want, header.fmt)
-
-
-def _trailer(pread, end: int, accept: frozenset[int]) -> tuple[bytes, int, layout.ArchiveHeader]:
-    """(trailer bytes, the checksum the footer wants, header) of an archive."""
-    header = layout.ArchiveHeader.unpack(pread(0, layout.HEADER_SIZE), accept)
-    if end < layout.HEADER_SIZE + layout.FOOTER_SIZE:
-        raise layout.CorruptFragment("archive too short")
-    length, want = layout.unpack_footer(pread(end - layout.FOOTER_SIZE, layout.FOOTER_SIZE))
-    if length > end - layout.HEADER_SIZE - layout.FOOTER_SIZE:
-        raise layout.CorruptFragment(f"footer claims a {length}-byte trailer in a {end}-byte archive")
-    return pread(end - layout.FOOTER_SIZE - length, length), want, header
-
-
-def _seal(fd: int, chunks: list[bytes], name: str) -> None:
-    """Write the tail, check the archive is whole and is the one named, fsync; always closes fd."""
-    try:
-        write_all(fd, chunks)
-        check_archive(_file_reader(fd), os.fstat(fd).st_size, name)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _seal_and_publish(fd: int, chunks: list[bytes], name: str, tmp: str, final: str) -> None:
-    _seal(fd, chunks, name)
-    publish(tmp, final)
-
-
-def _pread(path: str, offset: int, length: int) -> bytes:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise ArchiveMissing(path) from None
-    try:
-        length = max(0, min(length, os.fstat(fd).st_size - offset))
-        return os.pread(fd, length, offset)
-    finally:
-        os.close(fd)
