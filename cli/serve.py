@@ -152,25 +152,34 @@ def _spawn_gateways(cfg, path: str, gateways: int) -> list[tuple[str, "subproces
     return spawned
 
 
-async def _wait_ready(endpoint: str, proc, timeout: float = 60.0) -> None:
+async def _until_ok(request, exited, deadline: float, died: str, late: str) -> None:
+    """Ask `request()` (a new aiohttp request each time: node requests are signed once) until
+    it answers 200. A process we started that exits, or the deadline, ends the wait with a
+    message for the operator instead of a hang."""
     import asyncio
 
     import aiohttp
+    while True:
+        try:
+            async with request() as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        if exited():
+            raise click.ClickException(died)
+        if time.monotonic() > deadline:
+            raise click.ClickException(late)
+        await asyncio.sleep(0.1)
+
+
+async def _wait_ready(endpoint: str, proc, timeout: float = 60.0) -> None:
+    import aiohttp
     url = endpoint.replace("://0.0.0.0:", "://127.0.0.1:") + "/_pocket/ready"
-    deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as s:
-        while True:
-            try:
-                async with s.get(url, ssl=False) as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if proc is not None and proc.poll() is not None:
-                raise click.ClickException(f"the gateway for {endpoint} exited; see its log above")
-            if time.monotonic() > deadline:
-                raise click.ClickException(f"the gateway for {endpoint} was not ready within {timeout:.0f}s")
-            await asyncio.sleep(0.1)
+        await _until_ok(lambda: s.get(url, ssl=False), lambda: proc is not None and proc.poll() is not None,
+                        time.monotonic() + timeout, f"the gateway for {endpoint} exited; see its log above",
+                        f"the gateway for {endpoint} was not ready within {timeout:.0f}s")
 
 
 def _run_gateway(cfg, banner: bool = False, children=(), spawn_gateways=None) -> None:
@@ -308,8 +317,6 @@ async def _serve_gateway(cfg, banner: bool = False, children=(), spawn_gateways=
 
 
 async def _wait_for_nodes(cfg, children, timeout: float = 30.0) -> None:
-    import asyncio
-
     import aiohttp
     from storage.node import auth
     from storage.node.tls import client_ssl
@@ -318,19 +325,11 @@ async def _wait_for_nodes(cfg, children, timeout: float = 30.0) -> None:
         for node in cfg.nodes:
             if not node.url:
                 continue
-            while True:
-                try:
-                    async with s.get(node.url + "/v1/health", ssl=client_ssl(node),
-                                     headers=auth.sign(cfg.cluster_secret, "GET", "/v1/health", node.id)) as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                if any(c.poll() is not None for c in children):
-                    raise click.ClickException(f"node process for {node.id} exited; see its log above")
-                if time.monotonic() > deadline:
-                    raise click.ClickException(f"node {node.id} at {node.url} did not start within {timeout:.0f}s")
-                await asyncio.sleep(0.1)
+            await _until_ok(lambda: s.get(node.url + "/v1/health", ssl=client_ssl(node),
+                                          headers=auth.sign(cfg.cluster_secret, "GET", "/v1/health", node.id)),
+                            lambda: any(c.poll() is not None for c in children), deadline,
+                            f"node process for {node.id} exited; see its log above",
+                            f"node {node.id} at {node.url} did not start within {timeout:.0f}s")
 
 
 @click.command()
