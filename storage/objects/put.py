@@ -174,8 +174,9 @@ class ArchiveWriter:
             return False
 
     async def _send(self, arc: _Archive, item) -> None:
-        if self._queued(arc, item):
-            return
+        """Wait for room in a queue `_send_all` found full. No second look at the archive is
+        needed: one that ends meanwhile has its queue emptied by `_finished`, which lets this
+        put through at once, and an item left in a finished archive's queue is never read."""
         try:
             await asyncio.wait_for(arc.queue.put(item), self.timeout)
         except TimeoutError:
