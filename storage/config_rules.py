@@ -57,11 +57,11 @@ def problems(cfg):
     if not cfg.credentials:
         yield ("no credentials: add [[credentials]] access_key/secret_key, "
                "or set POCKET_ACCESS_KEY and POCKET_SECRET_KEY")
-    for name, op, bound, why in _RANGES:
-        section, key = name.split(".")
-        value = getattr(getattr(cfg, section), key)
-        if value < bound or (op == ">" and value == bound):
-            yield f"{name} {why}"
+    for section, keys, op, bound, why in _RANGES:
+        for key in keys:
+            value = getattr(getattr(cfg, section), key)
+            if value < bound or (op == ">" and value == bound):
+                yield f"{section}.{key} {why}"
     if 0 <= cfg.scrub.orphan_grace < MIN_ORPHAN_GRACE:
         yield orphan_grace_problem("scrub.orphan_grace", cfg.scrub.orphan_grace)
     if not 0 < cfg.repair.disk_afr < 1:
@@ -83,36 +83,30 @@ def problems(cfg):
         yield f"log.level = {cfg.log.level!r}: use debug, info, warning or error"
 
 
-# The one-sided bounds of numeric settings: (setting, ">=" or ">", bound, what a bad value is told).
-# Rules that compare two settings or name a choice are written out in problems().
+# The one-sided bounds of numeric settings: (section, keys, ">=" or ">", bound, what a bad value
+# is told). Rules that compare two settings or name a choice are written out in problems().
 _RANGES = (
-    ("gateway.workers", ">=", 0, "must be 0 (one per core) or more"),
-    ("scrub.rate", ">=", 0, "must not be negative"),
-    ("scrub.interval", ">=", 0, "must not be negative"),
-    ("scrub.start_delay", ">=", 0, "must not be negative"),
-    ("scrub.collect_interval", ">=", 0, "must not be negative"),
-    ("scrub.orphan_grace", ">=", 0, "must not be negative"),
-    ("repair.rate", ">=", 0, "must be 0 (unlimited) or bytes per second"),
-    ("repair.concurrency", ">=", 1, "must be at least 1"),
-    ("repair.failed_after", ">", 0, "must be a positive number of seconds (default 900: a disk down "
-                                    "15 minutes is declared failed); `pocket disk fail DISK` declares one at once"),
-    ("repair.move_rate", ">=", 0, "must be 0 (no limit) or bytes per second"),
-    ("repair.move_settle", ">=", 0, "must not be negative"),
-    ("lifecycle.interval", ">=", 0, "must be 0 (off/unlimited) or a positive number"),
-    ("lifecycle.rate", ">=", 0, "must be 0 (off/unlimited) or a positive number"),
-    ("lifecycle.day_seconds", ">", 0, "must be positive (86400 but in tests)"),
-    ("gateway.header_timeout", ">", 0, "must be a positive number of seconds"),
-    ("gateway.body_timeout", ">", 0, "must be a positive number of seconds"),
-    ("gateway.body_min_rate", ">=", 0, "must be 0 (no minimum) or bytes per second"),
-    ("gateway.max_uploads", ">=", 1, "must be at least 1"),
-    ("gateway.index_max_size", ">=", 256 << 10, "must be at least 256 KiB (default 4 TiB)"),
-    ("gateway.drain_delay", ">=", 0, "must not be negative"),
-    ("gateway.shutdown_timeout", ">=", 0, "must not be negative"),
-    ("index.pool_size", ">=", 2, "must be at least 2"),
-    ("index.lease_seconds", ">=", 1, "must be at least 1 (default 30)"),
-    ("storage.segment_size", ">=", 4096, "must be at least 4096 bytes"),
-    ("storage.pack_size", ">=", 1 << 20, "must be at least 1 MiB"),
-    ("storage.compact_interval", ">=", 0, "must be 0 (never) or a number of seconds"),
+    ("gateway", ("workers",), ">=", 0, "must be 0 (one per core) or more"),
+    ("scrub", ("rate", "interval", "start_delay", "collect_interval", "orphan_grace"), ">=", 0,
+     "must not be negative"),
+    ("repair", ("rate",), ">=", 0, "must be 0 (unlimited) or bytes per second"),
+    ("repair", ("concurrency",), ">=", 1, "must be at least 1"),
+    ("repair", ("failed_after",), ">", 0, "must be a positive number of seconds (default 900: a disk down "
+     "15 minutes is declared failed); `pocket disk fail DISK` declares one at once"),
+    ("repair", ("move_rate",), ">=", 0, "must be 0 (no limit) or bytes per second"),
+    ("repair", ("move_settle",), ">=", 0, "must not be negative"),
+    ("lifecycle", ("interval", "rate"), ">=", 0, "must be 0 (off/unlimited) or a positive number"),
+    ("lifecycle", ("day_seconds",), ">", 0, "must be positive (86400 but in tests)"),
+    ("gateway", ("header_timeout", "body_timeout"), ">", 0, "must be a positive number of seconds"),
+    ("gateway", ("body_min_rate",), ">=", 0, "must be 0 (no minimum) or bytes per second"),
+    ("gateway", ("max_uploads",), ">=", 1, "must be at least 1"),
+    ("gateway", ("index_max_size",), ">=", 256 << 10, "must be at least 256 KiB (default 4 TiB)"),
+    ("gateway", ("drain_delay", "shutdown_timeout"), ">=", 0, "must not be negative"),
+    ("index", ("pool_size",), ">=", 2, "must be at least 2"),
+    ("index", ("lease_seconds",), ">=", 1, "must be at least 1 (default 30)"),
+    ("storage", ("segment_size",), ">=", 4096, "must be at least 4096 bytes"),
+    ("storage", ("pack_size",), ">=", 1 << 20, "must be at least 1 MiB"),
+    ("storage", ("compact_interval",), ">=", 0, "must be 0 (never) or a number of seconds"),
 )
 
 
