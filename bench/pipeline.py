@@ -27,7 +27,8 @@ from storage.cluster import Cluster
 from storage.durability.repair import Repairer
 from storage.executor import io_executor
 from storage.node.store import DiskStore
-from storage.objects.service import ObjectService, Policy
+from storage.objects.policy import Policy
+from storage.objects.service import ObjectService
 from storage.placement.volumes import DiskInfo
 from storage.s3.digests import BodyDigests
 

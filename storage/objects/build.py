@@ -10,7 +10,8 @@ from ..crypto.keys import Keyring
 from ..index.batcher import IndexWriter
 from ..index.index import Index
 from .multipart import MultipartService
-from .service import ObjectService, Policy
+from .policy import Policy
+from .service import ObjectService
 
 log = logging.getLogger("pocket.objects")
 

@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from typing import AsyncIterable, AsyncIterator, Callable
 
 from .. import layout
 from ..crypto.keys import Keyring, Sealing, SSE_S3
 from ..cluster import Cluster
-from ..codec import Codec, parse_policy
 from ..index.batcher import IndexWriter
 from ..index.index import Index
 from ..placement.volumes import choose_volume
@@ -30,23 +28,11 @@ from .commits import Superseded, current_is, delete_if_current, install, remove_
 from .contracts import Digests, VersionRecord
 from .in_flight import Writes
 from .pipeline import EncodePipeline
+from .policy import Policy
 from .put import ArchiveWriter, QuorumLost, remove_archives
 from .records import write_record
 
 log = logging.getLogger("pocket.objects")
-
-
-@dataclass(frozen=True)
-class Policy:
-    name: str
-    spec: str
-    codec: Codec
-    quorum: int
-
-    @classmethod
-    def parse(cls, name: str, spec: str, quorum: int | None = None) -> "Policy":
-        k, m = parse_policy(spec)
-        return cls(name, spec, Codec(k, m), min(k + m, quorum or k + 1))
 
 
 class ObjectService:
