@@ -25,44 +25,47 @@ NOT_MODIFIED = "not-modified"
 
 def check_read(headers, record: dict) -> str | None:
     """Raise PreconditionFailed, return NOT_MODIFIED for a 304, or None to go on."""
-    etag, modified = record["etag"], int(record["created"])
-    if_match = headers.get("If-Match")
-    if if_match is not None:
-        if not _etag_matches(if_match, etag):
-            raise _failed("If-Match")
-    else:
-        since = parse_http_date(headers.get("If-Unmodified-Since"))
-        if since is not None and modified > since:
-            raise _failed("If-Unmodified-Since")
-    if_none = headers.get("If-None-Match")
-    if if_none is not None:
-        if _etag_matches(if_none, etag):
-            return NOT_MODIFIED
-    else:
-        since = parse_http_date(headers.get("If-Modified-Since"))
-        if since is not None and modified <= since:
-            return NOT_MODIFIED
-    return None
+    outcome = _unmet(lambda name: headers.get(name), record)
+    if outcome is None:
+        return None
+    kind, condition = outcome
+    if kind == NOT_MODIFIED:
+        return NOT_MODIFIED
+    raise _failed(condition)
 
 
 def check_copy_source(headers, record: dict) -> None:
+    """The same conditions under the x-amz-copy-source- prefix; each one unmet is a 412."""
+    outcome = _unmet(lambda name: headers.get(_COPY_SOURCE + name), record)
+    if outcome is not None:
+        raise _failed(_COPY_SOURCE + outcome[1])
+
+
+_COPY_SOURCE = "x-amz-copy-source-"
+
+
+def _unmet(header, record: dict) -> tuple[str, str] | None:
+    """The first condition in RFC 7232's order that the record does not meet, as
+    ("failed" or NOT_MODIFIED, its header name), or None when all are met. One function
+    for reads and copy sources, so their precedence cannot drift apart."""
     etag, modified = record["etag"], int(record["created"])
-    if_match = headers.get("x-amz-copy-source-if-match")
+    if_match = header("If-Match")
     if if_match is not None:
         if not _etag_matches(if_match, etag):
-            raise _failed("x-amz-copy-source-If-Match")
+            return "failed", "If-Match"
     else:
-        since = parse_http_date(headers.get("x-amz-copy-source-if-unmodified-since"))
+        since = parse_http_date(header("If-Unmodified-Since"))
         if since is not None and modified > since:
-            raise _failed("x-amz-copy-source-If-Unmodified-Since")
-    if_none = headers.get("x-amz-copy-source-if-none-match")
+            return "failed", "If-Unmodified-Since"
+    if_none = header("If-None-Match")
     if if_none is not None:
         if _etag_matches(if_none, etag):
-            raise _failed("x-amz-copy-source-If-None-Match")
+            return NOT_MODIFIED, "If-None-Match"
     else:
-        since = parse_http_date(headers.get("x-amz-copy-source-if-modified-since"))
+        since = parse_http_date(header("If-Modified-Since"))
         if since is not None and modified <= since:
-            raise _failed("x-amz-copy-source-If-Modified-Since")
+            return NOT_MODIFIED, "If-Modified-Since"
+    return None
 
 
 def write_condition(headers, resource: str, key: str) -> Callable[[dict | None], None] | None:
