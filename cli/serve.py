@@ -6,11 +6,15 @@ import os
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from .common import load_config, run_until_signalled, with_cluster
 from .serve_node import serve_node
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 @click.command()
@@ -133,7 +137,7 @@ def _gateway_ports(cfg, gateways: int) -> list[int]:
     return ports
 
 
-def _spawn_gateways(cfg, path: str, gateways: int) -> list[tuple[str, "subprocess.Popen"]]:
+def _spawn_gateways(cfg, path: str, gateways: int) -> list[tuple[str, subprocess.Popen]]:
     """Gateways 2..N as `pocket gateway` processes with this config on their own ports;
     their logs go to stderr, like the first gateway's, so stdout keeps only the banner."""
     import subprocess

@@ -6,8 +6,13 @@ typed tree so adding a setting's rule does not grow the loader.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .codec import parse_policy
 from .integrity import MIN_SECRET_BYTES
+
+if TYPE_CHECKING:
+    from .config import NodeConfig
 
 # The least scrub.orphan_grace. Between its archives and its index commit a write looks
 # like an orphan; the process writing it knows it exactly, but other gateways (and
