@@ -203,6 +203,19 @@ def test_corruption_of_any_part_is_found_and_fixed(tmp_path):
     run(tmp_path, go)
 
 
+async def _rotten_and_found(w, key: str, seed: int, i: int, at: int) -> tuple[dict, bytes, bytes]:
+    """An object whose fragment `i` rotted at record byte `at`, found by a scrub pass:
+    (its record, the fragment's good bytes, its rotten bytes)."""
+    rec = await w.put(key, random.Random(seed).randbytes(2 * SEG + seed))
+    original = read(w.path(rec, i))
+    raw = bytearray(original)
+    raw[layout.HEADER_SIZE + at] ^= 1 << seed % 8
+    with open(w.path(rec, i), "wb") as f:
+        f.write(raw)
+    assert [c["index"] for c in (await w.scrubber.run_once()).corrupt] == [i]
+    return rec, original, bytes(raw)
+
+
 def test_a_repair_finishing_during_a_scrub_pass_is_not_queued_again(tmp_path):
     """A pass fetches the disks' findings first and queues their damage after its index
     walk; a repair that finishes in between (the gateway's repairer, or a one-shot `pocket
@@ -210,13 +223,7 @@ def test_a_repair_finishing_during_a_scrub_pass_is_not_queued_again(tmp_path):
     would wait for a second, needless repair (test_pocket_up's one-shot repair beside `pocket
     up` saw it stay queued)."""
     async def go(w):
-        rec = await w.put("o", random.Random(3).randbytes(2 * SEG + 5))
-        original = read(w.path(rec, 2))
-        raw = bytearray(original)
-        raw[layout.HEADER_SIZE + 40] ^= 1
-        with open(w.path(rec, 2), "wb") as f:
-            f.write(raw)
-        assert [c["index"] for c in (await w.scrubber.run_once()).corrupt] == [2]
+        rec, original, _ = await _rotten_and_found(w, "o", 3, 2, 40)
         fetched = w.scrubber._findings
 
         async def then_repaired(report, listings):
@@ -235,13 +242,7 @@ def test_a_repair_finishing_after_the_second_look_is_not_queued_again(tmp_path):
     that second look must not be queued again either: it marks the fragment repaired later
     than the look. Damage found after the repair is queued as ever."""
     async def go(w):
-        rec = await w.put("o2", random.Random(4).randbytes(2 * SEG + 9))
-        original = read(w.path(rec, 3))
-        raw = bytearray(original)
-        raw[layout.HEADER_SIZE + 99] ^= 4
-        with open(w.path(rec, 3), "wb") as f:
-            f.write(raw)
-        assert [c["index"] for c in (await w.scrubber.run_once()).corrupt] == [3]
+        rec, original, raw = await _rotten_and_found(w, "o2", 4, 3, 99)
         looked = w.scrubber._still_corrupt
 
         async def then_repaired(held):
