@@ -4,15 +4,15 @@ checksums cover the rest.
 An archive is header | record head | payload | ... | trailer | footer (layout.py), and
 every payload's head carries a checksum keyed with the cluster secret, which no one
 without the secret can compute. Tagging the payloads as well hashed every fragment byte
-once more on each end of the link: ~24 ms of the gateway's CPU and ~12 ms of the node's
-per 16 MiB archive, ~145 ms of gateway CPU per 64 MiB PUT to `pocket up --nodes 6`
-(process_time around auth.signed_body/verified_body), while the node never checked the
+once more on each end of the link: ~11 ms of CPU per 16 MiB archive on each end, ~65 ms
+of the gateway's per 64 MiB PUT to `pocket up --nodes 6` (six archives; process_time
+around the former auth.signed_body/verified_body), while the node never checked the
 record checksums of what it then acknowledged (the store checks header and trailer only).
 
 So the tag is HMAC(key, request MAC || skeleton), the skeleton being every byte that is
 not a record payload, in order: the header, each record head (length and checksum) and
 the tail (trailer and footer). The node checks each payload against its head's checksum
-as it streams in, a batch behind the stream in executor threads (~10 ms per 16 MiB), and
+as it streams in, a batch behind the stream in executor threads (~12 ms per 16 MiB), and
 the store commits nothing unless the tag and every checksum match:
 
 - a payload byte changed on the way fails its record's checksum;
@@ -21,9 +21,10 @@ the store commits nothing unless the tag and every checksum match:
 - both ends cut the stream with the same `Splitter`, whose cuts depend only on skeleton
   bytes, so bytes added or cut off fail the tag, or end the stream inside a record.
 
-A body whose tag matches but whose records do not is what its sender sent (a disk move
-copying a rotten archive): it is refused as a corrupt fragment (422), which makes the
-mover rebuild the archive instead; a tag that does not match is a forged body (403).
+A body whose tag matches but whose records do not had its payloads damaged on the way or
+before it was sent (a disk move copying a rotten archive): either way it is refused as a
+corrupt fragment (422), which makes a mover rebuild the archive instead. A tag that does
+not match means header, heads or trailer were changed: a forged body (403).
 
 Where a payload ends is read from its head: a record as long as the header's block size
 is followed by another record or by the tail, a shorter one is the last, and anything
