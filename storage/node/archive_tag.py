@@ -57,7 +57,7 @@ class Splitter:
         self._last = False
 
     def feed(self, chunk) -> None:
-        view = memoryview(chunk)
+        view = memoryview(chunk).cast("B")     # lengths in bytes, whatever buffer the codec made
         while view:
             if self._part == _TAIL:
                 self.tag.update(view)
