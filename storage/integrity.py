@@ -68,10 +68,17 @@ def mac64(data: bytes | memoryview, seed: int = 0) -> int:
     """The keyed 64-bit checksum of format 2 archives and packs: HMAC-SHA256(data key,
     seed as 8 bytes little-endian + data), first 8 bytes, little-endian. `seed` binds a
     pack record header to its pack, as the salt did for the unkeyed one."""
+    return mac64_pieces((data,), seed)
+
+
+def mac64_pieces(pieces, seed: int = 0) -> int:
+    """mac64 of the pieces' concatenation, never joined: a node checks a record payload
+    that arrived split across reads without copying it (node/archive_tag.py)."""
     inner_pad, outer_pad = _pads.get("data") or _keyed_pads()
     inner = inner_pad.copy()
     inner.update(seed.to_bytes(8, "little"))
-    inner.update(data)        # releases the GIL above 2 KiB
+    for piece in pieces:
+        inner.update(piece)   # releases the GIL above 2 KiB
     outer = outer_pad.copy()
     outer.update(inner.digest())
     return int.from_bytes(outer.digest()[:8], "little")

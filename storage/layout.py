@@ -168,6 +168,17 @@ def record_head(payload: bytes | memoryview) -> bytes:
     return _RECORD.pack(len(payload), checksum(payload))
 
 
+def unpack_record_head(raw: bytes) -> tuple[int, int]:
+    """(payload length, checksum) from the RECORD_OVERHEAD bytes before a payload."""
+    return _RECORD.unpack(raw)
+
+
+def payload_matches(pieces, want: int) -> bool:
+    """Whether a current-format payload, given as the pieces it arrived in (never joined),
+    has the checksum `want` of its record head."""
+    return integrity.mac64_pieces(pieces) == want
+
+
 def unpack_record(raw: bytes, accept: frozenset[int] = STRICT) -> bytes:
     """Return the verified payload of one record (`raw` is exactly one record) whose
     checksum is that of one of the `accept`ed formats."""

@@ -44,12 +44,15 @@ class RepairQueue:
         return await asyncio.get_running_loop().run_in_executor(None, self.index.write, fn)
 
     # changes -----------------------------------------------------------------------------
-    async def add(self, record: VersionRecord, bad: dict[int, tuple[str, str]], source: str) -> dict:
+    async def add(self, record: VersionRecord, bad: dict[int, tuple[str, str]], source: str,
+                  seen: dict[int, float] | None = None) -> dict | None:
+        """Queue damage; with `seen`, none that a repair finished since (repairs.add)."""
         now = time.time()
-        entry = await self.write(lambda ops: repairs.add(ops, record, bad, source, now))
-        log.debug("repair queued for %s/%s version %s: missing %s, corrupt %s (%s)", record["bucket"],
-                 record["key"], record["version_id"], entry["missing"], entry["corrupt"], source)
-        self.wakeup.set()
+        entry = await self.write(lambda ops: repairs.add(ops, record, bad, source, now, seen))
+        if entry is not None:
+            log.debug("repair queued for %s/%s version %s: missing %s, corrupt %s (%s)", record["bucket"],
+                      record["key"], record["version_id"], entry["missing"], entry["corrupt"], source)
+            self.wakeup.set()
         return entry
 
     def add_later(self, record: VersionRecord, bad: dict[int, tuple[str, str]], source: str) -> None:
@@ -65,7 +68,13 @@ class RepairQueue:
                       task.exception())
 
     async def resolve(self, version_id: str, indexes) -> dict | None:
-        return await self.write(lambda ops: repairs.resolve(ops, version_id, indexes))
+        """Take fragments off the queue that were rebuilt or found whole, remembering when."""
+        now = time.time()
+        return await self.write(lambda ops: repairs.resolve(ops, version_id, indexes, now))
+
+    async def forget_repairs(self) -> int:
+        now = time.time()
+        return await self.write(lambda ops: repairs.forget_repairs(ops, now))
 
     async def note_failure(self, version_id: str, error: str) -> None:
         now = time.time()

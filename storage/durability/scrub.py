@@ -15,7 +15,8 @@ findings. One pass here (`Scrubber.run_once`) reads no archive bytes; it does th
    missing; one the disk reports is corrupt, and so is one it reports unkeyed (format 1,
    which only the index can tell from a forgery) for an object written keyed. Damage of live objects goes to the repair
    queue, corrupt fragments only if their disk still reports them when asked again after
-   the walk (a repair may have finished meanwhile); disks that did not answer are skipped,
+   the walk (a repair may have finished meanwhile), and none that a repair marked
+   rebuilt after its evidence was gathered (index/repairs.py); disks that did not answer are skipped,
    not counted as missing (a down disk is the repairer's business once it is back).
 3. **Collect garbage** (garbage.py). An archive whose version the index does not reference (a
    replaced or deleted version whose cleanup failed, an upload that never committed,
@@ -128,6 +129,7 @@ class Scrubber:
             on_listed(r.bytes_total)
         if fresh:
             await self._fresh_passes(r, listings, on_bytes)
+        findings_at = time.time()    # the evidence's age: repairs finished since make it stale
         states = await self._findings(r, listings)
         found: dict[str, dict[int, str]] = defaultdict(dict)       # vid -> {index: disk}
         copies: dict[tuple[str, int], list[str]] = defaultdict(list)  # (vid, index) -> every disk holding it
@@ -161,7 +163,8 @@ class Scrubber:
         scanned = set(states)
         r.deletes_finished = await finish_deletes(self.cluster, self.index, self.queue.write, sorted(scanned))
         strays: list[dict] = []
-        live = await self._account(r, found, bad, scanned, copies, strays, unkeyed)
+        live = await self._account(r, found, bad, scanned, copies, strays, unkeyed, findings_at)
+        await self.queue.forget_repairs()
         if remove_orphans:
             await collect_orphans(self.cluster, self.index, r, found, live, force_orphans, self.orphan_grace,
                                   self.writes, self.holder, self.metrics)
@@ -234,11 +237,14 @@ class Scrubber:
         return {disk_id: state for disk_id, state in pairs if state is not None}
 
     async def _account(self, r: ScrubReport, found, bad, scanned: set[str], copies=None,
-                       strays: list | None = None, unkeyed: set | None = None) -> set[str]:
+                       strays: list | None = None, unkeyed: set | None = None,
+                       findings_at: float = 0.0) -> set[str]:
         """Queue the damage of every live version; returns the live version ids. Copies of a
-        live fragment on disks other than its slot's go to `strays` (see _strays)."""
+        live fragment on disks other than its slot's go to `strays` (see _strays). Each
+        fragment's damage is queued with when its evidence was gathered (`findings_at` for
+        the findings), so that none is queued that a repair has fixed since (repairs.add)."""
         live: set[str] = set()
-        held: list[tuple[VersionRecord, dict, list[str]]] = []   # corrupt damage: asked again below
+        held: list[tuple[VersionRecord, dict, list[str], dict]] = []   # corrupt damage: asked again below
         n = 0
         async for record in alive_sets(self.index):
             n += 1
@@ -250,6 +256,7 @@ class Scrubber:
             volume = self.cluster.volumes.get(record["volume"])
             disks = volume["disks"] if volume else record.get("disks", [])
             damage: dict[int, tuple[str, str]] = {}
+            seen: dict[int, float] = {}
             for i, disk_id in enumerate(disks):
                 if disk_id not in scanned:
                     continue
@@ -257,28 +264,36 @@ class Scrubber:
                 if not problem and unkeyed and (vid, i, disk_id) in unkeyed and layout.accepted(record) == layout.STRICT:
                     problem = _FORGED_UNKEYED
                 if problem:
-                    damage[i] = ("corrupt", problem)
-                elif found.get(vid, {}).get(i) != disk_id and not await self._present(disk_id, vid, i):
-                    damage[i] = ("missing", "missing")
+                    damage[i], seen[i] = ("corrupt", problem), findings_at
+                elif found.get(vid, {}).get(i) != disk_id:
+                    asked = time.time()
+                    if not await self._present(disk_id, vid, i):
+                        damage[i], seen[i] = ("missing", "missing"), asked
             if copies is not None and strays is not None:
                 strays += self._strays(record, disks, damage, copies, scanned)
             if damage and await self._still_current(record):    # not replaced or deleted meanwhile
                 if any(kind == "corrupt" for kind, _ in damage.values()):
-                    held.append((record, damage, disks))
+                    held.append((record, damage, disks, seen))
                 else:
-                    await self._queue(r, record, damage, disks)
-        for record, damage, disks in await self._still_corrupt(held):
-            await self._queue(r, record, damage, disks)
+                    await self._queue(r, record, damage, disks, seen)
+        for record, damage, disks, seen in await self._still_corrupt(held):
+            await self._queue(r, record, damage, disks, seen)
         if self.metrics:
             self.metrics.scrub_corrupt.inc(len(r.corrupt))
             self.metrics.scrub_missing.inc(len(r.missing))
         return live
 
-    async def _queue(self, r: ScrubReport, record: VersionRecord, damage: dict, disks: list[str]) -> None:
+    async def _queue(self, r: ScrubReport, record: VersionRecord, damage: dict, disks: list[str],
+                     seen: dict[int, float]) -> None:
+        entry = await self.queue.add(record, damage, "scrub", seen)
+        queued = set(entry["missing"]) | set(entry["corrupt"]) if entry else set()
         for i, (kind, problem) in sorted(damage.items()):
-            (r.corrupt if kind == "corrupt" else r.missing).append(self._row(record, i, disks[i], problem))
-        await self.queue.add(record, damage, "scrub")
-        r.queued += 1
+            if i in queued:
+                (r.corrupt if kind == "corrupt" else r.missing).append(self._row(record, i, disks[i], problem))
+            else:
+                log.info("scrub: %s of %s was repaired after its %s finding was made; not queued again",
+                         layout.archive_name(record["version_id"], i), record["key"], kind)
+        r.queued += bool(queued & set(damage))
 
     async def _still_corrupt(self, held: list[tuple]) -> list[tuple]:
         """`held` without the corrupt fragments their disks no longer report.
@@ -288,18 +303,23 @@ class Scrubber:
         queueing the old finding would have it rebuilt a second time, needlessly (a disk
         reports a finding only while the archive is the one it was about). Asking the disks
         again, once per pass and only those with corrupt findings, narrows that window from
-        the whole walk to one round trip. A disk that does not answer keeps its findings."""
-        asked = sorted({disks[i] for _, damage, disks in held for i, (kind, _) in damage.items() if kind == "corrupt"})
+        the whole walk to one round trip, and the repairs' marks (repairs.add) close it: the
+        damage is queued with the time of this second look. A disk that does not answer
+        keeps its findings."""
+        asked = sorted({disks[i] for _, damage, disks, _ in held for i, (kind, _) in damage.items() if kind == "corrupt"})
+        asked_at = time.time()
         states = await self._states(asked, "its findings fetched earlier in this pass are queued")
         reported = {(d, row["archive"]) for d, s in states.items() for row in s["corrupt"]}
         reported |= {(d, name) for d, s in states.items() for name in s.get("unkeyed", [])}
         out = []
-        for record, damage, disks in held:
+        for record, damage, disks, seen in held:
             damage = {i: (kind, problem) for i, (kind, problem) in damage.items()
                       if kind != "corrupt" or disks[i] not in states
                       or (disks[i], layout.archive_name(record["version_id"], i)) in reported}
+            seen = {i: asked_at if damage[i][0] == "corrupt" and disks[i] in states else t
+                    for i, t in seen.items() if i in damage}
             if damage:
-                out.append((record, damage, disks))
+                out.append((record, damage, disks, seen))
         return out
 
     def _strays(self, record: VersionRecord, disks: list[str], damage: dict, copies, scanned: set[str]) -> list[dict]:

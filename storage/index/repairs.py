@@ -21,6 +21,14 @@ An entry:
 
 These are functions of an `IndexTxn` so that they run inside the same transaction as
 other index writes (a degraded PUT commits its object and its queue entry together).
+
+Finished repairs are remembered for MARK_SECONDS, in the meta table (`repaired/<version
+id>`: fragment index -> when it was rebuilt or found whole), because damage is reported
+from evidence gathered a while before it is queued: a scrub pass fetches the disks'
+findings, walks the index, asks again, then queues. A repair finishing in between would
+be queued a second time from findings about the bytes it replaced. `add` with `seen`
+(when each fragment's evidence was gathered) leaves out fragments repaired since, in
+the same transaction as the repair's own `resolve`, so no window remains.
 """
 from __future__ import annotations
 
@@ -31,6 +39,8 @@ from .ops import IndexTxn, _pack, _unpack
 
 TABLE = "repair"
 _ENTRY, _POINTER = b"p", b"v"
+REPAIRED = "repaired/"
+MARK_SECONDS = 3600.0    # far longer than any evidence takes from being gathered to being queued
 
 
 def fragments_left(entry: dict) -> int:
@@ -66,10 +76,19 @@ def _store(ops: IndexTxn, entry: dict | None, old: dict | None) -> None:
     ops.txn.put(TABLE, _pointer_key(entry["version_id"]), pkey)
 
 
-def add(ops: IndexTxn, record: dict, bad: dict[int, tuple[str, str]], source: str, now: float) -> dict:
-    """Queue (or merge into the queued entry) fragments of `record` that need rebuilding.
+def add(ops: IndexTxn, record: dict, bad: dict[int, tuple[str, str]], source: str, now: float,
+        seen: dict[int, float] | None = None) -> dict | None:
+    """Queue (or merge into the queued entry) fragments of `record` that need rebuilding;
+    returns the entry (None: nothing is queued for the version).
 
-    `bad` maps fragment index -> (kind, reason), kind being "missing" or "corrupt"."""
+    `bad` maps fragment index -> (kind, reason), kind being "missing" or "corrupt";
+    `seen` maps an index to when the evidence of its damage was gathered, and a fragment
+    repaired at or after that time is left out (the evidence was about replaced bytes)."""
+    if seen:
+        marks = ops.get_meta(REPAIRED + record["version_id"]) or {}
+        bad = {i: v for i, v in bad.items() if marks.get(str(i), float("-inf")) < seen.get(i, float("inf"))}
+        if not bad:
+            return get(ops, record["version_id"])
     old = get(ops, record["version_id"])
     entry = dict(old) if old else {
         "bucket": record["bucket"], "key": record["key"], "version_id": record["version_id"],
@@ -92,10 +111,14 @@ def add(ops: IndexTxn, record: dict, bad: dict[int, tuple[str, str]], source: st
     return entry
 
 
-def resolve(ops: IndexTxn, version_id: str, indexes: set[int] | list[int]) -> dict | None:
+def resolve(ops: IndexTxn, version_id: str, indexes: set[int] | list[int], now: float | None = None) -> dict | None:
     """Forget the given fragment indexes (rebuilt, or found good); drop the entry when none are left.
+    With `now`, remember that they were repaired then (see `add`'s `seen`).
 
     Returns what is still queued for the version, or None."""
+    if now is not None and indexes:
+        marks = ops.get_meta(REPAIRED + version_id) or {}
+        ops.put_meta(REPAIRED + version_id, {**marks, **{str(i): now for i in indexes}})
     old = get(ops, version_id)
     if old is None:
         return None
@@ -107,6 +130,15 @@ def resolve(ops: IndexTxn, version_id: str, indexes: set[int] | list[int]) -> di
         entry = None
     _store(ops, entry, old)
     return entry
+
+
+def forget_repairs(ops: IndexTxn, now: float) -> int:
+    """Drop the marks of repairs older than MARK_SECONDS; returns how many versions'."""
+    old = [name for name, marks in ops.meta_under(REPAIRED).items()
+           if max(marks.values(), default=0.0) < now - MARK_SECONDS]
+    for name in old:
+        ops.delete_meta(REPAIRED + name)
+    return len(old)
 
 
 def note_failure(ops: IndexTxn, version_id: str, error: str, now: float) -> None:

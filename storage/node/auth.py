@@ -8,24 +8,28 @@ whose MAC is wrong, whose timestamp is more than MAX_SKEW away from its clock or
 than its own start (its replay cache is empty then), or whose nonce it has already seen
 (`ReplayCache`).
 
-Bodies are covered by a tag that travels *after* the body, as its last TAG_SIZE bytes:
-HMAC(key, request MAC || body). A header would need the digest before the first byte is
-sent, but the gateway streams archives while it encodes them (a 5 GiB part is never
-held in memory), and aiohttp has no chunked-trailer support on either side; an in-band
-trailer works with any HTTP framing. The node checks the tag as the body streams in and
-only commits (renames the archive into place, appends it or the record to a pack) once
-the tag matches; otherwise the upload is dropped like a broken one. Only PUT carries a
-body; any other request with a body is refused.
+Bodies are covered by a tag that travels *after* the body, as its last TAG_SIZE bytes.
+A header would need the digest before the first byte is sent, but the gateway streams
+archives while it encodes them (a 5 GiB part is never held in memory), and aiohttp has
+no chunked-trailer support on either side; an in-band trailer works with any HTTP
+framing. A record's tag is HMAC(key, request MAC || body); an archive's covers its
+skeleton only, since its record payloads carry keyed checksums of their own
+(archive_tag.py). The node checks the tag as the body streams in and only commits
+(renames the archive into place, appends it or the record to a pack) once it matches;
+otherwise the upload is dropped like a broken one. Only PUT carries a body; any other
+request with a body is refused.
+
+Every request names the version of this scheme (LINK_HEADER) and the key is derived for
+that version, so a gateway and a node of different versions refuse each other loudly,
+with a message that says so, instead of one accepting what the other did not check.
 """
 from __future__ import annotations
 
-import asyncio
 import collections
 import hashlib
 import hmac
 import secrets
 import time
-from typing import AsyncIterable, AsyncIterator
 
 from ..integrity import derive
 
@@ -33,6 +37,8 @@ TIME_HEADER = "X-Pocket-Time"
 NONCE_HEADER = "X-Pocket-Nonce"
 NODE_HEADER = "X-Pocket-Node"
 AUTH_HEADER = "X-Pocket-Auth"
+LINK_HEADER = "X-Pocket-Link"
+LINK_VERSION = "3"          # 3: an archive's tag covers its skeleton; 2: every body byte
 MAX_SKEW = 300.0            # seconds a request may be early or late
 TAG_SIZE = 32
 
@@ -42,7 +48,7 @@ class BadBody(Exception):
 
 
 def _key(secret: str) -> bytes:
-    return derive(secret, "node-api/v2")
+    return derive(secret, f"node-api/v{LINK_VERSION}")
 
 
 def _mac(secret: str, method: str, path_qs: str, node_id: str, stamp: str, nonce: str) -> str:
@@ -54,7 +60,7 @@ def sign(secret: str, method: str, path_qs: str, node_id: str, now: float | None
          nonce: str | None = None) -> dict[str, str]:
     stamp = str(int((now if now is not None else time.time()) * 1000))
     nonce = nonce or secrets.token_hex(16)
-    return {TIME_HEADER: stamp, NONCE_HEADER: nonce, NODE_HEADER: node_id,
+    return {LINK_HEADER: LINK_VERSION, TIME_HEADER: stamp, NONCE_HEADER: nonce, NODE_HEADER: node_id,
             AUTH_HEADER: _mac(secret, method, path_qs, node_id, stamp, nonce)}
 
 
@@ -89,6 +95,10 @@ class ReplayCache:
 
 def verify(secret: str, method: str, path_qs: str, node_id: str, headers, replay: ReplayCache) -> str | None:
     """None if the request is authentic, fresh and meant for `node_id`; else why it is refused."""
+    link = headers.get(LINK_HEADER, "")
+    if link != LINK_VERSION:
+        return (f"the request speaks node link {link[:8]!r} (none: 2 or older), this node {LINK_VERSION!r}: "
+                "run the same Pocket release on every gateway and node")
     stamp, nonce = headers.get(TIME_HEADER, ""), headers.get(NONCE_HEADER, "")
     given, for_node = headers.get(AUTH_HEADER, ""), headers.get(NODE_HEADER, "")
     if not (stamp.isascii() and stamp.isdigit() and len(stamp) < 16) or not 16 <= len(nonce) <= 64:
@@ -107,97 +117,16 @@ def _tagger(secret: str, request_mac: str):
     return hmac.new(_key(secret), b"body\n" + request_mac.encode(), hashlib.sha256)
 
 
-class _Hashing:
-    """Feeds a tag's HMAC one batch behind the stream, in a thread.
-
-    Profiled on `pocket up --nodes 6`, every body chunk cost a thread hop (or was hashed
-    on the event loop), on both sides of the link: thousands of hops per GiB. The tag is
-    only compared at the end of the body, and nothing is committed before that, so the
-    hashing may lag: chunks are passed on at once and hashed in batches of BATCH_BYTES,
-    a batch's hashing running while the next one streams."""
-
-    BATCH_BYTES = 1 << 20
-
-    def __init__(self, h):
-        self.h = h
-        self._batch: list = []
-        self._size = 0
-        self._running: asyncio.Future | None = None
-
-    async def add(self, chunk) -> None:
-        self._batch.append(chunk)
-        self._size += len(chunk)
-        if self._size >= self.BATCH_BYTES:
-            batch, self._batch, self._size = self._batch, [], 0
-            if self._running is not None:
-                await self._running
-            self._running = asyncio.get_running_loop().run_in_executor(None, _update_all, self.h, batch)
-
-    async def digest(self) -> bytes:
-        if self._running is not None:
-            await self._running
-            self._running = None
-        _update_all(self.h, self._batch)
-        self._batch = []
-        return self.h.digest()
-
-    def drop(self) -> None:
-        """The body ended early: retrieve the batch in flight's outcome, whatever it is."""
-        if self._running is not None:
-            self._running.add_done_callback(lambda f: f.cancelled() or f.exception())
-
-
-def _update_all(h, chunks) -> None:
-    for chunk in chunks:
-        h.update(chunk)   # releases the GIL on large buffers
-
-
-async def signed_body(secret: str, headers: dict[str, str], chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """The body followed by its tag (the sending side)."""
-    hashing = _Hashing(_tagger(secret, headers[AUTH_HEADER]))
-    try:
-        async for chunk in chunks:
-            yield chunk
-            await hashing.add(chunk)
-        yield await hashing.digest()
-    finally:
-        hashing.drop()
+def archive_tagger(secret: str, request_mac: str):
+    """The HMAC an archive's skeleton is fed to (archive_tag.py): keyed apart from a whole
+    body's, so neither tag is ever valid as the other."""
+    return hmac.new(_key(secret), b"archive-skeleton\n" + request_mac.encode(), hashlib.sha256)
 
 
 def tag(secret: str, headers: dict[str, str], body: bytes) -> bytes:
     h = _tagger(secret, headers[AUTH_HEADER])
     h.update(body)
     return body + h.digest()
-
-
-async def verified_body(secret: str, headers, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """The body without its tag (the receiving side). The last TAG_SIZE bytes are held
-    back until the end; BadBody is raised instead of the end of the stream when the tag
-    does not match, so the consumer never commits a body that was not signed. Large
-    chunks pass through as views, not copies."""
-    hashing = _Hashing(_tagger(secret, headers.get(AUTH_HEADER, "")))
-    held = b""
-    try:
-        async for chunk in chunks:
-            if len(chunk) >= TAG_SIZE:
-                view = memoryview(chunk)
-                out, held, rest = held, bytes(view[-TAG_SIZE:]), view[:-TAG_SIZE]
-                for piece in (out, rest):
-                    if piece:
-                        await hashing.add(piece)
-                        yield piece
-                continue
-            data = held + chunk
-            if len(data) > TAG_SIZE:
-                out, held = data[:-TAG_SIZE], data[-TAG_SIZE:]
-                await hashing.add(out)
-                yield out
-            else:
-                held = data
-        if len(held) != TAG_SIZE or not hmac.compare_digest(await hashing.digest(), held):
-            raise BadBody("body tag missing or wrong: the body is not the one this request was signed with")
-    finally:
-        hashing.drop()
 
 
 def check_tagged(secret: str, headers, raw: bytes) -> bytes:

@@ -12,6 +12,7 @@ import aiohttp
 
 from .. import layout
 from . import auth
+from .archive_tag import signed_archive
 from .store import ArchiveMissing
 from .tls import client_ssl
 
@@ -43,10 +44,10 @@ class RemoteDisk:
         if qs:
             path += "?" + "&".join(f"{k}={v}" for k, v in qs.items())
         headers = auth.sign(self._secret, method, path, self.node_id)
-        if "data" in kw:
+        if "data" in kw:      # a record as bytes, or an archive as it streams (archive_tag.py)
             data = kw.pop("data")
             kw["data"] = auth.tag(self._secret, headers, data) if isinstance(data, bytes) \
-                else auth.signed_body(self._secret, headers, data)
+                else signed_archive(self._secret, headers, data)
         return self._session.request(method, self.node_url + path, headers=headers, ssl=self._ssl,
                                      timeout=kw.pop("timeout", self._timeout), **kw)
 
@@ -58,6 +59,10 @@ class RemoteDisk:
                     raise ArchiveMissing(f"{self.disk_id}:{path}")
                 if resp.status == 422:
                     raise layout.CorruptFragment(body.decode(errors="replace"))
+                if resp.status == 403 and resp.headers.get(auth.LINK_HEADER) != auth.LINK_VERSION:
+                    raise DiskUnavailable(
+                        f"disk {self.disk_id} at {self.node_url} refused {method} {path} and does not speak "
+                        f"node link {auth.LINK_VERSION} (another Pocket release?): {body[:200]!r}")
                 if resp.status not in ok:
                     raise DiskUnavailable(
                         f"disk {self.disk_id} at {self.node_url}: {method} {path} -> {resp.status} {body[:200]!r}")

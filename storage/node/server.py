@@ -1,7 +1,7 @@
 """The disk server: serves the fragment stores of one node over the internal HTTP API.
 
-Routes (all HMAC-authenticated, bodies tagged, replays refused: see auth.py):
-    PUT    /v1/{disk}/archives/{name}            stream an archive in (committed on a valid tag and footer)
+Routes (all HMAC-authenticated, bodies tagged, replays refused: see auth.py, archive_tag.py):
+    PUT    /v1/{disk}/archives/{name}            stream an archive in (committed on a valid tag, records and footer)
     GET    /v1/{disk}/archives/{name}?offset=&length=   ranged read
     HEAD   /v1/{disk}/archives/{name}            size in Content-Length, 404 if absent
     DELETE /v1/{disk}/archives/{name}
@@ -24,6 +24,7 @@ from aiohttp import web
 
 from .. import layout
 from . import auth
+from .archive_tag import verified_archive
 from .metrics import NodeMetrics
 from .store import ArchiveMissing, BadName, DiskStore
 from ..numbers import decimal
@@ -86,7 +87,8 @@ def _authenticate(node_id: str, secret: str):
 
 def _refuse(request: web.Request, why: str) -> web.Response:
     log.warning("refused %s %s from %s: %s", request.method, request.path, request.remote, why)
-    return web.json_response({"error": f"refused: {why}"}, status=403)
+    return web.json_response({"error": f"refused: {why}"}, status=403,
+                             headers={auth.LINK_HEADER: auth.LINK_VERSION})   # lets a client tell a release mismatch
 
 
 def _store(request: web.Request) -> DiskStore:
@@ -105,7 +107,7 @@ async def put_archive(request: web.Request) -> web.Response:
     store = _store(request)
     # up to 1 MiB of what has arrived at a time: iter_any's socket-sized pieces each cost a
     # trip through the tag check and the store (profiled: thousands per GiB)
-    body = auth.verified_body(request.app["secret"], request.headers, request.content.iter_chunked(_BODY_CHUNK))
+    body = verified_archive(request.app["secret"], request.headers, request.content.iter_chunked(_BODY_CHUNK))
     size = await store.put_archive(request.match_info["name"], body)
     return web.json_response({"size": size}, status=201)
 

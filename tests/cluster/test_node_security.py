@@ -18,17 +18,20 @@ from aiohttp import web
 
 from storage import layout
 
-from .harness import QUIET, ProcCluster, archive_parts, pocket, read_archive
+from .harness import QUIET, ProcCluster, archive_parts, archives_of, pocket, read_archive
 
 
 
 class Recorder:
     """A man in the middle on the cluster network: forwards the gateway's requests to one
-    node and keeps a copy of each (method, path, headers, body)."""
+    node and keeps a copy of each (method, path, headers, body); `alter(path, body)` may
+    change a body on the way, and `answers` keeps each PUT's path and the node's status."""
 
-    def __init__(self, target: str):
+    def __init__(self, target: str, alter=None):
         self.target = target
+        self.alter = alter or (lambda _path, body: body)
         self.seen: list[tuple[str, str, dict, bytes]] = []
+        self.answers: list[tuple[str, int]] = []
         self.loop = asyncio.new_event_loop()
         self.port = 0
         started = threading.Event()
@@ -42,8 +45,11 @@ class Recorder:
             body = await request.read()
             headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-pocket-")}
             self.seen.append((request.method, request.path_qs, headers, body))
+            body = self.alter(request.path, body)
             async with self.session.request(request.method, self.target + request.path_qs, headers=headers,
                                             data=body if body else None) as r:
+                if request.method == "PUT":
+                    self.answers.append((request.path, r.status))
                 return web.Response(status=r.status, body=await r.read(), headers={
                     k: v for k, v in r.headers.items() if k.lower() in ("content-type", "x-archive-size")})
 
@@ -137,6 +143,63 @@ def test_captured_node_requests_cannot_be_replayed_or_given_another_body(tmp_pat
         c.stop("gateway")
         if recorder:
             recorder.close()
+        c.close()
+
+
+def _flip_first_archive(at: int):
+    """An `alter` that changes byte `at` of the first archive upload it sees, and no other."""
+    done = []
+
+    def alter(path: str, body: bytes) -> bytes:
+        if "/archives/" not in path or done or len(body) <= at:
+            return body
+        done.append(path)
+        changed = bytearray(body)
+        changed[at] ^= 0x20
+        return bytes(changed)
+    return alter
+
+
+def test_archive_bytes_changed_on_the_way_to_a_node_are_refused_and_never_acknowledged(tmp_path):
+    """`pocket up --nodes 6` shape, a man in the middle before n1 and before n2 changes
+    one byte of the first archive upload each sees: a record payload byte for n1, a
+    record head's checksum byte for n2. n1 answers 422 (the record's checksum), n2 403
+    (the link tag); neither disk keeps any of it, not even a temp file; the PUT succeeds
+    on the other four disks (write quorum 4) and reads back byte for byte."""
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, storage={"write_quorum": 4}, sections=QUIET)
+    proxies: dict[str, Recorder] = {}
+    try:
+        for node in c.node_ids:
+            c.start_node(node)
+        with open(c.config) as f:
+            text = f.read()
+        changes = {"n1": layout.HEADER_SIZE + layout.RECORD_OVERHEAD + 70_001,   # first record's payload
+                   "n2": layout.HEADER_SIZE + 7}                                # first record head's checksum
+        for node, at in changes.items():
+            url = f"http://127.0.0.1:{c.node_ports[node]}"
+            proxies[node] = Recorder(url, alter=_flip_first_archive(at))
+            text = text.replace(f'url = "{url}"', f'url = "http://127.0.0.1:{proxies[node].port}"')
+        with open(c.config, "w") as f:
+            f.write(text)
+        c.start_gateway()
+        s3 = c.client()
+        s3.create_bucket(Bucket="bkt")
+        body = random.Random(14).randbytes((3 << 20) + 4321)    # four segments, the last one short
+        s3.put_object(Bucket="bkt", Key="tampered", Body=body)
+
+        assert [status for path, status in proxies["n1"].answers if "/archives/" in path] == [422]
+        assert [status for path, status in proxies["n2"].answers if "/archives/" in path] == [403]
+        held = {archive_parts(ref)[0] for ref in archives_of(c, "bkt", "tampered")}
+        assert held == {"n3d1", "n4d1", "n5d1", "n6d1"}
+        for disk in ("n1d1", "n2d1"):
+            assert os.listdir(os.path.join(c.disk_paths[disk], "tmp")) == [], disk
+        assert "segment 0: record checksum mismatch" in c.log("gateway")   # disk n1d1 marked down: why
+        assert "body tag missing or wrong" in c.log("n2")
+        assert s3.get_object(Bucket="bkt", Key="tampered")["Body"].read() == body
+    finally:
+        c.stop("gateway")
+        for proxy in proxies.values():
+            proxy.close()
         c.close()
 
 

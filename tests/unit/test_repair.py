@@ -134,6 +134,27 @@ def test_queue_orders_by_spare_redundancy_and_merges(make_index):
     index.close()
 
 
+def test_repaired_fragments_are_not_queued_from_older_evidence_and_the_marks_expire(make_index):
+    """A fragment repaired at t=100 is not queued from evidence gathered at t=99 (nor at
+    t=100), is from evidence at t=101; other fragments of the version are unaffected; the
+    mark is dropped once older than MARK_SECONDS, while a younger one stays."""
+    index = make_index("marks")
+    v, w = f"{7:032x}", f"{8:032x}"
+    index.write(lambda ops: repairs.resolve(ops, v, [2], 100.0))
+    index.write(lambda ops: repairs.resolve(ops, w, [0], 5000.0))
+    bad = {2: ("corrupt", "rot"), 4: ("missing", "m")}
+    entry = index.write(lambda ops: repairs.add(ops, _rec(v), bad, "scrub", 102.0, {2: 99.0, 4: 99.0}))
+    assert (entry["corrupt"], entry["missing"]) == ([], [4])
+    assert index.write(lambda ops: repairs.add(ops, _rec(w), {0: ("corrupt", "r")}, "scrub", 102.0, {0: 100.0})) is None
+    entry = index.write(lambda ops: repairs.add(ops, _rec(v), bad, "scrub", 103.0, {2: 101.0, 4: 101.0}))
+    assert (entry["corrupt"], entry["missing"]) == ([2], [4])
+    assert index.write(lambda ops: repairs.forget_repairs(ops, 100.0 + repairs.MARK_SECONDS + 1)) == 1
+    with index.read() as ops:
+        assert ops.meta_under(repairs.REPAIRED) == {w: {"0": 5000.0}}
+    index.close()
+
+
+# repair -------------------------------------------------------------------------------------
 # repair -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("size,lost", [(3 * SEG + 123, [0, 5]), (3 * SEG + 123, [2, 4]), (SEG, [1]),
                                        (1000, [0, 2]), (0, [3])])
@@ -182,6 +203,19 @@ def test_corruption_of_any_part_is_found_and_fixed(tmp_path):
     run(tmp_path, go)
 
 
+async def _rotten_and_found(w, key: str, seed: int, i: int, at: int) -> tuple[dict, bytes, bytes]:
+    """An object whose fragment `i` rotted at record byte `at`, found by a scrub pass:
+    (its record, the fragment's good bytes, its rotten bytes)."""
+    rec = await w.put(key, random.Random(seed).randbytes(2 * SEG + seed))
+    original = read(w.path(rec, i))
+    raw = bytearray(original)
+    raw[layout.HEADER_SIZE + at] ^= 1 << seed % 8
+    with open(w.path(rec, i), "wb") as f:
+        f.write(raw)
+    assert [c["index"] for c in (await w.scrubber.run_once()).corrupt] == [i]
+    return rec, original, bytes(raw)
+
+
 def test_a_repair_finishing_during_a_scrub_pass_is_not_queued_again(tmp_path):
     """A pass fetches the disks' findings first and queues their damage after its index
     walk; a repair that finishes in between (the gateway's repairer, or a one-shot `pocket
@@ -189,13 +223,7 @@ def test_a_repair_finishing_during_a_scrub_pass_is_not_queued_again(tmp_path):
     would wait for a second, needless repair (test_pocket_up's one-shot repair beside `pocket
     up` saw it stay queued)."""
     async def go(w):
-        rec = await w.put("o", random.Random(3).randbytes(2 * SEG + 5))
-        original = read(w.path(rec, 2))
-        raw = bytearray(original)
-        raw[layout.HEADER_SIZE + 40] ^= 1
-        with open(w.path(rec, 2), "wb") as f:
-            f.write(raw)
-        assert [c["index"] for c in (await w.scrubber.run_once()).corrupt] == [2]
+        rec, original, _ = await _rotten_and_found(w, "o", 3, 2, 40)
         fetched = w.scrubber._findings
 
         async def then_repaired(report, listings):
@@ -206,6 +234,32 @@ def test_a_repair_finishing_during_a_scrub_pass_is_not_queued_again(tmp_path):
         second = await w.scrubber.run_once()
         assert read(w.path(rec, 2)) == original
         assert second.corrupt == [] and w.queue.length() == 0, w.queue.entries()
+    run(tmp_path, go)
+
+
+def test_a_repair_finishing_after_the_second_look_is_not_queued_again(tmp_path):
+    """The pass asks the disks again just before queueing; a repair finishing right after
+    that second look must not be queued again either: it marks the fragment repaired later
+    than the look. Damage found after the repair is queued as ever."""
+    async def go(w):
+        rec, original, raw = await _rotten_and_found(w, "o2", 4, 3, 99)
+        looked = w.scrubber._still_corrupt
+
+        async def then_repaired(held):
+            kept = await looked(held)
+            assert [i for _, damage, _, _ in kept for i in damage] == [3]   # still reported when asked
+            assert (await w.repairer.run_once()).fragments == 1            # lands before the queueing
+            return kept
+        w.scrubber._still_corrupt = then_repaired
+        second = await w.scrubber.run_once()
+        assert read(w.path(rec, 3)) == original
+        assert second.corrupt == [] and w.queue.length() == 0, w.queue.entries()
+
+        w.scrubber._still_corrupt = looked
+        with open(w.path(rec, 3), "wb") as f:     # rot again, after the repair
+            f.write(raw)
+        assert [c["index"] for c in (await w.scrubber.run_once()).corrupt] == [3]
+        assert [e["corrupt"] for e in w.queue.entries()] == [[3]]
     run(tmp_path, go)
 
 
