@@ -174,10 +174,15 @@ def copy(data, config, buckets, concurrency, workers, rate, as_json, **kw) -> No
     from storage.tools.status import size
     lines = [f"{b['bucket']}: copied {b['copied']:,} ({size(b['bytes'])}), skipped {b['skipped']:,} already there, "
              f"{b['errors']} errors, {b['changed_during_copy']} changed at the source meanwhile, "
-             f"{size(b['bytes_per_second'])}/s" + _copy_again(b) for b in report["buckets"]]
+             f"{size(b['bytes_per_second'])}/s" + _via_gateway(b) + _copy_again(b) for b in report["buckets"]]
     emit(report, as_json, "\n".join(lines))
     if not report["ok"]:
         raise SystemExit(1)
+
+
+def _via_gateway(b: dict) -> str:
+    n = b.get("written_via_gateway", 0)
+    return f", {n:,} stored by the running gateway" if n else ""
 
 
 def _copy_again(b: dict) -> str:

@@ -18,14 +18,14 @@ import signal
 import threading
 
 from ..lifeline import die_with_parent
-from . import settings
+from . import gateway_copy, settings
 from .backfill import Backfill, Tally
 from .copier import PARTS_AT_ONCE
 from .services import ToolServices
 
 log = logging.getLogger("pocket.migrate.copy")
 
-_SUMMED = ("copied", "skipped", "bytes", "errors", "changed", "presigned")
+_SUMMED = ("copied", "skipped", "bytes", "errors", "changed", "presigned", "via_gateway")
 
 
 def default_workers() -> int:
@@ -76,8 +76,9 @@ async def _work(cfg, tc, pairs, args: dict, per: dict, prepared: dict | None, on
     children and records each bucket's combined outcome."""
     import asyncio
     s = ToolServices(cfg, tc)
+    via = await gateway_copy.sender_for(cfg, tc)
     try:
-        fill = Backfill(cfg, tc, s.objects, s.multipart, per["concurrency"], per["rate"], on_progress)
+        fill = Backfill(cfg, tc, s.objects, s.multipart, per["concurrency"], per["rate"], on_progress, via)
         tallies = []
         try:
             for source_bucket, target in pairs:
@@ -86,6 +87,8 @@ async def _work(cfg, tc, pairs, args: dict, per: dict, prepared: dict | None, on
                                                  prepared and prepared[target], record=prepared is None))
         finally:
             await fill.close()
+            if via is not None:
+                await via.close()
         own = {"buckets": [t.as_dict() for t in tallies], "worker": fill.owner}
         if children is None:
             return own
@@ -114,6 +117,7 @@ def _add(tally: Tally, other: dict | None) -> None:
     tally.errors += other["errors"]
     tally.changed += other["changed_during_copy"]
     tally.presigned += other.get("read_presigned", 0)
+    tally.via_gateway += other.get("written_via_gateway", 0)
     tally.failed += other["failed"]
 
 
