@@ -385,9 +385,9 @@ class Backfill:
                 c[name] = c.get(name, 0) + n
             c["last_copy"] = {**tally.as_dict(), "at": time.time()}
             finished = all(r["done"] for r in M.ranges(ops, bucket)) and not tally.errors and not tally.changed
+            state.put(ops, m)        # before the move, which reads the record again
             if finished and m.state == state.DUAL_WRITE:
                 return state.move(ops, bucket, state.BACKFILLED, "copy finished")
-            state.put(ops, m)
             return m
         self.index.write(update)
 
