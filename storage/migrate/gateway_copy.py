@@ -109,6 +109,14 @@ async def sender_for(cfg, tc) -> "Sender | None":
     return Sender(gateway_url(cfg), cfg.cluster_secret)
 
 
+def signed_request(secret: str, write: Write, data: bytes) -> tuple[dict[str, str], bytes]:
+    """The headers and body of PUT PATH for one version: its Write as JSON after its
+    length, then its bytes, then the body's tag."""
+    headers = auth.sign(secret, "PUT", PATH, AUDIENCE)
+    head = json.dumps(asdict(write), separators=(",", ":")).encode()
+    return headers, auth.tag(secret, headers, _LENGTH.pack(len(head)) + head + data)
+
+
 class Sender:
     def __init__(self, url: str, secret: str):
         self.url, self.secret = url + PATH, secret
@@ -123,9 +131,7 @@ class Sender:
         """Store `write` through the gateway: its answer, or None when the copy must write it itself."""
         if self.off is not None or len(data) > MAX_OBJECT:
             return None
-        headers = auth.sign(self.secret, "PUT", PATH, AUDIENCE)
-        head = json.dumps(asdict(write), separators=(",", ":")).encode()
-        body = auth.tag(self.secret, headers, _LENGTH.pack(len(head)) + head + data)
+        headers, body = signed_request(self.secret, write, data)
         try:
             async with self.session.put(self.url, data=body, headers=headers) as r:
                 answer = await r.read()
