@@ -84,8 +84,10 @@ def _unpack(signed: bytes) -> tuple[Write, bytes]:
         (n,) = _LENGTH.unpack_from(signed)
         head = json.loads(signed[_LENGTH.size:_LENGTH.size + n])
         write = Write(**head)
-        if not isinstance(write.bucket, str) or not isinstance(write.key, str) or not isinstance(write.size, int):
-            raise TypeError("bucket, key and size")
+        kinds = ((write.bucket, str), (write.key, str), (write.size, int), (write.want, dict), (write.attrs, dict),
+                 (write.version_id, str), (write.marker, (dict, type(None))))
+        if not all(isinstance(value, kind) for value, kind in kinds):
+            raise TypeError("a field of the wrong type")
     except (struct.error, ValueError, TypeError) as e:
         raise errors.InvalidRequest(f"Malformed migrate copy request: {e}") from None
     data = signed[_LENGTH.size + n:]
