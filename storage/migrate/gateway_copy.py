@@ -134,6 +134,7 @@ class Sender:
         if self.off is not None or len(data) > MAX_OBJECT:
             return None
         headers, body = signed_request(self.secret, write, data)
+        log.debug("handing %s/%s version %s to the gateway", write.bucket, write.key, write.version_id)
         try:
             async with self.session.put(self.url, data=body, headers=headers) as r:
                 answer = await r.read()
