@@ -113,6 +113,8 @@ def test_two_copy_workers_hand_over_versions_checksums_and_markers(pocket, moto)
     assert handed == [8, 2]
     _, status = pocket_migrate(pocket, moto, "status", "history", "sums", "--json")
     assert [b["counters"]["written_via_gateway"] for b in status["buckets"]] == handed
+    _, text = pocket_migrate(pocket, moto, "status", "history")
+    assert "8 of them stored by the running gateway" in text
     for bucket in ("history", "sums"):
         assert snapshot(pocket.client(), bucket) == snapshot(s3, bucket)
     head = pocket.client().head_object(Bucket="sums", Key="crc64", ChecksumMode="ENABLED")
