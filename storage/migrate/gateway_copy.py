@@ -74,7 +74,7 @@ async def receive(http: web.Request, gateway) -> web.Response:
         log.warning("refused a migrate copy request from %s: nonce already used (a replayed request)", http.remote)
         raise errors.AccessDenied()
     with gateway.upload_slots.claim():
-        record = await store(gateway.migration.objects, write, _once(data))
+        record = await store(gateway.migration.objects, write, _once(data)) or {}
     return web.json_response({"version_id": record.get("version_id"), "etag": record.get("etag")})
 
 
