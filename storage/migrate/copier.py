@@ -3,7 +3,8 @@ ETag, checksums and version id.
 
 Writes go through the object and multipart services in this process (as `pocket repair`
 opens the cluster), because only there can a copy keep the source's Last-Modified and
-version id. Every byte is checked on the way in with the same digests a client PUT gets:
+version id; or, for small versions beside a gateway that runs the disks, through the
+gateway's own object service with the same `store` call (gateway_copy.py). Every byte is checked on the way in with the same digests a client PUT gets:
 the source's ETag (when it is an MD5) as Content-MD5 and its x-amz-checksum-* values, so a
 body that changed or rotted in transit is refused and nothing is kept.
 
