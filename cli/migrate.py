@@ -152,7 +152,8 @@ def enable(data, config, buckets, as_json, **kw) -> None:
 @click.option("--concurrency", default=32, show_default=True,
               help="Objects copied at once, by all workers (small objects are latency-bound: more helps).")
 @click.option("--workers", default=None, type=click.IntRange(1, 64),
-              help="Copy processes on this machine (default: one per core, at most 4).")
+              help="Copy processes on this machine (default: one per core, at most 4; half that "
+                   "when the running gateway stores the small objects).")
 @click.option("--rate", default=None, help="Bandwidth limit, e.g. 100MB (for all workers).")
 def copy(data, config, buckets, concurrency, workers, rate, as_json, **kw) -> None:
     """Backfill: copy every object (and version) the source has that Pocket lacks, faithfully; resumable."""
@@ -167,7 +168,7 @@ def copy(data, config, buckets, concurrency, workers, rate, as_json, **kw) -> No
     progress = _CopyProgress()
     try:
         report = copy_workers.copy(cfg, run_tool, buckets, args, concurrency, limit,
-                                   workers or copy_workers.default_workers(), progress.show)
+                                   workers or copy_workers.default_workers(cfg), progress.show)
     except source_errors() as e:
         raise click.ClickException(f"{e}") from None
     progress.close()

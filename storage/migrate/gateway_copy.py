@@ -119,6 +119,13 @@ def signed_request(secret: str, write: Write, data: bytes) -> tuple[dict[str, st
     return headers, auth.tag(secret, headers, _LENGTH.pack(len(head)) + head + data)
 
 
+def will_hand_over(cfg) -> bool:
+    """`sender_for`'s answer as far as it can be known before the cluster is opened (the
+    copy's default worker count): some node runs inside the gateway, and the gateway answers."""
+    return bool(cfg.cluster_secret) and any(not node.url for node in cfg.nodes) and \
+        asyncio.run(gateway_view(cfg)) is not None
+
+
 class Sender:
     def __init__(self, url: str, secret: str):
         self.url, self.secret = url + PATH, secret

@@ -28,8 +28,15 @@ log = logging.getLogger("pocket.migrate.copy")
 _SUMMED = ("copied", "skipped", "bytes", "errors", "changed", "presigned", "via_gateway")
 
 
-def default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+def default_workers(cfg=None) -> int:
+    """One copy process per core, at most 4; half as many when the running gateway takes
+    the small objects (gateway_copy.py): it does their writing on the other cores. With a
+    1-process gateway on 2 cores, two copy processes were slower than one (bench/RESULTS.md,
+    Session 6)."""
+    cores = max(1, min(4, os.cpu_count() or 1))
+    if cfg is not None and gateway_copy.will_hand_over(cfg):
+        return max(1, cores // 2)
+    return cores
 
 
 def copy(cfg, run_tool, buckets, args: dict, concurrency: int, rate: float, workers: int = 1,
