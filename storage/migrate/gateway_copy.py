@@ -70,6 +70,9 @@ async def receive(http: web.Request, gateway) -> web.Response:
         raise errors.AccessDenied() from None
     write, data = _unpack(signed)
     stamp, nonce = int(http.headers[auth.TIME_HEADER]), http.headers[auth.NONCE_HEADER]
+    # committed before anything is written, though it costs an index commit per request:
+    # checked instead in the version's own commit, two copies of a request sent at once
+    # both wrote archives of the same names, and removing the refused one's took the other's
     if not await gateway.writer.submit(lambda ops: M.admit_nonce(ops, stamp, nonce, auth.MAX_SKEW)):
         log.warning("refused a migrate copy request from %s: nonce already used (a replayed request)", http.remote)
         raise errors.AccessDenied()
