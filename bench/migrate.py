@@ -7,8 +7,9 @@
    Pocket (EC 4+2) as the target, on 127.0.0.1; seeds a bucket of `--small` small objects
    and one of `--large` large multipart objects (8 MiB parts), seeded random bytes.
 2. Copies each bucket four times into Pocket: `pocket migrate copy` beside the running
-   gateway (into `<bucket>`: disks attached, each archive a file of its own; its default
-   of one worker process per core, and `--workers 1` into `<bucket>-w1`), again with
+   gateway (into `<bucket>`: small objects handed to the gateway, which packs them,
+   storage/migrate/gateway_copy.py; large ones written by the copy to attached disks, each
+   archive a file of its own; its default workers, and `--workers 1` into `<bucket>-w1`), again with
    the gateway stopped (into `<bucket>-offline`: the copy owns the disks and appends small
    archives to group-committed packs, as the gateway does), and `rclone copy` through the
    gateway (into `<bucket>-rclone`), the same concurrency (`--transfers`), timed by wall

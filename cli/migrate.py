@@ -158,7 +158,8 @@ enable = _step("enable", "dual writes on",
 @click.option("--concurrency", default=32, show_default=True,
               help="Objects copied at once, by all workers (small objects are latency-bound: more helps).")
 @click.option("--workers", default=None, type=click.IntRange(1, 64),
-              help="Copy processes on this machine (default: one per core, at most 4).")
+              help="Copy processes on this machine (default: one per core, at most 4; half that "
+                   "when the running gateway stores the small objects).")
 @click.option("--rate", default=None, help="Bandwidth limit, e.g. 100MB (for all workers).")
 def copy(data, config, buckets, concurrency, workers, rate, as_json, **kw) -> None:
     """Backfill: copy every object (and version) the source has that Pocket lacks, faithfully; resumable."""
@@ -173,17 +174,22 @@ def copy(data, config, buckets, concurrency, workers, rate, as_json, **kw) -> No
     progress = _CopyProgress()
     try:
         report = copy_workers.copy(cfg, run_tool, buckets, args, concurrency, limit,
-                                   workers or copy_workers.default_workers(), progress.show)
+                                   workers or copy_workers.default_workers(cfg), progress.show)
     except source_errors() as e:
         raise click.ClickException(f"{e}") from None
     progress.close()
     from storage.tools.status import size
     lines = [f"{b['bucket']}: copied {b['copied']:,} ({size(b['bytes'])}), skipped {b['skipped']:,} already there, "
              f"{b['errors']} errors, {b['changed_during_copy']} changed at the source meanwhile, "
-             f"{size(b['bytes_per_second'])}/s" + _copy_again(b) for b in report["buckets"]]
+             f"{size(b['bytes_per_second'])}/s" + _via_gateway(b) + _copy_again(b) for b in report["buckets"]]
     emit(report, as_json, "\n".join(lines))
     if not report["ok"]:
         raise SystemExit(1)
+
+
+def _via_gateway(b: dict) -> str:
+    n = b.get("written_via_gateway", 0)
+    return f", {n:,} stored by the running gateway" if n else ""
 
 
 def _copy_again(b: dict) -> str:

@@ -5,6 +5,7 @@ Three kinds of entry, each under its bucket so that one bucket's work is one ran
     b"r" + bucket + 0 + range number (4 bytes)  ->  a backfill range and its lease
     b"d" + bucket + 0 + encoded key             ->  a key written since it was last verified
     b"j" + bucket + 0 + sequence (8 bytes)      ->  a write still owed to one side (journal)
+    b"n" + timestamp (8 bytes, ms) + nonce      ->  a copy request the gateway took (gateway_copy.py)
 
 Ranges split a bucket's keys so that several `pocket migrate copy` workers (several
 machines, with a shared index) each lease one, record how far they got, and hand it back;
@@ -29,7 +30,8 @@ from .backend import prefix_end
 from .ops import IndexTxn, _pack, _unpack
 
 TABLE = "migrate"
-_RANGE, _DIRTY, _JOURNAL = b"r", b"d", b"j"
+_RANGE, _DIRTY, _JOURNAL, _NONCE = b"r", b"d", b"j", b"n"
+NONCES_PRUNED = 64        # expired nonce records dropped per admission, at most
 _SEQ = "migrate/seq"
 
 
@@ -213,3 +215,23 @@ def drop_bucket(ops: IndexTxn, bucket: str) -> None:
     for kind in (_RANGE, _DIRTY, _JOURNAL):
         for k, _ in list(_scan(ops, _prefix(kind, bucket))):
             _delete(ops, k)
+
+
+def admit_nonce(ops: IndexTxn, stamp_ms: int, nonce: str, window_s: float, now: float | None = None) -> bool:
+    """Remember a signed request's (timestamp, nonce); False if it was seen before (a
+    replay). In the index, so that every gateway process and a restarted one refuse it
+    too. Requests older than `window_s` are refused by their timestamp anyway, so their
+    records are dropped here, a few per call."""
+    k = _NONCE + struct.pack(">Q", stamp_ms) + nonce.encode()
+    if ops.txn.get(TABLE, k) is not None:
+        return False
+    cutoff = int(((time.time() if now is None else now) - window_s) * 1000)
+    old = []
+    for old_key, _ in ops.txn.range(TABLE, _NONCE, _NONCE + struct.pack(">Q", max(cutoff, 0))):
+        old.append(old_key)
+        if len(old) >= NONCES_PRUNED:
+            break
+    for old_key in old:
+        ops.txn.remove(TABLE, old_key)
+    ops.txn.put(TABLE, k, b"")
+    return True

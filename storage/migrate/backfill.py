@@ -52,6 +52,7 @@ class Tally:
     errors: int = 0
     changed: int = 0
     presigned: int = 0         # small objects read with presigned URLs (small_get.py), not botocore
+    via_gateway: int = 0       # versions the running gateway stored for the copy (gateway_copy.py)
     failed: list = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     total_bytes: int = 0
@@ -61,6 +62,7 @@ class Tally:
         seconds = time.monotonic() - self.started
         return {"bucket": self.bucket, "copied": self.copied, "skipped": self.skipped, "bytes": self.bytes,
                 "errors": self.errors, "changed_during_copy": self.changed, "read_presigned": self.presigned,
+                "written_via_gateway": self.via_gateway,
                 "failed": self.failed[:100],
                 "seconds": round(seconds, 3), "bytes_per_second": self.bytes / seconds if seconds else 0.0}
 
@@ -96,8 +98,10 @@ def internal_ids(history: list[dict]) -> list[str]:
 
 class Backfill:
     def __init__(self, cfg, tc, objects, multipart, concurrency: int = 16, rate: float = 0.0,
-                 on_progress=None):
+                 on_progress=None, via=None):
+        """`via`: a gateway_copy.Sender, when small versions go through the running gateway."""
         self.cfg, self.tc, self.objects, self.multipart = cfg, tc, objects, multipart
+        self.via = via
         self.index = tc.index
         self.concurrency = max(1, concurrency)
         self.limit = RateLimit(rate)
@@ -129,6 +133,7 @@ class Backfill:
             listing.keep_version_order(client)
         sem = asyncio.Semaphore(self.concurrency)    # shared by this worker's ranges
         served = self.small.of(client).served
+        sent = self.via.written if self.via else 0
         walks: set[asyncio.Task] = set()
         try:
             for seq in itertools.count():
@@ -164,6 +169,7 @@ class Backfill:
             await asyncio.gather(*walks, return_exceptions=True)
             raise
         tally.presigned = self.small.of(client).served - served
+        tally.via_gateway = (self.via.written if self.via else 0) - sent
         if record:
             self.record(target, tally)
         return tally
@@ -323,7 +329,7 @@ class Backfill:
                 try:
                     before = self.moved[0]
                     await copier.copy_version(self.objects, self.multipart, client, source_bucket, bucket, w,
-                                              self.limit, self.moved, self.small.of(client))
+                                              self.limit, self.moved, self.small.of(client), self.via)
                     tally.copied += 1
                     tally.bytes += w.size
                     log.debug("copied %s/%s version %s (%d bytes)", bucket, key, w.version_id, w.size)
@@ -375,13 +381,13 @@ class Backfill:
                 return None
             c = m.counters
             for name, n in (("copied_objects", tally.copied), ("copied_bytes", tally.bytes),
-                            ("copy_errors", tally.errors)):
+                            ("copy_errors", tally.errors), ("written_via_gateway", tally.via_gateway)):
                 c[name] = c.get(name, 0) + n
             c["last_copy"] = {**tally.as_dict(), "at": time.time()}
             finished = all(r["done"] for r in M.ranges(ops, bucket)) and not tally.errors and not tally.changed
+            state.put(ops, m)        # before the move, which reads the record again
             if finished and m.state == state.DUAL_WRITE:
                 return state.move(ops, bucket, state.BACKFILLED, "copy finished")
-            state.put(ops, m)
             return m
         self.index.write(update)
 

@@ -120,8 +120,11 @@ def render_status(rows: list[dict]) -> str:
                   if v else "never verified")
         eta = f", ETA {r['eta_seconds'] / 60:.0f} min" if r.get("eta_seconds") is not None else ""
         lines.append(f"{r['bucket']}: {r['state']} ({r['authoritative']} authoritative) from {r['source_label']}")
+        handed = r.get("counters", {}).get("written_via_gateway")
+        via = f", {handed} of them stored by the running gateway" if handed else ""
         lines.append(f"  copied {r['objects_copied']} objects, {r['bytes_copied'] / 2**20:.1f} MiB "
-                     f"({r['ranges_done']}/{r['ranges']} ranges) at {r['rate_bytes_per_s'] / 2**20:.1f} MiB/s{eta}")
+                     f"({r['ranges_done']}/{r['ranges']} ranges) at {r['rate_bytes_per_s'] / 2**20:.1f} MiB/s"
+                     f"{eta}{via}")
         lines.append(f"  {verify}; {r['dirty_keys']} keys written since verified; {r['journal']} writes owed "
                      f"to one side")
         lines.append(f"  {r['next']}")

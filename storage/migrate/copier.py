@@ -3,7 +3,8 @@ ETag, checksums and version id.
 
 Writes go through the object and multipart services in this process (as `pocket repair`
 opens the cluster), because only there can a copy keep the source's Last-Modified and
-version id. Every byte is checked on the way in with the same digests a client PUT gets:
+version id; or, for small versions beside a gateway that runs the disks, through the
+gateway's own object service with the same `store` call (gateway_copy.py). Every byte is checked on the way in with the same digests a client PUT gets:
 the source's ETag (when it is an MD5) as Content-MD5 and its x-amz-checksum-* values, so a
 body that changed or rotted in transit is refused and nothing is kept.
 
@@ -21,7 +22,7 @@ import itertools
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 from ..index.versions import NULL
@@ -134,15 +135,43 @@ def attrs_of(head: dict, tags: dict, w: Wanted, versioned: bool) -> dict:
     return attrs
 
 
+@dataclass
+class Write:
+    """What a copy stores for one version, apart from its bytes: what `store` needs, and
+    what a copy sent through the gateway carries (gateway_copy.py) so both write alike."""
+    bucket: str
+    key: str
+    size: int = 0
+    want: dict = field(default_factory=dict)    # digests the body must match (Content-MD5, x-amz-checksum-*)
+    attrs: dict = field(default_factory=dict)
+    version_id: str = ""              # the internal id (backfill.internal_ids)
+    marker: dict | None = None        # a delete marker's fields, instead of a body
+
+
+async def store(objects, write: Write, body: AsyncIterator[bytes] | None = None) -> dict | None:
+    """The one call that stores a copied version, in this process or in the gateway."""
+    if write.marker is not None:
+        return await objects.delete(write.bucket, write.key, marker_fields=write.marker)
+    digests = BodyDigests(write.want, write.size, None)
+    return await objects.put(write.bucket, write.key, body, write.size, digests, write.attrs,
+                             version_id=write.version_id)
+
+
 async def copy_version(objects, multipart, client, src_bucket: str, bucket: str, w: Wanted,
-                       limit: RateLimit, moved: list[int], small: small_get.SmallGet | None = None) -> dict | None:
+                       limit: RateLimit, moved: list[int], small: small_get.SmallGet | None = None,
+                       via=None) -> dict | None:
     """Copy one version (or delete marker) of the source into Pocket; returns its record.
-    `small`: small objects are read with presigned URLs (small_get.py) when it is given."""
+    `small`: small objects are read with presigned URLs (small_get.py) when it is given.
+    `via` (gateway_copy.Sender): delete markers and objects read whole are handed to the
+    running gateway, which group-commits them; when it cannot take one, it is written here."""
     versioned = w.version_id != NULL
     if w.delete_marker:
         fields = {"version_id": w.internal_id, "created": w.last_modified, "versioned": versioned,
                   **({"s3_version_id": w.version_id} if versioned else {})}
-        return await objects.delete(bucket, w.key, marker_fields=fields)
+        write = Write(bucket, w.key, marker=fields)
+        if via is not None and (got := await via.send(write, b"")) is not None:
+            return got
+        return await store(objects, write)
     if _MULTIPART.fullmatch(w.etag):
         head = await _head(client, src_bucket, w)
         attrs, checksums = await _attrs(client, src_bucket, w, head)
@@ -182,9 +211,15 @@ async def copy_version(objects, multipart, client, src_bucket: str, bucket: str,
     # checksums when the source has any); every other single-PUT ETag is
     if _MD5.fullmatch(w.etag) and got.get("ServerSideEncryption") != "aws:kms" and not got.get("SSECustomerAlgorithm"):
         want["Content-MD5"] = base64.b64encode(bytes.fromhex(w.etag)).decode()
-    digests = BodyDigests(want, w.size, None)
-    body = _whole(got["Body"], limit, moved) if isinstance(got["Body"], bytes) else _stream(got["Body"], limit, moved)
-    return await objects.put(bucket, w.key, body, w.size, digests, attrs, version_id=w.internal_id)
+    write = Write(bucket, w.key, w.size, want, attrs, w.internal_id)
+    if not isinstance(got["Body"], bytes):
+        return await store(objects, write, _stream(got["Body"], limit, moved))
+    if via is not None:
+        await limit.take(w.size)
+        if (sent := await via.send(write, got["Body"])) is not None:
+            moved[0] += w.size
+            return sent
+    return await store(objects, write, _whole(got["Body"], limit, moved, taken=via is not None))
 
 
 def _get_small(client, **kwargs) -> dict:
@@ -196,8 +231,9 @@ def _get_small(client, **kwargs) -> dict:
     return got
 
 
-async def _whole(data: bytes, limit: RateLimit, counter: list[int]) -> AsyncIterator[bytes]:
-    await limit.take(len(data))
+async def _whole(data: bytes, limit: RateLimit, counter: list[int], taken: bool = False) -> AsyncIterator[bytes]:
+    if not taken:
+        await limit.take(len(data))
     counter[0] += len(data)
     if data:
         yield data

@@ -15,6 +15,7 @@ class Migration:
     routes: Routes
     journal: JournalRunner
     metrics: MigrateMetrics
+    objects: object       # the object service without routing: copies sent by `migrate copy` (gateway_copy.py)
 
     def refresh_metrics(self) -> None:
         self.metrics.refresh(self.routes.index, self.routes.all())
@@ -31,4 +32,5 @@ def route_services(gateway) -> Migration:
     objects, multipart = gateway.objects, gateway.multipart
     routed = RoutedObjects(objects, multipart, routes, locks, Bookkeeping(objects, metrics))
     gateway.objects, gateway.multipart = routed, RoutedMultipart(multipart, routed)
-    return Migration(routes, JournalRunner(objects, multipart, gateway.writer, routes, locks, metrics), metrics)
+    return Migration(routes, JournalRunner(objects, multipart, gateway.writer, routes, locks, metrics), metrics,
+                     objects)

@@ -18,18 +18,25 @@ import signal
 import threading
 
 from ..lifeline import die_with_parent
-from . import settings
+from . import gateway_copy, settings
 from .backfill import Backfill, Tally
 from .copier import PARTS_AT_ONCE
 from .services import ToolServices
 
 log = logging.getLogger("pocket.migrate.copy")
 
-_SUMMED = ("copied", "skipped", "bytes", "errors", "changed", "presigned")
+_SUMMED = ("copied", "skipped", "bytes", "errors", "changed", "presigned", "via_gateway")
 
 
-def default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+def default_workers(cfg=None) -> int:
+    """One copy process per core, at most 4; half as many when the running gateway takes
+    the small objects (gateway_copy.py): it does their writing on the other cores. With a
+    1-process gateway on 2 cores, two copy processes were slower than one (bench/RESULTS.md,
+    Session 6)."""
+    cores = max(1, min(4, os.cpu_count() or 1))
+    if cfg is not None and gateway_copy.will_hand_over(cfg):
+        return max(1, cores // 2)
+    return cores
 
 
 def copy(cfg, run_tool, buckets, args: dict, concurrency: int, rate: float, workers: int = 1,
@@ -76,8 +83,9 @@ async def _work(cfg, tc, pairs, args: dict, per: dict, prepared: dict | None, on
     children and records each bucket's combined outcome."""
     import asyncio
     s = ToolServices(cfg, tc)
+    via = await gateway_copy.sender_for(cfg, tc)
     try:
-        fill = Backfill(cfg, tc, s.objects, s.multipart, per["concurrency"], per["rate"], on_progress)
+        fill = Backfill(cfg, tc, s.objects, s.multipart, per["concurrency"], per["rate"], on_progress, via)
         tallies = []
         try:
             for source_bucket, target in pairs:
@@ -86,6 +94,8 @@ async def _work(cfg, tc, pairs, args: dict, per: dict, prepared: dict | None, on
                                                  prepared and prepared[target], record=prepared is None))
         finally:
             await fill.close()
+            if via is not None:
+                await via.close()
         own = {"buckets": [t.as_dict() for t in tallies], "worker": fill.owner}
         if children is None:
             return own
@@ -114,6 +124,7 @@ def _add(tally: Tally, other: dict | None) -> None:
     tally.errors += other["errors"]
     tally.changed += other["changed_during_copy"]
     tally.presigned += other.get("read_presigned", 0)
+    tally.via_gateway += other.get("written_via_gateway", 0)
     tally.failed += other["failed"]
 
 

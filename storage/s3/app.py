@@ -14,6 +14,7 @@ from aiohttp import HttpVersion11, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..index import ops as index_errors
+from ..migrate import gateway_copy
 from ..objects import read_ahead
 from ..objects.contracts import StoreUnavailable
 from ..objects.put import NoRoom, QuorumLost
@@ -66,6 +67,7 @@ def build_app(gateway) -> web.Application:
     app.router.add_get("/_pocket/health", health)
     app.router.add_get("/_pocket/ready", ready)
     app.router.add_get("/_pocket/metrics", metrics)
+    app.router.add_put(gateway_copy.PATH, migrate_copy)
     app.router.add_route("*", "/{path:.*}", s3_entry, expect_handler=_expect)
     return app
 
@@ -114,18 +116,42 @@ async def s3_entry(http: web.Request) -> web.StreamResponse:
         resp = _error_response(http, e, request_id, bucket, key)
         if isinstance(e, errors.RequestTimeout):
             await _answer_and_hang_up(http, resp)
-    except tuple(_TRANSLATE) as e:
-        s3e = next(cls for kind, cls in _TRANSLATE.items() if isinstance(e, kind))(resource=f"/{bucket}")
-        log.warning("%s %s -> %s: %s", http.method, http.path, s3e.code, e)
-        resp = _error_response(http, s3e, request_id, bucket, key)
-    except Exception:
-        log.exception("%s %s failed (request %s)", http.method, http.path, request_id)
-        resp = _error_response(http, errors.InternalError(), request_id, bucket, key)
+    except Exception as e:
+        resp = _failure_response(http, e, request_id, bucket, key)
     if resp.status >= 400 and "error_code" not in http:   # answered by a handler without an S3Error
         http["error_code"] = str(resp.status)
     operation = http["operation"]
     gw.metrics.request_done(operation, resp.status, time.perf_counter() - started)
     return resp
+
+
+async def migrate_copy(http: web.Request) -> web.Response:
+    """A version `pocket migrate copy` hands to the gateway (storage/migrate/gateway_copy.py)."""
+    gw = http.app["gateway"]
+    request_id = http["request_id"] = new_request_id()
+    started = http["started"] = time.perf_counter()
+    http["operation"] = "migrate_copy"
+    try:
+        resp = await gateway_copy.receive(http, gw)
+    except errors.S3Error as e:
+        resp = _error_response(http, e, request_id, "", "")
+    except Exception as e:
+        resp = _failure_response(http, e, request_id, "", "")
+    resp.headers[gateway_copy.ROUTE_HEADER] = "1"
+    gw.metrics.request_done("migrate_copy", resp.status, time.perf_counter() - started)
+    return resp
+
+
+def _failure_response(http: web.Request, e: Exception, request_id: str, bucket: str, key: str) -> web.Response:
+    """The answer to an exception that is not an S3Error: its S3 meaning, else a logged 500
+    (called in the `except` block, so the log has the traceback)."""
+    for kind, cls in _TRANSLATE.items():
+        if isinstance(e, kind):
+            s3e = cls(resource=f"/{bucket}")
+            log.warning("%s %s -> %s: %s", http.method, http.path, s3e.code, e)
+            return _error_response(http, s3e, request_id, bucket, key)
+    log.exception("%s %s failed (request %s)", http.method, http.path, request_id)
+    return _error_response(http, errors.InternalError(), request_id, bucket, key)
 
 
 async def _dispatch(http: web.Request, gw, request_id: str, bucket: str, key: str) -> web.StreamResponse:

@@ -92,13 +92,18 @@ async def open_cluster(cfg: Config):
             index.close()
 
 
-async def gateway_view(cfg: Config) -> dict | None:
-    """What a running gateway reports at /_pocket/ready (its disks up and down), or None."""
+def gateway_url(cfg: Config) -> str:
+    """Where this machine reaches the cluster's gateway (its S3 port)."""
     host, port = cfg.listen
     host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    return f"http://{host}:{port}"
+
+
+async def gateway_view(cfg: Config) -> dict | None:
+    """What a running gateway reports at /_pocket/ready (its disks up and down), or None."""
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as s:
-            async with s.get(f"http://{host}:{port}/_pocket/ready") as r:
+            async with s.get(f"{gateway_url(cfg)}/_pocket/ready") as r:
                 return await r.json()
     except Exception:
         return None

@@ -349,7 +349,10 @@ def archive_span(ref: str) -> tuple[str, int, int]:
     """(file, offset, length) holding an archive: its own file, or its record in a pack."""
     if "#" in ref:
         packs_dir, name = ref.split("#", 1)
-        return packformat.live_archives(packs_dir)[name]
+        span = packformat.live_archives(packs_dir).get(name)
+        if span is None:     # as a file would be: a replaced or deleted version's archives go in the background
+            raise FileNotFoundError(f"{ref} was deleted from its pack")
+        return span
     return ref, 0, os.path.getsize(ref)
 
 

@@ -19,6 +19,9 @@ from .sources import pocket_migrate, start_moto, start_pocket_source, start_seaw
 # versions read with presigned URLs (storage/migrate/small_get.py): single-PUT objects up to
 # 1 MiB; each real source must verify the URLs' signatures or the copy would fall back to botocore
 SMALL_SINGLE_PUT = {"plain": 5, "history": 6}
+# versions the embedded gateway stores for the copy (storage/migrate/gateway_copy.py): those,
+# and delete markers
+VIA_GATEWAY = {"plain": 5, "history": 8}
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +47,11 @@ def test_copy_is_faithful_and_a_second_pass_copies_nothing(weed, pocket):
     _, report = pocket_migrate(pocket, weed, "copy", "plain", "--json")
     assert report["ok"] and report["buckets"][0]["copied"] == 7 and report["buckets"][0]["errors"] == 0
     assert report["buckets"][0]["read_presigned"] == SMALL_SINGLE_PUT["plain"]
+    assert report["buckets"][0]["written_via_gateway"] == VIA_GATEWAY["plain"]
     _, report = pocket_migrate(pocket, weed, "copy", "history", "--json")
     assert report["ok"] and report["buckets"][0]["copied"] == 8   # 6 versions, 2 delete markers
     assert report["buckets"][0]["read_presigned"] == SMALL_SINGLE_PUT["history"]
+    assert report["buckets"][0]["written_via_gateway"] == VIA_GATEWAY["history"]
     for bucket in ("plain", "history"):
         assert snapshot(pocket.client(), bucket) == snapshot(weed.client(), bucket)
     # a second pass finds everything equal

@@ -19,6 +19,7 @@ from .sources import pocket_migrate, start_seaweedfs
 
 COUNT = 150
 COPIED = re.compile(r"copied (\S+)/(.+) version (\S+) \(")
+HANDED = re.compile(r"handing (\S+)/(.+) version (\S+) to the gateway")
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +50,9 @@ def _copy(cluster, source, log_path, *extra) -> subprocess.Popen:
                             stderr=log, text=True, env={**os.environ, **source.credentials_env(), "PYTHONUNBUFFERED": "1"})
 
 
-def _copied(log_path) -> list[str]:
+def _copied(log_path, pattern=COPIED) -> list[str]:
     with open(log_path) as f:
-        return [m.group(2) for m in COPIED.finditer(f.read())]
+        return [m.group(2) for m in pattern.finditer(f.read())]
 
 
 def _in_pocket(cluster) -> set[str]:
@@ -86,7 +87,10 @@ def test_copy_killed_midway_resumes_and_copies_nothing_twice(weed, pocket, tmp_p
     assert second.returncode == 0, open(tmp_path / "second.log").read()[-3000:]
     again = _copied(tmp_path / "second.log")
     assert not set(again) & before, "a version committed before the kill was copied again"
-    assert len(again) == len(set(again)) and set(again) | before == _in_pocket(pocket)
+    # what the killed copy had handed to the running gateway (storage/migrate/gateway_copy.py)
+    # may have been committed by it just after `before` was listed
+    late = set(_copied(tmp_path / "first.log", HANDED)) - before
+    assert len(again) == len(set(again)) and set(again) | before <= _in_pocket(pocket) <= set(again) | before | late
     assert len(_in_pocket(pocket)) == COUNT
     assert snapshot(pocket.client(), "many") == snapshot(weed.client(), "many")
 

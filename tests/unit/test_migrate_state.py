@@ -91,3 +91,17 @@ def test_journal_keeps_order_and_retries(index):
     index.write(lambda ops: M.drop_bucket(ops, "b"))
     with index.read() as ops:
         assert M.journal_count(ops, "b") == 0
+
+
+def test_a_copy_nonce_is_taken_once_and_dropped_once_too_old_to_matter(index):
+    """The gateway's record of copy requests (gateway_copy.py): a replay is refused; a nonce
+    older than the window is pruned by a later admission (its timestamp is refused by then)."""
+    now = 1_800_000_000.0
+    old, fresh = int((now - 400) * 1000), int(now * 1000)
+    assert index.write(lambda ops: M.admit_nonce(ops, old, "a" * 32, 300.0, now=now - 400))
+    assert not index.write(lambda ops: M.admit_nonce(ops, old, "a" * 32, 300.0, now=now - 399))
+    assert index.write(lambda ops: M.admit_nonce(ops, fresh, "b" * 32, 300.0, now=now))
+    assert not index.write(lambda ops: M.admit_nonce(ops, fresh, "b" * 32, 300.0, now=now + 1))
+    with index.read() as ops:
+        kept = [k for k, _ in ops.txn.range(M.TABLE, b"n", b"o")]
+    assert kept == [b"n" + fresh.to_bytes(8, "big") + b"b" * 32]

@@ -1,0 +1,151 @@
+"""`pocket migrate copy` handing small versions to the running gateway
+(storage/migrate/gateway_copy.py): only requests signed with the cluster secret, with the
+body they were signed with, and seen once are taken; the copy writes by itself when the
+gateway goes away mid-copy, and loses nothing."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from storage.migrate import gateway_copy
+from storage.migrate.backfill import internal_ids
+from storage.migrate.copier import Write
+
+from .harness import CLUSTER_SECRET, REPO, ProcCluster, wait_for
+from .migrate_data import seed_checksums, seed_versioned, snapshot
+from .sources import pocket_migrate, start_moto
+
+LAST_MODIFIED = 1_600_000_000.0      # 2020-09-13: what the copy claims the source said
+
+
+@pytest.fixture
+def pocket(tmp_path):
+    c = ProcCluster(str(tmp_path / "pocket"), embedded=True).start()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def moto(tmp_path):
+    source = start_moto(str(tmp_path / "moto"))
+    yield source
+    source.close()
+
+
+def _write(key: str, data: bytes) -> Write:
+    attrs = {"content_type": "text/x-copied", "meta": {"origin": "s3"}, "headers": {"Cache-Control": "no-cache"},
+             "owner": "", "created": LAST_MODIFIED, "migrated_from": "null", "copied": LAST_MODIFIED + 5,
+             "tags": {"team": "blue"}}
+    want = {"Content-MD5": base64.b64encode(hashlib.md5(data).digest()).decode()}
+    return Write("target", key, len(data), want, attrs, internal_ids([{"last_modified": LAST_MODIFIED}])[0])
+
+
+def _put(c: ProcCluster, headers: dict, body: bytes) -> tuple[int, bytes]:
+    """One request on a connection of its own (the two gateway workers take turns)."""
+    req = urllib.request.Request(c.endpoint + gateway_copy.PATH, data=body, headers=headers, method="PUT")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def _keys(c: ProcCluster, bucket: str = "target") -> list[str]:
+    return [o["Key"] for o in c.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def test_only_signed_fresh_requests_with_their_own_body_are_stored(pocket):
+    pocket.client().create_bucket(Bucket="target")
+    data = random.Random(7).randbytes(4096)
+    write = _write("kept.bin", data)
+
+    headers, body = gateway_copy.signed_request(CLUSTER_SECRET, write, data)
+    forged = gateway_copy.signed_request("not-the-cluster-secret-0123456789abcdef", write, data)
+    tampered = body[:200] + bytes([body[200] ^ 1]) + body[201:]
+    refused = {"unsigned": ({"Content-Type": "application/octet-stream"}, body),
+               "wrong secret": forged, "tampered body": (headers, tampered)}
+    for what, (h, b) in refused.items():
+        status, answer = _put(pocket, h, b)
+        assert (status, b"<Code>AccessDenied</Code>" in answer) == (403, True), (what, status, answer)
+    assert _keys(pocket) == []
+
+    # sent twice at once: one is stored, the other refused before it writes anything (both
+    # would write archives of the same names; removing the refused one's took the other's)
+    with ThreadPoolExecutor(2) as pool:
+        answers = sorted(pool.map(lambda _: _put(pocket, headers, body), range(2)))
+    assert [status for status, _ in answers] == [200, 403], answers
+    got = pocket.client().get_object(Bucket="target", Key="kept.bin")
+    assert got["Body"].read() == data and got["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    assert got["LastModified"].timestamp() == LAST_MODIFIED
+    assert (got["ContentType"], got["Metadata"], got["CacheControl"]) == ("text/x-copied", {"origin": "s3"}, "no-cache")
+    tags = pocket.client().get_object_tagging(Bucket="target", Key="kept.bin")["TagSet"]
+    assert tags == [{"Key": "team", "Value": "blue"}]
+
+    # replayed: refused by either worker process, and after a restart (the nonce is in the index)
+    pocket.client().delete_object(Bucket="target", Key="kept.bin")
+    for _ in range(4):
+        status, answer = _put(pocket, headers, body)
+        assert status == 403 and b"<Code>AccessDenied</Code>" in answer
+    pocket.signal("gateway", signal.SIGKILL)
+    pocket.start_gateway()
+    status, answer = _put(pocket, headers, body)
+    assert status == 403 and b"<Code>AccessDenied</Code>" in answer
+    assert _keys(pocket) == []
+
+
+def test_two_copy_workers_hand_over_versions_checksums_and_markers(pocket, moto):
+    """moto's UUID version ids, delete markers, tags, metadata and x-amz-checksum-* arrive as
+    the copy read them; `status` adds up what both workers handed over."""
+    s3 = moto.client()
+    seed_versioned(s3, "history")
+    seed_checksums(s3, "sums")
+    _, report = pocket_migrate(pocket, moto, "copy", "history", "sums", "--workers", "2", "--json")
+    assert report["ok"], report
+    # history: six versions and two delete markers; sums: two single PUTs (not the multipart one)
+    handed = [b["written_via_gateway"] for b in report["buckets"]]
+    assert handed == [8, 2]
+    _, status = pocket_migrate(pocket, moto, "status", "history", "sums", "--json")
+    assert [b["counters"]["written_via_gateway"] for b in status["buckets"]] == handed
+    _, text = pocket_migrate(pocket, moto, "status", "history")
+    assert "8 of them stored by the running gateway" in text
+    for bucket in ("history", "sums"):
+        assert snapshot(pocket.client(), bucket) == snapshot(s3, bucket)
+    head = pocket.client().head_object(Bucket="sums", Key="crc64", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC64NVME"] == s3.head_object(Bucket="sums", Key="crc64",
+                                                       ChecksumMode="ENABLED")["ChecksumCRC64NVME"]
+
+
+def test_copy_writes_by_itself_once_the_gateway_stops_mid_copy(pocket, moto):
+    s3 = moto.client()
+    s3.create_bucket(Bucket="many")
+    pocket.client().create_bucket(Bucket="many")
+    for i in range(60):
+        s3.put_object(Bucket="many", Key=f"obj/{i:03d}", Body=random.Random(i).randbytes(1000 + i))
+    copy = subprocess.Popen([sys.executable, "-m", "cli", "migrate", "copy", "many", "--json", "--workers", "1",
+                             "--rate", "8KB", "--config", pocket.config, "--source-endpoint", moto.endpoint],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **moto.credentials_env()})
+    try:
+        wait_for("a few objects stored by the gateway", lambda: len(_keys(pocket, "many")) >= 5)
+        pocket.signal("gateway", signal.SIGKILL)
+        out, err = copy.communicate(timeout=120)
+    finally:
+        if copy.poll() is None:
+            copy.kill()
+            copy.wait()
+    assert copy.returncode == 0, err
+    bucket = json.loads(out)["buckets"][0]
+    assert bucket["copied"] == 60 and 5 <= bucket["written_via_gateway"] < 60, bucket
+    pocket.start_gateway()
+    assert snapshot(pocket.client(), "many") == snapshot(s3, "many")
