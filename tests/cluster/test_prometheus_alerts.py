@@ -83,10 +83,10 @@ def _alerts(tmp_path, source, link) -> None:
                     # disks scrub themselves once at start, then not for 5 days: a pass overdue
                     # stays overdue until someone asks for one
                     sections={"scrub": {"start_delay": 0.2, "interval": 5 * DAY, "collect_interval": 1.0},
-                              "repair": {"enabled": False}}).start()
-    prom = None
+                              "repair": {"enabled": False}})
+    prom = Prometheus(str(tmp_path), c)    # before the cluster: see Prometheus
     try:
-        prom = Prometheus(str(tmp_path), c)
+        c.start()
         prom.wait_scraping()
         s3 = c.client()
         s3.create_bucket(Bucket="risk")
@@ -164,6 +164,5 @@ def _alerts(tmp_path, source, link) -> None:
                   lambda: not _alert(prom, "PocketMigrationJournalGrowing"), timeout=180)
         assert _gateway_metric(c, f'pocket_migrate_journal_entries{{bucket="{MOVING}"}}') <= JOURNAL_ALERT_AT
     finally:
-        if prom:
-            prom.close()
+        prom.close()
         c.close()
