@@ -7,7 +7,8 @@ Their clusters (`quiet_cluster`, `seven`) are conftest.py fixtures, with harness
 from __future__ import annotations
 
 from .conftest import payload
-from .harness import archive_parts, metric, pocket
+from .archives import archive_parts
+from .harness import metric, pocket
 
 SEG = 1 << 20
 

@@ -17,7 +17,8 @@ import urllib.request
 from storage.node import packformat
 
 from .disk_checks import archives_on, check_all, disk_rows, in_state, load_objects, stop_two_more_and_check
-from .harness import QUIET, REPO, ProcCluster, archive_parts, free_port_run, metric, pocket, wait_for
+from .archives import archive_parts
+from .harness import QUIET, REPO, ProcCluster, free_port_run, metric, pocket, wait_for
 from .test_pocket_up import _client, _stop, _up
 
 

@@ -18,7 +18,8 @@ from aiohttp import web
 
 from storage import layout
 
-from .harness import QUIET, ProcCluster, archive_parts, pocket, read_archive
+from .archives import archive_parts, read_archive
+from .harness import QUIET, ProcCluster, pocket
 
 
 

@@ -17,7 +17,8 @@ import urllib.request
 
 from . import sources
 from .conftest import payload
-from .harness import ProcCluster, archives_of, pocket
+from .archives import archives_of
+from .harness import ProcCluster, pocket
 from .sources import SourceLink
 from .test_prometheus import Prometheus, _alert, _dashboard_queries, _tools  # noqa: F401  (_tools: autouse)
 

@@ -12,7 +12,8 @@ import shutil
 
 from .conftest import payload
 from .disk_checks import check_all, load_objects
-from .harness import QUIET, ProcCluster, archive_parts, archives_of, pocket
+from .archives import archive_parts, archives_of
+from .harness import QUIET, ProcCluster, pocket
 
 
 def test_rebuild_warns_of_an_interrupted_upload_and_fails_on_a_possible_loss(tmp_path):

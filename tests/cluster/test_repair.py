@@ -20,7 +20,8 @@ from storage.node.store import DiskStore
 
 from .conftest import payload
 from .disk_checks import SEG, check_all, load_objects
-from .harness import ProcCluster, pocket, archive_parts, archive_span, flip_payload_byte, read_archive, wait_for
+from .archives import archive_parts, archive_span, flip_payload_byte, read_archive
+from .harness import ProcCluster, pocket, wait_for
 
 
 

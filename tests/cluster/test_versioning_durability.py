@@ -10,7 +10,8 @@ from botocore.exceptions import ClientError
 from storage.objects.ids import id_time
 
 from .conftest import payload
-from .harness import archive_parts, pocket, wait_for
+from .archives import archive_parts
+from .harness import pocket, wait_for
 from .test_versioning import _enable, _versions
 
 SEG = 1 << 20
