@@ -72,6 +72,14 @@ def fresh_cluster(tmp_path):
 
 
 @pytest.fixture
+def embedded(tmp_path):
+    """A `pocket up`-shaped cluster of its own: the gateway opens every disk itself."""
+    c = ProcCluster(str(tmp_path / "cluster"), embedded=True).start()
+    yield c
+    c.close()
+
+
+@pytest.fixture
 def quiet_cluster(tmp_path):
     """A cluster whose gateway neither scrubs nor repairs by itself: the commands do."""
     c = ProcCluster(str(tmp_path / "cluster"), sections={**QUIET, "scrub": {"enabled": False, "orphan_grace": 10.0}})
