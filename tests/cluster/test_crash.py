@@ -20,6 +20,8 @@ from .crash_checks import CRASH_SECTIONS, SMALL_SEGMENTS, collect_and_compare, g
 from .harness import ProcCluster
 from .workload import Ledger, check_keys, check_uploads, run_round, tmp_files
 
+pytestmark = pytest.mark.long   # dealt to the workers first (conftest.py)
+
 
 @pytest.fixture
 def crash_cluster(tmp_path):

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from .crash_checks import CRASH_SECTIONS, SMALL_SEGMENTS, collect_and_compare, gateway_kill_rounds, seed
 from .harness import ProcCluster
 from .workload import Ledger, check_keys, check_uploads
+
+pytestmark = pytest.mark.long   # dealt to the workers first (conftest.py)
 
 
 def test_embedded_gateway_sigkill_loses_nothing_acknowledged(tmp_path):

@@ -17,6 +17,8 @@ from .harness import REPO
 from .migrate_data import snapshot
 from .sources import pocket_migrate, start_seaweedfs
 
+pytestmark = pytest.mark.long   # dealt to the workers first (conftest.py)
+
 COUNT = 150
 COPIED = re.compile(r"copied (\S+)/(.+) version (\S+) \(")
 

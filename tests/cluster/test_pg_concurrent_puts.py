@@ -22,6 +22,8 @@ from botocore.config import Config as BotoConfig
 from .harness import ACCESS_KEY, SECRET_KEY, ProcCluster
 from .test_index_postgres import _listing, _second_gateway
 
+pytestmark = pytest.mark.long   # dealt to the workers first (conftest.py)
+
 THREADS, PER_THREAD = 16, 40
 
 

@@ -15,12 +15,16 @@ import threading
 import time
 import urllib.request
 
+import pytest
+
 from . import sources
 from .conftest import payload
 from .archives import archives_of
 from .harness import ProcCluster, pocket
 from .sources import SourceLink
 from .test_prometheus import Prometheus, _alert, _dashboard_queries, _tools  # noqa: F401  (_tools: autouse)
+
+pytestmark = pytest.mark.long   # dealt to the workers first (conftest.py)
 
 DAY = 86400
 MOVING = "moving"
