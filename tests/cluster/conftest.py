@@ -89,6 +89,16 @@ def quiet_cluster(tmp_path):
 
 
 @pytest.fixture
+def six(tmp_path):
+    """Six quiet nodes: a six-wide volume has no disk to spare, so a failed disk's slots have
+    nowhere to go, and the disk commands and probes act alone."""
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, sections=QUIET)
+    c.start()
+    yield c
+    c.close()
+
+
+@pytest.fixture
 def seven(tmp_path):
     """Seven quiet nodes: a six-wide volume keeps its width with one disk failed or drained."""
     c = ProcCluster(str(tmp_path / "cluster"), nodes=7, sections=QUIET)

@@ -18,8 +18,8 @@ import urllib.request
 import pytest
 
 from . import sources
-from .conftest import payload
 from .archives import archives_of
+from .conftest import payload
 from .harness import ProcCluster, pocket
 from .sources import SourceLink
 from .test_prometheus import Prometheus, _alert, _dashboard_queries, _tools  # noqa: F401  (_tools: autouse)

@@ -18,9 +18,9 @@ from storage import layout
 
 from storage.node.store import DiskStore
 
+from .archives import archive_parts, archive_span, flip_payload_byte, read_archive
 from .conftest import payload
 from .disk_checks import SEG, check_all, load_objects
-from .archives import archive_parts, archive_span, flip_payload_byte, read_archive
 from .harness import ProcCluster, pocket, wait_for
 
 

@@ -9,8 +9,8 @@ from botocore.exceptions import ClientError
 
 from storage.objects.ids import id_time
 
-from .conftest import payload
 from .archives import archive_parts
+from .conftest import payload
 from .harness import pocket, wait_for
 from .test_versioning import _enable, _versions
 
