@@ -249,7 +249,11 @@ def test_drain_of_an_embedded_cluster_hands_pack_cleanup_to_the_gateway(tmp_path
     """`pocket up` without node processes: the gateway owns every disk's pack files, so the
     command cannot delete small archives there; the gateway does, and then d3 is drained."""
     data = str(tmp_path / "pocket-data")
-    proc, info = _up(data, free_port_run(1), "--disks", "7")
+    # the test's waits (as harness._TEST_SECTIONS has them): a slot's old copies go 0.1 s after
+    # the switch, not 2 s (per slot, one after the other), and the gateway looks for the
+    # handed-over cleanup every second, not every 10 s
+    env = {**os.environ, "POCKET_REPAIR_MOVE_SETTLE": "0.1", "POCKET_REPAIR_INTERVAL": "1"}
+    proc, info = _up(data, free_port_run(1), "--disks", "7", env=env)
     try:
         s3 = _client(info)
         s3.create_bucket(Bucket="bkt")
@@ -259,7 +263,7 @@ def test_drain_of_an_embedded_cluster_hands_pack_cleanup_to_the_gateway(tmp_path
 
         def run(*args, ok=(0,)):
             out = subprocess.run([sys.executable, "-m", "cli", *args, "--data", data, "--json"], cwd=REPO,
-                                 capture_output=True, text=True, timeout=120)
+                                 capture_output=True, text=True, timeout=120, env=env)
             assert out.returncode in ok, out.stdout + out.stderr
             return json.loads(out.stdout)
         out = run("disk", "drain", "d3")
