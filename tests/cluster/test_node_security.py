@@ -159,13 +159,20 @@ def _forge(raw: bytes, rng: random.Random) -> bytes:
     return raw[:at] + record + raw[at + len(record):]
 
 
+def _stored(c, seed: int, fragment: int) -> tuple[bytes, str]:
+    """forge/k, 3 MiB (archives of their own, not packed: a forger rewrites a file), and the
+    file of its fragment `fragment`."""
+    data = random.Random(seed).randbytes(3 << 20)
+    s3 = c.client()
+    s3.create_bucket(Bucket="forge")
+    s3.put_object(Bucket="forge", Key="k", Body=data)
+    return data, next(ref for ref in sorted(c.archive_files()) if ref.endswith(f".{fragment}") and "#" not in ref)
+
+
 def test_fragment_forged_on_disk_is_found_by_read_and_scrub_and_repaired(six):
     c = six
     s3 = c.client()
-    s3.create_bucket(Bucket="forge")
-    data = random.Random(4).randbytes(3 << 20)
-    s3.put_object(Bucket="forge", Key="k", Body=data)
-    victim = next(ref for ref in sorted(c.archive_files()) if ref.endswith(".0") and "#" not in ref)
+    data, victim = _stored(c, seed=4, fragment=0)
     original = read_archive(victim)
     forged = _forge(original, random.Random(5))
     assert forged != original and len(forged) == len(original)
@@ -211,10 +218,7 @@ def test_whole_unkeyed_forgery_of_a_keyed_object_is_found_by_scrub_and_read(six)
     scrub pass can (the object's record says keyed), and so can every read."""
     c = six
     s3 = c.client()
-    s3.create_bucket(Bucket="forge")
-    data = random.Random(7).randbytes(3 << 20)
-    s3.put_object(Bucket="forge", Key="k", Body=data)
-    victim = next(ref for ref in sorted(c.archive_files()) if ref.endswith(".1") and "#" not in ref)
+    data, victim = _stored(c, seed=7, fragment=1)
     original = read_archive(victim)
     with open(victim, "wb") as f:
         f.write(_rewrite_unkeyed(original, random.Random(8)))
