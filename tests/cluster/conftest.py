@@ -72,9 +72,27 @@ def fresh_cluster(tmp_path):
 
 
 @pytest.fixture
+def embedded(tmp_path):
+    """A `pocket up`-shaped cluster of its own: the gateway opens every disk itself."""
+    c = ProcCluster(str(tmp_path / "cluster"), embedded=True).start()
+    yield c
+    c.close()
+
+
+@pytest.fixture
 def quiet_cluster(tmp_path):
     """A cluster whose gateway neither scrubs nor repairs by itself: the commands do."""
     c = ProcCluster(str(tmp_path / "cluster"), sections={**QUIET, "scrub": {"enabled": False, "orphan_grace": 10.0}})
+    c.start()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def six(tmp_path):
+    """Six quiet nodes: a six-wide volume has no disk to spare, so a failed disk's slots have
+    nowhere to go, and the disk commands and probes act alone."""
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, sections=QUIET)
     c.start()
     yield c
     c.close()
@@ -128,15 +146,30 @@ def payload(size: int, seed: int | str | None = None) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "long: a probe file of half a minute or more on CI, dealt to the "
+                                       "test workers first (pytest_collection_modifyitems)")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Files using the shared cluster first and together, then the rest by test count (the
-    order pytest-xdist picks by default), each file's tests kept in their order."""
+    """The order pytest-xdist deals files to its workers in (`make test` keeps it): files
+    using the shared cluster first and together; then the probes marked `long`, then the
+    other probes, then the unit tests, each group by test count, each file's tests in their
+    order. A worker takes the next file as it runs out, so the files dealt last decide how
+    long the others wait at the end: short unit files, not a probe of a minute (by test count
+    alone, the one-test probes came last)."""
     files: dict[str, list] = {}
     for item in items:
         files.setdefault(_file(item), []).append(item)
     _shared_files.update(f for f, its in files.items() if any("cluster" in i.fixturenames for i in its))
-    order = sorted(files, key=lambda f: (f not in _shared_files, -len(files[f]) if f not in _shared_files else 0))
-    items[:] = [item for f in order for item in files[f]]
+
+    def rank(f: str) -> tuple[int, int]:
+        if f in _shared_files:
+            return 0, 0
+        if any(i.get_closest_marker("long") for i in files[f]):
+            return 1, -len(files[f])
+        return (3 if f.startswith("tests/unit/") else 2), -len(files[f])
+    items[:] = [item for f in sorted(files, key=rank) for item in files[f]]
 
 
 @pytest.hookimpl(trylast=True)

@@ -10,12 +10,13 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
 
 from .harness import REPO, ProcCluster, metric, pocket
-from .workload import Ledger, archives_on_disk, check_keys, expected_archives, tmp_files
+from .workload import Ledger, archives_on_disk, check_keys, expected_archives, run_round, tmp_files
 
 # The crash probes' cluster: small segments and packs, so that a few seconds of client
 # work write many segments, packed and not; no background scrub (the probes scrub when
@@ -29,6 +30,19 @@ def seed() -> int:
     value = int(os.environ.get("POCKET_CRASH_SEED") or random.randrange(1 << 32))
     print(f"crash test seed: POCKET_CRASH_SEED={value}")
     return value
+
+
+def gateway_kill_rounds(c: ProcCluster, ledger: Ledger, rng: random.Random, rounds: int) -> None:
+    """Rounds of client work, each cut short by a SIGKILL of the gateway; after each restart
+    every key holds a state its client was told or might have been. A gateway that owns its
+    disks (embedded) owns their temp files too: its restart leaves none."""
+    for _ in range(rounds):
+        run_round(c, ledger, rng, workers=4, kill_after=rng.uniform(0.5, 2.5),
+                  kill=lambda: c.signal("gateway", signal.SIGKILL))
+        c.start_gateway()
+        if c.embedded:
+            assert not tmp_files(c), "the restarted gateway left temp files on its disks"
+        check_keys(c.client(), ledger)
 
 
 def wait_repaired(c: ProcCluster, timeout: float = 60.0) -> dict:

@@ -3,11 +3,12 @@ test_disk_restore*.py, test_record_scrub.py, ...; split into files so that xdist
 them side by side): a load of objects of every size class and the check that each reads
 back byte-exact, and the two views of a disk, `pocket disk list`'s and the gateway's.
 
-Their clusters (`quiet_cluster`, `seven`) are conftest.py fixtures, with harness.QUIET."""
+Their clusters (`quiet_cluster`, `six`, `seven`) are conftest.py fixtures, with harness.QUIET."""
 from __future__ import annotations
 
+from .archives import archive_parts
 from .conftest import payload
-from .harness import archive_parts, metric, pocket
+from .harness import metric, pocket
 
 SEG = 1 << 20
 

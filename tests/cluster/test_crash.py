@@ -16,9 +16,11 @@ import signal
 
 import pytest
 
-from .crash_checks import CRASH_SECTIONS, SMALL_SEGMENTS, collect_and_compare, seed
+from .crash_checks import CRASH_SECTIONS, SMALL_SEGMENTS, collect_and_compare, gateway_kill_rounds, seed
 from .harness import ProcCluster
 from .workload import Ledger, check_keys, check_uploads, run_round, tmp_files
+
+pytestmark = pytest.mark.long   # dealt to the workers first (conftest.py)
 
 
 @pytest.fixture
@@ -33,11 +35,7 @@ def test_gateway_sigkill_mid_request_loses_nothing_acknowledged(crash_cluster):
     rng = random.Random(seed())
     c.client().create_bucket(Bucket="crash")
     ledger = Ledger("crash")
-    for _ in range(4):
-        run_round(c, ledger, rng, workers=4, kill_after=rng.uniform(0.5, 2.5),
-                  kill=lambda: c.signal("gateway", signal.SIGKILL))
-        c.start_gateway()
-        check_keys(c.client(), ledger)
+    gateway_kill_rounds(c, ledger, rng, 4)
     assert ledger.acks > 20 and ledger.unknown >= 4, (ledger.acks, ledger.unknown)
     # A node killed while packs and big archives stream in: PUTs go on with 5 of 6 disks.
     victim = rng.choice(c.node_ids)

@@ -4,11 +4,14 @@ side by side."""
 from __future__ import annotations
 
 import random
-import signal
 
-from .crash_checks import CRASH_SECTIONS, SMALL_SEGMENTS, collect_and_compare, seed
+import pytest
+
+from .crash_checks import CRASH_SECTIONS, SMALL_SEGMENTS, collect_and_compare, gateway_kill_rounds, seed
 from .harness import ProcCluster
-from .workload import Ledger, check_keys, check_uploads, run_round, tmp_files
+from .workload import Ledger, check_keys, check_uploads
+
+pytestmark = pytest.mark.long   # dealt to the workers first (conftest.py)
 
 
 def test_embedded_gateway_sigkill_loses_nothing_acknowledged(tmp_path):
@@ -20,12 +23,7 @@ def test_embedded_gateway_sigkill_loses_nothing_acknowledged(tmp_path):
     try:
         c.client().create_bucket(Bucket="embedded")
         ledger = Ledger("embedded")
-        for _ in range(3):
-            run_round(c, ledger, rng, workers=4, kill_after=rng.uniform(0.5, 2.5),
-                      kill=lambda: c.signal("gateway", signal.SIGKILL))
-            c.start_gateway()
-            assert not tmp_files(c), "the restarted gateway left temp files on its disks"
-            check_keys(c.client(), ledger)
+        gateway_kill_rounds(c, ledger, rng, 3)
         assert ledger.unknown >= 3
         s3 = c.client()
         check_uploads(s3, ledger)

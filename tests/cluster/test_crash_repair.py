@@ -10,10 +10,14 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from .conftest import payload
 from .crash_checks import SMALL_SEGMENTS, seed, wait_repaired, whole_again
 from .harness import QUIET, REPO, ProcCluster, pocket
 from .workload import Ledger, read_state
+
+pytestmark = pytest.mark.long   # dealt to the workers first (conftest.py)
 
 
 def test_repair_killed_midway_finishes_later(tmp_path):

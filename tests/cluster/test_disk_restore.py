@@ -7,9 +7,13 @@ never be served again. Seven single-disk nodes with EC 4+2 volumes, as in test_d
 """
 import shutil
 
+import pytest
+
 from .disk_checks import (archives_on, change_while_away, check_all, disk_rows, in_state, load_objects,
                           stop_two_more_and_check)
 from .harness import pocket, wait_for
+
+pytestmark = pytest.mark.long   # dealt to the workers first (conftest.py)
 
 
 def _rebalance_onto(c, disk: str, s3, objects: dict[str, bytes], deleted: list[str]) -> None:

@@ -1,4 +1,5 @@
-"""Probe tests for failed disks, `pocket disk fail|drain|replace`, a grown cluster and rebalance.
+"""Probe tests for failed and drained disks: `pocket disk fail|drain`, with the cluster running
+or stopped, embedded or not (disks added, replace and rebalance: test_disks_added.py).
 
 EC 4+2 volumes over seven single-disk nodes unless said otherwise, so every volume has
 a disk left over to take a slot. "Full redundancy is back" is checked the strict way:
@@ -10,14 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import urllib.request
-
 
 from storage.node import packformat
 
+from .archives import archive_parts
 from .disk_checks import archives_on, check_all, disk_rows, in_state, load_objects, stop_two_more_and_check
-from .harness import QUIET, REPO, ProcCluster, archive_parts, free_port_run, metric, pocket, wait_for
+from .harness import REPO, ProcCluster, free_port_run, metric, pocket, wait_for
 from .test_pocket_up import _client, _stop, _up
 
 
@@ -122,149 +122,15 @@ def test_fail_with_the_cluster_stopped(seven):
     stop_two_more_and_check(c, s3, objects, keep=set())
 
 
-def test_replace_with_the_cluster_stopped_then_running(tmp_path):
-    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, sections=QUIET)
-    c.start()
-    try:
-        s3 = c.client()
-        objects = load_objects(s3, "bkt", 18)
-        c.stop("gateway")
-        n7 = c.add_node()
-        c.start_node(n7)
-        code, out = pocket(c, "disk", "replace", "n2d1", "n7d1", "--json")
-        assert out["ok"] and {m["to"] for m in out["moves"]["done"]} == {"n7d1"}
-        assert archives_on(c, "n2d1") == set()
-        c.start_gateway()
-        rows = disk_rows(c)
-        assert rows["n2d1"]["slots"] == 0 and rows["n7d1"]["slots"] > 0
-        c.stop("n2")
-        check_all(s3, "bkt", objects)
-
-        # now with the gateway running: a disk it has never opened takes n5d1's slots
-        n8 = c.add_node()
-        c.start_node(n8)
-        code, out = pocket(c, "disk", "replace", "n5d1", "n8d1", "--json")
-        assert out["ok"], out
-        assert "added to the config since start" in c.log("gateway")
-        c.stop("n5")
-        stop_two_more_and_check(c, s3, objects, keep=set())
-    finally:
-        c.close()
-
-
-def test_bad_requests_are_refused_and_change_nothing(tmp_path):
-    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, sections=QUIET)
-    c.start()
-    try:
-        s3 = c.client()
-        objects = load_objects(s3, "bkt", 6)
-        def table():
-            rows = {d: (r["state"], r["slots"], r["moves_off"], r["moves_onto"]) for d, r in disk_rows(c).items()}
-            return rows, pocket(c, "status", "--json")[1]["volumes"]
-        before = table()
-        code, out = pocket(c, "disk", "drain", "nope", "--json", ok=(2,))
-        assert "no disk 'nope'" in out["error"]
-        code, out = pocket(c, "disk", "replace", "n1d1", "n2d1", "--json", ok=(2,))
-        assert "already in use" in out["error"]
-        code, out = pocket(c, "disk", "drain", "n1d1", "--json", ok=(2,))   # six disks, volumes six wide
-        assert "no disk can take" in out["error"] and "Nothing was changed" in out["error"]
-        code, out = pocket(c, "disk", "fail", "n9d9", ok=(2,))
-        assert table() == before
-        check_all(s3, "bkt", objects)
-    finally:
-        c.close()
-
-
-def test_grown_cluster_gets_new_writes_and_rebalance_keeps_reads_whole(tmp_path):
-    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, sections=QUIET)
-    c.start()
-    try:
-        s3 = c.client()
-        objects = load_objects(s3, "bkt", 27)
-        n7 = c.add_node()
-        c.start_node(n7)
-        c.stop("gateway")
-        c.start_gateway()   # it grows the volumes onto n7 as it starts
-        assert disk_rows(c)["n7d1"]["slots"] > 0
-        for i in range(12):
-            data = os.urandom(300_000 + i)
-            s3.put_object(Bucket="bkt", Key=f"new{i}", Body=data)
-            objects[f"new{i}"] = data
-        assert archives_on(c, "n7d1"), "no new write landed on the new disk"
-
-        _, plan = pocket(c, "rebalance", "--dry-run", "--json")
-        assert plan["planned"][0]["to"] == "n7d1"         # the emptiest disk comes first
-        assert all(m["from"] != "n7d1" for m in plan["planned"])
-        before = len(archives_on(c, "n7d1"))
-
-        errors, reads = [], [0]
-        stop = threading.Event()
-
-        def reader():
-            r = c.client()
-            while not stop.is_set():
-                for key, data in objects.items():
-                    try:
-                        got = r.get_object(Bucket="bkt", Key=key)["Body"].read()
-                        if got != data:
-                            errors.append(f"{key}: wrong bytes")
-                    except Exception as e:
-                        errors.append(f"{key}: {e!r}")
-                    reads[0] += 1
-        t = threading.Thread(target=reader)
-        t.start()
-        try:
-            code, out = pocket(c, "rebalance", "--json", "--rate", str(64 << 20))
-        finally:
-            stop.set()
-            t.join()
-        assert out["ok"], out
-        assert errors == [] and reads[0] > len(objects)
-        assert len(out["moves"]["done"]) == len(plan["planned"])
-        assert len(archives_on(c, "n7d1")) > before
-        check_all(s3, "bkt", objects)
-        _, again = pocket(c, "rebalance", "--dry-run", "--json")
-        assert len(again["planned"]) < len(plan["planned"])
-    finally:
-        c.close()
-
-
-def test_failed_disk_with_nowhere_to_go_waits_for_a_replacement(tmp_path):
-    """Six disks, volumes six wide: a failed disk's slots have nowhere to go until a disk is added."""
-    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, sections=QUIET)
-    c.start()
-    try:
-        s3 = c.client()
-        objects = load_objects(s3, "bkt", 18)
-        c.stop("n1")
-        code, out = pocket(c, "disk", "fail", "n1d1", "--json", ok=(1,))
-        # the three-wide replica volumes find other disks; the six-wide ones cannot
-        assert out["unplaced"] and {m["volume"][:2] for m in out["unplaced"]} == {"w6"}
-        assert {m["volume"][:2] for m in out["planned"]} <= {"w3"}
-        assert "no disk can take" in out["unplaced"][0]["error"]
-        assert disk_rows(c)["n1d1"]["state"] == "failed"
-        status = pocket(c, "status", "--json")[1]    # what lost a fragment is counted at risk
-        assert status["objects_at_risk"] > 0 and status["repair_queue"] == status["objects_at_risk"]
-        check_all(s3, "bkt", objects)                # degraded, but whole
-
-        n7 = c.add_node()                             # the running gateway has never heard of it
-        c.start_node(n7)
-        code, out = pocket(c, "disk", "replace", "n1d1", "n7d1", "--json")
-        assert out["ok"] and out["left"] == []
-        assert {m["mode"] for m in out["moves"]["done"]} == {"rebuild"}
-        assert pocket(c, "status", "--json")[1]["repair_queue"] == 0
-        rows = disk_rows(c)
-        assert rows["n1d1"]["state"] == "failed" and rows["n1d1"]["slots"] == 0 and rows["n7d1"]["slots"] > 0
-        stop_two_more_and_check(c, s3, objects, keep=set())
-    finally:
-        c.close()
-
-
 def test_drain_of_an_embedded_cluster_hands_pack_cleanup_to_the_gateway(tmp_path):
     """`pocket up` without node processes: the gateway owns every disk's pack files, so the
     command cannot delete small archives there; the gateway does, and then d3 is drained."""
     data = str(tmp_path / "pocket-data")
-    proc, info = _up(data, free_port_run(1), "--disks", "7")
+    # the test's waits (as harness._TEST_SECTIONS has them): a slot's old copies go 0.1 s after
+    # the switch, not 2 s (per slot, one after the other), and the gateway looks for the
+    # handed-over cleanup every second, not every 10 s
+    env = {**os.environ, "POCKET_REPAIR_MOVE_SETTLE": "0.1", "POCKET_REPAIR_INTERVAL": "1"}
+    proc, info = _up(data, free_port_run(1), "--disks", "7", env=env)
     try:
         s3 = _client(info)
         s3.create_bucket(Bucket="bkt")
@@ -274,7 +140,7 @@ def test_drain_of_an_embedded_cluster_hands_pack_cleanup_to_the_gateway(tmp_path
 
         def run(*args, ok=(0,)):
             out = subprocess.run([sys.executable, "-m", "cli", *args, "--data", data, "--json"], cwd=REPO,
-                                 capture_output=True, text=True, timeout=120)
+                                 capture_output=True, text=True, timeout=120, env=env)
             assert out.returncode in ok, out.stdout + out.stderr
             return json.loads(out.stdout)
         out = run("disk", "drain", "d3")

@@ -12,7 +12,8 @@ from storage.index.index import Index
 from storage.index.lmdb_backend import LmdbBackend
 from storage.objects.ids import id_time
 
-from .harness import ProcCluster, archive_parts, metric, pocket, wait_for
+from .archives import archive_parts
+from .harness import ProcCluster, metric, pocket, wait_for
 
 RECEIVED = "pocket_s3_bytes_received_total"
 from .signing import send, sign

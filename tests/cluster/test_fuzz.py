@@ -32,6 +32,8 @@ from . import rawhttp
 from .harness import ProcCluster
 from .signing import sign_bytes
 
+pytestmark = pytest.mark.long   # dealt to the workers first (conftest.py)
+
 MAX_EXAMPLES = 800
 SEED = random.Random(11).randbytes(2000)
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")

@@ -3,15 +3,8 @@ headers, metadata, tags, Last-Modified, ETag, version ids and their order), resu
 after SIGKILL with nothing copied twice, shared by several workers."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import pytest
 
-from .harness import REPO, ProcCluster
 from .migrate_data import seed_checksums, seed_plain, seed_versioned, snapshot
 from .sources import pocket_migrate, start_moto, start_pocket_source, start_seaweedfs
 
@@ -36,38 +29,31 @@ def weed(tmp_path_factory):
         source.close()
 
 
-@pytest.fixture
-def pocket(tmp_path):
-    c = ProcCluster(str(tmp_path / "pocket"), embedded=True).start()
-    yield c
-    c.close()
-
-
-def test_copy_is_faithful_and_a_second_pass_copies_nothing(weed, pocket):
-    _, report = pocket_migrate(pocket, weed, "copy", "plain", "--json")
+def test_copy_is_faithful_and_a_second_pass_copies_nothing(weed, embedded):
+    _, report = pocket_migrate(embedded, weed, "copy", "plain", "--json")
     assert report["ok"] and report["buckets"][0]["copied"] == 7 and report["buckets"][0]["errors"] == 0
     assert report["buckets"][0]["read_presigned"] == SMALL_SINGLE_PUT["plain"]
     assert report["buckets"][0]["written_via_gateway"] == VIA_GATEWAY["plain"]
-    _, report = pocket_migrate(pocket, weed, "copy", "history", "--json")
+    _, report = pocket_migrate(embedded, weed, "copy", "history", "--json")
     assert report["ok"] and report["buckets"][0]["copied"] == 8   # 6 versions, 2 delete markers
     assert report["buckets"][0]["read_presigned"] == SMALL_SINGLE_PUT["history"]
     assert report["buckets"][0]["written_via_gateway"] == VIA_GATEWAY["history"]
     for bucket in ("plain", "history"):
-        assert snapshot(pocket.client(), bucket) == snapshot(weed.client(), bucket)
+        assert snapshot(embedded.client(), bucket) == snapshot(weed.client(), bucket)
     # a second pass finds everything equal
-    _, again = pocket_migrate(pocket, weed, "copy", "plain", "history", "--json")
+    _, again = pocket_migrate(embedded, weed, "copy", "plain", "history", "--json")
     assert [(b["copied"], b["skipped"]) for b in again["buckets"]] == [(0, 7), (0, 8)]
     # what changed at the source since is copied again, and only that
     s3 = weed.client()
     s3.put_object(Bucket="plain", Key="small.txt", Body=b"rewritten at the source", Metadata={"v": "2"})
     s3.put_object(Bucket="history", Key="doc.txt", Body=b"a newer version")
-    _, third = pocket_migrate(pocket, weed, "copy", "plain", "history", "--json")
+    _, third = pocket_migrate(embedded, weed, "copy", "plain", "history", "--json")
     assert [(b["copied"], b["skipped"]) for b in third["buckets"]] == [(1, 6), (1, 8)]
     for bucket in ("plain", "history"):
-        assert snapshot(pocket.client(), bucket) == snapshot(s3, bucket)
+        assert snapshot(embedded.client(), bucket) == snapshot(s3, bucket)
 
 
-def test_copy_from_moto_keeps_checksums_and_version_ids(pocket, tmp_path):
+def test_copy_from_moto_keeps_checksums_and_version_ids(embedded, tmp_path):
     """moto hands out UUID version ids and keeps x-amz-checksum-*: both survive the copy,
     the multipart object's FULL_OBJECT CRC64NVME recomputed from its parts and checked."""
     moto = start_moto(str(tmp_path / "moto"))
@@ -76,34 +62,34 @@ def test_copy_from_moto_keeps_checksums_and_version_ids(pocket, tmp_path):
         seed_plain(s3, "plain")
         seed_versioned(s3, "history")
         seed_checksums(s3, "sums")
-        _, report = pocket_migrate(pocket, moto, "copy", "plain", "history", "sums", "--json")
+        _, report = pocket_migrate(embedded, moto, "copy", "plain", "history", "sums", "--json")
         assert report["ok"] and [b["copied"] for b in report["buckets"]] == [7, 8, 3]
         assert [b["read_presigned"] for b in report["buckets"][:2]] == [SMALL_SINGLE_PUT["plain"],
                                                                         SMALL_SINGLE_PUT["history"]]
         for bucket in ("plain", "history", "sums"):
-            assert snapshot(pocket.client(), bucket) == snapshot(s3, bucket)
-        head = pocket.client().head_object(Bucket="sums", Key="mp-crc64", ChecksumMode="ENABLED")
+            assert snapshot(embedded.client(), bucket) == snapshot(s3, bucket)
+        head = embedded.client().head_object(Bucket="sums", Key="mp-crc64", ChecksumMode="ENABLED")
         assert head["ChecksumCRC64NVME"] == s3.head_object(Bucket="sums", Key="mp-crc64",
                                                            ChecksumMode="ENABLED")["ChecksumCRC64NVME"]
         assert head["ETag"].endswith('-2"')
-        _, verified = pocket_migrate(pocket, moto, "verify", "plain", "history", "sums", "--deep", "--json")
+        _, verified = pocket_migrate(embedded, moto, "verify", "plain", "history", "sums", "--deep", "--json")
         assert verified["clean"]
     finally:
         moto.close()
 
 
-def test_copy_from_another_pocket(pocket, tmp_path):
+def test_copy_from_another_pocket(embedded, tmp_path):
     """A second Pocket as the source (moving between sites): its own version ids survive."""
     other = start_pocket_source(str(tmp_path / "other"))
     try:
         s3 = other.client()
         seed_plain(s3, "plain")
         seed_versioned(s3, "history")
-        _, report = pocket_migrate(pocket, other, "copy", "plain", "history", "--json")
+        _, report = pocket_migrate(embedded, other, "copy", "plain", "history", "--json")
         assert report["ok"] and [b["copied"] for b in report["buckets"]] == [7, 8]
         assert [b["read_presigned"] for b in report["buckets"]] == [SMALL_SINGLE_PUT["plain"],
                                                                     SMALL_SINGLE_PUT["history"]]
         for bucket in ("plain", "history"):
-            assert snapshot(pocket.client(), bucket) == snapshot(s3, bucket)
+            assert snapshot(embedded.client(), bucket) == snapshot(s3, bucket)
     finally:
         other.close()

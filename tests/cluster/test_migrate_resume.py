@@ -13,9 +13,11 @@ import time
 
 import pytest
 
-from .harness import REPO, ProcCluster
+from .harness import REPO
 from .migrate_data import snapshot
 from .sources import pocket_migrate, start_seaweedfs
+
+pytestmark = pytest.mark.long   # dealt to the workers first (conftest.py)
 
 COUNT = 150
 COPIED = re.compile(r"copied (\S+)/(.+) version (\S+) \(")
@@ -33,13 +35,6 @@ def weed(tmp_path_factory):
         yield source
     finally:
         source.close()
-
-
-@pytest.fixture
-def pocket(tmp_path):
-    c = ProcCluster(str(tmp_path / "pocket"), embedded=True).start()
-    yield c
-    c.close()
 
 
 def _copy(cluster, source, log_path, *extra) -> subprocess.Popen:
@@ -71,18 +66,18 @@ def _wait(predicate, timeout: float, what: str):
     raise TimeoutError(what)
 
 
-def test_copy_killed_midway_resumes_and_copies_nothing_twice(weed, pocket, tmp_path):
-    first = _copy(pocket, weed, tmp_path / "first.log", "--concurrency", "2", "--rate", "1MB")
+def test_copy_killed_midway_resumes_and_copies_nothing_twice(weed, embedded, tmp_path):
+    first = _copy(embedded, weed, tmp_path / "first.log", "--concurrency", "2", "--rate", "1MB")
     try:
-        _wait(lambda: pocket.client().list_buckets()["Buckets"] and len(_in_pocket(pocket)) >= 20, 240,
+        _wait(lambda: embedded.client().list_buckets()["Buckets"] and len(_in_pocket(embedded)) >= 20, 240,
               "the first copy committed nothing")
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(30)
-    before = _in_pocket(pocket)
+    before = _in_pocket(embedded)
     assert 20 <= len(before) < COUNT, "killed too late to test a resume"
     assert set(_copied(tmp_path / "first.log")) <= before
-    second = _copy(pocket, weed, tmp_path / "second.log", "--concurrency", "4")
+    second = _copy(embedded, weed, tmp_path / "second.log", "--concurrency", "4")
     out, _ = second.communicate(timeout=300)
     assert second.returncode == 0, open(tmp_path / "second.log").read()[-3000:]
     again = _copied(tmp_path / "second.log")
@@ -90,20 +85,20 @@ def test_copy_killed_midway_resumes_and_copies_nothing_twice(weed, pocket, tmp_p
     # what the killed copy had handed to the running gateway (storage/migrate/gateway_copy.py)
     # may have been committed by it just after `before` was listed
     late = set(_copied(tmp_path / "first.log", HANDED)) - before
-    assert len(again) == len(set(again)) and set(again) | before <= _in_pocket(pocket) <= set(again) | before | late
-    assert len(_in_pocket(pocket)) == COUNT
-    assert snapshot(pocket.client(), "many") == snapshot(weed.client(), "many")
+    assert len(again) == len(set(again)) and set(again) | before <= _in_pocket(embedded) <= set(again) | before | late
+    assert len(_in_pocket(embedded)) == COUNT
+    assert snapshot(embedded.client(), "many") == snapshot(weed.client(), "many")
 
 
-def test_two_workers_share_the_ranges(weed, pocket, tmp_path):
+def test_two_workers_share_the_ranges(weed, embedded, tmp_path):
     """Two copy commands, one process each (two machines), share the bucket's two ranges.
 
     One process each: a command's own forked workers would take both ranges at once, and
     the other command, started a moment later under load, would find none. The rate keeps
     the first range in hand ~14 s before its holder may lease ahead: the window in which
     the other command starts and leases the second."""
-    pocket_migrate(pocket, weed, "plan", "many", "--json")        # the inventory cuts the bucket into ranges
-    workers = [_copy(pocket, weed, tmp_path / f"w{i}.log", "--workers", "1", "--concurrency", "2", "--rate", "500KB")
+    pocket_migrate(embedded, weed, "plan", "many", "--json")        # the inventory cuts the bucket into ranges
+    workers = [_copy(embedded, weed, tmp_path / f"w{i}.log", "--workers", "1", "--concurrency", "2", "--rate", "500KB")
                for i in range(2)]
     for w in workers:
         w.communicate(timeout=300)
@@ -111,13 +106,13 @@ def test_two_workers_share_the_ranges(weed, pocket, tmp_path):
     copied = [_copied(tmp_path / f"w{i}.log") for i in range(2)]
     assert all(copied), "one worker found no range to lease"
     assert not set(copied[0]) & set(copied[1])
-    assert sorted(copied[0] + copied[1]) == sorted(_in_pocket(pocket)) and len(_in_pocket(pocket)) == COUNT
+    assert sorted(copied[0] + copied[1]) == sorted(_in_pocket(embedded)) and len(_in_pocket(embedded)) == COUNT
 
 
-def test_one_copy_command_forks_workers_that_share_the_bucket(weed, pocket, tmp_path):
+def test_one_copy_command_forks_workers_that_share_the_bucket(weed, embedded, tmp_path):
     """No plan first: the command lists the source to cut ranges, and its two processes
     lease them like two machines would; each copies a share, none a version twice."""
-    copy = _copy(pocket, weed, tmp_path / "copy.log", "--workers", "2", "--concurrency", "4")
+    copy = _copy(embedded, weed, tmp_path / "copy.log", "--workers", "2", "--concurrency", "4")
     out, _ = copy.communicate(timeout=300)
     assert copy.returncode == 0, open(tmp_path / "copy.log").read()[-3000:]
     report = json.loads(out)
@@ -126,29 +121,29 @@ def test_one_copy_command_forks_workers_that_share_the_bucket(weed, pocket, tmp_
     assert sum(w["copied"] for w in report["workers"]) == COUNT
     copied = _copied(tmp_path / "copy.log")
     assert len(copied) == len(set(copied)) == COUNT
-    assert snapshot(pocket.client(), "many") == snapshot(weed.client(), "many")
+    assert snapshot(embedded.client(), "many") == snapshot(weed.client(), "many")
 
 
-def test_gateway_killed_mid_copy(weed, pocket, tmp_path):
+def test_gateway_killed_mid_copy(weed, embedded, tmp_path):
     """The copy writes through its own view of the cluster: a gateway SIGKILLed meanwhile
     loses nothing, and once it is back it serves every copied version."""
-    copy = _copy(pocket, weed, tmp_path / "copy.log", "--concurrency", "2", "--rate", "2MB")
+    copy = _copy(embedded, weed, tmp_path / "copy.log", "--concurrency", "2", "--rate", "2MB")
     try:
-        _wait(lambda: pocket.client().list_buckets()["Buckets"] and len(_in_pocket(pocket)) >= 10, 240,
+        _wait(lambda: embedded.client().list_buckets()["Buckets"] and len(_in_pocket(embedded)) >= 10, 240,
               "the copy committed nothing")
-        pocket.signal("gateway")
+        embedded.signal("gateway")
         out, _ = copy.communicate(timeout=300)
     finally:
         if copy.poll() is None:
             copy.kill()
             copy.wait()
     assert copy.returncode == 0, open(tmp_path / "copy.log").read()[-3000:]
-    pocket.start_gateway()
-    assert len(_in_pocket(pocket)) == COUNT
-    assert snapshot(pocket.client(), "many") == snapshot(weed.client(), "many")
+    embedded.start_gateway()
+    assert len(_in_pocket(embedded)) == COUNT
+    assert snapshot(embedded.client(), "many") == snapshot(weed.client(), "many")
 
 
-def test_copy_killed_inside_a_multipart_object_leaves_no_upload_behind(weed, pocket, tmp_path):
+def test_copy_killed_inside_a_multipart_object_leaves_no_upload_behind(weed, embedded, tmp_path):
     s3, rnd = weed.client(), random.Random(4)
     s3.create_bucket(Bucket="big")
     up = s3.create_multipart_upload(Bucket="big", Key="movie.mkv")
@@ -157,10 +152,10 @@ def test_copy_killed_inside_a_multipart_object_leaves_no_upload_behind(weed, poc
              for n, size in enumerate(((5 << 20) + 3, (5 << 20) + 5, 777), 1)]
     s3.complete_multipart_upload(Bucket="big", Key="movie.mkv", UploadId=up["UploadId"],
                                  MultipartUpload={"Parts": parts})
-    pocket_s3 = pocket.client()
+    pocket_s3 = embedded.client()
     log = open(tmp_path / "first.log", "w")
     first = subprocess.Popen([sys.executable, "-m", "cli", "migrate", "copy", "big", "--rate", "1MB", "--config",
-                              pocket.config, "--source-endpoint", weed.endpoint], cwd=REPO, stdout=log, stderr=log,
+                              embedded.config, "--source-endpoint", weed.endpoint], cwd=REPO, stdout=log, stderr=log,
                              env={**os.environ, **weed.credentials_env()})
     try:
         _wait(lambda: pocket_s3.list_buckets()["Buckets"] and
@@ -169,7 +164,7 @@ def test_copy_killed_inside_a_multipart_object_leaves_no_upload_behind(weed, poc
         first.send_signal(signal.SIGKILL)
         first.wait(30)
     assert pocket_s3.list_multipart_uploads(Bucket="big").get("Uploads")      # left mid-object
-    _, report = pocket_migrate(pocket, weed, "copy", "big", "--json")
+    _, report = pocket_migrate(embedded, weed, "copy", "big", "--json")
     assert report["buckets"][0]["copied"] == 1
     assert not pocket_s3.list_multipart_uploads(Bucket="big").get("Uploads")
     assert snapshot(pocket_s3, "big") == snapshot(s3, "big")

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from .harness import QUIET, ProcCluster, archives_of, flip_payload_byte
+from .archives import archives_of, flip_payload_byte
+from .harness import QUIET, ProcCluster
 from .migrate_data import seed_plain, seed_versioned, snapshot
 from .sources import pocket_migrate, start_seaweedfs
 

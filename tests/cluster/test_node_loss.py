@@ -17,9 +17,13 @@ import signal
 import threading
 import time
 
+import pytest
+
 from .crash_checks import SMALL_SEGMENTS, seed, wait_repaired, whole_again
 from .harness import ProcCluster, pocket
 from .workload import GONE, etag_of, read_state
+
+pytestmark = pytest.mark.long   # dealt to the workers first (conftest.py)
 
 SIZES = [1024] * 60 + [20_000] * 50 + [150_000] * 40 + [400_000] * 40 + [1_500_000] * 10 + [3_000_000] * 3
 

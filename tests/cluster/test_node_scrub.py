@@ -7,9 +7,9 @@ import re
 import time
 import urllib.request
 
-from .harness import ProcCluster, archive_parts, archive_span, read_archive
+from .archives import archive_parts, archive_span, flip_payload_byte, read_archive
 from .disk_checks import load_objects
-from .harness import flip_payload_byte, pocket
+from .harness import ProcCluster, pocket
 
 ARCHIVE_READS = re.compile(r'^pocket_node_requests_total\{method="GET",route="/v1/\{disk\}/archives/\{name\}"', re.M)
 

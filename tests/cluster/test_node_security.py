@@ -12,13 +12,13 @@ import threading
 import time
 
 import aiohttp
-import pytest
 import xxhash
 from aiohttp import web
 
 from storage import layout
 
-from .harness import QUIET, ProcCluster, archive_parts, archives_of, pocket, read_archive
+from .archives import archive_parts, archives_of, read_archive
+from .harness import QUIET, ProcCluster, pocket
 
 
 
@@ -222,35 +222,39 @@ def _forge(raw: bytes, rng: random.Random) -> bytes:
     return raw[:at] + record + raw[at + len(record):]
 
 
-def test_fragment_forged_on_disk_is_found_by_read_and_scrub_and_repaired(tmp_path):
-    c = ProcCluster(str(tmp_path / "cluster"), sections=QUIET).start()
-    try:
-        s3 = c.client()
-        s3.create_bucket(Bucket="forge")
-        data = random.Random(4).randbytes(3 << 20)
-        s3.put_object(Bucket="forge", Key="k", Body=data)
-        victim = next(ref for ref in sorted(c.archive_files()) if ref.endswith(".0") and "#" not in ref)
-        original = read_archive(victim)
-        forged = _forge(original, random.Random(5))
-        assert forged != original and len(forged) == len(original)
-        with open(victim, "wb") as f:
-            f.write(forged)
+def _stored(c, seed: int, fragment: int) -> tuple[bytes, str]:
+    """forge/k, 3 MiB (archives of their own, not packed: a forger rewrites a file), and the
+    file of its fragment `fragment`."""
+    data = random.Random(seed).randbytes(3 << 20)
+    s3 = c.client()
+    s3.create_bucket(Bucket="forge")
+    s3.put_object(Bucket="forge", Key="k", Body=data)
+    return data, next(ref for ref in sorted(c.archive_files()) if ref.endswith(f".{fragment}") and "#" not in ref)
 
-        assert s3.get_object(Bucket="forge", Key="k")["Body"].read() == data   # served from the other fragments
-        _, status = pocket(c, "status", "--json")
-        assert status["repair_queue"] == 1, "the read did not queue the forged fragment for repair"
 
-        _, report = pocket(c, "scrub", "--json", ok=(1,))
-        assert {(r["disk"], r["archive"]) for r in report["corrupt"]} == {archive_parts(victim)}
+def test_fragment_forged_on_disk_is_found_by_read_and_scrub_and_repaired(six):
+    c = six
+    s3 = c.client()
+    data, victim = _stored(c, seed=4, fragment=0)
+    original = read_archive(victim)
+    forged = _forge(original, random.Random(5))
+    assert forged != original and len(forged) == len(original)
+    with open(victim, "wb") as f:
+        f.write(forged)
 
-        _, fixed = pocket(c, "repair", "--json")
-        assert fixed["fragments"] == 1 and fixed["remaining"] == 0
-        assert read_archive(victim) == original
-        _, again = pocket(c, "scrub", "--json")
-        assert again["corrupt"] == [] and again["missing"] == []
-        assert s3.get_object(Bucket="forge", Key="k")["Body"].read() == data
-    finally:
-        c.close()
+    assert s3.get_object(Bucket="forge", Key="k")["Body"].read() == data   # served from the other fragments
+    _, status = pocket(c, "status", "--json")
+    assert status["repair_queue"] == 1, "the read did not queue the forged fragment for repair"
+
+    _, report = pocket(c, "scrub", "--json", ok=(1,))
+    assert {(r["disk"], r["archive"]) for r in report["corrupt"]} == {archive_parts(victim)}
+
+    _, fixed = pocket(c, "repair", "--json")
+    assert fixed["fragments"] == 1 and fixed["remaining"] == 0
+    assert read_archive(victim) == original
+    _, again = pocket(c, "scrub", "--json")
+    assert again["corrupt"] == [] and again["missing"] == []
+    assert s3.get_object(Bucket="forge", Key="k")["Body"].read() == data
 
 
 def _rewrite_unkeyed(raw: bytes, rng: random.Random) -> bytes:
@@ -272,26 +276,20 @@ def _rewrite_unkeyed(raw: bytes, rng: random.Random) -> bytes:
     return b"".join(out)
 
 
-def test_whole_unkeyed_forgery_of_a_keyed_object_is_found_by_scrub_and_read(tmp_path):
+def test_whole_unkeyed_forgery_of_a_keyed_object_is_found_by_scrub_and_read(six):
     """The node alone cannot tell an old unkeyed archive from a forged one; the gateway's
     scrub pass can (the object's record says keyed), and so can every read."""
-    c = ProcCluster(str(tmp_path / "cluster"), sections=QUIET).start()
-    try:
-        s3 = c.client()
-        s3.create_bucket(Bucket="forge")
-        data = random.Random(7).randbytes(3 << 20)
-        s3.put_object(Bucket="forge", Key="k", Body=data)
-        victim = next(ref for ref in sorted(c.archive_files()) if ref.endswith(".1") and "#" not in ref)
-        original = read_archive(victim)
-        with open(victim, "wb") as f:
-            f.write(_rewrite_unkeyed(original, random.Random(8)))
+    c = six
+    s3 = c.client()
+    data, victim = _stored(c, seed=7, fragment=1)
+    original = read_archive(victim)
+    with open(victim, "wb") as f:
+        f.write(_rewrite_unkeyed(original, random.Random(8)))
 
-        _, report = pocket(c, "scrub", "--json", ok=(1,))
-        assert [(r["disk"], r["archive"]) for r in report["corrupt"]] == [archive_parts(victim)]
-        assert "unkeyed" in report["corrupt"][0]["problem"]
-        assert s3.get_object(Bucket="forge", Key="k")["Body"].read() == data
-        _, fixed = pocket(c, "repair", "--json")
-        assert fixed["fragments"] == 1 and fixed["remaining"] == 0
-        assert read_archive(victim) == original
-    finally:
-        c.close()
+    _, report = pocket(c, "scrub", "--json", ok=(1,))
+    assert [(r["disk"], r["archive"]) for r in report["corrupt"]] == [archive_parts(victim)]
+    assert "unkeyed" in report["corrupt"][0]["problem"]
+    assert s3.get_object(Bucket="forge", Key="k")["Body"].read() == data
+    _, fixed = pocket(c, "repair", "--json")
+    assert fixed["fragments"] == 1 and fixed["remaining"] == 0
+    assert read_archive(victim) == original

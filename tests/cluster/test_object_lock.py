@@ -15,7 +15,8 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from .harness import ACCESS_KEY, QUIET, SECRET_KEY, ProcCluster, archive_parts, flip_payload_byte, pocket
+from .archives import archive_parts, flip_payload_byte
+from .harness import ACCESS_KEY, QUIET, SECRET_KEY, ProcCluster, pocket
 from .signing import send, sign
 
 DAY = 1

@@ -284,7 +284,8 @@ def test_one_shot_repair_beside_up_supersedes_a_corrupt_packed_copy(tmp_path):
     good bytes with no second repair (the gateway's own repairer is off here)."""
     from storage import config, integrity
     from storage.node import packformat
-    from .harness import CLUSTER_SECRET, archive_parts, flip_archive_bit, read_archive
+    from .archives import archive_parts, flip_archive_bit, read_archive
+    from .harness import CLUSTER_SECRET
 
     data = str(tmp_path / "pocket-data")
     port = free_port_run(1)

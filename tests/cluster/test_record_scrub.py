@@ -8,7 +8,7 @@ import os
 from storage.node import packformat
 
 from .disk_checks import check_all, load_objects
-from .harness import QUIET, ProcCluster, pocket
+from .harness import pocket
 
 
 def _packed_records(disk_path: str) -> dict[str, tuple[str, int, int]]:
@@ -30,40 +30,36 @@ def _read(where: tuple[str, int, int]) -> bytes:
         return f.read(length)
 
 
-def test_a_corrupt_packed_tombstone_is_rewritten_from_its_copies(tmp_path):
-    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, sections=QUIET)
-    c.start()
-    try:
-        s3 = c.client()
-        objects = load_objects(s3, "bkt", 6)
-        for key in ("o000", "o001"):
-            s3.delete_object(Bucket="bkt", Key=key)
-            del objects[key]
-        c.stop("gateway")
-        tombstones = {d: [(r, w) for r, w in sorted(_packed_records(p).items())
-                          if json.loads(_read(w)).get("kind") == "tombstone"] for d, p in c.disk_paths.items()}
-        disk = next(d for d, found in sorted(tombstones.items()) if found)
-        node = disk[:2]
-        c.stop(node)
-        rec_id, where = tombstones[disk][0]
-        good = _read(where)
-        path, offset, _ = where
-        with open(path, "r+b") as f:               # one bit of its payload rots
-            f.seek(offset + len(good) // 2)
-            byte = f.read(1)
-            f.seek(offset + len(good) // 2)
-            f.write(bytes([byte[0] ^ 0x08]))
-        c.start_node(node)
-        c.start_gateway()
+def test_a_corrupt_packed_tombstone_is_rewritten_from_its_copies(six):
+    c = six
+    s3 = c.client()
+    objects = load_objects(s3, "bkt", 6)
+    for key in ("o000", "o001"):
+        s3.delete_object(Bucket="bkt", Key=key)
+        del objects[key]
+    c.stop("gateway")
+    tombstones = {d: [(r, w) for r, w in sorted(_packed_records(p).items())
+                      if json.loads(_read(w)).get("kind") == "tombstone"] for d, p in c.disk_paths.items()}
+    disk = next(d for d, found in sorted(tombstones.items()) if found)
+    node = disk[:2]
+    c.stop(node)
+    rec_id, where = tombstones[disk][0]
+    good = _read(where)
+    path, offset, _ = where
+    with open(path, "r+b") as f:               # one bit of its payload rots
+        f.seek(offset + len(good) // 2)
+        byte = f.read(1)
+        f.seek(offset + len(good) // 2)
+        f.write(bytes([byte[0] ^ 0x08]))
+    c.start_node(node)
+    c.start_gateway()
 
-        code, report = pocket(c, "scrub", "--json", ok=(0, 1))
-        assert [(r["disk"], r["record"]) for r in report["records_rewritten"]] == [(disk, rec_id)], report
-        assert report["records_left"] == []
-        assert _read(_packed_records(c.disk_paths[disk])[rec_id]) == good
-        code, again = pocket(c, "scrub", "--json")
-        assert again["records_rewritten"] == [] and again["records_left"] == []
-        check_all(s3, "bkt", objects)
-        for key in ("o000", "o001"):
-            assert s3.list_objects_v2(Bucket="bkt", Prefix=key)["KeyCount"] == 0
-    finally:
-        c.close()
+    code, report = pocket(c, "scrub", "--json", ok=(0, 1))
+    assert [(r["disk"], r["record"]) for r in report["records_rewritten"]] == [(disk, rec_id)], report
+    assert report["records_left"] == []
+    assert _read(_packed_records(c.disk_paths[disk])[rec_id]) == good
+    code, again = pocket(c, "scrub", "--json")
+    assert again["records_rewritten"] == [] and again["records_left"] == []
+    check_all(s3, "bkt", objects)
+    for key in ("o000", "o001"):
+        assert s3.list_objects_v2(Bucket="bkt", Prefix=key)["KeyCount"] == 0

@@ -18,9 +18,10 @@ from storage import layout
 
 from storage.node.store import DiskStore
 
+from .archives import archive_parts, archive_span, flip_payload_byte, read_archive
 from .conftest import payload
 from .disk_checks import SEG, check_all, load_objects
-from .harness import ProcCluster, pocket, archive_parts, archive_span, flip_payload_byte, read_archive, wait_for
+from .harness import ProcCluster, pocket, wait_for
 
 
 

@@ -7,7 +7,6 @@ asyncio connections writing a few bytes at a time, while boto3 stands for everyo
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 import time
 

@@ -12,7 +12,8 @@ from botocore.exceptions import ClientError
 
 from storage import layout
 
-from .harness import archive_parts, flip_archive_bit, pocket, read_archive
+from .archives import archive_parts, flip_archive_bit, read_archive
+from .harness import pocket
 from .test_sse import KEY, SEG, _check_reads, _cluster, body, ssec
 
 

@@ -6,10 +6,13 @@ import threading
 import time
 
 import aiohttp
+import pytest
 
 from bench.load import SigV4
 
 from .harness import ACCESS_KEY, SECRET_KEY, process_tree
+
+pytestmark = pytest.mark.long   # dealt to the workers first (conftest.py)
 
 GIB = 1 << 30
 CHUNK = 1 << 20

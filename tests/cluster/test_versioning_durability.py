@@ -9,8 +9,9 @@ from botocore.exceptions import ClientError
 
 from storage.objects.ids import id_time
 
+from .archives import archive_parts
 from .conftest import payload
-from .harness import archive_parts, pocket, wait_for
+from .harness import pocket, wait_for
 from .test_versioning import _enable, _versions
 
 SEG = 1 << 20

@@ -23,7 +23,7 @@ from storage.durability.sets import live_sets
 from storage.index.index import Index
 from storage.index.lmdb_backend import LmdbBackend
 
-from .harness import archive_parts
+from .archives import archive_parts
 
 GONE = "<deleted>"
 MIN_PART = 5 << 20

@@ -51,22 +51,30 @@ def _versions(disks) -> list[tuple[DiskStore, str, int]]:
     return [(d, name, size) for d in disks.values() for name, size in d.list_archives()]
 
 
+async def _rebuilt(tmp_path, disks):
+    """The legacy disks as a gateway serves them after `pocket index rebuild` from them alone:
+    (rebuild report, index, its writer, cluster, object service); the caller closes the
+    writer and the index."""
+    infos = [DiskInfo(d, f"node{i}", "z1") for i, d in enumerate(disks)]
+    volumes = [v for w in (3, 6) for v in build_volumes(infos, w)]
+    index = Index(LmdbBackend(str(tmp_path / "index")))
+    report = await rebuild(disks, index, volumes)
+    writer = IndexWriter(index)
+    cluster = Cluster(disks, infos)
+    cluster.load_volumes(index, {6, 3})
+    policies = {"ec": Policy.parse("ec", "ec:4+2"), "replica": Policy.parse("replica", "replica:3")}
+    objects = ObjectService(cluster, index, writer, policies, "ec", "replica", 4096, SEG, timeout=5)
+    return report, index, writer, cluster, objects
+
+
 def test_legacy_disks_rebuild_read_and_scrub_clean(legacy):
     tmp_path, disks, expected = legacy
     assert {packformat.scan_pack(os.path.join(d.packs.folder, f)).fmt
             for d in disks.values() for f in packformat.pack_files(d.packs.folder)} == {1}
 
     async def go():
-        infos = [DiskInfo(d, f"node{i}", "z1") for i, d in enumerate(disks)]
-        volumes = [v for w in (3, 6) for v in build_volumes(infos, w)]
-        index = Index(LmdbBackend(str(tmp_path / "index")))
-        report = await rebuild(disks, index, volumes)
+        report, index, writer, cluster, objects = await _rebuilt(tmp_path, disks)
         assert (report.objects, report.unreadable) == (2, 0) and report.tombstoned >= 1
-        writer = IndexWriter(index)
-        cluster = Cluster(disks, infos)
-        cluster.load_volumes(index, {6, 3})
-        policies = {"ec": Policy.parse("ec", "ec:4+2"), "replica": Policy.parse("replica", "replica:3")}
-        objects = ObjectService(cluster, index, writer, policies, "ec", "replica", 4096, SEG, timeout=5)
         try:
             assert index.get_object("b", "gone") is None
             for key in ("small", "big"):
@@ -145,15 +153,7 @@ def test_upgrade_rekeys_legacy_objects_and_refuses_one_that_does_not_match_its_e
     tmp_path, disks, expected = legacy
 
     async def go():
-        infos = [DiskInfo(d, f"node{i}", "z1") for i, d in enumerate(disks)]
-        volumes = [v for w in (3, 6) for v in build_volumes(infos, w)]
-        index = Index(LmdbBackend(str(tmp_path / "index")))
-        await rebuild(disks, index, volumes)
-        writer = IndexWriter(index)
-        cluster = Cluster(disks, infos)
-        cluster.load_volumes(index, {6, 3})
-        policies = {"ec": Policy.parse("ec", "ec:4+2"), "replica": Policy.parse("replica", "replica:3")}
-        objects = ObjectService(cluster, index, writer, policies, "ec", "replica", 4096, SEG, timeout=5)
+        _, index, writer, cluster, objects = await _rebuilt(tmp_path, disks)
         try:
             big = index.get_object("b", "big")
             first = cluster.volumes[big["volume"]]["disks"][0]

@@ -80,6 +80,11 @@ class World:
             with open(path, "wb") as f:
                 f.write(raw)
 
+    def rebuild_into(self, index: Index):
+        """`pocket index rebuild` from these disks alone into `index`; its report."""
+        volumes = [v for width in (3, 6) for v in build_volumes(self.infos, width)]
+        return asyncio.run(rebuild(self.disks, index, volumes))
+
     def dump(self, index: Index) -> dict:
         with index.read() as ops:
             objects = {k: r for k, r in ops.iter_objects(B)}
@@ -146,9 +151,8 @@ def test_rebuild_matches_the_live_index(world, make_index):
     assert sorted(live["objects"]) == ["done", "overwrites", "overwritten"]
     assert [u["key"] for u, _ in live["uploads"].values()] == ["open"]
 
-    volumes = [v for width in (3, 6) for v in build_volumes(w.infos, width)]
     rebuilt_index = make_index("rebuilt")
-    report = asyncio.run(rebuild(w.disks, rebuilt_index, volumes))
+    report = w.rebuild_into(rebuilt_index)
     try:
         assert w.dump(rebuilt_index) == live
     finally:
@@ -179,9 +183,8 @@ def test_rebuild_skips_a_multipart_object_whose_part_is_lost(world, make_index):
     p2 = asyncio.run(scenario())
     for path in glob.glob(os.path.join(w.root, "d*", "archives", "*", f"{p2['version_id']}.*"))[:3]:
         os.unlink(path)  # 3 of 6 fragments gone: fewer than k = 4
-    volumes = [v for width in (3, 6) for v in build_volumes(w.infos, width)]
     rebuilt_index = make_index("rebuilt")
-    report = asyncio.run(rebuild(w.disks, rebuilt_index, volumes))
+    report = w.rebuild_into(rebuilt_index)
     # the PUT it replaced is gone from the disks, so nothing is left to serve
     assert (report.unreadable, report.objects) == (1, 0)
 
@@ -210,9 +213,8 @@ def test_rebuild_ignores_a_complete_that_crashed_before_its_commit_then_was_abor
     asyncio.run(scenario())
     live = w.dump(w.index)
     assert sorted(live["objects"]) == ["k"] and not live["uploads"]
-    volumes = [v for width in (3, 6) for v in build_volumes(w.infos, width)]
     rebuilt_index = make_index("rebuilt")
-    report = asyncio.run(rebuild(w.disks, rebuilt_index, volumes))
+    report = w.rebuild_into(rebuilt_index)
     try:
         assert w.dump(rebuilt_index) == live
     finally:
@@ -235,9 +237,8 @@ def test_rebuild_keeps_an_acknowledged_delete_of_a_key_whose_put_never_committed
 
     asyncio.run(scenario())
     assert not w.dump(w.index)["objects"]
-    volumes = [v for width in (3, 6) for v in build_volumes(w.infos, width)]
     rebuilt_index = make_index("rebuilt")
-    report = asyncio.run(rebuild(w.disks, rebuilt_index, volumes))
+    report = w.rebuild_into(rebuilt_index)
     try:
         assert not w.dump(rebuilt_index)["objects"], "an acknowledged DELETE came undone"
     finally:
