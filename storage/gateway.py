@@ -28,6 +28,7 @@ from .index.index import open_index
 from .leased import LeasedDaemons, holder_id
 from .lifecycle.runner import LifecycleRunner
 from .metrics import IndexCollector, Metrics
+from .migrate import gateway_copy
 from .migrate.wiring import route_services
 from .node.daemons import DiskDaemons
 from .node.metrics import DiskCollector, ForwardedDiskMetrics
@@ -187,7 +188,8 @@ class Gateway:
         self.index.close()
 
     def app(self) -> web.Application:
-        return build_app(self)
+        return build_app(self, internal_puts=[
+            (gateway_copy.PATH, gateway_copy.receive, "migrate_copy", gateway_copy.ROUTE_HEADER)])
 
     def report_damage(self, damage) -> None:
         """Reads that had to decode around a bad fragment end up here: queue the repair."""

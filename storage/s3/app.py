@@ -14,7 +14,6 @@ from aiohttp import HttpVersion11, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ..index import ops as index_errors
-from ..migrate import gateway_copy
 from ..objects import read_ahead
 from ..objects.contracts import StoreUnavailable
 from ..objects.put import NoRoom, QuorumLost
@@ -52,7 +51,10 @@ class _OneLineParseErrors(logging.Filter):
         return True
 
 
-def build_app(gateway) -> web.Application:
+def build_app(gateway, internal_puts=()) -> web.Application:
+    """`internal_puts`: (path, receive, operation, marker header) of the gateway's own PUT
+    routes for other Pocket processes (storage/migrate/gateway_copy.py), passed in by the
+    gateway so that s3/ does not import the layers above it."""
     server_log = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, _OneLineParseErrors) for f in server_log.filters):
         server_log.addFilter(_OneLineParseErrors())
@@ -67,7 +69,8 @@ def build_app(gateway) -> web.Application:
     app.router.add_get("/_pocket/health", health)
     app.router.add_get("/_pocket/ready", ready)
     app.router.add_get("/_pocket/metrics", metrics)
-    app.router.add_put(gateway_copy.PATH, migrate_copy)
+    for path, receive, operation, marker in internal_puts:
+        app.router.add_put(path, _internal_put(receive, operation, marker))
     app.router.add_route("*", "/{path:.*}", s3_entry, expect_handler=_expect)
     return app
 
@@ -125,21 +128,24 @@ async def s3_entry(http: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def migrate_copy(http: web.Request) -> web.Response:
-    """A version `pocket migrate copy` hands to the gateway (storage/migrate/gateway_copy.py)."""
-    gw = http.app["gateway"]
-    request_id = http["request_id"] = new_request_id()
-    started = http["started"] = time.perf_counter()
-    http["operation"] = "migrate_copy"
-    try:
-        resp = await gateway_copy.receive(http, gw)
-    except errors.S3Error as e:
-        resp = _error_response(http, e, request_id, "", "")
-    except Exception as e:
-        resp = _failure_response(http, e, request_id, "", "")
-    resp.headers[gateway_copy.ROUTE_HEADER] = "1"
-    gw.metrics.request_done("migrate_copy", resp.status, time.perf_counter() - started)
-    return resp
+def _internal_put(receive, operation: str, marker: str):
+    """A handler answering like s3_entry (request id, S3 error bodies, metrics) for a route
+    whose `receive(http, gateway)` does the work; `marker` tells its caller the route exists."""
+    async def handle(http: web.Request) -> web.Response:
+        gw = http.app["gateway"]
+        request_id = http["request_id"] = new_request_id()
+        started = http["started"] = time.perf_counter()
+        http["operation"] = operation
+        try:
+            resp = await receive(http, gw)
+        except errors.S3Error as e:
+            resp = _error_response(http, e, request_id, "", "")
+        except Exception as e:
+            resp = _failure_response(http, e, request_id, "", "")
+        resp.headers[marker] = "1"
+        gw.metrics.request_done(operation, resp.status, time.perf_counter() - started)
+        return resp
+    return handle
 
 
 def _failure_response(http: web.Request, e: Exception, request_id: str, bucket: str, key: str) -> web.Response:
