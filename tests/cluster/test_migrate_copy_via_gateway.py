@@ -30,13 +30,6 @@ LAST_MODIFIED = 1_600_000_000.0      # 2020-09-13: what the copy claims the sour
 
 
 @pytest.fixture
-def pocket(tmp_path):
-    c = ProcCluster(str(tmp_path / "pocket"), embedded=True).start()
-    yield c
-    c.close()
-
-
-@pytest.fixture
 def moto(tmp_path):
     source = start_moto(str(tmp_path / "moto"))
     yield source
@@ -65,8 +58,8 @@ def _keys(c: ProcCluster, bucket: str = "target") -> list[str]:
     return [o["Key"] for o in c.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
 
 
-def test_only_signed_fresh_requests_with_their_own_body_are_stored(pocket):
-    pocket.client().create_bucket(Bucket="target")
+def test_only_signed_fresh_requests_with_their_own_body_are_stored(embedded):
+    embedded.client().create_bucket(Bucket="target")
     data = random.Random(7).randbytes(4096)
     write = _write("kept.bin", data)
 
@@ -76,69 +69,69 @@ def test_only_signed_fresh_requests_with_their_own_body_are_stored(pocket):
     refused = {"unsigned": ({"Content-Type": "application/octet-stream"}, body),
                "wrong secret": forged, "tampered body": (headers, tampered)}
     for what, (h, b) in refused.items():
-        status, answer = _put(pocket, h, b)
+        status, answer = _put(embedded, h, b)
         assert (status, b"<Code>AccessDenied</Code>" in answer) == (403, True), (what, status, answer)
-    assert _keys(pocket) == []
+    assert _keys(embedded) == []
 
     # sent twice at once: one is stored, the other refused before it writes anything (both
     # would write archives of the same names; removing the refused one's took the other's)
     with ThreadPoolExecutor(2) as pool:
-        answers = sorted(pool.map(lambda _: _put(pocket, headers, body), range(2)))
+        answers = sorted(pool.map(lambda _: _put(embedded, headers, body), range(2)))
     assert [status for status, _ in answers] == [200, 403], answers
-    got = pocket.client().get_object(Bucket="target", Key="kept.bin")
+    got = embedded.client().get_object(Bucket="target", Key="kept.bin")
     assert got["Body"].read() == data and got["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
     assert got["LastModified"].timestamp() == LAST_MODIFIED
     assert (got["ContentType"], got["Metadata"], got["CacheControl"]) == ("text/x-copied", {"origin": "s3"}, "no-cache")
-    tags = pocket.client().get_object_tagging(Bucket="target", Key="kept.bin")["TagSet"]
+    tags = embedded.client().get_object_tagging(Bucket="target", Key="kept.bin")["TagSet"]
     assert tags == [{"Key": "team", "Value": "blue"}]
 
     # replayed: refused by either worker process, and after a restart (the nonce is in the index)
-    pocket.client().delete_object(Bucket="target", Key="kept.bin")
+    embedded.client().delete_object(Bucket="target", Key="kept.bin")
     for _ in range(4):
-        status, answer = _put(pocket, headers, body)
+        status, answer = _put(embedded, headers, body)
         assert status == 403 and b"<Code>AccessDenied</Code>" in answer
-    pocket.signal("gateway", signal.SIGKILL)
-    pocket.start_gateway()
-    status, answer = _put(pocket, headers, body)
+    embedded.signal("gateway", signal.SIGKILL)
+    embedded.start_gateway()
+    status, answer = _put(embedded, headers, body)
     assert status == 403 and b"<Code>AccessDenied</Code>" in answer
-    assert _keys(pocket) == []
+    assert _keys(embedded) == []
 
 
-def test_two_copy_workers_hand_over_versions_checksums_and_markers(pocket, moto):
+def test_two_copy_workers_hand_over_versions_checksums_and_markers(embedded, moto):
     """moto's UUID version ids, delete markers, tags, metadata and x-amz-checksum-* arrive as
     the copy read them; `status` adds up what both workers handed over."""
     s3 = moto.client()
     seed_versioned(s3, "history")
     seed_checksums(s3, "sums")
-    _, report = pocket_migrate(pocket, moto, "copy", "history", "sums", "--workers", "2", "--json")
+    _, report = pocket_migrate(embedded, moto, "copy", "history", "sums", "--workers", "2", "--json")
     assert report["ok"], report
     # history: six versions and two delete markers; sums: two single PUTs (not the multipart one)
     handed = [b["written_via_gateway"] for b in report["buckets"]]
     assert handed == [8, 2]
-    _, status = pocket_migrate(pocket, moto, "status", "history", "sums", "--json")
+    _, status = pocket_migrate(embedded, moto, "status", "history", "sums", "--json")
     assert [b["counters"]["written_via_gateway"] for b in status["buckets"]] == handed
-    _, text = pocket_migrate(pocket, moto, "status", "history")
+    _, text = pocket_migrate(embedded, moto, "status", "history")
     assert "8 of them stored by the running gateway" in text
     for bucket in ("history", "sums"):
-        assert snapshot(pocket.client(), bucket) == snapshot(s3, bucket)
-    head = pocket.client().head_object(Bucket="sums", Key="crc64", ChecksumMode="ENABLED")
+        assert snapshot(embedded.client(), bucket) == snapshot(s3, bucket)
+    head = embedded.client().head_object(Bucket="sums", Key="crc64", ChecksumMode="ENABLED")
     assert head["ChecksumCRC64NVME"] == s3.head_object(Bucket="sums", Key="crc64",
                                                        ChecksumMode="ENABLED")["ChecksumCRC64NVME"]
 
 
-def test_copy_writes_by_itself_once_the_gateway_stops_mid_copy(pocket, moto):
+def test_copy_writes_by_itself_once_the_gateway_stops_mid_copy(embedded, moto):
     s3 = moto.client()
     s3.create_bucket(Bucket="many")
-    pocket.client().create_bucket(Bucket="many")
+    embedded.client().create_bucket(Bucket="many")
     for i in range(60):
         s3.put_object(Bucket="many", Key=f"obj/{i:03d}", Body=random.Random(i).randbytes(1000 + i))
     copy = subprocess.Popen([sys.executable, "-m", "cli", "migrate", "copy", "many", "--json", "--workers", "1",
-                             "--rate", "8KB", "--config", pocket.config, "--source-endpoint", moto.endpoint],
+                             "--rate", "8KB", "--config", embedded.config, "--source-endpoint", moto.endpoint],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **moto.credentials_env()})
     try:
-        wait_for("a few objects stored by the gateway", lambda: len(_keys(pocket, "many")) >= 5)
-        pocket.signal("gateway", signal.SIGKILL)
+        wait_for("a few objects stored by the gateway", lambda: len(_keys(embedded, "many")) >= 5)
+        embedded.signal("gateway", signal.SIGKILL)
         out, err = copy.communicate(timeout=120)
     finally:
         if copy.poll() is None:
@@ -147,5 +140,5 @@ def test_copy_writes_by_itself_once_the_gateway_stops_mid_copy(pocket, moto):
     assert copy.returncode == 0, err
     bucket = json.loads(out)["buckets"][0]
     assert bucket["copied"] == 60 and 5 <= bucket["written_via_gateway"] < 60, bucket
-    pocket.start_gateway()
-    assert snapshot(pocket.client(), "many") == snapshot(s3, "many")
+    embedded.start_gateway()
+    assert snapshot(embedded.client(), "many") == snapshot(s3, "many")
