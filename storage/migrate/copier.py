@@ -214,12 +214,11 @@ async def copy_version(objects, multipart, client, src_bucket: str, bucket: str,
     write = Write(bucket, w.key, w.size, want, attrs, w.internal_id)
     if not isinstance(got["Body"], bytes):
         return await store(objects, write, _stream(got["Body"], limit, moved))
-    if via is not None:
-        await limit.take(w.size)
-        if (sent := await via.send(write, got["Body"])) is not None:
-            moved[0] += w.size
-            return sent
-    return await store(objects, write, _whole(got["Body"], limit, moved, taken=via is not None))
+    await limit.take(w.size)
+    moved[0] += w.size
+    if via is not None and (sent := await via.send(write, got["Body"])) is not None:
+        return sent
+    return await store(objects, write, whole(got["Body"]))
 
 
 def _get_small(client, **kwargs) -> dict:
@@ -231,10 +230,8 @@ def _get_small(client, **kwargs) -> dict:
     return got
 
 
-async def _whole(data: bytes, limit: RateLimit, counter: list[int], taken: bool = False) -> AsyncIterator[bytes]:
-    if not taken:
-        await limit.take(len(data))
-    counter[0] += len(data)
+async def whole(data: bytes) -> AsyncIterator[bytes]:
+    """A body already read, as the stream the object service takes."""
     if data:
         yield data
 

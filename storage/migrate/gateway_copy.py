@@ -35,7 +35,7 @@ from ..index import migrations as M
 from ..node import auth
 from ..s3 import errors
 from ..tools.cluster import gateway_url, gateway_view
-from .copier import CHUNK, Write, store
+from .copier import CHUNK, Write, store, whole
 
 log = logging.getLogger("pocket.migrate.copy")
 
@@ -77,7 +77,7 @@ async def receive(http: web.Request, gateway) -> web.Response:
         log.warning("refused a migrate copy request from %s: nonce already used (a replayed request)", http.remote)
         raise errors.AccessDenied()
     with gateway.upload_slots.claim():
-        record = await store(gateway.migration.objects, write, _once(data)) or {}
+        record = await store(gateway.migration.objects, write, whole(data)) or {}
     return web.json_response({"version_id": record.get("version_id"), "etag": record.get("etag")})
 
 
@@ -97,11 +97,6 @@ def _unpack(signed: bytes) -> tuple[Write, bytes]:
     if write.marker is None and len(data) != write.size:
         raise errors.IncompleteBody()
     return write, data
-
-
-async def _once(data: bytes):
-    if data:
-        yield data
 
 
 # ---- the copy's side -----------------------------------------------------------------------------
