@@ -46,8 +46,10 @@ class JournalRunner:
         for m in await self.routes.aall():
             if buckets is not None and m.bucket not in buckets:
                 continue
-            store = self.routes.store(m)
             entries = await self.objects.index.call(self._due, m.bucket, all_due)
+            if not entries:   # most passes: no source client made for a bucket with nothing to retry
+                continue
+            store = self.routes.store(m)
             for entry in entries:
                 await self._retry(m.bucket, store, entry, report)
         return report

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from . import source as source_client
 from . import state
+from .credentials import load_keys
 from .source_store import SourceStore
 
 log = logging.getLogger("pocket.migrate")
@@ -46,6 +47,7 @@ class Routes:
         self.generation = -1
         self._migrations: dict[str, state.Migration] = {}
         self._stores: dict[tuple, SourceStore] = {}
+        self._clients: dict[tuple, object] = {}
 
     def _fetch(self, known: int) -> tuple[int, list[state.Migration] | None]:
         """(generation, every migration record if the generation is not `known`): one read txn."""
@@ -107,9 +109,20 @@ class Routes:
         settings = (m.bucket, s.bucket, s.endpoint, s.region, s.profile, s.addressing)
         found = self._stores.get(settings)
         if found is None:
-            found = self._stores[settings] = SourceStore(source_client.client(s, self.keys_file), s.bucket,
-                                                         source_client.describe(s))
+            found = self._stores[settings] = SourceStore(self._client(m), s.bucket, source_client.describe(s))
         return found
+
+    def _client(self, m: state.Migration):
+        """One boto3 client per way of reaching a source, shared by its buckets: a client
+        holds a connection pool and a parsed service model (megabytes), and an estate of
+        thousands of buckets on one endpoint needs one. Keys given per bucket
+        (credentials.py) keep a client of their own."""
+        s = m.source
+        own_keys = load_keys(self.keys_file, s.bucket) is not None
+        way = (s.endpoint, s.region, s.profile, s.addressing, s.bucket if own_keys else None)
+        if way not in self._clients:
+            self._clients[way] = source_client.client(s, self.keys_file)
+        return self._clients[way]
 
 
 class KeyLocks:

@@ -45,6 +45,24 @@ def test_routes_follow_every_transition_made_by_another_handle(index, tmp_path):
     assert routes.get("photos") is None and routes.migration("photos").state == S.DETACHED
 
 
+def test_buckets_on_one_source_share_one_client_and_own_keys_get_their_own(index, tmp_path):
+    """A client holds a connection pool and a parsed service model: thousands of migrating
+    buckets on one endpoint must not make thousands of them. Keys given for one bucket
+    must reach that bucket's requests only."""
+    from storage.migrate.credentials import store_keys
+    keys_file = str(tmp_path / "keys.json")
+    store_keys(keys_file, "src-keyed", "AKIAKEYED", "secret-of-keyed")
+    for bucket in ("photos", "videos", "keyed"):
+        _enable(index, bucket)
+    routes = Routes(index, keys_file)
+    photos, videos, keyed = (routes.get(b).store for b in ("photos", "videos", "keyed"))
+    assert (photos.bucket, videos.bucket, keyed.bucket) == ("src-photos", "src-videos", "src-keyed")
+    assert photos.client is videos.client
+    assert keyed.client is not photos.client
+    assert keyed.client._request_signer._credentials.access_key == "AKIAKEYED"
+    assert routes.get("photos").store is photos      # kept, not made again per request
+
+
 def test_cutover_guard_wants_a_clean_verify_no_dirty_keys_and_no_backlog(index):
     _enable(index)
     S.transition(index, "photos", S.BACKFILLED)
