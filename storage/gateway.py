@@ -188,8 +188,8 @@ class Gateway:
         self.index.close()
 
     def app(self) -> web.Application:
-        return build_app(self, internal_puts=[
-            (gateway_copy.PATH, gateway_copy.receive, "migrate_copy", gateway_copy.ROUTE_HEADER)])
+        marker = (gateway_copy.ROUTE_HEADER, gateway_copy.ROUTE_VERSION)
+        return build_app(self, internal_puts=[(gateway_copy.PATH, gateway_copy.receive, "migrate_copy", marker)])
 
     def report_damage(self, damage) -> None:
         """Reads that had to decode around a bad fragment end up here: queue the repair."""

@@ -52,7 +52,7 @@ class _OneLineParseErrors(logging.Filter):
 
 
 def build_app(gateway, internal_puts=()) -> web.Application:
-    """`internal_puts`: (path, receive, operation, marker header) of the gateway's own PUT
+    """`internal_puts`: (path, receive, operation, (marker header, value)) of the gateway's own PUT
     routes for other Pocket processes (storage/migrate/gateway_copy.py), passed in by the
     gateway so that s3/ does not import the layers above it."""
     server_log = logging.getLogger("aiohttp.server")
@@ -128,9 +128,10 @@ async def s3_entry(http: web.Request) -> web.StreamResponse:
     return resp
 
 
-def _internal_put(receive, operation: str, marker: str):
+def _internal_put(receive, operation: str, marker: tuple[str, str]):
     """A handler answering like s3_entry (request id, S3 error bodies, metrics) for a route
-    whose `receive(http, gateway)` does the work; `marker` tells its caller the route exists."""
+    whose `receive(http, gateway)` does the work; `marker` (a header and its value) tells
+    its caller the route exists, and which version of it."""
     async def handle(http: web.Request) -> web.Response:
         gw = http.app["gateway"]
         request_id = http["request_id"] = new_request_id()
@@ -142,7 +143,7 @@ def _internal_put(receive, operation: str, marker: str):
             resp = _error_response(http, e, request_id, "", "")
         except Exception as e:
             resp = _failure_response(http, e, request_id, "", "")
-        resp.headers[marker] = "1"
+        resp.headers[marker[0]] = marker[1]
         gw.metrics.request_done(operation, resp.status, time.perf_counter() - started)
         return resp
     return handle

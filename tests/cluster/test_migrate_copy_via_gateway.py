@@ -4,6 +4,7 @@ body they were signed with, and seen once are taken; the copy writes by itself w
 gateway goes away mid-copy, and loses nothing."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -63,8 +64,8 @@ def test_only_signed_fresh_requests_with_their_own_body_are_stored(embedded):
     data = random.Random(7).randbytes(4096)
     write = _write("kept.bin", data)
 
-    headers, body = gateway_copy.signed_request(CLUSTER_SECRET, write, data)
-    forged = gateway_copy.signed_request("not-the-cluster-secret-0123456789abcdef", write, data)
+    headers, body = gateway_copy.signed_request(CLUSTER_SECRET, [(write, data)])
+    forged = gateway_copy.signed_request("not-the-cluster-secret-0123456789abcdef", [(write, data)])
     tampered = body[:200] + bytes([body[200] ^ 1]) + body[201:]
     refused = {"unsigned": ({"Content-Type": "application/octet-stream"}, body),
                "wrong secret": forged, "tampered body": (headers, tampered)}
@@ -95,6 +96,53 @@ def test_only_signed_fresh_requests_with_their_own_body_are_stored(embedded):
     status, answer = _put(embedded, headers, body)
     assert status == 403 and b"<Code>AccessDenied</Code>" in answer
     assert _keys(embedded) == []
+
+
+def test_a_batch_stores_each_version_alone_and_a_malformed_one_stores_nothing(embedded):
+    """Versions travel in batches: one whose body does not match its MD5 fails alone (the
+    copy then writes it itself and reports the error); a batch that does not parse is
+    refused whole with 400; and a Sender given many versions at once sends few requests."""
+    c = embedded.client()
+    c.create_bucket(Bucket="target")
+    rnd = random.Random(11)
+    bodies = {f"batch/{i}": rnd.randbytes(3000 + i) for i in range(3)}
+    batch = [(_write(key, data), data) for key, data in bodies.items()]
+    bad = rnd.randbytes(2000)
+    batch.insert(1, (_write("batch/bad", bad), bad[:-1] + bytes([bad[-1] ^ 1])))   # MD5 of other bytes
+    marker = Write("target", "batch/gone", marker={"version_id": internal_ids([{"last_modified": LAST_MODIFIED}])[0],
+                                                    "created": LAST_MODIFIED, "versioned": False})
+    batch.append((marker, b""))
+    status, answer = _put(embedded, *gateway_copy.signed_request(CLUSTER_SECRET, batch))
+    assert status == 200, answer
+    results = json.loads(answer)
+    assert [r.get("error") for r in results] == [None, "BadDigest", None, None, None], results
+    for (key, data), result in zip(bodies.items(), [results[0], results[2], results[3]]):
+        got = c.get_object(Bucket="target", Key=key)
+        assert got["Body"].read() == data and got["ETag"] == f'"{result["etag"]}"' == f'"{hashlib.md5(data).hexdigest()}"'
+    assert sorted(_keys(embedded)) == sorted(bodies)
+
+    # a batch whose last version claims more bytes than follow, and one of too many versions
+    short = _write("batch/short", b"x" * 100)
+    too_many = [(_write(f"many/{i}", bytes([i])), bytes([i])) for i in range(gateway_copy.MAX_BATCH + 1)]
+    for what, items in {"short": [(_write("batch/ok", b"fine"), b"fine"), (short, b"x" * 99)],
+                        "too many": too_many}.items():
+        status, answer = _put(embedded, *gateway_copy.signed_request(CLUSTER_SECRET, items))
+        assert status == 400 and b"<Code>InvalidRequest</Code>" in answer, (what, status, answer)
+    assert sorted(_keys(embedded)) == sorted(bodies)
+
+    async def hand_over(n: int):
+        sender = gateway_copy.Sender(embedded.endpoint, CLUSTER_SECRET)
+        try:
+            sent = {f"sender/{i:02d}": rnd.randbytes(500 + i) for i in range(n)}
+            answers = await asyncio.gather(*(sender.send(_write(k, d), d) for k, d in sent.items()))
+            return sent, answers, sender.requests, sender.written
+        finally:
+            await sender.close()
+    sent, answers, requests, written = asyncio.run(hand_over(40))
+    assert written == 40 and requests < 10, (written, requests)
+    for (key, data), answer in zip(sent.items(), answers):
+        assert answer["etag"] == hashlib.md5(data).hexdigest()
+        assert c.get_object(Bucket="target", Key=key)["Body"].read() == data
 
 
 def test_two_copy_workers_hand_over_versions_checksums_and_markers(embedded, moto):
