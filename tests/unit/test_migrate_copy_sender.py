@@ -5,7 +5,6 @@ every version ends up either stored by the gateway or handed back to be written 
 from __future__ import annotations
 
 import asyncio
-import json
 
 from aiohttp import web
 
