@@ -32,7 +32,6 @@ import asyncio
 import json
 import logging
 import struct
-from dataclasses import asdict
 
 import aiohttp
 from aiohttp import web
@@ -156,7 +155,9 @@ def signed_request(secret: str, batch: list[tuple[Write, bytes]]) -> tuple[dict[
     headers = auth.sign(secret, "PUT", PATH, AUDIENCE)
     parts = []
     for write, data in batch:
-        head = json.dumps(asdict(write), separators=(",", ":")).encode()
+        # vars, not dataclasses.asdict: asdict deep-copies every dict first (6 % of a small
+        # object copy's CPU in a py-spy profile); a Write's fields are plain JSON values
+        head = json.dumps(vars(write), separators=(",", ":")).encode()
         parts += [_LENGTH.pack(len(head)), head, data]
     return headers, auth.tag(secret, headers, b"".join(parts))
 
