@@ -39,7 +39,7 @@ from aiohttp import web
 from ..index import migrations as M
 from ..node import auth
 from ..s3 import errors
-from ..tools.cluster import gateway_url, gateway_view
+from ..tools.cluster import gateway_ssl, gateway_url, gateway_view
 from .copier import CHUNK, Write, store, whole
 
 log = logging.getLogger("pocket.migrate.copy")
@@ -146,7 +146,7 @@ async def sender_for(cfg, tc) -> "Sender | None":
     if not tc.direct or not cfg.cluster_secret or await gateway_view(cfg) is None:
         return None
     log.info("small objects go through the running gateway at %s", gateway_url(cfg))
-    return Sender(gateway_url(cfg), cfg.cluster_secret)
+    return Sender(gateway_url(cfg), cfg.cluster_secret, gateway_ssl(cfg))
 
 
 def signed_request(secret: str, batch: list[tuple[Write, bytes]]) -> tuple[dict[str, str], bytes]:
@@ -173,9 +173,10 @@ class Sender:
     """Hands versions to the gateway in batches: `send` queues one and waits for its answer;
     up to REQUESTS batches are on their way at once, each taking what was queued when it left."""
 
-    def __init__(self, url: str, secret: str):
+    def __init__(self, url: str, secret: str, ssl_check=True):
         self.url, self.secret = url + PATH, secret
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_check),
+                                             timeout=aiohttp.ClientTimeout(total=120))
         self.written = 0
         self.requests = 0
         self.off: str | None = None     # why the gateway is not used any more

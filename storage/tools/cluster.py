@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import os
+import ssl
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -93,19 +94,40 @@ async def open_cluster(cfg: Config):
 
 
 def gateway_url(cfg: Config) -> str:
-    """Where this machine reaches the cluster's gateway (its S3 port)."""
+    """Where this machine reaches the cluster's gateway (its S3 port): https when it serves TLS."""
     host, port = cfg.listen
     host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    return f"http://{host}:{port}"
+    return f"{'https' if cfg.gateway.tls_cert else 'http'}://{host}:{port}"
+
+
+def gateway_ssl(cfg: Config) -> ssl.SSLContext | bool:
+    """How a tool on this machine checks the gateway's certificate: against the certificate
+    file the gateway itself serves (its leaf and chain, as the trusted ones), so no CA needs
+    configuring and another server's certificate is refused. The name is not checked: the
+    tool dials the listen address (127.0.0.1 for 0.0.0.0), which a certificate made for
+    the service's DNS name does not carry.
+
+    Before this, every tool dialled http:// whatever the gateway served, found no gateway
+    behind a TLS port, and acted as if none ran: `pocket status` said so, disk moves did
+    not wait for the gateway to adopt a new volume table, and `migrate copy` wrote small
+    objects itself."""
+    if not cfg.gateway.tls_cert:
+        return True
+    ctx = ssl.create_default_context(cafile=cfg.gateway.tls_cert)
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN    # the leaf itself may be the anchor
+    ctx.check_hostname = False
+    return ctx
 
 
 async def gateway_view(cfg: Config) -> dict | None:
     """What a running gateway reports at /_pocket/ready (its disks up and down), or None."""
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as s:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=gateway_ssl(cfg)),
+                                         timeout=aiohttp.ClientTimeout(total=2)) as s:
             async with s.get(f"{gateway_url(cfg)}/_pocket/ready") as r:
                 return await r.json()
-    except Exception:
+    except Exception as e:
+        log.debug("no gateway answers at %s: %r", gateway_url(cfg), e)
         return None
 
 

@@ -1,5 +1,6 @@
 """TLS on the S3 port: real clients verify the certificate against the operator's CA, and a
 renewed certificate is picked up on SIGHUP by new connections while open ones keep going."""
+import asyncio
 import http.client
 import os
 import random
@@ -12,8 +13,12 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
+from storage.config import load as load_config
+from storage.tools.cluster import gateway_view
+
 from .certs import TestCA
-from .harness import ACCESS_KEY, SECRET_KEY, ProcCluster
+from .harness import ACCESS_KEY, SECRET_KEY, ProcCluster, pocket
+from .sources import pocket_migrate, start_moto
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +98,39 @@ def test_aws_cli_and_rclone_verify_the_certificate(tls_cluster, tmp_path):
     refused = subprocess.run(rclone + ["lsf", "pocket:tls-cli"], env=rclone_env, capture_output=True, text=True,
                              timeout=120)
     assert refused.returncode != 0 and "certificate" in refused.stderr
+
+
+def test_one_shot_tools_find_the_gateway_behind_tls(tls_cluster, tmp_path):
+    """`pocket status`, disk moves and `migrate copy` ask the running gateway what it sees;
+    they dialled plain http whatever the gateway served, so with TLS on they found no
+    gateway and acted as if none ran (status said "not running", small copied objects were
+    written past the gateway's packs). They now check the certificate the gateway serves,
+    and a server with another certificate is not taken for it."""
+    c = tls_cluster
+    _, status = pocket(c, "status", "--json")
+    assert status["gateway"]["running"] is True
+
+    source = start_moto(str(tmp_path / "moto"))
+    try:
+        s3 = source.client()
+        s3.create_bucket(Bucket="tls-src")
+        bodies = {f"obj/{i}": _body(700 + i, 40 + i) for i in range(6)}
+        for key, body in bodies.items():
+            s3.put_object(Bucket="tls-src", Key=key, Body=body)
+        _, report = pocket_migrate(c, source, "copy", "tls-src", "--json")
+    finally:
+        source.close()
+    assert report["ok"] and report["buckets"][0]["written_via_gateway"] == len(bodies), report
+    for key, body in bodies.items():
+        assert c.client().get_object(Bucket="tls-src", Key=key)["Body"].read() == body
+
+    # a certificate file that is not the one the gateway serves (same CA, another leaf)
+    cfg = load_config(c.config)
+    other = str(tmp_path / "other.crt")
+    c.tls["ca"].issue(other, str(tmp_path / "other.key"))
+    assert asyncio.run(gateway_view(cfg)) is not None
+    cfg.gateway.tls_cert = other
+    assert asyncio.run(gateway_view(cfg)) is None
 
 
 def test_sighup_reloads_the_certificate_for_new_connections_only(tls_cluster):
