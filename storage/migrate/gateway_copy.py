@@ -32,6 +32,7 @@ import asyncio
 import json
 import logging
 import struct
+import time
 
 import aiohttp
 from aiohttp import web
@@ -52,6 +53,7 @@ MAX_OBJECT = CHUNK
 MAX_BATCH = 64                  # versions in one request
 MAX_BATCH_BYTES = 4 * CHUNK     # their bodies together: what a gateway holds in memory per request
 REQUESTS = 4                    # batches a copy process has on their way at once
+RETRY_AFTER = 30.0              # seconds before a gateway that stopped answering is tried again
 _MAX_HEAD = 1 << 16             # the JSON of a Write: attrs with metadata (2 KiB in S3) and tags
 _LENGTH = struct.Struct(">I")
 _MAX_REQUEST = MAX_BATCH * (_LENGTH.size + _MAX_HEAD) + MAX_BATCH_BYTES + auth.TAG_SIZE
@@ -179,7 +181,8 @@ class Sender:
                                              timeout=aiohttp.ClientTimeout(total=120))
         self.written = 0
         self.requests = 0
-        self.off: str | None = None     # why the gateway is not used any more
+        self.off: str | None = None     # why the gateway is not used (for now, or any more)
+        self._retry_at: float | None = None   # when `off` is for now: the time to try again
         self._queued: list[tuple[Write, bytes, asyncio.Future]] = []
         self._flying = 0
         self._leaving = False           # a batch task is made and has not taken its versions yet
@@ -193,6 +196,9 @@ class Sender:
 
     async def send(self, write: Write, data: bytes) -> dict | None:
         """Store `write` through the gateway: its answer, or None when the copy must write it itself."""
+        if self.off is not None and self._retry_at is not None and time.monotonic() >= self._retry_at:
+            log.info("trying the running gateway again for small objects")
+            self.off = self._retry_at = None
         if self.off is not None or len(data) > MAX_OBJECT:
             return None
         answer = asyncio.get_running_loop().create_future()
@@ -251,7 +257,8 @@ class Sender:
                     return nothing
                 results = json.loads(answer)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as e:
-            self._give_up(repr(e))
+            # a gateway restarted for an upgrade answers again soon: not for good
+            self._give_up(repr(e), for_now=True)
             return nothing
         self.requests += 1
         out = []
@@ -265,7 +272,12 @@ class Sender:
                 out.append(result)
         return out + nothing[len(out):]
 
-    def _give_up(self, why: str) -> None:
+    def _give_up(self, why: str, for_now: bool = False) -> None:
         if self.off is None:
             self.off = why
-            log.warning("writing every object here from now on: the gateway's copy route is not usable (%s)", why)
+            if for_now:
+                self._retry_at = time.monotonic() + RETRY_AFTER
+                log.warning("writing every object here for %.0f s: the gateway's copy route did not answer (%s)",
+                            RETRY_AFTER, why)
+            else:
+                log.warning("writing every object here from now on: the gateway's copy route is not usable (%s)", why)

@@ -79,3 +79,60 @@ def test_versions_the_gateway_could_not_store_come_back_and_the_rest_count():
     assert written == n - 1
     assert sorted(k for b in batches for k in b) == sorted(f"k{i}" for i in range(n))   # each sent once
     assert all(len(b) <= gateway_copy.MAX_BATCH for b in batches) and requests == len(batches) < n
+
+
+def test_a_gateway_that_stopped_answering_is_tried_again_later(monkeypatch):
+    """A gateway restarted for an upgrade answers again in seconds: a copy of many hours
+    must not write everything itself from then on. Versions sent while it is away come
+    back to be written here; once it answers again they go to it."""
+    monkeypatch.setattr(gateway_copy, "RETRY_AFTER", 0.3)
+
+    async def gateway(request: web.Request) -> web.Response:
+        batch = gateway_copy.unpack((await request.read())[:-auth.TAG_SIZE])
+        return web.json_response([{"version_id": "v", "etag": w.key} for w, _ in batch],
+                                 headers={gateway_copy.ROUTE_HEADER: gateway_copy.ROUTE_VERSION})
+
+    async def main():
+        runner, url = await _serve(gateway)
+        port = int(url.rsplit(":", 1)[1])
+        sender = gateway_copy.Sender(url, SECRET)
+        try:
+            write, data = _writes(1)[0]
+            assert (await sender.send(write, data))["etag"] == "k0"
+            await runner.cleanup()                      # the gateway goes away
+            assert await sender.send(write, data) is None
+            assert sender.off is not None and await sender.send(write, data) is None   # not even tried
+            app = web.Application()
+            app.router.add_put(gateway_copy.PATH, gateway)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()    # back, on the same port
+            deadline = asyncio.get_running_loop().time() + 10
+            while (got := await sender.send(write, data)) is None:
+                assert asyncio.get_running_loop().time() < deadline, sender.off
+                await asyncio.sleep(0.05)
+            return got, sender.off, sender.written
+        finally:
+            await sender.close()
+            await runner.cleanup()
+    got, off, written = asyncio.run(main())
+    assert got["etag"] == "k0" and off is None and written == 2
+
+
+def test_a_gateway_of_another_release_is_not_tried_again(monkeypatch):
+    monkeypatch.setattr(gateway_copy, "RETRY_AFTER", 0.0)
+    calls = []
+
+    async def old_gateway(request: web.Request) -> web.Response:
+        calls.append(1)
+        return web.Response(status=403, headers={gateway_copy.ROUTE_HEADER: "1"})
+
+    async def main():
+        runner, url = await _serve(old_gateway)
+        sender = gateway_copy.Sender(url, SECRET)
+        try:
+            return [await sender.send(*_writes(1)[0]) for _ in range(3)]
+        finally:
+            await sender.close()
+            await runner.cleanup()
+    assert asyncio.run(main()) == [None] * 3 and len(calls) == 1
