@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from ..index import migrations as M
 from ..index.versions import NULL
 from ..objects.buckets import BucketService
-from . import copier, inventory, listing, small_get, state
+from . import copier, inventory, listing, presigned_get, state
 from .copier import RateLimit, SourceChanged, Wanted
 
 log = logging.getLogger("pocket.migrate.copy")
@@ -51,7 +51,7 @@ class Tally:
     bytes: int = 0
     errors: int = 0
     changed: int = 0
-    presigned: int = 0         # small objects read with presigned URLs (small_get.py), not botocore
+    presigned: int = 0         # source GETs (objects, parts) answered by presigned URLs (presigned_get.py)
     via_gateway: int = 0       # versions the running gateway stored for the copy (gateway_copy.py)
     failed: list = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
@@ -108,10 +108,10 @@ class Backfill:
         self.owner = worker_id()
         self.on_progress = on_progress
         self.moved = [0]          # bytes read from the source, for the rate and ETA
-        self.small = small_get.SmallGets(self.concurrency)
+        self.urls = presigned_get.PresignedGets(self.concurrency)
 
     async def close(self) -> None:
-        await self.small.close()
+        await self.urls.close()
 
     # ---- one bucket --------------------------------------------------------------------------
     async def prepare(self, source_bucket: str, target: str, client) -> dict:
@@ -132,7 +132,7 @@ class Backfill:
         if versioning:
             listing.keep_version_order(client)
         sem = asyncio.Semaphore(self.concurrency)    # shared by this worker's ranges
-        served = self.small.of(client).served
+        served = self.urls.of(client).served
         sent = self.via.written if self.via else 0
         walks: set[asyncio.Task] = set()
         try:
@@ -168,7 +168,7 @@ class Backfill:
                 walk.cancel()
             await asyncio.gather(*walks, return_exceptions=True)
             raise
-        tally.presigned = self.small.of(client).served - served
+        tally.presigned = self.urls.of(client).served - served
         tally.via_gateway = (self.via.written if self.via else 0) - sent
         if record:
             self.record(target, tally)
@@ -329,7 +329,7 @@ class Backfill:
                 try:
                     before = self.moved[0]
                     await copier.copy_version(self.objects, self.multipart, client, source_bucket, bucket, w,
-                                              self.limit, self.moved, self.small.of(client), self.via)
+                                              self.limit, self.moved, self.urls.of(client), self.via)
                     tally.copied += 1
                     tally.bytes += w.size
                     log.debug("copied %s/%s version %s (%d bytes)", bucket, key, w.version_id, w.size)

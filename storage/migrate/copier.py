@@ -29,7 +29,7 @@ from ..index.versions import NULL
 from ..index import parts as P
 from ..s3 import multipart_checksums as mpc
 from ..s3.digests import CHECKSUM_ALGORITHMS, BodyDigests
-from . import small_get
+from . import presigned_get
 
 log = logging.getLogger("pocket.migrate.copy")
 
@@ -89,11 +89,17 @@ async def _call(fn, **kwargs):
 
 
 async def _stream(body, limit: RateLimit, counter: list[int]) -> AsyncIterator[bytes]:
-    """A boto3 streaming body read in a thread, a chunk at a time (bounded memory)."""
+    """A source body read a chunk at a time (bounded memory): a presigned_get.Streamed on
+    the loop, or a boto3 streaming body in a thread."""
     loop = asyncio.get_running_loop()
+    if isinstance(body, presigned_get.Streamed):
+        read = body.read
+    else:
+        def read(n: int):
+            return loop.run_in_executor(None, body.read, n)
     try:
         while True:
-            data = await loop.run_in_executor(None, body.read, CHUNK)
+            data = await read(CHUNK)
             if not data:
                 return
             await limit.take(len(data))
@@ -158,10 +164,10 @@ async def store(objects, write: Write, body: AsyncIterator[bytes] | None = None)
 
 
 async def copy_version(objects, multipart, client, src_bucket: str, bucket: str, w: Wanted,
-                       limit: RateLimit, moved: list[int], small: small_get.SmallGet | None = None,
+                       limit: RateLimit, moved: list[int], urls: presigned_get.PresignedGet | None = None,
                        via=None) -> dict | None:
     """Copy one version (or delete marker) of the source into Pocket; returns its record.
-    `small`: small objects are read with presigned URLs (small_get.py) when it is given.
+    `urls`: the source is read with presigned URLs (presigned_get.py) when it is given.
     `via` (gateway_copy.Sender): delete markers and objects read whole are handed to the
     running gateway, which group-commits them; when it cannot take one, it is written here."""
     versioned = w.version_id != NULL
@@ -175,22 +181,11 @@ async def copy_version(objects, multipart, client, src_bucket: str, bucket: str,
     if _MULTIPART.fullmatch(w.etag):
         head = await _head(client, src_bucket, w)
         attrs, checksums = await _attrs(client, src_bucket, w, head)
-        return await _copy_multipart(multipart, client, src_bucket, bucket, w, head, attrs, checksums, limit, moved)
+        return await _copy_multipart(multipart, client, src_bucket, bucket, w, head, attrs, checksums, limit, moved,
+                                     urls)
     # one request for a single-PUT object: GET brings every header HEAD would
-    got = None
-    if small is not None and w.size <= CHUNK:
-        try:
-            got = await small.get(src_bucket, w.key, w.version_id if w.version_id != NULL else None, w.etag)
-        except small_get.Changed:
-            raise SourceChanged(f"{src_bucket}/{w.key} version {w.version_id} changed at the source "
-                                "since it was listed") from None
     try:
-        if got is None:
-            get = client.get_object if w.size > CHUNK else functools.partial(_get_small, client)
-            got = await _call(get, Bucket=src_bucket, Key=w.key, IfMatch=f'"{w.etag}"', ChecksumMode="ENABLED",
-                              **_version_arg(w))
-            if small is not None and w.size <= CHUNK:
-                small.botocore_answered(f"{src_bucket}/{w.key}")
+        got = await _source_get(client, urls, src_bucket, w)
     except client.exceptions.ClientError as e:
         if e.response.get("Error", {}).get("Code") == "InvalidObjectState":
             raise NeedsRestore(f"{src_bucket}/{w.key} is archived at the source (Glacier/Deep Archive): "
@@ -204,7 +199,8 @@ async def copy_version(objects, multipart, client, src_bucket: str, bucket: str,
             raise SourceChanged(f"{src_bucket}/{w.key} changed at the source since it was listed")
         attrs, checksums = await _attrs(client, src_bucket, w, got)
     except BaseException:
-        got["Body"].close()
+        if not isinstance(got["Body"], bytes):
+            got["Body"].close()
         raise
     want = {f"x-amz-checksum-{a}": v for a, v in checksums.items()}
     # SSE-KMS and SSE-C objects' ETags are not their MD5 (their bytes are checked by the
@@ -219,6 +215,33 @@ async def copy_version(objects, multipart, client, src_bucket: str, bucket: str,
     if via is not None and (sent := await via.send(write, got["Body"])) is not None:
         return sent
     return await store(objects, write, whole(got["Body"]))
+
+
+async def _source_get(client, urls, src_bucket: str, w: Wanted, if_match: str | None = None,
+                      byte_range: tuple[int, int] | None = None) -> dict:
+    """get_object of the version, or of the inclusive `byte_range` of it: through a presigned
+    URL when the source answers one (small bodies read whole, others streamed), else botocore."""
+    whole_small = byte_range is None and w.size <= CHUNK
+    if_match = if_match or f'"{w.etag}"'
+    if urls is not None:
+        version = w.version_id if w.version_id != NULL else None
+        try:
+            got = await (urls.get(src_bucket, w.key, version, w.etag) if whole_small else
+                         urls.stream(src_bucket, w.key, version, if_match, byte_range))
+        except presigned_get.Changed:
+            raise SourceChanged(f"{src_bucket}/{w.key} version {w.version_id} changed at the source "
+                                "since it was listed") from None
+        if got is not None:
+            return got
+    args = {"Bucket": src_bucket, "Key": w.key, "IfMatch": if_match, **_version_arg(w)}
+    if byte_range is None:
+        args["ChecksumMode"] = "ENABLED"
+    else:    # a byte range, not partNumber: some servers (moto) answer GET partNumber with the whole object
+        args["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+    got = await _call(functools.partial(_get_small, client) if whole_small else client.get_object, **args)
+    if urls is not None:
+        urls.botocore_answered(f"{src_bucket}/{w.key}")
+    return got
 
 
 def _get_small(client, **kwargs) -> dict:
@@ -263,7 +286,7 @@ async def _attrs(client, src_bucket: str, w, head: dict) -> tuple[dict, dict]:
 
 
 async def _copy_multipart(multipart, client, src_bucket, bucket, w: Wanted, head: dict, attrs: dict,
-                          checksums: dict, limit: RateLimit, moved: list[int]) -> dict:
+                          checksums: dict, limit: RateLimit, moved: list[int], urls=None) -> dict:
     count = int(w.etag.rsplit("-", 1)[1])
     heads = await _at_most(PARTS_AT_ONCE * 4, [
         functools.partial(_call, client.head_object, Bucket=src_bucket, Key=w.key, PartNumber=n,
@@ -284,10 +307,8 @@ async def _copy_multipart(multipart, client, src_bucket, bucket, w: Wanted, head
         digests = BodyDigests(want, length, None)
         if declared and not want:
             digests.compute(declared["algorithm"])
-        # a byte range, not partNumber: some servers (moto) answer GET partNumber with the whole object
-        body = _empty() if not length else _stream((await _call(
-            client.get_object, Bucket=src_bucket, Key=w.key, Range=f"bytes={offset}-{offset + length - 1}",
-            IfMatch=head["ETag"], **_version_arg(w)))["Body"], limit, moved)
+        body = _empty() if not length else _stream((await _source_get(
+            client, urls, src_bucket, w, head["ETag"], (offset, offset + length - 1)))["Body"], limit, moved)
         return await multipart.upload_part(upload, number, body, length, digests)
 
     offsets = itertools.accumulate([0] + [h["ContentLength"] for h in heads[:-1]])

@@ -28,7 +28,7 @@ def client(source: Source, keys_file: str | None = None, *, max_connections: int
     session._session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
     cfg = BotoConfig(
         region_name=source.region or session.region_name or "us-east-1",
-        # SigV4 for presigned URLs too (small_get.py), as for every other request
+        # SigV4 for presigned URLs too (presigned_get.py), as for every other request
         signature_version="s3v4",
         s3={"addressing_style": source.addressing if source.addressing in ("path", "virtual") else "auto"},
         retries={"mode": "standard", "max_attempts": 5},

@@ -9,9 +9,11 @@ from .migrate_data import seed_checksums, seed_plain, seed_versioned, snapshot
 from .sources import pocket_migrate, start_moto, start_pocket_source, start_seaweedfs
 
 
-# versions read with presigned URLs (storage/migrate/small_get.py): single-PUT objects up to
-# 1 MiB; each real source must verify the URLs' signatures or the copy would fall back to botocore
-SMALL_SINGLE_PUT = {"plain": 5, "history": 6}
+# source GETs answered through presigned URLs (storage/migrate/presigned_get.py): each
+# single-PUT object (read whole up to 1 MiB, streamed above: "plain" has one of 2.5 MB) and
+# each part of a multipart object (a ranged GET; "plain" has one of 3 parts). Each real
+# source must verify the URLs' signatures, Range included, or the copy falls back to botocore
+BY_URL = {"plain": 6 + 3, "history": 6}
 # versions the embedded gateway stores for the copy (storage/migrate/gateway_copy.py): those,
 # and delete markers
 VIA_GATEWAY = {"plain": 5, "history": 8}
@@ -32,11 +34,11 @@ def weed(tmp_path_factory):
 def test_copy_is_faithful_and_a_second_pass_copies_nothing(weed, embedded):
     _, report = pocket_migrate(embedded, weed, "copy", "plain", "--json")
     assert report["ok"] and report["buckets"][0]["copied"] == 7 and report["buckets"][0]["errors"] == 0
-    assert report["buckets"][0]["read_presigned"] == SMALL_SINGLE_PUT["plain"]
+    assert report["buckets"][0]["read_presigned"] == BY_URL["plain"]
     assert report["buckets"][0]["written_via_gateway"] == VIA_GATEWAY["plain"]
     _, report = pocket_migrate(embedded, weed, "copy", "history", "--json")
     assert report["ok"] and report["buckets"][0]["copied"] == 8   # 6 versions, 2 delete markers
-    assert report["buckets"][0]["read_presigned"] == SMALL_SINGLE_PUT["history"]
+    assert report["buckets"][0]["read_presigned"] == BY_URL["history"]
     assert report["buckets"][0]["written_via_gateway"] == VIA_GATEWAY["history"]
     for bucket in ("plain", "history"):
         assert snapshot(embedded.client(), bucket) == snapshot(weed.client(), bucket)
@@ -64,8 +66,8 @@ def test_copy_from_moto_keeps_checksums_and_version_ids(embedded, tmp_path):
         seed_checksums(s3, "sums")
         _, report = pocket_migrate(embedded, moto, "copy", "plain", "history", "sums", "--json")
         assert report["ok"] and [b["copied"] for b in report["buckets"]] == [7, 8, 3]
-        assert [b["read_presigned"] for b in report["buckets"][:2]] == [SMALL_SINGLE_PUT["plain"],
-                                                                        SMALL_SINGLE_PUT["history"]]
+        assert [b["read_presigned"] for b in report["buckets"][:2]] == [BY_URL["plain"],
+                                                                        BY_URL["history"]]
         for bucket in ("plain", "history", "sums"):
             assert snapshot(embedded.client(), bucket) == snapshot(s3, bucket)
         head = embedded.client().head_object(Bucket="sums", Key="mp-crc64", ChecksumMode="ENABLED")
@@ -87,8 +89,8 @@ def test_copy_from_another_pocket(embedded, tmp_path):
         seed_versioned(s3, "history")
         _, report = pocket_migrate(embedded, other, "copy", "plain", "history", "--json")
         assert report["ok"] and [b["copied"] for b in report["buckets"]] == [7, 8]
-        assert [b["read_presigned"] for b in report["buckets"]] == [SMALL_SINGLE_PUT["plain"],
-                                                                    SMALL_SINGLE_PUT["history"]]
+        assert [b["read_presigned"] for b in report["buckets"]] == [BY_URL["plain"],
+                                                                    BY_URL["history"]]
         for bucket in ("plain", "history"):
             assert snapshot(embedded.client(), bucket) == snapshot(s3, bucket)
     finally:

@@ -1,8 +1,8 @@
-"""The copy's presigned GET of small objects answers exactly what botocore's get_object does.
+"""The copy's presigned GETs answer exactly what botocore's get_object does.
 
 A small S3-like server on 127.0.0.1 answers with the headers real servers send (metadata
 keys in mixed case, non-ASCII values, repeated headers, gzip'd bytes, checksums, tags);
-botocore and small_get read the same object and must agree on every field the copy
+botocore and presigned_get read the same object and must agree on every field the copy
 keeps. The server also checks that the presigned request carries its signed headers.
 """
 from __future__ import annotations
@@ -15,12 +15,13 @@ import random
 import socket
 import zlib
 
+import aiohttp
 import boto3
 import pytest
 from aiohttp import web
 from botocore.config import Config
 
-from storage.migrate import small_get
+from storage.migrate import presigned_get
 
 BODY = gzip.compress(random.Random(7).randbytes(3000))
 HEADERS = [
@@ -53,6 +54,21 @@ async def _serve(seen: list):
             return web.Response(status=412, body=b"<Error><Code>PreconditionFailed</Code></Error>")
         if key == "archived":
             return web.Response(status=403, body=b"<Error><Code>InvalidObjectState</Code></Error>")
+        if key == "cut":        # the connection drops a hundred bytes into the body
+            r = web.StreamResponse(headers={"ETag": HEADERS[6][1]})
+            r.content_length = len(BODY)
+            await r.prepare(request)
+            await r.write(BODY[:100])
+            request.transport.close()
+            return r
+        if request.headers.get("Range"):
+            first, last = map(int, request.headers["Range"].removeprefix("bytes=").split("-"))
+            r = web.Response(status=206, body=BODY[first:last + 1],
+                             headers={"Content-Range": f"bytes {first}-{last}/{len(BODY)}"})
+            for name, value in HEADERS:
+                if not name.lower().startswith("x-amz-checksum"):   # S3 sends none for a range
+                    r.headers.add(name, value)
+            return r
         r = web.Response(body=BODY)
         for name, value in HEADERS:
             r.headers.add(name, value)
@@ -78,14 +94,14 @@ def test_presigned_get_answers_what_botocore_answers():
         seen: list = []
         runner, endpoint = await _serve(seen)
         client = _client(endpoint)
-        getter = small_get.SmallGet(client, 4)
+        getter = presigned_get.PresignedGet(client, 4)
         try:
             fast = await getter.get("bkt", "obj", "v-1", "0123456789abcdef0123456789abcdef")
             slow = await asyncio.get_running_loop().run_in_executor(None, lambda: client.get_object(
                 Bucket="bkt", Key="obj", VersionId="v-1", IfMatch='"0123456789abcdef0123456789abcdef"',
                 ChecksumMode="ENABLED"))
             slow["Body"] = slow["Body"].read()
-            with pytest.raises(small_get.Changed):
+            with pytest.raises(presigned_get.Changed):
                 await getter.get("bkt", "changed", None, "0123456789abcdef0123456789abcdef")
             archived = await getter.get("bkt", "archived", None, "0123456789abcdef0123456789abcdef")
         finally:
@@ -112,15 +128,65 @@ def test_presigned_get_answers_what_botocore_answers():
     assert presigned.headers["x-amz-checksum-mode"] == "ENABLED"
 
 
+async def _read_all(body) -> bytes:
+    chunks = []
+    while chunk := await body.read(1000):
+        chunks.append(chunk)
+    body.close()
+    return b"".join(chunks)
+
+
+def test_streamed_gets_and_ranges_answer_what_botocore_answers():
+    """Large objects and multipart parts are streamed: the same fields as botocore's, the
+    Range signed, and a body cut short fails the read instead of storing a short object."""
+    etag = "0123456789abcdef0123456789abcdef"
+
+    async def main():
+        seen: list = []
+        runner, endpoint = await _serve(seen)
+        client = _client(endpoint)
+        getter = presigned_get.PresignedGet(client, 4)
+        try:
+            whole = await getter.stream("bkt", "obj", "v-1", etag)
+            whole["Body"] = await _read_all(whole["Body"])
+            part = await getter.stream("bkt", "obj", "v-1", f'"{etag}"', (100, 1099))
+            part["Body"] = await _read_all(part["Body"])
+            slow_whole, slow_part = await asyncio.get_running_loop().run_in_executor(None, lambda: [
+                client.get_object(Bucket="bkt", Key="obj", VersionId="v-1", IfMatch=f'"{etag}"', **extra)
+                for extra in ({"ChecksumMode": "ENABLED"}, {"Range": "bytes=100-1099"})])
+            for slow in (slow_whole, slow_part):
+                slow["Body"] = slow["Body"].read()
+            cut = await getter.stream("bkt", "cut", None, etag)
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await _read_all(cut["Body"])
+            with pytest.raises(presigned_get.Changed):
+                await getter.stream("bkt", "changed", None, etag, (0, 9))
+            served = getter.served
+        finally:
+            await getter.close()
+            await runner.cleanup()
+        return whole, part, slow_whole, slow_part, served, seen
+
+    whole, part, slow_whole, slow_part, served, seen = asyncio.run(main())
+    assert whole["Body"] == BODY and part["Body"] == BODY[100:1100] and part["ContentLength"] == 1000
+    for fast, slow in ((whole, slow_whole), (part, slow_part)):
+        for field in FIELDS:
+            assert fast.get(field) == slow.get(field), field
+    assert served == 3
+    ranged = seen[1]
+    assert ranged.headers["Range"] == "bytes=100-1099" and ranged.headers["If-Match"] == f'"{etag}"'
+    assert ranged.query["X-Amz-SignedHeaders"] == "host;if-match;range"
+
+
 def test_botocore_reading_what_urls_cannot_in_a_row_turns_urls_off():
     async def main():
         runner, endpoint = await _serve([])
-        getter = small_get.SmallGet(_client(endpoint), 4)
+        getter = presigned_get.PresignedGet(_client(endpoint), 4)
         try:
-            for _ in range(small_get.FALLBACKS - 1):
+            for _ in range(presigned_get.FALLBACKS - 1):
                 getter.botocore_answered("bkt/k")
             assert await getter.get("bkt", "obj", None, "0123456789abcdef0123456789abcdef") is not None
-            for _ in range(small_get.FALLBACKS - 1):     # the success started the count again
+            for _ in range(presigned_get.FALLBACKS - 1):     # the success started the count again
                 getter.botocore_answered("bkt/k")
             assert getter.enabled
             getter.botocore_answered("bkt/k")
