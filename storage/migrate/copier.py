@@ -185,7 +185,7 @@ async def copy_version(objects, multipart, client, src_bucket: str, bucket: str,
                                      urls)
     # one request for a single-PUT object: GET brings every header HEAD would
     try:
-        got = await _source_get(client, urls, src_bucket, w)
+        got = await source_get(client, urls, src_bucket, w)
     except client.exceptions.ClientError as e:
         if e.response.get("Error", {}).get("Code") == "InvalidObjectState":
             raise NeedsRestore(f"{src_bucket}/{w.key} is archived at the source (Glacier/Deep Archive): "
@@ -217,7 +217,7 @@ async def copy_version(objects, multipart, client, src_bucket: str, bucket: str,
     return await store(objects, write, whole(got["Body"]))
 
 
-async def _source_get(client, urls, src_bucket: str, w: Wanted, if_match: str | None = None,
+async def source_get(client, urls, src_bucket: str, w: Wanted, if_match: str | None = None,
                       byte_range: tuple[int, int] | None = None) -> dict:
     """get_object of the version, or of the inclusive `byte_range` of it: through a presigned
     URL when the source answers one (small bodies read whole, others streamed), else botocore."""
@@ -307,7 +307,7 @@ async def _copy_multipart(multipart, client, src_bucket, bucket, w: Wanted, head
         digests = BodyDigests(want, length, None)
         if declared and not want:
             digests.compute(declared["algorithm"])
-        body = _empty() if not length else _stream((await _source_get(
+        body = _empty() if not length else _stream((await source_get(
             client, urls, src_bucket, w, head["ETag"], (offset, offset + length - 1)))["Body"], limit, moved)
         return await multipart.upload_part(upload, number, body, length, digests)
 

@@ -1,4 +1,4 @@
-"""SigV4 presigned GetObject URLs for one source client, without botocore's per-call pipeline.
+"""SigV4 presigned GetObject and HeadObject URLs for one source client, without botocore's per-call pipeline.
 
 botocore's generate_presigned_url runs its whole request machinery for every URL
 (parameter validation, the endpoint rules engine, events, the CRT signer): ~0.3 ms of
@@ -33,9 +33,9 @@ class Presigner:
         self._keys: dict[tuple, bytes] = {}
 
     def get_url(self, bucket: str, key: str, version_id: str | None, headers: dict[str, str],
-                expires: int, now: float | None = None) -> str:
-        """A GET URL for bucket/key (a version); `headers` (names in lower case) are signed
-        and must be sent as given."""
+                expires: int, now: float | None = None, method: str = "GET") -> str:
+        """A GET (or HEAD) URL for bucket/key (a version); `headers` (names in lower case)
+        are signed and must be sent as given."""
         origin, prefix, region, service = self._base(bucket)
         creds = self.client._request_signer._credentials
         if creds is None:
@@ -55,7 +55,7 @@ class Presigner:
         canonical_query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}"
                                    for k, v in sorted(query.items()))
         path = prefix + quote(key, safe="/~")
-        canonical = "\n".join(["GET", path, canonical_query,
+        canonical = "\n".join([method, path, canonical_query,
                                "".join(f"{n}:{signed[n].strip()}\n" for n in sorted(signed)), names,
                                "UNSIGNED-PAYLOAD"])
         to_sign = "\n".join([ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])

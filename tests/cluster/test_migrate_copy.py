@@ -42,6 +42,11 @@ def test_copy_is_faithful_and_a_second_pass_copies_nothing(weed, embedded):
     assert report["buckets"][0]["written_via_gateway"] == VIA_GATEWAY["history"]
     for bucket in ("plain", "history"):
         assert snapshot(embedded.client(), bucket) == snapshot(weed.client(), bucket)
+    # verify asks SeaweedFS (which checks every signature) by presigned HEAD and GET: one
+    # HEAD per object version, and a read of each with --deep (delete markers need neither)
+    _, verified = pocket_migrate(embedded, weed, "verify", "plain", "history", "--deep", "--json")
+    assert verified["clean"], verified
+    assert [b["read_presigned"] for b in verified["buckets"]] == [7 * 2, 6 * 2]
     # a second pass finds everything equal
     _, again = pocket_migrate(embedded, weed, "copy", "plain", "history", "--json")
     assert [(b["copied"], b["skipped"]) for b in again["buckets"]] == [(0, 7), (0, 8)]

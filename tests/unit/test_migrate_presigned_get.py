@@ -178,6 +178,30 @@ def test_streamed_gets_and_ranges_answer_what_botocore_answers():
     assert ranged.query["X-Amz-SignedHeaders"] == "host;if-match;range"
 
 
+def test_presigned_head_answers_what_botocore_answers():
+    """`migrate verify` asks a HEAD per version: signed for HEAD (a GET URL would not do)."""
+    async def main():
+        seen: list = []
+        runner, endpoint = await _serve(seen)
+        client = _client(endpoint)
+        getter = presigned_get.PresignedGet(client, 4)
+        try:
+            fast = await getter.head("bkt", "obj", "v-1")
+            slow = await asyncio.get_running_loop().run_in_executor(None, lambda: client.head_object(
+                Bucket="bkt", Key="obj", VersionId="v-1", ChecksumMode="ENABLED"))
+            gone = await getter.head("bkt", "changed", None)
+        finally:
+            await getter.close()
+            await runner.cleanup()
+        return fast, slow, gone, seen
+    fast, slow, gone, seen = asyncio.run(main())
+    for field in FIELDS:
+        assert fast[field] == slow[field], field
+    assert "Body" not in fast and fast["ContentLength"] == len(BODY)
+    assert gone is None                               # left to botocore, which raises as before
+    assert seen[0].method == "HEAD" and seen[0].query["X-Amz-SignedHeaders"] == "host;x-amz-checksum-mode"
+
+
 def test_botocore_reading_what_urls_cannot_in_a_row_turns_urls_off():
     async def main():
         runner, endpoint = await _serve([])
