@@ -39,6 +39,11 @@ log = logging.getLogger("pocket.repair")
 
 _INLINE_BYTES = 64 << 10
 _WHOLE_READ_BYTES = 1 << 20   # archives whose records end before this are read in one request
+# Replicated sets (k = 1: objects up to storage.small_threshold unless a policy says
+# otherwise) are rebuilt this many to one erasure-coded set: each is a few requests and
+# KiB, and with 4 at once a lost disk's thousands of them waited on one index commit and
+# one node fsync each instead of sharing them (group commit needs company).
+_SMALL_PER_LARGE = 8
 
 
 @dataclass
@@ -82,10 +87,10 @@ class Repairer:
         if backoff:
             entries = [e for e in entries
                        if not e["attempts"] or now - e["updated"] >= min(3600.0, backoff * 2 ** e["attempts"])]
-        sem = asyncio.Semaphore(self.concurrency)
+        sems = {True: asyncio.Semaphore(self.concurrency * _SMALL_PER_LARGE), False: asyncio.Semaphore(self.concurrency)}
 
         async def one(entry):
-            async with sem:
+            async with sems[entry["k"] == 1]:
                 try:
                     await self.repair(entry, report)
                 except asyncio.CancelledError:
