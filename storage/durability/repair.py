@@ -39,10 +39,11 @@ log = logging.getLogger("pocket.repair")
 
 _INLINE_BYTES = 64 << 10
 _WHOLE_READ_BYTES = 1 << 20   # archives whose records end before this are read in one request
-# Replicated sets (k = 1: objects up to storage.small_threshold unless a policy says
-# otherwise) are rebuilt this many to one erasure-coded set: each is a few requests and
-# KiB, and with 4 at once a lost disk's thousands of them waited on one index commit and
-# one node fsync each instead of sharing them (group commit needs company).
+# Sets whose archives are small (read whole: every replicated small object, and erasure-
+# coded ones up to a few MiB) are rebuilt this many to one larger set: each is a few
+# requests and KiB, and with 4 at once a lost disk's thousands of them waited on one
+# index commit and one node fsync each instead of sharing them (group commit needs
+# company). Larger sets keep repair.concurrency: their read windows bound the memory.
 _SMALL_PER_LARGE = 8
 # Segment bytes per read window: 4 MiB per fragment read of a 4+2 set, not the GET path's 1.
 # A node answers a 4 MiB range for half the CPU per MiB of a 1 MiB one, and the client
@@ -92,12 +93,13 @@ class Repairer:
         if backoff:
             entries = [e for e in entries
                        if not e["attempts"] or now - e["updated"] >= min(3600.0, backoff * 2 ** e["attempts"])]
-        sems = {True: asyncio.Semaphore(self.concurrency * _SMALL_PER_LARGE), False: asyncio.Semaphore(self.concurrency)}
+        at_once = asyncio.Semaphore(self.concurrency * _SMALL_PER_LARGE)
+        large = asyncio.Semaphore(self.concurrency)
 
         async def one(entry):
-            async with sems[entry["k"] == 1]:
+            async with at_once:
                 try:
-                    await self.repair(entry, report)
+                    await self.repair(entry, report, large)
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:
@@ -116,9 +118,17 @@ class Repairer:
             await self._save_stats(report)
         return report
 
-    async def repair(self, entry: dict, report: RepairReport) -> None:
+    async def repair(self, entry: dict, report: RepairReport, large: asyncio.Semaphore | None = None) -> None:
+        """Repair one queue entry; a set whose archives are not small waits for `large`."""
         vid = entry["version_id"]
         record = await self.index.call(find_set, self.index, entry["bucket"], entry["key"], vid)
+        if record is not None and large is not None and not _small(record):
+            async with large:
+                return await self._repair(entry, report, record)
+        return await self._repair(entry, report, record)
+
+    async def _repair(self, entry: dict, report: RepairReport, record: VersionRecord | None) -> None:
+        vid = entry["version_id"]
         if record is None:
             current = await self.index.call(self.index.get_object, entry["bucket"], entry["key"])
             superseded = current is not None and current["version_id"] > vid
