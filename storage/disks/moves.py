@@ -174,6 +174,7 @@ class SlotMover:
         volume = self.cluster.volumes[move["volume"]]
         target = {**volume, "disks": [new_id if j == i else d for j, d in enumerate(volume["disks"])]}
         problems = 0
+        marks: list[tuple[str, float]] = []   # (version id, when): fragments `i` this move wrote
         async for s in sets_in_volumes(self.index, {move["volume"]}):   # short chunks, never all at once
             row["versions"] += 1
             name = layout.archive_name(s["version_id"], i)
@@ -191,6 +192,9 @@ class SlotMover:
                             raise RuntimeError("the new disk did not commit it")
                         row["rebuilt"] += 1
                         report.rebuilt += 1
+                    marks.append((s["version_id"], time.time()))
+                    if len(marks) >= _QUEUE_BATCH:
+                        await self._mark_written(marks, i)
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:
@@ -205,7 +209,20 @@ class SlotMover:
                     log.warning("could not delete the old copy of %s from %s: %r", name, old_id, e)
             if self.on_version:
                 self.on_version()
+        await self._mark_written(marks, i)
         return problems
+
+    async def _mark_written(self, written: list[tuple[str, float]], i: int) -> None:
+        """Record fragments `i` that this move wrote (copied and checked, or rebuilt) as the
+        repairer records its own (repairs.resolve): a scrub finding gathered before then is
+        about the bytes they replaced, and must not queue them again (repairs.add's `seen`);
+        without the marks a pass that had looked at a rotten fragment just before the move
+        rewrote it queued a second, needless rebuild and reported it corrupt. Batched: one
+        index commit per _QUEUE_BATCH fragments, not one each."""
+        if written:
+            rows = list(written)
+            written.clear()
+            await self._write(lambda ops: [repairs.resolve(ops, vid, {i}, at) for vid, at in rows])
 
     async def _copy_one(self, old, new, name: str, size: int) -> bool:
         """Stream one archive across and check the copy whole; False if the source is bad."""

@@ -8,6 +8,10 @@ half-rebuilt index, which would make everything look orphaned: archives whose bu
 index does not know are never removed, and a pass that would remove more than a quarter
 of all versions it saw (and more than 20) removes nothing unless forced. Both are
 reported, so an operator can run `pocket index rebuild` instead.
+
+A *stray* is a copy of a live fragment on a disk that no longer holds its slot (a failed
+disk that answers again, or a move whose old copy outlived its wait); it is garbage too,
+on the conditions `stray_copies` and `remove_strays` give.
 """
 from __future__ import annotations
 
@@ -15,9 +19,11 @@ import logging
 import time
 
 from .. import layout
+from ..index import disks as disk_table
 from ..index_backup import RESTORED_META
 from ..node.packs import PacksOwnedElsewhere
 from ..objects import in_flight
+from ..objects.contracts import VersionRecord
 from ..objects.ids import id_time
 from .sets import find_set
 
@@ -112,3 +118,49 @@ async def delete_archives(cluster, rows: list[dict], removed: list, kept: list, 
             kept.append({**row, "why": "packed on a disk a running process owns; its own scrub removes it"})
         except Exception as e:
             log.warning("scrub: could not remove %s %s on %s: %r", what, row["archive"], row["disk"], e)
+
+
+def stray_copies(record: VersionRecord, disks: list[str], damage: dict, copies, scanned: set[str],
+                 orphan_grace: float) -> list[dict]:
+    """Copies of a live version's fragments on disks that no longer hold its slot.
+
+    A failed disk that answers again, or a move whose old copy outlived its wait (an
+    upload still writing there), leaves one. It is only garbage while the slot's own
+    disk holds a good copy, nothing is moving, and this process reads the current volume
+    table; a version younger than the orphan grace may still be written to."""
+    if time.time() - id_time(record["version_id"]) < orphan_grace:
+        return []
+    rows = []
+    for i, slot_disk in enumerate(disks):
+        others = [d for d in copies.get((record["version_id"], i), ()) if d != slot_disk]
+        if others and slot_disk in scanned and i not in damage:
+            rows += [fragment_row(record, i, d, "stray: not this disk's slot") for d in others]
+    return rows
+
+
+async def remove_strays(cluster, index, r, strays: list[dict]) -> None:
+    """Delete the stray copies a pass found, unless slots are moving or the volume table
+    changed under this process (a copy may then be the only good one)."""
+    if not strays:
+        return
+    moving, generation = await index.call(_moves_and_generation, index)
+    if moving or generation != cluster.generation:
+        log.info("scrub: %d stray copies kept while slot moves are running or the volume table "
+                 "changes; the next pass removes them", len(strays))
+        return
+    await delete_archives(cluster, strays, r.strays_removed, r.orphans_kept, "stray copy")
+    if r.strays_removed:
+        log.info("scrub: removed %d stray copies of fragments whose slot is on another disk",
+                 len(r.strays_removed))
+
+
+def _moves_and_generation(index) -> tuple[bool, int]:
+    with index.read() as ops:
+        return bool(disk_table.moves(ops)), disk_table.generation(ops)
+
+
+def fragment_row(record: VersionRecord, i: int, disk_id: str, problem: str) -> dict:
+    """One fragment as a scrub report lists it (corrupt, missing, stray)."""
+    return {"bucket": record["bucket"], "key": record["key"], "version_id": record["version_id"],
+            "index": i, "disk": disk_id, "archive": layout.archive_name(record["version_id"], i),
+            "problem": problem}

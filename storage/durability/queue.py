@@ -1,9 +1,10 @@
 """The repair queue as the gateway and the one-shot commands use it.
 
 Entries live in the LMDB index (see storage/index/repairs.py for the key order and the
-entry format). In the gateway, writes go through the group-commit `IndexWriter`, so a
-burst of damaged reads costs one fsync; a one-shot command (`pocket scrub`, `pocket
-repair`) has no writer and commits each small change itself. Both may run at once:
+entry format). Writes go through the group-commit `IndexWriter` (the gateway's, or the
+one-shot command's own), so a burst of damaged reads or of finished repairs costs one
+fsync; a queue made without a writer (unit tests) commits each change itself. A gateway
+and a one-shot command (`pocket scrub`, `pocket repair`) may run at once:
 LMDB serialises writers across processes, and every change here is one short
 transaction that re-reads the entry it changes, so neither overwrites the other's news.
 

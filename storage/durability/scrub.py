@@ -46,12 +46,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from .. import layout
-from ..index import disks as disk_table
 from ..objects.contracts import VersionRecord
-from ..objects.ids import id_time
 from ..objects.in_flight import Writes
 from .deletes import finish_deletes
-from .garbage import collect_orphans, delete_archives
+from .garbage import collect_orphans, fragment_row, remove_strays, stray_copies
 from .queue import SCRUB_META, RepairQueue
 from .records import rewrite_records
 from .sets import alive_sets, find_set
@@ -82,7 +80,7 @@ class ScrubReport:
     orphans_young: int = 0
     orphans_kept: list[dict] = field(default_factory=list)   # refused by a safety valve
     deletes_finished: list[dict] = field(default_factory=list)  # see deletes.py
-    strays_removed: list[dict] = field(default_factory=list)    # copies off their slot, see _strays
+    strays_removed: list[dict] = field(default_factory=list)    # copies off their slot, see garbage.py
     records_rewritten: list[dict] = field(default_factory=list)  # corrupt packed records, see records.py
     records_left: list[dict] = field(default_factory=list)       # corrupt ones with no good copy yet
     queued: int = 0
@@ -168,7 +166,7 @@ class Scrubber:
         if remove_orphans:
             await collect_orphans(self.cluster, self.index, r, found, live, force_orphans, self.orphan_grace,
                                   self.writes, self.holder, self.metrics)
-            await self._remove_strays(r, strays)
+            await remove_strays(self.cluster, self.index, r, strays)
         r.running, r.finished = False, time.time()
         await self._save(force=True)
         log.info("scrub pass: %d archives on %d disks, %.1f MiB verified%s in %.1fs; %d corrupt, %d missing, "
@@ -270,7 +268,7 @@ class Scrubber:
                     if not await self._present(disk_id, vid, i):
                         damage[i], seen[i] = ("missing", "missing"), asked
             if copies is not None and strays is not None:
-                strays += self._strays(record, disks, damage, copies, scanned)
+                strays += stray_copies(record, disks, damage, copies, scanned, self.orphan_grace)
             if damage and await self._still_current(record):    # not replaced or deleted meanwhile
                 if any(kind == "corrupt" for kind, _ in damage.values()):
                     held.append((record, damage, disks, seen))
@@ -289,7 +287,7 @@ class Scrubber:
         queued = set(entry["missing"]) | set(entry["corrupt"]) if entry else set()
         for i, (kind, problem) in sorted(damage.items()):
             if i in queued:
-                (r.corrupt if kind == "corrupt" else r.missing).append(self._row(record, i, disks[i], problem))
+                (r.corrupt if kind == "corrupt" else r.missing).append(fragment_row(record, i, disks[i], problem))
             else:
                 log.info("scrub: %s of %s was repaired after its %s finding was made; not queued again",
                          layout.archive_name(record["version_id"], i), record["key"], kind)
@@ -322,39 +320,6 @@ class Scrubber:
                 out.append((record, damage, disks, seen))
         return out
 
-    def _strays(self, record: VersionRecord, disks: list[str], damage: dict, copies, scanned: set[str]) -> list[dict]:
-        """Copies of a live version's fragments on disks that no longer hold its slot.
-
-        A failed disk that answers again, or a move whose old copy outlived its wait (an
-        upload still writing there), leaves one. It is only garbage while the slot's own
-        disk holds a good copy, nothing is moving, and this process reads the current volume
-        table; a version younger than the orphan grace may still be written to."""
-        if time.time() - id_time(record["version_id"]) < self.orphan_grace:
-            return []
-        rows = []
-        for i, slot_disk in enumerate(disks):
-            others = [d for d in copies.get((record["version_id"], i), ()) if d != slot_disk]
-            if others and slot_disk in scanned and i not in damage:
-                rows += [self._row(record, i, d, "stray: not this disk's slot") for d in others]
-        return rows
-
-    async def _remove_strays(self, r: ScrubReport, strays: list[dict]) -> None:
-        if not strays:
-            return
-        moving, generation = await self.index.call(self._moves_and_generation)
-        if moving or generation != self.cluster.generation:
-            log.info("scrub: %d stray copies kept while slot moves are running or the volume table "
-                     "changes; the next pass removes them", len(strays))
-            return
-        await delete_archives(self.cluster, strays, r.strays_removed, r.orphans_kept, "stray copy")
-        if r.strays_removed:
-            log.info("scrub: removed %d stray copies of fragments whose slot is on another disk",
-                     len(r.strays_removed))
-
-    def _moves_and_generation(self) -> tuple[bool, int]:
-        with self.index.read() as ops:
-            return bool(disk_table.moves(ops)), disk_table.generation(ops)
-
     async def _still_current(self, record: VersionRecord) -> bool:
         """Look again: the version may have been replaced or deleted since the index walk."""
         return await self.index.call(find_set, self.index, record["bucket"], record["key"],
@@ -365,12 +330,6 @@ class Scrubber:
             return await self.cluster.disks[disk_id].stat(layout.archive_name(vid, i)) is not None
         except Exception:
             return True     # cannot tell: not reported as missing
-
-    @staticmethod
-    def _row(record: VersionRecord, i: int, disk_id: str, problem: str) -> dict:
-        return {"bucket": record["bucket"], "key": record["key"], "version_id": record["version_id"],
-                "index": i, "disk": disk_id, "archive": layout.archive_name(record["version_id"], i),
-                "problem": problem}
 
     async def _save(self, force: bool = False) -> None:
         """Keep the pass's progress in the index (at most every few seconds) for `pocket status`."""

@@ -51,6 +51,7 @@ class ArchiveReader:
     volume: dict
     avoid: frozenset[int] = frozenset()   # fragments to read only as a last resort (being rebuilt)
     held: dict[int, bytes] = field(default_factory=dict)   # whole archives already read, by fragment index
+    window_bytes: int = WINDOW_BYTES   # segment bytes per window (repair reads larger ones)
     damage: list[Damage] = field(default_factory=list)
     _broken: set[int] = field(default_factory=set)
 
@@ -75,7 +76,7 @@ class ArchiveReader:
     async def _ahead(self, first: int, last: int, window) -> AsyncIterator:
         """Items of `window(a, b)` over windows of segments, the next window read while
         the current one is consumed."""
-        per_window = max(1, WINDOW_BYTES // self.record["segment_size"])
+        per_window = max(1, self.window_bytes // self.record["segment_size"])
         windows = [(s, min(s + per_window, last + 1) - 1) for s in range(first, last + 1, per_window)]
         pending = None
         for n, (a, b) in enumerate(windows):

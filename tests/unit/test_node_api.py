@@ -103,6 +103,30 @@ def test_archive_round_trip_over_http(tmp_path):
     assert files_under(tmp_path / "d2" / "packs") == []
 
 
+def test_head_answers_keep_the_connection_for_the_next_request(tmp_path):
+    """A stat (HEAD) that closed its connection made every repair of a small object open
+    a new one to the same node; found or not, the one connection must serve them all."""
+    archive, _ = make_archive(size=90_000, segment_size=65536)
+    opened = []
+    trace = aiohttp.TraceConfig()
+
+    async def on_create(_session, _ctx, _params):
+        opened.append(1)
+    trace.on_connection_create_end.append(on_create)
+
+    async def body(node):
+        await node.session.close()
+        node.session = aiohttp.ClientSession(trace_configs=[trace])
+        d = node.disk()
+        assert await d.stat(f"{VID}.0") is None
+        assert await d.put_archive(f"{VID}.0", chunked(archive)) == len(archive)
+        assert await d.stat(f"{VID}.0") == len(archive)
+        assert await d.stat(f"{VID2}.3") is None
+        assert await d.read(f"{VID}.0", 7, 11) == archive[7:18]
+        return len(opened)
+    assert run(tmp_path, body) == 1
+
+
 def test_list_records_and_delete_over_http(tmp_path):
     async def body(node):
         d = node.disk()

@@ -41,13 +41,13 @@ def unique(size: int, seed) -> bytes:
 class World:
     """Six local disks, an index, the object service and the durability machinery."""
 
-    def __init__(self, root):
+    def __init__(self, root, disks: int = 6):
         self.root = root
         # Archives as files (pack_threshold=0): these tests reach into archive files by path.
         # Repair of packed archives is covered by tests/cluster/test_repair.py, where small
         # objects go to packs.
         self.disks = {f"d{i}": DiskStore(f"d{i}", os.path.join(root, f"d{i}"), pack_threshold=0).open()
-                      for i in range(6)}
+                      for i in range(disks)}
         infos = [DiskInfo(d, f"node{i}", "z1") for i, d in enumerate(self.disks)]
         self.index = Index(LmdbBackend(os.path.join(root, "index")))
         self.writer = IndexWriter(self.index)
@@ -86,9 +86,9 @@ class World:
         self.index.close()
 
 
-def run(root, fn):
+def run(root, fn, disks: int = 6):
     async def main():
-        w = World(str(root))
+        w = World(str(root), disks)
         try:
             return await fn(w)
         finally:
