@@ -109,6 +109,7 @@ class Backfill:
         self.on_progress = on_progress
         self.moved = [0]          # bytes read from the source, for the rate and ETA
         self.urls = presigned_get.PresignedGets(self.concurrency)
+        self.streams = asyncio.Semaphore(copier.LARGE_STREAMS)
 
     async def close(self) -> None:
         await self.urls.close()
@@ -329,7 +330,8 @@ class Backfill:
                 try:
                     before = self.moved[0]
                     await copier.copy_version(self.objects, self.multipart, client, source_bucket, bucket, w,
-                                              self.limit, self.moved, self.urls.of(client), self.via)
+                                              self.limit, self.moved, self.urls.of(client), self.via,
+                                              self.streams)
                     tally.copied += 1
                     tally.bytes += w.size
                     log.debug("copied %s/%s version %s (%d bytes)", bucket, key, w.version_id, w.size)

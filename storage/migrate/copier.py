@@ -35,6 +35,11 @@ log = logging.getLogger("pocket.migrate.copy")
 
 CHUNK = 1 << 20
 PARTS_AT_ONCE = 4         # parts of one multipart object copied at once
+# Bodies larger than CHUNK (objects and parts) streamed at once by one copy process, whatever
+# its concurrency: each holds ~10 MiB of buffers (socket, segments, encoded fragments), so
+# 32 large objects of 4 parts in flight took a process past 1 GB (548 MB RSS measured with
+# 64 streams); 8 keep it near 200 MB, and keep both cores of the bench box busy.
+LARGE_STREAMS = 8
 _MD5 = re.compile(r"[0-9a-f]{32}")
 _MULTIPART = re.compile(r"[0-9a-f]{32}-[0-9]+")
 _STANDARD = {"CacheControl": "Cache-Control", "ContentDisposition": "Content-Disposition",
@@ -165,9 +170,10 @@ async def store(objects, write: Write, body: AsyncIterator[bytes] | None = None)
 
 async def copy_version(objects, multipart, client, src_bucket: str, bucket: str, w: Wanted,
                        limit: RateLimit, moved: list[int], urls: presigned_get.PresignedGet | None = None,
-                       via=None) -> dict | None:
+                       via=None, streams: asyncio.Semaphore | None = None) -> dict | None:
     """Copy one version (or delete marker) of the source into Pocket; returns its record.
     `urls`: the source is read with presigned URLs (presigned_get.py) when it is given.
+    `streams`: a slot of it is held while a body larger than CHUNK is read and stored.
     `via` (gateway_copy.Sender): delete markers and objects read whole are handed to the
     running gateway, which group-commits them; when it cannot take one, it is written here."""
     versioned = w.version_id != NULL
@@ -182,7 +188,15 @@ async def copy_version(objects, multipart, client, src_bucket: str, bucket: str,
         head = await _head(client, src_bucket, w)
         attrs, checksums = await _attrs(client, src_bucket, w, head)
         return await _copy_multipart(multipart, client, src_bucket, bucket, w, head, attrs, checksums, limit, moved,
-                                     urls)
+                                     urls, streams)
+    if w.size > CHUNK and streams is not None:
+        async with streams:
+            return await _copy_single(objects, client, src_bucket, bucket, w, limit, moved, urls, via)
+    return await _copy_single(objects, client, src_bucket, bucket, w, limit, moved, urls, via)
+
+
+async def _copy_single(objects, client, src_bucket: str, bucket: str, w: Wanted, limit: RateLimit,
+                       moved: list[int], urls, via) -> dict | None:
     # one request for a single-PUT object: GET brings every header HEAD would
     try:
         got = await source_get(client, urls, src_bucket, w)
@@ -286,7 +300,7 @@ async def _attrs(client, src_bucket: str, w, head: dict) -> tuple[dict, dict]:
 
 
 async def _copy_multipart(multipart, client, src_bucket, bucket, w: Wanted, head: dict, attrs: dict,
-                          checksums: dict, limit: RateLimit, moved: list[int], urls=None) -> dict:
+                          checksums: dict, limit: RateLimit, moved: list[int], urls=None, streams=None) -> dict:
     count = int(w.etag.rsplit("-", 1)[1])
     heads = await _at_most(PARTS_AT_ONCE * 4, [
         functools.partial(_call, client.head_object, Bucket=src_bucket, Key=w.key, PartNumber=n,
@@ -301,6 +315,12 @@ async def _copy_multipart(multipart, client, src_bucket, bucket, w: Wanted, head
     await _abort_leftovers(multipart, bucket, w.key)
     upload = await multipart.create(bucket, w.key, {**attrs, "version_id": w.internal_id}, checksum=declared)
     async def one_part(number: int, part_head: dict, offset: int) -> dict:
+        if streams is not None and part_head["ContentLength"] > CHUNK:
+            async with streams:
+                return await part(number, part_head, offset)
+        return await part(number, part_head, offset)
+
+    async def part(number: int, part_head: dict, offset: int) -> dict:
         length = part_head["ContentLength"]
         part_sum = _checksums(part_head).get(declared["algorithm"]) if declared else None
         want = {f"x-amz-checksum-{declared['algorithm']}": part_sum} if part_sum and "-" not in part_sum else {}
