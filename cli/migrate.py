@@ -155,8 +155,10 @@ enable = _step("enable", "dual writes on",
 @migrate.command()
 @with_source
 @click.argument("buckets", nargs=-1, required=True)
-@click.option("--concurrency", default=32, show_default=True,
-              help="Objects copied at once, by all workers (small objects are latency-bound: more helps).")
+@click.option("--concurrency", default=128, show_default=True,
+              help="Objects copied at once, by all workers. Small objects are latency-bound (each waits "
+                   "for fsync'd commits), so many in flight pay; at most 8 bodies over 1 MiB stream at "
+                   "once per process whatever this is.")
 @click.option("--workers", default=None, type=click.IntRange(1, 64),
               help="Copy processes on this machine (default: one per core, at most 4; half that "
                    "when the running gateway stores the small objects).")
