@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gzip
 import hashlib
 import random
@@ -89,13 +90,23 @@ def _client(endpoint: str):
                                       retries={"max_attempts": 1}))
 
 
+@contextlib.asynccontextmanager
+async def _source():
+    """The fake source, a boto3 client of it and a PresignedGet; the requests it saw."""
+    seen: list = []
+    runner, endpoint = await _serve(seen)
+    client = _client(endpoint)
+    getter = presigned_get.PresignedGet(client, 4)
+    try:
+        yield getter, client, seen
+    finally:
+        await getter.close()
+        await runner.cleanup()
+
+
 def test_presigned_get_answers_what_botocore_answers():
     async def main():
-        seen: list = []
-        runner, endpoint = await _serve(seen)
-        client = _client(endpoint)
-        getter = presigned_get.PresignedGet(client, 4)
-        try:
+        async with _source() as (getter, client, seen):
             fast = await getter.get("bkt", "obj", "v-1", "0123456789abcdef0123456789abcdef")
             slow = await asyncio.get_running_loop().run_in_executor(None, lambda: client.get_object(
                 Bucket="bkt", Key="obj", VersionId="v-1", IfMatch='"0123456789abcdef0123456789abcdef"',
@@ -104,9 +115,6 @@ def test_presigned_get_answers_what_botocore_answers():
             with pytest.raises(presigned_get.Changed):
                 await getter.get("bkt", "changed", None, "0123456789abcdef0123456789abcdef")
             archived = await getter.get("bkt", "archived", None, "0123456789abcdef0123456789abcdef")
-        finally:
-            await getter.close()
-            await runner.cleanup()
         return fast, slow, archived, seen
 
     fast, slow, archived, seen = asyncio.run(main())
@@ -142,11 +150,7 @@ def test_streamed_gets_and_ranges_answer_what_botocore_answers():
     etag = "0123456789abcdef0123456789abcdef"
 
     async def main():
-        seen: list = []
-        runner, endpoint = await _serve(seen)
-        client = _client(endpoint)
-        getter = presigned_get.PresignedGet(client, 4)
-        try:
+        async with _source() as (getter, client, seen):
             whole = await getter.stream("bkt", "obj", "v-1", etag)
             whole["Body"] = await _read_all(whole["Body"])
             part = await getter.stream("bkt", "obj", "v-1", f'"{etag}"', (100, 1099))
@@ -162,9 +166,6 @@ def test_streamed_gets_and_ranges_answer_what_botocore_answers():
             with pytest.raises(presigned_get.Changed):
                 await getter.stream("bkt", "changed", None, etag, (0, 9))
             served = getter.served
-        finally:
-            await getter.close()
-            await runner.cleanup()
         return whole, part, slow_whole, slow_part, served, seen
 
     whole, part, slow_whole, slow_part, served, seen = asyncio.run(main())
@@ -181,18 +182,11 @@ def test_streamed_gets_and_ranges_answer_what_botocore_answers():
 def test_presigned_head_answers_what_botocore_answers():
     """`migrate verify` asks a HEAD per version: signed for HEAD (a GET URL would not do)."""
     async def main():
-        seen: list = []
-        runner, endpoint = await _serve(seen)
-        client = _client(endpoint)
-        getter = presigned_get.PresignedGet(client, 4)
-        try:
+        async with _source() as (getter, client, seen):
             fast = await getter.head("bkt", "obj", "v-1")
             slow = await asyncio.get_running_loop().run_in_executor(None, lambda: client.head_object(
                 Bucket="bkt", Key="obj", VersionId="v-1", ChecksumMode="ENABLED"))
             gone = await getter.head("bkt", "changed", None)
-        finally:
-            await getter.close()
-            await runner.cleanup()
         return fast, slow, gone, seen
     fast, slow, gone, seen = asyncio.run(main())
     for field in FIELDS:
