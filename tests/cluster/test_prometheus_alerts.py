@@ -78,7 +78,7 @@ def _journal_writes(s3, n: int, threads: int = 4) -> None:
 def test_durability_and_capacity_alerts_fire_and_resolve(tmp_path, monkeypatch):
     source = sources.start_moto(str(tmp_path / "source"))
     link = SourceLink(int(source.endpoint.rsplit(":", 1)[1]))
-    for name, value in source.credentials_env().items():   # the gateway's AWS chain reaches the source
+    for name, value in {**source.credentials_env(), **SourceLink.ENV}.items():   # the gateway's AWS chain
         monkeypatch.setenv(name, value)
     try:
         _alerts(tmp_path, source, link)
