@@ -45,9 +45,12 @@ class Source:
                                               s3={"addressing_style": "path"}, **kw))
 
     def credentials_env(self) -> dict:
-        """What a `pocket migrate` process needs in its environment to reach this source."""
+        """What a Pocket process migrating from this source (gateway, `pocket migrate`) needs
+        in its environment: the keys, and journaled writes tried again at least every second.
+        A side a test stopped comes back within seconds; the shipped cap (a minute) left a
+        test waiting out the journal's doubled waits, 10-16 s, for the retry it checks."""
         return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
-                "AWS_DEFAULT_REGION": "us-east-1"}
+                "AWS_DEFAULT_REGION": "us-east-1", "POCKET_MIGRATE_RETRY_CAP": "1"}
 
     def close(self) -> None:
         if self.cluster is not None:
