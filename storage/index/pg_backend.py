@@ -1,4 +1,5 @@
-"""PostgreSQL backend of the index: the only module in Pocket that imports psycopg.
+"""PostgreSQL backend of the index: with its connection pool (pg_pool.py), the only
+module in Pocket that imports psycopg.
 
 Several gateways share one namespace by sharing one database. Each index table is a
 PostgreSQL table `pocket_<name> (k bytea PRIMARY KEY, v bytea)`: bytea compares as
@@ -15,7 +16,7 @@ and sees the winner's row. Reads are REPEATABLE READ snapshots. Commits are dura
 (synchronous_commit as the server has it, on by default) and batched by the writer.
 
 A lost connection or a server that is down raises IndexUnavailable (503 SlowDown to
-clients); the pool opens fresh connections by itself once the server is back (_Pool).
+clients); the pool opens fresh connections by itself once the server is back (pg_pool.py).
 
 Every call waits on the network, so asyncio code must make it off the event loop
 (`Index.call`, the IndexWriter). With POCKET_INDEX_LOOP_CHECK=1 in the environment (the
@@ -44,6 +45,7 @@ import psycopg
 import psycopg.errors
 
 from .backend import TABLES, Backend, Conflicted, IndexUnavailable, MetadataIndexError, RestartTxn, Txn
+from .pg_pool import Pool
 from .pg_schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger("pocket.index.pg")
@@ -52,8 +54,6 @@ T = TypeVar("T")
 
 MAX_RESTARTS = 12          # runs of one transaction before it is Conflicted (the writer then splits its batch)
 BACKOFF = (0.001, 0.1)     # first and largest ceiling of the jittered wait between runs, seconds
-CONNECT_TIMEOUT = 5.0
-
 
 
 def _table(name: str) -> str:
@@ -189,55 +189,6 @@ class _Txn(Txn):
         self._exec(f"RELEASE SAVEPOINT {name}")
 
 
-class _Pool:
-    """Up to `size` connections, opened when needed and kept while they work.
-
-    Not psycopg_pool: its background reconnection backs off exponentially (a gateway
-    took 60 s to serve again after a one-minute outage, measured) and callers wait a
-    whole pool timeout while the server is away. Here a caller that needs a connection
-    opens it itself: refused at once while the server is down (a 503 right away), and
-    the first request after it is back reconnects."""
-
-    def __init__(self, dsn: str, size: int):
-        self.dsn, self.size = dsn, size
-        self._idle: list[psycopg.Connection] = []
-        self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(size)
-
-    @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection]:
-        if not self._slots.acquire(timeout=30):
-            raise psycopg.OperationalError(f"all {self.size} index connections stayed busy for 30 s "
-                                           "(raise index.pool_size, or look for slow queries)")
-        conn = None
-        try:
-            with self._lock:
-                conn = self._idle.pop() if self._idle else None
-            if conn is None:
-                # prepare_threshold=None: no server-side prepared statements. psycopg prepares a
-                # query on its 5th run by queueing a Parse in the pipeline; when a serialization
-                # failure aborts that pipeline the Parse is skipped but psycopg still believes the
-                # statement prepared, and every later use on the connection failed with
-                # "prepared statement _pg3_N does not exist" (500s and 503s under load, issue 11).
-                conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT),
-                                       prepare_threshold=None)
-            yield conn
-        finally:
-            if conn is not None:
-                if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                    conn.close()   # broken, or left inside a transaction: never reuse
-                else:
-                    with self._lock:
-                        self._idle.append(conn)
-            self._slots.release()
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
-
-
 class PgBackend(Backend):
     """Tables in one PostgreSQL database, through a pool of connections. Thread-safe."""
 
@@ -250,7 +201,7 @@ class PgBackend(Backend):
         self._count_lock = threading.Lock()
         self.loop_check = os.environ.get("POCKET_INDEX_LOOP_CHECK") == "1"
         self.loop_reads = 0   # transactions begun on an event loop's thread (counted with loop_check)
-        self._pool = _Pool(dsn, pool_size)
+        self._pool = Pool(dsn, pool_size)
         if check_schema:
             try:
                 found = self.schema_version()

@@ -9,6 +9,7 @@ to the source). Backlog blocks cutover and rollback (commands.py).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -20,7 +21,9 @@ from .sync import copy_from_source, copy_to_source
 log = logging.getLogger("pocket.migrate")
 
 BACKOFF_FIRST = 0.5     # seconds before the first retry of an entry
-BACKOFF_CAP = 60.0
+# The longest wait between two tries of one entry. POCKET_MIGRATE_RETRY_CAP lowers it where
+# a side comes back within seconds and a minute's wait is only idle time (the tests).
+BACKOFF_CAP = float(os.environ.get("POCKET_MIGRATE_RETRY_CAP") or 60.0)
 BATCH = 64
 
 

@@ -9,6 +9,7 @@ Secrets are never logged: `describe()` is what log lines use.
 from __future__ import annotations
 
 import datetime
+import os
 
 from .credentials import load_keys
 from .state import Source
@@ -31,7 +32,7 @@ def client(source: Source, keys_file: str | None = None, *, max_connections: int
         # SigV4 for presigned URLs too (presigned_get.py), as for every other request
         signature_version="s3v4",
         s3={"addressing_style": source.addressing if source.addressing in ("path", "virtual") else "auto"},
-        retries={"mode": "standard", "max_attempts": 5},
+        retries={"mode": "standard", "max_attempts": max_attempts()},
         max_pool_connections=max_connections,
         connect_timeout=connect_timeout, read_timeout=read_timeout,
         # Ask for checksums only when an operation needs them, so that plain servers
@@ -61,6 +62,14 @@ def parse_timestamp(value):
             return parsed
     from botocore.utils import parse_timestamp as slow
     return slow(value)
+
+
+def max_attempts() -> int:
+    """Five tries of a call that fails (a source busy or briefly away), unless the operator
+    set AWS_MAX_ATTEMPTS: boto3 reads that itself, but not when the client's config names a
+    number, so it is honoured here. Tests with a source cut off set it low, or each refused
+    call spends seconds backing off before it is reported."""
+    return int(os.environ.get("AWS_MAX_ATTEMPTS") or 5)
 
 
 def describe(source: Source) -> str:

@@ -113,7 +113,7 @@ def world(request, tmp_path, monkeypatch):
     (source, link to it the test can cut, an embedded Pocket cluster)."""
     source = request.param(str(tmp_path / "source"))
     link = SourceLink(int(source.endpoint.rsplit(":", 1)[1]))
-    for name, value in source.credentials_env().items():   # the AWS chain of the gateway and commands
+    for name, value in {**source.credentials_env(), **SourceLink.ENV}.items():   # the gateway's and commands'
         monkeypatch.setenv(name, value)
     cluster = None
     try:

@@ -45,9 +45,12 @@ class Source:
                                               s3={"addressing_style": "path"}, **kw))
 
     def credentials_env(self) -> dict:
-        """What a `pocket migrate` process needs in its environment to reach this source."""
+        """What a Pocket process migrating from this source (gateway, `pocket migrate`) needs
+        in its environment: the keys, and journaled writes tried again at least every second.
+        A side a test stopped comes back within seconds; the shipped cap (a minute) left a
+        test waiting out the journal's doubled waits, 10-16 s, for the retry it checks."""
         return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
-                "AWS_DEFAULT_REGION": "us-east-1"}
+                "AWS_DEFAULT_REGION": "us-east-1", "POCKET_MIGRATE_RETRY_CAP": "1"}
 
     def close(self) -> None:
         if self.cluster is not None:
@@ -130,7 +133,14 @@ def pocket_migrate(cluster: ProcCluster, source: Source, *args, ok=(0,), timeout
 
 class SourceLink:
     """A TCP relay to a source that a test can cut (new connections refused, open ones
-    closed) and restore: the source "unreachable" while its contents stay."""
+    closed) and restore: the source "unreachable" while its contents stay.
+
+    `ENV` goes in the environment of the Pocket processes behind a link (before they
+    start): one retry of a refused call, not the default five. Each call to a cut source
+    otherwise backed off for seconds (7.5 on average) before Pocket said it was
+    unreachable; how Pocket answers then is the same after one retry as after four."""
+
+    ENV = {"AWS_MAX_ATTEMPTS": "2"}
 
     def __init__(self, target_port: int):
         self.target_port = target_port

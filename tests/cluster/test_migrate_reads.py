@@ -27,6 +27,8 @@ def _status_of(call) -> int:
 
 
 def test_verified_keys_are_read_from_pocket_and_written_ones_from_the_source(tmp_path, monkeypatch):
+    for name, value in SourceLink.ENV.items():
+        monkeypatch.setenv(name, value)
     with moto_and_pocket(str(tmp_path), monkeypatch, embedded=True,
                          sections=QUIET) as (source, c):
         link = SourceLink(int(source.endpoint.rsplit(":", 1)[1]))

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from storage.index.index import Index
 from storage.index.pg_backend import PgBackend
 
+from .crash_checks import wait_repaired
 from .harness import ProcCluster, pocket, wait_for
 
 LOOP_ERROR = "on the event loop's thread"
@@ -70,7 +71,7 @@ def test_background_work_and_requests_read_postgres_off_the_loop(pg_server, tmp_
             bodies[("plain", f"d{i}")] = _body(50 + i, 200_000)
             s3.put_object(Bucket="plain", Key=f"d{i}", Body=bodies[("plain", f"d{i}")])
         c.start_node(c.node_ids[0])
-        wait_for("the repair of the degraded writes", lambda: pocket(c, "status", "--json")[1]["repair_queue"] == 0, every=0.3)
+        assert wait_repaired(c)["repair_queue"] == 0, "the degraded writes were not repaired"
         wait_for("a scrub collection", lambda: (pocket(c, "status", "--json")[1]["last_scrub"] or {}).get("finished"), every=0.3)
         wait_for("the lifecycle expiration of tmp/x",
               lambda: "Contents" not in s3.list_objects_v2(Bucket="plain", Prefix="tmp/"))

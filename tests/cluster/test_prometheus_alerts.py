@@ -57,14 +57,15 @@ def _migrate(c: ProcCluster, *args) -> dict:
     return pocket(c, "migrate", *args, "--json")[1]
 
 
-def _journal_writes(s3, n: int, threads: int = 4) -> None:
-    """n small PUTs to the migrating bucket, each a journal entry while its source is cut off."""
+def _small_puts(s3, bucket: str, prefix: str, first: int, n: int, threads: int = 4) -> None:
+    """PUTs of 64-byte objects `prefix`/first.. from a few threads: a sequence of them paid a
+    round trip each, for seconds of the test (journal entries, an index filling up)."""
     errors = []
 
     def write(part: int) -> None:
         try:
-            for i in range(part, n, threads):
-                s3.put_object(Bucket=MOVING, Key=f"owed/{i:05d}", Body=payload(100, f"owed-{i}"))
+            for i in range(first + part, first + n, threads):
+                s3.put_object(Bucket=bucket, Key=f"{prefix}/{i:05d}", Body=payload(64, f"alerts-{prefix}-{i}"))
         except Exception as e:
             errors.append(e)
     workers = [threading.Thread(target=write, args=(t,)) for t in range(threads)]
@@ -78,7 +79,7 @@ def _journal_writes(s3, n: int, threads: int = 4) -> None:
 def test_durability_and_capacity_alerts_fire_and_resolve(tmp_path, monkeypatch):
     source = sources.start_moto(str(tmp_path / "source"))
     link = SourceLink(int(source.endpoint.rsplit(":", 1)[1]))
-    for name, value in source.credentials_env().items():   # the gateway's AWS chain reaches the source
+    for name, value in {**source.credentials_env(), **SourceLink.ENV}.items():   # the gateway's AWS chain
         monkeypatch.setenv(name, value)
     try:
         _alerts(tmp_path, source, link)
@@ -141,9 +142,8 @@ def _alerts(tmp_path, source, link) -> None:
         # The index limited to a size just above what it holds: nearly full. A larger limit resolves it.
         n = 0
         while (used := _gateway_metric(c, "pocket_index_used_bytes")) < 240 << 10:   # past 80% of the least limit
-            for _ in range(25):
-                s3.put_object(Bucket="risk", Key=f"small/{n:05d}", Body=payload(64, f"alerts-small-{n}"))
-                n += 1
+            _small_puts(s3, "risk", "small", n, 100)
+            n += 100
         _set_index_max_size(c, max(256 << 10, int(used / 0.85) // 4096 * 4096))
         assert _gateway_metric(c, "pocket_index_used_bytes") / _gateway_metric(c, "pocket_index_max_bytes") > 0.8
         prom.wait("PocketIndexNearlyFull", lambda: _alert(prom, "PocketIndexNearlyFull"))
@@ -157,13 +157,13 @@ def _alerts(tmp_path, source, link) -> None:
         for i in range(3):
             src.put_object(Bucket=MOVING, Key=f"old/{i}", Body=payload(5000, f"moving-{i}"))
         where = ("--source-endpoint", link.endpoint, "--source-addressing", "path")
-        _migrate(c, "plan", MOVING, *where)
+        _migrate(c, "plan", MOVING, *where)      # the progress panel divides by what the plan counted
         _migrate(c, "enable", MOVING, *where)
         _migrate(c, "copy", MOVING)
         _migrate(c, "verify", MOVING)
         assert _migrate(c, "cutover", MOVING)["buckets"][0]["state"] == "cutover"
         link.cut()
-        _journal_writes(s3, JOURNAL_TESTED_AT + 20)
+        _small_puts(s3, MOVING, "owed", 0, JOURNAL_TESTED_AT + 20)   # each a journal entry: the source is cut off
         prom.wait("PocketMigrationJournalGrowing",
                   lambda: _alert(prom, "PocketMigrationJournalGrowing", bucket=MOVING), timeout=60)
         for expr in _dashboard_queries():        # the migration panels have a bucket to show now

@@ -20,6 +20,7 @@ from storage.node.store import DiskStore
 
 from .archives import archive_parts, archive_span, flip_payload_byte, read_archive
 from .conftest import payload
+from .crash_checks import wait_repaired
 from .disk_checks import SEG, check_all, load_objects
 from .harness import ProcCluster, pocket, wait_for
 
@@ -140,12 +141,7 @@ def test_node_loss_is_repaired_by_the_gateway(tmp_path):
         wait_for("status to show n1d1 down", seen_down, timeout=30)
         assert degraded["repair_queue"] >= 4     # every ec:4+2 object lacks its fragment on n1d1
         c.start_node(c.node_ids[0])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            _, st = pocket(c, "status", "--json")
-            if st["repair_queue"] == 0:
-                break
-            time.sleep(0.5)
+        st = wait_repaired(c, timeout=30)
         assert st["repair_queue"] == 0, st["at_risk"]
         versions = _archives_by_version(c)
         assert len(versions) == len(objects)
