@@ -55,20 +55,26 @@ class RemoteDisk:
         try:
             async with self._request(method, path, **kw) as resp:
                 body = await resp.read()
-                if resp.status == 404 and 404 not in ok:
-                    raise ArchiveMissing(f"{self.disk_id}:{path}")
-                if resp.status == 422:
-                    raise layout.CorruptFragment(body.decode(errors="replace"))
-                if resp.status == 403 and resp.headers.get(auth.LINK_HEADER) != auth.LINK_VERSION:
-                    raise DiskUnavailable(
-                        f"disk {self.disk_id} at {self.node_url} refused {method} {path} and does not speak "
-                        f"node link {auth.LINK_VERSION} (another Pocket release?): {body[:200]!r}")
-                if resp.status not in ok:
-                    raise DiskUnavailable(
-                        f"disk {self.disk_id} at {self.node_url}: {method} {path} -> {resp.status} {body[:200]!r}")
+                self._check(resp, body, method, path, ok)
                 return resp.status, body
         except (aiohttp.ClientError, TimeoutError) as e:
-            raise DiskUnavailable(f"disk {self.disk_id} at {self.node_url} unreachable: {e!r}") from e
+            raise self._unreachable(e) from e
+
+    def _check(self, resp: aiohttp.ClientResponse, body: bytes, method: str, path: str, ok) -> None:
+        if resp.status == 404 and 404 not in ok:
+            raise ArchiveMissing(f"{self.disk_id}:{path}")
+        if resp.status == 422:
+            raise layout.CorruptFragment(body.decode(errors="replace"))
+        if resp.status == 403 and resp.headers.get(auth.LINK_HEADER) != auth.LINK_VERSION:
+            raise DiskUnavailable(
+                f"disk {self.disk_id} at {self.node_url} refused {method} {path} and does not speak "
+                f"node link {auth.LINK_VERSION} (another Pocket release?): {body[:200]!r}")
+        if resp.status not in ok:
+            raise DiskUnavailable(
+                f"disk {self.disk_id} at {self.node_url}: {method} {path} -> {resp.status} {body[:200]!r}")
+
+    def _unreachable(self, e: BaseException) -> DiskUnavailable:
+        return DiskUnavailable(f"disk {self.disk_id} at {self.node_url} unreachable: {e!r}")
 
     async def put_archive(self, name: str, chunks: AsyncIterable[bytes]) -> int:
         _, raw = await self._call("PUT", f"/archives/{name}", ok=(201,), data=chunks)
@@ -77,6 +83,22 @@ class RemoteDisk:
     async def read(self, name: str, offset: int, length: int) -> bytes:
         _, raw = await self._call("GET", f"/archives/{name}", params={"offset": offset, "length": length})
         return raw
+
+    async def stream_range(self, name: str, offset: int, length: int) -> "RangeStream":
+        """Bytes offset..offset+length of an archive (clamped to its end) as one response,
+        taken in parts (`RangeStream.take`): one request for a fragment's share of a whole
+        GET instead of one per window, each costing ~0.3 ms of CPU on either side."""
+        path = f"/archives/{name}"
+        try:
+            resp = await self._request("GET", path, params={"offset": offset, "length": length})
+            if resp.status != 200:
+                try:
+                    self._check(resp, await resp.read(), "GET", path, (200,))
+                finally:
+                    resp.release()
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise self._unreachable(e) from e
+        return RangeStream(self, resp, offset)
 
     async def stat(self, name: str) -> int | None:
         try:
@@ -133,3 +155,50 @@ class RemoteDisk:
                         yield json.loads(line)
         except (aiohttp.ClientError, TimeoutError) as e:
             raise DiskUnavailable(f"disk {self.disk_id} at {self.node_url} unreachable: {e!r}") from e
+
+
+class RangeStream:
+    """An archive range arriving over one response, taken in consecutive parts. TCP's flow
+    control bounds what waits: the node reads on only as the gateway takes. Close it
+    when done with it, whole or not (a partly read one closes its connection)."""
+
+    def __init__(self, disk: RemoteDisk, resp: aiohttp.ClientResponse, offset: int):
+        self.position = offset          # archive offset of the next byte `take` returns
+        self._disk, self._resp = disk, resp
+        self._left = resp.content_length if resp.content_length is not None else 1 << 62
+        self._rest = memoryview(b"")    # what the last chunk held past the last part
+
+    @property
+    def done(self) -> bool:
+        return self._left == 0
+
+    async def take(self, n: int) -> bytearray:
+        """The next `n` bytes, fewer at the archive's end (as `RemoteDisk.read` gives).
+        Copied once, from the chunks as they came, into the part: the stream reader's
+        `readexactly` joins twice."""
+        n = min(n, self._left)
+        out = bytearray(n)
+        got = 0
+        try:
+            while got < n:
+                if not self._rest:
+                    chunk, _ = await self._resp.content.readchunk()
+                    if not chunk:
+                        raise aiohttp.ClientPayloadError(f"response ended {n - got} bytes short")
+                    self._rest = memoryview(chunk)
+                k = min(n - got, len(self._rest))
+                out[got:got + k] = self._rest[:k]
+                self._rest = self._rest[k:]
+                got += k
+        except (aiohttp.ClientError, TimeoutError) as e:
+            self.close()
+            raise self._disk._unreachable(e) from e
+        self._left -= n
+        self.position += n
+        return out
+
+    def close(self) -> None:
+        if self._left:
+            self._resp.close()      # bytes still on the way: the connection cannot be reused
+        else:
+            self._resp.release()

@@ -16,6 +16,7 @@ Routes (all HMAC-authenticated, bodies tagged, replays refused: see auth.py, arc
 """
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import logging
@@ -121,8 +122,30 @@ async def get_archive(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="offset and length must be integers") from None
     if offset < 0 or length < 0:
         raise web.HTTPBadRequest(text="offset and length must not be negative")
-    data = await store.read(request.match_info["name"], offset, length)
-    return web.Response(body=data, content_type="application/octet-stream")
+    found, first = await store.open_range(request.match_info["name"], offset, length, _BODY_CHUNK)
+    reading = None
+    try:
+        if len(first) == found.length:
+            return web.Response(body=first, content_type="application/octet-stream")
+        # the rest of a long range (a gateway streams one per fragment for a whole GET,
+        # client.RangeStream) as it is read: a piece in flight, the next read meanwhile
+        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        resp.content_length = found.length
+        await resp.prepare(request)
+        loop = asyncio.get_running_loop()
+        piece, left = first, found.length - len(first)
+        while piece:
+            reading = loop.run_in_executor(None, found.read, _BODY_CHUNK) if left else None
+            await resp.write(piece)
+            piece = await reading if reading else b""
+            left -= len(piece)
+        await resp.write_eof()
+        return resp
+    finally:
+        if reading is not None and not reading.done():   # the client went away mid-read
+            reading.add_done_callback(lambda _: found.close())
+        else:
+            found.close()
 
 
 async def head_archive(request: web.Request) -> web.Response:

@@ -421,3 +421,39 @@ def test_replay_cache_is_bounded_and_never_forgets_into_a_replay():
     assert cache.admit("n0", now + 0) is not None       # so its replay is still refused
     assert cache.admit("n1", now + 1) is not None
     assert len(cache._seen) <= 3
+
+
+def test_a_range_streamed_in_parts_is_byte_exact_and_ends_where_the_archive_does(tmp_path):
+    """`stream_range` is one response taken in parts of any size: across the node's 1 MiB
+    pieces and the socket's chunks the parts join to the archive's bytes, clamped at its
+    end like `read`; a stream closed half read leaves the node answering."""
+    big, _ = make_archive(size=20_000_123, segment_size=1 << 20, seed=41)    # 5 MiB, a file of its own
+    small, _ = make_archive(VID2, size=40_000, segment_size=16384, seed=42)   # packed
+
+    async def body(node):
+        d = node.disk()
+        await d.put_archive(f"{VID}.0", chunked(big, 1 << 16))
+        await d.put_archive(f"{VID2}.0", chunked(small))
+        stream = await d.stream_range(f"{VID}.0", 100, 1 << 40)
+        parts = []
+        for n in (1, 65535, 1 << 20, 3, (1 << 20) + 7, 777_777, 1 << 30):
+            parts.append(bytes(await stream.take(n)))
+        assert b"".join(parts) == big[100:]
+        assert [len(p) for p in parts[:-1]] == [1, 65535, 1 << 20, 3, (1 << 20) + 7, 777_777]
+        assert stream.done and stream.position == len(big)
+        assert await stream.take(5) == b""
+        stream.close()
+
+        packed = await d.stream_range(f"{VID2}.0", 64, 30_000)
+        assert bytes(await packed.take(29_999)) + bytes(await packed.take(10)) == small[64:30_064]
+        packed.close()
+
+        half = await d.stream_range(f"{VID}.0", 0, len(big))
+        assert bytes(await half.take(3 << 20)) == big[:3 << 20]
+        half.close()
+        assert await d.read(f"{VID}.0", (3 << 20) - 5, 10) == big[(3 << 20) - 5:(3 << 20) + 5]
+        with pytest.raises(ArchiveMissing):
+            await d.stream_range(f"{VID2}.1", 0, 10)
+        return True
+
+    assert run(tmp_path, body)
