@@ -11,7 +11,7 @@ from typing import AsyncIterable, AsyncIterator
 import aiohttp
 
 from .. import layout
-from . import auth
+from . import auth, batch
 from .archive_tag import signed_archive
 from .store import ArchiveMissing
 from .tls import client_ssl
@@ -31,6 +31,7 @@ class RemoteDisk:
         self._session = session
         self._ssl = ssl            # tls.client_ssl(): the pinned certificate of an https node
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+        self._small = batch.Coalescer(self._one, self._batch)   # record puts and deletes (batch.py)
 
     @classmethod
     def for_node(cls, node, disk_id: str, secret: str, session: aiohttp.ClientSession,
@@ -112,15 +113,39 @@ class RemoteDisk:
             raise DiskUnavailable(f"disk {self.disk_id} at {self.node_url} unreachable: {e!r}") from e
 
     async def delete_archive(self, name: str) -> bool:
-        status, _ = await self._call("DELETE", f"/archives/{name}", ok=(204, 404))
-        return status == 204
+        return await self._small.submit(batch.DELETE, name, b"")
 
     async def read_manifest(self, name: str) -> dict:
         _, raw = await self._call("GET", f"/archives/{name}/manifest")
         return json.loads(raw)
 
     async def put_record(self, rec_id: str, data: bytes) -> None:
-        await self._call("PUT", f"/records/{rec_id}", ok=(201,), data=data)
+        await self._small.submit(batch.RECORD, rec_id, data)
+
+    async def _one(self, kind: bytes, name: str, data: bytes) -> bool | None:
+        """A batch of one: the operation's own request."""
+        if kind == batch.DELETE:
+            status, _ = await self._call("DELETE", f"/archives/{name}", ok=(204, 404))
+            return status == 204
+        await self._call("PUT", f"/records/{name}", ok=(201,), data=data)
+        return None
+
+    async def _batch(self, ops: list) -> list:
+        """Outcomes of several operations sent together: a value, or the exception the
+        operation's own request would have raised."""
+        _, raw = await self._call("PUT", "/batch", data=batch.pack(ops))
+        outcomes = json.loads(raw)
+        if len(outcomes) != len(ops):
+            raise DiskUnavailable(f"disk {self.disk_id} at {self.node_url}: {len(outcomes)} outcomes "
+                                  f"for a batch of {len(ops)}")
+        out = []
+        for (kind, name, _data), done in zip(ops, outcomes):
+            if "error" in done:
+                out.append(DiskUnavailable(f"disk {self.disk_id} at {self.node_url}: {kind.decode()} {name} -> "
+                                           f"{done['status']} {done['error']}"))
+            else:
+                out.append(done["existed"] if kind == batch.DELETE else None)
+        return out
 
     async def iter_archives(self) -> AsyncIterator[tuple[str, int]]:
         async for row in self._ndjson("/archives"):

@@ -8,6 +8,7 @@ Routes (all HMAC-authenticated, bodies tagged, replays refused: see auth.py, arc
     GET    /v1/{disk}/archives/{name}/manifest   the manifest in the archive's trailer
     GET    /v1/{disk}/archives                   NDJSON listing: {"name", "size"}
     PUT    /v1/{disk}/records/{id}            store a record
+    PUT    /v1/{disk}/batch                      records and archive deletes together (batch.py)
     GET    /v1/{disk}/records                 NDJSON listing: {"id", "data"}
     GET    /v1/{disk}/scrub                      the disk scrubber's progress and findings
     POST   /v1/{disk}/scrub?rate=                start a full scrub pass now: {"pass": number}
@@ -24,7 +25,7 @@ import logging
 from aiohttp import web
 
 from .. import layout
-from . import auth
+from . import auth, batch
 from .archive_tag import verified_archive
 from .metrics import NodeMetrics
 from .store import ArchiveMissing, BadName, DiskStore
@@ -50,6 +51,7 @@ def build_app(node_id: str, stores: dict[str, DiskStore], secret: str) -> web.Ap
     r.add_get("/v1/{disk}/archives/{name}/manifest", get_manifest)
     r.add_get("/v1/{disk}/archives", list_archives)
     r.add_put("/v1/{disk}/records/{id}", put_record)
+    r.add_put("/v1/{disk}/batch", put_batch)
     r.add_get("/v1/{disk}/records", list_records)
     r.add_get("/v1/{disk}/scrub", scrub_state)
     r.add_post("/v1/{disk}/scrub", scrub_request)
@@ -169,6 +171,39 @@ async def put_record(request: web.Request) -> web.Response:
     data = auth.check_tagged(request.app["secret"], request.headers, await request.read())
     await store.put_record(request.match_info["id"], data)
     return web.Response(status=201)
+
+
+async def put_batch(request: web.Request) -> web.Response:
+    """Each operation applied as its own request would be, all at once (the packs give
+    them one fsync); one outcome per operation, so one bad name fails only itself."""
+    store = _store(request)
+    try:
+        ops = batch.unpack(auth.check_tagged(request.app["secret"], request.headers, await request.read()))
+    except batch.BadBatch as e:
+        return web.json_response({"error": str(e)}, status=400)
+    done = await asyncio.gather(*(_apply(store, kind, name, data) for kind, name, data in ops),
+                                return_exceptions=True)
+    return web.json_response([_outcome(r, store.disk_id) for r in done])
+
+
+async def _apply(store: DiskStore, kind: bytes, name: str, data: bytes) -> bool | None:
+    if kind == batch.RECORD:
+        await store.put_record(name, data)
+        return None
+    return await store.delete_archive(name)
+
+
+def _outcome(result, disk_id: str) -> dict:
+    if not isinstance(result, BaseException):
+        return {"ok": True, "existed": result}
+    if isinstance(result, BadName):
+        return {"error": str(result), "status": 400}
+    if isinstance(result, OSError) and result.errno == errno.ENOSPC:
+        return {"error": "No space left on device", "status": 507}
+    if not isinstance(result, Exception):
+        raise result     # cancelled: the request is going away
+    log.error("batch operation failed on disk %s: %r", disk_id, result)
+    return {"error": repr(result), "status": 500}
 
 
 async def list_archives(request: web.Request) -> web.StreamResponse:

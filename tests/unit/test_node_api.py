@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import aiohttp
@@ -454,6 +455,37 @@ def test_a_range_streamed_in_parts_is_byte_exact_and_ends_where_the_archive_does
         assert await d.read(f"{VID}.0", (3 << 20) - 5, 10) == big[(3 << 20) - 5:(3 << 20) + 5]
         with pytest.raises(ArchiveMissing):
             await d.stream_range(f"{VID2}.1", 0, 10)
+        return True
+
+    assert run(tmp_path, body)
+
+
+def test_record_puts_and_deletes_asked_together_share_requests_and_keep_their_own_outcomes(tmp_path):
+    """Forty callers at once on one disk: each record lands with its own bytes, each
+    delete says whether there was an archive, a bad name fails only its own call, and
+    the node saw a few batches instead of forty requests."""
+    archives = {f"{VID}.{i}": make_archive(VID, i, seed=50 + i)[0] for i in range(5)}
+
+    async def body(node):
+        d = node.disk()
+        for name, data in archives.items():
+            await d.put_archive(name, chunked(data))
+        records = {f"{i:032x}": f'{{"kind": "tombstone", "n": {i}, "pad": "{"x" * i}"}}'.encode()
+                   for i in range(1, 31)}
+        calls = [d.put_record(rec_id, data) for rec_id, data in records.items()]
+        calls += [d.delete_archive(name) for name in archives]
+        calls += [d.delete_archive(f"{VID2}.{i}") for i in range(4)]
+        calls.append(d.put_record("../escape", b"{}"))
+        done = await asyncio.gather(*calls, return_exceptions=True)
+        assert done[:30] == [None] * 30
+        assert done[30:35] == [True] * 5 and done[35:39] == [False] * 4
+        assert isinstance(done[39], DiskUnavailable) and "400" in str(done[39])
+        assert dict([x async for x in d.iter_records()]) == records
+        assert [x async for x in d.iter_archives()] == []
+        _, text = await node.raw("GET", "/metrics")
+        batches = re.findall(rb'^pocket_node_requests_total\{method="PUT",route="/v1/\{disk\}/batch",'
+                             rb'status="200"\} (\S+)$', text, re.M)
+        assert batches and 1 <= float(batches[0]) <= 3
         return True
 
     assert run(tmp_path, body)
