@@ -78,6 +78,19 @@ class RemoteDisk:
         return DiskUnavailable(f"disk {self.disk_id} at {self.node_url} unreachable: {e!r}")
 
     async def put_archive(self, name: str, chunks: AsyncIterable[bytes]) -> int:
+        """A small archive (the whole of it arrives within SMALL_ARCHIVE bytes) goes with
+        the disk's other small writes (batch.py); a larger one streams in as it is encoded."""
+        head, size, stream = [], 0, aiter(chunks)
+        async for chunk in stream:
+            head.append(chunk)
+            size += len(chunk)
+            if size > batch.SMALL_ARCHIVE:
+                break
+        else:
+            return await self._small.submit(batch.ARCHIVE, name, b"".join(head))
+        return await self._stream_archive(name, _chain(head, stream))
+
+    async def _stream_archive(self, name: str, chunks: AsyncIterable[bytes]) -> int:
         _, raw = await self._call("PUT", f"/archives/{name}", ok=(201,), data=chunks)
         return json.loads(raw)["size"]
 
@@ -122,8 +135,10 @@ class RemoteDisk:
     async def put_record(self, rec_id: str, data: bytes) -> None:
         await self._small.submit(batch.RECORD, rec_id, data)
 
-    async def _one(self, kind: bytes, name: str, data: bytes) -> bool | None:
+    async def _one(self, kind: bytes, name: str, data: bytes) -> bool | int | None:
         """A batch of one: the operation's own request."""
+        if kind == batch.ARCHIVE:
+            return await self._stream_archive(name, _chain([data]))
         if kind == batch.DELETE:
             status, _ = await self._call("DELETE", f"/archives/{name}", ok=(204, 404))
             return status == 204
@@ -140,11 +155,13 @@ class RemoteDisk:
                                   f"for a batch of {len(ops)}")
         out = []
         for (kind, name, _data), done in zip(ops, outcomes):
-            if "error" in done:
+            if "error" not in done:
+                out.append(done["value"])
+            elif done["status"] == 422:
+                out.append(layout.CorruptFragment(done["error"]))
+            else:
                 out.append(DiskUnavailable(f"disk {self.disk_id} at {self.node_url}: {kind.decode()} {name} -> "
                                            f"{done['status']} {done['error']}"))
-            else:
-                out.append(done["existed"] if kind == batch.DELETE else None)
         return out
 
     async def iter_archives(self) -> AsyncIterator[tuple[str, int]]:
@@ -180,6 +197,14 @@ class RemoteDisk:
                         yield json.loads(line)
         except (aiohttp.ClientError, TimeoutError) as e:
             raise DiskUnavailable(f"disk {self.disk_id} at {self.node_url} unreachable: {e!r}") from e
+
+
+async def _chain(head: list, rest: AsyncIterable | None = None):
+    for chunk in head:
+        yield chunk
+    if rest is not None:
+        async for chunk in rest:
+            yield chunk
 
 
 class RangeStream:

@@ -8,7 +8,7 @@ Routes (all HMAC-authenticated, bodies tagged, replays refused: see auth.py, arc
     GET    /v1/{disk}/archives/{name}/manifest   the manifest in the archive's trailer
     GET    /v1/{disk}/archives                   NDJSON listing: {"name", "size"}
     PUT    /v1/{disk}/records/{id}            store a record
-    PUT    /v1/{disk}/batch                      records and archive deletes together (batch.py)
+    PUT    /v1/{disk}/batch                      small archives, records and deletes together (batch.py)
     GET    /v1/{disk}/records                 NDJSON listing: {"id", "data"}
     GET    /v1/{disk}/scrub                      the disk scrubber's progress and findings
     POST   /v1/{disk}/scrub?rate=                start a full scrub pass now: {"pass": number}
@@ -186,18 +186,26 @@ async def put_batch(request: web.Request) -> web.Response:
     return web.json_response([_outcome(r, store.disk_id) for r in done])
 
 
-async def _apply(store: DiskStore, kind: bytes, name: str, data: bytes) -> bool | None:
+async def _apply(store: DiskStore, kind: bytes, name: str, data: bytes) -> bool | int | None:
     if kind == batch.RECORD:
         await store.put_record(name, data)
         return None
+    if kind == batch.ARCHIVE:
+        return await store.put_archive(name, _once(data))
     return await store.delete_archive(name)
+
+
+async def _once(data: bytes):
+    yield data
 
 
 def _outcome(result, disk_id: str) -> dict:
     if not isinstance(result, BaseException):
-        return {"ok": True, "existed": result}
+        return {"value": result}
     if isinstance(result, BadName):
         return {"error": str(result), "status": 400}
+    if isinstance(result, layout.CorruptFragment):
+        return {"error": f"corrupt: {result}", "status": 422}
     if isinstance(result, OSError) and result.errno == errno.ENOSPC:
         return {"error": "No space left on device", "status": 507}
     if not isinstance(result, Exception):
