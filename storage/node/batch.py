@@ -58,15 +58,16 @@ def unpack(body: bytes) -> list[tuple[bytes, str, bytes]]:
 
 class Coalescer:
     """The client's side: operations on one disk, one request on the way at a time. The
-    first goes at once, as the operation's own request (`one`); those asked for while it
-    is on the way go together after it (`many`), up to MAX_OPS or MAX_BYTES of data (the
-    node takes bodies up to 1 MiB). At one client nothing waits; at many, the wait for a
-    request already on the way is what a node's group commit cost anyway."""
+    first goes at once, in a batch of its own; those asked for while it is on the way go
+    together after it, up to MAX_OPS or MAX_BYTES of data (the node takes bodies up to
+    1 MiB). At one client nothing waits; at many, the wait for a request already on the
+    way is what a node's group commit cost anyway. A batch of one is no dearer than the
+    operation's own request, and cheaper for an archive (one write, no chunked framing)."""
 
     MAX_OPS, MAX_BYTES = 256, 256 << 10
 
-    def __init__(self, one, many):
-        self._one, self._many = one, many
+    def __init__(self, send):
+        self._send_batch = send
         self._queue: list = []
         self._sender: asyncio.Task | None = None
 
@@ -86,10 +87,7 @@ class Coalescer:
                 if not group:
                     continue
                 try:
-                    if len(group) == 1:
-                        results = [await self._one(*group[0][:3])]
-                    else:
-                        results = await self._many([op[:3] for op in group])
+                    results = await self._send_batch([op[:3] for op in group])
                 except Exception as e:
                     results = [e] * len(group)
                 for (*_, fut), result in zip(group, results):

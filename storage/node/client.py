@@ -31,7 +31,7 @@ class RemoteDisk:
         self._session = session
         self._ssl = ssl            # tls.client_ssl(): the pinned certificate of an https node
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
-        self._small = batch.Coalescer(self._one, self._batch)   # record puts and deletes (batch.py)
+        self._small = batch.Coalescer(self._batch)   # small archives, records and deletes (batch.py)
 
     @classmethod
     def for_node(cls, node, disk_id: str, secret: str, session: aiohttp.ClientSession,
@@ -88,10 +88,7 @@ class RemoteDisk:
                 break
         else:
             return await self._small.submit(batch.ARCHIVE, name, b"".join(head))
-        return await self._stream_archive(name, _chain(head, stream))
-
-    async def _stream_archive(self, name: str, chunks: AsyncIterable[bytes]) -> int:
-        _, raw = await self._call("PUT", f"/archives/{name}", ok=(201,), data=chunks)
+        _, raw = await self._call("PUT", f"/archives/{name}", ok=(201,), data=_chain(head, stream))
         return json.loads(raw)["size"]
 
     async def read(self, name: str, offset: int, length: int) -> bytes:
@@ -134,16 +131,6 @@ class RemoteDisk:
 
     async def put_record(self, rec_id: str, data: bytes) -> None:
         await self._small.submit(batch.RECORD, rec_id, data)
-
-    async def _one(self, kind: bytes, name: str, data: bytes) -> bool | int | None:
-        """A batch of one: the operation's own request."""
-        if kind == batch.ARCHIVE:
-            return await self._stream_archive(name, _chain([data]))
-        if kind == batch.DELETE:
-            status, _ = await self._call("DELETE", f"/archives/{name}", ok=(204, 404))
-            return status == 204
-        await self._call("PUT", f"/records/{name}", ok=(201,), data=data)
-        return None
 
     async def _batch(self, ops: list) -> list:
         """Outcomes of several operations sent together: a value, or the exception the
@@ -199,12 +186,11 @@ class RemoteDisk:
             raise DiskUnavailable(f"disk {self.disk_id} at {self.node_url} unreachable: {e!r}") from e
 
 
-async def _chain(head: list, rest: AsyncIterable | None = None):
+async def _chain(head: list, rest: AsyncIterable):
     for chunk in head:
         yield chunk
-    if rest is not None:
-        async for chunk in rest:
-            yield chunk
+    async for chunk in rest:
+        yield chunk
 
 
 class RangeStream:
