@@ -27,6 +27,19 @@ def check_archive(pread, end: int, name: str) -> None:
     layout.check_trailer(raw, want, header.fmt)
 
 
+async def head_of(stream, limit: int) -> tuple[list, int, bool]:
+    """The chunks of `stream` (an async iterator) until they pass `limit` bytes, their
+    size, and whether they were all of it: where an archive's size decides where it goes
+    (a pack or a file; a node's batch or a stream of its own), before it is known."""
+    head, size = [], 0
+    async for chunk in stream:
+        head.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return head, size, False
+    return head, size, True
+
+
 def slicer(data: bytes):
     return lambda offset, length: data[offset:offset + length]
 

@@ -13,6 +13,7 @@ import aiohttp
 from .. import layout
 from . import auth, batch
 from .archive_tag import signed_archive
+from .archives import head_of
 from .store import ArchiveMissing
 from .tls import client_ssl
 
@@ -80,13 +81,9 @@ class RemoteDisk:
     async def put_archive(self, name: str, chunks: AsyncIterable[bytes]) -> int:
         """A small archive (the whole of it arrives within SMALL_ARCHIVE bytes) goes with
         the disk's other small writes (batch.py); a larger one streams in as it is encoded."""
-        head, size, stream = [], 0, aiter(chunks)
-        async for chunk in stream:
-            head.append(chunk)
-            size += len(chunk)
-            if size > batch.SMALL_ARCHIVE:
-                break
-        else:
+        stream = aiter(chunks)
+        head, _size, whole = await head_of(stream, batch.SMALL_ARCHIVE)
+        if whole:
             return await self._small.submit(batch.ARCHIVE, name, b"".join(head))
         _, raw = await self._call("PUT", f"/archives/{name}", ok=(201,), data=_chain(head, stream))
         return json.loads(raw)["size"]

@@ -27,8 +27,8 @@ from typing import AsyncIterable, Iterator
 
 from .. import layout
 from . import pack_compaction
-from .archives import (ArchiveMissing, ArchiveRange, check_archive, manifest, open_range, read_manifest_file,
-                       read_range, seal, seal_and_publish, slicer)
+from .archives import (ArchiveMissing, ArchiveRange, check_archive, head_of, manifest, open_range,
+                       read_manifest_file, read_range, seal, seal_and_publish, slicer)
 from .files import make_folders, publish, unlink_quietly, walk, write_all, write_durably
 from .ownership import own
 from .packformat import ARCHIVE, ARCHIVE_NAME, RECORD, RECORD_HEADER_SIZE, RECORD_NAME
@@ -135,15 +135,10 @@ class DiskStore:
         continues into a file of its own."""
         final = self._archive_path(name)
         stream = aiter(chunks)
-        head: list[bytes] = []
-        size = 0
+        head, size, whole = [], 0, False
         if self.pack_threshold:
-            async for chunk in stream:
-                head.append(chunk)
-                size += len(chunk)
-                if size > self.pack_threshold:
-                    break
-            else:
+            head, size, whole = await head_of(stream, self.pack_threshold)
+            if whole:
                 data = b"".join(head)
                 check_archive(slicer(data), len(data), name)
                 await self._append(ARCHIVE, name, data, refuse=True)
