@@ -26,7 +26,7 @@ from aiohttp import web
 
 from .. import layout
 from . import auth, batch
-from .archive_tag import verified_archive
+from .archive_tag import records_problem, verified_archive
 from .metrics import NodeMetrics
 from .store import ArchiveMissing, BadName, DiskStore
 from ..numbers import decimal
@@ -191,6 +191,9 @@ async def _apply(store: DiskStore, kind: bytes, name: str, data: bytes) -> bool 
         await store.put_record(name, data)
         return None
     if kind == batch.ARCHIVE:
+        problem = records_problem(data)    # at most SMALL_ARCHIVE bytes: ~0.3 ms, on the loop
+        if problem:
+            raise layout.CorruptFragment(problem)
         return await store.put_archive(name, _once(data))
     return await store.delete_archive(name)
 
