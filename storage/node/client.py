@@ -205,12 +205,13 @@ class RangeStream:
     def done(self) -> bool:
         return self._left == 0
 
-    async def take(self, n: int) -> bytearray:
+    async def take(self, n: int) -> bytes:
         """The next `n` bytes, fewer at the archive's end (as `RemoteDisk.read` gives).
-        Copied once, from the chunks as they came, into the part: the stream reader's
-        `readexactly` joins twice."""
+        Joined once from views of the chunks as they came: the stream reader's
+        `readexactly` copies twice, and filling a zeroed bytearray was 2.6 % of a GET's
+        gateway samples (py-spy) for the zeroing alone."""
         n = min(n, self._left)
-        out = bytearray(n)
+        pieces = []
         got = 0
         try:
             while got < n:
@@ -220,7 +221,7 @@ class RangeStream:
                         raise aiohttp.ClientPayloadError(f"response ended {n - got} bytes short")
                     self._rest = memoryview(chunk)
                 k = min(n - got, len(self._rest))
-                out[got:got + k] = self._rest[:k]
+                pieces.append(self._rest[:k])
                 self._rest = self._rest[k:]
                 got += k
         except (aiohttp.ClientError, TimeoutError) as e:
@@ -228,7 +229,7 @@ class RangeStream:
             raise self._disk._unreachable(e) from e
         self._left -= n
         self.position += n
-        return out
+        return b"".join(pieces)
 
     def close(self) -> None:
         if self._left:
