@@ -212,6 +212,7 @@ class Repairer:
             await asyncio.shield(writer.abort(repr(e)))
             raise
         finally:
+            reader.close()   # a rebuild that failed midway leaves its fragment streams open
             extra = [d for d in reader.damage if d.index not in avoid]
             if extra:   # more damage met on the way: queue it for the next round
                 self.queue.add_later(record, {d.index: (d.kind, d.reason) for d in extra}, "repair")

@@ -112,6 +112,8 @@ class Upgrader:
         except BaseException as e:
             await asyncio.shield(writer.abort(repr(e)))
             raise
+        finally:
+            reader.close()   # a rewrite that failed midway leaves its fragment streams open
         if len(done) < codec.n:
             return f"only fragments {sorted(done)} took the keyed rewrite; run again"
         r.bytes_written += codec.n * (geo.records_end() + len(layout.pack_trailer(keyed)))

@@ -27,6 +27,19 @@ def check_archive(pread, end: int, name: str) -> None:
     layout.check_trailer(raw, want, header.fmt)
 
 
+async def head_of(stream, limit: int) -> tuple[list, int, bool]:
+    """The chunks of `stream` (an async iterator) until they pass `limit` bytes, their
+    size, and whether they were all of it: where an archive's size decides where it goes
+    (a pack or a file; a node's batch or a stream of its own), before it is known."""
+    head, size = [], 0
+    async for chunk in stream:
+        head.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return head, size, False
+    return head, size, True
+
+
 def slicer(data: bytes):
     return lambda offset, length: data[offset:offset + length]
 
@@ -84,12 +97,47 @@ def seal_and_publish(fd: int, chunks: list[bytes], name: str, tmp: str, final: s
 
 def read_range(path: str, offset: int, length: int) -> bytes:
     """Up to `length` bytes of the file at `offset` (fewer past its end); ArchiveMissing if there is none."""
+    found = open_range(path, offset, length)
+    try:
+        return found.read(found.length)
+    finally:
+        found.close()
+
+
+def open_range(path: str, offset: int, length: int) -> "ArchiveRange":
+    """Up to `length` bytes of the file at `offset`, to be read piece by piece."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise ArchiveMissing(path) from None
     try:
         length = max(0, min(length, os.fstat(fd).st_size - offset))
-        return os.pread(fd, length, offset)
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return ArchiveRange(file_reader(fd), offset, length, lambda: os.close(fd))
+
+
+class ArchiveRange:
+    """A byte range of one archive, clamped to its end, read in pieces: the node sends a
+    fragment of a large object (a quarter of a 5 GiB one under ec:4+2) as it reads it,
+    never holding it whole. `length` is known before the first piece, for Content-Length."""
+
+    def __init__(self, pread, offset: int, length: int, close=None):
+        self.length = length
+        self._pread, self._pos, self._end, self._close = pread, offset, offset + length, close
+
+    def read(self, n: int) -> bytes:
+        """The next `n` bytes or those left; an archive is never changed in place, so a
+        short read means the file was cut under us: OSError."""
+        n = min(n, self._end - self._pos)
+        data = self._pread(self._pos, n)
+        if len(data) != n:
+            raise OSError(f"archive ended {n - len(data)} bytes early while it was read")
+        self._pos += n
+        return data
+
+    def close(self) -> None:
+        if self._close is not None:
+            close, self._close = self._close, None
+            close()

@@ -38,7 +38,7 @@ NONCE_HEADER = "X-Pocket-Nonce"
 NODE_HEADER = "X-Pocket-Node"
 AUTH_HEADER = "X-Pocket-Auth"
 LINK_HEADER = "X-Pocket-Link"
-LINK_VERSION = "3"          # 3: an archive's tag covers its skeleton; 2: every body byte
+LINK_VERSION = "4"          # 4: batches (batch.py), streamed ranges; 3: an archive's tag covers its skeleton
 MAX_SKEW = 300.0            # seconds a request may be early or late
 TAG_SIZE = 32
 

@@ -8,6 +8,7 @@ Routes (all HMAC-authenticated, bodies tagged, replays refused: see auth.py, arc
     GET    /v1/{disk}/archives/{name}/manifest   the manifest in the archive's trailer
     GET    /v1/{disk}/archives                   NDJSON listing: {"name", "size"}
     PUT    /v1/{disk}/records/{id}            store a record
+    PUT    /v1/{disk}/batch                      small archives, records and deletes together (batch.py)
     GET    /v1/{disk}/records                 NDJSON listing: {"id", "data"}
     GET    /v1/{disk}/scrub                      the disk scrubber's progress and findings
     POST   /v1/{disk}/scrub?rate=                start a full scrub pass now: {"pass": number}
@@ -16,6 +17,7 @@ Routes (all HMAC-authenticated, bodies tagged, replays refused: see auth.py, arc
 """
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import logging
@@ -23,8 +25,8 @@ import logging
 from aiohttp import web
 
 from .. import layout
-from . import auth
-from .archive_tag import verified_archive
+from . import auth, batch
+from .archive_tag import records_problem, verified_archive
 from .metrics import NodeMetrics
 from .store import ArchiveMissing, BadName, DiskStore
 from ..numbers import decimal
@@ -49,6 +51,7 @@ def build_app(node_id: str, stores: dict[str, DiskStore], secret: str) -> web.Ap
     r.add_get("/v1/{disk}/archives/{name}/manifest", get_manifest)
     r.add_get("/v1/{disk}/archives", list_archives)
     r.add_put("/v1/{disk}/records/{id}", put_record)
+    r.add_put("/v1/{disk}/batch", put_batch)
     r.add_get("/v1/{disk}/records", list_records)
     r.add_get("/v1/{disk}/scrub", scrub_state)
     r.add_post("/v1/{disk}/scrub", scrub_request)
@@ -121,8 +124,30 @@ async def get_archive(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="offset and length must be integers") from None
     if offset < 0 or length < 0:
         raise web.HTTPBadRequest(text="offset and length must not be negative")
-    data = await store.read(request.match_info["name"], offset, length)
-    return web.Response(body=data, content_type="application/octet-stream")
+    found, first = await store.open_range(request.match_info["name"], offset, length, _BODY_CHUNK)
+    reading = None
+    try:
+        if len(first) == found.length:
+            return web.Response(body=first, content_type="application/octet-stream")
+        # the rest of a long range (a gateway streams one per fragment for a whole GET,
+        # client.RangeStream) as it is read: a piece in flight, the next read meanwhile
+        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        resp.content_length = found.length
+        await resp.prepare(request)
+        loop = asyncio.get_running_loop()
+        piece, left = first, found.length - len(first)
+        while piece:
+            reading = loop.run_in_executor(None, found.read, _BODY_CHUNK) if left else None
+            await resp.write(piece)
+            piece = await reading if reading else b""
+            left -= len(piece)
+        await resp.write_eof()
+        return resp
+    finally:
+        if reading is not None and not reading.done():   # the client went away mid-read
+            reading.add_done_callback(lambda _: found.close())
+        else:
+            found.close()
 
 
 async def head_archive(request: web.Request) -> web.Response:
@@ -150,6 +175,50 @@ async def put_record(request: web.Request) -> web.Response:
     data = auth.check_tagged(request.app["secret"], request.headers, await request.read())
     await store.put_record(request.match_info["id"], data)
     return web.Response(status=201)
+
+
+async def put_batch(request: web.Request) -> web.Response:
+    """Each operation applied as its own request would be, all at once (the packs give
+    them one fsync); one outcome per operation, so one bad name fails only itself."""
+    store = _store(request)
+    try:
+        ops = batch.unpack(auth.check_tagged(request.app["secret"], request.headers, await request.read()))
+    except batch.BadBatch as e:
+        return web.json_response({"error": str(e)}, status=400)
+    done = await asyncio.gather(*(_apply(store, kind, name, data) for kind, name, data in ops),
+                                return_exceptions=True)
+    return web.json_response([_outcome(r, store.disk_id) for r in done])
+
+
+async def _apply(store: DiskStore, kind: bytes, name: str, data: bytes) -> bool | int | None:
+    if kind == batch.RECORD:
+        await store.put_record(name, data)
+        return None
+    if kind == batch.ARCHIVE:
+        problem = records_problem(data)    # at most SMALL_ARCHIVE bytes: ~0.3 ms, on the loop
+        if problem:
+            raise layout.CorruptFragment(problem)
+        return await store.put_archive(name, _once(data))
+    return await store.delete_archive(name)
+
+
+async def _once(data: bytes):
+    yield data
+
+
+def _outcome(result, disk_id: str) -> dict:
+    if not isinstance(result, BaseException):
+        return {"value": result}
+    if isinstance(result, BadName):
+        return {"error": str(result), "status": 400}
+    if isinstance(result, layout.CorruptFragment):
+        return {"error": f"corrupt: {result}", "status": 422}
+    if isinstance(result, OSError) and result.errno == errno.ENOSPC:
+        return {"error": "No space left on device", "status": 507}
+    if not isinstance(result, Exception):
+        raise result     # cancelled: the request is going away
+    log.error("batch operation failed on disk %s: %r", disk_id, result)
+    return {"error": repr(result), "status": 500}
 
 
 async def list_archives(request: web.Request) -> web.StreamResponse:

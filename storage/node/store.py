@@ -27,8 +27,8 @@ from typing import AsyncIterable, Iterator
 
 from .. import layout
 from . import pack_compaction
-from .archives import (ArchiveMissing, check_archive, manifest, read_manifest_file, read_range, seal,
-                       seal_and_publish, slicer)
+from .archives import (ArchiveMissing, ArchiveRange, check_archive, head_of, manifest, open_range,
+                       read_manifest_file, read_range, seal, seal_and_publish, slicer)
 from .files import make_folders, publish, unlink_quietly, walk, write_all, write_durably
 from .ownership import own
 from .packformat import ARCHIVE, ARCHIVE_NAME, RECORD, RECORD_HEADER_SIZE, RECORD_NAME
@@ -135,15 +135,10 @@ class DiskStore:
         continues into a file of its own."""
         final = self._archive_path(name)
         stream = aiter(chunks)
-        head: list[bytes] = []
-        size = 0
+        head, size, whole = [], 0, False
         if self.pack_threshold:
-            async for chunk in stream:
-                head.append(chunk)
-                size += len(chunk)
-                if size > self.pack_threshold:
-                    break
-            else:
+            head, size, whole = await head_of(stream, self.pack_threshold)
+            if whole:
                 data = b"".join(head)
                 check_archive(slicer(data), len(data), name)
                 await self._append(ARCHIVE, name, data, refuse=True)
@@ -234,12 +229,26 @@ class DiskStore:
 
     # reads -------------------------------------------------------------------------------
     async def read(self, name: str, offset: int, length: int) -> bytes:
-        self._archive_path(name)
-        return await asyncio.get_running_loop().run_in_executor(None, self._read, name, offset, length)
+        found, data = await self.open_range(name, offset, length, length)
+        found.close()
+        return data
 
-    def _read(self, name: str, offset: int, length: int) -> bytes:
+    async def open_range(self, name: str, offset: int, length: int, first: int) -> tuple[ArchiveRange, bytes]:
+        """Bytes offset..offset+length of an archive (clamped to its end) to be read in
+        pieces, and the first `first` of them, read in the same thread hop: a range that
+        short is then whole (the caller closes the range)."""
+        self._archive_path(name)
+        return await asyncio.get_running_loop().run_in_executor(None, self._open_range, name, offset, length, first)
+
+    def _open_range(self, name: str, offset: int, length: int, first: int) -> tuple[ArchiveRange, bytes]:
         data = self.packs.read_archive(name, offset, length)
-        return data if data is not None else read_range(self._archive_path(name), offset, length)
+        found = ArchiveRange(slicer(data), 0, len(data)) if data is not None else \
+            open_range(self._archive_path(name), offset, length)
+        try:
+            return found, found.read(first)
+        except BaseException:
+            found.close()
+            raise
 
     async def stat(self, name: str) -> int | None:
         path = self._archive_path(name)

@@ -17,6 +17,7 @@ from .. import layout
 from ..codec import Codec
 from ..cluster import Cluster
 from .contracts import VersionRecord
+from .fragment_streams import FragmentStreams
 
 log = logging.getLogger("pocket.get")
 
@@ -54,6 +55,8 @@ class ArchiveReader:
     window_bytes: int = WINDOW_BYTES   # segment bytes per window (repair reads larger ones)
     damage: list[Damage] = field(default_factory=list)
     _broken: set[int] = field(default_factory=set)
+    _streams: FragmentStreams = field(default_factory=FragmentStreams)
+    _end: int = 0     # archive offset where the records of the current read end
 
     def __post_init__(self) -> None:
         self._broken |= set(self.avoid)
@@ -78,17 +81,25 @@ class ArchiveReader:
         the current one is consumed."""
         per_window = max(1, self.window_bytes // self.record["segment_size"])
         windows = [(s, min(s + per_window, last + 1) - 1) for s in range(first, last + 1, per_window)]
+        self._end = sum(self.geometry.span(first, last))
         pending = None
-        for n, (a, b) in enumerate(windows):
-            current = pending or asyncio.ensure_future(window(a, b))
-            pending = asyncio.ensure_future(window(*windows[n + 1])) if n + 1 < len(windows) else None
-            try:
-                for item in await current:
-                    yield item
-            except BaseException:
-                if pending:
-                    pending.cancel()
-                raise
+        try:
+            for n, (a, b) in enumerate(windows):
+                current = pending or asyncio.ensure_future(window(a, b))
+                pending = asyncio.ensure_future(window(*windows[n + 1])) if n + 1 < len(windows) else None
+                try:
+                    for item in await current:
+                        yield item
+                except BaseException:
+                    if pending:
+                        pending.cancel()
+                    raise
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the fragment streams a read left open (fragment_streams.py)."""
+        self._streams.close()
 
     async def _segments(self, first: int, last: int) -> list[bytes]:
         """The window's segments; those missing a data fragment are decoded in parallel
@@ -144,7 +155,7 @@ class ArchiveReader:
         try:
             held = self.held.get(i)
             raw = held[offset:offset + length] if held is not None else \
-                await self.cluster.disks[disk_id].read(name, offset, length)
+                await self._streams.read(i, self.cluster.disks[disk_id], name, offset, length, self._end)
         except Exception as e:  # missing archive, dead node, timeout: all mean "use another"
             reason = "missing" if isinstance(e, FileNotFoundError) else f"unreadable: {e!r}"
             if not isinstance(e, FileNotFoundError):

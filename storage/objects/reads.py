@@ -58,6 +58,7 @@ async def _stored(cluster: Cluster, record: VersionRecord, first: int, last: int
         async for data in reader.segments(first, last):
             yield data
     finally:
+        reader.close()
         if reader.damage and on_damage:
             on_damage(reader.damage)
 

@@ -10,12 +10,14 @@ import random
 import struct
 import threading
 import time
+import urllib.request
 
 import aiohttp
 import xxhash
 from aiohttp import web
 
 from storage import layout
+from storage.node import auth, batch
 
 from .archives import archive_parts, archives_of, read_archive
 from .harness import QUIET, ProcCluster, pocket
@@ -25,11 +27,13 @@ from .harness import QUIET, ProcCluster, pocket
 class Recorder:
     """A man in the middle on the cluster network: forwards the gateway's requests to one
     node and keeps a copy of each (method, path, headers, body); `alter(path, body)` may
-    change a body on the way, and `answers` keeps each PUT's path and the node's status."""
+    change a body on the way, `alter_answer(path, body)` an answer's on the way back, and
+    `answers` keeps each PUT's path and the node's status."""
 
     def __init__(self, target: str, alter=None):
         self.target = target
         self.alter = alter or (lambda _path, body: body)
+        self.alter_answer = lambda _path, body: body
         self.seen: list[tuple[str, str, dict, bytes]] = []
         self.answers: list[tuple[str, int]] = []
         self.loop = asyncio.new_event_loop()
@@ -50,7 +54,8 @@ class Recorder:
                                             data=body if body else None) as r:
                 if request.method == "PUT":
                     self.answers.append((request.path, r.status))
-                return web.Response(status=r.status, body=await r.read(), headers={
+                answer = self.alter_answer(request.path, await r.read())
+                return web.Response(status=r.status, body=answer, headers={
                     k: v for k, v in r.headers.items() if k.lower() in ("content-type", "x-archive-size")})
 
         async def start():
@@ -72,6 +77,22 @@ class Recorder:
             await self.runner.cleanup()
         asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def _start_behind(c: ProcCluster, proxies: dict[str, Recorder], alters: dict) -> None:
+    """Start the nodes, then the gateway reaching each node named in `alters` through a
+    Recorder (kept in `proxies`, for the caller to close) that alters bodies so."""
+    for node in c.node_ids:
+        c.start_node(node)
+    with open(c.config) as f:
+        text = f.read()
+    for node, alter in alters.items():
+        url = f"http://127.0.0.1:{c.node_ports[node]}"
+        proxies[node] = Recorder(url, alter=alter)
+        text = text.replace(f'url = "{url}"', f'url = "http://127.0.0.1:{proxies[node].port}"')
+    with open(c.config, "w") as f:
+        f.write(text)
+    c.start_gateway()
 
 
 def _disk_state(c: ProcCluster, disks) -> dict[str, str]:
@@ -96,8 +117,9 @@ async def _send(url: str, method: str, headers: dict, body: bytes) -> int:
 
 def test_captured_node_requests_cannot_be_replayed_or_given_another_body(tmp_path):
     """`pocket up --nodes 2` shape: two node processes with three disks each. A recorder
-    between the gateway and node n1 captures real PUTs of archives and records; sent
-    again, as they are or with another body, every one is refused and no disk changes."""
+    between the gateway and node n1 captures real PUTs of archives and batches of small
+    archives, records and deletes; sent again, as they are or with another body, every
+    one is refused and no disk changes."""
     c = ProcCluster(str(tmp_path / "cluster"), nodes=2, disks_per_node=3, sections=QUIET)
     recorder = None
     try:
@@ -118,14 +140,14 @@ def test_captured_node_requests_cannot_be_replayed_or_given_another_body(tmp_pat
         s3.put_object(Bucket="bkt", Key="gone", Body=b"x" * 10)
         s3.delete_object(Bucket="bkt", Key="gone")
 
-        puts = [r for r in recorder.seen if r[0] == "PUT"]
-        assert any("/archives/" in r[1] and len(r[3]) > 256 << 10 for r in puts), "no archive file captured"
-        assert any("/archives/" in r[1] and len(r[3]) < 4 << 10 for r in puts), "no packed archive captured"
-        assert any("/records/" in r[1] for r in puts), "no record (tombstone) captured"
         deadline = time.monotonic() + 30   # the deleted object's archives go in the background
         while len(c.archive_files()) != 6 + 3 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(c.archive_files()) == 6 + 3
+        puts = [r for r in recorder.seen if r[0] == "PUT"]
+        assert any("/archives/" in r[1] and len(r[3]) > 256 << 10 for r in puts), "no archive file captured"
+        batched = {op[0] for r in puts if r[1].endswith("/batch") for op in batch.unpack(r[3][:-auth.TAG_SIZE])}
+        assert batched == {batch.ARCHIVE, batch.RECORD, batch.DELETE}, "small archive, tombstone, delete"
         n1_disks = [d for d in c.disk_paths if d.startswith("n1")]
         before = _disk_state(c, n1_disks)
         forged_body = random.Random(3).randbytes(1 << 16)
@@ -169,19 +191,9 @@ def test_archive_bytes_changed_on_the_way_to_a_node_are_refused_and_never_acknow
     c = ProcCluster(str(tmp_path / "cluster"), nodes=6, storage={"write_quorum": 4}, sections=QUIET)
     proxies: dict[str, Recorder] = {}
     try:
-        for node in c.node_ids:
-            c.start_node(node)
-        with open(c.config) as f:
-            text = f.read()
         changes = {"n1": layout.HEADER_SIZE + layout.RECORD_OVERHEAD + 70_001,   # first record's payload
                    "n2": layout.HEADER_SIZE + 7}                                # first record head's checksum
-        for node, at in changes.items():
-            url = f"http://127.0.0.1:{c.node_ports[node]}"
-            proxies[node] = Recorder(url, alter=_flip_first_archive(at))
-            text = text.replace(f'url = "{url}"', f'url = "http://127.0.0.1:{proxies[node].port}"')
-        with open(c.config, "w") as f:
-            f.write(text)
-        c.start_gateway()
+        _start_behind(c, proxies, {node: _flip_first_archive(at) for node, at in changes.items()})
         s3 = c.client()
         s3.create_bucket(Bucket="bkt")
         body = random.Random(14).randbytes((3 << 20) + 4321)    # four segments, the last one short
@@ -196,6 +208,42 @@ def test_archive_bytes_changed_on_the_way_to_a_node_are_refused_and_never_acknow
         assert "segment 0: record checksum mismatch" in c.log("gateway")   # disk n1d1 marked down: why
         assert "body tag missing or wrong" in c.log("n2")
         assert s3.get_object(Bucket="bkt", Key="tampered")["Body"].read() == body
+    finally:
+        c.stop("gateway")
+        for proxy in proxies.values():
+            proxy.close()
+        c.close()
+
+
+def test_fragment_bytes_changed_on_the_way_from_a_node_are_caught_and_read_from_parity(tmp_path):
+    """A man in the middle before every node; after the PUT, the one before the node of
+    data fragment 0 flips a byte halfway through each archive it sends back. Nodes do not
+    check what they send, the gateway checks every record it receives: the GET is byte for
+    byte the object, the damage is counted and logged, nothing changed is served."""
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, sections=QUIET)
+    proxies: dict[str, Recorder] = {}
+    try:
+        _start_behind(c, proxies, dict.fromkeys(c.node_ids))
+        s3 = c.client()
+        s3.create_bucket(Bucket="bkt")
+        body = random.Random(15).randbytes((9 << 20) + 1234)    # ten segments, three windows of the reader
+        s3.put_object(Bucket="bkt", Key="k", Body=body)
+        disk = next(archive_parts(ref)[0] for ref in archives_of(c, "bkt", "k") if ref.endswith(".0"))
+        changed = []
+
+        def flip(path: str, answer: bytes) -> bytes:
+            if "/archives/" not in path or len(answer) < 1 << 20:
+                return answer
+            changed.append(path)
+            middle = len(answer) // 2
+            return answer[:middle] + bytes([answer[middle] ^ 0x01]) + answer[middle + 1:]
+        proxies[disk[:-2]].alter_answer = flip
+
+        assert s3.get_object(Bucket="bkt", Key="k")["Body"].read() == body
+        assert changed, "the read did not go through the tampering proxy"
+        assert "checksum mismatch" in c.log("gateway")
+        with urllib.request.urlopen(c.endpoint + "/_pocket/metrics") as r:
+            assert "pocket_fragments_damaged_total 1.0" in r.read().decode()
     finally:
         c.stop("gateway")
         for proxy in proxies.values():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import aiohttp
@@ -445,3 +446,79 @@ def test_replay_cache_is_bounded_and_never_forgets_into_a_replay():
     assert cache.admit("n0", now + 0) is not None       # so its replay is still refused
     assert cache.admit("n1", now + 1) is not None
     assert len(cache._seen) <= 3
+
+
+def test_a_range_streamed_in_parts_is_byte_exact_and_ends_where_the_archive_does(tmp_path):
+    """`stream_range` is one response taken in parts of any size: across the node's 1 MiB
+    pieces and the socket's chunks the parts join to the archive's bytes, clamped at its
+    end like `read`; a stream closed half read leaves the node answering."""
+    big, _ = make_archive(size=20_000_123, segment_size=1 << 20, seed=41)    # 5 MiB, a file of its own
+    small, _ = make_archive(VID2, size=40_000, segment_size=16384, seed=42)   # packed
+
+    async def body(node):
+        d = node.disk()
+        await d.put_archive(f"{VID}.0", chunked(big, 1 << 16))
+        await d.put_archive(f"{VID2}.0", chunked(small))
+        stream = await d.stream_range(f"{VID}.0", 100, 1 << 40)
+        parts = []
+        for n in (1, 65535, 1 << 20, 3, (1 << 20) + 7, 777_777, 1 << 30):
+            parts.append(bytes(await stream.take(n)))
+        assert b"".join(parts) == big[100:]
+        assert [len(p) for p in parts[:-1]] == [1, 65535, 1 << 20, 3, (1 << 20) + 7, 777_777]
+        assert stream.done and stream.position == len(big)
+        assert await stream.take(5) == b""
+        stream.close()
+
+        packed = await d.stream_range(f"{VID2}.0", 64, 30_000)
+        assert bytes(await packed.take(29_999)) + bytes(await packed.take(10)) == small[64:30_064]
+        packed.close()
+
+        half = await d.stream_range(f"{VID}.0", 0, len(big))
+        assert bytes(await half.take(3 << 20)) == big[:3 << 20]
+        half.close()
+        assert await d.read(f"{VID}.0", (3 << 20) - 5, 10) == big[(3 << 20) - 5:(3 << 20) + 5]
+        with pytest.raises(ArchiveMissing):
+            await d.stream_range(f"{VID2}.1", 0, 10)
+        return True
+
+    assert run(tmp_path, body)
+
+
+def test_small_writes_asked_together_share_requests_and_keep_their_own_outcomes(tmp_path):
+    """Fifty callers at once on one disk: each small archive and record lands with its
+    own bytes, each delete says whether there was an archive, a bad name or a broken
+    archive fails only its own call, and the node saw a few batches, not fifty requests."""
+    archives = {f"{VID}.{i}": make_archive(VID, i, size=3000 + 999 * i, seed=50 + i)[0] for i in range(5)}
+    kept = {f"{VID2}.{i}": make_archive(VID2, i, size=7000 + 1234 * i, seed=60 + i)[0] for i in range(6)}
+
+    async def body(node):
+        d = node.disk()
+        assert await asyncio.gather(*(d.put_archive(n, chunked(a, 1000)) for n, a in archives.items())) == \
+            [len(a) for a in archives.values()]
+        broken = kept[f"{VID2}.5"][:-3] + b"xyz"    # its footer's magic
+        sizes = await asyncio.gather(*(d.put_archive(n, chunked(a)) for n, a in kept.items() if n[-1] != "5"),
+                                     d.put_archive(f"{VID2}.5", chunked(broken)), return_exceptions=True)
+        assert sizes[:5] == [len(a) for n, a in kept.items() if n[-1] != "5"]
+        assert isinstance(sizes[5], layout.CorruptFragment)
+        for name, data in kept.items():
+            if name[-1] != "5":
+                assert await d.read(name, 0, 1 << 20) == data
+        records = {f"{i:032x}": f'{{"kind": "tombstone", "n": {i}, "pad": "{"x" * i}"}}'.encode()
+                   for i in range(1, 31)}
+        calls = [d.put_record(rec_id, data) for rec_id, data in records.items()]
+        calls += [d.delete_archive(name) for name in archives]
+        calls += [d.delete_archive(f"{VID2}.{i}") for i in range(7, 11)]
+        calls.append(d.put_record("../escape", b"{}"))
+        done = await asyncio.gather(*calls, return_exceptions=True)
+        assert done[:30] == [None] * 30
+        assert done[30:35] == [True] * 5 and done[35:39] == [False] * 4
+        assert isinstance(done[39], DiskUnavailable) and "400" in str(done[39])
+        assert dict([x async for x in d.iter_records()]) == records
+        assert sorted([x[0] async for x in d.iter_archives()]) == [n for n in kept if n[-1] != "5"]
+        _, text = await node.raw("GET", "/metrics")
+        counts = dict(re.findall(rb'^pocket_node_requests_total\{method="PUT",route="/v1/\{disk\}/(\w+).*,'
+                                 rb'status="\d+"\} (\S+)$', text, re.M))
+        assert float(counts[b"batch"]) <= 6 and sum(map(float, counts.values())) <= 9, counts
+        return True
+
+    assert run(tmp_path, body)
