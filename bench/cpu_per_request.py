@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import os
 import sys
-import time
 
 import aiohttp
 
@@ -88,7 +87,6 @@ async def scenario(bench: load.Bench, name: str, duration: float, pid: int) -> t
         it, errors = iter(keys), 0
 
         async def run():
-            nonlocal errors
             done = 0
 
             async def worker() -> None:

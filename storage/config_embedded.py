@@ -39,7 +39,7 @@ def embedded(data: str, port: int, nodes: int = 0, disks: int = 6, gateways: int
     groups = max(nodes, 1)
     per_node = -(-disks // groups)
     for n in range(groups):
-        lines += ["", "[[nodes]]", f'id = "node{n + 1}"', f'zone = "zone-1"']
+        lines += ["", "[[nodes]]", f'id = "node{n + 1}"', 'zone = "zone-1"']
         if nodes:
             lines.append(f'url = "http://127.0.0.1:{port + gateways + n}"')
         entries = ", ".join(f'{{ id = "d{n * per_node + i + 1}", path = "disks/d{n * per_node + i + 1}" }}'

@@ -25,7 +25,6 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 
-from .. import layout
 from ..durability.sets import sets_in_volumes
 from ..index import disks as disk_table
 from ..node.packs import PacksOwnedElsewhere

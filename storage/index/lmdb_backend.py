@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import lmdb
 
-from .backend import TABLES, Backend, IndexFull, MetadataIndexError, RestartTxn, Txn
+from .backend import TABLES, Backend, IndexFull, RestartTxn, Txn
 
 _MIN_FREE = 1 << 20   # below this, a failed commit is blamed on the full filesystem
 

@@ -9,7 +9,7 @@ from . import errors, object_lock, xml
 from .access import owned_bucket
 from .acl import new_bucket
 from .body import read_small
-from .names import check_bucket_name, check_key
+from .names import check_bucket_name
 from .request import S3Request
 
 
