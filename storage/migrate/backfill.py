@@ -24,13 +24,14 @@ import math
 import os
 import socket
 import time
-from dataclasses import dataclass, field
 
 from ..index import migrations as M
 from ..index.versions import NULL
 from ..objects.buckets import BucketService
 from . import copier, inventory, listing, presigned_get, state
 from .copier import RateLimit, SourceChanged, Wanted
+from .tally import Tally
+from .version_ids import internal_ids
 
 log = logging.getLogger("pocket.migrate.copy")
 
@@ -38,33 +39,8 @@ LEASE_TTL = 30.0
 CHECKPOINT = 3.0          # seconds between progress records (and lease renewals)
 RETRIES = 5
 CONVERGE = 5          # listings of a key that changes at the source while it is copied
-ID_STEP = 1 << 20         # ns between the internal ids of versions that share a Last-Modified second
 MIN_RANGE = 100
 LISTED_FOR_RANGES = 100_000   # keys listed to cut ranges when there is no inventory (100 list requests)
-
-
-@dataclass
-class Tally:
-    bucket: str
-    copied: int = 0
-    skipped: int = 0
-    bytes: int = 0
-    errors: int = 0
-    changed: int = 0
-    presigned: int = 0         # source GETs (objects, parts) answered by presigned URLs (presigned_get.py)
-    via_gateway: int = 0       # versions the running gateway stored for the copy (gateway_copy.py)
-    failed: list = field(default_factory=list)
-    started: float = field(default_factory=time.monotonic)
-    total_bytes: int = 0
-    reported: tuple = (0, 0)   # (objects, bytes) already added to the ranges' progress counters
-
-    def as_dict(self) -> dict:
-        seconds = time.monotonic() - self.started
-        return {"bucket": self.bucket, "copied": self.copied, "skipped": self.skipped, "bytes": self.bytes,
-                "errors": self.errors, "changed_during_copy": self.changed, "read_presigned": self.presigned,
-                "written_via_gateway": self.via_gateway,
-                "failed": self.failed[:100],
-                "seconds": round(seconds, 3), "bytes_per_second": self.bytes / seconds if seconds else 0.0}
 
 
 def worker_id() -> str:
@@ -82,18 +58,6 @@ def range_bounds(keys: list[str], per_range: int | None = None) -> list[tuple[st
     ends = [keys[i] for i in range(size - 1, len(keys) - 1, size)]
     starts = [""] + ends
     return [(s, e) for s, e in zip(starts, ends + [None])]
-
-
-def internal_ids(history: list[dict]) -> list[str]:
-    """Internal ids for a key's versions listed oldest first: from Last-Modified, strictly
-    increasing (several versions often share one second) with room between them for a
-    version re-copied later (verify --fix)."""
-    out, last = [], 0
-    for v in history:
-        ns = max(int(v["last_modified"] * 1e9), last + ID_STEP)
-        last = ns
-        out.append(f"{ns:016x}{os.urandom(8).hex()}")
-    return out
 
 
 class Backfill:

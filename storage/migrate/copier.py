@@ -155,7 +155,7 @@ class Write:
     size: int = 0
     want: dict = field(default_factory=dict)    # digests the body must match (Content-MD5, x-amz-checksum-*)
     attrs: dict = field(default_factory=dict)
-    version_id: str = ""              # the internal id (backfill.internal_ids)
+    version_id: str = ""              # the internal id (version_ids.internal_ids)
     marker: dict | None = None        # a delete marker's fields, instead of a body
 
 

@@ -31,7 +31,8 @@ from ..index import parts as P
 from ..objects.ids import new_id
 from ..throttle import Throttle
 from ..verify import verify_archive
-from . import backfill, copier, listing, presigned_get, settings, state
+from . import copier, listing, presigned_get, settings, state
+from .version_ids import internal_ids
 from .copier import RateLimit, Wanted
 
 log = logging.getLogger("pocket.migrate.verify")
@@ -241,7 +242,7 @@ class Verifier:
             return f"{older + 1:016x}{new_id()[16:]}"
         if newer is not None:
             return f"{newer - 1:016x}{new_id()[16:]}"
-        return backfill.internal_ids([{"last_modified": e.last_modified}])[0]
+        return internal_ids([{"last_modified": e.last_modified}])[0]
 
     def _record(self, report: dict) -> None:
         summary = {k: report[k] for k in ("checked", "missing", "mismatched", "deep", "clean", "fixed")}
@@ -272,7 +273,7 @@ def _fix_id(e, old: dict | None) -> str:
         return f"{int(old['version_id'][:16], 16) + 1:016x}{new_id()[16:]}"
     if e.version_id == NULL:
         return new_id()
-    return backfill.internal_ids([{"last_modified": e.last_modified}])[0]
+    return internal_ids([{"last_modified": e.last_modified}])[0]
 
 
 async def run(cfg, tc, objects, multipart, buckets, args: dict, deep: bool, sample: float | None, fix: bool,

@@ -19,7 +19,8 @@ import threading
 
 from ..lifeline import die_with_parent
 from . import gateway_copy, settings
-from .backfill import Backfill, Tally
+from .backfill import Backfill
+from .tally import Tally
 from .copier import PARTS_AT_ONCE
 from .services import ToolServices
 

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from storage.migrate import gateway_copy
-from storage.migrate.backfill import internal_ids
+from storage.migrate.version_ids import internal_ids
 from storage.migrate.copier import Write
 
 from .harness import CLUSTER_SECRET, REPO, ProcCluster, wait_for

@@ -6,7 +6,7 @@ import gzip
 
 import pytest
 
-from storage.migrate import backfill, estimate, manifest
+from storage.migrate import backfill, estimate, manifest, version_ids
 
 
 def test_egress_cost_follows_the_tiers():
@@ -45,11 +45,11 @@ def test_ranges_cover_every_key_once_in_s3_order():
 
 def test_internal_ids_keep_history_order_within_one_second():
     history = [{"last_modified": 1700000000.0}] * 3 + [{"last_modified": 1700000001.5}]
-    ids = backfill.internal_ids(history)
+    ids = version_ids.internal_ids(history)
     assert ids == sorted(ids) and len(set(ids)) == 4 and all(len(i) == 32 for i in ids)
     assert int(ids[0][:16], 16) == 1700000000 * 10 ** 9
     assert int(ids[3][:16], 16) == 1700000001.5 * 10 ** 9
-    assert int(ids[1][:16], 16) - int(ids[0][:16], 16) == backfill.ID_STEP     # room for a re-copy between
+    assert int(ids[1][:16], 16) - int(ids[0][:16], 16) == version_ids.ID_STEP     # room for a re-copy between
 
 
 def test_suggested_order_is_small_and_quiet_first():
