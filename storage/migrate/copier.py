@@ -4,9 +4,10 @@ ETag, checksums and version id.
 Writes go through the object and multipart services in this process (as `pocket repair`
 opens the cluster), because only there can a copy keep the source's Last-Modified and
 version id; or, for small versions beside a gateway that runs the disks, through the
-gateway's own object service with the same `store` call (gateway_copy.py). Every byte is checked on the way in with the same digests a client PUT gets:
-the source's ETag (when it is an MD5) as Content-MD5 and its x-amz-checksum-* values, so a
-body that changed or rotted in transit is refused and nothing is kept.
+gateway's own object service with the same `store` call (gateway_copy.py). Every byte is
+checked on the way in with the same digests a client PUT gets: the source's ETag (when it
+is an MD5) as Content-MD5 and its x-amz-checksum-* values, so a body that changed or
+rotted in transit is refused and nothing is kept.
 
 A multipart object is copied part by part with the source's part boundaries (HeadObject
 partNumber=N gives each part's length), so Complete makes the same md5-of-md5s-N ETag;
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import itertools
 import logging
@@ -189,10 +191,13 @@ async def copy_version(objects, multipart, client, src_bucket: str, bucket: str,
         attrs, checksums = await _attrs(client, src_bucket, w, head)
         return await _copy_multipart(multipart, client, src_bucket, bucket, w, head, attrs, checksums, limit, moved,
                                      urls, streams)
-    if w.size > CHUNK and streams is not None:
-        async with streams:
-            return await _copy_single(objects, client, src_bucket, bucket, w, limit, moved, urls, via)
-    return await _copy_single(objects, client, src_bucket, bucket, w, limit, moved, urls, via)
+    async with _large_slot(streams, w.size):
+        return await _copy_single(objects, client, src_bucket, bucket, w, limit, moved, urls, via)
+
+
+def _large_slot(streams: asyncio.Semaphore | None, size: int):
+    """A slot of `streams` for a body larger than CHUNK; nothing to wait for otherwise."""
+    return streams if streams is not None and size > CHUNK else contextlib.nullcontext()
 
 
 async def _copy_single(objects, client, src_bucket: str, bucket: str, w: Wanted, limit: RateLimit,
@@ -315,21 +320,16 @@ async def _copy_multipart(multipart, client, src_bucket, bucket, w: Wanted, head
     await _abort_leftovers(multipart, bucket, w.key)
     upload = await multipart.create(bucket, w.key, {**attrs, "version_id": w.internal_id}, checksum=declared)
     async def one_part(number: int, part_head: dict, offset: int) -> dict:
-        if streams is not None and part_head["ContentLength"] > CHUNK:
-            async with streams:
-                return await part(number, part_head, offset)
-        return await part(number, part_head, offset)
-
-    async def part(number: int, part_head: dict, offset: int) -> dict:
-        length = part_head["ContentLength"]
-        part_sum = _checksums(part_head).get(declared["algorithm"]) if declared else None
-        want = {f"x-amz-checksum-{declared['algorithm']}": part_sum} if part_sum and "-" not in part_sum else {}
-        digests = BodyDigests(want, length, None)
-        if declared and not want:
-            digests.compute(declared["algorithm"])
-        body = _empty() if not length else _stream((await source_get(
-            client, urls, src_bucket, w, head["ETag"], (offset, offset + length - 1)))["Body"], limit, moved)
-        return await multipart.upload_part(upload, number, body, length, digests)
+        async with _large_slot(streams, part_head["ContentLength"]):
+            length = part_head["ContentLength"]
+            part_sum = _checksums(part_head).get(declared["algorithm"]) if declared else None
+            want = {f"x-amz-checksum-{declared['algorithm']}": part_sum} if part_sum and "-" not in part_sum else {}
+            digests = BodyDigests(want, length, None)
+            if declared and not want:
+                digests.compute(declared["algorithm"])
+            body = _empty() if not length else _stream((await source_get(
+                client, urls, src_bucket, w, head["ETag"], (offset, offset + length - 1)))["Body"], limit, moved)
+            return await multipart.upload_part(upload, number, body, length, digests)
 
     offsets = itertools.accumulate([0] + [h["ContentLength"] for h in heads[:-1]])
     try:
