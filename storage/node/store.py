@@ -108,6 +108,14 @@ class DiskStore:
         self.packs.load(readonly=True)
         return self
 
+    def beside_owner(self) -> "DiskStore":
+        """Write archive files into a disk folder that another process of this gateway owns
+        and serves (node/owned_disk.py): like `attach`, files only and nothing in tmp/
+        touched, but without scanning the packs, which this store never reads."""
+        self.pack_threshold = 0
+        self.packs.readonly = True
+        return self
+
     def close(self) -> None:
         """Let queued pack appends finish, then stop the pack writer."""
         self.packs.close()
