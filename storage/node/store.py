@@ -38,7 +38,7 @@ from .quota import Quota, tree_bytes
 _FLUSH_BYTES = 1 << 20
 _WRITEBACK_BYTES = 8 << 20
 DISK_MARKER = "pocket-disk.json"
-PACK_THRESHOLD = 256 << 10
+PACK_THRESHOLD = 264 << 10     # config.py StorageConfig.pack_threshold says why
 PACK_SIZE = 64 << 20
 
 
