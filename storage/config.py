@@ -107,7 +107,10 @@ class StorageConfig:
     write_quorum: int = 0    # 0: k + 1
     node_timeout: float = 10.0
     min_free_bytes: int = 256 << 20   # a disk with less free space takes no new archives
-    pack_threshold: int = 256 << 10  # archives up to this size go to pack files; 0: none do
+    # archives up to this size go to pack files (0: none do): 264 KiB takes in a 1 MiB object's
+    # ec:4+2 fragments (256 KiB + header, record heads and trailer), which as files cost a
+    # file and an fsync each: 3-4 ms on a node against ~0.8 ms appended to a pack
+    pack_threshold: int = 264 << 10
     pack_size: int = 64 << 20        # a pack file is closed for appends near this size
     compact_interval: float = 600.0  # seconds between pack compaction passes; 0: never
 

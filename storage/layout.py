@@ -14,12 +14,14 @@ A fragment archive holds fragment `i` of every segment of one object version:
   commits an archive whose footer is intact, which is how a truncated upload is caught.
 
 The checksum is what the format version says: format 1 (before keyed checksums) used
-xxh3-64, which anyone can compute; format 2 uses a MAC keyed with the cluster secret
-(integrity.py), so a forged archive reads as corrupt. Sizes and offsets are the same in
-both. Writers always write format 2. Readers say which formats they accept: an object
-whose record names format 2 (`"archive_format": 2`) accepts nothing else, so a forger
-cannot pass a format-1 copy off as legacy; objects written before the change accept both
-(repair rewrites their lost fragments in format 2).
+xxh3-64, which anyone can compute; formats 2 and 3 use a MAC keyed with the cluster
+secret (integrity.py: HMAC-SHA256 in 2, keyed BLAKE3 in 3, which costs a fifth), so a
+forged archive reads as corrupt. Sizes and offsets are the same in all three. Writers
+always write format 3. Readers say which formats they accept: an object whose record
+names a keyed format (`"archive_format": 2` or 3) accepts only keyed archives, so a
+forger cannot pass a format-1 copy off as legacy; objects written before keyed checksums
+accept all three. Repair rewrites lost fragments in the current format, so one object's
+archives may mix formats 2 and 3: each archive's header says which it is.
 
 Upload, download, scrub and rebuild all import this module instead of computing
 offsets themselves.
@@ -34,10 +36,10 @@ import xxhash
 
 from . import integrity
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 LEGACY_FORMAT = 1
-STRICT = frozenset({FORMAT_VERSION})
-ANY_FORMAT = frozenset({LEGACY_FORMAT, FORMAT_VERSION})
+STRICT = frozenset({integrity.MAC_V2, FORMAT_VERSION})      # keyed formats only
+ANY_FORMAT = frozenset({LEGACY_FORMAT, *STRICT})
 HEADER_MAGIC = b"PKFA"
 FOOTER_MAGIC = b"PKFE"
 _HEADER = struct.Struct("<4sHH16sHBBII")  # magic, version, flags, vid, index, k, m, seg, block
@@ -53,16 +55,17 @@ class CorruptFragment(Exception):
 
 
 def checksum(data: bytes, fmt: int = FORMAT_VERSION) -> int:
-    return integrity.mac64(data) if fmt == FORMAT_VERSION else xxhash.xxh3_64_intdigest(data)
+    return xxhash.xxh3_64_intdigest(data) if fmt == LEGACY_FORMAT else integrity.mac64(data, fmt=fmt)
 
 
 def accepted(record: dict) -> frozenset[int]:
     """The archive formats a read of this object version may accept (see the module doc)."""
-    return STRICT if record.get("archive_format", LEGACY_FORMAT) >= FORMAT_VERSION else ANY_FORMAT
+    return STRICT if record.get("archive_format", LEGACY_FORMAT) > LEGACY_FORMAT else ANY_FORMAT
 
 
 def _matches(data: bytes, want: int, accept: frozenset[int]) -> bool:
-    return any(checksum(data, fmt) == want for fmt in sorted(accept))
+    """Newest format first: that is what nearly every record is, and the cheapest MAC."""
+    return any(checksum(data, fmt) == want for fmt in sorted(accept, reverse=True))
 
 
 @dataclass(frozen=True)
@@ -157,15 +160,16 @@ def geometry(manifest: dict, k: int) -> Geometry:
     return Geometry(stored_size(manifest), stored_segment_size(manifest), k)
 
 
-def pack_record(payload: bytes) -> bytes:
-    return record_head(payload) + payload
+def pack_record(payload: bytes, fmt: int = FORMAT_VERSION) -> bytes:
+    return record_head(payload, fmt) + payload
 
 
-def record_head(payload: bytes | memoryview) -> bytes:
+def record_head(payload: bytes | memoryview, fmt: int = FORMAT_VERSION) -> bytes:
     """The RECORD_OVERHEAD bytes that go before `payload` in its record. Writers send
     the two as separate buffers: joining them copied every fragment byte once more, with
-    the GIL held (12 % of a 64 MiB PUT's GIL time, py-spy --gil)."""
-    return _RECORD.pack(len(payload), checksum(payload))
+    the GIL held (12 % of a 64 MiB PUT's GIL time, py-spy --gil). `fmt`: the archive's
+    format (the header's); writers use the current one."""
+    return _RECORD.pack(len(payload), checksum(payload, fmt))
 
 
 def unpack_record_head(raw: bytes) -> tuple[int, int]:
@@ -173,10 +177,10 @@ def unpack_record_head(raw: bytes) -> tuple[int, int]:
     return _RECORD.unpack(raw)
 
 
-def payload_matches(pieces, want: int) -> bool:
-    """Whether a current-format payload, given as the pieces it arrived in (never joined),
-    has the checksum `want` of its record head."""
-    return integrity.mac64_pieces(pieces) == want
+def payload_matches(pieces, want: int, fmt: int = FORMAT_VERSION) -> bool:
+    """Whether a payload of a keyed archive of format `fmt`, given as the pieces it
+    arrived in (never joined), has the checksum `want` of its record head."""
+    return integrity.mac64_pieces(pieces, fmt=fmt) == want
 
 
 def unpack_record(raw: bytes, accept: frozenset[int] = STRICT) -> bytes:
@@ -194,9 +198,9 @@ def unpack_record(raw: bytes, accept: frozenset[int] = STRICT) -> bytes:
     return payload
 
 
-def pack_trailer(manifest: dict) -> bytes:
+def pack_trailer(manifest: dict, fmt: int = FORMAT_VERSION) -> bytes:
     body = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
-    return body + _FOOTER.pack(len(body), checksum(body), FOOTER_MAGIC)
+    return body + _FOOTER.pack(len(body), checksum(body, fmt), FOOTER_MAGIC)
 
 
 def unpack_footer(raw: bytes) -> tuple[int, int]:

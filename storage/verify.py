@@ -68,7 +68,7 @@ async def verify_archive(disk: Disk, name: str, size: int, pacer: Throttle) -> V
         if size <= CHUNK_BYTES:
             whole = await read(0, size)
         header = layout.ArchiveHeader.unpack(await read(0, layout.HEADER_SIZE), layout.ANY_FORMAT)
-        verdict.legacy = header.fmt != layout.FORMAT_VERSION
+        verdict.legacy = header.fmt == layout.LEGACY_FORMAT
         if layout.archive_name(header.version_id, header.index) != name:
             raise layout.CorruptFragment(f"header names {header.version_id}.{header.index}")
         length, want = layout.unpack_footer(await read(size - layout.FOOTER_SIZE, layout.FOOTER_SIZE))
@@ -76,7 +76,7 @@ async def verify_archive(disk: Disk, name: str, size: int, pacer: Throttle) -> V
         if trailer_at < layout.HEADER_SIZE:
             raise layout.CorruptFragment(f"footer claims a {length}-byte trailer in a {size}-byte archive")
         verdict.manifest = manifest = layout.unpack_trailer(await read(trailer_at, length), want, header.fmt)
-        if verdict.legacy and not layout.accepted(manifest) - {header.fmt}:
+        if header.fmt not in layout.accepted(manifest):
             raise layout.CorruptFragment("an unkeyed archive whose manifest says the object is keyed (forged)")
         if manifest.get("version_id") != vid or (header.k, header.m) != (manifest.get("k"), manifest.get("m")):
             raise layout.CorruptFragment("header and manifest disagree about the object version or policy")

@@ -22,6 +22,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # target name -> (`pocket up` options, what the report calls it)
 SHAPES = {
     "pocket": ([], "`pocket up`: one gateway, 6 in-process disks, LMDB index"),
+    "pocket-w2": (["--workers", "2"], "`pocket up --workers 2`: two gateway workers, 6 in-process disks"),
     "pocket-nodes6": (["--nodes", "6"], "`pocket up --nodes 6`: one gateway, 6 node processes, LMDB index"),
     "pocket-pg": (["--nodes", "6", "--postgres", "--gateways", "1"],
                   "`pocket up --nodes 6 --postgres --gateways 1`: one gateway, index on PostgreSQL"),

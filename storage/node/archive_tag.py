@@ -46,13 +46,15 @@ _HEADER, _HEAD, _PAYLOAD, _TAIL = range(4)
 class Splitter:
     """Cuts an archive stream, however it is chunked, into skeleton bytes (fed to `tag`)
     and record payloads; with `keep`, each whole payload is queued in `finished` as
-    (segment, checksum from its head, pieces, length), pieces being views of the chunks."""
+    (segment, checksum from its head, pieces, length, archive format), pieces being views
+    of the chunks."""
 
     def __init__(self, tag, keep: bool):
         self.tag, self.keep = tag, keep
-        self.finished: list[tuple[int, int, list, int]] = []
+        self.finished: list[tuple[int, int, list, int, int]] = []
         self._part, self._need, self._buf = _HEADER, layout.HEADER_SIZE, bytearray()
         self._block = self._segment = self._want = self._length = 0
+        self._fmt = layout.FORMAT_VERSION
         self._pieces: list = []
         self._last = False
 
@@ -80,7 +82,8 @@ class Splitter:
     def _parsed(self, raw: bytes) -> None:
         if self._part == _HEADER:
             try:
-                self._block = layout.ArchiveHeader.unpack(raw, layout.STRICT).block_size
+                header = layout.ArchiveHeader.unpack(raw, layout.STRICT)
+                self._block, self._fmt = header.block_size, header.fmt
             except layout.CorruptFragment:
                 self._part = _TAIL
                 return
@@ -96,12 +99,12 @@ class Splitter:
 
     def _record_done(self) -> None:
         if self.keep:
-            self.finished.append((self._segment, self._want, self._pieces, self._length))
+            self.finished.append((self._segment, self._want, self._pieces, self._length, self._fmt))
             self._pieces = []
         self._segment += 1
         self._part, self._need = (_TAIL, 0) if self._last else (_HEAD, layout.RECORD_OVERHEAD)
 
-    def take(self) -> list[tuple[int, int, list, int]]:
+    def take(self) -> list[tuple[int, int, list, int, int]]:
         done, self.finished = self.finished, []
         return done
 
@@ -218,8 +221,8 @@ class _Checks:
 
 
 def _first_bad(records: list) -> str | None:
-    for segment, want, pieces, _length in records:
-        if not layout.payload_matches(pieces, want):
+    for segment, want, pieces, _length, fmt in records:
+        if not layout.payload_matches(pieces, want, fmt):
             return (f"segment {segment}: record checksum mismatch (the payload was changed on the way, "
                     "or sent damaged)")
     return None

@@ -36,9 +36,9 @@ class RemoteDisk:
 
     @classmethod
     def for_node(cls, node, disk_id: str, secret: str, session: aiohttp.ClientSession,
-                 timeout: float = 10.0) -> "RemoteDisk":
+                 timeout: float = 10.0, **kw) -> "RemoteDisk":
         """A disk of a config [[nodes]] entry, reached the way the entry says (tls.py)."""
-        return cls(disk_id, node.url, secret, session, timeout, node_id=node.id, ssl=client_ssl(node))
+        return cls(disk_id, node.url, secret, session, timeout, node_id=node.id, ssl=client_ssl(node), **kw)
 
     def _request(self, method: str, path: str, **kw):
         path = f"/v1/{self.disk_id}{path}" if not path.startswith("/v1/") else path

@@ -11,6 +11,7 @@ import aiohttp
 from ..config import Config, DiskConfig
 from ..placement.volumes import DiskInfo
 from .client import RemoteDisk
+from .owned_disk import OwnedDisk
 from .store import DiskStore
 
 
@@ -21,7 +22,11 @@ def open_disks(cfg: Config, session: aiohttp.ClientSession | None,
         for d in node.disks:
             if only is not None and d.id not in only:
                 continue
-            if node.url:
+            if node.owned and not d.capacity:   # this host's disk, served by a worker's sibling
+                disks[d.id] = OwnedDisk.for_node(node, d.id, cfg.cluster_secret, session, cfg.storage.node_timeout,
+                                                 local=DiskStore(d.id, d.path).beside_owner(),
+                                                 pack_threshold=cfg.storage.pack_threshold)
+            elif node.url:
                 disks[d.id] = RemoteDisk.for_node(node, d.id, cfg.cluster_secret, session, cfg.storage.node_timeout)
             else:
                 disks[d.id] = local_store(cfg, d)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 
-from .packformat import ARCHIVE, DELETE, PACK_VERSION, RECORD, RECORD_HEADER_SIZE, payload_sum, scan_pack
+from .packformat import ARCHIVE, DELETE, LEGACY_PACK_VERSION, RECORD, RECORD_HEADER_SIZE, payload_sum, scan_pack
 from .files import fsync_path
 from .pack_open import Pack
 from .packs import PackSet, _Item
@@ -39,7 +39,7 @@ async def compact(ps: PackSet, min_live: float = 0.5) -> dict:
             # upgrades the disk's packs in place, a pack at a time, resuming after a restart.
             victims = [p for p in ps.packs.values()
                        if p is not ps.head and (p.live == 0 or p.live < min_live * p.data_bytes
-                                                or p.fmt != PACK_VERSION)]
+                                                or p.fmt == LEGACY_PACK_VERSION)]
         for pack in sorted(victims, key=lambda p: p.seq):
             copied = await _compact_one(ps, pack)
             if copied is not None:

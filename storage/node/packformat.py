@@ -1,7 +1,7 @@
 """The pack file format, in one place (as storage/layout.py is for archives).
 
 A pack holds many small archives and records of one disk, appended one after another;
-it describes itself, so a disk's packs can be scanned with no other state. Version 2,
+it describes itself, so a disk's packs can be scanned with no other state. Version 3,
 little-endian:
 
     pack   = header record*
@@ -12,10 +12,11 @@ little-endian:
              | u64 sum of the 64 bytes before it, seeded with the pack's salt       72 bytes
              , payload
 
-The sums are the version's: version 2 packs use the MAC keyed with the cluster secret
-(integrity.mac64), so a pack or record forged on the disk reads as corrupt; version 1
-packs, written before keyed checksums, used xxh3 and are still read. New packs are always
-version 2, and compaction rewrites a version 1 pack's live records into one.
+The sums are the version's: version 3 packs use keyed BLAKE3 and version 2 packs
+HMAC-SHA256, both keyed with the cluster secret (integrity.mac64), so a pack or record
+forged on the disk reads as corrupt; version 1 packs, written before keyed checksums,
+used xxh3. All three are read. New packs are always version 3; compaction rewrites a
+version 1 pack's live records into one (a version 2 pack is keyed, and is left as is).
 
 Kinds: archive (payload: the archive exactly as put_archive received it, so the archive
 format and its own checksums are unchanged), record (a tombstone or bucket event), and
@@ -40,8 +41,9 @@ from .. import integrity
 ARCHIVE_NAME = re.compile(r"[0-9a-f]{32}\.[0-9]{1,3}")
 RECORD_NAME = re.compile(r"[0-9a-f]{32}")
 
-PACK_VERSION = 2
+PACK_VERSION = 3
 LEGACY_PACK_VERSION = 1
+PACK_VERSIONS = (LEGACY_PACK_VERSION, integrity.MAC_V2, PACK_VERSION)
 PACK_MAGIC, RECORD_MAGIC = b"PKPK", b"PKRC"
 _PACK = struct.Struct("<4sHHQQQ")
 PACK_HEADER_SIZE = _PACK.size + 8
@@ -58,9 +60,9 @@ class CorruptPack(Exception):
 
 def payload_sum(payload: bytes, fmt: int = PACK_VERSION, seed: int = 0) -> int:
     """The sum a pack of version `fmt` keeps (see the module doc)."""
-    if fmt == PACK_VERSION:
-        return integrity.mac64(payload, seed)
-    return xxhash.xxh3_64_intdigest(payload, seed=seed)
+    if fmt == LEGACY_PACK_VERSION:
+        return xxhash.xxh3_64_intdigest(payload, seed=seed)
+    return integrity.mac64(payload, seed, fmt)
 
 
 def pack_header(seq: int, salt: int) -> bytes:
@@ -74,7 +76,7 @@ def parse_pack_header(raw: bytes) -> tuple[int, int, int]:
         raise CorruptPack("pack shorter than its header")
     body, (want,) = raw[:_PACK.size], struct.unpack_from("<Q", raw, _PACK.size)
     magic, version, _flags, seq, salt, _ = _PACK.unpack(body)
-    if version not in (PACK_VERSION, LEGACY_PACK_VERSION):
+    if version not in PACK_VERSIONS:
         raise CorruptPack(f"unsupported pack format version {version}")
     if payload_sum(body, version) != want:
         raise CorruptPack("pack header checksum mismatch (rot, or written without the cluster secret)")

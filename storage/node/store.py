@@ -38,7 +38,7 @@ from .quota import Quota, tree_bytes
 _FLUSH_BYTES = 1 << 20
 _WRITEBACK_BYTES = 8 << 20
 DISK_MARKER = "pocket-disk.json"
-PACK_THRESHOLD = 256 << 10
+PACK_THRESHOLD = 264 << 10     # config.py StorageConfig.pack_threshold says why
 PACK_SIZE = 64 << 20
 
 
@@ -106,6 +106,14 @@ class DiskStore:
                 raise RuntimeError(f"{self.root} does not belong to disk {self.disk_id!r}")
         self.pack_threshold = 0
         self.packs.load(readonly=True)
+        return self
+
+    def beside_owner(self) -> "DiskStore":
+        """Write archive files into a disk folder that another process of this gateway owns
+        and serves (node/owned_disk.py): like `attach`, files only and nothing in tmp/
+        touched, but without scanning the packs, which this store never reads."""
+        self.pack_threshold = 0
+        self.packs.readonly = True
         return self
 
     def close(self) -> None:

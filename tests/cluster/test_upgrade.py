@@ -4,6 +4,9 @@ version byte-exact with its metadata, deletes still deleted, new writes beside o
 a scrub that finds nothing wrong, `pocket upgrade` rewriting them keyed, and an index rebuilt
 from the disks alone.
 
+Format 2 releases (HMAC-SHA256, e.g. 0.1.0-9a6557c) are keyed already: `pocket upgrade`
+leaves them as they are, and today's code (format 3, keyed BLAKE3) reads them as written.
+
 Releases before keyed checksums accepted any cluster_secret; today's needs 32 bytes or more.
 Their archives are unkeyed (format 1), so the operator sets a longer secret on upgrading,
 as the test does, and nothing on disk depends on the old one."""
@@ -17,6 +20,7 @@ import sys
 import pytest
 from botocore.exceptions import ClientError
 
+from storage import layout
 from storage.integrity import MIN_SECRET_BYTES
 
 from .harness import CLUSTER_SECRET, REPO, ProcCluster
@@ -83,13 +87,27 @@ def test_todays_code_reads_what_an_earlier_release_wrote(release, tmp_path):
         report = _pocket(c, "scrub", "--json")
         assert not report["corrupt"] and not report["missing"] and not report["orphans_removed"]
         upgraded = _pocket(c, "upgrade", "--json")
-        assert upgraded["upgraded"] > 0 and upgraded["left"] == [], upgraded
+        if _unkeyed(os.path.join(FIXTURES, release)):   # format 1: every version is rewritten keyed
+            assert upgraded["upgraded"] > 0 and upgraded["left"] == [], upgraded
+        else:                # keyed already (format 2, HMAC): left as it is, and still read
+            assert upgraded["upgraded"] == 0 and upgraded["keyed"] > 0 and upgraded["left"] == [], upgraded
         shutil.rmtree(os.path.join(root, "index"))
         _pocket(c, "index", "rebuild")
         c.start()
         _check_everything(c.client(), expected)
     finally:
         c.close()
+
+
+def _unkeyed(root: str) -> bool:
+    """Whether a fixture's archives are format 1 (before keyed checksums)."""
+    for folder, _, files in os.walk(os.path.join(root, "disks")):
+        for name in files:
+            if "archives" in folder:
+                with open(os.path.join(folder, name), "rb") as f:
+                    return layout.ArchiveHeader.unpack(f.read(layout.HEADER_SIZE), layout.ANY_FORMAT).fmt == \
+                        layout.LEGACY_FORMAT
+    raise AssertionError(f"no archive file under {root}")
 
 
 def _longer_secret(path: str) -> None:

@@ -114,6 +114,33 @@ def test_a_payload_swapped_with_its_head_for_another_record_fails_the_tag():
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("size", [12_000, 700_000])
+def test_node_takes_an_archive_of_the_previous_keyed_format_and_checks_it(tmp_path, size):
+    """A disk move copies archives as an earlier release wrote them (format 2, HMAC): the
+    node checks their records with their own format's MAC, stores them byte for byte, and
+    still refuses one whose payload changed. A format-1 (unkeyed) archive is refused."""
+    segment = 2048 if size < 100_000 else 65536
+    old, manifest = make_archive(size=size, segment_size=segment, seed=size + 1, fmt=2)
+    assert layout.ArchiveHeader.unpack(old[:layout.HEADER_SIZE], layout.STRICT).fmt == 2
+    manifest["segment_size"] = segment
+    unkeyed, _ = make_archive(size=size, segment_size=segment, seed=size + 1, fmt=layout.LEGACY_FORMAT)
+
+    async def main():
+        async with Node(tmp_path) as node:
+            at, _error = _places(old, manifest, 4)["payload mid-archive"]
+            headers = node.signed("PUT", PATH)
+            forged = bytearray(await _signed(headers, old, [65536]))
+            forged[at] ^= 0x40
+            assert (await node.raw("PUT", PATH, headers, bytes(forged)))[0] == 422
+            headers = node.signed("PUT", PATH)
+            assert (await node.raw("PUT", PATH, headers, await _signed(headers, unkeyed, [65536])))[0] == 422
+            assert await node.disk().stat(f"{VID}.0") is None
+            headers = node.signed("PUT", PATH)
+            assert (await node.raw("PUT", PATH, headers, await _signed(headers, old, [65536])))[0] == 201
+            assert await node.disk().read(f"{VID}.0", 0, 1 << 30) == old
+    asyncio.run(main())
+
+
 # 12 kB goes to a pack, 700 kB to a file of its own (pack threshold 256 KiB)
 @pytest.mark.parametrize("size", [12_000, 700_000])
 def test_node_refuses_an_archive_changed_on_the_way_and_keeps_nothing(tmp_path, size):
@@ -155,7 +182,7 @@ def test_a_peer_of_another_link_version_is_refused_with_a_message_saying_so(tmp_
 
     async def main():
         async with Node(tmp_path) as node:
-            for link in (None, "2", "3", "5"):
+            for link in (None, "2", "3", "4", "6"):
                 headers = node.signed("PUT", PATH)
                 if link is None:
                     del headers[auth.LINK_HEADER]

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from storage import layout
+from storage import integrity, layout
 from storage.codec import Codec
 from storage.layout import (FOOTER_SIZE, HEADER_SIZE, RECORD_OVERHEAD, ArchiveHeader,
                             CorruptFragment, Geometry, pack_record, pack_trailer,
@@ -226,3 +226,33 @@ def test_geometry_segment_lengths_and_empty_object():
     empty = Geometry(0, 1000, 4)
     assert empty.segments == 0
     assert empty.records_end() == HEADER_SIZE
+
+
+@pytest.mark.parametrize("fmt", [layout.LEGACY_FORMAT, 2, layout.FORMAT_VERSION])
+def test_records_of_every_format_read_where_their_object_accepts_them(fmt):
+    """Format 3 (keyed BLAKE3) is written; format 2 (HMAC) archives of objects written
+    before it, and format 1 archives of objects from before keyed checksums, still read.
+    A keyed object (archive_format 2 or 3: repair may mix them) never takes format 1."""
+    payload = random.Random(fmt).randbytes(70_001)
+    record = layout.pack_record(payload, fmt)
+    legacy_object, keyed_2, keyed_3 = {}, {"archive_format": 2}, {"archive_format": layout.FORMAT_VERSION}
+    assert layout.unpack_record(record, layout.accepted(legacy_object)) == payload
+    for keyed in (keyed_2, keyed_3):
+        if fmt == layout.LEGACY_FORMAT:
+            with pytest.raises(layout.CorruptFragment):
+                layout.unpack_record(record, layout.accepted(keyed))
+        else:
+            assert layout.unpack_record(record, layout.accepted(keyed)) == payload
+    changed = bytearray(record)
+    changed[-100] ^= 1
+    with pytest.raises(layout.CorruptFragment):
+        layout.unpack_record(bytes(changed), layout.ANY_FORMAT)
+    hdr = layout.ArchiveHeader("ab" * 16, 2, 4, 2, 65536, 16384, fmt)
+    assert layout.ArchiveHeader.unpack(hdr.pack(), layout.ANY_FORMAT) == hdr
+
+
+def test_the_current_format_is_keyed_blake3():
+    payload = random.Random(3).randbytes(4096)
+    _, want = layout.unpack_record_head(layout.record_head(payload))
+    assert layout.FORMAT_VERSION == 3 and want == integrity.mac64(payload, fmt=integrity.MAC_V3)
+    assert want != layout.checksum(payload, 2) != layout.checksum(payload, layout.LEGACY_FORMAT)

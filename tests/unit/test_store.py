@@ -9,7 +9,7 @@ import pytest
 
 from storage import layout
 from storage.codec import Codec
-from storage.layout import ArchiveHeader, CorruptFragment, Geometry, pack_record, pack_trailer
+from storage.layout import FORMAT_VERSION, ArchiveHeader, CorruptFragment, Geometry, pack_record, pack_trailer
 from storage.node.ownership import DiskInUse
 from storage.node.store import ArchiveMissing, BadName, DiskStore
 
@@ -18,16 +18,18 @@ VID2 = "ffeeddccbbaa99887766554433221100"
 
 
 def make_archive(vid: str = VID, index: int = 0, size: int = 5000, segment_size: int = 2048,
-                 k: int = 4, m: int = 2, seed: int = 0) -> tuple[bytes, dict]:
+                 k: int = 4, m: int = 2, seed: int = 0, fmt: int = FORMAT_VERSION) -> tuple[bytes, dict]:
+    """An archive as a gateway writes it; `fmt` an older archive format, as a disk move
+    copies archives written by an earlier release."""
     obj = random.Random(seed).randbytes(size)
     codec = Codec(k, m)
     geo = Geometry(size, segment_size, k)
-    parts = [ArchiveHeader(vid, index, k, m, segment_size, geo.block_size).pack()]
+    parts = [ArchiveHeader(vid, index, k, m, segment_size, geo.block_size, fmt).pack()]
     for j in range(geo.segments):
-        parts.append(pack_record(codec.encode(obj[j * segment_size:(j + 1) * segment_size])[index]))
+        parts.append(pack_record(codec.encode(obj[j * segment_size:(j + 1) * segment_size])[index], fmt))
     manifest = {"bucket": "b", "key": f"k-{seed}", "size": size, "version": vid, "version_id": vid, "index": index,
                 "k": k, "m": m}
-    parts.append(pack_trailer(manifest))
+    parts.append(pack_trailer(manifest, fmt))
     return b"".join(parts), manifest
 
 
