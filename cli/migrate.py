@@ -175,8 +175,7 @@ def copy(data, config, buckets, concurrency, workers, rate, as_json, **kw) -> No
     args = source_args(kw)
     progress = _CopyProgress()
     try:
-        report = copy_workers.copy(cfg, run_tool, buckets, args, concurrency, limit,
-                                   workers or copy_workers.default_workers(cfg), progress.show)
+        report = copy_workers.copy(cfg, run_tool, buckets, args, concurrency, limit, workers, progress.show)
     except source_errors() as e:
         raise click.ClickException(f"{e}") from None
     progress.close()

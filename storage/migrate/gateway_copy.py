@@ -142,10 +142,10 @@ def unpack(signed: bytes) -> list[tuple[Write, bytes]]:
 
 
 # ---- the copy's side -----------------------------------------------------------------------------
-async def sender_for(cfg, tc) -> "Sender | None":
-    """A Sender when it pays: the copy would open disks itself (tc.direct: the nodes do not
-    answer over the network, so a gateway runs them) and a gateway of this cluster answers."""
-    if not tc.direct or not cfg.cluster_secret or await gateway_view(cfg) is None:
+def sender_for(cfg, tc, hand_over: bool) -> "Sender | None":
+    """A Sender when it pays: `will_hand_over` said yes, and the copy opened disks itself
+    (tc.direct: the nodes do not answer over the network, so a gateway runs them)."""
+    if not hand_over or not tc.direct:
         return None
     log.info("small objects go through the running gateway at %s", gateway_url(cfg))
     return Sender(gateway_url(cfg), cfg.cluster_secret, gateway_ssl(cfg))
@@ -165,8 +165,10 @@ def signed_request(secret: str, batch: list[tuple[Write, bytes]]) -> tuple[dict[
 
 
 def will_hand_over(cfg) -> bool:
-    """`sender_for`'s answer as far as it can be known before the cluster is opened (the
-    copy's default worker count): some node runs inside the gateway, and the gateway answers."""
+    """Whether small versions can go to the gateway, as far as it can be known before the
+    cluster is opened: some node runs inside the gateway, and the gateway answers. Asked
+    once per command, before its workers fork: the answer sets the default worker count
+    and goes to every worker's `sender_for` (each asked again, ~10 ms of a small copy's start)."""
     return bool(cfg.cluster_secret) and any(not node.url for node in cfg.nodes) and \
         asyncio.run(gateway_view(cfg)) is not None
 
