@@ -35,7 +35,6 @@ import struct
 import time
 
 import aiohttp
-from aiohttp import web
 
 from ..index import migrations as M
 from ..node import auth
@@ -60,7 +59,7 @@ _MAX_REQUEST = MAX_BATCH * (_LENGTH.size + _MAX_HEAD) + MAX_BATCH_BYTES + auth.T
 
 
 # ---- the gateway's side --------------------------------------------------------------------------
-async def receive(http: web.Request, gateway) -> web.Response:
+async def receive(http: "aiohttp.web.Request", gateway) -> "aiohttp.web.Response":
     """Store a batch of copied versions; 403 AccessDenied, with nothing written, unless the
     request is signed with the cluster secret, its body is the signed one, and it was not
     seen before. The answer lists, in order, each version's record or its error."""
@@ -92,6 +91,7 @@ async def receive(http: web.Request, gateway) -> web.Response:
         raise errors.AccessDenied()
     with gateway.upload_slots.claim():
         answers = await asyncio.gather(*(_store_one(gateway, write, data) for write, data in batch))
+    from aiohttp import web     # the gateway's side only: the copy does not load aiohttp's server
     return web.json_response(answers)
 
 
