@@ -60,11 +60,16 @@ class SourceMeter:
             if large:
                 self.streaming += 1
                 self.peak = max(self.peak, self.streaming)
+            left = up.content_length or 0
             try:
                 while chunk := await up.content.read(1 << 16):
-                    await out.write(chunk)
                     if large:
                         await asyncio.sleep(self.pace)
+                        left -= len(chunk)
+                        if not left:        # done before the client can have its last byte (and
+                            large = False   # start its next body): counted as the client holds it
+                            self.streaming -= 1
+                    await out.write(chunk)
             finally:
                 if large:
                     self.streaming -= 1
