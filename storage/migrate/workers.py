@@ -43,18 +43,21 @@ def copy(cfg, run_tool, buckets, args: dict, concurrency: int, rate: float, work
     """Copy every bucket with `workers` processes (None: `default_workers`); the report of
     `pocket migrate copy --json`.
 
-    `run_tool(cfg, work)` runs `await work(tool_cluster)` against the cluster (cli/common.py).
-    `concurrency` and `rate` are for the whole command, shared out among the workers."""
+    `run_tool(cfg, work, read_packs)` runs `await work(tool_cluster)` against the cluster
+    (cli/common.py); a copy reads no archive, so the packs of disks a running gateway owns
+    are not read (tools/cluster.py). `concurrency` and `rate` are for the whole command,
+    shared out among the workers."""
     pairs = settings.targets(buckets, args.get("target"))
     hand_over = gateway_copy.will_hand_over(cfg)
     workers = max(1, workers or default_workers(hand_over))
     per = {"concurrency": max(1, -(-concurrency // workers)), "rate": rate / workers if rate else 0.0}
-    prepared = run_tool(cfg, lambda tc: _prepare(cfg, tc, pairs, args, per)) if workers > 1 else None
+    prepared = run_tool(cfg, lambda tc: _prepare(cfg, tc, pairs, args, per), False) if workers > 1 else None
     children = [_Child.fork(lambda out: run_tool(cfg, lambda tc: _work(cfg, tc, pairs, _without_keys(args), per,
-                                                                     prepared, hand_over, out.progress)))
+                                                                     prepared, hand_over, out.progress), False))
                 for _ in range(workers - 1)]
     combined = _Combined(children, on_progress)
-    return run_tool(cfg, lambda tc: _work(cfg, tc, pairs, args, per, prepared, hand_over, combined.show, children))
+    return run_tool(cfg, lambda tc: _work(cfg, tc, pairs, args, per, prepared, hand_over, combined.show, children),
+                    False)
 
 
 async def _prepare(cfg, tc, pairs, args: dict, per: dict) -> dict:
