@@ -67,15 +67,16 @@ def with_cluster(fn):
     return fn
 
 
-def run_tool(cfg, work):
-    """Run `work(tool_cluster)` against the cluster, running or stopped (storage/tools/cluster.py)."""
+def run_tool(cfg, work, read_packs: bool = True):
+    """Run `work(tool_cluster)` against the cluster, running or stopped (storage/tools/cluster.py);
+    `read_packs=False` for a command that never reads archives (open_cluster)."""
     import asyncio
 
     async def main():
         from storage.executor import io_executor
         from storage.tools.cluster import open_cluster
         asyncio.get_running_loop().set_default_executor(io_executor())
-        async with open_cluster(cfg) as tc:
+        async with open_cluster(cfg, read_packs) as tc:
             return await work(tc)
     return asyncio.run(main())
 

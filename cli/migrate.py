@@ -175,8 +175,7 @@ def copy(data, config, buckets, concurrency, workers, rate, as_json, **kw) -> No
     args = source_args(kw)
     progress = _CopyProgress()
     try:
-        report = copy_workers.copy(cfg, run_tool, buckets, args, concurrency, limit,
-                                   workers or copy_workers.default_workers(cfg), progress.show)
+        report = copy_workers.copy(cfg, run_tool, buckets, args, concurrency, limit, workers, progress.show)
     except source_errors() as e:
         raise click.ClickException(f"{e}") from None
     progress.close()
@@ -231,32 +230,49 @@ class _CopyProgress:
 @migrate.command()
 @with_source
 @click.argument("buckets", nargs=-1, required=True)
-@click.option("--deep", is_flag=True, help="Read both sides fully and compare digests.")
+@click.option("--attrs", is_flag=True, help="Also HEAD every version: headers, metadata, tags, checksums.")
+@click.option("--deep", is_flag=True, help="--attrs, and read both sides fully and compare digests.")
 @click.option("--sample", default=None, type=float, help="Re-read this percentage of objects deeply (0-100).")
 @click.option("--fix", is_flag=True, help="Re-copy what is missing or different.")
 @click.option("--concurrency", default=16, show_default=True, help="Versions compared at once.")
-def verify(data, config, buckets, deep, sample, fix, concurrency, as_json, **kw) -> None:
-    """Compare every object between the source and Pocket; mismatches block cutover."""
+def verify(data, config, buckets, attrs, deep, sample, fix, concurrency, as_json, **kw) -> None:
+    """Compare every object between the source and Pocket; mismatches block cutover.
+
+    By default from one listing of each side (size, ETag, Last-Modified of every version),
+    with keys written since their last verify HEADed; --attrs HEADs every version; --deep
+    reads every byte."""
     cfg = load_config(data, config)
     from storage.migrate import verify as verify_mod
     if sample is not None and not 0 < sample <= 100:
         raise click.BadParameter("a percentage above 0, at most 100", param_hint="--sample")
     args = source_args(kw)
+    tier = {"attrs": attrs, "deep": deep, "sample": sample, "fix": fix, "concurrency": concurrency}
 
     async def work(tc):
         from storage.migrate.services import ToolServices
         s = ToolServices(cfg, tc)
         try:
-            return await verify_mod.run(cfg, tc, s.objects, s.multipart, buckets, args, deep, sample, fix, concurrency)
+            return await verify_mod.run(cfg, tc.index, buckets, args, tc=tc, services=s, **tier)
         finally:
             await s.close()
+
+    def index_only():
+        import asyncio
+
+        from storage.index.index import open_index
+        index = open_index(cfg)
+        try:
+            return asyncio.run(verify_mod.run(cfg, index, buckets, args, **tier))
+        finally:
+            index.close()
     try:
-        report = run_tool(cfg, work)
+        report = run_tool(cfg, work) if verify_mod.needs_cluster(deep, sample, fix) else index_only()
     except source_errors() as e:
         raise click.ClickException(f"{e}") from None
     lines = []
     for b in report["buckets"]:
-        lines.append(f"{b['bucket']}: {b['checked']:,} versions checked ({b['deep_read']:,} read in full), "
+        lines.append(f"{b['bucket']}: {b['checked']:,} versions checked ({b['tier']}; {b['headed']:,} HEADed, "
+                     f"{b['deep_read']:,} read in full), "
                      f"{b['missing']} missing, {b['mismatched']} different, {b['fixed']} fixed: "
                      f"{'clean' if b['clean'] else 'NOT clean (cutover is blocked; run with --fix)'}")
         lines += [f"  {f['problem']:10} {f['key']} version {f['version_id']}: {f['why']}"

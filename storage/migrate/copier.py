@@ -187,7 +187,7 @@ async def copy_version(objects, multipart, client, src_bucket: str, bucket: str,
             return got
         return await store(objects, write)
     if _MULTIPART.fullmatch(w.etag):
-        head = await _head(client, src_bucket, w)
+        head = await _head(client, urls, src_bucket, w)
         attrs, checksums = await _attrs(client, src_bucket, w, head)
         return await _copy_multipart(multipart, client, src_bucket, bucket, w, head, attrs, checksums, limit, moved,
                                      urls, streams)
@@ -278,9 +278,23 @@ async def whole(data: bytes) -> AsyncIterator[bytes]:
         yield data
 
 
-async def _head(client, src_bucket: str, w) -> dict:
+async def head_of(client, urls, src_bucket: str, w, part_number: int | None = None) -> dict:
+    """head_object of the version (of one part with `part_number`), checksums asked for:
+    by presigned URL when `urls` is given and the source answers it, else botocore."""
+    if urls is not None:
+        got = await urls.head(src_bucket, w.key, w.version_id if w.version_id != NULL else None, part_number)
+        if got is not None:
+            return got
+    got = await _call(client.head_object, Bucket=src_bucket, Key=w.key, ChecksumMode="ENABLED", **_version_arg(w),
+                      **({"PartNumber": part_number} if part_number is not None else {}))
+    if urls is not None:
+        urls.botocore_answered(f"{src_bucket}/{w.key}")
+    return got
+
+
+async def _head(client, urls, src_bucket: str, w) -> dict:
     try:
-        head = await _call(client.head_object, Bucket=src_bucket, Key=w.key, ChecksumMode="ENABLED", **_version_arg(w))
+        head = await head_of(client, urls, src_bucket, w)
     except client.exceptions.ClientError as e:
         if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (404, 405):
             raise SourceChanged(f"{src_bucket}/{w.key} version {w.version_id} is gone at the source") from None
@@ -307,9 +321,8 @@ async def _attrs(client, src_bucket: str, w, head: dict) -> tuple[dict, dict]:
 async def _copy_multipart(multipart, client, src_bucket, bucket, w: Wanted, head: dict, attrs: dict,
                           checksums: dict, limit: RateLimit, moved: list[int], urls=None, streams=None) -> dict:
     count = int(w.etag.rsplit("-", 1)[1])
-    heads = await _at_most(PARTS_AT_ONCE * 4, [
-        functools.partial(_call, client.head_object, Bucket=src_bucket, Key=w.key, PartNumber=n,
-                          ChecksumMode="ENABLED", **_version_arg(w)) for n in range(1, count + 1)])
+    heads = await _at_most(PARTS_AT_ONCE * 4, [functools.partial(head_of, client, urls, src_bucket, w, n)
+                                               for n in range(1, count + 1)])
     if sum(h["ContentLength"] for h in heads) != w.size:
         raise SourceChanged(f"{src_bucket}/{w.key}: its parts do not add up to its size (changed meanwhile?)")
     declared = None

@@ -35,7 +35,6 @@ import struct
 import time
 
 import aiohttp
-from aiohttp import web
 
 from ..index import migrations as M
 from ..node import auth
@@ -60,7 +59,7 @@ _MAX_REQUEST = MAX_BATCH * (_LENGTH.size + _MAX_HEAD) + MAX_BATCH_BYTES + auth.T
 
 
 # ---- the gateway's side --------------------------------------------------------------------------
-async def receive(http: web.Request, gateway) -> web.Response:
+async def receive(http: "aiohttp.web.Request", gateway) -> "aiohttp.web.Response":
     """Store a batch of copied versions; 403 AccessDenied, with nothing written, unless the
     request is signed with the cluster secret, its body is the signed one, and it was not
     seen before. The answer lists, in order, each version's record or its error."""
@@ -92,6 +91,7 @@ async def receive(http: web.Request, gateway) -> web.Response:
         raise errors.AccessDenied()
     with gateway.upload_slots.claim():
         answers = await asyncio.gather(*(_store_one(gateway, write, data) for write, data in batch))
+    from aiohttp import web     # the gateway's side only: the copy does not load aiohttp's server
     return web.json_response(answers)
 
 
@@ -142,10 +142,10 @@ def unpack(signed: bytes) -> list[tuple[Write, bytes]]:
 
 
 # ---- the copy's side -----------------------------------------------------------------------------
-async def sender_for(cfg, tc) -> "Sender | None":
-    """A Sender when it pays: the copy would open disks itself (tc.direct: the nodes do not
-    answer over the network, so a gateway runs them) and a gateway of this cluster answers."""
-    if not tc.direct or not cfg.cluster_secret or await gateway_view(cfg) is None:
+def sender_for(cfg, tc, hand_over: bool) -> "Sender | None":
+    """A Sender when it pays: `will_hand_over` said yes, and the copy opened disks itself
+    (tc.direct: the nodes do not answer over the network, so a gateway runs them)."""
+    if not hand_over or not tc.direct:
         return None
     log.info("small objects go through the running gateway at %s", gateway_url(cfg))
     return Sender(gateway_url(cfg), cfg.cluster_secret, gateway_ssl(cfg))
@@ -165,8 +165,10 @@ def signed_request(secret: str, batch: list[tuple[Write, bytes]]) -> tuple[dict[
 
 
 def will_hand_over(cfg) -> bool:
-    """`sender_for`'s answer as far as it can be known before the cluster is opened (the
-    copy's default worker count): some node runs inside the gateway, and the gateway answers."""
+    """Whether small versions can go to the gateway, as far as it can be known before the
+    cluster is opened: some node runs inside the gateway, and the gateway answers. Asked
+    once per command, before its workers fork: the answer sets the default worker count
+    and goes to every worker's `sender_for` (each asked again, ~10 ms of a small copy's start)."""
     return bool(cfg.cluster_secret) and any(not node.url for node in cfg.nodes) and \
         asyncio.run(gateway_view(cfg)) is not None
 

@@ -33,9 +33,9 @@ class Presigner:
         self._keys: dict[tuple, bytes] = {}
 
     def get_url(self, bucket: str, key: str, version_id: str | None, headers: dict[str, str],
-                expires: int, now: float | None = None, method: str = "GET") -> str:
-        """A GET (or HEAD) URL for bucket/key (a version); `headers` (names in lower case)
-        are signed and must be sent as given."""
+                expires: int, now: float | None = None, method: str = "GET", part_number: int | None = None) -> str:
+        """A GET (or HEAD) URL for bucket/key (a version; one part of a multipart object with
+        `part_number`); `headers` (names in lower case) are signed and must be sent as given."""
         origin, prefix, region, service = self._base(bucket)
         creds = self.client._request_signer._credentials
         if creds is None:
@@ -52,6 +52,8 @@ class Presigner:
             query["X-Amz-Security-Token"] = frozen.token
         if version_id:
             query["versionId"] = version_id
+        if part_number is not None:
+            query["partNumber"] = str(part_number)
         canonical_query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}"
                                    for k, v in sorted(query.items()))
         path = prefix + quote(key, safe="/~")

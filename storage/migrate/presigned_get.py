@@ -135,16 +135,18 @@ class PresignedGet:
         self.fallbacks = 0
         return _as_get_object(r.raw_headers, Streamed(r, length), length)
 
-    async def head(self, bucket: str, key: str, version_id: str | None) -> dict | None:
-        """The version's HEAD as head_object would return it (checksums asked for); None:
-        use botocore. `pocket migrate verify` asks one per version."""
+    async def head(self, bucket: str, key: str, version_id: str | None, part_number: int | None = None) -> dict | None:
+        """The version's HEAD (of one part with `part_number`) as head_object would return it
+        (checksums asked for); None: use botocore. `pocket migrate verify` asks one per
+        version, the copy one per multipart object and one per part of it."""
         if not self.enabled:
             return None
         headers = {"x-amz-checksum-mode": "ENABLED"}
-        url = self._url(bucket, key, version_id, headers, "HEAD")
+        url = self._url(bucket, key, version_id, headers, "HEAD", part_number)
         try:
             async with self._open().head(URL(url, encoded=True), headers=headers, proxy=self._proxy_for(url)) as r:
-                if r.status != 200:
+                # S3 answers a part 206 (botocore takes any 2xx, so 200 is taken here too)
+                if r.status not in ((200,) if part_number is None else (200, 206)):
                     log.debug("presigned HEAD of %s/%s answered %d; asking botocore", bucket, key, r.status)
                     return None
                 got = _as_get_object(r.raw_headers, b"", r.content_length or 0)
@@ -157,17 +159,19 @@ class PresignedGet:
         return got
 
     def _url(self, bucket: str, key: str, version_id: str | None, headers: dict[str, str],
-             method: str = "GET") -> str:
+             method: str = "GET", part_number: int | None = None) -> str:
         if self.presigner is not None:
             try:
-                return self.presigner.get_url(bucket, key, version_id, headers, EXPIRES, method=method)
+                return self.presigner.get_url(bucket, key, version_id, headers, EXPIRES, method=method,
+                                              part_number=part_number)
             except presign.CannotSign as e:
                 log.info("presigning with botocore for every object: %s", e)
                 self.presigner = None
         params = {"Bucket": bucket, "Key": key, "IfMatch": headers.get("if-match"),
                   **({"ChecksumMode": "ENABLED"} if "x-amz-checksum-mode" in headers else {}),
                   **({"Range": headers["range"]} if "range" in headers else {}),
-                  **({"VersionId": version_id} if version_id else {})}
+                  **({"VersionId": version_id} if version_id else {}),
+                  **({"PartNumber": part_number} if part_number is not None else {})}
         if method == "HEAD":
             params.pop("IfMatch", None)
         return self.client.generate_presigned_url("head_object" if method == "HEAD" else "get_object", Params=params,

@@ -1,7 +1,7 @@
 """The migration routing: the object and multipart services as a migrating bucket needs them.
 
 The S3 handlers only ever call the object and multipart services (the one door); the
-gateway hands them these wrappers, which pass every other bucket straight through. For a
+gateway hands them these wrappers (the multipart one in multipart_routing.py), which pass every other bucket straight through. For a
 bucket in dual-write, backfilled, verified or cutover (routes.py):
 
 - Writes go to both sides, the authoritative one first. Its failure fails the request;
@@ -15,9 +15,7 @@ bucket in dual-write, backfilled, verified or cutover (routes.py):
 - Reads and listings come from the authoritative side: before cutover a record from the
   source (`"source": True`) is read from the source, except a key verified equal since
   its last write, which Pocket serves (`_key_reader`).
-- A multipart upload begun before cutover exists on both sides and its parts are mirrored
-  as they arrive; it completes on the source first, whatever the state is by then. One
-  begun after cutover lives in Pocket and is mirrored whole when it completes.
+- Multipart uploads: multipart_routing.py.
 
 Tags, canned ACLs, legal holds and retentions are mirrored like writes. What cannot be
 mirrored is refused with a 400 before anything changes: SSE-C writes (the key is the
@@ -167,7 +165,7 @@ class RoutedObjects:
         if route is None:
             return await self.objects.put(bucket, key, body, size_hint, digests, attrs, policy_name, condition,
                                           sealing=sealing)
-        _mirrorable(bucket, (sealing and sealing.mode) or (attrs.get("sse") or {}).get("mode"))
+        mirrorable(bucket, (sealing and sealing.mode) or (attrs.get("sse") or {}).get("mode"))
         async with self.locks.hold(bucket, key):
             await self.books.dirty(bucket, key)
             if not route.source_first:
@@ -194,7 +192,7 @@ class RoutedObjects:
                 self.objects.forget_all(await self.objects.commit(
                     record, lambda ops: install(ops, bucket, key, record)))
             await self.books.follow(route.follower, bucket, key, commit)
-            return _as_source_saw(record, source_version)
+            return as_source_saw(record, source_version)
 
     async def delete(self, bucket: str, key: str, owner: str = "", if_version: str | None = None) -> dict | None:
         route = await self.routes.aget(bucket)
@@ -292,7 +290,7 @@ async def _refused_clearly(work):
         raise
 
 
-def _mirrorable(bucket: str, sse_mode: str | None) -> None:
+def mirrorable(bucket: str, sse_mode: str | None) -> None:
     """Refuse, before anything is stored, a write the other side cannot be given: an SSE-C
     object is encrypted with the client's key, which Pocket does not keep, so it could
     never be mirrored and the two sides would diverge."""
@@ -319,83 +317,8 @@ async def keep_source_id(objects, record: dict) -> None:
                                        "changed": time.time()}, objects.policy_of(record).quorum)
 
 
-def _as_source_saw(record: dict, source_version: str | None) -> dict:
+def as_source_saw(record: dict, source_version: str | None) -> dict:
     """What the client is answered with: the source's version id while the source is authoritative."""
     if not source_version or source_version == "null":
         return record
     return {**record, "version_id": source_version, "versioned": True}
-
-
-class RoutedMultipart:
-    def __init__(self, multipart, objects: RoutedObjects):
-        self.multipart, self.objects = multipart, objects
-        self.routes, self.locks, self.books = objects.routes, objects.locks, objects.books
-
-    def __getattr__(self, name):
-        return getattr(self.multipart, name)
-
-    async def _store(self, upload: dict):
-        """The source an upload was begun on (it finishes there, whatever the state is now)."""
-        if not upload.get("source_upload"):
-            return None
-        m = await self.routes.amigration(upload["bucket"])
-        return self.routes.store(m) if m is not None else None
-
-    async def create(self, bucket: str, key: str, attrs: dict, policy_name=None, checksum=None) -> dict:
-        route = await self.routes.aget(bucket)
-        if route is not None:
-            _mirrorable(bucket, (attrs.get("sse") or {}).get("mode"))
-        if route is None or not route.source_first:
-            return await self.multipart.create(bucket, key, attrs, policy_name, checksum)
-        source_upload = await self.books.lead(route.leader, bucket, lambda: route.store.create_upload(key, attrs))
-        try:
-            return await self.multipart.create(bucket, key, attrs, policy_name, checksum,
-                                               extra={"source_upload": source_upload})
-        except BaseException:
-            await asyncio.shield(route.store.abort_upload(key, source_upload))
-            raise
-
-    async def upload_part(self, upload: dict, number: int, body, size_hint, digests, sealing=None) -> dict:
-        record = await self.multipart.upload_part(upload, number, body, size_hint, digests, sealing)
-        store = await self._store(upload)
-        if store is not None:   # the source has this upload too: it needs every part, or Complete fails there
-            await store.upload_part(self.objects.objects, upload["key"], upload["source_upload"], number, record)
-        return record
-
-    async def complete(self, upload: dict, wanted, part_checksums=None, checksum_of=None, versioned=False,
-                       condition=None) -> dict:
-        """`condition` (If-Match / If-None-Match) is held atomically when Pocket completes;
-        an upload begun at the source is checked by the handler before it gets here."""
-        bucket, key = upload["bucket"], upload["key"]
-        route, store = await self.routes.aget(bucket), await self._store(upload)
-        if route is None and store is None:
-            return await self.multipart.complete(upload, wanted, part_checksums, checksum_of, versioned, condition)
-        async with self.locks.hold(bucket, key):
-            await self.books.dirty(bucket, key)
-            if store is None:   # begun in Pocket: complete here, then the source is owed the object whole
-                record = await self.multipart.complete(upload, wanted, part_checksums, checksum_of, versioned,
-                                                       condition)
-                await self.books.follow("source", bucket, key,
-                                        lambda: copy_to_source(self.objects.objects, route.store, bucket, key))
-                return record
-            r = await store.complete_upload(key, upload["source_upload"], wanted)
-            holder = {}
-
-            async def pocket():
-                holder["record"] = await self.multipart.complete(upload, wanted, part_checksums, checksum_of,
-                                                                 versioned)
-                if r.get("VersionId") and r["VersionId"] != "null":   # on the disks and in the index
-                    holder["record"] = await self.objects.objects.amend(
-                        bucket, key, "s3-version", {"s3_version_id": r["VersionId"]},
-                        holder["record"]["version_id"]) or holder["record"]
-            await self.books.follow("pocket", bucket, key, pocket)
-            record = holder.get("record") or {   # Pocket's copy is journaled: answer with what the source made
-                "bucket": bucket, "key": key, "version_id": "null", "etag": r["ETag"].strip('"'), "checksums": {},
-                "created": time.time(), "size": 0}
-            return _as_source_saw(record, r.get("VersionId"))
-
-    async def abort(self, upload: dict) -> None:
-        await self.multipart.abort(upload)
-        store = await self._store(upload)
-        if store is not None:
-            await store.abort_upload(upload["key"], upload["source_upload"])

@@ -1,19 +1,34 @@
 """`pocket migrate verify`: every version compared between the source and Pocket.
 
-Both sides are listed afresh (the source with its version ids, Pocket from the index)
-and each version present on both is compared as a client would see it: size, ETag,
-Last-Modified, content type, standard headers, user metadata, tags and x-amz-checksum-*
-(the ETag and checksums are equal by construction after a copy, so any difference is
-real). `--deep` (or `--sample P` for a random P % of versions) also reads both sides in
-full and compares SHA-256 digests; Pocket's side is read through its own read path, so a
-fragment that rotted behind our back is found (and queued for repair) even when the
-object still decodes. `--fix` re-copies what is missing or different and checks it again.
+Three tiers, each checking what the one before does and more (README, "Leaving S3"):
 
-The result goes into the bucket's migration record (`last_verify`), and keys written
-since their last verify ("dirty", index/migrations.py) that compared equal are cleared,
-unless they were written again meanwhile, and keys found different are marked dirty; cutover
-needs a clean verify and no dirty key, and before it the gateway reads a key that is not
-dirty after a verify from Pocket (routing.py).
+- **listing** (the default): one listing of each side, the source's (with its version ids)
+  and Pocket's index. Every version and delete marker must be on both sides with the same
+  size, ETag and Last-Modified. The ETag is equal by construction after a copy, multipart
+  objects included (part boundaries are kept), so a difference is real; `rclone check`
+  compares size and MD5, and multipart objects by size only. Keys written through the
+  gateway since their last verify ("dirty", index/migrations.py) are also compared as in
+  the next tier: those are where Pocket's metadata or tags can have moved.
+- **`--attrs`**: also a HEAD (and GetObjectTagging when the source counts tags) of every
+  version: content type, standard headers, user metadata, tags and x-amz-checksum-*. What
+  the listing tier cannot see: tags changed at the source behind the migrator's back (S3
+  changes neither ETag nor Last-Modified for that). Metadata at the source changes only
+  with a new write, which the listing tier sees by its Last-Modified.
+- **`--deep`** (or `--sample P` for a random P % of versions): `--attrs`, and both sides
+  read in full and their SHA-256 compared; Pocket's side through its own read path and
+  every fragment archive (parity included) checked, so a fragment that rotted behind our
+  back is found (and queued for repair) even when the object still decodes.
+
+`--fix` re-copies what is missing or different and checks it again. Only the tiers that
+read Pocket's bytes (and `--fix`) open its disks; the others need its index alone, which
+with the imports the copy path needs (aiohttp, the object services) was most of a small
+bucket's verify time.
+
+The result goes into the bucket's migration record (`last_verify`, with its tier), and
+keys written since their last verify that compared equal are cleared, unless they were
+written again meanwhile, and keys found different are marked dirty; cutover needs a clean
+verify and no dirty key, and before it the gateway reads a key that is not dirty after a
+verify from Pocket (routing.py).
 """
 from __future__ import annotations
 
@@ -23,89 +38,116 @@ import logging
 import random
 import time
 
-from .. import layout
 from ..index import migrations as M
 from ..index.versions import NULL
-from ..objects.get import Unreadable
 from ..index import parts as P
 from ..objects.ids import new_id
-from ..throttle import Throttle
-from ..verify import verify_archive
-from . import copier, listing, presigned_get, settings, state
+from . import listing, settings, state
 from .version_ids import internal_ids
-from .copier import RateLimit, Wanted
 
 log = logging.getLogger("pocket.migrate.verify")
 
 
 class Verifier:
-    def __init__(self, tc, objects, multipart, client, source_bucket: str, bucket: str, deep: bool = False,
-                 sample: float | None = None, concurrency: int = 16):
-        self.tc, self.objects, self.multipart, self.client = tc, objects, multipart, client
+    """One bucket's comparison. `tc`, `objects` and `multipart` (the cluster and its object
+    services) are needed only by the tiers that read Pocket's bytes and by --fix."""
+
+    def __init__(self, index, client, source_bucket: str, bucket: str, *, attrs: bool = False, deep: bool = False,
+                 sample: float | None = None, concurrency: int = 16, tc=None, objects=None, multipart=None):
+        self.index, self.client, self.tc, self.objects, self.multipart = index, client, tc, objects, multipart
         self.source_bucket, self.bucket = source_bucket, bucket
-        self.deep, self.sample = deep, sample
-        self.sem = asyncio.Semaphore(max(1, concurrency))
+        self.attrs, self.deep, self.sample = attrs or deep, deep, sample
+        self.concurrency = max(1, concurrency)
+        self.sem = asyncio.Semaphore(self.concurrency)
         self.findings: list[dict] = []
-        self.checked = self.deep_read = 0
-        # HEADs (one per version) and deep reads by presigned URL: a quarter of botocore's CPU
-        self.urls = presigned_get.PresignedGet(client, concurrency)
+        self.checked = self.deep_read = self.headed = 0
+        self._urls = None
+
+    @property
+    def urls(self):
+        """HEADs (one per version compared beyond its listing) and deep reads by presigned
+        URL: a quarter of botocore's CPU. Made at the first, so the listing tier does not
+        import aiohttp."""
+        if self._urls is None:
+            from . import presigned_get
+            self._urls = presigned_get.PresignedGet(self.client, self.concurrency)
+        return self._urls
+
+    @property
+    def tier(self) -> str:
+        return "deep" if self.deep else "attrs" if self.attrs else "listing"
 
     async def run(self, fix: bool) -> dict:
         try:
             return await self._run(fix)
         finally:
-            await self.urls.close()
+            if self._urls is not None:
+                await self._urls.close()
 
     async def _run(self, fix: bool) -> dict:
         started = time.time()
         loop = asyncio.get_running_loop()
         versioning = await loop.run_in_executor(None, listing.versioning_of, self.client, self.source_bucket)
-        dirty = self.tc.index.write(lambda ops: M.dirty(ops, self.bucket))
+        with self.index.read() as ops:
+            dirty = M.dirty(ops, self.bucket)
+        self.dirty_keys = {k for k, _ in dirty}
         source = await loop.run_in_executor(None, listing.list_bucket, self.client, self.source_bucket, bool(versioning))
         theirs = {(e.key, e.version_id): e for e in source}
         self.history: dict[str, list[str]] = {}
         for e in source:
             self.history.setdefault(e.key, []).append(e.version_id)     # newest first
-        ours = {(v.key, v.version_id): v.record for v in self.tc.index.iter_versions(self.bucket)} \
-            if self.tc.index.get_bucket(self.bucket) else {}
+        # (reading the index while the source lists, in this thread, was no faster: both
+        # hold the GIL most of the time; 10,000 keys, four runs each)
+        ours = {(v.key, v.version_id): v.record for v in self.index.iter_versions(self.bucket)} \
+            if self.index.get_bucket(self.bucket) else {}
         for where in sorted(set(ours) - set(theirs)):
             self.findings.append({"key": where[0], "version_id": where[1], "problem": "extra",
                                   "why": "in Pocket, not at the source"})
-        await asyncio.gather(*(self._one(e, ours.get(where)) for where, e in theirs.items()))
+        self.checked = len(theirs)
+        # Listing tier first, for all, with no I/O; HEADs and reads only for what needs them.
+        further = []
+        for where, e in theirs.items():
+            problem = _listed_differ(e, ours.get(where))
+            if problem:
+                self.findings.append({"key": e.key, "version_id": e.version_id, **problem})
+            elif not e.delete_marker:
+                read = self.deep or bool(self.sample and random.random() * 100 < self.sample)
+                if read or self.attrs or e.key in self.dirty_keys:
+                    further.append((e, ours[where], read))
+        await asyncio.gather(*(self._one(*one) for one in further))
         fixed = await self._fix(theirs, ours) if fix and self.findings else 0
         bad = {f["key"] for f in self.findings}
-        cleared = sum(self.tc.index.write(lambda ops, k=k, s=s: M.clear_dirty(ops, self.bucket, k, s))
-                      for k, s in dirty if k not in bad)
+        equal = [(k, s) for k, s in dirty if k not in bad]     # cleared in one commit, not one each
+        cleared = self.index.write(lambda ops: sum(M.clear_dirty(ops, self.bucket, k, s) for k, s in equal)) \
+            if equal else 0
         if bad:   # read from the source, not Pocket, until a verify finds them equal (routing.py)
-            self.tc.index.write(lambda ops: [M.mark_dirty(ops, self.bucket, k) for k in sorted(bad)])
-        report = {"bucket": self.bucket, "checked": self.checked, "deep_read": self.deep_read,
-                  "deep": self.deep, "sample": self.sample, "findings": self.findings[:1000],
+            self.index.write(lambda ops: [M.mark_dirty(ops, self.bucket, k) for k in sorted(bad)])
+        report = {"bucket": self.bucket, "tier": self.tier, "checked": self.checked, "headed": self.headed,
+                  "deep_read": self.deep_read, "deep": self.deep, "sample": self.sample,
+                  "findings": self.findings[:1000],
                   "missing": sum(f["problem"] == "missing" for f in self.findings),
                   "mismatched": sum(f["problem"] not in ("missing",) for f in self.findings),
                   "fixed": fixed, "dirty_cleared": cleared, "clean": not self.findings,
-                  "read_presigned": self.urls.served,     # source HEADs and reads answered by URLs
+                  # source HEADs and reads answered by URLs
+                  "read_presigned": self._urls.served if self._urls is not None else 0,
                   "seconds": round(time.time() - started, 3)}
         self._record(report)
         return report
 
-    async def _one(self, e, record: dict | None) -> None:
+    async def _one(self, e, record: dict, read: bool) -> None:
         async with self.sem:
-            self.checked += 1
-            problem = await self._compare(e, record)
+            problem = await self._beyond_listing(e, record, read)
             if problem:
                 self.findings.append({"key": e.key, "version_id": e.version_id, **problem})
 
     async def _compare(self, e, record: dict | None) -> dict | None:
-        if record is None:
-            return {"problem": "missing", "why": "at the source, not in Pocket"}
-        if e.delete_marker or record.get("delete_marker"):
-            if bool(e.delete_marker) != bool(record.get("delete_marker")):
-                return {"problem": "different", "why": "a delete marker on one side only"}
-            return None
-        mine = {"size": record["size"], "etag": record["etag"]}
-        theirs = {"size": e.size, "etag": e.etag}
-        if mine != theirs:
-            return {"problem": "different", "why": f"Pocket has {mine}, the source {theirs}"}
+        """Every tier this verify runs, for one version (the re-check after a fix)."""
+        return _listed_differ(e, record) or (None if e.delete_marker else
+                                             await self._beyond_listing(e, record, self.deep))
+
+    async def _beyond_listing(self, e, record: dict, read: bool) -> dict | None:
+        """The HEAD tier, then (`read`: --deep, or this version drawn by --sample) both sides' bytes."""
+        from . import copier
         head = await self._head(e)
         tags = await copier.tags_of(self.client, self.source_bucket, e, head)
         want = copier.attrs_of(head, tags, e, e.version_id != NULL)
@@ -120,20 +162,17 @@ class Verifier:
         for algorithm, value in copier._checksums(head).items():
             if (record.get("checksums") or {}).get(algorithm) != value:
                 return {"problem": "different", "why": f"x-amz-checksum-{algorithm} differs"}
-        if self.deep or (self.sample and random.random() * 100 < self.sample):
-            return await self._read_both(e, record)
-        return None
+        return await self._read_both(e, record) if read else None
 
     async def _head(self, e) -> dict:
-        got = await self.urls.head(self.source_bucket, e.key, e.version_id if e.version_id != NULL else None)
-        if got is None:
-            got = await copier._call(self.client.head_object, Bucket=self.source_bucket, Key=e.key,
-                                     ChecksumMode="ENABLED", **copier._version_arg(e))
-            self.urls.botocore_answered(f"{self.source_bucket}/{e.key}")
-        return got
+        from . import copier
+        self.headed += 1
+        return await copier.head_of(self.client, self.urls, self.source_bucket, e)
 
     async def _read_both(self, e, record: dict) -> dict | None:
         """SHA-256 of both sides' bytes; Pocket's through its read path (checksums, decode)."""
+        from ..objects.get import Unreadable
+        from . import copier
         self.deep_read += 1
         try:
             got = await copier.source_get(self.client, self.urls, self.source_bucket, e)
@@ -148,7 +187,7 @@ class Verifier:
         if isinstance(got["Body"], bytes):        # a small object, read whole
             theirs.update(got["Body"])
         else:
-            async for chunk in copier._stream(got["Body"], RateLimit(0), [0]):
+            async for chunk in copier._stream(got["Body"], copier.RateLimit(0), [0]):
                 theirs.update(chunk)
         mine = hashlib.sha256()
         try:
@@ -167,6 +206,9 @@ class Verifier:
     async def _check_fragments(self, record: dict) -> int:
         """Every fragment archive of the version, parity included (a read uses only k of
         them), checked as the scrubber does; damage goes to the repair queue."""
+        from .. import layout
+        from ..throttle import Throttle
+        from ..verify import verify_archive
         found = 0
         for piece in (P.part_record(record, p) for p in record["parts"]) if P.is_multipart(record) else [record]:
             volume = self.tc.cluster.volumes.get(piece["volume"])
@@ -195,7 +237,8 @@ class Verifier:
 
     async def _fix(self, theirs: dict, ours: dict) -> int:
         """Re-copy every missing or different version, then compare it again."""
-        limit, moved, fixed = RateLimit(0), [0], 0
+        from . import copier
+        limit, moved, fixed = copier.RateLimit(0), [0], 0
         for f in list(self.findings):
             if f["problem"] == "extra":
                 continue             # Pocket never deletes on its own: an operator's call
@@ -204,14 +247,14 @@ class Verifier:
             if old is not None and e.version_id != NULL:
                 await self.objects.delete_version(self.bucket, e.key, e.version_id)
             internal = self._fix_id(e, old, ours)
-            w = Wanted(e.key, e.version_id, e.delete_marker, e.size, e.etag, e.last_modified, internal)
+            w = copier.Wanted(e.key, e.version_id, e.delete_marker, e.size, e.etag, e.last_modified, internal)
             try:
                 await copier.copy_version(self.objects, self.multipart, self.client, self.source_bucket,
                                           self.bucket, w, limit, moved)
             except Exception as err:
                 f["fix"] = f"failed: {err!r}"[:300]
                 continue
-            record = self.tc.index.get_version(self.bucket, e.key, e.version_id)
+            record = self.index.get_version(self.bucket, e.key, e.version_id)
             again = await self._compare(e, record)
             if again is None and self.deep is False:
                 again = await self._read_both(e, record) if not e.delete_marker else None
@@ -245,7 +288,7 @@ class Verifier:
         return internal_ids([{"last_modified": e.last_modified}])[0]
 
     def _record(self, report: dict) -> None:
-        summary = {k: report[k] for k in ("checked", "missing", "mismatched", "deep", "clean", "fixed")}
+        summary = {k: report[k] for k in ("tier", "checked", "missing", "mismatched", "deep", "clean", "fixed")}
         summary["at"] = time.time()
 
         def update(ops):
@@ -262,27 +305,44 @@ class Verifier:
                 m = state.get(ops, self.bucket)
                 m.last_verify = summary
             state.put(ops, m)
-        self.tc.index.write(update)
+        self.index.write(update)
 
 
-def _fix_id(e, old: dict | None) -> str:
-    """The internal id of a re-copy: just after the version it replaces (so it wins over
-    it and over its tombstone, yet stays before newer writes), or for a version Pocket
-    lost, after anything that deleted it: now."""
-    if old is not None:
-        return f"{int(old['version_id'][:16], 16) + 1:016x}{new_id()[16:]}"
-    if e.version_id == NULL:
-        return new_id()
-    return internal_ids([{"last_modified": e.last_modified}])[0]
+def _listed_differ(e, record: dict | None) -> dict | None:
+    """The listing tier: what one listing of each side shows (presence, delete marker, size,
+    ETag, Last-Modified to the second: what S3's HEAD gives)."""
+    if record is None:
+        return {"problem": "missing", "why": "at the source, not in Pocket"}
+    if e.delete_marker or record.get("delete_marker"):
+        if bool(e.delete_marker) != bool(record.get("delete_marker")):
+            return {"problem": "different", "why": "a delete marker on one side only"}
+        return None
+    mine = {"size": record["size"], "etag": record["etag"]}
+    theirs = {"size": e.size, "etag": e.etag}
+    if mine != theirs:
+        return {"problem": "different", "why": f"Pocket has {mine}, the source {theirs}"}
+    if abs(record.get("created", 0) - e.last_modified) >= 1.0:
+        return {"problem": "different", "why": "Last-Modified differs"}
+    return None
 
 
-async def run(cfg, tc, objects, multipart, buckets, args: dict, deep: bool, sample: float | None, fix: bool,
-              concurrency: int = 16) -> dict:
+async def run(cfg, index, buckets, args: dict, *, attrs: bool = False, deep: bool = False,
+              sample: float | None = None, fix: bool = False, concurrency: int = 16, tc=None, services=None) -> dict:
+    """Verify each bucket. `tc` and `services` (a ToolServices) are given when the tier reads
+    Pocket's bytes or --fix writes: see `needs_cluster`."""
     out = []
     for source_bucket, target in settings.targets(buckets, args.get("target")):
-        src, record, keys_file = settings.resolve(cfg, tc.index, source_bucket, target, args)
+        src, record, keys_file = settings.resolve(cfg, index, source_bucket, target, args)
         client = settings.client_for(src, keys_file, concurrency)
         listing.keep_version_order(client)
-        v = Verifier(tc, objects, multipart, client, source_bucket, target, deep, sample, concurrency)
+        v = Verifier(index, client, source_bucket, target, attrs=attrs, deep=deep, sample=sample,
+                     concurrency=concurrency, tc=tc, objects=services and services.objects,
+                     multipart=services and services.multipart)
         out.append(await v.run(fix))
     return {"buckets": out, "clean": all(b["clean"] for b in out)}
+
+
+def needs_cluster(deep: bool, sample: float | None, fix: bool) -> bool:
+    """Whether a verify reads or writes Pocket's objects (and so opens its disks), or
+    compares with its index alone."""
+    return bool(deep or sample or fix)

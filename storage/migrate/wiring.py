@@ -7,7 +7,8 @@ from .credentials import keys_path
 from .journal import JournalRunner
 from .metrics import MigrateMetrics
 from .routes import KeyLocks, Routes
-from .routing import Bookkeeping, RoutedMultipart, RoutedObjects
+from .multipart_routing import RoutedMultipart
+from .routing import Bookkeeping, RoutedObjects
 
 
 @dataclass

@@ -29,32 +29,35 @@ log = logging.getLogger("pocket.migrate.copy")
 _SUMMED = ("copied", "skipped", "bytes", "errors", "changed", "presigned", "via_gateway")
 
 
-def default_workers(cfg=None) -> int:
+def default_workers(hand_over: bool) -> int:
     """One copy process per core, at most 4; half as many when the running gateway takes
-    the small objects (gateway_copy.py): it does their writing on the other cores. With a
-    1-process gateway on 2 cores, two copy processes were slower than one (bench/RESULTS.md,
-    Session 6)."""
+    the small objects (`hand_over`, gateway_copy.py): it does their writing on the other
+    cores. With a 1-process gateway on 2 cores, two copy processes were slower than one
+    (bench/RESULTS.md, Session 6)."""
     cores = max(1, min(4, os.cpu_count() or 1))
-    if cfg is not None and gateway_copy.will_hand_over(cfg):
-        return max(1, cores // 2)
-    return cores
+    return max(1, cores // 2) if hand_over else cores
 
 
-def copy(cfg, run_tool, buckets, args: dict, concurrency: int, rate: float, workers: int = 1,
+def copy(cfg, run_tool, buckets, args: dict, concurrency: int, rate: float, workers: int | None = None,
          on_progress=None) -> dict:
-    """Copy every bucket with `workers` processes; the report of `pocket migrate copy --json`.
+    """Copy every bucket with `workers` processes (None: `default_workers`); the report of
+    `pocket migrate copy --json`.
 
-    `run_tool(cfg, work)` runs `await work(tool_cluster)` against the cluster (cli/common.py).
-    `concurrency` and `rate` are for the whole command, shared out among the workers."""
+    `run_tool(cfg, work, read_packs)` runs `await work(tool_cluster)` against the cluster
+    (cli/common.py); a copy reads no archive, so the packs of disks a running gateway owns
+    are not read (tools/cluster.py). `concurrency` and `rate` are for the whole command,
+    shared out among the workers."""
     pairs = settings.targets(buckets, args.get("target"))
-    workers = max(1, workers)
+    hand_over = gateway_copy.will_hand_over(cfg)
+    workers = max(1, workers or default_workers(hand_over))
     per = {"concurrency": max(1, -(-concurrency // workers)), "rate": rate / workers if rate else 0.0}
-    prepared = run_tool(cfg, lambda tc: _prepare(cfg, tc, pairs, args, per)) if workers > 1 else None
+    prepared = run_tool(cfg, lambda tc: _prepare(cfg, tc, pairs, args, per), False) if workers > 1 else None
     children = [_Child.fork(lambda out: run_tool(cfg, lambda tc: _work(cfg, tc, pairs, _without_keys(args), per,
-                                                                     prepared, out.progress)))
+                                                                     prepared, hand_over, out.progress), False))
                 for _ in range(workers - 1)]
     combined = _Combined(children, on_progress)
-    return run_tool(cfg, lambda tc: _work(cfg, tc, pairs, args, per, prepared, combined.show, children))
+    return run_tool(cfg, lambda tc: _work(cfg, tc, pairs, args, per, prepared, hand_over, combined.show, children),
+                    False)
 
 
 async def _prepare(cfg, tc, pairs, args: dict, per: dict) -> dict:
@@ -78,13 +81,13 @@ def _source(cfg, tc, source_bucket: str, target: str, args: dict, per: dict):
     return src, record, settings.client_for(src, keys_file, per["concurrency"] * PARTS_AT_ONCE)
 
 
-async def _work(cfg, tc, pairs, args: dict, per: dict, prepared: dict | None, on_progress,
+async def _work(cfg, tc, pairs, args: dict, per: dict, prepared: dict | None, hand_over: bool, on_progress,
                 children: list | None = None) -> dict:
     """One worker's share of every bucket; the parent (`children` given) then waits for the
     children and records each bucket's combined outcome."""
     import asyncio
     s = ToolServices(cfg, tc)
-    via = await gateway_copy.sender_for(cfg, tc)
+    via = gateway_copy.sender_for(cfg, tc, hand_over)
     try:
         fill = Backfill(cfg, tc, s.objects, s.multipart, per["concurrency"], per["rate"], on_progress, via)
         tallies = []

@@ -95,17 +95,23 @@ class DiskStore:
         self.quota.start(tree_bytes(os.path.join(self.root, "archives"), os.path.join(self.root, "records")))
         return self
 
-    def attach(self) -> "DiskStore":
+    def attach(self, read_packs: bool = True) -> "DiskStore":
         """Use a disk folder that a running process may own (one-shot commands).
 
         Packs are read, never written: small archives and records go to files of their own
-        (which the owner reads as well), nothing in tmp/ is touched, no torn tail is cut."""
+        (which the owner reads as well), nothing in tmp/ is touched, no torn tail is cut.
+        `read_packs=False`: not even read, for a command that only writes (`pocket migrate
+        copy`): scanning them checks every record's header, ~4 us of CPU a record (0.27-0.30 s
+        for 66,000 on six disks) at every start; the packed archives are then invisible here."""
         marker = os.path.join(self.root, DISK_MARKER)
         with open(marker) as f:
             if json.load(f).get("disk_id") != self.disk_id:
                 raise RuntimeError(f"{self.root} does not belong to disk {self.disk_id!r}")
         self.pack_threshold = 0
-        self.packs.load(readonly=True)
+        if read_packs:
+            self.packs.load(readonly=True)
+        else:
+            self.packs.readonly = True
         return self
 
     def beside_owner(self) -> "DiskStore":

@@ -56,7 +56,9 @@ class ToolCluster:
 
 
 @asynccontextmanager
-async def open_cluster(cfg: Config):
+async def open_cluster(cfg: Config, read_packs: bool = True):
+    """`read_packs=False`: folders a running process owns are attached without reading
+    their packs (DiskStore.attach), for a command that writes and never reads archives."""
     session = aiohttp.ClientSession()
     index = None
     writer = None
@@ -73,7 +75,7 @@ async def open_cluster(cfg: Config):
                 if remote is not None and await _answers(remote):
                     disks[d.id] = remote
                 elif _is_disk_folder(d.path, d.id):
-                    disks[d.id] = _open_folder(cfg, d)
+                    disks[d.id] = _open_folder(cfg, d, read_packs)
                     direct.append(d.id)
                     scrubbers.append(DiskScrubber(disks[d.id], cfg.scrub.rate, persist=False, schedule=False))
                     scrubbers[-1].start()
@@ -165,12 +167,12 @@ async def gateway_adopted(cfg: Config, generation: int, timeout: float = 30.0,
                         generation, waited)
             return True
         await asyncio.sleep(0.2)
-def _open_folder(cfg: Config, disk) -> DiskStore:
+def _open_folder(cfg: Config, disk, read_packs: bool = True) -> DiskStore:
     """Open a disk nobody runs; attach to one a running process owns."""
     try:
         return local_store(cfg, disk, initialize=False)
     except DiskInUse:
-        return DiskStore(disk.id, disk.path).attach()
+        return DiskStore(disk.id, disk.path).attach(read_packs)
 
 
 async def _answers(disk: RemoteDisk) -> bool:

@@ -18,13 +18,14 @@ from storage.index.lmdb_backend import LmdbBackend
 from storage.migrate import state
 
 from . import sources
-from .harness import ProcCluster, pocket
+from .harness import ProcCluster, pocket, wait_for
 from .sources import SourceLink
 
 # Every source these tests run against: moto here, SeaweedFS too once mig-data's starter is in sources.py.
 STARTERS = [sources.start_moto] + [getattr(sources, name) for name in ("start_seaweedfs",) if hasattr(sources, name)]
 
 BUCKET = "moving"
+CUTOVER_WRITES = 20      # writes made after a cutover before both sides are checked
 
 
 def migrate(c: ProcCluster, *args, ok=(0,)):
@@ -111,9 +112,24 @@ class Writer(threading.Thread):
         with self.turn:
             yield
 
+    def writes_more(self, n: int, what: str) -> None:
+        """Wait for `n` more writes (or the writer's first error) from now."""
+        ops = self.ops
+        wait_for(what, lambda: self.ops >= ops + n or self.errors)
+
     def stop(self) -> None:
         self.done.set()
         self.join(60)
+
+
+def cut_over_under_writes(c: ProcCluster, writer: Writer, src, gw) -> None:
+    """cutover while the writer writes, then some more writes: both sides hold every one of
+    them, Pocket as the authoritative side and the source as its mirror."""
+    assert migrate(c, "cutover", BUCKET)["buckets"][0]["state"] == "cutover"
+    writer.writes_more(CUTOVER_WRITES, "writes after cutover")
+    with writer.paused():
+        holds(gw, writer.model, "Pocket, authoritative after cutover")
+        holds(src, writer.model, "source, mirrored after cutover")
 
 
 def holds(client, model: dict, label: str) -> None:

@@ -9,11 +9,12 @@ from .migrate_data import seed_checksums, seed_plain, seed_versioned, snapshot
 from .sources import pocket_migrate, start_moto, start_pocket_source, start_seaweedfs
 
 
-# source GETs answered through presigned URLs (storage/migrate/presigned_get.py): each
-# single-PUT object (read whole up to 1 MiB, streamed above: "plain" has one of 2.5 MB) and
-# each part of a multipart object (a ranged GET; "plain" has one of 3 parts). Each real
-# source must verify the URLs' signatures, Range included, or the copy falls back to botocore
-BY_URL = {"plain": 6 + 3, "history": 6}
+# source requests answered through presigned URLs (storage/migrate/presigned_get.py): a GET
+# of each single-PUT object (read whole up to 1 MiB, streamed above: "plain" has one of
+# 2.5 MB); for a multipart object ("plain" has one of 3 parts) a HEAD, a HEAD partNumber=N
+# and a ranged GET of each part. Each real source must verify the URLs' signatures, Range
+# and partNumber included, or the copy falls back to botocore and the count is short
+BY_URL = {"plain": 6 + 1 + 3 + 3, "history": 6}
 # versions the embedded gateway stores for the copy (storage/migrate/gateway_copy.py): those,
 # and delete markers
 VIA_GATEWAY = {"plain": 5, "history": 8}

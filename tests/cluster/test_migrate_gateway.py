@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import random
 
-from .harness import wait_for
-from .migrate_world import BUCKET, Writer, copied_and_verified, enable, holds, migrate, status
+from .migrate_world import BUCKET, Writer, copied_and_verified, cut_over_under_writes, enable, holds, migrate, status
 
 
 def test_writer_keeps_writing_through_every_transition(world):
@@ -23,20 +22,14 @@ def test_writer_keeps_writing_through_every_transition(world):
     writer = Writer(gw, seed=9)
     writer.start()
     try:
-        wait_for("writes in dual-write", lambda: writer.ops >= 30 or writer.errors)
+        writer.writes_more(30, "writes in dual-write")
         with writer.paused():
             holds(src, writer.model, "source, authoritative in dual-write")
             holds(gw, writer.model, "gateway in dual-write (reads from the source)")
         copied_and_verified(c)
-        assert migrate(c, "cutover", BUCKET)["buckets"][0]["state"] == "cutover"
-        ops = writer.ops
-        wait_for("writes after cutover", lambda: writer.ops >= ops + 30 or writer.errors)
-        with writer.paused():
-            holds(gw, writer.model, "Pocket, authoritative after cutover")
-            holds(src, writer.model, "source, mirrored after cutover")
+        cut_over_under_writes(c, writer, src, gw)
         assert migrate(c, "rollback", BUCKET)["buckets"][0]["state"] == "dual-write"
-        ops = writer.ops
-        wait_for("writes after rollback", lambda: writer.ops >= ops + 20 or writer.errors)
+        writer.writes_more(20, "writes after rollback")
         with writer.paused():
             holds(src, writer.model, "source after rollback")
         copied_and_verified(c)
@@ -44,8 +37,7 @@ def test_writer_keeps_writing_through_every_transition(world):
         with writer.paused():   # what the writer wrote up to detach is on the source, nothing after
             assert migrate(c, "detach", BUCKET)["buckets"][0]["state"] == "detached"
             at_detach = dict(writer.model)
-        ops = writer.ops
-        wait_for("writes after detach", lambda: writer.ops >= ops + 20 or writer.errors)
+        writer.writes_more(20, "writes after detach")
     finally:
         writer.stop()
     assert not writer.errors, writer.errors

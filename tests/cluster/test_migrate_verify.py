@@ -7,7 +7,7 @@ import random
 import pytest
 
 from .archives import archives_of, flip_payload_byte
-from .harness import QUIET, ProcCluster
+from .harness import QUIET, ProcCluster, wait_for
 from .migrate_data import seed_plain, seed_versioned, snapshot
 from .sources import pocket_migrate, start_seaweedfs
 
@@ -98,3 +98,31 @@ def test_verify_records_its_result_and_clears_dirty_keys_it_found_equal(weed, po
         assert state.load(index, "plain").last_verify["clean"] is True
     finally:
         index.close()
+
+
+def test_each_tier_sees_what_its_documentation_says(weed, pocket):
+    """The listing tier (the default) sees a rewrite at the source by its Last-Modified but
+    not tags changed on either side (S3 changes neither ETag nor Last-Modified for tags);
+    --attrs HEADs every version and sees all three."""
+    src, gw = weed.client(), pocket.client()
+    seed_plain(src, "tiers", seed=3)
+    pocket_migrate(pocket, weed, "copy", "tiers", "--json")
+    src.put_object_tagging(Bucket="tiers", Key="small.txt", Tagging={"TagSet": [{"Key": "env", "Value": "test"}]})
+    gw.put_object_tagging(Bucket="tiers", Key="empty", Tagging={"TagSet": [{"Key": "only", "Value": "pocket"}]})
+    before = src.head_object(Bucket="tiers", Key="a/b/c/deep.json")["LastModified"]
+
+    def rewritten():            # new metadata, same bytes: a new Last-Modified (S3 keeps it to the second)
+        src.copy_object(Bucket="tiers", Key="a/b/c/deep.json", CopySource={"Bucket": "tiers", "Key": "a/b/c/deep.json"},
+                        MetadataDirective="REPLACE", Metadata={"changed": "at the source"})
+        return (src.head_object(Bucket="tiers", Key="a/b/c/deep.json")["LastModified"] - before).total_seconds() >= 1
+    wait_for("a rewrite at the source a second after the first write", rewritten, every=0.3)
+
+    _, listed = pocket_migrate(pocket, weed, "verify", "tiers", "--json", ok=(1,))
+    assert listed["buckets"][0]["tier"] == "listing" and listed["buckets"][0]["headed"] == 0
+    assert _problems(listed) == {("a/b/c/deep.json", "different")}
+    _, headed = pocket_migrate(pocket, weed, "verify", "tiers", "--attrs", "--json", ok=(1,))
+    assert headed["buckets"][0]["headed"] == 6        # the rewritten one differs by its listing already
+    assert _problems(headed) == {("a/b/c/deep.json", "different"), ("small.txt", "different"),
+                                 ("empty", "different")}
+    why = {f["key"]: f["why"] for f in headed["buckets"][0]["findings"]}
+    assert why["small.txt"].startswith("tags:") and why["empty"].startswith("tags:")

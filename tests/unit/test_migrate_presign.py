@@ -70,3 +70,23 @@ def test_no_token_no_token_parameter_and_anonymous_clients_are_left_to_botocore(
                              config=Config(signature_version=UNSIGNED))
     with pytest.raises(CannotSign):
         Presigner(anonymous).get_url("b", "k", None, HEADERS, 900)
+
+
+def test_a_part_head_signs_its_part_number_as_botocore_does():
+    """copier.head_of asks each part's length by presigned HEAD ?partNumber=N: the number
+    is signed (another part's number is refused) and the query is botocore's."""
+    client = _client("http://127.0.0.1:9000")
+    head = {"x-amz-checksum-mode": "ENABLED"}
+    url = Presigner(client).get_url("b", "big/odd.bin", "v1", head, 900, method="HEAD", part_number=3)
+    parts = urlsplit(url)
+    secret = lambda ak: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"  # noqa: E731
+    assert authenticate("HEAD", parts.path, parts.query, {"host": parts.netloc, **head}, secret, now=time.time())
+    with pytest.raises(errors.SignatureDoesNotMatch):
+        authenticate("HEAD", parts.path, parts.query.replace("partNumber=3", "partNumber=2"),
+                     {"host": parts.netloc, **head}, secret, now=time.time())
+    theirs = client.generate_presigned_url("head_object", ExpiresIn=900, Params={
+        "Bucket": "b", "Key": "big/odd.bin", "VersionId": "v1", "PartNumber": 3, "ChecksumMode": "ENABLED"})
+    ours_q, theirs_q = parse_qs(parts.query), parse_qs(urlsplit(theirs).query)
+    for varying in ("X-Amz-Date", "X-Amz-Signature", "X-Amz-Credential"):
+        ours_q.pop(varying), theirs_q.pop(varying)
+    assert ours_q == theirs_q and ours_q["partNumber"] == ["3"]

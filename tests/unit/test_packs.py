@@ -653,6 +653,28 @@ def test_attached_store_reads_packs_and_never_writes_them(tmp_path):
     asyncio.run(go())
 
 
+def test_attached_without_reading_packs_writes_files_and_sees_no_packed_archive(tmp_path):
+    """`pocket migrate copy` attaches so (tools/cluster.py): no pack is scanned, so a packed
+    archive is not seen at all, and what the tool writes still lands in files the owner reads."""
+    async def go():
+        owner = open_disk(tmp_path)
+        name, data = await put(owner, 3)
+        packs_before = {p: open(p, "rb").read() for p in pack_paths(owner)}
+        tool = DiskStore(owner.disk_id, owner.root).attach(read_packs=False)
+        try:
+            assert tool.packs.readonly and tool.packs.report.records == 0 and not tool.packs.packs   # none scanned
+            assert await tool.stat(name) is None
+            new_name, new_data = archive(4)
+            await tool.put_archive(new_name, one_chunk(new_data))
+            assert os.path.exists(tool._archive_path(new_name))
+        finally:
+            tool.close()
+        assert {p: open(p, "rb").read() for p in pack_paths(owner)} == packs_before
+        assert await read_all(owner, new_name) == new_data and await read_all(owner, name) == data
+        owner.close()
+    asyncio.run(go())
+
+
 def test_a_full_disk_refuses_an_append_and_keeps_its_pack(tmp_path, monkeypatch):
     """ENOSPC on the write itself: the waiter gets the error, the pack is as it was and takes
     the next append once there is room (no new empty pack per refused batch)."""
