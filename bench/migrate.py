@@ -14,9 +14,9 @@
    archives to group-committed packs, as the gateway does), and `rclone copy` through the
    gateway (into `<bucket>-rclone`), the same concurrency (`--transfers`), timed by wall
    clock including process start. Small: objects/s; large: MiB/s.
-3. Checks each copy: `pocket migrate verify` (one listing of each side: every version's
-   size, ETag and Last-Modified), `--attrs` (a HEAD of every version too: metadata, tags,
-   checksums), `--deep` (both sides read, SHA-256, every fragment checked), against
+3. Checks each copy: `pocket migrate verify --quick` (one listing of each side: every
+   version's size, ETag and Last-Modified), the default (a HEAD of every version too:
+   metadata, tags, checksums), `--deep` (both sides read, SHA-256, every fragment checked), against
    `rclone check` (size and MD5 where both sides have one: multipart objects by size
    only) and `rclone check --download` (both sides read).
 
@@ -127,10 +127,10 @@ def main() -> None:
                 ("copy", "pocket migrate copy", migrate + ["copy", bucket, "--concurrency", c] + where, pocket_env),
                 ("copy", "rclone copy", [rclone, "copy", f"SRC:{bucket}", f"DST:{bucket}-rclone", "--transfers", c,
                                          "--checkers", c], renv),
+                ("verify", "pocket migrate verify --quick", migrate + ["verify", bucket, "--quick", "--concurrency", c]
+                 + where, pocket_env),
                 ("verify", "pocket migrate verify", migrate + ["verify", bucket, "--concurrency", c] + where,
                  pocket_env),
-                ("verify", "pocket migrate verify --attrs", migrate + ["verify", bucket, "--attrs", "--concurrency", c]
-                 + where, pocket_env),
                 ("verify", "pocket migrate verify --deep", migrate + ["verify", bucket, "--deep", "--concurrency", c]
                  + where, pocket_env),
                 ("verify", "rclone check", [rclone, "check", f"SRC:{bucket}", f"DST:{bucket}-rclone", "--checkers", c],

@@ -230,23 +230,28 @@ class _CopyProgress:
 @migrate.command()
 @with_source
 @click.argument("buckets", nargs=-1, required=True)
-@click.option("--attrs", is_flag=True, help="Also HEAD every version: headers, metadata, tags, checksums.")
-@click.option("--deep", is_flag=True, help="--attrs, and read both sides fully and compare digests.")
+@click.option("--quick", is_flag=True, help="Only one listing of each side (size, ETag, Last-Modified), HEADs "
+              "only for keys written since their last verify; cutover needs a full verify.")
+@click.option("--attrs", is_flag=True, hidden=True)   # the default since session 8; still accepted
+@click.option("--deep", is_flag=True, help="Also read both sides fully and compare digests.")
 @click.option("--sample", default=None, type=float, help="Re-read this percentage of objects deeply (0-100).")
 @click.option("--fix", is_flag=True, help="Re-copy what is missing or different.")
 @click.option("--concurrency", default=16, show_default=True, help="Versions compared at once.")
-def verify(data, config, buckets, attrs, deep, sample, fix, concurrency, as_json, **kw) -> None:
+def verify(data, config, buckets, quick, attrs, deep, sample, fix, concurrency, as_json, **kw) -> None:
     """Compare every object between the source and Pocket; mismatches block cutover.
 
-    By default from one listing of each side (size, ETag, Last-Modified of every version),
-    with keys written since their last verify HEADed; --attrs HEADs every version; --deep
+    By default every version's size, ETag, Last-Modified, headers, metadata, tags and
+    checksums (one listing of each side and a HEAD of every version); --quick compares
+    the listings only (HEADs just for keys written since their last verify); --deep also
     reads every byte."""
     cfg = load_config(data, config)
     from storage.migrate import verify as verify_mod
     if sample is not None and not 0 < sample <= 100:
         raise click.BadParameter("a percentage above 0, at most 100", param_hint="--sample")
     args = source_args(kw)
-    tier = {"attrs": attrs, "deep": deep, "sample": sample, "fix": fix, "concurrency": concurrency}
+    if quick and (attrs or deep or sample):
+        raise click.UsageError("--quick compares listings only; it does not go with --attrs, --deep or --sample")
+    tier = {"attrs": not quick, "deep": deep, "sample": sample, "fix": fix, "concurrency": concurrency}
 
     async def work(tc):
         from storage.migrate.services import ToolServices

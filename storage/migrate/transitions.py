@@ -40,6 +40,10 @@ def cutover_guard(ops, m: state.Migration) -> None:
     if not verify.get("clean"):
         raise state.MigrationError(f"{m.bucket}: the last verify was not clean (or there was none); run "
                                    f"`pocket migrate verify --fix {m.source.bucket}` first")
+    if verify.get("tier") == "listing":
+        raise state.MigrationError(f"{m.bucket}: the last verify was --quick, which compares listings only and "
+                                   "cannot see tags changed behind the migrator's back; run `pocket migrate "
+                                   f"verify {m.source.bucket}` (or --deep) first")
     dirty = migrations.dirty_count(ops, m.bucket)
     if dirty:
         raise DirtyKeys(f"{m.bucket}: {dirty} keys were written since they were last verified and "

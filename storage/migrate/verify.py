@@ -2,19 +2,19 @@
 
 Three tiers, each checking what the one before does and more (README, "Leaving S3"):
 
-- **listing** (the default): one listing of each side, the source's (with its version ids)
+- **listing** (`--quick`): one listing of each side, the source's (with its version ids)
   and Pocket's index. Every version and delete marker must be on both sides with the same
   size, ETag and Last-Modified. The ETag is equal by construction after a copy, multipart
   objects included (part boundaries are kept), so a difference is real; `rclone check`
   compares size and MD5, and multipart objects by size only. Keys written through the
   gateway since their last verify ("dirty", index/migrations.py) are also compared as in
   the next tier: those are where Pocket's metadata or tags can have moved.
-- **`--attrs`**: also a HEAD (and GetObjectTagging when the source counts tags) of every
+- **attrs** (the default): also a HEAD (and GetObjectTagging when the source counts tags) of every
   version: content type, standard headers, user metadata, tags and x-amz-checksum-*. What
   the listing tier cannot see: tags changed at the source behind the migrator's back (S3
   changes neither ETag nor Last-Modified for that). Metadata at the source changes only
   with a new write, which the listing tier sees by its Last-Modified.
-- **`--deep`** (or `--sample P` for a random P % of versions): `--attrs`, and both sides
+- **`--deep`** (or `--sample P` for a random P % of versions): the default, and both sides
   read in full and their SHA-256 compared; Pocket's side through its own read path and
   every fragment archive (parity included) checked, so a fragment that rotted behind our
   back is found (and queued for repair) even when the object still decodes.

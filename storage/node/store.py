@@ -107,19 +107,21 @@ class DiskStore:
         with open(marker) as f:
             if json.load(f).get("disk_id") != self.disk_id:
                 raise RuntimeError(f"{self.root} does not belong to disk {self.disk_id!r}")
+        return self._files_only(read_packs)
+
+    def beside_owner(self) -> "DiskStore":
+        """Write archive files into a disk folder that another process of this gateway owns
+        and serves (node/owned_disk.py): `attach(read_packs=False)`, but the marker is not
+        checked here, since the owner may still be laying out a new disk as the workers
+        start (OwnedDisk waits for its folders)."""
+        return self._files_only(read_packs=False)
+
+    def _files_only(self, read_packs: bool) -> "DiskStore":
         self.pack_threshold = 0
         if read_packs:
             self.packs.load(readonly=True)
         else:
             self.packs.readonly = True
-        return self
-
-    def beside_owner(self) -> "DiskStore":
-        """Write archive files into a disk folder that another process of this gateway owns
-        and serves (node/owned_disk.py): like `attach`, files only and nothing in tmp/
-        touched, but without scanning the packs, which this store never reads."""
-        self.pack_threshold = 0
-        self.packs.readonly = True
         return self
 
     def close(self) -> None:

@@ -105,3 +105,17 @@ def test_a_copy_nonce_is_taken_once_and_dropped_once_too_old_to_matter(index):
     with index.read() as ops:
         kept = [k for k, _ in ops.txn.range(M.TABLE, b"n", b"o")]
     assert kept == [b"n" + fresh.to_bytes(8, "big") + b"b" * 32]
+
+
+def test_cutover_refuses_to_follow_a_quick_verify():
+    """--quick compares listings only and cannot see tags changed behind the migrator's
+    back: cutover needs a clean verify of the default tier or --deep (the record keeps
+    the tier). Refused before the index is asked anything."""
+    from storage.migrate.transitions import cutover_guard
+    m = S.Migration("b", S.Source("b"))
+    m.last_verify = {"at": 1.0, "clean": True, "checked": 5, "mismatched": 0, "missing": 0, "tier": "listing"}
+    with pytest.raises(S.MigrationError, match="--quick"):
+        cutover_guard(None, m)
+    m.last_verify = {**m.last_verify, "clean": False, "tier": "attrs"}
+    with pytest.raises(S.MigrationError, match="not clean"):
+        cutover_guard(None, m)
