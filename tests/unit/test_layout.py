@@ -113,6 +113,14 @@ def test_trailer_round_trip():
     assert _split_trailer(b"H" * 100 + blob) == MANIFEST
 
 
+@pytest.mark.parametrize("key", ["caf\u00e9/\u65e5\u672c/\U0001f600 + %", "bad-\udcff-byte"])
+def test_trailer_round_trip_of_any_key(key):
+    """Non-ASCII keys, and a key with a lone surrogate (a byte that is not UTF-8, kept by
+    surrogateescape) that orjson refuses and the standard library writes."""
+    manifest = {**MANIFEST, "key": key}
+    assert _split_trailer(pack_trailer(manifest)) == manifest
+
+
 def test_trailer_corruption_is_detected():
     blob = pack_trailer(MANIFEST)
     body_len = len(blob) - FOOTER_SIZE
