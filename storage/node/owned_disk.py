@@ -44,6 +44,14 @@ class OwnedDisk(RemoteDisk):
             return await super().put_archive(name, _chain(head, stream))
         return await self.local.put_archive(name, _chain(head, stream))
 
+    def _file_size(self, name: str) -> int | None:
+        """The archive file's size, None if there is none (small archives are packed): one
+        stat on the loop, not a thread hop that fails for every small GET."""
+        try:
+            return os.stat(self.local._archive_path(name)).st_size
+        except FileNotFoundError:
+            return None
+
     def _folder_ready(self) -> bool:
         """Whether the owner has laid out the disk folder (it does so as it starts)."""
         if not self._ready:
@@ -51,13 +59,15 @@ class OwnedDisk(RemoteDisk):
         return self._ready
 
     async def read(self, name: str, offset: int, length: int) -> bytes:
-        try:
-            return await self.local.read(name, offset, length)
-        except ArchiveMissing:     # packed (or gone): the owner knows
-            return await super().read(name, offset, length)
+        if self._file_size(name) is not None:
+            try:
+                return await self.local.read(name, offset, length)
+            except ArchiveMissing:  # deleted since
+                pass
+        return await super().read(name, offset, length)   # packed (or gone): the owner knows
 
     async def stream_range(self, name: str, offset: int, length: int):
-        size = await self.local.stat(name)
+        size = self._file_size(name)
         if size is None:
             return await super().stream_range(name, offset, length)
         return _FileRange(self, name, offset, max(0, min(length, size - offset)))
