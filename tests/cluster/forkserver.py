@@ -132,11 +132,11 @@ def spawn(args: list[str], env: dict[str, str], stdout: int, stderr: int, stdin:
         return server.start(args, env, REPO, (stdin if stdin is not None else null.fileno(), stdout, stderr))
 
 
-def run(args: list[str], env: dict[str, str], timeout: float) -> tuple[int, str, str]:
-    """`spawn`, wait up to `timeout` (then kill it and raise TimeoutExpired, as
-    subprocess.run does), and return its exit status and output."""
+def run(args: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`subprocess.run([python, "-m", "cli", *args], cwd=REPO, capture_output=True, text=True,
+    timeout=timeout, env=env)`, the process started by `spawn`."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = spawn(args, env, out.fileno(), err.fileno())
+        proc = spawn(args, dict(os.environ if env is None else env), out.fileno(), err.fileno())
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -145,7 +145,8 @@ def run(args: list[str], env: dict[str, str], timeout: float) -> tuple[int, str,
             raise
         out.seek(0)
         err.seek(0)
-        return proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace")
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out.read().decode(errors="replace"),
+                                           err.read().decode(errors="replace"))
 
 
 def close_all() -> None:

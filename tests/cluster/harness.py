@@ -324,9 +324,9 @@ class ProcCluster:
 
 def pocket(c: ProcCluster, *args, ok=(0,)) -> tuple[int, dict | str]:
     """Run a one-shot `pocket` command against the cluster; its JSON report with --json."""
-    code, stdout, stderr = forkserver.run([*args, "--config", c.config], dict(os.environ), timeout=120)
-    assert code in ok, f"pocket {' '.join(args)} exited {code}:\n{stdout}\n{stderr}"
-    return code, json.loads(stdout) if "--json" in args else stdout
+    out = forkserver.run([*args, "--config", c.config])
+    assert out.returncode in ok, f"pocket {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}"
+    return out.returncode, json.loads(out.stdout) if "--json" in args else out.stdout
 
 
 def process_tree(pid: int) -> list[int]:
