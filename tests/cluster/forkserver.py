@@ -24,8 +24,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import uuid
 
-from storage.lifeline import lifeline
+from storage.lifeline import die_with_parent, lifeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -51,7 +52,7 @@ class Forked:
         if self.returncode is None and select.select([self._conn], [], [], timeout)[0]:
             data = self._conn.recv(64)
             self._conn.close()
-            self.returncode = int(data) if data else -signal.SIGKILL   # server gone: so is the process
+            self.returncode = int(data) if data else -signal.SIGKILL   # server gone: it took the process along
         return self.returncode
 
     def poll(self) -> int | None:
@@ -74,13 +75,14 @@ class Forked:
 
 
 class _Server:
-    """One fork server process, listening on a Unix socket in a folder of its own."""
+    """One fork server process, listening on an abstract Unix socket (no file to clean up
+    after a server killed with its test worker)."""
 
     def __init__(self, env: dict[str, str]):
-        self.folder = tempfile.mkdtemp(prefix="pocket-forkserver-")
-        self.path = os.path.join(self.folder, "sock")
+        self.path = f"\0pocket-forkserver-{os.getpid()}-{uuid.uuid4().hex}"
+        self.children: list[Forked] = []
         ready_r, ready_w = os.pipe()
-        self.proc = subprocess.Popen([sys.executable, "-m", __name__, self.path, str(ready_w)],
+        self.proc = subprocess.Popen([sys.executable, "-m", __name__, self.path[1:], str(ready_w)],
                                      cwd=REPO, env={**env, "PYTHONUNBUFFERED": "1"}, pass_fds=[ready_w],
                                      **lifeline(signal.SIGKILL))   # no server outlives its test worker
         os.close(ready_w)
@@ -94,14 +96,17 @@ class _Server:
         conn.sendmsg([len(request).to_bytes(4, "big") + request],
                      [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
         pid = int.from_bytes(_recv_exact(conn, 4), "big")
-        return Forked(conn, pid, [sys.executable, "-m", "cli", *args])
+        proc = Forked(conn, pid, [sys.executable, "-m", "cli", *args])
+        self.children = [c for c in self.children if c.poll() is None] + [proc]
+        return proc
+
+    def busy(self) -> bool:
+        """Any of its processes still running (which would die with it)."""
+        return any(c.poll() is None for c in self.children)
 
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait()
-        if os.path.exists(self.path):
-            os.unlink(self.path)
-        os.rmdir(self.folder)
 
 
 _servers: dict[tuple, _Server] = {}
@@ -120,11 +125,14 @@ def spawn(args: list[str], env: dict[str, str], stdout: int, stderr: int, stdin:
     """`python -m cli *args` in REPO with `env`: a `Forked` process, or a Popen where a fork
     cannot honour the environment (or the server could not start)."""
     key = _key(env)
-    server = _servers.get(key) if key is not None else None
-    if key is not None and server is None:
-        if len(_servers) >= _MAX_SERVERS:
-            _servers.pop(next(iter(_servers))).close()
-        server = _servers[key] = _Server(env)
+    server = _servers.pop(key, None) if key is not None else None
+    if key is not None:
+        if server is None:
+            idle = [k for k, s in _servers.items() if not s.busy()]   # least recently used first
+            if len(_servers) >= _MAX_SERVERS and idle:
+                _servers.pop(idle[0]).close()
+            server = _Server(env)
+        _servers[key] = server
     if server is None or not server.ok:
         return subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=REPO, stdout=stdout, stderr=stderr,
                                 stdin=stdin, env=env)
@@ -178,7 +186,7 @@ def _serve(path: str, ready_fd: int) -> dict:
     except Exception:
         ok = False
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
+    listener.bind("\0" + path)
     listener.listen(64)
     os.write(ready_fd, b"ok" if ok else b"no")
     os.close(ready_fd)
@@ -187,6 +195,7 @@ def _serve(path: str, ready_fd: int) -> dict:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     waiting: dict[int, socket.socket] = {}
+    server_pid = os.getpid()
     while True:
         readable = select.select([listener, wake_r], [], [])[0]
         if wake_r in readable:
@@ -214,6 +223,7 @@ def _serve(path: str, ready_fd: int) -> dict:
             fds.frombytes(ancdata[0][2])
             pid = os.fork()
             if pid == 0:
+                die_with_parent(server_pid, signal.SIGKILL)   # no process outlives the tests' server
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 signal.set_wakeup_fd(-1)
                 for sock in (listener, conn, *waiting.values()):
