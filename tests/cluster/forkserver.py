@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
 
 from storage.lifeline import die_with_parent, lifeline
@@ -65,7 +66,10 @@ class Forked:
 
     def send_signal(self, sig: int) -> None:
         if self.poll() is None:   # as Popen: never signal a pid that may have been reused
-            os.kill(self.pid, sig)
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass   # as Popen: it exited just now (the server reaped it, its status is on the way)
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
@@ -126,7 +130,8 @@ def spawn(args: list[str], env: dict[str, str], stdout: int, stderr: int, stdin:
     cannot honour the environment (or the server could not start)."""
     key = _key(env)
     server = _servers.pop(key, None) if key is not None else None
-    if key is not None:
+    # A server dies with the thread that started it (PR_SET_PDEATHSIG): only the main one does.
+    if key is not None and (server is not None or threading.current_thread() is threading.main_thread()):
         if server is None:
             idle = [k for k, s in _servers.items() if not s.busy()]   # least recently used first
             if len(_servers) >= _MAX_SERVERS and idle:
@@ -178,7 +183,6 @@ def _serve(path: str, ready_fd: int) -> dict:
     """Preload, then fork a child per request; in the child, return the request to run.
     The parent reaps its children and writes each one's exit status to its connection."""
     import importlib
-    import threading
     try:
         for name in _PRELOAD:
             importlib.import_module(name)
