@@ -214,8 +214,9 @@ def _run_gateway(cfg, banner: bool = False, children=(), spawn_gateways=None) ->
     # What the workers run, imported once before they fork: each then starts warm (a worker
     # restarted after a crash serves ~0.15 s of CPU sooner) and shares these pages with its
     # siblings. Importing opens nothing: the master still holds no index, disk or loop.
-    import storage.gateway  # noqa: F401
-    import storage.node.server  # noqa: F401
+    import importlib
+    for module in ("storage.gateway", "storage.node.server"):
+        importlib.import_module(module)
     helpers = [(f"disks of {node.id}", _disk_owner(cfg, node, log_to), {}) for node in cfg.nodes if not node.url]
     metrics = tempfile.mkdtemp(prefix="pocket-metrics-")   # the workers' shared counters (storage/metrics.py)
     serve = [(f"worker {i}", lambda first, i=i: _worker(cfg, banner and i == 0 and first, log_to, sock, endpoints,
