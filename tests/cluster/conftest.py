@@ -4,6 +4,7 @@ import uuid
 
 import pytest
 
+from . import forkserver
 from .harness import QUIET, ProcCluster
 from .migrate_world import STARTERS
 from .sources import SourceLink
@@ -58,9 +59,11 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="session", autouse=True)
 def _stop_shared_cluster():
-    """No stray processes if the session ends early (an interrupt, -x)."""
+    """No stray processes if the session ends early (an interrupt, -x), and the fork
+    servers stopped (and waited for, so their children's CPU counts in the session's)."""
     yield
     _shared.close()
+    forkserver.close_all()
 
 
 @pytest.fixture

@@ -11,11 +11,10 @@ import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
-from .harness import REPO, ProcCluster, metric, pocket
+from . import forkserver
+from .harness import ProcCluster, metric, pocket
 from .workload import Ledger, archives_on_disk, check_keys, expected_archives, run_round, tmp_files
 
 # The crash probes' cluster: small segments and packs, so that a few seconds of client
@@ -60,8 +59,7 @@ def rebuild_index(c: ProcCluster, ledger: Ledger) -> None:
     warning (exit 0), and only keys with an unacknowledged write may have one."""
     c.stop("gateway")
     shutil.rmtree(c.root + "/index")
-    out = subprocess.run([sys.executable, "-m", "cli", "index", "rebuild", "--config", c.config, "--json"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = forkserver.run(["index", "rebuild", "--config", c.config, "--json"], timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads(out.stdout)
     assert report["lost"] == [] and report["unreadable"] == 0, report["lost"]

@@ -23,7 +23,7 @@ from botocore.config import Config as BotoConfig
 from bench.peers.ports import bindable
 from storage import integrity
 
-from . import archives
+from . import archives, forkserver
 
 CLUSTER_SECRET = "test-cluster-secret-0123456789abcdef"   # at least 32 bytes, as config requires
 integrity.use_secret(CLUSTER_SECRET)   # tests read and forge archives with the cluster's keys
@@ -199,14 +199,14 @@ class ProcCluster:
 
     # processes -----------------------------------------------------------------------------
     def _spawn(self, name: str, args: list[str], listener: socket.socket | None = None) -> subprocess.Popen:
-        log = open(os.path.join(self.root, f"{name}.log"), "ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env_all, **self.env.get(name, {})}
-        extra = {}
-        if listener is not None:   # systemd's socket passing: the socket is fd 3, LISTEN_FDS=1
-            env["LISTEN_FDS"] = "1"
-            extra = {"close_fds": False, "preexec_fn": lambda: _as_fd3(listener.fileno())}
-        proc = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=REPO, stdout=log, stderr=log, env=env,
-                                **extra)
+        with open(os.path.join(self.root, f"{name}.log"), "ab") as log:
+            if listener is None:
+                proc = forkserver.spawn(args, env, log.fileno(), log.fileno())
+            else:   # systemd's socket passing: the socket is fd 3, LISTEN_FDS=1
+                env["LISTEN_FDS"] = "1"
+                proc = subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=REPO, stdout=log, stderr=log,
+                                        env=env, close_fds=False, preexec_fn=lambda: _as_fd3(listener.fileno()))
         self.procs[name] = proc
         return proc
 
@@ -324,8 +324,7 @@ class ProcCluster:
 
 def pocket(c: ProcCluster, *args, ok=(0,)) -> tuple[int, dict | str]:
     """Run a one-shot `pocket` command against the cluster; its JSON report with --json."""
-    out = subprocess.run([sys.executable, "-m", "cli", *args, "--config", c.config], cwd=REPO,
-                         capture_output=True, text=True, timeout=120)
+    out = forkserver.run([*args, "--config", c.config])
     assert out.returncode in ok, f"pocket {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}"
     return out.returncode, json.loads(out.stdout) if "--json" in args else out.stdout
 

@@ -23,7 +23,8 @@ from botocore.config import Config as BotoConfig
 
 from bench.peers import seaweedfs
 
-from .harness import ACCESS_KEY, REPO, SECRET_KEY, ProcCluster, free_ports, pocket, wait_http
+from . import forkserver
+from .harness import ACCESS_KEY, SECRET_KEY, ProcCluster, free_ports, pocket, wait_http
 
 
 @dataclass
@@ -123,8 +124,8 @@ def pocket_migrate(cluster: ProcCluster, source: Source, *args, ok=(0,), timeout
     """Run `pocket migrate ...` against the cluster with the source's keys in the environment
     (the standard AWS chain, as an operator would); its JSON report with --json."""
     where = [] if args[0] == "query" else ["--source-endpoint", source.endpoint]
-    out = subprocess.run([sys.executable, "-m", "cli", "migrate", *args, "--config", cluster.config, *where], cwd=REPO, capture_output=True, text=True,
-                         timeout=timeout, env={**os.environ, **source.credentials_env()})
+    out = forkserver.run(["migrate", *args, "--config", cluster.config, *where], timeout=timeout,
+                         env={**os.environ, **source.credentials_env()})
     assert out.returncode in ok, f"pocket migrate {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}"
     if "--json" in args and out.stdout.lstrip().startswith(("{", "[")):
         return out.returncode, json.loads(out.stdout)

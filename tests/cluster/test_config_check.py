@@ -4,14 +4,13 @@ the cluster secret."""
 import os
 import signal
 import subprocess
-import sys
 
-from .harness import CLUSTER_SECRET, REPO, ProcCluster
+from . import forkserver
+from .harness import CLUSTER_SECRET, ProcCluster
 
 
 def _check(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli", "config", "check", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=60)
+    return forkserver.run(["config", "check", *args], timeout=60)
 
 
 def test_every_problem_is_listed_once_and_nothing_is_created(tmp_path):

@@ -11,6 +11,7 @@ import tomllib
 import pytest
 import yaml
 
+from . import forkserver
 from .harness import REPO
 
 DEPLOY = os.path.join(REPO, "deploy")
@@ -18,8 +19,7 @@ SECRETS = {"POCKET_CLUSTER_SECRET": "c" * 64, "POCKET_ACCESS_KEY": "PKDEPLOYKIT"
 
 
 def _check(config: str, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli", "config", "check", "--config", config, *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=60, env={**os.environ, **SECRETS})
+    return forkserver.run(["config", "check", "--config", config, *args], timeout=60, env={**os.environ, **SECRETS})
 
 
 def test_systemd_units_pass_systemd_analyze_verify(tmp_path):

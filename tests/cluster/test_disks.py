@@ -9,15 +9,14 @@ which only works if the moved fragments really exist on their new disks.
 import json
 import os
 import signal
-import subprocess
-import sys
 import urllib.request
 
 from storage.node import packformat
 
+from . import forkserver
 from .archives import archive_parts
 from .disk_checks import archives_on, check_all, disk_rows, in_state, load_objects, stop_two_more_and_check
-from .harness import REPO, ProcCluster, free_port_run, metric, pocket, wait_for
+from .harness import ProcCluster, free_port_run, metric, pocket, wait_for
 from .test_pocket_up import _client, _stop, _up
 
 
@@ -139,8 +138,7 @@ def test_drain_of_an_embedded_cluster_hands_pack_cleanup_to_the_gateway(tmp_path
             s3.put_object(Bucket="bkt", Key=key, Body=body)
 
         def run(*args, ok=(0,)):
-            out = subprocess.run([sys.executable, "-m", "cli", *args, "--data", data, "--json"], cwd=REPO,
-                                 capture_output=True, text=True, timeout=120, env=env)
+            out = forkserver.run([*args, "--data", data, "--json"], timeout=120, env=env)
             assert out.returncode in ok, out.stdout + out.stderr
             return json.loads(out.stdout)
         out = run("disk", "drain", "d3")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,8 +21,9 @@ from storage.index.index import Index
 from storage.index.pg_backend import PgBackend
 from storage.leased import holder_id
 
+from . import forkserver
 from ..pg_server import PgServer
-from .harness import ACCESS_KEY, REPO, SECRET_KEY, ProcCluster, free_ports, pocket, wait_http
+from .harness import ACCESS_KEY, SECRET_KEY, ProcCluster, free_ports, pocket, wait_http
 
 
 def _body(seed: int, size: int) -> bytes:
@@ -53,8 +52,7 @@ def test_gateway_on_postgres_serves_s3(pg_server, tmp_path):
     c = ProcCluster(str(tmp_path / "cluster"), embedded=True,
                     sections={"scrub": {"enabled": False}, "lifecycle": {"interval": 0}})
     _use_postgres(c, dsn)
-    refused = subprocess.run([sys.executable, "-m", "cli", "gateway", "--config", c.config], cwd=REPO,
-                             capture_output=True, text=True, timeout=120)
+    refused = forkserver.run(["gateway", "--config", c.config], timeout=120)
     assert refused.returncode != 0 and "pocket index migrate-schema" in refused.stderr
     _, out = pocket(c, "index", "migrate-schema")
     assert "from version 0 to 3" in out

@@ -4,19 +4,17 @@ second run finds nothing left to do."""
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 from storage.node import packformat
 
-from .harness import ACCESS_KEY, CLUSTER_SECRET, REPO, SECRET_KEY
+from . import forkserver
+from .harness import ACCESS_KEY, CLUSTER_SECRET, SECRET_KEY
 
 FIXTURE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "legacy-v1")
 
 
 def _pocket(config: str, *args, ok=(0,)) -> dict:
-    out = subprocess.run([sys.executable, "-m", "cli", *args, "--json", "--config", config], cwd=REPO,
-                         capture_output=True, text=True, timeout=120)
+    out = forkserver.run([*args, "--json", "--config", config], timeout=120)
     assert out.returncode in ok, f"pocket {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}"
     return json.loads(out.stdout)
 

@@ -7,8 +7,6 @@ import datetime as dt
 import hashlib
 import re
 import shutil
-import subprocess
-import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -16,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from botocore.exceptions import ClientError
 
+from . import forkserver
 from .conftest import payload
-from .harness import OTHER_ACCESS_KEY, OTHER_SECRET_KEY, REPO, ProcCluster, pocket, wait_for
+from .harness import OTHER_ACCESS_KEY, OTHER_SECRET_KEY, ProcCluster, pocket, wait_for
 from .signing import send, sign
 
 MiB = 1 << 20
@@ -162,8 +161,7 @@ def test_background_pass_expires_objects_and_aborts_uploads(lc_cluster):
 
 
 def _lifecycle_cli(c, *args):
-    return subprocess.run([sys.executable, "-m", "cli", "lifecycle", "--config", c.config, *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    return forkserver.run(["lifecycle", "--config", c.config, *args], timeout=120)
 
 
 def test_one_shot_dry_run_then_run_with_gateway_stopped_and_rebuild_keeps_rules(tmp_path):

@@ -1,14 +1,13 @@
 """Restarts and index loss: the disks alone are enough to find every object again."""
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 from botocore.exceptions import ClientError
 
+from . import forkserver
 from .conftest import payload
-from .harness import REPO, pocket
+from .harness import pocket
 
 SEG = 1 << 20
 
@@ -60,8 +59,7 @@ def test_index_rebuild_from_disks(fresh_cluster):
     objects = _load(c.client())
     c.stop("gateway")
     shutil.rmtree(f"{c.root}/index")
-    out = subprocess.run([sys.executable, "-m", "cli", "index", "rebuild", "--config", c.config, "--json"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = forkserver.run(["index", "rebuild", "--config", c.config, "--json"], timeout=120)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["objects"] == len(objects)

@@ -16,6 +16,7 @@ import urllib.request
 import boto3
 import pytest
 
+from . import forkserver
 from .harness import REPO, free_port_run, wait_for
 
 
@@ -199,8 +200,7 @@ def test_up_postgres_runs_gateways_over_one_namespace_and_stops_everything(tmp_p
 
 
 def test_up_refuses_several_gateways_without_postgres(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "cli", "up", "--data", str(tmp_path / "d"), "--gateways", "2"],
-                         cwd=REPO, capture_output=True, text=True, timeout=60)
+    out = forkserver.run(["up", "--data", str(tmp_path / "d"), "--gateways", "2"], timeout=60)
     assert out.returncode == 2 and "--gateways needs --postgres" in out.stderr
     assert not os.path.exists(tmp_path / "d"), "a refused start must create nothing"
 
@@ -219,8 +219,7 @@ def test_up_takes_credentials_from_the_environment(tmp_path):
 def test_node_refuses_an_uninitialised_disk_without_init(tmp_path):
     from .harness import ProcCluster
     c = ProcCluster(str(tmp_path / "c"), nodes=6)
-    out = subprocess.run([sys.executable, "-m", "cli", "node", "--config", c.config, "--id", "n1"], cwd=REPO,
-                         capture_output=True, text=True, timeout=60)
+    out = forkserver.run(["node", "--config", c.config, "--id", "n1"], timeout=60)
     assert out.returncode != 0 and "is the disk mounted" in out.stderr
     assert not os.path.exists(c.disk_paths["n1d1"])
 
@@ -265,8 +264,7 @@ def test_up_scrubs_its_in_process_disks_and_heals_rot(tmp_path):
 
 
 def _pocket(data, *args):
-    out = subprocess.run([sys.executable, "-m", "cli", *args, "--data", data], cwd=REPO,
-                         capture_output=True, text=True, timeout=120)
+    out = forkserver.run([*args, "--data", data], timeout=120)
     assert out.returncode == 0, f"pocket {' '.join(args)}:\n{out.stdout}\n{out.stderr}"
     return json.loads(out.stdout)
 

@@ -12,8 +12,6 @@ import io
 import json
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import urllib.request
 import uuid
@@ -26,8 +24,9 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 from botocore.httpchecksum import AwsChunkedWrapper, Crc32Checksum
 
+from . import forkserver
 from .conftest import payload
-from .harness import ACCESS_KEY, REPO, SECRET_KEY, metric, wait_for
+from .harness import ACCESS_KEY, SECRET_KEY, metric, wait_for
 from .signing import send, sign, signed_chunks
 
 
@@ -637,8 +636,7 @@ def test_tags_survive_an_index_rebuild(fresh_cluster):
     s3.delete_object_tagging(Bucket="tags", Key="cleared")
     c.stop("gateway")
     shutil.rmtree(f"{c.root}/index")
-    out = subprocess.run([sys.executable, "-m", "cli", "index", "rebuild", "--config", c.config, "--json"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = forkserver.run(["index", "rebuild", "--config", c.config, "--json"], timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["objects"] == 3
     c.start_gateway()

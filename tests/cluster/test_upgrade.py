@@ -14,8 +14,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
-import sys
 
 import pytest
 from botocore.exceptions import ClientError
@@ -23,6 +21,7 @@ from botocore.exceptions import ClientError
 from storage import layout
 from storage.integrity import MIN_SECRET_BYTES
 
+from . import forkserver
 from .harness import CLUSTER_SECRET, REPO, ProcCluster
 
 FIXTURES = os.path.join(REPO, "tests", "fixtures", "upgrade")
@@ -34,8 +33,7 @@ def _body(size: int, seed: int) -> bytes:
 
 
 def _pocket(c, *args, ok=(0,)):
-    out = subprocess.run([sys.executable, "-m", "cli", *args, "--config", c.config], cwd=REPO, capture_output=True,
-                         text=True, timeout=120)
+    out = forkserver.run([*args, "--config", c.config], timeout=120)
     assert out.returncode in ok, out.stdout + out.stderr
     return json.loads(out.stdout) if "--json" in args else out.stdout
 

@@ -272,9 +272,7 @@ def test_acls_refused_while_disabled_change_nothing(cluster, bucket):
 
 def test_cors_and_acls_survive_an_index_rebuild(fresh_cluster):
     import shutil
-    import subprocess
-    import sys
-    from .harness import REPO
+    from . import forkserver
     c = fresh_cluster
     s3 = c.client()
     s3.create_bucket(Bucket="site", ACL="public-read", ObjectOwnership="ObjectWriter")
@@ -289,8 +287,7 @@ def test_cors_and_acls_survive_an_index_rebuild(fresh_cluster):
     s3.put_object_acl(Bucket="files", Key="revoked", ACL="private")
     c.stop("gateway")
     shutil.rmtree(f"{c.root}/index")
-    out = subprocess.run([sys.executable, "-m", "cli", "index", "rebuild", "--config", c.config, "--json"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = forkserver.run(["index", "rebuild", "--config", c.config, "--json"], timeout=120)
     assert out.returncode == 0, out.stderr
     c.start_gateway()
     s3 = c.client()
