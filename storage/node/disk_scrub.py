@@ -222,6 +222,11 @@ class DiskScrubber:
             if self._requested is not None:
                 return False
             await self._check_record(p, rec_id)
+        stale = await loop.run_in_executor(None, self.store.drop_stale_temp)
+        if stale:
+            log.warning("disk %s: removed %d temp files untouched for an hour (uploads of a process killed "
+                        "mid-write, e.g. a gateway worker or a one-shot repair); nothing acknowledged is lost",
+                        self.store.disk_id, stale)
         self._finish(p)
         await self._save(force=True)
         return True

@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import shutil
+import time
 import uuid
 from typing import AsyncIterable, Iterator
 
@@ -40,6 +41,7 @@ _WRITEBACK_BYTES = 8 << 20
 DISK_MARKER = "pocket-disk.json"
 PACK_THRESHOLD = 264 << 10     # config.py StorageConfig.pack_threshold says why
 PACK_SIZE = 64 << 20
+STALE_TEMP_SECONDS = 3600.0   # see DiskStore.drop_stale_temp
 
 
 class BadName(ValueError):
@@ -123,6 +125,26 @@ class DiskStore:
         else:
             self.packs.readonly = True
         return self
+
+    def drop_stale_temp(self, older_than: float = STALE_TEMP_SECONDS) -> int:
+        """Remove files in tmp/ nobody has written to for `older_than` seconds (owner only),
+        and return how many. Opening the disk clears tmp/ of what a crash left, but
+        other processes write beside a running owner (gateway workers, node/owned_disk.py;
+        one-shot repairs), and one killed mid-archive leaves its temp file until the
+        owner restarts. An upload in progress writes continuously (a stalled one is cut
+        off by the body and node timeouts long before), so an hour untouched is stale."""
+        if self.packs.readonly:   # attached: tmp/ is the owner's to clean
+            return 0
+        removed, now = 0, time.time()
+        for name in os.listdir(self._tmp):
+            path = os.path.join(self._tmp, name)
+            try:
+                if now - os.stat(path).st_mtime > older_than:
+                    os.unlink(path)
+                    removed += 1
+            except FileNotFoundError:   # published or aborted meanwhile
+                pass
+        return removed
 
     def close(self) -> None:
         """Let queued pack appends finish, then stop the pack writer."""

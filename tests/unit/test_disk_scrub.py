@@ -194,3 +194,23 @@ def test_a_one_shot_repair_of_a_corrupt_packed_copy_settles_its_finding_before_t
         assert [row["archive"] for row in (await store.scrub_state())["corrupt"]] == [other]
         store.close()
     run(go)
+
+
+def test_a_pass_removes_temp_files_a_killed_writer_left_and_keeps_live_ones(tmp_path):
+    """Gateway workers and one-shot repairs write archives beside the owner (temp file,
+    then rename); one killed mid-write leaves its temp file. The owner's scrub pass removes
+    those untouched for an hour and leaves one being written."""
+    async def go():
+        store = open_disk(tmp_path, 0)
+        await fill(store, count=2)
+        stale, live = os.path.join(store._tmp, f"{VIDS[5]}.1.dead"), os.path.join(store._tmp, f"{VIDS[6]}.2.live")
+        for path in (stale, live):
+            with open(path, "wb") as f:
+                f.write(b"x" * 5000)
+        two_hours_ago = time.time() - 7200
+        os.utime(stale, (two_hours_ago, two_hours_ago))
+        assert await DiskScrubber(store, rate=0, schedule=False).run_pass()
+        assert sorted(os.listdir(store._tmp)) == [os.path.basename(live)]
+        assert len(list(store.list_archives())) == 2
+        store.close()
+    run(go)
