@@ -31,8 +31,6 @@ import zfec
 
 log = logging.getLogger("pocket.codec")
 
-_u8p = ctypes.POINTER(ctypes.c_ubyte)
-
 
 def _candidates() -> list[str]:
     found = []
@@ -103,7 +101,7 @@ def _tables(k: int, rows: bytes) -> bytes:
 
 
 @lru_cache(maxsize=256)
-def _decode_rows(k: int, n: int, have: tuple[int, ...], wanted: tuple[int, ...]) -> bytes:
+def decode_rows(k: int, n: int, have: tuple[int, ...], wanted: tuple[int, ...]) -> bytes:
     """Coefficients that compute the blocks `wanted` from the k blocks `have`: the inverse
     of `have`'s rows of the encoding matrix gives the data blocks, and a wanted parity row
     times that inverse gives a parity block straight from what is at hand."""
@@ -143,8 +141,7 @@ def pin(buf) -> tuple[object, int]:
     if type(buf) is bytes:
         return buf, ctypes.cast(ctypes.c_char_p(buf), ctypes.c_void_p).value
     if isinstance(buf, memoryview) and buf.readonly:
-        buf = bytes(buf)
-        return buf, ctypes.cast(ctypes.c_char_p(buf), ctypes.c_void_p).value
+        return pin(bytes(buf))
     if not len(buf):
         return buf, 0
     return buf, ctypes.addressof(ctypes.c_char.from_buffer(buf))
@@ -167,7 +164,3 @@ def combine(k: int, rows: bytes, addresses: list[int], size: int) -> list[memory
 @lru_cache(maxsize=64)
 def parity_rows(k: int, n: int, nums: tuple[int, ...]) -> bytes:
     return b"".join(zfec_matrix(k, n)[i - k] for i in nums)
-
-
-def decode_rows(k: int, n: int, have: tuple[int, ...], wanted: tuple[int, ...]) -> bytes:
-    return _decode_rows(k, n, have, wanted)
