@@ -86,7 +86,7 @@ class _FileRange:
 
     async def take(self, n: int) -> bytes:
         n = min(n, self._end - self.position)
-        data = await self._disk.read(self._name, self.position, n)
+        data = await self._disk.local.read(self._name, self.position, n)   # the file stream_range found
         if len(data) != n:
             raise OSError(f"archive {self._name} on disk {self._disk.disk_id} ended {n - len(data)} bytes "
                           "early while it was read")
