@@ -6,9 +6,11 @@ as a last resort), computes just the lost blocks of each segment (Codec.rebuild:
 data block is decoded, a lost parity block encoded alone; no segment is joined and cut
 again) and streams them through the PUT path's `ArchiveWriter`, restricted to
 the fragment indexes being rebuilt. So a rebuilt archive goes to the same name on the
-same disk of the volume (temp file, fsync, rename, as every write) and is byte for byte
-what the original PUT wrote: the same header, the same records, and the trailer copied
-from a surviving fragment's manifest.
+same disk of the volume (temp file, fsync, rename, as every write) and holds what the
+original PUT wrote: the same header fields, the same segments' blocks, and the manifest
+copied from a surviving fragment's. It is written in the current format, so the rebuilt
+archive of an object from an earlier release can differ in its checksums (format 2's
+HMAC, format 3's BLAKE3) and in how its trailer's JSON is spelled.
 
 Before rebuilding a fragment reported "missing" the repairer looks again: a fragment
 whose disk was only unreachable for a while is checked whole and, if good, simply

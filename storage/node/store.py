@@ -250,13 +250,15 @@ class DiskStore:
 
     async def adopt_file(self, name: str, check) -> bool:
         """Drop the packed copy of `name` for the file of that name if `check(name, bytes)`
-        finds the file whole (owner only; True if it did). A repaired copy is byte for
-        byte the archive, so it is as long as the packed one."""
-        size = self.packs.archive_size(name)
-        if self.packs.readonly or size is None:
+        finds the file whole (owner only; True if it did). The file is read whole, not to
+        the packed copy's length: a repair writes the current format, and its trailer as
+        today's serializer does, so the copy of an archive written by an earlier release
+        may be longer or shorter (a non-ASCII key) than what it replaces."""
+        if self.packs.readonly or self.packs.archive_size(name) is None:
             return False
         try:
-            data = await asyncio.get_running_loop().run_in_executor(None, read_range, self._archive_path(name), 0, size)
+            data = await asyncio.get_running_loop().run_in_executor(None, read_range, self._archive_path(name), 0,
+                                                                    1 << 62)
         except ArchiveMissing:
             return False
         return await check(name, data) and await self.packs.delete(name)

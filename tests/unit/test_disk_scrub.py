@@ -7,6 +7,8 @@ import json
 import os
 import time
 
+import pytest
+
 from storage.node.disk_scrub import STATE_FILE, DiskScrubber
 from storage.node.packformat import RECORD_HEADER_SIZE
 from storage.node.store import DiskStore
@@ -212,5 +214,42 @@ def test_a_pass_removes_temp_files_a_killed_writer_left_and_keeps_live_ones(tmp_
         assert await DiskScrubber(store, rate=0, schedule=False).run_pass()
         assert sorted(os.listdir(store._tmp)) == [os.path.basename(live)]
         assert len(list(store.list_archives())) == 2
+        store.close()
+    run(go)
+
+
+@pytest.mark.parametrize("packed_as", ["escaped", "utf-8"])
+def test_a_corrupt_packed_copy_gives_way_to_a_repaired_file_of_another_length(tmp_path, packed_as):
+    """A repaired copy holds the same segments and manifest as the archive it replaces but
+    not always the same bytes: a repair writes today's format and spells the trailer's
+    JSON as today's serializer does (UTF-8 where an earlier release \\u-escaped a non-ASCII
+    key). Whichever copy is the longer, the scrub pass takes the whole, good file for the
+    corrupt packed copy."""
+    from storage import layout
+
+    async def go():
+        store = open_disk(tmp_path, 64 << 10)
+        name = f"{VIDS[0]}.1"
+        archive, manifest = make_archive(VIDS[0], 1, size=30_000, seed=7)
+        trailer_at = len(archive) - len(layout.pack_trailer(manifest))
+        manifest["key"] = "caf\u00e9/\u65e5\u672c"
+        body = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
+        escaped = archive[:trailer_at] + body + layout._FOOTER.pack(len(body), layout.checksum(body),
+                                                                    layout.FOOTER_MAGIC)
+        utf8 = archive[:trailer_at] + layout.pack_trailer(manifest)
+        assert len(escaped) > len(utf8)
+        packed, repaired = (escaped, utf8) if packed_as == "escaped" else (utf8, escaped)
+        await store.put_archive(name, chunked(packed, 8192))
+        path, offset, _ = stored_at(store, name)
+        flip(path, offset + layout.HEADER_SIZE + 100, b"\xff\x00")    # the packed copy rots
+        folder = os.path.join(store.root, "archives", name[30:32])
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, name), "wb") as f:             # what a one-shot repair leaves
+            f.write(repaired)
+        scrubber = DiskScrubber(store, rate=0, schedule=False)
+        assert await scrubber.run_pass()
+        assert scrubber.report()["corrupt"] == []
+        assert store.packs.archive_size(name) is None
+        assert await store.read(name, 0, 1 << 30) == repaired
         store.close()
     run(go)
