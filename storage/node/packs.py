@@ -96,10 +96,8 @@ class PackSet:
             return None if loc is None else (self.packs[loc[0]].path, loc[1] + RECORD_HEADER_SIZE, loc[2])
 
     def read_archive(self, name: str, offset: int, length: int, cached_only: bool = False) -> bytes | None:
-        """Bytes of a packed archive (clamped like a file read), or None if it is not packed.
-
-        `cached_only`: raise BlockingIOError rather than wait for the disk, so an event loop
-        can read what the page cache holds without a thread hop (see `read_cached`)."""
+        """Bytes of a packed archive (clamped like a file read), or None if it is not packed;
+        `cached_only`: BlockingIOError rather than wait for the disk (files.read_cached)."""
         return self._read(self.archives, name, offset, length, cached_only)
 
     def read_record(self, rec_id: str) -> bytes | None:
@@ -143,12 +141,10 @@ class PackSet:
                 return None
             pack.refs += 1
         try:
-            length = max(0, min(length, loc[2] - offset))
+            length, at = max(0, min(length, loc[2] - offset)), loc[1] + RECORD_HEADER_SIZE + offset
             if not length:
                 return b""
-            if cached_only:
-                return read_cached(pack.fd, length, loc[1] + RECORD_HEADER_SIZE + offset)
-            return os.pread(pack.fd, length, loc[1] + RECORD_HEADER_SIZE + offset)
+            return read_cached(pack.fd, length, at) if cached_only else os.pread(pack.fd, length, at)
         finally:
             self._release(pack)
 
