@@ -1,7 +1,7 @@
 """A chaos soak: writers keep writing while node processes and the gateway are killed,
 stalled and restarted, and no read ever returns a state its key cannot be in (one command):
 
-    python -m bench.chaos [--duration 300] [--writers 4] [--seed 1] [--corrupt]
+    python -m bench.chaos [--duration 300] [--writers 4] [--seed 1] [--corrupt] [--embedded]
 
 Starts a 6-node EC 4+2 cluster on 127.0.0.1 (the gateway's socket held by this process,
 as systemd holds it, so a restarted gateway refuses no connection). Each writer owns 25
@@ -12,6 +12,9 @@ SIGKILL a node, SIGSTOP one (a hung disk), restart one, SIGKILL the gateway and 
 again; never more than m = 2 nodes down at once. With `--corrupt` one node's disk also
 gets bytes flipped in its packs and archive files (then at most one other node is down,
 so no stripe loses more than m), and the end runs `pocket scrub` and `pocket repair`.
+With `--embedded` the cluster is `pocket up`'s shape with two workers (the disks in one
+owner process beside them): the chaos kills a worker or the disks' owner (the gateway's
+master restarts it) or the whole gateway.
 
 Fails (exit 1) if a GET ever returns bytes its key cannot hold, if any key's final state is
 not one it may be in once everything is back, or if a process logged a traceback. Failed
@@ -56,7 +59,7 @@ def outcome(e: Exception) -> str:
 
 class Soak:
     def __init__(self, cluster: ProcCluster, seed: int, corrupt: bool):
-        self.cluster, self.seed, self.corrupt = cluster, seed, corrupt
+        self.cluster, self.seed, self.corrupt, self.embedded = cluster, seed, corrupt, cluster.embedded
         self.stop = threading.Event()
         self.errors: list[str] = []
         self.counts: Counter = Counter()
@@ -146,8 +149,11 @@ class Soak:
         try:
             while not self.stop.wait(rnd.uniform(2, 5)):
                 possible = ["gateway"] + ["corrupt"] * (2 * self.corrupt)
-                possible += ["kill", "kill", "stall"] if len(self.down) < most_down else []
-                possible += ["restart", "restart"] if self.down else []
+                if self.embedded:
+                    possible += ["child", "child"]
+                else:
+                    possible += ["kill", "kill", "stall"] if len(self.down) < most_down else []
+                    possible += ["restart", "restart"] if self.down else []
                 action = rnd.choice(possible)
                 if action == "corrupt":
                     self._flip_a_byte(rnd)
@@ -156,6 +162,8 @@ class Soak:
                                                 if n not in self.down]), action)
                 elif action == "restart":
                     self._bring_back(rnd.choice(sorted(self.down)))
+                elif action == "child":   # a worker, or the disks' owner: the master starts another
+                    os.kill(rnd.choice(self.cluster.gateway_workers()), signal.SIGKILL)
                 else:
                     self.cluster.signal("gateway", signal.SIGKILL)
                     self.cluster.start_gateway(ready=False)
@@ -221,9 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--writers", type=int, default=4)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--corrupt", action="store_true", help="also flip bytes on one node's disk")
+    p.add_argument("--embedded", action="store_true", help="pocket up's shape, two workers and the disks' owner")
     args = p.parse_args(argv)
     root = tempfile.mkdtemp(prefix="pocket-chaos-")
-    cluster = ProcCluster(os.path.join(root, "cluster"), nodes=6, held_socket=True, storage={"node_timeout": 2.0})
+    cluster = ProcCluster(os.path.join(root, "cluster"), nodes=6, held_socket=True, storage={"node_timeout": 2.0},
+                          embedded=args.embedded)
     soak = Soak(cluster, args.seed, args.corrupt)
     try:
         cluster.start()
