@@ -1,7 +1,7 @@
 """A chaos soak: writers keep writing while node processes and the gateway are killed,
 stalled and restarted, and no read ever returns a state its key cannot be in (one command):
 
-    python -m bench.chaos [--duration 300] [--writers 4] [--seed 1] [--corrupt] [--embedded]
+    python -m bench.chaos [--duration 300] [--writers 4] [--seed 1] [--corrupt | --wipe] [--embedded]
 
 Starts a 6-node EC 4+2 cluster on 127.0.0.1 (the gateway's socket held by this process,
 as systemd holds it, so a restarted gateway refuses no connection). Each writer owns 25
@@ -12,6 +12,9 @@ SIGKILL a node, SIGSTOP one (a hung disk), restart one, SIGKILL the gateway and 
 again; never more than m = 2 nodes down at once. With `--corrupt` one node's disk also
 gets bytes flipped in its packs and archive files (then at most one other node is down,
 so no stripe loses more than m), and the end runs `pocket scrub` and `pocket repair`.
+With `--wipe` that disk is instead lost whole a few seconds in (its node killed, its
+folder emptied, the node started on an empty disk, as after a replacement), and the end
+runs the same commands; either way a second scrub must then find nothing missing or corrupt.
 With `--embedded` the cluster is `pocket up`'s shape with two workers (the disks in one
 owner process beside them): the chaos kills a worker or the disks' owner (the gateway's
 master restarts it) or the whole gateway.
@@ -58,8 +61,9 @@ def outcome(e: Exception) -> str:
 
 
 class Soak:
-    def __init__(self, cluster: ProcCluster, seed: int, corrupt: bool):
-        self.cluster, self.seed, self.corrupt, self.embedded = cluster, seed, corrupt, cluster.embedded
+    def __init__(self, cluster: ProcCluster, seed: int, corrupt: bool = False, wipe: bool = False):
+        self.cluster, self.seed, self.corrupt, self.wipe, self.embedded = cluster, seed, corrupt, wipe, cluster.embedded
+        self.victim = cluster.node_ids[-1] if corrupt or wipe else None   # its disk is damaged, it is never killed
         self.stop = threading.Event()
         self.errors: list[str] = []
         self.counts: Counter = Counter()
@@ -145,10 +149,13 @@ class Soak:
     # chaos ---------------------------------------------------------------------------
     def chaos(self) -> None:
         rnd = random.Random(self.seed)
-        most_down = 1 if self.corrupt else 2
+        most_down = 1 if self.victim else 2
         try:
             while not self.stop.wait(rnd.uniform(2, 5)):
                 possible = ["gateway"] + ["corrupt"] * (2 * self.corrupt)
+                if self.wipe:
+                    self.wipe = False
+                    possible = ["wipe"]
                 if self.embedded:
                     possible += ["child", "child"]
                 else:
@@ -157,9 +164,13 @@ class Soak:
                 action = rnd.choice(possible)
                 if action == "corrupt":
                     self._flip_a_byte(rnd)
+                elif action == "wipe":
+                    self.cluster.signal(self.victim, signal.SIGKILL)
+                    shutil.rmtree(self.cluster.disk_paths[f"{self.victim}d1"])
+                    self.cluster.start_node(self.victim)
                 elif action in ("kill", "stall"):
-                    self._take_down(rnd.choice([n for n in self.cluster.node_ids[:-1 if self.corrupt else None]
-                                                if n not in self.down]), action)
+                    self._take_down(rnd.choice([n for n in self.cluster.node_ids
+                                                if n not in self.down and n != self.victim]), action)
                 elif action == "restart":
                     self._bring_back(rnd.choice(sorted(self.down)))
                 elif action == "child":   # a worker, or the disks' owner: the master starts another
@@ -192,7 +203,7 @@ class Soak:
 
     def _flip_a_byte(self, rnd: random.Random) -> None:
         """One byte of a pack or archive file on the last node's disk, past its header."""
-        disk = self.cluster.disk_paths[f"{self.cluster.node_ids[-1]}d1"]
+        disk = self.cluster.disk_paths[f"{self.victim}d1"]
         files = [os.path.join(top, name) for top, _, names in os.walk(disk) for name in names
                  if os.path.basename(top) == "packs" or os.sep + "archives" + os.sep in top + os.sep]
         files = [f for f in files if not f.endswith(".tmp") and os.path.getsize(f) > 256]
@@ -206,13 +217,16 @@ class Soak:
 
     # the end -------------------------------------------------------------------------
     def settle(self) -> None:
-        """Everything back; with --corrupt, a scrub and a repair; then every key read strictly."""
+        """Everything back; after damage, a scrub, a repair and a scrub that must find nothing;
+        then every key read strictly."""
         wait_http(self.cluster.endpoint + "/_pocket/ready", timeout=60)
-        if self.corrupt:
-            for command in ("scrub", "repair"):
+        if self.victim:
+            for n, command in enumerate(("scrub", "repair", "scrub")):
                 done = subprocess.run([sys.executable, "-m", "cli", command, "--config", self.cluster.config],
                                       capture_output=True, text=True, timeout=600)
                 print(f"pocket {command}: exit {done.returncode}\n{done.stdout.strip()}")
+                if n == 2 and done.returncode != 0:
+                    self.fail(f"a scrub after the repair still finds damage:\n{done.stdout}{done.stderr}")
         s3 = self.cluster.client(retries=2)
         for key in sorted(self.states):
             self.check(s3, key, strict=True)
@@ -228,13 +242,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=300.0, help="seconds of chaos")
     p.add_argument("--writers", type=int, default=4)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--corrupt", action="store_true", help="also flip bytes on one node's disk")
+    damage = p.add_mutually_exclusive_group()
+    damage.add_argument("--corrupt", action="store_true", help="also flip bytes on one node's disk")
+    damage.add_argument("--wipe", action="store_true", help="also lose one node's disk whole, once")
     p.add_argument("--embedded", action="store_true", help="pocket up's shape, two workers and the disks' owner")
     args = p.parse_args(argv)
     root = tempfile.mkdtemp(prefix="pocket-chaos-")
     cluster = ProcCluster(os.path.join(root, "cluster"), nodes=6, held_socket=True, storage={"node_timeout": 2.0},
                           embedded=args.embedded)
-    soak = Soak(cluster, args.seed, args.corrupt)
+    soak = Soak(cluster, args.seed, args.corrupt, args.wipe)
     try:
         cluster.start()
         cluster.client().create_bucket(Bucket=BUCKET)
