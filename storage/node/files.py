@@ -42,6 +42,30 @@ def write_all(fd: int, chunks: list, sync: bool = False) -> int:
     return total
 
 
+_NOWAIT = getattr(os, "RWF_NOWAIT", None)   # Linux 4.14+; elsewhere every read may block
+
+
+def read_cached(fd: int, length: int, offset: int) -> bytes:
+    """`length` bytes at `offset` if the page cache holds them all, else BlockingIOError
+    (nothing waited for). A small GET's one read costs a few microseconds from the cache,
+    but the thread hop that keeps a slow disk off the event loop cost ~15 % of the
+    gateway's CPU per 4 KiB GET (py-spy): a loop tries this first and hops only on a miss."""
+    global _NOWAIT
+    if _NOWAIT is None:
+        raise BlockingIOError(errno.EAGAIN, "reads that never block are not available here")
+    buf = bytearray(length)
+    try:
+        got = os.preadv(fd, [buf], offset, _NOWAIT)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):   # this filesystem cannot: stop asking
+            _NOWAIT = None
+            raise BlockingIOError(errno.EAGAIN, "reads that never block are not available here") from e
+        raise
+    if got != length:   # part of it is cached, or the file is shorter: the caller reads it the blocking way
+        raise BlockingIOError(errno.EAGAIN, f"only {got} of {length} bytes are cached")
+    return bytes(buf)
+
+
 def pwrite_all(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     while view:

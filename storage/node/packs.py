@@ -24,7 +24,7 @@ import threading
 from dataclasses import dataclass
 
 from . import pack_open
-from .files import fsync_path, is_enospc, pwrite_all, truncate_quietly, unlink_quietly
+from .files import fsync_path, is_enospc, pwrite_all, read_cached, truncate_quietly, unlink_quietly
 from .pack_open import OpenReport, Pack
 from .packformat import (ARCHIVE, DELETE, PACK_HEADER_SIZE, RECORD, RECORD_HEADER_SIZE, SUFFIX, pack_header,
                          parse_record_header, payload_sum, record_header)
@@ -95,9 +95,10 @@ class PackSet:
             loc = self.archives.get(name)
             return None if loc is None else (self.packs[loc[0]].path, loc[1] + RECORD_HEADER_SIZE, loc[2])
 
-    def read_archive(self, name: str, offset: int, length: int) -> bytes | None:
-        """Bytes of a packed archive (clamped like a file read), or None if it is not packed."""
-        return self._read(self.archives, name, offset, length)
+    def read_archive(self, name: str, offset: int, length: int, cached_only: bool = False) -> bytes | None:
+        """Bytes of a packed archive (clamped like a file read), or None if it is not packed;
+        `cached_only`: BlockingIOError rather than wait for the disk (files.read_cached)."""
+        return self._read(self.archives, name, offset, length, cached_only)
 
     def read_record(self, rec_id: str) -> bytes | None:
         """A packed record's payload, checked against its checksum (None: absent or corrupt)."""
@@ -132,7 +133,7 @@ class PackSet:
         loc = self.archives.get(name)
         return None if loc is None else ("pack", *loc)
 
-    def _read(self, where: dict, name: str, offset: int, length: int) -> bytes | None:
+    def _read(self, where: dict, name: str, offset: int, length: int, cached_only: bool = False) -> bytes | None:
         with self._lock:
             loc = where.get(name)
             pack = self.packs.get(loc[0]) if loc else None
@@ -140,8 +141,10 @@ class PackSet:
                 return None
             pack.refs += 1
         try:
-            length = max(0, min(length, loc[2] - offset))
-            return os.pread(pack.fd, length, loc[1] + RECORD_HEADER_SIZE + offset) if length else b""
+            length, at = max(0, min(length, loc[2] - offset)), loc[1] + RECORD_HEADER_SIZE + offset
+            if not length:
+                return b""
+            return read_cached(pack.fd, length, at) if cached_only else os.pread(pack.fd, length, at)
         finally:
             self._release(pack)
 

@@ -38,6 +38,7 @@ from .quota import Quota, tree_bytes
 
 _FLUSH_BYTES = 1 << 20
 _WRITEBACK_BYTES = 8 << 20
+_INLINE_READ = 1 << 20      # packed archives up to this are read on the loop when cached (files.read_cached)
 DISK_MARKER = "pocket-disk.json"
 PACK_THRESHOLD = 264 << 10     # config.py StorageConfig.pack_threshold says why
 PACK_SIZE = 64 << 20
@@ -278,10 +279,20 @@ class DiskStore:
         pieces, and the first `first` of them, read in the same thread hop: a range that
         short is then whole (the caller closes the range)."""
         self._archive_path(name)
+        if first >= length and (self.packs.archive_size(name) or _INLINE_READ + 1) <= _INLINE_READ:
+            try:   # a small packed archive the page cache holds: read here, no thread hop
+                data = self.packs.read_archive(name, offset, length, cached_only=True)
+            except BlockingIOError:
+                pass
+            else:
+                if data is not None:
+                    return self._open_range(name, offset, length, first, data)
         return await asyncio.get_running_loop().run_in_executor(None, self._open_range, name, offset, length, first)
 
-    def _open_range(self, name: str, offset: int, length: int, first: int) -> tuple[ArchiveRange, bytes]:
-        data = self.packs.read_archive(name, offset, length)
+    def _open_range(self, name: str, offset: int, length: int, first: int,
+                    data: bytes | None = None) -> tuple[ArchiveRange, bytes]:
+        if data is None:
+            data = self.packs.read_archive(name, offset, length)
         found = ArchiveRange(slicer(data), 0, len(data)) if data is not None else \
             open_range(self._archive_path(name), offset, length)
         try:

@@ -100,3 +100,16 @@ def test_a_peer_that_is_not_installed_is_skipped_with_what_to_install(tmp_path):
     rows = table_rows(done.stdout, "scenario")
     assert rows["scenario"][:2] == ["unit", "null"], "a skipped peer must not get a column"
     assert number(rows["put-4k-c1"][1]) > 0
+
+
+def test_chaos_soak_runs_and_checks_what_it_reads():
+    """`python -m bench.chaos` for a few seconds: writers against a cluster whose nodes and
+    gateway are being killed and restarted, every read checked against what its key may hold."""
+    done = subprocess.run([sys.executable, "-m", "bench.chaos", "--duration", "6", "--writers", "2", "--seed", "3"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    counts = {line.split(None, 1)[1]: int(line.split(None, 1)[0]) for line in done.stdout.splitlines()
+              if line.strip() and line.split(None, 1)[0].isdigit()}
+    assert sum(n for what, n in counts.items() if what.startswith("chaos: ")) >= 1, done.stdout
+    assert counts.get("put ok", 0) > 0 and counts.get("final: one state", 0) > 0, done.stdout
+    assert done.stdout.rstrip().endswith("OK: every read returned a state its key could hold")

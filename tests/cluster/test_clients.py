@@ -1,9 +1,11 @@
-"""Real S3 clients other than boto3 and the AWS CLI: rclone and s3cmd, full round trips.
+"""Real S3 clients other than boto3 and the AWS CLI: rclone, s3cmd and restic, full round trips.
 
-Both come from Debian (`make test` installs them via scripts/install-test-tools); they are the tools an ops team
-already points at S3, so they must work unchanged against Pocket.
+All three come from Debian (`make test` installs them via scripts/install-test-tools); they are the tools an ops
+team already points at S3, so they must work unchanged against Pocket. restic talks S3 through minio-go, the
+client library of MinIO's own `mc` and of many Go programs.
 """
 import filecmp
+import json
 import os
 import shutil
 import subprocess
@@ -17,7 +19,7 @@ from .harness import ACCESS_KEY, SECRET_KEY
 
 @pytest.fixture(autouse=True)
 def _tools():
-    missing = [t for t in ("rclone", "s3cmd") if not shutil.which(t)]
+    missing = [t for t in ("rclone", "s3cmd", "restic") if not shutil.which(t)]
     assert not missing, f"{missing} not installed: run scripts/install-test-tools (make test does)"
 
 
@@ -112,3 +114,32 @@ def test_rclone_lists_and_reads_old_versions(cluster, bucket, tmp_path):
     assert rclone("cat", "--s3-versions", f"pocket:{bucket}/{old}") == "first draft"
     gone = next(name for name in listed if name.startswith("gone-v"))
     assert rclone("cat", "--s3-versions", f"pocket:{bucket}/{gone}") == "deleted later"
+
+
+def test_restic_backup_check_prune_restore(cluster, bucket, tmp_path):
+    """A backup repository in a bucket: restic writes packs, indexes and locks, lists them,
+    reads them back whole (`check --read-data`) and deletes them when it prunes."""
+    src = tmp_path / "src"
+    _tree(src, FILES)
+    env = {**{k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+           "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "RESTIC_PASSWORD": "correct horse",
+           "RESTIC_REPOSITORY": f"s3:{cluster.endpoint}/{bucket}/restic", "RESTIC_CACHE_DIR": str(tmp_path / "cache")}
+
+    def restic(*args):
+        out = subprocess.run(["restic", "--quiet", *args], env=env,
+                             capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+    restic("init")
+    restic("backup", str(src))
+    (src / "a.txt").write_bytes(payload(4 * 1024 * 1024))   # changed, a new pack
+    os.unlink(src / "dir" / "b.bin")
+    restic("backup", str(src))
+    before = {o["Key"] for o in cluster.client().list_objects_v2(Bucket=bucket, Prefix="restic/data/")["Contents"]}
+    restic("forget", "--keep-last", "1", "--prune")
+    after = {o["Key"] for o in cluster.client().list_objects_v2(Bucket=bucket, Prefix="restic/data/")["Contents"]}
+    assert after and after != before    # packs only the first snapshot needed are gone
+    restic("check", "--read-data")
+    assert len(json.loads(restic("snapshots", "--json"))) == 1
+    restic("restore", "latest", "--target", str(tmp_path / "out"))
+    _same_tree(src, str(tmp_path / "out") + str(src))

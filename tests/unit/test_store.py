@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import random
 
@@ -11,6 +12,8 @@ from storage import layout
 from storage.codec import Codec
 from storage.layout import FORMAT_VERSION, ArchiveHeader, CorruptFragment, Geometry, pack_record, pack_trailer
 from storage.node.ownership import DiskInUse
+from storage.node.files import read_cached
+from storage.node.packformat import PACK_HEADER_SIZE
 from storage.node.store import ArchiveMissing, BadName, DiskStore
 
 VID = "00112233445566778899aabbccddeeff"
@@ -489,3 +492,58 @@ def test_a_new_fan_out_folder_is_made_durable_with_its_parent(tmp_path, monkeypa
     synced.clear()
     asyncio.run(disk.put_archive(f"{VID}.1", chunked(make_archive(index=1)[0])))
     assert os.path.join(root, "archives") not in synced     # the folder existed: only it is fsync'd
+
+
+class CountingExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The loop's default executor, counting what is handed to it."""
+    def __init__(self):
+        super().__init__(2)
+        self.calls = 0
+
+    def submit(self, fn, /, *args, **kwargs):
+        self.calls += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_cached_packed_archive_is_read_on_the_loop_and_an_uncached_one_in_a_thread(disk):
+    """files.read_cached: a small GET's read from the page cache skips the thread hop, and a
+    read the page cache cannot serve whole still goes to a thread and returns every byte."""
+    archive, _ = make_archive(size=6000, seed=3)
+    name = f"{VID}.0"
+
+    async def go():
+        pool = CountingExecutor()
+        asyncio.get_running_loop().set_default_executor(pool)
+        await disk.put_archive(name, chunked(archive))
+        pool.calls = 0
+        assert await disk.read(name, 0, 1 << 30) == archive
+        assert await disk.read(name, 77, 1000) == archive[77:1077]
+        hops_cached = pool.calls
+        for pack in disk.packs.packs.values():   # written and fsync'd, so clean: the kernel can drop it
+            os.posix_fadvise(pack.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        uncached = []
+        try:
+            read_cached(next(iter(disk.packs.packs.values())).fd, 100, PACK_HEADER_SIZE)
+        except BlockingIOError:
+            uncached.append(True)
+        assert await disk.read(name, 0, 1 << 30) == archive
+        return hops_cached, pool.calls - hops_cached, bool(uncached)
+
+    hops_cached, hops_after_drop, dropped = asyncio.run(go())
+    assert hops_cached == 0
+    if dropped:   # the filesystem let the pages go (tmpfs keeps them): the read went to a thread
+        assert hops_after_drop == 1
+
+
+def test_read_cached_never_returns_fewer_bytes_than_asked(tmp_path):
+    path = tmp_path / "f"
+    data = random.Random(9).randbytes(10_000)
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.pread(fd, len(data), 0)     # in the page cache now
+        assert read_cached(fd, 500, 4000) == data[4000:4500]
+        with pytest.raises(BlockingIOError):
+            read_cached(fd, 500, 9800)      # 200 bytes left: refused, not cut short
+    finally:
+        os.close(fd)
