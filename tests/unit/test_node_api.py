@@ -432,6 +432,16 @@ def test_replayed_requests_and_swapped_bodies_are_refused(tmp_path):
         get = node.signed("GET", "/v1/health")
         assert (await node.raw("GET", "/v1/health", get))[0] == 200
         assert (await node.raw("GET", "/v1/health", get))[0] == 403
+
+        # a fetch reads archives: captured, it is no more use than a write
+        fetch_path, ops = "/v1/d1/fetch", batch.pack([(fetch.READ, f"{VID}.0", fetch.span(0, fetch.WHOLE))])
+        headers = node.signed("PUT", fetch_path)
+        status, answer = await node.raw("PUT", fetch_path, headers, auth.tag(SECRET, headers, ops))
+        assert status == 200 and bytes(fetch.outcomes(answer, 1)[0][1]) == archive
+        assert (await node.raw("PUT", fetch_path, headers, auth.tag(SECRET, headers, ops)))[0] == 403   # again
+        later = node.signed("PUT", fetch_path)
+        assert (await node.raw("PUT", fetch_path, later, auth.tag(SECRET, headers, ops)))[0] == 403     # old tag
+        assert (await node.raw("PUT", fetch_path, node.signed("PUT", fetch_path), ops))[0] == 403       # no tag
         return True
 
     assert run(tmp_path, body)
