@@ -73,10 +73,12 @@ def run_tool(cfg, work, read_packs: bool = True):
     import asyncio
 
     async def main():
+        from storage import gc_tuning
         from storage.executor import io_executor
         from storage.tools.cluster import open_cluster
         asyncio.get_running_loop().set_default_executor(io_executor())
         async with open_cluster(cfg, read_packs) as tc:
+            gc_tuning.tune()
             return await work(tc)
     return asyncio.run(main())
 

@@ -37,7 +37,8 @@ def pack(ops: list[tuple[bytes, str, bytes]]) -> bytes:
     return b"".join(out)
 
 
-def unpack(body: bytes) -> list[tuple[bytes, str, bytes]]:
+def unpack(body: bytes, kinds=(RECORD, DELETE, ARCHIVE)) -> list[tuple[bytes, str, bytes]]:
+    """The operations of a body; one of a kind not in `kinds` refuses it whole."""
     ops, pos = [], 0
     while pos < len(body):
         if len(body) - pos < _OP.size:
@@ -45,7 +46,7 @@ def unpack(body: bytes) -> list[tuple[bytes, str, bytes]]:
         kind, name_len, data_len = _OP.unpack_from(body, pos)
         pos += _OP.size
         end = pos + name_len + data_len
-        if kind not in (RECORD, DELETE, ARCHIVE) or end > len(body):
+        if kind not in kinds or end > len(body):
             raise BadBatch(f"operation {len(ops)}: unknown kind {kind!r} or longer than the batch")
         try:
             name = body[pos:pos + name_len].decode()
@@ -59,22 +60,23 @@ def unpack(body: bytes) -> list[tuple[bytes, str, bytes]]:
 class Coalescer:
     """The client's side: operations on one disk, one request on the way at a time. The
     first goes at once, in a batch of its own; those asked for while it is on the way go
-    together after it, up to MAX_OPS or MAX_BYTES of data (the node takes bodies up to
+    together after it, up to `max_ops` or `max_bytes` of data (the node takes bodies up to
     1 MiB). At one client nothing waits; at many, the wait for a request already on the
     way is what a node's group commit cost anyway. A batch of one is no dearer than the
     operation's own request, and cheaper for an archive (one write, no chunked framing)."""
 
-    MAX_OPS, MAX_BYTES = 256, 256 << 10
-
-    def __init__(self, send):
+    def __init__(self, send, max_ops: int = 256, max_bytes: int = 256 << 10):
         self._send_batch = send
+        self.max_ops, self.max_bytes = max_ops, max_bytes
         self._queue: list = []
         self._sender: asyncio.Task | None = None
 
-    async def submit(self, kind: bytes, name: str, data: bytes):
+    async def submit(self, kind: bytes, name: str, data: bytes, weight: int | None = None):
+        """The operation's outcome; `weight` is what it counts for against max_bytes
+        (default: its data's length; a read's is what it brings back, fetch.py)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self._queue.append((kind, name, data, fut))
+        self._queue.append((kind, name, data, fut, len(data) if weight is None else weight))
         if self._sender is None:
             self._sender = loop.create_task(self._send())
         return await fut
@@ -90,7 +92,7 @@ class Coalescer:
                     results = await self._send_batch([op[:3] for op in group])
                 except Exception as e:
                     results = [e] * len(group)
-                for (*_, fut), result in zip(group, results):
+                for (*_, fut, _weight), result in zip(group, results):
                     if fut.done():           # its caller gave up (a timeout)
                         continue
                     if isinstance(result, Exception):
@@ -99,7 +101,7 @@ class Coalescer:
                         fut.set_result(result)
                 group = []
         except BaseException:                # cancelled with the loop: no caller waits forever
-            for *_, fut in group + self._queue:
+            for *_, fut, _weight in group + self._queue:
                 fut.cancel()
             self._queue = []
             raise
@@ -109,10 +111,10 @@ class Coalescer:
     def _take(self) -> list:
         """The next batch, skipping operations whose callers gave up before it left."""
         size = count = 0
-        for kind, name, data, fut in self._queue:
-            if count and (count >= self.MAX_OPS or size + len(data) > self.MAX_BYTES):
+        for *_, weight in self._queue:
+            if count and (count >= self.max_ops or size + weight > self.max_bytes):
                 break
             count += 1
-            size += len(data)
+            size += weight
         group, self._queue = self._queue[:count], self._queue[count:]
         return [op for op in group if not op[3].done()]

@@ -11,7 +11,7 @@ from typing import AsyncIterable, AsyncIterator
 import aiohttp
 
 from .. import layout
-from . import auth, batch
+from . import auth, batch, fetch
 from .archive_tag import signed_archive
 from .archives import head_of
 from .store import ArchiveMissing
@@ -33,6 +33,7 @@ class RemoteDisk:
         self._ssl = ssl            # tls.client_ssl(): the pinned certificate of an https node
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
         self._small = batch.Coalescer(self._batch)   # small archives, records and deletes (batch.py)
+        self._reads = batch.Coalescer(self._fetch, fetch.MAX_OPS, fetch.MAX_BYTES)   # small reads, stats (fetch.py)
 
     @classmethod
     def for_node(cls, node, disk_id: str, secret: str, session: aiohttp.ClientSession,
@@ -89,8 +90,12 @@ class RemoteDisk:
         return json.loads(raw)["size"]
 
     async def read(self, name: str, offset: int, length: int) -> bytes:
-        _, raw = await self._call("GET", f"/archives/{name}", params={"offset": offset, "length": length})
-        return raw
+        """A read up to fetch.PIECE bytes, or of a small archive whole (length >= fetch.WHOLE),
+        goes with the disk's other small reads (fetch.py); a longer one on its own."""
+        if fetch.PIECE < length < fetch.WHOLE:
+            _, raw = await self._call("GET", f"/archives/{name}", params={"offset": offset, "length": length})
+            return raw
+        return await self._reads.submit(fetch.READ, name, fetch.span(offset, length), fetch.weight(length))
 
     async def stream_range(self, name: str, offset: int, length: int) -> "RangeStream":
         """Bytes offset..offset+length of an archive (clamped to its end) as one response,
@@ -109,15 +114,7 @@ class RemoteDisk:
         return RangeStream(self, resp, offset)
 
     async def stat(self, name: str) -> int | None:
-        try:
-            async with self._request("HEAD", f"/archives/{name}") as resp:
-                if resp.status == 404:
-                    return None
-                if resp.status != 200:
-                    raise DiskUnavailable(f"disk {self.disk_id}: HEAD {name} -> {resp.status}")
-                return int(resp.headers["X-Archive-Size"])
-        except (aiohttp.ClientError, TimeoutError) as e:
-            raise DiskUnavailable(f"disk {self.disk_id} at {self.node_url} unreachable: {e!r}") from e
+        return await self._reads.submit(fetch.STAT, name, b"")
 
     async def delete_archive(self, name: str) -> bool:
         return await self._small.submit(batch.DELETE, name, b"")
@@ -146,6 +143,27 @@ class RemoteDisk:
             else:
                 out.append(DiskUnavailable(f"disk {self.disk_id} at {self.node_url}: {kind.decode()} {name} -> "
                                            f"{done['status']} {done['error']}"))
+        return out
+
+    async def _fetch(self, ops: list) -> list:
+        """Outcomes of several reads and stats sent together (fetch.py): bytes, a size or
+        None (a stat of no archive), or the exception the operation's own request raised."""
+        _, raw = await self._call("PUT", "/fetch", data=batch.pack(ops))
+        try:
+            answers = fetch.outcomes(raw, len(ops))
+        except fetch.BadAnswer as e:
+            raise DiskUnavailable(f"disk {self.disk_id} at {self.node_url}: {e}") from None
+        out: list = []
+        for (kind, name, _data), (status, payload) in zip(ops, answers):
+            if status == 200:
+                out.append(int(payload) if kind == fetch.STAT else bytes(payload))
+            elif status == 404:
+                out.append(None if kind == fetch.STAT else ArchiveMissing(f"{self.disk_id}:/archives/{name}"))
+            elif status == 422:
+                out.append(layout.CorruptFragment(bytes(payload).decode(errors="replace")))
+            else:
+                out.append(DiskUnavailable(f"disk {self.disk_id} at {self.node_url}: {kind.decode()} {name} -> "
+                                           f"{status} {bytes(payload[:200])!r}"))
         return out
 
     async def iter_archives(self) -> AsyncIterator[tuple[str, int]]:

@@ -31,13 +31,20 @@ from .store import DiskStore
 
 
 class OwnedDisk(RemoteDisk):
-    def __init__(self, *args, local: DiskStore, pack_threshold: int, **kw):
+    """`write_files=False`: archive files are read here, every write goes to the owner (a
+    one-shot command: SIGKILLed mid-write, it would leave its temp file in the owner's
+    tmp/ until the owner's scrub pass, where the owner's own request cleans up at once)."""
+
+    def __init__(self, *args, local: DiskStore, pack_threshold: int, write_files: bool = True, **kw):
         super().__init__(*args, **kw)
         self.local = local
         self._packed_below = pack_threshold   # what the owner would pack instead of filing
+        self._write_files = write_files
         self._ready = False
 
     async def put_archive(self, name: str, chunks: AsyncIterable[bytes]) -> int:
+        if not self._write_files:
+            return await super().put_archive(name, chunks)
         stream = aiter(chunks)
         head, _size, whole = await head_of(stream, self._packed_below)
         if whole or not self._folder_ready():

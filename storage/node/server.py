@@ -3,12 +3,12 @@
 Routes (all HMAC-authenticated, bodies tagged, replays refused: see auth.py, archive_tag.py):
     PUT    /v1/{disk}/archives/{name}            stream an archive in (committed on a valid tag, records and footer)
     GET    /v1/{disk}/archives/{name}?offset=&length=   ranged read
-    HEAD   /v1/{disk}/archives/{name}            size in Content-Length, 404 if absent
     DELETE /v1/{disk}/archives/{name}
     GET    /v1/{disk}/archives/{name}/manifest   the manifest in the archive's trailer
     GET    /v1/{disk}/archives                   NDJSON listing: {"name", "size"}
     PUT    /v1/{disk}/records/{id}            store a record
     PUT    /v1/{disk}/batch                      small archives, records and deletes together (batch.py)
+    PUT    /v1/{disk}/fetch                      small reads and stats together (fetch.py)
     GET    /v1/{disk}/records                 NDJSON listing: {"id", "data"}
     GET    /v1/{disk}/scrub                      the disk scrubber's progress and findings
     POST   /v1/{disk}/scrub?rate=                start a full scrub pass now: {"pass": number}
@@ -25,7 +25,7 @@ import logging
 from aiohttp import web
 
 from .. import layout
-from . import auth, batch
+from . import auth, batch, fetch
 from .archive_tag import records_problem, verified_archive
 from .metrics import NodeMetrics
 from .store import ArchiveMissing, BadName, DiskStore
@@ -46,12 +46,12 @@ def build_app(node_id: str, stores: dict[str, DiskStore], secret: str) -> web.Ap
     r.add_get("/v1/health", health)
     r.add_put("/v1/{disk}/archives/{name}", put_archive)
     r.add_get("/v1/{disk}/archives/{name}", get_archive, allow_head=False)
-    r.add_route("HEAD", "/v1/{disk}/archives/{name}", head_archive)
     r.add_delete("/v1/{disk}/archives/{name}", delete_archive)
     r.add_get("/v1/{disk}/archives/{name}/manifest", get_manifest)
     r.add_get("/v1/{disk}/archives", list_archives)
     r.add_put("/v1/{disk}/records/{id}", put_record)
     r.add_put("/v1/{disk}/batch", put_batch)
+    r.add_put("/v1/{disk}/fetch", put_fetch)
     r.add_get("/v1/{disk}/records", list_records)
     r.add_get("/v1/{disk}/scrub", scrub_state)
     r.add_post("/v1/{disk}/scrub", scrub_request)
@@ -150,17 +150,6 @@ async def get_archive(request: web.Request) -> web.Response:
             found.close()
 
 
-async def head_archive(request: web.Request) -> web.Response:
-    """Content-Length is set by hand: aiohttp leaves it out of a bodiless HEAD answer, and
-    its client then reads the answer as ending at close and drops the connection, so
-    every HEAD cost the next request a new TCP connection (py-spy of `pocket repair`:
-    6 % of its event loop was in connect)."""
-    size = await _store(request).stat(request.match_info["name"])
-    if size is None:
-        return web.Response(status=404, headers={"Content-Length": "0"})
-    return web.Response(headers={"X-Archive-Size": str(size), "Content-Length": str(size)})
-
-
 async def delete_archive(request: web.Request) -> web.Response:
     existed = await _store(request).delete_archive(request.match_info["name"])
     return web.Response(status=204 if existed else 404)
@@ -188,6 +177,18 @@ async def put_batch(request: web.Request) -> web.Response:
     done = await asyncio.gather(*(_apply(store, kind, name, data) for kind, name, data in ops),
                                 return_exceptions=True)
     return web.json_response([_outcome(r, store.disk_id) for r in done])
+
+
+async def put_fetch(request: web.Request) -> web.Response:
+    """Reads and stats asked together, answered in one thread hop (fetch.py)."""
+    store = _store(request)
+    try:
+        ops = batch.unpack(auth.check_tagged(request.app["secret"], request.headers, await request.read()),
+                           fetch.KINDS)
+    except batch.BadBatch as e:
+        return web.json_response({"error": str(e)}, status=400)
+    body = await asyncio.get_running_loop().run_in_executor(None, fetch.serve, store, ops)
+    return web.Response(body=body, content_type="application/octet-stream")
 
 
 async def _apply(store: DiskStore, kind: bytes, name: str, data: bytes) -> bool | int | None:

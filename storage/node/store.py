@@ -274,6 +274,12 @@ class DiskStore:
         found.close()
         return data
 
+    def read_now(self, name: str, offset: int, length: int) -> bytes:
+        """`read` in the calling thread (a node's fetch reads many in one hop, fetch.py)."""
+        found, data = self._open_range(name, offset, length, length)
+        found.close()
+        return data
+
     async def open_range(self, name: str, offset: int, length: int, first: int) -> tuple[ArchiveRange, bytes]:
         """Bytes offset..offset+length of an archive (clamped to its end) to be read in
         pieces, and the first `first` of them, read in the same thread hop: a range that
@@ -302,6 +308,9 @@ class DiskStore:
             raise
 
     async def stat(self, name: str) -> int | None:
+        return self.stat_now(name)
+
+    def stat_now(self, name: str) -> int | None:
         path = self._archive_path(name)
         size = self.packs.archive_size(name)
         if size is not None:

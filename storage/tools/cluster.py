@@ -1,8 +1,9 @@
 """The cluster as a one-shot command (`pocket scrub`, `repair`, `status`) sees it.
 
 These commands work whether the cluster is running or not. Disks of nodes that answer
-are reached over the internal API, like the gateway does; a node that does not answer
-but whose disk folders are on this machine has them opened directly. In-process disks
+are reached over the internal API, like the gateway does, except that the archive files
+of one whose folder is on this host are read here (OwnedDisk; see `_node_disk`); a node
+that does not answer but whose disk folders are on this machine has them opened directly. In-process disks
 (the embedded `pocket up`) are opened directly in any case. A folder no process owns
 (DiskStore's lock is free) is opened like its owner would, so torn tails are recovered
 and packed archives can be deleted; a folder a running process owns is only attached
@@ -39,6 +40,7 @@ from ..index.index import Index, open_index
 from ..node.client import RemoteDisk
 from ..node.disk_scrub import DiskScrubber
 from ..node.open_disks import local_store
+from ..node.owned_disk import OwnedDisk
 from ..node.ownership import DiskInUse
 from ..node.store import DISK_MARKER, DiskStore
 from ..placement.volumes import DiskInfo
@@ -70,8 +72,7 @@ async def open_cluster(cfg: Config, read_packs: bool = True):
         for node in cfg.nodes:
             for d in node.disks:
                 infos.append(DiskInfo(d.id, node.id, node.zone))
-                remote = RemoteDisk.for_node(node, d.id, cfg.cluster_secret, session, cfg.storage.node_timeout) \
-                    if node.url else None
+                remote = _node_disk(cfg, node, d, session) if node.url else None
                 if remote is not None and await _answers(remote):
                     disks[d.id] = remote
                 elif _is_disk_folder(d.path, d.id):
@@ -183,11 +184,32 @@ async def _answers(disk: RemoteDisk) -> bool:
         return False
 
 
-def _is_disk_folder(path: str, disk_id: str) -> bool:
+def _node_disk(cfg: Config, node, disk, session: aiohttp.ClientSession) -> RemoteDisk:
+    """A disk its node serves. One whose folder is on this host as well (its marker names
+    it) is an OwnedDisk, as a gateway worker's are, that writes through the node: its
+    archive files are read here (every record is checked by the reader, whoever fetched
+    it), the rest asked of the node. A repair of a lost disk reads ~1.1 GB of fragments
+    for 271 MiB rebuilt, and the nodes' answers and the loopback sockets cost more CPU
+    than the reads (bench.repair: the nodes' share of the run fell from ~2.3 to ~1.1 s)."""
+    if _marker(disk.path) == disk.id:
+        return OwnedDisk.for_node(node, disk.id, cfg.cluster_secret, session, cfg.storage.node_timeout,
+                                  local=DiskStore(disk.id, disk.path).beside_owner(),
+                                  pack_threshold=cfg.storage.pack_threshold, write_files=False)
+    return RemoteDisk.for_node(node, disk.id, cfg.cluster_secret, session, cfg.storage.node_timeout)
+
+
+def _marker(path: str) -> str | None:
+    """The disk id a folder's marker names, None without a readable one."""
     try:
         with open(os.path.join(path, DISK_MARKER)) as f:
-            found = json.load(f).get("disk_id")
-    except (OSError, ValueError):
+            return json.load(f).get("disk_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _is_disk_folder(path: str, disk_id: str) -> bool:
+    found = _marker(path)
+    if found is None:
         return False
     if found != disk_id:
         log.warning("%s belongs to disk %r, not %r; not using it", path, found, disk_id)

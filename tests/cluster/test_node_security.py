@@ -251,6 +251,42 @@ def test_fragment_bytes_changed_on_the_way_from_a_node_are_caught_and_read_from_
         c.close()
 
 
+def test_small_archive_changed_in_a_fetch_answer_is_caught_and_read_from_another_copy(tmp_path):
+    """Small reads come back in fetches (node/fetch.py), untagged like a GET's answer: a
+    man in the middle before the node of a small object's first copy flips a byte in the
+    middle of each fetch answer. The record's checksum catches it, the GET reads another
+    copy, byte for byte, and the damage is counted."""
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, sections=QUIET)
+    proxies: dict[str, Recorder] = {}
+    try:
+        _start_behind(c, proxies, dict.fromkeys(c.node_ids))
+        s3 = c.client()
+        s3.create_bucket(Bucket="bkt")
+        body = random.Random(16).randbytes(60_001)             # replica:3, packed
+        s3.put_object(Bucket="bkt", Key="small", Body=body)
+        disk = next(archive_parts(ref)[0] for ref in archives_of(c, "bkt", "small") if ref.endswith(".0"))
+        changed = []
+
+        def flip(path: str, answer: bytes) -> bytes:
+            if not path.endswith("/fetch") or len(answer) < 50_000:
+                return answer
+            changed.append(path)
+            middle = len(answer) // 2
+            return answer[:middle] + bytes([answer[middle] ^ 0x04]) + answer[middle + 1:]
+        proxies[disk[:-2]].alter_answer = flip
+
+        assert s3.get_object(Bucket="bkt", Key="small")["Body"].read() == body
+        assert changed, "the read did not come back in a fetch through the tampering proxy"
+        assert "checksum mismatch" in c.log("gateway")
+        with urllib.request.urlopen(c.endpoint + "/_pocket/metrics") as r:
+            assert "pocket_fragments_damaged_total 1.0" in r.read().decode()
+    finally:
+        c.stop("gateway")
+        for proxy in proxies.values():
+            proxy.close()
+        c.close()
+
+
 def await_(coro):
     return asyncio.run(coro)
 

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from storage import layout
 from storage.layout import Geometry
-from storage.node import archive_tag, auth
+from storage.node import archive_tag, auth, batch, fetch
 from storage.node.client import DiskUnavailable, RemoteDisk
 from storage.node.server import build_app
 from storage.node.store import ArchiveMissing, DiskStore
@@ -104,9 +104,10 @@ def test_archive_round_trip_over_http(tmp_path):
     assert files_under(tmp_path / "d2" / "packs") == []
 
 
-def test_head_answers_keep_the_connection_for_the_next_request(tmp_path):
-    """A stat (HEAD) that closed its connection made every repair of a small object open
-    a new one to the same node; found or not, the one connection must serve them all."""
+def test_stats_keep_the_connection_for_the_next_request(tmp_path):
+    """A stat whose answer closed its connection (a bodiless HEAD's did) made every repair
+    of a small object open a new one to the same node; found or not, the one connection
+    must serve them all."""
     archive, _ = make_archive(size=90_000, segment_size=65536)
     opened = []
     trace = aiohttp.TraceConfig()
@@ -388,7 +389,7 @@ def test_metrics_need_no_secret_and_cover_disks_and_requests(tmp_path):
         text = raw.decode()
         for line in ('pocket_node_disk_free_bytes{disk="d1"}', 'pocket_node_packed_archives{disk="d2"} 0.0',
                      'pocket_node_packed_archives{disk="d1"} 1.0',
-                     'pocket_node_requests_total{method="GET",route="/v1/{disk}/archives/{name}",status="200"} 1.0'):
+                     'pocket_node_requests_total{method="PUT",route="/v1/{disk}/fetch",status="200"} 1.0'):
             assert line in text, line
         # only /metrics is open: everything else still wants the secret
         status, _ = await node.raw("GET", "/metrics/../v1/health")
@@ -431,6 +432,16 @@ def test_replayed_requests_and_swapped_bodies_are_refused(tmp_path):
         get = node.signed("GET", "/v1/health")
         assert (await node.raw("GET", "/v1/health", get))[0] == 200
         assert (await node.raw("GET", "/v1/health", get))[0] == 403
+
+        # a fetch reads archives: captured, it is no more use than a write
+        fetch_path, ops = "/v1/d1/fetch", batch.pack([(fetch.READ, f"{VID}.0", fetch.span(0, fetch.WHOLE))])
+        headers = node.signed("PUT", fetch_path)
+        status, answer = await node.raw("PUT", fetch_path, headers, auth.tag(SECRET, headers, ops))
+        assert status == 200 and bytes(fetch.outcomes(answer, 1)[0][1]) == archive
+        assert (await node.raw("PUT", fetch_path, headers, auth.tag(SECRET, headers, ops)))[0] == 403   # again
+        later = node.signed("PUT", fetch_path)
+        assert (await node.raw("PUT", fetch_path, later, auth.tag(SECRET, headers, ops)))[0] == 403     # old tag
+        assert (await node.raw("PUT", fetch_path, node.signed("PUT", fetch_path), ops))[0] == 403       # no tag
         return True
 
     assert run(tmp_path, body)
@@ -519,6 +530,60 @@ def test_small_writes_asked_together_share_requests_and_keep_their_own_outcomes(
         counts = dict(re.findall(rb'^pocket_node_requests_total\{method="PUT",route="/v1/\{disk\}/(\w+).*,'
                                  rb'status="\d+"\} (\S+)$', text, re.M))
         assert float(counts[b"batch"]) <= 6 and sum(map(float, counts.values())) <= 9, counts
+        return True
+
+    assert run(tmp_path, body)
+
+
+def test_small_reads_and_stats_asked_together_share_requests_and_keep_their_own_outcomes(tmp_path):
+    """Thirty-five callers at once on one disk, as a repair of many small archives asks: each
+    read (whole, a range, past the end) gets its own archive's bytes, each stat its size
+    or None, a missing archive or a bad name fails only its own call, and the node saw a
+    few fetches, not forty requests."""
+    stored = {f"{VID}.{i}": make_archive(VID, i, size=2500 + 1777 * i, seed=90 + i)[0] for i in range(6)}
+
+    async def body(node):
+        d = node.disk()
+        await asyncio.gather(*(d.put_archive(n, chunked(a)) for n, a in stored.items()))
+        _, before = await node.raw("GET", "/metrics")
+        calls = [d.read(n, 0, 1 << 62) for n in stored]
+        calls += [d.read(n, 31 + i, 400 + 13 * i) for i, n in enumerate(stored)]
+        calls += [d.read(n, len(a) - 5, 1 << 20) for n, a in stored.items()]
+        calls += [d.stat(n) for n in stored] + [d.stat(f"{VID2}.{i}") for i in range(4)]
+        calls += [d.read(f"{VID2}.1", 0, 1 << 62), d.read("../escape", 0, 10), d.stat("not-a-name")]
+        done = await asyncio.gather(*calls, return_exceptions=True)
+        assert done[:6] == list(stored.values())
+        assert done[6:12] == [a[31 + i:431 + 14 * i] for i, a in enumerate(stored.values())]
+        assert done[12:18] == [a[-5:] for a in stored.values()]
+        assert done[18:24] == [len(a) for a in stored.values()] and done[24:28] == [None] * 4
+        assert isinstance(done[28], ArchiveMissing)
+        assert isinstance(done[29], DiskUnavailable) and "400" in str(done[29])
+        assert isinstance(done[30], DiskUnavailable) and "400" in str(done[30])
+        _, after = await node.raw("GET", "/metrics")
+        fetches = [float(m.group(1)) if m else 0.0 for m in
+                   (re.search(rb'route="/v1/\{disk\}/fetch",status="200"\} (\S+)$', t, re.M) for t in (before, after))]
+        assert 1 <= fetches[1] - fetches[0] <= 4, fetches
+        return True
+
+    assert run(tmp_path, body)
+
+
+@pytest.mark.parametrize("route, kind", [("fetch", batch.ARCHIVE), ("fetch", batch.DELETE), ("batch", fetch.READ)])
+def test_a_fetch_cannot_write_and_a_batch_cannot_read(tmp_path, route, kind):
+    """Each route takes only its own kinds: a write slipped into a fetch (or a read into a
+    batch) refuses the whole body with 400, and nothing on the disk changes."""
+    archive, _ = make_archive(VID, 0, size=4000, seed=7)
+
+    async def body(node):
+        await node.disk().put_archive(f"{VID}.0", chunked(archive))
+        before = files_under(tmp_path)
+        path = f"/v1/d1/{route}"
+        ops = [(fetch.STAT, f"{VID}.0", b""), (kind, f"{VID}.0", archive if kind == batch.ARCHIVE else b"")]
+        headers = node.signed("PUT", path)
+        status, _ = await node.raw("PUT", path, headers, auth.tag(SECRET, headers, batch.pack(ops)))
+        assert status == 400
+        assert files_under(tmp_path) == before
+        assert await node.disk().read(f"{VID}.0", 0, 1 << 62) == archive
         return True
 
     assert run(tmp_path, body)
