@@ -3,11 +3,10 @@
 Routes (all HMAC-authenticated, bodies tagged, replays refused: see auth.py, archive_tag.py):
     PUT    /v1/{disk}/archives/{name}            stream an archive in (committed on a valid tag, records and footer)
     GET    /v1/{disk}/archives/{name}?offset=&length=   ranged read
-    DELETE /v1/{disk}/archives/{name}
     GET    /v1/{disk}/archives/{name}/manifest   the manifest in the archive's trailer
     GET    /v1/{disk}/archives                   NDJSON listing: {"name", "size"}
-    PUT    /v1/{disk}/records/{id}            store a record
-    PUT    /v1/{disk}/batch                      small archives, records and deletes together (batch.py)
+    PUT    /v1/{disk}/batch                      small archives, records and deletes together (batch.py):
+                                                 the one way records are written and archives deleted
     PUT    /v1/{disk}/fetch                      small reads and stats together (fetch.py)
     GET    /v1/{disk}/records                 NDJSON listing: {"id", "data"}
     GET    /v1/{disk}/scrub                      the disk scrubber's progress and findings
@@ -46,10 +45,8 @@ def build_app(node_id: str, stores: dict[str, DiskStore], secret: str) -> web.Ap
     r.add_get("/v1/health", health)
     r.add_put("/v1/{disk}/archives/{name}", put_archive)
     r.add_get("/v1/{disk}/archives/{name}", get_archive, allow_head=False)
-    r.add_delete("/v1/{disk}/archives/{name}", delete_archive)
     r.add_get("/v1/{disk}/archives/{name}/manifest", get_manifest)
     r.add_get("/v1/{disk}/archives", list_archives)
-    r.add_put("/v1/{disk}/records/{id}", put_record)
     r.add_put("/v1/{disk}/batch", put_batch)
     r.add_put("/v1/{disk}/fetch", put_fetch)
     r.add_get("/v1/{disk}/records", list_records)
@@ -150,20 +147,8 @@ async def get_archive(request: web.Request) -> web.Response:
             found.close()
 
 
-async def delete_archive(request: web.Request) -> web.Response:
-    existed = await _store(request).delete_archive(request.match_info["name"])
-    return web.Response(status=204 if existed else 404)
-
-
 async def get_manifest(request: web.Request) -> web.Response:
     return web.json_response(await _store(request).read_manifest(request.match_info["name"]))
-
-
-async def put_record(request: web.Request) -> web.Response:
-    store = _store(request)
-    data = auth.check_tagged(request.app["secret"], request.headers, await request.read())
-    await store.put_record(request.match_info["id"], data)
-    return web.Response(status=201)
 
 
 async def put_batch(request: web.Request) -> web.Response:

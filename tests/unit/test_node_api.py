@@ -207,12 +207,9 @@ def test_unauthenticated_requests_get_403_and_change_nothing(tmp_path, case):
         status, _ = await node.raw("PUT", put_path, _bad_auth_cases("PUT", put_path)[case], archive)
         assert status == 403
 
-        rec_path = f"/v1/d1/records/{VID}"
-        status, _ = await node.raw("PUT", rec_path, _bad_auth_cases("PUT", rec_path)[case], b"{}")
-        assert status == 403
-
-        del_path = f"/v1/d1/archives/{keep}"
-        status, _ = await node.raw("DELETE", del_path, _bad_auth_cases("DELETE", del_path)[case])
+        batch_path = "/v1/d1/batch"   # records and deletes
+        ops = batch.pack([(batch.RECORD, VID, b"{}"), (batch.DELETE, keep, b"")])
+        status, _ = await node.raw("PUT", batch_path, _bad_auth_cases("PUT", batch_path)[case], ops)
         assert status == 403
 
         for path in (f"/v1/d1/archives/{keep}", f"/v1/d1/archives/{keep}/manifest",
@@ -248,7 +245,7 @@ def test_client_with_wrong_secret_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["notanid", f"{VID.upper()}.0", f"{VID}.1234", VID,
-                                  f"..%2F{VID}.0", f"..%2F..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd"])
+                                  f"..%2F{VID}.0", "..%2F..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd"])
 def test_bad_names_get_400(tmp_path, name):
     archive, _ = make_archive()
 
@@ -256,9 +253,7 @@ def test_bad_names_get_400(tmp_path, name):
         before = files_under(tmp_path)
         for method, path, data in [("PUT", f"/v1/d1/archives/{name}", archive),
                                    ("GET", f"/v1/d1/archives/{name}", None),
-                                   ("DELETE", f"/v1/d1/archives/{name}", None),
-                                   ("GET", f"/v1/d1/archives/{name}/manifest", None),
-                                   ("PUT", f"/v1/d1/records/{name}.x", b"{}")]:
+                                   ("GET", f"/v1/d1/archives/{name}/manifest", None)]:
             headers = node.signed(method, path)
             data = auth.tag(SECRET, headers, data) if data is not None else None
             status, _ = await node.raw(method, path, headers, data)
@@ -409,13 +404,13 @@ def test_replayed_requests_and_swapped_bodies_are_refused(tmp_path):
     forged[layout.HEADER_SIZE + 2] ^= 0x01      # the first record's length
 
     async def body(node):
-        rec_path = f"/v1/d1/records/{VID2}"
-        headers = node.signed("PUT", rec_path)
-        sent = auth.tag(SECRET, headers, b'{"kind":"x"}')
-        assert (await node.raw("PUT", rec_path, headers, sent))[0] == 201
-        assert (await node.raw("PUT", rec_path, headers, sent))[0] == 403        # same bytes again
-        again = node.signed("PUT", rec_path)
-        assert (await node.raw("PUT", rec_path, again, sent))[0] == 403          # old tag, new headers
+        batch_path = "/v1/d1/batch"
+        headers = node.signed("PUT", batch_path)
+        sent = auth.tag(SECRET, headers, batch.pack([(batch.RECORD, VID2, b'{"kind":"x"}')]))
+        assert (await node.raw("PUT", batch_path, headers, sent))[0] == 200
+        assert (await node.raw("PUT", batch_path, headers, sent))[0] == 403      # same bytes again
+        again = node.signed("PUT", batch_path)
+        assert (await node.raw("PUT", batch_path, again, sent))[0] == 403        # old tag, new headers
         assert [x async for x in node.disk().iter_records()] == [(VID2, b'{"kind":"x"}')]
 
         path = f"/v1/d1/archives/{VID}.0"
@@ -584,6 +579,24 @@ def test_a_fetch_cannot_write_and_a_batch_cannot_read(tmp_path, route, kind):
         assert status == 400
         assert files_under(tmp_path) == before
         assert await node.disk().read(f"{VID}.0", 0, 1 << 62) == archive
+        return True
+
+    assert run(tmp_path, body)
+
+
+def test_the_routes_of_older_links_are_gone(tmp_path):
+    """Records are written and archives deleted only in batches (node link 4 on): the single
+    routes of link 3 are not served, even to a request signed as they were."""
+    async def body(node):
+        await node.disk().put_archive(f"{VID}.0", chunked(make_archive()[0]))
+        before = files_under(tmp_path)
+        for method, path, data in [("DELETE", f"/v1/d1/archives/{VID}.0", None),
+                                   ("PUT", f"/v1/d1/records/{VID2}", b"{}")]:
+            headers = node.signed(method, path)
+            data = auth.tag(SECRET, headers, data) if data is not None else None
+            status, _ = await node.raw(method, path, headers, data)
+            assert status in (404, 405), (method, path, status)
+        assert files_under(tmp_path) == before
         return True
 
     assert run(tmp_path, body)
