@@ -127,7 +127,7 @@ class DiskScrubber:
             if not finding["stamp"] or finding["stamp"][0] != "pack":
                 continue
             try:
-                st = os.stat(self.store._archive_path(name))
+                st = os.stat(self.store.archive_path(name))
             except FileNotFoundError:
                 continue
             copy = (st.st_ino, st.st_mtime_ns, st.st_size)

@@ -55,14 +55,15 @@ class OwnedDisk(RemoteDisk):
         """The archive file's size, None if there is none (small archives are packed): one
         stat on the loop, not a thread hop that fails for every small GET."""
         try:
-            return os.stat(self.local._archive_path(name)).st_size
+            return os.stat(self.local.archive_path(name)).st_size
         except FileNotFoundError:
             return None
 
     def _folder_ready(self) -> bool:
         """Whether the owner has laid out the disk folder (it does so as it starts)."""
         if not self._ready:
-            self._ready = os.path.isdir(self.local._tmp) and os.path.isdir(os.path.join(self.local.root, "archives"))
+            local = self.local
+            self._ready = os.path.isdir(local.tmp_folder) and os.path.isdir(os.path.join(local.root, "archives"))
         return self._ready
 
     async def read(self, name: str, offset: int, length: int) -> bytes:

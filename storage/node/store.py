@@ -61,7 +61,7 @@ class DiskStore:
                  pack_size: int = PACK_SIZE, capacity: int = 0):
         self.disk_id = disk_id
         self.root = os.path.abspath(root)
-        self._tmp = os.path.join(self.root, "tmp")
+        self.tmp_folder = os.path.join(self.root, "tmp")
         self.pack_threshold = pack_threshold
         self.packs = PackSet(os.path.join(self.root, "packs"), pack_size)
         self.scrubber = None      # the DiskScrubber (disk_scrub.py) of the process that opened it
@@ -90,10 +90,10 @@ class DiskStore:
                     "fix the disk list in the config instead of reusing a folder")
         else:
             write_durably(marker, json.dumps({"disk_id": self.disk_id, "format": layout.FORMAT_VERSION}).encode(),
-                           self._tmp)
+                           self.tmp_folder)
         self._lock_fd = own(self.root, self.disk_id)   # ownership.py
-        for stale in os.listdir(self._tmp):  # unfinished uploads from before a crash
-            os.unlink(os.path.join(self._tmp, stale))
+        for stale in os.listdir(self.tmp_folder):  # unfinished uploads from before a crash
+            os.unlink(os.path.join(self.tmp_folder, stale))
         self.packs.load()
         self.quota.start(tree_bytes(os.path.join(self.root, "archives"), os.path.join(self.root, "records")))
         return self
@@ -137,8 +137,8 @@ class DiskStore:
         if self.packs.readonly:   # attached: tmp/ is the owner's to clean
             return 0
         removed, now = 0, time.time()
-        for name in os.listdir(self._tmp):
-            path = os.path.join(self._tmp, name)
+        for name in os.listdir(self.tmp_folder):
+            path = os.path.join(self.tmp_folder, name)
             try:
                 if now - os.stat(path).st_mtime > older_than:
                     os.unlink(path)
@@ -155,7 +155,9 @@ class DiskStore:
             self._lock_fd = None
 
     # paths -------------------------------------------------------------------------------
-    def _archive_path(self, name: str) -> str:
+    def archive_path(self, name: str) -> str:
+        """Where an archive of its own lives (OwnedDisk and the scrubber use it too); a name
+        that is not a fragment archive's is refused, so no key reaches outside the folder."""
         if not ARCHIVE_NAME.fullmatch(name):
             raise BadName(f"not a fragment archive name: {name!r}")
         return os.path.join(self.root, "archives", name[30:32], name)
@@ -172,7 +174,7 @@ class DiskStore:
         The size is known only at the end of the stream, so up to `pack_threshold` bytes
         are held in memory; an archive that stays below goes to a pack, a larger one
         continues into a file of its own."""
-        final = self._archive_path(name)
+        final = self.archive_path(name)
         stream = aiter(chunks)
         head, size, whole = [], 0, False
         if self.pack_threshold:
@@ -185,7 +187,7 @@ class DiskStore:
         return await self._put_file(name, final, head, size, stream)
 
     async def _put_file(self, name: str, final: str, pending: list[bytes], buffered: int, stream) -> int:
-        tmp = os.path.join(self._tmp, f"{name}.{uuid.uuid4().hex}")
+        tmp = os.path.join(self.tmp_folder, f"{name}.{uuid.uuid4().hex}")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         size = synced = held = 0
         loop = asyncio.get_running_loop()
@@ -224,7 +226,7 @@ class DiskStore:
         by it: a delete must work on a full disk."""
         path = self._record_path(rec_id)
         if not self.pack_threshold:
-            await asyncio.get_running_loop().run_in_executor(None, write_durably, path, data, self._tmp)
+            await asyncio.get_running_loop().run_in_executor(None, write_durably, path, data, self.tmp_folder)
             self.quota.take(len(data), f"record {rec_id}", refuse=False)
             return
         await self._append(RECORD, rec_id, data, refuse=False)
@@ -239,7 +241,7 @@ class DiskStore:
             self.quota.give_back(held)
 
     async def delete_archive(self, name: str) -> bool:
-        path = self._archive_path(name)
+        path = self.archive_path(name)
         packed = await self.packs.delete(name)
         try:
             size = os.stat(path).st_size
@@ -258,7 +260,7 @@ class DiskStore:
         if self.packs.readonly or self.packs.archive_size(name) is None:
             return False
         try:
-            data = await asyncio.get_running_loop().run_in_executor(None, read_range, self._archive_path(name), 0,
+            data = await asyncio.get_running_loop().run_in_executor(None, read_range, self.archive_path(name), 0,
                                                                     1 << 62)
         except ArchiveMissing:
             return False
@@ -284,7 +286,7 @@ class DiskStore:
         """Bytes offset..offset+length of an archive (clamped to its end) to be read in
         pieces, and the first `first` of them, read in the same thread hop: a range that
         short is then whole (the caller closes the range)."""
-        self._archive_path(name)
+        self.archive_path(name)
         if first >= length and (self.packs.archive_size(name) or _INLINE_READ + 1) <= _INLINE_READ:
             try:   # a small packed archive the page cache holds: read here, no thread hop
                 data = self.packs.read_archive(name, offset, length, cached_only=True)
@@ -300,7 +302,7 @@ class DiskStore:
         if data is None:
             data = self.packs.read_archive(name, offset, length)
         found = ArchiveRange(slicer(data), 0, len(data)) if data is not None else \
-            open_range(self._archive_path(name), offset, length)
+            open_range(self.archive_path(name), offset, length)
         try:
             return found, found.read(first)
         except BaseException:
@@ -311,7 +313,7 @@ class DiskStore:
         return self.stat_now(name)
 
     def stat_now(self, name: str) -> int | None:
-        path = self._archive_path(name)
+        path = self.archive_path(name)
         size = self.packs.archive_size(name)
         if size is not None:
             return size
@@ -321,13 +323,13 @@ class DiskStore:
             return None
 
     async def read_manifest(self, name: str) -> dict:
-        self._archive_path(name)
+        self.archive_path(name)
         return await asyncio.get_running_loop().run_in_executor(None, self._read_manifest, name)
 
     def _read_manifest(self, name: str) -> dict:
         data = self.packs.read_archive(name, 0, 1 << 62)
         if data is None:
-            return read_manifest_file(self._archive_path(name))
+            return read_manifest_file(self.archive_path(name))
         return manifest(slicer(data), len(data))
 
     def stamp(self, name: str) -> tuple | None:
@@ -337,7 +339,7 @@ class DiskStore:
         if packed is not None:
             return packed
         try:
-            st = os.stat(self._archive_path(name))
+            st = os.stat(self.archive_path(name))
         except FileNotFoundError:
             return None
         return ("file", st.st_ino, st.st_mtime_ns, st.st_size)

@@ -192,7 +192,7 @@ def test_a_one_shot_repair_of_a_corrupt_packed_copy_settles_its_finding_before_t
         flip(path, offset + length // 2, b"\xff\x00\xff")
         assert await scrubber.run_pass()
         await one_shot.put_archive(other, chunked(archives[other]))
-        flip(store._archive_path(other), len(archives[other]) // 2, b"\xff\x00\xff")   # rotten in turn
+        flip(store.archive_path(other), len(archives[other]) // 2, b"\xff\x00\xff")   # rotten in turn
         assert [row["archive"] for row in (await store.scrub_state())["corrupt"]] == [other]
         store.close()
     run(go)
@@ -205,14 +205,14 @@ def test_a_pass_removes_temp_files_a_killed_writer_left_and_keeps_live_ones(tmp_
     async def go():
         store = open_disk(tmp_path, 0)
         await fill(store, count=2)
-        stale, live = os.path.join(store._tmp, f"{VIDS[5]}.1.dead"), os.path.join(store._tmp, f"{VIDS[6]}.2.live")
+        stale, live = os.path.join(store.tmp_folder, f"{VIDS[5]}.1.dead"), os.path.join(store.tmp_folder, f"{VIDS[6]}.2.live")
         for path in (stale, live):
             with open(path, "wb") as f:
                 f.write(b"x" * 5000)
         two_hours_ago = time.time() - 7200
         os.utime(stale, (two_hours_ago, two_hours_ago))
         assert await DiskScrubber(store, rate=0, schedule=False).run_pass()
-        assert sorted(os.listdir(store._tmp)) == [os.path.basename(live)]
+        assert sorted(os.listdir(store.tmp_folder)) == [os.path.basename(live)]
         assert len(list(store.list_archives())) == 2
         store.close()
     run(go)

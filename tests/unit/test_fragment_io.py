@@ -38,7 +38,7 @@ class Disks:
         self.volume = {"id": "v1", "disks": list(self.stores)}
 
     def path(self, vid: str, i: int) -> str:
-        return self.stores[self.volume["disks"][i]]._archive_path(layout.archive_name(vid, i))
+        return self.stores[self.volume["disks"][i]].archive_path(layout.archive_name(vid, i))
 
     async def put(self, data: bytes, quorum: int = K + 1) -> tuple[dict, list[int]]:
         vid = new_id()

@@ -136,7 +136,7 @@ def test_an_unkeyed_archive_never_passes_for_a_keyed_object(legacy):
 def _forge_first_record(disk: DiskStore, name: str) -> bytes:
     """Replace fragment `name`'s first segment with other bytes under a valid xxh3, as
     someone without the secret could; returns the original file."""
-    path = disk._archive_path(name)
+    path = disk.archive_path(name)
     with open(path, "rb") as f:
         original = f.read()
     header = layout.ArchiveHeader.unpack(original, layout.ANY_FORMAT)
@@ -165,7 +165,7 @@ def test_upgrade_rekeys_legacy_objects_and_refuses_one_that_does_not_match_its_e
             assert [(row["key"], "ETag" in row["why"]) for row in report.left] == [("big", True)]
             assert "archive_format" not in index.get_object("b", "big")   # nothing sealed over the forgery
 
-            with open(disks[first]._archive_path(name), "wb") as f:      # what `pocket repair` would restore
+            with open(disks[first].archive_path(name), "wb") as f:      # what `pocket repair` would restore
                 f.write(original)
             report = await Upgrader(cluster, index).run_once()
             assert (report.upgraded, report.keyed, report.left) == (1, 1, [])

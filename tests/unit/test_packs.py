@@ -638,7 +638,7 @@ def test_attached_store_reads_packs_and_never_writes_them(tmp_path):
             assert await read_all(tool, name) == data
             new_name, new_data = archive(2)
             await tool.put_archive(new_name, one_chunk(new_data))
-            assert os.path.exists(tool._archive_path(new_name))  # a file, not a pack append
+            assert os.path.exists(tool.archive_path(new_name))  # a file, not a pack append
             await tool.put_record(vid(9), b"{}")
             with pytest.raises(PacksOwnedElsewhere):
                 await tool.delete_archive(name)
@@ -666,7 +666,7 @@ def test_attached_without_reading_packs_writes_files_and_sees_no_packed_archive(
             assert await tool.stat(name) is None
             new_name, new_data = archive(4)
             await tool.put_archive(new_name, one_chunk(new_data))
-            assert os.path.exists(tool._archive_path(new_name))
+            assert os.path.exists(tool.archive_path(new_name))
         finally:
             tool.close()
         assert {p: open(p, "rb").read() for p in pack_paths(owner)} == packs_before

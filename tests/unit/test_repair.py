@@ -77,7 +77,7 @@ class World:
 
     def path(self, record: dict, i: int) -> str:
         disk = self.cluster.volumes[record["volume"]]["disks"][i]
-        return self.disks[disk]._archive_path(layout.archive_name(record["version_id"], i))
+        return self.disks[disk].archive_path(layout.archive_name(record["version_id"], i))
 
     async def close(self):
         for s in self.disk_scrubbers:
