@@ -334,7 +334,6 @@ async def run(cfg, index, buckets, args: dict, *, attrs: bool = False, deep: boo
     for source_bucket, target in settings.targets(buckets, args.get("target")):
         src, record, keys_file = settings.resolve(cfg, index, source_bucket, target, args)
         client = settings.client_for(src, keys_file, concurrency)
-        listing.keep_version_order(client)
         v = Verifier(index, client, source_bucket, target, attrs=attrs, deep=deep, sample=sample,
                      concurrency=concurrency, tc=tc, objects=services and services.objects,
                      multipart=services and services.multipart)
