@@ -117,8 +117,9 @@ class Lister:
             region = headers.get("x-amz-bucket-region")
             hint = f"; the bucket is in {region}: give --source-region {region}" \
                 if region and region != self.signer._base(bucket)[2] else ""
+            said = message if message else repr(body[:200])
             raise SourceError(f"{operation} of s3://{bucket} at {url.scheme}://{url.netloc} answered {status} "
-                              f"{code or ''}: {message or body[:200]!r}{hint}")
+                              f"{code or ''}: {said}{hint}")
         raise AssertionError("unreachable")
 
     def _request(self, url) -> tuple[int, dict[str, str], bytes]:
