@@ -4,6 +4,8 @@ order, pages cut small, common prefixes, and refusals said in one line. boto3's 
 listing of the same bucket is what it must equal."""
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from storage.migrate import listing
@@ -144,3 +146,19 @@ def test_without_direct_settings_botocore_resolves_and_the_listing_is_the_same(s
     assert via_botocore.direct is None and client.direct is not None
     assert listing.list_bucket(via_botocore, "kept", True) == listing.list_bucket(client, "kept", True)
     assert listing.list_bucket(via_botocore, "awkward", False) == listing.list_bucket(client, "awkward", False)
+
+
+def test_a_keep_alive_connection_the_server_dropped_is_opened_again(server, client, monkeypatch):
+    """Servers close idle keep-alive connections; the next page must not fail for it, even
+    with no retries left (AWS_MAX_ATTEMPTS=1: only the reconnect can save it)."""
+    if server.name == "moto":
+        pytest.skip("moto's server answers Connection: close, so no connection is kept to drop")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    first = [e.key for page in client.lister.pages("awkward", False) for e in page.entries]
+    dropped = 0
+    for conn in client.lister._conns().values():       # this thread's, as the listing used them
+        if conn.sock is not None:
+            conn.sock.shutdown(socket.SHUT_RDWR)
+            dropped += 1
+    assert dropped == 1
+    assert [e.key for page in client.lister.pages("awkward", False) for e in page.entries] == first
