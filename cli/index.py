@@ -37,7 +37,7 @@ def index_rebuild(data, config, as_json: bool) -> None:
         from storage.index.index import open_index
         from storage.index.rebuild import rebuild
         from storage.placement.volumes import build_volumes
-        from storage.codec import parse_policy
+        from storage.policy_spec import parse_policy
         index = open_index(cfg)
         try:
             async with aiohttp.ClientSession() as session:

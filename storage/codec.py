@@ -103,18 +103,3 @@ class Codec:
         rows = codec_isal.decode_rows(self.k, self.n, have, wanted)
         return codec_isal.combine(self.k, rows, [address for _, address in pinned], size)
 
-
-def parse_policy(spec: str) -> tuple[int, int]:
-    """`ec:4+2` -> (4, 2); `replica:3` -> (1, 2)."""
-    kind, _, shape = spec.partition(":")
-    k = m = -1
-    try:
-        if kind == "ec":
-            k, m = (int(x) for x in shape.split("+"))
-        elif kind == "replica":
-            k, m = 1, int(shape) - 1
-    except ValueError:
-        pass
-    if k >= 1 and m >= 0 and k + m <= 256:
-        return k, m
-    raise ValueError(f"bad storage policy {spec!r}: expected 'ec:K+M' (e.g. ec:4+2) or 'replica:R'")

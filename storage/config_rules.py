@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .codec import parse_policy
+from .policy_spec import parse_policy
 from .integrity import MIN_SECRET_BYTES
 
 if TYPE_CHECKING:

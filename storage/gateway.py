@@ -13,7 +13,7 @@ import aiohttp
 from aiohttp import web
 
 from .cluster import Cluster
-from .codec import parse_policy
+from .policy_spec import parse_policy
 from .config import Config, ConfigError
 from .config import load as load_config
 from .disks.actions import publish_table

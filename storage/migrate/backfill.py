@@ -94,8 +94,6 @@ class Backfill:
         tally = Tally(target)
         prepared = prepared or await self.prepare(source_bucket, target, client)
         versioning, tally.total_bytes = prepared["versioning"], prepared["total_bytes"]
-        if versioning:
-            listing.keep_version_order(client)
         sem = asyncio.Semaphore(self.concurrency)    # shared by this worker's ranges
         served = self.urls.of(client).served
         sent = self.via.written if self.via else 0

@@ -57,7 +57,7 @@ class DiskPolicy:
     def from_config(cls, cfg, policy: str | None = None) -> "DiskPolicy":
         """The cluster's policies; `policy` (a name in the config or a spec like ec:8+3)
         replaces the default one for objects above the small-object threshold."""
-        from ..codec import parse_policy
+        from ..policy_spec import parse_policy
 
         def factor(spec: str) -> float:
             k, m = parse_policy(cfg.policies.get(spec, spec))

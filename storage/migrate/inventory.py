@@ -18,11 +18,13 @@ serves. A re-plan of a bucket replaces its rows in one transaction.
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 from ..numbers import decimal
+
+if TYPE_CHECKING:
+    import sqlite3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS buckets (
@@ -68,6 +70,7 @@ def connect(data_dir: str, create: bool = True) -> sqlite3.Connection:
     if not create and not os.path.exists(db_path):
         raise FileNotFoundError(f"no inventory at {db_path}: run `pocket migrate plan BUCKET` first")
     os.makedirs(os.path.dirname(db_path), exist_ok=True)
+    import sqlite3            # here: the listing imports Entry from this module, and needs no database
     db = sqlite3.connect(db_path, timeout=30)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")

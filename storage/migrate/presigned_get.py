@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import urllib.request
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
@@ -31,7 +30,7 @@ import aiohttp
 from yarl import URL
 
 from ..s3.digests import CHECKSUM_ALGORITHMS
-from . import presign
+from . import presign, source
 
 log = logging.getLogger("pocket.migrate.copy")
 
@@ -214,16 +213,11 @@ class PresignedGet:
 
 
 def _ssl_of(client):
-    """The certificates botocore trusts for this client (AWS_CA_BUNDLE, the profile's
-    ca_bundle, certifi's), or none checked when the client was made with verify=False.
-    Loaded only for an https source (reading a CA bundle costs tens of milliseconds)."""
-    from botocore.httpsession import get_cert_path
-    if not client.meta.endpoint_url.startswith("https:"):
-        return True
-    verify = getattr(client._endpoint.http_session, "_verify", True)
-    if verify is False:
-        return False
-    return ssl.create_default_context(cafile=get_cert_path(verify))
+    """aiohttp's `ssl` for the source: its certificates (source.ssl_context), made only for
+    an https source (reading a CA bundle costs tens of milliseconds)."""
+    direct = getattr(client, "direct", None)
+    url = direct.origin if direct is not None else client.meta.endpoint_url
+    return source.ssl_context(client) if url.startswith("https:") else True
 
 
 class Streamed:

@@ -38,6 +38,7 @@ import logging
 import random
 import time
 
+from .. import gc_tuning
 from ..index import migrations as M
 from ..index.versions import NULL
 from ..index import parts as P
@@ -330,11 +331,11 @@ async def run(cfg, index, buckets, args: dict, *, attrs: bool = False, deep: boo
               sample: float | None = None, fix: bool = False, concurrency: int = 16, tc=None, services=None) -> dict:
     """Verify each bucket. `tc` and `services` (a ToolServices) are given when the tier reads
     Pocket's bytes or --fix writes: see `needs_cluster`."""
+    gc_tuning.tune()        # as the copy does (workers.py): the start-up's objects are not scanned again
     out = []
     for source_bucket, target in settings.targets(buckets, args.get("target")):
         src, record, keys_file = settings.resolve(cfg, index, source_bucket, target, args)
         client = settings.client_for(src, keys_file, concurrency)
-        listing.keep_version_order(client)
         v = Verifier(index, client, source_bucket, target, attrs=attrs, deep=deep, sample=sample,
                      concurrency=concurrency, tc=tc, objects=services and services.objects,
                      multipart=services and services.multipart)

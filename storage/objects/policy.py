@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..codec import Codec, parse_policy
+from ..codec import Codec
+from ..policy_spec import parse_policy
 
 
 @dataclass(frozen=True)

@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import base64
 
-from awscrt import checksums as crt
-
 from . import errors
 from .digests import CHECKSUM_ALGORITHMS, new_checksum
 
 COMPOSITE, FULL_OBJECT = "COMPOSITE", "FULL_OBJECT"
 _TYPES = {"crc32": (COMPOSITE, FULL_OBJECT), "crc32c": (COMPOSITE, FULL_OBJECT), "crc64nvme": (FULL_OBJECT,),
           "sha1": (COMPOSITE,), "sha256": (COMPOSITE,)}
-_COMBINE = {"crc32": (crt.combine_crc32, 4), "crc32c": (crt.combine_crc32c, 4),
-            "crc64nvme": (crt.combine_crc64nvme, 8)}
+
+
+def _combiner(algorithm: str):
+    """(combine function, width in bytes) of a CRC; awscrt is loaded at the first use (see
+    digests.new_checksum)."""
+    from awscrt import checksums as crt
+    return {"crc32": (crt.combine_crc32, 4), "crc32c": (crt.combine_crc32c, 4),
+            "crc64nvme": (crt.combine_crc64nvme, 8)}[algorithm]
 
 
 def declared(headers) -> dict | None:
@@ -122,7 +126,7 @@ def of_object(checksum: dict | None, parts: list[dict], http_headers) -> dict:
             raise errors.InvalidPart(f"Part {part['part_number']} has no {algorithm} checksum.")
         raw.append(base64.b64decode(value))
     if kind == FULL_OBJECT:
-        combine, width = _COMBINE[algorithm]
+        combine, width = _combiner(algorithm)
         crc = int.from_bytes(raw[0], "big")
         for part, value in zip(parts[1:], raw[1:]):
             crc = combine(crc, int.from_bytes(value, "big"), part["size"])

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from ..cluster import Cluster
-from ..codec import parse_policy
+from ..policy_spec import parse_policy
 from ..config import Config
 from ..durability.queue import RepairQueue
 from ..index.batcher import IndexWriter

@@ -27,7 +27,7 @@ import asyncio
 import math
 import time
 
-from ..codec import parse_policy
+from ..policy_spec import parse_policy
 from ..durability.queue import REPAIR_META, SCRUB_META
 from ..index import leases
 from ..index.versions import is_marker

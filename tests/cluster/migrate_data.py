@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import random
-
-from storage.migrate.listing import keep_version_order
+import xml.etree.ElementTree as ET
+from urllib.parse import unquote
 
 KEYS = ["empty", "small.txt", "dir/ünïcødé ✓.bin", "dir/with space.dat", "pct%20not+plus.dat", "a/b/c/deep.json"]
 MULTIPART = {"big/odd-parts.bin": [(5 << 20) + 1, (5 << 20) + 7, 3]}
@@ -111,3 +111,30 @@ def seed_checksums(s3, bucket: str, seed: int = 3) -> None:
         parts.append({"PartNumber": n, "ETag": got["ETag"], "ChecksumCRC64NVME": got["ChecksumCRC64NVME"]})
     s3.complete_multipart_upload(Bucket=bucket, Key="mp-crc64", UploadId=up["UploadId"],
                                  MultipartUpload={"Parts": parts})
+
+
+def keep_version_order(client) -> None:
+    """boto3 parses ListObjectVersions into separate Versions and DeleteMarkers lists,
+    losing how they interleave; a key's history order is in the XML. This hook adds
+    `VersionOrder`: [(key, version id)] as the XML has them."""
+    if getattr(client, "_pocket_version_order", False):
+        return
+    client.meta.events.register("before-parse.s3.ListObjectVersions", _version_order)
+    client._pocket_version_order = True
+
+
+def _version_order(response_dict, customized_response_dict, **_):
+    if response_dict.get("status_code") != 200:
+        return
+    try:
+        root = ET.fromstring(response_dict["body"])
+    except ET.ParseError:
+        return
+    encoded = any(el.tag.endswith("EncodingType") and (el.text or "") == "url" for el in root)
+    order = []
+    for el in root:
+        if el.tag.endswith("}Version") or el.tag.endswith("}DeleteMarker") or el.tag in ("Version", "DeleteMarker"):
+            fields = {child.tag.rpartition("}")[2]: child.text or "" for child in el}
+            key = unquote(fields.get("Key", "")) if encoded else fields.get("Key", "")
+            order.append((key, fields.get("VersionId")))
+    customized_response_dict["VersionOrder"] = order

@@ -8,7 +8,8 @@ import pytest
 import zfec
 
 from storage import codec_isal
-from storage.codec import Codec, parse_policy
+from storage.codec import Codec
+from storage.policy_spec import parse_policy
 
 MiB = 1 << 20
 

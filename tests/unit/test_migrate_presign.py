@@ -90,3 +90,18 @@ def test_a_part_head_signs_its_part_number_as_botocore_does():
     for varying in ("X-Amz-Date", "X-Amz-Signature", "X-Amz-Credential"):
         ours_q.pop(varying), theirs_q.pop(varying)
     assert ours_q == theirs_q and ours_q["partNumber"] == ["3"]
+
+
+def test_a_bucket_url_signs_its_listing_query():
+    """list_http.py lists by presigned URL: the bucket's own path, every query parameter
+    signed (a changed marker or prefix is refused)."""
+    url = Presigner(_client("http://127.0.0.1:9000")).bucket_url(
+        "b", {"list-type": "2", "prefix": "dir/ü +%", "continuation-token": "a/b+c=", "encoding-type": "url"}, 900)
+    parts = urlsplit(url)
+    assert parts.path == "/b"
+    assert parse_qs(parts.query)["prefix"] == ["dir/ü +%"]
+    secret = lambda ak: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"  # noqa: E731
+    assert authenticate("GET", parts.path, parts.query, {"host": parts.netloc}, secret, now=time.time())
+    with pytest.raises(errors.SignatureDoesNotMatch):
+        authenticate("GET", parts.path, parts.query.replace("prefix=dir", "prefix=dix"), {"host": parts.netloc},
+                     secret, now=time.time())
