@@ -6,8 +6,8 @@ and building its client most of a 1,000-object one's (py-spy, session 8). A list
 neither: one signed GET per page, a few fields per entry. What botocore did for these calls
 is done the same way here: EncodingType=url asked for and keys decoded as it decodes them
 (`unquote_plus`: spaces may come back as "+", a "+" as "%2B"), Last-Modified parsed as
-source.parse_timestamp parses it, pagination by continuation token (versions: key and
-version-id markers), up to source.max_attempts() tries with standard backoff on 5xx,
+source_common.parse_timestamp parses it, pagination by continuation token (versions: key and
+version-id markers), up to source_common.max_attempts() tries with standard backoff on 5xx,
 throttling and broken connections, and the environment's proxy. A refusal is a SourceError
 naming the bucket, the S3 error code and message.
 
@@ -25,7 +25,7 @@ import xml.etree.ElementTree as ET
 from typing import Iterator, NamedTuple
 from urllib.parse import unquote_plus, urlsplit
 
-from . import presign, source as source_mod
+from . import presign, source_common
 from .inventory import Entry
 from .state import MigrationError
 
@@ -97,7 +97,7 @@ class Lister:
 
     def _get(self, bucket: str, query: dict[str, str], operation: str) -> bytes:
         """The body of a 200 answer to a signed GET of the bucket, retried as botocore's standard mode would."""
-        attempts = source_mod.max_attempts()
+        attempts = source_common.max_attempts()
         for attempt in range(1, attempts + 1):
             url = urlsplit(self.signer.bucket_url(bucket, query, EXPIRES))
             try:
@@ -170,7 +170,7 @@ class Lister:
 
     def _ssl_context(self):
         if self._ssl is None:
-            self._ssl = source_mod.ssl_context(self.client)
+            self._ssl = source_common.ssl_context(self.client)
         return self._ssl
 
 
@@ -193,7 +193,7 @@ def parse_page(body: bytes, versioned: bool) -> Page:
                 is_latest=f.get("IsLatest", "true") == "true" if versioned else True,
                 delete_marker=marker, size=0 if marker else int(f.get("Size") or 0),
                 etag="" if marker else f.get("ETag", "").strip('"'),
-                last_modified=source_mod.parse_timestamp(f["LastModified"]).timestamp(),
+                last_modified=source_common.parse_timestamp(f["LastModified"]).timestamp(),
                 storage_class="" if marker else f.get("StorageClass") or "STANDARD"))
         elif tag == "CommonPrefixes":
             prefixes.append(decode(el.findtext(ns + "Prefix") or ""))

@@ -30,7 +30,7 @@ import aiohttp
 from yarl import URL
 
 from ..s3.digests import CHECKSUM_ALGORITHMS
-from . import presign, source
+from . import presign, source_common
 
 log = logging.getLogger("pocket.migrate.copy")
 
@@ -213,11 +213,11 @@ class PresignedGet:
 
 
 def _ssl_of(client):
-    """aiohttp's `ssl` for the source: its certificates (source.ssl_context), made only for
+    """aiohttp's `ssl` for the source: its certificates (source_common.ssl_context), made only for
     an https source (reading a CA bundle costs tens of milliseconds)."""
     direct = getattr(client, "direct", None)
     url = direct.origin if direct is not None else client.meta.endpoint_url
-    return source.ssl_context(client) if url.startswith("https:") else True
+    return source_common.ssl_context(client) if url.startswith("https:") else True
 
 
 class Streamed:

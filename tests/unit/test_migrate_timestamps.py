@@ -7,7 +7,7 @@ import datetime
 import pytest
 from botocore.utils import parse_timestamp as botocore_parse
 
-from storage.migrate.source import parse_timestamp
+from storage.migrate.source_common import parse_timestamp
 
 FORMS = [
     "2026-12-03T08:00:00.000Z",           # S3 listings
