@@ -92,6 +92,19 @@ def test_default_status_is_204_and_redirect_carries_the_etag(cluster, bucket):
     assert s3.get_object(Bucket=bucket, Key="redirected")["Body"].read() == data[::-1]
 
 
+def test_fields_sent_as_file_parts_are_still_fields(cluster, bucket):
+    """`requests.post(files=fields)` sends every field as a part with a filename (s3-tests does):
+    the file is the part named `file`, wherever filenames appear; Pocket took the first such
+    part for the file and answered 400 'must contain a field named key'."""
+    post = _v4(cluster).generate_presigned_post(bucket, "as-files/${filename}")
+    data = body(2000, 21)
+    parts = [(name, (name, value)) for name, value in post["fields"].items()]
+    parts.append(("file", ("scan.pdf", data, "application/pdf")))
+    resp = requests.post(f"{cluster.endpoint}/{bucket}", files=parts, timeout=60)
+    assert resp.status_code == 204, resp.text
+    assert cluster.client().get_object(Bucket=bucket, Key="as-files/scan.pdf")["Body"].read() == data
+
+
 def test_content_length_range_refuses_and_stores_nothing(cluster, bucket):
     s3 = _v4(cluster)
     post = s3.generate_presigned_post(bucket, "sized", Conditions=[["content-length-range", 100, 5000]])
