@@ -19,7 +19,7 @@ from .request import S3Request
 def _markers(req: S3Request) -> tuple[str, str]:
     key_marker = req.query.get("key-marker", "")
     version_marker = req.query.get("version-id-marker")
-    if version_marker is None:
+    if not version_marker:   # empty is absent: clients that page from ('', '') send both empty
         return key_marker, ""
     if not key_marker:
         raise errors.InvalidArgument("A version-id marker cannot be specified without a key marker.",
