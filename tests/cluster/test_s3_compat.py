@@ -597,6 +597,17 @@ def test_tagging(cluster, bucket):
     assert "TagCount" not in s3.get_object(Bucket=bucket, Key="t")
 
 
+def test_tagging_header_key_without_value(cluster, bucket):
+    """`x-amz-tagging: foo=bar&bar` is two tags, `bar` with an empty value, as S3 parses it
+    (s3-tests sends it); Pocket refused the whole PUT with 400 InvalidArgument."""
+    s3 = cluster.client()
+    s3.meta.events.register("before-call.s3.PutObject",
+                            lambda params, **_: params["headers"].update({"x-amz-tagging": "foo=bar&bar"}))
+    s3.put_object(Bucket=bucket, Key="bare", Body=b"bare tag")
+    assert s3.get_object_tagging(Bucket=bucket, Key="bare")["TagSet"] == [
+        {"Key": "foo", "Value": "bar"}, {"Key": "bar", "Value": ""}]
+
+
 def test_invalid_tags_change_nothing(cluster, bucket):
     s3 = cluster.client()
     s3.put_object(Bucket=bucket, Key="t", Body=b"x", Tagging="a=1")
