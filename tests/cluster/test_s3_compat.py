@@ -27,7 +27,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from botocore.httpchecksum import AwsChunkedWrapper, Crc32Checksum
 
-from . import forkserver
+from . import forkserver, rawhttp
 from .conftest import payload
 from .harness import ACCESS_KEY, SECRET_KEY, metric, wait_for
 from .signing import send, sign, signed_chunks
@@ -599,6 +599,39 @@ def test_sigv2_header_auth_works_and_is_checked(cluster, bucket):
                                      "Date": "Tue, 27 Mar 2007 19:36:42 +0000"})
     assert (status, _xml_code(body)) == (403, "RequestTimeTooSkewed")
     assert _absent(cluster.client(), bucket, "v2-forged") and _absent(cluster.client(), bucket, "v2-old")
+
+
+def _put_expecting_continue(cluster, bucket, key, headers: dict, body: bytes):
+    """A PUT that sends `Expect: 100-continue` and its body only if asked: (first answer, final answer)."""
+    host, port = rawhttp.address(cluster.endpoint)
+    head = [f"PUT /{bucket}/{key} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}",
+            "Expect: 100-continue"] + [f"{k}: {v}" for k, v in headers.items()]
+    with socket.create_connection((host, port), timeout=30) as s:
+        s.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        first = rawhttp.read_answer(s, head_only=True, timeout=20)
+        if first.status != 100:
+            return first, None
+        s.sendall(body)
+        return first, rawhttp.read_answer(s, timeout=20)
+
+
+def test_expect_100_continue_waits_for_the_verdict(cluster, bucket):
+    """An upload refused on its headers (anonymous, forged) is answered 403 at once, without a
+    `100 Continue` that would have the client send its body first, and the connection ends
+    (s3-tests' test_100_continue; Pocket sent 100 before checking anything). An allowed one
+    gets the 100, sends its body, and is stored."""
+    anonymous, _ = _put_expecting_continue(cluster, bucket, "anon", {}, b"never sent")
+    assert anonymous.status == 403 and anonymous.headers.get("connection") == "close"
+    signed = sign("PUT", f"{cluster.endpoint}/{bucket}/forged").headers
+    forged = {**signed, "Authorization": signed["Authorization"][:-4] + "0000"}
+    first, _ = _put_expecting_continue(cluster, bucket, "forged", forged, b"never sent")
+    assert first.status == 403
+    signed = sign("PUT", f"{cluster.endpoint}/{bucket}/allowed").headers
+    first, final = _put_expecting_continue(cluster, bucket, "allowed", signed, b"sent after 100")
+    assert (first.status, final.status) == (100, 200)
+    s3 = cluster.client()
+    assert s3.get_object(Bucket=bucket, Key="allowed")["Body"].read() == b"sent after 100"
+    assert _absent(s3, bucket, "anon") and _absent(s3, bucket, "forged")
 
 
 # --- tagging --------------------------------------------------------------------------------
