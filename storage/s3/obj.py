@@ -151,6 +151,7 @@ def _not_modified(bucket: dict, record: dict) -> web.Response:
 
 
 async def head_object(req: S3Request) -> web.Response:
+    sse.refuse_sealing_on_read(req)
     bucket, record = await _object(req)
     sse.key_to_read(req, record)
     if conditions.check_read(req.headers, record) == conditions.NOT_MODIFIED:
@@ -170,6 +171,7 @@ _TOO_FEW = "Too few fragments of this object are readable right now; retry once 
 
 
 async def get_object(req: S3Request) -> web.StreamResponse:
+    sse.refuse_sealing_on_read(req)
     bucket, record = await _object(req)
     customer_key = sse.key_to_read(req, record)
     if conditions.check_read(req.headers, record) == conditions.NOT_MODIFIED:

@@ -170,6 +170,15 @@ def for_part(req: S3Request, upload: dict) -> Sealing | None:
     return Sealing(SSE_C, customer_key=key)
 
 
+def refuse_sealing_on_read(req: S3Request) -> None:
+    """GET and HEAD name no SSE-S3/KMS settings: S3 answers 400 InvalidArgument rather than
+    ignore them (s3-tests' test_sse_kms_read_declare and test_sse_kms_method_head)."""
+    for header in (SSE, KMS_KEY_ID, CONTEXT, BUCKET_KEY):
+        if header in req.headers:
+            raise errors.InvalidArgument(f"{header} header is not supported for this operation.",
+                                         ArgumentName=header, ArgumentValue=req.headers[header])
+
+
 def key_to_read(req: S3Request, record: dict, prefix: str = CUSTOMER) -> bytes | None:
     """The customer key a GET, HEAD or copy source needs, checked; None for other objects."""
     key = customer_key(req, prefix)

@@ -174,6 +174,25 @@ def test_sse_kms_refusals_change_nothing(s3, bucket):
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
 
 
+def test_reads_naming_sse_s3_or_kms_are_refused(enc_cluster, bucket):
+    """GET and HEAD with x-amz-server-side-encryption(-aws-kms-key-id) get 400 InvalidArgument,
+    as S3 answers (s3-tests' test_sse_kms_read_declare); Pocket ignored the headers."""
+    s3 = enc_cluster.client()
+    s3.put_object(Bucket=bucket, Key="sealed", Body=b"kms body", ServerSideEncryption="aws:kms",
+                  SSEKMSKeyId="app-key")
+    extra = {"x-amz-server-side-encryption": "aws:kms", "x-amz-server-side-encryption-aws-kms-key-id": "app-key"}
+    s3.meta.events.register("before-call.s3.GetObject", lambda params, **_: params["headers"].update(extra))
+    s3.meta.events.register("before-call.s3.HeadObject", lambda params, **_: params["headers"].update(extra))
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="sealed")
+    assert _code(e) == (400, "InvalidArgument")
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=bucket, Key="sealed")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    plain = enc_cluster.client()
+    assert plain.get_object(Bucket=bucket, Key="sealed")["Body"].read() == b"kms body"
+
+
 def test_bucket_default_encryption(s3, bucket):
     with pytest.raises(ClientError) as e:
         s3.get_bucket_encryption(Bucket=bucket)
