@@ -114,6 +114,7 @@ def _answer(req: S3Request, fields: CIMultiDict, bucket: dict, key: str, record:
     status = _STATUSES.get(fields.get("success_action_status", ""), 204)
     if status != 201:
         return web.Response(status=status, headers=headers)
+    # without the S3 namespace, as S3 sends it: a browser page's script reads <Key>, not {ns}Key
     body = xml.document(xml.element("PostResponse", [("Location", location), ("Bucket", req.bucket),
-                                                     ("Key", key), ("ETag", etag)]))
+                                                     ("Key", key), ("ETag", etag)]), namespace=None)
     return web.Response(status=201, body=body, headers=headers, content_type="application/xml")
