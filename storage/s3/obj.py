@@ -210,6 +210,11 @@ async def get_object(req: S3Request) -> web.StreamResponse:
         log.error("GET %s failed after the first byte: %s", req.resource, e)
         req.http.transport and req.http.transport.close()
         return resp
+    except ConnectionError:
+        # The client hung up mid-body (it stopped a download, or timed out): nothing is wrong
+        # here and nobody is left to answer. The access line shows the bytes it got; this was
+        # a logged 500 with a traceback, which 5xx alerts counted as the gateway failing.
+        return resp
     await resp.write_eof()
     return resp
 

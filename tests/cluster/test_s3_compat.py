@@ -12,6 +12,7 @@ import io
 import json
 import shutil
 import socket
+import struct
 import threading
 import urllib.request
 import uuid
@@ -632,6 +633,31 @@ def test_expect_100_continue_waits_for_the_verdict(cluster, bucket):
     s3 = cluster.client()
     assert s3.get_object(Bucket=bucket, Key="allowed")["Body"].read() == b"sent after 100"
     assert _absent(s3, bucket, "anon") and _absent(s3, bucket, "forged")
+
+
+def test_a_client_hanging_up_mid_download_is_no_server_error(cluster, bucket):
+    """A download the client stops (s3-tests' atomic-read tests do; so does any player that seeks)
+    is the client's choice: no 500 in the metrics 5xx alerts watch, no traceback in the log.
+    Pocket logged each as 'failed' with a ConnectionResetError traceback and counted a 500."""
+    s3 = cluster.client()
+    s3.put_object(Bucket=bucket, Key="long", Body=payload(8 << 20, 31))
+    series = ("pocket_s3_requests_total", 'operation="get_object",status="500"')
+    before = metric(cluster.endpoint, *series)
+    signed = sign("GET", f"{cluster.endpoint}/{bucket}/long")
+    host, port = rawhttp.address(cluster.endpoint)
+    with socket.create_connection((host, port), timeout=30) as conn:
+        head = [f"GET /{bucket}/long HTTP/1.1", f"Host: {host}:{port}"] + [f"{k}: {v}" for k, v in
+                                                                         signed.headers.items()]
+        conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        first = rawhttp.read_answer(conn, head_only=True, timeout=20)
+        assert first.status == 200
+        request_id = first.headers["x-amz-request-id"]
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))   # hang up: RST
+    wait_for("the cut GET's access line", lambda: f"{request_id} GET" in cluster.log("gateway"), timeout=30)
+    log = cluster.log("gateway")
+    assert f"failed (request {request_id})" not in log
+    assert metric(cluster.endpoint, *series) == before
+    assert s3.get_object(Bucket=bucket, Key="long")["Body"].read() == payload(8 << 20, 31)
 
 
 # --- tagging --------------------------------------------------------------------------------
