@@ -76,11 +76,12 @@ def build_app(gateway, internal_puts=()) -> web.Application:
 
 
 async def _expect(http: web.Request) -> None:
-    """`Expect: 100-continue` as aiohttp answers it; any other expectation is ignored, as S3
-    does (aiohttp's own 417 for one it does not know failed with a 500 on non-UTF-8 bytes)."""
+    """`Expect: 100-continue` is answered when the handler first reads the body (body.raw_body),
+    so a request refused before that (bad signature, no access) gets its 403 without the
+    client sending the body, as S3 answers; any other expectation is ignored, as S3 does
+    (aiohttp's own 417 for one it does not know failed with a 500 on non-UTF-8 bytes)."""
     if http.version == HttpVersion11 and http.headers.get("Expect", "").lower() == "100-continue":
-        await http.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        http.writer.output_size = 0   # the response proper has not started
+        http["expect_continue"] = True
 
 
 async def health(request: web.Request) -> web.Response:
@@ -121,6 +122,8 @@ async def s3_entry(http: web.Request) -> web.StreamResponse:
             await _answer_and_hang_up(http, resp)
     except Exception as e:
         resp = _failure_response(http, e, request_id, bucket, key)
+    if http.get("expect_continue") and not http.get("continued"):
+        resp.force_close()   # the client may never send the body it held back: end the connection
     if resp.status >= 400 and "error_code" not in http:   # answered by a handler without an S3Error
         http["error_code"] = str(resp.status)
     operation = http["operation"]

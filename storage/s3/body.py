@@ -105,6 +105,7 @@ async def raw_body(req: S3Request) -> AsyncIterator[bytes]:
     that stalls or trickles is cut (limits.BodyPace)."""
     gw = req.gateway.cfg.gateway
     pace = BodyPace(gw.body_timeout, gw.body_min_rate)
+    await _continue(req.http)
     try:
         while chunk := await pace.read(req.http.content, _READ):
             yield chunk
@@ -112,6 +113,15 @@ async def raw_body(req: S3Request) -> AsyncIterator[bytes]:
         raise
     except Exception as e:
         raise errors.IncompleteBody(f"The request body ended early: {e}") from e
+
+
+async def _continue(http) -> None:
+    """The `100 Continue` an `Expect: 100-continue` client waits for (app._expect defers it to
+    here): sent once the request was authenticated and allowed, just before its body is read."""
+    if http.get("expect_continue") and not http.get("continued"):
+        http["continued"] = True
+        await http.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        http.writer.output_size = 0   # the response proper has not started
 
 
 async def read_small(req: S3Request, limit: int, require_digest: bool = False, body_checksums: bool = True) -> bytes:

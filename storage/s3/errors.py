@@ -67,6 +67,8 @@ AccessForbidden = _error(  # what S3 answers a CORS preflight no rule allows
     "resource's CORS spec.")
 AuthorizationHeaderMalformed = _error(
     "AuthorizationHeaderMalformed", 400, "The authorization header is malformed.")
+AuthorizationQueryParametersError = _error(
+    "AuthorizationQueryParametersError", 400, "Error parsing the X-Amz-Credential parameter.")
 BadRequest = _error("BadRequest", 400, "Bad Request")
 BadDigest = _error("BadDigest", 400, "The Content-MD5 or checksum you specified did not match what we received.")
 BucketAlreadyExists = _error(

@@ -96,7 +96,7 @@ async def read_form(chunks: AsyncIterator[bytes], boundary: bytes) -> Form:
         head = await buf.until(b"\r\n\r\n", _MAX_PART_HEADERS, "a part's headers")
         budget -= len(head)
         name, filename, part_type = _part_headers(head)
-        if filename is not None or name.lower() == "file":
+        if name.lower() == "file":   # by name, as S3 does: `requests`' files= gives every field a filename
             form.filename, form.file_type = filename or "", part_type
             form.file = _file(buf, delimiter)
             return form

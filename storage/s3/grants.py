@@ -73,6 +73,13 @@ def _resolve_email(email: str, users) -> str:
         "`email` in the config, or grant by canonical id (its access key).", EmailAddress=email)
 
 
+def _resolve_id(ident: str, users) -> str:
+    """A canonical id is a Pocket user's access key; S3 refuses a grant to an id it does not know."""
+    if any(user.access_key == ident for user in users):
+        return ident
+    raise errors.InvalidArgument("Invalid id", ArgumentName="CanonicalUser/ID", ArgumentValue=ident)
+
+
 def _group(uri: str) -> list[str]:
     if not uri.startswith(GROUPS) or uri not in (ALL_USERS, AUTHENTICATED_USERS, LOG_DELIVERY):
         raise errors.InvalidArgument("Invalid group uri", ArgumentName="uri", ArgumentValue=uri)
@@ -92,7 +99,7 @@ def from_grant_headers(headers, users) -> list[list[str]] | None:
                                                  "emailAddress=\"...\", separated by commas",
                                                  ArgumentName=name, ArgumentValue=value)
                 kind, who = m.group(1).lower(), m.group(2).strip()
-                grantee = (["id", who] if kind == "id" else _group(who) if kind == "uri"
+                grantee = (["id", _resolve_id(who, users)] if kind == "id" else _group(who) if kind == "uri"
                            else ["id", _resolve_email(who, users)])
                 found.append(grantee + [permission])
                 pos = m.end()
@@ -116,7 +123,7 @@ def from_xml(body: bytes, users) -> tuple[str | None, list[list[str]]]:
             raise errors.MalformedACLError(f"{permission} is not a permission")
         ident, uri, email = (grantee.find(t) for t in ("ID", "URI", "EmailAddress"))
         if ident is not None and (ident.text or "").strip():
-            found.append(["id", ident.text.strip(), permission])
+            found.append(["id", _resolve_id(ident.text.strip(), users), permission])
         elif uri is not None and (uri.text or "").strip():
             found.append(_group(uri.text.strip()) + [permission])
         elif email is not None and (email.text or "").strip():

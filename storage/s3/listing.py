@@ -65,7 +65,7 @@ def _render(fields: list[tuple[str, object]], entries: list[str]) -> web.Respons
 
 def _common(req: S3Request, enc) -> list:
     fields = [("Name", req.bucket), ("Prefix", enc(req.query.get("prefix", "")))]
-    if "delimiter" in req.query:
+    if req.query.get("delimiter"):   # S3 leaves out an empty one, as if none was sent
         fields.append(("Delimiter", enc(req.query["delimiter"])))
     fields.append(("MaxKeys", _max_keys(req)))
     if "encoding-type" in req.query:
@@ -105,6 +105,6 @@ async def list_objects_v1(req: S3Request) -> web.Response:
     fields = _common(req, enc)
     fields.insert(2, ("Marker", enc(marker)))
     fields.append(("IsTruncated", "true" if page.is_truncated else "false"))
-    if page.is_truncated and "delimiter" in req.query:
+    if page.is_truncated and req.query.get("delimiter"):
         fields.append(("NextMarker", enc(page.next_marker)))
     return _render(fields, _entries(req, page, enc, True))

@@ -151,6 +151,7 @@ def _not_modified(bucket: dict, record: dict) -> web.Response:
 
 
 async def head_object(req: S3Request) -> web.Response:
+    sse.refuse_sealing_on_read(req)
     bucket, record = await _object(req)
     sse.key_to_read(req, record)
     if conditions.check_read(req.headers, record) == conditions.NOT_MODIFIED:
@@ -170,6 +171,7 @@ _TOO_FEW = "Too few fragments of this object are readable right now; retry once 
 
 
 async def get_object(req: S3Request) -> web.StreamResponse:
+    sse.refuse_sealing_on_read(req)
     bucket, record = await _object(req)
     customer_key = sse.key_to_read(req, record)
     if conditions.check_read(req.headers, record) == conditions.NOT_MODIFIED:
@@ -207,6 +209,11 @@ async def get_object(req: S3Request) -> web.StreamResponse:
         # Headers are gone already: cut the connection so the client sees a short body, not bad data.
         log.error("GET %s failed after the first byte: %s", req.resource, e)
         req.http.transport and req.http.transport.close()
+        return resp
+    except ConnectionError:
+        # The client hung up mid-body (it stopped a download, or timed out): nothing is wrong
+        # here and nobody is left to answer. The access line shows the bytes it got; this was
+        # a logged 500 with a traceback, which 5xx alerts counted as the gateway failing.
         return resp
     await resp.write_eof()
     return resp

@@ -153,9 +153,11 @@ def _default_rule(rule) -> dict:
     if mode not in locks.MODES or (days is None) == (years is None):
         raise errors.MalformedXML()
     text = (days if days is not None else years).strip()
-    count = decimal(text, MAX_INT32)   # int() would take "٣" or "+1"
+    count = decimal(text.removeprefix("-"), MAX_INT32)   # int() would take "٣" or "+1"
     if count is None:
         raise errors.MalformedXML()
+    if text.startswith("-"):   # an integer, but not a period: refused below like 0
+        count = -count
     limit = 36500 if days is not None else 100
     if not 0 < count <= limit:
         raise errors.InvalidArgument("Default retention period must be a positive integer value.",
@@ -200,7 +202,7 @@ async def put_object_retention(req: S3Request) -> web.Response:
     bucket, record = await _locked_version(req)
     root = await _body(req, "Retention")
     mode, until = (root.findtext("Mode") or "").strip(), (root.findtext("RetainUntilDate") or "").strip()
-    if bool(mode) != bool(until):
+    if bool(mode) != bool(until) or (mode and mode not in locks.MODES):   # the schema's enumeration
         raise errors.MalformedXML()
     new = _retention(mode, until) if mode else None
     allow_bypass = bypass(req)

@@ -13,7 +13,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from aiohttp import web
 from multidict import CIMultiDict
 
-from . import access, acl, errors, form, post_policy, tagging, versioning, xml
+from . import access, acl, errors, form, post_policy, sse, tagging, versioning, xml
 from .body import MAX_PUT_BYTES, raw_body, stored_headers
 from .digests import BodyDigests
 from .names import check_key, content_type, header_text, user_metadata
@@ -48,11 +48,13 @@ async def post_object(req: S3Request) -> web.Response:
     access.check(req, "s3:PutObject", bucket, key, caller=signed.access_key, headers=as_headers)
     post_policy.check(fields, req.bucket, signed)
     attrs = _attributes(req, as_headers, fields, bucket, signed.access_key)
+    # the form's x-amz-server-side-encryption* fields, else the bucket's default, as a PUT's headers
+    sealing = sse.for_new_object(req, bucket, as_headers)
     low, high = signed.min_size, min(signed.max_size if signed.max_size is not None else MAX_PUT_BYTES,
                                      MAX_PUT_BYTES)
     record = await req.gateway.objects.put(req.bucket, key, _sized(sent.file, low, high), length,
-                                           BodyDigests(CIMultiDict(), None, None), attrs)
-    return _answer(req, fields, bucket, key, record)
+                                           BodyDigests(CIMultiDict(), None, None), attrs, sealing=sealing)
+    return _answer(req, fields, bucket, key, record, sse.response_headers(req, record, as_headers))
 
 
 def _basename(filename: str | None) -> str:
@@ -101,10 +103,11 @@ async def _sized(file, low: int, high: int):
                                     "bytes).", ProposedSize=str(size), MinSizeAllowed=str(low))
 
 
-def _answer(req: S3Request, fields: CIMultiDict, bucket: dict, key: str, record: dict) -> web.Response:
+def _answer(req: S3Request, fields: CIMultiDict, bucket: dict, key: str, record: dict,
+            sealed: dict[str, str]) -> web.Response:
     etag = f'"{record["etag"]}"'
     location = f"{req.http.scheme}://{req.http.host}/{quote(req.bucket)}/{quote(key)}"
-    headers = {"ETag": etag, "Location": location, **versioning.version_headers(bucket, record)}
+    headers = {"ETag": etag, "Location": location, **versioning.version_headers(bucket, record), **sealed}
     redirect = fields.get("success_action_redirect") or fields.get("redirect")
     if redirect and urlsplit(redirect).scheme in ("http", "https"):
         sep = "&" if urlsplit(redirect).query else ("" if redirect.endswith("?") else "?")
@@ -114,6 +117,7 @@ def _answer(req: S3Request, fields: CIMultiDict, bucket: dict, key: str, record:
     status = _STATUSES.get(fields.get("success_action_status", ""), 204)
     if status != 201:
         return web.Response(status=status, headers=headers)
+    # without the S3 namespace, as S3 sends it: a browser page's script reads <Key>, not {ns}Key
     body = xml.document(xml.element("PostResponse", [("Location", location), ("Bucket", req.bucket),
-                                                     ("Key", key), ("ETag", etag)]))
+                                                     ("Key", key), ("ETag", etag)]), namespace=None)
     return web.Response(status=201, body=body, headers=headers, content_type="application/xml")

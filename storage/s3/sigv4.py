@@ -23,6 +23,7 @@ from storage.s3.xml import parse_http_date
 from storage.s3.errors import (
     AccessDenied,
     AuthorizationHeaderMalformed,
+    AuthorizationQueryParametersError,
     InvalidAccessKeyId,
     InvalidArgument,
     InvalidRequest,
@@ -42,7 +43,7 @@ _PAYLOAD_TOKENS = frozenset({UNSIGNED_PAYLOAD, STREAMING_PAYLOAD,
                              STREAMING_PAYLOAD_TRAILER, STREAMING_UNSIGNED_TRAILER})
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _AMZ_DATE = re.compile(r"[0-9]{8}T[0-9]{6}Z")
-_EXPIRES = re.compile(r"[0-9]{1,7}")
+_EXPIRES = re.compile(r"[0-9]{1,18}")
 # Signature Version 2 requests are answered by sigv2.py (request.authenticate routes them
 # there first); one that reaches this verifier anyway must fail, never pass as anonymous.
 _V2_MESSAGE = "This is a Signature Version 2 request; it is verified by sigv2, not as Version 4."
@@ -209,10 +210,7 @@ def _from_query(params: dict[str, str], now: float, max_skew: float):
     if when is None:
         raise InvalidArgument("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"",
                               ArgumentName="X-Amz-Date", ArgumentValue=amz_date)
-    raw_expires = params["X-Amz-Expires"]
-    if not _EXPIRES.fullmatch(raw_expires) or not 1 <= int(raw_expires) <= MAX_PRESIGN_EXPIRES:
-        raise InvalidArgument("X-Amz-Expires must be a number of seconds between 1 and 604800 "
-                              "(one week)", ArgumentName="X-Amz-Expires", ArgumentValue=raw_expires)
+    raw_expires = _expires(params["X-Amz-Expires"])
     credential = _parse_credential(params["X-Amz-Credential"], amz_date, InvalidArgument)
     if when - now > max_skew:
         raise RequestTimeTooSkewed(RequestTime=amz_date, ServerTime=_iso(now),
@@ -223,6 +221,22 @@ def _from_query(params: dict[str, str], now: float, max_skew: float):
                                                      "Expires": _iso(when + expires),
                                                      "ServerTime": _iso(now)})
     return credential, _signed_headers(params["X-Amz-SignedHeaders"]), params["X-Amz-Signature"], amz_date
+
+
+def _expires(raw: str) -> str:
+    """X-Amz-Expires as S3 checks it: 0 is a URL that has already expired (403 once used),
+    a negative, a non-number or more than a week is a malformed URL (400, with S3's words)."""
+    if raw.startswith("-") and _EXPIRES.fullmatch(raw[1:]):
+        raise AuthorizationQueryParametersError("X-Amz-Expires must be non-negative",
+                                                ArgumentName="X-Amz-Expires", ArgumentValue=raw)
+    if not _EXPIRES.fullmatch(raw):
+        raise AuthorizationQueryParametersError("X-Amz-Expires should be a number",
+                                                ArgumentName="X-Amz-Expires", ArgumentValue=raw)
+    if int(raw) > MAX_PRESIGN_EXPIRES:
+        raise AuthorizationQueryParametersError(
+            "X-Amz-Expires must be less than a week (in seconds) that is 604800 seconds",
+            ArgumentName="X-Amz-Expires", ArgumentValue=raw)
+    return raw
 
 
 def _parse_credential(value: str, amz_date: str, error: type) -> tuple[str, str, str, str]:

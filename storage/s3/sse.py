@@ -33,9 +33,10 @@ _STORED_ENCRYPTED = ("The object was stored using a form of Server Side Encrypti
                      "be provided to retrieve the object.")
 
 
-def customer_key(req: S3Request, prefix: str = CUSTOMER) -> bytes | None:
-    """The SSE-C key a request gives (checked against its MD5), or None if it gives none."""
-    h = req.headers
+def customer_key(req: S3Request, prefix: str = CUSTOMER, headers=None) -> bytes | None:
+    """The SSE-C key a request gives (checked against its MD5), or None if it gives none;
+    `headers`: a POST form's fields, which stand in for the request's headers."""
+    h = req.headers if headers is None else headers
     algorithm, key, md5 = h.get(prefix + "algorithm"), h.get(prefix + "key"), h.get(prefix + "key-MD5")
     if algorithm is None and key is None and md5 is None:
         return None
@@ -85,10 +86,12 @@ def names_encryption(req: S3Request) -> bool:
     return SSE in req.headers or CUSTOMER + "algorithm" in req.headers
 
 
-def for_new_object(req: S3Request, bucket: dict) -> Sealing | None:
-    """How a PUT, copy or CreateMultipartUpload wants its object encrypted; None: not at all."""
-    key = customer_key(req)
-    mode = req.headers.get(SSE)
+def for_new_object(req: S3Request, bucket: dict, headers=None) -> Sealing | None:
+    """How a PUT, copy, CreateMultipartUpload or POST object (`headers`: the form's fields)
+    wants its object encrypted; None: not at all."""
+    h = req.headers if headers is None else headers
+    key = customer_key(req, headers=h)
+    mode = h.get(SSE)
     if key is not None:
         if mode is not None:
             raise errors.InvalidArgument("Server Side Encryption with Customer provided key is incompatible with "
@@ -96,24 +99,24 @@ def for_new_object(req: S3Request, bucket: dict) -> Sealing | None:
         return Sealing(SSE_C, customer_key=key)
     if mode is None:
         for header in (KMS_KEY_ID, CONTEXT):
-            if header in req.headers:
+            if header in h:
                 raise errors.InvalidArgument(f"{header} is only valid with {SSE}: aws:kms",
-                                             ArgumentName=header, ArgumentValue=req.headers[header])
+                                             ArgumentName=header, ArgumentValue=h[header])
         return _bucket_default(req, bucket)
     if mode == SSE_S3:
-        if KMS_KEY_ID in req.headers or CONTEXT in req.headers:
+        if KMS_KEY_ID in h or CONTEXT in h:
             raise errors.InvalidArgument("Server Side Encryption with AES256 takes no KMS key id or context",
                                          ArgumentName=SSE, ArgumentValue=mode)
-        return _usable(req, Sealing(SSE_S3, bucket_key=_flag(req)))
+        return _usable(req, Sealing(SSE_S3, bucket_key=_flag(h)))
     if mode in (SSE_KMS, "aws:kms:dsse"):
-        return _usable(req, Sealing(SSE_KMS, kms_key_id=req.headers.get(KMS_KEY_ID, ""),
-                                    context=_context(req.headers.get(CONTEXT)), bucket_key=_flag(req)))
+        return _usable(req, Sealing(SSE_KMS, kms_key_id=h.get(KMS_KEY_ID, ""),
+                                    context=_context(h.get(CONTEXT)), bucket_key=_flag(h)))
     raise errors.InvalidArgument("The encryption method specified is not supported", ArgumentName=SSE,
                                  ArgumentValue=mode)
 
 
-def _flag(req: S3Request) -> bool:
-    return req.headers.get(BUCKET_KEY, "").lower() == "true"
+def _flag(headers) -> bool:
+    return headers.get(BUCKET_KEY, "").lower() == "true"
 
 
 def _context(value: str | None) -> str:
@@ -170,6 +173,15 @@ def for_part(req: S3Request, upload: dict) -> Sealing | None:
     return Sealing(SSE_C, customer_key=key)
 
 
+def refuse_sealing_on_read(req: S3Request) -> None:
+    """GET and HEAD name no SSE-S3/KMS settings: S3 answers 400 InvalidArgument rather than
+    ignore them (s3-tests' test_sse_kms_read_declare and test_sse_kms_method_head)."""
+    for header in (SSE, KMS_KEY_ID, CONTEXT, BUCKET_KEY):
+        if header in req.headers:
+            raise errors.InvalidArgument(f"{header} header is not supported for this operation.",
+                                         ArgumentName=header, ArgumentValue=req.headers[header])
+
+
 def key_to_read(req: S3Request, record: dict, prefix: str = CUSTOMER) -> bytes | None:
     """The customer key a GET, HEAD or copy source needs, checked; None for other objects."""
     key = customer_key(req, prefix)
@@ -185,13 +197,13 @@ def key_to_read(req: S3Request, record: dict, prefix: str = CUSTOMER) -> bytes |
     return key
 
 
-def response_headers(req: S3Request, record: dict) -> dict[str, str]:
-    """x-amz-server-side-encryption* of a response about this version."""
+def response_headers(req: S3Request, record: dict, headers=None) -> dict[str, str]:
+    """x-amz-server-side-encryption* of a response about this version (`headers`: as above)."""
     sse = record.get("sse")
     if not sse:
         return {}
     if sse["mode"] == SSE_C:
-        md5 = req.headers.get(CUSTOMER + "key-MD5", "").strip()   # echoed only when it is one (Complete has none)
+        md5 = (req.headers if headers is None else headers).get(CUSTOMER + "key-MD5", "").strip()   # echoed only when it is one (Complete has none)
         return {CUSTOMER + "algorithm": "AES256", **({CUSTOMER + "key-MD5": md5} if _MD5.match(md5) else {})}
     headers = {SSE: sse["mode"]}
     if sse["mode"] == SSE_KMS:

@@ -41,11 +41,12 @@ def validate(pairs: list[tuple[str, str]], max_tags: int = MAX_TAGS) -> dict[str
 
 
 def from_header(value: str | None) -> dict[str, str]:
-    """The x-amz-tagging header: a URL-encoded query string, `k1=v1&k2=v2`."""
+    """The x-amz-tagging header: a URL-encoded query string, `k1=v1&k2=v2`; a key without `=`
+    is a tag with an empty value, as S3 reads `a=1&b` (only bytes that are not UTF-8 are refused)."""
     if not value:
         return {}
     try:
-        pairs = parse_qsl(value, keep_blank_values=True, strict_parsing=True)
+        pairs = parse_qsl(value, keep_blank_values=True, errors="strict")
     except ValueError:
         raise errors.InvalidArgument("The header 'x-amz-tagging' shall be encoded as UTF-8 then URLEncoded "
                                      "URL query parameters without tag name duplicates.",

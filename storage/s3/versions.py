@@ -19,7 +19,7 @@ from .request import S3Request
 def _markers(req: S3Request) -> tuple[str, str]:
     key_marker = req.query.get("key-marker", "")
     version_marker = req.query.get("version-id-marker")
-    if version_marker is None:
+    if not version_marker:   # empty is absent: clients that page from ('', '') send both empty
         return key_marker, ""
     if not key_marker:
         raise errors.InvalidArgument("A version-id marker cannot be specified without a key marker.",
@@ -40,7 +40,7 @@ async def list_object_versions(req: S3Request) -> web.Response:
                                              version_id_marker=version_marker, max_keys=max_keys)
     fields = [("Name", req.bucket), ("Prefix", enc(req.query.get("prefix", ""))),
               ("KeyMarker", enc(key_marker)), ("VersionIdMarker", version_marker)]
-    if "delimiter" in req.query:
+    if req.query.get("delimiter"):   # S3 leaves out an empty one, as if none was sent
         fields.append(("Delimiter", enc(req.query["delimiter"])))
     fields.append(("MaxKeys", max_keys))
     if "encoding-type" in req.query:

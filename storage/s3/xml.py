@@ -26,8 +26,10 @@ def element(tag: str, children=None, text=None) -> ET.Element:
     return el
 
 
-def document(root: ET.Element) -> bytes:
-    root.set("xmlns", NS)
+def document(root: ET.Element, namespace: str | None = NS) -> bytes:
+    """`namespace=None` for the one answer S3 sends without one: POST object's PostResponse."""
+    if namespace:
+        root.set("xmlns", namespace)
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + references(ET.tostring(root, encoding="utf-8"))
 
 

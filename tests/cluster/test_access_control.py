@@ -275,6 +275,12 @@ def test_grants_by_id_email_and_group(cluster, bucket):
                  ) == ("InvalidArgument", 400)
     assert _code(lambda: s3.put_bucket_acl(Bucket=bucket, ACL="private", GrantRead=f'id="{OTHER_ACCESS_KEY}"')
                  ) == ("InvalidRequest", 400)
+    # a canonical id no user has: 400 InvalidArgument, as S3 answers (Pocket stored the grant)
+    assert _code(lambda: s3.put_bucket_acl(Bucket=bucket, GrantRead='id="no-such-user"')) == ("InvalidArgument", 400)
+    assert _code(lambda: s3.put_object_acl(Bucket=bucket, Key="mine", AccessControlPolicy={
+        "Owner": {"ID": ACCESS_KEY}, "Grants": [
+            {"Grantee": {"Type": "CanonicalUser", "ID": "_foo"}, "Permission": "FULL_CONTROL"}]})
+                 ) == ("InvalidArgument", 400)
     assert _grants(s3.get_bucket_acl(Bucket=bucket)) == {
         (ACCESS_KEY, "FULL_CONTROL"), (LOG_DELIVERY, "WRITE"), (LOG_DELIVERY, "READ_ACP")}
     assert sorted(_keys(s3, bucket)) == ["dropbox", "mine", "theirs"]

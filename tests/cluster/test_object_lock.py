@@ -152,6 +152,15 @@ def test_refusals_change_nothing(lc):
     assert _error(lambda: s3.put_object_lock_configuration(Bucket="vault2", ObjectLockConfiguration={
         "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 0}}})) == (
         400, "InvalidArgument")
+    # a negative period is an integer, refused like 0 (Pocket said MalformedXML); a retention body's
+    # mode outside the schema's enumeration is MalformedXML (Pocket said InvalidArgument), as s3-tests expects
+    assert _error(lambda: s3.put_object_lock_configuration(Bucket="vault2", ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Years": -1}}})) == (
+        400, "InvalidArgument")
+    s3.put_object(Bucket="vault2", Key="held", Body=b"x")
+    assert _error(lambda: s3.put_object_retention(Bucket="vault2", Key="held", Retention={
+        "Mode": "governance", "RetainUntilDate": _in(60)})) == (400, "MalformedXML")
+    assert "ObjectLockMode" not in s3.head_object(Bucket="vault2", Key="held")
     assert _versions(s3, "vault2", "k") == []
     assert s3.get_object_lock_configuration(Bucket="vault2")["ObjectLockConfiguration"] == {
         "ObjectLockEnabled": "Enabled"}

@@ -139,6 +139,21 @@ def test_listing_prefix_delimiter_pagination(cluster, bucket):
     assert _code(e)[1] == 400
 
 
+def test_an_empty_delimiter_is_no_delimiter(cluster, bucket):
+    """`delimiter=` groups nothing and S3 leaves it out of the answer (V1, V2 and versions);
+    Pocket echoed <Delimiter></Delimiter>, which s3-tests' delimiter_empty tests refuse."""
+    s3 = cluster.client()
+    for key in ("dir/a", "dir/b", "top"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"")
+    for listing in (s3.list_objects, s3.list_objects_v2, s3.list_object_versions):
+        page = listing(Bucket=bucket, Delimiter="")
+        assert "Delimiter" not in page and "CommonPrefixes" not in page, listing
+        assert [o["Key"] for o in page.get("Contents", page.get("Versions"))] == ["dir/a", "dir/b", "top"]
+    v1 = s3.list_objects(Bucket=bucket, Delimiter="", MaxKeys=1)
+    assert v1["IsTruncated"] and "NextMarker" not in v1
+    assert s3.list_objects(Bucket=bucket, Delimiter="/")["Delimiter"] == "/"
+
+
 def test_health_ready_metrics(cluster):
     for path in ("/_pocket/health", "/_pocket/ready"):
         with urllib.request.urlopen(cluster.endpoint + path) as r:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+import requests
 from botocore.exceptions import ClientError
 
 from .harness import ACCESS_KEY, SECRET_KEY, ProcCluster
@@ -172,6 +173,61 @@ def test_sse_kms_refusals_change_nothing(s3, bucket):
             s3.put_object(Bucket=bucket, Key="k", Body=b"data", **extra)
         assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400, extra
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+
+
+def test_reads_naming_sse_s3_or_kms_are_refused(enc_cluster, bucket):
+    """GET and HEAD with x-amz-server-side-encryption(-aws-kms-key-id) get 400 InvalidArgument,
+    as S3 answers (s3-tests' test_sse_kms_read_declare); Pocket ignored the headers."""
+    s3 = enc_cluster.client()
+    s3.put_object(Bucket=bucket, Key="sealed", Body=b"kms body", ServerSideEncryption="aws:kms",
+                  SSEKMSKeyId="app-key")
+    extra = {"x-amz-server-side-encryption": "aws:kms", "x-amz-server-side-encryption-aws-kms-key-id": "app-key"}
+    s3.meta.events.register("before-call.s3.GetObject", lambda params, **_: params["headers"].update(extra))
+    s3.meta.events.register("before-call.s3.HeadObject", lambda params, **_: params["headers"].update(extra))
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="sealed")
+    assert _code(e) == (400, "InvalidArgument")
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=bucket, Key="sealed")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    plain = enc_cluster.client()
+    assert plain.get_object(Bucket=bucket, Key="sealed")["Body"].read() == b"kms body"
+
+
+def test_post_object_seals_like_a_put(enc_cluster, bucket):
+    """A POST form's x-amz-server-side-encryption* fields, or else the bucket's default
+    encryption, seal the object as a PUT's headers would. Pocket stored every form upload in
+    the clear, answering 204 to a form that named a customer key (s3-tests'
+    test_encryption_sse_c_post_object_authenticated_request)."""
+    s3 = enc_cluster.client()
+    signer = enc_cluster.client(signature_version="s3v4")
+
+    def post(key: str, fields: dict, data: bytes):
+        conditions = [{name: value} for name, value in fields.items()]
+        form = signer.generate_presigned_post(bucket, key, Fields=fields, Conditions=conditions)
+        return requests.post(f"{enc_cluster.endpoint}/{bucket}", data=form["fields"],
+                             files={"file": ("f.bin", data, "application/octet-stream")}, timeout=60)
+
+    sse_c = {"x-amz-server-side-encryption-customer-algorithm": "AES256",
+             "x-amz-server-side-encryption-customer-key": base64.b64encode(KEY).decode(),
+             "x-amz-server-side-encryption-customer-key-MD5": base64.b64encode(hashlib.md5(KEY).digest()).decode()}
+    resp = post("form-c", sse_c, body(SEG + 3, 61))
+    assert resp.status_code == 204, resp.text
+    assert resp.headers["x-amz-server-side-encryption-customer-algorithm"] == "AES256"
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="form-c")
+    assert _code(e) == (400, "InvalidRequest")
+    assert s3.get_object(Bucket=bucket, Key="form-c", **ssec())["Body"].read() == body(SEG + 3, 61)
+    resp = post("form-kms", {"x-amz-server-side-encryption": "aws:kms",
+                             "x-amz-server-side-encryption-aws-kms-key-id": "app-key"}, b"kms form")
+    assert resp.status_code == 204, resp.text
+    head = s3.head_object(Bucket=bucket, Key="form-kms")
+    assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"] == "app-key"
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
+        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+    assert post("form-default", {}, b"default form").status_code == 204
+    assert s3.head_object(Bucket=bucket, Key="form-default")["ServerSideEncryption"] == "AES256"
+    assert s3.get_object(Bucket=bucket, Key="form-default")["Body"].read() == b"default form"
 
 
 def test_bucket_default_encryption(s3, bucket):

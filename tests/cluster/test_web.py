@@ -244,10 +244,10 @@ def test_acls_refused_while_disabled_change_nothing(cluster, bucket):
         (lambda: s3.put_object(Bucket=bucket, Key="new", Body=b"x", GrantRead='uri="http://acs.amazonaws.com/'
                                'groups/global/AllUsers"'), "AccessControlListNotSupported"),
         (lambda: s3.put_object_acl(Bucket=bucket, Key="k", ACL="authenticated-read"), "AccessControlListNotSupported"),
-        (lambda: s3.put_bucket_acl(Bucket=bucket, GrantFullControl='id="someone-else"'),
+        (lambda: s3.put_bucket_acl(Bucket=bucket, GrantFullControl=f'id="{OTHER_ACCESS_KEY}"'),
          "AccessControlListNotSupported"),
         (lambda: s3.put_object_acl(Bucket=bucket, Key="k", AccessControlPolicy={"Owner": owner, "Grants": [
-            {"Grantee": {"Type": "CanonicalUser", "ID": "someone-else"}, "Permission": "READ"}]}),
+            {"Grantee": {"Type": "CanonicalUser", "ID": OTHER_ACCESS_KEY}, "Permission": "READ"}]}),
          "AccessControlListNotSupported"),
         (lambda: s3.put_object_acl(Bucket=bucket, Key="missing", ACL="public-read"), "NoSuchKey"),
         (lambda: s3.create_bucket(Bucket=f"{bucket}-rw", ACL="public-read-write"),

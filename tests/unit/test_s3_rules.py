@@ -91,8 +91,11 @@ def test_tag_rules():
     for pairs in bad:
         with pytest.raises(errors.InvalidTag):
             tagging.validate(pairs)
+    assert tagging.from_header("novalue&k=v") == {"novalue": "", "k": "v"}   # S3 reads a bare key so
+    with pytest.raises(errors.InvalidTag):
+        tagging.from_header("novalue&&=")   # the last is a tag without a key
     with pytest.raises(errors.InvalidArgument):
-        tagging.from_header("novalue&&=")
+        tagging.from_header("k=%FF")   # not UTF-8
 
 
 @pytest.mark.parametrize("host, bucket", [

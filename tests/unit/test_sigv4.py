@@ -294,12 +294,19 @@ def test_presigned_dated_in_the_future():
         auth(*request)
 
 
-@pytest.mark.parametrize("expires", [0, 604801, "abc", -5, "%C2%B2", "1e3"])
+@pytest.mark.parametrize("expires", [604801, 10**12, "abc", -5, "%C2%B2", "1e3"])
 def test_presigned_expires_out_of_range(expires):
     method, path, query, headers = presign("GET", "k", expires=3600)
     query = query.replace("X-Amz-Expires=3600", f"X-Amz-Expires={expires}")
-    with pytest.raises(errors.InvalidArgument):
+    with pytest.raises(errors.AuthorizationQueryParametersError) as e:
         auth(method, path, query, headers)
+    assert e.value.status == 400
+
+
+def test_presigned_expires_zero_has_already_expired():
+    method, path, query, headers = presign("GET", "k", expires=3600)
+    with pytest.raises(errors.AccessDenied, match="Request has expired"):
+        auth(method, path, query.replace("X-Amz-Expires=3600", "X-Amz-Expires=0"), headers)
 
 
 def test_presigned_tampered_query_param():

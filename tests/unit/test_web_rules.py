@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict
 
+from storage.config import Credential
 from storage.objects.buckets import apply_config
 from storage.s3 import acl, cors, errors
 
@@ -73,11 +74,17 @@ def test_a_hundred_rules_are_fine():
     ({"x-amz-acl": "private", "x-amz-grant-read": 'id="x"'}, errors.InvalidRequest),
 ])
 def test_canned_acl_headers(headers, expected):
+    users = [Credential("x", "secret-of-x")]   # a canonical id must name a user
     if isinstance(expected, (str, list)):
-        assert acl.from_headers(CIMultiDict(headers)) == expected
+        assert acl.from_headers(CIMultiDict(headers), users) == expected
     else:
         with pytest.raises(expected):
-            acl.from_headers(CIMultiDict(headers))
+            acl.from_headers(CIMultiDict(headers), users)
+
+
+def test_a_grant_to_an_id_no_user_has_is_invalid():
+    with pytest.raises(errors.InvalidArgument, match="Invalid id"):
+        acl.from_headers(CIMultiDict({"x-amz-grant-read": 'id="nobody"'}), [Credential("x", "secret-of-x")])
 
 
 def test_bucket_config_changes_merge_and_remove():
