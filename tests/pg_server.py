@@ -7,6 +7,7 @@ session, not once per test).
 """
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import tempfile
@@ -30,6 +31,12 @@ class PgServer(LocalPostgres):
 
     def start(self) -> "PgServer":
         self.init()
+        # No fsync: a throwaway server whose machine never crashes under it. A commit is still
+        # written to the kernel before it returns, so a server killed (halt) loses nothing
+        # committed, which is all the tests do to it. The tests' commits waited on fsyncs
+        # of a disk the other test workers (and builds) write to.
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as conf:
+            conf.write("fsync = off\n")
         super().start()
         migrate_schema(super().create_database(TEMPLATE))
         return self

@@ -182,11 +182,17 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes:
 def _serve(path: str, ready_fd: int) -> dict:
     """Preload, then fork a child per request; in the child, return the request to run.
     The parent reaps its children and writes each one's exit status to its connection."""
+    import gc
     import importlib
     try:
         for name in _PRELOAD:
             importlib.import_module(name)
         ok = threading.active_count() == 1   # forking a process with threads is not safe
+        # Out of the collector's reach: a child's first collections otherwise walk (and
+        # write to) every preloaded object, copying the pages it shares with the server:
+        # 0.06-0.08 s of CPU per node start, most of what a fork saves over an exec.
+        gc.collect()
+        gc.freeze()
     except Exception:
         ok = False
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -248,13 +254,37 @@ def _serve(path: str, ready_fd: int) -> dict:
 
 
 def _become(request: dict) -> None:
-    """Run the request as `python -m cli *args` would: its folder, environment and argv."""
+    """Run the request as `python -m cli *args` would: its folder, environment and argv.
+
+    A command that exits (as every one does, through click's sys.exit) then leaves as an
+    interpreter would up to its teardown: threads joined, atexit handlers run (logging's
+    flush among them), standard streams flushed, SystemExit's code as the exit status. The
+    teardown itself is skipped: freeing every module a fork inherited wrote to each of
+    their pages (~0.02 s of CPU per process, a sixth of a cluster's stop), and nothing in
+    it is what a process hands on (its files and sockets close with it). An exception
+    other than SystemExit takes the interpreter's own way out, traceback and all."""
+    import atexit
     import runpy
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
     sys.argv = ["-m", *request["args"]]
-    runpy.run_module("cli", run_name="__main__", alter_sys=True)
+    try:
+        runpy.run_module("cli", run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    threading._shutdown()
+    atexit._run_exitfuncs()
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)   # as the interpreter does with sys.exit("message")
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit((code or 0) & 0xFF)
 
 
 if __name__ == "__main__":

@@ -41,3 +41,18 @@ def test_a_signal_reaches_the_forked_process_and_its_status_says_so(tmp_path):
 def test_an_environment_only_exec_honours_is_exec_d():
     proc = forkserver.spawn(["--help"], {**os.environ, "LD_BIND_NOW": "1"}, subprocess.DEVNULL, subprocess.DEVNULL)
     assert isinstance(proc, subprocess.Popen) and proc.wait(60) == 0
+
+
+def test_a_process_stopped_cleanly_exits_0_with_what_it_logged_last(tmp_path):
+    """A forked process leaves without the interpreter's teardown (forkserver._become): its
+    status and its last words (logged from the drain, flushed at exit) are still an exec'd one's."""
+    c = ProcCluster(str(tmp_path / "c"), nodes=6)
+    log_path = tmp_path / "n2.log"
+    with open(log_path, "ab") as log:
+        proc = forkserver.spawn(["node", "--config", c.config, "--id", "n2", "--init"], dict(os.environ),
+                                log.fileno(), log.fileno())
+    assert isinstance(proc, forkserver.Forked)
+    wait_for("n2 serving", lambda: "serving 1 disks" in log_path.read_text(), timeout=30)
+    proc.terminate()
+    assert proc.wait(15) == 0
+    assert log_path.read_text().rstrip().endswith("shutdown complete"), log_path.read_text()[-500:]

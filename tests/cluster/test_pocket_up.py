@@ -6,8 +6,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -17,17 +15,21 @@ import boto3
 import pytest
 
 from . import forkserver
-from .harness import REPO, free_port_run, wait_for
+from .harness import free_port_run, wait_for
 
 
 def _up(data, port, *extra, env=None, timeout=60):
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "up", "--data", data, "--port", str(port), *extra],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **(env or {})})
+    """`pocket up` with its output (stdout and stderr) on a pipe the test reads, started by the
+    fork server (a Popen of the same command where it cannot fork)."""
+    read_end, write_end = os.pipe()
+    proc = forkserver.spawn(["up", "--data", data, "--port", str(port), *extra], {**os.environ, **(env or {})},
+                            write_end, write_end)
+    os.close(write_end)
+    output = os.fdopen(read_end, "r")
     lines = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        line = proc.stdout.readline()
+        line = output.readline()
         if not line:
             break
         lines.append(line)
@@ -37,7 +39,7 @@ def _up(data, port, *extra, env=None, timeout=60):
                     for k in ("S3 endpoint", "Access key", "Secret key")}
             info["endpoints"] = re.findall(r"S3 endpoint\s*:\s*(\S+)", text)
             # Keep reading its output (one access-log line per request): a full pipe would block it.
-            threading.Thread(target=proc.stdout.read, daemon=True).start()
+            threading.Thread(target=output.read, daemon=True).start()
             return proc, info
     proc.kill()
     raise AssertionError("pocket up did not print its banner:\n" + "".join(lines))
