@@ -6,7 +6,6 @@ import asyncio
 import random
 import uuid
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
