@@ -19,6 +19,7 @@ owner's disk scrubber drops it for the file (`adopt_file`): reads pay no extra l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -156,8 +157,7 @@ class DiskStore:
 
     # paths -------------------------------------------------------------------------------
     def archive_path(self, name: str) -> str:
-        """Where an archive of its own lives (OwnedDisk and the scrubber use it too); a name
-        that is not a fragment archive's is refused, so no key reaches outside the folder."""
+        """Where an archive of its own lives; a name not an archive's is refused (BadName)."""
         if not ARCHIVE_NAME.fullmatch(name):
             raise BadName(f"not a fragment archive name: {name!r}")
         return os.path.join(self.root, "archives", name[30:32], name)
@@ -288,11 +288,8 @@ class DiskStore:
         short is then whole (the caller closes the range)."""
         self.archive_path(name)
         if first >= length and (self.packs.archive_size(name) or _INLINE_READ + 1) <= _INLINE_READ:
-            try:   # a small packed archive the page cache holds: read here, no thread hop
+            with contextlib.suppress(BlockingIOError):   # a small packed archive the page cache holds: no hop
                 data = self.packs.read_archive(name, offset, length, cached_only=True)
-            except BlockingIOError:
-                pass
-            else:
                 if data is not None:
                     return self._open_range(name, offset, length, first, data)
         return await asyncio.get_running_loop().run_in_executor(None, self._open_range, name, offset, length, first)
