@@ -31,7 +31,8 @@ disk, reads one manifest per object version, and replays:
 - tags, ACLs and Object Lock: the newest `tags` (`acl`, `retention`, `legal-hold`)
   record of a surviving version replaces what its manifest was written with (those
   changes do not rewrite archives); so does an `s3-version` record (the source's version
-  id of a version dual-written during a migration, known only after its archives were).
+  id and Last-Modified of a version dual-written during a migration, known only after its
+  archives were).
   A `version-deleted` record that a `delete-refused` record names was refused by Object
   Lock inside the index transaction: it ends nothing.
 - bucket configuration (CORS rules, canned ACL): `bucket-config` records, replayed in
@@ -128,8 +129,12 @@ async def rebuild(disks: dict, index: Index, config_volumes) -> RebuildReport:
                 amended.setdefault(rec["version_id"], {})["retention"] = rec.get("retention")
             elif rec.get("kind") == "legal-hold":
                 amended.setdefault(rec["version_id"], {})["legal_hold"] = rec.get("legal_hold")
-            elif rec.get("kind") == "s3-version" and isinstance(rec.get("s3_version_id"), str):
-                amended.setdefault(rec["version_id"], {})["s3_version_id"] = rec["s3_version_id"]
+            elif rec.get("kind") == "s3-version":
+                facts = amended.setdefault(rec["version_id"], {})
+                if isinstance(rec.get("s3_version_id"), str):
+                    facts["s3_version_id"] = rec["s3_version_id"]
+                if isinstance(rec.get("created"), (int, float)):   # the source's Last-Modified
+                    facts["created"] = rec["created"]
             elif rec.get("kind") == "delete-refused":
                 refused.add(rec["record"])
             elif rec.get("kind") == "tombstone":

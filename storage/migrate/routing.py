@@ -185,9 +185,12 @@ class RoutedObjects:
                 raise
             if source_version and source_version != "null":
                 record["s3_version_id"] = source_version   # (the field mig-data's copier sets)
+            stamped = await route.store.last_modified(key, source_version)
+            if stamped is not None:
+                record["created"] = stamped
 
             async def commit():
-                if record.get("s3_version_id"):
+                if record.get("s3_version_id") or stamped is not None:
                     await keep_source_id(self.objects, record)
                 self.objects.forget_all(await self.objects.commit(
                     record, lambda ops: install(ops, bucket, key, record)))
@@ -307,13 +310,15 @@ def _dirty(index, bucket: str, key: str) -> bool:
 
 
 async def keep_source_id(objects, record: dict) -> None:
-    """The source's version id of a dual-written version, on a write quorum of its volume's
-    disks before the index commit: its archives were sealed before the source named it,
-    and `pocket index rebuild` applies this record over their manifest (an application
-    that stored the id still finds the version after a rebuild)."""
+    """What the source made of a dual-written version (its version id, its Last-Modified),
+    on a write quorum of its volume's disks before the index commit: its archives were
+    sealed before the source answered, and `pocket index rebuild` applies this record over
+    their manifest (an application that stored the id still finds the version after a
+    rebuild, and the version keeps the source's Last-Modified)."""
     volume = objects.cluster.volumes[record["volume"]]
+    facts = {"s3_version_id": record["s3_version_id"]} if record.get("s3_version_id") else {}
     await objects.put_records(volume, {"kind": "s3-version", "bucket": record["bucket"], "key": record["key"],
-                                       "version_id": record["version_id"], "s3_version_id": record["s3_version_id"],
+                                       "version_id": record["version_id"], **facts, "created": record["created"],
                                        "changed": time.time()}, objects.policy_of(record).quorum)
 
 

@@ -145,6 +145,17 @@ class SourceStore:
         return page
 
     # writes ----------------------------------------------------------------------------------
+    async def last_modified(self, key: str, version_id: str | None) -> float | None:
+        """The source's Last-Modified of what it stores under `key` (that version), or None if
+        it cannot say now. A dual-written PUT adopts it: the source stamps its own time,
+        which trails Pocket's by as long as the upload to it took."""
+        vid = {"VersionId": version_id} if version_id and version_id != "null" else {}
+        try:
+            r = await self._call("HeadObject", self.client.head_object, Key=key, **vid)
+        except (ClientError, SourceUnavailable):
+            return None
+        return r["LastModified"].timestamp()
+
     async def put_from(self, objects, record: dict) -> str | None:
         """Store a Pocket version at the source with its bytes, headers, metadata and tags.
 

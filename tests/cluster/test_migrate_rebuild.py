@@ -1,4 +1,4 @@
-"""The source's version ids survive `pocket index rebuild`.
+"""The source's version ids and Last-Modified survive `pocket index rebuild`.
 
 Applications that stored S3 version ids keep using them against Pocket. A backfilled
 version carries its source id in its manifest; a version written during dual-write gets
@@ -6,13 +6,20 @@ its id from the source only after its archives are sealed, so it goes to the dis
 record beside them. Here a versioned bucket is dual-written (single PUTs, a multipart
 upload, a delete) and backfilled, the index is deleted and rebuilt from the disks alone,
 and every version and delete marker the source lists is still found in Pocket by the
-source's version id, with the same bytes.
+source's version id, with the same bytes and the source's Last-Modified. One PUT is
+dual-written while the source stalls for two seconds, so the source stamps it two seconds
+after Pocket stored it: Pocket must take the source's time (a verify checks it), and keep
+it through the rebuild.
 """
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import shutil
+import signal
+import threading
+import time
 
 import pytest
 from botocore.exceptions import ClientError
@@ -35,6 +42,20 @@ def _versions(s3) -> dict:
     return out
 
 
+def _put_while_the_source_stalls(source, gw, key: str, body: bytes, seconds: float = 2.0) -> None:
+    """A PUT whose upload to the source waits `seconds` (the source's process stopped)."""
+    done = []
+    put = threading.Thread(target=lambda: done.append(gw.put_object(Bucket=BUCKET, Key=key, Body=body)))
+    os.killpg(source.proc.pid, signal.SIGSTOP)
+    try:
+        put.start()
+        time.sleep(seconds)        # the stall itself: what the test is about
+    finally:
+        os.killpg(source.proc.pid, signal.SIGCONT)
+    put.join(60)
+    assert done, "the PUT did not succeed once the source was back"
+
+
 def test_source_version_ids_survive_an_index_rebuild(tmp_path, monkeypatch):
     with moto_and_pocket(str(tmp_path), monkeypatch, embedded=True) as (source, c):
         src, rnd = source.client(), random.Random(9)
@@ -49,6 +70,7 @@ def test_source_version_ids_survive_an_index_rebuild(tmp_path, monkeypatch):
         for i in range(2):                                     # dual-written versions
             gw.put_object(Bucket=BUCKET, Key="new", Body=rnd.randbytes(2000 + i))
         gw.put_object(Bucket=BUCKET, Key="old", Body=rnd.randbytes(700))
+        _put_while_the_source_stalls(source, gw, "slow", rnd.randbytes(3000))
         up = gw.create_multipart_upload(Bucket=BUCKET, Key="big")
         parts = [{"PartNumber": n, "ETag": gw.upload_part(Bucket=BUCKET, Key="big", UploadId=up["UploadId"],
                                                           PartNumber=n, Body=rnd.randbytes(size))["ETag"]}
@@ -57,9 +79,10 @@ def test_source_version_ids_survive_an_index_rebuild(tmp_path, monkeypatch):
                                      MultipartUpload={"Parts": parts})
         gw.delete_object(Bucket=BUCKET, Key="new")
         pocket(c, "migrate", "copy", BUCKET, "--json")        # the history from before
+        pocket(c, "migrate", "verify", BUCKET, "--json")      # clean: Last-Modified included
 
         want = _versions(src)
-        assert len(want) == 9 and list(want.values()).count("marker") == 2
+        assert len(want) == 10 and list(want.values()).count("marker") == 2
         c.stop("gateway")
         shutil.rmtree(f"{c.root}/index")
         pocket(c, "index", "rebuild", "--json")
@@ -72,4 +95,7 @@ def test_source_version_ids_survive_an_index_rebuild(tmp_path, monkeypatch):
                     gw.head_object(Bucket=BUCKET, Key=key, VersionId=vid)
                 assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 405, (key, vid)
             else:
-                assert gw.head_object(Bucket=BUCKET, Key=key, VersionId=vid)["VersionId"] == vid
+                head = gw.head_object(Bucket=BUCKET, Key=key, VersionId=vid)
+                assert head["VersionId"] == vid
+                assert head["LastModified"] == src.head_object(Bucket=BUCKET, Key=key, VersionId=vid)["LastModified"], \
+                    (key, vid)
