@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from ..index.versions import s3_version_id
 from .routing import RoutedObjects, as_source_saw, mirrorable
 from .sync import copy_to_source
 
@@ -73,10 +74,15 @@ class RoutedMultipart:
             async def pocket():
                 holder["record"] = await self.multipart.complete(upload, wanted, part_checksums, checksum_of,
                                                                  versioned)
-                if r.get("VersionId") and r["VersionId"] != "null":   # on the disks and in the index
+                # what the source made of it (its version id, its Last-Modified: its own clock's,
+                # as for a PUT in routing.py), on the disks and in the index
+                facts = {"s3_version_id": r["VersionId"]} if r.get("VersionId") and r["VersionId"] != "null" else {}
+                stamped = await store.last_modified(key, r.get("VersionId"))
+                if stamped is not None:
+                    facts["created"] = stamped
+                if facts:
                     holder["record"] = await self.objects.objects.amend(
-                        bucket, key, "s3-version", {"s3_version_id": r["VersionId"]},
-                        holder["record"]["version_id"]) or holder["record"]
+                        bucket, key, "s3-version", facts, s3_version_id(holder["record"])) or holder["record"]
             await self.books.follow("pocket", bucket, key, pocket)
             record = holder.get("record") or {   # Pocket's copy is journaled: answer with what the source made
                 "bucket": bucket, "key": key, "version_id": "null", "etag": r["ETag"].strip('"'), "checksums": {},
