@@ -134,9 +134,12 @@ class Repairer:
         if record is None:
             current = await self.index.call(self.index.get_object, entry["bucket"], entry["key"])
             superseded = current is not None and current["version_id"] > vid
-            if not superseded and time.time() - entry["first_seen"] < self.settle:
+            waited = time.time() - entry["first_seen"]
+            if not superseded and waited < self.settle:
                 # a degraded write is queued before its index commit: give the commit time
-                report.deferred.append({**_ident(entry), "indexes": [], "disks": [], "why": "not indexed yet"})
+                report.deferred.append({**_ident(entry), "indexes": [], "disks": [], "why": (
+                    "not indexed yet (a write still in flight, or one whose client was told it failed); "
+                    f"if it is never committed, this entry is dropped in {self.settle - waited:.0f}s")})
                 return
             await self.queue.drop(vid)
             report.dropped += 1

@@ -22,6 +22,7 @@ from storage.index.lmdb_backend import LmdbBackend
 from storage.index.uploads import UploadTxn
 from storage.node.disk_scrub import DiskScrubber
 from storage.node.store import DiskStore
+from storage.objects.ids import new_id
 from storage.index import parts as parts_mod
 from storage.objects.multipart import MultipartService
 from storage.objects.service import ObjectService, Policy
@@ -503,3 +504,21 @@ def test_scrub_finishes_a_delete_interrupted_after_its_tombstones(tmp_path):
         assert await w.get(newer) == unique(50_000, "n")
         assert report.summary()["deletes_finished"] == 1
     run(tmp_path, scenario)
+
+
+def test_an_entry_for_a_version_never_indexed_waits_then_is_dropped(tmp_path):
+    """A degraded write is queued before its index commit; if the commit never comes (its
+    client was told it failed, or the gateway died), the entry must not wait forever, and
+    while it waits the report says why and for how long."""
+    async def go(w):
+        rec = await w.put("k", unique(SEG, 7))
+        never = {**rec, "version_id": new_id(), "key": "never committed"}
+        await w.queue.add(never, {1: ("missing", "test")}, "put")
+        report = await w.repairer.run_once()
+        [waiting] = report.deferred
+        assert waiting["key"] == "never committed" and report.remaining == 1
+        assert "not indexed yet" in waiting["why"] and "dropped in 600s" in waiting["why"], waiting["why"]
+        w.repairer.settle = 0
+        report = await w.repairer.run_once()
+        assert report.dropped == 1 and report.remaining == 0 and not report.deferred
+    run(tmp_path, go)
