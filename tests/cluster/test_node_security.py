@@ -215,32 +215,31 @@ def test_archive_bytes_changed_on_the_way_to_a_node_are_refused_and_never_acknow
         c.close()
 
 
-def test_fragment_bytes_changed_on_the_way_from_a_node_are_caught_and_read_from_parity(tmp_path):
+def _answer_changed_in_flight_is_caught(tmp_path, body: bytes, key: str, changed_answer, bit: int) -> None:
     """A man in the middle before every node; after the PUT, the one before the node of
-    data fragment 0 flips a byte halfway through each archive it sends back. Nodes do not
-    check what they send, the gateway checks every record it receives: the GET is byte for
-    byte the object, the damage is counted and logged, nothing changed is served."""
+    fragment 0 flips `bit` halfway through each answer `changed_answer(path, answer)` picks.
+    Nodes do not check what they send, the gateway checks every record it receives: the
+    GET is byte for byte the object, the damage is counted and logged."""
     c = ProcCluster(str(tmp_path / "cluster"), nodes=6, sections=QUIET)
     proxies: dict[str, Recorder] = {}
     try:
         _start_behind(c, proxies, dict.fromkeys(c.node_ids))
         s3 = c.client()
         s3.create_bucket(Bucket="bkt")
-        body = random.Random(15).randbytes((9 << 20) + 1234)    # ten segments, three windows of the reader
-        s3.put_object(Bucket="bkt", Key="k", Body=body)
-        disk = next(archive_parts(ref)[0] for ref in archives_of(c, "bkt", "k") if ref.endswith(".0"))
+        s3.put_object(Bucket="bkt", Key=key, Body=body)
+        disk = next(archive_parts(ref)[0] for ref in archives_of(c, "bkt", key) if ref.endswith(".0"))
         changed = []
 
         def flip(path: str, answer: bytes) -> bytes:
-            if "/archives/" not in path or len(answer) < 1 << 20:
+            if not changed_answer(path, answer):
                 return answer
             changed.append(path)
             middle = len(answer) // 2
-            return answer[:middle] + bytes([answer[middle] ^ 0x01]) + answer[middle + 1:]
+            return answer[:middle] + bytes([answer[middle] ^ bit]) + answer[middle + 1:]
         proxies[disk[:-2]].alter_answer = flip
 
-        assert s3.get_object(Bucket="bkt", Key="k")["Body"].read() == body
-        assert changed, "the read did not go through the tampering proxy"
+        assert s3.get_object(Bucket="bkt", Key=key)["Body"].read() == body
+        assert changed, "the read did not go through the tampering proxy as expected"
         assert "checksum mismatch" in c.log("gateway")
         with urllib.request.urlopen(c.endpoint + "/_pocket/metrics") as r:
             assert "pocket_fragments_damaged_total 1.0" in r.read().decode()
@@ -249,42 +248,22 @@ def test_fragment_bytes_changed_on_the_way_from_a_node_are_caught_and_read_from_
         for proxy in proxies.values():
             proxy.close()
         c.close()
+
+
+def test_fragment_bytes_changed_on_the_way_from_a_node_are_caught_and_read_from_parity(tmp_path):
+    """Whole archives of a large object (ten segments, three windows of the reader), read
+    from parity instead: nothing changed is served."""
+    _answer_changed_in_flight_is_caught(
+        tmp_path, random.Random(15).randbytes((9 << 20) + 1234), "k",
+        lambda path, answer: "/archives/" in path and len(answer) >= 1 << 20, 0x01)
 
 
 def test_small_archive_changed_in_a_fetch_answer_is_caught_and_read_from_another_copy(tmp_path):
-    """Small reads come back in fetches (node/fetch.py), untagged like a GET's answer: a
-    man in the middle before the node of a small object's first copy flips a byte in the
-    middle of each fetch answer. The record's checksum catches it, the GET reads another
-    copy, byte for byte, and the damage is counted."""
-    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, sections=QUIET)
-    proxies: dict[str, Recorder] = {}
-    try:
-        _start_behind(c, proxies, dict.fromkeys(c.node_ids))
-        s3 = c.client()
-        s3.create_bucket(Bucket="bkt")
-        body = random.Random(16).randbytes(60_001)             # replica:3, packed
-        s3.put_object(Bucket="bkt", Key="small", Body=body)
-        disk = next(archive_parts(ref)[0] for ref in archives_of(c, "bkt", "small") if ref.endswith(".0"))
-        changed = []
-
-        def flip(path: str, answer: bytes) -> bytes:
-            if not path.endswith("/fetch") or len(answer) < 50_000:
-                return answer
-            changed.append(path)
-            middle = len(answer) // 2
-            return answer[:middle] + bytes([answer[middle] ^ 0x04]) + answer[middle + 1:]
-        proxies[disk[:-2]].alter_answer = flip
-
-        assert s3.get_object(Bucket="bkt", Key="small")["Body"].read() == body
-        assert changed, "the read did not come back in a fetch through the tampering proxy"
-        assert "checksum mismatch" in c.log("gateway")
-        with urllib.request.urlopen(c.endpoint + "/_pocket/metrics") as r:
-            assert "pocket_fragments_damaged_total 1.0" in r.read().decode()
-    finally:
-        c.stop("gateway")
-        for proxy in proxies.values():
-            proxy.close()
-        c.close()
+    """Small reads come back in fetches (node/fetch.py), untagged like a GET's answer: the
+    record's checksum catches a changed byte, and the GET reads another copy."""
+    _answer_changed_in_flight_is_caught(
+        tmp_path, random.Random(16).randbytes(60_001), "small",       # replica:3, packed
+        lambda path, answer: path.endswith("/fetch") and len(answer) >= 50_000, 0x04)
 
 
 def await_(coro):

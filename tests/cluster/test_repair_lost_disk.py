@@ -95,7 +95,11 @@ def test_rebuilt_disks_node_killed_mid_repair_loses_nothing(quiet_cluster):
     pocket(c, "scrub", "--json", ok=(1,))
     proc = subprocess.Popen([sys.executable, "-m", "cli", "repair", "--rate", "3000000", "--config", c.config],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)   # a few seconds
-    time.sleep(random.Random(9).uniform(1.0, 1.6))
+    deadline = time.monotonic() + 60
+    while not 0 < len(on_disks({f"{victim}d1": c.disk_paths[f"{victim}d1"]})) < len(held):   # mid-repair
+        assert proc.poll() is None, "the repair ended before the node could be killed in its middle"
+        assert time.monotonic() < deadline, "the repair wrote nothing to the wiped disk in a minute"
+        time.sleep(0.05)
     c.signal(victim, signal.SIGKILL)
     c.procs.pop(victim)
     assert proc.wait(60) == 1, "the node died while the repair was writing to it"
