@@ -191,7 +191,7 @@ class RoutedObjects:
 
             async def commit():
                 if record.get("s3_version_id") or stamped is not None:
-                    await keep_source_id(self.objects, record)
+                    await keep_source_facts(self.objects, record)
                 self.objects.forget_all(await self.objects.commit(
                     record, lambda ops: install(ops, bucket, key, record)))
             await self.books.follow(route.follower, bucket, key, commit)
@@ -309,7 +309,7 @@ def _dirty(index, bucket: str, key: str) -> bool:
         return migrations.is_dirty(ops, bucket, key)
 
 
-async def keep_source_id(objects, record: dict) -> None:
+async def keep_source_facts(objects, record: dict) -> None:
     """What the source made of a dual-written version (its version id, its Last-Modified),
     on a write quorum of its volume's disks before the index commit: its archives were
     sealed before the source answered, and `pocket index rebuild` applies this record over

@@ -287,7 +287,7 @@ class DiskStore:
         pieces, and the first `first` of them, read in the same thread hop: a range that
         short is then whole (the caller closes the range)."""
         self.archive_path(name)
-        if first >= length and (self.packs.archive_size(name) or _INLINE_READ + 1) <= _INLINE_READ:
+        if first >= length and (size := self.packs.archive_size(name)) is not None and size <= _INLINE_READ:
             with contextlib.suppress(BlockingIOError):   # a small packed archive the page cache holds: no hop
                 data = self.packs.read_archive(name, offset, length, cached_only=True)
                 if data is not None:
