@@ -12,7 +12,7 @@ import asyncio
 import time
 
 from ..index.versions import s3_version_id
-from .routing import RoutedObjects, as_source_saw, mirrorable
+from .routing import RoutedObjects, as_source_saw, mirrorable, source_facts
 from .sync import copy_to_source
 
 
@@ -74,12 +74,7 @@ class RoutedMultipart:
             async def pocket():
                 holder["record"] = await self.multipart.complete(upload, wanted, part_checksums, checksum_of,
                                                                  versioned)
-                # what the source made of it (its version id, its Last-Modified: its own clock's,
-                # as for a PUT in routing.py), on the disks and in the index
-                facts = {"s3_version_id": r["VersionId"]} if r.get("VersionId") and r["VersionId"] != "null" else {}
-                stamped = await store.last_modified(key, r.get("VersionId"))
-                if stamped is not None:
-                    facts["created"] = stamped
+                facts = await source_facts(store, key, r.get("VersionId"))   # on the disks and in the index
                 if facts:
                     holder["record"] = await self.objects.objects.amend(
                         bucket, key, "s3-version", facts, s3_version_id(holder["record"])) or holder["record"]

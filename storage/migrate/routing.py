@@ -183,15 +183,12 @@ class RoutedObjects:
             except BaseException:
                 await asyncio.shield(self.objects.discard(record))
                 raise
-            if source_version and source_version != "null":
-                record["s3_version_id"] = source_version   # (the field mig-data's copier sets)
-            stamped = await route.store.last_modified(key, source_version)
-            if stamped is not None:
-                record["created"] = stamped
+            facts = await source_facts(route.store, key, source_version)
+            record.update(facts)   # (s3_version_id: the field mig-data's copier sets)
 
             async def commit():
-                if record.get("s3_version_id") or stamped is not None:
-                    await keep_source_facts(self.objects, record)
+                if facts:
+                    await keep_source_facts(self.objects, record, facts)
                 self.objects.forget_all(await self.objects.commit(
                     record, lambda ops: install(ops, bucket, key, record)))
             await self.books.follow(route.follower, bucket, key, commit)
@@ -309,17 +306,26 @@ def _dirty(index, bucket: str, key: str) -> bool:
         return migrations.is_dirty(ops, bucket, key)
 
 
-async def keep_source_facts(objects, record: dict) -> None:
-    """What the source made of a dual-written version (its version id, its Last-Modified),
-    on a write quorum of its volume's disks before the index commit: its archives were
-    sealed before the source answered, and `pocket index rebuild` applies this record over
-    their manifest (an application that stored the id still finds the version after a
-    rebuild, and the version keeps the source's Last-Modified)."""
+async def source_facts(store, key: str, source_version: str | None) -> dict:
+    """What the source made of a version just written there: its version id (none in an
+    unversioned bucket) and its Last-Modified (its own clock's, which trails Pocket's by
+    the upload; left out if the source cannot say now). A dual-written version takes both."""
+    facts = {"s3_version_id": source_version} if source_version and source_version != "null" else {}
+    stamped = await store.last_modified(key, source_version)
+    if stamped is not None:
+        facts["created"] = stamped
+    return facts
+
+
+async def keep_source_facts(objects, record: dict, facts: dict) -> None:
+    """`source_facts` of a dual-written version on a write quorum of its volume's disks
+    before the index commit: its archives were sealed before the source answered, and
+    `pocket index rebuild` applies this record over their manifest (an application that
+    stored the id still finds the version after a rebuild, with the source's Last-Modified)."""
     volume = objects.cluster.volumes[record["volume"]]
-    facts = {"s3_version_id": record["s3_version_id"]} if record.get("s3_version_id") else {}
     await objects.put_records(volume, {"kind": "s3-version", "bucket": record["bucket"], "key": record["key"],
-                                       "version_id": record["version_id"], **facts, "created": record["created"],
-                                       "changed": time.time()}, objects.policy_of(record).quorum)
+                                       "version_id": record["version_id"], **facts, "changed": time.time()},
+                              objects.policy_of(record).quorum)
 
 
 def as_source_saw(record: dict, source_version: str | None) -> dict:
