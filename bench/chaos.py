@@ -10,7 +10,7 @@ DELETEs and GETs them; it knows every state a key may be in (the last acknowledg
 plus whatever a failed request may or may not have left). Meanwhile, every 2-5 s, one of:
 SIGKILL a node, SIGSTOP one (a hung disk), restart one, SIGKILL the gateway and start it
 again; never more than m = 2 nodes down at once. With `--corrupt` one node's disk also
-gets bytes flipped in its packs and archive files (then at most one other node is down,
+gets bits flipped in its archives' payloads (then at most one other node is down,
 so no stripe loses more than m), and the end runs `pocket scrub` and `pocket repair`.
 With `--wipe` that disk is instead lost whole a few seconds in (its node killed, its
 folder emptied, the node started on an empty disk, as after a replacement), and the end
@@ -28,6 +28,7 @@ prints what happened, and CI runs a few seconds of it (tests/cluster/test_bench_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import random
@@ -42,6 +43,7 @@ from collections import Counter
 
 import botocore.exceptions
 
+from tests.cluster.archives import flip_payload_byte, on_disks
 from tests.cluster.harness import ProcCluster, wait_http
 
 MIB = 1 << 20
@@ -202,18 +204,14 @@ class Soak:
         self.down.discard(node)
 
     def _flip_a_byte(self, rnd: random.Random) -> None:
-        """One byte of a pack or archive file on the last node's disk, past its header."""
-        disk = self.cluster.disk_paths[f"{self.victim}d1"]
-        files = [os.path.join(top, name) for top, _, names in os.walk(disk) for name in names
-                 if os.path.basename(top) == "packs" or os.sep + "archives" + os.sep in top + os.sep]
-        files = [f for f in files if not f.endswith(".tmp") and os.path.getsize(f) > 256]
-        if files:
-            path = rnd.choice(files)
-            with open(path, "r+b") as f:
-                f.seek(rnd.randrange(128, os.path.getsize(path)))
-                byte = f.read(1)
-                f.seek(-1, os.SEEK_CUR)
-                f.write(bytes([byte[0] ^ 0x5A]))
+        """Bit rot in one live archive's payload on the damaged node's disk (a file or a
+        pack record: tests/cluster/archives.py). One a writer replaces or deletes while
+        it is picked is skipped, and so is an empty object's, which has no payload."""
+        disk = f"{self.victim}d1"
+        archives = sorted(on_disks({disk: self.cluster.disk_paths[disk]}))
+        if archives:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                flip_payload_byte(rnd.choice(archives), rnd)
 
     # the end -------------------------------------------------------------------------
     def settle(self) -> None:
