@@ -190,6 +190,10 @@ def _run_gateway(cfg, banner: bool = False, children=(), spawn_gateways=None) ->
     """One gateway process, or with gateway.workers > 1 a master and its workers
     (storage/workers.py) sharing one listening socket. The master waits for the nodes and
     starts the other gateways of `--postgres` first, so the workers only serve."""
+    # A reload (logrotate, a renewed certificate) may come while the gateway starts: until the
+    # supervisor or the serving loop takes SIGHUP over there is nothing to reload, and its
+    # default action would stop the gateway (the listening socket opens before the workers fork)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if cfg.workers <= 1:
         run_until_signalled(lambda: _serve_gateway(cfg, banner, children, spawn_gateways))
         return
