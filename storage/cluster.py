@@ -33,6 +33,7 @@ class Cluster:
         self.generation = -1
         self.on_unknown_disks = None        # callback(set of ids) -> opens disks added to the config
         self.on_change = None               # async callback after the table changed (publishes it to the disks)
+        self._unpublished = False           # a table adopted since on_change last ran
         self.on_beat = None                 # async callback after each heartbeat's refresh
         self._writes: Counter[int] = Counter()   # uploads in progress by the table generation they chose under
         self.usage: dict[str, dict] = {}
@@ -110,6 +111,9 @@ class Cluster:
                                "restore them to the config (or replace them) before starting")
         if self.generation >= 0:
             log.info("volume table changed (generation %d -> %d); using the new one", self.generation, gen)
+        # Whoever adopted it (a scrape, this process's own commit, the heartbeat), the heartbeat
+        # publishes it: before, a table this process committed itself was never published.
+        self._unpublished = self.generation >= 0
         self.volumes = {v["id"]: v for v in volumes}
         self.states, self.generation = states, gen
         return True
@@ -190,8 +194,14 @@ class Cluster:
             await self.check_once()
             if index is not None:
                 try:
-                    if await self.arefresh(index) and self.on_change is not None:
-                        await self.on_change()
+                    await self.arefresh(index)
+                    if self._unpublished and self.on_change is not None:
+                        self._unpublished = False     # an adoption while publishing sets it again
+                        try:
+                            await self.on_change()
+                        except Exception:
+                            self._unpublished = True
+                            raise
                 except Exception as e:
                     log.error("could not reload or publish the volume table: %s", e)
             if self.on_beat is not None:

@@ -218,6 +218,10 @@ class Gateway:
                 "oldest_write_generation": self.writes.oldest_write()}
 
     async def refresh_metrics(self) -> None:
+        """Before a scrape: the disk states come from the index, not from this worker's last
+        heartbeat, or workers that reloaded the table at different times would answer
+        scrapes with different states for the same disk (an alert would flap)."""
+        await self.cluster.arefresh(self.index)
         if self.owned_disks.urls:
             await self.owned_disks.fetch(self.session)
         await self.index.call(self._set_gauges)   # it reads the index: off the loop on PostgreSQL
