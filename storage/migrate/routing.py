@@ -39,7 +39,7 @@ from ..objects.commits import install
 from ..s3 import errors
 from .routes import KeyLocks, Route, Routes
 from .source_store import SourceUnavailable
-from .sync import copy_from_source, copy_to_source
+from .sync import copy_from_source, copy_to_source, mirror_version
 
 log = logging.getLogger("pocket.migrate")
 
@@ -171,7 +171,8 @@ class RoutedObjects:
             if not route.source_first:
                 record = await self.books.lead(route.leader, bucket, lambda: self.objects.put(
                     bucket, key, body, size_hint, digests, attrs, policy_name, condition, sealing=sealing))
-                await self.books.follow(route.follower, bucket, key, lambda: route.store.put_from(self.objects, record))
+                await self.books.follow(route.follower, bucket, key,
+                                        lambda: mirror_version(self.objects, route.store, record))
                 return record
             if condition is not None:
                 condition(await route.store.head(bucket, key))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from ..index.versions import s3_version_id
 from ..objects.ids import new_id
 from . import copier
 from .source_store import SourceStore, SourceUnavailable
@@ -56,5 +57,31 @@ async def copy_to_source(objects, store: SourceStore, bucket: str, key: str) -> 
     if current is None:
         await store.delete(key)
         return "deleted"
-    await store.put_from(objects, current)
+    await mirror_version(objects, store, current)
     return "copied"
+
+
+class _Superseded(Exception):
+    """The version was overwritten meanwhile: the newer one keeps its own time."""
+
+
+async def mirror_version(objects, store: SourceStore, record: dict) -> None:
+    """Store a version Pocket leads with at the source, then give it the source's
+    Last-Modified. The source stamps its own time when it takes the bytes, after Pocket
+    did; left apart, the two sides differ by the upload's length. A rollback makes the
+    source authoritative again, and a copy pass that listed the source while this write
+    was still on its way there skips the key as written through the gateway: a second
+    apart, verify finds "Last-Modified differs" and the next cutover is blocked."""
+    source_version = await store.put_from(objects, record)
+    stamped = await store.last_modified(record["key"], source_version)
+    if stamped is None:
+        return        # the copy pass and verify still compare it
+
+    def same_version(row: dict) -> None:
+        if row["version_id"] != record["version_id"]:
+            raise _Superseded()
+    try:
+        await objects.amend(record["bucket"], record["key"], "s3-version", {"created": stamped},
+                            s3_version_id(record), check=same_version)
+    except _Superseded:
+        pass

@@ -99,3 +99,27 @@ def test_source_version_ids_survive_an_index_rebuild(tmp_path, monkeypatch):
                 assert head["VersionId"] == vid
                 assert head["LastModified"] == src.head_object(Bucket=BUCKET, Key=key, VersionId=vid)["LastModified"], \
                     (key, vid)
+
+
+def test_a_write_mirrored_late_after_cutover_keeps_the_sources_last_modified(tmp_path, monkeypatch):
+    """After cutover Pocket leads and the source takes the write afterwards, stamping its
+    own time. Pocket adopts that time, so after a rollback the sides agree: before, a write
+    whose mirror landed while a copy pass listed the source was skipped by it ("written
+    through the gateway"), and verify then blocked the next cutover (CI saw it under load)."""
+    with moto_and_pocket(str(tmp_path), monkeypatch, embedded=True) as (source, c):
+        src, rnd = source.client(), random.Random(11)
+        src.create_bucket(Bucket=BUCKET)
+        src.put_object(Bucket=BUCKET, Key="before", Body=rnd.randbytes(1500))
+        enable(c, BUCKET, source.endpoint)
+        pocket(c, "migrate", "copy", BUCKET, "--json")
+        pocket(c, "migrate", "verify", BUCKET, "--json")
+        assert pocket(c, "migrate", "cutover", BUCKET, "--json")[1]["buckets"][0]["state"] == "cutover"
+        gw = c.client()
+        body = rnd.randbytes(2500)
+        _put_while_the_source_stalls(source, gw, "late", body)
+        assert src.get_object(Bucket=BUCKET, Key="late")["Body"].read() == body
+        assert gw.head_object(Bucket=BUCKET, Key="late")["LastModified"] == \
+            src.head_object(Bucket=BUCKET, Key="late")["LastModified"]
+        assert pocket(c, "migrate", "rollback", BUCKET, "--json")[1]["buckets"][0]["state"] == "dual-write"
+        report = pocket(c, "migrate", "verify", BUCKET, "--json")[1]
+        assert report["clean"] and report["buckets"][0]["findings"] == []
