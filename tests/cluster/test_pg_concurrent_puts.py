@@ -44,14 +44,14 @@ def two_gateways(pg_server, tmp_path_factory):
                               "lifecycle": {"interval": 0}})
     c.start()
     try:
-        yield [_client(f"http://127.0.0.1:{c.port}"), _client(_second_gateway(c))]
+        yield [_client(f"http://127.0.0.1:{c.port}"), _client(_second_gateway(c))], c
     finally:
         c.close()
 
 
 @pytest.mark.parametrize("versioned", [False, True], ids=["unversioned", "versioned"])
 def test_concurrent_puts_of_distinct_keys_through_two_gateways_all_succeed(two_gateways, versioned):
-    gateways, bucket = two_gateways, f"many-{'versioned' if versioned else 'plain'}"
+    (gateways, c), bucket = two_gateways, f"many-{'versioned' if versioned else 'plain'}"
     gateways[0].create_bucket(Bucket=bucket)
     if versioned:
         gateways[0].put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
@@ -66,8 +66,9 @@ def test_concurrent_puts_of_distinct_keys_through_two_gateways_all_succeed(two_g
             try:
                 s3.put_object(Bucket=bucket, Key=key, Body=body(t, i))
                 codes.append((key, 200))
-            except s3.exceptions.ClientError as e:
-                codes.append((key, e.response["ResponseMetadata"]["HTTPStatusCode"]))
+            except s3.exceptions.ClientError as e:   # the code and message say which refusal it was
+                codes.append((key, e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"].get("Code"),
+                              e.response["Error"].get("Message")))
         return codes
 
     def reader(t: int) -> None:
@@ -78,7 +79,8 @@ def test_concurrent_puts_of_distinct_keys_through_two_gateways_all_succeed(two_g
 
     with ThreadPoolExecutor(THREADS) as pool:
         codes = [kc for result in pool.map(writer, range(THREADS)) for kc in result]
-        failed = [(k, code) for k, code in codes if code != 200]
-        assert not failed, f"{len(failed)} of {len(codes)} PUTs failed: {failed[:10]}"
+        failed = [kc for kc in codes if kc[1] != 200]
+        causes = [line for name in ("gateway", "gateway2") for line in c.log(name).splitlines() if " -> " in line]
+        assert not failed, f"{len(failed)} of {len(codes)} PUTs failed: {failed[:10]}; the gateways said {causes[:10]}"
         list(pool.map(reader, range(THREADS)))
     assert len(_listing(gateways[1], bucket)[0]) == THREADS * PER_THREAD
