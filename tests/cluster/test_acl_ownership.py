@@ -59,3 +59,12 @@ def test_acls_off_the_owner_reads_everything(cluster, bucket):
     other.put_object(Bucket=bucket, Key="dropped", Body=_body(121))
     assert s3.get_object(Bucket=bucket, Key="dropped")["Body"].read() == _body(121)
     assert _grants(s3.get_object_acl(Bucket=bucket, Key="dropped")) == {(ACCESS_KEY, "FULL_CONTROL")}
+    # an ACL without the owner's FULL_CONTROL is not bucket-owner-full-control: refused, nothing changed
+    owner = s3.get_bucket_acl(Bucket=bucket)["Owner"]
+    for grant_list in ([], [{"Grantee": {"Type": "CanonicalUser", "ID": ACCESS_KEY}, "Permission": "READ"}]):
+        assert _code(lambda: s3.put_bucket_acl(Bucket=bucket, AccessControlPolicy={
+            "Owner": owner, "Grants": grant_list})) == ("AccessControlListNotSupported", 400)
+    assert _code(lambda: s3.put_object_acl(Bucket=bucket, Key="dropped", AccessControlPolicy={
+        "Owner": owner, "Grants": []})) == ("AccessControlListNotSupported", 400)
+    assert _grants(s3.get_bucket_acl(Bucket=bucket)) == {(ACCESS_KEY, "FULL_CONTROL")}
+    assert s3.get_object(Bucket=bucket, Key="dropped")["Body"].read() == _body(121)
