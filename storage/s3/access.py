@@ -4,10 +4,10 @@
 owner may do everything else, except where ACLs bind it (`_acls_bind_owner`); then an
 Allow in the policy, then an ACL grant (the bucket's for bucket operations and writes,
 the object's for reads of it), unless ACLs are disabled (OwnershipControls
-`BucketOwnerEnforced`). PublicAccessBlock's
-IgnorePublicAcls drops grants to AllUsers/AuthenticatedUsers; RestrictPublicBuckets
-drops a public policy's Allows for everyone but the owner. Identities: an access key
-is an account and its canonical id (policy/document.py).
+`BucketOwnerEnforced`). PublicAccessBlock's IgnorePublicAcls drops grants to
+AllUsers/AuthenticatedUsers; RestrictPublicBuckets drops a public policy's Allows for
+everyone but the owner. Identities: an access key is an account and its canonical id
+(policy/document.py).
 
 The handlers ask through `owned_bucket`, `readable_bucket`, `readable_object` and
 `check`, which take the action from the operation being run (actions.py).
