@@ -1,12 +1,13 @@
 """Who may do what with a bucket or an object: the one decision every request goes through.
 
 `allowed()` decides as S3 does: an explicit Deny in the bucket policy wins; the bucket's
-owner may do everything else; then an Allow in the policy, then an ACL grant (the
-bucket's for bucket operations and writes, the object's for reads of it), unless ACLs
-are disabled (OwnershipControls `BucketOwnerEnforced`). PublicAccessBlock's
-IgnorePublicAcls drops grants to AllUsers/AuthenticatedUsers; RestrictPublicBuckets
-drops a public policy's Allows for everyone but the owner. Identities: an access key
-is an account and its canonical id (policy/document.py).
+owner may do everything else, except where ACLs bind it (`_acls_bind_owner`); then an
+Allow in the policy, then an ACL grant (the bucket's for bucket operations and writes,
+the object's for reads of it), unless ACLs are disabled (OwnershipControls
+`BucketOwnerEnforced`). PublicAccessBlock's IgnorePublicAcls drops grants to
+AllUsers/AuthenticatedUsers; RestrictPublicBuckets drops a public policy's Allows for
+everyone but the owner. Identities: an access key is an account and its canonical id
+(policy/document.py).
 
 The handlers ask through `owned_bucket`, `readable_bucket`, `readable_object` and
 `check`, which take the action from the operation being run (actions.py).
@@ -124,7 +125,7 @@ def allowed(req: S3Request, action: str | None, bucket_name: str, bucket: dict, 
                                     public_allows=not restricted)
     if verdict == "Deny" and not (caller == owner and action in OWNER_KEEPS):
         return False
-    if caller is not None and caller == owner:
+    if caller is not None and caller == owner and not _acls_bind_owner(bucket, action, obj):
         return True
     if verdict == "Allow":
         return True
@@ -140,6 +141,22 @@ def allowed(req: S3Request, action: str | None, bucket_name: str, bucket: dict, 
         return grants.permits(grants.expand(obj.get("acl"), obj.get("owner") or owner, owner), caller,
                               permission, ignore_public)
     return False
+
+
+def _acls_bind_owner(bucket: dict, action: str | None, obj: dict | None) -> bool:
+    """Where S3 holds a bucket's owner to the ACLs, as it holds anyone (ACLs on only).
+
+    An object another account wrote is that account's: its ACL decides whether the bucket's
+    owner may read it or its ACL (deleting it stays a bucket WRITE). A bucket ACL the owner
+    stripped of its own grants takes listing and writing away from it too; reading and
+    writing the bucket's ACL stay the owner's, so it can always give them back. Objects
+    written anonymously count as the bucket owner's (their record names no owner)."""
+    if not action or not acls_enabled(bucket):
+        return False
+    level, permission = acl_permission(action)
+    if level == "object":
+        return obj is not None and obj.get("owner") not in (None, "", bucket.get("owner", ""))
+    return level == "bucket" and permission not in ("READ_ACP", "WRITE_ACP")
 
 
 def _action(req: S3Request) -> str | None:

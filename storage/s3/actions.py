@@ -43,6 +43,7 @@ ACTIONS = {
     "put_object_legal_hold": "s3:PutObjectLegalHold", "get_object_legal_hold": "s3:GetObjectLegalHold",
     "put_bucket_encryption": "s3:PutEncryptionConfiguration", "get_bucket_encryption": "s3:GetEncryptionConfiguration",
     "delete_bucket_encryption": "s3:PutEncryptionConfiguration",
+    "get_bucket_logging": "s3:GetBucketLogging",   # PutBucketLogging: the bucket's owner only, as on S3
 }
 # Operations never open to anonymous callers whatever a policy says: they name no bucket
 # whose policy could allow them.

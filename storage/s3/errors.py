@@ -102,6 +102,9 @@ InvalidPolicyDocument = _error(
 InvalidRange = _error("InvalidRange", 416, "The requested range is not satisfiable")
 InvalidRequest = _error("InvalidRequest", 400, "Invalid Request")
 InvalidTag = _error("InvalidTag", 400, "The tag provided was not a valid tag.")
+InvalidTargetBucketForLogging = _error(
+    "InvalidTargetBucketForLogging", 400, "The target bucket for logging does not exist, is not owned by you, or "
+    "does not have the appropriate grants for the log-delivery group.")
 KMSNotFound = _error("KMS.NotFoundException", 400, "The KMS key given does not exist.")
 KeyTooLongError = _error("KeyTooLongError", 400, "Your key is too long")
 MalformedXML = _error(

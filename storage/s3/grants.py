@@ -60,8 +60,11 @@ def is_public(grants: list) -> bool:
 
 
 def only_owner(grants: list, bucket_owner: str) -> bool:
-    """Whether the grants give nothing to anyone but the bucket owner (allowed with ACLs disabled)."""
-    return all(kind == "id" and who == bucket_owner for kind, who, _ in grants)
+    """Whether the grants say what bucket-owner-full-control says, the one ACL S3 still takes with
+    ACLs disabled: the bucket owner's FULL_CONTROL, nobody else's anything (an empty list would
+    say the owner lost access that ACLs no longer decide)."""
+    return (["id", bucket_owner, "FULL_CONTROL"] in grants
+            and all(kind == "id" and who == bucket_owner for kind, who, _ in grants))
 
 
 def _resolve_email(email: str, users) -> str:

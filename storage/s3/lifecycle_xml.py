@@ -4,7 +4,8 @@ Validation follows AWS: a body that does not fit the schema is MalformedXML; val
 schema allows but S3 does not (Days <= 0, a Date not at midnight UTC, duplicate or
 overlong IDs, more than 1000 rules) are InvalidArgument; combinations S3 refuses are
 InvalidRequest. Transitions move objects to another storage class; Pocket has none to
-move them to, so a rule asking for one is NotImplemented, and nothing is stored.
+move them to, so a rule asking for one is NotImplemented, and nothing is stored (once
+the rule is checked: a bad Transition is the caller's 400, as on S3, not a 501).
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ MAX_RULES = 1000
 MAX_ID = 255
 MAX_NEWER_NONCURRENT = 100
 _ACTIONS = ("expiration", "noncurrent", "abort_days")
+_TRANSITIONS = ("Transition", "NoncurrentVersionTransition")
+TRANSITION_CLASSES = ("GLACIER", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "DEEP_ARCHIVE", "GLACIER_IR")
 
 
 def parse(body: bytes) -> list[dict]:
@@ -80,10 +83,6 @@ def _rule(el) -> dict:
     for child in el:
         if child.tag not in known:
             raise errors.MalformedXML(f"Unknown element {child.tag} in a lifecycle Rule.")
-    if el.find("Transition") is not None or el.find("NoncurrentVersionTransition") is not None:
-        raise errors.NotImplementedError_("Transitions move objects to another storage class; Pocket has one "
-                                          "storage class, so lifecycle rules may only expire objects, noncurrent "
-                                          "versions and incomplete multipart uploads.")
     rule_id = (_only(el, "ID").text or "").strip() if _only(el, "ID") is not None else ""
     header_text("ID", rule_id)   # sent back in x-amz-expiration
     if len(rule_id) > MAX_ID:
@@ -100,8 +99,32 @@ def _rule(el) -> dict:
         rule["filter"], rule["legacy_prefix"] = {"prefix": legacy.text or ""}, True
     else:
         rule["filter"] = _filter(flt) if flt is not None else {"prefix": ""}
-    _actions(el, rule)
+    transitions = [child for child in el if child.tag in _TRANSITIONS]
+    for transition in transitions:
+        _transition(transition)
+    _actions(el, rule, transitions=bool(transitions))
+    if transitions:
+        raise errors.NotImplementedError_("Transitions move objects to another storage class; Pocket has one "
+                                          "storage class, so lifecycle rules may only expire objects, noncurrent "
+                                          "versions and incomplete multipart uploads.")
     return rule
+
+
+def _transition(el) -> None:
+    storage_class = _only(el, "StorageClass")
+    if storage_class is None or (storage_class.text or "").strip() not in TRANSITION_CLASSES:
+        raise errors.MalformedXML(f"{el.tag} needs a StorageClass, one of {', '.join(TRANSITION_CLASSES)}.")
+    if el.tag == "NoncurrentVersionTransition":
+        _number(el, "NoncurrentDays", 0, el.tag)
+        _number(el, "NewerNoncurrentVersions", 1, el.tag, required=False)
+        return
+    days, date = _only(el, "Days"), _only(el, "Date")
+    if (days is None) == (date is None):
+        raise errors.MalformedXML("Transition holds exactly one of Days or Date.")
+    if days is not None:
+        _integer(days, 0, "Transition")
+    else:
+        _date(date)
 
 
 def _filter(el) -> dict:
@@ -139,7 +162,7 @@ def _filter(el) -> dict:
     return out
 
 
-def _actions(el, rule: dict) -> None:
+def _actions(el, rule: dict, transitions: bool = False) -> None:
     exp = _only(el, "Expiration")
     if exp is not None:
         rule["expiration"] = _expiration(exp)
@@ -154,7 +177,7 @@ def _actions(el, rule: dict) -> None:
     abort = _only(el, "AbortIncompleteMultipartUpload")
     if abort is not None:
         rule["abort_days"] = _number(abort, "DaysAfterInitiation", 1, "AbortIncompleteMultipartUpload")
-    if not any(a in rule for a in _ACTIONS):
+    if not transitions and not any(a in rule for a in _ACTIONS):
         raise errors.InvalidRequest("At least one action needs to be specified in a rule.")
     f = rule["filter"]
     if "abort_days" in rule and (f.get("tags") or f.get("size_gt") is not None or f.get("size_lt") is not None):
@@ -176,7 +199,11 @@ def _expiration(el) -> dict:
         if text not in ("true", "false"):
             raise errors.MalformedXML("ExpiredObjectDeleteMarker must be true or false.")
         return {"delete_marker": text == "true"}
-    text = (date.text or "").strip()
+    return _date(date)
+
+
+def _date(el) -> dict:
+    text = (el.text or "").strip()
     try:
         when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

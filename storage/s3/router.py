@@ -6,9 +6,9 @@ parameter that selects a different operation on the same path (`?location`,
 """
 from __future__ import annotations
 
-from . import (acl, attributes, bucket, bucket_encryption, bucket_policy, bucket_tagging, cors, errors, lifecycle,
-               listing, multi_delete, multi_upload, obj, object_lock, post_object, public_access, tagging, versioning,
-               versions)
+from . import (acl, attributes, bucket, bucket_encryption, bucket_logging, bucket_policy, bucket_tagging, cors, errors,
+               lifecycle, listing, multi_delete, multi_upload, obj, object_lock, post_object, public_access, tagging,
+               versioning, versions)
 
 ROUTES = {
     ("GET", "service", None): bucket.list_buckets,
@@ -51,6 +51,8 @@ ROUTES = {
     ("PUT", "bucket", "encryption"): bucket_encryption.put_bucket_encryption,
     ("GET", "bucket", "encryption"): bucket_encryption.get_bucket_encryption,
     ("DELETE", "bucket", "encryption"): bucket_encryption.delete_bucket_encryption,
+    ("GET", "bucket", "logging"): bucket_logging.get_bucket_logging,
+    ("PUT", "bucket", "logging"): bucket_logging.put_bucket_logging,
     ("GET", "bucket", "acl"): acl.get_bucket_acl,
     ("PUT", "bucket", "acl"): acl.put_bucket_acl,
     ("GET", "object", "acl"): acl.get_object_acl,

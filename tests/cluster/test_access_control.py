@@ -241,7 +241,7 @@ def test_grants_by_id_email_and_group(cluster, bucket):
     assert _keys(other, bucket) == ["mine"]
     assert _outcome(lambda: other.get_object(Bucket=bucket, Key="mine")) == DENY   # bucket READ lists only
     other.put_object(Bucket=bucket, Key="theirs", Body=_body(21), ACL="bucket-owner-read")
-    theirs = s3.get_object_acl(Bucket=bucket, Key="theirs")
+    theirs = other.get_object_acl(Bucket=bucket, Key="theirs")   # the bucket's owner got READ, not READ_ACP
     assert theirs["Owner"]["ID"] == OTHER_ACCESS_KEY and theirs["Owner"]["DisplayName"] == OTHER_ACCESS_KEY
     assert _grants(theirs) == {(OTHER_ACCESS_KEY, "FULL_CONTROL"), (ACCESS_KEY, "READ")}
     listing = s3.list_objects_v2(Bucket=bucket, FetchOwner=True)["Contents"]

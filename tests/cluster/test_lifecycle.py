@@ -89,6 +89,14 @@ def test_configuration_put_get_delete_and_refusals(cluster, bucket):
         ([{**_rule("noon"), "Expiration": {"Date": dt.datetime(2031, 1, 1, 12, tzinfo=dt.timezone.utc)}}],
          "InvalidArgument"),
         ([{**_rule("cold", 10), "Transitions": [{"Days": 5, "StorageClass": "GLACIER"}]}], "NotImplemented"),
+        ([{"ID": "only-cold", "Status": "Enabled", "Filter": {"Prefix": "c/"},
+           "NoncurrentVersionTransitions": [{"NoncurrentDays": 0, "StorageClass": "DEEP_ARCHIVE"}]}], "NotImplemented"),
+        # a bad Transition is the caller's 400 before Pocket's 501 (a date not at midnight, as botocore
+        # sends s3-tests' "20220927"; no storage class S3 transitions to)
+        ([{**_rule("late", 10), "Transitions": [{"Date": dt.datetime(1970, 8, 23, 0, 55, 27, tzinfo=dt.timezone.utc),
+                                                  "StorageClass": "GLACIER"}]}], "InvalidArgument"),
+        ([{**_rule("warm", 10), "Transitions": [{"Days": 5, "StorageClass": "STANDARD"}]}], "MalformedXML"),
+        ([{**_rule("soon", 10), "Transitions": [{"Days": -1, "StorageClass": "GLACIER"}]}], "InvalidArgument"),
         ([_rule(f"r{i}", 1) for i in range(1001)], "InvalidArgument"),
     ]
     for bad, code in refusals:

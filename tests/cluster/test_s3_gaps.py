@@ -1,5 +1,5 @@
 """The smaller S3 behaviours conformance runs check: bucket tagging, bucket location,
-expected bucket owner, conditional CompleteMultipartUpload, part digests, metadata text."""
+bucket logging, expected bucket owner, conditional CompleteMultipartUpload, part digests, metadata text."""
 import base64
 import email.header
 import hashlib
@@ -10,7 +10,8 @@ import zlib
 import pytest
 from botocore.exceptions import ClientError
 
-from .harness import pocket
+from .harness import OTHER_ACCESS_KEY, OTHER_SECRET_KEY, pocket
+from .signing import send, sign
 
 
 def body(n: int, seed: int) -> bytes:
@@ -47,6 +48,36 @@ def test_bucket_tagging_put_get_delete(cluster, bucket):
 
 def test_bucket_location_of_the_default_region_is_empty(cluster, bucket):
     assert cluster.client().get_bucket_location(Bucket=bucket)["LocationConstraint"] is None
+
+
+def test_bucket_logging_reads_as_off_and_cannot_be_turned_on(cluster, bucket):
+    """Pocket delivers no server access logs: GetBucketLogging says so as S3 says it of a
+    bucket without logging, turning it off is accepted, turning it on is checked and refused."""
+    s3 = cluster.client()
+    other = cluster.client(retries=1, user=(OTHER_ACCESS_KEY, OTHER_SECRET_KEY))
+    assert "LoggingEnabled" not in s3.get_bucket_logging(Bucket=bucket)
+    s3.put_bucket_logging(Bucket=bucket, BucketLoggingStatus={})
+
+    def turn_on(client, target, prefix="logs/"):
+        with pytest.raises(ClientError) as e:
+            client.put_bucket_logging(Bucket=bucket, BucketLoggingStatus={
+                "LoggingEnabled": {"TargetBucket": target, "TargetPrefix": prefix}})
+        return _code(e)
+    assert turn_on(s3, bucket) == ("NotImplemented", 501)
+    assert turn_on(s3, f"{bucket}-nowhere") == ("InvalidTargetBucketForLogging", 400)
+    theirs = f"{bucket}-theirs"
+    other.create_bucket(Bucket=theirs)
+    assert turn_on(s3, theirs) == ("InvalidTargetBucketForLogging", 400)
+    assert turn_on(other, bucket) == ("AccessDenied", 403)   # the bucket's owner only, as on S3
+    with pytest.raises(ClientError) as e:
+        other.get_bucket_logging(Bucket=bucket)
+    assert _code(e) == ("AccessDenied", 403)
+    for bad in (b"<BucketLoggingStatus><LoggingEnabled><TargetPrefix>p</TargetPrefix></LoggingEnabled>"
+                b"</BucketLoggingStatus>", b"<Logging/>", b"<BucketLoggingStatus><Nope/></BucketLoggingStatus>"):
+        status, _, answer = send(sign("PUT", f"{cluster.endpoint}/{bucket}?logging",
+                                      payload=hashlib.sha256(bad).hexdigest()), bad)
+        assert (status, b"<Code>MalformedXML</Code>" in answer) == (400, True)
+    assert "LoggingEnabled" not in s3.get_bucket_logging(Bucket=bucket)
 
 
 def test_bucket_tags_survive_index_rebuild(fresh_cluster):
