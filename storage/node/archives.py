@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from .. import layout
-from .files import publish, write_all
+from .files import drop_cached, publish, write_all
 
 
 class ArchiveMissing(FileNotFoundError):
@@ -86,6 +86,7 @@ def seal(fd: int, chunks: list[bytes], name: str) -> None:
         write_all(fd, chunks)
         check_archive(file_reader(fd), os.fstat(fd).st_size, name)
         os.fsync(fd)
+        drop_cached(fd)
     finally:
         os.close(fd)
 

@@ -21,9 +21,10 @@ def write_all(fd: int, chunks: list, sync: bool = False) -> int:
     """Write every chunk (bytes-like), gathered: one writev per batch of buffers, so a
     record's head and payload arrive as two buffers and are never joined first.
 
-    With `sync`, also flush what the file holds so far: flushing while a big archive
-    streams in keeps the disk busy during the upload instead of leaving every byte to
-    the final fsync, where concurrent uploads queue."""
+    With `sync`, also flush what the file holds so far, and drop it from the page cache
+    (`drop_cached`): flushing while a big archive streams in keeps the disk busy during
+    the upload instead of leaving every byte to the final fsync, where concurrent uploads
+    queue."""
     total = 0
     views = [memoryview(c) for c in chunks if len(c)]
     while views:
@@ -39,7 +40,27 @@ def write_all(fd: int, chunks: list, sync: bool = False) -> int:
             views = views[len(batch):]
     if sync:
         os.fdatasync(fd)
+        drop_cached(fd)
     return total
+
+
+_DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", None)   # Linux and the BSDs; elsewhere pages stay cached
+
+
+def drop_cached(fd: int) -> None:
+    """Let the kernel take back the page cache of what `fd` holds, once it is synced (clean
+    pages only are dropped, so call it after an fsync).
+
+    An archive file is written once and read seldom (a GET reads k of its n fragments, a
+    scrub pass now and then), so its pages only grow the page cache, and each page a
+    growing cache takes is memory the kernel touches for the first time. On the team's VM
+    (KVM, virtio-balloon) writing 1.5 GiB of files in 1 MiB pieces cost 4-5 s of system
+    CPU, 94 % of it copy_folio_from_iter_atomic (perf), and 0.45 s with the pages dropped
+    after each flush, which the next writes then reuse; on any machine it keeps write-once
+    data from pushing out what is read. Swift's object server does the same after each
+    fdatasync (drop_buffer_cache), and MinIO writes large objects with O_DIRECT."""
+    if _DONTNEED is not None:
+        os.posix_fadvise(fd, 0, 0, _DONTNEED)
 
 
 _NOWAIT = getattr(os, "RWF_NOWAIT", None)   # Linux 4.14+; elsewhere every read may block

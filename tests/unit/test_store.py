@@ -562,3 +562,22 @@ def test_read_cached_never_returns_fewer_bytes_than_asked(tmp_path):
             read_cached(fd, 500, 9800)      # 200 bytes left: refused, not cut short
     finally:
         os.close(fd)
+
+
+def test_an_archive_file_leaves_the_page_cache_once_it_is_synced(disk):
+    """files.drop_cached: a large archive's pages are dropped once they are synced (written
+    once, read seldom: on the team's VM each page a growing cache took cost more CPU than
+    the write itself), and the archive still reads back whole."""
+    archive, _ = make_archive(VID2, size=12 << 20, segment_size=1 << 20, seed=21)   # a 3 MiB archive
+    name = f"{VID2}.0"
+    asyncio.run(disk.put_archive(name, chunked(archive, 300_001)))
+    if not _drops_pages(disk.root):
+        pytest.skip("this filesystem keeps a clean file's pages (tmpfs)")
+    fd = os.open(disk.archive_path(name), os.O_RDONLY)
+    try:
+        for offset in (0, len(archive) // 2, len(archive) - 4096):
+            with pytest.raises(BlockingIOError):
+                read_cached(fd, 4096, offset)
+    finally:
+        os.close(fd)
+    assert asyncio.run(disk.read(name, 0, 1 << 30)) == archive
