@@ -10,7 +10,8 @@ same disk of the volume (temp file, fsync, rename, as every write) and holds wha
 original PUT wrote: the same header fields, the same segments' blocks, and the manifest
 copied from a surviving fragment's. It is written in the current format, so the rebuilt
 archive of an object from an earlier release can differ in its checksums (format 2's
-HMAC, format 3's BLAKE3) and in how its trailer's JSON is spelled.
+HMAC, format 3's BLAKE3) and in how its trailer's JSON is spelled. A set of small
+archives (read whole) takes a shorter path to the same bytes: small_sets.py.
 
 Before rebuilding a fragment reported "missing" the repairer looks again: a fragment
 whose disk was only unreachable for a while is checked whole and, if good, simply
