@@ -10,7 +10,8 @@ same disk of the volume (temp file, fsync, rename, as every write) and holds wha
 original PUT wrote: the same header fields, the same segments' blocks, and the manifest
 copied from a surviving fragment's. It is written in the current format, so the rebuilt
 archive of an object from an earlier release can differ in its checksums (format 2's
-HMAC, format 3's BLAKE3) and in how its trailer's JSON is spelled.
+HMAC, format 3's BLAKE3) and in how its trailer's JSON is spelled. A set of small
+archives (read whole) takes a shorter path to the same bytes: small_sets.py.
 
 Before rebuilding a fragment reported "missing" the repairer looks again: a fragment
 whose disk was only unreachable for a while is checked whole and, if good, simply
@@ -31,9 +32,10 @@ from .. import layout
 from ..codec import Codec
 from ..objects.contracts import VersionRecord
 from ..objects.get import ArchiveReader
-from ..objects.put import ArchiveWriter, Record, pack_records, record_size
+from ..objects.put import ArchiveWriter, record_size
 from .queue import REPAIR_META, RepairQueue
 from .sets import find_set
+from .small_sets import TooFewWhole, rebuild_small, rebuilt_records
 from ..throttle import Throttle
 from ..verify import ArchiveBytes, verify_archive
 
@@ -153,7 +155,7 @@ class Repairer:
         written: dict[int, int] = {}
         if build:
             try:
-                written = await self._rebuild(record, volume, build, targets)
+                written = await self._rebuild_set(record, volume, build, targets)
             except BaseException:
                 if good:
                     await asyncio.shield(self.queue.resolve(vid, good))
@@ -172,6 +174,17 @@ class Repairer:
                                     "disks": sorted(volume["disks"][i] for i in down)})
         if len(written) < len(build):
             raise RuntimeError(f"rebuilt fragments {sorted(written)} of {sorted(build)}; the other writes failed")
+
+    async def _rebuild_set(self, record: VersionRecord, volume: dict, build: set[int],
+                           avoid: set[int]) -> dict[int, int]:
+        """A small set in a few steps (small_sets.py), unless fewer than k of its archives
+        are whole; then, like any other set, streamed segment by segment."""
+        if _small(record):
+            try:
+                return await rebuild_small(self.cluster, self.queue, record, volume, build, avoid, self.throttle)
+            except TooFewWhole as e:
+                log.info("%s; rebuilding it segment by segment", e)
+        return await self._rebuild(record, volume, build, avoid)
 
     async def _fine(self, volume: dict, vid: str, i: int) -> bool:
         """Is a fragment reported missing actually there and whole?"""
@@ -207,9 +220,9 @@ class Repairer:
                 async for blocks in reader.blocks(0, geo.segments - 1):
                     wanted = writer.wanted()
                     if sum(map(len, blocks.values())) <= _INLINE_BYTES:
-                        records = _rebuilt_records(codec, blocks, wanted)
+                        records = rebuilt_records(codec, blocks, wanted)
                     else:
-                        records = await loop.run_in_executor(None, _rebuilt_records, codec, blocks, wanted)
+                        records = await loop.run_in_executor(None, rebuilt_records, codec, blocks, wanted)
                     await self.throttle.take(sum(record_size(r) for r in records if r is not None))
                     await writer.write_records(records)
             done = await writer.finish(manifest)
@@ -297,13 +310,6 @@ def _small(record: dict) -> bool:
         return layout.geometry(record, record["k"]).records_end() <= _WHOLE_READ_BYTES
     except (KeyError, TypeError):   # a set record without its geometry: read the manifest alone
         return False
-
-
-def _rebuilt_records(codec: Codec, blocks: dict[int, bytes], wanted: frozenset[int]) -> list[Record | None]:
-    """The records of fragments `wanted` of one segment, rebuilt from k of its blocks:
-    only the lost blocks are computed and only they get a keyed checksum."""
-    rebuilt = codec.rebuild(blocks, wanted)
-    return pack_records([rebuilt.get(i, b"") for i in range(codec.n)], wanted)
 
 
 def _ident(entry: dict) -> dict:

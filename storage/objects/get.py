@@ -155,7 +155,7 @@ class ArchiveReader:
         count = last - first + 1
         held = self.held.get(i)
         if held is not None:   # checked when it was read: a second pass over its checksums proves nothing
-            return _payloads(memoryview(held)[offset:offset + length], first, last, geo)
+            return payload_views(memoryview(held)[offset:offset + length], first, last, geo)
         try:
             raw = await self._streams.read(i, self.cluster.disks[disk_id], name, offset, length, self._end)
         except Exception as e:  # missing archive, dead node, timeout: all mean "use another"
@@ -183,7 +183,7 @@ class ArchiveReader:
                     i, self.record["bucket"], self.record["key"], self.record["version_id"], disk_id, reason)
 
 
-def _payloads(raw: memoryview, first: int, last: int, geo: layout.Geometry) -> list[bytes | None]:
+def payload_views(raw: memoryview, first: int, last: int, geo: layout.Geometry) -> list[bytes | None]:
     """The payloads of records first..last in `raw`, already checked, as views."""
     records: list[bytes | None] = []
     pos = 0
