@@ -47,6 +47,9 @@ from .server import _BODY_CHUNK as BODY_CHUNK, store_archive
 from .store import DiskStore
 
 _PASSED = ("Content-Type", auth.LINK_HEADER)   # response headers a forwarded answer keeps
+# the sibling's answer may take as long as its disk does: the gateway's own timeout
+# (storage.node_timeout) ends a request that hangs, and cancels the forwarding with it
+_SIBLING_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5)
 
 
 def owners(disk_ids: list[str], processes: int) -> dict[str, int]:
@@ -124,20 +127,22 @@ class Front:
 
     async def _forward(self, request: web.Request, owner: int, body) -> web.StreamResponse:
         headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-pocket-")}
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
         try:
             upstream = await self.siblings[owner].request(request.method, "http://node" + request.path_qs,
-                                                          headers=headers, data=body, timeout=timeout)
+                                                          headers=headers, data=body, timeout=_SIBLING_TIMEOUT)
         except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
             return web.json_response({"error": f"disk {request.match_info['disk']} is served by process {owner} "
                                                f"of node {self.node_id}, which did not answer: {e}"}, status=503)
         async with upstream:
-            resp = web.StreamResponse(status=upstream.status,
-                                      headers={k: upstream.headers[k] for k in _PASSED if k in upstream.headers})
-            if upstream.content_length is not None:
-                resp.content_length = upstream.content_length
+            passed = {k: upstream.headers[k] for k in _PASSED if k in upstream.headers}
+            length = upstream.content_length
+            if length is not None and length <= BODY_CHUNK:     # batches, fetches, packed archives: one write
+                return web.Response(status=upstream.status, body=await upstream.read(), headers=passed)
+            resp = web.StreamResponse(status=upstream.status, headers=passed)
+            if length is not None:
+                resp.content_length = length
             await resp.prepare(request)
-            async for chunk in upstream.content.iter_chunked(BODY_CHUNK):
+            async for chunk in upstream.content.iter_chunked(BODY_CHUNK):   # listings, long packed ranges
                 await resp.write(chunk)
             await resp.write_eof()
             return resp
