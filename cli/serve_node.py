@@ -106,7 +106,7 @@ def serve_node_processes(cfg, ncfg, initialize: bool, count: int) -> None:
     logging.getLogger("pocket.node").info("node %s on %s:%d: %d processes for %d disks", ncfg.id,
                                           *sock.getsockname()[:2], count, len(ncfg.disks))
     try:
-        code = workers.Supervisor(children).run()
+        code = workers.Supervisor(children, what="node").run()
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     if code:
