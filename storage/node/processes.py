@@ -127,25 +127,27 @@ class Front:
 
     async def _forward(self, request: web.Request, owner: int, body) -> web.StreamResponse:
         headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-pocket-")}
+        resp = None
         try:
-            upstream = await self.siblings[owner].request(request.method, "http://node" + request.path_qs,
-                                                          headers=headers, data=body, timeout=_SIBLING_TIMEOUT)
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as e:
+            async with self.siblings[owner].request(request.method, "http://node" + request.path_qs, headers=headers,
+                                                    data=body, timeout=_SIBLING_TIMEOUT) as upstream:
+                passed = {k: upstream.headers[k] for k in _PASSED if k in upstream.headers}
+                length = upstream.content_length
+                if length is not None and length <= BODY_CHUNK:   # batches, fetches, packed archives: one write
+                    return web.Response(status=upstream.status, body=await upstream.read(), headers=passed)
+                resp = web.StreamResponse(status=upstream.status, headers=passed)
+                if length is not None:
+                    resp.content_length = length
+                await resp.prepare(request)
+                async for chunk in upstream.content.iter_chunked(BODY_CHUNK):   # listings, long packed ranges
+                    await resp.write(chunk)
+                await resp.write_eof()
+                return resp
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            if resp is not None:
+                raise     # the answer has begun: cutting the connection is what tells the client
             return web.json_response({"error": f"disk {request.match_info['disk']} is served by process {owner} "
-                                               f"of node {self.node_id}, which did not answer: {e}"}, status=503)
-        async with upstream:
-            passed = {k: upstream.headers[k] for k in _PASSED if k in upstream.headers}
-            length = upstream.content_length
-            if length is not None and length <= BODY_CHUNK:     # batches, fetches, packed archives: one write
-                return web.Response(status=upstream.status, body=await upstream.read(), headers=passed)
-            resp = web.StreamResponse(status=upstream.status, headers=passed)
-            if length is not None:
-                resp.content_length = length
-            await resp.prepare(request)
-            async for chunk in upstream.content.iter_chunked(BODY_CHUNK):   # listings, long packed ranges
-                await resp.write(chunk)
-            await resp.write_eof()
-            return resp
+                                               f"of node {self.node_id}, which did not answer: {e!r}"}, status=503)
 
     async def _health(self) -> web.Response:
         disks = [store.usage() for store in self.owned.values()]
