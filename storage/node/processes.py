@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import aiohttp
 from aiohttp import web
@@ -50,6 +51,7 @@ _PASSED = ("Content-Type", auth.LINK_HEADER)   # response headers a forwarded an
 # the sibling's answer may take as long as its disk does: the gateway's own timeout
 # (storage.node_timeout) ends a request that hangs, and cancels the forwarding with it
 _SIBLING_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5)
+HEALTH_FRESH = 1.0   # seconds an answer to /v1/health is reused (Front._health)
 
 
 def owners(disk_ids: list[str], processes: int) -> dict[str, int]:
@@ -82,6 +84,8 @@ class Front:
         self.pack_threshold = pack_threshold
         self.filed_here = {d for d in beside if d not in quota_disks}   # a quota is counted by its owner alone
         self._ready: set[str] = set()
+        self._usage: asyncio.Future | None = None    # the latest gathering of every disk's usage
+        self._health_at = 0.0
         self.siblings = {n: aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=socket_path(run_dir, n)),
                                                   auto_decompress=False)
                          for n in sorted(set(owner.values())) if n != me}
@@ -150,10 +154,20 @@ class Front:
                                                f"of node {self.node_id}, which did not answer: {e!r}"}, status=503)
 
     async def _health(self) -> web.Response:
+        """Every disk's usage, gathered at most once per HEALTH_FRESH seconds: a gateway's
+        heartbeat asks once per disk, all at once, and every worker of every gateway does,
+        so a node of 60 disks and 16 processes would otherwise send its siblings some
+        hundreds of requests a second to say the same thing."""
+        if self._usage is None or (self._usage.done() and time.monotonic() - self._health_at > HEALTH_FRESH):
+            self._health_at = time.monotonic()
+            self._usage = asyncio.ensure_future(self._every_disk())
+        return web.json_response({"node": self.node_id, "disks": await asyncio.shield(self._usage)})
+
+    async def _every_disk(self) -> list[dict]:
         disks = [store.usage() for store in self.owned.values()]
         for theirs in await asyncio.gather(*(self._sibling_health(s) for s in self.siblings.values())):
             disks += theirs
-        return web.json_response({"node": self.node_id, "disks": disks})
+        return disks
 
     async def _sibling_health(self, session: aiohttp.ClientSession) -> list[dict]:
         headers = auth.sign(self.secret, "GET", "/v1/health", self.node_id)
