@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import threading
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -28,6 +27,7 @@ from storage.node.ownership import DiskInUse, own
 from .archives import archives_of
 from .conftest import payload
 from .harness import CLUSTER_SECRET, QUIET, ProcCluster, pocket, process_tree, wait_for
+from .writers import Writers
 
 PROCESSES = 3
 SEGMENT = 1 << 20
@@ -162,42 +162,19 @@ def test_a_node_process_killed_under_load_loses_nothing_acknowledged(tmp_path):
     c = _cluster(str(tmp_path / "cluster"), sections=QUIET)
     try:
         c.client().create_bucket(Bucket="load")
-        acked: dict[str, bytes] = {}
-        stop = threading.Event()
-
-        def writer(n: int):
-            s3 = c.client(retries=1)
-            i = 0
-            while not stop.is_set():
-                key = f"w{n}-{i}"
-                body = payload(3000 if i % 2 else 1_300_000, f"node-load-{n}-{i}")
-                try:
-                    s3.put_object(Bucket="load", Key=key, Body=body)
-                    acked[key] = body
-                except Exception:    # what the killed process was handling fails; the client may retry
-                    pass
-                i += 1
-
-        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
-        for t in threads:
-            t.start()
-        try:
-            wait_for("some writes acknowledged", lambda: len(acked) >= 20, timeout=120)
+        with Writers(c, "load", (1_300_000, 3000), "node-load") as w:
+            wait_for("some writes acknowledged", lambda: len(w.acked) >= 20, timeout=120)
             before = set(_node_children(c, "n1"))
             victim = sorted(before)[1]
             os.kill(victim, signal.SIGKILL)
-            acked_at_kill = len(acked)
+            acked_at_kill = len(w.acked)
             wait_for("the killed process replaced",
                      lambda: len(set(_node_children(c, "n1")) - before) == 1
                      and victim not in _node_children(c, "n1"), timeout=60)
-            wait_for("writes acknowledged after the kill", lambda: len(acked) >= acked_at_kill + 20, timeout=120)
-        finally:
-            stop.set()
-            for t in threads:
-                t.join()
+            wait_for("writes acknowledged after the kill", lambda: len(w.acked) >= acked_at_kill + 20, timeout=120)
         log = c.log("n1")
         assert "was killed by SIGKILL" in log and "starting it again" in log
-        for key, body in acked.items():
+        for key, body in w.acked.items():
             assert c.client().get_object(Bucket="load", Key=key)["Body"].read() == body, key
     finally:
         c.close()
