@@ -38,6 +38,7 @@ import time
 import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest, multiprocess
+from yarl import URL
 
 from ..metrics import MULTIPROC_ENV
 from . import auth
@@ -133,8 +134,10 @@ class Front:
         headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-pocket-")}
         resp = None
         try:
-            async with self.siblings[owner].request(request.method, "http://node" + request.path_qs, headers=headers,
-                                                    data=body, timeout=_SIBLING_TIMEOUT) as upstream:
+            # the path as it came, byte for byte: the MAC the owner checks again covers it
+            url = URL("http://node" + request.raw_path, encoded=True)
+            async with self.siblings[owner].request(request.method, url, headers=headers, data=body,
+                                                    timeout=_SIBLING_TIMEOUT) as upstream:
                 passed = {k: upstream.headers[k] for k in _PASSED if k in upstream.headers}
                 length = upstream.content_length
                 if length is not None and length <= BODY_CHUNK:   # batches, fetches, packed archives: one write
