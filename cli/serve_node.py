@@ -92,7 +92,7 @@ def serve_node_processes(cfg, ncfg, initialize: bool, count: int) -> None:
         sock = serving.inherited_socket() or workers.listening_socket(*ncfg.listen)
     except OSError as e:
         raise click.ClickException(f"cannot listen on {ncfg.url}: {e.strerror}; stop what uses it") from None
-    run_dir = tempfile.mkdtemp(prefix=f"pocket-node-{ncfg.id}-")    # mode 0700: the siblings' sockets
+    run_dir = tempfile.mkdtemp(prefix="pocket-node-")    # mode 0700: the siblings' sockets (short: a unix path)
     os.mkdir(os.path.join(run_dir, "metrics"))      # and their shared counters (storage/metrics.py)
     replay = SharedReplayCache()
     for module in ("storage.node.server", "storage.node.processes", "storage.node.daemons"):
