@@ -180,13 +180,28 @@ def test_a_node_process_killed_under_load_loses_nothing_acknowledged(tmp_path):
         c.close()
 
 
-def test_sigterm_drains_every_process_of_the_node(tmp_path):
+def test_sigterm_lets_an_upload_through_the_node_finish(tmp_path):
+    """SIGTERM reaches every process; each stops taking connections but finishes what it
+    was writing (a large PUT streams one archive per disk for its whole length), then the
+    node exits 0. Half the disks are that node's, so the PUT succeeds only if it drained."""
     c = _cluster(str(tmp_path / "cluster"), sections=QUIET)
     try:
+        s3 = c.client(retries=1)
+        s3.create_bucket(Bucket="drain")
+        body = payload(48 * SEGMENT + 777, "drained-upload")
         children = _node_children(c, "n2")
-        c.signal("n2", signal.SIGTERM)
+        tmp = [os.path.join(c.disk_paths[d], "tmp") for d in ("n2d1", "n2d2", "n2d3")]
+        with ThreadPoolExecutor(1) as pool:
+            put = pool.submit(s3.put_object, Bucket="drain", Key="big", Body=body)
+            wait_for("the upload writing on n2", lambda: put.done() or all(os.listdir(t) for t in tmp),
+                     timeout=60, every=0.01)
+            assert not put.done(), "the upload finished before the node was signalled; make it larger"
+            c.signal("n2", signal.SIGTERM)
+            put.result(timeout=60)
         assert c.procs["n2"].returncode == 0, c.log("n2")[-2000:]
-        assert c.log("n2").count("shutdown complete") >= PROCESSES
+        assert c.log("n2").count("shutdown complete") == 2 * PROCESSES    # each: its port, then its siblings'
         assert not [p for p in children if os.path.exists(f"/proc/{p}")]
+        c.start_node("n2")
+        assert c.client().get_object(Bucket="drain", Key="big")["Body"].read() == body
     finally:
         c.close()
