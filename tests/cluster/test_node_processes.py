@@ -133,6 +133,19 @@ def test_health_and_metrics_cover_every_disk_whichever_process_answers(cluster):
         assert len(re.findall(r"^# TYPE pocket_node_pack_files ", text, re.M)) == 1
 
 
+def test_requests_are_counted_once_whichever_process_takes_them(cluster):
+    """Nobody else asks n1 for a scrubber's state (the cluster runs no scrub collection):
+    each ask is counted once in n1's /metrics, by the process it reached, not again by the
+    owner it was passed to."""
+    for _ in range(9):
+        assert _signed_get(cluster, "n1", "/v1/n1d2/scrub")[0] == 200
+    with urllib.request.urlopen(f"http://127.0.0.1:{cluster.node_ports['n1']}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    counted = re.search(r'^pocket_node_requests_total\{method="GET",route="/v1/\{disk\}/scrub",status="200"\} (\S+)',
+                        text, re.M)
+    assert counted and float(counted.group(1)) == 9.0, text[-3000:]
+
+
 def test_one_shot_commands_beside_the_node_see_its_disks_owned(cluster, tmp_path):
     """`pocket scrub` and `repair` attach to the disks (each process holds its disks' lock
     throughout) and rebuild a lost fragment file through the node, byte for byte."""
