@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from .common import load_config, run_until_signalled, with_cluster
-from .serve_node import serve_node
+from .serve_node import serve_node, serve_node_processes
 
 if TYPE_CHECKING:
     import subprocess
@@ -368,7 +368,10 @@ def gateway(data, config, workers: int | None) -> None:
 @click.option("--id", "node_id", required=True, help="Which [[nodes]] entry of the config this process is.")
 @click.option("--init", "initialize", is_flag=True,
               help="Initialise disk folders that have no pocket-disk.json yet (new disks).")
-def node(data, config, node_id: str, initialize: bool) -> None:
+@click.option("--processes", default=None, type=click.IntRange(1),
+              help="Processes serving the node's port, each owning some of its disks (default: the node's "
+                   "`processes`, 0 there: one per core, at most one per disk).")
+def node(data, config, node_id: str, initialize: bool, processes: int | None) -> None:
     """Run a disk node: serve this node's disks over the internal API.
 
     Without --init a disk folder must already carry its marker, so an unmounted disk
@@ -381,6 +384,10 @@ def node(data, config, node_id: str, initialize: bool) -> None:
         raise click.ClickException(str(e)) from None
     if not ncfg.url:
         raise click.ClickException(f"node {node_id} has no url in the config, so it has nothing to listen on")
-
+    if processes:
+        ncfg.processes = processes
+    if ncfg.process_count > 1:
+        serve_node_processes(cfg, ncfg, initialize, ncfg.process_count)
+        return
     run_until_signalled(lambda: serve_node(cfg, ncfg, initialize))
 

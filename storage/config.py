@@ -47,6 +47,15 @@ class NodeConfig:
     # Set at start, never read from a file: in-process disks that a gateway of several
     # workers serves from one process of its own, reached at `url` (cli/serve.py).
     owned: bool = False
+    # Processes serving this node's port (storage/node/processes.py), each owning some of
+    # its disks; 0: one per core of the server it runs on, at most one per disk.
+    processes: int = 0
+
+    @property
+    def process_count(self) -> int:
+        if self.processes:
+            return self.processes
+        return max(1, min(os.cpu_count() or 1, len(self.disks)))
 
     @property
     def listen(self) -> tuple[str, int]:
@@ -263,7 +272,11 @@ def load(path: str) -> Config:
 def from_dict(raw: dict, base: str = ".") -> Config:
     raw = dict(raw)
     for n in raw.get("nodes", []):
-        _known_keys(n, {"id", "zone", "url", "disks", *_TLS_PATHS, "tls_fingerprint"}, f"nodes[{n.get('id', '?')}]")
+        _known_keys(n, {"id", "zone", "url", "disks", "processes", *_TLS_PATHS, "tls_fingerprint"},
+                    f"nodes[{n.get('id', '?')}]")
+        if not isinstance(n.get("processes", 0), int) or n.get("processes", 0) < 0:
+            raise ConfigError(f"nodes[{n.get('id', '?')}].processes = {n['processes']!r} must be 0 (one per "
+                              "core, at most one per disk) or more")
         for d in n.get("disks", []):
             where = f"nodes[{n.get('id', '?')}].disks[{d.get('id', '?')}]"
             _known_keys(d, {"id", "path", "capacity"}, where)
@@ -287,7 +300,7 @@ def from_dict(raw: dict, base: str = ".") -> Config:
             nodes=[NodeConfig(id=n["id"], zone=n.get("zone", "zone-1"), url=n.get("url", ""),
                               disks=[DiskConfig(d["id"], os.path.join(base, d["path"]), d.get("capacity", 0))
                                      for d in n.get("disks", [])],
-                              tls_fingerprint=n.get("tls_fingerprint", ""),
+                              tls_fingerprint=n.get("tls_fingerprint", ""), processes=n.get("processes", 0),
                               **{k: os.path.join(base, n[k]) for k in _TLS_PATHS if n.get(k)})
                    for n in raw.pop("nodes", [])],
         )

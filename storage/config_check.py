@@ -22,7 +22,7 @@ _SECTIONS = {"gateway": config_mod.GatewayConfig, "storage": config_mod.StorageC
              "lifecycle": config_mod.LifecycleConfig, "log": config_mod.LogConfig,
              "index": config_mod.IndexConfig, "encryption": config_mod.EncryptionConfig}
 _TOP = {"data", "cluster_secret", "policies", "credentials", "nodes", *_SECTIONS}
-_NODE_KEYS = {"id", "zone", "url", "disks", "tls_cert", "tls_key", "tls_fingerprint", "tls_ca"}
+_NODE_KEYS = {"id", "zone", "url", "disks", "processes", "tls_cert", "tls_key", "tls_fingerprint", "tls_ca"}
 
 
 def check(path: str, node: str | None = None, reach: bool = False, timeout: float = 3.0) -> tuple[list, list]:

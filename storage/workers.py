@@ -22,7 +22,8 @@ after its start stops the whole gateway instead of looping. Each worker dies wit
 master (PR_SET_PDEATHSIG), so killing the master never leaves workers serving.
 
 Processes that must be one per gateway (the owners of in-process disks: `helpers`) are
-started first and stopped last, after every worker has drained.
+started first and stopped last, after every worker has drained. A node of several
+processes (storage/node/processes.py) is supervised the same way (`what="node"`).
 """
 from __future__ import annotations
 
@@ -102,11 +103,12 @@ class Supervisor:
     """Forks `workers` (and `helpers`), restarts them when they die, stops them on a signal."""
 
     def __init__(self, workers: list[tuple[str, Callable[[bool], int], dict]],
-                 helpers: list[tuple[str, Callable[[bool], int], dict]] = ()):
+                 helpers: list[tuple[str, Callable[[bool], int], dict]] = (), what: str = "gateway"):
         self.workers = [_Child(name, run, env=env) for name, run, env in workers]
         self.helpers = [_Child(name, run, env=env) for name, run, env in helpers]
         self.stopping = False
         self.exit_code = 0
+        self.what = what      # what the log says is stopped when a child cannot stay up
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT (or a worker that cannot stay up); the exit code."""
@@ -205,10 +207,10 @@ class Supervisor:
         if child.quick_deaths >= _QUICK_DEATHS or not (served or child.served):
             # never came up (a bad config, an index without its schema), or keeps dying at start
             if served or child.served:
-                log.error("%s %s %d times within %.0fs of starting; stopping the gateway instead of restarting "
-                          "it again: see its log above", child.name, how, child.quick_deaths, _QUICK_DEATH)
+                log.error("%s %s %d times within %.0fs of starting; stopping the %s instead of restarting "
+                          "it again: see its log above", child.name, how, child.quick_deaths, _QUICK_DEATH, self.what)
             else:
-                log.error("%s %s before it ever served; stopping the gateway: see why above", child.name, how)
+                log.error("%s %s before it ever served; stopping the %s: see why above", child.name, how, self.what)
             self.exit_code = 1
             self._on_stop(signal.SIGTERM, None)
             return

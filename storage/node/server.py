@@ -35,10 +35,16 @@ log = logging.getLogger("pocket.node")
 _BODY_CHUNK = 1 << 20
 
 
-def build_app(node_id: str, stores: dict[str, DiskStore], secret: str) -> web.Application:
+def build_app(node_id: str, stores: dict[str, DiskStore], secret: str, *, replay=None, counted: bool = True,
+              front=None) -> web.Application:
+    """`replay`, `counted`, `front`: for a node of several processes (processes.py), the
+    nonces they share, whether this app's requests count in its metrics (not those
+    forwarded from a sibling, counted where they arrived) and the middleware that sends a
+    request for a sibling's disk there."""
     metrics = NodeMetrics(stores)
-    app = web.Application(middlewares=[metrics.middleware, _authenticate(node_id, secret)],
-                          client_max_size=1 << 20)
+    middlewares = [metrics.middleware] if counted else []
+    middlewares += [_authenticate(node_id, secret, replay or auth.ReplayCache())] + ([front] if front else [])
+    app = web.Application(middlewares=middlewares, client_max_size=1 << 20)
     app["stores"], app["node_id"], app["secret"] = stores, node_id, secret
     r = app.router
     r.add_get("/metrics", metrics.handler)
@@ -55,8 +61,7 @@ def build_app(node_id: str, stores: dict[str, DiskStore], secret: str) -> web.Ap
     return app
 
 
-def _authenticate(node_id: str, secret: str):
-    replay = auth.ReplayCache()
+def _authenticate(node_id: str, secret: str, replay):
 
     @web.middleware
     async def middleware(request: web.Request, handler):
@@ -104,10 +109,15 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def put_archive(request: web.Request) -> web.Response:
-    store = _store(request)
     # up to 1 MiB of what has arrived at a time: iter_any's socket-sized pieces each cost a
     # trip through the tag check and the store (profiled: thousands per GiB)
-    body = verified_archive(request.app["secret"], request.headers, request.content.iter_chunked(_BODY_CHUNK))
+    return await store_archive(request, _store(request), request.content.iter_chunked(_BODY_CHUNK))
+
+
+async def store_archive(request: web.Request, store: DiskStore, chunks) -> web.Response:
+    """The archive `chunks` (the request's body, or what is left of it after a look at its
+    head: processes.py) checked against the request's tag and committed to `store`."""
+    body = verified_archive(request.app["secret"], request.headers, chunks)
     size = await store.put_archive(request.match_info["name"], body)
     return web.json_response({"size": size}, status=201)
 

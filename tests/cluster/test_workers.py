@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from .conftest import payload
 from .harness import ProcCluster, pocket, process_tree, wait_for, wait_http
+from .writers import Writers
 
 SEGMENT = 1 << 20   # the default segment size: bodies below, at and across it
 
@@ -119,42 +120,19 @@ def test_a_worker_killed_under_load_loses_nothing_acknowledged(tmp_path):
     c = ProcCluster(str(tmp_path / "cluster"), nodes=6, embedded=True, workers=2).start()
     try:
         c.client().create_bucket(Bucket="load")
-        acked: dict[str, bytes] = {}
-        stop = threading.Event()
-
-        def writer(n: int):
-            s3 = c.client(retries=1)
-            i = 0
-            while not stop.is_set():
-                key = f"w{n}-{i}"
-                body = payload(3000 if i % 2 else 300_000, f"load-{n}-{i}")
-                try:
-                    s3.put_object(Bucket="load", Key=key, Body=body)
-                    acked[key] = body
-                except Exception:   # the request the killed worker was handling fails; the client retries
-                    pass
-                i += 1
-
-        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
-        for t in threads:
-            t.start()
-        try:
-            wait_for("some writes acknowledged", lambda: len(acked) >= 20, timeout=120)
+        with Writers(c, "load", (300_000, 3000), "load") as w:
+            wait_for("some writes acknowledged", lambda: len(w.acked) >= 20, timeout=120)
             before = set(c.gateway_workers())
             victim = _health(c)["pid"]
             os.kill(victim, signal.SIGKILL)
-            acked_at_kill = len(acked)
+            acked_at_kill = len(w.acked)
             wait_for("the killed worker replaced",
                      lambda: len(set(c.gateway_workers()) - before) == 1 and victim not in c.gateway_workers(),
                      timeout=60)
-            wait_for("writes acknowledged after the kill", lambda: len(acked) >= acked_at_kill + 20, timeout=120)
-        finally:
-            stop.set()
-            for t in threads:
-                t.join()
+            wait_for("writes acknowledged after the kill", lambda: len(w.acked) >= acked_at_kill + 20, timeout=120)
         assert len(_workers_answering(c, 2)) == 2
         assert "was killed by SIGKILL" in c.log("gateway") and "starting it again" in c.log("gateway")
-        for key, body in acked.items():
+        for key, body in w.acked.items():
             assert c.client().get_object(Bucket="load", Key=key)["Body"].read() == body, key
     finally:
         c.close()

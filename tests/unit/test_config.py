@@ -356,6 +356,18 @@ def test_disk_capacity_quota(tmp_path):
         load(write(tmp_path, bad))
 
 
+def test_node_processes_default_to_cores_but_never_more_than_disks(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    body = BASE + "\n" + _nodes(6, 3).replace('id = "n2"\n', 'id = "n2"\nprocesses = 2\n')
+    cfg = load(write(tmp_path, body))
+    assert [n.process_count for n in cfg.nodes] == [3, 2]       # 3 disks on 16 cores; as set
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert cfg.nodes[0].process_count == 2
+    bad = BASE + "\n" + _nodes(6, 3).replace('id = "n1"\n', 'id = "n1"\nprocesses = -1\n')
+    with pytest.raises(ConfigError, match=r"nodes\[n1\]\.processes"):
+        load(write(tmp_path, bad))
+
+
 def test_workers_default_one_per_core_but_one_with_in_process_disks(tmp_path, monkeypatch):
     """0 = one per core for a gateway over node processes; one process for the embedded
     shape, whose in-process disks would otherwise be served to the workers over loopback."""
