@@ -73,7 +73,8 @@ class Gateway:
         disks, infos = open_disks(self.cfg, self.session)
         self.index = open_index(self.cfg)
         self.writer = IndexWriter(self.index)
-        self.cluster = Cluster(disks, infos, self.cfg.gateway.heartbeat, self.cfg.storage.min_free_bytes)
+        self.cluster = Cluster(disks, infos, self.cfg.gateway.heartbeat, self.cfg.storage.min_free_bytes,
+                               self.cfg.storage.node_timeout)
         self.cluster.on_unknown_disks = self._open_added_disks
         await self.cluster.aload_volumes(self.index, {sum(parse_policy(s)) for s in self.cfg.policies.values()},
                                          grow=True)
