@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import aiohttp
 from aiohttp import web
@@ -98,7 +99,7 @@ class Gateway:
             if self.worker is not None else []
         self.writes = SharedWrites(self.cluster, self.index, self.writer, self.holder, siblings,
                                    stale_after=max(10 * self.cfg.gateway.heartbeat, 10.0),
-                                   own_ready=lambda: self._own_readiness()["ready"])
+                                   own_ready=lambda: self._own_readiness()["ready"], run=str(os.getppid()))
         self.failures = FailureWatcher(self.cluster, self.repairs,
                                        SlotMover(self.cluster, self.index, self.repairs, self.repairer),
                                        self.cfg.repair.failed_after, oldest_write=self.writes.oldest_write)
