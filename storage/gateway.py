@@ -98,7 +98,9 @@ class Gateway:
         siblings = [holder_id(self.cfg.gateway.listen, w) for w in range(self.cfg.workers)] \
             if self.worker is not None else []
         self.writes = SharedWrites(self.cluster, self.index, self.writer, self.holder, siblings,
-                                   stale_after=max(10 * self.cfg.gateway.heartbeat, 10.0),
+                                   # a beat waits up to node_timeout for a silent disk, and as long again
+                                   # to publish a changed table: a live worker's row never ages past this
+                                   stale_after=max(10 * self.cfg.gateway.heartbeat, 10.0, 3 * st.node_timeout),
                                    own_ready=lambda: self._own_readiness()["ready"], run=str(os.getppid()))
         self.failures = FailureWatcher(self.cluster, self.repairs,
                                        SlotMover(self.cluster, self.index, self.repairs, self.repairer),
