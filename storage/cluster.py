@@ -3,6 +3,9 @@
 Liveness comes from two sources: a heartbeat that asks every disk for its usage every
 few seconds, and the data path, which marks a disk down the moment a request to it
 fails. Placement prefers volumes whose disks are all up; reads skip down disks.
+A heartbeat gives a silent disk `timeout` seconds (storage.node_timeout), as long as a
+write waits for one: a node slowed by load answers late, and marking it down after two
+heartbeat intervals sent every PUT of its volumes below quorum until the next beat.
 
 The volume table and the disks' states (failed, draining, drained) live in the index
 (index/disks.py) and may be changed by a one-shot command while this process runs;
@@ -25,7 +28,8 @@ log = logging.getLogger("pocket.cluster")
 
 
 class Cluster:
-    def __init__(self, disks: dict[str, Disk], infos: list[DiskInfo], heartbeat: float = 2.0, min_free_bytes: int = 0):
+    def __init__(self, disks: dict[str, Disk], infos: list[DiskInfo], heartbeat: float = 2.0, min_free_bytes: int = 0,
+                 timeout: float = 10.0):
         self.disks = disks
         self.infos = {d.disk_id: d for d in infos}
         self.volumes: dict[str, dict] = {}
@@ -39,6 +43,7 @@ class Cluster:
         self.usage: dict[str, dict] = {}
         self._down_since: dict[str, float] = {}
         self._heartbeat = heartbeat
+        self._timeout = timeout
         self.min_free_bytes = min_free_bytes
         self._task: asyncio.Task | None = None
 
@@ -183,7 +188,7 @@ class Cluster:
     async def check_once(self) -> None:
         async def probe(disk_id, disk):
             try:
-                self.usage[disk_id] = await asyncio.wait_for(disk.health(), self._heartbeat * 2)
+                self.usage[disk_id] = await asyncio.wait_for(disk.health(), self._timeout)
                 self.mark_up(disk_id)
             except Exception as e:  # any failure to answer is "down" to placement
                 self.mark_down(disk_id, f"heartbeat failed: {e!r}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import aiohttp
 from aiohttp import web
@@ -73,7 +74,8 @@ class Gateway:
         disks, infos = open_disks(self.cfg, self.session)
         self.index = open_index(self.cfg)
         self.writer = IndexWriter(self.index)
-        self.cluster = Cluster(disks, infos, self.cfg.gateway.heartbeat, self.cfg.storage.min_free_bytes)
+        self.cluster = Cluster(disks, infos, self.cfg.gateway.heartbeat, self.cfg.storage.min_free_bytes,
+                               self.cfg.storage.node_timeout)
         self.cluster.on_unknown_disks = self._open_added_disks
         await self.cluster.aload_volumes(self.index, {sum(parse_policy(s)) for s in self.cfg.policies.values()},
                                          grow=True)
@@ -96,8 +98,10 @@ class Gateway:
         siblings = [holder_id(self.cfg.gateway.listen, w) for w in range(self.cfg.workers)] \
             if self.worker is not None else []
         self.writes = SharedWrites(self.cluster, self.index, self.writer, self.holder, siblings,
-                                   stale_after=max(10 * self.cfg.gateway.heartbeat, 10.0),
-                                   own_ready=lambda: self._own_readiness()["ready"])
+                                   # a beat waits up to node_timeout for a silent disk, and as long again
+                                   # to publish a changed table: a live worker's row never ages past this
+                                   stale_after=max(10 * self.cfg.gateway.heartbeat, 10.0, 3 * st.node_timeout),
+                                   own_ready=lambda: self._own_readiness()["ready"], run=str(os.getppid()))
         self.failures = FailureWatcher(self.cluster, self.repairs,
                                        SlotMover(self.cluster, self.index, self.repairs, self.repairer),
                                        self.cfg.repair.failed_after, oldest_write=self.writes.oldest_write)

@@ -14,7 +14,10 @@ uploads died with it) and no longer counts.
 The row also says whether the worker itself is ready (enough disks up, not draining):
 `/_pocket/ready` answers for whichever worker accepted the probe, and says ready only when
 every live worker of the gateway was at its last beat, so a client sent on by a ready
-answer does not meet a sibling that has not yet seen the disks come back.
+answer does not meet a sibling that has not yet seen the disks come back. A sibling not
+yet heard from in this run of the gateway (`run`: rows of an earlier run, restarted
+within `stale_after`, look fresh) counts as not ready: it would start serving after the
+probe was answered, possibly with disks it had not yet reached marked down.
 """
 from __future__ import annotations
 
@@ -28,15 +31,18 @@ PREFIX = "writes/"
 
 class SharedWrites:
     def __init__(self, cluster, index, writer, me: str, siblings: list[str], stale_after: float,
-                 own_ready=lambda: True, clock=time.time):
+                 own_ready=lambda: True, clock=time.time, run: str = ""):
         """`clock`: wall-clock seconds (rows are compared across processes); a test passes its own
-        to age a sibling's row past `stale_after` without waiting."""
+        to age a sibling's row past `stale_after` without waiting. `run`: the same for every
+        worker of one start of the gateway, different at the next."""
         self.cluster, self.index, self.writer, self.own_ready = cluster, index, writer, own_ready
         self.clock = clock
         self.me, self.siblings, self.stale_after = me, [s for s in siblings if s != me], stale_after
         self._generation: int | None = None   # the siblings' minimum, from the last beat
         self._oldest: int | None = None
-        self.siblings_ready = True
+        self.run = run
+        self._heard: set[str] = set()   # siblings that wrote a row in this run
+        self.siblings_ready = not self.siblings
 
     def volume_generation(self) -> int:
         """The oldest volume table a worker of this gateway uses."""
@@ -57,11 +63,13 @@ class SharedWrites:
         if not self.siblings:
             return
         mine = {"generation": self.cluster.generation, "oldest": self.cluster.oldest_write(), "at": self.clock(),
-                "ready": self.own_ready()}
+                "ready": self.own_ready(), "run": self.run}
         await self.writer.submit(lambda ops: ops.put_meta(PREFIX + self.me, mine))
         rows = await self.index.call(self._siblings_rows)
         now = self.clock()
         live = [r for r in rows if r and now - r["at"] < self.stale_after]
         self._generation = min((r["generation"] for r in live), default=None)
         self._oldest = min((r["oldest"] for r in live), default=None)
-        self.siblings_ready = all(r.get("ready", True) for r in live)
+        self._heard.update(s for s, r in zip(self.siblings, rows) if r and r.get("run") == self.run)
+        self.siblings_ready = len(self._heard) == len(self.siblings) and \
+            all(r.get("ready", True) for r in live if r.get("run") == self.run)

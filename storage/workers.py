@@ -22,14 +22,19 @@ after its start stops the whole gateway instead of looping. Each worker dies wit
 master (PR_SET_PDEATHSIG), so killing the master never leaves workers serving.
 
 Processes that must be one per gateway (the owners of in-process disks: `helpers`) are
-started first and stopped last, after every worker has drained. A node of several
-processes (storage/node/processes.py) is supervised the same way (`what="node"`).
+started first and stopped last, after every worker has drained. Workers start only once
+every helper serves: a disk owner refuses requests signed before its own start (node/
+auth.py), and the workers' first heartbeats, queued on its socket while it opened the
+disks, were refused with 403, so each worker began serving with every disk marked down.
+A node of several processes (storage/node/processes.py) is supervised the same way
+(`what="node"`).
 """
 from __future__ import annotations
 
 import errno
 import logging
 import os
+import select
 import signal
 import socket
 import time
@@ -115,8 +120,11 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
-        for child in self.helpers + self.workers:
+        for child in self.helpers:
             self._start(child)
+        if self._helpers_serve():
+            for child in self.workers:
+                self._start(child)
         while any(c.pid for c in self.workers):
             self._reap()
         self._stop_helpers()
@@ -140,6 +148,30 @@ class Supervisor:
                     os.kill(child.pid, sig)
                 except ProcessLookupError:
                     pass
+
+    def _helpers_serve(self) -> bool:
+        """Wait until every helper reported serving; False if one died first (its traceback
+        is in the log: it is not restarted) or a signal stopped the supervisor meanwhile."""
+        for child in self.helpers:
+            while not child.served and not self.stopping:
+                try:
+                    ready, _, _ = select.select([child.ready_fd], [], [], 0.5)
+                except InterruptedError:
+                    continue
+                if ready:
+                    said = os.read(child.ready_fd, 1)
+                    child.served = said == b"1"
+                    if said == b"1":
+                        continue
+                pid, status = os.waitpid(child.pid, os.WNOHANG)
+                if pid:
+                    child.pid = 0
+                    log.error("%s %s before it ever served; stopping the %s: see why above", child.name,
+                              _describe(status), self.what)
+                    self.exit_code = 1
+                    self.stopping = True
+                    return False
+        return not self.stopping
 
     # children -----------------------------------------------------------------------------
     def _start(self, child: _Child) -> None:

@@ -183,7 +183,7 @@ class RemoteDisk:
         return json.loads(raw)["pass"]
 
     async def health(self) -> dict:
-        _, raw = await self._call("GET", "/v1/health", timeout=aiohttp.ClientTimeout(total=3))
+        _, raw = await self._call("GET", "/v1/health")   # the node timeout, as for every call (cluster.py)
         for disk in json.loads(raw)["disks"]:
             if disk["disk"] == self.disk_id:
                 return disk

@@ -83,7 +83,7 @@ async def open_cluster(cfg: Config, read_packs: bool = True):
                 else:
                     disks[d.id] = remote or DiskStore(d.id, d.path)   # down: the heartbeat says so
         index = open_index(cfg)
-        cluster = Cluster(disks, infos, cfg.gateway.heartbeat)
+        cluster = Cluster(disks, infos, cfg.gateway.heartbeat, timeout=cfg.storage.node_timeout)
         cluster.load_volumes(index, {sum(parse_policy(s)) for s in cfg.policies.values()})
         await cluster.check_once()
         cluster.start(index)

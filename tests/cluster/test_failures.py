@@ -164,3 +164,39 @@ def test_full_disks_refuse_new_objects_cleanly(fresh_cluster):
     assert c.archive_files() == before
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="full")["Contents"]] == ["kept"]
     assert s3.get_object(Bucket="full", Key="kept")["Body"].read() == kept
+
+
+def test_node_slower_than_heartbeats_but_within_node_timeout_stays_up(tmp_path):
+    """Under load a node may answer its heartbeat late. A stall shorter than node_timeout is
+    slowness, not death: a write would wait that long for it, so the heartbeat must too.
+    Given up after two heartbeat intervals, one slow node took two disks of the six-wide
+    volume away, and every PUT until the next beat was 503 (quorum 5 of 6)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .harness import ProcCluster
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=3, disks_per_node=2,
+                    gateway={"heartbeat": 0.5}, storage={"node_timeout": 3.0}).start()
+    try:
+        s3 = c.client(retries=1)
+        s3.create_bucket(Bucket="sluggish")
+        data = payload(SEG + 4321, "sluggish")
+        stall = 2.2     # the simulated slowness: four heartbeat intervals, under node_timeout
+        c.signal(c.node_ids[0], signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                # once two heartbeat timeouts (2 x 2 x 0.5 s) have passed inside the stall
+                while time.monotonic() - stopped < 1.6:
+                    time.sleep(0.05)
+                put = pool.submit(s3.put_object, Bucket="sluggish", Key="late", Body=data)
+                while time.monotonic() - stopped < stall:
+                    time.sleep(0.05)
+                c.signal(c.node_ids[0], signal.SIGCONT)
+                put.result(timeout=60)
+        finally:
+            c.signal(c.node_ids[0], signal.SIGCONT)
+        assert s3.get_object(Bucket="sluggish", Key="late")["Body"].read() == data
+        downs = [line for line in c.log("gateway").splitlines() if "marked down" in line]
+        assert not downs, f"a node slow for {stall}s (node_timeout 3s) was marked down: {downs[:2]}"
+    finally:
+        c.close()

@@ -68,3 +68,27 @@ def test_a_worker_gone_quiet_stops_counting(make_index):
         assert shared_b.oldest_write() == b.generation
         await writer.aclose()
     asyncio.run(go())
+
+
+def test_ready_waits_for_every_worker_of_this_run(make_index):
+    """A probe answered by the first worker up said ready while its sibling had not started:
+    that sibling then served with disks its first heartbeat had not reached marked down."""
+    async def go():
+        index = make_index()
+        writer = IndexWriter(index)
+        earlier = SharedWrites(Cluster({}, []), index, writer, HOLDERS[1], HOLDERS, stale_after=30, run="pid-1")
+        await earlier.beat()                  # worker 1 of the gateway's previous run, a moment ago
+        first = SharedWrites(Cluster({}, []), index, writer, HOLDERS[0], HOLDERS, stale_after=30, run="pid-2")
+        await first.beat()
+        assert not first.siblings_ready       # worker 1 of this run has not reported yet
+        late = SharedWrites(Cluster({}, []), index, writer, HOLDERS[1], HOLDERS, stale_after=30, run="pid-2",
+                            own_ready=lambda: False)
+        await late.beat()                     # up, but its disks not reached yet
+        await first.beat()
+        assert not first.siblings_ready
+        late.own_ready = lambda: True
+        await late.beat()
+        await first.beat()
+        assert first.siblings_ready and late.siblings_ready
+        await writer.aclose()
+    asyncio.run(go())
