@@ -12,6 +12,7 @@ scrape time (this process, the index, disks) answer from the scraped worker itse
 """
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 from importlib import metadata
@@ -28,6 +29,24 @@ def share_between_workers(folder: str) -> None:
     before any metric is made; the folder is the master's, empty at its start)."""
     os.environ[MULTIPROC_ENV] = folder
     values.ValueClass = values.get_value_class()
+
+
+class SiblingsCollector(multiprocess.MultiProcessCollector):
+    """Every worker's values, leaving out a file a sibling is creating at this moment.
+
+    prometheus_client opens a new values file empty and only then sizes it; a scrape that
+    read it in between failed with struct.error, a 500 to Prometheus (CI saw one, a scrape
+    right after a gateway's start on a loaded box). The file holds no value yet."""
+
+    def collect(self):
+        return self.merge([f for f in glob.glob(os.path.join(self._path, "*.db")) if _sized(f)], accumulate=True)
+
+
+def _sized(path: str) -> bool:
+    try:
+        return os.path.getsize(path) >= 8     # the used-bytes header, written right after sizing
+    except FileNotFoundError:
+        return False
 
 
 def gauge(*args, **kwargs) -> Gauge:
@@ -139,7 +158,7 @@ class Metrics:
         if MULTIPROC_ENV not in os.environ:
             return generate_latest(self.registry)
         merged = CollectorRegistry()
-        multiprocess.MultiProcessCollector(merged)
+        SiblingsCollector(merged)
         for collector in self._here:
             merged.register(collector)
         return generate_latest(merged)

@@ -37,10 +37,10 @@ import time
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 from yarl import URL
 
-from ..metrics import MULTIPROC_ENV
+from ..metrics import MULTIPROC_ENV, SiblingsCollector
 from . import auth
 from .archives import head_of
 from .client import _chain
@@ -190,7 +190,7 @@ class Front:
         families of every disk: its own read now, its siblings' from their /metrics."""
         registry = CollectorRegistry()
         if MULTIPROC_ENV in os.environ:
-            multiprocess.MultiProcessCollector(registry)
+            SiblingsCollector(registry)
         ProcessCollector(registry=registry)
         families = list(DiskCollector(self.owned).collect())
         for session in self.siblings.values():
