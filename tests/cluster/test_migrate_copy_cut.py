@@ -1,14 +1,18 @@
 """Large bodies copied from real sources (SeaweedFS and moto) through a relay that drops the
 connection of each body's first GET midway: the copy asks again for the rest, from the
 first byte it did not receive, and Pocket holds the source's bytes exactly, a multipart
-object's ETag included."""
+object's ETag included. And a body far larger than the copy's memory is streamed."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 
+from .harness import REPO
 from .migrate_data import snapshot
 from .source_meter import SourceMeter
 from .sources import pocket_migrate, start_moto, start_seaweedfs
@@ -61,3 +65,27 @@ def test_bodies_cut_midway_are_read_on_from_where_they_broke(cut_source, embedde
         if size > CUT:
             assert ("/cut/parts/odd", f"bytes={offset + CUT}-{offset + size - 1}") in asked, offset
         offset += size
+
+
+PEAK_OF = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def test_a_body_far_larger_than_memory_allows_is_copied_in_bounded_memory(tmp_path, embedded):
+    """A 384 MiB single-PUT object copied by a process whose peak RSS stays far below it:
+    the body is never held whole, however fast the source sends it."""
+    source = start_seaweedfs(str(tmp_path / "weed"))
+    try:
+        s3 = source.client()
+        s3.create_bucket(Bucket="huge")
+        rnd = random.Random(31)
+        s3.put_object(Bucket="huge", Key="one", Body=b"".join(rnd.randbytes(16 * MIB) for _ in range(24)))
+        command = [sys.executable, "-m", "cli", "migrate", "copy", "huge", "--workers", "1", "--config",
+                   embedded.config, "--source-endpoint", source.endpoint]
+        peak_kib = int(subprocess.run([sys.executable, "-c", PEAK_OF, *command], cwd=REPO, check=True,
+                                      capture_output=True, text=True, timeout=600,
+                                      env={**os.environ, **source.credentials_env()}).stdout)
+        assert snapshot(embedded.client(), "huge") == snapshot(source.client(), "huge")
+        assert peak_kib * 1024 < 192 * MIB, f"peak RSS {peak_kib // 1024} MiB"
+    finally:
+        source.close()
