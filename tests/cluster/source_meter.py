@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from contextlib import contextmanager
 
 import aiohttp
 from aiohttp import web
@@ -99,3 +100,18 @@ class SourceMeter:
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(30)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+@contextmanager
+def meter_in_front(source, **kw):
+    """A SourceMeter in front of `source` (started by the caller); both stopped at the end."""
+    try:
+        meter = SourceMeter(source.endpoint, **kw)
+    except BaseException:
+        source.close()
+        raise
+    try:
+        yield meter
+    finally:
+        meter.close()
+        source.close()

@@ -13,8 +13,8 @@ import sys
 import pytest
 
 from .harness import REPO
-from .migrate_data import snapshot
-from .source_meter import SourceMeter
+from .migrate_data import put_multipart, snapshot
+from .source_meter import meter_in_front
 from .sources import pocket_migrate, start_moto, start_seaweedfs
 
 MIB = 1 << 20
@@ -30,22 +30,13 @@ CUT = MIB + MIB // 2 + 17        # where each large GET is first cut: inside its
 def cut_source(request, tmp_path):
     start = {"seaweedfs": start_seaweedfs, "moto": start_moto}[request.param]
     source = start(str(tmp_path / request.param))
-    meter = SourceMeter(source.endpoint, pace=0, cut=CUT)
-    try:
+    with meter_in_front(source, pace=0, cut=CUT) as meter:
         s3, rnd = source.client(), random.Random(29)
         s3.create_bucket(Bucket="cut")
         for key, size in SIZES.items():
             s3.put_object(Bucket="cut", Key=key, Body=rnd.randbytes(size))
-        up = s3.create_multipart_upload(Bucket="cut", Key="parts/odd")
-        done = [{"PartNumber": n, "ETag": s3.upload_part(Bucket="cut", Key="parts/odd", UploadId=up["UploadId"],
-                                                          PartNumber=n, Body=rnd.randbytes(size))["ETag"]}
-                for n, size in enumerate(PARTS, 1)]
-        s3.complete_multipart_upload(Bucket="cut", Key="parts/odd", UploadId=up["UploadId"],
-                                     MultipartUpload={"Parts": done})
+        put_multipart(s3, "cut", "parts/odd", [rnd.randbytes(size) for size in PARTS])
         yield source, meter
-    finally:
-        meter.close()
-        source.close()
 
 
 def test_bodies_cut_midway_are_read_on_from_where_they_broke(cut_source, embedded):
