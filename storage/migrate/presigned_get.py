@@ -1,7 +1,7 @@
-"""Source objects read with presigned URLs: small ones whole over aiohttp, in the copy's
-event loop (`get`); large ones and multipart parts streamed by a thread each over
-http.client (`stream`, source_body.py), and HEADs over http.client too, so a copy of
-large objects never imports aiohttp.
+"""Source objects read with presigned URLs: small ones whole (`get`) and HEADs over
+aiohttp, in the copy's event loop (a request there costs less than a hop to a thread);
+large ones and multipart parts streamed by a thread each over http.client (`stream`,
+source_body.py).
 
 Backfilling small objects is CPU-bound, and botocore's get_object is most of the source
 side's cost: ~1.1 ms of CPU per call (request building, signing, response parsing and a
@@ -72,14 +72,14 @@ class PresignedGets:
 
 
 class PresignedGet:
-    """Presigned GETs of one source client: small ones on one aiohttp session (made in the
-running loop at the first), the rest on kept http.client connections."""
+    """Presigned GETs of one source client: small ones and HEADs on one aiohttp session (made
+    in the running loop at the first), large bodies on kept http.client connections."""
 
     def __init__(self, client, connections: int):
         self.client, self.connections = client, connections
         self.enabled, self.fallbacks = True, 0
         self.served = 0            # objects read with URLs (the copy's report says how many)
-        self._session = None               # aiohttp's, made at the first small GET
+        self._session = None               # aiohttp's, made at the first small GET or HEAD
         self.http = source_http.Connections(client)
         self._proxies: dict[str, str | None] = {}
         self.presigner: presign.Presigner | None = presign.Presigner(client)
@@ -155,31 +155,22 @@ running loop at the first), the rest on kept http.client connections."""
             return None
         headers = {"x-amz-checksum-mode": "ENABLED"}
         url = self._url(bucket, key, version_id, headers, "HEAD", part_number)
+        import aiohttp
+        from yarl import URL
         try:
-            status, raw = await asyncio.get_running_loop().run_in_executor(None, self._head, url, headers)
-            # S3 answers a part 206 (botocore takes any 2xx, so 200 is taken here too)
-            if status not in ((200,) if part_number is None else (200, 206)):
-                log.debug("presigned HEAD of %s/%s answered %d; asking botocore", bucket, key, status)
-                return None
-            length = next((int(v) for n, v in raw if n.lower() == b"content-length"), 0)
-            got = _as_get_object(raw, b"", length)
-        except (OSError, http.client.HTTPException, ValueError) as e:
+            async with self._open().head(URL(url, encoded=True), headers=headers, proxy=self._proxy_for(url)) as r:
+                # S3 answers a part 206 (botocore takes any 2xx, so 200 is taken here too)
+                if r.status not in ((200,) if part_number is None else (200, 206)):
+                    log.debug("presigned HEAD of %s/%s answered %d; asking botocore", bucket, key, r.status)
+                    return None
+                got = _as_get_object(r.raw_headers, b"", r.content_length or 0)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
             log.debug("presigned HEAD of %s/%s failed (%r); asking botocore", bucket, key, e)
             return None
         del got["Body"]
         self.served += 1
         self.fallbacks = 0
         return got
-
-    def _head(self, url: str, headers: dict[str, str]) -> tuple[int, list]:
-        conn, r = self.http.request("HEAD", url, headers)
-        try:
-            r.read()
-        except BaseException:
-            self.http.done(url, conn, r, False)
-            raise
-        self.http.done(url, conn, r, True)
-        return r.status, _raw(r)
 
     def _url(self, bucket: str, key: str, version_id: str | None, headers: dict[str, str],
              method: str = "GET", part_number: int | None = None) -> str:
