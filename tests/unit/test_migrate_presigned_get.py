@@ -16,7 +16,6 @@ import random
 import socket
 import zlib
 
-import aiohttp
 import boto3
 import pytest
 from aiohttp import web
