@@ -31,7 +31,7 @@ from ..index.versions import NULL
 from ..index import parts as P
 from ..s3 import multipart_checksums as mpc
 from ..s3.digests import CHECKSUM_ALGORITHMS, BodyDigests
-from . import presigned_get
+from . import presigned_get, source_body
 
 log = logging.getLogger("pocket.migrate.copy")
 
@@ -96,10 +96,10 @@ async def _call(fn, **kwargs):
 
 
 async def _stream(body, limit: RateLimit, counter: list[int]) -> AsyncIterator[bytes]:
-    """A source body read a chunk at a time (bounded memory): a presigned_get.Streamed on
-    the loop, or a boto3 streaming body in a thread."""
+    """A source body read a chunk at a time (bounded memory): a source_body.ThreadedBody
+    (received by a thread of its own), or a boto3 streaming body read in the pool's threads."""
     loop = asyncio.get_running_loop()
-    if isinstance(body, presigned_get.Streamed):
+    if isinstance(body, source_body.ThreadedBody):
         read = body.read
     else:
         def read(n: int):

@@ -11,21 +11,17 @@ version-id markers), up to source_common.max_attempts() tries with standard back
 throttling and broken connections, and the environment's proxy. A refusal is a SourceError
 naming the bucket, the S3 error code and message.
 
-Each thread that lists keeps its own keep-alive connection per host (list_bucket lists
-prefixes from several threads at once).
+Connections are kept per host and lent to one listing request at a time (source_http.py;
+list_bucket lists prefixes from several threads at once).
 """
 from __future__ import annotations
 
 import http.client
-import os
-import random
-import threading
-import time
 import xml.etree.ElementTree as ET
 from typing import Iterator, NamedTuple
 from urllib.parse import unquote_plus, urlsplit
 
-from . import presign, source_common
+from . import presign, source_common, source_http
 from .inventory import Entry
 from .state import MigrationError
 
@@ -51,8 +47,7 @@ class Lister:
     def __init__(self, client):
         self.client = client
         self.signer = presign.Presigner(client)
-        self._local = threading.local()
-        self._ssl = None
+        self.http = source_http.Connections(client)
 
     def versioning(self, bucket: str) -> str:
         """"Enabled", "Suspended" or "" as GetBucketVersioning says."""
@@ -106,13 +101,13 @@ class Lister:
                 if attempt == attempts:
                     raise SourceError(f"{operation} of s3://{bucket} at {url.scheme}://{url.netloc}: "
                                       f"no answer after {attempts} tries ({e!r})") from None
-                _backoff(attempt)
+                source_common.backoff(attempt)
                 continue
             if status == 200:
                 return body
             code, message = _error(body)
             if (status in RETRIED or code in THROTTLED) and attempt < attempts:
-                _backoff(attempt)
+                source_common.backoff(attempt)
                 continue
             region = headers.get("x-amz-bucket-region")
             hint = f"; the bucket is in {region}: give --source-region {region}" \
@@ -123,55 +118,14 @@ class Lister:
         raise AssertionError("unreachable")
 
     def _request(self, url) -> tuple[int, dict[str, str], bytes]:
-        """One GET on this thread's connection to the host; a connection the server closed
-        while idle is opened again once."""
-        for fresh in (False, True):
-            conn, target = self._connection(url, fresh)
-            try:
-                conn.request("GET", target, headers={"Host": presign.host_of(f"{url.scheme}://{url.netloc}")})
-                r = conn.getresponse()
-                body = r.read()
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                self._conns().pop((url.scheme, url.netloc), None)
-                if fresh:
-                    raise
-                continue
-            if r.will_close:
-                conn.close()
-                self._conns().pop((url.scheme, url.netloc), None)
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, body
-        raise AssertionError("unreachable")
-
-    def _conns(self) -> dict:
-        if not hasattr(self._local, "conns"):
-            self._local.conns = {}
-        return self._local.conns
-
-    def _connection(self, url, fresh: bool):
-        """(connection, request target) for the URL's host, through the environment's proxy if one applies."""
-        conns = self._conns()
-        found = conns.get((url.scheme, url.netloc))
-        proxy = _proxy_for(url)
-        target = f"{url.path}?{url.query}"
-        if proxy and url.scheme == "http":
-            target = f"http://{url.netloc}{target}"       # a plain proxy takes the whole URL
-        if found is None or fresh:
-            timeout = getattr(self.client, "_options", {}).get("read_timeout", 60)
-            host, port = (urlsplit(proxy).hostname, urlsplit(proxy).port) if proxy else (url.hostname, url.port)
-            if url.scheme == "https":
-                conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._ssl_context())
-                if proxy:
-                    conn.set_tunnel(url.hostname, url.port)
-            else:
-                conn = http.client.HTTPConnection(host, port, timeout=timeout)
-            found = conns[(url.scheme, url.netloc)] = conn
-        return found, target
-
-    def _ssl_context(self):
-        if self._ssl is None:
-            self._ssl = source_common.ssl_context(self.client)
-        return self._ssl
+        conn, r = self.http.request("GET", url.geturl())
+        try:
+            body = r.read()
+        except BaseException:
+            self.http.done(url.geturl(), conn, r, False)
+            raise
+        self.http.done(url.geturl(), conn, r, True)
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, body
 
 
 def parse_page(body: bytes, versioned: bool) -> Page:
@@ -234,18 +188,3 @@ def _error(body: bytes) -> tuple[str | None, str | None]:
         return None, None
     ns = _namespace(root)
     return root.findtext(ns + "Code"), root.findtext(ns + "Message")
-
-
-def _backoff(attempt: int) -> None:
-    """A random wait of up to 1, 2, 4... seconds, at most 20 (as botocore's standard mode)."""
-    time.sleep(random.random() * min(20.0, 2.0 ** (attempt - 1)))
-
-
-def _proxy_for(url) -> str | None:
-    """The proxy the environment names for this host (HTTP(S)_PROXY, NO_PROXY), as botocore would use."""
-    if not any(name.lower().endswith("_proxy") for name in os.environ):
-        return None
-    import urllib.request
-    if urllib.request.proxy_bypass(url.hostname or ""):
-        return None
-    return urllib.request.getproxies().get(url.scheme)

@@ -1,5 +1,7 @@
-"""Source objects read with presigned URLs over aiohttp, in the copy's event loop: small
-ones whole (`get`), large ones and multipart parts streamed (`stream`).
+"""Source objects read with presigned URLs: small ones whole (`get`) and HEADs over
+aiohttp, in the copy's event loop (a request there costs less than a hop to a thread);
+large ones and multipart parts streamed by a thread each over http.client (`stream`,
+source_body.py).
 
 Backfilling small objects is CPU-bound, and botocore's get_object is most of the source
 side's cost: ~1.1 ms of CPU per call (request building, signing, response parsing and a
@@ -8,7 +10,8 @@ hop to a thread) where an aiohttp GET on the event loop costs ~0.25 ms and presi
 addressing style) ~0.05 ms. If-Match, Range and x-amz-checksum-mode are signed headers,
 so the source checks them as before. A large body read through botocore also crossed to
 a thread for every MiB and through urllib3's buffers: 0.66 s of CPU per GiB against
-0.35-0.46 s streamed by aiohttp (256 MiB from SeaweedFS, 4 at once).
+0.35-0.46 s streamed by aiohttp (256 MiB from SeaweedFS, 4 at once); source_body.py says
+what receiving in a thread saves over aiohttp.
 
 The answer is shaped like get_object's (the same fields, parsed from the same raw
 headers the way botocore does), so the copy carries exactly what it carried before.
@@ -21,19 +24,18 @@ path is wrong for this source and is no longer tried.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import logging
 import urllib.request
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
-import aiohttp
-from yarl import URL
-
 from ..s3.digests import CHECKSUM_ALGORITHMS
-from . import presign, source_common
+from . import presign, source_body, source_common, source_http
 
 log = logging.getLogger("pocket.migrate.copy")
 
+CHUNK = 1 << 20                   # bytes of a large body handed to the copy at a time (its segment size)
 EXPIRES = 900                     # seconds a presigned URL stays valid; it is used at once
 FALLBACKS = 3                     # objects in a row botocore read after the URL failed: URLs given up
 CHANGED = (404, 405, 412)         # gone, a delete marker, or If-Match failed: changed since listed
@@ -70,13 +72,15 @@ class PresignedGets:
 
 
 class PresignedGet:
-    """Presigned GETs of one source client, on one aiohttp session (made in the running loop)."""
+    """Presigned GETs of one source client: small ones and HEADs on one aiohttp session (made
+    in the running loop at the first), large bodies on kept http.client connections."""
 
     def __init__(self, client, connections: int):
         self.client, self.connections = client, connections
         self.enabled, self.fallbacks = True, 0
         self.served = 0            # objects read with URLs (the copy's report says how many)
-        self._session: aiohttp.ClientSession | None = None
+        self._session = None               # aiohttp's, made at the first small GET or HEAD
+        self.http = source_http.Connections(client)
         self._proxies: dict[str, str | None] = {}
         self.presigner: presign.Presigner | None = presign.Presigner(client)
 
@@ -84,6 +88,8 @@ class PresignedGet:
         """The object as get_object would return it, its body as bytes; None: use botocore."""
         if not self.enabled:
             return None
+        import aiohttp
+        from yarl import URL
         headers = {"if-match": f'"{etag}"', "x-amz-checksum-mode": "ENABLED"}
         url = self._url(bucket, key, version_id, headers)
         try:
@@ -105,34 +111,41 @@ class PresignedGet:
     async def stream(self, bucket: str, key: str, version_id: str | None, etag: str,
                      byte_range: tuple[int, int] | None = None) -> dict | None:
         """The object (or the inclusive `byte_range` of it) as get_object would return it, its
-        body a `Streamed` the caller reads and closes; None: use botocore."""
+        body a source_body.ThreadedBody the caller reads and closes; None: use botocore."""
         if not self.enabled:
             return None
-        headers = {"if-match": etag if etag.startswith('"') else f'"{etag}"'}
+        if_match = etag if etag.startswith('"') else f'"{etag}"'
+        headers = {"if-match": if_match}
         if byte_range is None:
             headers["x-amz-checksum-mode"] = "ENABLED"
         else:
             headers["range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
         url = self._url(bucket, key, version_id, headers)
         try:
-            r = await self._open().get(URL(url, encoded=True), headers=headers, proxy=self._proxy_for(url))
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
+            conn, r = await asyncio.get_running_loop().run_in_executor(None, self.http.request, "GET", url, headers)
+        except (OSError, http.client.HTTPException) as e:
             log.debug("presigned GET of %s/%s failed (%r); asking botocore", bucket, key, e)
             return None
+        length = r.length
         if r.status in CHANGED:
-            r.release()
+            self.http.done(url, conn, r, False)
             raise Changed(f"{bucket}/{key} answered {r.status}")
-        if r.status != (200 if byte_range is None else 206):
-            log.debug("presigned GET of %s/%s answered %d; asking botocore", bucket, key, r.status)
-            r.release()
-            return None
-        length = r.content_length
-        if length is None:          # chunked: the copy must know the size it stores
-            r.release()
+        if r.status != (200 if byte_range is None else 206) or length is None or \
+                (byte_range is not None and length != byte_range[1] - byte_range[0] + 1):
+            # chunked (the copy must know the size it stores), or not what was asked
+            log.debug("presigned GET of %s/%s answered %d (%s bytes); asking botocore", bucket, key, r.status, length)
+            self.http.done(url, conn, r, False)
             return None
         self.served += 1
         self.fallbacks = 0
-        return _as_get_object(r.raw_headers, Streamed(r, length), length)
+
+        def rest(first: int, last: int) -> tuple[str, dict[str, str]]:
+            again = {"if-match": if_match, "range": f"bytes={first}-{last}"}
+            return self._url(bucket, key, version_id, again), again
+        first = byte_range[0] if byte_range else 0
+        body = source_body.ThreadedBody(self.http, rest, (url, conn, r), f"{bucket}/{key}", first, first + length - 1,
+                                        CHUNK)
+        return _as_get_object(_raw(r), body, length)
 
     async def head(self, bucket: str, key: str, version_id: str | None, part_number: int | None = None) -> dict | None:
         """The version's HEAD (of one part with `part_number`) as head_object would return it
@@ -142,6 +155,8 @@ class PresignedGet:
             return None
         headers = {"x-amz-checksum-mode": "ENABLED"}
         url = self._url(bucket, key, version_id, headers, "HEAD", part_number)
+        import aiohttp
+        from yarl import URL
         try:
             async with self._open().head(URL(url, encoded=True), headers=headers, proxy=self._proxy_for(url)) as r:
                 # S3 answers a part 206 (botocore takes any 2xx, so 200 is taken here too)
@@ -186,8 +201,9 @@ class PresignedGet:
             log.warning("presigned GETs do not work with this source (%s) but botocore's do; small objects "
                         "are read with botocore from now on (slower, the same result)", why)
 
-    def _open(self) -> aiohttp.ClientSession:
+    def _open(self):
         if self._session is None:
+            import aiohttp
             # auto_decompress off: a Content-Encoding: gzip object is copied as stored
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.connections, ssl=_ssl_of(self.client)),
@@ -207,6 +223,7 @@ class PresignedGet:
         return self._proxies[parts.netloc]
 
     async def close(self) -> None:
+        self.http.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -220,30 +237,9 @@ def _ssl_of(client):
     return source_common.ssl_context(client) if url.startswith("https:") else True
 
 
-class Streamed:
-    """A body being received: read in whole chunks (the object service cuts segments from
-    them, so many small reads would cost more), closed by whoever stored it."""
-
-    def __init__(self, response: aiohttp.ClientResponse, length: int):
-        self._response, self.left = response, length
-
-    async def read(self, n: int) -> bytes:
-        """The next min(n, left) bytes; the connection failing or ending early raises."""
-        if not self.left:
-            return b""
-        try:
-            data = await self._response.content.readexactly(min(n, self.left))
-        except asyncio.IncompleteReadError as e:
-            raise aiohttp.ClientPayloadError(f"the source's body ended {self.left - len(e.partial)} bytes "
-                                             "early") from None
-        self.left -= len(data)
-        return data
-
-    def close(self) -> None:
-        if self.left:
-            self._response.close()      # unread bytes: the connection cannot be reused
-        else:
-            self._response.release()
+def _raw(response: http.client.HTTPResponse) -> list[tuple[bytes, bytes]]:
+    """An http.client answer's headers as the raw pairs aiohttp gives (http.client decoded them as ISO-8859-1)."""
+    return [(n.encode("latin-1"), v.encode("latin-1")) for n, v in response.getheaders()]
 
 
 def _as_get_object(raw_headers, body, length: int | None = None) -> dict:
@@ -273,5 +269,5 @@ def _as_get_object(raw_headers, body, length: int | None = None) -> dict:
     if "x-amz-tagging-count" in http:
         got["TagCount"] = int(http["x-amz-tagging-count"])
     if "content-length" in http and int(http["content-length"]) != length:
-        raise aiohttp.ClientPayloadError(f"body of {length} bytes, Content-Length {http['content-length']}")
+        raise ValueError(f"body of {length} bytes, Content-Length {http['content-length']}")
     return got

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime
 import os
+import random
 import ssl
+import time
 
 
 def ssl_context(client) -> ssl.SSLContext:
@@ -46,3 +48,8 @@ def max_attempts() -> int:
     number, so it is honoured here. Tests with a source cut off set it low, or each refused
     call spends seconds backing off before it is reported."""
     return int(os.environ.get("AWS_MAX_ATTEMPTS") or 5)
+
+
+def backoff(attempt: int) -> None:
+    """A random wait of up to 1, 2, 4... seconds, at most 20 (as botocore's standard mode)."""
+    time.sleep(random.random() * min(20.0, 2.0 ** (attempt - 1)))

@@ -95,6 +95,14 @@ def snapshot(s3, bucket: str, deep: bool = True) -> dict:
     return {"versions": out, "order": order}
 
 
+def put_multipart(s3, bucket: str, key: str, bodies: list[bytes], **extra) -> None:
+    """A multipart object of one part per body, so its part boundaries are the test's."""
+    up = s3.create_multipart_upload(Bucket=bucket, Key=key, **extra)
+    done = [{"PartNumber": n, "ETag": s3.upload_part(Bucket=bucket, Key=key, UploadId=up["UploadId"], PartNumber=n,
+                                                      Body=body)["ETag"]} for n, body in enumerate(bodies, 1)]
+    s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up["UploadId"], MultipartUpload={"Parts": done})
+
+
 def seed_checksums(s3, bucket: str, seed: int = 3) -> None:
     """Objects with S3's x-amz-checksum-*: CRC64NVME (S3's default now) on a single PUT and
     as the FULL_OBJECT checksum of a multipart object, SHA256 on another."""

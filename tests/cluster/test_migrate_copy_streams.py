@@ -11,8 +11,8 @@ import pytest
 
 from storage.migrate.copier import LARGE_STREAMS
 
-from .migrate_data import snapshot
-from .source_meter import SourceMeter
+from .migrate_data import put_multipart, snapshot
+from .source_meter import meter_in_front
 from .sources import pocket_migrate, start_seaweedfs
 
 MIB = 1 << 20
@@ -23,22 +23,13 @@ PARTS = [5 * MIB + 3, 5 * MIB + 1, 17]
 @pytest.fixture
 def metered(tmp_path):
     source = start_seaweedfs(str(tmp_path / "weed"))
-    meter = SourceMeter(source.endpoint)
-    try:
+    with meter_in_front(source) as meter:
         s3, rnd = source.client(), random.Random(8)
         s3.create_bucket(Bucket="wide")
         for i in range(WIDE):
             s3.put_object(Bucket="wide", Key=f"large/{i:02d}", Body=rnd.randbytes(MIB + 4096 * i + 1))
-        up = s3.create_multipart_upload(Bucket="wide", Key="parts/three")
-        done = [{"PartNumber": n, "ETag": s3.upload_part(Bucket="wide", Key="parts/three", UploadId=up["UploadId"],
-                                                          PartNumber=n, Body=rnd.randbytes(size))["ETag"]}
-                for n, size in enumerate(PARTS, 1)]
-        s3.complete_multipart_upload(Bucket="wide", Key="parts/three", UploadId=up["UploadId"],
-                                     MultipartUpload={"Parts": done})
+        put_multipart(s3, "wide", "parts/three", [rnd.randbytes(size) for size in PARTS])
         yield source, meter
-    finally:
-        meter.close()
-        source.close()
 
 
 def test_large_bodies_stream_at_most_large_streams_at_once_and_every_read_is_presigned(metered, embedded):

@@ -156,7 +156,7 @@ def test_a_keep_alive_connection_the_server_dropped_is_opened_again(server, clie
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     first = [e.key for page in client.lister.pages("awkward", False) for e in page.entries]
     dropped = 0
-    for conn in client.lister._conns().values():       # this thread's, as the listing used them
+    for conn in [c for kept in client.lister.http._idle.values() for c in kept]:     # as the listing left them
         if conn.sock is not None:
             conn.sock.shutdown(socket.SHUT_RDWR)
             dropped += 1
