@@ -143,13 +143,13 @@ async def gateway_view(cfg: Config) -> dict | None:
 
 
 async def gateway_adopted(cfg: Config, generation: int, timeout: float = 30.0,
-                          uploads_timeout: float = 600.0) -> bool:
+                          uploads_timeout: float = 600.0, wait_uploads: bool = True) -> bool:
     """Wait until a running gateway uses volume table `generation` and no upload that
     chose its volume under an older table is still writing (True), or until no gateway
     answers (False). A gateway that does not pick up the table is an error: deleting old
     copies under its feet would degrade its reads. Uploads still running after
     `uploads_timeout` are left to the scrubber, which finds their moved fragment missing
-    and queues it for repair."""
+    and queues it for repair. `wait_uploads=False`: only the table (nothing is deleted next)."""
     started = time.monotonic()
     while True:
         view = await gateway_view(cfg)
@@ -160,7 +160,7 @@ async def gateway_adopted(cfg: Config, generation: int, timeout: float = 30.0,
             if waited > timeout:
                 raise RuntimeError(f"the running gateway did not pick up volume table {generation} within "
                                    f"{timeout:.0f}s (it has {view.get('volume_generation')}); see its log")
-        elif view.get("oldest_write_generation", generation) >= generation:
+        elif not wait_uploads or view.get("oldest_write_generation", generation) >= generation:
             return True
         elif waited > uploads_timeout:
             log.warning("uploads begun before volume table %d are still running after %.0fs; going on (a "

@@ -32,6 +32,7 @@ class Outcome:
     left: list[dict] = field(default_factory=list)     # fragments still to rebuild onto new disks
     drained: list[str] = field(default_factory=list)
     disks: list[dict] = field(default_factory=list)    # `disk list` rows afterwards
+    gateway_adopted: bool | None = None                # a running gateway reads with the final table
 
     @property
     def ok(self) -> bool:
@@ -85,6 +86,11 @@ async def finish(tc: ToolCluster, out: Outcome, rate: float, step: Callable[[], 
     out.drained = await actions.settle_drained(tc.cluster, tc.queue)
     tc.cluster.refresh(tc.index)
     await actions.publish_table(tc.cluster, cfg.storage.node_timeout)
+    # Rebuild moves switch slots without waiting for the gateway (nothing is deleted under
+    # it), so it may still read from the lost disk for a heartbeat: the command returns
+    # once it reads with the final table, so an operator who pulls more disks next meets
+    # a gateway that already knows where every fragment is.
+    out.gateway_adopted = await gateway_adopted(cfg, tc.cluster.generation, wait_uploads=False)
     out.disks = actions.disk_rows(tc.cluster, tc.index)
     return out
 
