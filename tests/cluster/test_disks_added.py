@@ -125,6 +125,7 @@ def test_failed_disk_with_nowhere_to_go_waits_for_a_replacement(six):
     c.start_node(n7)
     code, out = pocket(c, "disk", "replace", "n1d1", "n7d1", "--json")
     assert out["ok"] and out["left"] == []
+    assert out["gateway_adopted"] is True        # the reads below meet a gateway that uses n7d1
     assert {m["mode"] for m in out["moves"]["done"]} == {"rebuild"}
     assert pocket(c, "status", "--json")[1]["repair_queue"] == 0
     rows = disk_rows(c)
