@@ -58,13 +58,19 @@ def test_a_process_killed_while_admitting_wedges_none_of_the_others():
     cache = SharedReplayCache(slots=1 << 16)
     stamp = _now()
     for round_ in range(5):
+        busy, told = os.pipe()
         pid = os.fork()
         if pid == 0:
+            os.close(busy)
             i = 0
             while True:          # admitting (and so holding the lock) when the kill comes, often
                 cache.admit(f"victim-{round_}-{i}-{'cd' * 8}", stamp)
                 i += 1
-        time.sleep(0.05 + 0.01 * round_)
+                if i == 1 + 50 * round_:     # in its loop, a little further in each round
+                    os.write(told, b"x")
+        os.close(told)
+        assert os.read(busy, 1) == b"x"      # the child is admitting now: kill it there
+        os.close(busy)
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         started = time.monotonic()
