@@ -141,7 +141,8 @@ async def _serve_process(cfg, ncfg, initialize: bool, me: int, count: int, sock,
         raise click.ClickException(str(e)) from None
     beside = {d.id: DiskStore(d.id, d.path).beside_owner() for d in ncfg.disks if owner[d.id] != me}
     front = processes.Front(me, ncfg.id, cfg.cluster_secret, owner, stores, beside, run_dir,
-                            cfg.storage.pack_threshold, {d.id for d in ncfg.disks if d.capacity})
+                            cfg.storage.pack_threshold, {d.id for d in ncfg.disks if d.capacity},
+                            cfg.storage.node_timeout)
     path = processes.socket_path(run_dir, me)
     if os.path.exists(path):
         os.unlink(path)     # the socket of this process's predecessor

@@ -26,8 +26,10 @@ would have operators open and manage a port per disk. One process per node with 
 per disk would not use more cores: the request handling is Python under one GIL.
 
 /v1/health and /metrics cover every disk: the process asked answers for its own and asks
-its siblings for theirs (a sibling that is restarting leaves its disks out, so the
-gateway sees those, not the whole node, down for that moment).
+its siblings for theirs (a sibling that is restarting or stuck leaves its disks out, so the
+gateway sees those, not the whole node, down for that moment). A sibling gets half of
+`storage.node_timeout` to answer: were it given as long as the gateway gives the node, one
+stuck process would have every disk of its node marked down.
 """
 from __future__ import annotations
 
@@ -79,8 +81,10 @@ class Front:
     a disk it owns is served here; for a sibling's disk, as the module docstring says."""
 
     def __init__(self, me: int, node_id: str, secret: str, owner: dict[str, int], owned: dict[str, DiskStore],
-                 beside: dict[str, DiskStore], run_dir: str, pack_threshold: int, quota_disks: set[str]):
+                 beside: dict[str, DiskStore], run_dir: str, pack_threshold: int, quota_disks: set[str],
+                 node_timeout: float):
         self.me, self.node_id, self.secret = me, node_id, secret
+        self.sibling_health = aiohttp.ClientTimeout(total=node_timeout / 2)
         self.owner, self.owned, self.beside = owner, owned, beside
         self.pack_threshold = pack_threshold
         self.filed_here = {d for d in beside if d not in quota_disks}   # a quota is counted by its owner alone
@@ -178,11 +182,10 @@ class Front:
     async def _sibling_health(self, session: aiohttp.ClientSession) -> list[dict]:
         headers = auth.sign(self.secret, "GET", "/v1/health", self.node_id)
         try:
-            async with session.get("http://node/v1/health", headers=headers,
-                                   timeout=aiohttp.ClientTimeout(total=3)) as r:
+            async with session.get("http://node/v1/health", headers=headers, timeout=self.sibling_health) as r:
                 return (await r.json())["disks"] if r.status == 200 else []
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-            return []      # restarting: its disks are left out, and read as down
+            return []      # restarting or stuck: its disks are left out, and read as down
 
     async def _metrics(self) -> web.Response:
         """Request counters summed over every process (prometheus_client's multiprocess
