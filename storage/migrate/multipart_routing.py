@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ..index.versions import s3_version_id
 from .routing import RoutedObjects, as_source_saw, mirrorable, source_facts
-from .sync import copy_to_source
+from .sync import adopt_source_facts, copy_to_source
 
 
 class RoutedMultipart:
@@ -76,8 +75,8 @@ class RoutedMultipart:
                                                                  versioned)
                 facts = await source_facts(store, key, r.get("VersionId"))   # on the disks and in the index
                 if facts:
-                    holder["record"] = await self.objects.objects.amend(
-                        bucket, key, "s3-version", facts, s3_version_id(holder["record"])) or holder["record"]
+                    holder["record"] = await adopt_source_facts(self.objects.objects, holder["record"], facts) \
+                        or holder["record"]
             await self.books.follow("pocket", bucket, key, pocket)
             record = holder.get("record") or {   # Pocket's copy is journaled: answer with what the source made
                 "bucket": bucket, "key": key, "version_id": "null", "etag": r["ETag"].strip('"'), "checksums": {},

@@ -74,14 +74,19 @@ async def mirror_version(objects, store: SourceStore, record: dict) -> None:
     apart, verify finds "Last-Modified differs" and the next cutover is blocked."""
     source_version = await store.put_from(objects, record)
     stamped = await store.last_modified(record["key"], source_version)
-    if stamped is None:
-        return        # the copy pass and verify still compare it
+    if stamped is not None:     # else the copy pass and verify still compare it
+        await adopt_source_facts(objects, record, {"created": stamped})
 
+
+async def adopt_source_facts(objects, record: dict, facts: dict) -> dict | None:
+    """Give `record` what the source made of it (`routing.source_facts`) unless it was
+    overwritten meanwhile: the newer version keeps its own time and id. The amended
+    record, or None if it was superseded (or is gone)."""
     def same_version(row: dict) -> None:
         if row["version_id"] != record["version_id"]:
             raise _Superseded()
     try:
-        await objects.amend(record["bucket"], record["key"], "s3-version", {"created": stamped},
-                            s3_version_id(record), check=same_version)
+        return await objects.amend(record["bucket"], record["key"], "s3-version", facts,
+                                   s3_version_id(record), check=same_version)
     except _Superseded:
-        pass
+        return None
