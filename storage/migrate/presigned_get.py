@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import logging
-import urllib.request
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
@@ -212,14 +211,11 @@ class PresignedGet:
         return self._session
 
     def _proxy_for(self, url: str) -> str | None:
-        """The proxy the environment names for this host (HTTP(S)_PROXY, NO_PROXY), as
-        botocore would use; looked up once per host (aiohttp's trust_env looks it up for
-        every request, in a thread)."""
+        """The proxy botocore would use for this host (source_http.proxy_for), looked up once
+        per host (aiohttp's trust_env looks it up for every request, in a thread)."""
         parts = urlsplit(url)
         if parts.netloc not in self._proxies:
-            proxy = None if urllib.request.proxy_bypass(parts.hostname or "") else \
-                urllib.request.getproxies().get(parts.scheme)
-            self._proxies[parts.netloc] = proxy
+            self._proxies[parts.netloc] = source_http.proxy_for(parts)
         return self._proxies[parts.netloc]
 
     async def close(self) -> None:
