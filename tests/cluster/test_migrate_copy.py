@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
-import sys
 
 import pytest
 
-from .harness import REPO
+from tests.loaded_modules import loaded, run_pocket
+
 from .migrate_data import put_multipart, seed_checksums, seed_plain, seed_versioned, snapshot
 from .sources import pocket_migrate, start_moto, start_pocket_source, start_seaweedfs
 
@@ -112,20 +111,7 @@ def test_copy_from_another_pocket(embedded, tmp_path):
         other.close()
 
 
-_WITH_MODULES = """
-import json, runpy, sys
-sys.argv = ["pocket"] + json.loads(sys.argv[1])
-try:
-    runpy.run_module("cli", run_name="__main__")
-except SystemExit as e:
-    code = e.code
-else:
-    code = 0
-sys.stderr.write("MODULES " + json.dumps({"code": code, "modules": sorted(sys.modules)}) + "\\n")
-"""
-
-
-def test_large_objects_are_copied_and_verified_without_aiohttp(weed, embedded):
+def test_large_objects_are_copied_and_verified_without_aiohttp(weed, embedded, tmp_path):
     """Only small GETs and what the copy hands to the gateway go through aiohttp, whose
     import (two TLS contexts, ~20 attrs classes) was a tenth of a 128 MiB copy's CPU: a
     bucket of large and multipart objects is copied and deep-verified without it."""
@@ -134,12 +120,11 @@ def test_large_objects_are_copied_and_verified_without_aiohttp(weed, embedded):
     put_multipart(s3, "big", "parts.bin", [rng.randbytes(5 << 20), rng.randbytes((2 << 20) + 11)])
     s3.put_object(Bucket="big", Key="single.bin", Body=rng.randbytes((3 << 19) + 7))
     for args in (["copy", "big"], ["verify", "big", "--deep"]):
-        proc = subprocess.run([sys.executable, "-c", _WITH_MODULES, json.dumps(
-            ["migrate", *args, "--json", "--config", embedded.config, "--source-endpoint", weed.endpoint])],
-            cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, **weed.credentials_env()})
-        seen = json.loads(proc.stderr.rsplit("MODULES ", 1)[1])
-        assert seen["code"] == 0, proc.stdout + proc.stderr
-        assert [m for m in seen["modules"] if m == "aiohttp" or m.startswith("aiohttp.")] == [], args
+        proc, code, modules = run_pocket(tmp_path / "modules.json", ["migrate", *args, "--json", "--config",
+                                         embedded.config, "--source-endpoint", weed.endpoint],
+                                         {**os.environ, **weed.credentials_env()}, timeout=300)
+        assert code == 0, proc.stdout + proc.stderr
+        assert loaded(modules, "aiohttp") == [], args
     report = json.loads(proc.stdout)["buckets"][0]
     assert report["clean"] and report["deep_read"] == 2 and report["headed"] == 1, report
     assert snapshot(embedded.client(), "big") == snapshot(s3, "big")
