@@ -16,7 +16,7 @@
    clock including process start. Small: objects/s; large: MiB/s.
 3. Checks each copy: `pocket migrate verify --quick` (one listing of each side: every
    version's size, ETag and Last-Modified), the default (a HEAD of every version too:
-   metadata, tags, checksums), `--deep` (both sides read, SHA-256, every fragment checked), against
+   metadata, tags, checksums), `--deep` (both sides read and compared byte for byte, every fragment checked), against
    `rclone check` (size and MD5 where both sides have one: multipart objects by size
    only) and `rclone check --download` (both sides read).
 

@@ -78,7 +78,7 @@ def run_tool(cfg, work, read_packs: bool = True):
         from storage.tools.cluster import open_cluster
         asyncio.get_running_loop().set_default_executor(io_executor())
         async with open_cluster(cfg, read_packs) as tc:
-            gc_tuning.tune()
+            gc_tuning.tune(collect=False)
             return await work(tc)
     return asyncio.run(main())
 

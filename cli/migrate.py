@@ -233,7 +233,7 @@ class _CopyProgress:
 @click.option("--quick", is_flag=True, help="Only one listing of each side (size, ETag, Last-Modified), HEADs "
               "only for keys written since their last verify; cutover needs a full verify.")
 @click.option("--attrs", is_flag=True, hidden=True)   # the default since session 8; still accepted
-@click.option("--deep", is_flag=True, help="Also read both sides fully and compare digests.")
+@click.option("--deep", is_flag=True, help="Also read both sides fully and compare them byte for byte.")
 @click.option("--sample", default=None, type=float, help="Re-read this percentage of objects deeply (0-100).")
 @click.option("--fix", is_flag=True, help="Re-copy what is missing or different.")
 @click.option("--concurrency", default=16, show_default=True, help="Versions compared at once.")

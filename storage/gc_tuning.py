@@ -19,9 +19,12 @@ import gc
 YOUNG = 20_000
 
 
-def tune() -> None:
-    """Call once, after start-up, before serving."""
-    gc.collect()
+def tune(collect: bool = True) -> None:
+    """Call once, after start-up, before serving. `collect=False` for a one-shot command:
+    the full collection first (only to keep start-up's garbage out of the frozen set, which
+    a server lives with for days) cost ~8 ms of an empty bucket's `pocket migrate copy`."""
+    if collect:
+        gc.collect()
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG, middle, old)

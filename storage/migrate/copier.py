@@ -186,13 +186,19 @@ async def copy_version(objects, multipart, client, src_bucket: str, bucket: str,
         if via is not None and (got := await via.send(write, b"")) is not None:
             return got
         return await store(objects, write)
-    if _MULTIPART.fullmatch(w.etag):
+    if is_multipart_etag(w.etag):
         head = await _head(client, urls, src_bucket, w)
         attrs, checksums = await _attrs(client, src_bucket, w, head)
         return await _copy_multipart(multipart, client, src_bucket, bucket, w, head, attrs, checksums, limit, moved,
                                      urls, streams)
     async with _large_slot(streams, w.size):
         return await _copy_single(objects, client, src_bucket, bucket, w, limit, moved, urls, via)
+
+
+def is_multipart_etag(etag: str) -> bool:
+    """md5-of-md5s-N: HEADed for its part count and composite checksums; any other
+    version's GET brings every header its HEAD would."""
+    return bool(_MULTIPART.fullmatch(etag))
 
 
 def _large_slot(streams: asyncio.Semaphore | None, size: int):

@@ -33,14 +33,16 @@ import json
 import logging
 import struct
 import time
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from ..index import migrations as M
 from ..node import auth
 from ..s3 import errors
-from ..tools.cluster import gateway_ssl, gateway_url, gateway_view
+from ..tools.cluster import gateway_ready, gateway_ssl, gateway_url
 from .copier import CHUNK, Write, store, whole
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger("pocket.migrate.copy")
 
@@ -169,18 +171,18 @@ def will_hand_over(cfg) -> bool:
     cluster is opened: some node runs inside the gateway, and the gateway answers. Asked
     once per command, before its workers fork: the answer sets the default worker count
     and goes to every worker's `sender_for` (each asked again, ~10 ms of a small copy's start)."""
-    return bool(cfg.cluster_secret) and any(not node.url for node in cfg.nodes) and \
-        asyncio.run(gateway_view(cfg)) is not None
+    return bool(cfg.cluster_secret) and any(not node.url for node in cfg.nodes) and gateway_ready(cfg) is not None
 
 
 class Sender:
     """Hands versions to the gateway in batches: `send` queues one and waits for its answer;
-    up to REQUESTS batches are on their way at once, each taking what was queued when it left."""
+    up to REQUESTS batches are on their way at once, each taking what was queued when it left.
+    Its aiohttp session is made with the first batch: a copy that hands nothing over (an
+    empty bucket, large objects only) never imports aiohttp (tools/cluster.py says why)."""
 
     def __init__(self, url: str, secret: str, ssl_check=True):
-        self.url, self.secret = url + PATH, secret
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_check),
-                                             timeout=aiohttp.ClientTimeout(total=120))
+        self.url, self.secret, self.ssl_check = url + PATH, secret, ssl_check
+        self.session: aiohttp.ClientSession | None = None
         self.written = 0
         self.requests = 0
         self.off: str | None = None     # why the gateway is not used (for now, or any more)
@@ -194,7 +196,8 @@ class Sender:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.session.close()
+        if self.session is not None:
+            await self.session.close()
 
     async def send(self, write: Write, data: bytes) -> dict | None:
         """Store `write` through the gateway: its answer, or None when the copy must write it itself."""
@@ -236,6 +239,10 @@ class Sender:
             self._launch()
 
     async def _post(self, batch: list[tuple[Write, bytes]]) -> list[dict | None]:
+        import aiohttp
+        if self.session is None:
+            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self.ssl_check),
+                                                 timeout=aiohttp.ClientTimeout(total=120))
         headers, body = signed_request(self.secret, batch)
         if log.isEnabledFor(logging.DEBUG):
             for write, _ in batch:

@@ -1,7 +1,6 @@
-"""Source objects read with presigned URLs: small ones whole (`get`) and HEADs over
-aiohttp, in the copy's event loop (a request there costs less than a hop to a thread);
-large ones and multipart parts streamed by a thread each over http.client (`stream`,
-source_body.py).
+"""Source objects read with presigned URLs: small ones whole (`get`) over aiohttp, in the
+copy's event loop (a request there costs less than a hop to a thread); HEADs (`head`) and
+large ones and multipart parts (`stream`, source_body.py) over http.client in threads.
 
 Backfilling small objects is CPU-bound, and botocore's get_object is most of the source
 side's cost: ~1.1 ms of CPU per call (request building, signing, response parsing and a
@@ -26,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import logging
-import urllib.request
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
@@ -72,14 +70,14 @@ class PresignedGets:
 
 
 class PresignedGet:
-    """Presigned GETs of one source client: small ones and HEADs on one aiohttp session (made
-    in the running loop at the first), large bodies on kept http.client connections."""
+    """Presigned GETs of one source client: small ones on one aiohttp session (made in the
+    running loop at the first), HEADs and large bodies on kept http.client connections."""
 
     def __init__(self, client, connections: int):
         self.client, self.connections = client, connections
         self.enabled, self.fallbacks = True, 0
         self.served = 0            # objects read with URLs (the copy's report says how many)
-        self._session = None               # aiohttp's, made at the first small GET or HEAD
+        self._session = None               # aiohttp's, made at the first small GET
         self.http = source_http.Connections(client)
         self._proxies: dict[str, str | None] = {}
         self.presigner: presign.Presigner | None = presign.Presigner(client)
@@ -150,26 +148,35 @@ class PresignedGet:
     async def head(self, bucket: str, key: str, version_id: str | None, part_number: int | None = None) -> dict | None:
         """The version's HEAD (of one part with `part_number`) as head_object would return it
         (checksums asked for); None: use botocore. `pocket migrate verify` asks one per
-        version, the copy one per multipart object and one per part of it."""
+        version, the copy one per multipart object and one per part of it. Over the kept
+        http.client connections, in a thread: a copy or `verify --deep` of large objects
+        then never imports aiohttp (~0.1 s of CPU with its TLS contexts and attrs classes,
+        a tenth of a 128 MiB copy)."""
         if not self.enabled:
             return None
         headers = {"x-amz-checksum-mode": "ENABLED"}
         url = self._url(bucket, key, version_id, headers, "HEAD", part_number)
-        import aiohttp
-        from yarl import URL
         try:
-            async with self._open().head(URL(url, encoded=True), headers=headers, proxy=self._proxy_for(url)) as r:
-                # S3 answers a part 206 (botocore takes any 2xx, so 200 is taken here too)
-                if r.status not in ((200,) if part_number is None else (200, 206)):
-                    log.debug("presigned HEAD of %s/%s answered %d; asking botocore", bucket, key, r.status)
-                    return None
-                got = _as_get_object(r.raw_headers, b"", r.content_length or 0)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
+            got = await asyncio.get_running_loop().run_in_executor(None, self._head, url, headers, part_number)
+        except (OSError, http.client.HTTPException, ValueError) as e:
             log.debug("presigned HEAD of %s/%s failed (%r); asking botocore", bucket, key, e)
             return None
-        del got["Body"]
+        if got is None:
+            log.debug("presigned HEAD of %s/%s was refused; asking botocore", bucket, key)
+            return None
         self.served += 1
         self.fallbacks = 0
+        return got
+
+    def _head(self, url: str, headers: dict[str, str], part_number: int | None) -> dict | None:
+        conn, r = self.http.request("HEAD", url, headers)
+        r.read()
+        self.http.done(url, conn, r, True)
+        # S3 answers a part 206 (botocore takes any 2xx, so 200 is taken here too)
+        if r.status not in ((200,) if part_number is None else (200, 206)):
+            return None
+        got = _as_get_object(_raw(r), b"", int(r.getheader("Content-Length") or 0))
+        del got["Body"]
         return got
 
     def _url(self, bucket: str, key: str, version_id: str | None, headers: dict[str, str],
@@ -212,14 +219,11 @@ class PresignedGet:
         return self._session
 
     def _proxy_for(self, url: str) -> str | None:
-        """The proxy the environment names for this host (HTTP(S)_PROXY, NO_PROXY), as
-        botocore would use; looked up once per host (aiohttp's trust_env looks it up for
-        every request, in a thread)."""
+        """The proxy botocore would use for this host (source_http.proxy_for), looked up once
+        per host (aiohttp's trust_env looks it up for every request, in a thread)."""
         parts = urlsplit(url)
         if parts.netloc not in self._proxies:
-            proxy = None if urllib.request.proxy_bypass(parts.hostname or "") else \
-                urllib.request.getproxies().get(parts.scheme)
-            self._proxies[parts.netloc] = proxy
+            self._proxies[parts.netloc] = source_http.proxy_for(parts)
         return self._proxies[parts.netloc]
 
     async def close(self) -> None:

@@ -15,9 +15,13 @@ Three tiers, each checking what the one before does and more (README, "Leaving S
   changes neither ETag nor Last-Modified for that). Metadata at the source changes only
   with a new write, which the listing tier sees by its Last-Modified.
 - **`--deep`** (or `--sample P` for a random P % of versions): the default, and both sides
-  read in full and their SHA-256 compared; Pocket's side through its own read path and
-  every fragment archive (parity included) checked, so a fragment that rotted behind our
-  back is found (and queued for repair) even when the object still decodes.
+  read in full at once and compared byte for byte; Pocket's side through its own read path
+  and every fragment archive (parity included) checked, so a fragment that rotted behind
+  our back is found (and queued for repair) even when the object still decodes. A
+  single-PUT version is read with one GET, whose headers are the HEAD's (as the copy
+  does). Comparing the bytes themselves, not a SHA-256 of each side, is stronger and
+  cheaper: hashing both sides was ~0.3 s of CPU per 128 MiB, the comparison ~0.01 s,
+  and the two reads overlap (bench/RESULTS.md, Session 11).
 
 `--fix` re-copies what is missing or different and checks it again. Only the tiers that
 read Pocket's bytes (and `--fix`) open its disks; the others need its index alone, which
@@ -33,7 +37,6 @@ verify from Pocket (routing.py).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 import time
@@ -149,7 +152,22 @@ class Verifier:
     async def _beyond_listing(self, e, record: dict, read: bool) -> dict | None:
         """The HEAD tier, then (`read`: --deep, or this version drawn by --sample) both sides' bytes."""
         from . import copier
-        head = await self._head(e)
+        got = None
+        if read and not copier.is_multipart_etag(e.etag):
+            got = await self._get(e)
+            if "problem" in got:
+                return got
+            head = got
+        else:
+            head = await self._head(e)
+        try:
+            return await self._attrs_then_bytes(e, record, head, got, read)
+        finally:
+            if got is not None and not isinstance(got["Body"], bytes):
+                got["Body"].close()      # read whole, or not at all when the attributes differ
+
+    async def _attrs_then_bytes(self, e, record: dict, head: dict, got: dict | None, read: bool) -> dict | None:
+        from . import copier
         tags = await copier.tags_of(self.client, self.source_bucket, e, head)
         want = copier.attrs_of(head, tags, e, e.version_id != NULL)
         for name in ("content_type", "meta", "headers"):
@@ -163,20 +181,18 @@ class Verifier:
         for algorithm, value in copier._checksums(head).items():
             if (record.get("checksums") or {}).get(algorithm) != value:
                 return {"problem": "different", "why": f"x-amz-checksum-{algorithm} differs"}
-        return await self._read_both(e, record) if read else None
+        return await self._read_both(e, record, got) if read else None
 
     async def _head(self, e) -> dict:
         from . import copier
         self.headed += 1
         return await copier.head_of(self.client, self.urls, self.source_bucket, e)
 
-    async def _read_both(self, e, record: dict) -> dict | None:
-        """SHA-256 of both sides' bytes; Pocket's through its read path (checksums, decode)."""
-        from ..objects.get import Unreadable
+    async def _get(self, e) -> dict:
+        """The source's GET of the version (its body bytes or a stream), or the problem."""
         from . import copier
-        self.deep_read += 1
         try:
-            got = await copier.source_get(self.client, self.urls, self.source_bucket, e)
+            return await copier.source_get(self.client, self.urls, self.source_bucket, e)
         except copier.SourceChanged as err:
             return {"problem": "different", "why": f"the source changed while verified: {err}"}
         except self.client.exceptions.ClientError as err:
@@ -184,21 +200,31 @@ class Verifier:
                 raise
             return {"problem": "different", "why": "the source changed while verified (it answered "
                                                    f"{err.response['ResponseMetadata']['HTTPStatusCode']})"}
-        theirs = hashlib.sha256()
-        if isinstance(got["Body"], bytes):        # a small object, read whole
-            theirs.update(got["Body"])
-        else:
-            async for chunk in copier._stream(got["Body"], copier.RateLimit(0), [0]):
-                theirs.update(chunk)
-        mine = hashlib.sha256()
+
+    async def _read_both(self, e, record: dict, got: dict | None = None) -> dict | None:
+        """Both sides' bytes, read at once and compared; Pocket's through its read path
+        (checksums, decode) while every fragment archive of it is checked."""
+        from ..objects.get import Unreadable
+        from . import copier
+        self.deep_read += 1
+        if got is None:
+            got = await self._get(e)
+            if "problem" in got:
+                return got
+        theirs = _once(got["Body"]) if isinstance(got["Body"], bytes) else \
+            copier._stream(got["Body"], copier.RateLimit(0), [0])
+        mine = self.objects.read(record, 0, record["size"] - 1)
+        checked = asyncio.ensure_future(self._check_fragments(record))
         try:
-            async for chunk in self.objects.read(record, 0, record["size"] - 1):
-                mine.update(chunk)
+            same = await _same_bytes(theirs, mine)
         except Unreadable as err:
             return {"problem": "unreadable", "why": f"Pocket cannot read it: {err}"}
-        if mine.digest() != theirs.digest():
-            return {"problem": "different", "why": "the bytes differ (SHA-256)"}
-        bad = await self._check_fragments(record)
+        finally:
+            await theirs.aclose()
+            await mine.aclose()
+            bad = await checked
+        if not same:
+            return {"problem": "different", "why": "the bytes differ"}
         if bad:
             return {"problem": "damaged", "why": f"{bad} fragment(s) corrupt or missing in Pocket (the read went "
                                                  "around them); queued for repair"}
@@ -307,6 +333,35 @@ class Verifier:
                 m.last_verify = summary
             state.put(ops, m)
         self.index.write(update)
+
+
+async def _once(data: bytes):
+    yield data
+
+
+async def _same_bytes(a, b) -> bool:
+    """Whether two streams of bytes are the same bytes, however each is cut (the source's
+    and Pocket's chunks are both 1 MiB, so they are compared whole, without slicing)."""
+    x = y = b""
+    while True:
+        if not x:
+            x = await _next(a)
+        if not y:
+            y = await _next(b)
+        if x is None or y is None:
+            return x is None and y is None
+        x, y = bytes(x), bytes(y)    # no copy of bytes; a view compared as one is ~50x slower
+        n = min(len(x), len(y))
+        if (x if n == len(x) else x[:n]) != (y if n == len(y) else y[:n]):
+            return False
+        x, y = x[n:], y[n:]
+
+
+async def _next(chunks):
+    """The next chunk that is not empty; None at the end."""
+    while (got := await anext(chunks, None)) is not None and not len(got):
+        pass
+    return got
 
 
 def _listed_differ(e, record: dict | None) -> dict | None:

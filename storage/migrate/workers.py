@@ -94,7 +94,7 @@ async def _work(cfg, tc, pairs, args: dict, per: dict, prepared: dict | None, ha
         # as the gateway does once ready: the collector kept rescanning the start-up's objects
         # (py-spy --native: gc_collect_main in a quarter of a large copy's samples) for cycles
         # that copying almost never makes; a small-object copy takes ~12 % less CPU tuned
-        gc_tuning.tune()
+        gc_tuning.tune(collect=False)
         tallies = []
         try:
             for source_bucket, target in pairs:

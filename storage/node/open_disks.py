@@ -3,20 +3,25 @@ other nodes as `RemoteDisk` (both are node/disk.py's `Disk`).
 
 The gateway, the node process and the one-shot tools (`pocket scrub`, `index rebuild`,
 ...) open disks the same way; it lives here so none of them imports the gateway for it.
+The network kinds (and aiohttp with them) are imported by `open_disks` only: a command
+that opens local folders alone (`local_store`) does not pay for them.
 """
 from __future__ import annotations
 
-import aiohttp
+from typing import TYPE_CHECKING
 
 from ..config import Config, DiskConfig
 from ..placement.volumes import DiskInfo
-from .client import RemoteDisk
-from .owned_disk import OwnedDisk
 from .store import DiskStore
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 def open_disks(cfg: Config, session: aiohttp.ClientSession | None,
                only: set[str] | None = None) -> tuple[dict, list[DiskInfo]]:
+    from .client import RemoteDisk
+    from .owned_disk import OwnedDisk
     disks, infos = {}, []
     for node in cfg.nodes:
         for d in node.disks:

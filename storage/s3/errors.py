@@ -6,9 +6,7 @@ so a client library maps it to the same exception it would get from S3.
 """
 from __future__ import annotations
 
-from xml.sax.saxutils import escape
-
-from .xmltext import encodable, references
+from .xmltext import encodable, escape, references
 
 
 class S3Error(Exception):

@@ -2,7 +2,7 @@
 
 These commands work whether the cluster is running or not. Disks of nodes that answer
 are reached over the internal API, like the gateway does, except that the archive files
-of one whose folder is on this host are read here (OwnedDisk; see `_node_disk`); a node
+of one whose folder is on this host are read here (OwnedDisk; see `_NodeLink.disk`); a node
 that does not answer but whose disk folders are on this machine has them opened directly. In-process disks
 (the embedded `pocket up`) are opened directly in any case. A folder no process owns
 (DiskStore's lock is free) is opened like its owner would, so torn tails are recovered
@@ -17,10 +17,16 @@ belongs to the process that owns the disk. The index is opened beside the gatewa
 Its writes are group-committed like the gateway's (index/batcher.py): a repair of a lost
 disk resolves hundreds of queue entries a second, and one commit each was most of the
 time of the repair's only index thread (py-spy of `pocket repair`).
+
+aiohttp is imported only when the config has nodes to reach (`_node_link`), and the
+gateway is probed over http.client: importing aiohttp (its connector builds two TLS
+contexts at import) was ~40 % of the CPU of an empty bucket's `pocket migrate copy`
+beside an embedded gateway (bench/RESULTS.md, Session 11).
 """
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import logging
 import os
@@ -29,18 +35,14 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import aiohttp
-
 from ..cluster import Cluster
 from ..policy_spec import parse_policy
 from ..config import Config
 from ..durability.queue import RepairQueue
 from ..index.batcher import IndexWriter
 from ..index.index import Index, open_index
-from ..node.client import RemoteDisk
 from ..node.disk_scrub import DiskScrubber
 from ..node.open_disks import local_store
-from ..node.owned_disk import OwnedDisk
 from ..node.ownership import DiskInUse
 from ..node.store import DISK_MARKER, DiskStore
 from ..placement.volumes import DiskInfo
@@ -61,7 +63,7 @@ class ToolCluster:
 async def open_cluster(cfg: Config, read_packs: bool = True):
     """`read_packs=False`: folders a running process owns are attached without reading
     their packs (DiskStore.attach), for a command that writes and never reads archives."""
-    session = aiohttp.ClientSession()
+    link = _node_link(cfg)
     index = None
     writer = None
     cluster = None
@@ -72,8 +74,8 @@ async def open_cluster(cfg: Config, read_packs: bool = True):
         for node in cfg.nodes:
             for d in node.disks:
                 infos.append(DiskInfo(d.id, node.id, node.zone))
-                remote = _node_disk(cfg, node, d, session) if node.url else None
-                if remote is not None and await _answers(remote):
+                remote = link.disk(node, d) if node.url else None
+                if remote is not None and await link.answers(remote):
                     disks[d.id] = remote
                 elif _is_disk_folder(d.path, d.id):
                     disks[d.id] = _open_folder(cfg, d, read_packs)
@@ -99,16 +101,21 @@ async def open_cluster(cfg: Config, read_packs: bool = True):
         for disk in disks.values():
             if isinstance(disk, DiskStore):
                 disk.close()
-        await session.close()
+        if link is not None:
+            await link.close()
         if index is not None:
             index.close()
 
 
 def gateway_url(cfg: Config) -> str:
     """Where this machine reaches the cluster's gateway (its S3 port): https when it serves TLS."""
-    host, port = cfg.listen
-    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    host, port = _gateway_address(cfg)
     return f"{'https' if cfg.gateway.tls_cert else 'http'}://{host}:{port}"
+
+
+def _gateway_address(cfg: Config) -> tuple[str, int]:
+    host, port = cfg.listen
+    return ("127.0.0.1" if host in ("0.0.0.0", "") else host), int(port)
 
 
 def gateway_ssl(cfg: Config) -> ssl.SSLContext | bool:
@@ -130,16 +137,30 @@ def gateway_ssl(cfg: Config) -> ssl.SSLContext | bool:
     return ctx
 
 
-async def gateway_view(cfg: Config) -> dict | None:
-    """What a running gateway reports at /_pocket/ready (its disks up and down), or None."""
+def gateway_ready(cfg: Config, timeout: float = 2.0) -> dict | None:
+    """What a running gateway reports at /_pocket/ready (its disks up and down, also while it
+    says 503 draining), or None when none answers. Blocking: `gateway_view` in a loop."""
+    host, port = _gateway_address(cfg)
+    check = gateway_ssl(cfg)
+    conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=check) if check is not True \
+        else http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=gateway_ssl(cfg)),
-                                         timeout=aiohttp.ClientTimeout(total=2)) as s:
-            async with s.get(f"{gateway_url(cfg)}/_pocket/ready") as r:
-                return await r.json()
-    except Exception as e:
+        conn.request("GET", "/_pocket/ready")
+        r = conn.getresponse()
+        body = r.read()
+        if r.getheader("Content-Type", "").split(";")[0].strip() != "application/json":
+            raise ValueError(f"{r.status} {r.getheader('Content-Type')}")
+        return json.loads(body)
+    except (OSError, http.client.HTTPException, ValueError) as e:
         log.debug("no gateway answers at %s: %r", gateway_url(cfg), e)
         return None
+    finally:
+        conn.close()
+
+
+async def gateway_view(cfg: Config) -> dict | None:
+    """`gateway_ready` from the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(None, gateway_ready, cfg)
 
 
 async def gateway_adopted(cfg: Config, generation: int, timeout: float = 30.0,
@@ -176,26 +197,46 @@ def _open_folder(cfg: Config, disk, read_packs: bool = True) -> DiskStore:
         return DiskStore(disk.id, disk.path).attach(read_packs)
 
 
-async def _answers(disk: RemoteDisk) -> bool:
-    try:
-        await disk.health()
-        return True
-    except Exception:
-        return False
+def _node_link(cfg: Config) -> "_NodeLink | None":
+    """How this command reaches node processes over the network: None when the config names
+    none (the embedded `pocket up`), and then aiohttp is not imported at all."""
+    return _NodeLink(cfg) if any(node.url for node in cfg.nodes) else None
 
 
-def _node_disk(cfg: Config, node, disk, session: aiohttp.ClientSession) -> RemoteDisk:
-    """A disk its node serves. One whose folder is on this host as well (its marker names
-    it) is an OwnedDisk, as a gateway worker's are, that writes through the node: its
-    archive files are read here (every record is checked by the reader, whoever fetched
-    it), the rest asked of the node. A repair of a lost disk reads ~1.1 GB of fragments
-    for 271 MiB rebuilt, and the nodes' answers and the loopback sockets cost more CPU
-    than the reads (bench.repair: the nodes' share of the run fell from ~2.3 to ~1.1 s)."""
-    if _marker(disk.path) == disk.id:
-        return OwnedDisk.for_node(node, disk.id, cfg.cluster_secret, session, cfg.storage.node_timeout,
-                                  local=DiskStore(disk.id, disk.path).beside_owner(),
-                                  pack_threshold=cfg.storage.pack_threshold, write_files=False)
-    return RemoteDisk.for_node(node, disk.id, cfg.cluster_secret, session, cfg.storage.node_timeout)
+class _NodeLink:
+    """The aiohttp session to the nodes, and the disks reached through it."""
+
+    def __init__(self, cfg: Config):
+        import aiohttp
+        self.cfg = cfg
+        self.session = aiohttp.ClientSession()
+
+    def disk(self, node, disk):
+        """A disk its node serves. One whose folder is on this host as well (its marker names
+        it) is an OwnedDisk, as a gateway worker's are, that writes through the node: its
+        archive files are read here (every record is checked by the reader, whoever fetched
+        it), the rest asked of the node. A repair of a lost disk reads ~1.1 GB of fragments
+        for 271 MiB rebuilt, and the nodes' answers and the loopback sockets cost more CPU
+        than the reads (bench.repair: the nodes' share of the run fell from ~2.3 to ~1.1 s)."""
+        from ..node.client import RemoteDisk
+        from ..node.owned_disk import OwnedDisk
+        cfg = self.cfg
+        if _marker(disk.path) == disk.id:
+            return OwnedDisk.for_node(node, disk.id, cfg.cluster_secret, self.session, cfg.storage.node_timeout,
+                                      local=DiskStore(disk.id, disk.path).beside_owner(),
+                                      pack_threshold=cfg.storage.pack_threshold, write_files=False)
+        return RemoteDisk.for_node(node, disk.id, cfg.cluster_secret, self.session, cfg.storage.node_timeout)
+
+    @staticmethod
+    async def answers(disk) -> bool:
+        try:
+            await disk.health()
+            return True
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        await self.session.close()
 
 
 def _marker(path: str) -> str | None:

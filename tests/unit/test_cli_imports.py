@@ -11,35 +11,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-_RUN = """
-import json, runpy, sys
-sys.argv = ["pocket"] + json.loads(sys.argv[1])
-try:
-    runpy.run_module("cli", run_name="__main__")
-except SystemExit as e:
-    code = e.code
-else:
-    code = 0
-with open(OUT, "w") as f:
-    json.dump({"code": code, "modules": sorted(sys.modules)}, f)
-"""
+from tests.loaded_modules import ROOT, loaded as _loaded, run_pocket
 
 
 def _pocket(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, int, set[str]]:
-    out = tmp_path / "modules.json"
-    script = f"OUT = {str(out)!r}\n" + _RUN
-    proc = subprocess.run([sys.executable, "-c", script, json.dumps(list(args))], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
-    seen = json.loads(out.read_text())
-    return proc, seen["code"], set(seen["modules"])
-
-
-def _loaded(modules: set[str], *packages: str) -> list[str]:
-    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in packages))
+    return run_pocket(tmp_path / "modules.json", list(args), {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
 
 
 def test_help_imports_no_storage_and_no_aiohttp(tmp_path):

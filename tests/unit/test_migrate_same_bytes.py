@@ -1,0 +1,42 @@
+"""`verify --deep` compares the source's bytes with Pocket's as they stream in, however each
+side cuts them (storage/migrate/verify.py `_same_bytes`): a difference anywhere, one byte
+more or less on either side, is found; equal bytes in any cut are equal."""
+from __future__ import annotations
+
+import asyncio
+import random
+
+from storage.migrate.verify import _same_bytes
+
+DATA = random.Random(3).randbytes(10_000)
+
+
+async def _chunks(data: bytes, cuts: list[int]):
+    at = 0
+    for n in cuts:
+        yield data[at:at + n]
+        at += n
+    if at < len(data):
+        yield data[at:]
+
+
+def _same(a: bytes, a_cuts: list[int], b: bytes, b_cuts: list[int]) -> bool:
+    return asyncio.run(_same_bytes(_chunks(a, a_cuts), _chunks(b, b_cuts)))
+
+
+def test_equal_bytes_in_any_cut_are_the_same():
+    assert _same(DATA, [1024] * 9, DATA, [])
+    assert _same(DATA, [0, 3, 0, 4000, 1], DATA, [2500, 0, 2500, 2500])
+    assert _same(b"", [], b"", [0])              # an empty object: no chunk on one side, b"" on the other
+
+
+def test_a_difference_anywhere_is_found():
+    for at in (0, 1023, 1024, 5000, len(DATA) - 1):
+        changed = DATA[:at] + bytes([DATA[at] ^ 0x40]) + DATA[at + 1:]
+        assert not _same(DATA, [1024] * 9, changed, [777] * 12), at
+
+
+def test_one_byte_more_or_less_is_a_difference():
+    assert not _same(DATA, [1024] * 9, DATA[:-1], [1024] * 9)
+    assert not _same(DATA, [], DATA + b"\0", [5000])
+    assert not _same(b"", [], b"\0", [])
