@@ -58,9 +58,11 @@ class ToolCluster:
 
 
 @asynccontextmanager
-async def open_cluster(cfg: Config, read_packs: bool = True):
+async def open_cluster(cfg: Config, read_packs: bool = True, write_files: bool = False):
     """`read_packs=False`: folders a running process owns are attached without reading
-    their packs (DiskStore.attach), for a command that writes and never reads archives."""
+    their packs (DiskStore.attach), for a command that writes and never reads archives.
+    `write_files=True`: archive files for disks of running nodes on this host are written
+    into their folders here (see `_node_disk`)."""
     session = aiohttp.ClientSession()
     index = None
     writer = None
@@ -72,7 +74,7 @@ async def open_cluster(cfg: Config, read_packs: bool = True):
         for node in cfg.nodes:
             for d in node.disks:
                 infos.append(DiskInfo(d.id, node.id, node.zone))
-                remote = _node_disk(cfg, node, d, session) if node.url else None
+                remote = _node_disk(cfg, node, d, session, write_files) if node.url else None
                 if remote is not None and await _answers(remote):
                     disks[d.id] = remote
                 elif _is_disk_folder(d.path, d.id):
@@ -184,17 +186,26 @@ async def _answers(disk: RemoteDisk) -> bool:
         return False
 
 
-def _node_disk(cfg: Config, node, disk, session: aiohttp.ClientSession) -> RemoteDisk:
+def _node_disk(cfg: Config, node, disk, session: aiohttp.ClientSession, write_files: bool = False) -> RemoteDisk:
     """A disk its node serves. One whose folder is on this host as well (its marker names
-    it) is an OwnedDisk, as a gateway worker's are, that writes through the node: its
-    archive files are read here (every record is checked by the reader, whoever fetched
-    it), the rest asked of the node. A repair of a lost disk reads ~1.1 GB of fragments
-    for 271 MiB rebuilt, and the nodes' answers and the loopback sockets cost more CPU
-    than the reads (bench.repair: the nodes' share of the run fell from ~2.3 to ~1.1 s)."""
+    it) is an OwnedDisk, as a gateway worker's are: its archive files are read here (every
+    record is checked by the reader, whoever fetched it), the rest asked of the node. A
+    repair of a lost disk reads ~1.1 GB of fragments for 271 MiB rebuilt, and the nodes'
+    answers and the loopback sockets cost more CPU than the reads (bench.repair: the
+    nodes' share of the run fell from ~2.3 to ~1.1 s).
+
+    Writes go through the node unless `write_files` (`pocket repair`), and then only small
+    archives (packs have one writer) and those of a disk with a `capacity` quota (the
+    owner counts it): sending a large rebuilt archive to its node cost both ends more than
+    rebuilding it (py-spy of bench.repair, 1.5 GiB: the repair's socket writes 15 % of its
+    CPU, the node's parsing, checking and writing a quarter of the run's node CPU). A
+    repair killed mid-archive leaves its temp file in the owner's tmp/, never an archive,
+    until the owner's scrub drops stale temp files (DiskStore.drop_stale_temp)."""
     if _marker(disk.path) == disk.id:
         return OwnedDisk.for_node(node, disk.id, cfg.cluster_secret, session, cfg.storage.node_timeout,
                                   local=DiskStore(disk.id, disk.path).beside_owner(),
-                                  pack_threshold=cfg.storage.pack_threshold, write_files=False)
+                                  pack_threshold=cfg.storage.pack_threshold,
+                                  write_files=write_files and not disk.capacity)
     return RemoteDisk.for_node(node, disk.id, cfg.cluster_secret, session, cfg.storage.node_timeout)
 
 
