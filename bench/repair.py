@@ -12,6 +12,8 @@
    replacement with the same id), then `pocket scrub` (finds the missing fragments) and
    `pocket repair`, and a last `pocket scrub` that must find nothing missing. Time to full
    redundancy is scrub + repair; MiB/s rebuilt is the repair's bytes written / seconds.
+   The repair's CPU is given split (the command, n1, the other nodes) and once more
+   without the command's start-up, measured as a `pocket repair` of the empty queue.
 
 Prints one line per step and a summary (`--markdown`: a table row for bench/RESULTS.md).
 Every archive is fsync'd, so this is disk-bound as much as CPU-bound: compare runs on
@@ -151,9 +153,11 @@ def measure(size_gib: float, root: str, repair_rate: int = 0, network_scrub_too:
         say(f"scrub: {len(report['missing'])} fragments missing, {report['queued']} objects queued "
             f"in {scrub_secs:.1f}s")
         rate = ["--rate", str(repair_rate)] if repair_rate else []
-        cpu_before = _repair_cpu(c)
+        cpu_before = _cpu_split(c, lost)
         fixed, repair_secs = pocket(c, "repair", *rate)
-        r["repair_cpu"] = _repair_cpu(c) - cpu_before
+        split = [after - before for after, before in zip(_cpu_split(c, lost), cpu_before)]
+        r["repair_cpu"] = sum(split)
+        r["repair_cpu_split"] = dict(zip(("command", "lost_node", "other_nodes"), split))
         to_full = time.perf_counter() - started
         r.update(missing=len(report["missing"]), rebuilt=fixed["bytes_written"] / MIB,
                  repair_secs=fixed["seconds"], to_full=to_full)
@@ -166,15 +170,24 @@ def measure(size_gib: float, root: str, repair_rate: int = 0, network_scrub_too:
         assert not final["missing"] and not final["corrupt"] and fixed["remaining"] == 0, \
             "redundancy is not whole after repair"
         say(f"full redundancy {to_full:.1f}s after the disk came back (scrub + repair); final scrub clean")
+        before = _cpu_split(c, lost)
+        pocket(c, "repair")   # the queue is empty: what the command costs before it rebuilds anything
+        r["startup_cpu"] = sum(after - b for after, b in zip(_cpu_split(c, lost), before))
+        r["repair_mibs_per_core_after_startup"] = r["rebuilt"] / max(r["repair_cpu"] - r["startup_cpu"], 1e-9)
+        say("repair CPU s: " + ", ".join(f"{k} {v:.2f}" for k, v in r["repair_cpu_split"].items())
+            + f"; an empty queue's repair {r['startup_cpu']:.2f} (start-up), so "
+            f"{r['repair_mibs_per_core_after_startup']:.0f} MiB/s per core after start-up")
     finally:
         c.close()
     return r
 
 
-def _repair_cpu(c: ProcCluster) -> float:
-    """CPU seconds of finished child commands (`pocket repair`) plus the running node processes."""
+def _cpu_split(c: ProcCluster, lost: str) -> tuple[float, float, float]:
+    """CPU seconds so far of finished child commands (`pocket repair`), of the node that
+    lost its disk, and of the other nodes: where a repair's CPU goes, not only its sum."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return children.ru_utime + children.ru_stime + sum(cpu_seconds(p.pid) for n, p in c.procs.items() if n != "gateway")
+    nodes = {n: cpu_seconds(p.pid) for n, p in c.procs.items() if n != "gateway"}
+    return (children.ru_utime + children.ru_stime, nodes.pop(lost, 0.0), sum(nodes.values()))
 
 
 def main() -> None:

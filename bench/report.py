@@ -159,7 +159,19 @@ def repair_table(r: dict | None) -> list[str]:
         "MiB/s per core used | to full redundancy |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         f"| {r['mib']:,.0f} MiB / {r['objects']} | {r['scrub_node']:,.0f} | {r['missing']} | {r['rebuilt']:,.0f} MiB | "
-        f"{r['repair_mibs']:.1f} | {r['repair_cpu']:.1f} | {r['repair_mibs_per_core']:.0f} | {r['to_full']:.1f} s |"]
+        f"{r['repair_mibs']:.1f} | {r['repair_cpu']:.1f} | {r['repair_mibs_per_core']:.0f} | {r['to_full']:.1f} s |"
+    ] + _repair_cpu_note(r)
+
+
+def _repair_cpu_note(r: dict) -> list[str]:
+    """Where the repair's CPU went, and the rate without the command's start-up (a run that
+    rebuilds little is mostly start-up); runs recorded before the split have neither."""
+    if "repair_cpu_split" not in r:
+        return []
+    split = r["repair_cpu_split"]
+    return ["", f"CPU s: `pocket repair` {split['command']:.2f}, the node that lost its disk {split['lost_node']:.2f}, "
+                f"the other nodes {split['other_nodes']:.2f}; a repair of the empty queue (start-up) "
+                f"{r['startup_cpu']:.2f}, so {r['repair_mibs_per_core_after_startup']:.0f} MiB/s per core after start-up."]
 
 
 def goals_table(run: dict) -> list[str]:

@@ -13,10 +13,11 @@ import click
 from .common import Progress, load_config, run_tool, with_cluster
 
 
-def _run_pass(data, config, label: str, as_json: bool, run):
+def _run_pass(data, config, label: str, as_json: bool, run, write_files: bool = False):
     """Scrub, repair and upgrade are one shape: a pass over the cluster with a progress bar
     that must be closed before the report is printed, and the report as JSON on request.
-    `run(cfg, tc, progress)` does the pass; the caller prints the text report."""
+    `run(cfg, tc, progress)` does the pass; the caller prints the text report.
+    `write_files`: see run_tool."""
     cfg = load_config(data, config)
     progress = Progress(label)
 
@@ -25,7 +26,7 @@ def _run_pass(data, config, label: str, as_json: bool, run):
             return await run(cfg, tc, progress)
         finally:
             progress.close()
-    report = run_tool(cfg, work)
+    report = run_tool(cfg, work, write_files=write_files)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     return report
@@ -97,7 +98,7 @@ def repair(data, config, as_json: bool, concurrency, rate) -> None:
                             cfg.storage.node_timeout, rate=cfg.repair.rate if rate is None else rate)
         progress.start(tc.queue.length())
         return await repairer.run_once(on_entry=lambda _entry: progress.step())
-    report = _run_pass(data, config, "Repairing", as_json, run)
+    report = _run_pass(data, config, "Repairing", as_json, run, write_files=True)
     if not as_json:
         mib = report.bytes_written / 2**20
         click.echo(f"Repaired {report.fragments} fragments of {len(report.repaired)} objects ({mib:.1f} MiB) "

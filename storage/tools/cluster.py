@@ -60,10 +60,12 @@ class ToolCluster:
 
 
 @asynccontextmanager
-async def open_cluster(cfg: Config, read_packs: bool = True):
+async def open_cluster(cfg: Config, read_packs: bool = True, write_files: bool = False):
     """`read_packs=False`: folders a running process owns are attached without reading
-    their packs (DiskStore.attach), for a command that writes and never reads archives."""
-    link = _node_link(cfg)
+    their packs (DiskStore.attach), for a command that writes and never reads archives.
+    `write_files=True`: archive files for disks of running nodes on this host are written
+    into their folders here (see `_NodeLink.disk`)."""
+    link = _node_link(cfg, write_files)
     index = None
     writer = None
     cluster = None
@@ -197,34 +199,43 @@ def _open_folder(cfg: Config, disk, read_packs: bool = True) -> DiskStore:
         return DiskStore(disk.id, disk.path).attach(read_packs)
 
 
-def _node_link(cfg: Config) -> "_NodeLink | None":
+def _node_link(cfg: Config, write_files: bool = False) -> "_NodeLink | None":
     """How this command reaches node processes over the network: None when the config names
     none (the embedded `pocket up`), and then aiohttp is not imported at all."""
-    return _NodeLink(cfg) if any(node.url for node in cfg.nodes) else None
+    return _NodeLink(cfg, write_files) if any(node.url for node in cfg.nodes) else None
 
 
 class _NodeLink:
     """The aiohttp session to the nodes, and the disks reached through it."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, write_files: bool):
         import aiohttp
-        self.cfg = cfg
+        self.cfg, self.write_files = cfg, write_files
         self.session = aiohttp.ClientSession()
 
     def disk(self, node, disk):
         """A disk its node serves. One whose folder is on this host as well (its marker names
-        it) is an OwnedDisk, as a gateway worker's are, that writes through the node: its
-        archive files are read here (every record is checked by the reader, whoever fetched
-        it), the rest asked of the node. A repair of a lost disk reads ~1.1 GB of fragments
-        for 271 MiB rebuilt, and the nodes' answers and the loopback sockets cost more CPU
-        than the reads (bench.repair: the nodes' share of the run fell from ~2.3 to ~1.1 s)."""
+        it) is an OwnedDisk, as a gateway worker's are: its archive files are read here (every
+        record is checked by the reader, whoever fetched it), the rest asked of the node. A
+        repair of a lost disk reads ~1.1 GB of fragments for 271 MiB rebuilt, and the nodes'
+        answers and the loopback sockets cost more CPU than the reads (bench.repair: the
+        nodes' share of the run fell from ~2.3 to ~1.1 s).
+
+        Writes go through the node unless `write_files` (`pocket repair`), and then only small
+        archives (packs have one writer) and those of a disk with a `capacity` quota (the
+        owner counts it): sending a large rebuilt archive to its node cost both ends more than
+        rebuilding it (py-spy of bench.repair, 1.5 GiB: the repair's socket writes 15 % of its
+        CPU, the node's parsing, checking and writing a quarter of the run's node CPU). A
+        repair killed mid-archive leaves its temp file in the owner's tmp/, never an archive,
+        until the owner's scrub drops stale temp files (DiskStore.drop_stale_temp)."""
         from ..node.client import RemoteDisk
         from ..node.owned_disk import OwnedDisk
         cfg = self.cfg
         if _marker(disk.path) == disk.id:
             return OwnedDisk.for_node(node, disk.id, cfg.cluster_secret, self.session, cfg.storage.node_timeout,
                                       local=DiskStore(disk.id, disk.path).beside_owner(),
-                                      pack_threshold=cfg.storage.pack_threshold, write_files=False)
+                                      pack_threshold=cfg.storage.pack_threshold,
+                                      write_files=self.write_files and not disk.capacity)
         return RemoteDisk.for_node(node, disk.id, cfg.cluster_secret, self.session, cfg.storage.node_timeout)
 
     @staticmethod

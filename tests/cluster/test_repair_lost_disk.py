@@ -1,8 +1,9 @@
 """A wiped disk rebuilt by `pocket repair` beside running nodes whose folders are on this
 host: archive files are read from the folders (OwnedDisk), small archives and stats asked
-of the nodes in fetches (node/fetch.py), rebuilt archives written through the node that
-lost the disk. Byte for byte, around a corrupt source fragment, and with the rebuilt
-disk's node killed in the middle.
+of the nodes in fetches (node/fetch.py), rebuilt archives that get files of their own
+written into the lost disk's folder, small ones through its node (into its packs). Byte
+for byte, around a corrupt source fragment, and with the rebuilt disk's node killed in
+the middle.
 """
 import random
 import re
@@ -70,9 +71,14 @@ def test_wiped_disk_is_rebuilt_byte_for_byte_from_local_files_around_corrupt_sou
     assert {r["archive"] for r in report["missing"]} == set(held)
     ranged = {n: _served(c, n, "GET", "/v1/{disk}/archives/{name}") for n in c.node_ids}
     fetches = sum(_served(c, n, "PUT", "/v1/{disk}/fetch") for n in c.node_ids)
+    streamed = _served(c, victim, "PUT", "/v1/{disk}/archives/{name}")
     _, fixed = pocket(c, "repair", "--json", ok=(0, 1))   # 1: a rotted source met on the way is queued anew
     assert fixed["failed"] == [] and fixed["fragments"] >= len(held)
     assert _rebuilt(c, victim) == held, "every lost archive back, byte for byte, none from a rotted source"
+    files = [ref for ref in on_disks({f"{victim}d1": c.disk_paths[f"{victim}d1"]}) if "#" not in ref]
+    assert len(files) >= 4, "the load has archives too large for a pack"
+    assert _served(c, victim, "PUT", "/v1/{disk}/archives/{name}") == streamed, \
+        "archive files of a disk on this host are written into its folder, not streamed to its node"
     assert {n: _served(c, n, "GET", "/v1/{disk}/archives/{name}") for n in c.node_ids} == ranged, \
         "archive files on this host are read from their folders, not asked of their nodes"
     # each lost archive took a stat and at least one read: together, in fewer requests

@@ -58,3 +58,18 @@ def test_issue_14_targets_are_judged_on_the_right_figures():
     assert cells(text, "GET with m disks down / healthy, pocket-nodes6 (lowest)") == ["0.60 (get-4k-c1)", "≥ 0.7", "no"]
     assert cells(text, "repair: MiB/s rebuilt per core used") == ["250", "≥ 200", "yes"]
     assert "Pocket / SeaweedFS" not in text, "no SeaweedFS in the run: no ratio to it"
+
+
+def test_repair_cpu_is_split_by_process_and_given_without_start_up():
+    repair = {"mib": 1, "objects": 1, "scrub_node": 1, "missing": 1, "rebuilt": 300, "repair_mibs": 100.0,
+              "repair_cpu": 2.0, "repair_mibs_per_core": 150.0, "to_full": 3.0,
+              "repair_cpu_split": {"command": 1.5, "lost_node": 0.25, "other_nodes": 0.25},
+              "startup_cpu": 0.5, "repair_mibs_per_core_after_startup": 200.0}
+    text = report.render(run_of(target("pocket", {"put-64m-c1": 300.0}), repair=repair))
+    assert ("CPU s: `pocket repair` 1.50, the node that lost its disk 0.25, the other nodes 0.25; a repair of "
+            "the empty queue (start-up) 0.50, so 200 MiB/s per core after start-up.") in text
+    assert cells(text, "repair: MiB/s rebuilt per core used") == ["150", "≥ 200", "no"], \
+        "the target is judged with the start-up counted"
+    older = {k: v for k, v in repair.items() if k not in ("repair_cpu_split", "startup_cpu",
+                                                         "repair_mibs_per_core_after_startup")}
+    assert "CPU s:" not in report.render(run_of(target("pocket", {"put-64m-c1": 300.0}), repair=older))
