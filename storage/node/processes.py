@@ -27,9 +27,12 @@ per disk would not use more cores: the request handling is Python under one GIL.
 
 /v1/health and /metrics cover every disk: the process asked answers for its own and asks
 its siblings for theirs (a sibling that is restarting or stuck leaves its disks out, so the
-gateway sees those, not the whole node, down for that moment). A sibling gets half of
-`storage.node_timeout` to answer: were it given as long as the gateway gives the node, one
-stuck process would have every disk of its node marked down.
+gateway sees those, not the whole node, down). A sibling is given half of
+`storage.node_timeout` to answer, and one that is slow is answered for with its last
+answer until that is `node_timeout` old: slow is not dead for a sibling either (as for a
+node, cluster.py), while one stuck process, were it waited for as long as the gateway
+waits for the node, would have every disk of its node marked down. One not listening
+(restarting) is left out at once.
 """
 from __future__ import annotations
 
@@ -84,7 +87,9 @@ class Front:
                  beside: dict[str, DiskStore], run_dir: str, pack_threshold: int, quota_disks: set[str],
                  node_timeout: float):
         self.me, self.node_id, self.secret = me, node_id, secret
+        self.node_timeout = node_timeout
         self.sibling_health = aiohttp.ClientTimeout(total=node_timeout / 2)
+        self._last_heard: dict[int, tuple[float, list[dict]]] = {}   # sibling: (when, its disks)
         self.owner, self.owned, self.beside = owner, owned, beside
         self.pack_threshold = pack_threshold
         self.filed_here = {d for d in beside if d not in quota_disks}   # a quota is counted by its owner alone
@@ -175,17 +180,26 @@ class Front:
 
     async def _every_disk(self) -> list[dict]:
         disks = [store.usage() for store in self.owned.values()]
-        for theirs in await asyncio.gather(*(self._sibling_health(s) for s in self.siblings.values())):
+        for theirs in await asyncio.gather(*(self._sibling_health(n) for n in self.siblings)):
             disks += theirs
         return disks
 
-    async def _sibling_health(self, session: aiohttp.ClientSession) -> list[dict]:
+    async def _sibling_health(self, sibling: int) -> list[dict]:
         headers = auth.sign(self.secret, "GET", "/v1/health", self.node_id)
         try:
-            async with session.get("http://node/v1/health", headers=headers, timeout=self.sibling_health) as r:
-                return (await r.json())["disks"] if r.status == 200 else []
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-            return []      # restarting or stuck: its disks are left out, and read as down
+            async with self.siblings[sibling].get("http://node/v1/health", headers=headers,
+                                                  timeout=self.sibling_health) as r:
+                if r.status == 200:
+                    disks = (await r.json())["disks"]
+                    self._last_heard[sibling] = (time.monotonic(), disks)
+                    return disks
+        except asyncio.TimeoutError:    # slow or stuck: its last answer stands for a while
+            heard_at, disks = self._last_heard.get(sibling, (0.0, []))
+            if time.monotonic() - heard_at < self.node_timeout:
+                return disks
+        except (aiohttp.ClientError, ValueError):
+            pass
+        return []      # not there (restarting), or stuck for node_timeout: its disks read as down
 
     async def _metrics(self) -> web.Response:
         """Request counters summed over every process (prometheus_client's multiprocess
