@@ -22,7 +22,7 @@ import aiohttp
 
 from storage import layout
 from storage.node import fetch
-from storage.node.client import RemoteDisk
+from storage.node.client import RemoteDisk, node_session
 from tests.cluster.harness import CLUSTER_SECRET, ProcCluster
 from tests.unit.test_store import make_archive
 
@@ -34,7 +34,7 @@ async def _once(data: bytes):
 
 
 async def measure(cluster: ProcCluster, requests: int) -> list[str]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:   # as the gateway's
+    async with node_session() as session:   # the gateway's
         return await _measure(cluster, requests, session)
 
 

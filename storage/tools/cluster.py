@@ -37,7 +37,7 @@ from ..config import Config
 from ..durability.queue import RepairQueue
 from ..index.batcher import IndexWriter
 from ..index.index import Index, open_index
-from ..node.client import RemoteDisk
+from ..node.client import RemoteDisk, node_session
 from ..node.disk_scrub import DiskScrubber
 from ..node.open_disks import local_store
 from ..node.owned_disk import OwnedDisk
@@ -61,7 +61,7 @@ class ToolCluster:
 async def open_cluster(cfg: Config, read_packs: bool = True):
     """`read_packs=False`: folders a running process owns are attached without reading
     their packs (DiskStore.attach), for a command that writes and never reads archives."""
-    session = aiohttp.ClientSession()
+    session = node_session()
     index = None
     writer = None
     cluster = None
