@@ -31,6 +31,7 @@ from .lifecycle.runner import LifecycleRunner
 from .metrics import IndexCollector, Metrics
 from .migrate import gateway_copy
 from .migrate.wiring import route_services
+from .node.client import node_session
 from .node.daemons import DiskDaemons
 from .node.metrics import DiskCollector, ForwardedDiskMetrics
 from .node.open_disks import open_disks
@@ -70,7 +71,7 @@ class Gateway:
 
     async def start(self) -> None:
         asyncio.get_running_loop().set_default_executor(io_executor())
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=False))
+        self.session = node_session()
         disks, infos = open_disks(self.cfg, self.session)
         self.index = open_index(self.cfg)
         self.writer = IndexWriter(self.index)

@@ -18,6 +18,17 @@ from .store import ArchiveMissing
 from .tls import client_ssl
 
 
+def node_session() -> aiohttp.ClientSession:
+    """The session a process's RemoteDisks share. Without the cookie jar (nodes set no
+    cookies) and the headers aiohttp adds by default (User-Agent, Accept,
+    Accept-Encoding, Content-Type: the node parses and ignores them), a node spent
+    ~10-15 us (~5 %) less CPU per small request (bench/node_link, 2,000 fetches; the
+    gateway's side did not move). Nothing a node sends is compressed."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), cookie_jar=aiohttp.DummyCookieJar(),
+                                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+                                 auto_decompress=False)
+
+
 class DiskUnavailable(ConnectionError):
     """The node did not answer, answered with an error, or the disk is not there."""
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import struct
 
 from .. import layout
-from .store import ArchiveMissing, BadName, DiskStore
+from .store import INLINE_READ, ArchiveMissing, BadName, DiskStore
 
 STAT, READ = b"S", b"G"
 KINDS = (STAT, READ)
@@ -52,6 +52,33 @@ def serve(store: DiskStore, ops: list[tuple[bytes, str, bytes]]) -> bytes:
     for kind, name, data in ops:
         status, payload = _one(store, kind, name, data)
         out += [_OUTCOME.pack(status, len(payload)), payload]
+    return b"".join(out)
+
+
+def serve_cached(store: DiskStore, ops: list[tuple[bytes, str, bytes]]) -> bytes | None:
+    """`serve` on the event loop, when every operation is a packed archive's stat or a
+    read of one the page cache holds (files.read_cached), up to INLINE_READ bytes in all
+    (what the loop copies without a pause worth a thread); None otherwise, and the caller
+    hops to a thread as before. The hop was ~100 us of the node's CPU per fetch (a
+    thread woken, the loop woken back) against ~10 us for the read itself, and a small
+    GET's fetch is one such read."""
+    out, total = [], 0
+    for kind, name, data in ops:
+        size = store.packs.archive_size(name)
+        if kind == READ:
+            total += size or 0
+        if size is None or total > INLINE_READ or (kind == READ and len(data) != _SPAN.size):
+            return None     # a file (its stat or open could wait for the disk), too much, or an error to report
+        if kind == STAT:
+            payload = str(size).encode()
+        else:
+            try:
+                payload = store.packs.read_archive(name, *_SPAN.unpack(data), cached_only=True)
+            except BlockingIOError:
+                return None
+            if payload is None:     # deleted meanwhile
+                return None
+        out += [_OUTCOME.pack(200, len(payload)), payload]
     return b"".join(out)
 
 

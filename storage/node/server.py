@@ -182,7 +182,9 @@ async def put_fetch(request: web.Request) -> web.Response:
                            fetch.KINDS)
     except batch.BadBatch as e:
         return web.json_response({"error": str(e)}, status=400)
-    body = await asyncio.get_running_loop().run_in_executor(None, fetch.serve, store, ops)
+    body = fetch.serve_cached(store, ops)
+    if body is None:
+        body = await asyncio.get_running_loop().run_in_executor(None, fetch.serve, store, ops)
     return web.Response(body=body, content_type="application/octet-stream")
 
 

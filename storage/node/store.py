@@ -39,7 +39,7 @@ from .quota import Quota, tree_bytes
 
 _FLUSH_BYTES = 1 << 20
 _WRITEBACK_BYTES = 8 << 20
-_INLINE_READ = 1 << 20      # packed archives up to this are read on the loop when cached (files.read_cached)
+INLINE_READ = 1 << 20      # packed archives up to this are read on the loop when cached (files.read_cached)
 DISK_MARKER = "pocket-disk.json"
 PACK_THRESHOLD = 264 << 10     # config.py StorageConfig.pack_threshold says why
 PACK_SIZE = 64 << 20
@@ -287,7 +287,7 @@ class DiskStore:
         pieces, and the first `first` of them, read in the same thread hop: a range that
         short is then whole (the caller closes the range)."""
         self.archive_path(name)
-        if first >= length and (size := self.packs.archive_size(name)) is not None and size <= _INLINE_READ:
+        if first >= length and (size := self.packs.archive_size(name)) is not None and size <= INLINE_READ:
             with contextlib.suppress(BlockingIOError):   # a small packed archive the page cache holds: no hop
                 data = self.packs.read_archive(name, offset, length, cached_only=True)
                 if data is not None:

@@ -209,9 +209,9 @@ class _NodeLink:
     """The aiohttp session to the nodes, and the disks reached through it."""
 
     def __init__(self, cfg: Config, write_files: bool):
-        import aiohttp
+        from ..node.client import node_session
         self.cfg, self.write_files = cfg, write_files
-        self.session = aiohttp.ClientSession()
+        self.session = node_session()
 
     def disk(self, node, disk):
         """A disk its node serves. One whose folder is on this host as well (its marker names
