@@ -33,6 +33,7 @@ import collections
 import threading
 from typing import Any, Callable, TypeVar
 
+from ..handback import hand_back
 from .backend import Conflicted, RestartTxn
 from .index import Index
 from .ops import IndexTxn
@@ -167,22 +168,4 @@ class IndexWriter:
 
 
 def _resolve(batch: list, outcomes: list[tuple[bool, Any]]) -> None:
-    """Hand the outcomes to the waiting coroutines, one wake-up per event loop."""
-    by_loop: dict = collections.defaultdict(list)
-    for (_, fut), outcome in zip(batch, outcomes):
-        by_loop[fut.get_loop()].append((fut, outcome))
-    for loop, items in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_settle, items)
-        except RuntimeError:  # the loop is gone; so is whoever waited
-            pass
-
-
-def _settle(items: list) -> None:
-    for fut, (ok, value) in items:
-        if fut.done():  # caller was cancelled
-            continue
-        if ok:
-            fut.set_result(value)
-        else:
-            fut.set_exception(value)
+    hand_back([(fut, None if ok else value, value if ok else None) for (_, fut), (ok, value) in zip(batch, outcomes)])
