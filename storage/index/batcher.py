@@ -60,6 +60,7 @@ class IndexWriter:
         self._staged: list[tuple[Callable[[IndexTxn], Any], asyncio.Future]] = []  # this loop iteration's
         self._handing_over: set = set()        # loops with a _hand_over scheduled (under _cond)
         self._thread: threading.Thread | None = None
+        self._in_flight = 0                    # fns of the batch the thread is committing
         self._closed = False
         self.commits = 0  # batches committed by this writer
         self.calls = 0  # fns executed (committed or individually failed)
@@ -105,14 +106,22 @@ class IndexWriter:
                         return
                 n = min(len(self._queue), self.max_batch)
                 batch = [self._queue.popleft() for _ in range(n)]
+                self._in_flight = n
             try:
                 outcomes = self._run_batch([fn for fn, _ in batch])
             except BaseException as exc:  # commit failed: the whole batch fails
-                _resolve(batch, [(False, exc)] * len(batch))
-                continue
-            self.commits += 1
-            self.calls += len(batch)
+                outcomes = [(False, exc)] * len(batch)
+            else:
+                self.commits += 1
+                self.calls += len(batch)
+            with self._cond:
+                self._in_flight = 0
             _resolve(batch, outcomes)
+
+    def waiting(self) -> int:
+        """Writes submitted and not yet committed."""
+        with self._cond:
+            return len(self._staged) + len(self._queue) + self._in_flight
 
     def _run_batch(self, fns: list[Callable[[IndexTxn], Any]]) -> list[tuple[bool, Any]]:
         """Worker thread: one write txn, one savepoint per fn; halves if it keeps conflicting."""
