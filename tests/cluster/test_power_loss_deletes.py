@@ -9,16 +9,13 @@ back, and this is where that must not bring its object back."""
 from __future__ import annotations
 
 import os
-import queue
 import random
 import shutil
-import signal
-import threading
 
 from . import power_cut
 from .conftest import payload
 from .crash_checks import SMALL_SEGMENTS, seed
-from .harness import QUIET, ProcCluster, pocket, wait_for, wait_http
+from .harness import QUIET, ProcCluster, pocket, wait_http
 
 
 def _missing(s3, key: str) -> bool:
@@ -34,59 +31,20 @@ def _missing(s3, key: str) -> bool:
 def test_power_loss_keeps_every_acknowledged_delete(tmp_path):
     rng = random.Random(seed())
     c = ProcCluster(str(tmp_path / "cluster"), storage=SMALL_SEGMENTS, sections=QUIET)
-    journals = {node: os.path.join(c.root, f"{node}.syncs") for node in c.node_ids}
-    for node in c.node_ids:
-        c.env[node] = power_cut.env(journals[node])
+    outage = power_cut.Outage(c)
     try:
-        c.start()
-        durable = {disk: power_cut.snapshot(path, journals[disk[:-2]]) for disk, path in c.disk_paths.items()}
+        outage.start()
         s3 = c.client()
         s3.create_bucket(Bucket="gone")
         bodies = {f"o{i:03d}": payload(rng.randint(500, 20_000)) for i in range(240)}
         for key, data in bodies.items():
             s3.put_object(Bucket="gone", Key=key, Body=data)
-        doomed = sorted(bodies)[:200]          # the last 40 are never deleted
-        todo: queue.Queue = queue.Queue()
-        for key in doomed:
-            todo.put(key)
-        deleted: set[str] = set()
-        crashed: list[BaseException] = []
-        lock = threading.Lock()
-        power = threading.Event()
 
-        def work() -> None:
-            client = c.client(retries=1)
-            try:
-                while not power.is_set():
-                    try:
-                        key = todo.get_nowait()
-                    except queue.Empty:
-                        return
-                    try:
-                        client.delete_object(Bucket="gone", Key=key)
-                    except Exception:    # not acknowledged: either way
-                        continue
-                    with lock:
-                        deleted.add(key)
-            except BaseException as e:
-                crashed.append(e)
-                raise
-
-        threads = [threading.Thread(target=work, daemon=True) for _ in range(8)]
-        for t in threads:
-            t.start()
-        wait_for("60 acknowledged DELETEs", lambda: len(deleted) >= 60, timeout=120)
-        for node in c.node_ids:             # the power goes, DELETEs still in flight
-            c.signal(node, signal.SIGKILL)
-        power.set()
-        for t in threads:
-            t.join(120)
-            assert not t.is_alive(), "a client thread hung"
-        assert not crashed, crashed
-        with lock:
-            deleted = set(deleted)
-        dropped = {disk: power_cut.cut_power(path, journals[disk[:-2]], durable[disk])
-                   for disk, path in c.disk_paths.items()}
+        def delete(client, key):
+            client.delete_object(Bucket="gone", Key=key)
+            return key, True
+        acked, dropped = outage.under_load(sorted(bodies)[:200], delete, workers=8, at_least=60)  # 40 never deleted
+        deleted = set(acked)
         print(f"{len(deleted)} DELETEs acknowledged; dropped at power loss: {dropped}")
 
         for node in c.node_ids:
