@@ -76,10 +76,21 @@ def _keyed_pads() -> tuple:
     return pads
 
 
+_JOIN_BELOW = 256 << 10   # a copy this size costs less than the hashing it speeds up
+
+
 def mac64(data: bytes | memoryview, seed: int = 0, fmt: int = CURRENT_MAC) -> int:
     """The keyed 64-bit checksum of keyed archives and packs: MAC(data key, seed as 8 bytes
     little-endian + data), first 8 bytes, little-endian, with the MAC of `fmt`. `seed`
-    binds a pack record header to its pack, as the salt did for the unkeyed one."""
+    binds a pack record header to its pack, as the salt did for the unkeyed one.
+
+    Below _JOIN_BELOW bytes the seed and the data are joined and hashed in one update: the
+    hasher then takes the data in whole 1 KiB chunks, several at once, where 8 bytes
+    hashed first left every chunk straddling two updates. A 4 KiB block's MAC 12.1 ->
+    6.6 us, a record header's 5.4 -> 2.4 us (timeit): ~13 of them per small PUT."""
+    if fmt == MAC_V3 and type(data) is bytes and len(data) < _JOIN_BELOW:
+        key = _keys.get("data3") or data_key("data3")
+        return int.from_bytes(blake3.blake3(seed.to_bytes(8, "little") + data, key=key).digest(8), "little")
     return mac64_pieces((data,), seed, fmt)
 
 

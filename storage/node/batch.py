@@ -21,6 +21,7 @@ import asyncio
 import struct
 
 RECORD, DELETE, ARCHIVE = b"R", b"D", b"A"
+FORGET = b"F"     # a delete that needs no fsync of its own (packs.PackSet.delete, durable=False)
 SMALL_ARCHIVE = 192 << 10     # a replicated small object (up to 128 KiB) with room to spare
 _OP = struct.Struct("<cHI")
 
@@ -37,7 +38,7 @@ def pack(ops: list[tuple[bytes, str, bytes]]) -> bytes:
     return b"".join(out)
 
 
-def unpack(body: bytes, kinds=(RECORD, DELETE, ARCHIVE)) -> list[tuple[bytes, str, bytes]]:
+def unpack(body: bytes, kinds=(RECORD, DELETE, ARCHIVE, FORGET)) -> list[tuple[bytes, str, bytes]]:
     """The operations of a body; one of a kind not in `kinds` refuses it whole."""
     ops, pos = [], 0
     while pos < len(body):

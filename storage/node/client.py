@@ -127,8 +127,8 @@ class RemoteDisk:
     async def stat(self, name: str) -> int | None:
         return await self._reads.submit(fetch.STAT, name, b"")
 
-    async def delete_archive(self, name: str) -> bool:
-        return await self._small.submit(batch.DELETE, name, b"")
+    async def delete_archive(self, name: str, durable: bool = True) -> bool:
+        return await self._small.submit(batch.DELETE if durable else batch.FORGET, name, b"")
 
     async def read_manifest(self, name: str) -> dict:
         _, raw = await self._call("GET", f"/archives/{name}/manifest")

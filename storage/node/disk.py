@@ -19,8 +19,9 @@ class Disk(Protocol):
     async def put_record(self, rec_id: str, data: bytes) -> None:
         """A small record (tombstone, bucket event), durable when this returns."""
 
-    async def delete_archive(self, name: str) -> bool:
-        """False when there was nothing to delete."""
+    async def delete_archive(self, name: str, durable: bool = True) -> bool:
+        """False when there was nothing to delete. `durable=False`: the caller needs no fsync
+        of its own for it (a version a durable record already dropped: packs.PackSet.delete)."""
 
     async def read(self, name: str, offset: int, length: int) -> bytes:
         """Raw archive bytes; the caller checks them against the archive's checksums."""

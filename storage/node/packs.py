@@ -5,7 +5,8 @@ fsync (~0.37 ms on our machines), so small PUTs top out at a few hundred a secon
 Haystack, f4 and Magic Pocket, small blobs are instead appended to large append-only
 files (format: packformat.py), and one writer thread per disk covers every append that
 arrived while the previous fsync ran with one write and one fsync. Nothing is
-acknowledged before the fsync that covers it.
+acknowledged before the fsync that covers it, but deletes asked not to wait for one
+(`delete(durable=False)`), which the next synced batch covers.
 
 Only the newest pack is ever appended to, so only it can end in a torn batch, which
 opening the packs cuts off (pack_open.py).
@@ -23,6 +24,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 
+from ..handback import hand_back
 from . import pack_open
 from .files import fsync_path, is_enospc, pwrite_all, read_cached, truncate_quietly, unlink_quietly
 from .pack_open import OpenReport, Pack
@@ -32,6 +34,7 @@ from .packformat import (ARCHIVE, DELETE, PACK_HEADER_SIZE, RECORD, RECORD_HEADE
 log = logging.getLogger("pocket.packs")
 
 _MAX_BATCH = 8 << 20
+_LAZY_SYNC_SECONDS = 0.05   # how long deletes written without an fsync wait for a batch to cover them
 
 
 @dataclass(eq=False)
@@ -43,6 +46,7 @@ class _Item:
     fut: asyncio.Future | None
     expect: tuple | None = None   # a relocation: only if the name still lives there
     result: object = None
+    durable: bool = True          # False: acknowledged once written, synced with a later batch
 
     @property
     def size(self) -> int:
@@ -77,6 +81,7 @@ class PackSet:
         self._thread: threading.Thread | None = None
         self._closing = False
         self._compacting = threading.Lock()
+        self._unsynced: Pack | None = None             # written to without an fsync since (writer only)
         self.readonly = False
 
     # open --------------------------------------------------------------------------------
@@ -180,9 +185,15 @@ class PackSet:
         """Append an archive or record; returns once it is fsync'd."""
         await self._submit(_Item(kind, name, payload, payload_sum(payload), None))
 
-    async def delete(self, name: str) -> bool:
-        """Append a delete record if the archive is packed (or being packed); True if it was."""
-        return await self._submit(_Item(DELETE, name, b"", payload_sum(b""), None))
+    async def delete(self, name: str, durable: bool = True) -> bool:
+        """Append a delete record if the archive is packed (or being packed); True if it was.
+
+        `durable=False`: an archive of a version something durable already dropped (a
+        tombstone, then the index commit; a newer version). Lost to a power cut, the delete
+        brings back an orphan the scrubber removes and an index rebuild leaves out, so
+        it waits for no fsync: at 16 clients deleting small objects those were half of
+        the appends, each batch of them one more fsync per disk."""
+        return await self._submit(_Item(DELETE, name, b"", payload_sum(b""), None, durable=durable))
 
     async def _submit(self, item: _Item):
         if self.readonly:
@@ -249,7 +260,12 @@ class PackSet:
         while True:
             with self._cond:
                 while not self._queue:
-                    if self._closing or (not self._cond.wait(self.idle_seconds) and not self._queue):
+                    if self._unsynced is not None:   # deletes no batch has synced yet: one that
+                        if not self._closing:         # comes soon may, else they get their own
+                            self._cond.wait(_LAZY_SYNC_SECONDS)
+                        if not self._queue:
+                            break
+                    elif self._closing or (not self._cond.wait(self.idle_seconds) and not self._queue):
                         self._thread = None
                         return
                 batch, size = [], 0
@@ -257,7 +273,10 @@ class PackSet:
                     item = self._queue.popleft()
                     batch.append(item)
                     size += item.size
-            self._commit(batch, size)
+            if batch:
+                self._commit(batch, size)
+            else:
+                self._sync_unsynced()
 
     def _commit(self, batch: list[_Item], size: int) -> None:
         """One write and one fsync for the whole batch, then the map, then the waiters."""
@@ -273,12 +292,18 @@ class PackSet:
                           item.payload]
                 locs.append((head.seq, pos, len(item.payload)))
                 pos += item.size
+            sync = any(item.durable for item in todo)
             if todo:
                 pwrite_all(head.fd, b"".join(blobs), head.size)
                 written = True
-                os.fdatasync(head.fd)
+                if sync:
+                    os.fdatasync(head.fd)
+            if sync:
+                self._unsynced = None if self._unsynced is head else self._unsynced
+            elif todo:
+                self._unsynced = head
             with self._lock:
-                self.syncs += bool(todo)
+                self.syncs += sync
                 self.batches += 1
                 self.appends += len(todo)
                 for item, loc in zip(todo, locs):
@@ -298,6 +323,16 @@ class PackSet:
             _resolve(batch, e)
         else:
             _resolve(batch, None)
+
+    def _sync_unsynced(self) -> None:
+        """The fsync that deletes written without one still wait for (writer thread)."""
+        pack, self._unsynced = self._unsynced, None
+        try:
+            os.fdatasync(pack.fd)
+            with self._lock:
+                self.syncs += 1
+        except OSError as e:   # the pack was compacted away and closed meanwhile: nothing to keep
+            log.warning("syncing deletes in pack %s: %r", pack.path, e)
 
     def _settle_inflight(self, batch: list[_Item]) -> None:
         for item in batch:
@@ -328,6 +363,8 @@ class PackSet:
         head = self.head
         if head is not None and (head.size + size <= self.pack_size or head.size == PACK_HEADER_SIZE):
             return head
+        if self._unsynced is not None:
+            self._sync_unsynced()   # no later batch appends to the old head to cover its deletes
         seq, salt = self._next_seq, secrets.randbits(64)
         path = os.path.join(self.folder, f"{seq:08d}{SUFFIX}")
         tmp = path + ".tmp"
@@ -375,25 +412,7 @@ class PackSet:
 
 
 def _resolve(batch: list[_Item], error: BaseException | None) -> None:
-    """Hand results to the waiting coroutines, one wake-up per event loop."""
-    by_loop: dict = collections.defaultdict(list)
-    for item in batch:
-        by_loop[item.fut.get_loop()].append(item)
-    for loop, items in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_settle, items, error)
-        except RuntimeError:  # the loop is gone; so is whoever waited
-            pass
-
-
-def _settle(items: list[_Item], error: BaseException | None) -> None:
-    for item in items:
-        if item.fut.done():
-            continue
-        if error is not None:
-            item.fut.set_exception(error)
-        else:
-            item.fut.set_result(item.result)
+    hand_back([(item.fut, error, item.result) for item in batch])
 
 
 class PacksOwnedElsewhere(RuntimeError):

@@ -197,7 +197,7 @@ async def _apply(store: DiskStore, kind: bytes, name: str, data: bytes) -> bool 
         if problem:
             raise layout.CorruptFragment(problem)
         return await store.put_archive(name, _once(data))
-    return await store.delete_archive(name)
+    return await store.delete_archive(name, durable=kind == batch.DELETE)
 
 
 async def _once(data: bytes):

@@ -240,9 +240,9 @@ class DiskStore:
         finally:
             self.quota.give_back(held)
 
-    async def delete_archive(self, name: str) -> bool:
+    async def delete_archive(self, name: str, durable: bool = True) -> bool:
         path = self.archive_path(name)
-        packed = await self.packs.delete(name)
+        packed = await self.packs.delete(name, durable)
         try:
             size = os.stat(path).st_size
             await asyncio.get_running_loop().run_in_executor(None, os.unlink, path)

@@ -243,16 +243,17 @@ class ArchiveWriter:
                               [a.index for a in self.archives if a.task])
 
 
-async def remove_archives(cluster: Cluster, volume: dict, version_id: str, indexes=None) -> int:
+async def remove_archives(cluster: Cluster, volume: dict, version_id: str, indexes=None, durable: bool = True) -> int:
     """Best-effort delete of a version's archives; what fails here the scrubber finds later.
 
-    Returns how many disks could not be asked (an archive may remain on each)."""
+    Returns how many disks could not be asked (an archive may remain on each).
+    `durable=False`: the version was dropped by something durable already (Disk.delete_archive)."""
     indexes = range(len(volume["disks"])) if indexes is None else indexes
 
     async def one(i):
         disk_id = volume["disks"][i]
         try:
-            await cluster.disks[disk_id].delete_archive(layout.archive_name(version_id, i))
+            await cluster.disks[disk_id].delete_archive(layout.archive_name(version_id, i), durable)
             return 0
         except Exception as e:
             log.warning("could not delete archive %s.%d on disk %s (%r); the scrubber will remove it",

@@ -195,8 +195,12 @@ class ObjectService:
                 self.forget(record)
 
     def forget(self, record: VersionRecord) -> None:
-        """Remove a replaced or deleted version's archives (all its parts'), in the background."""
-        task = asyncio.ensure_future(self.remove(record))
+        """Remove a replaced or deleted version's archives (all its parts'), in the background.
+
+        Their deletes wait for no fsync of their own: the commit that dropped the version
+        (after a tombstone, or for a newer version) is what an index rebuild goes by, and an
+        archive a power cut brings back is an orphan the scrubber removes."""
+        task = asyncio.ensure_future(self.remove(record, durable=False))
         self._removals.add(task)
         task.add_done_callback(self._removals.discard)
 
@@ -205,10 +209,11 @@ class ObjectService:
         if self._removals:
             await asyncio.wait(set(self._removals), timeout=timeout)
 
-    async def remove(self, record: VersionRecord) -> bool:
+    async def remove(self, record: VersionRecord, durable: bool = True) -> bool:
         """Remove a version's archives now; for a multipart object, every part's.
 
-        False if some disk could not be asked (an archive may remain there)."""
+        False if some disk could not be asked (an archive may remain there). `durable`:
+        each delete fsync'd before this returns (remove_archives)."""
         limit = asyncio.Semaphore(16)
 
         async def one(volume_id, version_id):
@@ -216,7 +221,7 @@ class ObjectService:
             if not volume:
                 return 0
             async with limit:
-                return await remove_archives(self.cluster, volume, version_id)
+                return await remove_archives(self.cluster, volume, version_id, durable=durable)
         return not any(await asyncio.gather(*(one(vol, vid) for vol, vid in parts.versions(record))))
 
     async def delete(self, bucket: str, key: str, owner: str = "", if_version: str | None = None,

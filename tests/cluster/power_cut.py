@@ -15,7 +15,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
+import signal
+import threading
+
+from .harness import wait_for
 
 SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shim")
 
@@ -81,3 +86,69 @@ def cut_power(root: str, journal: str, before: dict) -> dict:
                     os.truncate(e.path, keep)
     walk(root)
     return dropped
+
+
+class Outage:
+    """Every node of a ProcCluster losing power under load, for the probe tests.
+
+    Made before the cluster starts, so that each node journals its syncs; `start()` starts
+    it (the disks as they are then count as durable); `under_load()` runs the clients and
+    cuts the power while they still send."""
+
+    def __init__(self, c):
+        self.c = c
+        self.journals = {node: os.path.join(c.root, f"{node}.syncs") for node in c.node_ids}
+        for node in c.node_ids:
+            c.env[node] = env(self.journals[node])
+        self.durable: dict = {}
+
+    def start(self) -> None:
+        self.c.start()
+        self.durable = {disk: snapshot(path, self.journals[disk[:-2]]) for disk, path in self.c.disk_paths.items()}
+
+    def under_load(self, items, op, workers: int, at_least: int) -> tuple[dict, dict]:
+        """`op(client, item)` -> (key, value) from `workers` threads over `items`, until
+        `at_least` were acknowledged; then every node is SIGKILLed and its disks cut to what
+        it had synced. Returns ({key: value} of what was acknowledged, what each disk lost)."""
+        todo: queue.Queue = queue.Queue()
+        for item in items:
+            todo.put(item)
+        acked: dict = {}
+        crashed: list[BaseException] = []
+        lock = threading.Lock()
+        power = threading.Event()
+
+        def work() -> None:
+            client = self.c.client(retries=1)
+            try:
+                while not power.is_set():
+                    try:
+                        item = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    try:
+                        key, value = op(client, item)
+                    except Exception:    # not acknowledged: no promise
+                        continue
+                    with lock:
+                        acked[key] = value
+            except BaseException as e:
+                crashed.append(e)
+                raise
+
+        threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
+        for t in threads:
+            t.start()
+        wait_for(f"{at_least} acknowledged requests", lambda: len(acked) >= at_least, timeout=120)
+        for node in self.c.node_ids:        # the power goes, requests still in flight
+            self.c.signal(node, signal.SIGKILL)
+        power.set()
+        for t in threads:
+            t.join(120)
+            assert not t.is_alive(), "a client thread hung"
+        assert not crashed, crashed
+        with lock:
+            acked = dict(acked)
+        dropped = {disk: cut_power(path, self.journals[disk[:-2]], self.durable[disk])
+                   for disk, path in self.c.disk_paths.items()}
+        return acked, dropped

@@ -39,8 +39,7 @@ class HeldIndex:
 async def queued(w, task: asyncio.Task, count: int) -> None:
     """Wait until `count` commits wait behind the held lock (the task's among them)."""
     for _ in range(500):
-        waiting = len(w.writer._pending) + (w.writer._flusher is not None and not w.writer._flusher.done())
-        if waiting >= count or task.done():
+        if w.writer.waiting() >= count or task.done():
             break
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.1)

@@ -443,6 +443,66 @@ def test_writer_batches_while_commit_in_flight(ix):
     assert commits < 1000 // 5  # many objects per fsync
 
 
+def test_writer_commits_the_next_batch_while_the_loop_is_busy(ix):
+    """The writer thread takes what is queued as soon as a commit ends: a batch handed
+    over while another commits is committed even if the event loop never runs meanwhile."""
+    ran: dict[str, float] = {}
+
+    def slow(t):
+        time.sleep(0.3)
+        t.put_object(B, "slow", {})
+
+    def fast(t):
+        ran["fast"] = time.monotonic()
+        t.put_object(B, "fast", {})
+
+    async def main():
+        w = IndexWriter(ix)
+        first = asyncio.ensure_future(w.submit(slow))
+        await asyncio.sleep(0.05)            # the first batch is in the thread, committing
+        second = asyncio.ensure_future(w.submit(fast))
+        for _ in range(3):
+            await asyncio.sleep(0)           # the second is handed over, queued behind it
+        time.sleep(2.0)                      # the loop busy: nobody collects the first outcome
+        unblocked = time.monotonic()
+        await asyncio.gather(first, second)
+        await w.aclose()
+        return unblocked, w.commits
+
+    unblocked, commits = asyncio.run(main())
+    assert ran["fast"] < unblocked and commits == 2
+    assert ix.get_object(B, "slow") == {} and ix.get_object(B, "fast") == {}
+
+
+def test_writer_shared_by_two_event_loops(ix):
+    """Callers on two loops (threads) share the writer: each hears its own outcome on its own loop."""
+    results: dict[int, list] = {}
+
+    def loop_thread(n):
+        async def main():
+            def fn(i):
+                def put(t):
+                    if i % 7 == 0:
+                        raise ValueError(f"{n}-{i}")
+                    return t.put_object(B, f"l{n}-{i:03d}", {"n": n, "i": i})
+                return put
+            results[n] = await asyncio.gather(*(w.submit(fn(i)) for i in range(200)), return_exceptions=True)
+        asyncio.run(main())
+
+    w = IndexWriter(ix)
+    threads = [threading.Thread(target=loop_thread, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    asyncio.run(w.aclose())
+    for n in range(2):
+        assert [type(r) for r in results[n]] == [ValueError if i % 7 == 0 else type(None) for i in range(200)]
+        assert all(str(r) == f"{n}-{i}" for i, r in enumerate(results[n]) if i % 7 == 0)
+        assert ix.get_object(B, f"l{n}-001") == {"n": n, "i": 1} and ix.get_object(B, f"l{n}-007") is None
+    assert w.calls == 400 and w.commits < 400
+
+
 def test_writer_map_growth(tmp_path):
     ix = lmdb_index(tmp_path / "i", map_size=64 * 1024)
     ix.create_bucket(B)

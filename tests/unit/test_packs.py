@@ -158,6 +158,38 @@ def test_records_are_packed_and_listed(tmp_path):
 
 
 # deletes and overwrites --------------------------------------------------------------------
+def test_a_delete_that_needs_no_fsync_is_acknowledged_before_one_and_synced_after(tmp_path, monkeypatch):
+    """durable=False (an archive of a version a durable record already dropped): its batch
+    is written without an fsync, so it is acknowledged at once; the writer, out of work,
+    then syncs it, and it stays deleted after a reopen."""
+    import threading
+    disk = open_disk(tmp_path / "d")
+    kept, gone = dict(archive(i) for i in range(2)), f"{vid(2)}.0"
+    asyncio.run(put(disk, 2))
+    order, acked = [], threading.Event()
+    real = os.fdatasync
+
+    def fdatasync(fd):
+        acked.wait(5)   # an fsync the delete waited for would hold its acknowledgement back 5 s
+        real(fd)
+        order.append("fsync")
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    syncs = disk.packs.syncs
+
+    async def go():
+        assert await disk.delete_archive(gone, durable=False) is True
+        order.append("ack")
+        acked.set()
+        for n, d in kept.items():   # durable again: acknowledged after their fsync
+            await disk.put_archive(n, one_chunk(d))
+
+    asyncio.run(go())
+    assert order[:2] == ["ack", "fsync"] and disk.packs.syncs >= syncs + 2
+    assert_holds(disk, kept)
+    monkeypatch.setattr(os, "fdatasync", real)
+    assert_holds(reopen(disk), kept)
+
+
 def test_delete_then_reopen_stays_deleted(tmp_path):
     disk = open_disk(tmp_path / "d")
     want = dict(archive(i) for i in range(5))
@@ -519,7 +551,7 @@ def test_random_operations_match_a_model_across_compactions_and_reopens(tmp_path
                 ops.append(disk.put_archive(name, one_chunk(data)))
             else:
                 model.pop(name, None)
-                ops.append(disk.delete_archive(name))
+                ops.append(disk.delete_archive(name, durable=rng.random() < 0.5))
         # ops on one name run in submission order: they queue in that order
         for op in ops:
             await op
