@@ -39,7 +39,9 @@ NONCE_HEADER = "X-Pocket-Nonce"
 NODE_HEADER = "X-Pocket-Node"
 AUTH_HEADER = "X-Pocket-Auth"
 LINK_HEADER = "X-Pocket-Link"
-LINK_VERSION = "6"          # 6: small reads and stats in fetches (fetch.py); 5: archives and packs in
+LINK_VERSION = "7"          # 7: removals without an fsync of their own (batch.FORGET, which a node
+                            # of 6 refuses with the whole batch it rides in);
+                            # 6: small reads and stats in fetches (fetch.py); 5: archives and packs in
                             # format 3 (keyed BLAKE3); 4: batches (batch.py),
                             # streamed ranges; 3: an archive's tag covers its skeleton
 MAX_SKEW = 300.0            # seconds a request may be early or late

@@ -182,7 +182,7 @@ def test_a_peer_of_another_link_version_is_refused_with_a_message_saying_so(tmp_
 
     async def main():
         async with Node(tmp_path) as node:
-            for link in (None, "2", "3", "4", "5", "7"):
+            for link in (None, "2", "3", "4", "5", "6", "8"):
                 headers = node.signed("PUT", PATH)
                 if link is None:
                     del headers[auth.LINK_HEADER]
