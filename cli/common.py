@@ -67,9 +67,10 @@ def with_cluster(fn):
     return fn
 
 
-def run_tool(cfg, work, read_packs: bool = True):
+def run_tool(cfg, work, read_packs: bool = True, lazy_packs: bool = False):
     """Run `work(tool_cluster)` against the cluster, running or stopped (storage/tools/cluster.py);
-    `read_packs=False` for a command that never reads archives (open_cluster)."""
+    `read_packs=False` for a command that never reads archives, `lazy_packs` for one that
+    reads only the archives it is asked for (open_cluster)."""
     import asyncio
 
     async def main():
@@ -77,7 +78,7 @@ def run_tool(cfg, work, read_packs: bool = True):
         from storage.executor import io_executor
         from storage.tools.cluster import open_cluster
         asyncio.get_running_loop().set_default_executor(io_executor())
-        async with open_cluster(cfg, read_packs) as tc:
+        async with open_cluster(cfg, read_packs, lazy_packs) as tc:
             gc_tuning.tune(collect=False)
             return await work(tc)
     return asyncio.run(main())
