@@ -67,10 +67,11 @@ def with_cluster(fn):
     return fn
 
 
-def run_tool(cfg, work, read_packs: bool = True, write_files: bool = False):
+def run_tool(cfg, work, read_packs: bool = True, write_files: bool = False, lazy_packs: bool = False):
     """Run `work(tool_cluster)` against the cluster, running or stopped (storage/tools/cluster.py);
     `read_packs=False` for a command that never reads archives, `write_files=True` for one
-    that writes archive files of this host's disks itself (open_cluster)."""
+    that writes archive files of this host's disks itself, `lazy_packs` for one that reads
+    only the archives it is asked for (open_cluster)."""
     import asyncio
 
     async def main():
@@ -78,7 +79,7 @@ def run_tool(cfg, work, read_packs: bool = True, write_files: bool = False):
         from storage.executor import io_executor
         from storage.tools.cluster import open_cluster
         asyncio.get_running_loop().set_default_executor(io_executor())
-        async with open_cluster(cfg, read_packs, write_files) as tc:
+        async with open_cluster(cfg, read_packs, write_files, lazy_packs) as tc:
             gc_tuning.tune(collect=False)
             return await work(tc)
     return asyncio.run(main())

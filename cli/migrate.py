@@ -271,7 +271,8 @@ def verify(data, config, buckets, quick, attrs, deep, sample, fix, concurrency, 
         finally:
             index.close()
     try:
-        report = run_tool(cfg, work) if verify_mod.needs_cluster(deep, sample, fix) else index_only()
+        report = run_tool(cfg, work, lazy_packs=True) if verify_mod.needs_cluster(deep, sample, fix) \
+            else index_only()
     except source_errors() as e:
         raise click.ClickException(f"{e}") from None
     lines = []

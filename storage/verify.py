@@ -47,9 +47,14 @@ class Verdict:
     legacy: bool = False      # a format-1 (unkeyed) archive that passed its checks
 
 
-async def verify_archive(disk: Disk, name: str, size: int, pacer: Throttle) -> Verdict:
+async def verify_archive(disk: Disk, name: str, size: int, pacer: Throttle, records: bool = True) -> Verdict:
     """Read and check all of one archive, every byte once. Raises FileNotFoundError if it
-    vanished meanwhile. Archives up to CHUNK_BYTES are read in one request."""
+    vanished meanwhile. Archives up to CHUNK_BYTES are read in one request.
+
+    `records=False`: all but the records (header, footer, manifest, where the records end),
+    for a caller whose read checks every record anyway (`pocket migrate verify --deep`
+    reads the data fragments through the GET path): a second pass over their checksums
+    proves nothing and cost a read and a hash of every byte."""
     vid, _, idx = name.partition(".")
     verdict = Verdict(None, None)
     whole: bytes | None = None
@@ -68,7 +73,7 @@ async def verify_archive(disk: Disk, name: str, size: int, pacer: Throttle) -> V
     try:
         if size < layout.HEADER_SIZE + layout.FOOTER_SIZE:
             raise layout.CorruptFragment(f"archive is only {size} bytes")
-        if size <= CHUNK_BYTES:
+        if size <= CHUNK_BYTES and records:
             whole = memoryview(await read(0, size))
         header = layout.ArchiveHeader.unpack(await read(0, layout.HEADER_SIZE), layout.ANY_FORMAT)
         verdict.legacy = header.fmt == layout.LEGACY_FORMAT
@@ -86,7 +91,8 @@ async def verify_archive(disk: Disk, name: str, size: int, pacer: Throttle) -> V
         geo = layout.Geometry(layout.stored_size(manifest), header.segment_size, header.k)
         if header.block_size != geo.block_size or geo.records_end() != trailer_at:
             raise layout.CorruptFragment(f"records end at {trailer_at}, the manifest says {geo.records_end()}")
-        await _check_records(read, geo, frozenset({header.fmt}))
+        if records:
+            await _check_records(read, geo, frozenset({header.fmt}))
     except layout.CorruptFragment as e:
         verdict.problem = str(e)
     except (ValueError, KeyError, TypeError) as e:   # a trailer that parses but is not a manifest

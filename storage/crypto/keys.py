@@ -24,11 +24,8 @@ import os
 import secrets
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from .. import integrity
-from .segments import SegmentCipher
+from .segments import SegmentCipher, aead, invalid_tag
 
 log = logging.getLogger("pocket.crypto")
 
@@ -149,7 +146,7 @@ class Keyring:
         kid = sse.get("kid", "")
         data_key = secrets.token_bytes(KEY_BYTES)
         nonce = secrets.token_bytes(12)
-        wrapped = AESGCM(self._wrapping_key(kid)).encrypt(nonce, data_key, _wrap_ad(sse))
+        wrapped = aead(self._wrapping_key(kid)).encrypt(nonce, data_key, _wrap_ad(sse))
         sse["wrapped"] = base64.b64encode(nonce + wrapped).decode()
         return SegmentCipher(data_key, version_id), sse
 
@@ -161,8 +158,8 @@ class Keyring:
             return SegmentCipher(_customer_data_key(customer_key, base64.b64decode(sse["salt"])), version_id)
         raw = base64.b64decode(sse["wrapped"])
         try:
-            data_key = AESGCM(self._wrapping_key(sse.get("kid", ""))).decrypt(raw[:12], raw[12:], _wrap_ad(sse))
-        except InvalidTag:
+            data_key = aead(self._wrapping_key(sse.get("kid", ""))).decrypt(raw[:12], raw[12:], _wrap_ad(sse))
+        except invalid_tag():
             raise KeyUnavailable(f"the data key of version {version_id} does not open with the configured "
                                  f"key {sse.get('kid') or MASTER_ID!r}: the key was changed since it was "
                                  "written; restore the old one") from None

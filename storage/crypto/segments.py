@@ -16,11 +16,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 TAG_BYTES = 16
 _AD = b"pocket-sse/1"
+
+
+def aead(key: bytes):
+    """AES-256-GCM under `key`. cryptography is imported here, at the first encrypted
+    version, not with the read path: ~13 ms at the start of every command that builds
+    the object services (`pocket migrate copy`, `verify --deep`, repair) and most often
+    never encrypts (bench/RESULTS.md, Session 11, second round)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    return AESGCM(key)
+
+
+def invalid_tag() -> type[Exception]:
+    """What `aead(key).decrypt` raises for a failed tag (imported with it, see `aead`)."""
+    from cryptography.exceptions import InvalidTag
+    return InvalidTag
 
 
 class Tampered(Exception):
@@ -30,7 +42,7 @@ class Tampered(Exception):
 
 class SegmentCipher:
     def __init__(self, data_key: bytes, version_id: str):
-        self._aead = AESGCM(data_key)
+        self._aead = aead(data_key)
         self._prefix = hmac.digest(data_key, b"pocket-sse/nonce", hashlib.sha256)[:4]
         self._vid = bytes.fromhex(version_id)
         self._key = data_key
@@ -47,7 +59,7 @@ class SegmentCipher:
     def open(self, index: int, sealed: bytes) -> bytes:
         try:
             return self._aead.decrypt(self._nonce(index), sealed, self._ad(index))
-        except InvalidTag:
+        except invalid_tag():
             raise Tampered(f"segment {index} failed its authentication tag") from None
 
     def opaque_etag(self, md5_hex: str) -> str:

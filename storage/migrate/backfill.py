@@ -61,10 +61,11 @@ def range_bounds(keys: list[str], per_range: int | None = None) -> list[tuple[st
 
 
 class Backfill:
-    def __init__(self, cfg, tc, objects, multipart, concurrency: int = 16, rate: float = 0.0,
+    def __init__(self, cfg, tc, services, concurrency: int = 16, rate: float = 0.0,
                  on_progress=None, via=None):
-        """`via`: a gateway_copy.Sender, when small versions go through the running gateway."""
-        self.cfg, self.tc, self.objects, self.multipart = cfg, tc, objects, multipart
+        """`services`: a ToolServices (its object services are built at the first write);
+        `via`: a gateway_copy.Sender, when small versions go through the running gateway."""
+        self.cfg, self.tc, self.services = cfg, tc, services
         self.via = via
         self.index = tc.index
         self.concurrency = max(1, concurrency)
@@ -158,7 +159,11 @@ class Backfill:
     async def _ensure_bucket(self, name: str, versioning: str) -> None:
         """The Pocket bucket, created with the source's versioning state when missing
         (`pocket migrate enable` normally did this, with the rest of the configuration)."""
-        buckets = BucketService(self.index, self.objects.writer, self.objects, self.multipart)
+        found = self.index.get_bucket(name)
+        if found is not None and (not versioning or found.get("versioning") == versioning):
+            return          # nothing to write: no object services needed (services.py)
+        s = self.services
+        buckets = BucketService(self.index, s.writer, s.objects, s.multipart)
         if buckets.get(name) is None:
             owner = self.cfg.credentials[0].access_key if self.cfg.credentials else ""
             await buckets.create(name, {"owner": owner, "created": time.time()})
@@ -291,7 +296,7 @@ class Backfill:
             for attempt in range(RETRIES):
                 try:
                     before = self.moved[0]
-                    await copier.copy_version(self.objects, self.multipart, client, source_bucket, bucket, w,
+                    await copier.copy_version(self.services.objects, self.services.multipart, client, source_bucket, bucket, w,
                                               self.limit, self.moved, self.urls.of(client), self.via,
                                               self.streams)
                     tally.copied += 1

@@ -21,7 +21,8 @@ Three tiers, each checking what the one before does and more (README, "Leaving S
   single-PUT version is read with one GET, whose headers are the HEAD's (as the copy
   does). Comparing the bytes themselves, not a SHA-256 of each side, is stronger and
   cheaper: hashing both sides was ~0.3 s of CPU per 128 MiB, the comparison ~0.01 s,
-  and the two reads overlap (bench/RESULTS.md, Session 11).
+  and the two reads overlap (bench/RESULTS.md, Session 11); each archive is read once
+  (deep.py).
 
 `--fix` re-copies what is missing or different and checks it again. Only the tiers that
 read Pocket's bytes (and `--fix`) open its disks; the others need its index alone, which
@@ -37,19 +38,15 @@ verify from Pocket (routing.py).
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import time
 
 from .. import gc_tuning
 from ..index import migrations as M
 from ..index.versions import NULL
-from ..index import parts as P
 from ..objects.ids import new_id
 from . import listing, settings, state
 from .version_ids import internal_ids
-
-log = logging.getLogger("pocket.migrate.verify")
 
 
 class Verifier:
@@ -202,65 +199,16 @@ class Verifier:
                                                    f"{err.response['ResponseMetadata']['HTTPStatusCode']})"}
 
     async def _read_both(self, e, record: dict, got: dict | None = None) -> dict | None:
-        """Both sides' bytes, read at once and compared; Pocket's through its read path
-        (checksums, decode) while every fragment archive of it is checked."""
-        from ..objects.get import Unreadable
-        from . import copier
+        """Both sides' bytes, read at once and compared, every fragment archive checked (deep.py)."""
+        from . import copier, deep
         self.deep_read += 1
         if got is None:
             got = await self._get(e)
             if "problem" in got:
                 return got
-        theirs = _once(got["Body"]) if isinstance(got["Body"], bytes) else \
+        theirs = deep.once(got["Body"]) if isinstance(got["Body"], bytes) else \
             copier._stream(got["Body"], copier.RateLimit(0), [0])
-        mine = self.objects.read(record, 0, record["size"] - 1)
-        checked = asyncio.ensure_future(self._check_fragments(record))
-        try:
-            same = await _same_bytes(theirs, mine)
-        except Unreadable as err:
-            return {"problem": "unreadable", "why": f"Pocket cannot read it: {err}"}
-        finally:
-            await theirs.aclose()
-            await mine.aclose()
-            bad = await checked
-        if not same:
-            return {"problem": "different", "why": "the bytes differ"}
-        if bad:
-            return {"problem": "damaged", "why": f"{bad} fragment(s) corrupt or missing in Pocket (the read went "
-                                                 "around them); queued for repair"}
-        return None
-
-    async def _check_fragments(self, record: dict) -> int:
-        """Every fragment archive of the version, parity included (a read uses only k of
-        them), checked as the scrubber does; damage goes to the repair queue."""
-        from .. import layout
-        from ..throttle import Throttle
-        from ..verify import verify_archive
-        found = 0
-        for piece in (P.part_record(record, p) for p in record["parts"]) if P.is_multipart(record) else [record]:
-            volume = self.tc.cluster.volumes.get(piece["volume"])
-            if volume is None or not piece.get("size"):
-                continue
-            bad = {}
-            for i, disk_id in enumerate(volume["disks"]):
-                name = layout.archive_name(piece["version_id"], i)
-                disk = self.tc.cluster.disks[disk_id]
-                try:
-                    size = await disk.stat(name)
-                    verdict = None if size is None else await verify_archive(disk, name, size, Throttle(0))
-                except FileNotFoundError:
-                    size = None
-                except Exception as e:      # a disk that does not answer is the heartbeat's business
-                    log.warning("verify: could not check %s on %s: %r", name, disk_id, e)
-                    continue
-                if size is None:
-                    bad[i] = ("missing", "not on its disk (found by migrate verify)")
-                elif verdict.problem:
-                    bad[i] = ("corrupt", f"{verdict.problem} (found by migrate verify)")
-            if bad:
-                await self.tc.queue.add(piece, bad, "verify")
-                found += len(bad)
-        return found
+        return await deep.read_both(self.tc, self.objects, record, theirs)
 
     async def _fix(self, theirs: dict, ours: dict) -> int:
         """Re-copy every missing or different version, then compare it again."""
@@ -333,35 +281,6 @@ class Verifier:
                 m.last_verify = summary
             state.put(ops, m)
         self.index.write(update)
-
-
-async def _once(data: bytes):
-    yield data
-
-
-async def _same_bytes(a, b) -> bool:
-    """Whether two streams of bytes are the same bytes, however each is cut (the source's
-    and Pocket's chunks are both 1 MiB, so they are compared whole, without slicing)."""
-    x = y = b""
-    while True:
-        if not x:
-            x = await _next(a)
-        if not y:
-            y = await _next(b)
-        if x is None or y is None:
-            return x is None and y is None
-        x, y = bytes(x), bytes(y)    # no copy of bytes; a view compared as one is ~50x slower
-        n = min(len(x), len(y))
-        if (x if n == len(x) else x[:n]) != (y if n == len(y) else y[:n]):
-            return False
-        x, y = x[n:], y[n:]
-
-
-async def _next(chunks):
-    """The next chunk that is not empty; None at the end."""
-    while (got := await anext(chunks, None)) is not None and not len(got):
-        pass
-    return got
 
 
 def _listed_differ(e, record: dict | None) -> dict | None:

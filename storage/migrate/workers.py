@@ -64,7 +64,7 @@ def copy(cfg, run_tool, buckets, args: dict, concurrency: int, rate: float, work
 async def _prepare(cfg, tc, pairs, args: dict, per: dict) -> dict:
     s = ToolServices(cfg, tc)
     try:
-        fill = Backfill(cfg, tc, s.objects, s.multipart, per["concurrency"], per["rate"])
+        fill = Backfill(cfg, tc, s, per["concurrency"], per["rate"])
         out = {}
         for source_bucket, target in pairs:
             src, _, client = _source(cfg, tc, source_bucket, target, args, per)
@@ -90,7 +90,7 @@ async def _work(cfg, tc, pairs, args: dict, per: dict, prepared: dict | None, ha
     s = ToolServices(cfg, tc)
     via = gateway_copy.sender_for(cfg, tc, hand_over)
     try:
-        fill = Backfill(cfg, tc, s.objects, s.multipart, per["concurrency"], per["rate"], on_progress, via)
+        fill = Backfill(cfg, tc, s, per["concurrency"], per["rate"], on_progress, via)
         # as the gateway does once ready: the collector kept rescanning the start-up's objects
         # (py-spy --native: gc_collect_main in a quarter of a large copy's samples) for cycles
         # that copying almost never makes; a small-object copy takes ~12 % less CPU tuned

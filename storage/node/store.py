@@ -34,6 +34,7 @@ from .archives import (ArchiveMissing, ArchiveRange, check_archive, head_of, man
 from .files import make_folders, publish, unlink_quietly, walk, write_all, write_durably
 from .ownership import own
 from .packformat import ARCHIVE, ARCHIVE_NAME, RECORD, RECORD_HEADER_SIZE, RECORD_NAME
+from .deferred_packs import DeferredPacks
 from .packs import PackSet
 from .quota import Quota, tree_bytes
 
@@ -99,18 +100,22 @@ class DiskStore:
         self.quota.start(tree_bytes(os.path.join(self.root, "archives"), os.path.join(self.root, "records")))
         return self
 
-    def attach(self, read_packs: bool = True) -> "DiskStore":
+    def attach(self, read_packs: bool = True, lazy_packs: bool = False) -> "DiskStore":
         """Use a disk folder that a running process may own (one-shot commands).
 
         Packs are read, never written: small archives and records go to files of their own
         (which the owner reads as well), nothing in tmp/ is touched, no torn tail is cut.
         `read_packs=False`: not even read, for a command that only writes (`pocket migrate
-        copy`): scanning them checks every record's header, ~4 us of CPU a record (0.27-0.30 s
-        for 66,000 on six disks) at every start; the packed archives are then invisible here."""
+        copy`; scanning checks every record header, 0.27-0.30 s for 66,000 on six disks);
+        `lazy_packs`: read at the first name that may be packed (deferred_packs.py)."""
         marker = os.path.join(self.root, DISK_MARKER)
         with open(marker) as f:
             if json.load(f).get("disk_id") != self.disk_id:
                 raise RuntimeError(f"{self.root} does not belong to disk {self.disk_id!r}")
+        if lazy_packs and read_packs:
+            threshold, self.pack_threshold = self.pack_threshold, 0
+            self.packs = DeferredPacks(self.packs, self.archive_path, threshold)
+            return self
         return self._files_only(read_packs)
 
     def beside_owner(self) -> "DiskStore":

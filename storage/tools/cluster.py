@@ -60,9 +60,10 @@ class ToolCluster:
 
 
 @asynccontextmanager
-async def open_cluster(cfg: Config, read_packs: bool = True, write_files: bool = False):
+async def open_cluster(cfg: Config, read_packs: bool = True, write_files: bool = False, lazy_packs: bool = False):
     """`read_packs=False`: folders a running process owns are attached without reading
-    their packs (DiskStore.attach), for a command that writes and never reads archives.
+    their packs (DiskStore.attach), for a command that writes and never reads archives;
+    `lazy_packs`: read at the first archive that may be packed (node/deferred_packs.py).
     `write_files=True`: archive files for disks of running nodes on this host are written
     into their folders here (see `_NodeLink.disk`)."""
     link = _node_link(cfg, write_files)
@@ -80,7 +81,7 @@ async def open_cluster(cfg: Config, read_packs: bool = True, write_files: bool =
                 if remote is not None and await link.answers(remote):
                     disks[d.id] = remote
                 elif _is_disk_folder(d.path, d.id):
-                    disks[d.id] = _open_folder(cfg, d, read_packs)
+                    disks[d.id] = _open_folder(cfg, d, read_packs, lazy_packs)
                     direct.append(d.id)
                     scrubbers.append(DiskScrubber(disks[d.id], cfg.scrub.rate, persist=False, schedule=False))
                     scrubbers[-1].start()
@@ -191,12 +192,12 @@ async def gateway_adopted(cfg: Config, generation: int, timeout: float = 30.0,
                         generation, waited)
             return True
         await asyncio.sleep(0.2)
-def _open_folder(cfg: Config, disk, read_packs: bool = True) -> DiskStore:
+def _open_folder(cfg: Config, disk, read_packs: bool = True, lazy_packs: bool = False) -> DiskStore:
     """Open a disk nobody runs; attach to one a running process owns."""
     try:
         return local_store(cfg, disk, initialize=False)
     except DiskInUse:
-        return DiskStore(disk.id, disk.path).attach(read_packs)
+        return DiskStore(disk.id, disk.path, pack_threshold=cfg.storage.pack_threshold).attach(read_packs, lazy_packs)
 
 
 def _node_link(cfg: Config, write_files: bool = False) -> "_NodeLink | None":

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from .archives import archives_of, flip_payload_byte
+from .archives import archive_parts, archives_of, flip_archive_bit, flip_payload_byte, read_archive
 from .harness import QUIET, ProcCluster, wait_for
 from .migrate_data import seed_plain, seed_versioned, snapshot
 from .sources import pocket_migrate, start_seaweedfs
@@ -33,6 +33,11 @@ def pocket(tmp_path):
     c.close()
 
 
+def _by_index(refs: list[str], index: int) -> str:
+    """The largest archive of fragment `index` among `refs` (of a multipart object: a big part's)."""
+    return max((r for r in refs if archive_parts(r)[1].endswith(f".{index}")), key=lambda r: len(read_archive(r)))
+
+
 def _problems(report) -> dict:
     return {(f["key"], f["problem"]) for b in report["buckets"] for f in b["findings"]}
 
@@ -50,6 +55,13 @@ def test_verify_finds_deleted_and_rotted_objects_and_fix_repairs_them(weed, pock
         flip_payload_byte(ref, rng)
     rotted = archives_of(pocket, "plain", "a/b/c/deep.json")
     flip_payload_byte(rotted[0], rng)                                     # 1 bad of 6: still decodes
+    read_rot = _by_index(archives_of(pocket, "plain", "dir/ünïcødé ✓.bin"), 0)    # the copy a read uses
+    flip_payload_byte(read_rot, rng)
+    # what a read never looks at: a data archive's header, a copy the read does not need
+    head_rot = _by_index(archives_of(pocket, "plain", "big/odd-parts.bin"), 1)
+    flip_archive_bit(head_rot, 10)
+    copy_rot = _by_index(archives_of(pocket, "plain", "pct%20not+plus.dat"), 2)  # replica:3, copy 2
+    flip_payload_byte(copy_rot, rng)
     history = snapshot(weed.client(), "history")
     doomed = next(k for k, v in history["versions"].items() if k[0] == "doc.txt" and not v.get("delete_marker")
                   and k[1] != history["order"]["doc.txt"][0])
@@ -60,9 +72,11 @@ def test_verify_finds_deleted_and_rotted_objects_and_fix_repairs_them(weed, pock
     assert _problems(shallow) == {("small.txt", "missing"), ("doc.txt", "missing")}
     _, deep = pocket_migrate(pocket, weed, "verify", "plain", "history", "--deep", "--json", ok=(1,))
     assert _problems(deep) == {("small.txt", "missing"), ("doc.txt", "missing"),
-                               ("dir/with space.dat", "unreadable"), ("a/b/c/deep.json", "damaged")}
+                               ("dir/with space.dat", "unreadable"), ("a/b/c/deep.json", "damaged"),
+                               ("big/odd-parts.bin", "damaged"), ("pct%20not+plus.dat", "damaged"),
+                               ("dir/ünïcødé ✓.bin", "damaged")}
     _, fixed = pocket_migrate(pocket, weed, "verify", "plain", "history", "--deep", "--fix", "--json")
-    assert fixed["clean"] and sum(b["fixed"] for b in fixed["buckets"]) == 4
+    assert fixed["clean"] and sum(b["fixed"] for b in fixed["buckets"]) == 7
     _, again = pocket_migrate(pocket, weed, "verify", "plain", "history", "--deep", "--json")
     assert again["clean"]
     for bucket in ("plain", "history"):

@@ -1,12 +1,12 @@
 """`verify --deep` compares the source's bytes with Pocket's as they stream in, however each
-side cuts them (storage/migrate/verify.py `_same_bytes`): a difference anywhere, one byte
+side cuts them (storage/migrate/deep.py `same_bytes`): a difference anywhere, one byte
 more or less on either side, is found; equal bytes in any cut are equal."""
 from __future__ import annotations
 
 import asyncio
 import random
 
-from storage.migrate.verify import _same_bytes
+from storage.migrate.deep import same_bytes
 
 DATA = random.Random(3).randbytes(10_000)
 
@@ -21,7 +21,7 @@ async def _chunks(data: bytes, cuts: list[int]):
 
 
 def _same(a: bytes, a_cuts: list[int], b: bytes, b_cuts: list[int]) -> bool:
-    return asyncio.run(_same_bytes(_chunks(a, a_cuts), _chunks(b, b_cuts)))
+    return asyncio.run(same_bytes(_chunks(a, a_cuts), _chunks(b, b_cuts)))
 
 
 def test_equal_bytes_in_any_cut_are_the_same():
