@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,8 @@ from storage.node.ownership import LOCK_FILE, DiskInUse, own
 from .archives import archives_of
 from .conftest import payload
 from .harness import CLUSTER_SECRET, QUIET, ProcCluster, pocket, process_tree, wait_for
+from .rawhttp import read_answer
+from .signing import sign
 from .writers import Writers
 
 PROCESSES = 3
@@ -272,22 +275,29 @@ def test_a_node_process_killed_under_load_loses_nothing_acknowledged(tmp_path):
 def test_sigterm_lets_an_upload_through_the_node_finish(tmp_path):
     """SIGTERM reaches every process; each stops taking connections but finishes what it
     was writing (a large PUT streams one archive per disk for its whole length), then the
-    node exits 0. Half the disks are that node's, so the PUT succeeds only if it drained."""
+    node exits 0. Half the disks are that node's, so the PUT succeeds only if it drained.
+    The upload is held half way until the node is signalled: a PUT left to run raced the
+    signal, and on a quiet box finished first."""
     c = _cluster(str(tmp_path / "cluster"), sections=QUIET)
     try:
-        s3 = c.client(retries=1)
-        s3.create_bucket(Bucket="drain")
+        c.client().create_bucket(Bucket="drain")
         body = payload(48 * SEGMENT + 777, "drained-upload")
         children = _node_children(c, "n2")
         tmp = [os.path.join(c.disk_paths[d], "tmp") for d in ("n2d1", "n2d2", "n2d3")]
-        with ThreadPoolExecutor(1) as pool:
-            put = pool.submit(s3.put_object, Bucket="drain", Key="big", Body=body)
-            wait_for("the upload writing on n2", lambda: put.done() or all(os.listdir(t) for t in tmp),
-                     timeout=60, every=0.01)
-            assert not put.done(), "the upload finished before the node was signalled; make it larger"
-            c.signal("n2", signal.SIGTERM)
-            put.result(timeout=60)
-        assert c.procs["n2"].returncode == 0, c.log("n2")[-2000:]
+        signed = sign("PUT", f"{c.endpoint}/drain/big", {"Content-Length": str(len(body))})
+        head = "".join(f"{k}: {v}\r\n" for k, v in signed.headers.items() if k.lower() != "host")
+        half = len(body) // 2
+        with socket.create_connection(("127.0.0.1", c.port), timeout=60) as upload:
+            upload.sendall(f"PUT /drain/big HTTP/1.1\r\nHost: 127.0.0.1:{c.port}\r\n{head}\r\n".encode()
+                           + body[:half])
+            wait_for("the upload writing on n2", lambda: all(os.listdir(t) for t in tmp), timeout=60, every=0.01)
+            c.procs["n2"].send_signal(signal.SIGTERM)
+            wait_for("every process of n2 closing its port", lambda: c.log("n2").count("listener closed") >= PROCESSES,
+                     timeout=30)
+            upload.sendall(body[half:])
+            answer = read_answer(upload, timeout=60)
+        assert answer.status == 200, answer
+        assert c.procs["n2"].wait(30) == 0, c.log("n2")[-2000:]
         assert c.log("n2").count("shutdown complete") == 2 * PROCESSES    # each: its port, then its siblings'
         assert not [p for p in children if os.path.exists(f"/proc/{p}")]
         c.start_node("n2")
