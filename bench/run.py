@@ -21,6 +21,8 @@ import signal
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 from . import ceilings, report
 from .load import SCENARIOS, run_scenarios
@@ -49,8 +51,26 @@ def degrade(target) -> str:
                            f"not the {DEGRADED_DISKS} to stop for degraded reads")
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
+    _wait_disks_down(target.endpoint, len(victims))
     return (f"{len(victims)} of its 6 node processes (one disk each) killed, so every EC 4+2 volume has "
             f"{len(victims)} disks down and reads decode from parity; the same objects as the healthy GETs")
+
+
+def _wait_disks_down(endpoint: str, count: int, timeout: float = 60.0) -> None:
+    """Until the gateway's workers say `count` disks are down (several answers in a row: each
+    may come from another worker): timed before that, the first degraded reads still went to
+    the dead nodes and waited for their refusals, and the figure measured the heartbeat."""
+    deadline, in_a_row = time.monotonic() + timeout, 0
+    while in_a_row < 6:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the gateway did not report {count} disks down within {timeout:.0f} s")
+        try:
+            with urllib.request.urlopen(endpoint + "/_pocket/ready", timeout=5) as r:
+                answer = r.read()
+        except urllib.error.HTTPError as e:    # 503 when too few disks are up: the same JSON
+            answer = e.read()
+        in_a_row = in_a_row + 1 if len(json.loads(answer)["disks_down"]) >= count else 0
+        time.sleep(0.1)
 
 
 def measure(name: str, work: str, names: list[str], duration: float, with_degraded: bool) -> dict:
