@@ -447,9 +447,11 @@ def test_writer_commits_the_next_batch_while_the_loop_is_busy(ix):
     """The writer thread takes what is queued as soon as a commit ends: a batch handed
     over while another commits is committed even if the event loop never runs meanwhile."""
     ran: dict[str, float] = {}
+    committing, release = threading.Event(), threading.Event()
 
     def slow(t):
-        time.sleep(0.3)
+        committing.set()
+        assert release.wait(10)
         t.put_object(B, "slow", {})
 
     def fast(t):
@@ -459,18 +461,24 @@ def test_writer_commits_the_next_batch_while_the_loop_is_busy(ix):
     async def main():
         w = IndexWriter(ix)
         first = asyncio.ensure_future(w.submit(slow))
-        await asyncio.sleep(0.05)            # the first batch is in the thread, committing
+        assert await asyncio.to_thread(committing.wait, 10)   # the first batch is in the thread
         second = asyncio.ensure_future(w.submit(fast))
         for _ in range(3):
             await asyncio.sleep(0)           # the second is handed over, queued behind it
-        time.sleep(2.0)                      # the loop busy: nobody collects the first outcome
+        assert w.waiting() == 2
+        release.set()
+        # the loop busy from here on, as a worker's loop can be: nobody collects the first
+        # outcome, so only a thread that goes on by itself commits the second
+        deadline = time.monotonic() + 10
+        while "fast" not in ran and time.monotonic() < deadline:
+            time.sleep(0.01)
         unblocked = time.monotonic()
         await asyncio.gather(first, second)
         await w.aclose()
         return unblocked, w.commits
 
     unblocked, commits = asyncio.run(main())
-    assert ran["fast"] < unblocked and commits == 2
+    assert "fast" in ran and ran["fast"] < unblocked and commits == 2
     assert ix.get_object(B, "slow") == {} and ix.get_object(B, "fast") == {}
 
 
