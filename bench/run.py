@@ -21,8 +21,6 @@ import signal
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
 from . import ceilings, report
 from .load import SCENARIOS, run_scenarios
@@ -43,33 +41,33 @@ def start(name: str, work: str):
     return pocket.start(name, work)
 
 
-def degrade(target) -> str:
-    """Kill m node processes of a `pocket up --nodes 6` target: m disks of every volume down."""
+def degrade(target, work: str) -> str:
+    """Kill m node processes of a `pocket up --nodes 6` target (data under `work`): m disks
+    of every volume down."""
     victims = sorted(pocket.node_pids(target))[:DEGRADED_DISKS]
     if len(victims) < DEGRADED_DISKS:
         raise RuntimeError(f"found {len(victims)} node processes under pocket up (pid {target.pid}), "
                            f"not the {DEGRADED_DISKS} to stop for degraded reads")
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
-    _wait_disks_down(target.endpoint, len(victims))
+    _wait_disks_down(work, len(victims))
     return (f"{len(victims)} of its 6 node processes (one disk each) killed, so every EC 4+2 volume has "
             f"{len(victims)} disks down and reads decode from parity; the same objects as the healthy GETs")
 
 
-def _wait_disks_down(endpoint: str, count: int, timeout: float = 60.0) -> None:
+def _wait_disks_down(work: str, count: int, timeout: float = 60.0) -> None:
     """Until the gateway's workers say `count` disks are down (several answers in a row: each
     may come from another worker): timed before that, the first degraded reads still went to
     the dead nodes and waited for their refusals, and the figure measured the heartbeat."""
+    from storage import config as config_mod
+    from storage.tools.cluster import gateway_ready
+    cfg = config_mod.load(os.path.join(work, "data", "pocket.toml"))
     deadline, in_a_row = time.monotonic() + timeout, 0
     while in_a_row < 6:
         if time.monotonic() > deadline:
             raise RuntimeError(f"the gateway did not report {count} disks down within {timeout:.0f} s")
-        try:
-            with urllib.request.urlopen(endpoint + "/_pocket/ready", timeout=5) as r:
-                answer = r.read()
-        except urllib.error.HTTPError as e:    # 503 when too few disks are up: the same JSON
-            answer = e.read()
-        in_a_row = in_a_row + 1 if len(json.loads(answer)["disks_down"]) >= count else 0
+        view = gateway_ready(cfg)     # its JSON, 503 (too few disks up) included
+        in_a_row = in_a_row + 1 if view and len(view["disks_down"]) >= count else 0
         time.sleep(0.1)
 
 
@@ -87,7 +85,7 @@ def measure(name: str, work: str, names: list[str], duration: float, with_degrad
         gets = [n for n in names if n.startswith("get-")]
         if with_degraded and name == "pocket-nodes6" and gets:
             try:   # the healthy figures stay whatever happens here
-                result["degraded_note"] = degrade(target)
+                result["degraded_note"] = degrade(target, work)
                 result["degraded"] = asyncio.run(run_scenarios(target.endpoint, target.access_key, target.secret_key,
                                                                gets, duration, label=f"{name} degraded ", meter=meter))
             except (Exception, SystemExit) as e:
