@@ -199,10 +199,8 @@ def _run_gateway(cfg, banner: bool = False, children=(), spawn_gateways=None) ->
         return
     import asyncio
     import gc
-    import shutil
-    import tempfile
 
-    from storage import logs, serving, workers
+    from storage import logs, run_folders, serving, workers
     logs.configure(cfg.log, sys.stderr if banner else sys.stdout)
     if children:
         asyncio.run(_wait_for_nodes(cfg, children))
@@ -227,7 +225,7 @@ def _run_gateway(cfg, banner: bool = False, children=(), spawn_gateways=None) ->
     gc.collect()
     gc.freeze()
     helpers = [(f"disks of {node.id}", _disk_owner(cfg, node, log_to), {}) for node in cfg.nodes if not node.url]
-    metrics = tempfile.mkdtemp(prefix="pocket-metrics-")   # the workers' shared counters (storage/metrics.py)
+    metrics, held = run_folders.make("pocket-metrics-")   # the workers' shared counters (storage/metrics.py)
     serve = [(f"worker {i}", lambda first, i=i: _worker(cfg, banner and i == 0 and first, log_to, sock, endpoints,
                                                        len(children) - len(others), metrics),
               {workers.WORKER_ENV: str(i)}) for i in range(cfg.workers)]
@@ -236,7 +234,7 @@ def _run_gateway(cfg, banner: bool = False, children=(), spawn_gateways=None) ->
     try:
         code = workers.Supervisor(serve, helpers).run()
     finally:
-        shutil.rmtree(metrics, ignore_errors=True)
+        run_folders.remove(metrics, held)
     if code:
         raise SystemExit(code)
 

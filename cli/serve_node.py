@@ -82,17 +82,15 @@ def serve_node_processes(cfg, ncfg, initialize: bool, count: int) -> None:
     import gc
     import importlib
     import os
-    import shutil
-    import tempfile
 
-    from storage import logs, serving, workers
+    from storage import logs, run_folders, serving, workers
     from storage.node.shared_replay import SharedReplayCache
     logs.configure(cfg.log, sys.stdout)
     try:
         sock = serving.inherited_socket() or workers.listening_socket(*ncfg.listen)
     except OSError as e:
         raise click.ClickException(f"cannot listen on {ncfg.url}: {e.strerror}; stop what uses it") from None
-    run_dir = tempfile.mkdtemp(prefix="pocket-node-")    # mode 0700: the siblings' sockets (short: a unix path)
+    run_dir, held = run_folders.make("pocket-node-")    # mode 0700: the siblings' sockets (short: a unix path)
     os.mkdir(os.path.join(run_dir, "metrics"))      # and their shared counters (storage/metrics.py)
     replay = SharedReplayCache()
     for module in ("storage.node.server", "storage.node.processes", "storage.node.daemons"):
@@ -108,7 +106,7 @@ def serve_node_processes(cfg, ncfg, initialize: bool, count: int) -> None:
     try:
         code = workers.Supervisor(children, what="node").run()
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        run_folders.remove(run_dir, held)
     if code:
         raise SystemExit(code)
 

@@ -268,6 +268,7 @@ def _become(request: dict) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    tempfile.tempdir = None      # found again from TMPDIR, as a new interpreter would
     sys.argv = ["-m", *request["args"]]
     try:
         runpy.run_module("cli", run_name="__main__", alter_sys=True)

@@ -175,3 +175,30 @@ def test_a_reload_while_workers_start_keeps_the_gateway_up(tmp_path):
     finally:
         stop.set()
         c.close()
+
+
+def test_a_killed_gateways_run_folder_is_removed_at_the_next_start(tmp_path):
+    """The workers' shared counters live in a folder under the temp dir that the master
+    removes when it exits; one SIGKILLed (an OOM kill) cannot, and such folders piled up.
+    The next start removes every one whose processes are all gone, never a live one's."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, embedded=True, workers=2)
+    c.env_all["TMPDIR"] = str(tmp)
+    try:
+        c.start()
+        first = sorted(p.name for p in tmp.glob("pocket-metrics-*"))
+        assert len(first) == 1, first
+        c.signal("gateway", signal.SIGKILL)     # waits for the workers to follow it
+        assert sorted(p.name for p in tmp.glob("pocket-metrics-*")) == first    # left behind
+        c.start_gateway()
+        second = sorted(p.name for p in tmp.glob("pocket-metrics-*"))
+        assert len(second) == 1 and second != first, (first, second)
+        body = payload(300_000, "after-the-kill")
+        s3 = c.client()
+        s3.create_bucket(Bucket="counted")
+        s3.put_object(Bucket="counted", Key="k", Body=body)
+        assert s3.get_object(Bucket="counted", Key="k")["Body"].read() == body
+    finally:
+        c.close()
+    assert not list(tmp.glob("pocket-metrics-*")), "a gateway stopped normally left its run folder"
