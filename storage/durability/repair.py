@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
 from .. import layout
@@ -81,7 +81,9 @@ class RepairReport:
         return (self.finished or time.time()) - self.started
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "seconds": round(self.seconds, 3)}
+        """Shallow: the lists are the report's own. asdict() deep-copied every repaired
+        entry, ~0.1 ms each (cProfile of `pocket repair --json`, 259 entries)."""
+        return {**self.__dict__, "seconds": round(self.seconds, 3)}
 
 
 class Repairer:
