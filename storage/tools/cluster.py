@@ -210,6 +210,8 @@ class _NodeLink:
     """The aiohttp session to the nodes, and the disks reached through it."""
 
     def __init__(self, cfg: Config, write_files: bool):
+        from ..lazy_trust import import_aiohttp
+        import_aiohttp()   # before node.client imports it: no trust store loaded at import
         from ..node.client import node_session
         self.cfg, self.write_files = cfg, write_files
         self.session = node_session()
