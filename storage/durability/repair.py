@@ -50,8 +50,10 @@ _WHOLE_READ_BYTES = 1 << 20   # archives whose records end before this are read 
 # commits ride together (index/batcher.py). 32 at a time sent a lost disk's small archives
 # in ~2.4 fetches per set (cProfile of `pocket repair`); a batch's source bytes are bounded
 # (the memory), and two batches run at once so one's disk round trips overlap the other's
-# decoding. Larger sets keep repair.concurrency: their read windows bound the memory.
-_BATCH_SETS = 256
+# decoding. A batch is this many sets per unit of repair.concurrency (256 by default), so a
+# gateway that must keep its loop free for clients can make the bursts smaller. Larger sets
+# keep repair.concurrency: their read windows bound the memory.
+_BATCH_SETS_PER_UNIT = 64
 _BATCH_BYTES = 64 << 20
 _BATCHES_AT_ONCE = 2
 _LOOK_UP = object()   # run_once's marker: the set is found when its repair starts
@@ -132,8 +134,9 @@ class Repairer:
         async def in_batches(larger: list):
             """Small sets batch by batch, each batch's found just before it runs; the others
             are started as they are met (`larger`) and wait for `large`."""
-            for start in range(0, len(entries), _BATCH_SETS):
-                chunk = entries[start:start + _BATCH_SETS]
+            step = _BATCH_SETS_PER_UNIT * self.concurrency
+            for start in range(0, len(entries), step):
+                chunk = entries[start:start + step]
                 records = await self.index.call(find_sets, self.index, chunk)
                 larger += [asyncio.ensure_future(one(e)) for e, r in zip(chunk, records) if r is None or not _small(r)]
                 await asyncio.gather(*(batch(pairs) for pairs in _by_bytes(
