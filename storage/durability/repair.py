@@ -11,7 +11,8 @@ original PUT wrote: the same header fields, the same segments' blocks, and the m
 copied from a surviving fragment's. It is written in the current format, so the rebuilt
 archive of an object from an earlier release can differ in its checksums (format 2's
 HMAC, format 3's BLAKE3) and in how its trailer's JSON is spelled. A set of small
-archives (read whole) takes a shorter path to the same bytes: small_sets.py.
+archives (read whole) takes a shorter path to the same bytes: small_sets.py, run for many
+sets at once in batches so that their disk requests and queue commits are shared.
 
 Before rebuilding a fragment reported "missing" the repairer looks again: a fragment
 whose disk was only unreachable for a while is checked whole and, if good, simply
