@@ -231,6 +231,7 @@ class _NodeLink:
         CPU, the node's parsing, checking and writing a quarter of the run's node CPU). A
         repair killed mid-archive leaves its temp file in the owner's tmp/, never an archive,
         until the owner's scrub drops stale temp files (DiskStore.drop_stale_temp)."""
+        from ..node.batch import BULK_BATCH_BYTES
         from ..node.client import RemoteDisk
         from ..node.owned_disk import OwnedDisk
         cfg = self.cfg
@@ -238,8 +239,10 @@ class _NodeLink:
             return OwnedDisk.for_node(node, disk.id, cfg.cluster_secret, self.session, cfg.storage.node_timeout,
                                       local=DiskStore(disk.id, disk.path).beside_owner(),
                                       pack_threshold=cfg.storage.pack_threshold,
-                                      write_files=self.write_files and not disk.capacity)
-        return RemoteDisk.for_node(node, disk.id, cfg.cluster_secret, self.session, cfg.storage.node_timeout)
+                                      write_files=self.write_files and not disk.capacity,
+                                      batch_bytes=BULK_BATCH_BYTES)
+        return RemoteDisk.for_node(node, disk.id, cfg.cluster_secret, self.session, cfg.storage.node_timeout,
+                                   batch_bytes=BULK_BATCH_BYTES)
 
     @staticmethod
     async def answers(disk) -> bool:
