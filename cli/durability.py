@@ -9,15 +9,16 @@ import json
 import sys
 
 import click
+import orjson
 
 from .common import Progress, load_config, run_tool, with_cluster
 
 
-def _run_pass(data, config, label: str, as_json: bool, run, write_files: bool = False):
+def _run_pass(data, config, label: str, as_json: bool, run, write_files: bool = False, lazy_packs: bool = False):
     """Scrub, repair and upgrade are one shape: a pass over the cluster with a progress bar
     that must be closed before the report is printed, and the report as JSON on request.
     `run(cfg, tc, progress)` does the pass; the caller prints the text report.
-    `write_files`: see run_tool."""
+    `write_files`, `lazy_packs`: see run_tool."""
     cfg = load_config(data, config)
     progress = Progress(label)
 
@@ -26,9 +27,9 @@ def _run_pass(data, config, label: str, as_json: bool, run, write_files: bool = 
             return await run(cfg, tc, progress)
         finally:
             progress.close()
-    report = run_tool(cfg, work, write_files=write_files)
-    if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2))
+    report = run_tool(cfg, work, write_files=write_files, lazy_packs=lazy_packs)
+    if as_json:   # orjson: the json module indents in Python, ~0.15 ms per entry of a repair's report
+        click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
     return report
 
 
@@ -98,7 +99,10 @@ def repair(data, config, as_json: bool, concurrency, rate) -> None:
                             cfg.storage.node_timeout, rate=cfg.repair.rate if rate is None else rate)
         progress.start(tc.queue.length())
         return await repairer.run_once(on_entry=lambda _entry: progress.step())
-    report = _run_pass(data, config, "Repairing", as_json, run, write_files=True)
+    # lazy_packs: a repair reads only the archives its queue names (an empty queue none), so
+    # the packs of a folder attached beside its running owner are scanned only when one of
+    # them may be packed (node/deferred_packs.py), not at start-up (~7 us a pack record)
+    report = _run_pass(data, config, "Repairing", as_json, run, write_files=True, lazy_packs=True)
     if not as_json:
         mib = report.bytes_written / 2**20
         click.echo(f"Repaired {report.fragments} fragments of {len(report.repaired)} objects ({mib:.1f} MiB) "
@@ -125,7 +129,7 @@ def status(data, config, as_json: bool) -> None:
     async def work(tc):
         from storage.tools.status import collect
         return await collect(tc)
-    st = run_tool(cfg, work)
+    st = run_tool(cfg, work, lazy_packs=True)   # reads no archive: the packs need no scan
     if as_json:
         click.echo(json.dumps(st, indent=2))
     else:

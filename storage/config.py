@@ -141,7 +141,7 @@ class ScrubConfig:
 class RepairConfig:
     """The repairer (storage/durability/repair.py) and the durability estimate of `pocket status`."""
     enabled: bool = True
-    concurrency: int = 4            # versions with archives over 1 MiB rebuilt at once (smaller: 8x)
+    concurrency: int = 4            # versions with archives over 1 MiB rebuilt at once (smaller: 64x, in batches)
     interval: float = 10.0          # seconds between retries of what is still queued
     rate: int = 0                   # bytes/s of fragments rebuilt, all repairs together (0: unlimited)
     disk_afr: float = 0.02          # annual failure rate of one disk

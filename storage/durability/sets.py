@@ -86,3 +86,8 @@ def find_set(index, bucket: str, key: str, version_id: str) -> dict | None:
         if part["version_id"] == version_id and part.get("bucket") == bucket and part.get("key") == key:
             return part
     return None
+
+
+def find_sets(index, entries: list[dict]) -> list[dict | None]:
+    """find_set of each repair queue entry, in one call: one thread hop for a batch of them."""
+    return [find_set(index, e["bucket"], e["key"], e["version_id"]) for e in entries]

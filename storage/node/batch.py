@@ -23,6 +23,12 @@ import struct
 RECORD, DELETE, ARCHIVE = b"R", b"D", b"A"
 FORGET = b"F"     # a delete that needs no fsync of its own (packs.PackSet.delete, durable=False)
 SMALL_ARCHIVE = 192 << 10     # a replicated small object (up to 128 KiB) with room to spare
+BATCH_BYTES = 256 << 10       # a batch's data, the gateway's: callers wait for the whole batch
+# A one-shot command's (nobody waits on one op): as much data as a node takes in one body
+# (1 MiB, node/server.py) less the operations' heads (256 at most, ~50 bytes each). A
+# repair of small objects sent its rebuilt archives ~2 to a batch at BATCH_BYTES: 126
+# batches for 264 sets, each a request and a pack commit on the node (cProfile).
+BULK_BATCH_BYTES = 960 << 10
 _OP = struct.Struct("<cHI")
 
 
@@ -66,7 +72,7 @@ class Coalescer:
     way is what a node's group commit cost anyway. A batch of one is no dearer than the
     operation's own request, and cheaper for an archive (one write, no chunked framing)."""
 
-    def __init__(self, send, max_ops: int = 256, max_bytes: int = 256 << 10):
+    def __init__(self, send, max_ops: int = 256, max_bytes: int = BATCH_BYTES):
         self._send_batch = send
         self.max_ops, self.max_bytes = max_ops, max_bytes
         self._queue: list = []

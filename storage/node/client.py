@@ -35,7 +35,7 @@ class DiskUnavailable(ConnectionError):
 
 class RemoteDisk:
     def __init__(self, disk_id: str, node_url: str, secret: str, session: aiohttp.ClientSession,
-                 timeout: float = 10.0, *, node_id: str, ssl=True):
+                 timeout: float = 10.0, *, node_id: str, ssl=True, batch_bytes: int = batch.BATCH_BYTES):
         self.disk_id = disk_id
         self.node_url = node_url.rstrip("/")
         self.node_id = node_id     # requests are signed for this node only (auth.py)
@@ -43,7 +43,7 @@ class RemoteDisk:
         self._session = session
         self._ssl = ssl            # tls.client_ssl(): the pinned certificate of an https node
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
-        self._small = batch.Coalescer(self._batch)   # small archives, records and deletes (batch.py)
+        self._small = batch.Coalescer(self._batch, max_bytes=batch_bytes)   # small archives, records, deletes (batch.py)
         self._reads = batch.Coalescer(self._fetch, fetch.MAX_OPS, fetch.MAX_BYTES)   # small reads, stats (fetch.py)
 
     @classmethod

@@ -210,6 +210,8 @@ class _NodeLink:
     """The aiohttp session to the nodes, and the disks reached through it."""
 
     def __init__(self, cfg: Config, write_files: bool):
+        from ..lazy_trust import import_aiohttp
+        import_aiohttp()   # before node.client imports it: no trust store loaded at import
         from ..node.client import node_session
         self.cfg, self.write_files = cfg, write_files
         self.session = node_session()
@@ -229,6 +231,7 @@ class _NodeLink:
         CPU, the node's parsing, checking and writing a quarter of the run's node CPU). A
         repair killed mid-archive leaves its temp file in the owner's tmp/, never an archive,
         until the owner's scrub drops stale temp files (DiskStore.drop_stale_temp)."""
+        from ..node.batch import BULK_BATCH_BYTES
         from ..node.client import RemoteDisk
         from ..node.owned_disk import OwnedDisk
         cfg = self.cfg
@@ -236,8 +239,10 @@ class _NodeLink:
             return OwnedDisk.for_node(node, disk.id, cfg.cluster_secret, self.session, cfg.storage.node_timeout,
                                       local=DiskStore(disk.id, disk.path).beside_owner(),
                                       pack_threshold=cfg.storage.pack_threshold,
-                                      write_files=self.write_files and not disk.capacity)
-        return RemoteDisk.for_node(node, disk.id, cfg.cluster_secret, self.session, cfg.storage.node_timeout)
+                                      write_files=self.write_files and not disk.capacity,
+                                      batch_bytes=BULK_BATCH_BYTES)
+        return RemoteDisk.for_node(node, disk.id, cfg.cluster_secret, self.session, cfg.storage.node_timeout,
+                                   batch_bytes=BULK_BATCH_BYTES)
 
     @staticmethod
     async def answers(disk) -> bool:

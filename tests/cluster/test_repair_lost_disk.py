@@ -2,8 +2,8 @@
 host: archive files are read from the folders (OwnedDisk), small archives and stats asked
 of the nodes in fetches (node/fetch.py), rebuilt archives that get files of their own
 written into the lost disk's folder, small ones through its node (into its packs). Byte
-for byte, around a corrupt source fragment, and with the rebuilt disk's node killed in
-the middle.
+for byte, around a corrupt source fragment, with the rebuilt disk's node killed in the
+middle, and for many small objects sent to it in few batches.
 """
 import random
 import re
@@ -118,3 +118,29 @@ def test_rebuilt_disks_node_killed_mid_repair_loses_nothing(quiet_cluster):
     assert _rebuilt(c, victim) == held
     whole_again(c)
     check_all(s3, "midway", objects)
+
+
+def test_many_small_objects_on_a_wiped_disk_come_back_in_few_batches(quiet_cluster):
+    """160 small objects (replicated and small 4+2 sets, packed) and a wiped disk: every
+    archive it held comes back byte for byte, every object reads back whole, and the
+    rebuilt archives reach its node in batches of many (`pocket repair` sends up to
+    batch.BULK_BATCH_BYTES a request, where a gateway sends a quarter of that)."""
+    c = quiet_cluster
+    s3 = c.client()
+    s3.create_bucket(Bucket="small")
+    objects = {f"s{i:03d}": payload(1 + (i * 7919) % 100_000, f"small-{i}") for i in range(160)}
+    for key, data in objects.items():
+        s3.put_object(Bucket="small", Key=key, Body=data)
+    victim = "n3"
+    held = _wipe(c, victim)
+    assert len(held) >= 60
+    code, report = pocket(c, "scrub", "--json", ok=(1,))
+    assert {r["archive"] for r in report["missing"]} == set(held)
+    batches = _served(c, victim, "PUT", "/v1/{disk}/batch")
+    _, fixed = pocket(c, "repair", "--json")
+    assert fixed["failed"] == [] and fixed["remaining"] == 0 and fixed["fragments"] == len(held)
+    assert _rebuilt(c, victim) == held
+    assert sum(len(a) for a in held.values()) > 4 * (256 << 10), "more than a gateway's four batches of data"
+    assert _served(c, victim, "PUT", "/v1/{disk}/batch") - batches < sum(len(a) for a in held.values()) / (256 << 10), \
+        "the rebuilt archives went in fewer, larger batches than a gateway's"
+    check_all(s3, "small", objects)

@@ -73,3 +73,52 @@ def test_a_set_with_too_few_whole_sources_is_streamed_segment_by_segment(tmp_pat
         assert (await w.repairer.run_once()).remaining == 0
         assert all(read(w.path(rec, i)) == originals[i] for i in range(6))
     run(tmp_path, go)
+
+
+def test_a_wiped_disks_small_sets_are_rebuilt_in_batches_around_an_unreadable_one(tmp_path, monkeypatch):
+    """Every archive of disk d0 deleted (a wiped disk) under 60 small objects, replicated and
+    erasure-coded, and one of them unreadable (all its other archives rotten): a scrub
+    queues them, one repair finds them in the index a batch at a time (not one call per
+    set) and rebuilds the rest byte for byte; the unreadable one fails and stays queued."""
+    sizes = [1 + (n * 7919) % (3 * SEG) for n in range(60)]
+    lookups = []
+    real = repair.find_sets
+
+    def counted(index, entries):
+        lookups.append(len(entries))
+        return real(index, entries)
+    monkeypatch.setattr(repair, "find_sets", counted)
+
+    async def go(w):
+        recs = [await w.put(f"w{n}", unique(size, f"wiped-{n}")) for n, size in enumerate(sizes)]
+        on_d0 = {n: [i for i in range(rec["k"] + rec["m"]) if w.cluster.volumes[rec["volume"]]["disks"][i] == "d0"]
+                 for n, rec in enumerate(recs)}
+        held = {(n, i): read(w.path(recs[n], i)) for n, idx in on_d0.items() for i in idx}
+        assert len(held) >= 30, "the load puts archives on the disk to wipe"
+        doomed = next(n for n, idx in on_d0.items() if idx and recs[n]["k"] == 1)
+        for i in range(recs[doomed]["k"] + recs[doomed]["m"]):
+            if i not in on_d0[doomed]:
+                raw = bytearray(read(w.path(recs[doomed], i)))
+                raw[layout.HEADER_SIZE + layout.RECORD_OVERHEAD + 1] ^= 0x10
+                with open(w.path(recs[doomed], i), "wb") as f:
+                    f.write(raw)
+        for n, i in held:
+            os.unlink(w.path(recs[n], i))
+        scrub = await w.scrubber.run_once()
+        assert {(m["version_id"], m["index"]) for m in scrub.missing} == \
+            {(recs[n]["version_id"], i) for n, i in held}
+
+        report = await w.repairer.run_once()
+        assert [f["version_id"] for f in report.failed] == [recs[doomed]["version_id"]], report.failed
+        assert report.fragments == len(held) - len(on_d0[doomed])
+        assert lookups == [len(report.repaired) + 1], "one index call found the batch's sets"
+        for (n, i), raw in held.items():
+            if n != doomed:
+                assert read(w.path(recs[n], i)) == raw, (n, i)
+        for n, rec in enumerate(recs):
+            if n != doomed:
+                assert await w.get(rec) == unique(sizes[n], f"wiped-{n}")
+        await w.queue.drain()
+        assert [e["version_id"] for e in w.queue.entries()] == [recs[doomed]["version_id"]]
+        assert not os.path.exists(w.path(recs[doomed], on_d0[doomed][0])), "nothing written from rotten sources"
+    run(tmp_path, go)
