@@ -35,12 +35,13 @@ def counted_syncs(monkeypatch):
 
 
 def _write_windows(path: str, windows: int, seed: int, flusher=writeback.Writeback) -> tuple[bytes, list[bool]]:
-    """A file written in 16 KiB pieces through a Writeback of 64 KiB windows; its bytes, and
-    for each window (once the one after the next was written) whether it was still cached."""
+    """A file written in 16 KiB pieces through a Writeback of 64 KiB windows, each piece
+    handed to the disk; its bytes, and for each window (once the one after the next was
+    written) whether it was still cached."""
     data = random.Random(seed).randbytes(windows * WINDOW + 12345)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        wb, cached = flusher(fd, WINDOW), []
+        wb, cached = flusher(fd, WINDOW, 16 << 10), []
         view = memoryview(data)
         for at in range(0, len(data), 16 << 10):
             write_all(fd, [view[at:at + (8 << 10)], view[at + (8 << 10):at + (16 << 10)]], wb)
@@ -95,7 +96,7 @@ def test_a_filesystem_refusing_sync_file_range_falls_back_to_flushes(tmp_path, c
 
 
 def test_an_archive_of_many_windows_is_stored_byte_exact_with_one_flush(tmp_path, counted_syncs, monkeypatch):
-    """Through the store: a 20 MiB archive (three 8 MiB windows) reads back byte for byte,
+    """Through the store: a 20 MiB archive (five 4 MiB windows) reads back byte for byte,
     and its file was fsync'd once, by the seal, not per window."""
     if writeback._sync_file_range is None:
         pytest.skip("no sync_file_range here")
