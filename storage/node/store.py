@@ -195,7 +195,7 @@ class DiskStore:
         tmp = os.path.join(self.tmp_folder, f"{name}.{uuid.uuid4().hex}")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         size = held = 0
-        writeback = Writeback(fd)
+        writeback = Writeback(fd, keep=layout.HEADER_SIZE)
         loop = asyncio.get_running_loop()
         sealing = False
         try:

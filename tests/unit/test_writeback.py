@@ -66,6 +66,26 @@ def test_windows_are_written_out_and_dropped_without_a_flush_each(tmp_path, coun
         assert cached and not any(cached)        # each finished window left the page cache
 
 
+def test_the_head_the_seal_reads_back_stays_cached(tmp_path):
+    """`keep`: the header is not dropped with its window (the seal checks it), the rest of
+    that window is."""
+    if writeback._sync_file_range is None or not _drops_pages(str(tmp_path)):
+        pytest.skip("no sync_file_range here, or a filesystem that keeps clean pages")
+    path = str(tmp_path / "archive")
+    data = random.Random(4).randbytes(4 * WINDOW)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        wb = writeback.Writeback(fd, WINDOW, 16 << 10, keep=64)
+        for at in range(0, len(data), 16 << 10):
+            write_all(fd, [data[at:at + (16 << 10)]], wb)
+        assert wb.cleaned >= 2 * WINDOW
+        # not page 1: the kernel keeps the whole folio (a large one on ext4) the head is in
+        assert not _cached(fd, WINDOW // 2, 4096) and not _cached(fd, WINDOW, 4096)
+        assert read_cached(fd, 64, 0) == data[:64]     # last: a cached read may start readahead
+    finally:
+        os.close(fd)
+
+
 def test_without_sync_file_range_each_window_is_flushed_and_dropped(tmp_path, counted_syncs, monkeypatch):
     monkeypatch.setattr(writeback, "_sync_file_range", None)
     path = str(tmp_path / "archive")
