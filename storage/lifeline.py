@@ -18,8 +18,7 @@ PR_SET_PDEATHSIG = 1
 def die_with_parent(parent: int, sig: int = signal.SIGTERM) -> None:
     """Arm `sig` for when `parent` dies. Call in the child: after fork (or as `preexec_fn`)."""
     try:
-        libc = _libc()
-        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        libc().prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     except (OSError, AttributeError):
         return
     if os.getppid() != parent:   # it died before the request took effect: no signal will come
@@ -32,9 +31,10 @@ def lifeline(sig: int = signal.SIGTERM) -> dict:
     return {"preexec_fn": lambda: die_with_parent(parent, sig)}
 
 
-def _libc():
-    """glibc by its soname first: `find_library` runs `ldconfig -p` in a subprocess (~2.5 ms
-    of CPU a call, and ctypes.util ~10 ms to import), once in every forked copy worker."""
+def libc():
+    """glibc, for what `os` does not wrap. By its soname first: `find_library` runs `ldconfig
+    -p` in a subprocess (~2.5 ms of CPU a call, and ctypes.util ~10 ms to import), once in
+    every forked copy worker."""
     import ctypes
     try:
         return ctypes.CDLL("libc.so.6", use_errno=True)

@@ -17,14 +17,12 @@ from typing import Iterator
 _IOV_MAX = 1024   # buffers one writev may take (Linux's IOV_MAX)
 
 
-def write_all(fd: int, chunks: list, sync: bool = False) -> int:
+def write_all(fd: int, chunks: list, writeback=None) -> int:
     """Write every chunk (bytes-like), gathered: one writev per batch of buffers, so a
     record's head and payload arrive as two buffers and are never joined first.
 
-    With `sync`, also flush what the file holds so far, and drop it from the page cache
-    (`drop_cached`): flushing while a big archive streams in keeps the disk busy during
-    the upload instead of leaving every byte to the final fsync, where concurrent uploads
-    queue."""
+    With `writeback` (writeback.py), tell it what was appended: a big archive goes to the
+    disk while it streams in, instead of every byte at the final fsync."""
     total = 0
     views = [memoryview(c) for c in chunks if len(c)]
     while views:
@@ -38,9 +36,8 @@ def write_all(fd: int, chunks: list, sync: bool = False) -> int:
             written -= len(view)
         else:
             views = views[len(batch):]
-    if sync:
-        os.fdatasync(fd)
-        drop_cached(fd)
+    if writeback is not None:
+        writeback.wrote(total)
     return total
 
 

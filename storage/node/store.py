@@ -37,9 +37,9 @@ from .packformat import ARCHIVE, ARCHIVE_NAME, RECORD, RECORD_HEADER_SIZE, RECOR
 from .deferred_packs import DeferredPacks
 from .packs import PackSet
 from .quota import Quota, tree_bytes
+from .writeback import Writeback
 
 _FLUSH_BYTES = 1 << 20
-_WRITEBACK_BYTES = 8 << 20
 INLINE_READ = 1 << 20      # packed archives up to this are read on the loop when cached (files.read_cached)
 DISK_MARKER = "pocket-disk.json"
 PACK_THRESHOLD = 264 << 10     # config.py StorageConfig.pack_threshold says why
@@ -194,7 +194,8 @@ class DiskStore:
     async def _put_file(self, name: str, final: str, pending: list[bytes], buffered: int, stream) -> int:
         tmp = os.path.join(self.tmp_folder, f"{name}.{uuid.uuid4().hex}")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        size = synced = held = 0
+        size = held = 0
+        writeback = Writeback(fd, keep=layout.HEADER_SIZE)
         loop = asyncio.get_running_loop()
         sealing = False
         try:
@@ -204,9 +205,7 @@ class DiskStore:
                 if buffered >= _FLUSH_BYTES:
                     self.quota.take(buffered, f"archive {name}")
                     held += buffered
-                    sync = size + buffered - synced >= _WRITEBACK_BYTES
-                    size += await loop.run_in_executor(None, write_all, fd, pending, sync)
-                    synced = size if sync else synced
+                    size += await loop.run_in_executor(None, write_all, fd, pending, writeback)
                     pending, buffered = [], 0
             self.quota.take(buffered, f"archive {name}")
             held += buffered
