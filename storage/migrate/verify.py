@@ -24,6 +24,11 @@ Three tiers, each checking what the one before does and more (README, "Leaving S
   and the two reads overlap (bench/RESULTS.md, Session 11); each archive is read once
   (deep.py).
 
+When there is enough past the listing (a HEAD of every version, --deep reads), the
+versions are shared out over forked workers, one per core (verify_workers.py): one
+Python process uses one core, and `rclone check` with the gateway it reads through use
+both.
+
 `--fix` re-copies what is missing or different and checks it again. Only the tiers that
 read Pocket's bytes (and `--fix`) open its disks; the others need its index alone, which
 with the imports the copy path needs (aiohttp, the object services) was most of a small
@@ -41,28 +46,37 @@ import asyncio
 import random
 import time
 
-from .. import gc_tuning
 from ..index import migrations as M
 from ..index.versions import NULL
 from ..objects.ids import new_id
-from . import listing, settings, state
+from . import listing, state
 from .version_ids import internal_ids
 
 
 class Verifier:
-    """One bucket's comparison. `tc`, `objects` and `multipart` (the cluster and its object
-    services) are needed only by the tiers that read Pocket's bytes and by --fix."""
+    """One bucket's comparison, in three steps: `plan` (the listing tier, for every version),
+    `check` (HEADs and reads of the versions that need them, or of one worker's share of
+    them, verify_workers.py) and `finish` (--fix, the dirty keys, the record). `tc`,
+    `objects` and `multipart` (the cluster and its object services, `attach`) are needed
+    only by the tiers that read Pocket's bytes and by --fix."""
 
     def __init__(self, index, client, source_bucket: str, bucket: str, *, attrs: bool = False, deep: bool = False,
-                 sample: float | None = None, concurrency: int = 16, tc=None, objects=None, multipart=None):
-        self.index, self.client, self.tc, self.objects, self.multipart = index, client, tc, objects, multipart
+                 sample: float | None = None, concurrency: int = 16):
+        self.index, self.client = index, client
+        self.tc = self.objects = self.multipart = None
         self.source_bucket, self.bucket = source_bucket, bucket
         self.attrs, self.deep, self.sample = attrs or deep, deep, sample
         self.concurrency = max(1, concurrency)
-        self.sem = asyncio.Semaphore(self.concurrency)
         self.findings: list[dict] = []
-        self.checked = self.deep_read = self.headed = 0
+        self.further: list[tuple] = []      # (source entry, Pocket's record, read in full?) beyond the listing
+        self.checked = self.deep_read = self.headed = self.presigned = 0
         self._urls = None
+
+    def attach(self, index, tc=None, services=None, concurrency: int | None = None) -> None:
+        """What `check` and `finish` use in this process (a forked worker makes its own)."""
+        self.index, self.tc = index, tc
+        self.objects, self.multipart = (services.objects, services.multipart) if services is not None else (None, None)
+        self.concurrency = max(1, concurrency or self.concurrency)
 
     @property
     def urls(self):
@@ -78,35 +92,27 @@ class Verifier:
     def tier(self) -> str:
         return "deep" if self.deep else "attrs" if self.attrs else "listing"
 
-    async def run(self, fix: bool) -> dict:
-        try:
-            return await self._run(fix)
-        finally:
-            if self._urls is not None:
-                await self._urls.close()
-
-    async def _run(self, fix: bool) -> dict:
-        started = time.time()
-        loop = asyncio.get_running_loop()
-        versioning = await loop.run_in_executor(None, listing.versioning_of, self.client, self.source_bucket)
+    def plan(self) -> None:
+        """The listing tier for every version, and `further`: what needs a HEAD or a read.
+        No event loop and no thread is left behind, so workers forked after it share out
+        `further` (verify_workers.py)."""
+        self.started = time.time()
+        versioning = listing.versioning_of(self.client, self.source_bucket)
         with self.index.read() as ops:
-            dirty = M.dirty(ops, self.bucket)
-        self.dirty_keys = {k for k, _ in dirty}
-        source = await loop.run_in_executor(None, listing.list_bucket, self.client, self.source_bucket, bool(versioning))
-        theirs = {(e.key, e.version_id): e for e in source}
+            self.dirty = M.dirty(ops, self.bucket)
+        self.dirty_keys = {k for k, _ in self.dirty}
+        source = listing.list_bucket(self.client, self.source_bucket, bool(versioning))
+        self.theirs = theirs = {(e.key, e.version_id): e for e in source}
         self.history: dict[str, list[str]] = {}
         for e in source:
             self.history.setdefault(e.key, []).append(e.version_id)     # newest first
-        # (reading the index while the source lists, in this thread, was no faster: both
-        # hold the GIL most of the time; 10,000 keys, four runs each)
-        ours = {(v.key, v.version_id): v.record for v in self.index.iter_versions(self.bucket)} \
+        self.ours = ours = {(v.key, v.version_id): v.record for v in self.index.iter_versions(self.bucket)} \
             if self.index.get_bucket(self.bucket) else {}
         for where in sorted(set(ours) - set(theirs)):
             self.findings.append({"key": where[0], "version_id": where[1], "problem": "extra",
                                   "why": "in Pocket, not at the source"})
         self.checked = len(theirs)
         # Listing tier first, for all, with no I/O; HEADs and reads only for what needs them.
-        further = []
         for where, e in theirs.items():
             problem = _listed_differ(e, ours.get(where))
             if problem:
@@ -114,9 +120,24 @@ class Verifier:
             elif not e.delete_marker:
                 read = self.deep or bool(self.sample and random.random() * 100 < self.sample)
                 if read or self.attrs or e.key in self.dirty_keys:
-                    further.append((e, ours[where], read))
+                    self.further.append((e, ours[where], read))
+
+    async def check(self, further: list[tuple]) -> None:
+        """The HEAD tier and the reads for `further` (all of `self.further`, or a worker's share)."""
+        self.sem = asyncio.Semaphore(self.concurrency)
         await asyncio.gather(*(self._one(*one) for one in further))
+
+    async def close(self) -> None:
+        if self._urls is not None:
+            self.presigned += self._urls.served
+            await self._urls.close()
+            self._urls = None
+
+    async def finish(self, fix: bool) -> dict:
+        """--fix, the dirty keys and the migration record, once every share is checked; the report."""
+        theirs, ours, dirty = self.theirs, self.ours, self.dirty
         fixed = await self._fix(theirs, ours) if fix and self.findings else 0
+        await self.close()
         bad = {f["key"] for f in self.findings}
         equal = [(k, s) for k, s in dirty if k not in bad]     # cleared in one commit, not one each
         cleared = self.index.write(lambda ops: sum(M.clear_dirty(ops, self.bucket, k, s) for k, s in equal)) \
@@ -129,9 +150,8 @@ class Verifier:
                   "missing": sum(f["problem"] == "missing" for f in self.findings),
                   "mismatched": sum(f["problem"] not in ("missing",) for f in self.findings),
                   "fixed": fixed, "dirty_cleared": cleared, "clean": not self.findings,
-                  # source HEADs and reads answered by URLs
-                  "read_presigned": self._urls.served if self._urls is not None else 0,
-                  "seconds": round(time.time() - started, 3)}
+                  "read_presigned": self.presigned,    # source HEADs and reads answered by URLs
+                  "seconds": round(time.time() - self.started, 3)}
         self._record(report)
         return report
 
@@ -299,22 +319,6 @@ def _listed_differ(e, record: dict | None) -> dict | None:
     if abs(record.get("created", 0) - e.last_modified) >= 1.0:
         return {"problem": "different", "why": "Last-Modified differs"}
     return None
-
-
-async def run(cfg, index, buckets, args: dict, *, attrs: bool = False, deep: bool = False,
-              sample: float | None = None, fix: bool = False, concurrency: int = 16, tc=None, services=None) -> dict:
-    """Verify each bucket. `tc` and `services` (a ToolServices) are given when the tier reads
-    Pocket's bytes or --fix writes: see `needs_cluster`."""
-    gc_tuning.tune()        # as the copy does (workers.py): the start-up's objects are not scanned again
-    out = []
-    for source_bucket, target in settings.targets(buckets, args.get("target")):
-        src, record, keys_file = settings.resolve(cfg, index, source_bucket, target, args)
-        client = settings.client_for(src, keys_file, concurrency)
-        v = Verifier(index, client, source_bucket, target, attrs=attrs, deep=deep, sample=sample,
-                     concurrency=concurrency, tc=tc, objects=services and services.objects,
-                     multipart=services and services.multipart)
-        out.append(await v.run(fix))
-    return {"buckets": out, "clean": all(b["clean"] for b in out)}
 
 
 def needs_cluster(deep: bool, sample: float | None, fix: bool) -> bool:
