@@ -42,15 +42,11 @@ verify from Pocket (routing.py).
 """
 from __future__ import annotations
 
-import asyncio
-import random
 import time
 
 from ..index import migrations as M
 from ..index.versions import NULL
-from ..objects.ids import new_id
 from . import listing, state
-from .version_ids import internal_ids
 
 
 class Verifier:
@@ -113,6 +109,8 @@ class Verifier:
                                   "why": "in Pocket, not at the source"})
         self.checked = len(theirs)
         # Listing tier first, for all, with no I/O; HEADs and reads only for what needs them.
+        if self.sample:
+            import random
         for where, e in theirs.items():
             problem = _listed_differ(e, ours.get(where))
             if problem:
@@ -124,6 +122,7 @@ class Verifier:
 
     async def check(self, further: list[tuple]) -> None:
         """The HEAD tier and the reads for `further` (all of `self.further`, or a worker's share)."""
+        import asyncio     # here: a verify with nothing past its listings runs without it (verify_workers.py)
         self.sem = asyncio.Semaphore(self.concurrency)
         await asyncio.gather(*(self._one(*one) for one in further))
 
@@ -135,9 +134,14 @@ class Verifier:
 
     async def finish(self, fix: bool) -> dict:
         """--fix, the dirty keys and the migration record, once every share is checked; the report."""
-        theirs, ours, dirty = self.theirs, self.ours, self.dirty
-        fixed = await self._fix(theirs, ours) if fix and self.findings else 0
+        fixed = await self._fix(self.theirs, self.ours) if fix and self.findings else 0
         await self.close()
+        return self.conclude(fixed)
+
+    def conclude(self, fixed: int = 0) -> dict:
+        """The dirty keys (cleared where found equal, marked where not), the migration
+        record and the report: what follows the checks, with the index alone."""
+        dirty = self.dirty
         bad = {f["key"] for f in self.findings}
         equal = [(k, s) for k, s in dirty if k not in bad]     # cleared in one commit, not one each
         cleared = self.index.write(lambda ops: sum(M.clear_dirty(ops, self.bucket, k, s) for k, s in equal)) \
@@ -265,6 +269,8 @@ class Verifier:
         it and its tombstone, yet stays before newer writes); for a lost version of a
         history, between its neighbours still in Pocket; for a lost unversioned object,
         after whatever deleted it: now."""
+        from ..objects.ids import new_id
+        from .version_ids import internal_ids
         if old is not None:
             return f"{int(old['version_id'][:16], 16) + 1:016x}{new_id()[16:]}"
         if e.version_id == NULL:

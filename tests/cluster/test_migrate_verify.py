@@ -2,9 +2,13 @@
 object deleted, fragments rotted) and `--fix` repairs it from the source."""
 from __future__ import annotations
 
+import json
+import os
 import random
 
 import pytest
+
+from tests.loaded_modules import loaded, run_pocket
 
 from .archives import (archive_parts, archives_of, flip_archive_bit, flip_last_payload_byte, flip_payload_byte,
                        read_archive)
@@ -166,3 +170,14 @@ def test_verify_split_over_workers_finds_what_one_process_finds(weed, pocket):
         assert [b[field] for b in reports["3"]["buckets"]] == [b[field] for b in reports["1"]["buckets"]]
     _, headed = pocket_migrate(pocket, weed, "verify", "plain", "history", "--workers", "2", "--json", ok=(1,))
     assert _problems(headed) == {("doc.txt", "missing")} and headed["buckets"][0]["headed"] == 7
+
+
+def test_quick_verify_runs_without_an_event_loop(weed, pocket, tmp_path):
+    """Nothing past the listings: no asyncio (~15 ms of start-up), no botocore, no aiohttp."""
+    pocket_migrate(pocket, weed, "copy", "plain", "--json")
+    proc, code, modules = run_pocket(tmp_path / "modules.json", ["migrate", "verify", "plain", "--quick", "--json",
+                                                                 "--config", pocket.config, "--source-endpoint",
+                                                                 weed.endpoint], {**os.environ, **weed.credentials_env()})
+    assert code == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["buckets"][0]["checked"] == 7
+    assert loaded(modules, "asyncio", "botocore", "aiohttp") == []
