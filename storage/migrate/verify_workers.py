@@ -72,6 +72,7 @@ def run(cfg, run_tool, buckets, args: dict, *, attrs: bool = False, deep: bool =
     children = []
     if n > 1:
         from .workers import _Child
+        _share_imports(cluster)
         children = [_Child.fork(lambda _out, w=w: _child(cfg, run_tool, verifiers, [s[w] for s in shares], per,
                                                          cluster)) for w in range(1, n)]
 
@@ -130,6 +131,15 @@ def _child(cfg, run_tool, verifiers: list[Verifier], shares: list[list], per: in
     except BaseException as e:
         log.exception("verify worker %d failed", os.getpid())
         return {"error": f"worker {os.getpid()}: {e!r}"[:500]}
+
+
+def _share_imports(cluster: bool) -> None:
+    """Import once, before forking, what every worker's checks import: the children then
+    share those modules with the parent instead of each importing them again."""
+    from . import copier, presigned_get  # noqa: F401
+    if cluster:
+        from ..tools import cluster as _  # noqa: F401
+        from . import deep, services  # noqa: F401
 
 
 def _services(cfg, tc):
