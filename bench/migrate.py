@@ -19,6 +19,11 @@
    metadata, tags, checksums), `--deep` (both sides read and compared byte for byte, every fragment checked), against
    `rclone check` (size and MD5 where both sides have one: multipart objects by size
    only) and `rclone check --download` (both sides read).
+4. Checks an empty bucket the same ways: start-up alone, which is most of a small
+   bucket's figure for a Python command against a compiled one.
+
+At scale, where start-up is no longer the whole figure (bench/RESULTS.md, Session 12):
+`--small 10000 --large 8 --large-mib 128 --steps "pocket migrate copy,rclone copy,verify,check"`.
 
 Every step is also measured in CPU seconds (user+sys): the command's own (its worker
 processes included) and the gateway's meanwhile (/proc/PID/stat). On a shared machine
@@ -66,7 +71,8 @@ def seed(s3, small: int, small_size: int, large: int, large_mib: int) -> dict:
             left, n = left - size, n + 1
         s3.complete_multipart_upload(Bucket="large", Key=f"big/{i:03d}", UploadId=up["UploadId"],
                                      MultipartUpload={"Parts": parts})
-    return {"small": (small, small * small_size), "large": (large, large * large_mib * MIB)}
+    s3.create_bucket(Bucket="empty")
+    return {"small": (small, small * small_size), "large": (large, large * large_mib * MIB), "empty": (0, 0)}
 
 
 def _timed(args: list[str], env: dict, gateway: CpuMeter) -> tuple[float, float, float, subprocess.CompletedProcess]:
@@ -126,8 +132,9 @@ def main() -> None:
         renv = rclone_env(source, cluster.endpoint)
         cluster.client().create_bucket(Bucket="small-rclone")
         cluster.client().create_bucket(Bucket="large-rclone")
+        cluster.client().create_bucket(Bucket="empty-rclone")
         c = str(opts.concurrency)
-        for bucket in ("small", "large"):
+        for bucket in ("small", "large", "empty"):
             count, total = sizes[bucket]
             steps = [
                 ("copy", "pocket migrate copy", migrate + ["copy", bucket, "--concurrency", c] + where, pocket_env),
@@ -150,6 +157,8 @@ def main() -> None:
             steps.insert(2, ("copy", "pocket migrate copy, gateway stopped",
                              migrate + ["copy", bucket, "--target", f"{bucket}-offline", "--concurrency", c] + where,
                              pocket_env))
+            if bucket == "empty":       # start-up alone: nothing to copy, a verify of nothing
+                steps = [s for s in steps if s[0] == "verify"]
             wanted = [w for w in opts.steps.split(",") if w]
             gateway = CpuMeter(lambda: [cluster.gateway_pid()] if "gateway" in cluster.procs else [])
             for kind, name, args, env in steps:

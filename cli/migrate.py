@@ -237,7 +237,9 @@ class _CopyProgress:
 @click.option("--sample", default=None, type=float, help="Re-read this percentage of objects deeply (0-100).")
 @click.option("--fix", is_flag=True, help="Re-copy what is missing or different.")
 @click.option("--concurrency", default=16, show_default=True, help="Versions compared at once.")
-def verify(data, config, buckets, quick, attrs, deep, sample, fix, concurrency, as_json, **kw) -> None:
+@click.option("--workers", default=None, type=click.IntRange(1, 64), help="Processes comparing at once (default: "
+              "one per core, at most 4, when there is enough to compare).")
+def verify(data, config, buckets, quick, attrs, deep, sample, fix, concurrency, workers, as_json, **kw) -> None:
     """Compare every object between the source and Pocket; mismatches block cutover.
 
     By default every version's size, ETag, Last-Modified, headers, metadata, tags and
@@ -245,34 +247,15 @@ def verify(data, config, buckets, quick, attrs, deep, sample, fix, concurrency, 
     the listings only (HEADs just for keys written since their last verify); --deep also
     reads every byte."""
     cfg = load_config(data, config)
-    from storage.migrate import verify as verify_mod
     if sample is not None and not 0 < sample <= 100:
         raise click.BadParameter("a percentage above 0, at most 100", param_hint="--sample")
     args = source_args(kw)
     if quick and (attrs or deep or sample):
         raise click.UsageError("--quick compares listings only; it does not go with --attrs, --deep or --sample")
     tier = {"attrs": not quick, "deep": deep, "sample": sample, "fix": fix, "concurrency": concurrency}
-
-    async def work(tc):
-        from storage.migrate.services import ToolServices
-        s = ToolServices(cfg, tc)
-        try:
-            return await verify_mod.run(cfg, tc.index, buckets, args, tc=tc, services=s, **tier)
-        finally:
-            await s.close()
-
-    def index_only():
-        import asyncio
-
-        from storage.index.index import open_index
-        index = open_index(cfg)
-        try:
-            return asyncio.run(verify_mod.run(cfg, index, buckets, args, **tier))
-        finally:
-            index.close()
+    from storage.migrate import verify_workers
     try:
-        report = run_tool(cfg, work, lazy_packs=True) if verify_mod.needs_cluster(deep, sample, fix) \
-            else index_only()
+        report = verify_workers.run(cfg, run_tool, buckets, args, workers=workers, **tier)
     except source_errors() as e:
         raise click.ClickException(f"{e}") from None
     lines = []

@@ -13,14 +13,15 @@ Writes from asyncio code go through the group-committing `IndexWriter` (batcher.
 """
 from __future__ import annotations
 
-import asyncio
 import functools
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, TypeVar
 
 from .backend import Backend
 from .ops import IndexTxn, ListPage
 from .versions import Version, VersionPage, VersionTxn
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 T = TypeVar("T")
 
@@ -62,6 +63,8 @@ class Index:
         """`fn(*args)` without blocking the event loop on a backend that may cross the network."""
         if self.backend.local:
             return fn(*args, **kwargs)
+        import asyncio       # here: a one-shot command on LMDB (`migrate verify --quick`) runs without it
+        from concurrent.futures import ThreadPoolExecutor
         if self._readers is None:
             self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="index-read")
         return await asyncio.get_running_loop().run_in_executor(self._readers, functools.partial(fn, *args, **kwargs))

@@ -9,9 +9,6 @@ requests and their XML are list_http.py's (no botocore).
 """
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
-
 from .inventory import Entry
 
 PARALLEL = 8
@@ -29,6 +26,7 @@ def list_bucket(client, bucket: str, versioned: bool, parallel: int = PARALLEL) 
     A key's versions and delete markers come newest first, in the source's order."""
     entries, prefixes = _page_all(client, bucket, versioned, prefix="", delimiter="/")
     if prefixes:
+        from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(max(1, parallel)) as pool:
             for found in pool.map(lambda p: _page_all(client, bucket, versioned, p, "")[0], prefixes):
                 entries.extend(found)
@@ -59,6 +57,7 @@ def _page_all(client, bucket: str, versioned: bool, prefix: str, delimiter: str)
 
 async def source_keys(client, bucket: str, versioned: bool, start_after: str, end: str | None):
     """(key, history newest first) for keys after `start_after` up to `end`, as the source lists them now."""
+    import asyncio     # here: `migrate verify --quick` lists without an event loop
     loop = asyncio.get_running_loop()
     # a bounded range holds a few hundred keys at most: pages of 1,000 keys would be fetched
     # and parsed mostly past its end, once per range

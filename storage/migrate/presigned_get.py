@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import logging
+import threading
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
@@ -77,6 +78,7 @@ class PresignedGet:
         self.client, self.connections = client, connections
         self.enabled, self.fallbacks = True, 0
         self.served = 0            # objects read with URLs (the copy's report says how many)
+        self._counted = threading.Lock()
         self._session = None               # aiohttp's, made at the first small GET
         self.http = source_http.Connections(client)
         self._proxies: dict[str, str | None] = {}
@@ -154,18 +156,26 @@ class PresignedGet:
         a tenth of a 128 MiB copy)."""
         if not self.enabled:
             return None
+        return await asyncio.get_running_loop().run_in_executor(None, self.head_now, bucket, key, version_id,
+                                                                part_number)
+
+    def head_now(self, bucket: str, key: str, version_id: str | None, part_number: int | None = None) -> dict | None:
+        """`head` in the calling thread (`migrate verify` asks many in a row from one)."""
+        if not self.enabled:
+            return None
         headers = {"x-amz-checksum-mode": "ENABLED"}
         url = self._url(bucket, key, version_id, headers, "HEAD", part_number)
         try:
-            got = await asyncio.get_running_loop().run_in_executor(None, self._head, url, headers, part_number)
+            got = self._head(url, headers, part_number)
         except (OSError, http.client.HTTPException, ValueError) as e:
             log.debug("presigned HEAD of %s/%s failed (%r); asking botocore", bucket, key, e)
             return None
         if got is None:
             log.debug("presigned HEAD of %s/%s was refused; asking botocore", bucket, key)
             return None
-        self.served += 1
-        self.fallbacks = 0
+        with self._counted:        # from several threads at once
+            self.served += 1
+            self.fallbacks = 0
         return got
 
     def _head(self, url: str, headers: dict[str, str], part_number: int | None) -> dict | None:

@@ -24,6 +24,11 @@ Three tiers, each checking what the one before does and more (README, "Leaving S
   and the two reads overlap (bench/RESULTS.md, Session 11); each archive is read once
   (deep.py).
 
+When there is enough past the listing (a HEAD of every version, --deep reads), the
+versions are shared out over forked workers, one per core (verify_workers.py): one
+Python process uses one core, and `rclone check` with the gateway it reads through use
+both.
+
 `--fix` re-copies what is missing or different and checks it again. Only the tiers that
 read Pocket's bytes (and `--fix`) open its disks; the others need its index alone, which
 with the imports the copy path needs (aiohttp, the object services) was most of a small
@@ -37,32 +42,39 @@ verify from Pocket (routing.py).
 """
 from __future__ import annotations
 
-import asyncio
-import random
 import time
 
-from .. import gc_tuning
 from ..index import migrations as M
 from ..index.versions import NULL
-from ..objects.ids import new_id
-from . import listing, settings, state
-from .version_ids import internal_ids
+from . import listing, state
+
+HEAD_BATCH = 64          # versions HEADed one after the other per thread hop (the default tier)
 
 
 class Verifier:
-    """One bucket's comparison. `tc`, `objects` and `multipart` (the cluster and its object
-    services) are needed only by the tiers that read Pocket's bytes and by --fix."""
+    """One bucket's comparison, in three steps: `plan` (the listing tier, for every version),
+    `check` (HEADs and reads of the versions that need them, or of one worker's share of
+    them, verify_workers.py) and `finish` (--fix, the dirty keys, the record). `tc`,
+    `objects` and `multipart` (the cluster and its object services, `attach`) are needed
+    only by the tiers that read Pocket's bytes and by --fix."""
 
     def __init__(self, index, client, source_bucket: str, bucket: str, *, attrs: bool = False, deep: bool = False,
-                 sample: float | None = None, concurrency: int = 16, tc=None, objects=None, multipart=None):
-        self.index, self.client, self.tc, self.objects, self.multipart = index, client, tc, objects, multipart
+                 sample: float | None = None, concurrency: int = 16):
+        self.index, self.client = index, client
+        self.tc = self.objects = self.multipart = None
         self.source_bucket, self.bucket = source_bucket, bucket
         self.attrs, self.deep, self.sample = attrs or deep, deep, sample
         self.concurrency = max(1, concurrency)
-        self.sem = asyncio.Semaphore(self.concurrency)
         self.findings: list[dict] = []
-        self.checked = self.deep_read = self.headed = 0
+        self.further: list[tuple] = []      # (source entry, Pocket's record, read in full?) beyond the listing
+        self.checked = self.deep_read = self.headed = self.presigned = 0
         self._urls = None
+
+    def attach(self, index, tc=None, services=None, concurrency: int | None = None) -> None:
+        """What `check` and `finish` use in this process (a forked worker makes its own)."""
+        self.index, self.tc = index, tc
+        self.objects, self.multipart = (services.objects, services.multipart) if services is not None else (None, None)
+        self.concurrency = max(1, concurrency or self.concurrency)
 
     @property
     def urls(self):
@@ -78,35 +90,29 @@ class Verifier:
     def tier(self) -> str:
         return "deep" if self.deep else "attrs" if self.attrs else "listing"
 
-    async def run(self, fix: bool) -> dict:
-        try:
-            return await self._run(fix)
-        finally:
-            if self._urls is not None:
-                await self._urls.close()
-
-    async def _run(self, fix: bool) -> dict:
-        started = time.time()
-        loop = asyncio.get_running_loop()
-        versioning = await loop.run_in_executor(None, listing.versioning_of, self.client, self.source_bucket)
+    def plan(self) -> None:
+        """The listing tier for every version, and `further`: what needs a HEAD or a read.
+        No event loop and no thread is left behind, so workers forked after it share out
+        `further` (verify_workers.py)."""
+        self.started = time.time()
+        versioning = listing.versioning_of(self.client, self.source_bucket)
         with self.index.read() as ops:
-            dirty = M.dirty(ops, self.bucket)
-        self.dirty_keys = {k for k, _ in dirty}
-        source = await loop.run_in_executor(None, listing.list_bucket, self.client, self.source_bucket, bool(versioning))
-        theirs = {(e.key, e.version_id): e for e in source}
+            self.dirty = M.dirty(ops, self.bucket)
+        self.dirty_keys = {k for k, _ in self.dirty}
+        source = listing.list_bucket(self.client, self.source_bucket, bool(versioning))
+        self.theirs = theirs = {(e.key, e.version_id): e for e in source}
         self.history: dict[str, list[str]] = {}
         for e in source:
             self.history.setdefault(e.key, []).append(e.version_id)     # newest first
-        # (reading the index while the source lists, in this thread, was no faster: both
-        # hold the GIL most of the time; 10,000 keys, four runs each)
-        ours = {(v.key, v.version_id): v.record for v in self.index.iter_versions(self.bucket)} \
+        self.ours = ours = {(v.key, v.version_id): v.record for v in self.index.iter_versions(self.bucket)} \
             if self.index.get_bucket(self.bucket) else {}
         for where in sorted(set(ours) - set(theirs)):
             self.findings.append({"key": where[0], "version_id": where[1], "problem": "extra",
                                   "why": "in Pocket, not at the source"})
         self.checked = len(theirs)
         # Listing tier first, for all, with no I/O; HEADs and reads only for what needs them.
-        further = []
+        if self.sample:
+            import random
         for where, e in theirs.items():
             problem = _listed_differ(e, ours.get(where))
             if problem:
@@ -114,9 +120,65 @@ class Verifier:
             elif not e.delete_marker:
                 read = self.deep or bool(self.sample and random.random() * 100 < self.sample)
                 if read or self.attrs or e.key in self.dirty_keys:
-                    further.append((e, ours[where], read))
-        await asyncio.gather(*(self._one(*one) for one in further))
-        fixed = await self._fix(theirs, ours) if fix and self.findings else 0
+                    self.further.append((e, ours[where], read))
+
+    async def check(self, further: list[tuple]) -> None:
+        """The HEAD tier and the reads for `further` (all of `self.further`, or a worker's share)."""
+        import asyncio     # here: a verify with nothing past its listings runs without it (verify_workers.py)
+        from concurrent.futures import ThreadPoolExecutor
+        self.sem = asyncio.Semaphore(self.concurrency)
+        heads = [one for one in further if not one[2]]
+        batches = [heads[i:i + HEAD_BATCH] for i in range(0, len(heads), HEAD_BATCH)]
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(min(self.concurrency, len(batches)) or 1, thread_name_prefix="verify-head") as pool:
+            await asyncio.gather(*(self._one(*one) for one in further if one[2]),
+                                 *(self._head_batch(loop, pool, batch) for batch in batches))
+
+    async def _head_batch(self, loop, pool, batch: list[tuple]) -> None:
+        """The HEAD tier for `batch`, one version after the other in one thread: a thread hop,
+        two futures and a task per version were ~a fifth of the default tier's CPU (py-spy
+        --gil, 3,000 versions). A version the URL cannot HEAD, or with tags to fetch, goes
+        the ordinary way (`_one`, `_attrs_then_bytes`)."""
+        found, rest = await loop.run_in_executor(pool, self._heads_now, batch)
+        self.headed += len(batch) - sum(head is None for _, _, head in rest)
+        self.findings += found
+        for e, record, head in rest:
+            if head is None:
+                await self._one(e, record, False)
+            else:
+                async with self.sem:
+                    problem = await self._attrs_then_bytes(e, record, head, None, False)
+                if problem:
+                    self.findings.append({"key": e.key, "version_id": e.version_id, **problem})
+
+    def _heads_now(self, batch: list[tuple]) -> tuple[list[dict], list[tuple]]:
+        found, rest = [], []
+        for e, record, _ in batch:
+            head = self.urls.head_now(self.source_bucket, e.key, e.version_id if e.version_id != NULL else None)
+            if head is None or head.get("TagCount"):
+                rest.append((e, record, head))
+                continue
+            problem = _attrs_differ(e, record, head, {})
+            if problem:
+                found.append({"key": e.key, "version_id": e.version_id, **problem})
+        return found, rest
+
+    async def close(self) -> None:
+        if self._urls is not None:
+            self.presigned += self._urls.served
+            await self._urls.close()
+            self._urls = None
+
+    async def finish(self, fix: bool) -> dict:
+        """--fix, the dirty keys and the migration record, once every share is checked; the report."""
+        fixed = await self._fix(self.theirs, self.ours) if fix and self.findings else 0
+        await self.close()
+        return self.conclude(fixed)
+
+    def conclude(self, fixed: int = 0) -> dict:
+        """The dirty keys (cleared where found equal, marked where not), the migration
+        record and the report: what follows the checks, with the index alone."""
+        dirty = self.dirty
         bad = {f["key"] for f in self.findings}
         equal = [(k, s) for k, s in dirty if k not in bad]     # cleared in one commit, not one each
         cleared = self.index.write(lambda ops: sum(M.clear_dirty(ops, self.bucket, k, s) for k, s in equal)) \
@@ -129,9 +191,8 @@ class Verifier:
                   "missing": sum(f["problem"] == "missing" for f in self.findings),
                   "mismatched": sum(f["problem"] not in ("missing",) for f in self.findings),
                   "fixed": fixed, "dirty_cleared": cleared, "clean": not self.findings,
-                  # source HEADs and reads answered by URLs
-                  "read_presigned": self._urls.served if self._urls is not None else 0,
-                  "seconds": round(time.time() - started, 3)}
+                  "read_presigned": self.presigned,    # source HEADs and reads answered by URLs
+                  "seconds": round(time.time() - self.started, 3)}
         self._record(report)
         return report
 
@@ -166,18 +227,9 @@ class Verifier:
     async def _attrs_then_bytes(self, e, record: dict, head: dict, got: dict | None, read: bool) -> dict | None:
         from . import copier
         tags = await copier.tags_of(self.client, self.source_bucket, e, head)
-        want = copier.attrs_of(head, tags, e, e.version_id != NULL)
-        for name in ("content_type", "meta", "headers"):
-            if record.get(name, {} if name != "content_type" else None) != want[name]:
-                return {"problem": "different", "why": f"{name}: Pocket has {record.get(name)!r}, the source "
-                                                       f"{want[name]!r}"}
-        if (record.get("tags") or {}) != tags:
-            return {"problem": "different", "why": f"tags: Pocket has {record.get('tags')}, the source {tags}"}
-        if abs(record.get("created", 0) - want["created"]) >= 1.0:
-            return {"problem": "different", "why": "Last-Modified differs"}
-        for algorithm, value in copier._checksums(head).items():
-            if (record.get("checksums") or {}).get(algorithm) != value:
-                return {"problem": "different", "why": f"x-amz-checksum-{algorithm} differs"}
+        problem = _attrs_differ(e, record, head, tags)
+        if problem:
+            return problem
         return await self._read_both(e, record, got) if read else None
 
     async def _head(self, e) -> dict:
@@ -245,6 +297,8 @@ class Verifier:
         it and its tombstone, yet stays before newer writes); for a lost version of a
         history, between its neighbours still in Pocket; for a lost unversioned object,
         after whatever deleted it: now."""
+        from ..objects.ids import new_id
+        from .version_ids import internal_ids
         if old is not None:
             return f"{int(old['version_id'][:16], 16) + 1:016x}{new_id()[16:]}"
         if e.version_id == NULL:
@@ -283,6 +337,24 @@ class Verifier:
         self.index.write(update)
 
 
+def _attrs_differ(e, record: dict, head: dict, tags: dict) -> dict | None:
+    """The HEAD tier: what the source's HEAD (and tags) says against Pocket's record."""
+    from . import copier
+    want = copier.attrs_of(head, tags, e, e.version_id != NULL)
+    for name in ("content_type", "meta", "headers"):
+        if record.get(name, {} if name != "content_type" else None) != want[name]:
+            return {"problem": "different", "why": f"{name}: Pocket has {record.get(name)!r}, the source "
+                                                   f"{want[name]!r}"}
+    if (record.get("tags") or {}) != tags:
+        return {"problem": "different", "why": f"tags: Pocket has {record.get('tags')}, the source {tags}"}
+    if abs(record.get("created", 0) - want["created"]) >= 1.0:
+        return {"problem": "different", "why": "Last-Modified differs"}
+    for algorithm, value in copier._checksums(head).items():
+        if (record.get("checksums") or {}).get(algorithm) != value:
+            return {"problem": "different", "why": f"x-amz-checksum-{algorithm} differs"}
+    return None
+
+
 def _listed_differ(e, record: dict | None) -> dict | None:
     """The listing tier: what one listing of each side shows (presence, delete marker, size,
     ETag, Last-Modified to the second: what S3's HEAD gives)."""
@@ -299,22 +371,6 @@ def _listed_differ(e, record: dict | None) -> dict | None:
     if abs(record.get("created", 0) - e.last_modified) >= 1.0:
         return {"problem": "different", "why": "Last-Modified differs"}
     return None
-
-
-async def run(cfg, index, buckets, args: dict, *, attrs: bool = False, deep: bool = False,
-              sample: float | None = None, fix: bool = False, concurrency: int = 16, tc=None, services=None) -> dict:
-    """Verify each bucket. `tc` and `services` (a ToolServices) are given when the tier reads
-    Pocket's bytes or --fix writes: see `needs_cluster`."""
-    gc_tuning.tune()        # as the copy does (workers.py): the start-up's objects are not scanned again
-    out = []
-    for source_bucket, target in settings.targets(buckets, args.get("target")):
-        src, record, keys_file = settings.resolve(cfg, index, source_bucket, target, args)
-        client = settings.client_for(src, keys_file, concurrency)
-        v = Verifier(index, client, source_bucket, target, attrs=attrs, deep=deep, sample=sample,
-                     concurrency=concurrency, tc=tc, objects=services and services.objects,
-                     multipart=services and services.multipart)
-        out.append(await v.run(fix))
-    return {"buckets": out, "clean": all(b["clean"] for b in out)}
 
 
 def needs_cluster(deep: bool, sample: float | None, fix: bool) -> bool:

@@ -66,14 +66,25 @@ def flip_payload_byte(ref: str, rng) -> None:
     """Flip one bit inside a record's payload (not its header): bit rot the checksum must catch.
 
     `ref` is an archive_files() entry: its own file, or a small archive inside a pack."""
-    raw = read_archive(ref)
-    header = layout.ArchiveHeader.unpack(raw[:layout.HEADER_SIZE])
-    length, want = layout.unpack_footer(raw[-layout.FOOTER_SIZE:])
-    size = layout.unpack_trailer(raw[-layout.FOOTER_SIZE - length:-layout.FOOTER_SIZE], want)["size"]
-    geo = layout.Geometry(size, header.segment_size, header.k)
+    geo = _geometry(read_archive(ref))
     j = rng.randrange(geo.segments)
     at = geo.record_offset(j) + layout.RECORD_OVERHEAD + rng.randrange(geo.record_length(j) - layout.RECORD_OVERHEAD)
     flip_archive_bit(ref, at)
+
+
+def flip_last_payload_byte(ref: str) -> None:
+    """Flip a bit of the last payload byte of the last segment: the end a reader that stops
+    early, or a check that skips the tail, would miss."""
+    geo = _geometry(read_archive(ref))
+    j = geo.segments - 1
+    flip_archive_bit(ref, geo.record_offset(j) + geo.record_length(j) - 1)
+
+
+def _geometry(raw: bytes) -> layout.Geometry:
+    header = layout.ArchiveHeader.unpack(raw[:layout.HEADER_SIZE])
+    length, want = layout.unpack_footer(raw[-layout.FOOTER_SIZE:])
+    size = layout.unpack_trailer(raw[-layout.FOOTER_SIZE - length:-layout.FOOTER_SIZE], want)["size"]
+    return layout.Geometry(size, header.segment_size, header.k)
 
 
 def archives_of(c: ProcCluster, bucket: str, key: str) -> list[str]:

@@ -2,11 +2,16 @@
 object deleted, fragments rotted) and `--fix` repairs it from the source."""
 from __future__ import annotations
 
+import json
+import os
 import random
 
 import pytest
 
-from .archives import archive_parts, archives_of, flip_archive_bit, flip_payload_byte, read_archive
+from tests.loaded_modules import loaded, run_pocket
+
+from .archives import (archive_parts, archives_of, flip_archive_bit, flip_last_payload_byte, flip_payload_byte,
+                       read_archive)
 from .harness import QUIET, ProcCluster, wait_for
 from .migrate_data import seed_plain, seed_versioned, snapshot
 from .sources import pocket_migrate, start_seaweedfs
@@ -140,3 +145,39 @@ def test_each_tier_sees_what_its_documentation_says(weed, pocket):
                                  ("empty", "different")}
     why = {f["key"]: f["why"] for f in headed["buckets"][0]["findings"]}
     assert why["small.txt"].startswith("tags:") and why["empty"].startswith("tags:")
+
+
+def test_verify_split_over_workers_finds_what_one_process_finds(weed, pocket):
+    """Versions shared out over forked workers (verify_workers.py): what a child finds
+    reaches the report, the record and the exit status as the parent's own findings do."""
+    pocket_migrate(pocket, weed, "copy", "plain", "history", "--json")
+    # shares go largest first (split()): with 3 workers big/odd-parts.bin is the parent's,
+    # a/b/c/deep.json the first child's and dir/with space.dat the second's
+    flip_payload_byte(_by_index(archives_of(pocket, "plain", "dir/with space.dat"), 5), random.Random(7))  # parity
+    flip_last_payload_byte(_by_index(archives_of(pocket, "plain", "a/b/c/deep.json"), 3))   # the very last bytes
+    history = snapshot(weed.client(), "history")
+    doomed = next(k for k, v in history["versions"].items() if k[0] == "doc.txt" and not v.get("delete_marker")
+                  and k[1] != history["order"]["doc.txt"][0])
+    pocket.client().delete_object(Bucket="history", Key="doc.txt", VersionId=doomed[1])   # an old version lost
+    want = {("dir/with space.dat", "damaged"), ("a/b/c/deep.json", "damaged"), ("doc.txt", "missing")}
+    reports = {}
+    for workers in ("1", "3"):
+        _, reports[workers] = pocket_migrate(pocket, weed, "verify", "plain", "history", "--deep", "--workers",
+                                             workers, "--json", ok=(1,))
+        assert _problems(reports[workers]) == want
+        assert [b["workers"] for b in reports[workers]["buckets"]] == [int(workers)] * 2
+    for field in ("checked", "headed", "deep_read", "missing", "mismatched"):
+        assert [b[field] for b in reports["3"]["buckets"]] == [b[field] for b in reports["1"]["buckets"]]
+    _, headed = pocket_migrate(pocket, weed, "verify", "plain", "history", "--workers", "2", "--json", ok=(1,))
+    assert _problems(headed) == {("doc.txt", "missing")} and headed["buckets"][0]["headed"] == 7
+
+
+def test_quick_verify_runs_without_an_event_loop(weed, pocket, tmp_path):
+    """Nothing past the listings: no asyncio (~15 ms of start-up), no botocore, no aiohttp."""
+    pocket_migrate(pocket, weed, "copy", "plain", "--json")
+    proc, code, modules = run_pocket(tmp_path / "modules.json", ["migrate", "verify", "plain", "--quick", "--json",
+                                                                 "--config", pocket.config, "--source-endpoint",
+                                                                 weed.endpoint], {**os.environ, **weed.credentials_env()})
+    assert code == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["buckets"][0]["checked"] == 7
+    assert loaded(modules, "asyncio", "botocore", "aiohttp") == []
