@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import os
 import socket
 import time
@@ -28,7 +27,7 @@ import time
 from ..index import migrations as M
 from ..index.versions import NULL
 from ..objects.buckets import BucketService
-from . import copier, inventory, listing, presigned_get, state
+from . import copier, listing, presigned_get, ranges, state
 from .copier import RateLimit, SourceChanged, Wanted
 from .tally import Tally
 from .version_ids import internal_ids
@@ -39,25 +38,10 @@ LEASE_TTL = 30.0
 CHECKPOINT = 3.0          # seconds between progress records (and lease renewals)
 RETRIES = 5
 CONVERGE = 5          # listings of a key that changes at the source while it is copied
-MIN_RANGE = 100
-LISTED_FOR_RANGES = 100_000   # keys listed to cut ranges when there is no inventory (100 list requests)
 
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
-
-
-def range_bounds(keys: list[str], per_range: int | None = None) -> list[tuple[str, str | None]]:
-    """[(start_after, end)] covering every key: about 256 ranges, 100 to 10,000 keys each
-    (each range is listed on its own: a page of up to 1,000 keys for a range of 10 would
-    be mostly thrown away).
-
-    Keys compare as S3 lists them (UTF-8 bytes); the last range is open-ended."""
-    keys = sorted(set(keys), key=lambda k: k.encode())
-    size = per_range or min(10_000, max(MIN_RANGE, math.ceil(len(keys) / 256)))
-    ends = [keys[i] for i in range(size - 1, len(keys) - 1, size)]
-    starts = [""] + ends
-    return [(s, e) for s, e in zip(starts, ends + [None])]
 
 
 class Backfill:
@@ -85,7 +69,7 @@ class Backfill:
         loop = asyncio.get_running_loop()
         versioning = await loop.run_in_executor(None, listing.versioning_of, client, source_bucket)
         await self._ensure_bucket(target, versioning)
-        total = await self._plan_ranges(target, client, source_bucket)
+        total = await ranges.plan(self.cfg, self.index, target, client, source_bucket)
         return {"versioning": versioning, "total_bytes": total}
 
     async def bucket(self, source_bucket: str, target: str, src, client, prepared: dict | None = None,
@@ -170,37 +154,6 @@ class Backfill:
             log.info("created bucket %s (it did not exist in Pocket)", name)
         if versioning and (buckets.get(name) or {}).get("versioning") != versioning:
             await buckets.configure(name, {"versioning": versioning})
-
-    async def _plan_ranges(self, bucket: str, client, source_bucket: str) -> int:
-        """Cut the bucket into ranges once; returns the inventory's bytes (for the ETA).
-
-        Without an inventory (no `plan` first) the ranges come from a listing of the
-        source's first LISTED_FOR_RANGES keys, so that several workers still share the
-        bucket; keys past them form the last, open-ended range."""
-        keys, total = [], 0
-        try:
-            db = inventory.connect(self.cfg.data, create=False)
-        except FileNotFoundError:
-            db = None
-        if db is not None:
-            try:
-                keys = [k for (k,) in db.execute("SELECT DISTINCT key FROM objects WHERE bucket=?", (bucket,))]
-                total = db.execute("SELECT coalesce(sum(size),0) FROM objects WHERE bucket=?", (bucket,)).fetchone()[0]
-            finally:
-                db.close()
-        if not keys and not self._ranges(bucket):
-            keys, total = await asyncio.get_running_loop().run_in_executor(
-                None, listing.first_keys, client, source_bucket, LISTED_FOR_RANGES)
-        bounds = range_bounds(keys)
-
-        def start_pass(ops):
-            """Ranges are cut once; when the last pass finished them all, this run is a new
-            pass over every range (what changed at the source since is copied again)."""
-            ranges = M.set_ranges(ops, bucket, bounds)
-            if ranges and all(r["done"] for r in ranges):
-                M.reset_ranges(ops, bucket)
-        self.index.write(start_pass)
-        return total
 
     # ---- one range ---------------------------------------------------------------------------
     async def _walk(self, client, source_bucket: str, bucket: str, versioned: bool, rng: dict, tally: Tally,
