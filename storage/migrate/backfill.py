@@ -59,6 +59,8 @@ class Backfill:
         self.moved = [0]          # bytes read from the source, for the rate and ETA
         self.urls = presigned_get.PresignedGets(self.concurrency)
         self.streams = asyncio.Semaphore(copier.LARGE_STREAMS)
+        self.streaming = 0        # large bodies the keys this worker has started will stream at once
+        self._freed = asyncio.Event()
 
     async def close(self) -> None:
         await self.urls.close()
@@ -70,7 +72,7 @@ class Backfill:
         versioning = await loop.run_in_executor(None, listing.versioning_of, client, source_bucket)
         await self._ensure_bucket(target, versioning)
         total = await ranges.plan(self.cfg, self.index, target, client, source_bucket)
-        return {"versioning": versioning, "total_bytes": total}
+        return {"versioning": versioning, "total_bytes": total, "mean_size": ranges.mean_size(self.index, target)}
 
     async def bucket(self, source_bucket: str, target: str, src, client, prepared: dict | None = None,
                      record: bool = True) -> Tally:
@@ -85,6 +87,16 @@ class Backfill:
         walks: set[asyncio.Task] = set()
         try:
             for seq in itertools.count():
+                if walks and self.streaming >= copier.LARGE_STREAMS:
+                    # as many large bodies started as this process streams at once: the next
+                    # range is left to a worker with room (another process, another machine)
+                    # rather than queued here behind this one's slots
+                    self._freed.clear()
+                    freed = asyncio.ensure_future(self._freed.wait())
+                    await asyncio.wait([*walks, freed], return_when=asyncio.FIRST_COMPLETED)
+                    freed.cancel()
+                    await _reap(walks)
+                    continue
                 self._reclaim_dead(target)
                 owner = f"{self.owner}.{seq}"            # one lease holder per range walked at once
                 rng = self.index.write(lambda ops: M.lease_range(ops, target, owner, LEASE_TTL))
@@ -178,7 +190,7 @@ class Backfill:
                                                         position=position, done=done, add=add))
             last_checkpoint = time.monotonic()
 
-        async def one_key(key: str, history: list[dict]) -> None:
+        async def one_key(key: str, history: list[dict], streams: int) -> None:
             try:
                 await self._copy_key(client, source_bucket, bucket, key, history, tally, versioned)
             except Exception as e:
@@ -188,6 +200,8 @@ class Backfill:
             finally:
                 sem.release()
                 pending.pop(key, None)
+                self.streaming -= streams
+                self._freed.set()
 
         async def renew() -> None:
             """Keep the lease while one slow object holds every slot (no checkpoint then)."""
@@ -200,7 +214,9 @@ class Backfill:
             async for key, history in listing.source_keys(client, source_bucket, versioned, rng["position"], end):
                 await sem.acquire()
                 order.append(key)
-                pending[key] = asyncio.ensure_future(one_key(key, history))
+                streams = _streams_of(history)
+                self.streaming += streams
+                pending[key] = asyncio.ensure_future(one_key(key, history, streams))
                 if time.monotonic() - last_checkpoint > CHECKPOINT:
                     checkpoint()
                     self._progress(tally)
@@ -321,11 +337,28 @@ async def _reap(walks: set[asyncio.Task]) -> None:
         walk.result()
 
 
+def _streams_of(history: list[dict]) -> int:
+    """Large bodies a key's copy streams at once (its versions are copied one after another):
+    a part per slot for a multipart version, up to copier.PARTS_AT_ONCE."""
+    def one(v: dict) -> int:
+        if v["delete_marker"] or v["size"] <= copier.CHUNK:
+            return 0
+        parts = int(v["etag"].rsplit("-", 1)[1]) if copier.is_multipart_etag(v["etag"]) else 1
+        return min(parts, copier.PARTS_AT_ONCE)
+    return max(map(one, history), default=0)
+
+
 def _alive(pid: int) -> bool:
+    """Whether the process runs; a zombie does not (a copy's forked worker that was killed
+    stays one until the parent, busy with its own ranges, reaps it at the end)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:        # gone meanwhile, or no /proc: kill(0) found it
+        return os.path.exists(f"/proc/{pid}") or not os.path.isdir("/proc")
