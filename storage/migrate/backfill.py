@@ -46,9 +46,11 @@ def worker_id() -> str:
 
 class Backfill:
     def __init__(self, cfg, tc, services, concurrency: int = 16, rate: float = 0.0,
-                 on_progress=None, via=None):
+                 on_progress=None, via=None, forked: bool = False):
         """`services`: a ToolServices (its object services are built at the first write);
-        `via`: a gateway_copy.Sender, when small versions go through the running gateway."""
+        `via`: a gateway_copy.Sender, when small versions go through the running gateway;
+        `forked`: a worker forked by a copy command, whose parent takes over the ranges
+        of workers that die (workers.py), so it leaves when it finds none to lease."""
         self.cfg, self.tc, self.services = cfg, tc, services
         self.via = via
         self.index = tc.index
@@ -61,6 +63,8 @@ class Backfill:
         self.streams = asyncio.Semaphore(copier.LARGE_STREAMS)
         self.streaming = 0        # large bodies the keys this worker has started will stream at once
         self._freed = asyncio.Event()
+        self.forked = forked
+        self.others_moved = asyncio.Event()   # set by the parent when a forked worker reports
 
     async def close(self) -> None:
         await self.urls.close()
@@ -116,13 +120,18 @@ class Backfill:
                     await asyncio.wait(walks, return_when=asyncio.FIRST_COMPLETED)
                     await _reap(walks)
                     continue
+                self.others_moved.clear()
                 with self.index.read() as ops:
                     left = [r for r in M.ranges(ops, target) if not r["done"]]
-                if not left:
+                if not left or self.forked:
                     break
-                # other live workers hold the rest: wait for them (or for their leases to lapse)
+                # other live workers hold the rest: wait for them (or for their leases to lapse);
+                # a worker this command forked says when it is done with a range, at once
                 self._progress(tally)
-                await asyncio.sleep(1.0)
+                try:
+                    await asyncio.wait_for(self.others_moved.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
         except BaseException:
             for walk in walks:
                 walk.cancel()

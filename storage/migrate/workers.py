@@ -2,12 +2,19 @@
 (botocore on the source side, the write path on Pocket's), so one process uses one core
 at most while rclone's copy and the gateway it writes through use several.
 
-The command first makes each bucket and cuts its ranges (backfill.py), then forks
+The command first makes each bucket and cuts its ranges (ranges.py), then forks
 `workers - 1` children that lease ranges beside it exactly as copies on other machines
 would. Forking happens before the cluster is opened, so no thread, socket or LMDB handle
 crosses it. Each child sends its tallies back through a pipe (a JSON line per progress
 step, its report last), so the progress line and the summary count every worker, and
 the outcome is recorded in the migration record once, by the parent, when all are done.
+
+Beside a running gateway that takes the small objects, one process was enough for them
+and was the default; but a large object's bytes are all the copy's own work, and with
+one process a large copy used one core of two (the event loop holding the GIL for ~90 %
+of the time, py-spy --gil) while rclone and the gateway used both. So the worker count
+is chosen once the buckets' ranges are cut: one per core when some bucket's objects
+average more than copier.CHUNK, else one, which then copies on in the same session.
 """
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ from ..lifeline import die_with_parent
 from . import gateway_copy, settings
 from .backfill import Backfill
 from .tally import Tally
-from .copier import PARTS_AT_ONCE
+from .copier import CHUNK, PARTS_AT_ONCE
 from .services import ToolServices
 
 log = logging.getLogger("pocket.migrate.copy")
@@ -35,14 +42,18 @@ def default_workers(hand_over: bool) -> int:
     the small objects (`hand_over`, gateway_copy.py): it does their writing on the other
     cores. With a 1-process gateway on 2 cores, two copy processes were slower than one
     (bench/RESULTS.md, Session 6)."""
-    cores = max(1, min(4, os.cpu_count() or 1))
+    cores = _cores()
     return max(1, cores // 2) if hand_over else cores
+
+
+def _cores() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def copy(cfg, run_tool, buckets, args: dict, concurrency: int, rate: float, workers: int | None = None,
          on_progress=None) -> dict:
-    """Copy every bucket with `workers` processes (None: `default_workers`); the report of
-    `pocket migrate copy --json`.
+    """Copy every bucket with `workers` processes (None: `default_workers`, or one per core
+    for buckets of large objects); the report of `pocket migrate copy --json`.
 
     `run_tool(cfg, work, read_packs)` runs `await work(tool_cluster)` against the cluster
     (cli/common.py); a copy reads no archive, so the packs of disks a running gateway owns
@@ -50,9 +61,20 @@ def copy(cfg, run_tool, buckets, args: dict, concurrency: int, rate: float, work
     shared out among the workers."""
     pairs = settings.targets(buckets, args.get("target"))
     hand_over = gateway_copy.will_hand_over(cfg)
+    prepared = None
+    if workers is None and default_workers(hand_over) < _cores():
+        # the gateway would take the small objects, so one process is enough for them; a
+        # bucket of large ones is all the copy's own work, and only the buckets' ranges tell
+        # which it is. One process prepares and, when it is to be the only one, copies on.
+        alone = _share(concurrency, rate, 1)
+        started = run_tool(cfg, lambda tc: _prepare(cfg, tc, pairs, args, alone, on_progress, hand_over), False)
+        if "report" in started:
+            return started["report"]
+        prepared, workers = started["prepared"], _cores()
     workers = max(1, workers or default_workers(hand_over))
-    per = {"concurrency": max(1, -(-concurrency // workers)), "rate": rate / workers if rate else 0.0}
-    prepared = run_tool(cfg, lambda tc: _prepare(cfg, tc, pairs, args, per), False) if workers > 1 else None
+    per = _share(concurrency, rate, workers)
+    if prepared is None and workers > 1:
+        prepared = run_tool(cfg, lambda tc: _prepare(cfg, tc, pairs, args, per), False)["prepared"]
     children = [_Child.fork(lambda out: run_tool(cfg, lambda tc: _work(cfg, tc, pairs, _without_keys(args), per,
                                                                      prepared, hand_over, out.progress), False))
                 for _ in range(workers - 1)]
@@ -61,7 +83,15 @@ def copy(cfg, run_tool, buckets, args: dict, concurrency: int, rate: float, work
                     False)
 
 
-async def _prepare(cfg, tc, pairs, args: dict, per: dict) -> dict:
+def _share(concurrency: int, rate: float, workers: int) -> dict:
+    return {"concurrency": max(1, -(-concurrency // workers)), "rate": rate / workers if rate else 0.0}
+
+
+async def _prepare(cfg, tc, pairs, args: dict, per: dict, on_progress=None, hand_over: bool | None = None) -> dict:
+    """Each bucket made and its ranges cut ({"prepared": ...}). With `hand_over` given, the
+    workers are still to be chosen: when every bucket holds small objects (a mean size of
+    at most copier.CHUNK: bodies the gateway takes), this process copies them on at once
+    ({"report": ...}) instead of forking."""
     s = ToolServices(cfg, tc)
     try:
         fill = Backfill(cfg, tc, s, per["concurrency"], per["rate"])
@@ -69,9 +99,11 @@ async def _prepare(cfg, tc, pairs, args: dict, per: dict) -> dict:
         for source_bucket, target in pairs:
             src, _, client = _source(cfg, tc, source_bucket, target, args, per)
             out[target] = await fill.prepare(source_bucket, target, client)
-        return out
     finally:
         await s.close()
+    if hand_over is None or any(p["mean_size"] > CHUNK for p in out.values()):
+        return {"prepared": out}
+    return {"report": await _work(cfg, tc, pairs, args, per, out, hand_over, _Combined([], on_progress).show, [])}
 
 
 def _source(cfg, tc, source_bucket: str, target: str, args: dict, per: dict):
@@ -84,13 +116,16 @@ def _source(cfg, tc, source_bucket: str, target: str, args: dict, per: dict):
 
 async def _work(cfg, tc, pairs, args: dict, per: dict, prepared: dict | None, hand_over: bool, on_progress,
                 children: list | None = None) -> dict:
-    """One worker's share of every bucket; the parent (`children` given) then waits for the
-    children and records each bucket's combined outcome."""
+    """One worker's share of every bucket; the parent (`children` given, perhaps none) then
+    waits for the children and records each bucket's combined outcome."""
     import asyncio
     s = ToolServices(cfg, tc)
     via = gateway_copy.sender_for(cfg, tc, hand_over)
     try:
-        fill = Backfill(cfg, tc, s, per["concurrency"], per["rate"], on_progress, via)
+        fill = Backfill(cfg, tc, s, per["concurrency"], per["rate"], on_progress, via, forked=children is None)
+        loop = asyncio.get_running_loop()
+        for child in children or ():
+            child.on_line = lambda: loop.call_soon_threadsafe(fill.others_moved.set)
         # as the gateway does once ready: the collector kept rescanning the start-up's objects
         # (py-spy --native: gc_collect_main in a quarter of a large copy's samples) for cycles
         # that copying almost never makes; a small-object copy takes ~12 % less CPU tuned
@@ -149,6 +184,7 @@ class _Child:
         self.pid = pid
         self.latest: dict = {}
         self.report: dict | None = None
+        self.on_line = None               # called (in the reader thread) after each line
         self._reader = threading.Thread(target=self._read, args=(fd,), daemon=True)
 
     @classmethod
@@ -188,6 +224,11 @@ class _Child:
                     self.latest = msg["progress"]
                 else:
                     self.report = msg["report"]
+                if self.on_line is not None:
+                    try:
+                        self.on_line()
+                    except RuntimeError:      # the parent's loop is closed: it waits no more
+                        pass
 
     def wait(self) -> dict:
         _, status = os.waitpid(self.pid, 0)
