@@ -2,10 +2,11 @@
 (botocore on the source side, the write path on Pocket's), so one process uses one core
 at most while rclone's copy and the gateway it writes through use several.
 
-The command first makes each bucket and cuts its ranges (ranges.py), then forks
-`workers - 1` children that lease ranges beside it exactly as copies on other machines
-would. Forking happens before the cluster is opened, so no thread, socket or LMDB handle
-crosses it. Each child sends its tallies back through a pipe (a JSON line per progress
+The command first forks as many children as it may want (`--workers`, else one per core
+but itself), before anything is opened, so no thread, socket or LMDB handle crosses the
+fork. It then makes each bucket and cuts its ranges (ranges.py), starts the children the
+buckets want, which lease ranges beside it exactly as copies on other machines would,
+and tells the others to leave. Each child sends its tallies back through a pipe (a JSON line per progress
 step, its report last), so the progress line and the summary count every worker, and
 the outcome is recorded in the migration record once, by the parent, when all are done.
 
@@ -61,37 +62,43 @@ def copy(cfg, run_tool, buckets, args: dict, concurrency: int, rate: float, work
     shared out among the workers."""
     pairs = settings.targets(buckets, args.get("target"))
     hand_over = gateway_copy.will_hand_over(cfg)
-    prepared = None
-    if workers is None and default_workers(hand_over) < _cores():
-        # the gateway would take the small objects, so one process is enough for them; a
-        # bucket of large ones is all the copy's own work, and only the buckets' ranges tell
-        # which it is. One process prepares and, when it is to be the only one, copies on.
-        alone = _share(concurrency, rate, 1)
-        started = run_tool(cfg, lambda tc: _prepare(cfg, tc, pairs, args, alone, on_progress, hand_over), False)
-        if "report" in started:
-            return started["report"]
-        prepared, workers = started["prepared"], _cores()
-    workers = max(1, workers or default_workers(hand_over))
-    per = _share(concurrency, rate, workers)
-    if prepared is None and workers > 1:
-        prepared = run_tool(cfg, lambda tc: _prepare(cfg, tc, pairs, args, per), False)["prepared"]
-    children = [_Child.fork(lambda out: run_tool(cfg, lambda tc: _work(cfg, tc, pairs, _without_keys(args), per,
-                                                                     prepared, hand_over, out.progress), False))
-                for _ in range(workers - 1)]
-    combined = _Combined(children, on_progress)
-    return run_tool(cfg, lambda tc: _work(cfg, tc, pairs, args, per, prepared, hand_over, combined.show, children),
-                    False)
+    # as many workers as there may be are forked first, before anything is opened; each
+    # waits to be told to copy (with the prepared buckets) or to leave
+    children = [_Child.fork(lambda out, go: run_tool(cfg, lambda tc: _work(
+        cfg, tc, pairs, _without_keys(args), go["per"], go["prepared"], hand_over, out.progress), False))
+        for _ in range(max(1, workers or _cores()) - 1)]
+    try:
+        return run_tool(cfg, lambda tc: _lead(cfg, tc, pairs, args, concurrency, rate, workers, hand_over,
+                                              children, on_progress), False)
+    finally:
+        for child in children:
+            child.stop()
+
+
+async def _lead(cfg, tc, pairs, args: dict, concurrency: int, rate: float, workers: int | None, hand_over: bool,
+                children: list, on_progress) -> dict:
+    """Prepare every bucket, start as many of the forked workers as the buckets want, and
+    copy beside them in the same session."""
+    prepared = await _prepare(cfg, tc, pairs, args, _share(concurrency, rate, 1))
+    large = any(p["mean_size"] > CHUNK for p in prepared.values())
+    # beside a gateway that takes the small objects, one process is enough for those; a
+    # bucket of large ones is all the copy's own work
+    n = workers or (_cores() if large else default_workers(hand_over))
+    per = _share(concurrency, rate, n)
+    going = children[:n - 1]
+    for child in going:
+        child.start({"prepared": prepared, "per": per})
+    for child in children[n - 1:]:
+        child.release()
+    return await _work(cfg, tc, pairs, args, per, prepared, hand_over, _Combined(going, on_progress).show, going)
 
 
 def _share(concurrency: int, rate: float, workers: int) -> dict:
     return {"concurrency": max(1, -(-concurrency // workers)), "rate": rate / workers if rate else 0.0}
 
 
-async def _prepare(cfg, tc, pairs, args: dict, per: dict, on_progress=None, hand_over: bool | None = None) -> dict:
-    """Each bucket made and its ranges cut ({"prepared": ...}). With `hand_over` given, the
-    workers are still to be chosen: when every bucket holds small objects (a mean size of
-    at most copier.CHUNK: bodies the gateway takes), this process copies them on at once
-    ({"report": ...}) instead of forking."""
+async def _prepare(cfg, tc, pairs, args: dict, per: dict) -> dict:
+    """Each bucket made and its ranges cut, before any worker leases one."""
     s = ToolServices(cfg, tc)
     try:
         fill = Backfill(cfg, tc, s, per["concurrency"], per["rate"])
@@ -99,11 +106,9 @@ async def _prepare(cfg, tc, pairs, args: dict, per: dict, on_progress=None, hand
         for source_bucket, target in pairs:
             src, _, client = _source(cfg, tc, source_bucket, target, args, per)
             out[target] = await fill.prepare(source_bucket, target, client)
+        return out
     finally:
         await s.close()
-    if hand_over is None or any(p["mean_size"] > CHUNK for p in out.values()):
-        return {"prepared": out}
-    return {"report": await _work(cfg, tc, pairs, args, per, out, hand_over, _Combined([], on_progress).show, [])}
 
 
 def _source(cfg, tc, source_bucket: str, target: str, args: dict, per: dict):
@@ -178,29 +183,39 @@ def _without_keys(args: dict) -> dict:
 
 
 class _Child:
-    """A forked copy worker and the pipe it reports through."""
+    """A forked copy worker: the pipe it is started through and the pipe it reports through."""
 
-    def __init__(self, pid: int, fd: int):
+    def __init__(self, pid: int, fd: int, go: int):
         self.pid = pid
         self.latest: dict = {}
         self.report: dict | None = None
         self.on_line = None               # called (in the reader thread) after each line
+        self._go: int | None = go
+        self.started = False
         self._reader = threading.Thread(target=self._read, args=(fd,), daemon=True)
 
     @classmethod
     def fork(cls, work) -> "_Child":
+        """`work(out, go)` runs in the child once `start(go)` is called; `stop` instead ends it."""
         r, w = os.pipe()
+        go_r, go_w = os.pipe()
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:                      # the child: work, report, leave without running the parent's exit code
             os.close(r)
+            os.close(go_w)
             code = 1
             # a copy killed (even SIGKILLed) takes its workers with it; they hold no
             # state a clean drain would save (their leases lapse to the others)
             die_with_parent(parent, signal.SIGKILL)
             try:
+                with os.fdopen(go_r) as f:
+                    line = f.readline()
+                if not line:              # not wanted: the buckets hold small objects
+                    code = 0
+                    return
                 out = _Pipe(os.fdopen(w, "w", buffering=1))
-                out.send({"report": work(out)})
+                out.send({"report": work(out, json.loads(line))})
                 code = 0
             except BaseException as e:
                 log.exception("copy worker %d failed; its ranges are taken over by the others when its lease lapses",
@@ -212,9 +227,29 @@ class _Child:
             finally:
                 os._exit(code)
         os.close(w)
-        child = cls(pid, r)
+        os.close(go_r)
+        child = cls(pid, r, go_w)
         child._reader.start()
         return child
+
+    def start(self, go: dict) -> None:
+        with os.fdopen(self._go, "w") as f:
+            f.write(json.dumps(go) + "\n")
+        self._go, self.started = None, True
+
+    def release(self) -> None:
+        """Tell a child that was not started to leave (it does at its pipe's end)."""
+        if self._go is not None:
+            os.close(self._go)
+            self._go = None
+
+    def stop(self) -> None:
+        """Release a child not started and reap it; a started one is reaped by `wait`."""
+        if self.started:
+            return
+        self.release()
+        os.waitpid(self.pid, 0)
+        self._reader.join()
 
     def _read(self, fd: int) -> None:
         with os.fdopen(fd) as f:
