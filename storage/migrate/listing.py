@@ -33,17 +33,17 @@ def list_bucket(client, bucket: str, versioned: bool, parallel: int = PARALLEL) 
     return entries
 
 
-def first_keys(client, bucket: str, limit: int) -> tuple[list[str], int]:
-    """The bucket's first `limit` keys (current objects, in order) and their bytes: enough
-    to cut work ranges when no inventory was taken."""
-    keys, total = [], 0
+def first_keys(client, bucket: str, limit: int) -> tuple[dict[str, int], int]:
+    """The bucket's first `limit` keys (current objects, in order) with their sizes, and
+    their bytes: enough to cut work ranges when no inventory was taken."""
+    sizes, total = {}, 0
     for page in client.lister.pages(bucket, False):
         for e in page.entries:
-            keys.append(e.key)
+            sizes[e.key] = e.size
             total += e.size
-        if len(keys) >= limit:
+        if len(sizes) >= limit:
             break
-    return keys, total
+    return sizes, total
 
 
 def _page_all(client, bucket: str, versioned: bool, prefix: str, delimiter: str) -> tuple[list[Entry], list[str]]:

@@ -2,12 +2,20 @@
 (botocore on the source side, the write path on Pocket's), so one process uses one core
 at most while rclone's copy and the gateway it writes through use several.
 
-The command first makes each bucket and cuts its ranges (backfill.py), then forks
-`workers - 1` children that lease ranges beside it exactly as copies on other machines
-would. Forking happens before the cluster is opened, so no thread, socket or LMDB handle
-crosses it. Each child sends its tallies back through a pipe (a JSON line per progress
+The command first forks as many children as it may want (`--workers`, else one per core
+but itself), before anything is opened, so no thread, socket or LMDB handle crosses the
+fork. It then makes each bucket and cuts its ranges (ranges.py), starts the children the
+buckets want, which lease ranges beside it exactly as copies on other machines would,
+and tells the others to leave. Each child sends its tallies back through a pipe (a JSON line per progress
 step, its report last), so the progress line and the summary count every worker, and
 the outcome is recorded in the migration record once, by the parent, when all are done.
+
+Beside a running gateway that takes the small objects, one process was enough for them
+and was the default; but a large object's bytes are all the copy's own work, and with
+one process a large copy used one core of two (the event loop holding the GIL for ~90 %
+of the time, py-spy --gil) while rclone and the gateway used both. So the worker count
+is chosen once the buckets' ranges are cut: one per core when some bucket's objects
+average more than copier.CHUNK, else one, which then copies on in the same session.
 """
 from __future__ import annotations
 
@@ -22,7 +30,7 @@ from ..lifeline import die_with_parent
 from . import gateway_copy, settings
 from .backfill import Backfill
 from .tally import Tally
-from .copier import PARTS_AT_ONCE
+from .copier import CHUNK, PARTS_AT_ONCE
 from .services import ToolServices
 
 log = logging.getLogger("pocket.migrate.copy")
@@ -35,14 +43,18 @@ def default_workers(hand_over: bool) -> int:
     the small objects (`hand_over`, gateway_copy.py): it does their writing on the other
     cores. With a 1-process gateway on 2 cores, two copy processes were slower than one
     (bench/RESULTS.md, Session 6)."""
-    cores = max(1, min(4, os.cpu_count() or 1))
+    cores = _cores()
     return max(1, cores // 2) if hand_over else cores
+
+
+def _cores() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def copy(cfg, run_tool, buckets, args: dict, concurrency: int, rate: float, workers: int | None = None,
          on_progress=None) -> dict:
-    """Copy every bucket with `workers` processes (None: `default_workers`); the report of
-    `pocket migrate copy --json`.
+    """Copy every bucket with `workers` processes (None: `default_workers`, or one per core
+    for buckets of large objects); the report of `pocket migrate copy --json`.
 
     `run_tool(cfg, work, read_packs)` runs `await work(tool_cluster)` against the cluster
     (cli/common.py); a copy reads no archive, so the packs of disks a running gateway owns
@@ -50,18 +62,43 @@ def copy(cfg, run_tool, buckets, args: dict, concurrency: int, rate: float, work
     shared out among the workers."""
     pairs = settings.targets(buckets, args.get("target"))
     hand_over = gateway_copy.will_hand_over(cfg)
-    workers = max(1, workers or default_workers(hand_over))
-    per = {"concurrency": max(1, -(-concurrency // workers)), "rate": rate / workers if rate else 0.0}
-    prepared = run_tool(cfg, lambda tc: _prepare(cfg, tc, pairs, args, per), False) if workers > 1 else None
-    children = [_Child.fork(lambda out: run_tool(cfg, lambda tc: _work(cfg, tc, pairs, _without_keys(args), per,
-                                                                     prepared, hand_over, out.progress), False))
-                for _ in range(workers - 1)]
-    combined = _Combined(children, on_progress)
-    return run_tool(cfg, lambda tc: _work(cfg, tc, pairs, args, per, prepared, hand_over, combined.show, children),
-                    False)
+    # as many workers as there may be are forked first, before anything is opened; each
+    # waits to be told to copy (with the prepared buckets) or to leave
+    children = [_Child.fork(lambda out, go: run_tool(cfg, lambda tc: _work(
+        cfg, tc, pairs, _without_keys(args), go["per"], go["prepared"], hand_over, out.progress), False))
+        for _ in range(max(1, workers or _cores()) - 1)]
+    try:
+        return run_tool(cfg, lambda tc: _lead(cfg, tc, pairs, args, concurrency, rate, workers, hand_over,
+                                              children, on_progress), False)
+    finally:
+        for child in children:
+            child.stop()
+
+
+async def _lead(cfg, tc, pairs, args: dict, concurrency: int, rate: float, workers: int | None, hand_over: bool,
+                children: list, on_progress) -> dict:
+    """Prepare every bucket, start as many of the forked workers as the buckets want, and
+    copy beside them in the same session."""
+    prepared = await _prepare(cfg, tc, pairs, args, _share(concurrency, rate, 1))
+    large = any(p["mean_size"] > CHUNK for p in prepared.values())
+    # beside a gateway that takes the small objects, one process is enough for those; a
+    # bucket of large ones is all the copy's own work
+    n = workers or (_cores() if large else default_workers(hand_over))
+    per = _share(concurrency, rate, n)
+    going = children[:n - 1]
+    for child in going:
+        child.start({"prepared": prepared, "per": per})
+    for child in children[n - 1:]:
+        child.release()
+    return await _work(cfg, tc, pairs, args, per, prepared, hand_over, _Combined(going, on_progress).show, going)
+
+
+def _share(concurrency: int, rate: float, workers: int) -> dict:
+    return {"concurrency": max(1, -(-concurrency // workers)), "rate": rate / workers if rate else 0.0}
 
 
 async def _prepare(cfg, tc, pairs, args: dict, per: dict) -> dict:
+    """Each bucket made and its ranges cut, before any worker leases one."""
     s = ToolServices(cfg, tc)
     try:
         fill = Backfill(cfg, tc, s, per["concurrency"], per["rate"])
@@ -84,13 +121,16 @@ def _source(cfg, tc, source_bucket: str, target: str, args: dict, per: dict):
 
 async def _work(cfg, tc, pairs, args: dict, per: dict, prepared: dict | None, hand_over: bool, on_progress,
                 children: list | None = None) -> dict:
-    """One worker's share of every bucket; the parent (`children` given) then waits for the
-    children and records each bucket's combined outcome."""
+    """One worker's share of every bucket; the parent (`children` given, perhaps none) then
+    waits for the children and records each bucket's combined outcome."""
     import asyncio
     s = ToolServices(cfg, tc)
     via = gateway_copy.sender_for(cfg, tc, hand_over)
     try:
-        fill = Backfill(cfg, tc, s, per["concurrency"], per["rate"], on_progress, via)
+        fill = Backfill(cfg, tc, s, per["concurrency"], per["rate"], on_progress, via, forked=children is None)
+        loop = asyncio.get_running_loop()
+        for child in children or ():
+            child.on_line = lambda: loop.call_soon_threadsafe(fill.others_moved.set)
         # as the gateway does once ready: the collector kept rescanning the start-up's objects
         # (py-spy --native: gc_collect_main in a quarter of a large copy's samples) for cycles
         # that copying almost never makes; a small-object copy takes ~12 % less CPU tuned
@@ -143,28 +183,39 @@ def _without_keys(args: dict) -> dict:
 
 
 class _Child:
-    """A forked copy worker and the pipe it reports through."""
+    """A forked copy worker: the pipe it is started through and the pipe it reports through."""
 
-    def __init__(self, pid: int, fd: int):
+    def __init__(self, pid: int, fd: int, go: int):
         self.pid = pid
         self.latest: dict = {}
         self.report: dict | None = None
+        self.on_line = None               # called (in the reader thread) after each line
+        self._go: int | None = go
+        self.started = False
         self._reader = threading.Thread(target=self._read, args=(fd,), daemon=True)
 
     @classmethod
     def fork(cls, work) -> "_Child":
+        """`work(out, go)` runs in the child once `start(go)` is called; `stop` instead ends it."""
         r, w = os.pipe()
+        go_r, go_w = os.pipe()
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:                      # the child: work, report, leave without running the parent's exit code
             os.close(r)
+            os.close(go_w)
             code = 1
             # a copy killed (even SIGKILLed) takes its workers with it; they hold no
             # state a clean drain would save (their leases lapse to the others)
             die_with_parent(parent, signal.SIGKILL)
             try:
+                with os.fdopen(go_r) as f:
+                    line = f.readline()
+                if not line:              # not wanted: the buckets hold small objects
+                    code = 0
+                    return
                 out = _Pipe(os.fdopen(w, "w", buffering=1))
-                out.send({"report": work(out)})
+                out.send({"report": work(out, json.loads(line))})
                 code = 0
             except BaseException as e:
                 log.exception("copy worker %d failed; its ranges are taken over by the others when its lease lapses",
@@ -176,9 +227,29 @@ class _Child:
             finally:
                 os._exit(code)
         os.close(w)
-        child = cls(pid, r)
+        os.close(go_r)
+        child = cls(pid, r, go_w)
         child._reader.start()
         return child
+
+    def start(self, go: dict) -> None:
+        with os.fdopen(self._go, "w") as f:
+            f.write(json.dumps(go) + "\n")
+        self._go, self.started = None, True
+
+    def release(self) -> None:
+        """Tell a child that was not started to leave (it does at its pipe's end)."""
+        if self._go is not None:
+            os.close(self._go)
+            self._go = None
+
+    def stop(self) -> None:
+        """Release a child not started and reap it; a started one is reaped by `wait`."""
+        if self.started:
+            return
+        self.release()
+        os.waitpid(self.pid, 0)
+        self._reader.join()
 
     def _read(self, fd: int) -> None:
         with os.fdopen(fd) as f:
@@ -188,6 +259,11 @@ class _Child:
                     self.latest = msg["progress"]
                 else:
                     self.report = msg["report"]
+                if self.on_line is not None:
+                    try:
+                        self.on_line()
+                    except RuntimeError:      # the parent's loop is closed: it waits no more
+                        pass
 
     def wait(self) -> dict:
         _, status = os.waitpid(self.pid, 0)

@@ -6,7 +6,7 @@ import gzip
 
 import pytest
 
-from storage.migrate import backfill, estimate, manifest, version_ids
+from storage.migrate import estimate, manifest, ranges, version_ids
 
 
 def test_egress_cost_follows_the_tiers():
@@ -29,18 +29,35 @@ def test_bandwidth_units():
 
 def test_ranges_cover_every_key_once_in_s3_order():
     keys = [f"k{i:04d}" for i in range(95)] + ["é", "z", "Z", "a/b"]
-    bounds = backfill.range_bounds(keys, per_range=10)
+    bounds = ranges.range_bounds(keys, per_range=10)
     assert bounds[0][0] == "" and bounds[-1][1] is None and len(bounds) == 10
     ordered = sorted(keys, key=str.encode)
     for key in keys:   # exactly one range holds each key: start_after < key <= end
         holders = [b for b in bounds if key.encode() > b[0].encode() and (b[1] is None or key.encode() <= b[1].encode())]
         assert len(holders) == 1, key
     assert [b[1] for b in bounds[:-1]] == ordered[9:-1:10]
-    assert backfill.range_bounds([]) == [("", None)]
+    assert ranges.range_bounds([]) == [("", None)]
     # by default ranges hold at least MIN_RANGE keys (each is listed on its own), about 256 of them
-    assert len(backfill.range_bounds(keys)) == 1
-    assert len(backfill.range_bounds([f"k{i:06d}" for i in range(1000)])) == 10
-    assert len(backfill.range_bounds([f"k{i:06d}" for i in range(100_000)])) == 256
+    assert len(ranges.range_bounds(keys)) == 1
+    assert len(ranges.range_bounds([f"k{i:06d}" for i in range(1000)])) == 10
+    assert len(ranges.range_bounds([f"k{i:06d}" for i in range(100_000)])) == 256
+
+
+def test_large_objects_are_cut_into_ranges_of_their_own_so_workers_share_them():
+    MIB = 1 << 20
+    large = {f"big/{i}": 128 * MIB for i in range(8)}
+    assert ranges.range_bounds(list(large), sizes=large) == [("", "big/0")] + [
+        (f"big/{i}", f"big/{i + 1}") for i in range(6)] + [("big/6", None)]
+    # 32 MiB of bytes close a range like MIN_RANGE keys do; small objects still go 100 to a range
+    mixed = {f"k{i:04d}": (20 * MIB if i % 50 == 0 else 4096) for i in range(1000)}
+    bounds = ranges.range_bounds(list(mixed), sizes=mixed)
+    assert 10 < len(bounds) < 30 and bounds[-1][1] is None
+    for start, end in bounds[:-1]:
+        inside = [k for k in mixed if start < k <= end]
+        assert len(inside) == 100 or sum(mixed[k] for k in inside) >= ranges.RANGE_BYTES
+    # a huge bucket still makes about RANGES ranges: bytes per range grow with it
+    huge = {f"k{i:06d}": 1 << 30 for i in range(10_000)}
+    assert ranges.RANGES - 10 <= len(ranges.range_bounds(list(huge), sizes=huge)) <= ranges.RANGES
 
 
 def test_internal_ids_keep_history_order_within_one_second():

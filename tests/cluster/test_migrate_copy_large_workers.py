@@ -1,0 +1,115 @@
+"""A bucket of large multipart objects is shared by a copy's worker processes (one per core
+by default, even beside a running gateway), each object's parts copied with the source's
+boundaries; a worker SIGKILLed midway loses nothing, and the next pass finishes the bucket
+without copying a committed version twice."""
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from storage.migrate import ranges
+
+from .harness import REPO, wait_for
+from .migrate_data import put_multipart, snapshot
+from .sources import pocket_migrate, start_seaweedfs
+
+pytestmark = pytest.mark.long   # dealt to the workers first (conftest.py)
+
+MIB = 1 << 20
+# four objects of four parts over 5 MiB (each part streams in a slot of its own: an object
+# fills half of a process's copier.LARGE_STREAMS), two objects to a range of RANGE_BYTES
+OBJECTS = {f"big/{i}": [5 * MIB + 4096 * i + n for n in (1, 7, 3)] + [MIB + 1000 + i] for i in range(4)}
+COPIED = re.compile(r"copied big/(.+) version (\S+) \(")     # bucket/key: the bucket is "big"
+
+
+@pytest.fixture(scope="module")
+def weed(tmp_path_factory):
+    source = start_seaweedfs(str(tmp_path_factory.mktemp("weed")))
+    try:
+        s3, rnd = source.client(), random.Random(12)
+        s3.create_bucket(Bucket="big")
+        for key, parts in OBJECTS.items():
+            put_multipart(s3, "big", key, [rnd.randbytes(size) for size in parts])
+        yield source
+    finally:
+        source.close()
+
+
+def test_the_bucket_is_cut_so_that_two_workers_each_have_a_range():
+    sizes = {k: sum(p) for k, p in OBJECTS.items()}
+    assert len(ranges.range_bounds(list(sizes), sizes=sizes)) == 2
+
+
+def test_workers_share_a_bucket_of_large_objects_beside_the_gateway(weed, embedded):
+    """No --workers: the gateway would take small objects, but these are all the copy's
+    own work, so it runs a process per core; the bytes, multipart ETags and Last-Modified
+    are the source's whichever process copied an object."""
+    _, report = pocket_migrate(embedded, weed, "copy", "big", "--rate", "24MB", "--json")
+    cores = max(1, min(4, os.cpu_count() or 1))
+    assert report["ok"] and report["buckets"][0]["copied"] == len(OBJECTS)
+    assert len(report["workers"]) == cores, report["workers"]
+    if cores > 1:
+        assert all(w["copied"] for w in report["workers"]), report["workers"]
+    pocket, source = snapshot(embedded.client(), "big"), snapshot(weed.client(), "big")
+    assert pocket == source
+    assert all(v["etag"].endswith('-4"') for v in pocket["versions"].values())
+
+
+def test_a_worker_killed_mid_object_loses_nothing_and_the_next_pass_finishes(weed, embedded, tmp_path):
+    log_path = tmp_path / "first.log"
+    first = subprocess.Popen([sys.executable, "-m", "cli", "-v", "migrate", "copy", "big", "--workers", "2",
+                              "--rate", "16MB", "--json", "--config", embedded.config, "--source-endpoint",
+                              weed.endpoint], cwd=REPO, stdout=subprocess.PIPE, stderr=open(log_path, "w"),
+                             text=True, env={**os.environ, **weed.credentials_env()})
+    s3 = embedded.client()
+    try:
+        # both workers are inside an object (each holds a range of two)
+        wait_for("both workers inside an object", lambda: _open_uploads(s3) >= 3, timeout=120, every=0.05)
+        children = _children(first.pid)
+        assert len(children) == 1, children
+        os.kill(children[0], signal.SIGKILL)
+        out, _ = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    # the parent takes the dead worker's range over at once (same machine, process gone),
+    # aborts its half-copied uploads, and says that a worker failed
+    assert first.returncode == 1, log_path.read_text()[-3000:]
+    assert "without a report" in out
+    log = log_path.read_text()
+    assert "took back the ranges of" in log and "left by an interrupted copy" in log, log[-3000:]
+    before = _in_pocket(s3)
+    _, report = pocket_migrate(embedded, weed, "copy", "big", "--json")
+    again = report["buckets"][0]
+    assert report["ok"] and again["copied"] + again["skipped"] == len(OBJECTS)
+    assert again["copied"] == len(OBJECTS) - len(before)
+    copied = COPIED.findall(log)
+    keys = [k for k, _ in copied]
+    assert len(keys) == len(set(keys)) and set(keys) <= before, "a version was committed twice"
+    assert not s3.list_multipart_uploads(Bucket="big").get("Uploads"), "the killed worker's upload was left"
+    assert snapshot(s3, "big") == snapshot(weed.client(), "big")
+
+
+def _open_uploads(s3) -> int:
+    if not s3.list_buckets()["Buckets"]:
+        return 0
+    return len(s3.list_multipart_uploads(Bucket="big").get("Uploads", ()))
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found += [int(c) for c in f.read().split()]
+    return found
+
+
+def _in_pocket(s3) -> set[str]:
+    return {o["Key"] for o in s3.list_objects_v2(Bucket="big").get("Contents", ())}
