@@ -74,8 +74,10 @@ def run(cfg, run_tool, buckets, args: dict, *, attrs: bool = False, deep: bool =
         from .presigned_get import CHUNK    # bodies up to it are read whole over aiohttp
         from .workers import _Child
         _share_imports(cluster, any(read and e.size <= CHUNK for v in verifiers for e, _, read in v.further))
-        children = [_Child.fork(lambda _out, w=w: _child(cfg, run_tool, verifiers, [s[w] for s in shares], per,
-                                                         cluster)) for w in range(1, n)]
+        children = [_Child.fork(lambda _out, _go, w=w: _child(cfg, run_tool, verifiers, [s[w] for s in shares],
+                                                              per, cluster)) for w in range(1, n)]
+        for child in children:       # its share was fixed before the fork: nothing to hand over
+            child.start({})
 
     async def parent(tc=None):
         own = tc.index if tc is not None else index or open_index(cfg)
