@@ -293,6 +293,7 @@ async def _serve_gateway(cfg, banner: bool = False, children=(), spawn_gateways=
     cred = cfg.credentials[0]
     scheme = "https" if ssl_context else "http"
     if banner:
+        await _until_writable(gw)
         for other, proc in others:
             await _wait_ready(other, proc)
         endpoint = f"{scheme}://{host}:{port}"
@@ -331,6 +332,22 @@ async def _serve_gateway(cfg, banner: bool = False, children=(), spawn_gateways=
                                         drain_delay=cfg.gateway.drain_delay)
     finally:
         await gw.stop()
+
+
+async def _until_writable(gw, timeout: float = 30.0) -> None:
+    """"Pocket is up" is said once a client can write: every node answering its health check
+    is not yet every disk marked up (a heartbeat that timed out on a busy box left a first
+    CreateBucket 503 "too few disks reachable" right after the banner). A cluster that stays
+    short of a write quorum still comes up, for reads, with a warning saying which disks."""
+    import asyncio
+    deadline = time.monotonic() + timeout
+    while not (state := gw.readiness())["ready"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if not state["ready"]:
+        logging.getLogger("pocket").warning(
+            "not ready for writes after %.0fs: %d disks up, %d needed (down: %s); reads are served, "
+            "writes fail with 503 until enough disks answer: check the node processes' logs",
+            timeout, state["disks_up"], state["disks_needed"], ", ".join(state["disks_down"]) or "none")
 
 
 async def _wait_for_nodes(cfg, children, timeout: float = 30.0) -> None:
