@@ -28,6 +28,11 @@ from .s3 import access_log as access_logs
 log = logging.getLogger("pocket.serving")
 
 SD_LISTEN_FDS_START = 3   # systemd passes sockets from fd 3 on
+# What aiohttp's own cleanup may wait, twice over (for a handler to end, then for it to
+# take its cancellation), once `drain` has given the requests in flight their
+# shutdown_timeout: given the same timeout, a client holding an upload open and sending
+# nothing kept the process up ~3x shutdown_timeout (30 s said "cut off", ~90 s to exit)
+_CUT_OFF = 1.0
 
 
 def inherited_socket() -> socket.socket | None:
@@ -104,7 +109,7 @@ async def listen(app: web.Application, host: str, port: int, *, ssl_context: ssl
     """`access_log`: one line per request (storage/s3/access_log.py), its bytes counted in `metrics`."""
     connections = Connections()
     app.on_response_prepare.append(connections.on_prepare)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout,
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=_CUT_OFF,
                            access_log=logging.getLogger("pocket.access") if access_log else None,
                            access_log_class=access_logs.logger_class(metrics))
     await runner.setup()

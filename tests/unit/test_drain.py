@@ -96,3 +96,27 @@ def test_idle_kept_alive_connections_are_closed_at_once_and_busy_ones_after_thei
         return idle_eof, status
     idle_eof, status = asyncio.run(main())
     assert idle_eof == b"" and status == 200
+
+
+def test_a_stalled_upload_is_cut_off_at_shutdown_timeout():
+    """A client that opened an upload and sends nothing more must not hold a stopping
+    process past shutdown_timeout: aiohttp's cleanup, given the same timeout again,
+    waited it out twice more after the drain had said "cut off"."""
+    async def main():
+        app = web.Application()
+        app.router.add_put("/x", _echo_length)
+        listener, port = await _serve(app, shutdown_timeout=3.0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(_put_head(port) + BODY[:1000])     # and then nothing
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        await asyncio.wait_for(serving.drain(listener, lambda: None, 0.0), 30)
+        seconds = time.monotonic() - started
+        status, _ = await asyncio.wait_for(_read_status(reader), 5)
+        writer.close()
+        return seconds, status
+    seconds, status = asyncio.run(main())
+    # shutdown_timeout for the request, then at most aiohttp's cut-off of a second twice
+    assert 3.0 <= seconds < 5.5, f"the drain took {seconds:.1f}s with shutdown_timeout 3s"
+    assert status != 200        # nothing was stored from a body that never came
