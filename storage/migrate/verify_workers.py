@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 
-from .. import gc_tuning
+from .. import gc_tuning, malloc_tuning
 from . import settings, state
 from .verify import Verifier, needs_cluster
 
@@ -42,6 +42,8 @@ def run(cfg, run_tool, buckets, args: dict, *, attrs: bool = False, deep: bool =
     `run_tool(cfg, work, lazy_packs=True)` runs `await work(tool_cluster)` (cli/common.py)."""
     from ..index.index import open_index
     gc_tuning.tune(collect=False)      # the start-up's objects are not scanned again (as the copy does)
+    if deep or sample:
+        malloc_tuning.keep_freed_memory()   # its MiB buffers reuse pages, not fault in fresh ones
     cluster = needs_cluster(deep, sample, fix)
     index = open_index(cfg)
     try:
