@@ -4,12 +4,14 @@ boundaries; a worker SIGKILLed midway loses nothing, and the next pass finishes 
 without copying a committed version twice."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
 import signal
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 
@@ -59,6 +61,27 @@ def test_workers_share_a_bucket_of_large_objects_beside_the_gateway(weed, embedd
     pocket, source = snapshot(embedded.client(), "big"), snapshot(weed.client(), "big")
     assert pocket == source
     assert all(v["etag"].endswith('-4"') for v in pocket["versions"].values())
+
+
+def test_a_forked_worker_imports_nothing_the_parent_had_not_imported(weed, embedded):
+    """The write path is imported once, before the fork (workers._share_imports), and each
+    worker shares it: imported again in a worker, after it was told to go, it cost that
+    worker CPU at the start while the parent was copying already. `-X importtime` reports
+    every import of every process on stderr, so a module imported by both shows twice."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "cli", "migrate", "copy", "big",
+                          "--target", "big-imports", "--workers", "2", "--json", "--config", embedded.config,
+                          "--source-endpoint", weed.endpoint], cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, **weed.credentials_env()}, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    assert report["ok"] and report["buckets"][0]["copied"] == len(OBJECTS)
+    assert len(report["workers"]) == 2 and all(w["copied"] for w in report["workers"]), report["workers"]
+    imported = Counter(line.rsplit("|", 1)[1].strip() for line in out.stderr.splitlines()
+                       if line.startswith("import time:") and "|" in line)
+    assert imported["storage.objects.build"], "the write path was not imported at all"
+    twice = sorted(m for m, n in imported.items() if n > 1 and m.startswith("storage."))
+    assert not twice, f"imported again in a forked worker: {twice}"
+    assert snapshot(embedded.client(), "big-imports") == snapshot(weed.client(), "big")
 
 
 def test_a_worker_killed_mid_object_loses_nothing_and_the_next_pass_finishes(weed, embedded, tmp_path):
