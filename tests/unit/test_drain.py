@@ -103,13 +103,17 @@ def test_a_stalled_upload_is_cut_off_at_shutdown_timeout():
     process past shutdown_timeout: aiohttp's cleanup, given the same timeout again,
     waited it out twice more after the drain had said "cut off"."""
     async def main():
+        reading = asyncio.Event()
+
+        async def read_body(request):
+            reading.set()
+            return await _echo_length(request)
         app = web.Application()
-        app.router.add_put("/x", _echo_length)
+        app.router.add_put("/x", read_body)
         listener, port = await _serve(app, shutdown_timeout=3.0)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(_put_head(port) + BODY[:1000])     # and then nothing
-        await writer.drain()
-        await asyncio.sleep(0.2)
+        await asyncio.wait_for(reading.wait(), 10)      # its handler waits for the rest
         started = time.monotonic()
         await asyncio.wait_for(serving.drain(listener, lambda: None, 0.0), 30)
         seconds = time.monotonic() - started
