@@ -53,6 +53,12 @@ class Source:
         return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
                 "AWS_DEFAULT_REGION": "us-east-1", "POCKET_MIGRATE_RETRY_CAP": "1"}
 
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         if self.cluster is not None:
             self.cluster.close()

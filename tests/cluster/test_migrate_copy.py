@@ -28,14 +28,11 @@ VIA_GATEWAY = {"plain": 5, "history": 8}
 
 @pytest.fixture(scope="module")
 def weed(tmp_path_factory):
-    source = start_seaweedfs(str(tmp_path_factory.mktemp("weed")))
-    try:
+    with start_seaweedfs(str(tmp_path_factory.mktemp("weed"))) as source:
         s3 = source.client()
         seed_plain(s3, "plain")
         seed_versioned(s3, "history")
         yield source
-    finally:
-        source.close()
 
 
 def test_copy_is_faithful_and_a_second_pass_copies_nothing(weed, embedded):

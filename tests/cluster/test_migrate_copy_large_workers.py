@@ -32,15 +32,12 @@ COPIED = re.compile(r"copied big/(.+) version (\S+) \(")     # bucket/key: the b
 
 @pytest.fixture(scope="module")
 def weed(tmp_path_factory):
-    source = start_seaweedfs(str(tmp_path_factory.mktemp("weed")))
-    try:
+    with start_seaweedfs(str(tmp_path_factory.mktemp("weed"))) as source:
         s3, rnd = source.client(), random.Random(12)
         s3.create_bucket(Bucket="big")
         for key, parts in OBJECTS.items():
             put_multipart(s3, "big", key, [rnd.randbytes(size) for size in parts])
         yield source
-    finally:
-        source.close()
 
 
 def test_the_bucket_is_cut_so_that_two_workers_each_have_a_range():

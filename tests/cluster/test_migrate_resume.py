@@ -26,15 +26,12 @@ HANDED = re.compile(r"handing (\S+)/(.+) version (\S+) to the gateway")
 
 @pytest.fixture(scope="module")
 def weed(tmp_path_factory):
-    source = start_seaweedfs(str(tmp_path_factory.mktemp("weed")))
-    try:
+    with start_seaweedfs(str(tmp_path_factory.mktemp("weed"))) as source:
         s3, rnd = source.client(), random.Random(3)
         s3.create_bucket(Bucket="many")
         for i in range(COUNT):
             s3.put_object(Bucket="many", Key=f"k{i:04d}", Body=rnd.randbytes(rnd.randint(20_000, 120_000)))
         yield source
-    finally:
-        source.close()
 
 
 def _copy(cluster, source, log_path, *extra) -> subprocess.Popen:

@@ -19,13 +19,10 @@ from .sources import pocket_migrate, start_seaweedfs
 
 @pytest.fixture(scope="module")
 def weed(tmp_path_factory):
-    source = start_seaweedfs(str(tmp_path_factory.mktemp("weed")))
-    try:
+    with start_seaweedfs(str(tmp_path_factory.mktemp("weed"))) as source:
         seed_plain(source.client(), "plain")
         seed_versioned(source.client(), "history")
         yield source
-    finally:
-        source.close()
 
 
 @pytest.fixture
