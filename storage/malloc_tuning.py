@@ -18,8 +18,9 @@ about the first touch of the working set.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
+
+from .lifeline import libc
 
 log = logging.getLogger("pocket.malloc")
 
@@ -35,7 +36,7 @@ def keep_freed_memory() -> bool:
     """Call once, early in a one-shot process (a forked child inherits it). False where
     the C library is not glibc (nothing changed: only the faults are saved)."""
     try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+        mallopt = libc().mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
