@@ -12,7 +12,7 @@ source listed, the listing tier compared: verify.py's `plan`) with no event loop
 thread left over, and the index closed; the children are forked then, inheriting the
 plan, and each opens its own source client and, for the tiers that read Pocket's bytes,
 its own cluster (cli/common.run_tool). A child sends back what it found through the pipe
-workers.py's copy children use; the parent checks its own share, adds the children's
+the copy's children use (forked.py); the parent checks its own share, adds the children's
 findings and counts, and alone runs --fix, clears or marks dirty keys and writes the
 migration record. A child that fails fails the verify: its share was not compared.
 """
@@ -22,7 +22,7 @@ import logging
 import os
 
 from .. import gc_tuning, malloc_tuning
-from . import settings, state
+from . import forked, settings, state
 from .verify import Verifier, needs_cluster
 
 log = logging.getLogger("pocket.migrate.verify")
@@ -34,6 +34,9 @@ PER_VERSION = 0.0005
 PER_READ = 0.0005
 PER_BYTE = 3.0 / (1 << 30)
 WORTH = 0.5       # seconds of work per worker forked: a fork, and for --deep its own disks opened
+# what a verify worker's failure or loss means to the operator (forked.Child)
+_VERIFY = {"what": "verify worker", "on_failure": "its share is not compared, so the verify fails",
+           "on_loss": "its share was not compared: run verify again"}
 
 
 def run(cfg, run_tool, buckets, args: dict, *, attrs: bool = False, deep: bool = False, sample: float | None = None,
@@ -74,10 +77,9 @@ def run(cfg, run_tool, buckets, args: dict, *, attrs: bool = False, deep: bool =
     children = []
     if n > 1:
         from .presigned_get import CHUNK    # bodies up to it are read whole over aiohttp
-        from .workers import _Child
         _share_imports(cluster, any(read and e.size <= CHUNK for v in verifiers for e, _, read in v.further))
-        children = [_Child.fork(lambda _out, _go, w=w: _child(cfg, run_tool, verifiers, [s[w] for s in shares],
-                                                              per, cluster)) for w in range(1, n)]
+        children = [forked.Child.fork(lambda _out, _go, w=w: _child(cfg, run_tool, verifiers, [s[w] for s in shares],
+                                                                    per, cluster), **_VERIFY) for w in range(1, n)]
         for child in children:       # its share was fixed before the fork: nothing to hand over
             child.start({})
 
@@ -164,7 +166,7 @@ def _cost(one: tuple) -> float:
 
 def default_workers(verifiers: list[Verifier]) -> int:
     """One process per WORTH seconds of estimated work, one per core at most (4 at most)."""
-    cores = max(1, min(4, os.cpu_count() or 1))
+    cores = forked.cores()
     work = sum(_cost(one) for v in verifiers for one in v.further)
     return max(1, min(cores, int(work / WORTH)))
 

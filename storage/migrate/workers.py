@@ -20,21 +20,19 @@ average more than copier.CHUNK, else one, which then copies on in the same sessi
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
-import signal
-import threading
 
 from .. import gc_tuning
-from ..lifeline import die_with_parent
-from . import gateway_copy, settings
+from . import forked, gateway_copy, settings
 from .backfill import Backfill
 from .tally import Tally
 from .copier import CHUNK, PARTS_AT_ONCE
 from .services import ToolServices
 
 log = logging.getLogger("pocket.migrate.copy")
+# what a copy worker's failure or loss means to the operator (forked.Child)
+_COPY = {"what": "copy worker", "on_failure": "its ranges are taken over by the others when its lease lapses",
+         "on_loss": "run copy again to finish its ranges"}
 
 _SUMMED = ("copied", "skipped", "bytes", "errors", "changed", "presigned", "via_gateway")
 
@@ -44,12 +42,8 @@ def default_workers(hand_over: bool) -> int:
     the small objects (`hand_over`, gateway_copy.py): it does their writing on the other
     cores. With a 1-process gateway on 2 cores, two copy processes were slower than one
     (bench/RESULTS.md, Session 6)."""
-    cores = _cores()
+    cores = forked.cores()
     return max(1, cores // 2) if hand_over else cores
-
-
-def _cores() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 def copy(cfg, run_tool, buckets, args: dict, concurrency: int, rate: float, workers: int | None = None,
@@ -65,11 +59,11 @@ def copy(cfg, run_tool, buckets, args: dict, concurrency: int, rate: float, work
     hand_over = gateway_copy.will_hand_over(cfg)
     # as many workers as there may be are forked first, before anything is opened; each
     # waits to be told to copy (with the prepared buckets) or to leave
-    forks = max(1, workers or _cores()) - 1
+    forks = max(1, workers or forked.cores()) - 1
     if forks:
         _share_imports()
-    children = [_Child.fork(lambda out, go: run_tool(cfg, lambda tc: _work(
-        cfg, tc, pairs, _without_keys(args), go["per"], go["prepared"], hand_over, out.progress), False))
+    children = [forked.Child.fork(lambda out, go: run_tool(cfg, lambda tc: _work(
+        cfg, tc, pairs, _without_keys(args), go["per"], go["prepared"], hand_over, out.progress), False), **_COPY)
         for _ in range(forks)]
     try:
         return run_tool(cfg, lambda tc: _lead(cfg, tc, pairs, args, concurrency, rate, workers, hand_over,
@@ -102,7 +96,7 @@ async def _lead(cfg, tc, pairs, args: dict, concurrency: int, rate: float, worke
     large = any(p["mean_size"] > CHUNK for p in prepared.values())
     # beside a gateway that takes the small objects, one process is enough for those; a
     # bucket of large ones is all the copy's own work
-    n = workers or (_cores() if large else default_workers(hand_over))
+    n = workers or (forked.cores() if large else default_workers(hand_over))
     per = _share(concurrency, rate, n)
     going = children[:n - 1]
     for child in going:
@@ -201,113 +195,10 @@ def _without_keys(args: dict) -> dict:
     return {k: v for k, v in args.items() if k not in ("source_access_key", "source_secret_key")}
 
 
-class _Child:
-    """A forked copy worker: the pipe it is started through and the pipe it reports through."""
-
-    def __init__(self, pid: int, fd: int, go: int):
-        self.pid = pid
-        self.latest: dict = {}
-        self.report: dict | None = None
-        self.on_line = None               # called (in the reader thread) after each line
-        self._go: int | None = go
-        self.started = False
-        self._reader = threading.Thread(target=self._read, args=(fd,), daemon=True)
-
-    @classmethod
-    def fork(cls, work) -> "_Child":
-        """`work(out, go)` runs in the child once `start(go)` is called; `stop` instead ends it."""
-        r, w = os.pipe()
-        go_r, go_w = os.pipe()
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:                      # the child: work, report, leave without running the parent's exit code
-            os.close(r)
-            os.close(go_w)
-            code = 1
-            # a copy killed (even SIGKILLed) takes its workers with it; they hold no
-            # state a clean drain would save (their leases lapse to the others)
-            die_with_parent(parent, signal.SIGKILL)
-            try:
-                with os.fdopen(go_r) as f:
-                    line = f.readline()
-                if not line:              # not wanted: the buckets hold small objects
-                    code = 0
-                    return
-                out = _Pipe(os.fdopen(w, "w", buffering=1))
-                out.send({"report": work(out, json.loads(line))})
-                code = 0
-            except BaseException as e:
-                log.exception("copy worker %d failed; its ranges are taken over by the others when its lease lapses",
-                              os.getpid())
-                try:
-                    out.send({"report": {"error": f"worker {os.getpid()}: {e!r}"[:500]}})
-                except Exception:
-                    pass
-            finally:
-                os._exit(code)
-        os.close(w)
-        os.close(go_r)
-        child = cls(pid, r, go_w)
-        child._reader.start()
-        return child
-
-    def start(self, go: dict) -> None:
-        with os.fdopen(self._go, "w") as f:
-            f.write(json.dumps(go) + "\n")
-        self._go, self.started = None, True
-
-    def release(self) -> None:
-        """Tell a child that was not started to leave (it does at its pipe's end)."""
-        if self._go is not None:
-            os.close(self._go)
-            self._go = None
-
-    def stop(self) -> None:
-        """Release a child not started and reap it; a started one is reaped by `wait`."""
-        if self.started:
-            return
-        self.release()
-        os.waitpid(self.pid, 0)
-        self._reader.join()
-
-    def _read(self, fd: int) -> None:
-        with os.fdopen(fd) as f:
-            for line in f:
-                msg = json.loads(line)
-                if "progress" in msg:
-                    self.latest = msg["progress"]
-                else:
-                    self.report = msg["report"]
-                if self.on_line is not None:
-                    try:
-                        self.on_line()
-                    except RuntimeError:      # the parent's loop is closed: it waits no more
-                        pass
-
-    def wait(self) -> dict:
-        _, status = os.waitpid(self.pid, 0)
-        self._reader.join()
-        if self.report is None:
-            code = os.waitstatus_to_exitcode(status)
-            return {"error": f"worker {self.pid} ended ({code}) without a report; run copy again to finish its ranges"}
-        return self.report
-
-
-class _Pipe:
-    def __init__(self, f):
-        self.f = f
-
-    def send(self, msg: dict) -> None:
-        self.f.write(json.dumps(msg, default=str) + "\n")
-
-    def progress(self, tally: Tally) -> None:
-        self.send({"progress": tally.as_dict() | {"total_bytes": tally.total_bytes}})
-
-
 class _Combined:
     """The parent's progress callback: its own tally plus each child's latest."""
 
-    def __init__(self, children: list[_Child], on_progress):
+    def __init__(self, children: list[forked.Child], on_progress):
         self.children, self.on_progress = children, on_progress
 
     def show(self, tally: Tally) -> None:
