@@ -28,7 +28,7 @@ import uuid
 from typing import AsyncIterable, Iterator
 
 from .. import layout
-from . import pack_compaction
+from . import beside_temp, pack_compaction
 from .archives import (ArchiveMissing, ArchiveRange, check_archive, head_of, manifest, open_range,
                        read_manifest_file, read_range, seal, seal_and_publish, slicer)
 from .files import make_folders, publish, unlink_quietly, walk, write_all, write_durably
@@ -131,6 +131,7 @@ class DiskStore:
             self.packs.load(readonly=True)
         else:
             self.packs.readonly = True
+        beside_temp.sweep_dead(self.tmp_folder)    # what writers killed before us left
         return self
 
     def drop_stale_temp(self, older_than: float = STALE_TEMP_SECONDS) -> int:
@@ -142,7 +143,7 @@ class DiskStore:
         off by the body and node timeouts long before), so an hour untouched is stale."""
         if self.packs.readonly:   # attached: tmp/ is the owner's to clean
             return 0
-        removed, now = 0, time.time()
+        removed, now = beside_temp.sweep_dead(self.tmp_folder), time.time()
         for name in os.listdir(self.tmp_folder):
             path = os.path.join(self.tmp_folder, name)
             try:
@@ -192,8 +193,11 @@ class DiskStore:
         return await self._put_file(name, final, head, size, stream)
 
     async def _put_file(self, name: str, final: str, pending: list[bytes], buffered: int, stream) -> int:
-        tmp = os.path.join(self.tmp_folder, f"{name}.{uuid.uuid4().hex}")
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        if self.packs.readonly:    # beside the owner: a temp file a successor removes if we die
+            tmp, fd = beside_temp.create(self.tmp_folder, name)
+        else:
+            tmp = os.path.join(self.tmp_folder, f"{name}.{uuid.uuid4().hex}")
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         size = held = 0
         writeback = Writeback(fd, keep=layout.HEADER_SIZE)
         loop = asyncio.get_running_loop()
