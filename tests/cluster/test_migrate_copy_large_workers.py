@@ -133,3 +133,44 @@ def _children(pid: int) -> list[int]:
 
 def _in_pocket(s3) -> set[str]:
     return {o["Key"] for o in s3.list_objects_v2(Bucket="big").get("Contents", ())}
+
+
+def test_a_verify_worker_killed_fails_the_verify_and_records_nothing_clean(weed, embedded, tmp_path):
+    """`verify --deep` over two processes: the forked one SIGKILLed mid-read means its share
+    was never compared, so the command fails, says to run it again, and leaves no clean
+    verify on record for cutover to trust; the rerun compares everything."""
+    from .source_meter import SourceMeter
+    pocket_migrate(embedded, weed, "copy", "big", "--json")
+    pocket_migrate(embedded, weed, "enable", "big", "--source-addressing", "path", "--json")
+    meter = SourceMeter(weed.endpoint, large=MIB, pace=0.05)     # ~1.3 MB/s a body: reads stay in flight
+    log_path = tmp_path / "verify.log"
+    try:
+        first = subprocess.Popen([sys.executable, "-m", "cli", "migrate", "verify", "big", "--deep", "--workers", "2",
+                                  "--json", "--config", embedded.config, "--source-endpoint", meter.endpoint],
+                                 cwd=REPO, stdout=subprocess.PIPE, stderr=open(log_path, "w"), text=True,
+                                 env={**os.environ, **weed.credentials_env()})
+        try:
+            wait_for("both processes reading a source body", lambda: meter.streaming >= 2, timeout=120, every=0.05)
+            children = _children(first.pid)
+            assert len(children) == 1, children
+            os.kill(children[0], signal.SIGKILL)
+            out, _ = first.communicate(timeout=300)
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait()
+    finally:
+        meter.close()
+    said = out + log_path.read_text()
+    assert first.returncode == 1, said[-3000:]
+    assert "its share was not compared: run verify again" in said, said[-3000:]
+    assert "Traceback" not in said, said[-3000:]
+    _, status = pocket_migrate(embedded, weed, "status", "big", "--json")
+    assert status["buckets"][0]["last_verify"] is None, status
+    code, refused = pocket_migrate(embedded, weed, "cutover", "big", ok=(1, 2))
+    assert "verif" in refused, refused
+    _, report = pocket_migrate(embedded, weed, "verify", "big", "--deep", "--workers", "2", "--json")
+    bucket = report["buckets"][0]
+    assert report["clean"] and bucket["checked"] == bucket["deep_read"] == len(OBJECTS), report
+    _, status = pocket_migrate(embedded, weed, "status", "big", "--json")
+    assert status["buckets"][0]["last_verify"]["clean"] and status["buckets"][0]["last_verify"]["deep"], status
