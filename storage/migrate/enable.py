@@ -34,7 +34,7 @@ def remembered(index, source_bucket: str, given: dict, keys_file: str) -> state.
         if given.get(option) is not None:
             setattr(s, field, given[option])
     if given.get("source_access_key") and given.get("source_secret_key"):
-        store_keys(keys_file, target, given["source_access_key"], given["source_secret_key"])
+        store_keys(keys_file, s, given["source_access_key"], given["source_secret_key"])
     return m
 
 

@@ -118,7 +118,7 @@ class Routes:
         thousands of buckets on one endpoint needs one. Keys given per bucket
         (credentials.py) keep a client of their own."""
         s = m.source
-        own_keys = load_keys(self.keys_file, s.bucket) is not None
+        own_keys = load_keys(self.keys_file, s) is not None
         way = (s.endpoint, s.region, s.profile, s.addressing, s.bucket if own_keys else None)
         if way not in self._clients:
             self._clients[way] = source_client.client(s, self.keys_file)

@@ -34,7 +34,7 @@ def resolve(cfg, index, source_bucket: str, target: str, args: dict) -> tuple[So
     src = replace(src, **given)
     keys_file = credentials.keys_path(cfg.index_path)
     if args.get("source_access_key") and args.get("source_secret_key"):
-        credentials.store_keys(keys_file, target, args["source_access_key"], args["source_secret_key"])
+        credentials.store_keys(keys_file, src, args["source_access_key"], args["source_secret_key"])
     elif bool(args.get("source_access_key")) != bool(args.get("source_secret_key")):
         raise state.MigrationError("give both --source-access-key and --source-secret-key, or neither "
                                    "(then the standard AWS chain is used)")

@@ -90,7 +90,7 @@ def direct_settings(source: Source, keys_file: str | None) -> Direct | None:
     parts = urlsplit(source.endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         return None
-    keys = load_keys(keys_file, source.bucket) if keys_file else None
+    keys = load_keys(keys_file, source) if keys_file else None
     if keys:
         access, secret, token = keys["access_key"], keys["secret_key"], keys.get("session_token")
     else:
@@ -124,7 +124,7 @@ def _botocore(source: Source, keys_file: str | None = None, *, max_connections: 
     (s3transfer) cost ~35 ms of every `pocket migrate` command's start-up."""
     import botocore.session
     from botocore.config import Config as BotoConfig
-    keys = load_keys(keys_file, source.bucket) if keys_file else None
+    keys = load_keys(keys_file, source) if keys_file else None
     session = botocore.session.get_session()
     if source.profile:
         session.set_config_variable("profile", source.profile)

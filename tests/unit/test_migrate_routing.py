@@ -49,11 +49,15 @@ def test_buckets_on_one_source_share_one_client_and_own_keys_get_their_own(index
     """A client holds a connection pool and a parsed service model: thousands of migrating
     buckets on one endpoint must not make thousands of them. Keys given for one bucket
     must reach that bucket's requests only."""
-    from storage.migrate.credentials import store_keys
+    from storage.migrate.enable import remembered
     keys_file = str(tmp_path / "keys.json")
-    store_keys(keys_file, "src-keyed", "AKIAKEYED", "secret-of-keyed")
-    for bucket in ("photos", "videos", "keyed"):
+    for bucket in ("photos", "videos"):
         _enable(index, bucket)
+    # keys given on `enable`'s command line, as production stores them
+    S.save(index, remembered(index, "src-keyed", {"target": "keyed", "source_endpoint": "http://127.0.0.1:1",
+                                                  "source_access_key": "AKIAKEYED",
+                                                  "source_secret_key": "secret-of-keyed"}, keys_file))
+    S.transition(index, "keyed", S.DUAL_WRITE)
     routes = Routes(index, keys_file)
     photos, videos, keyed = (routes.get(b).store for b in ("photos", "videos", "keyed"))
     assert (photos.bucket, videos.bucket, keyed.bucket) == ("src-photos", "src-videos", "src-keyed")
@@ -61,6 +65,26 @@ def test_buckets_on_one_source_share_one_client_and_own_keys_get_their_own(index
     assert keyed.client is not photos.client
     assert keyed.client._request_signer._credentials.access_key == "AKIAKEYED"
     assert routes.get("photos").store is photos      # kept, not made again per request
+
+
+def test_keys_given_for_a_bucket_migrated_under_another_name_reach_its_source(index, tmp_path):
+    """`--target`: the Pocket bucket is named differently from the source's; the keys given
+    on the command line are the source's, and every reader of them (a command's client, the
+    gateway's routes) must find them, not fall back to the standard chain."""
+    from types import SimpleNamespace
+
+    from storage.migrate import settings
+    from storage.migrate.enable import remembered
+    cfg = SimpleNamespace(index_path=str(tmp_path / "index" / "data.mdb"))
+    given = {"target": "renamed", "source_endpoint": "http://127.0.0.1:1", "source_access_key": "AKIATARGET",
+             "source_secret_key": "secret-of-target"}
+    src, _, keys_file = settings.resolve(cfg, index, "src-named", "renamed", given)
+    assert settings.client_for(src, keys_file).direct.access_key == "AKIATARGET"
+    S.save(index, remembered(index, "src-named", given, keys_file))
+    S.transition(index, "renamed", S.DUAL_WRITE)
+    store = Routes(index, keys_file).get("renamed").store
+    assert store.bucket == "src-named"
+    assert store.client._request_signer._credentials.access_key == "AKIATARGET"
 
 
 def test_cutover_guard_wants_a_clean_verify_no_dirty_keys_and_no_backlog(index):

@@ -35,7 +35,7 @@ def test_an_explicit_endpoint_with_keys_in_the_environment_is_direct(env):
 
 def test_keys_given_on_the_command_line_win_over_the_environment(env, tmp_path):
     keys = str(tmp_path / "keys.json")
-    store_keys(keys, "b", "AKFILE", "secret-file", "file-token")
+    store_keys(keys, Source(bucket="b", endpoint="http://127.0.0.1:9000"), "AKFILE", "secret-file", "file-token")
     d = direct_settings(Source(bucket="b", endpoint="http://127.0.0.1:9000"), keys)
     assert (d.access_key, d.secret_key, d.token) == ("AKFILE", "secret-file", "file-token")
 
