@@ -163,7 +163,11 @@ enable = _step("enable", "dual writes on",
               help="Copy processes on this machine (default: one per core, at most 4; half that "
                    "when the running gateway stores the small objects and the buckets hold small ones).")
 @click.option("--rate", default=None, help="Bandwidth limit, e.g. 100MB (for all workers).")
-def copy(data, config, buckets, concurrency, workers, rate, as_json, **kw) -> None:
+@click.option("--list", "list_source", is_flag=True,
+              help="List the source for the keys to copy even when `plan --inventory` read an S3 Inventory "
+                   "report (by default the report's keys are copied without a LIST request; keys created "
+                   "since the report are found by `verify` and copied by `verify --fix` or a `copy --list`).")
+def copy(data, config, buckets, concurrency, workers, rate, list_source, as_json, **kw) -> None:
     """Backfill: copy every object (and version) the source has that Pocket lacks, faithfully; resumable."""
     cfg = load_config(data, config)
     from storage.migrate import workers as copy_workers
@@ -172,7 +176,7 @@ def copy(data, config, buckets, concurrency, workers, rate, as_json, **kw) -> No
         limit = parse_bandwidth(rate) if rate else 0.0
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--rate") from None
-    args = source_args(kw)
+    args = {**source_args(kw), "list_source": list_source}
     progress = _CopyProgress()
     try:
         report = copy_workers.copy(cfg, run_tool, buckets, args, concurrency, limit, workers, progress.show)

@@ -2,7 +2,8 @@
 
 A bucket's keys are cut into ranges once (from the inventory; index/migrations.py keeps
 them with their leases). A worker leases a range, lists that stretch of the source
-afresh (so what changed since the plan is seen), and copies every version the Pocket
+afresh (so what changed since the plan is seen; or, when the plan read an S3 Inventory
+report, reads it from there: inventory_keys.py), and copies every version the Pocket
 bucket lacks, oldest first, a few keys at once. Its progress (`position`: every key up
 to it is done) and the lease are renewed every few seconds; a killed worker's lease
 expires and the next one resumes its range from `position`. A version already in Pocket
@@ -27,7 +28,7 @@ import time
 from ..index import migrations as M
 from ..index.versions import NULL
 from ..objects.buckets import BucketService
-from . import copier, listing, presigned_get, ranges, state
+from . import copier, inventory_keys, listing, presigned_get, ranges, state
 from .copier import RateLimit, SourceChanged, Wanted
 from .tally import Tally
 from .version_ids import internal_ids
@@ -65,6 +66,7 @@ class Backfill:
         self._freed = asyncio.Event()
         self.forked = forked
         self.others_moved = asyncio.Event()   # set by the parent when a forked worker reports
+        self.list_source = False  # `copy --list`: list the source even when the plan read an S3 Inventory report
 
     async def close(self) -> None:
         await self.urls.close()
@@ -76,7 +78,8 @@ class Backfill:
         versioning = await loop.run_in_executor(None, listing.versioning_of, client, source_bucket)
         await self._ensure_bucket(target, versioning)
         total = await ranges.plan(self.cfg, self.index, target, client, source_bucket)
-        return {"versioning": versioning, "total_bytes": total, "mean_size": ranges.mean_size(self.index, target)}
+        return {"versioning": versioning, "total_bytes": total, "mean_size": ranges.mean_size(self.index, target),
+                "from_report": not self.list_source and inventory_keys.reported(self.cfg.data, target)}
 
     async def bucket(self, source_bucket: str, target: str, src, client, prepared: dict | None = None,
                      record: bool = True) -> Tally:
@@ -109,7 +112,7 @@ class Backfill:
                     # busy across range ends instead of draining at each
                     listed = asyncio.Event()
                     walk = asyncio.ensure_future(self._walk(client, source_bucket, target, bool(versioning), rng,
-                                                            tally, sem, owner, listed))
+                                                            tally, sem, owner, listed, prepared.get("from_report")))
                     walks.add(walk)
                     waiter = asyncio.ensure_future(listed.wait())
                     await asyncio.wait([walk, waiter], return_when=asyncio.FIRST_COMPLETED)
@@ -178,9 +181,10 @@ class Backfill:
 
     # ---- one range ---------------------------------------------------------------------------
     async def _walk(self, client, source_bucket: str, bucket: str, versioned: bool, rng: dict, tally: Tally,
-                    sem: asyncio.Semaphore, owner: str, listed: asyncio.Event) -> None:
+                    sem: asyncio.Semaphore, owner: str, listed: asyncio.Event, from_report: bool = False) -> None:
         """Copy one leased range; `listed` is set once its listing is done (its last keys may
-        still be copying)."""
+        still be copying). `from_report`: its keys are read from the plan's S3 Inventory
+        report instead (inventory_keys.py)."""
         no, end = rng["no"], rng["end"]
         pending: dict[str, asyncio.Task] = {}
         order: list[str] = []          # keys in listing order, not yet checkpointed
@@ -220,7 +224,9 @@ class Backfill:
 
         renewer = asyncio.ensure_future(renew())
         try:
-            async for key, history in listing.source_keys(client, source_bucket, versioned, rng["position"], end):
+            keys = inventory_keys.source_keys(self.cfg.data, bucket, rng["position"], end) if from_report else \
+                listing.source_keys(client, source_bucket, versioned, rng["position"], end)
+            async for key, history in keys:
                 await sem.acquire()
                 order.append(key)
                 streams = _streams_of(history)

@@ -64,14 +64,15 @@ def path(data_dir: str) -> str:
     return os.path.join(data_dir, "migrate", "inventory.sqlite")
 
 
-def connect(data_dir: str, create: bool = True) -> sqlite3.Connection:
-    """The inventory of a cluster's data folder (created on first use)."""
+def connect(data_dir: str, create: bool = True, any_thread: bool = False) -> sqlite3.Connection:
+    """The inventory of a cluster's data folder (created on first use); `any_thread`: read
+    from executor threads too (one at a time)."""
     db_path = path(data_dir)
     if not create and not os.path.exists(db_path):
         raise FileNotFoundError(f"no inventory at {db_path}: run `pocket migrate plan BUCKET` first")
     os.makedirs(os.path.dirname(db_path), exist_ok=True)
     import sqlite3            # here: the listing imports Entry from this module, and needs no database
-    db = sqlite3.connect(db_path, timeout=30)
+    db = sqlite3.connect(db_path, timeout=30, check_same_thread=not any_thread)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     db.executescript(SCHEMA)

@@ -115,6 +115,7 @@ async def _prepare(cfg, tc, pairs, args: dict, per: dict) -> dict:
     s = ToolServices(cfg, tc)
     try:
         fill = Backfill(cfg, tc, s, per["concurrency"], per["rate"])
+        fill.list_source = bool(args.get("list_source"))
         out = {}
         for source_bucket, target in pairs:
             src, _, client = _source(cfg, tc, source_bucket, target, args, per)

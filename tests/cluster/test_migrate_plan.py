@@ -112,10 +112,10 @@ def _inventory_rows(s3, bucket: str, glacier: set[str]) -> list[dict]:
     return rows
 
 
-def _publish(s3, bucket: str, prefix: str, fmt: str, data: bytes, schema: str) -> str:
+def _publish(s3, bucket: str, prefix: str, fmt: str, data: bytes, schema: str, source: str = "photos") -> str:
     name = f"{prefix}/data/part-0.{'csv.gz' if fmt == 'CSV' else 'parquet'}"
     s3.put_object(Bucket=bucket, Key=name, Body=data)
-    manifest = {"sourceBucket": "photos", "destinationBucket": f"arn:aws:s3:::{bucket}", "version": "2016-11-30",
+    manifest = {"sourceBucket": source, "destinationBucket": f"arn:aws:s3:::{bucket}", "version": "2016-11-30",
                 "fileFormat": fmt, "fileSchema": schema,
                 "files": [{"key": name, "size": len(data), "MD5checksum": hashlib.md5(data).hexdigest()}]}
     s3.put_object(Bucket=bucket, Key=f"{prefix}/manifest.json", Body=json.dumps(manifest).encode())
@@ -156,6 +156,63 @@ def test_plan_from_s3_inventory_manifests(env):
     s3.put_object(Bucket="inventory-reports", Key="photos/csv/data/part-0.csv.gz", Body=b"rewritten")
     _, out = pocket_migrate(cluster, source, "plan", "photos", "--inventory", csv_url, ok=(1,))
     assert "MD5" in out
+
+
+def _csv_report(rows: list[dict]) -> bytes:
+    text = io.StringIO()
+    w = csv.writer(text, quoting=csv.QUOTE_ALL)
+    for r in rows:
+        w.writerow([r["bucket"], quote_plus(r["key"]), r["size"], r["last_modified_date"], r["e_tag"],
+                    r["storage_class"], str(r["is_multipart_uploaded"]).lower()])
+    return gzip.compress(text.getvalue().encode())
+
+
+def test_copy_takes_its_keys_from_the_inventory_report_without_listing(env):
+    """After `plan --inventory`, `copy` lists nothing: the report's keys are copied (a key
+    overwritten at the source since is seen by its conditional GET and listed alone, by
+    its own prefix); a key created after the report is what `verify` (which lists) finds
+    missing and `--fix` copies. `copy --list` lists the source instead."""
+    import dataclasses
+
+    from .source_meter import SourceMeter
+    source, cluster, _ = env
+    s3, rnd = source.client(), random.Random(31)
+    s3.create_bucket(Bucket="reported")
+    s3.create_bucket(Bucket="reported-inventory")
+    wrote = {}
+    for i in range(30):
+        key = f"r/{i:03d} é+%.bin"
+        wrote[key] = rnd.randbytes(rnd.choice([0, 1, 999, 70_000, 300_000]) + i)
+        s3.put_object(Bucket="reported", Key=key, Body=wrote[key])
+    url = _publish(s3, "reported-inventory", "reported/csv", "CSV", _csv_report(_inventory_rows(s3, "reported", set())),
+                   "Bucket, Key, Size, LastModifiedDate, ETag, StorageClass, IsMultipartUploaded", source="reported")
+    _, report = pocket_migrate(cluster, source, "plan", "reported", "--inventory", url, "--json")
+    assert report["buckets"][0]["method"] == "inventory" and report["buckets"][0]["objects"] == 30
+    changed = "r/005 é+%.bin"
+    wrote[changed] = rnd.randbytes(4321)                       # overwritten after the report
+    s3.put_object(Bucket="reported", Key=changed, Body=wrote[changed])
+    s3.put_object(Bucket="reported", Key="r/999 after the report", Body=b"not in the report")
+    meter = SourceMeter(source.endpoint)
+    try:
+        _, copied = pocket_migrate(cluster, dataclasses.replace(source, endpoint=meter.endpoint), "copy", "reported",
+                                   "--json")
+        listings = [q for method, q, _ in meter.requests if method == "GET" and ("list-type" in q or "versions" in q)]
+        assert copied["ok"] and copied["buckets"][0]["copied"] == 30, copied
+        assert listings and all(f"prefix={quote_plus(changed).replace('+', '%20')}" in q or
+                                f"prefix={quote_plus(changed)}" in q for q in listings), listings
+        gw = cluster.client()
+        assert {k: gw.get_object(Bucket="reported", Key=k)["Body"].read() for k in wrote} == wrote
+        _, found = pocket_migrate(cluster, source, "verify", "reported", "--json", ok=(1,))
+        assert {(f["key"], f["problem"]) for f in found["buckets"][0]["findings"]} == \
+            {("r/999 after the report", "missing")}
+        pocket_migrate(cluster, source, "verify", "reported", "--fix", "--json")
+        assert gw.get_object(Bucket="reported", Key="r/999 after the report")["Body"].read() == b"not in the report"
+        before = len(meter.requests)
+        pocket_migrate(cluster, dataclasses.replace(source, endpoint=meter.endpoint), "copy", "reported", "--list",
+                       "--json")
+        assert any(m == "GET" and "list-type" in q and "prefix=" not in q for m, q, _ in meter.requests[before:])
+    finally:
+        meter.close()
 
 
 def test_report_renders_in_headless_chromium(env, tmp_path):
