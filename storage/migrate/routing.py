@@ -39,7 +39,7 @@ from ..objects.commits import install
 from ..s3 import errors
 from .routes import KeyLocks, Route, Routes
 from .source_store import SourceUnavailable
-from .sync import copy_from_source, copy_to_source, mirror_version
+from .sync import adopt_source_facts, copy_from_source, copy_to_source, mirror_version
 
 log = logging.getLogger("pocket.migrate")
 
@@ -203,10 +203,26 @@ class RoutedObjects:
             await self.books.dirty(bucket, key)
             if not route.source_first:
                 removed = await self.books.lead(route.leader, bucket, lambda: self.objects.delete(bucket, key, owner))
-                await self.books.follow(route.follower, bucket, key, lambda: route.store.delete(key))
+
+                async def mirror():
+                    r = await route.store.delete(key)
+                    if removed is not None and removed.get("delete_marker") and removed.get("versioned") \
+                            and r.get("DeleteMarker") and r.get("VersionId"):
+                        # the marker takes the source's id and time, as a mirrored version does
+                        # (sync.mirror_version): after a rollback the source's are the truth
+                        facts = {"s3_version_id": r["VersionId"]}
+                        stamped = await route.store.marker_modified(key, r["VersionId"])
+                        if stamped is not None:
+                            facts["created"] = stamped
+                        await adopt_source_facts(self.objects, removed, facts)
+                await self.books.follow(route.follower, bucket, key, mirror)
                 return removed
             r = await self.books.lead(route.leader, bucket, lambda: route.store.delete(key))
             marker = {"s3_version_id": r["VersionId"]} if r.get("DeleteMarker") and r.get("VersionId") else None
+            if marker is not None:      # and the source's time: Pocket's trails it
+                stamped = await route.store.marker_modified(key, r["VersionId"])
+                if stamped is not None:
+                    marker["created"] = stamped
             await self.books.follow(route.follower, bucket, key,
                                     lambda: self.objects.delete(bucket, key, owner, marker_fields=marker))
             if r.get("DeleteMarker") and r.get("VersionId"):

@@ -144,6 +144,18 @@ class SourceStore:
             page.versions.append(Version(v["Key"], record, bool(v.get("IsLatest"))))
         return page
 
+    async def marker_modified(self, key: str, version_id: str) -> float | None:
+        """A delete marker's Last-Modified at the source (a HEAD of a marker is a 405 without
+        it everywhere but AWS): found in a listing of the key's versions, or None."""
+        try:
+            r = await self._call("ListObjectVersions", self.client.list_object_versions, Prefix=key, MaxKeys=1000)
+        except (ClientError, SourceUnavailable):
+            return None
+        for m in r.get("DeleteMarkers") or ():
+            if m.get("Key") == key and m.get("VersionId") == version_id:
+                return m["LastModified"].timestamp()
+        return None
+
     # writes ----------------------------------------------------------------------------------
     async def last_modified(self, key: str, version_id: str | None) -> float | None:
         """The source's Last-Modified of what it stores under `key` (that version), or None if
@@ -165,7 +177,7 @@ class SourceStore:
         args = put_args(record)
         if not P.is_multipart(record):
             r = await self._call("PutObject", lambda **kw: self._put_file(
-                objects, record, loop, **kw), Key=record["key"], **args)
+                objects, record, loop, **kw), Key=record["key"], **args, **checksum_args(record))
             return r.get("VersionId")
         upload = await self._call("CreateMultipartUpload", self.client.create_multipart_upload,
                                   Key=record["key"], **args)
@@ -264,6 +276,21 @@ def put_args(record: dict) -> dict:
     if record.get("tags"):
         args["Tagging"] = urlencode(record["tags"])
     return {**args, **sse_args(record.get("sse"))}
+
+
+# boto3's PutObject members for x-amz-checksum-* (digests.CHECKSUM_ALGORITHMS)
+_CHECKSUM_ARGS = {"crc32": "ChecksumCRC32", "crc32c": "ChecksumCRC32C", "crc64nvme": "ChecksumCRC64NVME",
+                  "sha1": "ChecksumSHA1", "sha256": "ChecksumSHA256"}
+
+
+def checksum_args(record: dict) -> dict:
+    """A single-PUT version's x-amz-checksum-* values, sent with its bytes: the source checks
+    them and keeps them, so the mirror answers a checksum request as Pocket does. (A
+    multipart version's checksums are per part; they are not carried to the source yet.)"""
+    for algorithm, value in (record.get("checksums") or {}).items():
+        if algorithm in _CHECKSUM_ARGS:   # (the algorithm named too: moto keeps a value only then)
+            return {_CHECKSUM_ARGS[algorithm]: value, "ChecksumAlgorithm": algorithm.upper()}
+    return {}
 
 
 def sse_args(sse: dict | None) -> dict:

@@ -71,11 +71,21 @@ async def mirror_version(objects, store: SourceStore, record: dict) -> None:
     did; left apart, the two sides differ by the upload's length. A rollback makes the
     source authoritative again, and a copy pass that listed the source while this write
     was still on its way there skips the key as written through the gateway: a second
-    apart, verify finds "Last-Modified differs" and the next cutover is blocked."""
+    apart, verify finds "Last-Modified differs" and the next cutover is blocked.
+
+    In a versioned bucket the version takes the source's id too, as a dual-written one does
+    before cutover: after a rollback the source's ids are the truth, and verify and the
+    copy would otherwise find the version twice (Pocket's id "extra", the source's
+    "missing"). Pocket's own id, which the client was answered with, still finds it
+    (VersionOps.get looks internal ids up directly)."""
     source_version = await store.put_from(objects, record)
     stamped = await store.last_modified(record["key"], source_version)
+    facts = {"s3_version_id": source_version} if record.get("versioned") and source_version not in (None, "null") \
+        else {}
     if stamped is not None:     # else the copy pass and verify still compare it
-        await adopt_source_facts(objects, record, {"created": stamped})
+        facts["created"] = stamped
+    if facts:
+        await adopt_source_facts(objects, record, facts)
 
 
 async def adopt_source_facts(objects, record: dict, facts: dict) -> dict | None:

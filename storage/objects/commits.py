@@ -110,6 +110,11 @@ def delete_if_current(ops, bucket: str, key: str, version_id: str) -> VersionRec
     return ops.delete_object(bucket, key)
 
 
+# what a delete marker takes after it was made: the id and time its migration source gave
+# the same delete (storage/migrate/routing.py); tags, ACLs and locks are not a marker's
+MARKER_FACTS = frozenset({"s3_version_id", "created"})
+
+
 def amend(ops, bucket: str, key: str, version_id: str, changes: dict, check=None,
           seen: dict | None = None) -> VersionRecord | None:
     """Merge `changes` (tags, ACL, lock) into one version (internal id), row and current record alike.
@@ -128,7 +133,7 @@ def amend(ops, bucket: str, key: str, version_id: str, changes: dict, check=None
                 if seen is not None:
                     seen["row"] = found
                 raise
-    if row is not None and not is_marker(row):
+    if row is not None and (not is_marker(row) or MARKER_FACTS.issuperset(changes)):
         updated = {**row, **changes}
         v.put(bucket, key, updated)
     current = ops.get_object(bucket, key)

@@ -175,7 +175,7 @@ class ObjectService:
         On a write quorum, like every record, so an index rebuild finds it whichever disks
         are back. Without a quorum nothing more can be done now: said loudly, with what
         a rebuild would do."""
-        volume, policy = self._home_of(record)
+        volume, policy = self.home_of(record)
         what = f"{record['bucket']}/{record['key']} version {record['version_id']}"
         try:
             await self.put_records(volume, {"kind": "version-deleted", "bucket": record["bucket"], "key": record["key"],
@@ -283,7 +283,7 @@ class ObjectService:
         # Never a key-wide tombstone here, even for a key's only (null) version: a version
         # written meanwhile must survive a rebuild. A null version-deleted record ends
         # only null versions up to it.
-        volume, policy = self._home_of(record)
+        volume, policy = self.home_of(record)
         rec_id = await self.put_records(volume, {"kind": "version-deleted", "bucket": bucket, "key": key,
                                                  "version_id": record["version_id"],
                                                  "null": not record.get("versioned"), "deleted": time.time()},
@@ -322,7 +322,7 @@ class ObjectService:
     def policy_of(self, record: VersionRecord) -> Policy:
         return self.policies.get(record["policy"]) or Policy.parse(record["policy"], f"ec:{record['k']}+{record['m']}")
 
-    def _home_of(self, record: VersionRecord) -> tuple[dict, Policy]:
+    def home_of(self, record: VersionRecord) -> tuple[dict, Policy]:
         """Where the disk records about a version go: its own volume, a marker's record home."""
         if is_marker(record):
             return self.record_home(record["version_id"])

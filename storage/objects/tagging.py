@@ -41,9 +41,9 @@ async def amend(service: ObjectService, bucket: str, key: str, kind: str, change
             return None
         if check:
             check(record)
-        volume = service.cluster.volumes[record["volume"]]
+        volume, policy = service.home_of(record)
         doc = {"kind": kind, "bucket": bucket, "key": key, "version_id": record["version_id"]}
-        quorum = service.policy_of(record).quorum
+        quorum = policy.quorum
         await service.put_records(volume, {**doc, **changes, "changed": time.time()}, quorum)
         seen: dict = {}
         try:
