@@ -14,7 +14,8 @@ bucket in dual-write, backfilled, verified or cutover (routes.py):
   held in memory or spooled, and a refused or failed write leaves nothing on either side.
 - Reads and listings come from the authoritative side: before cutover a record from the
   source (`"source": True`) is read from the source, except a key verified equal since
-  its last write, which Pocket serves (`_key_reader`).
+  its last write and still the source's current version, which Pocket serves
+  (`_verified_copy`).
 - Multipart uploads: multipart_routing.py.
 
 Tags, canned ACLs, legal holds and retentions are mirrored like writes. What cannot be
@@ -97,18 +98,30 @@ class RoutedObjects:
             return route
         return None
 
-    async def _key_reader(self, bucket: str, key: str) -> Route | None:
-        """Like _reader, for one key: before cutover a key verified equal since its last write
-        (a verify ran, and the key is not dirty: every write marks it, and verify marks what
-        it found different) is read from Pocket, which is nearer than the source."""
-        route = await self.routes.aget(bucket)
-        if route is None or not route.source_first:
+    async def _verified_copy(self, route: Route, bucket: str, key: str) -> dict | None:
+        """Pocket's record of a key it may answer before cutover, or None (the source answers).
+
+        A verify ran and the key is not dirty (every write through the gateway marks it, and
+        verify marks what it found different), and the source's current version is still the
+        one Pocket holds: same ETag, size and Last-Modified (Pocket keeps the source's by
+        construction). That last check is one HEAD, no bytes: an application still writing
+        to S3 directly may have overwritten or deleted the key since the verify, and Pocket
+        must not answer with the old bytes or a 404 while the source's listing shows the
+        new ones. The bytes, the egress, are what reading from Pocket saves. With the source
+        unreachable the verified copy is served: nothing through the gateway changed it."""
+        if not route.migration.last_verify or await self.objects.index.call(_dirty, self.objects.index, bucket, key):
             return None
-        if route.migration.last_verify and not await self.objects.index.call(_dirty, self.objects.index, bucket, key):
-            self.books.metrics.verified_reads.labels(bucket).inc()
+        here = await self.objects.head(bucket, key)
+        if here is None:
             return None
-        self.books.metrics.source_reads.labels(bucket).inc()
-        return route
+        try:
+            there = await route.store.stat(key)
+        except SourceUnavailable:
+            return here
+        if there is None or (here["etag"], here["size"], int(here["created"])) != \
+                (there["etag"], there["size"], int(there["created"])):
+            return None
+        return here
 
     async def _owned(self, record: dict | None) -> dict | None:
         if record is not None:
@@ -122,9 +135,14 @@ class RoutedObjects:
 
     # reads -----------------------------------------------------------------------------------
     async def head(self, bucket: str, key: str) -> dict | None:
-        route = await self._key_reader(bucket, key)
-        if route is None:
+        route = await self.routes.aget(bucket)
+        if route is None or not route.source_first:
             return await self.objects.head(bucket, key)
+        here = await self._verified_copy(route, bucket, key)
+        if here is not None:
+            self.books.metrics.verified_reads.labels(bucket).inc()
+            return here
+        self.books.metrics.source_reads.labels(bucket).inc()
         return await self._owned(await route.store.head(bucket, key))
 
     async def get_version(self, bucket: str, key: str, version_id: str) -> dict | None:
