@@ -40,7 +40,7 @@ from ..objects.commits import install
 from ..s3 import errors
 from .routes import KeyLocks, Route, Routes
 from .source_store import SourceUnavailable
-from .sync import copy_from_source, copy_to_source, mirror_version
+from .sync import copy_from_source, copy_to_source, mirror_version, same_object
 
 log = logging.getLogger("pocket.migrate")
 
@@ -54,23 +54,38 @@ class Bookkeeping:
     async def dirty(self, bucket: str, key: str) -> None:
         await self.objects.writer.submit(lambda ops: migrations.mark_dirty(ops, bucket, key))
 
-    async def owe(self, bucket: str, key: str, side: str, error: BaseException, op: str = "sync") -> None:
+    async def owe(self, bucket: str, key: str, side: str, error: BaseException | str, op: str = "sync") -> None:
         log.warning("%s/%s: the write reached the authoritative side but not %s (%s); journaled, it is retried "
                     "until it does", bucket, key, side, error)
         await self.objects.writer.submit(lambda ops: migrations.journal_add(
             ops, bucket, {"side": side, "op": op, "key": key, "error": str(error)[:500]}))
         self.metrics.writes.labels(bucket, side, "journaled").inc()
 
-    async def follow(self, side: str, bucket: str, key: str, work) -> None:
+    async def follow(self, side: str, bucket: str, key: str, work, store=None) -> None:
         """Apply a write to the follower side; journal it if that fails. Shielded: once the
-        authoritative side has the write, a client hanging up must not leave it unfollowed."""
+        authoritative side has the write, a client hanging up must not leave it unfollowed.
+
+        With `store` (the source), the key is then compared on both sides (`agree`) and
+        journaled if they differ: KeyLocks order one process's writes to a key, but the
+        gateway runs several workers, and two PUTs of one key through two of them can reach
+        the follower in the opposite order of the leader's, leaving it the older version.
+        The last follower write to land sees that, and the journal's retry (sync.py: the
+        leader's *current* state, repeated until the sides agree) converges them."""
         async def apply():
             try:
                 await work()
                 self.metrics.writes.labels(bucket, side, "ok").inc()
+                if store is not None and not await self.agree(store, bucket, key):
+                    await self.owe(bucket, key, side, "overtaken by a concurrent write of the key")
             except Exception as e:
                 await self.owe(bucket, key, side, e)
         await asyncio.shield(apply())
+
+    async def agree(self, store, bucket: str, key: str) -> bool:
+        """Both sides hold the same current version of `key` (sync.same_object's fields)."""
+        index = self.objects.index
+        here = await index.call(index.get_object, bucket, key)
+        return same_object(here, await store.head(bucket, key))
 
     async def lead(self, side: str, bucket: str, work):
         """Apply a write to the authoritative side; its failure fails the request."""
@@ -190,7 +205,7 @@ class RoutedObjects:
                 record = await self.books.lead(route.leader, bucket, lambda: self.objects.put(
                     bucket, key, body, size_hint, digests, attrs, policy_name, condition, sealing=sealing))
                 await self.books.follow(route.follower, bucket, key,
-                                        lambda: mirror_version(self.objects, route.store, record))
+                                        lambda: mirror_version(self.objects, route.store, record), route.store)
                 return record
             if condition is not None:
                 condition(await route.store.head(bucket, key))
@@ -210,7 +225,7 @@ class RoutedObjects:
                     await keep_source_facts(self.objects, record, facts)
                 self.objects.forget_all(await self.objects.commit(
                     record, lambda ops: install(ops, bucket, key, record)))
-            await self.books.follow(route.follower, bucket, key, commit)
+            await self.books.follow(route.follower, bucket, key, commit, route.store)
             return as_source_saw(record, source_version)
 
     async def delete(self, bucket: str, key: str, owner: str = "", if_version: str | None = None) -> dict | None:
@@ -221,12 +236,13 @@ class RoutedObjects:
             await self.books.dirty(bucket, key)
             if not route.source_first:
                 removed = await self.books.lead(route.leader, bucket, lambda: self.objects.delete(bucket, key, owner))
-                await self.books.follow(route.follower, bucket, key, lambda: route.store.delete(key))
+                await self.books.follow(route.follower, bucket, key, lambda: route.store.delete(key), route.store)
                 return removed
             r = await self.books.lead(route.leader, bucket, lambda: route.store.delete(key))
             marker = {"s3_version_id": r["VersionId"]} if r.get("DeleteMarker") and r.get("VersionId") else None
             await self.books.follow(route.follower, bucket, key,
-                                    lambda: self.objects.delete(bucket, key, owner, marker_fields=marker))
+                                    lambda: self.objects.delete(bucket, key, owner, marker_fields=marker),
+                                    route.store)
             if r.get("DeleteMarker") and r.get("VersionId"):
                 return {"bucket": bucket, "key": key, "version_id": r["VersionId"], "versioned": True,
                         "delete_marker": True, "created": time.time()}
@@ -244,11 +260,12 @@ class RoutedObjects:
                                                 lambda: self.objects.delete_version(bucket, key, version_id,
                                                                                     None, bypass_governance))
                 await self.books.follow(route.follower, bucket, key,
-                                        lambda: copy_to_source(self.objects, route.store, bucket, key))
+                                        lambda: copy_to_source(self.objects, route.store, bucket, key),
+                                        route.store)
                 return removed
             r = await self.books.lead(route.leader, bucket, lambda: route.store.delete(key, version_id))
             await self.books.follow(route.follower, bucket, key,
-                                    lambda: self._pull(route, bucket, key))
+                                    lambda: self._pull(route, bucket, key), route.store)
             return {"bucket": bucket, "key": key, "version_id": version_id, "versioned": version_id != "null",
                     **({"delete_marker": True} if r.get("DeleteMarker") else {})}
 
@@ -276,7 +293,8 @@ class RoutedObjects:
                     bucket, key, kind, changes, version_id, check))
                 if updated is not None and kind == "tags":
                     await self.books.follow(route.follower, bucket, key,
-                                            lambda: copy_to_source(self.objects, route.store, bucket, key))
+                                            lambda: copy_to_source(self.objects, route.store, bucket, key),
+                                            route.store)
                 elif updated is not None:
                     await self.books.follow(route.follower, bucket, key, to_source)
                 return updated
@@ -288,7 +306,7 @@ class RoutedObjects:
             async def pocket():
                 if await self.objects.amend(bucket, key, kind, changes, version_id, check) is None and kind == "tags":
                     await self._pull(route, bucket, key)   # not backfilled yet
-            await self.books.follow(route.follower, bucket, key, pocket)
+            await self.books.follow(route.follower, bucket, key, pocket, route.store if kind == "tags" else None)
             return there
 
 
