@@ -99,6 +99,13 @@ def _converge(source, link, c) -> None:
     src, gw = source.client(), c.client()
     src.create_bucket(Bucket=BUCKET)
     enable(c, BUCKET, link.endpoint)
+    journaled = 'pocket_migrate_writes_total{bucket="moving",outcome="journaled",side="%s"}'
+    followed = 'pocket_migrate_writes_total{bucket="moving",outcome="ok",side="%s"}'
+    plain = random.Random(4)
+    gw.put_object(Bucket=BUCKET, Key="plain", Body=plain.randbytes(5000))     # no race: nothing owed
+    gw.put_object(Bucket=BUCKET, Key="plain-typed", Body=plain.randbytes(5000), ContentType="text/plain",
+                  Metadata={"m": "1"}, Tagging="t=1", CacheControl="no-cache")
+    assert metric(c.endpoint, journaled % "pocket") == 0 and metric(c.endpoint, followed % "pocket") == 2
 
     _storm(c, seed=1)             # dual-write: the source leads, Pocket follows
     _drained(c)
@@ -109,6 +116,13 @@ def _converge(source, link, c) -> None:
     report = pocket(c, "migrate", "verify", BUCKET, "--json", ok=(0, 1))[1]
     assert report["clean"], report["buckets"][0].get("findings")
     assert pocket(c, "migrate", "cutover", BUCKET, "--json")[1]["buckets"][0]["state"] == "cutover"
+
+    mirrored = metric(c.endpoint, followed % "source")     # (so far as the leader, before cutover)
+    gw.put_object(Bucket=BUCKET, Key="plain", Body=plain.randbytes(6000))
+    gw.put_object(Bucket=BUCKET, Key="plain-typed", Body=plain.randbytes(6000), ContentType="text/plain",
+                  Metadata={"m": "2"}, Tagging="t=2", CacheControl="no-cache")
+    gw.delete_object(Bucket=BUCKET, Key="plain")
+    assert metric(c.endpoint, journaled % "source") == 0 and metric(c.endpoint, followed % "source") == mirrored + 3
 
     _storm(c, seed=2)             # cutover: Pocket leads, the source follows
     rnd = random.Random(3)
