@@ -120,6 +120,20 @@ def moto_and_pocket(root: str, monkeypatch, **cluster_kw):
         source.close()
 
 
+@contextmanager
+def moto_behind_link(root: str, monkeypatch, **cluster_kw):
+    """(moto source, SourceLink to it, running Pocket cluster): `moto_and_pocket` with a link
+    the test can cut or slow between them (enable the bucket with `link.endpoint`)."""
+    for name, value in SourceLink.ENV.items():
+        monkeypatch.setenv(name, value)
+    with moto_and_pocket(root, monkeypatch, **cluster_kw) as (source, cluster):
+        link = SourceLink(int(source.endpoint.rsplit(":", 1)[1]))
+        try:
+            yield source, link, cluster
+        finally:
+            link.close()
+
+
 def enable(cluster: ProcCluster, bucket: str, endpoint: str) -> dict:
     """`pocket migrate enable BUCKET` from the source at `endpoint` (path-style addressing)."""
     return pocket(cluster, "migrate", "enable", bucket, "--source-endpoint", endpoint, "--source-addressing", "path",

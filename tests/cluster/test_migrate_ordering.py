@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from .harness import QUIET, metric, pocket, wait_for
 from .migrate_world import index_of
-from .sources import SourceLink, enable, moto_and_pocket
+from .sources import enable, moto_behind_link
 
 BUCKET = "moving"
 KEYS = ("a é+%", "b", "c/d")
@@ -85,14 +85,8 @@ def _etag(client, key: str) -> str | None:
 
 
 def test_concurrent_overwrites_through_both_workers_converge_on_both_sides(tmp_path, monkeypatch):
-    for name, value in SourceLink.ENV.items():
-        monkeypatch.setenv(name, value)
-    with moto_and_pocket(str(tmp_path), monkeypatch, embedded=True, sections=QUIET) as (source, c):
-        link = SourceLink(int(source.endpoint.rsplit(":", 1)[1]))
-        try:
-            _converge(source, link, c)
-        finally:
-            link.close()
+    with moto_behind_link(str(tmp_path), monkeypatch, embedded=True, sections=QUIET) as (source, link, c):
+        _converge(source, link, c)
 
 
 def _converge(source, link, c) -> None:

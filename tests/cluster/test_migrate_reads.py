@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from .harness import QUIET, metric, pocket
-from .sources import SourceLink, enable, moto_and_pocket
+from .sources import enable, moto_and_pocket, moto_behind_link
 
 BUCKET = "moving"
 
@@ -27,15 +27,8 @@ def _status_of(call) -> int:
 
 
 def test_verified_keys_are_read_from_pocket_and_written_ones_from_the_source(tmp_path, monkeypatch):
-    for name, value in SourceLink.ENV.items():
-        monkeypatch.setenv(name, value)
-    with moto_and_pocket(str(tmp_path), monkeypatch, embedded=True,
-                         sections=QUIET) as (source, c):
-        link = SourceLink(int(source.endpoint.rsplit(":", 1)[1]))
-        try:
-            _verified_reads(source, link, c)
-        finally:
-            link.close()
+    with moto_behind_link(str(tmp_path), monkeypatch, embedded=True, sections=QUIET) as (source, link, c):
+        _verified_reads(source, link, c)
 
 
 def _verified_reads(source, link, c) -> None:
