@@ -68,6 +68,9 @@ def _run_each(data, config, buckets, as_json, kw, fn, verb: str) -> None:
         if not r["ok"]:
             lines.append(f"{r['bucket']}: REFUSED: {r['error']}")
             continue
+        if r.get("changed") is False:
+            lines.append(f"{r['bucket']}: {r['note']}")
+            continue
         lines.append(f"{r['bucket']}: {verb}, now {r['state']}")
         lines += [f"  carried: {c}" for c in r.get("carried", [])]
         lines += [f"  NOT carried: {c}" for c in r.get("not_carried", [])]

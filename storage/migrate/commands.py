@@ -72,13 +72,16 @@ async def cutover(cfg, tc, names: list[str], given: dict) -> list[dict]:
 async def rollback(cfg, tc, names: list[str], given: dict) -> list[dict]:
     async def one(s, bucket, _):
         m = _known(s.index, bucket)
+        needless = state.rollback_needless(m)
+        if needless:
+            return {"state": m.state, "changed": False, "note": needless, "journal_drained": None}
         drained = None
         if m.state == state.CUTOVER:   # writes owed to the source first: a rollback must not lose them
             runner = JournalRunner(s.objects, s.multipart, s.writer, s.routes, KeyLocks())
             report = await runner.run_once([bucket], all_due=True)
             drained = {"applied": report.done, "failed": report.failed, "errors": report.errors[:10]}
         m = transitions.rollback(s.index, bucket)
-        return {"state": m.state, "journal_drained": drained}
+        return {"state": m.state, "changed": True, "journal_drained": drained}
     return await _each(cfg, tc, names, given, one)
 
 

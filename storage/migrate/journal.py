@@ -2,7 +2,8 @@
 
 Each entry names a key and the side that missed a write (index/migrations.py); a retry
 makes that side's key equal to the authoritative side's current state (sync.py), under
-the key's lock. A failed retry waits longer each time (doubling, capped), never gives up
+the key's lock, and looks again until both sides agree (a request through another gateway
+worker, which holds its own locks, may have written the key meanwhile). A failed retry waits longer each time (doubling, capped), never gives up
 and is never dropped: only success removes an entry, and `detach` (which ends mirroring
 to the source). Backlog blocks cutover and rollback (commands.py).
 """
@@ -25,6 +26,7 @@ BACKOFF_FIRST = 0.5     # seconds before the first retry of an entry
 # a side comes back within seconds and a minute's wait is only idle time (the tests).
 BACKOFF_CAP = float(os.environ.get("POCKET_MIGRATE_RETRY_CAP") or 60.0)
 BATCH = 64
+SYNC_ROUNDS = 4         # copies of one entry in one try before it waits its backoff
 
 
 @dataclass
@@ -65,10 +67,7 @@ class JournalRunner:
         key, side, seq = entry["key"], entry["side"], entry["seq"]
         try:
             async with self.locks.hold(bucket, key):
-                if side == "pocket":
-                    outcome = await copy_from_source(self.objects, self.multipart, store, bucket, key)
-                else:
-                    outcome = await copy_to_source(self.objects, store, bucket, key)
+                outcome = await self._converge(bucket, store, key, side)
             await self.writer.submit(lambda ops: migrations.journal_done(ops, bucket, seq))
         except Exception as e:
             wait, error = backoff(entry["attempts"]), str(e)[:500]
@@ -86,6 +85,22 @@ class JournalRunner:
             self.metrics.retries.labels(bucket, "done").inc()
         log.info("the write of %s/%s owed to %s is applied (%s) after %d failed tries", bucket, key, side,
                  outcome, entry["attempts"] + 1)
+
+    async def _converge(self, bucket: str, store, key: str, side: str) -> str:
+        """Copy the leader's current state of `key` to `side` until a look finds them equal
+        ("same"): the key's lock is this process's, and a request through another gateway
+        worker may write the key while the copy is on its way, landing before it. Returns the
+        first look's outcome; raises (retried later) if they still differ after SYNC_ROUNDS."""
+        first = None
+        for _ in range(SYNC_ROUNDS):
+            if side == "pocket":
+                outcome = await copy_from_source(self.objects, self.multipart, store, bucket, key)
+            else:
+                outcome = await copy_to_source(self.objects, store, bucket, key)
+            first = first or outcome
+            if outcome == "same":
+                return first
+        raise RuntimeError(f"{key} was written again during each of {SYNC_ROUNDS} copies to {side}")
 
     async def run_forever(self, interval: float = 1.0) -> None:
         await every(interval, self.run_once, "migration journal pass")

@@ -65,7 +65,8 @@ class RoutedMultipart:
                 record = await self.multipart.complete(upload, wanted, part_checksums, checksum_of, versioned,
                                                        condition)
                 await self.books.follow("source", bucket, key,
-                                        lambda: copy_to_source(self.objects.objects, route.store, bucket, key))
+                                        lambda: copy_to_source(self.objects.objects, route.store, bucket, key),
+                                        route.store)
                 return record
             r = await store.complete_upload(key, upload["source_upload"], wanted)
             holder = {}
@@ -77,7 +78,7 @@ class RoutedMultipart:
                 if facts:
                     holder["record"] = await adopt_source_facts(self.objects.objects, holder["record"], facts) \
                         or holder["record"]
-            await self.books.follow("pocket", bucket, key, pocket)
+            await self.books.follow("pocket", bucket, key, pocket, store)
             record = holder.get("record") or {   # Pocket's copy is journaled: answer with what the source made
                 "bucket": bucket, "key": key, "version_id": "null", "etag": r["ETag"].strip('"'), "checksums": {},
                 "created": time.time(), "size": 0}

@@ -14,7 +14,8 @@ bucket in dual-write, backfilled, verified or cutover (routes.py):
   held in memory or spooled, and a refused or failed write leaves nothing on either side.
 - Reads and listings come from the authoritative side: before cutover a record from the
   source (`"source": True`) is read from the source, except a key verified equal since
-  its last write, which Pocket serves (`_key_reader`).
+  its last write and still the source's current version, which Pocket serves
+  (`_verified_copy`).
 - Multipart uploads: multipart_routing.py.
 
 Tags, canned ACLs, legal holds and retentions are mirrored like writes. What cannot be
@@ -39,7 +40,7 @@ from ..objects.commits import install
 from ..s3 import errors
 from .routes import KeyLocks, Route, Routes
 from .source_store import SourceUnavailable
-from .sync import adopt_source_facts, copy_from_source, copy_to_source, mirror_version
+from .sync import adopt_source_facts, copy_from_source, copy_to_source, mirror_version, same_object
 
 log = logging.getLogger("pocket.migrate")
 
@@ -53,23 +54,38 @@ class Bookkeeping:
     async def dirty(self, bucket: str, key: str) -> None:
         await self.objects.writer.submit(lambda ops: migrations.mark_dirty(ops, bucket, key))
 
-    async def owe(self, bucket: str, key: str, side: str, error: BaseException, op: str = "sync") -> None:
+    async def owe(self, bucket: str, key: str, side: str, error: BaseException | str, op: str = "sync") -> None:
         log.warning("%s/%s: the write reached the authoritative side but not %s (%s); journaled, it is retried "
                     "until it does", bucket, key, side, error)
         await self.objects.writer.submit(lambda ops: migrations.journal_add(
             ops, bucket, {"side": side, "op": op, "key": key, "error": str(error)[:500]}))
         self.metrics.writes.labels(bucket, side, "journaled").inc()
 
-    async def follow(self, side: str, bucket: str, key: str, work) -> None:
+    async def follow(self, side: str, bucket: str, key: str, work, store=None) -> None:
         """Apply a write to the follower side; journal it if that fails. Shielded: once the
-        authoritative side has the write, a client hanging up must not leave it unfollowed."""
+        authoritative side has the write, a client hanging up must not leave it unfollowed.
+
+        With `store` (the source), the key is then compared on both sides (`agree`) and
+        journaled if they differ: KeyLocks order one process's writes to a key, but the
+        gateway runs several workers, and two PUTs of one key through two of them can reach
+        the follower in the opposite order of the leader's, leaving it the older version.
+        The last follower write to land sees that, and the journal's retry (sync.py: the
+        leader's *current* state, repeated until the sides agree) converges them."""
         async def apply():
             try:
                 await work()
                 self.metrics.writes.labels(bucket, side, "ok").inc()
+                if store is not None and not await self.agree(store, bucket, key):
+                    await self.owe(bucket, key, side, "overtaken by a concurrent write of the key")
             except Exception as e:
                 await self.owe(bucket, key, side, e)
         await asyncio.shield(apply())
+
+    async def agree(self, store, bucket: str, key: str) -> bool:
+        """Both sides hold the same current version of `key` (sync.same_object's fields)."""
+        index = self.objects.index
+        here = await index.call(index.get_object, bucket, key)
+        return same_object(here, await store.head(bucket, key))
 
     async def lead(self, side: str, bucket: str, work):
         """Apply a write to the authoritative side; its failure fails the request."""
@@ -97,18 +113,30 @@ class RoutedObjects:
             return route
         return None
 
-    async def _key_reader(self, bucket: str, key: str) -> Route | None:
-        """Like _reader, for one key: before cutover a key verified equal since its last write
-        (a verify ran, and the key is not dirty: every write marks it, and verify marks what
-        it found different) is read from Pocket, which is nearer than the source."""
-        route = await self.routes.aget(bucket)
-        if route is None or not route.source_first:
+    async def _verified_copy(self, route: Route, bucket: str, key: str) -> dict | None:
+        """Pocket's record of a key it may answer before cutover, or None (the source answers).
+
+        A verify ran and the key is not dirty (every write through the gateway marks it, and
+        verify marks what it found different), and the source's current version is still the
+        one Pocket holds: same ETag, size and Last-Modified (Pocket keeps the source's by
+        construction). That last check is one HEAD, no bytes: an application still writing
+        to S3 directly may have overwritten or deleted the key since the verify, and Pocket
+        must not answer with the old bytes or a 404 while the source's listing shows the
+        new ones. The bytes, the egress, are what reading from Pocket saves. With the source
+        unreachable the verified copy is served: nothing through the gateway changed it."""
+        if not route.migration.last_verify or await self.objects.index.call(_dirty, self.objects.index, bucket, key):
             return None
-        if route.migration.last_verify and not await self.objects.index.call(_dirty, self.objects.index, bucket, key):
-            self.books.metrics.verified_reads.labels(bucket).inc()
+        here = await self.objects.head(bucket, key)
+        if here is None:
             return None
-        self.books.metrics.source_reads.labels(bucket).inc()
-        return route
+        try:
+            there = await route.store.stat(key)
+        except SourceUnavailable:
+            return here
+        if there is None or (here["etag"], here["size"], int(here["created"])) != \
+                (there["etag"], there["size"], int(there["created"])):
+            return None
+        return here
 
     async def _owned(self, record: dict | None) -> dict | None:
         if record is not None:
@@ -122,9 +150,14 @@ class RoutedObjects:
 
     # reads -----------------------------------------------------------------------------------
     async def head(self, bucket: str, key: str) -> dict | None:
-        route = await self._key_reader(bucket, key)
-        if route is None:
+        route = await self.routes.aget(bucket)
+        if route is None or not route.source_first:
             return await self.objects.head(bucket, key)
+        here = await self._verified_copy(route, bucket, key)
+        if here is not None:
+            self.books.metrics.verified_reads.labels(bucket).inc()
+            return here
+        self.books.metrics.source_reads.labels(bucket).inc()
         return await self._owned(await route.store.head(bucket, key))
 
     async def get_version(self, bucket: str, key: str, version_id: str) -> dict | None:
@@ -172,7 +205,7 @@ class RoutedObjects:
                 record = await self.books.lead(route.leader, bucket, lambda: self.objects.put(
                     bucket, key, body, size_hint, digests, attrs, policy_name, condition, sealing=sealing))
                 await self.books.follow(route.follower, bucket, key,
-                                        lambda: mirror_version(self.objects, route.store, record))
+                                        lambda: mirror_version(self.objects, route.store, record), route.store)
                 return record
             if condition is not None:
                 condition(await route.store.head(bucket, key))
@@ -192,7 +225,7 @@ class RoutedObjects:
                     await keep_source_facts(self.objects, record, facts)
                 self.objects.forget_all(await self.objects.commit(
                     record, lambda ops: install(ops, bucket, key, record)))
-            await self.books.follow(route.follower, bucket, key, commit)
+            await self.books.follow(route.follower, bucket, key, commit, route.store)
             return as_source_saw(record, source_version)
 
     async def delete(self, bucket: str, key: str, owner: str = "", if_version: str | None = None) -> dict | None:
@@ -215,7 +248,7 @@ class RoutedObjects:
                         if stamped is not None:
                             facts["created"] = stamped
                         await adopt_source_facts(self.objects, removed, facts)
-                await self.books.follow(route.follower, bucket, key, mirror)
+                await self.books.follow(route.follower, bucket, key, mirror, route.store)
                 return removed
             r = await self.books.lead(route.leader, bucket, lambda: route.store.delete(key))
             marker = {"s3_version_id": r["VersionId"]} if r.get("DeleteMarker") and r.get("VersionId") else None
@@ -224,7 +257,8 @@ class RoutedObjects:
                 if stamped is not None:
                     marker["created"] = stamped
             await self.books.follow(route.follower, bucket, key,
-                                    lambda: self.objects.delete(bucket, key, owner, marker_fields=marker))
+                                    lambda: self.objects.delete(bucket, key, owner, marker_fields=marker),
+                                    route.store)
             if r.get("DeleteMarker") and r.get("VersionId"):
                 return {"bucket": bucket, "key": key, "version_id": r["VersionId"], "versioned": True,
                         "delete_marker": True, "created": time.time()}
@@ -242,11 +276,12 @@ class RoutedObjects:
                                                 lambda: self.objects.delete_version(bucket, key, version_id,
                                                                                     None, bypass_governance))
                 await self.books.follow(route.follower, bucket, key,
-                                        lambda: copy_to_source(self.objects, route.store, bucket, key))
+                                        lambda: copy_to_source(self.objects, route.store, bucket, key),
+                                        route.store)
                 return removed
             r = await self.books.lead(route.leader, bucket, lambda: route.store.delete(key, version_id))
             await self.books.follow(route.follower, bucket, key,
-                                    lambda: self._pull(route, bucket, key))
+                                    lambda: self._pull(route, bucket, key), route.store)
             return {"bucket": bucket, "key": key, "version_id": version_id, "versioned": version_id != "null",
                     **({"delete_marker": True} if r.get("DeleteMarker") else {})}
 
@@ -274,7 +309,8 @@ class RoutedObjects:
                     bucket, key, kind, changes, version_id, check))
                 if updated is not None and kind == "tags":
                     await self.books.follow(route.follower, bucket, key,
-                                            lambda: copy_to_source(self.objects, route.store, bucket, key))
+                                            lambda: copy_to_source(self.objects, route.store, bucket, key),
+                                            route.store)
                 elif updated is not None:
                     await self.books.follow(route.follower, bucket, key, to_source)
                 return updated
@@ -286,7 +322,7 @@ class RoutedObjects:
             async def pocket():
                 if await self.objects.amend(bucket, key, kind, changes, version_id, check) is None and kind == "tags":
                     await self._pull(route, bucket, key)   # not backfilled yet
-            await self.books.follow(route.follower, bucket, key, pocket)
+            await self.books.follow(route.follower, bucket, key, pocket, route.store if kind == "tags" else None)
             return there
 
 

@@ -157,16 +157,26 @@ class SourceStore:
         return None
 
     # writes ----------------------------------------------------------------------------------
+    async def stat(self, key: str, version_id: str | None = None) -> dict | None:
+        """The source's current version of `key` in one HEAD (no tags): {"etag", "size",
+        "created"}, or None if it has none. What a verified read checks Pocket's copy
+        against (routing.py); SourceUnavailable if the source cannot say."""
+        vid = {"VersionId": version_id} if version_id and version_id != "null" else {}
+        try:
+            r = await self._call("HeadObject", self.client.head_object, Key=key, **vid)
+        except ClientError:
+            return None
+        return {"etag": r["ETag"].strip('"'), "size": r["ContentLength"], "created": r["LastModified"].timestamp()}
+
     async def last_modified(self, key: str, version_id: str | None) -> float | None:
         """The source's Last-Modified of what it stores under `key` (that version), or None if
         it cannot say now. A dual-written PUT adopts it: the source stamps its own time,
         which trails Pocket's by as long as the upload to it took."""
-        vid = {"VersionId": version_id} if version_id and version_id != "null" else {}
         try:
-            r = await self._call("HeadObject", self.client.head_object, Key=key, **vid)
-        except (ClientError, SourceUnavailable):
+            found = await self.stat(key, version_id)
+        except SourceUnavailable:
             return None
-        return r["LastModified"].timestamp()
+        return found and found["created"]
 
     async def put_from(self, objects, record: dict) -> str | None:
         """Store a Pocket version at the source with its bytes, headers, metadata and tags.

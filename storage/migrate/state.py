@@ -8,6 +8,7 @@ at once. The record is small (no per-object data: that lives in index/migrations
 
     planned -> dual-write -> backfilled -> verified -> cutover -> detached
     rollback: dual-write | backfilled | verified | cutover  ->  dual-write
+              planned | dual-write: already S3-authoritative, a no-op that says so
 
 Before cutover the source is authoritative; from cutover on, Pocket is (and still mirrors
 every write to the source until detach, so a rollback loses nothing). A rollback lands in
@@ -142,6 +143,17 @@ def move(ops, bucket: str, to: str, note: str = "", check=None) -> Migration:
     m.history.append({"state": to, "at": time.time(), "note": note})
     put(ops, m)
     return m
+
+
+def rollback_needless(m: Migration) -> str | None:
+    """Why a rollback of `m` has nothing to do, or None. The promise is "rollback from any
+    state before detached back to S3-authoritative": from planned or dual-write the source
+    already is, so an operator's (or a runbook's) rollback succeeds and changes nothing
+    rather than failing as if something were wrong."""
+    if m.state in (PLANNED, DUAL_WRITE):
+        return (f"{m.bucket} is {m.state}: the source is already authoritative; nothing changed "
+                f"({next_step(m.state)})")
+    return None
 
 
 def next_step(state: str) -> str:

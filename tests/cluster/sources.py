@@ -120,6 +120,20 @@ def moto_and_pocket(root: str, monkeypatch, **cluster_kw):
         source.close()
 
 
+@contextmanager
+def moto_behind_link(root: str, monkeypatch, **cluster_kw):
+    """(moto source, SourceLink to it, running Pocket cluster): `moto_and_pocket` with a link
+    the test can cut or slow between them (enable the bucket with `link.endpoint`)."""
+    for name, value in SourceLink.ENV.items():
+        monkeypatch.setenv(name, value)
+    with moto_and_pocket(root, monkeypatch, **cluster_kw) as (source, cluster):
+        link = SourceLink(int(source.endpoint.rsplit(":", 1)[1]))
+        try:
+            yield source, link, cluster
+        finally:
+            link.close()
+
+
 def enable(cluster: ProcCluster, bucket: str, endpoint: str) -> dict:
     """`pocket migrate enable BUCKET` from the source at `endpoint` (path-style addressing)."""
     return pocket(cluster, "migrate", "enable", bucket, "--source-endpoint", endpoint, "--source-addressing", "path",
@@ -145,12 +159,16 @@ class SourceLink:
     `ENV` goes in the environment of the Pocket processes behind a link (before they
     start): one retry of a refused call, not the default five. Each call to a cut source
     otherwise backed off for seconds (7.5 on average) before Pocket said it was
-    unreachable; how Pocket answers then is the same after one retry as after four."""
+    unreachable; how Pocket answers then is the same after one retry as after four.
+
+    `upload_rate` (bytes/s, None: unthrottled) slows what is sent to the source, so a big
+    body's upload is still on its way while a later, small write overtakes it."""
 
     ENV = {"AWS_MAX_ATTEMPTS": "2"}
 
     def __init__(self, target_port: int):
         self.target_port = target_port
+        self.upload_rate: float | None = None
         self.port = free_ports(1)[0]
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._loop = asyncio.new_event_loop()
@@ -174,16 +192,18 @@ class SourceLink:
             return
         self._conns.update((writer, up_writer))
 
-        async def pipe(src, dst):
+        async def pipe(src, dst, throttled=False):
             try:
                 while data := await src.read(1 << 16):
                     dst.write(data)
                     await dst.drain()
+                    if throttled and self.upload_rate:
+                        await asyncio.sleep(len(data) / self.upload_rate)
             except (OSError, asyncio.CancelledError):
                 pass
             finally:
                 dst.close()
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer, throttled=True), pipe(up_reader, writer))
         self._conns.difference_update((writer, up_writer))
 
     async def _cut(self):

@@ -14,8 +14,8 @@ import random
 import pytest
 from botocore.exceptions import ClientError
 
-from .harness import QUIET, pocket
-from .sources import SourceLink, enable, moto_and_pocket
+from .harness import QUIET, metric, pocket
+from .sources import enable, moto_and_pocket, moto_behind_link
 
 BUCKET = "moving"
 
@@ -27,15 +27,8 @@ def _status_of(call) -> int:
 
 
 def test_verified_keys_are_read_from_pocket_and_written_ones_from_the_source(tmp_path, monkeypatch):
-    for name, value in SourceLink.ENV.items():
-        monkeypatch.setenv(name, value)
-    with moto_and_pocket(str(tmp_path), monkeypatch, embedded=True,
-                         sections=QUIET) as (source, c):
-        link = SourceLink(int(source.endpoint.rsplit(":", 1)[1]))
-        try:
-            _verified_reads(source, link, c)
-        finally:
-            link.close()
+    with moto_behind_link(str(tmp_path), monkeypatch, embedded=True, sections=QUIET) as (source, link, c):
+        _verified_reads(source, link, c)
 
 
 def _verified_reads(source, link, c) -> None:
@@ -66,3 +59,46 @@ def _verified_reads(source, link, c) -> None:
     link.restore()
     assert gw.get_object(Bucket=BUCKET, Key="k1 é+%")["Body"].read() == b"written after the verify"
     assert gw.get_object(Bucket=BUCKET, Key="k3 é+%")["Body"].read() == b"changed at the source alone"
+
+
+def test_a_key_changed_at_the_source_after_the_verify_is_read_from_the_source(tmp_path, monkeypatch):
+    """An application still writing to S3 directly overwrites one key and deletes another
+    after the verify: the gateway answers with the source's new bytes and a 404, never
+    Pocket's verified-but-stale copy, while an untouched key is still Pocket's to serve.
+    Rollback before cutover is a no-op that says so (exit 0)."""
+    with moto_and_pocket(str(tmp_path), monkeypatch, embedded=True, sections=QUIET) as (source, c):
+        src, rnd = source.client(), random.Random(23)
+        src.create_bucket(Bucket=BUCKET)
+        bodies = {key: rnd.randbytes(4000 + i) for i, key in enumerate(("same", "overwritten", "deleted"))}
+        for key, body in bodies.items():
+            src.put_object(Bucket=BUCKET, Key=key, Body=body)
+        enable(c, BUCKET, source.endpoint)
+        rolled = pocket(c, "migrate", "rollback", BUCKET, "--json")[1]["buckets"][0]   # exit 0
+        assert rolled["ok"] and rolled["changed"] is False and rolled["state"] == "dual-write"
+        assert "already authoritative" in rolled["note"]
+        pocket(c, "migrate", "copy", BUCKET, "--json")
+        assert pocket(c, "migrate", "verify", BUCKET, "--json")[1]["clean"]
+
+        newer = rnd.randbytes(len(bodies["overwritten"]))        # same size: only the ETag tells
+        src.put_object(Bucket=BUCKET, Key="overwritten", Body=newer)
+        src.delete_object(Bucket=BUCKET, Key="deleted")
+        at_source = src.head_object(Bucket=BUCKET, Key="overwritten")
+        gw, series = c.client(), f'bucket="{BUCKET}"'
+        verified = metric(c.endpoint, "pocket_migrate_verified_reads_total", series)
+        from_source = metric(c.endpoint, "pocket_migrate_source_reads_total", series)
+
+        assert gw.get_object(Bucket=BUCKET, Key="overwritten")["Body"].read() == newer
+        head = gw.head_object(Bucket=BUCKET, Key="overwritten")
+        assert head["ETag"] == at_source["ETag"] and head["LastModified"] == at_source["LastModified"]
+        got = gw.get_object(Bucket=BUCKET, Key="overwritten", Range="bytes=1000-2999")
+        assert got["Body"].read() == newer[1000:3000] and got["ETag"] == at_source["ETag"]
+        assert _status_of(lambda: gw.get_object(Bucket=BUCKET, Key="deleted")) == 404
+        assert _status_of(lambda: gw.head_object(Bucket=BUCKET, Key="deleted")) == 404
+        assert metric(c.endpoint, "pocket_migrate_verified_reads_total", series) == verified
+        assert metric(c.endpoint, "pocket_migrate_source_reads_total", series) >= from_source + 5
+
+        assert gw.get_object(Bucket=BUCKET, Key="same")["Body"].read() == bodies["same"]
+        assert gw.get_object(Bucket=BUCKET, Key="same", Range="bytes=7-99")["Body"].read() == bodies["same"][7:100]
+        assert metric(c.endpoint, "pocket_migrate_verified_reads_total", series) == verified + 2
+        listed = {o["Key"]: o["ETag"] for o in gw.list_objects_v2(Bucket=BUCKET)["Contents"]}
+        assert listed == {"same": gw.head_object(Bucket=BUCKET, Key="same")["ETag"], "overwritten": at_source["ETag"]}

@@ -119,3 +119,16 @@ def test_cutover_refuses_to_follow_a_quick_verify():
     m.last_verify = {**m.last_verify, "clean": False, "tier": "attrs"}
     with pytest.raises(S.MigrationError, match="not clean"):
         cutover_guard(None, m)
+
+
+def test_rollback_before_any_cutover_is_needless_and_says_why():
+    """"Rollback from any state before detached": from planned or dual-write the source is
+    already authoritative, so `pocket migrate rollback` succeeds changing nothing (commands.py)."""
+    m = S.Migration("b", S.Source("b"))
+    for st in (S.PLANNED, S.DUAL_WRITE):
+        m.state = st
+        assert "already authoritative" in S.rollback_needless(m) and st in S.rollback_needless(m)
+    for st in (S.BACKFILLED, S.VERIFIED, S.CUTOVER):
+        m.state = st
+        assert S.rollback_needless(m) is None
+        assert (st, S.DUAL_WRITE) in S.EDGES
