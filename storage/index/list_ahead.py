@@ -39,9 +39,13 @@ class ListAhead:
     def __init__(self, index: Index):
         self.index = index
         self._pages: OrderedDict[tuple, tuple[int, float, ListPage]] = OrderedDict()
+        self._due: dict[tuple, asyncio.TimerHandle] = {}   # reads ahead not started yet
 
     def take(self, query: tuple, snapshot: int | None) -> ListPage | None:
         """The page read ahead for `query`, if the index is still at the snapshot it was read from."""
+        due = self._due.pop(query, None)
+        if due is not None:   # asked for sooner than it was read (a busy box): read only once
+            due.cancel()
         kept = self._pages.pop(query, None)
         if kept is None or snapshot is None or kept[0] != snapshot:
             return None
@@ -63,9 +67,13 @@ class ListAhead:
         # task waiting on the socket (a drain), and reading meanwhile held back its end.
         # Even then uvloop may keep its last few KiB buffered until the next poll, so a
         # moment more.
-        task.add_done_callback(lambda _: loop.call_later(SETTLE_S, self._read, following, snapshot))
+        task.add_done_callback(lambda _: self._plan(loop, following, snapshot))
+
+    def _plan(self, loop: asyncio.AbstractEventLoop, query: tuple, snapshot: int) -> None:
+        self._due[query] = loop.call_later(SETTLE_S, self._read, query, snapshot)
 
     def _read(self, query: tuple, snapshot: int) -> None:
+        self._due.pop(query, None)
         try:
             with self.index.read() as t:
                 now = t.snapshot()
