@@ -17,7 +17,6 @@ busy with writes, and is not read ahead at all.
 """
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
@@ -25,6 +24,8 @@ from typing import TYPE_CHECKING
 from .backend import MetadataIndexError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .index import Index
     from .ops import ListPage
 
@@ -55,6 +56,7 @@ class ListAhead:
         """`page` (answering `query` at `snapshot`) was truncated: read the next one when the loop is idle."""
         if snapshot is None or not page.is_truncated:
             return
+        import asyncio   # here: commands that read the index without a loop (migrate verify --quick) run without it
         try:
             loop, task = asyncio.get_running_loop(), asyncio.current_task()
         except RuntimeError:   # a thread or a command without a loop: nothing to overlap with
