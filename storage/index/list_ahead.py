@@ -14,6 +14,12 @@ away and the page read afresh. A backend without such an id (PostgreSQL) never k
 page. The cost is the read of a page nobody asks for, when a client stops early or a
 write lands in between; an index that committed between the page and the read ahead is
 busy with writes, and is not read ahead at all.
+
+Several gateway workers share the S3 port, and a client that spreads its requests over
+pooled connections (aiohttp takes the oldest idle one) sends consecutive pages to any of
+them: a worker that read only the next page held it for a request that went elsewhere.
+So each reads `depth` pages ahead (the number of workers), skipping those it holds at
+the current snapshot: whichever worker the next request reaches has its page ready.
 """
 from __future__ import annotations
 
@@ -29,7 +35,7 @@ if TYPE_CHECKING:
     from .index import Index
     from .ops import ListPage
 
-KEEP = 4          # pages kept ahead at once: walks in progress (each holds ~1,000 decoded records)
+KEEP = 8          # pages kept ahead at once: walks in progress (each holds ~1,000 decoded records)
 FRESH_S = 10.0    # a page not asked for within this long is dropped (its walk was left)
 SETTLE_S = 0.001  # after the request's task ended, before reading ahead
 
@@ -37,8 +43,8 @@ SETTLE_S = 0.001  # after the request's task ended, before reading ahead
 class ListAhead:
     """Pages read ahead, by (bucket, prefix, delimiter, start_after, max_keys). Used on one event loop."""
 
-    def __init__(self, index: Index):
-        self.index = index
+    def __init__(self, index: Index, depth: int = 1):
+        self.index, self.depth = index, depth
         self._pages: OrderedDict[tuple, tuple[int, float, ListPage]] = OrderedDict()
         self._due: dict[tuple, asyncio.TimerHandle] = {}   # reads ahead not started yet
 
@@ -72,20 +78,34 @@ class ListAhead:
         task.add_done_callback(lambda _: self._plan(loop, following, snapshot))
 
     def _plan(self, loop: asyncio.AbstractEventLoop, query: tuple, snapshot: int) -> None:
-        self._due[query] = loop.call_later(SETTLE_S, self._read, query, snapshot)
+        self._due[query] = loop.call_later(SETTLE_S, self._read, loop, query, snapshot, self.depth)
 
-    def _read(self, query: tuple, snapshot: int) -> None:
+    def _read(self, loop: asyncio.AbstractEventLoop, query: tuple, snapshot: int, depth: int) -> None:
+        """Read `query`'s page, then (one loop turn later, so requests interleave) the
+        `depth - 1` after it; a page already held at this snapshot is not read again."""
         self._due.pop(query, None)
+        held = self._pages.get(query)
+        if held is not None and held[0] == snapshot:
+            page = held[2]
+        else:
+            page = self._fetch(query, snapshot)
+        if page is not None and page.is_truncated and depth > 1:
+            bucket, prefix, delimiter, _, max_keys = query
+            loop.call_soon(self._read, loop, (bucket, prefix, delimiter, page.next_marker, max_keys), snapshot,
+                           depth - 1)
+
+    def _fetch(self, query: tuple, snapshot: int) -> ListPage | None:
         try:
             with self.index.read() as t:
                 now = t.snapshot()
                 if now != snapshot:
-                    return
+                    return None
                 page = t.list_objects(*query)
         except MetadataIndexError:   # the bucket went meanwhile: its request reads and says so
-            return
+            return None
         clock = time.monotonic()
         self._pages[query] = (now, clock, page)
         self._pages.move_to_end(query)
         while len(self._pages) > KEEP or clock - next(iter(self._pages.values()))[1] > FRESH_S:
             self._pages.popitem(last=False)
+        return page

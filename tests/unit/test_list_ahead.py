@@ -83,3 +83,21 @@ def test_no_read_ahead_without_a_loop_or_past_the_last_page(tmp_path):
 
     page = asyncio.run(last())
     assert not page.is_truncated and not ix.ahead._pages
+
+
+def test_with_two_workers_each_reads_two_pages_ahead(tmp_path):
+    """A client's next page may reach either worker: each holds the next two, read once."""
+    ix = _index(tmp_path)
+    ix.ahead.depth = 2
+
+    async def walk():
+        first = await _page(ix, "")
+        await _kept(ix, "k/005")                       # the page after the next one
+        second, third = ix.ahead._pages[(B, "k/", "", "k/002", 3)][2], ix.ahead._pages[(B, "k/", "", "k/005", 3)][2]
+        assert await _page(ix, "k/002") is second      # read once: the page after it is not read again
+        await _kept(ix, "k/008")
+        assert ix.ahead._pages[(B, "k/", "", "k/005", 3)][2] is third
+        return first, second, third
+
+    first, second, third = asyncio.run(walk())
+    assert [k for p in (first, second, third) for k, _ in p.contents] == KEYS[:9]
