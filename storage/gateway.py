@@ -74,6 +74,7 @@ class Gateway:
         self.session = node_session()
         disks, infos = open_disks(self.cfg, self.session)
         self.index = open_index(self.cfg)
+        self.index.ahead.depth = self.cfg.workers   # see index/list_ahead.py
         self.writer = IndexWriter(self.index)
         self.cluster = Cluster(disks, infos, self.cfg.gateway.heartbeat, self.cfg.storage.min_free_bytes,
                                self.cfg.storage.node_timeout)

@@ -96,6 +96,11 @@ class Txn:
         """A nested transaction: its changes roll back alone if the block raises."""
         raise NotImplementedError
 
+    def snapshot(self) -> int | None:
+        """An id that two reads share only if nothing was committed between them (None:
+        the backend has none, so no read can be reused; see list_ahead.py)."""
+        return None
+
 
 class Backend:
     """A store of named tables: read snapshots and retried write transactions."""

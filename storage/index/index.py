@@ -17,6 +17,7 @@ import functools
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, TypeVar
 
 from .backend import Backend
+from .list_ahead import ListAhead
 from .ops import IndexTxn, ListPage
 from .versions import Version, VersionPage, VersionTxn
 
@@ -34,6 +35,7 @@ class Index:
     def __init__(self, backend: Backend):
         self.backend = backend
         self._readers: ThreadPoolExecutor | None = None
+        self.ahead = ListAhead(self)
 
     @property
     def local(self) -> bool:
@@ -102,9 +104,16 @@ class Index:
         return self.write(lambda t: t.delete_object(bucket, key))
 
     def list_objects(self, bucket: str, prefix: str = "", delimiter: str = "",
-                     start_after: str = "", max_keys: int = 1000) -> ListPage:
+                     start_after: str = "", max_keys: int = 1000, ahead: bool = False) -> ListPage:
+        """One page; `ahead` (a client walking page by page, on the event loop) also reads
+        the next page while the loop is idle, for the request that will ask for it."""
+        query = (bucket, prefix, delimiter, start_after, max_keys)
         with self.read() as t:
-            return t.list_objects(bucket, prefix, delimiter, start_after, max_keys)
+            snapshot = t.snapshot()
+            page = self.ahead.take(query, snapshot) or t.list_objects(*query)
+        if ahead:
+            self.ahead.after(query, page, snapshot)
+        return page
 
     def iter_objects(self, bucket: str, start_after: str = "",
                      batch: int = 1000) -> Iterator[tuple[str, dict]]:

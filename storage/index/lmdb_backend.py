@@ -173,6 +173,10 @@ class _Txn(Txn):
     def get(self, table: str, key: bytes) -> bytes | None:
         return self._txn.get(key, db=self._dbs[table])
 
+    def snapshot(self) -> int | None:
+        """LMDB's id of the last write committed before this read began, by any process."""
+        return None if self.writable else self._txn.id()
+
     def put(self, table: str, key: bytes, value: bytes) -> None:
         try:
             self._txn.put(key, value, db=self._dbs[table])

@@ -172,6 +172,9 @@ class IndexTxn:
         self.txn = txn
         self.writable = txn.writable
 
+    def snapshot(self) -> int | None:
+        return self.txn.snapshot()
+
     # ---- buckets -------------------------------------------------------
     def get_bucket(self, name: str) -> dict | None:
         raw = self.txn.get("buckets", K.bucket_bytes(name))

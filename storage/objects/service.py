@@ -361,7 +361,7 @@ class ObjectService:
         return await self.index.call(self.index.latest_version, bucket, key)
 
     async def list_objects(self, bucket: str, **query) -> ListPage:
-        return await self.index.call(self.index.list_objects, bucket, **query)
+        return await self.index.call(self.index.list_objects, bucket, ahead=True, **query)
 
     async def list_versions(self, bucket: str, **query) -> VersionPage:
         return await self.index.call(self.index.list_versions, bucket, **query)
