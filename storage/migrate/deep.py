@@ -27,7 +27,7 @@ from .. import layout
 from ..index import parts as P
 from ..objects.get import Unreadable
 from ..throttle import Throttle
-from ..verify import verify_archive
+from ..verify import ArchiveBytes, verify_archive
 from . import deep_blocks
 
 log = logging.getLogger("pocket.migrate.verify")
@@ -36,9 +36,11 @@ log = logging.getLogger("pocket.migrate.verify")
 async def read_both(tc, objects, record: dict, theirs) -> dict | None:
     """Compare the source's stream `theirs` with Pocket's copy `record`; the problem, or None."""
     damage: list = []
-    mine = deep_blocks.views(tc.cluster, record, damage.extend) if deep_blocks.readable(record) else \
+    blocks = deep_blocks.readable(record)
+    maps = deep_blocks.Maps(tc.cluster, 2 if blocks else 1)     # the archive checks', and the read's
+    mine = deep_blocks.views(tc.cluster, record, damage.extend, maps) if blocks else \
         objects.read(record, 0, record["size"] - 1, damage.extend)
-    checked = asyncio.ensure_future(_check_archives(tc, record))
+    checked = asyncio.ensure_future(_check_archives(tc, record, maps))
     try:
         same = await same_bytes(theirs, mine)
     except Unreadable as err:
@@ -63,34 +65,41 @@ async def read_both(tc, objects, record: dict, theirs) -> dict | None:
     return None
 
 
-async def _check_archives(tc, record: dict) -> dict[str, tuple[dict, dict]]:
+async def _check_archives(tc, record: dict, maps: deep_blocks.Maps) -> dict[str, tuple[dict, dict]]:
     """Every fragment archive of the version, parity included, checked as the scrubber
     does (a data fragment's records left to the read): {piece version id: (piece, bad)}."""
     out = {}
-    for piece in (P.part_record(record, p) for p in record["parts"]) if P.is_multipart(record) else [record]:
-        volume = tc.cluster.volumes.get(piece["volume"])
-        if volume is None or not piece.get("size"):
-            continue
-        bad = {}
-        for i, disk_id in enumerate(volume["disks"]):
-            name = layout.archive_name(piece["version_id"], i)
-            disk = tc.cluster.disks[disk_id]
-            whole = i >= piece["k"] or not tc.cluster.is_up(disk_id)
-            try:
-                size = await disk.stat(name)
-                verdict = None if size is None else await verify_archive(disk, name, size, Throttle(0), whole)
-            except FileNotFoundError:
-                size = None
-            except Exception as e:      # a disk that does not answer is the heartbeat's business
-                log.warning("verify: could not check %s on %s: %r", name, disk_id, e)
-                continue
-            if size is None:
-                bad[i] = ("missing", "not on its disk (found by migrate verify)")
-            elif verdict.problem:
-                bad[i] = ("corrupt", f"{verdict.problem} (found by migrate verify)")
-        if bad:
-            out[piece["version_id"]] = (piece, bad)
+    for piece in deep_blocks.pieces(record):
+        try:
+            volume = tc.cluster.volumes.get(piece["volume"])
+            if volume is not None and piece.get("size"):
+                bad = await _check_piece(tc, piece, volume, await maps.of(piece))
+                if bad:
+                    out[piece["version_id"]] = (piece, bad)
+        finally:
+            maps.done(piece)
     return out
+
+
+async def _check_piece(tc, piece: dict, volume: dict, mapped: dict) -> dict[int, tuple[str, str]]:
+    bad = {}
+    for i, disk_id in enumerate(volume["disks"]):
+        name = layout.archive_name(piece["version_id"], i)
+        disk = ArchiveBytes(mapped[i]) if i in mapped else tc.cluster.disks[disk_id]
+        whole = i >= piece["k"] or not tc.cluster.is_up(disk_id)
+        try:
+            size = len(mapped[i]) if i in mapped else await disk.stat(name)
+            verdict = None if size is None else await verify_archive(disk, name, size, Throttle(0), whole)
+        except FileNotFoundError:
+            size = None
+        except Exception as e:      # a disk that does not answer is the heartbeat's business
+            log.warning("verify: could not check %s on %s: %r", name, disk_id, e)
+            continue
+        if size is None:
+            bad[i] = ("missing", "not on its disk (found by migrate verify)")
+        elif verdict.problem:
+            bad[i] = ("corrupt", f"{verdict.problem} (found by migrate verify)")
+    return bad
 
 
 async def once(data: bytes):

@@ -14,6 +14,11 @@ the read and one for the checksums, whatever its size.
 
 An encrypted version is read through objects/reads.py as before: its segments must be
 whole to be opened.
+
+Archives on this machine's disks are mapped, not read (`Maps`; node/archives.py
+`map_file`): the records are hashed and compared where the page cache holds them, and
+one thread hop maps all of a part's archives for both the read and the archive checks
+(deep.py), where each read of a window or of a header cost a hop of its own.
 """
 from __future__ import annotations
 
@@ -34,20 +39,65 @@ def readable(record: dict) -> bool:
     return not record.get("sse") and not any(p.get("sse") for p in pieces)
 
 
-async def views(cluster, record: dict, on_damage: Callable[[list], None]) -> AsyncIterator:
+def pieces(record: dict) -> list[dict]:
+    """What holds the version's bytes, in order: the record, or each part's record."""
+    return [P.part_record(record, p) for p in record["parts"]] if P.is_multipart(record) else [record]
+
+
+class Maps:
+    """Each piece's archives on local disks that are up, mapped in one thread hop when the
+    first of its `users` asks, and let go when the last is done with them (the pages stay
+    in the page cache; only the mapping goes)."""
+
+    def __init__(self, cluster, users: int):
+        self.cluster, self.users = cluster, users
+        self._of: dict[str, tuple[asyncio.Future, list[int]]] = {}
+
+    async def of(self, piece: dict) -> dict[int, memoryview]:
+        vid = piece["version_id"]
+        if vid not in self._of:
+            self._of[vid] = (asyncio.get_running_loop().run_in_executor(None, self._map, piece), [self.users])
+        return await self._of[vid][0]
+
+    def done(self, piece: dict) -> None:
+        got = self._of.get(piece["version_id"])
+        if got is not None:
+            got[1][0] -= 1
+            if not got[1][0]:
+                del self._of[piece["version_id"]]
+
+    def _map(self, piece: dict) -> dict[int, memoryview]:
+        out = {}
+        volume = self.cluster.volumes.get(piece["volume"])
+        for i, disk_id in enumerate(volume["disks"] if volume else ()):
+            disk = self.cluster.disks.get(disk_id)
+            if hasattr(disk, "map_archive") and self.cluster.is_up(disk_id):
+                try:
+                    view = disk.map_archive(layout.archive_name(piece["version_id"], i))
+                except (OSError, ValueError):   # missing, or not mappable: read as before, which reports it
+                    continue
+                if view is not None:
+                    out[i] = view
+        return out
+
+
+async def views(cluster, record: dict, on_damage: Callable[[list], None], maps: Maps) -> AsyncIterator:
     """The version's bytes in order, as checked blocks (views) or decoded segments; the
     damage the reads found goes to `on_damage` as each part's read ends."""
-    pieces = (P.part_record(record, p) for p in record["parts"]) if P.is_multipart(record) else [record]
-    for piece in pieces:
-        if piece["size"]:
-            async for view in _piece(cluster, piece, on_damage):
-                yield view
+    for piece in pieces(record):
+        try:
+            if piece["size"]:
+                async for view in _piece(cluster, piece, on_damage, await maps.of(piece)):
+                    yield view
+        finally:
+            maps.done(piece)
 
 
-async def _piece(cluster, piece: dict, on_damage) -> AsyncIterator:
+async def _piece(cluster, piece: dict, on_damage, mapped: dict[int, memoryview]) -> AsyncIterator:
     codec = Codec(piece["k"], piece["m"])
     geo = layout.geometry(piece, codec.k)
-    reader = ArchiveReader(cluster, codec, piece, cluster.volumes[piece["volume"]], window_bytes=WINDOW_BYTES)
+    reader = ArchiveReader(cluster, codec, piece, cluster.volumes[piece["volume"]], window_bytes=WINDOW_BYTES,
+                           mapped=mapped)
     loop = asyncio.get_running_loop()
     j = 0
     try:

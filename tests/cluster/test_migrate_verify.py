@@ -169,6 +169,25 @@ def test_verify_split_over_workers_finds_what_one_process_finds(weed, pocket):
     assert _problems(headed) == {("doc.txt", "missing")} and headed["buckets"][0]["headed"] == 7
 
 
+def test_deep_verify_through_node_processes_finds_what_it_finds_on_attached_disks(weed, tmp_path):
+    """With node processes the disks are read over the node API, not mapped (deep_blocks.py):
+    the same damage is found, data and parity, and equal bytes are equal."""
+    nodes = ProcCluster(str(tmp_path / "nodes"), sections=QUIET).start()
+    try:
+        pocket_migrate(nodes, weed, "copy", "plain", "--json")
+        _, report = pocket_migrate(nodes, weed, "verify", "plain", "--deep", "--json")
+        assert report["clean"] and report["buckets"][0]["deep_read"] == 7
+        rng = random.Random(9)
+        flip_payload_byte(_by_index(archives_of(nodes, "plain", "big/odd-parts.bin"), 0), rng)    # data: decoded
+        flip_payload_byte(_by_index(archives_of(nodes, "plain", "dir/with space.dat"), 4), rng)   # parity
+        flip_last_payload_byte(_by_index(archives_of(nodes, "plain", "a/b/c/deep.json"), 3))
+        _, deep = pocket_migrate(nodes, weed, "verify", "plain", "--deep", "--json", ok=(1,))
+        assert _problems(deep) == {("big/odd-parts.bin", "damaged"), ("dir/with space.dat", "damaged"),
+                                   ("a/b/c/deep.json", "damaged")}
+    finally:
+        nodes.close()
+
+
 def test_quick_verify_runs_without_an_event_loop(weed, pocket, tmp_path):
     """Nothing past the listings: no asyncio (~15 ms of start-up), no botocore, no aiohttp."""
     pocket_migrate(pocket, weed, "copy", "plain", "--json")
