@@ -128,6 +128,7 @@ async def same_bytes(a, b) -> bool:
                 x, at = await _chunk(a), 0
                 if x is None:
                     return False
+        del y       # before `b` goes on: the end of a mapped archive is unmapped in a thread (deep_blocks.Maps)
 
 
 async def _chunk(chunks):

@@ -47,7 +47,12 @@ def pieces(record: dict) -> list[dict]:
 class Maps:
     """Each piece's archives on local disks that are up, mapped in one thread hop when the
     first of its `users` asks, and let go when the last is done with them (the pages stay
-    in the page cache; only the mapping goes)."""
+    in the page cache; only the mapping goes).
+
+    Let go in a thread too: munmap waits for the process's memory map lock, which the
+    threads hashing mapped pages hold while they fault them in, and on the event loop
+    that wait stopped everything (0.36-1.8 s of wall time per 8 x 128 MiB, 0.04 s of
+    CPU, load 13). So the users keep no view of a mapping past `done`."""
 
     def __init__(self, cluster, users: int):
         self.cluster, self.users = cluster, users
@@ -65,6 +70,10 @@ class Maps:
             got[1][0] -= 1
             if not got[1][0]:
                 del self._of[piece["version_id"]]
+                if got[0].done() and not got[0].cancelled() and got[0].exception() is None:
+                    mapped = got[0].result()
+                    got = None
+                    asyncio.get_running_loop().run_in_executor(None, mapped.clear)
 
     def _map(self, piece: dict) -> dict[int, memoryview]:
         out = {}
@@ -89,6 +98,7 @@ async def views(cluster, record: dict, on_damage: Callable[[list], None], maps: 
             if piece["size"]:
                 async for view in _piece(cluster, piece, on_damage, await maps.of(piece)):
                     yield view
+                view = None
         finally:
             maps.done(piece)
 
