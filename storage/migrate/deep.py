@@ -36,11 +36,9 @@ log = logging.getLogger("pocket.migrate.verify")
 async def read_both(tc, objects, record: dict, theirs) -> dict | None:
     """Compare the source's stream `theirs` with Pocket's copy `record`; the problem, or None."""
     damage: list = []
-    blocks = deep_blocks.readable(record)
-    maps = deep_blocks.Maps(tc.cluster, 2 if blocks else 1)     # the archive checks', and the read's
-    mine = deep_blocks.views(tc.cluster, record, damage.extend, maps) if blocks else \
+    mine = deep_blocks.views(tc.cluster, record, damage.extend) if deep_blocks.readable(record) else \
         objects.read(record, 0, record["size"] - 1, damage.extend)
-    checked = asyncio.ensure_future(_check_archives(tc, record, maps))
+    checked = asyncio.ensure_future(_check_archives(tc, record))
     try:
         same = await same_bytes(theirs, mine)
     except Unreadable as err:
@@ -65,19 +63,18 @@ async def read_both(tc, objects, record: dict, theirs) -> dict | None:
     return None
 
 
-async def _check_archives(tc, record: dict, maps: deep_blocks.Maps) -> dict[str, tuple[dict, dict]]:
+async def _check_archives(tc, record: dict) -> dict[str, tuple[dict, dict]]:
     """Every fragment archive of the version, parity included, checked as the scrubber
     does (a data fragment's records left to the read): {piece version id: (piece, bad)}."""
     out = {}
     for piece in deep_blocks.pieces(record):
-        try:
-            volume = tc.cluster.volumes.get(piece["volume"])
-            if volume is not None and piece.get("size"):
-                bad = await _check_piece(tc, piece, volume, await maps.of(piece))
-                if bad:
-                    out[piece["version_id"]] = (piece, bad)
-        finally:
-            maps.done(piece)
+        volume = tc.cluster.volumes.get(piece["volume"])
+        if volume is None or not piece.get("size"):
+            continue
+        async with deep_blocks.mapped(tc.cluster, piece, range(len(volume["disks"]))) as maps:
+            bad = await _check_piece(tc, piece, volume, maps)
+        if bad:
+            out[piece["version_id"]] = (piece, bad)
     return out
 
 

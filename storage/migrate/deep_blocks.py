@@ -15,14 +15,15 @@ the read and one for the checksums, whatever its size.
 An encrypted version is read through objects/reads.py as before: its segments must be
 whole to be opened.
 
-Archives on this machine's disks are mapped, not read (`Maps`; node/archives.py
+Archives on this machine's disks are mapped, not read (`mapped`; node/archives.py
 `map_file`): the records are hashed and compared where the page cache holds them, and
-one thread hop maps all of a part's archives for both the read and the archive checks
-(deep.py), where each read of a window or of a header cost a hop of its own.
+one thread hop maps a part's archives, where each read of a window (and, for the
+archive checks in deep.py, of a header, footer or trailer) cost a hop of its own.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import AsyncIterator, Callable
 
 from .. import layout
@@ -44,63 +45,48 @@ def pieces(record: dict) -> list[dict]:
     return [P.part_record(record, p) for p in record["parts"]] if P.is_multipart(record) else [record]
 
 
-class Maps:
-    """Each piece's archives on local disks that are up, mapped in one thread hop when the
-    first of its `users` asks, and let go when the last is done with them (the pages stay
-    in the page cache; only the mapping goes).
-
-    Let go in a thread too: munmap waits for the process's memory map lock, which the
-    threads hashing mapped pages hold while they fault them in, and on the event loop
-    that wait stopped everything (0.36-1.8 s of wall time per 8 x 128 MiB, 0.04 s of
-    CPU, load 13). So the users keep no view of a mapping past `done`."""
-
-    def __init__(self, cluster, users: int):
-        self.cluster, self.users = cluster, users
-        self._of: dict[str, tuple[asyncio.Future, list[int]]] = {}
-
-    async def of(self, piece: dict) -> dict[int, memoryview]:
-        vid = piece["version_id"]
-        if vid not in self._of:
-            self._of[vid] = (asyncio.get_running_loop().run_in_executor(None, self._map, piece), [self.users])
-        return await self._of[vid][0]
-
-    def done(self, piece: dict) -> None:
-        got = self._of.get(piece["version_id"])
-        if got is not None:
-            got[1][0] -= 1
-            if not got[1][0]:
-                del self._of[piece["version_id"]]
-                if got[0].done() and not got[0].cancelled() and got[0].exception() is None:
-                    mapped = got[0].result()
-                    got = None
-                    asyncio.get_running_loop().run_in_executor(None, mapped.clear)
-
-    def _map(self, piece: dict) -> dict[int, memoryview]:
-        out = {}
-        volume = self.cluster.volumes.get(piece["volume"])
-        for i, disk_id in enumerate(volume["disks"] if volume else ()):
-            disk = self.cluster.disks.get(disk_id)
-            if hasattr(disk, "map_archive") and self.cluster.is_up(disk_id):
-                try:
-                    view = disk.map_archive(layout.archive_name(piece["version_id"], i))
-                except (OSError, ValueError):   # missing, or not mappable: read as before, which reports it
-                    continue
-                if view is not None:
-                    out[i] = view
-        return out
+@contextlib.asynccontextmanager
+async def mapped(cluster, piece: dict, which) -> AsyncIterator[dict[int, memoryview]]:
+    """Archives `which` (fragment indexes) of a piece that lie on this machine's disks,
+    up, mapped in one thread hop: {index: the archive}. Let go in a thread as well: munmap
+    waits for the process's memory-map lock, which threads hashing mapped records hold as
+    they fault pages in, and on the event loop that wait stopped everything (0.36-1.8 s
+    of wall time per 8 x 128 MiB at load 13, for 0.04 s of CPU). So a user keeps no view
+    of the mapping past its block."""
+    loop = asyncio.get_running_loop()
+    maps = await loop.run_in_executor(None, _map, cluster, piece, which)
+    try:
+        yield maps
+    finally:
+        if maps:
+            loop.run_in_executor(None, maps.clear)
 
 
-async def views(cluster, record: dict, on_damage: Callable[[list], None], maps: Maps) -> AsyncIterator:
+def _map(cluster, piece: dict, which) -> dict[int, memoryview]:
+    out = {}
+    volume = cluster.volumes.get(piece["volume"])
+    for i in which if volume else ():
+        disk_id = volume["disks"][i]
+        disk = cluster.disks.get(disk_id)
+        if hasattr(disk, "map_archive") and cluster.is_up(disk_id):
+            try:
+                view = disk.map_archive(layout.archive_name(piece["version_id"], i))
+            except (OSError, ValueError):   # missing, or not mappable: read as before, which reports it
+                continue
+            if view is not None:
+                out[i] = view
+    return out
+
+
+async def views(cluster, record: dict, on_damage: Callable[[list], None]) -> AsyncIterator:
     """The version's bytes in order, as checked blocks (views) or decoded segments; the
     damage the reads found goes to `on_damage` as each part's read ends."""
     for piece in pieces(record):
-        try:
-            if piece["size"]:
-                async for view in _piece(cluster, piece, on_damage, await maps.of(piece)):
+        if piece["size"]:
+            async with mapped(cluster, piece, range(piece["k"])) as maps:
+                async for view in _piece(cluster, piece, on_damage, maps):
                     yield view
                 view = None
-        finally:
-            maps.done(piece)
 
 
 async def _piece(cluster, piece: dict, on_damage, mapped: dict[int, memoryview]) -> AsyncIterator:
