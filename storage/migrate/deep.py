@@ -2,14 +2,17 @@
 once and compared byte for byte, and every fragment archive of the version checked, each
 byte of it read and hashed once.
 
-Pocket's side is read through its own read path (objects/reads.py), which checks every
+Pocket's side is read through its own read path (the archive reader of objects/get.py,
+via deep_blocks.py; objects/reads.py for an encrypted version), which checks every
 record of the data fragments it reads against its checksum and reports what fails. So a
 data archive gets only the checks that read does not make (header, footer, manifest,
 where the records end: `verify_archive(records=False)`), and the parity archives, which
 a read leaves alone, are checked whole. Checking the data archives whole as well read
 and hashed all of them twice (bench/RESULTS.md, Session 11, second round). A data
 fragment whose disk is not up is checked whole: the read goes around it. Damage found
-either way goes to the repair queue and makes the version "damaged".
+either way goes to the repair queue and makes the version "damaged". Archives on this
+machine's disks are checked in a mapping of each part's archives (deep_blocks.mapped),
+not read.
 
 Comparing the bytes themselves, not a SHA-256 of each side, is stronger and cheaper:
 memcmp is ~0.04 ms per MiB, each SHA-256 ~0.7 ms. Pocket's side comes as the read's
@@ -125,7 +128,7 @@ async def same_bytes(a, b) -> bool:
                 x, at = await _chunk(a), 0
                 if x is None:
                     return False
-        del y       # before `b` goes on: the end of a mapped archive is unmapped in a thread (deep_blocks.Maps)
+        del y       # before `b` goes on: the end of a mapped archive is unmapped in a thread (deep_blocks)
 
 
 async def _chunk(chunks):
