@@ -8,9 +8,12 @@ checksum by the reader (objects/get.py `ArchiveReader.blocks`, the same fetch as
 data fragments preferred, a parity fragment read and the damage reported where a record
 fails). A segment that lacks a data block is decoded, as a GET decodes it.
 
-Windows are larger than a GET's (WINDOW_BYTES against 4 MiB): a verify sends nothing to
-a client waiting for its first byte, and each window costs a thread hop per fragment for
-the read and one for the checksums, whatever its size.
+Windows of mapped archives (below) are larger than a GET's (WINDOW_BYTES against 4 MiB):
+a verify sends nothing to a client waiting for its first byte, each window costs a thread
+hop per fragment for the checksums whatever its size, and a window of a mapping holds no
+memory of its own. Read over the node API, a window is a buffer per fragment, two of them
+per version (one read ahead), so those keep the GET's size: a verify of 32 versions at
+once would otherwise hold ~1 GiB.
 
 An encrypted version is read through objects/reads.py as before: its segments must be
 whole to be opened.
@@ -29,7 +32,7 @@ from typing import AsyncIterator, Callable
 from .. import layout
 from ..codec import Codec
 from ..index import parts as P
-from ..objects.get import ArchiveReader
+from ..objects import get
 
 WINDOW_BYTES = 16 << 20
 # Parts smaller than this are read, not mapped: their archives are small (packed below the
@@ -96,11 +99,11 @@ async def views(cluster, record: dict, on_damage: Callable[[list], None]) -> Asy
                 view = None
 
 
-async def _piece(cluster, piece: dict, on_damage, mapped: dict[int, memoryview]) -> AsyncIterator:
+async def _piece(cluster, piece: dict, on_damage, maps: dict[int, memoryview]) -> AsyncIterator:
     codec = Codec(piece["k"], piece["m"])
     geo = layout.geometry(piece, codec.k)
-    reader = ArchiveReader(cluster, codec, piece, cluster.volumes[piece["volume"]], window_bytes=WINDOW_BYTES,
-                           mapped=mapped)
+    reader = get.ArchiveReader(cluster, codec, piece, cluster.volumes[piece["volume"]], mapped=maps,
+                           window_bytes=WINDOW_BYTES if maps else get.WINDOW_BYTES)
     loop = asyncio.get_running_loop()
     j = 0
     try:
