@@ -6,6 +6,7 @@ store (store.py) that decides where an archive lives: in a pack or in a file.
 """
 from __future__ import annotations
 
+import mmap
 import os
 
 from .. import layout
@@ -117,6 +118,26 @@ def open_range(path: str, offset: int, length: int) -> "ArchiveRange":
         os.close(fd)
         raise
     return ArchiveRange(file_reader(fd), offset, length, lambda: os.close(fd))
+
+
+def map_file(path: str) -> memoryview:
+    """The file mapped read-only, for a reader that checks all of it (`pocket migrate verify
+    --deep`): hashing and comparing the page cache's pages where they are saves pread's copy
+    of every byte (0.66 -> 0.42 CPU s to read and BLAKE3-hash 1 GiB of archives here).
+    Safe because an archive is never changed in place (a replaced one keeps its inode for
+    the mapping). Sequential: the kernel reads ahead of the faults as it does for pread."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise ArchiveMissing(path) from None
+    try:
+        if not os.fstat(fd).st_size:
+            return memoryview(b"")
+        mapped = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+    mapped.madvise(mmap.MADV_SEQUENTIAL)
+    return memoryview(mapped)
 
 
 class ArchiveRange:

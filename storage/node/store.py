@@ -29,7 +29,7 @@ from typing import AsyncIterable, Iterator
 
 from .. import layout
 from . import beside_temp, pack_compaction
-from .archives import (ArchiveMissing, ArchiveRange, check_archive, head_of, manifest, open_range,
+from .archives import (ArchiveMissing, ArchiveRange, check_archive, head_of, manifest, map_file, open_range,
                        read_manifest_file, read_range, seal, seal_and_publish, slicer)
 from .files import make_folders, publish, unlink_quietly, walk, write_all, write_durably
 from .ownership import own
@@ -313,6 +313,13 @@ class DiskStore:
         except BaseException:
             found.close()
             raise
+
+    def map_archive(self, name: str) -> memoryview | None:
+        """An archive of its own mapped read-only (archives.map_file); None for a packed one.
+        Raises FileNotFoundError (ArchiveMissing) when there is neither."""
+        if self.packs.archive_size(name) is not None:
+            return None
+        return map_file(self.archive_path(name))
 
     async def stat(self, name: str) -> int | None:
         return self.stat_now(name)

@@ -53,6 +53,8 @@ class ArchiveReader:
     avoid: frozenset[int] = frozenset()   # fragments to read only as a last resort (being rebuilt)
     # whole archives already read and checked record by record (verify_archive), by fragment index
     held: dict[int, bytes] = field(default_factory=dict)
+    # archives mapped in memory (local disks, `migrate verify --deep`): sliced, not read; still checked
+    mapped: dict[int, memoryview] = field(default_factory=dict)
     window_bytes: int = WINDOW_BYTES   # segment bytes per window (repair reads larger ones)
     damage: list[Damage] = field(default_factory=list)
     _broken: set[int] = field(default_factory=set)
@@ -157,7 +159,8 @@ class ArchiveReader:
         if held is not None:   # checked when it was read: a second pass over its checksums proves nothing
             return payload_views(memoryview(held)[offset:offset + length], first, last, geo)
         try:
-            raw = await self._streams.read(i, self.cluster.disks[disk_id], name, offset, length, self._end)
+            raw = self.mapped[i][offset:offset + length] if i in self.mapped else \
+                await self._streams.read(i, self.cluster.disks[disk_id], name, offset, length, self._end)
         except Exception as e:  # missing archive, dead node, timeout: all mean "use another"
             reason = "missing" if isinstance(e, FileNotFoundError) else f"unreadable: {e!r}"
             if not isinstance(e, FileNotFoundError):

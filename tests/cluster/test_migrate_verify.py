@@ -169,6 +169,38 @@ def test_verify_split_over_workers_finds_what_one_process_finds(weed, pocket):
     assert _problems(headed) == {("doc.txt", "missing")} and headed["buckets"][0]["headed"] == 7
 
 
+def test_deep_verify_of_mapped_archives_finds_rot_in_a_data_and_a_parity_record(weed, pocket):
+    """Parts of 4 MiB and more on attached disks are checked in a mapping (deep_blocks.py):
+    a data record that fails its checksum is read around (parity decoded), a parity record
+    that fails is found by the archive checks, and both are counted."""
+    pocket_migrate(pocket, weed, "copy", "plain", "--json")
+    rng = random.Random(11)
+    flip_payload_byte(_by_index(archives_of(pocket, "plain", "big/odd-parts.bin"), 0), rng)   # a 5 MiB part's
+    flip_payload_byte(_by_index(archives_of(pocket, "plain", "big/odd-parts.bin"), 5), rng)
+    _, deep = pocket_migrate(pocket, weed, "verify", "plain", "--deep", "--json", ok=(1,))
+    assert _problems(deep) == {("big/odd-parts.bin", "damaged")}
+    assert deep["buckets"][0]["findings"][0]["why"].startswith("2 fragment(s) corrupt")
+
+
+def test_deep_verify_through_node_processes_finds_what_it_finds_on_attached_disks(weed, tmp_path):
+    """With node processes the disks are read over the node API, not mapped (deep_blocks.py):
+    the same damage is found, data and parity, and equal bytes are equal."""
+    nodes = ProcCluster(str(tmp_path / "nodes"), sections=QUIET).start()
+    try:
+        pocket_migrate(nodes, weed, "copy", "plain", "--json")
+        _, report = pocket_migrate(nodes, weed, "verify", "plain", "--deep", "--json")
+        assert report["clean"] and report["buckets"][0]["deep_read"] == 7
+        rng = random.Random(9)
+        flip_payload_byte(_by_index(archives_of(nodes, "plain", "big/odd-parts.bin"), 0), rng)    # data: decoded
+        flip_payload_byte(_by_index(archives_of(nodes, "plain", "dir/with space.dat"), 4), rng)   # parity
+        flip_last_payload_byte(_by_index(archives_of(nodes, "plain", "a/b/c/deep.json"), 3))
+        _, deep = pocket_migrate(nodes, weed, "verify", "plain", "--deep", "--json", ok=(1,))
+        assert _problems(deep) == {("big/odd-parts.bin", "damaged"), ("dir/with space.dat", "damaged"),
+                                   ("a/b/c/deep.json", "damaged")}
+    finally:
+        nodes.close()
+
+
 def test_quick_verify_runs_without_an_event_loop(weed, pocket, tmp_path):
     """Nothing past the listings: no asyncio (~15 ms of start-up), no botocore, no aiohttp."""
     pocket_migrate(pocket, weed, "copy", "plain", "--json")

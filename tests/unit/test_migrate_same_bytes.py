@@ -40,3 +40,23 @@ def test_one_byte_more_or_less_is_a_difference():
     assert not _same(DATA, [1024] * 9, DATA[:-1], [1024] * 9)
     assert not _same(DATA, [], DATA + b"\0", [5000])
     assert not _same(b"", [], b"\0", [])
+
+
+async def _views(data: bytes, cuts: list[int]):
+    """Pocket's side as the read gives it: views into larger buffers (its checked blocks)."""
+    at = 0
+    for n in cuts:
+        yield memoryview(b"\xff" * 7 + data[at:at + n] + b"\xfe" * 5)[7:7 + n]
+        at += n
+
+
+def test_views_are_compared_where_they_lie_in_the_source_chunk():
+    blocks = [256] * 39 + [16]                      # 10,000 bytes in blocks, the last one short
+    same = asyncio.run(same_bytes(_chunks(DATA, [1024] * 9), _views(DATA, blocks)))
+    assert same
+    for at in (0, 255, 256, 1023, 1024, 1279, 5120, 9983, 9984, len(DATA) - 1):   # block and chunk edges
+        changed = DATA[:at] + bytes([DATA[at] ^ 0x01]) + DATA[at + 1:]
+        assert not asyncio.run(same_bytes(_chunks(DATA, [1024] * 9), _views(changed, blocks))), at
+        assert not asyncio.run(same_bytes(_chunks(changed, [1000] * 10), _views(DATA, blocks))), at
+    assert not asyncio.run(same_bytes(_chunks(DATA, [1024] * 9), _views(DATA[:-16], blocks[:-1])))
+    assert not asyncio.run(same_bytes(_chunks(DATA[:-1], [1024] * 9), _views(DATA, blocks)))

@@ -581,3 +581,26 @@ def test_an_archive_file_leaves_the_page_cache_once_it_is_synced(disk):
     finally:
         os.close(fd)
     assert asyncio.run(disk.read(name, 0, 1 << 30)) == archive
+
+
+def test_an_archive_of_its_own_is_mapped_as_stored_and_a_packed_one_is_not(either_disk):
+    """map_archive (migrate verify --deep) shows the bytes a read returns, a byte changed
+    on the disk included; a packed archive is left to reads; a missing one is missing."""
+    disk = either_disk
+    archive, _ = make_archive(size=20_000)
+    name = f"{VID}.0"
+
+    async def go():
+        await disk.put_archive(name, chunked(archive))
+        return await disk.read(name, 0, 1 << 62)
+    assert asyncio.run(go()) == archive
+    mapped = disk.map_archive(name)
+    if disk.packs.location(name) is not None:
+        assert mapped is None
+    else:
+        assert bytes(mapped) == archive
+        path, offset, _ = stored_at(disk, name)
+        flip(path, offset + 5000, bytes([archive[5000] ^ 0xFF]))      # rot under the mapping
+        assert mapped[5000] == archive[5000] ^ 0xFF and bytes(mapped[:5000]) == archive[:5000]
+    with pytest.raises(FileNotFoundError):
+        disk.map_archive(f"{VID2}.0")
