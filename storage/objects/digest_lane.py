@@ -80,8 +80,8 @@ class DigestLane:
                 error = e
             with self._lock:
                 self._owed -= 1
-                if error is not None:
-                    self._error, self._closed = error, True
+                if error is not None:   # the upload fails: nothing more is hashed
+                    self._error, self._closed, self._running = error, True, False
                     self._queue.clear()
                 waiter = self._waiter
                 if waiter is not None and (error is not None or self._owed < self._wake_below):
@@ -89,10 +89,11 @@ class DigestLane:
                 else:
                     waiter = None
             if waiter is not None:
-                self._loop.call_soon_threadsafe(_wake, waiter)
+                try:
+                    self._loop.call_soon_threadsafe(_wake, waiter)
+                except RuntimeError:   # the loop closed (shutdown): nobody is left waiting
+                    pass
             if error is not None:
-                with self._lock:
-                    self._running = False
                 return
 
 
