@@ -7,8 +7,8 @@ event loop hashed, the hashing waited while the loop read the body, and only one
 was ever busy. Here each segment goes through two kinds of work in executor threads
 (hashlib and zfec release the GIL on large buffers, so threads run on separate cores):
 
-- the body digests, which must see the bytes in order: a chain where segment n's update
-  starts when segment n-1's is done;
+- the body digests, which must see the bytes in order: one lane (digest_lane.py) that
+  a worker drains segment after segment without a trip through the loop between them;
 - sealing (encryption), encoding and packing, which are per segment and run side by
   side for up to `depth` segments.
 
@@ -24,6 +24,7 @@ from typing import Callable
 
 from ..codec import Codec
 from .contracts import Digests
+from .digest_lane import DigestLane
 from .put import ArchiveWriter, Record, pack_records
 
 DEPTH = 3                 # segments whose encoding may be in flight at once
@@ -37,7 +38,7 @@ class EncodePipeline:
                  seal: Callable[[int, bytes], bytes] | None = None, depth: int = DEPTH):
         self.writer, self.codec, self.digests, self.seal = writer, codec, digests, seal
         self.depth = max(1, depth)
-        self._hashing: deque[asyncio.Future] = deque()   # digest steps not yet awaited, in order
+        self._lane: DigestLane | None = None              # the digests, fed in order off the loop
         self._encoding: deque[asyncio.Future] = deque()  # records of segments not yet queued, in order
         self._count = 0
 
@@ -49,14 +50,15 @@ class EncodePipeline:
             self.digests.update(segment)
             await self.writer.write_records(self._records(n, segment, self.writer.wanted()))
             return
-        loop = asyncio.get_running_loop()
-        last = self._hashing[-1] if self._hashing else None
-        self._hashing.append(asyncio.ensure_future(self._hash_after(last, segment)))
-        self._encoding.append(loop.run_in_executor(None, self._records, n, segment, self.writer.wanted()))
+        if self._lane is None:
+            self._lane = DigestLane(self.digests)
+        self._lane.feed(segment)
+        self._encoding.append(asyncio.get_running_loop().run_in_executor(
+            None, self._records, n, segment, self.writer.wanted()))
         while len(self._encoding) >= self.depth:
             await self._write_oldest()
-        # The digest chain is one thread where encoding is several, so under load it falls
-        # behind; each step it owes holds its segment. Without this wait a fast client
+        # The digest lane is one thread where encoding is several, so under load it falls
+        # behind; each segment it owes is held. Without this wait a fast client
         # filled memory with a quarter of the body (a 1 GiB PUT held ~300 MiB).
         await self._hashes_below(self.depth)
 
@@ -68,24 +70,20 @@ class EncodePipeline:
 
     def close(self) -> None:
         """Drop the work in flight (the upload failed; the writer aborts its archives)."""
-        for fut in (*self._encoding, *self._hashing):
+        for fut in self._encoding:
             fut.cancel()
             fut.add_done_callback(_quiet)
         self._encoding.clear()
-        self._hashing.clear()
+        if self._lane is not None:
+            self._lane.close()
 
     async def _hashes_below(self, most: int) -> None:
-        """Wait until fewer than `most` digest steps are owed (they finish in order)."""
-        while len(self._hashing) >= most:
-            await self._hashing.popleft()
+        """Wait until the digests owe fewer than `most` segments."""
+        if self._lane is not None:
+            await self._lane.below(most)
 
     async def _write_oldest(self) -> None:
         await self.writer.write_records(await self._encoding.popleft())
-
-    async def _hash_after(self, previous: asyncio.Future | None, segment: bytes) -> None:
-        if previous is not None:
-            await previous
-        await asyncio.get_running_loop().run_in_executor(None, self.digests.update, segment)
 
     def _records(self, n: int, segment: bytes, wanted: frozenset[int]) -> list[Record | None]:
         stored = self.seal(n, segment) if self.seal else segment
