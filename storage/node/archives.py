@@ -6,6 +6,7 @@ store (store.py) that decides where an archive lives: in a pack or in a file.
 """
 from __future__ import annotations
 
+import mmap
 import os
 
 from .. import layout
@@ -46,6 +47,35 @@ def slicer(data: bytes):
 
 def file_reader(fd: int):
     return lambda offset, length: os.pread(fd, length, offset)
+
+
+MAP_FROM = 64 << 10    # shorter reads are copied: a mapping costs two system calls
+
+
+def mapped_read(path: str, offset: int, length: int) -> bytes | memoryview:
+    """Up to `length` bytes of an archive file at `offset` (fewer at its end, as pread
+    gives), as a read-only view of the page cache instead of a copy: for a reader that only
+    checks and decodes what it reads (a one-shot repair). A pread copied every byte into a
+    fresh buffer, whose pages the kernel zeroes on first touch: for 137 MiB rebuilt, `pocket
+    repair` read ~550 MiB so and took ~90,000 minor faults; mapped, ~40,000 and a third
+    less system time (bench.repair, 0.5 GiB; perf: copy_to_user 9 %, clear_page 6 % of the
+    command before). The pages are mapped as the call returns (MAP_POPULATE), in the
+    calling thread, so the event loop never faults on a page the disk must read.
+
+    Safe because an archive file is never changed or cut once published: it is replaced
+    by a rename or unlinked, and a mapping keeps the inode it was made of. The mapping is
+    released with the last view of it. Raises FileNotFoundError if there is no file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        length = max(0, min(length, os.fstat(fd).st_size - offset))
+        if length < MAP_FROM:
+            return os.pread(fd, length, offset)
+        start = offset - offset % mmap.ALLOCATIONGRANULARITY
+        mapped = mmap.mmap(fd, offset - start + length, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
+                           prot=mmap.PROT_READ, offset=start)
+    finally:
+        os.close(fd)
+    return memoryview(mapped)[offset - start:]
 
 
 def read_manifest_file(path: str) -> dict:
