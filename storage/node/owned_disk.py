@@ -75,7 +75,7 @@ class OwnedDisk(RemoteDisk):
         if self._file_size(name) is not None:
             try:
                 return await self._read_file(name, offset, length)
-            except FileNotFoundError:  # deleted since (ArchiveMissing is one)
+            except ArchiveMissing:  # deleted since
                 pass
         return await super().read(name, offset, length)   # packed (or gone): the owner knows
 
