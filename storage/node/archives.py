@@ -74,8 +74,11 @@ def mapped_read(path: str, offset: int, length: int) -> bytes | memoryview:
         if length < MAP_FROM:
             return os.pread(fd, length, offset)
         start = offset - offset % mmap.ALLOCATIONGRANULARITY
-        mapped = mmap.mmap(fd, offset - start + length, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
-                           prot=mmap.PROT_READ, offset=start)
+        try:
+            mapped = mmap.mmap(fd, offset - start + length, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
+                               prot=mmap.PROT_READ, offset=start)
+        except OSError:   # a file system that maps no files (ENODEV), or no address space left
+            return os.pread(fd, length, offset)
     finally:
         os.close(fd)
     return memoryview(mapped)[offset - start:]

@@ -137,3 +137,23 @@ def test_mapped_reads_give_the_files_bytes_and_outlive_a_replaced_file(tmp_path)
             with pytest.raises(FileNotFoundError):
                 await disk.read(BIG, 0, 1 << 30)
     asyncio.run(main())
+
+
+def test_a_file_that_cannot_be_mapped_is_copied(tmp_path, monkeypatch):
+    """A folder on a file system that maps no files (mmap: ENODEV) is read as before,
+    not reported unreadable (which would mark its disk down)."""
+    import errno
+    import mmap
+    big, _ = make_archive(VID, size=2_000_000, segment_size=65536, seed=8)
+
+    def refuse(*_args, **_kw):
+        raise OSError(errno.ENODEV, "no mmap here")
+
+    async def main():
+        async with Node(tmp_path) as node:
+            disk = _owned(node, mapped_reads=True)
+            assert await disk.put_archive(BIG, chunked(big, 65536)) == len(big)
+            monkeypatch.setattr(mmap, "mmap", refuse)
+            got = await disk.read(BIG, 5, 1 << 20)
+            assert isinstance(got, bytes) and got == big[5:5 + (1 << 20)]
+    asyncio.run(main())
