@@ -65,12 +65,8 @@ def mapped_read(path: str, offset: int, length: int) -> bytes | memoryview:
     Safe because an archive file is never changed or cut once published: it is replaced
     by a rename or unlinked, and a mapping keeps the inode it was made of. The mapping is
     released with the last view of it. ArchiveMissing if there is no file (as read_range)."""
+    fd, length = _open_clamped(path, offset, length)
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise ArchiveMissing(path) from None
-    try:
-        length = max(0, min(length, os.fstat(fd).st_size - offset))
         if length < MAP_FROM:
             return os.pread(fd, length, offset)
         start = offset - offset % mmap.ALLOCATIONGRANULARITY
@@ -143,16 +139,21 @@ def read_range(path: str, offset: int, length: int) -> bytes:
 
 def open_range(path: str, offset: int, length: int) -> "ArchiveRange":
     """Up to `length` bytes of the file at `offset`, to be read piece by piece."""
+    fd, length = _open_clamped(path, offset, length)
+    return ArchiveRange(file_reader(fd), offset, length, lambda: os.close(fd))
+
+
+def _open_clamped(path: str, offset: int, length: int) -> tuple[int, int]:
+    """The file opened for reading, and `length` clamped to what it holds past `offset`."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise ArchiveMissing(path) from None
     try:
-        length = max(0, min(length, os.fstat(fd).st_size - offset))
+        return fd, max(0, min(length, os.fstat(fd).st_size - offset))
     except BaseException:
         os.close(fd)
         raise
-    return ArchiveRange(file_reader(fd), offset, length, lambda: os.close(fd))
 
 
 class ArchiveRange:
