@@ -153,9 +153,10 @@ def measure(size_gib: float, root: str, repair_rate: int = 0, network_scrub_too:
         say(f"scrub: {len(report['missing'])} fragments missing, {report['queued']} objects queued "
             f"in {scrub_secs:.1f}s")
         rate = ["--rate", str(repair_rate)] if repair_rate else []
-        cpu_before = _cpu_split(c, lost)
+        cpu_before, faults_before = _cpu_split(c, lost), _child_faults()
         fixed, repair_secs = pocket(c, "repair", *rate)
         split = [after - before for after, before in zip(_cpu_split(c, lost), cpu_before)]
+        r["repair_faults"] = _child_faults() - faults_before
         r["repair_cpu"] = sum(split)
         r["repair_cpu_split"] = dict(zip(("command", "lost_node", "other_nodes"), split))
         to_full = time.perf_counter() - started
@@ -175,7 +176,7 @@ def measure(size_gib: float, root: str, repair_rate: int = 0, network_scrub_too:
         r["startup_cpu"] = sum(after - b for after, b in zip(_cpu_split(c, lost), before))
         r["repair_mibs_per_core_after_startup"] = r["rebuilt"] / max(r["repair_cpu"] - r["startup_cpu"], 1e-9)
         say("repair CPU s: " + ", ".join(f"{k} {v:.2f}" for k, v in r["repair_cpu_split"].items())
-            + f"; an empty queue's repair {r['startup_cpu']:.2f} (start-up), so "
+            + f" (the command's minor page faults: {r['repair_faults']:,}); an empty queue's repair {r['startup_cpu']:.2f} (start-up), so "
             f"{r['repair_mibs_per_core_after_startup']:.0f} MiB/s per core after start-up")
     finally:
         c.close()
@@ -188,6 +189,12 @@ def _cpu_split(c: ProcCluster, lost: str) -> tuple[float, float, float]:
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     nodes = {n: cpu_seconds(p.pid) for n, p in c.procs.items() if n != "gateway"}
     return (children.ru_utime + children.ru_stime, nodes.pop(lost, 0.0), sum(nodes.values()))
+
+
+def _child_faults() -> int:
+    """Minor page faults of finished child commands: a repair's fresh buffers show here
+    (each one's pages zeroed by the kernel) before they show in its CPU."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
 
 
 def main() -> None:

@@ -49,6 +49,37 @@ def file_reader(fd: int):
     return lambda offset, length: os.pread(fd, length, offset)
 
 
+MAP_FROM = 64 << 10    # shorter reads are copied: a mapping costs two system calls
+
+
+def mapped_read(path: str, offset: int, length: int) -> bytes | memoryview:
+    """Up to `length` bytes of an archive file at `offset` (fewer at its end, as pread
+    gives), as a read-only view of the page cache instead of a copy: for a reader that only
+    checks and decodes what it reads (a one-shot repair). A pread copied every byte into a
+    fresh buffer, whose pages the kernel zeroes on first touch: for 137 MiB rebuilt, `pocket
+    repair` read ~550 MiB so and took ~90,000 minor faults; mapped, ~40,000 and a third
+    less system time (bench.repair, 0.5 GiB; perf: copy_to_user 9 %, clear_page 6 % of the
+    command before). The pages are mapped before the call returns (MAP_POPULATE), so what
+    the disk must read is read in the calling thread (a pool's), not on first touch.
+
+    Safe because an archive file is never changed or cut once published: it is replaced
+    by a rename or unlinked, and a mapping keeps the inode it was made of. The mapping is
+    released with the last view of it. ArchiveMissing if there is no file (as read_range)."""
+    fd, length = _open_clamped(path, offset, length)
+    try:
+        if length < MAP_FROM:
+            return os.pread(fd, length, offset)
+        start = offset - offset % mmap.ALLOCATIONGRANULARITY
+        try:
+            mapped = mmap.mmap(fd, offset - start + length, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
+                               prot=mmap.PROT_READ, offset=start)
+        except OSError:   # a file system that maps no files (ENODEV), or no address space left
+            return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+    return memoryview(mapped)[offset - start:]
+
+
 def read_manifest_file(path: str) -> dict:
     """The manifest in an archive's trailer, after checking the footer and header."""
     try:
@@ -108,16 +139,21 @@ def read_range(path: str, offset: int, length: int) -> bytes:
 
 def open_range(path: str, offset: int, length: int) -> "ArchiveRange":
     """Up to `length` bytes of the file at `offset`, to be read piece by piece."""
+    fd, length = _open_clamped(path, offset, length)
+    return ArchiveRange(file_reader(fd), offset, length, lambda: os.close(fd))
+
+
+def _open_clamped(path: str, offset: int, length: int) -> tuple[int, int]:
+    """The file opened for reading, and `length` clamped to what it holds past `offset`."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise ArchiveMissing(path) from None
     try:
-        length = max(0, min(length, os.fstat(fd).st_size - offset))
+        return fd, max(0, min(length, os.fstat(fd).st_size - offset))
     except BaseException:
         os.close(fd)
         raise
-    return ArchiveRange(file_reader(fd), offset, length, lambda: os.close(fd))
 
 
 def map_file(path: str) -> memoryview:

@@ -22,10 +22,11 @@ filesystem's, which every process sees alike.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import AsyncIterable
 
-from .archives import ArchiveMissing, head_of
+from .archives import ArchiveMissing, head_of, mapped_read
 from .client import RemoteDisk, _chain
 from .store import DiskStore
 
@@ -33,13 +34,17 @@ from .store import DiskStore
 class OwnedDisk(RemoteDisk):
     """`write_files=False`: archive files are read here, every write goes to the owner (a
     one-shot command: SIGKILLed mid-write, it would leave its temp file in the owner's
-    tmp/ until the owner's scrub pass, where the owner's own request cleans up at once)."""
+    tmp/ until the owner's scrub pass, where the owner's own request cleans up at once).
+    `mapped_reads`: archive files are read as views of the page cache (archives.mapped_read)
+    rather than copies, for a caller that drops what it read within a window (a repair)."""
 
-    def __init__(self, *args, local: DiskStore, pack_threshold: int, write_files: bool = True, **kw):
+    def __init__(self, *args, local: DiskStore, pack_threshold: int, write_files: bool = True,
+                 mapped_reads: bool = False, **kw):
         super().__init__(*args, **kw)
         self.local = local
         self._packed_below = pack_threshold   # what the owner would pack instead of filing
         self._write_files = write_files
+        self._mapped = mapped_reads
         self._ready = False
 
     async def put_archive(self, name: str, chunks: AsyncIterable[bytes]) -> int:
@@ -69,10 +74,16 @@ class OwnedDisk(RemoteDisk):
     async def read(self, name: str, offset: int, length: int) -> bytes:
         if self._file_size(name) is not None:
             try:
-                return await self.local.read(name, offset, length)
+                return await self._read_file(name, offset, length)
             except ArchiveMissing:  # deleted since
                 pass
         return await super().read(name, offset, length)   # packed (or gone): the owner knows
+
+    async def _read_file(self, name: str, offset: int, length: int) -> bytes:
+        if self._mapped:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, mapped_read, self.local.archive_path(name), offset, length)
+        return await self.local.read(name, offset, length)
 
     async def stream_range(self, name: str, offset: int, length: int):
         size = self._file_size(name)
@@ -94,7 +105,7 @@ class _FileRange:
 
     async def take(self, n: int) -> bytes:
         n = min(n, self._end - self.position)
-        data = await self._disk.local.read(self._name, self.position, n)   # the file stream_range found
+        data = await self._disk._read_file(self._name, self.position, n)   # the file stream_range found
         if len(data) != n:
             raise OSError(f"archive {self._name} on disk {self._disk.disk_id} ended {n - len(data)} bytes "
                           "early while it was read")

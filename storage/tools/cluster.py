@@ -240,6 +240,7 @@ class _NodeLink:
                                       local=DiskStore(disk.id, disk.path).beside_owner(),
                                       pack_threshold=cfg.storage.pack_threshold,
                                       write_files=self.write_files and not disk.capacity,
+                                      mapped_reads=self.write_files,   # a repair: see mapped_read
                                       batch_bytes=BULK_BATCH_BYTES)
         return RemoteDisk.for_node(node, disk.id, cfg.cluster_secret, self.session, cfg.storage.node_timeout,
                                    batch_bytes=BULK_BATCH_BYTES)

@@ -23,10 +23,10 @@ from .test_store import VID, VID2, chunked, files_under, make_archive
 BIG, SMALL = f"{VID}.0", f"{VID2}.0"
 
 
-def _owned(node: Node, disk_id: str = "d1") -> OwnedDisk:
+def _owned(node: Node, disk_id: str = "d1", **kw) -> OwnedDisk:
     store = node.stores[disk_id]
     return OwnedDisk(disk_id, node.url, SECRET, node.session, node_id="node1",
-                     local=DiskStore(disk_id, store.root).beside_owner(), pack_threshold=store.pack_threshold)
+                     local=DiskStore(disk_id, store.root).beside_owner(), pack_threshold=store.pack_threshold, **kw)
 
 
 async def _cut(data: bytes, at: int):
@@ -95,3 +95,65 @@ def test_only_quota_free_disks_of_an_owned_node_are_written_directly(tmp_path):
         disks, _ = open_disks(cfg, None)
         return {d: type(disk) for d, disk in disks.items()}
     assert asyncio.run(main()) == {"free": OwnedDisk, "quota": RemoteDisk, "far": RemoteDisk}
+
+
+def test_mapped_reads_give_the_files_bytes_and_outlive_a_replaced_file(tmp_path):
+    """A repair's reads of archive files as views of the page cache (archives.mapped_read):
+    the same bytes as a copy at any offset and length, clamped at the end, short reads
+    copied, packed archives still asked of the owner; a view taken before its file was
+    replaced (a rename over it) or removed still holds the bytes it was taken of."""
+    big, _ = make_archive(VID, size=2_000_000, segment_size=65536, seed=5)
+    small, _ = make_archive(VID2, size=12_000, segment_size=2048, seed=6)
+    other, _ = make_archive(VID, size=2_000_000, segment_size=65536, seed=7)
+    assert big != other
+
+    async def main():
+        async with Node(tmp_path) as node:
+            owner, disk = node.stores["d1"], _owned(node, mapped_reads=True)
+            assert await disk.put_archive(BIG, chunked(big, 65536)) == len(big)
+            assert await disk.put_archive(SMALL, chunked(small)) == len(small)
+            for offset, length in [(0, 1 << 30), (1, 300_001), (4095, 70_000), (4097, 1 << 62), (100, 5000),
+                                   (len(big) - 70_000, 1 << 20), (len(big), 10)]:
+                got = await disk.read(BIG, offset, length)
+                assert bytes(got) == big[offset:offset + length], (offset, length)
+            assert isinstance(await disk.read(BIG, 3, 1 << 20), memoryview)     # mapped, not copied
+            assert isinstance(await disk.read(BIG, 3, 1000), bytes)             # too short to map
+            assert bytes(await disk.read(SMALL, 0, 1 << 30)) == small          # packed: the owner's
+            stream = await disk.stream_range(BIG, 64, len(big))
+            pieces = [bytes(await stream.take(300_000)) for _ in range(7)]
+            assert stream.done and b"".join(pieces) == big[64:]
+            stream.close()
+
+            held = await disk.read(BIG, 10, 1 << 20)
+            path = owner.archive_path(BIG)
+            with open(path + ".new", "wb") as f:
+                f.write(other)
+            os.rename(path + ".new", path)
+            assert bytes(held) == big[10:10 + (1 << 20)]
+            assert bytes(await disk.read(BIG, 10, 1 << 20)) == other[10:10 + (1 << 20)]
+            held = await disk.read(BIG, 0, 1 << 30)
+            os.unlink(path)
+            assert bytes(held) == other
+            with pytest.raises(FileNotFoundError):
+                await disk.read(BIG, 0, 1 << 30)
+    asyncio.run(main())
+
+
+def test_a_file_that_cannot_be_mapped_is_copied(tmp_path, monkeypatch):
+    """A folder on a file system that maps no files (mmap: ENODEV) is read as before,
+    not reported unreadable (which would mark its disk down)."""
+    import errno
+    import mmap
+    big, _ = make_archive(VID, size=2_000_000, segment_size=65536, seed=8)
+
+    def refuse(*_args, **_kw):
+        raise OSError(errno.ENODEV, "no mmap here")
+
+    async def main():
+        async with Node(tmp_path) as node:
+            disk = _owned(node, mapped_reads=True)
+            assert await disk.put_archive(BIG, chunked(big, 65536)) == len(big)
+            monkeypatch.setattr(mmap, "mmap", refuse)
+            got = await disk.read(BIG, 5, 1 << 20)
+            assert isinstance(got, bytes) and got == big[5:5 + (1 << 20)]
+    asyncio.run(main())
