@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..s3 import lifecycle_xml as lifecycle_config
 from ..s3 import cors as cors_config
 from ..s3.errors import S3Error
-from . import carry, state
+from . import carry, rebuild_guard, state
 from . import source as source_client
 from .credentials import store_keys
 
@@ -129,17 +129,20 @@ async def enable(index, buckets_service, source_bucket: str, given: dict, keys_f
     except (ClientError, BotoCoreError) as e:
         raise state.MigrationError(f"cannot read the source bucket {source_client.describe(m.source)}: {e}; check "
                                    f"--source-endpoint and the credentials") from e
+    # created with what its first disk record keeps (index/rebuild.py); the carried settings and
+    # the migration marker go in a bucket-config record, which a rebuild replays
     created = False
     existing = buckets_service.get(m.bucket)
     if existing is None:
-        await buckets_service.create(m.bucket, {"owner": owner, "created": time.time(), **fields})
-        created = True
-    else:
-        if existing.get("versioning") != fields.get("versioning") and fields.get("versioning"):
-            await buckets_service.configure(m.bucket, {"versioning": fields["versioning"]})
-        for name in CARRIED_FIELDS:
-            if name in fields and not existing.get(name):
-                await buckets_service.configure(m.bucket, {name: fields[name]})
+        await buckets_service.create(m.bucket, {"owner": owner, "created": time.time(),
+                                                **({"versioning": fields["versioning"]} if "versioning" in fields
+                                                   else {})})
+        created, existing = True, {}
+    changes = {name: fields[name] for name in CARRIED_FIELDS if name in fields and not existing.get(name)}
+    if fields.get("versioning") and existing.get("versioning") != fields["versioning"] and not created:
+        changes["versioning"] = fields["versioning"]
+    changes[rebuild_guard.FIELD] = rebuild_guard.marker(m)
+    await buckets_service.configure(m.bucket, changes)
     state.save(index, m)
     m = state.transition(index, m.bucket, state.DUAL_WRITE, "enable")
     return {"bucket": m.bucket, "source": source_client.describe(m.source), "state": m.state,
