@@ -1,7 +1,8 @@
 """`pocket migrate enable`: make the Pocket bucket like the source's and start dual writes.
 
 The bucket is created when missing, with the source's versioning state and the
-configuration Pocket supports (CORS, lifecycle, tags, policy, default encryption), read
+configuration Pocket supports (CORS, lifecycle, tags, policy, default encryption, public
+access block, object ownership), read
 from the source as the exact document it serves and parsed by the same code that parses a
 client's Put request (so what Pocket accepts here it would accept from a client). What
 cannot be carried is reported, not silently dropped: carry.py says what that is.
@@ -14,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..s3 import lifecycle_xml as lifecycle_config
 from ..s3 import cors as cors_config
+from ..s3 import public_access
 from ..s3.errors import S3Error
 from . import carry, rebuild_guard, state
 from . import source as source_client
@@ -21,6 +23,7 @@ from .credentials import store_keys
 
 _ABSENT = ("NoSuchCORSConfiguration", "NoSuchLifecycleConfiguration", "NoSuchTagSet", "NoSuchBucketPolicy",
            "ServerSideEncryptionConfigurationNotFoundError", "NoSuchWebsiteConfiguration", "NotImplemented",
+           "NoSuchPublicAccessBlockConfiguration", "OwnershipControlsNotFoundError",
            "404")
 
 
@@ -61,9 +64,11 @@ def _raw_xml(client, call: str, bucket: str) -> bytes | None:
 
 _SNAKE = {"GetBucketCors": "get_bucket_cors", "GetBucketLifecycleConfiguration": "get_bucket_lifecycle_configuration",
           "GetBucketTagging": "get_bucket_tagging", "GetBucketPolicy": "get_bucket_policy",
-          "GetBucketEncryption": "get_bucket_encryption", "GetBucketWebsite": "get_bucket_website"}
+          "GetBucketEncryption": "get_bucket_encryption", "GetBucketWebsite": "get_bucket_website",
+          "GetPublicAccessBlock": "get_public_access_block", "GetBucketOwnershipControls": "get_bucket_ownership_controls"}
 _NAMES = {"GetBucketCors": "cors", "GetBucketLifecycleConfiguration": "lifecycle", "GetBucketTagging": "tags",
-          "GetBucketPolicy": "policy", "GetBucketEncryption": "encryption"}
+          "GetBucketPolicy": "policy", "GetBucketEncryption": "encryption",
+          "GetPublicAccessBlock": "public_access_block", "GetBucketOwnershipControls": "ownership"}
 CARRIED_FIELDS = tuple(_NAMES.values())
 _NOT_SUPPORTED = {"GetBucketWebsite": "website configuration"}
 
@@ -74,7 +79,9 @@ def _converters(source_bucket: str, target: str, keys) -> dict:
             "GetBucketLifecycleConfiguration": lambda body, _: lifecycle_config.parse(body),
             "GetBucketTagging": carry.tags,
             "GetBucketPolicy": lambda body, notes: carry.policy(body, notes, source_bucket, target),
-            "GetBucketEncryption": lambda body, notes: carry.encryption(body, notes, keys)}
+            "GetBucketEncryption": lambda body, notes: carry.encryption(body, notes, keys),
+            "GetPublicAccessBlock": lambda body, _: public_access.parse_block(body),
+            "GetBucketOwnershipControls": lambda body, _: public_access.parse_ownership(body)}
 
 
 def source_config(client, bucket: str, target: str, keys) -> tuple[dict, list[str], list[str]]:

@@ -1,5 +1,5 @@
-"""`pocket migrate enable` carries the source bucket's tags, policy and default encryption,
-and reports what it cannot carry (storage/migrate/carry.py says what that is and why).
+"""`pocket migrate enable` carries the source bucket's tags, policy, default encryption,
+public access block and object ownership, and reports what it cannot carry (storage/migrate/carry.py says what that is and why).
 
 Real processes: moto as the source, an embedded Pocket with a master key and one KMS key.
 """
@@ -51,8 +51,16 @@ def test_enable_carries_tags_policy_and_encryption_renamed_and_reports_the_rest(
         src.put_bucket_encryption(Bucket="old-name", ServerSideEncryptionConfiguration={"Rules": [
             {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "app-key"},
              "BucketKeyEnabled": True}]})
+        block = {"BlockPublicAcls": True, "IgnorePublicAcls": False, "BlockPublicPolicy": True,
+                 "RestrictPublicBuckets": False}
+        src.put_public_access_block(Bucket="old-name", PublicAccessBlockConfiguration=block)
+        src.put_bucket_ownership_controls(Bucket="old-name", OwnershipControls={
+            "Rules": [{"ObjectOwnership": "BucketOwnerPreferred"}]})
         report = _enable(c, source, "old-name", "--target", "new-name")
-        assert {"tags", "policy", "encryption"} <= set(report["carried"]), report
+        assert {"tags", "policy", "encryption", "public_access_block", "ownership"} <= set(report["carried"]), report
+        assert gw.get_public_access_block(Bucket="new-name")["PublicAccessBlockConfiguration"] == block
+        assert gw.get_bucket_ownership_controls(Bucket="new-name")["OwnershipControls"]["Rules"] == [
+            {"ObjectOwnership": "BucketOwnerPreferred"}]
 
         tags = gw.get_bucket_tagging(Bucket="new-name")["TagSet"]
         assert {t["Key"]: t["Value"] for t in tags} == {"team": "ops", "cost centre": "42 é"}
