@@ -43,6 +43,8 @@ def index_rebuild(data, config, as_json: bool, force: bool) -> None:
         from storage.policy_spec import parse_policy
         index = open_index(cfg)
         try:
+            if not force:     # what the index knows refuses at once, before an hour of scanning
+                rebuild_guard.check(index, {})
             async with aiohttp.ClientSession() as session:
                 disks, infos = open_disks(cfg, session)
                 widths = {sum(parse_policy(s)) for s in cfg.policies.values()}
