@@ -27,9 +27,12 @@ def index() -> None:
 @index.command("rebuild")
 @with_cluster
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def index_rebuild(data, config, as_json: bool) -> None:
+@click.option("--force", is_flag=True, help="Rebuild even while buckets are being migrated out of S3 (their "
+              "migration state is lost: see storage/migrate/rebuild_guard.py).")
+def index_rebuild(data, config, as_json: bool, force: bool) -> None:
     """Recreate the index from the disks alone. Stop the gateway first."""
     cfg = load_config(data, config)
+    from storage.migrate import rebuild_guard
 
     async def run():
         import aiohttp
@@ -40,15 +43,22 @@ def index_rebuild(data, config, as_json: bool) -> None:
         from storage.policy_spec import parse_policy
         index = open_index(cfg)
         try:
+            if not force:     # what the index knows refuses at once, before an hour of scanning
+                rebuild_guard.check(index, {})
             async with aiohttp.ClientSession() as session:
                 disks, infos = open_disks(cfg, session)
                 widths = {sum(parse_policy(s)) for s in cfg.policies.values()}
                 volumes = [v for w in sorted(widths) for v in build_volumes(infos, w)]
-                return index.describe(), await rebuild(disks, index, volumes)
+                check = None if force else (lambda buckets: rebuild_guard.check(index, buckets))
+                return index.describe(), await rebuild(disks, index, volumes, check)
         finally:
             index.close()
     import asyncio
-    where, report = asyncio.run(run())
+    try:
+        where, report = asyncio.run(run())
+    except rebuild_guard.MigrationInProgress as e:
+        click.echo(str(e), err=True)
+        sys.exit(1)
     if as_json:
         click.echo(json.dumps(report.__dict__, indent=2))
     else:

@@ -220,10 +220,9 @@ class _CopyProgress:
 
         from storage.migrate.report import duration
         from storage.tools.status import size
-        seconds = max(time.monotonic() - tally.started, 1e-6)
-        rate = tally.bytes / seconds
-        left = max(tally.total_bytes - tally.bytes, 0)
-        eta = duration(left / rate) if rate and tally.total_bytes else "?"
+        rate = tally.bytes / max(time.monotonic() - tally.started, 1e-6)
+        left = tally.eta()
+        eta = "?" if left is None else duration(left)
         sys.stderr.write(f"\r{tally.bucket}: {tally.copied:,} copied, {tally.skipped:,} skipped, "
                          f"{size(tally.bytes)} at {size(rate)}/s, ETA {eta}   ")
         sys.stderr.flush()

@@ -115,6 +115,8 @@ def update_range(ops: IndexTxn, bucket: str, no: int, owner: str, ttl: float, *,
         rec["position"] = position
     for name, n in (add or {}).items():
         rec[name] = rec.get(name, 0) + n
+    if add:
+        rec["updated"] = now     # the copy's latest activity, for the rate `status` shows
     rec["done"] = rec["done"] or done
     rec["lease_until"] = 0.0 if done else now + ttl
     if done:

@@ -36,7 +36,9 @@ disk, reads one manifest per object version, and replays:
   A `version-deleted` record that a `delete-refused` record names was refused by Object
   Lock inside the index transaction: it ends nothing.
 - bucket configuration (CORS rules, canned ACL): `bucket-config` records, replayed in
-  id order over the bucket they name; a `None` value removes the field.
+  id order over the bucket they name; a `None` value removes the field. Migration state
+  is not on the disks, only a marker that one is in progress (the caller's `check`
+  refuses then: migrate/rebuild_guard.py).
 - volumes and disk states: the newest `volume-table` record (written to every disk
   whenever a disk fails, is drained or replaced, or the table grows or is rebalanced);
   volumes it does not list from the manifests (each names its volume's disks when it
@@ -81,8 +83,11 @@ from .versions import VersionTxn
 log = logging.getLogger("pocket.rebuild")
 
 
-async def rebuild(disks: dict, index: Index, config_volumes) -> RebuildReport:
-    """Replace everything `index` holds with what the disks say (see module docstring)."""
+async def rebuild(disks: dict, index: Index, config_volumes, check=None) -> RebuildReport:
+    """Replace everything `index` holds with what the disks say (see module docstring).
+
+    `check(buckets)` sees the bucket records the disks hold before anything is replaced,
+    and may raise to leave the index as it was (the migration guard, migrate/rebuild_guard.py)."""
     started = time.monotonic()
     versions, records, report = await scan(disks)
     manifests: dict[str, dict] = {}
@@ -220,6 +225,9 @@ async def rebuild(disks: dict, index: Index, config_volumes) -> RebuildReport:
     volumes.update({v["id"]: v for v in (table or {}).get("volumes", [])})
     for v in config_volumes:
         volumes.setdefault(v["id"], v)
+
+    if check is not None:
+        check(buckets)
 
     def fill(ops):
         for name in TABLES:

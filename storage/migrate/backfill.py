@@ -77,8 +77,9 @@ class Backfill:
         loop = asyncio.get_running_loop()
         versioning = await loop.run_in_executor(None, listing.versioning_of, client, source_bucket)
         await self._ensure_bucket(target, versioning)
-        total = await ranges.plan(self.cfg, self.index, target, client, source_bucket)
-        return {"versioning": versioning, "total_bytes": total, "mean_size": ranges.mean_size(self.index, target),
+        total, earlier = await ranges.plan(self.cfg, self.index, target, client, source_bucket)
+        return {"versioning": versioning, "total_bytes": total, "earlier_bytes": earlier,
+                "mean_size": ranges.mean_size(self.index, target),
                 "from_report": not self.list_source and inventory_keys.reported(self.cfg.data, target)}
 
     async def bucket(self, source_bucket: str, target: str, src, client, prepared: dict | None = None,
@@ -88,6 +89,7 @@ class Backfill:
         tally = Tally(target)
         prepared = prepared or await self.prepare(source_bucket, target, client)
         versioning, tally.total_bytes = prepared["versioning"], prepared["total_bytes"]
+        tally.earlier_bytes = prepared.get("earlier_bytes", 0)
         sem = asyncio.Semaphore(self.concurrency)    # shared by this worker's ranges
         served = self.urls.of(client).served
         sent = self.via.written if self.via else 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..objects.buckets import BucketService
 from . import enable as enabling
 from . import source as source_client
-from . import state, transitions
+from . import rebuild_guard, state, transitions
 from .credentials import keys_path
 from .journal import JournalRunner
 from .routes import KeyLocks, Routes
@@ -88,6 +88,7 @@ async def rollback(cfg, tc, names: list[str], given: dict) -> list[dict]:
 async def detach(cfg, tc, names: list[str], given: dict) -> list[dict]:
     async def one(s, bucket, _):
         m, dropped = transitions.detach(s.index, bucket)
+        await s.buckets.configure(bucket, {rebuild_guard.FIELD: None})   # a rebuild may go ahead now
         return {"state": m.state, "owed_to_source_dropped": dropped}
     return await _each(cfg, tc, names, given, one)
 

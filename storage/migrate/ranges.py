@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 
 from ..index import migrations as M
-from . import inventory, listing
+from . import inventory, listing, state
 
 MIN_RANGE = 100
 MAX_RANGE = 10_000
@@ -51,8 +52,9 @@ def _cut(keys: list[str], per_range: int | None, sizes: dict[str, int]) -> list[
     return out
 
 
-async def plan(cfg, index, bucket: str, client, source_bucket: str) -> int:
-    """Cut the bucket into ranges once; returns the inventory's bytes (for the ETA).
+async def plan(cfg, index, bucket: str, client, source_bucket: str) -> tuple[int, int]:
+    """Cut the bucket into ranges once and start a pass; returns (the inventory's bytes, the
+    bytes earlier passes copied when this one resumes them), for the ETA.
 
     Without an inventory (no `plan` first) the ranges come from a listing of the
     source's first LISTED_FOR_RANGES keys, so that several workers still share the
@@ -73,14 +75,22 @@ async def plan(cfg, index, bucket: str, client, source_bucket: str) -> int:
             None, listing.first_keys, client, source_bucket, LISTED_FOR_RANGES)
     cut = _cut(list(sizes), None, sizes)
 
-    def start_pass(ops):
+    def start_pass(ops) -> int:
         """Ranges are cut once; when the last pass finished them all, this run is a new
-        pass over every range (what changed at the source since is copied again)."""
+        pass over every range (what changed at the source since is copied again). The pass's
+        start goes into the migration record: `status` measures the copy's rate from it,
+        not from `enable` (idle days between passes are no part of the rate)."""
         ranges = M.set_ranges(ops, bucket, [(s, e) for s, e, _, _ in cut], [(n, b) for _, _, n, b in cut])
-        if ranges and all(r["done"] for r in ranges):
+        fresh = bool(ranges) and all(r["done"] for r in ranges)
+        if fresh:
             M.reset_ranges(ops, bucket)
-    index.write(start_pass)
-    return total
+        copied = sum(r.get("bytes", 0) for r in ranges)
+        m = state.get(ops, bucket)
+        if m is not None:
+            m.counters["copy_pass"] = {"started": time.time(), "bytes_before": copied}
+            state.put(ops, m)
+        return 0 if fresh else copied
+    return total, index.write(start_pass)
 
 
 def mean_size(index, bucket: str) -> float:

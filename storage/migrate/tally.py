@@ -19,7 +19,13 @@ class Tally:
     failed: list = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     total_bytes: int = 0
+    earlier_bytes: int = 0     # of total_bytes, copied by the passes this one resumes
     reported: tuple = (0, 0)   # (objects, bytes) already added to the ranges' progress counters
+
+    def eta(self, now: float | None = None) -> float | None:
+        """Seconds left at this pass's rate: a resumed pass owes only what earlier passes left."""
+        seconds = (time.monotonic() if now is None else now) - self.started
+        return eta(self.total_bytes, self.earlier_bytes + self.bytes, self.bytes / seconds if seconds > 0 else 0.0)
 
     def as_dict(self) -> dict:
         seconds = time.monotonic() - self.started
@@ -28,3 +34,8 @@ class Tally:
                 "written_via_gateway": self.via_gateway,
                 "failed": self.failed[:100],
                 "seconds": round(seconds, 3), "bytes_per_second": self.bytes / seconds if seconds else 0.0}
+
+
+def eta(total: int | None, done: int, rate: float) -> float | None:
+    """Seconds until `total` bytes are copied at `rate`; None when either is unknown."""
+    return max(total - done, 0) / rate if total and rate > 0 else None

@@ -6,10 +6,9 @@ new state on its next request (state.py's generation).
 """
 from __future__ import annotations
 
-import time
 
 from ..index import migrations
-from . import state
+from . import state, tally
 from .sync import same_object
 
 
@@ -85,18 +84,28 @@ def detach(index, bucket: str) -> tuple[state.Migration, int]:
     return index.write(work)
 
 
-def progress(ops, m: state.Migration, now: float | None = None) -> dict:
+def copy_rate(m: state.Migration, ranges: list[dict]) -> float:
+    """Bytes per second of the latest copy pass, from its start to its latest checkpoint:
+    the time between passes (or since `enable`) is no part of it, so the ETA of a bucket
+    whose copy paused for a day is still what the copy will take."""
+    copy_pass = m.counters.get("copy_pass")
+    if not copy_pass:
+        return 0.0
+    moved = sum(r.get("bytes", 0) for r in ranges) - copy_pass["bytes_before"]
+    latest = max((r.get("updated", 0.0) for r in ranges), default=0.0)
+    return moved / (latest - copy_pass["started"]) if moved > 0 and latest > copy_pass["started"] else 0.0
+
+
+def progress(ops, m: state.Migration) -> dict:
     """Counts for `status`: copied objects/bytes (from the backfill ranges), rate, ETA,
     dirty keys and journal backlog. The totals come from the plan's inventory when it
     recorded them (`counters["source_objects"]`, `counters["source_bytes"]`)."""
-    now = time.time() if now is None else now
     ranges = migrations.ranges(ops, m.bucket)
     copied = sum(r.get("bytes", 0) for r in ranges)
     objects = sum(r.get("objects", 0) for r in ranges)
-    started = next((h["at"] for h in m.history if h["state"] == state.DUAL_WRITE), m.created)
-    rate = copied / max(now - started, 1e-9) if copied else 0.0
+    rate = copy_rate(m, ranges)
     total = m.counters.get("source_bytes")
-    eta = (max(total - copied, 0) / rate) if total is not None and rate > 0 else None
+    eta = tally.eta(total, copied, rate)
     return {"ranges": len(ranges), "ranges_done": sum(1 for r in ranges if r.get("done")),
             "objects_copied": objects, "bytes_copied": copied, "source_objects": m.counters.get("source_objects"),
             "source_bytes": total, "rate_bytes_per_s": rate, "eta_seconds": eta,

@@ -205,7 +205,8 @@ class _Combined:
     def show(self, tally: Tally) -> None:
         if self.on_progress is None:
             return
-        total = Tally(tally.bucket, started=tally.started, total_bytes=tally.total_bytes)
+        total = Tally(tally.bucket, started=tally.started, total_bytes=tally.total_bytes,
+                      earlier_bytes=tally.earlier_bytes)
         for f in _SUMMED:
             setattr(total, f, getattr(tally, f))
         for c in self.children:

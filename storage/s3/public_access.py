@@ -21,9 +21,10 @@ def _xml(root) -> web.Response:
     return web.Response(body=xml.document(root), content_type="application/xml")
 
 
-async def put_public_access_block(req: S3Request) -> web.Response:
-    owned_bucket(req)
-    root = xml.parse(await read_small(req, 64 << 10))
+def parse_block(body: bytes) -> dict:
+    """The bucket record's `public_access_block` from a PublicAccessBlockConfiguration
+    document (a client's PUT, or a source bucket's during `pocket migrate enable`)."""
+    root = xml.parse(body)
     if root is None or root.tag != "PublicAccessBlockConfiguration":
         raise errors.MalformedXML()
     settings = {}
@@ -32,8 +33,25 @@ async def put_public_access_block(req: S3Request) -> web.Response:
         if child.tag not in SETTINGS or child.tag in settings or value not in ("true", "false"):
             raise errors.MalformedXML()
         settings[child.tag] = value == "true"
-    await req.gateway.buckets.configure(req.bucket, {"public_access_block": {s: settings.get(s, False)
-                                                                             for s in SETTINGS}})
+    return {s: settings.get(s, False) for s in SETTINGS}
+
+
+def parse_ownership(body: bytes) -> str:
+    """The ObjectOwnership of an OwnershipControls document."""
+    root = xml.parse(body)
+    rules = [] if root is None or root.tag != "OwnershipControls" else root.findall("Rule")
+    if len(rules) != 1 or rules[0].find("ObjectOwnership") is None:
+        raise errors.MalformedXML()
+    ownership = (rules[0].find("ObjectOwnership").text or "").strip()
+    if ownership not in OWNERSHIPS:
+        raise errors.MalformedXML()
+    return ownership
+
+
+async def put_public_access_block(req: S3Request) -> web.Response:
+    owned_bucket(req)
+    settings = parse_block(await read_small(req, 64 << 10))
+    await req.gateway.buckets.configure(req.bucket, {"public_access_block": settings})
     return web.Response()
 
 
@@ -53,13 +71,7 @@ async def delete_public_access_block(req: S3Request) -> web.Response:
 
 async def put_ownership_controls(req: S3Request) -> web.Response:
     record = owned_bucket(req)
-    root = xml.parse(await read_small(req, 64 << 10))
-    rules = [] if root is None or root.tag != "OwnershipControls" else root.findall("Rule")
-    if len(rules) != 1 or rules[0].find("ObjectOwnership") is None:
-        raise errors.MalformedXML()
-    ownership = (rules[0].find("ObjectOwnership").text or "").strip()
-    if ownership not in OWNERSHIPS:
-        raise errors.MalformedXML()
+    ownership = parse_ownership(await read_small(req, 64 << 10))
     if ownership != record.get("ownership", "ObjectWriter"):
         await req.gateway.buckets.configure(req.bucket, {"ownership": ownership})
     return web.Response()

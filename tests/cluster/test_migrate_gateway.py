@@ -88,7 +88,8 @@ def test_enable_carries_configuration_and_reads_come_from_the_source(world):
                    CacheControl="max-age=60", Tagging="a=1")
     report = enable(c, link)
     assert report["created"] and "versioning Enabled" in report["carried"] and "cors" in report["carried"]
-    assert any("bucket tags" in line for line in report["not_carried"]), report
+    assert "tags" in report["carried"] and not any("tags" in line for line in report["not_carried"]), report
+    assert gw.get_bucket_tagging(Bucket=BUCKET)["TagSet"] == [{"Key": "team", "Value": "ops"}]
     assert gw.get_bucket_versioning(Bucket=BUCKET)["Status"] == "Enabled"
     assert gw.get_bucket_cors(Bucket=BUCKET)["CORSRules"][0]["AllowedOrigins"] == ["https://app.example"]
 

@@ -10,6 +10,10 @@ source's version id, with the same bytes and the source's Last-Modified. One PUT
 dual-written while the source stalls for two seconds, so the source stamps it two seconds
 after Pocket stored it: Pocket must take the source's time (a verify checks it), and keep
 it through the rebuild.
+
+A rebuild drops a migration's state (it lives only in the index), so it refuses while a
+bucket migrates, from the index or, when that is gone, from the marker `enable` leaves on
+the disks, unless forced; it goes ahead once `detach` removed the marker.
 """
 from __future__ import annotations
 
@@ -24,7 +28,9 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
+from . import forkserver
 from .harness import pocket
+from .migrate_world import copied_and_verified
 from .sources import enable, moto_and_pocket
 
 BUCKET = "moving"
@@ -85,7 +91,7 @@ def test_source_version_ids_survive_an_index_rebuild(tmp_path, monkeypatch):
         assert len(want) == 10 and list(want.values()).count("marker") == 2
         c.stop("gateway")
         shutil.rmtree(f"{c.root}/index")
-        pocket(c, "index", "rebuild", "--json")
+        pocket(c, "index", "rebuild", "--json", "--force")    # refused without: the bucket still migrates
         c.start_gateway()
         gw = c.client()       # the migration's state went with the index: Pocket answers alone
         assert _versions(gw) == want
@@ -123,3 +129,53 @@ def test_a_write_mirrored_late_after_cutover_keeps_the_sources_last_modified(tmp
         assert pocket(c, "migrate", "rollback", BUCKET, "--json")[1]["buckets"][0]["state"] == "dual-write"
         report = pocket(c, "migrate", "verify", BUCKET, "--json")[1]
         assert report["clean"] and report["buckets"][0]["findings"] == []
+
+
+def _rebuild(c, *extra):
+    return forkserver.run(["index", "rebuild", "--config", c.config, *extra], timeout=300)
+
+
+def _migrating(c) -> list[dict]:
+    return pocket(c, "migrate", "status", "--json")[1]["buckets"]
+
+
+def test_rebuild_refuses_while_a_bucket_migrates_and_goes_ahead_after_detach(tmp_path, monkeypatch):
+    with moto_and_pocket(str(tmp_path), monkeypatch, embedded=True) as (source, c):
+        src, gw = source.client(), c.client()
+        src.create_bucket(Bucket=BUCKET)
+        src.put_bucket_tagging(Bucket=BUCKET, Tagging={"TagSet": [{"Key": "team", "Value": "ops"}]})
+        assert enable(c, BUCKET, source.endpoint)["buckets"][0]["state"] == "dual-write"
+        body = random.Random(61).randbytes(40_000)
+        gw.put_object(Bucket=BUCKET, Key="written in dual-write", Body=body)
+        c.stop("gateway")
+
+        refused = _rebuild(c)          # the index still knows: it names the bucket and what is owed
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert BUCKET in refused.stderr and "pocket migrate status" in refused.stderr and "--force" in refused.stderr
+        assert "1 dirty keys" in refused.stderr, refused.stderr
+        [row] = _migrating(c)          # nothing changed
+        assert row["state"] == "dual-write" and row["dirty_keys"] == 1
+
+        shutil.rmtree(f"{c.root}/index")     # disaster recovery: the disks alone still say so
+        refused = _rebuild(c)
+        assert refused.returncode == 1 and BUCKET in refused.stderr and "the disks say" in refused.stderr, \
+            refused.stdout + refused.stderr
+
+        forced = _rebuild(c, "--force")
+        assert forced.returncode == 0, forced.stdout + forced.stderr
+        assert _migrating(c) == []
+        c.start_gateway()
+        gw = c.client()
+        assert gw.get_object(Bucket=BUCKET, Key="written in dual-write")["Body"].read() == body
+        assert gw.get_bucket_tagging(Bucket=BUCKET)["TagSet"] == [{"Key": "team", "Value": "ops"}]
+
+        # migrated again to the end: detach removes the marker and the rebuild goes ahead
+        assert enable(c, BUCKET, source.endpoint)["buckets"][0]["state"] == "dual-write"
+        copied_and_verified(c)
+        pocket(c, "migrate", "cutover", BUCKET, "--json")
+        pocket(c, "migrate", "detach", BUCKET, "--json")
+        c.stop("gateway")
+        done = _rebuild(c)
+        assert done.returncode == 0, done.stdout + done.stderr
+        c.start_gateway()
+        assert c.client().get_object(Bucket=BUCKET, Key="written in dual-write")["Body"].read() == body

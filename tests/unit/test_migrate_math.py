@@ -87,3 +87,16 @@ def test_inventory_csv_rows_are_url_decoded():
     assert row.last_modified == 1704164645.0
     with pytest.raises(manifest.ManifestError):
         manifest.parse_url("https://bucket/manifest.json")
+
+
+def test_the_copy_progress_eta_of_a_resumed_pass_counts_what_earlier_passes_copied():
+    from storage.migrate.tally import Tally
+    # 24 MB in all, 12 MB copied by the pass that was interrupted; this one copied 4 MB in 2 s
+    resumed = Tally("b", started=100.0, total_bytes=24_000_000, earlier_bytes=12_000_000, bytes=4_000_000)
+    assert resumed.eta(now=102.0) == pytest.approx(4.0)       # 8 MB left at 2 MB/s, not 10 s
+    fresh = Tally("b", started=100.0, total_bytes=24_000_000, bytes=4_000_000)
+    assert fresh.eta(now=102.0) == pytest.approx(10.0)
+    assert Tally("b", started=100.0, total_bytes=0, bytes=4_000_000).eta(now=102.0) is None   # total unknown
+    assert Tally("b", started=100.0, total_bytes=24_000_000).eta(now=102.0) is None           # nothing moved yet
+    done = Tally("b", started=100.0, total_bytes=24_000_000, earlier_bytes=20_000_000, bytes=5_000_000)
+    assert done.eta(now=102.0) == 0
