@@ -34,7 +34,7 @@ import time
 
 from botocore.exceptions import ClientError
 
-from ..crypto.keys import SSE_C
+from ..crypto.keys import SSE_C, SSE_KMS
 from ..index import migrations
 from ..objects.commits import install
 from ..s3 import errors
@@ -85,7 +85,8 @@ class Bookkeeping:
         """Both sides hold the same current version of `key` (sync.same_object's fields)."""
         index = self.objects.index
         here = await index.call(index.get_object, bucket, key)
-        return same_object(here, await store.head(bucket, key))
+        kms = ((here or {}).get("sse") or {}).get("mode") == SSE_KMS
+        return same_object(here, await store.head(bucket, key), etag=not kms)
 
     async def lead(self, side: str, bucket: str, work):
         """Apply a write to the authoritative side; its failure fails the request."""
@@ -244,7 +245,7 @@ class RoutedObjects:
                         # the marker takes the source's id and time, as a mirrored version does
                         # (sync.mirror_version): after a rollback the source's are the truth
                         facts = {"s3_version_id": r["VersionId"]}
-                        stamped = await route.store.marker_modified(key, r["VersionId"])
+                        stamped = await route.store.last_modified(key, r["VersionId"])
                         if stamped is not None:
                             facts["created"] = stamped
                         await adopt_source_facts(self.objects, removed, facts)
@@ -253,7 +254,7 @@ class RoutedObjects:
             r = await self.books.lead(route.leader, bucket, lambda: route.store.delete(key))
             marker = {"s3_version_id": r["VersionId"]} if r.get("DeleteMarker") and r.get("VersionId") else None
             if marker is not None:      # and the source's time: Pocket's trails it
-                stamped = await route.store.marker_modified(key, r["VersionId"])
+                stamped = await route.store.last_modified(key, r["VersionId"])
                 if stamped is not None:
                     marker["created"] = stamped
             await self.books.follow(route.follower, bucket, key,

@@ -144,18 +144,6 @@ class SourceStore:
             page.versions.append(Version(v["Key"], record, bool(v.get("IsLatest"))))
         return page
 
-    async def marker_modified(self, key: str, version_id: str) -> float | None:
-        """A delete marker's Last-Modified at the source (a HEAD of a marker is a 405 without
-        it everywhere but AWS): found in a listing of the key's versions, or None."""
-        try:
-            r = await self._call("ListObjectVersions", self.client.list_object_versions, Prefix=key, MaxKeys=1000)
-        except (ClientError, SourceUnavailable):
-            return None
-        for m in r.get("DeleteMarkers") or ():
-            if m.get("Key") == key and m.get("VersionId") == version_id:
-                return m["LastModified"].timestamp()
-        return None
-
     # writes ----------------------------------------------------------------------------------
     async def stat(self, key: str, version_id: str | None = None) -> dict | None:
         """The source's current version of `key` in one HEAD (no tags): {"etag", "size",
@@ -169,9 +157,27 @@ class SourceStore:
         return {"etag": r["ETag"].strip('"'), "size": r["ContentLength"], "created": r["LastModified"].timestamp()}
 
     async def last_modified(self, key: str, version_id: str | None) -> float | None:
-        """The source's Last-Modified of what it stores under `key` (that version), or None if
-        it cannot say now. A dual-written PUT adopts it: the source stamps its own time,
-        which trails Pocket's by as long as the upload to it took."""
+        """The source's Last-Modified of what it stores under `key` (that version or delete
+        marker), or None if it cannot say now. A dual-written or mirrored write adopts it:
+        the source stamps its own time, which trails Pocket's by the upload.
+
+        Read from a listing, which says it to the millisecond; a HEAD's HTTP date has whole
+        seconds, and a version stamped 18.000 beside a marker listed at 18.043 sorts before
+        it where the source has it after (a key's history order). The HEAD is the fallback
+        (a marker has none: it answers 405)."""
+        versioned = bool(version_id) and version_id != "null"
+        try:
+            if versioned:
+                r = await self._call("ListObjectVersions", self.client.list_object_versions, Prefix=key, MaxKeys=100)
+                listed = [*(r.get("Versions") or ()), *(r.get("DeleteMarkers") or ())]
+            else:
+                r = await self._call("ListObjectsV2", self.client.list_objects_v2, Prefix=key, MaxKeys=1)
+                listed = r.get("Contents") or ()
+        except (ClientError, SourceUnavailable):
+            listed = ()
+        for e in listed:
+            if e.get("Key") == key and (not versioned or e.get("VersionId") == version_id):
+                return e["LastModified"].timestamp()
         try:
             found = await self.stat(key, version_id)
         except SourceUnavailable:
