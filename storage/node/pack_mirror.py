@@ -45,6 +45,7 @@ class PackMirror:
         self.caught_up_at = 0.0
         self._inodes: dict[int, int] = {}     # pack sequence -> inode of the file its descriptor is
         self._scanning = threading.Lock()
+        self._suspect: set[int] = set()       # packs where a place held another record: read again
         self._running: asyncio.Future | None = None
         self._started = 0.0
 
@@ -71,6 +72,7 @@ class PackMirror:
             ps._release(pack)
         rec = parse_record_header(raw[:RECORD_HEADER_SIZE], pack.salt, pack.fmt)
         if len(raw) != want or rec is None or rec[:3] != (ARCHIVE, name, loc[2]):
+            self._suspect.add(pack.seq)
             return None
         return raw[RECORD_HEADER_SIZE + offset:]
 
@@ -103,7 +105,7 @@ class PackMirror:
 
     def catch_up_now(self) -> None:
         with self._scanning:
-            ps, seen = self.packs, set()
+            ps, found = self.packs, []
             for fname in pack_files(ps.folder):
                 path = os.path.join(ps.folder, fname)
                 try:
@@ -116,14 +118,21 @@ class PackMirror:
                     pack = None
                 if pack is None and (pack := self._open(path)) is None:
                     continue
-                seen.add(pack.seq)
-                if st.st_size < pack.size:    # cut back since (a torn tail): read it again
-                    self._forget(pack.seq)
-                    pack.size = PACK_HEADER_SIZE
-                if st.st_size > pack.size:
-                    self._follow(pack)
-            for pack in [p for seq, p in ps.packs.items() if seq not in seen]:
+                found.append((pack, st.st_size))
+            for pack in [p for p in list(ps.packs.values()) if all(p is not q for q, _ in found)]:
                 self._retire(pack)      # compacted away: its live records were copied to a newer pack
+            if self._suspect or any(size < pack.size for pack, size in found):
+                # A pack cut back and written again (a torn tail cut at a restart): read every
+                # pack anew, in order, since the newest record of a name wins.
+                self._suspect.clear()
+                with ps._lock:
+                    for where in (ps.archives, ps.records, ps.tombs, ps.shadowed):
+                        where.clear()
+                    for pack, _ in found:
+                        pack.size = PACK_HEADER_SIZE
+            for pack, size in found:
+                if size > pack.size:
+                    self._follow(pack)
             self.caught_up_at = time.monotonic()
 
     def _open(self, path: str) -> Pack | None:
