@@ -70,6 +70,8 @@ class OwnedDisk(RemoteDisk):
             raise
         if not self._trusted:
             self.direct = same_host.matches(disk.get("where"), self.local.root)
+        if self.direct and not self.mirror.caught_up_at:
+            self._follow()      # the first read of the packs: a large disk's takes a while
         return disk
 
     async def put_archive(self, name: str, chunks: AsyncIterable[bytes]) -> int:
@@ -122,6 +124,9 @@ class OwnedDisk(RemoteDisk):
         """A packed archive's bytes from its pack file, or None when the packs do not hold
         it (a file, gone) as far as a catch-up with them shows, or cannot be read here."""
         mirror = self.mirror
+        if not mirror.caught_up_at:   # the packs not read yet: the owner answers meanwhile
+            self._follow()
+            return None
         try:
             if mirror.knows(name):
                 data = await mirror.aread(name, offset, length)

@@ -71,6 +71,7 @@ def test_reads_go_direct_only_once_the_node_says_its_folder_is_this_one(tmp_path
             assert len(asked) == 1              # not confirmed yet: the node answered
             await disk.health()
             assert disk.direct
+            await disk.mirror.catch_up()               # the first, which health() started
             for name, data in archives.items():
                 assert await disk.read(name, 0, 1 << 30) == data
                 assert await disk.read(name, 777, 5000) == data[777:5777]
@@ -128,6 +129,7 @@ def test_a_compaction_between_catch_up_and_read_gives_the_right_bytes(tmp_path):
             await _put(owner, archives)
             disk = _near(node)
             await disk.health()
+            await disk.mirror.catch_up()
             names = list(archives)
             assert await disk.read(names[0], 0, 1 << 30) == archives[names[0]]   # the map: every name
             packs_before = pack_files(owner.packs.folder)
@@ -164,6 +166,7 @@ def test_a_place_that_now_holds_another_record_is_never_read_as_this_one(tmp_pat
             await _put(owner, dict([cut]))
             disk = _near(node)
             await disk.health()
+            await disk.mirror.catch_up()
             assert await disk.read(cut[0], 0, 1 << 30) == cut[1]
             # the crash: `cut` was never acknowledged, and the restart truncates it away
             path = owner.packs.head.path
