@@ -129,14 +129,13 @@ class OwnedDisk(RemoteDisk):
             return None
         try:
             if mirror.knows(name):
-                data = await mirror.aread(name, offset, length)
-                if data is not None:
-                    if mirror.stale():
-                        self._follow()
-                    return data
+                if mirror.fresh():
+                    data = await mirror.aread(name, offset, length)
+                    if data is not None:
+                        return data
             elif self._file_size(name) is not None:
                 return None
-            await mirror.catch_up()    # written since the last catch-up, or moved by a compaction
+            await mirror.catch_up()    # written, deleted or moved since the last catch-up
             return await mirror.aread(name, offset, length)
         except OSError as e:
             log.warning("disk %s: reading %s from its packs here failed (%r); asking its owner",
@@ -144,7 +143,7 @@ class OwnedDisk(RemoteDisk):
             return None
 
     def _follow(self) -> None:
-        """A catch-up in the background, so packs compacted away are let go of."""
+        """A catch-up in the background (the first: a large disk's packs take a while)."""
         if self._following is None or self._following.done():
             self._following = asyncio.ensure_future(self.mirror.catch_up())
             self._following.add_done_callback(_quiet)

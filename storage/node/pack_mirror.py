@@ -35,8 +35,6 @@ from .packs import PackSet
 
 log = logging.getLogger("pocket.packs")
 
-FOLLOW_SECONDS = 2.0   # a reader catches up at least this often, so compacted packs get closed
-
 
 class PackMirror:
     def __init__(self, folder: str):
@@ -48,9 +46,25 @@ class PackMirror:
         self._suspect: set[int] = set()       # packs where a place held another record: read again
         self._running: asyncio.Future | None = None
         self._started = 0.0
+        self._dir_mtime: int | None = None    # of the packs folder at the last catch-up (None: not trusted)
+        self._head: Pack | None = None         # the newest pack then, the one appends go to
 
     def knows(self, name: str) -> bool:
         return name in self.packs.archives
+
+    def fresh(self) -> bool:
+        """Whether the owner appended nothing since the last catch-up: the newest pack has
+        the size scanned and no pack file came or went (the folder's mtime). Two stats per
+        read, so a read never returns an archive's older copy (a corrupt one that repair
+        rewrote, one since deleted) after the owner acknowledged the change."""
+        head, mtime = self._head, self._dir_mtime
+        if mtime is None or (head is not None and head.retired):
+            return False
+        try:
+            return os.stat(self.packs.folder).st_mtime_ns == mtime and (
+                head is None or os.fstat(head.fd).st_size == head.size)
+        except OSError:
+            return False
 
     # reads -------------------------------------------------------------------------------
     def read(self, name: str, offset: int, length: int, cached_only: bool = False) -> bytes | None:
@@ -98,14 +112,13 @@ class PackMirror:
             if started >= asked:
                 return
 
-    def stale(self) -> bool:
-        """Whether a catch-up is due for time's sake (none running, the last long ago)."""
-        return time.monotonic() - self.caught_up_at > FOLLOW_SECONDS and (
-            self._running is None or self._running.done())
-
     def catch_up_now(self) -> None:
         with self._scanning:
             ps, found = self.packs, []
+            try:
+                mtime = os.stat(ps.folder).st_mtime_ns
+            except FileNotFoundError:
+                mtime = None
             for fname in pack_files(ps.folder):
                 path = os.path.join(ps.folder, fname)
                 try:
@@ -133,6 +146,10 @@ class PackMirror:
             for pack, size in found:
                 if size > pack.size:
                     self._follow(pack)
+            self._head = found[-1][0] if found else None
+            # an mtime this recent may not change for a pack made in the same clock tick
+            recent = mtime is not None and time.time_ns() - mtime < 50_000_000
+            self._dir_mtime = None if recent else mtime
             self.caught_up_at = time.monotonic()
 
     def _open(self, path: str) -> Pack | None:

@@ -19,7 +19,7 @@ from storage.node import same_host
 from storage.node.client import RemoteDisk
 from storage.node.open_disks import open_disks
 from storage.node.owned_disk import OwnedDisk
-from storage.node.packformat import RECORD_HEADER_SIZE, pack_files
+from storage.node.packformat import ARCHIVE, RECORD_HEADER_SIZE, pack_files
 from storage.node.store import DiskStore
 
 from .test_node_api import SECRET, Node
@@ -225,4 +225,31 @@ def test_a_disk_wiped_and_laid_out_again_by_its_node_is_written_here_again(tmp_p
             assert await disk.read(f"{two}.0", 5, 100_000) == big2[5:100_005]
             with pytest.raises(FileNotFoundError):
                 await disk.read(f"{one}.0", 0, 1 << 30)
+    asyncio.run(main())
+
+
+def test_an_archive_rewritten_by_its_owner_is_read_as_rewritten(tmp_path):
+    """Rot in a packed copy, then repair's byte-for-byte rewrite: never the rotten copy again."""
+    archives = _archives(2)
+    name, good = next(iter(archives.items()))
+
+    async def main():
+        async with Node(tmp_path) as node:
+            owner = node.stores["d1"]
+            await _put(owner, archives)
+            disk = _near(node)
+            await disk.health()
+            await disk.mirror.catch_up()
+            assert await disk.read(name, 0, 1 << 30) == good
+            path, at, length = owner.packs.location(name)
+            with open(path, "r+b") as f:             # rot in the middle of the payload
+                f.seek(at + length // 2)
+                byte = f.read(1)
+                f.seek(at + length // 2)
+                f.write(bytes([byte[0] ^ 0xFF]))
+            rotten = await disk.read(name, 0, 1 << 30)
+            assert rotten != good and len(rotten) == len(good)
+            await owner.packs.put(ARCHIVE, name, good)   # what repair does through the node
+            assert await disk.read(name, 0, 1 << 30) == good
+            assert await disk.read(name, 1000, 2000) == good[1000:3000]
     asyncio.run(main())
