@@ -33,7 +33,8 @@ def open_disks(cfg: Config, session: aiohttp.ClientSession | None,
                 disks[d.id] = OwnedDisk.for_node(node, d.id, cfg.cluster_secret, session, cfg.storage.node_timeout,
                                                  local=DiskStore(d.id, d.path).beside_owner(),
                                                  pack_threshold=cfg.storage.pack_threshold)
-            elif node.url and not d.capacity and os.path.isdir(d.path):   # this host's, if the node says so
+            elif node.url and cfg.storage.same_host and not d.capacity and os.path.isdir(d.path):
+                # this host's, if the node says so (same_host.py)
                 disks[d.id] = OwnedDisk.for_node(node, d.id, cfg.cluster_secret, session, cfg.storage.node_timeout,
                                                  local=DiskStore(d.id, d.path).beside_owner(),
                                                  pack_threshold=cfg.storage.pack_threshold, trusted=False)
