@@ -56,6 +56,17 @@ async def _put(owner: DiskStore, archives: dict[str, bytes]) -> None:
         assert await owner.put_archive(name, chunked(data)) == len(data)
 
 
+async def _confirmed(node: Node, archives: dict[str, bytes]) -> tuple[DiskStore, OwnedDisk]:
+    """The node's store holding `archives`, and a disk reading it here, its packs read."""
+    owner = node.stores["d1"]
+    await _put(owner, archives)
+    disk = _near(node)
+    await disk.health()
+    assert disk.direct
+    await disk.mirror.catch_up()
+    return owner, disk
+
+
 def test_reads_go_direct_only_once_the_node_says_its_folder_is_this_one(tmp_path):
     archives = _archives(3)
 
@@ -125,11 +136,7 @@ def test_a_compaction_between_catch_up_and_read_gives_the_right_bytes(tmp_path):
 
     async def main():
         async with Node(tmp_path) as node:
-            owner = node.stores["d1"]
-            await _put(owner, archives)
-            disk = _near(node)
-            await disk.health()
-            await disk.mirror.catch_up()
+            owner, disk = await _confirmed(node, archives)
             names = list(archives)
             assert await disk.read(names[0], 0, 1 << 30) == archives[names[0]]   # the map: every name
             packs_before = pack_files(owner.packs.folder)
@@ -235,11 +242,7 @@ def test_an_archive_rewritten_by_its_owner_is_read_as_rewritten(tmp_path):
 
     async def main():
         async with Node(tmp_path) as node:
-            owner = node.stores["d1"]
-            await _put(owner, archives)
-            disk = _near(node)
-            await disk.health()
-            await disk.mirror.catch_up()
+            owner, disk = await _confirmed(node, archives)
             assert await disk.read(name, 0, 1 << 30) == good
             path, at, length = owner.packs.location(name)
             with open(path, "r+b") as f:             # rot in the middle of the payload
