@@ -16,14 +16,14 @@ import pytest
 
 from storage.config import from_dict
 from storage.node import same_host
-from storage.node.client import RemoteDisk
+from storage.node.client import DiskUnavailable, RemoteDisk
 from storage.node.open_disks import open_disks
 from storage.node.owned_disk import OwnedDisk
 from storage.node.packformat import ARCHIVE, RECORD_HEADER_SIZE, pack_files
 from storage.node.store import DiskStore
 
 from .test_node_api import SECRET, Node
-from .test_store import chunked, make_archive
+from .test_store import chunked, files_under, make_archive
 
 VIDS = [f"{i:02x}" * 16 for i in range(1, 9)]
 
@@ -255,4 +255,22 @@ def test_an_archive_rewritten_by_its_owner_is_read_as_rewritten(tmp_path):
             await owner.packs.put(ARCHIVE, name, good)   # what repair does through the node
             assert await disk.read(name, 0, 1 << 30) == good
             assert await disk.read(name, 1000, 2000) == good[1000:3000]
+    asyncio.run(main())
+
+
+def test_no_archive_lands_on_the_disk_of_a_node_that_died_since_its_last_answer(tmp_path):
+    big = make_archive("03" * 16, size=2_000_000, segment_size=65536, seed=13)[0]
+
+    async def main():
+        async with Node(tmp_path) as node:
+            owner = node.stores["d1"]
+            disk = _near(node)
+            await disk.health()
+            assert disk.direct
+            owner.close()                   # the node dies (its lock goes with it) ...
+            await node.runner.cleanup()
+            assert disk.direct              # ... before the next heartbeat noticed
+            with pytest.raises(DiskUnavailable):
+                await disk.put_archive(f"{'03' * 16}.0", chunked(big, 65536))
+            assert files_under(os.path.join(owner.root, "archives")) == []
     asyncio.run(main())
