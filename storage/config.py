@@ -122,6 +122,9 @@ class StorageConfig:
     pack_threshold: int = 264 << 10
     pack_size: int = 64 << 20        # a pack file is closed for appends near this size
     compact_interval: float = 600.0  # seconds between pack compaction passes; 0: never
+    # Disks of node processes on this host are read and written in their folders while their
+    # nodes confirm it (node/same_host.py); false: over the node API only, as for another host.
+    same_host: bool = True
 
 
 @dataclass

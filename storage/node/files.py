@@ -103,11 +103,23 @@ def publish(tmp: str, final: str) -> None:
     in it, away (tests/cluster/test_power_loss.py found this)."""
     folder = os.path.dirname(final)
     if folder not in _durable_folders:
-        os.makedirs(folder, exist_ok=True)
-        fsync_path(os.path.dirname(folder))
-        _durable_folders.add(folder)
-    os.rename(tmp, final)
+        _make_durable(folder)
+    try:
+        os.rename(tmp, final)
+    except FileNotFoundError:
+        if not os.path.exists(tmp):
+            raise
+        # The folder went since (a disk wiped and laid out again by its node, while this
+        # process writes beside it: owned_disk.py): made again, once.
+        _make_durable(folder)
+        os.rename(tmp, final)
     fsync_path(folder)
+
+
+def _make_durable(folder: str) -> None:
+    os.makedirs(folder, exist_ok=True)
+    fsync_path(os.path.dirname(folder))
+    _durable_folders.add(folder)
 
 
 def make_folders(root: str, names) -> None:

@@ -1,5 +1,6 @@
 """Opening the disks a config describes: folders of this process as `DiskStore`, disks of
-other nodes as `RemoteDisk` (both are node/disk.py's `Disk`).
+other nodes as `RemoteDisk` (both are node/disk.py's `Disk`), or as `OwnedDisk` when
+they may be on this host (read and written here once their node confirms it).
 
 The gateway, the node process and the one-shot tools (`pocket scrub`, `index rebuild`,
 ...) open disks the same way; it lives here so none of them imports the gateway for it.
@@ -8,6 +9,7 @@ that opens local folders alone (`local_store`) does not pay for them.
 """
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from ..config import Config, DiskConfig
@@ -31,6 +33,11 @@ def open_disks(cfg: Config, session: aiohttp.ClientSession | None,
                 disks[d.id] = OwnedDisk.for_node(node, d.id, cfg.cluster_secret, session, cfg.storage.node_timeout,
                                                  local=DiskStore(d.id, d.path).beside_owner(),
                                                  pack_threshold=cfg.storage.pack_threshold)
+            elif node.url and cfg.storage.same_host and not d.capacity and os.path.isdir(d.path):
+                # this host's, if the node says so (same_host.py)
+                disks[d.id] = OwnedDisk.for_node(node, d.id, cfg.cluster_secret, session, cfg.storage.node_timeout,
+                                                 local=DiskStore(d.id, d.path).beside_owner(),
+                                                 pack_threshold=cfg.storage.pack_threshold, trusted=False)
             elif node.url:
                 disks[d.id] = RemoteDisk.for_node(node, d.id, cfg.cluster_secret, session, cfg.storage.node_timeout)
             else:

@@ -28,3 +28,19 @@ def own(root: str, disk_id: str) -> int:
         raise DiskInUse(f"disk {disk_id} at {root} is in use by another process (a node, gateway or "
                         "pocket command); stop it first") from None
     return fd
+
+
+def held(root: str) -> bool:
+    """Whether some process holds the folder's lock now, without taking it: a test lock
+    would make an owner starting at that instant fail with DiskInUse, so the kernel's table
+    of locks (/proc/locks) is read instead. True where that table cannot be read."""
+    try:
+        st = os.stat(os.path.join(root, LOCK_FILE))
+        with open("/proc/locks") as f:
+            table = f.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    me = f" {os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino} "
+    return any(" FLOCK " in line and me in line for line in table.splitlines())

@@ -125,16 +125,17 @@ class PackScan:
     damaged: list[tuple[int, int]] = field(default_factory=list)  # byte ranges skipped
 
 
-def scan_pack(path: str, verify_tail: bool = False) -> PackScan:
+def scan_pack(path: str, verify_tail: bool = False, start: int = PACK_HEADER_SIZE) -> PackScan:
     """Read a pack's record headers, skipping over payloads and over damaged regions.
 
     With `verify_tail`, trailing records whose payloads fail their checksum are left
-    out of `entries` and `end` (a torn last batch)."""
+    out of `entries` and `end` (a torn last batch). `start`: where a record begins,
+    the end of an earlier scan (a reader following another process's appends)."""
     with open(path, "rb", buffering=1 << 16) as f:
         size = os.fstat(f.fileno()).st_size
         seq, salt, fmt = parse_pack_header(f.read(PACK_HEADER_SIZE))
         entries, damaged = [], []
-        pos = end = PACK_HEADER_SIZE
+        pos = end = max(start, PACK_HEADER_SIZE)
         while pos + RECORD_HEADER_SIZE <= size:
             f.seek(pos)
             rec = parse_record_header(f.read(RECORD_HEADER_SIZE), salt, fmt)

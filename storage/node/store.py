@@ -28,7 +28,7 @@ import uuid
 from typing import AsyncIterable, Iterator
 
 from .. import layout
-from . import beside_temp, pack_compaction
+from . import beside_temp, pack_compaction, same_host
 from .archives import (ArchiveMissing, ArchiveRange, check_archive, head_of, manifest, map_file, open_range,
                        read_manifest_file, read_range, seal, seal_and_publish, slicer)
 from .files import make_folders, publish, unlink_quietly, walk, write_all, write_durably
@@ -406,9 +406,11 @@ class DiskStore:
         return self.usage()
 
     def usage(self) -> dict:
-        """Filesystem usage; under a capacity quota, `free` is what the quota still allows."""
+        """Filesystem usage; under a capacity quota, `free` is what the quota still allows.
+        `where`: the folder's identity, for a reader on this host (same_host.py)."""
         total, used, free = shutil.disk_usage(self.root)
-        out = {"disk": self.disk_id, "total": total, "used": used, "free": free, "packs": self.packs.stats()}
+        out = {"disk": self.disk_id, "total": total, "used": used, "free": free, "packs": self.packs.stats(),
+               "where": same_host.identity(self.root)}
         if self.quota.capacity:
             out.update(capacity=self.quota.capacity, quota_used=self.quota.used(),
                        free=min(free, self.quota.free()))

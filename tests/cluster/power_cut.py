@@ -31,11 +31,12 @@ def env(journal: str) -> dict[str, str]:
     return {"PYTHONPATH": SHIM + (os.pathsep + path if path else ""), "POCKET_TEST_SYNC_JOURNAL": journal}
 
 
-def snapshot(root: str, journal: str) -> dict:
+def snapshot(root: str, journal: str | list[str]) -> dict:
     """Every directory's entries and every file's size, taken as durable; syncs journaled
-    before this moment are covered by it."""
+    before this moment are covered by it. `journal`: one, or those of every process that
+    writes into the folder (a gateway beside its nodes writes archive files there too)."""
     root = os.path.realpath(root)
-    journaled = os.path.getsize(journal) if os.path.exists(journal) else 0
+    journaled = {j: os.path.getsize(j) if os.path.exists(j) else 0 for j in _journals(journal)}
     dirs, sizes = {}, {}
     for folder, subdirs, files in os.walk(root):
         with os.scandir(folder) as it:
@@ -46,14 +47,20 @@ def snapshot(root: str, journal: str) -> dict:
     return {"dirs": dirs, "sizes": sizes, "journaled": journaled}
 
 
-def cut_power(root: str, journal: str, before: dict) -> dict:
+def _journals(journal: str | list[str]) -> list[str]:
+    return [journal] if isinstance(journal, str) else list(journal)
+
+
+def cut_power(root: str, journal: str | list[str], before: dict) -> dict:
     """Rewrite `root` as a power loss would have left it; returns what was dropped."""
     root = os.path.realpath(root)
     listings = {folder: set(entries.items()) for folder, entries in before["dirs"].items()}
     synced = dict(before["sizes"])
-    if os.path.exists(journal):
+    for journal in _journals(journal):
+        if not os.path.exists(journal):
+            continue
         with open(journal) as f:
-            f.seek(before["journaled"])
+            f.seek(before["journaled"][journal])
             for line in f:
                 if not line.endswith("\n"):
                     break                      # torn last line: its sync had not returned
@@ -97,9 +104,13 @@ class Outage:
 
     def __init__(self, c):
         self.c = c
-        self.journals = {node: os.path.join(c.root, f"{node}.syncs") for node in c.node_ids}
+        # The gateway's own syncs count too: beside its nodes it writes archive files into
+        # their folders (node/owned_disk.py), and a power cut takes it down with them.
+        gateway = os.path.join(c.root, "gateway.syncs")
+        self.journals = {node: [os.path.join(c.root, f"{node}.syncs"), gateway] for node in c.node_ids}
         for node in c.node_ids:
-            c.env[node] = env(self.journals[node])
+            c.env[node] = env(self.journals[node][0])
+        c.env["gateway"] = env(gateway)
         self.durable: dict = {}
 
     def start(self) -> None:

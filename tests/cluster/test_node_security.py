@@ -22,6 +22,10 @@ from storage.node import auth, batch
 from .archives import archive_parts, archives_of, read_archive
 from .harness import QUIET, ProcCluster, pocket
 
+# What goes over the node link: nodes on the gateway's host would be read and written in
+# their folders instead (storage.same_host, node/same_host.py), past the tampering proxies.
+OVER_THE_LINK = {"same_host": False}
+
 
 
 class Recorder:
@@ -120,7 +124,7 @@ def test_captured_node_requests_cannot_be_replayed_or_given_another_body(tmp_pat
     between the gateway and node n1 captures real PUTs of archives and batches of small
     archives, records and deletes; sent again, as they are or with another body, every
     one is refused and no disk changes."""
-    c = ProcCluster(str(tmp_path / "cluster"), nodes=2, disks_per_node=3, sections=QUIET)
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=2, disks_per_node=3, storage=OVER_THE_LINK, sections=QUIET)
     recorder = None
     try:
         for node in c.node_ids:
@@ -189,7 +193,8 @@ def test_archive_bytes_changed_on_the_way_to_a_node_are_refused_and_never_acknow
     record head's checksum byte for n2. n1 answers 422 (the record's checksum), n2 403
     (the link tag); neither disk keeps any of it, not even a temp file; the PUT succeeds
     on the other four disks (write quorum 4) and reads back byte for byte."""
-    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, storage={"write_quorum": 4}, sections=QUIET)
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, storage={"write_quorum": 4, **OVER_THE_LINK},
+                    sections=QUIET)
     proxies: dict[str, Recorder] = {}
     try:
         changes = {"n1": layout.HEADER_SIZE + layout.RECORD_OVERHEAD + 70_001,   # first record's payload
@@ -221,7 +226,7 @@ def _answer_changed_in_flight_is_caught(tmp_path, body: bytes, key: str, changed
     fragment 0 flips `bit` halfway through each answer `changed_answer(path, answer)` picks.
     Nodes do not check what they send, the gateway checks every record it receives: the
     GET is byte for byte the object, the damage is counted and logged."""
-    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, sections=QUIET)
+    c = ProcCluster(str(tmp_path / "cluster"), nodes=6, storage=OVER_THE_LINK, sections=QUIET)
     proxies: dict[str, Recorder] = {}
     try:
         _start_behind(c, proxies, dict.fromkeys(c.node_ids))
