@@ -88,17 +88,8 @@ def test_a_worker_killed_mid_object_loses_nothing_and_the_next_pass_finishes(wee
                               weed.endpoint], cwd=REPO, stdout=subprocess.PIPE, stderr=open(log_path, "w"),
                              text=True, env={**os.environ, **weed.credentials_env()})
     s3 = embedded.client()
-    try:
-        # both workers are inside an object (each holds a range of two)
-        wait_for("both workers inside an object", lambda: _open_uploads(s3) >= 3, timeout=120, every=0.05)
-        children = _children(first.pid)
-        assert len(children) == 1, children
-        os.kill(children[0], signal.SIGKILL)
-        out, _ = first.communicate(timeout=300)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
+    # both workers are inside an object (each holds a range of two)
+    out = _kill_its_worker(first, "both workers inside an object", lambda: _open_uploads(s3) >= 3)
     # the parent takes the dead worker's range over at once (same machine, process gone),
     # aborts its half-copied uploads, and says that a worker failed
     assert first.returncode == 1, log_path.read_text()[-3000:]
@@ -115,6 +106,20 @@ def test_a_worker_killed_mid_object_loses_nothing_and_the_next_pass_finishes(wee
     assert len(keys) == len(set(keys)) and set(keys) <= before, "a version was committed twice"
     assert not s3.list_multipart_uploads(Bucket="big").get("Uploads"), "the killed worker's upload was left"
     assert snapshot(s3, "big") == snapshot(weed.client(), "big")
+
+
+def _kill_its_worker(command: subprocess.Popen, what: str, when) -> str:
+    """SIGKILL the one worker `command` forked once `when()` holds; what it then printed."""
+    try:
+        wait_for(what, when, timeout=120, every=0.05)
+        children = _children(command.pid)
+        assert len(children) == 1, children
+        os.kill(children[0], signal.SIGKILL)
+        return command.communicate(timeout=300)[0]
+    finally:
+        if command.poll() is None:
+            command.kill()
+            command.wait()
 
 
 def _open_uploads(s3) -> int:
@@ -149,16 +154,7 @@ def test_a_verify_worker_killed_fails_the_verify_and_records_nothing_clean(weed,
                                   "--json", "--config", embedded.config, "--source-endpoint", meter.endpoint],
                                  cwd=REPO, stdout=subprocess.PIPE, stderr=open(log_path, "w"), text=True,
                                  env={**os.environ, **weed.credentials_env()})
-        try:
-            wait_for("both processes reading a source body", lambda: meter.streaming >= 2, timeout=120, every=0.05)
-            children = _children(first.pid)
-            assert len(children) == 1, children
-            os.kill(children[0], signal.SIGKILL)
-            out, _ = first.communicate(timeout=300)
-        finally:
-            if first.poll() is None:
-                first.kill()
-                first.wait()
+        out = _kill_its_worker(first, "both processes reading a source body", lambda: meter.streaming >= 2)
     finally:
         meter.close()
     said = out + log_path.read_text()
