@@ -70,6 +70,13 @@ def install(ops, bucket: str, key: str, record: VersionRecord, condition=None) -
         condition(ops.get_object(bucket, key))
     v = VersionTxn(ops)
     v.ensure_history(bucket, key)
+    source_id = record.get("s3_version_id")
+    if source_id and record.get("versioned"):
+        twin = v.get(bucket, key, source_id)
+        if twin is not None and twin["version_id"] != record["version_id"]:
+            # the same version of a migration's source, installed meanwhile by another
+            # writer (a backfill beside a dual write of the key): one copy of it is kept
+            return [record]
     displaced = []
     # a version Object Lock protects is never replaced by one with its id (the migrator
     # installs versions under the source's ids) nor by a newer null version
