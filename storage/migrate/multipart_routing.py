@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from .routing import RoutedObjects, as_source_saw, mirrorable, source_facts
-from .sync import adopt_source_facts, copy_to_source
+from .routing import RoutedObjects, as_source_saw, mirrorable
+from .sync import adopt_source_facts, copy_to_source, source_facts
 
 
 class RoutedMultipart:

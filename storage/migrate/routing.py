@@ -40,7 +40,8 @@ from ..objects.commits import install
 from ..s3 import errors
 from .routes import KeyLocks, Route, Routes
 from .source_store import SourceUnavailable
-from .sync import adopt_source_facts, copy_from_source, copy_to_source, mirror_version, same_object
+from .sync import (adopt_source_facts, copy_from_source, copy_to_source, marker_facts, mirror_version,
+                   same_object, source_facts)
 
 log = logging.getLogger("pocket.migrate")
 
@@ -244,19 +245,13 @@ class RoutedObjects:
                             and r.get("DeleteMarker") and r.get("VersionId"):
                         # the marker takes the source's id and time, as a mirrored version does
                         # (sync.mirror_version): after a rollback the source's are the truth
-                        facts = {"s3_version_id": r["VersionId"]}
-                        stamped = await route.store.last_modified(key, r["VersionId"])
-                        if stamped is not None:
-                            facts["created"] = stamped
-                        await adopt_source_facts(self.objects, removed, facts)
+                        await adopt_source_facts(self.objects, removed,
+                                                 await marker_facts(route.store, key, r["VersionId"]))
                 await self.books.follow(route.follower, bucket, key, mirror, route.store)
                 return removed
             r = await self.books.lead(route.leader, bucket, lambda: route.store.delete(key))
-            marker = {"s3_version_id": r["VersionId"]} if r.get("DeleteMarker") and r.get("VersionId") else None
-            if marker is not None:      # and the source's time: Pocket's trails it
-                stamped = await route.store.last_modified(key, r["VersionId"])
-                if stamped is not None:
-                    marker["created"] = stamped
+            marker = await marker_facts(route.store, key, r["VersionId"]) \
+                if r.get("DeleteMarker") and r.get("VersionId") else None
             await self.books.follow(route.follower, bucket, key,
                                     lambda: self.objects.delete(bucket, key, owner, marker_fields=marker),
                                     route.store)
@@ -358,17 +353,6 @@ def mirrorable(bucket: str, sse_mode: str | None) -> None:
 def _dirty(index, bucket: str, key: str) -> bool:
     with index.read() as ops:
         return migrations.is_dirty(ops, bucket, key)
-
-
-async def source_facts(store, key: str, source_version: str | None) -> dict:
-    """What the source made of a version just written there: its version id (none in an
-    unversioned bucket) and its Last-Modified (its own clock's, which trails Pocket's by
-    the upload; left out if the source cannot say now). A dual-written version takes both."""
-    facts = {"s3_version_id": source_version} if source_version and source_version != "null" else {}
-    stamped = await store.last_modified(key, source_version)
-    if stamped is not None:
-        facts["created"] = stamped
-    return facts
 
 
 async def keep_source_facts(objects, record: dict, facts: dict) -> None:

@@ -63,6 +63,23 @@ async def copy_to_source(objects, store: SourceStore, bucket: str, key: str) -> 
     return "copied"
 
 
+async def source_facts(store, key: str, source_version: str | None) -> dict:
+    """What the source made of a version just written there: its version id (none in an
+    unversioned bucket) and its Last-Modified (its own clock's, which trails Pocket's by
+    the upload; left out if the source cannot say now). A dual-written version takes both."""
+    facts = {"s3_version_id": source_version} if source_version and source_version != "null" else {}
+    stamped = await store.last_modified(key, source_version)
+    if stamped is not None:
+        facts["created"] = stamped
+    return facts
+
+
+async def marker_facts(store, key: str, version_id: str) -> dict:
+    """`source_facts` of a delete marker the source made: its id (kept as the source
+    answered it, "null" too) and its time, which Pocket's own trails."""
+    return {"s3_version_id": version_id, **await source_facts(store, key, version_id)}
+
+
 class _Superseded(Exception):
     """The version was overwritten meanwhile: the newer one keeps its own time."""
 
@@ -81,17 +98,15 @@ async def mirror_version(objects, store: SourceStore, record: dict) -> None:
     "missing"). Pocket's own id, which the client was answered with, still finds it
     (VersionOps.get looks internal ids up directly)."""
     source_version = await store.put_from(objects, record)
-    stamped = await store.last_modified(record["key"], source_version)
-    facts = {"s3_version_id": source_version} if record.get("versioned") and source_version not in (None, "null") \
-        else {}
-    if stamped is not None:     # else the copy pass and verify still compare it
-        facts["created"] = stamped
-    if facts:
+    facts = await source_facts(store, record["key"], source_version)
+    if not record.get("versioned"):
+        facts.pop("s3_version_id", None)
+    if facts:     # (without a time the copy pass and verify still compare it)
         await adopt_source_facts(objects, record, facts)
 
 
 async def adopt_source_facts(objects, record: dict, facts: dict) -> dict | None:
-    """Give `record` what the source made of it (`routing.source_facts`) unless it was
+    """Give `record` what the source made of it (`source_facts`) unless it was
     overwritten meanwhile: the newer version keeps its own time and id. The amended
     record, or None if it was superseded (or is gone)."""
     def same_version(row: dict) -> None:
