@@ -132,6 +132,15 @@ def cut_over_under_writes(c: ProcCluster, writer: Writer, src, gw) -> None:
         holds(src, writer.model, "source, mirrored after cutover")
 
 
+def rolled_back_under_writes(c: ProcCluster, writer: Writer, src, n: int) -> None:
+    """rollback while the writer writes, then `n` more writes: the source, authoritative
+    again, holds every one of them."""
+    assert migrate(c, "rollback", BUCKET)["buckets"][0]["state"] == "dual-write"
+    writer.writes_more(n, "writes after rollback")
+    with writer.paused():
+        holds(src, writer.model, "source, authoritative again after rollback")
+
+
 def holds(client, model: dict, label: str) -> None:
     """`client`'s bucket holds exactly what the writer wrote: keys, bytes, metadata, tags."""
     listed = set()

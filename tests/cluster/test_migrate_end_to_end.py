@@ -20,7 +20,8 @@ import pytest
 from . import sources
 from .harness import REPO, ProcCluster, wait_for
 from .migrate_data import snapshot
-from .migrate_world import BUCKET, Writer, cut_over_under_writes, enable, holds, migrate, status
+from .migrate_world import (BUCKET, Writer, cut_over_under_writes, enable, holds, migrate, rolled_back_under_writes,
+                            status)
 from .sources import SourceLink
 from .test_migrate_gateway_verify import seed
 
@@ -135,17 +136,14 @@ def test_the_whole_move(move, tmp_path):
         assert first["skipped"] >= len(before), (first, len(before))
         _verified(c, writer, src, gw)
         cut_over_under_writes(c, writer, src, gw)
-        assert migrate(c, "rollback", BUCKET)["buckets"][0]["state"] == "dual-write"
-        writer.writes_more(15, "writes after rollback")
-        with writer.paused():
-            holds(src, writer.model, "source, authoritative again after rollback")
+        rolled_back_under_writes(c, writer, src, 15)
         _copy_until_backfilled(c)
         _verified(c, writer, src, gw)
         cut_over_under_writes(c, writer, src, gw)
         with writer.paused():
             assert migrate(c, "detach", BUCKET)["buckets"][0]["state"] == "detached"
             at_detach = dict(writer.model)
-            assert status_journal(c) == 0
+            assert status(c)["journal"] == 0
             mine, theirs = snapshot(gw, BUCKET), snapshot(src, BUCKET)
             assert mine == theirs, _differences(mine, theirs)
         writer.writes_more(10, "writes after detach")
@@ -161,10 +159,6 @@ def src_versions(src, versioned: bool) -> list:
         return [o for p in src.get_paginator("list_objects_v2").paginate(Bucket=BUCKET) for o in p.get("Contents", ())]
     return [v for p in src.get_paginator("list_object_versions").paginate(Bucket=BUCKET)
             for v in p.get("Versions", ()) + p.get("DeleteMarkers", ())]
-
-
-def status_journal(c: ProcCluster) -> int:
-    return migrate(c, "status", BUCKET)["buckets"][0]["journal"]
 
 
 def _differences(mine: dict, theirs: dict) -> list:

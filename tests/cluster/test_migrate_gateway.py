@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import random
 
-from .migrate_world import BUCKET, Writer, copied_and_verified, cut_over_under_writes, enable, holds, migrate, status
+from .migrate_world import (BUCKET, Writer, copied_and_verified, cut_over_under_writes, enable, holds, migrate,
+                            rolled_back_under_writes, status)
 
 
 def test_writer_keeps_writing_through_every_transition(world):
@@ -28,10 +29,7 @@ def test_writer_keeps_writing_through_every_transition(world):
             holds(gw, writer.model, "gateway in dual-write (reads from the source)")
         copied_and_verified(c)
         cut_over_under_writes(c, writer, src, gw)
-        assert migrate(c, "rollback", BUCKET)["buckets"][0]["state"] == "dual-write"
-        writer.writes_more(20, "writes after rollback")
-        with writer.paused():
-            holds(src, writer.model, "source after rollback")
+        rolled_back_under_writes(c, writer, src, 20)
         copied_and_verified(c)
         assert migrate(c, "cutover", BUCKET)["buckets"][0]["state"] == "cutover"
         with writer.paused():   # what the writer wrote up to detach is on the source, nothing after
